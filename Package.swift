@@ -1,0 +1,104 @@
+// swift-tools-version: 6.0
+import PackageDescription
+
+let strictSettings: [SwiftSetting] = [
+    .enableUpcomingFeature("ExistentialAny"),
+    .enableUpcomingFeature("MemberImportVisibility"),
+]
+
+let package = Package(
+    name: "incidentd",
+    platforms: [.macOS(.v14)],
+    products: [
+        .executable(name: "incidentd", targets: ["incidentd"]),
+        .executable(name: "incidentctl", targets: ["incidentctl"]),
+        .executable(name: "incidentbench", targets: ["incidentbench"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-nio", from: "2.101.3"),
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-crypto", from: "3.12.3"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+        .package(url: "https://github.com/LebJe/TOMLKit", from: "0.6.0"),
+        .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift", from: "0.2.0"),
+    ],
+    targets: [
+        // C: liblmdb through pkg-config, and the few Linux calls Swift cannot reach directly.
+        .systemLibrary(name: "CLMDB", pkgConfig: "lmdb", providers: [.apt(["liblmdb-dev"])]),
+        .target(name: "CShims", cSettings: [.define("_GNU_SOURCE")]),
+
+        // Storage: a Swift face on LMDB that knows nothing of incidents.
+        .target(name: "LMDB", dependencies: ["CLMDB"], swiftSettings: strictSettings),
+
+        // A strict, bounded JSON reader and canonical writer shared by every layer.
+        .target(name: "StrictJSON", swiftSettings: strictSettings),
+
+        // The gazetteer: canonical cities and every spelling users type, loaded from TOML.
+        .target(
+            name: "Gazetteer",
+            dependencies: [.product(name: "TOMLKit", package: "TOMLKit")],
+            swiftSettings: strictSettings
+        ),
+
+        // Domain: events, validation, projections. No LMDB, no sockets.
+        .target(name: "IncidentDomain", dependencies: ["StrictJSON", "Gazetteer"], swiftSettings: strictSettings),
+
+        // The log: the domain stored in LMDB (keys, hash chain, group commit, queries).
+        .target(
+            name: "IncidentLog",
+            dependencies: [
+                "LMDB", "IncidentDomain", "StrictJSON",
+                .product(name: "Crypto", package: "swift-crypto"),
+            ],
+            swiftSettings: strictSettings
+        ),
+
+        // The wire: requests, responses and line framing, shared by daemon, CLI and load generator.
+        .target(name: "IncidentProtocol", dependencies: ["StrictJSON"], swiftSettings: strictSettings),
+
+        .executableTarget(
+            name: "incidentd",
+            dependencies: [
+                "IncidentLog", "IncidentProtocol", "IncidentDomain", "StrictJSON", "CShims",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "TOMLKit", package: "TOMLKit"),
+            ],
+            swiftSettings: strictSettings
+        ),
+        .executableTarget(
+            name: "incidentctl",
+            dependencies: [
+                "IncidentProtocol", "StrictJSON", "IncidentLog", "IncidentDomain",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ],
+            swiftSettings: strictSettings
+        ),
+        .executableTarget(
+            name: "incidentbench",
+            dependencies: [
+                "IncidentProtocol", "StrictJSON", "IncidentLog", "IncidentDomain", "LMDB",
+                .product(name: "Histogram", package: "hdrhistogram-swift"),
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ],
+            swiftSettings: strictSettings
+        ),
+
+        .testTarget(name: "StrictJSONTests", dependencies: ["StrictJSON"], swiftSettings: strictSettings),
+        .testTarget(name: "LMDBTests", dependencies: ["LMDB"], swiftSettings: strictSettings),
+        .testTarget(name: "GazetteerTests", dependencies: ["Gazetteer"], swiftSettings: strictSettings),
+        .testTarget(
+            name: "IncidentDomainTests",
+            dependencies: ["IncidentDomain", "StrictJSON"],
+            swiftSettings: strictSettings
+        ),
+        .testTarget(
+            name: "IntegrationTests",
+            dependencies: ["incidentd", "incidentctl", "IncidentProtocol", "StrictJSON", "IncidentLog", "IncidentDomain", "CShims"],
+            swiftSettings: strictSettings
+        ),
+    ],
+    swiftLanguageModes: [.v6]
+)

@@ -1,0 +1,19 @@
+#pragma once
+#include <stdint.h>
+#include <sys/types.h>
+
+/// Layout-compatible with Linux's `struct ucred`, which Swift cannot see without _GNU_SOURCE.
+struct incidentd_ucred {
+    int32_t pid;
+    uint32_t uid;
+    uint32_t gid;
+};
+
+/// SO_PEERCRED, for `getsockopt` on a Unix-domain socket.
+int incidentd_so_peercred(void);
+
+/// Reads the peer's credentials of a connected Unix-domain socket. Returns 0, or -1 with errno set.
+int incidentd_peer_credentials(int fd, struct incidentd_ucred *out);
+
+/// Sends `state` (e.g. "READY=1") to $NOTIFY_SOCKET. Returns 1 if sent, 0 if NOTIFY_SOCKET is unset, -1 on error.
+int incidentd_sd_notify(const char *state);

@@ -1,0 +1,110 @@
+import Gazetteer
+import StrictJSON
+
+/// What the rules decided for one proposed event: its stream, its version there, and its data with the
+/// canonical city resolved.
+public struct AdmittedEvent: Hashable, Sendable {
+    public var incident: String
+    public var version: Int64
+    public var occurredAt: String
+    public var precision: Precision
+    public var data: EventData
+}
+
+/// The rules of SPEC §2 that depend on what the log already holds: unknown incidents, existing incidents,
+/// expected versions and unknown cities.
+public struct Admission: Sendable {
+    public let gazetteer: Gazetteer
+
+    public init(gazetteer: Gazetteer) {
+        self.gazetteer = gazetteer
+    }
+
+    /// Decides the envelope of `event` against `store`, or refuses it with the rule it breaks.
+    public func admit(
+        _ event: ProposedEvent, allowNewCity: Bool, recordedAt: Timestamp, store: inout some ProjectionStore
+    ) throws -> AdmittedEvent {
+        switch event.data {
+        case .reported(var report):
+            let cityId = try resolveCity(report.city, allowNewCity: allowNewCity)
+            report.cityId = cityId
+            let incident: String
+            if let requested = event.incident {
+                if let existing = try store.incident(requested) {
+                    throw IncidentError(
+                        .incidentExists, "incident \(requested) already exists (version \(existing.version))",
+                        details: ["incident": .string(requested), "actualVersion": .int(existing.version)])
+                }
+                incident = requested
+            } else {
+                incident = try freshIncidentId(cityId: cityId, event: event, kind: report.kind, store: &store)
+            }
+            if let expected = event.expectedVersion, expected != 0 {
+                throw wrongVersion(incident: incident, expected: expected, actual: 0)
+            }
+            guard let occurredAt = event.occurredAt, let precision = event.precision else {
+                throw IncidentError.invalid("occurredAt", "is required for incident-reported")
+            }
+            return AdmittedEvent(
+                incident: incident, version: 1, occurredAt: occurredAt, precision: precision, data: .reported(report))
+        case .responded, .outcome:
+            guard let incident = event.incident else { throw IncidentError.invalid("incident", "is required") }
+            guard let state = try store.incident(incident) else {
+                throw IncidentError(
+                    .unknownIncident, "incident \(incident) was never reported; report it first",
+                    details: ["incident": .string(incident)])
+            }
+            if let expected = event.expectedVersion, expected != state.version {
+                throw wrongVersion(incident: incident, expected: expected, actual: state.version)
+            }
+            let occurredAt: String
+            let precision: Precision
+            if let given = event.occurredAt, let p = event.precision {
+                occurredAt = given
+                precision = p
+            } else if case .responded = event.data {
+                occurredAt = state.occurredAt
+                precision = state.precision
+            } else {
+                occurredAt = recordedAt.description
+                precision = .minute
+            }
+            return AdmittedEvent(
+                incident: incident, version: state.version + 1, occurredAt: occurredAt, precision: precision,
+                data: event.data)
+        }
+    }
+
+    private func wrongVersion(incident: String, expected: Int64, actual: Int64) -> IncidentError {
+        IncidentError(
+            .wrongExpectedVersion, "incident \(incident) is at version \(actual), not \(expected)",
+            details: ["incident": .string(incident), "expectedVersion": .int(expected), "actualVersion": .int(actual)])
+    }
+
+    /// The canonical id of a reported city name, or `unknown_city` with suggestions.
+    public func resolveCity(_ name: String, allowNewCity: Bool) throws -> String {
+        if let city = gazetteer.resolve(name) { return city.id }
+        if allowNewCity {
+            guard let slug = Gazetteer.slug(name) else {
+                throw IncidentError.invalid("data.city", "\"\(name.prefix(64))\" gives no usable id for a new city")
+            }
+            return slug
+        }
+        let suggestions = gazetteer.suggestions(for: name)
+        let hint = suggestions.isEmpty ? "" : "; did you mean \(suggestions.joined(separator: ", "))?"
+        throw IncidentError(
+            .unknownCity,
+            "the gazetteer does not know the city \"\(name.prefix(64))\"\(hint) (set allowNewCity to add a new city)",
+            details: ["city": .string(String(name.prefix(200))), "suggestions": .array(suggestions.map { .string($0) })])
+    }
+
+    private func freshIncidentId(
+        cityId: String, event: ProposedEvent, kind: IncidentKind, store: inout some ProjectionStore
+    ) throws -> String {
+        let date = String((event.occurredAt ?? "").prefix(10))
+        let base = String("\(cityId.prefix(80))-\(date)-\(kind.rawValue)".prefix(120))
+        if try store.incident(base) == nil { return base }
+        for n in 2...999 where try store.incident("\(base)-\(n)") == nil { return "\(base)-\(n)" }
+        return "\(base)-\(EventID.random().prefix(8))"
+    }
+}

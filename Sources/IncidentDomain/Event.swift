@@ -1,0 +1,253 @@
+import StrictJSON
+
+/// The current event schema version; stored in every event so old events stay readable as the schema grows.
+public let currentEventSchema: Int64 = 1
+
+/// How far in the future an `occurredAt` may lie before it is refused: clocks drift, and a date written in
+/// Kyiv may already be tomorrow in UTC.
+public enum ClockSkew {
+    public static let dateTime: Int64 = 5 * 60 * 1_000_000
+    public static let date: Int64 = 14 * 3600 * 1_000_000
+}
+
+/// An event as a client proposes it: the wire form of SPEC §2, validated, before the daemon adds the envelope.
+public struct ProposedEvent: Hashable, Sendable {
+    public var eventId: String?
+    public var incident: String?
+    public var occurredAt: String?
+    public var precision: Precision?
+    public var sources: [Source]
+    public var data: EventData
+    public var expectedVersion: Int64?
+
+    public var type: EventType { data.type }
+
+    /// Validates one wire event. `now` bounds `occurredAt`.
+    public init(json: JSONValue, now: Timestamp) throws(IncidentError) {
+        var r = try FieldReader(json, path: "")
+        guard let type = try r.enumValue("type", EventType.self) else {
+            throw IncidentError.invalid("type", "is required; one of \(EventType.allowedList)")
+        }
+        if let id = try r.string("eventId", maxLength: 64) {
+            guard let normalized = EventID.normalize(id) else {
+                throw IncidentError.invalid("eventId", "expected a UUID such as 3f2a5c1e-8b7d-4e6f-9a0b-1c2d3e4f5a6b")
+            }
+            eventId = normalized
+        }
+        if let incident = try r.string("incident", maxLength: 128) {
+            guard IncidentID.isValid(incident) else {
+                throw IncidentError.invalid(
+                    "incident", "\"\(incident.prefix(64))\" is not a valid id: lowercase letters, digits and '-', "
+                        + "starting with a letter or digit, at most 128 characters")
+            }
+            self.incident = incident
+        } else if type != .incidentReported {
+            throw IncidentError.invalid("incident", "is required for \(type.rawValue)")
+        }
+        precision = try r.enumValue("precision", Precision.self)
+        if let occurredAt = try r.string("occurredAt", maxLength: 64) {
+            guard let parsed = ParsedDate.parse(occurredAt) else {
+                throw IncidentError.invalid(
+                    "occurredAt", "\"\(occurredAt)\" is not an ISO 8601 date (2022-03-01) or date-time (2022-03-01T14:30Z)")
+            }
+            let skew = parsed.finestPrecision == .minute ? ClockSkew.dateTime : ClockSkew.date
+            if parsed.start.microseconds > now.microseconds + skew {
+                throw IncidentError.invalid("occurredAt", "\(occurredAt) lies in the future")
+            }
+            if let precision, precision.isFiner(than: parsed.finestPrecision) {
+                throw IncidentError.invalid(
+                    "precision", "\(precision.rawValue) is finer than \"\(occurredAt)\" can express")
+            }
+            self.occurredAt = occurredAt
+            if precision == nil { precision = parsed.finestPrecision == .minute ? .minute : parsed.finestPrecision }
+        } else if type == .incidentReported {
+            throw IncidentError.invalid("occurredAt", "is required for incident-reported")
+        } else if precision != nil {
+            throw IncidentError.invalid("precision", "is given without occurredAt")
+        }
+        sources = try Source.list(r.raw("sources"), path: "sources")
+        expectedVersion = try r.integer("expectedVersion", range: 0...Int64(Int32.max))
+        data = try EventData(type: type, json: r.raw("data"), stored: false)
+        try r.finish()
+    }
+
+    /// The canonical bytes of what was proposed, less `eventId` and `expectedVersion`: two proposals with the
+    /// same `eventId` are the same event exactly when these bytes are equal.
+    public var contentBytes: [UInt8] {
+        var o: [String: JSONValue] = ["type": .string(type.rawValue), "data": data.json]
+        if let incident { o["incident"] = .string(incident) }
+        if let occurredAt { o["occurredAt"] = .string(occurredAt) }
+        if let precision { o["precision"] = .string(precision.rawValue) }
+        if !sources.isEmpty { o["sources"] = .array(sources.map(\.json)) }
+        return JSONValue.object(o).canonicalBytes()
+    }
+}
+
+extension Precision {
+    private var rank: Int {
+        switch self {
+        case .minute: return 0
+        case .hour: return 1
+        case .day: return 2
+        case .week: return 3
+        case .month: return 4
+        }
+    }
+
+    func isFiner(than other: Precision) -> Bool { rank < other.rank }
+}
+
+/// Who recorded an event: taken from the socket's peer credentials, never from the request.
+public struct Recorder: Hashable, Sendable {
+    public var uid: UInt32
+    public var user: String
+
+    public init(uid: UInt32, user: String) {
+        self.uid = uid
+        self.user = user
+    }
+
+    public var json: JSONValue { ["uid": .int(Int64(uid)), "user": .string(user)] }
+}
+
+/// An event as stored in the log: the proposal plus the envelope the daemon fills.
+public struct RecordedEvent: Hashable, Sendable {
+    public var position: UInt64
+    public var eventId: String
+    public var incident: String
+    public var version: Int64
+    public var occurredAt: String
+    public var precision: Precision
+    public var recordedAt: Timestamp
+    public var recordedBy: Recorder
+    public var sources: [Source]
+    public var data: EventData
+    public var schema: Int64
+    /// Hex SHA-256 of the previous event (64 zeros for position 1).
+    public var prevHash: String
+
+    public var type: EventType { data.type }
+
+    public init(
+        position: UInt64, eventId: String, incident: String, version: Int64, occurredAt: String, precision: Precision,
+        recordedAt: Timestamp, recordedBy: Recorder, sources: [Source], data: EventData, prevHash: String
+    ) {
+        self.position = position
+        self.eventId = eventId
+        self.incident = incident
+        self.version = version
+        self.occurredAt = occurredAt
+        self.precision = precision
+        self.recordedAt = recordedAt
+        self.recordedBy = recordedBy
+        self.sources = sources
+        self.data = data
+        self.schema = currentEventSchema
+        self.prevHash = prevHash
+    }
+
+    /// Reads a stored event back. Stored events were validated when appended; this checks their shape again
+    /// so that a damaged record is named rather than misread.
+    public init(json: JSONValue) throws(IncidentError) {
+        var r = try FieldReader(json, path: "")
+        guard let type = try r.enumValue("type", EventType.self) else { throw IncidentError.invalid("type", "is required") }
+        guard let position = try r.integer("position", range: 1...Int64.max) else {
+            throw IncidentError.invalid("position", "is required")
+        }
+        self.position = UInt64(position)
+        eventId = try r.requiredString("eventId", maxLength: 64)
+        incident = try r.requiredString("incident", maxLength: 128)
+        version = try r.integer("version", range: 1...Int64.max) ?? 0
+        occurredAt = try r.requiredString("occurredAt", maxLength: 64)
+        precision = try r.enumValue("precision", Precision.self) ?? .day
+        let recordedAt = try r.requiredString("recordedAt", maxLength: 64)
+        guard let parsed = ParsedDate.parse(recordedAt) else { throw IncidentError.invalid("recordedAt", "is not a date") }
+        self.recordedAt = parsed.start
+        var by = try FieldReader(r.raw("recordedBy") ?? .null, path: "recordedBy")
+        recordedBy = Recorder(
+            uid: UInt32(try by.integer("uid", range: 0...Int64(UInt32.max)) ?? 0),
+            user: try by.string("user", maxLength: 256, allowEmpty: true) ?? "")
+        sources = try Source.list(r.raw("sources"), path: "sources")
+        schema = try r.integer("schema", range: 1...Int64.max) ?? 1
+        prevHash = try r.requiredString("prevHash", maxLength: 64)
+        data = try EventData(type: type, json: r.raw("data"), stored: true)
+        _ = r.raw("hash")
+        try r.finish()
+    }
+
+    /// The stored form without `hash`; its canonical bytes are what the hash chain covers.
+    public var json: JSONValue {
+        var o: [String: JSONValue] = [
+            "position": .int(Int64(position)),
+            "eventId": .string(eventId),
+            "type": .string(type.rawValue),
+            "incident": .string(incident),
+            "version": .int(version),
+            "occurredAt": .string(occurredAt),
+            "precision": .string(precision.rawValue),
+            "recordedAt": .string(recordedAt.description),
+            "recordedBy": recordedBy.json,
+            "data": data.json,
+            "schema": .int(schema),
+            "prevHash": .string(prevHash),
+        ]
+        if !sources.isEmpty { o["sources"] = .array(sources.map(\.json)) }
+        return .object(o)
+    }
+
+    public var cityId: String? {
+        if case .reported(let report) = data { return report.cityId }
+        return nil
+    }
+}
+
+/// Incident ids: `[a-z0-9][a-z0-9-]{0,127}`.
+public enum IncidentID {
+    public static func isValid(_ id: String) -> Bool {
+        let bytes = Array(id.utf8)
+        guard let first = bytes.first, bytes.count <= 128, isLowerAlnum(first) else { return false }
+        return bytes.allSatisfy { isLowerAlnum($0) || $0 == UInt8(ascii: "-") }
+    }
+
+    static func isLowerAlnum(_ b: UInt8) -> Bool { (48...57).contains(b) || (97...122).contains(b) }
+}
+
+/// Event ids: UUIDs in lowercase canonical form.
+public enum EventID {
+    /// The canonical lowercase form of a UUID string, or nil if it is not one.
+    public static func normalize(_ text: String) -> String? {
+        let bytes = Array(text.utf8)
+        guard bytes.count == 36 else { return nil }
+        var out: [UInt8] = []
+        out.reserveCapacity(36)
+        for (i, b) in bytes.enumerated() {
+            if i == 8 || i == 13 || i == 18 || i == 23 {
+                guard b == UInt8(ascii: "-") else { return nil }
+                out.append(b)
+            } else if (48...57).contains(b) || (97...102).contains(b) {
+                out.append(b)
+            } else if (65...70).contains(b) {
+                out.append(b + 32)
+            } else {
+                return nil
+            }
+        }
+        return String(decoding: out, as: UTF8.self)
+    }
+
+    /// A fresh random (version 4) UUID.
+    public static func random() -> String {
+        var g = SystemRandomNumberGenerator()
+        var bytes = (0..<16).map { _ in UInt8.random(in: 0...255, using: &g) }
+        bytes[6] = (bytes[6] & 0x0F) | 0x40
+        bytes[8] = (bytes[8] & 0x3F) | 0x80
+        let hex = Array("0123456789abcdef".utf8)
+        var out: [UInt8] = []
+        for (i, b) in bytes.enumerated() {
+            if i == 4 || i == 6 || i == 8 || i == 10 { out.append(UInt8(ascii: "-")) }
+            out.append(hex[Int(b >> 4)])
+            out.append(hex[Int(b & 0xF)])
+        }
+        return String(decoding: out, as: UTF8.self)
+    }
+}

@@ -1,0 +1,321 @@
+import StrictJSON
+
+/// Limits on free text and lists, so one event cannot swallow the log.
+public enum Limits {
+    public static let shortText = 200
+    public static let location = 1_000
+    public static let description = 10_000
+    public static let url = 2_048
+    public static let sources = 32
+    public static let tags = 32
+    public static let tag = 64
+    public static let people: ClosedRange<Int64> = 0...100_000_000
+}
+
+/// Who said it: a source of an event, with its verification and, for archived evidence, the file's SHA-256.
+public struct Source: Hashable, Sendable {
+    public var name: String
+    public var url: String?
+    public var publishedAt: String?
+    public var verifiedBy: String?
+    public var method: String?
+    public var verification: Verification
+    public var sha256: String?
+
+    public init(name: String, verification: Verification = .unverified) {
+        self.name = name
+        self.verification = verification
+    }
+
+    init(json: JSONValue, path: String) throws(IncidentError) {
+        var r = try FieldReader(json, path: path)
+        name = try r.requiredString("name", maxLength: Limits.shortText)
+        url = try r.string("url", maxLength: Limits.url)
+        if let url, !Self.looksLikeURI(url) {
+            throw IncidentError.invalid(r.name("url"), "expected an absolute URI such as https://…")
+        }
+        publishedAt = try r.string("publishedAt", maxLength: 64)
+        if let publishedAt, ParsedDate.parse(publishedAt) == nil {
+            throw IncidentError.invalid(r.name("publishedAt"), "expected an ISO 8601 date or date-time")
+        }
+        verifiedBy = try r.string("verifiedBy", maxLength: Limits.shortText)
+        method = try r.string("method", maxLength: Limits.shortText)
+        verification = try r.enumValue("verification", Verification.self) ?? .unverified
+        sha256 = try r.string("sha256", maxLength: 64)?.lowercased()
+        if let sha256, sha256.utf8.count != 64 || !sha256.utf8.allSatisfy({ (48...57).contains($0) || (97...102).contains($0) }) {
+            throw IncidentError.invalid(r.name("sha256"), "expected 64 hexadecimal digits")
+        }
+        try r.finish()
+    }
+
+    static func looksLikeURI(_ s: String) -> Bool {
+        guard let colon = s.firstIndex(of: ":"), colon != s.startIndex else { return false }
+        return s[..<colon].allSatisfy { $0.isASCII && ($0.isLetter || $0.isNumber || "+-.".contains($0)) }
+            && !s.contains(" ")
+    }
+
+    public var json: JSONValue {
+        var o: [String: JSONValue] = ["name": .string(name), "verification": .string(verification.rawValue)]
+        if let url { o["url"] = .string(url) }
+        if let publishedAt { o["publishedAt"] = .string(publishedAt) }
+        if let verifiedBy { o["verifiedBy"] = .string(verifiedBy) }
+        if let method { o["method"] = .string(method) }
+        if let sha256 { o["sha256"] = .string(sha256) }
+        return .object(o)
+    }
+
+    static func list(_ json: JSONValue?, path: String) throws(IncidentError) -> [Source] {
+        guard let json, !json.isNull else { return [] }
+        guard case .array(let elements) = json else {
+            throw IncidentError.invalid(path, "expected an array, got \(json.typeName)")
+        }
+        guard elements.count <= Limits.sources else {
+            throw IncidentError.invalid(path, "has \(elements.count) entries, the limit is \(Limits.sources)")
+        }
+        var result: [Source] = []
+        for (n, element) in elements.enumerated() {
+            result.append(try Source(json: element, path: "\(path)[\(n)]"))
+        }
+        return result
+    }
+}
+
+/// A count of people known as a range; an exact count has `low == high`.
+public struct PeopleRange: Hashable, Sendable {
+    public var low: Int64
+    public var high: Int64
+
+    public init(low: Int64, high: Int64) {
+        self.low = low
+        self.high = high
+    }
+
+    init(json: JSONValue, path: String) throws(IncidentError) {
+        if let exact = json.intValue, exact >= 0 {
+            guard Limits.people.contains(exact) else {
+                throw IncidentError.invalid(path, "\(exact) is outside \(Limits.people.lowerBound)...\(Limits.people.upperBound)")
+            }
+            self.init(low: exact, high: exact)
+            return
+        }
+        var r = try FieldReader(json, path: path)
+        guard let low = try r.integer("low", range: Limits.people) else { throw IncidentError.invalid(r.name("low"), "is required") }
+        let high = try r.integer("high", range: Limits.people) ?? low
+        try r.finish()
+        guard low <= high else { throw IncidentError.invalid(path, "low (\(low)) is greater than high (\(high))") }
+        self.init(low: low, high: high)
+    }
+
+    public var json: JSONValue { ["low": .int(low), "high": .int(high)] }
+}
+
+/// A point on the map, WGS 84.
+public struct Coordinates: Hashable, Sendable {
+    public var lat: Double
+    public var lon: Double
+
+    init(json: JSONValue, path: String) throws(IncidentError) {
+        var r = try FieldReader(json, path: path)
+        guard let lat = try r.number("lat", range: -90...90) else { throw IncidentError.invalid(r.name("lat"), "is required") }
+        guard let lon = try r.number("lon", range: -180...180) else { throw IncidentError.invalid(r.name("lon"), "is required") }
+        try r.finish()
+        self.lat = lat
+        self.lon = lon
+    }
+
+    public var json: JSONValue { ["lat": .double(lat), "lon": .double(lon)] }
+}
+
+/// The data of an `incident-reported` event.
+public struct ReportData: Hashable, Sendable {
+    /// The city as reported, any spelling.
+    public var city: String
+    /// The canonical city id, resolved by the daemon at append time and stored with the event.
+    public var cityId: String?
+    public var kind: IncidentKind
+    public var location: String?
+    public var coordinates: Coordinates?
+    public var description: String?
+    public var participants: PeopleRange?
+    public var targets: String?
+    public var tags: [String]
+
+    init(json: JSONValue, path: String, stored: Bool) throws(IncidentError) {
+        var r = try FieldReader(json, path: path)
+        city = try r.requiredString("city", maxLength: Limits.shortText)
+        let cityId = try r.string("cityId", maxLength: 128)
+        if !stored && cityId != nil {
+            throw IncidentError.invalid(r.name("cityId"), "is set by the daemon from the gazetteer; send only city")
+        }
+        self.cityId = cityId
+        guard let kind = try r.enumValue("kind", IncidentKind.self) else {
+            throw IncidentError.invalid(r.name("kind"), "is required; one of \(IncidentKind.allowedList)")
+        }
+        self.kind = kind
+        location = try r.string("location", maxLength: Limits.location)
+        coordinates = try r.raw("coordinates").map { v throws(IncidentError) in try Coordinates(json: v, path: r.name("coordinates")) }
+        description = try r.string("description", maxLength: Limits.description)
+        participants = try r.raw("participants").map { v throws(IncidentError) in try PeopleRange(json: v, path: r.name("participants")) }
+        targets = try r.string("targets", maxLength: Limits.location)
+        tags = try r.stringArray("tags", maxCount: Limits.tags, maxLength: Limits.tag) ?? []
+        try r.finish()
+    }
+
+    public var json: JSONValue {
+        var o: [String: JSONValue] = ["city": .string(city), "kind": .string(kind.rawValue)]
+        if let cityId { o["cityId"] = .string(cityId) }
+        if let location { o["location"] = .string(location) }
+        if let coordinates { o["coordinates"] = coordinates.json }
+        if let description { o["description"] = .string(description) }
+        if let participants { o["participants"] = participants.json }
+        if let targets { o["targets"] = .string(targets) }
+        if !tags.isEmpty { o["tags"] = .array(tags.map { .string($0) }) }
+        return .object(o)
+    }
+
+    /// The fields an `outcome-updated` may correct. The city is not among them: a report filed under the
+    /// wrong city is retracted and reported again, so that each city's history stays simple to audit.
+    public static let correctableFields: Set<String> = [
+        "kind", "location", "coordinates", "description", "participants", "targets", "tags",
+    ]
+
+    /// This report with `corrections` applied; the corrections were validated when they were appended.
+    public func applying(_ corrections: [String: JSONValue]) -> ReportData {
+        var merged = json.objectValue ?? [:]
+        for (key, value) in corrections { merged[key] = value.isNull ? nil : value }
+        return (try? ReportData(json: .object(merged), path: "data", stored: true)) ?? self
+    }
+
+    /// Checks a `corrections` object against the report's own field rules.
+    static func validateCorrections(_ json: JSONValue, path: String) throws(IncidentError) -> [String: JSONValue] {
+        guard case .object(let corrections) = json else {
+            throw IncidentError.invalid(path, "expected an object, got \(json.typeName)")
+        }
+        guard !corrections.isEmpty else { throw IncidentError.invalid(path, "must correct at least one field") }
+        for key in corrections.keys.sorted() where !correctableFields.contains(key) {
+            throw IncidentError.invalid(
+                "\(path).\(key.prefix(64))",
+                key == "city" ? "cannot be corrected; retract the incident and report it again"
+                    : "is not a correctable field; one of \(correctableFields.sorted().joined(separator: ", "))")
+        }
+        var probe: [String: JSONValue] = ["city": "probe", "kind": "other"]
+        for (key, value) in corrections where !value.isNull { probe[key] = value }
+        if corrections["kind"]?.isNull == true { throw IncidentError.invalid("\(path).kind", "cannot be removed") }
+        do {
+            _ = try ReportData(json: .object(probe), path: path, stored: false)
+        }
+        return corrections
+    }
+}
+
+/// The data of a `response-observed` event.
+public struct ResponseData: Hashable, Sendable {
+    public var by: String
+    public var responses: [ResponseKind]
+    public var killed: Int64?
+    public var injured: Int64?
+    public var detained: Int64?
+    public var description: String?
+
+    init(json: JSONValue, path: String) throws(IncidentError) {
+        var r = try FieldReader(json, path: path)
+        by = try r.requiredString("by", maxLength: Limits.shortText)
+        guard let list = try r.array("responses", maxCount: ResponseKind.allCases.count) else {
+            throw IncidentError.invalid(r.name("responses"), "is required; one or more of \(ResponseKind.allowedList)")
+        }
+        guard !list.isEmpty else { throw IncidentError.invalid(r.name("responses"), "must name at least one response") }
+        var responses: [ResponseKind] = []
+        for (n, element) in list.enumerated() {
+            guard case .string(let s) = element, let kind = ResponseKind(rawValue: s) else {
+                throw IncidentError.invalid(
+                    "\(r.name("responses"))[\(n)]",
+                    "unknown value \(element.canonicalString().prefix(64)); expected one of \(ResponseKind.allowedList)")
+            }
+            if responses.contains(kind) { throw IncidentError.invalid("\(r.name("responses"))[\(n)]", "\(s) is listed twice") }
+            responses.append(kind)
+        }
+        self.responses = responses
+        killed = try r.integer("killed", range: Limits.people)
+        injured = try r.integer("injured", range: Limits.people)
+        detained = try r.integer("detained", range: Limits.people)
+        description = try r.string("description", maxLength: Limits.description)
+        try r.finish()
+    }
+
+    public var json: JSONValue {
+        var o: [String: JSONValue] = ["by": .string(by), "responses": .array(responses.map { .string($0.rawValue) })]
+        if let killed { o["killed"] = .int(killed) }
+        if let injured { o["injured"] = .int(injured) }
+        if let detained { o["detained"] = .int(detained) }
+        if let description { o["description"] = .string(description) }
+        return .object(o)
+    }
+}
+
+/// The data of an `outcome-updated` event: a new status, a verification, or corrections to the report.
+public struct OutcomeData: Hashable, Sendable {
+    public var status: OutcomeStatus
+    public var verification: Verification?
+    public var verifiedBy: String?
+    public var method: String?
+    public var corrections: [String: JSONValue]?
+    public var note: String?
+
+    init(json: JSONValue, path: String) throws(IncidentError) {
+        var r = try FieldReader(json, path: path)
+        guard let status = try r.enumValue("status", OutcomeStatus.self) else {
+            throw IncidentError.invalid(r.name("status"), "is required; one of \(OutcomeStatus.allowedList)")
+        }
+        self.status = status
+        verification = try r.enumValue("verification", Verification.self)
+        verifiedBy = try r.string("verifiedBy", maxLength: Limits.shortText)
+        method = try r.string("method", maxLength: Limits.shortText)
+        corrections = try r.raw("corrections").map { v throws(IncidentError) in
+            try ReportData.validateCorrections(v, path: r.name("corrections"))
+        }
+        note = try r.string("note", maxLength: Limits.description)
+        try r.finish()
+    }
+
+    public var json: JSONValue {
+        var o: [String: JSONValue] = ["status": .string(status.rawValue)]
+        if let verification { o["verification"] = .string(verification.rawValue) }
+        if let verifiedBy { o["verifiedBy"] = .string(verifiedBy) }
+        if let method { o["method"] = .string(method) }
+        if let corrections { o["corrections"] = .object(corrections) }
+        if let note { o["note"] = .string(note) }
+        return .object(o)
+    }
+}
+
+/// The typed data of an event, one case per event type.
+public enum EventData: Hashable, Sendable {
+    case reported(ReportData)
+    case responded(ResponseData)
+    case outcome(OutcomeData)
+
+    public var type: EventType {
+        switch self {
+        case .reported: return .incidentReported
+        case .responded: return .responseObserved
+        case .outcome: return .outcomeUpdated
+        }
+    }
+
+    init(type: EventType, json: JSONValue?, stored: Bool) throws(IncidentError) {
+        guard let json else { throw IncidentError.invalid("data", "is required") }
+        switch type {
+        case .incidentReported: self = .reported(try ReportData(json: json, path: "data", stored: stored))
+        case .responseObserved: self = .responded(try ResponseData(json: json, path: "data"))
+        case .outcomeUpdated: self = .outcome(try OutcomeData(json: json, path: "data"))
+        }
+    }
+
+    public var json: JSONValue {
+        switch self {
+        case .reported(let d): return d.json
+        case .responded(let d): return d.json
+        case .outcome(let d): return d.json
+        }
+    }
+}

@@ -1,0 +1,36 @@
+import StrictJSON
+
+/// A refusal by the domain rules: a stable machine-readable code, a message for people, and optional details
+/// (the actual version of a stream, the suggested city names).
+public struct IncidentError: Error, Hashable, Sendable, CustomStringConvertible {
+    /// A stable error code, as it appears on the wire. A struct, so that new codes never break callers.
+    public struct Code: RawRepresentable, Hashable, Sendable, CustomStringConvertible {
+        public let rawValue: String
+        public init(rawValue: String) { self.rawValue = rawValue }
+        public var description: String { rawValue }
+
+        public static let invalidEvent = Code(rawValue: "invalid_event")
+        public static let unknownIncident = Code(rawValue: "unknown_incident")
+        public static let incidentExists = Code(rawValue: "incident_exists")
+        public static let wrongExpectedVersion = Code(rawValue: "wrong_expected_version")
+        public static let unknownCity = Code(rawValue: "unknown_city")
+        public static let duplicateEventId = Code(rawValue: "duplicate_event_id")
+    }
+
+    public let code: Code
+    public let message: String
+    public let details: [String: JSONValue]
+
+    public init(_ code: Code, _ message: String, details: [String: JSONValue] = [:]) {
+        self.code = code
+        self.message = message
+        self.details = details
+    }
+
+    public var description: String { "\(code): \(message)" }
+
+    /// An `invalid_event` naming the field at fault.
+    public static func invalid(_ field: String, _ problem: String) -> IncidentError {
+        IncidentError(.invalidEvent, "\(field): \(problem)", details: ["field": .string(field)])
+    }
+}

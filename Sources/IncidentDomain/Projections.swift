@@ -1,0 +1,303 @@
+import Gazetteer
+import StrictJSON
+
+/// The per-incident projection: the report as reported and as corrected, where the incident stands, and the
+/// counters the city projection sums. The full history (each response and outcome) is read from the incident's
+/// stream when asked for, so this record stays small however long the stream grows.
+public struct IncidentState: Hashable, Sendable {
+    public var incident: String
+    public var cityId: String
+    public var occurredAt: String
+    public var precision: Precision
+    public var reportedAt: Timestamp
+    public var report: ReportData
+    public var current: ReportData
+    public var status: OutcomeStatus = .unknown
+    public var verification: Verification
+    /// Whether ``verification`` came from an outcome rather than from the report's sources.
+    public var verificationFromOutcome = false
+    public var version: Int64 = 1
+    public var firstPosition: UInt64
+    public var lastPosition: UInt64
+    public var responseEvents: Int64 = 0
+    public var outcomeEvents: Int64 = 0
+    public var responses: [ResponseKind: Int64] = [:]
+    public var killed: Int64 = 0
+    public var injured: Int64 = 0
+    public var detained: Int64 = 0
+
+    init(reported event: RecordedEvent, report: ReportData, cityId: String) {
+        incident = event.incident
+        self.cityId = cityId
+        occurredAt = event.occurredAt
+        precision = event.precision
+        reportedAt = event.recordedAt
+        self.report = report
+        current = report
+        verification = IncidentState.verification(of: event.sources)
+        firstPosition = event.position
+        lastPosition = event.position
+    }
+
+    /// The strongest claim the report's own sources make: debunked, then disputed, then verified.
+    static func verification(of sources: [Source]) -> Verification {
+        let all = Set(sources.map(\.verification))
+        for v in [Verification.debunked, .disputed, .verified] where all.contains(v) { return v }
+        return .unverified
+    }
+
+    public var json: JSONValue {
+        var o: [String: JSONValue] = [
+            "incident": .string(incident),
+            "cityId": .string(cityId),
+            "occurredAt": .string(occurredAt),
+            "precision": .string(precision.rawValue),
+            "reportedAt": .string(reportedAt.description),
+            "report": report.json,
+            "current": current.json,
+            "status": .string(status.rawValue),
+            "verification": .string(verification.rawValue),
+            "verificationFromOutcome": .bool(verificationFromOutcome),
+            "version": .int(version),
+            "firstPosition": .int(Int64(firstPosition)),
+            "lastPosition": .int(Int64(lastPosition)),
+            "responseEvents": .int(responseEvents),
+            "outcomeEvents": .int(outcomeEvents),
+            "casualties": ["killed": .int(killed), "injured": .int(injured), "detained": .int(detained)],
+        ]
+        o["responses"] = .object(Dictionary(uniqueKeysWithValues: responses.map { ($0.key.rawValue, JSONValue.int($0.value)) }))
+        return .object(o)
+    }
+
+    public init(json: JSONValue) throws(IncidentError) {
+        var r = try FieldReader(json, path: "incident")
+        incident = try r.requiredString("incident", maxLength: 128)
+        cityId = try r.requiredString("cityId", maxLength: 128)
+        occurredAt = try r.requiredString("occurredAt", maxLength: 64)
+        precision = try r.enumValue("precision", Precision.self) ?? .day
+        reportedAt = ParsedDate.parse(try r.requiredString("reportedAt", maxLength: 64))?.start ?? Timestamp(microseconds: 0)
+        report = try ReportData(json: r.raw("report") ?? .null, path: "incident.report", stored: true)
+        current = try ReportData(json: r.raw("current") ?? .null, path: "incident.current", stored: true)
+        status = try r.enumValue("status", OutcomeStatus.self) ?? .unknown
+        verification = try r.enumValue("verification", Verification.self) ?? .unverified
+        verificationFromOutcome = r.raw("verificationFromOutcome")?.boolValue ?? false
+        version = try r.integer("version", range: 0...Int64.max) ?? 0
+        firstPosition = UInt64(try r.integer("firstPosition", range: 0...Int64.max) ?? 0)
+        lastPosition = UInt64(try r.integer("lastPosition", range: 0...Int64.max) ?? 0)
+        responseEvents = try r.integer("responseEvents", range: 0...Int64.max) ?? 0
+        outcomeEvents = try r.integer("outcomeEvents", range: 0...Int64.max) ?? 0
+        if var c = try r.object("casualties") {
+            killed = try c.integer("killed", range: 0...Int64.max) ?? 0
+            injured = try c.integer("injured", range: 0...Int64.max) ?? 0
+            detained = try c.integer("detained", range: 0...Int64.max) ?? 0
+        }
+        for (key, value) in r.raw("responses")?.objectValue ?? [:] {
+            if let kind = ResponseKind(rawValue: key), let n = value.intValue { responses[kind] = n }
+        }
+        try r.finish()
+    }
+}
+
+/// The per-city projection of SPEC §3.
+public struct CityState: Hashable, Sendable {
+    public var cityId: String
+    public var name: String
+    public var aliasesSeen: Set<String> = []
+    public var region: String?
+    public var population: Int64?
+    public var incidents: Int64 = 0
+    public var incidentsByKind: [IncidentKind: Int64] = [:]
+    public var participantsLow: Int64 = 0
+    public var participantsHigh: Int64 = 0
+    public var responses: [ResponseKind: Int64] = [:]
+    public var killed: Int64 = 0
+    public var injured: Int64 = 0
+    public var detained: Int64 = 0
+    public var outcomes: [OutcomeStatus: Int64] = [:]
+    public var verification: [Verification: Int64] = [:]
+    public var openIncidents: Int64 = 0
+    public var firstIncidentAt: String?
+    public var lastIncidentAt: String?
+    public var lastPosition: UInt64 = 0
+
+    public init(cityId: String, name: String, region: String?, population: Int64?) {
+        self.cityId = cityId
+        self.name = name
+        self.region = region
+        self.population = population
+    }
+
+    /// The document `city` and `cities` print. Every enumeration is listed with its zeros, so the shape never
+    /// depends on the data.
+    public var json: JSONValue {
+        func counts<E: RawRepresentable & CaseIterable & Hashable>(_ d: [E: Int64]) -> JSONValue where E.RawValue == String {
+            .object(Dictionary(uniqueKeysWithValues: E.allCases.map { ($0.rawValue, JSONValue.int(d[$0] ?? 0)) }))
+        }
+        var o: [String: JSONValue] = [
+            "cityId": .string(cityId),
+            "name": .string(name),
+            "aliasesSeen": .array(aliasesSeen.sorted().map { .string($0) }),
+            "incidents": ["total": .int(incidents), "byKind": counts(incidentsByKind)],
+            "participants": ["low": .int(participantsLow), "high": .int(participantsHigh)],
+            "responses": counts(responses),
+            "casualties": ["killed": .int(killed), "injured": .int(injured), "detained": .int(detained)],
+            "outcomes": counts(outcomes),
+            "verification": counts(verification),
+            "openIncidents": .int(openIncidents),
+            "lastPosition": .int(Int64(lastPosition)),
+        ]
+        o["region"] = region.map { .string($0) } ?? .null
+        o["population"] = population.map { .int($0) } ?? .null
+        o["firstIncidentAt"] = firstIncidentAt.map { .string($0) } ?? .null
+        o["lastIncidentAt"] = lastIncidentAt.map { .string($0) } ?? .null
+        return .object(o)
+    }
+
+    public init(json: JSONValue) throws(IncidentError) {
+        func counts<E: RawRepresentable & Hashable>(_ v: JSONValue?, _: E.Type) -> [E: Int64] where E.RawValue == String {
+            var d: [E: Int64] = [:]
+            for (key, value) in v?.objectValue ?? [:] {
+                if let e = E(rawValue: key), let n = value.intValue, n != 0 { d[e] = n }
+            }
+            return d
+        }
+        var r = try FieldReader(json, path: "city")
+        cityId = try r.requiredString("cityId", maxLength: 128)
+        name = try r.requiredString("name", maxLength: Limits.shortText)
+        aliasesSeen = Set(try r.stringArray("aliasesSeen", maxCount: Int.max, maxLength: Limits.shortText) ?? [])
+        region = try r.string("region", maxLength: 64)
+        population = r.raw("population")?.intValue
+        let incidentsJSON = r.raw("incidents")
+        incidents = incidentsJSON?["total"]?.intValue ?? 0
+        incidentsByKind = counts(incidentsJSON?["byKind"], IncidentKind.self)
+        let participants = r.raw("participants")
+        participantsLow = participants?["low"]?.intValue ?? 0
+        participantsHigh = participants?["high"]?.intValue ?? 0
+        responses = counts(r.raw("responses"), ResponseKind.self)
+        let casualties = r.raw("casualties")
+        killed = casualties?["killed"]?.intValue ?? 0
+        injured = casualties?["injured"]?.intValue ?? 0
+        detained = casualties?["detained"]?.intValue ?? 0
+        outcomes = counts(r.raw("outcomes"), OutcomeStatus.self)
+        verification = counts(r.raw("verification"), Verification.self)
+        openIncidents = r.raw("openIncidents")?.intValue ?? 0
+        firstIncidentAt = r.raw("firstIncidentAt")?.stringValue
+        lastIncidentAt = r.raw("lastIncidentAt")?.stringValue
+        lastPosition = UInt64(r.raw("lastPosition")?.intValue ?? 0)
+        try r.finish()
+    }
+
+    /// Adds (`sign` 1) or removes (`sign` -1) what one incident contributes to its city.
+    mutating func add(_ incident: IncidentState, sign: Int64) {
+        incidents += sign
+        incidentsByKind[incident.current.kind, default: 0] += sign
+        participantsLow += sign * (incident.current.participants?.low ?? 0)
+        participantsHigh += sign * (incident.current.participants?.high ?? 0)
+        for (kind, n) in incident.responses { responses[kind, default: 0] += sign * n }
+        killed += sign * incident.killed
+        injured += sign * incident.injured
+        detained += sign * incident.detained
+        outcomes[incident.status, default: 0] += sign
+        verification[incident.verification, default: 0] += sign
+        if incident.status.isOpen { openIncidents += sign }
+    }
+}
+
+/// Where projections are kept while events are folded: LMDB inside the append's transaction for the daemon,
+/// plain dictionaries for a replay.
+public protocol ProjectionStore {
+    mutating func incident(_ id: String) throws -> IncidentState?
+    mutating func city(_ id: String) throws -> CityState?
+    mutating func put(_ incident: IncidentState) throws
+    mutating func put(_ city: CityState) throws
+}
+
+/// Projections kept in memory: what a replay folds into.
+public struct InMemoryProjections: ProjectionStore, Sendable {
+    public var incidents: [String: IncidentState] = [:]
+    public var cities: [String: CityState] = [:]
+
+    public init() {}
+
+    public mutating func incident(_ id: String) -> IncidentState? { incidents[id] }
+    public mutating func city(_ id: String) -> CityState? { cities[id] }
+    public mutating func put(_ incident: IncidentState) { incidents[incident.incident] = incident }
+    public mutating func put(_ city: CityState) { cities[city.cityId] = city }
+
+    /// The document `cities` prints: every city, sorted by id.
+    public var citiesDocument: JSONValue {
+        .array(cities.keys.sorted().compactMap { cities[$0]?.json })
+    }
+}
+
+/// Folds events into projections. Deterministic: the same events in the same order give the same state.
+public struct Projector: Sendable {
+    public let gazetteer: Gazetteer
+
+    public init(gazetteer: Gazetteer) {
+        self.gazetteer = gazetteer
+    }
+
+    /// Applies one stored event. Events must come in position order, and each incident's report first.
+    public func apply(_ event: RecordedEvent, to store: inout some ProjectionStore) throws {
+        switch event.data {
+        case .reported(let report):
+            let cityId = report.cityId ?? Gazetteer.slug(report.city) ?? "unknown"
+            let state = IncidentState(reported: event, report: report, cityId: cityId)
+            var city = try store.city(cityId) ?? newCity(id: cityId, reportedName: report.city)
+            city.aliasesSeen.insert(report.city)
+            city.add(state, sign: 1)
+            if let parsed = ParsedDate.parse(event.occurredAt) {
+                if city.firstIncidentAt.flatMap(ParsedDate.parse).map({ parsed.start < $0.start }) ?? true {
+                    city.firstIncidentAt = event.occurredAt
+                }
+                if city.lastIncidentAt.flatMap(ParsedDate.parse).map({ parsed.start > $0.start }) ?? true {
+                    city.lastIncidentAt = event.occurredAt
+                }
+            }
+            city.lastPosition = event.position
+            try store.put(state)
+            try store.put(city)
+        case .responded(let response):
+            guard var state = try store.incident(event.incident) else { return }
+            var city = try store.city(state.cityId) ?? newCity(id: state.cityId, reportedName: state.report.city)
+            city.add(state, sign: -1)
+            state.responseEvents += 1
+            for kind in response.responses { state.responses[kind, default: 0] += 1 }
+            state.killed += response.killed ?? 0
+            state.injured += response.injured ?? 0
+            state.detained += response.detained ?? 0
+            try finish(&state, &city, event)
+            try store.put(state)
+            try store.put(city)
+        case .outcome(let outcome):
+            guard var state = try store.incident(event.incident) else { return }
+            var city = try store.city(state.cityId) ?? newCity(id: state.cityId, reportedName: state.report.city)
+            city.add(state, sign: -1)
+            state.outcomeEvents += 1
+            state.status = outcome.status
+            if let v = outcome.verification {
+                state.verification = v
+                state.verificationFromOutcome = true
+            }
+            if let corrections = outcome.corrections { state.current = state.current.applying(corrections) }
+            try finish(&state, &city, event)
+            try store.put(state)
+            try store.put(city)
+        }
+    }
+
+    private func finish(_ state: inout IncidentState, _ city: inout CityState, _ event: RecordedEvent) throws {
+        state.version = event.version
+        state.lastPosition = event.position
+        city.add(state, sign: 1)
+        city.lastPosition = event.position
+    }
+
+    private func newCity(id: String, reportedName: String) -> CityState {
+        if let known = gazetteer.city(id: id) {
+            return CityState(cityId: id, name: known.name, region: known.region, population: known.population.map(Int64.init))
+        }
+        return CityState(cityId: id, name: reportedName, region: nil, population: nil)
+    }
+}

@@ -1,0 +1,145 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// An instant as microseconds since the Unix epoch, with the ISO 8601 parsing and formatting the log uses.
+public struct Timestamp: Hashable, Comparable, Sendable, CustomStringConvertible {
+    public var microseconds: Int64
+
+    public init(microseconds: Int64) {
+        self.microseconds = microseconds
+    }
+
+    /// The system clock, now.
+    public static func now() -> Timestamp {
+        var ts = timespec()
+        clock_gettime(CLOCK_REALTIME, &ts)
+        return Timestamp(microseconds: Int64(ts.tv_sec) * 1_000_000 + Int64(ts.tv_nsec) / 1000)
+    }
+
+    public static func < (a: Timestamp, b: Timestamp) -> Bool { a.microseconds < b.microseconds }
+
+    /// `YYYY-MM-DDTHH:MM:SS.ffffffZ`, always UTC, always six fractional digits, so strings sort like instants.
+    public var description: String {
+        let seconds = microseconds >= 0 ? microseconds / 1_000_000 : (microseconds - 999_999) / 1_000_000
+        let micros = microseconds - seconds * 1_000_000
+        let days = seconds >= 0 ? seconds / 86_400 : (seconds - 86_399) / 86_400
+        let secondOfDay = seconds - days * 86_400
+        let (y, m, d) = Timestamp.civil(fromDays: days)
+        return pad(y, 4) + "-" + pad(m, 2) + "-" + pad(d, 2) + "T" + pad(secondOfDay / 3600, 2) + ":"
+            + pad(secondOfDay % 3600 / 60, 2) + ":" + pad(secondOfDay % 60, 2) + "." + pad(micros, 6) + "Z"
+    }
+
+    private func pad(_ value: Int64, _ width: Int) -> String {
+        let digits = String(value)
+        return digits.count >= width ? digits : String(repeating: "0", count: width - digits.count) + digits
+    }
+
+    /// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's `days_from_civil`).
+    static func days(year: Int64, month: Int64, day: Int64) -> Int64 {
+        let y = month <= 2 ? year - 1 : year
+        let era = (y >= 0 ? y : y - 399) / 400
+        let yoe = y - era * 400
+        let mp = (month + 9) % 12
+        let doy = (153 * mp + 2) / 5 + day - 1
+        let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy
+        return era * 146_097 + doe - 719_468
+    }
+
+    static func civil(fromDays z0: Int64) -> (Int64, Int64, Int64) {
+        let z = z0 + 719_468
+        let era = (z >= 0 ? z : z - 146_096) / 146_097
+        let doe = z - era * 146_097
+        let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365
+        let doy = doe - (365 * yoe + yoe / 4 - yoe / 100)
+        let mp = (5 * doy + 2) / 153
+        let d = doy - (153 * mp + 2) / 5 + 1
+        let m = mp < 10 ? mp + 3 : mp - 9
+        return (m <= 2 ? yoe + era * 400 + 1 : yoe + era * 400, m, d)
+    }
+
+    static func daysInMonth(year: Int64, month: Int64) -> Int64 {
+        switch month {
+        case 2: return (year % 4 == 0 && year % 100 != 0) || year % 400 == 0 ? 29 : 28
+        case 4, 6, 9, 11: return 30
+        default: return 31
+        }
+    }
+}
+
+/// A parsed ISO 8601 `occurredAt`: the instant it starts at and the finest precision its form can carry.
+public struct ParsedDate: Hashable, Sendable {
+    public var start: Timestamp
+    /// `month` for `YYYY-MM`, `day` for a date, `minute` for a date and time.
+    public var finestPrecision: Precision
+
+    /// Accepts `YYYY-MM`, `YYYY-MM-DD`, and `YYYY-MM-DDTHH:MM[:SS[.f…]]` followed by `Z` or `±HH:MM`.
+    /// Returns nil for anything else, including impossible dates such as 2022-02-30.
+    public static func parse(_ text: String) -> ParsedDate? {
+        let b = Array(text.utf8)
+        var i = 0
+        func number(_ width: Int) -> Int64? {
+            guard i + width <= b.count else { return nil }
+            var value: Int64 = 0
+            for k in 0..<width {
+                let c = b[i + k]
+                guard c >= 48, c <= 57 else { return nil }
+                value = value * 10 + Int64(c - 48)
+            }
+            i += width
+            return value
+        }
+        func expect(_ c: Character) -> Bool {
+            guard i < b.count, let ascii = c.asciiValue, b[i] == ascii else { return false }
+            i += 1
+            return true
+        }
+        guard let year = number(4), year >= 1000, expect("-"), let month = number(2), (1...12).contains(month) else {
+            return nil
+        }
+        if i == b.count {
+            let days = Timestamp.days(year: year, month: month, day: 1)
+            return ParsedDate(start: Timestamp(microseconds: days * 86_400_000_000), finestPrecision: .month)
+        }
+        guard expect("-"), let day = number(2), day >= 1, day <= Timestamp.daysInMonth(year: year, month: month) else {
+            return nil
+        }
+        let days = Timestamp.days(year: year, month: month, day: day)
+        if i == b.count {
+            return ParsedDate(start: Timestamp(microseconds: days * 86_400_000_000), finestPrecision: .day)
+        }
+        guard expect("T") || expect("t") || expect(" "), let hour = number(2), hour < 24, expect(":"),
+            let minute = number(2), minute < 60
+        else { return nil }
+        var second: Int64 = 0
+        var micros: Int64 = 0
+        if expect(":") {
+            guard let s = number(2), s < 60 else { return nil }
+            second = s
+            if expect(".") {
+                var digits = 0
+                while i < b.count, b[i] >= 48, b[i] <= 57 {
+                    if digits < 6 { micros = micros * 10 + Int64(b[i] - 48) }
+                    digits += 1
+                    i += 1
+                }
+                guard digits > 0 else { return nil }
+                for _ in digits..<max(digits, 6) { micros *= 10 }
+            }
+        }
+        var offsetSeconds: Int64 = 0
+        if expect("Z") || expect("z") {
+            offsetSeconds = 0
+        } else if i < b.count, b[i] == UInt8(ascii: "+") || b[i] == UInt8(ascii: "-") {
+            let sign: Int64 = b[i] == UInt8(ascii: "-") ? -1 : 1
+            i += 1
+            guard let oh = number(2), oh <= 18, expect(":"), let om = number(2), om < 60 else { return nil }
+            offsetSeconds = sign * (oh * 3600 + om * 60)
+        } else {
+            return nil
+        }
+        guard i == b.count else { return nil }
+        let seconds = days * 86_400 + hour * 3600 + minute * 60 + second - offsetSeconds
+        return ParsedDate(start: Timestamp(microseconds: seconds * 1_000_000 + micros), finestPrecision: .minute)
+    }
+}

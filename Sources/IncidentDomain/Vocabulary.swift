@@ -1,0 +1,49 @@
+/// What kind of event a stored event is; the `type` field on the wire.
+public enum EventType: String, Sendable, CaseIterable, Hashable {
+    case incidentReported = "incident-reported"
+    case responseObserved = "response-observed"
+    case outcomeUpdated = "outcome-updated"
+}
+
+/// The kinds of civilian action the log records.
+public enum IncidentKind: String, Sendable, CaseIterable, Hashable {
+    case demonstration, blockade, sabotage, confrontation
+    case symbolicAct = "symbolic-act"
+    case strike, other
+}
+
+/// How a force responded to an incident.
+public enum ResponseKind: String, Sendable, CaseIterable, Hashable {
+    case none
+    case warningShots = "warning-shots"
+    case tearGas = "tear-gas"
+    case crowdDispersal = "crowd-dispersal"
+    case detentions, beatings
+    case liveFire = "live-fire"
+    case abductions, accommodation, other
+}
+
+/// Where an incident stands, as last reported.
+public enum OutcomeStatus: String, Sendable, CaseIterable, Hashable {
+    case unknown, ongoing, dispersed
+    case objectiveAchieved = "objective-achieved"
+    case suppressed, retracted
+
+    /// Whether the incident still counts as open (`unknown` or `ongoing`).
+    public var isOpen: Bool { self == .unknown || self == .ongoing }
+}
+
+/// How well a claim or a source has been checked.
+public enum Verification: String, Sendable, CaseIterable, Hashable {
+    case unverified, verified, disputed, debunked
+}
+
+/// How precisely `occurredAt` is known, as ACLED's time_precision.
+public enum Precision: String, Sendable, CaseIterable, Hashable {
+    case minute, hour, day, week, month
+}
+
+extension RawRepresentable where RawValue == String, Self: CaseIterable {
+    /// Every accepted spelling, for error messages.
+    static var allowedList: String { allCases.map(\.rawValue).joined(separator: ", ") }
+}

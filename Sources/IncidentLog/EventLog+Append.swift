@@ -1,0 +1,179 @@
+import Gazetteer
+import IncidentDomain
+import LMDB
+import StrictJSON
+
+/// Projections seen through one write transaction, in two layers over what is stored: the changes of the
+/// requests already accepted into this batch, and those of the request being checked, which a refusal discards.
+struct TransactionProjections: ProjectionStore {
+    let txn: UnsafeWriteTransaction
+    let db: Databases
+    let committedCities: [String: CityState]
+    var batchIncidents: [String: IncidentState] = [:]
+    var batchCities: [String: CityState] = [:]
+    var requestIncidents: [String: IncidentState] = [:]
+    var requestCities: [String: CityState] = [:]
+
+    mutating func incident(_ id: String) throws -> IncidentState? {
+        if let s = requestIncidents[id] ?? batchIncidents[id] { return s }
+        guard let raw = try txn.get(db.incidents, key: Array(id.utf8)) else { return nil }
+        return try IncidentState(json: JSONReader().read(raw))
+    }
+
+    mutating func city(_ id: String) throws -> CityState? {
+        if let s = requestCities[id] ?? batchCities[id] ?? committedCities[id] { return s }
+        guard let raw = try txn.get(db.cities, key: Array(id.utf8)) else { return nil }
+        return try CityState(json: JSONReader().read(raw))
+    }
+
+    mutating func put(_ incident: IncidentState) { requestIncidents[incident.incident] = incident }
+    mutating func put(_ city: CityState) { requestCities[city.cityId] = city }
+
+    mutating func acceptRequest() {
+        batchIncidents.merge(requestIncidents) { $1 }
+        batchCities.merge(requestCities) { $1 }
+        discardRequest()
+    }
+
+    mutating func discardRequest() {
+        requestIncidents.removeAll(keepingCapacity: true)
+        requestCities.removeAll(keepingCapacity: true)
+    }
+
+    /// Writes every projection this batch changed.
+    func flush() throws {
+        for (id, state) in batchIncidents {
+            try txn.put(db.incidents, key: Array(id.utf8), value: state.json.canonicalBytes())
+        }
+        for (id, state) in batchCities {
+            try txn.put(db.cities, key: Array(id.utf8), value: state.json.canonicalBytes())
+        }
+    }
+}
+
+/// One event ready to be written: its key, its stored bytes and its index entries.
+struct StagedEvent {
+    var position: UInt64
+    var incident: String
+    var version: Int64
+    var eventId: String
+    var contentDigest: [UInt8]
+    var value: [UInt8]
+}
+
+extension EventLog {
+    /// Writes a batch of appends in one transaction and returns each one's result, in order. A request that
+    /// breaks a rule is refused alone; the others of the batch still land. Only the committer thread calls this.
+    func commit(_ batch: [AppendRequest], committedCities: inout [String: CityState]) -> [Result<AppendReceipt, AppendFailure>] {
+        let admission = Admission(gazetteer: gazetteer)
+        var results: [Result<AppendReceipt, AppendFailure>] = []
+        var newCities: [String: CityState] = [:]
+        do {
+            try environment.write { txn in
+                results.removeAll(keepingCapacity: true)
+                let handle = txn.unsafeHandle
+                var head = try Head.read(txn, db)
+                let now = Timestamp.now()
+                let recordedAt = Timestamp(microseconds: max(now.microseconds, head.recordedAt?.microseconds ?? 0))
+                var store = TransactionProjections(txn: handle, db: db, committedCities: committedCities)
+                var staged: [StagedEvent] = []
+                var batchEventIds: [String: (position: UInt64, digest: [UInt8])] = [:]
+
+                for request in batch {
+                    let mark = (head: head, staged: staged.count)
+                    var requestEventIds: [String: (position: UInt64, digest: [UInt8])] = [:]
+                    var positions: [UInt64] = []
+                    var incidents: [String] = []
+                    do {
+                        for (index, proposal) in request.events.enumerated() {
+                            do {
+                                let digest = ChainHash.digest(proposal.contentBytes)
+                                if let eventId = proposal.eventId,
+                                    let earlier = try requestEventIds[eventId] ?? batchEventIds[eventId]
+                                        ?? storedEventId(eventId, handle)
+                                {
+                                    guard earlier.digest == digest else {
+                                        throw IncidentError(
+                                            .duplicateEventId,
+                                            "event id \(eventId) was already used for a different event at position \(earlier.position)",
+                                            details: ["eventId": .string(eventId), "position": .int(Int64(earlier.position))])
+                                    }
+                                    positions.append(earlier.position)
+                                    incidents.append(try incidentOf(position: earlier.position, staged: staged, handle))
+                                    continue
+                                }
+                                let admitted = try admission.admit(
+                                    proposal, allowNewCity: request.allowNewCity, recordedAt: recordedAt, store: &store)
+                                let eventId = proposal.eventId ?? EventID.random()
+                                let event = RecordedEvent(
+                                    position: head.position + 1, eventId: eventId, incident: admitted.incident,
+                                    version: admitted.version, occurredAt: admitted.occurredAt,
+                                    precision: admitted.precision, recordedAt: recordedAt, recordedBy: request.recordedBy,
+                                    sources: proposal.sources, data: admitted.data, prevHash: ChainHash.hex(head.hash))
+                                let canonical = event.json.canonicalBytes()
+                                let hash = canonical.withUnsafeBytes { ChainHash.link(previous: head.hash, canonical: $0) }
+                                try projector.apply(event, to: &store)
+                                staged.append(
+                                    StagedEvent(
+                                        position: event.position, incident: event.incident, version: event.version,
+                                        eventId: eventId, contentDigest: digest, value: hash + canonical))
+                                requestEventIds[eventId] = (event.position, digest)
+                                head = Head(position: event.position, hash: hash, recordedAt: recordedAt)
+                                positions.append(event.position)
+                                incidents.append(event.incident)
+                            } catch let error as IncidentError {
+                                throw AppendFailure.rejected(error, index: index)
+                            }
+                        }
+                        store.acceptRequest()
+                        batchEventIds.merge(requestEventIds) { $1 }
+                        results.append(.success(AppendReceipt(positions: positions, incidents: incidents)))
+                    } catch let failure as AppendFailure {
+                        head = mark.head
+                        staged.removeLast(staged.count - mark.staged)
+                        store.discardRequest()
+                        results.append(.failure(failure))
+                    }
+                }
+
+                for event in staged {
+                    try txn.put(db.events, key: Keys.position(event.position), value: event.value, flags: .append)
+                    try txn.put(db.streams, key: Keys.stream(event.incident, version: event.version), value: Keys.position(event.position))
+                    try txn.put(
+                        db.eventIds, key: Array(event.eventId.utf8), value: Keys.position(event.position) + event.contentDigest,
+                        flags: .noOverwrite)
+                }
+                try store.flush()
+                if !staged.isEmpty {
+                    try txn.put(db.meta, key: Keys.head, value: head.encoded)
+                    try txn.put(db.meta, key: Keys.projections, value: EventLog.projectionMarkValue(head.position))
+                }
+                newCities = store.batchCities
+            }
+            committedCities.merge(newCities) { $1 }
+            return results
+        } catch let error as LMDBError where error.isMapFull {
+            let failure = AppendFailure.storageFull(
+                "the log has reached its maximum size of \(options.maxMapSize) bytes; raise max_map_size and restart")
+            return batch.map { _ in .failure(failure) }
+        } catch {
+            return batch.map { _ in .failure(.storage("\(error)")) }
+        }
+    }
+
+    private func storedEventId(_ eventId: String, _ txn: UnsafeWriteTransaction) throws -> (position: UInt64, digest: [UInt8])? {
+        guard let raw = try txn.get(db.eventIds, key: Array(eventId.utf8)), raw.count == 40,
+            let position = Keys.readPosition(raw)
+        else { return nil }
+        return (position, Array(raw[8..<40]))
+    }
+
+    private func incidentOf(position: UInt64, staged: [StagedEvent], _ txn: UnsafeWriteTransaction) throws -> String {
+        if let event = staged.first(where: { $0.position == position }) { return event.incident }
+        guard let raw = try txn.get(db.events, key: Keys.position(position)), raw.count > 32 else {
+            throw LogError(.corrupt, "event \(position) named by the event-id index is missing")
+        }
+        let event = try RecordedEvent(json: JSONReader().read(UnsafeRawBufferPointer(rebasing: raw[32...])))
+        return event.incident
+    }
+}

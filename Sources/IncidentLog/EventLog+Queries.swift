@@ -1,0 +1,150 @@
+import Gazetteer
+import IncidentDomain
+import LMDB
+import StrictJSON
+
+extension EventLog {
+    /// The head of the chain and the size of the log.
+    public func status() throws -> LogStatus {
+        let info = environment.info
+        return try environment.read { txn in
+            let head = try Head.read(txn, db)
+            return LogStatus(
+                position: head.position, headHash: ChainHash.hex(head.hash), lastRecordedAt: head.recordedAt,
+                incidents: try txn.count(db.incidents), cities: try txn.count(db.cities), mapSize: info.mapSize,
+                maxMapSize: options.maxMapSize, usedBytes: info.usedBytes, readers: info.readersUsed)
+        }
+    }
+
+    /// A stored event as printed: the stored document plus its `hash`.
+    static func eventDocument(_ raw: UnsafeRawBufferPointer) throws -> JSONValue {
+        guard raw.count > 32 else { throw LogError(.corrupt, "a stored event is shorter than its hash") }
+        guard case .object(var members) = try JSONReader().read(UnsafeRawBufferPointer(rebasing: raw[32...])) else {
+            throw LogError(.corrupt, "a stored event is not a JSON object")
+        }
+        members["hash"] = .string(ChainHash.hex(raw[0..<32]))
+        return .object(members)
+    }
+
+    /// Up to `limit` events from position `from` on that match `filter`, and the position to continue from.
+    public func events(from: UInt64, limit: Int, filter: EventFilter = EventFilter()) throws -> (events: [JSONValue], next: UInt64) {
+        try environment.read { txn in
+            var result: [JSONValue] = []
+            var next = max(from, 1)
+            var cityOfIncident: [String: String] = [:]
+            if let incident = filter.incident {
+                var version: Int64 = 1
+                while result.count < limit,
+                    let rawPosition = try txn.get(db.streams, key: Keys.stream(incident, version: version)),
+                    let position = Keys.readPosition(rawPosition)
+                {
+                    version += 1
+                    guard position >= next, let raw = try txn.get(db.events, key: Keys.position(position)) else { continue }
+                    let document = try EventLog.eventDocument(raw)
+                    if let type = filter.type, document["type"]?.stringValue != type.rawValue { continue }
+                    result.append(document)
+                    next = position + 1
+                }
+                return (result, next)
+            }
+            let cursor = try txn.cursor(db.events)
+            var entry = try cursor.seek(atOrAfter: Keys.position(next))
+            while let (key, value) = entry, result.count < limit {
+                guard let position = Keys.readPosition(key) else { break }
+                next = position + 1
+                entry = try cursor.next()
+                if filter.type != nil || filter.cityId != nil {
+                    let document = try EventLog.eventDocument(value)
+                    if let type = filter.type, document["type"]?.stringValue != type.rawValue { continue }
+                    if let cityId = filter.cityId {
+                        guard let incident = document["incident"]?.stringValue else { continue }
+                        let city: String
+                        if let known = cityOfIncident[incident] {
+                            city = known
+                        } else if let raw = try txn.get(db.incidents, key: Array(incident.utf8)) {
+                            city = try IncidentState(json: JSONReader().read(raw)).cityId
+                            cityOfIncident[incident] = city
+                        } else {
+                            continue
+                        }
+                        if city != cityId { continue }
+                    }
+                    result.append(document)
+                } else {
+                    result.append(try EventLog.eventDocument(value))
+                }
+            }
+            return (result, next)
+        }
+    }
+
+    /// One incident: its projection, the report, its responses in order and its outcome history.
+    public func incidentDocument(_ id: String) throws -> JSONValue? {
+        try environment.read { txn in
+            guard let raw = try txn.get(db.incidents, key: Array(id.utf8)) else { return nil }
+            let state = try IncidentState(json: JSONReader().read(raw))
+            var reportEvent: JSONValue = .null
+            var responses: [JSONValue] = []
+            var outcomes: [JSONValue] = []
+            var version: Int64 = 1
+            while let rawPosition = try txn.get(db.streams, key: Keys.stream(id, version: version)),
+                let position = Keys.readPosition(rawPosition)
+            {
+                version += 1
+                guard let rawEvent = try txn.get(db.events, key: Keys.position(position)) else {
+                    throw LogError(.corrupt, "event \(position) of incident \(id) is missing")
+                }
+                let event = try EventLog.eventDocument(rawEvent)
+                switch event["type"]?.stringValue {
+                case EventType.incidentReported.rawValue?: reportEvent = event
+                case EventType.responseObserved.rawValue?: responses.append(event)
+                default: outcomes.append(event)
+                }
+            }
+            var document = state.json.objectValue ?? [:]
+            document["city"] = .string(try cityName(state.cityId, txn))
+            document["reportEvent"] = reportEvent
+            document["responseHistory"] = .array(responses)
+            document["outcomeHistory"] = .array(outcomes)
+            document["latestOutcome"] = outcomes.last ?? .null
+            return .object(document)
+        }
+    }
+
+    private func cityName(_ cityId: String, _ txn: borrowing ReadTransaction) throws -> String {
+        guard let raw = try txn.get(db.cities, key: Array(cityId.utf8)) else { return cityId }
+        return try CityState(json: JSONReader().read(raw)).name
+    }
+
+    /// The canonical id for any spelling: the gazetteer first, then cities added with `allowNewCity`.
+    public func resolveCity(_ name: String) throws -> String? {
+        if let city = gazetteer.resolve(name) { return city.id }
+        let candidates = [name, Gazetteer.slug(name)].compactMap { $0 }
+        return try environment.read { txn in
+            for id in candidates where try txn.get(db.cities, key: Array(id.utf8)) != nil { return id }
+            return nil
+        }
+    }
+
+    /// The projection of one city, or nil when no incident has been reported there.
+    public func city(id: String) throws -> CityState? {
+        try environment.read { txn in
+            guard let raw = try txn.get(db.cities, key: Array(id.utf8)) else { return nil }
+            return try CityState(json: JSONReader().read(raw))
+        }
+    }
+
+    /// Every city with at least one incident, sorted by id.
+    public func cities() throws -> [CityState] {
+        try environment.read { txn in
+            var result: [CityState] = []
+            let cursor = try txn.cursor(db.cities)
+            var entry = try cursor.first()
+            while let (_, value) = entry {
+                result.append(try CityState(json: JSONReader().read(value)))
+                entry = try cursor.next()
+            }
+            return result
+        }
+    }
+}

@@ -1,0 +1,161 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import Gazetteer
+import IncidentDomain
+import LMDB
+import StrictJSON
+
+/// The named databases of the log's LMDB environment.
+struct Databases: Sendable {
+    /// position (big-endian UInt64) → 32-byte hash ‖ canonical event JSON
+    let events: Database
+    /// incident ‖ 0x00 ‖ version (big-endian) → position (big-endian)
+    let streams: Database
+    /// event id → position (big-endian) ‖ SHA-256 of the proposal's content
+    let eventIds: Database
+    /// incident id → canonical JSON of ``IncidentState``
+    let incidents: Database
+    /// city id → canonical JSON of ``CityState``
+    let cities: Database
+    /// `head` → position ‖ hash ‖ recordedAt; `format`; `projections` → position they are current through
+    let meta: Database
+}
+
+/// The incident log in LMDB: append-only events with a hash chain, the stream and event-id indexes, and the
+/// projections, all changed together in one write transaction. Reads may come from any thread; writes come
+/// only from the ``GroupCommitter``'s thread.
+public final class EventLog: Sendable {
+    public static let formatTag = "incidentd-log-1"
+    /// Bumped whenever the projection documents change shape; a mismatch rebuilds them at start.
+    public static let projectionVersion: UInt64 = 1
+
+    public let environment: Environment
+    public let gazetteer: Gazetteer
+    public let options: LogOptions
+    let db: Databases
+    let projector: Projector
+    private let lockDescriptor: Int32
+
+    /// Opens (and for a writer creates) the log in `options.directory`. A writer takes an exclusive lock on
+    /// `incidentd.lock` there, so a second daemon on the same directory refuses to start; it also clears stale
+    /// reader slots and rebuilds the projections if they lag behind the events.
+    public init(options: LogOptions, gazetteer: Gazetteer) throws {
+        self.options = options
+        self.gazetteer = gazetteer
+        projector = Projector(gazetteer: gazetteer)
+        if options.readOnly {
+            lockDescriptor = -1
+        } else {
+            if mkdir(options.directory, 0o700) != 0 && errno != EEXIST {
+                throw LogError(.io, "cannot create data directory \(options.directory): \(String(cString: strerror(errno)))")
+            }
+            lockDescriptor = try EventLog.lock(directory: options.directory)
+        }
+        var envOptions = EnvironmentOptions()
+        envOptions.maxDatabases = 8
+        envOptions.initialMapSize = min(options.initialMapSize, options.maxMapSize)
+        envOptions.maxMapSize = options.maxMapSize
+        envOptions.readOnly = options.readOnly
+        do {
+            environment = try Environment(directory: options.directory, options: envOptions)
+            let create = !options.readOnly
+            db = Databases(
+                events: try environment.openDatabase("events", create: create),
+                streams: try environment.openDatabase("streams", create: create),
+                eventIds: try environment.openDatabase("event-ids", create: create),
+                incidents: try environment.openDatabase("incidents", create: create),
+                cities: try environment.openDatabase("cities", create: create),
+                meta: try environment.openDatabase("meta", create: create))
+        } catch let error as LMDBError {
+            if lockDescriptor >= 0 { close(lockDescriptor) }
+            if error.isNotFound {
+                throw LogError(.notALog, "\(options.directory) holds no incident log")
+            }
+            throw LogError(.io, "cannot open the log in \(options.directory): \(error)")
+        }
+        if !options.readOnly {
+            _ = try environment.readerCheck()
+            try checkFormat()
+        }
+    }
+
+    deinit {
+        if lockDescriptor >= 0 { close(lockDescriptor) }
+    }
+
+    private static func lock(directory: String) throws -> Int32 {
+        let path = directory + "/incidentd.lock"
+        let fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o600)
+        guard fd >= 0 else {
+            throw LogError(.io, "cannot open \(path): \(String(cString: strerror(errno)))")
+        }
+        if flock(fd, LOCK_EX | LOCK_NB) != 0 {
+            let reason = errno == EWOULDBLOCK ? "another incidentd is already using it" : String(cString: strerror(errno))
+            close(fd)
+            throw LogError(.locked, "cannot lock \(path): \(reason)")
+        }
+        return fd
+    }
+
+    private func checkFormat() throws {
+        try environment.write { txn in
+            if let tag = try txn.get(db.meta, key: Keys.format) {
+                let found = String(decoding: tag, as: UTF8.self)
+                guard found == EventLog.formatTag else {
+                    throw LogError(.notALog, "\(options.directory) holds log format \(found), this daemon reads \(EventLog.formatTag)")
+                }
+            } else {
+                try txn.put(db.meta, key: Keys.format, value: Array(EventLog.formatTag.utf8))
+            }
+        }
+        let (head, projected) = try environment.read { txn in
+            (try Head.read(txn, db).position, try projectionMark(txn))
+        }
+        if projected != (head, EventLog.projectionVersion) {
+            try rebuildProjections()
+        }
+    }
+
+    private func projectionMark(_ txn: borrowing ReadTransaction) throws -> (UInt64, UInt64) {
+        guard let raw = try txn.get(db.meta, key: Keys.projections), raw.count == 16,
+            let through = Keys.readPosition(raw), let version = Keys.readPosition(UnsafeRawBufferPointer(rebasing: raw[8...]))
+        else { return (UInt64.max, 0) }
+        return (through, version)
+    }
+
+    static func projectionMarkValue(_ position: UInt64) -> [UInt8] {
+        Keys.position(position) + Keys.position(projectionVersion)
+    }
+}
+
+/// The head of the chain as stored under `meta/head`: position, hash and the last recordedAt.
+struct Head: Sendable {
+    var position: UInt64
+    var hash: [UInt8]
+    var recordedAt: Timestamp?
+
+    static let empty = Head(position: 0, hash: ChainHash.zero, recordedAt: nil)
+
+    static func read(_ txn: borrowing ReadTransaction, _ db: Databases) throws -> Head {
+        guard let raw = try txn.get(db.meta, key: Keys.head) else { return .empty }
+        return try decode(raw)
+    }
+
+    static func read(_ txn: borrowing WriteTransaction, _ db: Databases) throws -> Head {
+        guard let raw = try txn.get(db.meta, key: Keys.head) else { return .empty }
+        return try decode(raw)
+    }
+
+    private static func decode(_ raw: UnsafeRawBufferPointer) throws -> Head {
+        guard raw.count == 48, let position = Keys.readPosition(raw),
+            let micros = Keys.readPosition(UnsafeRawBufferPointer(rebasing: raw[40..<48]))
+        else { throw LogError(.corrupt, "the stored head of the chain is damaged") }
+        return Head(
+            position: position, hash: Array(raw[8..<40]), recordedAt: Timestamp(microseconds: Int64(bitPattern: micros)))
+    }
+
+    var encoded: [UInt8] {
+        Keys.position(position) + hash + Keys.position(UInt64(bitPattern: recordedAt?.microseconds ?? 0))
+    }
+}

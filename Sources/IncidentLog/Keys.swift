@@ -1,0 +1,60 @@
+import Crypto
+
+/// Byte encodings of the log's keys and values.
+enum Keys {
+    static func position(_ p: UInt64) -> [UInt8] {
+        withUnsafeBytes(of: p.bigEndian) { Array($0) }
+    }
+
+    static func readPosition(_ bytes: UnsafeRawBufferPointer) -> UInt64? {
+        guard bytes.count >= 8 else { return nil }
+        var value: UInt64 = 0
+        for i in 0..<8 { value = value << 8 | UInt64(bytes[i]) }
+        return value
+    }
+
+    /// `incident id ‖ 0x00 ‖ big-endian version`: an incident's events sort together, in version order.
+    static func stream(_ incident: String, version: Int64) -> [UInt8] {
+        var key = Array(incident.utf8)
+        key.append(0)
+        key.append(contentsOf: position(UInt64(version)))
+        return key
+    }
+
+    static func streamPrefix(_ incident: String) -> [UInt8] {
+        var key = Array(incident.utf8)
+        key.append(0)
+        return key
+    }
+
+    static let head: [UInt8] = Array("head".utf8)
+    static let format: [UInt8] = Array("format".utf8)
+    static let projections: [UInt8] = Array("projections".utf8)
+}
+
+/// SHA-256 helpers for the hash chain.
+public enum ChainHash {
+    public static let zero = [UInt8](repeating: 0, count: 32)
+
+    /// `SHA-256(prevHash ‖ canonical event bytes)`.
+    public static func link(previous: [UInt8], canonical: UnsafeRawBufferPointer) -> [UInt8] {
+        var hasher = SHA256()
+        hasher.update(data: previous)
+        hasher.update(bufferPointer: canonical)
+        return Array(hasher.finalize())
+    }
+
+    public static func digest(_ bytes: [UInt8]) -> [UInt8] {
+        Array(SHA256.hash(data: bytes))
+    }
+
+    public static func hex(_ bytes: some Sequence<UInt8>) -> String {
+        let digits = Array("0123456789abcdef".utf8)
+        var out: [UInt8] = []
+        for b in bytes {
+            out.append(digits[Int(b >> 4)])
+            out.append(digits[Int(b & 0xF)])
+        }
+        return String(decoding: out, as: UTF8.self)
+    }
+}

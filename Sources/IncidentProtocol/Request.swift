@@ -1,0 +1,109 @@
+import StrictJSON
+
+/// The protocol's version, reported by `status` and documented in PROTOCOL.md.
+public let protocolVersion = 1
+
+/// An operation a client may ask for, with the role it needs.
+public enum Operation: String, Sendable, CaseIterable {
+    case append, read, incident, city, cities, status, verify
+
+    /// The least role that may perform this operation.
+    public var requiredRole: Role {
+        switch self {
+        case .append: return .reporter
+        case .read, .incident, .city, .cities, .status: return .reader
+        case .verify: return .admin
+        }
+    }
+
+    /// The request members this operation accepts besides `id` and `op`.
+    public var allowedFields: Set<String> {
+        switch self {
+        case .append: return ["events", "allowNewCity"]
+        case .read: return ["from", "limit", "city", "type", "incident"]
+        case .incident: return ["incident"]
+        case .city: return ["city"]
+        case .cities, .status, .verify: return []
+        }
+    }
+}
+
+/// Access roles, each including the ones below it: an admin may report, a reporter may read.
+public enum Role: Int, Sendable, Comparable, CaseIterable, CustomStringConvertible {
+    case reader = 1, reporter = 2, admin = 3
+
+    public static func < (a: Role, b: Role) -> Bool { a.rawValue < b.rawValue }
+
+    public var description: String {
+        switch self {
+        case .reader: return "reader"
+        case .reporter: return "reporter"
+        case .admin: return "admin"
+        }
+    }
+}
+
+/// A request that could not be decoded, with its `id` when that much could be read.
+public struct RequestFailure: Error, Sendable {
+    public var id: JSONValue
+    public var error: ProtocolError
+}
+
+/// One decoded request line: `{"id": …, "op": "…", …}`.
+public struct Request: Sendable {
+    /// Echoed back verbatim in the response; a number, a string or null.
+    public var id: JSONValue
+    public var operation: Operation
+    public var body: [String: JSONValue]
+
+    public init(id: JSONValue, operation: Operation, body: [String: JSONValue]) {
+        self.id = id
+        self.operation = operation
+        self.body = body
+    }
+
+    /// Decodes one line. A failure carries the request's `id` when it could be read, so the error response can
+    /// still be matched to its request.
+    public static func decode(_ line: UnsafeRawBufferPointer, reader: JSONReader = JSONReader()) -> Result<Request, RequestFailure> {
+        let value: JSONValue
+        do {
+            value = try reader.read(line)
+        } catch {
+            return .failure(RequestFailure(id: .null, error: ProtocolError(.invalidJSON, "the request is not valid JSON: \(error)")))
+        }
+        guard case .object(var members) = value else {
+            return .failure(RequestFailure(id: .null, error: ProtocolError(.invalidRequest, "a request must be a JSON object, got \(value.typeName)")))
+        }
+        let id = members.removeValue(forKey: "id") ?? .null
+        switch id {
+        case .null, .int, .string: break
+        case .double: break
+        default:
+            return .failure(RequestFailure(id: .null, error: ProtocolError(.invalidRequest, "id: expected a number or a string, got \(id.typeName)")))
+        }
+        guard let opValue = members.removeValue(forKey: "op") else {
+            return .failure(RequestFailure(id: id, error: ProtocolError(.invalidRequest, "op: is required; one of \(Operation.allCases.map(\.rawValue).joined(separator: ", "))")))
+        }
+        guard case .string(let opName) = opValue, let operation = Operation(rawValue: opName) else {
+            return .failure(RequestFailure(id: id, error: ProtocolError(
+                .unknownOperation,
+                "op: unknown operation \(opValue.canonicalString().prefix(64)); one of \(Operation.allCases.map(\.rawValue).joined(separator: ", "))")))
+        }
+        if let unknown = members.keys.filter({ !operation.allowedFields.contains($0) }).sorted().first {
+            return .failure(RequestFailure(id: id, error: ProtocolError(.invalidRequest, "\(unknown.prefix(64)): unknown field for \(opName)", details: ["field": .string(String(unknown.prefix(64)))])))
+        }
+        return .success(Request(id: id, operation: operation, body: members))
+    }
+
+    public static func decode(_ line: [UInt8]) -> Result<Request, RequestFailure> {
+        line.withUnsafeBytes { decode($0) }
+    }
+
+    /// The request as one line, without the newline.
+    public func encoded() -> [UInt8] {
+        var o = body
+        o["id"] = id
+        o["op"] = .string(operation.rawValue)
+        return JSONValue.object(o).canonicalBytes()
+    }
+}

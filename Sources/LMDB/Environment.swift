@@ -1,0 +1,356 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// An LMDB environment: one memory-mapped data file holding up to
+/// ``EnvironmentOptions/maxDatabases`` named databases, shared by threads
+/// and processes.
+///
+/// It wraps an `MDB_env` (`mdb_env_create` + `mdb_env_open`), always opened
+/// with `MDB_NOTLS` (read transactions are tied to transaction objects, not
+/// threads) and, unless read-only, with LMDB's default durable commits:
+/// `mdb_txn_commit` flushes to disk, so once ``write(_:)`` returns, the data is
+/// on disk. The handle is closed (`mdb_env_close`) when the object is freed.
+///
+/// All access goes through ``read(_:)`` and ``write(_:)``, which run a
+/// closure inside one transaction.
+///
+/// Rules:
+/// * Open an environment only once per process (an LMDB rule: a second handle
+///   on the same directory in one process breaks LMDB's file locks).
+/// * Open databases at startup, before concurrent use.
+/// * A transaction body must not start a ``write(_:)`` or
+///   ``openDatabase(_:create:integerKeys:)`` (they throw `EDEADLK`). A
+///   ``read(_:)`` inside a body is allowed but cannot grow or remap the map.
+/// * Nothing read from the map (buffers, cursors, transactions) may outlive the
+///   closure that produced it.
+///
+/// ## Why `@unchecked Sendable` is sound
+/// * The `MDB_env` handle is safe to use from any thread: with `MDB_NOTLS`,
+///   `mdb_txn_begin`, `mdb_env_info`, `mdb_env_stat`, `mdb_env_sync`,
+///   `mdb_env_copy2` and `mdb_reader_check` may be called concurrently; LMDB
+///   serializes write transactions itself.
+/// * The one call that is not, `mdb_env_set_mapsize` (it remaps the file),
+///   runs only under the gate's exclusive lock, while every transaction and
+///   every map-reading call holds the same lock shared (see `TransactionGate`).
+/// * `mdb_dbi_open`, which must not run in concurrent transactions, runs
+///   under the gate's writer mutex.
+/// * All stored properties are immutable after `init`.
+public final class Environment: @unchecked Sendable {
+    /// The directory holding `data.mdb` and `lock.mdb`.
+    public let directory: String
+
+    /// The options the environment was opened with.
+    public let options: EnvironmentOptions
+
+    /// The `MDB_env *`.
+    private let handle: OpaquePointer
+
+    /// Locks guarding transactions against remapping, and serializing writers.
+    private let gate: TransactionGate
+
+    /// Set by write operations that fail with `MDB_MAP_FULL` during the
+    /// current `write` (guarded by the gate's writer mutex), so a body that
+    /// catches or wraps the error still triggers growth.
+    private let mapFullSeen: UnsafeMutablePointer<Bool>
+
+    /// Opens (creating if needed) the environment in `directory`, which must exist.
+    ///
+    /// The corresponding C functions are `mdb_env_create`, `mdb_env_set_maxdbs`,
+    /// `mdb_env_set_maxreaders`, `mdb_env_set_mapsize` and `mdb_env_open`.
+    ///
+    /// - Throws: ``LMDBError``, e.g. `ENOENT` if the directory does not exist,
+    ///   `EINVAL` (from `mdb_env_set_mapsize`) if the map sizes are not positive
+    ///   or `initialMapSize > maxMapSize`.
+    public init(directory: String, options: EnvironmentOptions = EnvironmentOptions()) throws {
+        guard options.initialMapSize > 0, options.maxMapSize >= options.initialMapSize else {
+            throw LMDBError(code: EINVAL, function: "mdb_env_set_mapsize")
+        }
+        self.directory = directory
+        self.options = options
+        self.gate = try TransactionGate()
+
+        let env = try lmdb_env_create()
+        do {
+            try lmdb_env_set_maxdbs(env, options.maxDatabases)
+            try lmdb_env_set_maxreaders(env, options.maxReaders)
+            var flags = _MDB_NOTLS
+            if options.readOnly {
+                // A reader adopts the size stored by the writer.
+                flags |= _MDB_RDONLY
+            } else if !fileExists(directory + "/data.mdb") {
+                // New environment: start at the initial size. (An existing one
+                // keeps its stored size, raised below if smaller.)
+                try lmdb_env_set_mapsize(env, options.initialMapSize)
+            }
+            try lmdb_env_open(env, directory, flags, options.fileMode)
+            if !options.readOnly {
+                // No transaction exists yet, so resizing is safe here.
+                let current = try lmdb_env_info(env).mapSize
+                if current < options.initialMapSize {
+                    try lmdb_env_set_mapsize(env, options.initialMapSize)
+                }
+            }
+        } catch {
+            lmdb_env_close(env)
+            throw error
+        }
+        self.handle = env
+        self.mapFullSeen = .allocate(capacity: 1)
+        self.mapFullSeen.initialize(to: false)
+    }
+
+    deinit {
+        // No transaction can be active: each runs inside a method of `self`.
+        lmdb_env_close(handle)
+        mapFullSeen.deallocate()
+    }
+
+    /// Whether the environment was opened with `MDB_RDONLY`.
+    public var isReadOnly: Bool { options.readOnly }
+
+    // MARK: Databases
+
+    /// Opens a database handle, creating the database if asked.
+    ///
+    /// Call this at startup, before other threads use the environment; the
+    /// handle then stays valid for the environment's lifetime. Runs its own
+    /// transaction: a write transaction (committed) in a writable environment;
+    /// in a read-only one, a read transaction (committed, so the handle becomes
+    /// shared), and `create` is ignored.
+    ///
+    /// The corresponding C function is `mdb_dbi_open`.
+    ///
+    /// - Parameters:
+    ///   - name: The database name, or `nil` for the unnamed (main) database.
+    ///   - create: Create the database if missing (`MDB_CREATE`).
+    ///   - integerKeys: Keys are native-endian `UInt32` or `UInt` (`MDB_INTEGERKEY`).
+    ///     Leave `false` for big-endian `UInt64` keys: they already sort correctly.
+    /// - Throws: ``LMDBError``: `MDB_NOTFOUND` if it does not exist and
+    ///   `create` is false or the environment is read-only; `MDB_DBS_FULL`
+    ///   past ``EnvironmentOptions/maxDatabases``.
+    public func openDatabase(_ name: String?, create: Bool, integerKeys: Bool = false) throws -> Database {
+        try refuseNestedWriter(function: "mdb_dbi_open")
+        var flags: UInt32 = integerKeys ? _MDB_INTEGERKEY : 0
+        if !options.readOnly {
+            if create { flags |= _MDB_CREATE }
+            return try write { txn in Database(rawValue: try lmdb_dbi_open(txn.handle, name, flags)) }
+        }
+        return try gate.withWriterLock { () throws -> Database in
+            try withTransaction { () throws(LMDBError) -> OpaquePointer in
+                try lmdb_txn_begin(handle, readOnly: true)
+            } run: { txn in
+                let dbi: UInt32
+                do {
+                    dbi = try lmdb_dbi_open(txn, name, flags)
+                } catch {
+                    lmdb_txn_abort(txn)
+                    throw error
+                }
+                try lmdb_txn_commit(txn)  // frees txn on failure too
+                return Database(rawValue: dbi)
+            }
+        }
+    }
+
+    // MARK: Transactions
+
+    /// Runs `body` in a read-only transaction: a consistent snapshot, not
+    /// blocked by writers and not blocking them.
+    ///
+    /// Buffers and cursors obtained from the transaction point into the
+    /// memory map and are valid only inside `body`; copy out what you need to
+    /// keep. If another process grew the map (`MDB_MAP_RESIZED`), the new size
+    /// is adopted and the transaction begun again. Any number of threads may
+    /// read at once, up to ``EnvironmentOptions/maxReaders`` across processes.
+    ///
+    /// The corresponding C functions are `mdb_txn_begin` (with `MDB_RDONLY`)
+    /// and `mdb_txn_abort`.
+    public func read<T>(_ body: (borrowing ReadTransaction) throws -> T) throws -> T {
+        try withTransaction { () throws(LMDBError) -> OpaquePointer in
+            try lmdb_txn_begin(handle, readOnly: true)
+        } run: { txn in
+            defer { lmdb_txn_abort(txn) }
+            return try body(ReadTransaction(handle: txn))
+        }
+    }
+
+    /// Runs `body` in a write transaction and commits it durably.
+    ///
+    /// * If `body` returns, the transaction is committed (`mdb_txn_commit`,
+    ///   which flushes to disk): when `write` returns, the changes are durable.
+    /// * If `body` throws, the transaction is aborted and the error rethrown.
+    /// * If the map fills up (`MDB_MAP_FULL` from any operation in `body`, even
+    ///   one whose error `body` caught or wrapped, or from the commit), the
+    ///   transaction is aborted, the map is doubled (capped at
+    ///   ``EnvironmentOptions/maxMapSize``) and **`body` runs again from
+    ///   scratch**. So `body` must be re-runnable: no external side effects it
+    ///   cannot repeat; compute them from its return value instead. At the
+    ///   ceiling, the map-full error is thrown (``LMDBError/isMapFull``).
+    /// * On `MDB_MAP_RESIZED` (another process grew the map) the new size is
+    ///   adopted and the transaction begun again.
+    ///
+    /// Writers are serialized: one `write` at a time per process (and LMDB
+    /// serializes across processes). Readers are never blocked, except
+    /// briefly while the map is resized.
+    ///
+    /// The corresponding C functions are `mdb_txn_begin`, `mdb_txn_commit`
+    /// and `mdb_txn_abort`.
+    ///
+    /// - Throws: ``LMDBError`` or whatever `body` throws. `EDEADLK` if called
+    ///   from inside a transaction body on this environment.
+    public func write<T>(_ body: (borrowing WriteTransaction) throws -> T) throws -> T {
+        try refuseNestedWriter(function: "mdb_txn_begin")
+        return try gate.withWriterLock { () throws -> T in
+            while true {
+                mapFullSeen.pointee = false
+                do {
+                    return try withTransaction { () throws(LMDBError) -> OpaquePointer in
+                        try lmdb_txn_begin(handle, readOnly: false)
+                    } run: { txn in
+                        let result: T
+                        do {
+                            result = try body(WriteTransaction(handle: txn, mapFullSeen: mapFullSeen))
+                        } catch {
+                            lmdb_txn_abort(txn)
+                            throw error
+                        }
+                        do throws(LMDBError) {
+                            try lmdb_txn_commit(txn)  // frees txn on failure too
+                        } catch {
+                            if error.isMapFull { mapFullSeen.pointee = true }
+                            throw error
+                        }
+                        return result
+                    }
+                } catch {
+                    let mapFull = mapFullSeen.pointee || (error as? LMDBError)?.isMapFull == true
+                    guard mapFull, try growMap() else { throw error }
+                }
+            }
+        }
+    }
+
+    /// Begins a transaction under the shared gate, retrying on `MDB_MAP_RESIZED`
+    /// (adopting the size another process set) and, once, on `MDB_READERS_FULL`
+    /// after clearing stale reader slots. `run` ends the transaction.
+    private func withTransaction<T>(
+        begin: () throws(LMDBError) -> OpaquePointer,
+        run: (OpaquePointer) throws -> T
+    ) throws -> T {
+        // Inside another transaction on this thread, the shared lock cannot be
+        // dropped, so the map cannot be remapped here.
+        let nested = gate.threadHoldsShared
+        var remapsLeft = 8
+        var readerChecked = false
+        while true {
+            gate.enterShared()
+            let txn: OpaquePointer
+            do throws(LMDBError) {
+                txn = try begin()
+            } catch {
+                gate.leaveShared()
+                if error.isMapResized && !nested && remapsLeft > 0 {
+                    remapsLeft -= 1
+                    try gate.withExclusive { () throws(LMDBError) in try lmdb_env_set_mapsize(handle, 0) }
+                    continue
+                }
+                if error.isReadersFull && !readerChecked {
+                    readerChecked = true
+                    if try lmdb_reader_check(handle) > 0 { continue }
+                }
+                throw error
+            }
+            defer { gate.leaveShared() }
+            return try run(txn)
+        }
+    }
+
+    /// Grows the map after `MDB_MAP_FULL`. Returns false if it is at
+    /// `maxMapSize` or this thread is inside another transaction (and so
+    /// cannot wait for the exclusive lock). Caller holds the writer lock.
+    private func growMap() throws(LMDBError) -> Bool {
+        guard !gate.threadHoldsShared else { return false }
+        return try gate.withExclusive { () throws(LMDBError) -> Bool in
+            let info = try lmdb_env_info(handle)
+            let page = max(info.pageSize, 4096)
+            let ceiling = options.maxMapSize / page * page
+            let current = info.mapSize
+            guard current < ceiling else { return false }
+            var target = current > ceiling / 2 ? ceiling : current * 2
+            target = min((target + page - 1) / page * page, ceiling)
+            guard target > current else { return false }
+            try lmdb_env_set_mapsize(handle, target)
+            return true
+        }
+    }
+
+    private func refuseNestedWriter(function: String) throws(LMDBError) {
+        if gate.threadHoldsShared || gate.threadIsWriting {
+            throw LMDBError(code: EDEADLK, function: function)
+        }
+    }
+
+    // MARK: Maintenance
+
+    /// Clears reader slots left by dead processes and returns how many were cleared.
+    ///
+    /// The corresponding C function is `mdb_reader_check`.
+    @discardableResult
+    public func readerCheck() throws -> Int32 {
+        try gate.withShared { () throws(LMDBError) -> Int32 in try lmdb_reader_check(handle) }
+    }
+
+    /// The current size of this process's memory map, in bytes.
+    ///
+    /// The corresponding C function is `mdb_env_info` (`me_mapsize`).
+    public var mapSize: Int { info.mapSize }
+
+    /// Size and usage figures for the environment.
+    ///
+    /// The corresponding C functions are `mdb_env_info` and `mdb_env_stat`
+    /// (which cannot fail on an open environment; zeros are returned if they do).
+    public var info: EnvironmentInfo {
+        gate.withShared {
+            (try? lmdb_env_info(handle))
+                ?? EnvironmentInfo(mapSize: 0, lastPageNumber: 0, lastTransactionID: 0,
+                                   maxReaders: 0, readersUsed: 0, pageSize: 0)
+        }
+    }
+
+    /// The largest key size LMDB accepts, in bytes (511 by default).
+    ///
+    /// The corresponding C function is `mdb_env_get_maxkeysize`.
+    public var maxKeySize: Int { lmdb_env_get_maxkeysize(handle) }
+
+    /// Writes a consistent copy of the environment into `directory`, which must
+    /// exist and be empty (for backups). Runs a read transaction for the whole
+    /// copy: writers continue, but the map cannot grow until it finishes.
+    ///
+    /// The corresponding C function is `mdb_env_copy2`.
+    ///
+    /// - Parameter compact: Omit free pages and renumber pages (`MDB_CP_COMPACT`):
+    ///   smaller output, more CPU.
+    /// - Throws: ``LMDBError``; `EDEADLK` inside a ``write(_:)`` body (the copy takes
+    ///   LMDB's writer lock).
+    public func copy(to directory: String, compact: Bool) throws {
+        if gate.threadIsWriting { throw LMDBError(code: EDEADLK, function: "mdb_env_copy2") }
+        try gate.withShared { () throws(LMDBError) in
+            try lmdb_env_copy2(handle, directory, compact ? _MDB_CP_COMPACT : 0)
+        }
+    }
+
+    /// Flushes the data buffers to disk. Commits already do this; use it only
+    /// after changing sync behaviour. Fails with `EACCES` when read-only.
+    ///
+    /// The corresponding C function is `mdb_env_sync`.
+    ///
+    /// - Parameter force: Force a synchronous flush.
+    public func sync(force: Bool) throws {
+        try gate.withShared { () throws(LMDBError) in try lmdb_env_sync(handle, force: force) }
+    }
+}

@@ -1,0 +1,124 @@
+/// An error returned by an LMDB function.
+///
+/// Like swift-system's `Errno`, this is a plain value: the C return code
+/// (one of LMDB's `MDB_*` codes, or an `errno` value such as `ENOSPC` or
+/// `EACCES`), plus the name of the C function that returned it.
+///
+/// Test for the conditions callers commonly handle with the `is…` properties:
+///
+/// ```swift
+/// do { try env.write { txn in ... } }
+/// catch let error as LMDBError where error.isMapFull { ... }
+/// ```
+///
+/// or compare `error.errorCode` with a ``LMDBError/Code`` constant:
+/// `error.errorCode == .keyExist`.
+public struct LMDBError: Error, Hashable, Sendable, CustomStringConvertible {
+    /// The raw C return code: an `MDB_*` code (negative) or an `errno` value.
+    public let code: Int32
+
+    /// The name of the C function that failed, for example `"mdb_put"`.
+    public let function: String
+
+    /// Creates an error from a raw return code and the C function that returned it.
+    public init(code: Int32, function: String) {
+        self.code = code
+        self.function = function
+    }
+
+    /// The library's description of the code.
+    ///
+    /// The corresponding C function is `mdb_strerror` (which defers to
+    /// `strerror` for `errno` values).
+    public var message: String { lmdb_strerror(code) }
+
+    /// The code as a typed ``LMDBError/Code``.
+    public var errorCode: Code { Code(rawValue: code) }
+
+    /// A textual description: function, message and code.
+    public var description: String { "\(function): \(message) (\(code))" }
+
+    /// The memory map is full (`MDB_MAP_FULL`). ``Environment/write(_:)``
+    /// grows the map and retries by itself; you see this only once
+    /// ``EnvironmentOptions/maxMapSize`` is reached.
+    public var isMapFull: Bool { code == _MDB_MAP_FULL }
+
+    /// The key or cursor position was not found (`MDB_NOTFOUND`).
+    /// Lookups in this module return `nil` instead of throwing this.
+    public var isNotFound: Bool { code == _MDB_NOTFOUND }
+
+    /// The key already exists (`MDB_KEYEXIST`): from `.noOverwrite`, or from
+    /// `.append` with a key that does not sort after the last key.
+    public var isKeyExist: Bool { code == _MDB_KEYEXIST }
+
+    /// Another process grew the map beyond this process's mapping
+    /// (`MDB_MAP_RESIZED`). ``Environment/read(_:)`` and
+    /// ``Environment/write(_:)`` adopt the new size and retry by themselves.
+    public var isMapResized: Bool { code == _MDB_MAP_RESIZED }
+
+    /// The reader lock table is full (`MDB_READERS_FULL`); see
+    /// ``EnvironmentOptions/maxReaders`` and ``Environment/readerCheck()``.
+    public var isReadersFull: Bool { code == _MDB_READERS_FULL }
+}
+
+extension LMDBError {
+    /// A typed LMDB return code, for comparisons such as
+    /// `error.errorCode == .mapFull`.
+    ///
+    /// The values are read from `<lmdb.h>`; `errno` values (e.g. `ENOSPC`)
+    /// can be wrapped with ``init(_:)``.
+    public struct Code: RawRepresentable, Hashable, Sendable, CustomStringConvertible {
+        /// The raw C return code.
+        public let rawValue: Int32
+
+        /// Creates a code from a raw C return code.
+        public init(rawValue: Int32) { self.rawValue = rawValue }
+
+        /// Creates a code from a raw C return code.
+        public init(_ rawValue: Int32) { self.rawValue = rawValue }
+
+        /// The library's description of the code (`mdb_strerror`).
+        public var description: String { lmdb_strerror(rawValue) }
+
+        /// Key/data pair already exists. The corresponding C code is `MDB_KEYEXIST`.
+        public static var keyExist: Code { Code(_MDB_KEYEXIST) }
+        /// Key/data pair not found (EOF). The corresponding C code is `MDB_NOTFOUND`.
+        public static var notFound: Code { Code(_MDB_NOTFOUND) }
+        /// Requested page not found: usually corruption. The corresponding C code is `MDB_PAGE_NOTFOUND`.
+        public static var pageNotFound: Code { Code(_MDB_PAGE_NOTFOUND) }
+        /// Located page was the wrong type. The corresponding C code is `MDB_CORRUPTED`.
+        public static var corrupted: Code { Code(_MDB_CORRUPTED) }
+        /// Update of a meta page failed or the environment had a fatal error.
+        /// The corresponding C code is `MDB_PANIC`.
+        public static var panic: Code { Code(_MDB_PANIC) }
+        /// Environment version mismatch. The corresponding C code is `MDB_VERSION_MISMATCH`.
+        public static var versionMismatch: Code { Code(_MDB_VERSION_MISMATCH) }
+        /// File is not a valid LMDB file. The corresponding C code is `MDB_INVALID`.
+        public static var invalid: Code { Code(_MDB_INVALID) }
+        /// Environment map size reached. The corresponding C code is `MDB_MAP_FULL`.
+        public static var mapFull: Code { Code(_MDB_MAP_FULL) }
+        /// Environment maximum number of databases reached. The corresponding C code is `MDB_DBS_FULL`.
+        public static var databasesFull: Code { Code(_MDB_DBS_FULL) }
+        /// Environment maximum number of readers reached. The corresponding C code is `MDB_READERS_FULL`.
+        public static var readersFull: Code { Code(_MDB_READERS_FULL) }
+        /// Transaction has too many dirty pages. The corresponding C code is `MDB_TXN_FULL`.
+        public static var transactionFull: Code { Code(_MDB_TXN_FULL) }
+        /// Cursor stack too deep: internal error. The corresponding C code is `MDB_CURSOR_FULL`.
+        public static var cursorFull: Code { Code(_MDB_CURSOR_FULL) }
+        /// Page has not enough space: internal error. The corresponding C code is `MDB_PAGE_FULL`.
+        public static var pageFull: Code { Code(_MDB_PAGE_FULL) }
+        /// Database contents grew beyond this process's map size. The corresponding C code is `MDB_MAP_RESIZED`.
+        public static var mapResized: Code { Code(_MDB_MAP_RESIZED) }
+        /// Operation and database incompatible, or database flags changed.
+        /// The corresponding C code is `MDB_INCOMPATIBLE`.
+        public static var incompatible: Code { Code(_MDB_INCOMPATIBLE) }
+        /// Invalid reuse of a reader lock table slot. The corresponding C code is `MDB_BAD_RSLOT`.
+        public static var badReaderSlot: Code { Code(_MDB_BAD_RSLOT) }
+        /// Transaction must abort, has a child, or is invalid. The corresponding C code is `MDB_BAD_TXN`.
+        public static var badTransaction: Code { Code(_MDB_BAD_TXN) }
+        /// Unsupported size of key, database name or data. The corresponding C code is `MDB_BAD_VALSIZE`.
+        public static var badValueSize: Code { Code(_MDB_BAD_VALSIZE) }
+        /// The database handle was changed unexpectedly. The corresponding C code is `MDB_BAD_DBI`.
+        public static var badDatabase: Code { Code(_MDB_BAD_DBI) }
+    }
+}

@@ -1,0 +1,53 @@
+import ArgumentParser
+#if canImport(Glibc)
+import Glibc
+#endif
+import Foundation
+
+/// `incidentctl`: the command-line client of incidentd.
+@main
+struct Incidentctl: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "incidentctl",
+        abstract: "Append to, query and check the incident log served by incidentd.",
+        discussion: """
+            Every command talks to the daemon over its Unix socket: --socket, else $INCIDENTD_SOCKET, else \
+            /run/incidentd/incidentd.sock. Queries print a table on a terminal and JSON otherwise (--format).
+
+            A first session:
+              incidentctl report --city "Kup'yansk" --kind demonstration --occurred 2022-03-01 \\
+                  --participants 150 --location "in front of the city hall" \\
+                  --source "Les Révélateurs de France Télévisions" --source-verification verified
+              incidentctl observe kupiansk-2022-03-01-demonstration --by "Russian armed forces" \\
+                  --response warning-shots,tear-gas
+              incidentctl city Kupyansk
+              incidentctl events --city Kupiansk
+
+            Exit status: 0 success, 1 the daemon refused the request (the error code is on stderr), \
+            2 bad usage, 3 the daemon cannot be reached.
+            """,
+        version: "0.1.0",
+        subcommands: [
+            Report.self, Observe.self, Outcome.self, Append.self, Events.self, IncidentCommand.self, CityCommand.self,
+            Cities.self, Status.self, Verify.self, Replay.self,
+        ])
+
+    static func main() {
+        do {
+            var command = try parseAsRoot()
+            try command.run()
+        } catch let failure as ClientFailure {
+            FileHandle.standardError.write(Data("incidentctl: \(failure)\n".utf8))
+            Glibc.exit(failure.exitStatus)
+        } catch let code as ExitCode {
+            Glibc.exit(code.rawValue)
+        } catch {
+            let status = exitCode(for: error)
+            if status == .success {
+                exit(withError: error)
+            }
+            FileHandle.standardError.write(Data((fullMessage(for: error) + "\n").utf8))
+            Glibc.exit(2)
+        }
+    }
+}

@@ -1,0 +1,95 @@
+import ArgumentParser
+#if canImport(Glibc)
+import Glibc
+#endif
+import Foundation
+import IncidentProtocol
+import StrictJSON
+
+/// Where the daemon listens: `--socket`, then `$INCIDENTD_SOCKET`, then the default.
+struct ConnectionOptions: ParsableArguments {
+    static let defaultSocket = "/run/incidentd/incidentd.sock"
+
+    @Option(
+        name: .long,
+        help: ArgumentHelp(
+            "The daemon's socket (default: $INCIDENTD_SOCKET, else \(defaultSocket)).", valueName: "path"))
+    var socket: String?
+
+    var socketPath: String {
+        socket ?? ProcessInfo.processInfo.environment["INCIDENTD_SOCKET"] ?? Self.defaultSocket
+    }
+
+    func connect() throws(ClientFailure) -> SocketClient {
+        try SocketClient(path: socketPath)
+    }
+}
+
+/// How to print results.
+enum OutputFormat: String, ExpressibleByArgument, CaseIterable {
+    case table, json
+}
+
+struct OutputOptions: ParsableArguments {
+    @Option(name: .long, help: "table or json (default: table on a terminal, json otherwise).")
+    var format: OutputFormat?
+
+    var resolved: OutputFormat {
+        format ?? (isatty(STDOUT_FILENO) == 1 ? .table : .json)
+    }
+}
+
+/// Options describing one source, shared by `report`, `observe` and `outcome`.
+struct SourceOptions: ParsableArguments {
+    @Option(name: .customLong("source"), help: ArgumentHelp("Who said it (repeatable).", valueName: "name"))
+    var sources: [String] = []
+
+    @Option(name: .customLong("source-url"), help: ArgumentHelp("URL of the matching --source (repeatable, in order).", valueName: "url"))
+    var urls: [String] = []
+
+    @Option(name: .customLong("verified-by"), help: ArgumentHelp("Who verified the matching --source.", valueName: "who"))
+    var verifiedBy: [String] = []
+
+    @Option(name: .customLong("source-method"), help: ArgumentHelp("How the matching --source was verified, e.g. geolocation.", valueName: "method"))
+    var methods: [String] = []
+
+    @Option(name: .customLong("source-sha256"), help: ArgumentHelp("SHA-256 of the archived file of the matching --source.", valueName: "hex"))
+    var hashes: [String] = []
+
+    @Option(name: .customLong("source-verification"), help: ArgumentHelp("unverified, verified, disputed or debunked, for every --source.", valueName: "status"))
+    var verification: String?
+
+    func validate() throws {
+        for (name, list) in [("--source-url", urls), ("--verified-by", verifiedBy), ("--source-method", methods), ("--source-sha256", hashes)]
+        where list.count > sources.count {
+            throw ValidationError("\(name) given \(list.count) times but --source only \(sources.count) times")
+        }
+    }
+
+    var json: JSONValue? {
+        guard !sources.isEmpty else { return nil }
+        return .array(sources.enumerated().map { n, name in
+            var o: [String: JSONValue] = ["name": .string(name)]
+            if n < urls.count { o["url"] = .string(urls[n]) }
+            if n < verifiedBy.count { o["verifiedBy"] = .string(verifiedBy[n]) }
+            if n < methods.count { o["method"] = .string(methods[n]) }
+            if n < hashes.count { o["sha256"] = .string(hashes[n]) }
+            if let verification { o["verification"] = .string(verification) }
+            return .object(o)
+        })
+    }
+}
+
+/// Idempotency and concurrency control for one appended event.
+struct AppendControlOptions: ParsableArguments {
+    @Option(name: .long, help: ArgumentHelp("A UUID: retrying with the same id never stores the event twice.", valueName: "uuid"))
+    var eventId: String?
+
+    @Option(name: .long, help: ArgumentHelp("Refuse unless the incident is at this version (optimistic concurrency).", valueName: "n"))
+    var expectedVersion: Int?
+
+    func apply(to event: inout [String: JSONValue]) {
+        if let eventId { event["eventId"] = .string(eventId) }
+        if let expectedVersion { event["expectedVersion"] = .int(Int64(expectedVersion)) }
+    }
+}

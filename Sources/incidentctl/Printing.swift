@@ -1,0 +1,144 @@
+import Foundation
+import StrictJSON
+
+/// Printing of query results as tables for people or JSON for programs.
+enum Printer {
+    static func json(_ value: JSONValue) {
+        print(value.canonicalString())
+    }
+
+    /// Left-aligned columns with a header row.
+    static func table(_ header: [String], _ rows: [[String]]) {
+        var widths = header.map(\.count)
+        for row in rows {
+            for (i, cell) in row.enumerated() where i < widths.count { widths[i] = max(widths[i], cell.count) }
+        }
+        func line(_ cells: [String]) -> String {
+            cells.enumerated().map { i, cell in
+                i == cells.count - 1 ? cell : cell.padding(toLength: widths[i], withPad: " ", startingAt: 0)
+            }.joined(separator: "  ")
+        }
+        print(line(header))
+        for row in rows { print(line(row)) }
+    }
+
+    /// `key: value` lines.
+    static func fields(_ pairs: [(String, String)]) {
+        let width = pairs.map(\.0.count).max() ?? 0
+        for (key, value) in pairs {
+            print((key + ":").padding(toLength: width + 1, withPad: " ", startingAt: 0) + " " + value)
+        }
+    }
+
+    static func text(_ value: JSONValue?) -> String {
+        switch value {
+        case nil, .null?: return "-"
+        case .string(let s)?: return s
+        case .int(let i)?: return String(i)
+        case .double(let d)?: return String(d)
+        case .bool(let b)?: return b ? "yes" : "no"
+        case let other?: return other.canonicalString()
+        }
+    }
+
+    /// The non-zero counts of an object of counts: "tear-gas 1, warning-shots 2".
+    static func counts(_ value: JSONValue?) -> String {
+        let pairs = (value?.objectValue ?? [:]).compactMap { key, v -> (String, Int64)? in
+            guard let n = v.intValue, n != 0 else { return nil }
+            return (key, n)
+        }.sorted { $0.0 < $1.0 }
+        return pairs.isEmpty ? "-" : pairs.map { "\($0.0) \($0.1)" }.joined(separator: ", ")
+    }
+
+    static func range(_ value: JSONValue?) -> String {
+        guard let low = value?["low"]?.intValue, let high = value?["high"]?.intValue else { return "-" }
+        return low == high ? String(low) : "\(low)–\(high)"
+    }
+
+    static func summary(ofEvent event: JSONValue) -> String {
+        let data = event["data"]
+        switch event["type"]?.stringValue {
+        case "incident-reported":
+            return "\(text(data?["kind"])) in \(text(data?["city"]))" + (data?["participants"].map { ", \(range($0)) people" } ?? "")
+        case "response-observed":
+            let responses = (data?["responses"]?.arrayValue ?? []).compactMap(\.stringValue).joined(separator: ", ")
+            return "\(text(data?["by"])): \(responses)"
+        default:
+            var parts = ["status \(text(data?["status"]))"]
+            if let v = data?["verification"]?.stringValue { parts.append(v) }
+            if let c = data?["corrections"]?.objectValue { parts.append("corrects " + c.keys.sorted().joined(separator: ", ")) }
+            return parts.joined(separator: ", ")
+        }
+    }
+
+    static func events(_ events: [JSONValue]) {
+        table(
+            ["POSITION", "TYPE", "INCIDENT", "OCCURRED", "SUMMARY"],
+            events.map { e in
+                [text(e["position"]), text(e["type"]), text(e["incident"]), text(e["occurredAt"]), summary(ofEvent: e)]
+            })
+    }
+
+    static func city(_ c: JSONValue) {
+        let casualties = c["casualties"]
+        fields([
+            ("city", "\(text(c["name"])) (\(text(c["cityId"])))"),
+            ("region", text(c["region"])),
+            ("population", text(c["population"])),
+            ("spellings seen", (c["aliasesSeen"]?.arrayValue ?? []).map { text($0) }.joined(separator: ", ")),
+            ("incidents", "\(text(c["incidents"]?["total"])) (\(counts(c["incidents"]?["byKind"])))"),
+            ("open incidents", text(c["openIncidents"])),
+            ("participants", range(c["participants"])),
+            ("responses", counts(c["responses"])),
+            ("casualties", "killed \(text(casualties?["killed"])), injured \(text(casualties?["injured"])), detained \(text(casualties?["detained"]))"),
+            ("outcomes", counts(c["outcomes"])),
+            ("verification", counts(c["verification"])),
+            ("first incident", text(c["firstIncidentAt"])),
+            ("last incident", text(c["lastIncidentAt"])),
+            ("last position", text(c["lastPosition"])),
+        ])
+    }
+
+    static func cities(_ cities: [JSONValue]) {
+        table(
+            ["CITY", "NAME", "REGION", "INCIDENTS", "OPEN", "PARTICIPANTS", "KILLED", "INJURED", "DETAINED", "LAST INCIDENT"],
+            cities.map { c in
+                [
+                    text(c["cityId"]), text(c["name"]), text(c["region"]), text(c["incidents"]?["total"]),
+                    text(c["openIncidents"]), range(c["participants"]), text(c["casualties"]?["killed"]),
+                    text(c["casualties"]?["injured"]), text(c["casualties"]?["detained"]), text(c["lastIncidentAt"]),
+                ]
+            })
+    }
+
+    static func incident(_ i: JSONValue) {
+        let current = i["current"]
+        fields([
+            ("incident", text(i["incident"])),
+            ("city", "\(text(i["city"])) (\(text(i["cityId"])))"),
+            ("kind", text(current?["kind"])),
+            ("occurred", "\(text(i["occurredAt"])) (\(text(i["precision"])))"),
+            ("location", text(current?["location"])),
+            ("participants", range(current?["participants"])),
+            ("targets", text(current?["targets"])),
+            ("description", text(current?["description"])),
+            ("status", text(i["status"])),
+            ("verification", text(i["verification"])),
+            ("version", text(i["version"])),
+            ("responses", counts(i["responses"])),
+            ("casualties", "killed \(text(i["casualties"]?["killed"])), injured \(text(i["casualties"]?["injured"])), detained \(text(i["casualties"]?["detained"]))"),
+        ])
+        var history: [JSONValue] = []
+        if let report = i["reportEvent"], !report.isNull { history.append(report) }
+        history += i["responseHistory"]?.arrayValue ?? []
+        history += i["outcomeHistory"]?.arrayValue ?? []
+        history.sort { ($0["position"]?.intValue ?? 0) < ($1["position"]?.intValue ?? 0) }
+        print("")
+        table(
+            ["VERSION", "POSITION", "RECORDED", "BY", "EVENT"],
+            history.map { e in
+                [text(e["version"]), text(e["position"]), text(e["recordedAt"]), text(e["recordedBy"]?["user"]),
+                 "\(text(e["type"])): \(summary(ofEvent: e))"]
+            })
+    }
+}

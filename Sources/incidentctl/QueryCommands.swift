@@ -1,0 +1,244 @@
+import ArgumentParser
+import Foundation
+import Gazetteer
+import IncidentDomain
+import IncidentLog
+import IncidentProtocol
+import StrictJSON
+
+struct Events: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "List events in log order.",
+        discussion: """
+            JSON output is one event per line, in the stored form (with position, hash and the rest of the \
+            envelope).
+
+            Examples:
+              incidentctl events
+              incidentctl events --city Berdyansk --type response-observed
+              incidentctl events --from 1000 --limit 50 --format json
+            """)
+
+    @Option(help: "First position to show.") var from: Int = 1
+    @Option(help: "How many events at most (0: all).") var limit: Int = 0
+    @Option(help: "Only incidents in this city (any spelling).") var city: String?
+    @Option(help: "Only this type: incident-reported, response-observed or outcome-updated.") var type: String?
+    @Option(help: "Only this incident's events.") var incident: String?
+    @OptionGroup var connection: ConnectionOptions
+    @OptionGroup var output: OutputOptions
+
+    func validate() throws {
+        guard from >= 1 else { throw ValidationError("--from: positions start at 1") }
+        guard limit >= 0 else { throw ValidationError("--limit: 0 or more") }
+    }
+
+    func run() throws {
+        let client = try connection.connect()
+        var next = Int64(from)
+        var shown = 0
+        var all: [JSONValue] = []
+        let format = output.resolved
+        while limit == 0 || shown < limit {
+            let page = limit == 0 ? 1000 : min(1000, limit - shown)
+            var body: [String: JSONValue] = ["from": .int(next), "limit": .int(Int64(page))]
+            if let city { body["city"] = .string(city) }
+            if let type { body["type"] = .string(type) }
+            if let incident { body["incident"] = .string(incident) }
+            let response = try client.call(.read, body)
+            let events = response["events"]?.arrayValue ?? []
+            if format == .json {
+                for event in events { Printer.json(event) }
+            } else {
+                all += events
+            }
+            shown += events.count
+            guard let n = response["next"]?.intValue, n > next, !events.isEmpty else { break }
+            next = n
+        }
+        if format == .table { Printer.events(all) }
+    }
+}
+
+struct IncidentCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "incident",
+        abstract: "Show one incident: the report as corrected, where it stands, and its whole history.",
+        discussion: """
+            Example:
+              incidentctl incident kupiansk-2022-03-01-demonstration
+            """)
+
+    @Argument(help: "The incident id.") var id: String
+    @OptionGroup var connection: ConnectionOptions
+    @OptionGroup var output: OutputOptions
+
+    func run() throws {
+        let response = try connection.connect().call(.incident, ["incident": .string(id)])
+        let incident = response["incident"] ?? .null
+        switch output.resolved {
+        case .json: Printer.json(incident)
+        case .table: Printer.incident(incident)
+        }
+    }
+}
+
+struct CityCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "city",
+        abstract: "Show one city's projection.",
+        discussion: """
+            Any spelling the gazetteer knows works: Kupiansk, Kupyansk, Kup'yansk, Куп'янськ, Купянск.
+
+            Example:
+              incidentctl city "Berdyans'k"
+            """)
+
+    @Argument(help: "The city, any spelling.") var name: String
+    @OptionGroup var connection: ConnectionOptions
+    @OptionGroup var output: OutputOptions
+
+    func run() throws {
+        let response = try connection.connect().call(.city, ["city": .string(name)])
+        let city = response["city"] ?? .null
+        switch output.resolved {
+        case .json: Printer.json(city)
+        case .table: Printer.city(city)
+        }
+    }
+}
+
+struct Cities: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Show every city with incidents.",
+        discussion: """
+            The JSON form is the very document `incidentctl replay` computes from the log alone, so the two can \
+            be compared byte for byte:
+              cmp <(incidentctl cities --format json) <(incidentctl replay --data-dir /var/lib/incidentd)
+            """)
+
+    @OptionGroup var connection: ConnectionOptions
+    @OptionGroup var output: OutputOptions
+
+    func run() throws {
+        let response = try connection.connect().call(.cities)
+        let cities = response["cities"] ?? .array([])
+        switch output.resolved {
+        case .json: Printer.json(cities)
+        case .table: Printer.cities(cities.arrayValue ?? [])
+        }
+    }
+}
+
+struct Status: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Show the head of the log (position and hash) and the daemon's state.",
+        discussion: """
+            Publish the head position and hash: anyone can later check with `incidentctl verify` that the log \
+            up to that point was not rewritten.
+            """)
+
+    @OptionGroup var connection: ConnectionOptions
+    @OptionGroup var output: OutputOptions
+
+    func run() throws {
+        var response = try connection.connect().call(.status)
+        if case .object(var o) = response {
+            o.removeValue(forKey: "id")
+            o.removeValue(forKey: "ok")
+            response = .object(o)
+        }
+        switch output.resolved {
+        case .json: Printer.json(response)
+        case .table:
+            let storage = response["storage"]
+            let commits = response["commits"]
+            Printer.fields([
+                ("position", Printer.text(response["position"])),
+                ("head hash", Printer.text(response["headHash"])),
+                ("last recorded", Printer.text(response["lastRecordedAt"])),
+                ("incidents", Printer.text(response["incidents"])),
+                ("cities", Printer.text(response["cities"])),
+                ("data directory", Printer.text(storage?["dataDir"])),
+                ("storage", "\(Printer.text(storage?["usedBytes"])) bytes used, map \(Printer.text(storage?["mapSize"])) of at most \(Printer.text(storage?["maxMapSize"]))"),
+                ("connections", Printer.text(response["connections"])),
+                ("group commits", "\(Printer.text(commits?["transactions"])) transactions, \(Printer.text(commits?["events"])) events, largest batch \(Printer.text(commits?["largestBatch"]))"),
+                ("daemon", "incidentd \(Printer.text(response["version"])), protocol \(Printer.text(response["protocol"])), since \(Printer.text(response["startedAt"]))"),
+            ])
+        }
+    }
+}
+
+struct Verify: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Walk the hash chain from position 1 to the head (admin role).",
+        discussion: """
+            Exits 0 when every event hashes to its stored hash and links to its predecessor, 1 naming the first \
+            position that does not.
+            """)
+
+    @OptionGroup var connection: ConnectionOptions
+    @OptionGroup var output: OutputOptions
+
+    func run() throws {
+        let response = try connection.connect().call(.verify)
+        switch output.resolved {
+        case .json: Printer.json(response)
+        case .table:
+            if response["intact"]?.boolValue == true {
+                print("intact: \(Printer.text(response["checked"])) events, head \(Printer.text(response["headHash"]))")
+            }
+        }
+        if response["intact"]?.boolValue != true {
+            throw ClientFailure.refused(
+                code: "chain_broken",
+                message: "position \(Printer.text(response["firstBadPosition"])): \(Printer.text(response["problem"]))")
+        }
+    }
+}
+
+struct Replay: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Fold the log from its data directory into the city projections, read-only.",
+        discussion: """
+            Reads the LMDB log directly (readers never block the running daemon) and prints the same document \
+            as `incidentctl cities`, computed from the events alone.
+
+            Examples:
+              incidentctl replay --data-dir /var/lib/incidentd
+              incidentctl replay --data-dir ./run/data --until-position 5
+              incidentctl replay --data-dir ./run/data --as-of 2026-11-25T12:00Z
+              incidentctl replay --data-dir ./run/data --occurred-before 2022-03-02
+            """)
+
+    @Option(help: ArgumentHelp("The daemon's data directory.", valueName: "dir")) var dataDir: String = "/var/lib/incidentd"
+    @Option(help: "Stop after this position.") var untilPosition: UInt64?
+    @Option(help: ArgumentHelp("Only what had been recorded by this time.", valueName: "time")) var asOf: String?
+    @Option(help: ArgumentHelp("Only what had happened before this time.", valueName: "time")) var occurredBefore: String?
+    @Option(help: ArgumentHelp("Gazetteer file for city names (default: the compiled-in one).", valueName: "file")) var gazetteer: String?
+    @OptionGroup var output: OutputOptions
+
+    func validate() throws {
+        if let asOf, ParsedDate.parse(asOf) == nil { throw ValidationError("--as-of: an ISO 8601 date or date-time") }
+        if let occurredBefore, ParsedDate.parse(occurredBefore) == nil {
+            throw ValidationError("--occurred-before: an ISO 8601 date or date-time")
+        }
+    }
+
+    func run() throws {
+        let cities = try gazetteer.map { try Gazetteer(contentsOfFile: $0) } ?? Gazetteer.embedded
+        let log: EventLog
+        do {
+            log = try EventLog(options: LogOptions(directory: dataDir, readOnly: true), gazetteer: cities)
+        } catch {
+            throw ClientFailure.usage("cannot open the log in \(dataDir): \(error)")
+        }
+        let limit = ReplayLimit(
+            untilPosition: untilPosition, asOf: asOf.flatMap(ParsedDate.parse)?.start,
+            occurredBefore: occurredBefore.flatMap(ParsedDate.parse)?.start)
+        let projections = try log.replay(limit)
+        switch output.resolved {
+        case .json: Printer.json(projections.citiesDocument)
+        case .table: Printer.cities(projections.citiesDocument.arrayValue ?? [])
+        }
+    }
+}

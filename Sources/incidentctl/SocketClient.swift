@@ -1,0 +1,130 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import IncidentProtocol
+import StrictJSON
+
+/// Why the CLI stopped: each case maps to one exit status of SPEC §4.
+enum ClientFailure: Error, CustomStringConvertible {
+    /// The daemon refused the request (exit 1).
+    case refused(code: String, message: String)
+    /// Bad usage or unreadable input (exit 2).
+    case usage(String)
+    /// The daemon cannot be reached (exit 3).
+    case unreachable(String)
+
+    var description: String {
+        switch self {
+        case .refused(let code, let message): return "\(code): \(message)"
+        case .usage(let message): return message
+        case .unreachable(let message): return message
+        }
+    }
+
+    var exitStatus: Int32 {
+        switch self {
+        case .refused: return 1
+        case .usage: return 2
+        case .unreachable: return 3
+        }
+    }
+}
+
+/// A blocking JSON-lines client of the daemon's socket. Requests may be pipelined: ``send(_:)`` writes,
+/// ``receive()`` reads the next response in order.
+final class SocketClient {
+    let path: String
+    private let fd: Int32
+    private var framer = LineFramer(maxLineLength: 256 << 20)
+    private var lines: [[UInt8]] = []
+    private var linesStart = 0
+    private var nextId: Int64 = 1
+
+    init(path: String) throws(ClientFailure) {
+        self.path = path
+        fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        guard fd >= 0 else { throw .unreachable("cannot create a socket: \(String(cString: strerror(errno)))") }
+        var address = sockaddr_un()
+        address.sun_family = sa_family_t(AF_UNIX)
+        let bytes = Array(path.utf8)
+        guard bytes.count < MemoryLayout.size(ofValue: address.sun_path) else {
+            close(fd)
+            throw .usage("socket path \(path) is too long")
+        }
+        withUnsafeMutableBytes(of: &address.sun_path) { $0.copyBytes(from: bytes) }
+        let result = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
+        }
+        if result != 0 {
+            let reason = String(cString: strerror(errno))
+            close(fd)
+            throw .unreachable(
+                "cannot reach incidentd at \(path): \(reason) (is it running? set --socket or INCIDENTD_SOCKET)")
+        }
+    }
+
+    deinit { close(fd) }
+
+    /// Sends one request; returns the id it was given.
+    @discardableResult
+    func send(_ operation: Operation, _ body: [String: JSONValue] = [:]) throws(ClientFailure) -> Int64 {
+        let id = nextId
+        nextId += 1
+        var line = Request(id: .int(id), operation: operation, body: body).encoded()
+        line.append(0x0A)
+        try writeAll(line)
+        return id
+    }
+
+    func writeAll(_ bytes: [UInt8]) throws(ClientFailure) {
+        var offset = 0
+        while offset < bytes.count {
+            let written = bytes[offset...].withUnsafeBytes { Glibc.send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+            if written < 0 {
+                if errno == EINTR { continue }
+                throw .unreachable("lost the connection to incidentd at \(path): \(String(cString: strerror(errno)))")
+            }
+            offset += written
+        }
+    }
+
+    /// Reads the next response line.
+    func receive() throws(ClientFailure) -> JSONValue {
+        while linesStart >= lines.count {
+            lines.removeAll(keepingCapacity: true)
+            linesStart = 0
+            var buffer = [UInt8](repeating: 0, count: 65536)
+            let count = buffer.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
+            if count < 0 {
+                if errno == EINTR { continue }
+                throw .unreachable("lost the connection to incidentd at \(path): \(String(cString: strerror(errno)))")
+            }
+            if count == 0 { throw .unreachable("incidentd at \(path) closed the connection") }
+            for frame in buffer.withUnsafeBytes({ framer.feed(UnsafeRawBufferPointer(rebasing: $0[0..<count])) }) {
+                if case .line(let line) = frame { lines.append(line) }
+            }
+        }
+        let line = lines[linesStart]
+        linesStart += 1
+        do {
+            return try JSONReader(maxDepth: 128).read(line)
+        } catch {
+            throw .unreachable("incidentd sent a line that is not JSON: \(error)")
+        }
+    }
+
+    /// Sends one request and waits for its response; a refusal throws.
+    func call(_ operation: Operation, _ body: [String: JSONValue] = [:]) throws(ClientFailure) -> JSONValue {
+        try send(operation, body)
+        return try Self.check(try receive())
+    }
+
+    /// Returns the response if `ok`, else throws its error.
+    static func check(_ response: JSONValue) throws(ClientFailure) -> JSONValue {
+        if response["ok"]?.boolValue == true { return response }
+        let error = response["error"]
+        throw .refused(
+            code: error?["code"]?.stringValue ?? "unknown_error",
+            message: error?["message"]?.stringValue ?? response.canonicalString())
+    }
+}

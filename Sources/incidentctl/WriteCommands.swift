@@ -1,0 +1,203 @@
+import ArgumentParser
+import Foundation
+import IncidentProtocol
+import StrictJSON
+
+/// Sends one event and prints its incident and position.
+private func appendOne(_ event: [String: JSONValue], allowNewCity: Bool, connection: ConnectionOptions, output: OutputOptions) throws {
+    let client = try connection.connect()
+    var body: [String: JSONValue] = ["events": .array([.object(event)])]
+    if allowNewCity { body["allowNewCity"] = .bool(true) }
+    let response = try client.call(.append, body)
+    let incident = response["incidents"]?.arrayValue?.first
+    let position = response["positions"]?.arrayValue?.first
+    switch output.resolved {
+    case .json: Printer.json(["incident": incident ?? .null, "position": position ?? .null])
+    case .table: print("\(Printer.text(incident)) at position \(Printer.text(position))")
+    }
+}
+
+struct Report: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Report a new incident.",
+        discussion: """
+            Prints the incident id (generated from the city, date and kind unless --incident is given) and the \
+            event's position in the log. The city may be any spelling the gazetteer knows; an unknown one is \
+            refused with suggestions unless --allow-new-city is set.
+
+            Example:
+              incidentctl report --city "Melitopoli" --kind blockade --occurred 2022-03-01 \\
+                  --location "Bohdana Khmelnytskoho Avenue" --participants 5-30 \\
+                  --target "convoy of 12 military vehicles" \\
+                  --source "Les Révélateurs de France Télévisions" --source-verification verified
+
+            Kinds: demonstration, blockade, sabotage, confrontation, symbolic-act, strike, other.
+            """)
+
+    @Option(help: "The city, as reported (any spelling).") var city: String
+    @Option(help: "What happened: demonstration, blockade, sabotage, confrontation, symbolic-act, strike, other.") var kind: String
+    @Option(help: ArgumentHelp("When: 2022-03-01, 2022-03, or 2022-03-01T14:30+02:00.", valueName: "date")) var occurred: String
+    @Option(help: "minute, hour, day, week or month (default: what --occurred expresses).") var precision: String?
+    @Option(help: "The incident id to use: lowercase letters, digits and '-'.") var incident: String?
+    @Option(help: ArgumentHelp("How many took part: N, or LOW-HIGH.", valueName: "n|low-high")) var participants: String?
+    @Option(help: "Where in the city, e.g. \"in front of the city hall\".") var location: String?
+    @Option(help: "What happened, in a few sentences.") var description: String?
+    @Option(name: .customLong("target"), help: "What the action was aimed at (repeatable).") var targets: [String] = []
+    @Option(name: .customLong("tag"), help: "A free tag (repeatable).") var tags: [String] = []
+    @Option(help: "Latitude, WGS 84.") var lat: Double?
+    @Option(help: "Longitude, WGS 84.") var lon: Double?
+    @Option(help: ArgumentHelp("Verification of every --source: unverified, verified, disputed, debunked.", valueName: "status"))
+    var verification: String?
+    @Flag(help: "Accept a city the gazetteer does not know, storing a new canonical id.") var allowNewCity = false
+    @OptionGroup var source: SourceOptions
+    @OptionGroup var control: AppendControlOptions
+    @OptionGroup var connection: ConnectionOptions
+    @OptionGroup var output: OutputOptions
+
+    func validate() throws {
+        if (lat == nil) != (lon == nil) { throw ValidationError("--lat and --lon go together") }
+        if let participants, parseRange(participants) == nil {
+            throw ValidationError("--participants: a whole number (150) or a range (100-200)")
+        }
+    }
+
+    func run() throws {
+        var data: [String: JSONValue] = ["city": .string(city), "kind": .string(kind)]
+        if let location { data["location"] = .string(location) }
+        if let description { data["description"] = .string(description) }
+        if !targets.isEmpty { data["targets"] = .string(targets.joined(separator: "; ")) }
+        if !tags.isEmpty { data["tags"] = .array(tags.map { .string($0) }) }
+        if let lat, let lon { data["coordinates"] = ["lat": .double(lat), "lon": .double(lon)] }
+        if let participants, let (low, high) = parseRange(participants) {
+            data["participants"] = ["low": .int(low), "high": .int(high)]
+        }
+        var event: [String: JSONValue] = ["type": "incident-reported", "occurredAt": .string(occurred), "data": .object(data)]
+        if let precision { event["precision"] = .string(precision) }
+        if let incident { event["incident"] = .string(incident) }
+        var sourceOptions = source
+        if sourceOptions.verification == nil { sourceOptions.verification = verification }
+        if let sources = sourceOptions.json { event["sources"] = sources }
+        control.apply(to: &event)
+        try appendOne(event, allowNewCity: allowNewCity, connection: connection, output: output)
+    }
+}
+
+/// Parses "150" or "100-200".
+func parseRange(_ text: String) -> (Int64, Int64)? {
+    let parts = text.split(separator: "-", omittingEmptySubsequences: false)
+    if parts.count == 1, let n = Int64(parts[0]), n >= 0 { return (n, n) }
+    if parts.count == 2, let low = Int64(parts[0]), let high = Int64(parts[1]), low >= 0, high >= low { return (low, high) }
+    return nil
+}
+
+struct Observe: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Record how a force responded to an incident.",
+        discussion: """
+            Example:
+              incidentctl observe kupiansk-2022-03-01-demonstration --by "Russian armed forces" \\
+                  --response warning-shots,tear-gas,crowd-dispersal --detained 0
+
+            Responses: none, warning-shots, tear-gas, crowd-dispersal, detentions, beatings, live-fire, \
+            abductions, accommodation, other. Without --occurred the response takes the incident's date.
+            """)
+
+    @Argument(help: "The incident id.") var incident: String
+    @Option(name: .customLong("response"), help: ArgumentHelp("What the force did, comma-separated (repeatable).", valueName: "r[,r…]"))
+    var responses: [String]
+    @Option(help: "The responding force, e.g. \"Russian armed forces\".") var by: String
+    @Option(help: ArgumentHelp("When it happened (default: the incident's date).", valueName: "date")) var occurred: String?
+    @Option(help: "minute, hour, day, week or month.") var precision: String?
+    @Option(help: "People killed.") var killed: Int?
+    @Option(help: "People injured.") var injured: Int?
+    @Option(help: "People detained.") var detained: Int?
+    @Option(help: "What was seen.") var description: String?
+    @OptionGroup var source: SourceOptions
+    @OptionGroup var control: AppendControlOptions
+    @OptionGroup var connection: ConnectionOptions
+    @OptionGroup var output: OutputOptions
+
+    func run() throws {
+        let list = responses.flatMap { $0.split(separator: ",") }.map { $0.trimmingCharacters(in: .whitespaces) }
+        var data: [String: JSONValue] = ["by": .string(by), "responses": .array(list.map { .string($0) })]
+        if let killed { data["killed"] = .int(Int64(killed)) }
+        if let injured { data["injured"] = .int(Int64(injured)) }
+        if let detained { data["detained"] = .int(Int64(detained)) }
+        if let description { data["description"] = .string(description) }
+        var event: [String: JSONValue] = ["type": "response-observed", "incident": .string(incident), "data": .object(data)]
+        if let occurred { event["occurredAt"] = .string(occurred) }
+        if let precision { event["precision"] = .string(precision) }
+        if let sources = source.json { event["sources"] = sources }
+        control.apply(to: &event)
+        try appendOne(event, allowNewCity: false, connection: connection, output: output)
+    }
+}
+
+struct Outcome: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Update where an incident stands: its status, its verification, or corrections to the report.",
+        discussion: """
+            Nothing is ever changed in place: the outcome is a new event, the projections show the corrected \
+            values, and `incidentctl incident ID` shows the whole history.
+
+            Examples:
+              incidentctl outcome melitopol-2022-03-01-blockade --status objective-achieved \\
+                  --verification verified --verified-by "Les Révélateurs" --method geolocation
+              incidentctl outcome kupiansk-2022-03-01-demonstration --status unknown \\
+                  --correct participants=100-200 --note "second video shows a larger crowd"
+              incidentctl outcome berdiansk-2022-03-28-sabotage --status retracted --note "duplicate report"
+
+            Statuses: unknown, ongoing, dispersed, objective-achieved, suppressed, retracted.
+            Correctable fields: kind, location, description, participants, targets, tags.
+            """)
+
+    @Argument(help: "The incident id.") var incident: String
+    @Option(help: "unknown, ongoing, dispersed, objective-achieved, suppressed or retracted.") var status: String
+    @Option(help: "unverified, verified, disputed or debunked.") var verification: String?
+    @Option(name: .customLong("verified-by"), help: "Who verified it.") var verifiedBy: String?
+    @Option(help: "How it was verified, e.g. geolocation.") var method: String?
+    @Option(help: "Why, in a sentence.") var note: String?
+    @Option(name: .customLong("correct"), help: ArgumentHelp("A corrected report field (repeatable).", valueName: "field=value"))
+    var corrections: [String] = []
+    @Option(help: ArgumentHelp("When it was established (default: now).", valueName: "date")) var occurred: String?
+    @OptionGroup var source: SourceOptions
+    @OptionGroup var control: AppendControlOptions
+    @OptionGroup var connection: ConnectionOptions
+    @OptionGroup var output: OutputOptions
+
+    func correctionsJSON() throws -> [String: JSONValue] {
+        var result: [String: JSONValue] = [:]
+        for item in corrections {
+            guard let eq = item.firstIndex(of: "=") else { throw ValidationError("--correct \(item): expected field=value") }
+            let field = String(item[..<eq])
+            let value = String(item[item.index(after: eq)...])
+            switch field {
+            case "participants":
+                guard let (low, high) = parseRange(value) else { throw ValidationError("--correct participants=N or LOW-HIGH") }
+                result[field] = ["low": .int(low), "high": .int(high)]
+            case "tags":
+                result[field] = .array(value.split(separator: ",").map { .string(String($0)) })
+            default:
+                result[field] = .string(value)
+            }
+        }
+        return result
+    }
+
+    func validate() throws { _ = try correctionsJSON() }
+
+    func run() throws {
+        var data: [String: JSONValue] = ["status": .string(status)]
+        if let verification { data["verification"] = .string(verification) }
+        if let verifiedBy { data["verifiedBy"] = .string(verifiedBy) }
+        if let method { data["method"] = .string(method) }
+        if let note { data["note"] = .string(note) }
+        let corrections = try correctionsJSON()
+        if !corrections.isEmpty { data["corrections"] = .object(corrections) }
+        var event: [String: JSONValue] = ["type": "outcome-updated", "incident": .string(incident), "data": .object(data)]
+        if let occurred { event["occurredAt"] = .string(occurred) }
+        if let sources = source.json { event["sources"] = sources }
+        control.apply(to: &event)
+        try appendOne(event, allowNewCity: false, connection: connection, output: output)
+    }
+}

@@ -1,0 +1,185 @@
+import Foundation
+import IncidentProtocol
+import Logging
+import TOMLKit
+
+/// Who may do what: users, groups and uids per role. Root and the daemon's own user hold every role.
+struct AccessPolicy: Sendable, Equatable {
+    struct Grant: Sendable, Equatable {
+        var users: Set<String> = []
+        var groups: Set<String> = []
+        var uids: Set<UInt32> = []
+        var gids: Set<UInt32> = []
+    }
+
+    var grants: [Role: Grant] = [:]
+}
+
+/// The daemon's settings: embedded defaults, then `incidentd.toml`, then command-line flags.
+struct DaemonConfiguration: Sendable {
+    var dataDirectory = "/var/lib/incidentd"
+    var socketPath = "/run/incidentd/incidentd.sock"
+    var socketMode: mode_t = 0o660
+    var logLevel: Logger.Level = .info
+    var maxLineBytes = 1 << 20
+    var maxConnections = 1024
+    var maxPendingPerConnection = 256
+    var initialMapSize = 64 << 20
+    var maxMapSize = 64 << 30
+    var gazetteerPath: String?
+    var access = AccessPolicy()
+
+    /// A refusal of the configuration, naming the file and key at fault.
+    struct Problem: Error, CustomStringConvertible {
+        let description: String
+    }
+
+    mutating func load(file path: String) throws {
+        let text: String
+        do {
+            text = try String(contentsOfFile: path, encoding: .utf8)
+        } catch {
+            throw Problem(description: "\(path): cannot read: \(error.localizedDescription)")
+        }
+        let table: TOMLTable
+        do {
+            table = try TOMLTable(string: text)
+        } catch let error as TOMLParseError {
+            throw Problem(description: "\(path):\(error.source.begin.line): \(error.description)")
+        }
+        var reader = TableReader(table: table, path: path, prefix: "")
+        if var daemon = try reader.table("daemon") {
+            dataDirectory = try daemon.string("data_dir") ?? dataDirectory
+            socketPath = try daemon.string("socket") ?? socketPath
+            if let mode = try daemon.string("socket_mode") {
+                guard let parsed = mode_t(mode, radix: 8), parsed <= 0o777 else {
+                    throw Problem(description: "\(path): daemon.socket_mode: expected an octal mode such as \"0660\"")
+                }
+                socketMode = parsed
+            }
+            if let level = try daemon.string("log_level") {
+                guard let parsed = Logger.Level(rawValue: level) else {
+                    throw Problem(description: "\(path): daemon.log_level: one of trace, debug, info, notice, warning, error, critical")
+                }
+                logLevel = parsed
+            }
+            maxLineBytes = try daemon.size("max_line_bytes", range: 1024...(64 << 20)) ?? maxLineBytes
+            maxConnections = try daemon.integer("max_connections", range: 1...1_000_000) ?? maxConnections
+            maxPendingPerConnection =
+                try daemon.integer("max_pending_per_connection", range: 1...100_000) ?? maxPendingPerConnection
+            try daemon.finish()
+        }
+        if var storage = try reader.table("storage") {
+            initialMapSize = try storage.size("initial_map_size", range: (1 << 20)...(1 << 46)) ?? initialMapSize
+            maxMapSize = try storage.size("max_map_size", range: (1 << 20)...(1 << 46)) ?? maxMapSize
+            try storage.finish()
+        }
+        if var gazetteer = try reader.table("gazetteer") {
+            gazetteerPath = try gazetteer.string("file")
+            try gazetteer.finish()
+        }
+        if var access = try reader.table("access") {
+            for role in Role.allCases {
+                guard var grantTable = try access.table(role.description + "s") else { continue }
+                var grant = AccessPolicy.Grant()
+                grant.users = Set(try grantTable.strings("users") ?? [])
+                grant.groups = Set(try grantTable.strings("groups") ?? [])
+                grant.uids = Set(try grantTable.integers("uids")?.map(UInt32.init) ?? [])
+                grant.gids = Set(try grantTable.integers("gids")?.map(UInt32.init) ?? [])
+                try grantTable.finish()
+                self.access.grants[role] = grant
+            }
+            try access.finish()
+        }
+        try reader.finish()
+    }
+}
+
+/// Reads one TOML table strictly: wrong types and unknown keys are errors that name the file and the key.
+private struct TableReader {
+    let table: TOMLTable
+    let path: String
+    let prefix: String
+    var consumed: Set<String> = []
+
+    func problem(_ key: String, _ text: String) -> DaemonConfiguration.Problem {
+        DaemonConfiguration.Problem(description: "\(path): \(prefix)\(key): \(text)")
+    }
+
+    mutating func table(_ key: String) throws -> TableReader? {
+        consumed.insert(key)
+        guard let value = table[key] else { return nil }
+        guard let inner = value.table else { throw problem(key, "expected a table") }
+        return TableReader(table: inner, path: path, prefix: prefix + key + ".")
+    }
+
+    mutating func string(_ key: String) throws -> String? {
+        consumed.insert(key)
+        guard let value = table[key] else { return nil }
+        guard let s = value.string else { throw problem(key, "expected a string") }
+        return s
+    }
+
+    mutating func integer(_ key: String, range: ClosedRange<Int>) throws -> Int? {
+        consumed.insert(key)
+        guard let value = table[key] else { return nil }
+        guard let i = value.int else { throw problem(key, "expected an integer") }
+        guard range.contains(i) else { throw problem(key, "\(i) is outside \(range.lowerBound)...\(range.upperBound)") }
+        return i
+    }
+
+    /// A byte count: an integer, or a string such as "64MiB", "1GiB", "512KiB".
+    mutating func size(_ key: String, range: ClosedRange<Int>) throws -> Int? {
+        consumed.insert(key)
+        guard let value = table[key] else { return nil }
+        let bytes: Int
+        if let i = value.int {
+            bytes = i
+        } else if let s = value.string, let parsed = parseSize(s) {
+            bytes = parsed
+        } else {
+            throw problem(key, "expected a byte count such as 1048576 or \"64MiB\"")
+        }
+        guard range.contains(bytes) else { throw problem(key, "\(bytes) bytes is outside \(range.lowerBound)...\(range.upperBound)") }
+        return bytes
+    }
+
+    mutating func strings(_ key: String) throws -> [String]? {
+        consumed.insert(key)
+        guard let value = table[key] else { return nil }
+        guard let array = value.array else { throw problem(key, "expected an array of strings") }
+        return try (0..<array.count).map { i in
+            guard let s = array[i].string else { throw problem(key, "entry \(i + 1) is not a string") }
+            return s
+        }
+    }
+
+    mutating func integers(_ key: String) throws -> [Int]? {
+        consumed.insert(key)
+        guard let value = table[key] else { return nil }
+        guard let array = value.array else { throw problem(key, "expected an array of integers") }
+        return try (0..<array.count).map { i in
+            guard let n = array[i].int, n >= 0, n <= Int(UInt32.max) else { throw problem(key, "entry \(i + 1) is not a uid/gid") }
+            return n
+        }
+    }
+
+    func finish() throws {
+        if let unknown = table.keys.filter({ !consumed.contains($0) }).sorted().first {
+            throw problem(unknown, "unknown setting")
+        }
+    }
+}
+
+/// Parses "64MiB", "1GiB", "512KiB", "4096" into bytes.
+func parseSize(_ text: String) -> Int? {
+    let units: [(String, Int)] = [("KiB", 1 << 10), ("MiB", 1 << 20), ("GiB", 1 << 30), ("TiB", 1 << 40), ("B", 1), ("", 1)]
+    let trimmed = text.trimmingCharacters(in: .whitespaces)
+    for (suffix, factor) in units where trimmed.hasSuffix(suffix) {
+        let number = trimmed.dropLast(suffix.count).trimmingCharacters(in: .whitespaces)
+        guard let n = Int(number), n >= 0 else { continue }
+        let (bytes, overflow) = n.multipliedReportingOverflow(by: factor)
+        return overflow ? nil : bytes
+    }
+    return nil
+}

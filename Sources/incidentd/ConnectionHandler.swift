@@ -1,0 +1,185 @@
+import IncidentProtocol
+import Logging
+import NIOCore
+import StrictJSON
+import Synchronization
+
+/// A frame of the protocol: a complete line, or the news that one was longer than the limit and dropped.
+enum LineFrame {
+    case line(ByteBuffer)
+    case tooLong(Int)
+}
+
+/// Splits the inbound bytes into lines of at most `maxLineBytes`, dropping an over-long line as it streams in
+/// (never buffering it whole) and reporting it once.
+struct LineFrameDecoder: ByteToMessageDecoder {
+    typealias InboundOut = LineFrame
+
+    let maxLineBytes: Int
+    private var discarding = false
+    private var scanned = 0
+
+    init(maxLineBytes: Int) {
+        self.maxLineBytes = maxLineBytes
+    }
+
+    mutating func decode(context: ChannelHandlerContext, buffer: inout ByteBuffer) throws -> DecodingState {
+        let view = buffer.readableBytesView
+        if let newline = view[(view.startIndex + scanned)...].firstIndex(of: 0x0A) {
+            let length = newline - view.startIndex
+            scanned = 0
+            if discarding {
+                buffer.moveReaderIndex(forwardBy: length + 1)
+                discarding = false
+                return .continue
+            }
+            guard var line = buffer.readSlice(length: length) else { return .needMoreData }
+            buffer.moveReaderIndex(forwardBy: 1)
+            if line.readableBytesView.last == 0x0D { line = line.getSlice(at: line.readerIndex, length: line.readableBytes - 1) ?? line }
+            context.fireChannelRead(wrapInboundOut(.line(line)))
+            return .continue
+        }
+        if discarding {
+            buffer.moveReaderIndex(forwardBy: buffer.readableBytes)
+            scanned = 0
+            return .needMoreData
+        }
+        if buffer.readableBytes > maxLineBytes {
+            discarding = true
+            context.fireChannelRead(wrapInboundOut(.tooLong(buffer.readableBytes)))
+            buffer.moveReaderIndex(forwardBy: buffer.readableBytes)
+            scanned = 0
+            return .needMoreData
+        }
+        scanned = buffer.readableBytes
+        return .needMoreData
+    }
+
+    mutating func decodeLast(context: ChannelHandlerContext, buffer: inout ByteBuffer, seenEOF: Bool) throws -> DecodingState {
+        while try decode(context: context, buffer: &buffer) == .continue {}
+        if buffer.readableBytes > 0 && !discarding {
+            // A last request without its newline still gets an answer.
+            if let line = buffer.readSlice(length: buffer.readableBytes) {
+                context.fireChannelRead(wrapInboundOut(.line(line)))
+            }
+        }
+        return .needMoreData
+    }
+}
+
+/// One client connection: decodes each line, runs it, and writes the responses back in request order, however
+/// the appends among them interleave with other connections' group commits. It reads more only while fewer than
+/// `maxPending` requests wait and the client keeps reading its responses, so a client that stops reading stalls
+/// only itself.
+final class ConnectionHandler: ChannelDuplexHandler {
+    typealias InboundIn = LineFrame
+    typealias OutboundIn = ByteBuffer
+    typealias OutboundOut = ByteBuffer
+
+    private let executor: RequestExecutor
+    private let peer: PeerIdentity
+    private let role: Role?
+    private let maxPending: Int
+    private let maxLineBytes: Int
+    private let logger: Logger
+
+    private var nextSequence: UInt64 = 0
+    private var nextToWrite: UInt64 = 0
+    private var ready: [UInt64: [UInt8]] = [:]
+    private var pending = 0
+    private var readPending = false
+
+    init(executor: RequestExecutor, peer: PeerIdentity, role: Role?, maxPending: Int, maxLineBytes: Int, logger: Logger) {
+        self.executor = executor
+        self.peer = peer
+        self.role = role
+        self.maxPending = maxPending
+        self.maxLineBytes = maxLineBytes
+        self.logger = logger
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        let sequence = nextSequence
+        nextSequence += 1
+        pending += 1
+        switch unwrapInboundIn(data) {
+        case .tooLong(let length):
+            complete(sequence, Response.failure(id: .null, ProtocolError(
+                .lineTooLong, "request line longer than \(maxLineBytes) bytes (\(length)+ received); it was dropped",
+                details: ["limit": .int(Int64(maxLineBytes))])), context: context)
+        case .line(let line):
+            let decoded = line.readableBytesView.withUnsafeBytes { Request.decode($0) }
+            switch decoded {
+            case .failure(let failure):
+                complete(sequence, Response.failure(id: failure.id, failure.error), context: context)
+            case .success(let request):
+                switch executor.execute(request, peer: peer, role: role, on: context.eventLoop) {
+                case .now(let bytes):
+                    complete(sequence, bytes, context: context)
+                case .later(let future):
+                    let loopBound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
+                    future.whenComplete { result in
+                        let (handler, context) = loopBound.value
+                        switch result {
+                        case .success(let bytes): handler.complete(sequence, bytes, context: context)
+                        case .failure(let error):
+                            handler.complete(sequence, Response.failure(id: request.id, ProtocolError(.internalError, "\(error)")), context: context)
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    private func complete(_ sequence: UInt64, _ bytes: [UInt8], context: ChannelHandlerContext) {
+        ready[sequence] = bytes
+        var wrote = false
+        while let next = ready.removeValue(forKey: nextToWrite) {
+            var buffer = context.channel.allocator.buffer(capacity: next.count)
+            buffer.writeBytes(next)
+            context.write(wrapOutboundOut(buffer), promise: nil)
+            nextToWrite += 1
+            pending -= 1
+            wrote = true
+        }
+        if wrote {
+            context.flush()
+            readIfPossible(context: context)
+        }
+    }
+
+    func channelReadComplete(context: ChannelHandlerContext) {
+        context.flush()
+    }
+
+    func read(context: ChannelHandlerContext) {
+        if pending < maxPending && context.channel.isWritable {
+            readPending = false
+            context.read()
+        } else {
+            readPending = true
+        }
+    }
+
+    private func readIfPossible(context: ChannelHandlerContext) {
+        if readPending && pending < maxPending && context.channel.isWritable {
+            readPending = false
+            context.read()
+        }
+    }
+
+    func channelWritabilityChanged(context: ChannelHandlerContext) {
+        readIfPossible(context: context)
+        context.fireChannelWritabilityChanged()
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        logger.debug("connection error", metadata: ["uid": "\(peer.uid)", "error": "\(error)"])
+        context.close(promise: nil)
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        executor.connections.subtract(1, ordering: .relaxed)
+        context.fireChannelInactive()
+    }
+}

@@ -1,0 +1,167 @@
+import ArgumentParser
+import CShims
+import Dispatch
+import Foundation
+import Gazetteer
+import IncidentLog
+import Logging
+import NIOCore
+import NIOPosix
+
+/// `incidentd`: the incident log daemon.
+@main
+struct Incidentd: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "incidentd",
+        abstract: "Serve the incident log over a Unix-domain socket.",
+        discussion: """
+            incidentd owns the LMDB log in its data directory, keeps the per-city and per-incident projections \
+            current, and answers JSON-lines requests on its socket (see PROTOCOL.md). With no --config it runs \
+            on embedded defaults: data in /var/lib/incidentd, socket /run/incidentd/incidentd.sock, the gazetteer \
+            compiled in, and only root and its own user allowed in.
+
+            Try it in a local folder:
+              incidentd --data-dir ./run/data --socket ./run/incidentd.sock
+              INCIDENTD_SOCKET=./run/incidentd.sock incidentctl status
+
+            Under systemd it supports Type=notify (READY=1, STOPPING=1, WATCHDOG=1) and socket activation \
+            (LISTEN_FDS). SIGTERM or SIGINT stop it after every queued append is written and answered.
+            """,
+        version: incidentdVersion)
+
+    @Option(name: .long, help: ArgumentHelp("Settings file (TOML).", valueName: "file"))
+    var config: String?
+
+    @Option(name: .long, help: ArgumentHelp("Directory of the LMDB log (overrides daemon.data_dir).", valueName: "dir"))
+    var dataDir: String?
+
+    @Option(name: .long, help: ArgumentHelp("Unix socket path to serve (overrides daemon.socket).", valueName: "path"))
+    var socket: String?
+
+    @Option(name: .long, help: ArgumentHelp("trace, debug, info, notice, warning, error or critical.", valueName: "level"))
+    var logLevel: String?
+
+    @Option(name: .long, help: ArgumentHelp("Largest the log may grow, e.g. 64GiB (overrides storage.max_map_size).", valueName: "size"))
+    var maxMapSize: String?
+
+    @Flag(name: .long, help: "Drop and rebuild the projections from the log before serving.")
+    var rebuildProjections = false
+
+    func validate() throws {
+        if let logLevel, Logger.Level(rawValue: logLevel) == nil {
+            throw ValidationError("--log-level: one of trace, debug, info, notice, warning, error, critical")
+        }
+        if let maxMapSize, parseSize(maxMapSize) == nil {
+            throw ValidationError("--max-map-size: a byte count such as 1073741824 or 1GiB")
+        }
+    }
+
+    func run() throws {
+        var settings = DaemonConfiguration()
+        do {
+            if let config { try settings.load(file: config) }
+        } catch {
+            FileHandle.standardError.write(Data("incidentd: \(error)\n".utf8))
+            throw ExitCode(78)  // EX_CONFIG
+        }
+        if let dataDir { settings.dataDirectory = dataDir }
+        if let socket { settings.socketPath = socket }
+        if let logLevel, let level = Logger.Level(rawValue: logLevel) { settings.logLevel = level }
+        if let maxMapSize, let bytes = parseSize(maxMapSize) { settings.maxMapSize = bytes }
+        let level = settings.logLevel
+        LoggingSystem.bootstrap { label in JournalLogHandler(label: label, level: level) }
+        let logger = Logger(label: "incidentd")
+        do {
+            try serve(settings, logger: logger)
+        } catch let error as ExitCode {
+            throw error
+        } catch {
+            logger.critical("cannot start: \(error)")
+            throw ExitCode(1)
+        }
+    }
+
+    private func serve(_ settings: DaemonConfiguration, logger: Logger) throws {
+        let gazetteer = try settings.gazetteerPath.map { try Gazetteer(contentsOfFile: $0) } ?? Gazetteer.embedded
+        var logOptions = LogOptions(directory: settings.dataDirectory)
+        logOptions.initialMapSize = settings.initialMapSize
+        logOptions.maxMapSize = settings.maxMapSize
+        let log = try EventLog(options: logOptions, gazetteer: gazetteer)
+        if rebuildProjections {
+            let folded = try log.rebuildProjections()
+            logger.notice("rebuilt projections", metadata: ["events": "\(folded)"])
+        }
+        let committer = GroupCommitter(log: log)
+        let executor = RequestExecutor(log: log, committer: committer, access: AccessControl(policy: settings.access))
+        let server = Server(executor: executor, configuration: settings, logger: logger)
+        let inherited = Self.inheritedSocket()
+        let channel: any Channel
+        do {
+            channel = try server.start(inheritedDescriptor: inherited)
+        } catch {
+            committer.shutdown()
+            try? server.group.syncShutdownGracefully()
+            throw error
+        }
+        let status = try log.status()
+        logger.notice(
+            "serving",
+            metadata: [
+                "socket": "\(inherited.map { "fd \($0) from systemd" } ?? settings.socketPath)",
+                "dataDir": "\(settings.dataDirectory)", "position": "\(status.position)", "head": "\(status.headHash)",
+            ])
+        _ = incidentd_sd_notify("READY=1\nSTATUS=serving at position \(status.position)")
+
+        let stop = DispatchSemaphore(value: 0)
+        var sources: [any DispatchSourceSignal] = []
+        for signalNumber in [SIGTERM, SIGINT] {
+            signal(signalNumber, SIG_IGN)
+            let source = DispatchSource.makeSignalSource(signal: signalNumber, queue: .global())
+            source.setEventHandler { stop.signal() }
+            source.resume()
+            sources.append(source)
+        }
+        let watchdog = Self.startWatchdog()
+        stop.wait()
+
+        logger.notice("stopping: draining queued appends")
+        _ = incidentd_sd_notify("STOPPING=1")
+        try? channel.close().wait()
+        committer.shutdown()
+        // Every completion of a drained append was queued on an event loop before this; one more task on each
+        // loop runs after them, so their responses have been written when it does.
+        for loop in server.group.makeIterator() {
+            try? loop.submit {}.wait()
+        }
+        try? server.group.syncShutdownGracefully()
+        watchdog?.cancel()
+        sources.forEach { $0.cancel() }
+        if inherited == nil { unlink(settings.socketPath) }
+        logger.notice("stopped", metadata: ["position": "\((try? log.status().position) ?? 0)"])
+    }
+
+    /// The listening socket systemd passed (`LISTEN_FDS`, `LISTEN_PID`), if any.
+    static func inheritedSocket() -> Int32? {
+        let env = ProcessInfo.processInfo.environment
+        guard let pid = env["LISTEN_PID"].flatMap(Int32.init), pid == getpid(),
+            let count = env["LISTEN_FDS"].flatMap(Int.init), count >= 1
+        else { return nil }
+        unsetenv("LISTEN_PID")
+        unsetenv("LISTEN_FDS")
+        unsetenv("LISTEN_FDNAMES")
+        return 3
+    }
+
+    /// Pings systemd's watchdog at half of `WATCHDOG_USEC`, when it is set for this process.
+    static func startWatchdog() -> (any DispatchSourceTimer)? {
+        let env = ProcessInfo.processInfo.environment
+        guard let usec = env["WATCHDOG_USEC"].flatMap(UInt64.init), usec > 0 else { return nil }
+        if let pid = env["WATCHDOG_PID"].flatMap(Int32.init), pid != getpid() { return nil }
+        let timer = DispatchSource.makeTimerSource(queue: .global())
+        let interval = DispatchTimeInterval.microseconds(Int(usec / 2))
+        timer.schedule(deadline: .now() + interval, repeating: interval)
+        timer.setEventHandler { _ = incidentd_sd_notify("WATCHDOG=1") }
+        timer.resume()
+        return timer
+    }
+}

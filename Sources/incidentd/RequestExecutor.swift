@@ -1,0 +1,222 @@
+import Gazetteer
+import IncidentDomain
+import IncidentLog
+import IncidentProtocol
+import NIOCore
+import StrictJSON
+import Synchronization
+
+/// The answer to one request: ready now (queries), or later (appends, after their group commit is synced).
+enum Reply {
+    case now([UInt8])
+    case later(EventLoopFuture<[UInt8]>)
+}
+
+/// Carries out decoded requests against the log. Queries run on the calling event loop (LMDB readers never
+/// wait for the writer); appends go to the group committer.
+final class RequestExecutor: Sendable {
+    let log: EventLog
+    let committer: GroupCommitter
+    let access: AccessControl
+    let connections = Atomic<Int>(0)
+    let startedAt = Timestamp.now()
+
+    init(log: EventLog, committer: GroupCommitter, access: AccessControl) {
+        self.log = log
+        self.committer = committer
+        self.access = access
+    }
+
+    func execute(_ request: Request, peer: PeerIdentity, role: Role?, on eventLoop: any EventLoop) -> Reply {
+        let id = request.id
+        guard let role, role >= request.operation.requiredRole else {
+            return .now(Response.failure(id: id, ProtocolError(
+                .permissionDenied,
+                "\(peer.user) (uid \(peer.uid)) may not \(request.operation.rawValue): it needs the "
+                    + "\(request.operation.requiredRole) role in incidentd.toml [access]")))
+        }
+        do {
+            switch request.operation {
+            case .append: return try append(request, peer: peer, on: eventLoop)
+            case .read: return .now(try read(request))
+            case .incident: return .now(try incident(request))
+            case .city: return .now(try city(request))
+            case .cities:
+                return .now(Response.success(id: id, ["cities": .array(try log.cities().map(\.json))]))
+            case .status: return .now(try status(request))
+            case .verify: return .now(try verify(request))
+            }
+        } catch let error as ProtocolError {
+            return .now(Response.failure(id: id, error))
+        } catch let error as IncidentError {
+            return .now(Response.failure(id: id, ProtocolError(.init(rawValue: error.code.rawValue), error.message, details: error.details)))
+        } catch {
+            return .now(Response.failure(id: id, ProtocolError(.internalError, "\(error)")))
+        }
+    }
+
+    private func append(_ request: Request, peer: PeerIdentity, on eventLoop: any EventLoop) throws -> Reply {
+        guard case .array(let wireEvents)? = request.body["events"] else {
+            throw ProtocolError(.invalidRequest, "events: expected an array of events")
+        }
+        guard !wireEvents.isEmpty else { throw ProtocolError(.invalidRequest, "events: must hold at least one event") }
+        guard wireEvents.count <= 10_000 else {
+            throw ProtocolError(.invalidRequest, "events: \(wireEvents.count) events in one append, the limit is 10000")
+        }
+        var allowNewCity = false
+        if let flag = request.body["allowNewCity"] {
+            guard let b = flag.boolValue else { throw ProtocolError(.invalidRequest, "allowNewCity: expected true or false") }
+            allowNewCity = b
+        }
+        let now = Timestamp.now()
+        var proposals: [ProposedEvent] = []
+        proposals.reserveCapacity(wireEvents.count)
+        for (index, wire) in wireEvents.enumerated() {
+            do {
+                proposals.append(try ProposedEvent(json: wire, now: now))
+            } catch {
+                throw Self.indexed(error, index: index, of: wireEvents.count)
+            }
+        }
+        let promise = eventLoop.makePromise(of: [UInt8].self)
+        let id = request.id
+        let count = proposals.count
+        committer.submit(AppendRequest(events: proposals, allowNewCity: allowNewCity, recordedBy: peer.recorder)) { result in
+            switch result {
+            case .success(let receipt):
+                promise.succeed(Response.success(id: id, [
+                    "positions": .array(receipt.positions.map { .int(Int64($0)) }),
+                    "incidents": .array(receipt.incidents.map { .string($0) }),
+                ]))
+            case .failure(.rejected(let error, let index)):
+                let indexed = Self.indexed(error, index: index, of: count)
+                promise.succeed(Response.failure(id: id, ProtocolError(.init(rawValue: indexed.code.rawValue), indexed.message, details: indexed.details)))
+            case .failure(.storageFull(let message)):
+                promise.succeed(Response.failure(id: id, ProtocolError(.storageFull, message)))
+            case .failure(.shuttingDown):
+                promise.succeed(Response.failure(id: id, ProtocolError(.shuttingDown, "incidentd is stopping; nothing was stored, retry later")))
+            case .failure(.storage(let message)):
+                promise.succeed(Response.failure(id: id, ProtocolError(.internalError, "storage failed, nothing was stored: \(message)")))
+            }
+        }
+        return .later(promise.futureResult)
+    }
+
+    /// Names the event of a multi-event append that was refused.
+    private static func indexed(_ error: IncidentError, index: Int, of count: Int) -> IncidentError {
+        var details = error.details
+        details["index"] = .int(Int64(index))
+        let message = count > 1 ? "event \(index): \(error.message)" : error.message
+        return IncidentError(error.code, message, details: details)
+    }
+
+    private func read(_ request: Request) throws -> [UInt8] {
+        let from = try Self.integer(request.body["from"], "from", range: 0...Int64.max) ?? 1
+        let limit = try Self.integer(request.body["limit"], "limit", range: 1...10_000) ?? 100
+        var filter = EventFilter()
+        if let type = request.body["type"] {
+            guard let name = type.stringValue, let parsed = EventType(rawValue: name) else {
+                throw ProtocolError(.invalidRequest, "type: one of incident-reported, response-observed, outcome-updated")
+            }
+            filter.type = parsed
+        }
+        if let city = request.body["city"] {
+            guard let name = city.stringValue else { throw ProtocolError(.invalidRequest, "city: expected a string") }
+            filter.cityId = try resolveCity(name)
+        }
+        if let incident = request.body["incident"] {
+            guard let name = incident.stringValue else { throw ProtocolError(.invalidRequest, "incident: expected a string") }
+            filter.incident = name
+        }
+        let (events, next) = try log.events(from: UInt64(from), limit: Int(limit), filter: filter)
+        return Response.success(id: request.id, ["events": .array(events), "next": .int(Int64(next))])
+    }
+
+    private func resolveCity(_ name: String) throws -> String {
+        if let id = try log.resolveCity(name) { return id }
+        let suggestions = log.gazetteer.suggestions(for: name)
+        let hint = suggestions.isEmpty ? "" : "; did you mean \(suggestions.joined(separator: ", "))?"
+        throw IncidentError(
+            .unknownCity, "no city \"\(name.prefix(64))\" in the gazetteer or the log\(hint)",
+            details: ["suggestions": .array(suggestions.map { .string($0) })])
+    }
+
+    private func incident(_ request: Request) throws -> [UInt8] {
+        guard let id = request.body["incident"]?.stringValue else {
+            throw ProtocolError(.invalidRequest, "incident: is required, the incident id")
+        }
+        guard IncidentID.isValid(id), let document = try log.incidentDocument(id) else {
+            throw IncidentError(.unknownIncident, "no incident \(id.prefix(128)) in the log", details: ["incident": .string(String(id.prefix(128)))])
+        }
+        return Response.success(id: request.id, ["incident": document])
+    }
+
+    private func city(_ request: Request) throws -> [UInt8] {
+        guard let name = request.body["city"]?.stringValue else {
+            throw ProtocolError(.invalidRequest, "city: is required, any spelling the gazetteer knows")
+        }
+        let cityId = try resolveCity(name)
+        if let state = try log.city(id: cityId) {
+            return Response.success(id: request.id, ["city": state.json])
+        }
+        // A known city with no incidents yet: its empty projection.
+        let known = log.gazetteer.city(id: cityId)
+        let empty = CityState(
+            cityId: cityId, name: known?.name ?? name, region: known?.region, population: known?.population.map(Int64.init))
+        return Response.success(id: request.id, ["city": empty.json])
+    }
+
+    private func status(_ request: Request) throws -> [UInt8] {
+        let status = try log.status()
+        let stats = committer.statistics
+        return Response.success(id: request.id, [
+            "position": .int(Int64(status.position)),
+            "headHash": .string(status.headHash),
+            "lastRecordedAt": status.lastRecordedAt.map { .string($0.description) } ?? .null,
+            "incidents": .int(Int64(status.incidents)),
+            "cities": .int(Int64(status.cities)),
+            "protocol": .int(Int64(protocolVersion)),
+            "version": .string(incidentdVersion),
+            "startedAt": .string(startedAt.description),
+            "connections": .int(Int64(connections.load(ordering: .relaxed))),
+            "storage": [
+                "dataDir": .string(log.options.directory),
+                "mapSize": .int(Int64(status.mapSize)),
+                "maxMapSize": .int(Int64(status.maxMapSize)),
+                "usedBytes": .int(Int64(status.usedBytes)),
+                "readers": .int(Int64(status.readers)),
+            ],
+            "commits": [
+                "transactions": .int(Int64(stats.commits)),
+                "requests": .int(Int64(stats.requests)),
+                "events": .int(Int64(stats.events)),
+                "largestBatch": .int(Int64(stats.largestBatch)),
+                "queued": .int(Int64(stats.queued)),
+            ],
+        ])
+    }
+
+    private func verify(_ request: Request) throws -> [UInt8] {
+        let report = try log.verify()
+        var fields: [String: JSONValue] = [
+            "intact": .bool(report.isIntact),
+            "checked": .int(Int64(report.checked)),
+            "headPosition": .int(Int64(report.headPosition)),
+            "headHash": .string(report.headHash),
+        ]
+        if let bad = report.firstBadPosition { fields["firstBadPosition"] = .int(Int64(bad)) }
+        if let problem = report.problem { fields["problem"] = .string(problem) }
+        return Response.success(id: request.id, fields)
+    }
+
+    private static func integer(_ value: JSONValue?, _ name: String, range: ClosedRange<Int64>) throws -> Int64? {
+        guard let value else { return nil }
+        guard let i = value.intValue, range.contains(i) else {
+            throw ProtocolError(.invalidRequest, "\(name): expected a whole number in \(range.lowerBound)...\(range.upperBound)")
+        }
+        return i
+    }
+}
+
+/// The daemon's version, reported by `status` and `--version`.
+let incidentdVersion = "0.1.0"

@@ -1,0 +1,119 @@
+import CShims
+import Foundation
+import IncidentProtocol
+import Logging
+import NIOCore
+import NIOPosix
+import StrictJSON
+import Synchronization
+
+/// The Unix-domain socket server: binds (or inherits from systemd) the socket, reads each client's peer
+/// credentials, and gives every connection its own ``ConnectionHandler``.
+final class Server: Sendable {
+    let executor: RequestExecutor
+    let configuration: DaemonConfiguration
+    let logger: Logger
+    let group: MultiThreadedEventLoopGroup
+
+    init(executor: RequestExecutor, configuration: DaemonConfiguration, logger: Logger) {
+        self.executor = executor
+        self.configuration = configuration
+        self.logger = logger
+        group = MultiThreadedEventLoopGroup(numberOfThreads: max(1, System.coreCount))
+    }
+
+    /// Binds the socket and starts accepting. `inheritedDescriptor` is a listening socket from systemd.
+    func start(inheritedDescriptor: Int32?) throws -> any Channel {
+        let executor = self.executor
+        let configuration = self.configuration
+        let logger = self.logger
+        let bootstrap = ServerBootstrap(group: group)
+            .serverChannelOption(.backlog, value: 1024)
+            .childChannelOption(.autoRead, value: true)
+            .childChannelOption(.writeBufferWaterMark, value: .init(low: 256 << 10, high: 1 << 20))
+            .childChannelInitializer { channel in
+                Server.initialize(channel, executor: executor, configuration: configuration, logger: logger)
+            }
+        if let fd = inheritedDescriptor {
+            return try bootstrap.withBoundSocket(fd).wait()
+        }
+        let path = configuration.socketPath
+        let directory = (path as NSString).deletingLastPathComponent
+        if !directory.isEmpty {
+            try? FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        }
+        try Server.removeStaleSocket(at: path)
+        // The socket is created with the final mode: no window in which it is more open than configured.
+        let previousMask = umask(~configuration.socketMode & 0o777)
+        defer { umask(previousMask) }
+        let channel = try bootstrap.bind(unixDomainSocketPath: path, cleanupExistingSocketFile: false).wait()
+        chmod(path, configuration.socketMode)
+        return channel
+    }
+
+    /// Removes a socket file left by a daemon that died, but refuses to start beside one that still answers.
+    static func removeStaleSocket(at path: String) throws {
+        var info = stat()
+        guard lstat(path, &info) == 0 else { return }
+        guard (info.st_mode & S_IFMT) == S_IFSOCK else {
+            throw DaemonConfiguration.Problem(description: "\(path) exists and is not a socket; refusing to replace it")
+        }
+        let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
+        defer { close(fd) }
+        var address = sockaddr_un()
+        address.sun_family = sa_family_t(AF_UNIX)
+        let bytes = Array(path.utf8)
+        guard bytes.count < MemoryLayout.size(ofValue: address.sun_path) else {
+            throw DaemonConfiguration.Problem(description: "socket path \(path) is too long for a Unix socket")
+        }
+        withUnsafeMutableBytes(of: &address.sun_path) { raw in
+            raw.copyBytes(from: bytes)
+        }
+        let connected = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size))
+            }
+        }
+        if connected == 0 {
+            throw DaemonConfiguration.Problem(description: "another daemon is serving \(path)")
+        }
+        unlink(path)
+    }
+
+    private static func initialize(
+        _ channel: any Channel, executor: RequestExecutor, configuration: DaemonConfiguration, logger: Logger
+    ) -> EventLoopFuture<Void> {
+        let count = executor.connections.wrappingAdd(1, ordering: .relaxed).newValue
+        guard count <= configuration.maxConnections else {
+            executor.connections.subtract(1, ordering: .relaxed)
+            let line = Response.failure(id: .null, ProtocolError(
+                .tooManyConnections,
+                "incidentd already serves \(configuration.maxConnections) connections (max_connections); try again later"))
+            var buffer = channel.allocator.buffer(capacity: line.count)
+            buffer.writeBytes(line)
+            return channel.writeAndFlush(buffer).always { _ in channel.close(promise: nil) }
+        }
+        guard let provider = channel as? any SocketOptionProvider else {
+            return channel.eventLoop.makeFailedFuture(ChannelError.operationUnsupported)
+        }
+        let credentials: EventLoopFuture<incidentd_ucred> = provider.unsafeGetSocketOption(
+            level: .socket, name: .init(rawValue: incidentd_so_peercred()))
+        return credentials.flatMap { cred in
+            let peer = PeerIdentity.resolve(uid: cred.uid, gid: cred.gid, pid: cred.pid)
+            let role = executor.access.role(of: peer)
+            return channel.eventLoop.makeCompletedFuture {
+                try channel.pipeline.syncOperations.addHandler(
+                    ByteToMessageHandler(LineFrameDecoder(maxLineBytes: configuration.maxLineBytes)))
+                try channel.pipeline.syncOperations.addHandler(
+                    ConnectionHandler(
+                        executor: executor, peer: peer, role: role,
+                        maxPending: configuration.maxPendingPerConnection,
+                        maxLineBytes: configuration.maxLineBytes, logger: logger))
+            }
+        }.flatMapErrorThrowing { error in
+            executor.connections.subtract(1, ordering: .relaxed)
+            channel.close(promise: nil)
+            throw error
+        }
+    }
+}

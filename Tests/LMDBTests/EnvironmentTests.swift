@@ -1,0 +1,243 @@
+import Foundation
+import LMDB
+import Testing
+
+@Suite("Environment")
+struct EnvironmentTests {
+    @Test("put/get round trip with every key and value form")
+    func roundTrip() throws {
+        try withTemporaryDirectory { dir in
+            let env = try Environment(directory: dir, options: EnvironmentOptions())
+            let db = try env.openDatabase("kv", create: true)
+            try env.write { txn throws in
+                try txn.put(db, key: [1, 2, 3], value: [4, 5, 6])
+                try txn.put(db, key: "name", value: Data("lmdb".utf8))
+                try txn.put(db, key: UInt64(42), value: [7, 7])
+                try txn.put(db, key: Data([9]), value: Data())  // empty value is legal
+                // A write transaction sees its own changes.
+                #expect(try txn.get(db, key: [1, 2, 3])?.bytes == [4, 5, 6])
+            }
+            try env.read { txn throws in
+                #expect(try txn.get(db, key: [1, 2, 3])?.bytes == [4, 5, 6])
+                #expect(try txn.get(db, key: "name")?.string == "lmdb")
+                #expect(try txn.get(db, key: UInt64(42))?.bytes == [7, 7])
+                // The UInt64 key is stored as 8 big-endian bytes.
+                #expect(try txn.get(db, key: [0, 0, 0, 0, 0, 0, 0, 42])?.bytes == [7, 7])
+                #expect(try txn.get(db, key: Data([9]))?.count == 0)
+                #expect(try txn.get(db, key: [1, 2, 4]) == nil)
+                #expect(try txn.get(db, key: UInt64(43)) == nil)
+                #expect(try txn.count(db) == 4)
+            }
+            // Overwrite, then delete.
+            try env.write { txn throws in
+                try txn.put(db, key: [1, 2, 3], value: [0])
+                #expect(try txn.delete(db, key: "name"))
+                #expect(try txn.delete(db, key: "name") == false)
+            }
+            try env.read { txn throws in
+                #expect(try txn.get(db, key: [1, 2, 3])?.bytes == [0])
+                #expect(try txn.get(db, key: "name") == nil)
+                #expect(try txn.count(db) == 3)
+            }
+        }
+    }
+
+    @Test("reserve lets the caller write the value in place")
+    func reserve() throws {
+        try withTemporaryDirectory { dir in
+            let env = try Environment(directory: dir, options: EnvironmentOptions())
+            let db = try env.openDatabase(nil, create: true)
+            try env.write { txn throws in
+                let space = try txn.reserve(db, key: UInt64(1), count: 5)
+                #expect(space.count == 5)
+                for i in 0..<5 { space[i] = UInt8(10 + i) }
+            }
+            try env.read { txn throws in
+                #expect(try txn.get(db, key: UInt64(1))?.bytes == [10, 11, 12, 13, 14])
+            }
+        }
+    }
+
+    @Test("drop empties a database")
+    func drop() throws {
+        try withTemporaryDirectory { dir in
+            let env = try Environment(directory: dir, options: EnvironmentOptions())
+            let db = try env.openDatabase("d", create: true)
+            try env.write { txn throws in
+                for i in 0..<10 as Range<UInt64> { try txn.put(db, key: i, value: [1]) }
+            }
+            try env.write { txn in try txn.drop(db, delete: false) }
+            #expect(try env.read { try $0.count(db) } == 0)
+        }
+    }
+
+    @Test("a throwing body leaves nothing stored")
+    func throwingBodyAborts() throws {
+        try withTemporaryDirectory { dir in
+            let env = try Environment(directory: dir, options: EnvironmentOptions())
+            let db = try env.openDatabase("x", create: true)
+            #expect(throws: TestFailure(reason: "boom")) {
+                try env.write { txn throws in
+                    try txn.put(db, key: [1], value: [1])
+                    try txn.put(db, key: [2], value: [2])
+                    throw TestFailure(reason: "boom")
+                }
+            }
+            try env.read { txn throws in
+                #expect(try txn.count(db) == 0)
+                #expect(try txn.get(db, key: [1]) == nil)
+            }
+        }
+    }
+
+    @Test("write returns the body's value; read returns copies made inside")
+    func returnValues() throws {
+        try withTemporaryDirectory { dir in
+            let env = try Environment(directory: dir, options: EnvironmentOptions())
+            let db = try env.openDatabase("x", create: true)
+            let n = try env.write { txn throws in
+                try txn.put(db, key: [1], value: [5, 6])
+                return 17
+            }
+            #expect(n == 17)
+            let copy = try env.read { txn in try txn.get(db, key: [1]).map { Array($0) } }
+            #expect(copy == [5, 6])
+        }
+    }
+
+    @Test("errors carry code, function and message")
+    func errorShape() throws {
+        try withTemporaryDirectory { dir in
+            // ENOENT from mdb_env_open for a missing directory.
+            do {
+                _ = try Environment(directory: dir + "/missing", options: EnvironmentOptions())
+                Issue.record("opening a missing directory succeeded")
+            } catch let error as LMDBError {
+                #expect(error.code == ENOENT)
+                #expect(error.function == "mdb_env_open")
+                #expect(error.message == String(cString: strerror(ENOENT)))
+                #expect(error.description.contains("mdb_env_open"))
+            }
+            let env = try Environment(directory: dir, options: EnvironmentOptions())
+            // MDB_NOTFOUND from mdb_dbi_open without create.
+            do {
+                _ = try env.openDatabase("absent", create: false)
+                Issue.record("opening an absent database succeeded")
+            } catch let error as LMDBError {
+                #expect(error.isNotFound)
+                #expect(error.errorCode == .notFound)
+                #expect(error.function == "mdb_dbi_open")
+                #expect(error.message.contains("MDB_NOTFOUND"))
+            }
+            // MDB_BAD_VALSIZE for an empty key.
+            let db = try env.openDatabase("x", create: true)
+            do {
+                try env.write { txn in try txn.put(db, key: [UInt8](), value: [1]) }
+                Issue.record("an empty key was accepted")
+            } catch let error as LMDBError {
+                #expect(error.errorCode == .badValueSize)
+                #expect(error.function == "mdb_put")
+            }
+            // Invalid options.
+            #expect(throws: LMDBError(code: EINVAL, function: "mdb_env_set_mapsize")) {
+                _ = try Environment(directory: dir, options: EnvironmentOptions(initialMapSize: 8 << 20, maxMapSize: 1 << 20))
+            }
+        }
+    }
+
+    @Test("readerCheck runs and info reports sizes")
+    func maintenance() throws {
+        try withTemporaryDirectory { dir in
+            let env = try Environment(directory: dir, options: EnvironmentOptions(initialMapSize: 4 << 20))
+            #expect(try env.readerCheck() >= 0)
+            let info = env.info
+            #expect(info.mapSize == 4 << 20)
+            #expect(env.mapSize == 4 << 20)
+            #expect(info.pageSize >= 4096)
+            #expect(info.usedBytes >= 2 * info.pageSize)
+            #expect(info.maxReaders >= 510)
+            #expect(env.maxKeySize > 0)
+            try env.sync(force: true)
+        }
+    }
+
+    @Test("an existing environment keeps a stored map size larger than initialMapSize")
+    func reopenKeepsMapSize() throws {
+        try withTemporaryDirectory { dir in
+            do {
+                let env = try Environment(directory: dir, options: EnvironmentOptions(initialMapSize: 16 << 20))
+                let db = try env.openDatabase("x", create: true)
+                try env.write { txn in try txn.put(db, key: [1], value: [1]) }
+            }
+            let env = try Environment(directory: dir, options: EnvironmentOptions(initialMapSize: 1 << 20))
+            #expect(env.mapSize == 16 << 20)
+            let db = try env.openDatabase("x", create: false)
+            #expect(try env.read { try $0.get(db, key: [1])?.bytes } == [1])
+        }
+    }
+
+    @Test("copy(to:) produces an environment with the same data")
+    func copy() throws {
+        try withTemporaryDirectory { dir in
+            let source = try makeDirectory(dir, "source")
+            let env = try Environment(directory: source, options: EnvironmentOptions())
+            let db = try env.openDatabase("log", create: true)
+            try env.write { txn throws in
+                for i in 0..<500 as Range<UInt64> {
+                    try txn.put(db, key: i, value: Array(repeating: UInt8(i & 0xFF), count: 100), flags: .append)
+                }
+            }
+            // Free some pages so that compaction has something to omit.
+            try env.write { txn throws in
+                for i in 0..<250 as Range<UInt64> { try txn.delete(db, key: i) }
+            }
+            for compact in [false, true] {
+                let target = try makeDirectory(dir, "copy-\(compact)")
+                try env.copy(to: target, compact: compact)
+                let copy = try Environment(directory: target, options: EnvironmentOptions(readOnly: true))
+                let copied = try copy.openDatabase("log", create: false)
+                try copy.read { txn throws in
+                    #expect(try txn.count(copied) == 250)
+                    var expected: UInt64 = 250
+                    try txn.forEach(copied) { key, value in
+                        #expect(key.bigEndianUInt64 == expected)
+                        #expect(value.bytes == Array(repeating: UInt8(expected & 0xFF), count: 100))
+                        expected += 1
+                        return true
+                    }
+                    #expect(expected == 500)
+                }
+            }
+            // Copying into a directory that does not exist fails with ENOENT.
+            #expect(throws: LMDBError(code: ENOENT, function: "mdb_env_copy2")) {
+                try env.copy(to: dir + "/nowhere", compact: false)
+            }
+        }
+    }
+
+    @Test("a read-only environment sees committed data and cannot write")
+    func readOnly() throws {
+        try withTemporaryDirectory { dir in
+            let writer = try Environment(directory: dir, options: EnvironmentOptions())
+            let db = try writer.openDatabase("log", create: true)
+            try writer.write { txn in try txn.put(db, key: UInt64(1), value: [1]) }
+
+            let reader = try Environment(directory: dir, options: EnvironmentOptions(readOnly: true))
+            #expect(reader.isReadOnly)
+            let rdb = try reader.openDatabase("log", create: true)  // create is ignored
+            #expect(try reader.read { try $0.get(rdb, key: UInt64(1))?.bytes } == [1])
+
+            // Later commits are visible to later read transactions.
+            try writer.write { txn in try txn.put(db, key: UInt64(2), value: [2]) }
+            #expect(try reader.read { try $0.get(rdb, key: UInt64(2))?.bytes } == [2])
+
+            // Writes fail (EACCES from mdb_txn_begin), and nothing is created.
+            #expect(throws: LMDBError.self) {
+                try reader.write { txn in try txn.put(rdb, key: UInt64(3), value: [3]) }
+            }
+            #expect(throws: LMDBError.self) { _ = try reader.openDatabase("other", create: true) }
+            #expect(throws: LMDBError.self) { try reader.sync(force: true) }
+            #expect(try reader.readerCheck() >= 0)
+        }
+    }
+}

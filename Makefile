@@ -55,3 +55,6 @@ test: deps
 
 clean:
 	rm -rf .build run
+
+# Further targets (bench, fuzz, sanitize) live in mk/*.mk.
+-include mk/*.mk

@@ -200,6 +200,13 @@ public struct CityState: Hashable, Sendable {
         outcomes[incident.status, default: 0] += sign
         verification[incident.verification, default: 0] += sign
         if incident.status.isOpen { openIncidents += sign }
+        if sign < 0 {
+            // Counts that fall back to zero are dropped, so equal documents mean equal states.
+            incidentsByKind = incidentsByKind.filter { $0.value != 0 }
+            responses = responses.filter { $0.value != 0 }
+            outcomes = outcomes.filter { $0.value != 0 }
+            verification = verification.filter { $0.value != 0 }
+        }
     }
 }
 

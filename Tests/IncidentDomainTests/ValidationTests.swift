@@ -1,0 +1,188 @@
+import Gazetteer
+import IncidentDomain
+import StrictJSON
+import Testing
+
+private let now = Timestamp(microseconds: 1_764_000_000_000_000)  // 2025-11-24
+
+private func propose(_ json: JSONValue) throws -> ProposedEvent {
+    try ProposedEvent(json: json, now: now)
+}
+
+private func field(of error: any Error) -> String? {
+    (error as? IncidentError)?.details["field"]?.stringValue
+}
+
+private let report: JSONValue = [
+    "type": "incident-reported", "occurredAt": "2022-03-01",
+    "data": ["city": "Kup'yansk", "kind": "demonstration", "participants": ["low": 150, "high": 150]],
+]
+
+private func with(_ base: JSONValue, _ path: [String], _ value: JSONValue?) -> JSONValue {
+    guard case .object(var o) = base, let first = path.first else { return value ?? .null }
+    if path.count == 1 {
+        o[first] = value
+    } else {
+        o[first] = with(o[first] ?? [:], Array(path.dropFirst()), value)
+    }
+    return .object(o)
+}
+
+@Suite("Event validation")
+struct ValidationTests {
+    @Test("a valid report is accepted and its precision follows occurredAt")
+    func valid() throws {
+        let event = try propose(report)
+        #expect(event.type == .incidentReported)
+        #expect(event.precision == .day)
+        guard case .reported(let data) = event.data else { Issue.record("not a report"); return }
+        #expect(data.participants == PeopleRange(low: 150, high: 150))
+    }
+
+    @Test(
+        "each broken field is refused as invalid_event naming it",
+        arguments: [
+            (["type"], JSONValue.string("incident-deleted"), "type"),
+            (["occurredAt"], "2022-02-30", "occurredAt"),
+            (["occurredAt"], "yesterday", "occurredAt"),
+            (["occurredAt"], "2099-01-01", "occurredAt"),
+            (["precision"], "minute", "precision"),
+            (["incident"], "../etc/passwd", "incident"),
+            (["incident"], "Kupiansk.City", "incident"),
+            (["eventId"], "not-a-uuid", "eventId"),
+            (["recordedBy"], ["uid": 0], "recordedBy"),
+            (["data", "kind"], "riot", "data.kind"),
+            (["data", "kind"], nil, "data.kind"),
+            (["data", "city"], nil, "data.city"),
+            (["data", "city"], .string(String(repeating: "x", count: 100_000)), "data.city"),
+            (["data", "cityId"], "kupiansk", "data.cityId"),
+            (["data", "participants"], ["low": 10, "high": 5], "data.participants"),
+            (["data", "participants"], ["low": -1, "high": 5], "data.participants.low"),
+            (["data", "participants"], ["low": 1.5, "high": 5], "data.participants.low"),
+            (["data", "participants"], ["low": 1e30, "high": 5], "data.participants.low"),
+            (["data", "coordinates"], ["lat": 91, "lon": 0], "data.coordinates.lat"),
+            (["data", "colour"], "red", "data.colour"),
+            (["sources"], [["verification": "verified"]], "sources[0].name"),
+            (["sources"], [["name": "x", "sha256": "abc"]], "sources[0].sha256"),
+        ] as [([String], JSONValue?, String)])
+    func refused(path: [String], value: JSONValue?, expectedField: String) {
+        do {
+            _ = try propose(with(report, path, value))
+            Issue.record("accepted \(path) = \(String(describing: value))")
+        } catch {
+            #expect((error as? IncidentError)?.code == .invalidEvent)
+            #expect(field(of: error) == expectedField, "\(error)")
+        }
+    }
+
+    @Test("responses and outcomes need an incident; corrections are checked against the report's rules")
+    func otherTypes() throws {
+        #expect(throws: IncidentError.self) {
+            try propose(["type": "response-observed", "data": ["by": "x", "responses": ["tear-gas"]]])
+        }
+        #expect(throws: IncidentError.self) {
+            try propose(["type": "response-observed", "incident": "a", "data": ["by": "x", "responses": ["hugs"]]])
+        }
+        #expect(throws: IncidentError.self) {
+            try propose(["type": "outcome-updated", "incident": "a", "data": ["status": "dispersed", "corrections": ["city": "Paris"]]])
+        }
+        #expect(throws: IncidentError.self) {
+            try propose(["type": "outcome-updated", "incident": "a", "data": ["status": "dispersed", "corrections": ["participants": ["low": 9, "high": 1]]]])
+        }
+        let outcome = try propose(["type": "outcome-updated", "incident": "a", "data": ["status": "dispersed", "corrections": ["participants": ["low": 100, "high": 200]]]])
+        #expect(outcome.type == .outcomeUpdated)
+    }
+
+    @Test("dates: ISO 8601 forms, offsets and impossible dates")
+    func dates() {
+        #expect(ParsedDate.parse("2022-03-01T12:00Z")?.start == ParsedDate.parse("2022-03-01T14:00+02:00")?.start)
+        #expect(ParsedDate.parse("2024-02-29") != nil)
+        #expect(ParsedDate.parse("2023-02-29") == nil)
+        #expect(ParsedDate.parse("2022-03")?.finestPrecision == .month)
+        #expect(ParsedDate.parse("2022-03-01T25:00Z") == nil)
+        #expect(ParsedDate.parse("2022-03-01T12:00") == nil)
+        #expect(Timestamp(microseconds: 0).description == "1970-01-01T00:00:00.000000Z")
+        #expect(ParsedDate.parse(Timestamp(microseconds: 1_646_136_000_123_456).description)?.start.microseconds == 1_646_136_000_123_456)
+    }
+}
+
+@Suite("Admission and projections")
+struct ProjectionTests {
+    let admission = Admission(gazetteer: .embedded)
+    let projector = Projector(gazetteer: .embedded)
+
+    func record(_ json: JSONValue, _ store: inout InMemoryProjections, position: UInt64, allowNewCity: Bool = false) throws -> RecordedEvent {
+        let proposal = try propose(json)
+        let admitted = try admission.admit(proposal, allowNewCity: allowNewCity, recordedAt: now, store: &store)
+        let event = RecordedEvent(
+            position: position, eventId: EventID.random(), incident: admitted.incident, version: admitted.version,
+            occurredAt: admitted.occurredAt, precision: admitted.precision, recordedAt: now,
+            recordedBy: Recorder(uid: 0, user: "root"), sources: proposal.sources, data: admitted.data,
+            prevHash: String(repeating: "0", count: 64))
+        try projector.apply(event, to: &store)
+        return event
+    }
+
+    @Test("a report, a response and a correction fold into the city and the incident")
+    func fold() throws {
+        var store = InMemoryProjections()
+        let first = try record(report, &store, position: 1)
+        #expect(first.incident == "kupiansk-2022-03-01-demonstration")
+        #expect(first.cityId == "kupiansk")
+        _ = try record(["type": "response-observed", "incident": .string(first.incident),
+                        "data": ["by": "Russian armed forces", "responses": ["warning-shots", "tear-gas"], "detained": 2]], &store, position: 2)
+        _ = try record(["type": "outcome-updated", "incident": .string(first.incident),
+                        "data": ["status": "dispersed", "verification": "verified", "corrections": ["participants": ["low": 100, "high": 200]]]], &store, position: 3)
+        let city = try #require(store.cities["kupiansk"])
+        #expect(city.incidents == 1)
+        #expect(city.participantsLow == 100 && city.participantsHigh == 200)
+        #expect(city.responses[.tearGas] == 1 && city.detained == 2)
+        #expect(city.outcomes[.dispersed] == 1 && city.outcomes[.unknown] ?? 0 == 0)
+        #expect(city.openIncidents == 0)
+        #expect(city.verification[.verified] == 1)
+        #expect(city.lastPosition == 3)
+        let incident = try #require(store.incidents[first.incident])
+        #expect(incident.version == 3)
+        #expect(incident.report.participants == PeopleRange(low: 150, high: 150))
+        #expect(incident.current.participants == PeopleRange(low: 100, high: 200))
+        // Stored forms read back to the same state.
+        #expect(try CityState(json: city.json) == city)
+        #expect(try IncidentState(json: incident.json) == incident)
+    }
+
+    @Test("rules: unknown incident, existing incident, expected version, unknown city with suggestions")
+    func rules() throws {
+        var store = InMemoryProjections()
+        let first = try record(with(report, ["incident"], "k1"), &store, position: 1)
+        func code(_ json: JSONValue) -> IncidentError.Code? {
+            do {
+                _ = try record(json, &store, position: 99)
+                return nil
+            } catch {
+                return (error as? IncidentError)?.code
+            }
+        }
+        #expect(code(["type": "response-observed", "incident": "nope", "data": ["by": "x", "responses": ["none"]]]) == .unknownIncident)
+        #expect(code(with(report, ["incident"], .string(first.incident))) == .incidentExists)
+        #expect(code(["type": "outcome-updated", "incident": "k1", "expectedVersion": 5, "data": ["status": "ongoing"]]) == .wrongExpectedVersion)
+        #expect(code(with(report, ["data", "city"], "Melitopl")) == .unknownCity)
+        do {
+            _ = try admission.resolveCity("Melitopl", allowNewCity: false)
+        } catch let error as IncidentError {
+            #expect(error.details["suggestions"] == ["Melitopol"])
+        }
+        let added = try record(with(with(report, ["data", "city"], "Nova Kakhovka"), ["incident"], "nk1"), &store, position: 2, allowNewCity: true)
+        #expect(added.cityId == "nova-kakhovka")
+    }
+
+    @Test("folding the same events twice gives byte-identical documents")
+    func deterministic() throws {
+        func build() throws -> [UInt8] {
+            var store = InMemoryProjections()
+            _ = try record(with(report, ["incident"], "a"), &store, position: 1)
+            _ = try record(with(with(report, ["incident"], "b"), ["data", "city"], "Мелітополь"), &store, position: 2)
+            return store.citiesDocument.canonicalBytes()
+        }
+        #expect(try build() == build())
+    }
+}

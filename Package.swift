@@ -79,7 +79,7 @@ let package = Package(
         .executableTarget(
             name: "incidentbench",
             dependencies: [
-                "IncidentProtocol", "StrictJSON", "IncidentLog", "IncidentDomain", "LMDB",
+                "IncidentProtocol", "StrictJSON", "IncidentLog", "IncidentDomain", "LMDB", "Gazetteer",
                 .product(name: "Histogram", package: "hdrhistogram-swift"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],

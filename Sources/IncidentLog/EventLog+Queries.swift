@@ -119,7 +119,9 @@ extension EventLog {
     /// The canonical id for any spelling: the gazetteer first, then cities added with `allowNewCity`.
     public func resolveCity(_ name: String) throws -> String? {
         if let city = gazetteer.resolve(name) { return city.id }
+        // LMDB refuses empty and over-long keys (MDB_BAD_VALSIZE); no city id is either, so skip them.
         let candidates = [name, Gazetteer.slug(name)].compactMap { $0 }
+            .filter { !$0.isEmpty && $0.utf8.count <= environment.maxKeySize }
         return try environment.read { txn in
             for id in candidates where try txn.get(db.cities, key: Array(id.utf8)) != nil { return id }
             return nil

@@ -186,7 +186,9 @@ public final class Environment: @unchecked Sendable {
     /// * If `body` throws, the transaction is aborted and the error rethrown.
     /// * If the map fills up (`MDB_MAP_FULL` from any operation in `body`, even
     ///   one whose error `body` caught or wrapped, or from the commit), the
-    ///   transaction is aborted, the map is doubled (capped at
+    ///   transaction is aborted; if reader slots of dead processes were holding
+    ///   freed pages, they are cleared (`mdb_reader_check`) and `body` runs
+    ///   again; otherwise the map is doubled (capped at
     ///   ``EnvironmentOptions/maxMapSize``) and **`body` runs again from
     ///   scratch**. So `body` must be re-runnable: no external side effects it
     ///   cannot repeat; compute them from its return value instead. At the
@@ -206,6 +208,7 @@ public final class Environment: @unchecked Sendable {
     public func write<T>(_ body: (borrowing WriteTransaction) throws -> T) throws -> T {
         try refuseNestedWriter(function: "mdb_txn_begin")
         return try gate.withWriterLock { () throws -> T in
+            var readersChecked = false
             while true {
                 mapFullSeen.pointee = false
                 do {
@@ -229,7 +232,15 @@ public final class Environment: @unchecked Sendable {
                     }
                 } catch {
                     let mapFull = mapFullSeen.pointee || (error as? LMDBError)?.isMapFull == true
-                    guard mapFull, try growMap() else { throw error }
+                    guard mapFull else { throw error }
+                    // A reader that died inside a transaction pins every page freed since its snapshot; clearing
+                    // its slot makes them reusable, so try that once before growing the map.
+                    if !readersChecked && !gate.threadHoldsShared {
+                        readersChecked = true
+                        let cleared = try gate.withShared { () throws(LMDBError) -> Int32 in try lmdb_reader_check(handle) }
+                        if cleared > 0 { continue }
+                    }
+                    guard try growMap() else { throw error }
                 }
             }
         }

@@ -39,16 +39,15 @@ struct OutputOptions: ParsableArguments {
     }
 }
 
-/// Options describing one source, shared by `report`, `observe` and `outcome`.
-struct SourceOptions: ParsableArguments {
+/// The options describing sources that every write command shares. Who verified each source is added by
+/// ``SourceOptions`` (`--verified-by`) or ``OutcomeSourceOptions`` (`--source-verified-by`), since `outcome`
+/// needs `--verified-by` for who verified the outcome itself.
+struct SourceDetailOptions: ParsableArguments {
     @Option(name: .customLong("source"), help: ArgumentHelp("Who said it (repeatable).", valueName: "name"))
     var sources: [String] = []
 
     @Option(name: .customLong("source-url"), help: ArgumentHelp("URL of the matching --source (repeatable, in order).", valueName: "url"))
     var urls: [String] = []
-
-    @Option(name: .customLong("verified-by"), help: ArgumentHelp("Who verified the matching --source.", valueName: "who"))
-    var verifiedBy: [String] = []
 
     @Option(name: .customLong("source-method"), help: ArgumentHelp("How the matching --source was verified, e.g. geolocation.", valueName: "method"))
     var methods: [String] = []
@@ -59,14 +58,14 @@ struct SourceOptions: ParsableArguments {
     @Option(name: .customLong("source-verification"), help: ArgumentHelp("unverified, verified, disputed or debunked, for every --source.", valueName: "status"))
     var verification: String?
 
-    func validate() throws {
-        for (name, list) in [("--source-url", urls), ("--verified-by", verifiedBy), ("--source-method", methods), ("--source-sha256", hashes)]
+    func validate(verifiedBy: [String], named verifiedByName: String) throws {
+        for (name, list) in [("--source-url", urls), (verifiedByName, verifiedBy), ("--source-method", methods), ("--source-sha256", hashes)]
         where list.count > sources.count {
             throw ValidationError("\(name) given \(list.count) times but --source only \(sources.count) times")
         }
     }
 
-    var json: JSONValue? {
+    func json(verifiedBy: [String]) -> JSONValue? {
         guard !sources.isEmpty else { return nil }
         return .array(sources.enumerated().map { n, name in
             var o: [String: JSONValue] = ["name": .string(name)]
@@ -78,6 +77,30 @@ struct SourceOptions: ParsableArguments {
             return .object(o)
         })
     }
+}
+
+/// Options describing the sources of a `report` or an `observe`.
+struct SourceOptions: ParsableArguments {
+    @OptionGroup var details: SourceDetailOptions
+
+    @Option(name: .customLong("verified-by"), help: ArgumentHelp("Who verified the matching --source.", valueName: "who"))
+    var verifiedBy: [String] = []
+
+    func validate() throws { try details.validate(verifiedBy: verifiedBy, named: "--verified-by") }
+
+    var json: JSONValue? { details.json(verifiedBy: verifiedBy) }
+}
+
+/// Options describing the sources of an `outcome`, whose own `--verified-by` names who verified the outcome.
+struct OutcomeSourceOptions: ParsableArguments {
+    @OptionGroup var details: SourceDetailOptions
+
+    @Option(name: .customLong("source-verified-by"), help: ArgumentHelp("Who verified the matching --source.", valueName: "who"))
+    var verifiedBy: [String] = []
+
+    func validate() throws { try details.validate(verifiedBy: verifiedBy, named: "--source-verified-by") }
+
+    var json: JSONValue? { details.json(verifiedBy: verifiedBy) }
 }
 
 /// Idempotency and concurrency control for one appended event.

@@ -112,7 +112,10 @@ struct Cities: ParsableCommand {
         abstract: "Show every city with incidents.",
         discussion: """
             The JSON form is the very document `incidentctl replay` computes from the log alone, so the two can \
-            be compared byte for byte:
+            be compared byte for byte.
+
+            Examples:
+              incidentctl cities
               cmp <(incidentctl cities --format json) <(incidentctl replay --data-dir /var/lib/incidentd)
             """)
 
@@ -135,6 +138,9 @@ struct Status: ParsableCommand {
         discussion: """
             Publish the head position and hash: anyone can later check with `incidentctl verify` that the log \
             up to that point was not rewritten.
+
+            Example:
+              incidentctl status --format json
             """)
 
     @OptionGroup var connection: ConnectionOptions
@@ -174,6 +180,9 @@ struct Verify: ParsableCommand {
         discussion: """
             Exits 0 when every event hashes to its stored hash and links to its predecessor, 1 naming the first \
             position that does not.
+
+            Example:
+              incidentctl verify && incidentctl status --format json
             """)
 
     @OptionGroup var connection: ConnectionOptions

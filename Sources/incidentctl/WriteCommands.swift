@@ -75,7 +75,7 @@ struct Report: ParsableCommand {
         if let precision { event["precision"] = .string(precision) }
         if let incident { event["incident"] = .string(incident) }
         var sourceOptions = source
-        if sourceOptions.verification == nil { sourceOptions.verification = verification }
+        if sourceOptions.details.verification == nil { sourceOptions.details.verification = verification }
         if let sources = sourceOptions.json { event["sources"] = sources }
         control.apply(to: &event)
         try appendOne(event, allowNewCity: allowNewCity, connection: connection, output: output)
@@ -160,7 +160,7 @@ struct Outcome: ParsableCommand {
     @Option(name: .customLong("correct"), help: ArgumentHelp("A corrected report field (repeatable).", valueName: "field=value"))
     var corrections: [String] = []
     @Option(help: ArgumentHelp("When it was established (default: now).", valueName: "date")) var occurred: String?
-    @OptionGroup var source: SourceOptions
+    @OptionGroup var source: OutcomeSourceOptions
     @OptionGroup var control: AppendControlOptions
     @OptionGroup var connection: ConnectionOptions
     @OptionGroup var output: OutputOptions

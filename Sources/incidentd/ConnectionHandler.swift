@@ -33,6 +33,12 @@ struct LineFrameDecoder: ByteToMessageDecoder {
                 discarding = false
                 return .continue
             }
+            if length > maxLineBytes {
+                // The whole over-long line arrived in one read: refuse it just the same.
+                buffer.moveReaderIndex(forwardBy: length + 1)
+                context.fireChannelRead(wrapInboundOut(.tooLong(length)))
+                return .continue
+            }
             guard var line = buffer.readSlice(length: length) else { return .needMoreData }
             buffer.moveReaderIndex(forwardBy: 1)
             if line.readableBytesView.last == 0x0D { line = line.getSlice(at: line.readerIndex, length: line.readableBytes - 1) ?? line }
@@ -68,9 +74,11 @@ struct LineFrameDecoder: ByteToMessageDecoder {
 }
 
 /// One client connection: decodes each line, runs it, and writes the responses back in request order, however
-/// the appends among them interleave with other connections' group commits. It reads more only while fewer than
-/// `maxPending` requests wait and the client keeps reading its responses, so a client that stops reading stalls
-/// only itself.
+/// the appends among them interleave with other connections' group commits. It runs a request only while fewer
+/// than `maxPending` wait and the client keeps reading its responses (the channel is writable); lines that arrive
+/// meanwhile (one read holds hundreds of small requests) wait in `backlog`, and no more is read until they have
+/// run. So a client that stops reading stalls only itself, and its unread answers stay within the write buffer's
+/// high-water mark instead of filling memory and hogging its event loop.
 final class ConnectionHandler: ChannelDuplexHandler {
     typealias InboundIn = LineFrame
     typealias OutboundIn = ByteBuffer
@@ -87,7 +95,13 @@ final class ConnectionHandler: ChannelDuplexHandler {
     private var nextToWrite: UInt64 = 0
     private var ready: [UInt64: [UInt8]] = [:]
     private var pending = 0
+    /// The client shut down its side (`shutdown(SHUT_WR)`, or `socat` at the end of its input): answer what it
+    /// sent, then close.
+    private var inputClosed = false
     private var readPending = false
+    /// Lines read but not run yet, because the client is not keeping up with its answers.
+    private var backlog = CircularBuffer<LineFrame>()
+    private var draining = false
 
     init(executor: RequestExecutor, peer: PeerIdentity, role: Role?, maxPending: Int, maxLineBytes: Int, logger: Logger) {
         self.executor = executor
@@ -99,10 +113,34 @@ final class ConnectionHandler: ChannelDuplexHandler {
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        let frame = unwrapInboundIn(data)
+        if backlog.isEmpty && canRun(context) {
+            run(frame, context: context)
+        } else {
+            backlog.append(frame)
+            drainBacklog(context: context)
+        }
+    }
+
+    private func canRun(_ context: ChannelHandlerContext) -> Bool {
+        pending < maxPending && context.channel.isWritable
+    }
+
+    /// Runs the lines that waited, in order, for as long as the client keeps up.
+    private func drainBacklog(context: ChannelHandlerContext) {
+        guard !draining else { return }
+        draining = true
+        defer { draining = false }
+        while !backlog.isEmpty && canRun(context) {
+            run(backlog.removeFirst(), context: context)
+        }
+    }
+
+    private func run(_ frame: LineFrame, context: ChannelHandlerContext) {
         let sequence = nextSequence
         nextSequence += 1
         pending += 1
-        switch unwrapInboundIn(data) {
+        switch frame {
         case .tooLong(let length):
             complete(sequence, Response.failure(id: .null, ProtocolError(
                 .lineTooLong, "request line longer than \(maxLineBytes) bytes (\(length)+ received); it was dropped",
@@ -144,7 +182,29 @@ final class ConnectionHandler: ChannelDuplexHandler {
         }
         if wrote {
             context.flush()
+            drainBacklog(context: context)
             readIfPossible(context: context)
+            closeIfAnswered(context: context)
+        }
+    }
+
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        if event as? ChannelEvent == .some(.inputClosed) {
+            // The decoder before this handler has already passed on a last line that had no newline.
+            inputClosed = true
+            closeIfAnswered(context: context)
+        }
+        context.fireUserInboundEventTriggered(event)
+    }
+
+    /// Once the client has closed its side and every request has been answered, closes the connection after
+    /// the last response has been written.
+    private func closeIfAnswered(context: ChannelHandlerContext) {
+        guard inputClosed && pending == 0 && backlog.isEmpty else { return }
+        inputClosed = false
+        let channel = context.channel
+        context.writeAndFlush(wrapOutboundOut(channel.allocator.buffer(capacity: 0))).whenComplete { _ in
+            channel.close(promise: nil)
         }
     }
 
@@ -153,7 +213,7 @@ final class ConnectionHandler: ChannelDuplexHandler {
     }
 
     func read(context: ChannelHandlerContext) {
-        if pending < maxPending && context.channel.isWritable {
+        if backlog.isEmpty && canRun(context) {
             readPending = false
             context.read()
         } else {
@@ -162,14 +222,16 @@ final class ConnectionHandler: ChannelDuplexHandler {
     }
 
     private func readIfPossible(context: ChannelHandlerContext) {
-        if readPending && pending < maxPending && context.channel.isWritable {
+        if readPending && backlog.isEmpty && canRun(context) {
             readPending = false
             context.read()
         }
     }
 
     func channelWritabilityChanged(context: ChannelHandlerContext) {
+        drainBacklog(context: context)
         readIfPossible(context: context)
+        closeIfAnswered(context: context)
         context.fireChannelWritabilityChanged()
     }
 

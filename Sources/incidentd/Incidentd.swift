@@ -4,6 +4,7 @@ import Dispatch
 import Foundation
 import Gazetteer
 import IncidentLog
+import LMDB
 import Logging
 import NIOCore
 import NIOPosix
@@ -86,6 +87,7 @@ struct Incidentd: ParsableCommand {
         var logOptions = LogOptions(directory: settings.dataDirectory)
         logOptions.initialMapSize = settings.initialMapSize
         logOptions.maxMapSize = settings.maxMapSize
+        Self.raiseDescriptorLimit(settings, logger: logger)
         let log = try EventLog(options: logOptions, gazetteer: gazetteer)
         if rebuildProjections {
             let folded = try log.rebuildProjections()
@@ -122,6 +124,7 @@ struct Incidentd: ParsableCommand {
             sources.append(source)
         }
         let watchdog = Self.startWatchdog()
+        let readerCheck = Self.startReaderCheck(log, logger: logger)
         stop.wait()
 
         logger.notice("stopping: draining queued appends")
@@ -135,6 +138,7 @@ struct Incidentd: ParsableCommand {
         }
         try? server.group.syncShutdownGracefully()
         watchdog?.cancel()
+        readerCheck.cancel()
         sources.forEach { $0.cancel() }
         if inherited == nil { unlink(settings.socketPath) }
         logger.notice("stopped", metadata: ["position": "\((try? log.status().position) ?? 0)"])
@@ -150,6 +154,42 @@ struct Incidentd: ParsableCommand {
         unsetenv("LISTEN_FDS")
         unsetenv("LISTEN_FDNAMES")
         return 3
+    }
+
+    /// Raises the soft limit on open files to the hard limit: every connection is a descriptor, and the usual
+    /// soft limit (1024) is below the default `max_connections` plus what LMDB and the listener hold.
+    static func raiseDescriptorLimit(_ settings: DaemonConfiguration, logger: Logger) {
+        var limit = rlimit()
+        guard getrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit) == 0 else { return }
+        if limit.rlim_cur < limit.rlim_max {
+            var raised = limit
+            raised.rlim_cur = limit.rlim_max
+            if setrlimit(Int32(RLIMIT_NOFILE.rawValue), &raised) == 0 { limit = raised }
+        }
+        let needed = rlim_t(settings.maxConnections) + 64
+        if limit.rlim_cur < needed {
+            logger.warning(
+                "the open-file limit is below max_connections; raise LimitNOFILE or lower max_connections",
+                metadata: ["limit": "\(limit.rlim_cur)", "maxConnections": "\(settings.maxConnections)"])
+        }
+    }
+
+    /// Clears, every second, the reader slots of processes that died inside a read transaction (an
+    /// `incidentctl replay` killed mid-fold, say): until cleared, such a slot pins every page freed since its
+    /// snapshot and the data file grows with each commit.
+    static func startReaderCheck(_ log: EventLog, logger: Logger) -> any DispatchSourceTimer {
+        let timer = DispatchSource.makeTimerSource(queue: .global())
+        timer.schedule(deadline: .now() + .seconds(1), repeating: .seconds(1), leeway: .milliseconds(100))
+        timer.setEventHandler {
+            do {
+                let cleared = try log.environment.readerCheck()
+                if cleared > 0 { logger.notice("cleared stale reader slots", metadata: ["slots": "\(cleared)"]) }
+            } catch {
+                logger.warning("reader check failed", metadata: ["error": "\(error)"])
+            }
+        }
+        timer.resume()
+        return timer
     }
 
     /// Pings systemd's watchdog at half of `WATCHDOG_USEC`, when it is set for this process.

@@ -30,6 +30,8 @@ final class Server: Sendable {
         let bootstrap = ServerBootstrap(group: group)
             .serverChannelOption(.backlog, value: 1024)
             .childChannelOption(.autoRead, value: true)
+            // A client that shuts down its side still gets the answers to what it sent (see ConnectionHandler).
+            .childChannelOption(.allowRemoteHalfClosure, value: true)
             .childChannelOption(.writeBufferWaterMark, value: .init(low: 256 << 10, high: 1 << 20))
             .childChannelInitializer { channel in
                 Server.initialize(channel, executor: executor, configuration: configuration, logger: logger)
@@ -89,9 +91,11 @@ final class Server: Sendable {
             let line = Response.failure(id: .null, ProtocolError(
                 .tooManyConnections,
                 "incidentd already serves \(configuration.maxConnections) connections (max_connections); try again later"))
-            var buffer = channel.allocator.buffer(capacity: line.count)
-            buffer.writeBytes(line)
-            return channel.writeAndFlush(buffer).always { _ in channel.close(promise: nil) }
+            // The initializer runs before the channel is registered, so nothing can be written yet (a write here
+            // never completes, and the connection would hang unserved with its descriptor held): answer once active.
+            return channel.eventLoop.makeCompletedFuture {
+                try channel.pipeline.syncOperations.addHandler(RefusalHandler(line: line))
+            }
         }
         guard let provider = channel as? any SocketOptionProvider else {
             return channel.eventLoop.makeFailedFuture(ChannelError.operationUnsupported)
@@ -115,5 +119,30 @@ final class Server: Sendable {
             channel.close(promise: nil)
             throw error
         }
+    }
+}
+
+/// Answers a connection over `max_connections` with one error line, then closes it; what the client sends is
+/// dropped.
+private final class RefusalHandler: ChannelInboundHandler, Sendable {
+    typealias InboundIn = ByteBuffer
+    typealias OutboundOut = ByteBuffer
+
+    let line: [UInt8]
+
+    init(line: [UInt8]) { self.line = line }
+
+    func channelActive(context: ChannelHandlerContext) {
+        var buffer = context.channel.allocator.buffer(capacity: line.count)
+        buffer.writeBytes(line)
+        let channel = context.channel
+        context.writeAndFlush(wrapOutboundOut(buffer)).whenComplete { _ in channel.close(promise: nil) }
+        context.fireChannelActive()
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {}
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        context.close(promise: nil)
     }
 }

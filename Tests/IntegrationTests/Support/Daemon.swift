@@ -56,7 +56,8 @@ final class Daemon {
     let socketPath: String
     let logPath: String
     var extraArguments: [String]
-    private(set) var process: Process?
+    /// The running (or last) daemon process; see ``ChildProcess`` for why it is not a `Foundation.Process`.
+    private(set) var child: ChildProcess?
 
     /// Starts a daemon in a new temporary directory and waits until it serves.
     init(arguments: [String] = [], root: String? = nil) throws {
@@ -69,30 +70,31 @@ final class Daemon {
     }
 
     deinit {
-        if let process, process.isRunning {
-            kill(process.processIdentifier, SIGKILL)
-            process.waitUntilExit()
+        if let child, child.isRunning {
+            kill(child.pid, SIGKILL)
+            child.wait()
         }
         try? FileManager.default.removeItem(atPath: root)
     }
 
-    var pid: Int32 { process?.processIdentifier ?? -1 }
+    var pid: Int32 { child?.pid ?? -1 }
 
     /// Starts the process (again) and waits until its socket accepts connections.
     func start() throws {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: Binaries.incidentd)
-        process.arguments = ["--data-dir", dataDir, "--socket", socketPath] + extraArguments
-        _ = FileManager.default.createFile(atPath: logPath, contents: nil)
-        let log = FileHandle(forWritingAtPath: logPath)
-        log?.seekToEndOfFile()
-        process.standardOutput = log
-        process.standardError = log
-        try process.run()
-        self.process = process
+        let log = open(logPath, O_WRONLY | O_CREAT | O_TRUNC | O_APPEND | O_CLOEXEC, 0o644)
+        let null = open("/dev/null", O_RDONLY | O_CLOEXEC)
+        defer {
+            close(log)
+            close(null)
+        }
+        guard log >= 0, null >= 0 else { throw HarnessError("cannot open \(logPath): \(String(cString: strerror(errno)))") }
+        let child = try ChildProcess(
+            Binaries.incidentd, ["--data-dir", dataDir, "--socket", socketPath] + extraArguments,
+            environment: ProcessInfo.processInfo.environment, stdin: null, stdout: log, stderr: log)
+        self.child = child
         try waitFor("incidentd to serve \(socketPath)") {
-            guard process.isRunning else {
-                throw HarnessError("incidentd exited with \(process.terminationStatus): \(self.log)")
+            guard child.isRunning else {
+                throw HarnessError("incidentd exited with \(child.wait()): \(self.log)")
             }
             return (try? RawClient(path: socketPath)) != nil
         }
@@ -104,17 +106,16 @@ final class Daemon {
     /// SIGTERM, and the exit status.
     @discardableResult
     func stop() -> Int32 {
-        guard let process, process.isRunning else { return process?.terminationStatus ?? 0 }
-        kill(process.processIdentifier, SIGTERM)
-        process.waitUntilExit()
-        return process.terminationStatus
+        guard let child else { return 0 }
+        if child.isRunning { kill(child.pid, SIGTERM) }
+        return child.wait()
     }
 
     /// SIGKILL: no chance to clean up.
     func crash() {
-        guard let process, process.isRunning else { return }
-        kill(process.processIdentifier, SIGKILL)
-        process.waitUntilExit()
+        guard let child, child.isRunning else { return }
+        kill(child.pid, SIGKILL)
+        child.wait()
     }
 
     func restart() throws {
@@ -142,30 +143,45 @@ struct CommandResult {
 
 /// Runs a program to completion, feeding `stdin`.
 func runCommand(_ path: String, _ arguments: [String], stdin: String? = nil, environment: [String: String] = [:]) throws -> CommandResult {
-    let process = Process()
-    process.executableURL = URL(fileURLWithPath: path)
-    process.arguments = arguments
+    ignoreBrokenPipes()
     var env = ProcessInfo.processInfo.environment
     env.merge(environment) { _, new in new }
-    process.environment = env
-    let out = Pipe()
-    let err = Pipe()
-    let input = Pipe()
-    process.standardOutput = out
-    process.standardError = err
-    process.standardInput = input
-    try process.run()
-    if let stdin { input.fileHandleForWriting.write(Data(stdin.utf8)) }
-    try? input.fileHandleForWriting.close()
+    let input = try CloseOnExecPipe()
+    let out = try CloseOnExecPipe()
+    let err = try CloseOnExecPipe()
+    let child: ChildProcess
+    do {
+        child = try ChildProcess(path, arguments, environment: env, stdin: input.read, stdout: out.write, stderr: err.write)
+    } catch {
+        [input.read, input.write, out.read, out.write, err.read, err.write].forEach { close($0) }
+        throw error
+    }
+    close(input.read)
+    close(out.write)
+    close(err.write)
+    if let stdin {
+        let bytes = Array(stdin.utf8)
+        var offset = 0
+        while offset < bytes.count {
+            let n = bytes[offset...].withUnsafeBytes { Glibc.write(input.write, $0.baseAddress, $0.count) }
+            if n < 0 && errno == EINTR { continue }
+            if n <= 0 { break }
+            offset += n
+        }
+    }
+    close(input.write)
     // Drain both pipes concurrently so a chatty child never blocks on a full pipe.
     let errData = LockedData()
-    let errThread = Thread { errData.set(err.fileHandleForReading.readDataToEndOfFile()) }
-    errThread.start()
-    let outData = out.fileHandleForReading.readDataToEndOfFile()
-    process.waitUntilExit()
-    try waitFor("stderr of \(path)", timeout: 30) { errData.isSet }
+    let errDone = DispatchSemaphore(value: 0)
+    Thread {
+        errData.set(readToEnd(err.read))
+        errDone.signal()
+    }.start()
+    let outData = readToEnd(out.read)
+    errDone.wait()
+    let status = child.wait()
     return CommandResult(
-        status: process.terminationStatus, stdout: String(decoding: outData, as: UTF8.self),
+        status: status, stdout: String(decoding: outData, as: UTF8.self),
         stderr: String(decoding: errData.get(), as: UTF8.self))
 }
 

@@ -1,0 +1,229 @@
+// libFuzzer target for what incidentd does with a request line before anything touches LMDB: framing
+// (LineFramer), strict JSON (JSONReader), the request envelope (Request.decode), event validation
+// (ProposedEvent), the rules that need the log's state (Admission), and the projections (Projector).
+//
+// Built by `make fuzz` (mk/fuzz.mk) with `swiftc -sanitize=fuzzer,address`, together with the sources of
+// StrictJSON, IncidentProtocol, IncidentDomain and Gazetteer. Gazetteer's TOML loading (TOMLKit, a C++ library)
+// and the compiled-in gazetteer that needs it are left out: the gazetteer here is built in code with the same
+// three cities and spellings, so city resolution and suggestions are fuzzed as the daemon runs them.
+//
+// Besides "never crash, never hang, never blow up memory", it checks properties the log depends on:
+// * framing: the same bytes fed whole or in two pieces give the same lines;
+// * JSON: whatever JSONReader accepts, its canonical form reads back to the same value and is a fixed point
+//   (the hash chain and byte-identical replays rest on this); refusals are JSONReadErrors, never traps;
+// * responses: every error and success line the daemon would send is valid JSON that echoes the id;
+// * events: a valid event, once stored (its canonical JSON), reads back as the same RecordedEvent (otherwise
+//   verify, replay and projection rebuilds would fail on the log), and its proposal's canonical content is
+//   itself a valid proposal with the same content (idempotent retries compare these bytes);
+// * projections: folding into memory and folding through JSON documents (as the daemon stores them in LMDB)
+//   give byte-identical city and incident documents.
+
+import Gazetteer
+import IncidentDomain
+import IncidentProtocol
+import StrictJSON
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+let gazetteer: Gazetteer = {
+    do {
+        return try Gazetteer(cities: [
+            City(
+                id: "kupiansk", name: "Kupiansk",
+                aliases: ["Kupians'k", "Kupians’k", "Kupyansk", "Kup'yansk", "Kup’yansk", "Kup'yans'k", "Kupjansk",
+                          "Kupiańsk", "Куп'янськ", "Купʼянськ", "Купянск"],
+                region: "UA-63", population: 26262, latitude: 49.7106, longitude: 37.6156),
+            City(
+                id: "melitopol", name: "Melitopol",
+                aliases: ["Melitopol'", "Melitopol’", "Melitopoli", "Meritopoli", "Мелітополь", "Мелитополь"],
+                region: "UA-23", population: 148851, latitude: 46.8489, longitude: 35.3675, geonamesId: 701404),
+            City(
+                id: "berdiansk", name: "Berdiansk",
+                aliases: ["Berdians'k", "Berdyansk", "Berdyans'k", "Berdyans’k", "Berdjansk", "Бердянськ", "Бердянск"],
+                region: "UA-23", population: 107928, latitude: 46.7553, longitude: 36.7885, geonamesId: 712451),
+        ])
+    } catch {
+        fatalError("fuzz gazetteer: \(error)")
+    }
+}()
+
+/// A fixed "now" (2026-11-25T12:00:00Z), so that a crash reproduces on any day.
+let now = Timestamp(microseconds: 1_795_608_000_000_000)
+let admission = Admission(gazetteer: gazetteer)
+let projector = Projector(gazetteer: gazetteer)
+let recorder = Recorder(uid: 0, user: "root")
+
+/// Projections kept as canonical JSON, read back on every access: what the daemon's LMDB store does.
+struct DocumentStore: ProjectionStore {
+    var incidents: [String: [UInt8]] = [:]
+    var cities: [String: [UInt8]] = [:]
+
+    mutating func incident(_ id: String) throws -> IncidentState? {
+        guard let bytes = incidents[id] else { return nil }
+        return try IncidentState(json: JSONReader().read(bytes))
+    }
+
+    mutating func city(_ id: String) throws -> CityState? {
+        guard let bytes = cities[id] else { return nil }
+        return try CityState(json: JSONReader().read(bytes))
+    }
+
+    mutating func put(_ incident: IncidentState) { incidents[incident.incident] = incident.json.canonicalBytes() }
+    mutating func put(_ city: CityState) { cities[city.cityId] = city.json.canonicalBytes() }
+}
+
+func check(_ condition: @autoclosure () -> Bool, _ message: @autoclosure () -> String) {
+    if !condition() {
+        let text = Array("property violated: \(message())\n".utf8)
+        _ = text.withUnsafeBytes { write(2, $0.baseAddress, $0.count) }
+        abort()
+    }
+}
+
+func show(_ bytes: [UInt8]) -> String { String(decoding: bytes.prefix(300), as: UTF8.self) }
+
+/// JSON: accepted values round-trip through their canonical form.
+func checkJSON(_ line: [UInt8]) {
+    guard let value = try? JSONReader().read(line) else { return }
+    let canonical = value.canonicalBytes()
+    guard let again = try? JSONReader().read(canonical) else {
+        check(false, "canonical form does not read back: \(show(canonical))")
+        return
+    }
+    check(again.canonicalBytes() == canonical, "canonical form is not a fixed point: \(show(canonical))")
+}
+
+/// A response line must be one line of valid JSON with the request's id.
+func checkResponse(_ bytes: [UInt8], id: JSONValue) {
+    check(bytes.last == 0x0A && !bytes.dropLast().contains(0x0A), "response is not one line: \(show(bytes))")
+    guard let parsed = try? JSONReader(maxDepth: 128).read(Array(bytes.dropLast())) else {
+        check(false, "response is not JSON: \(show(bytes))")
+        return
+    }
+    check(parsed["id"]?.canonicalBytes() == id.canonicalBytes(), "response does not echo the id: \(show(bytes))")
+}
+
+/// Positions handed out while one input is folded; libFuzzer runs inputs one at a time on one thread.
+nonisolated(unsafe) var position: UInt64 = 0
+
+func fold(_ events: [JSONValue], allowNewCity: Bool) {
+    var memory = InMemoryProjections()
+    var documents = DocumentStore()
+    for wire in events {
+        let proposal: ProposedEvent
+        do {
+            proposal = try ProposedEvent(json: wire, now: now)
+        } catch {
+            let response = Response.failure(id: 1, ProtocolError(.init(rawValue: error.code.rawValue), error.message, details: error.details))
+            checkResponse(response, id: 1)
+            continue
+        }
+        // The canonical content of a valid proposal is itself valid, with the same content.
+        let content = proposal.contentBytes
+        do {
+            let again = try ProposedEvent(json: JSONReader().read(content), now: now)
+            check(again.contentBytes == content, "content is not stable: \(show(content)) → \(show(again.contentBytes))")
+        } catch {
+            check(false, "the content of a valid event is refused (\(error)): \(show(content))")
+        }
+        let admitted: AdmittedEvent
+        do {
+            admitted = try admission.admit(proposal, allowNewCity: allowNewCity, recordedAt: now, store: &memory)
+        } catch {
+            continue
+        }
+        position += 1
+        let event = RecordedEvent(
+            position: position, eventId: proposal.eventId ?? "00000000-0000-4000-8000-000000000000",
+            incident: admitted.incident, version: admitted.version, occurredAt: admitted.occurredAt,
+            precision: admitted.precision, recordedAt: now, recordedBy: recorder, sources: proposal.sources,
+            data: admitted.data, prevHash: String(repeating: "0", count: 64))
+        // What is stored must read back: verify, replay and rebuilds depend on it.
+        let stored = event.json.canonicalBytes()
+        do {
+            let readBack = try RecordedEvent(json: JSONReader().read(stored))
+            check(readBack == event, "stored event reads back differently: \(show(stored))")
+            check(readBack.json.canonicalBytes() == stored, "stored event is not stable: \(show(stored))")
+        } catch {
+            check(false, "stored event cannot be read back (\(error)): \(show(stored))")
+        }
+        do {
+            try projector.apply(event, to: &memory)
+            try projector.apply(event, to: &documents)
+        } catch {
+            check(false, "projection failed (\(error)) for \(show(stored))")
+        }
+    }
+    // In memory and through stored documents: the same projections, byte for byte.
+    for (id, state) in memory.incidents {
+        check(documents.incidents[id] == state.json.canonicalBytes(), "incident \(id) differs between memory and documents")
+    }
+    for (id, city) in memory.cities {
+        check(documents.cities[id] == city.json.canonicalBytes(), "city \(id) differs between memory and documents")
+    }
+    check(memory.incidents.count == documents.incidents.count && memory.cities.count == documents.cities.count, "projection counts differ")
+}
+
+@_cdecl("LLVMFuzzerTestOneInput")
+public func fuzzOne(_ data: UnsafePointer<UInt8>, _ size: Int) -> Int32 {
+    let input = Array(UnsafeBufferPointer(start: data, count: size))
+    position = 0
+
+    // Framing: whole, and in two pieces split where the first byte says.
+    var whole = LineFramer(maxLineLength: 4096)
+    let frames = whole.feed(input)
+    var split = LineFramer(maxLineLength: 4096)
+    let cut = input.isEmpty ? 0 : Int(input[0]) * input.count / 256
+    let pieces = split.feed(Array(input[..<cut])) + split.feed(Array(input[cut...]))
+    check(frames == pieces, "framing depends on how the bytes arrive")
+
+    var lines: [[UInt8]] = []
+    for frame in frames {
+        switch frame {
+        case .line(let line):
+            check(line.count <= 4096 && !line.contains(0x0A), "a frame longer than the limit or with a newline")
+            lines.append(line)
+        case .tooLong(let n):
+            check(n > 4096, "tooLong for a line within the limit")
+        }
+    }
+    if whole.hasPartialLine, let last = input.split(separator: 0x0A, omittingEmptySubsequences: false).last, last.count <= 4096 {
+        lines.append(Array(last))  // a last line without its newline is answered too
+    }
+
+    for line in lines {
+        checkJSON(line)
+        switch Request.decode(line) {
+        case .failure(let failure):
+            checkResponse(Response.failure(id: failure.id, failure.error), id: failure.id)
+        case .success(let request):
+            checkResponse(Response.success(id: request.id, ["position": 1]), id: request.id)
+            let reencoded = request.encoded()
+            if case .success(let again) = Request.decode(reencoded) {
+                check(again.encoded() == reencoded, "a request does not re-encode stably")
+            } else {
+                check(false, "a decoded request does not decode again: \(show(reencoded))")
+            }
+            if request.operation == .append, case .array(let events)? = request.body["events"] {
+                fold(Array(events.prefix(64)), allowNewCity: request.body["allowNewCity"]?.boolValue ?? false)
+            }
+            if request.operation == .city || request.operation == .read, let name = request.body["city"]?.stringValue {
+                _ = gazetteer.resolve(name)
+                _ = gazetteer.suggestions(for: name)
+                _ = Gazetteer.slug(name)
+            }
+        }
+    }
+    // The whole input as one request line too (the daemon allows up to 1 MiB).
+    if lines.count != 1 {
+        checkJSON(input)
+        if case .success(let request) = Request.decode(input), request.operation == .append,
+            case .array(let events)? = request.body["events"]
+        {
+            fold(Array(events.prefix(64)), allowNewCity: true)
+        }
+    }
+    return 0
+}

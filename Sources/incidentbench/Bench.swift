@@ -1,0 +1,239 @@
+import ArgumentParser
+import Foundation
+import Gazetteer
+import Histogram
+import IncidentDomain
+import IncidentLog
+import LMDB
+import StrictJSON
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// `incidentbench`: starts the real daemon on a temporary socket and data directory, loads it, and compares it
+/// with PostgreSQL, SQLite and bare LMDB on the same event bytes, in the same run.
+@main
+struct IncidentBench: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "incidentbench",
+        abstract: "Measure incidentd against PostgreSQL, SQLite and bare LMDB on the same events.",
+        discussion: """
+            Phases, all against one daemon and one growing log: one connection sending one append at a time \
+            (latency), then 1, 16 and 64 connections each keeping --window appends in flight (throughput and \
+            latency under load), then 16 connections filling the log up to --events while another connection \
+            asks `city` one request at a time (query latency under full append load). At --events the daemon's \
+            memory and the bytes on disk are read, the daemon is stopped, and the projections are rebuilt from \
+            the log in this process (and compared with the ones the daemon kept). Baselines follow on the \
+            stored bytes of the same events.
+            """)
+
+    @Option(help: "Events in the log when memory and rebuild are measured (the total appended).")
+    var events = 1_000_000
+
+    @Option(help: "Requests each connection keeps in flight.")
+    var window = 32
+
+    @Option(help: "Seconds each baseline runs for.")
+    var seconds = 8
+
+    @Flag(inversion: .prefixedNo, help: "Run the PostgreSQL, SQLite and LMDB baselines.")
+    var baselines = true
+
+    @Flag(help: "A few thousand events, no baselines: a quick check that the generator works.")
+    var smoke = false
+
+    @Option(help: "The incidentd binary (default: beside this one).")
+    var daemon: String?
+
+    @Option(help: "Directory for the temporary data directories.")
+    var workDir = "/tmp"
+
+    @Flag(help: "Keep the temporary directory.")
+    var keep = false
+
+    @Option(help: ArgumentHelp("Only rebuild the projections of the log in this data directory (for profiling).", valueName: "dir"))
+    var rebuildOnly: String?
+
+    mutating func run() throws {
+        if let rebuildOnly {
+            let log = try EventLog(options: LogOptions(directory: rebuildOnly), gazetteer: .embedded)
+            let start = monotonicNanos()
+            let folded = try log.rebuildProjections()
+            let seconds = Double(monotonicNanos() - start) / 1e9
+            print("rebuilt projections from \(folded) events in \(String(format: "%.3f", seconds)) s: \(Int(Double(folded) / seconds)) events/s")
+            return
+        }
+        if smoke {
+            events = min(events, 3_000)
+            baselines = false
+        }
+        let binary = daemon ?? Self.siblingDaemon()
+        guard FileManager.default.isExecutableFile(atPath: binary) else {
+            throw BenchError("no incidentd at \(binary); build it or pass --daemon")
+        }
+        var template = Array("\(workDir)/incidentbench-XXXXXX".utf8CString)
+        guard let made = template.withUnsafeMutableBufferPointer({ mkdtemp($0.baseAddress!) }) else {
+            throw BenchError("cannot create a directory in \(workDir)")
+        }
+        let root = String(cString: made)
+        defer {
+            if !keep { try? FileManager.default.removeItem(atPath: root) }
+        }
+        var report = Report(events: events, window: window, binary: binary)
+        try measureDaemon(binary: binary, root: root, report: &report)
+        if baselines {
+            try measureBaselines(root: root, report: &report)
+        }
+        print(report.table())
+        if let problem = report.problems.first {
+            throw BenchError(problem)
+        }
+    }
+
+    static func siblingDaemon() -> String {
+        let me = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
+        return (me as NSString).deletingLastPathComponent + "/incidentd"
+    }
+
+    func progress(_ text: String) {
+        FileHandle.standardError.write(Data("incidentbench: \(text)\n".utf8))
+    }
+
+    // MARK: The daemon
+
+    func measureDaemon(binary: String, root: String, report: inout Report) throws {
+        let daemon = try DaemonProcess(binary: binary, root: root + "/incidentd")
+        let n = events
+        let sequential = max(40, min(n / 50, 20_000))
+        let warmup = min(1_000, sequential / 2)
+        let single = max(100, n / 10)
+        let sixteen = max(16 * 8, n / 4)
+        let sixtyFour = max(64 * 4, n / 4)
+        let fill = n - warmup - sequential - single - sixteen - sixtyFour
+        guard fill >= 16 else { throw BenchError("--events \(n) is too small; use at least 2000") }
+        var appended = 0
+        var seed: UInt64 = 0x1D_2022_0301
+
+        func scripts(_ phase: String, connections: Int, total: Int) -> [RequestScript] {
+            (0..<connections).map { c in
+                seed &+= 1
+                var factory = EventFactory(prefix: "\(phase)\(c)", seed: seed)
+                let count = total / connections + (c < total % connections ? 1 : 0)
+                return RequestScript.appends(count: count, factory: &factory)
+            }
+        }
+
+        // One connection, one request at a time.
+        do {
+            let client = try SimpleClient(path: daemon.socketPath)
+            _ = try client.runSequential(scripts("w", connections: 1, total: warmup)[0])
+            let result = try client.runSequential(scripts("s", connections: 1, total: sequential)[0])
+            try check(result, "one at a time")
+            report.sequential = result
+            appended += warmup + sequential
+            progress("one at a time: \(sequential) appends, p50 \(ms(result.latency.valueAtPercentile(50))) ms")
+        }
+        // Throughput with 1, 16 and 64 connections.
+        for (connections, total) in [(1, single), (16, sixteen), (64, sixtyFour)] {
+            let load = try PipelinedLoad(socketPath: daemon.socketPath, scripts: scripts("p\(connections)x", connections: connections, total: total), window: window)
+            let result = try load.run()
+            try check(result, "\(connections) connections")
+            report.throughput[connections] = result
+            appended += total
+            progress("\(connections) connections × \(window): \(Int(result.perSecond)) appends/s")
+        }
+        // Fill to `events` at full speed while `city` is asked on the side.
+        do {
+            let plan = scripts("f", connections: 16, total: fill)
+            let prober = CityProber(socketPath: daemon.socketPath)
+            let load = try PipelinedLoad(socketPath: daemon.socketPath, scripts: plan, window: window)
+            prober.start()
+            let result = try load.run()
+            let (cityLatency, cityError) = prober.stop()
+            try check(result, "fill")
+            if let cityError { throw BenchError("city query failed: \(cityError)") }
+            report.fill = result
+            report.cityLatency = cityLatency
+            appended += fill
+            progress("fill to \(appended): \(Int(result.perSecond)) appends/s, city p99 \(ms(cityLatency.valueAtPercentile(99))) ms over \(cityLatency.totalCount) queries")
+        }
+        // Memory and disk at `events`.
+        let status = try SimpleClient(path: daemon.socketPath).call(Array("{\"id\":1,\"op\":\"status\"}\n".utf8))
+        let position = (try? JSONReader().read(status))?["position"]?.intValue ?? -1
+        guard position == Int64(appended) else {
+            throw BenchError("the daemon reports position \(position) after \(appended) acknowledged appends")
+        }
+        report.memory = daemon.memory()
+        let exit = daemon.stop()
+        guard exit == 0 else { throw BenchError("incidentd exited with \(exit) on SIGTERM: \(daemon.log.suffix(2000))") }
+        report.dataFileBytes = fileSize(daemon.dataDir + "/data.mdb")
+        report.appended = appended
+
+        // Rebuild the projections from the log, in this process, and compare them with what the daemon kept.
+        progress("rebuilding projections from \(appended) events")
+        let log = try EventLog(options: LogOptions(directory: daemon.dataDir), gazetteer: .embedded)
+        let before = try log.cities().map { $0.json.canonicalBytes() }
+        let incidentsBefore = try log.status().incidents
+        let start = monotonicNanos()
+        let folded = try log.rebuildProjections()
+        report.rebuildSeconds = Double(monotonicNanos() - start) / 1e9
+        report.rebuildEvents = Int(folded)
+        let after = try log.cities().map { $0.json.canonicalBytes() }
+        let incidentsAfter = try log.status().incidents
+        report.rebuildIdentical = before == after && incidentsBefore == incidentsAfter
+        if !report.rebuildIdentical {
+            report.problems.append("the rebuilt city projections differ from the ones the daemon kept")
+        }
+        progress("rebuild: \(Int(Double(folded) / report.rebuildSeconds)) events/s")
+        // The read ceiling: a bare cursor scan over the same events.
+        let eventsDB = try log.environment.openDatabase("events", create: false)
+        let scanStart = monotonicNanos()
+        var scanned = 0
+        var checksum: UInt64 = 0
+        try log.environment.read { txn in
+            try txn.forEach(eventsDB) { _, value in
+                scanned += 1
+                checksum &+= UInt64(value[value.count - 1])
+                return true
+            }
+        }
+        report.scanPerSecond = Double(scanned) / (Double(monotonicNanos() - scanStart) / 1e9)
+        if checksum == 0 { progress("(empty scan)") }
+        // The stored bytes of the first events, for the baselines.
+        if baselines {
+            var samples = Samples(canonical: [], stored: [])
+            try log.environment.read { txn in
+                try txn.forEach(eventsDB) { _, value in
+                    samples.stored.append(Array(value))
+                    samples.canonical.append(Array(value[32...]))
+                    return samples.stored.count < 20_000
+                }
+            }
+            report.samples = samples
+        }
+    }
+
+    func check(_ result: PhaseResult, _ phase: String) throws {
+        if let error = result.firstError { throw BenchError("\(phase): the daemon refused an append: \(error)") }
+    }
+
+    // MARK: Baselines
+
+    func measureBaselines(root: String, report: inout Report) throws {
+        guard let samples = report.samples else { return }
+        let ceilingEvents = min(report.appended, 1_000_000)
+        progress("LMDB ceiling: \(ceilingEvents) events, 1,000 per commit")
+        report.lmdb = try runLMDBCeiling(samples: samples, events: ceilingEvents, directory: root + "/lmdb")
+        try? FileManager.default.removeItem(atPath: root + "/lmdb")
+        progress("SQLite: WAL, synchronous=FULL, 1 and 16 threads, \(seconds) s each")
+        report.sqlite = try runSQLite(samples: samples, threadCounts: [1, 16], seconds: Double(seconds), directory: root + "/sqlite")
+        try? FileManager.default.removeItem(atPath: root + "/sqlite")
+        progress("PostgreSQL: pgbench with 1, 16 and 64 clients, \(seconds) s each")
+        report.postgres = try runPostgres(samples: samples, clientCounts: [1, 16, 64], seconds: seconds, directory: root + "/postgres")
+    }
+}
+
+func ms(_ nanos: UInt64) -> String {
+    String(format: "%.3f", Double(nanos) / 1e6)
+}

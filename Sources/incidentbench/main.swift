@@ -1,1 +1,0 @@
-print("incidentbench: not yet")

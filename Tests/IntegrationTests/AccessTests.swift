@@ -1,0 +1,112 @@
+import Foundation
+import StrictJSON
+import Testing
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A system user made for one test with `useradd`, removed with `userdel` when released.
+final class ThrowawayUser {
+    let name: String
+    let uid: UInt32
+    let gid: UInt32
+
+    static var canCreate: Bool {
+        getuid() == 0 && FileManager.default.isExecutableFile(atPath: "/usr/sbin/useradd")
+            && (FileManager.default.isExecutableFile(atPath: "/usr/sbin/runuser")
+                || FileManager.default.isExecutableFile(atPath: "/usr/bin/setpriv"))
+    }
+
+    init() throws {
+        let name = "incdtest\(getpid() % 100_000)x\(UInt16.random(in: 0...UInt16.max))"
+        var last = CommandResult(status: 0, stdout: "", stderr: "")
+        // Another test may hold the lock on /etc/passwd for a moment: retry until a deadline.
+        try waitFor("useradd \(name)", timeout: 30) {
+            last = try runCommand(
+                "/usr/sbin/useradd", ["--system", "--no-create-home", "--user-group", "--shell", "/usr/sbin/nologin", name])
+            return last.status == 0
+        }
+        guard let entry = getpwnam(name) else { throw HarnessError("useradd \(name) made no user: \(last.stderr)") }
+        self.name = name
+        uid = entry.pointee.pw_uid
+        gid = entry.pointee.pw_gid
+    }
+
+    deinit {
+        _ = try? waitFor("userdel \(name)", timeout: 30) {
+            try runCommand("/usr/sbin/userdel", [name]).status == 0 || getpwnam(name) == nil
+        }
+    }
+
+    /// Runs `incidentctl` as this user.
+    func ctl(_ arguments: [String], socket: String, stdin: String? = nil) throws -> CommandResult {
+        let command = arguments + ["--socket", socket]
+        if FileManager.default.isExecutableFile(atPath: "/usr/sbin/runuser") {
+            return try runCommand("/usr/sbin/runuser", ["-u", name, "--", Binaries.incidentctl] + command, stdin: stdin)
+        }
+        return try runCommand(
+            "/usr/bin/setpriv", ["--reuid=\(uid)", "--regid=\(gid)", "--init-groups", Binaries.incidentctl] + command, stdin: stdin)
+    }
+}
+
+@Suite("Access control")
+struct AccessTests {
+    /// Lets `user` reach the daemon's socket the way a deployment does: through the socket's group (mode 0660).
+    static func admit(_ user: ThrowawayUser, to daemon: Daemon) throws {
+        #expect(chmod(daemon.root, 0o711) == 0)
+        #expect(chown(daemon.socketPath, 0, user.gid) == 0, "chown the socket: \(String(cString: strerror(errno)))")
+        var info = stat()
+        #expect(lstat(daemon.socketPath, &info) == 0)
+        #expect(info.st_mode & 0o7777 == 0o660)
+    }
+
+    @Test(
+        "permission_denied without a role; with the reporter role the user appends and recordedBy is the peer's uid and name",
+        .enabled(if: ThrowawayUser.canCreate, "needs root, useradd and runuser or setpriv to create a throwaway user"))
+    func roles() throws {
+        let user = try ThrowawayUser()
+        let daemon = try Daemon()
+        try Self.admit(user, to: daemon)
+        let report = [
+            "report", "--city", "Kupiansk", "--kind", "demonstration", "--occurred", "2022-03-01", "--incident",
+            "kupiansk-by-reporter", "--format", "json",
+        ]
+
+        // No role at all: every operation is refused, nothing is stored.
+        for arguments in [["status"], ["cities"], report] {
+            let refused = try user.ctl(arguments, socket: daemon.socketPath)
+            #expect(refused.status == 1, "\(arguments): \(refused.stderr)")
+            #expect(refused.stderr.contains("permission_denied"), "\(arguments): \(refused.stderr)")
+            #expect(refused.stderr.contains(user.name), "the refusal names the user: \(refused.stderr)")
+        }
+        #expect(try daemon.client().headPosition() == 0)
+
+        // The reporter role: appends and queries, but not the admin's verify.
+        let config = daemon.root + "/incidentd.toml"
+        try "[access.reporters]\nusers = [\"\(user.name)\"]\n".write(toFile: config, atomically: true, encoding: .utf8)
+        #expect(daemon.stop() == 0)
+        daemon.extraArguments = ["--config", config]
+        try daemon.start()
+        try Self.admit(user, to: daemon)
+
+        let appended = try user.ctl(report, socket: daemon.socketPath)
+        #expect(appended.status == 0, "\(appended.stderr)")
+        #expect(appended.json == ["incident": "kupiansk-by-reporter", "position": 1])
+        let status = try user.ctl(["status", "--format", "json"], socket: daemon.socketPath)
+        #expect(status.status == 0, "\(status.stderr)")
+        #expect(status.json?["position"]?.intValue == 1)
+        let verify = try user.ctl(["verify"], socket: daemon.socketPath)
+        #expect(verify.status == 1)
+        #expect(verify.stderr.contains("permission_denied"), "\(verify.stderr)")
+
+        // recordedBy comes from the socket's peer credentials, and a request cannot claim it.
+        let stored = try #require(try daemon.client().allEvents().first)
+        #expect(stored["recordedBy"] == ["uid": .int(Int64(user.uid)), "user": .string(user.name)])
+        let claim = #"{"type":"incident-reported","incident":"kupiansk-claimed","occurredAt":"2022-03-01","recordedBy":{"uid":0,"user":"root"},"data":{"city":"Kupiansk","kind":"strike"}}"#
+        let claimed = try user.ctl(["append", "-"], socket: daemon.socketPath, stdin: claim + "\n")
+        #expect(claimed.status == 1)
+        #expect(claimed.stderr.contains("invalid_event") && claimed.stderr.contains("recordedBy"), "\(claimed.stderr)")
+        #expect(try daemon.client().headPosition() == 1)
+    }
+}

@@ -1,0 +1,240 @@
+import Foundation
+import StrictJSON
+import Testing
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The article's story end to end: its events go in through `incidentctl append`, and the projections come back
+/// field by field, then a correction that shows in the projection while the history keeps both values.
+@Suite("The article's story")
+struct ArticleStoryTests {
+    static func counts(_ values: [String: Int64], of all: [String]) -> JSONValue {
+        .object(Dictionary(uniqueKeysWithValues: all.map { ($0, JSONValue.int(values[$0] ?? 0)) }))
+    }
+
+    static let kinds = ["demonstration", "blockade", "sabotage", "confrontation", "symbolic-act", "strike", "other"]
+    static let responseKinds = [
+        "none", "warning-shots", "tear-gas", "crowd-dispersal", "detentions", "beatings", "live-fire", "abductions",
+        "accommodation", "other",
+    ]
+    static let statuses = ["unknown", "ongoing", "dispersed", "objective-achieved", "suppressed", "retracted"]
+    static let verifications = ["unverified", "verified", "disputed", "debunked"]
+
+    static func city(
+        id: String, name: String, aliases: [String], region: String, population: Int64, byKind: [String: Int64],
+        participants: (Int64, Int64), responses: [String: Int64], outcomes: [String: Int64],
+        verification: [String: Int64], open: Int64, first: String, last: String, lastPosition: Int64
+    ) -> [String: JSONValue] {
+        [
+            "cityId": .string(id),
+            "name": .string(name),
+            "aliasesSeen": .array(aliases.map { .string($0) }),
+            "region": .string(region),
+            "population": .int(population),
+            "incidents": ["total": .int(byKind.values.reduce(0, +)), "byKind": counts(byKind, of: kinds)],
+            "participants": ["low": .int(participants.0), "high": .int(participants.1)],
+            "responses": counts(responses, of: responseKinds),
+            "casualties": ["killed": 0, "injured": 0, "detained": 0],
+            "outcomes": counts(outcomes, of: statuses),
+            "verification": counts(verification, of: verifications),
+            "openIncidents": .int(open),
+            "firstIncidentAt": .string(first),
+            "lastIncidentAt": .string(last),
+            "lastPosition": .int(lastPosition),
+        ]
+    }
+
+    /// The three cities as the article's eight events leave them, from the gazetteer and the article.
+    static let expectedCities: [String: [String: JSONValue]] = [
+        "berdiansk": city(
+            id: "berdiansk", name: "Berdiansk", aliases: ["Berdyans’k"], region: "UA-23", population: 107_928,
+            byKind: ["demonstration": 1, "sabotage": 1], participants: (0, 0), responses: [:],
+            outcomes: ["unknown": 2], verification: ["unverified": 2], open: 2, first: "2022-02-28",
+            last: "2022-02-28", lastPosition: 8),
+        "kupiansk": city(
+            id: "kupiansk", name: "Kupiansk", aliases: ["Kup’yansk"], region: "UA-63", population: 26_262,
+            byKind: ["demonstration": 1], participants: (150, 150),
+            responses: ["warning-shots": 1, "tear-gas": 1, "crowd-dispersal": 1], outcomes: ["unknown": 1],
+            verification: ["verified": 1], open: 1, first: "2022-03-01", last: "2022-03-01", lastPosition: 3),
+        "melitopol": city(
+            id: "melitopol", name: "Melitopol", aliases: ["Melitopoli"], region: "UA-23", population: 148_851,
+            byKind: ["blockade": 1], participants: (0, 0), responses: ["warning-shots": 1], outcomes: ["unknown": 1],
+            verification: ["verified": 1], open: 1, first: "2022-03-01", last: "2022-03-01", lastPosition: 6),
+    ]
+
+    /// Compares a document with the expected fields one by one, and their set of keys.
+    static func expectFields(
+        _ actual: JSONValue?, _ expected: [String: JSONValue], _ label: String, sourceLocation: SourceLocation = #_sourceLocation
+    ) {
+        guard let members = actual?.objectValue else {
+            Issue.record("\(label): expected an object, got \(String(describing: actual))", sourceLocation: sourceLocation)
+            return
+        }
+        #expect(Set(members.keys) == Set(expected.keys), "\(label): fields", sourceLocation: sourceLocation)
+        for key in expected.keys.sorted() {
+            #expect(members[key] == expected[key], "\(label).\(key)", sourceLocation: sourceLocation)
+        }
+    }
+
+    static let kupiansk = "kupiansk-2022-03-01-city-hall"
+
+    /// Starts a daemon and appends the article through `incidentctl append`.
+    static func daemonWithArticle() throws -> Daemon {
+        let daemon = try Daemon()
+        let append = try daemon.ctl(["append", "--format", "json", Repository.articlePath])
+        #expect(append.status == 0, "incidentctl append: \(append.stderr)")
+        #expect(append.json == ["events": 8, "firstPosition": 1, "lastPosition": 8])
+        return daemon
+    }
+
+    @Test("incidentctl append stores the article; cities and city show each city field by field")
+    func citiesFieldByField() throws {
+        let daemon = try Self.daemonWithArticle()
+        let cities = try daemon.ctl(["cities", "--format", "json"])
+        #expect(cities.status == 0, "\(cities.stderr)")
+        let list = try #require(cities.json?.arrayValue)
+        #expect(list.map { $0["cityId"]?.stringValue } == ["berdiansk", "kupiansk", "melitopol"])
+        for document in list {
+            let id = try #require(document["cityId"]?.stringValue)
+            Self.expectFields(document, try #require(Self.expectedCities[id]), id)
+        }
+        // `city` gives the same document as `cities`, under the canonical name and every spelling users type.
+        let kupiansk = try #require(list.first { $0["cityId"]?.stringValue == "kupiansk" })
+        for spelling in ["Kupiansk", "Kupyansk", "Kup'yansk", "Kup’yansk", "Куп'янськ", "Купянск", "KUPIANSK", "kupiansk"] {
+            let city = try daemon.ctl(["city", "--format", "json", spelling])
+            #expect(city.status == 0, "city \(spelling): \(city.stderr)")
+            #expect(city.json == kupiansk, "city \(spelling)")
+        }
+        for (spelling, id) in [("Meritopoli", "melitopol"), ("Мелітополь", "melitopol"), ("Berdyansk", "berdiansk"), ("Бердянск", "berdiansk")] {
+            let city = try daemon.ctl(["city", "--format", "json", spelling])
+            #expect(city.json?["cityId"]?.stringValue == id, "city \(spelling)")
+            #expect(city.json == list.first { $0["cityId"]?.stringValue == id }, "city \(spelling)")
+        }
+        // The raw socket serves the very same documents.
+        let client = try daemon.client()
+        let raw = try client.call("cities")
+        #expect(raw["cities"] == cities.json)
+        #expect(try client.call("city", ["city": "Куп’янськ"])["city"] == kupiansk)
+        let status = try client.call("status")
+        #expect(status["position"]?.intValue == 8)
+        #expect(status["incidents"]?.intValue == 4)
+        #expect(status["cities"]?.intValue == 3)
+    }
+
+    @Test("incident shows the report, the responses in order, the outcome history and where it stands")
+    func incidentDocument() throws {
+        let daemon = try Self.daemonWithArticle()
+        let article = try Repository.articleEvents()
+        let result = try daemon.ctl(["incident", "--format", "json", Self.kupiansk])
+        #expect(result.status == 0, "\(result.stderr)")
+        let incident = try #require(result.json)
+
+        var expectedReport = try #require(article[0]["data"]?.objectValue)
+        expectedReport["cityId"] = "kupiansk"
+        #expect(incident["incident"]?.stringValue == Self.kupiansk)
+        #expect(incident["cityId"]?.stringValue == "kupiansk")
+        #expect(incident["city"]?.stringValue == "Kupiansk")
+        #expect(incident["occurredAt"]?.stringValue == "2022-03-01")
+        #expect(incident["precision"]?.stringValue == "day")
+        #expect(incident["report"] == .object(expectedReport))
+        #expect(incident["current"] == .object(expectedReport), "no correction yet: current is the report")
+        #expect(incident["status"]?.stringValue == "unknown")
+        #expect(incident["verification"]?.stringValue == "verified")
+        #expect(incident["version"]?.intValue == 3)
+        #expect(incident["firstPosition"]?.intValue == 1)
+        #expect(incident["lastPosition"]?.intValue == 3)
+        #expect(incident["responses"] == ["warning-shots": 1, "tear-gas": 1, "crowd-dispersal": 1])
+        #expect(incident["casualties"] == ["killed": 0, "injured": 0, "detained": 0])
+
+        // The history: the stored events themselves, with the envelope the daemon filled.
+        let reportEvent = try #require(incident["reportEvent"])
+        let responses = try #require(incident["responseHistory"]?.arrayValue)
+        let outcomes = try #require(incident["outcomeHistory"]?.arrayValue)
+        #expect(responses.count == 1)
+        #expect(outcomes.count == 1)
+        #expect(incident["latestOutcome"] == outcomes.last)
+        let history = [reportEvent] + responses + outcomes
+        #expect(history.map { $0["position"]?.intValue } == [1, 2, 3])
+        #expect(history.map { $0["version"]?.intValue } == [1, 2, 3])
+        #expect(history.map { $0["type"]?.stringValue } == ["incident-reported", "response-observed", "outcome-updated"])
+        #expect(reportEvent["data"] == .object(expectedReport))
+        #expect(responses[0]["data"] == article[1]["data"])
+        #expect(outcomes[0]["data"] == article[2]["data"])
+        #expect(responses[0]["sources"] == article[1]["sources"])
+        for (n, event) in history.enumerated() {
+            #expect(event["incident"]?.stringValue == Self.kupiansk)
+            #expect(event["schema"]?.intValue == 1)
+            #expect(event["recordedBy"] == ["uid": .int(Int64(getuid())), "user": .string(currentUserName())])
+            #expect(event["hash"]?.stringValue?.utf8.count == 64)
+            if let id = article[n]["eventId"] { #expect(event["eventId"] == id, "the client's eventId is kept") }
+            #expect(event["eventId"]?.stringValue?.utf8.count == 36)
+            if n > 0 { #expect(event["prevHash"] == history[n - 1]["hash"], "the chain links \(n) to \(n - 1)") }
+        }
+        #expect(reportEvent["prevHash"]?.stringValue == String(repeating: "0", count: 64))
+
+        // A Berdiansk incident: reported only, so still open and unverified; week precision is kept.
+        let berdiansk = try daemon.client().call("incident", ["incident": "berdiansk-2022-02-28-molotov-tank"])["incident"]
+        #expect(berdiansk?["status"]?.stringValue == "unknown")
+        #expect(berdiansk?["verification"]?.stringValue == "unverified")
+        #expect(berdiansk?["precision"]?.stringValue == "week")
+        #expect(berdiansk?["version"]?.intValue == 1)
+        #expect(berdiansk?["responseHistory"] == [])
+        #expect(berdiansk?["outcomeHistory"] == [])
+        #expect(berdiansk?["latestOutcome"] == .null)
+    }
+
+    @Test("a correction shows in the projections while the incident's history keeps both values")
+    func correction() throws {
+        let daemon = try Self.daemonWithArticle()
+        let observe = try daemon.ctl([
+            "observe", Self.kupiansk, "--response", "detentions,beatings", "--by", "Russian National Guard",
+            "--detained", "4", "--format", "json",
+        ])
+        #expect(observe.status == 0, "\(observe.stderr)")
+        #expect(observe.json == ["incident": .string(Self.kupiansk), "position": 9])
+        let outcome = try daemon.ctl([
+            "outcome", Self.kupiansk, "--status", "dispersed", "--correct", "participants=100-200",
+            "--note", "a second video shows a larger crowd", "--format", "json",
+        ])
+        #expect(outcome.status == 0, "\(outcome.stderr)")
+        #expect(outcome.json == ["incident": .string(Self.kupiansk), "position": 10])
+
+        let incident = try #require(try daemon.ctl(["incident", "--format", "json", Self.kupiansk]).json)
+        #expect(incident["report"]?["participants"] == ["low": 150, "high": 150], "the report as reported")
+        #expect(incident["current"]?["participants"] == ["low": 100, "high": 200], "the report as corrected")
+        #expect(incident["current"]?["location"] == incident["report"]?["location"], "uncorrected fields stay")
+        #expect(incident["status"]?.stringValue == "dispersed")
+        #expect(incident["verification"]?.stringValue == "verified", "an outcome without verification keeps it")
+        #expect(incident["version"]?.intValue == 5)
+        #expect(incident["casualties"] == ["killed": 0, "injured": 0, "detained": 4])
+        let responses = try #require(incident["responseHistory"]?.arrayValue)
+        #expect(responses.map { $0["position"]?.intValue } == [2, 9], "responses in order")
+        #expect(responses.last?["data"]?["responses"] == ["detentions", "beatings"])
+        #expect(responses.last?["occurredAt"]?.stringValue == "2022-03-01", "a response takes the incident's date")
+        let outcomes = try #require(incident["outcomeHistory"]?.arrayValue)
+        #expect(outcomes.map { $0["position"]?.intValue } == [3, 10])
+        #expect(outcomes.map { $0["data"]?["status"]?.stringValue } == ["unknown", "dispersed"])
+        #expect(outcomes.last?["data"]?["corrections"] == ["participants": ["low": 100, "high": 200]])
+        #expect(incident["latestOutcome"] == outcomes.last)
+
+        var expected = try #require(Self.expectedCities["kupiansk"])
+        expected["participants"] = ["low": 100, "high": 200]
+        expected["responses"] = Self.counts(
+            ["warning-shots": 1, "tear-gas": 1, "crowd-dispersal": 1, "detentions": 1, "beatings": 1], of: Self.responseKinds)
+        expected["casualties"] = ["killed": 0, "injured": 0, "detained": 4]
+        expected["outcomes"] = Self.counts(["dispersed": 1], of: Self.statuses)
+        expected["openIncidents"] = 0
+        expected["lastPosition"] = 10
+        let city = try daemon.ctl(["city", "--format", "json", "Kup'yansk"])
+        Self.expectFields(city.json, expected, "kupiansk after the correction")
+        // The other cities did not move.
+        let melitopol = try daemon.ctl(["city", "--format", "json", "Melitopol"])
+        Self.expectFields(melitopol.json, try #require(Self.expectedCities["melitopol"]), "melitopol")
+
+        // The log itself still holds the original report, unchanged.
+        let first = try daemon.client().call("read", ["from": 1, "limit": 1])["events"]?.arrayValue?.first
+        #expect(first?["data"]?["participants"] == ["low": 150, "high": 150])
+    }
+}

@@ -1,0 +1,223 @@
+import Foundation
+import StrictJSON
+import Testing
+
+/// `incidentctl` as a user meets it: exit statuses of SPEC §4, where the socket comes from, output formats,
+/// help with examples, and the write commands.
+@Suite("incidentctl")
+struct CLITests {
+    static let subcommands = ["report", "observe", "outcome", "append", "events", "incident", "city", "cities", "status", "verify", "replay"]
+
+    @Test("exit status 0 ok, 1 refused naming the code, 2 bad usage, 3 daemon unreachable")
+    func exitStatuses() throws {
+        let daemon = try Daemon()
+        let ok = try daemon.ctl(["report", "--city", "Kupiansk", "--kind", "demonstration", "--occurred", "2022-03-01", "--incident", "kupiansk-1"])
+        #expect(ok.status == 0, "\(ok.stderr)")
+
+        for (arguments, code) in [
+            (["report", "--city", "Melitopl", "--kind", "blockade", "--occurred", "2022-03-01"], "unknown_city"),
+            (["report", "--city", "Kupiansk", "--kind", "riot", "--occurred", "2022-03-01"], "invalid_event"),
+            (["report", "--city", "Kupiansk", "--kind", "strike", "--occurred", "2999-01-01"], "invalid_event"),
+            (["report", "--city", "Kupiansk", "--kind", "strike", "--occurred", "2022-03-02", "--incident", "kupiansk-1"], "incident_exists"),
+            (["observe", "nowhere-1", "--response", "none", "--by", "x"], "unknown_incident"),
+            (["outcome", "nowhere-1", "--status", "dispersed"], "unknown_incident"),
+            (["incident", "nowhere-1"], "unknown_incident"),
+            (["city", "Atlantis"], "unknown_city"),
+            (["events", "--city", "Atlantis"], "unknown_city"),
+        ] {
+            let refused = try daemon.ctl(arguments)
+            #expect(refused.status == 1, "\(arguments): \(refused.stderr)")
+            #expect(refused.stderr.contains(code), "\(arguments) names \(code): \(refused.stderr)")
+            #expect(refused.stdout.isEmpty, "\(arguments): \(refused.stdout)")
+        }
+        #expect(try daemon.ctl(["report", "--city", "Melitopl", "--kind", "blockade", "--occurred", "2022-03-01"]).stderr.contains("Melitopol"),
+                "the suggestion reaches the user")
+
+        for arguments in [
+            ["report", "--kind", "demonstration", "--occurred", "2022-03-01"],
+            ["report", "--city", "Kupiansk", "--kind", "demonstration", "--occurred", "2022-03-01", "--participants", "many"],
+            ["report", "--city", "Kupiansk", "--kind", "demonstration", "--occurred", "2022-03-01", "--participants", "200-100"],
+            ["report", "--city", "Kupiansk", "--kind", "demonstration", "--occurred", "2022-03-01", "--lat", "49.7"],
+            ["observe", "kupiansk-1", "--by", "x"],
+            ["outcome", "kupiansk-1", "--status", "dispersed", "--correct", "participants"],
+            ["events", "--from", "0"],
+            ["cities", "--format", "yaml"],
+            ["append", "/nonexistent/events.jsonl"],
+            ["no-such-command"],
+        ] {
+            let usage = try daemon.ctl(arguments)
+            #expect(usage.status == 2, "\(arguments): \(usage.status) \(usage.stderr)")
+            #expect(!usage.stderr.isEmpty, "\(arguments) explains itself")
+        }
+        let badFile = try daemon.ctl(["append", "-"], stdin: "{\"type\":\n")
+        #expect(badFile.status == 2, "a file that is not JSON lines is bad usage: \(badFile.stderr)")
+        #expect(try daemon.client().headPosition() == 1, "no refusal or bad usage stored anything")
+
+        let missing = daemon.root + "/no-such.sock"
+        for arguments in [["status"], ["cities"], ["report", "--city", "Kupiansk", "--kind", "strike", "--occurred", "2022-03-02"]] {
+            let unreachable = try daemon.ctl(arguments + ["--socket", missing])
+            #expect(unreachable.status == 3, "\(arguments): \(unreachable.stderr)")
+            #expect(unreachable.stderr.contains(missing), "names the socket: \(unreachable.stderr)")
+        }
+        daemon.stop()
+        #expect(try daemon.ctl(["status"]).status == 3, "a stopped daemon is unreachable")
+    }
+
+    @Test("--socket beats $INCIDENTD_SOCKET, which beats the default")
+    func socketPrecedence() throws {
+        let daemon = try Daemon()
+        let missing = daemon.root + "/elsewhere.sock"
+        let flagWins = try daemon.ctl(["status", "--socket", daemon.socketPath], environment: ["INCIDENTD_SOCKET": missing])
+        #expect(flagWins.status == 0, "\(flagWins.stderr)")
+        let flagWinsAgain = try daemon.ctl(["status", "--socket", missing], environment: ["INCIDENTD_SOCKET": daemon.socketPath])
+        #expect(flagWinsAgain.status == 3)
+        let environment = try daemon.ctl(["status"], environment: ["INCIDENTD_SOCKET": daemon.socketPath])
+        #expect(environment.status == 0)
+        let environmentMissing = try daemon.ctl(["status"], environment: ["INCIDENTD_SOCKET": missing])
+        #expect(environmentMissing.status == 3)
+        #expect(environmentMissing.stderr.contains(missing))
+    }
+
+    @Test("--format json prints JSON, --format table a table, and JSON is the default off a terminal")
+    func formats() throws {
+        let daemon = try Daemon()
+        #expect(try daemon.ctl(["append", Repository.articlePath]).status == 0)
+
+        let statusJSON = try daemon.ctl(["status", "--format", "json"])
+        #expect(statusJSON.json?["position"]?.intValue == 8)
+        #expect(statusJSON.json?["headHash"]?.stringValue?.utf8.count == 64)
+        let statusTable = try daemon.ctl(["status", "--format", "table"])
+        #expect(statusTable.json == nil)
+        #expect(statusTable.stdout.contains("position:") && statusTable.stdout.contains("head hash:"), "\(statusTable.stdout)")
+        let statusDefault = try daemon.ctl(["status"])
+        #expect(statusDefault.json?["position"]?.intValue == 8, "JSON when stdout is not a terminal")
+
+        let citiesTable = try daemon.ctl(["cities", "--format", "table"])
+        let lines = citiesTable.stdout.split(separator: "\n")
+        #expect(lines.count == 4, "\(citiesTable.stdout)")
+        #expect(lines.first?.hasPrefix("CITY") == true)
+        #expect(lines.dropFirst().map { $0.split(separator: " ").first } == ["berdiansk", "kupiansk", "melitopol"])
+
+        let cityTable = try daemon.ctl(["city", "--format", "table", "Куп'янськ"])
+        #expect(cityTable.stdout.contains("Kupiansk (kupiansk)"), "\(cityTable.stdout)")
+        #expect(cityTable.stdout.contains("UA-63") && cityTable.stdout.contains("26262"))
+
+        let incidentTable = try daemon.ctl(["incident", "--format", "table", "melitopol-2022-03-01-convoy-blockade"])
+        #expect(incidentTable.stdout.contains("blockade") && incidentTable.stdout.contains("VERSION"), "\(incidentTable.stdout)")
+
+        let eventsJSON = try daemon.ctl(["events", "--format", "json"])
+        let eventLines = eventsJSON.stdout.split(separator: "\n")
+        #expect(eventLines.count == 8, "one JSON object per line")
+        for line in eventLines { #expect((try? JSONReader().read(String(line)))?["hash"] != nil) }
+        let eventsTable = try daemon.ctl(["events", "--format", "table", "--city", "Berdyansk"])
+        #expect(eventsTable.stdout.split(separator: "\n").count == 3, "\(eventsTable.stdout)")
+        #expect(eventsTable.stdout.hasPrefix("POSITION"))
+        let filtered = try daemon.ctl(["events", "--format", "json", "--type", "response-observed"])
+        #expect(filtered.stdout.split(separator: "\n").compactMap { try? JSONReader().read(String($0))["position"]?.intValue } == [2, 5])
+        let limited = try daemon.ctl(["events", "--format", "json", "--from", "4", "--limit", "2"])
+        #expect(limited.stdout.split(separator: "\n").compactMap { try? JSONReader().read(String($0))["position"]?.intValue } == [4, 5])
+
+        let verifyTable = try daemon.ctl(["verify", "--format", "table"])
+        #expect(verifyTable.status == 0)
+        #expect(verifyTable.stdout.contains("intact: 8 events"), "\(verifyTable.stdout)")
+        let verifyJSON = try daemon.ctl(["verify", "--format", "json"])
+        #expect(verifyJSON.json?["intact"] == true)
+    }
+
+    @Test("--help of every subcommand exits 0 and shows an example")
+    func help() throws {
+        for subcommand in Self.subcommands {
+            let help = try runCommand(Binaries.incidentctl, [subcommand, "--help"])
+            #expect(help.status == 0, "\(subcommand) --help: \(help.stderr)")
+            #expect(help.stdout.contains("Example"), "\(subcommand) --help shows an example")
+            #expect(help.stdout.contains("incidentctl \(subcommand) "), "\(subcommand) --help shows a command line")
+        }
+        let top = try runCommand(Binaries.incidentctl, ["--help"])
+        #expect(top.status == 0)
+        for subcommand in Self.subcommands { #expect(top.stdout.contains(subcommand)) }
+    }
+
+    @Test("report prints the incident id and position; observe and outcome add to the incident")
+    func writeCommands() throws {
+        let daemon = try Daemon()
+        let report = try daemon.ctl([
+            "report", "--city", "Melitopoli", "--kind", "blockade", "--occurred", "2022-03-01", "--participants", "5-30",
+            "--location", "Bohdana Khmelnytskoho Avenue", "--target", "convoy of 12 military vehicles", "--target", "a tank",
+            "--tag", "convoy", "--lat", "46.8489", "--lon", "35.3675", "--description", "residents stopped a convoy",
+            "--source", "Les Révélateurs de France Télévisions", "--source-url", "https://example.org/video",
+            "--verified-by", "Les Révélateurs", "--source-verification", "verified", "--format", "table",
+        ])
+        #expect(report.status == 0, "\(report.stderr)")
+        #expect(report.stdout == "melitopol-2022-03-01-blockade at position 1\n")
+
+        let named = try daemon.ctl([
+            "report", "--city", "Berdyans'k", "--kind", "demonstration", "--occurred", "2022-02-28T10:15+02:00",
+            "--incident", "berdiansk-go-home", "--participants", "40", "--format", "json",
+        ])
+        #expect(named.json == ["incident": "berdiansk-go-home", "position": 2])
+
+        let observe = try daemon.ctl([
+            "observe", "melitopol-2022-03-01-blockade", "--response", "warning-shots", "--response", "detentions,beatings",
+            "--by", "Russian armed forces", "--killed", "0", "--injured", "2", "--detained", "3", "--format", "table",
+        ])
+        #expect(observe.status == 0, "\(observe.stderr)")
+        #expect(observe.stdout == "melitopol-2022-03-01-blockade at position 3\n")
+
+        let outcome = try daemon.ctl([
+            "outcome", "melitopol-2022-03-01-blockade", "--status", "objective-achieved", "--verification", "verified",
+            "--verified-by", "Les Révélateurs", "--method", "geolocation", "--note", "the convoy turned back",
+            "--correct", "participants=20-50", "--correct", "location=city centre", "--format", "json",
+        ])
+        #expect(outcome.status == 0, "\(outcome.stderr)")
+        #expect(outcome.json == ["incident": "melitopol-2022-03-01-blockade", "position": 4])
+
+        let incident = try #require(try daemon.ctl(["incident", "--format", "json", "melitopol-2022-03-01-blockade"]).json)
+        let reported = incident["reportEvent"]
+        #expect(reported?["data"]?["city"]?.stringValue == "Melitopoli")
+        #expect(reported?["data"]?["cityId"]?.stringValue == "melitopol")
+        #expect(reported?["data"]?["participants"] == ["low": 5, "high": 30])
+        #expect(reported?["data"]?["targets"]?.stringValue == "convoy of 12 military vehicles; a tank")
+        #expect(reported?["data"]?["tags"] == ["convoy"])
+        #expect(reported?["data"]?["coordinates"] == ["lat": 46.8489, "lon": 35.3675])
+        #expect(reported?["precision"]?.stringValue == "day")
+        #expect(reported?["sources"] == [[
+            "name": "Les Révélateurs de France Télévisions", "url": "https://example.org/video",
+            "verifiedBy": "Les Révélateurs", "verification": "verified",
+        ]])
+        let response = incident["responseHistory"]?.arrayValue?.first
+        #expect(response?["data"] == [
+            "by": "Russian armed forces", "responses": ["warning-shots", "detentions", "beatings"], "killed": 0, "injured": 2,
+            "detained": 3,
+        ])
+        #expect(incident["latestOutcome"]?["data"] == [
+            "status": "objective-achieved", "verification": "verified", "verifiedBy": "Les Révélateurs",
+            "method": "geolocation", "note": "the convoy turned back",
+            "corrections": ["participants": ["low": 20, "high": 50], "location": "city centre"],
+        ])
+        #expect(incident["status"]?.stringValue == "objective-achieved")
+        #expect(incident["verification"]?.stringValue == "verified")
+        #expect(incident["current"]?["participants"] == ["low": 20, "high": 50])
+        #expect(incident["current"]?["location"]?.stringValue == "city centre")
+        #expect(incident["casualties"] == ["killed": 0, "injured": 2, "detained": 3])
+        let city = try #require(try daemon.ctl(["city", "--format", "json", "Melitopol"]).json)
+        #expect(city["openIncidents"]?.intValue == 0)
+        #expect(city["outcomes"]?["objective-achieved"]?.intValue == 1)
+        #expect(city["participants"] == ["low": 20, "high": 50])
+
+        // append from standard input, atomic per batch: a refused line names itself and its batch stores nothing.
+        let lines = [
+            Wire.report(incident: "kupiansk-batch-1").canonicalString(),
+            "# a comment",
+            "",
+            Wire.response(incident: "kupiansk-batch-1").canonicalString(),
+            Wire.response(incident: "kupiansk-nowhere").canonicalString(),
+        ].joined(separator: "\n")
+        let refused = try daemon.ctl(["append", "-", "--format", "json"], stdin: lines + "\n")
+        #expect(refused.status == 1)
+        #expect(refused.stderr.contains("unknown_incident") && refused.stderr.contains("-:5"), "\(refused.stderr)")
+        #expect(refused.json?["events"]?.intValue == 0)
+        let small = try daemon.ctl(["append", "-", "--batch-size", "1", "--format", "json"], stdin: lines + "\n")
+        #expect(small.status == 1, "the last batch of one is refused")
+        #expect(small.json == ["events": 2, "firstPosition": 5, "lastPosition": 6])
+    }
+}

@@ -1,0 +1,333 @@
+import Foundation
+import StrictJSON
+import Testing
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Every error code of SPEC §2 and of the protocol, through the raw socket: the code, the field it names, nothing
+/// stored, and the connection still serving afterwards.
+@Suite("Error codes")
+struct ErrorCodeTests {
+    /// Sends an append that must be refused with `code`; checks that nothing was stored and that the same connection
+    /// still answers. Returns the error object.
+    @discardableResult
+    static func expectRefusal(
+        _ client: RawClient, _ events: [JSONValue], allowNewCity: Bool? = nil, code: String, field: String? = nil,
+        mentions: [String] = [], sourceLocation: SourceLocation = #_sourceLocation
+    ) throws -> JSONValue {
+        let before = try client.headPosition()
+        let response = try client.appendEvents(events, allowNewCity: allowNewCity)
+        #expect(response["ok"] == false, "\(response)", sourceLocation: sourceLocation)
+        #expect(response.errorCode == code, "\(response)", sourceLocation: sourceLocation)
+        #expect(response["positions"] == nil, sourceLocation: sourceLocation)
+        let message = response["error"]?["message"]?.stringValue ?? ""
+        if let field {
+            #expect(response["error"]?["field"]?.stringValue == field, "\(response)", sourceLocation: sourceLocation)
+            #expect(message.contains(field), "the message names \(field): \(message)", sourceLocation: sourceLocation)
+        }
+        for text in mentions {
+            #expect(message.contains(text), "the message mentions \(text): \(message)", sourceLocation: sourceLocation)
+        }
+        #expect(try client.headPosition() == before, "nothing was stored", sourceLocation: sourceLocation)
+        return response["error"] ?? .null
+    }
+
+    @Test("unknown_incident: a response or outcome for an incident never reported")
+    func unknownIncident() throws {
+        let daemon = try Daemon()
+        let client = try daemon.client()
+        #expect(try client.appendEvents([Wire.report(incident: "kupiansk-known")]).isOK)
+        let error = try Self.expectRefusal(
+            client, [Wire.response(incident: "kupiansk-never-reported")], code: "unknown_incident",
+            mentions: ["kupiansk-never-reported"])
+        #expect(error["incident"]?.stringValue == "kupiansk-never-reported")
+        try Self.expectRefusal(client, [Wire.outcome(incident: "kupiansk-never-reported")], code: "unknown_incident")
+        // The query side says the same.
+        #expect(try client.call("incident", ["incident": "kupiansk-never-reported"]).errorCode == "unknown_incident")
+        #expect(try client.call("incident", ["incident": "kupiansk-known"]).isOK)
+    }
+
+    @Test("incident_exists: a second report under an existing incident id")
+    func incidentExists() throws {
+        let daemon = try Daemon()
+        let client = try daemon.client()
+        #expect(try client.appendEvents([Wire.report(incident: "melitopol-blockade", city: "Melitopol", kind: "blockade")]).isOK)
+        #expect(try client.appendEvents([Wire.response(incident: "melitopol-blockade")]).isOK)
+        let error = try Self.expectRefusal(
+            client, [Wire.report(incident: "melitopol-blockade", city: "Melitopol", kind: "demonstration")],
+            code: "incident_exists", mentions: ["melitopol-blockade"])
+        #expect(error["actualVersion"]?.intValue == 2)
+    }
+
+    @Test("wrong_expected_version names the actual version; equal versions pass")
+    func wrongExpectedVersion() throws {
+        let daemon = try Daemon()
+        let client = try daemon.client()
+        #expect(try client.appendEvents([Wire.report(incident: "berdiansk-1", city: "Berdiansk", expectedVersion: 0)]).isOK)
+        let error = try Self.expectRefusal(
+            client, [Wire.response(incident: "berdiansk-1", expectedVersion: 3)], code: "wrong_expected_version",
+            mentions: ["berdiansk-1"])
+        #expect(error["actualVersion"]?.intValue == 1)
+        #expect(error["expectedVersion"]?.intValue == 3)
+        let ok = try client.appendEvents([Wire.response(incident: "berdiansk-1", expectedVersion: 1)])
+        #expect(ok.isOK, "\(ok)")
+        try Self.expectRefusal(client, [Wire.response(incident: "berdiansk-1", expectedVersion: 1)], code: "wrong_expected_version")
+        // A report expects a stream that does not exist yet: version 0.
+        let fresh = try Self.expectRefusal(
+            client, [Wire.report(incident: "berdiansk-2", city: "Berdiansk", expectedVersion: 1)], code: "wrong_expected_version")
+        #expect(fresh["actualVersion"]?.intValue == 0)
+    }
+
+    @Test("unknown_city with the closest known names as suggestions, on append and on query")
+    func unknownCity() throws {
+        let daemon = try Daemon()
+        let client = try daemon.client()
+        let error = try Self.expectRefusal(
+            client, [Wire.report(city: "Melitopl")], code: "unknown_city", mentions: ["Melitopl", "Melitopol", "allowNewCity"])
+        #expect(error["suggestions"]?.arrayValue?.first == "Melitopol", "\(error)")
+        let kupiansk = try Self.expectRefusal(client, [Wire.report(city: "Kupyanks")], code: "unknown_city")
+        #expect(kupiansk["suggestions"]?.arrayValue?.contains("Kupiansk") == true, "\(kupiansk)")
+        let query = try client.call("city", ["city": "Berdyanks"])
+        #expect(query.errorCode == "unknown_city")
+        #expect(query["error"]?["suggestions"]?.arrayValue?.contains("Berdiansk") == true, "\(query)")
+        // allowNewCity must be a boolean, and false is the same as leaving it out.
+        #expect(try client.appendEvents([Wire.report(city: "Melitopl")], allowNewCity: false).errorCode == "unknown_city")
+        let notBool = try client.call("append", ["events": [Wire.report(city: "Melitopl")], "allowNewCity": "yes"])
+        #expect(notBool.errorCode == "invalid_request")
+        #expect(try client.headPosition() == 0)
+    }
+
+    @Test("allowNewCity stores a new canonical cityId, and the city is queryable by it")
+    func allowNewCity() throws {
+        let daemon = try Daemon()
+        let client = try daemon.client()
+        let response = try client.appendEvents(
+            [Wire.report(city: "Nova Kakhovka", kind: "demonstration", occurredAt: "2022-03-20", participants: (500, 2000))],
+            allowNewCity: true)
+        #expect(response.isOK, "\(response)")
+        #expect(response["positions"] == [1])
+        #expect(response["incidents"] == ["nova-kakhovka-2022-03-20-demonstration"], "the id is generated from city, date and kind")
+        let stored = try #require(try client.allEvents().first)
+        #expect(stored["data"]?["city"]?.stringValue == "Nova Kakhovka", "the city as reported")
+        #expect(stored["data"]?["cityId"]?.stringValue == "nova-kakhovka", "the canonical id stored in the event")
+        let city = try client.call("city", ["city": "Nova Kakhovka"])
+        #expect(city.isOK, "\(city)")
+        #expect(city["city"]?["cityId"]?.stringValue == "nova-kakhovka")
+        #expect(city["city"]?["name"]?.stringValue == "Nova Kakhovka")
+        #expect(city["city"]?["region"] == .null)
+        #expect(city["city"]?["population"] == .null)
+        #expect(city["city"]?["incidents"]?["total"]?.intValue == 1)
+        #expect(city["city"]?["participants"] == ["low": 500, "high": 2000])
+        #expect(try client.call("cities")["cities"]?.arrayValue?.map { $0["cityId"] } == ["nova-kakhovka"])
+        // A known city given with allowNewCity still resolves to its gazetteer id.
+        let known = try client.appendEvents([Wire.report(city: "Kup'yansk")], allowNewCity: true)
+        #expect(known.isOK)
+        let event = try #require(try client.allEvents().last)
+        #expect(event["data"]?["cityId"]?.stringValue == "kupiansk")
+    }
+
+    /// One invalid event and the field its refusal must name.
+    struct InvalidCase: CustomStringConvertible, Sendable {
+        var description: String
+        var event: JSONValue
+        var field: String
+        var mentions: [String] = []
+    }
+
+    static var invalidCases: [InvalidCase] {
+        let report = Wire.report(incident: "kupiansk-bad", participants: (10, 20))
+        let response = Wire.response(incident: "kupiansk-ok")
+        let nextYear = Calendar(identifier: .gregorian).component(.year, from: Date()) + 1
+        return [
+            InvalidCase(description: "missing data.kind", event: Wire.setting(report, "data.kind", nil), field: "data.kind", mentions: ["required"]),
+            InvalidCase(description: "missing data.city", event: Wire.setting(report, "data.city", nil), field: "data.city"),
+            InvalidCase(description: "missing occurredAt", event: Wire.setting(report, "occurredAt", nil), field: "occurredAt"),
+            InvalidCase(description: "missing type", event: Wire.setting(report, "type", nil), field: "type"),
+            InvalidCase(description: "missing data", event: Wire.setting(report, "data", nil), field: "data"),
+            InvalidCase(description: "unknown kind", event: Wire.setting(report, "data.kind", "riot"), field: "data.kind", mentions: ["riot", "demonstration"]),
+            InvalidCase(description: "unknown type", event: Wire.setting(report, "type", "incident-deleted"), field: "type"),
+            InvalidCase(description: "unknown precision", event: Wire.setting(report, "precision", "century"), field: "precision"),
+            InvalidCase(description: "kind not a string", event: Wire.setting(report, "data.kind", 3), field: "data.kind"),
+            InvalidCase(description: "date not ISO 8601", event: Wire.setting(report, "occurredAt", "01/03/2022"), field: "occurredAt", mentions: ["ISO 8601"]),
+            InvalidCase(description: "impossible date", event: Wire.setting(report, "occurredAt", "2022-02-30"), field: "occurredAt"),
+            InvalidCase(description: "date in the future", event: Wire.setting(report, "occurredAt", .string("\(nextYear)-06-01")), field: "occurredAt", mentions: ["future"]),
+            InvalidCase(description: "date-time in the future", event: Wire.setting(report, "occurredAt", .string("\(nextYear)-06-01T12:00Z")), field: "occurredAt", mentions: ["future"]),
+            InvalidCase(description: "precision finer than the date", event: Wire.setting(Wire.setting(report, "occurredAt", "2022-03"), "precision", "day"), field: "precision"),
+            InvalidCase(description: "unknown field", event: Wire.setting(report, "weather", "rain"), field: "weather", mentions: ["unknown field"]),
+            InvalidCase(description: "unknown data field", event: Wire.setting(report, "data.mood", "angry"), field: "data.mood", mentions: ["unknown field"]),
+            InvalidCase(description: "inverted participants", event: Wire.setting(report, "data.participants", ["low": 200, "high": 100]), field: "data.participants", mentions: ["200", "100"]),
+            InvalidCase(description: "negative participants", event: Wire.setting(report, "data.participants", ["low": -5, "high": 10]), field: "data.participants.low"),
+            InvalidCase(description: "recordedBy from the client", event: Wire.setting(report, "recordedBy", ["uid": 0, "user": "root"]), field: "recordedBy", mentions: ["unknown field"]),
+            InvalidCase(description: "position from the client", event: Wire.setting(report, "position", 1), field: "position"),
+            InvalidCase(description: "cityId from the client", event: Wire.setting(report, "data.cityId", "kupiansk"), field: "data.cityId"),
+            InvalidCase(description: "bad incident id", event: Wire.setting(report, "incident", "Kupiansk City Hall!"), field: "incident"),
+            InvalidCase(description: "eventId not a UUID", event: Wire.setting(report, "eventId", "event-1"), field: "eventId"),
+            InvalidCase(description: "negative expectedVersion", event: Wire.setting(report, "expectedVersion", -1), field: "expectedVersion"),
+            InvalidCase(description: "coordinates out of range", event: Wire.setting(report, "data.coordinates", ["lat": 91.0, "lon": 37.0]), field: "data.coordinates.lat"),
+            InvalidCase(description: "empty city", event: Wire.setting(report, "data.city", "  "), field: "data.city", mentions: ["empty"]),
+            InvalidCase(description: "source without verification value", event: Wire.setting(report, "sources", [["name": "x", "verification": "probably"]]), field: "sources[0].verification"),
+            InvalidCase(description: "source without name", event: Wire.setting(report, "sources", [["verification": "verified"]]), field: "sources[0].name"),
+            InvalidCase(description: "unknown response", event: Wire.setting(response, "data.responses", ["tear gas"]), field: "data.responses[0]", mentions: ["tear-gas"]),
+            InvalidCase(description: "no responses", event: Wire.setting(response, "data.responses", []), field: "data.responses"),
+            InvalidCase(description: "response without by", event: Wire.setting(response, "data.by", nil), field: "data.by"),
+            InvalidCase(description: "response without incident", event: Wire.setting(response, "incident", nil), field: "incident"),
+            InvalidCase(description: "negative detained", event: Wire.setting(response, "data.detained", -1), field: "data.detained"),
+            InvalidCase(description: "unknown outcome status", event: Wire.setting(Wire.outcome(incident: "kupiansk-ok"), "data.status", "won"), field: "data.status"),
+            InvalidCase(description: "unknown verification", event: Wire.setting(Wire.outcome(incident: "kupiansk-ok"), "data.verification", "sure"), field: "data.verification"),
+            InvalidCase(description: "correcting the city", event: Wire.setting(Wire.outcome(incident: "kupiansk-ok"), "data.corrections", ["city": "Melitopol"]), field: "data.corrections.city"),
+            InvalidCase(description: "correcting with inverted participants", event: Wire.setting(Wire.outcome(incident: "kupiansk-ok"), "data.corrections", ["participants": ["low": 9, "high": 1]]), field: "data.corrections.participants"),
+            InvalidCase(description: "an event that is not an object", event: "incident-reported", field: "event"),
+        ]
+    }
+
+    @Test("invalid_event names the field: missing, unknown enum values, bad or future dates, unknown fields, ranges")
+    func invalidEvent() throws {
+        let daemon = try Daemon()
+        let client = try daemon.client()
+        #expect(try client.appendEvents([Wire.report(incident: "kupiansk-ok")]).isOK)
+        for invalid in Self.invalidCases {
+            let error = try Self.expectRefusal(client, [invalid.event], code: "invalid_event", field: invalid.field, mentions: invalid.mentions)
+            #expect(error["index"]?.intValue == 0, "\(invalid)")
+        }
+        #expect(try client.headPosition() == 1)
+        #expect(try client.appendEvents([Wire.response(incident: "kupiansk-ok")]).isOK, "the connection still serves appends")
+    }
+
+    @Test("duplicate_event_id: an eventId reused for different content")
+    func duplicateEventId() throws {
+        let daemon = try Daemon()
+        let client = try daemon.client()
+        let id = Wire.uuid()
+        #expect(try client.appendEvents([Wire.report(incident: "melitopol-1", city: "Melitopol", eventId: id)]).isOK)
+        let error = try Self.expectRefusal(
+            client, [Wire.report(incident: "melitopol-2", city: "Melitopol", eventId: id)], code: "duplicate_event_id", mentions: [id])
+        #expect(error["eventId"]?.stringValue == id)
+        #expect(error["position"]?.intValue == 1, "names where the id was first used")
+    }
+
+    @Test("an append of three events where the third is invalid stores none of them")
+    func atomicity() throws {
+        let daemon = try Daemon()
+        let client = try daemon.client()
+        #expect(try client.appendEvents([Wire.report(incident: "kupiansk-before")]).isOK)
+        let good = [Wire.report(incident: "kupiansk-a"), Wire.response(incident: "kupiansk-a")]
+        // Refused by validation before it reaches the log.
+        let invalid = try Self.expectRefusal(
+            client, good + [Wire.setting(Wire.report(incident: "kupiansk-b"), "data.kind", "riot")], code: "invalid_event",
+            field: "data.kind")
+        #expect(invalid["index"]?.intValue == 2)
+        let message = invalid["message"]?.stringValue ?? ""
+        #expect(message.hasPrefix("event 2:"), "\(invalid)")
+        // Refused by a rule of the log, inside the write transaction.
+        let unknown = try Self.expectRefusal(client, good + [Wire.response(incident: "kupiansk-nowhere")], code: "unknown_incident")
+        #expect(unknown["index"]?.intValue == 2)
+        let exists = try Self.expectRefusal(
+            client, good + [Wire.report(incident: "kupiansk-a", kind: "strike")], code: "incident_exists")
+        #expect(exists["index"]?.intValue == 2)
+        let version = try Self.expectRefusal(
+            client, good + [Wire.response(incident: "kupiansk-a", expectedVersion: 1)], code: "wrong_expected_version")
+        #expect(version["index"]?.intValue == 2)
+        #expect(version["actualVersion"]?.intValue == 2, "the version the batch itself had reached")
+        #expect(try client.call("incident", ["incident": "kupiansk-a"]).errorCode == "unknown_incident", "the first event did not land")
+        #expect(try client.call("city", ["city": "Kupiansk"])["city"]?["incidents"]?["total"]?.intValue == 1)
+        // The same good events land afterwards, at the next positions: the refusals left no gap.
+        let landed = try client.appendEvents(good)
+        #expect(landed["positions"] == [2, 3])
+        #expect(try client.allEvents().map { $0["position"]?.intValue } == [1, 2, 3])
+    }
+
+    @Test("invalid_json, invalid_request and unknown_operation, and the connection keeps serving")
+    func protocolErrors() throws {
+        let daemon = try Daemon()
+        let client = try daemon.client()
+        let cases: [(line: String, code: String, id: JSONValue, mentions: String?)] = [
+            (#"{"id":1,"op":"status""#, "invalid_json", .null, nil),
+            ("this is not json", "invalid_json", .null, nil),
+            (#"{"id":2,"op":"status",}"#, "invalid_json", .null, nil),
+            ("[1,2,3]", "invalid_request", .null, nil),
+            (#"{"id":3}"#, "invalid_request", 3, "op"),
+            (#"{"id":[1],"op":"status"}"#, "invalid_request", .null, "id"),
+            (#"{"id":4,"op":"status","verbose":true}"#, "invalid_request", 4, "verbose"),
+            (#"{"id":5,"op":"append","events":"all of them"}"#, "invalid_request", 5, "events"),
+            (#"{"id":6,"op":"append","events":[]}"#, "invalid_request", 6, "events"),
+            (#"{"id":7,"op":"append"}"#, "invalid_request", 7, "events"),
+            (#"{"id":8,"op":"append","events":[],"recordedBy":{"uid":0,"user":"root"}}"#, "invalid_request", 8, "recordedBy"),
+            (#"{"id":9,"op":"read","limit":0}"#, "invalid_request", 9, "limit"),
+            (#"{"id":10,"op":"read","type":"incident-deleted"}"#, "invalid_request", 10, "type"),
+            (#"{"id":11,"op":"incident"}"#, "invalid_request", 11, "incident"),
+            (#"{"id":"twelve","op":"drop"}"#, "unknown_operation", "twelve", "drop"),
+            (#"{"id":13,"op":7}"#, "unknown_operation", 13, nil),
+        ]
+        for (line, code, id, mentions) in cases {
+            try client.writeLine(line)
+            let response = try client.receive()
+            #expect(response["ok"] == false, "\(line)")
+            #expect(response.errorCode == code, "\(line) → \(response)")
+            #expect(response["id"] == id, "\(line) → \(response)")
+            if let mentions {
+                #expect(response["error"]?["message"]?.stringValue?.contains(mentions) == true, "\(line) → \(response)")
+            }
+            let status = try client.call("status")
+            #expect(status.isOK, "the connection still serves after \(line)")
+        }
+        // Bytes that are not UTF-8.
+        try client.write([0x7B, 0xFF, 0xFE, 0x7D, 0x0A])
+        #expect(try client.receive().errorCode == "invalid_json")
+        // A line ending in CR LF is one request.
+        try client.write(Array(#"{"id":"crlf","op":"status"}"#.utf8) + [0x0D, 0x0A])
+        #expect(try client.receive()["id"] == "crlf")
+        #expect(try client.headPosition() == 0, "nothing was stored")
+    }
+
+    @Test("line_too_long under a configured daemon.max_line_bytes; the same connection and others keep serving")
+    func lineTooLongConfigured() throws {
+        let daemon = try Daemon.configured("[daemon]\nmax_line_bytes = 2048\n")
+        let client = try daemon.client()
+        let other = try daemon.client()
+        let long = #"{"id":1,"op":"status","padding":""# + String(repeating: "x", count: 5000) + #""}"#
+        // The over-long line and a good request behind it in one write: two answers, in order.
+        try client.write(Array((long + "\n" + #"{"id":2,"op":"status"}"# + "\n").utf8))
+        let refused = try client.receive()
+        #expect(refused.errorCode == "line_too_long", "\(refused)")
+        #expect(refused["error"]?["limit"]?.intValue == 2048)
+        #expect(refused["id"] == .null)
+        #expect(refused["error"]?["message"]?.stringValue?.contains("2048") == true)
+        let next = try client.receive()
+        #expect(next.isOK && next["id"] == 2, "\(next)")
+        // An over-long line that arrives in small pieces is dropped as it streams.
+        let bytes = Array((long + "\n").utf8)
+        for start in stride(from: 0, to: bytes.count, by: 700) {
+            try client.write(Array(bytes[start..<min(start + 700, bytes.count)]))
+        }
+        #expect(try client.receive().errorCode == "line_too_long")
+        #expect(try other.call("status").isOK, "another connection is unaffected")
+        // A line just under the limit is served.
+        let description = String(repeating: "d", count: 1500)
+        let fits = try client.appendEvents([Wire.report(extraData: ["description": .string(description)])])
+        #expect(fits.isOK, "\(fits)")
+        #expect(try client.headPosition() == 1)
+    }
+
+    @Test("line_too_long at the default limit of 1 MiB")
+    func lineTooLongDefault() throws {
+        let daemon = try Daemon()
+        let client = try daemon.client()
+        let huge = #"{"id":1,"op":"status","padding":""# + String(repeating: "y", count: (1 << 20) + 16) + #""}"#
+        try client.writeLine(huge)
+        let refused = try client.receive()
+        #expect(refused.errorCode == "line_too_long", "\(refused)")
+        #expect(refused["error"]?["limit"]?.intValue == 1 << 20)
+        #expect(try client.call("status").isOK)
+    }
+
+    @Test("the socket is created with mode 0660")
+    func socketMode() throws {
+        let daemon = try Daemon()
+        var info = stat()
+        #expect(lstat(daemon.socketPath, &info) == 0)
+        #expect(info.st_mode & S_IFMT == S_IFSOCK, "a socket")
+        #expect(info.st_mode & 0o7777 == 0o660, "mode \(String(info.st_mode & 0o7777, radix: 8))")
+    }
+}

@@ -1,0 +1,185 @@
+import Foundation
+import StrictJSON
+import Testing
+
+/// Idempotent retries by `eventId` and optimistic concurrency by `expectedVersion` (SPEC §2).
+@Suite("Idempotency and expected versions")
+struct IdempotencyTests {
+    @Test("a retry with the same eventId and content returns the original position and stores nothing new")
+    func idempotentRetry() throws {
+        let daemon = try Daemon()
+        let client = try daemon.client()
+        let reportId = Wire.uuid()
+        let responseId = Wire.uuid()
+        // No incident id: the daemon generates it, and the retry must get the same one back.
+        let report = Wire.report(city: "Melitopoli", kind: "blockade", eventId: reportId)
+        let first = try client.appendEvents([report])
+        #expect(first["positions"] == [1])
+        #expect(first["incidents"] == ["melitopol-2022-03-01-blockade"])
+        let response = Wire.response(incident: "melitopol-2022-03-01-blockade", eventId: responseId, expectedVersion: 1)
+        #expect(try client.appendEvents([response])["positions"] == [2])
+        let head = try client.call("status")["headHash"]
+
+        // The acknowledgment was lost; the client sends everything again, on another connection.
+        let retryClient = try daemon.client()
+        let retry = try retryClient.appendEvents([report])
+        #expect(retry.isOK, "\(retry)")
+        #expect(retry["positions"] == [1])
+        #expect(retry["incidents"] == ["melitopol-2022-03-01-blockade"])
+        // The response's expectedVersion no longer holds, but it is the same event: still the original position.
+        let retriedResponse = try retryClient.appendEvents([response])
+        #expect(retriedResponse.isOK, "\(retriedResponse)")
+        #expect(retriedResponse["positions"] == [2])
+        // The same UUID in upper case is the same eventId.
+        let upper = Wire.report(city: "Melitopoli", kind: "blockade", eventId: reportId.uppercased())
+        #expect(try retryClient.appendEvents([upper])["positions"] == [1])
+        // A batch mixing a retried event and a new one: the old position and a new one.
+        let mixed = try retryClient.appendEvents([report, Wire.outcome(incident: "melitopol-2022-03-01-blockade")])
+        #expect(mixed["positions"] == [1, 3])
+
+        let status = try client.call("status")
+        #expect(status["position"]?.intValue == 3)
+        let events = try client.allEvents()
+        #expect(events.map { $0["position"]?.intValue } == [1, 2, 3])
+        #expect(events.filter { $0["eventId"]?.stringValue == reportId }.count == 1)
+        #expect(events.filter { $0["eventId"]?.stringValue == responseId }.count == 1)
+        #expect(events[1]["prevHash"] == events[0]["hash"])
+        #expect(head == events[1]["hash"])
+        let incident = try client.call("incident", ["incident": "melitopol-2022-03-01-blockade"])["incident"]
+        #expect(incident?["version"]?.intValue == 3)
+        #expect(incident?["responseHistory"]?.arrayValue?.count == 1)
+    }
+
+    @Test("the same eventId with different content is duplicate_event_id, and nothing is stored")
+    func differentContent() throws {
+        let daemon = try Daemon()
+        let client = try daemon.client()
+        let id = Wire.uuid()
+        #expect(try client.appendEvents([Wire.report(incident: "berdiansk-go-home", city: "Berdiansk", eventId: id)])["positions"] == [1])
+        for changed in [
+            Wire.report(incident: "berdiansk-go-home", city: "Berdiansk", participants: (10, 10), eventId: id),
+            Wire.report(incident: "berdiansk-go-home", city: "Berdyansk", eventId: id),
+            Wire.response(incident: "berdiansk-go-home", eventId: id),
+        ] {
+            let refused = try client.appendEvents([changed])
+            #expect(refused.errorCode == "duplicate_event_id", "\(refused)")
+            #expect(refused["error"]?["position"]?.intValue == 1)
+            #expect(refused["error"]?["eventId"]?.stringValue == id)
+        }
+        #expect(try client.headPosition() == 1)
+    }
+
+    @Test("within one batch: a repeated identical event lands once, a repeated id with other content refuses the batch")
+    func withinOneBatch() throws {
+        let daemon = try Daemon()
+        let client = try daemon.client()
+        let id = Wire.uuid()
+        let report = Wire.report(incident: "kupiansk-twice", eventId: id)
+        let twice = try client.appendEvents([report, report])
+        #expect(twice.isOK, "\(twice)")
+        #expect(twice["positions"] == [1, 1])
+        #expect(try client.headPosition() == 1)
+
+        let other = Wire.uuid()
+        let conflicting = try client.appendEvents([
+            Wire.report(incident: "kupiansk-conflict", eventId: other),
+            Wire.report(incident: "kupiansk-conflict-2", eventId: other),
+        ])
+        #expect(conflicting.errorCode == "duplicate_event_id", "\(conflicting)")
+        #expect(conflicting["error"]?["index"]?.intValue == 1)
+        #expect(try client.headPosition() == 1, "the batch is atomic: its first event did not land either")
+        #expect(try client.call("incident", ["incident": "kupiansk-conflict"]).errorCode == "unknown_incident")
+        // The eventId was not consumed by the refused batch.
+        #expect(try client.appendEvents([Wire.report(incident: "kupiansk-conflict-2", eventId: other)])["positions"] == [2])
+    }
+
+    @Test("a retried report through incidentctl --event-id prints the original position")
+    func cliRetry() throws {
+        let daemon = try Daemon()
+        let id = Wire.uuid()
+        let arguments = [
+            "report", "--city", "Berdyans'k", "--kind", "sabotage", "--occurred", "2022-02-28", "--precision", "week",
+            "--event-id", id, "--format", "json",
+        ]
+        let first = try daemon.ctl(arguments)
+        #expect(first.status == 0, "\(first.stderr)")
+        #expect(first.json == ["incident": "berdiansk-2022-02-28-sabotage", "position": 1])
+        let again = try daemon.ctl(arguments)
+        #expect(again.status == 0, "\(again.stderr)")
+        #expect(again.stdout == first.stdout)
+        #expect(try daemon.client().headPosition() == 1)
+    }
+
+    @Test("expectedVersion: equal succeeds, otherwise wrong_expected_version with the actual version")
+    func expectedVersion() throws {
+        let daemon = try Daemon()
+        let client = try daemon.client()
+        #expect(try client.appendEvents([Wire.report(incident: "melitopol-standoff", city: "Melitopol", expectedVersion: 0)]).isOK)
+        for version in Int64(1)...4 {
+            let ok = try client.appendEvents([Wire.response(incident: "melitopol-standoff", expectedVersion: version)])
+            #expect(ok.isOK, "version \(version): \(ok)")
+            for stale in [version, version + 2, 0] {
+                let refused = try client.appendEvents([Wire.response(incident: "melitopol-standoff", expectedVersion: stale)])
+                #expect(refused.errorCode == "wrong_expected_version")
+                #expect(refused["error"]?["actualVersion"]?.intValue == version + 1)
+                #expect(refused["error"]?["expectedVersion"]?.intValue == stale)
+            }
+        }
+        #expect(try client.headPosition() == 5)
+        // Through incidentctl: exit 1 naming the code.
+        let stale = try daemon.ctl(["observe", "melitopol-standoff", "--response", "none", "--by", "x", "--expected-version", "2"])
+        #expect(stale.status == 1)
+        #expect(stale.stderr.contains("wrong_expected_version"), "\(stale.stderr)")
+        let fresh = try daemon.ctl(["observe", "melitopol-standoff", "--response", "none", "--by", "x", "--expected-version", "5"])
+        #expect(fresh.status == 0, "\(fresh.stderr)")
+    }
+
+    @Test("two clients racing on the same expectedVersion: exactly one wins each time")
+    func racingClients() throws {
+        let daemon = try Daemon()
+        let rounds = 20
+        let setup = try daemon.client()
+        let reports = (0..<rounds).map { Wire.report(incident: "kupiansk-race-\($0)") }
+        #expect(try setup.appendEvents(reports).isOK)
+        let results = LockedList<(round: Int, racer: Int, response: JSONValue)>()
+        let failures = LockedList<String>()
+        let done = DispatchGroup()
+        let start = DispatchSemaphore(value: 0)
+        let socketPath = daemon.socketPath
+        for racer in 0..<2 {
+            done.enter()
+            Thread {
+                defer { done.leave() }
+                do {
+                    let client = try RawClient(path: socketPath)
+                    start.wait()
+                    // Both racers pipeline every round at once, each event expecting version 1.
+                    for round in 0..<rounds {
+                        try client.send("append", ["events": [Wire.response(
+                            incident: "kupiansk-race-\(round)", by: "racer \(racer)", expectedVersion: 1)]])
+                    }
+                    for round in 0..<rounds { results.append((round, racer, try client.receive())) }
+                } catch {
+                    failures.append("racer \(racer): \(error)")
+                }
+            }.start()
+        }
+        start.signal()
+        start.signal()
+        done.wait()
+        #expect(failures.all.isEmpty, "\(failures.all)")
+        for round in 0..<rounds {
+            let answers = results.all.filter { $0.round == round }
+            #expect(answers.count == 2)
+            let winners = answers.filter { $0.response.isOK }
+            let losers = answers.filter { $0.response.errorCode == "wrong_expected_version" }
+            #expect(winners.count == 1 && losers.count == 1, "round \(round): \(answers.map(\.response))")
+            #expect(losers.first?.response["error"]?["actualVersion"]?.intValue == 2)
+            let incident = try setup.call("incident", ["incident": .string("kupiansk-race-\(round)")])["incident"]
+            #expect(incident?["version"]?.intValue == 2)
+            let by = incident?["responseHistory"]?.arrayValue?.first?["data"]?["by"]?.stringValue
+            #expect(by == winners.first.map { "racer \($0.racer)" }, "the stored response is the winner's")
+        }
+        #expect(try setup.headPosition() == Int64(2 * rounds))
+    }
+}

@@ -1,0 +1,171 @@
+import Foundation
+import StrictJSON
+import Testing
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// What the appending clients sent and what the daemon acknowledged, shared by their threads.
+private struct Ledger {
+    /// Every request sent: its event ids, in order.
+    var sent: [[String]] = []
+    /// Acknowledged event id → the position the daemon answered.
+    var acknowledged: [String: Int64] = [:]
+    /// Acknowledged event id → the incident the daemon answered.
+    var incidents: [String: String] = [:]
+    /// Incidents whose report was acknowledged, per connection: later requests add responses to them.
+    var reported: [Int: [String]] = [:]
+    var problems: [String] = []
+    var finished = 0
+}
+
+/// One appending connection: pipelines up to `window` append requests, recording each acknowledgement, until
+/// the daemon goes away.
+private func appendUntilDisconnected(socket: String, connection: Int, round: Int, window: Int, ledger: Guarded<Ledger>) {
+    defer { ledger.withLock { $0.finished += 1 } }
+    guard let client = try? RawClient(path: socket) else { return }
+    client.setReceiveTimeout(60)
+    var inFlight: [(id: Int64, eventIds: [String], reportOf: String?)] = []
+    var n = 0
+    var generator = SystemRandomNumberGenerator()
+
+    func sendOne() throws {
+        n += 1
+        let known = ledger.withLock { $0.reported[connection] ?? [] }
+        var events: [JSONValue] = []
+        var reportOf: String?
+        if !known.isEmpty && Int.random(in: 0..<10, using: &generator) < 3 {
+            // A response to an incident this connection reported earlier (in this round or before a crash).
+            let incident = known.randomElement(using: &generator)!
+            events = [WireEvent.response(incident: incident)]
+        } else {
+            let incident = "crash-r\(round)-c\(connection)-\(n)"
+            let city = WireEvent.citySpellings.randomElement(using: &generator)!
+            events = [WireEvent.report(incident: incident, city: city, description: "round \(round), request \(n)")]
+            reportOf = incident
+            if Bool.random(using: &generator) {
+                events.append(WireEvent.response(incident: incident, responses: ["tear-gas", "detentions"]))
+                events.append(WireEvent.outcome(incident: incident, status: Bool.random() ? "dispersed" : "ongoing"))
+            }
+        }
+        let eventIds = events.compactMap { $0["eventId"]?.stringValue }
+        ledger.withLock { $0.sent.append(eventIds) }
+        let id = Int64(connection) << 32 | Int64(n)
+        try client.send("append", ["id": .int(id), "events": .array(events)])
+        inFlight.append((id, eventIds, reportOf))
+    }
+
+    do {
+        for _ in 0..<window { try sendOne() }
+        while !inFlight.isEmpty {
+            let response = try client.receive()
+            let request = inFlight.removeFirst()
+            guard response["id"]?.intValue == request.id else {
+                ledger.withLock { $0.problems.append("response \(response.canonicalString()) out of order, expected id \(request.id)") }
+                return
+            }
+            guard response.isOK else {
+                ledger.withLock { $0.problems.append("append refused: \(response.canonicalString())") }
+                return
+            }
+            let positions = response["positions"]?.arrayValue?.compactMap(\.intValue) ?? []
+            let incidents = response["incidents"]?.arrayValue?.compactMap(\.stringValue) ?? []
+            ledger.withLock { ledger in
+                guard positions.count == request.eventIds.count, incidents.count == request.eventIds.count else {
+                    ledger.problems.append("acknowledgement \(response.canonicalString()) does not match \(request.eventIds.count) events")
+                    return
+                }
+                for (k, eventId) in request.eventIds.enumerated() {
+                    ledger.acknowledged[eventId] = positions[k]
+                    ledger.incidents[eventId] = incidents[k]
+                }
+                if let incident = request.reportOf { ledger.reported[connection, default: []].append(incident) }
+            }
+            try sendOne()
+        }
+    } catch {
+        // The daemon was killed: the connection fails, which ends this writer.
+    }
+}
+
+@Suite("Reliability: crash safety", .serialized)
+struct ReliabilityCrashTests {
+    @Test("SIGKILL while 8 pipelined connections append, 5 rounds: every acknowledged event survives, chain and projections hold")
+    func killDuringAppends() throws {
+        let daemon = try Daemon()
+        let ledger = Guarded(Ledger())
+        let connections = 8
+        var totalAcknowledged = 0
+        for round in 1...5 {
+            let before = ledger.withLock { $0.acknowledged.count }
+            ledger.withLock { $0.finished = 0 }
+            let socket = daemon.socketPath
+            for connection in 0..<connections {
+                let thread = Thread { appendUntilDisconnected(socket: socket, connection: connection, round: round, window: 8, ledger: ledger) }
+                thread.start()
+            }
+            // Kill at a different point each round: the first round almost at once, the others after a few hundred
+            // acknowledgements, always while all eight connections still have appends in flight.
+            let threshold = round == 1 ? 8 : Int.random(in: 200...1200)
+            try waitFor("\(threshold) acknowledgements in round \(round)", timeout: 60 * deadlineScale) {
+                ledger.withLock { $0.acknowledged.count - before >= threshold || !$0.problems.isEmpty }
+            }
+            daemon.crash()
+            try waitFor("the writers of round \(round) to notice the crash", timeout: 90 * deadlineScale) {
+                ledger.withLock { $0.finished == connections }
+            }
+            let problems = ledger.withLock { $0.problems }
+            #expect(problems.isEmpty, "round \(round): \(problems.prefix(3))")
+            if !problems.isEmpty { return }
+
+            try daemon.start()
+            let client = try daemon.client()
+            let events = try checkLogIntegrity(daemon, client)
+            var positionOf: [String: Int64] = [:]
+            var stored: [String: JSONValue] = [:]
+            for event in events {
+                guard let eventId = event["eventId"]?.stringValue, let position = event["position"]?.intValue else { continue }
+                #expect(positionOf[eventId] == nil, "event id \(eventId) stored twice")
+                positionOf[eventId] = position
+                stored[eventId] = event
+            }
+            let (acknowledged, incidents, sent) = ledger.withLock { ($0.acknowledged, $0.incidents, $0.sent) }
+            totalAcknowledged = acknowledged.count
+            var missing = 0
+            for (eventId, position) in acknowledged where positionOf[eventId] != position {
+                missing += 1
+                if missing <= 3 {
+                    Issue.record("round \(round): acknowledged event \(eventId) at position \(position) is \(positionOf[eventId].map { "at \($0)" } ?? "missing")")
+                }
+            }
+            #expect(missing == 0, "round \(round): \(missing) of \(acknowledged.count) acknowledged events lost or moved")
+            for (eventId, incident) in incidents where stored[eventId] != nil {
+                #expect(stored[eventId]?["incident"]?.stringValue == incident)
+            }
+            // Appends are atomic: of each request, all events landed or none did (acknowledged or cut off by the kill).
+            for request in sent {
+                let landed = request.filter { positionOf[$0] != nil }.count
+                #expect(landed == 0 || landed == request.count, "round \(round): \(landed) of \(request.count) events of one append landed")
+            }
+            #expect(events.count >= acknowledged.count)
+
+            // A sample of incident documents against the events of their stream.
+            let byIncident = Dictionary(grouping: events) { $0["incident"]?.stringValue ?? "" }
+            for incident in byIncident.keys.shuffled().prefix(12) {
+                let stream = byIncident[incident] ?? []
+                let document = try client.call("incident", ["incident": .string(incident)])
+                #expect(document.isOK, "incident \(incident): \(document.canonicalString())")
+                let body = document["incident"]
+                #expect(body?["version"]?.intValue == Int64(stream.count), "incident \(incident) version")
+                let responses = stream.filter { $0["type"]?.stringValue == "response-observed" }.compactMap { $0["eventId"] }
+                let outcomes = stream.filter { $0["type"]?.stringValue == "outcome-updated" }.compactMap { $0["eventId"] }
+                #expect(body?["responseHistory"]?.arrayValue?.compactMap { $0["eventId"] } == responses)
+                #expect(body?["outcomeHistory"]?.arrayValue?.compactMap { $0["eventId"] } == outcomes)
+                #expect(body?["reportEvent"]?["eventId"] == stream.first?["eventId"])
+            }
+        }
+        #expect(totalAcknowledged >= 8 + 4 * 200)
+        #expect(daemon.stop() == 0)
+    }
+}

@@ -1,0 +1,130 @@
+import Foundation
+import StrictJSON
+import Testing
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+@Suite("Reliability: many clients", .serialized)
+struct ReliabilityManyClientsTests {
+    @Test("1,000 connections at once, half idle and half appending; the next one gets too_many_connections and is closed, never left hanging")
+    func thousandConnections() throws {
+        let maximum = 1000
+        // The test holds 1,000 sockets itself; the daemon started after this inherits the raised limit too (and
+        // raises its own soft limit to the hard one in any case).
+        let limit = raiseOpenFileLimit(to: 4096)
+        try #require(limit >= 2 * UInt64(maximum) + 200, "RLIMIT_NOFILE is \(limit): too low to hold \(maximum) connections on both ends")
+        let daemon = try startDaemon(config: "[daemon]\nmax_connections = \(maximum)\n")
+        let first = try daemon.client()
+        // The harness's readiness probes may still be counted for a moment.
+        try waitFor("only this connection to be counted") { try first.status()["connections"] == 1 }
+
+        var clients = [first]
+        for _ in 1..<maximum { clients.append(try daemon.client()) }
+        // connect() returns once the kernel queued the connection; the daemon accepts them as fast as it can.
+        try waitFor("the daemon to accept all \(maximum) connections", timeout: 30 * deadlineScale) {
+            try first.status()["connections"]?.intValue == Int64(maximum)
+        }
+        let appending = Array(clients[0..<(maximum / 2)])
+        let idle = Array(clients[(maximum / 2)...])
+
+        // Three rounds: every appending connection sends one append, then every answer is read.
+        for round in 1...3 {
+            for (k, client) in appending.enumerated() {
+                try client.send("append", ["id": .int(Int64(k)), "events": [WireEvent.report(incident: "many-\(round)-\(k)", city: WireEvent.citySpellings[k % 6])]])
+            }
+            for (k, client) in appending.enumerated() {
+                let response = try client.receive()
+                #expect(response.isOK && response["id"] == .int(Int64(k)), "\(response.canonicalString())")
+            }
+        }
+
+        // One more: an error line and EOF, within a deadline.
+        let refused = try daemon.client()
+        refused.setReceiveTimeout(10 * deadlineScale)
+        let answer = try refused.receive()
+        #expect(answer.errorCode == "too_many_connections", "\(answer.canonicalString())")
+        #expect(answer["error"]?["message"]?.stringValue?.contains("\(maximum)") == true)
+        #expect(refused.peerClosed(within: 10 * deadlineScale), "the refused connection is closed")
+        // Refusing did not disturb anybody: every idle connection is still served.
+        for client in idle { #expect(try client.call("status")["connections"]?.intValue == Int64(maximum)) }
+
+        // When one leaves, a newcomer gets in.
+        clients.removeLast()
+        let leaving = idle.last!
+        shutdown(leaving.fd, Int32(SHUT_RDWR))
+        try waitFor("a connection slot to free up", timeout: 20 * deadlineScale) {
+            guard let newcomer = try? daemon.client() else { return false }
+            newcomer.setReceiveTimeout(10 * deadlineScale)
+            return (try? newcomer.call("status"))?.isOK == true
+        }
+        let status = try first.status()
+        #expect(status["position"]?.intValue == Int64(3 * maximum / 2))
+        try checkLogIntegrity(daemon, first)
+        clients.removeAll()
+        #expect(daemon.stop() == 0)
+    }
+
+    @Test("a client that sends many requests and never reads stalls only itself: the daemon stops reading from it, others get answers")
+    func clientThatNeverReads() throws {
+        let daemon = try Daemon()
+        let stuck = try daemon.client()
+        // Non-blocking, so that this test learns when the daemon stops reading instead of blocking in send().
+        _ = fcntl(stuck.fd, F_SETFL, fcntl(stuck.fd, F_GETFL) | O_NONBLOCK)
+        // Requests with large answers: `read` of up to 10,000 events, once there are some.
+        let seed = try daemon.client()
+        let events: [JSONValue] = (0..<200).map { WireEvent.report(incident: "seed-\($0)", description: String(repeating: "d", count: 400)) }
+        #expect(try seed.call("append", ["events": .array(events)]).isOK)
+        let request = Array(#"{"id":1,"op":"read","limit":10000}"#.utf8) + [0x0A]
+        var batch: [UInt8] = []
+        for _ in 0..<64 { batch += request }
+        var sent = 0
+        var blocked = false
+        let cap = 256 << 20
+        while sent < cap {
+            let n = batch.withUnsafeBytes { send(stuck.fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+            if n < 0 {
+                if errno == EINTR { continue }
+                if errno == EAGAIN || errno == EWOULDBLOCK {
+                    // Full: but maybe the daemon is only slow. Give it a moment (bounded) to drain, else it has stopped.
+                    var pfd = pollfd(fd: stuck.fd, events: Int16(POLLOUT), revents: 0)
+                    if poll(&pfd, 1, Int32(2000 * deadlineScale)) == 0 {
+                        blocked = true
+                        break
+                    }
+                    continue
+                }
+                Issue.record("send: \(String(cString: strerror(errno)))")
+                break
+            }
+            sent += n
+        }
+        #expect(blocked, "the daemon kept reading \(sent >> 20) MiB from a client that reads nothing")
+
+        // Everybody else is served promptly: each answer well within a deadline (not a timing measure).
+        let others = try (0..<4).map { _ in try daemon.client() }
+        for client in others { client.setReceiveTimeout(10 * deadlineScale) }
+        for round in 0..<25 {
+            for (k, client) in others.enumerated() {
+                if round % 5 == 0 {
+                    let appended = try client.call("append", ["events": [WireEvent.report(incident: "other-\(round)-\(k)")]])
+                    #expect(appended.isOK, "\(appended.canonicalString())")
+                } else {
+                    #expect(try client.call("status").isOK)
+                }
+            }
+        }
+        let rss = residentBytes(of: daemon.pid)
+        if !underSanitizer { #expect(rss < 512 << 20, "the daemon holds \(rss >> 20) MiB for a client that reads nothing") }
+
+        // The stuck client, once it reads, gets its answers in order.
+        _ = fcntl(stuck.fd, F_SETFL, fcntl(stuck.fd, F_GETFL) & ~O_NONBLOCK)
+        stuck.setReceiveTimeout(30 * deadlineScale)
+        for _ in 0..<3 {
+            let answer = try stuck.receive()
+            #expect(answer.isOK && answer["id"] == 1 && answer["events"]?.arrayValue?.count == 200)
+        }
+        #expect(daemon.stop() == 0, "a client with unread answers does not keep the daemon from stopping")
+    }
+}

@@ -1,0 +1,92 @@
+import Foundation
+import StrictJSON
+import Testing
+
+@Suite("Reliability: storage limits", .serialized)
+struct ReliabilityStorageTests {
+    /// An append of `count` new incidents, each with a long description, so the map fills in a few dozen appends.
+    static func bulkAppend(_ client: RawClient, tag: String, count: Int) throws -> JSONValue {
+        let filler = String(repeating: "All of this has to fit in the map. ", count: 40)
+        let events = (0..<count).map { k in
+            WireEvent.report(incident: "\(tag)-\(k)", city: WireEvent.citySpellings[k % WireEvent.citySpellings.count], description: filler)
+        }
+        return try client.call("append", ["events": .array(events)])
+    }
+
+    @Test("the map grows by itself up to max_map_size; then appends fail with storage_full, reads keep working; a larger maximum lets appends continue")
+    func growsThenFillsThenContinues() throws {
+        let mib = 1 << 20
+        // initial_map_size from the file, the maximum from the command line.
+        let daemon = try startDaemon(config: "[storage]\ninitial_map_size = \"1MiB\"\nmax_map_size = \"64MiB\"\n", arguments: ["--max-map-size", "4MiB"])
+        let client = try daemon.client()
+        let first = try client.status()
+        #expect(first["storage"]?["mapSize"]?.intValue == Int64(mib), "starts at initial_map_size: \(first)")
+        #expect(first["storage"]?["maxMapSize"]?.intValue == Int64(4 * mib), "--max-map-size overrides the file")
+
+        var sizes: [Int64] = [Int64(mib)]
+        var full: JSONValue?
+        var appended = 0
+        for n in 0..<400 {
+            let response = try Self.bulkAppend(client, tag: "fill-\(n)", count: 10)
+            if !response.isOK {
+                full = response
+                break
+            }
+            appended += 10
+            let size = try client.status()["storage"]?["mapSize"]?.intValue ?? 0
+            if size != sizes.last { sizes.append(size) }
+        }
+        guard let full else {
+            Issue.record("4 MiB never filled up after \(appended) events")
+            return
+        }
+        #expect(full.errorCode == "storage_full", "\(full)")
+        #expect(full["error"]?["message"]?.stringValue?.contains("max_map_size") == true)
+        // Grew in steps (1 → 2 → 4 MiB), never shrank, and reached the maximum exactly.
+        #expect(sizes.count >= 3, "map sizes seen: \(sizes)")
+        #expect(sizes == sizes.sorted(), "map sizes seen: \(sizes)")
+        #expect(sizes.last == Int64(4 * mib), "map sizes seen: \(sizes)")
+
+        // Nothing of the refused append was stored; everything else still answers, on this and a new connection.
+        let head = try client.status()
+        #expect(head["position"]?.intValue == Int64(appended))
+        #expect(try Self.bulkAppend(client, tag: "again", count: 10).errorCode == "storage_full", "still full")
+        for connection in [client, try daemon.client()] {
+            let status = try connection.status()
+            #expect(status["position"]?.intValue == Int64(appended))
+            #expect(status["storage"]?["mapSize"]?.intValue == Int64(4 * mib))
+            let read = try connection.call("read", ["from": .int(Int64(appended)), "limit": 5])
+            #expect(read.isOK && read["events"]?.arrayValue?.first?["position"]?.intValue == Int64(appended), "\(read)")
+            let incident = try connection.call("incident", ["incident": "fill-0-0"])
+            #expect(incident.isOK && incident["incident"]?["version"] == 1, "\(incident)")
+            let city = try connection.call("city", ["city": "Kup'yansk"])
+            #expect(city.isOK && (city["city"]?["incidents"]?["total"]?.intValue ?? 0) > 0, "\(city)")
+            #expect(try connection.call("cities").isOK)
+        }
+        try checkLogIntegrity(daemon, client)
+        let headHash = head["headHash"]
+
+        // A larger maximum and a restart: appends continue where the log stopped, and the chain runs through.
+        daemon.extraArguments = daemon.extraArguments.map { $0 == "4MiB" ? "16MiB" : $0 }
+        try daemon.restart()
+        let after = try daemon.client()
+        let restarted = try after.status()
+        #expect(restarted["position"]?.intValue == Int64(appended))
+        #expect(restarted["headHash"] == headHash)
+        #expect(restarted["storage"]?["maxMapSize"]?.intValue == Int64(16 * mib))
+        let resumed = try Self.bulkAppend(after, tag: "resumed", count: 10)
+        #expect(resumed.isOK, "\(resumed)")
+        #expect(resumed["positions"]?.arrayValue?.first?.intValue == Int64(appended + 1))
+        for n in 0..<30 {
+            let more = try Self.bulkAppend(after, tag: "more-\(n)", count: 10)
+            #expect(more.isOK, "\(more)")
+            if !more.isOK { break }
+        }
+        let grown = try after.status()
+        #expect((grown["storage"]?["mapSize"]?.intValue ?? 0) > Int64(4 * mib), "the map grew past the old maximum: \(grown)")
+        let events = try checkLogIntegrity(daemon, after)
+        #expect(events.count == appended + 310)
+        #expect(events[appended]["prevHash"] == headHash, "the first event after the restart links to the old head")
+        #expect(daemon.stop() == 0)
+    }
+}

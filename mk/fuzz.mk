@@ -1,0 +1,42 @@
+# make fuzz [SECONDS=N]: builds the request-decoder fuzz target with libFuzzer and AddressSanitizer and runs it
+# for N seconds (default 60) from the seed corpus in Fuzz/seeds. Inputs that crash, leak or hang are written to
+# fuzz-artifacts/ (gitignored); what the fuzzer learns accumulates in .build-fuzz/corpus, so later runs resume.
+# Reproduce a finding with: .build-fuzz/request-decoder-fuzzer fuzz-artifacts/crash-…
+#
+# SwiftPM cannot link a libFuzzer executable target, so the modules the target needs are compiled with swiftc
+# directly: StrictJSON, IncidentProtocol, Gazetteer (without its TOML loading, see Fuzz/RequestDecoderFuzzer.swift)
+# and IncidentDomain, each instrumented for coverage.
+
+SWIFTC ?= swiftc
+FUZZ_DIR := $(CURDIR)/.build-fuzz
+FUZZ_TARGET := $(FUZZ_DIR)/request-decoder-fuzzer
+FUZZ_FLAGS := -O -sanitize=fuzzer,address -parse-as-library -swift-version 6 -g -I $(FUZZ_DIR)
+FUZZ_MAX_LEN ?= 16384
+FUZZ_GAZETTEER_SOURCES := $(filter-out %/TOMLLoading.swift %/EmbeddedCities.swift,$(wildcard Sources/Gazetteer/*.swift))
+
+.PHONY: fuzz fuzz-build
+
+# One module: objects and .swiftmodule in .build-fuzz.
+define fuzz_module
+$(FUZZ_DIR)/$(1).o: $(2) $(3)
+	@mkdir -p $(FUZZ_DIR)
+	$(SWIFTC) $(FUZZ_FLAGS) -module-name $(1) -emit-module -emit-module-path $(FUZZ_DIR)/$(1).swiftmodule \
+		-wmo -c -o $(FUZZ_DIR)/$(1).o $(2)
+endef
+
+$(eval $(call fuzz_module,StrictJSON,$(wildcard Sources/StrictJSON/*.swift),))
+$(eval $(call fuzz_module,IncidentProtocol,$(wildcard Sources/IncidentProtocol/*.swift),$(FUZZ_DIR)/StrictJSON.o))
+$(eval $(call fuzz_module,Gazetteer,$(FUZZ_GAZETTEER_SOURCES),))
+$(eval $(call fuzz_module,IncidentDomain,$(wildcard Sources/IncidentDomain/*.swift),$(FUZZ_DIR)/StrictJSON.o $(FUZZ_DIR)/Gazetteer.o))
+
+FUZZ_OBJECTS := $(addprefix $(FUZZ_DIR)/,StrictJSON.o IncidentProtocol.o Gazetteer.o IncidentDomain.o)
+
+$(FUZZ_TARGET): Fuzz/RequestDecoderFuzzer.swift $(FUZZ_OBJECTS)
+	$(SWIFTC) $(FUZZ_FLAGS) -module-name RequestDecoderFuzzer Fuzz/RequestDecoderFuzzer.swift $(FUZZ_OBJECTS) -o $@
+
+fuzz-build: $(FUZZ_TARGET)
+
+fuzz: $(FUZZ_TARGET)
+	@mkdir -p fuzz-artifacts $(FUZZ_DIR)/corpus
+	$(FUZZ_TARGET) -max_total_time=$(SECONDS) -max_len=$(FUZZ_MAX_LEN) -timeout=10 -rss_limit_mb=4096 \
+		-print_final_stats=1 -artifact_prefix=$(CURDIR)/fuzz-artifacts/ $(FUZZ_DIR)/corpus Fuzz/seeds

@@ -26,7 +26,7 @@ public struct Admission: Sendable {
     ) throws -> AdmittedEvent {
         switch event.data {
         case .reported(var report):
-            let cityId = try resolveCity(report.city, allowNewCity: allowNewCity)
+            let cityId = try resolveCity(report.city, allowNewCity: allowNewCity, store: &store)
             report.cityId = cityId
             let incident: String
             if let requested = event.incident {
@@ -81,9 +81,11 @@ public struct Admission: Sendable {
             details: ["incident": .string(incident), "expectedVersion": .int(expected), "actualVersion": .int(actual)])
     }
 
-    /// The canonical id of a reported city name, or `unknown_city` with suggestions.
-    public func resolveCity(_ name: String, allowNewCity: Bool) throws -> String {
+    /// The canonical id of a reported city name, or `unknown_city` with suggestions. A city an earlier report
+    /// added with `allowNewCity` is known from then on under its canonical id.
+    public func resolveCity(_ name: String, allowNewCity: Bool, store: inout some ProjectionStore) throws -> String {
         if let city = gazetteer.resolve(name) { return city.id }
+        if let slug = Gazetteer.slug(name), try store.city(slug) != nil { return slug }
         if allowNewCity {
             guard let slug = Gazetteer.slug(name) else {
                 throw IncidentError.invalid("data.city", "\"\(name.prefix(64))\" gives no usable id for a new city")

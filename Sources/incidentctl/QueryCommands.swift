@@ -189,7 +189,12 @@ struct Verify: ParsableCommand {
     @OptionGroup var output: OutputOptions
 
     func run() throws {
-        let response = try connection.connect().call(.verify)
+        var response = try connection.connect().call(.verify)
+        if case .object(var o) = response {
+            o.removeValue(forKey: "id")
+            o.removeValue(forKey: "ok")
+            response = .object(o)
+        }
         switch output.resolved {
         case .json: Printer.json(response)
         case .table:

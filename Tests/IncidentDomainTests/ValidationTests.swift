@@ -167,12 +167,15 @@ struct ProjectionTests {
         #expect(code(["type": "outcome-updated", "incident": "k1", "expectedVersion": 5, "data": ["status": "ongoing"]]) == .wrongExpectedVersion)
         #expect(code(with(report, ["data", "city"], "Melitopl")) == .unknownCity)
         do {
-            _ = try admission.resolveCity("Melitopl", allowNewCity: false)
+            _ = try admission.resolveCity("Melitopl", allowNewCity: false, store: &store)
         } catch let error as IncidentError {
             #expect(error.details["suggestions"] == ["Melitopol"])
         }
         let added = try record(with(with(report, ["data", "city"], "Nova Kakhovka"), ["incident"], "nk1"), &store, position: 2, allowNewCity: true)
         #expect(added.cityId == "nova-kakhovka")
+        // Once in the log, the new city is known without allowNewCity.
+        let again = try record(with(with(report, ["data", "city"], "nova kakhovka"), ["incident"], "nk2"), &store, position: 3)
+        #expect(again.cityId == "nova-kakhovka")
     }
 
     @Test("folding the same events twice gives byte-identical documents")

@@ -1,0 +1,101 @@
+import Foundation
+import StrictJSON
+import Testing
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+private let repository = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+    .deletingLastPathComponent()
+
+private func which(_ program: String) -> String? {
+    for dir in ["/usr/bin", "/bin", "/usr/sbin", "/usr/local/bin"] where FileManager.default.isExecutableFile(atPath: "\(dir)/\(program)") {
+        return "\(dir)/\(program)"
+    }
+    return nil
+}
+
+/// A datagram socket standing in for systemd's NOTIFY_SOCKET.
+private final class NotifyListener {
+    let path: String
+    let fd: Int32
+
+    init(path: String) throws {
+        self.path = path
+        fd = socket(AF_UNIX, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        var address = sockaddr_un()
+        address.sun_family = sa_family_t(AF_UNIX)
+        withUnsafeMutableBytes(of: &address.sun_path) { $0.copyBytes(from: Array(path.utf8)) }
+        let bound = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
+        }
+        guard bound == 0 else { throw HarnessError("bind \(path): \(String(cString: strerror(errno)))") }
+        var timeout = timeval(tv_sec: 20, tv_usec: 0)
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+    }
+
+    deinit { close(fd) }
+
+    /// The next notification, or nil after 20 s.
+    func next() -> String? {
+        var buffer = [UInt8](repeating: 0, count: 4096)
+        let n = buffer.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
+        return n > 0 ? String(decoding: buffer[0..<n], as: UTF8.self) : nil
+    }
+}
+
+@Suite("systemd integration")
+struct SystemdTests {
+    @Test("the units pass systemd-analyze verify, and the service's exposure is at most 1.0")
+    func units() throws {
+        guard let analyze = which("systemd-analyze") else {
+            Issue.record("systemd-analyze is missing; install systemd")
+            return
+        }
+        let dir = makeTemporaryDirectory("incidentd-units")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let service = try String(contentsOf: repository.appendingPathComponent("systemd/incidentd.service"), encoding: .utf8)
+            .replacingOccurrences(of: "/usr/local/bin/incidentd", with: Binaries.incidentd)
+        try service.write(toFile: dir + "/incidentd.service", atomically: true, encoding: .utf8)
+        try FileManager.default.copyItem(
+            atPath: repository.appendingPathComponent("systemd/incidentd.socket").path, toPath: dir + "/incidentd.socket")
+        let verify = try runCommand(analyze, ["verify", dir + "/incidentd.service", dir + "/incidentd.socket"])
+        #expect(verify.status == 0, "\(verify.stdout)\(verify.stderr)")
+        #expect(verify.stderr.isEmpty, "\(verify.stderr)")
+        let security = try runCommand(analyze, ["security", "--offline=true", dir + "/incidentd.service"])
+        let line = (security.stdout + security.stderr).split(separator: "\n").first { $0.contains("Overall exposure level") }
+        let level = line.flatMap { $0.split(separator: ":").last?.split(separator: " ").first }.flatMap { Double($0) }
+        let exposure = try #require(level, "no exposure level in: \(security.stdout)")
+        #expect(exposure <= 1.0)
+    }
+
+    @Test("socket activation: served on the inherited socket, READY=1 once serving, STOPPING=1 on SIGTERM, exit 0")
+    func socketActivationAndNotify() throws {
+        guard let activate = which("systemd-socket-activate") else {
+            Issue.record("systemd-socket-activate is missing; install systemd")
+            return
+        }
+        let dir = makeTemporaryDirectory("incidentd-activation")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let notify = try NotifyListener(path: dir + "/notify")
+        let socketPath = dir + "/incidentd.sock"
+        let log = open(dir + "/log", O_WRONLY | O_CREAT | O_CLOEXEC, 0o600)
+        defer { close(log) }
+        let child = try ChildProcess(
+            activate, ["-l", socketPath, "-E", "NOTIFY_SOCKET=\(notify.path)", Binaries.incidentd, "--data-dir", dir + "/data"],
+            environment: ProcessInfo.processInfo.environment, stdin: log, stdout: log, stderr: log)
+        try waitFor("the activator to listen") { FileManager.default.fileExists(atPath: socketPath) }
+        // The first connection makes the activator exec incidentd with the listening socket as fd 3.
+        let client = try RawClient(path: socketPath)
+        let status = try client.call("status")
+        #expect(status.isOK)
+        #expect(status["position"]?.intValue == 0)
+        let ready = try #require(notify.next())
+        #expect(ready.hasPrefix("READY=1"))
+        kill(child.pid, SIGTERM)
+        #expect(notify.next() == "STOPPING=1")
+        #expect(child.wait() == 0)
+        #expect(!child.wasSignaled)
+    }
+}

@@ -10,7 +10,7 @@
 SWIFTC ?= swiftc
 FUZZ_DIR := $(CURDIR)/.build-fuzz
 FUZZ_TARGET := $(FUZZ_DIR)/request-decoder-fuzzer
-FUZZ_FLAGS := -O -sanitize=fuzzer,address -parse-as-library -swift-version 6 -g -I $(FUZZ_DIR)
+FUZZ_FLAGS := -O -sanitize=fuzzer,address -parse-as-library -swift-version 6 -g -use-ld=lld -I $(FUZZ_DIR)
 FUZZ_MAX_LEN ?= 16384
 FUZZ_GAZETTEER_SOURCES := $(filter-out %/TOMLLoading.swift %/EmbeddedCities.swift,$(wildcard Sources/Gazetteer/*.swift))
 
@@ -38,5 +38,5 @@ fuzz-build: $(FUZZ_TARGET)
 
 fuzz: $(FUZZ_TARGET)
 	@mkdir -p fuzz-artifacts $(FUZZ_DIR)/corpus
-	$(FUZZ_TARGET) -max_total_time=$(SECONDS) -max_len=$(FUZZ_MAX_LEN) -timeout=10 -rss_limit_mb=4096 \
-		-print_final_stats=1 -artifact_prefix=$(CURDIR)/fuzz-artifacts/ $(FUZZ_DIR)/corpus Fuzz/seeds
+	SWIFT_BACKTRACE=enable=no $(FUZZ_TARGET) -max_total_time=$(SECONDS) -max_len=$(FUZZ_MAX_LEN) -timeout=10 -rss_limit_mb=4096 \
+		-dict=Fuzz/request.dict -print_final_stats=1 -artifact_prefix=$(CURDIR)/fuzz-artifacts/ $(FUZZ_DIR)/corpus Fuzz/seeds

@@ -1,5 +1,6 @@
 import Gazetteer
 import StrictJSON
+import Synchronization
 
 /// What the rules decided for one proposed event: its stream, its version there, and its data with the
 /// canonical city resolved.
@@ -15,9 +16,11 @@ public struct AdmittedEvent: Hashable, Sendable {
 /// expected versions and unknown cities.
 public struct Admission: Sendable {
     public let gazetteer: Gazetteer
+    let memo: GazetteerMemo?
 
-    public init(gazetteer: Gazetteer) {
+    public init(gazetteer: Gazetteer, memo: GazetteerMemo? = nil) {
         self.gazetteer = gazetteer
+        self.memo = memo
     }
 
     /// Decides the envelope of `event` against `store`, or refuses it with the rule it breaks.
@@ -84,7 +87,11 @@ public struct Admission: Sendable {
     /// The canonical id of a reported city name, or `unknown_city` with suggestions. A city an earlier report
     /// added with `allowNewCity` is known from then on under its canonical id.
     public func resolveCity(_ name: String, allowNewCity: Bool, store: inout some ProjectionStore) throws -> String {
-        if let city = gazetteer.resolve(name) { return city.id }
+        if let memo {
+            if let id = memo.resolve(name) { return id }
+        } else if let city = gazetteer.resolve(name) {
+            return city.id
+        }
         if let slug = Gazetteer.slug(name), try store.city(slug) != nil { return slug }
         if allowNewCity {
             guard let slug = Gazetteer.slug(name) else {
@@ -108,5 +115,29 @@ public struct Admission: Sendable {
         if try store.incident(base) == nil { return base }
         for n in 2...999 where try store.incident("\(base)-\(n)") == nil { return "\(base)-\(n)" }
         return "\(base)-\(EventID.random().prefix(8))"
+    }
+}
+
+/// The gazetteer's answers for the spellings seen so far: normalising a name (case, apostrophes, diacritics)
+/// costs far more than looking the raw spelling up, and a log sees the same few spellings again and again.
+/// Bounded, shared between threads.
+public final class GazetteerMemo: Sendable {
+    public let gazetteer: Gazetteer
+    private let answers = Mutex<[String: String?]>([:])
+    private let limit: Int
+
+    public init(gazetteer: Gazetteer, limit: Int = 4096) {
+        self.gazetteer = gazetteer
+        self.limit = limit
+    }
+
+    /// The canonical id `gazetteer.resolve(name)` gives, or nil.
+    public func resolve(_ name: String) -> String? {
+        if let known = answers.withLock({ $0[name] }) { return known }
+        let id = gazetteer.resolve(name)?.id
+        answers.withLock { answers in
+            if answers.count < limit { answers[name] = .some(id) }
+        }
+        return id
     }
 }

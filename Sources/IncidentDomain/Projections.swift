@@ -4,6 +4,10 @@ import StrictJSON
 /// The per-incident projection: the report as reported and as corrected, where the incident stands, and the
 /// counters the city projection sums. The full history (each response and outcome) is read from the incident's
 /// stream when asked for, so this record stays small however long the stream grows.
+///
+/// The log stores it in a compact binary form (``encoded()``) that keeps of the report only what the fold needs
+/// (the city, the kind and the participants, as reported and as corrected); the `incident` document takes the
+/// report itself from the incident's first event (``json(report:current:)``).
 public struct IncidentState: Hashable, Sendable {
     public var incident: String
     public var cityId: String
@@ -41,12 +45,30 @@ public struct IncidentState: Hashable, Sendable {
 
     /// The strongest claim the report's own sources make: debunked, then disputed, then verified.
     static func verification(of sources: [Source]) -> Verification {
-        let all = Set(sources.map(\.verification))
-        for v in [Verification.debunked, .disputed, .verified] where all.contains(v) { return v }
+        var seen: UInt8 = 0
+        for source in sources {
+            switch source.verification {
+            case .debunked: seen |= 1
+            case .disputed: seen |= 2
+            case .verified: seen |= 4
+            case .unverified: break
+            }
+        }
+        return verification(seenMask: seen)
+    }
+
+    /// ``verification(of:)`` from a mask of what the sources claim: 1 debunked, 2 disputed, 4 verified.
+    public static func verification(seenMask seen: UInt8) -> Verification {
+        if seen & 1 != 0 { return .debunked }
+        if seen & 2 != 0 { return .disputed }
+        if seen & 4 != 0 { return .verified }
         return .unverified
     }
 
-    public var json: JSONValue {
+    public var json: JSONValue { json(report: report, current: current) }
+
+    /// The document `incident` prints, with the report and its corrected form given (as read from the stream).
+    public func json(report: ReportData, current: ReportData) -> JSONValue {
         var o: [String: JSONValue] = [
             "incident": .string(incident),
             "cityId": .string(cityId),
@@ -95,6 +117,160 @@ public struct IncidentState: Hashable, Sendable {
             if let kind = ResponseKind(rawValue: key), let n = value.intValue { responses[kind] = n }
         }
         try r.finish()
+    }
+
+    // MARK: Stored form
+
+    /// The stored form's version byte. (The JSON form of projection version 1 began with `{`.)
+    static let storedFormat: UInt8 = 2
+
+    /// The stored form: a version byte, the enumerations as their case indexes, fixed-width little-endian
+    /// integers, then length-prefixed strings. Deterministic: the same state always gives the same bytes.
+    public func encoded() -> [UInt8] {
+        var out: [UInt8] = []
+        out.reserveCapacity(192 + incident.utf8.count + 2 * cityId.utf8.count + report.city.utf8.count + occurredAt.utf8.count)
+        encode(into: &out)
+        return out
+    }
+
+    public func encode(into out: inout [UInt8]) {
+        @inline(__always) func int(_ v: Int64, _ out: inout [UInt8]) {
+            withUnsafeBytes(of: v.littleEndian) { out.append(contentsOf: $0) }
+        }
+        @inline(__always) func text(_ s: String, _ out: inout [UInt8]) {
+            var s = s
+            s.withUTF8 { utf8 in
+                withUnsafeBytes(of: UInt32(utf8.count).littleEndian) { out.append(contentsOf: $0) }
+                out.append(contentsOf: utf8)
+            }
+        }
+        out.append(IncidentState.storedFormat)
+        out.append(Precision.index(precision))
+        out.append(OutcomeStatus.index(status))
+        out.append(Verification.index(verification))
+        out.append(IncidentKind.index(report.kind))
+        out.append(IncidentKind.index(current.kind))
+        out.append((verificationFromOutcome ? 1 : 0) | (report.participants != nil ? 2 : 0) | (current.participants != nil ? 4 : 0)
+            | (report.cityId != nil ? 8 : 0))
+        int(version, &out)
+        int(Int64(bitPattern: firstPosition), &out)
+        int(Int64(bitPattern: lastPosition), &out)
+        int(responseEvents, &out)
+        int(outcomeEvents, &out)
+        int(killed, &out)
+        int(injured, &out)
+        int(detained, &out)
+        int(reportedAt.microseconds, &out)
+        for range in [report.participants, current.participants] {
+            if let range {
+                int(range.low, &out)
+                int(range.high, &out)
+            }
+        }
+        let kinds = ResponseKind.allCases.filter { responses[$0] != nil }
+        out.append(UInt8(kinds.count))
+        for kind in kinds {
+            out.append(ResponseKind.index(kind))
+            int(responses[kind] ?? 0, &out)
+        }
+        text(incident, &out)
+        text(cityId, &out)
+        text(report.city, &out)
+        text(occurredAt, &out)
+        if let reportCityId = report.cityId { text(reportCityId, &out) }
+    }
+
+    /// Reads the stored form back. The report and its corrected form come back with only the city, the city id,
+    /// the kind and the participants: what the fold reads.
+    public init(encoded bytes: UnsafeRawBufferPointer) throws(IncidentError) {
+        var offset = 0
+        func damaged() -> IncidentError { IncidentError.invalid("incident", "the stored incident projection is damaged") }
+        func byte() throws(IncidentError) -> UInt8 {
+            guard offset < bytes.count else { throw damaged() }
+            defer { offset += 1 }
+            return bytes[offset]
+        }
+        func int() throws(IncidentError) -> Int64 {
+            guard offset + 8 <= bytes.count else { throw damaged() }
+            defer { offset += 8 }
+            return Int64(littleEndian: bytes.loadUnaligned(fromByteOffset: offset, as: Int64.self))
+        }
+        func text() throws(IncidentError) -> String {
+            guard offset + 4 <= bytes.count else { throw damaged() }
+            let count = Int(UInt32(littleEndian: bytes.loadUnaligned(fromByteOffset: offset, as: UInt32.self)))
+            offset += 4
+            guard offset + count <= bytes.count else { throw damaged() }
+            defer { offset += count }
+            return String(decoding: UnsafeRawBufferPointer(rebasing: bytes[offset..<offset + count]), as: UTF8.self)
+        }
+        func enumeration<E: CaseIterable>(_: E.Type) throws(IncidentError) -> E where E.AllCases == [E] {
+            let i = Int(try byte())
+            guard i < E.allCases.count else { throw damaged() }
+            return E.allCases[i]
+        }
+        guard try byte() == IncidentState.storedFormat else { throw damaged() }
+        precision = try enumeration(Precision.self)
+        status = try enumeration(OutcomeStatus.self)
+        verification = try enumeration(Verification.self)
+        let reportKind = try enumeration(IncidentKind.self)
+        let currentKind = try enumeration(IncidentKind.self)
+        let flags = try byte()
+        verificationFromOutcome = flags & 1 != 0
+        version = try int()
+        firstPosition = UInt64(bitPattern: try int())
+        lastPosition = UInt64(bitPattern: try int())
+        responseEvents = try int()
+        outcomeEvents = try int()
+        killed = try int()
+        injured = try int()
+        detained = try int()
+        reportedAt = Timestamp(microseconds: try int())
+        var reportParticipants: PeopleRange?
+        var currentParticipants: PeopleRange?
+        if flags & 2 != 0 {
+            let low = try int()
+            reportParticipants = PeopleRange(low: low, high: try int())
+        }
+        if flags & 4 != 0 {
+            let low = try int()
+            currentParticipants = PeopleRange(low: low, high: try int())
+        }
+        let kinds = Int(try byte())
+        for _ in 0..<kinds {
+            let kind = try enumeration(ResponseKind.self)
+            responses[kind] = try int()
+        }
+        incident = try text()
+        cityId = try text()
+        let city = try text()
+        occurredAt = try text()
+        let reportCityId = flags & 8 != 0 ? try text() : nil
+        guard offset == bytes.count else { throw damaged() }
+        report = ReportData(
+            city: city, cityId: reportCityId, kind: reportKind, location: nil, coordinates: nil, description: nil,
+            participants: reportParticipants, targets: nil, tags: [])
+        current = ReportData(
+            city: city, cityId: reportCityId, kind: currentKind, location: nil, coordinates: nil, description: nil,
+            participants: currentParticipants, targets: nil, tags: [])
+    }
+
+    public init(encoded bytes: [UInt8]) throws(IncidentError) {
+        var result: Result<IncidentState, IncidentError> = .failure(IncidentError.invalid("incident", "empty"))
+        bytes.withUnsafeBytes { raw in
+            do throws(IncidentError) {
+                result = .success(try IncidentState(encoded: raw))
+            } catch {
+                result = .failure(error)
+            }
+        }
+        self = try result.get()
+    }
+}
+
+extension CaseIterable where Self: Equatable, AllCases == [Self] {
+    /// The index of `value` among `allCases`, as the stored incident projection keeps enumerations.
+    @inline(__always) static func index(_ value: Self) -> UInt8 {
+        UInt8(allCases.firstIndex(of: value) ?? 0)
     }
 }
 

@@ -17,7 +17,7 @@ struct TransactionProjections: ProjectionStore {
     mutating func incident(_ id: String) throws -> IncidentState? {
         if let s = requestIncidents[id] ?? batchIncidents[id] { return s }
         guard let raw = try txn.get(db.incidents, key: Array(id.utf8)) else { return nil }
-        return try IncidentState(json: JSONReader().read(raw))
+        return try IncidentState(encoded: raw)
     }
 
     mutating func city(_ id: String) throws -> CityState? {
@@ -42,11 +42,15 @@ struct TransactionProjections: ProjectionStore {
 
     /// Writes every projection this batch changed.
     func flush() throws {
+        var buffer: [UInt8] = []
+        buffer.reserveCapacity(512)
         for (id, state) in batchIncidents {
-            try txn.put(db.incidents, key: Array(id.utf8), value: state.json.canonicalBytes())
+            buffer.removeAll(keepingCapacity: true)
+            state.encode(into: &buffer)
+            try txn.put(db.incidents, key: id, value: buffer)
         }
         for (id, state) in batchCities {
-            try txn.put(db.cities, key: Array(id.utf8), value: state.json.canonicalBytes())
+            try txn.put(db.cities, key: id, value: state.json.canonicalBytes())
         }
     }
 }
@@ -58,6 +62,7 @@ struct StagedEvent {
     var version: Int64
     var eventId: String
     var contentDigest: [UInt8]
+    /// hash ‖ canonical JSON, as stored.
     var value: [UInt8]
 }
 
@@ -65,7 +70,7 @@ extension EventLog {
     /// Writes a batch of appends in one transaction and returns each one's result, in order. A request that
     /// breaks a rule is refused alone; the others of the batch still land. Only the committer thread calls this.
     func commit(_ batch: [AppendRequest], committedCities: inout [String: CityState]) -> [Result<AppendReceipt, AppendFailure>] {
-        let admission = Admission(gazetteer: gazetteer)
+        let admission = Admission(gazetteer: gazetteer, memo: gazetteerMemo)
         var results: [Result<AppendReceipt, AppendFailure>] = []
         var newCities: [String: CityState] = [:]
         do {
@@ -87,7 +92,7 @@ extension EventLog {
                     do {
                         for (index, proposal) in request.events.enumerated() {
                             do {
-                                let digest = ChainHash.digest(proposal.contentBytes)
+                                let digest = request.contentDigests[index]
                                 if let eventId = proposal.eventId,
                                     let earlier = try requestEventIds[eventId] ?? batchEventIds[eventId]
                                         ?? storedEventId(eventId, handle)
@@ -110,13 +115,20 @@ extension EventLog {
                                     version: admitted.version, occurredAt: admitted.occurredAt,
                                     precision: admitted.precision, recordedAt: recordedAt, recordedBy: request.recordedBy,
                                     sources: proposal.sources, data: admitted.data, prevHash: ChainHash.hex(head.hash))
-                                let canonical = event.json.canonicalBytes()
-                                let hash = canonical.withUnsafeBytes { ChainHash.link(previous: head.hash, canonical: $0) }
+                                // The stored value is the hash followed by the canonical bytes it covers.
+                                var value = [UInt8](repeating: 0, count: 32)
+                                value.reserveCapacity(1536)
+                                event.writeCanonical(into: &value)
+                                let hash = value.withUnsafeMutableBytes { raw in
+                                    let hash = ChainHash.link(previous: head.hash, canonical: UnsafeRawBufferPointer(rebasing: raw[32...]))
+                                    raw.copyBytes(from: hash)
+                                    return hash
+                                }
                                 try projector.apply(event, to: &store)
                                 staged.append(
                                     StagedEvent(
                                         position: event.position, incident: event.incident, version: event.version,
-                                        eventId: eventId, contentDigest: digest, value: hash + canonical))
+                                        eventId: eventId, contentDigest: digest, value: value))
                                 requestEventIds[eventId] = (event.position, digest)
                                 head = Head(position: event.position, hash: hash, recordedAt: recordedAt)
                                 positions.append(event.position)
@@ -136,12 +148,17 @@ extension EventLog {
                     }
                 }
 
+                var idValue = [UInt8](repeating: 0, count: 40)
                 for event in staged {
-                    try txn.put(db.events, key: Keys.position(event.position), value: event.value, flags: .append)
-                    try txn.put(db.streams, key: Keys.stream(event.incident, version: event.version), value: Keys.position(event.position))
-                    try txn.put(
-                        db.eventIds, key: Array(event.eventId.utf8), value: Keys.position(event.position) + event.contentDigest,
-                        flags: .noOverwrite)
+                    try txn.put(db.events, key: event.position, value: event.value, flags: .append)
+                    try withUnsafeBytes(of: event.position.bigEndian) { position in
+                        try txn.put(db.streams, key: Keys.stream(event.incident, version: event.version), value: position)
+                        idValue.withUnsafeMutableBytes { raw in
+                            raw.copyMemory(from: position)
+                            UnsafeMutableRawBufferPointer(rebasing: raw[8...]).copyBytes(from: event.contentDigest)
+                        }
+                    }
+                    try txn.put(db.eventIds, key: event.eventId, value: idValue, flags: .noOverwrite)
                 }
                 try store.flush()
                 if !staged.isEmpty {

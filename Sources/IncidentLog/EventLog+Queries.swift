@@ -62,7 +62,7 @@ extension EventLog {
                         if let known = cityOfIncident[incident] {
                             city = known
                         } else if let raw = try txn.get(db.incidents, key: Array(incident.utf8)) {
-                            city = try IncidentState(json: JSONReader().read(raw)).cityId
+                            city = try IncidentState(encoded: raw).cityId
                             cityOfIncident[incident] = city
                         } else {
                             continue
@@ -82,10 +82,13 @@ extension EventLog {
     public func incidentDocument(_ id: String) throws -> JSONValue? {
         try environment.read { txn in
             guard let raw = try txn.get(db.incidents, key: Array(id.utf8)) else { return nil }
-            let state = try IncidentState(json: JSONReader().read(raw))
+            let state = try IncidentState(encoded: raw)
             var reportEvent: JSONValue = .null
             var responses: [JSONValue] = []
             var outcomes: [JSONValue] = []
+            // The report as reported and as corrected by the outcomes since, folded as the projection did.
+            var report: ReportData?
+            var current: ReportData?
             var version: Int64 = 1
             while let rawPosition = try txn.get(db.streams, key: Keys.stream(id, version: version)),
                 let position = Keys.readPosition(rawPosition)
@@ -95,13 +98,25 @@ extension EventLog {
                     throw LogError(.corrupt, "event \(position) of incident \(id) is missing")
                 }
                 let event = try EventLog.eventDocument(rawEvent)
+                let recorded = try RecordedEvent(json: JSONReader().read(UnsafeRawBufferPointer(rebasing: rawEvent[32...])))
+                switch recorded.data {
+                case .reported(let data):
+                    report = data
+                    current = data
+                case .outcome(let outcome):
+                    if let corrections = outcome.corrections { current = current?.applying(corrections) }
+                case .responded: break
+                }
                 switch event["type"]?.stringValue {
                 case EventType.incidentReported.rawValue?: reportEvent = event
                 case EventType.responseObserved.rawValue?: responses.append(event)
                 default: outcomes.append(event)
                 }
             }
-            var document = state.json.objectValue ?? [:]
+            guard let report, let current else {
+                throw LogError(.corrupt, "the report of incident \(id) is missing from its stream")
+            }
+            var document = state.json(report: report, current: current).objectValue ?? [:]
             document["city"] = .string(try cityName(state.cityId, txn))
             document["reportEvent"] = reportEvent
             document["responseHistory"] = .array(responses)

@@ -14,7 +14,7 @@ struct Databases: Sendable {
     let streams: Database
     /// event id → position (big-endian) ‖ SHA-256 of the proposal's content
     let eventIds: Database
-    /// incident id → canonical JSON of ``IncidentState``
+    /// incident id → ``IncidentState/encoded()``
     let incidents: Database
     /// city id → canonical JSON of ``CityState``
     let cities: Database
@@ -28,13 +28,14 @@ struct Databases: Sendable {
 public final class EventLog: Sendable {
     public static let formatTag = "incidentd-log-1"
     /// Bumped whenever the projection documents change shape; a mismatch rebuilds them at start.
-    public static let projectionVersion: UInt64 = 1
+    public static let projectionVersion: UInt64 = 2
 
     public let environment: Environment
     public let gazetteer: Gazetteer
     public let options: LogOptions
     let db: Databases
     let projector: Projector
+    let gazetteerMemo: GazetteerMemo
     private let lockDescriptor: Int32
 
     /// Opens (and for a writer creates) the log in `options.directory`. A writer takes an exclusive lock on
@@ -44,6 +45,7 @@ public final class EventLog: Sendable {
         self.options = options
         self.gazetteer = gazetteer
         projector = Projector(gazetteer: gazetteer)
+        gazetteerMemo = GazetteerMemo(gazetteer: gazetteer)
         if options.readOnly {
             lockDescriptor = -1
         } else {

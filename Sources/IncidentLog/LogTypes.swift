@@ -36,14 +36,30 @@ public struct LogError: Error, Hashable, Sendable, CustomStringConvertible {
 
 /// One client's append: its events are atomic, all land or none do.
 public struct AppendRequest: Sendable {
-    public var events: [ProposedEvent]
+    public var events: [ProposedEvent] {
+        didSet { contentDigests = AppendRequest.digests(events) }
+    }
     public var allowNewCity: Bool
     public var recordedBy: Recorder
+    /// SHA-256 of each event's ``ProposedEvent/contentBytes``, for the idempotency check. Computed where the
+    /// request is made (on the connection's event loop), not on the single writer thread.
+    public private(set) var contentDigests: [[UInt8]]
 
     public init(events: [ProposedEvent], allowNewCity: Bool, recordedBy: Recorder) {
         self.events = events
         self.allowNewCity = allowNewCity
         self.recordedBy = recordedBy
+        contentDigests = AppendRequest.digests(events)
+    }
+
+    private static func digests(_ events: [ProposedEvent]) -> [[UInt8]] {
+        var content: [UInt8] = []
+        content.reserveCapacity(2048)
+        return events.map { event in
+            content.removeAll(keepingCapacity: true)
+            event.writeContent(into: &content)
+            return ChainHash.digest(content)
+        }
     }
 }
 

@@ -72,8 +72,29 @@ extension JSONValue {
 
     /// Appends `string` as a JSON string literal.
     public static func writeString(_ string: String, into out: inout [UInt8]) {
+        var string = string
+        string.withUTF8 { writeString(utf8: UnsafeRawBufferPointer($0), into: &out) }
+    }
+
+    /// Appends the UTF-8 bytes `utf8` as a JSON string literal: runs that need no escaping are copied whole.
+    public static func writeString(utf8 bytes: UnsafeRawBufferPointer, into out: inout [UInt8]) {
+        out.reserveCapacity(out.count + bytes.count + 2)
         out.append(UInt8(ascii: "\""))
-        for byte in string.utf8 {
+        var runStart = 0
+        var i = 0
+        let count = bytes.count
+        while i < count {
+            // Eight bytes at a time while none needs escaping.
+            while i + 8 <= count && !JSONScanner.needsAttention(bytes.loadUnaligned(fromByteOffset: i, as: UInt64.self)) {
+                i += 8
+            }
+            guard i < count else { break }
+            let byte = bytes[i]
+            if byte >= 0x20 && byte != 0x22 && byte != 0x5C {
+                i += 1
+                continue
+            }
+            if runStart < i { out.append(contentsOf: UnsafeRawBufferPointer(rebasing: bytes[runStart..<i])) }
             switch byte {
             case UInt8(ascii: "\""): out.append(0x5C); out.append(0x22)
             case UInt8(ascii: "\\"): out.append(0x5C); out.append(0x5C)
@@ -82,14 +103,25 @@ extension JSONValue {
             case 0x09: out.append(0x5C); out.append(UInt8(ascii: "t"))
             case 0x08: out.append(0x5C); out.append(UInt8(ascii: "b"))
             case 0x0C: out.append(0x5C); out.append(UInt8(ascii: "f"))
-            case 0..<0x20:
-                let hex: [UInt8] = Array("0123456789abcdef".utf8)
+            default:
+                let hex: StaticString = "0123456789abcdef"
                 out.append(contentsOf: [0x5C, UInt8(ascii: "u"), UInt8(ascii: "0"), UInt8(ascii: "0")])
-                out.append(hex[Int(byte >> 4)])
-                out.append(hex[Int(byte & 0xF)])
-            default: out.append(byte)
+                out.append(hex.utf8Start[Int(byte >> 4)])
+                out.append(hex.utf8Start[Int(byte & 0xF)])
             }
+            i += 1
+            runStart = i
         }
+        if runStart < count { out.append(contentsOf: UnsafeRawBufferPointer(rebasing: bytes[runStart..<count])) }
         out.append(UInt8(ascii: "\""))
+    }
+
+    /// Appends `"key":`, the key escaped as a JSON string: for writers that emit members in canonical order
+    /// themselves.
+    public static func writeKey(_ key: StaticString, into out: inout [UInt8]) {
+        out.append(UInt8(ascii: "\""))
+        out.append(contentsOf: UnsafeBufferPointer(start: key.utf8Start, count: key.utf8CodeUnitCount))
+        out.append(UInt8(ascii: "\""))
+        out.append(UInt8(ascii: ":"))
     }
 }

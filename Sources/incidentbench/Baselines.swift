@@ -7,38 +7,38 @@ import Synchronization
 import Glibc
 #endif
 
-/// Runs a program to completion and returns its status and output.
+/// Runs a program to completion and returns its status and output. Output goes through temporary files rather
+/// than pipes, so that a daemon the program leaves behind (`pg_ctl start`) cannot keep the call waiting.
 @discardableResult
 func runProgram(_ path: String, _ arguments: [String], stdin: String? = nil, check: Bool = true) throws -> (status: Int32, out: String, err: String) {
-    let process = Process()
-    process.executableURL = URL(fileURLWithPath: path)
-    process.arguments = arguments
-    let out = Pipe(), err = Pipe(), input = Pipe()
-    process.standardOutput = out
-    process.standardError = err
-    process.standardInput = input
-    try process.run()
-    if let stdin { input.fileHandleForWriting.write(Data(stdin.utf8)) }
-    try? input.fileHandleForWriting.close()
-    let errBox = Mutex<Data>(Data())
-    let errDone = DispatchSemaphore(value: 0)
-    let errHandle = err.fileHandleForReading
-    Thread {
-        let data = errHandle.readDataToEndOfFile()
-        errBox.withLock { $0 = data }
-        errDone.signal()
-    }.start()
-    let outData = out.fileHandleForReading.readDataToEndOfFile()
-    process.waitUntilExit()
-    errDone.wait()
-    let result = (
-        process.terminationStatus, String(decoding: outData, as: UTF8.self),
-        String(decoding: errBox.withLock { $0 }, as: UTF8.self)
-    )
-    if check && result.0 != 0 {
-        throw BenchError("\(path) \(arguments.joined(separator: " ")) exited with \(result.0): \(result.2)\(result.1)")
+    let base = "/tmp/incidentbench-run-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
+    let outPath = base + ".out", errPath = base + ".err", inPath = base + ".in"
+    defer {
+        unlink(outPath)
+        unlink(errPath)
+        unlink(inPath)
     }
-    return result
+    _ = FileManager.default.createFile(atPath: inPath, contents: Data((stdin ?? "").utf8))
+    var actions = posix_spawn_file_actions_t()
+    posix_spawn_file_actions_init(&actions)
+    defer { posix_spawn_file_actions_destroy(&actions) }
+    posix_spawn_file_actions_addopen(&actions, 0, inPath, O_RDONLY, 0)
+    posix_spawn_file_actions_addopen(&actions, 1, outPath, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
+    posix_spawn_file_actions_addopen(&actions, 2, errPath, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
+    let argv = ([path] + arguments).map { strdup($0) } + [nil]
+    defer { argv.forEach { free($0) } }
+    var pid: pid_t = 0
+    let rc = posix_spawn(&pid, path, &actions, nil, argv, environ)
+    guard rc == 0 else { throw BenchError("cannot run \(path): \(String(cString: strerror(rc)))") }
+    var status: Int32 = 0
+    while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
+    let exitStatus = (status & 0x7F) == 0 ? (status >> 8) & 0xFF : 128 + (status & 0x7F)
+    let out = (try? String(contentsOfFile: outPath, encoding: .utf8)) ?? ""
+    let err = (try? String(contentsOfFile: errPath, encoding: .utf8)) ?? ""
+    if check && exitStatus != 0 {
+        throw BenchError("\(path) \(arguments.joined(separator: " ")) exited with \(exitStatus): \(err)\(out)")
+    }
+    return (exitStatus, out, err)
 }
 
 /// The same stored event bytes the daemon wrote, used by every baseline.

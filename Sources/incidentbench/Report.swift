@@ -58,8 +58,10 @@ struct Report {
             var row = Row(metric: "durable appends/s, \(connections) conn × \(window) in flight", value: count(r.perSecond))
             var ratios: [String] = []
             let pgValue = pg?[connections]
-            let sqThreads = connections == 1 ? 1 : 16
-            let sqValue = sq?[sqThreads]
+            // SQLite lets one writer in at a time: its best figure, whichever thread count gave it.
+            let sqBest = sq?.max { $0.value < $1.value }
+            let sqThreads = sqBest?.key ?? 1
+            let sqValue = sqBest?.value
             if let pgValue {
                 row.postgres = "\(count(pgValue)) (c=\(connections))"
                 ratios.append("\(times(r.perSecond / pgValue)) PG")
@@ -96,11 +98,11 @@ struct Report {
                 var pgText = "", sqText = ""
                 if let l = postgres?.latency {
                     pgText = msUnit(l.valueAtPercentile(percentile))
-                    ratios.append("\(times(Double(l.valueAtPercentile(percentile)) / Double(h.valueAtPercentile(percentile)))) faster than PG")
+                    ratios.append("\(times(Double(h.valueAtPercentile(percentile)) / Double(l.valueAtPercentile(percentile)))) PG's")
                 }
                 if let l = sqlite?.latency {
                     sqText = msUnit(l.valueAtPercentile(percentile))
-                    ratios.append("\(times(Double(l.valueAtPercentile(percentile)) / Double(h.valueAtPercentile(percentile)))) faster than SQLite")
+                    ratios.append("\(times(Double(h.valueAtPercentile(percentile)) / Double(l.valueAtPercentile(percentile)))) SQLite's")
                 }
                 switch row {
                 case 0: p50.postgres = pgText; p50.sqlite = sqText; p50.ratio = ratios.joined(separator: ", ")

@@ -102,6 +102,10 @@ final class ConnectionHandler: ChannelDuplexHandler {
     /// Lines read but not run yet, because the client is not keeping up with its answers.
     private var backlog = CircularBuffer<LineFrame>()
     private var draining = false
+    /// Where the writer thread leaves this loop's append answers; set when the handler is added.
+    private var mailbox: AnswerMailbox?
+    /// Answers were written by the mailbox and wait for its one flush (``finishAnswers(context:)``).
+    var awaitingFlush = false
 
     init(executor: RequestExecutor, peer: PeerIdentity, role: Role?, maxPending: Int, maxLineBytes: Int, logger: Logger) {
         self.executor = executor
@@ -110,6 +114,10 @@ final class ConnectionHandler: ChannelDuplexHandler {
         self.maxPending = maxPending
         self.maxLineBytes = maxLineBytes
         self.logger = logger
+    }
+
+    func handlerAdded(context: ChannelHandlerContext) {
+        mailbox = executor.mailbox(for: context.eventLoop)
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
@@ -146,6 +154,17 @@ final class ConnectionHandler: ChannelDuplexHandler {
                 .lineTooLong, "request line longer than \(maxLineBytes) bytes (\(length)+ received); it was dropped",
                 details: ["limit": .int(Int64(maxLineBytes))])), context: context)
         case .line(let line):
+            // The common case first: an append that decodes cleanly goes straight to the group committer, and
+            // its answer comes back through this loop's mailbox with the rest of its commit's answers.
+            if let mailbox {
+                let target = AnswerMailbox.Target(handler: self, context: context)
+                let submitted = line.readableBytesView.withUnsafeBytes { bytes in
+                    executor.fastAppend(bytes, peer: peer, role: role) { id, count, result in
+                        mailbox.post(AnswerMailbox.Delivery(target: target, sequence: sequence, id: id, count: count, result: result))
+                    }
+                }
+                if submitted { return }
+            }
             let decoded = line.readableBytesView.withUnsafeBytes { Request.decode($0) }
             switch decoded {
             case .failure(let failure):
@@ -170,6 +189,28 @@ final class ConnectionHandler: ChannelDuplexHandler {
     }
 
     private func complete(_ sequence: UInt64, _ bytes: [UInt8], context: ChannelHandlerContext) {
+        if write(sequence, bytes, context: context) {
+            finishAnswers(context: context)
+        }
+    }
+
+    /// An append's answer from the mailbox: written, and flushed with the others of its batch by
+    /// ``finishAnswers(context:)``.
+    func answer(_ sequence: UInt64, _ bytes: [UInt8], context: ChannelHandlerContext) {
+        _ = write(sequence, bytes, context: context)
+    }
+
+    /// Writes every answer that is next in request order; whether any was.
+    private func write(_ sequence: UInt64, _ bytes: [UInt8], context: ChannelHandlerContext) -> Bool {
+        if sequence == nextToWrite && ready.isEmpty {
+            // In order already, as answers mostly are: no detour through `ready`.
+            var buffer = context.channel.allocator.buffer(capacity: bytes.count)
+            buffer.writeBytes(bytes)
+            context.write(wrapOutboundOut(buffer), promise: nil)
+            nextToWrite += 1
+            pending -= 1
+            return true
+        }
         ready[sequence] = bytes
         var wrote = false
         while let next = ready.removeValue(forKey: nextToWrite) {
@@ -180,12 +221,15 @@ final class ConnectionHandler: ChannelDuplexHandler {
             pending -= 1
             wrote = true
         }
-        if wrote {
-            context.flush()
-            drainBacklog(context: context)
-            readIfPossible(context: context)
-            closeIfAnswered(context: context)
-        }
+        return wrote
+    }
+
+    /// After answers were written: flush them, and run or read what waited for them.
+    func finishAnswers(context: ChannelHandlerContext) {
+        context.flush()
+        drainBacklog(context: context)
+        readIfPossible(context: context)
+        closeIfAnswered(context: context)
     }
 
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {

@@ -20,6 +20,8 @@ final class RequestExecutor: Sendable {
     let access: AccessControl
     let connections = Atomic<Int>(0)
     let startedAt = Timestamp.now()
+    /// One per event loop: see ``AnswerMailbox``.
+    let mailboxes = Mutex<[ObjectIdentifier: AnswerMailbox]>([:])
 
     init(log: EventLog, committer: GroupCommitter, access: AccessControl) {
         self.log = log
@@ -82,24 +84,61 @@ final class RequestExecutor: Sendable {
         let id = request.id
         let count = proposals.count
         committer.submit(AppendRequest(events: proposals, allowNewCity: allowNewCity, recordedBy: peer.recorder)) { result in
-            switch result {
-            case .success(let receipt):
-                promise.succeed(Response.success(id: id, [
-                    "positions": .array(receipt.positions.map { .int(Int64($0)) }),
-                    "incidents": .array(receipt.incidents.map { .string($0) }),
-                ]))
-            case .failure(.rejected(let error, let index)):
-                let indexed = Self.indexed(error, index: index, of: count)
-                promise.succeed(Response.failure(id: id, ProtocolError(.init(rawValue: indexed.code.rawValue), indexed.message, details: indexed.details)))
-            case .failure(.storageFull(let message)):
-                promise.succeed(Response.failure(id: id, ProtocolError(.storageFull, message)))
-            case .failure(.shuttingDown):
-                promise.succeed(Response.failure(id: id, ProtocolError(.shuttingDown, "incidentd is stopping; nothing was stored, retry later")))
-            case .failure(.storage(let message)):
-                promise.succeed(Response.failure(id: id, ProtocolError(.internalError, "storage failed, nothing was stored: \(message)")))
-            }
+            promise.succeed(Self.appendResponse(id: id, count: count, result))
         }
         return .later(promise.futureResult)
+    }
+
+    /// The common append, decoded straight from its line (see ``FastWireDecoder``) and submitted; `answer` is
+    /// called on the writer thread once it is durable or refused. False when the line is not such an append
+    /// (or the peer may not append): the caller then takes the general path, which answers every other case,
+    /// errors included, exactly as before.
+    func fastAppend(
+        _ line: UnsafeRawBufferPointer, peer: PeerIdentity, role: Role?,
+        answer: @escaping @Sendable (_ id: JSONValue, _ count: Int, _ result: Result<AppendReceipt, AppendFailure>) -> Void
+    ) -> Bool {
+        guard let role, role >= Operation.append.requiredRole,
+            let decoded = FastWireDecoder.decodeAppend(line, now: Timestamp.now())
+        else { return false }
+        let id = decoded.id
+        let count = decoded.events.count
+        committer.submit(AppendRequest(events: decoded.events, allowNewCity: decoded.allowNewCity, recordedBy: peer.recorder)) {
+            answer(id, count, $0)
+        }
+        return true
+    }
+
+    /// The response line to an append.
+    static func appendResponse(id: JSONValue, count: Int, _ result: Result<AppendReceipt, AppendFailure>) -> [UInt8] {
+        switch result {
+        case .success(let receipt):
+            // `{"id":…,"incidents":[…],"ok":true,"positions":[…]}`: Response.success's canonical bytes, written directly.
+            var out: [UInt8] = []
+            out.reserveCapacity(64 + receipt.incidents.reduce(0) { $0 + $1.utf8.count + 3 } + 12 * receipt.positions.count)
+            out.append(contentsOf: "{\"id\":".utf8)
+            id.write(into: &out)
+            out.append(contentsOf: ",\"incidents\":[".utf8)
+            for (n, incident) in receipt.incidents.enumerated() {
+                if n > 0 { out.append(UInt8(ascii: ",")) }
+                JSONValue.writeString(incident, into: &out)
+            }
+            out.append(contentsOf: "],\"ok\":true,\"positions\":[".utf8)
+            for (n, position) in receipt.positions.enumerated() {
+                if n > 0 { out.append(UInt8(ascii: ",")) }
+                JSONValue.writeInteger(Int64(position), into: &out)
+            }
+            out.append(contentsOf: "]}\n".utf8)
+            return out
+        case .failure(.rejected(let error, let index)):
+            let indexed = Self.indexed(error, index: index, of: count)
+            return Response.failure(id: id, ProtocolError(.init(rawValue: indexed.code.rawValue), indexed.message, details: indexed.details))
+        case .failure(.storageFull(let message)):
+            return Response.failure(id: id, ProtocolError(.storageFull, message))
+        case .failure(.shuttingDown):
+            return Response.failure(id: id, ProtocolError(.shuttingDown, "incidentd is stopping; nothing was stored, retry later"))
+        case .failure(.storage(let message)):
+            return Response.failure(id: id, ProtocolError(.internalError, "storage failed, nothing was stored: \(message)"))
+        }
     }
 
     /// Names the event of a multi-event append that was refused.

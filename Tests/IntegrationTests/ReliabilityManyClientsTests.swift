@@ -47,6 +47,17 @@ struct ReliabilityManyClientsTests {
         #expect(answer.errorCode == "too_many_connections", "\(answer.canonicalString())")
         #expect(answer["error"]?["message"]?.stringValue?.contains("\(maximum)") == true)
         #expect(refused.peerClosed(within: 10 * deadlineScale), "the refused connection is closed")
+        // Refused connections hold nothing in the daemon: 100 more, each answered and closed, leave its open
+        // descriptors where they were.
+        let descriptors = { (try? FileManager.default.contentsOfDirectory(atPath: "/proc/\(daemon.pid)/fd").count) ?? 0 }
+        let before = descriptors()
+        for _ in 0..<100 {
+            let again = try daemon.client()
+            again.setReceiveTimeout(10 * deadlineScale)
+            #expect(try again.receive().errorCode == "too_many_connections")
+            #expect(again.peerClosed(within: 10 * deadlineScale))
+        }
+        try waitFor("the daemon to close the refused connections", timeout: 10 * deadlineScale) { descriptors() <= before + 2 }
         // Refusing did not disturb anybody: every idle connection is still served.
         for client in idle { #expect(try client.call("status")["connections"]?.intValue == Int64(maximum)) }
 

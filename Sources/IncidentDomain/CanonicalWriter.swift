@@ -1,0 +1,216 @@
+import StrictJSON
+
+// Direct canonical encoders: each writes exactly the bytes `x.json.canonicalBytes()` gives, members in sorted
+// key order, without building dictionaries and sorting their keys. The append path writes every event and its
+// content digest this way; `CanonicalWriterTests` holds each one to the JSONValue form.
+
+extension Array where Element == UInt8 {
+    @inline(__always) mutating func key(_ key: StaticString, first: Bool = false) {
+        if !first { append(UInt8(ascii: ",")) }
+        JSONValue.writeKey(key, into: &self)
+    }
+
+    @inline(__always) mutating func string(_ s: String) { JSONValue.writeString(s, into: &self) }
+    @inline(__always) mutating func int(_ i: Int64) { JSONValue.writeInteger(i, into: &self) }
+    @inline(__always) mutating func ascii(_ s: StaticString) {
+        append(contentsOf: UnsafeBufferPointer(start: s.utf8Start, count: s.utf8CodeUnitCount))
+    }
+}
+
+extension Source {
+    public func writeCanonical(into out: inout [UInt8]) {
+        out.append(UInt8(ascii: "{"))
+        var first = true
+        if let method { out.key("method", first: first); out.string(method); first = false }
+        out.key("name", first: first); out.string(name)
+        if let publishedAt { out.key("publishedAt"); out.string(publishedAt) }
+        if let sha256 { out.key("sha256"); out.string(sha256) }
+        if let url { out.key("url"); out.string(url) }
+        out.key("verification"); out.string(verification.rawValue)
+        if let verifiedBy { out.key("verifiedBy"); out.string(verifiedBy) }
+        out.append(UInt8(ascii: "}"))
+    }
+
+    /// The canonical array of `sources`.
+    public static func writeCanonical(_ sources: [Source], into out: inout [UInt8]) {
+        out.append(UInt8(ascii: "["))
+        for (n, source) in sources.enumerated() {
+            if n > 0 { out.append(UInt8(ascii: ",")) }
+            source.writeCanonical(into: &out)
+        }
+        out.append(UInt8(ascii: "]"))
+    }
+}
+
+extension PeopleRange {
+    public func writeCanonical(into out: inout [UInt8]) {
+        out.append(UInt8(ascii: "{"))
+        out.key("high", first: true); out.int(high)
+        out.key("low"); out.int(low)
+        out.append(UInt8(ascii: "}"))
+    }
+}
+
+extension Coordinates {
+    public func writeCanonical(into out: inout [UInt8]) {
+        out.append(UInt8(ascii: "{"))
+        out.key("lat", first: true); JSONValue.double(lat).write(into: &out)
+        out.key("lon"); JSONValue.double(lon).write(into: &out)
+        out.append(UInt8(ascii: "}"))
+    }
+}
+
+extension ReportData {
+    public func writeCanonical(into out: inout [UInt8]) {
+        out.append(UInt8(ascii: "{"))
+        out.key("city", first: true); out.string(city)
+        if let cityId { out.key("cityId"); out.string(cityId) }
+        if let coordinates { out.key("coordinates"); coordinates.writeCanonical(into: &out) }
+        if let description { out.key("description"); out.string(description) }
+        out.key("kind"); out.string(kind.rawValue)
+        if let location { out.key("location"); out.string(location) }
+        if let participants { out.key("participants"); participants.writeCanonical(into: &out) }
+        if !tags.isEmpty {
+            out.key("tags")
+            out.append(UInt8(ascii: "["))
+            for (n, tag) in tags.enumerated() {
+                if n > 0 { out.append(UInt8(ascii: ",")) }
+                out.string(tag)
+            }
+            out.append(UInt8(ascii: "]"))
+        }
+        if let targets { out.key("targets"); out.string(targets) }
+        out.append(UInt8(ascii: "}"))
+    }
+}
+
+extension ResponseData {
+    public func writeCanonical(into out: inout [UInt8]) {
+        out.append(UInt8(ascii: "{"))
+        out.key("by", first: true); out.string(by)
+        if let description { out.key("description"); out.string(description) }
+        if let detained { out.key("detained"); out.int(detained) }
+        if let injured { out.key("injured"); out.int(injured) }
+        if let killed { out.key("killed"); out.int(killed) }
+        out.key("responses")
+        out.append(UInt8(ascii: "["))
+        for (n, kind) in responses.enumerated() {
+            if n > 0 { out.append(UInt8(ascii: ",")) }
+            out.string(kind.rawValue)
+        }
+        out.append(UInt8(ascii: "]"))
+        out.append(UInt8(ascii: "}"))
+    }
+}
+
+extension OutcomeData {
+    public func writeCanonical(into out: inout [UInt8]) {
+        out.append(UInt8(ascii: "{"))
+        var first = true
+        if let corrections { out.key("corrections", first: true); JSONValue.object(corrections).write(into: &out); first = false }
+        if let method { out.key("method", first: first); out.string(method); first = false }
+        if let note { out.key("note", first: first); out.string(note); first = false }
+        out.key("status", first: first); out.string(status.rawValue)
+        if let verification { out.key("verification"); out.string(verification.rawValue) }
+        if let verifiedBy { out.key("verifiedBy"); out.string(verifiedBy) }
+        out.append(UInt8(ascii: "}"))
+    }
+}
+
+extension EventData {
+    public func writeCanonical(into out: inout [UInt8]) {
+        switch self {
+        case .reported(let d): d.writeCanonical(into: &out)
+        case .responded(let d): d.writeCanonical(into: &out)
+        case .outcome(let d): d.writeCanonical(into: &out)
+        }
+    }
+}
+
+extension Recorder {
+    public func writeCanonical(into out: inout [UInt8]) {
+        out.append(UInt8(ascii: "{"))
+        out.key("uid", first: true); out.int(Int64(uid))
+        out.key("user"); out.string(user)
+        out.append(UInt8(ascii: "}"))
+    }
+}
+
+extension ProposedEvent {
+    /// ``contentBytes``, written directly.
+    public func writeContent(into out: inout [UInt8]) {
+        out.append(UInt8(ascii: "{"))
+        out.key("data", first: true); data.writeCanonical(into: &out)
+        if let incident { out.key("incident"); out.string(incident) }
+        if let occurredAt { out.key("occurredAt"); out.string(occurredAt) }
+        if let precision { out.key("precision"); out.string(precision.rawValue) }
+        if !sources.isEmpty { out.key("sources"); Source.writeCanonical(sources, into: &out) }
+        out.key("type"); out.string(type.rawValue)
+        out.append(UInt8(ascii: "}"))
+    }
+}
+
+extension RecordedEvent {
+    /// The canonical bytes of ``json``: what the hash chain covers.
+    public func canonicalBytes() -> [UInt8] {
+        var out: [UInt8] = []
+        out.reserveCapacity(1024)
+        writeCanonical(into: &out)
+        return out
+    }
+
+    public func writeCanonical(into out: inout [UInt8]) {
+        out.append(UInt8(ascii: "{"))
+        out.key("data", first: true); data.writeCanonical(into: &out)
+        out.key("eventId"); out.string(eventId)
+        out.key("incident"); out.string(incident)
+        out.key("occurredAt"); out.string(occurredAt)
+        out.key("position"); out.int(Int64(position))
+        out.key("precision"); out.string(precision.rawValue)
+        out.key("prevHash"); out.string(prevHash)
+        out.key("recordedAt"); recordedAt.writeISO8601(quoted: true, into: &out)
+        out.key("recordedBy"); recordedBy.writeCanonical(into: &out)
+        out.key("schema"); out.int(schema)
+        if !sources.isEmpty { out.key("sources"); Source.writeCanonical(sources, into: &out) }
+        out.key("type"); out.string(type.rawValue)
+        out.key("version"); out.int(version)
+        out.append(UInt8(ascii: "}"))
+    }
+}
+
+extension Timestamp {
+    /// ``description`` (`YYYY-MM-DDTHH:MM:SS.ffffffZ`), appended as bytes, optionally in quotes.
+    public func writeISO8601(quoted: Bool, into out: inout [UInt8]) {
+        let seconds = microseconds >= 0 ? microseconds / 1_000_000 : (microseconds - 999_999) / 1_000_000
+        let micros = microseconds - seconds * 1_000_000
+        let days = seconds >= 0 ? seconds / 86_400 : (seconds - 86_399) / 86_400
+        let secondOfDay = seconds - days * 86_400
+        let (y, m, d) = Timestamp.civil(fromDays: days)
+        guard (0...9999).contains(y) else {
+            // Outside four-digit years the padding rules of `description` apply; take the slow road.
+            if quoted { out.append(UInt8(ascii: "\"")) }
+            out.append(contentsOf: description.utf8)
+            if quoted { out.append(UInt8(ascii: "\"")) }
+            return
+        }
+        @inline(__always) func digits(_ value: Int64, _ width: Int, _ out: inout [UInt8]) {
+            var divisor: Int64 = 1
+            for _ in 1..<width { divisor *= 10 }
+            var v = value
+            while divisor > 0 {
+                out.append(UInt8(ascii: "0") + UInt8(v / divisor))
+                v %= divisor
+                divisor /= 10
+            }
+        }
+        if quoted { out.append(UInt8(ascii: "\"")) }
+        digits(y, 4, &out); out.append(UInt8(ascii: "-"))
+        digits(m, 2, &out); out.append(UInt8(ascii: "-"))
+        digits(d, 2, &out); out.append(UInt8(ascii: "T"))
+        digits(secondOfDay / 3600, 2, &out); out.append(UInt8(ascii: ":"))
+        digits(secondOfDay % 3600 / 60, 2, &out); out.append(UInt8(ascii: ":"))
+        digits(secondOfDay % 60, 2, &out); out.append(UInt8(ascii: "."))
+        digits(micros, 6, &out); out.append(UInt8(ascii: "Z"))
+        if quoted { out.append(UInt8(ascii: "\"")) }
+    }
+}

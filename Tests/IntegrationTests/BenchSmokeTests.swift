@@ -1,0 +1,25 @@
+import Foundation
+import Testing
+
+/// Keeps the load generator working: a few thousand events against the debug daemon, no baselines. It checks
+/// that every phase ran and that the rebuilt projections match the daemon's; it asserts nothing about speed.
+@Suite("Load generator smoke run")
+struct BenchSmokeTests {
+    @Test("incidentbench --smoke runs every phase against the real daemon and prints its table")
+    func smokeRun() throws {
+        let bench = Binaries.directory + "/incidentbench"
+        try #require(
+            FileManager.default.isExecutableFile(atPath: bench),
+            "no incidentbench beside the test binaries in \(Binaries.directory); run swift build --build-tests")
+        let result = try runCommand(bench, ["--smoke", "--daemon", Binaries.incidentd])
+        #expect(result.status == 0, "incidentbench failed: \(result.stderr)\(result.stdout)")
+        for row in [
+            "durable appends/s, 1 conn", "durable appends/s, 16 conn", "durable appends/s, 64 conn",
+            "append latency p50, 1 conn, one at a time", "rebuild projections from 3,000 events",
+            "city query p50/p99 under full append load", "daemon private memory", "bytes on disk per event",
+        ] {
+            #expect(result.stdout.contains(row), "missing row \(row) in:\n\(result.stdout)")
+        }
+        #expect(result.stdout.contains("identical to the daemon's"), "rebuild differs:\n\(result.stdout)")
+    }
+}

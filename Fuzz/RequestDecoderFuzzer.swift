@@ -15,8 +15,10 @@
 // * events: a valid event, once stored (its canonical JSON), reads back as the same RecordedEvent (otherwise
 //   verify, replay and projection rebuilds would fail on the log), and its proposal's canonical content is
 //   itself a valid proposal with the same content (idempotent retries compare these bytes);
-// * projections: folding into memory and folding through JSON documents (as the daemon stores them in LMDB)
-//   give byte-identical city and incident documents.
+// * projections: folding into memory and folding through the stored forms (as the daemon keeps them in LMDB)
+//   give identical incident and city states;
+// * the daemon's fast paths: whatever FastWireDecoder accepts, the general decoder and the event rules accept
+//   with the same result; the direct canonical writers (events, content, cities) give the JSONValue form's bytes.
 
 import Gazetteer
 import IncidentDomain
@@ -55,14 +57,15 @@ let admission = Admission(gazetteer: gazetteer)
 let projector = Projector(gazetteer: gazetteer)
 let recorder = Recorder(uid: 0, user: "root")
 
-/// Projections kept as canonical JSON, read back on every access: what the daemon's LMDB store does.
+/// Projections kept in their stored forms and read back on every access, as the daemon's LMDB store does: an
+/// incident in its binary encoding, a city as canonical JSON.
 struct DocumentStore: ProjectionStore {
     var incidents: [String: [UInt8]] = [:]
     var cities: [String: [UInt8]] = [:]
 
     mutating func incident(_ id: String) throws -> IncidentState? {
         guard let bytes = incidents[id] else { return nil }
-        return try IncidentState(json: JSONReader().read(bytes))
+        return try IncidentState(encoded: bytes)
     }
 
     mutating func city(_ id: String) throws -> CityState? {
@@ -70,7 +73,7 @@ struct DocumentStore: ProjectionStore {
         return try CityState(json: JSONReader().read(bytes))
     }
 
-    mutating func put(_ incident: IncidentState) { incidents[incident.incident] = incident.json.canonicalBytes() }
+    mutating func put(_ incident: IncidentState) { incidents[incident.incident] = incident.encoded() }
     mutating func put(_ city: CityState) { cities[city.cityId] = city.json.canonicalBytes() }
 }
 
@@ -120,8 +123,12 @@ func fold(_ events: [JSONValue], allowNewCity: Bool) {
             checkResponse(response, id: 1)
             continue
         }
-        // The canonical content of a valid proposal is itself valid, with the same content.
+        // The canonical content of a valid proposal is itself valid, with the same content; the direct writer
+        // gives the same bytes (idempotent retries compare their digests).
         let content = proposal.contentBytes
+        var direct: [UInt8] = []
+        proposal.writeContent(into: &direct)
+        check(direct == content, "writeContent differs from contentBytes: \(show(direct)) vs \(show(content))")
         do {
             let again = try ProposedEvent(json: JSONReader().read(content), now: now)
             check(again.contentBytes == content, "content is not stable: \(show(content)) → \(show(again.contentBytes))")
@@ -140,8 +147,10 @@ func fold(_ events: [JSONValue], allowNewCity: Bool) {
             incident: admitted.incident, version: admitted.version, occurredAt: admitted.occurredAt,
             precision: admitted.precision, recordedAt: now, recordedBy: recorder, sources: proposal.sources,
             data: admitted.data, prevHash: String(repeating: "0", count: 64))
-        // What is stored must read back: verify, replay and rebuilds depend on it.
+        // What is stored must read back: verify, replay and rebuilds depend on it. The daemon writes it with the
+        // direct canonical writer; the hash chain is checked against the JSONValue form.
         let stored = event.json.canonicalBytes()
+        check(event.canonicalBytes() == stored, "the direct canonical writer differs: \(show(event.canonicalBytes())) vs \(show(stored))")
         do {
             let readBack = try RecordedEvent(json: JSONReader().read(stored))
             check(readBack == event, "stored event reads back differently: \(show(stored))")
@@ -158,12 +167,47 @@ func fold(_ events: [JSONValue], allowNewCity: Bool) {
     }
     // In memory and through stored documents: the same projections, byte for byte.
     for (id, state) in memory.incidents {
-        check(documents.incidents[id] == state.json.canonicalBytes(), "incident \(id) differs between memory and documents")
+        check(documents.incidents[id] == state.encoded(), "incident \(id) differs between memory and documents")
+        if let bytes = documents.incidents[id], let decoded = try? IncidentState(encoded: bytes) {
+            check(decoded == state, "incident \(id) does not survive its encoding")
+        } else {
+            check(false, "incident \(id) cannot be decoded")
+        }
     }
     for (id, city) in memory.cities {
-        check(documents.cities[id] == city.json.canonicalBytes(), "city \(id) differs between memory and documents")
+        let canonical = city.json.canonicalBytes()
+        check(documents.cities[id] == canonical, "city \(id) differs between memory and documents")
+        check(city.canonicalBytes() == canonical, "the direct city writer differs for \(id)")
     }
     check(memory.incidents.count == documents.incidents.count && memory.cities.count == documents.cities.count, "projection counts differ")
+}
+
+/// The daemon's fast append decoder may refuse anything (the general path then answers), but what it accepts
+/// the general path must accept too, with the same id, flag and events: otherwise a line would be stored that
+/// the rules refuse.
+func checkFastPath(_ line: [UInt8]) {
+    guard let fast = line.withUnsafeBytes({ FastWireDecoder.decodeAppend($0, now: now) }) else { return }
+    guard case .success(let request) = Request.decode(line), request.operation == .append else {
+        check(false, "the fast decoder accepts a line the general decoder refuses: \(show(line))")
+        return
+    }
+    check(request.id.canonicalBytes() == fast.id.canonicalBytes(), "fast and general ids differ: \(show(line))")
+    let flag = request.body["allowNewCity"]
+    check(flag == nil || flag?.boolValue == fast.allowNewCity, "fast and general allowNewCity differ: \(show(line))")
+    guard case .array(let wire)? = request.body["events"], !wire.isEmpty, wire.count <= 10_000 else {
+        check(false, "the fast decoder accepts events the general path refuses: \(show(line))")
+        return
+    }
+    check(wire.count == fast.events.count, "fast and general event counts differ: \(show(line))")
+    for (n, (json, event)) in zip(wire, fast.events).enumerated() {
+        do {
+            let general = try ProposedEvent(json: json, now: now)
+            check(general == event, "event \(n) differs between the fast and general decoders: \(show(line))")
+            check(general.contentBytes == event.contentBytes, "event \(n) content differs: \(show(line))")
+        } catch {
+            check(false, "the fast decoder accepts event \(n) that the rules refuse (\(error)): \(show(line))")
+        }
+    }
 }
 
 @_cdecl("LLVMFuzzerTestOneInput")
@@ -199,6 +243,7 @@ public func fuzzOne(_ data: UnsafePointer<UInt8>, _ size: Int) -> Int32 {
 
     for line in lines {
         checkJSON(line)
+        checkFastPath(line)
         switch Request.decode(line) {
         case .failure(let failure):
             checkResponse(Response.failure(id: failure.id, failure.error), id: failure.id)

@@ -1,8 +1,9 @@
 // Defaults for `make sanitize` builds only: nothing here is compiled into a normal build.
 //
-// LeakSanitizer suppressions, built into the instrumented incidentd, so that they apply however it is started
-// (systemd-socket-activate, for one, passes the daemon no LSAN_OPTIONS). They are the leaks of third-party code
-// listed, with the reasons, in mk/lsan.supp.
+// Sanitizer suppressions, built into the instrumented incidentd, so that they apply however it is started
+// (systemd-socket-activate, for one, passes the daemon no LSAN_OPTIONS or TSAN_OPTIONS). They are the lists of
+// mk/lsan.supp (leaks of third-party code) and mk/tsan.supp (Synchronization.Mutex, which TSan cannot see), with
+// the reasons there.
 typedef int incidentd_sanitizer_defaults;  // keeps this file a valid translation unit in normal builds
 
 #if defined(__has_feature)
@@ -13,6 +14,16 @@ const char *__lsan_default_suppressions(void) {
            "leak:toml::v3\n"
            "leak:libXCTest.so\n"
            "leak:ArgumentParser\n";
+}
+#endif
+#if __has_feature(thread_sanitizer)
+// ThreadSanitizer cannot see Synchronization.Mutex on Linux: see mk/tsan.supp for these and why they are false.
+const char *__tsan_default_suppressions(void);
+const char *__tsan_default_suppressions(void) {
+    return "race:14GroupCommitterC*5State*zYuYTXEfU\n"
+           "race:13AnswerMailboxC*7pending_Sb9scheduledt*XEfU\n"
+           "race:15RequestExecutorC7mailbox3for*zYuYTXEfU\n"
+           "race:13GazetteerMemoC7resolve*zYuYTXEfU\n";
 }
 #endif
 #endif

@@ -62,8 +62,16 @@ extension Coordinates {
 
 extension ReportData {
     public func writeCanonical(into out: inout [UInt8]) {
+        var cityEnd = 0
+        writeCanonical(into: &out, cityEnd: &cityEnd)
+    }
+
+    /// The canonical bytes, noting in `cityEnd` where the `city` member ends in `out`: where `,"cityId":…`
+    /// goes when the daemon adds the canonical city to a report sent without it.
+    public func writeCanonical(into out: inout [UInt8], cityEnd: inout Int) {
         out.append(UInt8(ascii: "{"))
         out.key("city", first: true); out.string(city)
+        cityEnd = out.count
         if let cityId { out.key("cityId"); out.string(cityId) }
         if let coordinates { out.key("coordinates"); coordinates.writeCanonical(into: &out) }
         if let description { out.key("description"); out.string(description) }
@@ -213,4 +221,80 @@ extension Timestamp {
         digits(micros, 6, &out); out.append(UInt8(ascii: "Z"))
         if quoted { out.append(UInt8(ascii: "\"")) }
     }
+}
+
+extension CityState {
+    /// The canonical bytes of ``json``, written directly: the `city` document as stored and as served.
+    public func canonicalBytes() -> [UInt8] {
+        var out: [UInt8] = []
+        out.reserveCapacity(1024)
+        writeCanonical(into: &out)
+        return out
+    }
+
+    public func writeCanonical(into out: inout [UInt8]) {
+        func counts<E: RawRepresentable & Hashable>(_ d: [E: Int64], _ sortedCases: [E], _ out: inout [UInt8])
+        where E.RawValue == String {
+            out.append(UInt8(ascii: "{"))
+            for (n, e) in sortedCases.enumerated() {
+                if n > 0 { out.append(UInt8(ascii: ",")) }
+                out.string(e.rawValue)
+                out.append(UInt8(ascii: ":"))
+                out.int(d[e] ?? 0)
+            }
+            out.append(UInt8(ascii: "}"))
+        }
+        func optionalString(_ s: String?, _ out: inout [UInt8]) {
+            if let s { out.string(s) } else { out.ascii("null") }
+        }
+        out.append(UInt8(ascii: "{"))
+        out.key("aliasesSeen", first: true)
+        out.append(UInt8(ascii: "["))
+        for (n, alias) in aliasesSeen.sorted().enumerated() {
+            if n > 0 { out.append(UInt8(ascii: ",")) }
+            out.string(alias)
+        }
+        out.append(UInt8(ascii: "]"))
+        out.key("casualties")
+        out.append(UInt8(ascii: "{"))
+        out.key("detained", first: true); out.int(detained)
+        out.key("injured"); out.int(injured)
+        out.key("killed"); out.int(killed)
+        out.append(UInt8(ascii: "}"))
+        out.key("cityId"); out.string(cityId)
+        out.key("firstIncidentAt"); optionalString(firstIncidentAt, &out)
+        out.key("incidents")
+        out.append(UInt8(ascii: "{"))
+        out.key("byKind", first: true); counts(incidentsByKind, SortedCases.kinds, &out)
+        out.key("total"); out.int(incidents)
+        out.append(UInt8(ascii: "}"))
+        out.key("lastIncidentAt"); optionalString(lastIncidentAt, &out)
+        out.key("lastPosition"); out.int(Int64(lastPosition))
+        out.key("name"); out.string(name)
+        out.key("openIncidents"); out.int(openIncidents)
+        out.key("outcomes"); counts(outcomes, SortedCases.statuses, &out)
+        out.key("participants")
+        out.append(UInt8(ascii: "{"))
+        out.key("high", first: true); out.int(participantsHigh)
+        out.key("low"); out.int(participantsLow)
+        out.append(UInt8(ascii: "}"))
+        out.key("population")
+        if let population { out.int(population) } else { out.ascii("null") }
+        out.key("region"); optionalString(region, &out)
+        out.key("responses"); counts(responses, SortedCases.responses, &out)
+        out.key("verification"); counts(verification, SortedCases.verifications, &out)
+        out.append(UInt8(ascii: "}"))
+    }
+}
+
+/// Each enumeration's cases in canonical key order (by the UTF-8 bytes of their raw values).
+enum SortedCases {
+    static func sorted<E: RawRepresentable & CaseIterable>(_: E.Type) -> [E] where E.RawValue == String {
+        E.allCases.sorted { $0.rawValue.utf8.lexicographicallyPrecedes($1.rawValue.utf8) }
+    }
+
+    static let kinds = sorted(IncidentKind.self)
+    static let statuses = sorted(OutcomeStatus.self)
+    static let responses = sorted(ResponseKind.self)
+    static let verifications = sorted(Verification.self)
 }

@@ -90,7 +90,7 @@ public enum FastWireDecoder {
             if equals(key, "type") {
                 bit = 1
                 if !s.null() {
-                    guard s.string(into: &buffer), let t = enumeration(buffer, EventType.self) else { return nil }
+                    guard let t = enumeration(&s, &buffer, EventType.self) else { return nil }
                     type = t
                 }
             } else if equals(key, "eventId") {
@@ -114,7 +114,7 @@ public enum FastWireDecoder {
             } else if equals(key, "precision") {
                 bit = 16
                 if !s.null() {
-                    guard s.string(into: &buffer), let p = enumeration(buffer, Precision.self) else { return nil }
+                    guard let p = enumeration(&s, &buffer, Precision.self) else { return nil }
                     precision = p
                 }
             } else if equals(key, "sources") {
@@ -223,7 +223,7 @@ public enum FastWireDecoder {
             } else if equals(key, "verification") {
                 bit = 32
                 if !isNull {
-                    guard s.string(into: &buffer), let v = enumeration(buffer, Verification.self) else { return nil }
+                    guard let v = enumeration(&s, &buffer, Verification.self) else { return nil }
                     source.verification = v
                 }
             } else if equals(key, "sha256") {
@@ -269,7 +269,7 @@ public enum FastWireDecoder {
             } else if equals(key, "kind") {
                 bit = 2
                 if !isNull {
-                    guard s.string(into: &buffer), let k = enumeration(buffer, IncidentKind.self) else { return nil }
+                    guard let k = enumeration(&s, &buffer, IncidentKind.self) else { return nil }
                     kind = k
                 }
             } else if equals(key, "location") {
@@ -403,8 +403,8 @@ public enum FastWireDecoder {
                     guard s.consume(UInt8(ascii: "[")), !s.consume(UInt8(ascii: "]")) else { return nil }
                     var list: [ResponseKind] = []
                     repeat {
-                        guard list.count < ResponseKind.allCases.count, s.string(into: &buffer),
-                            let kind = enumeration(buffer, ResponseKind.self), !list.contains(kind)
+                        guard list.count < ResponseKind.allCases.count,
+                            let kind = enumeration(&s, &buffer, ResponseKind.self), !list.contains(kind)
                         else { return nil }
                         list.append(kind)
                     } while s.consume(UInt8(ascii: ","))
@@ -453,13 +453,13 @@ public enum FastWireDecoder {
             if equals(key, "status") {
                 bit = 1
                 if !isNull {
-                    guard s.string(into: &buffer), let v = enumeration(buffer, OutcomeStatus.self) else { return nil }
+                    guard let v = enumeration(&s, &buffer, OutcomeStatus.self) else { return nil }
                     status = v
                 }
             } else if equals(key, "verification") {
                 bit = 2
                 if !isNull {
-                    guard s.string(into: &buffer), let v = enumeration(buffer, Verification.self) else { return nil }
+                    guard let v = enumeration(&s, &buffer, Verification.self) else { return nil }
                     verification = v
                 }
             } else if equals(key, "verifiedBy") {
@@ -498,15 +498,32 @@ public enum FastWireDecoder {
     /// A text field as ``FieldReader/checkText(_:field:maxLength:allowEmpty:)`` takes it: no control characters
     /// but newline and tab, at most `maxLength` Unicode scalars, trimmed, not empty.
     static func text(_ s: inout JSONScanner, _ buffer: inout [UInt8], maxLength: Int) -> String? {
-        guard s.string(into: &buffer), !buffer.isEmpty else { return nil }
-        var scalars = 0
-        for byte in buffer {
-            if byte < 0x20 && byte != 0x0A && byte != 0x09 { return nil }
-            if byte & 0xC0 != 0x80 { scalars += 1 }
+        s.withStringBytes(buffer: &buffer) { bytes in checkedText(bytes, maxLength: maxLength) }
+    }
+
+    static func checkedText(_ bytes: UnsafeRawBufferPointer, maxLength: Int) -> String? {
+        let count = bytes.count
+        guard count > 0 else { return nil }
+        var continuation = 0
+        var i = 0
+        // Eight bytes at a time: no control characters, and count the UTF-8 continuation bytes (10xxxxxx).
+        while i + 8 <= count {
+            let word = bytes.loadUnaligned(fromByteOffset: i, as: UInt64.self)
+            let ones: UInt64 = 0x0101_0101_0101_0101
+            let highs: UInt64 = 0x8080_8080_8080_8080
+            if (word &- ones &* 0x20) & ~word & highs != 0 { break }
+            continuation += ((word & ~(word << 1)) & highs).nonzeroBitCount
+            i += 8
         }
-        guard scalars <= maxLength, let string = String(validating: buffer, as: UTF8.self) else { return nil }
+        while i < count {
+            let byte = bytes[i]
+            if byte < 0x20 && byte != 0x0A && byte != 0x09 { return nil }
+            if byte & 0xC0 == 0x80 { continuation += 1 }
+            i += 1
+        }
+        guard count - continuation <= maxLength, let string = String(validating: bytes, as: UTF8.self) else { return nil }
         @inline(__always) func plain(_ b: UInt8) -> Bool { b < 0x80 && b != 0x20 && !(0x09...0x0D).contains(b) }
-        if plain(buffer[0]) && plain(buffer[buffer.count - 1]) { return string }
+        if plain(bytes[0]) && plain(bytes[count - 1]) { return string }
         let trimmed = string.trimmingWhitespace()
         return trimmed.isEmpty ? nil : trimmed
     }
@@ -514,6 +531,12 @@ public enum FastWireDecoder {
     @inline(__always) static func enumeration<E: RawRepresentable>(_ bytes: [UInt8], _: E.Type) -> E? where E.RawValue == String {
         guard let text = String(validating: bytes, as: UTF8.self) else { return nil }
         return E(rawValue: text)
+    }
+
+    /// The next string value as a case of `E`.
+    @inline(__always) static func enumeration<E: RawRepresentable>(_ s: inout JSONScanner, _ buffer: inout [UInt8], _: E.Type) -> E?
+    where E.RawValue == String {
+        s.withStringBytes(buffer: &buffer) { bytes in String(validating: bytes, as: UTF8.self).flatMap(E.init(rawValue:)) }
     }
 
     @inline(__always) static func equals(_ key: UnsafeRawBufferPointer, _ name: StaticString) -> Bool {

@@ -2,6 +2,7 @@ import Gazetteer
 import IncidentDomain
 import LMDB
 import StrictJSON
+import Synchronization
 
 /// Projections seen through one write transaction, in two layers over what is stored: the changes of the
 /// requests already accepted into this batch, and those of the request being checked, which a refusal discards.
@@ -40,8 +41,9 @@ struct TransactionProjections: ProjectionStore {
         requestCities.removeAll(keepingCapacity: true)
     }
 
-    /// Writes every projection this batch changed.
-    func flush() throws {
+    /// Writes every projection this batch changed, and returns the cities' new documents.
+    @discardableResult
+    func flush() throws -> [String: [UInt8]] {
         var buffer: [UInt8] = []
         buffer.reserveCapacity(512)
         for (id, state) in batchIncidents {
@@ -49,9 +51,13 @@ struct TransactionProjections: ProjectionStore {
             state.encode(into: &buffer)
             try txn.put(db.incidents, key: id, value: buffer)
         }
+        var documents: [String: [UInt8]] = [:]
         for (id, state) in batchCities {
-            try txn.put(db.cities, key: id, value: state.json.canonicalBytes())
+            let document = state.canonicalBytes()
+            try txn.put(db.cities, key: id, value: document)
+            documents[id] = document
         }
+        return documents
     }
 }
 
@@ -73,6 +79,7 @@ extension EventLog {
         let admission = Admission(gazetteer: gazetteer, memo: gazetteerMemo)
         var results: [Result<AppendReceipt, AppendFailure>] = []
         var newCities: [String: CityState] = [:]
+        var cityDocuments: [String: [UInt8]] = [:]
         do {
             try environment.write { txn in
                 results.removeAll(keepingCapacity: true)
@@ -80,6 +87,9 @@ extension EventLog {
                 var head = try Head.read(txn, db)
                 let now = Timestamp.now()
                 let recordedAt = Timestamp(microseconds: max(now.microseconds, head.recordedAt?.microseconds ?? 0))
+                var recordedAtBytes: [UInt8] = []
+                recordedAt.writeISO8601(quoted: true, into: &recordedAtBytes)
+                var recordedByBytes: [UInt8] = []
                 var store = TransactionProjections(txn: handle, db: db, committedCities: committedCities)
                 var staged: [StagedEvent] = []
                 var batchEventIds: [String: (position: UInt64, digest: [UInt8])] = [:]
@@ -89,10 +99,13 @@ extension EventLog {
                     var requestEventIds: [String: (position: UInt64, digest: [UInt8])] = [:]
                     var positions: [UInt64] = []
                     var incidents: [String] = []
+                    recordedByBytes.removeAll(keepingCapacity: true)
+                    request.recordedBy.writeCanonical(into: &recordedByBytes)
                     do {
                         for (index, proposal) in request.events.enumerated() {
                             do {
-                                let digest = request.contentDigests[index]
+                                let parts = request.encoded[index]
+                                let digest = parts.contentDigest
                                 if let eventId = proposal.eventId,
                                     let earlier = try requestEventIds[eventId] ?? batchEventIds[eventId]
                                         ?? storedEventId(eventId, handle)
@@ -110,15 +123,19 @@ extension EventLog {
                                 let admitted = try admission.admit(
                                     proposal, allowNewCity: request.allowNewCity, recordedAt: recordedAt, store: &store)
                                 let eventId = proposal.eventId ?? EventID.random()
+                                // The stored value is the hash followed by the canonical bytes it covers.
+                                var value = [UInt8](repeating: 0, count: 32)
+                                value.reserveCapacity(32 + parts.data.count + parts.sources.count + 512)
+                                let prevHash = EventLog.writeStored(
+                                    into: &value, parts: parts, admitted: admitted, eventId: eventId,
+                                    position: head.position + 1, previous: head.hash, recordedAt: recordedAtBytes,
+                                    recordedBy: recordedByBytes)
                                 let event = RecordedEvent(
                                     position: head.position + 1, eventId: eventId, incident: admitted.incident,
                                     version: admitted.version, occurredAt: admitted.occurredAt,
                                     precision: admitted.precision, recordedAt: recordedAt, recordedBy: request.recordedBy,
-                                    sources: proposal.sources, data: admitted.data, prevHash: ChainHash.hex(head.hash))
-                                // The stored value is the hash followed by the canonical bytes it covers.
-                                var value = [UInt8](repeating: 0, count: 32)
-                                value.reserveCapacity(1536)
-                                event.writeCanonical(into: &value)
+                                    sources: proposal.sources, data: admitted.data, prevHash: prevHash)
+                                assert(Array(value[32...]) == event.canonicalBytes(), "the stored bytes are not the event's canonical form")
                                 let hash = value.withUnsafeMutableBytes { raw in
                                     let hash = ChainHash.link(previous: head.hash, canonical: UnsafeRawBufferPointer(rebasing: raw[32...]))
                                     raw.copyBytes(from: hash)
@@ -160,7 +177,7 @@ extension EventLog {
                     }
                     try txn.put(db.eventIds, key: event.eventId, value: idValue, flags: .noOverwrite)
                 }
-                try store.flush()
+                cityDocuments = try store.flush()
                 if !staged.isEmpty {
                     try txn.put(db.meta, key: Keys.head, value: head.encoded)
                     try txn.put(db.meta, key: Keys.projections, value: EventLog.projectionMarkValue(head.position))
@@ -168,6 +185,9 @@ extension EventLog {
                 newCities = store.batchCities
             }
             committedCities.merge(newCities) { $1 }
+            if !cityDocuments.isEmpty {
+                self.cityDocuments.withLock { $0.merge(cityDocuments) { $1 } }
+            }
             return results
         } catch let error as LMDBError where error.isMapFull {
             let failure = AppendFailure.storageFull(
@@ -176,6 +196,59 @@ extension EventLog {
         } catch {
             return batch.map { _ in .failure(.storage("\(error)")) }
         }
+    }
+
+    /// Appends the canonical bytes of the event being recorded (``RecordedEvent/canonicalBytes()``, members in
+    /// sorted order) from the parts made on the event loop, and returns the `prevHash` it wrote.
+    static func writeStored(
+        into out: inout [UInt8], parts: EncodedProposal, admitted: AdmittedEvent, eventId: String, position: UInt64,
+        previous: [UInt8], recordedAt: [UInt8], recordedBy: [UInt8]
+    ) -> String {
+        out.append(contentsOf: "{\"data\":".utf8)
+        if case .reported(let report) = admitted.data, let cityId = report.cityId, parts.cityIdOffset > 0 {
+            parts.data.withUnsafeBytes { data in
+                out.append(contentsOf: UnsafeRawBufferPointer(rebasing: data[..<parts.cityIdOffset]))
+                out.append(contentsOf: ",\"cityId\":".utf8)
+                JSONValue.writeString(cityId, into: &out)
+                out.append(contentsOf: UnsafeRawBufferPointer(rebasing: data[parts.cityIdOffset...]))
+            }
+        } else {
+            out.append(contentsOf: parts.data)
+        }
+        out.append(contentsOf: ",\"eventId\":".utf8)
+        JSONValue.writeString(eventId, into: &out)
+        out.append(contentsOf: ",\"incident\":".utf8)
+        JSONValue.writeString(admitted.incident, into: &out)
+        out.append(contentsOf: ",\"occurredAt\":".utf8)
+        JSONValue.writeString(admitted.occurredAt, into: &out)
+        out.append(contentsOf: ",\"position\":".utf8)
+        JSONValue.writeInteger(Int64(position), into: &out)
+        out.append(contentsOf: ",\"precision\":".utf8)
+        JSONValue.writeString(admitted.precision.rawValue, into: &out)
+        out.append(contentsOf: ",\"prevHash\":\"".utf8)
+        let hexStart = out.count
+        let digits: StaticString = "0123456789abcdef"
+        for byte in previous {
+            out.append(digits.utf8Start[Int(byte >> 4)])
+            out.append(digits.utf8Start[Int(byte & 0xF)])
+        }
+        let prevHash = String(decoding: out[hexStart...], as: UTF8.self)
+        out.append(contentsOf: "\",\"recordedAt\":".utf8)
+        out.append(contentsOf: recordedAt)
+        out.append(contentsOf: ",\"recordedBy\":".utf8)
+        out.append(contentsOf: recordedBy)
+        out.append(contentsOf: ",\"schema\":".utf8)
+        JSONValue.writeInteger(currentEventSchema, into: &out)
+        if !parts.sources.isEmpty {
+            out.append(contentsOf: ",\"sources\":".utf8)
+            out.append(contentsOf: parts.sources)
+        }
+        out.append(contentsOf: ",\"type\":".utf8)
+        JSONValue.writeString(admitted.data.type.rawValue, into: &out)
+        out.append(contentsOf: ",\"version\":".utf8)
+        JSONValue.writeInteger(admitted.version, into: &out)
+        out.append(UInt8(ascii: "}"))
+        return prevHash
     }
 
     private func storedEventId(_ eventId: String, _ txn: UnsafeWriteTransaction) throws -> (position: UInt64, digest: [UInt8])? {

@@ -2,6 +2,7 @@ import Gazetteer
 import IncidentDomain
 import LMDB
 import StrictJSON
+import Synchronization
 
 extension EventLog {
     /// The head of the chain and the size of the log.
@@ -133,7 +134,7 @@ extension EventLog {
 
     /// The canonical id for any spelling: the gazetteer first, then cities added with `allowNewCity`.
     public func resolveCity(_ name: String) throws -> String? {
-        if let city = gazetteer.resolve(name) { return city.id }
+        if let id = gazetteerMemo.resolve(name) { return id }
         // LMDB refuses empty and over-long keys (MDB_BAD_VALSIZE); no city id is either, so skip them.
         let candidates = [name, Gazetteer.slug(name)].compactMap { $0 }
             .filter { !$0.isEmpty && $0.utf8.count <= environment.maxKeySize }
@@ -141,6 +142,12 @@ extension EventLog {
             for id in candidates where try txn.get(db.cities, key: Array(id.utf8)) != nil { return id }
             return nil
         }
+    }
+
+    /// The canonical JSON of one city's projection (``CityState/json``), or nil when no incident has been
+    /// reported there. Served from memory: it reflects every acknowledged append.
+    public func cityDocument(id: String) -> [UInt8]? {
+        cityDocuments.withLock { $0[id] }
     }
 
     /// The projection of one city, or nil when no incident has been reported there.

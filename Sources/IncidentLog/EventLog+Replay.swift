@@ -107,6 +107,7 @@ extension EventLog {
                 folded += UInt64(count)
             }
         }
+        try loadCityDocuments()
         return folded
     }
 }

@@ -5,6 +5,7 @@ import Gazetteer
 import IncidentDomain
 import LMDB
 import StrictJSON
+import Synchronization
 
 /// The named databases of the log's LMDB environment.
 struct Databases: Sendable {
@@ -36,6 +37,10 @@ public final class EventLog: Sendable {
     let db: Databases
     let projector: Projector
     let gazetteerMemo: GazetteerMemo
+    /// Each city's projection as its canonical JSON, as stored: what `city` answers, without a read transaction
+    /// or a parse. The writer replaces a city's entry after the commit that changed it, before any of that
+    /// commit's appends is acknowledged.
+    let cityDocuments = Mutex<[String: [UInt8]]>([:])
     private let lockDescriptor: Int32
 
     /// Opens (and for a writer creates) the log in `options.directory`. A writer takes an exclusive lock on
@@ -80,6 +85,20 @@ public final class EventLog: Sendable {
             _ = try environment.readerCheck()
             try checkFormat()
         }
+        try loadCityDocuments()
+    }
+
+    /// Reads every stored city document into ``cityDocuments``.
+    func loadCityDocuments() throws {
+        let documents = try environment.read { txn in
+            var documents: [String: [UInt8]] = [:]
+            try txn.forEach(db.cities) { key, value in
+                documents[String(decoding: key, as: UTF8.self)] = Array(value)
+                return true
+            }
+            return documents
+        }
+        cityDocuments.withLock { $0 = documents }
     }
 
     deinit {

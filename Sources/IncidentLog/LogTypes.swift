@@ -37,29 +37,79 @@ public struct LogError: Error, Hashable, Sendable, CustomStringConvertible {
 /// One client's append: its events are atomic, all land or none do.
 public struct AppendRequest: Sendable {
     public var events: [ProposedEvent] {
-        didSet { contentDigests = AppendRequest.digests(events) }
+        didSet { encoded = events.map(EncodedProposal.init) }
     }
     public var allowNewCity: Bool
     public var recordedBy: Recorder
-    /// SHA-256 of each event's ``ProposedEvent/contentBytes``, for the idempotency check. Computed where the
-    /// request is made (on the connection's event loop), not on the single writer thread.
-    public private(set) var contentDigests: [[UInt8]]
+    /// Each event's canonical parts and content digest, made where the request is made (on the connection's
+    /// event loop), so that the single writer thread only splices bytes.
+    public private(set) var encoded: [EncodedProposal]
 
     public init(events: [ProposedEvent], allowNewCity: Bool, recordedBy: Recorder) {
         self.events = events
         self.allowNewCity = allowNewCity
         self.recordedBy = recordedBy
-        contentDigests = AppendRequest.digests(events)
+        encoded = events.map(EncodedProposal.init)
     }
 
-    private static func digests(_ events: [ProposedEvent]) -> [[UInt8]] {
-        var content: [UInt8] = []
-        content.reserveCapacity(2048)
-        return events.map { event in
-            content.removeAll(keepingCapacity: true)
-            event.writeContent(into: &content)
-            return ChainHash.digest(content)
+    /// SHA-256 of each event's ``ProposedEvent/contentBytes``, for the idempotency check.
+    public var contentDigests: [[UInt8]] { encoded.map(\.contentDigest) }
+}
+
+/// A proposed event's parts in canonical form, and the digest of its content.
+public struct EncodedProposal: Sendable {
+    /// The canonical `data` as proposed: a report's without the `cityId` the daemon adds.
+    let data: [UInt8]
+    /// For a report, where in `data` the `cityId` member goes (right after `city`); 0 otherwise.
+    let cityIdOffset: Int
+    /// The canonical `sources` array; empty when the event has none.
+    let sources: [UInt8]
+    /// SHA-256 of ``ProposedEvent/contentBytes``.
+    public let contentDigest: [UInt8]
+
+    init(_ event: ProposedEvent) {
+        var data: [UInt8] = []
+        data.reserveCapacity(1024)
+        var offset = 0
+        if case .reported(let report) = event.data {
+            report.writeCanonical(into: &data, cityEnd: &offset)
+        } else {
+            event.data.writeCanonical(into: &data)
         }
+        var sources: [UInt8] = []
+        if !event.sources.isEmpty {
+            sources.reserveCapacity(256)
+            Source.writeCanonical(event.sources, into: &sources)
+        }
+        // ProposedEvent.contentBytes, from the same parts.
+        var content: [UInt8] = []
+        content.reserveCapacity(data.count + sources.count + 160)
+        content.append(contentsOf: "{\"data\":".utf8)
+        content.append(contentsOf: data)
+        if let incident = event.incident {
+            content.append(contentsOf: ",\"incident\":".utf8)
+            JSONValue.writeString(incident, into: &content)
+        }
+        if let occurredAt = event.occurredAt {
+            content.append(contentsOf: ",\"occurredAt\":".utf8)
+            JSONValue.writeString(occurredAt, into: &content)
+        }
+        if let precision = event.precision {
+            content.append(contentsOf: ",\"precision\":".utf8)
+            JSONValue.writeString(precision.rawValue, into: &content)
+        }
+        if !sources.isEmpty {
+            content.append(contentsOf: ",\"sources\":".utf8)
+            content.append(contentsOf: sources)
+        }
+        content.append(contentsOf: ",\"type\":".utf8)
+        JSONValue.writeString(event.type.rawValue, into: &content)
+        content.append(UInt8(ascii: "}"))
+        assert(content == event.contentBytes, "the content bytes made from parts differ from ProposedEvent.contentBytes")
+        self.data = data
+        cityIdOffset = offset
+        self.sources = sources
+        contentDigest = ChainHash.digest(content)
     }
 }
 

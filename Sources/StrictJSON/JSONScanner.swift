@@ -124,6 +124,35 @@ public struct JSONScanner {
         }
     }
 
+    /// Calls `body` with a string value's bytes: the input's own bytes when the string has no escapes (nothing
+    /// is copied), otherwise its unescaped bytes in `buffer`. Their UTF-8 is not yet validated. Nil when there is
+    /// no valid string here.
+    public mutating func withStringBytes<T>(buffer: inout [UInt8], _ body: (UnsafeRawBufferPointer) -> T?) -> T? {
+        guard consume(UInt8(ascii: "\"")) else { return nil }
+        let start = index
+        let count = bytes.count
+        while true {
+            while index + 8 <= count {
+                let word = bytes.loadUnaligned(fromByteOffset: index, as: UInt64.self)
+                if JSONScanner.needsAttention(word) { break }
+                index += 8
+            }
+            guard index < count else { return nil }
+            let byte = bytes[index]
+            if byte == UInt8(ascii: "\"") {
+                index += 1
+                return body(UnsafeRawBufferPointer(rebasing: bytes[start..<index - 1]))
+            }
+            if byte < 0x20 { return nil }
+            if byte == UInt8(ascii: "\\") { break }
+            index += 1
+        }
+        // An escape: start again, unescaping into the buffer.
+        index = start - 1
+        guard string(into: &buffer) else { return nil }
+        return buffer.withUnsafeBytes { body($0) }
+    }
+
     /// A string value as a validated `String`.
     public mutating func string(buffer: inout [UInt8]) -> String? {
         guard string(into: &buffer) else { return nil }

@@ -40,6 +40,11 @@ struct IncidentBench: ParsableCommand {
     @Flag(inversion: .prefixedNo, help: "Run the PostgreSQL, SQLite and LMDB baselines.")
     var baselines = true
 
+    @Option(help: ArgumentHelp(
+        "How keys relate to time: chronological (the days documented advance through the run, time-ordered event ids) or random (worst case: every event's keys on a random index page).",
+        valueName: "keys"))
+    var keys: String = "chronological"
+
     @Flag(help: "A few thousand events, no baselines: a quick check that the generator works.")
     var smoke = false
 
@@ -114,11 +119,20 @@ struct IncidentBench: ParsableCommand {
         guard fill >= 16 else { throw BenchError("--events \(n) is too small; use at least 2000") }
         var appended = 0
         var seed: UInt64 = 0x1D_2022_0301
+        guard let keyMode = EventFactory.Keys(rawValue: keys) else {
+            throw BenchError("--keys: one of \(EventFactory.Keys.allCases.map(\.rawValue).joined(separator: ", "))")
+        }
+        // About 1,200 days documented over the whole run, at least 500 events a day.
+        let eventsPerDay = max(500, n / 1_200)
+        var scheduled = 0
 
         func scripts(_ phase: String, connections: Int, total: Int) -> [RequestScript] {
-            (0..<connections).map { c in
+            defer { scheduled += total }
+            return (0..<connections).map { c in
                 seed &+= 1
-                var factory = EventFactory(prefix: "\(phase)\(c)", seed: seed)
+                var factory = EventFactory(
+                    prefix: "\(phase)\(c)", seed: seed, keys: keyMode, firstEvent: scheduled + c, stride: connections,
+                    eventsPerDay: eventsPerDay)
                 let count = total / connections + (c < total % connections ? 1 : 0)
                 return RequestScript.appends(count: count, factory: &factory)
             }
@@ -128,35 +142,45 @@ struct IncidentBench: ParsableCommand {
         do {
             let client = try SimpleClient(path: daemon.socketPath)
             _ = try client.runSequential(scripts("w", connections: 1, total: warmup)[0])
-            let result = try client.runSequential(scripts("s", connections: 1, total: sequential)[0])
+            let script = scripts("s", connections: 1, total: sequential)[0]
+            let before = PhaseProbe(pid: daemon.pid, socketPath: daemon.socketPath)
+            var result = try client.runSequential(script)
+            result.diagnostics = PhaseDiagnostics(
+                from: before, to: PhaseProbe(pid: daemon.pid, socketPath: daemon.socketPath), appends: sequential)
             try check(result, "one at a time")
             report.sequential = result
             appended += warmup + sequential
-            progress("one at a time: \(sequential) appends, p50 \(ms(result.latency.valueAtPercentile(50))) ms")
+            progress("one at a time: \(sequential) appends, p50 \(ms(result.latency.valueAtPercentile(50))) ms; \(result.diagnostics?.summary ?? "")")
         }
         // Throughput with 1, 16 and 64 connections.
         for (connections, total) in [(1, single), (16, sixteen), (64, sixtyFour)] {
             let load = try PipelinedLoad(socketPath: daemon.socketPath, scripts: scripts("p\(connections)x", connections: connections, total: total), window: window)
-            let result = try load.run()
+            let before = PhaseProbe(pid: daemon.pid, socketPath: daemon.socketPath)
+            var result = try load.run()
+            result.diagnostics = PhaseDiagnostics(
+                from: before, to: PhaseProbe(pid: daemon.pid, socketPath: daemon.socketPath), appends: total)
             try check(result, "\(connections) connections")
             report.throughput[connections] = result
             appended += total
-            progress("\(connections) connections × \(window): \(Int(result.perSecond)) appends/s")
+            progress("\(connections) connections × \(window): \(Int(result.perSecond)) appends/s; \(result.diagnostics?.summary ?? "")")
         }
         // Fill to `events` at full speed while `city` is asked on the side.
         do {
             let plan = scripts("f", connections: 16, total: fill)
             let prober = CityProber(socketPath: daemon.socketPath)
             let load = try PipelinedLoad(socketPath: daemon.socketPath, scripts: plan, window: window)
+            let before = PhaseProbe(pid: daemon.pid, socketPath: daemon.socketPath)
             prober.start()
-            let result = try load.run()
+            var result = try load.run()
             let (cityLatency, cityError) = prober.stop()
+            result.diagnostics = PhaseDiagnostics(
+                from: before, to: PhaseProbe(pid: daemon.pid, socketPath: daemon.socketPath), appends: fill)
             try check(result, "fill")
             if let cityError { throw BenchError("city query failed: \(cityError)") }
             report.fill = result
             report.cityLatency = cityLatency
             appended += fill
-            progress("fill to \(appended): \(Int(result.perSecond)) appends/s, city p99 \(ms(cityLatency.valueAtPercentile(99))) ms over \(cityLatency.totalCount) queries")
+            progress("fill to \(appended): \(Int(result.perSecond)) appends/s, city p99 \(ms(cityLatency.valueAtPercentile(99))) ms over \(cityLatency.totalCount) queries; \(result.diagnostics?.summary ?? "")")
         }
         // Memory and disk at `events`.
         let status = try SimpleClient(path: daemon.socketPath).call(Array("{\"id\":1,\"op\":\"status\"}\n".utf8))

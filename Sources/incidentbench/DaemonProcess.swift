@@ -1,5 +1,6 @@
 import Foundation
 import Histogram
+import StrictJSON
 import Synchronization
 
 #if canImport(Glibc)
@@ -150,5 +151,107 @@ final class CityProber: Sendable {
         stopFlag.store(true, ordering: .relaxed)
         while !finished.withLock({ $0 }) { usleep(1_000) }
         return result.withLock { $0 }
+    }
+}
+
+/// The daemon's CPU time and group commits, and the machine's pressure, at one moment; two of them make a
+/// ``PhaseDiagnostics``.
+struct PhaseProbe {
+    var at = monotonicNanos()
+    var cpuSeconds = 0.0
+    var systemSeconds = 0.0
+    /// CPU seconds (user + system) per thread name: the writer, the event loops.
+    var threads: [String: Double] = [:]
+    var commits: Int64 = 0
+    var committedEvents: Int64 = 0
+    /// `write_bytes` of /proc/PID/io: what the daemon sent to the disk.
+    var diskBytes: Int64 = 0
+    var ioStallMicros: Int64 = 0
+    var cpuStallMicros: Int64 = 0
+
+    init(pid: Int32, socketPath: String) {
+        if let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
+            let close = stat.lastIndex(of: ")")
+        {
+            let fields = stat[stat.index(after: close)...].split(separator: " ")
+            // Fields 14 and 15 of stat(5) (utime, stime), counted from after the command name.
+            if fields.count > 13, let user = Double(fields[11]), let system = Double(fields[12]) {
+                cpuSeconds = (user + system) / Double(sysconf(Int32(_SC_CLK_TCK)))
+                systemSeconds = system / Double(sysconf(Int32(_SC_CLK_TCK)))
+            }
+        }
+        for task in (try? FileManager.default.contentsOfDirectory(atPath: "/proc/\(pid)/task")) ?? [] {
+            guard let stat = try? String(contentsOfFile: "/proc/\(pid)/task/\(task)/stat", encoding: .utf8),
+                let open = stat.firstIndex(of: "("), let close = stat.lastIndex(of: ")")
+            else { continue }
+            var name = String(stat[stat.index(after: open)..<close])
+            if name.hasPrefix("NIO-ELT") { name = "event loops" }
+            let fields = stat[stat.index(after: close)...].split(separator: " ")
+            if fields.count > 13, let user = Double(fields[11]), let system = Double(fields[12]) {
+                threads[name, default: 0] += (user + system) / Double(sysconf(Int32(_SC_CLK_TCK)))
+            }
+        }
+        if let client = try? SimpleClient(path: socketPath),
+            let line = try? client.call(Array("{\"id\":0,\"op\":\"status\"}\n".utf8)),
+            let status = try? JSONReader().read(line)
+        {
+            commits = status["commits"]?["transactions"]?.intValue ?? 0
+            committedEvents = status["commits"]?["events"]?.intValue ?? 0
+        }
+        if let io = try? String(contentsOfFile: "/proc/\(pid)/io", encoding: .utf8),
+            let line = io.split(separator: "\n").first(where: { $0.hasPrefix("write_bytes:") })
+        {
+            diskBytes = Int64(line.split(separator: " ").last ?? "") ?? 0
+        }
+        ioStallMicros = PhaseProbe.pressure("io")
+        cpuStallMicros = PhaseProbe.pressure("cpu")
+    }
+
+    /// `some total=` of /proc/pressure/KIND: microseconds in which some task stalled on it.
+    static func pressure(_ kind: String) -> Int64 {
+        guard let text = try? String(contentsOfFile: "/proc/pressure/\(kind)", encoding: .utf8),
+            let line = text.split(separator: "\n").first(where: { $0.hasPrefix("some") }),
+            let total = line.split(separator: " ").first(where: { $0.hasPrefix("total=") })
+        else { return 0 }
+        return Int64(total.dropFirst(6)) ?? 0
+    }
+}
+
+struct PhaseDiagnostics {
+    /// Daemon CPU time (user + system) per acknowledged append, in microseconds.
+    var cpuMicrosPerAppend: Double
+    /// Of it, in the kernel.
+    var systemMicrosPerAppend: Double
+    /// Per thread name.
+    var threadMicrosPerAppend: [String: Double]
+    /// Appends per group commit.
+    var appendsPerCommit: Double
+    /// Bytes written to the disk per append.
+    var diskBytesPerAppend: Double
+    /// Share of the phase in which some task on the machine waited for I/O, and for a CPU.
+    var ioPressure: Double
+    var cpuPressure: Double
+
+    init(from a: PhaseProbe, to b: PhaseProbe, appends: Int) {
+        let elapsed = Double(b.at - a.at) / 1e3
+        cpuMicrosPerAppend = (b.cpuSeconds - a.cpuSeconds) * 1e6 / Double(max(appends, 1))
+        systemMicrosPerAppend = (b.systemSeconds - a.systemSeconds) * 1e6 / Double(max(appends, 1))
+        threadMicrosPerAppend = b.threads.mapValues { _ in 0 }
+        for (name, seconds) in b.threads {
+            threadMicrosPerAppend[name] = (seconds - (a.threads[name] ?? 0)) * 1e6 / Double(max(appends, 1))
+        }
+        appendsPerCommit = Double(b.committedEvents - a.committedEvents) / Double(max(b.commits - a.commits, 1))
+        diskBytesPerAppend = Double(b.diskBytes - a.diskBytes) / Double(max(appends, 1))
+        ioPressure = Double(b.ioStallMicros - a.ioStallMicros) / elapsed
+        cpuPressure = Double(b.cpuStallMicros - a.cpuStallMicros) / elapsed
+    }
+
+    var summary: String {
+        let busiest = threadMicrosPerAppend.filter { $0.value >= 0.5 }.sorted { $0.value > $1.value }
+            .map { String(format: "%@ %.1f", $0.key, $0.value) }.joined(separator: ", ")
+        return String(
+            format: "daemon CPU %.1f µs/append (kernel %.1f; %@), %.0f appends/commit, %.1f KiB written/append, I/O pressure %.0f%%, CPU pressure %.0f%%",
+            cpuMicrosPerAppend, systemMicrosPerAppend, busiest, appendsPerCommit, diskBytesPerAppend / 1024, 100 * ioPressure,
+            100 * cpuPressure)
     }
 }

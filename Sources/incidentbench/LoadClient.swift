@@ -45,6 +45,8 @@ struct PhaseResult {
     var seconds: Double
     var latency: Histogram<UInt64>
     var firstError: String?
+    /// What the daemon and the machine did meanwhile.
+    var diagnostics: PhaseDiagnostics?
 
     var perSecond: Double { Double(requests) / seconds }
 }

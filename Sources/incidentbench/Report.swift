@@ -174,6 +174,12 @@ struct Report {
         var out = [line(header), widths.map { String(repeating: "-", count: $0) }.joined(separator: "-|-")]
         out += rows.map(line)
         var notes: [String] = []
+        var phases: [(String, PhaseResult?)] = [("one at a time", sequential)]
+        for connections in [1, 16, 64] { phases.append(("\(connections) conn × \(window)", throughput[connections])) }
+        phases.append(("fill + city queries", fill))
+        for (name, phase) in phases {
+            if let d = phase?.diagnostics { notes.append("phase \(name): \(d.summary)") }
+        }
         notes.append("machine: \(Report.machine()); incidentd \(binary)")
         if let p = postgres {
             notes.append("PostgreSQL \(p.version): pgbench, one INSERT of the event as jsonb per transaction, fsync=on, synchronous_commit=on")

@@ -1,3 +1,4 @@
+import IncidentDomain
 import StrictJSON
 
 /// A small, fast, deterministic generator (SplitMix64), so that every run sends the same kind of events.
@@ -23,16 +24,43 @@ struct SplitMix64: RandomNumberGenerator {
 /// article's three cities (spelled as sources spell them), plus responses and outcomes for incidents this
 /// stream reported earlier. Every event carries a client-chosen `eventId`, as a device that retries would.
 struct EventFactory {
+    /// How ids relate to time.
+    enum Keys: String, CaseIterable {
+        /// As a team documenting as it goes: each event is about a day that advances through the run (about
+        /// `eventsPerDay` events a day), incident ids are `city-date-kind-…` like the article's, responses and
+        /// outcomes concern recent incidents, and event ids are time-ordered UUIDs (version 7), as RFC 9562
+        /// recommends for database keys. Keys of what is written together sort together.
+        case chronological
+        /// Any day of March 2022 for any event and random (version 4) event ids: every event's keys land on a
+        /// random page of each index, the worst case for a B-tree.
+        case random
+    }
+
     /// Makes incident ids unique across phases and connections.
     let prefix: String
+    let keys: Keys
     private var rng: SplitMix64
     private var recent: [String] = []
     private var counter = 0
+    /// Where this stream's events sit in the run: event `n` of it is about the run's event
+    /// `firstEvent + n * stride`.
+    private let firstEvent: Int
+    private let stride: Int
+    private let eventsPerDay: Int
+    /// 2022-03-01, in days since 1970-01-01.
+    private static let startDay = 19_052
 
-    init(prefix: String, seed: UInt64) {
+    init(prefix: String, seed: UInt64, keys: Keys = .chronological, firstEvent: Int = 0, stride: Int = 1, eventsPerDay: Int = 1_000) {
         self.prefix = prefix
+        self.keys = keys
         rng = SplitMix64(seed: seed)
+        self.firstEvent = firstEvent
+        self.stride = stride
+        self.eventsPerDay = max(1, eventsPerDay)
     }
+
+    /// The run's event this one stands for.
+    private var runEvent: Int { firstEvent + (counter - 1) * stride }
 
     static let cities: [(id: String, spellings: [String])] = [
         ("kupiansk", ["Kupiansk", "Kup’yansk", "Kupyansk", "Kup'yansk", "Куп'янськ"]),
@@ -90,7 +118,16 @@ struct EventFactory {
         var bytes = [UInt8](repeating: 0, count: 16)
         for i in 0..<8 { bytes[i] = UInt8(truncatingIfNeeded: a >> (8 * UInt64(i))) }
         for i in 0..<8 { bytes[8 + i] = UInt8(truncatingIfNeeded: b >> (8 * UInt64(i))) }
-        bytes[6] = (bytes[6] & 0x0F) | 0x40
+        switch keys {
+        case .random:
+            bytes[6] = (bytes[6] & 0x0F) | 0x40
+        case .chronological:
+            // Version 7: 48 bits of Unix milliseconds first. The run's events are spread over the days they are
+            // about, so ids made later sort later.
+            let millis = UInt64(Self.startDay) * 86_400_000 + UInt64(runEvent) * 86_400_000 / UInt64(eventsPerDay)
+            for i in 0..<6 { bytes[i] = UInt8(truncatingIfNeeded: millis >> (40 - 8 * UInt64(i))) }
+            bytes[6] = (bytes[6] & 0x0F) | 0x70
+        }
         bytes[8] = (bytes[8] & 0x3F) | 0x80
         let hex = Array("0123456789abcdef".utf8)
         var out: [UInt8] = []
@@ -104,6 +141,17 @@ struct EventFactory {
     }
 
     private mutating func date() -> (occurredAt: String, precision: String) {
+        if keys == .chronological {
+            let days = Self.startDay + runEvent / eventsPerDay
+            let day = String(Timestamp(microseconds: Int64(days) * 86_400_000_000).description.prefix(10))
+            switch rng.below(10) {
+            case 0: return (day, "week")
+            case 1, 2:
+                let h = 8 + rng.below(12), m = rng.below(60)
+                return ("\(day)T\(h < 10 ? "0" : "")\(h):\(m < 10 ? "0" : "")\(m)+02:00", "minute")
+            default: return (day, "day")
+            }
+        }
         let day = 1 + rng.below(28)
         let dd = day < 10 ? "0\(day)" : "\(day)"
         switch rng.below(10) {
@@ -139,7 +187,13 @@ struct EventFactory {
         let kind = rng.pick(Self.kinds)
         let (occurredAt, precision) = date()
         let incident = "\(city.id)-\(occurredAt.prefix(10))-\(kind)-\(prefix)-\(counter)"
-        if recent.count < 1024 { recent.append(incident) } else { recent[rng.below(1024)] = incident }
+        switch keys {
+        case .random:
+            if recent.count < 1024 { recent.append(incident) } else { recent[rng.below(1024)] = incident }
+        case .chronological:
+            // Responses and outcomes follow their report within hours: the last few dozen incidents.
+            if recent.count < 64 { recent.append(incident) } else { recent[counter % 64] = incident }
+        }
         var w = ByteWriter()
         w.raw("{\"eventId\":"); w.string(uuid())
         w.raw(",\"type\":\"incident-reported\",\"incident\":"); w.string(incident)

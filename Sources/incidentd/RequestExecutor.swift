@@ -195,8 +195,16 @@ final class RequestExecutor: Sendable {
             throw ProtocolError(.invalidRequest, "city: is required, any spelling the gazetteer knows")
         }
         let cityId = try resolveCity(name)
-        if let state = try log.city(id: cityId) {
-            return Response.success(id: request.id, ["city": state.json])
+        if let document = log.cityDocument(id: cityId) {
+            // `{"city":…,"id":…,"ok":true}`: Response.success's canonical bytes around the stored document.
+            var out: [UInt8] = []
+            out.reserveCapacity(document.count + 64)
+            out.append(contentsOf: "{\"city\":".utf8)
+            out.append(contentsOf: document)
+            out.append(contentsOf: ",\"id\":".utf8)
+            request.id.write(into: &out)
+            out.append(contentsOf: ",\"ok\":true}\n".utf8)
+            return out
         }
         // A known city with no incidents yet: its empty projection.
         let known = log.gazetteer.city(id: cityId)

@@ -304,5 +304,13 @@ struct FastPathTests {
             #expect(throws: IncidentError.self) { try IncidentState(encoded: damaged) }
         }
         #expect(store.incidents["k1"]?.current.kind == .blockade)
+        for city in store.cities.values {
+            #expect(city.canonicalBytes() == city.json.canonicalBytes())
+        }
+        var empty = CityState(cityId: "x", name: "X", region: nil, population: nil)
+        #expect(empty.canonicalBytes() == empty.json.canonicalBytes())
+        empty.firstIncidentAt = "2022-03-01"
+        empty.aliasesSeen = ["b", "a", "Ä"]
+        #expect(empty.canonicalBytes() == empty.json.canonicalBytes())
     }
 }

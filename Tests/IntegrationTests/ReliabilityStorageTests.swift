@@ -47,10 +47,25 @@ struct ReliabilityStorageTests {
         #expect(sizes == sizes.sorted(), "map sizes seen: \(sizes)")
         #expect(sizes.last == Int64(4 * mib), "map sizes seen: \(sizes)")
 
-        // Nothing of the refused append was stored; everything else still answers, on this and a new connection.
+        // Nothing of a refused append is stored. Right at the limit an append may still fit now and then (pages
+        // that an older reader held become free), so go on until three in a row are refused.
+        var refusedInARow = 1
+        for n in 0..<50 where refusedInARow < 3 {
+            let position = try client.status()["position"]?.intValue
+            #expect(position == Int64(appended), "a refused append stored nothing")
+            let again = try Self.bulkAppend(client, tag: "again-\(n)", count: 10)
+            if again.isOK {
+                appended += 10
+                refusedInARow = 0
+            } else {
+                #expect(again.errorCode == "storage_full", "\(again)")
+                refusedInARow += 1
+            }
+        }
+        #expect(refusedInARow == 3, "the log stays full")
+        // Everything else still answers, on this and a new connection.
         let head = try client.status()
         #expect(head["position"]?.intValue == Int64(appended))
-        #expect(try Self.bulkAppend(client, tag: "again", count: 10).errorCode == "storage_full", "still full")
         for connection in [client, try daemon.client()] {
             let status = try connection.status()
             #expect(status["position"]?.intValue == Int64(appended))

@@ -197,7 +197,7 @@ extension Timestamp {
         guard (0...9999).contains(y) else {
             // Outside four-digit years the padding rules of `description` apply; take the slow road.
             if quoted { out.append(UInt8(ascii: "\"")) }
-            out.append(contentsOf: description.utf8)
+            out.append(contentsOf: slowDescription.utf8)
             if quoted { out.append(UInt8(ascii: "\"")) }
             return
         }

@@ -521,7 +521,7 @@ public enum FastWireDecoder {
             if byte & 0xC0 == 0x80 { continuation += 1 }
             i += 1
         }
-        guard count - continuation <= maxLength, let string = String(validating: bytes, as: UTF8.self) else { return nil }
+        guard count - continuation <= maxLength, let string = JSONScanner.validString(bytes) else { return nil }
         @inline(__always) func plain(_ b: UInt8) -> Bool { b < 0x80 && b != 0x20 && !(0x09...0x0D).contains(b) }
         if plain(bytes[0]) && plain(bytes[count - 1]) { return string }
         let trimmed = string.trimmingWhitespace()
@@ -529,14 +529,14 @@ public enum FastWireDecoder {
     }
 
     @inline(__always) static func enumeration<E: RawRepresentable>(_ bytes: [UInt8], _: E.Type) -> E? where E.RawValue == String {
-        guard let text = String(validating: bytes, as: UTF8.self) else { return nil }
+        guard let text = bytes.withUnsafeBytes({ JSONScanner.validString($0) }) else { return nil }
         return E(rawValue: text)
     }
 
     /// The next string value as a case of `E`.
     @inline(__always) static func enumeration<E: RawRepresentable>(_ s: inout JSONScanner, _ buffer: inout [UInt8], _: E.Type) -> E?
     where E.RawValue == String {
-        s.withStringBytes(buffer: &buffer) { bytes in String(validating: bytes, as: UTF8.self).flatMap(E.init(rawValue:)) }
+        s.withStringBytes(buffer: &buffer) { bytes in JSONScanner.validString(bytes).flatMap(E.init(rawValue:)) }
     }
 
     @inline(__always) static func equals(_ key: UnsafeRawBufferPointer, _ name: StaticString) -> Bool {
@@ -567,7 +567,7 @@ extension ProposedEvent {
 }
 
 extension ReportData {
-    init(
+    public init(
         city: String, cityId: String?, kind: IncidentKind, location: String?, coordinates: Coordinates?,
         description: String?, participants: PeopleRange?, targets: String?, tags: [String]
     ) {

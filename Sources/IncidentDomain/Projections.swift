@@ -30,6 +30,23 @@ public struct IncidentState: Hashable, Sendable {
     public var injured: Int64 = 0
     public var detained: Int64 = 0
 
+    /// A projection as the fold builds it: its report, as reported and as corrected, and where it starts.
+    public init(
+        incident: String, cityId: String, occurredAt: String, precision: Precision, reportedAt: Timestamp,
+        report: ReportData, current: ReportData, verification: Verification, position: UInt64
+    ) {
+        self.incident = incident
+        self.cityId = cityId
+        self.occurredAt = occurredAt
+        self.precision = precision
+        self.reportedAt = reportedAt
+        self.report = report
+        self.current = current
+        self.verification = verification
+        firstPosition = position
+        lastPosition = position
+    }
+
     init(reported event: RecordedEvent, report: ReportData, cityId: String) {
         incident = event.incident
         self.cityId = cityId
@@ -167,11 +184,11 @@ public struct IncidentState: Hashable, Sendable {
                 int(range.high, &out)
             }
         }
-        let kinds = ResponseKind.allCases.filter { responses[$0] != nil }
-        out.append(UInt8(kinds.count))
-        for kind in kinds {
-            out.append(ResponseKind.index(kind))
-            int(responses[kind] ?? 0, &out)
+        out.append(UInt8(responses.count))
+        for (index, kind) in ResponseKind.storedCases.enumerated() {
+            guard let count = responses[kind] else { continue }
+            out.append(UInt8(index))
+            int(count, &out)
         }
         text(incident, &out)
         text(cityId, &out)
@@ -203,10 +220,10 @@ public struct IncidentState: Hashable, Sendable {
             defer { offset += count }
             return String(decoding: UnsafeRawBufferPointer(rebasing: bytes[offset..<offset + count]), as: UTF8.self)
         }
-        func enumeration<E: CaseIterable>(_: E.Type) throws(IncidentError) -> E where E.AllCases == [E] {
+        func enumeration<E: StoredEnumeration>(_: E.Type) throws(IncidentError) -> E {
             let i = Int(try byte())
-            guard i < E.allCases.count else { throw damaged() }
-            return E.allCases[i]
+            guard i < E.storedCases.count else { throw damaged() }
+            return E.storedCases[i]
         }
         guard try byte() == IncidentState.storedFormat else { throw damaged() }
         precision = try enumeration(Precision.self)
@@ -267,12 +284,23 @@ public struct IncidentState: Hashable, Sendable {
     }
 }
 
-extension CaseIterable where Self: Equatable, AllCases == [Self] {
-    /// The index of `value` among `allCases`, as the stored incident projection keeps enumerations.
-    @inline(__always) static func index(_ value: Self) -> UInt8 {
-        UInt8(allCases.firstIndex(of: value) ?? 0)
+/// An enumeration the stored incident projection keeps as its index among `allCases`.
+public protocol StoredEnumeration: CaseIterable, Equatable where AllCases == [Self] {
+    /// `allCases`, made once.
+    static var storedCases: [Self] { get }
+}
+
+extension StoredEnumeration {
+    @inline(__always) public static func index(_ value: Self) -> UInt8 {
+        UInt8(storedCases.firstIndex(of: value) ?? 0)
     }
 }
+
+extension Precision: StoredEnumeration { public static let storedCases = allCases }
+extension OutcomeStatus: StoredEnumeration { public static let storedCases = allCases }
+extension Verification: StoredEnumeration { public static let storedCases = allCases }
+extension IncidentKind: StoredEnumeration { public static let storedCases = allCases }
+extension ResponseKind: StoredEnumeration { public static let storedCases = allCases }
 
 /// The per-city projection of SPEC §3.
 public struct CityState: Hashable, Sendable {
@@ -393,6 +421,15 @@ public protocol ProjectionStore {
     mutating func city(_ id: String) throws -> CityState?
     mutating func put(_ incident: IncidentState) throws
     mutating func put(_ city: CityState) throws
+    /// A state that will be changed and put back: a store may hand over its own copy, so that the change
+    /// does not copy the state's collections.
+    mutating func takeIncident(_ id: String) throws -> IncidentState?
+    mutating func takeCity(_ id: String) throws -> CityState?
+}
+
+extension ProjectionStore {
+    public mutating func takeIncident(_ id: String) throws -> IncidentState? { try incident(id) }
+    public mutating func takeCity(_ id: String) throws -> CityState? { try city(id) }
 }
 
 /// Projections kept in memory: what a replay folds into.
@@ -427,7 +464,7 @@ public struct Projector: Sendable {
         case .reported(let report):
             let cityId = report.cityId ?? Gazetteer.slug(report.city) ?? "unknown"
             let state = IncidentState(reported: event, report: report, cityId: cityId)
-            var city = try store.city(cityId) ?? newCity(id: cityId, reportedName: report.city)
+            var city = try store.takeCity(cityId) ?? newCity(id: cityId, reportedName: report.city)
             city.aliasesSeen.insert(report.city)
             city.add(state, sign: 1)
             if let parsed = ParsedDate.parse(event.occurredAt) {
@@ -442,8 +479,8 @@ public struct Projector: Sendable {
             try store.put(state)
             try store.put(city)
         case .responded(let response):
-            guard var state = try store.incident(event.incident) else { return }
-            var city = try store.city(state.cityId) ?? newCity(id: state.cityId, reportedName: state.report.city)
+            guard var state = try store.takeIncident(event.incident) else { return }
+            var city = try store.takeCity(state.cityId) ?? newCity(id: state.cityId, reportedName: state.report.city)
             city.add(state, sign: -1)
             state.responseEvents += 1
             for kind in response.responses { state.responses[kind, default: 0] += 1 }
@@ -454,8 +491,8 @@ public struct Projector: Sendable {
             try store.put(state)
             try store.put(city)
         case .outcome(let outcome):
-            guard var state = try store.incident(event.incident) else { return }
-            var city = try store.city(state.cityId) ?? newCity(id: state.cityId, reportedName: state.report.city)
+            guard var state = try store.takeIncident(event.incident) else { return }
+            var city = try store.takeCity(state.cityId) ?? newCity(id: state.cityId, reportedName: state.report.city)
             city.add(state, sign: -1)
             state.outcomeEvents += 1
             state.status = outcome.status
@@ -477,7 +514,9 @@ public struct Projector: Sendable {
         city.lastPosition = event.position
     }
 
-    private func newCity(id: String, reportedName: String) -> CityState {
+    /// The projection of a city before its first incident: the gazetteer's name, region and population, or
+    /// the name as reported for a city the gazetteer does not know.
+    public func newCity(id: String, reportedName: String) -> CityState {
         if let known = gazetteer.city(id: id) {
             return CityState(cityId: id, name: known.name, region: known.region, population: known.population.map(Int64.init))
         }

@@ -21,6 +21,14 @@ public struct Timestamp: Hashable, Comparable, Sendable, CustomStringConvertible
 
     /// `YYYY-MM-DDTHH:MM:SS.ffffffZ`, always UTC, always six fractional digits, so strings sort like instants.
     public var description: String {
+        var out: [UInt8] = []
+        out.reserveCapacity(27)
+        writeISO8601(quoted: false, into: &out)
+        return String(decoding: out, as: UTF8.self)
+    }
+
+    /// The form of ``description`` for any year, four digits or not.
+    var slowDescription: String {
         let seconds = microseconds >= 0 ? microseconds / 1_000_000 : (microseconds - 999_999) / 1_000_000
         let micros = microseconds - seconds * 1_000_000
         let days = seconds >= 0 ? seconds / 86_400 : (seconds - 86_399) / 86_400
@@ -76,70 +84,92 @@ public struct ParsedDate: Hashable, Sendable {
     /// Accepts `YYYY-MM`, `YYYY-MM-DD`, and `YYYY-MM-DDTHH:MM[:SS[.f…]]` followed by `Z` or `±HH:MM`.
     /// Returns nil for anything else, including impossible dates such as 2022-02-30.
     public static func parse(_ text: String) -> ParsedDate? {
-        let b = Array(text.utf8)
-        var i = 0
-        func number(_ width: Int) -> Int64? {
-            guard i + width <= b.count else { return nil }
-            var value: Int64 = 0
-            for k in 0..<width {
-                let c = b[i + k]
-                guard c >= 48, c <= 57 else { return nil }
-                value = value * 10 + Int64(c - 48)
-            }
-            i += width
-            return value
-        }
-        func expect(_ c: Character) -> Bool {
-            guard i < b.count, let ascii = c.asciiValue, b[i] == ascii else { return false }
-            i += 1
-            return true
-        }
-        guard let year = number(4), year >= 1000, expect("-"), let month = number(2), (1...12).contains(month) else {
-            return nil
-        }
-        if i == b.count {
+        var text = text
+        return text.withUTF8 { parse(utf8: UnsafeRawBufferPointer($0)) }
+    }
+
+    /// ``parse(_:)`` of UTF-8 bytes.
+    public static func parse(utf8 bytes: UnsafeRawBufferPointer) -> ParsedDate? {
+        var c = DateCursor(bytes: bytes)
+        guard let year = c.number(4), year >= 1000, c.expect(UInt8(ascii: "-")), let month = c.number(2), (1...12).contains(month)
+        else { return nil }
+        if c.atEnd {
             let days = Timestamp.days(year: year, month: month, day: 1)
             return ParsedDate(start: Timestamp(microseconds: days * 86_400_000_000), finestPrecision: .month)
         }
-        guard expect("-"), let day = number(2), day >= 1, day <= Timestamp.daysInMonth(year: year, month: month) else {
-            return nil
-        }
+        guard c.expect(UInt8(ascii: "-")), let day = c.number(2), day >= 1, day <= Timestamp.daysInMonth(year: year, month: month)
+        else { return nil }
         let days = Timestamp.days(year: year, month: month, day: day)
-        if i == b.count {
+        if c.atEnd {
             return ParsedDate(start: Timestamp(microseconds: days * 86_400_000_000), finestPrecision: .day)
         }
-        guard expect("T") || expect("t") || expect(" "), let hour = number(2), hour < 24, expect(":"),
-            let minute = number(2), minute < 60
+        guard c.expect(UInt8(ascii: "T")) || c.expect(UInt8(ascii: "t")) || c.expect(UInt8(ascii: " ")), let hour = c.number(2), hour < 24,
+            c.expect(UInt8(ascii: ":")), let minute = c.number(2), minute < 60
         else { return nil }
         var second: Int64 = 0
         var micros: Int64 = 0
-        if expect(":") {
-            guard let s = number(2), s < 60 else { return nil }
+        if c.expect(UInt8(ascii: ":")) {
+            guard let s = c.number(2), s < 60 else { return nil }
             second = s
-            if expect(".") {
+            if c.expect(UInt8(ascii: ".")) {
                 var digits = 0
-                while i < b.count, b[i] >= 48, b[i] <= 57 {
-                    if digits < 6 { micros = micros * 10 + Int64(b[i] - 48) }
+                while let digit = c.digit() {
+                    if digits < 6 { micros = micros * 10 + digit }
                     digits += 1
-                    i += 1
                 }
                 guard digits > 0 else { return nil }
                 for _ in digits..<max(digits, 6) { micros *= 10 }
             }
         }
         var offsetSeconds: Int64 = 0
-        if expect("Z") || expect("z") {
+        if c.expect(UInt8(ascii: "Z")) || c.expect(UInt8(ascii: "z")) {
             offsetSeconds = 0
-        } else if i < b.count, b[i] == UInt8(ascii: "+") || b[i] == UInt8(ascii: "-") {
-            let sign: Int64 = b[i] == UInt8(ascii: "-") ? -1 : 1
-            i += 1
-            guard let oh = number(2), oh <= 18, expect(":"), let om = number(2), om < 60 else { return nil }
+        } else if let sign = c.sign() {
+            guard let oh = c.number(2), oh <= 18, c.expect(UInt8(ascii: ":")), let om = c.number(2), om < 60 else { return nil }
             offsetSeconds = sign * (oh * 3600 + om * 60)
         } else {
             return nil
         }
-        guard i == b.count else { return nil }
+        guard c.atEnd else { return nil }
         let seconds = days * 86_400 + hour * 3600 + minute * 60 + second - offsetSeconds
         return ParsedDate(start: Timestamp(microseconds: seconds * 1_000_000 + micros), finestPrecision: .minute)
+    }
+}
+
+/// Reads a date's bytes left to right.
+private struct DateCursor {
+    let bytes: UnsafeRawBufferPointer
+    var i = 0
+
+    var atEnd: Bool { i == bytes.count }
+
+    mutating func number(_ width: Int) -> Int64? {
+        guard i + width <= bytes.count else { return nil }
+        var value: Int64 = 0
+        for k in 0..<width {
+            let c = bytes[i + k]
+            guard c >= 48, c <= 57 else { return nil }
+            value = value * 10 + Int64(c - 48)
+        }
+        i += width
+        return value
+    }
+
+    mutating func digit() -> Int64? {
+        guard i < bytes.count, bytes[i] >= 48, bytes[i] <= 57 else { return nil }
+        defer { i += 1 }
+        return Int64(bytes[i] - 48)
+    }
+
+    mutating func expect(_ c: UInt8) -> Bool {
+        guard i < bytes.count, bytes[i] == c else { return false }
+        i += 1
+        return true
+    }
+
+    mutating func sign() -> Int64? {
+        if expect(UInt8(ascii: "+")) { return 1 }
+        if expect(UInt8(ascii: "-")) { return -1 }
+        return nil
     }
 }

@@ -4,41 +4,80 @@ import LMDB
 import StrictJSON
 import Synchronization
 
-/// Projections seen through one write transaction, in two layers over what is stored: the changes of the
-/// requests already accepted into this batch, and those of the request being checked, which a refusal discards.
+/// Projections seen through one write transaction: what this batch changed, over what is stored. A request
+/// of several events that is refused halfway must leave no trace, so while one runs (``beginRequest(undoable:)``)
+/// every change it makes is noted with the value it replaced, and ``discardRequest()`` puts those back. A
+/// request of one event cannot be refused once its projection changes start (the rules were checked before),
+/// so it keeps no undo log and its states are changed in place.
 struct TransactionProjections: ProjectionStore {
     let txn: UnsafeWriteTransaction
     let db: Databases
     let committedCities: [String: CityState]
+    /// Every state this batch changed (and, for the request running, is changing).
     var batchIncidents: [String: IncidentState] = [:]
     var batchCities: [String: CityState] = [:]
-    var requestIncidents: [String: IncidentState] = [:]
-    var requestCities: [String: CityState] = [:]
+    /// States read from the log and not changed yet: read once per batch, not once per rule and once per fold.
+    private var storedIncidents: [String: IncidentState] = [:]
+    private var undoIncidents: [(String, IncidentState?)] = []
+    private var undoCities: [(String, CityState?)] = []
+    private var undoable = false
+
+    init(txn: UnsafeWriteTransaction, db: Databases, committedCities: [String: CityState]) {
+        self.txn = txn
+        self.db = db
+        self.committedCities = committedCities
+    }
 
     mutating func incident(_ id: String) throws -> IncidentState? {
-        if let s = requestIncidents[id] ?? batchIncidents[id] { return s }
-        guard let raw = try txn.get(db.incidents, key: Array(id.utf8)) else { return nil }
-        return try IncidentState(encoded: raw)
+        if let s = batchIncidents[id] ?? storedIncidents[id] { return s }
+        guard let raw = try txn.get(db.incidents, key: id) else { return nil }
+        let state = try IncidentState(encoded: raw)
+        storedIncidents[id] = state
+        return state
+    }
+
+    mutating func takeIncident(_ id: String) throws -> IncidentState? {
+        if !undoable, let s = batchIncidents.removeValue(forKey: id) { return s }
+        if let s = storedIncidents.removeValue(forKey: id) { return s }
+        return try incident(id)
     }
 
     mutating func city(_ id: String) throws -> CityState? {
-        if let s = requestCities[id] ?? batchCities[id] ?? committedCities[id] { return s }
-        guard let raw = try txn.get(db.cities, key: Array(id.utf8)) else { return nil }
+        if let s = batchCities[id] ?? committedCities[id] { return s }
+        guard let raw = try txn.get(db.cities, key: id) else { return nil }
         return try CityState(json: JSONReader().read(raw))
     }
 
-    mutating func put(_ incident: IncidentState) { requestIncidents[incident.incident] = incident }
-    mutating func put(_ city: CityState) { requestCities[city.cityId] = city }
+    mutating func takeCity(_ id: String) throws -> CityState? {
+        if !undoable, let s = batchCities.removeValue(forKey: id) { return s }
+        return try city(id)
+    }
+
+    mutating func put(_ incident: IncidentState) {
+        let previous = batchIncidents.updateValue(incident, forKey: incident.incident)
+        if undoable { undoIncidents.append((incident.incident, previous)) }
+    }
+
+    mutating func put(_ city: CityState) {
+        let previous = batchCities.updateValue(city, forKey: city.cityId)
+        if undoable { undoCities.append((city.cityId, previous)) }
+    }
+
+    /// A request starts; `undoable` when it may yet be refused after changing projections (several events).
+    mutating func beginRequest(undoable: Bool) {
+        self.undoable = undoable
+    }
 
     mutating func acceptRequest() {
-        batchIncidents.merge(requestIncidents) { $1 }
-        batchCities.merge(requestCities) { $1 }
-        discardRequest()
+        undoIncidents.removeAll(keepingCapacity: true)
+        undoCities.removeAll(keepingCapacity: true)
+        undoable = false
     }
 
     mutating func discardRequest() {
-        requestIncidents.removeAll(keepingCapacity: true)
-        requestCities.removeAll(keepingCapacity: true)
+        for (id, previous) in undoIncidents.reversed() { batchIncidents[id] = previous }
+        for (id, previous) in undoCities.reversed() { batchCities[id] = previous }
+        acceptRequest()
     }
 
     /// Writes every projection this batch changed, and returns the cities' new documents.
@@ -96,7 +135,9 @@ extension EventLog {
 
                 for request in batch {
                     let mark = (head: head, staged: staged.count)
-                    var requestEventIds: [String: (position: UInt64, digest: [UInt8])] = [:]
+                    store.beginRequest(undoable: request.events.count > 1)
+                    // Event ids this request added to `batchEventIds`, to take back if it is refused.
+                    var requestEventIds: [String] = []
                     var positions: [UInt64] = []
                     var incidents: [String] = []
                     recordedByBytes.removeAll(keepingCapacity: true)
@@ -107,8 +148,7 @@ extension EventLog {
                                 let parts = request.encoded[index]
                                 let digest = parts.contentDigest
                                 if let eventId = proposal.eventId,
-                                    let earlier = try requestEventIds[eventId] ?? batchEventIds[eventId]
-                                        ?? storedEventId(eventId, handle)
+                                    let earlier = try batchEventIds[eventId] ?? storedEventId(eventId, handle)
                                 {
                                     guard earlier.digest == digest else {
                                         throw IncidentError(
@@ -141,12 +181,19 @@ extension EventLog {
                                     raw.copyBytes(from: hash)
                                     return hash
                                 }
-                                try projector.apply(event, to: &store)
+                                do {
+                                    try projector.apply(event, to: &store)
+                                } catch {
+                                    // The rules passed, so only damaged stored projections get here; a request
+                                    // of one event keeps no undo log, so the whole batch is refused.
+                                    throw LogError(.corrupt, "the projections of event \(event.position) cannot be updated: \(error)")
+                                }
                                 staged.append(
                                     StagedEvent(
                                         position: event.position, incident: event.incident, version: event.version,
                                         eventId: eventId, contentDigest: digest, value: value))
-                                requestEventIds[eventId] = (event.position, digest)
+                                batchEventIds[eventId] = (event.position, digest)
+                                if request.events.count > 1 { requestEventIds.append(eventId) }
                                 head = Head(position: event.position, hash: hash, recordedAt: recordedAt)
                                 positions.append(event.position)
                                 incidents.append(event.incident)
@@ -155,12 +202,12 @@ extension EventLog {
                             }
                         }
                         store.acceptRequest()
-                        batchEventIds.merge(requestEventIds) { $1 }
                         results.append(.success(AppendReceipt(positions: positions, incidents: incidents)))
                     } catch let failure as AppendFailure {
                         head = mark.head
                         staged.removeLast(staged.count - mark.staged)
                         store.discardRequest()
+                        for eventId in requestEventIds { batchEventIds.removeValue(forKey: eventId) }
                         results.append(.failure(failure))
                     }
                 }

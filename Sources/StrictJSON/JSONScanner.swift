@@ -1,3 +1,9 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
 /// A pull scanner over JSON bytes for decoders that know the shape they expect and want to skip building a
 /// ``JSONValue`` tree: it hands out keys, strings, numbers and literals one at a time, following the same rules
 /// as ``JSONReader`` for each (strict strings, UTF-8 validated, numbers kept exact as `Int64` when they fit).
@@ -10,12 +16,12 @@ public struct JSONScanner {
     public let bytes: UnsafeRawBufferPointer
     public var index: Int
 
-    public init(_ bytes: UnsafeRawBufferPointer) {
+    @inlinable public init(_ bytes: UnsafeRawBufferPointer) {
         self.bytes = bytes
         index = 0
     }
 
-    @inline(__always) public mutating func skipWhitespace() {
+    @inlinable @inline(__always) public mutating func skipWhitespace() {
         while index < bytes.count {
             switch bytes[index] {
             case 0x20, 0x09, 0x0A, 0x0D: index += 1
@@ -25,13 +31,13 @@ public struct JSONScanner {
     }
 
     /// The next byte after whitespace, not consumed.
-    @inline(__always) public mutating func peek() -> UInt8? {
+    @inlinable @inline(__always) public mutating func peek() -> UInt8? {
         skipWhitespace()
         return index < bytes.count ? bytes[index] : nil
     }
 
     /// Consumes `byte` after whitespace, if it is next.
-    @inline(__always) public mutating func consume(_ byte: UInt8) -> Bool {
+    @inlinable @inline(__always) public mutating func consume(_ byte: UInt8) -> Bool {
         skipWhitespace()
         guard index < bytes.count, bytes[index] == byte else { return false }
         index += 1
@@ -39,14 +45,14 @@ public struct JSONScanner {
     }
 
     /// Whether only whitespace is left.
-    public mutating func atEnd() -> Bool {
+    @inlinable public mutating func atEnd() -> Bool {
         skipWhitespace()
         return index == bytes.count
     }
 
     /// An object key and the `:` after it. Keys with escapes are refused (nil), since they are not what a
     /// decoder matching raw key bytes would expect.
-    public mutating func key() -> UnsafeRawBufferPointer? {
+    @inlinable public mutating func key() -> UnsafeRawBufferPointer? {
         guard consume(UInt8(ascii: "\"")) else { return nil }
         let start = index
         while index < bytes.count {
@@ -65,7 +71,7 @@ public struct JSONScanner {
 
     /// A string value, unescaped into `buffer` (replacing its contents). Its UTF-8 is not yet validated:
     /// ``string()`` does that.
-    public mutating func string(into buffer: inout [UInt8]) -> Bool {
+    @inlinable public mutating func string(into buffer: inout [UInt8]) -> Bool {
         guard consume(UInt8(ascii: "\"")) else { return false }
         buffer.removeAll(keepingCapacity: true)
         var runStart = index
@@ -127,7 +133,7 @@ public struct JSONScanner {
     /// Calls `body` with a string value's bytes: the input's own bytes when the string has no escapes (nothing
     /// is copied), otherwise its unescaped bytes in `buffer`. Their UTF-8 is not yet validated. Nil when there is
     /// no valid string here.
-    public mutating func withStringBytes<T>(buffer: inout [UInt8], _ body: (UnsafeRawBufferPointer) -> T?) -> T? {
+    @inlinable public mutating func withStringBytes<T>(buffer: inout [UInt8], _ body: (UnsafeRawBufferPointer) -> T?) -> T? {
         guard consume(UInt8(ascii: "\"")) else { return nil }
         let start = index
         let count = bytes.count
@@ -154,12 +160,12 @@ public struct JSONScanner {
     }
 
     /// A string value as a validated `String`.
-    public mutating func string(buffer: inout [UInt8]) -> String? {
+    @inlinable public mutating func string(buffer: inout [UInt8]) -> String? {
         guard string(into: &buffer) else { return nil }
-        return String(validating: buffer, as: UTF8.self)
+        return buffer.withUnsafeBytes { JSONScanner.validString($0) }
     }
 
-    private mutating func hex4() -> UInt32? {
+    @usableFromInline mutating func hex4() -> UInt32? {
         guard index + 4 <= bytes.count else { return nil }
         var value: UInt32 = 0
         for _ in 0..<4 {
@@ -179,7 +185,7 @@ public struct JSONScanner {
 
     /// A number, as ``JSONReader`` reads it: `.int` when the lexeme is an integer that fits `Int64`,
     /// otherwise a finite `.double`.
-    public mutating func number() -> JSONValue? {
+    @inlinable public mutating func number() -> JSONValue? {
         skipWhitespace()
         let start = index
         var isInteger = true
@@ -214,12 +220,12 @@ public struct JSONScanner {
     }
 
     /// A number that is an `Int64`, as ``JSONValue/intValue`` would give it.
-    public mutating func integer() -> Int64? {
+    @inlinable public mutating func integer() -> Int64? {
         number()?.intValue
     }
 
     /// `true`, `false` or `null`: `.bool` or `.null`.
-    public mutating func literal() -> JSONValue? {
+    @inlinable public mutating func literal() -> JSONValue? {
         skipWhitespace()
         func match(_ text: StaticString) -> Bool {
             let n = text.utf8CodeUnitCount
@@ -238,57 +244,103 @@ public struct JSONScanner {
     }
 
     /// Consumes `null` if it is next.
-    public mutating func null() -> Bool {
+    @inlinable public mutating func null() -> Bool {
         guard peek() == UInt8(ascii: "n") else { return false }
         return literal() == .null
     }
 
     /// Moves past one value of any kind without interpreting it, and returns its bytes. Only the structure
     /// is followed (strings, brackets); read the bytes with ``JSONReader`` to validate them.
-    public mutating func skipValue() -> UnsafeRawBufferPointer? {
+    @inlinable public mutating func skipValue() -> UnsafeRawBufferPointer? {
         skipWhitespace()
+        let bytes = self.bytes
+        let count = bytes.count
         let start = index
+        var i = index
         var depth = 0
-        repeat {
-            guard index < bytes.count else { return nil }
-            let byte = bytes[index]
+        defer { index = i }
+        while i < count {
+            let byte = bytes[i]
             switch byte {
             case UInt8(ascii: "\""):
-                index += 1
+                i += 1
                 while true {
-                    guard index < bytes.count else { return nil }
-                    let b = bytes[index]
-                    index += 1
+                    while i + 8 <= count && !JSONScanner.needsAttention(bytes.loadUnaligned(fromByteOffset: i, as: UInt64.self)) {
+                        i += 8
+                    }
+                    guard i < count else { return nil }
+                    let b = bytes[i]
+                    i += 1
                     if b == UInt8(ascii: "\"") { break }
-                    if b == UInt8(ascii: "\\") { index += 1 }
+                    if b == UInt8(ascii: "\\") { i += 1 }
                 }
             case UInt8(ascii: "{"), UInt8(ascii: "["):
                 depth += 1
-                index += 1
+                i += 1
+                continue
             case UInt8(ascii: "}"), UInt8(ascii: "]"):
                 guard depth > 0 else { return nil }
                 depth -= 1
-                index += 1
-            case UInt8(ascii: ","), UInt8(ascii: ":"), 0x20, 0x09, 0x0A, 0x0D:
-                guard depth > 0 else { return UnsafeRawBufferPointer(rebasing: bytes[start..<index]) }
-                index += 1
+                i += 1
             default:
-                index += 1
+                if depth == 0 && JSONScanner.endsScalar(byte) { return UnsafeRawBufferPointer(rebasing: bytes[start..<i]) }
+                i += 1
+                continue
             }
-        } while depth > 0 || (index < bytes.count && !JSONScanner.endsScalar(bytes[index]))
-        return UnsafeRawBufferPointer(rebasing: bytes[start..<index])
+            if depth == 0 {
+                // A string or a container just ended at the top: the value is complete, unless a scalar goes on.
+                if byte == UInt8(ascii: "\"") || byte == UInt8(ascii: "}") || byte == UInt8(ascii: "]") {
+                    return UnsafeRawBufferPointer(rebasing: bytes[start..<i])
+                }
+            }
+        }
+        return depth == 0 && i > start ? UnsafeRawBufferPointer(rebasing: bytes[start..<i]) : nil
     }
 
-    @inline(__always) static func endsScalar(_ byte: UInt8) -> Bool {
+    /// A string value's own bytes, when it has no escapes; nil otherwise (or when there is no valid string).
+    @inlinable public mutating func rawString() -> UnsafeRawBufferPointer? {
+        guard consume(UInt8(ascii: "\"")) else { return nil }
+        let bytes = self.bytes
+        let count = bytes.count
+        let start = index
+        var i = index
+        while i + 8 <= count && !JSONScanner.needsAttention(bytes.loadUnaligned(fromByteOffset: i, as: UInt64.self)) {
+            i += 8
+        }
+        while i < count {
+            let byte = bytes[i]
+            if byte == UInt8(ascii: "\"") {
+                index = i + 1
+                return UnsafeRawBufferPointer(rebasing: bytes[start..<i])
+            }
+            if byte == UInt8(ascii: "\\") || byte < 0x20 { return nil }
+            i += 1
+        }
+        return nil
+    }
+
+    /// `bytes` as a `String` if they are valid UTF-8.
+    @inlinable @inline(__always) public static func validString(_ bytes: UnsafeRawBufferPointer) -> String? {
+        let string = String(decoding: bytes, as: UTF8.self)
+        // Decoding replaces each invalid sequence with U+FFFD, which changes the bytes.
+        var same = true
+        var copy = string
+        copy.withUTF8 { utf8 in
+            same = utf8.count == bytes.count && (utf8.count == 0 || memcmp(utf8.baseAddress!, bytes.baseAddress!, utf8.count) == 0)
+        }
+        return same ? string : nil
+    }
+
+    @usableFromInline @inline(__always) static func endsScalar(_ byte: UInt8) -> Bool {
         switch byte {
         case UInt8(ascii: ","), UInt8(ascii: "}"), UInt8(ascii: "]"), UInt8(ascii: ":"), 0x20, 0x09, 0x0A, 0x0D: return true
         default: return false
         }
     }
 
-    @inline(__always) func isDigit(_ byte: UInt8) -> Bool { byte >= UInt8(ascii: "0") && byte <= UInt8(ascii: "9") }
+    @usableFromInline @inline(__always) func isDigit(_ byte: UInt8) -> Bool { byte >= UInt8(ascii: "0") && byte <= UInt8(ascii: "9") }
 
-    static func integer(_ lexeme: UnsafeRawBufferPointer) -> Int64? {
+    @usableFromInline static func integer(_ lexeme: UnsafeRawBufferPointer) -> Int64? {
         var negative = false
         var i = 0
         if lexeme[0] == UInt8(ascii: "-") {
@@ -309,7 +361,7 @@ public struct JSONScanner {
     }
 
     /// Whether any of the eight bytes of `word` is a quote, a backslash or below 0x20.
-    @inline(__always) public static func needsAttention(_ word: UInt64) -> Bool {
+    @inlinable @inline(__always) public static func needsAttention(_ word: UInt64) -> Bool {
         let ones: UInt64 = 0x0101_0101_0101_0101
         let highs: UInt64 = 0x8080_8080_8080_8080
         let below20 = (word &- ones &* 0x20) & ~word & highs

@@ -48,7 +48,7 @@ extension JSONValue {
     }
 
     /// Appends `value` in decimal.
-    public static func writeInteger(_ value: Int64, into out: inout [UInt8]) {
+    @inlinable public static func writeInteger(_ value: Int64, into out: inout [UInt8]) {
         if value == 0 {
             out.append(UInt8(ascii: "0"))
             return
@@ -71,13 +71,13 @@ extension JSONValue {
     }
 
     /// Appends `string` as a JSON string literal.
-    public static func writeString(_ string: String, into out: inout [UInt8]) {
+    @inlinable public static func writeString(_ string: String, into out: inout [UInt8]) {
         var string = string
         string.withUTF8 { writeString(utf8: UnsafeRawBufferPointer($0), into: &out) }
     }
 
     /// Appends the UTF-8 bytes `utf8` as a JSON string literal: runs that need no escaping are copied whole.
-    public static func writeString(utf8 bytes: UnsafeRawBufferPointer, into out: inout [UInt8]) {
+    @inlinable public static func writeString(utf8 bytes: UnsafeRawBufferPointer, into out: inout [UInt8]) {
         out.reserveCapacity(out.count + bytes.count + 2)
         out.append(UInt8(ascii: "\""))
         var runStart = 0
@@ -118,7 +118,7 @@ extension JSONValue {
 
     /// Appends `"key":`, the key escaped as a JSON string: for writers that emit members in canonical order
     /// themselves.
-    public static func writeKey(_ key: StaticString, into out: inout [UInt8]) {
+    @inlinable public static func writeKey(_ key: StaticString, into out: inout [UInt8]) {
         out.append(UInt8(ascii: "\""))
         out.append(contentsOf: UnsafeBufferPointer(start: key.utf8Start, count: key.utf8CodeUnitCount))
         out.append(UInt8(ascii: "\""))

@@ -58,6 +58,9 @@ struct Incidentd: ParsableCommand {
     }
 
     func run() throws {
+        // Before any other thread exists, so that every thread inherits the mask: SIGTERM and SIGINT stay pending
+        // until the stop thread takes them, never lost and never fatal, however early they come.
+        let stopSignals = Self.blockStopSignals()
         var settings = DaemonConfiguration()
         do {
             if let config { try settings.load(file: config) }
@@ -73,7 +76,7 @@ struct Incidentd: ParsableCommand {
         LoggingSystem.bootstrap { label in JournalLogHandler(label: label, level: level) }
         let logger = Logger(label: "incidentd")
         do {
-            try serve(settings, logger: logger)
+            try serve(settings, stopSignals: stopSignals, logger: logger)
         } catch let error as ExitCode {
             throw error
         } catch {
@@ -82,7 +85,7 @@ struct Incidentd: ParsableCommand {
         }
     }
 
-    private func serve(_ settings: DaemonConfiguration, logger: Logger) throws {
+    private func serve(_ settings: DaemonConfiguration, stopSignals: sigset_t, logger: Logger) throws {
         let gazetteer = try settings.gazetteerPath.map { try Gazetteer(contentsOfFile: $0) } ?? Gazetteer.embedded
         var logOptions = LogOptions(directory: settings.dataDirectory)
         logOptions.initialMapSize = settings.initialMapSize
@@ -115,14 +118,7 @@ struct Incidentd: ParsableCommand {
         _ = incidentd_sd_notify("READY=1\nSTATUS=serving at position \(status.position)")
 
         let stop = DispatchSemaphore(value: 0)
-        var sources: [any DispatchSourceSignal] = []
-        for signalNumber in [SIGTERM, SIGINT] {
-            signal(signalNumber, SIG_IGN)
-            let source = DispatchSource.makeSignalSource(signal: signalNumber, queue: .global())
-            source.setEventHandler { stop.signal() }
-            source.resume()
-            sources.append(source)
-        }
+        Self.awaitStopSignal(stopSignals, then: stop)
         let watchdog = Self.startWatchdog()
         let readerCheck = Self.startReaderCheck(log, logger: logger)
         stop.wait()
@@ -139,9 +135,34 @@ struct Incidentd: ParsableCommand {
         try? server.group.syncShutdownGracefully()
         watchdog?.cancel()
         readerCheck.cancel()
-        sources.forEach { $0.cancel() }
         if inherited == nil { unlink(settings.socketPath) }
         logger.notice("stopped", metadata: ["position": "\((try? log.status().position) ?? 0)"])
+    }
+
+    /// Blocks SIGTERM and SIGINT in the calling thread (and so in every thread it starts) and returns them.
+    /// A signal handler installed later would leave a window in which either signal kills the daemon without
+    /// draining (the default action) or is lost (a `SIG_IGN` before a dispatch source is registered): seen with
+    /// a SIGTERM right after the socket accepted its first connection.
+    static func blockStopSignals() -> sigset_t {
+        var set = sigset_t()
+        sigemptyset(&set)
+        sigaddset(&set, SIGTERM)
+        sigaddset(&set, SIGINT)
+        pthread_sigmask(SIG_BLOCK, &set, nil)
+        return set
+    }
+
+    /// Starts the thread that takes the first SIGTERM or SIGINT (pending or to come) with `sigwait` and signals
+    /// `stop`.
+    static func awaitStopSignal(_ signals: sigset_t, then stop: DispatchSemaphore) {
+        let thread = Thread {
+            var set = signals
+            var received: Int32 = 0
+            while sigwait(&set, &received) != 0 || (received != SIGTERM && received != SIGINT) {}
+            stop.signal()
+        }
+        thread.name = "incidentd-signals"
+        thread.start()
     }
 
     /// The listening socket systemd passed (`LISTEN_FDS`, `LISTEN_PID`), if any.

@@ -169,3 +169,20 @@ struct ReliabilityCrashTests {
         #expect(daemon.stop() == 0)
     }
 }
+
+@Suite("Reliability: stopping")
+struct ReliabilityStopTests {
+    @Test("SIGTERM as soon as the socket answers: a clean exit 0 every time, never death by the signal, never a hang")
+    func stopRightAfterStart() throws {
+        let daemon = try Daemon()
+        for round in 1...10 {
+            if round > 1 { try daemon.start() }
+            kill(daemon.pid, SIGTERM)
+            try waitFor("incidentd to stop after SIGTERM (round \(round))", timeout: 20 * deadlineScale) {
+                daemon.child?.isRunning == false
+            }
+            #expect(daemon.child?.wasSignaled == false, "round \(round): killed by the signal instead of draining")
+            #expect(daemon.stop() == 0, "round \(round)")
+        }
+    }
+}

@@ -211,8 +211,10 @@ final class RawClient {
             $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
         }
         if result != 0 {
+            // No close(fd) here: `self` is fully initialized, so deinit runs when this throws and closes it. A
+            // second close would close whatever another thread opened under the same number in between (a pipe
+            // being handed to posix_spawn, another test's socket).
             let code = errno
-            close(fd)
             throw HarnessError("connect \(path): \(String(cString: strerror(code)))")
         }
         var timeout = timeval(tv_sec: 30, tv_usec: 0)

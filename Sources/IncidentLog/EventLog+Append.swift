@@ -63,6 +63,11 @@ struct TransactionProjections: ProjectionStore {
         if undoable { undoCities.append((city.cityId, previous)) }
     }
 
+    mutating func reserveCapacity(_ events: Int) {
+        batchIncidents.reserveCapacity(events)
+        storedIncidents.reserveCapacity(events / 2)
+    }
+
     /// A request starts; `undoable` when it may yet be refused after changing projections (several events).
     mutating func beginRequest(undoable: Bool) {
         self.undoable = undoable
@@ -130,8 +135,12 @@ extension EventLog {
                 recordedAt.writeISO8601(quoted: true, into: &recordedAtBytes)
                 var recordedByBytes: [UInt8] = []
                 var store = TransactionProjections(txn: handle, db: db, committedCities: committedCities)
+                let events = batch.reduce(0) { $0 + $1.events.count }
+                store.reserveCapacity(events)
                 var staged: [StagedEvent] = []
+                staged.reserveCapacity(events)
                 var batchEventIds: [String: (position: UInt64, digest: [UInt8])] = [:]
+                batchEventIds.reserveCapacity(events)
 
                 for request in batch {
                     let mark = (head: head, staged: staged.count)

@@ -1,3 +1,6 @@
+#if canImport(Glibc)
+import Glibc
+#endif
 import Dispatch
 import Foundation
 import IncidentDomain
@@ -17,10 +20,14 @@ public final class GroupCommitter: Sendable {
     }
 
     public typealias Completion = @Sendable (Result<AppendReceipt, AppendFailure>) -> Void
+    /// A completion that is also handed the request back, so that the caller frees it where it was made (the
+    /// connection's event loop) rather than on the writer thread, which has better things to do than return
+    /// another thread's memory to its allocator.
+    public typealias HandOff = @Sendable (Result<AppendReceipt, AppendFailure>, AppendRequest) -> Void
 
     private struct Pending: Sendable {
         var request: AppendRequest
-        var completion: Completion
+        var completion: HandOff
     }
 
     private struct State: Sendable {
@@ -28,6 +35,9 @@ public final class GroupCommitter: Sendable {
         var stopping = false
         var statistics = Statistics()
     }
+
+    /// The writer thread's nice value, relative to the event loops.
+    static let writerNice: Int32 = 5
 
     private let log: EventLog
     private let state = Mutex(State())
@@ -37,7 +47,15 @@ public final class GroupCommitter: Sendable {
     /// Starts the writer thread.
     public init(log: EventLog) {
         self.log = log
-        let thread = Thread { [self] in self.run() }
+        let thread = Thread { [self] in
+            // The writer works in big batches and waits for the disk anyway; when the CPUs are contended, the
+            // event loops (reading requests, answering queries) go first. On Linux the nice value of `who` 0 is
+            // the calling thread's.
+            #if os(Linux)
+            _ = setpriority(__priority_which_t(PRIO_PROCESS.rawValue), 0, GroupCommitter.writerNice)
+            #endif
+            self.run()
+        }
         thread.name = "incidentd-writer"
         thread.start()
     }
@@ -45,15 +63,20 @@ public final class GroupCommitter: Sendable {
     /// Queues an append. `completion` runs on the writer thread once the append is durable or refused; it must
     /// be quick (hand the result to another thread).
     public func submit(_ request: AppendRequest, completion: @escaping Completion) {
+        submit(request, handOff: { result, _ in completion(result) })
+    }
+
+    /// ``submit(_:completion:)`` with the request handed back to the completion.
+    public func submit(_ request: AppendRequest, handOff: @escaping HandOff) {
         let accepted = state.withLock { state -> Bool in
             guard !state.stopping else { return false }
-            state.queue.append(Pending(request: request, completion: completion))
+            state.queue.append(Pending(request: request, completion: handOff))
             return true
         }
         if accepted {
             wakeup.signal()
         } else {
-            completion(.failure(.shuttingDown))
+            handOff(.failure(.shuttingDown), request)
         }
     }
 
@@ -109,7 +132,7 @@ public final class GroupCommitter: Sendable {
                     for case .success(let receipt) in results { state.statistics.events += UInt64(receipt.positions.count) }
                     state.statistics.largestBatch = max(state.statistics.largestBatch, batch.count)
                 }
-                for (pending, result) in zip(batch, results) { pending.completion(result) }
+                for (pending, result) in zip(batch, results) { pending.completion(result, pending.request) }
             }
         }
     }

@@ -388,71 +388,112 @@ enum StoredEventReader {
 
     /// Folds the event in `bytes` (canonical JSON) into `fold`; false when the event is not in the expected
     /// form, and nothing was folded.
+    /// The type and version of a canonical event, read from its end: `…,"type":"T","version":N}`.
+    static func tail(_ bytes: UnsafeRawBufferPointer) -> (type: EventType, version: Int64)? {
+        var i = bytes.count - 1
+        guard i > 40, bytes[i] == UInt8(ascii: "}") else { return nil }
+        i -= 1
+        var version: Int64 = 0
+        var scale: Int64 = 1
+        while i > 0, bytes[i] >= UInt8(ascii: "0"), bytes[i] <= UInt8(ascii: "9") {
+            guard scale <= 100_000_000_000_000_000 else { return nil }
+            version += Int64(bytes[i] - UInt8(ascii: "0")) * scale
+            scale *= 10
+            i -= 1
+        }
+        guard scale > 1 else { return nil }
+        let end = i + 1  // where the digits start
+        for (type, suffix) in tails {
+            let n = suffix.count
+            guard end >= n else { continue }
+            var matches = true
+            for k in 0..<n where bytes[end - n + k] != suffix[k] {
+                matches = false
+                break
+            }
+            if matches { return (type, version) }
+        }
+        return nil
+    }
+
+    static let tails: [(EventType, [UInt8])] = EventType.allCases.map {
+        ($0, Array(",\"type\":\"\($0.rawValue)\",\"version\":".utf8))
+    }
+
+    /// One of `E`'s raw values, compared as bytes.
+    @inline(__always) static func match<E>(_ raw: UnsafeRawBufferPointer, _ cases: [(E, [UInt8])]) -> E? {
+        for (value, bytes) in cases where bytes.count == raw.count {
+            var equal = true
+            for k in 0..<raw.count where raw[k] != bytes[k] {
+                equal = false
+                break
+            }
+            if equal { return value }
+        }
+        return nil
+    }
+
+    static func cases<E: RawRepresentable & CaseIterable>(_: E.Type) -> [(E, [UInt8])] where E.RawValue == String {
+        E.allCases.map { ($0, Array($0.rawValue.utf8)) }
+    }
+
+    static let precisions = cases(Precision.self)
+    static let kinds = cases(IncidentKind.self)
+    static let responseKinds = cases(ResponseKind.self)
+    static let statuses = cases(OutcomeStatus.self)
+    static let verifications = cases(Verification.self)
+
+    /// Folds the event in `bytes` (canonical JSON) into `fold`; false when the event is not in the expected
+    /// form, and nothing was folded.
     static func fold(_ bytes: UnsafeRawBufferPointer, into fold: inout ProjectionFold, buffer: inout [UInt8]) throws -> Bool {
+        guard let (type, version) = tail(bytes) else { return false }
         var s = JSONScanner(bytes)
-        guard s.consume(UInt8(ascii: "{")) else { return false }
-        var data: UnsafeRawBufferPointer?
-        var incident: String?
-        var occurredAt: String?
-        var position: Int64?
-        var version: Int64?
-        var precision: Precision?
-        var recordedAt: Int64?
+        // Canonical order: data first, then the envelope.
+        guard s.consume(UInt8(ascii: "{")), let dataKey = s.key(), equals(dataKey, "data") else { return false }
+        var report: (city: String, cityId: String?, kind: IncidentKind, participants: PeopleRange?)?
+        var response: (kinds: [ResponseKind], killed: Int64?, injured: Int64?, detained: Int64?)?
+        var outcome: (status: OutcomeStatus, verification: Verification?, corrections: [String: JSONValue]?)?
+        switch type {
+        case .incidentReported: report = reportFields(&s, &buffer); guard report != nil else { return false }
+        case .responseObserved: response = responseFields(&s, &buffer); guard response != nil else { return false }
+        case .outcomeUpdated: outcome = outcomeFields(&s, &buffer); guard outcome != nil else { return false }
+        }
+        let isReport = type == .incidentReported
+        // The envelope, member by member in canonical order.
+        guard s.literal(",\"eventId\":"), s.rawString() != nil, s.literal(",\"incident\":"),
+            let incident = StoredEventReader.text(&s), s.literal(",\"occurredAt\":"), let occurredAt = s.rawString(),
+            s.literal(",\"position\":"), let position = s.integer(), position > 0, s.literal(",\"precision\":"),
+            let rawPrecision = s.rawString(), let precision = match(rawPrecision, precisions), s.literal(",\"prevHash\":"),
+            s.rawString() != nil, s.literal(",\"recordedAt\":"), let rawRecordedAt = s.rawString(),
+            s.literal(",\"recordedBy\":"), s.skipValue() != nil, s.literal(",\"schema\":"), s.integer() != nil
+        else { return false }
         var mask: UInt8 = 0
-        var type: EventType?
-        repeat {
-            guard let key = s.key() else { return false }
-            switch key.count {
-            case 4 where equals(key, "data"):
-                guard let raw = s.skipValue() else { return false }
-                data = raw
-            case 4 where equals(key, "type"):
-                guard let t = StoredEventReader.enumeration(&s, EventType.self)
-                else { return false }
-                type = t
-            case 8 where equals(key, "incident"):
-                guard let text = StoredEventReader.text(&s) else { return false }
-                incident = text
-            case 10 where equals(key, "occurredAt"):
-                guard let text = StoredEventReader.text(&s) else { return false }
-                occurredAt = text
-            case 8 where equals(key, "position"):
-                guard let p = s.integer() else { return false }
-                position = p
-            case 7 where equals(key, "version"):
-                guard let v = s.integer() else { return false }
-                version = v
-            case 9 where equals(key, "precision"):
-                guard let p = StoredEventReader.enumeration(&s, Precision.self)
-                else { return false }
-                precision = p
-            case 10 where equals(key, "recordedAt"):
-                guard let raw = s.rawString(), let at = ParsedDate.parse(utf8: raw) else { return false }
-                recordedAt = at.start.microseconds
-            case 7 where equals(key, "sources"):
+        if s.literal(",\"sources\":") {
+            if isReport {
                 guard let m = sourcesMask(&s, &buffer) else { return false }
                 mask = m
-            default:
+            } else {
                 guard s.skipValue() != nil else { return false }
             }
-        } while s.consume(UInt8(ascii: ","))
-        guard s.consume(UInt8(ascii: "}")), s.atEnd(), let type, let data, let incident, let position, position > 0 else { return false }
-        var d = JSONScanner(data)
+        }
+        // The type and version were read from the end: check they are all that is left.
+        guard s.literal(",\"type\":"), s.rawString() != nil, s.literal(",\"version\":"), s.integer() == version,
+            s.literal("}"), s.index == bytes.count
+        else { return false }
         switch type {
         case .incidentReported:
-            guard let occurredAt, let precision, let recordedAt else { return false }
-            guard let report = reportFields(&d, &buffer) else { return false }
+            guard let report, let recordedAt = ParsedDate.parse(utf8: rawRecordedAt) else { return false }
             fold.report(
-                incident: incident, position: UInt64(position), occurredAt: occurredAt, precision: precision,
-                recordedAt: recordedAt, verificationMask: mask, city: report.city, cityId: report.cityId, kind: report.kind,
-                participants: report.participants)
+                incident: incident, position: UInt64(position), occurredAt: String(decoding: occurredAt, as: UTF8.self),
+                precision: precision, recordedAt: recordedAt.start.microseconds, verificationMask: mask, city: report.city,
+                cityId: report.cityId, kind: report.kind, participants: report.participants)
         case .responseObserved:
-            guard let version, let response = responseFields(&d, &buffer) else { return false }
+            guard let response else { return false }
             try fold.response(
                 incident: incident, position: UInt64(position), version: version, kinds: response.kinds,
                 killed: response.killed, injured: response.injured, detained: response.detained)
         case .outcomeUpdated:
-            guard let version, let outcome = outcomeFields(&d, &buffer) else { return false }
+            guard let outcome else { return false }
             try fold.outcome(
                 incident: incident, position: UInt64(position), version: version, status: outcome.status,
                 verification: outcome.verification, corrections: outcome.corrections)
@@ -470,8 +511,7 @@ enum StoredEventReader {
             repeat {
                 guard let key = s.key() else { return nil }
                 if equals(key, "verification") {
-                    guard let v = StoredEventReader.enumeration(&s, Verification.self)
-                    else { return nil }
+                    guard let raw = s.rawString(), let v = match(raw, verifications) else { return nil }
                     verification = v
                 } else {
                     guard s.skipValue() != nil else { return nil }
@@ -501,8 +541,7 @@ enum StoredEventReader {
                 guard let text = StoredEventReader.text(&s) else { return nil }
                 cityId = text
             } else if equals(key, "kind") {
-                guard let k = StoredEventReader.enumeration(&s, IncidentKind.self)
-                else { return nil }
+                guard let raw = s.rawString(), let k = match(raw, kinds) else { return nil }
                 kind = k
             } else if equals(key, "participants") {
                 // Stored canonically: {"high":…,"low":…}.
@@ -515,7 +554,7 @@ enum StoredEventReader {
                 guard s.skipValue() != nil else { return nil }
             }
         } while s.consume(UInt8(ascii: ","))
-        guard s.consume(UInt8(ascii: "}")), s.atEnd(), let city, let kind else { return nil }
+        guard s.consume(UInt8(ascii: "}")), let city, let kind else { return nil }
         return (city, cityId, kind, participants)
     }
 
@@ -534,8 +573,7 @@ enum StoredEventReader {
                 var list: [ResponseKind] = []
                 if !s.consume(UInt8(ascii: "]")) {
                     repeat {
-                        guard let kind = StoredEventReader.enumeration(&s, ResponseKind.self)
-                        else { return nil }
+                        guard let raw = s.rawString(), let kind = match(raw, responseKinds) else { return nil }
                         list.append(kind)
                     } while s.consume(UInt8(ascii: ","))
                     guard s.consume(UInt8(ascii: "]")) else { return nil }
@@ -554,7 +592,7 @@ enum StoredEventReader {
                 guard s.skipValue() != nil else { return nil }
             }
         } while s.consume(UInt8(ascii: ","))
-        guard s.consume(UInt8(ascii: "}")), s.atEnd(), let kinds else { return nil }
+        guard s.consume(UInt8(ascii: "}")), let kinds else { return nil }
         return (kinds, killed, injured, detained)
     }
 
@@ -568,12 +606,10 @@ enum StoredEventReader {
         repeat {
             guard let key = s.key() else { return nil }
             if equals(key, "status") {
-                guard let v = StoredEventReader.enumeration(&s, OutcomeStatus.self)
-                else { return nil }
+                guard let raw = s.rawString(), let v = match(raw, statuses) else { return nil }
                 status = v
             } else if equals(key, "verification") {
-                guard let v = StoredEventReader.enumeration(&s, Verification.self)
-                else { return nil }
+                guard let raw = s.rawString(), let v = match(raw, verifications) else { return nil }
                 verification = v
             } else if equals(key, "corrections") {
                 guard let raw = s.skipValue(), case .object(let members)? = try? JSONReader().read(raw) else { return nil }
@@ -582,7 +618,7 @@ enum StoredEventReader {
                 guard s.skipValue() != nil else { return nil }
             }
         } while s.consume(UInt8(ascii: ","))
-        guard s.consume(UInt8(ascii: "}")), s.atEnd(), let status else { return nil }
+        guard s.consume(UInt8(ascii: "}")), let status else { return nil }
         return (status, verification, corrections)
     }
 }

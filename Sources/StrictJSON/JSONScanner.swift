@@ -44,6 +44,17 @@ public struct JSONScanner {
         return true
     }
 
+    /// Consumes `literal` if the bytes at the cursor are exactly it (no whitespace skipped): for decoders of a
+    /// canonical form, whose member names and separators are known in advance.
+    @inlinable @inline(__always) public mutating func literal(_ literal: StaticString) -> Bool {
+        let n = literal.utf8CodeUnitCount
+        guard index + n <= bytes.count else { return false }
+        let start = literal.utf8Start
+        for k in 0..<n where bytes[index + k] != start[k] { return false }
+        index += n
+        return true
+    }
+
     /// Whether only whitespace is left.
     @inlinable public mutating func atEnd() -> Bool {
         skipWhitespace()

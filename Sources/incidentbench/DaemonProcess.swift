@@ -101,7 +101,8 @@ struct MemorySnapshot {
     }
 }
 
-/// Asks `city` one request at a time on its own connection, on its own thread, until told to stop.
+/// Asks `city` on its own connection, on its own thread, one request at a time and one a millisecond, until told
+/// to stop.
 final class CityProber: Sendable {
     private let stopFlag = Atomic<Bool>(false)
     private let result = Mutex<(Histogram<UInt64>, String?)>((makeHistogram(), nil))
@@ -121,18 +122,27 @@ final class CityProber: Sendable {
 
     private func run() {
         defer { finished.withLock { $0 = true } }
+        // Measure the daemon's latency, not this thread's wait for a CPU behind the load generator (on Linux the
+        // nice value of `who` 0 is the calling thread's).
+        _ = setpriority(__priority_which_t(PRIO_PROCESS.rawValue), 0, -10)
         let names = ["Kupiansk", "Kup’yansk", "Melitopol", "Berdyansk", "Бердянськ"]
         do {
             let client = try SimpleClient(path: socketPath)
             var n = 0
             var local = makeHistogram()
             var error: String?
+            // One query a millisecond: a reader's steady load, measured while the appends go on at full speed,
+            // rather than a second load competing with them.
+            var next = monotonicNanos()
             while !stopFlag.load(ordering: .relaxed) {
                 n += 1
                 let line = Array("{\"id\":\(n),\"op\":\"city\",\"city\":\"\(names[n % names.count])\"}\n".utf8)
                 let t0 = monotonicNanos()
                 let response = try client.call(line)
-                local.record(monotonicNanos() - t0)
+                let t1 = monotonicNanos()
+                local.record(t1 - t0)
+                next += 1_000_000
+                if next > t1 { usleep(UInt32((next - t1) / 1_000)) } else { next = t1 }
                 if error == nil && !response.withUnsafeBytes({ PipelinedLoad.isOK($0) }) {
                     error = String(decoding: response, as: UTF8.self)
                 }
@@ -250,7 +260,7 @@ struct PhaseDiagnostics {
         let busiest = threadMicrosPerAppend.filter { $0.value >= 0.5 }.sorted { $0.value > $1.value }
             .map { String(format: "%@ %.1f", $0.key, $0.value) }.joined(separator: ", ")
         return String(
-            format: "daemon CPU %.1f µs/append (kernel %.1f; %@), %.0f appends/commit, %.1f KiB written/append, I/O pressure %.0f%%, CPU pressure %.0f%%",
+            format: "daemon CPU %.1f µs/append (kernel %.1f; %@), %.0f appends/commit, %.1f KiB dirtied/append, I/O pressure %.0f%%, CPU pressure %.0f%%",
             cpuMicrosPerAppend, systemMicrosPerAppend, busiest, appendsPerCommit, diskBytesPerAppend / 1024, 100 * ioPressure,
             100 * cpuPressure)
     }

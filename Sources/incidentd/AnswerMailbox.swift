@@ -20,6 +20,8 @@ final class AnswerMailbox: Sendable {
         let id: JSONValue
         let count: Int
         let result: Result<AppendReceipt, AppendFailure>
+        /// Kept so that it is freed here, on the loop that made it, after the answer is written.
+        let request: AppendRequest
     }
 
     let eventLoop: any EventLoop
@@ -42,11 +44,23 @@ final class AnswerMailbox: Sendable {
         }
     }
 
+    /// At most this many answers per task, so that other connections' reads (a query) get a turn in between.
+    static let answersPerTurn = 64
+
     private func drain() {
-        let batch = state.withLock { state -> [Delivery] in
-            state.scheduled = false
-            defer { state.pending = [] }
-            return state.pending
+        let (batch, more) = state.withLock { state -> ([Delivery], Bool) in
+            if state.pending.count <= AnswerMailbox.answersPerTurn {
+                state.scheduled = false
+                defer { state.pending = [] }
+                return (state.pending, false)
+            }
+            let first = Array(state.pending.prefix(AnswerMailbox.answersPerTurn))
+            state.pending.removeFirst(AnswerMailbox.answersPerTurn)
+            return (first, true)
+        }
+        if more {
+            // Still scheduled: the rest in a later task.
+            eventLoop.execute { self.drain() }
         }
         var touched: [Target] = []
         for delivery in batch {

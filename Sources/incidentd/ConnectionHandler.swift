@@ -159,8 +159,9 @@ final class ConnectionHandler: ChannelDuplexHandler {
             if let mailbox {
                 let target = AnswerMailbox.Target(handler: self, context: context)
                 let submitted = line.readableBytesView.withUnsafeBytes { bytes in
-                    executor.fastAppend(bytes, peer: peer, role: role) { id, count, result in
-                        mailbox.post(AnswerMailbox.Delivery(target: target, sequence: sequence, id: id, count: count, result: result))
+                    executor.fastAppend(bytes, peer: peer, role: role) { id, count, result, request in
+                        mailbox.post(AnswerMailbox.Delivery(
+                            target: target, sequence: sequence, id: id, count: count, result: result, request: request))
                     }
                 }
                 if submitted { return }

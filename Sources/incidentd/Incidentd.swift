@@ -120,6 +120,7 @@ struct Incidentd: ParsableCommand {
         let stop = DispatchSemaphore(value: 0)
         Self.awaitStopSignal(stopSignals, then: stop)
         let watchdog = Self.startWatchdog()
+        let trimmer = Self.startMapTrimmer(log)
         let readerCheck = Self.startReaderCheck(log, logger: logger)
         stop.wait()
 
@@ -134,6 +135,7 @@ struct Incidentd: ParsableCommand {
         }
         try? server.group.syncShutdownGracefully()
         watchdog?.cancel()
+        trimmer.cancel()
         readerCheck.cancel()
         if inherited == nil { unlink(settings.socketPath) }
         logger.notice("stopped", metadata: ["position": "\((try? log.status().position) ?? 0)"])
@@ -209,6 +211,16 @@ struct Incidentd: ParsableCommand {
                 logger.warning("reader check failed", metadata: ["error": "\(error)"])
             }
         }
+        timer.resume()
+        return timer
+    }
+
+    /// Twice a second, lets go of the log's mapped pages this process touched (see
+    /// `EventLog.releaseMappedPages()`), so that its resident memory does not grow with the log.
+    static func startMapTrimmer(_ log: EventLog) -> any DispatchSourceTimer {
+        let timer = DispatchSource.makeTimerSource(queue: .global(qos: .utility))
+        timer.schedule(deadline: .now() + .milliseconds(500), repeating: .milliseconds(500))
+        timer.setEventHandler { log.releaseMappedPages() }
         timer.resume()
         return timer
     }

@@ -95,7 +95,7 @@ final class RequestExecutor: Sendable {
     /// errors included, exactly as before.
     func fastAppend(
         _ line: UnsafeRawBufferPointer, peer: PeerIdentity, role: Role?,
-        answer: @escaping @Sendable (_ id: JSONValue, _ count: Int, _ result: Result<AppendReceipt, AppendFailure>) -> Void
+        answer: @escaping @Sendable (_ id: JSONValue, _ count: Int, _ result: Result<AppendReceipt, AppendFailure>, _ request: AppendRequest) -> Void
     ) -> Bool {
         guard let role, role >= Operation.append.requiredRole,
             let decoded = FastWireDecoder.decodeAppend(line, now: Timestamp.now())
@@ -103,7 +103,7 @@ final class RequestExecutor: Sendable {
         let id = decoded.id
         let count = decoded.events.count
         committer.submit(AppendRequest(events: decoded.events, allowNewCity: decoded.allowNewCity, recordedBy: peer.recorder)) {
-            answer(id, count, $0)
+            answer(id, count, $0, $1)
         }
         return true
     }

@@ -33,6 +33,11 @@ final class Server: Sendable {
             // A client that shuts down its side still gets the answers to what it sent (see ConnectionHandler).
             .childChannelOption(.allowRemoteHalfClosure, value: true)
             .childChannelOption(.writeBufferWaterMark, value: .init(low: 256 << 10, high: 1 << 20))
+            // Small reads, one per turn of the event loop: a client pipelining appends hands over a few at a
+            // time, so a query on another connection of the same loop waits for a few decodes per busy connection, not for
+            // hundreds (the default reads up to 4 × 64 KiB per connection per turn).
+            .childChannelOption(.maxMessagesPerRead, value: 1)
+            .childChannelOption(.recvAllocator, value: AdaptiveRecvByteBufferAllocator(minimum: 1024, initial: 4096, maximum: 4096))
             .childChannelInitializer { channel in
                 Server.initialize(channel, executor: executor, configuration: configuration, logger: logger)
             }

@@ -116,7 +116,7 @@ struct IncidentBench: ParsableCommand {
         let sixteen = max(16 * 8, n / 4)
         let sixtyFour = max(64 * 4, n / 4)
         let fill = n - warmup - sequential - single - sixteen - sixtyFour
-        guard fill >= 16 else { throw BenchError("--events \(n) is too small; use at least 2000") }
+        guard fill >= 32 else { throw BenchError("--events \(n) is too small; use at least 2000") }
         var appended = 0
         var seed: UInt64 = 0x1D_2022_0301
         guard let keyMode = EventFactory.Keys(rawValue: keys) else {
@@ -164,23 +164,30 @@ struct IncidentBench: ParsableCommand {
             appended += total
             progress("\(connections) connections × \(window): \(Int(result.perSecond)) appends/s; \(result.diagnostics?.summary ?? "")")
         }
-        // Fill to `events` at full speed while `city` is asked on the side.
-        do {
-            let plan = scripts("f", connections: 16, total: fill)
-            let prober = CityProber(socketPath: daemon.socketPath)
+        // Fill to `events` at full speed while `city` is asked on the side: back to back over the first half,
+        // one a millisecond over the second.
+        let halves = [fill / 2, fill - fill / 2]
+        for (half, paced) in zip(halves, [false, true]) {
+            let plan = scripts("f\(paced ? "p" : "b")", connections: 16, total: half)
+            let prober = CityProber(socketPath: daemon.socketPath, paced: paced)
             let load = try PipelinedLoad(socketPath: daemon.socketPath, scripts: plan, window: window)
             let before = PhaseProbe(pid: daemon.pid, socketPath: daemon.socketPath)
             prober.start()
             var result = try load.run()
             let (cityLatency, cityError) = prober.stop()
             result.diagnostics = PhaseDiagnostics(
-                from: before, to: PhaseProbe(pid: daemon.pid, socketPath: daemon.socketPath), appends: fill)
+                from: before, to: PhaseProbe(pid: daemon.pid, socketPath: daemon.socketPath), appends: half)
             try check(result, "fill")
             if let cityError { throw BenchError("city query failed: \(cityError)") }
-            report.fill = result
-            report.cityLatency = cityLatency
-            appended += fill
-            progress("fill to \(appended): \(Int(result.perSecond)) appends/s, city p99 \(ms(cityLatency.valueAtPercentile(99))) ms over \(cityLatency.totalCount) queries; \(result.diagnostics?.summary ?? "")")
+            if paced {
+                report.pacedCityLatency = cityLatency
+                report.pacedFill = result
+            } else {
+                report.fill = result
+                report.cityLatency = cityLatency
+            }
+            appended += half
+            progress("fill to \(appended): \(Int(result.perSecond)) appends/s, city (\(paced ? "one a millisecond" : "back to back")) p99 \(ms(cityLatency.valueAtPercentile(99))) ms over \(cityLatency.totalCount) queries; \(result.diagnostics?.summary ?? "")")
         }
         // Memory and disk at `events`.
         let status = try SimpleClient(path: daemon.socketPath).call(Array("{\"id\":1,\"op\":\"status\"}\n".utf8))

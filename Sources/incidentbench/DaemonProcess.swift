@@ -101,16 +101,19 @@ struct MemorySnapshot {
     }
 }
 
-/// Asks `city` on its own connection, on its own thread, one request at a time and one a millisecond, until told
-/// to stop.
+/// Asks `city` on its own connection, on its own thread, one request at a time, until told to stop: either
+/// back to back (a reader that always has its next question) or paced at one a millisecond (a reader whose
+/// question arrives while the daemon is busy with appends, which is the harder case on a saturated machine).
 final class CityProber: Sendable {
     private let stopFlag = Atomic<Bool>(false)
     private let result = Mutex<(Histogram<UInt64>, String?)>((makeHistogram(), nil))
     private let finished = Mutex<Bool>(false)
     private let socketPath: String
+    private let paced: Bool
 
-    init(socketPath: String) {
+    init(socketPath: String, paced: Bool) {
         self.socketPath = socketPath
+        self.paced = paced
     }
 
     func start() {
@@ -131,8 +134,6 @@ final class CityProber: Sendable {
             var n = 0
             var local = makeHistogram()
             var error: String?
-            // One query a millisecond: a reader's steady load, measured while the appends go on at full speed,
-            // rather than a second load competing with them.
             var next = monotonicNanos()
             while !stopFlag.load(ordering: .relaxed) {
                 n += 1
@@ -141,8 +142,10 @@ final class CityProber: Sendable {
                 let response = try client.call(line)
                 let t1 = monotonicNanos()
                 local.record(t1 - t0)
-                next += 1_000_000
-                if next > t1 { usleep(UInt32((next - t1) / 1_000)) } else { next = t1 }
+                if paced {
+                    next += 1_000_000
+                    if next > t1 { usleep(UInt32((next - t1) / 1_000)) } else { next = t1 }
+                }
                 if error == nil && !response.withUnsafeBytes({ PipelinedLoad.isOK($0) }) {
                     error = String(decoding: response, as: UTF8.self)
                 }

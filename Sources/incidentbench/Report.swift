@@ -15,6 +15,8 @@ struct Report {
     var throughput: [Int: PhaseResult] = [:]
     var fill: PhaseResult?
     var cityLatency: Histogram<UInt64>?
+    var pacedFill: PhaseResult?
+    var pacedCityLatency: Histogram<UInt64>?
     var memory: MemorySnapshot?
     var dataFileBytes = 0
     var appended = 0
@@ -130,11 +132,20 @@ struct Report {
         }
         if let h = cityLatency {
             var row = Row(
-                metric: "city query p50/p99 under full append load",
+                metric: "city query p50/p99 under full append load, back to back",
                 value: "\(ms(h.valueAtPercentile(50))) / \(ms(h.valueAtPercentile(99))) ms")
             row.target = "p99 ≤1 ms"
             row.verdict = h.valueAtPercentile(99) <= 1_000_000 ? "met" : "MISSED"
             if let f = fill { row.ratio = "\(h.totalCount) queries while appending \(count(f.perSecond))/s" }
+            rows.append(row)
+        }
+        if let h = pacedCityLatency {
+            var row = Row(
+                metric: "city query p50/p99 under full append load, 1/ms",
+                value: "\(ms(h.valueAtPercentile(50))) / \(ms(h.valueAtPercentile(99))) ms")
+            row.target = "p99 ≤1 ms"
+            row.verdict = h.valueAtPercentile(99) <= 1_000_000 ? "met" : "MISSED"
+            if let f = pacedFill { row.ratio = "\(h.totalCount) queries while appending \(count(f.perSecond))/s" }
             rows.append(row)
         }
         if let m = memory {
@@ -176,7 +187,8 @@ struct Report {
         var notes: [String] = []
         var phases: [(String, PhaseResult?)] = [("one at a time", sequential)]
         for connections in [1, 16, 64] { phases.append(("\(connections) conn × \(window)", throughput[connections])) }
-        phases.append(("fill + city queries", fill))
+        phases.append(("fill + city back to back", fill))
+        phases.append(("fill + city 1/ms", pacedFill))
         for (name, phase) in phases {
             if let d = phase?.diagnostics { notes.append("phase \(name): \(d.summary)") }
         }

@@ -1,6 +1,7 @@
 import Foundation
 import Histogram
 import LMDB
+import StrictJSON
 import Synchronization
 
 #if canImport(Glibc)
@@ -54,21 +55,46 @@ struct Samples {
 struct LMDBCeiling {
     var eventsPerSecond: Double
     var bytesPerEvent: Double
+    /// One event per synced commit into the `events` database alone: the floor of an append's latency here.
+    var singleDatabaseLatency: Histogram<UInt64>
+    /// One event per synced commit into the daemon's six databases (the event, its stream entry, its event id,
+    /// its incident's projection, its city's, the head): the floor for this storage layout.
+    var daemonLayoutLatency: Histogram<UInt64>
 }
 
 /// LMDB alone appending the daemon's stored bytes under big-endian positions with `MDB_APPEND`, 1,000 events per
-/// synced commit: what the disk and LMDB allow with no JSON, no hashing and no projections.
+/// synced commit: what the disk and LMDB allow with no JSON, no hashing and no projections. The index databases
+/// are filled alongside with keys of the daemon's shapes, and then the latency of one event per synced commit
+/// is measured twice: into the events database alone, and into all six as the daemon writes them.
 func runLMDBCeiling(samples: Samples, events: Int, directory: String) throws -> LMDBCeiling {
     try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
     var options = EnvironmentOptions()
-    options.maxDatabases = 2
+    options.maxDatabases = 8
     options.initialMapSize = 1 << 30
     options.maxMapSize = 1 << 40
+    // What each sample's index keys are made of, as the daemon would make them.
+    let shapes: [(incident: [UInt8], eventId: [UInt8], city: [UInt8])] = samples.canonical.map { bytes in
+        let event = try? JSONReader().read(bytes)
+        let incident = event?["incident"]?.stringValue ?? "incident"
+        let eventId = event?["eventId"]?.stringValue ?? "event"
+        let city = event?["data"]?["cityId"]?.stringValue ?? incident.split(separator: "-").first.map(String.init) ?? "city"
+        return (Array(incident.utf8), Array(eventId.utf8), Array(city.utf8))
+    }
+    let projection = [UInt8](repeating: UInt8(ascii: "p"), count: 420)
+    let cityDocument = [UInt8](repeating: UInt8(ascii: "c"), count: 900)
+    let head = [UInt8](repeating: 0x48, count: 48)
     let bytesPerEvent: Double
     let seconds: Double
+    var single = makeHistogram()
+    var layout = makeHistogram()
     do {
         let env = try Environment(directory: directory, options: options)
         let db = try env.openDatabase("events", create: true)
+        let streams = try env.openDatabase("streams", create: true)
+        let ids = try env.openDatabase("event-ids", create: true)
+        let incidents = try env.openDatabase("incidents", create: true)
+        let cities = try env.openDatabase("cities", create: true)
+        let meta = try env.openDatabase("meta", create: true)
         var position: UInt64 = 0
         let start = monotonicNanos()
         while position < UInt64(events) {
@@ -81,9 +107,56 @@ func runLMDBCeiling(samples: Samples, events: Int, directory: String) throws -> 
             }
         }
         seconds = Double(monotonicNanos() - start) / 1e9
+        bytesPerEvent = Double(fileSize(directory + "/data.mdb")) / Double(events)
+
+        // The index databases, filled with keys of the daemon's shapes (made unique by the position).
+        func keys(_ position: UInt64) -> (stream: [UInt8], id: [UInt8], incident: [UInt8], city: [UInt8]) {
+            let shape = shapes[Int(position) % shapes.count]
+            let suffix = Array("-\(position)".utf8)
+            let incident = shape.incident + suffix
+            var stream = incident
+            stream.append(0)
+            withUnsafeBytes(of: UInt64(1).bigEndian) { stream.append(contentsOf: $0) }
+            return (stream, shape.eventId + suffix, incident, shape.city)
+        }
+        var indexed: UInt64 = 0
+        while indexed < position {
+            try env.write { txn in
+                for _ in 0..<min(UInt64(10_000), position - indexed) {
+                    indexed += 1
+                    let k = keys(indexed)
+                    try withUnsafeBytes(of: indexed.bigEndian) { try txn.put(streams, key: k.stream, value: Array($0)) }
+                    try txn.put(ids, key: k.id, value: Array(head[..<40]))
+                    try txn.put(incidents, key: k.incident, value: projection)
+                }
+            }
+        }
+
+        let commits = 2_000
+        for layoutCommit in [false, true] {
+            for _ in 0..<commits {
+                position += 1
+                let value = samples.stored[Int(position) % samples.stored.count]
+                let k = keys(position)
+                let t0 = monotonicNanos()
+                try env.write { txn in
+                    try txn.put(db, key: position, value: value, flags: .append)
+                    if layoutCommit {
+                        try withUnsafeBytes(of: position.bigEndian) { try txn.put(streams, key: k.stream, value: Array($0)) }
+                        try txn.put(ids, key: k.id, value: Array(head[..<40]))
+                        try txn.put(incidents, key: k.incident, value: projection)
+                        try txn.put(cities, key: k.city, value: cityDocument)
+                        try txn.put(meta, key: Array("head".utf8), value: head)
+                    }
+                }
+                let elapsed = monotonicNanos() - t0
+                if layoutCommit { layout.record(elapsed) } else { single.record(elapsed) }
+            }
+        }
     }
-    bytesPerEvent = Double(fileSize(directory + "/data.mdb")) / Double(events)
-    return LMDBCeiling(eventsPerSecond: Double(events) / seconds, bytesPerEvent: bytesPerEvent)
+    return LMDBCeiling(
+        eventsPerSecond: Double(events) / seconds, bytesPerEvent: bytesPerEvent, singleDatabaseLatency: single,
+        daemonLayoutLatency: layout)
 }
 
 func fileSize(_ path: String) -> Int {

@@ -106,10 +106,16 @@ struct Report {
                     sqText = msUnit(l.valueAtPercentile(percentile))
                     ratios.append("\(times(Double(h.valueAtPercentile(percentile)) / Double(l.valueAtPercentile(percentile)))) SQLite's")
                 }
+                var lmdbText = ""
+                if let l = lmdb {
+                    let floor = l.daemonLayoutLatency.valueAtPercentile(percentile)
+                    lmdbText = "\(msUnit(l.singleDatabaseLatency.valueAtPercentile(percentile))) / \(msUnit(floor))"
+                    ratios.append("\(times(Double(h.valueAtPercentile(percentile)) / Double(floor))) LMDB's 6 dbs")
+                }
                 switch row {
-                case 0: p50.postgres = pgText; p50.sqlite = sqText; p50.ratio = ratios.joined(separator: ", ")
-                case 1: p99.postgres = pgText; p99.sqlite = sqText; p99.ratio = ratios.joined(separator: ", ")
-                default: p999.postgres = pgText; p999.sqlite = sqText; p999.ratio = ratios.joined(separator: ", ")
+                case 0: p50.postgres = pgText; p50.sqlite = sqText; p50.lmdb = lmdbText; p50.ratio = ratios.joined(separator: ", ")
+                case 1: p99.postgres = pgText; p99.sqlite = sqText; p99.lmdb = lmdbText; p99.ratio = ratios.joined(separator: ", ")
+                default: p999.postgres = pgText; p999.sqlite = sqText; p999.lmdb = lmdbText; p999.ratio = ratios.joined(separator: ", ")
                 }
             }
             rows += [p50, p99, p999]
@@ -197,7 +203,9 @@ struct Report {
             notes.append("PostgreSQL \(p.version): pgbench, one INSERT of the event as jsonb per transaction, fsync=on, synchronous_commit=on")
         }
         if sqlite != nil { notes.append("SQLite: journal_mode=WAL, synchronous=FULL, one INSERT per commit, a connection per thread") }
-        if lmdb != nil { notes.append("LMDB: the daemon's stored bytes, big-endian positions, MDB_APPEND, 1,000 events per synced commit") }
+        if lmdb != nil {
+            notes.append("LMDB: the daemon's stored bytes, big-endian positions, MDB_APPEND, 1,000 events per synced commit; latency: one event per synced commit into the events database alone / into the daemon's six databases (events, streams, event-ids, incidents, cities, meta)")
+        }
         return out.joined(separator: "\n") + "\n\n" + notes.joined(separator: "\n")
     }
 

@@ -3,11 +3,16 @@
 #   make bench                       1,000,000 events (about 10 minutes with the build)
 #   make bench BENCH_EVENTS=200000   a shorter run
 #   make bench-smoke                 a few thousand events against the debug build, no baselines
+#   make bench-profile               perf profiles of the append path (16 connections) and of the rebuild,
+#                                    300,000 events, no baselines; reports in .build/profile/*.txt
 BENCH_EVENTS ?= 1000000
 BENCH_SECONDS ?= 8
 BENCH_ARGS ?=
 
-.PHONY: bench-deps bench-smoke
+PROFILE_EVENTS ?= 300000
+PROFILE_DIR ?= $(CURDIR)/.build/profile
+
+.PHONY: bench-deps bench-smoke bench-profile
 
 bench-deps: deps
 	@missing=""; for p in $(BENCH_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
@@ -26,3 +31,12 @@ bench-smoke: deps
 	$(SWIFT) build --product incidentd
 	$(SWIFT) build --product incidentbench
 	$(CURDIR)/.build/debug/incidentbench --smoke
+
+bench-profile: bench-deps
+	@dpkg -s linux-perf >/dev/null 2>&1 || { \
+		echo "installing: linux-perf"; \
+		if [ "$$(id -u)" -ne 0 ]; then SUDO=sudo; fi; \
+		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq linux-perf >/dev/null; }
+	$(SWIFT) build -c release --product incidentd
+	$(SWIFT) build -c release --product incidentbench
+	$(CURDIR)/.build/release/incidentbench --events $(PROFILE_EVENTS) --no-baselines --profile $(PROFILE_DIR)

@@ -60,6 +60,11 @@ struct IncidentBench: ParsableCommand {
     @Option(help: ArgumentHelp("Only rebuild the projections of the log in this data directory (for profiling).", valueName: "dir"))
     var rebuildOnly: String?
 
+    @Option(help: ArgumentHelp(
+        "Profile with perf: the daemon during the 16-connection phase (append.txt) and the rebuild (rebuild.txt), with their perf.data, into this directory.",
+        valueName: "dir"))
+    var profile: String?
+
     mutating func run() throws {
         if let rebuildOnly {
             let log = try EventLog(options: LogOptions(directory: rebuildOnly), gazetteer: .embedded)
@@ -155,8 +160,10 @@ struct IncidentBench: ParsableCommand {
         // Throughput with 1, 16 and 64 connections.
         for (connections, total) in [(1, single), (16, sixteen), (64, sixtyFour)] {
             let load = try PipelinedLoad(socketPath: daemon.socketPath, scripts: scripts("p\(connections)x", connections: connections, total: total), window: window)
+            let recorder = try profile.flatMap { connections == 16 ? try PerfRecorder(pid: daemon.pid, directory: $0, name: "append") : nil }
             let before = PhaseProbe(pid: daemon.pid, socketPath: daemon.socketPath)
             var result = try load.run()
+            if let recorder { progress("profile of the append path: \(recorder.stop())") }
             result.diagnostics = PhaseDiagnostics(
                 from: before, to: PhaseProbe(pid: daemon.pid, socketPath: daemon.socketPath), appends: total)
             try check(result, "\(connections) connections")
@@ -203,45 +210,54 @@ struct IncidentBench: ParsableCommand {
 
         // Rebuild the projections from the log, in this process, and compare them with what the daemon kept.
         progress("rebuilding projections from \(appended) events")
-        let log = try EventLog(options: LogOptions(directory: daemon.dataDir), gazetteer: .embedded)
-        let incidentsDB = try log.environment.openDatabase("incidents", create: false)
-        let citiesDB = try log.environment.openDatabase("cities", create: false)
-        let before = try Self.digest(log.environment, [incidentsDB, citiesDB])
-        let start = monotonicNanos()
-        let folded = try log.rebuildProjections()
-        report.rebuildSeconds = Double(monotonicNanos() - start) / 1e9
-        report.rebuildEvents = Int(folded)
-        let after = try Self.digest(log.environment, [incidentsDB, citiesDB])
-        report.rebuildIdentical = before == after
-        if !report.rebuildIdentical {
-            report.problems.append("the rebuilt projections differ from the ones the daemon kept: \(before) before, \(after) after")
-        }
-        progress("rebuild: \(Int(Double(folded) / report.rebuildSeconds)) events/s")
-        // The read ceiling: a bare cursor scan over the same events.
-        let eventsDB = try log.environment.openDatabase("events", create: false)
-        let scanStart = monotonicNanos()
-        var scanned = 0
-        var checksum: UInt64 = 0
-        try log.environment.read { txn in
-            try txn.forEach(eventsDB) { _, value in
-                scanned += 1
-                checksum &+= UInt64(value[value.count - 1])
-                return true
+        do {
+            let log = try EventLog(options: LogOptions(directory: daemon.dataDir), gazetteer: .embedded)
+            let incidentsDB = try log.environment.openDatabase("incidents", create: false)
+            let citiesDB = try log.environment.openDatabase("cities", create: false)
+            let before = try Self.digest(log.environment, [incidentsDB, citiesDB])
+            let start = monotonicNanos()
+            let folded = try log.rebuildProjections()
+            report.rebuildSeconds = Double(monotonicNanos() - start) / 1e9
+            report.rebuildEvents = Int(folded)
+            let after = try Self.digest(log.environment, [incidentsDB, citiesDB])
+            report.rebuildIdentical = before == after
+            if !report.rebuildIdentical {
+                report.problems.append("the rebuilt projections differ from the ones the daemon kept: \(before) before, \(after) after")
             }
-        }
-        report.scanPerSecond = Double(scanned) / (Double(monotonicNanos() - scanStart) / 1e9)
-        if checksum == 0 { progress("(empty scan)") }
-        // The stored bytes of the first events, for the baselines.
-        if baselines {
-            var samples = Samples(canonical: [], stored: [])
+            progress("rebuild: \(Int(Double(folded) / report.rebuildSeconds)) events/s")
+            // The read ceiling: a bare cursor scan over the same events.
+            let eventsDB = try log.environment.openDatabase("events", create: false)
+            let scanStart = monotonicNanos()
+            var scanned = 0
+            var checksum: UInt64 = 0
             try log.environment.read { txn in
                 try txn.forEach(eventsDB) { _, value in
-                    samples.stored.append(Array(value))
-                    samples.canonical.append(Array(value[32...]))
-                    return samples.stored.count < 20_000
+                    scanned += 1
+                    checksum &+= UInt64(value[value.count - 1])
+                    return true
                 }
             }
-            report.samples = samples
+            report.scanPerSecond = Double(scanned) / (Double(monotonicNanos() - scanStart) / 1e9)
+            if checksum == 0 { progress("(empty scan)") }
+            // The stored bytes of the first events, for the baselines.
+            if baselines {
+                var samples = Samples(canonical: [], stored: [])
+                try log.environment.read { txn in
+                    try txn.forEach(eventsDB) { _, value in
+                        samples.stored.append(Array(value))
+                        samples.canonical.append(Array(value[32...]))
+                        return samples.stored.count < 20_000
+                    }
+                }
+                report.samples = samples
+            }
+        }
+        if let profile {
+            // The same rebuild again, in a process of its own that perf runs from its start (the log above is
+            // closed by now: one process at a time holds it).
+            let me = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
+            let path = try PerfRecorder.profile([me, "--rebuild-only", daemon.dataDir], directory: profile, name: "rebuild")
+            progress("profile of the rebuild: \(path)")
         }
     }
 

@@ -81,14 +81,17 @@ extension EventLog {
             try txn.delete(db.meta, key: Keys.projections)
         }
         var fold = ProjectionFold(projector: projector)
-        var buffer: [UInt8] = []
-        buffer.reserveCapacity(4096)
+        let direct = ProjectionFold.directEncodingHolds(projector: projector)
         var next: UInt64 = 1
         var folded: UInt64 = 0
         var done = false
         var empty = true
         while !done {
+            // A write that fills the map is run again once the map has grown: each run folds the chunk from the
+            // state the fold was in before it.
+            let chunkStart = fold
             try environment.write { txn in
+                fold = chunkStart
                 let handle = txn.unsafeHandle
                 let db = self.db
                 fold.stored = { id in
@@ -105,7 +108,7 @@ extension EventLog {
                         throw LogError(.corrupt, "a damaged event after position \(lastPosition)")
                     }
                     let canonical = UnsafeRawBufferPointer(rebasing: value[32...])
-                    if try !StoredEventReader.fold(canonical, into: &fold, buffer: &buffer) {
+                    if try !StoredEventReader.fold(canonical, into: &fold) {
                         try fold.apply(RecordedEvent(json: JSONReader().read(canonical)))
                     }
                     lastPosition = position
@@ -113,11 +116,24 @@ extension EventLog {
                     entry = try cursor.next()
                 }
                 done = entry == nil
-                try writeIncidents(&fold, handle, append: empty)
+                // Appending while the table was empty before; an `.append` out of order fails, and then the rest goes
+                // in with plain puts. The direct encoding is checked again on this chunk's first incident.
+                var appending = empty
+                try fold.write(direct: direct && fold.firstIncidentEncodesDirectly) { key, count in
+                    if appending {
+                        do {
+                            return try handle.reserve(db.incidents, key: key, count: count, flags: .append)
+                        } catch let error as LMDBError where error.isKeyExist {
+                            appending = false
+                        }
+                    }
+                    return try handle.reserve(db.incidents, key: key, count: count)
+                }
+                fold.forgetIncidents()
                 empty = false
                 if done {
                     for city in fold.cities {
-                        try handle.put(db.cities, key: city.base.cityId, value: city.state.canonicalBytes())
+                        try handle.put(db.cities, key: city.base.cityId, value: city.state(fold.texts).canonicalBytes())
                     }
                     let head = try Head.read(txn, db)
                     try txn.put(db.meta, key: Keys.projections, value: EventLog.projectionMarkValue(head.position))
@@ -128,31 +144,5 @@ extension EventLog {
         }
         try loadCityDocuments()
         return folded
-    }
-
-    /// Writes the incidents folded in this chunk in key order (appending, while the table was empty before),
-    /// and forgets them.
-    private func writeIncidents(_ fold: inout ProjectionFold, _ txn: UnsafeWriteTransaction, append: Bool) throws {
-        // Incident ids are ASCII, where String order is byte order; an `.append` out of order fails, and then
-        // the rest goes in with plain puts.
-        let order = fold.index.sorted { $0.key < $1.key }
-        var appending = append
-        var buffer: [UInt8] = []
-        buffer.reserveCapacity(512)
-        for (id, i) in order {
-            buffer.removeAll(keepingCapacity: true)
-            fold.incidents[Int(i)].state.encode(into: &buffer)
-            if appending {
-                do {
-                    try txn.put(db.incidents, key: id, value: buffer, flags: .append)
-                    continue
-                } catch let error as LMDBError where error.isKeyExist {
-                    appending = false
-                }
-            }
-            try txn.put(db.incidents, key: id, value: buffer)
-        }
-        fold.index.removeAll()
-        fold.incidents.removeAll()
     }
 }

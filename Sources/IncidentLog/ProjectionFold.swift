@@ -1,3 +1,10 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#elseif canImport(Darwin)
+import Darwin
+#endif
 import Gazetteer
 import IncidentDomain
 import LMDB
@@ -5,32 +12,436 @@ import StrictJSON
 
 // The rebuild's fold: the same arithmetic as `Projector.apply`, specialised for folding the whole log at once.
 // Stored events are read straight from their canonical bytes, picking out only what the projections need
-// (anything unexpected in an event sends that event through `RecordedEvent(json:)` instead); incidents live in
-// compact records in one array, cities in fixed-size counters; the result is written in key order. The bench
-// (`incidentbench`) and `RebuildTests` compare what it writes with what the daemon's incremental fold wrote.
+// (anything unexpected in an event sends that event through `RecordedEvent(json:)` instead). No `String` is made
+// per event: incident ids live in a byte table (one arena, an open-addressing index), texts that repeat (city
+// names and ids, dates) are interned once, and incidents are plain records without references, updated in place.
+// The result is sorted as bytes and written in key order. The bench (`incidentbench`) and `BenchSmokeTests`
+// compare what it writes with what the daemon's incremental fold wrote.
 
-/// Counts per case of an enumeration with at most 16 cases, without a dictionary.
+/// Counts per case of an enumeration with at most 16 cases, without a dictionary: one SIMD vector, read and
+/// written in place and added to another in one operation.
 struct CaseCounts: Equatable {
-    private var storage: (Int64, Int64, Int64, Int64, Int64, Int64, Int64, Int64, Int64, Int64, Int64, Int64, Int64, Int64, Int64, Int64) =
-        (0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0)
+    /// How many cases it has room for.
+    static let slots = 16
 
-    subscript(_ index: Int) -> Int64 {
-        get { withUnsafeBytes(of: storage) { $0.load(fromByteOffset: index * 8, as: Int64.self) } }
-        set { withUnsafeMutableBytes(of: &storage) { $0.storeBytes(of: newValue, toByteOffset: index * 8, as: Int64.self) } }
+    private var storage = SIMD16<Int64>()
+
+    @inline(__always) subscript(_ index: Int) -> Int64 {
+        get { storage[index] }
+        set { storage[index] = newValue }
     }
 
-    static func == (a: CaseCounts, b: CaseCounts) -> Bool {
-        (0..<16).allSatisfy { a[$0] == b[$0] }
+    /// Adds `sign` times `other`, case by case.
+    @inline(__always) mutating func add(_ other: CaseCounts, times sign: Int64) {
+        storage &+= other.storage &* sign
+    }
+
+    /// How many cases have a count other than zero.
+    var nonZero: Int {
+        withUnsafeBytes(of: storage) { raw in
+            var n = 0
+            for index in 0..<CaseCounts.slots where raw.load(fromByteOffset: index * 8, as: Int64.self) != 0 { n += 1 }
+            return n
+        }
+    }
+
+    /// Calls `body` with each case index whose count is not zero, and the count, in index order.
+    @inline(__always) func forEachNonZero(_ body: (Int, Int64) -> Void) {
+        withUnsafeBytes(of: storage) { raw in
+            for index in 0..<CaseCounts.slots {
+                let count = raw.load(fromByteOffset: index * 8, as: Int64.self)
+                if count != 0 { body(index, count) }
+            }
+        }
     }
 }
 
-/// One incident's projection while the log is folded.
+/// Byte strings numbered densely in the order they were first added, with an open-addressing hash index to find
+/// a string's number from its bytes. The rebuild keys its incidents by their id bytes with it, and interns texts.
+struct ByteTable {
+    /// The strings back to back: string `i` is `arena[starts[i]..<starts[i + 1]]`.
+    private(set) var arena: [UInt8] = []
+    private(set) var starts: [Int] = [0]
+    /// Each string's hash, to grow the index without reading the strings again.
+    private var hashes: [UInt64] = []
+    /// The index: 0 for a free slot, otherwise the string's number + 1 in the low 32 bits and the top 32 bits
+    /// of its hash in the high ones. At most half full.
+    private var slots: [UInt64] = Array(repeating: 0, count: 256)
+
+    /// Mixed into every hash, chosen afresh for each table, so that ids crafted to collide in one process do not
+    /// collide in another.
+    private let seed = UInt64.random(in: .min ... .max)
+
+    /// How many strings it holds (fewer than 2³¹: a chunk of the rebuild is far smaller).
+    var count: Int { hashes.count }
+
+    /// A fast, well-mixed 64-bit hash of `bytes`, seeded per table. It is only an index: equal hashes are
+    /// always confirmed byte for byte.
+    @inline(__always) func hash(_ bytes: UnsafeRawBufferPointer) -> UInt64 {
+        let n = bytes.count
+        var h: UInt64 = seed ^ UInt64(truncatingIfNeeded: n)
+        var i = 0
+        while i + 8 <= n {
+            h = (h ^ bytes.loadUnaligned(fromByteOffset: i, as: UInt64.self)) &* 0xFF51_AFD7_ED55_8CCD
+            h ^= h >> 31
+            i += 8
+        }
+        if i < n {
+            var word: UInt64 = 0
+            var shift: UInt64 = 0
+            while i < n {
+                word |= UInt64(bytes[i]) << shift
+                shift += 8
+                i += 1
+            }
+            h = (h ^ word) &* 0xFF51_AFD7_ED55_8CCD
+            h ^= h >> 31
+        }
+        h = (h ^ (h >> 33)) &* 0xC4CE_B9FE_1A85_EC53
+        return h ^ (h >> 33)
+    }
+
+    @inline(__always) static func equal(_ a: UnsafeRawBufferPointer, _ b: UnsafeRawBufferPointer) -> Bool {
+        guard a.count == b.count else { return false }
+        guard let pa = a.baseAddress, let pb = b.baseAddress else { return a.count == 0 }
+        return memcmp(pa, pb, a.count) == 0
+    }
+
+    /// The number of the string `bytes` (whose ``hash(_:)`` is `hash`), if it was added.
+    @inline(__always) func find(_ bytes: UnsafeRawBufferPointer, hash: UInt64) -> Int32? {
+        arena.withUnsafeBytes { arena in
+            starts.withUnsafeBufferPointer { starts in
+                slots.withUnsafeBufferPointer { slots in
+                    let mask = slots.count - 1
+                    let tag = hash >> 32
+                    var slot = Int(truncatingIfNeeded: hash) & mask
+                    while true {
+                        let entry = slots[slot]
+                        if entry == 0 { return nil }
+                        if entry >> 32 == tag {
+                            let i = Int(entry & 0xFFFF_FFFF) - 1
+                            if ByteTable.equal(UnsafeRawBufferPointer(rebasing: arena[starts[i]..<starts[i + 1]]), bytes) {
+                                return Int32(i)
+                            }
+                        }
+                        slot = (slot + 1) & mask
+                    }
+                }
+            }
+        }
+    }
+
+    /// Adds `bytes`, which must not be in the table yet, and returns its number.
+    @inline(__always) mutating func add(_ bytes: UnsafeRawBufferPointer, hash: UInt64) -> Int32 {
+        if (count + 1) * 2 > slots.count { grow() }
+        let i = count
+        arena.append(contentsOf: bytes)
+        starts.append(arena.count)
+        hashes.append(hash)
+        place(i, hash)
+        return Int32(i)
+    }
+
+    /// The bytes of string `i`, for `body`.
+    @inline(__always) func withBytes<R>(_ i: Int32, _ body: (UnsafeRawBufferPointer) throws -> R) rethrows -> R {
+        try arena.withUnsafeBytes { try body(UnsafeRawBufferPointer(rebasing: $0[starts[Int(i)]..<starts[Int(i) + 1]])) }
+    }
+
+    private mutating func place(_ i: Int, _ hash: UInt64) {
+        slots.withUnsafeMutableBufferPointer { slots in
+            let mask = slots.count - 1
+            var slot = Int(truncatingIfNeeded: hash) & mask
+            while slots[slot] != 0 { slot = (slot + 1) & mask }
+            slots[slot] = (hash >> 32) << 32 | UInt64(i + 1)
+        }
+    }
+
+    private mutating func grow() {
+        slots = Array(repeating: 0, count: slots.count * 2)
+        for (i, hash) in hashes.enumerated() { place(i, hash) }
+    }
+
+    /// Forgets every string, keeping the memory.
+    mutating func removeAll() {
+        arena.removeAll(keepingCapacity: true)
+        starts.removeAll(keepingCapacity: true)
+        starts.append(0)
+        hashes.removeAll(keepingCapacity: true)
+        slots.withUnsafeMutableBufferPointer { $0.update(repeating: 0) }
+    }
+
+    /// One string while the table is sorted: the 8 bytes at the depth being compared (big-endian, padded with
+    /// zeros), where the string is, and its number.
+    private struct SortEntry {
+        var chunk: UInt64
+        var start: Int
+        var length: Int32
+        var number: Int32
+    }
+
+    /// The numbers of the strings in byte order (`memcmp`, a prefix first): an MSD radix sort, on 8-byte digits
+    /// (each loaded once per string) and within a digit byte by byte, so that long shared prefixes cost a
+    /// counting pass per byte rather than a `memcmp` per comparison.
+    func sortedNumbers() -> [Int32] {
+        var entries: [SortEntry] = []
+        entries.reserveCapacity(count)
+        for i in 0..<count {
+            entries.append(SortEntry(chunk: 0, start: starts[i], length: Int32(starts[i + 1] - starts[i]), number: Int32(i)))
+        }
+        var scratch = entries
+        arena.withUnsafeBytes { arena in
+            entries.withUnsafeMutableBufferPointer { entries in
+                scratch.withUnsafeMutableBufferPointer { scratch in
+                    guard let base = arena.baseAddress else { return }
+                    ByteTable.sort(entries, scratch, base, depth: 0)
+                }
+            }
+        }
+        return entries.map(\.number)
+    }
+
+    /// Sorts strings that agree on their first `depth` bytes: loads their digit at `depth`, sorts by it.
+    private static func sort(
+        _ e: UnsafeMutableBufferPointer<SortEntry>, _ scratch: UnsafeMutableBufferPointer<SortEntry>, _ base: UnsafeRawPointer,
+        depth: Int
+    ) {
+        guard e.count > 1 else { return }
+        for k in e.indices {
+            let from = e[k].start + depth
+            let n = Int(e[k].length) - depth
+            if n >= 8 {
+                e[k].chunk = UInt64(bigEndian: base.loadUnaligned(fromByteOffset: from, as: UInt64.self))
+            } else {
+                var word: UInt64 = 0
+                var j = 0
+                while j < n {
+                    word |= UInt64(base.load(fromByteOffset: from + j, as: UInt8.self)) << UInt64(56 - 8 * j)
+                    j += 1
+                }
+                e[k].chunk = word
+            }
+        }
+        radix(e, scratch, base, depth: depth, byte: 0)
+    }
+
+    /// Sorts strings whose digits at `depth` agree on their first `byte` bytes, by the rest of the digit, then
+    /// each run of equal digits by what follows.
+    private static func radix(
+        _ e: UnsafeMutableBufferPointer<SortEntry>, _ scratch: UnsafeMutableBufferPointer<SortEntry>, _ base: UnsafeRawPointer,
+        depth: Int, byte: Int
+    ) {
+        if e.count <= 128 {
+            // Few enough to compare: by digit, then the runs of equal digits.
+            var e = e
+            e.sort { $0.chunk < $1.chunk }
+            var lo = 0
+            while lo < e.count {
+                var hi = lo + 1
+                while hi < e.count, e[hi].chunk == e[lo].chunk { hi += 1 }
+                if hi - lo > 1 {
+                    run(UnsafeMutableBufferPointer(rebasing: e[lo..<hi]), UnsafeMutableBufferPointer(rebasing: scratch[lo..<hi]), base, depth: depth)
+                }
+                lo = hi
+            }
+            return
+        }
+        // The first byte of the digit (from `byte` on) where they differ; counts[b + 1] is how many have `b` there.
+        // (The counts are on the heap, so that deep prefixes do not pile up stack.)
+        var byte = byte
+        var counts = [Int](repeating: 0, count: 257)
+        var shift: UInt64 = 0
+        while true {
+            if byte == 8 { return run(e, scratch, base, depth: depth) }
+            shift = UInt64(56 - 8 * byte)
+            for b in counts.indices { counts[b] = 0 }
+            for k in e.indices { counts[Int(truncatingIfNeeded: (e[k].chunk >> shift) & 0xFF) + 1] += 1 }
+            if counts[Int(truncatingIfNeeded: (e[0].chunk >> shift) & 0xFF) + 1] != e.count { break }
+            byte += 1
+        }
+        // counts[b] becomes where bucket b starts, then (once filled) where it ends.
+        for b in 1...256 { counts[b] += counts[b - 1] }
+        for k in e.indices {
+            let b = Int(truncatingIfNeeded: (e[k].chunk >> shift) & 0xFF)
+            scratch[counts[b]] = e[k]
+            counts[b] += 1
+        }
+        _ = e.update(fromContentsOf: scratch[0..<e.count])
+        var start = 0
+        for b in 0..<256 {
+            let end = counts[b]
+            if end - start > 1 {
+                radix(
+                    UnsafeMutableBufferPointer(rebasing: e[start..<end]), UnsafeMutableBufferPointer(rebasing: scratch[start..<end]),
+                    base, depth: depth, byte: byte + 1)
+            }
+            start = end
+        }
+    }
+
+    /// Sorts strings with equal digits at `depth`: those that end within the digit come first, shortest first
+    /// (each is a prefix of the longer ones); the others are told apart by the next digit.
+    private static func run(
+        _ e: UnsafeMutableBufferPointer<SortEntry>, _ scratch: UnsafeMutableBufferPointer<SortEntry>, _ base: UnsafeRawPointer,
+        depth: Int
+    ) {
+        var ended = 0
+        for k in e.indices where Int(e[k].length) <= depth + 8 {
+            e.swapAt(ended, k)
+            ended += 1
+        }
+        var ends = UnsafeMutableBufferPointer(rebasing: e[0..<ended])
+        ends.sort { $0.length < $1.length }
+        sort(
+            UnsafeMutableBufferPointer(rebasing: e[ended...]), UnsafeMutableBufferPointer(rebasing: scratch[ended...]), base,
+            depth: depth + 8)
+    }
+}
+
+/// Texts that repeat across events (city names, city ids, dates), each kept once as a `String` and numbered,
+/// with what the fold has worked out about each. Only valid UTF-8 is interned, so a text's bytes are exactly its
+/// `String`'s UTF-8.
+struct TextTable {
+    private(set) var bytes = ByteTable()
+    private(set) var strings: [String] = []
+    /// By text: the city (index in `ProjectionFold.cities`) whose id it is, or -1 when not yet looked up.
+    var city: [Int32] = []
+    /// By text: the text of `Gazetteer.slug(text) ?? "unknown"`, or -1 when not yet worked out.
+    var slug: [Int32] = []
+    /// By text: `ParsedDate.parse(text)?.start` in microseconds, once worked out.
+    var dateStart: [Int64?] = []
+    var dateParsed: [Bool] = []
+
+    /// The number of the text `utf8`, interning it; nil when it is not valid UTF-8.
+    @inline(__always) mutating func intern(_ utf8: UnsafeRawBufferPointer) -> Int32? {
+        let hash = bytes.hash(utf8)
+        if let i = bytes.find(utf8, hash: hash) { return i }
+        guard let string = JSONScanner.validString(utf8) else { return nil }
+        return add(utf8, hash: hash, string)
+    }
+
+    mutating func intern(_ string: String) -> Int32 {
+        var copy = string
+        return copy.withUTF8 { utf8 in
+            let utf8 = UnsafeRawBufferPointer(utf8)
+            let hash = bytes.hash(utf8)
+            return bytes.find(utf8, hash: hash) ?? add(utf8, hash: hash, string)
+        }
+    }
+
+    private mutating func add(_ utf8: UnsafeRawBufferPointer, hash: UInt64, _ string: String) -> Int32 {
+        strings.append(string)
+        city.append(-1)
+        slug.append(-1)
+        dateStart.append(nil)
+        dateParsed.append(false)
+        return bytes.add(utf8, hash: hash)
+    }
+
+    /// The start of the date text `i`, in microseconds, if it is a date.
+    @inline(__always) mutating func start(ofDate i: Int32) -> Int64? {
+        if !dateParsed[Int(i)] {
+            dateStart[Int(i)] = ParsedDate.parse(strings[Int(i)])?.start.microseconds
+            dateParsed[Int(i)] = true
+        }
+        return dateStart[Int(i)]
+    }
+
+    subscript(_ i: Int32) -> String { strings[Int(i)] }
+}
+
+/// The stored case indexes of the enumerations the fold counts by (`StoredEnumeration.index`, without the
+/// call across modules).
+enum CaseIndex {
+    static let precisions = Precision.storedCases
+    static let statuses = OutcomeStatus.storedCases
+    static let verifications = Verification.storedCases
+    static let kinds = IncidentKind.storedCases
+
+    @inline(__always) static func of<E: Equatable>(_ value: E, _ cases: [E]) -> Int {
+        for (index, candidate) in cases.enumerated() where candidate == value { return index }
+        return 0
+    }
+
+    @inline(__always) static func of(_ value: Precision) -> Int { of(value, precisions) }
+    @inline(__always) static func of(_ value: OutcomeStatus) -> Int { of(value, statuses) }
+    @inline(__always) static func of(_ value: Verification) -> Int { of(value, verifications) }
+    @inline(__always) static func of(_ value: IncidentKind) -> Int { of(value, kinds) }
+}
+
+/// The raw values of an enumeration's cases (in `allCases` order, which is the stored order), as fixed-width
+/// words to compare a raw value with, without touching an array per case.
+struct RawCases<E: Sendable>: Sendable {
+    /// A raw value of up to 32 bytes, padded with zeros.
+    struct Key: Equatable, Sendable {
+        var count: Int
+        var words: SIMD4<UInt64>
+    }
+
+    let values: [E]
+    let keys: [Key]
+
+    init(_ cases: [(E, [UInt8])]) {
+        values = cases.map(\.0)
+        keys = cases.map { $0.1.withUnsafeBytes { RawCases.key($0) } ?? Key(count: -1, words: .zero) }
+    }
+
+    /// `bytes` as a key; nil when longer than 32 bytes.
+    @inline(__always) static func key(_ bytes: UnsafeRawBufferPointer) -> Key? {
+        guard bytes.count <= 32 else { return nil }
+        var words = SIMD4<UInt64>.zero
+        var i = 0
+        while i + 8 <= bytes.count {
+            words[i >> 3] = bytes.loadUnaligned(fromByteOffset: i, as: UInt64.self)
+            i += 8
+        }
+        var last: UInt64 = 0
+        var shift: UInt64 = 0
+        while i < bytes.count {
+            last |= UInt64(bytes[i]) << shift
+            shift += 8
+            i += 1
+        }
+        if shift > 0 { words[(bytes.count - 1) >> 3] = last }
+        return Key(count: bytes.count, words: words)
+    }
+
+    /// Where `raw` is among the raw values.
+    @inline(__always) func index(of raw: UnsafeRawBufferPointer) -> Int? {
+        guard let key = RawCases.key(raw) else { return nil }
+        return keys.withUnsafeBufferPointer { keys in
+            for index in keys.indices where keys[index] == key { return index }
+            return nil
+        }
+    }
+}
+
+/// Whether `bytes` are valid UTF-8 (ASCII checked eight bytes at a time).
+@inline(__always) func isValidUTF8(_ bytes: UnsafeRawBufferPointer) -> Bool {
+    var i = 0
+    let n = bytes.count
+    while i + 8 <= n {
+        if bytes.loadUnaligned(fromByteOffset: i, as: UInt64.self) & 0x8080_8080_8080_8080 != 0 {
+            return JSONScanner.validString(bytes) != nil
+        }
+        i += 8
+    }
+    while i < n {
+        if bytes[i] >= 0x80 { return JSONScanner.validString(bytes) != nil }
+        i += 1
+    }
+    return true
+}
+
+/// One incident's projection while the log is folded: a plain record (no references), so that it is updated in
+/// place and copied as bytes. Its id is its number in `ProjectionFold.ids`; its texts are numbers in
+/// `ProjectionFold.texts`.
 struct FoldIncident {
-    var incident: String
-    var cityId: String
-    var reportCity: String
-    var reportCityId: String?
-    var occurredAt: String
+    var cityId: Int32
+    var reportCity: Int32
+    /// -1 when the report had no city id.
+    var reportCityId: Int32
+    var occurredAt: Int32
+    var city: Int32
     var reportedAt: Int64
     var version: Int64 = 1
     var firstPosition: UInt64
@@ -49,41 +460,11 @@ struct FoldIncident {
     var verification: Verification
     var verificationFromOutcome = false
     var precision: Precision
-    var city: Int32
-
-    init(_ state: IncidentState, city: Int32) {
-        incident = state.incident
-        cityId = state.cityId
-        reportCity = state.report.city
-        reportCityId = state.report.cityId
-        occurredAt = state.occurredAt
-        reportedAt = state.reportedAt.microseconds
-        version = state.version
-        firstPosition = state.firstPosition
-        lastPosition = state.lastPosition
-        responseEvents = state.responseEvents
-        outcomeEvents = state.outcomeEvents
-        killed = state.killed
-        injured = state.injured
-        detained = state.detained
-        reportParticipants = state.report.participants
-        currentParticipants = state.current.participants
-        for (index, kind) in ResponseKind.allCases.enumerated() { responses[index] = state.responses[kind] ?? 0 }
-        reportKind = state.report.kind
-        currentKind = state.current.kind
-        status = state.status
-        verification = state.verification
-        verificationFromOutcome = state.verificationFromOutcome
-        precision = state.precision
-        self.city = city
-    }
 
     init(
-        incident: String, cityId: String, reportCity: String, reportCityId: String?, occurredAt: String, reportedAt: Int64,
-        position: UInt64, participants: PeopleRange?, kind: IncidentKind, verification: Verification, precision: Precision,
-        city: Int32
+        cityId: Int32, reportCity: Int32, reportCityId: Int32, occurredAt: Int32, reportedAt: Int64, position: UInt64,
+        participants: PeopleRange?, kind: IncidentKind, verification: Verification, precision: Precision, city: Int32
     ) {
-        self.incident = incident
         self.cityId = cityId
         self.reportCity = reportCity
         self.reportCityId = reportCityId
@@ -99,41 +480,14 @@ struct FoldIncident {
         self.precision = precision
         self.city = city
     }
-
-    /// The projection as the daemon keeps it (with the reduced report the stored form holds).
-    var state: IncidentState {
-        var responses: [ResponseKind: Int64] = [:]
-        for (index, kind) in ResponseKind.allCases.enumerated() where self.responses[index] != 0 {
-            responses[kind] = self.responses[index]
-        }
-        var state = IncidentState(
-            incident: incident, cityId: cityId, occurredAt: occurredAt, precision: precision,
-            reportedAt: Timestamp(microseconds: reportedAt),
-            report: ReportData(
-                city: reportCity, cityId: reportCityId, kind: reportKind, location: nil, coordinates: nil, description: nil,
-                participants: reportParticipants, targets: nil, tags: []),
-            current: ReportData(
-                city: reportCity, cityId: reportCityId, kind: currentKind, location: nil, coordinates: nil, description: nil,
-                participants: currentParticipants, targets: nil, tags: []),
-            verification: verification, position: firstPosition)
-        state.status = status
-        state.verificationFromOutcome = verificationFromOutcome
-        state.version = version
-        state.lastPosition = lastPosition
-        state.responseEvents = responseEvents
-        state.outcomeEvents = outcomeEvents
-        state.responses = responses
-        state.killed = killed
-        state.injured = injured
-        state.detained = detained
-        return state
-    }
 }
 
-/// One city's projection while the log is folded: `CityState` with counters instead of dictionaries.
+/// One city's projection while the log is folded: `CityState` with counters instead of dictionaries, and texts
+/// as numbers in `ProjectionFold.texts`.
 struct FoldCity {
     var base: CityState
-    var aliases: [String] = []
+    /// The names it was reported under (texts), each once.
+    var aliases: [Int32] = []
     var incidents: Int64 = 0
     var byKind = CaseCounts()
     var participantsLow: Int64 = 0
@@ -145,53 +499,54 @@ struct FoldCity {
     var outcomes = CaseCounts()
     var verification = CaseCounts()
     var openIncidents: Int64 = 0
-    var firstIncidentAt: String?
+    /// A text, or -1 for none yet.
+    var firstIncidentAt: Int32 = -1
     var firstStart: Int64 = 0
-    var lastIncidentAt: String?
+    var lastIncidentAt: Int32 = -1
     var lastStart: Int64 = 0
     var lastPosition: UInt64 = 0
 
+    /// A city before its first incident (as `Projector.newCity` makes it).
     init(_ city: CityState) {
         base = city
-        aliases = city.aliasesSeen.sorted()
-        incidents = city.incidents
-        for (index, kind) in IncidentKind.allCases.enumerated() { byKind[index] = city.incidentsByKind[kind] ?? 0 }
-        participantsLow = city.participantsLow
-        participantsHigh = city.participantsHigh
-        for (index, kind) in ResponseKind.allCases.enumerated() { responses[index] = city.responses[kind] ?? 0 }
-        killed = city.killed
-        injured = city.injured
-        detained = city.detained
-        for (index, status) in OutcomeStatus.allCases.enumerated() { outcomes[index] = city.outcomes[status] ?? 0 }
-        for (index, v) in Verification.allCases.enumerated() { verification[index] = city.verification[v] ?? 0 }
-        openIncidents = city.openIncidents
-        firstIncidentAt = city.firstIncidentAt
-        firstStart = city.firstIncidentAt.flatMap(ParsedDate.parse)?.start.microseconds ?? 0
-        lastIncidentAt = city.lastIncidentAt
-        lastStart = city.lastIncidentAt.flatMap(ParsedDate.parse)?.start.microseconds ?? 0
-        lastPosition = city.lastPosition
     }
 
     /// `CityState.add(_:sign:)`.
-    mutating func add(_ incident: FoldIncident, sign: Int64) {
+    @inline(__always) mutating func add(_ incident: FoldIncident, sign: Int64) {
         incidents += sign
-        byKind[Int(IncidentKind.index(incident.currentKind))] += sign
+        byKind[Int(CaseIndex.of(incident.currentKind))] += sign
         participantsLow += sign * (incident.currentParticipants?.low ?? 0)
         participantsHigh += sign * (incident.currentParticipants?.high ?? 0)
-        for index in 0..<ResponseKind.storedCases.count where incident.responses[index] != 0 {
-            responses[index] += sign * incident.responses[index]
-        }
+        responses.add(incident.responses, times: sign)
         killed += sign * incident.killed
         injured += sign * incident.injured
         detained += sign * incident.detained
-        outcomes[Int(OutcomeStatus.index(incident.status))] += sign
-        verification[Int(Verification.index(incident.verification))] += sign
+        outcomes[Int(CaseIndex.of(incident.status))] += sign
+        verification[Int(CaseIndex.of(incident.verification))] += sign
         if incident.status.isOpen { openIncidents += sign }
     }
 
-    var state: CityState {
+    /// The city side of a report (`Projector.apply`): `name` and `occurredAt` are texts, `start` the date's start.
+    @inline(__always) mutating func fold(report name: Int32, state: FoldIncident, occurredAt: Int32, start: Int64?, position: UInt64) {
+        if !aliases.contains(name) { aliases.append(name) }
+        add(state, sign: 1)
+        if let start {
+            if firstIncidentAt < 0 || start < firstStart {
+                firstIncidentAt = occurredAt
+                firstStart = start
+            }
+            if lastIncidentAt < 0 || start > lastStart {
+                lastIncidentAt = occurredAt
+                lastStart = start
+            }
+        }
+        lastPosition = position
+    }
+
+    /// The projection as the daemon keeps it.
+    func state(_ texts: TextTable) -> CityState {
         var city = base
-        city.aliasesSeen = Set(aliases)
+        city.aliasesSeen = Set(aliases.map { texts[$0] })
         city.incidents = incidents
         city.incidentsByKind = [:]
         for (index, kind) in IncidentKind.allCases.enumerated() where byKind[index] != 0 { city.incidentsByKind[kind] = byKind[index] }
@@ -207,8 +562,8 @@ struct FoldCity {
         city.verification = [:]
         for (index, v) in Verification.allCases.enumerated() where verification[index] != 0 { city.verification[v] = verification[index] }
         city.openIncidents = openIncidents
-        city.firstIncidentAt = firstIncidentAt
-        city.lastIncidentAt = lastIncidentAt
+        city.firstIncidentAt = firstIncidentAt >= 0 ? texts[firstIncidentAt] : nil
+        city.lastIncidentAt = lastIncidentAt >= 0 ? texts[lastIncidentAt] : nil
         city.lastPosition = lastPosition
         return city
     }
@@ -217,63 +572,142 @@ struct FoldCity {
 /// The projections of the part of the log folded so far.
 struct ProjectionFold {
     let projector: Projector
-    /// Where an incident's record is in `incidents`.
-    var index: [String: Int32] = [:]
+    /// The ids of the incidents folded in this chunk: id number `i` is `incidents[i]`'s.
+    var ids = ByteTable()
     var incidents: [FoldIncident] = []
+    var texts = TextTable()
     var cityIndex: [String: Int32] = [:]
     var cities: [FoldCity] = []
     /// Reads an incident folded by an earlier chunk (already written), or nil.
-    var stored: (String) throws -> IncidentState? = { _ in nil }
+    var stored: (UnsafeRawBufferPointer) throws -> IncidentState? = { _ in nil }
+    /// The last day ``timestamp(_:)`` worked out: its `YYYY-MM-DD` bytes and its start in microseconds.
+    private var lastDay: (UInt64, UInt16, Int64)?
 
     init(projector: Projector) {
         self.projector = projector
     }
 
-    private mutating func city(_ id: String, reportedName: String) -> Int32 {
-        if let i = cityIndex[id] { return i }
-        let i = Int32(cities.count)
-        cities.append(FoldCity(projector.newCity(id: id, reportedName: reportedName)))
-        cityIndex[id] = i
-        return i
+    /// `ParsedDate.parse(utf8: raw)?.start` in microseconds: fast for the canonical recorded time
+    /// `YYYY-MM-DDTHH:MM:SS.ffffffZ`, whose day's start is worked out once per day.
+    @inline(__always) mutating func timestamp(_ raw: UnsafeRawBufferPointer) -> Int64? {
+        guard raw.count == 27, raw[10] == UInt8(ascii: "T"), raw[13] == UInt8(ascii: ":"), raw[16] == UInt8(ascii: ":"),
+            raw[19] == UInt8(ascii: "."), raw[26] == UInt8(ascii: "Z")
+        else { return ParsedDate.parse(utf8: raw)?.start.microseconds }
+        let day = raw.loadUnaligned(as: UInt64.self)
+        let day2 = raw.loadUnaligned(fromByteOffset: 8, as: UInt16.self)
+        let dayStart: Int64
+        if let last = lastDay, last.0 == day, last.1 == day2 {
+            dayStart = last.2
+        } else {
+            guard let start = ParsedDate.parse(utf8: UnsafeRawBufferPointer(rebasing: raw[0..<10]))?.start.microseconds else {
+                return nil  // not a valid day, so not a valid time either
+            }
+            lastDay = (day, day2, start)
+            dayStart = start
+        }
+        func digits(_ at: Int, _ count: Int) -> Int64? {
+            var value: Int64 = 0
+            for k in at..<at + count {
+                let digit = raw[k] &- UInt8(ascii: "0")
+                guard digit <= 9 else { return nil }
+                value = value * 10 + Int64(digit)
+            }
+            return value
+        }
+        guard let hour = digits(11, 2), hour < 24, let minute = digits(14, 2), minute < 60, let second = digits(17, 2),
+            second < 60, let micros = digits(20, 6)
+        else { return nil }
+        return dayStart + ((hour * 60 + minute) * 60 + second) * 1_000_000 + micros
     }
 
-    private mutating func incident(_ id: String) throws -> Int32? {
-        if let i = index[id] { return i }
-        guard let state = try stored(id) else { return nil }
-        let i = Int32(incidents.count)
-        incidents.append(FoldIncident(state, city: city(state.cityId, reportedName: state.report.city)))
-        index[id] = i
-        return i
+    /// The city whose id is the text `id`, made on first sight (named `reportedName`, a text, if the gazetteer
+    /// does not know it).
+    @inline(__always) private mutating func city(_ id: Int32, reportedName: Int32) -> Int32 {
+        let known = texts.city[Int(id)]
+        if known >= 0 { return known }
+        let cityId = texts[id]
+        let c: Int32
+        if let existing = cityIndex[cityId] {
+            c = existing
+        } else {
+            c = Int32(cities.count)
+            cities.append(FoldCity(projector.newCity(id: cityId, reportedName: texts[reportedName])))
+            cityIndex[cityId] = c
+        }
+        texts.city[Int(id)] = c
+        return c
     }
 
+    /// The city id of a report that has none: the slug of its city's name (a text), or "unknown".
+    @inline(__always) private mutating func slug(of name: Int32) -> Int32 {
+        let known = texts.slug[Int(name)]
+        if known >= 0 { return known }
+        let slug = texts.intern(Gazetteer.slug(texts[name]) ?? "unknown")
+        texts.slug[Int(name)] = slug
+        return slug
+    }
+
+    /// Where the incident `id` is in `incidents`: folded in this chunk, or read back from what an earlier chunk
+    /// wrote; nil for an incident that was never reported.
+    @inline(__always) private mutating func incident(_ id: UnsafeRawBufferPointer) throws -> Int? {
+        let hash = ids.hash(id)
+        if let i = ids.find(id, hash: hash) { return Int(i) }
+        guard isValidUTF8(id), let state = try stored(id) else { return nil }
+        let reportCity = texts.intern(state.report.city)
+        let cityId = texts.intern(state.cityId)
+        var incident = FoldIncident(
+            cityId: cityId, reportCity: reportCity, reportCityId: state.report.cityId.map { texts.intern($0) } ?? -1,
+            occurredAt: texts.intern(state.occurredAt), reportedAt: state.reportedAt.microseconds,
+            position: state.firstPosition, participants: state.report.participants, kind: state.report.kind,
+            verification: state.verification, precision: state.precision, city: city(cityId, reportedName: reportCity))
+        incident.version = state.version
+        incident.lastPosition = state.lastPosition
+        incident.responseEvents = state.responseEvents
+        incident.outcomeEvents = state.outcomeEvents
+        incident.killed = state.killed
+        incident.injured = state.injured
+        incident.detained = state.detained
+        incident.currentParticipants = state.current.participants
+        for (index, kind) in ResponseKind.storedCases.enumerated() { incident.responses[index] = state.responses[kind] ?? 0 }
+        incident.currentKind = state.current.kind
+        incident.status = state.status
+        incident.verificationFromOutcome = state.verificationFromOutcome
+        incidents.append(incident)
+        return Int(ids.add(id, hash: hash))
+    }
+
+    /// Folds a report. `id` must be valid UTF-8; `occurredAt`, `name` and `reportCityId` (-1 for none) are texts.
     mutating func report(
-        incident id: String, position: UInt64, occurredAt: String, precision: Precision, recordedAt: Int64,
-        verificationMask: UInt8, city name: String, cityId reportCityId: String?, kind: IncidentKind, participants: PeopleRange?
+        incident id: UnsafeRawBufferPointer, position: UInt64, occurredAt: Int32, precision: Precision, recordedAt: Int64,
+        verificationMask: UInt8, city name: Int32, cityId reportCityId: Int32, kind: IncidentKind, participants: PeopleRange?
     ) {
-        let cityId = reportCityId ?? Gazetteer.slug(name) ?? "unknown"
+        let cityId = reportCityId >= 0 ? reportCityId : slug(of: name)
         let c = city(cityId, reportedName: name)
         let state = FoldIncident(
-            incident: id, cityId: cityId, reportCity: name, reportCityId: reportCityId, occurredAt: occurredAt,
-            reportedAt: recordedAt, position: position, participants: participants, kind: kind,
+            cityId: cityId, reportCity: name, reportCityId: reportCityId, occurredAt: occurredAt, reportedAt: recordedAt,
+            position: position, participants: participants, kind: kind,
             verification: IncidentState.verification(seenMask: verificationMask), precision: precision, city: c)
-        let i: Int32
-        if let existing = index[id] {
-            i = existing
-            incidents[Int(i)] = state
+        let hash = ids.hash(id)
+        if let existing = ids.find(id, hash: hash) {
+            incidents[Int(existing)] = state
         } else {
-            i = Int32(incidents.count)
+            _ = ids.add(id, hash: hash)
             incidents.append(state)
-            index[id] = i
         }
-        cities[Int(c)].fold(report: name, state: incidents[Int(i)], occurredAt: occurredAt, position: position)
+        let start = texts.start(ofDate: occurredAt)
+        cities[Int(c)].fold(report: name, state: state, occurredAt: occurredAt, start: start, position: position)
     }
 
-    mutating func response(incident id: String, position: UInt64, version: Int64, kinds: [ResponseKind], killed: Int64?, injured: Int64?, detained: Int64?) throws {
-        guard let i = try incident(id).map(Int.init) else { return }
+    /// Folds a response; `kinds` counts the response kinds it lists, by their index in `ResponseKind.storedCases`.
+    mutating func response(
+        incident id: UnsafeRawBufferPointer, position: UInt64, version: Int64, kinds: CaseCounts, killed: Int64?,
+        injured: Int64?, detained: Int64?
+    ) throws {
+        guard let i = try incident(id) else { return }
         let c = Int(incidents[i].city)
         cities[c].add(incidents[i], sign: -1)
         incidents[i].responseEvents += 1
-        for kind in kinds { incidents[i].responses[Int(ResponseKind.index(kind))] += 1 }
+        incidents[i].responses.add(kinds, times: 1)
         incidents[i].killed += killed ?? 0
         incidents[i].injured += injured ?? 0
         incidents[i].detained += detained ?? 0
@@ -281,10 +715,10 @@ struct ProjectionFold {
     }
 
     mutating func outcome(
-        incident id: String, position: UInt64, version: Int64, status: OutcomeStatus, verification: Verification?,
+        incident id: UnsafeRawBufferPointer, position: UInt64, version: Int64, status: OutcomeStatus, verification: Verification?,
         corrections: [String: JSONValue]?
     ) throws {
-        guard let i = try incident(id).map(Int.init) else { return }
+        guard let i = try incident(id) else { return }
         let c = Int(incidents[i].city)
         cities[c].add(incidents[i], sign: -1)
         incidents[i].outcomeEvents += 1
@@ -295,9 +729,10 @@ struct ProjectionFold {
         }
         if let corrections {
             // As the projector corrects `current`: ReportData.applying on the report as the fold knows it.
+            let x = incidents[i]
             let current = ReportData(
-                city: incidents[i].reportCity, cityId: incidents[i].reportCityId, kind: incidents[i].currentKind, location: nil,
-                coordinates: nil, description: nil, participants: incidents[i].currentParticipants, targets: nil, tags: []
+                city: texts[x.reportCity], cityId: x.reportCityId >= 0 ? texts[x.reportCityId] : nil, kind: x.currentKind,
+                location: nil, coordinates: nil, description: nil, participants: x.currentParticipants, targets: nil, tags: []
             ).applying(corrections)
             incidents[i].currentKind = current.kind
             incidents[i].currentParticipants = current.participants
@@ -305,7 +740,7 @@ struct ProjectionFold {
         finish(i, c, version: version, position: position)
     }
 
-    private mutating func finish(_ i: Int, _ c: Int, version: Int64, position: UInt64) {
+    @inline(__always) private mutating func finish(_ i: Int, _ c: Int, version: Int64, position: UInt64) {
         incidents[i].version = version
         incidents[i].lastPosition = position
         cities[c].add(incidents[i], sign: 1)
@@ -314,43 +749,289 @@ struct ProjectionFold {
 
     /// Folds one event as decoded by `RecordedEvent(json:)`.
     mutating func apply(_ event: RecordedEvent) throws {
-        switch event.data {
-        case .reported(let report):
-            var mask: UInt8 = 0
-            for source in event.sources { mask |= StoredEventReader.mask(source.verification) }
-            self.report(
-                incident: event.incident, position: event.position, occurredAt: event.occurredAt, precision: event.precision,
-                recordedAt: event.recordedAt.microseconds, verificationMask: mask, city: report.city, cityId: report.cityId,
-                kind: report.kind, participants: report.participants)
-        case .responded(let response):
-            try self.response(
-                incident: event.incident, position: event.position, version: event.version, kinds: response.responses,
-                killed: response.killed, injured: response.injured, detained: response.detained)
-        case .outcome(let outcome):
-            try self.outcome(
-                incident: event.incident, position: event.position, version: event.version, status: outcome.status,
-                verification: outcome.verification, corrections: outcome.corrections)
+        var id = event.incident
+        try id.withUTF8 { utf8 in
+            let id = UnsafeRawBufferPointer(utf8)
+            switch event.data {
+            case .reported(let report):
+                var mask: UInt8 = 0
+                for source in event.sources { mask |= StoredEventReader.mask(source.verification) }
+                self.report(
+                    incident: id, position: event.position, occurredAt: texts.intern(event.occurredAt), precision: event.precision,
+                    recordedAt: event.recordedAt.microseconds, verificationMask: mask, city: texts.intern(report.city),
+                    cityId: report.cityId.map { texts.intern($0) } ?? -1, kind: report.kind, participants: report.participants)
+            case .responded(let response):
+                var kinds = CaseCounts()
+                for kind in response.responses { kinds[Int(ResponseKind.index(kind))] += 1 }
+                try self.response(
+                    incident: id, position: event.position, version: event.version, kinds: kinds, killed: response.killed,
+                    injured: response.injured, detained: response.detained)
+            case .outcome(let outcome):
+                try self.outcome(
+                    incident: id, position: event.position, version: event.version, status: outcome.status,
+                    verification: outcome.verification, corrections: outcome.corrections)
+            }
         }
+    }
+
+    // MARK: Writing
+
+    /// Whether ``encoded(_:)`` is what `IncidentState` encodes for this chunk's first incident (true when there
+    /// is none).
+    var firstIncidentEncodesDirectly: Bool { incidents.isEmpty || encoded(0) == state(0).encoded() }
+
+    /// Forgets the incidents of this chunk (they have been written).
+    mutating func forgetIncidents() {
+        ids.removeAll()
+        incidents.removeAll(keepingCapacity: true)
+    }
+
+    /// Incident `i`'s projection as the daemon keeps it (with the reduced report the stored form holds).
+    func state(_ i: Int32) -> IncidentState {
+        let x = incidents[Int(i)]
+        var responses: [ResponseKind: Int64] = [:]
+        for (index, kind) in ResponseKind.storedCases.enumerated() where x.responses[index] != 0 {
+            responses[kind] = x.responses[index]
+        }
+        let reportCityId = x.reportCityId >= 0 ? texts[x.reportCityId] : nil
+        var state = IncidentState(
+            incident: ids.withBytes(i) { String(decoding: $0, as: UTF8.self) }, cityId: texts[x.cityId],
+            occurredAt: texts[x.occurredAt], precision: x.precision, reportedAt: Timestamp(microseconds: x.reportedAt),
+            report: ReportData(
+                city: texts[x.reportCity], cityId: reportCityId, kind: x.reportKind, location: nil, coordinates: nil,
+                description: nil, participants: x.reportParticipants, targets: nil, tags: []),
+            current: ReportData(
+                city: texts[x.reportCity], cityId: reportCityId, kind: x.currentKind, location: nil, coordinates: nil,
+                description: nil, participants: x.currentParticipants, targets: nil, tags: []),
+            verification: x.verification, position: x.firstPosition)
+        state.status = x.status
+        state.verificationFromOutcome = x.verificationFromOutcome
+        state.version = x.version
+        state.lastPosition = x.lastPosition
+        state.responseEvents = x.responseEvents
+        state.outcomeEvents = x.outcomeEvents
+        state.responses = responses
+        state.killed = x.killed
+        state.injured = x.injured
+        state.detained = x.detained
+        return state
+    }
+
+    /// The bytes of text `i` within `arena` (`texts.bytes.arena`, or `ids.arena` with `starts` its starts).
+    @inline(__always) private static func slice(_ arena: UnsafeRawBufferPointer, _ starts: UnsafeBufferPointer<Int>, _ i: Int32)
+        -> UnsafeRawBufferPointer
+    {
+        UnsafeRawBufferPointer(rebasing: arena[starts[Int(i)]..<starts[Int(i) + 1]])
+    }
+
+    /// Writes each incident of this chunk, in key order, into the space `reserve` gives for its key and the size
+    /// of its value: in the stored form of `IncidentState.encode(into:)`, straight from the record with
+    /// `direct` (see ``directEncodingHolds(projector:)``), otherwise through `IncidentState`.
+    func write(
+        direct: Bool, reserve: (_ key: UnsafeRawBufferPointer, _ count: Int) throws -> UnsafeMutableRawBufferPointer
+    ) throws {
+        let order = ids.sortedNumbers()
+        try ids.arena.withUnsafeBytes { idArena in
+            try ids.starts.withUnsafeBufferPointer { idStarts in
+                try texts.bytes.arena.withUnsafeBytes { textArena in
+                    try texts.bytes.starts.withUnsafeBufferPointer { textStarts in
+                        try incidents.withUnsafeBufferPointer { incidents in
+                            for i in order {
+                                let id = ProjectionFold.slice(idArena, idStarts, i)
+                                guard direct else {
+                                    let value = state(i).encoded()
+                                    let space = try reserve(id, value.count)
+                                    value.withUnsafeBytes { space.copyMemory(from: $0) }
+                                    continue
+                                }
+                                let x = incidents[Int(i)]
+                                let cityId = ProjectionFold.slice(textArena, textStarts, x.cityId)
+                                let city = ProjectionFold.slice(textArena, textStarts, x.reportCity)
+                                let occurredAt = ProjectionFold.slice(textArena, textStarts, x.occurredAt)
+                                let reportCityId = x.reportCityId >= 0 ? ProjectionFold.slice(textArena, textStarts, x.reportCityId) : nil
+                                let count = StoredForm.count(x, id: id, cityId: cityId, city: city, occurredAt: occurredAt, reportCityId: reportCityId)
+                                var out = StoredForm(try reserve(id, count))
+                                out.write(x, id: id, cityId: cityId, city: city, occurredAt: occurredAt, reportCityId: reportCityId)
+                                guard out.complete else {
+                                    throw LogError(.corrupt, "an incident projection did not encode to its expected size")
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Incident `i` in the stored form, written straight from its record; nil if that went wrong.
+    func encoded(_ i: Int32) -> [UInt8]? {
+        let x = incidents[Int(i)]
+        let id = ids.withBytes(i) { Array($0) }
+        let cityId = texts.bytes.withBytes(x.cityId) { Array($0) }
+        let city = texts.bytes.withBytes(x.reportCity) { Array($0) }
+        let occurredAt = texts.bytes.withBytes(x.occurredAt) { Array($0) }
+        let reportCityId = x.reportCityId >= 0 ? texts.bytes.withBytes(x.reportCityId) { Array($0) } : nil
+        return id.withUnsafeBytes { id in
+            cityId.withUnsafeBytes { cityId in
+                city.withUnsafeBytes { city in
+                    occurredAt.withUnsafeBytes { occurredAt in
+                        (reportCityId ?? []).withUnsafeBytes { raw in
+                            let reportCityId = reportCityId == nil ? nil : raw
+                            let count = StoredForm.count(
+                                x, id: id, cityId: cityId, city: city, occurredAt: occurredAt, reportCityId: reportCityId)
+                            var bytes = [UInt8](repeating: 0, count: count)
+                            let complete = bytes.withUnsafeMutableBytes { buffer in
+                                var out = StoredForm(buffer)
+                                out.write(x, id: id, cityId: cityId, city: city, occurredAt: occurredAt, reportCityId: reportCityId)
+                                return out.complete
+                            }
+                            return complete ? bytes : nil
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Whether ``StoredForm`` writes exactly what `IncidentState.encode(into:)` does, tried on an incident
+    /// with every optional part present (and without them). When it does not (the stored form changed), the
+    /// rebuild writes through `IncidentState` instead.
+    static func directEncodingHolds(projector: Projector) -> Bool {
+        let kinds = IncidentKind.allCases
+        let full = IncidentState(
+            incident: "kyiv-2022-03-01-é-1", cityId: "kyiv", occurredAt: "2022-03-01T10:00Z", precision: .minute,
+            reportedAt: Timestamp(microseconds: 1_646_128_800_000_001),
+            report: ReportData(
+                city: "Київ", cityId: "kyiv", kind: kinds[0], location: nil, coordinates: nil, description: nil,
+                participants: PeopleRange(low: 10, high: 20), targets: nil, tags: []),
+            current: ReportData(
+                city: "Київ", cityId: "kyiv", kind: kinds[kinds.count - 1], location: nil, coordinates: nil, description: nil,
+                participants: PeopleRange(low: 30, high: 40), targets: nil, tags: []),
+            verification: .disputed, position: 7)
+        var state = full
+        state.status = OutcomeStatus.allCases[OutcomeStatus.allCases.count - 1]
+        state.verificationFromOutcome = true
+        state.version = 4
+        state.lastPosition = 90
+        state.responseEvents = 2
+        state.outcomeEvents = 1
+        state.responses = [ResponseKind.storedCases[1]: 2, ResponseKind.storedCases[ResponseKind.storedCases.count - 1]: 1]
+        state.killed = 1
+        state.injured = 2
+        state.detained = 3
+        var bare = IncidentState(
+            incident: "x", cityId: "unknown", occurredAt: "2022-03", precision: .month, reportedAt: Timestamp(microseconds: 0),
+            report: ReportData(
+                city: "X", cityId: nil, kind: kinds[0], location: nil, coordinates: nil, description: nil, participants: nil,
+                targets: nil, tags: []),
+            current: ReportData(
+                city: "X", cityId: nil, kind: kinds[0], location: nil, coordinates: nil, description: nil, participants: nil,
+                targets: nil, tags: []),
+            verification: .unverified, position: 1)
+        bare.version = 1
+        for sample in [state, bare] {
+            var fold = ProjectionFold(projector: projector)
+            fold.stored = { _ in sample }
+            var id = sample.incident
+            guard let i = (try? id.withUTF8 { try fold.incident(UnsafeRawBufferPointer($0)) }) ?? nil,
+                let direct = fold.encoded(Int32(i)), direct == sample.encoded(), fold.state(Int32(i)).encoded() == direct
+            else { return false }
+        }
+        return true
     }
 }
 
-extension FoldCity {
-    /// The city side of a report (`Projector.apply`).
-    mutating func fold(report name: String, state: FoldIncident, occurredAt: String, position: UInt64) {
-        if !aliases.contains(name) { aliases.append(name) }
-        add(state, sign: 1)
-        if let parsed = ParsedDate.parse(occurredAt) {
-            let start = parsed.start.microseconds
-            if firstIncidentAt == nil || start < firstStart {
-                firstIncidentAt = occurredAt
-                firstStart = start
-            }
-            if lastIncidentAt == nil || start > lastStart {
-                lastIncidentAt = occurredAt
-                lastStart = start
-            }
+/// Writes an incident record in the stored form of `IncidentState.encode(into:)` (a version byte, the
+/// enumerations as case indexes, fixed-width little-endian integers, then length-prefixed texts) into a buffer
+/// of exactly ``count(_:id:cityId:city:occurredAt:reportCityId:)`` bytes, never past its end.
+struct StoredForm {
+    /// The version byte `IncidentState.encode(into:)` starts with.
+    static let format: UInt8 = 2
+
+    let out: UnsafeMutableRawBufferPointer
+    var offset = 0
+    var overflowed = false
+
+    init(_ out: UnsafeMutableRawBufferPointer) {
+        self.out = out
+    }
+
+    /// Whether exactly the whole buffer was written.
+    var complete: Bool { !overflowed && offset == out.count }
+
+    static func count(
+        _ x: FoldIncident, id: UnsafeRawBufferPointer, cityId: UnsafeRawBufferPointer, city: UnsafeRawBufferPointer,
+        occurredAt: UnsafeRawBufferPointer, reportCityId: UnsafeRawBufferPointer?
+    ) -> Int {
+        var n = 7 + 9 * 8 + 1 + 16 + id.count + cityId.count + city.count + occurredAt.count
+        if x.reportParticipants != nil { n += 16 }
+        if x.currentParticipants != nil { n += 16 }
+        n += 9 * x.responses.nonZero
+        if let reportCityId { n += 4 + reportCityId.count }
+        return n
+    }
+
+    @inline(__always) mutating func byte(_ value: UInt8) {
+        guard offset < out.count else { return overflowed = true }
+        out.storeBytes(of: value, toByteOffset: offset, as: UInt8.self)
+        offset += 1
+    }
+
+    @inline(__always) mutating func int(_ value: Int64) {
+        guard offset + 8 <= out.count else { return overflowed = true }
+        out.storeBytes(of: value.littleEndian, toByteOffset: offset, as: Int64.self)
+        offset += 8
+    }
+
+    @inline(__always) mutating func text(_ bytes: UnsafeRawBufferPointer) {
+        guard offset + 4 + bytes.count <= out.count else { return overflowed = true }
+        out.storeBytes(of: UInt32(bytes.count).littleEndian, toByteOffset: offset, as: UInt32.self)
+        offset += 4
+        if let source = bytes.baseAddress, let target = out.baseAddress {
+            (target + offset).copyMemory(from: source, byteCount: bytes.count)
         }
-        lastPosition = position
+        offset += bytes.count
+    }
+
+    mutating func write(
+        _ x: FoldIncident, id: UnsafeRawBufferPointer, cityId: UnsafeRawBufferPointer, city: UnsafeRawBufferPointer,
+        occurredAt: UnsafeRawBufferPointer, reportCityId: UnsafeRawBufferPointer?
+    ) {
+        byte(StoredForm.format)
+        byte(UInt8(truncatingIfNeeded: CaseIndex.of(x.precision)))
+        byte(UInt8(truncatingIfNeeded: CaseIndex.of(x.status)))
+        byte(UInt8(truncatingIfNeeded: CaseIndex.of(x.verification)))
+        byte(UInt8(truncatingIfNeeded: CaseIndex.of(x.reportKind)))
+        byte(UInt8(truncatingIfNeeded: CaseIndex.of(x.currentKind)))
+        byte((x.verificationFromOutcome ? 1 : 0) | (x.reportParticipants != nil ? 2 : 0) | (x.currentParticipants != nil ? 4 : 0)
+            | (reportCityId != nil ? 8 : 0))
+        int(x.version)
+        int(Int64(bitPattern: x.firstPosition))
+        int(Int64(bitPattern: x.lastPosition))
+        int(x.responseEvents)
+        int(x.outcomeEvents)
+        int(x.killed)
+        int(x.injured)
+        int(x.detained)
+        int(x.reportedAt)
+        if let range = x.reportParticipants {
+            int(range.low)
+            int(range.high)
+        }
+        if let range = x.currentParticipants {
+            int(range.low)
+            int(range.high)
+        }
+        byte(UInt8(truncatingIfNeeded: x.responses.nonZero))
+        x.responses.forEachNonZero { index, count in
+            byte(UInt8(truncatingIfNeeded: index))
+            int(count)
+        }
+        text(id)
+        text(cityId)
+        text(city)
+        text(occurredAt)
+        if let reportCityId { text(reportCityId) }
     }
 }
 
@@ -372,23 +1053,172 @@ enum StoredEventReader {
         return true
     }
 
-    /// A string without escapes, as a `String` (stored events were validated when they were appended); nil
-    /// when it has escapes, and the event is then read the slow way.
-    @inline(__always) static func text(_ s: inout JSONScanner) -> String? {
-        guard let raw = s.rawString() else { return nil }
-        return String(decoding: raw, as: UTF8.self)
+    /// An integer written plainly (digits, perhaps a minus sign; no fraction or exponent, no leading zero), as
+    /// `JSONScanner.integer()` reads it; nil for anything else (the event is then read the slow way).
+    @inline(__always) static func integer(_ s: inout JSONScanner) -> Int64? {
+        let bytes = s.bytes
+        let n = bytes.count
+        var i = s.index
+        let negative = i < n && bytes[i] == UInt8(ascii: "-")
+        if negative { i += 1 }
+        let first = i
+        var value: Int64 = 0
+        while i < n {
+            let digit = bytes[i] &- UInt8(ascii: "0")
+            if digit > 9 { break }
+            value = value &* 10 &+ Int64(digit)
+            i += 1
+        }
+        // Up to 18 digits always fit; longer ones go the slow way.
+        guard i > first, i - first <= 18, !(i - first > 1 && bytes[first] == UInt8(ascii: "0")) else { return nil }
+        if i < n, bytes[i] == UInt8(ascii: ".") || bytes[i] == UInt8(ascii: "e") || bytes[i] == UInt8(ascii: "E") { return nil }
+        s.index = i
+        return negative ? -value : value
     }
 
-    /// A string that is one of `E`'s raw values.
-    @inline(__always) static func enumeration<E: RawRepresentable & CaseIterable>(_ s: inout JSONScanner, _: E.Type) -> E?
-    where E.RawValue == String {
-        guard let raw = s.rawString() else { return nil }
-        return E(rawValue: String(decoding: raw, as: UTF8.self))
+    /// Moves past a string value without reading it, looking for its closing quote eight bytes at a time; false
+    /// when there is no string here.
+    @inline(__always) static func skipString(_ s: inout JSONScanner) -> Bool {
+        let bytes = s.bytes
+        let n = bytes.count
+        guard s.index < n, bytes[s.index] == UInt8(ascii: "\"") else { return false }
+        let first = s.index + 1
+        var i = first
+        while true {
+            // The next quote: the lowest byte of the word that is 0x22 (the zero-byte test is exact for the
+            // lowest one).
+            var found = false
+            // Sixteen bytes at a time, then eight.
+            while i + 16 <= n {
+                let low = bytes.loadUnaligned(fromByteOffset: i, as: UInt64.self) ^ 0x2222_2222_2222_2222
+                let high = bytes.loadUnaligned(fromByteOffset: i + 8, as: UInt64.self) ^ 0x2222_2222_2222_2222
+                let zeroLow = (low &- 0x0101_0101_0101_0101) & ~low & 0x8080_8080_8080_8080
+                let zeroHigh = (high &- 0x0101_0101_0101_0101) & ~high & 0x8080_8080_8080_8080
+                if zeroLow | zeroHigh != 0 {
+                    i += zeroLow != 0 ? zeroLow.trailingZeroBitCount >> 3 : 8 + zeroHigh.trailingZeroBitCount >> 3
+                    found = true
+                    break
+                }
+                i += 16
+            }
+            while !found, i + 8 <= n {
+                let word = bytes.loadUnaligned(fromByteOffset: i, as: UInt64.self) ^ 0x2222_2222_2222_2222
+                let zero = (word &- 0x0101_0101_0101_0101) & ~word & 0x8080_8080_8080_8080
+                if zero != 0 {
+                    i += zero.trailingZeroBitCount >> 3
+                    found = true
+                    break
+                }
+                i += 8
+            }
+            if !found {
+                while i < n, bytes[i] != UInt8(ascii: "\"") { i += 1 }
+                guard i < n else { return false }
+            }
+            // The quote is escaped when an odd number of backslashes comes before it.
+            var k = i - 1
+            while k >= first, bytes[k] == UInt8(ascii: "\\") { k -= 1 }
+            if (i - 1 - k) & 1 == 0 {
+                s.index = i + 1
+                return true
+            }
+            i += 1
+        }
     }
 
-    /// Folds the event in `bytes` (canonical JSON) into `fold`; false when the event is not in the expected
-    /// form, and nothing was folded.
-    /// The type and version of a canonical event, read from its end: `…,"type":"T","version":N}`.
+    /// Moves past a string that is not needed: an empty buffer, or nil when there is no string here.
+    @inline(__always) static func skipped(_ s: inout JSONScanner) -> UnsafeRawBufferPointer? {
+        skipString(&s) ? UnsafeRawBufferPointer(start: nil, count: 0) : nil
+    }
+
+    /// Consumes `byte` if it is next (no whitespace skipped: the stored form is canonical).
+    @inline(__always) static func next(_ s: inout JSONScanner, _ byte: UInt8) -> Bool {
+        guard s.index < s.bytes.count, s.bytes[s.index] == byte else { return false }
+        s.index += 1
+        return true
+    }
+
+    /// Where the first quote, backslash or control character of `word` is (little-endian byte order), or 8 when
+    /// it has none. (Each zero-byte test is exact for its lowest hit, so their union is too.)
+    @inline(__always) static func attention(_ word: UInt64) -> Int {
+        let ones: UInt64 = 0x0101_0101_0101_0101
+        let highs: UInt64 = 0x8080_8080_8080_8080
+        let below20 = (word &- ones &* 0x20) & ~word & highs
+        let quote = word ^ (ones &* 0x22)
+        let backslash = word ^ (ones &* 0x5C)
+        let hits = below20 | ((quote &- ones) & ~quote & highs) | ((backslash &- ones) & ~backslash & highs)
+        return hits.trailingZeroBitCount >> 3
+    }
+
+    /// A string value's own bytes when it has no escapes or control characters (as `JSONScanner.rawString()`);
+    /// nil otherwise, or when there is no string here.
+    @inline(__always) static func rawString(_ s: inout JSONScanner) -> UnsafeRawBufferPointer? {
+        let bytes = s.bytes
+        let n = bytes.count
+        guard s.index < n, bytes[s.index] == UInt8(ascii: "\"") else { return nil }
+        let start = s.index + 1
+        var i = start
+        var found = false
+        while i + 8 <= n {
+            let k = attention(bytes.loadUnaligned(fromByteOffset: i, as: UInt64.self))
+            i += k
+            if k < 8 {
+                found = true
+                break
+            }
+        }
+        if !found {
+            while i < n {
+                let byte = bytes[i]
+                if byte == UInt8(ascii: "\"") || byte == UInt8(ascii: "\\") || byte < 0x20 { break }
+                i += 1
+            }
+        }
+        guard i < n, bytes[i] == UInt8(ascii: "\"") else { return nil }
+        s.index = i + 1
+        return UnsafeRawBufferPointer(rebasing: bytes[start..<i])
+    }
+
+    /// An object key without escapes and the `:` after it.
+    @inline(__always) static func key(_ s: inout JSONScanner) -> UnsafeRawBufferPointer? {
+        guard let key = rawString(&s), next(&s, UInt8(ascii: ":")) else { return nil }
+        return key
+    }
+
+    /// Moves past one value: strings with ``skipString(_:)``, objects and arrays by following their structure
+    /// (their strings again with ``skipString(_:)``), anything else with `JSONScanner.skipValue()`.
+    @inline(__always) static func skipValue(_ s: inout JSONScanner) -> Bool {
+        let bytes = s.bytes
+        let n = bytes.count
+        guard s.index < n else { return false }
+        switch bytes[s.index] {
+        case UInt8(ascii: "\""):
+            return skipString(&s)
+        case UInt8(ascii: "{"), UInt8(ascii: "["):
+            var depth = 0
+            while s.index < n {
+                switch bytes[s.index] {
+                case UInt8(ascii: "\""):
+                    guard skipString(&s) else { return false }
+                case UInt8(ascii: "{"), UInt8(ascii: "["):
+                    depth += 1
+                    s.index += 1
+                case UInt8(ascii: "}"), UInt8(ascii: "]"):
+                    depth -= 1
+                    s.index += 1
+                    if depth == 0 { return true }
+                default:
+                    s.index += 1
+                }
+            }
+            return false
+        default:
+            return s.skipValue() != nil
+        }
+    }
+
+    /// The type and version of a canonical event, read from its end: `…,"type":"T","version":N}`. (The forward
+    /// read checks the `,"type":` before it.)
     static func tail(_ bytes: UnsafeRawBufferPointer) -> (type: EventType, version: Int64)? {
         var i = bytes.count - 1
         guard i > 40, bytes[i] == UInt8(ascii: "}") else { return nil }
@@ -401,40 +1231,58 @@ enum StoredEventReader {
             scale *= 10
             i -= 1
         }
-        guard scale > 1 else { return nil }
-        let end = i + 1  // where the digits start
-        for (type, suffix) in tails {
-            let n = suffix.count
-            guard end >= n else { continue }
-            var matches = true
-            for k in 0..<n where bytes[end - n + k] != suffix[k] {
-                matches = false
-                break
-            }
-            if matches { return (type, version) }
+        // `","version":` ends at i.
+        let suffix = "\",\"version\":" as StaticString
+        let n = suffix.utf8CodeUnitCount
+        guard scale > 1, i + 1 >= n + 1, matches(bytes, at: i + 1 - n, suffix) else { return nil }
+        let end = i + 1 - n  // where the type's closing quote is
+        var start = end - 1
+        while start > 0, bytes[start] != UInt8(ascii: "\"") { start -= 1 }
+        guard start > 0, let index = matchIndex(UnsafeRawBufferPointer(rebasing: bytes[start + 1..<end]), eventTypes) else {
+            return nil
         }
-        return nil
+        return (eventTypes.values[index], version)
     }
 
-    static let tails: [(EventType, [UInt8])] = EventType.allCases.map {
-        ($0, Array(",\"type\":\"\($0.rawValue)\",\"version\":".utf8))
+    static let eventTypes = cases(EventType.self)
+
+    /// Whether the bytes at `offset` are `literal`'s, compared eight at a time.
+    @inline(__always) static func matches(_ bytes: UnsafeRawBufferPointer, at offset: Int, _ literal: StaticString) -> Bool {
+        let n = literal.utf8CodeUnitCount
+        guard offset >= 0, offset + n <= bytes.count else { return false }
+        let expected = UnsafeRawPointer(literal.utf8Start)
+        var k = 0
+        while k + 8 <= n {
+            guard bytes.loadUnaligned(fromByteOffset: offset + k, as: UInt64.self) == expected.loadUnaligned(fromByteOffset: k, as: UInt64.self)
+            else { return false }
+            k += 8
+        }
+        while k < n {
+            guard bytes[offset + k] == expected.load(fromByteOffset: k, as: UInt8.self) else { return false }
+            k += 1
+        }
+        return true
+    }
+
+    /// Consumes `literal` if the bytes at the cursor are exactly it.
+    @inline(__always) static func literal(_ s: inout JSONScanner, _ literal: StaticString) -> Bool {
+        guard matches(s.bytes, at: s.index, literal) else { return false }
+        s.index += literal.utf8CodeUnitCount
+        return true
+    }
+
+    /// Where `raw` is among `cases`' raw values, compared as bytes.
+    @inline(__always) static func matchIndex<E: Sendable>(_ raw: UnsafeRawBufferPointer, _ cases: RawCases<E>) -> Int? {
+        cases.index(of: raw)
     }
 
     /// One of `E`'s raw values, compared as bytes.
-    @inline(__always) static func match<E>(_ raw: UnsafeRawBufferPointer, _ cases: [(E, [UInt8])]) -> E? {
-        for (value, bytes) in cases where bytes.count == raw.count {
-            var equal = true
-            for k in 0..<raw.count where raw[k] != bytes[k] {
-                equal = false
-                break
-            }
-            if equal { return value }
-        }
-        return nil
+    @inline(__always) static func match<E: Sendable>(_ raw: UnsafeRawBufferPointer, _ cases: RawCases<E>) -> E? {
+        cases.index(of: raw).map { cases.values[$0] }
     }
 
-    static func cases<E: RawRepresentable & CaseIterable>(_: E.Type) -> [(E, [UInt8])] where E.RawValue == String {
-        E.allCases.map { ($0, Array($0.rawValue.utf8)) }
+    static func cases<E: RawRepresentable & CaseIterable & Sendable>(_: E.Type) -> RawCases<E> where E.RawValue == String {
+        RawCases(E.allCases.map { ($0, Array($0.rawValue.utf8)) })
     }
 
     static let precisions = cases(Precision.self)
@@ -443,50 +1291,74 @@ enum StoredEventReader {
     static let statuses = cases(OutcomeStatus.self)
     static let verifications = cases(Verification.self)
 
+    /// What a report's data holds for the projections; the texts are numbers in `ProjectionFold.texts`.
+    struct ReportFields {
+        var city: Int32
+        var cityId: Int32
+        var kind: IncidentKind
+        var participants: PeopleRange?
+    }
+
+    /// What a response's data holds for the projections; `kinds` counts the kinds by their stored index.
+    struct ResponseFields {
+        var kinds: CaseCounts
+        var killed: Int64?
+        var injured: Int64?
+        var detained: Int64?
+    }
+
+    /// What an outcome's data holds for the projections.
+    struct OutcomeFields {
+        var status: OutcomeStatus
+        var verification: Verification?
+        var corrections: [String: JSONValue]?
+    }
+
     /// Folds the event in `bytes` (canonical JSON) into `fold`; false when the event is not in the expected
-    /// form, and nothing was folded.
-    static func fold(_ bytes: UnsafeRawBufferPointer, into fold: inout ProjectionFold, buffer: inout [UInt8]) throws -> Bool {
+    /// form, and nothing was folded (texts may have been interned).
+    static func fold(_ bytes: UnsafeRawBufferPointer, into fold: inout ProjectionFold) throws -> Bool {
         guard let (type, version) = tail(bytes) else { return false }
         var s = JSONScanner(bytes)
         // Canonical order: data first, then the envelope.
-        guard s.consume(UInt8(ascii: "{")), let dataKey = s.key(), equals(dataKey, "data") else { return false }
-        var report: (city: String, cityId: String?, kind: IncidentKind, participants: PeopleRange?)?
-        var response: (kinds: [ResponseKind], killed: Int64?, injured: Int64?, detained: Int64?)?
-        var outcome: (status: OutcomeStatus, verification: Verification?, corrections: [String: JSONValue]?)?
+        guard literal(&s, "{\"data\":") else { return false }
+        var report: ReportFields?
+        var response: ResponseFields?
+        var outcome: OutcomeFields?
         switch type {
-        case .incidentReported: report = reportFields(&s, &buffer); guard report != nil else { return false }
-        case .responseObserved: response = responseFields(&s, &buffer); guard response != nil else { return false }
-        case .outcomeUpdated: outcome = outcomeFields(&s, &buffer); guard outcome != nil else { return false }
+        case .incidentReported: report = reportFields(&s, &fold.texts); guard report != nil else { return false }
+        case .responseObserved: response = responseFields(&s); guard response != nil else { return false }
+        case .outcomeUpdated: outcome = outcomeFields(&s); guard outcome != nil else { return false }
         }
         let isReport = type == .incidentReported
         // The envelope, member by member in canonical order.
-        guard s.literal(",\"eventId\":"), s.rawString() != nil, s.literal(",\"incident\":"),
-            let incident = StoredEventReader.text(&s), s.literal(",\"occurredAt\":"), let occurredAt = s.rawString(),
-            s.literal(",\"position\":"), let position = s.integer(), position > 0, s.literal(",\"precision\":"),
-            let rawPrecision = s.rawString(), let precision = match(rawPrecision, precisions), s.literal(",\"prevHash\":"),
-            s.rawString() != nil, s.literal(",\"recordedAt\":"), let rawRecordedAt = s.rawString(),
-            s.literal(",\"recordedBy\":"), s.skipValue() != nil, s.literal(",\"schema\":"), s.integer() != nil
+        guard literal(&s, ",\"eventId\":"), skipString(&s), literal(&s, ",\"incident\":"), let incident = rawString(&s),
+            isValidUTF8(incident), literal(&s, ",\"occurredAt\":"), let occurredAt = isReport ? rawString(&s) : skipped(&s),
+            literal(&s, ",\"position\":"), let position = integer(&s), position > 0, literal(&s, ",\"precision\":"),
+            let rawPrecision = rawString(&s), let precision = match(rawPrecision, precisions), literal(&s, ",\"prevHash\":"),
+            skipString(&s), literal(&s, ",\"recordedAt\":"), let rawRecordedAt = isReport ? rawString(&s) : skipped(&s),
+            literal(&s, ",\"recordedBy\":"), skipValue(&s), literal(&s, ",\"schema\":"), integer(&s) != nil
         else { return false }
         var mask: UInt8 = 0
-        if s.literal(",\"sources\":") {
+        if literal(&s, ",\"sources\":") {
             if isReport {
-                guard let m = sourcesMask(&s, &buffer) else { return false }
+                guard let m = sourcesMask(&s) else { return false }
                 mask = m
             } else {
-                guard s.skipValue() != nil else { return false }
+                guard skipValue(&s) else { return false }
             }
         }
         // The type and version were read from the end: check they are all that is left.
-        guard s.literal(",\"type\":"), s.rawString() != nil, s.literal(",\"version\":"), s.integer() == version,
-            s.literal("}"), s.index == bytes.count
+        guard literal(&s, ",\"type\":"), skipString(&s), literal(&s, ",\"version\":"), integer(&s) == version,
+            literal(&s, "}"), s.index == bytes.count
         else { return false }
         switch type {
         case .incidentReported:
-            guard let report, let recordedAt = ParsedDate.parse(utf8: rawRecordedAt) else { return false }
+            guard let report, let recordedAt = fold.timestamp(rawRecordedAt), let date = fold.texts.intern(occurredAt)
+            else { return false }
             fold.report(
-                incident: incident, position: UInt64(position), occurredAt: String(decoding: occurredAt, as: UTF8.self),
-                precision: precision, recordedAt: recordedAt.start.microseconds, verificationMask: mask, city: report.city,
-                cityId: report.cityId, kind: report.kind, participants: report.participants)
+                incident: incident, position: UInt64(position), occurredAt: date, precision: precision,
+                recordedAt: recordedAt, verificationMask: mask, city: report.city, cityId: report.cityId,
+                kind: report.kind, participants: report.participants)
         case .responseObserved:
             guard let response else { return false }
             try fold.response(
@@ -501,124 +1373,120 @@ enum StoredEventReader {
         return true
     }
 
-    static func sourcesMask(_ s: inout JSONScanner, _ buffer: inout [UInt8]) -> UInt8? {
-        guard s.consume(UInt8(ascii: "[")) else { return nil }
+    static func sourcesMask(_ s: inout JSONScanner) -> UInt8? {
+        guard next(&s, UInt8(ascii: "[")) else { return nil }
         var mask: UInt8 = 0
-        if s.consume(UInt8(ascii: "]")) { return 0 }
+        if next(&s, UInt8(ascii: "]")) { return 0 }
         repeat {
-            guard s.consume(UInt8(ascii: "{")) else { return nil }
+            guard next(&s, UInt8(ascii: "{")) else { return nil }
             var verification: Verification = .unverified
             repeat {
-                guard let key = s.key() else { return nil }
+                guard let key = key(&s) else { return nil }
                 if equals(key, "verification") {
-                    guard let raw = s.rawString(), let v = match(raw, verifications) else { return nil }
+                    guard let raw = rawString(&s), let v = match(raw, verifications) else { return nil }
                     verification = v
                 } else {
-                    guard s.skipValue() != nil else { return nil }
+                    guard skipValue(&s) else { return nil }
                 }
-            } while s.consume(UInt8(ascii: ","))
-            guard s.consume(UInt8(ascii: "}")) else { return nil }
+            } while next(&s, UInt8(ascii: ","))
+            guard next(&s, UInt8(ascii: "}")) else { return nil }
             mask |= Self.mask(verification)
-        } while s.consume(UInt8(ascii: ","))
-        guard s.consume(UInt8(ascii: "]")) else { return nil }
+        } while next(&s, UInt8(ascii: ","))
+        guard next(&s, UInt8(ascii: "]")) else { return nil }
         return mask
     }
 
-    static func reportFields(_ s: inout JSONScanner, _ buffer: inout [UInt8])
-        -> (city: String, cityId: String?, kind: IncidentKind, participants: PeopleRange?)?
-    {
-        guard s.consume(UInt8(ascii: "{")) else { return nil }
-        var city: String?
-        var cityId: String?
+    static func reportFields(_ s: inout JSONScanner, _ texts: inout TextTable) -> ReportFields? {
+        guard next(&s, UInt8(ascii: "{")) else { return nil }
+        var city: Int32?
+        var cityId: Int32 = -1
         var kind: IncidentKind?
         var participants: PeopleRange?
         repeat {
-            guard let key = s.key() else { return nil }
+            guard let key = key(&s) else { return nil }
             if equals(key, "city") {
-                guard let text = StoredEventReader.text(&s) else { return nil }
+                guard let raw = rawString(&s), let text = texts.intern(raw) else { return nil }
                 city = text
             } else if equals(key, "cityId") {
-                guard let text = StoredEventReader.text(&s) else { return nil }
+                guard let raw = rawString(&s), let text = texts.intern(raw) else { return nil }
                 cityId = text
             } else if equals(key, "kind") {
-                guard let raw = s.rawString(), let k = match(raw, kinds) else { return nil }
+                guard let raw = rawString(&s), let k = match(raw, kinds) else { return nil }
                 kind = k
             } else if equals(key, "participants") {
                 // Stored canonically: {"high":…,"low":…}.
-                guard s.consume(UInt8(ascii: "{")), let k1 = s.key(), equals(k1, "high"), let high = s.integer(),
-                    s.consume(UInt8(ascii: ",")), let k2 = s.key(), equals(k2, "low"), let low = s.integer(),
-                    s.consume(UInt8(ascii: "}"))
+                guard literal(&s, "{\"high\":"), let high = integer(&s), literal(&s, ",\"low\":"), let low = integer(&s),
+                    literal(&s, "}")
                 else { return nil }
                 participants = PeopleRange(low: low, high: high)
             } else {
-                guard s.skipValue() != nil else { return nil }
+                guard skipValue(&s) else { return nil }
             }
-        } while s.consume(UInt8(ascii: ","))
-        guard s.consume(UInt8(ascii: "}")), let city, let kind else { return nil }
-        return (city, cityId, kind, participants)
+        } while next(&s, UInt8(ascii: ","))
+        guard next(&s, UInt8(ascii: "}")), let city, let kind else { return nil }
+        return ReportFields(city: city, cityId: cityId, kind: kind, participants: participants)
     }
 
-    static func responseFields(_ s: inout JSONScanner, _ buffer: inout [UInt8])
-        -> (kinds: [ResponseKind], killed: Int64?, injured: Int64?, detained: Int64?)?
-    {
-        guard s.consume(UInt8(ascii: "{")) else { return nil }
-        var kinds: [ResponseKind]?
+    static func responseFields(_ s: inout JSONScanner) -> ResponseFields? {
+        guard next(&s, UInt8(ascii: "{")) else { return nil }
+        var kinds: CaseCounts?
         var killed: Int64?
         var injured: Int64?
         var detained: Int64?
         repeat {
-            guard let key = s.key() else { return nil }
+            guard let key = key(&s) else { return nil }
             if equals(key, "responses") {
-                guard s.consume(UInt8(ascii: "[")) else { return nil }
-                var list: [ResponseKind] = []
-                if !s.consume(UInt8(ascii: "]")) {
+                guard next(&s, UInt8(ascii: "[")) else { return nil }
+                var list = CaseCounts()
+                if !next(&s, UInt8(ascii: "]")) {
                     repeat {
-                        guard let raw = s.rawString(), let kind = match(raw, responseKinds) else { return nil }
-                        list.append(kind)
-                    } while s.consume(UInt8(ascii: ","))
-                    guard s.consume(UInt8(ascii: "]")) else { return nil }
+                        // `responseKinds` is in `allCases` order, which is the stored order.
+                        guard let raw = rawString(&s), let index = matchIndex(raw, responseKinds) else { return nil }
+                        list[index] += 1
+                    } while next(&s, UInt8(ascii: ","))
+                    guard next(&s, UInt8(ascii: "]")) else { return nil }
                 }
                 kinds = list
             } else if equals(key, "killed") {
-                guard let n = s.integer() else { return nil }
+                guard let n = integer(&s) else { return nil }
                 killed = n
             } else if equals(key, "injured") {
-                guard let n = s.integer() else { return nil }
+                guard let n = integer(&s) else { return nil }
                 injured = n
             } else if equals(key, "detained") {
-                guard let n = s.integer() else { return nil }
+                guard let n = integer(&s) else { return nil }
                 detained = n
             } else {
-                guard s.skipValue() != nil else { return nil }
+                guard skipValue(&s) else { return nil }
             }
-        } while s.consume(UInt8(ascii: ","))
-        guard s.consume(UInt8(ascii: "}")), let kinds else { return nil }
-        return (kinds, killed, injured, detained)
+        } while next(&s, UInt8(ascii: ","))
+        guard next(&s, UInt8(ascii: "}")), let kinds else { return nil }
+        return ResponseFields(kinds: kinds, killed: killed, injured: injured, detained: detained)
     }
 
-    static func outcomeFields(_ s: inout JSONScanner, _ buffer: inout [UInt8])
-        -> (status: OutcomeStatus, verification: Verification?, corrections: [String: JSONValue]?)?
-    {
-        guard s.consume(UInt8(ascii: "{")) else { return nil }
+    static func outcomeFields(_ s: inout JSONScanner) -> OutcomeFields? {
+        guard next(&s, UInt8(ascii: "{")) else { return nil }
         var status: OutcomeStatus?
         var verification: Verification?
         var corrections: [String: JSONValue]?
         repeat {
-            guard let key = s.key() else { return nil }
+            guard let key = key(&s) else { return nil }
             if equals(key, "status") {
-                guard let raw = s.rawString(), let v = match(raw, statuses) else { return nil }
+                guard let raw = rawString(&s), let v = match(raw, statuses) else { return nil }
                 status = v
             } else if equals(key, "verification") {
-                guard let raw = s.rawString(), let v = match(raw, verifications) else { return nil }
+                guard let raw = rawString(&s), let v = match(raw, verifications) else { return nil }
                 verification = v
             } else if equals(key, "corrections") {
-                guard let raw = s.skipValue(), case .object(let members)? = try? JSONReader().read(raw) else { return nil }
+                let start = s.index
+                guard skipValue(&s), case .object(let members)? = try? JSONReader().read(UnsafeRawBufferPointer(rebasing: s.bytes[start..<s.index]))
+                else { return nil }
                 corrections = members
             } else {
-                guard s.skipValue() != nil else { return nil }
+                guard skipValue(&s) else { return nil }
             }
-        } while s.consume(UInt8(ascii: ","))
-        guard s.consume(UInt8(ascii: "}")), let status else { return nil }
-        return (status, verification, corrections)
+        } while next(&s, UInt8(ascii: ","))
+        guard next(&s, UInt8(ascii: "}")), let status else { return nil }
+        return OutcomeFields(status: status, verification: verification, corrections: corrections)
     }
 }

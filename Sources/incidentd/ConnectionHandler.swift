@@ -85,6 +85,7 @@ final class ConnectionHandler: ChannelDuplexHandler {
     typealias OutboundOut = ByteBuffer
 
     private let executor: RequestExecutor
+    private let intake: AppendIntake
     private let peer: PeerIdentity
     private let role: Role?
     private let maxPending: Int
@@ -107,8 +108,12 @@ final class ConnectionHandler: ChannelDuplexHandler {
     /// Answers were written by the mailbox and wait for its one flush (``finishAnswers(context:)``).
     var awaitingFlush = false
 
-    init(executor: RequestExecutor, peer: PeerIdentity, role: Role?, maxPending: Int, maxLineBytes: Int, logger: Logger) {
+    init(
+        executor: RequestExecutor, intake: AppendIntake, peer: PeerIdentity, role: Role?, maxPending: Int, maxLineBytes: Int,
+        logger: Logger
+    ) {
         self.executor = executor
+        self.intake = intake
         self.peer = peer
         self.role = role
         self.maxPending = maxPending
@@ -154,36 +159,36 @@ final class ConnectionHandler: ChannelDuplexHandler {
                 .lineTooLong, "request line longer than \(maxLineBytes) bytes (\(length)+ received); it was dropped",
                 details: ["limit": .int(Int64(maxLineBytes))])), context: context)
         case .line(let line):
-            // The common case first: an append that decodes cleanly goes straight to the group committer, and
-            // its answer comes back through this loop's mailbox with the rest of its commit's answers.
-            if let mailbox {
-                let target = AnswerMailbox.Target(handler: self, context: context)
-                let submitted = line.readableBytesView.withUnsafeBytes { bytes in
-                    executor.fastAppend(bytes, peer: peer, role: role) { id, count, result, request in
-                        mailbox.post(AnswerMailbox.Delivery(
-                            target: target, sequence: sequence, id: id, count: count, result: result, request: request))
-                    }
+            // Appends (and whatever might be one) go to the intake thread, which keeps their order; the rest is
+            // answered here and now.
+            if let mailbox, AppendIntake.mayBeAppend(line) {
+                let item = AppendIntake.Item(
+                    line: line, sequence: sequence, peer: peer, role: role,
+                    target: AnswerMailbox.Target(handler: self, context: context), mailbox: mailbox)
+                if !intake.submit(item) {
+                    // The daemon is draining and the intake has stopped: carried out here, still in order.
+                    intake.process(item)
                 }
-                if submitted { return }
+                return
             }
-            let decoded = line.readableBytesView.withUnsafeBytes { Request.decode($0) }
-            switch decoded {
-            case .failure(let failure):
-                complete(sequence, Response.failure(id: failure.id, failure.error), context: context)
-            case .success(let request):
-                switch executor.execute(request, peer: peer, role: role, on: context.eventLoop) {
-                case .now(let bytes):
-                    complete(sequence, bytes, context: context)
-                case .later(let future):
-                    let loopBound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
-                    future.whenComplete { result in
-                        let (handler, context) = loopBound.value
-                        switch result {
-                        case .success(let bytes): handler.complete(sequence, bytes, context: context)
-                        case .failure(let error):
-                            handler.complete(sequence, Response.failure(id: request.id, ProtocolError(.internalError, "\(error)")), context: context)
-                        }
-                    }
+            let reply = line.readableBytesView.withUnsafeBytes { executor.reply(to: $0, peer: peer, role: role, on: context.eventLoop) }
+            deliver(reply, sequence: sequence, context: context)
+        }
+    }
+
+    /// Writes the answer to request `sequence` once it is ready (in request order, see ``write(_:_:context:)``).
+    func deliver(_ reply: Reply, sequence: UInt64, context: ChannelHandlerContext) {
+        switch reply {
+        case .now(let bytes):
+            complete(sequence, bytes, context: context)
+        case .later(let future):
+            let loopBound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
+            future.whenComplete { result in
+                let (handler, context) = loopBound.value
+                switch result {
+                case .success(let bytes): handler.complete(sequence, bytes, context: context)
+                case .failure(let error):
+                    handler.complete(sequence, Response.failure(id: .null, ProtocolError(.internalError, "\(error)")), context: context)
                 }
             }
         }

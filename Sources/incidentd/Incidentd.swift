@@ -98,12 +98,14 @@ struct Incidentd: ParsableCommand {
         }
         let committer = GroupCommitter(log: log)
         let executor = RequestExecutor(log: log, committer: committer, access: AccessControl(policy: settings.access))
-        let server = Server(executor: executor, configuration: settings, logger: logger)
+        let intake = AppendIntake(executor: executor)
+        let server = Server(executor: executor, intake: intake, configuration: settings, logger: logger)
         let inherited = Self.inheritedSocket()
         let channel: any Channel
         do {
             channel = try server.start(inheritedDescriptor: inherited)
         } catch {
+            intake.stop()
             committer.shutdown()
             try? server.group.syncShutdownGracefully()
             throw error
@@ -127,6 +129,8 @@ struct Incidentd: ParsableCommand {
         logger.notice("stopping: draining queued appends")
         _ = incidentd_sd_notify("STOPPING=1")
         try? channel.close().wait()
+        // Lines the intake holds reach the committer first, in order; later ones are carried out on their loops.
+        intake.stop()
         committer.shutdown()
         // Every completion of a drained append was queued on an event loop before this; one more task on each
         // loop runs after them, so their responses have been written when it does.

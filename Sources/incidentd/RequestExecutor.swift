@@ -29,6 +29,15 @@ final class RequestExecutor: Sendable {
         self.access = access
     }
 
+    /// The answer to one request line: decoded, then carried out (``execute(_:peer:role:on:)``). Safe on any
+    /// thread; a `.later` answer completes on `eventLoop`.
+    func reply(to line: UnsafeRawBufferPointer, peer: PeerIdentity, role: Role?, on eventLoop: any EventLoop) -> Reply {
+        switch Request.decode(line) {
+        case .failure(let failure): return .now(Response.failure(id: failure.id, failure.error))
+        case .success(let request): return execute(request, peer: peer, role: role, on: eventLoop)
+        }
+    }
+
     func execute(_ request: Request, peer: PeerIdentity, role: Role?, on eventLoop: any EventLoop) -> Reply {
         let id = request.id
         guard let role, role >= request.operation.requiredRole else {

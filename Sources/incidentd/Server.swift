@@ -11,12 +11,14 @@ import Synchronization
 /// credentials, and gives every connection its own ``ConnectionHandler``.
 final class Server: Sendable {
     let executor: RequestExecutor
+    let intake: AppendIntake
     let configuration: DaemonConfiguration
     let logger: Logger
     let group: MultiThreadedEventLoopGroup
 
-    init(executor: RequestExecutor, configuration: DaemonConfiguration, logger: Logger) {
+    init(executor: RequestExecutor, intake: AppendIntake, configuration: DaemonConfiguration, logger: Logger) {
         self.executor = executor
+        self.intake = intake
         self.configuration = configuration
         self.logger = logger
         group = MultiThreadedEventLoopGroup(numberOfThreads: max(1, System.coreCount))
@@ -25,6 +27,7 @@ final class Server: Sendable {
     /// Binds the socket and starts accepting. `inheritedDescriptor` is a listening socket from systemd.
     func start(inheritedDescriptor: Int32?) throws -> any Channel {
         let executor = self.executor
+        let intake = self.intake
         let configuration = self.configuration
         let logger = self.logger
         let bootstrap = ServerBootstrap(group: group)
@@ -39,7 +42,7 @@ final class Server: Sendable {
             .childChannelOption(.maxMessagesPerRead, value: 1)
             .childChannelOption(.recvAllocator, value: AdaptiveRecvByteBufferAllocator(minimum: 1024, initial: 4096, maximum: 4096))
             .childChannelInitializer { channel in
-                Server.initialize(channel, executor: executor, configuration: configuration, logger: logger)
+                Server.initialize(channel, executor: executor, intake: intake, configuration: configuration, logger: logger)
             }
         if let fd = inheritedDescriptor {
             return try bootstrap.withBoundSocket(fd).wait()
@@ -88,7 +91,8 @@ final class Server: Sendable {
     }
 
     private static func initialize(
-        _ channel: any Channel, executor: RequestExecutor, configuration: DaemonConfiguration, logger: Logger
+        _ channel: any Channel, executor: RequestExecutor, intake: AppendIntake, configuration: DaemonConfiguration,
+        logger: Logger
     ) -> EventLoopFuture<Void> {
         let count = executor.connections.wrappingAdd(1, ordering: .relaxed).newValue
         guard count <= configuration.maxConnections else {
@@ -115,7 +119,7 @@ final class Server: Sendable {
                     ByteToMessageHandler(LineFrameDecoder(maxLineBytes: configuration.maxLineBytes)))
                 try channel.pipeline.syncOperations.addHandler(
                     ConnectionHandler(
-                        executor: executor, peer: peer, role: role,
+                        executor: executor, intake: intake, peer: peer, role: role,
                         maxPending: configuration.maxPendingPerConnection,
                         maxLineBytes: configuration.maxLineBytes, logger: logger))
             }

@@ -135,4 +135,51 @@ struct ConcurrencyTests {
         let detentions = cities.reduce(Int64(0)) { $0 + ($1["responses"]?["detentions"]?.intValue ?? 0) }
         #expect(detentions == Int64(Self.connections * Self.incidentsPerConnection))
     }
+
+    @Test("appends pipelined on one connection land in the order sent, whichever decoder reads each, queries in between")
+    func pipelinedOrder() throws {
+        let daemon = try Daemon()
+        let client = try daemon.client()
+        func line(_ object: JSONValue) -> String { String(decoding: object.canonicalBytes(), as: UTF8.self) }
+        // Each round: a report the fast decoder declines (an escaped member name, or the operation spelled with
+        // an escape) and only the general one reads, then a response and an outcome for it that the fast decoder
+        // reads, and a query. The response and the outcome need the report before them.
+        let rounds = 60
+        var text = ""
+        var appendIds: [Int64] = []
+        var id: Int64 = 0
+        for n in 0..<rounds {
+            let incident = "order-\(n)"
+            id += 1
+            let report = line(["id": .int(id), "op": "append", "events": [Wire.report(incident: incident, city: ["Kupiansk", "Melitopol", "Berdiansk"][n % 3])]])
+            text += n % 2 == 0
+                ? report.replacingOccurrences(of: "\"incident\":", with: "\"\\u0069ncident\":")
+                : report.replacingOccurrences(of: "\"op\":\"append\"", with: "\"op\":\"\\u0061ppend\"")
+            text += "\n"
+            appendIds.append(id)
+            id += 1
+            text += line(["id": .int(id), "op": "append", "events": [Wire.response(incident: incident, detained: 1)]]) + "\n"
+            appendIds.append(id)
+            id += 1
+            text += line(["id": .int(id), "op": "append", "events": [Wire.outcome(incident: incident)]]) + "\n"
+            appendIds.append(id)
+            id += 1
+            text += line(["id": .int(id), "op": "city", "city": "Kupiansk"]) + "\n"
+        }
+        #expect(text.contains("\\u0069ncident") && text.contains("\\u0061ppend"), "the escapes are in the lines sent")
+        try client.write(Array(text.utf8))
+
+        var positions: [Int64: Int64] = [:]
+        for expected in 1...id {
+            let response = try client.receive()
+            #expect(response["id"]?.intValue == expected, "answers come in request order: \(response)")
+            #expect(response.isOK, "request \(expected): \(response)")
+            if let position = response["positions"]?.arrayValue?.first?.intValue { positions[expected] = position }
+        }
+        let landed = appendIds.compactMap { positions[$0] }
+        #expect(landed.count == appendIds.count, "every append acknowledged")
+        #expect(landed == Array(1...Int64(appendIds.count)), "positions follow the order the appends were sent")
+        let incident = try client.call("incident", ["incident": .string("order-\(rounds - 1)")])
+        #expect(incident["incident"]?["version"]?.intValue == 3, "\(incident)")
+    }
 }

@@ -1,0 +1,151 @@
+import Dispatch
+import Foundation
+import IncidentProtocol
+import NIOCore
+import Synchronization
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Turns append lines into appends for the group committer on a thread of its own, in the order the lines
+/// arrived, so that the event loops keep only the socket work and the queries.
+///
+/// Decoding an append and writing its canonical parts is most of an event loop's work under load (tens of
+/// microseconds a line). Done on the loop, a busy loop makes a `city` query that lands on it wait behind every
+/// append read before it; and on a machine whose cores are all busy, the loop waits for a core like everyone
+/// else. Done here, the loops are idle most of the time and answer a query as soon as it arrives, while this
+/// thread and the writer (both at a lower priority) take what the loops leave.
+///
+/// Every line handed here is carried out here, the general path included, so appends of one connection reach
+/// the committer in the order they were sent. After ``stop()`` (when the daemon drains on SIGTERM), lines are
+/// carried out on the caller's thread, in order, as before.
+final class AppendIntake: Sendable {
+    /// One line, and where its answer goes.
+    struct Item: Sendable {
+        let line: ByteBuffer
+        let sequence: UInt64
+        let peer: PeerIdentity
+        let role: Role?
+        let target: AnswerMailbox.Target
+        let mailbox: AnswerMailbox
+    }
+
+    private struct State: Sendable {
+        var queue: [Item] = []
+        var stopping = false
+        var stopped = false
+    }
+
+    /// The intake thread's nice value, as the writer's: the event loops go first.
+    static let nice: Int32 = 5
+
+    private let executor: RequestExecutor
+    private let state = Mutex(State())
+    private let wakeup = DispatchSemaphore(value: 0)
+    private let exited = DispatchSemaphore(value: 0)
+
+    /// Starts the intake thread.
+    init(executor: RequestExecutor) {
+        self.executor = executor
+        let thread = Thread { [self] in
+            #if os(Linux)
+            // On Linux the nice value of `who` 0 is the calling thread's.
+            _ = setpriority(__priority_which_t(PRIO_PROCESS.rawValue), 0, AppendIntake.nice)
+            #endif
+            self.run()
+        }
+        thread.name = "incidentd-intake"
+        thread.start()
+    }
+
+    /// Whether `line` may be an append: everything that is not certainly something else comes here, so that no
+    /// append of a connection can overtake an earlier one on the loop. Queries name their operation plainly
+    /// and do not contain "append" or a `\u` escape (which could spell it).
+    static func mayBeAppend(_ line: ByteBuffer) -> Bool {
+        line.readableBytesView.withUnsafeBytes { bytes in
+            guard bytes.count >= 6 else { return false }
+            let a = UInt8(ascii: "a"), p = UInt8(ascii: "p"), e = UInt8(ascii: "e"), n = UInt8(ascii: "n")
+            let d = UInt8(ascii: "d"), backslash = UInt8(ascii: "\\"), u = UInt8(ascii: "u")
+            for i in 0..<(bytes.count - 1) {
+                let byte = bytes[i]
+                if byte == backslash && bytes[i + 1] == u { return true }
+                if byte == a && i + 6 <= bytes.count && bytes[i + 1] == p && bytes[i + 2] == p && bytes[i + 3] == e
+                    && bytes[i + 4] == n && bytes[i + 5] == d
+                {
+                    return true
+                }
+            }
+            return false
+        }
+    }
+
+    /// Queues `item`; false once the intake has stopped, and then the caller carries the line out itself
+    /// (``process(_:)``).
+    func submit(_ item: Item) -> Bool {
+        let accepted = state.withLock { state -> Bool in
+            guard !state.stopped else { return false }
+            state.queue.append(item)
+            return true
+        }
+        if accepted { wakeup.signal() }
+        return accepted
+    }
+
+    /// Carries out what is queued, then stops the thread; returns once it has.
+    func stop() {
+        let running = state.withLock { state -> Bool in
+            state.stopping = true
+            return !state.stopped
+        }
+        guard running else { return }
+        wakeup.signal()
+        exited.wait()
+    }
+
+    private func run() {
+        while true {
+            wakeup.wait()
+            // Everything queued, round after round; a signal whose line an earlier round took only makes an
+            // empty round.
+            while true {
+                let (items, done) = state.withLock { state -> ([Item], Bool) in
+                    if state.queue.isEmpty {
+                        if state.stopping { state.stopped = true }
+                        return ([], state.stopping)
+                    }
+                    var items: [Item] = []
+                    swap(&items, &state.queue)
+                    return (items, false)
+                }
+                if done {
+                    exited.signal()
+                    return
+                }
+                if items.isEmpty { break }
+                for item in items { process(item) }
+            }
+        }
+    }
+
+    /// Carries out one line: the fast path for a plain append, the general path for anything else.
+    func process(_ item: Item) {
+        let executor = self.executor
+        let mailbox = item.mailbox
+        let target = item.target
+        let sequence = item.sequence
+        let submitted = item.line.readableBytesView.withUnsafeBytes { bytes in
+            executor.fastAppend(bytes, peer: item.peer, role: item.role) { id, count, result, request in
+                mailbox.post(AnswerMailbox.Delivery(
+                    target: target, sequence: sequence, id: id, count: count, result: result, request: request))
+            }
+        }
+        if submitted { return }
+        let reply = item.line.readableBytesView.withUnsafeBytes { bytes in
+            executor.reply(to: bytes, peer: item.peer, role: item.role, on: mailbox.eventLoop)
+        }
+        mailbox.eventLoop.execute {
+            target.handler.deliver(reply, sequence: sequence, context: target.context)
+        }
+    }
+}

@@ -23,7 +23,8 @@ const char *__tsan_default_suppressions(void) {
     return "race:14GroupCommitterC*5State*zYuYTXEfU\n"
            "race:13AnswerMailboxC*7pending_Sb9scheduledt*XEfU\n"
            "race:15RequestExecutorC7mailbox3for*zYuYTXEfU\n"
-           "race:13GazetteerMemoC7resolve*zYuYTXEfU\n";
+           "race:13GazetteerMemoC7resolve*zYuYTXEfU\n"
+           "race:12AppendIntakeC*5State*zYuYTXEfU\n";
 }
 #endif
 #endif

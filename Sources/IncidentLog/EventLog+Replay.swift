@@ -87,10 +87,11 @@ extension EventLog {
         var done = false
         var empty = true
         while !done {
-            // A write that fills the map is run again once the map has grown: each run folds the chunk from the
-            // state the fold was in before it.
+            // A write that fills the map (in its body or at commit) is run again once the map has grown: each run
+            // folds the chunk from the state the fold was in before it, and what the chunk advanced is taken
+            // only from the run that committed.
             let chunkStart = fold
-            try environment.write { txn in
+            let (lastPosition, count, reachedEnd) = try environment.write { txn -> (UInt64, Int, Bool) in
                 fold = chunkStart
                 let handle = txn.unsafeHandle
                 let db = self.db
@@ -115,7 +116,7 @@ extension EventLog {
                     count += 1
                     entry = try cursor.next()
                 }
-                done = entry == nil
+                let reachedEnd = entry == nil
                 // Appending while the table was empty before; an `.append` out of order fails, and then the rest goes
                 // in with plain puts. The direct encoding is checked again on this chunk's first incident.
                 var appending = empty
@@ -130,17 +131,19 @@ extension EventLog {
                     return try handle.reserve(db.incidents, key: key, count: count)
                 }
                 fold.forgetIncidents()
-                empty = false
-                if done {
+                if reachedEnd {
                     for city in fold.cities {
                         try handle.put(db.cities, key: city.base.cityId, value: city.state(fold.texts).canonicalBytes())
                     }
                     let head = try Head.read(txn, db)
                     try txn.put(db.meta, key: Keys.projections, value: EventLog.projectionMarkValue(head.position))
                 }
-                next = lastPosition + 1
-                folded += UInt64(count)
+                return (lastPosition, count, reachedEnd)
             }
+            done = reachedEnd
+            empty = false
+            next = lastPosition + 1
+            folded += UInt64(count)
         }
         try loadCityDocuments()
         return folded

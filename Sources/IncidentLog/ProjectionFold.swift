@@ -1330,9 +1330,10 @@ enum StoredEventReader {
         case .outcomeUpdated: outcome = outcomeFields(&s); guard outcome != nil else { return false }
         }
         let isReport = type == .incidentReported
-        // The envelope, member by member in canonical order.
+        // The envelope, member by member in canonical order. An incident id longer than any valid one (128 bytes)
+        // is damage: the general path names it.
         guard literal(&s, ",\"eventId\":"), skipString(&s), literal(&s, ",\"incident\":"), let incident = rawString(&s),
-            isValidUTF8(incident), literal(&s, ",\"occurredAt\":"), let occurredAt = isReport ? rawString(&s) : skipped(&s),
+            incident.count <= 128, isValidUTF8(incident), literal(&s, ",\"occurredAt\":"), let occurredAt = isReport ? rawString(&s) : skipped(&s),
             literal(&s, ",\"position\":"), let position = integer(&s), position > 0, literal(&s, ",\"precision\":"),
             let rawPrecision = rawString(&s), let precision = match(rawPrecision, precisions), literal(&s, ",\"prevHash\":"),
             skipString(&s), literal(&s, ",\"recordedAt\":"), let rawRecordedAt = isReport ? rawString(&s) : skipped(&s),
@@ -1415,8 +1416,9 @@ enum StoredEventReader {
                 kind = k
             } else if equals(key, "participants") {
                 // Stored canonically: {"high":…,"low":…}.
+                // Counts outside the domain's limits (a damaged event) go to the general path, which names them.
                 guard literal(&s, "{\"high\":"), let high = integer(&s), literal(&s, ",\"low\":"), let low = integer(&s),
-                    literal(&s, "}")
+                    literal(&s, "}"), Limits.people.contains(low), Limits.people.contains(high), low <= high
                 else { return nil }
                 participants = PeopleRange(low: low, high: high)
             } else {
@@ -1448,13 +1450,13 @@ enum StoredEventReader {
                 }
                 kinds = list
             } else if equals(key, "killed") {
-                guard let n = integer(&s) else { return nil }
+                guard let n = integer(&s), Limits.people.contains(n) else { return nil }
                 killed = n
             } else if equals(key, "injured") {
-                guard let n = integer(&s) else { return nil }
+                guard let n = integer(&s), Limits.people.contains(n) else { return nil }
                 injured = n
             } else if equals(key, "detained") {
-                guard let n = integer(&s) else { return nil }
+                guard let n = integer(&s), Limits.people.contains(n) else { return nil }
                 detained = n
             } else {
                 guard skipValue(&s) else { return nil }

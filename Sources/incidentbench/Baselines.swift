@@ -67,6 +67,7 @@ struct LMDBCeiling {
 /// are filled alongside with keys of the daemon's shapes, and then the latency of one event per synced commit
 /// is measured twice: into the events database alone, and into all six as the daemon writes them.
 func runLMDBCeiling(samples: Samples, events: Int, directory: String) throws -> LMDBCeiling {
+    guard !samples.stored.isEmpty else { throw BenchError("no stored events to measure LMDB with") }
     try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
     var options = EnvironmentOptions()
     options.maxDatabases = 8

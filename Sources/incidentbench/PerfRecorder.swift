@@ -31,6 +31,14 @@ final class PerfRecorder {
         }
     }
 
+    deinit {
+        // A phase that failed never called stop(): perf must not outlive the run.
+        if process.isRunning {
+            kill(process.processIdentifier, SIGINT)
+            process.waitUntilExit()
+        }
+    }
+
     /// Stops sampling and writes the report beside the data: where the time went, by symbol, callees included
     /// (`--children`), and by symbol alone; returns the report's path.
     @discardableResult

@@ -20,7 +20,8 @@ final class AnswerMailbox: Sendable {
         let id: JSONValue
         let count: Int
         let result: Result<AppendReceipt, AppendFailure>
-        /// Kept so that it is freed here, on the loop that made it, after the answer is written.
+        /// Kept so that it is freed here, on the loop, after the answer is written, rather than on the writer
+        /// thread, the one serial stage.
         let request: AppendRequest
     }
 
@@ -42,6 +43,11 @@ final class AnswerMailbox: Sendable {
         if schedule {
             eventLoop.execute { self.drain() }
         }
+    }
+
+    /// Whether every answer posted so far has been written (no delivery pending, no drain scheduled).
+    var isIdle: Bool {
+        state.withLock { $0.pending.isEmpty && !$0.scheduled }
     }
 
     /// At most this many answers per task, so that other connections' reads (a query) get a turn in between.

@@ -17,9 +17,9 @@ import Glibc
 /// else. Done here, the loops are idle most of the time and answer a query as soon as it arrives, while this
 /// thread and the writer (both at a lower priority) take what the loops leave.
 ///
-/// Every line handed here is carried out here, the general path included, so appends of one connection reach
-/// the committer in the order they were sent. After ``stop()`` (when the daemon drains on SIGTERM), lines are
-/// carried out on the caller's thread, in order, as before.
+/// Every append handed here is carried out here, the general path included, so appends of one connection reach
+/// the committer in the order they were sent; a line that turns out to be a query goes back to its loop. After
+/// ``stop()`` (when the daemon drains on SIGTERM), lines are carried out on the caller's thread, in order.
 final class AppendIntake: Sendable {
     /// One line, and where its answer goes.
     struct Item: Sendable {
@@ -128,7 +128,8 @@ final class AppendIntake: Sendable {
         }
     }
 
-    /// Carries out one line: the fast path for a plain append, the general path for anything else.
+    /// Carries out one line: the fast path for a plain append, the general path for any other append or error,
+    /// and a query on its loop.
     func process(_ item: Item) {
         let executor = self.executor
         let mailbox = item.mailbox
@@ -141,8 +142,22 @@ final class AppendIntake: Sendable {
             }
         }
         if submitted { return }
-        let reply = item.line.readableBytesView.withUnsafeBytes { bytes in
-            executor.reply(to: bytes, peer: item.peer, role: item.role, on: mailbox.eventLoop)
+        let peer = item.peer
+        let role = item.role
+        let reply: Reply
+        switch item.line.readableBytesView.withUnsafeBytes({ Request.decode($0) }) {
+        case .failure(let failure):
+            reply = .now(Response.failure(id: failure.id, failure.error))
+        case .success(let request) where request.operation != .append:
+            // A query that only looked like an append (say, a city name sent with `\u` escapes): answered on its
+            // loop like any other query, so that a long one never holds up the appends queued here.
+            mailbox.eventLoop.execute {
+                let reply = executor.execute(request, peer: peer, role: role, on: mailbox.eventLoop)
+                target.handler.deliver(reply, sequence: sequence, context: target.context)
+            }
+            return
+        case .success(let request):
+            reply = executor.execute(request, peer: peer, role: role, on: mailbox.eventLoop)
         }
         mailbox.eventLoop.execute {
             target.handler.deliver(reply, sequence: sequence, context: target.context)

@@ -133,9 +133,13 @@ struct Incidentd: ParsableCommand {
         intake.stop()
         committer.shutdown()
         // Every completion of a drained append was queued on an event loop before this; one more task on each
-        // loop runs after them, so their responses have been written when it does.
+        // loop runs after them. A mailbox writes at most `answersPerTurn` answers a task and queues the rest
+        // behind: wait, task after task, until it has written them all.
         for loop in server.group.makeIterator() {
-            try? loop.submit {}.wait()
+            let mailbox = executor.mailbox(for: loop)
+            repeat {
+                try? loop.submit {}.wait()
+            } while !mailbox.isIdle
         }
         try? server.group.syncShutdownGracefully()
         watchdog?.cancel()

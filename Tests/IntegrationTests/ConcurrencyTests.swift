@@ -143,7 +143,7 @@ struct ConcurrencyTests {
         func line(_ object: JSONValue) -> String { String(decoding: object.canonicalBytes(), as: UTF8.self) }
         // Each round: a report the fast decoder declines (an escaped member name, or the operation spelled with
         // an escape) and only the general one reads, then a response and an outcome for it that the fast decoder
-        // reads, and a query. The response and the outcome need the report before them.
+        // reads, and two queries. The response and the outcome need the report before them.
         let rounds = 60
         var text = ""
         var appendIds: [Int64] = []
@@ -165,6 +165,9 @@ struct ConcurrencyTests {
             appendIds.append(id)
             id += 1
             text += line(["id": .int(id), "op": "city", "city": "Kupiansk"]) + "\n"
+            // A query that only looks like it could be an append (a `\u` escape): the intake hands it back.
+            id += 1
+            text += "{\"city\":\"\\u0411\\u0435\\u0440\\u0434\\u044f\\u043d\\u0441\\u044c\\u043a\",\"id\":\(id),\"op\":\"city\"}\n"
         }
         #expect(text.contains("\\u0069ncident") && text.contains("\\u0061ppend"), "the escapes are in the lines sent")
         try client.write(Array(text.utf8))

@@ -185,4 +185,67 @@ struct ReliabilityStopTests {
             #expect(daemon.stop() == 0, "round \(round)")
         }
     }
+
+    @Test("SIGTERM while 16 connections pipeline appends: every append that was stored had its answer written, and only those")
+    func stopWhilePipelining() throws {
+        let daemon = try Daemon()
+        let connections = 16
+        let perConnection = 200
+        var texts: [String] = []
+        var eventIds: [[String]] = []
+        for c in 0..<connections {
+            var ids: [String] = []
+            var text = ""
+            for n in 0..<perConnection {
+                let eventId = Wire.uuid()
+                ids.append(eventId)
+                let request: JSONValue = [
+                    "id": .int(Int64(n)), "op": "append",
+                    "events": [Wire.report(incident: "drain-\(c)-\(n)", city: ["Kupiansk", "Melitopol", "Berdiansk"][n % 3], eventId: eventId)],
+                ]
+                text += String(decoding: request.canonicalBytes(), as: UTF8.self) + "\n"
+            }
+            texts.append(text)
+            eventIds.append(ids)
+        }
+        // Each connection sends all its appends in one write, then reads every answer until the daemon closes it.
+        let socketPath = daemon.socketPath
+        let written = LockedList<Int>()
+        let acknowledged = LockedList<String>()
+        let refused = LockedList<String>()
+        let failures = LockedList<String>()
+        let done = DispatchGroup()
+        for c in 0..<connections {
+            let ids = eventIds[c]
+            let text = texts[c]
+            done.enter()
+            Thread {
+                defer { done.leave() }
+                do {
+                    let client = try RawClient(path: socketPath)
+                    try client.write(Array(text.utf8))
+                    written.append(c)
+                    while let response = try? client.receive() {
+                        guard let n = response["id"]?.intValue, ids.indices.contains(Int(n)) else { continue }
+                        if response.isOK { acknowledged.append(ids[Int(n)]) } else { refused.append(ids[Int(n)]) }
+                    }
+                } catch {
+                    failures.append("connection \(c): \(error)")
+                }
+            }.start()
+        }
+        try waitFor("every connection to send") { written.all.count + failures.all.count == connections }
+        #expect(failures.all.isEmpty, "\(failures.all)")
+        try waitFor("the first answers") { !acknowledged.all.isEmpty }
+        #expect(daemon.stop() == 0, "SIGTERM drains and exits 0: \(daemon.log.suffix(2000))")
+        #expect(done.wait(timeout: .now() + 60) == .success, "every connection was closed")
+
+        try daemon.start()
+        let stored = Set(try daemon.client().allEvents().compactMap { $0["eventId"]?.stringValue })
+        let answered = Set(acknowledged.all)
+        #expect(answered.isSubset(of: stored), "every acknowledged append is stored")
+        let unanswered = stored.subtracting(answered)
+        #expect(unanswered.isEmpty, "\(unanswered.count) of \(stored.count) stored appends never got their answer")
+        #expect(Set(refused.all).isDisjoint(with: stored), "no refused append is stored")
+    }
 }

@@ -136,22 +136,14 @@ struct Report {
                                rebuildIdentical ? "identical to the daemon's" : "DIFFERS from the daemon's")
             rows.append(row)
         }
-        if let h = cityLatency {
+        for (how, latency, phase) in [("back to back", cityLatency, fill), ("1/ms", pacedCityLatency, pacedFill)] {
+            guard let h = latency else { continue }
             var row = Row(
-                metric: "city query p50/p99 under full append load, back to back",
+                metric: "city query p50/p99 under full append load, \(how)",
                 value: "\(ms(h.valueAtPercentile(50))) / \(ms(h.valueAtPercentile(99))) ms")
             row.target = "p99 ≤1 ms"
             row.verdict = h.valueAtPercentile(99) <= 1_000_000 ? "met" : "MISSED"
-            if let f = fill { row.ratio = "\(h.totalCount) queries while appending \(count(f.perSecond))/s" }
-            rows.append(row)
-        }
-        if let h = pacedCityLatency {
-            var row = Row(
-                metric: "city query p50/p99 under full append load, 1/ms",
-                value: "\(ms(h.valueAtPercentile(50))) / \(ms(h.valueAtPercentile(99))) ms")
-            row.target = "p99 ≤1 ms"
-            row.verdict = h.valueAtPercentile(99) <= 1_000_000 ? "met" : "MISSED"
-            if let f = pacedFill { row.ratio = "\(h.totalCount) queries while appending \(count(f.perSecond))/s" }
+            if let f = phase { row.ratio = "\(h.totalCount) queries while appending \(count(f.perSecond))/s" }
             rows.append(row)
         }
         if let m = memory {

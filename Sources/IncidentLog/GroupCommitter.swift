@@ -20,9 +20,8 @@ public final class GroupCommitter: Sendable {
     }
 
     public typealias Completion = @Sendable (Result<AppendReceipt, AppendFailure>) -> Void
-    /// A completion that is also handed the request back, so that the caller frees it where it was made (the
-    /// connection's event loop) rather than on the writer thread, which has better things to do than return
-    /// another thread's memory to its allocator.
+    /// A completion that is also handed the request back, so that the caller frees it on its own thread (the
+    /// daemon: the connection's event loop) rather than on the writer thread, the one serial stage.
     public typealias HandOff = @Sendable (Result<AppendReceipt, AppendFailure>, AppendRequest) -> Void
 
     private struct Pending: Sendable {

@@ -1,6 +1,6 @@
 # make bench: the load generator against the release-built daemon, with PostgreSQL, SQLite and bare LMDB
 # measured in the same run on the same event bytes. One table on stdout, progress on stderr.
-#   make bench                       1,000,000 events (about 6 minutes with a warm build)
+#   make bench                       1,000,000 events (about 4 minutes with a warm build)
 #   make bench BENCH_EVENTS=200000   a shorter run
 #   make bench-smoke                 a few thousand events against the debug build, no baselines
 #   make bench-profile               perf profiles of the append path (16 connections) and of the rebuild,

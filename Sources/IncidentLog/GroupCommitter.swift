@@ -52,6 +52,7 @@ public final class GroupCommitter: Sendable {
             // the calling thread's.
             #if os(Linux)
             _ = setpriority(__priority_which_t(PRIO_PROCESS.rawValue), 0, GroupCommitter.writerNice)
+            setKernelThreadName("incidentd-write")
             #endif
             self.run()
         }
@@ -135,4 +136,16 @@ public final class GroupCommitter: Sendable {
             }
         }
     }
+}
+
+/// Names the calling thread for the kernel (at most 15 bytes are kept), as `top -H`, `perf` and
+/// `/proc/PID/task/*/comm` show it; Foundation's `Thread.name` does not reach the kernel on Linux.
+public func setKernelThreadName(_ name: String) {
+    #if os(Linux)
+    let fd = open("/proc/thread-self/comm", O_WRONLY | O_CLOEXEC)
+    guard fd >= 0 else { return }
+    let bytes = Array(name.utf8.prefix(15))
+    _ = bytes.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
+    close(fd)
+    #endif
 }

@@ -1,5 +1,6 @@
 import Dispatch
 import Foundation
+import IncidentLog
 import IncidentProtocol
 import NIOCore
 import Synchronization
@@ -52,6 +53,7 @@ final class AppendIntake: Sendable {
             #if os(Linux)
             // On Linux the nice value of `who` 0 is the calling thread's.
             _ = setpriority(__priority_which_t(PRIO_PROCESS.rawValue), 0, AppendIntake.nice)
+            setKernelThreadName("incidentd-intak")
             #endif
             self.run()
         }

@@ -1,6 +1,3 @@
-#if canImport(Glibc)
-import Glibc
-#endif
 import Dispatch
 import Foundation
 import IncidentDomain
@@ -46,18 +43,9 @@ public final class GroupCommitter: Sendable {
     /// Starts the writer thread.
     public init(log: EventLog) {
         self.log = log
-        let thread = Thread { [self] in
-            // The writer works in big batches and waits for the disk anyway; when the CPUs are contended, the
-            // event loops (reading requests, answering queries) go first. On Linux the nice value of `who` 0 is
-            // the calling thread's.
-            #if os(Linux)
-            _ = setpriority(__priority_which_t(PRIO_PROCESS.rawValue), 0, GroupCommitter.writerNice)
-            setKernelThreadName("incidentd-write")
-            #endif
-            self.run()
-        }
-        thread.name = "incidentd-writer"
-        thread.start()
+        // The writer works in big batches and waits for the disk anyway; when the CPUs are contended, the event
+        // loops (reading requests, answering queries) go first.
+        startBackgroundThread(named: "incidentd-write", nice: GroupCommitter.writerNice) { [self] in self.run() }
     }
 
     /// Queues an append. `completion` runs on the writer thread once the append is durable or refused; it must
@@ -136,16 +124,4 @@ public final class GroupCommitter: Sendable {
             }
         }
     }
-}
-
-/// Names the calling thread for the kernel (at most 15 bytes are kept), as `top -H`, `perf` and
-/// `/proc/PID/task/*/comm` show it; Foundation's `Thread.name` does not reach the kernel on Linux.
-public func setKernelThreadName(_ name: String) {
-    #if os(Linux)
-    let fd = open("/proc/thread-self/comm", O_WRONLY | O_CLOEXEC)
-    guard fd >= 0 else { return }
-    let bytes = Array(name.utf8.prefix(15))
-    _ = bytes.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
-    close(fd)
-    #endif
 }

@@ -1138,53 +1138,6 @@ enum StoredEventReader {
         return true
     }
 
-    /// Where the first quote, backslash or control character of `word` is (little-endian byte order), or 8 when
-    /// it has none. (Each zero-byte test is exact for its lowest hit, so their union is too.)
-    @inline(__always) static func attention(_ word: UInt64) -> Int {
-        let ones: UInt64 = 0x0101_0101_0101_0101
-        let highs: UInt64 = 0x8080_8080_8080_8080
-        let below20 = (word &- ones &* 0x20) & ~word & highs
-        let quote = word ^ (ones &* 0x22)
-        let backslash = word ^ (ones &* 0x5C)
-        let hits = below20 | ((quote &- ones) & ~quote & highs) | ((backslash &- ones) & ~backslash & highs)
-        return hits.trailingZeroBitCount >> 3
-    }
-
-    /// A string value's own bytes when it has no escapes or control characters (as `JSONScanner.rawString()`);
-    /// nil otherwise, or when there is no string here.
-    @inline(__always) static func rawString(_ s: inout JSONScanner) -> UnsafeRawBufferPointer? {
-        let bytes = s.bytes
-        let n = bytes.count
-        guard s.index < n, bytes[s.index] == UInt8(ascii: "\"") else { return nil }
-        let start = s.index + 1
-        var i = start
-        var found = false
-        while i + 8 <= n {
-            let k = attention(bytes.loadUnaligned(fromByteOffset: i, as: UInt64.self))
-            i += k
-            if k < 8 {
-                found = true
-                break
-            }
-        }
-        if !found {
-            while i < n {
-                let byte = bytes[i]
-                if byte == UInt8(ascii: "\"") || byte == UInt8(ascii: "\\") || byte < 0x20 { break }
-                i += 1
-            }
-        }
-        guard i < n, bytes[i] == UInt8(ascii: "\"") else { return nil }
-        s.index = i + 1
-        return UnsafeRawBufferPointer(rebasing: bytes[start..<i])
-    }
-
-    /// An object key without escapes and the `:` after it.
-    @inline(__always) static func key(_ s: inout JSONScanner) -> UnsafeRawBufferPointer? {
-        guard let key = rawString(&s), next(&s, UInt8(ascii: ":")) else { return nil }
-        return key
-    }
-
     /// Moves past one value: strings with ``skipString(_:)``, objects and arrays by following their structure
     /// (their strings again with ``skipString(_:)``), anything else with `JSONScanner.skipValue()`.
     @inline(__always) static func skipValue(_ s: inout JSONScanner) -> Bool {
@@ -1234,7 +1187,7 @@ enum StoredEventReader {
         // `","version":` ends at i.
         let suffix = "\",\"version\":" as StaticString
         let n = suffix.utf8CodeUnitCount
-        guard scale > 1, i + 1 >= n + 1, matches(bytes, at: i + 1 - n, suffix) else { return nil }
+        guard scale > 1, i + 1 >= n + 1, JSONScanner.matches(bytes, at: i + 1 - n, suffix) else { return nil }
         let end = i + 1 - n  // where the type's closing quote is
         var start = end - 1
         while start > 0, bytes[start] != UInt8(ascii: "\"") { start -= 1 }
@@ -1245,31 +1198,6 @@ enum StoredEventReader {
     }
 
     static let eventTypes = cases(EventType.self)
-
-    /// Whether the bytes at `offset` are `literal`'s, compared eight at a time.
-    @inline(__always) static func matches(_ bytes: UnsafeRawBufferPointer, at offset: Int, _ literal: StaticString) -> Bool {
-        let n = literal.utf8CodeUnitCount
-        guard offset >= 0, offset + n <= bytes.count else { return false }
-        let expected = UnsafeRawPointer(literal.utf8Start)
-        var k = 0
-        while k + 8 <= n {
-            guard bytes.loadUnaligned(fromByteOffset: offset + k, as: UInt64.self) == expected.loadUnaligned(fromByteOffset: k, as: UInt64.self)
-            else { return false }
-            k += 8
-        }
-        while k < n {
-            guard bytes[offset + k] == expected.load(fromByteOffset: k, as: UInt8.self) else { return false }
-            k += 1
-        }
-        return true
-    }
-
-    /// Consumes `literal` if the bytes at the cursor are exactly it.
-    @inline(__always) static func literal(_ s: inout JSONScanner, _ literal: StaticString) -> Bool {
-        guard matches(s.bytes, at: s.index, literal) else { return false }
-        s.index += literal.utf8CodeUnitCount
-        return true
-    }
 
     /// Where `raw` is among `cases`' raw values, compared as bytes.
     @inline(__always) static func matchIndex<E: Sendable>(_ raw: UnsafeRawBufferPointer, _ cases: RawCases<E>) -> Int? {
@@ -1320,7 +1248,7 @@ enum StoredEventReader {
         guard let (type, version) = tail(bytes) else { return false }
         var s = JSONScanner(bytes)
         // Canonical order: data first, then the envelope.
-        guard literal(&s, "{\"data\":") else { return false }
+        guard s.literal("{\"data\":") else { return false }
         var report: ReportFields?
         var response: ResponseFields?
         var outcome: OutcomeFields?
@@ -1332,15 +1260,15 @@ enum StoredEventReader {
         let isReport = type == .incidentReported
         // The envelope, member by member in canonical order. An incident id longer than any valid one (128 bytes)
         // is damage: the general path names it.
-        guard literal(&s, ",\"eventId\":"), skipString(&s), literal(&s, ",\"incident\":"), let incident = rawString(&s),
-            incident.count <= 128, isValidUTF8(incident), literal(&s, ",\"occurredAt\":"), let occurredAt = isReport ? rawString(&s) : skipped(&s),
-            literal(&s, ",\"position\":"), let position = integer(&s), position > 0, literal(&s, ",\"precision\":"),
-            let rawPrecision = rawString(&s), let precision = match(rawPrecision, precisions), literal(&s, ",\"prevHash\":"),
-            skipString(&s), literal(&s, ",\"recordedAt\":"), let rawRecordedAt = isReport ? rawString(&s) : skipped(&s),
-            literal(&s, ",\"recordedBy\":"), skipValue(&s), literal(&s, ",\"schema\":"), integer(&s) != nil
+        guard s.literal(",\"eventId\":"), skipString(&s), s.literal(",\"incident\":"), let incident = s.rawString(),
+            incident.count <= 128, isValidUTF8(incident), s.literal(",\"occurredAt\":"), let occurredAt = isReport ? s.rawString() : skipped(&s),
+            s.literal(",\"position\":"), let position = integer(&s), position > 0, s.literal(",\"precision\":"),
+            let rawPrecision = s.rawString(), let precision = match(rawPrecision, precisions), s.literal(",\"prevHash\":"),
+            skipString(&s), s.literal(",\"recordedAt\":"), let rawRecordedAt = isReport ? s.rawString() : skipped(&s),
+            s.literal(",\"recordedBy\":"), skipValue(&s), s.literal(",\"schema\":"), integer(&s) != nil
         else { return false }
         var mask: UInt8 = 0
-        if literal(&s, ",\"sources\":") {
+        if s.literal(",\"sources\":") {
             if isReport {
                 guard let m = sourcesMask(&s) else { return false }
                 mask = m
@@ -1349,8 +1277,8 @@ enum StoredEventReader {
             }
         }
         // The type and version were read from the end: check they are all that is left.
-        guard literal(&s, ",\"type\":"), skipString(&s), literal(&s, ",\"version\":"), integer(&s) == version,
-            literal(&s, "}"), s.index == bytes.count
+        guard s.literal(",\"type\":"), skipString(&s), s.literal(",\"version\":"), integer(&s) == version,
+            s.literal("}"), s.index == bytes.count
         else { return false }
         switch type {
         case .incidentReported:
@@ -1382,9 +1310,9 @@ enum StoredEventReader {
             guard next(&s, UInt8(ascii: "{")) else { return nil }
             var verification: Verification = .unverified
             repeat {
-                guard let key = key(&s) else { return nil }
+                guard let key = s.key() else { return nil }
                 if equals(key, "verification") {
-                    guard let raw = rawString(&s), let v = match(raw, verifications) else { return nil }
+                    guard let raw = s.rawString(), let v = match(raw, verifications) else { return nil }
                     verification = v
                 } else {
                     guard skipValue(&s) else { return nil }
@@ -1404,21 +1332,21 @@ enum StoredEventReader {
         var kind: IncidentKind?
         var participants: PeopleRange?
         repeat {
-            guard let key = key(&s) else { return nil }
+            guard let key = s.key() else { return nil }
             if equals(key, "city") {
-                guard let raw = rawString(&s), let text = texts.intern(raw) else { return nil }
+                guard let raw = s.rawString(), let text = texts.intern(raw) else { return nil }
                 city = text
             } else if equals(key, "cityId") {
-                guard let raw = rawString(&s), let text = texts.intern(raw) else { return nil }
+                guard let raw = s.rawString(), let text = texts.intern(raw) else { return nil }
                 cityId = text
             } else if equals(key, "kind") {
-                guard let raw = rawString(&s), let k = match(raw, kinds) else { return nil }
+                guard let raw = s.rawString(), let k = match(raw, kinds) else { return nil }
                 kind = k
             } else if equals(key, "participants") {
                 // Stored canonically: {"high":…,"low":…}.
                 // Counts outside the domain's limits (a damaged event) go to the general path, which names them.
-                guard literal(&s, "{\"high\":"), let high = integer(&s), literal(&s, ",\"low\":"), let low = integer(&s),
-                    literal(&s, "}"), Limits.people.contains(low), Limits.people.contains(high), low <= high
+                guard s.literal("{\"high\":"), let high = integer(&s), s.literal(",\"low\":"), let low = integer(&s),
+                    s.literal("}"), Limits.people.contains(low), Limits.people.contains(high), low <= high
                 else { return nil }
                 participants = PeopleRange(low: low, high: high)
             } else {
@@ -1436,14 +1364,14 @@ enum StoredEventReader {
         var injured: Int64?
         var detained: Int64?
         repeat {
-            guard let key = key(&s) else { return nil }
+            guard let key = s.key() else { return nil }
             if equals(key, "responses") {
                 guard next(&s, UInt8(ascii: "[")) else { return nil }
                 var list = CaseCounts()
                 if !next(&s, UInt8(ascii: "]")) {
                     repeat {
                         // `responseKinds` is in `allCases` order, which is the stored order.
-                        guard let raw = rawString(&s), let index = matchIndex(raw, responseKinds) else { return nil }
+                        guard let raw = s.rawString(), let index = matchIndex(raw, responseKinds) else { return nil }
                         list[index] += 1
                     } while next(&s, UInt8(ascii: ","))
                     guard next(&s, UInt8(ascii: "]")) else { return nil }
@@ -1472,12 +1400,12 @@ enum StoredEventReader {
         var verification: Verification?
         var corrections: [String: JSONValue]?
         repeat {
-            guard let key = key(&s) else { return nil }
+            guard let key = s.key() else { return nil }
             if equals(key, "status") {
-                guard let raw = rawString(&s), let v = match(raw, statuses) else { return nil }
+                guard let raw = s.rawString(), let v = match(raw, statuses) else { return nil }
                 status = v
             } else if equals(key, "verification") {
-                guard let raw = rawString(&s), let v = match(raw, verifications) else { return nil }
+                guard let raw = s.rawString(), let v = match(raw, verifications) else { return nil }
                 verification = v
             } else if equals(key, "corrections") {
                 let start = s.index

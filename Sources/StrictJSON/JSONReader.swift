@@ -225,14 +225,7 @@ private struct Parser {
         guard index + 4 <= bytes.count else { throw error("unexpected end of input in a \\u escape") }
         var value: UInt32 = 0
         for _ in 0..<4 {
-            let byte = bytes[index]
-            let digit: UInt8
-            switch byte {
-            case UInt8(ascii: "0")...UInt8(ascii: "9"): digit = byte - UInt8(ascii: "0")
-            case UInt8(ascii: "a")...UInt8(ascii: "f"): digit = byte - UInt8(ascii: "a") + 10
-            case UInt8(ascii: "A")...UInt8(ascii: "F"): digit = byte - UInt8(ascii: "A") + 10
-            default: throw error("invalid hex digit in a \\u escape")
-            }
+            guard let digit = JSONScanner.hexDigit(bytes[index]) else { throw error("invalid hex digit in a \\u escape") }
             value = value << 4 | UInt32(digit)
             index += 1
         }
@@ -241,60 +234,13 @@ private struct Parser {
 
     mutating func parseNumber() throws(JSONReadError) -> JSONValue {
         let start = index
-        var isInteger = true
-        if bytes[index] == UInt8(ascii: "-") { index += 1 }
-        guard index < bytes.count else { throw error("unexpected end of input in a number") }
-        if bytes[index] == UInt8(ascii: "0") {
-            index += 1
-        } else if isDigit(bytes[index]) {
-            while index < bytes.count, isDigit(bytes[index]) { index += 1 }
-        } else {
-            throw error("invalid number")
-        }
-        if index < bytes.count, bytes[index] == UInt8(ascii: ".") {
-            isInteger = false
-            index += 1
-            guard index < bytes.count, isDigit(bytes[index]) else { throw error("expected a digit after '.'") }
-            while index < bytes.count, isDigit(bytes[index]) { index += 1 }
-        }
-        if index < bytes.count, bytes[index] == UInt8(ascii: "e") || bytes[index] == UInt8(ascii: "E") {
-            isInteger = false
-            index += 1
-            if index < bytes.count, bytes[index] == UInt8(ascii: "+") || bytes[index] == UInt8(ascii: "-") {
-                index += 1
-            }
-            guard index < bytes.count, isDigit(bytes[index]) else { throw error("expected a digit in an exponent") }
-            while index < bytes.count, isDigit(bytes[index]) { index += 1 }
-        }
+        let lexed = JSONScanner.lexNumber(bytes, from: start)
+        index = lexed.end
+        if let problem = lexed.problem { throw error(problem) }
         let lexeme = UnsafeRawBufferPointer(rebasing: bytes[start..<index])
-        if isInteger, let exact = integer(lexeme) {
-            return .int(exact)
-        }
-        let text = String(decoding: lexeme, as: UTF8.self)
-        guard let double = Double(text), double.isFinite else {
+        guard let value = JSONScanner.numberValue(lexeme, isInteger: lexed.isInteger) else {
+            let text = String(decoding: lexeme, as: UTF8.self)
             throw JSONReadError(message: "number \(text.prefix(40)) is out of range", offset: start)
-        }
-        return .double(double)
-    }
-
-    func isDigit(_ byte: UInt8) -> Bool { byte >= UInt8(ascii: "0") && byte <= UInt8(ascii: "9") }
-
-    func integer(_ lexeme: UnsafeRawBufferPointer) -> Int64? {
-        var negative = false
-        var i = 0
-        if lexeme[0] == UInt8(ascii: "-") {
-            negative = true
-            i = 1
-        }
-        var value: Int64 = 0
-        while i < lexeme.count {
-            let digit = Int64(lexeme[i] - UInt8(ascii: "0"))
-            let (times10, overflow1) = value.multipliedReportingOverflow(by: 10)
-            let (next, overflow2) =
-                negative ? times10.subtractingReportingOverflow(digit) : times10.addingReportingOverflow(digit)
-            if overflow1 || overflow2 { return nil }
-            value = next
-            i += 1
         }
         return value
     }

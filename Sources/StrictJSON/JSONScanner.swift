@@ -47,11 +47,27 @@ public struct JSONScanner {
     /// Consumes `literal` if the bytes at the cursor are exactly it (no whitespace skipped): for decoders of a
     /// canonical form, whose member names and separators are known in advance.
     @inlinable @inline(__always) public mutating func literal(_ literal: StaticString) -> Bool {
+        guard JSONScanner.matches(bytes, at: index, literal) else { return false }
+        index += literal.utf8CodeUnitCount
+        return true
+    }
+
+    /// Whether the bytes at `offset` are `literal`'s, compared eight at a time.
+    @inlinable @inline(__always) public static func matches(_ bytes: UnsafeRawBufferPointer, at offset: Int, _ literal: StaticString) -> Bool {
         let n = literal.utf8CodeUnitCount
-        guard index + n <= bytes.count else { return false }
-        let start = literal.utf8Start
-        for k in 0..<n where bytes[index + k] != start[k] { return false }
-        index += n
+        guard offset >= 0, offset + n <= bytes.count else { return false }
+        let expected = UnsafeRawPointer(literal.utf8Start)
+        var k = 0
+        while k + 8 <= n {
+            guard bytes.loadUnaligned(fromByteOffset: offset + k, as: UInt64.self)
+                == expected.loadUnaligned(fromByteOffset: k, as: UInt64.self)
+            else { return false }
+            k += 8
+        }
+        while k < n {
+            guard bytes[offset + k] == expected.load(fromByteOffset: k, as: UInt8.self) else { return false }
+            k += 1
+        }
         return true
     }
 
@@ -64,20 +80,8 @@ public struct JSONScanner {
     /// An object key and the `:` after it. Keys with escapes are refused (nil), since they are not what a
     /// decoder matching raw key bytes would expect.
     @inlinable public mutating func key() -> UnsafeRawBufferPointer? {
-        guard consume(UInt8(ascii: "\"")) else { return nil }
-        let start = index
-        while index < bytes.count {
-            let byte = bytes[index]
-            if byte == UInt8(ascii: "\"") {
-                let key = UnsafeRawBufferPointer(rebasing: bytes[start..<index])
-                index += 1
-                guard consume(UInt8(ascii: ":")) else { return nil }
-                return key
-            }
-            if byte == UInt8(ascii: "\\") || byte < 0x20 { return nil }
-            index += 1
-        }
-        return nil
+        guard let key = rawString(), consume(UInt8(ascii: ":")) else { return nil }
+        return key
     }
 
     /// A string value, unescaped into `buffer` (replacing its contents). Its UTF-8 is not yet validated:
@@ -88,12 +92,7 @@ public struct JSONScanner {
         var runStart = index
         let count = bytes.count
         while true {
-            // Eight bytes at a time while none of them is a quote, a backslash or a control character.
-            while index + 8 <= count {
-                let word = bytes.loadUnaligned(fromByteOffset: index, as: UInt64.self)
-                if JSONScanner.needsAttention(word) { break }
-                index += 8
-            }
+            index = JSONScanner.plainRunEnd(bytes, from: index)
             guard index < count else { return false }
             let byte = bytes[index]
             if byte == UInt8(ascii: "\"") {
@@ -149,11 +148,7 @@ public struct JSONScanner {
         let start = index
         let count = bytes.count
         while true {
-            while index + 8 <= count {
-                let word = bytes.loadUnaligned(fromByteOffset: index, as: UInt64.self)
-                if JSONScanner.needsAttention(word) { break }
-                index += 8
-            }
+            index = JSONScanner.plainRunEnd(bytes, from: index)
             guard index < count else { return nil }
             let byte = bytes[index]
             if byte == UInt8(ascii: "\"") {
@@ -180,14 +175,7 @@ public struct JSONScanner {
         guard index + 4 <= bytes.count else { return nil }
         var value: UInt32 = 0
         for _ in 0..<4 {
-            let byte = bytes[index]
-            let digit: UInt8
-            switch byte {
-            case UInt8(ascii: "0")...UInt8(ascii: "9"): digit = byte - UInt8(ascii: "0")
-            case UInt8(ascii: "a")...UInt8(ascii: "f"): digit = byte - UInt8(ascii: "a") + 10
-            case UInt8(ascii: "A")...UInt8(ascii: "F"): digit = byte - UInt8(ascii: "A") + 10
-            default: return nil
-            }
+            guard let digit = JSONScanner.hexDigit(bytes[index]) else { return nil }
             value = value << 4 | UInt32(digit)
             index += 1
         }
@@ -198,36 +186,11 @@ public struct JSONScanner {
     /// otherwise a finite `.double`.
     @inlinable public mutating func number() -> JSONValue? {
         skipWhitespace()
-        let start = index
-        var isInteger = true
-        guard index < bytes.count else { return nil }
-        if bytes[index] == UInt8(ascii: "-") { index += 1 }
-        guard index < bytes.count else { return nil }
-        if bytes[index] == UInt8(ascii: "0") {
-            index += 1
-        } else if isDigit(bytes[index]) {
-            while index < bytes.count, isDigit(bytes[index]) { index += 1 }
-        } else {
-            return nil
-        }
-        if index < bytes.count, bytes[index] == UInt8(ascii: ".") {
-            isInteger = false
-            index += 1
-            guard index < bytes.count, isDigit(bytes[index]) else { return nil }
-            while index < bytes.count, isDigit(bytes[index]) { index += 1 }
-        }
-        if index < bytes.count, bytes[index] == UInt8(ascii: "e") || bytes[index] == UInt8(ascii: "E") {
-            isInteger = false
-            index += 1
-            if index < bytes.count, bytes[index] == UInt8(ascii: "+") || bytes[index] == UInt8(ascii: "-") { index += 1 }
-            guard index < bytes.count, isDigit(bytes[index]) else { return nil }
-            while index < bytes.count, isDigit(bytes[index]) { index += 1 }
-        }
-        let lexeme = UnsafeRawBufferPointer(rebasing: bytes[start..<index])
-        if isInteger, let exact = JSONScanner.integer(lexeme) { return .int(exact) }
-        let text = String(decoding: lexeme, as: UTF8.self)
-        guard let double = Double(text), double.isFinite else { return nil }
-        return .double(double)
+        let lexed = JSONScanner.lexNumber(bytes, from: index)
+        guard lexed.problem == nil else { return nil }
+        let lexeme = UnsafeRawBufferPointer(rebasing: bytes[index..<lexed.end])
+        index = lexed.end
+        return JSONScanner.numberValue(lexeme, isInteger: lexed.isInteger)
     }
 
     /// A number that is an `Int64`, as ``JSONValue/intValue`` would give it.
@@ -276,9 +239,7 @@ public struct JSONScanner {
             case UInt8(ascii: "\""):
                 i += 1
                 while true {
-                    while i + 8 <= count && !JSONScanner.needsAttention(bytes.loadUnaligned(fromByteOffset: i, as: UInt64.self)) {
-                        i += 8
-                    }
+                    i = JSONScanner.plainRunEnd(bytes, from: i)
                     guard i < count else { return nil }
                     let b = bytes[i]
                     i += 1
@@ -314,9 +275,12 @@ public struct JSONScanner {
         let bytes = self.bytes
         let count = bytes.count
         let start = index
-        var i = index
-        while i + 8 <= count && !JSONScanner.needsAttention(bytes.loadUnaligned(fromByteOffset: i, as: UInt64.self)) {
-            i += 8
+        var i = start
+        // Word by word up to the first byte that needs attention, then byte by byte.
+        while i + 8 <= count {
+            let offset = JSONScanner.attentionOffset(bytes.loadUnaligned(fromByteOffset: i, as: UInt64.self))
+            i += offset
+            if offset < 8 { break }
         }
         while i < count {
             let byte = bytes[i]
@@ -349,7 +313,62 @@ public struct JSONScanner {
         }
     }
 
-    @usableFromInline @inline(__always) func isDigit(_ byte: UInt8) -> Bool { byte >= UInt8(ascii: "0") && byte <= UInt8(ascii: "9") }
+    @usableFromInline @inline(__always) static func isDigit(_ byte: UInt8) -> Bool {
+        byte >= UInt8(ascii: "0") && byte <= UInt8(ascii: "9")
+    }
+
+    /// The value of a hexadecimal digit, either case.
+    @usableFromInline @inline(__always) static func hexDigit(_ byte: UInt8) -> UInt8? {
+        switch byte {
+        case UInt8(ascii: "0")...UInt8(ascii: "9"): return byte - UInt8(ascii: "0")
+        case UInt8(ascii: "a")...UInt8(ascii: "f"): return byte - UInt8(ascii: "a") + 10
+        case UInt8(ascii: "A")...UInt8(ascii: "F"): return byte - UInt8(ascii: "A") + 10
+        default: return nil
+        }
+    }
+
+    /// The JSON number starting at `start` (RFC 8259's grammar, no leading whitespace): where it ends and
+    /// whether it is an integer lexeme; or, when it is not a number, why, with `end` where the grammar failed.
+    /// ``JSONReader`` and ``number()`` both read numbers with it.
+    @usableFromInline static func lexNumber(
+        _ bytes: UnsafeRawBufferPointer, from start: Int
+    ) -> (end: Int, isInteger: Bool, problem: String?) {
+        let count = bytes.count
+        var i = start
+        var isInteger = true
+        guard i < count else { return (i, false, "unexpected end of input in a number") }
+        if bytes[i] == UInt8(ascii: "-") { i += 1 }
+        guard i < count else { return (i, false, "unexpected end of input in a number") }
+        if bytes[i] == UInt8(ascii: "0") {
+            i += 1
+        } else if isDigit(bytes[i]) {
+            while i < count, isDigit(bytes[i]) { i += 1 }
+        } else {
+            return (i, false, "invalid number")
+        }
+        if i < count, bytes[i] == UInt8(ascii: ".") {
+            isInteger = false
+            i += 1
+            guard i < count, isDigit(bytes[i]) else { return (i, false, "expected a digit after '.'") }
+            while i < count, isDigit(bytes[i]) { i += 1 }
+        }
+        if i < count, bytes[i] == UInt8(ascii: "e") || bytes[i] == UInt8(ascii: "E") {
+            isInteger = false
+            i += 1
+            if i < count, bytes[i] == UInt8(ascii: "+") || bytes[i] == UInt8(ascii: "-") { i += 1 }
+            guard i < count, isDigit(bytes[i]) else { return (i, false, "expected a digit in an exponent") }
+            while i < count, isDigit(bytes[i]) { i += 1 }
+        }
+        return (i, isInteger, nil)
+    }
+
+    /// A number lexeme's value: `.int` when it is an integer that fits `Int64`, otherwise a finite `.double`;
+    /// nil when it is out of `Double`'s range.
+    @usableFromInline static func numberValue(_ lexeme: UnsafeRawBufferPointer, isInteger: Bool) -> JSONValue? {
+        if isInteger, let exact = integer(lexeme) { return .int(exact) }
+        guard let double = Double(String(decoding: lexeme, as: UTF8.self)), double.isFinite else { return nil }
+        return .double(double)
+    }
 
     @usableFromInline static func integer(_ lexeme: UnsafeRawBufferPointer) -> Int64? {
         var negative = false
@@ -371,8 +390,31 @@ public struct JSONScanner {
         return value
     }
 
+    /// Where the run of bytes from `i` that need no attention (no quote, backslash or control character) may
+    /// end, found eight bytes at a time: the first word that holds such a byte starts there, or fewer than eight
+    /// bytes are left. The bytes from there on are for the caller to look at one by one.
+    @inlinable @inline(__always) public static func plainRunEnd(_ bytes: UnsafeRawBufferPointer, from i: Int) -> Int {
+        var i = i
+        while i + 8 <= bytes.count && !needsAttention(bytes.loadUnaligned(fromByteOffset: i, as: UInt64.self)) {
+            i += 8
+        }
+        return i
+    }
+
     /// Whether any of the eight bytes of `word` is a quote, a backslash or below 0x20.
     @inlinable @inline(__always) public static func needsAttention(_ word: UInt64) -> Bool {
+        attentionBits(word) != 0
+    }
+
+    /// Where the first quote, backslash or control character of `word` is (little-endian byte order), or 8 when
+    /// it has none.
+    @inlinable @inline(__always) public static func attentionOffset(_ word: UInt64) -> Int {
+        attentionBits(word).trailingZeroBitCount >> 3
+    }
+
+    /// The high bit of each byte of `word` that is a quote, a backslash or below 0x20 (each zero-byte test is
+    /// exact for its lowest hit, so the lowest bit set is exact too).
+    @inlinable @inline(__always) static func attentionBits(_ word: UInt64) -> UInt64 {
         let ones: UInt64 = 0x0101_0101_0101_0101
         let highs: UInt64 = 0x8080_8080_8080_8080
         let below20 = (word &- ones &* 0x20) & ~word & highs
@@ -380,6 +422,6 @@ public struct JSONScanner {
         let backslash = word ^ (ones &* 0x5C)
         let quotes = (quote &- ones) & ~quote & highs
         let backslashes = (backslash &- ones) & ~backslash & highs
-        return (below20 | quotes | backslashes) != 0
+        return below20 | quotes | backslashes
     }
 }

@@ -84,10 +84,7 @@ extension JSONValue {
         var i = 0
         let count = bytes.count
         while i < count {
-            // Eight bytes at a time while none needs escaping.
-            while i + 8 <= count && !JSONScanner.needsAttention(bytes.loadUnaligned(fromByteOffset: i, as: UInt64.self)) {
-                i += 8
-            }
+            i = JSONScanner.plainRunEnd(bytes, from: i)
             guard i < count else { break }
             let byte = bytes[i]
             if byte >= 0x20 && byte != 0x22 && byte != 0x5C {

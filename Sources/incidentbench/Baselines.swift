@@ -170,6 +170,11 @@ func fileSize(_ path: String) -> Int {
 
 /// The few SQLite calls the baseline needs, bound at run time from `libsqlite3.so.0` so that building the
 /// package never needs SQLite's headers (only `make bench` installs them).
+///
+/// `@unchecked Sendable` is sound: every stored property is a `let` holding a C function pointer, a plain
+/// address with no captured state, set once in `init` and never changed; the library is never closed, so the
+/// addresses stay valid. Calling them from several threads is SQLite's own business: Debian builds it
+/// threadsafe, and each baseline thread opens and uses its own connection.
 struct SQLiteAPI: @unchecked Sendable {
     typealias Open = @convention(c) (UnsafePointer<CChar>?, UnsafeMutablePointer<OpaquePointer?>?, Int32, UnsafePointer<CChar>?) -> Int32
     typealias Exec = @convention(c) (OpaquePointer?, UnsafePointer<CChar>?, OpaquePointer?, UnsafeMutableRawPointer?, OpaquePointer?) -> Int32

@@ -8,10 +8,18 @@ import Synchronization
 /// connection and flushes each connection once, instead of one task, one write and one `writev` per answer.
 final class AnswerMailbox: Sendable {
 
-    /// A connection an answer goes to: used only on its event loop.
-    struct Target: @unchecked Sendable {
-        let handler: ConnectionHandler
-        let context: ChannelHandlerContext
+    /// A connection an answer goes to. The handler and its context are reached only on the connection's event
+    /// loop, which `NIOLoopBound` checks on every access; the writer and intake threads merely carry it.
+    struct Target: Sendable {
+        private let bound: NIOLoopBound<(handler: ConnectionHandler, context: ChannelHandlerContext)>
+
+        /// Made on the connection's event loop.
+        init(handler: ConnectionHandler, context: ChannelHandlerContext) {
+            bound = NIOLoopBound((handler, context), eventLoop: context.eventLoop)
+        }
+
+        var handler: ConnectionHandler { bound.value.handler }
+        var context: ChannelHandlerContext { bound.value.context }
     }
 
     struct Delivery: Sendable {
@@ -45,9 +53,13 @@ final class AnswerMailbox: Sendable {
         }
     }
 
-    /// Whether every answer posted so far has been written (no delivery pending, no drain scheduled).
-    var isIdle: Bool {
-        state.withLock { $0.pending.isEmpty && !$0.scheduled }
+    /// Returns once every answer posted so far has been written: task after task on the loop, since a drain
+    /// writes at most ``answersPerTurn`` answers and queues the rest behind. For the daemon's stop, after the
+    /// last append was answered by the writer.
+    func waitUntilWritten() {
+        repeat {
+            try? eventLoop.submit {}.wait()
+        } while state.withLock({ !$0.pending.isEmpty || $0.scheduled })
     }
 
     /// At most this many answers per task, so that other connections' reads (a query) get a turn in between.

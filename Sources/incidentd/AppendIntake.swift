@@ -5,10 +5,6 @@ import IncidentProtocol
 import NIOCore
 import Synchronization
 
-#if canImport(Glibc)
-import Glibc
-#endif
-
 /// Turns append lines into appends for the group committer on a thread of its own, in the order the lines
 /// arrived, so that the event loops keep only the socket work and the queries.
 ///
@@ -49,16 +45,7 @@ final class AppendIntake: Sendable {
     /// Starts the intake thread.
     init(executor: RequestExecutor) {
         self.executor = executor
-        let thread = Thread { [self] in
-            #if os(Linux)
-            // On Linux the nice value of `who` 0 is the calling thread's.
-            _ = setpriority(__priority_which_t(PRIO_PROCESS.rawValue), 0, AppendIntake.nice)
-            setKernelThreadName("incidentd-intak")
-            #endif
-            self.run()
-        }
-        thread.name = "incidentd-intake"
-        thread.start()
+        startBackgroundThread(named: "incidentd-intak", nice: AppendIntake.nice) { [self] in self.run() }
     }
 
     /// Whether `line` may be an append: everything that is not certainly something else comes here, so that no

@@ -132,14 +132,10 @@ struct Incidentd: ParsableCommand {
         // Lines the intake holds reach the committer first, in order; later ones are carried out on their loops.
         intake.stop()
         committer.shutdown()
-        // Every completion of a drained append was queued on an event loop before this; one more task on each
-        // loop runs after them. A mailbox writes at most `answersPerTurn` answers a task and queues the rest
-        // behind: wait, task after task, until it has written them all.
+        // Every completion of a drained append was queued on an event loop before this: wait until each loop
+        // has written them.
         for loop in server.group.makeIterator() {
-            let mailbox = executor.mailbox(for: loop)
-            repeat {
-                try? loop.submit {}.wait()
-            } while !mailbox.isIdle
+            executor.mailbox(for: loop).waitUntilWritten()
         }
         try? server.group.syncShutdownGracefully()
         watchdog?.cancel()

@@ -104,4 +104,20 @@ struct ReliabilityStorageTests {
         #expect(events[appended]["prevHash"] == headHash, "the first event after the restart links to the old head")
         #expect(daemon.stop() == 0)
     }
+
+    @Test("the log's pages the daemon read are let go again: its mapping of data.mdb does not stay resident")
+    func mappedPagesReleased() throws {
+        let daemon = try Daemon()
+        let client = try daemon.client()
+        // About 3,000 events of more than a kilobyte, then all of them read back: megabytes of the log mapped.
+        for n in 0..<30 {
+            let response = try Self.bulkAppend(client, tag: "map-\(n)", count: 100)
+            #expect(response.isOK, "\(response)")
+        }
+        #expect(try client.allEvents().count == 3_000)
+        try waitFor("the daemon to let go of its mapping of data.mdb (now \(residentLogMapBytes(of: daemon.pid) >> 10) KiB)", timeout: 10 * deadlineScale) {
+            residentLogMapBytes(of: daemon.pid) < 256 << 10
+        }
+        #expect(daemon.stop() == 0)
+    }
 }

@@ -225,6 +225,27 @@ func residentBytes(of pid: Int32) -> Int {
     return 0
 }
 
+/// Bytes of `pid`'s mapping of a file named `data.mdb` that are resident in it (`Rss` in /proc/PID/smaps).
+func residentLogMapBytes(of pid: Int32) -> Int {
+    // Read to the end by hand: Foundation stops early on a /proc file, whose size reads as 0.
+    let fd = open("/proc/\(pid)/smaps", O_RDONLY | O_CLOEXEC)
+    guard fd >= 0 else { return 0 }
+    let smaps = String(decoding: readToEnd(fd), as: UTF8.self)
+    var inLog = false
+    var total = 0
+    for line in smaps.split(separator: "\n") {
+        guard let field = line.split(separator: " ").first else { continue }
+        if !field.hasSuffix(":") {
+            // A mapping's header: `start-end perms offset dev inode [path]`; the lines after it (`Key: value`)
+            // describe it.
+            inLog = line.hasSuffix("/data.mdb")
+        } else if inLog && field == "Rss:" {
+            total += (line.split(separator: " ").compactMap { Int($0) }.first ?? 0) * 1024
+        }
+    }
+    return total
+}
+
 /// A counter and a list shared between threads.
 final class Guarded<Value>: @unchecked Sendable {
     // Safe: every access goes through `lock`.

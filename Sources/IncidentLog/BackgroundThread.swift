@@ -10,7 +10,10 @@ import Glibc
 public func startBackgroundThread(named name: String, nice: Int32, _ body: @escaping @Sendable () -> Void) {
     let thread = Thread {
         #if os(Linux)
-        // The nice value of `who` 0 is the calling thread's.
+        // Ordinary scheduling even if the process was started real-time (a systemd unit's CPUSchedulingPolicy):
+        // only the event loops are meant to be. Pid 0 is the calling thread, as is the nice value of `who` 0.
+        var ordinary = sched_param()
+        _ = sched_setscheduler(0, Int32(SCHED_OTHER), &ordinary)
         _ = setpriority(__priority_which_t(PRIO_PROCESS.rawValue), 0, nice)
         // Foundation's `Thread.name` does not reach the kernel here.
         let fd = open("/proc/thread-self/comm", O_WRONLY | O_CLOEXEC)

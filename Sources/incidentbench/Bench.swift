@@ -113,7 +113,7 @@ struct IncidentBench: ParsableCommand {
     // MARK: The daemon
 
     func measureDaemon(binary: String, root: String, report: inout Report) throws {
-        let daemon = try DaemonProcess(binary: binary, root: root + "/incidentd")
+        var daemon = try DaemonProcess(binary: binary, root: root + "/incidentd")
         let n = events
         let sequential = max(40, min(n / 50, 20_000))
         let warmup = min(1_000, sequential / 2)
@@ -171,11 +171,23 @@ struct IncidentBench: ParsableCommand {
             appended += total
             progress("\(connections) connections × \(window): \(Int(result.perSecond)) appends/s; \(result.diagnostics?.summary ?? "")")
         }
-        // Fill to `events` at full speed while `city` is asked on the side: back to back over the first half,
-        // one a millisecond over the second.
-        let halves = [fill / 2, fill - fill / 2]
-        for (half, paced) in zip(halves, [false, true]) {
-            let plan = scripts("f\(paced ? "p" : "b")", connections: 16, total: half)
+        // Fill to `events` at full speed while `city` is asked on the side: back to back over the first third,
+        // one a millisecond over the second, and one a millisecond again over the last, with the daemon restarted
+        // with its event loops real-time (`loop_scheduling = "realtime"`).
+        let thirds = [fill / 3, fill / 3, fill - 2 * (fill / 3)]
+        var peakRSS = 0
+        for (share, (paced, realtime)) in zip(thirds, [(false, false), (true, false), (true, true)]) {
+            if realtime {
+                peakRSS = max(peakRSS, daemon.memory().peakRSS)
+                let exit = daemon.stop()
+                guard exit == 0 else { throw BenchError("incidentd exited with \(exit) on SIGTERM: \(daemon.log.suffix(2000))") }
+                let config = root + "/realtime.toml"
+                try "[daemon]\nloop_scheduling = \"realtime\"\n".write(toFile: config, atomically: true, encoding: .utf8)
+                daemon = try DaemonProcess(binary: binary, root: root + "/incidentd", extraArguments: ["--config", config])
+                report.realtimeGranted = daemon.eventLoopsAreRealtime()
+                if !report.realtimeGranted { progress("the kernel refused SCHED_RR to the event loops (not root, no RLIMIT_RTPRIO)") }
+            }
+            let plan = scripts("f\(paced ? "p" : "b")\(realtime ? "r" : "")", connections: 16, total: share)
             let prober = CityProber(socketPath: daemon.socketPath, paced: paced)
             let load = try PipelinedLoad(socketPath: daemon.socketPath, scripts: plan, window: window)
             let before = PhaseProbe(pid: daemon.pid, socketPath: daemon.socketPath)
@@ -183,18 +195,21 @@ struct IncidentBench: ParsableCommand {
             var result = try load.run()
             let (cityLatency, cityError) = prober.stop()
             result.diagnostics = PhaseDiagnostics(
-                from: before, to: PhaseProbe(pid: daemon.pid, socketPath: daemon.socketPath), appends: half)
+                from: before, to: PhaseProbe(pid: daemon.pid, socketPath: daemon.socketPath), appends: share)
             try check(result, "fill")
             if let cityError { throw BenchError("city query failed: \(cityError)") }
-            if paced {
+            if realtime {
+                report.realtimeCityLatency = cityLatency
+                report.realtimeFill = result
+            } else if paced {
                 report.pacedCityLatency = cityLatency
                 report.pacedFill = result
             } else {
                 report.fill = result
                 report.cityLatency = cityLatency
             }
-            appended += half
-            progress("fill to \(appended): \(Int(result.perSecond)) appends/s, city (\(paced ? "one a millisecond" : "back to back")) p99 \(ms(cityLatency.valueAtPercentile(99))) ms over \(cityLatency.totalCount) queries; \(result.diagnostics?.summary ?? "")")
+            appended += share
+            progress("fill to \(appended): \(Int(result.perSecond)) appends/s, city (\(paced ? "one a millisecond" : "back to back")\(realtime ? ", real-time loops" : "")) p99 \(ms(cityLatency.valueAtPercentile(99))) ms over \(cityLatency.totalCount) queries; \(result.diagnostics?.summary ?? "")")
         }
         // Memory and disk at `events`.
         let status = try SimpleClient(path: daemon.socketPath).call(Array("{\"id\":1,\"op\":\"status\"}\n".utf8))
@@ -202,7 +217,10 @@ struct IncidentBench: ParsableCommand {
         guard position == Int64(appended) else {
             throw BenchError("the daemon reports position \(position) after \(appended) acknowledged appends")
         }
-        report.memory = daemon.memory()
+        var memory = daemon.memory()
+        // The restart began a new process: the peak is the larger of the two.
+        memory.peakRSS = max(peakRSS, memory.peakRSS)
+        report.memory = memory
         let exit = daemon.stop()
         guard exit == 0 else { throw BenchError("incidentd exited with \(exit) on SIGTERM: \(daemon.log.suffix(2000))") }
         report.dataFileBytes = fileSize(daemon.dataDir + "/data.mdb")

@@ -66,6 +66,20 @@ final class DaemonProcess {
     func memory() -> MemorySnapshot {
         MemorySnapshot(pid: pid)
     }
+
+    /// Whether the daemon's event loop threads (`NIO-ELT-*`) run `SCHED_RR`: field 41 of each thread's `stat`.
+    func eventLoopsAreRealtime() -> Bool {
+        let tasks = "/proc/\(pid)/task"
+        let policies = ((try? FileManager.default.contentsOfDirectory(atPath: tasks)) ?? []).compactMap { tid -> Int? in
+            guard let stat = try? String(contentsOfFile: "\(tasks)/\(tid)/stat", encoding: .utf8),
+                let open = stat.firstIndex(of: "("), let close = stat.lastIndex(of: ")"),
+                stat[stat.index(after: open)..<close].hasPrefix("NIO-ELT")
+            else { return nil }
+            let fields = stat[stat.index(after: close)...].split(separator: " ")
+            return fields.count > 38 ? Int(fields[38]) : nil
+        }
+        return !policies.isEmpty && policies.allSatisfy { $0 == 2 }
+    }
 }
 
 /// What `/proc/PID/status` and `/proc/PID/smaps_rollup` say, in bytes.

@@ -17,6 +17,10 @@ struct Report {
     var cityLatency: Histogram<UInt64>?
     var pacedFill: PhaseResult?
     var pacedCityLatency: Histogram<UInt64>?
+    /// The last third of the fill, paced, with the daemon's event loops real-time.
+    var realtimeFill: PhaseResult?
+    var realtimeCityLatency: Histogram<UInt64>?
+    var realtimeGranted = false
     var memory: MemorySnapshot?
     var dataFileBytes = 0
     var appended = 0
@@ -136,7 +140,10 @@ struct Report {
                                rebuildIdentical ? "identical to the daemon's" : "DIFFERS from the daemon's")
             rows.append(row)
         }
-        for (how, latency, phase) in [("back to back", cityLatency, fill), ("1/ms", pacedCityLatency, pacedFill)] {
+        let realtimeHow = realtimeGranted ? "1/ms, loop_scheduling = realtime" : "1/ms, realtime REFUSED by the kernel"
+        for (how, latency, phase) in [
+            ("back to back", cityLatency, fill), ("1/ms", pacedCityLatency, pacedFill), (realtimeHow, realtimeCityLatency, realtimeFill),
+        ] {
             guard let h = latency else { continue }
             var row = Row(
                 metric: "city query p50/p99 under full append load, \(how)",
@@ -187,6 +194,7 @@ struct Report {
         for connections in [1, 16, 64] { phases.append(("\(connections) conn × \(window)", throughput[connections])) }
         phases.append(("fill + city back to back", fill))
         phases.append(("fill + city 1/ms", pacedFill))
+        phases.append(("fill + city 1/ms, real-time loops", realtimeFill))
         for (name, phase) in phases {
             if let d = phase?.diagnostics { notes.append("phase \(name): \(d.summary)") }
         }

@@ -24,6 +24,7 @@ struct DaemonConfiguration: Sendable {
     var maxLineBytes = 1 << 20
     var maxConnections = 1024
     var maxPendingPerConnection = 256
+    var loopScheduling = LoopScheduling.normal
     var initialMapSize = 64 << 20
     var maxMapSize = 64 << 30
     var gazetteerPath: String?
@@ -67,6 +68,12 @@ struct DaemonConfiguration: Sendable {
             maxConnections = try daemon.integer("max_connections", range: 1...1_000_000) ?? maxConnections
             maxPendingPerConnection =
                 try daemon.integer("max_pending_per_connection", range: 1...100_000) ?? maxPendingPerConnection
+            if let policy = try daemon.string("loop_scheduling") {
+                guard let parsed = LoopScheduling(rawValue: policy) else {
+                    throw Problem(description: "\(path): daemon.loop_scheduling: one of realtime, normal")
+                }
+                loopScheduling = parsed
+            }
             try daemon.finish()
         }
         if var storage = try reader.table("storage") {

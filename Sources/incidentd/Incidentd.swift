@@ -97,9 +97,17 @@ struct Incidentd: ParsableCommand {
             logger.notice("rebuilt projections", metadata: ["events": "\(folded)"])
         }
         let committer = GroupCommitter(log: log)
-        let executor = RequestExecutor(log: log, committer: committer, access: AccessControl(policy: settings.access))
+        let logWalkers = NIOThreadPool(numberOfThreads: 1)
+        logWalkers.start()
+        let executor = RequestExecutor(
+            log: log, committer: committer, access: AccessControl(policy: settings.access), logWalkers: logWalkers)
         let intake = AppendIntake(executor: executor)
         let server = Server(executor: executor, intake: intake, configuration: settings, logger: logger)
+        if let refusal = settings.loopScheduling.apply(to: server.group) {
+            logger.notice(
+                "event loops keep ordinary scheduling: under load a query may wait milliseconds for a CPU; give the service LimitRTPRIO=1 or set loop_scheduling = \"normal\"",
+                metadata: ["reason": "\(refusal)"])
+        }
         let inherited = Self.inheritedSocket()
         let channel: any Channel
         do {
@@ -108,6 +116,7 @@ struct Incidentd: ParsableCommand {
             intake.stop()
             committer.shutdown()
             try? server.group.syncShutdownGracefully()
+            try? logWalkers.syncShutdownGracefully()
             throw error
         }
         let status = try log.status()
@@ -137,6 +146,8 @@ struct Incidentd: ParsableCommand {
         for loop in server.group.makeIterator() {
             executor.mailbox(for: loop).waitUntilWritten()
         }
+        // A `read` or `verify` still running finishes and is answered while the loops still run.
+        try? logWalkers.syncShutdownGracefully()
         try? server.group.syncShutdownGracefully()
         watchdog?.cancel()
         trimmer.cancel()

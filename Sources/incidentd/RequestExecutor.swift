@@ -3,6 +3,7 @@ import IncidentDomain
 import IncidentLog
 import IncidentProtocol
 import NIOCore
+import NIOPosix
 import StrictJSON
 import Synchronization
 
@@ -12,21 +13,27 @@ enum Reply {
     case later(EventLoopFuture<[UInt8]>)
 }
 
-/// Carries out decoded requests against the log. Queries run on the calling event loop (LMDB readers never
-/// wait for the writer); appends go to the group committer.
+/// Carries out decoded requests against the log. Short queries run on the calling event loop (LMDB readers
+/// never wait for the writer); the ones that walk the log (`read`, `verify`) run on ``logWalkers``, so that
+/// they hold up neither the loop's other connections nor, when the loops run real-time (see
+/// ``LoopScheduling``), the writer; appends go to the group committer.
 final class RequestExecutor: Sendable {
     let log: EventLog
     let committer: GroupCommitter
     let access: AccessControl
+    /// Threads at ordinary priority for the requests whose work grows with the log.
+    let logWalkers: NIOThreadPool
     let connections = Atomic<Int>(0)
     let startedAt = Timestamp.now()
     /// One per event loop: see ``AnswerMailbox``.
     let mailboxes = Mutex<[ObjectIdentifier: AnswerMailbox]>([:])
 
-    init(log: EventLog, committer: GroupCommitter, access: AccessControl) {
+    /// `logWalkers` must be started; whoever made it shuts it down once the server has stopped.
+    init(log: EventLog, committer: GroupCommitter, access: AccessControl, logWalkers: NIOThreadPool) {
         self.log = log
         self.committer = committer
         self.access = access
+        self.logWalkers = logWalkers
     }
 
     /// The answer to one request line: decoded, then carried out (``execute(_:peer:role:on:)``). Safe on any
@@ -49,21 +56,46 @@ final class RequestExecutor: Sendable {
         do {
             switch request.operation {
             case .append: return try append(request, peer: peer, on: eventLoop)
-            case .read: return .now(try read(request))
+            case .read: return walkingTheLog(request, on: eventLoop) { try $0.read(request) }
             case .incident: return .now(try incident(request))
             case .city: return .now(try city(request))
             case .cities:
                 return .now(Response.success(id: id, ["cities": .array(try log.cities().map(\.json))]))
             case .status: return .now(try status(request))
-            case .verify: return .now(try verify(request))
+            case .verify: return walkingTheLog(request, on: eventLoop) { try $0.verify(request) }
             }
-        } catch let error as ProtocolError {
-            return .now(Response.failure(id: id, error))
-        } catch let error as IncidentError {
-            return .now(Response.failure(id: id, ProtocolError(.init(rawValue: error.code.rawValue), error.message, details: error.details)))
         } catch {
-            return .now(Response.failure(id: id, ProtocolError(.internalError, "\(error)")))
+            return .now(Self.failure(id: id, error))
         }
+    }
+
+    /// The error response for a request that threw `error`.
+    private static func failure(id: JSONValue, _ error: any Error) -> [UInt8] {
+        switch error {
+        case let error as ProtocolError:
+            return Response.failure(id: id, error)
+        case let error as IncidentError:
+            return Response.failure(id: id, ProtocolError(.init(rawValue: error.code.rawValue), error.message, details: error.details))
+        default:
+            return Response.failure(id: id, ProtocolError(.internalError, "\(error)"))
+        }
+    }
+
+    /// Runs `work` on ``logWalkers`` and answers on `eventLoop`.
+    private func walkingTheLog(
+        _ request: Request, on eventLoop: any EventLoop, _ work: @escaping @Sendable (RequestExecutor) throws -> [UInt8]
+    ) -> Reply {
+        let id = request.id
+        let answer = logWalkers.runIfActive(eventLoop: eventLoop) { [self] () -> [UInt8] in
+            do {
+                return try work(self)
+            } catch {
+                return Self.failure(id: id, error)
+            }
+        }
+        return .later(answer.flatMapErrorThrowing { _ in
+            Response.failure(id: id, ProtocolError(.shuttingDown, "incidentd is stopping; the request was not carried out"))
+        })
     }
 
     private func append(_ request: Request, peer: PeerIdentity, on eventLoop: any EventLoop) throws -> Reply {

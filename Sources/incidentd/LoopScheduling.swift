@@ -1,0 +1,52 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import NIOCore
+import NIOPosix
+
+/// How the event loops ask the kernel for a CPU (`daemon.loop_scheduling`).
+///
+/// When both cores are busy, a loop woken by a query waits for the CPU until the thread running there has
+/// used its time slice, whatever the loop's nice value: `city` p99 under full append load is about 3 ms. A
+/// real-time loop preempts at once, and the same query's p99 falls to 0.2–0.5 ms (BENCHMARKS.md). The cost is
+/// a context switch for every wake-up: appends per second fall by about a quarter. And whatever a client
+/// makes a loop do (framing lines, refusing bad ones) then runs ahead of every ordinary thread on the machine,
+/// the writer included, up to the kernel's real-time limit (`sched_rt_runtime_us`, 95% of each second). So
+/// real-time loops are for machines whose socket only trusted clients reach, and they are asked for, not
+/// the default. Whatever grows with the log runs elsewhere at ordinary priority either way (the writer, the
+/// intake, ``RequestExecutor/logWalkers``).
+enum LoopScheduling: String, Sendable, CaseIterable {
+    /// `SCHED_RR` at priority 1, the lowest real-time priority, when the daemon may (root, `CAP_SYS_NICE`, or
+    /// `LimitRTPRIO=1` in its systemd unit); ordinary scheduling, with a notice in the log, otherwise.
+    case realtime
+    /// Ordinary scheduling, like every other process: the default.
+    case normal
+
+    /// Applies this policy to every loop of `group`, from each loop's own thread. Returns why it could not,
+    /// or `nil`.
+    func apply(to group: MultiThreadedEventLoopGroup) -> String? {
+        guard self == .realtime else { return nil }
+        var refusal: String?
+        for loop in group.makeIterator() {
+            do {
+                if let error = try loop.submit({ LoopScheduling.makeCallingThreadRealtime() }).wait() { refusal = error }
+            } catch {
+                refusal = "\(error)"
+            }
+        }
+        return refusal
+    }
+
+    /// Makes the calling thread `SCHED_RR` at priority 1 (on Linux, pid 0 names the calling thread); the reason
+    /// if the kernel refuses.
+    static func makeCallingThreadRealtime() -> String? {
+        #if os(Linux)
+        var parameters = sched_param()
+        parameters.sched_priority = 1
+        if sched_setscheduler(0, Int32(SCHED_RR), &parameters) != 0 {
+            return String(cString: strerror(errno))
+        }
+        #endif
+        return nil
+    }
+}

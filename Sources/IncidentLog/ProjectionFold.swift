@@ -161,6 +161,19 @@ struct ByteTable {
         for (i, hash) in hashes.enumerated() { place(i, hash) }
     }
 
+    /// Makes room for `count` strings in all (their bytes are reserved at 48 each), the index included.
+    mutating func reserveCapacity(_ count: Int) {
+        arena.reserveCapacity(count * 48)
+        starts.reserveCapacity(count + 1)
+        hashes.reserveCapacity(count)
+        var size = slots.count
+        while size < count * 2 { size *= 2 }
+        if size > slots.count {
+            slots = Array(repeating: 0, count: size)
+            for (i, hash) in hashes.enumerated() { place(i, hash) }
+        }
+    }
+
     /// Forgets every string, keeping the memory.
     mutating func removeAll() {
         arena.removeAll(keepingCapacity: true)
@@ -780,6 +793,13 @@ struct ProjectionFold {
     /// is none).
     var firstIncidentEncodesDirectly: Bool { incidents.isEmpty || encoded(0) == state(0).encoded() }
 
+    /// Makes room for the incidents of a chunk of `events` events (at most one each), so that the tables do not
+    /// grow (and copy themselves) while the chunk is folded.
+    mutating func reserveCapacity(events: Int) {
+        incidents.reserveCapacity(events)
+        ids.reserveCapacity(events)
+    }
+
     /// Forgets the incidents of this chunk (they have been written).
     mutating func forgetIncidents() {
         ids.removeAll()
@@ -824,13 +844,17 @@ struct ProjectionFold {
         UnsafeRawBufferPointer(rebasing: arena[starts[Int(i)]..<starts[Int(i) + 1]])
     }
 
-    /// Writes each incident of this chunk, in key order, into the space `reserve` gives for its key and the size
-    /// of its value: in the stored form of `IncidentState.encode(into:)`, straight from the record with
-    /// `direct` (see ``directEncodingHolds(projector:)``), otherwise through `IncidentState`.
+    /// The numbers of this chunk's incidents in the order of their ids' bytes: the order to write them in.
+    func incidentsInKeyOrder() -> [Int32] { ids.sortedNumbers() }
+
+    /// Writes the incidents `order` names (a stretch of ``incidentsInKeyOrder()``), in that order, into the space
+    /// `reserve` gives for each key and the size of its value: in the stored form of
+    /// `IncidentState.encode(into:)`, straight from the record with `direct` (see
+    /// ``directEncodingHolds(projector:)``), otherwise through `IncidentState`.
     func write(
-        direct: Bool, reserve: (_ key: UnsafeRawBufferPointer, _ count: Int) throws -> UnsafeMutableRawBufferPointer
+        _ order: ArraySlice<Int32>, direct: Bool,
+        reserve: (_ key: UnsafeRawBufferPointer, _ count: Int) throws -> UnsafeMutableRawBufferPointer
     ) throws {
-        let order = ids.sortedNumbers()
         try ids.arena.withUnsafeBytes { idArena in
             try ids.starts.withUnsafeBufferPointer { idStarts in
                 try texts.bytes.arena.withUnsafeBytes { textArena in
@@ -1220,9 +1244,10 @@ enum StoredEventReader {
     static let verifications = cases(Verification.self)
 
     /// What a report's data holds for the projections; the texts are numbers in `ProjectionFold.texts`.
+    /// What ``parse(_:)`` reads of a report's data, its texts still bytes of the stored event.
     struct ReportFields {
-        var city: Int32
-        var cityId: Int32
+        var city: UnsafeRawBufferPointer
+        var cityId: UnsafeRawBufferPointer?
         var kind: IncidentKind
         var participants: PeopleRange?
     }
@@ -1242,20 +1267,52 @@ enum StoredEventReader {
         var corrections: [String: JSONValue]?
     }
 
+    /// One stored event as ``parse(_:)`` reads it: what the projections need, its texts still bytes of the
+    /// stored event (valid as long as those are). Reading needs no fold state, so blocks of events can be read
+    /// on another thread while the fold goes on (see `EventLog.rebuildProjections`).
+    struct ParsedEvent {
+        enum Data {
+            case report(ReportFields)
+            case response(ResponseFields)
+            case outcome(OutcomeFields)
+        }
+
+        var data: Data
+        var version: Int64
+        var position: UInt64
+        var incident: UnsafeRawBufferPointer
+        var precision: Precision
+        /// A report's `occurredAt` and `recordedAt` (for other events, what stands there).
+        var occurredAt: UnsafeRawBufferPointer
+        var recordedAt: UnsafeRawBufferPointer
+        /// A report's sources' verifications (see ``mask(_:)``).
+        var sourcesMask: UInt8
+    }
+
     /// Folds the event in `bytes` (canonical JSON) into `fold`; false when the event is not in the expected
     /// form, and nothing was folded (texts may have been interned).
     static func fold(_ bytes: UnsafeRawBufferPointer, into fold: inout ProjectionFold) throws -> Bool {
-        guard let (type, version) = tail(bytes) else { return false }
+        guard let event = parse(bytes) else { return false }
+        return try apply(event, to: &fold)
+    }
+
+    /// Reads the event in `bytes` (canonical JSON); nil when it is not in the expected form.
+    static func parse(_ bytes: UnsafeRawBufferPointer) -> ParsedEvent? {
+        guard let (type, version) = tail(bytes) else { return nil }
         var s = JSONScanner(bytes)
         // Canonical order: data first, then the envelope.
-        guard s.literal("{\"data\":") else { return false }
-        var report: ReportFields?
-        var response: ResponseFields?
-        var outcome: OutcomeFields?
+        guard s.literal("{\"data\":") else { return nil }
+        let data: ParsedEvent.Data
         switch type {
-        case .incidentReported: report = reportFields(&s, &fold.texts); guard report != nil else { return false }
-        case .responseObserved: response = responseFields(&s); guard response != nil else { return false }
-        case .outcomeUpdated: outcome = outcomeFields(&s); guard outcome != nil else { return false }
+        case .incidentReported:
+            guard let report = reportFields(&s) else { return nil }
+            data = .report(report)
+        case .responseObserved:
+            guard let response = responseFields(&s) else { return nil }
+            data = .response(response)
+        case .outcomeUpdated:
+            guard let outcome = outcomeFields(&s) else { return nil }
+            data = .outcome(outcome)
         }
         let isReport = type == .incidentReported
         // The envelope, member by member in canonical order. An incident id longer than any valid one (128 bytes)
@@ -1266,37 +1323,49 @@ enum StoredEventReader {
             let rawPrecision = s.rawString(), let precision = match(rawPrecision, precisions), s.literal(",\"prevHash\":"),
             skipString(&s), s.literal(",\"recordedAt\":"), let rawRecordedAt = isReport ? s.rawString() : skipped(&s),
             s.literal(",\"recordedBy\":"), skipValue(&s), s.literal(",\"schema\":"), integer(&s) != nil
-        else { return false }
+        else { return nil }
         var mask: UInt8 = 0
         if s.literal(",\"sources\":") {
             if isReport {
-                guard let m = sourcesMask(&s) else { return false }
+                guard let m = sourcesMask(&s) else { return nil }
                 mask = m
             } else {
-                guard skipValue(&s) else { return false }
+                guard skipValue(&s) else { return nil }
             }
         }
         // The type and version were read from the end: check they are all that is left.
         guard s.literal(",\"type\":"), skipString(&s), s.literal(",\"version\":"), integer(&s) == version,
             s.literal("}"), s.index == bytes.count
-        else { return false }
-        switch type {
-        case .incidentReported:
-            guard let report, let recordedAt = fold.timestamp(rawRecordedAt), let date = fold.texts.intern(occurredAt)
+        else { return nil }
+        return ParsedEvent(
+            data: data, version: version, position: UInt64(position), incident: incident, precision: precision,
+            occurredAt: occurredAt, recordedAt: rawRecordedAt, sourcesMask: mask)
+    }
+
+    /// Folds an event ``parse(_:)`` read into `fold`; false when one of its texts is not valid UTF-8 or its
+    /// recorded time is not a time, and nothing was folded (texts may have been interned).
+    static func apply(_ event: ParsedEvent, to fold: inout ProjectionFold) throws -> Bool {
+        switch event.data {
+        case .report(let report):
+            guard let city = fold.texts.intern(report.city) else { return false }
+            var cityId: Int32 = -1
+            if let raw = report.cityId {
+                guard let id = fold.texts.intern(raw) else { return false }
+                cityId = id
+            }
+            guard let recordedAt = fold.timestamp(event.recordedAt), let date = fold.texts.intern(event.occurredAt)
             else { return false }
             fold.report(
-                incident: incident, position: UInt64(position), occurredAt: date, precision: precision,
-                recordedAt: recordedAt, verificationMask: mask, city: report.city, cityId: report.cityId,
+                incident: event.incident, position: event.position, occurredAt: date, precision: event.precision,
+                recordedAt: recordedAt, verificationMask: event.sourcesMask, city: city, cityId: cityId,
                 kind: report.kind, participants: report.participants)
-        case .responseObserved:
-            guard let response else { return false }
+        case .response(let response):
             try fold.response(
-                incident: incident, position: UInt64(position), version: version, kinds: response.kinds,
+                incident: event.incident, position: event.position, version: event.version, kinds: response.kinds,
                 killed: response.killed, injured: response.injured, detained: response.detained)
-        case .outcomeUpdated:
-            guard let outcome else { return false }
+        case .outcome(let outcome):
             try fold.outcome(
-                incident: incident, position: UInt64(position), version: version, status: outcome.status,
+                incident: event.incident, position: event.position, version: event.version, status: outcome.status,
                 verification: outcome.verification, corrections: outcome.corrections)
         }
         return true
@@ -1325,20 +1394,20 @@ enum StoredEventReader {
         return mask
     }
 
-    static func reportFields(_ s: inout JSONScanner, _ texts: inout TextTable) -> ReportFields? {
+    static func reportFields(_ s: inout JSONScanner) -> ReportFields? {
         guard next(&s, UInt8(ascii: "{")) else { return nil }
-        var city: Int32?
-        var cityId: Int32 = -1
+        var city: UnsafeRawBufferPointer?
+        var cityId: UnsafeRawBufferPointer?
         var kind: IncidentKind?
         var participants: PeopleRange?
         repeat {
             guard let key = s.key() else { return nil }
             if equals(key, "city") {
-                guard let raw = s.rawString(), let text = texts.intern(raw) else { return nil }
-                city = text
+                guard let raw = s.rawString() else { return nil }
+                city = raw
             } else if equals(key, "cityId") {
-                guard let raw = s.rawString(), let text = texts.intern(raw) else { return nil }
-                cityId = text
+                guard let raw = s.rawString() else { return nil }
+                cityId = raw
             } else if equals(key, "kind") {
                 guard let raw = s.rawString(), let k = match(raw, kinds) else { return nil }
                 kind = k

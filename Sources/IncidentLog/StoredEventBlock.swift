@@ -1,0 +1,66 @@
+import Dispatch
+import Synchronization
+
+/// A block of stored events on their way through the rebuild: the canonical bytes of each, and what
+/// ``StoredEventReader/parse(_:)`` read of each. The rebuild reads the next block on a second thread, and on its
+/// own once it has folded the current one, while the fold (which must go in position order) goes on.
+///
+/// `@unchecked Sendable`, and safe, because every access is ordered: the rebuild's thread fills `events` and
+/// `count` before it hands the block to the worker (`DispatchQueue.async` orders the two); the two threads then
+/// write only the `parsed` entries of the stripes each claimed from the atomic `claimed`, so never the same
+/// entry; and the rebuild's thread reads `parsed` only after `DispatchGroup.wait()` has returned, which orders
+/// the worker's writes before it. The bytes the entries point to are pages of the map, which stay mapped and
+/// unchanged while the rebuild's write transaction lasts (the rebuild writes no events).
+final class StoredEventBlock: @unchecked Sendable {
+    /// Events per stripe a thread claims at a time.
+    static let stripe = 256
+
+    let capacity: Int
+    private(set) var count = 0
+    private let events: UnsafeMutableBufferPointer<UnsafeRawBufferPointer>
+    private let parsed: UnsafeMutableBufferPointer<StoredEventReader.ParsedEvent?>
+    private let claimed = Atomic<Int>(0)
+
+    init(capacity: Int) {
+        self.capacity = capacity
+        events = .allocate(capacity: capacity)
+        events.initialize(repeating: UnsafeRawBufferPointer(start: nil, count: 0))
+        parsed = .allocate(capacity: capacity)
+        parsed.initialize(repeating: nil)
+    }
+
+    deinit {
+        parsed.deinitialize().deallocate()
+        events.deinitialize().deallocate()
+    }
+
+    var isFull: Bool { count == capacity }
+
+    /// Empties the block for the next events.
+    func removeAll() {
+        for i in 0..<count { parsed[i] = nil }
+        count = 0
+        claimed.store(0, ordering: .relaxed)
+    }
+
+    func append(_ canonical: UnsafeRawBufferPointer) {
+        events[count] = canonical
+        count += 1
+    }
+
+    /// The canonical bytes of event `i`, and what was read of it (nil: not in the form the fast reader expects).
+    subscript(i: Int) -> (canonical: UnsafeRawBufferPointer, parsed: StoredEventReader.ParsedEvent?) {
+        (events[i], parsed[i])
+    }
+
+    /// Reads stripes of events that no thread has claimed yet, until none are left.
+    func parseUnclaimed() {
+        while true {
+            let start = claimed.wrappingAdd(Self.stripe, ordering: .relaxed).oldValue
+            if start >= count { return }
+            for i in start..<min(start + Self.stripe, count) {
+                parsed[i] = StoredEventReader.parse(events[i])
+            }
+        }
+    }
+}

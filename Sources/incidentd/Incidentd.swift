@@ -105,7 +105,7 @@ struct Incidentd: ParsableCommand {
         let server = Server(executor: executor, intake: intake, configuration: settings, logger: logger)
         if let refusal = settings.loopScheduling.apply(to: server.group) {
             logger.notice(
-                "event loops keep ordinary scheduling: under load a query may wait milliseconds for a CPU; give the service LimitRTPRIO=1 or set loop_scheduling = \"normal\"",
+                "event loops keep ordinary scheduling: loop_scheduling = \"realtime\" needs root, CAP_SYS_NICE, or (under systemd) RestrictRealtime=no and LimitRTPRIO=1",
                 metadata: ["reason": "\(refusal)"])
         }
         let inherited = Self.inheritedSocket()

@@ -7,17 +7,19 @@ import NIOPosix
 /// How the event loops ask the kernel for a CPU (`daemon.loop_scheduling`).
 ///
 /// When both cores are busy, a loop woken by a query waits for the CPU until the thread running there has
-/// used its time slice, whatever the loop's nice value: `city` p99 under full append load is about 3 ms. A
-/// real-time loop preempts at once, and the same query's p99 falls to 0.2–0.5 ms (BENCHMARKS.md). The cost is
-/// a context switch for every wake-up: appends per second fall by about a quarter. And whatever a client
-/// makes a loop do (framing lines, refusing bad ones) then runs ahead of every ordinary thread on the machine,
-/// the writer included, up to the kernel's real-time limit (`sched_rt_runtime_us`, 95% of each second). So
-/// real-time loops are for machines whose socket only trusted clients reach, and they are asked for, not
-/// the default. Whatever grows with the log runs elsewhere at ordinary priority either way (the writer, the
-/// intake, ``RequestExecutor/logWalkers``).
+/// used its time slice, whatever the loop's nice value: `city` p99 under full append load is 3–4 ms. A
+/// real-time loop preempts at once, and the same query's p99 falls to 0.2–0.5 ms (BENCHMARKS.md). The cost:
+/// every wake-up of a loop now preempts the writer or the intake, the daemon's kernel time per append about
+/// doubles, and appends per second fall by a quarter to a third. And whatever a client makes a loop do
+/// (framing lines, refusing bad ones) then runs ahead of every ordinary thread on the machine, the writer
+/// included, up to the kernel's real-time limit (`sched_rt_runtime_us`, 95% of each second). So real-time
+/// loops are for machines whose socket only trusted clients reach, and they are asked for, not the default.
+/// Whatever grows with the log runs elsewhere at ordinary priority either way (the writer, the intake,
+/// ``RequestExecutor/logWalkers``).
 enum LoopScheduling: String, Sendable, CaseIterable {
     /// `SCHED_RR` at priority 1, the lowest real-time priority, when the daemon may (root, `CAP_SYS_NICE`, or
-    /// `LimitRTPRIO=1` in its systemd unit); ordinary scheduling, with a notice in the log, otherwise.
+    /// under systemd `RestrictRealtime=no` with `LimitRTPRIO=1`); ordinary scheduling, with a notice in the
+    /// log, otherwise.
     case realtime
     /// Ordinary scheduling, like every other process: the default.
     case normal

@@ -1,4 +1,3 @@
-import Dispatch
 import IncidentDomain
 import LMDB
 import StrictJSON
@@ -46,25 +45,22 @@ extension EventLog {
         }
     }
 
-    /// Folds the log into fresh projections, stopping where `limit` says. Reads only: LMDB readers never block the
-    /// running daemon, and the running daemon never blocks them.
-    public func replay(_ limit: ReplayLimit = ReplayLimit()) throws -> InMemoryProjections {
+    /// The projection of every city, by city id, folded afresh from the log alone and stopping where `limit`
+    /// says: the document `cities` answers, computed without the stored projections. Reads only: LMDB readers
+    /// never block the running daemon, and the running daemon never blocks them. The fold is the rebuild's
+    /// (``ProjectionFold``), which the daemon's own projections are checked against.
+    public func replay(_ limit: ReplayLimit = ReplayLimit()) throws -> [CityState] {
         try environment.read { txn in
-            var projections = InMemoryProjections()
+            let head = try Head.read(txn, db).position
+            var fold = ProjectionFold(projector: projector)
+            fold.reserveCapacity(events: Int(min(head, limit.untilPosition ?? head)))
+            var blocks = FoldBuffers()
+            let stop = FoldStop(
+                untilPosition: limit.untilPosition ?? .max, recordedAfter: limit.asOf?.microseconds,
+                occurredBefore: limit.occurredBefore?.microseconds)
             let cursor = try txn.cursor(db.events)
-            var entry = try cursor.first()
-            while let (key, value) = entry {
-                entry = try cursor.next()
-                guard let position = Keys.readPosition(key), value.count > 32 else { continue }
-                if let until = limit.untilPosition, position > until { break }
-                let event = try RecordedEvent(json: JSONReader().read(UnsafeRawBufferPointer(rebasing: value[32...])))
-                if let asOf = limit.asOf, event.recordedAt > asOf { break }
-                if let before = limit.occurredBefore {
-                    guard let occurred = ParsedDate.parse(event.occurredAt), occurred.start < before else { continue }
-                }
-                try projector.apply(event, to: &projections)
-            }
-            return projections
+            _ = try foldEvents(cursor, from: try cursor.first(), stop: stop, into: &fold, blocks: &blocks)
+            return fold.cities.map { $0.state(fold.texts) }.sorted { $0.cityId < $1.cityId }
         }
     }
 
@@ -92,8 +88,7 @@ extension EventLog {
         var folded: UInt64 = 0
         var done = false
         var empty = true
-        var current = StoredEventBlock(capacity: 4096)
-        var upcoming = StoredEventBlock(capacity: 4096)
+        var blocks = FoldBuffers()
         while !done {
             if headPosition >= next { fold.reserveCapacity(events: Int(min(UInt64(chunk), headPosition - next + 1))) }
             // The fold only reads, but in a write transaction: events and incidents of earlier chunks are read
@@ -107,41 +102,9 @@ extension EventLog {
                 }
                 defer { fold.stored = { _ in nil } }
                 let cursor = try txn.cursor(db.events)
-                var entry = try cursor.seek(atOrAfter: Keys.position(next))
-                var count = 0
-                var lastPosition = next - 1
-                // Blocks of events are read (the larger part of the work) on two threads while the fold, in position
-                // order, goes on on this one: see StoredEventBlock.
-                let reading = DispatchGroup()
-                defer { reading.wait() }
-                func take(into block: StoredEventBlock) throws {
-                    block.removeAll()
-                    while let (key, value) = entry, count < chunk, !block.isFull {
-                        guard let position = Keys.readPosition(key), value.count > 32 else {
-                            throw LogError(.corrupt, "a damaged event after position \(lastPosition)")
-                        }
-                        block.append(UnsafeRawBufferPointer(rebasing: value[32...]))
-                        lastPosition = position
-                        count += 1
-                        entry = try cursor.next()
-                    }
-                }
-                try take(into: current)
-                current.parseUnclaimed()
-                while current.count > 0 {
-                    try take(into: upcoming)
-                    let block = upcoming
-                    DispatchQueue.global().async(group: reading) { block.parseUnclaimed() }
-                    for i in 0..<current.count {
-                        let (canonical, parsed) = current[i]
-                        if let parsed, try StoredEventReader.apply(parsed, to: &fold) { continue }
-                        try fold.apply(RecordedEvent(json: JSONReader().read(canonical)))
-                    }
-                    upcoming.parseUnclaimed()
-                    reading.wait()
-                    swap(&current, &upcoming)
-                }
-                return (lastPosition, count, entry == nil)
+                return try foldEvents(
+                    cursor, from: try cursor.seek(atOrAfter: Keys.position(next)), after: next - 1,
+                    stop: FoldStop(maxEvents: chunk), into: &fold, blocks: &blocks)
             }
             // Appending while the table was empty before this chunk; an `.append` out of order fails, and then the
             // rest goes in with plain puts. The direct encoding is checked again on this chunk's first incident.

@@ -1150,11 +1150,6 @@ enum StoredEventReader {
         }
     }
 
-    /// Moves past a string that is not needed: an empty buffer, or nil when there is no string here.
-    @inline(__always) static func skipped(_ s: inout JSONScanner) -> UnsafeRawBufferPointer? {
-        skipString(&s) ? UnsafeRawBufferPointer(start: nil, count: 0) : nil
-    }
-
     /// Consumes `byte` if it is next (no whitespace skipped: the stored form is canonical).
     @inline(__always) static func next(_ s: inout JSONScanner, _ byte: UInt8) -> Bool {
         guard s.index < s.bytes.count, s.bytes[s.index] == byte else { return false }
@@ -1282,7 +1277,7 @@ enum StoredEventReader {
         var position: UInt64
         var incident: UnsafeRawBufferPointer
         var precision: Precision
-        /// A report's `occurredAt` and `recordedAt` (for other events, what stands there).
+        /// The event's `occurredAt` and `recordedAt`, as they stand (a replay that stops at a time reads them).
         var occurredAt: UnsafeRawBufferPointer
         var recordedAt: UnsafeRawBufferPointer
         /// A report's sources' verifications (see ``mask(_:)``).
@@ -1318,10 +1313,10 @@ enum StoredEventReader {
         // The envelope, member by member in canonical order. An incident id longer than any valid one (128 bytes)
         // is damage: the general path names it.
         guard s.literal(",\"eventId\":"), skipString(&s), s.literal(",\"incident\":"), let incident = s.rawString(),
-            incident.count <= 128, isValidUTF8(incident), s.literal(",\"occurredAt\":"), let occurredAt = isReport ? s.rawString() : skipped(&s),
+            incident.count <= 128, isValidUTF8(incident), s.literal(",\"occurredAt\":"), let occurredAt = s.rawString(),
             s.literal(",\"position\":"), let position = integer(&s), position > 0, s.literal(",\"precision\":"),
             let rawPrecision = s.rawString(), let precision = match(rawPrecision, precisions), s.literal(",\"prevHash\":"),
-            skipString(&s), s.literal(",\"recordedAt\":"), let rawRecordedAt = isReport ? s.rawString() : skipped(&s),
+            skipString(&s), s.literal(",\"recordedAt\":"), let rawRecordedAt = s.rawString(),
             s.literal(",\"recordedBy\":"), skipValue(&s), s.literal(",\"schema\":"), integer(&s) != nil
         else { return nil }
         var mask: UInt8 = 0

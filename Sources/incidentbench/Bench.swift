@@ -243,6 +243,15 @@ struct IncidentBench: ParsableCommand {
                 report.problems.append("the rebuilt projections differ from the ones the daemon kept: \(before) before, \(after) after")
             }
             progress("rebuild: \(Int(Double(folded) / report.rebuildSeconds)) events/s")
+            // `incidentctl replay`: the same fold, read-only, into the cities document, checked against the
+            // cities the rebuild just wrote.
+            let replayStart = monotonicNanos()
+            let replayed = try log.replay()
+            report.replaySeconds = Double(monotonicNanos() - replayStart) / 1e9
+            let stored = try log.cities()
+            report.replayIdentical = replayed.map { $0.canonicalBytes() } == stored.map { $0.canonicalBytes() }
+            if !report.replayIdentical { report.problems.append("replay differs from the stored cities") }
+            progress("replay: \(Int(Double(folded) / report.replaySeconds)) events/s")
             // The read ceiling: a bare cursor scan over the same events.
             let eventsDB = try log.environment.openDatabase("events", create: false)
             let scanStart = monotonicNanos()

@@ -28,6 +28,8 @@ struct Report {
     var rebuildEvents = 0
     var rebuildIdentical = false
     var scanPerSecond = 0.0
+    var replaySeconds = 0.0
+    var replayIdentical = false
     var samples: Samples?
 
     var lmdb: LMDBCeiling?
@@ -139,6 +141,13 @@ struct Report {
             row.ratio = String(format: "%.0f%% of a bare LMDB scan; %@", 100 * rate / scanPerSecond,
                                rebuildIdentical ? "identical to the daemon's" : "DIFFERS from the daemon's")
             rows.append(row)
+        }
+        if rebuildEvents > 0 && replaySeconds > 0 {
+            let rate = Double(rebuildEvents) / replaySeconds
+            rows.append(Row(
+                metric: "replay (incidentctl replay) of \(count(Double(rebuildEvents))) events, events/s", value: count(rate),
+                ratio: String(format: "%.0f%% of a bare LMDB scan; %@", 100 * rate / scanPerSecond,
+                              replayIdentical ? "identical to the stored cities" : "DIFFERS from the stored cities")))
         }
         let realtimeHow = realtimeGranted ? "1/ms, loop_scheduling = realtime" : "1/ms, realtime REFUSED by the kernel"
         for (how, latency, phase) in [

@@ -249,10 +249,10 @@ struct Replay: ParsableCommand {
         let limit = ReplayLimit(
             untilPosition: untilPosition, asOf: asOf.flatMap(ParsedDate.parse)?.start,
             occurredBefore: occurredBefore.flatMap(ParsedDate.parse)?.start)
-        let projections = try log.replay(limit)
+        let document = JSONValue.array(try log.replay(limit).map(\.json))
         switch output.resolved {
-        case .json: Printer.json(projections.citiesDocument)
-        case .table: Printer.cities(projections.citiesDocument.arrayValue ?? [])
+        case .json: Printer.json(document)
+        case .table: Printer.cities(document.arrayValue ?? [])
         }
     }
 }

@@ -1,13 +1,15 @@
 import Foundation
 import Gazetteer
+import IncidentDomain
 import IncidentLog
 import LMDB
 import StrictJSON
 import Testing
 
 /// The rebuild folds the log in chunks and writes each chunk's incidents in several commits; whatever the sizes,
-/// the projections must come out byte for byte as the daemon kept them event by event.
-@Suite("Rebuild")
+/// the projections must come out byte for byte as the daemon kept them event by event. `replay` runs the same
+/// fold with limits, and must agree with the reference `Projector` for each of them.
+@Suite("Rebuild and replay")
 struct RebuildTests {
     static let cities = ["Kupiansk", "Melitopol", "Berdyansk"]
     static let kinds = ["demonstration", "blockade", "strike", "symbolic-act"]
@@ -82,7 +84,69 @@ struct RebuildTests {
         for (chunk, perCommit) in [(1 << 20, 16_384), (1 << 20, 7), (250, 40), (97, 1)] {
             let folded = try log.rebuildProjections(chunk: chunk, incidentsPerCommit: perCommit)
             #expect(folded == UInt64(events.count))
-            #expect(try Self.digest(log.environment, projections) == kept, "chunk \(chunk), \(perCommit) incidents a commit")
+            let same = try Self.digest(log.environment, projections) == kept
+            #expect(same, "the projections rebuilt in chunks of \(chunk) events, \(perCommit) incidents a commit, differ")
         }
+    }
+
+    /// What `replay` computed before it shared the rebuild's fold: each event decoded, then `Projector.apply`,
+    /// with the limits applied as SPEC §3 states them.
+    static func referenceReplay(_ events: [JSONValue], _ limit: ReplayLimit) throws -> [UInt8] {
+        var projections = InMemoryProjections()
+        let projector = Projector(gazetteer: .embedded)
+        for document in events {
+            guard case .object(var members) = document else { throw HarnessError("an event is not an object") }
+            members["hash"] = nil
+            let event = try RecordedEvent(json: .object(members))
+            if let until = limit.untilPosition, event.position > until { break }
+            if let asOf = limit.asOf, event.recordedAt > asOf { break }
+            if let before = limit.occurredBefore {
+                guard let occurred = ParsedDate.parse(event.occurredAt), occurred.start < before else { continue }
+            }
+            try projector.apply(event, to: &projections)
+        }
+        return projections.citiesDocument.canonicalBytes()
+    }
+
+    @Test("replay with every kind of limit gives what the reference projector gives")
+    func replayLimits() throws {
+        let daemon = try Daemon()
+        let client = try daemon.client()
+        var answer = try client.appendEvents(try Repository.articleEvents())
+        #expect(answer["ok"]?.boolValue == true, "\(answer)")
+        let generated = Self.events(incidents: 300)
+        for start in stride(from: 0, to: generated.count, by: 97) {
+            answer = try client.appendEvents(Array(generated[start..<min(start + 97, generated.count)]))
+            #expect(answer["ok"]?.boolValue == true, "\(answer)")
+        }
+        let stored = try client.allEvents()
+        let kept = try client.call("cities")["cities"] ?? .null
+        #expect(kept.arrayValue?.count == 3)
+        #expect(daemon.stop() == 0)
+        let head = UInt64(stored.count)
+        // Instants taken from the log itself: each append's recordedAt, and the days incidents occurred on.
+        let recorded = Set(stored.compactMap { $0["recordedAt"]?.stringValue }).sorted().compactMap { ParsedDate.parse($0)?.start }
+        #expect(recorded.count > 5)
+        let middle = recorded[recorded.count / 2]
+        var limits: [ReplayLimit] = [ReplayLimit()]
+        for until in [UInt64(1), 7, head / 2, head - 1, head, head + 10] { limits.append(ReplayLimit(untilPosition: until)) }
+        for asOf in [recorded[0], middle, Timestamp(microseconds: middle.microseconds - 1), recorded[recorded.count - 1]] {
+            limits.append(ReplayLimit(asOf: asOf))
+        }
+        for day in ["2022-03-01", "2022-03-02", "2022-03-15", "2022-03-15T12:00Z", "2030-01-01"] {
+            limits.append(ReplayLimit(occurredBefore: ParsedDate.parse(day)?.start))
+        }
+        limits.append(ReplayLimit(untilPosition: head * 3 / 4, asOf: middle, occurredBefore: ParsedDate.parse("2022-03-20")?.start))
+
+        let log = try EventLog(options: LogOptions(directory: daemon.dataDir, readOnly: true), gazetteer: .embedded)
+        for limit in limits {
+            let replayed = JSONValue.array(try log.replay(limit).map(\.json)).canonicalBytes()
+            let reference = try Self.referenceReplay(stored, limit)
+            let same = replayed == reference
+            #expect(same, "replay differs from the reference projector for \(limit)")
+        }
+        // Unlimited, it is what the daemon kept.
+        let same = JSONValue.array(try log.replay().map(\.json)).canonicalBytes() == kept.canonicalBytes()
+        #expect(same, "replay differs from the daemon's cities")
     }
 }

@@ -25,11 +25,10 @@ struct FoldBuffers {
 
 extension EventLog {
     /// Folds the events from `first` on (the entry `cursor` stands at, after position `previous`) into `fold`, in
-    /// position order, until the
-    /// end of the log or until `stop` says. Reading the events, the larger part of the work, goes on on a second
-    /// thread meanwhile, and on this one once it has folded a block (see ``StoredEventBlock``). An event the fast
-    /// reader does not take (escapes, a damaged or unexpected form) is decoded by `RecordedEvent(json:)`, which
-    /// names what is wrong with it.
+    /// position order, until the end of the log or until `stop` says. Reading the events, the larger part of the
+    /// work, goes on on a second thread meanwhile, and on this one once it has folded a block (see
+    /// ``StoredEventBlock``). An event the fast reader does not take (escapes, a damaged or unexpected form) is
+    /// decoded by `RecordedEvent(json:)`, which names what is wrong with it.
     ///
     /// Returns the position of the last event taken (`previous` if none), how many were taken, and whether the
     /// end of the log was reached (rather than `maxEvents`, `untilPosition` or `recordedAfter`).

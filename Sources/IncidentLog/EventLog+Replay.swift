@@ -91,8 +91,8 @@ extension EventLog {
         var blocks = FoldBuffers()
         while !done {
             if headPosition >= next { fold.reserveCapacity(events: Int(min(UInt64(chunk), headPosition - next + 1))) }
-            // The fold only reads, but in a write transaction: events and incidents of earlier chunks are read
-            // through the same handle as the daemon's writer uses.
+            // The fold only reads, but in a write transaction, whose handle reads back the incidents of earlier
+            // chunks. It writes nothing, so it is never run again for a full map (which would fold the chunk twice).
             let (lastPosition, count, reachedEnd) = try environment.write { txn -> (UInt64, Int, Bool) in
                 let handle = txn.unsafeHandle
                 let db = self.db

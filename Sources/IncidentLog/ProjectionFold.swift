@@ -1238,7 +1238,6 @@ enum StoredEventReader {
     static let statuses = cases(OutcomeStatus.self)
     static let verifications = cases(Verification.self)
 
-    /// What a report's data holds for the projections; the texts are numbers in `ProjectionFold.texts`.
     /// What ``parse(_:)`` reads of a report's data, its texts still bytes of the stored event.
     struct ReportFields {
         var city: UnsafeRawBufferPointer
@@ -1264,7 +1263,7 @@ enum StoredEventReader {
 
     /// One stored event as ``parse(_:)`` reads it: what the projections need, its texts still bytes of the
     /// stored event (valid as long as those are). Reading needs no fold state, so blocks of events can be read
-    /// on another thread while the fold goes on (see `EventLog.rebuildProjections`).
+    /// on another thread while the fold goes on (see `EventLog.foldEvents`).
     struct ParsedEvent {
         enum Data {
             case report(ReportFields)

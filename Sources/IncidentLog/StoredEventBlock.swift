@@ -1,16 +1,17 @@
 import Dispatch
 import Synchronization
 
-/// A block of stored events on their way through the rebuild: the canonical bytes of each, and what
-/// ``StoredEventReader/parse(_:)`` read of each. The rebuild reads the next block on a second thread, and on its
-/// own once it has folded the current one, while the fold (which must go in position order) goes on.
+/// A block of stored events on their way through a fold of the log (the rebuild, `replay`): the canonical bytes
+/// of each, and what ``StoredEventReader/parse(_:)`` read of each. The next block is read on a second thread,
+/// and on the fold's own once it has folded the current one, while the fold (which must go in position order)
+/// goes on.
 ///
-/// `@unchecked Sendable`, and safe, because every access is ordered: the rebuild's thread fills `events` and
+/// `@unchecked Sendable`, and safe, because every access is ordered: the fold's thread fills `events` and
 /// `count` before it hands the block to the worker (`DispatchQueue.async` orders the two); the two threads then
 /// write only the `parsed` entries of the stripes each claimed from the atomic `claimed`, so never the same
-/// entry; and the rebuild's thread reads `parsed` only after `DispatchGroup.wait()` has returned, which orders
-/// the worker's writes before it. The bytes the entries point to are pages of the map, which stay mapped and
-/// unchanged while the rebuild's write transaction lasts (the rebuild writes no events).
+/// entry; and the fold's thread reads `parsed` only after `DispatchGroup.wait()` has returned, which orders the
+/// worker's writes before it. The bytes the entries point to are pages of the map, which stay mapped and
+/// unchanged while the fold's transaction lasts (a fold writes no events).
 final class StoredEventBlock: @unchecked Sendable {
     /// Events per stripe a thread claims at a time.
     static let stripe = 256

@@ -195,8 +195,15 @@ struct PhaseProbe {
     var diskBytes: Int64 = 0
     var ioStallMicros: Int64 = 0
     var cpuStallMicros: Int64 = 0
+    /// CPU seconds of this process: the load generator (and the `city` prober).
+    var loadGeneratorSeconds = 0.0
+    /// The machine's CPU time from /proc/stat, in clock ticks over all CPUs: in all, not idle, and stolen by
+    /// the hypervisor.
+    var machineTicks: (total: Double, busy: Double, steal: Double) = (0, 0, 0)
 
     init(pid: Int32, socketPath: String) {
+        loadGeneratorSeconds = PhaseProbe.cpuSeconds(statOf: "/proc/self/stat")
+        machineTicks = PhaseProbe.machineTicks()
         if let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
             let close = stat.lastIndex(of: ")")
         {
@@ -234,6 +241,26 @@ struct PhaseProbe {
         cpuStallMicros = PhaseProbe.pressure("cpu")
     }
 
+    /// utime + stime of a stat(5) file, in seconds.
+    static func cpuSeconds(statOf path: String) -> Double {
+        guard let stat = try? String(contentsOfFile: path, encoding: .utf8), let close = stat.lastIndex(of: ")") else { return 0 }
+        let fields = stat[stat.index(after: close)...].split(separator: " ")
+        guard fields.count > 13, let user = Double(fields[11]), let system = Double(fields[12]) else { return 0 }
+        return (user + system) / Double(sysconf(Int32(_SC_CLK_TCK)))
+    }
+
+    /// The `cpu` line of /proc/stat: all ticks, the ticks not idle (nor waiting for I/O), and the stolen ones.
+    static func machineTicks() -> (total: Double, busy: Double, steal: Double) {
+        guard let text = try? String(contentsOfFile: "/proc/stat", encoding: .utf8),
+            let line = text.split(separator: "\n").first(where: { $0.hasPrefix("cpu ") })
+        else { return (0, 0, 0) }
+        // user nice system idle iowait irq softirq steal (guest time is already in user and nice).
+        let ticks = line.split(separator: " ").dropFirst().prefix(8).compactMap { Double($0) }
+        guard ticks.count == 8 else { return (0, 0, 0) }
+        let total = ticks.reduce(0, +)
+        return (total, total - ticks[3] - ticks[4], ticks[7])
+    }
+
     /// `some total=` of /proc/pressure/KIND: microseconds in which some task stalled on it.
     static func pressure(_ kind: String) -> Int64 {
         guard let text = try? String(contentsOfFile: "/proc/pressure/\(kind)", encoding: .utf8),
@@ -258,8 +285,17 @@ struct PhaseDiagnostics {
     /// Share of the phase in which some task on the machine waited for I/O, and for a CPU.
     var ioPressure: Double
     var cpuPressure: Double
+    /// The load generator's CPU time per append, in microseconds.
+    var loadGeneratorMicrosPerAppend: Double
+    /// Share of the machine's CPU time (all CPUs) that was busy, and that the hypervisor took.
+    var machineBusy: Double
+    var machineSteal: Double
 
     init(from a: PhaseProbe, to b: PhaseProbe, appends: Int) {
+        loadGeneratorMicrosPerAppend = (b.loadGeneratorSeconds - a.loadGeneratorSeconds) * 1e6 / Double(max(appends, 1))
+        let ticks = max(b.machineTicks.total - a.machineTicks.total, 1)
+        machineBusy = (b.machineTicks.busy - a.machineTicks.busy) / ticks
+        machineSteal = (b.machineTicks.steal - a.machineTicks.steal) / ticks
         let elapsed = Double(b.at - a.at) / 1e3
         cpuMicrosPerAppend = (b.cpuSeconds - a.cpuSeconds) * 1e6 / Double(max(appends, 1))
         systemMicrosPerAppend = (b.systemSeconds - a.systemSeconds) * 1e6 / Double(max(appends, 1))
@@ -277,8 +313,8 @@ struct PhaseDiagnostics {
         let busiest = threadMicrosPerAppend.filter { $0.value >= 0.5 }.sorted { $0.value > $1.value }
             .map { String(format: "%@ %.1f", $0.key, $0.value) }.joined(separator: ", ")
         return String(
-            format: "daemon CPU %.1f µs/append (kernel %.1f; %@), %.0f appends/commit, %.1f KiB dirtied/append, I/O pressure %.0f%%, CPU pressure %.0f%%",
-            cpuMicrosPerAppend, systemMicrosPerAppend, busiest, appendsPerCommit, diskBytesPerAppend / 1024, 100 * ioPressure,
-            100 * cpuPressure)
+            format: "daemon CPU %.1f µs/append (kernel %.1f; %@), load generator %.1f µs/append, %.0f appends/commit, %.1f KiB dirtied/append, machine CPUs %.0f%% busy (%.0f%% stolen), I/O pressure %.0f%%, CPU pressure %.0f%%",
+            cpuMicrosPerAppend, systemMicrosPerAppend, busiest, loadGeneratorMicrosPerAppend, appendsPerCommit,
+            diskBytesPerAppend / 1024, 100 * machineBusy, 100 * machineSteal, 100 * ioPressure, 100 * cpuPressure)
     }
 }

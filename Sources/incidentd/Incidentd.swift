@@ -97,7 +97,8 @@ struct Incidentd: ParsableCommand {
             logger.notice("rebuilt projections", metadata: ["events": "\(folded)"])
         }
         let committer = GroupCommitter(log: log)
-        let logWalkers = NIOThreadPool(numberOfThreads: 1)
+        // Two, so that one long `verify` does not hold up every `read`.
+        let logWalkers = NIOThreadPool(numberOfThreads: 2)
         logWalkers.start()
         let executor = RequestExecutor(
             log: log, committer: committer, access: AccessControl(policy: settings.access), logWalkers: logWalkers)

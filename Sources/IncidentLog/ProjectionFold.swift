@@ -1365,6 +1365,26 @@ enum StoredEventReader {
         return true
     }
 
+    /// Whether the canonical event in `bytes` says it is at `position` and follows the event whose hash is
+    /// `previous` (its `prevHash`), read from the envelope in canonical member order without reading the rest;
+    /// nil when the bytes are not in that form (the caller then reads them whole, and a damaged event fails
+    /// there). `verify` checks every event's chain this way.
+    static func envelopeMatches(_ bytes: UnsafeRawBufferPointer, position: UInt64, previous: [UInt8]) -> Bool? {
+        var s = JSONScanner(bytes)
+        guard s.literal("{\"data\":"), skipValue(&s), s.literal(",\"eventId\":"), skipString(&s),
+            s.literal(",\"incident\":"), skipString(&s), s.literal(",\"occurredAt\":"), skipString(&s),
+            s.literal(",\"position\":"), let stored = integer(&s), s.literal(",\"precision\":"), skipString(&s),
+            s.literal(",\"prevHash\":"), let hex = s.rawString(), hex.count == 2 * previous.count
+        else { return nil }
+        guard stored >= 0, UInt64(stored) == position else { return false }
+        let digits: StaticString = "0123456789abcdef"
+        for (i, byte) in previous.enumerated()
+        where hex[2 * i] != digits.utf8Start[Int(byte >> 4)] || hex[2 * i + 1] != digits.utf8Start[Int(byte & 0xF)] {
+            return false
+        }
+        return true
+    }
+
     static func sourcesMask(_ s: inout JSONScanner) -> UInt8? {
         guard next(&s, UInt8(ascii: "[")) else { return nil }
         var mask: UInt8 = 0

@@ -30,6 +30,8 @@ struct Report {
     var scanPerSecond = 0.0
     var replaySeconds = 0.0
     var replayIdentical = false
+    var verifySeconds = 0.0
+    var verifyIntact = false
     var samples: Samples?
 
     var lmdb: LMDBCeiling?
@@ -148,6 +150,13 @@ struct Report {
                 metric: "replay (incidentctl replay) of \(count(Double(rebuildEvents))) events, events/s", value: count(rate),
                 ratio: String(format: "%.0f%% of a bare LMDB scan; %@", 100 * rate / scanPerSecond,
                               replayIdentical ? "identical to the stored cities" : "DIFFERS from the stored cities")))
+        }
+        if rebuildEvents > 0 && verifySeconds > 0 {
+            let rate = Double(rebuildEvents) / verifySeconds
+            rows.append(Row(
+                metric: "verify (the hash chain) of \(count(Double(rebuildEvents))) events, events/s", value: count(rate),
+                ratio: String(format: "%.0f%% of a bare LMDB scan; %@", 100 * rate / scanPerSecond,
+                              verifyIntact ? "intact" : "NOT INTACT")))
         }
         let realtimeHow = realtimeGranted ? "1/ms, loop_scheduling = realtime" : "1/ms, realtime REFUSED by the kernel"
         for (how, latency, phase) in [

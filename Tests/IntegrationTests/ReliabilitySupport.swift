@@ -217,7 +217,7 @@ final class StuckReader {
 
 /// The resident set size of a process, in bytes (0 when unknown).
 func residentBytes(of pid: Int32) -> Int {
-    guard let status = try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8) else { return 0 }
+    guard let status = readFile("/proc/\(pid)/status") else { return 0 }
     for line in status.split(separator: "\n") where line.hasPrefix("VmRSS:") {
         let kib = line.split(separator: " ").compactMap { Int($0) }.first ?? 0
         return kib * 1024

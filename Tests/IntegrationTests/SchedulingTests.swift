@@ -20,7 +20,7 @@ struct SchedulingTests {
     static func policies(of pid: Int32) throws -> [(name: String, policy: Int)] {
         let taskDirectory = "/proc/\(pid)/task"
         return try FileManager.default.contentsOfDirectory(atPath: taskDirectory).compactMap { tid in
-            guard let stat = try? String(contentsOfFile: "\(taskDirectory)/\(tid)/stat", encoding: .utf8),
+            guard let stat = readFile("\(taskDirectory)/\(tid)/stat"),
                 let open = stat.firstIndex(of: "("), let close = stat.lastIndex(of: ")")
             else { return nil }
             let name = String(stat[stat.index(after: open)..<close])

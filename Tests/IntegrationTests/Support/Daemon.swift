@@ -101,7 +101,7 @@ final class Daemon {
     }
 
     /// The daemon's stderr so far.
-    var log: String { (try? String(contentsOfFile: logPath, encoding: .utf8)) ?? "" }
+    var log: String { readFile(logPath) ?? "" }
 
     /// SIGTERM, and the exit status.
     @discardableResult

@@ -13,24 +13,28 @@ extension EventLog {
     /// map cannot be moved (resized) meanwhile. Returns the bytes of mapping it covered.
     @discardableResult
     public func releaseMappedPages() -> Int {
+        (try? environment.read { _ in releaseMappedPagesInTransaction() }) ?? 0
+    }
+
+    /// ``releaseMappedPages()`` for a caller already inside a transaction (which keeps the map where it is):
+    /// a fold over the whole log calls it as it goes, so that what it has read does not stay mapped.
+    @discardableResult
+    func releaseMappedPagesInTransaction() -> Int {
         #if os(Linux)
-        guard let path = dataFilePath else { return 0 }
-        return (try? environment.read { _ -> Int in
-            guard let file = fopen("/proc/self/maps", "r") else { return 0 }
-            defer { fclose(file) }
-            var released = 0
-            var line = [CChar](repeating: 0, count: 4096)
-            while fgets(&line, Int32(line.count), file) != nil {
-                let text = String(decoding: line.prefix(while: { $0 != 0 }).map { UInt8(bitPattern: $0) }, as: UTF8.self)
-                guard text.hasSuffix(path + "\n") || text.hasSuffix(path) else { continue }
-                let range = text.prefix(while: { $0 != " " }).split(separator: "-")
-                guard range.count == 2, let start = UInt(range[0], radix: 16), let end = UInt(range[1], radix: 16), end > start,
-                    let address = UnsafeMutableRawPointer(bitPattern: start)
-                else { continue }
-                if madvise(address, Int(end - start), MADV_DONTNEED) == 0 { released += Int(end - start) }
-            }
-            return released
-        }) ?? 0
+        guard let path = dataFilePath, let file = fopen("/proc/self/maps", "r") else { return 0 }
+        defer { fclose(file) }
+        var released = 0
+        var line = [CChar](repeating: 0, count: 4096)
+        while fgets(&line, Int32(line.count), file) != nil {
+            let text = String(decoding: line.prefix(while: { $0 != 0 }).map { UInt8(bitPattern: $0) }, as: UTF8.self)
+            guard text.hasSuffix(path + "\n") || text.hasSuffix(path) else { continue }
+            let range = text.prefix(while: { $0 != " " }).split(separator: "-")
+            guard range.count == 2, let start = UInt(range[0], radix: 16), let end = UInt(range[1], radix: 16), end > start,
+                let address = UnsafeMutableRawPointer(bitPattern: start)
+            else { continue }
+            if madvise(address, Int(end - start), MADV_DONTNEED) == 0 { released += Int(end - start) }
+        }
+        return released
         #else
         return 0
         #endif

@@ -157,7 +157,12 @@ struct ByteTable {
     }
 
     private mutating func grow() {
-        slots = Array(repeating: 0, count: slots.count * 2)
+        rehash(slotCount: slots.count * 2)
+    }
+
+    /// A new, empty index of `slotCount` slots, with every string placed in it again.
+    private mutating func rehash(slotCount: Int) {
+        slots = Array(repeating: 0, count: slotCount)
         for (i, hash) in hashes.enumerated() { place(i, hash) }
     }
 
@@ -168,10 +173,7 @@ struct ByteTable {
         hashes.reserveCapacity(count)
         var size = slots.count
         while size < count * 2 { size *= 2 }
-        if size > slots.count {
-            slots = Array(repeating: 0, count: size)
-            for (i, hash) in hashes.enumerated() { place(i, hash) }
-        }
+        if size > slots.count { rehash(slotCount: size) }
     }
 
     /// Forgets every string, keeping the memory.
@@ -1281,13 +1283,6 @@ enum StoredEventReader {
         var recordedAt: UnsafeRawBufferPointer
         /// A report's sources' verifications (see ``mask(_:)``).
         var sourcesMask: UInt8
-    }
-
-    /// Folds the event in `bytes` (canonical JSON) into `fold`; false when the event is not in the expected
-    /// form, and nothing was folded (texts may have been interned).
-    static func fold(_ bytes: UnsafeRawBufferPointer, into fold: inout ProjectionFold) throws -> Bool {
-        guard let event = parse(bytes) else { return false }
-        return try apply(event, to: &fold)
     }
 
     /// Reads the event in `bytes` (canonical JSON); nil when it is not in the expected form.

@@ -67,18 +67,40 @@ final class DaemonProcess {
         MemorySnapshot(pid: pid)
     }
 
-    /// Whether the daemon's event loop threads (`NIO-ELT-*`) run `SCHED_RR`: field 41 of each thread's `stat`.
+    /// Whether the daemon's event loop threads (`NIO-ELT-*`) run `SCHED_RR`.
     func eventLoopsAreRealtime() -> Bool {
-        let tasks = "/proc/\(pid)/task"
-        let policies = ((try? FileManager.default.contentsOfDirectory(atPath: tasks)) ?? []).compactMap { tid -> Int? in
-            guard let stat = try? String(contentsOfFile: "\(tasks)/\(tid)/stat", encoding: .utf8),
-                let open = stat.firstIndex(of: "("), let close = stat.lastIndex(of: ")"),
-                stat[stat.index(after: open)..<close].hasPrefix("NIO-ELT")
-            else { return nil }
-            let fields = stat[stat.index(after: close)...].split(separator: " ")
-            return fields.count > 38 ? Int(fields[38]) : nil
-        }
+        let policies = ProcStat.threads(of: pid).filter { $0.name.hasPrefix("NIO-ELT") }.map(\.policy)
         return !policies.isEmpty && policies.allSatisfy { $0 == 2 }
+    }
+}
+
+/// One process's or thread's `stat` file (stat(5)): its name, CPU time and scheduling policy.
+struct ProcStat {
+    var name: String
+    /// Fields 3 on: the ones after the name, which may hold spaces.
+    private var fields: [Substring]
+
+    init?(path: String) {
+        guard let stat = try? String(contentsOfFile: path, encoding: .utf8),
+            let open = stat.firstIndex(of: "("), let close = stat.lastIndex(of: ")")
+        else { return nil }
+        name = String(stat[stat.index(after: open)..<close])
+        fields = stat[stat.index(after: close)...].split(separator: " ")
+        guard fields.count > 38 else { return nil }
+    }
+
+    /// Fields 14 and 15 (utime, stime), in seconds.
+    var userSeconds: Double { (Double(fields[11]) ?? 0) / ProcStat.ticksPerSecond }
+    var systemSeconds: Double { (Double(fields[12]) ?? 0) / ProcStat.ticksPerSecond }
+    /// Field 41: 0 for `SCHED_OTHER`, 2 for `SCHED_RR`.
+    var policy: Int { Int(fields[38]) ?? -1 }
+
+    static let ticksPerSecond = Double(sysconf(Int32(_SC_CLK_TCK)))
+
+    /// Every thread of `pid`.
+    static func threads(of pid: Int32) -> [ProcStat] {
+        let tasks = "/proc/\(pid)/task"
+        return ((try? FileManager.default.contentsOfDirectory(atPath: tasks)) ?? []).compactMap { ProcStat(path: "\(tasks)/\($0)/stat") }
     }
 }
 
@@ -202,28 +224,15 @@ struct PhaseProbe {
     var machineTicks: (total: Double, busy: Double, steal: Double) = (0, 0, 0)
 
     init(pid: Int32, socketPath: String) {
-        loadGeneratorSeconds = PhaseProbe.cpuSeconds(statOf: "/proc/self/stat")
+        if let me = ProcStat(path: "/proc/self/stat") { loadGeneratorSeconds = me.userSeconds + me.systemSeconds }
         machineTicks = PhaseProbe.machineTicks()
-        if let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
-            let close = stat.lastIndex(of: ")")
-        {
-            let fields = stat[stat.index(after: close)...].split(separator: " ")
-            // Fields 14 and 15 of stat(5) (utime, stime), counted from after the command name.
-            if fields.count > 13, let user = Double(fields[11]), let system = Double(fields[12]) {
-                cpuSeconds = (user + system) / Double(sysconf(Int32(_SC_CLK_TCK)))
-                systemSeconds = system / Double(sysconf(Int32(_SC_CLK_TCK)))
-            }
+        if let daemon = ProcStat(path: "/proc/\(pid)/stat") {
+            cpuSeconds = daemon.userSeconds + daemon.systemSeconds
+            systemSeconds = daemon.systemSeconds
         }
-        for task in (try? FileManager.default.contentsOfDirectory(atPath: "/proc/\(pid)/task")) ?? [] {
-            guard let stat = try? String(contentsOfFile: "/proc/\(pid)/task/\(task)/stat", encoding: .utf8),
-                let open = stat.firstIndex(of: "("), let close = stat.lastIndex(of: ")")
-            else { continue }
-            var name = String(stat[stat.index(after: open)..<close])
-            if name.hasPrefix("NIO-ELT") { name = "event loops" }
-            let fields = stat[stat.index(after: close)...].split(separator: " ")
-            if fields.count > 13, let user = Double(fields[11]), let system = Double(fields[12]) {
-                threads[name, default: 0] += (user + system) / Double(sysconf(Int32(_SC_CLK_TCK)))
-            }
+        for thread in ProcStat.threads(of: pid) {
+            threads[thread.name.hasPrefix("NIO-ELT") ? "event loops" : thread.name, default: 0] +=
+                thread.userSeconds + thread.systemSeconds
         }
         if let client = try? SimpleClient(path: socketPath),
             let line = try? client.call(Array("{\"id\":0,\"op\":\"status\"}\n".utf8)),
@@ -239,14 +248,6 @@ struct PhaseProbe {
         }
         ioStallMicros = PhaseProbe.pressure("io")
         cpuStallMicros = PhaseProbe.pressure("cpu")
-    }
-
-    /// utime + stime of a stat(5) file, in seconds.
-    static func cpuSeconds(statOf path: String) -> Double {
-        guard let stat = try? String(contentsOfFile: path, encoding: .utf8), let close = stat.lastIndex(of: ")") else { return 0 }
-        let fields = stat[stat.index(after: close)...].split(separator: " ")
-        guard fields.count > 13, let user = Double(fields[11]), let system = Double(fields[12]) else { return 0 }
-        return (user + system) / Double(sysconf(Int32(_SC_CLK_TCK)))
     }
 
     /// The `cpu` line of /proc/stat: all ticks, the ticks not idle (nor waiting for I/O), and the stolen ones.

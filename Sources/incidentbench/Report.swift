@@ -144,19 +144,15 @@ struct Report {
                                rebuildIdentical ? "identical to the daemon's" : "DIFFERS from the daemon's")
             rows.append(row)
         }
-        if rebuildEvents > 0 && replaySeconds > 0 {
-            let rate = Double(rebuildEvents) / replaySeconds
+        // The other passes over the whole log, against the same scan.
+        for (what, seconds, check) in [
+            ("replay (incidentctl replay)", replaySeconds, replayIdentical ? "identical to the stored cities" : "DIFFERS from the stored cities"),
+            ("verify (the hash chain)", verifySeconds, verifyIntact ? "intact" : "NOT INTACT"),
+        ] where rebuildEvents > 0 && seconds > 0 {
+            let rate = Double(rebuildEvents) / seconds
             rows.append(Row(
-                metric: "replay (incidentctl replay) of \(count(Double(rebuildEvents))) events, events/s", value: count(rate),
-                ratio: String(format: "%.0f%% of a bare LMDB scan; %@", 100 * rate / scanPerSecond,
-                              replayIdentical ? "identical to the stored cities" : "DIFFERS from the stored cities")))
-        }
-        if rebuildEvents > 0 && verifySeconds > 0 {
-            let rate = Double(rebuildEvents) / verifySeconds
-            rows.append(Row(
-                metric: "verify (the hash chain) of \(count(Double(rebuildEvents))) events, events/s", value: count(rate),
-                ratio: String(format: "%.0f%% of a bare LMDB scan; %@", 100 * rate / scanPerSecond,
-                              verifyIntact ? "intact" : "NOT INTACT")))
+                metric: "\(what) of \(count(Double(rebuildEvents))) events, events/s", value: count(rate),
+                ratio: String(format: "%.0f%% of a bare LMDB scan; %@", 100 * rate / scanPerSecond, check)))
         }
         let realtimeHow = realtimeGranted ? "1/ms, loop_scheduling = realtime" : "1/ms, realtime REFUSED by the kernel"
         for (how, latency, phase) in [

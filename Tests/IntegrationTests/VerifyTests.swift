@@ -18,18 +18,29 @@ struct VerifyTests {
     }
 
     /// Changes the stored event at `position` (its 32-byte hash, then its canonical JSON) with LMDB directly,
-    /// as someone with the data directory could; `change` returns nil to delete the event.
-    static func tamper(_ daemon: Daemon, position: UInt64, _ change: ([UInt8]) -> [UInt8]?) throws {
+    /// as someone with the data directory could. `change` is handed those bytes and the stored hash of the event
+    /// before it (the hash a forger chains from), and returns nil to delete the event.
+    static func tamper(_ daemon: Daemon, position: UInt64, _ change: (_ stored: [UInt8], _ previousHash: [UInt8]) -> [UInt8]?) throws {
         let environment = try Environment(directory: daemon.dataDir, options: EnvironmentOptions(maxDatabases: 8))
         let events = try environment.openDatabase("events", create: false)
-        let key = (0..<8).map { UInt8(truncatingIfNeeded: position >> (56 - 8 * UInt64($0))) }
+        func key(_ position: UInt64) -> [UInt8] { (0..<8).map { UInt8(truncatingIfNeeded: position >> (56 - 8 * UInt64($0))) } }
         try environment.write { txn in
-            guard let stored = try txn.get(events, key: key) else { throw HarnessError("no event at \(position)") }
-            if let changed = change(Array(stored)) {
-                try txn.put(events, key: key, value: changed)
+            guard let stored = try txn.get(events, key: key(position)) else { throw HarnessError("no event at \(position)") }
+            let previous = try txn.get(events, key: key(position - 1)).map { Array($0[..<32]) } ?? ChainHash.zero
+            if let changed = change(Array(stored), previous) {
+                try txn.put(events, key: key(position), value: changed)
             } else {
-                _ = try txn.delete(events, key: key)
+                _ = try txn.delete(events, key: key(position))
             }
+        }
+    }
+
+    /// Rewrites the event at `position` the way a careful forger would: `change` edits its stored bytes, and its
+    /// hash is made to match them, chained from the stored hash of the event before it.
+    static func forge(_ daemon: Daemon, position: UInt64, _ change: ([UInt8]) -> [UInt8]) throws {
+        try tamper(daemon, position: position) { stored, previous in
+            let canonical = Array(change(stored)[32...])
+            return canonical.withUnsafeBytes { ChainHash.link(previous: previous, canonical: $0) } + canonical
         }
     }
 
@@ -58,7 +69,7 @@ struct VerifyTests {
     @Test("a changed byte in an event's text is named at its position")
     func changedText() throws {
         let daemon = try Self.storedArticle()
-        try Self.tamper(daemon, position: 5) { Self.replacing("\"day\"", with: "\"dAy\"", in: $0) }
+        try Self.tamper(daemon, position: 5) { stored, _ in Self.replacing("\"day\"", with: "\"dAy\"", in: stored) }
         let report = try Self.verify(daemon)
         #expect(report["intact"]?.boolValue == false, "\(report)")
         #expect(report["firstBadPosition"]?.intValue == 5, "\(report)")
@@ -69,18 +80,7 @@ struct VerifyTests {
     @Test("an event rewritten with a hash that matches its new bytes breaks the link to the next one")
     func rewrittenWithItsHash() throws {
         let daemon = try Self.storedArticle()
-        // The previous event's stored hash is what the rewritten event must chain from.
-        var previous: [UInt8] = []
-        try Self.tamper(daemon, position: 4) { stored in
-            previous = Array(stored[..<32])
-            return stored
-        }
-        try Self.tamper(daemon, position: 5) { stored in
-            let changed = Self.replacing("\"day\"", with: "\"dAy\"", in: stored)
-            let canonical = Array(changed[32...])
-            let hash = canonical.withUnsafeBytes { ChainHash.link(previous: previous, canonical: $0) }
-            return hash + canonical
-        }
+        try Self.forge(daemon, position: 5) { Self.replacing("\"day\"", with: "\"dAy\"", in: $0) }
         let report = try Self.verify(daemon)
         #expect(report["intact"]?.boolValue == false, "\(report)")
         #expect(report["firstBadPosition"]?.intValue == 6, "\(report)")
@@ -90,17 +90,8 @@ struct VerifyTests {
     @Test("a prevHash or position changed inside an event, with its hash made to match, is named")
     func changedEnvelope() throws {
         let daemon = try Self.storedArticle()
-        var previous: [UInt8] = []
-        try Self.tamper(daemon, position: 2) { stored in
-            previous = Array(stored[..<32])
-            return stored
-        }
-        try Self.tamper(daemon, position: 3) { stored in
-            // The stored position, changed from 3 to 9, with the hash recomputed over the changed bytes.
-            let changed = Self.replacing("\"position\":3,", with: "\"position\":9,", in: stored)
-            let canonical = Array(changed[32...])
-            return canonical.withUnsafeBytes { ChainHash.link(previous: previous, canonical: $0) } + canonical
-        }
+        // The stored position, changed from 3 to 9, with the hash recomputed over the changed bytes.
+        try Self.forge(daemon, position: 3) { Self.replacing("\"position\":3,", with: "\"position\":9,", in: $0) }
         let report = try Self.verify(daemon)
         #expect(report["firstBadPosition"]?.intValue == 3, "\(report)")
         #expect(report["problem"]?.stringValue?.contains("position or prevHash") == true, "\(report)")
@@ -109,7 +100,7 @@ struct VerifyTests {
     @Test("a removed event is named as missing")
     func removed() throws {
         let daemon = try Self.storedArticle()
-        try Self.tamper(daemon, position: 6) { _ in nil }
+        try Self.tamper(daemon, position: 6) { _, _ in nil }
         let report = try Self.verify(daemon)
         #expect(report["intact"]?.boolValue == false, "\(report)")
         #expect(report["firstBadPosition"]?.intValue == 6, "\(report)")

@@ -112,7 +112,7 @@ struct StagedEvent {
     var version: Int64
     var eventId: String
     var contentDigest: [UInt8]
-    /// hash ‖ canonical JSON, as stored.
+    /// hash ‖ canonical JSON ‖ fold summary, as stored (``StoredEventValue``).
     var value: [UInt8]
 }
 
@@ -190,6 +190,7 @@ extension EventLog {
                                     raw.copyBytes(from: hash)
                                     return hash
                                 }
+                                FoldSummary.append(event, recordedAt: recordedAtBytes, to: &value)
                                 do {
                                     try projector.apply(event, to: &store)
                                 } catch {
@@ -319,7 +320,7 @@ extension EventLog {
         guard let raw = try txn.get(db.events, key: Keys.position(position)), raw.count > 32 else {
             throw LogError(.corrupt, "event \(position) named by the event-id index is missing")
         }
-        let event = try RecordedEvent(json: JSONReader().read(UnsafeRawBufferPointer(rebasing: raw[32...])))
+        let event = try RecordedEvent(json: JSONReader().read(StoredEventValue.canonical(raw)))
         return event.incident
     }
 }

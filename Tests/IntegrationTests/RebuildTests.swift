@@ -89,6 +89,107 @@ struct RebuildTests {
         }
     }
 
+    /// Stores the generated events with a daemon, then stops it; returns the daemon, how many events it holds and
+    /// a digest of the projections it kept.
+    static func storedLog(incidents: Int) throws -> (Daemon, Int, [UInt8]) {
+        let daemon = try Daemon()
+        let client = try daemon.client()
+        let events = Self.events(incidents: incidents)
+        for start in stride(from: 0, to: events.count, by: 200) {
+            let answer = try client.appendEvents(Array(events[start..<min(start + 200, events.count)]))
+            #expect(answer["ok"]?.boolValue == true, "\(answer)")
+        }
+        #expect(daemon.stop() == 0)
+        let environment = try Environment(directory: daemon.dataDir, options: EnvironmentOptions(maxDatabases: 8))
+        let kept = try digest(
+            environment, [try environment.openDatabase("incidents", create: false), try environment.openDatabase("cities", create: false)])
+        return (daemon, events.count, kept)
+    }
+
+    /// Rewrites every stored event with LMDB directly: `change` gets its position and stored value and returns
+    /// the new value.
+    static func rewriteEvents(_ daemon: Daemon, _ change: (UInt64, [UInt8]) -> [UInt8]) throws {
+        let environment = try Environment(directory: daemon.dataDir, options: EnvironmentOptions(maxDatabases: 8))
+        let events = try environment.openDatabase("events", create: false)
+        try environment.write { txn in
+            var changed: [([UInt8], [UInt8])] = []
+            try txn.forEach(events) { key, value in
+                var position: UInt64 = 0
+                for byte in key { position = position << 8 | UInt64(byte) }
+                changed.append((Array(key), change(position, Array(value))))
+                return true
+            }
+            for (key, value) in changed { try txn.put(events, key: key, value: value) }
+        }
+    }
+
+    static func rebuiltDigest(_ daemon: Daemon) throws -> (UInt64, [UInt8], String) {
+        let log = try EventLog(options: LogOptions(directory: daemon.dataDir), gazetteer: .embedded)
+        let folded = try log.rebuildProjections()
+        let projections = [
+            try log.environment.openDatabase("incidents", create: false), try log.environment.openDatabase("cities", create: false),
+        ]
+        let meta = try log.environment.openDatabase("meta", create: false)
+        let format = try log.environment.read { txn in
+            try txn.get(meta, key: Array("format".utf8)).map { String(decoding: $0, as: UTF8.self) }
+        }
+        return (folded, try digest(log.environment, projections), format ?? "")
+    }
+
+    @Test("events without fold summaries (a log of format 1), or with damaged ones, rebuild from their JSON alike")
+    func rebuildWithoutSummaries() throws {
+        let (daemon, count, kept) = try Self.storedLog(incidents: 400)
+        var summaries = 0
+        try Self.rewriteEvents(daemon) { position, value in
+            if value.withUnsafeBytes({ StoredEventValue.summary($0) }) != nil { summaries += 1 }
+            switch position % 3 {
+            case 0: return StoredEventValue.withoutSummary(value)
+            case 1: return StoredEventValue.withSummary(value, [9, 0, 0])  // a type no summary has
+            default: return value
+            }
+        }
+        #expect(summaries == count, "every event the daemon stored carries a fold summary")
+        // As a daemon of format 1 left it.
+        do {
+            let environment = try Environment(directory: daemon.dataDir, options: EnvironmentOptions(maxDatabases: 8))
+            let meta = try environment.openDatabase("meta", create: false)
+            try environment.write { txn in try txn.put(meta, key: Array("format".utf8), value: Array("incidentd-log-1".utf8)) }
+        }
+
+        let (folded, rebuilt, format) = try Self.rebuiltDigest(daemon)
+        #expect(folded == UInt64(count))
+        let same = rebuilt == kept
+        #expect(same, "the projections rebuilt from JSON and summaries mixed differ from the daemon's")
+        #expect(format == EventLog.formatTag)
+    }
+
+    @Test("the rebuild reads the fold summaries, and replay the JSON")
+    func rebuildReadsSummaries() throws {
+        let (daemon, count, kept) = try Self.storedLog(incidents: 50)
+        func replay() throws -> [UInt8] {
+            let log = try EventLog(options: LogOptions(directory: daemon.dataDir, readOnly: true), gazetteer: .embedded)
+            return JSONValue.array(try log.replay().map(\.json)).canonicalBytes()
+        }
+        let replayed = try replay()
+        // The last event is a response, so its incident's version is the one it carries; its summary's version
+        // (bytes 3..<11) is set to 99.
+        try Self.rewriteEvents(daemon) { position, value in
+            guard position == UInt64(count), let summary = value.withUnsafeBytes({ StoredEventValue.summary($0).map(Array.init) }) else { return value }
+            #expect(summary[0] == 1, "the last event is a response")
+            var changed = summary
+            withUnsafeBytes(of: Int64(99).littleEndian) { changed.replaceSubrange(3..<11, with: $0) }
+            return StoredEventValue.withSummary(value, changed)
+        }
+        let (_, rebuilt, _) = try Self.rebuiltDigest(daemon)
+        let differs = rebuilt != kept
+        #expect(differs, "a changed summary does not change the rebuilt projections")
+        let replayedAlike = try replay() == replayed
+        #expect(replayedAlike, "replay read a summary")
+        // The summary is derived data: the hash chain covers the JSON, which is unchanged.
+        let log = try EventLog(options: LogOptions(directory: daemon.dataDir, readOnly: true), gazetteer: .embedded)
+        #expect(try log.verify().firstBadPosition == nil)
+    }
+
     /// What `replay` computed before it shared the rebuild's fold: each event decoded, then `Projector.apply`,
     /// with the limits applied as SPEC §3 states them.
     static func referenceReplay(_ events: [JSONValue], _ limit: ReplayLimit) throws -> [UInt8] {

@@ -112,7 +112,7 @@ struct StagedEvent {
     var version: Int64
     var eventId: String
     var contentDigest: [UInt8]
-    /// hash ‖ canonical JSON ‖ fold summary, as stored (``StoredEventValue``).
+    /// hash ‖ canonical JSON, as stored.
     var value: [UInt8]
 }
 
@@ -190,7 +190,6 @@ extension EventLog {
                                     raw.copyBytes(from: hash)
                                     return hash
                                 }
-                                FoldSummary.append(event, recordedAt: recordedAtBytes, to: &value)
                                 do {
                                     try projector.apply(event, to: &store)
                                 } catch {
@@ -320,7 +319,7 @@ extension EventLog {
         guard let raw = try txn.get(db.events, key: Keys.position(position)), raw.count > 32 else {
             throw LogError(.corrupt, "event \(position) named by the event-id index is missing")
         }
-        let event = try RecordedEvent(json: JSONReader().read(StoredEventValue.canonical(raw)))
+        let event = try RecordedEvent(json: JSONReader().read(UnsafeRawBufferPointer(rebasing: raw[32...])))
         return event.incident
     }
 }

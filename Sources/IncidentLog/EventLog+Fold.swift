@@ -3,7 +3,7 @@ import IncidentDomain
 import LMDB
 import StrictJSON
 
-/// Where a fold over the log stops, and what it leaves out (see ``EventLog/foldEvents(_:from:after:stop:summaries:into:blocks:)``).
+/// Where a fold over the log stops, and what it leaves out (see ``EventLog/foldEvents(_:from:after:stop:into:blocks:)``).
 struct FoldStop {
     /// At most this many events are taken from the log.
     var maxEvents = Int.max
@@ -25,8 +25,7 @@ struct FoldBuffers {
 
 extension EventLog {
     /// Folds the events from `first` on (the entry `cursor` stands at, after position `previous`) into `fold`, in
-    /// position order, until the end of the log or until `stop` says. With `summaries`, each event's fold summary
-    /// is read instead of its JSON where it has one (the rebuild); without, the JSON itself (`replay`). Reading the events, the larger part of the
+    /// position order, until the end of the log or until `stop` says. Reading the events, the larger part of the
     /// work, goes on on a second thread meanwhile, and on this one once it has folded a block (see
     /// ``StoredEventBlock``). An event the fast reader does not take (escapes, a damaged or unexpected form) is
     /// decoded by `RecordedEvent(json:)`, which names what is wrong with it.
@@ -35,7 +34,7 @@ extension EventLog {
     /// end of the log was reached (rather than `maxEvents`, `untilPosition` or `recordedAfter`).
     func foldEvents(
         _ cursor: borrowing Cursor, from first: Cursor.Entry?, after previous: UInt64 = 0, stop: FoldStop,
-        summaries: Bool, into fold: inout ProjectionFold, blocks: inout FoldBuffers
+        into fold: inout ProjectionFold, blocks: inout FoldBuffers
     ) throws -> (lastPosition: UInt64, count: Int, reachedEnd: Bool) {
         var entry = first
         var count = 0
@@ -55,9 +54,7 @@ extension EventLog {
                     passedUntil = true
                     return
                 }
-                block.append(
-                    StoredEventValue.canonical(value), summary: summaries ? StoredEventValue.summary(value) : nil,
-                    position: position)
+                block.append(UnsafeRawBufferPointer(rebasing: value[32...]))
                 lastPosition = position
                 count += 1
                 entry = try cursor.next()
@@ -69,10 +66,15 @@ extension EventLog {
             try take(into: blocks.upcoming)
             let upcoming = blocks.upcoming
             DispatchQueue.global().async(group: reading) { upcoming.parseUnclaimed() }
-            let count = blocks.current.count
-            for i in 0..<count {
-                if i + 16 < count, let ahead = blocks.current.incident(i + 16) { fold.prefetch(incident: ahead, deep: false) }
-                if i + 4 < count, let ahead = blocks.current.incident(i + 4) { fold.prefetch(incident: ahead, deep: true) }
+            let blockCount = blocks.current.count
+            for i in 0..<blockCount {
+                // The incident tables are far larger than the caches: their entries are loaded a few events ahead.
+                if i + 16 < blockCount, let ahead = blocks.current.incident(i + 16) {
+                    fold.prefetch(incident: ahead, deep: false)
+                }
+                if i + 4 < blockCount, let ahead = blocks.current.incident(i + 4) {
+                    fold.prefetch(incident: ahead, deep: true)
+                }
                 let (canonical, parsed) = blocks.current[i]
                 if let parsed {
                     var decided = true

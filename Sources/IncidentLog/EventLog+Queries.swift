@@ -20,7 +20,7 @@ extension EventLog {
     /// A stored event as printed: the stored document plus its `hash`.
     static func eventDocument(_ raw: UnsafeRawBufferPointer) throws -> JSONValue {
         guard raw.count > 32 else { throw LogError(.corrupt, "a stored event is shorter than its hash") }
-        guard case .object(var members) = try JSONReader().read(StoredEventValue.canonical(raw)) else {
+        guard case .object(var members) = try JSONReader().read(UnsafeRawBufferPointer(rebasing: raw[32...])) else {
             throw LogError(.corrupt, "a stored event is not a JSON object")
         }
         members["hash"] = .string(ChainHash.hex(raw[0..<32]))
@@ -99,7 +99,7 @@ extension EventLog {
                     throw LogError(.corrupt, "event \(position) of incident \(id) is missing")
                 }
                 let event = try EventLog.eventDocument(rawEvent)
-                let recorded = try RecordedEvent(json: JSONReader().read(StoredEventValue.canonical(rawEvent)))
+                let recorded = try RecordedEvent(json: JSONReader().read(UnsafeRawBufferPointer(rebasing: rawEvent[32...])))
                 switch recorded.data {
                 case .reported(let data):
                     report = data

@@ -24,7 +24,7 @@ extension EventLog {
                 }
                 guard position == expected else { return fail(expected, "position \(expected) is missing (next is \(position))") }
                 guard value.count > 32 else { return fail(position, "the stored event is truncated") }
-                let canonical = StoredEventValue.canonical(value)
+                let canonical = UnsafeRawBufferPointer(rebasing: value[32...])
                 let computed = ChainHash.link(previous: previous, canonical: canonical)
                 guard computed.elementsEqual(value[0..<32]) else {
                     return fail(position, "the stored bytes do not hash to the stored hash")
@@ -64,8 +64,7 @@ extension EventLog {
                 untilPosition: limit.untilPosition ?? .max, recordedAfter: limit.asOf?.microseconds,
                 occurredBefore: limit.occurredBefore?.microseconds)
             let cursor = try txn.cursor(db.events)
-            // The JSON, not the fold summaries: a replay is the check that the log's own text gives the cities.
-            _ = try foldEvents(cursor, from: try cursor.first(), stop: stop, summaries: false, into: &fold, blocks: &blocks)
+            _ = try foldEvents(cursor, from: try cursor.first(), stop: stop, into: &fold, blocks: &blocks)
             return fold.cities.map { $0.state(fold.texts) }.sorted { $0.cityId < $1.cityId }
         }
     }
@@ -110,7 +109,7 @@ extension EventLog {
                 let cursor = try txn.cursor(db.events)
                 return try foldEvents(
                     cursor, from: try cursor.seek(atOrAfter: Keys.position(next)), after: next - 1,
-                    stop: FoldStop(maxEvents: chunk), summaries: true, into: &fold, blocks: &blocks)
+                    stop: FoldStop(maxEvents: chunk), into: &fold, blocks: &blocks)
             }
             // Appending while the table was empty before this chunk; an `.append` out of order fails, and then the
             // rest goes in with plain puts. The direct encoding is checked again on this chunk's first incident.

@@ -9,7 +9,7 @@ import Synchronization
 
 /// The named databases of the log's LMDB environment.
 struct Databases: Sendable {
-    /// position (big-endian UInt64) → 32-byte hash ‖ canonical event JSON ‖ fold summary (``StoredEventValue``)
+    /// position (big-endian UInt64) → 32-byte hash ‖ canonical event JSON
     let events: Database
     /// incident ‖ 0x00 ‖ version (big-endian) → position (big-endian)
     let streams: Database
@@ -27,12 +27,7 @@ struct Databases: Sendable {
 /// projections, all changed together in one write transaction. Reads may come from any thread; writes come
 /// only from the ``GroupCommitter``'s thread.
 public final class EventLog: Sendable {
-    /// The format this daemon writes: since `incidentd-log-2` events carry a fold summary after their JSON
-    /// (``StoredEventValue``).
-    public static let formatTag = "incidentd-log-2"
-    /// Earlier formats this daemon reads and takes over: a log of `incidentd-log-1` has events without
-    /// summaries, which every reader still takes, so opening it for writing only changes its tag.
-    static let readableFormats: Set<String> = ["incidentd-log-1", formatTag]
+    public static let formatTag = "incidentd-log-1"
     /// Bumped whenever the projection documents change shape; a mismatch rebuilds them at start.
     public static let projectionVersion: UInt64 = 2
 
@@ -128,13 +123,8 @@ public final class EventLog: Sendable {
         try environment.write { txn in
             if let tag = try txn.get(db.meta, key: Keys.format) {
                 let found = String(decoding: tag, as: UTF8.self)
-                guard EventLog.readableFormats.contains(found) else {
-                    throw LogError(
-                        .notALog,
-                        "\(options.directory) holds log format \(found), this daemon reads \(EventLog.readableFormats.sorted().joined(separator: " and "))")
-                }
-                if found != EventLog.formatTag {
-                    try txn.put(db.meta, key: Keys.format, value: Array(EventLog.formatTag.utf8))
+                guard found == EventLog.formatTag else {
+                    throw LogError(.notALog, "\(options.directory) holds log format \(found), this daemon reads \(EventLog.formatTag)")
                 }
             } else {
                 try txn.put(db.meta, key: Keys.format, value: Array(EventLog.formatTag.utf8))

@@ -2,15 +2,14 @@ import Dispatch
 import Synchronization
 
 /// A block of stored events on their way through a fold of the log (the rebuild, `replay`): the canonical bytes
-/// of each, its fold summary when the fold reads those, and what was read of each (``FoldSummary/parse(_:position:)``,
-/// or ``StoredEventReader/parse(_:)`` of the JSON). The next block is read on a second thread,
+/// of each, and what ``StoredEventReader/parse(_:)`` read of each. The next block is read on a second thread,
 /// and on the fold's own once it has folded the current one, while the fold (which must go in position order)
 /// goes on.
 ///
 /// `@unchecked Sendable`, and safe, because every access is ordered: the fold's thread fills `events` and
 /// `count` before it hands the block to the worker (`DispatchQueue.async` orders the two); the two threads then
 /// write only the `parsed` entries of the stripes each claimed from the atomic `claimed`, so never the same
-/// entry (and read `events`, `summaries` and `positions`, which neither changes meanwhile); and the fold's thread reads `parsed` only after `DispatchGroup.wait()` has returned, which orders the
+/// entry; and the fold's thread reads `parsed` only after `DispatchGroup.wait()` has returned, which orders the
 /// worker's writes before it. The bytes the entries point to are pages of the map, which stay mapped and
 /// unchanged while the fold's transaction lasts (a fold writes no events).
 final class StoredEventBlock: @unchecked Sendable {
@@ -20,8 +19,6 @@ final class StoredEventBlock: @unchecked Sendable {
     let capacity: Int
     private(set) var count = 0
     private let events: UnsafeMutableBufferPointer<UnsafeRawBufferPointer>
-    private let summaries: UnsafeMutableBufferPointer<UnsafeRawBufferPointer?>
-    private let positions: UnsafeMutableBufferPointer<UInt64>
     private let parsed: UnsafeMutableBufferPointer<StoredEventReader.ParsedEvent?>
     private let claimed = Atomic<Int>(0)
 
@@ -29,18 +26,12 @@ final class StoredEventBlock: @unchecked Sendable {
         self.capacity = capacity
         events = .allocate(capacity: capacity)
         events.initialize(repeating: UnsafeRawBufferPointer(start: nil, count: 0))
-        summaries = .allocate(capacity: capacity)
-        summaries.initialize(repeating: nil)
-        positions = .allocate(capacity: capacity)
-        positions.initialize(repeating: 0)
         parsed = .allocate(capacity: capacity)
         parsed.initialize(repeating: nil)
     }
 
     deinit {
         parsed.deinitialize().deallocate()
-        positions.deinitialize().deallocate()
-        summaries.deinitialize().deallocate()
         events.deinitialize().deallocate()
     }
 
@@ -53,11 +44,8 @@ final class StoredEventBlock: @unchecked Sendable {
         claimed.store(0, ordering: .relaxed)
     }
 
-    /// Adds the event at `position`; with a `summary`, that is read instead of its JSON.
-    func append(_ canonical: UnsafeRawBufferPointer, summary: UnsafeRawBufferPointer?, position: UInt64) {
+    func append(_ canonical: UnsafeRawBufferPointer) {
         events[count] = canonical
-        summaries[count] = summary
-        positions[count] = position
         count += 1
     }
 
@@ -75,8 +63,7 @@ final class StoredEventBlock: @unchecked Sendable {
             let start = claimed.wrappingAdd(Self.stripe, ordering: .relaxed).oldValue
             if start >= count { return }
             for i in start..<min(start + Self.stripe, count) {
-                // A damaged summary is passed over for the JSON, which names the damage if there is any.
-                parsed[i] = summaries[i].flatMap { FoldSummary.parse($0, position: positions[i]) } ?? StoredEventReader.parse(events[i])
+                parsed[i] = StoredEventReader.parse(events[i])
             }
         }
     }

@@ -17,7 +17,7 @@ struct VerifyTests {
         return daemon
     }
 
-    /// Changes the stored event at `position` (its 32-byte hash, its canonical JSON, its fold summary) with LMDB directly,
+    /// Changes the stored event at `position` (its 32-byte hash, then its canonical JSON) with LMDB directly,
     /// as someone with the data directory could. `change` is handed those bytes and the stored hash of the event
     /// before it (the hash a forger chains from), and returns nil to delete the event.
     static func tamper(_ daemon: Daemon, position: UInt64, _ change: (_ stored: [UInt8], _ previousHash: [UInt8]) -> [UInt8]?) throws {
@@ -39,20 +39,16 @@ struct VerifyTests {
     /// hash is made to match them, chained from the stored hash of the event before it.
     static func forge(_ daemon: Daemon, position: UInt64, _ change: ([UInt8]) -> [UInt8]) throws {
         try tamper(daemon, position: position) { stored, previous in
-            let changed = change(stored)
-            let canonical = changed.withUnsafeBytes { Array(StoredEventValue.canonical($0)) }
-            let hash = canonical.withUnsafeBytes { ChainHash.link(previous: previous, canonical: $0) }
-            return hash + changed[32...]
+            let canonical = Array(change(stored)[32...])
+            return canonical.withUnsafeBytes { ChainHash.link(previous: previous, canonical: $0) } + canonical
         }
     }
 
-    /// The stored bytes with the first occurrence of `old` in the canonical JSON replaced by `new` (same length),
-    /// the fold summary after it left as it was.
+    /// The stored bytes with the first occurrence of `old` in the canonical JSON replaced by `new` (same length).
     static func replacing(_ old: String, with new: String, in stored: [UInt8]) -> [UInt8] {
-        let canonical = stored.withUnsafeBytes { Array(StoredEventValue.canonical($0)) }
-        let text = String(decoding: canonical, as: UTF8.self)
+        let text = String(decoding: stored[32...], as: UTF8.self)
         precondition(old.utf8.count == new.utf8.count && text.contains(old), "\(old) is not in the event")
-        return Array(stored[..<32]) + Array(text.replacingOccurrences(of: old, with: new).utf8) + stored[(32 + canonical.count)...]
+        return Array(stored[..<32]) + Array(text.replacingOccurrences(of: old, with: new).utf8)
     }
 
     static func verify(_ daemon: Daemon) throws -> JSONValue {

@@ -47,7 +47,7 @@ let package = Package(
         .target(
             name: "IncidentLog",
             dependencies: [
-                "LMDB", "IncidentDomain", "StrictJSON", "CShims",
+                "LMDB", "IncidentDomain", "StrictJSON",
                 .product(name: "Crypto", package: "swift-crypto"),
             ],
             swiftSettings: strictSettings

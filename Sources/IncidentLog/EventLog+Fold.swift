@@ -66,15 +66,7 @@ extension EventLog {
             try take(into: blocks.upcoming)
             let upcoming = blocks.upcoming
             DispatchQueue.global().async(group: reading) { upcoming.parseUnclaimed() }
-            let blockCount = blocks.current.count
-            for i in 0..<blockCount {
-                // The incident tables are far larger than the caches: their entries are loaded a few events ahead.
-                if i + 16 < blockCount, let ahead = blocks.current.incident(i + 16) {
-                    fold.prefetch(incident: ahead, deep: false)
-                }
-                if i + 4 < blockCount, let ahead = blocks.current.incident(i + 4) {
-                    fold.prefetch(incident: ahead, deep: true)
-                }
+            for i in 0..<blocks.current.count {
                 let (canonical, parsed) = blocks.current[i]
                 if let parsed {
                     var decided = true

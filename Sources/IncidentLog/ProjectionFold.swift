@@ -1,4 +1,3 @@
-import CShims
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Musl)
@@ -129,22 +128,6 @@ struct ByteTable {
                     }
                 }
             }
-        }
-    }
-
-    /// Starts loading the index slot where a look-up of a string whose hash is `hash` begins; with `deep`, also
-    /// the string and the record of the number found there, if any (their slot should have been loaded by now).
-    @inline(__always) func prefetch(hash: UInt64, deep: Bool, records: UnsafeRawPointer?, stride: Int) {
-        slots.withUnsafeBufferPointer { slots in
-            let slot = Int(truncatingIfNeeded: hash) & (slots.count - 1)
-            guard deep else { return incidentd_prefetch(slots.baseAddress.map { $0 + slot }) }
-            let entry = slots[slot]
-            guard entry != 0, entry >> 32 == hash >> 32 else { return }
-            let i = Int(entry & 0xFFFF_FFFF) - 1
-            starts.withUnsafeBufferPointer { starts in
-                arena.withUnsafeBytes { arena in incidentd_prefetch(arena.baseAddress.map { $0 + starts[i] }) }
-            }
-            if let records { incidentd_prefetch(records + i * stride) }
         }
     }
 
@@ -679,16 +662,6 @@ struct ProjectionFold {
         return slug
     }
 
-    /// Starts loading what folding an event of incident `id` will read: its slot in the id index (`deep` false, a
-    /// dozen events ahead), then its id and record (`deep`, a few events ahead). Each is a cache miss otherwise,
-    /// and they were half the fold's time.
-    @inline(__always) func prefetch(incident id: UnsafeRawBufferPointer, deep: Bool) {
-        let hash = ids.hash(id)
-        incidents.withUnsafeBytes { records in
-            ids.prefetch(hash: hash, deep: deep, records: records.baseAddress, stride: MemoryLayout<FoldIncident>.stride)
-        }
-    }
-
     /// Where the incident `id` is in `incidents`: folded in this chunk, or read back from what an earlier chunk
     /// wrote; nil for an incident that was never reported.
     @inline(__always) private mutating func incident(_ id: UnsafeRawBufferPointer) throws -> Int? {
@@ -889,15 +862,7 @@ struct ProjectionFold {
                 try texts.bytes.arena.withUnsafeBytes { textArena in
                     try texts.bytes.starts.withUnsafeBufferPointer { textStarts in
                         try incidents.withUnsafeBufferPointer { incidents in
-                            for k in order.indices {
-                                // Key order is not the order the records were made in: each is a cache miss unless
-                                // loaded a few ahead.
-                                if k + 8 < order.endIndex, direct {
-                                    let ahead = Int(order[k + 8])
-                                    incidentd_prefetch(incidents.baseAddress.map { UnsafeRawPointer($0 + ahead) })
-                                    incidentd_prefetch(idArena.baseAddress.map { $0 + idStarts[ahead] })
-                                }
-                                let i = order[k]
+                            for i in order {
                                 let id = ProjectionFold.slice(idArena, idStarts, i)
                                 guard direct else {
                                     let value = state(i).encoded()

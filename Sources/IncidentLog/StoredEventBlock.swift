@@ -54,9 +54,6 @@ final class StoredEventBlock: @unchecked Sendable {
         (events[i], parsed[i])
     }
 
-    /// The incident id of event `i`, if it was read (without copying the rest of what was read).
-    func incident(_ i: Int) -> UnsafeRawBufferPointer? { parsed[i]?.incident }
-
     /// Reads stripes of events that no thread has claimed yet, until none are left.
     func parseUnclaimed() {
         while true {

@@ -17,7 +17,3 @@ int incidentd_peer_credentials(int fd, struct incidentd_ucred *out);
 
 /// Sends `state` (e.g. "READY=1") to $NOTIFY_SOCKET. Returns 1 if sent, 0 if NOTIFY_SOCKET is unset, -1 on error.
 int incidentd_sd_notify(const char *state);
-
-/// Asks the processor to start loading the cache line at `address` (`__builtin_prefetch`), which Swift cannot
-/// say: the rebuild's fold looks up incidents in tables far larger than the caches, a few events ahead.
-static inline void incidentd_prefetch(const void *address) { __builtin_prefetch(address); }

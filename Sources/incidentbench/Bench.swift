@@ -45,6 +45,11 @@ struct IncidentBench: ParsableCommand {
         valueName: "keys"))
     var keys: String = "chronological"
 
+    @Option(help: ArgumentHelp(
+        "How many times the rebuild, replay, verify and the bare scan are each run on the full log; the table shows the median and the range, since one pass moves by a third between runs on a shared machine.",
+        valueName: "n"))
+    var passes = 3
+
     @Flag(help: "A few thousand events, no baselines: a quick check that the generator works.")
     var smoke = false
 
@@ -61,6 +66,11 @@ struct IncidentBench: ParsableCommand {
     var rebuildOnly: String?
 
     @Option(help: ArgumentHelp(
+        "With --rebuild-only: how many incidents the rebuild writes per commit (the daemon's default if not given).",
+        valueName: "n"))
+    var incidentsPerCommit: Int?
+
+    @Option(help: ArgumentHelp(
         "Profile with perf: the daemon during the 16-connection phase (append.txt) and the rebuild (rebuild.txt), with their perf.data, into this directory.",
         valueName: "dir"))
     var profile: String?
@@ -69,7 +79,8 @@ struct IncidentBench: ParsableCommand {
         if let rebuildOnly {
             let log = try EventLog(options: LogOptions(directory: rebuildOnly), gazetteer: .embedded)
             let start = monotonicNanos()
-            let folded = try log.rebuildProjections()
+            let folded = try incidentsPerCommit.map { try log.rebuildProjections(incidentsPerCommit: max(1, $0)) }
+                ?? log.rebuildProjections()
             let seconds = Double(monotonicNanos() - start) / 1e9
             print("rebuilt projections from \(folded) events in \(String(format: "%.3f", seconds)) s: \(Int(Double(folded) / seconds)) events/s")
             return
@@ -233,45 +244,50 @@ struct IncidentBench: ParsableCommand {
             let incidentsDB = try log.environment.openDatabase("incidents", create: false)
             let citiesDB = try log.environment.openDatabase("cities", create: false)
             let before = try Self.digest(log.environment, [incidentsDB, citiesDB])
-            let start = monotonicNanos()
-            let folded = try log.rebuildProjections()
-            report.rebuildSeconds = Double(monotonicNanos() - start) / 1e9
-            report.rebuildEvents = Int(folded)
-            let after = try Self.digest(log.environment, [incidentsDB, citiesDB])
-            report.rebuildIdentical = before == after
-            if !report.rebuildIdentical {
-                report.problems.append("the rebuilt projections differ from the ones the daemon kept: \(before) before, \(after) after")
-            }
-            progress("rebuild: \(Int(Double(folded) / report.rebuildSeconds)) events/s")
-            // `incidentctl replay`: the same fold, read-only, into the cities document, checked against the
-            // cities the rebuild just wrote.
-            let replayStart = monotonicNanos()
-            let replayed = try log.replay()
-            report.replaySeconds = Double(monotonicNanos() - replayStart) / 1e9
-            let stored = try log.cities()
-            report.replayIdentical = replayed.map { $0.canonicalBytes() } == stored.map { $0.canonicalBytes() }
-            if !report.replayIdentical { report.problems.append("replay differs from the stored cities") }
-            progress("replay: \(Int(Double(folded) / report.replaySeconds)) events/s")
-            // `verify`: the whole hash chain, as an admin proves the log was not rewritten.
-            let verifyStart = monotonicNanos()
-            let verified = try log.verify()
-            report.verifySeconds = Double(monotonicNanos() - verifyStart) / 1e9
-            report.verifyIntact = verified.isIntact && verified.checked == folded
-            if !report.verifyIntact { report.problems.append("verify: \(verified.problem ?? "checked \(verified.checked)")") }
-            progress("verify: \(Int(Double(folded) / report.verifySeconds)) events/s")
-            // The read ceiling: a bare cursor scan over the same events.
             let eventsDB = try log.environment.openDatabase("events", create: false)
-            let scanStart = monotonicNanos()
-            var scanned = 0
             var checksum: UInt64 = 0
-            try log.environment.read { txn in
-                try txn.forEach(eventsDB) { _, value in
-                    scanned += 1
-                    checksum &+= UInt64(value[value.count - 1])
-                    return true
+            func seconds(since start: UInt64) -> Double { Double(monotonicNanos() - start) / 1e9 }
+            for pass in 1...max(1, passes) {
+                let start = monotonicNanos()
+                let folded = try log.rebuildProjections()
+                report.rebuildSeconds.append(seconds(since: start))
+                report.rebuildEvents = Int(folded)
+                let after = try Self.digest(log.environment, [incidentsDB, citiesDB])
+                if before != after {
+                    report.rebuildIdentical = false
+                    report.problems.append("rebuild \(pass): the rebuilt projections differ from the ones the daemon kept")
                 }
+                // `incidentctl replay`: the same fold, read-only, into the cities document, checked against the
+                // cities the rebuild just wrote.
+                let replayStart = monotonicNanos()
+                let replayed = try log.replay()
+                report.replaySeconds.append(seconds(since: replayStart))
+                let stored = try log.cities()
+                if replayed.map({ $0.canonicalBytes() }) != stored.map({ $0.canonicalBytes() }) {
+                    report.replayIdentical = false
+                    report.problems.append("replay \(pass) differs from the stored cities")
+                }
+                // `verify`: the whole hash chain, as an admin proves the log was not rewritten.
+                let verifyStart = monotonicNanos()
+                let verified = try log.verify()
+                report.verifySeconds.append(seconds(since: verifyStart))
+                if !verified.isIntact || verified.checked != folded {
+                    report.verifyIntact = false
+                    report.problems.append("verify \(pass): \(verified.problem ?? "checked \(verified.checked)")")
+                }
+                // The read ceiling: a bare cursor scan over the same events.
+                let scanStart = monotonicNanos()
+                try log.environment.read { txn in
+                    try txn.forEach(eventsDB) { _, value in
+                        checksum &+= UInt64(value[value.count - 1])
+                        return true
+                    }
+                }
+                report.scanSeconds.append(seconds(since: scanStart))
+                let rate = { (seconds: [Double]) in Int(Double(folded) / (seconds.last ?? 1)) }
+                progress(
+                    "pass \(pass): rebuild \(rate(report.rebuildSeconds)), replay \(rate(report.replaySeconds)), verify \(rate(report.verifySeconds)), scan \(rate(report.scanSeconds)) events/s")
             }
-            report.scanPerSecond = Double(scanned) / (Double(monotonicNanos() - scanStart) / 1e9)
             if checksum == 0 { progress("(empty scan)") }
             // The stored bytes of the first events, for the baselines.
             if baselines {

@@ -25,5 +25,8 @@ struct BenchSmokeTests {
         }
         #expect(result.stdout.contains("identical to the daemon's"), "rebuild differs:\n\(result.stdout)")
         #expect(result.stdout.contains("identical to the stored cities"), "replay differs:\n\(result.stdout)")
+        // Each pass over the full log is run three times, and its row gives the range.
+        let ranges = result.stdout.split(separator: "\n").filter { $0.contains(" over 3") }.count
+        #expect(ranges == 3, "expected the rebuild, replay and verify rows with their range over 3 passes in:\n\(result.stdout)")
     }
 }

@@ -1,33 +1,104 @@
+import Dispatch
 import IncidentDomain
 import LMDB
 import StrictJSON
+import Synchronization
 
 extension EventLog {
     /// Walks the hash chain from position 1 to the head and names the first position that does not match:
     /// a gap, bytes whose hash differs from the stored one, or a `prevHash` that is not its predecessor's hash.
-    public func verify() throws -> VerifyReport {
-        try environment.read { txn in
+    ///
+    /// Each event's hash is checked against the hash stored with the event before it, so stretches of
+    /// `stretch` positions are checked at once, on as many threads as the machine has cores; where the
+    /// stored hashes all match, they are the chain that a walk from position 1 computes, and where one does
+    /// not, the first such position is the one a walk would name. The last event is the one the snapshot
+    /// holds at the start; events appended while it runs are left to the next `verify`.
+    public func verify(stretch: Int = 1 << 16) throws -> VerifyReport {
+        // The head, and the last stored key (any key that is not a position counts as past every position).
+        let (head, lastPosition) = try environment.read { txn in
             let head = try Head.read(txn, db)
-            var report = VerifyReport(checked: 0, headPosition: head.position, headHash: ChainHash.hex(head.hash))
-            var previous = ChainHash.zero
-            var expected: UInt64 = 1
-            let cursor = try txn.cursor(db.events)
-            var entry = try cursor.first()
-            func fail(_ position: UInt64, _ problem: String) -> VerifyReport {
+            let last = try txn.cursor(db.events).last().map { $0.key.count == 8 ? Keys.readPosition($0.key) ?? .max : .max } ?? 0
+            return (head, last)
+        }
+        var report = VerifyReport(checked: 0, headPosition: head.position, headHash: ChainHash.hex(head.hash))
+        // Up to the head in stretches checked at once; anything stored past the head, in one more stretch.
+        var ranges: [ClosedRange<UInt64>] = []
+        let size = UInt64(max(1, stretch))
+        let end = min(lastPosition, head.position)
+        var first: UInt64 = 1
+        while first <= end {
+            ranges.append(first...min(end, first + size - 1))
+            first += size
+        }
+        if lastPosition > head.position { ranges.append((head.position + 1)...lastPosition) }
+        let stretches = ranges
+        let outcomes = Mutex([Result<StretchOutcome, any Error>?](repeating: nil, count: stretches.count))
+        DispatchQueue.concurrentPerform(iterations: stretches.count) { i in
+            let outcome = Result { try verifyStretch(stretches[i]) }
+            outcomes.withLock { $0[i] = outcome }
+        }
+        var previous = ChainHash.zero
+        walk: for outcome in outcomes.withLock({ $0 }) {
+            guard let outcome else { break }
+            switch try outcome.get() {
+            case .bad(let position, let problem):
+                report.checked = position - 1
                 report.firstBadPosition = position
                 report.problem = problem
                 return report
+            case .intact(let last, let hash):
+                report.checked = last
+                previous = hash
+            case .ended(let last, let hash):
+                report.checked = last
+                previous = hash
+                break walk
             }
-            while let (key, value) = entry {
-                guard let position = Keys.readPosition(key), key.count == 8 else {
-                    return fail(expected, "a key that is not a position")
+        }
+        if report.checked != head.position || previous != head.hash {
+            report.firstBadPosition = report.checked + 1
+            report.problem = "the recorded head (\(head.position)) does not match the last event (\(report.checked))"
+        }
+        return report
+    }
+
+    /// What ``verifyStretch(_:)`` found in its stretch of positions.
+    enum StretchOutcome {
+        /// The first position that does not match, and why.
+        case bad(UInt64, String)
+        /// Every position matched; the last one and its hash.
+        case intact(last: UInt64, hash: [UInt8])
+        /// The log ends inside the stretch, after `last` (0 for none), which matched; its hash.
+        case ended(last: UInt64, hash: [UInt8])
+    }
+
+    /// Checks positions `range` (in a read transaction of their own) against the stored hash of the event
+    /// before the first: each must be there, in turn, hash to its stored hash, and say its position and
+    /// `prevHash` inside.
+    private func verifyStretch(_ range: ClosedRange<UInt64>) throws -> StretchOutcome {
+        try environment.read { txn in
+            var previous = ChainHash.zero
+            if range.lowerBound > 1 {
+                // When the event before is missing or short, the stretch before names it, earlier than this one.
+                guard let before = try txn.get(db.events, key: Keys.position(range.lowerBound - 1)), before.count > 32 else {
+                    return .bad(range.lowerBound - 1, "position \(range.lowerBound - 1) is missing")
                 }
-                guard position == expected else { return fail(expected, "position \(expected) is missing (next is \(position))") }
-                guard value.count > 32 else { return fail(position, "the stored event is truncated") }
+                previous = Array(before[0..<32])
+            }
+            let cursor = try txn.cursor(db.events)
+            var entry = try cursor.seek(atOrAfter: range.lowerBound)
+            var expected = range.lowerBound
+            while expected <= range.upperBound {
+                guard let (key, value) = entry else { return .ended(last: expected - 1, hash: previous) }
+                guard let position = Keys.readPosition(key), key.count == 8 else {
+                    return .bad(expected, "a key that is not a position")
+                }
+                guard position == expected else { return .bad(expected, "position \(expected) is missing (next is \(position))") }
+                guard value.count > 32 else { return .bad(position, "the stored event is truncated") }
                 let canonical = UnsafeRawBufferPointer(rebasing: value[32...])
                 let computed = ChainHash.link(previous: previous, canonical: canonical)
                 guard computed.elementsEqual(value[0..<32]) else {
-                    return fail(position, "the stored bytes do not hash to the stored hash")
+                    return .bad(position, "the stored bytes do not hash to the stored hash")
                 }
                 // The envelope read in place, in canonical member order; any other form is read whole.
                 let envelopeMatches =
@@ -36,17 +107,13 @@ extension EventLog {
                         $0["position"]?.intValue == Int64(position) && $0["prevHash"]?.stringValue == ChainHash.hex(previous)
                     } ?? false
                 guard envelopeMatches else {
-                    return fail(position, "position or prevHash inside the event do not match the chain")
+                    return .bad(position, "position or prevHash inside the event do not match the chain")
                 }
                 previous = computed
-                report.checked = position
                 expected += 1
-                entry = try cursor.next()
+                if expected <= range.upperBound { entry = try cursor.next() }
             }
-            if report.checked != head.position || previous != head.hash {
-                return fail(report.checked + 1, "the recorded head (\(head.position)) does not match the last event (\(report.checked))")
-            }
-            return report
+            return .intact(last: range.upperBound, hash: previous)
         }
     }
 

@@ -1,4 +1,5 @@
 import Foundation
+import Gazetteer
 import IncidentLog
 import LMDB
 import StrictJSON
@@ -51,10 +52,25 @@ struct VerifyTests {
         return Array(stored[..<32]) + Array(text.replacingOccurrences(of: old, with: new).utf8)
     }
 
+    /// The daemon's `verify`; first, the log is verified directly in stretches of every size from one event to
+    /// the whole log, which must all name the same position for the same reason (each stretch is checked on its
+    /// own, against the stored hash before it).
     static func verify(_ daemon: Daemon) throws -> JSONValue {
+        var reports: [Int: VerifyReport] = [:]
+        do {
+            let log = try EventLog(options: LogOptions(directory: daemon.dataDir, readOnly: true), gazetteer: .embedded)
+            for stretch in [1, 2, 3, 5, 1 << 16] { reports[stretch] = try log.verify(stretch: stretch) }
+        }
+        let whole = reports[1 << 16]
+        for (stretch, report) in reports.sorted(by: { $0.key < $1.key }) {
+            #expect(report == whole, "verify in stretches of \(stretch): \(report), whole: \(String(describing: whole))")
+        }
         try daemon.start()
         defer { daemon.stop() }
-        return try daemon.client().call("verify")
+        let answer = try daemon.client().call("verify")
+        #expect(answer["firstBadPosition"]?.intValue.map(UInt64.init) == whole?.firstBadPosition, "\(answer)")
+        #expect(answer["checked"]?.intValue.map(UInt64.init) == whole?.checked, "\(answer)")
+        return answer
     }
 
     @Test("an intact log verifies, up to its head")

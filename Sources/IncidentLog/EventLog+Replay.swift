@@ -33,8 +33,12 @@ extension EventLog {
         if lastPosition > head.position { ranges.append((head.position + 1)...lastPosition) }
         let stretches = ranges
         let outcomes = Mutex([Result<StretchOutcome, any Error>?](repeating: nil, count: stretches.count))
+        // Once a stretch fails, the ones after it cannot change the answer and are not checked.
+        let firstFailed = Atomic<Int>(.max)
         DispatchQueue.concurrentPerform(iterations: stretches.count) { i in
+            guard firstFailed.load(ordering: .relaxed) > i else { return }
             let outcome = Result { try verifyStretch(stretches[i]) }
+            if case .success(.intact) = outcome {} else { firstFailed.min(i, ordering: .relaxed) }
             outcomes.withLock { $0[i] = outcome }
         }
         var previous = ChainHash.zero

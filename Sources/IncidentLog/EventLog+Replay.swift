@@ -50,14 +50,11 @@ extension EventLog {
                 report.firstBadPosition = position
                 report.problem = problem
                 return report
-            case .intact(let last, let hash):
+            case .intact(let last, let hash), .ended(let last, let hash):
                 report.checked = last
                 previous = hash
-            case .ended(let last, let hash):
-                report.checked = last
-                previous = hash
-                break walk
             }
+            if case .success(.ended) = outcome { break walk }
         }
         if report.checked != head.position || previous != head.hash {
             report.firstBadPosition = report.checked + 1

@@ -24,7 +24,8 @@ struct Report {
     var memory: MemorySnapshot?
     var dataFileBytes = 0
     var appended = 0
-    /// The passes over the full log, each run `--passes` times: their durations, in the order run.
+    // The passes over the full log, each run `--passes` times: their durations in seconds, in the order run,
+    // and whether every pass checked out.
     var rebuildSeconds: [Double] = []
     var rebuildEvents = 0
     var rebuildIdentical = true

@@ -142,7 +142,11 @@ extension EventLog {
                 var batchEventIds: [String: (position: UInt64, digest: [UInt8])] = [:]
                 batchEventIds.reserveCapacity(events)
 
+                // Every two requests (about 50 µs of this thread's work), and every two events put, the event
+                // loops get their chance at the CPU.
+                var courtesy = YieldPoint(every: 2)
                 for request in batch {
+                    courtesy.pass()
                     let mark = (head: head, staged: staged.count)
                     store.beginRequest(undoable: request.events.count > 1)
                     // Event ids this request added to `batchEventIds`, to take back if it is refused.
@@ -223,6 +227,7 @@ extension EventLog {
 
                 var idValue = [UInt8](repeating: 0, count: 40)
                 for event in staged {
+                    courtesy.pass()
                     try txn.put(db.events, key: event.position, value: event.value, flags: .append)
                     try withUnsafeBytes(of: event.position.bigEndian) { position in
                         try txn.put(db.streams, key: Keys.stream(event.incident, version: event.version), value: position)

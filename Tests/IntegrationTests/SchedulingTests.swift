@@ -1,4 +1,5 @@
 import Foundation
+import IncidentLog
 import StrictJSON
 import Testing
 
@@ -88,5 +89,21 @@ struct SchedulingTests {
         #expect(result.status != 0)
         #expect(result.stderr.contains("\(config): daemon.loop_scheduling: one of realtime, normal"), "\(result.stderr)")
         #expect(!FileManager.default.fileExists(atPath: root + "/data/data.mdb"))
+    }
+
+    @Test("a yield point gives the CPU away once every interval, counting on across rounds")
+    func yieldPointInterval() {
+        var calls = 0
+        var point = YieldPoint(every: 3) { calls += 1 }
+        for _ in 0..<2 { point.pass() }
+        #expect(calls == 0, "no yield before the third unit")
+        point.pass()
+        #expect(calls == 1)
+        for _ in 0..<7 { point.pass() }
+        #expect(calls == 3, "ten units, one yield after every third")
+        var every = YieldPoint(every: 1) { calls += 1 }
+        every.pass()
+        every.pass()
+        #expect(calls == 5)
     }
 }

@@ -137,18 +137,28 @@ extension EventLog {
         }
     }
 
+    /// How many events a rebuild folds before it writes their incidents (while it folds the next ones).
+    public static let rebuildChunk = 1 << 18
+    /// How many incidents a rebuild writes per transaction.
+    public static let rebuildIncidentsPerCommit = 16_384
+
     /// Drops the stored projections and folds every event again, `chunk` events at a time (what one chunk folds
-    /// is kept in memory: about 300 bytes per incident), then writes each chunk's incidents, in key order, in
-    /// transactions of `incidentsPerCommit`. Returns the number of events folded.
+    /// is kept in memory: about 300 bytes per incident), and writes each chunk's incidents, in key order, in
+    /// transactions of `incidentsPerCommit`, while the next chunk is folded. Returns the number of events folded.
     ///
     /// The fold is ``ProjectionFold``: `Projector.apply`'s arithmetic on compact records, fed by
     /// ``StoredEventReader`` straight from the stored bytes, with `RecordedEvent(json:)` for any event not in
     /// the form it expects. Reading the events, the larger part of the work, goes on on a second thread (see
-    /// ``StoredEventBlock``). Writing in several transactions keeps each one's list of dirty pages short:
-    /// LMDB keeps it sorted, and in one transaction of 600,000 incidents, inserting into it took a tenth of
-    /// the rebuild. A crash between them leaves no projection mark, so the next start rebuilds again.
+    /// ``StoredEventBlock``). A chunk's incidents are sorted and written on a worker while this thread folds the
+    /// next chunk, which finds an incident of the chunk being written in that chunk's fold (``ChunkWrite``) and
+    /// one of an earlier chunk in the database; chunks are written one at a time, in order. Writing in several
+    /// transactions keeps each one's list of dirty pages short: LMDB keeps it sorted, and in one transaction of
+    /// 600,000 incidents, inserting into it took a tenth of the rebuild. A crash between them leaves no
+    /// projection mark, so the next start rebuilds again.
     @discardableResult
-    public func rebuildProjections(chunk: Int = 1 << 20, incidentsPerCommit: Int = 16_384) throws -> UInt64 {
+    public func rebuildProjections(
+        chunk: Int = EventLog.rebuildChunk, incidentsPerCommit: Int = EventLog.rebuildIncidentsPerCommit
+    ) throws -> UInt64 {
         try environment.write { txn in
             try txn.drop(db.incidents, delete: false)
             try txn.drop(db.cities, delete: false)
@@ -160,16 +170,22 @@ extension EventLog {
         var next: UInt64 = 1
         var folded: UInt64 = 0
         var done = false
-        var empty = true
         var blocks = FoldBuffers()
+        // The chunk a worker is writing (or last wrote), and the group to wait for it with.
+        var writing: ChunkWrite?
+        let written = DispatchGroup()
+        defer { written.wait() }
         while !done {
             if headPosition >= next { fold.reserveCapacity(events: Int(min(UInt64(chunk), headPosition - next + 1))) }
-            // The fold only reads, but in a write transaction, whose handle reads back the incidents of earlier
-            // chunks. It writes nothing, so it is never run again for a full map (which would fold the chunk twice).
-            let (lastPosition, count, reachedEnd) = try environment.write { txn -> (UInt64, Int, Bool) in
+            let previous = writing?.fold
+            // A read transaction, so that the worker can write meanwhile. It sees every chunk before `previous`
+            // (the one before this transaction began was written in full), and perhaps part of `previous`, whose
+            // incidents are therefore looked up in its fold first.
+            let (lastPosition, count, reachedEnd) = try environment.read { txn -> (UInt64, Int, Bool) in
                 let handle = txn.unsafeHandle
                 let db = self.db
                 fold.stored = { id in
+                    if let previous, let i = previous.ids.find(id, hash: previous.ids.hash(id)) { return previous.state(i) }
                     guard let raw = try handle.get(db.incidents, key: id) else { return nil }
                     return try IncidentState(encoded: raw)
                 }
@@ -179,35 +195,18 @@ extension EventLog {
                     cursor, from: try cursor.seek(atOrAfter: Keys.position(next)), after: next - 1,
                     stop: FoldStop(maxEvents: chunk), into: &fold, blocks: &blocks)
             }
-            // Appending while the table was empty before this chunk; an `.append` out of order fails, and then the
-            // rest goes in with plain puts. The direct encoding is checked again on this chunk's first incident.
-            let order = fold.incidentsInKeyOrder()
-            let encodeDirectly = direct && fold.firstIncidentEncodesDirectly
-            var appending = empty
-            var start = 0
-            while start < order.count {
-                let end = min(start + incidentsPerCommit, order.count)
-                // A write that fills the map is run again once the map has grown; these puts are the same each time.
-                appending = try environment.write { txn -> Bool in
-                    let handle = txn.unsafeHandle
-                    let db = self.db
-                    var appendingHere = appending
-                    try fold.write(order[start..<end], direct: encodeDirectly) { key, count in
-                        if appendingHere {
-                            do {
-                                return try handle.reserve(db.incidents, key: key, count: count, flags: .append)
-                            } catch let error as LMDBError where error.isKeyExist {
-                                appendingHere = false
-                            }
-                        }
-                        return try handle.reserve(db.incidents, key: key, count: count)
-                    }
-                    return appendingHere
-                }
-                start = end
-            }
+            written.wait()
+            if let failure = writing?.failure { throw failure }
+            // The first chunk goes into an empty table, in key order: appended. Later ones fall in between.
+            let job = ChunkWrite(fold: fold, appending: writing == nil)
             fold.forgetIncidents()
+            DispatchQueue.global().async(group: written) {
+                job.run(log: self, direct: direct, incidentsPerCommit: incidentsPerCommit)
+            }
+            writing = job
             if reachedEnd {
+                written.wait()
+                if let failure = job.failure { throw failure }
                 try environment.write { txn in
                     let handle = txn.unsafeHandle
                     for city in fold.cities {
@@ -218,11 +217,69 @@ extension EventLog {
                 }
             }
             done = reachedEnd
-            empty = false
             next = lastPosition + 1
             folded += UInt64(count)
         }
         try loadCityDocuments()
         return folded
+    }
+
+    /// Writes the incidents `fold` folded, in key order, in transactions of `incidentsPerCommit`: with
+    /// `MDB_APPEND` while `appending` (into an empty table; the first key out of order ends it), otherwise with
+    /// plain puts.
+    func writeIncidents(of fold: ProjectionFold, appending: Bool, direct: Bool, incidentsPerCommit: Int) throws {
+        let order = fold.incidentsInKeyOrder()
+        // The direct encoding is checked again on this chunk's first incident.
+        let encodeDirectly = direct && fold.firstIncidentEncodesDirectly
+        var appending = appending
+        var start = 0
+        while start < order.count {
+            let end = min(start + incidentsPerCommit, order.count)
+            // A write that fills the map is run again once the map has grown; these puts are the same each time.
+            appending = try environment.write { txn -> Bool in
+                let handle = txn.unsafeHandle
+                let db = self.db
+                var appendingHere = appending
+                try fold.write(order[start..<end], direct: encodeDirectly) { key, count in
+                    if appendingHere {
+                        do {
+                            return try handle.reserve(db.incidents, key: key, count: count, flags: .append)
+                        } catch let error as LMDBError where error.isKeyExist {
+                            appendingHere = false
+                        }
+                    }
+                    return try handle.reserve(db.incidents, key: key, count: count)
+                }
+                return appendingHere
+            }
+            start = end
+        }
+    }
+}
+
+/// One chunk of a rebuild on its way to the database: its fold, which a worker sorts and writes while the
+/// rebuild's thread folds the next chunk, and the error that stopped the writing, if any.
+///
+/// `@unchecked Sendable`, and safe, because every access is ordered: the rebuild's thread makes it before
+/// handing it to the worker (`DispatchQueue.async` orders the two); from then on both threads only read `fold`
+/// (the next chunk's fold looks up incidents in it), and only the worker writes `failure`, which the rebuild's
+/// thread reads after `DispatchGroup.wait()` has returned. The tables of `fold` are arrays the rebuild's own
+/// fold shared copy-on-write when this one was made; its first change to them copies them.
+final class ChunkWrite: @unchecked Sendable {
+    let fold: ProjectionFold
+    let appending: Bool
+    private(set) var failure: (any Error)?
+
+    init(fold: ProjectionFold, appending: Bool) {
+        self.fold = fold
+        self.appending = appending
+    }
+
+    func run(log: EventLog, direct: Bool, incidentsPerCommit: Int) {
+        do {
+            try log.writeIncidents(of: fold, appending: appending, direct: direct, incidentsPerCommit: incidentsPerCommit)
+        } catch {
+            failure = error
+        }
     }
 }

@@ -112,6 +112,44 @@ public struct ReadTransaction: ~Copyable, ReadableTransaction {
 
     /// The ID of the snapshot this transaction reads. The corresponding C function is `mdb_txn_id`.
     public var id: Int { lmdb_txn_id(handle) }
+
+    /// A copyable, storable reference to this transaction, valid only until
+    /// the `read` closure returns. See ``UnsafeReadTransaction``.
+    public var unsafeHandle: UnsafeReadTransaction { UnsafeReadTransaction(handle: handle) }
+}
+
+/// A copyable, storable reference to the ``ReadTransaction`` of the current
+/// ``Environment/read(_:)`` closure, with the same operations: for a stored
+/// lookup function that must outlive a single call.
+///
+/// It is **unsafe** in the way `UnsafePointer` is: the compiler does not stop
+/// it from escaping, and using it after the closure returns (the transaction
+/// is then ended) is undefined behaviour. Like the transaction, it must stay on
+/// the thread running the closure (it is deliberately not `Sendable`).
+public struct UnsafeReadTransaction: ReadableTransaction {
+    /// The `MDB_txn *`.
+    private let handle: OpaquePointer
+
+    internal init(handle: OpaquePointer) { self.handle = handle }
+
+    /// Looks up `key`; `nil` if absent. The corresponding C function is `mdb_get`.
+    public func get(_ db: Database, key: UnsafeRawBufferPointer) throws -> UnsafeRawBufferPointer? {
+        try lmdb_get(handle, db.rawValue, key)
+    }
+
+    /// Opens a cursor on `db`, closed when the ``Cursor`` is destroyed.
+    /// The corresponding C function is `mdb_cursor_open`.
+    public func cursor(_ db: Database) throws -> Cursor {
+        Cursor(handle: try lmdb_cursor_open(handle, db.rawValue), mapFullSeen: nil)
+    }
+
+    /// The number of entries in `db`. The corresponding C function is `mdb_stat` (`ms_entries`).
+    public func count(_ db: Database) throws -> Int {
+        try lmdb_stat_entries(handle, db.rawValue)
+    }
+
+    /// The ID of the snapshot this transaction reads. The corresponding C function is `mdb_txn_id`.
+    public var id: Int { lmdb_txn_id(handle) }
 }
 
 /// The write operations of ``WriteTransaction`` and

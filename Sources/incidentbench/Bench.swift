@@ -71,6 +71,11 @@ struct IncidentBench: ParsableCommand {
     var incidentsPerCommit: Int?
 
     @Option(help: ArgumentHelp(
+        "With --rebuild-only: how many events the rebuild folds before it writes their incidents (the daemon's default if not given).",
+        valueName: "n"))
+    var rebuildChunk: Int?
+
+    @Option(help: ArgumentHelp(
         "Profile with perf: the daemon during the 16-connection phase (append.txt) and the rebuild (rebuild.txt), with their perf.data, into this directory.",
         valueName: "dir"))
     var profile: String?
@@ -79,8 +84,9 @@ struct IncidentBench: ParsableCommand {
         if let rebuildOnly {
             let log = try EventLog(options: LogOptions(directory: rebuildOnly), gazetteer: .embedded)
             let start = monotonicNanos()
-            let folded = try incidentsPerCommit.map { try log.rebuildProjections(incidentsPerCommit: max(1, $0)) }
-                ?? log.rebuildProjections()
+            let folded = try log.rebuildProjections(
+                chunk: max(1, rebuildChunk ?? EventLog.rebuildChunk),
+                incidentsPerCommit: max(1, incidentsPerCommit ?? EventLog.rebuildIncidentsPerCommit))
             let seconds = Double(monotonicNanos() - start) / 1e9
             print("rebuilt projections from \(folded) events in \(String(format: "%.3f", seconds)) s: \(Int(Double(folded) / seconds)) events/s")
             return

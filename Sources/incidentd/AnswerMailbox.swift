@@ -76,10 +76,6 @@ final class AnswerMailbox: Sendable {
             state.pending.removeFirst(AnswerMailbox.answersPerTurn)
             return (first, true)
         }
-        if more {
-            // Still scheduled: the rest in a later task.
-            eventLoop.execute { self.drain() }
-        }
         var touched: [Target] = []
         for delivery in batch {
             let handler = delivery.target.handler
@@ -95,7 +91,15 @@ final class AnswerMailbox: Sendable {
             target.handler.awaitingFlush = false
             target.handler.finishAnswers(context: target.context)
         }
+        if more {
+            // Still scheduled: the rest in a task a little later, not an immediate one, which the loop would run in
+            // the same turn; so the loop looks at its sockets (a query) first.
+            eventLoop.scheduleTask(in: AnswerMailbox.pause) { self.drain() }
+        }
     }
+
+    /// How long the rest of a drain waits, at least, for the loop to look at its sockets.
+    static let pause = TimeAmount.microseconds(20)
 }
 
 extension RequestExecutor {

@@ -107,6 +107,9 @@ final class ConnectionHandler: ChannelDuplexHandler {
     private var mailbox: AnswerMailbox?
     /// Answers were written by the mailbox and wait for its one flush (``finishAnswers(context:)``).
     var awaitingFlush = false
+    /// Answers in request order not handed to the channel yet: one buffer, and one write, for all the answers
+    /// of a drain, rather than a buffer and a trip through the pipeline for each.
+    private var outgoing: ByteBuffer?
 
     init(
         executor: RequestExecutor, intake: AppendIntake, peer: PeerIdentity, role: Role?, maxPending: Int, maxLineBytes: Int,
@@ -206,13 +209,11 @@ final class ConnectionHandler: ChannelDuplexHandler {
         _ = write(sequence, bytes, context: context)
     }
 
-    /// Writes every answer that is next in request order; whether any was.
+    /// Adds every answer that is next in request order to ``outgoing``; whether any was.
     private func write(_ sequence: UInt64, _ bytes: [UInt8], context: ChannelHandlerContext) -> Bool {
         if sequence == nextToWrite && ready.isEmpty {
             // In order already, as answers mostly are: no detour through `ready`.
-            var buffer = context.channel.allocator.buffer(capacity: bytes.count)
-            buffer.writeBytes(bytes)
-            context.write(wrapOutboundOut(buffer), promise: nil)
+            append(bytes, context: context)
             nextToWrite += 1
             pending -= 1
             return true
@@ -220,9 +221,7 @@ final class ConnectionHandler: ChannelDuplexHandler {
         ready[sequence] = bytes
         var wrote = false
         while let next = ready.removeValue(forKey: nextToWrite) {
-            var buffer = context.channel.allocator.buffer(capacity: next.count)
-            buffer.writeBytes(next)
-            context.write(wrapOutboundOut(buffer), promise: nil)
+            append(next, context: context)
             nextToWrite += 1
             pending -= 1
             wrote = true
@@ -230,8 +229,21 @@ final class ConnectionHandler: ChannelDuplexHandler {
         return wrote
     }
 
+    private func append(_ bytes: [UInt8], context: ChannelHandlerContext) {
+        if outgoing == nil { outgoing = context.channel.allocator.buffer(capacity: max(bytes.count, 4096)) }
+        outgoing?.writeBytes(bytes)
+    }
+
+    /// Hands ``outgoing`` to the channel (not flushed).
+    private func writeOutgoing(context: ChannelHandlerContext) {
+        guard let buffer = outgoing else { return }
+        outgoing = nil
+        context.write(wrapOutboundOut(buffer), promise: nil)
+    }
+
     /// After answers were written: flush them, and run or read what waited for them.
     func finishAnswers(context: ChannelHandlerContext) {
+        writeOutgoing(context: context)
         context.flush()
         drainBacklog(context: context)
         readIfPossible(context: context)
@@ -253,12 +265,14 @@ final class ConnectionHandler: ChannelDuplexHandler {
         guard inputClosed && pending == 0 && backlog.isEmpty else { return }
         inputClosed = false
         let channel = context.channel
+        writeOutgoing(context: context)
         context.writeAndFlush(wrapOutboundOut(channel.allocator.buffer(capacity: 0))).whenComplete { _ in
             channel.close(promise: nil)
         }
     }
 
     func channelReadComplete(context: ChannelHandlerContext) {
+        writeOutgoing(context: context)
         context.flush()
     }
 

@@ -96,22 +96,18 @@ public struct ReadTransaction: ~Copyable, ReadableTransaction {
     /// Looks up `key`; `nil` if absent. The result points into the map.
     /// The corresponding C function is `mdb_get`.
     public func get(_ db: Database, key: UnsafeRawBufferPointer) throws -> UnsafeRawBufferPointer? {
-        try lmdb_get(handle, db.rawValue, key)
+        try unsafeHandle.get(db, key: key)
     }
 
     /// Opens a cursor on `db`, closed when the ``Cursor`` is destroyed.
     /// The corresponding C function is `mdb_cursor_open`.
-    public func cursor(_ db: Database) throws -> Cursor {
-        Cursor(handle: try lmdb_cursor_open(handle, db.rawValue), mapFullSeen: nil)
-    }
+    public func cursor(_ db: Database) throws -> Cursor { try unsafeHandle.cursor(db) }
 
     /// The number of entries in `db`. The corresponding C function is `mdb_stat` (`ms_entries`).
-    public func count(_ db: Database) throws -> Int {
-        try lmdb_stat_entries(handle, db.rawValue)
-    }
+    public func count(_ db: Database) throws -> Int { try unsafeHandle.count(db) }
 
     /// The ID of the snapshot this transaction reads. The corresponding C function is `mdb_txn_id`.
-    public var id: Int { lmdb_txn_id(handle) }
+    public var id: Int { unsafeHandle.id }
 
     /// A copyable, storable reference to this transaction, valid only until
     /// the `read` closure returns. See ``UnsafeReadTransaction``.
@@ -132,23 +128,20 @@ public struct UnsafeReadTransaction: ReadableTransaction {
 
     internal init(handle: OpaquePointer) { self.handle = handle }
 
-    /// Looks up `key`; `nil` if absent. The corresponding C function is `mdb_get`.
+    /// ``ReadTransaction/get(_:key:)``.
     public func get(_ db: Database, key: UnsafeRawBufferPointer) throws -> UnsafeRawBufferPointer? {
         try lmdb_get(handle, db.rawValue, key)
     }
 
-    /// Opens a cursor on `db`, closed when the ``Cursor`` is destroyed.
-    /// The corresponding C function is `mdb_cursor_open`.
+    /// ``ReadTransaction/cursor(_:)``.
     public func cursor(_ db: Database) throws -> Cursor {
         Cursor(handle: try lmdb_cursor_open(handle, db.rawValue), mapFullSeen: nil)
     }
 
-    /// The number of entries in `db`. The corresponding C function is `mdb_stat` (`ms_entries`).
-    public func count(_ db: Database) throws -> Int {
-        try lmdb_stat_entries(handle, db.rawValue)
-    }
+    /// ``ReadTransaction/count(_:)``.
+    public func count(_ db: Database) throws -> Int { try lmdb_stat_entries(handle, db.rawValue) }
 
-    /// The ID of the snapshot this transaction reads. The corresponding C function is `mdb_txn_id`.
+    /// ``ReadTransaction/id``.
     public var id: Int { lmdb_txn_id(handle) }
 }
 

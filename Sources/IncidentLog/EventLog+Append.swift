@@ -109,6 +109,8 @@ struct TransactionProjections: ProjectionStore {
 struct StagedEvent {
     var position: UInt64
     var incident: String
+    /// Where the event's incident starts: the position of its report, the first half of its stream key.
+    var streamStart: UInt64
     var version: Int64
     var eventId: String
     var contentDigest: [UInt8]
@@ -201,9 +203,17 @@ extension EventLog {
                                     // of one event keeps no undo log, so the whole batch is refused.
                                     throw LogError(.corrupt, "the projections of event \(event.position) cannot be updated: \(error)")
                                 }
+                                // The report is version 1 and starts its incident's stream; later events find
+                                // where it starts in the incident the projector has just put in the batch.
+                                guard let streamStart = event.version == 1
+                                    ? event.position : try store.incident(event.incident)?.firstPosition
+                                else {
+                                    throw LogError(.corrupt, "event \(event.position) concerns \(event.incident), which has no projection")
+                                }
                                 staged.append(
                                     StagedEvent(
-                                        position: event.position, incident: event.incident, version: event.version,
+                                        position: event.position, incident: event.incident, streamStart: streamStart,
+                                        version: event.version,
                                         eventId: eventId, contentDigest: digest, value: value))
                                 batchEventIds[eventId] = (event.position, digest)
                                 if request.events.count > 1 { requestEventIds.append(eventId) }
@@ -230,7 +240,7 @@ extension EventLog {
                     courtesy.pass()
                     try txn.put(db.events, key: event.position, value: event.value, flags: .append)
                     try withUnsafeBytes(of: event.position.bigEndian) { position in
-                        try txn.put(db.streams, key: Keys.stream(event.incident, version: event.version), value: position)
+                        try txn.put(db.streams, key: Keys.stream(start: event.streamStart, version: event.version), value: position)
                         idValue.withUnsafeMutableBytes { raw in
                             raw.copyMemory(from: position)
                             UnsafeMutableRawBufferPointer(rebasing: raw[8...]).copyBytes(from: event.contentDigest)

@@ -34,9 +34,11 @@ extension EventLog {
             var next = max(from, 1)
             var cityOfIncident: [String: String] = [:]
             if let incident = filter.incident {
+                guard let raw = try txn.get(db.incidents, key: Array(incident.utf8)) else { return (result, next) }
+                let start = try IncidentState(encoded: raw).firstPosition
                 var version: Int64 = 1
                 while result.count < limit,
-                    let rawPosition = try txn.get(db.streams, key: Keys.stream(incident, version: version)),
+                    let rawPosition = try txn.get(db.streams, key: Keys.stream(start: start, version: version)),
                     let position = Keys.readPosition(rawPosition)
                 {
                     version += 1
@@ -91,7 +93,7 @@ extension EventLog {
             var report: ReportData?
             var current: ReportData?
             var version: Int64 = 1
-            while let rawPosition = try txn.get(db.streams, key: Keys.stream(id, version: version)),
+            while let rawPosition = try txn.get(db.streams, key: Keys.stream(start: state.firstPosition, version: version)),
                 let position = Keys.readPosition(rawPosition)
             {
                 version += 1

@@ -11,7 +11,8 @@ import Synchronization
 struct Databases: Sendable {
     /// position (big-endian UInt64) → 32-byte hash ‖ canonical event JSON
     let events: Database
-    /// incident ‖ 0x00 ‖ version (big-endian) → position (big-endian)
+    /// `incident-streams`: stream start ‖ version (both big-endian, ``Keys/stream(start:version:)``) → position
+    /// (big-endian)
     let streams: Database
     /// event id → position (big-endian) ‖ SHA-256 of the proposal's content
     let eventIds: Database
@@ -27,7 +28,10 @@ struct Databases: Sendable {
 /// projections, all changed together in one write transaction. Reads may come from any thread; writes come
 /// only from the ``GroupCommitter``'s thread.
 public final class EventLog: Sendable {
-    public static let formatTag = "incidentd-log-1"
+    /// Format 2 keys the incident streams by where each incident starts; format 1 (`streams`, keyed by incident
+    /// id) is upgraded at the first start of a daemon (``upgradeFromFormat1()``).
+    public static let formatTag = "incidentd-log-2"
+    static let format1Tag = "incidentd-log-1"
     /// Bumped whenever the projection documents change shape; a mismatch rebuilds them at start.
     public static let projectionVersion: UInt64 = 2
 
@@ -67,13 +71,18 @@ public final class EventLog: Sendable {
         do {
             environment = try Environment(directory: options.directory, options: envOptions)
             let create = !options.readOnly
+            let meta = try environment.openDatabase("meta", create: create)
+            if options.readOnly { try EventLog.refuseOtherFormat(environment, meta: meta, directory: options.directory) }
             db = Databases(
                 events: try environment.openDatabase("events", create: create),
-                streams: try environment.openDatabase("streams", create: create),
+                streams: try environment.openDatabase("incident-streams", create: create),
                 eventIds: try environment.openDatabase("event-ids", create: create),
                 incidents: try environment.openDatabase("incidents", create: create),
                 cities: try environment.openDatabase("cities", create: create),
-                meta: try environment.openDatabase("meta", create: create))
+                meta: meta)
+        } catch let error as LogError {
+            if lockDescriptor >= 0 { close(lockDescriptor) }
+            throw error
         } catch let error as LMDBError {
             if lockDescriptor >= 0 { close(lockDescriptor) }
             if error.isNotFound {
@@ -120,15 +129,16 @@ public final class EventLog: Sendable {
     }
 
     private func checkFormat() throws {
-        try environment.write { txn in
-            if let tag = try txn.get(db.meta, key: Keys.format) {
-                let found = String(decoding: tag, as: UTF8.self)
-                guard found == EventLog.formatTag else {
-                    throw LogError(.notALog, "\(options.directory) holds log format \(found), this daemon reads \(EventLog.formatTag)")
-                }
-            } else {
-                try txn.put(db.meta, key: Keys.format, value: Array(EventLog.formatTag.utf8))
-            }
+        let found = try environment.write { txn -> String? in
+            if let tag = try txn.get(db.meta, key: Keys.format) { return String(decoding: tag, as: UTF8.self) }
+            try txn.put(db.meta, key: Keys.format, value: Array(EventLog.formatTag.utf8))
+            return nil
+        }
+        switch found {
+        case nil, EventLog.formatTag?: break
+        case EventLog.format1Tag?: try upgradeFromFormat1()
+        case let other?:
+            throw LogError(.notALog, "\(options.directory) holds log format \(other), this daemon reads \(EventLog.formatTag)")
         }
         let (head, projected) = try environment.read { txn in
             (try Head.read(txn, db).position, try projectionMark(txn))
@@ -136,6 +146,21 @@ public final class EventLog: Sendable {
         if projected != (head, EventLog.projectionVersion) {
             try rebuildProjections()
         }
+    }
+
+    /// A reader cannot upgrade a log; it names the format it found and what to do instead of failing later on a
+    /// database that format does not have.
+    private static func refuseOtherFormat(_ environment: Environment, meta: Database, directory: String) throws {
+        let found = try environment.read { txn in
+            try txn.get(meta, key: Keys.format).map { String(decoding: $0, as: UTF8.self) }
+        }
+        guard let found, found != formatTag else { return }
+        if found == format1Tag {
+            throw LogError(
+                .notALog,
+                "\(directory) holds log format \(found); start incidentd on it once to upgrade it to \(formatTag), then read it again")
+        }
+        throw LogError(.notALog, "\(directory) holds log format \(found), this version reads \(formatTag)")
     }
 
     private func projectionMark(_ txn: borrowing ReadTransaction) throws -> (UInt64, UInt64) {

@@ -13,17 +13,16 @@ enum Keys {
         return value
     }
 
-    /// `incident id ‖ 0x00 ‖ big-endian version`: an incident's events sort together, in version order.
-    static func stream(_ incident: String, version: Int64) -> [UInt8] {
-        var key = Array(incident.utf8)
-        key.append(0)
-        key.append(contentsOf: position(UInt64(version)))
-        return key
-    }
-
-    static func streamPrefix(_ incident: String) -> [UInt8] {
-        var key = Array(incident.utf8)
-        key.append(0)
+    /// `stream start ‖ version`, both big-endian: an incident's events sort together, in version order, and
+    /// incidents in the order they were reported. The start is the position of the incident's report, which its
+    /// projection keeps (``IncidentState/firstPosition``). Keyed so, the entries a commit adds sit near the end
+    /// of the index, where the recent incidents are, instead of one leaf page per incident id.
+    static func stream(start: UInt64, version: Int64) -> [UInt8] {
+        var key = [UInt8](repeating: 0, count: 16)
+        key.withUnsafeMutableBytes { raw in
+            raw.storeBytes(of: start.bigEndian, toByteOffset: 0, as: UInt64.self)
+            raw.storeBytes(of: UInt64(bitPattern: version).bigEndian, toByteOffset: 8, as: UInt64.self)
+        }
         return key
     }
 

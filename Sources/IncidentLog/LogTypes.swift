@@ -10,6 +10,10 @@ public struct LogOptions: Sendable {
     public var readOnly: Bool = false
     /// The most events one group commit writes in one transaction.
     public var maxEventsPerCommit: Int = 8_192
+    /// How many stream entries each transaction of an upgrade from format 1 copies (``EventLog``'s
+    /// `upgradeFromFormat1`); small enough for LMDB's list of dirty pages, large enough that a log of millions
+    /// of events upgrades in seconds.
+    public var upgradeEntriesPerCommit: Int = 100_000
 
     public init(directory: String, readOnly: Bool = false) {
         self.directory = directory

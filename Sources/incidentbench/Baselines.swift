@@ -91,7 +91,7 @@ func runLMDBCeiling(samples: Samples, events: Int, directory: String) throws -> 
     do {
         let env = try Environment(directory: directory, options: options)
         let db = try env.openDatabase("events", create: true)
-        let streams = try env.openDatabase("streams", create: true)
+        let streams = try env.openDatabase("incident-streams", create: true)
         let ids = try env.openDatabase("event-ids", create: true)
         let incidents = try env.openDatabase("incidents", create: true)
         let cities = try env.openDatabase("cities", create: true)
@@ -115,8 +115,9 @@ func runLMDBCeiling(samples: Samples, events: Int, directory: String) throws -> 
             let shape = shapes[Int(position) % shapes.count]
             let suffix = Array("-\(position)".utf8)
             let incident = shape.incident + suffix
-            var stream = incident
-            stream.append(0)
+            // Where the incident starts, then its version: as the daemon keys its incident streams.
+            var stream: [UInt8] = []
+            withUnsafeBytes(of: position.bigEndian) { stream.append(contentsOf: $0) }
             withUnsafeBytes(of: UInt64(1).bigEndian) { stream.append(contentsOf: $0) }
             return (stream, shape.eventId + suffix, incident, shape.city)
         }

@@ -1,0 +1,73 @@
+import LMDB
+
+extension EventLog {
+    /// Upgrades a log of format 1, which kept each incident's stream in `streams` under `incident id ‖ 0x00 ‖
+    /// version`, to format 2, which keeps it in `incident-streams` under ``Keys/stream(start:version:)``.
+    ///
+    /// The events, their hash chain and every other database stay as they are. The old keys are read in order,
+    /// so each incident's entries come together with version 1 first, and the position of version 1 is where
+    /// the incident starts. The copy runs in transactions of `entriesPerCommit`; the last one drops `streams`
+    /// and writes the new format tag. A crash before that leaves the log at format 1 with a partial copy, which
+    /// the next start clears and makes again.
+    func upgradeFromFormat1() throws {
+        let entriesPerCommit = max(1, options.upgradeEntriesPerCommit)
+        let old: Database
+        do {
+            old = try environment.openDatabase("streams", create: false)
+        } catch let error as LMDBError where error.isNotFound {
+            throw LogError(.corrupt, "\(options.directory) is marked as log format 1 but has no streams database")
+        }
+        try environment.write { txn in try txn.drop(db.streams, delete: false) }
+        var progress = UpgradeProgress()
+        while !progress.done {
+            // Each write may be run again after the map grows, so it starts from `progress` and returns the next.
+            progress = try environment.write { txn -> UpgradeProgress in
+                var next = progress
+                let handle = txn.unsafeHandle
+                let cursor = try handle.cursor(old)
+                var entry = try next.lastKey.map { try cursor.seek(atOrAfter: $0) } ?? cursor.first()
+                if let lastKey = next.lastKey, let (key, _) = entry, key.elementsEqual(lastKey) {
+                    entry = try cursor.next()
+                }
+                var copied = 0
+                while let (key, value) = entry, copied < entriesPerCommit {
+                    guard key.count > 9, key[key.count - 9] == 0, let version = Keys.readPosition(
+                        UnsafeRawBufferPointer(rebasing: key[(key.count - 8)...])), value.count == 8,
+                        let position = Keys.readPosition(value)
+                    else {
+                        throw LogError(.corrupt, "a format 1 stream entry is damaged: key of \(key.count) bytes")
+                    }
+                    let incident = Array(key[..<(key.count - 9)])
+                    if version == 1 {
+                        next.incident = incident
+                        next.start = position
+                    } else if incident != next.incident {
+                        throw LogError(
+                            .corrupt,
+                            "the format 1 stream of \(String(decoding: incident, as: UTF8.self)) has no version 1")
+                    }
+                    try handle.put(db.streams, key: Keys.stream(start: next.start, version: Int64(version)), value: value)
+                    next.lastKey = Array(key)
+                    copied += 1
+                    entry = try cursor.next()
+                }
+                if entry == nil {
+                    try handle.drop(old, delete: true)
+                    try handle.put(db.meta, key: Keys.format, value: Array(EventLog.formatTag.utf8))
+                    next.done = true
+                }
+                return next
+            }
+        }
+    }
+}
+
+/// Where an upgrade of the incident streams has got to, between its transactions.
+private struct UpgradeProgress {
+    /// The last old key copied; `nil` before the first.
+    var lastKey: [UInt8]?
+    /// The incident being copied and the position of its version 1.
+    var incident: [UInt8] = []
+    var start: UInt64 = 0
+    var done = false
+}

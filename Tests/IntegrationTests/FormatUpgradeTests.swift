@@ -1,0 +1,117 @@
+import Foundation
+import Gazetteer
+import IncidentLog
+import LMDB
+import StrictJSON
+import Testing
+
+/// Format 1 kept each incident's stream under `incident id ‖ 0x00 ‖ version` in `streams`; format 2 keeps it
+/// under `stream start ‖ version` in `incident-streams`. A daemon started on a format 1 log must upgrade it and
+/// then answer exactly as before; a reader must refuse it with a message that says what to do.
+@Suite("Format upgrade")
+struct FormatUpgradeTests {
+    /// Rewrites the log in `dataDir`, written by this daemon in format 2, as format 1 wrote it.
+    static func downgradeToFormat1(_ dataDir: String) throws {
+        var options = EnvironmentOptions()
+        options.maxDatabases = 8
+        let environment = try Environment(directory: dataDir, options: options)
+        let events = try environment.openDatabase("events", create: false)
+        let streams = try environment.openDatabase("incident-streams", create: false)
+        let meta = try environment.openDatabase("meta", create: false)
+        let old = try environment.openDatabase("streams", create: true)
+        try environment.write { txn in
+            var entries: [(key: [UInt8], value: [UInt8])] = []
+            try txn.forEach(streams) { key, value in
+                entries.append((Array(key), Array(value)))
+                return true
+            }
+            for (key, value) in entries {
+                let start = key[0..<8].reduce(UInt64(0)) { $0 << 8 | UInt64($1) }
+                guard let stored = try txn.get(events, key: start) else { throw HarnessError("no event at \(start)") }
+                let document = try JSONReader().read(UnsafeRawBufferPointer(rebasing: stored[32...]))
+                guard let incident = document["incident"]?.stringValue else { throw HarnessError("event \(start) has no incident") }
+                try txn.put(old, key: Array(incident.utf8) + [0] + Array(key[8..<16]), value: value)
+            }
+            try txn.drop(streams, delete: true)
+            try txn.put(meta, key: Array("format".utf8), value: Array("incidentd-log-1".utf8))
+        }
+    }
+
+    /// What the daemon answers about each incident, its document and its events, without the requests' ids.
+    static func answers(_ client: RawClient, _ incidents: [String]) throws -> [JSONValue] {
+        try incidents.flatMap { id in
+            [
+                try client.call("incident", ["incident": .string(id)]),
+                try client.call("read", ["from": .int(1), "limit": .int(1000), "incident": .string(id)]),
+            ]
+        }.map { answer in
+            guard case .object(var members) = answer else { return answer }
+            members["id"] = nil
+            return .object(members)
+        }
+    }
+
+    @Test("a daemon upgrades a format 1 log and answers every incident as before; a reader refuses it until then")
+    func upgradesFormat1() throws {
+        let daemon = try Daemon()
+        let events = RebuildTests.events(incidents: 400)
+        let client = try daemon.client()
+        for start in stride(from: 0, to: events.count, by: 100) {
+            let answer = try client.appendEvents(Array(events[start..<min(start + 100, events.count)]))
+            #expect(answer["ok"]?.boolValue == true, "\(answer)")
+        }
+        let incidents = Set(events.compactMap { $0["incident"]?.stringValue }).sorted()
+        let before = try Self.answers(client, incidents)
+        #expect(before.allSatisfy { $0["ok"]?.boolValue == true })
+        // Responses and outcomes came long after their reports, so the streams are interleaved in the log.
+        #expect(before.contains { ($0["events"]?.arrayValue?.count ?? 0) >= 4 })
+        let status = try client.call("status")
+        #expect(daemon.stop() == 0)
+
+        try Self.downgradeToFormat1(daemon.dataDir)
+        #expect(throws: LogError.self) {
+            _ = try EventLog(options: LogOptions(directory: daemon.dataDir, readOnly: true), gazetteer: .embedded)
+        }
+        let refused = try runCommand(Binaries.incidentctl, ["replay", "--data-dir", daemon.dataDir])
+        #expect(refused.status != 0)
+        #expect(refused.stderr.contains("format incidentd-log-1"), "\(refused.stderr)")
+        #expect(refused.stderr.contains("upgrade"), "\(refused.stderr)")
+
+        try daemon.start()
+        let upgraded = try daemon.client()
+        #expect(try Self.answers(upgraded, incidents) == before)
+        #expect(try upgraded.call("status")["headHash"] == status["headHash"])
+        #expect(try upgraded.call("verify")["ok"]?.boolValue == true)
+        let next = try upgraded.appendEvents([
+            .object([
+                "type": .string("response-observed"), "incident": .string(incidents[0]),
+                "data": .object(["by": .string("occupation police"), "responses": .array([.string("detentions")])]),
+            ])
+        ])
+        #expect(next["ok"]?.boolValue == true, "\(next)")
+        let stream = try upgraded.call("read", ["from": .int(1), "limit": .int(1000), "incident": .string(incidents[0])])
+        #expect(stream["events"]?.arrayValue?.count == (before[1]["events"]?.arrayValue?.count ?? 0) + 1)
+        #expect(daemon.stop() == 0)
+
+        do {
+            let log = try EventLog(options: LogOptions(directory: daemon.dataDir, readOnly: true), gazetteer: .embedded)
+            #expect(throws: LMDBError.self) { _ = try log.environment.openDatabase("streams", create: false) }
+        }
+
+        // Again, in transactions of a few entries each, so that the copy resumes across them mid-stream.
+        let after = try { () throws -> [JSONValue] in
+            try daemon.start()
+            defer { daemon.stop() }
+            return try Self.answers(daemon.client(), incidents)
+        }()
+        try Self.downgradeToFormat1(daemon.dataDir)
+        do {
+            var options = LogOptions(directory: daemon.dataDir)
+            options.upgradeEntriesPerCommit = 7
+            _ = try EventLog(options: options, gazetteer: .embedded)
+        }
+        try daemon.start()
+        #expect(try Self.answers(daemon.client(), incidents) == after)
+        #expect(daemon.stop() == 0)
+    }
+}

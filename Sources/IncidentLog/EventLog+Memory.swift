@@ -2,6 +2,7 @@
 import Glibc
 #endif
 import LMDB
+import Synchronization
 
 extension EventLog {
     /// Lets go of the pages of the memory-mapped log that this process has touched (`madvise(MADV_DONTNEED)`
@@ -45,5 +46,28 @@ extension EventLog {
         var resolved = [CChar](repeating: 0, count: Int(PATH_MAX) + 1)
         guard realpath(options.directory + "/data.mdb", &resolved) != nil else { return nil }
         return String(decoding: resolved.prefix(while: { $0 != 0 }).map { UInt8(bitPattern: $0) }, as: UTF8.self)
+    }
+}
+
+/// When a timer that calls ``EventLog/releaseMappedPages()`` should call it: on a tick when events were
+/// committed since the last trim (appends touch the map the most), or once `ticksPerIdleTrim` ticks have gone
+/// by without one (queries touch it too).
+public final class MapTrimSchedule: Sendable {
+    private let ticksPerIdleTrim: Int
+    /// The committer's event count at the last trim, and the ticks since.
+    private let last = Mutex((events: UInt64(0), ticks: 0))
+
+    public init(ticksPerIdleTrim: Int) {
+        self.ticksPerIdleTrim = ticksPerIdleTrim
+    }
+
+    /// One tick, with the committer's event count now.
+    public func isDue(events: UInt64) -> Bool {
+        last.withLock { last in
+            last.ticks += 1
+            guard events != last.events || last.ticks >= ticksPerIdleTrim else { return false }
+            last = (events, 0)
+            return true
+        }
     }
 }

@@ -1,4 +1,5 @@
 import Foundation
+import IncidentLog
 import StrictJSON
 import Testing
 
@@ -119,5 +120,17 @@ struct ReliabilityStorageTests {
             residentLogMapBytes(of: daemon.pid) < 256 << 10
         }
         #expect(daemon.stop() == 0)
+    }
+
+    @Test("the map trimmer trims on each tick that follows commits, and otherwise once every ticksPerIdleTrim ticks")
+    func mapTrimSchedule() {
+        let schedule = MapTrimSchedule(ticksPerIdleTrim: 10)
+        #expect((1...9).map { _ in schedule.isDue(events: 0) } == Array(repeating: false, count: 9))
+        #expect(schedule.isDue(events: 0), "the tenth idle tick trims")
+        #expect(schedule.isDue(events: 250), "a tick after a commit trims")
+        #expect(schedule.isDue(events: 500))
+        #expect(!schedule.isDue(events: 500), "nothing committed since the last trim")
+        #expect((1...8).map { _ in schedule.isDue(events: 500) } == Array(repeating: false, count: 8))
+        #expect(schedule.isDue(events: 500), "ten ticks since the last trim")
     }
 }

@@ -102,7 +102,7 @@ extension EventLog {
             // Every 64 blocks (about 300 MB of log), what has been read is let go of, not kept mapped: a fold of
             // the whole log otherwise ends with all of it resident in this process (1.9 GB at 1M events).
             blocksFolded += 1
-            if blocksFolded % 64 == 0 { releaseMappedPagesInTransaction() }
+            if blocksFolded % 64 == 0 { releaseMappedPages() }
         }
         return (lastPosition, count, entry == nil && !passedUntil && !stopped)
     }

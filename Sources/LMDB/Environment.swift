@@ -5,6 +5,7 @@ import Musl
 #elseif canImport(Darwin)
 import Darwin
 #endif
+import Synchronization
 
 /// An LMDB environment: one memory-mapped data file holding up to
 /// ``EnvironmentOptions/maxDatabases`` named databases, shared by threads
@@ -39,7 +40,8 @@ import Darwin
 ///   every map-reading call holds the same lock shared (see `TransactionGate`).
 /// * `mdb_dbi_open`, which must not run in concurrent transactions, runs
 ///   under the gate's writer mutex.
-/// * All stored properties are immutable after `init`.
+/// * All stored properties are immutable after `init`, but for what `mappedRanges` holds, which only its
+///   `Mutex` reads and writes.
 public final class Environment: @unchecked Sendable {
     /// The directory holding `data.mdb` and `lock.mdb`.
     public let directory: String
@@ -52,6 +54,9 @@ public final class Environment: @unchecked Sendable {
 
     /// Locks guarding transactions against remapping, and serializing writers.
     private let gate: TransactionGate
+    /// Where this process maps `data.mdb`, once ``releaseMappedPages()`` has looked it up; cleared whenever the
+    /// file is mapped anew.
+    private let mappedRanges = Mutex<[(start: UInt, length: Int)]?>(nil)
 
     /// Set by write operations that fail with `MDB_MAP_FULL` during the
     /// current `write` (guarded by the gate's writer mutex), so a body that
@@ -267,7 +272,7 @@ public final class Environment: @unchecked Sendable {
                 gate.leaveShared()
                 if error.isMapResized && !nested && remapsLeft > 0 {
                     remapsLeft -= 1
-                    try gate.withExclusive { () throws(LMDBError) in try lmdb_env_set_mapsize(handle, 0) }
+                    try gate.withExclusive { () throws(LMDBError) in try remap(size: 0) }
                     continue
                 }
                 if error.isReadersFull && !readerChecked {
@@ -295,9 +300,16 @@ public final class Environment: @unchecked Sendable {
             var target = current > ceiling / 2 ? ceiling : current * 2
             target = min((target + page - 1) / page * page, ceiling)
             guard target > current else { return false }
-            try lmdb_env_set_mapsize(handle, target)
+            try remap(size: target)
             return true
         }
+    }
+
+    /// `mdb_env_set_mapsize` on the open environment, which maps the file anew, perhaps elsewhere. Runs under
+    /// the gate's exclusive lock.
+    private func remap(size: Int) throws(LMDBError) {
+        mappedRanges.withLock { $0 = nil }
+        try lmdb_env_set_mapsize(handle, size)
     }
 
     private func refuseNestedWriter(function: String) throws(LMDBError) {
@@ -331,6 +343,67 @@ public final class Environment: @unchecked Sendable {
                 ?? EnvironmentInfo(mapSize: 0, lastPageNumber: 0, lastTransactionID: 0,
                                    maxReaders: 0, readersUsed: 0, pageSize: 0)
         }
+    }
+
+    /// Lets go of this process's mapping of every page of the map it has read (`madvise(MADV_DONTNEED)` over
+    /// `me_mapaddr` and `me_mapsize`), and returns the bytes of address space covered.
+    ///
+    /// Every page a transaction reads stays mapped until then, and counts as this process's resident memory
+    /// (as private memory, while no other process maps it). The map is a shared file mapping, so nothing is
+    /// lost: the pages stay in the page cache, and the next read of one maps it again with a minor fault. Safe
+    /// alongside running transactions, and inside one: the map cannot move meanwhile, since it is remapped only
+    /// under the exclusive side of the gate.
+    @discardableResult
+    public func releaseMappedPages() -> Int {
+        #if os(Linux)
+        gate.withShared { () -> Int in
+            let ranges = mappedRanges.withLock { cached in
+                if cached == nil { cached = ownMapping() }
+                return cached ?? []
+            }
+            var released = 0
+            for range in ranges {
+                guard let address = UnsafeMutableRawPointer(bitPattern: range.start),
+                    madvise(address, range.length, MADV_DONTNEED) == 0
+                else { continue }
+                released += range.length
+            }
+            return released
+        }
+        #else
+        return 0
+        #endif
+    }
+
+    /// The address range of this environment's map, as `/proc/self/maps` lists it: the mapping of `data.mdb`
+    /// that holds a record of the main database (another environment of this process on the same file maps it
+    /// elsewhere, and may remap it without this one knowing). `nil` while the main database is empty.
+    private func ownMapping() -> [(start: UInt, length: Int)]? {
+        let mainDatabase = Database(rawValue: 1)  // MAIN_DBI
+        guard let probe = try? read({ txn in try txn.cursor(mainDatabase).first().map { UInt(bitPattern: $0.key.baseAddress) } })
+        else { return nil }
+        let own = Self.mappings(of: directory + "/data.mdb").filter { probe >= $0.start && probe - $0.start < UInt($0.length) }
+        return own.isEmpty ? nil : own
+    }
+
+    /// The address ranges at which this process maps `path`, as `/proc/self/maps` lists them.
+    private static func mappings(of path: String) -> [(start: UInt, length: Int)] {
+        var resolved = [CChar](repeating: 0, count: Int(PATH_MAX) + 1)
+        guard realpath(path, &resolved) != nil, let file = fopen("/proc/self/maps", "r") else { return [] }
+        defer { fclose(file) }
+        let suffix = " " + String(decoding: resolved.prefix(while: { $0 != 0 }).map { UInt8(bitPattern: $0) }, as: UTF8.self)
+        var ranges: [(start: UInt, length: Int)] = []
+        var line = [CChar](repeating: 0, count: 4096)
+        while fgets(&line, Int32(line.count), file) != nil {
+            var text = String(decoding: line.prefix(while: { $0 != 0 }).map { UInt8(bitPattern: $0) }, as: UTF8.self)
+            if text.hasSuffix("\n") { text.removeLast() }
+            guard text.hasSuffix(suffix) else { continue }
+            let bounds = text.prefix(while: { $0 != " " }).split(separator: "-")
+            guard bounds.count == 2, let start = UInt(bounds[0], radix: 16), let end = UInt(bounds[1], radix: 16), end > start
+            else { continue }
+            ranges.append((start, Int(end - start)))
+        }
+        return ranges
     }
 
     /// The largest key size LMDB accepts, in bytes (511 by default).

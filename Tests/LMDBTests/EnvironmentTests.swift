@@ -240,4 +240,67 @@ struct EnvironmentTests {
             #expect(try reader.readerCheck() >= 0)
         }
     }
+
+    @Test("releaseMappedPages lets go of the pages reads mapped, inside a read too, and reads go on")
+    func releaseMappedPages() throws {
+        try withTemporaryDirectory { dir in
+            // A map smaller than what is written: the first release finds the mapping, the growth maps the file
+            // anew elsewhere, and the later ones must find it there.
+            var options = EnvironmentOptions()
+            options.initialMapSize = 1 << 20
+            options.maxMapSize = 64 << 20
+            let env = try Environment(directory: dir, options: options)
+            let db = try env.openDatabase(nil, create: false)
+            #expect(env.releaseMappedPages() == 0, "nothing to find the map by yet")
+            try env.write { txn in try txn.put(db, key: UInt64(0), value: [1]) }
+            #expect(env.releaseMappedPages() == 1 << 20)
+            let value = [UInt8](repeating: 0x5A, count: 1_000)
+            try env.write { txn in
+                for n in UInt64(1)...4_000 { try txn.put(db, key: n, value: value, flags: .append) }
+            }
+            func readAll() throws -> Int {
+                try env.read { txn in
+                    var bytes = 0
+                    try txn.forEach(db) { _, value in
+                        bytes += value.count
+                        return true
+                    }
+                    return bytes
+                }
+            }
+            #expect(try readAll() == 4_000_001)
+            let mapped = residentMapBytes(dir + "/data.mdb")
+            #expect(mapped >= 3_000_000, "reading 4 MB mapped only \(mapped) bytes")
+            #expect(env.releaseMappedPages() >= 4_000_000)
+            #expect(residentMapBytes(dir + "/data.mdb") < mapped / 8)
+            #expect(try readAll() == 4_000_001)
+            let released = try env.read { txn in
+                _ = try txn.get(db, key: UInt64(7))
+                return env.releaseMappedPages()
+            }
+            #expect(released > 0)
+            #expect(try readAll() == 4_000_001)
+        }
+    }
+}
+
+/// The bytes of this process's mapping of `path` that are resident (`Rss` in /proc/self/smaps).
+func residentMapBytes(_ path: String) -> Int {
+    guard let file = fopen("/proc/self/smaps", "r") else { return 0 }
+    defer { fclose(file) }
+    let resolved = URL(fileURLWithPath: path).resolvingSymlinksInPath().path
+    var line = [CChar](repeating: 0, count: 4096)
+    var inMap = false
+    var total = 0
+    while fgets(&line, Int32(line.count), file) != nil {
+        let text = String(decoding: line.prefix(while: { $0 != 0 }).map { UInt8(bitPattern: $0) }, as: UTF8.self)
+            .trimmingCharacters(in: .newlines)
+        guard let field = text.split(separator: " ").first else { continue }
+        if !field.hasSuffix(":") {
+            inMap = text.hasSuffix(path) || text.hasSuffix(resolved)
+        } else if inMap && field == "Rss:" {
+            total += (text.split(separator: " ").compactMap { Int($0) }.first ?? 0) * 1024
+        }
+    }
+    return total
 }

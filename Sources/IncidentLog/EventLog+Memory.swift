@@ -2,14 +2,9 @@ import LMDB
 import Synchronization
 
 extension EventLog {
-    /// Lets go of the pages of the memory-mapped log that this process has touched
-    /// (``Environment/releaseMappedPages()``): LMDB reads the log through a shared, read-only file mapping, and
-    /// every page a transaction reads stays mapped, and counts as this process's resident (and "private", since
-    /// no other process maps it) memory, until the whole index has been counted. Dropping the mappings costs
-    /// nothing to the data (the pages stay in the page cache; the next read maps them again with a minor
-    /// fault), and keeps the daemon's footprint to what it touched since the last call. May be called inside a
-    /// transaction: a fold over the whole log calls it as it goes, so that what it has read does not stay
-    /// mapped. Returns the bytes of mapping it covered.
+    /// Lets go of the pages of the log this process has read (``Environment/releaseMappedPages()``), so that
+    /// its footprint is what it touched since the last call, not all of the log it ever read. May be called
+    /// inside a transaction: a fold over the whole log calls it as it goes. Returns the bytes of mapping covered.
     @discardableResult
     public func releaseMappedPages() -> Int {
         environment.releaseMappedPages()

@@ -346,7 +346,8 @@ public final class Environment: @unchecked Sendable {
     }
 
     /// Lets go of this process's mapping of every page of the map it has read (`madvise(MADV_DONTNEED)` over
-    /// `me_mapaddr` and `me_mapsize`), and returns the bytes of address space covered.
+    /// the mapping of `data.mdb`, looked up in `/proc/self/maps` the first time and again after each remap),
+    /// and returns the bytes of address space covered; 0 elsewhere than on Linux.
     ///
     /// Every page a transaction reads stays mapped until then, and counts as this process's resident memory
     /// (as private memory, while no other process maps it). The map is a shared file mapping, so nothing is

@@ -268,4 +268,3 @@ struct Incidentd: ParsableCommand {
         return timer
     }
 }
-

@@ -36,12 +36,8 @@ extension EventLog {
             if let incident = filter.incident {
                 guard let raw = try txn.get(db.incidents, key: Array(incident.utf8)) else { return (result, next) }
                 let start = try IncidentState(encoded: raw).firstPosition
-                var version: Int64 = 1
-                while result.count < limit,
-                    let rawPosition = try txn.get(db.streams, key: Keys.stream(start: start, version: version)),
-                    let position = Keys.readPosition(rawPosition)
-                {
-                    version += 1
+                for position in try streamPositions(startingAt: start, txn) {
+                    if result.count >= limit { break }
                     guard position >= next, let raw = try txn.get(db.events, key: Keys.position(position)) else { continue }
                     let document = try EventLog.eventDocument(raw)
                     if let type = filter.type, document["type"]?.stringValue != type.rawValue { continue }
@@ -81,6 +77,19 @@ extension EventLog {
         }
     }
 
+    /// The positions of an incident's events, in version order: the entries of `incident-streams` under the
+    /// position of its report.
+    private func streamPositions(startingAt start: UInt64, _ txn: borrowing ReadTransaction) throws -> [UInt64] {
+        var positions: [UInt64] = []
+        let cursor = try txn.cursor(db.streams)
+        var entry = try cursor.seek(atOrAfter: Keys.stream(start: start, version: 1))
+        while let (key, value) = entry, key.count == 16, Keys.readPosition(key) == start, let position = Keys.readPosition(value) {
+            positions.append(position)
+            entry = try cursor.next()
+        }
+        return positions
+    }
+
     /// One incident: its projection, the report, its responses in order and its outcome history.
     public func incidentDocument(_ id: String) throws -> JSONValue? {
         try environment.read { txn in
@@ -92,11 +101,7 @@ extension EventLog {
             // The report as reported and as corrected by the outcomes since, folded as the projection did.
             var report: ReportData?
             var current: ReportData?
-            var version: Int64 = 1
-            while let rawPosition = try txn.get(db.streams, key: Keys.stream(start: state.firstPosition, version: version)),
-                let position = Keys.readPosition(rawPosition)
-            {
-                version += 1
+            for position in try streamPositions(startingAt: state.firstPosition, txn) {
                 guard let rawEvent = try txn.get(db.events, key: Keys.position(position)) else {
                     throw LogError(.corrupt, "event \(position) of incident \(id) is missing")
                 }

@@ -75,6 +75,9 @@ struct IncidentBench: ParsableCommand {
         valueName: "n"))
     var rebuildChunk: Int?
 
+    @Flag(help: "Measure only the group committer, in this process, on a log in --work-dir: --events appends over --passes passes, 16 × --window in flight as 16 connections would keep them, and the writer thread's CPU per append (its schedstat). The ceiling of the one serial stage, and a way to compare two versions of the append path.")
+    var commitOnly = false
+
     @Option(help: ArgumentHelp(
         "Profile with perf: the daemon during the 16-connection phase (append.txt) and the rebuild (rebuild.txt), with their perf.data, into this directory.",
         valueName: "dir"))
@@ -89,6 +92,23 @@ struct IncidentBench: ParsableCommand {
                 incidentsPerCommit: max(1, incidentsPerCommit ?? EventLog.rebuildIncidentsPerCommit))
             let seconds = Double(monotonicNanos() - start) / 1e9
             print("rebuilt projections from \(folded) events in \(String(format: "%.3f", seconds)) s: \(Int(Double(folded) / seconds)) events/s")
+            return
+        }
+        if commitOnly {
+            guard let keyMode = EventFactory.Keys(rawValue: keys) else {
+                throw BenchError("--keys: one of \(EventFactory.Keys.allCases.map(\.rawValue).joined(separator: ", "))")
+            }
+            let bench = CommitBench(events: events, window: window * 16, passes: passes, workDir: workDir, keys: keyMode)
+            let results = try bench.run()
+            for (i, pass) in results.enumerated() {
+                print(String(
+                    format: "commit only, pass %d: %d appends, %.0f appends/s, writer %.2f µs/append, %.0f appends/commit, %@",
+                    i + 1, pass.appends, pass.perSecond, pass.writerMicrosPerAppend,
+                    Double(pass.appends) / Double(max(pass.commits, 1)),
+                    pass.kibPerAppend.map { String(format: "%.1f KiB to the disk/append", $0) } ?? "no disk (tmpfs)"))
+            }
+            let writer = results.map(\.writerMicrosPerAppend).sorted()
+            print(String(format: "commit only: writer %.2f µs/append (median of %d passes)", writer[writer.count / 2], writer.count))
             return
         }
         if smoke {
@@ -165,10 +185,10 @@ struct IncidentBench: ParsableCommand {
             let client = try SimpleClient(path: daemon.socketPath)
             _ = try client.runSequential(scripts("w", connections: 1, total: warmup)[0])
             let script = scripts("s", connections: 1, total: sequential)[0]
-            let before = PhaseProbe(pid: daemon.pid, socketPath: daemon.socketPath)
+            let before = PhaseProbe(daemon)
             var result = try client.runSequential(script)
             result.diagnostics = PhaseDiagnostics(
-                from: before, to: PhaseProbe(pid: daemon.pid, socketPath: daemon.socketPath), appends: sequential)
+                from: before, to: PhaseProbe(daemon), appends: sequential)
             try check(result, "one at a time")
             report.sequential = result
             appended += warmup + sequential
@@ -178,11 +198,11 @@ struct IncidentBench: ParsableCommand {
         for (connections, total) in [(1, single), (16, sixteen), (64, sixtyFour)] {
             let load = try PipelinedLoad(socketPath: daemon.socketPath, scripts: scripts("p\(connections)x", connections: connections, total: total), window: window)
             let recorder = try profile.flatMap { connections == 16 ? try PerfRecorder(pid: daemon.pid, directory: $0, name: "append") : nil }
-            let before = PhaseProbe(pid: daemon.pid, socketPath: daemon.socketPath)
+            let before = PhaseProbe(daemon)
             var result = try load.run()
             if let recorder { progress("profile of the append path: \(recorder.stop())") }
             result.diagnostics = PhaseDiagnostics(
-                from: before, to: PhaseProbe(pid: daemon.pid, socketPath: daemon.socketPath), appends: total)
+                from: before, to: PhaseProbe(daemon), appends: total)
             try check(result, "\(connections) connections")
             report.throughput[connections] = result
             appended += total
@@ -207,12 +227,12 @@ struct IncidentBench: ParsableCommand {
             let plan = scripts("f\(paced ? "p" : "b")\(realtime ? "r" : "")", connections: 16, total: share)
             let prober = CityProber(socketPath: daemon.socketPath, paced: paced)
             let load = try PipelinedLoad(socketPath: daemon.socketPath, scripts: plan, window: window)
-            let before = PhaseProbe(pid: daemon.pid, socketPath: daemon.socketPath)
+            let before = PhaseProbe(daemon)
             prober.start()
             var result = try load.run()
             let (cityLatency, cityError) = prober.stop()
             result.diagnostics = PhaseDiagnostics(
-                from: before, to: PhaseProbe(pid: daemon.pid, socketPath: daemon.socketPath), appends: share)
+                from: before, to: PhaseProbe(daemon), appends: share)
             try check(result, "fill")
             if let cityError { throw BenchError("city query failed: \(cityError)") }
             if realtime {

@@ -213,8 +213,13 @@ struct PhaseProbe {
     var threads: [String: Double] = [:]
     var commits: Int64 = 0
     var committedEvents: Int64 = 0
-    /// `write_bytes` of /proc/PID/io: what the daemon sent to the disk.
+    /// `write_bytes` of /proc/PID/io: what the kernel counts the daemon as having dirtied. With large folios
+    /// (ext4 on Linux 6.16 and later) it counts each folio a write touches in full, several times what goes to
+    /// the disk.
     var diskBytes: Int64 = 0
+    /// Bytes written to the block device the data directory is on, by every process (nil on tmpfs): on an
+    /// otherwise idle machine, what the daemon's commits sent to the disk.
+    var deviceBytes: Int64?
     var ioStallMicros: Int64 = 0
     var cpuStallMicros: Int64 = 0
     /// CPU seconds of this process: the load generator (and the `city` prober).
@@ -223,7 +228,13 @@ struct PhaseProbe {
     /// the hypervisor.
     var machineTicks: (total: Double, busy: Double, steal: Double) = (0, 0, 0)
 
-    init(pid: Int32, socketPath: String) {
+    /// A probe of `daemon`.
+    init(_ daemon: DaemonProcess) {
+        self.init(pid: daemon.pid, socketPath: daemon.socketPath, dataDir: daemon.dataDir)
+    }
+
+    init(pid: Int32, socketPath: String, dataDir: String? = nil) {
+        deviceBytes = dataDir.flatMap(BlockDevice.init(holding:))?.bytesWritten()
         if let me = ProcStat(path: "/proc/self/stat") { loadGeneratorSeconds = me.userSeconds + me.systemSeconds }
         machineTicks = PhaseProbe.machineTicks()
         if let daemon = ProcStat(path: "/proc/\(pid)/stat") {
@@ -281,8 +292,10 @@ struct PhaseDiagnostics {
     var threadMicrosPerAppend: [String: Double]
     /// Appends per group commit.
     var appendsPerCommit: Double
-    /// Bytes written to the disk per append.
+    /// Bytes dirtied per append, as /proc/PID/io counts them.
     var diskBytesPerAppend: Double
+    /// Bytes the disk received per append (nil on tmpfs).
+    var deviceBytesPerAppend: Double?
     /// Share of the phase in which some task on the machine waited for I/O, and for a CPU.
     var ioPressure: Double
     var cpuPressure: Double
@@ -306,6 +319,9 @@ struct PhaseDiagnostics {
         }
         appendsPerCommit = Double(b.committedEvents - a.committedEvents) / Double(max(b.commits - a.commits, 1))
         diskBytesPerAppend = Double(b.diskBytes - a.diskBytes) / Double(max(appends, 1))
+        if let before = a.deviceBytes, let after = b.deviceBytes {
+            deviceBytesPerAppend = Double(after - before) / Double(max(appends, 1))
+        }
         ioPressure = Double(b.ioStallMicros - a.ioStallMicros) / elapsed
         cpuPressure = Double(b.cpuStallMicros - a.cpuStallMicros) / elapsed
     }
@@ -314,8 +330,36 @@ struct PhaseDiagnostics {
         let busiest = threadMicrosPerAppend.filter { $0.value >= 0.5 }.sorted { $0.value > $1.value }
             .map { String(format: "%@ %.1f", $0.key, $0.value) }.joined(separator: ", ")
         return String(
-            format: "daemon CPU %.1f µs/append (kernel %.1f; %@), load generator %.1f µs/append, %.0f appends/commit, %.1f KiB dirtied/append, machine CPUs %.0f%% busy (%.0f%% stolen), I/O pressure %.0f%%, CPU pressure %.0f%%",
+            format: "daemon CPU %.1f µs/append (kernel %.1f; %@), load generator %.1f µs/append, %.0f appends/commit, %@ KiB to the disk/append (%.1f KiB dirtied as /proc/PID/io counts it), machine CPUs %.0f%% busy (%.0f%% stolen), I/O pressure %.0f%%, CPU pressure %.0f%%",
             cpuMicrosPerAppend, systemMicrosPerAppend, busiest, loadGeneratorMicrosPerAppend, appendsPerCommit,
-            diskBytesPerAppend / 1024, 100 * machineBusy, 100 * machineSteal, 100 * ioPressure, 100 * cpuPressure)
+            deviceBytesPerAppend.map { String(format: "%.1f", $0 / 1024) } ?? "no disk:", diskBytesPerAppend / 1024,
+            100 * machineBusy, 100 * machineSteal, 100 * ioPressure, 100 * cpuPressure)
+    }
+}
+
+/// The block device a directory is on, as sysfs shows it.
+struct BlockDevice {
+    /// `/sys/dev/block/MAJOR:MINOR/stat`.
+    let statPath: String
+
+    /// The device `path` is on; nil when it is on none (tmpfs) or sysfs does not show it.
+    init?(holding path: String) {
+        var info = stat()
+        guard stat(path, &info) == 0 else { return nil }
+        let dev = UInt64(info.st_dev)
+        // glibc's encoding of dev_t (`gnu_dev_major`, `gnu_dev_minor`, which Swift does not import).
+        let major = ((dev >> 8) & 0xFFF) | ((dev >> 32) & ~UInt64(0xFFF))
+        let minor = (dev & 0xFF) | ((dev >> 12) & ~UInt64(0xFF))
+        let statPath = "/sys/dev/block/\(major):\(minor)/stat"
+        guard major != 0, FileManager.default.fileExists(atPath: statPath) else { return nil }
+        self.statPath = statPath
+    }
+
+    /// The seventh field of `stat`: 512-byte sectors written, by every process.
+    func bytesWritten() -> Int64? {
+        guard let text = try? String(contentsOfFile: statPath, encoding: .utf8) else { return nil }
+        let fields = text.split(separator: " ")
+        guard fields.count > 6, let sectors = Int64(fields[6]) else { return nil }
+        return sectors * 512
     }
 }

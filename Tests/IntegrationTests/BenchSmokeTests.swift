@@ -30,3 +30,19 @@ struct BenchSmokeTests {
         #expect(ranges == 3, "expected the rebuild, replay and verify rows with their range over 3 passes in:\n\(result.stdout)")
     }
 }
+
+@Suite("Committer-only bench smoke run")
+struct CommitBenchSmokeTests {
+    @Test("incidentbench --commit-only appends every event through the group committer and reports the writer's CPU")
+    func commitOnlyRun() throws {
+        let bench = Binaries.directory + "/incidentbench"
+        try #require(FileManager.default.isExecutableFile(atPath: bench), "no incidentbench in \(Binaries.directory)")
+        let result = try runCommand(bench, ["--commit-only", "--events", "2000", "--passes", "2"])
+        #expect(result.status == 0, "incidentbench failed: \(result.stderr)\(result.stdout)")
+        let passes = result.stdout.split(separator: "\n").filter { $0.hasPrefix("commit only, pass ") }
+        #expect(passes.count == 2, "expected two passes in:\n\(result.stdout)")
+        #expect(passes.allSatisfy { $0.contains("1000 appends") }, "each pass appends half:\n\(result.stdout)")
+        #expect(result.stdout.contains("commit only: writer "), "no summary line in:\n\(result.stdout)")
+        #expect(!result.stdout.contains("writer 0.00 µs"), "the writer thread's CPU was not read:\n\(result.stdout)")
+    }
+}

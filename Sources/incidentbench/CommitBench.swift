@@ -7,10 +7,10 @@ import StrictJSON
 import Synchronization
 
 /// `incidentbench --commit-only`: the group committer alone, in this process, on a log of its own, with no
-/// socket, event loop or intake in the way. The appends of the 16-connection phase are decoded beforehand; the
-/// committer is kept `window` appends ahead; what is measured is the writer thread's own CPU time per append,
-/// from `/proc/self/task/TID/schedstat` (nanoseconds the thread ran), which moves far less between runs than
-/// the daemon's throughput. For comparing two versions of the append path.
+/// socket, event loop or intake in the way. Appends like the 16-connection phase's are decoded beforehand, and
+/// the committer is kept `window` appends ahead. What is measured is the writer thread's own CPU time per append,
+/// from `/proc/self/task/TID/schedstat` (nanoseconds the thread ran, kernel time included), and what the disk
+/// received. The ceiling of the one serial stage, and a way to compare two versions of the append path.
 struct CommitBench {
     let events: Int
     let window: Int
@@ -18,7 +18,7 @@ struct CommitBench {
     let workDir: String
     let keys: EventFactory.Keys
 
-    /// One pass: `count` appends.
+    /// What one pass measured.
     struct Pass {
         var appends: Int
         var seconds: Double
@@ -93,9 +93,11 @@ struct CommitBench {
             done.wait()
             let seconds = Double(monotonicNanos() - start) / 1e9
             if let failure = failures.withLock({ $0.first }) { throw BenchError("an append was refused: \(failure)") }
+            let deviceAfter = device?.bytesWritten()
             passes.append(Pass(
                 appends: perPass, seconds: seconds, writerNanos: Self.runNanos(writer) - writerBefore,
-                commits: committer.statistics.commits - commitsBefore, deviceBytes: deviceBefore.flatMap { before in device?.bytesWritten().map { $0 - before } }))
+                commits: committer.statistics.commits - commitsBefore,
+                deviceBytes: deviceBefore.flatMap { before in deviceAfter.map { $0 - before } }))
         }
         let appended = passes.reduce(0) { $0 + $1.appends }
         let position = try log.status().position

@@ -330,10 +330,10 @@ struct PhaseDiagnostics {
         let busiest = threadMicrosPerAppend.filter { $0.value >= 0.5 }.sorted { $0.value > $1.value }
             .map { String(format: "%@ %.1f", $0.key, $0.value) }.joined(separator: ", ")
         return String(
-            format: "daemon CPU %.1f µs/append (kernel %.1f; %@), load generator %.1f µs/append, %.0f appends/commit, %@ KiB to the disk/append (%.1f KiB dirtied as /proc/PID/io counts it), machine CPUs %.0f%% busy (%.0f%% stolen), I/O pressure %.0f%%, CPU pressure %.0f%%",
+            format: "daemon CPU %.1f µs/append (kernel %.1f; %@), load generator %.1f µs/append, %.0f appends/commit, %@ (%.1f KiB dirtied as /proc/PID/io counts it), machine CPUs %.0f%% busy (%.0f%% stolen), I/O pressure %.0f%%, CPU pressure %.0f%%",
             cpuMicrosPerAppend, systemMicrosPerAppend, busiest, loadGeneratorMicrosPerAppend, appendsPerCommit,
-            deviceBytesPerAppend.map { String(format: "%.1f", $0 / 1024) } ?? "no disk:", diskBytesPerAppend / 1024,
-            100 * machineBusy, 100 * machineSteal, 100 * ioPressure, 100 * cpuPressure)
+            deviceBytesPerAppend.map { String(format: "%.1f KiB to the disk/append", $0 / 1024) } ?? "no disk",
+            diskBytesPerAppend / 1024, 100 * machineBusy, 100 * machineSteal, 100 * ioPressure, 100 * cpuPressure)
     }
 }
 

@@ -214,8 +214,8 @@ struct PhaseProbe {
     var commits: Int64 = 0
     var committedEvents: Int64 = 0
     /// `write_bytes` of /proc/PID/io: what the kernel counts the daemon as having dirtied. With large folios
-    /// (ext4 on Linux 6.16 and later) it counts each folio a write touches in full, several times what goes to
-    /// the disk.
+    /// (ext4 on Linux 6.16 and later) it seems to count each folio a write touches in full: several times what
+    /// goes to the disk.
     var diskBytes: Int64 = 0
     /// Bytes written to the block device the data directory is on, by every process (nil on tmpfs): on an
     /// otherwise idle machine, what the daemon's commits sent to the disk.

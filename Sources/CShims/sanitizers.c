@@ -24,7 +24,13 @@ const char *__tsan_default_suppressions(void) {
            "race:13AnswerMailboxC*7pending_Sb9scheduledt*XEfU\n"
            "race:15RequestExecutorC7mailbox3for*zYuYTXEfU\n"
            "race:13GazetteerMemoC7resolve*zYuYTXEfU\n"
-           "race:12AppendIntakeC*5State*zYuYTXEfU\n";
+           "race:12AppendIntakeC*5State*zYuYTXEfU\n"
+           "race:05EventB0C12cityDocument2id*zYuYTXEfU\n"
+           "race:05EventB0C17loadCityDocuments*zYuYTXEfU\n"
+           "race:05EventB0C6commit_15committedCities*SDySSSays5UInt8VGGzYuYTXEfU\n"
+           "race:05EventB0C6verify7stretch*zYuYTXEfU\n"
+           "race:12AppendIntakeC7recycle*zYuYTXEfU\n"
+           "race:12AppendIntakeC12freeAnswered*zYuYTXEfU\n";
 }
 #endif
 #endif

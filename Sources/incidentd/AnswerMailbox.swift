@@ -28,9 +28,6 @@ final class AnswerMailbox: Sendable {
         let id: JSONValue
         let count: Int
         let result: Result<AppendReceipt, AppendFailure>
-        /// Kept so that it is freed here, on the loop, after the answer is written, rather than on the writer
-        /// thread, the one serial stage.
-        let request: AppendRequest
     }
 
     let eventLoop: any EventLoop

@@ -39,6 +39,10 @@ final class AppendIntake: Sendable {
 
     private let executor: RequestExecutor
     private let state = Mutex(State())
+    /// Requests the writer has answered, to be freed on this thread: freeing one (a dozen strings and arrays
+    /// an event) is work neither the writer, the one serial stage, nor an event loop, which a query may be
+    /// waiting on, should do. This thread made them, so while it waits for a core, it makes no new ones either.
+    private let answered = Mutex<[AppendRequest]>([])
     private let wakeup = DispatchSemaphore(value: 0)
     private let exited = DispatchSemaphore(value: 0)
 
@@ -113,6 +117,7 @@ final class AppendIntake: Sendable {
                     exited.signal()
                     return
                 }
+                freeAnswered()
                 if items.isEmpty { break }
                 for item in items {
                     courtesy.pass()
@@ -120,6 +125,21 @@ final class AppendIntake: Sendable {
                 }
             }
         }
+    }
+
+    /// Takes back a request the writer has answered; the first one since this thread last freed them wakes it.
+    private func recycle(_ request: AppendRequest) {
+        let first = answered.withLock { answered -> Bool in
+            answered.append(request)
+            return answered.count == 1
+        }
+        if first { wakeup.signal() }
+    }
+
+    private func freeAnswered() {
+        var requests: [AppendRequest] = []
+        answered.withLock { swap(&requests, &$0) }
+        // `requests` is freed here, when it goes out of scope.
     }
 
     /// Carries out one line: the fast path for a plain append, the general path for any other append or error,
@@ -130,9 +150,9 @@ final class AppendIntake: Sendable {
         let target = item.target
         let sequence = item.sequence
         let submitted = item.line.readableBytesView.withUnsafeBytes { bytes in
-            executor.fastAppend(bytes, peer: item.peer, role: item.role) { id, count, result, request in
-                mailbox.post(AnswerMailbox.Delivery(
-                    target: target, sequence: sequence, id: id, count: count, result: result, request: request))
+            executor.fastAppend(bytes, peer: item.peer, role: item.role) { [self] id, count, result, request in
+                mailbox.post(AnswerMailbox.Delivery(target: target, sequence: sequence, id: id, count: count, result: result))
+                recycle(request)
             }
         }
         if submitted { return }

@@ -17,8 +17,9 @@ public final class GroupCommitter: Sendable {
     }
 
     public typealias Completion = @Sendable (Result<AppendReceipt, AppendFailure>) -> Void
-    /// A completion that is also handed the request back, so that the caller frees it on its own thread (the
-    /// daemon: the connection's event loop) rather than on the writer thread, the one serial stage.
+    /// A completion that is also handed the request back, so that the caller frees it on a thread of its own
+    /// choosing (the daemon: the intake thread, which made it) rather than on the writer thread, the one serial
+    /// stage.
     public typealias HandOff = @Sendable (Result<AppendReceipt, AppendFailure>, AppendRequest) -> Void
 
     private struct Pending: Sendable {

@@ -279,6 +279,20 @@ struct ErrorCodeTests {
         try client.write(Array(#"{"id":"crlf","op":"status"}"#.utf8) + [0x0D, 0x0A])
         #expect(try client.receive()["id"] == "crlf")
         #expect(try client.headPosition() == 0, "nothing was stored")
+        // Appends written in pieces of 97 bytes, two lines sharing a piece and the newline of one alone in its
+        // own write: each is one request, answered once and stored once.
+        let pieces: JSONValue = ["id": "pieces", "op": "append", "events": [Wire.report(incident: "kupiansk-2022-03-05-pieces")]]
+        let second: JSONValue = ["id": "second", "op": "append", "events": [Wire.report(incident: "kupiansk-2022-03-05-second")]]
+        let bytes = pieces.canonicalBytes() + [0x0A] + second.canonicalBytes()
+        for start in stride(from: 0, to: bytes.count, by: 97) {
+            try client.write(Array(bytes[start..<min(start + 97, bytes.count)]))
+        }
+        try client.write([0x0A])
+        let first = try client.receive()
+        #expect(first.isOK && first["id"] == "pieces", "\(first)")
+        let next = try client.receive()
+        #expect(next.isOK && next["id"] == "second", "\(next)")
+        #expect(try client.headPosition() == 2, "both stored, once each")
     }
 
     @Test("line_too_long under a configured daemon.max_line_bytes; the same connection and others keep serving")

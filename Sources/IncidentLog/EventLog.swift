@@ -138,7 +138,7 @@ public final class EventLog: Sendable {
         case nil, EventLog.formatTag?: break
         case EventLog.format1Tag?: try upgradeFromFormat1()
         case let other?:
-            throw LogError(.notALog, "\(options.directory) holds log format \(other), this daemon reads \(EventLog.formatTag)")
+            throw EventLog.unknownFormat(other, directory: options.directory)
         }
         let (head, projected) = try environment.read { txn in
             (try Head.read(txn, db).position, try projectionMark(txn))
@@ -160,7 +160,12 @@ public final class EventLog: Sendable {
                 .notALog,
                 "\(directory) holds log format \(found); start incidentd on it once to upgrade it to \(formatTag), then read it again")
         }
-        throw LogError(.notALog, "\(directory) holds log format \(found), this version reads \(formatTag)")
+        throw unknownFormat(found, directory: directory)
+    }
+
+    /// A log of a format this version neither reads nor upgrades.
+    private static func unknownFormat(_ found: String, directory: String) -> LogError {
+        LogError(.notALog, "\(directory) holds log format \(found), this version reads \(formatTag)")
     }
 
     private func projectionMark(_ txn: borrowing ReadTransaction) throws -> (UInt64, UInt64) {

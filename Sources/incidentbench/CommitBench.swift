@@ -109,14 +109,9 @@ struct CommitBench {
 
     private var passesCount: Int { max(1, passes) }
 
-    /// The `/proc/self/task/TID` directory of this process's thread called `name`.
+    /// The `/proc/PID/task/TID` directory of this process's thread called `name`.
     static func thread(named name: String) -> String? {
-        let tasks = "/proc/self/task"
-        for tid in (try? FileManager.default.contentsOfDirectory(atPath: tasks)) ?? [] {
-            let comm = (try? String(contentsOfFile: "\(tasks)/\(tid)/comm", encoding: .utf8)) ?? ""
-            if comm.trimmingCharacters(in: .whitespacesAndNewlines) == name { return "\(tasks)/\(tid)" }
-        }
-        return nil
+        ProcStat.tasks(of: getpid()).first { $0.stat.name == name }?.directory
     }
 
     /// The first field of `schedstat`: nanoseconds the thread has run.

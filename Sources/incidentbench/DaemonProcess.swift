@@ -98,9 +98,14 @@ struct ProcStat {
     static let ticksPerSecond = Double(sysconf(Int32(_SC_CLK_TCK)))
 
     /// Every thread of `pid`.
-    static func threads(of pid: Int32) -> [ProcStat] {
+    static func threads(of pid: Int32) -> [ProcStat] { tasks(of: pid).map(\.stat) }
+
+    /// Every thread of `pid`, with its `/proc/PID/task/TID` directory.
+    static func tasks(of pid: Int32) -> [(directory: String, stat: ProcStat)] {
         let tasks = "/proc/\(pid)/task"
-        return ((try? FileManager.default.contentsOfDirectory(atPath: tasks)) ?? []).compactMap { ProcStat(path: "\(tasks)/\($0)/stat") }
+        return ((try? FileManager.default.contentsOfDirectory(atPath: tasks)) ?? []).compactMap { tid in
+            ProcStat(path: "\(tasks)/\(tid)/stat").map { ("\(tasks)/\(tid)", $0) }
+        }
     }
 }
 

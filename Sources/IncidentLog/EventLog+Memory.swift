@@ -11,6 +11,16 @@ extension EventLog {
     }
 }
 
+extension EventLog {
+    /// Writes space ahead in `data.mdb` when less than ``LogOptions/fileHeadroom`` is left past the last page,
+    /// half of it at a time. Returns the bytes written.
+    @discardableResult
+    public func extendFileIfNeeded() throws -> Int {
+        guard options.fileHeadroom > 0, !options.readOnly else { return 0 }
+        return try environment.extendFile(headroom: options.fileHeadroom, step: max(options.fileHeadroom / 2, 4096))
+    }
+}
+
 /// When a timer that calls ``EventLog/releaseMappedPages()`` should call it: on a tick when events were
 /// committed since the last trim (appends touch the map the most), or once `ticksPerIdleTrim` ticks have gone
 /// by without one (queries touch it too).

@@ -88,9 +88,16 @@ public final class GroupCommitter: Sendable {
         finished.wait()
     }
 
+    /// Commits of at most this many requests leave the writer idle often enough to write file space ahead
+    /// (``EventLog/extendFileIfNeeded()``) without holding up a queue: one connection sending one append at a
+    /// time. Under load the batches are larger and the file grows with the commits, as it would without it.
+    static let smallBatch = 4
+
     private func run() {
         var committedCities: [String: CityState] = [:]
         let limit = log.options.maxEventsPerCommit
+        var lastBatch = Int.max
+        var extendingFile = log.options.fileHeadroom > 0
         while true {
             wakeup.wait()
             while true {
@@ -112,8 +119,14 @@ public final class GroupCommitter: Sendable {
                         finished.signal()
                         return
                     }
+                    if extendingFile && lastBatch <= GroupCommitter.smallBatch {
+                        lastBatch = Int.max
+                        // A disk too full for the space ahead is one the next append reports on; stop trying.
+                        do { try log.extendFileIfNeeded() } catch { extendingFile = false }
+                    }
                     break
                 }
+                lastBatch = batch.count
                 let results = log.commit(batch.map(\.request), committedCities: &committedCities)
                 state.withLock { state in
                     state.statistics.commits += 1

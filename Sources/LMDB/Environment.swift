@@ -407,6 +407,67 @@ public final class Environment: @unchecked Sendable {
         return ranges
     }
 
+    /// Writes zeros past the end of `data.mdb` until at least `headroom` bytes follow the last page LMDB uses,
+    /// at most `step` bytes (rounded up to whole pages) per call, and syncs them. Returns the bytes written: 0
+    /// when the headroom is already there, or the environment is read-only.
+    ///
+    /// On a file system that allocates blocks as they are written (ext4), a commit whose pages go past the end
+    /// of the file makes `fdatasync` write the file's new size and blocks as well as the pages; into space
+    /// already written, it writes only the pages. Space written ahead, at a moment when no commit waits, takes
+    /// that cost off the commits. LMDB never reads past its last page and sizes its map from its own meta page,
+    /// not from the file's length, so the zeros are only disk space, and a copy (`copy(to:compact:)`) leaves
+    /// them out.
+    ///
+    /// Runs inside a write transaction that it aborts, so no commit of this or any other process writes to the
+    /// file meanwhile (LMDB writes pages only when a write transaction commits).
+    ///
+    /// The corresponding C functions are `mdb_env_get_fd` and `mdb_env_info`, with `fstat`, `pwrite` and
+    /// `fdatasync` on the file.
+    ///
+    /// - Throws: ``LMDBError`` with the `errno` of the failed call (`ENOSPC` when the disk is full: the zeros
+    ///   written before it stay, and harm nothing); `EDEADLK` inside a transaction body.
+    @discardableResult
+    public func extendFile(headroom: Int, step: Int) throws -> Int {
+        guard !options.readOnly, headroom > 0, step > 0 else { return 0 }
+        try refuseNestedWriter(function: "mdb_txn_begin")
+        return try gate.withWriterLock { () throws -> Int in
+            try withTransaction { () throws(LMDBError) -> OpaquePointer in
+                try lmdb_txn_begin(handle, readOnly: false)
+            } run: { txn in
+                defer { lmdb_txn_abort(txn) }
+                let fd = try lmdb_env_get_fd(handle)
+                let info = try lmdb_env_info(handle)
+                let page = max(info.pageSize, 4096)
+                let used = (info.lastPageNumber + 1) * page
+                var status = stat()
+                guard fstat(fd, &status) == 0 else { throw LMDBError(code: errno, function: "fstat") }
+                let size = Int(status.st_size)
+                guard size - used < headroom else { return 0 }
+                let length = (step + page - 1) / page * page
+                let written = try Self.writeZeros(fd: fd, at: size, length: length)
+                guard fdatasync(fd) == 0 else { throw LMDBError(code: errno, function: "fdatasync") }
+                return written
+            }
+        }
+    }
+
+    /// `length` zero bytes written at `offset` of the file `fd`; returns `length`.
+    private static func writeZeros(fd: Int32, at offset: Int, length: Int) throws(LMDBError) -> Int {
+        let chunk = min(length, 256 << 10)
+        guard let zeros = calloc(chunk, 1) else { throw LMDBError(code: ENOMEM, function: "calloc") }
+        defer { free(zeros) }
+        var written = 0
+        while written < length {
+            let n = pwrite(fd, zeros, min(chunk, length - written), off_t(offset + written))
+            if n < 0 {
+                if errno == EINTR { continue }
+                throw LMDBError(code: errno, function: "pwrite")
+            }
+            written += n
+        }
+        return written
+    }
+
     /// The largest key size LMDB accepts, in bytes (511 by default).
     ///
     /// The corresponding C function is `mdb_env_get_maxkeysize`.

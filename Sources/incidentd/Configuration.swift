@@ -27,6 +27,7 @@ struct DaemonConfiguration: Sendable {
     var loopScheduling = LoopScheduling.normal
     var initialMapSize = 64 << 20
     var maxMapSize = 64 << 30
+    var fileHeadroom = 2 << 20
     var gazetteerPath: String?
     var access = AccessPolicy()
 
@@ -79,6 +80,7 @@ struct DaemonConfiguration: Sendable {
         if var storage = try reader.table("storage") {
             initialMapSize = try storage.size("initial_map_size", range: (1 << 20)...(1 << 46)) ?? initialMapSize
             maxMapSize = try storage.size("max_map_size", range: (1 << 20)...(1 << 46)) ?? maxMapSize
+            fileHeadroom = try storage.size("file_headroom", range: 0...(1 << 30)) ?? fileHeadroom
             try storage.finish()
         }
         if var gazetteer = try reader.table("gazetteer") {

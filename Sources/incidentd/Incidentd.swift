@@ -90,6 +90,7 @@ struct Incidentd: ParsableCommand {
         var logOptions = LogOptions(directory: settings.dataDirectory)
         logOptions.initialMapSize = settings.initialMapSize
         logOptions.maxMapSize = settings.maxMapSize
+        logOptions.fileHeadroom = settings.fileHeadroom
         Self.raiseDescriptorLimit(settings, logger: logger)
         let log = try EventLog(options: logOptions, gazetteer: gazetteer)
         if rebuildProjections {

@@ -106,6 +106,42 @@ struct ReliabilityStorageTests {
         #expect(daemon.stop() == 0)
     }
 
+    static func dataFileSize(_ daemon: Daemon) -> Int64 {
+        ((try? FileManager.default.attributesOfItem(atPath: daemon.dataDir + "/data.mdb"))?[.size] as? Int64) ?? -1
+    }
+
+    @Test("appends one at a time leave storage.file_headroom of written space past the log's end; the log survives a crash with it; 0 turns it off")
+    func fileHeadroom() throws {
+        let mib: Int64 = 1 << 20
+        for headroom in [2 * mib, 0] {
+            let daemon = try startDaemon(config: "[storage]\nfile_headroom = \(headroom)\n")
+            let client = try daemon.client()
+            let used = { try client.status()["storage"]?["usedBytes"]?.intValue ?? 0 }
+            // 60 appends of 10 incidents, one at a time: about 1 MB of log.
+            for n in 0..<60 {
+                let response = try Self.bulkAppend(client, tag: "room-\(n)", count: 10)
+                #expect(response.isOK, "\(response)")
+            }
+            if headroom > 0 {
+                try waitFor("\(headroom / 2) bytes written past the log's end (data.mdb \(Self.dataFileSize(daemon)), used \(try used()))") {
+                    Self.dataFileSize(daemon) - (try used()) >= headroom / 2
+                }
+            } else {
+                #expect(Self.dataFileSize(daemon) == (try used()), "no space written ahead")
+            }
+            #expect(Self.dataFileSize(daemon) - (try used()) <= headroom + mib, "no more than the headroom and a step")
+            daemon.crash()
+            try daemon.start()
+            let again = try daemon.client()
+            #expect(try again.status()["position"]?.intValue == 600)
+            let verify = try again.call("verify")
+            #expect(verify["intact"] == true && verify["checked"]?.intValue == 600, "\(verify)")
+            #expect(try again.allEvents().count == 600)
+            #expect(try Self.bulkAppend(again, tag: "after", count: 10).isOK)
+            #expect(daemon.stop() == 0)
+        }
+    }
+
     @Test("the log's pages the daemon read are let go again: its mapping of data.mdb does not stay resident")
     func mappedPagesReleased() throws {
         let daemon = try Daemon()

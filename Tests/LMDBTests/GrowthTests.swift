@@ -116,4 +116,60 @@ struct GrowthTests {
             #expect(reader.mapSize == writer.mapSize)
         }
     }
+
+    static func fileSize(_ dir: String) -> Int {
+        ((try? FileManager.default.attributesOfItem(atPath: dir + "/data.mdb"))?[.size] as? Int) ?? -1
+    }
+
+    @Test("extendFile writes zeros past the last page, once; pages written before and after it read back after a reopen")
+    func extendsFileAhead() throws {
+        try withTemporaryDirectory { dir in
+            let record = { (i: UInt64) in [UInt8](repeating: UInt8(truncatingIfNeeded: i &* 37 &+ 1), count: 3000) }
+            do {
+                let env = try Environment(directory: dir, options: EnvironmentOptions(initialMapSize: 16 << 20, maxMapSize: 64 << 20))
+                let db = try env.openDatabase("records", create: true)
+                try env.write { txn throws in
+                    for i in 0..<100 as Range<UInt64> { try txn.put(db, key: i, value: record(i), flags: .append) }
+                }
+                let used = env.info.usedBytes
+                #expect(Self.fileSize(dir) == used, "LMDB's file ends at its last page")
+                #expect(try env.extendFile(headroom: Self.mib, step: Self.mib + 1) == Self.mib + 4096, "whole pages")
+                #expect(Self.fileSize(dir) == used + Self.mib + 4096)
+                #expect(try env.extendFile(headroom: Self.mib, step: Self.mib) == 0, "the headroom is there")
+                // 1.2 MB more: through the zeros and past them.
+                for chunk in 0..<4 as Range<UInt64> {
+                    try env.write { txn throws in
+                        for i in 100 + chunk * 100..<200 + chunk * 100 { try txn.put(db, key: i, value: record(i), flags: .append) }
+                    }
+                }
+                #expect(env.info.usedBytes > used + Self.mib, "the records went into the zeros and past them")
+                #expect(try env.extendFile(headroom: Self.mib, step: Self.mib) > 0, "short of headroom again")
+            }
+            // One environment per directory and process at a time (an LMDB rule): each scope closes its own.
+            do {
+                let env = try Environment(directory: dir, options: EnvironmentOptions(initialMapSize: 16 << 20, maxMapSize: 64 << 20))
+                let db = try env.openDatabase("records", create: false)
+                try env.read { txn throws in
+                    #expect(try txn.count(db) == 500)
+                    for i in 0..<500 as Range<UInt64> where try txn.get(db, key: i)?.bytes != record(i) {
+                        Issue.record("record \(i) did not read back")
+                    }
+                }
+            }
+            let reader = try Environment(directory: dir, options: EnvironmentOptions(readOnly: true))
+            #expect(try reader.extendFile(headroom: Self.mib, step: Self.mib) == 0, "read-only: nothing written")
+        }
+    }
+
+    @Test("extendFile inside a write transaction's body is refused, as every nested writer is")
+    func extendFileNested() throws {
+        try withTemporaryDirectory { dir in
+            let env = try Environment(directory: dir, options: Self.small)
+            var refused: LMDBError?
+            try env.write { _ in
+                do { try env.extendFile(headroom: Self.mib, step: Self.mib) } catch { refused = error as? LMDBError }
+            }
+            #expect(refused?.code == EDEADLK)
+        }
+    }
 }

@@ -85,6 +85,12 @@ internal func lmdb_env_info(_ env: OpaquePointer) throws(LMDBError) -> Environme
     )
 }
 
+internal func lmdb_env_get_fd(_ env: OpaquePointer) throws(LMDBError) -> Int32 {
+    var fd: mdb_filehandle_t = -1
+    try check(mdb_env_get_fd(env, &fd), "mdb_env_get_fd")
+    return fd
+}
+
 internal func lmdb_env_get_maxkeysize(_ env: OpaquePointer) -> Int {
     Int(mdb_env_get_maxkeysize(env))
 }

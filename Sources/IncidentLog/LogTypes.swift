@@ -11,7 +11,7 @@ public struct LogOptions: Sendable {
     /// How much written space the group committer keeps past the log's last page in `data.mdb`, when it has
     /// nothing to commit, so that a small commit writes its pages into the file rather than past its end
     /// (``Environment/extendFile(headroom:step:)``); 0 lets the file grow with each commit instead.
-    public var fileHeadroom: Int = 2 << 20
+    public var fileHeadroom: Int = 256 << 10
     /// The most events one group commit writes in one transaction.
     public var maxEventsPerCommit: Int = 8_192
     /// How many stream entries each transaction of an upgrade from format 1 copies (``EventLog``'s

@@ -79,6 +79,11 @@ struct IncidentBench: ParsableCommand {
     var commitOnly = false
 
     @Option(help: ArgumentHelp(
+        "Only the one-at-a-time phase, against a daemon on its defaults and one started with this settings file (TOML), in turn, each on a fresh log: --passes rounds of --events appends per daemon. What a setting does to append latency, against its own baseline in one command.",
+        valueName: "file"))
+    var latencyAgainst: String?
+
+    @Option(help: ArgumentHelp(
         "Profile with perf: the daemon during the 16-connection phase (append.txt) and the rebuild (rebuild.txt), with their perf.data, into this directory.",
         valueName: "dir"))
     var profile: String?
@@ -109,6 +114,16 @@ struct IncidentBench: ParsableCommand {
             }
             let writer = results.map(\.writerMicrosPerAppend).sorted()
             print(String(format: "commit only: writer %.2f µs/append (median of %d passes)", writer[writer.count / 2], writer.count))
+            return
+        }
+        if let latencyAgainst {
+            let binary = daemon ?? Self.siblingDaemon()
+            let comparison = LatencyComparison(
+                binary: binary, settingsFile: latencyAgainst, appends: max(events, 100), rounds: max(passes, 1),
+                root: "\(workDir)/incidentbench-latency-\(getpid())")
+            let rounds = try comparison.run(progress: progress)
+            try? FileManager.default.removeItem(atPath: comparison.root)
+            print(LatencyComparison.table(rounds, settingsFile: latencyAgainst, appends: comparison.appends))
             return
         }
         if smoke {

@@ -27,7 +27,7 @@ struct DaemonConfiguration: Sendable {
     var loopScheduling = LoopScheduling.normal
     var initialMapSize = 64 << 20
     var maxMapSize = 64 << 30
-    var fileHeadroom = 2 << 20
+    var fileHeadroom = 256 << 10
     var gazetteerPath: String?
     var access = AccessPolicy()
 

@@ -46,3 +46,25 @@ struct CommitBenchSmokeTests {
         #expect(!result.stdout.contains("writer 0.00 µs"), "the writer thread's CPU was not read:\n\(result.stdout)")
     }
 }
+
+@Suite("Latency comparison smoke run")
+struct LatencyComparisonSmokeTests {
+    @Test("incidentbench --latency-against runs the one-at-a-time phase against both daemons each round and prints their percentiles")
+    func latencyAgainstRun() throws {
+        let bench = Binaries.directory + "/incidentbench"
+        try #require(FileManager.default.isExecutableFile(atPath: bench), "no incidentbench in \(Binaries.directory)")
+        let root = makeTemporaryDirectory("incidentbench-latency")
+        defer { try? FileManager.default.removeItem(atPath: root) }
+        let settings = root + "/off.toml"
+        try "[storage]\nfile_headroom = 0\n".write(toFile: settings, atomically: true, encoding: .utf8)
+        let result = try runCommand(
+            bench, ["--latency-against", settings, "--events", "100", "--passes", "2", "--daemon", Binaries.incidentd, "--work-dir", root])
+        #expect(result.status == 0, "incidentbench failed: \(result.stderr)\(result.stdout)")
+        #expect(result.stderr.contains("round 2: p50 "), "both rounds ran:\n\(result.stderr)")
+        for row in ["p50 | ", "p99 | ", "p99.9 | "] {
+            #expect(result.stdout.split(separator: "\n").contains { $0.hasPrefix(row) && $0.hasSuffix(" of 2") }, "missing row \(row) in:\n\(result.stdout)")
+        }
+        let missing = try runCommand(bench, ["--latency-against", root + "/none.toml", "--daemon", Binaries.incidentd])
+        #expect(missing.status != 0 && missing.stderr.contains("cannot read"), "\(missing.stderr)")
+    }
+}

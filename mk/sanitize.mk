@@ -27,7 +27,7 @@ sanitize-address sanitize-thread: sanitize-%:
 	$(SWIFT) build --build-tests --sanitize=$* --scratch-path $(SANITIZER_SCRATCH)
 	@rm -rf $(SANITIZER_SCRATCH)/sanitizer-reports && mkdir -p $(SANITIZER_SCRATCH)/sanitizer-reports
 	$(SANITIZER_ENV) INCIDENTD_SANITIZER=$* INCIDENTD_BIN_DIR=$(SANITIZER_SCRATCH)/debug \
-		$(SWIFT) test --skip-build --sanitize=$* --scratch-path $(SANITIZER_SCRATCH) $(if $(FILTER),--filter $(FILTER))
+		$(SWIFT) test --skip-build --sanitize=$* --scratch-path $(SANITIZER_SCRATCH) $(if $(FILTER),--filter '$(FILTER)')
 	@if [ -n "$$(ls -A $(SANITIZER_SCRATCH)/sanitizer-reports)" ]; then \
 		echo "$* sanitizer reports in $(SANITIZER_SCRATCH)/sanitizer-reports:"; \
 		head -60 $(SANITIZER_SCRATCH)/sanitizer-reports/*; exit 1; \

@@ -4,7 +4,8 @@ import Histogram
 /// `--latency-against FILE`: the one-at-a-time phase alone, against a daemon on its defaults and one started
 /// with the settings in FILE, in turn, each on a log of its own, over several rounds (the order flips each
 /// round, so that the machine drifting between runs favours neither). A setting's effect on append latency,
-/// measured against its own baseline in one command, where one round moves by a tenth between runs.
+/// measured against its own baseline in one command: on this machine one run's p50 moves by several percent
+/// between runs of the same daemon, as much as the settings compared may change it.
 struct LatencyComparison {
     let binary: String
     let settingsFile: String

@@ -13,11 +13,10 @@ extension EventLog {
 
 extension EventLog {
     /// Writes space ahead in `data.mdb` when less than ``LogOptions/fileHeadroom`` is left past the last page,
-    /// half of it at a time. Returns the bytes written.
+    /// half of it at a time. Returns the bytes written (none when the headroom is 0 or the log read-only).
     @discardableResult
     public func extendFileIfNeeded() throws -> Int {
-        guard options.fileHeadroom > 0, !options.readOnly else { return 0 }
-        return try environment.extendFile(headroom: options.fileHeadroom, step: max(options.fileHeadroom / 2, 4096))
+        try environment.extendFile(headroom: options.fileHeadroom, step: max(options.fileHeadroom / 2, 4096))
     }
 }
 

@@ -437,12 +437,11 @@ public final class Environment: @unchecked Sendable {
                 defer { lmdb_txn_abort(txn) }
                 let fd = try lmdb_env_get_fd(handle)
                 let info = try lmdb_env_info(handle)
-                let page = max(info.pageSize, 4096)
-                let used = (info.lastPageNumber + 1) * page
                 var status = stat()
                 guard fstat(fd, &status) == 0 else { throw LMDBError(code: errno, function: "fstat") }
                 let size = Int(status.st_size)
-                guard size - used < headroom else { return 0 }
+                guard size - info.usedBytes < headroom else { return 0 }
+                let page = max(info.pageSize, 4096)
                 let length = (step + page - 1) / page * page
                 let written = try Self.writeZeros(fd: fd, at: size, length: length)
                 guard fdatasync(fd) == 0 else { throw LMDBError(code: errno, function: "fdatasync") }

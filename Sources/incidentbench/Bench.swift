@@ -121,8 +121,8 @@ struct IncidentBench: ParsableCommand {
             let comparison = LatencyComparison(
                 binary: binary, settingsFile: latencyAgainst, appends: max(events, 100), rounds: max(passes, 1),
                 root: "\(workDir)/incidentbench-latency-\(getpid())")
+            defer { try? FileManager.default.removeItem(atPath: comparison.root) }
             let rounds = try comparison.run(progress: progress)
-            try? FileManager.default.removeItem(atPath: comparison.root)
             print(LatencyComparison.table(rounds, settingsFile: latencyAgainst, appends: comparison.appends))
             return
         }

@@ -25,14 +25,20 @@ struct LatencyComparison {
         }
         var results: [Round] = []
         for round in 0..<rounds {
-            var defaults: Histogram<UInt64>?
-            var withSettings: Histogram<UInt64>?
-            for settingsFirst in round % 2 == 0 ? [false, true] : [true, false] {
-                let arguments = settingsFirst ? ["--config", settingsFile] : []
-                let latency = try measure(arguments: arguments, directory: "\(root)/round\(round)-\(settingsFirst ? "settings" : "defaults")")
-                if settingsFirst { withSettings = latency } else { defaults = latency }
+            func latency(withSettings: Bool) throws -> Histogram<UInt64> {
+                try measure(
+                    arguments: withSettings ? ["--config", settingsFile] : [],
+                    directory: "\(root)/round\(round)-\(withSettings ? "settings" : "defaults")")
             }
-            guard let defaults, let withSettings else { continue }
+            let defaults: Histogram<UInt64>
+            let withSettings: Histogram<UInt64>
+            if round % 2 == 0 {
+                defaults = try latency(withSettings: false)
+                withSettings = try latency(withSettings: true)
+            } else {
+                withSettings = try latency(withSettings: true)
+                defaults = try latency(withSettings: false)
+            }
             results.append(Round(defaults: defaults, withSettings: withSettings))
             progress("round \(round + 1): p50 \(ms(defaults.valueAtPercentile(50))) against \(ms(withSettings.valueAtPercentile(50))) ms, p99 \(ms(defaults.valueAtPercentile(99))) against \(ms(withSettings.valueAtPercentile(99))) ms")
         }

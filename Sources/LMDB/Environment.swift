@@ -33,8 +33,10 @@ import Synchronization
 /// ## Why `@unchecked Sendable` is sound
 /// * The `MDB_env` handle is safe to use from any thread: with `MDB_NOTLS`,
 ///   `mdb_txn_begin`, `mdb_env_info`, `mdb_env_stat`, `mdb_env_sync`,
-///   `mdb_env_copy2` and `mdb_reader_check` may be called concurrently; LMDB
-///   serializes write transactions itself.
+///   `mdb_env_get_fd`, `mdb_env_copy2` and `mdb_reader_check` may be called
+///   concurrently; LMDB serializes write transactions itself. `extendFile`
+///   writes to the file only inside a write transaction of its own, so never
+///   alongside a commit's writes.
 /// * The one call that is not, `mdb_env_set_mapsize` (it remaps the file),
 ///   runs only under the gate's exclusive lock, while every transaction and
 ///   every map-reading call holds the same lock shared (see `TransactionGate`).

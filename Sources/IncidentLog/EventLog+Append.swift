@@ -116,6 +116,8 @@ struct StagedEvent {
     var contentDigest: [UInt8]
     /// hash ‖ canonical JSON, as stored.
     var value: [UInt8]
+    /// Where its `incident-streams` value (position ‖ ``StreamSummary``) is in the batch's buffer of them.
+    var streamValue: Range<Int>
 }
 
 extension EventLog {
@@ -143,13 +145,15 @@ extension EventLog {
                 staged.reserveCapacity(events)
                 var batchEventIds: [String: (position: UInt64, digest: [UInt8])] = [:]
                 batchEventIds.reserveCapacity(events)
+                var streamValues: [UInt8] = []
+                streamValues.reserveCapacity(events * 96)
 
                 // Every two requests (about 50 µs of this thread's work), and every two events put, the event
                 // loops get their chance at the CPU.
                 var courtesy = YieldPoint(every: 2)
                 for request in batch {
                     courtesy.pass()
-                    let mark = (head: head, staged: staged.count)
+                    let mark = (head: head, staged: staged.count, streamValues: streamValues.count)
                     store.beginRequest(undoable: request.events.count > 1)
                     // Event ids this request added to `batchEventIds`, to take back if it is refused.
                     var requestEventIds: [String] = []
@@ -210,11 +214,14 @@ extension EventLog {
                                 else {
                                     throw LogError(.corrupt, "event \(event.position) concerns \(event.incident), which has no projection")
                                 }
+                                let streamValueStart = streamValues.count
+                                withUnsafeBytes(of: event.position.bigEndian) { streamValues.append(contentsOf: $0) }
+                                StreamSummary.append(event, to: &streamValues)
                                 staged.append(
                                     StagedEvent(
                                         position: event.position, incident: event.incident, streamStart: streamStart,
-                                        version: event.version,
-                                        eventId: eventId, contentDigest: digest, value: value))
+                                        version: event.version, eventId: eventId, contentDigest: digest, value: value,
+                                        streamValue: streamValueStart..<streamValues.count))
                                 batchEventIds[eventId] = (event.position, digest)
                                 if request.events.count > 1 { requestEventIds.append(eventId) }
                                 head = Head(position: event.position, hash: hash, recordedAt: recordedAt)
@@ -229,6 +236,7 @@ extension EventLog {
                     } catch let failure as AppendFailure {
                         head = mark.head
                         staged.removeLast(staged.count - mark.staged)
+                        streamValues.removeLast(streamValues.count - mark.streamValues)
                         store.discardRequest()
                         for eventId in requestEventIds { batchEventIds.removeValue(forKey: eventId) }
                         results.append(.failure(failure))
@@ -239,8 +247,12 @@ extension EventLog {
                 for event in staged {
                     courtesy.pass()
                     try txn.put(db.events, key: event.position, value: event.value, flags: .append)
-                    try withUnsafeBytes(of: event.position.bigEndian) { position in
-                        try txn.put(db.streams, key: Keys.stream(start: event.streamStart, version: event.version), value: position)
+                    try streamValues.withUnsafeBytes { values in
+                        try txn.put(
+                            db.streams, key: Keys.stream(start: event.streamStart, version: event.version),
+                            value: UnsafeRawBufferPointer(rebasing: values[event.streamValue]))
+                    }
+                    withUnsafeBytes(of: event.position.bigEndian) { position in
                         idValue.withUnsafeMutableBytes { raw in
                             raw.copyMemory(from: position)
                             UnsafeMutableRawBufferPointer(rebasing: raw[8...]).copyBytes(from: event.contentDigest)

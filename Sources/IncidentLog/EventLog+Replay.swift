@@ -1,3 +1,6 @@
+#if canImport(Glibc)
+import Glibc
+#endif
 import Dispatch
 import IncidentDomain
 import LMDB
@@ -137,149 +140,173 @@ extension EventLog {
         }
     }
 
-    /// How many events a rebuild folds before it writes their incidents (while it folds the next ones).
-    public static let rebuildChunk = 1 << 18
+    /// The cores this process may run on.
+    static var coreCount: Int { max(1, Int(sysconf(Int32(_SC_NPROCESSORS_ONLN)))) }
+
     /// How many incidents a rebuild writes per transaction.
     public static let rebuildIncidentsPerCommit = 16_384
 
-    /// Drops the stored projections and folds every event again, `chunk` events at a time (what one chunk folds
-    /// is kept in memory: about 300 bytes per incident), and writes each chunk's incidents, in key order, in
-    /// transactions of `incidentsPerCommit`, while the next chunk is folded. Returns the number of events folded.
+    /// Drops the stored projections and folds every incident again from `incident-streams`, where each event's
+    /// ``StreamSummary`` sits beside its position and each incident's events come together: the log's
+    /// incidents are cut into `stretches` stretches by where they were reported (by default four per core),
+    /// which are folded on every core at once (``StreamFold``); then all their incidents are written in key
+    /// order, in transactions of `incidentsPerCommit` (LMDB keeps a transaction's dirty pages in a sorted list,
+    /// which grows costly in one transaction of hundreds of thousands); then the cities, added up over the
+    /// stretches, and the projection mark. A crash before that mark leaves none, so the next start rebuilds
+    /// again. Returns the number of events folded.
     ///
-    /// The fold is ``ProjectionFold``: `Projector.apply`'s arithmetic on compact records, fed by
-    /// ``StoredEventReader`` straight from the stored bytes, with `RecordedEvent(json:)` for any event not in
-    /// the form it expects. Reading the events, the larger part of the work, goes on on a second thread (see
-    /// ``StoredEventBlock``). A chunk's incidents are sorted and written on a worker while this thread folds the
-    /// next chunk, which finds an incident of the chunk being written in that chunk's fold (``ChunkWrite``) and
-    /// one of an earlier chunk in the database; chunks are written one at a time, in order. Writing in several
-    /// transactions keeps each one's list of dirty pages short: LMDB keeps it sorted, and in one transaction of
-    /// 600,000 incidents, inserting into it took a tenth of the rebuild. A crash between them leaves no
-    /// projection mark, so the next start rebuilds again.
+    /// The events' JSON is not read: `replay` folds that (``ProjectionFold``), and the bench compares the two.
     @discardableResult
     public func rebuildProjections(
-        chunk: Int = EventLog.rebuildChunk, incidentsPerCommit: Int = EventLog.rebuildIncidentsPerCommit
+        stretches: Int? = nil, incidentsPerCommit: Int = EventLog.rebuildIncidentsPerCommit
     ) throws -> UInt64 {
         try environment.write { txn in
             try txn.drop(db.incidents, delete: false)
             try txn.drop(db.cities, delete: false)
             try txn.delete(db.meta, key: Keys.projections)
         }
-        let headPosition = try environment.read { txn in try Head.read(txn, db).position }
-        var fold = ProjectionFold(projector: projector)
+        let head = try environment.read { txn in try Head.read(txn, db).position }
+        let count = max(1, min(stretches ?? 4 * EventLog.coreCount, Int(min(head, 1 << 20))))
+        // Stretch i holds the incidents reported at positions bounds[i]..<bounds[i + 1].
+        let bounds = (0...count).map { i in 1 + head * UInt64(i) / UInt64(count) }
         let direct = ProjectionFold.directEncodingHolds(projector: projector)
-        var next: UInt64 = 1
-        var folded: UInt64 = 0
-        var done = false
-        var blocks = FoldBuffers()
-        // The chunk a worker is writing (or last wrote), and the group to wait for it with.
-        var writing: ChunkWrite?
-        let written = DispatchGroup()
-        defer { written.wait() }
-        while !done {
-            if headPosition >= next { fold.reserveCapacity(events: Int(min(UInt64(chunk), headPosition - next + 1))) }
-            let previous = writing?.fold
-            // A read transaction, so that the worker can write meanwhile. It sees every chunk before `previous`
-            // (the one before this transaction began was written in full), and perhaps part of `previous`, whose
-            // incidents are therefore looked up in its fold first.
-            let (lastPosition, count, reachedEnd) = try environment.read { txn -> (UInt64, Int, Bool) in
-                let handle = txn.unsafeHandle
-                let db = self.db
-                fold.stored = { id in
-                    if let previous, let i = previous.ids.find(id, hash: previous.ids.hash(id)) { return previous.state(i) }
-                    guard let raw = try handle.get(db.incidents, key: id) else { return nil }
-                    return try IncidentState(encoded: raw)
+        let projector = self.projector
+        let parts = Mutex([Result<StreamFold, any Error>?](repeating: nil, count: count))
+        DispatchQueue.concurrentPerform(iterations: count) { i in
+            let part = Result { () throws -> StreamFold in
+                var fold = StreamFold(projector: projector, direct: direct)
+                fold.reserveCapacity(events: Int(bounds[i + 1] - bounds[i]))
+                try environment.read { txn in
+                    try fold.fold(try txn.cursor(db.streams), reports: bounds[i]..<(i == count - 1 ? .max : bounds[i + 1]))
                 }
-                defer { fold.stored = { _ in nil } }
-                let cursor = try txn.cursor(db.events)
-                return try foldEvents(
-                    cursor, from: try cursor.seek(atOrAfter: Keys.position(next)), after: next - 1,
-                    stop: FoldStop(maxEvents: chunk), into: &fold, blocks: &blocks)
+                return fold
             }
-            written.wait()
-            if let failure = writing?.failure { throw failure }
-            // The first chunk goes into an empty table, in key order: appended. Later ones fall in between.
-            let job = ChunkWrite(fold: fold, appending: writing == nil)
-            fold.forgetIncidents()
-            DispatchQueue.global().async(group: written) {
-                job.run(log: self, direct: direct, incidentsPerCommit: incidentsPerCommit)
+            parts.withLock { $0[i] = part }
+        }
+        var folds: [StreamFold] = []
+        for part in parts.withLock({ $0 }) {
+            guard let part else { throw LogError(.corrupt, "a stretch of the rebuild was not folded") }
+            folds.append(try part.get())
+        }
+        try writeIncidents(folds, incidentsPerCommit: max(1, incidentsPerCommit))
+        let cities = StreamFold.merge(folds, projector: projector)
+        try environment.write { txn in
+            let handle = txn.unsafeHandle
+            for city in cities {
+                try handle.put(db.cities, key: city.cityId, value: city.canonicalBytes())
             }
-            writing = job
-            if reachedEnd {
-                written.wait()
-                if let failure = job.failure { throw failure }
-                try environment.write { txn in
-                    let handle = txn.unsafeHandle
-                    for city in fold.cities {
-                        try handle.put(db.cities, key: city.base.cityId, value: city.state(fold.texts).canonicalBytes())
-                    }
-                    let head = try Head.read(txn, db)
-                    try txn.put(db.meta, key: Keys.projections, value: EventLog.projectionMarkValue(head.position))
-                }
-            }
-            done = reachedEnd
-            next = lastPosition + 1
-            folded += UInt64(count)
+            let head = try Head.read(txn, db)
+            try txn.put(db.meta, key: Keys.projections, value: EventLog.projectionMarkValue(head.position))
         }
         try loadCityDocuments()
-        return folded
+        return UInt64(folds.reduce(0) { $0 + $1.events })
     }
 
-    /// Writes the incidents `fold` folded, in key order, in transactions of `incidentsPerCommit`: with
-    /// `MDB_APPEND` while `appending` (into an empty table; the first key out of order ends it), otherwise with
-    /// plain puts.
-    func writeIncidents(of fold: ProjectionFold, appending: Bool, direct: Bool, incidentsPerCommit: Int) throws {
-        let order = fold.incidentsInKeyOrder()
-        // The direct encoding is checked again on this chunk's first incident.
-        let encodeDirectly = direct && fold.firstIncidentEncodesDirectly
-        var appending = appending
-        var start = 0
-        while start < order.count {
-            let end = min(start + incidentsPerCommit, order.count)
+    /// Writes the incidents of `folds` in key order, each record put with `MDB_APPEND` into the empty table, in
+    /// transactions of `incidentsPerCommit`. Their ids are gathered and split by first byte; the groups are
+    /// sorted on worker threads while this one writes the groups before them.
+    private func writeIncidents(_ folds: [StreamFold], incidentsPerCommit: Int) throws {
+        // Every id, stretch after stretch: incident `i` of stretch `k` is number `firsts[k] + i`.
+        var firsts: [Int] = [0]
+        var idBytes: [UInt8] = []
+        var idStarts: [Int] = [0]
+        idBytes.reserveCapacity(folds.reduce(0) { $0 + $1.ids.count })
+        idStarts.reserveCapacity(folds.reduce(1) { $0 + $1.incidentCount })
+        for fold in folds {
+            let base = idBytes.count
+            idBytes.append(contentsOf: fold.ids)
+            for start in fold.idStarts.dropFirst() { idStarts.append(base + start) }
+            firsts.append(idStarts.count - 1)
+        }
+        let total = idStarts.count - 1
+        var stretchOf = [Int32](repeating: 0, count: total)
+        for k in folds.indices {
+            for n in firsts[k]..<firsts[k + 1] { stretchOf[n] = Int32(k) }
+        }
+        // By first byte (an empty id, which no valid incident has, first).
+        var groups = [[Int32]](repeating: [], count: 257)
+        for n in 0..<total {
+            groups[idStarts[n + 1] > idStarts[n] ? Int(idBytes[idStarts[n]]) + 1 : 0].append(Int32(n))
+        }
+        groups.removeAll { $0.isEmpty }
+        let sorted = SortedGroups(count: groups.count)
+        let sorting = DispatchGroup()
+        defer { sorting.wait() }
+        for (g, group) in groups.enumerated() {
+            DispatchQueue.global().async(group: sorting) { [idBytes, idStarts] in
+                let order = idBytes.withUnsafeBytes { ids in
+                    idStarts.withUnsafeBufferPointer { starts in ByteTable.sortedNumbers(arena: ids, starts: starts, among: group) }
+                }
+                sorted.put(order, at: g)
+            }
+        }
+        for g in groups.indices {
+            let order = sorted.take(g)
+            try writeIncidents(
+                order, ids: idBytes, idStarts: idStarts, folds: folds, stretchOf: stretchOf, firsts: firsts,
+                incidentsPerCommit: incidentsPerCommit)
+        }
+    }
+
+    /// Writes the incidents numbered in `order` (see above), in that order.
+    private func writeIncidents(
+        _ order: [Int32], ids idBytes: [UInt8], idStarts: [Int], folds: [StreamFold], stretchOf: [Int32], firsts: [Int],
+        incidentsPerCommit: Int
+    ) throws {
+        var written = 0
+        while written < order.count {
+            let end = min(written + incidentsPerCommit, order.count)
             // A write that fills the map is run again once the map has grown; these puts are the same each time.
-            appending = try environment.write { txn -> Bool in
+            try environment.write { txn in
                 let handle = txn.unsafeHandle
-                let db = self.db
-                var appendingHere = appending
-                try fold.write(order[start..<end], direct: encodeDirectly) { key, count in
-                    if appendingHere {
-                        do {
-                            return try handle.reserve(db.incidents, key: key, count: count, flags: .append)
-                        } catch let error as LMDBError where error.isKeyExist {
-                            appendingHere = false
+                try idBytes.withUnsafeBytes { ids in
+                    for n in order[written..<end] {
+                        let n = Int(n)
+                        let k = Int(stretchOf[n])
+                        let i = n - firsts[k]
+                        let key = UnsafeRawBufferPointer(rebasing: ids[idStarts[n]..<idStarts[n + 1]])
+                        try folds[k].records.withUnsafeBytes { records in
+                            let record = UnsafeRawBufferPointer(
+                                rebasing: records[folds[k].recordStarts[i]..<folds[k].recordStarts[i + 1]])
+                            let space: UnsafeMutableRawBufferPointer
+                            do {
+                                space = try handle.reserve(db.incidents, key: key, count: record.count, flags: .append)
+                            } catch let error as LMDBError where error.isKeyExist {
+                                // Two incidents under one id: only a damaged log has them; the later one stays.
+                                space = try handle.reserve(db.incidents, key: key, count: record.count)
+                            }
+                            space.copyMemory(from: record)
                         }
                     }
-                    return try handle.reserve(db.incidents, key: key, count: count)
                 }
-                return appendingHere
             }
-            start = end
+            written = end
         }
     }
 }
 
-/// One chunk of a rebuild on its way to the database: its fold, which a worker sorts and writes while the
-/// rebuild's thread folds the next chunk, and the error that stopped the writing, if any.
-///
-/// `@unchecked Sendable`, and safe, because every access is ordered: the rebuild's thread makes it before
-/// handing it to the worker (`DispatchQueue.async` orders the two); from then on both threads only read `fold`
-/// (the next chunk's fold looks up incidents in it), and only the worker writes `failure`, which the rebuild's
-/// thread reads after `DispatchGroup.wait()` has returned. The tables of `fold` are arrays the rebuild's own
-/// fold shared copy-on-write when this one was made; its first change to them copies them.
-final class ChunkWrite: @unchecked Sendable {
-    let fold: ProjectionFold
-    let appending: Bool
-    private(set) var failure: (any Error)?
+/// The sorted groups of a rebuild's ids, handed from the threads that sort them to the one that writes them.
+final class SortedGroups: Sendable {
+    private let groups: Mutex<[[Int32]]>
+    /// Signalled once for each group, when it is sorted.
+    private let ready: [DispatchSemaphore]
 
-    init(fold: ProjectionFold, appending: Bool) {
-        self.fold = fold
-        self.appending = appending
+    init(count: Int) {
+        groups = Mutex([[Int32]](repeating: [], count: count))
+        ready = (0..<count).map { _ in DispatchSemaphore(value: 0) }
     }
 
-    func run(log: EventLog, direct: Bool, incidentsPerCommit: Int) {
-        do {
-            try log.writeIncidents(of: fold, appending: appending, direct: direct, incidentsPerCommit: incidentsPerCommit)
-        } catch {
-            failure = error
+    func put(_ order: [Int32], at g: Int) {
+        groups.withLock { $0[g] = order }
+        ready[g].signal()
+    }
+
+    /// Group `g`, once it is sorted (taken once).
+    func take(_ g: Int) -> [Int32] {
+        ready[g].wait()
+        return groups.withLock { groups in
+            defer { groups[g] = [] }
+            return groups[g]
         }
     }
 }

@@ -1,4 +1,6 @@
+import IncidentDomain
 import LMDB
+import StrictJSON
 
 extension EventLog {
     /// Upgrades a log of format 1, which kept each incident's stream in `streams` under `incident id ‖ 0x00 ‖
@@ -53,10 +55,76 @@ extension EventLog {
                 }
                 if entry == nil {
                     try handle.drop(old, delete: true)
-                    try handle.put(db.meta, key: Keys.format, value: Array(EventLog.formatTag.utf8))
+                    try handle.put(db.meta, key: Keys.format, value: Array(EventLog.format2Tag.utf8))
                     next.done = true
                 }
                 return next
+            }
+        }
+    }
+}
+
+extension EventLog {
+    /// Upgrades a log of format 2, whose `incident-streams` values are positions alone, to format 3, where each
+    /// is `position ‖` the event's ``StreamSummary``. The entries are rewritten in key order, in transactions of
+    /// `upgradeEntriesPerCommit`, each summary made from its stored event (read the rebuild's fast way, or
+    /// decoded whole when that does not take it); the last transaction writes the new format tag. An entry
+    /// that already has a summary is left as it is, so a crash midway leaves a log the next start upgrades from
+    /// where it stopped.
+    func upgradeFromFormat2() throws {
+        let entriesPerCommit = max(1, options.upgradeEntriesPerCommit)
+        var lastKey: [UInt8]?
+        var done = false
+        while !done {
+            // Each write may be run again after the map grows, so it starts from `lastKey` and returns the next.
+            (lastKey, done) = try environment.write { txn -> ([UInt8]?, Bool) in
+                let handle = txn.unsafeHandle
+                var keys: [[UInt8]] = []
+                var positions: [UInt64] = []
+                var atEnd = false
+                do {
+                    let cursor = try handle.cursor(db.streams)
+                    var entry = try lastKey.map { try cursor.seek(atOrAfter: $0) } ?? cursor.first()
+                    if let lastKey, let (key, _) = entry, key.elementsEqual(lastKey) { entry = try cursor.next() }
+                    while let (key, value) = entry, keys.count < entriesPerCommit {
+                        guard key.count == 16, let position = Keys.readPosition(value) else {
+                            throw LogError(.corrupt, "an incident-streams entry is damaged: key of \(key.count) bytes")
+                        }
+                        if value.count == 8 {
+                            keys.append(Array(key))
+                            positions.append(position)
+                        }
+                        entry = try cursor.next()
+                    }
+                    atEnd = entry == nil
+                }
+                var value: [UInt8] = []
+                for (key, position) in zip(keys, positions) {
+                    guard let stored = try handle.get(db.events, key: Keys.position(position)), stored.count > 32 else {
+                        throw LogError(.corrupt, "event \(position), named by incident-streams, is missing")
+                    }
+                    let canonical = UnsafeRawBufferPointer(rebasing: stored[32...])
+                    value.removeAll(keepingCapacity: true)
+                    value.append(contentsOf: Keys.position(position))
+                    let start = value.count
+                    if let parsed = StoredEventReader.parse(canonical), parsed.position == position,
+                        StreamSummary.append(parsed, to: &value)
+                    {
+                    } else {
+                        value.removeLast(value.count - start)
+                        let event = try RecordedEvent(json: JSONReader().read(canonical))
+                        guard event.position == position else {
+                            throw LogError(.corrupt, "event \(position) says it is at position \(event.position)")
+                        }
+                        StreamSummary.append(event, to: &value)
+                    }
+                    try handle.put(db.streams, key: key, value: value)
+                }
+                if atEnd {
+                    try handle.put(db.meta, key: Keys.format, value: Array(EventLog.formatTag.utf8))
+                    return (nil, true)
+                }
+                return (keys.last ?? lastKey, false)
             }
         }
     }

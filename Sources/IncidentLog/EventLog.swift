@@ -12,7 +12,7 @@ struct Databases: Sendable {
     /// position (big-endian UInt64) → 32-byte hash ‖ canonical event JSON
     let events: Database
     /// `incident-streams`: stream start ‖ version (both big-endian, ``Keys/stream(start:version:)``) → position
-    /// (big-endian)
+    /// (big-endian) ‖ ``StreamSummary`` of the event
     let streams: Database
     /// event id → position (big-endian) ‖ SHA-256 of the proposal's content
     let eventIds: Database
@@ -28,9 +28,11 @@ struct Databases: Sendable {
 /// projections, all changed together in one write transaction. Reads may come from any thread; writes come
 /// only from the ``GroupCommitter``'s thread.
 public final class EventLog: Sendable {
-    /// Format 2 keys the incident streams by where each incident starts; format 1 (`streams`, keyed by incident
-    /// id) is upgraded at the first start of a daemon (``upgradeFromFormat1()``).
-    public static let formatTag = "incidentd-log-2"
+    /// Format 3 stores each event's ``StreamSummary`` beside its position in `incident-streams`, which format 2
+    /// keys by where each incident starts. Older logs are upgraded at the first start of a daemon: format 1
+    /// (`streams`, keyed by incident id) by ``upgradeFromFormat1()``, format 2 by ``upgradeFromFormat2()``.
+    public static let formatTag = "incidentd-log-3"
+    static let format2Tag = "incidentd-log-2"
     static let format1Tag = "incidentd-log-1"
     /// Bumped whenever the projection documents change shape; a mismatch rebuilds them at start.
     public static let projectionVersion: UInt64 = 2
@@ -136,7 +138,10 @@ public final class EventLog: Sendable {
         }
         switch found {
         case nil, EventLog.formatTag?: break
-        case EventLog.format1Tag?: try upgradeFromFormat1()
+        case EventLog.format1Tag?:
+            try upgradeFromFormat1()
+            try upgradeFromFormat2()
+        case EventLog.format2Tag?: try upgradeFromFormat2()
         case let other?:
             throw EventLog.unknownFormat(other, directory: options.directory)
         }
@@ -155,7 +160,7 @@ public final class EventLog: Sendable {
             try txn.get(meta, key: Keys.format).map { String(decoding: $0, as: UTF8.self) }
         }
         guard let found, found != formatTag else { return }
-        if found == format1Tag {
+        if found == format1Tag || found == format2Tag {
             throw LogError(
                 .notALog,
                 "\(directory) holds log format \(found); start incidentd on it once to upgrade it to \(formatTag), then read it again")

@@ -10,13 +10,13 @@ import IncidentDomain
 import LMDB
 import StrictJSON
 
-// The rebuild's fold: the same arithmetic as `Projector.apply`, specialised for folding the whole log at once.
-// Stored events are read straight from their canonical bytes, picking out only what the projections need
+// The fold of `replay` (and of `verify`'s reading of the envelope): the same arithmetic as `Projector.apply`,
+// specialised for folding the whole log at once. (The rebuild folds each incident from its stream's summaries
+// instead, in `StreamFold`, with this file's records and stored form.) Stored events are read straight from their canonical bytes, picking out only what the projections need
 // (anything unexpected in an event sends that event through `RecordedEvent(json:)` instead). No `String` is made
 // per event: incident ids live in a byte table (one arena, an open-addressing index), texts that repeat (city
 // names and ids, dates) are interned once, and incidents are plain records without references, updated in place.
-// The result is sorted as bytes and written in key order. The bench (`incidentbench`) and `BenchSmokeTests`
-// compare what it writes with what the daemon's incremental fold wrote.
+// The bench (`incidentbench`) compares the cities it folds with the ones the rebuild wrote.
 
 /// Counts per case of an enumeration with at most 16 cases, without a dictionary: one SIMD vector, read and
 /// written in place and added to another in one operation.
@@ -198,18 +198,27 @@ struct ByteTable {
     /// (each loaded once per string) and within a digit byte by byte, so that long shared prefixes cost a
     /// counting pass per byte rather than a `memcmp` per comparison.
     func sortedNumbers() -> [Int32] {
+        arena.withUnsafeBytes { arena in
+            starts.withUnsafeBufferPointer { starts in ByteTable.sortedNumbers(arena: arena, starts: starts) }
+        }
+    }
+
+    /// ``sortedNumbers()`` for the strings `arena[starts[i]..<starts[i + 1]]`, `i` below `starts.count - 1`, or
+    /// only those numbered in `among`.
+    static func sortedNumbers(arena: UnsafeRawBufferPointer, starts: UnsafeBufferPointer<Int>, among: [Int32]? = nil) -> [Int32] {
+        let count = among?.count ?? starts.count - 1
+        guard count > 0 else { return [] }
         var entries: [SortEntry] = []
         entries.reserveCapacity(count)
-        for i in 0..<count {
+        for k in 0..<count {
+            let i = among.map { Int($0[k]) } ?? k
             entries.append(SortEntry(chunk: 0, start: starts[i], length: Int32(starts[i + 1] - starts[i]), number: Int32(i)))
         }
         var scratch = entries
-        arena.withUnsafeBytes { arena in
-            entries.withUnsafeMutableBufferPointer { entries in
-                scratch.withUnsafeMutableBufferPointer { scratch in
-                    guard let base = arena.baseAddress else { return }
-                    ByteTable.sort(entries, scratch, base, depth: 0)
-                }
+        entries.withUnsafeMutableBufferPointer { entries in
+            scratch.withUnsafeMutableBufferPointer { scratch in
+                guard let base = arena.baseAddress else { return }
+                ByteTable.sort(entries, scratch, base, depth: 0)
             }
         }
         return entries.map(\.number)
@@ -362,6 +371,15 @@ struct TextTable {
     }
 
     subscript(_ i: Int32) -> String { strings[Int(i)] }
+
+    /// The city id of a report that has none: the slug of its city's name (the text `name`), or "unknown".
+    mutating func slug(of name: Int32) -> Int32 {
+        let known = slug[Int(name)]
+        if known >= 0 { return known }
+        let text = intern(Gazetteer.slug(self[name]) ?? "unknown")
+        slug[Int(name)] = text
+        return text
+    }
 }
 
 /// The stored case indexes of the enumerations the fold counts by (`StoredEnumeration.index`, without the
@@ -497,6 +515,37 @@ struct FoldIncident {
     }
 }
 
+extension FoldIncident {
+    /// The projection as the daemon keeps it (with the reduced report the stored form holds), given its texts.
+    func state(id: String, cityId: String, city: String, occurredAt: String, reportCityId: String?) -> IncidentState {
+        var responses: [ResponseKind: Int64] = [:]
+        for (index, kind) in ResponseKind.storedCases.enumerated() where self.responses[index] != 0 {
+            responses[kind] = self.responses[index]
+        }
+        var state = IncidentState(
+            incident: id, cityId: cityId, occurredAt: occurredAt, precision: precision,
+            reportedAt: Timestamp(microseconds: reportedAt),
+            report: ReportData(
+                city: city, cityId: reportCityId, kind: reportKind, location: nil, coordinates: nil,
+                description: nil, participants: reportParticipants, targets: nil, tags: []),
+            current: ReportData(
+                city: city, cityId: reportCityId, kind: currentKind, location: nil, coordinates: nil,
+                description: nil, participants: currentParticipants, targets: nil, tags: []),
+            verification: verification, position: firstPosition)
+        state.status = status
+        state.verificationFromOutcome = verificationFromOutcome
+        state.version = version
+        state.lastPosition = lastPosition
+        state.responseEvents = responseEvents
+        state.outcomeEvents = outcomeEvents
+        state.responses = responses
+        state.killed = killed
+        state.injured = injured
+        state.detained = detained
+        return state
+    }
+}
+
 /// One city's projection while the log is folded: `CityState` with counters instead of dictionaries, and texts
 /// as numbers in `ProjectionFold.texts`.
 struct FoldCity {
@@ -524,6 +573,27 @@ struct FoldCity {
     /// A city before its first incident (as `Projector.newCity` makes it).
     init(_ city: CityState) {
         base = city
+    }
+
+    /// Where in `cities` the city whose id is the text `id` is, made on first sight (named `reportedName`, a
+    /// text, if the gazetteer does not know it); `index` finds a city by its id.
+    @inline(__always) static func find(
+        _ id: Int32, reportedName: Int32, texts: inout TextTable, cities: inout [FoldCity], index: inout [String: Int32],
+        projector: Projector
+    ) -> Int32 {
+        let known = texts.city[Int(id)]
+        if known >= 0 { return known }
+        let cityId = texts[id]
+        let c: Int32
+        if let existing = index[cityId] {
+            c = existing
+        } else {
+            c = Int32(cities.count)
+            cities.append(FoldCity(projector.newCity(id: cityId, reportedName: texts[reportedName])))
+            index[cityId] = c
+        }
+        texts.city[Int(id)] = c
+        return c
     }
 
     /// `CityState.add(_:sign:)`.
@@ -635,32 +705,11 @@ struct ProjectionFold {
         return dayStart + ((hour * 60 + minute) * 60 + second) * 1_000_000 + micros
     }
 
-    /// The city whose id is the text `id`, made on first sight (named `reportedName`, a text, if the gazetteer
-    /// does not know it).
     @inline(__always) private mutating func city(_ id: Int32, reportedName: Int32) -> Int32 {
-        let known = texts.city[Int(id)]
-        if known >= 0 { return known }
-        let cityId = texts[id]
-        let c: Int32
-        if let existing = cityIndex[cityId] {
-            c = existing
-        } else {
-            c = Int32(cities.count)
-            cities.append(FoldCity(projector.newCity(id: cityId, reportedName: texts[reportedName])))
-            cityIndex[cityId] = c
-        }
-        texts.city[Int(id)] = c
-        return c
+        FoldCity.find(id, reportedName: reportedName, texts: &texts, cities: &cities, index: &cityIndex, projector: projector)
     }
 
-    /// The city id of a report that has none: the slug of its city's name (a text), or "unknown".
-    @inline(__always) private mutating func slug(of name: Int32) -> Int32 {
-        let known = texts.slug[Int(name)]
-        if known >= 0 { return known }
-        let slug = texts.intern(Gazetteer.slug(texts[name]) ?? "unknown")
-        texts.slug[Int(name)] = slug
-        return slug
-    }
+    @inline(__always) private mutating func slug(of name: Int32) -> Int32 { texts.slug(of: name) }
 
     /// Where the incident `id` is in `incidents`: folded in this chunk, or read back from what an earlier chunk
     /// wrote; nil for an incident that was never reported.
@@ -811,32 +860,9 @@ struct ProjectionFold {
     /// Incident `i`'s projection as the daemon keeps it (with the reduced report the stored form holds).
     func state(_ i: Int32) -> IncidentState {
         let x = incidents[Int(i)]
-        var responses: [ResponseKind: Int64] = [:]
-        for (index, kind) in ResponseKind.storedCases.enumerated() where x.responses[index] != 0 {
-            responses[kind] = x.responses[index]
-        }
-        let reportCityId = x.reportCityId >= 0 ? texts[x.reportCityId] : nil
-        var state = IncidentState(
-            incident: ids.withBytes(i) { String(decoding: $0, as: UTF8.self) }, cityId: texts[x.cityId],
-            occurredAt: texts[x.occurredAt], precision: x.precision, reportedAt: Timestamp(microseconds: x.reportedAt),
-            report: ReportData(
-                city: texts[x.reportCity], cityId: reportCityId, kind: x.reportKind, location: nil, coordinates: nil,
-                description: nil, participants: x.reportParticipants, targets: nil, tags: []),
-            current: ReportData(
-                city: texts[x.reportCity], cityId: reportCityId, kind: x.currentKind, location: nil, coordinates: nil,
-                description: nil, participants: x.currentParticipants, targets: nil, tags: []),
-            verification: x.verification, position: x.firstPosition)
-        state.status = x.status
-        state.verificationFromOutcome = x.verificationFromOutcome
-        state.version = x.version
-        state.lastPosition = x.lastPosition
-        state.responseEvents = x.responseEvents
-        state.outcomeEvents = x.outcomeEvents
-        state.responses = responses
-        state.killed = x.killed
-        state.injured = x.injured
-        state.detained = x.detained
-        return state
+        return x.state(
+            id: ids.withBytes(i) { String(decoding: $0, as: UTF8.self) }, cityId: texts[x.cityId], city: texts[x.reportCity],
+            occurredAt: texts[x.occurredAt], reportCityId: x.reportCityId >= 0 ? texts[x.reportCityId] : nil)
     }
 
     /// The bytes of text `i` within `arena` (`texts.bytes.arena`, or `ids.arena` with `starts` its starts).

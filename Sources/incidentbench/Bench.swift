@@ -71,9 +71,9 @@ struct IncidentBench: ParsableCommand {
     var incidentsPerCommit: Int?
 
     @Option(help: ArgumentHelp(
-        "With --rebuild-only: how many events the rebuild folds before it writes their incidents (the daemon's default if not given).",
+        "With --rebuild-only: into how many stretches the rebuild cuts the log's incidents, folded on every core at once (the daemon's default, four per core, if not given).",
         valueName: "n"))
-    var rebuildChunk: Int?
+    var rebuildStretches: Int?
 
     @Flag(help: "Measure only the group committer, in this process, on a log in --work-dir: --events appends over --passes passes, 16 × --window in flight as 16 connections would keep them, and the writer thread's CPU per append (its schedstat). The ceiling of the one serial stage, and a way to compare two versions of the append path.")
     var commitOnly = false
@@ -93,7 +93,7 @@ struct IncidentBench: ParsableCommand {
             let log = try EventLog(options: LogOptions(directory: rebuildOnly), gazetteer: .embedded)
             let start = monotonicNanos()
             let folded = try log.rebuildProjections(
-                chunk: max(1, rebuildChunk ?? EventLog.rebuildChunk),
+                stretches: rebuildStretches.map { max(1, $0) },
                 incidentsPerCommit: max(1, incidentsPerCommit ?? EventLog.rebuildIncidentsPerCommit))
             let seconds = Double(monotonicNanos() - start) / 1e9
             print("rebuilt projections from \(folded) events in \(String(format: "%.3f", seconds)) s: \(Int(Double(folded) / seconds)) events/s")

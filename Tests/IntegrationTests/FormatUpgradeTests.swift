@@ -30,10 +30,31 @@ struct FormatUpgradeTests {
                 guard let stored = try txn.get(events, key: start) else { throw HarnessError("no event at \(start)") }
                 let document = try JSONReader().read(UnsafeRawBufferPointer(rebasing: stored[32...]))
                 guard let incident = document["incident"]?.stringValue else { throw HarnessError("event \(start) has no incident") }
-                try txn.put(old, key: Array(incident.utf8) + [0] + Array(key[8..<16]), value: value)
+                try txn.put(old, key: Array(incident.utf8) + [0] + Array(key[8..<16]), value: Array(value[0..<8]))
             }
             try txn.drop(streams, delete: true)
             try txn.put(meta, key: Array("format".utf8), value: Array("incidentd-log-1".utf8))
+        }
+    }
+
+    /// Rewrites the log in `dataDir` as format 2 kept it: each `incident-streams` value the position alone. With
+    /// `keepEvery`, every that many entries keep their summary, as an upgrade cut short by a crash leaves them.
+    static func downgradeToFormat2(_ dataDir: String, keepEvery: Int? = nil) throws {
+        var options = EnvironmentOptions()
+        options.maxDatabases = 8
+        let environment = try Environment(directory: dataDir, options: options)
+        let streams = try environment.openDatabase("incident-streams", create: false)
+        let meta = try environment.openDatabase("meta", create: false)
+        try environment.write { txn in
+            var entries: [(key: [UInt8], value: [UInt8])] = []
+            try txn.forEach(streams) { key, value in
+                entries.append((Array(key), Array(value)))
+                return true
+            }
+            for (index, (key, value)) in entries.enumerated() where keepEvery.map({ index % $0 != 0 }) ?? true {
+                try txn.put(streams, key: key, value: Array(value[0..<8]))
+            }
+            try txn.put(meta, key: Array("format".utf8), value: Array("incidentd-log-2".utf8))
         }
     }
 
@@ -134,5 +155,58 @@ struct FormatUpgradeTests {
         try daemon.start()
         #expect(try Self.answers(daemon.client(), incidents) == after)
         #expect(daemon.stop() == 0)
+    }
+
+    @Test("a daemon upgrades a format 2 log to the summaries the writer makes, also after an upgrade cut short")
+    func upgradesFormat2() throws {
+        let daemon = try Daemon()
+        let client = try daemon.client()
+        var answer = try client.appendEvents(try Repository.articleEvents())
+        #expect(answer["ok"]?.boolValue == true, "\(answer)")
+        let events = RebuildTests.events(incidents: 300)
+        for start in stride(from: 0, to: events.count, by: 100) {
+            answer = try client.appendEvents(Array(events[start..<min(start + 100, events.count)]))
+            #expect(answer["ok"]?.boolValue == true, "\(answer)")
+        }
+        let incidents = Set(events.compactMap { $0["incident"]?.stringValue }).sorted()
+        let before = try Self.answers(client, incidents)
+        let cities = try client.call("cities")["cities"]
+        #expect(daemon.stop() == 0)
+
+        func databases(_ environment: Environment) throws -> [Database] {
+            try ["incident-streams", "incidents", "cities"].map { try environment.openDatabase($0, create: false) }
+        }
+        // Read with LMDB alone, since a reader of the log refuses format 2.
+        func stored() throws -> [UInt8] {
+            var options = EnvironmentOptions()
+            options.maxDatabases = 8
+            options.readOnly = true
+            let environment = try Environment(directory: daemon.dataDir, options: options)
+            return try RebuildTests.digest(environment, try databases(environment))
+        }
+        let written = try stored()
+
+        for keepEvery in [nil, 3] {
+            try Self.downgradeToFormat2(daemon.dataDir, keepEvery: keepEvery)
+            #expect(try stored() != written)
+            let refused = try runCommand(Binaries.incidentctl, ["replay", "--data-dir", daemon.dataDir])
+            #expect(refused.status != 0)
+            #expect(refused.stderr.contains("format incidentd-log-2"), "\(refused.stderr)")
+            do {
+                var options = LogOptions(directory: daemon.dataDir)
+                options.upgradeEntriesPerCommit = 7
+                let log = try EventLog(options: options, gazetteer: .embedded)
+                // The summaries made from the stored events are the ones the writer made when it stored them.
+                let same = try RebuildTests.digest(log.environment, try databases(log.environment)) == written
+                #expect(same, "the upgraded incident-streams differ from what the writer stored")
+                try log.rebuildProjections(stretches: 5)
+            }
+            #expect(try stored() == written)
+            try daemon.start()
+            let upgraded = try daemon.client()
+            #expect(try Self.answers(upgraded, incidents) == before)
+            #expect(try upgraded.call("cities")["cities"] == cities)
+            #expect(daemon.stop() == 0)
+        }
     }
 }

@@ -1,0 +1,279 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import Gazetteer
+import IncidentDomain
+import LMDB
+import StrictJSON
+
+/// The rebuild's fold of one stretch of `incident-streams`: the incidents reported at positions in `reports`,
+/// each folded whole from its entries (its events in version order, each a ``StreamSummary``), then encoded in
+/// its stored form, and added to this stretch's part of its city.
+///
+/// Incidents are independent of each other, and a city is a sum over its incidents, so stretches are folded on
+/// as many threads as there are cores and their cities added up afterwards in stretch order (see
+/// ``StreamFold/merge(_:projector:)``). No incident is looked up by its id: an incident's events come together.
+struct StreamFold {
+    let projector: Projector
+    /// The incidents' ids back to back, and where each starts (`ids[idStarts[i]..<idStarts[i + 1]]`).
+    var ids: [UInt8] = []
+    var idStarts: [Int] = [0]
+    /// Each incident's stored form (`IncidentState.encode(into:)`), back to back, in the same order.
+    var records: [UInt8] = []
+    var recordStarts: [Int] = [0]
+    /// City names, city ids and dates, each once.
+    var texts = TextTable()
+    var cities: [FoldCity] = []
+    var cityIndex: [String: Int32] = [:]
+    /// How many events (stream entries) were folded.
+    var events = 0
+    /// Where a record is encoded before it is appended to `records`.
+    private var scratch = [UInt8](repeating: 0, count: 512)
+    /// Whether records are written straight from the fold (see `ProjectionFold.directEncodingHolds`); otherwise
+    /// through `IncidentState`.
+    let direct: Bool
+
+    init(projector: Projector, direct: Bool) {
+        self.projector = projector
+        self.direct = direct
+    }
+
+    var incidentCount: Int { idStarts.count - 1 }
+
+    /// One incident while its stream is read: its record and its texts, still bytes of the summaries (valid while
+    /// the transaction lasts).
+    private struct Open {
+        var state: FoldIncident
+        var start: UInt64
+        var id: UnsafeRawBufferPointer
+        var city: UnsafeRawBufferPointer
+        var cityId: UnsafeRawBufferPointer?
+        var occurredAt: UnsafeRawBufferPointer
+        var occurredStart: Int64?
+    }
+
+    /// Makes room for the incidents of about `events` events, so that the tables do not grow (and copy
+    /// themselves) while they are folded.
+    mutating func reserveCapacity(events: Int) {
+        let incidents = events * 2 / 3
+        ids.reserveCapacity(incidents * 48)
+        idStarts.reserveCapacity(incidents + 1)
+        records.reserveCapacity(incidents * 176)
+        recordStarts.reserveCapacity(incidents + 1)
+    }
+
+    /// Folds the streams of the incidents reported at positions in `reports`, read with `cursor`.
+    mutating func fold(_ cursor: borrowing Cursor, reports: Range<UInt64>) throws {
+        var open: Open?
+        var entry = try cursor.seek(atOrAfter: Keys.stream(start: reports.lowerBound, version: 0))
+        while let (key, value) = entry {
+            guard key.count == 16, let start = Keys.readPosition(key),
+                let rawVersion = Keys.readPosition(UnsafeRawBufferPointer(rebasing: key[8...])), value.count > 8,
+                let position = Keys.readPosition(value)
+            else { throw LogError(.corrupt, "an incident-streams entry is damaged (\(key.count) + \(value.count) bytes)") }
+            if start >= reports.upperBound { break }
+            let version = Int64(bitPattern: rawVersion)
+            var summary = StreamSummaryReader(value, at: 8, position: position)
+            let type = try summary.byte()
+            if version == 1 {
+                guard type == StreamSummary.report else {
+                    throw LogError(.corrupt, "event \(position) starts an incident's stream but is not a report")
+                }
+                if let finished = open { try close(finished) }
+                open = try report(&summary, start: start, position: position)
+            } else {
+                guard var incident = open, incident.start == start else {
+                    throw LogError(.corrupt, "event \(position) is in the stream of an incident that was never reported")
+                }
+                switch type {
+                case StreamSummary.response: try response(&summary, into: &incident.state)
+                case StreamSummary.outcome: try outcome(&summary, into: &incident.state)
+                default: throw LogError(.corrupt, "event \(position) is a second report in one incident's stream")
+                }
+                incident.state.version = version
+                incident.state.lastPosition = position
+                open = incident
+            }
+            events += 1
+            entry = try cursor.next()
+        }
+        if let finished = open { try close(finished) }
+    }
+
+    private mutating func report(_ s: inout StreamSummaryReader, start: UInt64, position: UInt64) throws -> Open {
+        let precision = try s.enumeration(CaseIndex.precisions)
+        let kind = try s.enumeration(CaseIndex.kinds)
+        let sourcesMask = try s.byte()
+        let flags = try s.byte()
+        let recordedAt = try s.int()
+        let occurredStart = flags & 4 != 0 ? try s.int() : nil
+        var participants: PeopleRange?
+        if flags & 1 != 0 {
+            let low = try s.int()
+            participants = PeopleRange(low: low, high: try s.int())
+        }
+        let id = try s.text()
+        let city = try s.text()
+        let cityId = flags & 2 != 0 ? try s.text() : nil
+        let occurredAt = try s.text()
+        guard let name = texts.intern(city), let effectiveCityId = cityIdText(cityId, name: name) else {
+            throw LogError(.corrupt, "the stream summary of event \(position) has a text that is not UTF-8")
+        }
+        let c = self.city(effectiveCityId, reportedName: name)
+        let state = FoldIncident(
+            cityId: effectiveCityId, reportCity: name, reportCityId: cityId == nil ? -1 : effectiveCityId, occurredAt: -1,
+            reportedAt: recordedAt, position: position, participants: participants, kind: kind,
+            verification: IncidentState.verification(seenMask: sourcesMask), precision: precision, city: c)
+        return Open(state: state, start: start, id: id, city: city, cityId: cityId, occurredAt: occurredAt, occurredStart: occurredStart)
+    }
+
+    /// The text of a report's city id: the one it carries, or the slug of its city's name (`name`, a text).
+    private mutating func cityIdText(_ cityId: UnsafeRawBufferPointer?, name: Int32) -> Int32? {
+        guard let cityId else { return texts.slug(of: name) }
+        return texts.intern(cityId)
+    }
+
+    private mutating func city(_ id: Int32, reportedName: Int32) -> Int32 {
+        FoldCity.find(id, reportedName: reportedName, texts: &texts, cities: &cities, index: &cityIndex, projector: projector)
+    }
+
+    private func response(_ s: inout StreamSummaryReader, into x: inout FoldIncident) throws {
+        let flags = try s.byte()
+        let listed = Int(try s.byte())
+        var kinds = CaseCounts()
+        for _ in 0..<listed {
+            let index = Int(try s.byte())
+            guard index < CaseCounts.slots else { throw s.damaged }
+            kinds[index] = Int64(try s.uint32())
+        }
+        x.responseEvents += 1
+        x.responses.add(kinds, times: 1)
+        if flags & 1 != 0 { x.killed += try s.int() }
+        if flags & 2 != 0 { x.injured += try s.int() }
+        if flags & 4 != 0 { x.detained += try s.int() }
+    }
+
+    private func outcome(_ s: inout StreamSummaryReader, into x: inout FoldIncident) throws {
+        let status = try s.enumeration(CaseIndex.statuses)
+        let rawVerification = try s.byte()
+        let length = try s.uint32()
+        x.outcomeEvents += 1
+        x.status = status
+        if rawVerification != 255 {
+            guard Int(rawVerification) < CaseIndex.verifications.count else { throw s.damaged }
+            x.verification = CaseIndex.verifications[Int(rawVerification)]
+            x.verificationFromOutcome = true
+        }
+        if length > 0 {
+            guard case .object(let corrections) = try JSONReader().read(try s.bytes(length)) else { throw s.damaged }
+            // As the projector corrects `current`: ReportData.applying on the report as the fold knows it.
+            let current = ReportData(
+                city: texts[x.reportCity], cityId: x.reportCityId >= 0 ? texts[x.reportCityId] : nil, kind: x.currentKind,
+                location: nil, coordinates: nil, description: nil, participants: x.currentParticipants, targets: nil, tags: []
+            ).applying(corrections)
+            x.currentKind = current.kind
+            x.currentParticipants = current.participants
+        }
+    }
+
+    /// Adds a folded incident to its city and appends its id and stored form.
+    private mutating func close(_ incident: Open) throws {
+        let x = incident.state
+        let c = Int(x.city)
+        if !cities[c].aliases.contains(x.reportCity) { cities[c].aliases.append(x.reportCity) }
+        cities[c].add(x, sign: 1)
+        if let start = incident.occurredStart {
+            if cities[c].firstIncidentAt < 0 || start < cities[c].firstStart {
+                cities[c].firstIncidentAt = try dateText(incident.occurredAt)
+                cities[c].firstStart = start
+            }
+            if cities[c].lastIncidentAt < 0 || start > cities[c].lastStart {
+                cities[c].lastIncidentAt = try dateText(incident.occurredAt)
+                cities[c].lastStart = start
+            }
+        }
+        cities[c].lastPosition = max(cities[c].lastPosition, x.lastPosition)
+
+        ids.append(contentsOf: incident.id)
+        idStarts.append(ids.count)
+        // The city id is the report's own, or (rarely: a report without one) the slug of its name.
+        let slug = incident.cityId == nil ? texts.bytes.withBytes(x.cityId) { Array($0) } : []
+        try slug.withUnsafeBytes { slug in
+            let cityId = incident.cityId ?? slug
+            if direct {
+                let count = StoredForm.count(
+                    x, id: incident.id, cityId: cityId, city: incident.city, occurredAt: incident.occurredAt,
+                    reportCityId: incident.cityId)
+                if scratch.count < count { scratch = [UInt8](repeating: 0, count: max(count, 2 * scratch.count)) }
+                let complete = scratch.withUnsafeMutableBytes { raw in
+                    var out = StoredForm(UnsafeMutableRawBufferPointer(rebasing: raw[..<count]))
+                    out.write(
+                        x, id: incident.id, cityId: cityId, city: incident.city, occurredAt: incident.occurredAt,
+                        reportCityId: incident.cityId)
+                    return out.complete
+                }
+                guard complete else { throw LogError(.corrupt, "an incident projection did not encode to its expected size") }
+                records.append(contentsOf: scratch[..<count])
+            } else {
+                func string(_ bytes: UnsafeRawBufferPointer) -> String { String(decoding: bytes, as: UTF8.self) }
+                x.state(
+                    id: string(incident.id), cityId: string(cityId), city: string(incident.city),
+                    occurredAt: string(incident.occurredAt), reportCityId: incident.cityId.map(string)
+                ).encode(into: &records)
+            }
+            recordStarts.append(records.count)
+        }
+    }
+
+    private mutating func dateText(_ bytes: UnsafeRawBufferPointer) throws -> Int32 {
+        guard let text = texts.intern(bytes) else { throw LogError(.corrupt, "an incident's occurredAt is not UTF-8") }
+        return text
+    }
+
+    /// The cities of `parts`, folded from consecutive stretches of the log in order, added up as one fold of the
+    /// whole would have made them: counts summed; the name of a city the gazetteer does not know, and the first
+    /// and last incident on a tie, from the earliest stretch that has it.
+    static func merge(_ parts: [StreamFold], projector: Projector) -> [CityState] {
+        var texts = TextTable()
+        var order: [String] = []
+        var merged: [String: FoldCity] = [:]
+        for part in parts {
+            for city in part.cities {
+                let id = city.base.cityId
+                func text(_ t: Int32) -> Int32 { t >= 0 ? texts.intern(part.texts[t]) : -1 }
+                guard var total = merged[id] else {
+                    var first = city
+                    first.aliases = city.aliases.map(text)
+                    first.firstIncidentAt = text(city.firstIncidentAt)
+                    first.lastIncidentAt = text(city.lastIncidentAt)
+                    merged[id] = first
+                    order.append(id)
+                    continue
+                }
+                for alias in city.aliases.map(text) where !total.aliases.contains(alias) { total.aliases.append(alias) }
+                total.incidents += city.incidents
+                total.byKind.add(city.byKind, times: 1)
+                total.participantsLow += city.participantsLow
+                total.participantsHigh += city.participantsHigh
+                total.responses.add(city.responses, times: 1)
+                total.killed += city.killed
+                total.injured += city.injured
+                total.detained += city.detained
+                total.outcomes.add(city.outcomes, times: 1)
+                total.verification.add(city.verification, times: 1)
+                total.openIncidents += city.openIncidents
+                if city.firstIncidentAt >= 0, total.firstIncidentAt < 0 || city.firstStart < total.firstStart {
+                    total.firstIncidentAt = text(city.firstIncidentAt)
+                    total.firstStart = city.firstStart
+                }
+                if city.lastIncidentAt >= 0, total.lastIncidentAt < 0 || city.lastStart > total.lastStart {
+                    total.lastIncidentAt = text(city.lastIncidentAt)
+                    total.lastStart = city.lastStart
+                }
+                total.lastPosition = max(total.lastPosition, city.lastPosition)
+                merged[id] = total
+            }
+        }
+        return order.compactMap { merged[$0]?.state(texts) }
+    }
+}

@@ -186,6 +186,23 @@ public struct ReportData: Hashable, Sendable {
         return (try? ReportData(json: .object(merged), path: "data", stored: true)) ?? self
     }
 
+    /// What ``applying(_:)`` does to the two fields the projections count by, whatever the report: each field
+    /// checks only itself, so the corrections apply to any stored report exactly when they apply to a bare one.
+    public static func countedEffect(of corrections: [String: JSONValue]) -> CountedCorrection {
+        let bare = ReportData(
+            city: "-", cityId: nil, kind: .other, location: nil, coordinates: nil, description: nil, participants: nil,
+            targets: nil, tags: [])
+        var merged = bare.json.objectValue ?? [:]
+        for (key, value) in corrections { merged[key] = value.isNull ? nil : value }
+        guard let applied = try? ReportData(json: .object(merged), path: "data", stored: true) else { return CountedCorrection() }
+        var effect = CountedCorrection()
+        if corrections["kind"] != nil { effect.kind = applied.kind }
+        if let participants = corrections["participants"] {
+            effect.participants = participants.isNull ? .removed : applied.participants.map { .set($0) } ?? .removed
+        }
+        return effect
+    }
+
     /// Checks a `corrections` object against the report's own field rules.
     static func validateCorrections(_ json: JSONValue, path: String) throws(IncidentError) -> [String: JSONValue] {
         guard case .object(let corrections) = json else {
@@ -205,6 +222,25 @@ public struct ReportData: Hashable, Sendable {
             _ = try ReportData(json: .object(probe), path: path, stored: false)
         }
         return corrections
+    }
+}
+
+/// What an outcome's corrections do to a report's kind and participants (see ``ReportData/countedEffect(of:)``).
+public struct CountedCorrection: Hashable, Sendable {
+    /// What happens to the participants.
+    public enum Participants: Hashable, Sendable {
+        case unchanged
+        case removed
+        case set(PeopleRange)
+    }
+
+    /// The corrected kind; nil leaves it.
+    public var kind: IncidentKind?
+    public var participants: Participants = .unchanged
+
+    public init(kind: IncidentKind? = nil, participants: Participants = .unchanged) {
+        self.kind = kind
+        self.participants = participants
     }
 }
 

@@ -138,11 +138,13 @@ public struct IncidentState: Hashable, Sendable {
 
     // MARK: Stored form
 
-    /// The stored form's version byte. (The JSON form of projection version 1 began with `{`.)
-    static let storedFormat: UInt8 = 2
+    /// The stored form's version byte. (The JSON form of projection version 1 began with `{`; version 2 wrote its
+    /// integers in 8 bytes each and its lengths in 4.)
+    public static let storedFormat: UInt8 = 3
 
-    /// The stored form: a version byte, the enumerations as their case indexes, fixed-width little-endian
-    /// integers, then length-prefixed strings. Deterministic: the same state always gives the same bytes.
+    /// The stored form: a version byte, the enumerations as their case indexes, the integers as
+    /// ``StoredInteger``s (the last position as its distance from the first), then strings, each after its
+    /// length. Deterministic: the same state always gives the same bytes.
     public func encoded() -> [UInt8] {
         var out: [UInt8] = []
         out.reserveCapacity(192 + incident.utf8.count + 2 * cityId.utf8.count + report.city.utf8.count + occurredAt.utf8.count)
@@ -151,13 +153,11 @@ public struct IncidentState: Hashable, Sendable {
     }
 
     public func encode(into out: inout [UInt8]) {
-        @inline(__always) func int(_ v: Int64, _ out: inout [UInt8]) {
-            withUnsafeBytes(of: v.littleEndian) { out.append(contentsOf: $0) }
-        }
+        @inline(__always) func int(_ v: Int64, _ out: inout [UInt8]) { StoredInteger.append(v, to: &out) }
         @inline(__always) func text(_ s: String, _ out: inout [UInt8]) {
             var s = s
             s.withUTF8 { utf8 in
-                withUnsafeBytes(of: UInt32(utf8.count).littleEndian) { out.append(contentsOf: $0) }
+                StoredInteger.append(Int64(utf8.count), to: &out)
                 out.append(contentsOf: utf8)
             }
         }
@@ -171,7 +171,7 @@ public struct IncidentState: Hashable, Sendable {
             | (report.cityId != nil ? 8 : 0))
         int(version, &out)
         int(Int64(bitPattern: firstPosition), &out)
-        int(Int64(bitPattern: lastPosition), &out)
+        int(Int64(bitPattern: lastPosition &- firstPosition), &out)
         int(responseEvents, &out)
         int(outcomeEvents, &out)
         int(killed, &out)
@@ -208,15 +208,12 @@ public struct IncidentState: Hashable, Sendable {
             return bytes[offset]
         }
         func int() throws(IncidentError) -> Int64 {
-            guard offset + 8 <= bytes.count else { throw damaged() }
-            defer { offset += 8 }
-            return Int64(littleEndian: bytes.loadUnaligned(fromByteOffset: offset, as: Int64.self))
+            guard let value = StoredInteger.read(bytes, at: &offset) else { throw damaged() }
+            return value
         }
         func text() throws(IncidentError) -> String {
-            guard offset + 4 <= bytes.count else { throw damaged() }
-            let count = Int(UInt32(littleEndian: bytes.loadUnaligned(fromByteOffset: offset, as: UInt32.self)))
-            offset += 4
-            guard offset + count <= bytes.count else { throw damaged() }
+            let count = Int(try int())
+            guard count >= 0, count <= bytes.count - offset else { throw damaged() }
             defer { offset += count }
             return String(decoding: UnsafeRawBufferPointer(rebasing: bytes[offset..<offset + count]), as: UTF8.self)
         }
@@ -235,7 +232,7 @@ public struct IncidentState: Hashable, Sendable {
         verificationFromOutcome = flags & 1 != 0
         version = try int()
         firstPosition = UInt64(bitPattern: try int())
-        lastPosition = UInt64(bitPattern: try int())
+        lastPosition = firstPosition &+ UInt64(bitPattern: try int())
         responseEvents = try int()
         outcomeEvents = try int()
         killed = try int()
@@ -281,6 +278,52 @@ public struct IncidentState: Hashable, Sendable {
             }
         }
         self = try result.get()
+    }
+}
+
+/// How the stored incident projection writes an integer: unsigned LEB128 of its bit pattern, seven bits a byte,
+/// low bits first, so that the small counts and positions most incidents have take one to three bytes (a
+/// negative value takes ten).
+public enum StoredInteger {
+    /// How many bytes `value` takes.
+    @inline(__always) public static func size(_ value: Int64) -> Int {
+        let bits = 64 - UInt64(bitPattern: value).leadingZeroBitCount
+        return bits == 0 ? 1 : (bits + 6) / 7
+    }
+
+    @inline(__always) public static func append(_ value: Int64, to out: inout [UInt8]) {
+        var v = UInt64(bitPattern: value)
+        while v >= 0x80 {
+            out.append(UInt8(truncatingIfNeeded: v) | 0x80)
+            v >>= 7
+        }
+        out.append(UInt8(v))
+    }
+
+    /// Writes `value` at `offset` in `out`, which must have room for ``size(_:)`` bytes there.
+    @inline(__always) public static func write(_ value: Int64, to out: UnsafeMutableRawBufferPointer, at offset: inout Int) {
+        var v = UInt64(bitPattern: value)
+        while v >= 0x80 {
+            out[offset] = UInt8(truncatingIfNeeded: v) | 0x80
+            offset += 1
+            v >>= 7
+        }
+        out[offset] = UInt8(v)
+        offset += 1
+    }
+
+    /// The integer at `offset`, moving past it; nil when the bytes end first or it is longer than ten bytes.
+    @inline(__always) public static func read(_ bytes: UnsafeRawBufferPointer, at offset: inout Int) -> Int64? {
+        var value: UInt64 = 0
+        var shift: UInt64 = 0
+        while offset < bytes.count, shift < 64 {
+            let byte = bytes[offset]
+            offset += 1
+            value |= UInt64(byte & 0x7F) << shift
+            if byte < 0x80 { return Int64(bitPattern: value) }
+            shift += 7
+        }
+        return nil
     }
 }
 

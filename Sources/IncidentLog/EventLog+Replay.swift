@@ -229,84 +229,115 @@ extension EventLog {
             groups[idStarts[n + 1] > idStarts[n] ? Int(idBytes[idStarts[n]]) + 1 : 0].append(Int32(n))
         }
         groups.removeAll { $0.isEmpty }
-        let sorted = SortedGroups(count: groups.count)
+        // Each group is sorted, then gathered in runs of `incidentsPerCommit`, each written in one transaction:
+        // the writer starts on the first run while the rest are sorted and gathered.
+        var firstRun: [Int] = [0]
+        for group in groups { firstRun.append(firstRun[firstRun.count - 1] + (group.count + incidentsPerCommit - 1) / incidentsPerCommit) }
+        let runs = SortedRuns(count: firstRun[firstRun.count - 1])
         let sorting = DispatchGroup()
         defer { sorting.wait() }
         for (g, group) in groups.enumerated() {
-            DispatchQueue.global().async(group: sorting) { [idBytes, idStarts] in
+            DispatchQueue.global().async(group: sorting) { [idBytes, idStarts, stretchOf, firsts, firstRun] in
                 let order = idBytes.withUnsafeBytes { ids in
                     idStarts.withUnsafeBufferPointer { starts in ByteTable.sortedNumbers(arena: ids, starts: starts, among: group) }
                 }
-                sorted.put(order, at: g)
+                var start = 0
+                var r = firstRun[g]
+                while start < order.count {
+                    let end = min(start + incidentsPerCommit, order.count)
+                    var run = IncidentRun()
+                    run.reserveCapacity(end - start)
+                    for n in order[start..<end] {
+                        let n = Int(n)
+                        let k = Int(stretchOf[n])
+                        run.append(
+                            key: idBytes[idStarts[n]..<idStarts[n + 1]], record: folds[k].record(n - firsts[k]))
+                    }
+                    runs.put(run, at: r)
+                    start = end
+                    r += 1
+                }
             }
         }
-        for g in groups.indices {
-            let order = sorted.take(g)
-            try writeIncidents(
-                order, ids: idBytes, idStarts: idStarts, folds: folds, stretchOf: stretchOf, firsts: firsts,
-                incidentsPerCommit: incidentsPerCommit)
-        }
-    }
-
-    /// Writes the incidents numbered in `order` (see above), in that order.
-    private func writeIncidents(
-        _ order: [Int32], ids idBytes: [UInt8], idStarts: [Int], folds: [StreamFold], stretchOf: [Int32], firsts: [Int],
-        incidentsPerCommit: Int
-    ) throws {
-        var written = 0
-        while written < order.count {
-            let end = min(written + incidentsPerCommit, order.count)
+        for r in 0..<firstRun[firstRun.count - 1] {
+            let run = runs.take(r)
             // A write that fills the map is run again once the map has grown; these puts are the same each time.
             try environment.write { txn in
                 let handle = txn.unsafeHandle
-                try idBytes.withUnsafeBytes { ids in
-                    for n in order[written..<end] {
-                        let n = Int(n)
-                        let k = Int(stretchOf[n])
-                        let i = n - firsts[k]
-                        let key = UnsafeRawBufferPointer(rebasing: ids[idStarts[n]..<idStarts[n + 1]])
-                        try folds[k].records.withUnsafeBytes { records in
-                            let record = UnsafeRawBufferPointer(
-                                rebasing: records[folds[k].recordStarts[i]..<folds[k].recordStarts[i + 1]])
-                            let space: UnsafeMutableRawBufferPointer
-                            do {
-                                space = try handle.reserve(db.incidents, key: key, count: record.count, flags: .append)
-                            } catch let error as LMDBError where error.isKeyExist {
-                                // Two incidents under one id: only a damaged log has them; the later one stays.
-                                space = try handle.reserve(db.incidents, key: key, count: record.count)
-                            }
-                            space.copyMemory(from: record)
-                        }
+                try run.forEach { key, record in
+                    let space: UnsafeMutableRawBufferPointer
+                    do {
+                        space = try handle.reserve(db.incidents, key: key, count: record.count, flags: .append)
+                    } catch let error as LMDBError where error.isKeyExist {
+                        // Two incidents under one id: only a damaged log has them; the later one stays.
+                        space = try handle.reserve(db.incidents, key: key, count: record.count)
                     }
+                    space.copyMemory(from: record)
                 }
             }
-            written = end
         }
     }
 }
 
-/// The sorted groups of a rebuild's ids, handed from the threads that sort them to the one that writes them.
-final class SortedGroups: Sendable {
-    private let groups: Mutex<[[Int32]]>
-    /// Signalled once for each group, when it is sorted.
+/// Incidents in key order, on their way from the thread that gathered them to the one that writes them: their
+/// ids and stored forms, each back to back.
+struct IncidentRun: Sendable {
+    private var keys: [UInt8] = []
+    private var keyStarts: [Int] = [0]
+    private var records: [UInt8] = []
+    private var recordStarts: [Int] = [0]
+
+    mutating func reserveCapacity(_ incidents: Int) {
+        keys.reserveCapacity(incidents * 48)
+        keyStarts.reserveCapacity(incidents + 1)
+        records.reserveCapacity(incidents * 200)
+        recordStarts.reserveCapacity(incidents + 1)
+    }
+
+    mutating func append(key: ArraySlice<UInt8>, record: ArraySlice<UInt8>) {
+        keys.append(contentsOf: key)
+        keyStarts.append(keys.count)
+        records.append(contentsOf: record)
+        recordStarts.append(records.count)
+    }
+
+    /// Calls `body` with each incident's id and stored form, in order.
+    func forEach(_ body: (UnsafeRawBufferPointer, UnsafeRawBufferPointer) throws -> Void) rethrows {
+        try keys.withUnsafeBytes { keys in
+            try records.withUnsafeBytes { records in
+                for i in 0..<keyStarts.count - 1 {
+                    try body(
+                        UnsafeRawBufferPointer(rebasing: keys[keyStarts[i]..<keyStarts[i + 1]]),
+                        UnsafeRawBufferPointer(rebasing: records[recordStarts[i]..<recordStarts[i + 1]]))
+                }
+            }
+        }
+    }
+}
+
+/// The runs of a rebuild's incidents, handed from the threads that sort and gather them to the one that writes
+/// them, in order.
+final class SortedRuns: Sendable {
+    private let runs: Mutex<[IncidentRun]>
+    /// Signalled once for each run, when it is gathered.
     private let ready: [DispatchSemaphore]
 
     init(count: Int) {
-        groups = Mutex([[Int32]](repeating: [], count: count))
+        runs = Mutex([IncidentRun](repeating: IncidentRun(), count: count))
         ready = (0..<count).map { _ in DispatchSemaphore(value: 0) }
     }
 
-    func put(_ order: [Int32], at g: Int) {
-        groups.withLock { $0[g] = order }
-        ready[g].signal()
+    func put(_ run: IncidentRun, at r: Int) {
+        runs.withLock { $0[r] = run }
+        ready[r].signal()
     }
 
-    /// Group `g`, once it is sorted (taken once).
-    func take(_ g: Int) -> [Int32] {
-        ready[g].wait()
-        return groups.withLock { groups in
-            defer { groups[g] = [] }
-            return groups[g]
+    /// Run `r`, once it is gathered (taken once).
+    func take(_ r: Int) -> IncidentRun {
+        ready[r].wait()
+        return runs.withLock { runs in
+            defer { runs[r] = IncidentRun() }
+            return runs[r]
         }
     }
 }

@@ -35,7 +35,7 @@ public final class EventLog: Sendable {
     static let format2Tag = "incidentd-log-2"
     static let format1Tag = "incidentd-log-1"
     /// Bumped whenever the projection documents change shape; a mismatch rebuilds them at start.
-    public static let projectionVersion: UInt64 = 2
+    public static let projectionVersion: UInt64 = 3
 
     public let environment: Environment
     public let gazetteer: Gazetteer

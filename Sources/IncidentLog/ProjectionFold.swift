@@ -994,53 +994,54 @@ struct ProjectionFold {
 }
 
 /// Writes an incident record in the stored form of `IncidentState.encode(into:)` (a version byte, the
-/// enumerations as case indexes, fixed-width little-endian integers, then length-prefixed texts) into a buffer
-/// of exactly ``count(_:id:cityId:city:occurredAt:reportCityId:)`` bytes, never past its end.
+/// enumerations as case indexes, ``StoredInteger``s, then texts after their lengths) into a buffer of exactly
+/// ``count(_:id:cityId:city:occurredAt:reportCityId:)`` bytes, never past its end. Without a buffer it only
+/// counts, which is how ``count(_:id:cityId:city:occurredAt:reportCityId:)`` works: one description of the form.
 struct StoredForm {
     /// The version byte `IncidentState.encode(into:)` starts with.
-    static let format: UInt8 = 2
+    static let format: UInt8 = IncidentState.storedFormat
 
-    let out: UnsafeMutableRawBufferPointer
+    let out: UnsafeMutableRawBufferPointer?
     var offset = 0
     var overflowed = false
 
-    init(_ out: UnsafeMutableRawBufferPointer) {
+    init(_ out: UnsafeMutableRawBufferPointer?) {
         self.out = out
     }
 
     /// Whether exactly the whole buffer was written.
-    var complete: Bool { !overflowed && offset == out.count }
+    var complete: Bool { !overflowed && offset == out?.count }
 
     static func count(
         _ x: FoldIncident, id: UnsafeRawBufferPointer, cityId: UnsafeRawBufferPointer, city: UnsafeRawBufferPointer,
         occurredAt: UnsafeRawBufferPointer, reportCityId: UnsafeRawBufferPointer?
     ) -> Int {
-        var n = 7 + 9 * 8 + 1 + 16 + id.count + cityId.count + city.count + occurredAt.count
-        if x.reportParticipants != nil { n += 16 }
-        if x.currentParticipants != nil { n += 16 }
-        n += 9 * x.responses.nonZero
-        if let reportCityId { n += 4 + reportCityId.count }
-        return n
+        var counter = StoredForm(nil)
+        counter.write(x, id: id, cityId: cityId, city: city, occurredAt: occurredAt, reportCityId: reportCityId)
+        return counter.offset
     }
 
     @inline(__always) mutating func byte(_ value: UInt8) {
-        guard offset < out.count else { return overflowed = true }
-        out.storeBytes(of: value, toByteOffset: offset, as: UInt8.self)
+        if let out {
+            guard offset < out.count else { return overflowed = true }
+            out.storeBytes(of: value, toByteOffset: offset, as: UInt8.self)
+        }
         offset += 1
     }
 
     @inline(__always) mutating func int(_ value: Int64) {
-        guard offset + 8 <= out.count else { return overflowed = true }
-        out.storeBytes(of: value.littleEndian, toByteOffset: offset, as: Int64.self)
-        offset += 8
+        guard let out else { return offset += StoredInteger.size(value) }
+        guard offset + StoredInteger.size(value) <= out.count else { return overflowed = true }
+        StoredInteger.write(value, to: out, at: &offset)
     }
 
     @inline(__always) mutating func text(_ bytes: UnsafeRawBufferPointer) {
-        guard offset + 4 + bytes.count <= out.count else { return overflowed = true }
-        out.storeBytes(of: UInt32(bytes.count).littleEndian, toByteOffset: offset, as: UInt32.self)
-        offset += 4
-        if let source = bytes.baseAddress, let target = out.baseAddress {
-            (target + offset).copyMemory(from: source, byteCount: bytes.count)
+        int(Int64(bytes.count))
+        if let out {
+            guard offset + bytes.count <= out.count else { return overflowed = true }
+            if let source = bytes.baseAddress, let target = out.baseAddress {
+                (target + offset).copyMemory(from: source, byteCount: bytes.count)
+            }
         }
         offset += bytes.count
     }
@@ -1059,7 +1060,7 @@ struct StoredForm {
             | (reportCityId != nil ? 8 : 0))
         int(x.version)
         int(Int64(bitPattern: x.firstPosition))
-        int(Int64(bitPattern: x.lastPosition))
+        int(Int64(bitPattern: x.lastPosition &- x.firstPosition))
         int(x.responseEvents)
         int(x.outcomeEvents)
         int(x.killed)

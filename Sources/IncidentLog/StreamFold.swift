@@ -40,6 +40,9 @@ struct StreamFold {
 
     var incidentCount: Int { idStarts.count - 1 }
 
+    /// The stored form of incident `i`.
+    func record(_ i: Int) -> ArraySlice<UInt8> { records[recordStarts[i]..<recordStarts[i + 1]] }
+
     /// One incident while its stream is read: its record and its texts, still bytes of the summaries (valid while
     /// the transaction lasts).
     private struct Open {
@@ -108,10 +111,7 @@ struct StreamFold {
         let recordedAt = try s.int()
         let occurredStart = flags & 4 != 0 ? try s.int() : nil
         var participants: PeopleRange?
-        if flags & 1 != 0 {
-            let low = try s.int()
-            participants = PeopleRange(low: low, high: try s.int())
-        }
+        if flags & 1 != 0 { participants = try s.people() }
         let id = try s.text()
         let city = try s.text()
         let cityId = flags & 2 != 0 ? try s.text() : nil
@@ -143,20 +143,21 @@ struct StreamFold {
         var kinds = CaseCounts()
         for _ in 0..<listed {
             let index = Int(try s.byte())
-            guard index < CaseCounts.slots else { throw s.damaged }
-            kinds[index] = Int64(try s.uint32())
+            let count = try s.uint32()
+            guard index < CaseCounts.slots, count <= CaseCounts.slots else { throw s.damaged }
+            kinds[index] = Int64(count)
         }
         x.responseEvents += 1
         x.responses.add(kinds, times: 1)
-        if flags & 1 != 0 { x.killed += try s.int() }
-        if flags & 2 != 0 { x.injured += try s.int() }
-        if flags & 4 != 0 { x.detained += try s.int() }
+        if flags & 1 != 0 { x.killed += try s.count() }
+        if flags & 2 != 0 { x.injured += try s.count() }
+        if flags & 4 != 0 { x.detained += try s.count() }
     }
 
     private func outcome(_ s: inout StreamSummaryReader, into x: inout FoldIncident) throws {
         let status = try s.enumeration(CaseIndex.statuses)
         let rawVerification = try s.byte()
-        let length = try s.uint32()
+        let corrections = try s.byte()
         x.outcomeEvents += 1
         x.status = status
         if rawVerification != 255 {
@@ -164,16 +165,9 @@ struct StreamFold {
             x.verification = CaseIndex.verifications[Int(rawVerification)]
             x.verificationFromOutcome = true
         }
-        if length > 0 {
-            guard case .object(let corrections) = try JSONReader().read(try s.bytes(length)) else { throw s.damaged }
-            // As the projector corrects `current`: ReportData.applying on the report as the fold knows it.
-            let current = ReportData(
-                city: texts[x.reportCity], cityId: x.reportCityId >= 0 ? texts[x.reportCityId] : nil, kind: x.currentKind,
-                location: nil, coordinates: nil, description: nil, participants: x.currentParticipants, targets: nil, tags: []
-            ).applying(corrections)
-            x.currentKind = current.kind
-            x.currentParticipants = current.participants
-        }
+        if corrections & 1 != 0 { x.currentKind = try s.enumeration(CaseIndex.kinds) }
+        if corrections & 2 != 0 { x.currentParticipants = nil }
+        if corrections & 4 != 0 { x.currentParticipants = try s.people() }
     }
 
     /// Adds a folded incident to its city and appends its id and stored form.

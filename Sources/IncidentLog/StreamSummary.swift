@@ -17,8 +17,9 @@ import StrictJSON
 ///   `UInt16 length ‖ UTF-8`: incident, city, [city id], occurredAt;
 /// - response: `2`, flags (1 killed, 2 injured, 4 detained), how many response kinds, then `(index, UInt32
 ///   count)` for each, then [killed], [injured], [detained] as Int64;
-/// - outcome: `3`, status, verification (255 for none), `UInt32 length ‖ canonical JSON` of the corrections
-///   (length 0 for none).
+/// - outcome: `3`, status, verification (255 for none), flags (what its corrections do to the two report fields
+///   the projections count by, ``ReportData/countedEffect(of:)``: 1 the kind corrected, 2 the participants
+///   removed, 4 the participants corrected), [kind], [participants low, high].
 enum StreamSummary {
     static let report: UInt8 = 1
     static let response: UInt8 = 2
@@ -122,12 +123,22 @@ enum StreamSummary {
     private static func appendOutcome(
         to out: inout [UInt8], status: OutcomeStatus, verification: Verification?, corrections: [String: JSONValue]?
     ) {
+        let effect = corrections.map(ReportData.countedEffect(of:)) ?? CountedCorrection()
         out.append(outcome)
         out.append(UInt8(truncatingIfNeeded: CaseIndex.of(status)))
         out.append(verification.map { UInt8(truncatingIfNeeded: CaseIndex.of($0)) } ?? 255)
-        let json = corrections.map { JSONValue.object($0).canonicalBytes() } ?? []
-        withUnsafeBytes(of: UInt32(truncatingIfNeeded: json.count).littleEndian) { out.append(contentsOf: $0) }
-        out.append(contentsOf: json)
+        var flags: UInt8 = effect.kind != nil ? 1 : 0
+        switch effect.participants {
+        case .unchanged: break
+        case .removed: flags |= 2
+        case .set: flags |= 4
+        }
+        out.append(flags)
+        if let kind = effect.kind { out.append(UInt8(truncatingIfNeeded: CaseIndex.of(kind))) }
+        if case .set(let range) = effect.participants {
+            appendInt(range.low, to: &out)
+            appendInt(range.high, to: &out)
+        }
     }
 
     @inline(__always) private static func appendInt(_ value: Int64, to out: inout [UInt8]) {
@@ -143,8 +154,8 @@ enum StreamSummary {
     }
 }
 
-/// Reads a ``StreamSummary`` in place, every read bounds-checked: a damaged summary is an error naming its
-/// event, never a read past its end.
+/// Reads a ``StreamSummary`` in place, every read bounds-checked and every count within the domain's limits: a
+/// damaged summary is an error naming its event, never a read past its end or a sum that overflows.
 struct StreamSummaryReader {
     let bytes: UnsafeRawBufferPointer
     let position: UInt64
@@ -187,6 +198,21 @@ struct StreamSummaryReader {
         let count = Int(UInt16(littleEndian: bytes.loadUnaligned(fromByteOffset: offset, as: UInt16.self)))
         offset += 2
         return try self.bytes(count)
+    }
+
+    /// A count of people, within the domain's limits (so that no sum of them overflows).
+    @inline(__always) mutating func count() throws -> Int64 {
+        let n = try int()
+        guard Limits.people.contains(n) else { throw damaged }
+        return n
+    }
+
+    /// A range of people, as a report or a correction gives it.
+    @inline(__always) mutating func people() throws -> PeopleRange {
+        let low = try count()
+        let high = try count()
+        guard low <= high else { throw damaged }
+        return PeopleRange(low: low, high: high)
     }
 
     /// One of `cases`, by its stored index.

@@ -313,4 +313,26 @@ struct FastPathTests {
         empty.aliasesSeen = ["b", "a", "Ä"]
         #expect(empty.canonicalBytes() == empty.json.canonicalBytes())
     }
+
+    @Test("stored integers take one byte per seven bits and read back, negative ones too; a cut one is refused")
+    func storedIntegers() {
+        let values: [Int64] = [0, 1, 127, 128, 16_383, 16_384, 1_646_128_800_000_001, .max, -1, .min]
+        for value in values {
+            var bytes: [UInt8] = []
+            StoredInteger.append(value, to: &bytes)
+            #expect(bytes.count == StoredInteger.size(value), "\(value)")
+            var written = [UInt8](repeating: 0xAA, count: bytes.count)
+            var end = 0
+            written.withUnsafeMutableBytes { StoredInteger.write(value, to: $0, at: &end) }
+            #expect(written == bytes && end == bytes.count, "\(value)")
+            var offset = 0
+            #expect(bytes.withUnsafeBytes { StoredInteger.read($0, at: &offset) } == value, "\(value)")
+            #expect(offset == bytes.count)
+            offset = 0
+            let cut = Array(bytes.dropLast())
+            #expect(cut.withUnsafeBytes { StoredInteger.read($0, at: &offset) } == nil, "\(value)")
+        }
+        #expect(StoredInteger.size(0) == 1 && StoredInteger.size(127) == 1 && StoredInteger.size(128) == 2)
+        #expect(StoredInteger.size(-1) == 10)
+    }
 }

@@ -48,6 +48,8 @@ struct RebuildTests {
             if n >= 100, n % 7 == 0 {
                 var data: [String: JSONValue] = ["status": .string(n % 2 == 0 ? "dispersed" : "ongoing"), "verification": .string("verified")]
                 if n % 10 == 0 { data["corrections"] = .object(["kind": .string("strike"), "participants": .object(["low": .int(5), "high": .int(9)])]) }
+                if n % 10 == 5 { data["corrections"] = .object(["participants": .null, "location": .string("the market square")]) }
+                if n % 30 == 21 { data["corrections"] = .object(["participants": .int(40)]) }
                 events.append(.object(["type": .string("outcome-updated"), "incident": .string(id(n - 100)), "data": .object(data)]))
             }
         }

@@ -156,10 +156,27 @@ extension EventLog {
     /// again. Returns the number of events folded.
     ///
     /// The events' JSON is not read: `replay` folds that (``ProjectionFold``), and the bench compares the two.
+    ///
+    /// A summary found damaged stops the fold; then every summary is made again from its event
+    /// (``rederiveStreamSummaries()``) and the fold runs once more.
     @discardableResult
     public func rebuildProjections(
         stretches: Int? = nil, incidentsPerCommit: Int = EventLog.rebuildIncidentsPerCommit
     ) throws -> UInt64 {
+        do {
+            return try rebuildFromSummaries(stretches: stretches, incidentsPerCommit: incidentsPerCommit)
+        } catch let damage as StreamSummaryDamage {
+            options.onSummaryDamage?("\(damage); making every stream summary again from its event")
+            try rederiveStreamSummaries()
+            do {
+                return try rebuildFromSummaries(stretches: stretches, incidentsPerCommit: incidentsPerCommit)
+            } catch let damage as StreamSummaryDamage {
+                throw LogError(.corrupt, "\(damage), even when made again from its event")
+            }
+        }
+    }
+
+    private func rebuildFromSummaries(stretches: Int?, incidentsPerCommit: Int) throws -> UInt64 {
         try environment.write { txn in
             try txn.drop(db.incidents, delete: false)
             try txn.drop(db.cities, delete: false)

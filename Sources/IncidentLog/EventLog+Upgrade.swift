@@ -72,6 +72,18 @@ extension EventLog {
     /// that already has a summary is left as it is, so a crash midway leaves a log the next start upgrades from
     /// where it stopped.
     func upgradeFromFormat2() throws {
+        try makeStreamSummaries(everyEntry: false)
+    }
+
+    /// Makes every stream summary again from its event, which the hash chain covers: what to do when one is
+    /// found damaged, and before a rebuild an operator asks for (`incidentd --rebuild-projections`), so that the
+    /// projections it writes rest on the events alone. About four seconds per million events here.
+    public func rederiveStreamSummaries() throws {
+        try makeStreamSummaries(everyEntry: true)
+    }
+
+    /// Writes the summary of each `incident-streams` entry that has none, or of every entry.
+    private func makeStreamSummaries(everyEntry: Bool) throws {
         let entriesPerCommit = max(1, options.upgradeEntriesPerCommit)
         var lastKey: [UInt8]?
         var done = false
@@ -90,7 +102,7 @@ extension EventLog {
                         guard key.count == 16, let position = Keys.readPosition(value) else {
                             throw LogError(.corrupt, "an incident-streams entry is damaged: key of \(key.count) bytes")
                         }
-                        if value.count == 8 {
+                        if everyEntry || value.count == 8 {
                             keys.append(Array(key))
                             positions.append(position)
                         }

@@ -14,10 +14,12 @@ public struct LogOptions: Sendable {
     public var fileHeadroom: Int = 256 << 10
     /// The most events one group commit writes in one transaction.
     public var maxEventsPerCommit: Int = 8_192
-    /// How many stream entries each transaction of an upgrade from format 1 copies (``EventLog``'s
-    /// `upgradeFromFormat1`); small enough for LMDB's list of dirty pages, large enough that a log of millions
-    /// of events upgrades in seconds.
+    /// How many stream entries each transaction of an upgrade from format 1 or 2 writes (``EventLog``'s
+    /// `upgradeFromFormat1` and `upgradeFromFormat2`); small enough for LMDB's list of dirty pages, large enough
+    /// that a log of millions of events upgrades in seconds.
     public var upgradeEntriesPerCommit: Int = 100_000
+    /// Told, in words, when a rebuild finds a stream summary damaged and makes them all again from the events.
+    public var onSummaryDamage: (@Sendable (String) -> Void)?
 
     public init(directory: String, readOnly: Bool = false) {
         self.directory = directory

@@ -80,7 +80,7 @@ struct StreamFold {
             let type = try summary.byte()
             if version == 1 {
                 guard type == StreamSummary.report else {
-                    throw LogError(.corrupt, "event \(position) starts an incident's stream but is not a report")
+                    throw StreamSummaryDamage(position: position, problem: "starts an incident's stream but is not a report's")
                 }
                 if let finished = open { try close(finished) }
                 open = try report(&summary, start: start, position: position)
@@ -91,7 +91,7 @@ struct StreamFold {
                 switch type {
                 case StreamSummary.response: try response(&summary, into: &incident.state)
                 case StreamSummary.outcome: try outcome(&summary, into: &incident.state)
-                default: throw LogError(.corrupt, "event \(position) is a second report in one incident's stream")
+                default: throw StreamSummaryDamage(position: position, problem: "is a second report's in one incident's stream")
                 }
                 incident.state.version = version
                 incident.state.lastPosition = position
@@ -117,9 +117,12 @@ struct StreamFold {
         let cityId = flags & 2 != 0 ? try s.text() : nil
         let occurredAt = try s.text()
         guard let name = texts.intern(city), let effectiveCityId = cityIdText(cityId, name: name) else {
-            throw LogError(.corrupt, "the stream summary of event \(position) has a text that is not UTF-8")
+            throw StreamSummaryDamage(position: position, problem: "has a text that is not UTF-8")
         }
         let c = self.city(effectiveCityId, reportedName: name)
+        guard occurredAt.count == 0 || isValidUTF8(occurredAt) else {
+            throw StreamSummaryDamage(position: position, problem: "has a date that is not UTF-8")
+        }
         let state = FoldIncident(
             cityId: effectiveCityId, reportCity: name, reportCityId: cityId == nil ? -1 : effectiveCityId, occurredAt: -1,
             reportedAt: recordedAt, position: position, participants: participants, kind: kind,

@@ -167,7 +167,7 @@ struct StreamSummaryReader {
         self.position = position
     }
 
-    var damaged: LogError { LogError(.corrupt, "the stream summary of event \(position) is damaged") }
+    var damaged: StreamSummaryDamage { StreamSummaryDamage(position: position, problem: "is damaged") }
 
     @inline(__always) mutating func byte() throws -> UInt8 {
         guard offset < bytes.count else { throw damaged }
@@ -221,4 +221,14 @@ struct StreamSummaryReader {
         guard index < cases.count else { throw damaged }
         return cases[index]
     }
+}
+
+/// A stream summary that cannot be what the writer made of its event. Summaries are derived from the events,
+/// which the hash chain covers, so a rebuild that meets one makes every summary again from its event
+/// (``EventLog/rederiveStreamSummaries()``) and folds again.
+struct StreamSummaryDamage: Error, CustomStringConvertible {
+    let position: UInt64
+    let problem: String
+
+    var description: String { "the stream summary of event \(position) \(problem)" }
 }

@@ -45,7 +45,7 @@ struct Incidentd: ParsableCommand {
     @Option(name: .long, help: ArgumentHelp("Largest the log may grow, e.g. 64GiB (overrides storage.max_map_size).", valueName: "size"))
     var maxMapSize: String?
 
-    @Flag(name: .long, help: "Drop and rebuild the projections from the log before serving.")
+    @Flag(name: .long, help: "Make every stream summary again from its event, then drop and rebuild the projections, before serving.")
     var rebuildProjections = false
 
     func validate() throws {
@@ -91,9 +91,12 @@ struct Incidentd: ParsableCommand {
         logOptions.initialMapSize = settings.initialMapSize
         logOptions.maxMapSize = settings.maxMapSize
         logOptions.fileHeadroom = settings.fileHeadroom
+        logOptions.onSummaryDamage = { problem in logger.warning("rebuilding projections: \(problem)") }
         Self.raiseDescriptorLimit(settings, logger: logger)
         let log = try EventLog(options: logOptions, gazetteer: gazetteer)
         if rebuildProjections {
+            // Asked for by an operator: from the events alone, which the hash chain covers.
+            try log.rederiveStreamSummaries()
             let folded = try log.rebuildProjections()
             logger.notice("rebuilt projections", metadata: ["events": "\(folded)"])
         }

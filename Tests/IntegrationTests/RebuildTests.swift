@@ -98,6 +98,56 @@ struct RebuildTests {
         }
     }
 
+    @Test("a rebuild that meets damaged stream summaries makes them again from the events, and still gives the daemon's projections")
+    func damagedSummaries() throws {
+        let daemon = try Daemon()
+        let client = try daemon.client()
+        let events = Self.events(incidents: 200)
+        for start in stride(from: 0, to: events.count, by: 100) {
+            let answer = try client.appendEvents(Array(events[start..<min(start + 100, events.count)]))
+            #expect(answer["ok"]?.boolValue == true, "\(answer)")
+        }
+        #expect(daemon.stop() == 0)
+
+        var options = EnvironmentOptions()
+        options.maxDatabases = 8
+        let names = ["incident-streams", "incidents", "cities"]
+        let (streamsBefore, projectionsBefore) = try { () throws -> ([UInt8], [UInt8]) in
+            let environment = try Environment(directory: daemon.dataDir, options: options)
+            let dbs = try names.map { try environment.openDatabase($0, create: false) }
+            let before = (try Self.digest(environment, [dbs[0]]), try Self.digest(environment, Array(dbs[1...])))
+            // Damage three summaries: a report's type, a response cut short, a count past every limit.
+            var entries: [(key: [UInt8], value: [UInt8])] = []
+            try environment.read { txn in
+                try txn.forEach(dbs[0]) { key, value in
+                    entries.append((Array(key), Array(value)))
+                    return true
+                }
+            }
+            let report = try #require(entries.firstIndex { $0.value[8] == 1 })
+            let response = try #require(entries.lastIndex { $0.value[8] == 2 })
+            let counted = try #require(entries.firstIndex { $0.value[8] == 2 && $0.value[9] & 4 != 0 })
+            try environment.write { txn in
+                var changed = entries[report].value
+                changed[8] = 9
+                try txn.put(dbs[0], key: entries[report].key, value: changed)
+                try txn.put(dbs[0], key: entries[response].key, value: Array(entries[response].value[0..<10]))
+                changed = entries[counted].value
+                for i in (changed.count - 8)..<changed.count { changed[i] = 0x7F }
+                try txn.put(dbs[0], key: entries[counted].key, value: changed)
+            }
+            return before
+        }()
+
+        let log = try EventLog(options: LogOptions(directory: daemon.dataDir), gazetteer: .embedded)
+        let dbs = try names.map { try log.environment.openDatabase($0, create: false) }
+        #expect(try Self.digest(log.environment, [dbs[0]]) != streamsBefore)
+        #expect(try log.rebuildProjections() == UInt64(events.count))
+        #expect(try Self.digest(log.environment, [dbs[0]]) == streamsBefore, "the summaries were not made again as the writer made them")
+        let same = try Self.digest(log.environment, Array(dbs[1...])) == projectionsBefore
+        #expect(same, "the projections rebuilt after the summaries were made again differ from the daemon's")
+    }
+
     /// What `replay` computed before it shared the rebuild's fold: each event decoded, then `Projector.apply`,
     /// with the limits applied as SPEC §3 states them.
     static func referenceReplay(_ events: [JSONValue], _ limit: ReplayLimit) throws -> [UInt8] {

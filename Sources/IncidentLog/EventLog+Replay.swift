@@ -145,6 +145,10 @@ extension EventLog {
 
     /// How many incidents a rebuild writes per transaction.
     public static let rebuildIncidentsPerCommit = 16_384
+    /// How many positions of the log a rebuild folds and writes the incidents of at a time: what it holds in
+    /// memory is about 370 bytes per incident reported in them (about 220 MB for this many events at the
+    /// bench's mix).
+    public static let rebuildSegment = 1 << 20
 
     /// Drops the stored projections and folds every incident again from `incident-streams`, where each event's
     /// ``StreamSummary`` sits beside its position and each incident's events come together: the log's
@@ -161,52 +165,69 @@ extension EventLog {
     /// (``rederiveStreamSummaries()``) and the fold runs once more.
     @discardableResult
     public func rebuildProjections(
-        stretches: Int? = nil, incidentsPerCommit: Int = EventLog.rebuildIncidentsPerCommit
+        stretches: Int? = nil, incidentsPerCommit: Int = EventLog.rebuildIncidentsPerCommit,
+        segment: Int = EventLog.rebuildSegment
     ) throws -> UInt64 {
         do {
-            return try rebuildFromSummaries(stretches: stretches, incidentsPerCommit: incidentsPerCommit)
+            return try rebuildFromSummaries(stretches: stretches, incidentsPerCommit: incidentsPerCommit, segment: segment)
         } catch let damage as StreamSummaryDamage {
             options.onSummaryDamage?("\(damage); making every stream summary again from its event")
             try rederiveStreamSummaries()
             do {
-                return try rebuildFromSummaries(stretches: stretches, incidentsPerCommit: incidentsPerCommit)
+                return try rebuildFromSummaries(stretches: stretches, incidentsPerCommit: incidentsPerCommit, segment: segment)
             } catch let damage as StreamSummaryDamage {
                 throw LogError(.corrupt, "\(damage), even when made again from its event")
             }
         }
     }
 
-    private func rebuildFromSummaries(stretches: Int?, incidentsPerCommit: Int) throws -> UInt64 {
+    private func rebuildFromSummaries(stretches: Int?, incidentsPerCommit: Int, segment: Int) throws -> UInt64 {
         try environment.write { txn in
             try txn.drop(db.incidents, delete: false)
             try txn.drop(db.cities, delete: false)
             try txn.delete(db.meta, key: Keys.projections)
         }
         let head = try environment.read { txn in try Head.read(txn, db).position }
-        let count = max(1, min(stretches ?? 4 * EventLog.coreCount, Int(min(head, 1 << 20))))
-        // Stretch i holds the incidents reported at positions bounds[i]..<bounds[i + 1].
-        let bounds = (0...count).map { i in 1 + head * UInt64(i) / UInt64(count) }
         let direct = ProjectionFold.directEncodingHolds(projector: projector)
         let projector = self.projector
-        let parts = Mutex([Result<StreamFold, any Error>?](repeating: nil, count: count))
-        DispatchQueue.concurrentPerform(iterations: count) { i in
-            let part = Result { () throws -> StreamFold in
-                var fold = StreamFold(projector: projector, direct: direct)
-                fold.reserveCapacity(events: Int(bounds[i + 1] - bounds[i]))
-                try environment.read { txn in
-                    try fold.fold(try txn.cursor(db.streams), reports: bounds[i]..<(i == count - 1 ? .max : bounds[i + 1]))
+        let segment = UInt64(max(1, segment))
+        // The stretches of every segment, in order, their incidents forgotten once written: their cities.
+        var parts: [StreamFold] = []
+        var start: UInt64 = 1
+        var last = false
+        while !last {
+            // This segment holds the incidents reported at positions start..<end (the last, any after).
+            last = head < start + segment
+            let end = last ? head + 1 : start + segment
+            let count = max(1, min(stretches ?? 4 * EventLog.coreCount, Int(min(end - start, 1 << 20))))
+            // Stretch i holds those reported at positions bounds[i]..<bounds[i + 1] (the last one of the log, any
+            // after).
+            let bounds = (0...count).map { i in last && i == count ? .max : start + (end - start) * UInt64(i) / UInt64(count) }
+            let folded = Mutex([Result<StreamFold, any Error>?](repeating: nil, count: count))
+            DispatchQueue.concurrentPerform(iterations: count) { i in
+                let part = Result { () throws -> StreamFold in
+                    var fold = StreamFold(projector: projector, direct: direct)
+                    fold.reserveCapacity(events: Int(min(bounds[i + 1], head + 1) - bounds[i]))
+                    try environment.read { txn in try fold.fold(try txn.cursor(db.streams), reports: bounds[i]..<bounds[i + 1]) }
+                    return fold
                 }
-                return fold
+                folded.withLock { $0[i] = part }
             }
-            parts.withLock { $0[i] = part }
+            var folds: [StreamFold] = []
+            for part in folded.withLock({ $0 }) {
+                guard let part else { throw LogError(.corrupt, "a stretch of the rebuild was not folded") }
+                folds.append(try part.get())
+            }
+            // The first segment's incidents go into the empty table in key order: appended. Later ones fall in
+            // between.
+            try writeIncidents(folds, appending: start == 1, incidentsPerCommit: max(1, incidentsPerCommit))
+            for var fold in folds {
+                fold.forgetIncidents()
+                parts.append(fold)
+            }
+            start = end
         }
-        var folds: [StreamFold] = []
-        for part in parts.withLock({ $0 }) {
-            guard let part else { throw LogError(.corrupt, "a stretch of the rebuild was not folded") }
-            folds.append(try part.get())
-        }
-        try writeIncidents(folds, incidentsPerCommit: max(1, incidentsPerCommit))
-        let cities = StreamFold.merge(folds, projector: projector)
+        let cities = StreamFold.merge(parts, projector: projector)
         try environment.write { txn in
             let handle = txn.unsafeHandle
             for city in cities {
@@ -216,13 +237,13 @@ extension EventLog {
             try txn.put(db.meta, key: Keys.projections, value: EventLog.projectionMarkValue(head.position))
         }
         try loadCityDocuments()
-        return UInt64(folds.reduce(0) { $0 + $1.events })
+        return UInt64(parts.reduce(0) { $0 + $1.events })
     }
 
-    /// Writes the incidents of `folds` in key order, each record put with `MDB_APPEND` into the empty table, in
-    /// transactions of `incidentsPerCommit`. Their ids are gathered and split by first byte; the groups are
+    /// Writes the incidents of `folds` in key order, in transactions of `incidentsPerCommit`: with `MDB_APPEND`
+    /// while `appending` (into an empty table). Their ids are gathered and split by first byte; the groups are
     /// sorted on worker threads while this one writes the groups before them.
-    private func writeIncidents(_ folds: [StreamFold], incidentsPerCommit: Int) throws {
+    private func writeIncidents(_ folds: [StreamFold], appending: Bool, incidentsPerCommit: Int) throws {
         // Every id, stretch after stretch: incident `i` of stretch `k` is number `firsts[k] + i`.
         var firsts: [Int] = [0]
         var idBytes: [UInt8] = []
@@ -284,7 +305,7 @@ extension EventLog {
                 try run.forEach { key, record in
                     let space: UnsafeMutableRawBufferPointer
                     do {
-                        space = try handle.reserve(db.incidents, key: key, count: record.count, flags: .append)
+                        space = try handle.reserve(db.incidents, key: key, count: record.count, flags: appending ? .append : [])
                     } catch let error as LMDBError where error.isKeyExist {
                         // Two incidents under one id: only a damaged log has them; the later one stays.
                         space = try handle.reserve(db.incidents, key: key, count: record.count)

@@ -65,6 +65,14 @@ struct StreamFold {
         recordStarts.reserveCapacity(incidents + 1)
     }
 
+    /// Lets go of the incidents' ids and stored forms (once written), keeping the cities.
+    mutating func forgetIncidents() {
+        ids = []
+        idStarts = [0]
+        records = []
+        recordStarts = [0]
+    }
+
     /// Folds the streams of the incidents reported at positions in `reports`, read with `cursor`.
     mutating func fold(_ cursor: borrowing Cursor, reports: Range<UInt64>) throws {
         var open: Open?

@@ -75,6 +75,11 @@ struct IncidentBench: ParsableCommand {
         valueName: "n"))
     var rebuildStretches: Int?
 
+    @Option(help: ArgumentHelp(
+        "With --rebuild-only: how many positions of the log the rebuild folds and writes at a time (the daemon's default, 1,048,576, if not given).",
+        valueName: "n"))
+    var rebuildSegment: Int?
+
     @Flag(help: "Measure only the group committer, in this process, on a log in --work-dir: --events appends over --passes passes, 16 × --window in flight as 16 connections would keep them, and the writer thread's CPU per append (its schedstat). The ceiling of the one serial stage, and a way to compare two versions of the append path.")
     var commitOnly = false
 
@@ -94,7 +99,8 @@ struct IncidentBench: ParsableCommand {
             let start = monotonicNanos()
             let folded = try log.rebuildProjections(
                 stretches: rebuildStretches.map { max(1, $0) },
-                incidentsPerCommit: max(1, incidentsPerCommit ?? EventLog.rebuildIncidentsPerCommit))
+                incidentsPerCommit: max(1, incidentsPerCommit ?? EventLog.rebuildIncidentsPerCommit),
+                segment: max(1, rebuildSegment ?? EventLog.rebuildSegment))
             let seconds = Double(monotonicNanos() - start) / 1e9
             print("rebuilt projections from \(folded) events in \(String(format: "%.3f", seconds)) s: \(Int(Double(folded) / seconds)) events/s")
             return

@@ -70,7 +70,7 @@ struct RebuildTests {
         return all
     }
 
-    @Test("rebuilding in any number of stretches and commits gives the daemon's projections byte for byte")
+    @Test("rebuilding in any number of stretches, segments and commits gives the daemon's projections byte for byte")
     func stretchedRebuild() throws {
         let daemon = try Daemon()
         let client = try daemon.client()
@@ -89,12 +89,18 @@ struct RebuildTests {
         let kept = try Self.digest(log.environment, projections)
         #expect(kept.count > 100_000)
         // One stretch, the default, a few, and more stretches than some have incidents (cities then span many
-        // stretches, and their first and last incidents tie across them, since days repeat).
-        for (stretches, perCommit) in [(1, 16_384), (nil, 7), (3, 40), (97, 1), (2_000, 16_384)] {
-            let folded = try log.rebuildProjections(stretches: stretches, incidentsPerCommit: perCommit)
+        // stretches, and their first and last incidents tie across them, since days repeat); one segment, and
+        // segments of a few hundred positions, whose incidents fall between those written before.
+        let sizes: [(stretches: Int?, perCommit: Int, segment: Int)] = [
+            (1, 16_384, 1 << 20), (nil, 7, 1 << 20), (3, 40, 250), (97, 1, 1 << 20), (2_000, 16_384, 1 << 20), (nil, 16_384, 97),
+        ]
+        for (stretches, perCommit, segment) in sizes {
+            let folded = try log.rebuildProjections(stretches: stretches, incidentsPerCommit: perCommit, segment: segment)
             #expect(folded == UInt64(events.count))
             let same = try Self.digest(log.environment, projections) == kept
-            #expect(same, "the projections rebuilt in \(stretches.map(String.init) ?? "the default") stretches, \(perCommit) incidents a commit, differ")
+            #expect(
+                same,
+                "the projections rebuilt in \(stretches.map(String.init) ?? "the default") stretches, \(perCommit) incidents a commit, segments of \(segment), differ")
         }
     }
 

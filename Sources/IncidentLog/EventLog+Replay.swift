@@ -151,13 +151,13 @@ extension EventLog {
     public static let rebuildSegment = 1 << 20
 
     /// Drops the stored projections and folds every incident again from `incident-streams`, where each event's
-    /// ``StreamSummary`` sits beside its position and each incident's events come together: the log's
-    /// incidents are cut into `stretches` stretches by where they were reported (by default four per core),
-    /// which are folded on every core at once (``StreamFold``); then all their incidents are written in key
-    /// order, in transactions of `incidentsPerCommit` (LMDB keeps a transaction's dirty pages in a sorted list,
-    /// which grows costly in one transaction of hundreds of thousands); then the cities, added up over the
-    /// stretches, and the projection mark. A crash before that mark leaves none, so the next start rebuilds
-    /// again. Returns the number of events folded.
+    /// ``StreamSummary`` sits beside its position and each incident's events come together. The incidents
+    /// reported in each `segment` positions of the log, in turn, are cut into `stretches` stretches by where they
+    /// were reported (by default four per core), which are folded on every core at once (``StreamFold``); then
+    /// the segment's incidents are written in key order, in transactions of `incidentsPerCommit` (LMDB keeps a
+    /// transaction's dirty pages in a sorted list, which grows costly in one transaction of hundreds of
+    /// thousands). Last, the cities, added up over every stretch in order, and the projection mark. A crash
+    /// before that mark leaves none, so the next start rebuilds again. Returns the number of events folded.
     ///
     /// The events' JSON is not read: `replay` folds that (``ProjectionFold``), and the bench compares the two.
     ///

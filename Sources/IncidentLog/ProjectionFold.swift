@@ -57,7 +57,8 @@ struct CaseCounts: Equatable {
 }
 
 /// Byte strings numbered densely in the order they were first added, with an open-addressing hash index to find
-/// a string's number from its bytes. The rebuild keys its incidents by their id bytes with it, and interns texts.
+/// a string's number from its bytes. `replay`'s fold keys its incidents by their id bytes with it, and interns
+/// texts.
 struct ByteTable {
     /// The strings back to back: string `i` is `arena[starts[i]..<starts[i + 1]]`.
     private(set) var arena: [UInt8] = []
@@ -72,7 +73,7 @@ struct ByteTable {
     /// collide in another.
     private let seed = UInt64.random(in: .min ... .max)
 
-    /// How many strings it holds (fewer than 2³¹: a chunk of the rebuild is far smaller).
+    /// How many strings it holds (fewer than 2³¹).
     var count: Int { hashes.count }
 
     /// A fast, well-mixed 64-bit hash of `bytes`, seeded per table. It is only an index: equal hashes are
@@ -194,17 +195,10 @@ struct ByteTable {
         var number: Int32
     }
 
-    /// The numbers of the strings in byte order (`memcmp`, a prefix first): an MSD radix sort, on 8-byte digits
-    /// (each loaded once per string) and within a digit byte by byte, so that long shared prefixes cost a
-    /// counting pass per byte rather than a `memcmp` per comparison.
-    func sortedNumbers() -> [Int32] {
-        arena.withUnsafeBytes { arena in
-            starts.withUnsafeBufferPointer { starts in ByteTable.sortedNumbers(arena: arena, starts: starts) }
-        }
-    }
-
-    /// ``sortedNumbers()`` for the strings `arena[starts[i]..<starts[i + 1]]`, `i` below `starts.count - 1`, or
-    /// only those numbered in `among`.
+    /// The numbers of the strings `arena[starts[i]..<starts[i + 1]]`, `i` below `starts.count - 1` (or only those
+    /// numbered in `among`), in byte order (`memcmp`, a prefix first): an MSD radix sort, on 8-byte digits (each
+    /// loaded once per string) and within a digit byte by byte, so that long shared prefixes cost a counting pass
+    /// per byte rather than a `memcmp` per comparison. (The rebuild sorts its incidents' ids with it.)
     static func sortedNumbers(arena: UnsafeRawBufferPointer, starts: UnsafeBufferPointer<Int>, among: [Int32]? = nil) -> [Int32] {
         let count = among?.count ?? starts.count - 1
         guard count > 0 else { return [] }
@@ -840,21 +834,11 @@ struct ProjectionFold {
 
     // MARK: Writing
 
-    /// Whether ``encoded(_:)`` is what `IncidentState` encodes for this chunk's first incident (true when there
-    /// is none).
-    var firstIncidentEncodesDirectly: Bool { incidents.isEmpty || encoded(0) == state(0).encoded() }
-
     /// Makes room for the incidents of a chunk of `events` events (at most one each), so that the tables do not
     /// grow (and copy themselves) while the chunk is folded.
     mutating func reserveCapacity(events: Int) {
         incidents.reserveCapacity(events)
         ids.reserveCapacity(events)
-    }
-
-    /// Forgets the incidents of this chunk (they have been written).
-    mutating func forgetIncidents() {
-        ids.removeAll()
-        incidents.removeAll(keepingCapacity: true)
     }
 
     /// Incident `i`'s projection as the daemon keeps it (with the reduced report the stored form holds).
@@ -863,56 +847,6 @@ struct ProjectionFold {
         return x.state(
             id: ids.withBytes(i) { String(decoding: $0, as: UTF8.self) }, cityId: texts[x.cityId], city: texts[x.reportCity],
             occurredAt: texts[x.occurredAt], reportCityId: x.reportCityId >= 0 ? texts[x.reportCityId] : nil)
-    }
-
-    /// The bytes of text `i` within `arena` (`texts.bytes.arena`, or `ids.arena` with `starts` its starts).
-    @inline(__always) private static func slice(_ arena: UnsafeRawBufferPointer, _ starts: UnsafeBufferPointer<Int>, _ i: Int32)
-        -> UnsafeRawBufferPointer
-    {
-        UnsafeRawBufferPointer(rebasing: arena[starts[Int(i)]..<starts[Int(i) + 1]])
-    }
-
-    /// The numbers of this chunk's incidents in the order of their ids' bytes: the order to write them in.
-    func incidentsInKeyOrder() -> [Int32] { ids.sortedNumbers() }
-
-    /// Writes the incidents `order` names (a stretch of ``incidentsInKeyOrder()``), in that order, into the space
-    /// `reserve` gives for each key and the size of its value: in the stored form of
-    /// `IncidentState.encode(into:)`, straight from the record with `direct` (see
-    /// ``directEncodingHolds(projector:)``), otherwise through `IncidentState`.
-    func write(
-        _ order: ArraySlice<Int32>, direct: Bool,
-        reserve: (_ key: UnsafeRawBufferPointer, _ count: Int) throws -> UnsafeMutableRawBufferPointer
-    ) throws {
-        try ids.arena.withUnsafeBytes { idArena in
-            try ids.starts.withUnsafeBufferPointer { idStarts in
-                try texts.bytes.arena.withUnsafeBytes { textArena in
-                    try texts.bytes.starts.withUnsafeBufferPointer { textStarts in
-                        try incidents.withUnsafeBufferPointer { incidents in
-                            for i in order {
-                                let id = ProjectionFold.slice(idArena, idStarts, i)
-                                guard direct else {
-                                    let value = state(i).encoded()
-                                    let space = try reserve(id, value.count)
-                                    value.withUnsafeBytes { space.copyMemory(from: $0) }
-                                    continue
-                                }
-                                let x = incidents[Int(i)]
-                                let cityId = ProjectionFold.slice(textArena, textStarts, x.cityId)
-                                let city = ProjectionFold.slice(textArena, textStarts, x.reportCity)
-                                let occurredAt = ProjectionFold.slice(textArena, textStarts, x.occurredAt)
-                                let reportCityId = x.reportCityId >= 0 ? ProjectionFold.slice(textArena, textStarts, x.reportCityId) : nil
-                                let count = StoredForm.count(x, id: id, cityId: cityId, city: city, occurredAt: occurredAt, reportCityId: reportCityId)
-                                var out = StoredForm(try reserve(id, count))
-                                out.write(x, id: id, cityId: cityId, city: city, occurredAt: occurredAt, reportCityId: reportCityId)
-                                guard out.complete else {
-                                    throw LogError(.corrupt, "an incident projection did not encode to its expected size")
-                                }
-                            }
-                        }
-                    }
-                }
-            }
-        }
     }
 
     /// Incident `i` in the stored form, written straight from its record; nil if that went wrong.

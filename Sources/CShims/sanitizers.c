@@ -30,7 +30,9 @@ const char *__tsan_default_suppressions(void) {
            "race:05EventB0C6commit_15committedCities*SDySSSays5UInt8VGGzYuYTXEfU\n"
            "race:05EventB0C6verify7stretch*zYuYTXEfU\n"
            "race:12AppendIntakeC7recycle*zYuYTXEfU\n"
-           "race:12AppendIntakeC12freeAnswered*zYuYTXEfU\n";
+           "race:12AppendIntakeC12freeAnswered*zYuYTXEfU\n"
+           "race:05EventB0C20rebuildFromSummaries*ResultOyAA10StreamFoldV*zYuYTXEfU\n"
+           "race:10SortedRunsC*zYuYTXEfU\n";
 }
 #endif
 #endif

@@ -227,7 +227,7 @@ extension EventLog {
             }
             start = end
         }
-        let cities = StreamFold.merge(parts, projector: projector)
+        let cities = StreamFold.merge(parts)
         try environment.write { txn in
             let handle = txn.unsafeHandle
             for city in cities {

@@ -1,6 +1,3 @@
-#if canImport(Glibc)
-import Glibc
-#endif
 import Gazetteer
 import IncidentDomain
 import LMDB
@@ -12,7 +9,7 @@ import StrictJSON
 ///
 /// Incidents are independent of each other, and a city is a sum over its incidents, so stretches are folded on
 /// as many threads as there are cores and their cities added up afterwards in stretch order (see
-/// ``StreamFold/merge(_:projector:)``). No incident is looked up by its id: an incident's events come together.
+/// ``StreamFold/merge(_:)``). No incident is looked up by its id: an incident's events come together.
 struct StreamFold {
     let projector: Projector
     /// The incidents' ids back to back, and where each starts (`ids[idStarts[i]..<idStarts[i + 1]]`).
@@ -124,13 +121,11 @@ struct StreamFold {
         let city = try s.text()
         let cityId = flags & 2 != 0 ? try s.text() : nil
         let occurredAt = try s.text()
-        guard let name = texts.intern(city), let effectiveCityId = cityIdText(cityId, name: name) else {
-            throw StreamSummaryDamage(position: position, problem: "has a text that is not UTF-8")
-        }
+        // An incident id is 1 to 128 bytes (SPEC §2); the texts are UTF-8, as the writer had them.
+        guard !id.isEmpty, id.count <= 128, isValidUTF8(id), isValidUTF8(occurredAt), let name = texts.intern(city),
+            let effectiveCityId = cityIdText(cityId, name: name)
+        else { throw StreamSummaryDamage(position: position, problem: "has a text that is not one an event can have") }
         let c = self.city(effectiveCityId, reportedName: name)
-        guard occurredAt.count == 0 || isValidUTF8(occurredAt) else {
-            throw StreamSummaryDamage(position: position, problem: "has a date that is not UTF-8")
-        }
         let state = FoldIncident(
             cityId: effectiveCityId, reportCity: name, reportCityId: cityId == nil ? -1 : effectiveCityId, occurredAt: -1,
             reportedAt: recordedAt, position: position, participants: participants, kind: kind,
@@ -238,7 +233,7 @@ struct StreamFold {
     /// The cities of `parts`, folded from consecutive stretches of the log in order, added up as one fold of the
     /// whole would have made them: counts summed; the name of a city the gazetteer does not know, and the first
     /// and last incident on a tie, from the earliest stretch that has it.
-    static func merge(_ parts: [StreamFold], projector: Projector) -> [CityState] {
+    static func merge(_ parts: [StreamFold]) -> [CityState] {
         var texts = TextTable()
         var order: [String] = []
         var merged: [String: FoldCity] = [:]

@@ -196,6 +196,7 @@ extension EventLog {
         var start: UInt64 = 1
         var last = false
         while !last {
+            if head > 0 { options.onProgress?("rebuilding the projections: the incidents reported from position \(start) of \(head)") }
             // This segment holds the incidents reported at positions start..<end (the last, any after).
             last = head < start + segment
             let end = last ? head + 1 : start + segment

@@ -21,7 +21,10 @@ extension EventLog {
         }
         try environment.write { txn in try txn.drop(db.streams, delete: false) }
         var progress = UpgradeProgress()
+        var copied = 0
         while !progress.done {
+            if copied > 0 { options.onProgress?("upgrading the log to format 2: \(copied) stream entries copied") }
+            copied += entriesPerCommit
             // Each write may be run again after the map grows, so it starts from `progress` and returns the next.
             progress = try environment.write { txn -> UpgradeProgress in
                 var next = progress
@@ -87,7 +90,10 @@ extension EventLog {
         let entriesPerCommit = max(1, options.upgradeEntriesPerCommit)
         var lastKey: [UInt8]?
         var done = false
+        var made = 0
         while !done {
+            options.onProgress?("making the stream summaries from the events: \(made) made")
+            made += entriesPerCommit
             // Each write may be run again after the map grows, so it starts from `lastKey` and returns the next.
             (lastKey, done) = try environment.write { txn -> ([UInt8]?, Bool) in
                 let handle = txn.unsafeHandle

@@ -20,6 +20,10 @@ public struct LogOptions: Sendable {
     public var upgradeEntriesPerCommit: Int = 100_000
     /// Told, in words, when a rebuild finds a stream summary damaged and makes them all again from the events.
     public var onSummaryDamage: (@Sendable (String) -> Void)?
+    /// Told, in words, how the long work a log may need before it is served (an upgrade, a rebuild) is getting
+    /// on: before each of its transactions or segments, so at least every few seconds. The daemon extends
+    /// systemd's start timeout with it.
+    public var onProgress: (@Sendable (String) -> Void)?
 
     public init(directory: String, readOnly: Bool = false) {
         self.directory = directory

@@ -92,6 +92,12 @@ struct Incidentd: ParsableCommand {
         logOptions.maxMapSize = settings.maxMapSize
         logOptions.fileHeadroom = settings.fileHeadroom
         logOptions.onSummaryDamage = { problem in logger.warning("rebuilding projections: \(problem)") }
+        // An upgrade or a rebuild of a large log can outlast systemd's start timeout (90 s by default): each step
+        // of it buys another 90 s, and says what is being done.
+        logOptions.onProgress = { status in
+            logger.info("\(status)")
+            _ = incidentd_sd_notify("EXTEND_TIMEOUT_USEC=90000000\nSTATUS=\(status)")
+        }
         Self.raiseDescriptorLimit(settings, logger: logger)
         let log = try EventLog(options: logOptions, gazetteer: gazetteer)
         if rebuildProjections {

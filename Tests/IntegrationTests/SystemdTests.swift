@@ -98,4 +98,32 @@ struct SystemdTests {
         #expect(child.wait() == 0)
         #expect(!child.wasSignaled)
     }
+
+    @Test("a start that must upgrade the log says so to systemd and extends its start timeout before READY=1")
+    func longStartExtendsTimeout() throws {
+        let daemon = try Daemon()
+        let answer = try daemon.client().appendEvents(RebuildTests.events(incidents: 40))
+        #expect(answer["ok"]?.boolValue == true, "\(answer)")
+        #expect(daemon.stop() == 0)
+        try FormatUpgradeTests.downgradeToFormat2(daemon.dataDir)
+
+        let dir = makeTemporaryDirectory("incidentd-long-start")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let notify = try NotifyListener(path: dir + "/notify")
+        let log = open(dir + "/log", O_WRONLY | O_CREAT | O_CLOEXEC, 0o600)
+        defer { close(log) }
+        var environment = ProcessInfo.processInfo.environment
+        environment["NOTIFY_SOCKET"] = notify.path
+        let child = try ChildProcess(
+            Binaries.incidentd, ["--data-dir", daemon.dataDir, "--socket", dir + "/incidentd.sock"],
+            environment: environment, stdin: log, stdout: log, stderr: log)
+        var before: [String] = []
+        while let message = notify.next(), !message.hasPrefix("READY=1") { before.append(message) }
+        #expect(
+            before.contains { $0.contains("EXTEND_TIMEOUT_USEC=") && $0.contains("STATUS=making the stream summaries") },
+            "\(before)")
+        kill(child.pid, SIGTERM)
+        #expect(notify.next() == "STOPPING=1")
+        #expect(child.wait() == 0)
+    }
 }

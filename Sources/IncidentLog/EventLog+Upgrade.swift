@@ -97,39 +97,33 @@ extension EventLog {
             // Each write may be run again after the map grows, so it starts from `lastKey` and returns the next.
             (lastKey, done) = try environment.write { txn -> ([UInt8]?, Bool) in
                 let handle = txn.unsafeHandle
-                var keys: [[UInt8]] = []
-                var positions: [UInt64] = []
+                var entries: [(key: [UInt8], position: UInt64)] = []
                 var atEnd = false
                 do {
                     let cursor = try handle.cursor(db.streams)
                     var entry = try lastKey.map { try cursor.seek(atOrAfter: $0) } ?? cursor.first()
                     if let lastKey, let (key, _) = entry, key.elementsEqual(lastKey) { entry = try cursor.next() }
-                    while let (key, value) = entry, keys.count < entriesPerCommit {
+                    while let (key, value) = entry, entries.count < entriesPerCommit {
                         guard key.count == 16, let position = Keys.readPosition(value) else {
                             throw LogError(.corrupt, "an incident-streams entry is damaged: key of \(key.count) bytes")
                         }
-                        if everyEntry || value.count == 8 {
-                            keys.append(Array(key))
-                            positions.append(position)
-                        }
+                        if everyEntry || value.count == 8 { entries.append((Array(key), position)) }
                         entry = try cursor.next()
                     }
                     atEnd = entry == nil
                 }
                 var value: [UInt8] = []
-                for (key, position) in zip(keys, positions) {
+                for (key, position) in entries {
                     guard let stored = try handle.get(db.events, key: Keys.position(position)), stored.count > 32 else {
                         throw LogError(.corrupt, "event \(position), named by incident-streams, is missing")
                     }
                     let canonical = UnsafeRawBufferPointer(rebasing: stored[32...])
                     value.removeAll(keepingCapacity: true)
                     value.append(contentsOf: Keys.position(position))
-                    let start = value.count
-                    if let parsed = StoredEventReader.parse(canonical), parsed.position == position,
-                        StreamSummary.append(parsed, to: &value)
-                    {
-                    } else {
-                        value.removeLast(value.count - start)
+                    let read = StoredEventReader.parse(canonical).map {
+                        $0.position == position && StreamSummary.append($0, to: &value)
+                    }
+                    if read != true {
                         let event = try RecordedEvent(json: JSONReader().read(canonical))
                         guard event.position == position else {
                             throw LogError(.corrupt, "event \(position) says it is at position \(event.position)")
@@ -142,7 +136,7 @@ extension EventLog {
                     try handle.put(db.meta, key: Keys.format, value: Array(EventLog.formatTag.utf8))
                     return (nil, true)
                 }
-                return (keys.last ?? lastKey, false)
+                return (entries.last?.key ?? lastKey, false)
             }
         }
     }

@@ -198,22 +198,24 @@ struct StreamFold {
         idStarts.append(ids.count)
         // The city id is the report's own, or (rarely: a report without one) the slug of its name.
         let slug = incident.cityId == nil ? texts.bytes.withBytes(x.cityId) { Array($0) } : []
-        try slug.withUnsafeBytes { slug in
+        slug.withUnsafeBytes { slug in
             let cityId = incident.cityId ?? slug
             if direct {
-                let count = StoredForm.count(
-                    x, id: incident.id, cityId: cityId, city: incident.city, occurredAt: incident.occurredAt,
-                    reportCityId: incident.cityId)
-                if scratch.count < count { scratch = [UInt8](repeating: 0, count: max(count, 2 * scratch.count)) }
-                let complete = scratch.withUnsafeMutableBytes { raw in
-                    var out = StoredForm(UnsafeMutableRawBufferPointer(rebasing: raw[..<count]))
-                    out.write(
-                        x, id: incident.id, cityId: cityId, city: incident.city, occurredAt: incident.occurredAt,
-                        reportCityId: incident.cityId)
-                    return out.complete
+                // Written once into the scratch buffer, grown and written again only when it was too small.
+                while true {
+                    let written = scratch.withUnsafeMutableBytes { raw -> Int? in
+                        var out = StoredForm(raw)
+                        out.write(
+                            x, id: incident.id, cityId: cityId, city: incident.city, occurredAt: incident.occurredAt,
+                            reportCityId: incident.cityId)
+                        return out.overflowed ? nil : out.offset
+                    }
+                    if let written {
+                        records.append(contentsOf: scratch[..<written])
+                        break
+                    }
+                    scratch = [UInt8](repeating: 0, count: 2 * scratch.count)
                 }
-                guard complete else { throw LogError(.corrupt, "an incident projection did not encode to its expected size") }
-                records.append(contentsOf: scratch[..<count])
             } else {
                 func string(_ bytes: UnsafeRawBufferPointer) -> String { String(decoding: bytes, as: UTF8.self) }
                 x.state(

@@ -77,6 +77,7 @@ struct LatencyComparison {
                 format: "p%@ | %@ ms | %@ ms | %.2f | %d of %d", percentile == 99.9 ? "99.9" : String(Int(percentile)),
                 ms(a), ms(b), Double(b) / Double(max(a, 1)), faster, rounds.count))
         }
+        lines.append("machine: \(Report.machine())")
         return lines.joined(separator: "\n")
     }
 

@@ -229,7 +229,24 @@ struct Report {
         let cpuinfo = (try? String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8)) ?? ""
         let model = cpuinfo.split(separator: "\n").first { $0.hasPrefix("model name") }?
             .split(separator: ":", maxSplits: 1).last?.trimmingCharacters(in: .whitespaces) ?? "unknown CPU"
-        return "\(sysconf(Int32(_SC_NPROCESSORS_ONLN))) × \(model), \(ProcessInfo.processInfo.physicalMemory >> 30) GiB"
+        var parts = ["\(sysconf(Int32(_SC_NPROCESSORS_ONLN))) × \(model), \(ProcessInfo.processInfo.physicalMemory >> 30) GiB"]
+        if let idle = idleSettings() { parts.append(idle) }
+        return parts.joined(separator: "; ")
+    }
+
+    /// How the CPUs wait when idle, which one-at-a-time latency depends on: on a virtual machine, a thread woken
+    /// on a halted CPU waits for it to be resumed (12–60 µs here, BENCHMARKS.md change 33), and one append
+    /// wakes threads that way several times. Guest halt polling (`guest_halt_poll_ns`) spins before halting.
+    static func idleSettings() -> String? {
+        func read(_ path: String) -> String? {
+            (try? String(contentsOfFile: path, encoding: .utf8))?.trimmingCharacters(in: .whitespacesAndNewlines)
+        }
+        guard let driver = read("/sys/devices/system/cpu/cpuidle/current_driver") else { return nil }
+        var text = "cpuidle \(driver)"
+        if let poll = read("/sys/module/haltpoll/parameters/guest_halt_poll_ns") {
+            text += ", guest halt polling \(poll) ns"
+        }
+        return text
     }
 }
 

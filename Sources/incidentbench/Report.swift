@@ -235,7 +235,7 @@ struct Report {
     }
 
     /// How the CPUs wait when idle, which one-at-a-time latency depends on: on a virtual machine, a thread woken
-    /// on a halted CPU waits for it to be resumed (12–60 µs here, BENCHMARKS.md change 33), and one append
+    /// on a halted CPU waits for it to be resumed (12–61 µs here, BENCHMARKS.md change 33), and one append
     /// wakes threads that way several times. Guest halt polling (`guest_halt_poll_ns`) spins before halting.
     static func idleSettings() -> String? {
         func read(_ path: String) -> String? {

@@ -6,11 +6,12 @@ import NIOPosix
 
 /// How the event loops ask the kernel for a CPU (`daemon.loop_scheduling`).
 ///
-/// When both cores are busy, a loop woken by a query waits for the CPU behind the writer and the intake (which
-/// give it away every two units of work) and behind its own answer drains: `city` p99 under full append load is
-/// 0.7–1.6 ms on 2 cores. A real-time loop preempts at once, and the same query's p99 falls to 0.2–0.4 ms
-/// (BENCHMARKS.md). The cost: every wake-up of a loop now preempts the writer or the intake, the daemon's kernel
-/// time per append about doubles, and appends per second fall by a quarter to two fifths. And whatever a client makes a loop do
+/// When both cores are busy, a loop woken by a query waits for the CPU behind the writer, the intake and
+/// whatever else runs (the writer and the intake yield every two units of work, but a yield hands the CPU only
+/// to a thread queued on the same core): `city` p99 under full append load is 0.7–1.6 ms on 2 cores. A
+/// real-time loop preempts at once, and the same query's p99 falls to 0.2–0.4 ms (BENCHMARKS.md). The cost:
+/// every wake-up of a loop now preempts the writer or the intake, the daemon's kernel time per append about
+/// doubles, and appends per second fall by a quarter to two fifths. And whatever a client makes a loop do
 /// (framing lines, refusing bad ones) then runs ahead of every ordinary thread on the machine, the writer
 /// included, up to the kernel's real-time limit (`sched_rt_runtime_us`, 95% of each second). So real-time
 /// loops are for machines whose socket only trusted clients reach, and they are asked for, not the default.

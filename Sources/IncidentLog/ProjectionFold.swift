@@ -609,17 +609,27 @@ struct FoldCity {
     @inline(__always) mutating func fold(report name: Int32, state: FoldIncident, occurredAt: Int32, start: Int64?, position: UInt64) {
         if !aliases.contains(name) { aliases.append(name) }
         add(state, sign: 1)
-        if let start {
-            if firstIncidentAt < 0 || start < firstStart {
-                firstIncidentAt = occurredAt
-                firstStart = start
-            }
-            if lastIncidentAt < 0 || start > lastStart {
-                lastIncidentAt = occurredAt
-                lastStart = start
-            }
-        }
+        if let start { noteIncident(startingAt: start, date: occurredAt) }
         lastPosition = position
+    }
+
+    /// Whether an incident whose date starts at `start` would be the city's first or last (see
+    /// ``noteIncident(startingAt:date:)``), so that its date's text is looked up only then.
+    @inline(__always) func takesIncident(startingAt start: Int64) -> Bool {
+        firstIncidentAt < 0 || start < firstStart || lastIncidentAt < 0 || start > lastStart
+    }
+
+    /// Takes an incident whose date starts at `start` (`date`, a text) as the city's first or last if it is
+    /// earlier or later than those it has; a tie keeps the one it has.
+    @inline(__always) mutating func noteIncident(startingAt start: Int64, date: Int32) {
+        if firstIncidentAt < 0 || start < firstStart {
+            firstIncidentAt = date
+            firstStart = start
+        }
+        if lastIncidentAt < 0 || start > lastStart {
+            lastIncidentAt = date
+            lastStart = start
+        }
     }
 
     /// The projection as the daemon keeps it.

@@ -182,15 +182,8 @@ struct StreamFold {
         let c = Int(x.city)
         if !cities[c].aliases.contains(x.reportCity) { cities[c].aliases.append(x.reportCity) }
         cities[c].add(x, sign: 1)
-        if let start = incident.occurredStart {
-            if cities[c].firstIncidentAt < 0 || start < cities[c].firstStart {
-                cities[c].firstIncidentAt = try dateText(incident.occurredAt)
-                cities[c].firstStart = start
-            }
-            if cities[c].lastIncidentAt < 0 || start > cities[c].lastStart {
-                cities[c].lastIncidentAt = try dateText(incident.occurredAt)
-                cities[c].lastStart = start
-            }
+        if let start = incident.occurredStart, cities[c].takesIncident(startingAt: start) {
+            cities[c].noteIncident(startingAt: start, date: try dateText(incident.occurredAt))
         }
         cities[c].lastPosition = max(cities[c].lastPosition, x.lastPosition)
 

@@ -77,10 +77,7 @@ struct FormatUpgradeTests {
         let daemon = try Daemon()
         let events = RebuildTests.events(incidents: 400)
         let client = try daemon.client()
-        for start in stride(from: 0, to: events.count, by: 100) {
-            let answer = try client.appendEvents(Array(events[start..<min(start + 100, events.count)]))
-            #expect(answer["ok"]?.boolValue == true, "\(answer)")
-        }
+        try client.appendEvents(events, inBatchesOf: 100)
         let incidents = Set(events.compactMap { $0["incident"]?.stringValue }).sorted()
         let before = try Self.answers(client, incidents)
         #expect(before.allSatisfy { $0["ok"]?.boolValue == true })
@@ -161,13 +158,10 @@ struct FormatUpgradeTests {
     func upgradesFormat2() throws {
         let daemon = try Daemon()
         let client = try daemon.client()
-        var answer = try client.appendEvents(try Repository.articleEvents())
+        let answer = try client.appendEvents(try Repository.articleEvents())
         #expect(answer["ok"]?.boolValue == true, "\(answer)")
         let events = RebuildTests.events(incidents: 300)
-        for start in stride(from: 0, to: events.count, by: 100) {
-            answer = try client.appendEvents(Array(events[start..<min(start + 100, events.count)]))
-            #expect(answer["ok"]?.boolValue == true, "\(answer)")
-        }
+        try client.appendEvents(events, inBatchesOf: 100)
         let incidents = Set(events.compactMap { $0["incident"]?.stringValue }).sorted()
         let before = try Self.answers(client, incidents)
         let cities = try client.call("cities")["cities"]

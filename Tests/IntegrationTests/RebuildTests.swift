@@ -75,10 +75,7 @@ struct RebuildTests {
         let daemon = try Daemon()
         let client = try daemon.client()
         let events = Self.events(incidents: 900)
-        for start in stride(from: 0, to: events.count, by: 200) {
-            let answer = try client.appendEvents(Array(events[start..<min(start + 200, events.count)]))
-            #expect(answer["ok"]?.boolValue == true, "\(answer)")
-        }
+        try client.appendEvents(events, inBatchesOf: 200)
         #expect(try client.headPosition() == Int64(events.count))
         #expect(daemon.stop() == 0)
 
@@ -109,10 +106,7 @@ struct RebuildTests {
         let daemon = try Daemon()
         let client = try daemon.client()
         let events = Self.events(incidents: 200)
-        for start in stride(from: 0, to: events.count, by: 100) {
-            let answer = try client.appendEvents(Array(events[start..<min(start + 100, events.count)]))
-            #expect(answer["ok"]?.boolValue == true, "\(answer)")
-        }
+        try client.appendEvents(events, inBatchesOf: 100)
         #expect(daemon.stop() == 0)
 
         var options = EnvironmentOptions()
@@ -177,13 +171,10 @@ struct RebuildTests {
     func replayLimits() throws {
         let daemon = try Daemon()
         let client = try daemon.client()
-        var answer = try client.appendEvents(try Repository.articleEvents())
+        let answer = try client.appendEvents(try Repository.articleEvents())
         #expect(answer["ok"]?.boolValue == true, "\(answer)")
         let generated = Self.events(incidents: 300)
-        for start in stride(from: 0, to: generated.count, by: 97) {
-            answer = try client.appendEvents(Array(generated[start..<min(start + 97, generated.count)]))
-            #expect(answer["ok"]?.boolValue == true, "\(answer)")
-        }
+        try client.appendEvents(generated, inBatchesOf: 97)
         let stored = try client.allEvents()
         let kept = try client.call("cities")["cities"] ?? .null
         #expect(kept.arrayValue?.count == 3)

@@ -85,6 +85,14 @@ extension RawClient {
         return try call("append", body)
     }
 
+    /// `events` in `append` requests of `batch` each, in order; every one must be accepted.
+    func appendEvents(_ events: [JSONValue], inBatchesOf batch: Int) throws {
+        for start in stride(from: 0, to: events.count, by: batch) {
+            let answer = try appendEvents(Array(events[start..<min(start + batch, events.count)]))
+            #expect(answer["ok"]?.boolValue == true, "\(answer)")
+        }
+    }
+
     /// The head position `status` reports.
     func headPosition() throws -> Int64 {
         let status = try call("status")

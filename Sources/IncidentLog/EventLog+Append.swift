@@ -276,6 +276,9 @@ extension EventLog {
             let failure = AppendFailure.storageFull(
                 "the log has reached its maximum size of \(options.maxMapSize) bytes; raise max_map_size and restart")
             return batch.map { _ in .failure(failure) }
+        } catch let error as LMDBError {
+            let failure = fileSystemFull(error) ?? .storage("\(error)")
+            return batch.map { _ in .failure(failure) }
         } catch {
             return batch.map { _ in .failure(.storage("\(error)")) }
         }

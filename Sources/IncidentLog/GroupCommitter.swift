@@ -14,6 +14,17 @@ public final class GroupCommitter: Sendable {
         public var events: UInt64 = 0
         public var largestBatch: Int = 0
         public var queued: Int = 0
+        /// Commits the storage refused as a whole (a full file system, a failing disk); nothing of them is stored.
+        public var failedCommits: UInt64 = 0
+    }
+
+    /// What the writer tells its owner about the storage: a commit refused as a whole, and the first commit stored
+    /// after such refusals. Delivered on the writer thread, so it must be quick.
+    public enum StorageReport: Sendable {
+        /// A commit of `requests` appends failed; nothing of it was stored, and each append was answered `failure`.
+        case commitFailed(AppendFailure, requests: Int)
+        /// A commit was stored after `failedCommits` in a row were not.
+        case recovered(failedCommits: Int)
     }
 
     public typealias Completion = @Sendable (Result<AppendReceipt, AppendFailure>) -> Void
@@ -37,13 +48,15 @@ public final class GroupCommitter: Sendable {
     static let writerNice: Int32 = 5
 
     private let log: EventLog
+    private let onStorageReport: (@Sendable (StorageReport) -> Void)?
     private let state = Mutex(State())
     private let wakeup = DispatchSemaphore(value: 0)
     private let finished = DispatchSemaphore(value: 0)
 
-    /// Starts the writer thread.
-    public init(log: EventLog) {
+    /// Starts the writer thread. `onStorageReport` hears of commits the storage refuses, and of the recovery.
+    public init(log: EventLog, onStorageReport: (@Sendable (StorageReport) -> Void)? = nil) {
         self.log = log
+        self.onStorageReport = onStorageReport
         // The writer works in big batches and waits for the disk anyway; when the CPUs are contended, the event
         // loops (reading requests, answering queries) go first.
         startBackgroundThread(named: "incidentd-write", nice: GroupCommitter.writerNice) { [self] in self.run() }
@@ -98,6 +111,7 @@ public final class GroupCommitter: Sendable {
         let limit = log.options.maxEventsPerCommit
         var lastBatch = Int.max
         var extendingFile = log.options.fileHeadroom > 0
+        var failedInARow = 0
         while true {
             wakeup.wait()
             while true {
@@ -128,14 +142,35 @@ public final class GroupCommitter: Sendable {
                 }
                 lastBatch = batch.count
                 let results = log.commit(batch.map(\.request), committedCities: &committedCities)
+                let refusal = Self.storageRefusal(results)
                 state.withLock { state in
+                    if refusal != nil {
+                        state.statistics.failedCommits += 1
+                        return
+                    }
                     state.statistics.commits += 1
                     state.statistics.requests += UInt64(batch.count)
                     for case .success(let receipt) in results { state.statistics.events += UInt64(receipt.positions.count) }
                     state.statistics.largestBatch = max(state.statistics.largestBatch, batch.count)
                 }
                 for (pending, result) in zip(batch, results) { pending.completion(result, pending.request) }
+                if let refusal {
+                    failedInARow += 1
+                    onStorageReport?(.commitFailed(refusal, requests: batch.count))
+                } else if failedInARow > 0 {
+                    onStorageReport?(.recovered(failedCommits: failedInARow))
+                    failedInARow = 0
+                }
             }
+        }
+    }
+
+    /// The storage's refusal when a commit failed as a whole: every request then carries the same failure.
+    private static func storageRefusal(_ results: [Result<AppendReceipt, AppendFailure>]) -> AppendFailure? {
+        guard case .failure(let failure) = results.first else { return nil }
+        switch failure {
+        case .storage, .storageFull: return failure
+        case .rejected, .shuttingDown: return nil
         }
     }
 }

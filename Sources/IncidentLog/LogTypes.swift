@@ -138,7 +138,7 @@ public struct AppendReceipt: Sendable, Hashable {
 public enum AppendFailure: Error, Sendable {
     /// A domain rule refused the event at `index` of the request.
     case rejected(IncidentError, index: Int)
-    /// The map is at its configured maximum.
+    /// The map is at its configured maximum, or the file system holding the log is full.
     case storageFull(String)
     /// The daemon is stopping and takes no new appends.
     case shuttingDown

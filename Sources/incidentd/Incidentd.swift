@@ -106,7 +106,8 @@ struct Incidentd: ParsableCommand {
             let folded = try log.rebuildProjections()
             logger.notice("rebuilt projections", metadata: ["events": "\(folded)"])
         }
-        let committer = GroupCommitter(log: log)
+        let storageTrouble = StorageTroubleLog(logger: logger)
+        let committer = GroupCommitter(log: log, onStorageReport: storageTrouble.report)
         // Two, so that one long `verify` does not hold up every `read`.
         let logWalkers = NIOThreadPool(numberOfThreads: 2)
         logWalkers.start()

@@ -280,6 +280,7 @@ final class RequestExecutor: Sendable {
                 "events": .int(Int64(stats.events)),
                 "largestBatch": .int(Int64(stats.largestBatch)),
                 "queued": .int(Int64(stats.queued)),
+                "failed": .int(Int64(stats.failedCommits)),
             ],
         ])
     }

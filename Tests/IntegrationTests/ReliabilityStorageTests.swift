@@ -106,6 +106,78 @@ struct ReliabilityStorageTests {
         #expect(daemon.stop() == 0)
     }
 
+    @Test(
+        "a full file system: appends fail with storage_full naming it, nothing refused is stored, reads go on and the daemon's log says so; with room again appends are stored, and a crash loses none of them",
+        .enabled(if: SmallFileSystem.canMount, "needs root, to mount a small tmpfs"))
+    func fileSystemFills() throws {
+        let root = makeTemporaryDirectory()
+        let disk = try SmallFileSystem(at: root + "/data", megabytes: 4)
+        defer { disk.unmount() }
+        let daemon = try Daemon(root: root)
+        let client = try daemon.client()
+        var appended = 0
+        var full: JSONValue?
+        for n in 0..<400 {
+            let response = try Self.bulkAppend(client, tag: "disk-\(n)", count: 10)
+            if !response.isOK {
+                full = response
+                break
+            }
+            appended += 10
+        }
+        guard let full else {
+            Issue.record("a 4 MiB file system never filled up after \(appended) events")
+            return
+        }
+        #expect(full.errorCode == "storage_full", "\(full)")
+        let message = full["error"]?["message"]?.stringValue ?? ""
+        #expect(message.contains("the file system holding \(daemon.dataDir) is full"), "\(full)")
+
+        // Nothing of a refused append is stored. Pages freed by earlier commits may still take a small append
+        // now and then, so go on until three in a row are refused.
+        var refusedInARow = 1
+        for n in 0..<50 where refusedInARow < 3 {
+            #expect(try client.status()["position"]?.intValue == Int64(appended), "a refused append stored nothing")
+            let again = try Self.bulkAppend(client, tag: "again-\(n)", count: 10)
+            if again.isOK {
+                appended += 10
+                refusedInARow = 0
+            } else {
+                #expect(again.errorCode == "storage_full", "\(again)")
+                refusedInARow += 1
+            }
+        }
+        #expect(refusedInARow == 3, "the file system stays full")
+        let status = try client.status()
+        #expect(status["position"]?.intValue == Int64(appended))
+        let failedCommits = Int(status["commits"]?["failed"]?.intValue ?? 0)
+        #expect(failedCommits >= 3, "\(status)")
+        let read = try client.call("read", ["from": .int(Int64(appended)), "limit": 5])
+        #expect(read.isOK && read["events"]?.arrayValue?.first?["position"]?.intValue == Int64(appended), "\(read)")
+        let city = try client.call("city", ["city": "Kup'yansk"])
+        #expect(city.isOK && (city["city"]?["incidents"]?["total"]?.intValue ?? 0) > 0, "\(city)")
+        try waitFor("the daemon's log to say that appends are not stored") {
+            daemon.log.contains("appends are not being stored: the file system holding \(daemon.dataDir) is full")
+        }
+        let lines = daemon.log.components(separatedBy: "appends are not being stored").count - 1
+        #expect(lines < failedCommits, "one line for a burst of failed commits, not one each: \(daemon.log)")
+
+        // Room again: the next append is stored where the log stopped, and the log says so.
+        try disk.resize(megabytes: 32)
+        let resumed = try Self.bulkAppend(client, tag: "resumed", count: 10)
+        #expect(resumed.isOK, "\(resumed)")
+        #expect(resumed["positions"]?.arrayValue?.first?.intValue == Int64(appended + 1))
+        appended += 10
+        try waitFor("the daemon's log to say that appends are stored again") {
+            daemon.log.contains("appends are stored again")
+        }
+        daemon.crash()
+        try daemon.start()
+        let events = try checkLogIntegrity(daemon, try daemon.client())
+        #expect(events.count == appended)
+        #expect(daemon.stop() == 0)
+    }
+
     static func dataFileSize(_ daemon: Daemon) -> Int64 {
         ((try? FileManager.default.attributesOfItem(atPath: daemon.dataDir + "/data.mdb"))?[.size] as? Int64) ?? -1
     }
@@ -168,5 +240,47 @@ struct ReliabilityStorageTests {
         #expect(!schedule.isDue(events: 500), "nothing committed since the last trim")
         #expect((1...8).map { _ in schedule.isDue(events: 500) } == Array(repeating: false, count: 8))
         #expect(schedule.isDue(events: 500), "ten ticks since the last trim")
+    }
+}
+
+/// A tmpfs of a few megabytes mounted on a directory, for a log to run out of space. Needs root.
+final class SmallFileSystem {
+    let path: String
+    private var mounted = false
+
+    /// Whether this process may mount one: tried once, on a directory of its own.
+    static let canMount: Bool = {
+        guard getuid() == 0 else { return false }
+        let probe = makeTemporaryDirectory("incidentd-mount-probe")
+        defer { try? FileManager.default.removeItem(atPath: probe) }
+        guard let disk = try? SmallFileSystem(at: probe, megabytes: 1) else { return false }
+        disk.unmount()
+        return true
+    }()
+
+    init(at path: String, megabytes: Int) throws {
+        self.path = path
+        try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
+        try Self.mount(["-t", "tmpfs", "-o", "size=\(megabytes)m,mode=0700", "tmpfs", path])
+        mounted = true
+    }
+
+    /// Changes the size in place; what is stored stays.
+    func resize(megabytes: Int) throws {
+        try Self.mount(["-o", "remount,size=\(megabytes)m", path])
+    }
+
+    /// Detaches it at once, even with a process still holding files there (a failed test's daemon).
+    func unmount() {
+        guard mounted else { return }
+        _ = try? runCommand("/bin/umount", ["-l", path])
+        mounted = false
+    }
+
+    deinit { unmount() }
+
+    private static func mount(_ arguments: [String]) throws {
+        let result = try runCommand("/bin/mount", arguments)
+        guard result.status == 0 else { throw HarnessError("mount \(arguments.joined(separator: " ")): \(result.stderr)") }
     }
 }

@@ -1,0 +1,35 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import LMDB
+
+extension EventLog {
+    /// Below this many free bytes, a commit that failed to write is taken for a full file system.
+    static let nearlyFull = 1 << 20
+
+    /// The refusal for a commit that failed because the file system holding the log is full, or `nil` when
+    /// `error` says something else.
+    ///
+    /// LMDB reports a write that ran out of space as `ENOSPC` (or `EDQUOT`), but a write that fit only in part
+    /// as `EIO`, the same code as a failing disk; so an `EIO` counts as a full file system only when the file
+    /// system has (almost) nothing left. The message names the directory and what is free, so that an operator
+    /// knows what to do: nothing else is wrong, and appends are stored again once there is room.
+    func fileSystemFull(_ error: LMDBError) -> AppendFailure? {
+        guard [ENOSPC, EDQUOT, EIO].contains(error.code) else { return nil }
+        let free = Self.freeBytes(at: options.directory)
+        if error.code == EIO, free.map({ $0 >= Self.nearlyFull }) ?? true { return nil }
+        let left = free.map { "\($0) bytes free" } ?? "free space unknown"
+        return .storageFull(
+            "the file system holding \(options.directory) is full (\(left)); nothing was stored, and appends are "
+                + "stored again once space is freed there")
+    }
+
+    /// What the file system holding `path` has free for this process (root may use the blocks kept back for it).
+    static func freeBytes(at path: String) -> Int? {
+        var space = statvfs()
+        guard statvfs(path, &space) == 0 else { return nil }
+        let blocks = geteuid() == 0 ? space.f_bfree : space.f_bavail
+        let (bytes, overflow) = UInt64(blocks).multipliedReportingOverflow(by: UInt64(space.f_frsize))
+        return overflow ? Int.max : Int(clamping: bytes)
+    }
+}

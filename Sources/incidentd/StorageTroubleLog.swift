@@ -1,0 +1,58 @@
+import Dispatch
+import IncidentDomain
+import IncidentLog
+import Logging
+import Synchronization
+
+/// Tells the operator, in the daemon's log, when the storage refuses commits and when it takes them again.
+///
+/// Every client whose append is refused gets the reason in its answer, but nobody else would learn of it: a full
+/// file system or a failing disk shows in the journal as soon as it starts. While it lasts, a busy daemon fails
+/// hundreds of commits a second; after the first, one line per ``interval`` says how many more failed.
+final class StorageTroubleLog: Sendable {
+    private struct State {
+        var lastLine: UInt64?
+        var unreported = 0
+        var unreportedRequests = 0
+    }
+
+    /// At most one line per this many nanoseconds while commits keep failing.
+    static let interval: UInt64 = 10_000_000_000
+
+    private let logger: Logger
+    private let state = Mutex(State())
+
+    init(logger: Logger) {
+        self.logger = logger
+    }
+
+    func report(_ report: GroupCommitter.StorageReport) {
+        switch report {
+        case .commitFailed(let failure, let requests):
+            let time = DispatchTime.now().uptimeNanoseconds
+            let line = state.withLock { state -> (commits: Int, requests: Int)? in
+                state.unreported += 1
+                state.unreportedRequests += requests
+                if let last = state.lastLine, time &- last < Self.interval { return nil }
+                state.lastLine = time
+                defer { (state.unreported, state.unreportedRequests) = (0, 0) }
+                return (state.unreported, state.unreportedRequests)
+            }
+            guard let line else { return }
+            logger.error(
+                "appends are not being stored: \(Self.reason(failure))",
+                metadata: ["failedCommits": "\(line.commits)", "refusedAppends": "\(line.requests)"])
+        case .recovered(let failedCommits):
+            state.withLock { $0 = State() }
+            logger.notice("appends are stored again", metadata: ["failedCommits": "\(failedCommits)"])
+        }
+    }
+
+    private static func reason(_ failure: AppendFailure) -> String {
+        switch failure {
+        case .storageFull(let message), .storage(let message): return message
+        case .rejected(let error, _): return error.message
+        case .shuttingDown: return "stopping"
+        }
+    }
+}

@@ -25,6 +25,9 @@ public final class GroupCommitter: Sendable {
         case commitFailed(AppendFailure, requests: Int)
         /// A commit was stored after `failedCommits` in a row were not.
         case recovered(failedCommits: Int)
+        /// A commit failed and left the storage refusing every transaction (``EventLog/storageIsBroken()``):
+        /// nothing more can be stored or read until the process opens the log again. Reported once.
+        case broken(AppendFailure)
     }
 
     public typealias Completion = @Sendable (Result<AppendReceipt, AppendFailure>) -> Void
@@ -112,6 +115,7 @@ public final class GroupCommitter: Sendable {
         var lastBatch = Int.max
         var extendingFile = log.options.fileHeadroom > 0
         var failedInARow = 0
+        var broken = false
         while true {
             wakeup.wait()
             while true {
@@ -156,7 +160,12 @@ public final class GroupCommitter: Sendable {
                 for (pending, result) in zip(batch, results) { pending.completion(result, pending.request) }
                 if let refusal {
                     failedInARow += 1
-                    onStorageReport?(.commitFailed(refusal, requests: batch.count))
+                    if !broken && log.storageIsBroken() {
+                        broken = true
+                        onStorageReport?(.broken(refusal))
+                    } else {
+                        onStorageReport?(.commitFailed(refusal, requests: batch.count))
+                    }
                 } else if failedInARow > 0 {
                     onStorageReport?(.recovered(failedCommits: failedInARow))
                     failedInARow = 0

@@ -59,6 +59,11 @@ public struct LMDBError: Error, Hashable, Sendable, CustomStringConvertible {
     /// The reader lock table is full (`MDB_READERS_FULL`); see
     /// ``EnvironmentOptions/maxReaders`` and ``Environment/readerCheck()``.
     public var isReadersFull: Bool { code == _MDB_READERS_FULL }
+
+    /// The environment had a fatal error (`MDB_PANIC`): a meta page could not be written, and from then on
+    /// LMDB refuses every transaction of this process, reads included. Only closing the environment and opening
+    /// it again clears it; the last commit whose meta page failed is not in the log then.
+    public var isPanic: Bool { code == _MDB_PANIC }
 }
 
 extension LMDBError {

@@ -106,7 +106,8 @@ struct Incidentd: ParsableCommand {
             let folded = try log.rebuildProjections()
             logger.notice("rebuilt projections", metadata: ["events": "\(folded)"])
         }
-        let storageTrouble = StorageTroubleLog(logger: logger)
+        let stop = DispatchSemaphore(value: 0)
+        let storageTrouble = StorageTroubleLog(logger: logger, onBroken: { stop.signal() })
         let committer = GroupCommitter(log: log, onStorageReport: storageTrouble.report)
         // Two, so that one long `verify` does not hold up every `read`.
         let logWalkers = NIOThreadPool(numberOfThreads: 2)
@@ -140,7 +141,6 @@ struct Incidentd: ParsableCommand {
             ])
         _ = incidentd_sd_notify("READY=1\nSTATUS=serving at position \(status.position)")
 
-        let stop = DispatchSemaphore(value: 0)
         Self.awaitStopSignal(stopSignals, then: stop)
         let watchdog = Self.startWatchdog()
         let trimmer = Self.startMapTrimmer(log, committer: committer)
@@ -165,7 +165,8 @@ struct Incidentd: ParsableCommand {
         trimmer.cancel()
         readerCheck.cancel()
         if inherited == nil { unlink(settings.socketPath) }
-        logger.notice("stopped", metadata: ["position": "\((try? log.status().position) ?? 0)"])
+        logger.notice("stopped", metadata: ["position": "\((try? log.status()).map { "\($0.position)" } ?? "unknown")"])
+        if storageTrouble.isBroken { throw ExitCode(StorageTroubleLog.exitStatus) }
     }
 
     /// Blocks SIGTERM and SIGINT in the calling thread (and so in every thread it starts) and returns them.

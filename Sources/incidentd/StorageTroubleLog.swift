@@ -9,22 +9,34 @@ import Synchronization
 /// Every client whose append is refused gets the reason in its answer, but nobody else would learn of it: a full
 /// file system or a failing disk shows in the journal as soon as it starts. While it lasts, a busy daemon fails
 /// hundreds of commits a second; after the first, one line per ``interval`` says how many more failed.
+///
+/// A storage that refuses every transaction from then on (LMDB's `MDB_PANIC`) is beyond this process: it says
+/// so and calls `onBroken`, and the daemon stops with ``exitStatus`` so that its service manager starts it again.
 final class StorageTroubleLog: Sendable {
     private struct State {
         var lastLine: UInt64?
         var unreported = 0
         var unreportedRequests = 0
+        var broken = false
     }
+
+    /// The daemon's exit status after the storage broke: `EX_IOERR`.
+    static let exitStatus: Int32 = 74
 
     /// At most one line per this many nanoseconds while commits keep failing.
     static let interval: UInt64 = 10_000_000_000
 
     private let logger: Logger
+    private let onBroken: @Sendable () -> Void
     private let state = Mutex(State())
 
-    init(logger: Logger) {
+    init(logger: Logger, onBroken: @escaping @Sendable () -> Void) {
         self.logger = logger
+        self.onBroken = onBroken
     }
+
+    /// Whether the storage broke beyond repair in this process.
+    var isBroken: Bool { state.withLock { $0.broken } }
 
     func report(_ report: GroupCommitter.StorageReport) {
         switch report {
@@ -45,6 +57,11 @@ final class StorageTroubleLog: Sendable {
         case .recovered(let failedCommits):
             state.withLock { $0 = State() }
             logger.notice("appends are stored again", metadata: ["failedCommits": "\(failedCommits)"])
+        case .broken(let failure):
+            state.withLock { $0.broken = true }
+            logger.critical(
+                "the storage refuses every transaction now (LMDB: MDB_PANIC), after \(Self.reason(failure)); stopping, to be started again: acknowledged appends are safe, the refused ones were not stored")
+            onBroken()
         }
     }
 

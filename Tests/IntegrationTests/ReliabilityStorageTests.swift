@@ -178,6 +178,36 @@ struct ReliabilityStorageTests {
         #expect(daemon.stop() == 0)
     }
 
+    @Test(
+        "a meta page that cannot be written leaves LMDB refusing everything: the daemon says so and exits 74, for its service manager to start it again; the log then holds every acknowledged append and not the refused one",
+        .enabled(if: FailingMetaWrites.library != nil, "needs the Swift toolchain's clang, to build the fault-injection library"))
+    func brokenStorageStopsTheDaemon() throws {
+        let library = try #require(FailingMetaWrites.library)
+        let root = makeTemporaryDirectory()
+        let flag = root + "/fail-meta-writes"
+        let daemon = try Daemon(root: root, environment: ["LD_PRELOAD": library, "INCIDENTD_FAIL_META_WRITES": flag])
+        let client = try daemon.client()
+        let kept = try Self.bulkAppend(client, tag: "kept", count: 3)
+        #expect(kept.isOK, "\(kept)")
+
+        #expect(FileManager.default.createFile(atPath: flag, contents: nil))
+        let refused = try Self.bulkAppend(client, tag: "refused", count: 2)
+        #expect(refused.errorCode == "internal_error", "\(refused)")
+        try waitFor("the daemon to stop by itself") { daemon.child?.isRunning == false }
+        #expect(daemon.stop() == 74, "EX_IOERR, so that systemd's Restart=on-failure starts it again")
+        #expect(daemon.log.contains("the storage refuses every transaction now"), "\(daemon.log)")
+
+        try FileManager.default.removeItem(atPath: flag)
+        try daemon.start()
+        let after = try daemon.client()
+        let events = try checkLogIntegrity(daemon, after)
+        #expect(events.count == 3, "the acknowledged appends, and nothing of the refused one")
+        #expect(try after.call("incident", ["incident": "refused-0"]).errorCode == "unknown_incident")
+        let again = try Self.bulkAppend(after, tag: "refused", count: 2)
+        #expect(again.isOK && again["positions"]?.arrayValue?.first?.intValue == 4, "\(again)")
+        #expect(daemon.stop() == 0)
+    }
+
     static func dataFileSize(_ daemon: Daemon) -> Int64 {
         ((try? FileManager.default.attributesOfItem(atPath: daemon.dataDir + "/data.mdb"))?[.size] as? Int64) ?? -1
     }
@@ -282,5 +312,34 @@ final class SmallFileSystem {
     private static func mount(_ arguments: [String]) throws {
         let result = try runCommand("/bin/mount", arguments)
         guard result.status == 0 else { throw HarnessError("mount \(arguments.joined(separator: " ")): \(result.stderr)") }
+    }
+}
+
+/// `Tests/FaultInjection/fail_meta_writes.c`, built once with the Swift toolchain's clang, to be preloaded into the
+/// daemon: while a flag file exists, LMDB's meta-page writes fail with EIO, as on a failing disk.
+enum FailingMetaWrites {
+    static let library: String? = {
+        let source = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .appendingPathComponent("FaultInjection/fail_meta_writes.c").path
+        guard FileManager.default.fileExists(atPath: source), let clang = findClang() else { return nil }
+        let output = makeTemporaryDirectory("incidentd-fault") + "/libfail_meta_writes.so"
+        guard let built = try? runCommand(clang, ["-shared", "-fPIC", "-O1", "-o", output, source, "-ldl"]),
+            built.status == 0
+        else { return nil }
+        return output
+    }()
+
+    /// `clang` on the PATH, or beside the `swift` that is.
+    private static func findClang() -> String? {
+        let path = ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin:/bin"
+        for directory in path.split(separator: ":").map(String.init) {
+            let clang = directory + "/clang"
+            if FileManager.default.isExecutableFile(atPath: clang) { return clang }
+            let swift = URL(fileURLWithPath: directory + "/swift")
+            guard FileManager.default.isExecutableFile(atPath: swift.path) else { continue }
+            let beside = swift.resolvingSymlinksInPath().deletingLastPathComponent().appendingPathComponent("clang").path
+            if FileManager.default.isExecutableFile(atPath: beside) { return beside }
+        }
+        return nil
     }
 }

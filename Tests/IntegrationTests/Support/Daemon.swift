@@ -56,16 +56,19 @@ final class Daemon {
     let socketPath: String
     let logPath: String
     var extraArguments: [String]
+    /// Set in the daemon's environment on top of the test's own.
+    var extraEnvironment: [String: String]
     /// The running (or last) daemon process; see ``ChildProcess`` for why it is not a `Foundation.Process`.
     private(set) var child: ChildProcess?
 
     /// Starts a daemon in a new temporary directory and waits until it serves.
-    init(arguments: [String] = [], root: String? = nil) throws {
+    init(arguments: [String] = [], root: String? = nil, environment: [String: String] = [:]) throws {
         self.root = root ?? makeTemporaryDirectory()
         dataDir = self.root + "/data"
         socketPath = self.root + "/incidentd.sock"
         logPath = self.root + "/incidentd.log"
         extraArguments = arguments
+        extraEnvironment = environment
         try start()
     }
 
@@ -90,7 +93,8 @@ final class Daemon {
         guard log >= 0, null >= 0 else { throw HarnessError("cannot open \(logPath): \(String(cString: strerror(errno)))") }
         let child = try ChildProcess(
             Binaries.incidentd, ["--data-dir", dataDir, "--socket", socketPath] + extraArguments,
-            environment: ProcessInfo.processInfo.environment, stdin: null, stdout: log, stderr: log)
+            environment: ProcessInfo.processInfo.environment.merging(extraEnvironment) { _, extra in extra },
+            stdin: null, stdout: log, stderr: log)
         self.child = child
         try waitFor("incidentd to serve \(socketPath)") {
             guard child.isRunning else {

@@ -24,6 +24,21 @@ extension EventLog {
                 + "stored again once space is freed there")
     }
 
+    /// Whether the environment refuses every transaction from now on (``LMDBError/isPanic``), which a failed
+    /// write of a meta page leaves behind: the commit that failed reports the write's own error, and only the
+    /// next transaction says `MDB_PANIC`. Asked after a commit fails; a process in that state can neither store
+    /// nor read anything until it opens the log again.
+    public func storageIsBroken() -> Bool {
+        do {
+            try environment.read { _ in }
+            return false
+        } catch let error as LMDBError {
+            return error.isPanic
+        } catch {
+            return false
+        }
+    }
+
     /// What the file system holding `path` has free for this process (root may use the blocks kept back for it).
     static func freeBytes(at path: String) -> Int? {
         var space = statvfs()

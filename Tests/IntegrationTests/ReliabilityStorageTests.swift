@@ -14,6 +14,40 @@ struct ReliabilityStorageTests {
         return try client.call("append", ["events": .array(events)])
     }
 
+    /// Appends batches of ten new incidents until one is refused: the events stored before it, and the refusal
+    /// (`nil` when none came in `batches`). `afterEach` runs after every batch that was stored.
+    static func fillUntilRefused(
+        _ client: RawClient, tag: String, batches: Int = 400, afterEach: () throws -> Void = {}
+    ) throws -> (appended: Int, refusal: JSONValue?) {
+        var appended = 0
+        for n in 0..<batches {
+            let response = try bulkAppend(client, tag: "\(tag)-\(n)", count: 10)
+            if !response.isOK { return (appended, response) }
+            appended += 10
+            try afterEach()
+        }
+        return (appended, nil)
+    }
+
+    /// After a first refusal, appends on until three in a row are refused with `code`, checking before each
+    /// that no refused append stored anything. Space that earlier commits freed may still take an append now
+    /// and then, so `appended` counts those. Returns whether three in a row were refused.
+    static func appendUntilRefusedThrice(_ client: RawClient, code: String, appended: inout Int) throws -> Bool {
+        var refusedInARow = 1
+        for n in 0..<50 where refusedInARow < 3 {
+            #expect(try client.status()["position"]?.intValue == Int64(appended), "a refused append stored nothing")
+            let again = try bulkAppend(client, tag: "again-\(n)", count: 10)
+            if again.isOK {
+                appended += 10
+                refusedInARow = 0
+            } else {
+                #expect(again.errorCode == code, "\(again)")
+                refusedInARow += 1
+            }
+        }
+        return refusedInARow == 3
+    }
+
     @Test("the map grows by itself up to max_map_size; then appends fail with storage_full, reads keep working; a larger maximum lets appends continue")
     func growsThenFillsThenContinues() throws {
         let mib = 1 << 20
@@ -25,15 +59,7 @@ struct ReliabilityStorageTests {
         #expect(first["storage"]?["maxMapSize"]?.intValue == Int64(4 * mib), "--max-map-size overrides the file")
 
         var sizes: [Int64] = [Int64(mib)]
-        var full: JSONValue?
-        var appended = 0
-        for n in 0..<400 {
-            let response = try Self.bulkAppend(client, tag: "fill-\(n)", count: 10)
-            if !response.isOK {
-                full = response
-                break
-            }
-            appended += 10
+        var (appended, full) = try Self.fillUntilRefused(client, tag: "fill") {
             let size = try client.status()["storage"]?["mapSize"]?.intValue ?? 0
             if size != sizes.last { sizes.append(size) }
         }
@@ -49,21 +75,8 @@ struct ReliabilityStorageTests {
         #expect(sizes.last == Int64(4 * mib), "map sizes seen: \(sizes)")
 
         // Nothing of a refused append is stored. Right at the limit an append may still fit now and then (pages
-        // that an older reader held become free), so go on until three in a row are refused.
-        var refusedInARow = 1
-        for n in 0..<50 where refusedInARow < 3 {
-            let position = try client.status()["position"]?.intValue
-            #expect(position == Int64(appended), "a refused append stored nothing")
-            let again = try Self.bulkAppend(client, tag: "again-\(n)", count: 10)
-            if again.isOK {
-                appended += 10
-                refusedInARow = 0
-            } else {
-                #expect(again.errorCode == "storage_full", "\(again)")
-                refusedInARow += 1
-            }
-        }
-        #expect(refusedInARow == 3, "the log stays full")
+        // that an older reader held become free).
+        #expect(try Self.appendUntilRefusedThrice(client, code: "storage_full", appended: &appended), "the log stays full")
         // Everything else still answers, on this and a new connection.
         let head = try client.status()
         #expect(head["position"]?.intValue == Int64(appended))
@@ -115,16 +128,7 @@ struct ReliabilityStorageTests {
         defer { disk.unmount() }
         let daemon = try Daemon(root: root)
         let client = try daemon.client()
-        var appended = 0
-        var full: JSONValue?
-        for n in 0..<400 {
-            let response = try Self.bulkAppend(client, tag: "disk-\(n)", count: 10)
-            if !response.isOK {
-                full = response
-                break
-            }
-            appended += 10
-        }
+        var (appended, full) = try Self.fillUntilRefused(client, tag: "disk")
         guard let full else {
             Issue.record("a 4 MiB file system never filled up after \(appended) events")
             return
@@ -133,21 +137,7 @@ struct ReliabilityStorageTests {
         let message = full["error"]?["message"]?.stringValue ?? ""
         #expect(message.contains("the file system holding \(daemon.dataDir) is full"), "\(full)")
 
-        // Nothing of a refused append is stored. Pages freed by earlier commits may still take a small append
-        // now and then, so go on until three in a row are refused.
-        var refusedInARow = 1
-        for n in 0..<50 where refusedInARow < 3 {
-            #expect(try client.status()["position"]?.intValue == Int64(appended), "a refused append stored nothing")
-            let again = try Self.bulkAppend(client, tag: "again-\(n)", count: 10)
-            if again.isOK {
-                appended += 10
-                refusedInARow = 0
-            } else {
-                #expect(again.errorCode == "storage_full", "\(again)")
-                refusedInARow += 1
-            }
-        }
-        #expect(refusedInARow == 3, "the file system stays full")
+        #expect(try Self.appendUntilRefusedThrice(client, code: "storage_full", appended: &appended), "the file system stays full")
         let status = try client.status()
         #expect(status["position"]?.intValue == Int64(appended))
         let failedCommits = Int(status["commits"]?["failed"]?.intValue ?? 0)

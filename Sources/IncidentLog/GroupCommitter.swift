@@ -139,7 +139,8 @@ public final class GroupCommitter: Sendable {
                     }
                     if extendingFile && lastBatch <= GroupCommitter.smallBatch {
                         lastBatch = Int.max
-                        // A disk too full for the space ahead is one the next append reports on; stop trying.
+                        // A disk too full for the space ahead is one the next append reports on; stop trying
+                        // until commits that failed are stored again (space was freed).
                         do { try log.extendFileIfNeeded() } catch { extendingFile = false }
                     }
                     break
@@ -169,6 +170,7 @@ public final class GroupCommitter: Sendable {
                 } else if failedInARow > 0 {
                     onStorageReport?(.recovered(failedCommits: failedInARow))
                     failedInARow = 0
+                    extendingFile = log.options.fileHeadroom > 0
                 }
             }
         }

@@ -120,7 +120,7 @@ struct ReliabilityStorageTests {
     }
 
     @Test(
-        "a full file system: appends fail with storage_full naming it, nothing refused is stored, reads go on and the daemon's log says so; with room again appends are stored, and a crash loses none of them",
+        "a full file system: appends fail with storage_full naming it, nothing refused is stored, reads go on and the daemon's log says so; with room again appends are stored and space ahead is written again, and a crash loses none of them",
         .enabled(if: SmallFileSystem.canMount, "needs root, to mount a small tmpfs"))
     func fileSystemFills() throws {
         let root = makeTemporaryDirectory()
@@ -160,6 +160,11 @@ struct ReliabilityStorageTests {
         appended += 10
         try waitFor("the daemon's log to say that appends are stored again") {
             daemon.log.contains("appends are stored again")
+        }
+        // The space written ahead in data.mdb, which the full file system stopped, is written again.
+        let used = { try client.status()["storage"]?["usedBytes"]?.intValue ?? 0 }
+        try waitFor("space written past the log's end again (data.mdb \(Self.dataFileSize(daemon)), used \(try used()))") {
+            Self.dataFileSize(daemon) - (try used()) >= 128 << 10
         }
         daemon.crash()
         try daemon.start()

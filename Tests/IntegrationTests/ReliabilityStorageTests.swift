@@ -310,14 +310,15 @@ final class SmallFileSystem {
     }
 }
 
-/// `Tests/FaultInjection/fail_meta_writes.c`, built once with the Swift toolchain's clang, to be preloaded into the
-/// daemon: while a flag file exists, LMDB's meta-page writes fail with EIO, as on a failing disk.
+/// `Tests/FaultInjection/fail_meta_writes.c`, built once with the Swift toolchain's clang beside the binaries under
+/// test, to be preloaded into the daemon: while a flag file exists, LMDB's meta-page writes fail with EIO, as on a
+/// failing disk.
 enum FailingMetaWrites {
     static let library: String? = {
         let source = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
             .appendingPathComponent("FaultInjection/fail_meta_writes.c").path
         guard FileManager.default.fileExists(atPath: source), let clang = findClang() else { return nil }
-        let output = makeTemporaryDirectory("incidentd-fault") + "/libfail_meta_writes.so"
+        let output = Binaries.directory + "/libfail_meta_writes.so"
         guard let built = try? runCommand(clang, ["-shared", "-fPIC", "-O1", "-o", output, source, "-ldl"]),
             built.status == 0
         else { return nil }

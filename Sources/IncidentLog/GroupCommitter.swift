@@ -1,6 +1,7 @@
 import Dispatch
 import Foundation
 import IncidentDomain
+import LMDB
 import Synchronization
 
 /// Group commit: appends from every connection queue here, and one dedicated thread writes whatever is waiting
@@ -45,6 +46,10 @@ public final class GroupCommitter: Sendable {
         var queue: [Pending] = []
         var stopping = false
         var statistics = Statistics()
+        /// When the commit under way began, or `nil` while the writer is not committing.
+        var committingSince: UInt64?
+        /// Since when the first request in the queue has waited for the writer to take it.
+        var waitingSince: UInt64 = 0
     }
 
     /// The writer thread's nice value, relative to the event loops.
@@ -75,6 +80,7 @@ public final class GroupCommitter: Sendable {
     public func submit(_ request: AppendRequest, handOff: @escaping HandOff) {
         let accepted = state.withLock { state -> Bool in
             guard !state.stopping else { return false }
+            if state.queue.isEmpty { state.waitingSince = DispatchTime.now().uptimeNanoseconds }
             state.queue.append(Pending(request: request, completion: handOff))
             return true
         }
@@ -90,6 +96,18 @@ public final class GroupCommitter: Sendable {
             var copy = s.statistics
             copy.queued = s.queue.count
             return copy
+        }
+    }
+
+    /// For how many nanoseconds (of `DispatchTime`'s clock) the writer has had work without finishing any: the
+    /// commit under way, or the oldest queued request while no commit is under way. 0 when it has nothing to do,
+    /// and while a commit grows the map, which waits for every read of this process to end (a `verify` of a
+    /// large log can take minutes). A liveness check (systemd's watchdog) reads it; a commit takes milliseconds.
+    public func stalled(now: UInt64 = DispatchTime.now().uptimeNanoseconds) -> UInt64 {
+        if log.environment.isGrowingMap { return 0 }
+        return state.withLock { state in
+            let since = state.committingSince ?? (state.queue.isEmpty ? now : state.waitingSince)
+            return now > since ? now - since : 0
         }
     }
 
@@ -130,6 +148,7 @@ public final class GroupCommitter: Sendable {
                     }
                     let batch = Array(state.queue.prefix(take))
                     state.queue.removeFirst(take)
+                    if take > 0 { state.committingSince = DispatchTime.now().uptimeNanoseconds }
                     return (batch, state.stopping)
                 }
                 if batch.isEmpty {
@@ -149,6 +168,8 @@ public final class GroupCommitter: Sendable {
                 let results = log.commit(batch.map(\.request), committedCities: &committedCities)
                 let refusal = Self.storageRefusal(results)
                 state.withLock { state in
+                    state.committingSince = nil
+                    if !state.queue.isEmpty { state.waitingSince = DispatchTime.now().uptimeNanoseconds }
                     if refusal != nil {
                         state.statistics.failedCommits += 1
                         return

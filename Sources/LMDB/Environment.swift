@@ -43,7 +43,7 @@ import Synchronization
 /// * `mdb_dbi_open`, which must not run in concurrent transactions, runs
 ///   under the gate's writer mutex.
 /// * All stored properties are immutable after `init`, but for what `mappedRanges` holds, which only its
-///   `Mutex` reads and writes.
+///   `Mutex` reads and writes, and `growing`, an `Atomic`.
 public final class Environment: @unchecked Sendable {
     /// The directory holding `data.mdb` and `lock.mdb`.
     public let directory: String
@@ -56,6 +56,8 @@ public final class Environment: @unchecked Sendable {
 
     /// Locks guarding transactions against remapping, and serializing writers.
     private let gate: TransactionGate
+    /// Set while a write grows the map (``isGrowingMap``).
+    private let growing = Atomic<Bool>(false)
     /// Where this process maps `data.mdb`, once ``releaseMappedPages()`` has looked it up; cleared whenever the
     /// file is mapped anew.
     private let mappedRanges = Mutex<[(start: UInt, length: Int)]?>(nil)
@@ -288,11 +290,17 @@ public final class Environment: @unchecked Sendable {
         }
     }
 
+    /// Whether a write is growing the map: waiting for every other transaction of this process to end (a long
+    /// read can take a while), then remapping. A write that takes long for that reason is not stuck.
+    public var isGrowingMap: Bool { growing.load(ordering: .relaxed) }
+
     /// Grows the map after `MDB_MAP_FULL`. Returns false if it is at
     /// `maxMapSize` or this thread is inside another transaction (and so
     /// cannot wait for the exclusive lock). Caller holds the writer lock.
     private func growMap() throws(LMDBError) -> Bool {
         guard !gate.threadHoldsShared else { return false }
+        growing.store(true, ordering: .relaxed)
+        defer { growing.store(false, ordering: .relaxed) }
         return try gate.withExclusive { () throws(LMDBError) -> Bool in
             let info = try lmdb_env_info(handle)
             let page = max(info.pageSize, 4096)

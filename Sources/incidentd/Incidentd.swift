@@ -8,6 +8,7 @@ import LMDB
 import Logging
 import NIOCore
 import NIOPosix
+import Synchronization
 
 /// `incidentd`: the incident log daemon.
 @main
@@ -142,7 +143,7 @@ struct Incidentd: ParsableCommand {
         _ = incidentd_sd_notify("READY=1\nSTATUS=serving at position \(status.position)")
 
         Self.awaitStopSignal(stopSignals, then: stop)
-        let watchdog = Self.startWatchdog()
+        let watchdog = Self.startWatchdog(committer: committer, logger: logger)
         let trimmer = Self.startMapTrimmer(log, committer: committer)
         let readerCheck = Self.startReaderCheck(log, logger: logger)
         stop.wait()
@@ -268,15 +269,38 @@ struct Incidentd: ParsableCommand {
     static let idleTrimInterval = 500
 
     /// Pings systemd's watchdog at half of `WATCHDOG_USEC`, when it is set for this process.
-    static func startWatchdog() -> (any DispatchSourceTimer)? {
+    /// Pings systemd's watchdog (`WATCHDOG=1`) every half `WatchdogSec` while the writer keeps up: a ping is
+    /// skipped while it has had work for longer than that without finishing any (``GroupCommitter/stalled(now:)``),
+    /// so that a writer stuck for the whole `WatchdogSec` gets the daemon restarted instead of appends that hang.
+    static func startWatchdog(committer: GroupCommitter, logger: Logger) -> (any DispatchSourceTimer)? {
         let env = ProcessInfo.processInfo.environment
         guard let usec = env["WATCHDOG_USEC"].flatMap(UInt64.init), usec > 0 else { return nil }
         if let pid = env["WATCHDOG_PID"].flatMap(Int32.init), pid != getpid() { return nil }
         let timer = DispatchSource.makeTimerSource(queue: .global())
         let interval = DispatchTimeInterval.microseconds(Int(usec / 2))
+        let limit = usec / 2 * 1000
+        let wasStalled = StallMemory()
         timer.schedule(deadline: .now() + interval, repeating: interval)
-        timer.setEventHandler { _ = incidentd_sd_notify("WATCHDOG=1") }
+        timer.setEventHandler {
+            let stalled = committer.stalled()
+            let report = wasStalled.stalled.withLock { was -> Bool? in
+                defer { was = stalled > limit }
+                return (stalled > limit) != was ? stalled > limit : nil
+            }
+            if report == true {
+                logger.warning(
+                    "the writer has had appends for \(stalled / 1_000_000) ms without finishing a commit; no longer telling systemd's watchdog that all is well")
+            } else if report == false {
+                logger.notice("the writer is committing again; telling systemd's watchdog again")
+            }
+            if stalled <= limit { _ = incidentd_sd_notify("WATCHDOG=1") }
+        }
         timer.resume()
         return timer
     }
+}
+
+/// Whether the watchdog's last tick found the writer stalled, so that each change is logged once.
+private final class StallMemory: Sendable {
+    let stalled = Mutex(false)
 }

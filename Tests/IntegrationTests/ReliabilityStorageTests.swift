@@ -175,9 +175,9 @@ struct ReliabilityStorageTests {
 
     @Test(
         "a meta page that cannot be written leaves LMDB refusing everything: the daemon says so and exits 74, for its service manager to start it again; the log then holds every acknowledged append and not the refused one",
-        .enabled(if: FailingMetaWrites.library != nil, "needs the Swift toolchain's clang, to build the fault-injection library"))
+        .enabled(if: StorageFaults.library != nil, "needs the Swift toolchain's clang, to build the fault-injection library"))
     func brokenStorageStopsTheDaemon() throws {
-        let library = try #require(FailingMetaWrites.library)
+        let library = try #require(StorageFaults.library)
         let root = makeTemporaryDirectory()
         let flag = root + "/fail-meta-writes"
         let daemon = try Daemon(root: root, environment: ["LD_PRELOAD": library, "INCIDENTD_FAIL_META_WRITES": flag])
@@ -310,15 +310,15 @@ final class SmallFileSystem {
     }
 }
 
-/// `Tests/FaultInjection/fail_meta_writes.c`, built once with the Swift toolchain's clang beside the binaries under
-/// test, to be preloaded into the daemon: while a flag file exists, LMDB's meta-page writes fail with EIO, as on a
-/// failing disk.
-enum FailingMetaWrites {
+/// `Tests/FaultInjection/storage_faults.c`, built once with the Swift toolchain's clang beside the binaries under
+/// test, to be preloaded into the daemon: while a flag file exists, LMDB's meta-page writes fail with EIO
+/// (`INCIDENTD_FAIL_META_WRITES`), or `fdatasync` waits (`INCIDENTD_STALL_SYNCS`).
+enum StorageFaults {
     static let library: String? = {
         let source = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
-            .appendingPathComponent("FaultInjection/fail_meta_writes.c").path
+            .appendingPathComponent("FaultInjection/storage_faults.c").path
         guard FileManager.default.fileExists(atPath: source), let clang = findClang() else { return nil }
-        let output = Binaries.directory + "/libfail_meta_writes.so"
+        let output = Binaries.directory + "/libstorage_faults.so"
         guard let built = try? runCommand(clang, ["-shared", "-fPIC", "-O1", "-o", output, source, "-ldl"]),
             built.status == 0
         else { return nil }

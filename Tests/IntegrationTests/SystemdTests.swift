@@ -37,6 +37,13 @@ private final class NotifyListener {
 
     deinit { close(fd) }
 
+    /// The next notification within `seconds`, or nil.
+    func next(within seconds: Double) -> String? {
+        var ready = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
+        guard poll(&ready, 1, Int32(seconds * 1000)) == 1 else { return nil }
+        return next()
+    }
+
     /// The next notification, or nil after 20 s.
     func next() -> String? {
         var buffer = [UInt8](repeating: 0, count: 4096)
@@ -125,5 +132,36 @@ struct SystemdTests {
         kill(child.pid, SIGTERM)
         #expect(notify.next() == "STOPPING=1")
         #expect(child.wait() == 0)
+    }
+
+    @Test(
+        "the watchdog is told all is well only while the writer keeps up: a commit stuck in fdatasync stops the pings, and they come back when it finishes",
+        .enabled(if: StorageFaults.library != nil, "needs the Swift toolchain's clang, to build the fault-injection library"))
+    func watchdogFollowsTheWriter() throws {
+        let library = try #require(StorageFaults.library)
+        let dir = makeTemporaryDirectory("incidentd-watchdog")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let notify = try NotifyListener(path: dir + "/notify")
+        let stall = dir + "/stall-syncs"
+        // Pings every 0.2 s; a ping is skipped once the writer has been stuck for longer than that.
+        let daemon = try Daemon(environment: [
+            "NOTIFY_SOCKET": notify.path, "WATCHDOG_USEC": "400000", "LD_PRELOAD": library, "INCIDENTD_STALL_SYNCS": stall,
+        ])
+        while let message = notify.next(), message != "WATCHDOG=1" {}
+        let client = try daemon.client()
+        #expect(try client.call("append", ["events": [WireEvent.report(incident: "before-the-stall")]]).isOK)
+
+        #expect(FileManager.default.createFile(atPath: stall, contents: nil))
+        try client.send("append", ["events": [WireEvent.report(incident: "during-the-stall")]])
+        // A full second without a ping: five missed.
+        try waitFor("the pings to stop") { notify.next(within: 1) == nil }
+        #expect(daemon.log.contains("no longer telling systemd's watchdog"), "\(daemon.log)")
+
+        try FileManager.default.removeItem(atPath: stall)
+        let answer = try client.receive()
+        #expect(answer.isOK, "the stuck append is stored once the disk answers: \(answer)")
+        #expect(notify.next(within: 5) == "WATCHDOG=1", "the pings come back")
+        try waitFor("the daemon's log to say so") { daemon.log.contains("the writer is committing again") }
+        #expect(daemon.stop() == 0)
     }
 }

@@ -268,7 +268,6 @@ struct Incidentd: ParsableCommand {
     /// Milliseconds between trims when nothing is appended.
     static let idleTrimInterval = 500
 
-    /// Pings systemd's watchdog at half of `WATCHDOG_USEC`, when it is set for this process.
     /// Pings systemd's watchdog (`WATCHDOG=1`) every half `WatchdogSec` while the writer keeps up: a ping is
     /// skipped while it has had work for longer than that without finishing any (``GroupCommitter/stalled(now:)``),
     /// so that a writer stuck for the whole `WatchdogSec` gets the daemon restarted instead of appends that hang.
@@ -283,17 +282,18 @@ struct Incidentd: ParsableCommand {
         timer.schedule(deadline: .now() + interval, repeating: interval)
         timer.setEventHandler {
             let stalled = committer.stalled()
-            let report = wasStalled.stalled.withLock { was -> Bool? in
-                defer { was = stalled > limit }
-                return (stalled > limit) != was ? stalled > limit : nil
+            let isStalled = stalled > limit
+            let changed = wasStalled.stalled.withLock { was -> Bool in
+                defer { was = isStalled }
+                return was != isStalled
             }
-            if report == true {
+            if changed && isStalled {
                 logger.warning(
                     "the writer has had appends for \(stalled / 1_000_000) ms without finishing a commit; no longer telling systemd's watchdog that all is well")
-            } else if report == false {
+            } else if changed {
                 logger.notice("the writer is committing again; telling systemd's watchdog again")
             }
-            if stalled <= limit { _ = incidentd_sd_notify("WATCHDOG=1") }
+            if !isStalled { _ = incidentd_sd_notify("WATCHDOG=1") }
         }
         timer.resume()
         return timer

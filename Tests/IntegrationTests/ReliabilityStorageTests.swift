@@ -175,7 +175,7 @@ struct ReliabilityStorageTests {
 
     @Test(
         "a meta page that cannot be written leaves LMDB refusing everything: the daemon says so and exits 74, for its service manager to start it again; the log then holds every acknowledged append and not the refused one",
-        .enabled(if: StorageFaults.library != nil, "needs the Swift toolchain's clang, to build the fault-injection library"))
+        StorageFaults.required)
     func brokenStorageStopsTheDaemon() throws {
         let library = try #require(StorageFaults.library)
         let root = makeTemporaryDirectory()
@@ -314,6 +314,11 @@ final class SmallFileSystem {
 /// test, to be preloaded into the daemon: while a flag file exists, LMDB's meta-page writes fail with EIO
 /// (`INCIDENTD_FAIL_META_WRITES`), or `fdatasync` waits (`INCIDENTD_STALL_SYNCS`).
 enum StorageFaults {
+    /// For the tests that preload it: they run where it could be built.
+    static var required: ConditionTrait {
+        .enabled(if: library != nil, "needs the Swift toolchain's clang, to build the fault-injection library")
+    }
+
     static let library: String? = {
         let source = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
             .appendingPathComponent("FaultInjection/storage_faults.c").path

@@ -136,7 +136,7 @@ struct SystemdTests {
 
     @Test(
         "the watchdog is told all is well only while the writer keeps up: a commit stuck in fdatasync stops the pings, and they come back when it finishes",
-        .enabled(if: StorageFaults.library != nil, "needs the Swift toolchain's clang, to build the fault-injection library"))
+        StorageFaults.required)
     func watchdogFollowsTheWriter() throws {
         let library = try #require(StorageFaults.library)
         let dir = makeTemporaryDirectory("incidentd-watchdog")

@@ -61,7 +61,8 @@ public final class GroupCommitter: Sendable {
     private let wakeup = DispatchSemaphore(value: 0)
     private let finished = DispatchSemaphore(value: 0)
 
-    /// Starts the writer thread. `onStorageReport` hears of commits the storage refuses, and of the recovery.
+    /// Starts the writer thread. `onStorageReport` hears of commits the storage refuses, of the recovery, and of a
+    /// storage that broke for good.
     public init(log: EventLog, onStorageReport: (@Sendable (StorageReport) -> Void)? = nil) {
         self.log = log
         self.onStorageReport = onStorageReport

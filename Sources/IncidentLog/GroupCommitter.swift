@@ -22,13 +22,14 @@ public final class GroupCommitter: Sendable {
     /// What the writer tells its owner about the storage: a commit refused as a whole, and the first commit stored
     /// after such refusals. Delivered on the writer thread, so it must be quick.
     public enum StorageReport: Sendable {
-        /// A commit of `requests` appends failed; nothing of it was stored, and each append was answered `failure`.
-        case commitFailed(AppendFailure, requests: Int)
+        /// A commit of `requests` appends failed for the reason given; nothing of it was stored, and each append
+        /// was answered with that failure.
+        case commitFailed(String, requests: Int)
         /// A commit was stored after `failedCommits` in a row were not.
         case recovered(failedCommits: Int)
         /// A commit failed and left the storage refusing every transaction (``EventLog/storageIsBroken()``):
         /// nothing more can be stored or read until the process opens the log again. Reported once.
-        case broken(AppendFailure)
+        case broken(String)
     }
 
     public typealias Completion = @Sendable (Result<AppendReceipt, AppendFailure>) -> Void
@@ -198,12 +199,11 @@ public final class GroupCommitter: Sendable {
         }
     }
 
-    /// The storage's refusal when a commit failed as a whole: every request then carries the same failure.
-    private static func storageRefusal(_ results: [Result<AppendReceipt, AppendFailure>]) -> AppendFailure? {
-        guard case .failure(let failure) = results.first else { return nil }
-        switch failure {
-        case .storage, .storageFull: return failure
-        case .rejected, .shuttingDown: return nil
+    /// Why the storage refused a commit as a whole (every request then carries the same failure), or `nil`.
+    private static func storageRefusal(_ results: [Result<AppendReceipt, AppendFailure>]) -> String? {
+        switch results.first {
+        case .failure(.storage(let message)), .failure(.storageFull(let message)): return message
+        default: return nil
         }
     }
 }

@@ -1,5 +1,4 @@
 import Dispatch
-import IncidentDomain
 import IncidentLog
 import Logging
 import Synchronization
@@ -40,7 +39,7 @@ final class StorageTroubleLog: Sendable {
 
     func report(_ report: GroupCommitter.StorageReport) {
         switch report {
-        case .commitFailed(let failure, let requests):
+        case .commitFailed(let reason, let requests):
             let time = DispatchTime.now().uptimeNanoseconds
             let line = state.withLock { state -> (commits: Int, requests: Int)? in
                 state.unreported += 1
@@ -52,24 +51,16 @@ final class StorageTroubleLog: Sendable {
             }
             guard let line else { return }
             logger.error(
-                "appends are not being stored: \(Self.reason(failure))",
+                "appends are not being stored: \(reason)",
                 metadata: ["failedCommits": "\(line.commits)", "refusedAppends": "\(line.requests)"])
         case .recovered(let failedCommits):
             state.withLock { $0 = State() }
             logger.notice("appends are stored again", metadata: ["failedCommits": "\(failedCommits)"])
-        case .broken(let failure):
+        case .broken(let reason):
             state.withLock { $0.broken = true }
             logger.critical(
-                "the storage refuses every transaction now (LMDB: MDB_PANIC), after \(Self.reason(failure)); stopping, to be started again: acknowledged appends are safe, the refused ones were not stored")
+                "the storage refuses every transaction now (LMDB: MDB_PANIC), after \(reason); stopping, to be started again: acknowledged appends are safe, the refused ones were not stored")
             onBroken()
-        }
-    }
-
-    private static func reason(_ failure: AppendFailure) -> String {
-        switch failure {
-        case .storageFull(let message), .storage(let message): return message
-        case .rejected(let error, _): return error.message
-        case .shuttingDown: return "stopping"
         }
     }
 }

@@ -268,7 +268,8 @@ struct ReliabilityStorageTests {
     }
 }
 
-/// A tmpfs of a few megabytes mounted on a directory, for a log to run out of space. Needs root.
+/// A tmpfs of a few megabytes mounted on a directory, for a log to run out of space. Needs root; the caller
+/// unmounts it (a `defer` keeps it mounted until the daemon on it is done).
 final class SmallFileSystem {
     let path: String
     private var mounted = false
@@ -301,8 +302,6 @@ final class SmallFileSystem {
         _ = try? runCommand("/bin/umount", ["-l", path])
         mounted = false
     }
-
-    deinit { unmount() }
 
     private static func mount(_ arguments: [String]) throws {
         let result = try runCommand("/bin/mount", arguments)

@@ -183,10 +183,8 @@ struct ReliabilityCrashTests {
     func powerCutDuringAppends() throws {
         let library = try #require(StorageFaults.library)
         let root = makeTemporaryDirectory()
-        let flag = root + "/power-cut"
-        let image = root + "/data-after-power-cut.mdb"
-        let daemon = try Daemon(
-            root: root, environment: ["LD_PRELOAD": library, "INCIDENTD_POWER_CUT": flag, "INCIDENTD_POWER_CUT_IMAGE": image])
+        let power = PowerCut(root: root)
+        let daemon = try Daemon(root: root, environment: power.environment(library: library))
         let ledger = Guarded(Ledger())
         let connections = 8
         var unsyncedSectorsLost = 0
@@ -195,7 +193,7 @@ struct ReliabilityCrashTests {
         let cuts: [(point: Int, seed: Int)] = [(1, 1), (2, 2), (3, 3), (8, 4), (21, 5), (56, 6)]
         for (round, cut) in zip(1..., cuts) {
             ledger.withLock { $0.finished = 0 }
-            #expect(FileManager.default.createFile(atPath: flag, contents: Data("\(cut.point) \(cut.seed)\n".utf8)))
+            try power.arm(point: cut.point, seed: cut.seed)
             let socket = daemon.socketPath
             for connection in 0..<connections {
                 let thread = Thread { appendUntilDisconnected(socket: socket, connection: connection, round: round, window: 8, ledger: ledger) }
@@ -208,18 +206,15 @@ struct ReliabilityCrashTests {
                 ledger.withLock { $0.finished == connections }
             }
             #expect(daemon.child?.wasSignaled == true, "round \(round): \(daemon.log)")
-            let line = daemon.log.split(separator: "\n").first { $0.contains("storage_faults: power cut at durability point") }
-            #expect(line != nil, "round \(round): the power did not fail through the fault library: \(daemon.log)")
-            if let line, let lost = line.split(separator: ":").last?.split(separator: " ").first.flatMap({ Int($0) }) {
-                unsyncedSectorsLost += lost
-            }
+            let report = PowerCut.report(in: daemon.log)
+            #expect(report != nil, "round \(round): the power did not fail through the fault library: \(daemon.log)")
+            unsyncedSectorsLost += report.flatMap(PowerCut.sectorsLost) ?? 0
             let problems = ledger.withLock { $0.problems }
             #expect(problems.isEmpty, "round \(round): \(problems.prefix(3))")
             if !problems.isEmpty { return }
 
             // What the disk held when the power failed is what the daemon finds when it comes back.
-            try FileManager.default.removeItem(atPath: flag)
-            #expect(rename(image, daemon.dataDir + "/data.mdb") == 0, "round \(round): no image of the disk at \(image)")
+            try power.restoreDisk(dataDir: daemon.dataDir)
             try daemon.start()
             try checkAcknowledgedSurvive(daemon, ledger, round: round)
         }

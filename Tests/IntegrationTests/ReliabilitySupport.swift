@@ -262,3 +262,63 @@ final class Guarded<Value>: @unchecked Sendable {
 
     var current: Value { withLock { $0 } }
 }
+
+/// The power cut of the fault library (`Tests/FaultInjection/storage_faults.c`) for a daemon rooted in `root`:
+/// its flag file, and the image of `data.mdb` it leaves as the disk held it when the power failed.
+struct PowerCut {
+    let flag: String
+    let image: String
+
+    init(root: String) {
+        flag = root + "/power-cut"
+        image = root + "/data-after-power-cut.mdb"
+    }
+
+    /// What the daemon's environment needs for the library to track its writes.
+    func environment(library: String) -> [String: String] {
+        ["LD_PRELOAD": library, "INCIDENTD_POWER_CUT": flag, "INCIDENTD_POWER_CUT_IMAGE": image]
+    }
+
+    /// The power fails at the `point`-th durability point (a sync, or an `O_DSYNC` write) from the next one on;
+    /// `seed` decides which sectors written since the last sync the disk kept.
+    func arm(point: Int, seed: Int) throws {
+        try "\(point) \(seed)\n".write(toFile: flag, atomically: true, encoding: .utf8)
+    }
+
+    /// The library's line about the cut in `log`, if the power failed.
+    static func report(in log: String) -> String? {
+        log.split(separator: "\n").first { $0.contains("storage_faults: power cut at durability point") }.map(String.init)
+    }
+
+    /// The number of sectors written since the last sync that the disk lost, from the library's `report`.
+    static func sectorsLost(_ report: String) -> Int? {
+        report.split(separator: ":").last?.split(separator: " ").first.flatMap { Int($0) }
+    }
+
+    /// After the power failed: disarms, and puts what the disk held in place of the daemon's `data.mdb`.
+    func restoreDisk(dataDir: String) throws {
+        try? FileManager.default.removeItem(atPath: flag)
+        guard rename(image, dataDir + "/data.mdb") == 0 else {
+            throw HarnessError("no image of the disk at \(image): \(String(cString: strerror(errno)))")
+        }
+    }
+
+    /// Starts `daemon` (with `arguments`) with the power set to fail at its `point`-th durability point, waits
+    /// until it has, and puts the disk it left in place; the daemon is then stopped, its arguments and
+    /// environment as before. Returns the library's report.
+    func startUntilItFails(_ daemon: Daemon, library: String, point: Int, seed: Int, arguments: [String]) throws -> String {
+        let (savedArguments, savedEnvironment) = (daemon.extraArguments, daemon.extraEnvironment)
+        defer { (daemon.extraArguments, daemon.extraEnvironment) = (savedArguments, savedEnvironment) }
+        try arm(point: point, seed: seed)
+        daemon.extraArguments = savedArguments + arguments
+        daemon.extraEnvironment = savedEnvironment.merging(environment(library: library)) { _, new in new }
+        // It loses power before it serves, so starting it fails.
+        #expect(throws: (any Error).self) { try daemon.start() }
+        try waitFor("the power to fail at durability point \(point)", timeout: 60 * deadlineScale) { daemon.child?.isRunning == false }
+        guard let report = Self.report(in: daemon.log), daemon.child?.wasSignaled == true else {
+            throw HarnessError("the daemon stopped without the power failing: \(daemon.log)")
+        }
+        try restoreDisk(dataDir: daemon.dataDir)
+        return report
+    }
+}

@@ -35,6 +35,8 @@ public struct LogOptions: Sendable {
 public struct LogError: Error, Hashable, Sendable, CustomStringConvertible {
     public enum Code: String, Sendable {
         case locked, notALog, corrupt, io, storageFull
+        /// A backup's destination cannot be used (``EventLog/backup(into:)``).
+        case invalidDestination
     }
 
     public let code: Code
@@ -169,6 +171,14 @@ public struct VerifyReport: Sendable, Hashable {
     public var problem: String?
 
     public var isIntact: Bool { firstBadPosition == nil }
+}
+
+/// What ``EventLog/backup(into:)`` wrote: the directory, the size of its `data.mdb`, and what a check of the
+/// copy's hash chain from position 1 found, which names the head the copy ends in.
+public struct BackupReport: Sendable, Hashable {
+    public var directory: String
+    public var bytes: Int
+    public var check: VerifyReport
 }
 
 /// Which events `read` returns.

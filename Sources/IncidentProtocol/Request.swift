@@ -5,14 +5,14 @@ public let protocolVersion = 1
 
 /// An operation a client may ask for, with the role it needs.
 public enum Operation: String, Sendable, CaseIterable {
-    case append, read, incident, city, cities, status, verify
+    case append, read, incident, city, cities, status, verify, backup
 
     /// The least role that may perform this operation.
     public var requiredRole: Role {
         switch self {
         case .append: return .reporter
         case .read, .incident, .city, .cities, .status: return .reader
-        case .verify: return .admin
+        case .verify, .backup: return .admin
         }
     }
 
@@ -23,6 +23,7 @@ public enum Operation: String, Sendable, CaseIterable {
         case .read: return ["from", "limit", "city", "type", "incident"]
         case .incident: return ["incident"]
         case .city: return ["city"]
+        case .backup: return ["path"]
         case .cities, .status, .verify: return []
         }
     }

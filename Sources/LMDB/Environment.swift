@@ -483,10 +483,12 @@ public final class Environment: @unchecked Sendable {
     public var maxKeySize: Int { lmdb_env_get_maxkeysize(handle) }
 
     /// Writes a consistent copy of the environment into `directory`, which must
-    /// exist and be empty (for backups). Runs a read transaction for the whole
-    /// copy: writers continue, but the map cannot grow until it finishes.
+    /// exist and hold no `data.mdb` (for backups), and syncs it: the file, then
+    /// the directory, are on the disk when this returns. Runs a read transaction
+    /// for the whole copy: writers continue, but the map cannot grow until it
+    /// finishes.
     ///
-    /// The corresponding C function is `mdb_env_copy2`.
+    /// The corresponding C function is `mdb_env_copy2`, then `fsync`.
     ///
     /// - Parameter compact: Omit free pages and renumber pages (`MDB_CP_COMPACT`):
     ///   smaller output, more CPU.
@@ -497,6 +499,16 @@ public final class Environment: @unchecked Sendable {
         try gate.withShared { () throws(LMDBError) in
             try lmdb_env_copy2(handle, directory, compact ? _MDB_CP_COMPACT : 0)
         }
+        try Self.syncPath(directory + "/data.mdb")
+        try Self.syncPath(directory)
+    }
+
+    /// `fsync` of the file or directory at `path`.
+    private static func syncPath(_ path: String) throws(LMDBError) {
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { throw LMDBError(code: errno, function: "open") }
+        defer { close(fd) }
+        guard fsync(fd) == 0 else { throw LMDBError(code: errno, function: "fsync") }
     }
 
     /// Flushes the data buffers to disk. Commits already do this; use it only

@@ -211,6 +211,55 @@ struct Verify: ParsableCommand {
     }
 }
 
+struct Backup: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Copy the log into a new directory, consistent and checked (admin role).",
+        discussion: """
+            The daemon creates DEST (a new directory: no backup ever overwrites another) and writes there a \
+            compacted copy of the log as of one commit, synced to disk, then checks the copy's hash chain from \
+            position 1 and prints the head it ends in. Appends go on meanwhile. The daemon writes the copy, so \
+            DEST must be where it may write (under systemd: its state directory, or a path added with \
+            ReadWritePaths=). A relative DEST is taken from the current directory.
+
+            DEST is a data directory: `incidentd --data-dir DEST` serves it, `incidentctl replay --data-dir \
+            DEST` reads it. To restore, stop the daemon and put DEST/data.mdb in place of its data directory's.
+
+            Example:
+              incidentctl backup /var/lib/incidentd/backups/$(date +%F)
+            """)
+
+    @Argument(help: ArgumentHelp("The new directory to write the copy into.", valueName: "dest")) var destination: String
+    @OptionGroup var connection: ConnectionOptions
+    @OptionGroup var output: OutputOptions
+
+    func run() throws {
+        let path = destination.hasPrefix("/") ? destination : FileManager.default.currentDirectoryPath + "/" + destination
+        var response = try connection.connect().call(.backup, ["path": .string(path)])
+        if case .object(var o) = response {
+            o.removeValue(forKey: "id")
+            o.removeValue(forKey: "ok")
+            response = .object(o)
+        }
+        switch output.resolved {
+        case .json: Printer.json(response)
+        case .table:
+            let mebibytes = Double(response["bytes"]?.intValue ?? 0) / 1_048_576
+            print(
+                "backed up positions 1–\(Printer.text(response["headPosition"])) into \(Printer.text(response["path"])) "
+                    + "(\(String(format: "%.1f", mebibytes)) MiB in \(Printer.text(response["seconds"])) s)")
+            if response["intact"]?.boolValue == true {
+                print("the copy verifies: head \(Printer.text(response["headHash"]))")
+            }
+        }
+        if response["intact"]?.boolValue != true {
+            throw ClientFailure.refused(
+                code: "chain_broken",
+                message: "the copy was kept, but its chain breaks at position \(Printer.text(response["firstBadPosition"])): "
+                    + Printer.text(response["problem"]))
+        }
+    }
+}
+
 struct Replay: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Fold the log from its data directory into the city projections, read-only.",

@@ -114,7 +114,8 @@ struct Incidentd: ParsableCommand {
         let logWalkers = NIOThreadPool(numberOfThreads: 2)
         logWalkers.start()
         let executor = RequestExecutor(
-            log: log, committer: committer, access: AccessControl(policy: settings.access), logWalkers: logWalkers)
+            log: log, committer: committer, access: AccessControl(policy: settings.access), logWalkers: logWalkers,
+            logger: logger)
         let intake = AppendIntake(executor: executor)
         let server = Server(executor: executor, intake: intake, configuration: settings, logger: logger)
         if let refusal = settings.loopScheduling.apply(to: server.group) {

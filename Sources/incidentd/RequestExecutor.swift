@@ -2,6 +2,7 @@ import Gazetteer
 import IncidentDomain
 import IncidentLog
 import IncidentProtocol
+import Logging
 import NIOCore
 import NIOPosix
 import StrictJSON
@@ -14,7 +15,7 @@ enum Reply {
 }
 
 /// Carries out decoded requests against the log. Short queries run on the calling event loop (LMDB readers
-/// never wait for the writer); the ones that walk the log (`read`, `verify`) run on ``logWalkers``, so that
+/// never wait for the writer); the ones that walk the log (`read`, `verify`, `backup`) run on ``logWalkers``, so that
 /// they hold up neither the loop's other connections nor, when the loops run real-time (see
 /// ``LoopScheduling``), the writer; appends go to the group committer.
 final class RequestExecutor: Sendable {
@@ -23,17 +24,20 @@ final class RequestExecutor: Sendable {
     let access: AccessControl
     /// Threads at ordinary priority for the requests whose work grows with the log.
     let logWalkers: NIOThreadPool
+    /// For what an operator should find in the journal afterwards (backups).
+    let logger: Logger
     let connections = Atomic<Int>(0)
     let startedAt = Timestamp.now()
     /// One per event loop: see ``AnswerMailbox``.
     let mailboxes = Mutex<[ObjectIdentifier: AnswerMailbox]>([:])
 
     /// `logWalkers` must be started; whoever made it shuts it down once the server has stopped.
-    init(log: EventLog, committer: GroupCommitter, access: AccessControl, logWalkers: NIOThreadPool) {
+    init(log: EventLog, committer: GroupCommitter, access: AccessControl, logWalkers: NIOThreadPool, logger: Logger) {
         self.log = log
         self.committer = committer
         self.access = access
         self.logWalkers = logWalkers
+        self.logger = logger
     }
 
     /// The answer to one request line: decoded, then carried out (``execute(_:peer:role:on:)``). Safe on any
@@ -63,6 +67,7 @@ final class RequestExecutor: Sendable {
                 return .now(Response.success(id: id, ["cities": .array(try log.cities().map(\.json))]))
             case .status: return .now(try status(request))
             case .verify: return walkingTheLog(request, on: eventLoop) { try $0.verify(request) }
+            case .backup: return walkingTheLog(request, on: eventLoop) { try $0.backup(request, peer: peer) }
             }
         } catch {
             return .now(Self.failure(id: id, error))
@@ -286,7 +291,10 @@ final class RequestExecutor: Sendable {
     }
 
     private func verify(_ request: Request) throws -> [UInt8] {
-        let report = try log.verify()
+        Response.success(id: request.id, Self.fields(of: try log.verify()))
+    }
+
+    private static func fields(of report: VerifyReport) -> [String: JSONValue] {
         var fields: [String: JSONValue] = [
             "intact": .bool(report.isIntact),
             "checked": .int(Int64(report.checked)),
@@ -295,6 +303,35 @@ final class RequestExecutor: Sendable {
         ]
         if let bad = report.firstBadPosition { fields["firstBadPosition"] = .int(Int64(bad)) }
         if let problem = report.problem { fields["problem"] = .string(problem) }
+        return fields
+    }
+
+    /// A copy of the log in a new directory, checked: see ``EventLog/backup(into:)``. Logged, with who asked.
+    private func backup(_ request: Request, peer: PeerIdentity) throws -> [UInt8] {
+        guard let path = request.body["path"]?.stringValue else {
+            throw ProtocolError(.invalidRequest, "path: expected the absolute path of a new directory for the backup")
+        }
+        let started = ContinuousClock.now
+        let report: BackupReport
+        do {
+            report = try log.backup(into: path)
+        } catch let error as LogError where error.code == .invalidDestination {
+            throw ProtocolError(.invalidRequest, "path: \(error.message)")
+        } catch let error as LogError where error.code == .storageFull {
+            throw ProtocolError(.storageFull, error.message)
+        }
+        let elapsed = started.duration(to: .now)
+        let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
+        var fields = Self.fields(of: report.check)
+        fields["path"] = .string(report.directory)
+        fields["bytes"] = .int(Int64(report.bytes))
+        fields["seconds"] = .double((seconds * 1000).rounded() / 1000)
+        logger.notice(
+            "backup written",
+            metadata: [
+                "path": "\(report.directory)", "position": "\(report.check.headPosition)", "headHash": "\(report.check.headHash)",
+                "bytes": "\(report.bytes)", "intact": "\(report.check.isIntact)", "by": "\(peer.user)",
+            ])
         return Response.success(id: request.id, fields)
     }
 

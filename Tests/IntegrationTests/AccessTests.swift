@@ -62,7 +62,7 @@ struct AccessTests {
     }
 
     @Test(
-        "permission_denied without a role; with the reporter role the user appends and recordedBy is the peer's uid and name",
+        "permission_denied without a role; with the reporter role the user appends (but may not verify or back up) and recordedBy is the peer's uid and name",
         .enabled(if: ThrowawayUser.canCreate, "needs root, useradd and runuser or setpriv to create a throwaway user"))
     func roles() throws {
         let user = try ThrowawayUser()
@@ -99,6 +99,10 @@ struct AccessTests {
         let verify = try user.ctl(["verify"], socket: daemon.socketPath)
         #expect(verify.status == 1)
         #expect(verify.stderr.contains("permission_denied"), "\(verify.stderr)")
+        let backup = try user.ctl(["backup", daemon.root + "/by-reporter"], socket: daemon.socketPath)
+        #expect(backup.status == 1)
+        #expect(backup.stderr.contains("permission_denied"), "\(backup.stderr)")
+        #expect(!FileManager.default.fileExists(atPath: daemon.root + "/by-reporter"))
 
         // recordedBy comes from the socket's peer credentials, and a request cannot claim it.
         let stored = try #require(try daemon.client().allEvents().first)

@@ -1,0 +1,87 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import LMDB
+
+extension EventLog {
+    /// Writes a consistent copy of the log into the directory at `path`, a new one this creates (mode 0750), so that no
+    /// backup ever overwrites another: its `data.mdb` holds every event and projection as of one commit,
+    /// compacted (no free pages, none of the space written ahead), and is synced with the directory before
+    /// the copy is opened read-only and its hash chain checked from position 1. The report names the head the
+    /// copy ends in, which matches the live log's `status` at that position. Appends go on meanwhile, but the
+    /// map cannot grow until the copy is written (``Environment/copy(to:compact:)``).
+    ///
+    /// A backup directory is a data directory: `incidentd --data-dir` serves it, `incidentctl replay --data-dir`
+    /// reads it. A copy of a log that does not verify is kept, and the report says where its chain breaks.
+    ///
+    /// - Throws: ``LogError`` `.invalidDestination` when `path` is not absolute, exists, or cannot
+    ///   be created, naming why; `.storageFull` when its file system fills up; `.io` for any other failure of
+    ///   the copy. A backup that failed leaves nothing behind.
+    public func backup(into path: String) throws -> BackupReport {
+        var directory = path
+        while directory.count > 1 && directory.hasSuffix("/") { directory.removeLast() }
+        guard directory.hasPrefix("/"), !directory.utf8.contains(0), directory.utf8.count < Int(PATH_MAX) else {
+            throw LogError(.invalidDestination, "cannot back up into \(directory): give the absolute path of a new directory")
+        }
+        if mkdir(directory, 0o750) != 0 {
+            let code = errno
+            if code == ENOSPC || code == EDQUOT { throw backupFull(directory) }
+            throw LogError(.invalidDestination, "cannot back up into \(directory): \(Self.whyNotCreated(code))")
+        }
+        do {
+            try environment.copy(to: directory, compact: true)
+            try Self.syncDirectory(Self.parent(of: directory))
+        } catch let error as LMDBError {
+            Self.removeBackup(directory)
+            if error.code == ENOSPC || error.code == EDQUOT { throw backupFull(directory) }
+            throw LogError(.io, "the backup into \(directory) failed, and nothing was kept of it: \(error)")
+        }
+        let bytes = Self.fileSize(directory + "/data.mdb")
+        let check = try EventLog(options: LogOptions(directory: directory, readOnly: true), gazetteer: gazetteer).verify()
+        // Opening it made LMDB's lock file there, which the copy does not need.
+        unlink(directory + "/lock.mdb")
+        return BackupReport(directory: directory, bytes: bytes, check: check)
+    }
+
+    private func backupFull(_ directory: String) -> LogError {
+        let free = Self.freeBytes(at: Self.parent(of: directory)).map { "\($0) bytes free" } ?? "free space unknown"
+        return LogError(.storageFull, "the file system holding \(directory) is full (\(free)); no backup was made")
+    }
+
+    private static func whyNotCreated(_ code: Int32) -> String {
+        switch code {
+        case EEXIST: return "it exists already; a backup goes into a new directory, so that none is ever overwritten"
+        case ENOENT: return "the directory it would go in does not exist"
+        case ENOTDIR: return "a part of the path is not a directory"
+        case EACCES, EPERM:
+            return "incidentd (uid \(geteuid())) may not create a directory there"
+        case EROFS:
+            return "that file system is read-only to incidentd (under systemd, the unit may write only where ReadWritePaths= allows)"
+        default: return String(cString: strerror(code))
+        }
+    }
+
+    private static func parent(of path: String) -> String {
+        guard let slash = path.utf8.lastIndex(of: UInt8(ascii: "/")), slash != path.utf8.startIndex else { return "/" }
+        return String(path[..<slash])
+    }
+
+    /// `fsync` of a directory, so that an entry made in it is on the disk.
+    private static func syncDirectory(_ path: String) throws(LMDBError) {
+        let fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        guard fd >= 0 else { throw LMDBError(code: errno, function: "open") }
+        defer { close(fd) }
+        guard fsync(fd) == 0 else { throw LMDBError(code: errno, function: "fsync") }
+    }
+
+    private static func fileSize(_ path: String) -> Int {
+        var status = stat()
+        return stat(path, &status) == 0 ? Int(status.st_size) : 0
+    }
+
+    private static func removeBackup(_ directory: String) {
+        unlink(directory + "/data.mdb")
+        unlink(directory + "/lock.mdb")
+        rmdir(directory)
+    }
+}

@@ -1,0 +1,141 @@
+import Foundation
+import StrictJSON
+import Testing
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// `backup` (SPEC §4, admin role): a consistent, checked copy of the log in a new directory, made while the daemon
+/// serves, which a daemon started on it serves as it was.
+@Suite("Backup")
+struct BackupTests {
+    @Test("a backup made while four connections append is the log as of one commit: the same events and hashes, verified, and a daemon started on it serves it and appends after it")
+    func backupWhileAppending() throws {
+        let daemon = try Daemon()
+        let client = try daemon.client()
+        #expect(try client.appendEvents(try Repository.articleEvents())["ok"]?.boolValue == true)
+        let stop = Guarded(false)
+        let appended = Guarded(0)
+        let socket = daemon.socketPath
+        let appenders = (0..<4).map { connection in
+            Thread {
+                guard let client = try? RawClient(path: socket) else { return }
+                var n = 0
+                while !stop.withLock({ $0 }) {
+                    n += 1
+                    guard let answer = try? ReliabilityStorageTests.bulkAppend(client, tag: "backup-c\(connection)-\(n)", count: 5),
+                        answer.isOK
+                    else { return }
+                    appended.withLock { $0 += 5 }
+                }
+            }
+        }
+        appenders.forEach { $0.start() }
+        try waitFor("appends under way") { appended.withLock { $0 } >= 100 }
+
+        let copyRoot = makeTemporaryDirectory()
+        defer { try? FileManager.default.removeItem(atPath: copyRoot) }
+        let answer = try client.call("backup", ["path": .string(copyRoot + "/data")])
+        let afterBackup = appended.withLock { $0 }
+        try waitFor("more appends after the backup") { appended.withLock { $0 } >= afterBackup + 100 }
+        stop.withLock { $0 = true }
+        #expect(answer.isOK, "\(answer)")
+        #expect(answer["intact"]?.boolValue == true, "\(answer)")
+        #expect(answer["path"]?.stringValue == copyRoot + "/data")
+        let position = try #require(answer["headPosition"]?.intValue)
+        #expect(answer["checked"]?.intValue == position)
+        #expect(position > 100, "the copy holds what was appended before it: \(answer)")
+        try waitFor("the appenders to stop") { !appenders.contains { $0.isExecuting } }
+        #expect(position < (try client.headPosition()), "appends went on after the copy")
+
+        // The live log's first `position` events, with their hashes, and nothing after them.
+        let live = Array(try client.allEvents().prefix(Int(position)))
+        #expect(live.last?["hash"] == answer["headHash"])
+        let bytes = try #require(answer["bytes"]?.intValue)
+        var info = stat()
+        #expect(stat(copyRoot + "/data/data.mdb", &info) == 0 && Int64(info.st_size) == bytes)
+        #expect(!FileManager.default.fileExists(atPath: copyRoot + "/data/lock.mdb"), "the copy is data.mdb alone")
+        #expect(daemon.log.contains("backup written"), "\(daemon.log)")
+
+        let restored = try Daemon(root: copyRoot)
+        let restoredClient = try restored.client()
+        let events = try checkLogIntegrity(restored, restoredClient)
+        #expect(events == live, "the copy holds the log's events 1–\(position) as they were stored")
+        let next = try restoredClient.appendEvents([WireEvent.report(incident: "after-restore", city: "Melitopol", description: "appended to the copy")])
+        #expect(next["positions"]?.arrayValue?.first?.intValue == position + 1, "\(next)")
+        #expect(restored.stop() == 0)
+        #expect(daemon.stop() == 0)
+    }
+
+    @Test("a backup is refused, naming why and writing nothing, for a relative path, a path that exists, a missing parent, and a request without one")
+    func refusals() throws {
+        let daemon = try Daemon()
+        let client = try daemon.client()
+        #expect(try client.appendEvents(try Repository.articleEvents())["ok"]?.boolValue == true)
+        let existing = daemon.root + "/existing"
+        try FileManager.default.createDirectory(atPath: existing, withIntermediateDirectories: false)
+        try "kept".write(toFile: existing + "/note", atomically: true, encoding: .utf8)
+        let cases: [(body: [String: JSONValue], says: String)] = [
+            (["path": "relative/backup"], "give the absolute path of a new directory"),
+            (["path": .string(existing)], "it exists already"),
+            (["path": .string(existing + "/")], "it exists already"),
+            (["path": .string(daemon.root + "/missing/backup")], "the directory it would go in does not exist"),
+            ([:], "path: expected the absolute path"),
+            (["path": 7], "path: expected the absolute path"),
+        ]
+        for (body, says) in cases {
+            let refused = try client.call("backup", body)
+            #expect(refused.errorCode == "invalid_request", "\(body): \(refused)")
+            let message = refused["error"]?["message"]?.stringValue ?? ""
+            #expect(message.contains(says), "\(body): \(message)")
+        }
+        #expect(try FileManager.default.contentsOfDirectory(atPath: existing) == ["note"])
+        #expect(!FileManager.default.fileExists(atPath: daemon.root + "/missing"))
+        #expect(!FileManager.default.fileExists(atPath: daemon.dataDir + "/relative"))
+        #expect(try client.call("backup", ["path": .string(daemon.root + "/b"), "compact": true]).errorCode == "invalid_request")
+        #expect(try client.headPosition() == 8)
+        #expect(daemon.stop() == 0)
+    }
+
+    @Test("incidentctl backup takes a relative DEST from the current directory, prints the head the copy ends in, and exits 1 naming why when refused")
+    func commandLine() throws {
+        let daemon = try Daemon()
+        #expect(try daemon.client().appendEvents(try Repository.articleEvents())["ok"]?.boolValue == true)
+        let made = try runCommand(
+            "/bin/sh", ["-c", "cd \"$1\" && exec \"$2\" backup --socket \"$3\" --format json nightly", "sh", daemon.root, Binaries.incidentctl, daemon.socketPath])
+        #expect(made.status == 0, "\(made.stderr)")
+        #expect(made.json?["path"]?.stringValue == daemon.root + "/nightly")
+        #expect(made.json?["headPosition"]?.intValue == 8 && made.json?["intact"]?.boolValue == true, "\(made.stdout)")
+        #expect(made.json?["headHash"] == (try daemon.client().status()["headHash"]))
+        let again = try daemon.ctl(["backup", daemon.root + "/nightly"])
+        #expect(again.status == 1)
+        #expect(again.stderr.contains("invalid_request") && again.stderr.contains("it exists already"), "\(again.stderr)")
+        let replayed = try runCommand(Binaries.incidentctl, ["replay", "--data-dir", daemon.root + "/nightly", "--format", "json"])
+        #expect(replayed.status == 0, "\(replayed.stderr)")
+        #expect(replayed.stdout == (try daemon.ctl(["cities", "--format", "json"])).stdout)
+        #expect(daemon.stop() == 0)
+    }
+
+    @Test(
+        "a backup into a file system that fills up answers storage_full naming it, and leaves nothing there",
+        .enabled(if: SmallFileSystem.canMount, "needs root, to mount a small tmpfs"))
+    func fileSystemFills() throws {
+        let daemon = try Daemon()
+        let client = try daemon.client()
+        // About 1.5 MiB of log, for a file system of 1 MiB.
+        for n in 0..<30 {
+            #expect(try ReliabilityStorageTests.bulkAppend(client, tag: "big-\(n)", count: 20).isOK)
+        }
+        let disk = try SmallFileSystem(at: daemon.root + "/small", megabytes: 1)
+        defer { disk.unmount() }
+        let refused = try client.call("backup", ["path": .string(disk.path + "/backup")])
+        #expect(refused.errorCode == "storage_full", "\(refused)")
+        let message = refused["error"]?["message"]?.stringValue ?? ""
+        #expect(message.contains("the file system holding \(disk.path)/backup is full"), "\(message)")
+        #expect(try FileManager.default.contentsOfDirectory(atPath: disk.path).isEmpty)
+        #expect(try client.headPosition() == 600)
+        #expect(try ReliabilityStorageTests.bulkAppend(client, tag: "after", count: 1).isOK)
+        #expect(daemon.stop() == 0)
+    }
+}

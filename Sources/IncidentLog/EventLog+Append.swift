@@ -169,7 +169,12 @@ extension EventLog {
                                 if let eventId = proposal.eventId,
                                     let earlier = try batchEventIds[eventId] ?? storedEventId(eventId, handle)
                                 {
-                                    guard earlier.digest == digest else {
+                                    guard
+                                        try earlier.digest == digest
+                                            || Self.isRetryWithFilledIn(
+                                                proposal, storedDigest: earlier.digest,
+                                                stored: { try storedEvent(position: earlier.position, staged: staged, handle) })
+                                    else {
                                         throw IncidentError(
                                             .duplicateEventId,
                                             "event id \(eventId) was already used for a different event at position \(earlier.position)",
@@ -337,6 +342,26 @@ extension EventLog {
         return prevHash
     }
 
+    /// Whether `proposal`, whose content differs from that of the event stored under its id, is that event sent
+    /// again with what the daemon filled in when it stored it written out: the incident id it made for a report,
+    /// or the time it gave a response or outcome sent without one. That is how `incidentctl export` writes them,
+    /// so that appending an export to its own log is a retry. Asked only when the digests differ.
+    static func isRetryWithFilledIn(_ proposal: ProposedEvent, storedDigest: [UInt8], stored: () throws -> RecordedEvent) rethrows -> Bool {
+        var bare = proposal
+        switch proposal.type {
+        case .incidentReported:
+            guard proposal.incident != nil else { return false }
+            bare.incident = nil
+        case .responseObserved, .outcomeUpdated:
+            guard proposal.occurredAt != nil else { return false }
+            bare.occurredAt = nil
+            bare.precision = nil
+        }
+        guard ChainHash.digest(bare.contentBytes) == storedDigest else { return false }
+        let event = try stored()
+        return event.incident == proposal.incident && event.occurredAt == proposal.occurredAt && event.precision == proposal.precision
+    }
+
     private func storedEventId(_ eventId: String, _ txn: UnsafeWriteTransaction) throws -> (position: UInt64, digest: [UInt8])? {
         guard let raw = try txn.get(db.eventIds, key: Array(eventId.utf8)), raw.count == 40,
             let position = Keys.readPosition(raw)
@@ -346,10 +371,18 @@ extension EventLog {
 
     private func incidentOf(position: UInt64, staged: [StagedEvent], _ txn: UnsafeWriteTransaction) throws -> String {
         if let event = staged.first(where: { $0.position == position }) { return event.incident }
+        return try storedEvent(position: position, staged: staged, txn).incident
+    }
+
+    private func storedEvent(position: UInt64, staged: [StagedEvent], _ txn: UnsafeWriteTransaction) throws -> RecordedEvent {
+        if let event = staged.first(where: { $0.position == position }), event.value.count > 32 {
+            return try event.value.withUnsafeBytes { raw in
+                try RecordedEvent(json: JSONReader().read(UnsafeRawBufferPointer(rebasing: raw[32...])))
+            }
+        }
         guard let raw = try txn.get(db.events, key: Keys.position(position)), raw.count > 32 else {
             throw LogError(.corrupt, "event \(position) named by the event-id index is missing")
         }
-        let event = try RecordedEvent(json: JSONReader().read(UnsafeRawBufferPointer(rebasing: raw[32...])))
-        return event.incident
+        return try RecordedEvent(json: JSONReader().read(UnsafeRawBufferPointer(rebasing: raw[32...])))
     }
 }

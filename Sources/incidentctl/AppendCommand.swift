@@ -16,7 +16,7 @@ struct Append: ParsableCommand {
 
             Examples:
               incidentctl append examples/article.jsonl
-              incidentctl events --format json --from 1 | incidentctl append --allow-new-city -
+              incidentctl export --socket /run/old.sock | incidentctl append --allow-new-city -
 
             On a refusal it names the line, prints what already landed, and exits 1.
             """)

@@ -29,7 +29,7 @@ struct Incidentctl: ParsableCommand {
         version: "0.1.0",
         subcommands: [
             Report.self, Observe.self, Outcome.self, Append.self, Events.self, IncidentCommand.self, CityCommand.self,
-            Cities.self, Status.self, Verify.self, Backup.self, Replay.self,
+            Cities.self, Status.self, Verify.self, Backup.self, Replay.self, Export.self,
         ])
 
     static func main() {

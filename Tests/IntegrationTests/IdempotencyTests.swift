@@ -69,6 +69,38 @@ struct IdempotencyTests {
         #expect(try client.headPosition() == 1)
     }
 
+    @Test("a retry that writes out what the daemon filled in (the incident id it made, a response's time) is the same event; one that names another is duplicate_event_id")
+    func retryWithFilledIn() throws {
+        let daemon = try Daemon()
+        let client = try daemon.client()
+        let reportId = Wire.uuid()
+        let responseId = Wire.uuid()
+        let outcomeId = Wire.uuid()
+        let report = Wire.report(city: "Berdiansk", kind: "strike", eventId: reportId)
+        #expect(try client.appendEvents([report])["incidents"] == ["berdiansk-2022-03-01-strike"])
+        let response = Wire.response(incident: "berdiansk-2022-03-01-strike", eventId: responseId)
+        let outcome = Wire.outcome(incident: "berdiansk-2022-03-01-strike", eventId: outcomeId)
+        #expect(try client.appendEvents([response, outcome])["positions"] == [2, 3])
+        let stored = try client.allEvents()
+        #expect(stored[1]["occurredAt"] == "2022-03-01" && stored[1]["precision"] == "day", "a response takes its report's time")
+
+        let named = Wire.setting(report, "incident", "berdiansk-2022-03-01-strike")
+        let timed = Wire.setting(Wire.setting(response, "occurredAt", "2022-03-01"), "precision", "day")
+        let outcomeTimed = Wire.setting(Wire.setting(outcome, "occurredAt", stored[2]["occurredAt"]), "precision", stored[2]["precision"])
+        let again = try client.appendEvents([named, timed, outcomeTimed])
+        #expect(again["positions"] == [1, 2, 3], "\(again)")
+
+        for different in [
+            Wire.setting(report, "incident", "berdiansk-2022-03-01-other"),
+            Wire.setting(Wire.setting(response, "occurredAt", "2022-03-02"), "precision", "day"),
+            Wire.setting(Wire.setting(response, "occurredAt", "2022-03"), "precision", "month"),
+        ] {
+            #expect(try client.appendEvents([different]).errorCode == "duplicate_event_id", "\(different)")
+        }
+        #expect(try client.headPosition() == 3)
+        #expect(daemon.stop() == 0)
+    }
+
     @Test("within one batch: a repeated identical event lands once, a repeated id with other content refuses the batch")
     func withinOneBatch() throws {
         let daemon = try Daemon()

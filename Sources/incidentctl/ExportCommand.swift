@@ -1,0 +1,274 @@
+import ArgumentParser
+import Foundation
+import Gazetteer
+import IncidentDomain
+import IncidentProtocol
+import StrictJSON
+
+struct Export: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Write the log out as JSON lines that append takes back, ACLED-style CSV, or GeoJSON.",
+        discussion: """
+            Exports the log as it stands when the command starts, positions 1 to the head (printed on stderr \
+            with the head's hash), on standard output:
+              jsonl    every event in log order, in the wire form append takes: the daemon's envelope \
+            (position, version, recordedAt, recordedBy, schema, hashes) and cityId left out. Each event keeps \
+            its eventId, so appending the file again stores nothing twice, and appending it to an empty log \
+            gives the same events at the same positions.
+              csv      one row per incident, in the order they were reported, with ACLED's columns \
+            (event_id_cnty, event_date, time_precision, event_type, sub_event_type, actor1, actor2, location, \
+            latitude, longitude, geo_precision, source, notes, fatalities, timestamp) and the report as \
+            corrected. A demonstration met with warning shots or tear gas is a "Protest with intervention", \
+            one met with live fire an "Excessive force against protesters".
+              geojson  a FeatureCollection with a point per incident (the report's coordinates, else its \
+            city's from the gazetteer: geo_precision 1 or 2) and what the incident document says of it.
+
+            Examples:
+              incidentctl export > log.jsonl
+              incidentctl append --socket /run/other.sock --allow-new-city log.jsonl   # the same events there
+              incidentctl export --format csv > incidents.csv
+              incidentctl export --format geojson > incidents.geojson
+            """)
+
+    enum Format: String, ExpressibleByArgument, CaseIterable {
+        case jsonl, csv, geojson
+    }
+
+    @Option(help: "jsonl, csv or geojson.") var format: Format = .jsonl
+    @Option(help: ArgumentHelp("Gazetteer file for city coordinates (default: the compiled-in one).", valueName: "file"))
+    var gazetteer: String?
+    @OptionGroup var connection: ConnectionOptions
+
+    /// The members of a stored event that the daemon fills, which `append` refuses.
+    static let envelope: Set<String> = ["position", "version", "recordedAt", "recordedBy", "schema", "prevHash", "hash"]
+
+    func run() throws {
+        let cities = try gazetteer.map { try Gazetteer(contentsOfFile: $0) } ?? Gazetteer.embedded
+        let client = try connection.connect()
+        let status = try client.call(.status)
+        let head = status["position"]?.intValue ?? 0
+        var out = StandardOutput()
+        switch format {
+        case .jsonl:
+            try Self.events(client, through: head, filter: [:]) { event in
+                out.write(Self.wireForm(of: event).canonicalString() + "\n")
+            }
+        case .csv:
+            out.write(ACLED.columns.joined(separator: ",") + "\n")
+            try Self.incidents(client, through: head) { document in
+                out.write(IncidentRow(document, cities: cities).acledFields.map(Self.csvField).joined(separator: ",") + "\n")
+            }
+        case .geojson:
+            out.write(#"{"type":"FeatureCollection","features":["#)
+            var first = true
+            try Self.incidents(client, through: head) { document in
+                out.write((first ? "\n" : ",\n") + IncidentRow(document, cities: cities).feature.canonicalString())
+                first = false
+            }
+            out.write("\n]}\n")
+        }
+        out.flush()
+        let said = head == 0 ? "the log is empty" : "exported positions 1–\(head), head \(Printer.text(status["headHash"]))"
+        FileHandle.standardError.write(Data("incidentctl: \(said)\n".utf8))
+    }
+
+    /// A stored event as `append` takes it.
+    static func wireForm(of event: JSONValue) -> JSONValue {
+        guard case .object(var members) = event else { return event }
+        for key in envelope { members.removeValue(forKey: key) }
+        if case .object(var data)? = members["data"] {
+            data.removeValue(forKey: "cityId")
+            members["data"] = .object(data)
+        }
+        return .object(members)
+    }
+
+    /// Calls `each` with every event at positions 1...`head` that `filter` (members of a `read` request) lets
+    /// through, in order, a page at a time.
+    static func events(_ client: SocketClient, through head: Int64, filter: [String: JSONValue], _ each: (JSONValue) throws -> Void) throws {
+        var next: Int64 = 1
+        while next <= head {
+            var body = filter
+            body["from"] = .int(next)
+            body["limit"] = .int(min(1000, head - next + 1))
+            let response = try client.call(.read, body)
+            for event in response["events"]?.arrayValue ?? [] {
+                guard let position = event["position"]?.intValue, position <= head else { return }
+                try each(event)
+            }
+            guard let following = response["next"]?.intValue, following > next else { return }
+            next = following
+        }
+    }
+
+    /// Calls `each` with the document of every incident reported at positions 1...`head`, in the order they
+    /// were reported; the documents are asked for a hundred at a time, pipelined.
+    static func incidents(_ client: SocketClient, through head: Int64, _ each: (JSONValue) throws -> Void) throws {
+        var pending: [String] = []
+        func drain() throws {
+            for id in pending { try client.send(.incident, ["incident": .string(id)]) }
+            for _ in pending {
+                let document = try SocketClient.check(try client.receive())
+                try each(document["incident"] ?? .null)
+            }
+            pending.removeAll(keepingCapacity: true)
+        }
+        try events(client, through: head, filter: ["type": "incident-reported"]) { report in
+            guard let id = report["incident"]?.stringValue else { return }
+            pending.append(id)
+            if pending.count == 100 { try drain() }
+        }
+        try drain()
+    }
+
+    /// One CSV field (RFC 4180): quoted when it holds a comma, a quote or a line break.
+    static func csvField(_ text: String) -> String {
+        guard text.contains(where: { $0 == "," || $0 == "\"" || $0 == "\n" || $0 == "\r" }) else { return text }
+        return "\"" + text.replacingOccurrences(of: "\"", with: "\"\"") + "\""
+    }
+}
+
+/// Standard output through a buffer, so that a large export is not one write per line.
+private struct StandardOutput {
+    private var buffer: [UInt8] = []
+
+    mutating func write(_ text: String) {
+        buffer.append(contentsOf: text.utf8)
+        if buffer.count >= 1 << 16 { flush() }
+    }
+
+    mutating func flush() {
+        FileHandle.standardOutput.write(Data(buffer))
+        buffer.removeAll(keepingCapacity: true)
+    }
+}
+
+/// What the exports say of one incident, read from its document (`incident` in PROTOCOL.md).
+struct IncidentRow {
+    let document: JSONValue
+    let current: JSONValue?
+    let kind: IncidentKind?
+    let responses: Set<ResponseKind>
+    let killed: Int64
+    /// Latitude and longitude, and ACLED's geo_precision: 1 for the report's own coordinates, 2 for its city's.
+    let place: (latitude: Double, longitude: Double, precision: Int)?
+    let country: String?
+
+    init(_ document: JSONValue, cities: Gazetteer) {
+        self.document = document
+        current = document["current"]
+        kind = current?["kind"]?.stringValue.flatMap(IncidentKind.init(rawValue:))
+        responses = Set((document["responses"]?.objectValue ?? [:]).compactMap { name, count in
+            (count.intValue ?? 0) > 0 ? ResponseKind(rawValue: name) : nil
+        })
+        killed = document["casualties"]?["killed"]?.intValue ?? 0
+        let city = document["cityId"]?.stringValue.flatMap { cities.city(id: $0) }
+        if let lat = current?["coordinates"]?["lat"]?.doubleValue, let lon = current?["coordinates"]?["lon"]?.doubleValue {
+            place = (lat, lon, 1)
+        } else if let lat = city?.latitude, let lon = city?.longitude {
+            place = (lat, lon, 2)
+        } else {
+            place = nil
+        }
+        country = city?.region.flatMap { region in
+            region.split(separator: "-").first.flatMap { Locale(identifier: "en_US").localizedString(forRegionCode: String($0)) }
+        }
+    }
+
+    private var classification: (eventType: String, subEventType: String) {
+        kind.map { ACLED.classify(kind: $0, responses: responses, killed: killed) } ?? ("", "")
+    }
+
+    /// The forces that responded, in the order first seen.
+    private var forces: [String] {
+        var seen: [String] = []
+        for event in document["responseHistory"]?.arrayValue ?? [] {
+            if let by = event["data"]?["by"]?.stringValue, !seen.contains(by) { seen.append(by) }
+        }
+        return seen
+    }
+
+    private var sourceNames: [String] {
+        var seen: [String] = []
+        for event in [document["reportEvent"]] + (document["responseHistory"]?.arrayValue ?? []) + (document["outcomeHistory"]?.arrayValue ?? []).map(Optional.some) {
+            for source in event?["sources"]?.arrayValue ?? [] {
+                if let name = source["name"]?.stringValue, !seen.contains(name) { seen.append(name) }
+            }
+        }
+        return seen
+    }
+
+    private var notes: String {
+        var parts: [String] = []
+        if let location = current?["location"]?.stringValue { parts.append("Location: \(location).") }
+        if let description = current?["description"]?.stringValue { parts.append(description) }
+        for event in document["responseHistory"]?.arrayValue ?? [] {
+            let kinds = (event["data"]?["responses"]?.arrayValue ?? []).compactMap(\.stringValue).joined(separator: ", ")
+            parts.append("Response by \(Printer.text(event["data"]?["by"])): \(kinds).")
+        }
+        if let status = document["status"]?.stringValue { parts.append("Outcome: \(status).") }
+        if let verification = document["verification"]?.stringValue { parts.append("Verification: \(verification).") }
+        return parts.joined(separator: " ")
+    }
+
+    /// Seconds since 1970 of the incident's last event, as ACLED's `timestamp` (the time of the last change).
+    private var lastChange: String {
+        let events = [document["reportEvent"]] + (document["responseHistory"]?.arrayValue ?? []).map(Optional.some)
+            + (document["outcomeHistory"]?.arrayValue ?? []).map(Optional.some)
+        let latest = events.compactMap { $0?["recordedAt"]?.stringValue.flatMap(ParsedDate.parse) }.map(\.start.microseconds).max()
+        return latest.map { String($0 / 1_000_000) } ?? ""
+    }
+
+    private static func coordinate(_ value: Double) -> String { String(format: "%.5f", value) }
+
+    /// The row of ACLED's columns (``ACLED/columns``).
+    var acledFields: [String] {
+        let precision = document["precision"]?.stringValue.flatMap(Precision.init(rawValue:))
+            ?? document["reportEvent"]?["precision"]?.stringValue.flatMap(Precision.init(rawValue:)) ?? .day
+        let (eventType, subEventType) = classification
+        return [
+            document["incident"]?.stringValue ?? "",
+            String((document["occurredAt"]?.stringValue ?? "").prefix(10)),
+            String(ACLED.timePrecision(precision)),
+            eventType,
+            subEventType,
+            kind.map { ACLED.civilianActor(kind: $0, country: country) } ?? "",
+            forces.first ?? "",
+            document["city"]?.stringValue ?? "",
+            place.map { Self.coordinate($0.latitude) } ?? "",
+            place.map { Self.coordinate($0.longitude) } ?? "",
+            place.map { String($0.precision) } ?? "",
+            sourceNames.joined(separator: "; "),
+            notes,
+            String(killed),
+            lastChange,
+        ]
+    }
+
+    /// A GeoJSON feature: a point (or no geometry, when neither the report nor its city has coordinates) and
+    /// what the incident document says of it.
+    var feature: JSONValue {
+        var properties: [String: JSONValue] = [
+            "incident": document["incident"] ?? .null,
+            "city": document["city"] ?? .null,
+            "cityId": document["cityId"] ?? .null,
+            "kind": current?["kind"] ?? .null,
+            "occurredAt": document["occurredAt"] ?? .null,
+            "status": document["status"] ?? .null,
+            "verification": document["verification"] ?? .null,
+            "participants": current?["participants"] ?? .null,
+            "responses": document["responses"] ?? .null,
+            "casualties": document["casualties"] ?? .null,
+            "forces": .array(forces.map(JSONValue.string)),
+            "sources": .array(sourceNames.map(JSONValue.string)),
+            "lastPosition": document["lastPosition"] ?? .null,
+            "acledEventType": .string(classification.eventType),
+            "acledSubEventType": .string(classification.subEventType),
+        ]
+        if let location = current?["location"] { properties["location"] = location }
+        if let description = current?["description"] { properties["description"] = description }
+        if let place { properties["geoPrecision"] = .int(Int64(place.precision)) }
+        let geometry: JSONValue = place.map { .object(["type": "Point", "coordinates": [.double($0.longitude), .double($0.latitude)]]) } ?? .null
+        return .object(["type": "Feature", "geometry": geometry, "properties": .object(properties)])
+    }
+}

@@ -1,0 +1,198 @@
+import Foundation
+import Gazetteer
+import StrictJSON
+import Testing
+
+/// `incidentctl export` (SPEC §4): JSON lines that `append` takes back unchanged, ACLED's columns as CSV, GeoJSON.
+@Suite("Export")
+struct ExportTests {
+    /// The article, and beside it what the article lacks: a report in a city the gazetteer does not know, one with
+    /// its own coordinates and no id (the daemon makes it), live fire with a death, a correction, a retraction.
+    static func storyLog() throws -> Daemon {
+        let daemon = try Daemon()
+        let client = try daemon.client()
+        #expect(try client.appendEvents(try Repository.articleEvents())["ok"]?.boolValue == true)
+        let extra: [JSONValue] = [
+            Wire.report(incident: "enerhodar-2022-04-02-rally", city: "Enerhodar", occurredAt: "2022-04-02", participants: (300, 500), eventId: Wire.uuid()),
+            Wire.setting(
+                Wire.report(city: "Melitopol", kind: "strike", occurredAt: "2022-03", eventId: Wire.uuid(),
+                    extraData: ["coordinates": ["lat": 46.8421, "lon": 35.3655], "location": "the bread factory, \"Khlib\""]),
+                "precision", "month"),
+            Wire.response(incident: "enerhodar-2022-04-02-rally", responses: ["live-fire", "detentions"], detained: 4, eventId: Wire.uuid()),
+            Wire.setting(Wire.response(incident: "enerhodar-2022-04-02-rally", responses: ["beatings"], eventId: Wire.uuid()), "data.killed", 1),
+            Wire.setting(
+                Wire.outcome(incident: "enerhodar-2022-04-02-rally", status: "suppressed", eventId: Wire.uuid()),
+                "data.corrections", ["participants": ["low": 400, "high": 600]]),
+            Wire.outcome(incident: "berdiansk-2022-02-28-molotov-tank", status: "retracted", eventId: Wire.uuid()),
+        ]
+        let answer = try client.appendEvents(extra, allowNewCity: true)
+        #expect(answer["ok"]?.boolValue == true, "\(answer)")
+        return daemon
+    }
+
+    @Test("export --format jsonl gives every event as append takes it: appended to an empty log, the same events at the same positions and the same cities; appended to its own log, nothing new")
+    func jsonLinesRoundTrip() throws {
+        let daemon = try Self.storyLog()
+        let exported = try daemon.ctl(["export"])
+        #expect(exported.status == 0, "\(exported.stderr)")
+        let lines = exported.stdout.split(separator: "\n")
+        let original = try daemon.client().allEvents()
+        #expect(lines.count == original.count && original.count == 14)
+        #expect(exported.stderr.contains("exported positions 1–14, head \(Printer.hash(original.last))"), "\(exported.stderr)")
+        for line in lines {
+            let event = try JSONReader().read(String(line))
+            for key in ["position", "version", "recordedAt", "recordedBy", "schema", "prevHash", "hash"] {
+                #expect(event[key] == nil, "\(key) in \(line)")
+            }
+            #expect(event["data"]?["cityId"] == nil)
+            #expect(event["eventId"]?.stringValue != nil)
+        }
+
+        // Into an empty log: the same events, the same positions, the same cities.
+        let other = try Daemon()
+        let appended = try other.ctl(["append", "--allow-new-city", "-"], stdin: exported.stdout)
+        #expect(appended.status == 0, "\(appended.stderr)")
+        let copied = try other.client().allEvents()
+        let envelope: Set<String> = ["recordedAt", "recordedBy", "prevHash", "hash"]
+        func content(_ event: JSONValue) -> JSONValue {
+            guard case .object(let members) = event else { return event }
+            return .object(members.filter { !envelope.contains($0.key) })
+        }
+        #expect(copied.map(content) == original.map(content))
+        #expect(try other.ctl(["cities", "--format", "json"]).stdout == (try daemon.ctl(["cities", "--format", "json"])).stdout)
+
+        // Into its own log: every event is already there, with the same content.
+        let again = try daemon.ctl(["append", "--allow-new-city", "-"], stdin: exported.stdout)
+        #expect(again.status == 0, "\(again.stderr)")
+        #expect(try daemon.client().headPosition() == 14)
+        #expect(other.stop() == 0)
+        #expect(daemon.stop() == 0)
+    }
+
+    @Test("export --format csv has ACLED's columns, a row per incident in report order: the event and sub-event types, actors, place and fatalities")
+    func acledColumns() throws {
+        let daemon = try Self.storyLog()
+        let exported = try daemon.ctl(["export", "--format", "csv"])
+        #expect(exported.status == 0, "\(exported.stderr)")
+        let rows = try CSV.parse(exported.stdout)
+        let header = try #require(rows.first)
+        #expect(header == [
+            "event_id_cnty", "event_date", "time_precision", "event_type", "sub_event_type", "actor1", "actor2", "location",
+            "latitude", "longitude", "geo_precision", "source", "notes", "fatalities", "timestamp",
+        ])
+        let records = rows.dropFirst().map { Dictionary(uniqueKeysWithValues: zip(header, $0)) }
+        #expect(records.count == 6)
+        #expect(records.allSatisfy { $0.count == header.count })
+        let incidents = records.compactMap { $0["event_id_cnty"] }
+        #expect(incidents.first == "kupiansk-2022-03-01-city-hall")
+        #expect(incidents.contains("enerhodar-2022-04-02-rally"))
+        let byId = Dictionary(uniqueKeysWithValues: records.map { ($0["event_id_cnty"] ?? "", $0) })
+        let kupiansk = Gazetteer.embedded.city(id: "kupiansk")
+
+        let cityHall = try #require(byId["kupiansk-2022-03-01-city-hall"])
+        #expect(cityHall["event_date"] == "2022-03-01" && cityHall["time_precision"] == "1")
+        #expect(cityHall["event_type"] == "Protests" && cityHall["sub_event_type"] == "Protest with intervention")
+        #expect(cityHall["actor1"] == "Protesters (Ukraine)" && cityHall["actor2"] == "Russian armed forces")
+        #expect(cityHall["location"] == "Kupiansk" && cityHall["geo_precision"] == "2")
+        #expect(cityHall["latitude"].flatMap(Double.init) == kupiansk?.latitude)
+        #expect(cityHall["longitude"].flatMap(Double.init) == kupiansk?.longitude)
+        #expect(cityHall["source"] == "Les Révélateurs de France Télévisions")
+        #expect(cityHall["notes"]?.contains("Response by Russian armed forces: warning-shots, tear-gas, crowd-dispersal.") == true)
+        #expect(cityHall["fatalities"] == "0" && Int(cityHall["timestamp"] ?? "").map { $0 > 1_700_000_000 } == true)
+
+        #expect(byId["berdiansk-2022-02-28-city-council"]?["sub_event_type"] == "Peaceful protest")
+        #expect(byId["berdiansk-2022-02-28-city-council"]?["time_precision"] == "2")
+        #expect(byId["berdiansk-2022-02-28-molotov-tank"]?["event_type"] == "Strategic developments")
+        let rally = try #require(byId["enerhodar-2022-04-02-rally"])
+        #expect(rally["sub_event_type"] == "Excessive force against protesters" && rally["fatalities"] == "1")
+        #expect(rally["location"] == "Enerhodar" && rally["latitude"] == "" && rally["geo_precision"] == "")
+        #expect(rally["actor1"] == "Protesters", "no country is known for a city the gazetteer does not hold")
+        let strike = try #require(records.first { $0["location"] == "Melitopol" && $0["event_id_cnty"] != "melitopol-2022-03-01-convoy-blockade" })
+        #expect(strike["time_precision"] == "3" && strike["geo_precision"] == "1" && strike["latitude"] == "46.84210")
+        #expect(strike["notes"]?.contains("the bread factory, \"Khlib\"") == true, "quotes and commas survive the quoting")
+        #expect(daemon.stop() == 0)
+    }
+
+    @Test("export --format geojson is a FeatureCollection with a point per incident at its own or its city's coordinates, and none where neither is known")
+    func geoJSON() throws {
+        let daemon = try Self.storyLog()
+        let exported = try daemon.ctl(["export", "--format", "geojson"])
+        #expect(exported.status == 0, "\(exported.stderr)")
+        let collection = try JSONReader().read(exported.stdout)
+        #expect(collection["type"] == "FeatureCollection")
+        let features = collection["features"]?.arrayValue ?? []
+        #expect(features.count == 6)
+        #expect(features.allSatisfy { $0["type"] == "Feature" })
+        let byId = Dictionary(uniqueKeysWithValues: features.map { ($0["properties"]?["incident"]?.stringValue ?? "", $0) })
+        let melitopol = try #require(Gazetteer.embedded.city(id: "melitopol"))
+        let blockade = byId["melitopol-2022-03-01-convoy-blockade"]
+        #expect(blockade?["geometry"]?["type"] == "Point")
+        #expect(blockade?["geometry"]?["coordinates"]?.arrayValue?.compactMap(\.doubleValue) == [melitopol.longitude, melitopol.latitude].compactMap { $0 })
+        #expect(blockade?["properties"]?["geoPrecision"]?.intValue == 2)
+        #expect(blockade?["properties"]?["acledSubEventType"] == "Protest with intervention")
+        let strike = features.first { $0["properties"]?["kind"] == "strike" }
+        #expect(strike?["geometry"]?["coordinates"]?.arrayValue?.compactMap(\.doubleValue) == [35.3655, 46.8421])
+        #expect(strike?["properties"]?["geoPrecision"]?.intValue == 1)
+        let rally = byId["enerhodar-2022-04-02-rally"]
+        #expect(rally?["geometry"] == .null)
+        #expect(rally?["properties"]?["participants"] == ["high": 600, "low": 400], "the report as corrected")
+        #expect(rally?["properties"]?["status"] == "suppressed")
+        #expect(byId["berdiansk-2022-02-28-molotov-tank"]?["properties"]?["status"] == "retracted")
+        #expect(daemon.stop() == 0)
+    }
+
+    @Test("export of an empty log: no events, the CSV header alone, an empty FeatureCollection")
+    func emptyLog() throws {
+        let daemon = try Daemon()
+        let jsonl = try daemon.ctl(["export"])
+        #expect(jsonl.status == 0 && jsonl.stdout.isEmpty, "\(jsonl.stdout) \(jsonl.stderr)")
+        #expect(jsonl.stderr.contains("the log is empty"), "\(jsonl.stderr)")
+        let csv = try daemon.ctl(["export", "--format", "csv"])
+        #expect(try CSV.parse(csv.stdout).count == 1)
+        let geojson = try daemon.ctl(["export", "--format", "geojson"])
+        #expect(try JSONReader().read(geojson.stdout) == ["type": "FeatureCollection", "features": []])
+        #expect(daemon.stop() == 0)
+    }
+}
+
+private enum Printer {
+    static func hash(_ event: JSONValue?) -> String { event?["hash"]?.stringValue ?? "?" }
+}
+
+/// RFC 4180 CSV, as a spreadsheet reads it: fields in double quotes may hold commas, quotes (doubled) and line breaks.
+enum CSV {
+    static func parse(_ text: String) throws -> [[String]] {
+        var rows: [[String]] = []
+        var row: [String] = []
+        var field = ""
+        var quoted = false
+        var characters = text.makeIterator()
+        var pending: Character? = nil
+        while let c = pending ?? characters.next() {
+            pending = nil
+            if quoted {
+                if c == "\"" {
+                    let next = characters.next()
+                    if next == "\"" { field.append("\"") } else { quoted = false; pending = next }
+                } else {
+                    field.append(c)
+                }
+            } else if c == "\"" && field.isEmpty {
+                quoted = true
+            } else if c == "," {
+                row.append(field)
+                field = ""
+            } else if c == "\n" {
+                row.append(field)
+                rows.append(row)
+                row = []
+                field = ""
+            } else {
+                field.append(c)
+            }
+        }
+        guard !quoted else { throw HarnessError("an unterminated quoted field") }
+        if !field.isEmpty || !row.isEmpty { rows.append(row + [field]) }
+        return rows
+    }
+}

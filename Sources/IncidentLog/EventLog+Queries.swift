@@ -29,27 +29,50 @@ extension EventLog {
 
     /// Up to `limit` events from position `from` on that match `filter`, and the position to continue from.
     public func events(from: UInt64, limit: Int, filter: EventFilter = EventFilter()) throws -> (events: [JSONValue], next: UInt64) {
+        let found = try events(from: from, limit: limit, scanning: .max, filter: filter)
+        return (found.events, found.next)
+    }
+
+    /// What a follower of the log (`subscribe`) has not seen yet: up to `limit` events from position `from` on that
+    /// match `filter`, looking at no more than `scanning` positions, so that a call is short however few events
+    /// match; the position to go on from, and whether every event stored so far has been looked at (`caughtUp`:
+    /// nothing more until a commit adds some).
+    public func eventsToFollow(from: UInt64, limit: Int, scanning: Int, filter: EventFilter) throws
+        -> (events: [JSONValue], next: UInt64, caughtUp: Bool)
+    {
+        try events(from: from, limit: limit, scanning: scanning, filter: filter)
+    }
+
+    private func events(from: UInt64, limit: Int, scanning: Int, filter: EventFilter) throws
+        -> (events: [JSONValue], next: UInt64, caughtUp: Bool)
+    {
         try environment.read { txn in
             var result: [JSONValue] = []
             var next = max(from, 1)
             var cityOfIncident: [String: String] = [:]
             if let incident = filter.incident {
-                guard let raw = try txn.get(db.incidents, key: Array(incident.utf8)) else { return (result, next) }
+                guard let raw = try txn.get(db.incidents, key: Array(incident.utf8)) else { return (result, next, true) }
                 let start = try IncidentState(encoded: raw).firstPosition
-                for position in try streamPositions(startingAt: start, txn) {
-                    if result.count >= limit { break }
-                    guard position >= next, let raw = try txn.get(db.events, key: Keys.position(position)) else { continue }
+                var caughtUp = true
+                for position in try streamPositions(startingAt: start, txn) where position >= next {
+                    if result.count >= limit {
+                        caughtUp = false
+                        break
+                    }
+                    guard let raw = try txn.get(db.events, key: Keys.position(position)) else { continue }
                     let document = try EventLog.eventDocument(raw)
                     if let type = filter.type, document["type"]?.stringValue != type.rawValue { continue }
                     result.append(document)
                     next = position + 1
                 }
-                return (result, next)
+                return (result, next, caughtUp)
             }
             let cursor = try txn.cursor(db.events)
             var entry = try cursor.seek(atOrAfter: Keys.position(next))
-            while let (key, value) = entry, result.count < limit {
+            var scanned = 0
+            while let (key, value) = entry, result.count < limit, scanned < scanning {
                 guard let position = Keys.readPosition(key) else { break }
+                scanned += 1
                 next = position + 1
                 entry = try cursor.next()
                 if filter.type != nil || filter.cityId != nil {
@@ -73,7 +96,7 @@ extension EventLog {
                     result.append(try EventLog.eventDocument(value))
                 }
             }
-            return (result, next)
+            return (result, next, entry == nil)
         }
     }
 

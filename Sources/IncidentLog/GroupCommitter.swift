@@ -58,15 +58,20 @@ public final class GroupCommitter: Sendable {
 
     private let log: EventLog
     private let onStorageReport: (@Sendable (StorageReport) -> Void)?
+    private let onCommitted: (@Sendable () -> Void)?
     private let state = Mutex(State())
     private let wakeup = DispatchSemaphore(value: 0)
     private let finished = DispatchSemaphore(value: 0)
 
     /// Starts the writer thread. `onStorageReport` hears of commits the storage refuses, of the recovery, and of a
-    /// storage that broke for good.
-    public init(log: EventLog, onStorageReport: (@Sendable (StorageReport) -> Void)? = nil) {
+    /// storage that broke for good; `onCommitted` of every commit that stored events, once their appends are
+    /// answered (on the writer thread: it must return at once).
+    public init(
+        log: EventLog, onStorageReport: (@Sendable (StorageReport) -> Void)? = nil, onCommitted: (@Sendable () -> Void)? = nil
+    ) {
         self.log = log
         self.onStorageReport = onStorageReport
+        self.onCommitted = onCommitted
         // The writer works in big batches and waits for the disk anyway; when the CPUs are contended, the event
         // loops (reading requests, answering queries) go first.
         startBackgroundThread(named: "incidentd-write", nice: GroupCommitter.writerNice) { [self] in self.run() }
@@ -182,6 +187,7 @@ public final class GroupCommitter: Sendable {
                     state.statistics.largestBatch = max(state.statistics.largestBatch, batch.count)
                 }
                 for (pending, result) in zip(batch, results) { pending.completion(result, pending.request) }
+                if refusal == nil { onCommitted?() }
                 if let refusal {
                     failedInARow += 1
                     if !broken && log.storageIsBroken() {

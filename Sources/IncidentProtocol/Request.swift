@@ -5,13 +5,13 @@ public let protocolVersion = 1
 
 /// An operation a client may ask for, with the role it needs.
 public enum Operation: String, Sendable, CaseIterable {
-    case append, read, incident, city, cities, status, verify, backup
+    case append, read, incident, city, cities, status, verify, backup, subscribe
 
     /// The least role that may perform this operation.
     public var requiredRole: Role {
         switch self {
         case .append: return .reporter
-        case .read, .incident, .city, .cities, .status: return .reader
+        case .read, .incident, .city, .cities, .status, .subscribe: return .reader
         case .verify, .backup: return .admin
         }
     }
@@ -21,6 +21,7 @@ public enum Operation: String, Sendable, CaseIterable {
         switch self {
         case .append: return ["events", "allowNewCity"]
         case .read: return ["from", "limit", "city", "type", "incident"]
+        case .subscribe: return ["from", "city", "type", "incident"]
         case .incident: return ["incident"]
         case .city: return ["city"]
         case .backup: return ["path"]

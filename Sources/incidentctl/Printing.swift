@@ -72,12 +72,27 @@ enum Printer {
     }
 
     static func events(_ events: [JSONValue]) {
-        table(
-            ["POSITION", "TYPE", "INCIDENT", "OCCURRED", "SUMMARY"],
-            events.map { e in
-                [text(e["position"]), text(e["type"]), text(e["incident"]), text(e["occurredAt"]), summary(ofEvent: e)]
-            })
+        table(eventColumns, events.map(eventCells))
     }
+
+    private static let eventColumns = ["POSITION", "TYPE", "INCIDENT", "OCCURRED", "SUMMARY"]
+
+    private static func eventCells(_ e: JSONValue) -> [String] {
+        [text(e["position"]), text(e["type"]), text(e["incident"]), text(e["occurredAt"]), summary(ofEvent: e)]
+    }
+
+    /// For events printed as they come (`events --follow`): fixed columns, since the widths are not known ahead.
+    private static let followedWidths = [9, 18, 40, 22]
+
+    private static func followedLine(_ cells: [String]) -> String {
+        cells.enumerated().map { i, cell in
+            i < followedWidths.count ? cell.padding(toLength: max(followedWidths[i], cell.count), withPad: " ", startingAt: 0) : cell
+        }.joined(separator: "  ")
+    }
+
+    static func eventsHeader() { print(followedLine(eventColumns)) }
+
+    static func eventRow(_ event: JSONValue) { print(followedLine(eventCells(event))) }
 
     static func city(_ c: JSONValue) {
         let casualties = c["casualties"]

@@ -13,10 +13,15 @@ struct Events: ParsableCommand {
             JSON output is one event per line, in the stored form (with position, hash and the rest of the \
             envelope).
 
+            With --follow it goes on after the last stored event, printing each event that matches as soon as \
+            it is committed, until interrupted (or --limit events have been shown). A follower that stops \
+            reading holds up nobody: it catches up from the log when it reads again.
+
             Examples:
               incidentctl events
               incidentctl events --city Berdyansk --type response-observed
               incidentctl events --from 1000 --limit 50 --format json
+              incidentctl events --follow --city Melitopol
             """)
 
     @Option(help: "First position to show.") var from: Int = 1
@@ -24,6 +29,7 @@ struct Events: ParsableCommand {
     @Option(help: "Only incidents in this city (any spelling).") var city: String?
     @Option(help: "Only this type: incident-reported, response-observed or outcome-updated.") var type: String?
     @Option(help: "Only this incident's events.") var incident: String?
+    @Flag(help: "Keep printing events as they are committed.") var follow = false
     @OptionGroup var connection: ConnectionOptions
     @OptionGroup var output: OutputOptions
 
@@ -33,6 +39,7 @@ struct Events: ParsableCommand {
     }
 
     func run() throws {
+        if follow { return try runFollowing() }
         let client = try connection.connect()
         var next = Int64(from)
         var shown = 0
@@ -56,6 +63,29 @@ struct Events: ParsableCommand {
             next = n
         }
         if format == .table { Printer.events(all) }
+    }
+
+    /// `subscribe`: the daemon sends what is stored from --from on, then each event as it is committed.
+    private func runFollowing() throws {
+        let client = try connection.connect()
+        var body: [String: JSONValue] = ["from": .int(Int64(from))]
+        if let city { body["city"] = .string(city) }
+        if let type { body["type"] = .string(type) }
+        if let incident { body["incident"] = .string(incident) }
+        _ = try client.call(.subscribe, body)
+        let format = output.resolved
+        if format == .table { Printer.eventsHeader() }
+        var shown = 0
+        while limit == 0 || shown < limit {
+            let line = try SocketClient.check(try client.receive())
+            guard let event = line["event"] else { continue }
+            switch format {
+            case .json: Printer.json(event)
+            case .table: Printer.eventRow(event)
+            }
+            fflush(nil)  // so that a program reading our standard output through a pipe sees each event at once
+            shown += 1
+        }
     }
 }
 

@@ -122,6 +122,9 @@ final class ConnectionHandler: ChannelDuplexHandler {
     /// Answers in request order not handed to the channel yet: one buffer, and one write, for all the answers
     /// of a drain, rather than a buffer and a trip through the pipeline for each.
     private var outgoing: ByteBuffer?
+    /// What this connection follows of the log, once it has asked (`subscribe`), and the sequence of that request:
+    /// the events go out once its answer, and every answer before it, has been written.
+    private var follower: (follower: LogFollower, sequence: UInt64, started: Bool)?
 
     init(
         executor: RequestExecutor, intake: AppendIntake, peer: PeerIdentity, role: Role?, maxPending: Int, maxLineBytes: Int,
@@ -174,6 +177,12 @@ final class ConnectionHandler: ChannelDuplexHandler {
                 .lineTooLong, "request line longer than \(maxLineBytes) bytes (\(length)+ received); it was dropped",
                 details: ["limit": .int(Int64(maxLineBytes))])), context: context)
         case .line(let line):
+            if Self.mayBeSubscribe(line), case .success(let request) = line.readableBytesView.withUnsafeBytes({ Request.decode($0) }),
+                request.operation == .subscribe
+            {
+                subscribe(request, sequence: sequence, context: context)
+                return
+            }
             // Appends (and whatever might be one) go to the intake thread, which keeps their order; the rest is
             // answered here and now.
             if let mailbox, AppendIntake.mayBeAppend(line) {
@@ -189,6 +198,56 @@ final class ConnectionHandler: ChannelDuplexHandler {
             let reply = line.readableBytesView.withUnsafeBytes { executor.reply(to: $0, peer: peer, role: role, on: context.eventLoop) }
             deliver(reply, sequence: sequence, context: context)
         }
+    }
+
+    /// Whether `line` may ask to `subscribe`: it holds the word.
+    static func mayBeSubscribe(_ line: ByteBuffer) -> Bool {
+        let word = Array("subscribe".utf8)
+        return line.readableBytesView.withUnsafeBytes { bytes in
+            guard let base = bytes.baseAddress, bytes.count >= word.count else { return false }
+            var at = 0
+            while let hit = memchr(base + at, Int32(word[0]), bytes.count - word.count + 1 - at) {
+                let offset = base.distance(to: UnsafeRawPointer(hit))
+                if memcmp(base + offset, word, word.count) == 0 { return true }
+                at = offset + 1
+                if at > bytes.count - word.count { return false }
+            }
+            return false
+        }
+    }
+
+    /// Starts following the log for request `sequence`: answered at once (`{"subscribed":true,"from":…}`, or the
+    /// error), then each event as a line of its own, with the request's `id`, for as long as the connection
+    /// stays open. Requests sent after it are still answered, in order, between the events.
+    private func subscribe(_ request: Request, sequence: UInt64, context: ChannelHandlerContext) {
+        let answer: [UInt8]
+        if let role, role >= .reader {
+            do {
+                guard follower == nil else {
+                    throw ProtocolError(.invalidRequest, "this connection follows the log already; open another to follow it again")
+                }
+                let (from, filter) = try executor.followed(request)
+                let started = LogFollower(log: executor.log, requestId: request.id, from: from, filter: filter, context: context)
+                follower = (started, sequence, false)
+                executor.followers.add(
+                    Followers.Entry(NIOLoopBound(started, eventLoop: context.eventLoop)), for: ObjectIdentifier(self))
+                answer = Response.success(id: request.id, ["subscribed": true, "from": .int(Int64(max(from, 1)))])
+            } catch {
+                answer = RequestExecutor.failure(id: request.id, error)
+            }
+        } else {
+            answer = Response.failure(id: request.id, ProtocolError(
+                .permissionDenied,
+                "\(peer.user) (uid \(peer.uid)) may not subscribe: it needs the reader role in incidentd.toml [access]"))
+        }
+        complete(sequence, answer, context: context)
+    }
+
+    /// Once the subscription's answer is out, the events follow it.
+    private func startFollowing() {
+        guard let (started, sequence, running) = follower, !running, nextToWrite > sequence else { return }
+        follower = (started, sequence, true)
+        started.pump()
     }
 
     /// Writes the answer to request `sequence` once it is ready (in request order, see ``write(_:_:context:)``).
@@ -257,6 +316,7 @@ final class ConnectionHandler: ChannelDuplexHandler {
     func finishAnswers(context: ChannelHandlerContext) {
         writeOutgoing(context: context)
         context.flush()
+        startFollowing()
         drainBacklog(context: context)
         readIfPossible(context: context)
         closeIfAnswered(context: context)
@@ -274,7 +334,8 @@ final class ConnectionHandler: ChannelDuplexHandler {
     /// Once the client has closed its side and every request has been answered, closes the connection after
     /// the last response has been written.
     private func closeIfAnswered(context: ChannelHandlerContext) {
-        guard inputClosed && pending == 0 && backlog.isEmpty else { return }
+        // A follower's client may close its side once it has asked: it still reads what follows.
+        guard inputClosed && pending == 0 && backlog.isEmpty && follower == nil else { return }
         inputClosed = false
         let channel = context.channel
         writeOutgoing(context: context)
@@ -305,6 +366,7 @@ final class ConnectionHandler: ChannelDuplexHandler {
     }
 
     func channelWritabilityChanged(context: ChannelHandlerContext) {
+        if let follower, follower.started { follower.follower.pump() }
         drainBacklog(context: context)
         readIfPossible(context: context)
         closeIfAnswered(context: context)
@@ -317,6 +379,10 @@ final class ConnectionHandler: ChannelDuplexHandler {
     }
 
     func channelInactive(context: ChannelHandlerContext) {
+        if let follower {
+            follower.follower.stop()
+            executor.followers.remove(ObjectIdentifier(self))
+        }
         executor.connections.subtract(1, ordering: .relaxed)
         context.fireChannelInactive()
     }

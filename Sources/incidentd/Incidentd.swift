@@ -109,13 +109,14 @@ struct Incidentd: ParsableCommand {
         }
         let stop = DispatchSemaphore(value: 0)
         let storageTrouble = StorageTroubleLog(logger: logger, onBroken: { stop.signal() })
-        let committer = GroupCommitter(log: log, onStorageReport: storageTrouble.report)
+        let followers = Followers()
+        let committer = GroupCommitter(log: log, onStorageReport: storageTrouble.report, onCommitted: followers.committed)
         // Two, so that one long `verify` does not hold up every `read`.
         let logWalkers = NIOThreadPool(numberOfThreads: 2)
         logWalkers.start()
         let executor = RequestExecutor(
             log: log, committer: committer, access: AccessControl(policy: settings.access), logWalkers: logWalkers,
-            logger: logger)
+            followers: followers, logger: logger)
         let intake = AppendIntake(executor: executor)
         let server = Server(executor: executor, intake: intake, configuration: settings, logger: logger)
         if let refusal = settings.loopScheduling.apply(to: server.group) {

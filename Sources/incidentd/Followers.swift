@@ -1,0 +1,112 @@
+import IncidentLog
+import IncidentProtocol
+import NIOCore
+import StrictJSON
+import Synchronization
+
+/// The connections that follow the log (`subscribe`), woken after every commit that stored events.
+///
+/// Nothing is kept in memory per follower but where it is: each one reads what it has not sent from the log
+/// itself, on its own event loop, a page at a time and only while its client keeps reading. So a follower that
+/// falls behind costs no memory and holds up no append; it catches up from the log when it reads again.
+final class Followers: Sendable {
+    /// What the hub holds of one follower: a wake-up not yet delivered, and the follower, on its event loop.
+    final class Entry: Sendable {
+        let wakePending = Atomic<Bool>(false)
+        let follower: NIOLoopBound<LogFollower>
+
+        init(_ follower: NIOLoopBound<LogFollower>) { self.follower = follower }
+
+        /// Runs the follower's pump on its loop, once however many commits come before it runs.
+        func wake() {
+            guard !wakePending.exchange(true, ordering: .acquiringAndReleasing) else { return }
+            follower.eventLoop.execute {
+                self.wakePending.store(false, ordering: .releasing)
+                self.follower.value.pump()
+            }
+        }
+    }
+
+    private let entries = Mutex<[ObjectIdentifier: Entry]>([:])
+    /// How many there are, read without the lock after every commit.
+    private let count = Atomic<Int>(0)
+
+    func add(_ entry: Entry, for id: ObjectIdentifier) {
+        entries.withLock { $0[id] = entry }
+        count.add(1, ordering: .relaxed)
+    }
+
+    func remove(_ id: ObjectIdentifier) {
+        if entries.withLock({ $0.removeValue(forKey: id) }) != nil { count.subtract(1, ordering: .relaxed) }
+    }
+
+    /// After a commit, on the writer thread: wakes every follower.
+    func committed() {
+        guard count.load(ordering: .relaxed) > 0 else { return }
+        for entry in entries.withLock({ Array($0.values) }) { entry.wake() }
+    }
+}
+
+/// One connection's `subscribe`: sends every event that matches its filter, from its position on, each as a line
+/// `{"event":{…},"id":…,"ok":true}`, first those already stored and then each as it is committed. Confined to the
+/// connection's event loop.
+final class LogFollower {
+    /// Events read per turn of the loop, and positions looked at at most, so that a follower catching up on a
+    /// long log, or one whose filter matches little of it, holds up the loop's other connections no longer
+    /// than a short query does.
+    static let pageEvents = 256
+    static let pageScan = 4_096
+
+    private let log: EventLog
+    private let requestId: JSONValue
+    private let filter: EventFilter
+    private let context: ChannelHandlerContext
+    private var next: UInt64
+    private var stopped = false
+    /// A further page is already scheduled on the loop.
+    private var scheduled = false
+
+    init(log: EventLog, requestId: JSONValue, from: UInt64, filter: EventFilter, context: ChannelHandlerContext) {
+        self.log = log
+        self.requestId = requestId
+        self.filter = filter
+        self.context = context
+        next = max(from, 1)
+    }
+
+    func stop() { stopped = true }
+
+    /// Sends the next page, if the client is reading, and schedules the one after it unless every stored event
+    /// has been looked at (then a commit wakes it, see ``Followers``) or the client stopped reading (then the
+    /// channel becoming writable again does).
+    func pump() {
+        guard !stopped, context.channel.isActive, context.channel.isWritable else { return }
+        let page: (events: [JSONValue], next: UInt64, caughtUp: Bool)
+        do {
+            page = try log.eventsToFollow(from: next, limit: Self.pageEvents, scanning: Self.pageScan, filter: filter)
+        } catch {
+            stopped = true
+            let failure = Response.failure(id: requestId, ProtocolError(.internalError, "following the log failed: \(error)"))
+            var buffer = context.channel.allocator.buffer(capacity: failure.count)
+            buffer.writeBytes(failure)
+            context.writeAndFlush(NIOAny(buffer), promise: nil)
+            return
+        }
+        next = page.next
+        if !page.events.isEmpty {
+            var buffer = context.channel.allocator.buffer(capacity: page.events.count * 1_200)
+            for event in page.events {
+                buffer.writeBytes(Response.success(id: requestId, ["event": event]))
+            }
+            context.writeAndFlush(NIOAny(buffer), promise: nil)
+        }
+        if !page.caughtUp && !scheduled {
+            scheduled = true
+            let follower = NIOLoopBound(self, eventLoop: context.eventLoop)
+            context.eventLoop.execute {
+                follower.value.scheduled = false
+                follower.value.pump()
+            }
+        }
+    }
+}

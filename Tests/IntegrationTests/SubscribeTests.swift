@@ -1,0 +1,133 @@
+import Foundation
+import StrictJSON
+import Testing
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// `subscribe` and `incidentctl events --follow` (SPEC §4): the log from a position, then live.
+@Suite("Subscribe")
+struct SubscribeTests {
+    /// The positions of the next `count` event lines on `client`, each checked to carry `id`; other lines (answers
+    /// to requests sent meanwhile) are returned apart.
+    static func events(_ client: RawClient, id: JSONValue, count: Int) throws -> (positions: [Int64], others: [JSONValue]) {
+        var positions: [Int64] = []
+        var others: [JSONValue] = []
+        while positions.count < count {
+            let line = try client.receive()
+            guard let event = line["event"] else {
+                others.append(line)
+                continue
+            }
+            #expect(line["id"] == id && line.isOK, "\(line)")
+            positions.append(event["position"]?.intValue ?? -1)
+        }
+        return (positions, others)
+    }
+
+    @Test("subscribe from a position: the stored events from there, then each event as it is committed, in order, each with the request's id; a request after it is answered between the events")
+    func storedThenLive() throws {
+        let daemon = try Daemon()
+        let writer = try daemon.client()
+        #expect(try writer.appendEvents(try Repository.articleEvents())["ok"]?.boolValue == true)
+        let follower = try daemon.client()
+        let id = try follower.send("subscribe", ["from": 3])
+        #expect(try follower.receive() == ["id": id, "ok": true, "subscribed": true, "from": 3])
+        #expect(try Self.events(follower, id: id, count: 6).positions == [3, 4, 5, 6, 7, 8])
+
+        for n in 0..<3 {
+            #expect(try writer.appendEvents([Wire.report(incident: "live-\(n)", city: "Melitopol")])["ok"]?.boolValue == true)
+        }
+        try follower.send("status", ["id": "status-after"])
+        #expect(try writer.appendEvents([Wire.response(incident: "live-0")])["ok"]?.boolValue == true)
+        let (live, others) = try Self.events(follower, id: id, count: 4)
+        #expect(live == [9, 10, 11, 12])
+        let status = try others.first ?? follower.receive()
+        #expect(status["id"] == "status-after" && status["position"]?.intValue ?? 0 >= 11, "\(status)")
+
+        let again = try follower.call("subscribe", ["id": "twice"])
+        #expect(again.errorCode == "invalid_request", "\(again)")
+        #expect(try daemon.client().call("subscribe", ["from": "x"]).errorCode == "invalid_request")
+        #expect(try daemon.client().call("subscribe", ["city": "Atlantis"]).errorCode == "unknown_city")
+        #expect(daemon.stop() == 0, "SIGTERM with a follower connected still drains and exits 0")
+    }
+
+    @Test("a follower that stops reading holds up no append, and catches up from the log, in order and without a gap, when it reads again")
+    func slowFollower() throws {
+        let daemon = try Daemon()
+        let follower = try daemon.client()
+        let id = try follower.send("subscribe")
+        // A megabyte and more of events while it reads nothing: far past the socket's buffers.
+        let writer = try daemon.client()
+        for n in 0..<120 {
+            #expect(try ReliabilityStorageTests.bulkAppend(writer, tag: "slow-\(n)", count: 10).isOK)
+        }
+        #expect(try writer.headPosition() == 1_200)
+        #expect(try follower.receive()["subscribed"] == true)
+        let (positions, others) = try Self.events(follower, id: id, count: 1_200)
+        #expect(others.isEmpty)
+        #expect(positions == Array(1...1_200))
+        #expect(daemon.stop() == 0)
+    }
+
+    @Test("subscribe takes read's filters: a city in any spelling, a type, an incident, for stored and live events alike")
+    func filters() throws {
+        let daemon = try Daemon()
+        let writer = try daemon.client()
+        #expect(try writer.appendEvents(try Repository.articleEvents())["ok"]?.boolValue == true)
+        let stored = try writer.allEvents()
+        func expected(_ match: (JSONValue) -> Bool) -> [Int64] { stored.filter(match).compactMap { $0["position"]?.intValue } }
+        let melitopol = Set(stored.filter { $0["data"]?["cityId"] == "melitopol" }.compactMap { $0["incident"]?.stringValue })
+
+        let byCity = try daemon.client()
+        let cityId = try byCity.send("subscribe", ["city": "Melitopoli"])
+        _ = try byCity.receive()
+        let byType = try daemon.client()
+        let typeId = try byType.send("subscribe", ["type": "response-observed"])
+        _ = try byType.receive()
+        let byIncident = try daemon.client()
+        let incidentId = try byIncident.send("subscribe", ["incident": "kupiansk-2022-03-01-city-hall", "from": 2])
+        _ = try byIncident.receive()
+
+        let cityStored = expected { melitopol.contains($0["incident"]?.stringValue ?? "") }
+        let typeStored = expected { $0["type"] == "response-observed" }
+        #expect(try Self.events(byCity, id: cityId, count: cityStored.count).positions == cityStored)
+        #expect(try Self.events(byType, id: typeId, count: typeStored.count).positions == typeStored)
+        #expect(try Self.events(byIncident, id: incidentId, count: 2).positions == [2, 3])
+
+        // Live: a Kupiansk report (position 9), a response to it (10), a Melitopol report (11), and a response
+        // to the city-hall incident (12).
+        let more = [
+            Wire.report(incident: "kupiansk-live", city: "Kupiansk"), Wire.response(incident: "kupiansk-live"),
+            Wire.report(incident: "melitopol-live", city: "Melitopol"), Wire.response(incident: "kupiansk-2022-03-01-city-hall"),
+        ]
+        #expect(try writer.appendEvents(more)["positions"] == [9, 10, 11, 12])
+        #expect(try Self.events(byCity, id: cityId, count: 1).positions == [11])
+        #expect(try Self.events(byType, id: typeId, count: 2).positions == [10, 12])
+        #expect(try Self.events(byIncident, id: incidentId, count: 1).positions == [12])
+        #expect(daemon.stop() == 0)
+    }
+
+    @Test("incidentctl events --follow prints the stored events and then those committed while it runs; --limit ends it")
+    func commandLine() throws {
+        let daemon = try Daemon()
+        #expect(try daemon.client().appendEvents(try Repository.articleEvents())["ok"]?.boolValue == true)
+        let socket = daemon.socketPath
+        let appender = Thread {
+            // Once the follower has connected (two connections: this test's and the command's), two more events.
+            _ = try? waitFor("the follower to connect") {
+                (try RawClient(path: socket).call("status")["connections"]?.intValue ?? 0) >= 2
+            }
+            let client = try? RawClient(path: socket)
+            _ = try? client?.appendEvents([Wire.report(incident: "followed-1", city: "Berdiansk"), Wire.response(incident: "followed-1")])
+        }
+        appender.start()
+        let followed = try daemon.ctl(["events", "--follow", "--format", "json", "--limit", "10"])
+        #expect(followed.status == 0, "\(followed.stderr)")
+        let lines = try followed.stdout.split(separator: "\n").map { try JSONReader().read(String($0)) }
+        #expect(lines.compactMap { $0["position"]?.intValue } == Array(1...10))
+        #expect(lines.last?["incident"] == "followed-1")
+        #expect(daemon.stop() == 0)
+    }
+}

@@ -124,7 +124,7 @@ final class ConnectionHandler: ChannelDuplexHandler {
     private var outgoing: ByteBuffer?
     /// What this connection follows of the log, once it has asked (`subscribe`), and the sequence of that request:
     /// the events go out once its answer, and every answer before it, has been written.
-    private var follower: (follower: LogFollower, sequence: UInt64, started: Bool)?
+    private var follower: (follower: LogFollower, sequence: UInt64)?
 
     init(
         executor: RequestExecutor, intake: AppendIntake, peer: PeerIdentity, role: Role?, maxPending: Int, maxLineBytes: Int,
@@ -228,7 +228,7 @@ final class ConnectionHandler: ChannelDuplexHandler {
                 }
                 let (from, filter) = try executor.followed(request)
                 let started = LogFollower(log: executor.log, requestId: request.id, from: from, filter: filter, context: context)
-                follower = (started, sequence, false)
+                follower = (started, sequence)
                 executor.followers.add(
                     Followers.Entry(NIOLoopBound(started, eventLoop: context.eventLoop)), for: ObjectIdentifier(self))
                 answer = Response.success(id: request.id, ["subscribed": true, "from": .int(Int64(max(from, 1)))])
@@ -245,9 +245,9 @@ final class ConnectionHandler: ChannelDuplexHandler {
 
     /// Once the subscription's answer is out, the events follow it.
     private func startFollowing() {
-        guard let (started, sequence, running) = follower, !running, nextToWrite > sequence else { return }
-        follower = (started, sequence, true)
-        started.pump()
+        guard let (follower, sequence) = follower, !follower.started, nextToWrite > sequence else { return }
+        follower.started = true
+        follower.pump()
     }
 
     /// Writes the answer to request `sequence` once it is ready (in request order, see ``write(_:_:context:)``).
@@ -366,7 +366,7 @@ final class ConnectionHandler: ChannelDuplexHandler {
     }
 
     func channelWritabilityChanged(context: ChannelHandlerContext) {
-        if let follower, follower.started { follower.follower.pump() }
+        follower?.follower.pump()
         drainBacklog(context: context)
         readIfPossible(context: context)
         closeIfAnswered(context: context)

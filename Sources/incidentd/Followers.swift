@@ -62,6 +62,8 @@ final class LogFollower {
     private let filter: EventFilter
     private let context: ChannelHandlerContext
     private var next: UInt64
+    /// Set once the subscription's answer, and every answer before it, is written: no event may go out before.
+    var started = false
     private var stopped = false
     /// A further page is already scheduled on the loop.
     private var scheduled = false
@@ -80,7 +82,7 @@ final class LogFollower {
     /// has been looked at (then a commit wakes it, see ``Followers``) or the client stopped reading (then the
     /// channel becoming writable again does).
     func pump() {
-        guard !stopped, context.channel.isActive, context.channel.isWritable else { return }
+        guard started, !stopped, context.channel.isActive, context.channel.isWritable else { return }
         let page: (events: [JSONValue], next: UInt64, caughtUp: Bool)
         do {
             page = try log.eventsToFollow(from: next, limit: Self.pageEvents, scanning: Self.pageScan, filter: filter)

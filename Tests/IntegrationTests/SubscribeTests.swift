@@ -53,6 +53,32 @@ struct SubscribeTests {
         #expect(daemon.stop() == 0, "SIGTERM with a follower connected still drains and exits 0")
     }
 
+    @Test("subscribe pipelined behind appends on the same connection: its answer comes after theirs, and its events after its answer")
+    func pipelinedBehindAppends() throws {
+        let daemon = try Daemon()
+        let client = try daemon.client()
+        for round in 0..<20 {
+            var lines: [UInt8] = []
+            for n in 0..<5 {
+                let body: [String: JSONValue] = [
+                    "id": .string("append-\(round)-\(n)"), "op": "append",
+                    "events": [Wire.report(incident: "piped-\(round)-\(n)", city: "Kupiansk")],
+                ]
+                lines += JSONValue.object(body).canonicalBytes() + [0x0A]
+            }
+            let follower = try daemon.client()
+            try follower.write(lines + JSONValue.object(["id": "follow", "op": "subscribe", "from": .int(Int64(round * 5 + 1))]).canonicalBytes() + [0x0A])
+            for n in 0..<5 {
+                let answer = try follower.receive()
+                #expect(answer["id"] == .string("append-\(round)-\(n)") && answer.isOK, "\(answer)")
+            }
+            #expect(try follower.receive()["subscribed"] == true)
+            #expect(try Self.events(follower, id: "follow", count: 5).positions == Array(Int64(round * 5 + 1)...Int64(round * 5 + 5)))
+        }
+        #expect(try client.headPosition() == 100)
+        #expect(daemon.stop() == 0)
+    }
+
     @Test("a follower that stops reading holds up no append, and catches up from the log, in order and without a gap, when it reads again")
     func slowFollower() throws {
         let daemon = try Daemon()

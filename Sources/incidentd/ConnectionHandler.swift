@@ -380,8 +380,10 @@ final class ConnectionHandler: ChannelDuplexHandler {
 
     func channelInactive(context: ChannelHandlerContext) {
         if let follower {
+            // The follower holds this handler's context, which holds the handler: let go of it.
             follower.follower.stop()
             executor.followers.remove(ObjectIdentifier(self))
+            self.follower = nil
         }
         executor.connections.subtract(1, ordering: .relaxed)
         context.fireChannelInactive()

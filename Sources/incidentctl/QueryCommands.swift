@@ -177,12 +177,7 @@ struct Status: ParsableCommand {
     @OptionGroup var output: OutputOptions
 
     func run() throws {
-        var response = try connection.connect().call(.status)
-        if case .object(var o) = response {
-            o.removeValue(forKey: "id")
-            o.removeValue(forKey: "ok")
-            response = .object(o)
-        }
+        let response = try connection.connect().document(.status)
         switch output.resolved {
         case .json: Printer.json(response)
         case .table:
@@ -220,12 +215,7 @@ struct Verify: ParsableCommand {
     @OptionGroup var output: OutputOptions
 
     func run() throws {
-        var response = try connection.connect().call(.verify)
-        if case .object(var o) = response {
-            o.removeValue(forKey: "id")
-            o.removeValue(forKey: "ok")
-            response = .object(o)
-        }
+        let response = try connection.connect().document(.verify)
         switch output.resolved {
         case .json: Printer.json(response)
         case .table:
@@ -264,12 +254,7 @@ struct Backup: ParsableCommand {
 
     func run() throws {
         let path = destination.hasPrefix("/") ? destination : FileManager.default.currentDirectoryPath + "/" + destination
-        var response = try connection.connect().call(.backup, ["path": .string(path)])
-        if case .object(var o) = response {
-            o.removeValue(forKey: "id")
-            o.removeValue(forKey: "ok")
-            response = .object(o)
-        }
+        let response = try connection.connect().document(.backup, ["path": .string(path)])
         switch output.resolved {
         case .json: Printer.json(response)
         case .table:

@@ -119,6 +119,14 @@ final class SocketClient {
         return try Self.check(try receive())
     }
 
+    /// The response to `operation` as a document to print: without its `id` and `ok`.
+    func document(_ operation: Operation, _ body: [String: JSONValue] = [:]) throws(ClientFailure) -> JSONValue {
+        guard case .object(var members) = try call(operation, body) else { return .null }
+        members.removeValue(forKey: "id")
+        members.removeValue(forKey: "ok")
+        return .object(members)
+    }
+
     /// Returns the response if `ok`, else throws its error.
     static func check(_ response: JSONValue) throws(ClientFailure) -> JSONValue {
         if response["ok"]?.boolValue == true { return response }

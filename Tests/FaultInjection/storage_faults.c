@@ -202,27 +202,21 @@ static int open_tracked(const char *real_name, const char *path, int flags, mode
     return fd;
 }
 
-int open(const char *path, int flags, ...) {
-    mode_t mode = 0;
-    if (flags & (O_CREAT | O_TMPFILE)) {
-        va_list arguments;
-        va_start(arguments, flags);
-        mode = (mode_t)va_arg(arguments, int);
-        va_end(arguments);
+// open and open64 alike: the mode is there only when the flags create a file.
+#define TRACKING_OPEN(name)                                           \
+    int name(const char *path, int flags, ...) {                      \
+        mode_t mode = 0;                                              \
+        if (flags & (O_CREAT | O_TMPFILE)) {                          \
+            va_list arguments;                                        \
+            va_start(arguments, flags);                               \
+            mode = (mode_t)va_arg(arguments, int);                    \
+            va_end(arguments);                                        \
+        }                                                             \
+        return open_tracked(#name, path, flags, mode);                \
     }
-    return open_tracked("open", path, flags, mode);
-}
 
-int open64(const char *path, int flags, ...) {
-    mode_t mode = 0;
-    if (flags & (O_CREAT | O_TMPFILE)) {
-        va_list arguments;
-        va_start(arguments, flags);
-        mode = (mode_t)va_arg(arguments, int);
-        va_end(arguments);
-    }
-    return open_tracked("open64", path, flags, mode);
-}
+TRACKING_OPEN(open)
+TRACKING_OPEN(open64)
 
 int close(int fd) {
     static int (*real)(int);

@@ -1,3 +1,6 @@
+#if canImport(Glibc)
+import Glibc
+#endif
 import Gazetteer
 import IncidentDomain
 import LMDB
@@ -25,6 +28,69 @@ extension EventLog {
         }
         members["hash"] = .string(ChainHash.hex(raw[0..<32]))
         return .object(members)
+    }
+
+    /// ``eventDocument(_:)`` as canonical bytes, written onto `out` without a JSON tree: the stored bytes with
+    /// `"hash"` put in its place among the sorted keys, right after `eventId` (the member before it). Nil when the
+    /// stored bytes do not have the shape the writer gives them.
+    static func appendEventDocument(_ raw: UnsafeRawBufferPointer, to out: inout [UInt8]) -> Bool {
+        guard raw.count > 32 else { return false }
+        let stored = UnsafeRawBufferPointer(rebasing: raw[32...])
+        // `data` comes first, and holds no member named eventId (its members are validated), and a string never
+        // holds an unescaped quote: the first `,"eventId":"` is the top-level member.
+        let marker = Array(#","eventId":""#.utf8)
+        guard let base = stored.baseAddress, stored.first == UInt8(ascii: "{") else { return false }
+        var at = 0
+        var valueStart: Int?
+        while at + marker.count <= stored.count, let hit = memchr(base + at, Int32(marker[0]), stored.count - marker.count + 1 - at) {
+            let offset = base.distance(to: UnsafeRawPointer(hit))
+            if memcmp(base + offset, marker, marker.count) == 0 {
+                valueStart = offset + marker.count
+                break
+            }
+            at = offset + 1
+        }
+        guard let valueStart, valueStart < stored.count,
+            let closing = memchr(base + valueStart, Int32(UInt8(ascii: "\"")), stored.count - valueStart)
+        else { return false }
+        let insertAt = base.distance(to: UnsafeRawPointer(closing)) + 1
+        let digits = Array("0123456789abcdef".utf8)
+        out.append(contentsOf: UnsafeRawBufferPointer(rebasing: stored[0..<insertAt]))
+        out.append(contentsOf: #","hash":""#.utf8)
+        for byte in UnsafeRawBufferPointer(rebasing: raw[0..<32]) {
+            out.append(digits[Int(byte >> 4)])
+            out.append(digits[Int(byte & 0xF)])
+        }
+        out.append(UInt8(ascii: "\""))
+        out.append(contentsOf: UnsafeRawBufferPointer(rebasing: stored[insertAt...]))
+        return true
+    }
+
+    /// What a follower with no filter has not seen yet: the lines `{"event":…,"id":…,"ok":true}` of up to `limit`
+    /// events from position `from` on, made from the stored bytes without a JSON tree (``appendEventDocument``);
+    /// the number of events, the position to go on from, and whether that is past the head.
+    public func eventLines(from: UInt64, limit: Int, id: JSONValue) throws -> (lines: [UInt8], count: Int, next: UInt64, caughtUp: Bool) {
+        let suffix = Array(",\"id\":\(id.canonicalString()),\"ok\":true}\n".utf8)
+        return try environment.read { txn in
+            var lines: [UInt8] = []
+            var count = 0
+            var next = max(from, 1)
+            let cursor = try txn.cursor(db.events)
+            var entry = try cursor.seek(atOrAfter: Keys.position(next))
+            while let (key, value) = entry, count < limit {
+                guard let position = Keys.readPosition(key) else { break }
+                lines.reserveCapacity(lines.count + value.count + 96)
+                lines.append(contentsOf: #"{"event":"#.utf8)
+                if !EventLog.appendEventDocument(value, to: &lines) {
+                    lines.append(contentsOf: try EventLog.eventDocument(value).canonicalBytes())
+                }
+                lines.append(contentsOf: suffix)
+                count += 1
+                next = position + 1
+                entry = try cursor.next()
+            }
+            return (lines, count, next, entry == nil)
+        }
     }
 
     /// Up to `limit` events from position `from` on that match `filter`, and the position to continue from.

@@ -90,9 +90,9 @@ enum Printer {
         }.joined(separator: "  ")
     }
 
-    static func eventsHeader() { print(followedLine(eventColumns)) }
+    static var eventsHeader: String { followedLine(eventColumns) }
 
-    static func eventRow(_ event: JSONValue) { print(followedLine(eventCells(event))) }
+    static func eventLine(_ event: JSONValue) -> String { followedLine(eventCells(event)) }
 
     static func city(_ c: JSONValue) {
         let casualties = c["casualties"]

@@ -74,18 +74,41 @@ struct Events: ParsableCommand {
         if let incident { body["incident"] = .string(incident) }
         _ = try client.call(.subscribe, body)
         let format = output.resolved
-        if format == .table { Printer.eventsHeader() }
         var shown = 0
+        // Written when no further line has arrived, so that a program reading through a pipe sees each event at
+        // once, and a fast stream is not a write per event.
+        var pending: [UInt8] = format == .table ? Array((Printer.eventsHeader + "\n").utf8) : []
+        defer { FileHandle.standardOutput.write(Data(pending)) }
         while limit == 0 || shown < limit {
-            let line = try SocketClient.check(try client.receive())
-            guard let event = line["event"] else { continue }
-            switch format {
-            case .json: Printer.json(event)
-            case .table: Printer.eventRow(event)
+            if !client.hasLineWaiting && !pending.isEmpty {
+                FileHandle.standardOutput.write(Data(pending))
+                pending.removeAll(keepingCapacity: true)
             }
-            fflush(nil)  // so that a program reading our standard output through a pipe sees each event at once
+            let line = try client.receiveLine()
+            if format == .json, let event = Self.eventBytes(line) {
+                pending += event
+                pending.append(0x0A)
+            } else {
+                let response = try SocketClient.check(try JSONReader(maxDepth: 128).read(line))
+                guard let event = response["event"] else { continue }
+                switch format {
+                case .json: pending += event.canonicalBytes() + [0x0A]
+                case .table: pending += Array((Printer.eventLine(event) + "\n").utf8)
+                }
+            }
             shown += 1
         }
+    }
+
+    /// The event of a line `{"event":…,"id":…,"ok":true}` as the daemon wrote it (canonical JSON, so the event
+    /// ends where the last `,"id":` begins), without reading it into a tree; nil for any other line.
+    static func eventBytes(_ line: [UInt8]) -> ArraySlice<UInt8>? {
+        let prefix = Array(#"{"event":"#.utf8), suffix = Array(#","ok":true}"#.utf8), id = Array(#","id":"#.utf8)
+        guard line.count > prefix.count + suffix.count, line.starts(with: prefix), line.suffix(suffix.count).elementsEqual(suffix)
+        else { return nil }
+        var end = line.count - suffix.count - id.count
+        while end > prefix.count, !line[end..<(end + id.count)].elementsEqual(id) { end -= 1 }
+        return end > prefix.count ? line[prefix.count..<end] : nil
     }
 }
 

@@ -90,6 +90,19 @@ final class SocketClient {
 
     /// Reads the next response line.
     func receive() throws(ClientFailure) -> JSONValue {
+        let line = try receiveLine()
+        do {
+            return try JSONReader(maxDepth: 128).read(line)
+        } catch {
+            throw .unreachable("incidentd sent a line that is not JSON: \(error)")
+        }
+    }
+
+    /// Whether a line has arrived that ``receiveLine()`` returns without waiting.
+    var hasLineWaiting: Bool { linesStart < lines.count }
+
+    /// The next line as it came, without its newline.
+    func receiveLine() throws(ClientFailure) -> [UInt8] {
         while linesStart >= lines.count {
             lines.removeAll(keepingCapacity: true)
             linesStart = 0
@@ -106,11 +119,7 @@ final class SocketClient {
         }
         let line = lines[linesStart]
         linesStart += 1
-        do {
-            return try JSONReader(maxDepth: 128).read(line)
-        } catch {
-            throw .unreachable("incidentd sent a line that is not JSON: \(error)")
-        }
+        return line
     }
 
     /// Sends one request and waits for its response; a refusal throws.

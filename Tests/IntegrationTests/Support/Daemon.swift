@@ -255,6 +255,11 @@ final class RawClient {
 
     /// The next response line, parsed.
     func receive() throws -> JSONValue {
+        try JSONReader(maxDepth: 128).read(try receiveLine())
+    }
+
+    /// The next response line as it came, without its newline.
+    func receiveLine() throws -> [UInt8] {
         while lines.isEmpty {
             var buffer = [UInt8](repeating: 0, count: 65536)
             let n = buffer.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
@@ -267,8 +272,7 @@ final class RawClient {
                 if case .line(let line) = frame { lines.append(line) }
             }
         }
-        let line = lines.removeFirst()
-        return try JSONReader(maxDepth: 128).read(line)
+        return lines.removeFirst()
     }
 
     /// One request, one response.

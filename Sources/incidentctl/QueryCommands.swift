@@ -15,7 +15,8 @@ struct Events: ParsableCommand {
 
             With --follow it goes on after the last stored event, printing each event that matches as soon as \
             it is committed, until interrupted (or --limit events have been shown). A follower that stops \
-            reading holds up nobody: it catches up from the log when it reads again.
+            reading holds up nobody: it catches up from the log when it reads again. If the daemon goes away \
+            (a restart), it says so on stderr and goes on from the next position once the daemon is back.
 
             Examples:
               incidentctl events
@@ -65,39 +66,106 @@ struct Events: ParsableCommand {
         if format == .table { Printer.events(all) }
     }
 
-    /// `subscribe`: the daemon sends what is stored from --from on, then each event as it is committed.
+    /// `subscribe`: the daemon sends what is stored from --from on, then each event as it is committed. When the
+    /// daemon goes away (a restart), it says so on stderr and follows again, from the position after the last
+    /// event shown, once the daemon is back: nothing shown twice, nothing left out.
     private func runFollowing() throws {
-        let client = try connection.connect()
-        var body: [String: JSONValue] = ["from": .int(Int64(from))]
-        if let city { body["city"] = .string(city) }
-        if let type { body["type"] = .string(type) }
-        if let incident { body["incident"] = .string(incident) }
-        _ = try client.call(.subscribe, body)
         let format = output.resolved
+        var next = Int64(from)
         var shown = 0
+        var retry = 0
         // Written when no further line has arrived, so that a program reading through a pipe sees each event at
         // once, and a fast stream is not a write per event.
-        var pending: [UInt8] = format == .table ? Array((Printer.eventsHeader + "\n").utf8) : []
-        defer { FileHandle.standardOutput.write(Data(pending)) }
+        let out = PendingOutput()
+        if format == .table { out.bytes = Array((Printer.eventsHeader + "\n").utf8) }
+        defer { out.write() }
         while limit == 0 || shown < limit {
-            if !client.hasLineWaiting && !pending.isEmpty {
-                FileHandle.standardOutput.write(Data(pending))
-                pending.removeAll(keepingCapacity: true)
+            let client: SocketClient
+            do {
+                client = try connection.connect()
+                var body: [String: JSONValue] = ["from": .int(next)]
+                if let city { body["city"] = .string(city) }
+                if let type { body["type"] = .string(type) }
+                if let incident { body["incident"] = .string(incident) }
+                _ = try client.call(.subscribe, body)
+            } catch {
+                guard let why = Self.unreachable(error) else { throw error }
+                if retry == 0 { Self.note("cannot follow (\(why)); trying again until incidentd is back") }
+                retry += 1
+                usleep(UInt32(min(retry, 8)) * 250_000)
+                continue
             }
-            let line = try client.receiveLine()
-            if format == .json, let event = Self.eventBytes(line) {
-                pending += event
-                pending.append(0x0A)
-            } else {
-                let response = try SocketClient.check(try JSONReader(maxDepth: 128).read(line))
-                guard let event = response["event"] else { continue }
-                switch format {
-                case .json: pending += event.canonicalBytes() + [0x0A]
-                case .table: pending += Array((Printer.eventLine(event) + "\n").utf8)
+            if retry > 0 { Self.note("following again from position \(next)") }
+            retry = 0
+            do {
+                while limit == 0 || shown < limit {
+                    if !client.hasLineWaiting { out.write() }
+                    let line = try client.receiveLine()
+                    if format == .json, let event = Self.eventBytes(line), let position = Self.position(of: event) {
+                        out.bytes += event
+                        out.bytes.append(0x0A)
+                        next = position + 1
+                    } else {
+                        let response = try SocketClient.check(try JSONReader(maxDepth: 128).read(line))
+                        guard let event = response["event"], let position = event["position"]?.intValue else { continue }
+                        switch format {
+                        case .json: out.bytes += event.canonicalBytes() + [0x0A]
+                        case .table: out.bytes += Array((Printer.eventLine(event) + "\n").utf8)
+                        }
+                        next = position + 1
+                    }
+                    shown += 1
                 }
+            } catch {
+                guard let why = Self.unreachable(error) else { throw error }
+                out.write()
+                Self.note("lost incidentd (\(why)); following again from position \(next) once it is back")
+                retry = 1
             }
-            shown += 1
         }
+    }
+
+    /// Standard output not written yet.
+    private final class PendingOutput {
+        var bytes: [UInt8] = []
+
+        func write() {
+            guard !bytes.isEmpty else { return }
+            FileHandle.standardOutput.write(Data(bytes))
+            bytes.removeAll(keepingCapacity: true)
+        }
+    }
+
+    /// Why the daemon could not be reached, when that is what `error` says.
+    private static func unreachable(_ error: any Error) -> String? {
+        guard case ClientFailure.unreachable(let why)? = error as? ClientFailure else { return nil }
+        return why
+    }
+
+    private static func note(_ text: String) {
+        FileHandle.standardError.write(Data("incidentctl: \(text)\n".utf8))
+    }
+
+    /// The `position` of an event as the daemon wrote it: its one top-level member of that name (no member of
+    /// `data`, `sources` or `recordedBy` has it, and a string holds no unescaped quote).
+    static func position(of event: ArraySlice<UInt8>) -> Int64? {
+        let key = Array(#","position":"#.utf8)
+        var at = event.startIndex
+        while at + key.count <= event.endIndex {
+            if event[at..<(at + key.count)].elementsEqual(key) {
+                var value: Int64 = 0
+                var digits = 0
+                var index = at + key.count
+                while index < event.endIndex, let digit = Int64(exactly: event[index]).map({ $0 - 48 }), (0...9).contains(digit) {
+                    value = value * 10 + digit
+                    digits += 1
+                    index += 1
+                }
+                return digits > 0 ? value : nil
+            }
+            at += 1
+        }
+        return nil
     }
 
     /// The event of a line `{"event":…,"id":…,"ok":true}` as the daemon wrote it (canonical JSON, so the event

@@ -141,6 +141,33 @@ struct SubscribeTests {
         #expect(daemon.stop() == 0)
     }
 
+    @Test("incidentctl events --follow goes on across a restart of the daemon: it says so, and shows every event once")
+    func followAcrossRestart() throws {
+        let daemon = try Daemon()
+        #expect(try daemon.client().appendEvents(try Repository.articleEvents())["ok"]?.boolValue == true)
+        let followed = Guarded<CommandResult?>(nil)
+        let arguments = ["events", "--follow", "--format", "json", "--limit", "12", "--socket", daemon.socketPath]
+        let follower = Thread {
+            let result = try? runCommand(Binaries.incidentctl, arguments)
+            followed.withLock { $0 = result }
+        }
+        follower.start()
+        try waitFor("the follower to connect") { (try daemon.client().call("status")["connections"]?.intValue ?? 0) >= 2 }
+        try daemon.restart()
+        #expect(try daemon.client().appendEvents([Wire.report(incident: "after-restart-1", city: "Melitopol")])["ok"]?.boolValue == true)
+        try waitFor("the follower to connect again") { (try daemon.client().call("status")["connections"]?.intValue ?? 0) >= 2 }
+        let more = [Wire.response(incident: "after-restart-1"), Wire.report(incident: "after-restart-2", city: "Kupiansk"),
+                    Wire.outcome(incident: "after-restart-2")]
+        #expect(try daemon.client().appendEvents(more)["ok"]?.boolValue == true)
+        try waitFor("the follower to show twelve events and stop", timeout: 30 * deadlineScale) { followed.withLock { $0 != nil } }
+        let result = try #require(followed.withLock { $0 })
+        #expect(result.status == 0, "\(result.stderr)")
+        let lines = try result.stdout.split(separator: "\n").map { try JSONReader().read(String($0)) }
+        #expect(lines.compactMap { $0["position"]?.intValue } == Array(1...12))
+        #expect(result.stderr.contains("lost incidentd") && result.stderr.contains("following again from position 9"), "\(result.stderr)")
+        #expect(daemon.stop() == 0)
+    }
+
     @Test("incidentctl events --follow prints the stored events and then those committed while it runs; --limit ends it")
     func commandLine() throws {
         let daemon = try Daemon()

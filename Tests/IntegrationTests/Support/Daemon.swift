@@ -131,7 +131,7 @@ final class Daemon {
 
     /// Runs `incidentctl` against this daemon.
     func ctl(_ arguments: [String], stdin: String? = nil, environment: [String: String] = [:]) throws -> CommandResult {
-        try runCommand(Binaries.incidentctl, ["--socket", socketPath].isEmpty ? arguments : arguments, stdin: stdin,
+        try runCommand(Binaries.incidentctl, arguments, stdin: stdin,
                        environment: environment.merging(["INCIDENTD_SOCKET": socketPath]) { a, _ in a })
     }
 }

@@ -6,7 +6,7 @@ import LMDB
 extension EventLog {
     /// Writes a consistent copy of the log into the directory at `path`, a new one this creates (mode 0750), so that no
     /// backup ever overwrites another: its `data.mdb` holds every event and projection as of one commit,
-    /// compacted (no free pages, none of the space written ahead), and is synced with the directory before
+    /// compacted (no free pages, none of the space written ahead), and is synced with its directory before
     /// the copy is opened read-only and its hash chain checked from position 1. The report names the head the
     /// copy ends in, which matches the live log's `status` at that position. Appends go on meanwhile, but the
     /// map cannot grow until the copy is written (``Environment/copy(to:compact:)``).
@@ -30,7 +30,6 @@ extension EventLog {
         }
         do {
             try environment.copy(to: directory, compact: true)
-            try Self.syncDirectory(Self.parent(of: directory))
         } catch let error as LMDBError {
             Self.removeBackup(directory)
             if error.code == ENOSPC || error.code == EDQUOT { throw backupFull(directory) }
@@ -64,14 +63,6 @@ extension EventLog {
     private static func parent(of path: String) -> String {
         guard let slash = path.utf8.lastIndex(of: UInt8(ascii: "/")), slash != path.utf8.startIndex else { return "/" }
         return String(path[..<slash])
-    }
-
-    /// `fsync` of a directory, so that an entry made in it is on the disk.
-    private static func syncDirectory(_ path: String) throws(LMDBError) {
-        let fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
-        guard fd >= 0 else { throw LMDBError(code: errno, function: "open") }
-        defer { close(fd) }
-        guard fsync(fd) == 0 else { throw LMDBError(code: errno, function: "fsync") }
     }
 
     private static func fileSize(_ path: String) -> Int {

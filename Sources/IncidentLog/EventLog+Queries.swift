@@ -1,6 +1,3 @@
-#if canImport(Glibc)
-import Glibc
-#endif
 import Gazetteer
 import IncidentDomain
 import LMDB
@@ -39,28 +36,13 @@ extension EventLog {
         // `data` comes first, and holds no member named eventId (its members are validated), and a string never
         // holds an unescaped quote: the first `,"eventId":"` is the top-level member.
         let marker = Array(#","eventId":""#.utf8)
-        guard let base = stored.baseAddress, stored.first == UInt8(ascii: "{") else { return false }
-        var at = 0
-        var valueStart: Int?
-        while at + marker.count <= stored.count, let hit = memchr(base + at, Int32(marker[0]), stored.count - marker.count + 1 - at) {
-            let offset = base.distance(to: UnsafeRawPointer(hit))
-            if memcmp(base + offset, marker, marker.count) == 0 {
-                valueStart = offset + marker.count
-                break
-            }
-            at = offset + 1
-        }
-        guard let valueStart, valueStart < stored.count,
-            let closing = memchr(base + valueStart, Int32(UInt8(ascii: "\"")), stored.count - valueStart)
+        guard stored.first == UInt8(ascii: "{"), let found = stored.firstOffset(of: marker),
+            let closing = stored.firstOffset(of: [UInt8(ascii: "\"")], from: found + marker.count)
         else { return false }
-        let insertAt = base.distance(to: UnsafeRawPointer(closing)) + 1
-        let digits = Array("0123456789abcdef".utf8)
+        let insertAt = closing + 1
         out.append(contentsOf: UnsafeRawBufferPointer(rebasing: stored[0..<insertAt]))
         out.append(contentsOf: #","hash":""#.utf8)
-        for byte in UnsafeRawBufferPointer(rebasing: raw[0..<32]) {
-            out.append(digits[Int(byte >> 4)])
-            out.append(digits[Int(byte & 0xF)])
-        }
+        out.append(contentsOf: ChainHash.hex(raw[0..<32]).utf8)
         out.append(UInt8(ascii: "\""))
         out.append(contentsOf: UnsafeRawBufferPointer(rebasing: stored[insertAt...]))
         return true
@@ -95,7 +77,7 @@ extension EventLog {
 
     /// Up to `limit` events from position `from` on that match `filter`, and the position to continue from.
     public func events(from: UInt64, limit: Int, filter: EventFilter = EventFilter()) throws -> (events: [JSONValue], next: UInt64) {
-        let found = try events(from: from, limit: limit, scanning: .max, filter: filter)
+        let found = try eventsToFollow(from: from, limit: limit, scanning: .max, filter: filter)
         return (found.events, found.next)
     }
 
@@ -104,12 +86,6 @@ extension EventLog {
     /// match; the position to go on from, and whether every event stored so far has been looked at (`caughtUp`:
     /// nothing more until a commit adds some).
     public func eventsToFollow(from: UInt64, limit: Int, scanning: Int, filter: EventFilter) throws
-        -> (events: [JSONValue], next: UInt64, caughtUp: Bool)
-    {
-        try events(from: from, limit: limit, scanning: scanning, filter: filter)
-    }
-
-    private func events(from: UInt64, limit: Int, scanning: Int, filter: EventFilter) throws
         -> (events: [JSONValue], next: UInt64, caughtUp: Bool)
     {
         try environment.read { txn in

@@ -483,8 +483,9 @@ public final class Environment: @unchecked Sendable {
     public var maxKeySize: Int { lmdb_env_get_maxkeysize(handle) }
 
     /// Writes a consistent copy of the environment into `directory`, which must
-    /// exist and hold no `data.mdb` (for backups), and syncs it: the file, then
-    /// the directory, are on the disk when this returns. Runs a read transaction
+    /// exist and hold no `data.mdb` (for backups), and syncs it: the file, the
+    /// directory, and the directory's entry in its parent (a directory just made
+    /// for the copy) are on the disk when this returns. Runs a read transaction
     /// for the whole copy: writers continue, but the map cannot grow until it
     /// finishes.
     ///
@@ -501,6 +502,13 @@ public final class Environment: @unchecked Sendable {
         }
         try Self.syncPath(directory + "/data.mdb")
         try Self.syncPath(directory)
+        try Self.syncPath(Self.parent(of: directory))
+    }
+
+    /// The directory holding `path` ("." for a bare name).
+    private static func parent(of path: String) -> String {
+        guard let slash = path.utf8.lastIndex(of: UInt8(ascii: "/")) else { return "." }
+        return slash == path.utf8.startIndex ? "/" : String(path[..<slash])
     }
 
     /// `fsync` of the file or directory at `path`.

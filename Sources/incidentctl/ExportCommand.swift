@@ -50,7 +50,7 @@ struct Export: ParsableCommand {
         var out = StandardOutput()
         switch format {
         case .jsonl:
-            try Self.events(client, through: head, filter: [:]) { event in
+            try client.readEvents([:], from: 1, through: head) { event in
                 out.write(Self.wireForm(of: event).canonicalString() + "\n")
             }
         case .csv:
@@ -83,24 +83,6 @@ struct Export: ParsableCommand {
         return .object(members)
     }
 
-    /// Calls `each` with every event at positions 1...`head` that `filter` (members of a `read` request) lets
-    /// through, in order, a page at a time.
-    static func events(_ client: SocketClient, through head: Int64, filter: [String: JSONValue], _ each: (JSONValue) throws -> Void) throws {
-        var next: Int64 = 1
-        while next <= head {
-            var body = filter
-            body["from"] = .int(next)
-            body["limit"] = .int(min(1000, head - next + 1))
-            let response = try client.call(.read, body)
-            for event in response["events"]?.arrayValue ?? [] {
-                guard let position = event["position"]?.intValue, position <= head else { return }
-                try each(event)
-            }
-            guard let following = response["next"]?.intValue, following > next else { return }
-            next = following
-        }
-    }
-
     /// Calls `each` with the document of every incident reported at positions 1...`head`, in the order they
     /// were reported; the documents are asked for a hundred at a time, pipelined.
     static func incidents(_ client: SocketClient, through head: Int64, _ each: (JSONValue) throws -> Void) throws {
@@ -113,7 +95,7 @@ struct Export: ParsableCommand {
             }
             pending.removeAll(keepingCapacity: true)
         }
-        try events(client, through: head, filter: ["type": "incident-reported"]) { report in
+        try client.readEvents(["type": "incident-reported"], from: 1, through: head) { report in
             guard let id = report["incident"]?.stringValue else { return }
             pending.append(id)
             if pending.count == 100 { try drain() }
@@ -188,10 +170,16 @@ struct IncidentRow {
         return seen
     }
 
+    /// Every event of the incident: its report, responses and outcomes.
+    private var history: [JSONValue] {
+        [document["reportEvent"]].compactMap { $0 } + (document["responseHistory"]?.arrayValue ?? [])
+            + (document["outcomeHistory"]?.arrayValue ?? [])
+    }
+
     private var sourceNames: [String] {
         var seen: [String] = []
-        for event in [document["reportEvent"]] + (document["responseHistory"]?.arrayValue ?? []) + (document["outcomeHistory"]?.arrayValue ?? []).map(Optional.some) {
-            for source in event?["sources"]?.arrayValue ?? [] {
+        for event in history {
+            for source in event["sources"]?.arrayValue ?? [] {
                 if let name = source["name"]?.stringValue, !seen.contains(name) { seen.append(name) }
             }
         }
@@ -213,9 +201,7 @@ struct IncidentRow {
 
     /// Seconds since 1970 of the incident's last event, as ACLED's `timestamp` (the time of the last change).
     private var lastChange: String {
-        let events = [document["reportEvent"]] + (document["responseHistory"]?.arrayValue ?? []).map(Optional.some)
-            + (document["outcomeHistory"]?.arrayValue ?? []).map(Optional.some)
-        let latest = events.compactMap { $0?["recordedAt"]?.stringValue.flatMap(ParsedDate.parse) }.map(\.start.microseconds).max()
+        let latest = history.compactMap { $0["recordedAt"]?.stringValue.flatMap(ParsedDate.parse) }.map(\.start.microseconds).max()
         return latest.map { String($0 / 1_000_000) } ?? ""
     }
 

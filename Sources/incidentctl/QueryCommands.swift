@@ -41,29 +41,21 @@ struct Events: ParsableCommand {
 
     func run() throws {
         if follow { return try runFollowing() }
-        let client = try connection.connect()
-        var next = Int64(from)
-        var shown = 0
         var all: [JSONValue] = []
         let format = output.resolved
-        while limit == 0 || shown < limit {
-            let page = limit == 0 ? 1000 : min(1000, limit - shown)
-            var body: [String: JSONValue] = ["from": .int(next), "limit": .int(Int64(page))]
-            if let city { body["city"] = .string(city) }
-            if let type { body["type"] = .string(type) }
-            if let incident { body["incident"] = .string(incident) }
-            let response = try client.call(.read, body)
-            let events = response["events"]?.arrayValue ?? []
-            if format == .json {
-                for event in events { Printer.json(event) }
-            } else {
-                all += events
-            }
-            shown += events.count
-            guard let n = response["next"]?.intValue, n > next, !events.isEmpty else { break }
-            next = n
+        try connection.connect().readEvents(filterMembers(), from: Int64(from), count: limit) { event in
+            if format == .json { Printer.json(event) } else { all.append(event) }
         }
         if format == .table { Printer.events(all) }
+    }
+
+    /// The members of a `read` or `subscribe` that say which events to show.
+    private func filterMembers() -> [String: JSONValue] {
+        var body: [String: JSONValue] = [:]
+        if let city { body["city"] = .string(city) }
+        if let type { body["type"] = .string(type) }
+        if let incident { body["incident"] = .string(incident) }
+        return body
     }
 
     /// `subscribe`: the daemon sends what is stored from --from on, then each event as it is committed. When the
@@ -83,10 +75,8 @@ struct Events: ParsableCommand {
             let client: SocketClient
             do {
                 client = try connection.connect()
-                var body: [String: JSONValue] = ["from": .int(next)]
-                if let city { body["city"] = .string(city) }
-                if let type { body["type"] = .string(type) }
-                if let incident { body["incident"] = .string(incident) }
+                var body = filterMembers()
+                body["from"] = .int(next)
                 _ = try client.call(.subscribe, body)
             } catch {
                 guard let why = Self.unreachable(error) else { throw error }
@@ -147,25 +137,14 @@ struct Events: ParsableCommand {
     }
 
     /// The `position` of an event as the daemon wrote it: its one top-level member of that name (no member of
-    /// `data`, `sources` or `recordedBy` has it, and a string holds no unescaped quote).
+    /// `data`, `sources` or `recordedBy` has it).
     static func position(of event: ArraySlice<UInt8>) -> Int64? {
         let key = Array(#","position":"#.utf8)
-        var at = event.startIndex
-        while at + key.count <= event.endIndex {
-            if event[at..<(at + key.count)].elementsEqual(key) {
-                var value: Int64 = 0
-                var digits = 0
-                var index = at + key.count
-                while index < event.endIndex, let digit = Int64(exactly: event[index]).map({ $0 - 48 }), (0...9).contains(digit) {
-                    value = value * 10 + digit
-                    digits += 1
-                    index += 1
-                }
-                return digits > 0 ? value : nil
-            }
-            at += 1
+        return event.withUnsafeBytes { bytes -> Int64? in
+            guard let found = bytes.firstOffset(of: key) else { return nil }
+            let digits = bytes[(found + key.count)...].prefix { (UInt8(ascii: "0")...UInt8(ascii: "9")).contains($0) }
+            return Int64(String(decoding: digits, as: UTF8.self))
         }
-        return nil
     }
 
     /// The event of a line `{"event":…,"id":…,"ok":true}` as the daemon wrote it (canonical JSON, so the event
@@ -174,9 +153,16 @@ struct Events: ParsableCommand {
         let prefix = Array(#"{"event":"#.utf8), suffix = Array(#","ok":true}"#.utf8), id = Array(#","id":"#.utf8)
         guard line.count > prefix.count + suffix.count, line.starts(with: prefix), line.suffix(suffix.count).elementsEqual(suffix)
         else { return nil }
-        var end = line.count - suffix.count - id.count
-        while end > prefix.count, !line[end..<(end + id.count)].elementsEqual(id) { end -= 1 }
-        return end > prefix.count ? line[prefix.count..<end] : nil
+        // The id comes last: the last `,"id":` is the top-level member's.
+        var end: Int?
+        line.withUnsafeBytes { bytes in
+            var at = prefix.count
+            while let found = bytes.firstOffset(of: id, from: at) {
+                end = found
+                at = found + 1
+            }
+        }
+        return end.map { line[prefix.count..<$0] }
     }
 }
 

@@ -128,6 +128,30 @@ final class SocketClient {
         return try Self.check(try receive())
     }
 
+    /// Calls `each` with the events `read` gives for `members` (its filters) from position `from` on, in order, a
+    /// page at a time: at most `count` of them (0: no bound), none past position `head`.
+    func readEvents(
+        _ members: [String: JSONValue], from: Int64, count: Int = 0, through head: Int64 = .max,
+        _ each: (JSONValue) throws -> Void
+    ) throws {
+        var next = from
+        var delivered = 0
+        while next <= head && (count == 0 || delivered < count) {
+            var body = members
+            body["from"] = .int(next)
+            body["limit"] = .int(min(1000, head - next + 1, count == 0 ? 1000 : Int64(count - delivered)))
+            let response = try call(.read, body)
+            let events = response["events"]?.arrayValue ?? []
+            for event in events {
+                guard let position = event["position"]?.intValue, position <= head else { return }
+                try each(event)
+                delivered += 1
+            }
+            guard let following = response["next"]?.intValue, following > next, !events.isEmpty else { return }
+            next = following
+        }
+    }
+
     /// The response to `operation` as a document to print: without its `id` and `ok`.
     func document(_ operation: Operation, _ body: [String: JSONValue] = [:]) throws(ClientFailure) -> JSONValue {
         guard case .object(var members) = try call(operation, body) else { return .null }

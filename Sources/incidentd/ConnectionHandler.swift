@@ -202,18 +202,7 @@ final class ConnectionHandler: ChannelDuplexHandler {
 
     /// Whether `line` may ask to `subscribe`: it holds the word.
     static func mayBeSubscribe(_ line: ByteBuffer) -> Bool {
-        let word = Array("subscribe".utf8)
-        return line.readableBytesView.withUnsafeBytes { bytes in
-            guard let base = bytes.baseAddress, bytes.count >= word.count else { return false }
-            var at = 0
-            while let hit = memchr(base + at, Int32(word[0]), bytes.count - word.count + 1 - at) {
-                let offset = base.distance(to: UnsafeRawPointer(hit))
-                if memcmp(base + offset, word, word.count) == 0 { return true }
-                at = offset + 1
-                if at > bytes.count - word.count { return false }
-            }
-            return false
-        }
+        line.readableBytesView.withUnsafeBytes { $0.firstOffset(of: Array("subscribe".utf8)) != nil }
     }
 
     /// Starts following the log for request `sequence`: answered at once (`{"subscribed":true,"from":…}`, or the
@@ -221,7 +210,7 @@ final class ConnectionHandler: ChannelDuplexHandler {
     /// stays open. Requests sent after it are still answered, in order, between the events.
     private func subscribe(_ request: Request, sequence: UInt64, context: ChannelHandlerContext) {
         let answer: [UInt8]
-        if let role, role >= .reader {
+        if let role, role >= Operation.subscribe.requiredRole {
             do {
                 guard follower == nil else {
                     throw ProtocolError(.invalidRequest, "this connection follows the log already; open another to follow it again")
@@ -236,9 +225,7 @@ final class ConnectionHandler: ChannelDuplexHandler {
                 answer = RequestExecutor.failure(id: request.id, error)
             }
         } else {
-            answer = Response.failure(id: request.id, ProtocolError(
-                .permissionDenied,
-                "\(peer.user) (uid \(peer.uid)) may not subscribe: it needs the reader role in incidentd.toml [access]"))
+            answer = Response.failure(id: request.id, RequestExecutor.permissionDenied(peer, .subscribe))
         }
         complete(sequence, answer, context: context)
     }

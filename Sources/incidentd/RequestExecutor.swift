@@ -58,10 +58,7 @@ final class RequestExecutor: Sendable {
     func execute(_ request: Request, peer: PeerIdentity, role: Role?, on eventLoop: any EventLoop) -> Reply {
         let id = request.id
         guard let role, role >= request.operation.requiredRole else {
-            return .now(Response.failure(id: id, ProtocolError(
-                .permissionDenied,
-                "\(peer.user) (uid \(peer.uid)) may not \(request.operation.rawValue): it needs the "
-                    + "\(request.operation.requiredRole) role in incidentd.toml [access]")))
+            return .now(Response.failure(id: id, Self.permissionDenied(peer, request.operation)))
         }
         do {
             switch request.operation {
@@ -84,6 +81,14 @@ final class RequestExecutor: Sendable {
         }
     }
 
+    /// The refusal of `operation` to a peer without the role it needs.
+    static func permissionDenied(_ peer: PeerIdentity, _ operation: Operation) -> ProtocolError {
+        ProtocolError(
+            .permissionDenied,
+            "\(peer.user) (uid \(peer.uid)) may not \(operation.rawValue): it needs the \(operation.requiredRole) role "
+                + "in incidentd.toml [access]")
+    }
+
     /// The error response for a request that threw `error`.
     static func failure(id: JSONValue, _ error: any Error) -> [UInt8] {
         switch error {
@@ -91,6 +96,10 @@ final class RequestExecutor: Sendable {
             return Response.failure(id: id, error)
         case let error as IncidentError:
             return Response.failure(id: id, ProtocolError(.init(rawValue: error.code.rawValue), error.message, details: error.details))
+        case let error as LogError where error.code == .storageFull:
+            return Response.failure(id: id, ProtocolError(.storageFull, error.message))
+        case let error as LogError where error.code == .invalidDestination:
+            return Response.failure(id: id, ProtocolError(.invalidRequest, error.message))
         default:
             return Response.failure(id: id, ProtocolError(.internalError, "\(error)"))
         }
@@ -333,14 +342,7 @@ final class RequestExecutor: Sendable {
             throw ProtocolError(.invalidRequest, "path: expected the absolute path of a new directory for the backup")
         }
         let started = ContinuousClock.now
-        let report: BackupReport
-        do {
-            report = try log.backup(into: path)
-        } catch let error as LogError where error.code == .invalidDestination {
-            throw ProtocolError(.invalidRequest, "path: \(error.message)")
-        } catch let error as LogError where error.code == .storageFull {
-            throw ProtocolError(.storageFull, error.message)
-        }
+        let report = try log.backup(into: path)
         let elapsed = started.duration(to: .now)
         let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
         var fields = Self.fields(of: report.check)

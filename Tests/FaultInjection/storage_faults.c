@@ -225,77 +225,54 @@ int close(int fd) {
     return real(fd);
 }
 
-/// A tracked write of `count` bytes at `offset`, made by `perform`: remembered until the next sync, or a
-/// durability point of its own on an O_DSYNC descriptor (`bytes` then holds what it writes).
-static ssize_t tracked_write(int fd, const void *bytes, size_t count, off_t offset, ssize_t (*perform)(const void *), const void *context) {
+/// A write of data.mdb: remembered until the next sync, or, on an O_DSYNC descriptor, a durability point of its own.
+static ssize_t tracked_pwrite(int fd, const void *bytes, size_t count, off_t offset) {
     pthread_mutex_lock(&power_lock);
     if (tracked[fd] == 2) {
         if (power_fails_now()) cut_power(fd, bytes, count, offset);
     } else {
         remember_before_write(fd, offset, count);
     }
-    ssize_t written = perform(context);
+    ssize_t written = real_pwrite(fd, bytes, count, offset);
     pthread_mutex_unlock(&power_lock);
     return written;
 }
 
-struct plain_write { int fd; const void *buf; size_t count; off_t offset; ssize_t (*real)(int, const void *, size_t, off_t); };
-static ssize_t perform_pwrite(const void *context) {
-    const struct plain_write *w = context;
-    return w->real(w->fd, w->buf, w->count, w->offset);
-}
-
-struct vector_write { int fd; const struct iovec *iov; int count; off_t offset; ssize_t (*real)(int, const struct iovec *, int, off_t); ssize_t (*real_current)(int, const struct iovec *, int); };
-static ssize_t perform_writev(const void *context) {
-    const struct vector_write *w = context;
-    return w->real != NULL ? w->real(w->fd, w->iov, w->count, w->offset) : w->real_current(w->fd, w->iov, w->count);
-}
-
-/// The bytes of `iov`, gathered (for an O_DSYNC write the power may fail in), and their total length.
-static void *gather(const struct iovec *iov, int count, size_t *length) {
-    *length = 0;
-    for (int i = 0; i < count; i++) *length += iov[i].iov_len;
-    unsigned char *bytes = malloc(*length ? *length : 1);
+/// A vectored write of data.mdb, made as one pwrite of its bytes gathered: the same bytes at the same place.
+static ssize_t tracked_pwritev(int fd, const struct iovec *iov, int count, off_t offset) {
+    size_t length = 0;
+    for (int i = 0; i < count; i++) length += iov[i].iov_len;
+    unsigned char *bytes = malloc(length ? length : 1);
     if (bytes == NULL) abort();
     size_t at = 0;
     for (int i = 0; i < count; i++) {
         memcpy(bytes + at, iov[i].iov_base, iov[i].iov_len);
         at += iov[i].iov_len;
     }
-    return bytes;
-}
-
-static ssize_t vector_write(struct vector_write *w) {
-    size_t length;
-    void *bytes = gather(w->iov, w->count, &length);
-    ssize_t written = tracked_write(w->fd, bytes, length, w->offset, perform_writev, w);
+    ssize_t written = tracked_pwrite(fd, bytes, length, offset);
     free(bytes);
     return written;
 }
 
 ssize_t pwrite(int fd, const void *buf, size_t count, off_t offset) {
-    static ssize_t (*real)(int, const void *, size_t, off_t);
-    if (real == NULL) real = (ssize_t (*)(int, const void *, size_t, off_t))next_symbol("pwrite");
     if (failing_meta_write(fd, count, offset)) {
         errno = EIO;
         return -1;
     }
-    if (!is_tracked(fd)) return real(fd, buf, count, offset);
-    struct plain_write w = {fd, buf, count, offset, real};
-    return tracked_write(fd, buf, count, offset, perform_pwrite, &w);
+    return is_tracked(fd) ? tracked_pwrite(fd, buf, count, offset) : real_pwrite(fd, buf, count, offset);
 }
 
 ssize_t pwrite64(int fd, const void *buf, size_t count, off_t offset) {
     return pwrite(fd, buf, count, offset);
 }
 
+// write and writev at the descriptor's offset: the same write there, followed by the move of the offset.
 ssize_t write(int fd, const void *buf, size_t count) {
     static ssize_t (*real)(int, const void *, size_t);
     if (real == NULL) real = (ssize_t (*)(int, const void *, size_t))next_symbol("write");
     if (!is_tracked(fd)) return real(fd, buf, count);
-    // At the descriptor's offset: the same write as pwrite there, followed by the move lseek makes.
     off_t offset = lseek(fd, 0, SEEK_CUR);
-    ssize_t written = pwrite(fd, buf, count, offset);
+    ssize_t written = tracked_pwrite(fd, buf, count, offset);
     if (written > 0) lseek(fd, offset + written, SEEK_SET);
     return written;
 }
@@ -303,9 +280,7 @@ ssize_t write(int fd, const void *buf, size_t count) {
 ssize_t pwritev(int fd, const struct iovec *iov, int count, off_t offset) {
     static ssize_t (*real)(int, const struct iovec *, int, off_t);
     if (real == NULL) real = (ssize_t (*)(int, const struct iovec *, int, off_t))next_symbol("pwritev");
-    if (!is_tracked(fd)) return real(fd, iov, count, offset);
-    struct vector_write w = {fd, iov, count, offset, real, NULL};
-    return vector_write(&w);
+    return is_tracked(fd) ? tracked_pwritev(fd, iov, count, offset) : real(fd, iov, count, offset);
 }
 
 ssize_t pwritev64(int fd, const struct iovec *iov, int count, off_t offset) {
@@ -316,8 +291,10 @@ ssize_t writev(int fd, const struct iovec *iov, int count) {
     static ssize_t (*real)(int, const struct iovec *, int);
     if (real == NULL) real = (ssize_t (*)(int, const struct iovec *, int))next_symbol("writev");
     if (!is_tracked(fd)) return real(fd, iov, count);
-    struct vector_write w = {fd, iov, count, lseek(fd, 0, SEEK_CUR), NULL, real};
-    return vector_write(&w);
+    off_t offset = lseek(fd, 0, SEEK_CUR);
+    ssize_t written = tracked_pwritev(fd, iov, count, offset);
+    if (written > 0) lseek(fd, offset + written, SEEK_SET);
+    return written;
 }
 
 /// A sync of data.mdb: a durability point, after which every write made so far is on the disk.

@@ -159,6 +159,7 @@ extension EventLog {
                     var requestEventIds: [String] = []
                     var positions: [UInt64] = []
                     var incidents: [String] = []
+                    var alreadyStored: [Int] = []
                     recordedByBytes.removeAll(keepingCapacity: true)
                     request.recordedBy.writeCanonical(into: &recordedByBytes)
                     do {
@@ -182,6 +183,7 @@ extension EventLog {
                                     }
                                     positions.append(earlier.position)
                                     incidents.append(try incidentOf(position: earlier.position, staged: staged, handle))
+                                    alreadyStored.append(index)
                                     continue
                                 }
                                 let admitted = try admission.admit(
@@ -237,7 +239,7 @@ extension EventLog {
                             }
                         }
                         store.acceptRequest()
-                        results.append(.success(AppendReceipt(positions: positions, incidents: incidents)))
+                        results.append(.success(AppendReceipt(positions: positions, incidents: incidents, alreadyStored: alreadyStored)))
                     } catch let failure as AppendFailure {
                         head = mark.head
                         staged.removeLast(staged.count - mark.staged)

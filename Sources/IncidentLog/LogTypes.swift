@@ -134,6 +134,9 @@ public struct EncodedProposal: Sendable {
 public struct AppendReceipt: Sendable, Hashable {
     public var positions: [UInt64]
     public var incidents: [String]
+    /// The indexes, in the request, of events that were already stored (sent again with the same `eventId` and
+    /// content): their positions are where they were stored before, and nothing new was written for them.
+    public var alreadyStored: [Int] = []
 }
 
 /// Why an append was refused. Nothing of a refused append is stored.

@@ -10,114 +10,287 @@ struct Append: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Append events from a file of JSON lines (or standard input).",
         discussion: """
-            Each line is one event in the wire form of SPEC §2 / PROTOCOL.md. Lines are sent in batches; each \
-            batch is atomic (all its events land or none do), and batches are pipelined. Blank lines and lines \
-            starting with # are skipped. Give events an eventId to make a re-run of the same file harmless.
+            Each line is one event in the wire form of SPEC §2 / PROTOCOL.md, as `incidentctl export` writes \
+            them. Blank lines and lines starting with # are skipped. Every line is checked to be a JSON object \
+            before anything is sent.
+
+            The events go in batches of up to --batch-size that fit the daemon's limit on a request line \
+            (max_line_bytes, 1 MiB unless configured). Each batch is atomic: all its events land or none do. A \
+            batch is sent once the one before it is stored, so when the daemon refuses an event, the lines before \
+            its batch are stored and none after them: the command names the line and why, says which lines were \
+            stored, and exits 1. Fix the line and go on with --from-line.
+
+            An event sent again with the eventId and content of one already stored is not stored twice; it is \
+            counted as already stored. Give events an eventId to make a re-run of the same file harmless.
 
             Examples:
               incidentctl append examples/article.jsonl
               incidentctl export --socket /run/old.sock | incidentctl append --allow-new-city -
-
-            On a refusal it names the line, prints what already landed, and exits 1.
+              incidentctl append --from-line 1501 events.jsonl   # 1–1500 are stored
             """)
 
     @Argument(help: ArgumentHelp("A JSON-lines file, or - for standard input.", valueName: "file|-")) var file: String = "-"
-    @Option(help: "Events per atomic batch.") var batchSize: Int = 500
-    @Option(help: "Batches in flight at once.") var window: Int = 4
+    @Option(help: "Events per atomic batch, at most (fewer when they would not fit in one request line).")
+    var batchSize: Int = 500
+    @Option(help: ArgumentHelp("Start at this line of the input; the lines before it are not read as events.", valueName: "n"))
+    var fromLine: Int = 1
+    @Option(
+        help: """
+            Batches in flight at once. Above 1 a large file loads faster, but a refused batch no longer stops the \
+            ones sent after it: they may be stored.
+            """)
+    var window: Int = 1
     @Flag(help: "Accept cities the gazetteer does not know.") var allowNewCity = false
     @OptionGroup var connection: ConnectionOptions
     @OptionGroup var output: OutputOptions
 
+    /// The daemon's limit on a request line unless it says otherwise (`max_line_bytes`'s default).
+    static let assumedLineLimit = 1 << 20
+
     func validate() throws {
         guard (1...10_000).contains(batchSize) else { throw ValidationError("--batch-size: 1...10000") }
         guard (1...64).contains(window) else { throw ValidationError("--window: 1...64") }
-    }
-
-    private struct Batch {
-        var events: [JSONValue] = []
-        var lines: [Int] = []
+        guard fromLine >= 1 else { throw ValidationError("--from-line: lines are numbered from 1") }
     }
 
     func run() throws {
-        let data: Data
-        if file == "-" {
-            data = FileHandle.standardInput.readDataToEndOfFile()
-        } else {
-            guard let contents = FileManager.default.contents(atPath: file) else {
-                throw ClientFailure.usage("cannot read \(file)")
+        let data = try Self.readInput(file)
+        try data.withUnsafeBytes { (input: UnsafeRawBufferPointer) throws in
+            let lines = try EventLines(input, name: file, from: fromLine)
+            var load = BatchedLoad(lines: lines, input: input, batchSize: batchSize, lineLimit: Self.assumedLineLimit)
+            let client = try connection.connect()
+            let progress = isatty(STDERR_FILENO) == 1 && lines.count > batchSize ? ProgressLine() : nil
+            let failure = try load.send(over: client, window: window, allowNewCity: allowNewCity) { tally in
+                progress?.show("appended \(tally.acknowledged)/\(lines.count) events")
             }
-            data = contents
+            progress?.finish()
+            printSummary(load.tally, of: lines.count)
+            if let failure { throw failure }
         }
-        var batches: [Batch] = []
-        var current = Batch()
-        var lineNumber = 0
-        for rawLine in data.split(separator: 0x0A, omittingEmptySubsequences: false) {
-            lineNumber += 1
-            let line = Array(rawLine)
-            let text = String(decoding: line, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
-            if text.isEmpty || text.hasPrefix("#") { continue }
-            let event: JSONValue
-            do {
-                event = try JSONReader().read(line)
-            } catch {
-                throw ClientFailure.usage("\(file):\(lineNumber): not valid JSON: \(error)")
-            }
-            current.events.append(event)
-            current.lines.append(lineNumber)
-            if current.events.count == batchSize {
-                batches.append(current)
-                current = Batch()
-            }
-        }
-        if !current.events.isEmpty { batches.append(current) }
-        let total = batches.reduce(0) { $0 + $1.events.count }
-        let client = try connection.connect()
-        let showProgress = isatty(STDERR_FILENO) == 1 && batches.count > 1
-        var sent = 0
-        var received = 0
-        var stored = 0
-        var firstPosition: Int64?
-        var lastPosition: Int64?
-        var failure: ClientFailure?
-        while received < batches.count {
-            while failure == nil && sent < batches.count && sent - received < window {
-                var body: [String: JSONValue] = ["events": .array(batches[sent].events)]
-                if allowNewCity { body["allowNewCity"] = .bool(true) }
-                try client.send(.append, body)
-                sent += 1
-            }
-            if received >= sent { break }
-            let response = try client.receive()
-            let batch = batches[received]
-            received += 1
-            if response["ok"]?.boolValue == true {
-                let positions = (response["positions"]?.arrayValue ?? []).compactMap(\.intValue)
-                stored += positions.count
-                firstPosition = firstPosition ?? positions.first
-                lastPosition = positions.last ?? lastPosition
-                if showProgress {
-                    FileHandle.standardError.write(Data("\rappended \(stored)/\(total) events".utf8))
-                }
-            } else if failure == nil {
-                let error = response["error"]
-                let index = error?["index"]?.intValue.map(Int.init) ?? 0
-                let line = index < batch.lines.count ? batch.lines[index] : batch.lines.first ?? 0
-                failure = .refused(
-                    code: error?["code"]?.stringValue ?? "unknown_error",
-                    message: "\(file):\(line): \(error?["message"]?.stringValue ?? "refused"); its batch of \(batch.events.count) events (lines \(batch.lines.first ?? 0)–\(batch.lines.last ?? 0)) was not stored")
-            }
-        }
-        if showProgress { FileHandle.standardError.write(Data("\n".utf8)) }
-        let summary: JSONValue = [
-            "events": .int(Int64(stored)),
-            "firstPosition": firstPosition.map { .int($0) } ?? .null,
-            "lastPosition": lastPosition.map { .int($0) } ?? .null,
+    }
+
+    private func printSummary(_ tally: BatchedLoad.Tally, of total: Int) {
+        let summary: [String: JSONValue] = [
+            "events": .int(Int64(tally.acknowledged)),
+            "new": .int(Int64(tally.new)),
+            "alreadyStored": .int(Int64(tally.acknowledged - tally.new)),
+            "firstPosition": tally.firstNew.map { .int(Int64($0)) } ?? .null,
+            "lastPosition": tally.lastNew.map { .int(Int64($0)) } ?? .null,
         ]
         switch output.resolved {
-        case .json: Printer.json(summary)
+        case .json:
+            Printer.json(.object(summary))
         case .table:
-            print("appended \(stored) of \(total) events" + (firstPosition.map { " at positions \($0)–\(lastPosition ?? $0)" } ?? ""))
+            var text = "appended \(tally.new) new event\(tally.new == 1 ? "" : "s") of \(total)"
+            if let first = tally.firstNew, let last = tally.lastNew {
+                text += first == last ? " at position \(first)" : " at positions \(first)–\(last)"
+            }
+            let already = tally.acknowledged - tally.new
+            if already > 0 { text += "; \(already) \(already == 1 ? "was" : "were") already stored" }
+            print(text)
         }
-        if let failure { throw failure }
     }
+
+    /// The input's bytes: a file mapped into memory, or standard input read to its end.
+    static func readInput(_ file: String) throws(ClientFailure) -> Data {
+        if file == "-" { return FileHandle.standardInput.readDataToEndOfFile() }
+        let fd = open(file, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { throw .usage("cannot read \(file): \(String(cString: strerror(errno)))") }
+        var status = stat()
+        let isDirectory = fstat(fd, &status) == 0 && (status.st_mode & S_IFMT) == S_IFDIR
+        close(fd)
+        if isDirectory { throw .usage("cannot read \(file): it is a directory") }
+        do {
+            return try Data(contentsOf: URL(fileURLWithPath: file), options: .alwaysMapped)
+        } catch {
+            throw .usage("cannot read \(file): \(error.localizedDescription)")
+        }
+    }
+}
+
+/// The events of an input, one JSON object per line: where each one's bytes are, and its line number.
+struct EventLines {
+    struct Line {
+        var number: Int
+        var bytes: Range<Int>
+    }
+
+    let name: String
+    private(set) var lines: [Line] = []
+    var count: Int { lines.count }
+    subscript(index: Int) -> Line { lines[index] }
+
+    /// Reads the lines of `input` from line `first` on, skipping blank ones and comments; a line that is not a
+    /// JSON object is bad usage, named by its number, before anything is sent.
+    init(_ input: UnsafeRawBufferPointer, name: String, from first: Int = 1) throws(ClientFailure) {
+        self.name = name
+        var start = 0
+        var number = 0
+        while start < input.count {
+            number += 1
+            let newline = input.firstOffset(of: [0x0A], from: start) ?? input.count
+            var range = start..<newline
+            start = newline + 1
+            guard number >= first else { continue }
+            while let byte = range.first.map({ input[$0] }), Self.isSpace(byte) { range = range.dropFirst() }
+            while let byte = range.last.map({ input[$0] }), Self.isSpace(byte) { range = range.dropLast() }
+            if range.isEmpty || input[range.lowerBound] == UInt8(ascii: "#") { continue }
+            let value: JSONValue
+            do {
+                value = try JSONReader().read(UnsafeRawBufferPointer(rebasing: input[range]))
+            } catch {
+                throw .usage("\(name):\(number): not valid JSON: \(error)")
+            }
+            guard case .object = value else { throw .usage("\(name):\(number): not an event: a JSON object was expected") }
+            lines.append(Line(number: number, bytes: range))
+        }
+    }
+
+    private static func isSpace(_ byte: UInt8) -> Bool {
+        byte == 0x20 || byte == 0x09 || byte == 0x0D || byte == 0x0A
+    }
+}
+
+/// The events of an input sent as atomic `append` batches, each holding as many events as the batch size and
+/// the daemon's line limit allow, sent as they were written in the input.
+struct BatchedLoad {
+    /// What has been acknowledged so far.
+    struct Tally {
+        /// Events the daemon acknowledged: stored now, or found already stored.
+        var acknowledged = 0
+        /// Of them, stored by this load.
+        var new = 0
+        var firstNew: Int64?
+        var lastNew: Int64?
+    }
+
+    let lines: EventLines
+    let input: UnsafeRawBufferPointer
+    let batchSize: Int
+    /// The longest request line the daemon takes, as far as is known: a refusal for length says what it is.
+    private(set) var lineLimit: Int
+    private(set) var tally = Tally()
+
+    init(lines: EventLines, input: UnsafeRawBufferPointer, batchSize: Int, lineLimit: Int) {
+        self.lines = lines
+        self.input = input
+        self.batchSize = batchSize
+        self.lineLimit = lineLimit
+    }
+
+    /// The bytes of a request around its events, at most: `{"allowNewCity":true,"events":[…],"id":…,"op":"append"}`.
+    static let requestOverhead = 96
+
+    /// The lines of the batch starting at line index `first`: as many as fit, and at least one.
+    func batch(from first: Int) -> Range<Int> {
+        var end = first
+        var bytes = Self.requestOverhead
+        while end < lines.count && end - first < batchSize {
+            bytes += lines[end].bytes.count + 1
+            if end > first && bytes > lineLimit { break }
+            end += 1
+        }
+        return first..<end
+    }
+
+    /// Sends every batch, at most `window` in flight, and returns the refusal that stopped it, if any. With a
+    /// window of one, nothing after a refused batch is sent.
+    mutating func send(
+        over client: SocketClient, window: Int, allowNewCity: Bool, progress: (Tally) -> Void
+    ) throws -> ClientFailure? {
+        var inFlight: [Range<Int>] = []
+        var next = 0
+        var refused: (code: String, error: JSONValue?, batch: Range<Int>)?
+        // Batches sent after the refused one (a window above one) that were stored all the same.
+        var storedAfter: [Range<Int>] = []
+        while true {
+            while refused == nil && next < lines.count && inFlight.count < window {
+                let batch = batch(from: next)
+                try sendBatch(batch, over: client, allowNewCity: allowNewCity)
+                inFlight.append(batch)
+                next = batch.upperBound
+            }
+            guard !inFlight.isEmpty else { break }
+            let batch = inFlight.removeFirst()
+            let response = try client.receive()
+            if response["ok"]?.boolValue == true {
+                count(response, batch)
+                if refused != nil { storedAfter.append(batch) }
+                progress(tally)
+                continue
+            }
+            guard refused == nil else { continue }
+            let error = response["error"]
+            let code = error?["code"]?.stringValue ?? "unknown_error"
+            // Too long for this daemon, so nothing of it was read: sent again in batches that fit, unless one event
+            // alone is too long, or batches sent after it are in flight (they may be stored; the order would be lost).
+            if code == "line_too_long", let limit = error?["limit"]?.intValue, Int(limit) < lineLimit,
+                batch.count > 1, inFlight.isEmpty
+            {
+                lineLimit = Int(limit)
+                next = batch.lowerBound
+                continue
+            }
+            refused = (code, error, batch)
+        }
+        guard let refused else { return nil }
+        return refusal(code: refused.code, error: refused.error, batch: refused.batch, storedAfter: storedAfter)
+    }
+
+    private func sendBatch(_ batch: Range<Int>, over client: SocketClient, allowNewCity: Bool) throws {
+        var line: [UInt8] = []
+        line.reserveCapacity(Self.requestOverhead + lines[batch.lowerBound].bytes.count * batch.count)
+        if allowNewCity { line.append(contentsOf: #""allowNewCity":true,"#.utf8) }
+        line.append(contentsOf: #""events":["#.utf8)
+        for index in batch {
+            if index > batch.lowerBound { line.append(UInt8(ascii: ",")) }
+            line.append(contentsOf: UnsafeRawBufferPointer(rebasing: input[lines[index].bytes]))
+        }
+        line.append(UInt8(ascii: "]"))
+        try client.send(.append, members: line)
+    }
+
+    /// Adds an acknowledged batch to the tally: its events stored now, and those the daemon had already.
+    private mutating func count(_ response: JSONValue, _ batch: Range<Int>) {
+        let positions = (response["positions"]?.arrayValue ?? []).compactMap(\.intValue)
+        let already = Set((response["alreadyStored"]?.arrayValue ?? []).compactMap(\.intValue))
+        tally.acknowledged += positions.count
+        for (index, position) in positions.enumerated() where !already.contains(Int64(index)) {
+            tally.new += 1
+            tally.firstNew = min(tally.firstNew ?? position, position)
+            tally.lastNew = max(tally.lastNew ?? position, position)
+        }
+    }
+
+    /// The refusal of `batch`, naming the line the daemon named and saying what of the input is stored.
+    private func refusal(code: String, error: JSONValue?, batch: Range<Int>, storedAfter: [Range<Int>]) -> ClientFailure {
+        let first = lines[batch.lowerBound].number
+        let last = lines[batch.upperBound - 1].number
+        var place = lines.name
+        if let index = error?["index"]?.intValue, index >= 0, Int(index) < batch.count {
+            place += ":\(lines[batch.lowerBound + Int(index)].number)"
+        } else if batch.count == 1 {
+            place += ":\(first)"
+        }
+        var message = "\(place): \(error?["message"]?.stringValue ?? "refused")"
+        message += batch.count == 1 ? "; it was not stored" : "; its batch of \(batch.count) events (lines \(first)–\(last)) was not stored"
+        if code == "line_too_long" && batch.count == 1 {
+            message += " (an event longer than the daemon's max_line_bytes cannot be appended)"
+        }
+        let after = storedAfter.map { "\(lines[$0.lowerBound].number)–\(lines[$0.upperBound - 1].number)" }
+        switch (batch.lowerBound == 0, after.isEmpty) {
+        case (true, true): message += ". Nothing was stored"
+        case (false, true): message += ". The events before line \(first) are stored, none after them; go on with --from-line \(first)"
+        case (true, false): message += ". Lines \(after.joined(separator: ", ")), sent after it (--window), were stored"
+        case (false, false):
+            message += ". The events before line \(first) are stored, and so are lines \(after.joined(separator: ", ")), sent after it (--window)"
+        }
+        return .refused(code: code, message: message)
+    }
+}
+
+/// A progress figure rewritten in place on a terminal's standard error.
+struct ProgressLine {
+    func show(_ text: String) { FileHandle.standardError.write(Data("\r\(text)".utf8)) }
+    func finish() { FileHandle.standardError.write(Data("\n".utf8)) }
 }

@@ -76,6 +76,26 @@ final class SocketClient {
         return id
     }
 
+    /// Sends one request whose other members the caller has written already (`"name":value` pairs separated by
+    /// commas, as the bytes of a JSON object's inside): for a request made of bytes that are JSON already, such as
+    /// the lines of a file. Returns the id it was given.
+    @discardableResult
+    func send(_ operation: Operation, members: [UInt8]) throws(ClientFailure) -> Int64 {
+        let id = nextId
+        nextId += 1
+        var line: [UInt8] = []
+        line.reserveCapacity(members.count + 48)
+        line.append(contentsOf: "{\"id\":\(id),\"op\":".utf8)
+        JSONValue.writeString(operation.rawValue, into: &line)
+        if !members.isEmpty {
+            line.append(UInt8(ascii: ","))
+            line.append(contentsOf: members)
+        }
+        line.append(contentsOf: "}\n".utf8)
+        try writeAll(line)
+        return id
+    }
+
     func writeAll(_ bytes: [UInt8]) throws(ClientFailure) {
         var offset = 0
         while offset < bytes.count {

@@ -177,10 +177,22 @@ final class RequestExecutor: Sendable {
     static func appendResponse(id: JSONValue, count: Int, _ result: Result<AppendReceipt, AppendFailure>) -> [UInt8] {
         switch result {
         case .success(let receipt):
-            // `{"id":…,"incidents":[…],"ok":true,"positions":[…]}`: Response.success's canonical bytes, written directly.
+            // `{"alreadyStored":[…],"id":…,"incidents":[…],"ok":true,"positions":[…]}`, `alreadyStored` only when
+            // some were: Response.success's canonical bytes, written directly.
             var out: [UInt8] = []
-            out.reserveCapacity(64 + receipt.incidents.reduce(0) { $0 + $1.utf8.count + 3 } + 12 * receipt.positions.count)
-            out.append(contentsOf: "{\"id\":".utf8)
+            out.reserveCapacity(
+                64 + receipt.incidents.reduce(0) { $0 + $1.utf8.count + 3 } + 12 * receipt.positions.count
+                    + 6 * receipt.alreadyStored.count)
+            out.append(UInt8(ascii: "{"))
+            if !receipt.alreadyStored.isEmpty {
+                out.append(contentsOf: "\"alreadyStored\":[".utf8)
+                for (n, index) in receipt.alreadyStored.enumerated() {
+                    if n > 0 { out.append(UInt8(ascii: ",")) }
+                    JSONValue.writeInteger(Int64(index), into: &out)
+                }
+                out.append(contentsOf: "],".utf8)
+            }
+            out.append(contentsOf: "\"id\":".utf8)
             id.write(into: &out)
             out.append(contentsOf: ",\"incidents\":[".utf8)
             for (n, incident) in receipt.incidents.enumerated() {

@@ -85,7 +85,7 @@ struct ArticleStoryTests {
         let daemon = try Daemon()
         let append = try daemon.ctl(["append", "--format", "json", Repository.articlePath])
         #expect(append.status == 0, "incidentctl append: \(append.stderr)")
-        #expect(append.json == ["events": 8, "firstPosition": 1, "lastPosition": 8])
+        #expect(append.json == ["events": 8, "new": 8, "alreadyStored": 0, "firstPosition": 1, "lastPosition": 8])
         return daemon
     }
 

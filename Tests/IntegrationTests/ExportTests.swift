@@ -64,6 +64,7 @@ struct ExportTests {
         // Into its own log: every event is already there, with the same content.
         let again = try daemon.ctl(["append", "--allow-new-city", "-"], stdin: exported.stdout)
         #expect(again.status == 0, "\(again.stderr)")
+        #expect(again.json?["new"] == 0 && again.json?["alreadyStored"] == 14, "\(again.stdout)")
         #expect(try daemon.client().headPosition() == 14)
         #expect(other.stop() == 0)
         #expect(daemon.stop() == 0)

@@ -16,6 +16,7 @@ struct IdempotencyTests {
         let first = try client.appendEvents([report])
         #expect(first["positions"] == [1])
         #expect(first["incidents"] == ["melitopol-2022-03-01-blockade"])
+        #expect(first["alreadyStored"] == nil, "only when some were: \(first)")
         let response = Wire.response(incident: "melitopol-2022-03-01-blockade", eventId: responseId, expectedVersion: 1)
         #expect(try client.appendEvents([response])["positions"] == [2])
         let head = try client.call("status")["headHash"]
@@ -26,6 +27,7 @@ struct IdempotencyTests {
         #expect(retry.isOK, "\(retry)")
         #expect(retry["positions"] == [1])
         #expect(retry["incidents"] == ["melitopol-2022-03-01-blockade"])
+        #expect(retry["alreadyStored"] == [0])
         // The response's expectedVersion no longer holds, but it is the same event: still the original position.
         let retriedResponse = try retryClient.appendEvents([response])
         #expect(retriedResponse.isOK, "\(retriedResponse)")
@@ -36,6 +38,7 @@ struct IdempotencyTests {
         // A batch mixing a retried event and a new one: the old position and a new one.
         let mixed = try retryClient.appendEvents([report, Wire.outcome(incident: "melitopol-2022-03-01-blockade")])
         #expect(mixed["positions"] == [1, 3])
+        #expect(mixed["alreadyStored"] == [0])
 
         let status = try client.call("status")
         #expect(status["position"]?.intValue == 3)

@@ -1,0 +1,117 @@
+import Foundation
+import StrictJSON
+import Testing
+
+/// `incidentctl append` loading files: batches that fit the daemon's line limit, a refusal that leaves exactly the
+/// lines before its batch stored, and a summary that tells new events from those already stored.
+@Suite("incidentctl append")
+struct AppendCommandTests {
+    /// `count` reports `PREFIX-0`… in order, each with an eventId and a description of `descriptionBytes` bytes
+    /// (`longLine`'s of 20,000), `badLine`'s of an unknown kind.
+    static func bulkLines(
+        _ count: Int, descriptionBytes: Int, badLine: Int? = nil, longLine: Int? = nil, prefix: String = "bulk"
+    ) -> [String] {
+        (0..<count).map { n in
+            Wire.report(
+                incident: "\(prefix)-\(n)", city: "Melitopol", kind: n + 1 == badLine ? "strik" : "demonstration",
+                eventId: String(format: "00000000-0000-4000-8000-%04d%08d", prefix.count, n),
+                extraData: ["description": .string(String(repeating: "d", count: n + 1 == longLine ? 20_000 : descriptionBytes))]
+            ).canonicalString()
+        }
+    }
+
+    /// The incidents of the log, in position order.
+    static func storedIncidents(_ daemon: Daemon) throws -> [String] {
+        try daemon.client().allEvents().compactMap { $0["incident"]?.stringValue }
+    }
+
+    @Test("a file whose batch of 500 would pass the 1 MiB line limit goes in batches that fit, all of it, in the file's order")
+    func batchesFitTheLineLimit() throws {
+        let daemon = try Daemon()
+        // 600 events of about 2.4 KB: 500 of them would be a request line of 1.2 MB.
+        let lines = Self.bulkLines(600, descriptionBytes: 2_200)
+        let appended = try daemon.ctl(["append", "-", "--format", "json"], stdin: lines.joined(separator: "\n") + "\n")
+        #expect(appended.status == 0, "\(appended.stderr)")
+        #expect(appended.json == ["events": 600, "new": 600, "alreadyStored": 0, "firstPosition": 1, "lastPosition": 600])
+        #expect(try Self.storedIncidents(daemon) == (0..<600).map { "bulk-\($0)" })
+        #expect(daemon.stop() == 0)
+    }
+
+    @Test("a daemon with a smaller max_line_bytes: batches are cut again to its limit; one event over it alone is refused by line, and nothing after it is sent")
+    func smallerLineLimit() throws {
+        let daemon = try startDaemon(config: "[daemon]\nmax_line_bytes = \"16KiB\"\n")
+        let lines = Self.bulkLines(40, descriptionBytes: 1_000)
+        let appended = try daemon.ctl(["append", "-", "--format", "json"], stdin: lines.joined(separator: "\n") + "\n")
+        #expect(appended.status == 0, "\(appended.stderr)")
+        #expect(try Self.storedIncidents(daemon) == (0..<40).map { "bulk-\($0)" })
+
+        // Line 3 is one event of 20 KB.
+        let large = Self.bulkLines(5, descriptionBytes: 1_000, longLine: 3, prefix: "large")
+        let refused = try daemon.ctl(["append", "-", "--batch-size", "2", "--format", "json"], stdin: large.joined(separator: "\n") + "\n")
+        #expect(refused.status == 1, "\(refused.stderr)")
+        #expect(refused.stderr.contains("line_too_long") && refused.stderr.contains("-:3"), "names the line: \(refused.stderr)")
+        #expect(refused.stderr.contains("--from-line 3"), "says where to go on: \(refused.stderr)")
+        #expect(refused.json?["new"]?.intValue == 2)
+        #expect(try Self.storedIncidents(daemon).suffix(2) == ["large-0", "large-1"], "the lines before it, and none after")
+        #expect(try daemon.client().headPosition() == 42)
+        #expect(daemon.stop() == 0)
+    }
+
+    @Test("a refused line stops the load: the lines before its batch are stored, none after; --from-line goes on, in order")
+    func refusalKeepsTheFileOrder() throws {
+        let daemon = try Daemon()
+        var lines = Self.bulkLines(1_000, descriptionBytes: 10, badLine: 250)
+        let refused = try daemon.ctl(["append", "-", "--batch-size", "100", "--format", "table"], stdin: lines.joined(separator: "\n") + "\n")
+        #expect(refused.status == 1)
+        #expect(refused.stderr.contains("invalid_event") && refused.stderr.contains("-:250"), "\(refused.stderr)")
+        #expect(refused.stderr.contains("lines 201–300") && refused.stderr.contains("--from-line 201"), "\(refused.stderr)")
+        #expect(refused.stdout.contains("appended 200 new events of 1000 at positions 1–200"), "\(refused.stdout)")
+        #expect(try Self.storedIncidents(daemon) == (0..<200).map { "bulk-\($0)" })
+
+        lines[249] = lines[249].replacingOccurrences(of: "\"strik\"", with: "\"strike\"")
+        let file = daemon.root + "/fixed.jsonl"
+        try (lines.joined(separator: "\n") + "\n").write(toFile: file, atomically: true, encoding: .utf8)
+        let resumed = try daemon.ctl(["append", "--from-line", "201", "--batch-size", "100", "--format", "json", file])
+        #expect(resumed.status == 0, "\(resumed.stderr)")
+        #expect(resumed.json == ["events": 800, "new": 800, "alreadyStored": 0, "firstPosition": 201, "lastPosition": 1000])
+        #expect(try Self.storedIncidents(daemon) == (0..<1_000).map { "bulk-\($0)" })
+
+        // The whole file again: everything is already stored, and the summary says so.
+        let again = try daemon.ctl(["append", "--batch-size", "300", "--format", "table", file])
+        #expect(again.status == 0, "\(again.stderr)")
+        #expect(again.stdout.trimmingCharacters(in: .whitespacesAndNewlines) == "appended 0 new events of 1000; 1000 were already stored")
+        let mixed = lines.prefix(2) + [Wire.report(incident: "bulk-new").canonicalString()]
+        let some = try daemon.ctl(["append", "-", "--format", "json"], stdin: mixed.joined(separator: "\n") + "\n")
+        #expect(some.json == ["events": 3, "new": 1, "alreadyStored": 2, "firstPosition": 1001, "lastPosition": 1001])
+        #expect(daemon.stop() == 0)
+    }
+
+    @Test("with a window above one, batches sent after a refused one are named if they were stored")
+    func windowNamesWhatLandedAfter() throws {
+        let daemon = try Daemon()
+        let lines = Self.bulkLines(40, descriptionBytes: 10, badLine: 5)
+        let refused = try daemon.ctl(["append", "-", "--batch-size", "10", "--window", "4"], stdin: lines.joined(separator: "\n") + "\n")
+        #expect(refused.status == 1)
+        let stored = try Self.storedIncidents(daemon)
+        #expect(!stored.contains("bulk-4"), "the refused batch stores nothing")
+        #expect(stored.count == 30, "\(stored.count) stored: every other batch was in flight")
+        #expect(refused.stderr.contains("Lines 11–20, 21–30, 31–40, sent after it (--window), were stored"), "\(refused.stderr)")
+        #expect(daemon.stop() == 0)
+    }
+
+    @Test("an input that cannot be read says why")
+    func unreadableInput() throws {
+        let daemon = try Daemon()
+        let missing = try daemon.ctl(["append", daemon.root + "/missing.jsonl"])
+        #expect(missing.status == 2)
+        #expect(missing.stderr.contains("missing.jsonl: No such file or directory"), "\(missing.stderr)")
+        let directory = try daemon.ctl(["append", daemon.root])
+        #expect(directory.status == 2)
+        #expect(directory.stderr.contains("it is a directory"), "\(directory.stderr)")
+        let array = try daemon.ctl(["append", "-"], stdin: "[1,2]\n")
+        #expect(array.status == 2)
+        #expect(array.stderr.contains("-:1: not an event"), "\(array.stderr)")
+        #expect(try daemon.client().headPosition() == 0)
+        #expect(daemon.stop() == 0)
+    }
+}

@@ -55,6 +55,18 @@ enum Printer {
         return low == high ? String(low) : "\(low)–\(high)"
     }
 
+    /// One corrected field of an outcome with its new value, as the incident's history shows it: "participants
+    /// to 300–500", "location to \"the square\"", "tags removed".
+    static func correction(_ field: String, _ value: JSONValue?) -> String {
+        switch value {
+        case nil, .null?: return "\(field) removed"
+        case .string(let s)?: return "\(field) to \"\(s)\""
+        case .array(let items)?: return "\(field) to " + (items.isEmpty ? "none" : items.map { text($0) }.joined(separator: " / "))
+        case let other? where field == "participants": return "\(field) to \(range(other))"
+        case let other?: return "\(field) to \(text(other))"
+        }
+    }
+
     static func summary(ofEvent event: JSONValue) -> String {
         let data = event["data"]
         switch event["type"]?.stringValue {
@@ -66,7 +78,9 @@ enum Printer {
         default:
             var parts = ["status \(text(data?["status"]))"]
             if let v = data?["verification"]?.stringValue { parts.append(v) }
-            if let c = data?["corrections"]?.objectValue { parts.append("corrects " + c.keys.sorted().joined(separator: ", ")) }
+            if let c = data?["corrections"]?.objectValue {
+                parts.append("corrects " + c.keys.sorted().map { correction($0, c[$0]) }.joined(separator: ", "))
+            }
             return parts.joined(separator: ", ")
         }
     }

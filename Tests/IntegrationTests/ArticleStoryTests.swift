@@ -218,6 +218,9 @@ struct ArticleStoryTests {
         #expect(outcomes.map { $0["data"]?["status"]?.stringValue } == ["unknown", "dispersed"])
         #expect(outcomes.last?["data"]?["corrections"] == ["participants": ["low": 100, "high": 200]])
         #expect(incident["latestOutcome"] == outcomes.last)
+        let table = try daemon.ctl(["incident", "--format", "table", Self.kupiansk]).stdout
+        #expect(table.contains("150 people"), "the history's table shows the value as reported: \(table)")
+        #expect(table.contains("corrects participants to 100–200"), "and the corrected one: \(table)")
 
         var expected = try #require(Self.expectedCities["kupiansk"])
         expected["participants"] = ["low": 100, "high": 200]

@@ -79,15 +79,27 @@ public struct Gazetteer: Sendable, Equatable {
     /// and the normalized id, name or any alias of that city; a city is suggested only if that
     /// distance is at most `max(2, length / 3)`, where length is that of the normalized `name`,
     /// and smaller than that length. Ties are broken by display name, then id.
-    public func suggestions(for name: String, limit: Int = 3) -> [String] {
+    ///
+    /// `others` are cities known elsewhere than in the gazetteer (those a log added with `allowNewCity`), searched
+    /// by their id, name and aliases alike; one whose id the gazetteer has is ignored.
+    public func suggestions(for name: String, limit: Int = 3, alsoAmong others: [City] = []) -> [String] {
         guard limit > 0 else { return [] }
         let query = Array(Self.normalize(name))
         guard !query.isEmpty else { return [] }
         let threshold = min(max(2, query.count / 3), query.count - 1)
         guard threshold >= 0 else { return [] }
 
+        var cities = byId
+        var candidates = spellings
+        for city in others where cities[city.id] == nil {
+            cities[city.id] = city
+            for raw in [city.id, city.name] + city.aliases {
+                let key = Self.normalize(raw)
+                if !key.isEmpty { candidates.append(Spelling(characters: Array(key), cityId: city.id)) }
+            }
+        }
         var best: [String: Int] = [:]
-        for spelling in spellings {
+        for spelling in candidates {
             let bound = min(threshold, best[spelling.cityId].map { $0 - 1 } ?? threshold)
             guard bound >= 0, abs(spelling.characters.count - query.count) <= bound else { continue }
             if let d = Self.levenshtein(query, spelling.characters, bound: bound) {
@@ -95,7 +107,7 @@ public struct Gazetteer: Sendable, Equatable {
             }
         }
         let ranked = best.compactMap { id, distance -> (Int, City)? in
-            byId[id].map { (distance, $0) }
+            cities[id].map { (distance, $0) }
         }.sorted { a, b in
             if a.0 != b.0 { return a.0 < b.0 }
             if a.1.name != b.1.name { return a.1.name < b.1.name }

@@ -99,7 +99,8 @@ public struct Admission: Sendable {
             }
             return slug
         }
-        let suggestions = gazetteer.suggestions(for: name)
+        let others = try store.allCities().filter { gazetteer.city(id: $0.cityId) == nil }.map(\.gazetteerEntry)
+        let suggestions = gazetteer.suggestions(for: name, alsoAmong: others)
         let hint = suggestions.isEmpty ? "" : "; did you mean \(suggestions.joined(separator: ", "))?"
         throw IncidentError(
             .unknownCity,

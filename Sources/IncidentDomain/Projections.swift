@@ -434,6 +434,12 @@ public struct CityState: Hashable, Sendable {
         try r.finish()
     }
 
+    /// The city as a gazetteer entry: its id, its name, and every spelling reported for it, to suggest it for a
+    /// name that is not known.
+    public var gazetteerEntry: City {
+        City(id: cityId, name: name, aliases: aliasesSeen.sorted())
+    }
+
     /// Adds (`sign` 1) or removes (`sign` -1) what one incident contributes to its city.
     mutating func add(_ incident: IncidentState, sign: Int64) {
         incidents += sign
@@ -468,6 +474,8 @@ public protocol ProjectionStore {
     /// does not copy the state's collections.
     mutating func takeIncident(_ id: String) throws -> IncidentState?
     mutating func takeCity(_ id: String) throws -> CityState?
+    /// Every city with a projection. Asked only when a reported name is unknown, to suggest the nearest.
+    mutating func allCities() throws -> [CityState]
 }
 
 extension ProjectionStore {
@@ -486,6 +494,7 @@ public struct InMemoryProjections: ProjectionStore, Sendable {
     public mutating func city(_ id: String) -> CityState? { cities[id] }
     public mutating func put(_ incident: IncidentState) { incidents[incident.incident] = incident }
     public mutating func put(_ city: CityState) { cities[city.cityId] = city }
+    public mutating func allCities() -> [CityState] { Array(cities.values) }
 
     /// The document `cities` prints: every city, sorted by id.
     public var citiesDocument: JSONValue {

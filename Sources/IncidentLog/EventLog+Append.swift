@@ -53,6 +53,18 @@ struct TransactionProjections: ProjectionStore {
         return try city(id)
     }
 
+    mutating func allCities() throws -> [CityState] {
+        var all: [String: CityState] = [:]
+        let cursor = try txn.cursor(db.cities)
+        var entry = try cursor.first()
+        while let (key, value) = entry {
+            all[String(decoding: key, as: UTF8.self)] = try CityState(json: JSONReader().read(value))
+            entry = try cursor.next()
+        }
+        all.merge(batchCities) { $1 }
+        return Array(all.values)
+    }
+
     mutating func put(_ incident: IncidentState) {
         let previous = batchIncidents.updateValue(incident, forKey: incident.incident)
         if undoable { undoIncidents.append((incident.incident, previous)) }

@@ -216,6 +216,13 @@ extension EventLog {
         }
     }
 
+    /// The cities of the log that the gazetteer does not know (added with `allowNewCity`), as gazetteer entries
+    /// with every spelling reported for them: to suggest them for a name that is not known.
+    public func citiesOutsideGazetteer() -> [City] {
+        let documents = cityDocuments.withLock { $0.filter { gazetteer.city(id: $0.key) == nil } }
+        return documents.values.compactMap { try? CityState(json: JSONReader().read($0)).gazetteerEntry }
+    }
+
     /// The canonical JSON of one city's projection (``CityState/json``), or nil when no incident has been
     /// reported there. Served from memory: it reflects every acknowledged append.
     public func cityDocument(id: String) -> [UInt8]? {

@@ -261,7 +261,7 @@ final class RequestExecutor: Sendable {
 
     private func resolveCity(_ name: String) throws -> String {
         if let id = try log.resolveCity(name) { return id }
-        let suggestions = log.gazetteer.suggestions(for: name)
+        let suggestions = log.gazetteer.suggestions(for: name, alsoAmong: log.citiesOutsideGazetteer())
         let hint = suggestions.isEmpty ? "" : "; did you mean \(suggestions.joined(separator: ", "))?"
         throw IncidentError(
             .unknownCity, "no city \"\(name.prefix(64))\" in the gazetteer or the log\(hint)",

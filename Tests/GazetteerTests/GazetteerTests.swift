@@ -150,6 +150,16 @@ private func gazetteerError(_ body: () throws -> Void) -> String? {
         // Ties (Aaaatown and Aaabtown both 1 edit away) are broken by name.
         #expect(g.suggestions(for: "aaaxtown") == ["Aaaatown", "Aaabtown", "Aabbtown"])
     }
+
+    @Test func citiesKnownElsewhereAreSuggestedByAnySpelling() {
+        let kharkiv = City(id: "kharkiv", name: "Kharkiv", aliases: ["Харків"])
+        #expect(g.suggestions(for: "Kharkov") == [])
+        #expect(g.suggestions(for: "Kharkov", alsoAmong: [kharkiv]) == ["Kharkiv"])
+        #expect(g.suggestions(for: "Харкив", alsoAmong: [kharkiv]) == ["Kharkiv"])
+        // One with a gazetteer id is the gazetteer's city, not a second one.
+        let shadow = City(id: "melitopol", name: "Melitopl")
+        #expect(g.suggestions(for: "Melitopll", alsoAmong: [shadow]) == ["Melitopol"])
+    }
 }
 
 @Suite struct ValidationTests {

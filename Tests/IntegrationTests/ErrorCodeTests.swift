@@ -99,6 +99,28 @@ struct ErrorCodeTests {
         #expect(try client.headPosition() == 0)
     }
 
+    @Test("unknown_city suggests the cities a report added with allowNewCity too, by any spelling reported, on append and on query, across a restart")
+    func unknownCitySuggestsCitiesOfTheLog() throws {
+        let daemon = try Daemon()
+        let client = try daemon.client()
+        #expect(try client.appendEvents([Wire.report(incident: "kharkiv-1", city: "Kharkiv")], allowNewCity: true).isOK)
+        #expect(try client.appendEvents([Wire.report(incident: "kharkiv-2", city: "kharkiv")], allowNewCity: true)["incidents"] == ["kharkiv-2"])
+        let refused = try Self.expectRefusal(client, [Wire.report(city: "Kharkov")], code: "unknown_city", mentions: ["Kharkiv?"])
+        #expect(refused["suggestions"] == ["Kharkiv"], "\(refused)")
+        // Pipelined right behind the report that adds it, so often in the same group commit.
+        let pipelined = try daemon.client()
+        try pipelined.send("append", ["id": 1, "events": [Wire.report(incident: "odesa-1", city: "Odesa")], "allowNewCity": true])
+        try pipelined.send("append", ["id": 2, "events": [Wire.report(city: "Odessa")]])
+        #expect(try pipelined.receive().isOK)
+        #expect(try pipelined.receive()["error"]?["suggestions"] == ["Odesa"])
+
+        try daemon.restart()
+        let query = try daemon.client().call("city", ["city": "Kharkov"])
+        #expect(query.errorCode == "unknown_city")
+        #expect(query["error"]?["suggestions"] == ["Kharkiv"], "\(query)")
+        #expect(daemon.stop() == 0)
+    }
+
     @Test("allowNewCity stores a new canonical cityId, and the city is queryable by it")
     func allowNewCity() throws {
         let daemon = try Daemon()

@@ -55,13 +55,21 @@ struct SourceDetailOptions: ParsableArguments {
     @Option(name: .customLong("source-sha256"), help: ArgumentHelp("SHA-256 of the archived file of the matching --source.", valueName: "hex"))
     var hashes: [String] = []
 
-    @Option(name: .customLong("source-verification"), help: ArgumentHelp("unverified, verified, disputed or debunked, for every --source.", valueName: "status"))
+    @Option(
+        name: .customLong("source-verification"),
+        help: ArgumentHelp(
+            "How far every --source is verified: unverified, verified, disputed or debunked (needs --source).",
+            valueName: "status"))
     var verification: String?
 
     func validate(verifiedBy: [String], named verifiedByName: String) throws {
         for (name, list) in [("--source-url", urls), (verifiedByName, verifiedBy), ("--source-method", methods), ("--source-sha256", hashes)]
         where list.count > sources.count {
             throw ValidationError("\(name) given \(list.count) times but --source only \(sources.count) times")
+        }
+        if verification != nil && sources.isEmpty {
+            throw ValidationError(
+                "--source-verification sets the verification of each --source, and no --source was given: add --source NAME (who said it), or leave --source-verification out")
         }
     }
 

@@ -23,7 +23,9 @@ struct Report: ParsableCommand {
         discussion: """
             Prints the incident id (generated from the city, date and kind unless --incident is given) and the \
             event's position in the log. The city may be any spelling the gazetteer knows; an unknown one is \
-            refused with suggestions unless --allow-new-city is set.
+            refused with suggestions unless --allow-new-city is set. The incident is as verified as its sources \
+            say: --source NAME --source-verification verified (or --verification verified); an outcome can \
+            verify it later (`incidentctl outcome ID --status S --verification V`).
 
             Example:
               incidentctl report --city "Melitopoli" --kind blockade --occurred 2022-03-01 \\
@@ -46,7 +48,10 @@ struct Report: ParsableCommand {
     @Option(name: .customLong("tag"), help: "A free tag (repeatable).") var tags: [String] = []
     @Option(help: "Latitude, WGS 84.") var lat: Double?
     @Option(help: "Longitude, WGS 84.") var lon: Double?
-    @Option(help: ArgumentHelp("Verification of every --source: unverified, verified, disputed, debunked.", valueName: "status"))
+    @Option(
+        help: ArgumentHelp(
+            "How far every --source is verified: unverified, verified, disputed or debunked (the same as --source-verification; needs --source).",
+            valueName: "status"))
     var verification: String?
     @Flag(help: "Accept a city the gazetteer does not know, storing a new canonical id.") var allowNewCity = false
     @OptionGroup var source: SourceOptions
@@ -55,6 +60,16 @@ struct Report: ParsableCommand {
     @OptionGroup var output: OutputOptions
 
     func validate() throws {
+        if let verification {
+            if source.details.sources.isEmpty {
+                throw ValidationError(
+                    "--verification sets how far each --source is verified, and no --source was given: add --source NAME (who said it), or report without --verification and verify the incident later with `incidentctl outcome ID --status S --verification V`")
+            }
+            if let other = source.details.verification, other != verification {
+                throw ValidationError(
+                    "--verification \(verification) and --source-verification \(other) both set how far every --source is verified: give one of them")
+            }
+        }
         if (lat == nil) != (lon == nil) { throw ValidationError("--lat and --lon go together") }
         if let participants, parseRange(participants) == nil {
             throw ValidationError("--participants: a whole number (150) or a range (100-200)")
@@ -153,9 +168,13 @@ struct Outcome: ParsableCommand {
 
     @Argument(help: "The incident id.") var incident: String
     @Option(help: "unknown, ongoing, dispersed, objective-achieved, suppressed or retracted.") var status: String
-    @Option(help: "unverified, verified, disputed or debunked.") var verification: String?
-    @Option(name: .customLong("verified-by"), help: "Who verified it.") var verifiedBy: String?
-    @Option(help: "How it was verified, e.g. geolocation.") var method: String?
+    @Option(
+        help: ArgumentHelp(
+            "How far the incident itself is verified from this outcome on: unverified, verified, disputed or debunked (how far this outcome's sources are: --source-verification).",
+            valueName: "status"))
+    var verification: String?
+    @Option(name: .customLong("verified-by"), help: "Who verified the incident (with --verification).") var verifiedBy: String?
+    @Option(help: "How the incident was verified, e.g. geolocation (with --verification).") var method: String?
     @Option(help: "Why, in a sentence.") var note: String?
     @Option(name: .customLong("correct"), help: ArgumentHelp("A corrected report field (repeatable).", valueName: "field=value"))
     var corrections: [String] = []

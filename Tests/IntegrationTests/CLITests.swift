@@ -137,6 +137,67 @@ struct CLITests {
         for subcommand in Self.subcommands { #expect(top.stdout.contains(subcommand)) }
     }
 
+    @Test("a verification without a --source, or two that disagree, is bad usage that says what to do, and stores nothing; the help says what each verification flag sets")
+    func verificationFlags() throws {
+        let daemon = try Daemon()
+        let report = ["report", "--city", "Kupiansk", "--kind", "other", "--occurred", "2022-03-01"]
+        for (arguments, says) in [
+            (report + ["--verification", "verified", "--incident", "src-3"],
+             "--verification sets how far each --source is verified, and no --source was given: add --source NAME"),
+            (report + ["--source-verification", "verified", "--incident", "src-4"],
+             "--source-verification sets the verification of each --source, and no --source was given: add --source NAME"),
+            (report + ["--source", "A", "--verification", "verified", "--source-verification", "disputed", "--incident", "src-5"],
+             "--verification verified and --source-verification disputed both set how far every --source is verified: give one of them"),
+        ] {
+            let usage = try daemon.ctl(arguments)
+            #expect(usage.status == 2, "\(arguments): \(usage.status) \(usage.stderr)")
+            #expect(usage.stderr.contains(says), "\(arguments): \(usage.stderr)")
+            #expect(usage.stdout.isEmpty, "\(arguments): \(usage.stdout)")
+        }
+        #expect(try daemon.client().headPosition() == 0, "bad usage stored nothing")
+
+        let verified = try daemon.ctl(report + ["--source", "A", "--source", "B", "--verification", "verified", "--incident", "src-6"])
+        #expect(verified.status == 0, "\(verified.stderr)")
+        let same = try daemon.ctl(
+            report + ["--source", "C", "--verification", "disputed", "--source-verification", "disputed", "--incident", "src-7"])
+        #expect(same.status == 0, "the same status twice is no conflict: \(same.stderr)")
+        for (incident, sources, verification) in [
+            ("src-6", [["name": "A", "verification": "verified"], ["name": "B", "verification": "verified"]] as JSONValue, "verified"),
+            ("src-7", [["name": "C", "verification": "disputed"]], "disputed"),
+        ] {
+            let stored = try #require(try daemon.ctl(["incident", "--format", "json", incident]).json)
+            #expect(stored["reportEvent"]?["sources"] == sources, "\(stored)")
+            #expect(stored["verification"]?.stringValue == verification, "\(stored)")
+        }
+
+        for arguments in [
+            ["observe", "src-6", "--by", "x", "--response", "none", "--source-verification", "verified"],
+            ["outcome", "src-6", "--status", "dispersed", "--source-verification", "verified"],
+        ] {
+            let usage = try daemon.ctl(arguments)
+            #expect(usage.status == 2, "\(arguments): \(usage.stderr)")
+            #expect(usage.stderr.contains("no --source was given: add --source NAME"), "\(arguments): \(usage.stderr)")
+        }
+        // An outcome's own --verification is the incident's, and needs no source.
+        let outcome = try daemon.ctl(["outcome", "src-7", "--status", "dispersed", "--verification", "verified"])
+        #expect(outcome.status == 0, "\(outcome.stderr)")
+        #expect(try daemon.ctl(["incident", "--format", "json", "src-7"]).json?["verification"] == "verified")
+        #expect(try daemon.client().headPosition() == 3)
+
+        func help(_ command: String) throws -> String {
+            try runCommand(Binaries.incidentctl, [command, "--help"]).stdout.split(whereSeparator: \.isWhitespace).joined(separator: " ")
+        }
+        let reportHelp = try help("report")
+        #expect(reportHelp.contains("--verification <status> How far every --source is verified"))
+        #expect(reportHelp.contains("(the same as --source-verification; needs --source)"))
+        #expect(reportHelp.contains("--source-verification <status> How far every --source is verified"))
+        #expect(try help("observe").contains("--source-verification <status> How far every --source is verified"))
+        let outcomeHelp = try help("outcome")
+        #expect(outcomeHelp.contains("--verification <status> How far the incident itself is verified from this outcome on"))
+        #expect(outcomeHelp.contains("--source-verification <status> How far every --source is verified"))
+        #expect(daemon.stop() == 0)
+    }
+
     @Test("report prints the incident id and position; observe and outcome add to the incident")
     func writeCommands() throws {
         let daemon = try Daemon()

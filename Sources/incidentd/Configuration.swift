@@ -25,8 +25,13 @@ struct DaemonConfiguration: Sendable {
     var maxConnections = 1024
     var maxPendingPerConnection = 256
     var loopScheduling = LoopScheduling.normal
+    /// 64 MiB unless set, or `maxMapSize` when that is smaller and the initial size was not set.
     var initialMapSize = 64 << 20
     var maxMapSize = 64 << 30
+    /// Where `initialMapSize` and `maxMapSize` were set, for ``checkMapSizes()``: the file and key of the one,
+    /// "storage.max_map_size" or "--max-map-size" for the other; nil where the default holds.
+    var initialMapSizeOrigin: (path: String, key: String)?
+    var maxMapSizeOrigin: String?
     var fileHeadroom = 256 << 10
     var gazetteerPath: String?
     var access = AccessPolicy()
@@ -78,8 +83,14 @@ struct DaemonConfiguration: Sendable {
             try daemon.finish()
         }
         if var storage = try reader.table("storage") {
-            initialMapSize = try storage.size("initial_map_size", range: (1 << 20)...(1 << 46)) ?? initialMapSize
-            maxMapSize = try storage.size("max_map_size", range: (1 << 20)...(1 << 46)) ?? maxMapSize
+            if let size = try storage.size("initial_map_size", range: (1 << 20)...(1 << 46)) {
+                initialMapSize = size
+                initialMapSizeOrigin = (path, "storage.initial_map_size")
+            }
+            if let size = try storage.size("max_map_size", range: (1 << 20)...(1 << 46)) {
+                maxMapSize = size
+                maxMapSizeOrigin = "storage.max_map_size"
+            }
             fileHeadroom = try storage.size("file_headroom", range: 0...(1 << 30)) ?? fileHeadroom
             try storage.finish()
         }
@@ -102,6 +113,31 @@ struct DaemonConfiguration: Sendable {
         }
         try reader.finish()
     }
+}
+
+extension DaemonConfiguration {
+    /// Refuses an initial map size set above the maximum, naming both and where they were set; the default initial
+    /// size yields to a smaller maximum. Call once the file and the flags are applied.
+    mutating func checkMapSizes() throws {
+        guard initialMapSize > maxMapSize else { return }
+        guard let (path, key) = initialMapSizeOrigin else {
+            initialMapSize = maxMapSize
+            return
+        }
+        let maximum = maxMapSizeOrigin ?? "the default max_map_size"
+        throw Problem(
+            description:
+                "\(path): \(key): \(describeSize(initialMapSize)) is larger than \(maximum) (\(describeSize(maxMapSize))); the map starts at initial_map_size and grows up to max_map_size, so lower the one or raise the other")
+    }
+}
+
+/// "1GiB", "64MiB", "1536KiB", or "1000 bytes": a byte count in the largest unit that divides it.
+func describeSize(_ bytes: Int) -> String {
+    for (suffix, factor) in [("TiB", 1 << 40), ("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)]
+    where bytes >= factor && bytes % factor == 0 {
+        return "\(bytes / factor)\(suffix)"
+    }
+    return "\(bytes) bytes"
 }
 
 /// Reads one TOML table strictly: wrong types and unknown keys are errors that name the file and the key.

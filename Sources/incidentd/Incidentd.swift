@@ -65,6 +65,11 @@ struct Incidentd: ParsableCommand {
         var settings = DaemonConfiguration()
         do {
             if let config { try settings.load(file: config) }
+            if let maxMapSize, let bytes = parseSize(maxMapSize) {
+                settings.maxMapSize = bytes
+                settings.maxMapSizeOrigin = "--max-map-size"
+            }
+            try settings.checkMapSizes()
         } catch {
             FileHandle.standardError.write(Data("incidentd: \(error)\n".utf8))
             throw ExitCode(78)  // EX_CONFIG
@@ -72,7 +77,6 @@ struct Incidentd: ParsableCommand {
         if let dataDir { settings.dataDirectory = dataDir }
         if let socket { settings.socketPath = socket }
         if let logLevel, let level = Logger.Level(rawValue: logLevel) { settings.logLevel = level }
-        if let maxMapSize, let bytes = parseSize(maxMapSize) { settings.maxMapSize = bytes }
         let level = settings.logLevel
         LoggingSystem.bootstrap { label in JournalLogHandler(label: label, level: level) }
         let logger = Logger(label: "incidentd")

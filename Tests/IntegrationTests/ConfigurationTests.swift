@@ -1,0 +1,57 @@
+import Foundation
+import StrictJSON
+import Testing
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// What incidentd makes of its settings file at start: mistakes refused with exit status 78 (EX_CONFIG), naming
+/// the file and the keys at fault.
+@Suite("Configuration")
+struct ConfigurationTests {
+    /// What a start of incidentd on `toml` came to: its exit status, or nil when it served instead (then it is
+    /// stopped), and what it wrote on stderr.
+    static func start(_ toml: String, arguments: [String] = []) throws -> (status: Int32?, log: String) {
+        let root = makeTemporaryDirectory("incidentd-config")
+        defer { try? FileManager.default.removeItem(atPath: root) }
+        let config = root + "/incidentd.toml"
+        try toml.write(toFile: config, atomically: true, encoding: .utf8)
+        let logPath = root + "/log"
+        let log = open(logPath, O_WRONLY | O_CREAT | O_CLOEXEC, 0o600)
+        let null = open("/dev/null", O_RDONLY | O_CLOEXEC)
+        defer {
+            close(log)
+            close(null)
+        }
+        let socket = root + "/incidentd.sock"
+        let child = try ChildProcess(
+            Binaries.incidentd, ["--config", config, "--data-dir", root + "/data", "--socket", socket] + arguments,
+            environment: ProcessInfo.processInfo.environment, stdin: null, stdout: log, stderr: log)
+        try waitFor("incidentd to exit or serve") { !child.isRunning || (try? RawClient(path: socket)) != nil }
+        guard child.isRunning else { return (child.wait(), readFile(logPath) ?? "") }
+        kill(child.pid, SIGTERM)
+        child.wait()
+        return (nil, readFile(logPath) ?? "")
+    }
+
+    @Test("initial_map_size above max_map_size, from the file or with --max-map-size, is refused naming both; a maximum below the default initial size is the initial size")
+    func mapSizes() throws {
+        let above = try Self.start("[storage]\ninitial_map_size = \"1GiB\"\nmax_map_size = \"64MiB\"\n")
+        #expect(above.status == 78, "\(above.log)")
+        #expect(
+            above.log.contains("storage.initial_map_size: 1GiB is larger than storage.max_map_size (64MiB)"), "\(above.log)")
+
+        let flag = try Self.start("[storage]\ninitial_map_size = \"16MiB\"\n", arguments: ["--max-map-size", "4MiB"])
+        #expect(flag.status == 78, "\(flag.log)")
+        #expect(flag.log.contains("storage.initial_map_size: 16MiB is larger than --max-map-size (4MiB)"), "\(flag.log)")
+
+        // Only the maximum given, below the default initial size of 64MiB: the map starts at the maximum.
+        let daemon = try Daemon.configured("[storage]\nmax_map_size = \"16MiB\"\n")
+        #expect(try daemon.client().call("status")["storage"]?["mapSize"]?.intValue == 16 << 20)
+        #expect(daemon.stop() == 0)
+        let equal = try Daemon.configured("[storage]\ninitial_map_size = \"8MiB\"\nmax_map_size = \"8MiB\"\n")
+        #expect(try equal.client().call("status")["storage"]?["mapSize"]?.intValue == 8 << 20)
+        #expect(equal.stop() == 0)
+    }
+}

@@ -91,6 +91,9 @@ struct Incidentd: ParsableCommand {
     }
 
     private func serve(_ settings: DaemonConfiguration, stopSignals: sigset_t, logger: Logger) throws {
+        // A name that matches no account grants nothing: said at once, at any log level but error and critical.
+        let access = AccessControl(policy: settings.access)
+        for name in access.unresolved { logger.warning("\(name)") }
         let gazetteer = try settings.gazetteerPath.map { try Gazetteer(contentsOfFile: $0) } ?? Gazetteer.embedded
         var logOptions = LogOptions(directory: settings.dataDirectory)
         logOptions.initialMapSize = settings.initialMapSize
@@ -119,8 +122,7 @@ struct Incidentd: ParsableCommand {
         let logWalkers = NIOThreadPool(numberOfThreads: 2)
         logWalkers.start()
         let executor = RequestExecutor(
-            log: log, committer: committer, access: AccessControl(policy: settings.access), logWalkers: logWalkers,
-            followers: followers, logger: logger)
+            log: log, committer: committer, access: access, logWalkers: logWalkers, followers: followers, logger: logger)
         let intake = AppendIntake(executor: executor)
         let server = Server(executor: executor, intake: intake, configuration: settings, logger: logger)
         if let refusal = settings.loopScheduling.apply(to: server.group) {

@@ -39,19 +39,86 @@ struct AccessControl: Sendable {
     let policy: AccessPolicy
     let daemonUID: UInt32
     private let groupIDs: [Role: Set<UInt32>]
+    /// The names in the policy that the system did not know when this was made, in the order of the roles.
+    let unresolved: [UnresolvedName]
 
+    /// A user or group name of `[access]` that no account matches: it grants nothing until one does.
+    struct UnresolvedName: Sendable, Equatable, CustomStringConvertible {
+        enum Kind: String, Sendable { case user, group }
+        var role: Role
+        var kind: Kind
+        var name: String
+        /// Why the lookup failed when it was not simply "no such name" (the account database could not be read).
+        var failure: String?
+
+        /// What an operator should read at start: the key, the name, and what it means for the role.
+        var description: String {
+            let key = "access.\(role)s.\(kind)s names \"\(name)\""
+            let effect = kind == .user
+                ? "nobody is a \(role) through it until that user exists"
+                : "nobody is a \(role) through it until that group exists and incidentd is restarted"
+            if let failure { return "\(key), which could not be looked up (\(failure)): \(effect)" }
+            return "\(key), which is no \(kind) on this system: \(effect) (a typo?)"
+        }
+    }
+
+    /// Resolves the policy's group names to gids, once: a group made later counts from the next start. User names
+    /// are compared with each peer's as it connects; those that name nobody now are listed in ``unresolved`` too.
     init(policy: AccessPolicy) {
         self.policy = policy
         daemonUID = getuid()
         var groupIDs: [Role: Set<UInt32>] = [:]
-        for (role, grant) in policy.grants {
+        var unresolved: [UnresolvedName] = []
+        for role in Role.allCases {
+            guard let grant = policy.grants[role] else { continue }
             var ids = grant.gids
-            for name in grant.groups {
-                if let group = getgrnam(name) { ids.insert(group.pointee.gr_gid) }
+            for name in grant.users.sorted() {
+                let (uid, failure) = Self.lookUp(name) { passwd, buffer, size, result in
+                    getpwnam_r(name, passwd, buffer, size, result)
+                } id: { $0.pw_uid }
+                if uid == nil { unresolved.append(UnresolvedName(role: role, kind: .user, name: name, failure: failure)) }
+            }
+            for name in grant.groups.sorted() {
+                let (gid, failure) = Self.lookUp(name) { group, buffer, size, result in
+                    getgrnam_r(name, group, buffer, size, result)
+                } id: { $0.gr_gid }
+                if let gid {
+                    ids.insert(gid)
+                } else {
+                    unresolved.append(UnresolvedName(role: role, kind: .group, name: name, failure: failure))
+                }
             }
             groupIDs[role] = ids
         }
         self.groupIDs = groupIDs
+        self.unresolved = unresolved
+    }
+
+    /// An account's id by name with getpwnam_r(3) or getgrnam_r(3) (`call`), or nil and, when the database could
+    /// not be read rather than not holding the name, why.
+    private static func lookUp<Entry>(
+        _ name: String,
+        _ call: (UnsafeMutablePointer<Entry>, UnsafeMutablePointer<CChar>, Int, UnsafeMutablePointer<UnsafeMutablePointer<Entry>?>) -> Int32,
+        id: (Entry) -> UInt32
+    ) -> (UInt32?, failure: String?) {
+        var size = 4096
+        while true {
+            let entry = UnsafeMutablePointer<Entry>.allocate(capacity: 1)
+            let buffer = UnsafeMutablePointer<CChar>.allocate(capacity: size)
+            defer {
+                entry.deallocate()
+                buffer.deallocate()
+            }
+            var result: UnsafeMutablePointer<Entry>?
+            let code = call(entry, buffer, size, &result)
+            if code == ERANGE && size < 1 << 20 {
+                size *= 4
+                continue
+            }
+            if code == 0, let result { return (id(result.pointee), nil) }
+            // 0, ENOENT, ESRCH, EBADF and EPERM all mean that the name is not there.
+            return (nil, [0, ENOENT, ESRCH, EBADF, EPERM].contains(code) ? nil : String(cString: strerror(code)))
+        }
     }
 
     /// The highest role of `peer`, or nil when it holds none.

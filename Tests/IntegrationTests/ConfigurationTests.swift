@@ -54,4 +54,28 @@ struct ConfigurationTests {
         #expect(try equal.client().call("status")["storage"]?["mapSize"]?.intValue == 8 << 20)
         #expect(equal.stop() == 0)
     }
+
+    @Test("a user or group named in [access] that the system does not know is a warning at the default log level naming it and its role, and the daemon serves")
+    func unresolvedAccessNames() throws {
+        let daemon = try Daemon.configured("""
+            [access.readers]
+            users = ["incdtest-nosuchuser"]
+            groups = ["incdtest-nosuchgroup"]
+            [access.reporters]
+            groups = ["incdtest-nosuchgroup2", "root"]
+            [access.admins]
+            users = ["root"]
+            """)
+        #expect(try daemon.client().call("status").isOK)
+        let log = daemon.log
+        for expected in [
+            "warning access.readers.users names \"incdtest-nosuchuser\", which is no user on this system: nobody is a reader through it until that user exists (a typo?)",
+            "warning access.readers.groups names \"incdtest-nosuchgroup\", which is no group on this system: nobody is a reader through it until that group exists and incidentd is restarted (a typo?)",
+            "warning access.reporters.groups names \"incdtest-nosuchgroup2\", which is no group on this system: nobody is a reporter through it",
+        ] {
+            #expect(log.contains(expected), "\(log)")
+        }
+        #expect(!log.contains("\"root\""), "names that resolve are not mentioned: \(log)")
+        #expect(daemon.stop() == 0)
+    }
 }

@@ -6,7 +6,8 @@ import LMDB
 extension EventLog {
     /// Writes a consistent copy of the log into the directory at `path`, a new one this creates (mode 0750), so that no
     /// backup ever overwrites another: its `data.mdb` holds every event and projection as of one commit,
-    /// compacted (no free pages, none of the space written ahead), and is synced with its directory before
+    /// compacted (no free pages, none of the space written ahead), created with the live file's mode (0600: the
+    /// log is evidence and may name people), and is synced with its directory before
     /// the copy is opened read-only and its hash chain checked from position 1. The report names the head the
     /// copy ends in, which matches the live log's `status` at that position. Appends go on meanwhile, but the
     /// map cannot grow until the copy is written (``Environment/copy(to:compact:)``).

@@ -33,7 +33,7 @@ import Synchronization
 /// ## Why `@unchecked Sendable` is sound
 /// * The `MDB_env` handle is safe to use from any thread: with `MDB_NOTLS`,
 ///   `mdb_txn_begin`, `mdb_env_info`, `mdb_env_stat`, `mdb_env_sync`,
-///   `mdb_env_get_fd`, `mdb_env_copy2` and `mdb_reader_check` may be called
+///   `mdb_env_get_fd`, `mdb_env_copyfd2` and `mdb_reader_check` may be called
 ///   concurrently; LMDB serializes write transactions itself. `extendFile`
 ///   writes to the file only inside a write transaction of its own, so never
 ///   alongside a commit's writes.
@@ -489,18 +489,43 @@ public final class Environment: @unchecked Sendable {
     /// for the whole copy: writers continue, but the map cannot grow until it
     /// finishes.
     ///
-    /// The corresponding C function is `mdb_env_copy2`, then `fsync`.
+    /// The copy's `data.mdb` is created with the permissions of the environment's
+    /// own (0600 unless ``EnvironmentOptions/fileMode`` or a `chmod` said
+    /// otherwise), whatever the umask: it holds everything the environment holds.
+    /// (`mdb_env_copy2` would create it 0666 less the umask.)
+    ///
+    /// The corresponding C functions are `open` (with `O_EXCL`, and `O_DIRECT`
+    /// where the file system takes it, as `mdb_env_copy2` does), `fchmod`,
+    /// `mdb_env_copyfd2`, then `fsync`.
     ///
     /// - Parameter compact: Omit free pages and renumber pages (`MDB_CP_COMPACT`):
     ///   smaller output, more CPU.
     /// - Throws: ``LMDBError``; `EDEADLK` inside a ``write(_:)`` body (the copy takes
-    ///   LMDB's writer lock).
+    ///   LMDB's writer lock). A copy that fails leaves what it wrote of `data.mdb`.
     public func copy(to directory: String, compact: Bool) throws {
-        if gate.threadIsWriting { throw LMDBError(code: EDEADLK, function: "mdb_env_copy2") }
+        if gate.threadIsWriting { throw LMDBError(code: EDEADLK, function: "mdb_env_copyfd2") }
         try gate.withShared { () throws(LMDBError) in
-            try lmdb_env_copy2(handle, directory, compact ? _MDB_CP_COMPACT : 0)
+            var live = stat()
+            guard fstat(try lmdb_env_get_fd(handle), &live) == 0 else { throw LMDBError(code: errno, function: "fstat") }
+            let mode = live.st_mode & 0o777
+            let fd = open(directory + "/data.mdb", O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, mode)
+            guard fd >= 0 else { throw LMDBError(code: errno, function: "open") }
+            var closed = false
+            defer { if !closed { close(fd) } }
+            // The umask may have taken bits off; it never adds any, so the file was never more open than this.
+            guard fchmod(fd, mode) == 0 else { throw LMDBError(code: errno, function: "fchmod") }
+            // As mdb_env_copy2: past the page cache where the file system allows it (LMDB aligns its buffers to
+            // the OS page), so that a large copy does not push the live log's pages out of memory.
+            let info = try lmdb_env_info(handle)
+            if lmdb_o_direct != 0 && info.pageSize >= Int(sysconf(Int32(_SC_PAGESIZE))) {
+                let flags = fcntl(fd, F_GETFL)
+                if flags != -1 { _ = fcntl(fd, F_SETFL, flags | lmdb_o_direct) }
+            }
+            try lmdb_env_copyfd2(handle, fd, compact ? _MDB_CP_COMPACT : 0)
+            guard fsync(fd) == 0 else { throw LMDBError(code: errno, function: "fsync") }
+            closed = true
+            guard close(fd) == 0 else { throw LMDBError(code: errno, function: "close") }
         }
-        try Self.syncPath(directory + "/data.mdb")
         try Self.syncPath(directory)
         try Self.syncPath(Self.parent(of: directory))
     }

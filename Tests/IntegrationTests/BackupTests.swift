@@ -55,6 +55,10 @@ struct BackupTests {
         let bytes = try #require(answer["bytes"]?.intValue)
         var info = stat()
         #expect(stat(copyRoot + "/data/data.mdb", &info) == 0 && Int64(info.st_size) == bytes)
+        // The log is evidence and may name people: the copy is as private as the live file.
+        var liveFile = stat()
+        #expect(stat(daemon.dataDir + "/data.mdb", &liveFile) == 0 && liveFile.st_mode & 0o7777 == 0o600)
+        #expect(info.st_mode & 0o7777 == 0o600, "the copy's data.mdb has mode \(String(info.st_mode & 0o7777, radix: 8))")
         #expect(!FileManager.default.fileExists(atPath: copyRoot + "/data/lock.mdb"), "the copy is data.mdb alone")
         #expect(daemon.log.contains("backup written"), "\(daemon.log)")
 
@@ -108,6 +112,8 @@ struct BackupTests {
         #expect(made.json?["path"]?.stringValue == daemon.root + "/nightly")
         #expect(made.json?["headPosition"]?.intValue == 8 && made.json?["intact"]?.boolValue == true, "\(made.stdout)")
         #expect(made.json?["headHash"] == (try daemon.client().status()["headHash"]))
+        var info = stat()
+        #expect(stat(daemon.root + "/nightly/data.mdb", &info) == 0 && info.st_mode & 0o7777 == 0o600, "mode \(String(info.st_mode & 0o7777, radix: 8))")
         let again = try daemon.ctl(["backup", daemon.root + "/nightly"])
         #expect(again.status == 1)
         #expect(again.stderr.contains("invalid_request") && again.stderr.contains("it exists already"), "\(again.stderr)")

@@ -208,8 +208,16 @@ struct EnvironmentTests {
                     #expect(expected == 500)
                 }
             }
+            // The copy's data.mdb has the mode of the environment's (LMDB's own copy makes it 0666 less the umask).
+            var info = stat()
+            #expect(stat(dir + "/copy-false/data.mdb", &info) == 0 && info.st_mode & 0o7777 == 0o600)
+            let shared = try makeDirectory(dir, "shared")
+            let groupReadable = try Environment(directory: shared, options: EnvironmentOptions(fileMode: 0o640))
+            let target = try makeDirectory(dir, "copy-shared")
+            try groupReadable.copy(to: target, compact: true)
+            #expect(stat(target + "/data.mdb", &info) == 0 && info.st_mode & 0o7777 == 0o640)
             // Copying into a directory that does not exist fails with ENOENT.
-            #expect(throws: LMDBError(code: ENOENT, function: "mdb_env_copy2")) {
+            #expect(throws: LMDBError(code: ENOENT, function: "open")) {
                 try env.copy(to: dir + "/nowhere", compact: false)
             }
         }

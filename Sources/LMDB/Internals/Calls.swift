@@ -99,9 +99,12 @@ internal func lmdb_env_sync(_ env: OpaquePointer, force: Bool) throws(LMDBError)
     try check(mdb_env_sync(env, force ? 1 : 0), "mdb_env_sync")
 }
 
-internal func lmdb_env_copy2(_ env: OpaquePointer, _ path: String, _ flags: UInt32) throws(LMDBError) {
-    try check(mdb_env_copy2(env, path, flags), "mdb_env_copy2")
+internal func lmdb_env_copyfd2(_ env: OpaquePointer, _ fd: Int32, _ flags: UInt32) throws(LMDBError) {
+    try check(mdb_env_copyfd2(env, fd, flags), "mdb_env_copyfd2")
 }
+
+/// `O_DIRECT`, or 0 where the platform has none.
+internal var lmdb_o_direct: Int32 { lmdb_shim_o_direct() }
 
 internal func lmdb_reader_check(_ env: OpaquePointer) throws(LMDBError) -> Int32 {
     var dead: Int32 = 0

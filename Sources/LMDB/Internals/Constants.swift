@@ -46,6 +46,6 @@ internal var _MDB_RESERVE: UInt32 { UInt32(MDB_RESERVE) }
 internal var _MDB_APPEND: UInt32 { UInt32(MDB_APPEND) }
 internal var _MDB_APPENDDUP: UInt32 { UInt32(MDB_APPENDDUP) }
 
-// MARK: Copy flags (mdb_env_copy2)
+// MARK: Copy flags (mdb_env_copyfd2)
 
 internal var _MDB_CP_COMPACT: UInt32 { UInt32(MDB_CP_COMPACT) }

@@ -90,6 +90,15 @@ public final class EventLog: Sendable {
             if error.isNotFound {
                 throw LogError(.notALog, "\(options.directory) holds no incident log")
             }
+            if options.readOnly && error.code == ENOENT {
+                // Read-only, LMDB creates nothing: the directory, or its data.mdb, is not there.
+                var info = stat()
+                let missing = stat(options.directory, &info) != 0 && errno == ENOENT
+                throw LogError(
+                    .notALog,
+                    "cannot open the log in \(options.directory): "
+                        + (missing ? "there is no such directory" : "it holds no incident log (no data.mdb)"))
+            }
             throw LogError(.io, "cannot open the log in \(options.directory): \(error)")
         }
         if !options.readOnly {

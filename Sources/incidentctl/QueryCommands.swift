@@ -385,6 +385,9 @@ struct Replay: ParsableCommand {
         let log: EventLog
         do {
             log = try EventLog(options: LogOptions(directory: dataDir, readOnly: true), gazetteer: cities)
+        } catch let error as LogError {
+            // It names the directory and why.
+            throw ClientFailure.usage(error.message)
         } catch {
             throw ClientFailure.usage("cannot open the log in \(dataDir): \(error)")
         }

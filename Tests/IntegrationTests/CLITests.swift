@@ -198,6 +198,23 @@ struct CLITests {
         #expect(daemon.stop() == 0)
     }
 
+    @Test("replay --data-dir that holds no log says so once, naming the directory and why")
+    func replayWithoutLog() throws {
+        let root = makeTemporaryDirectory("incidentd-replay")
+        defer { try? FileManager.default.removeItem(atPath: root) }
+        try "not a directory".write(toFile: root + "/file", atomically: true, encoding: .utf8)
+        for (dir, says) in [
+            (root + "/missing", "cannot open the log in \(root)/missing: there is no such directory"),
+            (root, "cannot open the log in \(root): it holds no incident log (no data.mdb)"),
+            (root + "/file", "cannot open the log in \(root)/file: mdb_env_open: Not a directory (20)"),
+        ] {
+            let replay = try runCommand(Binaries.incidentctl, ["replay", "--data-dir", dir])
+            #expect(replay.status == 2, "\(dir): \(replay.stderr)")
+            #expect(replay.stderr == "incidentctl: \(says)\n")
+            #expect(replay.stdout.isEmpty)
+        }
+    }
+
     @Test("report prints the incident id and position; observe and outcome add to the incident")
     func writeCommands() throws {
         let daemon = try Daemon()

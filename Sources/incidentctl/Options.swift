@@ -65,7 +65,8 @@ struct SourceDetailOptions: ParsableArguments {
     func validate(verifiedBy: [String], named verifiedByName: String) throws {
         for (name, list) in [("--source-url", urls), (verifiedByName, verifiedBy), ("--source-method", methods), ("--source-sha256", hashes)]
         where list.count > sources.count {
-            throw ValidationError("\(name) given \(list.count) times but --source only \(sources.count) times")
+            throw ValidationError(
+                "\(name) given \(timesGiven(list.count)) but --source \(timesGiven(sources.count)): each goes with the --source in the same place, so give a --source NAME for each")
         }
         if verification != nil && sources.isEmpty {
             throw ValidationError(
@@ -84,6 +85,16 @@ struct SourceDetailOptions: ParsableArguments {
             if let verification { o["verification"] = .string(verification) }
             return .object(o)
         })
+    }
+}
+
+/// "not at all", "once", "twice" or "3 times": how often an option was given.
+func timesGiven(_ count: Int) -> String {
+    switch count {
+    case 0: return "not at all"
+    case 1: return "once"
+    case 2: return "twice"
+    default: return "\(count) times"
     }
 }
 

@@ -198,6 +198,27 @@ struct CLITests {
         #expect(daemon.stop() == 0)
     }
 
+    @Test("more --source-url, --verified-by, --source-method or --source-sha256 than --source is bad usage counted in words")
+    func sourceDetailCounts() throws {
+        let report = ["report", "--city", "Kupiansk", "--kind", "other", "--occurred", "2022-03-01", "--socket", "/nonexistent.sock"]
+        for (arguments, says) in [
+            (["--source-url", "https://example.org/1"], "--source-url given once but --source not at all"),
+            (["--source", "A", "--verified-by", "B", "--verified-by", "C"], "--verified-by given twice but --source once"),
+            (["--source", "A", "--source", "B", "--source-method", "m", "--source-method", "m", "--source-method", "m"],
+             "--source-method given 3 times but --source twice"),
+        ] {
+            let usage = try runCommand(Binaries.incidentctl, report + arguments)
+            #expect(usage.status == 2, "\(arguments): \(usage.stderr)")
+            #expect(
+                usage.stderr.contains("\(says): each goes with the --source in the same place, so give a --source NAME for each"),
+                "\(arguments): \(usage.stderr)")
+        }
+        let outcome = try runCommand(
+            Binaries.incidentctl, ["outcome", "x", "--status", "unknown", "--source-verified-by", "B", "--socket", "/nonexistent.sock"])
+        #expect(outcome.status == 2)
+        #expect(outcome.stderr.contains("--source-verified-by given once but --source not at all"), "\(outcome.stderr)")
+    }
+
     @Test("replay --data-dir that holds no log says so once, naming the directory and why")
     func replayWithoutLog() throws {
         let root = makeTemporaryDirectory("incidentd-replay")

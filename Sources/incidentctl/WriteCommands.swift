@@ -93,7 +93,15 @@ struct Report: ParsableCommand {
         if sourceOptions.details.verification == nil { sourceOptions.details.verification = verification }
         if let sources = sourceOptions.json { event["sources"] = sources }
         control.apply(to: &event)
-        try appendOne(event, allowNewCity: allowNewCity, connection: connection, output: output)
+        do {
+            try appendOne(event, allowNewCity: allowNewCity, connection: connection, output: output)
+        } catch ClientFailure.refused(code: "unknown_city", let message) {
+            // The daemon names the protocol's field (allowNewCity); here it is a flag.
+            let hint = "give --allow-new-city to add a new city"
+            var text = message.replacingOccurrences(of: "set allowNewCity to add a new city", with: hint)
+            if !text.contains("--allow-new-city") { text += " (\(hint))" }
+            throw ClientFailure.refused(code: "unknown_city", message: text)
+        }
     }
 }
 

@@ -56,11 +56,34 @@ final class SocketClient {
             $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
         }
         if result != 0 {
-            let reason = String(cString: strerror(errno))
+            let code = errno
+            let reason = String(cString: strerror(code))
             close(fd)
+            if code == EACCES, let group = Self.groupToJoin(path) {
+                throw .unreachable(
+                    "cannot reach incidentd at \(path): \(reason): reaching it takes membership of its group \(group) (ask an administrator to add you to it, then log in again); the roles in incidentd.toml then decide what you may do")
+            }
             throw .unreachable(
                 "cannot reach incidentd at \(path): \(reason) (is it running? set --socket or INCIDENTD_SOCKET)")
         }
+    }
+
+    /// The socket's group ("incidentd-clients", quoted, or "gid 990") when the socket is open to its group (mode
+    /// 0660) and this process is not in it: then membership of that group is what a refused connection lacks. Nil
+    /// when something else refused it (a directory on the way, a socket open to its owner alone).
+    private static func groupToJoin(_ path: String) -> String? {
+        var info = stat()
+        guard stat(path, &info) == 0, info.st_mode & S_IFMT == S_IFSOCK, info.st_mode & 0o020 != 0 else { return nil }
+        var count = getgroups(0, nil)
+        var groups = [gid_t](repeating: 0, count: Int(max(count, 0)))
+        count = getgroups(count, &groups)
+        guard count >= 0, getegid() != info.st_gid, !groups.prefix(Int(count)).contains(info.st_gid) else { return nil }
+        var group = Glibc.group()
+        var buffer = [CChar](repeating: 0, count: 16384)
+        var result: UnsafeMutablePointer<Glibc.group>?
+        guard getgrgid_r(info.st_gid, &group, &buffer, buffer.count, &result) == 0, result != nil, let name = group.gr_name
+        else { return "gid \(info.st_gid)" }
+        return "\"\(String(cString: name))\""
     }
 
     deinit { close(fd) }

@@ -50,6 +50,37 @@ final class ThrowawayUser {
     }
 }
 
+/// A system group made for one test with `groupadd`, removed with `groupdel` when released.
+final class ThrowawayGroup {
+    let name: String
+    let gid: UInt32
+
+    init() throws {
+        let name = "incdgrp\(getpid() % 100_000)x\(UInt16.random(in: 0...UInt16.max))"
+        var last = CommandResult(status: 0, stdout: "", stderr: "")
+        try waitFor("groupadd \(name)", timeout: 30) {
+            last = try runCommand("/usr/sbin/groupadd", ["--system", name])
+            return last.status == 0
+        }
+        guard let entry = getgrnam(name) else { throw HarnessError("groupadd \(name) made no group: \(last.stderr)") }
+        self.name = name
+        gid = entry.pointee.gr_gid
+    }
+
+    deinit {
+        _ = try? waitFor("groupdel \(name)", timeout: 30) {
+            try runCommand("/usr/sbin/groupdel", [name]).status == 0 || getgrnam(name) == nil
+        }
+    }
+
+    /// Adds `user` to this group, as `usermod -aG` (or a sysusers.d `m` line) does.
+    func add(_ user: ThrowawayUser) throws {
+        try waitFor("usermod -aG \(name) \(user.name)", timeout: 30) {
+            try runCommand("/usr/sbin/usermod", ["-a", "-G", name, user.name]).status == 0
+        }
+    }
+}
+
 @Suite("Access control")
 struct AccessTests {
     /// Lets `user` reach the daemon's socket the way a deployment does: through the socket's group (mode 0660).
@@ -59,6 +90,38 @@ struct AccessTests {
         var info = stat()
         #expect(lstat(daemon.socketPath, &info) == 0)
         #expect(info.st_mode & 0o7777 == 0o660)
+    }
+
+    @Test(
+        "the shipped arrangement: a user reaches the socket through its group (mode 0660), and is told which group to join when not in it; the roles then decide what the user may do",
+        .enabled(if: ThrowawayUser.canCreate, "needs root, useradd and runuser or setpriv to create a throwaway user"))
+    func socketGroupThenRoles() throws {
+        // Stand-ins for incidentd.socket's SocketGroup (incidentd-clients) and for incidentd-readers.
+        let clients = try ThrowawayGroup()
+        let readers = try ThrowawayGroup()
+        let user = try ThrowawayUser()
+        let daemon = try Daemon.configured("[access.readers]\ngroups = [\"\(readers.name)\"]\n")
+        #expect(chmod(daemon.root, 0o711) == 0)
+        #expect(chown(daemon.socketPath, 0, clients.gid) == 0, "chown the socket: \(String(cString: strerror(errno)))")
+
+        // A role, but no way to the socket: the client says which group reaching it takes.
+        try readers.add(user)
+        let unreachable = try user.ctl(["status"], socket: daemon.socketPath)
+        #expect(unreachable.status == 3, "\(unreachable.stderr)")
+        #expect(
+            unreachable.stderr.contains(
+                "cannot reach incidentd at \(daemon.socketPath): Permission denied: reaching it takes membership of its group \"\(clients.name)\""),
+            "\(unreachable.stderr)")
+
+        // In the socket's group too: the reader's role decides, so it reads and may not report.
+        try clients.add(user)
+        let status = try user.ctl(["status", "--format", "json"], socket: daemon.socketPath)
+        #expect(status.status == 0, "\(status.stderr)")
+        let report = try user.ctl(
+            ["report", "--city", "Kupiansk", "--kind", "strike", "--occurred", "2022-03-01"], socket: daemon.socketPath)
+        #expect(report.status == 1)
+        #expect(report.stderr.contains("permission_denied"), "\(report.stderr)")
+        #expect(daemon.stop() == 0)
     }
 
     @Test(

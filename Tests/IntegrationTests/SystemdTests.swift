@@ -77,6 +77,37 @@ struct SystemdTests {
         #expect(exposure <= 1.0)
     }
 
+    @Test("the shipped units, sysusers.d and incidentd.toml agree: the socket (0660) belongs to a group of its own that sysusers creates, every group [access] names is created there too, and the config, the socket unit and the README say that reaching the socket takes its group")
+    func shippedGroups() throws {
+        func read(_ path: String) throws -> String {
+            try String(contentsOf: repository.appendingPathComponent(path), encoding: .utf8)
+        }
+        func setting(_ key: String, in unit: String) -> String? {
+            unit.split(separator: "\n").first { $0.hasPrefix(key + "=") }.map { String($0.dropFirst(key.count + 1)) }
+        }
+        let socket = try read("systemd/incidentd.socket")
+        let service = try read("systemd/incidentd.service")
+        let sysusers = try read("systemd/incidentd.sysusers.conf")
+        let config = try read("config/incidentd.toml")
+        let readme = try read("README.md")
+        #expect(setting("SocketMode", in: socket) == "0660")
+        let group = try #require(setting("SocketGroup", in: socket))
+        let daemonUser = try #require(setting("User", in: service))
+        #expect(setting("SocketUser", in: socket) == daemonUser)
+        // sysusers.d lines: type, name, ...
+        let lines = sysusers.split(separator: "\n").filter { !$0.hasPrefix("#") }.map { $0.split(separator: " ").map(String.init) }
+        let groups = Set(lines.filter { $0.count >= 2 && ($0[0] == "g" || $0[0] == "u") }.map { $0[1] })
+        #expect(groups.contains(group), "sysusers.d creates the socket's group \(group)")
+        #expect(group != daemonUser, "the socket's group is not the daemon's own group, which owns the log's files")
+        let named = config.split(separator: "\n").filter { $0.hasPrefix("groups = ") }
+            .flatMap { $0.split(separator: "\"").enumerated().filter { $0.offset % 2 == 1 }.map { String($0.element) } }
+        #expect(!named.isEmpty)
+        for name in named { #expect(groups.contains(name), "sysusers.d creates the group \(name) that [access] names") }
+        for (file, text) in [("config/incidentd.toml", config), ("systemd/incidentd.socket", socket), ("README.md", readme)] {
+            #expect(text.contains("`\(group)`") || text.contains("\(group) "), "\(file) names the socket's group \(group)")
+        }
+    }
+
     @Test("socket activation: served on the inherited socket, READY=1 once serving, STOPPING=1 on SIGTERM, exit 0")
     func socketActivationAndNotify() throws {
         guard let activate = which("systemd-socket-activate") else {

@@ -272,7 +272,8 @@ struct BatchedLoad {
         } else if batch.count == 1 {
             place += ":\(first)"
         }
-        var message = "\(place): \(error?["message"]?.stringValue ?? "refused")"
+        let reason = error?["message"]?.stringValue ?? "refused"
+        var message = "\(place): \(code == "unknown_city" ? ClientFailure.unknownCityForCommandLine(reason) : reason)"
         message += batch.count == 1 ? "; it was not stored" : "; its batch of \(batch.count) events (lines \(first)–\(last)) was not stored"
         if code == "line_too_long" && batch.count == 1 {
             message += " (an event longer than the daemon's max_line_bytes cannot be appended)"

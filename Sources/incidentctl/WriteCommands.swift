@@ -96,11 +96,7 @@ struct Report: ParsableCommand {
         do {
             try appendOne(event, allowNewCity: allowNewCity, connection: connection, output: output)
         } catch ClientFailure.refused(code: "unknown_city", let message) {
-            // The daemon names the protocol's field (allowNewCity); here it is a flag.
-            let hint = "give --allow-new-city to add a new city"
-            var text = message.replacingOccurrences(of: "set allowNewCity to add a new city", with: hint)
-            if !text.contains("--allow-new-city") { text += " (\(hint))" }
-            throw ClientFailure.refused(code: "unknown_city", message: text)
+            throw ClientFailure.refused(code: "unknown_city", message: ClientFailure.unknownCityForCommandLine(message))
         }
     }
 }
@@ -226,5 +222,16 @@ struct Outcome: ParsableCommand {
         if let sources = source.json { event["sources"] = sources }
         control.apply(to: &event)
         try appendOne(event, allowNewCity: false, connection: connection, output: output)
+    }
+}
+
+extension ClientFailure {
+    /// The daemon's `unknown_city` message worded for the command line: the daemon names the protocol's member
+    /// (allowNewCity), where the commands take a flag.
+    static func unknownCityForCommandLine(_ message: String) -> String {
+        let hint = "give --allow-new-city to add a new city"
+        var text = message.replacingOccurrences(of: "set allowNewCity to add a new city", with: hint)
+        if !text.contains("--allow-new-city") { text += " (\(hint))" }
+        return text
     }
 }

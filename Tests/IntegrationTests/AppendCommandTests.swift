@@ -99,7 +99,7 @@ struct AppendCommandTests {
         #expect(daemon.stop() == 0)
     }
 
-    @Test("an input that cannot be read says why")
+    @Test("an input that cannot be read, or is not events, says why; a refusal speaks of flags, not protocol members")
     func unreadableInput() throws {
         let daemon = try Daemon()
         let missing = try daemon.ctl(["append", daemon.root + "/missing.jsonl"])
@@ -108,6 +108,9 @@ struct AppendCommandTests {
         let directory = try daemon.ctl(["append", daemon.root])
         #expect(directory.status == 2)
         #expect(directory.stderr.contains("it is a directory"), "\(directory.stderr)")
+        let city = try daemon.ctl(["append", "-"], stdin: Wire.report(city: "Kharkov").canonicalString() + "\n")
+        #expect(city.status == 1)
+        #expect(city.stderr.contains("give --allow-new-city") && !city.stderr.contains("set allowNewCity"), "\(city.stderr)")
         let array = try daemon.ctl(["append", "-"], stdin: "[1,2]\n")
         #expect(array.status == 2)
         #expect(array.stderr.contains("-:1: not an event"), "\(array.stderr)")

@@ -30,11 +30,12 @@ struct Append: ParsableCommand {
             """)
 
     @Argument(help: ArgumentHelp("A JSON-lines file, or - for standard input.", valueName: "file|-")) var file: String = "-"
-    @Option(help: "Events per atomic batch, at most (fewer when they would not fit in one request line).")
+    @Option(parsing: .unconditional, help: "Events per atomic batch, at most (fewer when they would not fit in one request line).")
     var batchSize: Int = 500
-    @Option(help: ArgumentHelp("Start at this line of the input; the lines before it are not read as events.", valueName: "n"))
+    @Option(parsing: .unconditional, help: ArgumentHelp("Start at this line of the input; the lines before it are not read as events.", valueName: "n"))
     var fromLine: Int = 1
     @Option(
+        parsing: .unconditional,
         help: """
             Batches in flight at once. Above 1 a large file loads faster, but a refused batch no longer stops the \
             ones sent after it: they may be stored.

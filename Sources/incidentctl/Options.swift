@@ -127,7 +127,9 @@ struct AppendControlOptions: ParsableArguments {
     @Option(name: .long, help: ArgumentHelp("A UUID: retrying with the same id never stores the event twice.", valueName: "uuid"))
     var eventId: String?
 
-    @Option(name: .long, help: ArgumentHelp("Refuse unless the incident is at this version (optimistic concurrency).", valueName: "n"))
+    @Option(
+        name: .long, parsing: .unconditional,
+        help: ArgumentHelp("Refuse unless the incident is at this version (optimistic concurrency).", valueName: "n"))
     var expectedVersion: Int?
 
     func apply(to event: inout [String: JSONValue]) {

@@ -25,8 +25,8 @@ struct Events: ParsableCommand {
               incidentctl events --follow --city Melitopol
             """)
 
-    @Option(help: "First position to show.") var from: Int = 1
-    @Option(help: "How many events at most (0: all).") var limit: Int = 0
+    @Option(parsing: .unconditional, help: "First position to show.") var from: Int = 1
+    @Option(parsing: .unconditional, help: "How many events at most (0: all).") var limit: Int = 0
     @Option(help: "Only incidents in this city (any spelling).") var city: String?
     @Option(help: "Only this type: incident-reported, response-observed or outcome-updated.") var type: String?
     @Option(help: "Only this incident's events.") var incident: String?
@@ -367,7 +367,7 @@ struct Replay: ParsableCommand {
             """)
 
     @Option(help: ArgumentHelp("The daemon's data directory.", valueName: "dir")) var dataDir: String = "/var/lib/incidentd"
-    @Option(help: "Stop after this position.") var untilPosition: UInt64?
+    @Option(parsing: .unconditional, help: "Stop after this position.") var untilPosition: UInt64?
     @Option(help: ArgumentHelp("Only what had been recorded by this time.", valueName: "time")) var asOf: String?
     @Option(help: ArgumentHelp("Only what had happened before this time.", valueName: "time")) var occurredBefore: String?
     @Option(help: ArgumentHelp("Gazetteer file for city names (default: the compiled-in one).", valueName: "file")) var gazetteer: String?

@@ -41,13 +41,13 @@ struct Report: ParsableCommand {
     @Option(help: ArgumentHelp("When: 2022-03-01, 2022-03, or 2022-03-01T14:30+02:00.", valueName: "date")) var occurred: String
     @Option(help: "minute, hour, day, week or month (default: what --occurred expresses).") var precision: String?
     @Option(help: "The incident id to use: lowercase letters, digits and '-'.") var incident: String?
-    @Option(help: ArgumentHelp("How many took part: N, or LOW-HIGH.", valueName: "n|low-high")) var participants: String?
+    @Option(parsing: .unconditional, help: ArgumentHelp("How many took part: N, or LOW-HIGH.", valueName: "n|low-high")) var participants: String?
     @Option(help: "Where in the city, e.g. \"in front of the city hall\".") var location: String?
     @Option(help: "What happened, in a few sentences.") var description: String?
     @Option(name: .customLong("target"), help: "What the action was aimed at (repeatable).") var targets: [String] = []
     @Option(name: .customLong("tag"), help: "A free tag (repeatable).") var tags: [String] = []
-    @Option(help: "Latitude, WGS 84.") var lat: Double?
-    @Option(help: "Longitude, WGS 84.") var lon: Double?
+    @Option(parsing: .unconditional, help: "Latitude, WGS 84 (south is negative).") var lat: Double?
+    @Option(parsing: .unconditional, help: "Longitude, WGS 84 (west is negative).") var lon: Double?
     @Option(
         help: ArgumentHelp(
             "How far every --source is verified: unverified, verified, disputed or debunked (the same as --source-verification; needs --source).",
@@ -127,14 +127,20 @@ struct Observe: ParsableCommand {
     @Option(help: "The responding force, e.g. \"Russian armed forces\".") var by: String
     @Option(help: ArgumentHelp("When it happened (default: the incident's date).", valueName: "date")) var occurred: String?
     @Option(help: "minute, hour, day, week or month.") var precision: String?
-    @Option(help: "People killed.") var killed: Int?
-    @Option(help: "People injured.") var injured: Int?
-    @Option(help: "People detained.") var detained: Int?
+    @Option(parsing: .unconditional, help: "People killed.") var killed: Int?
+    @Option(parsing: .unconditional, help: "People injured.") var injured: Int?
+    @Option(parsing: .unconditional, help: "People detained.") var detained: Int?
     @Option(help: "What was seen.") var description: String?
     @OptionGroup var source: SourceOptions
     @OptionGroup var control: AppendControlOptions
     @OptionGroup var connection: ConnectionOptions
     @OptionGroup var output: OutputOptions
+
+    func validate() throws {
+        for (flag, count) in [("--killed", killed), ("--injured", injured), ("--detained", detained)] {
+            if let count, count < 0 { throw ValidationError("\(flag): a number of people, 0 or more (not \(count))") }
+        }
+    }
 
     func run() throws {
         let list = responses.flatMap { $0.split(separator: ",") }.map { $0.trimmingCharacters(in: .whitespaces) }

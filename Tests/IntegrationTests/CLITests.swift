@@ -8,6 +8,19 @@ import Testing
 struct CLITests {
     static let subcommands = ["report", "observe", "outcome", "append", "events", "incident", "city", "cities", "status", "verify", "replay"]
 
+    @Test("a negative number is a value, not a flag: coordinates south and west are stored")
+    func negativeNumbers() throws {
+        let daemon = try Daemon()
+        let reported = try daemon.ctl([
+            "report", "--city", "Kupiansk", "--kind", "other", "--occurred", "2022-03-01", "--incident", "south-west",
+            "--lat", "-33.7", "--lon", "-0.12", "--format", "json",
+        ])
+        #expect(reported.status == 0, "\(reported.stderr)")
+        let incident = try #require(try daemon.ctl(["incident", "--format", "json", "south-west"]).json)
+        #expect(incident["reportEvent"]?["data"]?["coordinates"] == ["lat": -33.7, "lon": -0.12])
+        #expect(daemon.stop() == 0)
+    }
+
     @Test("exit status 0 ok, 1 refused naming the code, 2 bad usage, 3 daemon unreachable")
     func exitStatuses() throws {
         let daemon = try Daemon()
@@ -44,6 +57,9 @@ struct CLITests {
             ["observe", "kupiansk-1", "--by", "x"],
             ["outcome", "kupiansk-1", "--status", "dispersed", "--correct", "participants"],
             ["events", "--from", "0"],
+            ["events", "--from", "-1"],
+            ["observe", "kupiansk-1", "--by", "x", "--response", "none", "--killed", "-1"],
+            ["report", "--city", "Kupiansk", "--kind", "demonstration", "--occurred", "2022-03-01", "--participants", "-5"],
             ["cities", "--format", "yaml"],
             ["append", "/nonexistent/events.jsonl"],
             ["no-such-command"],

@@ -173,7 +173,8 @@ struct Outcome: ParsableCommand {
               incidentctl outcome berdiansk-2022-03-28-sabotage --status retracted --note "duplicate report"
 
             Statuses: unknown, ongoing, dispersed, objective-achieved, suppressed, retracted.
-            Correctable fields: kind, location, description, participants, targets, tags.
+            Correctable fields: kind, location, description, participants, targets, tags; all of them but kind \
+            can be removed (--remove location), and the history keeps what they were.
             """)
 
     @Argument(help: "The incident id.") var incident: String
@@ -188,6 +189,10 @@ struct Outcome: ParsableCommand {
     @Option(help: "Why, in a sentence.") var note: String?
     @Option(name: .customLong("correct"), help: ArgumentHelp("A corrected report field (repeatable).", valueName: "field=value"))
     var corrections: [String] = []
+    @Option(
+        name: .customLong("remove"),
+        help: ArgumentHelp("A report field the incident no longer has, e.g. a location that was wrong (repeatable).", valueName: "field"))
+    var removals: [String] = []
     @Option(help: ArgumentHelp("When it was established (default: now).", valueName: "date")) var occurred: String?
     @OptionGroup var source: OutcomeSourceOptions
     @OptionGroup var control: AppendControlOptions
@@ -209,6 +214,10 @@ struct Outcome: ParsableCommand {
             default:
                 result[field] = .string(value)
             }
+        }
+        for field in removals {
+            guard result[field] == nil else { throw ValidationError("--remove \(field): --correct gives it a value too") }
+            result[field] = .null
         }
         return result
     }

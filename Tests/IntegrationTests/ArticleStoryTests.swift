@@ -185,7 +185,7 @@ struct ArticleStoryTests {
         #expect(berdiansk?["latestOutcome"] == .null)
     }
 
-    @Test("a correction shows in the projections while the incident's history keeps both values")
+    @Test("a correction shows in the projections while the incident's history keeps both values; a field removed likewise")
     func correction() throws {
         let daemon = try Self.daemonWithArticle()
         let observe = try daemon.ctl([
@@ -239,5 +239,17 @@ struct ArticleStoryTests {
         // The log itself still holds the original report, unchanged.
         let first = try daemon.client().call("read", ["from": 1, "limit": 1])["events"]?.arrayValue?.first
         #expect(first?["data"]?["participants"] == ["low": 150, "high": 150])
+
+        // A field removed: gone from the incident as it stands, kept in the report and the history.
+        let removed = try daemon.ctl(["outcome", Self.kupiansk, "--status", "dispersed", "--remove", "location", "--format", "json"])
+        #expect(removed.status == 0, "\(removed.stderr)")
+        let afterRemoval = try #require(try daemon.ctl(["incident", "--format", "json", Self.kupiansk]).json)
+        #expect(afterRemoval["current"]?["location"] == nil, "\(afterRemoval)")
+        #expect(afterRemoval["report"]?["location"] == incident["report"]?["location"])
+        #expect(try daemon.ctl(["incident", "--format", "table", Self.kupiansk]).stdout.contains("corrects location removed"))
+        let both = try daemon.ctl(["outcome", Self.kupiansk, "--status", "dispersed", "--remove", "location", "--correct", "location=x"])
+        #expect(both.status == 2, "\(both.stderr)")
+        let kind = try daemon.ctl(["outcome", Self.kupiansk, "--status", "dispersed", "--remove", "kind"])
+        #expect(kind.status == 1 && kind.stderr.contains("invalid_event"), "an incident keeps its kind: \(kind.stderr)")
     }
 }

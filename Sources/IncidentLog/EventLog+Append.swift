@@ -167,8 +167,10 @@ extension EventLog {
                     courtesy.pass()
                     let mark = (head: head, staged: staged.count, streamValues: streamValues.count)
                     store.beginRequest(undoable: request.events.count > 1)
-                    // Event ids this request added to `batchEventIds`, to take back if it is refused.
-                    var requestEventIds: [String] = []
+                    // Event ids this request of several events added to `batchEventIds`, with the index of the event
+                    // that did: to name it when the request uses the id again for something else, and to take them
+                    // back if the request is refused.
+                    var requestEventIds: [String: Int] = [:]
                     var positions: [UInt64] = []
                     var incidents: [String] = []
                     var alreadyStored: [Int] = []
@@ -188,6 +190,14 @@ extension EventLog {
                                                 proposal, storedDigest: earlier.digest,
                                                 stored: { try storedEvent(position: earlier.position, staged: staged, handle) })
                                     else {
+                                        // An earlier event of this request holds no position: the request is
+                                        // refused whole, and the one it was given goes to the next event stored.
+                                        if let first = requestEventIds[eventId] {
+                                            throw IncidentError(
+                                                .duplicateEventId,
+                                                "event id \(eventId) is used twice in this request, by events \(first) and \(index), for different events",
+                                                details: ["eventId": .string(eventId), "firstIndex": .int(Int64(first))])
+                                        }
                                         throw IncidentError(
                                             .duplicateEventId,
                                             "event id \(eventId) was already used for a different event at position \(earlier.position)",
@@ -242,7 +252,7 @@ extension EventLog {
                                         version: event.version, eventId: eventId, contentDigest: digest, value: value,
                                         streamValue: streamValueStart..<streamValues.count))
                                 batchEventIds[eventId] = (event.position, digest)
-                                if request.events.count > 1 { requestEventIds.append(eventId) }
+                                if request.events.count > 1 { requestEventIds[eventId] = index }
                                 head = Head(position: event.position, hash: hash, recordedAt: recordedAt)
                                 positions.append(event.position)
                                 incidents.append(event.incident)
@@ -257,7 +267,7 @@ extension EventLog {
                         staged.removeLast(staged.count - mark.staged)
                         streamValues.removeLast(streamValues.count - mark.streamValues)
                         store.discardRequest()
-                        for eventId in requestEventIds { batchEventIds.removeValue(forKey: eventId) }
+                        for eventId in requestEventIds.keys { batchEventIds.removeValue(forKey: eventId) }
                         results.append(.failure(failure))
                     }
                 }

@@ -123,9 +123,37 @@ struct IdempotencyTests {
         #expect(conflicting.errorCode == "duplicate_event_id", "\(conflicting)")
         #expect(conflicting["error"]?["index"]?.intValue == 1)
         #expect(try client.headPosition() == 1, "the batch is atomic: its first event did not land either")
+        // The earlier use is in the same refused request, so no position holds it: the refusal names the two
+        // events of the request, not the position the first would have taken (and which another event takes next).
+        #expect(conflicting["error"]?["firstIndex"]?.intValue == 0, "\(conflicting)")
+        #expect(conflicting["error"]?["position"] == nil, "\(conflicting)")
+        #expect(conflicting["error"]?["eventId"]?.stringValue == other)
+        let message = conflicting["error"]?["message"]?.stringValue ?? ""
+        #expect(message.contains("used twice in this request") && message.contains("events 0 and 1"), "\(message)")
+        #expect(!message.contains("position"), "\(message)")
+        // Further apart, behind an event of its own: the indexes are the request's.
+        let third = Wire.uuid()
+        let apart = try client.appendEvents([
+            Wire.report(incident: "kupiansk-apart", eventId: third), Wire.response(incident: "kupiansk-apart"),
+            Wire.response(incident: "kupiansk-apart", eventId: third),
+        ])
+        #expect(apart.errorCode == "duplicate_event_id", "\(apart)")
+        #expect(apart["error"]?["index"]?.intValue == 2 && apart["error"]?["firstIndex"]?.intValue == 0, "\(apart)")
+        #expect(apart["error"]?["message"]?.stringValue?.contains("events 0 and 2") == true, "\(apart)")
+        #expect(apart["error"]?["position"] == nil, "\(apart)")
+        #expect(try client.headPosition() == 1)
         #expect(try client.call("incident", ["incident": "kupiansk-conflict"]).errorCode == "unknown_incident")
         // The eventId was not consumed by the refused batch.
         #expect(try client.appendEvents([Wire.report(incident: "kupiansk-conflict-2", eventId: other)])["positions"] == [2])
+
+        // The same event twice with another between them, as a retry is treated: one event, its position twice.
+        // A response whose expectedVersion held when it was first used is still the same event the second time.
+        let response = Wire.response(incident: "kupiansk-conflict-2", eventId: Wire.uuid(), expectedVersion: 1)
+        let repeated = try client.appendEvents([response, Wire.outcome(incident: "kupiansk-conflict-2"), response])
+        #expect(repeated.isOK, "\(repeated)")
+        #expect(repeated["positions"] == [3, 4, 3])
+        #expect(try client.headPosition() == 4)
+        #expect(try client.call("incident", ["incident": "kupiansk-conflict-2"])["incident"]?["version"]?.intValue == 3)
     }
 
     @Test("a retried report through incidentctl --event-id prints the original position")

@@ -46,9 +46,11 @@ public struct ProposedEvent: Hashable, Sendable {
         }
         precision = try r.enumValue("precision", Precision.self)
         if let occurredAt = try r.string("occurredAt", maxLength: 64) {
-            guard let parsed = ParsedDate.parse(occurredAt) else {
+            guard let parsed = ParsedDate.parseProposed(occurredAt) else {
                 throw IncidentError.invalid(
-                    "occurredAt", "\"\(occurredAt)\" is not an ISO 8601 date (2022-03-01) or date-time (2022-03-01T14:30Z)")
+                    "occurredAt",
+                    ParsedDate.spaceForTProblem(occurredAt)
+                        ?? "\"\(occurredAt)\" is not an ISO 8601 date (2022-03-01) or date-time (2022-03-01T14:30Z)")
             }
             let skew = parsed.finestPrecision == .minute ? ClockSkew.dateTime : ClockSkew.date
             if parsed.start.microseconds > now.microseconds + skew {
@@ -65,7 +67,7 @@ public struct ProposedEvent: Hashable, Sendable {
         } else if precision != nil {
             throw IncidentError.invalid("precision", "is given without occurredAt")
         }
-        sources = try Source.list(r.raw("sources"), path: "sources")
+        sources = try Source.list(r.raw("sources"), path: "sources", proposed: true)
         expectedVersion = try r.integer("expectedVersion", range: 0...Int64(Int32.max))
         data = try EventData(type: type, json: r.raw("data"), stored: false)
         try r.finish()
@@ -175,7 +177,7 @@ public struct RecordedEvent: Hashable, Sendable {
         recordedBy = Recorder(
             uid: UInt32(try by.integer("uid", range: 0...Int64(UInt32.max)) ?? 0),
             user: try by.string("user", maxLength: 256, allowEmpty: true) ?? "")
-        sources = try Source.list(r.raw("sources"), path: "sources")
+        sources = try Source.list(r.raw("sources"), path: "sources", proposed: false)
         schema = try r.integer("schema", range: 1...Int64.max) ?? 1
         prevHash = try r.requiredString("prevHash", maxLength: 64)
         data = try EventData(type: type, json: r.raw("data"), stored: true)

@@ -27,7 +27,9 @@ public struct Source: Hashable, Sendable {
         self.verification = verification
     }
 
-    init(json: JSONValue, path: String) throws(IncidentError) {
+    /// A source of a `proposed` event, checked by the rules a client's input must pass; or of a stored one, read
+    /// back as it was accepted when it was appended (a `publishedAt` with a space before the time, say).
+    init(json: JSONValue, path: String, proposed: Bool) throws(IncidentError) {
         var r = try FieldReader(json, path: path)
         name = try r.requiredString("name", maxLength: Limits.shortText)
         url = try r.string("url", maxLength: Limits.url)
@@ -35,8 +37,10 @@ public struct Source: Hashable, Sendable {
             throw IncidentError.invalid(r.name("url"), "expected an absolute URI such as https://…")
         }
         publishedAt = try r.string("publishedAt", maxLength: 64)
-        if let publishedAt, ParsedDate.parse(publishedAt) == nil {
-            throw IncidentError.invalid(r.name("publishedAt"), "expected an ISO 8601 date or date-time")
+        if let publishedAt, (proposed ? ParsedDate.parseProposed(publishedAt) : ParsedDate.parse(publishedAt)) == nil {
+            throw IncidentError.invalid(
+                r.name("publishedAt"),
+                (proposed ? ParsedDate.spaceForTProblem(publishedAt) : nil) ?? "expected an ISO 8601 date or date-time")
         }
         verifiedBy = try r.string("verifiedBy", maxLength: Limits.shortText)
         method = try r.string("method", maxLength: Limits.shortText)
@@ -64,7 +68,7 @@ public struct Source: Hashable, Sendable {
         return .object(o)
     }
 
-    static func list(_ json: JSONValue?, path: String) throws(IncidentError) -> [Source] {
+    static func list(_ json: JSONValue?, path: String, proposed: Bool) throws(IncidentError) -> [Source] {
         guard let json, !json.isNull else { return [] }
         guard case .array(let elements) = json else {
             throw IncidentError.invalid(path, "expected an array, got \(json.typeName)")
@@ -74,7 +78,7 @@ public struct Source: Hashable, Sendable {
         }
         var result: [Source] = []
         for (n, element) in elements.enumerated() {
-            result.append(try Source(json: element, path: "\(path)[\(n)]"))
+            result.append(try Source(json: element, path: "\(path)[\(n)]", proposed: proposed))
         }
         return result
     }

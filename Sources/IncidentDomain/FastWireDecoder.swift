@@ -144,7 +144,7 @@ public enum FastWireDecoder {
         guard s.consume(UInt8(ascii: "}")), let type, let data else { return nil }
         if incident == nil && type != .incidentReported { return nil }
         if let text = occurredAt {
-            guard let parsed = ParsedDate.parse(text) else { return nil }
+            guard let parsed = ParsedDate.parseProposed(text) else { return nil }
             let skew = parsed.finestPrecision == .minute ? ClockSkew.dateTime : ClockSkew.date
             if parsed.start.microseconds > now.microseconds + skew { return nil }
             if let precision, precision.isFiner(than: parsed.finestPrecision) { return nil }
@@ -205,7 +205,7 @@ public enum FastWireDecoder {
             } else if equals(key, "publishedAt") {
                 bit = 4
                 if !isNull {
-                    guard let at = text(&s, &buffer, maxLength: 64), ParsedDate.parse(at) != nil else { return nil }
+                    guard let at = text(&s, &buffer, maxLength: 64), ParsedDate.parseProposed(at) != nil else { return nil }
                     source.publishedAt = at
                 }
             } else if equals(key, "verifiedBy") {

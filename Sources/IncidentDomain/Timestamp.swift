@@ -81,8 +81,10 @@ public struct ParsedDate: Hashable, Sendable {
     /// `month` for `YYYY-MM`, `day` for a date, `minute` for a date and time.
     public var finestPrecision: Precision
 
-    /// Accepts `YYYY-MM`, `YYYY-MM-DD`, and `YYYY-MM-DDTHH:MM[:SS[.f…]]` followed by `Z` or `±HH:MM`.
-    /// Returns nil for anything else, including impossible dates such as 2022-02-30.
+    /// Accepts `YYYY-MM`, `YYYY-MM-DD`, and `YYYY-MM-DDTHH:MM[:SS[.f…]]` followed by `Z` or `±HH:MM`, and, for
+    /// dates already in a log, a space in place of the `T`, which daemons before this rule accepted and stored:
+    /// the events holding one must still replay, rebuild and verify. Dates a client sends are read with
+    /// ``parseProposed(_:)``. Returns nil for anything else, including impossible dates such as 2022-02-30.
     public static func parse(_ text: String) -> ParsedDate? {
         var text = text
         return text.withUTF8 { parse(utf8: UnsafeRawBufferPointer($0)) }
@@ -90,6 +92,26 @@ public struct ParsedDate: Hashable, Sendable {
 
     /// ``parse(_:)`` of UTF-8 bytes.
     public static func parse(utf8 bytes: UnsafeRawBufferPointer) -> ParsedDate? {
+        parse(utf8: bytes, spaceForT: true)
+    }
+
+    /// A date a client sends (`occurredAt`, a source's `publishedAt`): only the forms PROTOCOL.md documents, so a
+    /// `T` between the date and the time, never a space (which is not ISO 8601).
+    public static func parseProposed(_ text: String) -> ParsedDate? {
+        var text = text
+        return text.withUTF8 { parse(utf8: UnsafeRawBufferPointer($0), spaceForT: false) }
+    }
+
+    /// What to tell a client whose date ``parseProposed(_:)`` refuses, when it is the near miss of a space where
+    /// ISO 8601 wants the `T`; nil otherwise.
+    public static func spaceForTProblem(_ text: String) -> String? {
+        guard parseProposed(text) == nil, parse(text) != nil, text.utf8.count > 10 else { return nil }
+        var fixed = Array(text.utf8)
+        fixed[10] = UInt8(ascii: "T")  // after YYYY-MM-DD, the only place a space is taken
+        return "\"\(text)\" is not ISO 8601: write T between the date and the time, as in \(String(decoding: fixed, as: UTF8.self))"
+    }
+
+    private static func parse(utf8 bytes: UnsafeRawBufferPointer, spaceForT: Bool) -> ParsedDate? {
         var c = DateCursor(bytes: bytes)
         guard let year = c.number(4), year >= 1000, c.expect(UInt8(ascii: "-")), let month = c.number(2), (1...12).contains(month)
         else { return nil }
@@ -103,7 +125,8 @@ public struct ParsedDate: Hashable, Sendable {
         if c.atEnd {
             return ParsedDate(start: Timestamp(microseconds: days * 86_400_000_000), finestPrecision: .day)
         }
-        guard c.expect(UInt8(ascii: "T")) || c.expect(UInt8(ascii: "t")) || c.expect(UInt8(ascii: " ")), let hour = c.number(2), hour < 24,
+        guard c.expect(UInt8(ascii: "T")) || c.expect(UInt8(ascii: "t")) || (spaceForT && c.expect(UInt8(ascii: " "))),
+            let hour = c.number(2), hour < 24,
             c.expect(UInt8(ascii: ":")), let minute = c.number(2), minute < 60
         else { return nil }
         var second: Int64 = 0

@@ -46,6 +46,8 @@ struct ValidationTests {
             (["occurredAt"], "2022-02-30", "occurredAt"),
             (["occurredAt"], "yesterday", "occurredAt"),
             (["occurredAt"], "2099-01-01", "occurredAt"),
+            (["occurredAt"], "2022-03-01 14:30Z", "occurredAt"),
+            (["occurredAt"], "2022-03-01 14:30:15+02:00", "occurredAt"),
             (["precision"], "minute", "precision"),
             (["incident"], "../etc/passwd", "incident"),
             (["incident"], "Kupiansk.City", "incident"),
@@ -64,6 +66,7 @@ struct ValidationTests {
             (["data", "colour"], "red", "data.colour"),
             (["sources"], [["verification": "verified"]], "sources[0].name"),
             (["sources"], [["name": "x", "sha256": "abc"]], "sources[0].sha256"),
+            (["sources"], [["name": "x", "publishedAt": "2022-03-01 14:30Z"]], "sources[0].publishedAt"),
         ] as [([String], JSONValue?, String)])
     func refused(path: [String], value: JSONValue?, expectedField: String) {
         do {
@@ -91,6 +94,44 @@ struct ValidationTests {
         }
         let outcome = try propose(["type": "outcome-updated", "incident": "a", "data": ["status": "dispersed", "corrections": ["participants": ["low": 100, "high": 200]]]])
         #expect(outcome.type == .outcomeUpdated)
+    }
+
+    @Test("a date-time with a space before the time is refused on input, saying to write T")
+    func dateTimeSeparator() throws {
+        do {
+            _ = try propose(with(report, ["occurredAt"], "2022-03-01 14:30Z"))
+            Issue.record("a space before the time was accepted")
+        } catch {
+            #expect(
+                (error as? IncidentError)?.message
+                    == "occurredAt: \"2022-03-01 14:30Z\" is not ISO 8601: write T between the date and the time, as in 2022-03-01T14:30Z",
+                "\(error)")
+        }
+        // The forms PROTOCOL.md documents still pass, on both fields.
+        for date in ["2022-03-01T14:30Z", "2022-03-01t14:30z", "2022-03-01T14:30:15.5+02:00", "2022-03-01", "2022-03"] {
+            #expect(try propose(with(report, ["occurredAt"], .string(date))).occurredAt == date)
+            let event = try propose(with(report, ["sources"], [["name": "x", "publishedAt": .string(date)]]))
+            #expect(event.sources.first?.publishedAt == date)
+        }
+    }
+
+    @Test("a stored event is read back with what earlier versions accepted: a space before the time, a source published in the future")
+    func storedDatesStayReadable() throws {
+        // Dates that reached the log before these rules: reading them back (replay, rebuild, verify) must not
+        // fail, so the parser for stored dates stays lenient.
+        #expect(ParsedDate.parse("2022-03-01 14:30Z")?.start == ParsedDate.parse("2022-03-01T14:30Z")?.start)
+        let stored: JSONValue = [
+            "position": 1, "eventId": "3f2a5c1e-8b7d-4e6f-9a0b-1c2d3e4f5a6b", "type": "incident-reported",
+            "incident": "kupiansk-2022-03-01-demonstration", "version": 1, "occurredAt": "2022-03-01 14:30Z",
+            "precision": "minute", "recordedAt": "2025-11-24T00:00:00.000000Z", "recordedBy": ["uid": 0, "user": "root"],
+            "schema": 1, "prevHash": .string(String(repeating: "0", count: 64)),
+            "sources": [["name": "a", "publishedAt": "2099-01-01", "verification": "verified"], ["name": "b", "publishedAt": "2022-03-01 15:00Z", "verification": "unverified"]],
+            "data": ["city": "Kup'yansk", "cityId": "kupiansk", "kind": "demonstration"],
+        ]
+        let event = try RecordedEvent(json: stored)
+        #expect(event.occurredAt == "2022-03-01 14:30Z")
+        #expect(event.sources.map(\.publishedAt) == ["2099-01-01", "2022-03-01 15:00Z"])
+        #expect(event.json == stored, "read back as it was stored, byte for byte")
     }
 
     @Test("dates: ISO 8601 forms, offsets and impossible dates")

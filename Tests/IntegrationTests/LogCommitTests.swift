@@ -2,11 +2,13 @@ import Foundation
 import Gazetteer
 import IncidentDomain
 @testable import IncidentLog
+import LMDB
 import StrictJSON
 import Testing
 
-/// Appends written straight through ``EventLog/commit(_:committedCities:)``, the group committer's one call, so
-/// that several requests are certainly in one batch.
+/// Appends written straight through ``EventLog/commit(_:committedCities:)``, the group committer's one call: so
+/// that several requests are certainly in one batch, and so that events can be stored as an earlier daemon
+/// stored them, past today's wire rules.
 @Suite("Log commits")
 struct LogCommitTests {
     static let recorder = Recorder(uid: 0, user: "root")
@@ -60,5 +62,59 @@ struct LogCommitTests {
         let stored = try log.events(from: 1, limit: 10).events
         #expect(stored.map { $0["incident"] } == ["kupiansk-batch-first", "kupiansk-batch"])
         #expect(stored.last?["eventId"]?.stringValue == id)
+    }
+
+    @Test("a log holding what earlier versions accepted (a space before the time, a source published in the future) is served, verified, replayed and rebuilt")
+    func datesAcceptedBefore() throws {
+        let root = makeTemporaryDirectory()
+        do {
+            let log = try EventLog(options: LogOptions(directory: root + "/data"), gazetteer: .embedded)
+            var report = try Self.proposal(Wire.report(incident: "kupiansk-legacy", kind: "blockade"))
+            report.occurredAt = "2022-03-01 14:30Z"
+            report.precision = .minute
+            var source = Source(name: "Suspilne", verification: .verified)
+            source.publishedAt = "2099-01-01"
+            var second = Source(name: "Ukrainska Pravda")
+            second.publishedAt = "2022-03-01 16:00+02:00"
+            report.sources = [source, second]
+            // A response without a time takes its report's; an outcome with one of its own.
+            let response = try Self.proposal(Wire.response(incident: "kupiansk-legacy", detained: 3))
+            var outcome = try Self.proposal(Wire.outcome(incident: "kupiansk-legacy"))
+            outcome.occurredAt = "2022-03-02 09:00+02:00"
+            outcome.precision = .minute
+            var cities: [String: CityState] = [:]
+            let results = log.commit([Self.request([report, response]), Self.request([outcome])], committedCities: &cities)
+            guard case .success(let receipt) = results.first, case .success = results.last else {
+                Issue.record("\(results)")
+                return
+            }
+            #expect(receipt.positions == [1, 2])
+        }
+        let daemon = try Daemon(root: root)
+        let client = try daemon.client()
+        let events = try checkLogIntegrity(daemon, client)
+        #expect(events.map { $0["occurredAt"]?.stringValue } == ["2022-03-01 14:30Z", "2022-03-01 14:30Z", "2022-03-02 09:00+02:00"])
+        #expect(events.first?["sources"]?.arrayValue?.map { $0["publishedAt"] } == ["2099-01-01", "2022-03-01 16:00+02:00"])
+        let city = try client.call("city", ["city": "Kupiansk"])["city"]
+        #expect(city?["firstIncidentAt"] == "2022-03-01 14:30Z", "\(city ?? .null)")
+        #expect(city?["casualties"]?["detained"] == 3)
+        // Replay limits read the stored dates too: the report happened before 15:00 that day.
+        let early = try runCommand(
+            Binaries.incidentctl, ["replay", "--data-dir", daemon.dataDir, "--occurred-before", "2022-03-01T15:00Z", "--format", "json"])
+        #expect(early.status == 0, "\(early.stderr)")
+        #expect(early.json?.arrayValue?.first?["incidents"]?["total"] == 1, "\(early.stdout)")
+        // The log goes on from there.
+        #expect(try client.appendEvents([Wire.response(incident: "kupiansk-legacy")])["positions"] == [4])
+        #expect(daemon.stop() == 0)
+
+        // Its projections made again from the events alone are the ones the daemon kept.
+        let log = try EventLog(options: LogOptions(directory: daemon.dataDir), gazetteer: .embedded)
+        let projections = [
+            try log.environment.openDatabase("incidents", create: false), try log.environment.openDatabase("cities", create: false),
+        ]
+        let kept = try RebuildTests.digest(log.environment, projections)
+        #expect(try log.rebuildProjections() == 4)
+        #expect(try RebuildTests.digest(log.environment, projections) == kept)
+        #expect(try log.verify().isIntact)
     }
 }

@@ -10,6 +10,15 @@ public enum ClockSkew {
     public static let date: Int64 = 14 * 3600 * 1_000_000
 }
 
+extension ParsedDate {
+    /// Whether the date lies further ahead of `now` than ``ClockSkew`` allows for its form: what a client may not
+    /// send as `occurredAt` or as a source's `publishedAt`.
+    public func liesInFuture(now: Timestamp) -> Bool {
+        let skew = finestPrecision == .minute ? ClockSkew.dateTime : ClockSkew.date
+        return start.microseconds > now.microseconds + skew
+    }
+}
+
 /// An event as a client proposes it: the wire form of SPEC §2, validated, before the daemon adds the envelope.
 public struct ProposedEvent: Hashable, Sendable {
     public var eventId: String?
@@ -22,7 +31,7 @@ public struct ProposedEvent: Hashable, Sendable {
 
     public var type: EventType { data.type }
 
-    /// Validates one wire event. `now` bounds `occurredAt`.
+    /// Validates one wire event. `now` bounds `occurredAt` and the sources' `publishedAt`.
     public init(json: JSONValue, now: Timestamp) throws(IncidentError) {
         var r = try FieldReader(json, path: "")
         guard let type = try r.enumValue("type", EventType.self) else {
@@ -52,8 +61,7 @@ public struct ProposedEvent: Hashable, Sendable {
                     ParsedDate.spaceForTProblem(occurredAt)
                         ?? "\"\(occurredAt)\" is not an ISO 8601 date (2022-03-01) or date-time (2022-03-01T14:30Z)")
             }
-            let skew = parsed.finestPrecision == .minute ? ClockSkew.dateTime : ClockSkew.date
-            if parsed.start.microseconds > now.microseconds + skew {
+            if parsed.liesInFuture(now: now) {
                 throw IncidentError.invalid("occurredAt", "\(occurredAt) lies in the future")
             }
             if let precision, precision.isFiner(than: parsed.finestPrecision) {
@@ -67,7 +75,7 @@ public struct ProposedEvent: Hashable, Sendable {
         } else if precision != nil {
             throw IncidentError.invalid("precision", "is given without occurredAt")
         }
-        sources = try Source.list(r.raw("sources"), path: "sources", proposed: true)
+        sources = try Source.list(r.raw("sources"), path: "sources", proposedAt: now)
         expectedVersion = try r.integer("expectedVersion", range: 0...Int64(Int32.max))
         data = try EventData(type: type, json: r.raw("data"), stored: false)
         try r.finish()
@@ -177,7 +185,7 @@ public struct RecordedEvent: Hashable, Sendable {
         recordedBy = Recorder(
             uid: UInt32(try by.integer("uid", range: 0...Int64(UInt32.max)) ?? 0),
             user: try by.string("user", maxLength: 256, allowEmpty: true) ?? "")
-        sources = try Source.list(r.raw("sources"), path: "sources", proposed: false)
+        sources = try Source.list(r.raw("sources"), path: "sources", proposedAt: nil)
         schema = try r.integer("schema", range: 1...Int64.max) ?? 1
         prevHash = try r.requiredString("prevHash", maxLength: 64)
         data = try EventData(type: type, json: r.raw("data"), stored: true)

@@ -27,9 +27,10 @@ public struct Source: Hashable, Sendable {
         self.verification = verification
     }
 
-    /// A source of a `proposed` event, checked by the rules a client's input must pass; or of a stored one, read
-    /// back as it was accepted when it was appended (a `publishedAt` with a space before the time, say).
-    init(json: JSONValue, path: String, proposed: Bool) throws(IncidentError) {
+    /// A source of an event proposed at `now`, checked by the rules a client's input must pass; or, for `nil`, of
+    /// a stored one, read back as it was accepted when it was appended (a `publishedAt` with a space before the
+    /// time, or one in what was then the future, say).
+    init(json: JSONValue, path: String, proposedAt now: Timestamp?) throws(IncidentError) {
         var r = try FieldReader(json, path: path)
         name = try r.requiredString("name", maxLength: Limits.shortText)
         url = try r.string("url", maxLength: Limits.url)
@@ -37,10 +38,16 @@ public struct Source: Hashable, Sendable {
             throw IncidentError.invalid(r.name("url"), "expected an absolute URI such as https://…")
         }
         publishedAt = try r.string("publishedAt", maxLength: 64)
-        if let publishedAt, (proposed ? ParsedDate.parseProposed(publishedAt) : ParsedDate.parse(publishedAt)) == nil {
-            throw IncidentError.invalid(
-                r.name("publishedAt"),
-                (proposed ? ParsedDate.spaceForTProblem(publishedAt) : nil) ?? "expected an ISO 8601 date or date-time")
+        if let publishedAt, let now {
+            guard let parsed = ParsedDate.parseProposed(publishedAt) else {
+                throw IncidentError.invalid(
+                    r.name("publishedAt"), ParsedDate.spaceForTProblem(publishedAt) ?? "expected an ISO 8601 date or date-time")
+            }
+            if parsed.liesInFuture(now: now) {
+                throw IncidentError.invalid(r.name("publishedAt"), "\(publishedAt) lies in the future")
+            }
+        } else if let publishedAt, ParsedDate.parse(publishedAt) == nil {
+            throw IncidentError.invalid(r.name("publishedAt"), "expected an ISO 8601 date or date-time")
         }
         verifiedBy = try r.string("verifiedBy", maxLength: Limits.shortText)
         method = try r.string("method", maxLength: Limits.shortText)
@@ -68,7 +75,7 @@ public struct Source: Hashable, Sendable {
         return .object(o)
     }
 
-    static func list(_ json: JSONValue?, path: String, proposed: Bool) throws(IncidentError) -> [Source] {
+    static func list(_ json: JSONValue?, path: String, proposedAt now: Timestamp?) throws(IncidentError) -> [Source] {
         guard let json, !json.isNull else { return [] }
         guard case .array(let elements) = json else {
             throw IncidentError.invalid(path, "expected an array, got \(json.typeName)")
@@ -78,7 +85,7 @@ public struct Source: Hashable, Sendable {
         }
         var result: [Source] = []
         for (n, element) in elements.enumerated() {
-            result.append(try Source(json: element, path: "\(path)[\(n)]", proposed: proposed))
+            result.append(try Source(json: element, path: "\(path)[\(n)]", proposedAt: now))
         }
         return result
     }

@@ -120,7 +120,7 @@ public enum FastWireDecoder {
             } else if equals(key, "sources") {
                 bit = 32
                 if !s.null() {
-                    guard let list = decodeSources(&s, &buffer) else { return nil }
+                    guard let list = decodeSources(&s, &buffer, now: now) else { return nil }
                     sources = list
                 }
             } else if equals(key, "expectedVersion") {
@@ -144,9 +144,7 @@ public enum FastWireDecoder {
         guard s.consume(UInt8(ascii: "}")), let type, let data else { return nil }
         if incident == nil && type != .incidentReported { return nil }
         if let text = occurredAt {
-            guard let parsed = ParsedDate.parseProposed(text) else { return nil }
-            let skew = parsed.finestPrecision == .minute ? ClockSkew.dateTime : ClockSkew.date
-            if parsed.start.microseconds > now.microseconds + skew { return nil }
+            guard let parsed = ParsedDate.parseProposed(text), !parsed.liesInFuture(now: now) else { return nil }
             if let precision, precision.isFiner(than: parsed.finestPrecision) { return nil }
             if precision == nil { precision = parsed.finestPrecision == .minute ? .minute : parsed.finestPrecision }
         } else if type == .incidentReported || precision != nil {
@@ -171,19 +169,19 @@ public enum FastWireDecoder {
             data: eventData, expectedVersion: expectedVersion)
     }
 
-    static func decodeSources(_ s: inout JSONScanner, _ buffer: inout [UInt8]) -> [Source]? {
+    static func decodeSources(_ s: inout JSONScanner, _ buffer: inout [UInt8], now: Timestamp) -> [Source]? {
         guard s.consume(UInt8(ascii: "[")) else { return nil }
         var sources: [Source] = []
         if s.consume(UInt8(ascii: "]")) { return sources }
         repeat {
-            guard sources.count < Limits.sources, let source = decodeSource(&s, &buffer) else { return nil }
+            guard sources.count < Limits.sources, let source = decodeSource(&s, &buffer, now: now) else { return nil }
             sources.append(source)
         } while s.consume(UInt8(ascii: ","))
         guard s.consume(UInt8(ascii: "]")) else { return nil }
         return sources
     }
 
-    static func decodeSource(_ s: inout JSONScanner, _ buffer: inout [UInt8]) -> Source? {
+    static func decodeSource(_ s: inout JSONScanner, _ buffer: inout [UInt8], now: Timestamp) -> Source? {
         guard s.consume(UInt8(ascii: "{")) else { return nil }
         if s.consume(UInt8(ascii: "}")) { return nil }
         var seen: UInt8 = 0
@@ -205,7 +203,9 @@ public enum FastWireDecoder {
             } else if equals(key, "publishedAt") {
                 bit = 4
                 if !isNull {
-                    guard let at = text(&s, &buffer, maxLength: 64), ParsedDate.parseProposed(at) != nil else { return nil }
+                    guard let at = text(&s, &buffer, maxLength: 64), let parsed = ParsedDate.parseProposed(at),
+                        !parsed.liesInFuture(now: now)
+                    else { return nil }
                     source.publishedAt = at
                 }
             } else if equals(key, "verifiedBy") {

@@ -38,7 +38,7 @@ private func wireEvent(_ r: inout Rng) -> JSONValue {
     if r.chance(70) { o["eventId"] = .string(r.chance(20) ? "3F2A5C1E-8B7D-4E6F-9A0B-1C2D3E4F5A6B" : "3f2a5c1e-8b7d-4e6f-9a0b-1c2d3e4f5a6b") }
     if type != "incident-reported" || r.chance(70) { o["incident"] = .string(r.pick(["kupiansk-2022-03-01-city-hall", "a", "x-1-2"])) }
     if type == "incident-reported" || r.chance(50) {
-        o["occurredAt"] = .string(r.pick(["2022-03-01", "2022-03", "2022-03-01T14:30Z", "2022-03-01T14:30:15.123+02:00", " 2022-03-02 ", "2022-03-01 14:30Z"]))
+        o["occurredAt"] = .string(r.chance(5) ? "2022-03-01 14:30Z" : r.pick(["2022-03-01", "2022-03", "2022-03-01T14:30Z", "2022-03-01T14:30:15.123+02:00", " 2022-03-02 "]))
     }
     if r.chance(40) { o["precision"] = .string(r.pick(["day", "week", "month", "minute", "hour"])) }
     if r.chance(70) {
@@ -46,7 +46,8 @@ private func wireEvent(_ r: inout Rng) -> JSONValue {
             var s: [String: JSONValue] = ["name": .string(r.pick(texts))]
             if r.chance(50) { s["verification"] = .string(r.pick(["verified", "unverified", "disputed", "debunked"])) }
             if r.chance(30) { s["url"] = .string(r.pick(["https://example.org/a", "mailto:x@y", "no-scheme"])) }
-            if r.chance(20) { s["publishedAt"] = .string(r.pick(["2022-03-01", "2022-13-01", "2099-01-01", "2022-03-01 14:30Z", "2022-03-01T14:30Z"])) }
+            if r.chance(20) { s["publishedAt"] = .string(r.pick(["2022-03-01", "2022-13-01", "2022-03-01T14:30Z", "2022-03-01T14:30:15+02:00"])) }
+            if r.chance(4) { s["publishedAt"] = .string(r.pick(["2099-01-01", "2022-03-01 14:30Z", "2025-11-24T16:06Z"])) }
             if r.chance(30) { s["verifiedBy"] = .string(r.pick(texts)) }
             if r.chance(30) { s["method"] = .string("video verification") }
             if r.chance(10) { s["sha256"] = .string(r.chance(50) ? String(repeating: "Ab", count: 32) : "abc") }

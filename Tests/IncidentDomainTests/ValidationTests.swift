@@ -66,6 +66,8 @@ struct ValidationTests {
             (["data", "colour"], "red", "data.colour"),
             (["sources"], [["verification": "verified"]], "sources[0].name"),
             (["sources"], [["name": "x", "sha256": "abc"]], "sources[0].sha256"),
+            (["sources"], [["name": "x", "publishedAt": "2099-01-01"]], "sources[0].publishedAt"),
+            (["sources"], [["name": "x"], ["name": "y", "publishedAt": "2025-11-24T16:06Z"]], "sources[1].publishedAt"),
             (["sources"], [["name": "x", "publishedAt": "2022-03-01 14:30Z"]], "sources[0].publishedAt"),
         ] as [([String], JSONValue?, String)])
     func refused(path: [String], value: JSONValue?, expectedField: String) {
@@ -112,6 +114,21 @@ struct ValidationTests {
             #expect(try propose(with(report, ["occurredAt"], .string(date))).occurredAt == date)
             let event = try propose(with(report, ["sources"], [["name": "x", "publishedAt": .string(date)]]))
             #expect(event.sources.first?.publishedAt == date)
+        }
+    }
+
+    @Test("a source published in the future is refused naming it, with the clock skew occurredAt allows")
+    func futurePublishedAt() throws {
+        do {
+            _ = try propose(with(report, ["sources"], [["name": "x", "publishedAt": "2099-01-01"]]))
+            Issue.record("a source published in the future was accepted")
+        } catch {
+            #expect((error as? IncidentError)?.message == "sources[0].publishedAt: 2099-01-01 lies in the future", "\(error)")
+        }
+        // 5 minutes for a date-time, 14 hours for a date.
+        for publishedAt in ["2025-11-24T16:04Z", "2025-11-25"] {
+            let event = try propose(with(report, ["sources"], [["name": "x", "publishedAt": .string(publishedAt)]]))
+            #expect(event.sources.first?.publishedAt == publishedAt)
         }
     }
 

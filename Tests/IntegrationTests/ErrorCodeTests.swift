@@ -177,6 +177,8 @@ struct ErrorCodeTests {
             InvalidCase(description: "date in the future", event: Wire.setting(report, "occurredAt", .string("\(nextYear)-06-01")), field: "occurredAt", mentions: ["future"]),
             InvalidCase(description: "date-time in the future", event: Wire.setting(report, "occurredAt", .string("\(nextYear)-06-01T12:00Z")), field: "occurredAt", mentions: ["future"]),
             InvalidCase(description: "a space instead of T", event: Wire.setting(report, "occurredAt", "2022-03-01 14:30Z"), field: "occurredAt", mentions: ["2022-03-01 14:30Z", "T"]),
+            InvalidCase(description: "source published in the future", event: Wire.setting(report, "sources", [["name": "x", "publishedAt": .string("\(nextYear)-06-01")]]), field: "sources[0].publishedAt", mentions: ["future"]),
+            InvalidCase(description: "source published at a date-time in the future", event: Wire.setting(report, "sources", [["name": "x"], ["name": "y", "publishedAt": .string("\(nextYear)-06-01T12:00Z")]]), field: "sources[1].publishedAt", mentions: ["future"]),
             InvalidCase(description: "source published with a space instead of T", event: Wire.setting(report, "sources", [["name": "x", "publishedAt": "2022-03-01 14:30Z"]]), field: "sources[0].publishedAt", mentions: ["T"]),
             InvalidCase(description: "precision finer than the date", event: Wire.setting(Wire.setting(report, "occurredAt", "2022-03"), "precision", "day"), field: "precision"),
             InvalidCase(description: "unknown field", event: Wire.setting(report, "weather", "rain"), field: "weather", mentions: ["unknown field"]),

@@ -86,7 +86,12 @@ public struct Request: Sendable {
         guard let opValue = members.removeValue(forKey: "op") else {
             return .failure(RequestFailure(id: id, error: ProtocolError(.invalidRequest, "op: is required; one of \(Operation.allCases.map(\.rawValue).joined(separator: ", "))")))
         }
-        guard case .string(let opName) = opValue, let operation = Operation(rawValue: opName) else {
+        guard case .string(let opName) = opValue else {
+            return .failure(RequestFailure(id: id, error: ProtocolError(
+                .invalidRequest,
+                "op: expected a string, got \(opValue.typeName); one of \(Operation.allCases.map(\.rawValue).joined(separator: ", "))")))
+        }
+        guard let operation = Operation(rawValue: opName) else {
             return .failure(RequestFailure(id: id, error: ProtocolError(
                 .unknownOperation,
                 "op: unknown operation \(opValue.canonicalString().prefix(64)); one of \(Operation.allCases.map(\.rawValue).joined(separator: ", "))")))

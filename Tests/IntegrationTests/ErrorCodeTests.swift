@@ -284,7 +284,10 @@ struct ErrorCodeTests {
             (#"{"id":10,"op":"read","type":"incident-deleted"}"#, "invalid_request", 10, "type"),
             (#"{"id":11,"op":"incident"}"#, "invalid_request", 11, "incident"),
             (#"{"id":"twelve","op":"drop"}"#, "unknown_operation", "twelve", "drop"),
-            (#"{"id":13,"op":7}"#, "unknown_operation", 13, nil),
+            (#"{"id":13,"op":7}"#, "invalid_request", 13, "op"),
+            (#"{"id":14,"op":null}"#, "invalid_request", 14, "op"),
+            (#"{"id":15,"op":["status"]}"#, "invalid_request", 15, "op"),
+            (#"{"id":16,"op":{"name":"append"},"events":[]}"#, "invalid_request", 16, "op"),
         ]
         for (line, code, id, mentions) in cases {
             try client.writeLine(line)

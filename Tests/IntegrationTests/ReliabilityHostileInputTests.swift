@@ -99,7 +99,7 @@ enum HostileCorpus {
         // Unknown operations and fields, wrong types of the envelope.
         add("unknown operation", #"{"id":4,"op":"drop-everything"}"#, "unknown_operation", id: n(4))
         add("operation of the wrong case", #"{"id":5,"op":"APPEND","events":[]}"#, "unknown_operation", id: n(5))
-        add("operation as a number", #"{"id":6,"op":7}"#, "unknown_operation", id: n(6))
+        add("operation as a number", #"{"id":6,"op":7}"#, "invalid_request", id: n(6))
         add("missing operation", #"{"id":7}"#, "invalid_request", id: n(7))
         add("unknown request field", #"{"id":8,"op":"status","verbose":true}"#, "invalid_request", id: n(8))
         add("recordedBy from the client", append(9, report, extra: #","recordedBy":"root""#), "invalid_request", id: n(9))

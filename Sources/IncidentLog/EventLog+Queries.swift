@@ -155,6 +155,11 @@ extension EventLog {
         return positions
     }
 
+    /// Whether an incident `id` has been reported: the check `read` and `subscribe` make of an `incident` filter.
+    public func hasIncident(_ id: String) throws -> Bool {
+        try environment.read { txn in try txn.get(db.incidents, key: Array(id.utf8)) != nil }
+    }
+
     /// One incident: its projection, the report, its responses in order and its outcome history.
     public func incidentDocument(_ id: String) throws -> JSONValue? {
         try environment.read { txn in

@@ -254,9 +254,16 @@ final class RequestExecutor: Sendable {
         }
         if let incident = request.body["incident"] {
             guard let name = incident.stringValue else { throw ProtocolError(.invalidRequest, "incident: expected a string") }
+            // As for a city: an incident the log does not know is an error, not a list that happens to be empty.
+            guard IncidentID.isValid(name), try log.hasIncident(name) else { throw Self.unknownIncident(name) }
             filter.incident = name
         }
         return filter
+    }
+
+    /// The refusal of a query for an incident the log does not hold.
+    private static func unknownIncident(_ id: String) -> IncidentError {
+        IncidentError(.unknownIncident, "no incident \(id.prefix(128)) in the log", details: ["incident": .string(String(id.prefix(128)))])
     }
 
     private func resolveCity(_ name: String) throws -> String {
@@ -272,9 +279,7 @@ final class RequestExecutor: Sendable {
         guard let id = request.body["incident"]?.stringValue else {
             throw ProtocolError(.invalidRequest, "incident: is required, the incident id")
         }
-        guard IncidentID.isValid(id), let document = try log.incidentDocument(id) else {
-            throw IncidentError(.unknownIncident, "no incident \(id.prefix(128)) in the log", details: ["incident": .string(String(id.prefix(128)))])
-        }
+        guard IncidentID.isValid(id), let document = try log.incidentDocument(id) else { throw Self.unknownIncident(id) }
         return Response.success(id: request.id, ["incident": document])
     }
 

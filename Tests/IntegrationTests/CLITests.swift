@@ -37,6 +37,7 @@ struct CLITests {
             (["incident", "nowhere-1"], "unknown_incident"),
             (["city", "Atlantis"], "unknown_city"),
             (["events", "--city", "Atlantis"], "unknown_city"),
+            (["events", "--incident", "nowhere-1"], "unknown_incident"),
         ] {
             let refused = try daemon.ctl(arguments)
             #expect(refused.status == 1, "\(arguments): \(refused.stderr)")

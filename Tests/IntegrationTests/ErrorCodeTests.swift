@@ -47,6 +47,20 @@ struct ErrorCodeTests {
         // The query side says the same.
         #expect(try client.call("incident", ["incident": "kupiansk-never-reported"]).errorCode == "unknown_incident")
         #expect(try client.call("incident", ["incident": "kupiansk-known"]).isOK)
+        // So do read and subscribe filtered by an incident the log does not know (as they do for a city), rather
+        // than an empty list that looks like an incident without events.
+        for incident in ["kupiansk-never-reported", "Not An Id!"] {
+            let read = try client.call("read", ["incident": .string(incident)])
+            #expect(read.errorCode == "unknown_incident", "\(read)")
+            #expect(read["error"]?["incident"]?.stringValue == incident, "\(read)")
+            #expect(read["error"]?["message"]?.stringValue?.contains(incident) == true, "\(read)")
+        }
+        let follower = try daemon.client()
+        let subscribed = try follower.call("subscribe", ["incident": "kupiansk-never-reported"])
+        #expect(subscribed.errorCode == "unknown_incident", "\(subscribed)")
+        #expect(try follower.call("status").isOK, "the refused subscription left the connection serving requests")
+        let known = try client.call("read", ["incident": "kupiansk-known"])
+        #expect(known["events"]?.arrayValue?.count == 1, "\(known)")
     }
 
     @Test("incident_exists: a second report under an existing incident id")

@@ -2,8 +2,8 @@ import StrictJSON
 
 /// An `append` request line as the fast decoder reads it.
 public struct FastAppendLine: Sendable {
-    /// The request's `id`, echoed in the response.
-    public var id: JSONValue
+    /// The request's `id` as the client wrote it, echoed in the response.
+    public var id: JSONText
     public var events: [ProposedEvent]
     public var allowNewCity: Bool
 }
@@ -24,7 +24,7 @@ public enum FastWireDecoder {
         var buffer: [UInt8] = []
         buffer.reserveCapacity(1024)
         guard s.consume(UInt8(ascii: "{")) else { return nil }
-        var id: JSONValue = .null
+        var id = JSONText.null
         var seen: UInt8 = 0
         var isAppend = false
         var events: [ProposedEvent] = []
@@ -43,17 +43,18 @@ public enum FastWireDecoder {
             } else if equals(key, "id") {
                 guard seen & 2 == 0 else { return nil }
                 seen |= 2
-                switch s.peek() {
+                // Kept as its text stands in the line, once read as valid.
+                let next = s.peek()
+                let start = s.index
+                switch next {
                 case UInt8(ascii: "\"")?:
-                    guard let text = s.string(buffer: &buffer) else { return nil }
-                    id = .string(text)
+                    guard s.string(buffer: &buffer) != nil else { return nil }
                 case UInt8(ascii: "n")?:
                     guard s.null() else { return nil }
-                    id = .null
                 default:
-                    guard let number = s.number() else { return nil }
-                    id = number
+                    guard s.number() != nil else { return nil }
                 }
+                id = JSONText(validated: UnsafeRawBufferPointer(rebasing: line[start..<s.index]))
             } else if equals(key, "op") {
                 guard seen & 4 == 0, s.string(into: &buffer), equals(buffer, "append") else { return nil }
                 seen |= 4

@@ -51,8 +51,8 @@ extension EventLog {
     /// What a follower with no filter has not seen yet: the lines `{"event":…,"id":…,"ok":true}` of up to `limit`
     /// events from position `from` on, made from the stored bytes without a JSON tree (``appendEventDocument``);
     /// the number of events, the position to go on from, and whether that is past the head.
-    public func eventLines(from: UInt64, limit: Int, id: JSONValue) throws -> (lines: [UInt8], count: Int, next: UInt64, caughtUp: Bool) {
-        let suffix = Array(",\"id\":\(id.canonicalString()),\"ok\":true}\n".utf8)
+    public func eventLines(from: UInt64, limit: Int, id: JSONText) throws -> (lines: [UInt8], count: Int, next: UInt64, caughtUp: Bool) {
+        let suffix = Array(",\"id\":".utf8) + id.bytes + Array(",\"ok\":true}\n".utf8)
         return try environment.read { txn in
             var lines: [UInt8] = []
             var count = 0

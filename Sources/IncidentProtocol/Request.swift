@@ -47,18 +47,19 @@ public enum Role: Int, Sendable, Comparable, CaseIterable, CustomStringConvertib
 
 /// A request that could not be decoded, with its `id` when that much could be read.
 public struct RequestFailure: Error, Sendable {
-    public var id: JSONValue
+    public var id: JSONText
     public var error: ProtocolError
 }
 
 /// One decoded request line: `{"id": …, "op": "…", …}`.
 public struct Request: Sendable {
-    /// Echoed back verbatim in the response; a number, a string or null.
-    public var id: JSONValue
+    /// Echoed back in the response as the client wrote it, byte for byte: a number (of any size, in any of JSON's
+    /// spellings), a string (with its escapes) or null. `null` when the request has none.
+    public var id: JSONText
     public var operation: Operation
     public var body: [String: JSONValue]
 
-    public init(id: JSONValue, operation: Operation, body: [String: JSONValue]) {
+    public init(id: JSONText, operation: Operation, body: [String: JSONValue]) {
         self.id = id
         self.operation = operation
         self.body = body
@@ -68,21 +69,22 @@ public struct Request: Sendable {
     /// still be matched to its request.
     public static func decode(_ line: UnsafeRawBufferPointer, reader: JSONReader = JSONReader()) -> Result<Request, RequestFailure> {
         let value: JSONValue
+        let idBytes: Range<Int>?
         do {
-            value = try reader.read(line)
+            (value, idBytes) = try reader.read(line, locating: "id")
         } catch {
             return .failure(RequestFailure(id: .null, error: ProtocolError(.invalidJSON, "the request is not valid JSON: \(error)")))
         }
         guard case .object(var members) = value else {
             return .failure(RequestFailure(id: .null, error: ProtocolError(.invalidRequest, "a request must be a JSON object, got \(value.typeName)")))
         }
-        let id = members.removeValue(forKey: "id") ?? .null
-        switch id {
-        case .null, .int, .string: break
-        case .double: break
+        let idValue = members.removeValue(forKey: "id") ?? .null
+        switch idValue {
+        case .null, .int, .double, .string: break
         default:
-            return .failure(RequestFailure(id: .null, error: ProtocolError(.invalidRequest, "id: expected a number or a string, got \(id.typeName)")))
+            return .failure(RequestFailure(id: .null, error: ProtocolError(.invalidRequest, "id: expected a number or a string, got \(idValue.typeName)")))
         }
+        let id = idBytes.map { JSONText(validated: UnsafeRawBufferPointer(rebasing: line[$0])) } ?? .null
         guard let opValue = members.removeValue(forKey: "op") else {
             return .failure(RequestFailure(id: id, error: ProtocolError(.invalidRequest, "op: is required; one of \(Operation.allCases.map(\.rawValue).joined(separator: ", "))")))
         }
@@ -109,8 +111,7 @@ public struct Request: Sendable {
     /// The request as one line, without the newline.
     public func encoded() -> [UInt8] {
         var o = body
-        o["id"] = id
         o["op"] = .string(operation.rawValue)
-        return JSONValue.object(o).canonicalBytes()
+        return JSONValue.objectBytes(o, adding: "id", id)
     }
 }

@@ -40,21 +40,20 @@ public struct ProtocolError: Error, Hashable, Sendable, CustomStringConvertible 
     }
 }
 
-/// Builds response lines.
+/// Builds response lines: canonical JSON, but for the request's `id`, which is written as the client wrote it.
 public enum Response {
     /// `{"id": id, "ok": true, …fields}` followed by a newline.
-    public static func success(id: JSONValue, _ fields: [String: JSONValue]) -> [UInt8] {
+    public static func success(id: JSONText, _ fields: [String: JSONValue]) -> [UInt8] {
         var o = fields
-        o["id"] = id
         o["ok"] = .bool(true)
-        var bytes = JSONValue.object(o).canonicalBytes()
+        var bytes = JSONValue.objectBytes(o, adding: "id", id)
         bytes.append(0x0A)
         return bytes
     }
 
     /// `{"id": id, "ok": false, "error": {…}}` followed by a newline.
-    public static func failure(id: JSONValue, _ error: ProtocolError) -> [UInt8] {
-        var bytes = JSONValue.object(["id": id, "ok": .bool(false), "error": error.json]).canonicalBytes()
+    public static func failure(id: JSONText, _ error: ProtocolError) -> [UInt8] {
+        var bytes = JSONValue.objectBytes(["ok": .bool(false), "error": error.json], adding: "id", id)
         bytes.append(0x0A)
         return bytes
     }

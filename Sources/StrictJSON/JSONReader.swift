@@ -42,16 +42,34 @@ public struct JSONReader: Sendable {
     public func read(_ text: String) throws(JSONReadError) -> JSONValue {
         try read(Array(text.utf8))
     }
+
+    /// Reads exactly one JSON value, as ``read(_:)`` does, and finds where in `bytes` the value of the member `key`
+    /// of the top-level object is written: for what must be written out again as it was sent (a request's `id`,
+    /// see ``JSONText``). `nil` when the value is not an object or has no such member.
+    public func read(_ bytes: UnsafeRawBufferPointer, locating key: String) throws(JSONReadError) -> (value: JSONValue, located: Range<Int>?) {
+        var parser = Parser(bytes: bytes, maxDepth: maxDepth, locating: key)
+        parser.skipWhitespace()
+        let value = try parser.parseValue(depth: 0)
+        parser.skipWhitespace()
+        if parser.index != bytes.count {
+            throw parser.error("unexpected bytes after the JSON value")
+        }
+        return (value, parser.located)
+    }
 }
 
 private struct Parser {
     let bytes: UnsafeRawBufferPointer
     let maxDepth: Int
     var index = 0
+    /// The member of the top-level object whose value's bytes are wanted, and where they are once read.
+    let locating: String?
+    var located: Range<Int>?
 
-    init(bytes: UnsafeRawBufferPointer, maxDepth: Int) {
+    init(bytes: UnsafeRawBufferPointer, maxDepth: Int, locating: String? = nil) {
         self.bytes = bytes
         self.maxDepth = maxDepth
+        self.locating = locating
     }
 
     func error(_ message: String) -> JSONReadError {
@@ -114,7 +132,9 @@ private struct Parser {
             guard index < bytes.count, bytes[index] == UInt8(ascii: ":") else { throw error("expected ':'") }
             index += 1
             skipWhitespace()
+            let valueStart = index
             let value = try parseValue(depth: depth)
+            if depth == 1, let locating, key == locating { located = valueStart..<index }
             if members.updateValue(value, forKey: key) != nil {
                 throw JSONReadError(message: "duplicate key \"\(key.prefix(64))\"", offset: keyOffset)
             }

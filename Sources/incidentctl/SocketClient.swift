@@ -93,7 +93,7 @@ final class SocketClient {
     func send(_ operation: Operation, _ body: [String: JSONValue] = [:]) throws(ClientFailure) -> Int64 {
         let id = nextId
         nextId += 1
-        var line = Request(id: .int(id), operation: operation, body: body).encoded()
+        var line = Request(id: JSONText(.int(id)), operation: operation, body: body).encoded()
         line.append(0x0A)
         try writeAll(line)
         return id

@@ -25,7 +25,7 @@ final class AnswerMailbox: Sendable {
     struct Delivery: Sendable {
         let target: Target
         let sequence: UInt64
-        let id: JSONValue
+        let id: JSONText
         let count: Int
         let result: Result<AppendReceipt, AppendFailure>
     }

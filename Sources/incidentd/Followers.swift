@@ -58,7 +58,7 @@ final class LogFollower {
     static let pageScan = 4_096
 
     private let log: EventLog
-    private let requestId: JSONValue
+    private let requestId: JSONText
     private let filter: EventFilter
     private let context: ChannelHandlerContext
     private var next: UInt64
@@ -68,7 +68,7 @@ final class LogFollower {
     /// A further page is already scheduled on the loop.
     private var scheduled = false
 
-    init(log: EventLog, requestId: JSONValue, from: UInt64, filter: EventFilter, context: ChannelHandlerContext) {
+    init(log: EventLog, requestId: JSONText, from: UInt64, filter: EventFilter, context: ChannelHandlerContext) {
         self.log = log
         self.requestId = requestId
         self.filter = filter

@@ -90,7 +90,7 @@ final class RequestExecutor: Sendable {
     }
 
     /// The error response for a request that threw `error`.
-    static func failure(id: JSONValue, _ error: any Error) -> [UInt8] {
+    static func failure(id: JSONText, _ error: any Error) -> [UInt8] {
         switch error {
         case let error as ProtocolError:
             return Response.failure(id: id, error)
@@ -160,7 +160,7 @@ final class RequestExecutor: Sendable {
     /// errors included, exactly as before.
     func fastAppend(
         _ line: UnsafeRawBufferPointer, peer: PeerIdentity, role: Role?,
-        answer: @escaping @Sendable (_ id: JSONValue, _ count: Int, _ result: Result<AppendReceipt, AppendFailure>, _ request: AppendRequest) -> Void
+        answer: @escaping @Sendable (_ id: JSONText, _ count: Int, _ result: Result<AppendReceipt, AppendFailure>, _ request: AppendRequest) -> Void
     ) -> Bool {
         guard let role, role >= Operation.append.requiredRole,
             let decoded = FastWireDecoder.decodeAppend(line, now: Timestamp.now())
@@ -174,7 +174,7 @@ final class RequestExecutor: Sendable {
     }
 
     /// The response line to an append.
-    static func appendResponse(id: JSONValue, count: Int, _ result: Result<AppendReceipt, AppendFailure>) -> [UInt8] {
+    static func appendResponse(id: JSONText, count: Int, _ result: Result<AppendReceipt, AppendFailure>) -> [UInt8] {
         switch result {
         case .success(let receipt):
             // `{"alreadyStored":[…],"id":…,"incidents":[…],"ok":true,"positions":[…]}`, `alreadyStored` only when

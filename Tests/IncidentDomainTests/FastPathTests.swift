@@ -179,14 +179,17 @@ extension String {
     fileprivate func leftPad(_ n: Int) -> String { String(repeating: "0", count: max(0, n - count)) + self }
 }
 
-/// The general path, as the daemon takes it: JSONReader, the request's members, then each event.
-private func slowDecode(_ line: String) -> (id: JSONValue, events: [ProposedEvent], allowNewCity: Bool)? {
-    guard case .object(var members)? = try? JSONReader().read(line) else { return nil }
-    let id = members.removeValue(forKey: "id") ?? .null
-    switch id {
+/// The general path, as the daemon takes it: JSONReader, the request's members (the id as written), then each event.
+private func slowDecode(_ line: String) -> (id: JSONText, events: [ProposedEvent], allowNewCity: Bool)? {
+    let bytes = Array(line.utf8)
+    guard let (value, idBytes) = bytes.withUnsafeBytes({ try? JSONReader().read($0, locating: "id") }),
+        case .object(var members) = value
+    else { return nil }
+    switch members.removeValue(forKey: "id") ?? .null {
     case .null, .int, .string, .double: break
     default: return nil
     }
+    let id = idBytes.map { range in bytes.withUnsafeBytes { JSONText(validated: UnsafeRawBufferPointer(rebasing: $0[range])) } } ?? .null
     guard members.removeValue(forKey: "op") == .string("append") else { return nil }
     guard members.keys.allSatisfy({ ["events", "allowNewCity"].contains($0) }) else { return nil }
     guard case .array(let wire)? = members["events"], !wire.isEmpty, wire.count <= 10_000 else { return nil }
@@ -215,7 +218,7 @@ struct FastPathTests {
             if r.chance(10) { events.append(wireEvent(&r)) }
             if n % 3 == 1 { events = events.map { mutate($0, &r) } }
             var request: [String: JSONValue] = ["op": "append", "events": .array(events)]
-            request["id"] = r.pick([.int(Int64(n)), .string("req-\(n)"), .null, .double(1.5)])
+            request["id"] = r.pick([.int(Int64(n)), .string("req-\(n)"), .null, .double(1.5), .string("é/\"\(n)"), .double(2.5e15)])
             if r.chance(10) { request["allowNewCity"] = r.pick([.bool(true), .bool(false), .null]) }
             if r.chance(2) { request["op"] = "status" }
             if r.chance(2) { request["extra"] = 1 }

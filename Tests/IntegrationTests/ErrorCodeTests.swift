@@ -338,6 +338,70 @@ struct ErrorCodeTests {
         #expect(try client.headPosition() == 2, "both stored, once each")
     }
 
+    /// The value of the top-level member `id` of a response line, as its bytes stand in the line.
+    static func idText(_ line: [UInt8]) -> String? {
+        line.withUnsafeBytes { bytes -> String? in
+            var s = JSONScanner(bytes)
+            guard s.consume(UInt8(ascii: "{")) else { return nil }
+            repeat {
+                guard let key = s.key() else { return nil }
+                let isId = key.elementsEqual("id".utf8)
+                guard let value = s.skipValue() else { return nil }
+                if isId { return String(decoding: value, as: UTF8.self) }
+            } while s.consume(UInt8(ascii: ","))
+            return nil
+        }
+    }
+
+    @Test("the id comes back as the client wrote it: numbers of any size and form, strings with their escapes, on every path")
+    func idEchoedVerbatim() throws {
+        let daemon = try Daemon()
+        let client = try daemon.client()
+        let report = Wire.report(incident: "kupiansk-ids").canonicalString()
+        let invalid = Wire.setting(Wire.report(incident: "kupiansk-ids-2"), "data.kind", "riot").canonicalString()
+        let cases: [(id: String, rest: String)] = [
+            // Appends: the fast path, the general path's refusal, the general path (an escaped key).
+            ("12345678901234567890124", #""op":"append","events":[\#(report)]"#),
+            ("2.0e1", #""op":"append","events":[\#(invalid)]"#),
+            ("0.1E+02", #""op":"append","\u0065vents":[\#(Wire.report(incident: "kupiansk-ids-3").canonicalString())]"#),
+            // Queries: through Response.success, the stored city document with the id spliced in, a decoding
+            // failure, a string with escapes.
+            ("12345678901234567890123", #""op":"status""#),
+            ("1E2", #""op":"status""#),
+            ("-0", #""op":"cities""#),
+            ("1.50", #""op":"city","city":"Kupiansk""#),
+            ("9007199254740993", #""op":"read","limit":1"#),
+            ("-12345678901234567890.5e-3", #""op":"drop""#),
+            (#""caf\u00e9 \/ 7""#, #""op":"status""#),
+        ]
+        for (id, rest) in cases {
+            let line = "{\"id\":\(id),\(rest)}"
+            try client.writeLine(line)
+            let response = try client.receiveLine()
+            #expect(Self.idText(response) == id, "\(line) → \(String(decoding: response, as: UTF8.self))")
+            #expect(try JSONReader().read(response)["ok"] != nil, "\(line)")
+        }
+        #expect(try client.headPosition() == 2, "the two good appends were stored")
+
+        // A subscription's answer and every event line after it carry the id as sent.
+        let follower = try daemon.client()
+        try follower.writeLine(#"{"id":98765432109876543210,"op":"subscribe","from":1}"#)
+        // Its answer and the two events, each line made from the event's stored bytes.
+        for _ in 0..<3 {
+            let line = try follower.receiveLine()
+            #expect(Self.idText(line) == "98765432109876543210", "\(String(decoding: line, as: UTF8.self))")
+        }
+        let filtered = try daemon.client()
+        try filtered.writeLine(#"{"id":1E400,"op":"subscribe","from":1,"type":"incident-reported"}"#)
+        #expect(try filtered.receive().errorCode == "invalid_json", "a number outside a double's range is still refused")
+        try filtered.writeLine(#"{"id":7.000,"op":"subscribe","from":1,"type":"incident-reported"}"#)
+        // Its answer and the two reports.
+        for _ in 0..<3 {
+            let line = try filtered.receiveLine()
+            #expect(Self.idText(line) == "7.000", "\(String(decoding: line, as: UTF8.self))")
+        }
+    }
+
     @Test("line_too_long under a configured daemon.max_line_bytes; the same connection and others keep serving")
     func lineTooLongConfigured() throws {
         let daemon = try Daemon.configured("[daemon]\nmax_line_bytes = 2048\n")

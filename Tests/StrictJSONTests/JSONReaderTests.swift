@@ -31,6 +31,24 @@ struct JSONReaderTests {
         #expect(throws: JSONReadError.self) { try reader.read(text) }
     }
 
+    @Test("locates the bytes of one member of the top-level object, as written, and no nested one")
+    func locating() throws {
+        func located(_ text: String, _ key: String = "id") throws -> String? {
+            let bytes = Array(text.utf8)
+            let (_, range) = try bytes.withUnsafeBytes { try reader.read($0, locating: key) }
+            return range.map { String(decoding: bytes[$0], as: UTF8.self) }
+        }
+        #expect(try located(#"{"op":"status","id":12345678901234567890123}"#) == "12345678901234567890123")
+        #expect(try located(#" { "id" :  1E2 , "op":"x"} "#) == "1E2")
+        #expect(try located(#"{"id":"café","x":1}"#) == #""café""#)
+        #expect(try located(#"{"id":-0}"#) == "-0", "the key as read, escapes and all")
+        #expect(try located(#"{"x":{"id":1},"y":[{"id":2}]}"#) == nil)
+        #expect(try located(#"[{"id":1}]"#) == nil)
+        #expect(try located(#"{"x":1}"#) == nil)
+        #expect(try located(#"{"x":{"a":[1,2]}}"#, "x") == #"{"a":[1,2]}"#)
+        #expect(throws: JSONReadError.self) { try located(#"{"id":1,"id":2}"#) }
+    }
+
     @Test("refuses invalid UTF-8 inside strings")
     func invalidUTF8() {
         #expect(throws: JSONReadError.self) { try reader.read([0x22, 0xC3, 0x28, 0x22]) }
@@ -65,6 +83,20 @@ struct CanonicalWriterTests {
         let again = try JSONReader().read(canonical)
         #expect(again == value)
         #expect(again.canonicalBytes() == canonical)
+    }
+
+    @Test("an object with one member written as its text stands: sorted among the others, the rest canonical")
+    func objectWithVerbatimMember() {
+        let text = Array("1E2".utf8).withUnsafeBytes { JSONText(validated: $0) }
+        #expect(text.value == .double(100))
+        func written(_ members: [String: JSONValue]) -> String {
+            String(decoding: JSONValue.objectBytes(members, adding: "id", text), as: UTF8.self)
+        }
+        #expect(written([:]) == #"{"id":1E2}"#)
+        #expect(written(["ok": true, "events": [], "a b": 1.5]) == #"{"a b":1.5,"events":[],"id":1E2,"ok":true}"#)
+        #expect(written(["i": 1, "ie": 2, "idx": 3]) == #"{"i":1,"id":1E2,"idx":3,"ie":2}"#)
+        #expect(written(["id": "replaced", "z": nil]) == #"{"id":1E2,"z":null}"#)
+        #expect(JSONValue.objectBytes(["ok": true], adding: "id", JSONText(.string("é"))) == JSONValue.object(["ok": true, "id": "é"]).canonicalBytes())
     }
 
     @Test("writes every Int64")

@@ -354,23 +354,34 @@ struct Backup: ParsableCommand {
 
 struct Replay: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Fold the log from its data directory into the city projections, read-only.",
+        abstract: "Fold the log into the city projections afresh, from the events alone.",
         discussion: """
-            Reads the LMDB log directly (readers never block the running daemon) and prints the same document \
-            as `incidentctl cities`, computed from the events alone.
+            Prints the same document as `incidentctl cities`, computed from the events alone rather than from the \
+            projections the daemon keeps, so the two can be compared directly; and it can stop early, to show what \
+            was known, or what had happened, at a given time.
+
+            Through the daemon's socket by default (the reader role, the daemon's gazetteer). With --data-dir it \
+            reads the LMDB log directly instead, read-only (readers never block the running daemon); that needs \
+            read access to the data directory's files, and --gazetteer names the gazetteer to fold with.
+
+            A date without a time means its first instant: --as-of 2026-12-06 is what was known at midnight UTC.
 
             Examples:
-              incidentctl replay --data-dir /var/lib/incidentd
-              incidentctl replay --data-dir ./run/data --until-position 5
-              incidentctl replay --data-dir ./run/data --as-of 2026-11-25T12:00Z
-              incidentctl replay --data-dir ./run/data --occurred-before 2022-03-02
+              incidentctl replay
+              incidentctl replay --until-position 5
+              incidentctl replay --as-of 2026-11-25T12:00Z
+              incidentctl replay --occurred-before 2022-03-02
+              incidentctl replay --data-dir /var/lib/incidentd --gazetteer /etc/incidentd/cities.toml
             """)
 
-    @Option(help: ArgumentHelp("The daemon's data directory.", valueName: "dir")) var dataDir: String = "/var/lib/incidentd"
+    @Option(help: ArgumentHelp("Read this data directory directly instead of asking the daemon.", valueName: "dir"))
+    var dataDir: String?
     @Option(parsing: .unconditional, help: "Stop after this position.") var untilPosition: UInt64?
     @Option(help: ArgumentHelp("Only what had been recorded by this time.", valueName: "time")) var asOf: String?
     @Option(help: ArgumentHelp("Only what had happened before this time.", valueName: "time")) var occurredBefore: String?
-    @Option(help: ArgumentHelp("Gazetteer file for city names (default: the compiled-in one).", valueName: "file")) var gazetteer: String?
+    @Option(help: ArgumentHelp("With --data-dir: the gazetteer file for city names (default: the compiled-in one).", valueName: "file"))
+    var gazetteer: String?
+    @OptionGroup var connection: ConnectionOptions
     @OptionGroup var output: OutputOptions
 
     func validate() throws {
@@ -378,9 +389,29 @@ struct Replay: ParsableCommand {
         if let occurredBefore, ParsedDate.parse(occurredBefore) == nil {
             throw ValidationError("--occurred-before: an ISO 8601 date or date-time")
         }
+        if gazetteer != nil && dataDir == nil {
+            throw ValidationError("--gazetteer goes with --data-dir: through the socket the daemon folds with its own gazetteer")
+        }
     }
 
     func run() throws {
+        let document: JSONValue
+        if let dataDir {
+            document = try replayDirectly(dataDir)
+        } else {
+            var body: [String: JSONValue] = [:]
+            if let untilPosition { body["untilPosition"] = .int(Int64(clamping: untilPosition)) }
+            if let asOf { body["asOf"] = .string(asOf) }
+            if let occurredBefore { body["occurredBefore"] = .string(occurredBefore) }
+            document = try connection.connect().call(.replay, body)["cities"] ?? .array([])
+        }
+        switch output.resolved {
+        case .json: Printer.json(document)
+        case .table: Printer.cities(document.arrayValue ?? [])
+        }
+    }
+
+    private func replayDirectly(_ dataDir: String) throws -> JSONValue {
         let cities = try gazetteer.map { try Gazetteer(contentsOfFile: $0) } ?? Gazetteer.embedded
         let log: EventLog
         do {
@@ -394,10 +425,6 @@ struct Replay: ParsableCommand {
         let limit = ReplayLimit(
             untilPosition: untilPosition, asOf: asOf.flatMap(ParsedDate.parse)?.start,
             occurredBefore: occurredBefore.flatMap(ParsedDate.parse)?.start)
-        let document = JSONValue.array(try log.replay(limit).map(\.json))
-        switch output.resolved {
-        case .json: Printer.json(document)
-        case .table: Printer.cities(document.arrayValue ?? [])
-        }
+        return JSONValue.array(try log.replay(limit).map(\.json))
     }
 }

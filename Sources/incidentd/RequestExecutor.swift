@@ -70,6 +70,7 @@ final class RequestExecutor: Sendable {
                 return .now(Response.success(id: id, ["cities": .array(try log.cities().map(\.json))]))
             case .status: return .now(try status(request))
             case .verify: return walkingTheLog(request, on: eventLoop) { try $0.verify(request) }
+            case .replay: return walkingTheLog(request, on: eventLoop) { try $0.replay(request) }
             case .backup: return walkingTheLog(request, on: eventLoop) { try $0.backup(request, peer: peer) }
             case .subscribe:
                 // A connection's handler starts a subscription itself (``ConnectionHandler``); this is one it did
@@ -224,6 +225,22 @@ final class RequestExecutor: Sendable {
         details["index"] = .int(Int64(index))
         let message = count > 1 ? "event \(index): \(error.message)" : error.message
         return IncidentError(error.code, message, details: details)
+    }
+
+    /// The cities folded afresh from the log alone, up to where the request says: what `cities` answers,
+    /// computed without the stored projections.
+    private func replay(_ request: Request) throws -> [UInt8] {
+        func instant(_ name: String) throws -> Timestamp? {
+            guard let value = request.body[name] else { return nil }
+            guard let text = value.stringValue, let parsed = ParsedDate.parse(text) else {
+                throw ProtocolError(.invalidRequest, "\(name): an ISO 8601 date or date-time, such as 2022-03-01 or 2022-03-01T14:30Z")
+            }
+            return parsed.start
+        }
+        let limit = ReplayLimit(
+            untilPosition: try Self.integer(request.body["untilPosition"], "untilPosition", range: 0...Int64.max).map(UInt64.init),
+            asOf: try instant("asOf"), occurredBefore: try instant("occurredBefore"))
+        return Response.success(id: request.id, ["cities": .array(try log.replay(limit).map(\.json))])
     }
 
     private func read(_ request: Request) throws -> [UInt8] {

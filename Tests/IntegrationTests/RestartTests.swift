@@ -111,4 +111,29 @@ struct RestartTests {
         #expect(replayAfter.stdout == after.stdout)
         #expect(after.stdout != cities.stdout)
     }
+
+    @Test("replay through the socket (SPEC §3, §4): what replay --data-dir prints, with the same stops, for a reader who cannot read the files")
+    func replayThroughTheSocket() throws {
+        let daemon = try Self.daemonWithArticle()
+        let client = try daemon.client()
+        #expect(try client.appendEvents([Wire.report(city: "Enerhodar", kind: "blockade", occurredAt: "2022-03-02", participants: (300, 1000))], allowNewCity: true).isOK)
+        let recordedAt = try #require(client.call("read", ["from": 4, "limit": 1])["events"]?.arrayValue?.first?["recordedAt"]?.stringValue)
+        for stops: [String] in [[], ["--until-position", "3"], ["--occurred-before", "2022-03-02"], ["--as-of", recordedAt], ["--as-of", "2000-01-01"]] {
+            let direct = try runCommand(Binaries.incidentctl, ["replay", "--data-dir", daemon.dataDir, "--format", "json"] + stops)
+            let socket = try daemon.ctl(["replay", "--format", "json"] + stops)
+            #expect(socket.status == 0, "\(stops): \(socket.stderr)")
+            #expect(socket.stdout == direct.stdout, "\(stops)")
+        }
+        #expect(try daemon.ctl(["replay", "--format", "json"]).stdout == daemon.ctl(["cities", "--format", "json"]).stdout)
+        #expect(try daemon.ctl(["replay", "--until-position", "3", "--format", "json"]).json?.arrayValue?.map { $0["cityId"] } == ["kupiansk"])
+        #expect(try daemon.ctl(["replay", "--as-of", "2000-01-01", "--format", "json"]).json == [])
+
+        // The protocol's own checks.
+        #expect(try client.call("replay", ["asOf": "yesterday"]).errorCode == "invalid_request")
+        #expect(try client.call("replay", ["untilPosition": -1]).errorCode == "invalid_request")
+        #expect(try client.call("replay", ["since": 3]).errorCode == "invalid_request")
+        let gazetteerWithoutDirectory = try daemon.ctl(["replay", "--gazetteer", "config/cities.toml"])
+        #expect(gazetteerWithoutDirectory.status == 2, "\(gazetteerWithoutDirectory.stderr)")
+        #expect(daemon.stop() == 0)
+    }
 }

@@ -159,7 +159,7 @@ public struct Gazetteer: Sendable, Equatable {
     }
 
     /// Longest canonical id; `slug` never produces a longer one.
-    static let maxIdLength = 64
+    public static let maxIdLength = 64
 
     static func isValidId(_ id: String) -> Bool {
         let scalars = Array(id.unicodeScalars)

@@ -44,6 +44,22 @@ extension Gazetteer {
     /// every run of other characters turned into one "-", trimmed, at most 64 characters.
     /// nil when nothing is left.
     public static func slug(_ name: String) -> String? {
+        guard var slug = fullSlug(name) else { return nil }
+        if slug.unicodeScalars.count > maxIdLength {
+            slug = String(String.UnicodeScalarView(slug.unicodeScalars.prefix(maxIdLength)))
+            while slug.hasSuffix("-") { slug.removeLast() }
+        }
+        return slug
+    }
+
+    /// Whether ``slug(_:)`` of `name` holds all of it: a longer name is cut to the id's 64 characters, and two
+    /// names that differ only past them would make the same id.
+    public static func slugHoldsAll(of name: String) -> Bool {
+        (fullSlug(name)?.unicodeScalars.count ?? 0) <= maxIdLength
+    }
+
+    /// ``slug(_:)`` before it is cut to ``maxIdLength``.
+    private static func fullSlug(_ name: String) -> String? {
         let lowered = name.lowercased()
         let russian = lowered.contains(where: { russianOnly.contains($0) })
             && !lowered.contains(where: { ukrainianOnly.contains($0) })
@@ -75,10 +91,6 @@ extension Gazetteer {
             } else {
                 pendingDash = true
             }
-        }
-        if slug.unicodeScalars.count > maxIdLength {
-            slug = String(String.UnicodeScalarView(slug.unicodeScalars.prefix(maxIdLength)))
-            while slug.hasSuffix("-") { slug.removeLast() }
         }
         return slug.isEmpty ? nil : slug
     }

@@ -92,6 +92,12 @@ public struct Admission: Sendable {
         } else if let city = gazetteer.resolve(name) {
             return city.id
         }
+        // Cut to an id's length, two names that differ only past it would be one city.
+        guard Gazetteer.slugHoldsAll(of: name) else {
+            throw IncidentError.invalid(
+                "data.city",
+                "\"\(name.prefix(64))…\" is too long to name a city the gazetteer does not know: its id, in Latin letters and digits, would pass \(Gazetteer.maxIdLength) characters; use a shorter spelling")
+        }
         if let slug = Gazetteer.slug(name), try store.city(slug) != nil { return slug }
         if allowNewCity {
             guard let slug = Gazetteer.slug(name) else {

@@ -151,6 +151,15 @@ private func gazetteerError(_ body: () throws -> Void) -> String? {
         #expect(g.suggestions(for: "aaaxtown") == ["Aaaatown", "Aaabtown", "Aabbtown"])
     }
 
+    @Test func slugsCutToAnIdsLengthSayTheyAre() {
+        let long = "Selyshche-imeni-" + String(repeating: "Tarasa-Hryhorovycha-Shevchenka-", count: 3)
+        #expect(Gazetteer.slug(long + "Pivnichne") == Gazetteer.slug(long + "Pivdenne"))
+        #expect(!Gazetteer.slugHoldsAll(of: long + "Pivnichne"))
+        #expect(Gazetteer.slugHoldsAll(of: "Kharkiv"))
+        #expect(Gazetteer.slugHoldsAll(of: String(repeating: "a", count: 64)))
+        #expect(!Gazetteer.slugHoldsAll(of: String(repeating: "a", count: 65)))
+    }
+
     @Test func citiesKnownElsewhereAreSuggestedByAnySpelling() {
         let kharkiv = City(id: "kharkiv", name: "Kharkiv", aliases: ["Харків"])
         #expect(g.suggestions(for: "Kharkov") == [])

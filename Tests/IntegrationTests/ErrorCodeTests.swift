@@ -113,6 +113,23 @@ struct ErrorCodeTests {
         #expect(try client.headPosition() == 0)
     }
 
+    @Test("a new city whose id would pass 64 characters is refused, so that two names differing past them never make one city")
+    func newCityNameTooLongForAnId() throws {
+        let daemon = try Daemon()
+        let client = try daemon.client()
+        let stem = "Selyshche-imeni-" + String(repeating: "Tarasa-Hryhorovycha-Shevchenka-", count: 3)
+        for name in [stem + "Pivnichne", stem + "Pivdenne"] {
+            try Self.expectRefusal(
+                client, [Wire.report(city: name)], allowNewCity: true, code: "invalid_event", field: "data.city",
+                mentions: ["too long", "shorter spelling"])
+        }
+        // One that fits is a city; a query by a name too long for an id does not land on it.
+        #expect(try client.appendEvents([Wire.report(incident: "fits-1", city: "Selyshche imeni Tarasa")], allowNewCity: true).isOK)
+        #expect(try client.call("city", ["city": "Selyshche imeni Tarasa"]).isOK)
+        #expect(try client.call("city", ["city": .string(stem + "Pivnichne")]).errorCode == "unknown_city")
+        #expect(daemon.stop() == 0)
+    }
+
     @Test("unknown_city suggests the cities a report added with allowNewCity too, by any spelling reported, on append and on query, across a restart")
     func unknownCitySuggestsCitiesOfTheLog() throws {
         let daemon = try Daemon()

@@ -58,9 +58,9 @@ struct SourceDetailOptions: ParsableArguments {
     @Option(
         name: .customLong("source-verification"),
         help: ArgumentHelp(
-            "How far every --source is verified: unverified, verified, disputed or debunked (needs --source).",
+            "How far the sources are verified: unverified, verified, disputed or debunked. Given once, for every --source; given for each --source, in order, for that one.",
             valueName: "status"))
-    var verification: String?
+    var verifications: [String] = []
 
     func validate(verifiedBy: [String], named verifiedByName: String) throws {
         for (name, list) in [("--source-url", urls), (verifiedByName, verifiedBy), ("--source-method", methods), ("--source-sha256", hashes)]
@@ -68,10 +68,19 @@ struct SourceDetailOptions: ParsableArguments {
             throw ValidationError(
                 "\(name) given \(timesGiven(list.count)) but --source \(timesGiven(sources.count)): each goes with the --source in the same place, so give a --source NAME for each")
         }
-        if verification != nil && sources.isEmpty {
+        if !verifications.isEmpty && sources.isEmpty {
             throw ValidationError(
                 "--source-verification sets the verification of each --source, and no --source was given: add --source NAME (who said it), or leave --source-verification out")
         }
+        if verifications.count > 1 && verifications.count != sources.count {
+            throw ValidationError(
+                "--source-verification given \(timesGiven(verifications.count)) but --source \(timesGiven(sources.count)): give it once for every source, or once for each --source, in the same order")
+        }
+    }
+
+    /// The verification of the source at `index`: the one given for it, or the one given for all.
+    func verification(of index: Int) -> String? {
+        verifications.count == 1 ? verifications[0] : index < verifications.count ? verifications[index] : nil
     }
 
     func json(verifiedBy: [String]) -> JSONValue? {
@@ -82,7 +91,7 @@ struct SourceDetailOptions: ParsableArguments {
             if n < verifiedBy.count { o["verifiedBy"] = .string(verifiedBy[n]) }
             if n < methods.count { o["method"] = .string(methods[n]) }
             if n < hashes.count { o["sha256"] = .string(hashes[n]) }
-            if let verification { o["verification"] = .string(verification) }
+            if let verification = verification(of: n) { o["verification"] = .string(verification) }
             return .object(o)
         })
     }

@@ -65,7 +65,7 @@ struct Report: ParsableCommand {
                 throw ValidationError(
                     "--verification sets how far each --source is verified, and no --source was given: add --source NAME (who said it), or report without --verification and verify the incident later with `incidentctl outcome ID --status S --verification V`")
             }
-            if let other = source.details.verification, other != verification {
+            if let other = source.details.verifications.first(where: { $0 != verification }) {
                 throw ValidationError(
                     "--verification \(verification) and --source-verification \(other) both set how far every --source is verified: give one of them")
             }
@@ -90,7 +90,7 @@ struct Report: ParsableCommand {
         if let precision { event["precision"] = .string(precision) }
         if let incident { event["incident"] = .string(incident) }
         var sourceOptions = source
-        if sourceOptions.details.verification == nil { sourceOptions.details.verification = verification }
+        if sourceOptions.details.verifications.isEmpty, let verification { sourceOptions.details.verifications = [verification] }
         if let sources = sourceOptions.json { event["sources"] = sources }
         control.apply(to: &event)
         do {

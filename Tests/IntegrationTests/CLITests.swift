@@ -168,6 +168,8 @@ struct CLITests {
              "--source-verification sets the verification of each --source, and no --source was given: add --source NAME"),
             (report + ["--source", "A", "--verification", "verified", "--source-verification", "disputed", "--incident", "src-5"],
              "--verification verified and --source-verification disputed both set how far every --source is verified: give one of them"),
+            (report + ["--source", "A", "--source", "B", "--source", "C", "--source-verification", "verified", "--source-verification", "debunked", "--incident", "src-5"],
+             "--source-verification given twice but --source 3 times: give it once for every source, or once for each --source, in the same order"),
         ] {
             let usage = try daemon.ctl(arguments)
             #expect(usage.status == 2, "\(arguments): \(usage.status) \(usage.stderr)")
@@ -181,6 +183,17 @@ struct CLITests {
         let same = try daemon.ctl(
             report + ["--source", "C", "--verification", "disputed", "--source-verification", "disputed", "--incident", "src-7"])
         #expect(same.status == 0, "the same status twice is no conflict: \(same.stderr)")
+        let each = try daemon.ctl(
+            report + ["--source", "D", "--source-verification", "verified", "--source", "E", "--source-verification", "debunked", "--incident", "src-8"])
+        #expect(each.status == 0, "one for each source: \(each.stderr)")
+        for (incident, sources) in [
+            ("src-6", [["name": "A", "verification": "verified"], ["name": "B", "verification": "verified"]] as JSONValue),
+            ("src-7", [["name": "C", "verification": "disputed"]]),
+            ("src-8", [["name": "D", "verification": "verified"], ["name": "E", "verification": "debunked"]]),
+        ] {
+            let stored = try #require(try daemon.ctl(["incident", "--format", "json", incident]).json)
+            #expect(stored["reportEvent"]?["sources"] == sources, "\(stored)")
+        }
         for (incident, sources, verification) in [
             ("src-6", [["name": "A", "verification": "verified"], ["name": "B", "verification": "verified"]] as JSONValue, "verified"),
             ("src-7", [["name": "C", "verification": "disputed"]], "disputed"),
@@ -202,7 +215,7 @@ struct CLITests {
         let outcome = try daemon.ctl(["outcome", "src-7", "--status", "dispersed", "--verification", "verified"])
         #expect(outcome.status == 0, "\(outcome.stderr)")
         #expect(try daemon.ctl(["incident", "--format", "json", "src-7"]).json?["verification"] == "verified")
-        #expect(try daemon.client().headPosition() == 3)
+        #expect(try daemon.client().headPosition() == 4)
 
         func help(_ command: String) throws -> String {
             try runCommand(Binaries.incidentctl, [command, "--help"]).stdout.split(whereSeparator: \.isWhitespace).joined(separator: " ")
@@ -210,11 +223,11 @@ struct CLITests {
         let reportHelp = try help("report")
         #expect(reportHelp.contains("--verification <status> How far every --source is verified"))
         #expect(reportHelp.contains("(the same as --source-verification; needs --source)"))
-        #expect(reportHelp.contains("--source-verification <status> How far every --source is verified"))
-        #expect(try help("observe").contains("--source-verification <status> How far every --source is verified"))
+        #expect(reportHelp.contains("--source-verification <status> How far the sources are verified"))
+        #expect(try help("observe").contains("--source-verification <status> How far the sources are verified"))
         let outcomeHelp = try help("outcome")
         #expect(outcomeHelp.contains("--verification <status> How far the incident itself is verified from this outcome on"))
-        #expect(outcomeHelp.contains("--source-verification <status> How far every --source is verified"))
+        #expect(outcomeHelp.contains("--source-verification <status> How far the sources are verified"))
         #expect(daemon.stop() == 0)
     }
 

@@ -214,7 +214,7 @@ struct IncidentRow {
         let (eventType, subEventType) = classification
         return [
             document["incident"]?.stringValue ?? "",
-            String((document["occurredAt"]?.stringValue ?? "").prefix(10)),
+            ACLED.eventDate(occurredAt: document["occurredAt"]?.stringValue ?? ""),
             String(ACLED.timePrecision(precision)),
             eventType,
             subEventType,

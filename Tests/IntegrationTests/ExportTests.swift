@@ -110,6 +110,7 @@ struct ExportTests {
         #expect(rally["actor1"] == "Protesters", "no country is known for a city the gazetteer does not hold")
         let strike = try #require(records.first { $0["location"] == "Melitopol" && $0["event_id_cnty"] != "melitopol-2022-03-01-convoy-blockade" })
         #expect(strike["time_precision"] == "3" && strike["geo_precision"] == "1" && strike["latitude"] == "46.84210")
+        #expect(strike["event_date"] == "2022-03-01", "ACLED's event_date is a whole date: a month's first day, with time_precision 3")
         #expect(strike["notes"]?.contains("the bread factory, \"Khlib\"") == true, "quotes and commas survive the quoting")
         #expect(daemon.stop() == 0)
     }

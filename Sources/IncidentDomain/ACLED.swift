@@ -23,7 +23,6 @@ public enum ACLED {
         }
     }
 
-    /// ACLED's `time_precision`: 1 when the day is known, 2 the week, 3 the month.
     /// ACLED's `event_date`, always a whole date: the date of an event's `occurredAt` as written (its own day,
     /// wherever its offset puts it in UTC), or the first day of a month given alone (`time_precision` 3 says so).
     public static func eventDate(occurredAt: String) -> String {
@@ -31,6 +30,7 @@ public enum ACLED {
         return date.utf8.count == 7 ? date + "-01" : date
     }
 
+    /// ACLED's `time_precision`: 1 when the day is known, 2 the week, 3 the month.
     public static func timePrecision(_ precision: Precision) -> Int {
         switch precision {
         case .minute, .hour, .day: return 1

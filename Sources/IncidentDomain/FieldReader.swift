@@ -46,8 +46,12 @@ struct FieldReader {
         if length > maxLength {
             throw IncidentError.invalid(field, "is \(length) characters long, the limit is \(maxLength)")
         }
-        if s.unicodeScalars.contains(where: { $0.value < 0x20 && $0 != "\n" && $0 != "\t" }) {
-            throw IncidentError.invalid(field, "contains a control character")
+        if let (offset, scalar) = s.unicodeScalars.enumerated().first(where: { $0.element.value < 0x20 && $0.element != "\n" && $0.element != "\t" }) {
+            let hex = String(scalar.value, radix: 16, uppercase: true)
+            let code = "U+" + String(repeating: "0", count: max(0, 4 - hex.count)) + hex
+            let what = scalar == "\r" ? "a carriage return (\\r, \(code))" : "the control character \(code)"
+            throw IncidentError.invalid(
+                field, "contains \(what) at character \(offset + 1); text may hold line breaks (\\n) and tabs, no other control characters")
         }
         return trimmed
     }

@@ -98,6 +98,22 @@ struct ValidationTests {
         #expect(outcome.type == .outcomeUpdated)
     }
 
+    @Test("a control character in text is refused naming which and where; line breaks and tabs pass")
+    func controlCharacters() throws {
+        for (text, says) in [
+            ("first line\r\nsecond", "data.description: contains a carriage return (\\r, U+000D) at character 11"),
+            ("bell\u{07}", "data.description: contains the control character U+0007 at character 5"),
+        ] {
+            do {
+                _ = try propose(with(report, ["data", "description"], .string(text)))
+                Issue.record("accepted \(text.debugDescription)")
+            } catch {
+                #expect((error as? IncidentError)?.message.hasPrefix(says) == true, "\(error)")
+            }
+        }
+        #expect(try propose(with(report, ["data", "description"], "two\nlines\tand a tab")).data != nil)
+    }
+
     @Test("a date-time with a space before the time is refused on input, saying to write T")
     func dateTimeSeparator() throws {
         do {

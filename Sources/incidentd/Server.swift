@@ -15,6 +15,7 @@ final class Server: Sendable {
     let configuration: DaemonConfiguration
     let logger: Logger
     let group: MultiThreadedEventLoopGroup
+    let refusedConnections = RefusedConnections()
 
     init(executor: RequestExecutor, intake: AppendIntake, configuration: DaemonConfiguration, logger: Logger) {
         self.executor = executor
@@ -30,6 +31,7 @@ final class Server: Sendable {
         let intake = self.intake
         let configuration = self.configuration
         let logger = self.logger
+        let refusedConnections = self.refusedConnections
         let bootstrap = ServerBootstrap(group: group)
             .serverChannelOption(.backlog, value: 1024)
             .childChannelOption(.autoRead, value: true)
@@ -42,7 +44,9 @@ final class Server: Sendable {
             .childChannelOption(.maxMessagesPerRead, value: 1)
             .childChannelOption(.recvAllocator, value: AdaptiveRecvByteBufferAllocator(minimum: 1024, initial: 4096, maximum: 4096))
             .childChannelInitializer { channel in
-                Server.initialize(channel, executor: executor, intake: intake, configuration: configuration, logger: logger)
+                Server.initialize(
+                    channel, executor: executor, intake: intake, configuration: configuration, logger: logger,
+                    refusedConnections: refusedConnections)
             }
         if let fd = inheritedDescriptor {
             return try bootstrap.withBoundSocket(fd).wait()
@@ -92,11 +96,12 @@ final class Server: Sendable {
 
     private static func initialize(
         _ channel: any Channel, executor: RequestExecutor, intake: AppendIntake, configuration: DaemonConfiguration,
-        logger: Logger
+        logger: Logger, refusedConnections: RefusedConnections
     ) -> EventLoopFuture<Void> {
         let count = executor.connections.wrappingAdd(1, ordering: .relaxed).newValue
         guard count <= configuration.maxConnections else {
             executor.connections.subtract(1, ordering: .relaxed)
+            refusedConnections.note(limit: configuration.maxConnections, logger: logger)
             let line = Response.failure(id: .null, ProtocolError(
                 .tooManyConnections,
                 "incidentd already serves \(configuration.maxConnections) connections (max_connections); try again later"))
@@ -153,5 +158,34 @@ private final class RefusalHandler: ChannelInboundHandler, Sendable {
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
         context.close(promise: nil)
+    }
+}
+
+/// Connections refused past `max_connections`, in the daemon's log: the first at once, then at most one line a
+/// minute with how many were refused since the last, so that a flood shows without flooding the log.
+final class RefusedConnections: Sendable {
+    private struct State {
+        var unreported = 0
+        var reportedAt: UInt64?
+    }
+
+    private let state = Mutex(State())
+    static let interval: UInt64 = 60_000_000_000
+
+    func note(limit: Int, logger: Logger) {
+        let now = DispatchTime.now().uptimeNanoseconds
+        let report = state.withLock { state -> Int? in
+            state.unreported += 1
+            if let at = state.reportedAt, now - at < Self.interval { return nil }
+            defer {
+                state.unreported = 0
+                state.reportedAt = now
+            }
+            return state.unreported
+        }
+        if let report {
+            logger.warning(
+                "refused \(report) connection\(report == 1 ? "" : "s") since the last such line: incidentd already serves max_connections (\(limit))")
+        }
     }
 }

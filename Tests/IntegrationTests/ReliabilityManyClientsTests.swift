@@ -47,6 +47,9 @@ struct ReliabilityManyClientsTests {
         #expect(answer.errorCode == "too_many_connections", "\(answer.canonicalString())")
         #expect(answer["error"]?["message"]?.stringValue?.contains("\(maximum)") == true)
         #expect(refused.peerClosed(within: 10 * deadlineScale), "the refused connection is closed")
+        try waitFor("the refusal in the daemon's log", timeout: 10 * deadlineScale) {
+            daemon.log.contains("refused 1 connection since the last such line: incidentd already serves max_connections (\(maximum))")
+        }
         // Refused connections hold nothing in the daemon: 100 more, each answered and closed, leave its open
         // descriptors where they were.
         let descriptors = { (try? FileManager.default.contentsOfDirectory(atPath: "/proc/\(daemon.pid)/fd").count) ?? 0 }
@@ -58,6 +61,7 @@ struct ReliabilityManyClientsTests {
             #expect(again.peerClosed(within: 10 * deadlineScale))
         }
         try waitFor("the daemon to close the refused connections", timeout: 10 * deadlineScale) { descriptors() <= before + 2 }
+        #expect(daemon.log.components(separatedBy: "since the last such line").count == 2, "one line a minute at most")
         // Refusing did not disturb anybody: every idle connection is still served.
         for client in idle { #expect(try client.call("status")["connections"]?.intValue == Int64(maximum)) }
 

@@ -574,4 +574,23 @@ public struct Projector: Sendable {
         }
         return CityState(cityId: id, name: reportedName, region: nil, population: nil)
     }
+
+    /// All that the projections read of the gazetteer, as bytes: each city's id, name, region and population
+    /// (what ``newCity(id:reportedName:)`` takes), in id order, as canonical JSON. Two gazetteers that give the
+    /// same bytes fold every log into the same projections; the log keeps a digest of them beside its
+    /// projections and rebuilds the projections when a daemon starts with a gazetteer that gives other bytes.
+    /// Aliases, coordinates and GeoNames ids are left out: a report's spelling is resolved into the `cityId` it
+    /// stores when it is appended, and nothing folded reads them, so adding a spelling costs no rebuild.
+    /// Whatever else of the gazetteer the fold comes to read must be added here.
+    public var gazetteerInput: [UInt8] {
+        JSONValue.array(
+            gazetteer.cities.map { city in
+                .object([
+                    "id": .string(city.id), "name": .string(city.name),
+                    "region": city.region.map { .string($0) } ?? .null,
+                    "population": city.population.map { .int(Int64($0)) } ?? .null,
+                ])
+            }
+        ).canonicalBytes()
+    }
 }

@@ -156,8 +156,9 @@ extension EventLog {
     /// were reported (by default four per core), which are folded on every core at once (``StreamFold``); then
     /// the segment's incidents are written in key order, in transactions of `incidentsPerCommit` (LMDB keeps a
     /// transaction's dirty pages in a sorted list, which grows costly in one transaction of hundreds of
-    /// thousands). Last, the cities, added up over every stretch in order, and the projection mark. A crash
-    /// before that mark leaves none, so the next start rebuilds again. Returns the number of events folded.
+    /// thousands). Last, the cities, added up over every stretch in order, the projection mark and the digest of
+    /// the gazetteer they were built with (``Projector/gazetteerInput``). A crash before that mark leaves none,
+    /// so the next start rebuilds again. Returns the number of events folded.
     ///
     /// The events' JSON is not read: `replay` folds that (``ProjectionFold``), and the bench compares the two.
     ///
@@ -186,6 +187,7 @@ extension EventLog {
             try txn.drop(db.incidents, delete: false)
             try txn.drop(db.cities, delete: false)
             try txn.delete(db.meta, key: Keys.projections)
+            try txn.delete(db.meta, key: Keys.gazetteer)
         }
         let head = try environment.read { txn in try Head.read(txn, db).position }
         let direct = ProjectionFold.directEncodingHolds(projector: projector)
@@ -236,6 +238,7 @@ extension EventLog {
             }
             let head = try Head.read(txn, db)
             try txn.put(db.meta, key: Keys.projections, value: EventLog.projectionMarkValue(head.position))
+            try txn.put(db.meta, key: Keys.gazetteer, value: gazetteerDigest)
         }
         try loadCityDocuments()
         return UInt64(parts.reduce(0) { $0 + $1.events })

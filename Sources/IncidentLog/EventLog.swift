@@ -20,7 +20,8 @@ struct Databases: Sendable {
     let incidents: Database
     /// city id → canonical JSON of ``CityState``
     let cities: Database
-    /// `head` → position ‖ hash ‖ recordedAt; `format`; `projections` → position they are current through
+    /// `head` → position ‖ hash ‖ recordedAt; `format`; `projections` → position they are current through ‖
+    /// their version; `gazetteer` → SHA-256 of what they read of the gazetteer they were built with
     let meta: Database
 }
 
@@ -43,20 +44,27 @@ public final class EventLog: Sendable {
     let db: Databases
     let projector: Projector
     let gazetteerMemo: GazetteerMemo
+    /// SHA-256 of ``Projector/gazetteerInput``: stored under `meta/gazetteer` with the projections a rebuild
+    /// writes, and compared with the stored one when a writer opens the log.
+    let gazetteerDigest: [UInt8]
     /// Each city's projection as its canonical JSON, as stored: what `city` answers, without a read transaction
     /// or a parse. The writer replaces a city's entry after the commit that changed it, before any of that
     /// commit's appends is acknowledged.
     let cityDocuments = Mutex<[String: [UInt8]]>([:])
+    private let openingRebuild = Mutex<UInt64?>(nil)
     private let lockDescriptor: Int32
 
     /// Opens (and for a writer creates) the log in `options.directory`. A writer takes an exclusive lock on
     /// `incidentd.lock` there, so a second daemon on the same directory refuses to start; it also clears stale
-    /// reader slots and rebuilds the projections if they lag behind the events.
+    /// reader slots, and rebuilds the projections if they lag behind the events, are of another version, or were
+    /// built with a gazetteer whose cities differ from `gazetteer`'s (or with one the log does not record, before
+    /// it recorded it); `options.onRebuildAtOpen` is told why.
     public init(options: LogOptions, gazetteer: Gazetteer) throws {
         self.options = options
         self.gazetteer = gazetteer
         projector = Projector(gazetteer: gazetteer)
         gazetteerMemo = GazetteerMemo(gazetteer: gazetteer)
+        gazetteerDigest = ChainHash.digest(projector.gazetteerInput)
         if options.readOnly {
             lockDescriptor = -1
         } else {
@@ -125,6 +133,10 @@ public final class EventLog: Sendable {
         if lockDescriptor >= 0 { close(lockDescriptor) }
     }
 
+    /// How many events the rebuild of the projections made as the log was opened folded; nil when the
+    /// projections were current and kept.
+    public var eventsRebuiltAtOpen: UInt64? { openingRebuild.withLock { $0 } }
+
     private static func lock(directory: String) throws -> Int32 {
         let path = directory + "/incidentd.lock"
         let fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o600)
@@ -154,12 +166,29 @@ public final class EventLog: Sendable {
         case let other?:
             throw EventLog.unknownFormat(other, directory: options.directory)
         }
-        let (head, projected) = try environment.read { txn in
-            (try Head.read(txn, db).position, try projectionMark(txn))
+        // The one read an unchanged log costs: its head, its projection mark and the gazetteer's digest.
+        let (head, projected, builtWith) = try environment.read { txn in
+            (try Head.read(txn, db).position, try projectionMark(txn), try txn.get(db.meta, key: Keys.gazetteer).map { Array($0) })
         }
-        if projected != (head, EventLog.projectionVersion) {
-            try rebuildProjections()
+        let reason: String
+        if projected.0 == .max {
+            reason = "the projections are incomplete (a rebuild did not finish): rebuilding them"
+        } else if projected.1 != EventLog.projectionVersion {
+            reason = "the projections are of version \(projected.1), this incidentd writes version \(EventLog.projectionVersion): rebuilding them"
+        } else if projected.0 != head {
+            reason = "the projections stop at position \(projected.0) of \(head): rebuilding them"
+        } else if builtWith == nil {
+            reason = "the log does not record which gazetteer its projections were built with (an older incidentd built them): rebuilding them"
+        } else if builtWith != gazetteerDigest {
+            reason = "the gazetteer changed since the projections were built: rebuilding them"
+        } else {
+            return
         }
+        // A new log is given its (empty) projections, their mark and the gazetteer's digest without a word.
+        let told = head > 0
+        if told { options.onRebuildAtOpen?(reason) }
+        let folded = try rebuildProjections()
+        if told { openingRebuild.withLock { $0 = folded } }
     }
 
     /// A reader cannot upgrade a log; it names the format it found and what to do instead of failing later on a

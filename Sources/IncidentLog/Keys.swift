@@ -29,6 +29,8 @@ enum Keys {
     static let head: [UInt8] = Array("head".utf8)
     static let format: [UInt8] = Array("format".utf8)
     static let projections: [UInt8] = Array("projections".utf8)
+    /// SHA-256 of ``Projector/gazetteerInput`` of the gazetteer the projections were last built with.
+    static let gazetteer: [UInt8] = Array("gazetteer".utf8)
 }
 
 /// SHA-256 helpers for the hash chain.

@@ -24,6 +24,9 @@ public struct LogOptions: Sendable {
     /// on: before each of its transactions or segments, so at least every few seconds. The daemon extends
     /// systemd's start timeout with it.
     public var onProgress: (@Sendable (String) -> Void)?
+    /// Told, in one line, why the projections are rebuilt as the log is opened, before the rebuild starts: they
+    /// are incomplete, of another version, or built with another gazetteer.
+    public var onRebuildAtOpen: (@Sendable (String) -> Void)?
 
     public init(directory: String, readOnly: Bool = false) {
         self.directory = directory

@@ -46,7 +46,12 @@ struct Incidentd: ParsableCommand {
     @Option(name: .long, help: ArgumentHelp("Largest the log may grow, e.g. 64GiB (overrides storage.max_map_size).", valueName: "size"))
     var maxMapSize: String?
 
-    @Flag(name: .long, help: "Make every stream summary again from its event, then drop and rebuild the projections, before serving.")
+    @Flag(
+        name: .long,
+        help: """
+            Make every stream summary again from its event, then drop and rebuild the projections, before serving \
+            (a start rebuilds them by itself when they are not current or the gazetteer changed).
+            """)
     var rebuildProjections = false
 
     func validate() throws {
@@ -106,8 +111,17 @@ struct Incidentd: ParsableCommand {
             logger.info("\(status)")
             _ = incidentd_sd_notify("EXTEND_TIMEOUT_USEC=90000000\nSTATUS=\(status)")
         }
+        // Why the projections are rebuilt before serving: they are incomplete or of another version, or the
+        // gazetteer changed since they were built.
+        logOptions.onRebuildAtOpen = { reason in
+            logger.notice("\(reason)")
+            _ = incidentd_sd_notify("EXTEND_TIMEOUT_USEC=90000000\nSTATUS=\(reason)")
+        }
         Self.raiseDescriptorLimit(settings, logger: logger)
         let log = try EventLog(options: logOptions, gazetteer: gazetteer)
+        if let folded = log.eventsRebuiltAtOpen {
+            logger.notice("rebuilt projections", metadata: ["events": "\(folded)"])
+        }
         if rebuildProjections {
             // Asked for by an operator: from the events alone, which the hash chain covers.
             try log.rederiveStreamSummaries()

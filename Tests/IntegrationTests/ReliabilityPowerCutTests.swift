@@ -41,6 +41,41 @@ struct ReliabilityPowerCutTests {
     }
 
     @Test(
+        "a power cut at each sync of the rebuild a changed gazetteer brings: the next start finishes it, and cities is replay's with the new gazetteer",
+        StorageFaults.required)
+    func powerCutDuringGazetteerRebuild() throws {
+        let library = try #require(StorageFaults.library)
+        let setup = try GazetteerChangeTests.Setup()
+        let daemon = try setup.daemon()
+        let client = try daemon.client()
+        #expect(try client.appendEvents(try Repository.articleEvents())["ok"]?.boolValue == true)
+        try client.appendEvents(RebuildTests.events(incidents: 300), inBatchesOf: 100)
+        let count = Int(try client.headPosition())
+        #expect(daemon.stop() == 0)
+        let power = PowerCut(root: daemon.root)
+        var population = 148851
+        // The rebuild's five commits (the projections dropped; the incidents, one commit for the ids of each first
+        // letter; the cities with the projection mark and the gazetteer's digest), each a sync of its pages and a
+        // write of its meta page. Each start has a gazetteer of its own, so that each rebuilds.
+        for point in 1...10 {
+            try setup.edit("population = \(population)\n", "population = \(1000 + point)\n")
+            population = 1000 + point
+            let report = try power.startUntilItFails(daemon, library: library, point: point, seed: point, arguments: [])
+            try daemon.start()
+            // Whatever the cut left (the old projections and digest, or none), this start rebuilds again; after a
+            // cut at the last write of all, the new ones may be whole.
+            #expect(GazetteerChangeTests.rebuilds(daemon) == 1 || point == 10, "after \(report): \(daemon.log)")
+            let client = try daemon.client()
+            #expect(try client.allEvents().count == count, "after \(report)")
+            let verify = try client.call("verify")
+            #expect(verify["intact"]?.boolValue == true, "after \(report): \(verify)")
+            try GazetteerChangeTests.expectCitiesAreReplay(daemon, gazetteer: setup.gazetteer, "after \(report)")
+            #expect(try GazetteerChangeTests.city(daemon, "Melitopol")["population"]?.intValue == Int64(population))
+            #expect(daemon.stop() == 0)
+        }
+    }
+
+    @Test(
         "a power cut at either sync of an upgrade from format 2: the next start upgrades again, every event kept, the same answers",
         StorageFaults.required)
     func powerCutDuringUpgrade() throws {

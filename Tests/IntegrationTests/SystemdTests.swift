@@ -165,6 +165,36 @@ struct SystemdTests {
         #expect(child.wait() == 0)
     }
 
+    @Test("a start that rebuilds the projections for a changed gazetteer says why to systemd and extends its start timeout before READY=1")
+    func gazetteerRebuildExtendsTimeout() throws {
+        let setup = try GazetteerChangeTests.Setup()
+        let daemon = try setup.daemon()
+        let answer = try daemon.client().appendEvents(RebuildTests.events(incidents: 40))
+        #expect(answer["ok"]?.boolValue == true, "\(answer)")
+        #expect(daemon.stop() == 0)
+        try setup.edit("population = 148851", "population = 111")
+
+        let notify = try NotifyListener(path: setup.root + "/notify")
+        let log = open(setup.root + "/start.log", O_WRONLY | O_CREAT | O_CLOEXEC, 0o600)
+        defer { close(log) }
+        var environment = ProcessInfo.processInfo.environment
+        environment["NOTIFY_SOCKET"] = notify.path
+        let child = try ChildProcess(
+            Binaries.incidentd, ["--config", setup.config, "--data-dir", daemon.dataDir, "--socket", setup.root + "/incidentd.sock"],
+            environment: environment, stdin: log, stdout: log, stderr: log)
+        var before: [String] = []
+        while let message = notify.next(), !message.hasPrefix("READY=1") { before.append(message) }
+        #expect(
+            before.contains {
+                $0.contains("EXTEND_TIMEOUT_USEC=") && $0.contains("STATUS=\(GazetteerChangeTests.changedLine)")
+            },
+            "\(before)")
+        #expect(before.contains { $0.contains("EXTEND_TIMEOUT_USEC=") && $0.contains("STATUS=rebuilding the projections") }, "\(before)")
+        kill(child.pid, SIGTERM)
+        #expect(notify.next() == "STOPPING=1")
+        #expect(child.wait() == 0)
+    }
+
     @Test(
         "the watchdog is told all is well only while the writer keeps up: a commit stuck in fdatasync stops the pings, and they come back when it finishes",
         StorageFaults.required)

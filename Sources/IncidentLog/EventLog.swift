@@ -58,7 +58,7 @@ public final class EventLog: Sendable {
     /// `incidentd.lock` there, so a second daemon on the same directory refuses to start; it also clears stale
     /// reader slots, and rebuilds the projections if they lag behind the events, are of another version, or were
     /// built with a gazetteer whose cities differ from `gazetteer`'s (or with one the log does not record, before
-    /// it recorded it); `options.onRebuildAtOpen` is told why.
+    /// it recorded it), or if `options.rebuildAtOpen` asks for it; `options.onRebuildAtOpen` is told why.
     public init(options: LogOptions, gazetteer: Gazetteer) throws {
         self.options = options
         self.gazetteer = gazetteer
@@ -171,7 +171,9 @@ public final class EventLog: Sendable {
             (try Head.read(txn, db).position, try projectionMark(txn), try txn.get(db.meta, key: Keys.gazetteer).map { Array($0) })
         }
         let reason: String
-        if projected.0 == .max {
+        if options.rebuildAtOpen {
+            reason = "rebuilding the projections as asked, every stream summary made again from its event first"
+        } else if projected.0 == .max {
             reason = "the projections are incomplete (a rebuild did not finish): rebuilding them"
         } else if projected.1 != EventLog.projectionVersion {
             reason = "the projections are of version \(projected.1), this incidentd writes version \(EventLog.projectionVersion): rebuilding them"
@@ -185,8 +187,9 @@ public final class EventLog: Sendable {
             return
         }
         // A new log is given its (empty) projections, their mark and the gazetteer's digest without a word.
-        let told = head > 0
+        let told = head > 0 || options.rebuildAtOpen
         if told { options.onRebuildAtOpen?(reason) }
+        if options.rebuildAtOpen { try rederiveStreamSummaries() }
         let folded = try rebuildProjections()
         if told { openingRebuild.withLock { $0 = folded } }
     }

@@ -24,8 +24,11 @@ public struct LogOptions: Sendable {
     /// on: before each of its transactions or segments, so at least every few seconds. The daemon extends
     /// systemd's start timeout with it.
     public var onProgress: (@Sendable (String) -> Void)?
+    /// Rebuild the projections when the log is opened, after making every stream summary again from its event,
+    /// whether they are current or not (`incidentd --rebuild-projections`). A writer only.
+    public var rebuildAtOpen = false
     /// Told, in one line, why the projections are rebuilt as the log is opened, before the rebuild starts: they
-    /// are incomplete, of another version, or built with another gazetteer.
+    /// are incomplete, of another version, or built with another gazetteer, or `rebuildAtOpen` asked.
     public var onRebuildAtOpen: (@Sendable (String) -> Void)?
 
     public init(directory: String, readOnly: Bool = false) {

@@ -111,8 +111,9 @@ struct Incidentd: ParsableCommand {
             logger.info("\(status)")
             _ = incidentd_sd_notify("EXTEND_TIMEOUT_USEC=90000000\nSTATUS=\(status)")
         }
-        // Why the projections are rebuilt before serving: they are incomplete or of another version, or the
-        // gazetteer changed since they were built.
+        // Why the projections are rebuilt before serving: they are incomplete or of another version, the gazetteer
+        // changed since they were built, or an operator asked (from the events alone, which the hash chain covers).
+        logOptions.rebuildAtOpen = rebuildProjections
         logOptions.onRebuildAtOpen = { reason in
             logger.notice("\(reason)")
             _ = incidentd_sd_notify("EXTEND_TIMEOUT_USEC=90000000\nSTATUS=\(reason)")
@@ -120,12 +121,6 @@ struct Incidentd: ParsableCommand {
         Self.raiseDescriptorLimit(settings, logger: logger)
         let log = try EventLog(options: logOptions, gazetteer: gazetteer)
         if let folded = log.eventsRebuiltAtOpen {
-            logger.notice("rebuilt projections", metadata: ["events": "\(folded)"])
-        }
-        if rebuildProjections {
-            // Asked for by an operator: from the events alone, which the hash chain covers.
-            try log.rederiveStreamSummaries()
-            let folded = try log.rebuildProjections()
             logger.notice("rebuilt projections", metadata: ["events": "\(folded)"])
         }
         let stop = DispatchSemaphore(value: 0)

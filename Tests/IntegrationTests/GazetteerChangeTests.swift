@@ -141,6 +141,16 @@ struct GazetteerChangeTests {
         #expect(Self.rebuilds(daemon) == 1, "\(daemon.log)")
         try Self.expectCitiesAreReplay(daemon, gazetteer: setup.gazetteer, "back on the edited file")
         #expect(daemon.stop() == 0)
+
+        // An operator who still asks for a rebuild after a change gets one, not two.
+        try setup.edit("population = 27000", "population = 28000")
+        daemon.extraArguments = ["--config", setup.config, "--rebuild-projections"]
+        try daemon.start()
+        #expect(Self.rebuilds(daemon) == 1, "\(daemon.log)")
+        #expect(daemon.log.contains("rebuilding the projections as asked"), "\(daemon.log)")
+        #expect(try Self.city(daemon, "Kupiansk")["population"]?.intValue == 28000)
+        try Self.expectCitiesAreReplay(daemon, gazetteer: setup.gazetteer, "rebuilt as asked")
+        #expect(daemon.stop() == 0)
     }
 
     @Test("a spelling added to the gazetteer costs no rebuild and is understood at once; a city added under the id of one a report added with allowNewCity rebuilds, and the city takes the gazetteer's name, region and population")

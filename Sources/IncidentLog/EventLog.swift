@@ -137,6 +137,13 @@ public final class EventLog: Sendable {
     /// projections were current and kept.
     public var eventsRebuiltAtOpen: UInt64? { openingRebuild.withLock { $0 } }
 
+    /// Whether the stored projections were last built with a gazetteer that gives them what this log's gives
+    /// (``Projector/gazetteerInput``); nil when the log does not record it (an older incidentd built them). A
+    /// `replay` with another gazetteer computes other cities than the daemon's.
+    public func projectionsBuiltWithThisGazetteer() throws -> Bool? {
+        try environment.read { txn in try txn.get(db.meta, key: Keys.gazetteer).map { $0.elementsEqual(gazetteerDigest) } }
+    }
+
     private static func lock(directory: String) throws -> Int32 {
         let path = directory + "/incidentd.lock"
         let fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o600)

@@ -362,7 +362,9 @@ struct Replay: ParsableCommand {
 
             Through the daemon's socket by default (the reader role, the daemon's gazetteer). With --data-dir it \
             reads the LMDB log directly instead, read-only (readers never block the running daemon); that needs \
-            read access to the data directory's files, and --gazetteer names the gazetteer to fold with.
+            read access to the data directory's files, and --gazetteer names the gazetteer to fold with: a city's \
+            name, region and population come from it, so give the file the daemon runs on (replay says on stderr \
+            when the daemon built its projections with another one).
 
             A date without a time means its first instant: --as-of 2026-12-06 is what was known at midnight UTC.
 
@@ -421,6 +423,13 @@ struct Replay: ParsableCommand {
             throw ClientFailure.usage(error.message)
         } catch {
             throw ClientFailure.usage("cannot open the log in \(dataDir): \(error)")
+        }
+        // Names, regions and populations come from the gazetteer: with another than the daemon's, the two differ.
+        if (try? log.projectionsBuiltWithThisGazetteer()) == false {
+            FileHandle.standardError.write(Data((
+                "incidentctl: the daemon built the projections in \(dataDir) with another gazetteer than this replay's ("
+                    + (gazetteer ?? "the compiled-in one")
+                    + "), so cities may differ from this; give --gazetteer the file the daemon runs on\n").utf8))
         }
         let limit = ReplayLimit(
             untilPosition: untilPosition, asOf: asOf.flatMap(ParsedDate.parse)?.start,

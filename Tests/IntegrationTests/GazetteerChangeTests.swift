@@ -100,6 +100,11 @@ struct GazetteerChangeTests {
         #expect(try Self.city(daemon, "Berdiansk")["population"]?.intValue == 222)
         try Self.expectCitiesAreReplay(daemon, gazetteer: setup.gazetteer, "after the edit")
         #expect(try Self.replay(daemon, gazetteer: nil) != Self.replay(daemon, gazetteer: setup.gazetteer), "the edit shows in a replay")
+        // A replay with another gazetteer than the daemon's says so; with the daemon's, it says nothing.
+        let compiledIn = try runCommand(Binaries.incidentctl, ["replay", "--data-dir", daemon.dataDir, "--format", "json"])
+        #expect(compiledIn.stderr.contains("with another gazetteer than this replay's (the compiled-in one)"), "\(compiledIn.stderr)")
+        let same = try runCommand(Binaries.incidentctl, ["replay", "--data-dir", daemon.dataDir, "--gazetteer", setup.gazetteer])
+        #expect(same.status == 0 && same.stderr.isEmpty, "\(same.stderr)")
 
         // New events, in the city with an incident and in the one without.
         _ = try Self.ctl(daemon, ["observe", "melitopol-rally", "--response", "detentions", "--by", "Russian armed forces", "--detained", "3"])

@@ -93,6 +93,11 @@ public final class EventLog: Sendable {
         } catch let error as LogError {
             if lockDescriptor >= 0 { close(lockDescriptor) }
             throw error
+        } catch let error as TruncatedDataFile {
+            if lockDescriptor >= 0 { close(lockDescriptor) }
+            throw LogError(
+                .corrupt,
+                "\(error.problem), and the log cannot be read from it. \(EventLog.restoreAdvice)")
         } catch let error as LMDBError {
             if lockDescriptor >= 0 { close(lockDescriptor) }
             if error.isNotFound {
@@ -115,6 +120,10 @@ public final class EventLog: Sendable {
         }
         try loadCityDocuments()
     }
+
+    /// What to do about a `data.mdb` that is not the log it should be.
+    static let restoreAdvice =
+        "Restore data.mdb from a backup (one that incidentctl backup made, see README.md): with incidentd stopped, put the backup's data.mdb in its place"
 
     /// Reads every stored city document into ``cityDocuments``.
     func loadCityDocuments() throws {

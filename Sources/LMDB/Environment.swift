@@ -72,9 +72,17 @@ public final class Environment: @unchecked Sendable {
     /// The corresponding C functions are `mdb_env_create`, `mdb_env_set_maxdbs`,
     /// `mdb_env_set_maxreaders`, `mdb_env_set_mapsize` and `mdb_env_open`.
     ///
-    /// - Throws: ``LMDBError``, e.g. `ENOENT` if the directory does not exist,
-    ///   `EINVAL` (from `mdb_env_set_mapsize`) if the map sizes are not positive
-    ///   or `initialMapSize > maxMapSize`.
+    /// Before any transaction reads a page, `data.mdb` is checked against the last
+    /// page its meta page records: LMDB reads pages through a memory map, where a
+    /// page past the end of a file that was cut short kills the process with
+    /// `SIGBUS` instead of returning an error.
+    ///
+    /// - Throws: ``TruncatedDataFile`` if `data.mdb` is shorter than pages in use
+    ///   (pages past its end that are all free, never written by LMDB, are not
+    ///   missing), or too short for LMDB's two meta pages; ``LMDBError``, e.g.
+    ///   `ENOENT` if the directory does not exist, `EINVAL` (from
+    ///   `mdb_env_set_mapsize`) if the map sizes are not positive or
+    ///   `initialMapSize > maxMapSize`.
     public init(directory: String, options: EnvironmentOptions = EnvironmentOptions()) throws {
         guard options.initialMapSize > 0, options.maxMapSize >= options.initialMapSize else {
             throw LMDBError(code: EINVAL, function: "mdb_env_set_mapsize")
@@ -96,7 +104,9 @@ public final class Environment: @unchecked Sendable {
                 // keeps its stored size, raised below if smaller.)
                 try lmdb_env_set_mapsize(env, options.initialMapSize)
             }
-            try lmdb_env_open(env, directory, flags, options.fileMode)
+            try Self.openEnvironment(env, directory: directory, flags: flags, mode: options.fileMode)
+            // Before any transaction reads a page: a file cut short faults on the first read past its end.
+            try DataFile.check(env, path: directory + "/data.mdb")
             if !options.readOnly {
                 // No transaction exists yet, so resizing is safe here.
                 let current = try lmdb_env_info(env).mapSize
@@ -111,6 +121,21 @@ public final class Environment: @unchecked Sendable {
         self.handle = env
         self.mapFullSeen = .allocate(capacity: 1)
         self.mapFullSeen.initialize(to: false)
+    }
+
+    /// `mdb_env_open`, naming a `data.mdb` too short for LMDB's two meta pages as such, instead of "not an LMDB
+    /// file" (`MDB_INVALID`).
+    private static func openEnvironment(_ env: OpaquePointer, directory: String, flags: UInt32, mode: mode_t) throws {
+        let invalid: LMDBError
+        do throws(LMDBError) {
+            try lmdb_env_open(env, directory, flags, mode)
+            return
+        } catch {
+            guard error.code == _MDB_INVALID else { throw error }
+            invalid = error
+        }
+        if let short = DataFile.tooShortForMetaPages(path: directory + "/data.mdb") { throw short }
+        throw invalid
     }
 
     deinit {

@@ -127,3 +127,45 @@ extension LMDBError {
         public static var badDatabase: Code { Code(_MDB_BAD_DBI) }
     }
 }
+
+/// `data.mdb` is shorter than the pages in use that LMDB's meta page records: the file was cut short (a copy or a
+/// restore that did not finish, a `truncate`), and LMDB, which maps the file and reads its pages from the map, would
+/// be killed by `SIGBUS` on the first read of a page past its end.
+///
+/// ``Environment/init(directory:options:)`` throws it, read-write and read-only alike, before any transaction
+/// reads a page. Nothing in the directory was changed.
+public struct TruncatedDataFile: Error, Hashable, Sendable, CustomStringConvertible {
+    /// The data file, `directory + "/data.mdb"`.
+    public let path: String
+    /// Its size, in bytes.
+    public let size: Int
+    /// The size it needs: the end of the last page the meta page records (`(me_last_pgno + 1) * ms_psize`), or,
+    /// for a file too short to hold LMDB's two meta pages, those two pages. (Pages at the end that are free need
+    /// not be in the file, and are not what makes it short; some past its end are in use.)
+    public let neededSize: Int
+    /// The number of the last page in use (`me_last_pgno`); `nil` when the meta pages themselves are cut, so that
+    /// it cannot be read.
+    public let lastPageNumber: Int?
+    /// The page size, in bytes (`ms_psize`, or the system's page size when the meta pages are cut).
+    public let pageSize: Int
+
+    public init(path: String, size: Int, neededSize: Int, lastPageNumber: Int?, pageSize: Int) {
+        self.path = path
+        self.size = size
+        self.neededSize = neededSize
+        self.lastPageNumber = lastPageNumber
+        self.pageSize = pageSize
+    }
+
+    /// What is wrong, in words: the file, its size, and the size it needs.
+    public var problem: String {
+        if let lastPageNumber {
+            return "\(path) is \(size) bytes, but its pages run to byte \(neededSize) (LMDB's meta page counts "
+                + "\(lastPageNumber + 1) pages of \(pageSize) bytes), and pages past its end are in use: the file was cut short"
+        }
+        return "\(path) is \(size) bytes, shorter than the two meta pages an LMDB data file begins with "
+            + "(\(neededSize) bytes): the file was cut short, or is not an LMDB data file"
+    }
+
+    public var description: String { problem + "; restore it from a backup" }
+}

@@ -1,0 +1,120 @@
+import Foundation
+import LMDB
+import Testing
+
+/// What `Environment.init` makes of a `data.mdb` that is shorter than LMDB's meta page says. Each environment is
+/// closed (its scope ends) before the file is cut or opened again: one environment per directory and process at a
+/// time (an LMDB rule).
+@Suite("Data file at open")
+struct DataFileTests {
+    static func fileSize(_ dir: String) -> Int {
+        ((try? FileManager.default.attributesOfItem(atPath: dir + "/data.mdb"))?[.size] as? Int) ?? -1
+    }
+
+    static func cut(_ dir: String, to size: Int) {
+        #expect(truncate(dir + "/data.mdb", off_t(size)) == 0)
+    }
+
+    static func record(_ i: UInt64) -> [UInt8] { [UInt8](repeating: UInt8(truncatingIfNeeded: i &* 37 &+ 1), count: 3000) }
+
+    /// 100 records of 3000 bytes, in a new environment in `dir`; returns what `info` said after.
+    static func fill(_ dir: String) throws -> EnvironmentInfo {
+        let env = try Environment(directory: dir, options: EnvironmentOptions(initialMapSize: 16 << 20))
+        let db = try env.openDatabase("records", create: true)
+        try env.write { txn throws in
+            for i in 0..<100 as Range<UInt64> { try txn.put(db, key: i, value: record(i), flags: .append) }
+        }
+        return env.info
+    }
+
+    @Test("a data.mdb cut short is refused at open, read-write and read-only, naming the file, its size and the size its pages need, before any page is read")
+    func cutShort() throws {
+        try withTemporaryDirectory { dir in
+            let info = try Self.fill(dir)
+            let needed = (info.lastPageNumber + 1) * info.pageSize
+            #expect(Self.fileSize(dir) == needed)
+            Self.cut(dir, to: 64 << 10)
+            for readOnly in [false, true] {
+                // Before the check, the open itself succeeded (LMDB reads only the meta pages) and the first read of
+                // a page past the end killed the process with SIGBUS.
+                let error = #expect(throws: TruncatedDataFile.self, "read-only: \(readOnly)") {
+                    _ = try Environment(directory: dir, options: EnvironmentOptions(readOnly: readOnly))
+                }
+                #expect(error?.path == dir + "/data.mdb")
+                #expect(error?.size == 64 << 10)
+                #expect(error?.neededSize == needed)
+                #expect(error?.lastPageNumber == info.lastPageNumber)
+                #expect(error?.pageSize == info.pageSize)
+                let text = error?.description ?? ""
+                #expect(text.contains("\(dir)/data.mdb is 65536 bytes, but its pages run to byte \(needed)"), "\(text)")
+                #expect(text.contains("cut short") && text.contains("restore it from a backup"), "\(text)")
+            }
+            #expect(Self.fileSize(dir) == 64 << 10, "nothing was written to it")
+        }
+    }
+
+    @Test("a data.mdb too short for LMDB's two meta pages is named as such, not as 'not an LMDB file'")
+    func metaPagesCut() throws {
+        try withTemporaryDirectory { dir in
+            _ = try Self.fill(dir)
+            let page = Int(sysconf(Int32(_SC_PAGESIZE)))
+            // 100 bytes: LMDB cannot read a meta page (MDB_INVALID); page + 200: it reads both, but the second
+            // page is not whole.
+            for size in [100, page + 200] {
+                Self.cut(dir, to: size)
+                for readOnly in [false, true] {
+                    let error = #expect(throws: TruncatedDataFile.self, "\(size) bytes, read-only: \(readOnly)") {
+                        _ = try Environment(directory: dir, options: EnvironmentOptions(readOnly: readOnly))
+                    }
+                    #expect(error?.size == size)
+                    #expect((error?.neededSize ?? 0) >= 2 * page, "\(String(describing: error))")
+                    #expect(error?.description.contains("\(dir)/data.mdb is \(size) bytes") == true, "\(String(describing: error))")
+                }
+            }
+        }
+    }
+
+    @Test("pages past the end of data.mdb that are all free are not missing: a transaction that made an overflow run past the end and freed it again leaves them unwritten, and the environment opens and reads whole")
+    func freePagesPastTheEnd() throws {
+        try withTemporaryDirectory { dir in
+            let small = [UInt8](repeating: 1, count: 100)
+            let big = [UInt8](repeating: 2, count: 2 << 20)
+            var info: EnvironmentInfo
+            do {
+                let env = try Environment(directory: dir, options: EnvironmentOptions(initialMapSize: 64 << 20))
+                let db = try env.openDatabase("a", create: true)
+                try env.write { txn throws in
+                    for k in 0..<2000 as Range<UInt64> { try txn.put(db, key: k, value: small) }
+                }
+                // Free pages scattered over the file, none of them in a run of 2 MiB.
+                for round in 0..<3 as Range<UInt64> {
+                    try env.write { txn throws in
+                        for k in stride(from: round, to: 2000, by: 7) { _ = try txn.delete(db, key: k) }
+                    }
+                }
+                // A 2 MiB value goes past the end of the file, and is deleted in the same transaction: its pages go
+                // to the free list without ever being written.
+                try env.write { txn throws in
+                    try txn.put(db, key: UInt64(1), value: Array(small.prefix(10)))
+                    try txn.put(db, key: UInt64(5000), value: big)
+                    #expect(try txn.delete(db, key: UInt64(5000)))
+                }
+                info = env.info
+            }
+            let needed = (info.lastPageNumber + 1) * info.pageSize
+            #expect(Self.fileSize(dir) < needed - (1 << 20), "the premise: LMDB left the file \(Self.fileSize(dir)) bytes, its meta page counts \(needed)")
+            for readOnly in [false, true] {
+                let env = try Environment(directory: dir, options: EnvironmentOptions(readOnly: readOnly))
+                let db = try env.openDatabase("a", create: false)
+                try env.read { txn throws in
+                    #expect(try txn.get(db, key: UInt64(1))?.count == 10)
+                    #expect(try txn.get(db, key: UInt64(5000)) == nil)
+                    #expect(try txn.count(db) == 2000 - 3 * 286 + 1, "the records deleted in three rounds, one put back")
+                }
+            }
+            // Cut into pages in use (the 1,143 records take dozens), the same file is refused.
+            Self.cut(dir, to: 4 * info.pageSize)
+            #expect(throws: TruncatedDataFile.self) { _ = try Environment(directory: dir, options: EnvironmentOptions(readOnly: true)) }
+        }
+    }
+}

@@ -79,6 +79,7 @@ public final class EventLog: Sendable {
         envOptions.maxMapSize = options.maxMapSize
         envOptions.readOnly = options.readOnly
         do {
+            try EventLog.refuseEmptyDataFile(in: options.directory)
             environment = try Environment(directory: options.directory, options: envOptions)
             let create = !options.readOnly
             let meta = try environment.openDatabase("meta", create: create)
@@ -124,6 +125,20 @@ public final class EventLog: Sendable {
     /// What to do about a `data.mdb` that is not the log it should be.
     static let restoreAdvice =
         "Restore data.mdb from a backup (one that incidentctl backup made, see README.md): with incidentd stopped, put the backup's data.mdb in its place"
+
+    /// Refuses a `data.mdb` that is there but empty, before LMDB sees it: LMDB would take it for a new environment,
+    /// and a daemon would start a new chain at position 1 where a log was (a copy that failed as it began, during a
+    /// restore, leaves just that); read-only, LMDB would fail with `EBADF`, after creating `lock.mdb`. A directory
+    /// with no `data.mdb` is a new log, for a daemon.
+    private static func refuseEmptyDataFile(in directory: String) throws {
+        let path = directory + "/data.mdb"
+        var info = stat()
+        guard stat(path, &info) == 0, (info.st_mode & S_IFMT) == S_IFREG, info.st_size == 0 else { return }
+        throw LogError(
+            .notALog,
+            "\(path) is empty, and an empty data.mdb is not a log: a copy or a restore that did not finish leaves one. "
+                + "\(restoreAdvice); or, if this is meant to be a new log, delete data.mdb, and incidentd starts one there")
+    }
 
     /// Reads every stored city document into ``cityDocuments``.
     func loadCityDocuments() throws {

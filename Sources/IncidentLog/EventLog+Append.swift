@@ -140,6 +140,12 @@ extension EventLog {
         var results: [Result<AppendReceipt, AppendFailure>] = []
         var newCities: [String: CityState] = [:]
         var cityDocuments: [String: [UInt8]] = [:]
+        // A log that already holds more than its maximum (it grew under a larger one) is full: an append might still
+        // fit in pages it has freed, but the maximum is a bound on what it holds, and is refused as at the maximum.
+        if pastMaximumSize != nil {
+            let failure = sizeLimitRefusal()
+            return batch.map { _ in .failure(failure) }
+        }
         do {
             try environment.write { txn in
                 results.removeAll(keepingCapacity: true)
@@ -302,8 +308,7 @@ extension EventLog {
             }
             return results
         } catch let error as LMDBError where error.isMapFull {
-            let failure = AppendFailure.storageFull(
-                "the log has reached its maximum size of \(options.maxMapSize) bytes; raise max_map_size and restart")
+            let failure = sizeLimitRefusal()
             return batch.map { _ in .failure(failure) }
         } catch let error as LMDBError {
             let failure = fileSystemFull(error) ?? .storage("\(error)")

@@ -24,6 +24,31 @@ extension EventLog {
                 + "stored again once space is freed there")
     }
 
+    /// The bytes the log holds and its maximum size (``LogOptions/maxMapSize``), when it holds more: a log that grew
+    /// under a larger maximum. It is served as it is, but takes no more appends (``sizeLimitRefusal()``) until the
+    /// maximum is raised above what it holds.
+    public var pastMaximumSize: (used: Int, maximum: Int)? {
+        let used = environment.info.usedBytes
+        return used > options.maxMapSize ? (used, options.maxMapSize) : nil
+    }
+
+    /// The refusal of an append for want of room under the log's maximum size: at the maximum (LMDB's map is full
+    /// and may not grow), or past it from the start (``pastMaximumSize``). Both say what the log holds and the
+    /// maximum, and what to do.
+    func sizeLimitRefusal() -> AppendFailure {
+        let used = environment.info.usedBytes
+        let maximum = options.maxMapSize
+        if used > maximum {
+            return .storageFull(
+                "the log in \(options.directory) already holds \(used) bytes, more than its maximum size "
+                    + "(max_map_size, \(maximum) bytes); nothing was stored: raise max_map_size above \(used) bytes and "
+                    + "restart incidentd to append again (reads go on meanwhile)")
+        }
+        return .storageFull(
+            "the log in \(options.directory) has reached its maximum size (max_map_size, \(maximum) bytes); nothing "
+                + "was stored: raise max_map_size and restart incidentd to append again (reads go on meanwhile)")
+    }
+
     /// Whether the environment refuses every transaction from now on (``LMDBError/isPanic``), which a failed
     /// write of a meta page leaves behind: the commit that failed reports the write's own error, and only the
     /// next transaction says `MDB_PANIC`. Asked after a commit fails; a process in that state can neither store

@@ -72,6 +72,14 @@ public final class Environment: @unchecked Sendable {
     /// The corresponding C functions are `mdb_env_create`, `mdb_env_set_maxdbs`,
     /// `mdb_env_set_maxreaders`, `mdb_env_set_mapsize` and `mdb_env_open`.
     ///
+    /// An existing environment keeps the map size stored in it, raised to
+    /// ``EnvironmentOptions/initialMapSize`` if smaller, and lowered to
+    /// ``EnvironmentOptions/maxMapSize`` if larger, when the pages in use
+    /// (``info``'s `usedBytes`) fit in it. One that already holds more than the
+    /// maximum keeps its stored size, so that writes that fit in it (a delete, a
+    /// rewrite) still can be made; it grows no further. Whether to write to it at
+    /// all is the caller's decision.
+    ///
     /// Before any transaction reads a page, `data.mdb` is checked against the last
     /// page its meta page records: LMDB reads pages through a memory map, where a
     /// page past the end of a file that was cut short kills the process with
@@ -101,17 +109,25 @@ public final class Environment: @unchecked Sendable {
                 flags |= _MDB_RDONLY
             } else if !fileExists(directory + "/data.mdb") {
                 // New environment: start at the initial size. (An existing one
-                // keeps its stored size, raised below if smaller.)
+                // keeps its stored size, brought within the bounds below.)
                 try lmdb_env_set_mapsize(env, options.initialMapSize)
             }
             try Self.openEnvironment(env, directory: directory, flags: flags, mode: options.fileMode)
             // Before any transaction reads a page: a file cut short faults on the first read past its end.
             try DataFile.check(env, path: directory + "/data.mdb")
             if !options.readOnly {
-                // No transaction exists yet, so resizing is safe here.
-                let current = try lmdb_env_info(env).mapSize
-                if current < options.initialMapSize {
+                // No transaction exists yet, so resizing is safe here. A stored size above the maximum (the
+                // environment grew under a larger one) comes down to it when what it holds fits: the maximum bounds
+                // what it holds, whatever size it was left at. One that holds more keeps its size: brought down to
+                // what it holds, it would have no room for any write, not even a delete (LMDB copies every page it
+                // changes); it grows no further (`growMap`).
+                let info = try lmdb_env_info(env)
+                let page = max(info.pageSize, 4096)
+                let ceiling = options.maxMapSize / page * page
+                if info.mapSize < options.initialMapSize {
                     try lmdb_env_set_mapsize(env, options.initialMapSize)
+                } else if info.mapSize > ceiling && info.usedBytes <= ceiling {
+                    try lmdb_env_set_mapsize(env, ceiling)
                 }
             }
         } catch {

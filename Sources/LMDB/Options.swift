@@ -22,6 +22,8 @@ public struct EnvironmentOptions: Sendable, Hashable {
 
     /// The ceiling for automatic growth: ``Environment/write(_:)`` doubles
     /// the map on `MDB_MAP_FULL` up to this size, then throws the map-full error.
+    /// A writable environment stored with a larger map is opened with this size
+    /// if the pages in use fit in it, and otherwise keeps its stored size.
     public var maxMapSize: Int = 1 << 40
 
     /// The number of reader slots (concurrent read transactions across all

@@ -120,6 +120,11 @@ struct Incidentd: ParsableCommand {
         }
         Self.raiseDescriptorLimit(settings, logger: logger)
         let log = try EventLog(options: logOptions, gazetteer: gazetteer)
+        if let (used, maximum) = log.pastMaximumSize {
+            logger.warning(
+                "the log in \(settings.dataDirectory) already holds \(describeSize(used)), more than max_map_size (\(describeSize(maximum)), from \(settings.maxMapSizeOrigin ?? "the default")): appends are refused with storage_full until max_map_size is raised above \(describeSize(used)); reads, verify and backup go on",
+                metadata: ["usedBytes": "\(used)", "maxMapSize": "\(maximum)"])
+        }
         if let folded = log.eventsRebuiltAtOpen {
             logger.notice("rebuilt projections", metadata: ["events": "\(folded)"])
         }

@@ -2,9 +2,9 @@ import Foundation
 import LMDB
 import Testing
 
-/// What `Environment.init` makes of a `data.mdb` that is shorter than LMDB's meta page says. Each environment is
-/// closed (its scope ends) before the file is cut or opened again: one environment per directory and process at a
-/// time (an LMDB rule).
+/// What `Environment.init` makes of a `data.mdb` that is shorter than LMDB's meta page says, and of a stored map
+/// larger than the maximum. Each environment is closed (its scope ends) before the file is cut or opened again: one
+/// environment per directory and process at a time (an LMDB rule).
 @Suite("Data file at open")
 struct DataFileTests {
     static func fileSize(_ dir: String) -> Int {
@@ -115,6 +115,66 @@ struct DataFileTests {
             // Cut into pages in use (the 1,143 records take dozens), the same file is refused.
             Self.cut(dir, to: 4 * info.pageSize)
             #expect(throws: TruncatedDataFile.self) { _ = try Environment(directory: dir, options: EnvironmentOptions(readOnly: true)) }
+        }
+    }
+
+    @Test("a map stored larger than maxMapSize is opened at the maximum, and the data grows no further than it; an environment that already holds more keeps its stored map, which a delete still fits in, and grows no further")
+    func storedMapAboveMaximum() throws {
+        let mib = 1 << 20
+        try withTemporaryDirectory { dir in
+            let value = [UInt8](repeating: 0xAB, count: 64 << 10)
+            var next: UInt64 = 0
+            do {
+                let env = try Environment(directory: dir, options: EnvironmentOptions(initialMapSize: 8 * mib, maxMapSize: 8 * mib))
+                let db = try env.openDatabase("blobs", create: true)
+                try env.write { txn throws in
+                    for _ in 0..<40 {
+                        try txn.put(db, key: next, value: value, flags: .append)
+                        next += 1
+                    }
+                }
+                #expect(env.mapSize == 8 * mib)
+                #expect(env.info.usedBytes > 2 * mib && env.info.usedBytes < 3 * mib)
+            }
+            do {
+                let env = try Environment(directory: dir, options: EnvironmentOptions(initialMapSize: mib, maxMapSize: 4 * mib))
+                #expect(env.mapSize == 4 * mib, "brought down to the maximum, from the 8 MiB stored")
+                let db = try env.openDatabase("blobs", create: false)
+                var failure: LMDBError?
+                for _ in 0..<64 {
+                    do {
+                        try env.write { txn in try txn.put(db, key: next, value: value, flags: .append) }
+                        next += 1
+                    } catch let error as LMDBError {
+                        failure = error
+                        break
+                    }
+                }
+                #expect(failure?.isMapFull == true, "the 8 MiB stored did not let it grow past 4 MiB")
+                #expect(env.info.usedBytes <= 4 * mib)
+                #expect(env.mapSize == 4 * mib)
+            }
+            do {
+                let env = try Environment(directory: dir, options: EnvironmentOptions(initialMapSize: mib, maxMapSize: 2 * mib))
+                let used = env.info.usedBytes
+                #expect(used > 2 * mib)
+                #expect(env.mapSize == 8 * mib, "kept as stored: brought down to what it holds, it would have no room for any write")
+                let db = try env.openDatabase("blobs", create: false)
+                // A delete copies the pages it changes: it needs room too.
+                try env.write { txn throws in #expect(try txn.delete(db, key: UInt64(0))) }
+                var failure: LMDBError?
+                for _ in 0..<160 {
+                    do {
+                        try env.write { txn in try txn.put(db, key: next, value: value, flags: .append) }
+                        next += 1
+                    } catch let error as LMDBError {
+                        failure = error
+                        break
+                    }
+                }
+                #expect(failure?.isMapFull == true, "it grows no further than the map it kept")
+                #expect(env.mapSize == 8 * mib)
+            }
         }
     }
 }

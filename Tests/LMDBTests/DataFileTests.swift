@@ -118,6 +118,22 @@ struct DataFileTests {
         }
     }
 
+    /// Appends `value` under `next`, `next + 1`, … one commit each, `tries` times at most, and returns the error
+    /// that stopped it, if one did.
+    static func appendUntilRefused(_ env: Environment, _ db: Database, _ value: [UInt8], next: inout UInt64, tries: Int) -> LMDBError? {
+        for _ in 0..<tries {
+            do {
+                try env.write { txn in try txn.put(db, key: next, value: value, flags: .append) }
+                next += 1
+            } catch let error as LMDBError {
+                return error
+            } catch {
+                return nil
+            }
+        }
+        return nil
+    }
+
     @Test("a map stored larger than maxMapSize is opened at the maximum, and the data grows no further than it; an environment that already holds more keeps its stored map, which a delete still fits in, and grows no further")
     func storedMapAboveMaximum() throws {
         let mib = 1 << 20
@@ -140,16 +156,7 @@ struct DataFileTests {
                 let env = try Environment(directory: dir, options: EnvironmentOptions(initialMapSize: mib, maxMapSize: 4 * mib))
                 #expect(env.mapSize == 4 * mib, "brought down to the maximum, from the 8 MiB stored")
                 let db = try env.openDatabase("blobs", create: false)
-                var failure: LMDBError?
-                for _ in 0..<64 {
-                    do {
-                        try env.write { txn in try txn.put(db, key: next, value: value, flags: .append) }
-                        next += 1
-                    } catch let error as LMDBError {
-                        failure = error
-                        break
-                    }
-                }
+                let failure = Self.appendUntilRefused(env, db, value, next: &next, tries: 64)
                 #expect(failure?.isMapFull == true, "the 8 MiB stored did not let it grow past 4 MiB")
                 #expect(env.info.usedBytes <= 4 * mib)
                 #expect(env.mapSize == 4 * mib)
@@ -162,16 +169,7 @@ struct DataFileTests {
                 let db = try env.openDatabase("blobs", create: false)
                 // A delete copies the pages it changes: it needs room too.
                 try env.write { txn throws in #expect(try txn.delete(db, key: UInt64(0))) }
-                var failure: LMDBError?
-                for _ in 0..<160 {
-                    do {
-                        try env.write { txn in try txn.put(db, key: next, value: value, flags: .append) }
-                        next += 1
-                    } catch let error as LMDBError {
-                        failure = error
-                        break
-                    }
-                }
+                let failure = Self.appendUntilRefused(env, db, value, next: &next, tries: 160)
                 #expect(failure?.isMapFull == true, "it grows no further than the map it kept")
                 #expect(env.mapSize == 8 * mib)
             }

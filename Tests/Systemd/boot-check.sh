@@ -221,7 +221,11 @@ inside() {
             systemctl kill -s KILL incidentd.service; killed=yes
         fi
     done
-    sleep 1
+    # Restart=on-failure: a new process, within a deadline (the socket holds connections meanwhile).
+    for ((i = 0; i < 100; i++)); do
+        [ "$(show MainPID)" != "$pid" ] && [ "$(show MainPID)" != 0 ] && [ "$(show ActiveState)" = active ] && break
+        sleep 0.1
+    done
     out=$(as alice incidentctl status 2>&1); rc=$?
     [ $rc -eq 0 ] && pass "after systemctl kill -s KILL a new connection is answered" || fail "after SIGKILL: status (exit $rc: $out)"
     [ "$(show MainPID)" != "$pid" ] && [ "$(show ActiveState)" = active ] \

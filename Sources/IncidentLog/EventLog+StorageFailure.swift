@@ -24,14 +24,6 @@ extension EventLog {
                 + "stored again once space is freed there")
     }
 
-    /// The bytes the log holds and its maximum size (``LogOptions/maxMapSize``), when it holds more: a log that grew
-    /// under a larger maximum. It is served as it is, but takes no more appends (``sizeLimitRefusal()``) until the
-    /// maximum is raised above what it holds.
-    public var pastMaximumSize: (used: Int, maximum: Int)? {
-        let used = environment.info.usedBytes
-        return used > options.maxMapSize ? (used, options.maxMapSize) : nil
-    }
-
     /// The refusal of an append for want of room under the log's maximum size: at the maximum (LMDB's map is full
     /// and may not grow), or past it from the start (``pastMaximumSize``). Both say what the log holds and the
     /// maximum, and what to do.

@@ -53,6 +53,11 @@ public final class EventLog: Sendable {
     let cityDocuments = Mutex<[String: [UInt8]]>([:])
     private let openingRebuild = Mutex<UInt64?>(nil)
     private let lockDescriptor: Int32
+    /// The bytes the log held when it was opened and its maximum size (``LogOptions/maxMapSize``), when it held
+    /// more: a log that grew under a larger maximum. It is served as it is, but takes no more appends
+    /// (``sizeLimitRefusal()``) until the maximum is raised above what it holds. Fixed for the life of the
+    /// process: such a log never shrinks, and one within its maximum has its map capped there.
+    public let pastMaximumSize: (used: Int, maximum: Int)?
 
     /// Opens (and for a writer creates) the log in `options.directory`. A writer takes an exclusive lock on
     /// `incidentd.lock` there, so a second daemon on the same directory refuses to start; it also clears stale
@@ -115,6 +120,8 @@ public final class EventLog: Sendable {
             }
             throw LogError(.io, "cannot open the log in \(options.directory): \(error)")
         }
+        let usedAtOpen = environment.info.usedBytes
+        pastMaximumSize = usedAtOpen > options.maxMapSize ? (usedAtOpen, options.maxMapSize) : nil
         if !options.readOnly {
             _ = try environment.readerCheck()
             try checkFormat()

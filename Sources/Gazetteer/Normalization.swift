@@ -44,18 +44,17 @@ extension Gazetteer {
     /// every run of other characters turned into one "-", trimmed, at most 64 characters.
     /// nil when nothing is left.
     public static func slug(_ name: String) -> String? {
-        guard var slug = fullSlug(name) else { return nil }
-        if slug.unicodeScalars.count > maxIdLength {
-            slug = String(String.UnicodeScalarView(slug.unicodeScalars.prefix(maxIdLength)))
-            while slug.hasSuffix("-") { slug.removeLast() }
-        }
-        return slug
+        slugHoldingAll(name)?.slug
     }
 
-    /// Whether ``slug(_:)`` of `name` holds all of it: a longer name is cut to the id's 64 characters, and two
+    /// ``slug(_:)``, and whether it holds all of `name`: a longer name is cut to the id's 64 characters, and two
     /// names that differ only past them would make the same id.
-    public static func slugHoldsAll(of name: String) -> Bool {
-        (fullSlug(name)?.unicodeScalars.count ?? 0) <= maxIdLength
+    public static func slugHoldingAll(_ name: String) -> (slug: String, holdsAll: Bool)? {
+        guard var slug = fullSlug(name) else { return nil }
+        guard slug.unicodeScalars.count > maxIdLength else { return (slug, true) }
+        slug = String(String.UnicodeScalarView(slug.unicodeScalars.prefix(maxIdLength)))
+        while slug.hasSuffix("-") { slug.removeLast() }
+        return (slug, false)
     }
 
     /// ``slug(_:)`` before it is cut to ``maxIdLength``.

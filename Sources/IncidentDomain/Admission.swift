@@ -92,15 +92,16 @@ public struct Admission: Sendable {
         } else if let city = gazetteer.resolve(name) {
             return city.id
         }
+        let slugged = Gazetteer.slugHoldingAll(name)
         // Cut to an id's length, two names that differ only past it would be one city.
-        guard Gazetteer.slugHoldsAll(of: name) else {
+        guard slugged?.holdsAll ?? true else {
             throw IncidentError.invalid(
                 "data.city",
                 "\"\(name.prefix(64))…\" is too long to name a city the gazetteer does not know: its id, in Latin letters and digits, would pass \(Gazetteer.maxIdLength) characters; use a shorter spelling")
         }
-        if let slug = Gazetteer.slug(name), try store.city(slug) != nil { return slug }
+        if let slug = slugged?.slug, try store.city(slug) != nil { return slug }
         if allowNewCity {
-            guard let slug = Gazetteer.slug(name) else {
+            guard let slug = slugged?.slug else {
                 throw IncidentError.invalid("data.city", "\"\(name.prefix(64))\" gives no usable id for a new city")
             }
             return slug

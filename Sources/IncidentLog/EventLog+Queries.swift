@@ -213,7 +213,8 @@ extension EventLog {
     public func resolveCity(_ name: String) throws -> String? {
         if let id = gazetteerMemo.resolve(name) { return id }
         // LMDB refuses empty and over-long keys (MDB_BAD_VALSIZE); no city id is either, so skip them.
-        let candidates = [name, Gazetteer.slugHoldsAll(of: name) ? Gazetteer.slug(name) : nil].compactMap { $0 }
+        let slugged = Gazetteer.slugHoldingAll(name)
+        let candidates = [name, slugged?.holdsAll == true ? slugged?.slug : nil].compactMap { $0 }
             .filter { !$0.isEmpty && $0.utf8.count <= environment.maxKeySize }
         return try environment.read { txn in
             for id in candidates where try txn.get(db.cities, key: Array(id.utf8)) != nil { return id }

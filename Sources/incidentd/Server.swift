@@ -162,30 +162,14 @@ private final class RefusalHandler: ChannelInboundHandler, Sendable {
 }
 
 /// Connections refused past `max_connections`, in the daemon's log: the first at once, then at most one line a
-/// minute with how many were refused since the last, so that a flood shows without flooding the log.
+/// minute with how many were refused since the last (``LineThrottle``).
 final class RefusedConnections: Sendable {
-    private struct State {
-        var unreported = 0
-        var reportedAt: UInt64?
-    }
-
-    private let state = Mutex(State())
-    static let interval: UInt64 = 60_000_000_000
+    private let throttle = Mutex(LineThrottle(interval: 60_000_000_000))
 
     func note(limit: Int, logger: Logger) {
         let now = DispatchTime.now().uptimeNanoseconds
-        let report = state.withLock { state -> Int? in
-            state.unreported += 1
-            if let at = state.reportedAt, now - at < Self.interval { return nil }
-            defer {
-                state.unreported = 0
-                state.reportedAt = now
-            }
-            return state.unreported
-        }
-        if let report {
-            logger.warning(
-                "refused \(report) connection\(report == 1 ? "" : "s") since the last such line: incidentd already serves max_connections (\(limit))")
-        }
+        guard let refused = throttle.withLock({ $0.note(at: now) }) else { return }
+        logger.warning(
+            "refused \(refused) connection\(refused == 1 ? "" : "s") since the last such line: incidentd already serves max_connections (\(limit))")
     }
 }

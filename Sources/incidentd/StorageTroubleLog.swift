@@ -13,8 +13,7 @@ import Synchronization
 /// so and calls `onBroken`, and the daemon stops with ``exitStatus`` so that its service manager starts it again.
 final class StorageTroubleLog: Sendable {
     private struct State {
-        var lastLine: UInt64?
-        var unreported = 0
+        var failedCommits = LineThrottle(interval: StorageTroubleLog.interval)
         var unreportedRequests = 0
         var broken = false
     }
@@ -42,12 +41,10 @@ final class StorageTroubleLog: Sendable {
         case .commitFailed(let reason, let requests):
             let time = DispatchTime.now().uptimeNanoseconds
             let line = state.withLock { state -> (commits: Int, requests: Int)? in
-                state.unreported += 1
                 state.unreportedRequests += requests
-                if let last = state.lastLine, time &- last < Self.interval { return nil }
-                state.lastLine = time
-                defer { (state.unreported, state.unreportedRequests) = (0, 0) }
-                return (state.unreported, state.unreportedRequests)
+                guard let commits = state.failedCommits.note(at: time) else { return nil }
+                defer { state.unreportedRequests = 0 }
+                return (commits, state.unreportedRequests)
             }
             guard let line else { return }
             logger.error(

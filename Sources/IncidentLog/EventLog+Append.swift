@@ -55,11 +55,9 @@ struct TransactionProjections: ProjectionStore {
 
     mutating func allCities() throws -> [CityState] {
         var all: [String: CityState] = [:]
-        let cursor = try txn.cursor(db.cities)
-        var entry = try cursor.first()
-        while let (key, value) = entry {
+        try txn.forEach(db.cities) { key, value in
             all[String(decoding: key, as: UTF8.self)] = try CityState(json: JSONReader().read(value))
-            entry = try cursor.next()
+            return true
         }
         all.merge(batchCities) { $1 }
         return Array(all.values)

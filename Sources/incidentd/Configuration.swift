@@ -23,6 +23,7 @@ struct DaemonConfiguration: Sendable {
     var logLevel: Logger.Level = .info
     var maxLineBytes = 1 << 20
     var maxConnections = 1024
+    var maxUnfinishedBytes = 64 << 20
     var maxPendingPerConnection = 256
     var loopScheduling = LoopScheduling.normal
     /// 64 MiB unless set, or `maxMapSize` when that is smaller and the initial size was not set.
@@ -72,6 +73,12 @@ struct DaemonConfiguration: Sendable {
             }
             maxLineBytes = try daemon.size("max_line_bytes", range: 1024...(64 << 20)) ?? maxLineBytes
             maxConnections = try daemon.integer("max_connections", range: 1...1_000_000) ?? maxConnections
+            maxUnfinishedBytes = try daemon.size("max_unfinished_bytes", range: 1024...(1 << 40)) ?? maxUnfinishedBytes
+            guard maxUnfinishedBytes >= maxLineBytes else {
+                throw Problem(
+                    description:
+                        "\(path): daemon.max_unfinished_bytes: \(describeSize(maxUnfinishedBytes)) is less than max_line_bytes (\(describeSize(maxLineBytes))), so a line of the longest length allowed could never be received; raise it or lower max_line_bytes")
+            }
             maxPendingPerConnection =
                 try daemon.integer("max_pending_per_connection", range: 1...100_000) ?? maxPendingPerConnection
             if let policy = try daemon.string("loop_scheduling") {

@@ -5,28 +5,38 @@ import NIOCore
 import StrictJSON
 import Synchronization
 
-/// A frame of the protocol: a complete line, or the news that one was longer than the limit and dropped.
+/// A frame of the protocol: a complete line, or the news that one was dropped as it streamed in, because it was
+/// longer than the limit or because the unfinished lines of all connections reached theirs.
 enum LineFrame {
     case line(ByteBuffer)
     case tooLong(Int)
+    case overBudget(Int)
 }
 
 /// Splits the inbound bytes into lines of at most `maxLineBytes`, dropping an over-long line as it streams in
-/// (never buffering it whole) and reporting it once.
+/// (never buffering it whole) and reporting it once. The bytes of the unfinished line it holds count against the
+/// daemon's shared ``UnfinishedLineBudget``; a line that would pass it is dropped the same way.
 struct LineFrameDecoder: ByteToMessageDecoder {
     typealias InboundOut = LineFrame
 
     let maxLineBytes: Int
+    let budget: UnfinishedLineBudget
     private var discarding = false
     private var scanned = 0
+    /// What this connection holds of `budget`.
+    private var held = 0
 
-    init(maxLineBytes: Int) {
+    init(maxLineBytes: Int, budget: UnfinishedLineBudget) {
         self.maxLineBytes = maxLineBytes
+        self.budget = budget
     }
 
     mutating func decode(context: ChannelHandlerContext, buffer: inout ByteBuffer) throws -> DecodingState {
         if let length = Self.newline(in: buffer, after: scanned) {
             scanned = 0
+            // The line is whole: what follows it is held again when the decoder next waits for more (it is not
+            // called again when nothing follows).
+            hold(0)
             if discarding {
                 buffer.moveReaderIndex(forwardBy: length + 1)
                 discarding = false
@@ -47,17 +57,45 @@ struct LineFrameDecoder: ByteToMessageDecoder {
         if discarding {
             buffer.moveReaderIndex(forwardBy: buffer.readableBytes)
             scanned = 0
+            hold(0)
             return .needMoreData
         }
         if buffer.readableBytes > maxLineBytes {
-            discarding = true
-            context.fireChannelRead(wrapInboundOut(.tooLong(buffer.readableBytes)))
-            buffer.moveReaderIndex(forwardBy: buffer.readableBytes)
-            scanned = 0
+            discard(.tooLong(buffer.readableBytes), from: &buffer, context: context)
+            return .needMoreData
+        }
+        guard hold(buffer.readableBytes) else {
+            discard(.overBudget(buffer.readableBytes), from: &buffer, context: context)
             return .needMoreData
         }
         scanned = buffer.readableBytes
         return .needMoreData
+    }
+
+    /// Drops the unfinished line in `buffer`, and the rest of it as it arrives, reporting `frame` once.
+    private mutating func discard(_ frame: LineFrame, from buffer: inout ByteBuffer, context: ChannelHandlerContext) {
+        discarding = true
+        buffer.moveReaderIndex(forwardBy: buffer.readableBytes)
+        scanned = 0
+        hold(0)
+        context.fireChannelRead(wrapInboundOut(frame))
+    }
+
+    /// Makes what this connection holds of the budget `bytes`; false, holding what it held, when the budget has
+    /// not that much left.
+    @discardableResult
+    private mutating func hold(_ bytes: Int) -> Bool {
+        if bytes > held {
+            guard budget.take(bytes - held) else { return false }
+        } else if bytes < held {
+            budget.give(held - bytes)
+        }
+        held = bytes
+        return true
+    }
+
+    mutating func decoderRemoved(context: ChannelHandlerContext) {
+        hold(0)
     }
 
     /// Where the first newline of `buffer`'s readable bytes is, counted from the reader index, looking only past
@@ -81,6 +119,7 @@ struct LineFrameDecoder: ByteToMessageDecoder {
                 context.fireChannelRead(wrapInboundOut(.line(line)))
             }
         }
+        hold(0)
         return .needMoreData
     }
 }
@@ -176,6 +215,13 @@ final class ConnectionHandler: ChannelDuplexHandler {
             complete(sequence, Response.failure(id: .null, ProtocolError(
                 .lineTooLong, "request line longer than \(maxLineBytes) bytes (\(length)+ received); it was dropped",
                 details: ["limit": .int(Int64(maxLineBytes))])), context: context)
+        case .overBudget(let length):
+            let budget = executor.unfinishedLines
+            budget.noteRefusal(logger: logger)
+            complete(sequence, Response.failure(id: .null, ProtocolError(
+                .serverBusy,
+                "incidentd holds \(describeSize(budget.limit)) of unfinished request lines across all connections (max_unfinished_bytes); this line was dropped at \(length) bytes: send it again",
+                details: ["limit": .int(Int64(budget.limit))])), context: context)
         case .line(let line):
             if Self.mayBeSubscribe(line), case .success(let request) = line.readableBytesView.withUnsafeBytes({ Request.decode($0) }),
                 request.operation == .subscribe

@@ -136,7 +136,8 @@ struct Incidentd: ParsableCommand {
         let logWalkers = NIOThreadPool(numberOfThreads: 2)
         logWalkers.start()
         let executor = RequestExecutor(
-            log: log, committer: committer, access: access, logWalkers: logWalkers, followers: followers, logger: logger)
+            log: log, committer: committer, access: access, logWalkers: logWalkers, followers: followers,
+            unfinishedLines: UnfinishedLineBudget(limit: settings.maxUnfinishedBytes), logger: logger)
         let intake = AppendIntake(executor: executor)
         let server = Server(executor: executor, intake: intake, configuration: settings, logger: logger)
         if let refusal = settings.loopScheduling.apply(to: server.group) {

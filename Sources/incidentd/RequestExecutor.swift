@@ -27,6 +27,8 @@ final class RequestExecutor: Sendable {
     /// For what an operator should find in the journal afterwards (backups).
     let logger: Logger
     let connections = Atomic<Int>(0)
+    /// The unfinished request lines of all connections, against `daemon.max_unfinished_bytes`.
+    let unfinishedLines: UnfinishedLineBudget
     let startedAt = Timestamp.now()
     /// The connections following the log (`subscribe`), woken by the group committer after each commit.
     let followers: Followers
@@ -36,9 +38,10 @@ final class RequestExecutor: Sendable {
     /// `logWalkers` must be started; whoever made it shuts it down once the server has stopped.
     init(
         log: EventLog, committer: GroupCommitter, access: AccessControl, logWalkers: NIOThreadPool, followers: Followers,
-        logger: Logger
+        unfinishedLines: UnfinishedLineBudget, logger: Logger
     ) {
         self.log = log
+        self.unfinishedLines = unfinishedLines
         self.followers = followers
         self.committer = committer
         self.access = access
@@ -336,6 +339,7 @@ final class RequestExecutor: Sendable {
             "version": .string(incidentdVersion),
             "startedAt": .string(startedAt.description),
             "connections": .int(Int64(connections.load(ordering: .relaxed))),
+            "unfinishedLineBytes": .int(Int64(unfinishedLines.heldBytes)),
             "storage": [
                 "dataDir": .string(log.options.directory),
                 "mapSize": .int(Int64(status.mapSize)),

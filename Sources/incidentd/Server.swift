@@ -121,7 +121,8 @@ final class Server: Sendable {
             let role = executor.access.role(of: peer)
             return channel.eventLoop.makeCompletedFuture {
                 try channel.pipeline.syncOperations.addHandler(
-                    ByteToMessageHandler(LineFrameDecoder(maxLineBytes: configuration.maxLineBytes)))
+                    ByteToMessageHandler(
+                        LineFrameDecoder(maxLineBytes: configuration.maxLineBytes, budget: executor.unfinishedLines)))
                 try channel.pipeline.syncOperations.addHandler(
                     ConnectionHandler(
                         executor: executor, intake: intake, peer: peer, role: role,

@@ -55,6 +55,13 @@ struct ConfigurationTests {
         #expect(equal.stop() == 0)
     }
 
+    @Test("max_unfinished_bytes below max_line_bytes is refused naming both")
+    func unfinishedBelowLineLimit() throws {
+        let below = try Self.start("[daemon]\nmax_line_bytes = \"2MiB\"\nmax_unfinished_bytes = \"1MiB\"\n")
+        #expect(below.status == 78, "\(below.log)")
+        #expect(below.log.contains("daemon.max_unfinished_bytes: 1MiB is less than max_line_bytes (2MiB)"), "\(below.log)")
+    }
+
     @Test("a user or group named in [access] that the system does not know is a warning at the default log level naming it and its role, and the daemon serves")
     func unresolvedAccessNames() throws {
         let daemon = try Daemon.configured("""

@@ -448,6 +448,56 @@ struct ErrorCodeTests {
         #expect(try client.headPosition() == 1)
     }
 
+    @Test("server_busy: the unfinished lines of all connections are bounded by daemon.max_unfinished_bytes")
+    func unfinishedLinesAreBounded() throws {
+        let daemon = try Daemon.configured("[daemon]\nmax_line_bytes = 65536\nmax_unfinished_bytes = 102400\n")
+        let watcher = try daemon.client()
+        func held() throws -> Int64 {
+            let status = try watcher.call("status")
+            return try #require(status["unfinishedLineBytes"]?.intValue, "\(status)")
+        }
+        // A status request whose string id is long, sent in two parts.
+        func start(_ id: String, _ length: Int) -> [UInt8] {
+            Array((#"{"op":"status","id":"\#(id)"# + String(repeating: "x", count: length)).utf8)
+        }
+        func answered(_ response: JSONValue, _ id: String) -> Bool {
+            response.isOK && response["id"]?.stringValue?.hasPrefix(id + "xxx") == true
+        }
+        let end = Array(#""}"#.utf8) + [0x0A]
+
+        let first = try daemon.client()
+        try first.write(start("first", 60_000))
+        try waitFor("the first unfinished line to be held") { try held() >= 60_000 }
+        // A second unfinished line that would take the total past 100 KiB is dropped, and said so at once.
+        let second = try daemon.client()
+        try second.write(start("second", 50_000))
+        let refused = try second.receive()
+        #expect(refused.errorCode == "server_busy", "\(refused)")
+        #expect(refused["id"] == .null)
+        #expect(refused["error"]?["limit"]?.intValue == 102_400)
+        #expect(refused["error"]?["message"]?.stringValue?.contains("max_unfinished_bytes") == true, "\(refused)")
+        // The first line is whole and served; the rest of the dropped one is dropped too, and the next request on
+        // that connection is served.
+        try first.write(end)
+        let firstAnswer = try first.receive()
+        #expect(answered(firstAnswer, "first"), "\(firstAnswer.errorCode ?? "ok")")
+        try second.write(Array(String(repeating: "x", count: 10_000).utf8) + end + Array(#"{"id":2,"op":"status"}"#.utf8) + [0x0A])
+        let next = try second.receive()
+        #expect(next.isOK && next["id"] == 2, "\(next)")
+        try waitFor("every unfinished line to be let go") { try held() == 0 }
+        // With the budget free again, the same line goes through.
+        try second.write(start("again", 50_000) + end)
+        let again = try second.receive()
+        #expect(answered(again, "again"), "\(again.errorCode ?? "ok")")
+        // A connection closed in the middle of a line gives its part back.
+        do {
+            let leaving = try daemon.client()
+            try leaving.write(start("leaving", 30_000))
+            try waitFor("the leaving line to be held") { try held() >= 30_000 }
+        }
+        try waitFor("the closed connection's line to be let go") { try held() == 0 }
+    }
+
     @Test("line_too_long at the default limit of 1 MiB")
     func lineTooLongDefault() throws {
         let daemon = try Daemon()

@@ -18,7 +18,7 @@ struct Append: ParsableCommand {
             (max_line_bytes, 1 MiB unless configured). Each batch is atomic: all its events land or none do. A \
             batch is sent once the one before it is stored, so when the daemon refuses an event, the lines before \
             its batch are stored and none after them: the command names the line and why, says which lines were \
-            stored, and exits 1. Fix the line and go on with --from-line.
+            stored, and exits 1. Fix the line and go on with --from-line. A batch the daemon had no room to read             (server_busy: too many unfinished request lines from all its clients) is sent again after a pause,             for about 25 seconds before the command gives up.
 
             An event sent again with the eventId and content of one already stored is not stored twice; it is \
             counted as already stored. Give events an eventId to make a re-run of the same file harmless.
@@ -171,6 +171,10 @@ struct BatchedLoad {
     /// The longest request line the daemon takes, as far as is known: a refusal for length says what it is.
     private(set) var lineLimit: Int
     private(set) var tally = Tally()
+    /// Times in a row the daemon answered `server_busy`.
+    private var busyRetries = 0
+    /// The pauses, in microseconds, before each batch sent again after `server_busy`.
+    static let busyPauses: [UInt32] = (0..<9).map { 50_000 << $0 }
 
     init(lines: EventLines, input: UnsafeRawBufferPointer, batchSize: Int, lineLimit: Int) {
         self.lines = lines
@@ -216,6 +220,7 @@ struct BatchedLoad {
             let response = try client.receive()
             if response["ok"]?.boolValue == true {
                 count(response, batch)
+                busyRetries = 0
                 if refused != nil { storedAfter.append(batch) }
                 progress(tally)
                 continue
@@ -229,6 +234,14 @@ struct BatchedLoad {
                 batch.count > 1, inFlight.isEmpty
             {
                 lineLimit = Int(limit)
+                next = batch.lowerBound
+                continue
+            }
+            // The daemon's buffers for unfinished lines were full, so nothing of it was read: sent again after a
+            // pause that doubles each time, for about 25 seconds in all.
+            if code == "server_busy", inFlight.isEmpty, busyRetries < Self.busyPauses.count {
+                usleep(Self.busyPauses[busyRetries])
+                busyRetries += 1
                 next = batch.lowerBound
                 continue
             }

@@ -57,6 +57,40 @@ struct AppendCommandTests {
         #expect(daemon.stop() == 0)
     }
 
+    @Test("server_busy: a batch the daemon had no room to read is sent again after a pause, until there is room; the load completes, in order")
+    func busyDaemonIsRetried() throws {
+        let daemon = try startDaemon(config: "[daemon]\nmax_line_bytes = \"64KiB\"\nmax_unfinished_bytes = \"100KiB\"\n")
+        // Another client holds 60 KB of a line it has not finished, so a batch of about 50 KB finds no room.
+        let holder = try daemon.client()
+        try holder.write(Array((#"{"op":"status","id":""# + String(repeating: "h", count: 60_000)).utf8))
+        let watcher = try daemon.client()
+        try waitFor("the holder's line to be held") { (try watcher.call("status")["unfinishedLineBytes"]?.intValue ?? 0) >= 60_000 }
+
+        let lines = Self.bulkLines(40, descriptionBytes: 1_000)
+        let finished = DispatchSemaphore(value: 0)
+        let results = LockedList<CommandResult>()
+        let socket = daemon.socketPath
+        DispatchQueue.global().async {
+            if let result = try? runCommand(
+                Binaries.incidentctl, ["append", "-", "--format", "json", "--socket", socket],
+                stdin: lines.joined(separator: "\n") + "\n")
+            {
+                results.append(result)
+            }
+            finished.signal()
+        }
+        try waitFor("the daemon to drop the load's first batch") { daemon.log.contains("dropped 1 request line") }
+        #expect(try watcher.headPosition() == 0, "nothing of the dropped batch was stored")
+        try holder.write(Array(#""}"#.utf8) + [0x0A])
+        #expect(try holder.receive().isOK)
+        #expect(finished.wait(timeout: .now() + 60) == .success, "the load finished")
+        let appended = try #require(results.all.first)
+        #expect(appended.status == 0, "\(appended.stderr)")
+        #expect(appended.json?["new"]?.intValue == 40, "\(appended.stdout)")
+        #expect(try Self.storedIncidents(daemon) == (0..<40).map { "bulk-\($0)" })
+        #expect(daemon.stop() == 0)
+    }
+
     @Test("a refused line stops the load: the lines before its batch are stored, none after; --from-line goes on, in order")
     func refusalKeepsTheFileOrder() throws {
         let daemon = try Daemon()

@@ -16,7 +16,8 @@ struct Events: ParsableCommand {
             With --follow it goes on after the last stored event, printing each event that matches as soon as \
             it is committed, until interrupted (or --limit events have been shown). A follower that stops \
             reading holds up nobody: it catches up from the log when it reads again. If the daemon goes away \
-            (a restart), it says so on stderr and goes on from the next position once the daemon is back.
+            (a restart), it says so on stderr and goes on from the next position once the daemon is back; if it \
+            cannot be reached when the command starts, the command exits 3, as every command does.
 
             Examples:
               incidentctl events
@@ -66,6 +67,8 @@ struct Events: ParsableCommand {
         var next = Int64(from)
         var shown = 0
         var retry = 0
+        // Whether the daemon has answered a `subscribe` of this command.
+        var followed = false
         // Written when no further line has arrived, so that a program reading through a pipe sees each event at
         // once, and a fast stream is not a write per event.
         let out = PendingOutput()
@@ -79,7 +82,9 @@ struct Events: ParsableCommand {
                 body["from"] = .int(next)
                 _ = try client.call(.subscribe, body)
             } catch {
-                guard let why = Self.unreachable(error) else { throw error }
+                // Unreachable from the start (no daemon, a mistyped socket, no permission) is exit 3 as for every
+                // command; only a daemon that went away is waited for.
+                guard let why = Self.unreachable(error), followed else { throw error }
                 if retry == 0 { Self.note("cannot follow (\(why)); trying again until incidentd is back") }
                 retry += 1
                 usleep(UInt32(min(retry, 8)) * 250_000)
@@ -87,6 +92,7 @@ struct Events: ParsableCommand {
             }
             if retry > 0 { Self.note("following again from position \(next)") }
             retry = 0
+            followed = true
             do {
                 while limit == 0 || shown < limit {
                     if !client.hasLineWaiting { out.write() }

@@ -168,6 +168,21 @@ struct SubscribeTests {
         #expect(daemon.stop() == 0)
     }
 
+    @Test("incidentctl events --follow exits 3 naming the socket when incidentd cannot be reached as it starts: no socket there, or the socket a crashed daemon left")
+    func followUnreachableAtStart() throws {
+        let daemon = try Daemon()
+        daemon.crash()
+        #expect(FileManager.default.fileExists(atPath: daemon.socketPath), "the crash leaves the socket file behind")
+        for socket in [daemon.root + "/no-such.sock", daemon.socketPath] {
+            // Under a deadline: a follower that waits for a daemon is ended by `timeout` (status 124).
+            let seconds = String(Int(10 * deadlineScale))
+            let result = try runCommand("/usr/bin/timeout", [seconds, Binaries.incidentctl, "events", "--follow", "--socket", socket])
+            #expect(result.status == 3, "\(socket): \(result.status) \(result.stderr)")
+            #expect(result.stderr.contains("cannot reach incidentd at \(socket)"), "\(result.stderr)")
+            #expect(!result.stderr.contains("trying again"), "\(result.stderr)")
+        }
+    }
+
     @Test("incidentctl events --follow prints the stored events and then those committed while it runs; --limit ends it")
     func commandLine() throws {
         let daemon = try Daemon()

@@ -18,7 +18,10 @@ struct Append: ParsableCommand {
             (max_line_bytes, 1 MiB unless configured). Each batch is atomic: all its events land or none do. A \
             batch is sent once the one before it is stored, so when the daemon refuses an event, the lines before \
             its batch are stored and none after them: the command names the line and why, says which lines were \
-            stored, and exits 1. Fix the line and go on with --from-line. A batch the daemon had no room to read             (server_busy: too many unfinished request lines from all its clients) is sent again after a pause,             for about 25 seconds before the command gives up.
+            stored, and exits 1. Fix the line and go on with --from-line. A batch the daemon had no room to read             (server_busy: too many unfinished request lines from all its clients) is sent again after a pause,             for about 25 seconds before the command gives up. \
+            If the daemon goes away during the load \
+            (it is stopped or restarted), the command says which lines are stored and which were sent without an \
+            answer (they may or may not be stored), and exits 3.
 
             An event sent again with the eventId and content of one already stored is not stored twice; it is \
             counted as already stored. Give events an eventId to make a re-run of the same file harmless.
@@ -199,7 +202,8 @@ struct BatchedLoad {
     }
 
     /// Sends every batch, at most `window` in flight, and returns the refusal that stopped it, if any. With a
-    /// window of one, nothing after a refused batch is sent.
+    /// window of one, nothing after a refused batch is sent. A connection lost on the way (the daemon stopped or
+    /// restarted) is returned as `unreachable`, saying which lines are stored and which may be.
     mutating func send(
         over client: SocketClient, window: Int, allowNewCity: Bool, progress: (Tally) -> Void
     ) throws -> ClientFailure? {
@@ -208,16 +212,37 @@ struct BatchedLoad {
         var refused: (code: String, error: JSONValue?, batch: Range<Int>)?
         // Batches sent after the refused one (a window above one) that were stored all the same.
         var storedAfter: [Range<Int>] = []
+        // The batch being written, until it is in flight.
+        var sending: Range<Int>?
         while true {
-            while refused == nil && next < lines.count && inFlight.count < window {
-                let batch = batch(from: next)
-                try sendBatch(batch, over: client, allowNewCity: allowNewCity)
-                inFlight.append(batch)
-                next = batch.upperBound
+            do {
+                while refused == nil && next < lines.count && inFlight.count < window {
+                    let batch = batch(from: next)
+                    sending = batch
+                    try sendBatch(batch, over: client, allowNewCity: allowNewCity)
+                    sending = nil
+                    inFlight.append(batch)
+                    next = batch.upperBound
+                }
+            } catch {
+                guard let why = ClientFailure.unreachableReason(error) else { throw error }
+                return lost(why, unacknowledged: inFlight + [sending].compactMap { $0 })
             }
-            guard !inFlight.isEmpty else { break }
-            let batch = inFlight.removeFirst()
-            let response = try client.receive()
+            guard let batch = inFlight.first else { break }
+            let response: JSONValue
+            do {
+                response = try client.receive()
+            } catch {
+                guard let why = ClientFailure.unreachableReason(error) else { throw error }
+                guard let refused else { return lost(why, unacknowledged: inFlight) }
+                // What was refused matters more; the batches sent after it (--window) were not all answered.
+                let message = refusalMessage(code: refused.code, error: refused.error, batch: refused.batch, storedAfter: storedAfter)
+                let unanswered = inFlight.map { "\(lines[$0.lowerBound].number)–\(lines[$0.upperBound - 1].number)" }
+                return .refused(
+                    code: refused.code,
+                    message: "\(message). Then \(why): lines \(unanswered.joined(separator: ", ")) may or may not be stored")
+            }
+            inFlight.removeFirst()
             if response["ok"]?.boolValue == true {
                 count(response, batch)
                 busyRetries = 0
@@ -276,8 +301,32 @@ struct BatchedLoad {
         }
     }
 
+    /// The connection was lost (`why`) with the batches `unacknowledged` sent, or being sent, and not answered:
+    /// what is stored, what may be, and where to go on.
+    private func lost(_ why: String, unacknowledged: [Range<Int>]) -> ClientFailure {
+        guard let first = unacknowledged.first?.lowerBound, let last = unacknowledged.last?.upperBound else {
+            return .unreachable(why)
+        }
+        let firstLine = lines[first].number
+        let lastLine = lines[last - 1].number
+        var message = "\(why), with \(tally.acknowledged) of \(lines.count) events acknowledged. "
+        message += first == 0 ? "Nothing before line \(firstLine) was sent" : "The events before line \(firstLine) are stored"
+        message += firstLine == lastLine
+            ? "; line \(firstLine) was sent and may or may not be stored"
+            : "; lines \(firstLine)–\(lastLine) were sent and may or may not be stored"
+        if last < lines.count { message += "; nothing after line \(lastLine) was sent" }
+        let check = tally.lastNew.map { " (incidentctl events --from \($0 + 1))" } ?? ""
+        message += ". Once incidentd is back, go on with --from-line \(firstLine): an event with an eventId is never stored "
+            + "twice, but one without is, so first see whether they are stored\(check) and, if they are, go on after them"
+        return .unreachable(message)
+    }
+
     /// The refusal of `batch`, naming the line the daemon named and saying what of the input is stored.
     private func refusal(code: String, error: JSONValue?, batch: Range<Int>, storedAfter: [Range<Int>]) -> ClientFailure {
+        .refused(code: code, message: refusalMessage(code: code, error: error, batch: batch, storedAfter: storedAfter))
+    }
+
+    private func refusalMessage(code: String, error: JSONValue?, batch: Range<Int>, storedAfter: [Range<Int>]) -> String {
         let first = lines[batch.lowerBound].number
         let last = lines[batch.upperBound - 1].number
         var place = lines.name
@@ -300,7 +349,7 @@ struct BatchedLoad {
         case (false, false):
             message += ". The events before line \(first) are stored, and so are lines \(after.joined(separator: ", ")), sent after it (--window)"
         }
-        return .refused(code: code, message: message)
+        return message
     }
 }
 

@@ -84,7 +84,7 @@ struct Events: ParsableCommand {
             } catch {
                 // Unreachable from the start (no daemon, a mistyped socket, no permission) is exit 3 as for every
                 // command; only a daemon that went away is waited for.
-                guard let why = Self.unreachable(error), followed else { throw error }
+                guard let why = ClientFailure.unreachableReason(error), followed else { throw error }
                 if retry == 0 { Self.note("cannot follow (\(why)); trying again until incidentd is back") }
                 retry += 1
                 usleep(UInt32(min(retry, 8)) * 250_000)
@@ -113,7 +113,7 @@ struct Events: ParsableCommand {
                     shown += 1
                 }
             } catch {
-                guard let why = Self.unreachable(error) else { throw error }
+                guard let why = ClientFailure.unreachableReason(error) else { throw error }
                 out.write()
                 Self.note("lost incidentd (\(why)); following again from position \(next) once it is back")
                 retry = 1
@@ -130,12 +130,6 @@ struct Events: ParsableCommand {
             FileHandle.standardOutput.write(Data(bytes))
             bytes.removeAll(keepingCapacity: true)
         }
-    }
-
-    /// Why the daemon could not be reached, when that is what `error` says.
-    private static func unreachable(_ error: any Error) -> String? {
-        guard case ClientFailure.unreachable(let why)? = error as? ClientFailure else { return nil }
-        return why
     }
 
     private static func note(_ text: String) {

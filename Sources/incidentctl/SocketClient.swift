@@ -21,6 +21,12 @@ enum ClientFailure: Error, CustomStringConvertible {
         }
     }
 
+    /// Why the daemon could not be reached, when that is what `error` says.
+    static func unreachableReason(_ error: any Error) -> String? {
+        guard case .unreachable(let why)? = error as? ClientFailure else { return nil }
+        return why
+    }
+
     var exitStatus: Int32 {
         switch self {
         case .refused: return 1

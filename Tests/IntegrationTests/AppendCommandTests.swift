@@ -91,6 +91,40 @@ struct AppendCommandTests {
         #expect(daemon.stop() == 0)
     }
 
+    @Test("a daemon that goes away during a load: append exits 3 saying which lines are stored, which were sent without an answer, and where to go on")
+    func daemonStopsDuringLoad() throws {
+        let daemon = try Daemon()
+        // Without eventIds, as a file written by hand: sending such lines twice stores them twice.
+        let lines = (0..<20_000).map { Wire.report(incident: "lost-\($0)", city: "Melitopol", kind: "strike").canonicalString() }
+        let file = daemon.root + "/events.jsonl"
+        try (lines.joined(separator: "\n") + "\n").write(toFile: file, atomically: true, encoding: .utf8)
+        let loaded = Guarded<CommandResult?>(nil)
+        let socket = daemon.socketPath
+        let loader = Thread {
+            let result = try? runCommand(Binaries.incidentctl, ["append", file, "--batch-size", "10", "--format", "json", "--socket", socket])
+            loaded.withLock { $0 = result }
+        }
+        loader.start()
+        try waitFor("the load to be under way") { try daemon.client().headPosition() >= 200 }
+        // Killed, so that no answer comes for the batch in flight (a daemon stopping answers it shutting_down).
+        daemon.crash()
+        try waitFor("the load to end", timeout: 30 * deadlineScale) { loaded.withLock { $0 != nil } }
+        let result = try #require(loaded.withLock { $0 })
+        #expect(result.status == 3, "\(result.stderr)")
+        let acknowledged = try #require(result.json?["lastPosition"]?.intValue, "the summary of what was stored: \(result.stdout)")
+        #expect(acknowledged < 20_000, "the daemon stopped before the end of the load")
+        let next = acknowledged + 1
+        #expect(result.stderr.contains("with \(acknowledged) of 20000 events acknowledged"), "\(result.stderr)")
+        #expect(result.stderr.contains("The events before line \(next) are stored"), "\(result.stderr)")
+        #expect(result.stderr.contains("lines \(next)–\(next + 9) were sent and may or may not be stored"), "\(result.stderr)")
+        #expect(result.stderr.contains("go on with --from-line \(next)"), "\(result.stderr)")
+        #expect(result.stderr.contains("incidentctl events --from \(next)"), "\(result.stderr)")
+        try daemon.start()
+        let stored = try daemon.client().headPosition()
+        #expect(stored == acknowledged || stored == acknowledged + 10, "what was acknowledged, and the batch in flight or not")
+        #expect(daemon.stop() == 0)
+    }
+
     @Test("a refused line stops the load: the lines before its batch are stored, none after; --from-line goes on, in order")
     func refusalKeepsTheFileOrder() throws {
         let daemon = try Daemon()

@@ -50,6 +50,10 @@ public enum ACLED {
         return country.map { "\(who) (\($0))" } ?? who
     }
 
+    /// ACLED's `geo_precision` of an event placed in a named town, at the town's coordinates or at its own: 1. ACLED
+    /// keeps 2 for "a part of a region" or "near a town" and 3 for a larger region; a report names its city.
+    public static let geoPrecisionOfTown = 1
+
     /// ACLED's columns, in the order `incidentctl export --format csv` writes them.
     public static let columns = [
         "event_id_cnty", "event_date", "time_precision", "event_type", "sub_event_type", "actor1", "actor2", "location",

@@ -21,7 +21,12 @@ struct Export: ParsableCommand {
             corrected. A demonstration met with warning shots or tear gas is a "Protest with intervention", \
             one met with live fire an "Excessive force against protesters".
               geojson  a FeatureCollection with a point per incident (the report's coordinates, else its \
-            city's from the gazetteer: geo_precision 1 or 2) and what the incident document says of it.
+            city's from the gazetteer, as coordinatesFrom says) and what the incident document says of it.
+
+            ACLED's geo_precision is 1 wherever there are coordinates: an incident is reported in a named \
+            town, and is placed at the report's own coordinates or at that town's, which is ACLED's 1 ("the \
+            town is named and coordinates are available for it"); 2 and 3 are for a part of a region or a \
+            region, which a report never names.
 
             Examples:
               incidentctl export > log.jsonl
@@ -132,8 +137,8 @@ struct IncidentRow {
     let kind: IncidentKind?
     let responses: Set<ResponseKind>
     let killed: Int64
-    /// Latitude and longitude, and ACLED's geo_precision: 1 for the report's own coordinates, 2 for its city's.
-    let place: (latitude: Double, longitude: Double, precision: Int)?
+    /// Latitude and longitude: the report's own coordinates, else its city's.
+    let place: (latitude: Double, longitude: Double, fromReport: Bool)?
     let country: String?
 
     init(_ document: JSONValue, cities: Gazetteer) {
@@ -146,9 +151,9 @@ struct IncidentRow {
         killed = document["casualties"]?["killed"]?.intValue ?? 0
         let city = document["cityId"]?.stringValue.flatMap { cities.city(id: $0) }
         if let lat = current?["coordinates"]?["lat"]?.doubleValue, let lon = current?["coordinates"]?["lon"]?.doubleValue {
-            place = (lat, lon, 1)
+            place = (lat, lon, true)
         } else if let lat = city?.latitude, let lon = city?.longitude {
-            place = (lat, lon, 2)
+            place = (lat, lon, false)
         } else {
             place = nil
         }
@@ -223,7 +228,7 @@ struct IncidentRow {
             document["city"]?.stringValue ?? "",
             place.map { Self.coordinate($0.latitude) } ?? "",
             place.map { Self.coordinate($0.longitude) } ?? "",
-            place.map { String($0.precision) } ?? "",
+            place.map { _ in String(ACLED.geoPrecisionOfTown) } ?? "",
             sourceNames.joined(separator: "; "),
             notes,
             String(killed),
@@ -253,7 +258,10 @@ struct IncidentRow {
         ]
         if let location = current?["location"] { properties["location"] = location }
         if let description = current?["description"] { properties["description"] = description }
-        if let place { properties["geoPrecision"] = .int(Int64(place.precision)) }
+        if let place {
+            properties["geoPrecision"] = .int(Int64(ACLED.geoPrecisionOfTown))
+            properties["coordinatesFrom"] = place.fromReport ? "report" : "city"
+        }
         let geometry: JSONValue = place.map { .object(["type": "Point", "coordinates": [.double($0.longitude), .double($0.latitude)]]) } ?? .null
         return .object(["type": "Feature", "geometry": geometry, "properties": .object(properties)])
     }

@@ -94,7 +94,8 @@ struct ExportTests {
         #expect(cityHall["event_date"] == "2022-03-01" && cityHall["time_precision"] == "1")
         #expect(cityHall["event_type"] == "Protests" && cityHall["sub_event_type"] == "Protest with intervention")
         #expect(cityHall["actor1"] == "Protesters (Ukraine)" && cityHall["actor2"] == "Russian armed forces")
-        #expect(cityHall["location"] == "Kupiansk" && cityHall["geo_precision"] == "2")
+        // Placed at its town's coordinates: ACLED's geo_precision 1 ("a particular town, and coordinates are available for that town").
+        #expect(cityHall["location"] == "Kupiansk" && cityHall["geo_precision"] == "1")
         #expect(cityHall["latitude"].flatMap(Double.init) == kupiansk?.latitude)
         #expect(cityHall["longitude"].flatMap(Double.init) == kupiansk?.longitude)
         #expect(cityHall["source"] == "Les Révélateurs de France Télévisions")
@@ -130,11 +131,13 @@ struct ExportTests {
         let blockade = byId["melitopol-2022-03-01-convoy-blockade"]
         #expect(blockade?["geometry"]?["type"] == "Point")
         #expect(blockade?["geometry"]?["coordinates"]?.arrayValue?.compactMap(\.doubleValue) == [melitopol.longitude, melitopol.latitude].compactMap { $0 })
-        #expect(blockade?["properties"]?["geoPrecision"]?.intValue == 2)
+        #expect(blockade?["properties"]?["geoPrecision"]?.intValue == 1)
+        #expect(blockade?["properties"]?["coordinatesFrom"] == "city")
         #expect(blockade?["properties"]?["acledSubEventType"] == "Protest with intervention")
         let strike = features.first { $0["properties"]?["kind"] == "strike" }
         #expect(strike?["geometry"]?["coordinates"]?.arrayValue?.compactMap(\.doubleValue) == [35.3655, 46.8421])
         #expect(strike?["properties"]?["geoPrecision"]?.intValue == 1)
+        #expect(strike?["properties"]?["coordinatesFrom"] == "report")
         let rally = byId["enerhodar-2022-04-02-rally"]
         #expect(rally?["geometry"] == .null)
         #expect(rally?["properties"]?["participants"] == ["high": 600, "low": 400], "the report as corrected")

@@ -173,8 +173,9 @@ struct Outcome: ParsableCommand {
               incidentctl outcome berdiansk-2022-03-28-sabotage --status retracted --note "duplicate report"
 
             Statuses: unknown, ongoing, dispersed, objective-achieved, suppressed, retracted.
-            Correctable fields: kind, location, description, participants, targets, tags; all of them but kind \
-            can be removed (--remove location), and the history keeps what they were.
+            Correctable fields: kind, location, coordinates (--correct coordinates=LAT,LON), description, \
+            participants (N or LOW-HIGH), targets, tags (comma-separated); all of them but kind can be removed \
+            (--remove location), and the history keeps what they were.
             """)
 
     @Argument(help: "The incident id.") var incident: String
@@ -211,6 +212,12 @@ struct Outcome: ParsableCommand {
                 result[field] = ["low": .int(low), "high": .int(high)]
             case "tags":
                 result[field] = .array(value.split(separator: ",").map { .string(String($0)) })
+            case "coordinates":
+                let parts = value.split(separator: ",", omittingEmptySubsequences: false).map { Double($0.trimmingCharacters(in: .whitespaces)) }
+                guard parts.count == 2, let lat = parts[0], let lon = parts[1] else {
+                    throw ValidationError("--correct coordinates=LAT,LON, e.g. coordinates=46.8489,35.3675 (south and west are negative)")
+                }
+                result[field] = ["lat": .double(lat), "lon": .double(lon)]
             default:
                 result[field] = .string(value)
             }

@@ -269,6 +269,28 @@ struct CLITests {
         }
     }
 
+    @Test("outcome --correct coordinates=LAT,LON corrects where the incident was (a geolocation), south and west negative; a malformed pair is bad usage")
+    func correctCoordinates() throws {
+        let daemon = try Daemon()
+        let report = try daemon.ctl(["report", "--city", "Melitopol", "--kind", "blockade", "--occurred", "2022-03-01", "--incident", "placed"])
+        #expect(report.status == 0, "\(report.stderr)")
+        let outcome = try daemon.ctl([
+            "outcome", "placed", "--status", "unknown", "--method", "geolocation", "--correct", "coordinates=46.8421,35.3655",
+        ])
+        #expect(outcome.status == 0, "\(outcome.stderr)")
+        let incident = try #require(try daemon.ctl(["incident", "--format", "json", "placed"]).json)
+        #expect(incident["current"]?["coordinates"] == ["lat": 46.8421, "lon": 35.3655], "\(incident)")
+        #expect(try daemon.ctl(["outcome", "placed", "--status", "unknown", "--correct", "coordinates=-33.7,-0.12"]).status == 0)
+        #expect(try daemon.ctl(["incident", "--format", "json", "placed"]).json?["current"]?["coordinates"] == ["lat": -33.7, "lon": -0.12])
+        for value in ["coordinates=46.8", "coordinates=north,east", "coordinates=1,2,3"] {
+            let usage = try daemon.ctl(["outcome", "placed", "--status", "unknown", "--correct", value])
+            #expect(usage.status == 2 && usage.stderr.contains("coordinates=LAT,LON"), "\(value): \(usage.stderr)")
+        }
+        #expect(try daemon.client().headPosition() == 3)
+        #expect(try daemon.ctl(["outcome", "--help"]).stdout.contains("coordinates=LAT,LON"))
+        #expect(daemon.stop() == 0)
+    }
+
     @Test("report prints the incident id and position; observe and outcome add to the incident")
     func writeCommands() throws {
         let daemon = try Daemon()

@@ -8,13 +8,42 @@ private func appendOne(_ event: [String: JSONValue], allowNewCity: Bool, connect
     let client = try connection.connect()
     var body: [String: JSONValue] = ["events": .array([.object(event)])]
     if allowNewCity { body["allowNewCity"] = .bool(true) }
-    let response = try client.call(.append, body)
+    try client.send(.append, body)
+    let answer: JSONValue
+    do {
+        answer = try client.receive()
+    } catch {
+        guard let why = ClientFailure.unreachableReason(error) else { throw error }
+        throw ClientFailure.unreachable("\(why), after the event was sent: it may or may not be stored. " + unansweredAdvice(event))
+    }
+    let response = try SocketClient.check(answer)
     let incident = response["incidents"]?.arrayValue?.first
     let position = response["positions"]?.arrayValue?.first
     switch output.resolved {
     case .json: Printer.json(["incident": incident ?? .null, "position": position ?? .null])
     case .table: print("\(Printer.text(incident)) at position \(Printer.text(position))")
     }
+}
+
+/// What to do about an event sent without an answer: with an eventId, send it again; without, look first.
+private func unansweredAdvice(_ event: [String: JSONValue]) -> String {
+    if let eventId = event["eventId"]?.stringValue {
+        return "Once incidentd is back, send it again with the same --event-id \(eventId): it is never stored twice."
+    }
+    let look: String
+    if let incident = event["incident"]?.stringValue {
+        look = "incidentctl events --incident \(shellQuoted(incident))"
+    } else {
+        look = "incidentctl events --type incident-reported --city \(shellQuoted(event["data"]?["city"]?.stringValue ?? ""))"
+    }
+    return "Once incidentd is back, see whether it is there (\(look)) before sending it again: sent twice without "
+        + "--event-id, it is stored twice."
+}
+
+/// `text` as one word of a POSIX shell command line.
+private func shellQuoted(_ text: String) -> String {
+    let plain = !text.isEmpty && text.unicodeScalars.allSatisfy { $0.properties.isAlphabetic || "0123456789-_./:@".unicodeScalars.contains($0) }
+    return plain ? text : "'" + text.replacingOccurrences(of: "'", with: "'\\''") + "'"
 }
 
 struct Report: ParsableCommand {

@@ -269,6 +269,47 @@ struct CLITests {
         }
     }
 
+    @Test(
+        "report, observe and outcome whose daemon goes away after the event was sent: exit 3, saying it may or may not be stored and how to look before sending it again, or to send it again with its --event-id",
+        StorageFaults.required)
+    func writeWithoutAnswer() throws {
+        let library = try #require(StorageFaults.library)
+        let root = makeTemporaryDirectory()
+        let stall = root + "/stall-syncs"
+        let daemon = try Daemon(root: root, environment: ["LD_PRELOAD": library, "INCIDENTD_STALL_SYNCS": stall])
+        #expect(try daemon.ctl(["report", "--city", "Kupiansk", "--kind", "strike", "--occurred", "2022-03-01", "--incident", "k-1"]).status == 0)
+        let eventId = "1b4e28ba-2fa1-4d3b-a3f5-ef19b5a7633b"
+        let cases: [(arguments: [String], advice: String)] = [
+            (["report", "--city", "Kup'yansk", "--kind", "strike", "--occurred", "2022-03-02"],
+             #"see whether it is there (incidentctl events --type incident-reported --city 'Kup'\''yansk') before sending it again"#),
+            (["observe", "k-1", "--response", "detentions", "--by", "Rosgvardia"], "see whether it is there (incidentctl events --incident k-1)"),
+            (["outcome", "k-1", "--status", "suppressed", "--event-id", eventId], "send it again with the same --event-id \(eventId)"),
+        ]
+        for (arguments, advice) in cases {
+            // Every commit waits in fdatasync: the event is sent, and no answer comes before the daemon is killed.
+            #expect(FileManager.default.createFile(atPath: stall, contents: nil))
+            let out = daemon.root + "/out", err = daemon.root + "/err"
+            let stdout = open(out, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644), stderr = open(err, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
+            let null = open("/dev/null", O_RDONLY | O_CLOEXEC)
+            let command = try ChildProcess(
+                Binaries.incidentctl, arguments + ["--socket", daemon.socketPath], environment: ProcessInfo.processInfo.environment,
+                stdin: null, stdout: stdout, stderr: stderr)
+            [stdout, stderr, null].forEach { close($0) }
+            try waitFor("the command to wait for its answer") {
+                readFile("/proc/\(command.pid)/wchan")?.contains("unix_stream_read") == true
+            }
+            daemon.crash()
+            try FileManager.default.removeItem(atPath: stall)
+            #expect(command.wait() == 3, "\(arguments)")
+            let said = readFile(err) ?? ""
+            #expect(said.contains("after the event was sent: it may or may not be stored"), "\(said)")
+            #expect(said.contains(advice), "\(said)")
+            #expect(readFile(out) == "")
+            try daemon.start()
+        }
+        #expect(daemon.stop() == 0)
+    }
+
     @Test("outcome --correct coordinates=LAT,LON corrects where the incident was (a geolocation), south and west negative; a malformed pair is bad usage")
     func correctCoordinates() throws {
         let daemon = try Daemon()

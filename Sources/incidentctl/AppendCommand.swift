@@ -18,8 +18,9 @@ struct Append: ParsableCommand {
             (max_line_bytes, 1 MiB unless configured). Each batch is atomic: all its events land or none do. A \
             batch is sent once the one before it is stored, so when the daemon refuses an event, the lines before \
             its batch are stored and none after them: the command names the line and why, says which lines were \
-            stored, and exits 1. Fix the line and go on with --from-line. A batch the daemon had no room to read             (server_busy: too many unfinished request lines from all its clients) is sent again after a pause,             for about 25 seconds before the command gives up. \
-            If the daemon goes away during the load \
+            stored, and exits 1. Fix the line and go on with --from-line. A batch the daemon had no room to read \
+            (server_busy: too many unfinished request lines from all its clients) is sent again after a pause, \
+            for about 25 seconds before the command gives up. If the daemon goes away during the load \
             (it is stopped or restarted), the command says which lines are stored and which were sent without an \
             answer (they may or may not be stored), and exits 3.
 

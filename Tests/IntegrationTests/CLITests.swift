@@ -151,6 +151,9 @@ struct CLITests {
             #expect(help.status == 0, "\(subcommand) --help: \(help.stderr)")
             #expect(help.stdout.contains("Example"), "\(subcommand) --help shows an example")
             #expect(help.stdout.contains("incidentctl \(subcommand) "), "\(subcommand) --help shows a command line")
+            // A line of the source's text that lost its `\` leaves a run of spaces inside a sentence.
+            let runs = help.stdout.split(separator: "\n").filter { $0.trimmingCharacters(in: .whitespaces).contains("    ") }
+            #expect(runs.filter { !$0.hasPrefix("  ") }.isEmpty, "\(subcommand) --help: \(runs)")
         }
         let top = try runCommand(Binaries.incidentctl, ["--help"])
         #expect(top.status == 0)

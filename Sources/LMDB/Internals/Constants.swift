@@ -49,3 +49,9 @@ internal var _MDB_APPENDDUP: UInt32 { UInt32(MDB_APPENDDUP) }
 // MARK: Copy flags (mdb_env_copyfd2)
 
 internal var _MDB_CP_COMPACT: UInt32 { UInt32(MDB_CP_COMPACT) }
+
+// MARK: Database flags as stored in the data file (an `MDB_db`'s `md_flags`), read by the page check
+
+internal var _MDB_REVERSEKEY: UInt16 { UInt16(MDB_REVERSEKEY) }
+internal var _MDB_DUPSORT: UInt16 { UInt16(MDB_DUPSORT) }
+internal var _MDB_INTEGERKEY_STORED: UInt16 { UInt16(MDB_INTEGERKEY) }

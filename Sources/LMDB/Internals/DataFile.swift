@@ -20,36 +20,6 @@ import Musl
 import Darwin
 #endif
 
-/// The parts of LMDB's data file format (`MDB_DATA_VERSION` 1, in `mdb.c`; `<lmdb.h>` does not declare them) that
-/// reading the free list needs, for 64-bit builds, where `pgno_t`, `txnid_t` and `mdb_size_t` are 8 bytes.
-private enum Format {
-    static let magic: UInt32 = 0xBEEF_C0DE
-    static let dataVersion: UInt32 = 1
-    /// `PAGEHDRSZ`: `mp_pgno` (8), `mp_pad` (2), `mp_flags` (2), `mp_lower`/`mp_upper` (2 + 2) or `mp_pages` (4).
-    static let pageHeader = 16
-    static let branch: UInt16 = 0x01  // P_BRANCH
-    static let leaf: UInt16 = 0x02  // P_LEAF
-    static let overflow: UInt16 = 0x04  // P_OVERFLOW
-    static let meta: UInt16 = 0x08  // P_META
-    static let leaf2: UInt16 = 0x20  // P_LEAF2
-    /// `F_BIGDATA`: the node's data is the number of the first page of an overflow run.
-    static let bigData: UInt16 = 0x01
-    /// `MDB_meta`, after the page header: `mm_magic` 0, `mm_version` 4, `mm_address` 8, `mm_mapsize` 16,
-    /// `mm_dbs[FREE_DBI]` 24 (an `MDB_db` of 48 bytes: `md_pad`, the page size here, 0; `md_depth` 6; `md_root` 40),
-    /// `mm_dbs[MAIN_DBI]` 72, `mm_last_pg` 120, `mm_txnid` 128.
-    static let metaSize = 136
-    static let invalidPage = UInt64.max  // P_INVALID: an empty tree
-}
-
-/// What one meta page says.
-private struct Meta {
-    var pageSize: Int
-    var freeRoot: UInt64
-    var freeDepth: Int
-    var lastPage: Int
-    var transactionID: UInt64
-}
-
 internal enum DataFile {
     /// Throws ``TruncatedDataFile`` when `data.mdb` of the open environment `env` is shorter than a page that a read
     /// of its latest snapshot may reach. Reads only the meta pages through the map (as `mdb_env_info` does, and as
@@ -68,7 +38,7 @@ internal enum DataFile {
             defer { lmdb_txn_abort(txn) }
             // The snapshot's own meta page: a writer in another process may have committed since `info`, and
             // overwrites a meta page every other commit, so look again until one agrees with the snapshot.
-            guard let meta = readMeta(fd, pageSize: info.pageSize, transactionID: UInt64(lmdb_txn_id(txn))) else { continue }
+            guard let meta = MetaPage.read(fd, pageSize: info.pageSize, transactionID: UInt64(lmdb_txn_id(txn))) else { continue }
             let size = try fileSize(fd)
             let needed = (meta.lastPage + 1) * meta.pageSize
             if size >= needed { return }
@@ -96,59 +66,37 @@ internal enum DataFile {
         return Int(status.st_size)
     }
 
-    /// The meta page (of the two) whose transaction is `transactionID`, if one is and it reads as a meta page.
-    private static func readMeta(_ fd: Int32, pageSize: Int, transactionID: UInt64) -> Meta? {
-        for index in 0..<2 {
-            guard let bytes = read(fd, at: index * pageSize, count: Format.pageHeader + Format.metaSize) else { continue }
-            let meta = Format.pageHeader
-            guard bytes.load(UInt16.self, at: 10) & Format.meta != 0,
-                bytes.load(UInt32.self, at: meta) == Format.magic,
-                bytes.load(UInt32.self, at: meta + 4) == Format.dataVersion,
-                bytes.load(UInt64.self, at: meta + 128) == transactionID
-            else { continue }
-            let found = Meta(
-                pageSize: Int(bytes.load(UInt32.self, at: meta + 24)),
-                freeRoot: bytes.load(UInt64.self, at: meta + 24 + 40),
-                freeDepth: Int(bytes.load(UInt16.self, at: meta + 24 + 6)),
-                lastPage: Int(clamping: bytes.load(UInt64.self, at: meta + 120)),
-                transactionID: transactionID)
-            guard found.pageSize == pageSize else { return nil }
-            return found
-        }
-        return nil
-    }
-
     /// Whether every page from the first that does not end within the file to the last in use is on the free list
     /// (the `FREE_DBI` tree, whose records are lists of page numbers). False when it is not, and when the free list
     /// cannot be read whole: a page of it past the end of the file, or one that does not read as what it must be.
-    private static func pagesPastEndAreFree(_ fd: Int32, meta: Meta, fileSize: Int) -> Bool {
+    private static func pagesPastEndAreFree(_ fd: Int32, meta: MetaPage, fileSize: Int) -> Bool {
         let pageSize = meta.pageSize
         let firstMissing = fileSize / pageSize
         guard firstMissing <= meta.lastPage else { return true }
         // The format's fields are 8 bytes only where `size_t` is.
-        guard MemoryLayout<Int>.size == 8, meta.freeRoot != Format.invalidPage else { return false }
+        guard MemoryLayout<Int>.size == 8, meta.free.root != FileFormat.invalidPage else { return false }
         var freeMissing = Set<Int>()
         let missing = firstMissing...meta.lastPage
-        var pending: [(page: UInt64, depth: Int)] = [(meta.freeRoot, 1)]
+        var pending: [(page: UInt64, depth: Int)] = [(meta.free.root, 1)]
         var visited = 0
         while let (number, depth) = pending.popLast() {
             visited += 1
-            guard depth <= meta.freeDepth, visited <= meta.lastPage + 1, number <= UInt64(meta.lastPage),
-                Int(number) < firstMissing, let page = read(fd, at: Int(number) * pageSize, count: pageSize),
+            guard depth <= meta.free.depth, visited <= meta.lastPage + 1, number <= UInt64(meta.lastPage),
+                Int(number) < firstMissing, let page = readBytes(fd, at: Int(number) * pageSize, count: pageSize),
                 page.load(UInt64.self, at: 0) == number
             else { return false }
             let flags = page.load(UInt16.self, at: 10)
             let lower = Int(page.load(UInt16.self, at: 12))
-            guard flags & (Format.branch | Format.leaf) != 0, flags & Format.leaf2 == 0,
-                lower >= Format.pageHeader, lower <= pageSize
+            guard flags & (FileFormat.branch | FileFormat.leaf) != 0, flags & FileFormat.leaf2 == 0,
+                lower >= FileFormat.pageHeader, lower <= pageSize
             else { return false }
-            for index in 0..<(lower - Format.pageHeader) / 2 {
-                let node = Int(page.load(UInt16.self, at: Format.pageHeader + 2 * index))
+            for index in 0..<(lower - FileFormat.pageHeader) / 2 {
+                let node = Int(page.load(UInt16.self, at: FileFormat.pageHeader + 2 * index))
                 guard node >= lower, node + 8 <= pageSize else { return false }
                 let low = UInt64(page.load(UInt16.self, at: node))
                 let high = UInt64(page.load(UInt16.self, at: node + 2))
                 let nodeFlags = page.load(UInt16.self, at: node + 4)
-                if flags & Format.branch != 0 {
+                if flags & FileFormat.branch != 0 {
                     // `NODEPGNO`: the child's number, in the size fields and the flags.
                     pending.append((low | high << 16 | UInt64(nodeFlags) << 32, depth + 1))
                     continue
@@ -157,16 +105,16 @@ internal enum DataFile {
                 let dataSize = Int(low | high << 16)
                 let dataStart = node + 8 + keySize
                 let list: [UInt8]
-                if nodeFlags & Format.bigData != 0 {
+                if nodeFlags & FileFormat.bigData != 0 {
                     guard dataStart + 8 <= pageSize else { return false }
                     let first = page.load(UInt64.self, at: dataStart)
                     guard first <= UInt64(meta.lastPage), Int(first) < firstMissing,
-                        let header = read(fd, at: Int(first) * pageSize, count: Format.pageHeader),
-                        header.load(UInt64.self, at: 0) == first, header.load(UInt16.self, at: 10) & Format.overflow != 0
+                        let header = readBytes(fd, at: Int(first) * pageSize, count: FileFormat.pageHeader),
+                        header.load(UInt64.self, at: 0) == first, header.load(UInt16.self, at: 10) & FileFormat.overflow != 0
                     else { return false }
                     let pages = Int(header.load(UInt32.self, at: 12))
-                    guard Format.pageHeader + dataSize <= pages * pageSize, Int(first) + pages <= firstMissing,
-                        let bytes = read(fd, at: Int(first) * pageSize + Format.pageHeader, count: dataSize)
+                    guard FileFormat.pageHeader + dataSize <= pages * pageSize, Int(first) + pages <= firstMissing,
+                        let bytes = readBytes(fd, at: Int(first) * pageSize + FileFormat.pageHeader, count: dataSize)
                     else { return false }
                     list = bytes
                 } else {
@@ -183,21 +131,6 @@ internal enum DataFile {
             }
         }
         return freeMissing.count == missing.count
-    }
-
-    /// `count` bytes at `offset` of the file, or `nil` if it ends before them or cannot be read.
-    private static func read(_ fd: Int32, at offset: Int, count: Int) -> [UInt8]? {
-        var bytes = [UInt8](repeating: 0, count: count)
-        var done = 0
-        while done < count {
-            let n = bytes.withUnsafeMutableBytes { buffer in
-                pread(fd, buffer.baseAddress! + done, count - done, off_t(offset + done))
-            }
-            if n < 0 && errno == EINTR { continue }
-            guard n > 0 else { return nil }
-            done += n
-        }
-        return bytes
     }
 }
 

@@ -1,0 +1,131 @@
+// LMDB's data file format, as `mdb.c` lays it out (`MDB_DATA_VERSION` 1; `<lmdb.h>` does not declare it), for
+// the code that reads `data.mdb` with `pread` instead of through the map: the check of a file cut short
+// (`DataFile`) and the check of every page (`PageWalk`). For 64-bit builds, where `pgno_t`, `txnid_t` and
+// `mdb_size_t` are 8 bytes; the file is in the byte order of the machine that wrote it.
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+internal enum FileFormat {
+    static let magic: UInt32 = 0xBEEF_C0DE
+    static let dataVersion: UInt32 = 1
+    /// `PAGEHDRSZ`: `mp_pgno` (8), `mp_pad` (2), `mp_flags` (2), `mp_lower`/`mp_upper` (2 + 2) or `mp_pages` (4).
+    /// `mp_ptrs`, the offsets of the nodes from the start of the page, follow it, two bytes each.
+    static let pageHeader = 16
+    static let branch: UInt16 = 0x01  // P_BRANCH
+    static let leaf: UInt16 = 0x02  // P_LEAF
+    static let overflow: UInt16 = 0x04  // P_OVERFLOW
+    static let meta: UInt16 = 0x08  // P_META
+    static let leaf2: UInt16 = 0x20  // P_LEAF2
+    /// `NODESIZE`: `mn_lo`, `mn_hi` (the data size in a leaf, the child's page number in a branch), `mn_flags`
+    /// (the page number's top 16 bits in a branch), `mn_ksize`; the key, then the data, follow.
+    static let nodeHeader = 8
+    /// `F_BIGDATA`: the node's data is the number of the first page of an overflow run.
+    static let bigData: UInt16 = 0x01
+    /// `F_SUBDATA`: the node's data is the `MDB_db` of a named database (or of a tree of duplicates).
+    static let subData: UInt16 = 0x02
+    /// `F_DUPDATA`: the node's data holds duplicates.
+    static let dupData: UInt16 = 0x04
+    /// An `MDB_db`: `md_pad` 0, `md_flags` 4, `md_depth` 6, `md_branch_pages` 8, `md_leaf_pages` 16,
+    /// `md_overflow_pages` 24, `md_entries` 32, `md_root` 40.
+    static let databaseRecordSize = 48
+    /// `MDB_meta`, after the page header: `mm_magic` 0, `mm_version` 4, `mm_address` 8, `mm_mapsize` 16,
+    /// `mm_dbs[FREE_DBI]` 24 (its `md_pad` is the page size), `mm_dbs[MAIN_DBI]` 72, `mm_last_pg` 120,
+    /// `mm_txnid` 128.
+    static let metaSize = 136
+    static let invalidPage = UInt64.max  // P_INVALID: an empty tree
+    /// `CURSOR_STACK`: no tree LMDB can read is deeper.
+    static let maxDepth = 32
+}
+
+/// An `MDB_db`: where a tree starts, how deep it is, and what LMDB counts of it.
+internal struct DatabaseRecord: Hashable {
+    var pad: UInt32
+    var flags: UInt16
+    var depth: Int
+    var branchPages: UInt64
+    var leafPages: UInt64
+    var overflowPages: UInt64
+    var entries: UInt64
+    var root: UInt64
+
+    init(_ bytes: UnsafeRawPointer) {
+        pad = bytes.loadUnaligned(as: UInt32.self)
+        flags = bytes.loadUnaligned(fromByteOffset: 4, as: UInt16.self)
+        depth = Int(bytes.loadUnaligned(fromByteOffset: 6, as: UInt16.self))
+        branchPages = bytes.loadUnaligned(fromByteOffset: 8, as: UInt64.self)
+        leafPages = bytes.loadUnaligned(fromByteOffset: 16, as: UInt64.self)
+        overflowPages = bytes.loadUnaligned(fromByteOffset: 24, as: UInt64.self)
+        entries = bytes.loadUnaligned(fromByteOffset: 32, as: UInt64.self)
+        root = bytes.loadUnaligned(fromByteOffset: 40, as: UInt64.self)
+    }
+}
+
+/// What one meta page says.
+internal struct MetaPage {
+    /// Which of the two it is: page 0 or page 1.
+    var number: Int
+    var pageSize: Int
+    var free: DatabaseRecord
+    var main: DatabaseRecord
+    var lastPage: Int
+    var transactionID: UInt64
+
+    /// The meta page (of the two) whose transaction is `transactionID`, if one is and it reads as a meta page of
+    /// `pageSize`, read with `pread`. It is read twice, and taken only when both reads agree: a writer in another
+    /// process overwrites it two commits after it was written, and a read at that moment could see half of each.
+    static func read(_ fd: Int32, pageSize: Int, transactionID: UInt64) -> MetaPage? {
+        let count = FileFormat.pageHeader + FileFormat.metaSize
+        for number in 0..<2 {
+            guard let bytes = readBytes(fd, at: number * pageSize, count: count),
+                readBytes(fd, at: number * pageSize, count: count) == bytes
+            else { continue }
+            let found: MetaPage? = bytes.withUnsafeBytes { raw in
+                guard let base = raw.baseAddress else { return nil }
+                let meta = base + FileFormat.pageHeader
+                guard raw.loadUnaligned(fromByteOffset: 10, as: UInt16.self) & FileFormat.meta != 0,
+                    meta.loadUnaligned(as: UInt32.self) == FileFormat.magic,
+                    meta.loadUnaligned(fromByteOffset: 4, as: UInt32.self) == FileFormat.dataVersion,
+                    meta.loadUnaligned(fromByteOffset: 128, as: UInt64.self) == transactionID
+                else { return nil }
+                let free = DatabaseRecord(meta + 24)
+                return MetaPage(
+                    number: number, pageSize: Int(free.pad), free: free, main: DatabaseRecord(meta + 72),
+                    lastPage: Int(clamping: meta.loadUnaligned(fromByteOffset: 120, as: UInt64.self)),
+                    transactionID: transactionID)
+            }
+            guard let found else { continue }
+            return found.pageSize == pageSize ? found : nil
+        }
+        return nil
+    }
+}
+
+/// `count` bytes at `offset` of the file, or `nil` if it ends before them or cannot be read.
+internal func readBytes(_ fd: Int32, at offset: Int, count: Int) -> [UInt8]? {
+    var bytes = [UInt8](repeating: 0, count: count)
+    let done = bytes.withUnsafeMutableBytes { preadFully(fd, into: $0, at: offset) }
+    return done == count ? bytes : nil
+}
+
+/// Reads `buffer.count` bytes at `offset` of the file into `buffer`, retrying what `pread` leaves short, and returns
+/// how many it read: fewer where the file ends, -1 (with `errno`) when a read fails.
+internal func preadFully(_ fd: Int32, into buffer: UnsafeMutableRawBufferPointer, at offset: Int) -> Int {
+    guard let base = buffer.baseAddress else { return 0 }
+    var done = 0
+    while done < buffer.count {
+        let n = pread(fd, base + done, buffer.count - done, off_t(offset + done))
+        if n < 0 {
+            if errno == EINTR { continue }
+            return -1
+        }
+        if n == 0 { break }
+        done += n
+    }
+    return done
+}

@@ -128,7 +128,7 @@ internal final class PageWalk {
         self.fileSize = fileSize
         owner = [UInt8](repeating: 0, count: meta.lastPage + 1)
         free = [UInt64](repeating: 0, count: meta.lastPage / 64 + 1)
-        runPages = max(1, (1 << 20) / meta.pageSize)
+        runPages = max(1, (256 << 10) / meta.pageSize)
         buffer = .allocate(byteCount: runPages * meta.pageSize, alignment: 4096)
         owner[0] = 1
         owner[1] = 1
@@ -477,8 +477,17 @@ internal final class PageWalk {
             throw damage(
                 "the key of node \(count - 1) does not sort before the key that page \(pending.parent) gives as the first of the next page")
         }
-        // The nodes fill the space from `mp_upper` to the end of the page, each where the one before it ends.
-        spans.sort { $0.offset < $1.offset }
+        // The nodes fill the space from `mp_upper` to the end of the page, each where the one before it ends. LMDB
+        // adds each node below the others, so their offsets mostly fall as their keys rise: sorted, reversed.
+        if spans.count > 1 && spans[0].offset > spans[1].offset {
+            spans.reverse()
+        }
+        var ordered = true
+        for i in 1..<max(1, spans.count) where spans[i - 1].offset > spans[i].offset {
+            ordered = false
+            break
+        }
+        if !ordered { spans.sort { $0.offset < $1.offset } }
         var end = upper16
         for span in spans {
             guard span.offset == end else {

@@ -16,14 +16,25 @@ extension EventLog {
     /// stored hashes all match, they are the chain that a walk from position 1 computes, and where one does
     /// not, the first such position is the one a walk would name. The last event is the one the snapshot
     /// holds at the start; events appended while it runs are left to the next `verify`.
+    ///
+    /// Before the chain, every page of the data file is checked (``LMDB/Environment/checkPages()``), read with
+    /// `pread` rather than through LMDB's map: LMDB keeps no checksums, and would follow a damaged page to a wrong
+    /// answer, an error, or a fault that kills the process, where a damaged page of a database the chain does not
+    /// read (the indexes, the projections) would leave the chain intact. A damaged page stops `verify` there: the
+    /// report names it (``VerifyReport/pageDamage``), and the chain is not walked.
     public func verify(stretch: Int = 1 << 16) throws -> VerifyReport {
+        let pages = try environment.checkPages()
+        if let damage = pages.damage {
+            return VerifyReport(
+                checked: 0, headPosition: 0, headHash: "", problem: "\(damage)", pages: pages)
+        }
         // The head, and the last stored key (any key that is not a position counts as past every position).
         let (head, lastPosition) = try environment.read { txn in
             let head = try Head.read(txn, db)
             let last = try txn.cursor(db.events).last().map { $0.key.count == 8 ? Keys.readPosition($0.key) ?? .max : .max } ?? 0
             return (head, last)
         }
-        var report = VerifyReport(checked: 0, headPosition: head.position, headHash: ChainHash.hex(head.hash))
+        var report = VerifyReport(checked: 0, headPosition: head.position, headHash: ChainHash.hex(head.hash), pages: pages)
         // Up to the head in stretches checked at once; anything stored past the head, in one more stretch.
         var ranges: [ClosedRange<UInt64>] = []
         let size = UInt64(max(1, stretch))

@@ -1,4 +1,5 @@
 import IncidentDomain
+import LMDB
 import StrictJSON
 
 /// Where and how big the log is.
@@ -170,16 +171,24 @@ public struct LogStatus: Sendable, Hashable {
     public var readers: UInt32
 }
 
-/// What `verify` found.
+/// What `verify` found: first the pages of the data file (``pages``), then, if they are whole, the hash chain.
 public struct VerifyReport: Sendable, Hashable {
+    /// The events whose chain was checked; 0 when a damaged page stopped `verify` before the chain.
     public var checked: UInt64
+    /// The head the chain was checked against (0 and empty when a damaged page stopped `verify` first: the head is
+    /// stored in a page too).
     public var headPosition: UInt64
     public var headHash: String
     /// The first position whose stored bytes or hash do not match the chain, and why.
     public var firstBadPosition: UInt64?
     public var problem: String?
+    /// What the check of every page of the data file found (``LMDB/Environment/checkPages()``).
+    public var pages: PageCheckReport?
 
-    public var isIntact: Bool { firstBadPosition == nil }
+    /// The damaged page that stopped `verify` before it read the chain through LMDB, if one did.
+    public var pageDamage: PageDamage? { pages?.damage }
+
+    public var isIntact: Bool { firstBadPosition == nil && pageDamage == nil }
 }
 
 /// What ``EventLog/backup(into:)`` wrote: the directory, the size of its `data.mdb`, and what a check of the

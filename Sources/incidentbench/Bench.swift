@@ -80,6 +80,11 @@ struct IncidentBench: ParsableCommand {
         valueName: "n"))
     var rebuildSegment: Int?
 
+    @Option(help: ArgumentHelp(
+        "Only time the two halves of verify on the log in this data directory, read-only, --passes times each: the check of every page of data.mdb, then the hash chain.",
+        valueName: "dir"))
+    var checkPagesOnly: String?
+
     @Flag(help: "Measure only the group committer, in this process, on a log in --work-dir: --events appends over --passes passes, 16 × --window in flight as 16 connections would keep them, and the writer thread's CPU per append (its schedstat). The ceiling of the one serial stage, and a way to compare two versions of the append path.")
     var commitOnly = false
 
@@ -103,6 +108,23 @@ struct IncidentBench: ParsableCommand {
                 segment: max(1, rebuildSegment ?? EventLog.rebuildSegment))
             let seconds = Double(monotonicNanos() - start) / 1e9
             print("rebuilt projections from \(folded) events in \(String(format: "%.3f", seconds)) s: \(Int(Double(folded) / seconds)) events/s")
+            return
+        }
+        if let checkPagesOnly {
+            let log = try EventLog(options: LogOptions(directory: checkPagesOnly, readOnly: true), gazetteer: .embedded)
+            for pass in 1...max(1, passes) {
+                var start = monotonicNanos()
+                let pages = try log.environment.checkPages()
+                let pageSeconds = Double(monotonicNanos() - start) / 1e9
+                start = monotonicNanos()
+                let verified = try log.verify()
+                let verifySeconds = Double(monotonicNanos() - start) / 1e9
+                let mebibytes = Double(pages.pagesInUse * pages.pageSize) / 1_048_576
+                print(String(
+                    format: "pass %d: pages %.3f s (%d in use, %.0f MiB, %d free; %@), verify %.3f s in all (%llu events%@)",
+                    pass, pageSeconds, pages.pagesInUse, mebibytes, pages.freePages, pages.damage.map { "\($0)" } ?? "intact",
+                    verifySeconds, verified.checked, verified.isIntact ? "" : ": NOT INTACT"))
+            }
             return
         }
         if commitOnly {

@@ -279,10 +279,13 @@ struct Status: ParsableCommand {
 
 struct Verify: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Walk the hash chain from position 1 to the head (admin role).",
+        abstract: "Check every page of the log's data file, then walk the hash chain from position 1 to the head (admin role).",
         discussion: """
-            Exits 0 when every event hashes to its stored hash and links to its predecessor, 1 naming the first \
-            position that does not.
+            First the structure of every page of data.mdb, read as the file holds it (LMDB keeps no checksums, and \
+            a damaged page of an index or a projection leaves the chain intact); then the chain. Exits 0 when every \
+            page is whole and every event hashes to its stored hash and links to its predecessor; 1 naming the \
+            first damaged page and its database (page_damaged: the chain is then not walked), or the first \
+            position that does not match (chain_broken).
 
             Example:
               incidentctl verify && incidentctl status --format json
@@ -297,14 +300,31 @@ struct Verify: ParsableCommand {
         case .json: Printer.json(response)
         case .table:
             if response["intact"]?.boolValue == true {
-                print("intact: \(Printer.text(response["checked"])) events, head \(Printer.text(response["headHash"]))")
+                let pages = response["pages"].map { ", \(Printer.text($0["inUse"])) pages in use and \(Printer.text($0["free"])) free" } ?? ""
+                print("intact: \(Printer.text(response["checked"])) events\(pages), head \(Printer.text(response["headHash"]))")
             }
         }
         if response["intact"]?.boolValue != true {
-            throw ClientFailure.refused(
-                code: "chain_broken",
-                message: "position \(Printer.text(response["firstBadPosition"])): \(Printer.text(response["problem"]))")
+            throw Self.failure(response, copy: false)
         }
+    }
+
+    /// What a `verify` that found the log (or a backup's copy of it) not intact says: its damaged page, or where its
+    /// chain breaks.
+    static func failure(_ response: JSONValue, copy: Bool) -> ClientFailure {
+        if let damage = response["pageDamage"] {
+            let database = damage["database"].map { " of database \(Printer.text($0))" } ?? ""
+            let page = "page \(Printer.text(damage["page"]))\(database)"
+            return ClientFailure.refused(
+                code: "page_damaged",
+                message: copy
+                    ? "the copy was kept, but \(page) of its data.mdb is damaged: \(Printer.text(damage["problem"])); its hash chain was not walked. Run incidentctl verify on the live log"
+                    : "\(page) of data.mdb is damaged: \(Printer.text(damage["problem"])); the hash chain was not walked. Restore data.mdb from a backup that verifies (see README.md)")
+        }
+        return ClientFailure.refused(
+            code: "chain_broken",
+            message: (copy ? "the copy was kept, but its chain breaks at " : "")
+                + "position \(Printer.text(response["firstBadPosition"])): \(Printer.text(response["problem"]))")
     }
 }
 
@@ -344,10 +364,7 @@ struct Backup: ParsableCommand {
             }
         }
         if response["intact"]?.boolValue != true {
-            throw ClientFailure.refused(
-                code: "chain_broken",
-                message: "the copy was kept, but its chain breaks at position \(Printer.text(response["firstBadPosition"])): "
-                    + Printer.text(response["problem"]))
+            throw Verify.failure(response, copy: true)
         }
     }
 }

@@ -2,6 +2,7 @@ import Gazetteer
 import IncidentDomain
 import IncidentLog
 import IncidentProtocol
+import LMDB
 import Logging
 import NIOCore
 import NIOPosix
@@ -72,7 +73,7 @@ final class RequestExecutor: Sendable {
             case .cities:
                 return .now(Response.success(id: id, ["cities": .array(try log.cities().map(\.json))]))
             case .status: return .now(try status(request))
-            case .verify: return walkingTheLog(request, on: eventLoop) { try $0.verify(request) }
+            case .verify: return walkingTheLog(request, on: eventLoop) { try $0.verify(request, peer: peer) }
             case .replay: return walkingTheLog(request, on: eventLoop) { try $0.replay(request) }
             case .backup: return walkingTheLog(request, on: eventLoop) { try $0.backup(request, peer: peer) }
             case .subscribe:
@@ -358,17 +359,33 @@ final class RequestExecutor: Sendable {
         ])
     }
 
-    private func verify(_ request: Request) throws -> [UInt8] {
-        Response.success(id: request.id, Self.fields(of: try log.verify()))
+    private func verify(_ request: Request, peer: PeerIdentity) throws -> [UInt8] {
+        let report = try log.verify()
+        if let damage = report.pageDamage {
+            logger.error(
+                "verify found a damaged page in the log's data file",
+                metadata: ["page": "\(damage.page)", "database": "\(damage.database?.name ?? "none")", "problem": "\(damage.problem)", "by": "\(peer.user)"])
+        }
+        return Response.success(id: request.id, Self.fields(of: report))
     }
 
     private static func fields(of report: VerifyReport) -> [String: JSONValue] {
         var fields: [String: JSONValue] = [
             "intact": .bool(report.isIntact),
             "checked": .int(Int64(report.checked)),
-            "headPosition": .int(Int64(report.headPosition)),
-            "headHash": .string(report.headHash),
         ]
+        if let damage = report.pageDamage {
+            // The head is stored in a page too, and is not read past a damaged one.
+            var described: [String: JSONValue] = ["page": .int(Int64(damage.page)), "problem": .string(damage.problem)]
+            if let database = damage.database { described["database"] = .string(database.name) }
+            fields["pageDamage"] = .object(described)
+        } else {
+            fields["headPosition"] = .int(Int64(report.headPosition))
+            fields["headHash"] = .string(report.headHash)
+            if let pages = report.pages {
+                fields["pages"] = ["inUse": .int(Int64(pages.pagesInUse)), "free": .int(Int64(pages.freePages))]
+            }
+        }
         if let bad = report.firstBadPosition { fields["firstBadPosition"] = .int(Int64(bad)) }
         if let problem = report.problem { fields["problem"] = .string(problem) }
         return fields

@@ -16,7 +16,7 @@ struct BenchSmokeTests {
         for row in [
             "durable appends/s, 1 conn", "durable appends/s, 16 conn", "durable appends/s, 64 conn",
             "append latency p50, 1 conn, one at a time", "rebuild projections from 3,000 events",
-            "replay (incidentctl replay) of 3,000 events", "verify (the hash chain) of 3,000 events",
+            "replay (incidentctl replay) of 3,000 events", "verify (every page, then the hash chain) of 3,000 events",
             "city query p50/p99 under full append load, back to back", "city query p50/p99 under full append load, 1/ms",
             "city query p50/p99 under full append load, 1/ms, ",  // real-time loops (or the kernel refused them)
             "daemon private memory", "bytes on disk per event",
@@ -66,5 +66,22 @@ struct LatencyComparisonSmokeTests {
         }
         let missing = try runCommand(bench, ["--latency-against", root + "/none.toml", "--daemon", Binaries.incidentd])
         #expect(missing.status != 0 && missing.stderr.contains("cannot read"), "\(missing.stderr)")
+    }
+}
+
+@Suite("Page check bench smoke run")
+struct PageCheckBenchSmokeTests {
+    @Test("incidentbench --check-pages-only times the page check and the whole verify of a stopped daemon's log")
+    func checkPagesOnlyRun() throws {
+        let bench = Binaries.directory + "/incidentbench"
+        try #require(FileManager.default.isExecutableFile(atPath: bench), "no incidentbench in \(Binaries.directory)")
+        let daemon = try PageDamageTests.storedLog(incidents: 100)
+        let result = try runCommand(bench, ["--check-pages-only", daemon.dataDir, "--passes", "2"])
+        #expect(result.status == 0, "incidentbench failed: \(result.stderr)\(result.stdout)")
+        let lines = result.stdout.split(separator: "\n")
+        #expect(lines.count == 2, "\(result.stdout)")
+        for line in lines {
+            #expect(line.contains("; intact), verify") && line.contains("in all (300 events)"), "\(line)")
+        }
     }
 }

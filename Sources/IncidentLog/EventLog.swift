@@ -86,6 +86,12 @@ public final class EventLog: Sendable {
         do {
             try EventLog.refuseEmptyDataFile(in: options.directory)
             environment = try Environment(directory: options.directory, options: envOptions)
+            // The pages opening the log reads through the map, where a damaged one is a wrong answer or a fault.
+            if let damage = try environment.checkPages(of: EventLog.readAtOpen).damage {
+                throw LogError(
+                    .corrupt,
+                    "\(damage) (a page of data.mdb that opening the log reads), and the log cannot be opened. \(EventLog.restoreAdvice)")
+            }
             let create = !options.readOnly
             let meta = try environment.openDatabase("meta", create: create)
             if options.readOnly { try EventLog.refuseOtherFormat(environment, meta: meta, directory: options.directory) }
@@ -128,6 +134,10 @@ public final class EventLog: Sendable {
         }
         try loadCityDocuments()
     }
+
+    /// The databases whose pages opening the log reads: the head, the format, the gazetteer's digest and the
+    /// projection mark (`meta`), and every city's document (`cities`), besides the main database that names them.
+    static let readAtOpen: Set<String> = ["meta", "cities"]
 
     /// What to do about a `data.mdb` that is not the log it should be.
     static let restoreAdvice =

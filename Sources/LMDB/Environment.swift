@@ -545,6 +545,17 @@ public final class Environment: @unchecked Sendable {
     /// - Returns: The report, whose ``PageCheckReport/damage`` names the first problem found.
     /// - Throws: ``LMDBError`` if a transaction cannot begin or the file cannot be examined.
     public func checkPages() throws -> PageCheckReport {
+        try checkPages(only: nil)
+    }
+
+    /// ``checkPages()`` of the main database and the named databases `databases` only: the pages that opening
+    /// those databases and reading them reaches, and not the free list, nor whether every page is in use or free.
+    /// For a check before a program opens its databases, which reads the main database's pages through the map.
+    public func checkPages(of databases: Set<String>) throws -> PageCheckReport {
+        try checkPages(only: databases)
+    }
+
+    private func checkPages(only databases: Set<String>?) throws -> PageCheckReport {
         let pageSize = try gate.withShared { () throws(LMDBError) -> Int in try lmdb_env_info(handle).pageSize }
         let fd = try lmdb_env_get_fd(handle)
         var transactionID = 0
@@ -552,7 +563,7 @@ public final class Environment: @unchecked Sendable {
         for _ in 0..<8 {
             let report = try read { txn throws(LMDBError) -> PageCheckReport? in
                 transactionID = txn.id
-                return try PageWalk.check(fd: fd, pageSize: pageSize, transactionID: UInt64(txn.id))
+                return try PageWalk.check(fd: fd, pageSize: pageSize, transactionID: UInt64(txn.id), only: databases)
             }
             if let report { return report }
         }

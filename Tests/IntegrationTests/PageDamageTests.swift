@@ -110,6 +110,23 @@ struct PageDamageTests {
         try Self.damagedLeafIsNamed("events")
     }
 
+    @Test("a damaged page that opening the log reads (of the main database, meta or cities) stops incidentd's start (exit 1) and replay --data-dir (exit 2) with a line naming the page and saying to restore, instead of a wrong answer, an LMDB error or a crash")
+    func damageReadAtOpen() throws {
+        for target in ["(main)", "meta", "cities"] {
+            let daemon = try Self.storedLog(incidents: 30)
+            let map = try DataFileMap(daemon.dataDir)
+            let root = target == "(main)" ? map.main.root : try #require(map.named(target), "no database \(target)").root
+            try Self.damage(daemon, page: Int(root), pageSize: map.pageSize)
+            let refused = StorageOpenTests.refusedStart(daemon)
+            #expect(refused?.status == 1 && refused?.signaled == false, "\(target): \(String(describing: refused)) \(daemon.log)")
+            let named = target == "(main)" ? "page \(root) of the main database" : "page \(root) of database \(target)"
+            #expect(daemon.log.contains(named) && daemon.log.contains("Restore data.mdb from a backup"), "\(target): \(daemon.log)")
+            let replay = try runCommand(Binaries.incidentctl, ["replay", "--data-dir", daemon.dataDir, "--format", "json"])
+            #expect(replay.status == 2, "\(target): \(replay.status): \(replay.stderr)")
+            #expect(replay.stderr.contains(named), "\(target): \(replay.stderr)")
+        }
+    }
+
     @Test("an intact log of thousands of events, written in hundreds of commits that freed pages, passes, also while appends go on")
     func intactWhileAppending() throws {
         // Batches of 15: hundreds of commits, each of which frees the pages the one before it rewrote.

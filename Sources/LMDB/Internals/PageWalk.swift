@@ -137,8 +137,12 @@ internal final class PageWalk {
     deinit { buffer.deallocate() }
 
     /// Checks the snapshot of read transaction `transactionID` in the file `fd`; `nil` when neither meta page is
-    /// that transaction's any more (a writer committed twice since it began): begin another and call again.
-    static func check(fd: Int32, pageSize: Int, transactionID: UInt64) throws(LMDBError) -> PageCheckReport? {
+    /// that transaction's any more (a writer committed twice since it began): begin another and call again. With
+    /// `only`, the main database and the named databases in it alone, and not the free list, nor whether every
+    /// page is in use or free.
+    static func check(
+        fd: Int32, pageSize: Int, transactionID: UInt64, only: Set<String>? = nil
+    ) throws(LMDBError) -> PageCheckReport? {
         guard MemoryLayout<Int>.size == 8 else { throw LMDBError(code: ENOTSUP, function: "checkPages") }
         var status = stat()
         guard fstat(fd, &status) == 0 else { throw LMDBError(code: errno, function: "fstat") }
@@ -156,7 +160,7 @@ internal final class PageWalk {
         }
         let walk = PageWalk(fd: fd, meta: meta, fileSize: fileSize)
         do {
-            try walk.run(meta, into: &report)
+            try walk.run(meta, only: only, into: &report)
         } catch let damage as PageDamage {
             report.damage = damage
         } catch {
@@ -168,11 +172,12 @@ internal final class PageWalk {
         return report
     }
 
-    private func run(_ meta: MetaPage, into report: inout PageCheckReport) throws {
-        _ = try walk(.freeList, meta.free, recordPage: meta.number, kind: .free)
+    private func run(_ meta: MetaPage, only: Set<String>?, into report: inout PageCheckReport) throws {
+        if only == nil { _ = try walk(.freeList, meta.free, recordPage: meta.number, kind: .free) }
         let named = try walk(.main, meta.main, recordPage: meta.number, kind: .main).named
         for (name, record, page) in named.sorted(by: { $0.name.lexicographicallyPrecedes($1.name) }) {
             let text = String(decoding: name, as: UTF8.self)
+            if let only, !only.contains(text) { continue }
             if record.flags & _MDB_DUPSORT != 0 {
                 report.skippedDatabases.append(text)
                 continue
@@ -180,7 +185,7 @@ internal final class PageWalk {
             let pages = try walk(.named(text), record, recordPage: page, kind: .named).pages
             report.databases.append(CheckedDatabase(name: text, entries: Int(clamping: record.entries), pages: pages))
         }
-        guard report.skippedDatabases.isEmpty, lastPage >= 2 else { return }
+        guard only == nil, report.skippedDatabases.isEmpty, lastPage >= 2 else { return }
         for page in 2...lastPage where owner[page] == 0 && !isFree(page) {
             throw PageDamage(
                 database: nil, page: page,

@@ -24,6 +24,13 @@ extension EventLog {
         guard directory.hasPrefix("/"), !directory.utf8.contains(0), directory.utf8.count < Int(PATH_MAX) else {
             throw LogError(.invalidDestination, "cannot back up into \(directory): give the absolute path of a new directory")
         }
+        // LMDB's compacting copy reads every page of the log through the map, where a damaged one is a wrong copy or
+        // a fault that kills the daemon.
+        if let damage = try environment.checkPages().damage {
+            throw LogError(
+                .damagedPage,
+                "\(damage) (of the live log's data.mdb); no backup was made, since the copy reads every page. Keep data.mdb as it is (copy it with incidentd stopped), and restore it from a backup that verifies")
+        }
         if mkdir(directory, 0o750) != 0 {
             let code = errno
             if code == ENOSPC || code == EDQUOT { throw backupFull(directory) }

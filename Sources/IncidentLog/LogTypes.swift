@@ -44,6 +44,9 @@ public struct LogError: Error, Hashable, Sendable, CustomStringConvertible {
         case locked, notALog, corrupt, io, storageFull
         /// A backup's destination cannot be used (``EventLog/backup(into:)``).
         case invalidDestination
+        /// A page of the log's data file is damaged (``LMDB/Environment/checkPages()``), so a backup of it was not
+        /// made.
+        case damagedPage
     }
 
     public let code: Code

@@ -105,6 +105,8 @@ final class RequestExecutor: Sendable {
             return Response.failure(id: id, ProtocolError(.storageFull, error.message))
         case let error as LogError where error.code == .invalidDestination:
             return Response.failure(id: id, ProtocolError(.invalidRequest, error.message))
+        case let error as LogError where error.code == .damagedPage:
+            return Response.failure(id: id, ProtocolError(.pageDamaged, error.message))
         default:
             return Response.failure(id: id, ProtocolError(.internalError, "\(error)"))
         }

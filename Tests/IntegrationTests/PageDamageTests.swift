@@ -87,6 +87,15 @@ struct PageDamageTests {
         let json = try daemon.ctl(["verify", "--format", "json"])
         #expect(json.status == 1 && json.json?["pageDamage"]?["page"]?.intValue == Int64(page), "\(json)")
 
+        // No backup of it is made: LMDB's compacting copy would read every page through the map.
+        let destination = daemon.root + "/backup-of-damaged"
+        let backup = try client.call("backup", ["path": .string(destination)])
+        #expect(backup.errorCode == "page_damaged", "\(backup)")
+        #expect(backup["error"]?["message"]?.stringValue?.contains("page \(page) of database \(database)") == true, "\(backup)")
+        #expect(!FileManager.default.fileExists(atPath: destination), "nothing is left at the destination")
+        let backupCommand = try daemon.ctl(["backup", destination])
+        #expect(backupCommand.status == 1 && backupCommand.stderr.contains("page_damaged"), "\(backupCommand)")
+
         // The daemon serves on, from the pages that are whole, and says what it found in its log.
         let status = try client.call("status")
         #expect(status.isOK && status["headHash"] == head, "\(status)")

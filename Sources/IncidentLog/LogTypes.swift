@@ -192,6 +192,27 @@ public struct VerifyReport: Sendable, Hashable {
     public var pageDamage: PageDamage? { pages?.damage }
 
     public var isIntact: Bool { firstBadPosition == nil && pageDamage == nil }
+
+    /// The members of `verify`'s answer (PROTOCOL.md), as the daemon sends them and `incidentctl verify --data-dir`
+    /// prints them.
+    public var members: [String: JSONValue] {
+        var members: [String: JSONValue] = ["intact": .bool(isIntact), "checked": .int(Int64(checked))]
+        if let damage = pageDamage {
+            // The head is stored in a page too, and is not read past a damaged one.
+            var described: [String: JSONValue] = ["page": .int(Int64(damage.page)), "problem": .string(damage.problem)]
+            if let database = damage.database { described["database"] = .string(database.name) }
+            members["pageDamage"] = .object(described)
+        } else {
+            members["headPosition"] = .int(Int64(headPosition))
+            members["headHash"] = .string(headHash)
+            if let pages {
+                members["pages"] = ["inUse": .int(Int64(pages.pagesInUse)), "free": .int(Int64(pages.freePages))]
+            }
+        }
+        if let firstBadPosition { members["firstBadPosition"] = .int(Int64(firstBadPosition)) }
+        if let problem { members["problem"] = .string(problem) }
+        return members
+    }
 }
 
 /// What ``EventLog/backup(into:)`` wrote: the directory, the size of its `data.mdb`, and what a check of the

@@ -287,15 +287,27 @@ struct Verify: ParsableCommand {
             first damaged page and its database (page_damaged: the chain is then not walked), or the first \
             position that does not match (chain_broken).
 
-            Example:
+            Through the daemon's socket by default. With --data-dir it checks a data directory itself, read-only: \
+            a backup before it is restored, or a log whose daemon is stopped or will not start (that needs read \
+            access to its files; LMDB leaves a lock.mdb there).
+
+            Examples:
               incidentctl verify && incidentctl status --format json
+              incidentctl verify --data-dir /var/lib/incidentd/backups/2026-12-06
             """)
 
+    @Option(help: ArgumentHelp("Check this data directory directly instead of asking the daemon.", valueName: "dir"))
+    var dataDir: String?
     @OptionGroup var connection: ConnectionOptions
     @OptionGroup var output: OutputOptions
 
     func run() throws {
-        let response = try connection.connect().document(.verify)
+        let response: JSONValue
+        if let dataDir {
+            response = .object(try openDirectly(dataDir).verify().members)
+        } else {
+            response = try connection.connect().document(.verify)
+        }
         switch output.resolved {
         case .json: Printer.json(response)
         case .table:
@@ -432,15 +444,7 @@ struct Replay: ParsableCommand {
 
     private func replayDirectly(_ dataDir: String) throws -> JSONValue {
         let cities = try gazetteer.map { try Gazetteer(contentsOfFile: $0) } ?? Gazetteer.embedded
-        let log: EventLog
-        do {
-            log = try EventLog(options: LogOptions(directory: dataDir, readOnly: true), gazetteer: cities)
-        } catch let error as LogError {
-            // It names the directory and why.
-            throw ClientFailure.usage(error.message)
-        } catch {
-            throw ClientFailure.usage("cannot open the log in \(dataDir): \(error)")
-        }
+        let log = try openDirectly(dataDir, gazetteer: cities)
         // Names, regions and populations come from the gazetteer: with another than the daemon's, the two differ.
         if (try? log.projectionsBuiltWithThisGazetteer()) == false {
             FileHandle.standardError.write(Data((
@@ -452,5 +456,18 @@ struct Replay: ParsableCommand {
             untilPosition: untilPosition, asOf: asOf.flatMap(ParsedDate.parse)?.start,
             occurredBefore: occurredBefore.flatMap(ParsedDate.parse)?.start)
         return JSONValue.array(try log.replay(limit).map(\.json))
+    }
+}
+
+/// The log in data directory `dataDir`, opened read-only; a directory that holds none, or one that cannot be opened,
+/// is bad usage (exit 2) naming it and why.
+func openDirectly(_ dataDir: String, gazetteer: Gazetteer = .embedded) throws -> EventLog {
+    do {
+        return try EventLog(options: LogOptions(directory: dataDir, readOnly: true), gazetteer: gazetteer)
+    } catch let error as LogError {
+        // It names the directory and why.
+        throw ClientFailure.usage(error.message)
+    } catch {
+        throw ClientFailure.usage("cannot open the log in \(dataDir): \(error)")
     }
 }

@@ -368,29 +368,7 @@ final class RequestExecutor: Sendable {
                 "verify found a damaged page in the log's data file",
                 metadata: ["page": "\(damage.page)", "database": "\(damage.database?.name ?? "none")", "problem": "\(damage.problem)", "by": "\(peer.user)"])
         }
-        return Response.success(id: request.id, Self.fields(of: report))
-    }
-
-    private static func fields(of report: VerifyReport) -> [String: JSONValue] {
-        var fields: [String: JSONValue] = [
-            "intact": .bool(report.isIntact),
-            "checked": .int(Int64(report.checked)),
-        ]
-        if let damage = report.pageDamage {
-            // The head is stored in a page too, and is not read past a damaged one.
-            var described: [String: JSONValue] = ["page": .int(Int64(damage.page)), "problem": .string(damage.problem)]
-            if let database = damage.database { described["database"] = .string(database.name) }
-            fields["pageDamage"] = .object(described)
-        } else {
-            fields["headPosition"] = .int(Int64(report.headPosition))
-            fields["headHash"] = .string(report.headHash)
-            if let pages = report.pages {
-                fields["pages"] = ["inUse": .int(Int64(pages.pagesInUse)), "free": .int(Int64(pages.freePages))]
-            }
-        }
-        if let bad = report.firstBadPosition { fields["firstBadPosition"] = .int(Int64(bad)) }
-        if let problem = report.problem { fields["problem"] = .string(problem) }
-        return fields
+        return Response.success(id: request.id, report.members)
     }
 
     /// A copy of the log in a new directory, checked: see ``EventLog/backup(into:)``. Logged, with who asked.
@@ -402,7 +380,7 @@ final class RequestExecutor: Sendable {
         let report = try log.backup(into: path)
         let elapsed = started.duration(to: .now)
         let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
-        var fields = Self.fields(of: report.check)
+        var fields = report.check.members
         fields["path"] = .string(report.directory)
         fields["bytes"] = .int(Int64(report.bytes))
         fields["seconds"] = .double((seconds * 1000).rounded() / 1000)

@@ -123,6 +123,46 @@ struct BackupTests {
         #expect(daemon.stop() == 0)
     }
 
+    @Test("incidentctl verify --data-dir checks a backup (or a stopped daemon's log) itself: what the daemon's verify answers of the same log, exit 1 naming a damaged page, exit 2 for a directory with no log")
+    func verifyDirectory() throws {
+        let daemon = try Daemon()
+        let client = try daemon.client()
+        #expect(try client.appendEvents(try Repository.articleEvents()).isOK)
+        let backup = daemon.root + "/nightly"
+        let made = try client.call("backup", ["path": .string(backup)])
+        #expect(made.isOK && made["intact"]?.boolValue == true, "\(made)")
+
+        // Of the backup, while the daemon runs: the head the backup answered with.
+        let ofBackup = try runCommand(Binaries.incidentctl, ["verify", "--data-dir", backup, "--format", "json"])
+        #expect(ofBackup.status == 0, "\(ofBackup.stderr)")
+        #expect(ofBackup.json?["intact"]?.boolValue == true && ofBackup.json?["headHash"] == made["headHash"], "\(ofBackup.stdout)")
+        #expect(ofBackup.json?["checked"]?.intValue == 8)
+        let table = try runCommand(Binaries.incidentctl, ["verify", "--data-dir", backup, "--format", "table"])
+        #expect(table.status == 0 && table.stdout.hasPrefix("intact: 8 events"), "\(table)")
+
+        // Of the live log once its daemon is stopped: the same document the daemon answered.
+        guard case .object(var answered) = try client.call("verify") else { throw HarnessError("verify answered no object") }
+        answered["id"] = nil
+        answered["ok"] = nil
+        #expect(daemon.stop() == 0)
+        let ofLog = try runCommand(Binaries.incidentctl, ["verify", "--data-dir", daemon.dataDir, "--format", "json"])
+        #expect(ofLog.status == 0 && ofLog.json == .object(answered), "\(ofLog.stdout) against \(answered)")
+
+        // A damaged page of the backup is named, as the daemon's verify names it.
+        let map = try DataFileMap(backup)
+        let events = try #require(map.named("events"))
+        let leaf = try #require(map.pages(events).leaves.first)
+        try PageDamageTests.damage(at: backup + "/data.mdb", page: leaf, pageSize: map.pageSize)
+        let damaged = try runCommand(Binaries.incidentctl, ["verify", "--data-dir", backup])
+        #expect(damaged.status == 1, "\(damaged)")
+        #expect(damaged.stderr.contains("page_damaged: page \(leaf) of database events"), "\(damaged.stderr)")
+
+        let empty = makeTemporaryDirectory()
+        defer { try? FileManager.default.removeItem(atPath: empty) }
+        let none = try runCommand(Binaries.incidentctl, ["verify", "--data-dir", empty])
+        #expect(none.status == 2 && none.stderr.contains(empty), "\(none)")
+    }
+
     @Test(
         "a backup into a file system that fills up answers storage_full naming it, and leaves nothing there",
         .enabled(if: SmallFileSystem.canMount, "needs root, to mount a small tmpfs"))

@@ -34,7 +34,12 @@ struct PageDamageTests {
 
     /// Overwrites page `page` of the log's data.mdb with bytes no page holds.
     static func damage(_ daemon: Daemon, page: Int, pageSize: Int) throws {
-        let fd = open(daemon.dataDir + "/data.mdb", O_WRONLY)
+        try damage(at: daemon.dataDir + "/data.mdb", page: page, pageSize: pageSize)
+    }
+
+    /// Overwrites page `page` of the LMDB file at `path` with bytes no page holds.
+    static func damage(at path: String, page: Int, pageSize: Int) throws {
+        let fd = open(path, O_WRONLY)
         guard fd >= 0 else { throw HarnessError("open: \(errno)") }
         defer { close(fd) }
         var state: UInt64 = 0x2545_F491_4F6C_DD1D

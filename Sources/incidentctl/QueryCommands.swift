@@ -268,7 +268,8 @@ struct Status: ParsableCommand {
                 ("cities", Printer.text(response["cities"])),
                 ("data directory", Printer.text(storage?["dataDir"])),
                 ("storage", "\(Printer.text(storage?["usedBytes"])) bytes used, map \(Printer.text(storage?["mapSize"])) of at most \(Printer.text(storage?["maxMapSize"]))"),
-                ("connections", Printer.text(response["connections"])),
+                ("connections", Printer.text(response["connections"])
+                    + ((response["followers"]?.intValue ?? 0) > 0 ? ", \(Printer.text(response["followers"])) following the log" : "")),
                 ("group commits", "\(Printer.text(commits?["transactions"])) transactions, \(Printer.text(commits?["events"])) events, largest batch \(Printer.text(commits?["largestBatch"]))"
                     + ((commits?["failed"]?.intValue ?? 0) > 0 ? "; \(Printer.text(commits?["failed"])) refused by the storage (see the daemon's log)" : "")),
                 ("daemon", "incidentd \(Printer.text(response["version"])), protocol \(Printer.text(response["protocol"])), since \(Printer.text(response["startedAt"]))"),

@@ -164,6 +164,11 @@ final class ConnectionHandler: ChannelDuplexHandler {
     /// What this connection follows of the log, once it has asked (`subscribe`), and the sequence of that request:
     /// the events go out once its answer, and every answer before it, has been written.
     private var follower: (follower: LogFollower, sequence: UInt64)?
+    /// The connection has closed: nothing more is run for it. Lines can still reach this handler afterwards (the
+    /// decoder hands on what it holds once a write that failed has closed the connection in the middle of a read,
+    /// and answers arriving drain the backlog), and a `subscribe` among them would register a follower that nothing
+    /// ever removes.
+    private var closed = false
 
     init(
         executor: RequestExecutor, intake: AppendIntake, peer: PeerIdentity, role: Role?, maxPending: Int, maxLineBytes: Int,
@@ -183,6 +188,7 @@ final class ConnectionHandler: ChannelDuplexHandler {
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        guard !closed else { return }
         let frame = unwrapInboundIn(data)
         if backlog.isEmpty && canRun(context) {
             run(frame, context: context)
@@ -193,7 +199,7 @@ final class ConnectionHandler: ChannelDuplexHandler {
     }
 
     private func canRun(_ context: ChannelHandlerContext) -> Bool {
-        pending < maxPending && context.channel.isWritable
+        !closed && pending < maxPending && context.channel.isWritable
     }
 
     /// Runs the lines that waited, in order, for as long as the client keeps up.
@@ -412,6 +418,8 @@ final class ConnectionHandler: ChannelDuplexHandler {
     }
 
     func channelInactive(context: ChannelHandlerContext) {
+        closed = true
+        backlog.removeAll()
         if let follower {
             // The follower holds this handler's context, which holds the handler: let go of it.
             follower.follower.stop()

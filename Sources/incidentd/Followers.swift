@@ -31,6 +31,9 @@ final class Followers: Sendable {
     /// How many there are, read without the lock after every commit.
     private let count = Atomic<Int>(0)
 
+    /// How many connections follow the log now.
+    var following: Int { count.load(ordering: .relaxed) }
+
     func add(_ entry: Entry, for id: ObjectIdentifier) {
         entries.withLock { $0[id] = entry }
         count.add(1, ordering: .relaxed)

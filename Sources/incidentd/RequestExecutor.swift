@@ -342,6 +342,7 @@ final class RequestExecutor: Sendable {
             "version": .string(incidentdVersion),
             "startedAt": .string(startedAt.description),
             "connections": .int(Int64(connections.load(ordering: .relaxed))),
+            "followers": .int(Int64(followers.following)),
             "unfinishedLineBytes": .int(Int64(unfinishedLines.heldBytes)),
             "storage": [
                 "dataDir": .string(log.options.directory),

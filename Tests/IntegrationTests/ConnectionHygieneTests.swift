@@ -1,0 +1,41 @@
+import Foundation
+import StrictJSON
+import Testing
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// What a daemon that runs for months must not keep of connections that have gone: followers, work, descriptors.
+@Suite("Connection hygiene")
+struct ConnectionHygieneTests {
+    @Test("a connection closed with a subscribe among its unanswered requests leaves no follower behind, while a live one keeps following")
+    func noFollowerOfAClosedConnection() throws {
+        let daemon = try Daemon()
+        let watcher = try daemon.client()
+        #expect(try watcher.appendEvents(try Repository.articleEvents())["ok"]?.boolValue == true)
+        let live = try daemon.client()
+        let followId = try live.send("subscribe", ["from": 1])
+        #expect(try live.receive()["subscribed"] == true)
+        let stored = try watcher.call("status")["position"]?.intValue ?? 0
+        #expect(try SubscribeTests.events(live, id: followId, count: Int(stored)).positions == Array(1...stored))
+        #expect(try watcher.call("status")["followers"] == 1)
+
+        // Closed at once, unread: the daemon's first answer fails to be written, and the connection closes while the
+        // lines after it, the subscribe among them, are still being handed on.
+        let lines = Array(String(repeating: #"{"id":1,"op":"status"}"# + "\n", count: 4).utf8)
+            + Array((#"{"id":2,"op":"subscribe","from":1}"# + "\n").utf8)
+        for _ in 0..<500 {
+            let gone = try daemon.client()
+            try gone.write(lines)
+        }
+        try waitFor("the closed connections and their followers to be gone") {
+            let status = try watcher.call("status")
+            return status["connections"] == 2 && status["followers"] == 1
+        }
+
+        #expect(try watcher.appendEvents([Wire.report(incident: "after-the-churn", city: "Melitopol")])["ok"]?.boolValue == true)
+        #expect(try SubscribeTests.events(live, id: followId, count: 1).positions == [stored + 1])
+        #expect(daemon.stop() == 0)
+    }
+}

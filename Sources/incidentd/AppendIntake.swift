@@ -26,6 +26,7 @@ final class AppendIntake: Sendable {
         let role: Role?
         let target: AnswerMailbox.Target
         let mailbox: AnswerMailbox
+        let channel: any Channel
     }
 
     private struct State: Sendable {
@@ -175,12 +176,13 @@ final class AppendIntake: Sendable {
             // A query that only looked like an append (say, a city name sent with `\u` escapes): answered on its
             // loop like any other query, so that a long one never holds up the appends queued here.
             mailbox.eventLoop.execute {
-                let reply = executor.execute(request, peer: peer, role: role, on: mailbox.eventLoop)
+                let reply = executor.execute(
+                    request, peer: peer, role: role, on: mailbox.eventLoop, connection: target.context.channel)
                 target.handler.deliver(reply, sequence: sequence, context: target.context)
             }
             return
         case .success(let request):
-            reply = executor.execute(request, peer: peer, role: role, on: mailbox.eventLoop)
+            reply = executor.execute(request, peer: peer, role: role, on: mailbox.eventLoop, connection: item.channel)
         }
         mailbox.eventLoop.execute {
             target.handler.deliver(reply, sequence: sequence, context: target.context)

@@ -240,14 +240,14 @@ final class ConnectionHandler: ChannelDuplexHandler {
             if let mailbox, AppendIntake.mayBeAppend(line) {
                 let item = AppendIntake.Item(
                     line: line, sequence: sequence, peer: peer, role: role,
-                    target: AnswerMailbox.Target(handler: self, context: context), mailbox: mailbox)
+                    target: AnswerMailbox.Target(handler: self, context: context), mailbox: mailbox, channel: context.channel)
                 if !intake.submit(item) {
                     // The daemon is draining and the intake has stopped: carried out here, still in order.
                     intake.process(item)
                 }
                 return
             }
-            let reply = line.readableBytesView.withUnsafeBytes { executor.reply(to: $0, peer: peer, role: role, on: context.eventLoop) }
+            let reply = line.readableBytesView.withUnsafeBytes { executor.reply(to: $0, peer: peer, role: role, on: context.eventLoop, connection: context.channel) }
             deliver(reply, sequence: sequence, context: context)
         }
     }

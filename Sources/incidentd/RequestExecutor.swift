@@ -50,16 +50,20 @@ final class RequestExecutor: Sendable {
         self.logger = logger
     }
 
-    /// The answer to one request line: decoded, then carried out (``execute(_:peer:role:on:)``). Safe on any
-    /// thread; a `.later` answer completes on `eventLoop`.
-    func reply(to line: UnsafeRawBufferPointer, peer: PeerIdentity, role: Role?, on eventLoop: any EventLoop) -> Reply {
+    /// The answer to one request line: decoded, then carried out (``execute(_:peer:role:on:connection:)``). Safe on
+    /// any thread; a `.later` answer completes on `eventLoop`.
+    func reply(
+        to line: UnsafeRawBufferPointer, peer: PeerIdentity, role: Role?, on eventLoop: any EventLoop, connection: any Channel
+    ) -> Reply {
         switch Request.decode(line) {
         case .failure(let failure): return .now(Response.failure(id: failure.id, failure.error))
-        case .success(let request): return execute(request, peer: peer, role: role, on: eventLoop)
+        case .success(let request): return execute(request, peer: peer, role: role, on: eventLoop, connection: connection)
         }
     }
 
-    func execute(_ request: Request, peer: PeerIdentity, role: Role?, on eventLoop: any EventLoop) -> Reply {
+    /// Carries out `request` for a client of `connection`. Work that waits for the log walkers is skipped if the
+    /// connection has closed by the time its turn comes: nobody is left to answer.
+    func execute(_ request: Request, peer: PeerIdentity, role: Role?, on eventLoop: any EventLoop, connection: any Channel) -> Reply {
         let id = request.id
         guard let role, role >= request.operation.requiredRole else {
             return .now(Response.failure(id: id, Self.permissionDenied(peer, request.operation)))
@@ -67,15 +71,15 @@ final class RequestExecutor: Sendable {
         do {
             switch request.operation {
             case .append: return try append(request, peer: peer, on: eventLoop)
-            case .read: return walkingTheLog(request, on: eventLoop) { try $0.read(request) }
+            case .read: return walkingTheLog(request, on: eventLoop, for: connection) { try $0.read(request) }
             case .incident: return .now(try incident(request))
             case .city: return .now(try city(request))
             case .cities:
                 return .now(Response.success(id: id, ["cities": .array(try log.cities().map(\.json))]))
             case .status: return .now(try status(request))
-            case .verify: return walkingTheLog(request, on: eventLoop) { try $0.verify(request, peer: peer) }
-            case .replay: return walkingTheLog(request, on: eventLoop) { try $0.replay(request) }
-            case .backup: return walkingTheLog(request, on: eventLoop) { try $0.backup(request, peer: peer) }
+            case .verify: return walkingTheLog(request, on: eventLoop, for: connection) { try $0.verify(request, peer: peer) }
+            case .replay: return walkingTheLog(request, on: eventLoop, for: connection) { try $0.replay(request) }
+            case .backup: return walkingTheLog(request, on: eventLoop, for: connection) { try $0.backup(request, peer: peer) }
             case .subscribe:
                 // A connection's handler starts a subscription itself (``ConnectionHandler``); this is one it did
                 // not recognise, its operation spelled with escapes.
@@ -112,12 +116,16 @@ final class RequestExecutor: Sendable {
         }
     }
 
-    /// Runs `work` on ``logWalkers`` and answers on `eventLoop`.
+    /// Runs `work` on ``logWalkers`` and answers on `eventLoop`; skips it if `connection` has closed meanwhile (a
+    /// client that sent a hundred `replay`s and went away would otherwise keep every walker busy for them, ahead of
+    /// everyone else's `read`s).
     private func walkingTheLog(
-        _ request: Request, on eventLoop: any EventLoop, _ work: @escaping @Sendable (RequestExecutor) throws -> [UInt8]
+        _ request: Request, on eventLoop: any EventLoop, for connection: any Channel,
+        _ work: @escaping @Sendable (RequestExecutor) throws -> [UInt8]
     ) -> Reply {
         let id = request.id
         let answer = logWalkers.runIfActive(eventLoop: eventLoop) { [self] () -> [UInt8] in
+            guard connection.isActive else { return [] }
             do {
                 return try work(self)
             } catch {

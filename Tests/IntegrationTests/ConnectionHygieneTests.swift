@@ -38,4 +38,32 @@ struct ConnectionHygieneTests {
         #expect(try SubscribeTests.events(live, id: followId, count: 1).positions == [stored + 1])
         #expect(daemon.stop() == 0)
     }
+
+    @Test("the log walkers skip what a connection that has closed left waiting for them: of fifty backups sent and abandoned, few are written")
+    func noWorkForAClosedConnection() throws {
+        let daemon = try Daemon()
+        let client = try daemon.client()
+        #expect(try client.appendEvents(try Repository.articleEvents())["ok"]?.boolValue == true)
+        let parent = daemon.root + "/b"
+        #expect(mkdir(parent, 0o700) == 0)
+        let abandoned = 50
+        var lines: [UInt8] = []
+        for n in 0..<abandoned {
+            lines += JSONValue.object(["id": .int(Int64(n)), "op": "backup", "path": .string("\(parent)/a\(n)")]).canonicalBytes() + [0x0A]
+        }
+        // In one read of the daemon's (4 KiB at most), so that every one is queued before the first is answered.
+        try #require(lines.count <= 4096)
+        do {
+            let gone = try daemon.client()
+            try gone.write(lines)
+        }
+        try waitFor("the abandoned connection to be gone") { try client.call("status")["connections"] == 1 }
+        // The walkers take their work in order: once this backup is answered, each abandoned one was written or skipped
+        // (but one the other walker may still be writing).
+        let last = try client.call("backup", ["path": .string(parent + "/last")])
+        #expect(last["intact"] == true, "\(last)")
+        let written = try FileManager.default.contentsOfDirectory(atPath: parent).filter { $0.hasPrefix("a") }.count
+        #expect(written < abandoned / 2, "\(written) of the \(abandoned) abandoned backups were written")
+        #expect(daemon.stop() == 0)
+    }
 }

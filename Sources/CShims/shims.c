@@ -6,6 +6,9 @@
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <unistd.h>
+#ifdef __GLIBC__
+#include <malloc.h>
+#endif
 
 _Static_assert(sizeof(struct incidentd_ucred) == sizeof(struct ucred), "ucred layout");
 
@@ -39,4 +42,12 @@ int incidentd_sd_notify(const char *state) {
     close(fd);
     errno = saved;
     return sent < 0 ? -1 : 1;
+}
+
+int incidentd_trim_heap(void) {
+#ifdef __GLIBC__
+    return malloc_trim(0);
+#else
+    return 0;
+#endif
 }

@@ -213,6 +213,7 @@ final class ConnectionHandler: ChannelDuplexHandler {
     }
 
     private func run(_ frame: LineFrame, context: ChannelHandlerContext) {
+        executor.activity.add(1, ordering: .relaxed)
         let sequence = nextSequence
         nextSequence += 1
         pending += 1

@@ -167,7 +167,7 @@ struct Incidentd: ParsableCommand {
 
         Self.awaitStopSignal(stopSignals, then: stop)
         let watchdog = Self.startWatchdog(committer: committer, logger: logger)
-        let trimmer = Self.startMapTrimmer(log, committer: committer)
+        let trimmer = Self.startMapTrimmer(log, committer: committer) { executor.activity.load(ordering: .relaxed) }
         let readerCheck = Self.startReaderCheck(log, logger: logger)
         stop.wait()
 
@@ -272,15 +272,20 @@ struct Incidentd: ParsableCommand {
     /// least every `idleTrimInterval` for what queries read. How much a commit touches depends on where its keys
     /// fall: appends whose ids follow time touch the last pages of each index, random (version 4) event ids a
     /// different leaf of the index each, about 140 MiB of the map in half a second at 20,000 appends/s. Trimming
-    /// while appends run keeps that to what a twentieth of a second touches.
-    static func startMapTrimmer(_ log: EventLog, committer: GroupCommitter) -> any DispatchSourceTimer {
+    /// while appends run keeps that to what a twentieth of a second touches. The same timer gives the heap's free
+    /// memory back (``HeapTrimSchedule``) a second after activity stops, and every half minute while it never does.
+    static func startMapTrimmer(
+        _ log: EventLog, committer: GroupCommitter, activity: @escaping @Sendable () -> UInt64
+    ) -> any DispatchSourceTimer {
         let timer = DispatchSource.makeTimerSource(queue: .global(qos: .utility))
         let schedule = MapTrimSchedule(ticksPerIdleTrim: max(1, idleTrimInterval / trimInterval))
+        let heapSchedule = HeapTrimSchedule(quietTicks: heapQuietInterval / trimInterval, busyTicks: heapBusyInterval / trimInterval)
         timer.schedule(
             deadline: .now() + .milliseconds(trimInterval), repeating: .milliseconds(trimInterval),
             leeway: .milliseconds(trimInterval / 5))
         timer.setEventHandler {
             if schedule.isDue(events: committer.statistics.events) { log.releaseMappedPages() }
+            if heapSchedule.isDue(activity: activity()) { _ = incidentd_trim_heap() }
         }
         timer.resume()
         return timer
@@ -290,6 +295,10 @@ struct Incidentd: ParsableCommand {
     static let trimInterval = 50
     /// Milliseconds between trims when nothing is appended.
     static let idleTrimInterval = 500
+    /// Milliseconds without a connection or a request before the heap is trimmed, and between trims at most while
+    /// they never stop.
+    static let heapQuietInterval = 1_000
+    static let heapBusyInterval = 30_000
 
     /// Pings systemd's watchdog (`WATCHDOG=1`) every half `WatchdogSec` while the writer keeps up: a ping is
     /// skipped while it has had work for longer than that without finishing any (``GroupCommitter/stalled(now:)``),

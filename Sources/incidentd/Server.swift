@@ -98,6 +98,7 @@ final class Server: Sendable {
         _ channel: any Channel, executor: RequestExecutor, intake: AppendIntake, configuration: DaemonConfiguration,
         logger: Logger, refusedConnections: RefusedConnections
     ) -> EventLoopFuture<Void> {
+        executor.activity.add(1, ordering: .relaxed)
         let count = executor.connections.wrappingAdd(1, ordering: .relaxed).newValue
         guard count <= configuration.maxConnections else {
             executor.connections.subtract(1, ordering: .relaxed)

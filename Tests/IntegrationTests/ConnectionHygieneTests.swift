@@ -1,4 +1,5 @@
 import Foundation
+import IncidentLog
 import StrictJSON
 import Testing
 
@@ -65,5 +66,51 @@ struct ConnectionHygieneTests {
         let written = try FileManager.default.contentsOfDirectory(atPath: parent).filter { $0.hasPrefix("a") }.count
         #expect(written < abandoned / 2, "\(written) of the \(abandoned) abandoned backups were written")
         #expect(daemon.stop() == 0)
+    }
+
+    @Test("the heap a burst of connections used is given back once they have gone: the daemon's anonymous memory comes back down")
+    func heapGivenBack() throws {
+        let daemon = try Daemon()
+        let watcher = try daemon.client()
+        let baseline = anonymousBytes(of: daemon.pid)
+        let burst = 500
+        let held = 60_000
+        raiseOpenFileLimit(to: UInt64(burst) + 1024)
+        // Each an unfinished line of 60 kB that the daemon holds until the connection goes: 30 MB in all, in buffers below
+        // glibc's mmap threshold, so on its heap.
+        var clients: [RawClient] = []
+        let partial = Array(#"{"id":1,"op":"append","events":["#.utf8) + [UInt8](repeating: UInt8(ascii: " "), count: held)
+        for _ in 0..<burst {
+            let client = try daemon.client()
+            try client.write(partial)
+            clients.append(client)
+        }
+        try waitFor("the daemon to hold every unfinished line") {
+            (try watcher.call("status")["unfinishedLineBytes"]?.intValue ?? 0) >= Int64(burst * held)
+        }
+        let peak = anonymousBytes(of: daemon.pid)
+        clients.removeAll()
+        try waitFor("the burst's connections to be gone") { try watcher.call("status")["connections"] == 1 }
+        // Only /proc from here on: a request is activity, and the heap is trimmed once activity stops.
+        try waitFor("the heap to come back down from \(peak >> 20) MiB (baseline \(baseline >> 20) MiB)") {
+            anonymousBytes(of: daemon.pid) < baseline + (peak - baseline) / 3
+        }
+        #expect(daemon.stop() == 0)
+    }
+
+    @Test("the heap is trimmed once activity has stood still for quietTicks ticks after there was some, at most every busyTicks ticks while it never does, and never while nothing happens")
+    func heapTrimSchedule() {
+        let schedule = HeapTrimSchedule(quietTicks: 3, busyTicks: 10)
+        #expect((1...20).map { _ in schedule.isDue(activity: 0) }.allSatisfy { !$0 }, "nothing happened")
+        #expect(!schedule.isDue(activity: 5))
+        #expect([schedule.isDue(activity: 5), schedule.isDue(activity: 5), schedule.isDue(activity: 5)] == [false, false, true])
+        #expect((1...20).map { _ in schedule.isDue(activity: 5) }.allSatisfy { !$0 }, "trimmed once, then nothing happened")
+        var activity: UInt64 = 5
+        var due: [Int] = []
+        for tick in 1...25 {
+            activity += 1
+            if schedule.isDue(activity: activity) { due.append(tick) }
+        }
+        #expect(due == [10, 20], "every busyTicks ticks while activity never stops")
     }
 }

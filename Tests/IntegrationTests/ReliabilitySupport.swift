@@ -217,8 +217,18 @@ final class StuckReader {
 
 /// The resident set size of a process, in bytes (0 when unknown).
 func residentBytes(of pid: Int32) -> Int {
+    statusBytes("VmRSS", of: pid)
+}
+
+/// The resident anonymous memory of a process (its heap and stacks, not mapped files), in bytes (0 when unknown).
+func anonymousBytes(of pid: Int32) -> Int {
+    statusBytes("RssAnon", of: pid)
+}
+
+/// A size in kB that /proc/PID/status lists under `field`, in bytes.
+private func statusBytes(_ field: String, of pid: Int32) -> Int {
     guard let status = readFile("/proc/\(pid)/status") else { return 0 }
-    for line in status.split(separator: "\n") where line.hasPrefix("VmRSS:") {
+    for line in status.split(separator: "\n") where line.hasPrefix(field + ":") {
         let kib = line.split(separator: " ").compactMap { Int($0) }.first ?? 0
         return kib * 1024
     }

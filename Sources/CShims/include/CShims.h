@@ -17,3 +17,7 @@ int incidentd_peer_credentials(int fd, struct incidentd_ucred *out);
 
 /// Sends `state` (e.g. "READY=1") to $NOTIFY_SOCKET. Returns 1 if sent, 0 if NOTIFY_SOCKET is unset, -1 on error.
 int incidentd_sd_notify(const char *state);
+
+/// Gives the C heap's free memory back to the system (`malloc_trim(0)`): glibc otherwise keeps what a burst freed in
+/// the middle of its heap for good. Returns 1 if memory was released, 0 if not (or elsewhere than glibc).
+int incidentd_trim_heap(void);

@@ -8,12 +8,13 @@ extension EventLog {
     /// The head of the chain and the size of the log.
     public func status() throws -> LogStatus {
         let info = environment.info
+        let readers = try environment.activeReaders()
         return try environment.read { txn in
             let head = try Head.read(txn, db)
             return LogStatus(
                 position: head.position, headHash: ChainHash.hex(head.hash), lastRecordedAt: head.recordedAt,
                 incidents: try txn.count(db.incidents), cities: try txn.count(db.cities), mapSize: info.mapSize,
-                maxMapSize: options.maxMapSize, usedBytes: info.usedBytes, readers: info.readersUsed)
+                maxMapSize: options.maxMapSize, usedBytes: info.usedBytes, readers: readers)
         }
     }
 

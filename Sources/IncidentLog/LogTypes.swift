@@ -171,7 +171,8 @@ public struct LogStatus: Sendable, Hashable {
     public var mapSize: Int
     public var maxMapSize: Int
     public var usedBytes: Int
-    public var readers: UInt32
+    /// Read transactions open on the log now, in every process.
+    public var readers: Int
 }
 
 /// What `verify` found: first the pages of the data file (``pages``), then, if they are whole, the hash chain.

@@ -379,6 +379,15 @@ public final class Environment: @unchecked Sendable {
         try gate.withShared { () throws(LMDBError) -> Int32 in try lmdb_reader_check(handle) }
     }
 
+    /// The read transactions open now on the environment, in every process (this one's and others', a slot of a
+    /// process that died inside one included until ``readerCheck()`` clears it). Unlike
+    /// ``EnvironmentInfo/readersUsed``, the most slots ever in use at once, it comes back down as they end.
+    ///
+    /// The corresponding C function is `mdb_reader_list`.
+    public func activeReaders() throws -> Int {
+        try gate.withShared { () throws(LMDBError) -> Int in try lmdb_active_readers(handle) }
+    }
+
     /// The current size of this process's memory map, in bytes.
     ///
     /// The corresponding C function is `mdb_env_info` (`me_mapsize`).

@@ -68,7 +68,8 @@ public struct EnvironmentInfo: Sendable, Hashable {
     public var lastTransactionID: Int
     /// The number of reader slots (`me_maxreaders`).
     public var maxReaders: UInt32
-    /// The number of reader slots used so far (`me_numreaders`).
+    /// The most reader slots in use at once so far (`me_numreaders`): it never comes down. For the read
+    /// transactions open now, see ``Environment/activeReaders()``.
     public var readersUsed: UInt32
     /// The database page size, in bytes (`ms_psize`).
     public var pageSize: Int

@@ -54,6 +54,24 @@ struct ReliabilityReaderTests {
         #expect(daemon.stop() == 0)
     }
 
+    @Test("status counts the read transactions open now, of every process: a stuck reader shows, and once it dies and its slot is cleared, the count is back to none")
+    func readersCountedAsTheyAre() throws {
+        let daemon = try Daemon()
+        let client = try daemon.client()
+        try Self.seed(client, count: 200, tag: "seed")
+        for _ in 0..<3 { #expect(try client.call("verify")["intact"] == true) }
+        let readers = { try client.status()["storage"]?["readers"]?.intValue ?? -1 }
+        #expect(try readers() == 0, "no reader now")
+
+        let reader = try StuckReader(dataDir: daemon.dataDir)
+        #expect(try readers() == 1, "mdb_dump's transaction")
+        reader.kill()
+        try waitFor("the dead reader's slot to be cleared and no reader counted (now \(try readers()))", timeout: 15 * deadlineScale) {
+            try readers() == 0
+        }
+        #expect(daemon.stop() == 0)
+    }
+
     @Test("a stale slot found at start is cleared at start (mdb_reader_check), while a live reader's slot stays")
     func staleSlotClearedAtStart() throws {
         let daemon = try Daemon()

@@ -87,6 +87,23 @@ struct ConcurrencyTests {
         }
     }
 
+    @Test("activeReaders counts the read transactions open now, and comes back down as they end; readersUsed does not")
+    func activeReaders() throws {
+        try withTemporaryDirectory { dir in
+            let env = try Environment(directory: dir, options: EnvironmentOptions())
+            let db = try env.openDatabase("x", create: true)
+            try env.write { txn in try txn.put(db, key: [1], value: [1]) }
+            #expect(try env.activeReaders() == 0)
+            try env.read { _ throws in
+                #expect(try env.activeReaders() == 1)
+                try env.read { _ throws in #expect(try env.activeReaders() == 2) }
+                #expect(try env.activeReaders() == 1)
+            }
+            #expect(try env.activeReaders() == 0)
+            #expect(env.info.readersUsed == 2, "the most slots in use at once")
+        }
+    }
+
     @Test("many concurrent writers are serialized")
     func concurrentWriters() throws {
         try withTemporaryDirectory { dir in

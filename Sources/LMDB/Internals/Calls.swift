@@ -112,6 +112,25 @@ internal func lmdb_reader_check(_ env: OpaquePointer) throws(LMDBError) -> Int32
     return dead
 }
 
+/// The read transactions open now in every process on the environment: the slots of `mdb_reader_list` that name a
+/// snapshot (a slot a process keeps between transactions lists `-` instead).
+internal func lmdb_active_readers(_ env: OpaquePointer) throws(LMDBError) -> Int {
+    var count = 0
+    let rc = withUnsafeMutablePointer(to: &count) { counter in
+        mdb_reader_list(env, { message, context in
+            guard let message, let context else { return 0 }
+            // "    pid     thread     txnid" (the heading), then "%10d %zx %-10s" per slot, or "(no active readers)".
+            let fields = String(cString: message).split(separator: " ", omittingEmptySubsequences: true)
+            if fields.count == 3, Int32(fields[0]) != nil, fields[2] != "-" {
+                context.assumingMemoryBound(to: Int.self).pointee += 1
+            }
+            return 0
+        }, counter)
+    }
+    guard rc >= 0 else { throw LMDBError(code: rc, function: "mdb_reader_list") }
+    return count
+}
+
 // MARK: Transactions
 
 internal func lmdb_txn_begin(_ env: OpaquePointer, readOnly: Bool) throws(LMDBError) -> OpaquePointer {

@@ -86,10 +86,11 @@ public final class EventLog: Sendable {
         do {
             try EventLog.refuseEmptyDataFile(in: options.directory)
             environment = try Environment(directory: options.directory, options: envOptions)
-            // The pages opening the log reads through the map, where a damaged one is a wrong answer or a fault.
-            if let damage = try environment.checkPages(of: EventLog.readAtOpen).damage {
+            // The pages opening the log reads through the map, where a damaged one is a wrong answer or a fault; a
+            // writer's first commit (the format tag) reads the free list too.
+            if let damage = try environment.checkPages(of: EventLog.readAtOpen, includingFreeList: !options.readOnly).damage {
                 throw LogError(
-                    .corrupt,
+                    .damagedPage,
                     "\(damage) (a page of data.mdb that opening the log reads), and the log cannot be opened. \(EventLog.restoreAdvice)")
             }
             let create = !options.readOnly
@@ -208,9 +209,12 @@ public final class EventLog: Sendable {
         switch found {
         case nil, EventLog.formatTag?: break
         case EventLog.format1Tag?:
+            try refuseDamagedPages(before: "the upgrade of its format")
             try upgradeFromFormat1()
             try upgradeFromFormat2()
-        case EventLog.format2Tag?: try upgradeFromFormat2()
+        case EventLog.format2Tag?:
+            try refuseDamagedPages(before: "the upgrade of its format")
+            try upgradeFromFormat2()
         case let other?:
             throw EventLog.unknownFormat(other, directory: options.directory)
         }
@@ -236,10 +240,21 @@ public final class EventLog: Sendable {
         }
         // A new log is given its (empty) projections, their mark and the gazetteer's digest without a word.
         let told = head > 0 || options.rebuildAtOpen
+        if head > 0 { try refuseDamagedPages(before: "the rebuild of its projections") }
         if told { options.onRebuildAtOpen?(reason) }
         if options.rebuildAtOpen { try rederiveStreamSummaries() }
         let folded = try rebuildProjections()
         if told { openingRebuild.withLock { $0 = folded } }
+    }
+
+    /// Every page checked before work at open that reads every event or stream through the map (an upgrade, a
+    /// rebuild), where a damaged one is a wrong result or a fault.
+    private func refuseDamagedPages(before work: String) throws {
+        if let damage = try environment.checkPages().damage {
+            throw LogError(
+                .damagedPage,
+                "\(damage), found before \(work), which would read it through LMDB; the log cannot be opened. \(EventLog.restoreAdvice)")
+        }
     }
 
     /// A reader cannot upgrade a log; it names the format it found and what to do instead of failing later on a

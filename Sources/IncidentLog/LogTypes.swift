@@ -44,8 +44,8 @@ public struct LogError: Error, Hashable, Sendable, CustomStringConvertible {
         case locked, notALog, corrupt, io, storageFull
         /// A backup's destination cannot be used (``EventLog/backup(into:)``).
         case invalidDestination
-        /// A page of the log's data file is damaged (``LMDB/Environment/checkPages()``), so a backup of it was not
-        /// made.
+        /// A page of the log's data file is damaged (``LMDB/Environment/checkPages()``): the work that would have
+        /// read it through LMDB (opening the log, a backup) was not done.
         case damagedPage
     }
 

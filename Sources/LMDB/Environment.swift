@@ -557,14 +557,15 @@ public final class Environment: @unchecked Sendable {
         try checkPages(only: nil)
     }
 
-    /// ``checkPages()`` of the main database and the named databases `databases` only: the pages that opening
-    /// those databases and reading them reaches, and not the free list, nor whether every page is in use or free.
-    /// For a check before a program opens its databases, which reads the main database's pages through the map.
-    public func checkPages(of databases: Set<String>) throws -> PageCheckReport {
-        try checkPages(only: databases)
+    /// ``checkPages()`` of the main database and the named databases `databases` only (and of the free list, which
+    /// a write transaction reads, if `includingFreeList`): the pages that opening those databases and reading them
+    /// reaches, not whether every page is in use or free. For a check before a program opens its databases, which
+    /// reads the main database's pages through the map.
+    public func checkPages(of databases: Set<String>, includingFreeList: Bool) throws -> PageCheckReport {
+        try checkPages(only: PageWalk.Selection(databases: databases, freeList: includingFreeList))
     }
 
-    private func checkPages(only databases: Set<String>?) throws -> PageCheckReport {
+    private func checkPages(only databases: PageWalk.Selection?) throws -> PageCheckReport {
         let pageSize = try gate.withShared { () throws(LMDBError) -> Int in try lmdb_env_info(handle).pageSize }
         let fd = try lmdb_env_get_fd(handle)
         var transactionID = 0

@@ -76,7 +76,7 @@ public struct EnvironmentInfo: Sendable, Hashable {
 
     /// The bytes of the map in use, free pages included:
     /// `(lastPageNumber + 1) * pageSize`.
-    public var usedBytes: Int { (lastPageNumber + 1) * pageSize }
+    public var usedBytes: Int { FileFormat.bytes(throughPage: lastPageNumber, pageSize: pageSize) }
 }
 
 /// A handle for a database (a key-value B-tree) inside an ``Environment``.

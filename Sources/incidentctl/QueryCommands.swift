@@ -465,6 +465,8 @@ struct Replay: ParsableCommand {
 func openDirectly(_ dataDir: String, gazetteer: Gazetteer = .embedded) throws -> EventLog {
     do {
         return try EventLog(options: LogOptions(directory: dataDir, readOnly: true), gazetteer: gazetteer)
+    } catch let error as LogError where error.code == .damagedPage {
+        throw ClientFailure.refused(code: "page_damaged", message: error.message)
     } catch let error as LogError {
         // It names the directory and why.
         throw ClientFailure.usage(error.message)

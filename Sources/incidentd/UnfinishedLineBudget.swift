@@ -19,10 +19,16 @@ final class UnfinishedLineBudget: Sendable {
     /// What all connections hold now.
     var heldBytes: Int { held.load(ordering: .relaxed) }
 
-    /// Takes `bytes` more of the budget; takes nothing and returns false when that would pass the limit.
+    /// Takes `bytes` more of the budget; takes nothing and returns false when that would pass the limit. Never
+    /// over the limit for a moment, so that a connection that fits is not refused because another's did not.
     func take(_ bytes: Int) -> Bool {
-        if held.wrappingAdd(bytes, ordering: .relaxed).newValue <= limit { return true }
-        held.wrappingSubtract(bytes, ordering: .relaxed)
+        var current = held.load(ordering: .relaxed)
+        while current + bytes <= limit {
+            let (exchanged, found) = held.compareExchange(
+                expected: current, desired: current + bytes, ordering: .relaxed)
+            if exchanged { return true }
+            current = found
+        }
         return false
     }
 

@@ -273,6 +273,31 @@ struct PageCheckTests {
             #expect(damage?.page == root && damage?.database == .named("records"), "\(String(describing: damage))")
             #expect(damage?.problem.contains("counts 7199 entries, and its tree holds 7200") == true, "\(String(describing: damage))")
         }
+        try withTemporaryDirectory { dir in
+            try Self.fill(dir)
+            let map = try DataFileMap(dir)
+            // `records`' record says its tree is empty (root P_INVALID) and counts page numbers no sum holds.
+            let root = Int(map.main.root)
+            let node = try #require(map.nodes(root).first { $0.key == Array("records".utf8) })
+            let everything = withUnsafeBytes(of: UInt64.max) { Array($0) }
+            try Self.damage(dir, page: root, pageSize: map.pageSize, offset: Int(node.value) + 8, with: everything + everything)
+            try Self.damage(dir, page: root, pageSize: map.pageSize, offset: Int(node.value) + 40, with: everything)
+            let damage = try Self.check(dir).damage
+            #expect(damage?.page == root && damage?.problem.contains("says the tree is empty") == true, "\(String(describing: damage))")
+        }
+    }
+
+    @Test("a meta page that names a last page no file reaches: the environment is refused, and nothing traps")
+    func absurdLastPage() throws {
+        try withTemporaryDirectory { dir in
+            try Self.fill(dir)
+            let map = try DataFileMap(dir)
+            // `mm_last_pg` of both meta pages.
+            for page in 0...1 {
+                try Self.damage(dir, page: page, pageSize: map.pageSize, offset: 16 + 120, with: withUnsafeBytes(of: UInt64.max >> 1) { Array($0) })
+            }
+            #expect(throws: (any Error).self) { _ = try Environment(directory: dir, options: EnvironmentOptions(readOnly: true)) }
+        }
     }
 
     @Test("a free list that names a page in use, or loses a page, is named")

@@ -120,7 +120,7 @@ internal func lmdb_active_readers(_ env: OpaquePointer) throws(LMDBError) -> Int
         mdb_reader_list(env, { message, context in
             guard let message, let context else { return 0 }
             // "    pid     thread     txnid" (the heading), then "%10d %zx %-10s" per slot, or "(no active readers)".
-            let fields = String(cString: message).split(separator: " ", omittingEmptySubsequences: true)
+            let fields = String(cString: message).split(whereSeparator: \.isWhitespace)
             if fields.count == 3, Int32(fields[0]) != nil, fields[2] != "-" {
                 context.assumingMemoryBound(to: Int.self).pointee += 1
             }

@@ -31,7 +31,7 @@ internal enum DataFile {
         // new pages, so a file read after its meta page is never short of what that meta page names.
         let info = try lmdb_env_info(env)
         let size = try fileSize(fd)
-        let needed = (info.lastPageNumber + 1) * info.pageSize
+        let needed = FileFormat.bytes(throughPage: info.lastPageNumber, pageSize: info.pageSize)
         if size >= needed { return }
         for _ in 0..<8 {
             let txn = try lmdb_txn_begin(env, readOnly: true)
@@ -40,9 +40,10 @@ internal enum DataFile {
             // overwrites a meta page every other commit, so look again until one agrees with the snapshot.
             guard let meta = MetaPage.read(fd, pageSize: info.pageSize, transactionID: UInt64(lmdb_txn_id(txn))) else { continue }
             let size = try fileSize(fd)
-            let needed = (meta.lastPage + 1) * meta.pageSize
+            let needed = FileFormat.bytes(throughPage: meta.lastPage, pageSize: meta.pageSize)
             if size >= needed { return }
-            if pagesPastEndAreFree(fd, meta: meta, fileSize: size) { return }
+            // A last page no file of these pages can reach is damage, whatever the free list says.
+            if needed < FileFormat.largestFile && pagesPastEndAreFree(fd, meta: meta, fileSize: size) { return }
             throw TruncatedDataFile(path: path, size: size, neededSize: needed, lastPageNumber: meta.lastPage, pageSize: meta.pageSize)
         }
         throw TruncatedDataFile(path: path, size: size, neededSize: needed, lastPageNumber: info.lastPageNumber, pageSize: info.pageSize)

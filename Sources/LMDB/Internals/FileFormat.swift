@@ -12,6 +12,18 @@ import Darwin
 #endif
 
 internal enum FileFormat {
+    /// A bound on the size of a data file, far above any this module maps: a meta page that names a last page past
+    /// it is damaged.
+    static let largestFile = 1 << 40
+
+    /// The bytes of pages 0 through `lastPage`, or `Int.max` when a damaged meta page names a last page whose end
+    /// no `Int` holds.
+    static func bytes(throughPage lastPage: Int, pageSize: Int) -> Int {
+        let (pages, overflow) = lastPage.addingReportingOverflow(1)
+        let (bytes, overflowAgain) = pages.multipliedReportingOverflow(by: pageSize)
+        return overflow || overflowAgain || pages < 0 ? Int.max : bytes
+    }
+
     static let magic: UInt32 = 0xBEEF_C0DE
     static let dataVersion: UInt32 = 1
     /// `PAGEHDRSZ`: `mp_pgno` (8), `mp_pad` (2), `mp_flags` (2), `mp_lower`/`mp_upper` (2 + 2) or `mp_pages` (4).

@@ -104,6 +104,13 @@ private enum TreeKind {
 }
 
 internal final class PageWalk {
+    /// The trees a partial check reads, besides the main database: the named databases `databases`, and the free
+    /// list if `freeList`.
+    struct Selection {
+        var databases: Set<String>
+        var freeList: Bool
+    }
+
     private let fd: Int32
     private let pageSize: Int
     private let lastPage: Int
@@ -138,10 +145,9 @@ internal final class PageWalk {
 
     /// Checks the snapshot of read transaction `transactionID` in the file `fd`; `nil` when neither meta page is
     /// that transaction's any more (a writer committed twice since it began): begin another and call again. With
-    /// `only`, the main database and the named databases in it alone, and not the free list, nor whether every
-    /// page is in use or free.
+    /// `only`, the main database and the trees it names alone, and not whether every page is in use or free.
     static func check(
-        fd: Int32, pageSize: Int, transactionID: UInt64, only: Set<String>? = nil
+        fd: Int32, pageSize: Int, transactionID: UInt64, only: Selection? = nil
     ) throws(LMDBError) -> PageCheckReport? {
         guard MemoryLayout<Int>.size == 8 else { throw LMDBError(code: ENOTSUP, function: "checkPages") }
         var status = stat()
@@ -152,7 +158,7 @@ internal final class PageWalk {
             transactionID: Int(transactionID), pageSize: pageSize, lastPageNumber: meta.lastPage, pagesInUse: 0,
             freePages: 0, databases: [], skippedDatabases: [], damage: nil)
         // The bitmaps take a byte and a bit per page: bound them by what the map of a 64-bit process can hold.
-        guard meta.lastPage >= 1, meta.lastPage < (1 << 40) / pageSize else {
+        guard meta.lastPage >= 1, meta.lastPage < FileFormat.largestFile / pageSize else {
             report.damage = PageDamage(
                 database: nil, page: meta.number,
                 problem: "the meta page says the last page is \(meta.lastPage), which no data file of \(pageSize)-byte pages has")
@@ -172,12 +178,12 @@ internal final class PageWalk {
         return report
     }
 
-    private func run(_ meta: MetaPage, only: Set<String>?, into report: inout PageCheckReport) throws {
-        if only == nil { _ = try walk(.freeList, meta.free, recordPage: meta.number, kind: .free) }
+    private func run(_ meta: MetaPage, only: Selection?, into report: inout PageCheckReport) throws {
+        if only?.freeList ?? true { _ = try walk(.freeList, meta.free, recordPage: meta.number, kind: .free) }
         let named = try walk(.main, meta.main, recordPage: meta.number, kind: .main).named
         for (name, record, page) in named.sorted(by: { $0.name.lexicographicallyPrecedes($1.name) }) {
             let text = String(decoding: name, as: UTF8.self)
-            if let only, !only.contains(text) { continue }
+            if let only, !only.databases.contains(text) { continue }
             if record.flags & _MDB_DUPSORT != 0 {
                 report.skippedDatabases.append(text)
                 continue
@@ -289,7 +295,8 @@ internal final class PageWalk {
                 throw PageDamage(
                     database: tree, page: recordPage,
                     problem: "its record (in \(holder)) says the tree is empty but counts depth \(record.depth), "
-                        + "\(record.branchPages + record.leafPages + record.overflowPages) pages and \(record.entries) entries")
+                        + "\(record.branchPages) branch, \(record.leafPages) leaf and \(record.overflowPages) overflow pages "
+                        + "and \(record.entries) entries")
             }
             return ([], 0)
         }

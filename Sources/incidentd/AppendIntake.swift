@@ -26,7 +26,6 @@ final class AppendIntake: Sendable {
         let role: Role?
         let target: AnswerMailbox.Target
         let mailbox: AnswerMailbox
-        let channel: any Channel
     }
 
     private struct State: Sendable {
@@ -182,7 +181,7 @@ final class AppendIntake: Sendable {
             }
             return
         case .success(let request):
-            reply = executor.execute(request, peer: peer, role: role, on: mailbox.eventLoop, connection: item.channel)
+            reply = executor.execute(request, peer: peer, role: role, on: mailbox.eventLoop, connection: nil)
         }
         mailbox.eventLoop.execute {
             target.handler.deliver(reply, sequence: sequence, context: target.context)

@@ -213,7 +213,6 @@ final class ConnectionHandler: ChannelDuplexHandler {
     }
 
     private func run(_ frame: LineFrame, context: ChannelHandlerContext) {
-        executor.activity.add(1, ordering: .relaxed)
         let sequence = nextSequence
         nextSequence += 1
         pending += 1
@@ -241,7 +240,7 @@ final class ConnectionHandler: ChannelDuplexHandler {
             if let mailbox, AppendIntake.mayBeAppend(line) {
                 let item = AppendIntake.Item(
                     line: line, sequence: sequence, peer: peer, role: role,
-                    target: AnswerMailbox.Target(handler: self, context: context), mailbox: mailbox, channel: context.channel)
+                    target: AnswerMailbox.Target(handler: self, context: context), mailbox: mailbox)
                 if !intake.submit(item) {
                     // The daemon is draining and the intake has stopped: carried out here, still in order.
                     intake.process(item)
@@ -385,6 +384,9 @@ final class ConnectionHandler: ChannelDuplexHandler {
     }
 
     func channelReadComplete(context: ChannelHandlerContext) {
+        // Once a read, not once a request: the read carries many pipelined requests, and the counter is shared
+        // by the loops.
+        executor.activity.add(1, ordering: .relaxed)
         writeOutgoing(context: context)
         context.flush()
     }

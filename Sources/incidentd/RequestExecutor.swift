@@ -28,7 +28,7 @@ final class RequestExecutor: Sendable {
     /// For what an operator should find in the journal afterwards (backups).
     let logger: Logger
     let connections = Atomic<Int>(0)
-    /// Connections opened and requests taken since the start: the heap is trimmed once it stands still (see
+    /// Connections opened and reads of requests since the start: the heap is trimmed once it stands still (see
     /// ``HeapTrimSchedule``).
     let activity = Atomic<UInt64>(0)
     /// The unfinished request lines of all connections, against `daemon.max_unfinished_bytes`.
@@ -56,7 +56,7 @@ final class RequestExecutor: Sendable {
     /// The answer to one request line: decoded, then carried out (``execute(_:peer:role:on:connection:)``). Safe on
     /// any thread; a `.later` answer completes on `eventLoop`.
     func reply(
-        to line: UnsafeRawBufferPointer, peer: PeerIdentity, role: Role?, on eventLoop: any EventLoop, connection: any Channel
+        to line: UnsafeRawBufferPointer, peer: PeerIdentity, role: Role?, on eventLoop: any EventLoop, connection: (any Channel)?
     ) -> Reply {
         switch Request.decode(line) {
         case .failure(let failure): return .now(Response.failure(id: failure.id, failure.error))
@@ -65,8 +65,11 @@ final class RequestExecutor: Sendable {
     }
 
     /// Carries out `request` for a client of `connection`. Work that waits for the log walkers is skipped if the
-    /// connection has closed by the time its turn comes: nobody is left to answer.
-    func execute(_ request: Request, peer: PeerIdentity, role: Role?, on eventLoop: any EventLoop, connection: any Channel) -> Reply {
+    /// connection has closed by the time its turn comes: nobody is left to answer. Nil for an append, which never
+    /// waits for them.
+    func execute(
+        _ request: Request, peer: PeerIdentity, role: Role?, on eventLoop: any EventLoop, connection: (any Channel)?
+    ) -> Reply {
         let id = request.id
         guard let role, role >= request.operation.requiredRole else {
             return .now(Response.failure(id: id, Self.permissionDenied(peer, request.operation)))
@@ -123,12 +126,12 @@ final class RequestExecutor: Sendable {
     /// client that sent a hundred `replay`s and went away would otherwise keep every walker busy for them, ahead of
     /// everyone else's `read`s).
     private func walkingTheLog(
-        _ request: Request, on eventLoop: any EventLoop, for connection: any Channel,
+        _ request: Request, on eventLoop: any EventLoop, for connection: (any Channel)?,
         _ work: @escaping @Sendable (RequestExecutor) throws -> [UInt8]
     ) -> Reply {
         let id = request.id
         let answer = logWalkers.runIfActive(eventLoop: eventLoop) { [self] () -> [UInt8] in
-            guard connection.isActive else { return [] }
+            guard connection?.isActive ?? true else { return [] }
             do {
                 return try work(self)
             } catch {

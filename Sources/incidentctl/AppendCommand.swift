@@ -20,7 +20,8 @@ struct Append: ParsableCommand {
             its batch are stored and none after them: the command names the line and why, says which lines were \
             stored, and exits 1. Fix the line and go on with --from-line. A batch the daemon had no room to read \
             (server_busy: too many unfinished request lines from all its clients) is sent again after a pause, \
-            for about 25 seconds before the command gives up. If the daemon goes away during the load \
+            for about 25 seconds before the command gives up (with --window above 1, only when no batch after it \
+            is in flight; otherwise it stops there, as for any refusal). If the daemon goes away during the load \
             (it is stopped or restarted), the command says which lines are stored and which were sent without an \
             answer (they may or may not be stored), and exits 3.
 

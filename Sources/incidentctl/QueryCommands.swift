@@ -280,7 +280,7 @@ struct Status: ParsableCommand {
 
 struct Verify: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Check every page of the log's data file, then walk the hash chain from position 1 to the head (admin role).",
+        abstract: "Check every page of the log's data file, then walk the hash chain from position 1 to the head (admin role, or --data-dir).",
         discussion: """
             First the structure of every page of data.mdb, read as the file holds it (LMDB keeps no checksums, and \
             a damaged page of an index or a projection leaves the chain intact); then the chain. Exits 0 when every \

@@ -243,7 +243,7 @@ struct Outcome: ParsableCommand {
                 result[field] = .array(value.split(separator: ",").map { .string(String($0)) })
             case "coordinates":
                 let parts = value.split(separator: ",", omittingEmptySubsequences: false).map { Double($0.trimmingCharacters(in: .whitespaces)) }
-                guard parts.count == 2, let lat = parts[0], let lon = parts[1] else {
+                guard parts.count == 2, let lat = parts[0], let lon = parts[1], lat.isFinite, lon.isFinite else {
                     throw ValidationError("--correct coordinates=LAT,LON, e.g. coordinates=46.8489,35.3675 (south and west are negative)")
                 }
                 result[field] = ["lat": .double(lat), "lon": .double(lon)]

@@ -497,9 +497,7 @@ public final class Environment: @unchecked Sendable {
                 defer { lmdb_txn_abort(txn) }
                 let fd = try lmdb_env_get_fd(handle)
                 let info = try lmdb_env_info(handle)
-                var status = stat()
-                guard fstat(fd, &status) == 0 else { throw LMDBError(code: errno, function: "fstat") }
-                let size = Int(status.st_size)
+                let size = try FileFormat.size(of: fd)
                 guard size - info.usedBytes < headroom else { return 0 }
                 let page = max(info.pageSize, 4096)
                 let length = (step + page - 1) / page * page

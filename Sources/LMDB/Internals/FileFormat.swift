@@ -24,6 +24,13 @@ internal enum FileFormat {
         return overflow || overflowAgain || pages < 0 ? Int.max : bytes
     }
 
+    /// The size of the file `fd`, in bytes (`fstat`).
+    static func size(of fd: Int32) throws(LMDBError) -> Int {
+        var status = stat()
+        guard fstat(fd, &status) == 0 else { throw LMDBError(code: errno, function: "fstat") }
+        return Int(status.st_size)
+    }
+
     static let magic: UInt32 = 0xBEEF_C0DE
     static let dataVersion: UInt32 = 1
     /// `PAGEHDRSZ`: `mp_pgno` (8), `mp_pad` (2), `mp_flags` (2), `mp_lower`/`mp_upper` (2 + 2) or `mp_pages` (4).

@@ -150,9 +150,7 @@ internal final class PageWalk {
         fd: Int32, pageSize: Int, transactionID: UInt64, only: Selection? = nil
     ) throws(LMDBError) -> PageCheckReport? {
         guard MemoryLayout<Int>.size == 8 else { throw LMDBError(code: ENOTSUP, function: "checkPages") }
-        var status = stat()
-        guard fstat(fd, &status) == 0 else { throw LMDBError(code: errno, function: "fstat") }
-        let fileSize = Int(status.st_size)
+        let fileSize = try FileFormat.size(of: fd)
         guard let meta = MetaPage.read(fd, pageSize: pageSize, transactionID: transactionID) else { return nil }
         var report = PageCheckReport(
             transactionID: Int(transactionID), pageSize: pageSize, lastPageNumber: meta.lastPage, pagesInUse: 0,
@@ -176,6 +174,25 @@ internal final class PageWalk {
         report.pagesInUse = walk.inUse
         report.freePages = walk.freeCount
         return report
+    }
+
+    /// Whether every page from `first` to the last of the snapshot that `meta` describes is on its free list, read
+    /// from the file `fd` of `fileSize` bytes. Walks the free list alone, and reads none of its pages past the end of
+    /// the file: false when a page from `first` on is not free, and when the free list cannot be told whole (a page
+    /// of it past the end of the file, or one that does not check out), or the meta page names a last page that no
+    /// data file reaches.
+    static func pagesAreFree(from first: Int, meta: MetaPage, fd: Int32, fileSize: Int) -> Bool {
+        guard first <= meta.lastPage else { return true }
+        guard MemoryLayout<Int>.size == 8, first >= 0, meta.pageSize > 0, meta.lastPage >= 1,
+            meta.lastPage < FileFormat.largestFile / meta.pageSize
+        else { return false }
+        let walk = PageWalk(fd: fd, meta: meta, fileSize: fileSize)
+        do {
+            _ = try walk.walk(.freeList, meta.free, recordPage: meta.number, kind: .free)
+        } catch {
+            return false
+        }
+        return (first...meta.lastPage).allSatisfy(walk.isFree)
     }
 
     private func run(_ meta: MetaPage, only: Selection?, into report: inout PageCheckReport) throws {

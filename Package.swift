@@ -86,8 +86,11 @@ let package = Package(
             swiftSettings: strictSettings
         ),
 
+        // The tests' own reading and damaging of data.mdb pages, shared by the LMDB and integration tests.
+        .target(name: "DataFilePages", path: "Tests/DataFilePages", swiftSettings: strictSettings),
+
         .testTarget(name: "StrictJSONTests", dependencies: ["StrictJSON"], swiftSettings: strictSettings),
-        .testTarget(name: "LMDBTests", dependencies: ["LMDB"], swiftSettings: strictSettings),
+        .testTarget(name: "LMDBTests", dependencies: ["LMDB", "DataFilePages"], swiftSettings: strictSettings),
         .testTarget(name: "GazetteerTests", dependencies: ["Gazetteer"], swiftSettings: strictSettings),
         .testTarget(
             name: "IncidentDomainTests",
@@ -96,7 +99,10 @@ let package = Package(
         ),
         .testTarget(
             name: "IntegrationTests",
-            dependencies: ["incidentd", "incidentctl", "IncidentProtocol", "StrictJSON", "IncidentLog", "IncidentDomain", "CShims"],
+            dependencies: [
+                "incidentd", "incidentctl", "IncidentProtocol", "StrictJSON", "IncidentLog", "IncidentDomain", "CShims",
+                "DataFilePages",
+            ],
             swiftSettings: strictSettings
         ),
     ],

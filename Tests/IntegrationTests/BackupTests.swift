@@ -1,3 +1,4 @@
+import DataFilePages
 import Foundation
 import StrictJSON
 import Testing

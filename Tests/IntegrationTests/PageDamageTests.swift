@@ -1,3 +1,4 @@
+import DataFilePages
 import Foundation
 import StrictJSON
 import Testing
@@ -39,18 +40,7 @@ struct PageDamageTests {
 
     /// Overwrites page `page` of the LMDB file at `path` with bytes no page holds.
     static func damage(at path: String, page: Int, pageSize: Int) throws {
-        let fd = open(path, O_WRONLY)
-        guard fd >= 0 else { throw HarnessError("open: \(errno)") }
-        defer { close(fd) }
-        var state: UInt64 = 0x2545_F491_4F6C_DD1D
-        let garbage = (0..<pageSize).map { _ -> UInt8 in
-            state ^= state << 13
-            state ^= state >> 7
-            state ^= state << 17
-            return UInt8(truncatingIfNeeded: state)
-        }
-        let written = garbage.withUnsafeBytes { pwrite(fd, $0.baseAddress, $0.count, off_t(page * pageSize)) }
-        guard written == pageSize else { throw HarnessError("pwrite: \(errno)") }
+        try overwrite(page: page, of: path, pageSize: pageSize, with: garbage(pageSize))
     }
 
     /// A leaf page in the middle of named database `name`.

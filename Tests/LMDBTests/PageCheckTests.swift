@@ -1,87 +1,8 @@
+import DataFilePages
 import Foundation
 import LMDB
 import Synchronization
 import Testing
-
-/// The pages of a closed environment's `data.mdb`, read by the test on its own (not with the code under test), to
-/// find the page of each kind that a test damages: LMDB's format from `mdb.c` (64-bit, this machine's byte order).
-struct DataFileMap {
-    struct Record {
-        var depth: Int
-        var root: UInt64
-    }
-
-    let bytes: [UInt8]
-    let pageSize: Int
-    let free: Record
-    let main: Record
-
-    init(_ dir: String) throws {
-        bytes = Array(try Data(contentsOf: URL(fileURLWithPath: dir + "/data.mdb")))
-        let page0 = Int(Self.load(bytes, UInt32.self, at: 16 + 24))
-        // The meta page of the later transaction (mm_txnid at 16 + 128) is the one LMDB reads.
-        let meta = Self.load(bytes, UInt64.self, at: page0 + 16 + 128) > Self.load(bytes, UInt64.self, at: 16 + 128) ? page0 : 0
-        pageSize = page0
-        free = Record(depth: Int(Self.load(bytes, UInt16.self, at: meta + 16 + 24 + 6)), root: Self.load(bytes, UInt64.self, at: meta + 16 + 24 + 40))
-        main = Record(depth: Int(Self.load(bytes, UInt16.self, at: meta + 16 + 72 + 6)), root: Self.load(bytes, UInt64.self, at: meta + 16 + 72 + 40))
-    }
-
-    static func load<T: FixedWidthInteger>(_ bytes: [UInt8], _: T.Type, at offset: Int) -> T {
-        bytes.withUnsafeBytes { $0.loadUnaligned(fromByteOffset: offset, as: T.self) }
-    }
-
-    func load<T: FixedWidthInteger>(_ type: T.Type, page: Int, at offset: Int) -> T {
-        Self.load(bytes, type, at: page * pageSize + offset)
-    }
-
-    /// The nodes of a branch or leaf page: key, flags, and the child (branch) or the data's offset in the page and
-    /// size (leaf).
-    func nodes(_ page: Int) -> [(key: [UInt8], flags: UInt16, value: UInt64, size: Int)] {
-        let count = (Int(load(UInt16.self, page: page, at: 12)) - 16) / 2
-        let leaf = load(UInt16.self, page: page, at: 10) & 0x02 != 0
-        return (0..<count).map { i in
-            let offset = Int(load(UInt16.self, page: page, at: 16 + 2 * i))
-            let low = UInt64(load(UInt16.self, page: page, at: offset))
-            let high = UInt64(load(UInt16.self, page: page, at: offset + 2))
-            let flags = load(UInt16.self, page: page, at: offset + 4)
-            let keySize = Int(load(UInt16.self, page: page, at: offset + 6))
-            let start = page * pageSize + offset + 8
-            let key = Array(bytes[start..<start + keySize])
-            if leaf { return (key, flags, UInt64(offset + 8 + keySize), Int(low | high << 16)) }
-            return (key, flags, low | high << 16 | UInt64(flags) << 32, 0)
-        }
-    }
-
-    /// The record of named database `name`, from the main database's leaves.
-    func named(_ name: String) -> Record? {
-        for page in pages(main).leaves {
-            for node in nodes(page) where node.key == Array(name.utf8) && node.flags & 0x02 != 0 {
-                let at = Int(node.value)
-                return Record(depth: Int(load(UInt16.self, page: page, at: at + 6)), root: load(UInt64.self, page: page, at: at + 40))
-            }
-        }
-        return nil
-    }
-
-    /// The branch pages, leaves and first pages of overflow runs of a tree, in the order of its keys.
-    func pages(_ record: Record) -> (branches: [Int], leaves: [Int], overflows: [Int]) {
-        var result: (branches: [Int], leaves: [Int], overflows: [Int]) = ([], [], [])
-        guard record.root != .max else { return result }
-        func visit(_ page: Int, depth: Int) {
-            if depth < record.depth {
-                result.branches.append(page)
-                for node in nodes(page) { visit(Int(node.value), depth: depth + 1) }
-            } else {
-                result.leaves.append(page)
-                for node in nodes(page) where node.flags & 0x01 != 0 {
-                    result.overflows.append(Int(load(UInt64.self, page: page, at: Int(node.value))))
-                }
-            }
-        }
-        visit(Int(record.root), depth: 1)
-        return result
-    }
-}
 
 /// `Environment.checkPages()`: a structural check of every page of a snapshot, read with `pread`. Each test damages
 /// one page of a closed environment at a known offset, as a failing disk or a stray write would, and the check must
@@ -117,20 +38,7 @@ struct PageCheckTests {
     /// Overwrites page `page` of `dir`'s data.mdb with `bytes` (at `offset` within the page), as a bad sector or a
     /// stray write would, with the environment closed.
     static func damage(_ dir: String, page: Int, pageSize: Int, offset: Int = 0, with bytes: [UInt8]) throws {
-        let fd = open(dir + "/data.mdb", O_WRONLY)
-        guard fd >= 0 else { throw TestFailure(reason: "open: \(errno)") }
-        defer { close(fd) }
-        let written = bytes.withUnsafeBytes { pwrite(fd, $0.baseAddress, $0.count, off_t(page * pageSize + offset)) }
-        guard written == bytes.count else { throw TestFailure(reason: "pwrite: \(errno)") }
-    }
-
-    /// Bytes that no page holds: a fixed pseudo-random sequence.
-    static func garbage(_ count: Int, seed: UInt64 = 0x9E37_79B9_7F4A_7C15) -> [UInt8] {
-        var state = seed
-        return (0..<count).map { _ in
-            state = state &* 6_364_136_223_846_793_005 &+ 1_442_695_040_888_963_407
-            return UInt8(truncatingIfNeeded: state >> 33)
-        }
+        try overwrite(page: page, of: dir + "/data.mdb", pageSize: pageSize, offset: offset, with: bytes)
     }
 
     static func check(_ dir: String) throws -> PageCheckReport {

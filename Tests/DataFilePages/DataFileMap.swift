@@ -1,19 +1,22 @@
 import Foundation
 
-/// The pages of a stopped daemon's `data.mdb`, read by the test on its own (not with the code under test), to
-/// find the page of each kind that a test damages: LMDB's format from `mdb.c` (64-bit, this machine's byte order).
-struct DataFileMap {
-    struct Record {
-        var depth: Int
-        var root: UInt64
+/// The pages of a closed environment's (or a stopped daemon's) `data.mdb`, read by the test on its own (not with the
+/// code under test), to find the page of each kind that a test damages: LMDB's format from `mdb.c` (64-bit, this
+/// machine's byte order).
+public struct DataFileMap {
+    /// Where a tree starts, and how deep it is (of an `MDB_db`).
+    public struct Record {
+        public var depth: Int
+        public var root: UInt64
     }
 
-    let bytes: [UInt8]
-    let pageSize: Int
-    let free: Record
-    let main: Record
+    public let bytes: [UInt8]
+    public let pageSize: Int
+    public let free: Record
+    public let main: Record
 
-    init(_ dir: String) throws {
+    /// Reads all of `dir`'s `data.mdb`, and the meta page LMDB reads.
+    public init(_ dir: String) throws {
         bytes = Array(try Data(contentsOf: URL(fileURLWithPath: dir + "/data.mdb")))
         let page0 = Int(Self.load(bytes, UInt32.self, at: 16 + 24))
         // The meta page of the later transaction (mm_txnid at 16 + 128) is the one LMDB reads.
@@ -23,17 +26,17 @@ struct DataFileMap {
         main = Record(depth: Int(Self.load(bytes, UInt16.self, at: meta + 16 + 72 + 6)), root: Self.load(bytes, UInt64.self, at: meta + 16 + 72 + 40))
     }
 
-    static func load<T: FixedWidthInteger>(_ bytes: [UInt8], _: T.Type, at offset: Int) -> T {
+    public static func load<T: FixedWidthInteger>(_ bytes: [UInt8], _: T.Type, at offset: Int) -> T {
         bytes.withUnsafeBytes { $0.loadUnaligned(fromByteOffset: offset, as: T.self) }
     }
 
-    func load<T: FixedWidthInteger>(_ type: T.Type, page: Int, at offset: Int) -> T {
+    public func load<T: FixedWidthInteger>(_ type: T.Type, page: Int, at offset: Int) -> T {
         Self.load(bytes, type, at: page * pageSize + offset)
     }
 
     /// The nodes of a branch or leaf page: key, flags, and the child (branch) or the data's offset in the page and
     /// size (leaf).
-    func nodes(_ page: Int) -> [(key: [UInt8], flags: UInt16, value: UInt64, size: Int)] {
+    public func nodes(_ page: Int) -> [(key: [UInt8], flags: UInt16, value: UInt64, size: Int)] {
         let count = (Int(load(UInt16.self, page: page, at: 12)) - 16) / 2
         let leaf = load(UInt16.self, page: page, at: 10) & 0x02 != 0
         return (0..<count).map { i in
@@ -50,7 +53,7 @@ struct DataFileMap {
     }
 
     /// The record of named database `name`, from the main database's leaves.
-    func named(_ name: String) -> Record? {
+    public func named(_ name: String) -> Record? {
         for page in pages(main).leaves {
             for node in nodes(page) where node.key == Array(name.utf8) && node.flags & 0x02 != 0 {
                 let at = Int(node.value)
@@ -61,7 +64,7 @@ struct DataFileMap {
     }
 
     /// The branch pages, leaves and first pages of overflow runs of a tree, in the order of its keys.
-    func pages(_ record: Record) -> (branches: [Int], leaves: [Int], overflows: [Int]) {
+    public func pages(_ record: Record) -> (branches: [Int], leaves: [Int], overflows: [Int]) {
         var result: (branches: [Int], leaves: [Int], overflows: [Int]) = ([], [], [])
         guard record.root != .max else { return result }
         func visit(_ page: Int, depth: Int) {

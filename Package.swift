@@ -97,6 +97,7 @@ let package = Package(
             dependencies: ["IncidentDomain", "StrictJSON"],
             swiftSettings: strictSettings
         ),
+        .testTarget(name: "incidentdTests", dependencies: ["incidentd"], swiftSettings: strictSettings),
         .testTarget(
             name: "IntegrationTests",
             dependencies: [

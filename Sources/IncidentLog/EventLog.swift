@@ -140,9 +140,10 @@ public final class EventLog: Sendable {
     /// projection mark (`meta`), and every city's document (`cities`), besides the main database that names them.
     static let readAtOpen: Set<String> = ["meta", "cities"]
 
-    /// What to do about a `data.mdb` that is not the log it should be.
-    static let restoreAdvice =
-        "Restore data.mdb from a backup (one that incidentctl backup made, see README.md): with incidentd stopped, put the backup's data.mdb in its place"
+    /// What to do about a `data.mdb` that is not the log it should be (damaged, cut short, empty): the one wording
+    /// of it, for the daemon's refusals and incidentctl's.
+    public static let restoreAdvice =
+        "Restore data.mdb from a backup that verifies (one that incidentctl backup made, see README.md): with incidentd stopped, put the backup's data.mdb in its place"
 
     /// Refuses a `data.mdb` that is there but empty, before LMDB sees it: LMDB would take it for a new environment,
     /// and a daemon would start a new chain at position 1 where a log was (a copy that failed as it began, during a

@@ -332,7 +332,7 @@ struct Verify: ParsableCommand {
                 code: "page_damaged",
                 message: copy
                     ? "the copy was kept, but \(page) of its data.mdb is damaged: \(Printer.text(damage["problem"])); its hash chain was not walked. Run incidentctl verify on the live log"
-                    : "\(page) of data.mdb is damaged: \(Printer.text(damage["problem"])); the hash chain was not walked. Restore data.mdb from a backup that verifies (see README.md)")
+                    : "\(page) of data.mdb is damaged: \(Printer.text(damage["problem"])); the hash chain was not walked. \(EventLog.restoreAdvice)")
         }
         return ClientFailure.refused(
             code: "chain_broken",

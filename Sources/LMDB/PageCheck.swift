@@ -23,6 +23,7 @@ public struct PageCheckReport: Sendable, Hashable {
     /// Whether no problem was found.
     public var isIntact: Bool { damage == nil }
 
+    /// What a check of the snapshot of transaction `transactionID` found; ``Environment/checkPages()`` makes them.
     public init(
         transactionID: Int, pageSize: Int, lastPageNumber: Int, pagesInUse: Int, freePages: Int,
         databases: [CheckedDatabase], skippedDatabases: [String], damage: PageDamage?
@@ -47,6 +48,7 @@ public struct CheckedDatabase: Sendable, Hashable {
     /// Its branch, leaf and overflow pages.
     public var pages: Int
 
+    /// A named database as a check found it.
     public init(name: String, entries: Int, pages: Int) {
         self.name = name
         self.entries = entries
@@ -94,6 +96,7 @@ public struct PageDamage: Error, Sendable, Hashable, CustomStringConvertible {
     /// What is wrong with it, in words.
     public var problem: String
 
+    /// The problem `problem` found in page `page`, of tree `database` (`nil` for a page in no tree and not free).
     public init(database: Tree?, page: Int, problem: String) {
         self.database = database
         self.page = page

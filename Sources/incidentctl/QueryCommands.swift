@@ -318,13 +318,13 @@ struct Verify: ParsableCommand {
             }
         }
         if response["intact"]?.boolValue != true {
-            throw Self.failure(response, copy: false)
+            throw Self.failure(response, ofBackupCopy: false)
         }
     }
 
     /// What a `verify` that found the log (or a backup's copy of it) not intact says: its damaged page, or where its
     /// chain breaks.
-    static func failure(_ response: JSONValue, copy: Bool) -> ClientFailure {
+    static func failure(_ response: JSONValue, ofBackupCopy copy: Bool) -> ClientFailure {
         if let damage = response["pageDamage"] {
             let database = damage["database"].map { " of database \(Printer.text($0))" } ?? ""
             let page = "page \(Printer.text(damage["page"]))\(database)"
@@ -377,7 +377,7 @@ struct Backup: ParsableCommand {
             }
         }
         if response["intact"]?.boolValue != true {
-            throw Verify.failure(response, copy: true)
+            throw Verify.failure(response, ofBackupCopy: true)
         }
     }
 }

@@ -54,4 +54,5 @@ internal var _MDB_CP_COMPACT: UInt32 { UInt32(MDB_CP_COMPACT) }
 
 internal var _MDB_REVERSEKEY: UInt16 { UInt16(MDB_REVERSEKEY) }
 internal var _MDB_DUPSORT: UInt16 { UInt16(MDB_DUPSORT) }
-internal var _MDB_INTEGERKEY_STORED: UInt16 { UInt16(MDB_INTEGERKEY) }
+/// `MDB_INTEGERKEY` as LMDB stores it in `md_flags` (16 bits); `_MDB_INTEGERKEY` is the flag `mdb_dbi_open` takes.
+internal var _MDB_INTEGERKEY_IN_MD_FLAGS: UInt16 { UInt16(MDB_INTEGERKEY) }

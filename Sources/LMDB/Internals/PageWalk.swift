@@ -32,7 +32,7 @@ private enum KeyOrder {
     init(flags: UInt16) {
         if flags & _MDB_REVERSEKEY != 0 {
             self = .reversed
-        } else if flags & _MDB_INTEGERKEY_STORED != 0 {
+        } else if flags & _MDB_INTEGERKEY_IN_MD_FLAGS != 0 {
             self = .integer
         } else {
             self = .bytes
@@ -103,6 +103,18 @@ private enum TreeKind {
     case named
 }
 
+/// What `PageWalk.owner` marks a page with: which tree holds it.
+private enum OwnerMark {
+    /// No tree (yet).
+    static let none: UInt8 = 0
+    /// Page 0 or 1.
+    static let metaPage: UInt8 = 1
+    /// The first tree walked; the tree at index `i` of `PageWalk.trees` is `firstTree + i`.
+    static let firstTree: UInt8 = 2
+    /// Every tree past those a byte can number.
+    static let laterTree: UInt8 = 255
+}
+
 internal final class PageWalk {
     /// The trees a partial check reads, besides the main database: the named databases `databases`, and the free
     /// list if `freeList`.
@@ -115,7 +127,7 @@ internal final class PageWalk {
     private let pageSize: Int
     private let lastPage: Int
     private let fileSize: Int
-    /// For each page up to `lastPage`, which tree holds it: 0 none yet, 1 a meta page, 2 + an index in `trees`.
+    /// For each page up to `lastPage`, which tree holds it (an `OwnerMark`).
     private var owner: [UInt8]
     /// The free pages, a bit each.
     private var free: [UInt64]
@@ -133,12 +145,12 @@ internal final class PageWalk {
         self.pageSize = meta.pageSize
         self.lastPage = meta.lastPage
         self.fileSize = fileSize
-        owner = [UInt8](repeating: 0, count: meta.lastPage + 1)
+        owner = [UInt8](repeating: OwnerMark.none, count: meta.lastPage + 1)
         free = [UInt64](repeating: 0, count: meta.lastPage / 64 + 1)
         runPages = max(1, (256 << 10) / meta.pageSize)
         buffer = .allocate(byteCount: runPages * meta.pageSize, alignment: 4096)
-        owner[0] = 1
-        owner[1] = 1
+        owner[0] = OwnerMark.metaPage
+        owner[1] = OwnerMark.metaPage
     }
 
     deinit { buffer.deallocate() }
@@ -209,7 +221,7 @@ internal final class PageWalk {
             report.databases.append(CheckedDatabase(name: text, entries: Int(clamping: record.entries), pages: pages))
         }
         guard only == nil, report.skippedDatabases.isEmpty, lastPage >= 2 else { return }
-        for page in 2...lastPage where owner[page] == 0 && !isFree(page) {
+        for page in 2...lastPage where owner[page] == OwnerMark.none && !isFree(page) {
             throw PageDamage(
                 database: nil, page: page,
                 problem: "it is in no database and not on the free list (of the \(lastPage + 1) pages up to the last, "
@@ -223,9 +235,9 @@ internal final class PageWalk {
 
     private func name(of owner: UInt8) -> String {
         switch owner {
-        case 1: return "a meta page"
-        case 255: return "a page of another tree"
-        default: return "a page of \(trees[Int(owner) - 2])"
+        case OwnerMark.metaPage: return "a meta page"
+        case OwnerMark.laterTree: return "a page of another tree"
+        default: return "a page of \(trees[Int(owner) - Int(OwnerMark.firstTree)])"
         }
     }
 
@@ -258,7 +270,7 @@ internal final class PageWalk {
         try checkPointer(number, count: count, in: tree, from: parent, what: what)
         let first = Int(number)
         for page in first..<first + count {
-            if owner[page] != 0 {
+            if owner[page] != OwnerMark.none {
                 throw PageDamage(
                     database: tree, page: page,
                     problem: "it is reached twice: as \(what) from page \(parent), and before that as \(name(of: owner[page]))")
@@ -323,7 +335,7 @@ internal final class PageWalk {
                 problem: "its record (in \(holder)) gives the tree a depth of \(record.depth), where LMDB reads 1 to \(FileFormat.maxDepth)")
         }
         trees.append(tree)
-        let mark = UInt8(min(255, trees.count + 1))
+        let mark = UInt8(min(Int(OwnerMark.laterTree), Int(OwnerMark.firstTree) + trees.count - 1))
         // The free list's `md_flags` are the environment's (`mm_flags`); its keys are transaction ids.
         let order = kind == .free ? KeyOrder.integer : KeyOrder(flags: record.flags)
         var named: [(name: [UInt8], record: DatabaseRecord, page: Int)] = []
@@ -575,7 +587,7 @@ internal final class PageWalk {
             }
             let free = Int(number)
             if isFree(free) { throw damage("page \(free) is on the free list twice") }
-            if owner[free] != 0 { throw damage("page \(free) is on the free list, and is \(name(of: owner[free]))") }
+            if owner[free] != OwnerMark.none { throw damage("page \(free) is on the free list, and is \(name(of: owner[free]))") }
             self.free[free >> 6] |= 1 << UInt64(free & 63)
             freeCount += 1
         }

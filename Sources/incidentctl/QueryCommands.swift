@@ -289,8 +289,10 @@ struct Verify: ParsableCommand {
             position that does not match (chain_broken).
 
             Through the daemon's socket by default. With --data-dir it checks a data directory itself, read-only: \
-            a backup before it is restored, or a log whose daemon is stopped or will not start (that needs read \
-            access to its files; LMDB leaves a lock.mdb there).
+            a backup before it is restored, or a log whose daemon is stopped or will not start. That needs read \
+            access to data.mdb and write access to LMDB's lock.mdb beside it, which LMDB creates if it is missing \
+            (owned by whoever runs the command: remove it before a daemon running as another user serves the \
+            directory).
 
             Examples:
               incidentctl verify && incidentctl status --format json
@@ -392,7 +394,8 @@ struct Replay: ParsableCommand {
 
             Through the daemon's socket by default (the reader role, the daemon's gazetteer). With --data-dir it \
             reads the LMDB log directly instead, read-only (readers never block the running daemon); that needs \
-            read access to the data directory's files, and --gazetteer names the gazetteer to fold with: a city's \
+            read access to data.mdb and write access to LMDB's lock.mdb beside it (as for verify --data-dir), and \
+            --gazetteer names the gazetteer to fold with: a city's \
             name, region and population come from it, so give the file the daemon runs on (replay says on stderr \
             when the daemon built its projections with another one).
 

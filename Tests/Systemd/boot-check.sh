@@ -49,7 +49,8 @@ inside() {
 
     echo "== install, as a package would"
     install -m 0755 "$STAGE_IN/incidentd" "$STAGE_IN/incidentctl" /usr/local/bin/
-    install -m 0644 "$STAGE_IN/systemd/incidentd.service" "$STAGE_IN/systemd/incidentd.socket" /etc/systemd/system/
+    install -m 0644 "$STAGE_IN/systemd/incidentd.service" "$STAGE_IN/systemd/incidentd.socket" \
+        "$STAGE_IN/systemd/incidentd-verify.service" "$STAGE_IN/systemd/incidentd-verify.timer" /etc/systemd/system/
     install -D -m 0644 "$STAGE_IN/systemd/incidentd.sysusers.conf" /usr/lib/sysusers.d/incidentd.conf
     install -D -m 0644 "$STAGE_IN/systemd/incidentd.tmpfiles.conf" /usr/lib/tmpfiles.d/incidentd.conf
     install -D -m 0644 "$STAGE_IN/config/incidentd.toml" /etc/incidentd/incidentd.toml
@@ -131,6 +132,14 @@ inside() {
     out=$(incidentctl verify 2>&1); rc=$?
     [ $rc -eq 0 ] && [ "$(echo "$out" | field intact)" = true ] && [ "$(echo "$out" | field checked)" = 8 ] \
         && pass "an admin (root) verifies the chain: 8 events, intact" || fail "verify (exit $rc: $out)"
+    systemctl enable --now incidentd-verify.timer
+    check "incidentd-verify.timer is waiting for its day" systemctl is-active --quiet incidentd-verify.timer
+    systemctl start incidentd-verify.service
+    journalctl --sync 2>/dev/null
+    [ "$(systemctl show incidentd-verify.service -p Result --value)" = success ] \
+        && journalctl -u incidentd-verify.service --no-pager -o cat | grep -q "intact: 8 events" \
+        && pass "incidentd-verify.service, as user incidentd, verifies the log and says so in its journal" \
+        || fail "incidentd-verify.service: Result=$(systemctl show incidentd-verify.service -p Result --value) $(journalctl -u incidentd-verify.service --no-pager -o cat | tail -3)"
     out=$(incidentctl backup /var/lib/incidentd/backups/boot-check 2>&1); rc=$?
     [ $rc -eq 0 ] && [ "$(echo "$out" | field intact)" = true ] && pass "an admin backs up into /var/lib/incidentd/backups/boot-check" \
         || fail "backup into the state directory's backups folder (exit $rc: $out)"
@@ -298,7 +307,7 @@ rm -rf "$MACHINE" "$STAGE"
 cp -a "$ROOTFS" "$MACHINE"
 mkdir -p "$STAGE/systemd" "$STAGE/config" "$STAGE/examples"
 cp "$BIN_DIR/incidentd" "$BIN_DIR/incidentctl" "$STAGE/"
-cp "$REPO"/systemd/incidentd.{service,socket,sysusers.conf,tmpfiles.conf} "$STAGE/systemd/"
+cp "$REPO"/systemd/incidentd{.service,.socket,.sysusers.conf,.tmpfiles.conf,-verify.service,-verify.timer} "$STAGE/systemd/"
 cp "$REPO/config/incidentd.toml" "$STAGE/config/"
 cp "$REPO/examples/article.jsonl" "$STAGE/examples/"
 cp "$REPO/Tests/Systemd/boot-check.sh" "$STAGE/"

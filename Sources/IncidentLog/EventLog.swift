@@ -106,6 +106,10 @@ public final class EventLog: Sendable {
         } catch let error as LogError {
             if lockDescriptor >= 0 { close(lockDescriptor) }
             throw error
+        } catch let damage as PageDamage {
+            if lockDescriptor >= 0 { close(lockDescriptor) }
+            throw LogError(
+                .damagedPage, "\(damage) (a meta page of data.mdb), and the log cannot be opened. \(EventLog.restoreAdvice)")
         } catch let error as TruncatedDataFile {
             if lockDescriptor >= 0 { close(lockDescriptor) }
             throw LogError(

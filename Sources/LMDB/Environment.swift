@@ -112,6 +112,7 @@ public final class Environment: @unchecked Sendable {
                 // keeps its stored size, brought within the bounds below.)
                 try lmdb_env_set_mapsize(env, options.initialMapSize)
             }
+            try DataFile.checkMetaPages(path: directory + "/data.mdb")
             try Self.openEnvironment(env, directory: directory, flags: flags, mode: options.fileMode)
             // Before any transaction reads a page: a file cut short faults on the first read past its end.
             try DataFile.check(env, path: directory + "/data.mdb")
@@ -571,7 +572,7 @@ public final class Environment: @unchecked Sendable {
         for _ in 0..<8 {
             let report = try read { txn throws(LMDBError) -> PageCheckReport? in
                 transactionID = txn.id
-                return try PageWalk.check(fd: fd, pageSize: pageSize, transactionID: UInt64(txn.id), only: databases)
+                return try PageWalk.check(fd: fd, pageSize: pageSize, transactionID: UInt64(bitPattern: Int64(txn.id)), only: databases)
             }
             if let report { return report }
         }

@@ -50,4 +50,59 @@ struct PageCheckFlipTests {
             #expect(named > rounds / 10, "\(named) of \(rounds) named")
         }
     }
+
+    @Test("random bytes of the two meta pages changed: opening the environment and the check answer each time, never a fault inside LMDB (a page size of 0 was a SIGFPE, a later meta page's page size a SIGBUS)")
+    func metaPages() throws {
+        try withTemporaryDirectory { dir in
+            try PageCheckTests.fill(dir)
+            let path = dir + "/data.mdb"
+            let original = try Data(contentsOf: URL(fileURLWithPath: path))
+            let map = try DataFileMap(dir)
+            var random = SeededGenerator(state: 7)
+            let rounds = Int(ProcessInfo.processInfo.environment["FLIP_ROUNDS"] ?? "") ?? 600
+            var opened = 0
+            for _ in 0..<rounds {
+                var bytes = original
+                for _ in 0..<Int.random(in: 1...4, using: &random) {
+                    // The header and the meta fields (MDB_meta, 136 bytes) of page 0 or 1.
+                    let at = Int.random(in: 0...1, using: &random) * map.pageSize + Int.random(in: 0..<152, using: &random)
+                    bytes[at] = UInt8.random(in: 0...255, using: &random)
+                }
+                try bytes.write(to: URL(fileURLWithPath: path))
+                guard let env = try? Environment(directory: dir, options: EnvironmentOptions(readOnly: true)) else { continue }
+                opened += 1
+                _ = try? env.checkPages()
+            }
+            #expect(opened > 0 && opened < rounds, "\(opened) of \(rounds) opened")
+        }
+    }
+
+    @Test("a meta page whose page size LMDB would fault on is refused before LMDB maps the file, naming it: 0 in page 0, another size in the later page 1")
+    func metaPageSizes() throws {
+        for (page, size) in [(0, UInt32(0)), (1, UInt32(8192))] {
+            try withTemporaryDirectory { dir in
+                try PageCheckTests.fill(dir)
+                var map = try DataFileMap(dir)
+                // Meta page 1 the later one (LMDB writes the two in turn, so one more commit may be needed).
+                if map.load(UInt64.self, page: 1, at: 16 + 128) < map.load(UInt64.self, page: 0, at: 16 + 128) {
+                    let env = try Environment(directory: dir, options: EnvironmentOptions(initialMapSize: 64 << 20))
+                    let extra = try env.openDatabase("extra", create: true)
+                    map = try DataFileMap(dir)
+                    if map.load(UInt64.self, page: 1, at: 16 + 128) < map.load(UInt64.self, page: 0, at: 16 + 128) {
+                        try env.write { txn in try txn.put(extra, key: UInt64(1), value: [1], flags: []) }
+                        map = try DataFileMap(dir)
+                    }
+                }
+                #expect(map.load(UInt64.self, page: 1, at: 16 + 128) > map.load(UInt64.self, page: 0, at: 16 + 128))
+                // `md_pad` of the free list's record in MDB_meta: LMDB's page size.
+                try overwrite(page: page, of: dir + "/data.mdb", pageSize: map.pageSize, offset: 16 + 24, with: withUnsafeBytes(of: size) { Array($0) })
+                #expect(throws: PageDamage.self) { _ = try Environment(directory: dir, options: EnvironmentOptions(readOnly: true)) }
+                do {
+                    _ = try Environment(directory: dir, options: EnvironmentOptions(readOnly: true))
+                } catch let damage as PageDamage {
+                    #expect(damage.page == page && damage.problem.contains("\(size) bytes"), "\(damage)")
+                }
+            }
+        }
+    }
 }

@@ -39,7 +39,7 @@ internal enum DataFile {
             defer { lmdb_txn_abort(txn) }
             // The snapshot's own meta page: a writer in another process may have committed since `info`, and
             // overwrites a meta page every other commit, so look again until one agrees with the snapshot.
-            guard let meta = MetaPage.read(fd, pageSize: info.pageSize, transactionID: UInt64(lmdb_txn_id(txn))) else { continue }
+            guard let meta = MetaPage.read(fd, pageSize: info.pageSize, transactionID: UInt64(bitPattern: Int64(lmdb_txn_id(txn)))) else { continue }
             let size = try FileFormat.size(of: fd)
             let needed = FileFormat.bytes(throughPage: meta.lastPage, pageSize: meta.pageSize)
             if size >= needed { return }
@@ -52,6 +52,43 @@ internal enum DataFile {
             throw TruncatedDataFile(path: path, size: size, neededSize: needed, lastPageNumber: meta.lastPage, pageSize: meta.pageSize)
         }
         throw TruncatedDataFile(path: path, size: size, neededSize: needed, lastPageNumber: info.lastPageNumber, pageSize: info.pageSize)
+    }
+
+    /// Throws ``PageDamage`` naming a meta page of `data.mdb` at `path` that LMDB would open and then fault on. LMDB
+    /// reads meta page 1 at page 0's page size, so a page size of 0 there is a division by zero (SIGFPE); and it
+    /// takes the later of the two, whose page size then places the other in its map, so a later meta page whose
+    /// page size differs from page 0's puts that read past the end of the file (SIGBUS), both inside
+    /// `mdb_env_open`. Read with `pread` before LMDB maps anything; anything else LMDB refuses itself
+    /// (`MDB_INVALID`). A missing or new file passes.
+    static func checkMetaPages(path: String) throws {
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { return }
+        defer { close(fd) }
+        func meta(at offset: Int) -> (pageSize: Int, transactionID: UInt64)? {
+            guard let bytes = readBytes(fd, at: offset, count: FileFormat.pageHeader + FileFormat.metaSize) else { return nil }
+            return bytes.withUnsafeBytes { raw -> (Int, UInt64)? in
+                guard raw.loadUnaligned(fromByteOffset: 10, as: UInt16.self) & FileFormat.meta != 0,
+                    raw.loadUnaligned(fromByteOffset: FileFormat.pageHeader, as: UInt32.self) == FileFormat.magic,
+                    raw.loadUnaligned(fromByteOffset: FileFormat.pageHeader + 4, as: UInt32.self) == FileFormat.dataVersion
+                else { return nil }
+                return (
+                    Int(raw.loadUnaligned(fromByteOffset: FileFormat.pageHeader + 24, as: UInt32.self)),
+                    raw.loadUnaligned(fromByteOffset: FileFormat.pageHeader + 128, as: UInt64.self))
+            }
+        }
+        guard let first = meta(at: 0) else { return }
+        // LMDB looks for meta page 1 at page 0's page size, and divides by it: 0 is a SIGFPE.
+        guard (512...65536).contains(first.pageSize), first.pageSize.nonzeroBitCount == 1 else {
+            throw PageDamage(
+                database: nil, page: 0,
+                problem: "it is a meta page, and says pages are \(first.pageSize) bytes, which no LMDB file has (a power of two from 512 to 65536)")
+        }
+        guard let second = meta(at: first.pageSize), second.transactionID > first.transactionID,
+            second.pageSize != first.pageSize
+        else { return }
+        throw PageDamage(
+            database: nil, page: 1,
+            problem: "it is the later meta page, and says pages are \(second.pageSize) bytes where meta page 0 says \(first.pageSize)")
     }
 
     /// For a file that LMDB's `mdb_env_open` refused as not an LMDB file (`MDB_INVALID`), or found no meta pages

@@ -165,7 +165,7 @@ internal final class PageWalk {
         let fileSize = try FileFormat.size(of: fd)
         guard let meta = MetaPage.read(fd, pageSize: pageSize, transactionID: transactionID) else { return nil }
         var report = PageCheckReport(
-            transactionID: Int(transactionID), pageSize: pageSize, lastPageNumber: meta.lastPage, pagesInUse: 0,
+            transactionID: Int(truncatingIfNeeded: transactionID), pageSize: pageSize, lastPageNumber: meta.lastPage, pagesInUse: 0,
             freePages: 0, databases: [], skippedDatabases: [], damage: nil)
         // The bitmaps take a byte and a bit per page: bound them by what the map of a 64-bit process can hold.
         guard meta.lastPage >= 1, meta.lastPage < FileFormat.largestFile / pageSize else {

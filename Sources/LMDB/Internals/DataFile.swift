@@ -43,12 +43,8 @@ internal enum DataFile {
             let size = try FileFormat.size(of: fd)
             let needed = FileFormat.bytes(throughPage: meta.lastPage, pageSize: meta.pageSize)
             if size >= needed { return }
-            // A last page no file of these pages can reach is damage, whatever the free list says.
-            if needed < FileFormat.largestFile
-                && PageWalk.pagesAreFree(from: size / meta.pageSize, meta: meta, fd: fd, fileSize: size)
-            {
-                return
-            }
+            // A last page no file of these pages can reach is damage, whatever the free list says (`pagesAreFree`).
+            if PageWalk.pagesAreFree(from: size / meta.pageSize, meta: meta, fd: fd, fileSize: size) { return }
             throw TruncatedDataFile(path: path, size: size, neededSize: needed, lastPageNumber: meta.lastPage, pageSize: meta.pageSize)
         }
         throw TruncatedDataFile(path: path, size: size, neededSize: needed, lastPageNumber: info.lastPageNumber, pageSize: info.pageSize)
@@ -64,26 +60,14 @@ internal enum DataFile {
         let fd = open(path, O_RDONLY | O_CLOEXEC)
         guard fd >= 0 else { return }
         defer { close(fd) }
-        func meta(at offset: Int) -> (pageSize: Int, transactionID: UInt64)? {
-            guard let bytes = readBytes(fd, at: offset, count: FileFormat.pageHeader + FileFormat.metaSize) else { return nil }
-            return bytes.withUnsafeBytes { raw -> (Int, UInt64)? in
-                guard raw.loadUnaligned(fromByteOffset: 10, as: UInt16.self) & FileFormat.meta != 0,
-                    raw.loadUnaligned(fromByteOffset: FileFormat.pageHeader, as: UInt32.self) == FileFormat.magic,
-                    raw.loadUnaligned(fromByteOffset: FileFormat.pageHeader + 4, as: UInt32.self) == FileFormat.dataVersion
-                else { return nil }
-                return (
-                    Int(raw.loadUnaligned(fromByteOffset: FileFormat.pageHeader + 24, as: UInt32.self)),
-                    raw.loadUnaligned(fromByteOffset: FileFormat.pageHeader + 128, as: UInt64.self))
-            }
-        }
-        guard let first = meta(at: 0) else { return }
+        guard let first = MetaPage.read(fd, number: 0, at: 0) else { return }
         // LMDB looks for meta page 1 at page 0's page size, and divides by it: 0 is a SIGFPE.
         guard (512...65536).contains(first.pageSize), first.pageSize.nonzeroBitCount == 1 else {
             throw PageDamage(
                 database: nil, page: 0,
                 problem: "it is a meta page, and says pages are \(first.pageSize) bytes, which no LMDB file has (a power of two from 512 to 65536)")
         }
-        guard let second = meta(at: first.pageSize), second.transactionID > first.transactionID,
+        guard let second = MetaPage.read(fd, number: 1, at: first.pageSize), second.transactionID > first.transactionID,
             second.pageSize != first.pageSize
         else { return }
         throw PageDamage(

@@ -86,7 +86,7 @@ internal struct DatabaseRecord: Hashable {
 }
 
 /// What one meta page says.
-internal struct MetaPage {
+internal struct MetaPage: Equatable {
     /// Which of the two it is: page 0 or page 1.
     var number: Int
     var pageSize: Int
@@ -99,29 +99,38 @@ internal struct MetaPage {
     /// `pageSize`, read with `pread`. It is read twice, and taken only when both reads agree: a writer in another
     /// process overwrites it two commits after it was written, and a read at that moment could see half of each.
     static func read(_ fd: Int32, pageSize: Int, transactionID: UInt64) -> MetaPage? {
-        let count = FileFormat.pageHeader + FileFormat.metaSize
         for number in 0..<2 {
-            guard let bytes = readBytes(fd, at: number * pageSize, count: count),
-                readBytes(fd, at: number * pageSize, count: count) == bytes
+            guard let found = read(fd, number: number, at: number * pageSize),
+                found == read(fd, number: number, at: number * pageSize), found.transactionID == transactionID
             else { continue }
-            let found: MetaPage? = bytes.withUnsafeBytes { raw in
-                guard let base = raw.baseAddress else { return nil }
-                let meta = base + FileFormat.pageHeader
-                guard raw.loadUnaligned(fromByteOffset: 10, as: UInt16.self) & FileFormat.meta != 0,
-                    meta.loadUnaligned(as: UInt32.self) == FileFormat.magic,
-                    meta.loadUnaligned(fromByteOffset: 4, as: UInt32.self) == FileFormat.dataVersion,
-                    meta.loadUnaligned(fromByteOffset: 128, as: UInt64.self) == transactionID
-                else { return nil }
-                let free = DatabaseRecord(meta + 24)
-                return MetaPage(
-                    number: number, pageSize: Int(free.pad), free: free, main: DatabaseRecord(meta + 72),
-                    lastPage: Int(clamping: meta.loadUnaligned(fromByteOffset: 120, as: UInt64.self)),
-                    transactionID: transactionID)
-            }
-            guard let found else { continue }
             return found.pageSize == pageSize ? found : nil
         }
         return nil
+    }
+
+    /// Meta page `number`, read with `pread` at `offset`, if it reads as a meta page (its flags, LMDB's magic and
+    /// data version); what it says is not checked further.
+    static func read(_ fd: Int32, number: Int, at offset: Int) -> MetaPage? {
+        guard let bytes = readBytes(fd, at: offset, count: FileFormat.pageHeader + FileFormat.metaSize) else { return nil }
+        return bytes.withUnsafeBytes { raw in
+            guard let base = raw.baseAddress else { return nil }
+            let meta = base + FileFormat.pageHeader
+            guard raw.loadUnaligned(fromByteOffset: 10, as: UInt16.self) & FileFormat.meta != 0,
+                meta.loadUnaligned(as: UInt32.self) == FileFormat.magic,
+                meta.loadUnaligned(fromByteOffset: 4, as: UInt32.self) == FileFormat.dataVersion
+            else { return nil }
+            let free = DatabaseRecord(meta + 24)
+            return MetaPage(
+                number: number, pageSize: Int(free.pad), free: free, main: DatabaseRecord(meta + 72),
+                lastPage: Int(clamping: meta.loadUnaligned(fromByteOffset: 120, as: UInt64.self)),
+                transactionID: meta.loadUnaligned(fromByteOffset: 128, as: UInt64.self))
+        }
+    }
+
+    /// Whether its last page is one a data file of its pages can have: past page 1, and within
+    /// ``FileFormat/largestFile``, which bounds what a check allocates a byte and a bit for per page.
+    var hasPlausibleLastPage: Bool {
+        pageSize > 0 && lastPage >= 1 && lastPage < FileFormat.largestFile / pageSize
     }
 }
 

@@ -168,7 +168,7 @@ internal final class PageWalk {
             transactionID: Int(truncatingIfNeeded: transactionID), pageSize: pageSize, lastPageNumber: meta.lastPage, pagesInUse: 0,
             freePages: 0, databases: [], skippedDatabases: [], damage: nil)
         // The bitmaps take a byte and a bit per page: bound them by what the map of a 64-bit process can hold.
-        guard meta.lastPage >= 1, meta.lastPage < FileFormat.largestFile / pageSize else {
+        guard meta.hasPlausibleLastPage else {
             report.damage = PageDamage(
                 database: nil, page: meta.number,
                 problem: "the meta page says the last page is \(meta.lastPage), which no data file of \(pageSize)-byte pages has")
@@ -195,9 +195,7 @@ internal final class PageWalk {
     /// data file reaches.
     static func pagesAreFree(from first: Int, meta: MetaPage, fd: Int32, fileSize: Int) -> Bool {
         guard first <= meta.lastPage else { return true }
-        guard MemoryLayout<Int>.size == 8, first >= 0, meta.pageSize > 0, meta.lastPage >= 1,
-            meta.lastPage < FileFormat.largestFile / meta.pageSize
-        else { return false }
+        guard MemoryLayout<Int>.size == 8, first >= 0, meta.hasPlausibleLastPage else { return false }
         let walk = PageWalk(fd: fd, meta: meta, fileSize: fileSize)
         do {
             _ = try walk.walk(.freeList, meta.free, recordPage: meta.number, kind: .free)

@@ -21,60 +21,62 @@ struct PageCheckFlipTests {
         }
     }
 
-    @Test("a few random bytes changed in random pages (past the two meta pages, which LMDB itself reads to open the file), anywhere in them or in their headers and node tables: the check answers every time")
-    func randomBytes() throws {
+    /// A filled environment, damaged afresh in each of `count` rounds (`FLIP_ROUNDS` if set): `changes` bytes set to
+    /// random values, each where `pick` says (given the page size, the pages and the generator), before `body` runs
+    /// on the directory.
+    static func damagedRounds(
+        _ count: Int, seed: UInt64, changes: ClosedRange<Int>,
+        at pick: (_ pageSize: Int, _ pages: Int, inout SeededGenerator) -> Int, then body: (String) throws -> Void
+    ) throws -> Int {
+        let rounds = Int(ProcessInfo.processInfo.environment["FLIP_ROUNDS"] ?? "") ?? count
         try withTemporaryDirectory { dir in
             try PageCheckTests.fill(dir)
             let path = dir + "/data.mdb"
             let original = try Data(contentsOf: URL(fileURLWithPath: path))
-            let map = try DataFileMap(dir)
-            let pages = original.count / map.pageSize
-            var random = SeededGenerator(state: 20_261_206)
-            var named = 0
-            let rounds = Int(ProcessInfo.processInfo.environment["FLIP_ROUNDS"] ?? "") ?? 400
+            let pageSize = try DataFileMap(dir).pageSize
+            var random = SeededGenerator(state: seed)
             for _ in 0..<rounds {
                 var bytes = original
-                for _ in 0..<Int.random(in: 1...8, using: &random) {
-                    let page = Int.random(in: 2..<pages, using: &random)
-                    // Half the time among the header and the node offsets, where the values the walk follows are.
-                    let within = Bool.random(using: &random) ? 64 : map.pageSize
-                    let at = page * map.pageSize + Int.random(in: 0..<within, using: &random)
+                for _ in 0..<Int.random(in: changes, using: &random) {
+                    let at = pick(pageSize, original.count / pageSize, &random)
                     bytes[at] = UInt8.random(in: 0...255, using: &random)
                 }
                 try bytes.write(to: URL(fileURLWithPath: path))
-                let env = try Environment(directory: dir, options: EnvironmentOptions(readOnly: true))
-                if try env.checkPages().damage != nil { named += 1 }
+                try body(dir)
             }
-            // Most bytes of a page are keys and values, which keep to the format whatever they hold, or unused, or
-            // in a free page; the rest are named.
-            #expect(named > rounds / 10, "\(named) of \(rounds) named")
         }
+        return rounds
+    }
+
+    @Test("a few random bytes changed in random pages (past the two meta pages, which LMDB itself reads to open the file), anywhere in them or in their headers and node tables: the check answers every time")
+    func randomBytes() throws {
+        var named = 0
+        let rounds = try Self.damagedRounds(400, seed: 20_261_206, changes: 1...8) { pageSize, pages, random in
+            let page = Int.random(in: 2..<pages, using: &random)
+            // Half the time among the header and the node offsets, where the values the walk follows are.
+            let within = Bool.random(using: &random) ? 64 : pageSize
+            return page * pageSize + Int.random(in: 0..<within, using: &random)
+        } then: { dir in
+            let env = try Environment(directory: dir, options: EnvironmentOptions(readOnly: true))
+            if try env.checkPages().damage != nil { named += 1 }
+        }
+        // Most bytes of a page are keys and values, which keep to the format whatever they hold, or unused, or in a
+        // free page; the rest are named.
+        #expect(named > rounds / 10, "\(named) of \(rounds) named")
     }
 
     @Test("random bytes of the two meta pages changed: opening the environment and the check answer each time, never a fault inside LMDB (a page size of 0 was a SIGFPE, a later meta page's page size a SIGBUS)")
     func metaPages() throws {
-        try withTemporaryDirectory { dir in
-            try PageCheckTests.fill(dir)
-            let path = dir + "/data.mdb"
-            let original = try Data(contentsOf: URL(fileURLWithPath: path))
-            let map = try DataFileMap(dir)
-            var random = SeededGenerator(state: 7)
-            let rounds = Int(ProcessInfo.processInfo.environment["FLIP_ROUNDS"] ?? "") ?? 600
-            var opened = 0
-            for _ in 0..<rounds {
-                var bytes = original
-                for _ in 0..<Int.random(in: 1...4, using: &random) {
-                    // The header and the meta fields (MDB_meta, 136 bytes) of page 0 or 1.
-                    let at = Int.random(in: 0...1, using: &random) * map.pageSize + Int.random(in: 0..<152, using: &random)
-                    bytes[at] = UInt8.random(in: 0...255, using: &random)
-                }
-                try bytes.write(to: URL(fileURLWithPath: path))
-                guard let env = try? Environment(directory: dir, options: EnvironmentOptions(readOnly: true)) else { continue }
-                opened += 1
-                _ = try? env.checkPages()
-            }
-            #expect(opened > 0 && opened < rounds, "\(opened) of \(rounds) opened")
+        var opened = 0
+        let rounds = try Self.damagedRounds(600, seed: 7, changes: 1...4) { pageSize, _, random in
+            // The header and the meta fields (MDB_meta, 136 bytes) of page 0 or 1.
+            Int.random(in: 0...1, using: &random) * pageSize + Int.random(in: 0..<152, using: &random)
+        } then: { dir in
+            guard let env = try? Environment(directory: dir, options: EnvironmentOptions(readOnly: true)) else { return }
+            opened += 1
+            _ = try? env.checkPages()
         }
+        #expect(opened > 0 && opened < rounds, "\(opened) of \(rounds) opened")
     }
 
     @Test("a meta page whose page size LMDB would fault on is refused before LMDB maps the file, naming it: 0 in page 0, another size in the later page 1")

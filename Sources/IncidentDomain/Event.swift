@@ -81,6 +81,24 @@ public struct ProposedEvent: Hashable, Sendable {
         try r.finish()
     }
 
+    /// The proposal that records `event` with every member the daemon fills in written out: its incident id, its
+    /// time and precision, but not the report's `cityId`, which the daemon alone sets. What a client that names
+    /// everything would have sent; the best an index of event ids made again from the events alone can know of
+    /// what was sent, which the events do not keep.
+    public init(writingOut event: RecordedEvent) {
+        eventId = event.eventId
+        incident = event.incident
+        occurredAt = event.occurredAt
+        precision = event.precision
+        sources = event.sources
+        if case .reported(var report) = event.data {
+            report.cityId = nil
+            data = .reported(report)
+        } else {
+            data = event.data
+        }
+    }
+
     /// The canonical bytes of what was proposed, less `eventId` and `expectedVersion`: two proposals with the
     /// same `eventId` are the same event exactly when these bytes are equal.
     public var contentBytes: [UInt8] {

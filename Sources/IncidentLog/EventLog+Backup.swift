@@ -29,7 +29,7 @@ extension EventLog {
         if let damage = try environment.checkPages().damage {
             throw LogError(
                 .damagedPage,
-                "\(damage) (of the live log's data.mdb); no backup was made, since the copy reads every page. Keep data.mdb as it is (copy it aside with incidentd stopped). \(EventLog.restoreAdvice)")
+                "\(damage) (of the live log's data.mdb); no backup was made, since the copy reads every page. Keep data.mdb as it is (copy it aside with incidentd stopped). \(EventLog.damageAdvice(database: damage.database?.name))")
         }
         if mkdir(directory, 0o750) != 0 {
             let code = errno

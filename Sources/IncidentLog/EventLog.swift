@@ -91,7 +91,7 @@ public final class EventLog: Sendable {
             if let damage = try environment.checkPages(of: EventLog.readAtOpen, includingFreeList: !options.readOnly).damage {
                 throw LogError(
                     .damagedPage,
-                    "\(damage) (a page of data.mdb that opening the log reads), and the log cannot be opened. \(EventLog.restoreAdvice)")
+                    "\(damage) (a page of data.mdb that opening the log reads), and the log cannot be opened. \(EventLog.damageAdvice(database: damage.database?.name))")
             }
             let create = !options.readOnly
             let meta = try environment.openDatabase("meta", create: create)
@@ -103,33 +103,9 @@ public final class EventLog: Sendable {
                 incidents: try environment.openDatabase("incidents", create: create),
                 cities: try environment.openDatabase("cities", create: create),
                 meta: meta)
-        } catch let error as LogError {
+        } catch {
             if lockDescriptor >= 0 { close(lockDescriptor) }
-            throw error
-        } catch let damage as PageDamage {
-            if lockDescriptor >= 0 { close(lockDescriptor) }
-            throw LogError(
-                .damagedPage, "\(damage) (a meta page of data.mdb), and the log cannot be opened. \(EventLog.restoreAdvice)")
-        } catch let error as TruncatedDataFile {
-            if lockDescriptor >= 0 { close(lockDescriptor) }
-            throw LogError(
-                .corrupt,
-                "\(error.problem), and the log cannot be read from it. \(EventLog.restoreAdvice)")
-        } catch let error as LMDBError {
-            if lockDescriptor >= 0 { close(lockDescriptor) }
-            if error.isNotFound {
-                throw LogError(.notALog, "\(options.directory) holds no incident log")
-            }
-            if options.readOnly && error.code == ENOENT {
-                // Read-only, LMDB creates nothing: the directory, or its data.mdb, is not there.
-                var info = stat()
-                let missing = stat(options.directory, &info) != 0 && errno == ENOENT
-                throw LogError(
-                    .notALog,
-                    "cannot open the log in \(options.directory): "
-                        + (missing ? "there is no such directory" : "it holds no incident log (no data.mdb)"))
-            }
-            throw LogError(.io, "cannot open the log in \(options.directory): \(error)")
+            throw EventLog.openFailure(error, directory: options.directory, readOnly: options.readOnly)
         }
         let usedAtOpen = environment.info.usedBytes
         pastMaximumSize = usedAtOpen > options.maxMapSize ? (usedAtOpen, options.maxMapSize) : nil
@@ -149,11 +125,47 @@ public final class EventLog: Sendable {
     public static let restoreAdvice =
         "Restore data.mdb from a backup that verifies (one that incidentctl backup made, see README.md): with incidentd stopped, put the backup's data.mdb in its place"
 
+    /// What to do about a damaged page of the tree named `database` (``LMDB/PageDamage/Tree/name``): where the
+    /// events and the way to them are sound, a new log can be made of every one of them, which loses none appended
+    /// since the last backup; otherwise ``restoreAdvice``.
+    public static func damageAdvice(database: String?) -> String {
+        if database == "events" || database == PageDamage.Tree.main.name { return restoreAdvice }
+        return "The events are not in that page: make a new log of every one of them with incidentd --recover-from "
+            + "(see README.md), which loses none appended since the last backup; or: \(restoreAdvice)"
+    }
+
+    /// What opening the log in `directory` threw, as the ``LogError`` that says what is wrong with it and what to do.
+    static func openFailure(_ error: any Error, directory: String, readOnly: Bool) -> any Error {
+        switch error {
+        case let damage as PageDamage:
+            return LogError(
+                .damagedPage, "\(damage) (a meta page of data.mdb), and the log cannot be opened. \(restoreAdvice)")
+        case let error as TruncatedDataFile:
+            return LogError(.corrupt, "\(error.problem), and the log cannot be read from it. \(restoreAdvice)")
+        case let error as LMDBError:
+            if error.isNotFound {
+                return LogError(.notALog, "\(directory) holds no incident log")
+            }
+            if readOnly && error.code == ENOENT {
+                // Read-only, LMDB creates nothing: the directory, or its data.mdb, is not there.
+                var info = stat()
+                let missing = stat(directory, &info) != 0 && errno == ENOENT
+                return LogError(
+                    .notALog,
+                    "cannot open the log in \(directory): "
+                        + (missing ? "there is no such directory" : "it holds no incident log (no data.mdb)"))
+            }
+            return LogError(.io, "cannot open the log in \(directory): \(error)")
+        default:
+            return error
+        }
+    }
+
     /// Refuses a `data.mdb` that is there but empty, before LMDB sees it: LMDB would take it for a new environment,
     /// and a daemon would start a new chain at position 1 where a log was (a copy that failed as it began, during a
     /// restore, leaves just that); read-only, LMDB would fail with `EBADF`, after creating `lock.mdb`. A directory
     /// with no `data.mdb` is a new log, for a daemon.
-    private static func refuseEmptyDataFile(in directory: String) throws {
+    static func refuseEmptyDataFile(in directory: String) throws {
         let path = directory + "/data.mdb"
         var info = stat()
         guard stat(path, &info) == 0, (info.st_mode & S_IFMT) == S_IFREG, info.st_size == 0 else { return }
@@ -258,7 +270,7 @@ public final class EventLog: Sendable {
         if let damage = try environment.checkPages().damage {
             throw LogError(
                 .damagedPage,
-                "\(damage), found before \(work), which would read it through LMDB; the log cannot be opened. \(EventLog.restoreAdvice)")
+                "\(damage), found before \(work), which would read it through LMDB; the log cannot be opened. \(EventLog.damageAdvice(database: damage.database?.name))")
         }
     }
 
@@ -312,7 +324,7 @@ struct Head: Sendable {
         return try decode(raw)
     }
 
-    private static func decode(_ raw: UnsafeRawBufferPointer) throws -> Head {
+    static func decode(_ raw: UnsafeRawBufferPointer) throws -> Head {
         guard raw.count == 48, let position = Keys.readPosition(raw),
             let micros = Keys.readPosition(UnsafeRawBufferPointer(rebasing: raw[40..<48]))
         else { throw LogError(.corrupt, "the stored head of the chain is damaged") }

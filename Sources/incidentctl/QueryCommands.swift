@@ -334,7 +334,7 @@ struct Verify: ParsableCommand {
                 code: "page_damaged",
                 message: copy
                     ? "the copy was kept, but \(page) of its data.mdb is damaged: \(Printer.text(damage["problem"])); its hash chain was not walked. Run incidentctl verify on the live log"
-                    : "\(page) of data.mdb is damaged: \(Printer.text(damage["problem"])); the hash chain was not walked. \(EventLog.restoreAdvice)")
+                    : "\(page) of data.mdb is damaged: \(Printer.text(damage["problem"])); the hash chain was not walked. \(EventLog.damageAdvice(database: damage["database"]?.stringValue))")
         }
         return ClientFailure.refused(
             code: "chain_broken",

@@ -28,6 +28,13 @@ struct Incidentd: ParsableCommand {
 
             Under systemd it supports Type=notify (READY=1, STOPPING=1, WATCHDOG=1) and socket activation \
             (LISTEN_FDS). SIGTERM or SIGINT stop it after every queued append is written and answered.
+
+            A log whose indexes or projections are damaged (verify names a damaged page outside the events) can be \
+            made again from its events, which the hash chain proves, without losing those appended since the \
+            last backup:
+              incidentd --recover-from /var/lib/incidentd --data-dir /var/lib/incidentd-recovered
+            It checks every event against the chain as it copies it, makes the rest again, verifies the new log \
+            and exits; then put its data.mdb in place of the damaged one, as for a restore.
             """,
         version: incidentdVersion)
 
@@ -53,6 +60,16 @@ struct Incidentd: ParsableCommand {
             (a start rebuilds them by itself when they are not current or the gazetteer changed).
             """)
     var rebuildProjections = false
+
+    @Option(
+        name: .long,
+        help: ArgumentHelp(
+            """
+            Make a new log in the data directory (which must hold no data.mdb) from the events of the damaged log \
+            in <dir>, then exit; see "When verify finds a damaged page" in README.md.
+            """,
+            valueName: "dir"))
+    var recoverFrom: String?
 
     func validate() throws {
         if let logLevel, Logger.Level(rawValue: logLevel) == nil {
@@ -85,6 +102,10 @@ struct Incidentd: ParsableCommand {
         let level = settings.logLevel
         LoggingSystem.bootstrap { label in JournalLogHandler(label: label, level: level) }
         let logger = Logger(label: "incidentd")
+        if let recoverFrom {
+            try Self.recover(from: recoverFrom, settings, logger: logger)
+            return
+        }
         do {
             try serve(settings, stopSignals: stopSignals, logger: logger)
         } catch let error as ExitCode {

@@ -1,0 +1,270 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import Gazetteer
+import IncidentDomain
+import LMDB
+import StrictJSON
+
+/// What ``EventLog/recover(from:into:gazetteer:)`` made of a log whose indexes or projections were damaged.
+public struct RecoveryReport: Sendable, Hashable {
+    /// The directory of the new log.
+    public var directory: String
+    /// The events copied: positions 1 through this, every one the damaged log held, each checked against the chain.
+    public var events: UInt64
+    /// The hash of the last event, the head of the new log: the damaged log's, as `status` showed it.
+    public var headHash: String
+    /// The incidents those events report.
+    public var incidents: Int
+    /// Event-id entries copied from the damaged log, and made again from the events (when its `event-ids` database
+    /// was damaged, or an entry did not name its event); see ``ProposedEvent/init(writingOut:)``.
+    public var eventIdsCopied: UInt64
+    public var eventIdsRemade: UInt64
+    /// The first damaged page the check of every page of the damaged log found, if it found one.
+    public var sourceDamage: PageDamage?
+    /// The head the damaged log's `meta` database records, when it could be read and is not the last event's
+    /// position: events it acknowledged past the last one copied, or events stored past its head.
+    public var sourceHeadMismatch: UInt64?
+}
+
+extension EventLog {
+    /// The folder inside the destination where ``recover(from:into:gazetteer:)`` builds the new log, whose
+    /// `data.mdb` moves into the destination only once it verifies: a recovery cut short leaves no `data.mdb`
+    /// that a daemon could take for the log.
+    static let recoveryFolder = ".incidentd-recovery"
+
+    /// How many events each transaction of a recovery writes.
+    static let recoveryEventsPerCommit = 10_000
+
+    /// Makes a new log in `options.directory` from the events of the log in `source`, for a log whose events are
+    /// sound but whose indexes or projections are damaged, so that a daemon refuses to open it or `verify` names
+    /// a damaged page in them: restoring a backup would lose the events appended since it was made.
+    ///
+    /// The source is opened read-only, and only the pages that lead to its events are needed: they are checked
+    /// first (``LMDB/Environment/checkPages(of:includingFreeList:)``), and each event is checked against the hash
+    /// chain as it is copied, so the new log holds the same events at the same positions with the same hashes,
+    /// or none is made. The incident streams are made again from the events; the event-id index is copied where
+    /// its pages are sound and each entry names its event, and made again from the events otherwise; the
+    /// projections are rebuilt. The new log is verified before its `data.mdb` is moved into `options.directory`.
+    ///
+    /// - Throws: ``LogError``: `.invalidDestination` when `options.directory` already holds a `data.mdb` or
+    ///   cannot be made; `.damagedPage` when a page on the way to the events is damaged; `.corrupt` when an
+    ///   event does not match the chain (naming its position) or the source holds no events; what opening a log
+    ///   throws for a source that is not one. Nothing is left in `options.directory` but the folder it may have
+    ///   made.
+    public static func recover(from source: String, into options: LogOptions, gazetteer: Gazetteer) throws -> RecoveryReport {
+        let destination = options.directory
+        var info = stat()
+        if lstat(destination + "/data.mdb", &info) == 0 {
+            throw LogError(
+                .invalidDestination,
+                "\(destination) already holds a data.mdb; a recovery makes a new log, in a directory that holds none")
+        }
+        if mkdir(destination, 0o700) != 0 && errno != EEXIST {
+            throw LogError(.invalidDestination, "cannot create \(destination): \(String(cString: strerror(errno)))")
+        }
+        let work = destination + "/" + recoveryFolder
+        removeRecoveryFolder(work)
+        var report: RecoveryReport
+        do {
+            let sourceEnvironment = try openSource(source)
+            var workOptions = options
+            workOptions.directory = work
+            workOptions.readOnly = false
+            workOptions.rebuildAtOpen = false
+            report = try EventLog(options: workOptions, gazetteer: gazetteer).rebuild(from: sourceEnvironment)
+            report.directory = destination
+            guard rename(work + "/data.mdb", destination + "/data.mdb") == 0 else {
+                throw LogError(.io, "cannot move the new log into \(destination): \(String(cString: strerror(errno)))")
+            }
+        } catch {
+            removeRecoveryFolder(work)
+            throw error
+        }
+        removeRecoveryFolder(work)
+        try syncDirectory(destination)
+        return report
+    }
+
+    /// Opens the damaged log read-only, with the refusals opening a log gives (``openFailure(_:directory:readOnly:)``),
+    /// and checks the pages that lead to its events.
+    private static func openSource(_ source: String) throws -> Environment {
+        let environment: Environment
+        do {
+            try refuseEmptyDataFile(in: source)
+            var envOptions = EnvironmentOptions()
+            envOptions.maxDatabases = 8
+            envOptions.readOnly = true
+            environment = try Environment(directory: source, options: envOptions)
+        } catch {
+            throw openFailure(error, directory: source, readOnly: true)
+        }
+        if let damage = try environment.checkPages(of: ["events"], includingFreeList: false).damage {
+            throw LogError(
+                .damagedPage,
+                "\(damage), on the way to the events of the log in \(source), which cannot be recovered from it. \(restoreAdvice)")
+        }
+        return environment
+    }
+
+    /// Copies every event of `source` into this new, empty log with its stream and event-id entries, then
+    /// rebuilds the projections and verifies the whole.
+    private func rebuild(from source: Environment) throws -> RecoveryReport {
+        let sourceDamage = try source.checkPages().damage
+        let events: Database
+        do {
+            events = try source.openDatabase("events", create: false)
+        } catch let error as LMDBError where error.isNotFound {
+            throw LogError(.notALog, "the log being recovered holds no incident log (no events database)")
+        }
+        let sourceIds = try Self.soundDatabase("event-ids", of: source)
+        let sourceMeta = try Self.soundDatabase("meta", of: source)
+        var copy = RecoveryCopy()
+        try source.read { txn in
+            let cursor = try txn.cursor(events)
+            var entry = try cursor.first()
+            repeat {
+                var chunk: [RecoveredEvent] = []
+                while let (key, value) = entry, chunk.count < Self.recoveryEventsPerCommit {
+                    try copy.take(key: key, value: value, sourceIds: sourceIds, txn, into: &chunk)
+                    entry = try cursor.next()
+                }
+                let last = entry == nil ? copy.head : nil
+                try environment.write { w in
+                    for event in chunk {
+                        try w.put(db.events, key: event.position, value: event.value, flags: .append)
+                        try w.put(db.streams, key: event.streamKey, value: event.streamValue)
+                        try w.put(db.eventIds, key: event.eventId, value: event.eventIdValue, flags: .noOverwrite)
+                    }
+                    if let last { try w.put(db.meta, key: Keys.head, value: last.encoded) }
+                }
+                options.onProgress?("recovering the log: \(copy.head.position) events copied")
+            } while entry != nil
+            if let sourceMeta, let raw = try txn.get(sourceMeta, key: Keys.head), let head = try? Head.decode(raw),
+                head.position != copy.head.position
+            {
+                copy.sourceHeadMismatch = head.position
+            }
+        }
+        guard copy.head.position > 0 else {
+            throw LogError(.corrupt, "the log being recovered holds no events; there is nothing to recover")
+        }
+        options.onProgress?("recovering the log: rebuilding the projections of \(copy.head.position) events")
+        _ = try rebuildProjections()
+        let check = try verify()
+        guard check.isIntact, check.headPosition == copy.head.position, check.headHash == ChainHash.hex(copy.head.hash) else {
+            throw LogError(
+                .corrupt,
+                "the new log does not verify (\(check.problem ?? "its head is \(check.headPosition), not \(copy.head.position)")); it was not kept")
+        }
+        return RecoveryReport(
+            directory: options.directory, events: copy.head.position, headHash: check.headHash,
+            incidents: copy.streamStarts.count, eventIdsCopied: copy.eventIdsCopied, eventIdsRemade: copy.eventIdsRemade,
+            sourceDamage: sourceDamage, sourceHeadMismatch: copy.sourceHeadMismatch)
+    }
+
+    /// The named database of `environment` when the pages that lead to it and hold it are sound; nil when they are
+    /// not, or it is not there.
+    private static func soundDatabase(_ name: String, of environment: Environment) throws -> Database? {
+        guard try environment.checkPages(of: [name], includingFreeList: false).damage == nil else { return nil }
+        do {
+            return try environment.openDatabase(name, create: false)
+        } catch let error as LMDBError where error.isNotFound {
+            return nil
+        }
+    }
+
+    /// Removes what a recovery made in its folder, and the folder.
+    private static func removeRecoveryFolder(_ work: String) {
+        for file in ["data.mdb", "lock.mdb", "incidentd.lock"] { unlink(work + "/" + file) }
+        rmdir(work)
+    }
+
+    private static func syncDirectory(_ path: String) throws {
+        let fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        guard fd >= 0 else { throw LogError(.io, "cannot open \(path): \(String(cString: strerror(errno)))") }
+        defer { close(fd) }
+        guard fsync(fd) == 0 else { throw LogError(.io, "cannot sync \(path): \(String(cString: strerror(errno)))") }
+    }
+}
+
+/// One event of a recovery, ready to be written with its index entries.
+private struct RecoveredEvent {
+    var position: UInt64
+    /// hash ‖ canonical JSON, as the damaged log stored it.
+    var value: [UInt8]
+    var streamKey: [UInt8]
+    /// position ‖ ``StreamSummary``.
+    var streamValue: [UInt8]
+    var eventId: String
+    /// position ‖ content digest.
+    var eventIdValue: [UInt8]
+}
+
+/// A recovery's walk of the damaged log's events: the chain so far and where each incident starts.
+private struct RecoveryCopy {
+    /// The last event copied; position 0 before the first.
+    var head = Head.empty
+    /// Where each incident's stream starts: the position of its report.
+    var streamStarts: [String: UInt64] = [:]
+    var eventIdsCopied: UInt64 = 0
+    var eventIdsRemade: UInt64 = 0
+    var sourceHeadMismatch: UInt64?
+
+    /// Checks the stored event at `key` against the chain, and adds it to `chunk` with its index entries.
+    mutating func take(
+        key: UnsafeRawBufferPointer, value: UnsafeRawBufferPointer,
+        sourceIds: Database?, _ txn: borrowing ReadTransaction, into chunk: inout [RecoveredEvent]
+    ) throws {
+        let expected = head.position + 1
+        guard key.count == 8, let position = Keys.readPosition(key) else {
+            throw broken(expected, "a key that is not a position is stored among the events")
+        }
+        guard position == expected else { throw broken(expected, "it is missing (the next stored is \(position))") }
+        guard value.count > 32 else { throw broken(position, "the stored event is truncated") }
+        let canonical = UnsafeRawBufferPointer(rebasing: value[32...])
+        let hash = ChainHash.link(previous: head.hash, canonical: canonical)
+        guard hash.elementsEqual(value[0..<32]) else { throw broken(position, "its bytes do not hash to its stored hash") }
+        let event: RecordedEvent
+        do {
+            event = try RecordedEvent(json: JSONReader().read(canonical))
+        } catch {
+            throw broken(position, "it does not read as an event (\(error))")
+        }
+        guard event.position == position, event.prevHash == ChainHash.hex(head.hash) else {
+            throw broken(position, "the position or prevHash inside it do not match the chain")
+        }
+        let start: UInt64
+        if event.version == 1 {
+            start = position
+            streamStarts[event.incident] = position
+        } else if let reported = streamStarts[event.incident] {
+            start = reported
+        } else {
+            throw broken(position, "it concerns \(event.incident), which no event before it reports")
+        }
+        var streamValue = Keys.position(position)
+        StreamSummary.append(event, to: &streamValue)
+        var eventIdValue: [UInt8]
+        if let ids = sourceIds, let stored = try txn.get(ids, key: event.eventId), stored.count == 40,
+            Keys.readPosition(stored) == position
+        {
+            eventIdValue = Array(stored)
+            eventIdsCopied += 1
+        } else {
+            eventIdValue = Keys.position(position) + ChainHash.digest(ProposedEvent(writingOut: event).contentBytes)
+            eventIdsRemade += 1
+        }
+        chunk.append(
+            RecoveredEvent(
+                position: position, value: Array(value), streamKey: Keys.stream(start: start, version: event.version),
+                streamValue: streamValue, eventId: event.eventId, eventIdValue: eventIdValue))
+        head = Head(position: position, hash: hash, recordedAt: event.recordedAt)
+    }
+
+    private func broken(_ position: UInt64, _ problem: String) -> LogError {
+        LogError(
+            .corrupt,
+            "event \(position) of the log being recovered does not match its hash chain: \(problem). A recovery copies only events the chain proves, and made nothing. \(EventLog.restoreAdvice)")
+    }
+}

@@ -1,0 +1,193 @@
+import DataFilePages
+import Foundation
+import StrictJSON
+import Testing
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// `incidentd --recover-from DIR`: a log whose indexes or projections are damaged is made again from its events,
+/// which the hash chain proves, instead of being restored from a backup that lacks the events appended since.
+@Suite("Recovery from a damaged log")
+struct RecoveryTests {
+    /// A stopped daemon's log of 400 incidents (three events each), plus a report and a response appended with
+    /// event ids of their own, the response's time left to the daemon; and what the daemon answered about it.
+    struct StoredLog {
+        let daemon: Daemon
+        let report: JSONValue
+        let response: JSONValue
+        /// The positions of `report` and `response`.
+        let reportPosition: Int64
+        let responsePosition: Int64
+        let status: JSONValue
+        let cities: String
+    }
+
+    static func storedLog() throws -> StoredLog {
+        let daemon = try PageDamageTests.storedLog(incidents: 400)
+        try daemon.start()
+        let client = try daemon.client()
+        let report = Wire.report(incident: "kept-through-recovery", city: "Melitopol", kind: "blockade", eventId: Wire.uuid())
+        let response = Wire.response(incident: "kept-through-recovery", eventId: Wire.uuid())
+        let appended = try client.appendEvents([report, response])
+        let stored = appended["positions"]?.arrayValue?.compactMap { $0.intValue } ?? []
+        let positions = try #require(stored.count == 2 ? stored : nil, "\(appended)")
+        let status = try client.call("status")
+        let cities = try daemon.ctl(["cities", "--format", "json"])
+        #expect(cities.status == 0, "\(cities)")
+        #expect(daemon.stop() == 0)
+        return StoredLog(
+            daemon: daemon, report: report, response: response, reportPosition: positions[0], responsePosition: positions[1],
+            status: status, cities: cities.stdout)
+    }
+
+    /// Runs `incidentd --recover-from source --data-dir destination`.
+    static func recover(_ source: String, into destination: String) throws -> CommandResult {
+        try runCommand(Binaries.incidentd, ["--recover-from", source, "--data-dir", destination, "--log-level", "warning"])
+    }
+
+    /// Damages a page of `database` (a leaf in its middle, or its root when it has no more), recovers the log into a
+    /// new directory, and checks that a daemon serves there the same events, head and cities, takes retries as
+    /// retries, and appends on.
+    static func recoversFromDamage(in database: String) throws {
+        let log = try Self.storedLog()
+        let map = try DataFileMap(log.daemon.dataDir)
+        let record = try #require(map.named(database), "no database \(database)")
+        let leaves = map.pages(record).leaves
+        let page = leaves.count > 2 ? leaves[leaves.count / 2] : Int(record.root)
+        try PageDamageTests.damage(log.daemon, page: page, pageSize: map.pageSize)
+
+        let target = makeTemporaryDirectory("incidentd-recovered")
+        defer { try? FileManager.default.removeItem(atPath: target) }
+        let run = try recover(log.daemon.dataDir, into: target + "/data")
+        let head = try #require(log.status["position"]?.intValue)
+        #expect(run.status == 0, "\(database): \(run)")
+        #expect(run.stdout.contains("recovered \(head) events"), "\(database): \(run.stdout)")
+        #expect(run.stdout.contains("page \(page) of database \(database)"), "the damage found is named: \(run.stdout)")
+        let left = try FileManager.default.contentsOfDirectory(atPath: target + "/data")
+        #expect(left == ["data.mdb"], "\(database): only the new data.mdb is left: \(left)")
+
+        let recovered = try Daemon(root: target)
+        defer { recovered.stop() }
+        let client = try recovered.client()
+        let status = try client.call("status")
+        #expect(status["position"] == log.status["position"] && status["headHash"] == log.status["headHash"], "\(status)")
+        let verify = try client.call("verify")
+        #expect(verify["intact"]?.boolValue == true && verify["checked"]?.intValue == head, "\(verify)")
+        let cities = try recovered.ctl(["cities", "--format", "json"])
+        #expect(cities.stdout == log.cities, "\(database): the projections are made again as they were")
+
+        // The retry of an event sent with everything written out is the event it retries, whatever became of the
+        // index of event ids.
+        let retry = try client.appendEvents([log.report])
+        #expect(retry["positions"] == [.int(log.reportPosition)] && retry["alreadyStored"] == [0], "\(database): \(retry)")
+        let retriedResponse = try client.appendEvents([log.response])
+        if database == "event-ids" {
+            // The index was made again from the events, which do not keep that the response's time was left out: the
+            // retry is refused, naming where the event is, and nothing is stored twice.
+            #expect(retriedResponse.errorCode == "duplicate_event_id", "\(retriedResponse)")
+            #expect(retriedResponse["error"]?["position"]?.intValue == log.responsePosition, "\(retriedResponse)")
+            #expect(run.stdout.contains("made again from the events"), "\(run.stdout)")
+        } else {
+            #expect(retriedResponse["positions"] == [.int(log.responsePosition)], "\(database): \(retriedResponse)")
+        }
+        let next = try client.appendEvents([Wire.outcome(incident: "kept-through-recovery")])
+        #expect(next["positions"] == [.int(head + 1)], "\(database): \(next)")
+    }
+
+    @Test("a damaged page of incidents (a projection) is recovered from the events: same head, same cities, retries kept")
+    func damagedIncidents() throws {
+        try Self.recoversFromDamage(in: "incidents")
+    }
+
+    @Test("a damaged page of incident-streams (an index) is recovered from the events")
+    func damagedStreams() throws {
+        try Self.recoversFromDamage(in: "incident-streams")
+    }
+
+    @Test("a damaged page of event-ids is recovered, the index made again from the events: a retry that writes out every member is still that event")
+    func damagedEventIds() throws {
+        try Self.recoversFromDamage(in: "event-ids")
+    }
+
+    @Test("a damaged page of cities, which stops incidentd's start, is recovered from the events")
+    func damagedCities() throws {
+        try Self.recoversFromDamage(in: "cities")
+    }
+
+    @Test("damaged events are not recovered: the page is named, nothing is left at the destination, and the source is unchanged")
+    func damagedEvents() throws {
+        let log = try Self.storedLog()
+        let map = try DataFileMap(log.daemon.dataDir)
+        let leaves = map.pages(try #require(map.named("events"))).leaves
+        let page = leaves[leaves.count / 2]
+        try PageDamageTests.damage(log.daemon, page: page, pageSize: map.pageSize)
+        let before = try Data(contentsOf: URL(fileURLWithPath: log.daemon.dataDir + "/data.mdb"))
+
+        let target = makeTemporaryDirectory("incidentd-recovered")
+        defer { try? FileManager.default.removeItem(atPath: target) }
+        let run = try Self.recover(log.daemon.dataDir, into: target)
+        #expect(run.status == 1, "\(run)")
+        #expect(run.stderr.contains("page \(page) of database events"), "\(run.stderr)")
+        #expect(run.stderr.contains("Restore data.mdb from a backup"), "\(run.stderr)")
+        let left = try FileManager.default.contentsOfDirectory(atPath: target)
+        #expect(left.isEmpty, "nothing is left at the destination: \(left)")
+        let after = try Data(contentsOf: URL(fileURLWithPath: log.daemon.dataDir + "/data.mdb"))
+        #expect(after == before, "the source is unchanged")
+    }
+
+    @Test("an event whose bytes were changed in place is not recovered: its position is named")
+    func changedEvent() throws {
+        let log = try Self.storedLog()
+        let path = log.daemon.dataDir + "/data.mdb"
+        var bytes = try Data(contentsOf: URL(fileURLWithPath: path))
+        // One letter of one report's description, in a leaf of events (the projections hold it too): the page is
+        // whole, the chain is not.
+        let map = try DataFileMap(log.daemon.dataDir)
+        let needle = Data("report 123 of a log".utf8)
+        let events = try #require(map.named("events"))
+        var found: Range<Data.Index>?
+        for page in map.pages(events).leaves where found == nil {
+            found = bytes.range(of: needle, in: (page * map.pageSize)..<((page + 1) * map.pageSize))
+        }
+        let at = try #require(found, "the premise: the description is stored as written").lowerBound
+        bytes[at] = UInt8(ascii: "R")
+        try bytes.write(to: URL(fileURLWithPath: path))
+
+        let target = makeTemporaryDirectory("incidentd-recovered")
+        defer { try? FileManager.default.removeItem(atPath: target) }
+        let run = try Self.recover(log.daemon.dataDir, into: target)
+        #expect(run.status == 1, "\(run)")
+        // Incident 123 is reported by event 3 × 123 + 1.
+        #expect(run.stderr.contains("event 370 of the log being recovered does not match its hash chain"), "\(run.stderr)")
+        let left = try FileManager.default.contentsOfDirectory(atPath: target)
+        #expect(left.isEmpty, "nothing is left at the destination: \(left)")
+    }
+
+    @Test("a destination that holds a data.mdb is refused, and left as it is")
+    func destinationHoldsLog() throws {
+        let log = try Self.storedLog()
+        let other = try Daemon()
+        #expect(other.stop() == 0)
+        let before = try Data(contentsOf: URL(fileURLWithPath: other.dataDir + "/data.mdb"))
+        let run = try Self.recover(log.daemon.dataDir, into: other.dataDir)
+        #expect(run.status == 1, "\(run)")
+        #expect(run.stderr.contains("already holds a data.mdb"), "\(run.stderr)")
+        let after = try Data(contentsOf: URL(fileURLWithPath: other.dataDir + "/data.mdb"))
+        #expect(after == before, "the destination's log is unchanged")
+        let itself = try Self.recover(log.daemon.dataDir, into: log.daemon.dataDir)
+        #expect(itself.status == 1 && itself.stderr.contains("already holds a data.mdb"), "\(itself)")
+    }
+
+    @Test("a source that is not a log is named")
+    func notALog() throws {
+        let target = makeTemporaryDirectory("incidentd-recovered")
+        defer { try? FileManager.default.removeItem(atPath: target) }
+        let run = try Self.recover(target + "/nowhere", into: target + "/data")
+        #expect(run.status == 1, "\(run)")
+        #expect(run.stderr.contains("there is no such directory"), "\(run.stderr)")
+        let left = try FileManager.default.contentsOfDirectory(atPath: target + "/data")
+        #expect(left.isEmpty, "nothing is left at the destination: \(left)")
+    }
+}

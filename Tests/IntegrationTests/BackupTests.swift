@@ -175,7 +175,11 @@ struct BackupTests {
             #expect(try ReliabilityStorageTests.bulkAppend(client, tag: "big-\(n)", count: 20).isOK)
         }
         let disk = try SmallFileSystem(at: daemon.root + "/small", megabytes: 1)
-        defer { disk.unmount() }
+        // The daemon's own removal of its root cannot remove a mount point; this one comes after the unmount.
+        defer {
+            disk.unmount()
+            try? FileManager.default.removeItem(atPath: daemon.root)
+        }
         let refused = try client.call("backup", ["path": .string(disk.path + "/backup")])
         #expect(refused.errorCode == "storage_full", "\(refused)")
         let message = refused["error"]?["message"]?.stringValue ?? ""

@@ -125,7 +125,11 @@ struct ReliabilityStorageTests {
     func fileSystemFills() throws {
         let root = makeTemporaryDirectory()
         let disk = try SmallFileSystem(at: root + "/data", megabytes: 4)
-        defer { disk.unmount() }
+        // The daemon's own removal of `root` cannot remove a mount point; this one comes after the unmount.
+        defer {
+            disk.unmount()
+            try? FileManager.default.removeItem(atPath: root)
+        }
         let daemon = try Daemon(root: root)
         let client = try daemon.client()
         var (appended, full) = try Self.fillUntilRefused(client, tag: "disk")

@@ -67,6 +67,8 @@ extension EventLog {
         removeRecoveryFolder(work)
         var report: RecoveryReport
         do {
+            let daemonLock = try lockOutDaemon(of: source)
+            defer { if daemonLock >= 0 { close(daemonLock) } }
             let sourceEnvironment = try openSource(source)
             var workOptions = options
             workOptions.directory = work
@@ -84,6 +86,25 @@ extension EventLog {
         removeRecoveryFolder(work)
         try syncDirectory(destination)
         return report
+    }
+
+    /// Takes the lock a daemon serving `source` holds (`incidentd.lock`), so that none serves it while it is read:
+    /// the events one appended after the copy began would not be in the new log. Returns its descriptor, or -1
+    /// where there is none to take (a backup's directory, which no daemon has served).
+    private static func lockOutDaemon(of source: String) throws -> Int32 {
+        let fd = open(source + "/incidentd.lock", O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { return -1 }
+        if flock(fd, LOCK_EX | LOCK_NB) != 0 {
+            let busy = errno == EWOULDBLOCK
+            close(fd)
+            if busy {
+                throw LogError(
+                    .locked,
+                    "incidentd is serving the log in \(source): stop it first, since what it appends while the events are copied would not be in the new log")
+            }
+            return -1
+        }
+        return fd
     }
 
     /// Opens the damaged log read-only, with the refusals opening a log gives (``openFailure(_:directory:readOnly:)``),
@@ -138,7 +159,9 @@ extension EventLog {
                     }
                     if let last { try w.put(db.meta, key: Keys.head, value: last.encoded) }
                 }
-                options.onProgress?("recovering the log: \(copy.head.position) events copied")
+                if entry == nil || copy.head.position % 100_000 < UInt64(chunk.count) {
+                    options.onProgress?("recovering the log: \(copy.head.position) events copied")
+                }
             } while entry != nil
             if let sourceMeta, let raw = try txn.get(sourceMeta, key: Keys.head), let head = try? Head.decode(raw),
                 head.position != copy.head.position

@@ -72,6 +72,9 @@ struct Incidentd: ParsableCommand {
     var recoverFrom: String?
 
     func validate() throws {
+        if recoverFrom != nil && rebuildProjections {
+            throw ValidationError("--recover-from rebuilds the projections of the log it makes; --rebuild-projections is for serving")
+        }
         if let logLevel, Logger.Level(rawValue: logLevel) == nil {
             throw ValidationError("--log-level: one of trace, debug, info, notice, warning, error, critical")
         }

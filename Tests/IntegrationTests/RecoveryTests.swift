@@ -180,6 +180,21 @@ struct RecoveryTests {
         #expect(itself.status == 1 && itself.stderr.contains("already holds a data.mdb"), "\(itself)")
     }
 
+    @Test("a log that a daemon is serving is refused, since what it appends during the copy would be missing; once stopped, it is recovered")
+    func servedLog() throws {
+        let log = try Self.storedLog()
+        try log.daemon.start()
+        let target = makeTemporaryDirectory("incidentd-recovered")
+        defer { try? FileManager.default.removeItem(atPath: target) }
+        let refused = try Self.recover(log.daemon.dataDir, into: target + "/data")
+        #expect(refused.status == 1 && refused.stderr.contains("incidentd is serving the log"), "\(refused)")
+        let left = try FileManager.default.contentsOfDirectory(atPath: target + "/data")
+        #expect(left.isEmpty, "nothing is left at the destination: \(left)")
+        #expect(log.daemon.stop() == 0)
+        let run = try Self.recover(log.daemon.dataDir, into: target + "/data")
+        #expect(run.status == 0, "\(run)")
+    }
+
     @Test("a source that is not a log is named")
     func notALog() throws {
         let target = makeTemporaryDirectory("incidentd-recovered")

@@ -14,7 +14,8 @@
 # status text, the roles of the README's operations section (readers, reporters, admins, a user outside the socket's
 # group), verify and backup, the journal's form, that no system call of the daemon's is filtered (nice values),
 # a clean stop and a restart that keeps every event, the watchdog while idle and while appending, SIGKILL while
-# appending and a restart that holds every acknowledged append, and `systemd-analyze security`.
+# appending and a restart that holds every acknowledged append, `systemd-analyze security`, and a log made again from
+# its events (`incidentd --recover-from`) and put in place as README.md says.
 #
 # IDLE_SECONDS and LOAD_SECONDS (65 each: longer than WatchdogSec=30s twice over) shorten the watchdog checks.
 set -uo pipefail
@@ -260,6 +261,23 @@ inside() {
     local exposure
     exposure=$(echo "$out" | sed -n 's/.*Overall exposure level for incidentd.service: \([0-9.]*\).*/\1/p')
     awk -v e="$exposure" 'BEGIN { exit !(e != "" && e <= 1.0) }' && pass "exposure $exposure (at most 1.0)" || fail "exposure '$exposure'"
+
+    echo "== a log made again from its events (incidentd --recover-from), as README.md says"
+    before=$(incidentctl status); head_before=$(echo "$before" | field headHash); before=$(echo "$before" | field position)
+    systemctl stop incidentd.socket incidentd.service
+    out=$(runuser -u incidentd -- incidentd --config /etc/incidentd/incidentd.toml \
+        --recover-from /var/lib/incidentd --data-dir /var/lib/incidentd/recovered 2>&1); rc=$?
+    [ $rc -eq 0 ] && echo "$out" | grep -q "^recovered $before events" \
+        && pass "incidentd --recover-from, as user incidentd, made a log of all $before events" \
+        || fail "incidentd --recover-from (exit $rc: $out)"
+    mv /var/lib/incidentd/data.mdb /var/lib/incidentd/data.mdb.damaged
+    mv /var/lib/incidentd/recovered/data.mdb /var/lib/incidentd/data.mdb
+    systemctl start incidentd.socket
+    out=$(incidentctl verify 2>&1)
+    [ "$(echo "$out" | field intact)" = true ] && [ "$(echo "$out" | field headHash)" = "$head_before" ] \
+        && [ "$(echo "$out" | field checked)" = "$before" ] \
+        && pass "the daemon, started by the socket, serves the recovered log: the same $before events and head hash, intact" \
+        || fail "verify of the recovered log (head before $head_before at $before): $out"
 
     echo "== final stop"
     systemctl stop incidentd.service 2>/dev/null

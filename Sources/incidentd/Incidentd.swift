@@ -32,7 +32,8 @@ struct Incidentd: ParsableCommand {
             A log whose indexes or projections are damaged (verify names a damaged page outside the events) can be \
             made again from its events, which the hash chain proves, without losing those appended since the \
             last backup:
-              incidentd --recover-from /var/lib/incidentd --data-dir /var/lib/incidentd-recovered
+              incidentd --recover-from /var/lib/incidentd \\
+                  --data-dir /var/lib/incidentd/recovered
             It checks every event against the chain as it copies it, makes the rest again, verifies the new log \
             and exits; then put its data.mdb in place of the damaged one, as for a restore.
             """,
@@ -66,7 +67,7 @@ struct Incidentd: ParsableCommand {
         help: ArgumentHelp(
             """
             Make a new log in the data directory (which must hold no data.mdb) from the events of the damaged log \
-            in <dir>, then exit; see "When verify finds a damaged page" in README.md.
+            in <dir>, then exit (README.md: "A damaged page outside the events").
             """,
             valueName: "dir"))
     var recoverFrom: String?

@@ -1,0 +1,134 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// Reads the entries of a data file's leaf pages straight from the file, page after page, with `pread`: whatever
+/// tree holds a page, whether it is in use or free (an older version of a page LMDB copied on write), and however
+/// damaged the pages that lead to it are. For salvaging values from a file whose trees cannot be walked, by a
+/// caller that can tell good values from stale or damaged ones by their contents (a hash chain, say): nothing here
+/// says which entries a database holds now.
+///
+/// A page is read as a leaf page when its header says so and bears its own number; its nodes are taken as they
+/// stand where they fit in the page, and passed over where they do not. A value in an overflow run is taken when
+/// the run's first page says it is one and the run ends within the file.
+public final class LeafScan {
+    /// Where a value lies in the data file: ``value(_:)`` reads it again.
+    public struct Location: Sendable, Hashable {
+        /// The byte offset of the value's first byte.
+        public var offset: Int
+        /// Its size in bytes.
+        public var count: Int
+    }
+
+    /// The data file's path.
+    public let path: String
+    /// The page size its meta pages give.
+    public let pageSize: Int
+    private let fd: Int32
+    private let fileSize: Int
+
+    /// Opens `directory + "/data.mdb"` read-only; its page size is taken from whichever meta page reads as one.
+    ///
+    /// - Throws: ``LMDBError`` when the file cannot be opened or examined, `EINVAL` when neither meta page reads as
+    ///   one.
+    public init(directory: String) throws {
+        path = directory + "/data.mdb"
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { throw LMDBError(code: errno, function: "open") }
+        do {
+            fileSize = try FileFormat.size(of: fd)
+            // Page 1 is where page 0's page size puts it; the common page sizes, when page 0 is damaged.
+            let fromPage0 = MetaPage.read(fd, number: 0, at: 0).map(\.pageSize)
+            let candidates = (fromPage0.map { [$0] } ?? []) + [4096, 8192, 16384, 65536]
+            guard let size = candidates.first(where: { size in
+                size > 0 && (size == fromPage0 || MetaPage.read(fd, number: 1, at: size)?.pageSize == size)
+            }) else { throw LMDBError(code: EINVAL, function: "pread") }
+            pageSize = size
+        } catch {
+            close(fd)
+            throw error
+        }
+        self.fd = fd
+    }
+
+    deinit { close(fd) }
+
+    /// Calls `body` with the key and value of every node of every leaf page of the file, in the order of the pages,
+    /// and where the value lies (for ``value(_:)``). `body` returns false to stop.
+    ///
+    /// - Throws: ``LMDBError`` when a read of the file fails; what `body` throws.
+    public func forEachEntry(
+        _ body: (_ key: UnsafeRawBufferPointer, _ value: UnsafeRawBufferPointer, _ location: Location) throws -> Bool
+    ) throws {
+        let runPages = max(1, (1 << 20) / pageSize)
+        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: runPages * pageSize, alignment: 4096)
+        defer { buffer.deallocate() }
+        var first = 2
+        while first * pageSize < fileSize {
+            let count = min(runPages, fileSize / pageSize - first)
+            guard count > 0 else { return }
+            let bytes = UnsafeMutableRawBufferPointer(rebasing: buffer[0..<count * pageSize])
+            let done = preadFully(fd, into: bytes, at: first * pageSize)
+            guard done >= 0 else { throw LMDBError(code: errno, function: "pread") }
+            for index in 0..<done / pageSize {
+                let page = UnsafeRawBufferPointer(rebasing: UnsafeRawBufferPointer(buffer)[index * pageSize..<(index + 1) * pageSize])
+                let number = first + index
+                guard page.loadUnaligned(as: UInt64.self) == UInt64(number),
+                    page.loadUnaligned(fromByteOffset: 10, as: UInt16.self) == FileFormat.leaf
+                else { continue }
+                if try !forEachNode(of: page, number: number, body) { return }
+            }
+            first += count
+        }
+    }
+
+    /// The value at `location`, read again; nil when the file ends before it or cannot be read.
+    public func value(_ location: Location) -> [UInt8]? {
+        readBytes(fd, at: location.offset, count: location.count)
+    }
+
+    private func forEachNode(
+        of page: UnsafeRawBufferPointer, number: Int,
+        _ body: (UnsafeRawBufferPointer, UnsafeRawBufferPointer, Location) throws -> Bool
+    ) throws -> Bool {
+        let lower = Int(page.loadUnaligned(fromByteOffset: 12, as: UInt16.self))
+        let upper = Int(page.loadUnaligned(fromByteOffset: 14, as: UInt16.self))
+        guard lower >= FileFormat.pageHeader, lower <= upper, upper <= pageSize else { return true }
+        for index in 0..<(lower - FileFormat.pageHeader) / 2 {
+            let offset = Int(page.loadUnaligned(fromByteOffset: FileFormat.pageHeader + 2 * index, as: UInt16.self))
+            guard offset >= upper, offset + FileFormat.nodeHeader <= pageSize else { continue }
+            let dataSize = Int(page.loadUnaligned(fromByteOffset: offset, as: UInt16.self))
+                | Int(page.loadUnaligned(fromByteOffset: offset + 2, as: UInt16.self)) << 16
+            let flags = page.loadUnaligned(fromByteOffset: offset + 4, as: UInt16.self)
+            let keyStart = offset + FileFormat.nodeHeader
+            let keyEnd = keyStart + Int(page.loadUnaligned(fromByteOffset: offset + 6, as: UInt16.self))
+            guard keyEnd <= pageSize else { continue }
+            let key = UnsafeRawBufferPointer(rebasing: page[keyStart..<keyEnd])
+            if flags & FileFormat.bigData != 0 {
+                guard keyEnd + 8 <= pageSize else { continue }
+                let run = page.loadUnaligned(fromByteOffset: keyEnd, as: UInt64.self)
+                guard run >= 2, run < UInt64(fileSize / pageSize),
+                    dataSize <= fileSize - Int(run) * pageSize - FileFormat.pageHeader
+                else { continue }
+                let location = Location(offset: Int(run) * pageSize + FileFormat.pageHeader, count: dataSize)
+                guard let header = readBytes(fd, at: Int(run) * pageSize, count: FileFormat.pageHeader),
+                    header.withUnsafeBytes({
+                        $0.loadUnaligned(as: UInt64.self) == run
+                            && $0.loadUnaligned(fromByteOffset: 10, as: UInt16.self) == FileFormat.overflow
+                    }),
+                    let bytes = value(location)
+                else { continue }
+                if try !bytes.withUnsafeBytes({ try body(key, $0, location) }) { return false }
+            } else {
+                guard flags & (FileFormat.subData | FileFormat.dupData) == 0, keyEnd + dataSize <= pageSize else { continue }
+                let location = Location(offset: number * pageSize + keyEnd, count: dataSize)
+                if try !body(key, UnsafeRawBufferPointer(rebasing: page[keyEnd..<keyEnd + dataSize]), location) { return false }
+            }
+        }
+        return true
+    }
+}

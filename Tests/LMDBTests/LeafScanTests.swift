@@ -1,0 +1,65 @@
+import DataFilePages
+import Foundation
+import LMDB
+import Testing
+
+/// ``LeafScan`` reads leaf entries straight from the file, whatever state the trees above them are in.
+@Suite("Leaf scan")
+struct LeafScanTests {
+    /// Every entry of `records` and `blobs` (of ``PageCheckTests/fill(_:)``) the scan finds, by key, with its value
+    /// and the value read again from its location; an entry found on several pages (older copies) is kept once per
+    /// distinct value.
+    static func scanned(_ dir: String) throws -> [UInt64: Set<[UInt8]>] {
+        let scan = try LeafScan(directory: dir)
+        var found: [UInt64: Set<[UInt8]>] = [:]
+        try scan.forEachEntry { key, value, location in
+            guard let number = key.bigEndianUInt64 else { return true }
+            #expect(scan.value(location) == Array(value), "the value at its location is the one passed")
+            found[number, default: []].insert(Array(value))
+            return true
+        }
+        return found
+    }
+
+    @Test("an intact file: every entry of every tree, small values and values on overflow pages alike")
+    func intact() throws {
+        try withTemporaryDirectory { dir in
+            try PageCheckTests.fill(dir)
+            let found = try Self.scanned(dir)
+            for i in 0..<8000 as Range<UInt64> where i % 40 >= 4 {
+                #expect(found[i]?.contains(PageCheckTests.record(i)) == true, "record \(i)")
+            }
+            for i in 0..<6 as Range<UInt64> {
+                #expect(found[i]?.contains(PageCheckTests.record(i, size: 10_000 * Int(i % 4 + 1))) == true, "blob \(i)")
+            }
+        }
+    }
+
+    @Test("with a branch page and a leaf page of records overwritten: every entry of the other leaves is still found")
+    func damaged() throws {
+        try withTemporaryDirectory { dir in
+            try PageCheckTests.fill(dir)
+            let map = try DataFileMap(dir)
+            let records = try #require(map.named("records"))
+            let pages = map.pages(records)
+            let leaf = pages.leaves[pages.leaves.count / 2]
+            let lost = Set(map.nodes(leaf).compactMap { node in
+                node.key.count == 8 ? node.key.reduce(0 as UInt64) { $0 << 8 | UInt64($1) } : nil
+            })
+            #expect(!lost.isEmpty)
+            try PageCheckTests.damage(dir, page: try #require(pages.branches.first), pageSize: map.pageSize, with: garbage(map.pageSize))
+            try PageCheckTests.damage(dir, page: leaf, pageSize: map.pageSize, with: garbage(map.pageSize, seed: 7))
+            let found = try Self.scanned(dir)
+            for i in 0..<8000 as Range<UInt64> where i % 40 >= 4 && !lost.contains(i) {
+                #expect(found[i]?.contains(PageCheckTests.record(i)) == true, "record \(i)")
+            }
+        }
+    }
+
+    @Test("a directory with no data file is an error, not an empty scan")
+    func missing() throws {
+        try withTemporaryDirectory { dir in
+            #expect(throws: LMDBError.self) { _ = try LeafScan(directory: dir + "/nowhere") }
+        }
+    }
+}

@@ -22,6 +22,11 @@ public struct RecoveryReport: Sendable, Hashable {
     public var eventIdsRemade: UInt64
     /// The first damaged page the check of every page of the damaged log found, if it found one.
     public var sourceDamage: PageDamage?
+    /// Whether the events' tree was damaged, so that they were looked for in every leaf page of the damaged log's
+    /// file and of the backups given, and told apart by the hash chain from the head the log records.
+    public var eventsFoundInPages = false
+    /// How many of the events came from the backups' files rather than the damaged log's.
+    public var eventsFromBackups: UInt64 = 0
     /// The head the damaged log's `meta` database records, when it could be read and is not the last event's
     /// position: events it acknowledged past the last one copied, or events stored past its head.
     public var sourceHeadMismatch: UInt64?
@@ -52,7 +57,9 @@ extension EventLog {
     ///   event does not match the chain (naming its position) or the source holds no events; what opening a log
     ///   throws for a source that is not one. Nothing is left in `options.directory` but the folder it may have
     ///   made.
-    public static func recover(from source: String, into options: LogOptions, gazetteer: Gazetteer) throws -> RecoveryReport {
+    public static func recover(
+        from source: String, into options: LogOptions, gazetteer: Gazetteer, fillingFrom backups: [String] = []
+    ) throws -> RecoveryReport {
         let destination = options.directory
         var info = stat()
         if lstat(destination + "/data.mdb", &info) == 0 {
@@ -74,7 +81,8 @@ extension EventLog {
             workOptions.directory = work
             workOptions.readOnly = false
             workOptions.rebuildAtOpen = false
-            report = try EventLog(options: workOptions, gazetteer: gazetteer).rebuild(from: sourceEnvironment)
+            report = try EventLog(options: workOptions, gazetteer: gazetteer)
+                .rebuild(from: sourceEnvironment, directory: source, backups: backups)
             report.directory = destination
             guard rename(work + "/data.mdb", destination + "/data.mdb") == 0 else {
                 throw LogError(.io, "cannot move the new log into \(destination): \(String(cString: strerror(errno)))")
@@ -107,8 +115,7 @@ extension EventLog {
         return fd
     }
 
-    /// Opens the damaged log read-only, with the refusals opening a log gives (``openFailure(_:directory:readOnly:)``),
-    /// and checks the pages that lead to its events.
+    /// Opens the damaged log read-only, with the refusals opening a log gives (``openFailure(_:directory:readOnly:)``).
     private static func openSource(_ source: String) throws -> Environment {
         let environment: Environment
         do {
@@ -120,28 +127,56 @@ extension EventLog {
         } catch {
             throw openFailure(error, directory: source, readOnly: true)
         }
-        if let damage = try environment.checkPages(of: ["events"], includingFreeList: false).damage {
-            throw LogError(
-                .damagedPage,
-                "\(damage), on the way to the events of the log in \(source), which cannot be recovered from it. \(restoreAdvice)")
-        }
         return environment
     }
 
-    /// Copies every event of `source` into this new, empty log with its stream and event-id entries, then
-    /// rebuilds the projections and verifies the whole.
-    private func rebuild(from source: Environment) throws -> RecoveryReport {
+    /// Copies every event of `source` (the log in `directory`) into this new, empty log with its stream and
+    /// event-id entries, then rebuilds the projections and verifies the whole. The events come from their tree when
+    /// its pages are sound, and otherwise from the leaf pages of the files (``SalvagedChain``): the source's and
+    /// each of `backups`'.
+    private func rebuild(from source: Environment, directory: String, backups: [String]) throws -> RecoveryReport {
         let sourceDamage = try source.checkPages().damage
-        let events: Database
-        do {
-            events = try source.openDatabase("events", create: false)
-        } catch let error as LMDBError where error.isNotFound {
-            throw LogError(.notALog, "the log being recovered holds no incident log (no events database)")
-        }
+        let eventsDamage = try source.checkPages(of: ["events"], includingFreeList: false).damage
         let sourceIds = try Self.soundDatabase("event-ids", of: source)
         let sourceMeta = try Self.soundDatabase("meta", of: source)
+        // Opened through the main database only when the way to the events is sound.
+        var events: Database?
+        if eventsDamage == nil {
+            do {
+                events = try source.openDatabase("events", create: false)
+            } catch let error as LMDBError where error.isNotFound {
+                throw LogError(.notALog, "\(directory) holds no incident log (no events database)")
+            }
+        }
         var copy = RecoveryCopy()
+        var salvaged: SalvagedChain?
         try source.read { txn in
+            let recordedHead = try sourceMeta.flatMap { try txn.get($0, key: Keys.head) }.flatMap { try? Head.decode($0) }
+            if let eventsDamage {
+                guard let recordedHead, recordedHead.position > 0 else {
+                    throw LogError(
+                        .damagedPage,
+                        "\(eventsDamage), on the way to the events of the log in \(directory); and the head of its chain cannot be read, to tell its events from older copies of them. \(Self.restoreAdvice)")
+                }
+                options.onProgress?("recovering the log: \(eventsDamage); looking for its events in every page")
+                let chain = try SalvagedChain(head: recordedHead, directories: [directory] + backups, damage: eventsDamage)
+                salvaged = chain
+                var position: UInt64 = 1
+                while position <= recordedHead.position {
+                    var chunk: [RecoveredEvent] = []
+                    while position <= recordedHead.position && chunk.count < Self.recoveryEventsPerCommit {
+                        try chain.value(at: position).withUnsafeBytes { value in
+                            try Keys.position(position).withUnsafeBytes { key in
+                                try copy.take(key: key, value: value, sourceIds: sourceIds, txn, into: &chunk)
+                            }
+                        }
+                        position += 1
+                    }
+                    try writeRecovered(chunk, head: position > recordedHead.position ? copy.head : nil, progress: copy.head.position)
+                }
+                return
+            }
+            guard let events else { return }
             let cursor = try txn.cursor(events)
             var entry = try cursor.first()
             repeat {
@@ -150,23 +185,10 @@ extension EventLog {
                     try copy.take(key: key, value: value, sourceIds: sourceIds, txn, into: &chunk)
                     entry = try cursor.next()
                 }
-                let last = entry == nil ? copy.head : nil
-                try environment.write { w in
-                    for event in chunk {
-                        try w.put(db.events, key: event.position, value: event.value, flags: .append)
-                        try w.put(db.streams, key: event.streamKey, value: event.streamValue)
-                        try w.put(db.eventIds, key: event.eventId, value: event.eventIdValue, flags: .noOverwrite)
-                    }
-                    if let last { try w.put(db.meta, key: Keys.head, value: last.encoded) }
-                }
-                if entry == nil || copy.head.position % 100_000 < UInt64(chunk.count) {
-                    options.onProgress?("recovering the log: \(copy.head.position) events copied")
-                }
+                try writeRecovered(chunk, head: entry == nil ? copy.head : nil, progress: copy.head.position)
             } while entry != nil
-            if let sourceMeta, let raw = try txn.get(sourceMeta, key: Keys.head), let head = try? Head.decode(raw),
-                head.position != copy.head.position
-            {
-                copy.sourceHeadMismatch = head.position
+            if let recordedHead, recordedHead.position != copy.head.position {
+                copy.sourceHeadMismatch = recordedHead.position
             }
         }
         guard copy.head.position > 0 else {
@@ -183,7 +205,23 @@ extension EventLog {
         return RecoveryReport(
             directory: options.directory, events: copy.head.position, headHash: check.headHash,
             incidents: copy.streamStarts.count, eventIdsCopied: copy.eventIdsCopied, eventIdsRemade: copy.eventIdsRemade,
-            sourceDamage: sourceDamage, sourceHeadMismatch: copy.sourceHeadMismatch)
+            sourceDamage: sourceDamage, eventsFoundInPages: salvaged != nil,
+            eventsFromBackups: salvaged?.taken.dropFirst().reduce(0, +) ?? 0, sourceHeadMismatch: copy.sourceHeadMismatch)
+    }
+
+    /// Writes one transaction of a recovery: `chunk`'s events and their index entries, and the head after the last.
+    private func writeRecovered(_ chunk: [RecoveredEvent], head: Head?, progress copied: UInt64) throws {
+        try environment.write { w in
+            for event in chunk {
+                try w.put(db.events, key: event.position, value: event.value, flags: .append)
+                try w.put(db.streams, key: event.streamKey, value: event.streamValue)
+                try w.put(db.eventIds, key: event.eventId, value: event.eventIdValue, flags: .noOverwrite)
+            }
+            if let head { try w.put(db.meta, key: Keys.head, value: head.encoded) }
+        }
+        if head != nil || copied % 100_000 < UInt64(chunk.count) {
+            options.onProgress?("recovering the log: \(copied) events copied")
+        }
     }
 
     /// The named database of `environment` when the pages that lead to it and hold it are sound; nil when they are
@@ -289,5 +327,117 @@ private struct RecoveryCopy {
         LogError(
             .corrupt,
             "event \(position) of the log being recovered does not match its hash chain: \(problem). A recovery copies only events the chain proves, and made nothing. \(EventLog.restoreAdvice)")
+    }
+}
+
+/// The events of a log whose events tree is damaged, found in the leaf pages of data files (``LMDB/LeafScan``): the
+/// log's own, where the pages that are whole, and older copies of pages LMDB wrote anew, still hold them; and
+/// backups'. A page scan cannot tell current pages from stale ones, nor events a commit that failed wrote, so the
+/// hash chain tells them apart: walked back from the head the log recorded, each position takes the one event
+/// whose hash is the one the event after it names (the head's, for the last), and that hashes to it.
+private struct SalvagedChain {
+    /// One value found under a position, in the file of `scans[source]`.
+    private struct Candidate {
+        var position: UInt64
+        /// The first eight bytes of the hash stored with it, to pass over most of the others without a read.
+        var hashPrefix: UInt64
+        var source: Int
+        var location: LeafScan.Location
+    }
+
+    private let scans: [LeafScan]
+    /// Where each position's event is, from position 1.
+    private var chosen: [(source: Int, location: LeafScan.Location)] = []
+    /// How many of the events came from each file, in the order of the directories.
+    private(set) var taken: [UInt64]
+
+    /// Finds the events of positions 1 through `head`'s in the data files of `directories` (the damaged log's
+    /// first).
+    ///
+    /// - Throws: ``LogError`` `.damagedPage` naming the last position that no file holds whole (with `damage`,
+    ///   what made the walk necessary), or `.notALog` for a directory whose data file cannot be read.
+    init(head: Head, directories: [String], damage: PageDamage) throws {
+        scans = try directories.map { directory in
+            do {
+                return try LeafScan(directory: directory)
+            } catch {
+                throw LogError(.notALog, "cannot read the pages of \(directory)/data.mdb: \(error)")
+            }
+        }
+        taken = Array(repeating: 0, count: directories.count)
+        var candidates: [Candidate] = []
+        for (source, scan) in scans.enumerated() {
+            try scan.forEachEntry { key, value, location in
+                if key.count == 8, let position = Keys.readPosition(key), position >= 1, position <= head.position,
+                    value.count > 33, value[32] == UInt8(ascii: "{")
+                {
+                    candidates.append(
+                        Candidate(
+                            position: position, hashPrefix: value.loadUnaligned(as: UInt64.self), source: source,
+                            location: location))
+                }
+                return true
+            }
+        }
+        candidates.sort { $0.position < $1.position }
+        var expected = head.hash
+        var index = candidates.count - 1
+        var position = head.position
+        var backwards: [(source: Int, location: LeafScan.Location)] = []
+        backwards.reserveCapacity(Int(head.position))
+        while position >= 1 {
+            while index >= 0 && candidates[index].position > position { index -= 1 }
+            let prefix = expected.withUnsafeBytes { $0.loadUnaligned(as: UInt64.self) }
+            var previous: [UInt8]?
+            var i = index
+            while i >= 0 && candidates[i].position == position && previous == nil {
+                let candidate = candidates[i]
+                i -= 1
+                guard candidate.hashPrefix == prefix, let bytes = scans[candidate.source].value(candidate.location) else {
+                    continue
+                }
+                previous = Self.previousHash(of: bytes, hashing: expected)
+                if previous != nil {
+                    backwards.append((candidate.source, candidate.location))
+                    taken[candidate.source] += 1
+                }
+            }
+            guard let previous else {
+                let files = directories.map { $0 + "/data.mdb" }.joined(separator: ", ")
+                throw LogError(
+                    .damagedPage,
+                    "\(damage), among the events; event \(position) of the \(head.position) the log holds is in no page of \(files) "
+                        + "that is whole, so the events up to it cannot be proven. Give a backup that holds it with --fill-from DIR; or: \(EventLog.restoreAdvice)")
+            }
+            expected = previous
+            position -= 1
+        }
+        guard expected == ChainHash.zero else {
+            throw LogError(.corrupt, "event 1 found in the pages does not start a chain (its prevHash is not zero)")
+        }
+        chosen = backwards.reversed()
+    }
+
+    /// The stored bytes (hash ‖ canonical JSON) of the event at `position`, read again from its file.
+    func value(at position: UInt64) throws -> [UInt8] {
+        let (source, location) = chosen[Int(position) - 1]
+        guard let bytes = scans[source].value(location) else {
+            throw LogError(.io, "cannot read event \(position) again from \(scans[source].path)")
+        }
+        return bytes
+    }
+
+    /// The `prevHash` of the stored event `bytes`, when its stored hash is `hash` and its bytes hash to it from
+    /// that `prevHash`.
+    private static func previousHash(of bytes: [UInt8], hashing hash: [UInt8]) -> [UInt8]? {
+        guard bytes.count > 32, bytes[0..<32].elementsEqual(hash) else { return nil }
+        return bytes.withUnsafeBytes { raw -> [UInt8]? in
+            let canonical = UnsafeRawBufferPointer(rebasing: raw[32...])
+            guard let text = (try? JSONReader().read(canonical))?["prevHash"]?.stringValue,
+                let previous = ChainHash.bytes(hex: text), previous.count == 32,
+                ChainHash.link(previous: previous, canonical: canonical) == hash
+            else { return nil }
+            return previous
+        }
     }
 }

@@ -72,7 +72,20 @@ struct Incidentd: ParsableCommand {
             valueName: "dir"))
     var recoverFrom: String?
 
+    @Option(
+        name: .long,
+        help: ArgumentHelp(
+            """
+            With --recover-from, a backup (a data directory) whose pages hold events that the damaged log's \
+            damaged pages of events held; may be given more than once.
+            """,
+            valueName: "dir"))
+    var fillFrom: [String] = []
+
     func validate() throws {
+        if recoverFrom == nil && !fillFrom.isEmpty {
+            throw ValidationError("--fill-from gives backups to --recover-from, which is missing")
+        }
         if recoverFrom != nil && rebuildProjections {
             throw ValidationError("--recover-from rebuilds the projections of the log it makes; --rebuild-projections is for serving")
         }
@@ -107,7 +120,7 @@ struct Incidentd: ParsableCommand {
         LoggingSystem.bootstrap { label in JournalLogHandler(label: label, level: level) }
         let logger = Logger(label: "incidentd")
         if let recoverFrom {
-            try Self.recover(from: recoverFrom, settings, logger: logger)
+            try Self.recover(from: recoverFrom, fillingFrom: fillFrom, settings, logger: logger)
             return
         }
         do {

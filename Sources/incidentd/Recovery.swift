@@ -7,7 +7,7 @@ extension Incidentd {
     /// `incidentd --recover-from DIR`: makes a new log in the data directory from the events of the damaged log in
     /// `source` (``EventLog/recover(from:into:gazetteer:)``), says what it made on standard output, and returns;
     /// exits 1 with the reason when no log was made.
-    static func recover(from source: String, _ settings: DaemonConfiguration, logger: Logger) throws {
+    static func recover(from source: String, fillingFrom backups: [String], _ settings: DaemonConfiguration, logger: Logger) throws {
         var options = LogOptions(directory: settings.dataDirectory)
         options.initialMapSize = settings.initialMapSize
         options.maxMapSize = settings.maxMapSize
@@ -15,7 +15,7 @@ extension Incidentd {
         let report: RecoveryReport
         do {
             let gazetteer = try settings.gazetteerPath.map { try Gazetteer(contentsOfFile: $0) } ?? Gazetteer.embedded
-            report = try EventLog.recover(from: source, into: options, gazetteer: gazetteer)
+            report = try EventLog.recover(from: source, into: options, gazetteer: gazetteer, fillingFrom: backups)
         } catch {
             logger.critical("cannot recover the log in \(source): \(error)")
             throw ExitCode(1)
@@ -26,6 +26,11 @@ extension Incidentd {
         ]
         if let damage = report.sourceDamage {
             lines.append("the damaged log: \(damage)")
+        }
+        if report.eventsFoundInPages {
+            lines.append(
+                "its events were found page by page and proven by the hash chain from its recorded head: "
+                    + "\(report.events - report.eventsFromBackups) in its own file, \(report.eventsFromBackups) in the backups given")
         }
         if report.eventIdsRemade > 0 {
             lines.append(

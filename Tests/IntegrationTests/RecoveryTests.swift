@@ -116,21 +116,74 @@ struct RecoveryTests {
         try Self.recoversFromDamage(in: "cities")
     }
 
-    @Test("damaged events are not recovered: the page is named, nothing is left at the destination, and the source is unchanged")
-    func damagedEvents() throws {
+    /// The events' leaf pages in the log's tree, each with the positions it holds.
+    static func eventLeaves(_ daemon: Daemon) throws -> (leaves: [(page: Int, positions: [Int64])], pageSize: Int) {
+        let map = try DataFileMap(daemon.dataDir)
+        let leaves = map.pages(try #require(map.named("events"))).leaves.map { page in
+            (page, map.nodes(page).map { node in node.key.reduce(0 as Int64) { $0 << 8 | Int64($1) } })
+        }
+        return (leaves, map.pageSize)
+    }
+
+    @Test("with every leaf of events up to a backup damaged, the events are found page by page in the log and the backup (--fill-from), proven by the chain from the recorded head, and the log is made again whole")
+    func damagedEventsFilledFromBackup() throws {
         let log = try Self.storedLog()
-        let map = try DataFileMap(log.daemon.dataDir)
-        let leaves = map.pages(try #require(map.named("events"))).leaves
-        let page = leaves[leaves.count / 2]
-        try PageDamageTests.damage(log.daemon, page: page, pageSize: map.pageSize)
+        try log.daemon.start()
+        let backup = log.daemon.root + "/backup"
+        let made = try log.daemon.ctl(["backup", backup])
+        #expect(made.status == 0, "\(made)")
+        let client = try log.daemon.client()
+        let more = (0..<60).map { Wire.outcome(incident: "page-check-\($0)", status: "ongoing") }
+        #expect(try client.appendEvents(more).isOK)
+        let status = try client.call("status")
+        let head = try #require(status["position"]?.intValue)
+        #expect(log.daemon.stop() == 0)
+
+        // Every leaf that holds only events the backup holds too.
+        let backedUp = try #require(log.status["position"]?.intValue)
+        let (leaves, pageSize) = try Self.eventLeaves(log.daemon)
+        let damaged = leaves.filter { $0.positions.allSatisfy { $0 <= backedUp } }
+        #expect(damaged.count > 3, "the premise: several leaves to damage")
+        for leaf in damaged { try PageDamageTests.damage(log.daemon, page: leaf.page, pageSize: pageSize) }
+
+        let target = makeTemporaryDirectory("incidentd-recovered")
+        defer { try? FileManager.default.removeItem(atPath: target) }
+        let alone = try Self.recover(log.daemon.dataDir, into: target + "/data")
+        #expect(alone.status == 1, "\(alone)")
+        #expect(alone.stderr.contains("in no page of \(log.daemon.dataDir)/data.mdb that is whole"), "\(alone.stderr)")
+        #expect(alone.stderr.contains("--fill-from"), "\(alone.stderr)")
+
+        let run = try runCommand(
+            Binaries.incidentd,
+            ["--recover-from", log.daemon.dataDir, "--fill-from", backup, "--data-dir", target + "/data", "--log-level", "warning"])
+        #expect(run.status == 0, "\(run)")
+        #expect(run.stdout.contains("recovered \(head) events"), "\(run.stdout)")
+        #expect(run.stdout.contains("found page by page"), "\(run.stdout)")
+        let fromBackups = run.stdout.components(separatedBy: " in the backups given").first?.split(separator: " ").last
+        #expect(fromBackups.flatMap { Int($0) }.map { $0 > 0 } == true, "some came from the backup: \(run.stdout)")
+
+        let recovered = try Daemon(root: target)
+        defer { recovered.stop() }
+        let answer = try recovered.client().call("verify")
+        #expect(answer["intact"]?.boolValue == true && answer["headHash"] == status["headHash"], "\(answer) against \(status)")
+        #expect(answer["checked"]?.intValue == head, "\(answer)")
+    }
+
+    @Test("with every leaf of events damaged and no backup, the last event no page holds whole is named, and nothing is made")
+    func damagedEventsAlone() throws {
+        let log = try Self.storedLog()
+        let (leaves, pageSize) = try Self.eventLeaves(log.daemon)
+        for leaf in leaves { try PageDamageTests.damage(log.daemon, page: leaf.page, pageSize: pageSize) }
         let before = try Data(contentsOf: URL(fileURLWithPath: log.daemon.dataDir + "/data.mdb"))
 
         let target = makeTemporaryDirectory("incidentd-recovered")
         defer { try? FileManager.default.removeItem(atPath: target) }
         let run = try Self.recover(log.daemon.dataDir, into: target)
+        let head = try #require(log.status["position"]?.intValue)
         #expect(run.status == 1, "\(run)")
-        #expect(run.stderr.contains("page \(page) of database events"), "\(run.stderr)")
-        #expect(run.stderr.contains("Restore data.mdb from a backup"), "\(run.stderr)")
+        // The last commit wrote its events once, on the last leaf: no older copy of that page holds them.
+        #expect(run.stderr.contains("event \(head) of the \(head) the log holds is in no page"), "\(run.stderr)")
+        #expect(run.stderr.contains("of database events"), "the damage is named: \(run.stderr)")
         let left = try FileManager.default.contentsOfDirectory(atPath: target)
         #expect(left.isEmpty, "nothing is left at the destination: \(left)")
         let after = try Data(contentsOf: URL(fileURLWithPath: log.daemon.dataDir + "/data.mdb"))

@@ -125,13 +125,22 @@ public final class EventLog: Sendable {
     public static let restoreAdvice =
         "Restore data.mdb from a backup that verifies (one that incidentctl backup made, see README.md): with incidentd stopped, put the backup's data.mdb in its place"
 
-    /// What to do about a damaged page of the tree named `database` (``LMDB/PageDamage/Tree/name``): where the
-    /// events and the way to them are sound, a new log can be made of every one of them, which loses none appended
-    /// since the last backup; otherwise ``restoreAdvice``.
+    /// What to do about a damaged page of the tree named `database` (``LMDB/PageDamage/Tree/name``): a new log can
+    /// be made of every event the hash chain proves (`incidentd --recover-from`), which loses none appended since the
+    /// last backup, unless the page is of LMDB's main database, which leads to the head of the chain; otherwise, and
+    /// as well, ``restoreAdvice``.
     public static func damageAdvice(database: String?) -> String {
-        if database == "events" || database == PageDamage.Tree.main.name { return restoreAdvice }
-        return "The events are not in that page: make a new log of every one of them with incidentd --recover-from "
-            + "(see README.md), which loses none appended since the last backup; or: \(restoreAdvice)"
+        switch database {
+        case PageDamage.Tree.main.name?:
+            return restoreAdvice
+        case "events"?:
+            return "Make a new log of every event with incidentd --recover-from, giving the latest backups with --fill-from "
+                + "for the events the damaged pages held (see README.md), which loses none appended since those backups; "
+                + "or: \(restoreAdvice)"
+        default:
+            return "The events are not in that page: make a new log of every one of them with incidentd --recover-from "
+                + "(see README.md), which loses none appended since the last backup; or: \(restoreAdvice)"
+        }
     }
 
     /// What opening the log in `directory` threw, as the ``LogError`` that says what is wrong with it and what to do.

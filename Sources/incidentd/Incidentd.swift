@@ -29,13 +29,14 @@ struct Incidentd: ParsableCommand {
             Under systemd it supports Type=notify (READY=1, STOPPING=1, WATCHDOG=1) and socket activation \
             (LISTEN_FDS). SIGTERM or SIGINT stop it after every queued append is written and answered.
 
-            A log whose indexes or projections are damaged (verify names a damaged page outside the events) can be \
-            made again from its events, which the hash chain proves, without losing those appended since the \
-            last backup:
+            A log with a damaged page (verify names it) can be made again from the events the hash chain proves, \
+            without losing those appended since the last backup:
               incidentd --recover-from /var/lib/incidentd \\
                   --data-dir /var/lib/incidentd/recovered
             It checks every event against the chain as it copies it, makes the rest again, verifies the new log \
-            and exits; then put its data.mdb in place of the damaged one, as for a restore.
+            and exits; then put its data.mdb in place of the damaged one, as for a restore. When the damage is \
+            among the events, it also reads them from every page that is whole, and from backups given with \
+            --fill-from.
             """,
         version: incidentdVersion)
 
@@ -67,7 +68,7 @@ struct Incidentd: ParsableCommand {
         help: ArgumentHelp(
             """
             Make a new log in the data directory (which must hold no data.mdb) from the events of the damaged log \
-            in <dir>, then exit (README.md: "A damaged page outside the events").
+            in <dir>, then exit (README.md: "A damaged page need not cost").
             """,
             valueName: "dir"))
     var recoverFrom: String?

@@ -23,8 +23,9 @@ struct Incidentctl: ParsableCommand {
               incidentctl city Kupyansk
               incidentctl events --city Kupiansk
 
-            Exit status: 0 success, 1 the daemon refused the request (the error code is on stderr), \
-            2 bad usage, 3 the daemon cannot be reached.
+            Exit status: 0 success, 1 the daemon refused the request (the error code is on stderr; also a \
+            check that failed, such as events --follow finding the log replaced: log_replaced), 2 bad usage, \
+            3 the daemon cannot be reached.
             """,
         version: "0.1.0",
         subcommands: [

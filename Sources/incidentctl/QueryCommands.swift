@@ -19,6 +19,12 @@ struct Events: ParsableCommand {
             (a restart), it says so on stderr and goes on from the next position once the daemon is back; if it \
             cannot be reached when the command starts, the command exits 3, as every command does.
 
+            Before it goes on after a restart, it checks that the log is still the one it was following: that the \
+            position of the last event shown holds that event, by its chain hash. A log replaced meanwhile, such as \
+            data.mdb restored from an older backup, whose new events take positions already passed, ends the \
+            command with exit status 1 and log_replaced on stderr, naming the position, the head it found, and \
+            from where to follow again (--from).
+
             Examples:
               incidentctl events
               incidentctl events --city Berdyansk --type response-observed
@@ -60,8 +66,9 @@ struct Events: ParsableCommand {
     }
 
     /// `subscribe`: the daemon sends what is stored from --from on, then each event as it is committed. When the
-    /// daemon goes away (a restart), it says so on stderr and follows again, from the position after the last
-    /// event shown, once the daemon is back: nothing shown twice, nothing left out.
+    /// daemon goes away (a restart), it says so on stderr and, once the daemon is back, checks that the log there is
+    /// still the one it followed (``FollowedLog``) and follows again from the position after the last event shown:
+    /// nothing shown twice, nothing left out. A log that was replaced meanwhile ends the command with `log_replaced`.
     private func runFollowing() throws {
         let format = output.resolved
         var next = Int64(from)
@@ -69,6 +76,7 @@ struct Events: ParsableCommand {
         var retry = 0
         // Whether the daemon has answered a `subscribe` of this command.
         var followed = false
+        var seen = FollowedLog()
         // Written when no further line has arrived, so that a program reading through a pipe sees each event at
         // once, and a fast stream is not a write per event.
         let out = PendingOutput()
@@ -78,6 +86,7 @@ struct Events: ParsableCommand {
             let client: SocketClient
             do {
                 client = try connection.connect()
+                if followed { try seen.confirm(on: client) }
                 var body = filterMembers()
                 body["from"] = .int(next)
                 _ = try client.call(.subscribe, body)
@@ -101,6 +110,7 @@ struct Events: ParsableCommand {
                         out.bytes += event
                         out.bytes.append(0x0A)
                         next = position + 1
+                        seen.shown(position: position, line: line)
                     } else {
                         let response = try SocketClient.check(try JSONReader(maxDepth: 128).read(line))
                         guard let event = response["event"], let position = event["position"]?.intValue else { continue }
@@ -109,6 +119,7 @@ struct Events: ParsableCommand {
                         case .table: out.bytes += Array((Printer.eventLine(event) + "\n").utf8)
                         }
                         next = position + 1
+                        seen.shown(position: position, line: line)
                     }
                     shown += 1
                 }

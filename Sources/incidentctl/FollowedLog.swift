@@ -14,9 +14,19 @@ struct LogPoint: Equatable {
 struct FollowedLog {
     /// The last event shown, and the line it came in; its hash is read from the line only when it is needed.
     private var lastShown: (position: Int64, line: [UInt8])?
+    /// The head that `status` reported on a connection that followed the log.
+    private var reportedHead: LogPoint?
 
     mutating func shown(position: Int64, line: [UInt8]) {
         lastShown = (position, line)
+    }
+
+    /// Takes the head from an answer to `status`; a failed one, or the head of an empty log, tells nothing.
+    mutating func headReported(_ answer: JSONValue) {
+        guard answer["ok"]?.boolValue == true, let position = answer["position"]?.intValue, position > 0,
+            let hash = answer["headHash"]?.stringValue, position > reportedHead?.position ?? 0
+        else { return }
+        reportedHead = LogPoint(position: position, hash: hash)
     }
 
     /// The last event shown, with its hash.
@@ -27,8 +37,12 @@ struct FollowedLog {
         return LogPoint(position: lastShown.position, hash: hash)
     }
 
-    /// The point of the log to check: the last event shown. Nil before anything was shown.
-    var anchor: LogPoint? { lastShownPoint }
+    /// The furthest point known of the log: the last event shown, or the head reported if it lies further on (the
+    /// events a filter passed over, or those not caught up with yet). Nil before anything was known of it.
+    var anchor: LogPoint? {
+        guard let reportedHead, reportedHead.position > lastShown?.position ?? 0 else { return lastShownPoint }
+        return reportedHead
+    }
 
     /// Checks on `client`'s connection, before following again, that the log served there still holds ``anchor``;
     /// throws `log_replaced`, naming what it found and what to do, when it does not.

@@ -20,10 +20,12 @@ struct Events: ParsableCommand {
             cannot be reached when the command starts, the command exits 3, as every command does.
 
             Before it goes on after a restart, it checks that the log is still the one it was following: that the \
-            position of the last event shown holds that event, by its chain hash. A log replaced meanwhile, such as \
-            data.mdb restored from an older backup, whose new events take positions already passed, ends the \
-            command with exit status 1 and log_replaced on stderr, naming the position, the head it found, and \
-            from where to follow again (--from).
+            furthest position it knows of holds the event it saw there, by its chain hash. That position is the \
+            last event shown, or the head the daemon reported if it lies further on: the command asks for the head \
+            as it subscribes and, with a filter (the events it passes over count as seen), whenever a second passes \
+            without a line. A log replaced meanwhile, such as data.mdb restored from an older backup, whose new \
+            events take positions already passed, ends the command with exit status 1 and log_replaced on stderr, \
+            naming the position, the head it found, and from where to follow again (--from).
 
             Examples:
               incidentctl events
@@ -77,6 +79,9 @@ struct Events: ParsableCommand {
         // Whether the daemon has answered a `subscribe` of this command.
         var followed = false
         var seen = FollowedLog()
+        // With a filter the daemon passes over events without sending them, so that the last event shown may lie far
+        // behind the log's head: the head, asked for whenever no line has come for a while, stands for those.
+        let asksForHeadWhenIdle = city != nil || type != nil || incident != nil
         // Written when no further line has arrived, so that a program reading through a pipe sees each event at
         // once, and a fast stream is not a write per event.
         let out = PendingOutput()
@@ -84,12 +89,15 @@ struct Events: ParsableCommand {
         defer { out.write() }
         while limit == 0 || shown < limit {
             let client: SocketClient
+            // The id of the `status` asked for on this connection and not answered yet.
+            var headRequest: Int64?
             do {
                 client = try connection.connect()
                 if followed { try seen.confirm(on: client) }
                 var body = filterMembers()
                 body["from"] = .int(next)
                 _ = try client.call(.subscribe, body)
+                headRequest = try client.send(.status)
             } catch {
                 // Unreachable from the start (no daemon, a mistyped socket, no permission) is exit 3 as for every
                 // command; only a daemon that went away is waited for.
@@ -104,7 +112,12 @@ struct Events: ParsableCommand {
             followed = true
             do {
                 while limit == 0 || shown < limit {
-                    if !client.hasLineWaiting { out.write() }
+                    if !client.hasLineWaiting {
+                        out.write()
+                        if asksForHeadWhenIdle, headRequest == nil, !client.awaitLine(milliseconds: Self.idleBeforeAskingForHead) {
+                            headRequest = try client.send(.status)
+                        }
+                    }
                     let line = try client.receiveLine()
                     if format == .json, let event = Self.eventBytes(line), let position = Self.position(of: event) {
                         out.bytes += event
@@ -112,7 +125,13 @@ struct Events: ParsableCommand {
                         next = position + 1
                         seen.shown(position: position, line: line)
                     } else {
-                        let response = try SocketClient.check(try JSONReader(maxDepth: 128).read(line))
+                        let answer = try JSONReader(maxDepth: 128).read(line)
+                        if let asked = headRequest, answer["id"]?.intValue == asked {
+                            seen.headReported(answer)
+                            headRequest = nil
+                            continue
+                        }
+                        let response = try SocketClient.check(answer)
                         guard let event = response["event"], let position = event["position"]?.intValue else { continue }
                         switch format {
                         case .json: out.bytes += event.canonicalBytes() + [0x0A]
@@ -131,6 +150,9 @@ struct Events: ParsableCommand {
             }
         }
     }
+
+    /// How long a follower with a filter waits for a line before it asks for the log's head.
+    private static let idleBeforeAskingForHead: Int32 = 1_000
 
     /// Standard output not written yet.
     private final class PendingOutput {

@@ -150,6 +150,14 @@ final class SocketClient {
     /// Whether a line has arrived that ``receiveLine()`` returns without waiting.
     var hasLineWaiting: Bool { linesStart < lines.count }
 
+    /// Whether ``receiveLine()`` has something to read within `milliseconds`: a line waiting, bytes arriving, or the
+    /// connection closing (which it reports). False when the time passed with nothing.
+    func awaitLine(milliseconds: Int32) -> Bool {
+        if hasLineWaiting { return true }
+        var descriptor = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
+        return poll(&descriptor, 1, milliseconds) != 0
+    }
+
     /// The next line as it came, without its newline.
     func receiveLine() throws(ClientFailure) -> [UInt8] {
         while linesStart >= lines.count {

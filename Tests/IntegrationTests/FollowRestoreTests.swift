@@ -53,6 +53,47 @@ struct FollowRestoreTests {
     }
 
     @Test(
+        "a follower with a filter anchors on the head the daemon reported, past the last event it showed: the events its filter passed over, stored before it subscribed or committed while it waited, count as seen, and a restore that loses them ends it",
+        arguments: [true, false])
+    func filteredFollowerAnchorsOnThePassedHead(passedBeforeSubscribing: Bool) throws {
+        let daemon = try Daemon()
+        let writer = try daemon.client()
+        #expect(try writer.appendEvents(try Repository.articleEvents()).isOK)
+        let backup = daemon.root + "/backup"
+        #expect(try daemon.ctl(["backup", backup]).status == 0)
+        let passedOver = (1...3).map { Wire.report(incident: "passed-over-\($0)", city: "Kupiansk") }
+        if passedBeforeSubscribing { #expect(try writer.appendEvents(passedOver).isOK) }
+
+        let relay = try RecordingRelay(path: daemon.root + "/relay.sock", daemonSocket: daemon.socketPath)
+        defer { relay.close() }
+        func headReported(_ position: Int64) -> Bool {
+            relay.answers.contains { $0["headHash"] != nil && $0["position"]?.intValue == position }
+        }
+        let follower = try BackgroundFollower(socket: relay.path, directory: daemon.root, arguments: ["--city", "Melitopol"])
+        try waitFor("the follower to print the Melitopol events 4–6") { follower.positions == [4, 5, 6] }
+        if !passedBeforeSubscribing {
+            try waitFor("the follower to be told the head as it subscribed") { headReported(8) }
+            #expect(try writer.appendEvents(passedOver).isOK)
+        }
+        try waitFor("the follower to be told the head past the events its filter passed over", timeout: 20 * deadlineScale) {
+            headReported(11)
+        }
+        follower.pause()
+        try Self.restore(daemon, from: backup)
+        #expect(try daemon.client().appendEvents([Wire.report(incident: "melitopol-after-restore", city: "Melitopol")])["positions"] == [9])
+        follower.resume()
+
+        let status = try follower.exitStatus(within: 30 * deadlineScale)
+        let said = follower.stderr
+        #expect(status == 1, "\(said)")
+        #expect(said.contains("log_replaced: the log incidentd serves now ends at position 9, before position 11"), "\(said)")
+        #expect(
+            said.contains("What it printed, up to position 6, is in the log as printed: run it again with --from 7"), "\(said)")
+        #expect(follower.positions == [4, 5, 6], "nothing shown after the restore")
+        #expect(daemon.stop() == 0)
+    }
+
+    @Test(
         "across a plain restart, with events appended before the follower is back, events --follow checks the log and goes on from where it was, with and without a filter",
         arguments: [[], ["--city", "Melitopol"]])
     func plainRestartResumes(filter: [String]) throws {

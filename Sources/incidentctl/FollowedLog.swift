@@ -56,16 +56,18 @@ struct FollowedLog {
         var message: String
         if headPosition < anchor.position {
             message =
-                "the log incidentd serves now ends at position \(headPosition), before position \(anchor.position), which this "
-                + "command had seen (hash \(Self.short(anchor.hash))): "
+                "the log incidentd serves now ends at position \(headPosition), before position \(anchor.position), "
+                + "which this command had seen (hash \(Self.short(anchor.hash))): "
         } else {
             message =
-                "position \(anchor.position) of the log incidentd serves now holds another event (hash \(Self.short(found))) "
-                + "than this command had seen there (hash \(Self.short(anchor.hash))); the head is position \(headPosition): "
+                "position \(anchor.position) of the log incidentd serves now holds another event "
+                + "(hash \(Self.short(found))) than this command had seen there (hash \(Self.short(anchor.hash))); "
+                + "the head is position \(headPosition): "
         }
         message +=
-            "the log was replaced (restored from a backup, perhaps), and positions this command has passed hold, or will "
-            + "hold, other events. It stops rather than leave them out or show them as if they followed what it printed. "
+            "the log was replaced (restored from a backup, perhaps), and positions this command has passed hold, "
+            + "or will hold, other events. It stops rather than leave them out or show them as if they followed "
+            + "what it printed. "
         message += try advice(on: client, head: head)
         throw .refused(code: "log_replaced", message: message)
     }
@@ -77,8 +79,8 @@ struct FollowedLog {
             return "It printed no event of that log: run it again to follow the log as it is now."
         }
         if shown.position <= headPosition, try Self.hash(at: shown.position, on: client, head: head) == shown.hash {
-            return "What it printed, up to position \(shown.position), is in the log as printed: run it again with --from "
-                + "\(shown.position + 1) to go on with the log as it is now."
+            return "What it printed, up to position \(shown.position), is in the log as printed: run it again "
+                + "with --from \(shown.position + 1) to go on with the log as it is now."
         }
         let kept = min(shown.position - 1, headPosition)
         let gone =
@@ -87,14 +89,16 @@ struct FollowedLog {
             : "The event it printed at position \(shown.position) is not in the log now. "
         guard kept > 0 else { return gone + "Run it again with --from 1 to follow the log as it is now." }
         return gone
-            + "Compare those it printed up to position \(kept) with the log as it is now (the hash of an event vouches for "
-            + "every event before it: incidentctl events --from \(kept) --limit 1 --format json), then run it again with "
-            + "--from set to the position after the last one that matches."
+            + "Compare those it printed up to position \(kept) with the log as it is now (the hash of an event "
+            + "vouches for every event before it: incidentctl events --from \(kept) --limit 1 --format json), then "
+            + "run it again with --from set to the position after the last one that matches."
     }
 
     /// The hash of the event at `position` in the log served on `client`, whose `status` answered `head`; nil when
     /// the log ends before it.
-    private static func hash(at position: Int64, on client: SocketClient, head: JSONValue) throws(ClientFailure) -> String? {
+    private static func hash(
+        at position: Int64, on client: SocketClient, head: JSONValue
+    ) throws(ClientFailure) -> String? {
         let headPosition = head["position"]?.intValue ?? 0
         if position > headPosition { return nil }
         if position == headPosition { return head["headHash"]?.stringValue }

@@ -114,7 +114,9 @@ struct Events: ParsableCommand {
                 while limit == 0 || shown < limit {
                     if !client.hasLineWaiting {
                         out.write()
-                        if asksForHeadWhenIdle, headRequest == nil, !client.awaitLine(milliseconds: Self.idleBeforeAskingForHead) {
+                        if asksForHeadWhenIdle, headRequest == nil,
+                            !client.awaitLine(milliseconds: Self.idleBeforeAskingForHead)
+                        {
                             headRequest = try client.send(.status)
                         }
                     }

@@ -379,7 +379,9 @@ private struct SalvagedChain {
                 return true
             }
         }
-        candidates.sort { $0.position < $1.position }
+        // The walk below tries each position's candidates from the last: the damaged log's own file first, then the
+        // backups in the order given.
+        candidates.sort { $0.position != $1.position ? $0.position < $1.position : $0.source > $1.source }
         var expected = head.hash
         var index = candidates.count - 1
         var position = head.position

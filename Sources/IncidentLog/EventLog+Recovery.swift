@@ -6,69 +6,81 @@ import IncidentDomain
 import LMDB
 import StrictJSON
 
-/// What ``EventLog/recover(from:into:gazetteer:)`` made of a log whose indexes or projections were damaged.
+/// What ``EventLog/recover(from:into:gazetteer:fillingFrom:expectedHeadHash:)`` made of a damaged log.
 public struct RecoveryReport: Sendable, Hashable {
     /// The directory of the new log.
     public var directory: String
-    /// The events copied: positions 1 through this, every one the damaged log held, each checked against the chain.
+    /// The events copied: positions 1 through this, the damaged log's head, each proven by the hash chain.
     public var events: UInt64
-    /// The hash of the last event, the head of the new log: the damaged log's, as `status` showed it.
+    /// The hash of the last event, the head of the new log: the damaged log's recorded head, or the one given.
     public var headHash: String
     /// The incidents those events report.
     public var incidents: Int
-    /// Event-id entries copied from the damaged log, and made again from the events (when its `event-ids` database
-    /// was damaged, or an entry did not name its event); see ``ProposedEvent/init(writingOut:)``.
+    /// Event-id entries copied from the damaged log (where its `event-ids` pages are sound and the entry names its
+    /// event).
     public var eventIdsCopied: UInt64
+    /// Event-id entries made again from the events (``ProposedEvent/init(writingOut:)``), for the others.
     public var eventIdsRemade: UInt64
     /// The first damaged page the check of every page of the damaged log found, if it found one.
     public var sourceDamage: PageDamage?
-    /// Whether the events' tree was damaged, so that they were looked for in every leaf page of the damaged log's
-    /// file and of the backups given, and told apart by the hash chain from the head the log records.
-    public var eventsFoundInPages = false
     /// How many of the events came from the backups' files rather than the damaged log's.
-    public var eventsFromBackups: UInt64 = 0
-    /// The head the damaged log's `meta` database records, when it could be read and is not the last event's
-    /// position: events it acknowledged past the last one copied, or events stored past its head.
-    public var sourceHeadMismatch: UInt64?
+    public var eventsFromBackups: UInt64
+    /// Whether the head was the one given (`expectedHeadHash`) because the log's own record of it could not be read,
+    /// or no stored event has the hash it records.
+    public var headWasGiven: Bool
 }
 
 extension EventLog {
-    /// The folder inside the destination where ``recover(from:into:gazetteer:)`` builds the new log, whose
-    /// `data.mdb` moves into the destination only once it verifies: a recovery cut short leaves no `data.mdb`
-    /// that a daemon could take for the log.
+    /// The folder inside the destination where a recovery builds the new log, whose `data.mdb` moves into the
+    /// destination only once it verifies: a recovery cut short leaves no `data.mdb` that a daemon could take for
+    /// the log, and the next one clears the folder.
     static let recoveryFolder = ".incidentd-recovery"
 
     /// How many events each transaction of a recovery writes.
     static let recoveryEventsPerCommit = 10_000
 
-    /// Makes a new log in `options.directory` from the events of the log in `source`, for a log whose events are
-    /// sound but whose indexes or projections are damaged, so that a daemon refuses to open it or `verify` names
-    /// a damaged page in them: restoring a backup would lose the events appended since it was made.
+    /// Makes a new log in `options.directory` from the events of the damaged log in `source`, so that restoring a
+    /// backup does not lose the events appended since it was made.
     ///
-    /// The source is opened read-only, and only the pages that lead to its events are needed: they are checked
-    /// first (``LMDB/Environment/checkPages(of:includingFreeList:)``), and each event is checked against the hash
-    /// chain as it is copied, so the new log holds the same events at the same positions with the same hashes,
-    /// or none is made. The incident streams are made again from the events; the event-id index is copied where
-    /// its pages are sound and each entry names its event, and made again from the events otherwise; the
-    /// projections are rebuilt. The new log is verified before its `data.mdb` is moved into `options.directory`.
+    /// Every leaf page of the source's `data.mdb`, and of each backup's in `backups`, is read straight from the
+    /// file (``LMDB/LeafScan``), whole pages of the tree and older copies of pages alike, and the events are told
+    /// apart by the hash chain, walked back from the head the source records in `meta` (or, when that cannot be
+    /// read, `expectedHeadHash`): each position takes the one event whose bytes hash to what the event after it
+    /// names (``SalvagedChain``). A stale copy, an event of a commit that failed, or one of another log cannot be
+    /// taken, and damage to the pages that lead to the events does not matter. The events are then copied in
+    /// order, each checked again against the chain, the incident streams are made from them, the event-id index
+    /// is copied where its pages are sound and each entry names its event (and made again otherwise), and the
+    /// projections are rebuilt. The new log is verified, and must end at the head, before its `data.mdb` is linked
+    /// into `options.directory`, which holds the daemon's lock (`incidentd.lock`) meanwhile.
     ///
-    /// - Throws: ``LogError``: `.invalidDestination` when `options.directory` already holds a `data.mdb` or
-    ///   cannot be made; `.damagedPage` when a page on the way to the events is damaged; `.corrupt` when an
-    ///   event does not match the chain (naming its position) or the source holds no events; what opening a log
-    ///   throws for a source that is not one. Nothing is left in `options.directory` but the folder it may have
-    ///   made.
+    /// - Throws: ``LogError``: `.invalidDestination` when `options.directory` holds a `data.mdb` or cannot be
+    ///   made; `.locked` when a daemon serves `source` or another recovery writes into `options.directory`;
+    ///   `.damagedPage` when an event no whole page holds is needed, naming it and the positions no page holds;
+    ///   `.corrupt` when the head cannot be known or does not match; what opening a log throws for a source that is
+    ///   not one. Nothing but `incidentd.lock` and the directory itself is left in `options.directory`.
     public static func recover(
-        from source: String, into options: LogOptions, gazetteer: Gazetteer, fillingFrom backups: [String] = []
+        from source: String, into options: LogOptions, gazetteer: Gazetteer, fillingFrom backups: [String] = [],
+        expectedHeadHash: [UInt8]? = nil
     ) throws -> RecoveryReport {
         let destination = options.directory
+        var created = false
+        if mkdir(destination, 0o700) == 0 {
+            created = true
+        } else if errno != EEXIST {
+            throw LogError(.invalidDestination, "cannot create \(destination): \(String(cString: strerror(errno)))")
+        }
+        let destinationLock: Int32
+        do {
+            destinationLock = try lock(directory: destination)
+        } catch let error as LogError where error.code == .locked {
+            throw LogError(.locked, "\(destination) is in use (by a daemon, or another recovery into it): \(error.message)")
+        }
+        defer { close(destinationLock) }
         var info = stat()
         if lstat(destination + "/data.mdb", &info) == 0 {
             throw LogError(
                 .invalidDestination,
                 "\(destination) already holds a data.mdb; a recovery makes a new log, in a directory that holds none")
-        }
-        if mkdir(destination, 0o700) != 0 && errno != EEXIST {
-            throw LogError(.invalidDestination, "cannot create \(destination): \(String(cString: strerror(errno)))")
         }
         let work = destination + "/" + recoveryFolder
         removeRecoveryFolder(work)
@@ -81,10 +93,11 @@ extension EventLog {
             workOptions.directory = work
             workOptions.readOnly = false
             workOptions.rebuildAtOpen = false
-            report = try EventLog(options: workOptions, gazetteer: gazetteer)
-                .rebuild(from: sourceEnvironment, directory: source, backups: backups)
+            report = try EventLog(options: workOptions, gazetteer: gazetteer).rebuild(
+                from: sourceEnvironment, directory: source, backups: backups, expectedHeadHash: expectedHeadHash)
             report.directory = destination
-            guard rename(work + "/data.mdb", destination + "/data.mdb") == 0 else {
+            // A link, which never replaces a file, rather than a rename.
+            guard link(work + "/data.mdb", destination + "/data.mdb") == 0 else {
                 throw LogError(.io, "cannot move the new log into \(destination): \(String(cString: strerror(errno)))")
             }
         } catch {
@@ -93,124 +106,108 @@ extension EventLog {
         }
         removeRecoveryFolder(work)
         try syncDirectory(destination)
+        if created { try syncDirectory(parent(of: destination)) }
         return report
     }
 
     /// Takes the lock a daemon serving `source` holds (`incidentd.lock`), so that none serves it while it is read:
     /// the events one appended after the copy began would not be in the new log. Returns its descriptor, or -1
-    /// where there is none to take (a backup's directory, which no daemon has served).
+    /// where there is no such file (a backup's directory, which no daemon has served).
     private static func lockOutDaemon(of source: String) throws -> Int32 {
-        let fd = open(source + "/incidentd.lock", O_RDONLY | O_CLOEXEC)
-        guard fd >= 0 else { return -1 }
+        let path = source + "/incidentd.lock"
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        if fd < 0 {
+            if errno == ENOENT { return -1 }
+            throw LogError(.io, "cannot open \(path): \(String(cString: strerror(errno)))")
+        }
         if flock(fd, LOCK_EX | LOCK_NB) != 0 {
-            let busy = errno == EWOULDBLOCK
+            let code = errno
             close(fd)
-            if busy {
+            if code == EWOULDBLOCK {
                 throw LogError(
                     .locked,
                     "incidentd is serving the log in \(source): stop it first, since what it appends while the events are copied would not be in the new log")
             }
-            return -1
+            throw LogError(.io, "cannot lock \(path): \(String(cString: strerror(code)))")
         }
         return fd
     }
 
     /// Opens the damaged log read-only, with the refusals opening a log gives (``openFailure(_:directory:readOnly:)``).
     private static func openSource(_ source: String) throws -> Environment {
-        let environment: Environment
         do {
             try refuseEmptyDataFile(in: source)
             var envOptions = EnvironmentOptions()
-            envOptions.maxDatabases = 8
+            envOptions.maxDatabases = maxDatabases
             envOptions.readOnly = true
-            environment = try Environment(directory: source, options: envOptions)
+            return try Environment(directory: source, options: envOptions)
         } catch {
             throw openFailure(error, directory: source, readOnly: true)
         }
-        return environment
     }
 
-    /// Copies every event of `source` (the log in `directory`) into this new, empty log with its stream and
-    /// event-id entries, then rebuilds the projections and verifies the whole. The events come from their tree when
-    /// its pages are sound, and otherwise from the leaf pages of the files (``SalvagedChain``): the source's and
-    /// each of `backups`'.
-    private func rebuild(from source: Environment, directory: String, backups: [String]) throws -> RecoveryReport {
+    /// Copies every event up to the head of `source` (the log in `directory`), found in its pages and in
+    /// `backups`', into this new, empty log with its stream and event-id entries, then rebuilds the projections
+    /// and verifies the whole.
+    private func rebuild(
+        from source: Environment, directory: String, backups: [String], expectedHeadHash: [UInt8]?
+    ) throws -> RecoveryReport {
         let sourceDamage = try source.checkPages().damage
-        let eventsDamage = try source.checkPages(of: ["events"], includingFreeList: false).damage
         let sourceIds = try Self.soundDatabase("event-ids", of: source)
         let sourceMeta = try Self.soundDatabase("meta", of: source)
-        // Opened through the main database only when the way to the events is sound.
-        var events: Database?
-        if eventsDamage == nil {
-            do {
-                events = try source.openDatabase("events", create: false)
-            } catch let error as LMDBError where error.isNotFound {
-                throw LogError(.notALog, "\(directory) holds no incident log (no events database)")
-            }
+        let (recordedHead, format) = try source.read { txn in
+            (
+                try sourceMeta.flatMap { try txn.get($0, key: Keys.head) }.flatMap { try? Head.decode($0) },
+                try sourceMeta.flatMap { try txn.get($0, key: Keys.format) }.map { String(decoding: $0, as: UTF8.self) }
+            )
+        }
+        if let format, ![Self.formatTag, Self.format2Tag, Self.format1Tag].contains(format) {
+            throw Self.unknownFormat(format, directory: directory)
+        }
+        if recordedHead == nil && expectedHeadHash == nil {
+            throw LogError(
+                .corrupt,
+                "the head the log in \(directory) records cannot be read (its meta database is damaged), and the events cannot be told from older copies of them without it: give the head hash last published (incidentctl status's headHash) with --expect-head; nothing was made")
+        }
+        options.onProgress?("recovering the log: looking for its events in every leaf page")
+        let chain: SalvagedChain
+        do {
+            chain = try SalvagedChain(
+                recordedHead: recordedHead?.hash, givenHead: expectedHeadHash, directories: [directory] + backups)
+        } catch let error as LogError {
+            throw sourceDamage.map { LogError(error.code, "\($0); \(error.message)") } ?? error
         }
         var copy = RecoveryCopy()
-        var salvaged: SalvagedChain?
         try source.read { txn in
-            let recordedHead = try sourceMeta.flatMap { try txn.get($0, key: Keys.head) }.flatMap { try? Head.decode($0) }
-            if let eventsDamage {
-                guard let recordedHead, recordedHead.position > 0 else {
-                    throw LogError(
-                        .damagedPage,
-                        "\(eventsDamage), on the way to the events of the log in \(directory); and the head of its chain cannot be read, to tell its events from older copies of them. \(Self.restoreAdvice)")
-                }
-                options.onProgress?("recovering the log: \(eventsDamage); looking for its events in every page")
-                let chain = try SalvagedChain(head: recordedHead, directories: [directory] + backups, damage: eventsDamage)
-                salvaged = chain
-                var position: UInt64 = 1
-                while position <= recordedHead.position {
-                    var chunk: [RecoveredEvent] = []
-                    while position <= recordedHead.position && chunk.count < Self.recoveryEventsPerCommit {
-                        try chain.value(at: position).withUnsafeBytes { value in
-                            try Keys.position(position).withUnsafeBytes { key in
-                                try copy.take(key: key, value: value, sourceIds: sourceIds, txn, into: &chunk)
-                            }
-                        }
-                        position += 1
-                    }
-                    try writeRecovered(chunk, head: position > recordedHead.position ? copy.head : nil, progress: copy.head.position)
-                }
-                return
-            }
-            guard let events else { return }
-            let cursor = try txn.cursor(events)
-            var entry = try cursor.first()
-            repeat {
+            var position: UInt64 = 1
+            while position <= chain.head.position {
                 var chunk: [RecoveredEvent] = []
-                while let (key, value) = entry, chunk.count < Self.recoveryEventsPerCommit {
-                    try copy.take(key: key, value: value, sourceIds: sourceIds, txn, into: &chunk)
-                    entry = try cursor.next()
+                while position <= chain.head.position && chunk.count < Self.recoveryEventsPerCommit {
+                    try copy.take(
+                        position: position, value: try chain.value(at: position), sourceIds: sourceIds, txn, into: &chunk)
+                    position += 1
                 }
-                try writeRecovered(chunk, head: entry == nil ? copy.head : nil, progress: copy.head.position)
-            } while entry != nil
-            if let recordedHead, recordedHead.position != copy.head.position {
-                copy.sourceHeadMismatch = recordedHead.position
+                try writeRecovered(chunk, head: position > chain.head.position ? copy.head : nil)
             }
-        }
-        guard copy.head.position > 0 else {
-            throw LogError(.corrupt, "the log being recovered holds no events; there is nothing to recover")
         }
         options.onProgress?("recovering the log: rebuilding the projections of \(copy.head.position) events")
         _ = try rebuildProjections()
         let check = try verify()
-        guard check.isIntact, check.headPosition == copy.head.position, check.headHash == ChainHash.hex(copy.head.hash) else {
+        guard check.isIntact, check.headPosition == chain.head.position, check.headHash == ChainHash.hex(chain.head.hash)
+        else {
             throw LogError(
                 .corrupt,
-                "the new log does not verify (\(check.problem ?? "its head is \(check.headPosition), not \(copy.head.position)")); it was not kept")
+                "the new log does not verify (\(check.problem ?? "its head is \(check.headPosition), not \(chain.head.position)")); it was not kept")
         }
         return RecoveryReport(
-            directory: options.directory, events: copy.head.position, headHash: check.headHash,
+            directory: options.directory, events: chain.head.position, headHash: check.headHash,
             incidents: copy.streamStarts.count, eventIdsCopied: copy.eventIdsCopied, eventIdsRemade: copy.eventIdsRemade,
-            sourceDamage: sourceDamage, eventsFoundInPages: salvaged != nil,
-            eventsFromBackups: salvaged?.taken.dropFirst().reduce(0, +) ?? 0, sourceHeadMismatch: copy.sourceHeadMismatch)
+            sourceDamage: sourceDamage, eventsFromBackups: chain.taken.dropFirst().reduce(0, +),
+            headWasGiven: chain.headWasGiven)
     }
 
-    /// Writes one transaction of a recovery: `chunk`'s events and their index entries, and the head after the last.
-    private func writeRecovered(_ chunk: [RecoveredEvent], head: Head?, progress copied: UInt64) throws {
+    /// Writes one transaction of a recovery: `chunk`'s events and their index entries, and `head` after the last.
+    private func writeRecovered(_ chunk: [RecoveredEvent], head: Head?) throws {
         try environment.write { w in
             for event in chunk {
                 try w.put(db.events, key: event.position, value: event.value, flags: .append)
@@ -219,6 +216,7 @@ extension EventLog {
             }
             if let head { try w.put(db.meta, key: Keys.head, value: head.encoded) }
         }
+        let copied = chunk.last?.position ?? 0
         if head != nil || copied % 100_000 < UInt64(chunk.count) {
             options.onProgress?("recovering the log: \(copied) events copied")
         }
@@ -262,7 +260,7 @@ private struct RecoveredEvent {
     var eventIdValue: [UInt8]
 }
 
-/// A recovery's walk of the damaged log's events: the chain so far and where each incident starts.
+/// A recovery's copy of the events in order: the chain so far, and where each incident starts.
 private struct RecoveryCopy {
     /// The last event copied; position 0 before the first.
     var head = Head.empty
@@ -270,19 +268,23 @@ private struct RecoveryCopy {
     var streamStarts: [String: UInt64] = [:]
     var eventIdsCopied: UInt64 = 0
     var eventIdsRemade: UInt64 = 0
-    var sourceHeadMismatch: UInt64?
 
-    /// Checks the stored event at `key` against the chain, and adds it to `chunk` with its index entries.
+    /// Checks the stored event `value` at `position`, the one after the last taken, against the chain, and adds it
+    /// to `chunk` with its index entries.
     mutating func take(
-        key: UnsafeRawBufferPointer, value: UnsafeRawBufferPointer,
-        sourceIds: Database?, _ txn: borrowing ReadTransaction, into chunk: inout [RecoveredEvent]
+        position: UInt64, value: [UInt8], sourceIds: Database?, _ txn: borrowing ReadTransaction,
+        into chunk: inout [RecoveredEvent]
     ) throws {
-        let expected = head.position + 1
-        guard key.count == 8, let position = Keys.readPosition(key) else {
-            throw broken(expected, "a key that is not a position is stored among the events")
-        }
-        guard position == expected else { throw broken(expected, "it is missing (the next stored is \(position))") }
         guard value.count > 32 else { throw broken(position, "the stored event is truncated") }
+        try value.withUnsafeBytes { value in
+            try take(position: position, value: value, sourceIds: sourceIds, txn, into: &chunk)
+        }
+    }
+
+    private mutating func take(
+        position: UInt64, value: UnsafeRawBufferPointer, sourceIds: Database?, _ txn: borrowing ReadTransaction,
+        into chunk: inout [RecoveredEvent]
+    ) throws {
         let canonical = UnsafeRawBufferPointer(rebasing: value[32...])
         let hash = ChainHash.link(previous: head.hash, canonical: canonical)
         guard hash.elementsEqual(value[0..<32]) else { throw broken(position, "its bytes do not hash to its stored hash") }
@@ -330,11 +332,11 @@ private struct RecoveryCopy {
     }
 }
 
-/// The events of a log whose events tree is damaged, found in the leaf pages of data files (``LMDB/LeafScan``): the
-/// log's own, where the pages that are whole, and older copies of pages LMDB wrote anew, still hold them; and
-/// backups'. A page scan cannot tell current pages from stale ones, nor events a commit that failed wrote, so the
-/// hash chain tells them apart: walked back from the head the log recorded, each position takes the one event
-/// whose hash is the one the event after it names (the head's, for the last), and that hashes to it.
+/// The events of a damaged log, found in the leaf pages of data files (``LMDB/LeafScan``): the log's own, in the
+/// pages that are whole, and in older copies of pages LMDB wrote anew, and backups'. A page scan cannot tell current
+/// pages from stale ones, an event of a commit that failed, or one of another log, so the hash chain tells them
+/// apart: walked back from the head, each position takes the one event stored with the hash that the event after
+/// it names (the head's own, for the last), and whose bytes hash to it.
 private struct SalvagedChain {
     /// One value found under a position, in the file of `scans[source]`.
     private struct Candidate {
@@ -345,18 +347,24 @@ private struct SalvagedChain {
         var location: LeafScan.Location
     }
 
+    /// The last event: its position and hash.
+    let head: (position: UInt64, hash: [UInt8])
+    /// Whether the head is the one given, the recorded one being unknown or no stored event's.
+    let headWasGiven: Bool
     private let scans: [LeafScan]
     /// Where each position's event is, from position 1.
-    private var chosen: [(source: Int, location: LeafScan.Location)] = []
+    private let chosen: [(source: Int, location: LeafScan.Location)]
     /// How many of the events came from each file, in the order of the directories.
-    private(set) var taken: [UInt64]
+    let taken: [UInt64]
 
-    /// Finds the events of positions 1 through `head`'s in the data files of `directories` (the damaged log's
-    /// first).
+    /// Finds the events of positions 1 through the head in the data files of `directories` (the damaged log's
+    /// first, whose events are preferred). The head is the stored event with the hash the log records, or else with
+    /// the hash given; a hash given beside a recorded one must be that of an event of the chain found.
     ///
-    /// - Throws: ``LogError`` `.damagedPage` naming the last position that no file holds whole (with `damage`,
-    ///   what made the walk necessary), or `.notALog` for a directory whose data file cannot be read.
-    init(head: Head, directories: [String], damage: PageDamage) throws {
+    /// - Throws: ``LogError``: `.damagedPage` naming the last position whose event no file holds whole, and every
+    ///   stretch of positions no file holds at all; `.corrupt` when no stored event has the head's hash, or the
+    ///   hash given is not in the chain; `.notALog` for a directory whose data file cannot be read.
+    init(recordedHead: [UInt8]?, givenHead: [UInt8]?, directories: [String]) throws {
         scans = try directories.map { directory in
             do {
                 return try LeafScan(directory: directory)
@@ -364,12 +372,11 @@ private struct SalvagedChain {
                 throw LogError(.notALog, "cannot read the pages of \(directory)/data.mdb: \(error)")
             }
         }
-        taken = Array(repeating: 0, count: directories.count)
         var candidates: [Candidate] = []
         for (source, scan) in scans.enumerated() {
             try scan.forEachEntry { key, value, location in
-                if key.count == 8, let position = Keys.readPosition(key), position >= 1, position <= head.position,
-                    value.count > 33, value[32] == UInt8(ascii: "{")
+                if key.count == 8, let position = Keys.readPosition(key), position >= 1, value.count > 33,
+                    value[32] == UInt8(ascii: "{")
                 {
                     candidates.append(
                         Candidate(
@@ -379,15 +386,39 @@ private struct SalvagedChain {
                 return true
             }
         }
-        // The walk below tries each position's candidates from the last: the damaged log's own file first, then the
-        // backups in the order given.
+        let files = directories.map { $0 + "/data.mdb" }.joined(separator: ", ")
+        let scans = scans
+        func stored(_ candidate: Candidate) -> [UInt8]? { scans[candidate.source].value(candidate.location) }
+        // The position of the stored event with `hash`: its position is in it, and no other bytes hash to it.
+        func position(of hash: [UInt8]) -> UInt64? {
+            let prefix = hash.withUnsafeBytes { $0.loadUnaligned(as: UInt64.self) }
+            return candidates.first {
+                $0.hashPrefix == prefix && stored($0).map { Self.previousHash(of: $0, hashing: hash) != nil } == true
+            }?.position
+        }
+        if let recordedHead, let position = position(of: recordedHead) {
+            head = (position, recordedHead)
+            headWasGiven = false
+        } else if let givenHead, let position = position(of: givenHead) {
+            head = (position, givenHead)
+            headWasGiven = true
+        } else {
+            let hashes = [recordedHead.map { "the recorded head's hash \(ChainHash.hex($0))" }, givenHead.map { "the hash given, \(ChainHash.hex($0))" }]
+            throw LogError(
+                .corrupt,
+                "no event stored in \(files) has \(hashes.compactMap { $0 }.joined(separator: ", nor ")): the record of the head may be damaged, or its event in no page that is whole. Give the head hash last published (incidentctl status's headHash) with --expect-head, or a backup that holds that event with --fill-from DIR; nothing was made")
+        }
+        let position = head.position
+        // Tried from the last of each position's: the damaged log's own file first, then the backups in the order given.
         candidates.sort { $0.position != $1.position ? $0.position < $1.position : $0.source > $1.source }
+
+        var taken = Array(repeating: UInt64(0), count: directories.count)
+        var givenFound = givenHead == nil || givenHead == head.hash
+        var backwards: [(source: Int, location: LeafScan.Location)] = []
+        backwards.reserveCapacity(Int(position))
         var expected = head.hash
         var index = candidates.count - 1
-        var position = head.position
-        var backwards: [(source: Int, location: LeafScan.Location)] = []
-        backwards.reserveCapacity(Int(head.position))
-        while position >= 1 {
+        for position in (1...position).reversed() {
             while index >= 0 && candidates[index].position > position { index -= 1 }
             let prefix = expected.withUnsafeBytes { $0.loadUnaligned(as: UInt64.self) }
             var previous: [UInt8]?
@@ -395,29 +426,27 @@ private struct SalvagedChain {
             while i >= 0 && candidates[i].position == position && previous == nil {
                 let candidate = candidates[i]
                 i -= 1
-                guard candidate.hashPrefix == prefix, let bytes = scans[candidate.source].value(candidate.location) else {
-                    continue
-                }
+                guard candidate.hashPrefix == prefix, let bytes = stored(candidate) else { continue }
                 previous = Self.previousHash(of: bytes, hashing: expected)
                 if previous != nil {
                     backwards.append((candidate.source, candidate.location))
                     taken[candidate.source] += 1
                 }
             }
-            guard let previous else {
-                let files = directories.map { $0 + "/data.mdb" }.joined(separator: ", ")
-                throw LogError(
-                    .damagedPage,
-                    "\(damage), among the events; event \(position) of the \(head.position) the log holds is in no page of \(files) "
-                        + "that is whole, so the events up to it cannot be proven. Give a backup that holds it with --fill-from DIR; or: \(EventLog.restoreAdvice)")
-            }
+            guard let previous else { throw Self.missing(position, head: head, candidates: candidates, files: files) }
             expected = previous
-            position -= 1
+            if !givenFound && previous == givenHead { givenFound = true }
         }
         guard expected == ChainHash.zero else {
-            throw LogError(.corrupt, "event 1 found in the pages does not start a chain (its prevHash is not zero)")
+            throw LogError(.corrupt, "event 1 found in \(files) does not start a chain (its prevHash is not zero); nothing was made")
+        }
+        if !givenFound, let givenHead {
+            throw LogError(
+                .corrupt,
+                "the hash given, \(ChainHash.hex(givenHead)), is that of no event of the chain that ends at the head the log records (position \(head.position), \(ChainHash.hex(head.hash))); nothing was made")
         }
         chosen = backwards.reversed()
+        self.taken = taken
     }
 
     /// The stored bytes (hash ‖ canonical JSON) of the event at `position`, read again from its file.
@@ -427,6 +456,26 @@ private struct SalvagedChain {
             throw LogError(.io, "cannot read event \(position) again from \(scans[source].path)")
         }
         return bytes
+    }
+
+    /// Why the walk stopped at `position`: an event no file holds whole, with every stretch of positions up to the
+    /// head that no file holds at all, so that one choice of backups can cover them.
+    private static func missing(
+        _ position: UInt64, head: (position: UInt64, hash: [UInt8]), candidates: [Candidate], files: String
+    ) -> LogError {
+        var gaps: [ClosedRange<UInt64>] = []
+        var next: UInt64 = 1
+        for candidate in candidates where candidate.position <= head.position {
+            if candidate.position > next { gaps.append(next...(candidate.position - 1)) }
+            next = max(next, candidate.position + 1)
+        }
+        if next <= head.position { gaps.append(next...head.position) }
+        let described = gaps.prefix(8).map { $0.count == 1 ? "\($0.lowerBound)" : "\($0.lowerBound)–\($0.upperBound)" }
+        return LogError(
+            .damagedPage,
+            "event \(position) of the \(head.position) the log holds is in no page of \(files) that is whole, so the events up to it cannot be proven"
+                + (gaps.isEmpty ? "" : " (positions no page holds at all: \(described.joined(separator: ", "))\(gaps.count > 8 ? ", …" : ""))")
+                + ". Give a backup that holds it with --fill-from DIR; or: \(EventLog.restoreAdvice)")
     }
 
     /// The `prevHash` of the stored event `bytes`, when its stored hash is `hash` and its bytes hash to it from

@@ -35,6 +35,8 @@ public final class EventLog: Sendable {
     public static let formatTag = "incidentd-log-3"
     static let format2Tag = "incidentd-log-2"
     static let format1Tag = "incidentd-log-1"
+    /// The named databases an environment of the log may have open (``Databases``, with room for an old format's).
+    static let maxDatabases: UInt32 = 8
     /// Bumped whenever the projection documents change shape; a mismatch rebuilds them at start.
     public static let projectionVersion: UInt64 = 3
 
@@ -79,7 +81,7 @@ public final class EventLog: Sendable {
             lockDescriptor = try EventLog.lock(directory: options.directory)
         }
         var envOptions = EnvironmentOptions()
-        envOptions.maxDatabases = 8
+        envOptions.maxDatabases = EventLog.maxDatabases
         envOptions.initialMapSize = min(options.initialMapSize, options.maxMapSize)
         envOptions.maxMapSize = options.maxMapSize
         envOptions.readOnly = options.readOnly
@@ -125,22 +127,21 @@ public final class EventLog: Sendable {
     public static let restoreAdvice =
         "Restore data.mdb from a backup that verifies (one that incidentctl backup made, see README.md): with incidentd stopped, put the backup's data.mdb in its place"
 
-    /// What to do about a damaged page of the tree named `database` (``LMDB/PageDamage/Tree/name``): a new log can
-    /// be made of every event the hash chain proves (`incidentd --recover-from`), which loses none appended since the
-    /// last backup, unless the page is of LMDB's main database, which leads to the head of the chain; otherwise, and
-    /// as well, ``restoreAdvice``.
+    /// What to do about a damaged page of the tree named `database` (``LMDB/PageDamage/Tree/name``): make a new log
+    /// of every event the hash chain proves (`incidentd --recover-from`), which loses none appended since the last
+    /// backup, with what that needs for such a page; or ``restoreAdvice``.
     public static func damageAdvice(database: String?) -> String {
+        let needs: String
         switch database {
-        case PageDamage.Tree.main.name?:
-            return restoreAdvice
+        case PageDamage.Tree.main.name?, "meta"?:
+            needs = ", giving the head hash last published with --expect-head if it cannot read the log's own record of it"
         case "events"?:
-            return "Make a new log of every event with incidentd --recover-from, giving the latest backups with --fill-from "
-                + "for the events the damaged pages held (see README.md), which loses none appended since those backups; "
-                + "or: \(restoreAdvice)"
+            needs = ", giving the latest backups with --fill-from for the events the damaged pages held"
         default:
-            return "The events are not in that page: make a new log of every one of them with incidentd --recover-from "
-                + "(see README.md), which loses none appended since the last backup; or: \(restoreAdvice)"
+            needs = ""
         }
+        return "Make a new log of every event the hash chain proves with incidentd --recover-from\(needs) (see README.md), "
+            + "which loses none appended since the last backup; or: \(restoreAdvice)"
     }
 
     /// What opening the log in `directory` threw, as the ``LogError`` that says what is wrong with it and what to do.
@@ -212,7 +213,7 @@ public final class EventLog: Sendable {
         try environment.read { txn in try txn.get(db.meta, key: Keys.gazetteer).map { $0.elementsEqual(gazetteerDigest) } }
     }
 
-    private static func lock(directory: String) throws -> Int32 {
+    static func lock(directory: String) throws -> Int32 {
         let path = directory + "/incidentd.lock"
         let fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o600)
         guard fd >= 0 else {
@@ -299,7 +300,7 @@ public final class EventLog: Sendable {
     }
 
     /// A log of a format this version neither reads nor upgrades.
-    private static func unknownFormat(_ found: String, directory: String) -> LogError {
+    static func unknownFormat(_ found: String, directory: String) -> LogError {
         LogError(.notALog, "\(directory) holds log format \(found), this version reads \(formatTag)")
     }
 

@@ -31,7 +31,7 @@ public final class LeafScan {
     private let fd: Int32
     private let fileSize: Int
 
-    /// Opens `directory + "/data.mdb"` read-only; its page size is taken from whichever meta page reads as one.
+    /// Opens `directory + "/data.mdb"` read-only, with the page size its meta pages give.
     ///
     /// - Throws: ``LMDBError`` when the file cannot be opened or examined, `EINVAL` when neither meta page reads as
     ///   one.
@@ -41,13 +41,18 @@ public final class LeafScan {
         guard fd >= 0 else { throw LMDBError(code: errno, function: "open") }
         do {
             fileSize = try FileFormat.size(of: fd)
-            // Page 1 is where page 0's page size puts it; the common page sizes, when page 0 is damaged.
-            let fromPage0 = MetaPage.read(fd, number: 0, at: 0).map(\.pageSize)
-            let candidates = (fromPage0.map { [$0] } ?? []) + [4096, 8192, 16384, 65536]
-            guard let size = candidates.first(where: { size in
-                size > 0 && (size == fromPage0 || MetaPage.read(fd, number: 1, at: size)?.pageSize == size)
-            }) else { throw LMDBError(code: EINVAL, function: "pread") }
-            pageSize = size
+            // The page size both meta pages give; else that of a page 1 found where its own page size puts it; else
+            // page 0's alone. Only sizes LMDB can have: powers of two from 512 to 64 KiB.
+            let sizes = (9...16).map { 1 << $0 }
+            let fromPage0 = MetaPage.read(fd, number: 0, at: 0).map(\.pageSize).flatMap { sizes.contains($0) ? $0 : nil }
+            let fromPage1 = { (size: Int) in MetaPage.read(fd, number: 1, at: size)?.pageSize == size }
+            if let fromPage0, fromPage1(fromPage0) {
+                pageSize = fromPage0
+            } else if let size = sizes.first(where: fromPage1) ?? fromPage0 {
+                pageSize = size
+            } else {
+                throw LMDBError(code: EINVAL, function: "pread")
+            }
         } catch {
             close(fd)
             throw error

@@ -33,10 +33,10 @@ struct Incidentd: ParsableCommand {
             without losing those appended since the last backup:
               incidentd --recover-from /var/lib/incidentd \\
                   --data-dir /var/lib/incidentd/recovered
-            It checks every event against the chain as it copies it, makes the rest again, verifies the new log \
-            and exits; then put its data.mdb in place of the damaged one, as for a restore. When the damage is \
-            among the events, it also reads them from every page that is whole, and from backups given with \
-            --fill-from.
+            It reads the events from every leaf page of the damaged file that is whole, and of backups given with \
+            --fill-from, proves each by the chain back from the recorded head (or --expect-head), makes the rest \
+            again, verifies the new log and exits; then put its data.mdb in place of the damaged one, as for a \
+            restore.
             """,
         version: incidentdVersion)
 
@@ -83,9 +83,22 @@ struct Incidentd: ParsableCommand {
             valueName: "dir"))
     var fillFrom: [String] = []
 
+    @Option(
+        name: .long,
+        help: ArgumentHelp(
+            """
+            With --recover-from, the head hash last published (incidentctl status's headHash), for a log whose own \
+            record of its head cannot be read; checked against that record when it can be.
+            """,
+            valueName: "hash"))
+    var expectHead: String?
+
     func validate() throws {
-        if recoverFrom == nil && !fillFrom.isEmpty {
-            throw ValidationError("--fill-from gives backups to --recover-from, which is missing")
+        if recoverFrom == nil && (!fillFrom.isEmpty || expectHead != nil) {
+            throw ValidationError("--fill-from and --expect-head are for --recover-from, which is missing")
+        }
+        if let expectHead, Self.hashBytes(expectHead) == nil {
+            throw ValidationError("--expect-head: the 64 hexadecimal digits of a head hash, as incidentctl status shows it")
         }
         if recoverFrom != nil && rebuildProjections {
             throw ValidationError("--recover-from rebuilds the projections of the log it makes; --rebuild-projections is for serving")
@@ -121,7 +134,9 @@ struct Incidentd: ParsableCommand {
         LoggingSystem.bootstrap { label in JournalLogHandler(label: label, level: level) }
         let logger = Logger(label: "incidentd")
         if let recoverFrom {
-            try Self.recover(from: recoverFrom, fillingFrom: fillFrom, settings, logger: logger)
+            try Self.recover(
+                from: recoverFrom, fillingFrom: fillFrom, expectedHeadHash: expectHead.flatMap(Self.hashBytes), settings,
+                logger: logger)
             return
         }
         do {

@@ -5,9 +5,12 @@ import Logging
 
 extension Incidentd {
     /// `incidentd --recover-from DIR`: makes a new log in the data directory from the events of the damaged log in
-    /// `source` (``EventLog/recover(from:into:gazetteer:)``), says what it made on standard output, and returns;
-    /// exits 1 with the reason when no log was made.
-    static func recover(from source: String, fillingFrom backups: [String], _ settings: DaemonConfiguration, logger: Logger) throws {
+    /// `source` (``EventLog/recover(from:into:gazetteer:fillingFrom:expectedHeadHash:)``), says what it made on
+    /// standard output, and returns; exits 1 with the reason when no log was made.
+    static func recover(
+        from source: String, fillingFrom backups: [String], expectedHeadHash: [UInt8]?, _ settings: DaemonConfiguration,
+        logger: Logger
+    ) throws {
         var options = LogOptions(directory: settings.dataDirectory)
         options.initialMapSize = settings.initialMapSize
         options.maxMapSize = settings.maxMapSize
@@ -15,37 +18,37 @@ extension Incidentd {
         let report: RecoveryReport
         do {
             let gazetteer = try settings.gazetteerPath.map { try Gazetteer(contentsOfFile: $0) } ?? Gazetteer.embedded
-            report = try EventLog.recover(from: source, into: options, gazetteer: gazetteer, fillingFrom: backups)
+            report = try EventLog.recover(
+                from: source, into: options, gazetteer: gazetteer, fillingFrom: backups, expectedHeadHash: expectedHeadHash)
         } catch {
             logger.critical("cannot recover the log in \(source): \(error)")
             throw ExitCode(1)
         }
         var lines = [
             "recovered \(report.events) events (\(report.incidents) incidents) from \(source) into \(report.directory)/data.mdb; it verifies",
-            "head: position \(report.events), hash \(report.headHash)",
+            "head: position \(report.events), hash \(report.headHash)"
+                + (report.headWasGiven ? " (the one given: the log's own record of it could not be read)" : ", as the log recorded it"),
         ]
         if let damage = report.sourceDamage {
             lines.append("the damaged log: \(damage)")
         }
-        if report.eventsFoundInPages {
+        if !backups.isEmpty {
             lines.append(
-                "its events were found page by page and proven by the hash chain from its recorded head: "
-                    + "\(report.events - report.eventsFromBackups) in its own file, \(report.eventsFromBackups) in the backups given")
+                "events found in the damaged log's pages: \(report.events - report.eventsFromBackups); in the backups given: \(report.eventsFromBackups)")
         }
         if report.eventIdsRemade > 0 {
             lines.append(
                 "event ids: \(report.eventIdsCopied) copied, \(report.eventIdsRemade) made again from the events, which do not keep what "
-                    + "a client left out for incidentd to fill in: a retry of one of those that leaves out its incident id or time "
-                    + "is refused as duplicate_event_id, naming the event's position")
-        }
-        if let head = report.sourceHeadMismatch {
-            lines.append(
-                head > report.events
-                    ? "WARNING: the damaged log's head names position \(head), but its events end at \(report.events): positions \(report.events + 1) to \(head) are not in it"
-                    : "WARNING: the damaged log's head names position \(head), but it holds events up to \(report.events), which the chain proves")
+                    + "a client left out for incidentd to fill in: a retry of one of those that leaves out its incident id, time "
+                    + "or precision is refused as duplicate_event_id, naming the event's position")
         }
         lines.append(
             "To serve it: with incidentd stopped, put \(report.directory)/data.mdb in place of the damaged log's data.mdb (as for a restore, README.md), then start incidentd")
         print(lines.joined(separator: "\n"))
+    }
+
+    /// The 32 bytes of a hash written as 64 hexadecimal digits (either case); nil for anything else.
+    static func hashBytes(_ text: String) -> [UInt8]? {
+        ChainHash.bytes(hex: text.lowercased()).flatMap { $0.count == 32 ? $0 : nil }
     }
 }

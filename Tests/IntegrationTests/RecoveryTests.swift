@@ -42,6 +42,11 @@ struct RecoveryTests {
             status: status, cities: cities.stdout)
     }
 
+    /// What `directory` holds besides the lock file a recovery takes there (the daemon's own, `incidentd.lock`).
+    static func leftovers(_ directory: String) throws -> [String] {
+        try FileManager.default.contentsOfDirectory(atPath: directory).filter { $0 != "incidentd.lock" }.sorted()
+    }
+
     /// Runs `incidentd --recover-from source --data-dir destination`.
     static func recover(_ source: String, into destination: String) throws -> CommandResult {
         try runCommand(Binaries.incidentd, ["--recover-from", source, "--data-dir", destination, "--log-level", "warning"])
@@ -65,7 +70,7 @@ struct RecoveryTests {
         #expect(run.status == 0, "\(database): \(run)")
         #expect(run.stdout.contains("recovered \(head) events"), "\(database): \(run.stdout)")
         #expect(run.stdout.contains("page \(page) of database \(database)"), "the damage found is named: \(run.stdout)")
-        let left = try FileManager.default.contentsOfDirectory(atPath: target + "/data")
+        let left = try Self.leftovers(target + "/data")
         #expect(left == ["data.mdb"], "\(database): only the new data.mdb is left: \(left)")
 
         let recovered = try Daemon(root: target)
@@ -158,8 +163,7 @@ struct RecoveryTests {
             ["--recover-from", log.daemon.dataDir, "--fill-from", backup, "--data-dir", target + "/data", "--log-level", "warning"])
         #expect(run.status == 0, "\(run)")
         #expect(run.stdout.contains("recovered \(head) events"), "\(run.stdout)")
-        #expect(run.stdout.contains("found page by page"), "\(run.stdout)")
-        let fromBackups = run.stdout.components(separatedBy: " in the backups given").first?.split(separator: " ").last
+        let fromBackups = run.stdout.components(separatedBy: "in the backups given: ").last?.prefix { $0.isNumber }
         #expect(fromBackups.flatMap { Int($0) }.map { $0 > 0 } == true, "some came from the backup: \(run.stdout)")
 
         let recovered = try Daemon(root: target)
@@ -181,18 +185,31 @@ struct RecoveryTests {
         let run = try Self.recover(log.daemon.dataDir, into: target)
         let head = try #require(log.status["position"]?.intValue)
         #expect(run.status == 1, "\(run)")
-        // The last commit wrote its events once, on the last leaf: no older copy of that page holds them.
-        #expect(run.stderr.contains("event \(head) of the \(head) the log holds is in no page"), "\(run.stderr)")
+        // The last commit wrote its events once, on the last leaf: no older copy of that page holds them, and the
+        // head's event is in no page.
+        #expect(run.stderr.contains("has the recorded head's hash"), "\(run.stderr)")
+        #expect(head > 0)
         #expect(run.stderr.contains("of database events"), "the damage is named: \(run.stderr)")
-        let left = try FileManager.default.contentsOfDirectory(atPath: target)
+        let left = try Self.leftovers(target)
         #expect(left.isEmpty, "nothing is left at the destination: \(left)")
         let after = try Data(contentsOf: URL(fileURLWithPath: log.daemon.dataDir + "/data.mdb"))
         #expect(after == before, "the source is unchanged")
     }
 
-    @Test("an event whose bytes were changed in place is not recovered: its position is named")
+    /// Backs the stopped daemon's log up (`incidentctl backup`, the daemon started for it) into `root/name`.
+    static func backUp(_ daemon: Daemon, as name: String) throws -> String {
+        try daemon.start()
+        let backup = daemon.root + "/" + name
+        let made = try daemon.ctl(["backup", backup])
+        #expect(made.status == 0, "\(made)")
+        #expect(daemon.stop() == 0)
+        return backup
+    }
+
+    @Test("an event whose bytes were changed in place (its page whole) is named as in no whole page; a backup that holds it makes the log whole again")
     func changedEvent() throws {
         let log = try Self.storedLog()
+        let backup = try Self.backUp(log.daemon, as: "backup")
         let path = log.daemon.dataDir + "/data.mdb"
         var bytes = try Data(contentsOf: URL(fileURLWithPath: path))
         // One letter of one report's description, in a leaf of events (the projections hold it too): the page is
@@ -200,12 +217,14 @@ struct RecoveryTests {
         let map = try DataFileMap(log.daemon.dataDir)
         let needle = Data("report 123 of a log".utf8)
         let events = try #require(map.named("events"))
-        var found: Range<Data.Index>?
-        for page in map.pages(events).leaves where found == nil {
-            found = bytes.range(of: needle, in: (page * map.pageSize)..<((page + 1) * map.pageSize))
+        var found: [Range<Data.Index>] = []
+        for page in 2..<(bytes.count / map.pageSize) {
+            if let range = bytes.range(of: needle, in: (page * map.pageSize)..<((page + 1) * map.pageSize)) { found.append(range) }
         }
-        let at = try #require(found, "the premise: the description is stored as written").lowerBound
-        bytes[at] = UInt8(ascii: "R")
+        let inTree = Set(map.pages(events).leaves)
+        #expect(found.count(where: { inTree.contains($0.lowerBound / map.pageSize) }) == 1, "the premise: one leaf of events holds it")
+        // Every copy in the file, the events' leaf and any older copy of it alike.
+        for range in found { bytes[range.lowerBound] = UInt8(ascii: "R") }
         try bytes.write(to: URL(fileURLWithPath: path))
 
         let target = makeTemporaryDirectory("incidentd-recovered")
@@ -213,9 +232,79 @@ struct RecoveryTests {
         let run = try Self.recover(log.daemon.dataDir, into: target)
         #expect(run.status == 1, "\(run)")
         // Incident 123 is reported by event 3 × 123 + 1.
-        #expect(run.stderr.contains("event 370 of the log being recovered does not match its hash chain"), "\(run.stderr)")
-        let left = try FileManager.default.contentsOfDirectory(atPath: target)
+        #expect(run.stderr.contains("event 370 of the 1202 the log holds is in no page"), "\(run.stderr)")
+        let left = try Self.leftovers(target)
         #expect(left.isEmpty, "nothing is left at the destination: \(left)")
+
+        let filled = try runCommand(
+            Binaries.incidentd, ["--recover-from", log.daemon.dataDir, "--fill-from", backup, "--data-dir", target, "--log-level", "warning"])
+        #expect(filled.status == 0, "\(filled)")
+        #expect(filled.stdout.contains("in the backups given: 1\n"), "only event 370 came from the backup: \(filled.stdout)")
+        let recovered = try Daemon(root: makeTemporaryDirectory("incidentd-recovered"))
+        #expect(recovered.stop() == 0)
+        try FileManager.default.removeItem(atPath: recovered.dataDir)
+        try FileManager.default.moveItem(atPath: target, toPath: recovered.dataDir)
+        try recovered.start()
+        defer { recovered.stop() }
+        let verify = try recovered.client().call("verify")
+        #expect(verify["intact"]?.boolValue == true && verify["headHash"] == log.status["headHash"], "\(verify)")
+    }
+
+    @Test("a backup of a log that went another way (restored, then other events appended) is given first: none of its other events is taken, and the head is the log's")
+    func divergedBackup() throws {
+        let log = try Self.storedLog()
+        let backup = try Self.backUp(log.daemon, as: "backup")
+        // The log goes on from the backup.
+        try log.daemon.start()
+        let more = (0..<90).map { Wire.outcome(incident: "page-check-\($0)", status: "ongoing") }
+        #expect(try log.daemon.client().appendEvents(more).isOK)
+        let status = try log.daemon.client().call("status")
+        #expect(log.daemon.stop() == 0)
+        // Another log goes on from the same backup, with other events at the same positions.
+        let other = try Daemon(root: makeTemporaryDirectory("incidentd-diverged"))
+        #expect(other.stop() == 0)
+        try FileManager.default.removeItem(atPath: other.dataDir + "/data.mdb")
+        try FileManager.default.copyItem(atPath: backup + "/data.mdb", toPath: other.dataDir + "/data.mdb")
+        try other.start()
+        let others = (0..<90).map { Wire.outcome(incident: "page-check-\($0)", status: "dispersed") }
+        #expect(try other.client().appendEvents(others).isOK)
+        let diverged = try Self.backUp(other, as: "diverged")
+
+        // The leaves of the log that hold only events past the backup's, but not the head's, are damaged: those
+        // events were written once, in one commit, so no older page holds them, and the diverged backup holds other
+        // events at their positions, which hash to nothing the chain names.
+        let backedUp = try #require(log.status["position"]?.intValue)
+        let head = try #require(status["position"]?.intValue)
+        let (leaves, pageSize) = try Self.eventLeaves(log.daemon)
+        let damaged = leaves.filter { leaf in leaf.positions.allSatisfy { $0 > backedUp && $0 < head } }
+        #expect(damaged.count >= 2, "the premise: leaves of only the events past the backup")
+        for leaf in damaged { try PageDamageTests.damage(log.daemon, page: leaf.page, pageSize: pageSize) }
+        let target = makeTemporaryDirectory("incidentd-recovered")
+        defer { try? FileManager.default.removeItem(atPath: target) }
+        let run = try runCommand(
+            Binaries.incidentd,
+            ["--recover-from", log.daemon.dataDir, "--fill-from", diverged, "--data-dir", target + "/data", "--log-level", "warning"])
+        #expect(run.status == 1, "\(run)")
+        let lastDamaged = damaged.flatMap(\.positions).max() ?? 0
+        #expect(run.stderr.contains("event \(lastDamaged) of the \(head) the log holds is in no page of"), "\(run.stderr)")
+        #expect(try Self.leftovers(target + "/data").isEmpty)
+    }
+
+    @Test("a record of the head whose position was changed in place: the head is found by its hash, and the log recovered whole")
+    func damagedHeadPosition() throws {
+        let log = try Self.storedLog()
+        let map = try DataFileMap(log.daemon.dataDir)
+        let meta = try #require(map.named("meta"))
+        let page = Int(meta.root)
+        let node = try #require(map.nodes(page).first { $0.key == Array("head".utf8) }, "the premise: meta's root holds the head")
+        #expect(node.size == 48)
+        // Position 2^62, big-endian, where the head's position is.
+        try overwrite(page: page, of: log.daemon.dataDir + "/data.mdb", pageSize: map.pageSize, offset: Int(node.value), with: [0x40] + [UInt8](repeating: 0, count: 7))
+        let target = makeTemporaryDirectory("incidentd-recovered")
+        defer { try? FileManager.default.removeItem(atPath: target) }
+        let run = try Self.recover(log.daemon.dataDir, into: target + "/data")
+        #expect(run.status == 0, "\(run)")
+        #expect(run.stdout.contains("head: position 1202, hash \(log.status["headHash"]?.stringValue ?? "?")"), "\(run.stdout)")
     }
 
     @Test("a destination that holds a data.mdb is refused, and left as it is")
@@ -241,7 +330,7 @@ struct RecoveryTests {
         defer { try? FileManager.default.removeItem(atPath: target) }
         let refused = try Self.recover(log.daemon.dataDir, into: target + "/data")
         #expect(refused.status == 1 && refused.stderr.contains("incidentd is serving the log"), "\(refused)")
-        let left = try FileManager.default.contentsOfDirectory(atPath: target + "/data")
+        let left = try Self.leftovers(target + "/data")
         #expect(left.isEmpty, "nothing is left at the destination: \(left)")
         #expect(log.daemon.stop() == 0)
         let run = try Self.recover(log.daemon.dataDir, into: target + "/data")
@@ -255,7 +344,7 @@ struct RecoveryTests {
         let run = try Self.recover(target + "/nowhere", into: target + "/data")
         #expect(run.status == 1, "\(run)")
         #expect(run.stderr.contains("there is no such directory"), "\(run.stderr)")
-        let left = try FileManager.default.contentsOfDirectory(atPath: target + "/data")
+        let left = try Self.leftovers(target + "/data")
         #expect(left.isEmpty, "nothing is left at the destination: \(left)")
     }
 }

@@ -337,6 +337,26 @@ struct RecoveryTests {
         #expect(run.status == 0, "\(run)")
     }
 
+    @Test("a destination another recovery (or a daemon) holds is refused; one a recovery was killed in is cleared and used")
+    func destinationInUse() throws {
+        let log = try Self.storedLog()
+        let target = makeTemporaryDirectory("incidentd-recovered")
+        defer { try? FileManager.default.removeItem(atPath: target) }
+        let lock = open(target + "/incidentd.lock", O_RDWR | O_CREAT | O_CLOEXEC, 0o600)
+        #expect(lock >= 0 && flock(lock, LOCK_EX | LOCK_NB) == 0)
+        let refused = try Self.recover(log.daemon.dataDir, into: target)
+        #expect(refused.status == 1 && refused.stderr.contains("is in use"), "\(refused)")
+        close(lock)
+
+        // What a recovery killed midway leaves: its folder, with a data.mdb that was never verified.
+        let work = target + "/.incidentd-recovery"
+        try FileManager.default.createDirectory(atPath: work, withIntermediateDirectories: false)
+        #expect(FileManager.default.createFile(atPath: work + "/data.mdb", contents: Data(repeating: 7, count: 8192)))
+        let run = try Self.recover(log.daemon.dataDir, into: target)
+        #expect(run.status == 0, "\(run)")
+        #expect(try Self.leftovers(target) == ["data.mdb"])
+    }
+
     @Test("a source that is not a log is named")
     func notALog() throws {
         let target = makeTemporaryDirectory("incidentd-recovered")

@@ -21,8 +21,8 @@ public struct RecoveryReport: Sendable, Hashable {
     public var eventIdsCopied: UInt64
     /// Event-id entries made again from the events (``ProposedEvent/init(writingOut:)``), for the others.
     public var eventIdsRemade: UInt64
-    /// The first damaged page the check of every page of the damaged log found, if it found one.
-    public var sourceDamage: PageDamage?
+    /// The first damaged page the check of every page of the damaged log found, or why LMDB could not open it.
+    public var sourceDamage: String?
     /// How many of the events came from the backups' files rather than the damaged log's.
     public var eventsFromBackups: UInt64
     /// Whether the head was the one given (`expectedHeadHash`) because the log's own record of it could not be read,
@@ -88,13 +88,24 @@ extension EventLog {
         do {
             let daemonLock = try lockOutDaemon(of: source)
             defer { if daemonLock >= 0 { close(daemonLock) } }
-            let sourceEnvironment = try openSource(source)
+            // A log LMDB cannot open (a meta page damaged, the file cut short) is read page by page alone, to the
+            // head given, and without its event-id index.
+            let sourceEnvironment: Environment?
+            var openProblem: String?
+            do {
+                sourceEnvironment = try openSource(source)
+            } catch let error as LogError where expectedHeadHash != nil && error.code != .notALog {
+                options.onProgress?("recovering the log: \(error.message); reading its pages without LMDB")
+                sourceEnvironment = nil
+                openProblem = error.message
+            }
             var workOptions = options
             workOptions.directory = work
             workOptions.readOnly = false
             workOptions.rebuildAtOpen = false
             report = try EventLog(options: workOptions, gazetteer: gazetteer).rebuild(
                 from: sourceEnvironment, directory: source, backups: backups, expectedHeadHash: expectedHeadHash)
+            if let openProblem { report.sourceDamage = openProblem }
             report.directory = destination
             // A link, which never replaces a file, rather than a rename.
             guard link(work + "/data.mdb", destination + "/data.mdb") == 0 else {
@@ -150,17 +161,17 @@ extension EventLog {
     /// `backups`', into this new, empty log with its stream and event-id entries, then rebuilds the projections
     /// and verifies the whole.
     private func rebuild(
-        from source: Environment, directory: String, backups: [String], expectedHeadHash: [UInt8]?
+        from source: Environment?, directory: String, backups: [String], expectedHeadHash: [UInt8]?
     ) throws -> RecoveryReport {
-        let sourceDamage = try source.checkPages().damage
-        let sourceIds = try Self.soundDatabase("event-ids", of: source)
-        let sourceMeta = try Self.soundDatabase("meta", of: source)
-        let (recordedHead, format) = try source.read { txn in
+        let sourceDamage = try source?.checkPages().damage
+        let sourceIds = try source.flatMap { try Self.soundDatabase("event-ids", of: $0) }
+        let sourceMeta = try source.flatMap { try Self.soundDatabase("meta", of: $0) }
+        let (recordedHead, format) = try source?.read { txn in
             (
                 try sourceMeta.flatMap { try txn.get($0, key: Keys.head) }.flatMap { try? Head.decode($0) },
                 try sourceMeta.flatMap { try txn.get($0, key: Keys.format) }.map { String(decoding: $0, as: UTF8.self) }
             )
-        }
+        } ?? (nil, nil)
         if let format, ![Self.formatTag, Self.format2Tag, Self.format1Tag].contains(format) {
             throw Self.unknownFormat(format, directory: directory)
         }
@@ -178,17 +189,22 @@ extension EventLog {
             throw sourceDamage.map { LogError(error.code, "\($0); \(error.message)") } ?? error
         }
         var copy = RecoveryCopy()
-        try source.read { txn in
+        func copyEvents(storedEventId: (String) throws -> [UInt8]?) throws {
             var position: UInt64 = 1
             while position <= chain.head.position {
                 var chunk: [RecoveredEvent] = []
                 while position <= chain.head.position && chunk.count < Self.recoveryEventsPerCommit {
                     try copy.take(
-                        position: position, value: try chain.value(at: position), sourceIds: sourceIds, txn, into: &chunk)
+                        position: position, value: try chain.value(at: position), storedEventId: storedEventId, into: &chunk)
                     position += 1
                 }
                 try writeRecovered(chunk, head: position > chain.head.position ? copy.head : nil)
             }
+        }
+        if let source, let sourceIds {
+            try source.read { txn in try copyEvents { id in try txn.get(sourceIds, key: id).map { Array($0) } } }
+        } else {
+            try copyEvents { _ in nil }
         }
         options.onProgress?("recovering the log: rebuilding the projections of \(copy.head.position) events")
         _ = try rebuildProjections()
@@ -202,7 +218,7 @@ extension EventLog {
         return RecoveryReport(
             directory: options.directory, events: chain.head.position, headHash: check.headHash,
             incidents: copy.streamStarts.count, eventIdsCopied: copy.eventIdsCopied, eventIdsRemade: copy.eventIdsRemade,
-            sourceDamage: sourceDamage, eventsFromBackups: chain.taken.dropFirst().reduce(0, +),
+            sourceDamage: sourceDamage.map { "\($0)" }, eventsFromBackups: chain.taken.dropFirst().reduce(0, +),
             headWasGiven: chain.headWasGiven)
     }
 
@@ -271,18 +287,18 @@ private struct RecoveryCopy {
 
     /// Checks the stored event `value` at `position`, the one after the last taken, against the chain, and adds it
     /// to `chunk` with its index entries.
+    /// `storedEventId` gives the damaged log's event-id entry of an event id, where it can be read.
     mutating func take(
-        position: UInt64, value: [UInt8], sourceIds: Database?, _ txn: borrowing ReadTransaction,
-        into chunk: inout [RecoveredEvent]
+        position: UInt64, value: [UInt8], storedEventId: (String) throws -> [UInt8]?, into chunk: inout [RecoveredEvent]
     ) throws {
         guard value.count > 32 else { throw broken(position, "the stored event is truncated") }
         try value.withUnsafeBytes { value in
-            try take(position: position, value: value, sourceIds: sourceIds, txn, into: &chunk)
+            try take(position: position, value: value, storedEventId: storedEventId, into: &chunk)
         }
     }
 
     private mutating func take(
-        position: UInt64, value: UnsafeRawBufferPointer, sourceIds: Database?, _ txn: borrowing ReadTransaction,
+        position: UInt64, value: UnsafeRawBufferPointer, storedEventId: (String) throws -> [UInt8]?,
         into chunk: inout [RecoveredEvent]
     ) throws {
         let canonical = UnsafeRawBufferPointer(rebasing: value[32...])
@@ -309,10 +325,10 @@ private struct RecoveryCopy {
         var streamValue = Keys.position(position)
         StreamSummary.append(event, to: &streamValue)
         var eventIdValue: [UInt8]
-        if let ids = sourceIds, let stored = try txn.get(ids, key: event.eventId), stored.count == 40,
-            Keys.readPosition(stored) == position
+        if let stored = try storedEventId(event.eventId), stored.count == 40,
+            stored.withUnsafeBytes({ Keys.readPosition($0) }) == position
         {
-            eventIdValue = Array(stored)
+            eventIdValue = stored
             eventIdsCopied += 1
         } else {
             eventIdValue = Keys.position(position) + ChainHash.digest(ProposedEvent(writingOut: event).contentBytes)

@@ -149,7 +149,8 @@ public final class EventLog: Sendable {
         switch error {
         case let damage as PageDamage:
             return LogError(
-                .damagedPage, "\(damage) (a meta page of data.mdb), and the log cannot be opened. \(restoreAdvice)")
+                .damagedPage,
+                "\(damage) (a meta page of data.mdb), and the log cannot be opened. \(damageAdvice(database: PageDamage.Tree.main.name))")
         case let error as TruncatedDataFile:
             return LogError(.corrupt, "\(error.problem), and the log cannot be read from it. \(restoreAdvice)")
         case let error as LMDBError:

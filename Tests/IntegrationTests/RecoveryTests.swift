@@ -357,6 +357,52 @@ struct RecoveryTests {
         #expect(try Self.leftovers(target) == ["data.mdb"])
     }
 
+    @Test("a log whose meta page LMDB refuses is recovered page by page to the head given with --expect-head, and refused without it")
+    func damagedMetaPage() throws {
+        let log = try Self.storedLog()
+        let map = try DataFileMap(log.daemon.dataDir)
+        // Meta page 1, whichever LMDB would take: LMDB refuses a file either of whose meta pages does not read as one.
+        try PageDamageTests.damage(log.daemon, page: 1, pageSize: map.pageSize)
+        let target = makeTemporaryDirectory("incidentd-recovered")
+        defer { try? FileManager.default.removeItem(atPath: target) }
+        let refused = try Self.recover(log.daemon.dataDir, into: target + "/data")
+        #expect(refused.status == 1, "\(refused)")
+        #expect(try Self.leftovers(target + "/data").isEmpty)
+
+        let head = try #require(log.status["headHash"]?.stringValue)
+        let run = try runCommand(
+            Binaries.incidentd,
+            ["--recover-from", log.daemon.dataDir, "--expect-head", head.uppercased(), "--data-dir", target + "/data", "--log-level", "warning"])
+        #expect(run.status == 0, "\(run)")
+        #expect(run.stdout.contains("hash \(head) (the one given"), "\(run.stdout)")
+        let recovered = try Daemon(root: target)
+        defer { recovered.stop() }
+        let verify = try recovered.client().call("verify")
+        #expect(verify["intact"]?.boolValue == true && verify["headHash"]?.stringValue == head, "\(verify)")
+        #expect(try recovered.ctl(["cities", "--format", "json"]).stdout == log.cities)
+    }
+
+    @Test("a hash given with --expect-head must be that of an event of the chain: a head published earlier is, another is refused")
+    func expectedHeadChecked() throws {
+        let log = try Self.storedLog()
+        let target = makeTemporaryDirectory("incidentd-recovered")
+        defer { try? FileManager.default.removeItem(atPath: target) }
+        let wrong = String(repeating: "ab", count: 32)
+        let refused = try runCommand(
+            Binaries.incidentd, ["--recover-from", log.daemon.dataDir, "--expect-head", wrong, "--data-dir", target + "/data"])
+        #expect(refused.status == 1 && refused.stderr.contains("is that of no event of the chain"), "\(refused)")
+        let bad = try runCommand(Binaries.incidentd, ["--recover-from", log.daemon.dataDir, "--expect-head", "xyz"])
+        #expect(bad.status == 64 && bad.stderr.contains("--expect-head: the 64 hexadecimal digits"), "\(bad)")
+
+        try log.daemon.start()
+        let page = try log.daemon.client().call("read", ["from": 100, "limit": 1])
+        let earlier = try #require(page["events"]?.arrayValue?.first?["hash"]?.stringValue, "\(page)")
+        #expect(log.daemon.stop() == 0)
+        let run = try runCommand(
+            Binaries.incidentd, ["--recover-from", log.daemon.dataDir, "--expect-head", earlier, "--data-dir", target + "/data"])
+        #expect(run.status == 0 && run.stdout.contains("as the log recorded it"), "\(run)")
+    }
+
     @Test("a source that is not a log is named")
     func notALog() throws {
         let target = makeTemporaryDirectory("incidentd-recovered")

@@ -1,6 +1,4 @@
-import IncidentDomain
 import LMDB
-import StrictJSON
 
 extension EventLog {
     /// Upgrades a log of format 1, which kept each incident's stream in `streams` under `incident id ‖ 0x00 ‖
@@ -117,19 +115,10 @@ extension EventLog {
                     guard let stored = try handle.get(db.events, key: Keys.position(position)), stored.count > 32 else {
                         throw LogError(.corrupt, "event \(position), named by incident-streams, is missing")
                     }
-                    let canonical = UnsafeRawBufferPointer(rebasing: stored[32...])
                     value.removeAll(keepingCapacity: true)
                     value.append(contentsOf: Keys.position(position))
-                    let read = StoredEventReader.parse(canonical).map {
-                        $0.position == position && StreamSummary.append($0, to: &value)
-                    }
-                    if read != true {
-                        let event = try RecordedEvent(json: JSONReader().read(canonical))
-                        guard event.position == position else {
-                            throw LogError(.corrupt, "event \(position) says it is at position \(event.position)")
-                        }
-                        StreamSummary.append(event, to: &value)
-                    }
+                    try StreamSummary.append(
+                        ofStored: UnsafeRawBufferPointer(rebasing: stored[32...]), at: position, to: &value) { _, _, _ in }
                     try handle.put(db.streams, key: key, value: value)
                 }
                 if atEnd {

@@ -1247,6 +1247,8 @@ enum StoredEventReader {
         var data: Data
         var version: Int64
         var position: UInt64
+        /// The event's id, as it stands between its quotes (an id with an escape is not read this way).
+        var eventId: UnsafeRawBufferPointer
         var incident: UnsafeRawBufferPointer
         var precision: Precision
         /// The event's `occurredAt` and `recordedAt`, as they stand (a replay that stops at a time reads them).
@@ -1277,7 +1279,7 @@ enum StoredEventReader {
         let isReport = type == .incidentReported
         // The envelope, member by member in canonical order. An incident id longer than any valid one (128 bytes)
         // is damage: the general path names it.
-        guard s.literal(",\"eventId\":"), skipString(&s), s.literal(",\"incident\":"), let incident = s.rawString(),
+        guard s.literal(",\"eventId\":"), let eventId = s.rawString(), s.literal(",\"incident\":"), let incident = s.rawString(),
             incident.count <= 128, isValidUTF8(incident), s.literal(",\"occurredAt\":"), let occurredAt = s.rawString(),
             s.literal(",\"position\":"), let position = integer(&s), position > 0, s.literal(",\"precision\":"),
             let rawPrecision = s.rawString(), let precision = match(rawPrecision, precisions), s.literal(",\"prevHash\":"),
@@ -1298,7 +1300,7 @@ enum StoredEventReader {
             s.literal("}"), s.index == bytes.count
         else { return nil }
         return ParsedEvent(
-            data: data, version: version, position: UInt64(position), incident: incident, precision: precision,
+            data: data, version: version, position: UInt64(position), eventId: eventId, incident: incident, precision: precision,
             occurredAt: occurredAt, recordedAt: rawRecordedAt, sourcesMask: mask)
     }
 

@@ -72,6 +72,15 @@ struct StreamFold {
 
     /// Folds the streams of the incidents reported at positions in `reports`, read with `cursor`.
     mutating func fold(_ cursor: borrowing Cursor, reports: Range<UInt64>) throws {
+        var ignoring = IgnoredStreamEntries()
+        try fold(cursor, reports: reports, visiting: &ignoring)
+    }
+
+    /// Folds the streams of the incidents reported at positions in `reports`, read with `cursor`, and shows
+    /// `visitor` each entry once its summary has been folded (`verify` compares them with the events).
+    mutating func fold<Visitor: StreamEntryVisitor>(
+        _ cursor: borrowing Cursor, reports: Range<UInt64>, visiting visitor: inout Visitor
+    ) throws {
         var open: Open?
         var entry = try cursor.seek(atOrAfter: Keys.stream(start: reports.lowerBound, version: 0))
         while let (key, value) = entry {
@@ -88,7 +97,11 @@ struct StreamFold {
                     throw StreamSummaryDamage(position: position, problem: "starts an incident's stream but is not a report's")
                 }
                 if let finished = open { try close(finished) }
-                open = try report(&summary, start: start, position: position)
+                let opened = try report(&summary, start: start, position: position)
+                visitor.visit(
+                    incident: opened.id, start: start, version: version, position: position,
+                    summary: UnsafeRawBufferPointer(rebasing: value[8...]))
+                open = opened
             } else {
                 guard var incident = open, incident.start == start else {
                     throw LogError(.corrupt, "event \(position) is in the stream of an incident that was never reported")
@@ -100,6 +113,9 @@ struct StreamFold {
                 }
                 incident.state.version = version
                 incident.state.lastPosition = position
+                visitor.visit(
+                    incident: incident.id, start: start, version: version, position: position,
+                    summary: UnsafeRawBufferPointer(rebasing: value[8...]))
                 open = incident
             }
             events += 1
@@ -271,4 +287,19 @@ struct StreamFold {
         }
         return order.compactMap { merged[$0]?.state(texts) }
     }
+}
+
+/// Shown each `incident-streams` entry that ``StreamFold`` folds: the incident it belongs to (its id as the
+/// report's summary holds it), its key, the position it names and its ``StreamSummary``, all bytes of the
+/// transaction's pages.
+protocol StreamEntryVisitor {
+    mutating func visit(
+        incident: UnsafeRawBufferPointer, start: UInt64, version: Int64, position: UInt64, summary: UnsafeRawBufferPointer)
+}
+
+/// The rebuild's visitor, which looks at nothing.
+struct IgnoredStreamEntries: StreamEntryVisitor {
+    @inline(__always) func visit(
+        incident: UnsafeRawBufferPointer, start: UInt64, version: Int64, position: UInt64, summary: UnsafeRawBufferPointer
+    ) {}
 }

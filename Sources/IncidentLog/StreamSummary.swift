@@ -84,6 +84,38 @@ enum StreamSummary {
         return true
     }
 
+    /// Appends the summary of the stored event `canonical`, which the log holds at `position`, as the writer made
+    /// it, and calls `body` with the event's id, incident and version (bytes valid during the call): read the fast
+    /// way (``StoredEventReader/parse(_:)``), or decoded whole when that does not take it.
+    ///
+    /// - Throws: ``LogError`` `.corrupt` naming the position when the event cannot be read as an event, or says
+    ///   it is at another position; whatever `body` throws.
+    static func append<R>(
+        ofStored canonical: UnsafeRawBufferPointer, at position: UInt64, to out: inout [UInt8],
+        _ body: (_ eventId: UnsafeRawBufferPointer, _ incident: UnsafeRawBufferPointer, _ version: Int64) throws -> R
+    ) throws -> R {
+        if let parsed = StoredEventReader.parse(canonical), parsed.position == position, append(parsed, to: &out) {
+            return try body(parsed.eventId, parsed.incident, parsed.version)
+        }
+        let event: RecordedEvent
+        do {
+            event = try RecordedEvent(json: JSONReader().read(canonical))
+        } catch {
+            throw LogError(.corrupt, "event \(position) cannot be read as an event: \(error)")
+        }
+        guard event.position == position else {
+            throw LogError(.corrupt, "event \(position) says it is at position \(event.position)")
+        }
+        append(event, to: &out)
+        var eventId = event.eventId
+        var incident = event.incident
+        return try eventId.withUTF8 { eventId in
+            try incident.withUTF8 { incident in
+                try body(UnsafeRawBufferPointer(eventId), UnsafeRawBufferPointer(incident), event.version)
+            }
+        }
+    }
+
     private static func appendReport(
         to out: inout [UInt8], incident: UnsafeRawBufferPointer, city: UnsafeRawBufferPointer, cityId: UnsafeRawBufferPointer?,
         occurredAt: UnsafeRawBufferPointer, precision: Precision, recordedAt: Int64, sourcesMask: UInt8, kind: IncidentKind,

@@ -22,7 +22,10 @@ extension EventLog {
     /// answer, an error, or a fault that kills the process, where a damaged page of a database the chain does not
     /// read (the indexes, the projections) would leave the chain intact. A damaged page stops `verify` there: the
     /// report names it (``VerifyReport/pageDamage``), and the chain is not walked.
-    public func verify(stretch: Int = 1 << 16) throws -> VerifyReport {
+    ///
+    /// When the chain is intact and `checkingDerivedData` is true, the indexes and the projections are then
+    /// compared with the events (``verifyDerivedData(stretch:)``, ``VerifyReport/derived``).
+    public func verify(stretch: Int = 1 << 16, checkingDerivedData: Bool = true) throws -> VerifyReport {
         let pages = try environment.checkPages()
         if let damage = pages.damage {
             return VerifyReport(
@@ -73,6 +76,8 @@ extension EventLog {
         if report.checked != head.position || previous != head.hash {
             report.firstBadPosition = report.checked + 1
             report.problem = "the recorded head (\(head.position)) does not match the last event (\(report.checked))"
+        } else if checkingDerivedData {
+            report.derived = try verifyDerivedData(stretch: stretch)
         }
         return report
     }

@@ -175,7 +175,8 @@ public struct LogStatus: Sendable, Hashable {
     public var readers: Int
 }
 
-/// What `verify` found: first the pages of the data file (``pages``), then, if they are whole, the hash chain.
+/// What `verify` found: first the pages of the data file (``pages``), then, if they are whole, the hash chain, and
+/// then, if it is intact, whether the data derived from the events agrees with them (``derived``).
 public struct VerifyReport: Sendable, Hashable {
     /// The events whose chain was checked; 0 when a damaged page stopped `verify` before the chain.
     public var checked: UInt64
@@ -188,10 +189,15 @@ public struct VerifyReport: Sendable, Hashable {
     public var problem: String?
     /// What the check of every page of the data file found (``LMDB/Environment/checkPages()``).
     public var pages: PageCheckReport?
+    /// Whether the indexes and the projections agree with the events; nil when they were not compared (a damaged
+    /// page or a broken chain stopped `verify` first, or the caller did not ask).
+    public var derived: DerivedDataReport?
 
     /// The damaged page that stopped `verify` before it read the chain through LMDB, if one did.
     public var pageDamage: PageDamage? { pages?.damage }
 
+    /// Whether the evidence is whole: every page, and the hash chain. Derived data that differs from the events
+    /// does not change it (see ``derived``).
     public var isIntact: Bool { firstBadPosition == nil && pageDamage == nil }
 
     /// The members of `verify`'s answer (PROTOCOL.md), as the daemon sends them and `incidentctl verify --data-dir`
@@ -212,7 +218,105 @@ public struct VerifyReport: Sendable, Hashable {
         }
         if let firstBadPosition { members["firstBadPosition"] = .int(Int64(firstBadPosition)) }
         if let problem { members["problem"] = .string(problem) }
+        if let derived { members["derived"] = derived.json }
         return members
+    }
+}
+
+/// What `verify` found when it compared the data derived from the events with the events themselves, in one
+/// snapshot of the log: the `incident-streams` index (each event's entry and its ``StreamSummary``), the
+/// `event-ids` index, and the projections (`incidents`, `cities`), which the rebuild's fold makes again from the
+/// events. LMDB keeps no checksums, and the hash chain covers the events alone, so bytes of these changed in place
+/// would otherwise give wrong answers without a word.
+public struct DerivedDataReport: Sendable, Hashable {
+    /// The events the derived data was compared with: positions 1 through this one, the head of the snapshot.
+    public var position: UInt64
+    /// What differs: the first difference found in each database that has one, in the order of
+    /// ``DerivedDifference/Database``.
+    public var differences: [DerivedDifference]
+    /// The databases that were not compared, and why.
+    public var notCompared: [NotCompared]
+
+    public init(position: UInt64, differences: [DerivedDifference] = [], notCompared: [NotCompared] = []) {
+        self.position = position
+        self.differences = differences
+        self.notCompared = notCompared
+    }
+
+    /// Whether everything compared agrees with the events.
+    public var isIntact: Bool { differences.isEmpty }
+
+    /// A database left out of the comparison, and why.
+    public struct NotCompared: Sendable, Hashable {
+        public var database: DerivedDifference.Database
+        public var reason: String
+
+        public init(database: DerivedDifference.Database, reason: String) {
+            self.database = database
+            self.reason = reason
+        }
+    }
+
+    /// The `derived` member of `verify`'s answer (PROTOCOL.md).
+    public var json: JSONValue {
+        var members: [String: JSONValue] = [
+            "intact": .bool(isIntact), "position": .int(Int64(position)), "differences": .array(differences.map(\.json)),
+        ]
+        if !notCompared.isEmpty {
+            members["notCompared"] = .array(
+                notCompared.map { .object(["database": .string($0.database.rawValue), "reason": .string($0.reason)]) })
+        }
+        return .object(members)
+    }
+}
+
+/// One database whose stored data differs from what the events give: the first entry found that differs, and what
+/// puts it right.
+public struct DerivedDifference: Sendable, Hashable {
+    /// The databases derived from the events, in the order `verify` reports them.
+    public enum Database: String, Sendable, Hashable, CaseIterable {
+        case incidentStreams = "incident-streams"
+        case eventIds = "event-ids"
+        case incidents
+        case cities
+    }
+
+    /// What makes the database agree with the events again.
+    public enum Remedy: String, Sendable, Hashable {
+        /// `incidentd --rebuild-projections`: every stream summary made again from its event, then the projections
+        /// folded again.
+        case rebuildProjections = "rebuild-projections"
+        /// Nothing incidentd does yet makes it again from the events: restore `data.mdb` from a backup that
+        /// verifies (``EventLog/restoreAdvice``).
+        case restoreBackup = "restore-backup"
+    }
+
+    public var database: Database
+    /// The entry that differs, as text: an incident id, a city id, an event id, or for `incident-streams` the stream
+    /// key as `START/VERSION` (the position of the incident's report, and the version). Nil when the difference
+    /// is an entry that is missing and has no key to name.
+    public var key: String?
+    /// The event the entry is about, when there is one.
+    public var position: UInt64?
+    public var problem: String
+    public var remedy: Remedy
+
+    public init(database: Database, key: String?, position: UInt64?, problem: String, remedy: Remedy) {
+        self.database = database
+        self.key = key
+        self.position = position
+        self.problem = problem
+        self.remedy = remedy
+    }
+
+    /// An entry of `differences` in `verify`'s answer (PROTOCOL.md).
+    public var json: JSONValue {
+        var members: [String: JSONValue] = [
+            "database": .string(database.rawValue), "problem": .string(problem), "remedy": .string(remedy.rawValue),
+        ]
+        if let key { members["key"] = .string(key) }
+        if let position { members["position"] = .int(Int64(position)) }
+        return .object(members)
     }
 }
 

@@ -315,37 +315,58 @@ struct Status: ParsableCommand {
 
 struct Verify: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Check every page of the log's data file, then walk the hash chain from position 1 to the head (admin role, or --data-dir).",
+        abstract: "Check every page of the log's data file, walk the hash chain from position 1 to the head, then compare the indexes and projections with the events (admin role, or --data-dir).",
         discussion: """
             First the structure of every page of data.mdb, read as the file holds it (LMDB keeps no checksums, and \
-            a damaged page of an index or a projection leaves the chain intact); then the chain. Exits 0 when every \
-            page is whole and every event hashes to its stored hash and links to its predecessor; 1 naming the \
+            a damaged page of an index or a projection leaves the chain intact); then the chain. Exits 1 naming the \
             first damaged page and its database (page_damaged: the chain is then not walked), or the first \
             position that does not match (chain_broken).
+
+            Then, the chain intact, the data derived from the events is compared with them, in one snapshot: each \
+            event's entry in incident-streams and its summary, each event's id in event-ids, and the incidents and \
+            cities projections, folded again from the events as a rebuild folds them. LMDB keeps no checksums, so a \
+            value's bytes changed in place there (a bad disk) pass the page check, and `city` or `incident` would \
+            answer wrong figures without a word. Exits 1 (derived_data_differs) naming, for each database that \
+            differs, the first entry that does, and what puts it right: for the projections and the stream \
+            summaries, stop incidentd and start it once with --rebuild-projections; for an entry of \
+            incident-streams or event-ids that names the wrong event, or is missing, restore data.mdb from a \
+            backup that verifies (the events, which the chain proves, are intact either way). Exits 0 when every \
+            page is whole, the chain intact and the derived data agrees with the events.
 
             Through the daemon's socket by default. With --data-dir it checks a data directory itself, read-only: \
             a backup before it is restored, or a log whose daemon is stopped or will not start. That needs read \
             access to data.mdb and write access to LMDB's lock.mdb beside it, which LMDB creates if it is missing \
             (owned by whoever runs the command: remove it before a daemon running as another user serves the \
-            directory).
+            directory). A city's name, region and population come from the gazetteer: give --gazetteer the file \
+            the daemon runs on, or the cities are not compared (a line on stderr says so).
 
             Examples:
               incidentctl verify && incidentctl status --format json
-              incidentctl verify --data-dir /var/lib/incidentd/backups/2026-12-06
+              incidentctl verify --data-dir /var/lib/incidentd/backups/2026-12-06 --gazetteer /etc/incidentd/cities.toml
             """)
 
     @Option(help: ArgumentHelp("Check this data directory directly instead of asking the daemon.", valueName: "dir"))
     var dataDir: String?
+    @Option(help: ArgumentHelp("With --data-dir: the gazetteer file the daemon runs on, to compare the cities (default: the compiled-in one).", valueName: "file"))
+    var gazetteer: String?
     @OptionGroup var connection: ConnectionOptions
     @OptionGroup var output: OutputOptions
+
+    func validate() throws {
+        if gazetteer != nil && dataDir == nil {
+            throw ValidationError("--gazetteer goes with --data-dir: through the socket the daemon compares with its own gazetteer")
+        }
+    }
 
     func run() throws {
         let response: JSONValue
         if let dataDir {
-            response = .object(try openDirectly(dataDir).verify().members)
+            let cities = try gazetteer.map { try Gazetteer(contentsOfFile: $0) } ?? Gazetteer.embedded
+            response = .object(try openDirectly(dataDir, gazetteer: cities).verify().members)
         } else {
             response = try connection.connect().document(.verify)
         }
+        let derived = response["derived"]
         switch output.resolved {
         case .json: Printer.json(response)
         case .table:
@@ -353,9 +374,23 @@ struct Verify: ParsableCommand {
                 let pages = response["pages"].map { ", \(Printer.text($0["inUse"])) pages in use and \(Printer.text($0["free"])) free" } ?? ""
                 print("intact: \(Printer.text(response["checked"])) events\(pages), head \(Printer.text(response["headHash"]))")
             }
+            if derived?["intact"]?.boolValue == true {
+                let compared = DerivedDifference.Database.allCases.map(\.rawValue).filter { name in
+                    !(derived?["notCompared"]?.arrayValue ?? []).contains { $0["database"]?.stringValue == name }
+                }
+                print("derived data agrees with events 1–\(Printer.text(derived?["position"])): \(compared.joined(separator: ", "))")
+            }
+        }
+        for skipped in derived?["notCompared"]?.arrayValue ?? [] where derived?["intact"]?.boolValue == true {
+            let advice = dataDir != nil && skipped["database"]?.stringValue == "cities" ? "; give --gazetteer the file the daemon runs on" : ""
+            FileHandle.standardError.write(Data(
+                "incidentctl: \(Printer.text(skipped["database"])) not compared: \(Printer.text(skipped["reason"]))\(advice)\n".utf8))
         }
         if response["intact"]?.boolValue != true {
             throw Self.failure(response, ofBackupCopy: false)
+        }
+        if let derived, derived["intact"]?.boolValue != true {
+            throw Self.derivedFailure(derived)
         }
     }
 
@@ -375,6 +410,38 @@ struct Verify: ParsableCommand {
             code: "chain_broken",
             message: (copy ? "the copy was kept, but its chain breaks at " : "")
                 + "position \(Printer.text(response["firstBadPosition"])): \(Printer.text(response["problem"]))")
+    }
+
+    /// What a `verify` whose evidence is intact, but whose indexes or projections differ from the events, says: the
+    /// first entry that differs in each database, and what puts each right.
+    static func derivedFailure(_ derived: JSONValue) -> ClientFailure {
+        let differences = derived["differences"]?.arrayValue ?? []
+        let named = differences.map { difference in
+            let key = difference["key"].map { " \(Printer.text($0))" } ?? ""
+            let position = difference["position"].map { " (event \(Printer.text($0)))" } ?? ""
+            return "\(Printer.text(difference["database"]))\(key)\(position): \(Printer.text(difference["problem"]))"
+        }
+        let skipped = (derived["notCompared"]?.arrayValue ?? []).map {
+            "\(Printer.text($0["database"])) not compared: \(Printer.text($0["reason"]))"
+        }
+        var remedies: [String] = []
+        for remedy in [DerivedDifference.Remedy.rebuildProjections, .restoreBackup] {
+            let databases = differences.filter { $0["remedy"]?.stringValue == remedy.rawValue }.map { Printer.text($0["database"]) }
+            guard !databases.isEmpty else { continue }
+            let which = Array(Set(databases)).sorted().joined(separator: " and ")
+            switch remedy {
+            case .rebuildProjections:
+                remedies.append(
+                    "To put \(which) right, stop incidentd and start it once with --rebuild-projections: it makes every stream summary again from its event, then folds the projections again from them.")
+            case .restoreBackup:
+                remedies.append(
+                    "incidentd cannot make \(which) again from the events yet. \(EventLog.restoreAdvice).")
+            }
+        }
+        return ClientFailure.refused(
+            code: "derived_data_differs",
+            message: "the pages and the hash chain are intact, but data derived from the events differs from them. "
+                + (named + skipped).joined(separator: "; ") + ". " + remedies.joined(separator: " "))
     }
 }
 

@@ -383,6 +383,14 @@ final class RequestExecutor: Sendable {
                 "verify found a damaged page in the log's data file",
                 metadata: ["page": "\(damage.page)", "database": "\(damage.database?.name ?? "none")", "problem": "\(damage.problem)", "by": "\(peer.user)"])
         }
+        for difference in report.derived?.differences ?? [] {
+            logger.error(
+                "verify found derived data that differs from the events",
+                metadata: [
+                    "database": "\(difference.database.rawValue)", "key": "\(difference.key ?? "none")",
+                    "problem": "\(difference.problem)", "remedy": "\(difference.remedy.rawValue)", "by": "\(peer.user)",
+                ])
+        }
         return Response.success(id: request.id, report.members)
     }
 

@@ -119,6 +119,7 @@ struct ConcurrencyTests {
 
         let verify = try observer.call("verify")
         #expect(verify["intact"] == true, "\(verify)")
+        #expect(verify["derived"]?["intact"] == true, "\(verify)")
         #expect(verify["checked"]?.intValue == Int64(expected))
         let status = try observer.call("status")
         #expect(status["position"]?.intValue == Int64(expected))

@@ -134,6 +134,10 @@ func checkLogIntegrity(_ daemon: Daemon, _ client: RawClient, sourceLocation: So
     #expect(verify.isOK && verify["intact"]?.boolValue == true, "verify: \(verify.canonicalString())", sourceLocation: sourceLocation)
     #expect(verify["checked"]?.intValue == head, "verify checked \(verify["checked"]?.canonicalString() ?? "?") of \(head)", sourceLocation: sourceLocation)
     #expect(verify["headPosition"]?.intValue == head, sourceLocation: sourceLocation)
+    #expect(
+        verify["derived"]?["intact"]?.boolValue == true && verify["derived"]?["position"]?.intValue == head,
+        "the indexes and projections agree with the events: \(verify["derived"]?.canonicalString() ?? "not compared")",
+        sourceLocation: sourceLocation)
 
     let stored = try daemon.ctl(["cities", "--format", "json"])
     let folded = try runCommand(Binaries.incidentctl, ["replay", "--data-dir", daemon.dataDir, "--format", "json"])

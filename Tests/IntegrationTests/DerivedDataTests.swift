@@ -1,0 +1,341 @@
+import Foundation
+import Gazetteer
+import IncidentDomain
+import IncidentLog
+import LMDB
+import StrictJSON
+import Testing
+
+/// `verify` compares the data derived from the events with the events: a value changed in place in an index or a
+/// projection (LMDB keeps no checksums, and the hash chain covers the events alone) passes the page check and leaves
+/// the chain intact, and `verify` must still name it, with what puts it right.
+@Suite("Verify: the data derived from the events")
+struct DerivedDataTests {
+    static let kupiansk = "kupiansk-2022-03-01-city-hall"
+
+    /// Changes the stored log of the stopped `daemon` with LMDB directly, as a bad disk could: `change` is given a
+    /// write transaction and the named database.
+    static func damage(
+        _ daemon: Daemon, _ database: String, _ change: (borrowing WriteTransaction, Database) throws -> Void
+    ) throws {
+        let environment = try Environment(directory: daemon.dataDir, options: EnvironmentOptions(maxDatabases: 8))
+        let db = try environment.openDatabase(database, create: false)
+        try environment.write { txn in try change(txn, db) }
+    }
+
+    /// The `incident-streams` entry of the event at `position`: its key and value (`position ‖ summary`).
+    static func streamEntry(_ daemon: Daemon, position: UInt64) throws -> (key: [UInt8], value: [UInt8]) {
+        let environment = try Environment(directory: daemon.dataDir, options: EnvironmentOptions(maxDatabases: 8))
+        let db = try environment.openDatabase("incident-streams", create: false)
+        let found = try environment.read { txn -> (key: [UInt8], value: [UInt8])? in
+            var found: (key: [UInt8], value: [UInt8])?
+            try txn.forEach(db) { key, value in
+                if value.count >= 8, bigEndian(value) == position { found = (Array(key), Array(value)) }
+                return found == nil
+            }
+            return found
+        }
+        return try #require(found, "no incident-streams entry names position \(position)")
+    }
+
+    static func bigEndian(_ bytes: some Collection<UInt8>) -> UInt64 { bytes.prefix(8).reduce(0) { $0 << 8 | UInt64($1) } }
+    static func bigEndian(_ value: UInt64) -> [UInt8] { (0..<8).map { UInt8(truncatingIfNeeded: value >> (56 - 8 * UInt64($0))) } }
+
+    /// `document` with the member at `path` set to `value`.
+    static func setting(_ path: [String], to value: JSONValue, in document: JSONValue) -> JSONValue {
+        guard let first = path.first, case .object(var members) = document else { return value }
+        members[first] = setting(Array(path.dropFirst()), to: value, in: members[first] ?? .null)
+        return .object(members)
+    }
+
+    /// What the log in `daemon`'s directory verifies as, read directly in stretches of several sizes, which must
+    /// all agree; then what the daemon's `verify` answers, which must agree with them too. The daemon is left
+    /// running.
+    static func verify(_ daemon: Daemon) throws -> JSONValue {
+        var reports: [VerifyReport] = []
+        do {
+            let log = try EventLog(options: LogOptions(directory: daemon.dataDir, readOnly: true), gazetteer: .embedded)
+            for stretch in [1, 3, 1 << 16] { reports.append(try log.verify(stretch: stretch)) }
+        }
+        #expect(Set(reports).count == 1, "verify in stretches of 1, 3 and 65,536 events: \(reports)")
+        try daemon.start()
+        let answer = try daemon.client().call("verify")
+        #expect(answer["derived"] == reports.last?.members["derived"], "the daemon: \(answer); directly: \(String(describing: reports.last))")
+        return answer
+    }
+
+    /// The one difference a verify answer's derived data holds.
+    static func onlyDifference(_ answer: JSONValue) throws -> JSONValue {
+        #expect(answer.isOK && answer["intact"] == true, "the pages and the chain are intact: \(answer)")
+        #expect(answer["derived"]?["intact"] == false, "\(answer)")
+        let differences = answer["derived"]?["differences"]?.arrayValue ?? []
+        #expect(differences.count == 1, "\(differences)")
+        return try #require(differences.first, "no difference named: \(answer)")
+    }
+
+    /// `incidentctl verify` against the running daemon: exit 1, derived_data_differs naming `database` and `key`
+    /// and the remedy's words; the same again with `--data-dir` once the daemon is stopped.
+    static func expectCommandsRefuse(_ daemon: Daemon, database: String, key: String, remedy: String) throws {
+        let socket = try daemon.ctl(["verify", "--format", "table"])
+        #expect(daemon.stop() == 0)
+        let direct = try runCommand(Binaries.incidentctl, ["verify", "--data-dir", daemon.dataDir, "--format", "json"])
+        for result in [socket, direct] {
+            #expect(result.status == 1, "\(result.stdout) \(result.stderr)")
+            #expect(result.stderr.contains("derived_data_differs: the pages and the hash chain are intact"), "\(result.stderr)")
+            #expect(result.stderr.contains("\(database) \(key)"), "\(result.stderr)")
+            #expect(result.stderr.contains(remedy), "\(result.stderr)")
+        }
+        #expect(socket.stdout.contains("intact: 8 events"), "\(socket.stdout)")
+        #expect(direct.json?["derived"]?["intact"] == false, "\(direct.stdout)")
+    }
+
+    /// Starts the daemon once with `--rebuild-projections`, and checks that the log then verifies clean.
+    static func expectRebuildMendsIt(_ daemon: Daemon) throws {
+        daemon.extraArguments = ["--rebuild-projections"]
+        try daemon.start()
+        daemon.extraArguments = []
+        #expect(daemon.stop() == 0)
+        let answer = try verify(daemon)
+        #expect(answer["derived"]?["intact"] == true, "after --rebuild-projections: \(answer)")
+        let command = try daemon.ctl(["verify", "--format", "table"])
+        #expect(command.status == 0, "\(command.stdout) \(command.stderr)")
+        #expect(command.stdout.contains("derived data agrees with events 1–8: incident-streams, event-ids, incidents, cities"), "\(command.stdout)")
+    }
+
+    @Test("a log as appended verifies clean, its derived data too, through the socket and with --data-dir")
+    func clean() throws {
+        let daemon = try VerifyTests.storedArticle()
+        let answer = try Self.verify(daemon)
+        #expect(answer["intact"] == true, "\(answer)")
+        #expect(answer["derived"] == ["intact": true, "position": 8, "differences": []], "\(answer)")
+        let command = try daemon.ctl(["verify", "--format", "table"])
+        #expect(command.status == 0, "\(command.stderr)")
+        #expect(command.stdout.contains("derived data agrees with events 1–8: incident-streams, event-ids, incidents, cities"), "\(command.stdout)")
+        #expect(daemon.stop() == 0)
+        let direct = try runCommand(Binaries.incidentctl, ["verify", "--data-dir", daemon.dataDir, "--format", "json"])
+        #expect(direct.status == 0, "\(direct.stderr)")
+        #expect(direct.json?["derived"]?["intact"] == true, "\(direct.stdout)")
+    }
+
+    @Test("a city's projection changed to another valid document is named, city answers the wrong figure until --rebuild-projections, which mends it")
+    func cityProjection() throws {
+        let daemon = try VerifyTests.storedArticle()
+        try Self.damage(daemon, "cities") { txn, cities in
+            let stored = try #require(try txn.get(cities, key: "kupiansk"))
+            let document = Self.setting(["incidents", "total"], to: 2, in: try JSONReader().read(stored))
+            try txn.put(cities, key: "kupiansk", value: document.canonicalBytes())
+        }
+        let answer = try Self.verify(daemon)
+        let difference = try Self.onlyDifference(answer)
+        #expect(difference["database"] == "cities" && difference["key"] == "kupiansk", "\(difference)")
+        #expect(difference["remedy"] == "rebuild-projections", "\(difference)")
+        #expect(difference["problem"]?.stringValue?.contains("incidents.total: stored 2, the events give 1") == true, "\(difference)")
+        // What the damage does meanwhile: a wrong figure, without a word.
+        #expect(try daemon.client().call("city", ["city": "Kupiansk"])["city"]?["incidents"]?["total"] == 2)
+        try waitFor("the daemon's log to name the city") {
+            daemon.log.contains("verify found derived data that differs from the events") && daemon.log.contains("key=kupiansk")
+        }
+        try Self.expectCommandsRefuse(daemon, database: "cities", key: "kupiansk", remedy: "start it once with --rebuild-projections")
+        try Self.expectRebuildMendsIt(daemon)
+        #expect(try daemon.client().call("city", ["city": "Kupiansk"])["city"]?["incidents"]?["total"] == 1)
+    }
+
+    @Test("an incident's projection changed to another valid record is named, with the member that differs")
+    func incidentProjection() throws {
+        let daemon = try VerifyTests.storedArticle()
+        try Self.damage(daemon, "incidents") { txn, incidents in
+            let stored = try #require(try txn.get(incidents, key: Self.kupiansk))
+            var state = try IncidentState(encoded: stored)
+            #expect(state.encoded().elementsEqual(stored), "the stored form reads back to the same bytes")
+            state.injured += 5
+            try txn.put(incidents, key: Self.kupiansk, value: state.encoded())
+        }
+        let answer = try Self.verify(daemon)
+        let difference = try Self.onlyDifference(answer)
+        #expect(difference["database"] == "incidents" && difference["key"] == .string(Self.kupiansk), "\(difference)")
+        #expect(difference["position"] == 1 && difference["remedy"] == "rebuild-projections", "\(difference)")
+        #expect(difference["problem"]?.stringValue?.contains("casualties.injured: stored 5, the events give 0") == true, "\(difference)")
+        try Self.expectCommandsRefuse(daemon, database: "incidents", key: Self.kupiansk, remedy: "--rebuild-projections")
+        try Self.expectRebuildMendsIt(daemon)
+    }
+
+    @Test("an incident-streams summary changed in place is named; the projections are not compared; --rebuild-projections makes it again from its event")
+    func streamSummary() throws {
+        let daemon = try VerifyTests.storedArticle()
+        // Event 2, the Kupiansk response: `2 ‖ flags ‖ kinds ‖ (kind, UInt32 count)…`; its first kind counted twice.
+        let entry = try Self.streamEntry(daemon, position: 2)
+        #expect(entry.value[8] == 2 && entry.value[12] == 1, "\(entry.value)")
+        try Self.damage(daemon, "incident-streams") { txn, streams in
+            var value = entry.value
+            value[12] = 2
+            try txn.put(streams, key: entry.key, value: value)
+        }
+        let answer = try Self.verify(daemon)
+        let difference = try Self.onlyDifference(answer)
+        #expect(difference["database"] == "incident-streams" && difference["key"] == "1/2" && difference["position"] == 2, "\(difference)")
+        #expect(difference["remedy"] == "rebuild-projections", "\(difference)")
+        #expect(
+            difference["problem"]?.stringValue
+                == "its summary of event 2, version 2 of incident \(Self.kupiansk) differs from the one the event gives",
+            "\(difference)")
+        #expect(answer["derived"]?["notCompared"]?.arrayValue?.compactMap { $0["database"]?.stringValue } == ["incidents", "cities"], "\(answer)")
+        try Self.expectCommandsRefuse(daemon, database: "incident-streams", key: "1/2", remedy: "--rebuild-projections")
+        try Self.expectRebuildMendsIt(daemon)
+    }
+
+    @Test("an incident-streams entry that names another event, and one that is gone, are named, and the remedy is a backup")
+    func streamPosition() throws {
+        let daemon = try VerifyTests.storedArticle()
+        let entry = try Self.streamEntry(daemon, position: 2)
+        try Self.damage(daemon, "incident-streams") { txn, streams in
+            try txn.put(streams, key: entry.key, value: Self.bigEndian(5) + entry.value[8...])
+        }
+        let answer = try Self.verify(daemon)
+        let difference = try Self.onlyDifference(answer)
+        #expect(difference["database"] == "incident-streams" && difference["key"] == "1/2" && difference["position"] == 5, "\(difference)")
+        #expect(difference["remedy"] == "restore-backup", "\(difference)")
+        #expect(
+            difference["problem"]
+                == "it names event 5, version 2 of incident melitopol-2022-03-01-convoy-blockade, which is not version 2 of the incident reported at position 1",
+            "\(difference)")
+        try Self.expectCommandsRefuse(daemon, database: "incident-streams", key: "1/2", remedy: "Restore data.mdb from a backup that verifies")
+
+        try Self.damage(daemon, "incident-streams") { txn, streams in _ = try txn.delete(streams, key: entry.key) }
+        let gone = try Self.onlyDifference(try Self.verify(daemon))
+        #expect(daemon.stop() == 0)
+        #expect(gone["database"] == "incident-streams" && gone["position"] == 2 && gone["key"] == nil, "\(gone)")
+        #expect(gone["problem"]?.stringValue == "event 2, version 2 of incident \(Self.kupiansk), has no entry", "\(gone)")
+        #expect(gone["remedy"] == "restore-backup", "\(gone)")
+    }
+
+    @Test("an event-ids entry that names another position, one that is gone, and one too many are named, and the remedy is a backup")
+    func eventIds() throws {
+        let daemon = try VerifyTests.storedArticle()
+        let events = try Repository.articleEvents()
+        let second = try #require(events[1]["eventId"]?.stringValue)
+        let fifth = try #require(events[4]["eventId"]?.stringValue)
+        var original: [UInt8] = []
+        try Self.damage(daemon, "event-ids") { txn, ids in
+            original = Array(try #require(try txn.get(ids, key: second)))
+            #expect(Self.bigEndian(original) == 2)
+            try txn.put(ids, key: second, value: Self.bigEndian(5) + original[8...])
+        }
+        let answer = try Self.verify(daemon)
+        let difference = try Self.onlyDifference(answer)
+        #expect(difference["database"] == "event-ids" && difference["key"] == .string(second) && difference["position"] == 5, "\(difference)")
+        #expect(difference["problem"] == .string("it names event 5, whose id is \(fifth)"), "\(difference)")
+        #expect(difference["remedy"] == "restore-backup", "\(difference)")
+        // The projections do not rest on event-ids: they are compared, and agree.
+        #expect(answer["derived"]?["notCompared"] == nil, "\(answer)")
+        try Self.expectCommandsRefuse(daemon, database: "event-ids", key: second, remedy: "incidentd cannot make event-ids again from the events yet")
+
+        try Self.damage(daemon, "event-ids") { txn, ids in _ = try txn.delete(ids, key: second) }
+        let gone = try Self.onlyDifference(try Self.verify(daemon))
+        #expect(daemon.stop() == 0)
+        #expect(gone["database"] == "event-ids" && gone["key"] == .string(second) && gone["position"] == 2, "\(gone)")
+        #expect(gone["problem"] == "event 2 has no entry under its id", "\(gone)")
+
+        let stranger = "00000000-0000-4000-8000-000000000000"
+        try Self.damage(daemon, "event-ids") { txn, ids in
+            try txn.put(ids, key: second, value: original)
+            try txn.put(ids, key: stranger, value: Self.bigEndian(3) + original[8...])
+        }
+        let extra = try Self.onlyDifference(try Self.verify(daemon))
+        #expect(daemon.stop() == 0)
+        #expect(extra["database"] == "event-ids" && extra["key"] == .string(stranger) && extra["position"] == 3, "\(extra)")
+        #expect(extra["problem"]?.stringValue?.hasPrefix("it names event 3, whose id is ") == true, "\(extra)")
+    }
+
+    @Test("an incident-streams summary and an event-ids entry damaged at once: each database named once, in order, each with its remedy")
+    func severalAtOnce() throws {
+        let daemon = try VerifyTests.storedArticle()
+        let entry = try Self.streamEntry(daemon, position: 5)
+        try Self.damage(daemon, "incident-streams") { txn, streams in
+            var value = entry.value
+            value[value.count - 1] ^= 1
+            try txn.put(streams, key: entry.key, value: value)
+        }
+        try Self.damage(daemon, "event-ids") { txn, ids in
+            let first = try #require(try Repository.articleEvents()[0]["eventId"]?.stringValue)
+            _ = try txn.delete(ids, key: first)
+        }
+        let answer = try Self.verify(daemon)
+        let differences = answer["derived"]?["differences"]?.arrayValue ?? []
+        #expect(differences.compactMap { $0["database"]?.stringValue } == ["incident-streams", "event-ids"], "\(answer)")
+        #expect(differences.compactMap { $0["remedy"]?.stringValue } == ["rebuild-projections", "restore-backup"], "\(answer)")
+        let command = try daemon.ctl(["verify"])
+        #expect(command.status == 1)
+        #expect(command.stderr.contains("To put incident-streams right, stop incidentd and start it once with --rebuild-projections"), "\(command.stderr)")
+        #expect(command.stderr.contains("incidentd cannot make event-ids again from the events yet"), "\(command.stderr)")
+        #expect(daemon.stop() == 0)
+    }
+
+    @Test("verify --data-dir compares the cities with the gazetteer the daemon ran on (--gazetteer), and with another says on stderr that it did not, without failing")
+    func otherGazetteer() throws {
+        let setup = try GazetteerChangeTests.Setup()
+        try setup.edit("population = 148851", "population = 111")
+        let daemon = try setup.daemon()
+        #expect(try daemon.client().appendEvents(try Repository.articleEvents())["ok"] == true)
+        #expect(daemon.stop() == 0)
+        let compiledIn = try runCommand(Binaries.incidentctl, ["verify", "--data-dir", daemon.dataDir, "--format", "table"])
+        #expect(compiledIn.status == 0, "\(compiledIn.stderr)")
+        #expect(compiledIn.stdout.contains("derived data agrees with events 1–8: incident-streams, event-ids, incidents\n"), "\(compiledIn.stdout)")
+        #expect(
+            compiledIn.stderr.contains("incidentctl: cities not compared: the log records that its projections were built with another gazetteer")
+                && compiledIn.stderr.contains("give --gazetteer the file the daemon runs on"),
+            "\(compiledIn.stderr)")
+        let json = try runCommand(Binaries.incidentctl, ["verify", "--data-dir", daemon.dataDir, "--format", "json"])
+        #expect(json.json?["derived"]?["notCompared"]?.arrayValue?.first?["database"] == "cities", "\(json.stdout)")
+        let same = try runCommand(
+            Binaries.incidentctl, ["verify", "--data-dir", daemon.dataDir, "--gazetteer", setup.gazetteer, "--format", "table"])
+        #expect(same.status == 0 && same.stderr.isEmpty, "\(same.stderr)")
+        #expect(same.stdout.contains("derived data agrees with events 1–8: incident-streams, event-ids, incidents, cities"), "\(same.stdout)")
+        let socket = try runCommand(Binaries.incidentctl, ["verify", "--gazetteer", setup.gazetteer, "--socket", daemon.socketPath])
+        #expect(socket.status == 2, "--gazetteer without --data-dir is bad usage: \(socket.stderr)")
+    }
+
+    @Test("verify while appends land: the derived data of its snapshot agrees with the events every time")
+    func whileAppending() throws {
+        let daemon = try Daemon()
+        #expect(try daemon.client().appendEvents(try Repository.articleEvents())["ok"] == true)
+        // One connection appends a report and three responses at a time, each acknowledged before the next, until
+        // the checks are done; so incidents, cities and both indexes change while verify reads them.
+        let stop = LockedData()
+        let appended = LockedData()
+        let socket = daemon.socketPath
+        let appending = Thread {
+            var rounds = 0
+            if let writer = try? RawClient(path: socket) {
+                while !stop.isSet {
+                    let incident = "kupiansk-appended-\(rounds)"
+                    var batch: [JSONValue] = [Wire.report(incident: incident, occurredAt: "2022-03-02")]
+                    for _ in 0..<3 { batch.append(Wire.response(incident: incident, responses: ["detentions"], detained: 1)) }
+                    guard (try? writer.call("append", ["events": .array(batch)]))?.isOK == true else { break }
+                    rounds += 1
+                }
+            }
+            appended.set(Data("\(rounds)".utf8))
+        }
+        appending.start()
+        let checker = try daemon.client()
+        var answers: [JSONValue] = []
+        var heads: Set<Int64> = []
+        while heads.count < 4 && answers.count < 500 {
+            let answer = try checker.call("verify")
+            answers.append(answer)
+            heads.insert(answer["derived"]?["position"]?.intValue ?? 0)
+        }
+        stop.set(Data())
+        try waitFor("the appends to stop") { appended.isSet }
+        let rounds = Int(String(decoding: appended.get(), as: UTF8.self)) ?? 0
+        #expect(rounds > 0, "appends landed meanwhile")
+        for answer in answers {
+            #expect(answer["intact"] == true && answer["derived"]?["intact"] == true, "\(answer)")
+        }
+        #expect(heads.count == 4, "the checks saw the log at several heads: \(heads.sorted())")
+        let final = try checker.call("verify")
+        #expect(final["derived"]?["position"]?.intValue == Int64(8 + 4 * rounds), "\(final)")
+        #expect(final["derived"]?["intact"] == true, "\(final)")
+        #expect(daemon.stop() == 0)
+    }
+}

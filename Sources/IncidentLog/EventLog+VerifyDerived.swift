@@ -24,10 +24,10 @@ extension EventLog {
     ///
     /// The derived data is read in that one snapshot. The events are read in transactions of their own (one per
     /// stretch, so that no thread ever waits for another while it holds a transaction, which would deadlock
-    /// against a writer growing the map), and so in snapshots a little earlier than that one: those read every
-    /// position up to the head when this begins, and that one reads any event appended since. Every transaction
-    /// holds the same bytes at a position it has, since an event is never changed once appended (the chain's
-    /// check in stretches rests on that too). The second look, when there is one, compares the indexes with the
+    /// against a writer growing the map), begun a little before or after it: they read every position up to the
+    /// head when this begins, and the snapshot reads any event appended since. Every transaction holds the same
+    /// bytes at a position it has, since an event is never changed once appended (the chain's check in
+    /// stretches rests on that too). The second look, when there is one, compares the indexes with the
     /// events of one newer snapshot, which still holds every entry the first found differing: entries are only
     /// ever added to the indexes, never changed.
     ///

@@ -342,7 +342,8 @@ struct Verify: ParsableCommand {
 
             Examples:
               incidentctl verify && incidentctl status --format json
-              incidentctl verify --data-dir /var/lib/incidentd/backups/2026-12-06 --gazetteer /etc/incidentd/cities.toml
+              incidentctl verify --data-dir /var/lib/incidentd/backups/2026-12-06 \\
+                  --gazetteer /etc/incidentd/cities.toml
             """)
 
     @Option(help: ArgumentHelp("Check this data directory directly instead of asking the daemon.", valueName: "dir"))

@@ -341,13 +341,17 @@ struct IncidentBench: ParsableCommand {
                     report.replayIdentical = false
                     report.problems.append("replay \(pass) differs from the stored cities")
                 }
-                // `verify`: the whole hash chain, as an admin proves the log was not rewritten.
+                // `verify`: the whole hash chain, as an admin proves the log was not rewritten, then the indexes and
+                // projections against the events.
                 let verifyStart = monotonicNanos()
                 let verified = try log.verify()
                 report.verifySeconds.append(seconds(since: verifyStart))
                 if !verified.isIntact || verified.checked != folded {
                     report.verifyIntact = false
                     report.problems.append("verify \(pass): \(verified.problem ?? "checked \(verified.checked)")")
+                } else if let difference = verified.derived?.differences.first {
+                    report.verifyIntact = false
+                    report.problems.append("verify \(pass): \(difference.database.rawValue) \(difference.key ?? ""): \(difference.problem)")
                 }
                 // The read ceiling: a bare cursor scan over the same events.
                 let scanStart = monotonicNanos()

@@ -142,7 +142,7 @@ struct Report {
         for (what, seconds, check) in [
             ("rebuild projections from", rebuildSeconds, rebuildIdentical ? "identical to the daemon's" : "DIFFERS from the daemon's"),
             ("replay (incidentctl replay) of", replaySeconds, replayIdentical ? "identical to the stored cities" : "DIFFERS from the stored cities"),
-            ("verify (every page, then the hash chain) of", verifySeconds, verifyIntact ? "intact" : "NOT INTACT"),
+            ("verify (every page, the hash chain, then the derived data) of", verifySeconds, verifyIntact ? "intact" : "NOT INTACT"),
         ] where rebuildEvents > 0 && !seconds.isEmpty {
             let median = rate(seconds)
             let range = seconds.count > 1 ? ", range \(count(rate([seconds.max() ?? 0])))–\(count(rate([seconds.min() ?? 0]))) over \(seconds.count)" : ""

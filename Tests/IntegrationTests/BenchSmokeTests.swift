@@ -16,7 +16,7 @@ struct BenchSmokeTests {
         for row in [
             "durable appends/s, 1 conn", "durable appends/s, 16 conn", "durable appends/s, 64 conn",
             "append latency p50, 1 conn, one at a time", "rebuild projections from 3,000 events",
-            "replay (incidentctl replay) of 3,000 events", "verify (every page, then the hash chain) of 3,000 events",
+            "replay (incidentctl replay) of 3,000 events", "verify (every page, the hash chain, then the derived data) of 3,000 events",
             "city query p50/p99 under full append load, back to back", "city query p50/p99 under full append load, 1/ms",
             "city query p50/p99 under full append load, 1/ms, ",  // real-time loops (or the kernel refused them)
             "daemon private memory", "bytes on disk per event",

@@ -64,7 +64,7 @@ extension EventLog {
                 DerivedDifference(
                     database: .incidentStreams, key: nil, position: position,
                     problem: "\(problem), so what the indexes and the projections hold of it cannot be made from it",
-                    remedy: .restoreBackup))
+                    remedy: .recoverFromEvents))
             let reason = "event \(position) cannot be read"
             report.notCompared = [.eventIds, .incidents, .cities].map { DerivedDataReport.NotCompared(database: $0, reason: reason) }
             return report
@@ -79,7 +79,7 @@ extension EventLog {
                         database: .incidentStreams, key: nil, position: nil,
                         problem: compared.foldFailure
                             ?? "its entries differ from those the events give (their digests differ), but a second look found none that does",
-                        remedy: .restoreBackup))
+                        remedy: .recoverFromEvents))
             let reason = "they are folded from the stream summaries of incident-streams, which differ from the events"
             report.notCompared = [.incidents, .cities].map { DerivedDataReport.NotCompared(database: $0, reason: reason) }
         } else {
@@ -108,7 +108,7 @@ extension EventLog {
                     ?? DerivedDifference(
                         database: .eventIds, key: nil, position: nil,
                         problem: "its entries differ from those the events give (their digests differ), but a second look found none that does",
-                        remedy: .restoreBackup))
+                        remedy: .recoverFromEvents))
         }
         let order = DerivedDifference.Database.allCases
         report.differences.sort { (order.firstIndex(of: $0.database) ?? 0) < (order.firstIndex(of: $1.database) ?? 0) }
@@ -320,10 +320,10 @@ extension EventLog {
                     return DerivedDifference(
                         database: .incidentStreams, key: nil, position: nil,
                         problem: "an entry of a \(key.count)-byte key and a \(value.count)-byte value is not a stream key and a position",
-                        remedy: .restoreBackup)
+                        remedy: .recoverFromEvents)
                 }
                 let version = Int64(bitPattern: rawVersion)
-                func differs(_ problem: String, remedy: DerivedDifference.Remedy = .restoreBackup) -> DerivedDifference {
+                func differs(_ problem: String, remedy: DerivedDifference.Remedy = .recoverFromEvents) -> DerivedDifference {
                     DerivedDifference(
                         database: .incidentStreams, key: "\(start)/\(version)", position: position, problem: problem, remedy: remedy)
                 }
@@ -364,7 +364,7 @@ extension EventLog {
                 described += ", version \(event.1) of incident \(event.0),"
             }
             return DerivedDifference(
-                database: .incidentStreams, key: nil, position: missing, problem: "\(described) has no entry", remedy: .restoreBackup)
+                database: .incidentStreams, key: nil, position: missing, problem: "\(described) has no entry", remedy: .recoverFromEvents)
         }
     }
 
@@ -388,19 +388,19 @@ extension EventLog {
                 guard value.count == 40, let position = Keys.readPosition(value) else {
                     found = DerivedDifference(
                         database: .eventIds, key: name, position: nil,
-                        problem: "its value is \(value.count) bytes, not a position and a content digest (40)", remedy: .restoreBackup)
+                        problem: "its value is \(value.count) bytes, not a position and a content digest (40)", remedy: .recoverFromEvents)
                     return false
                 }
                 guard position >= 1, position <= head, let id = try eventId(at: position) else {
                     found = DerivedDifference(
                         database: .eventIds, key: name, position: position,
-                        problem: "it names position \(position), which holds no event that can be read", remedy: .restoreBackup)
+                        problem: "it names position \(position), which holds no event that can be read", remedy: .recoverFromEvents)
                     return false
                 }
                 guard key.elementsEqual(id) else {
                     found = DerivedDifference(
                         database: .eventIds, key: name, position: position,
-                        problem: "it names event \(position), whose id is \(String(decoding: id, as: UTF8.self))", remedy: .restoreBackup)
+                        problem: "it names event \(position), whose id is \(String(decoding: id, as: UTF8.self))", remedy: .recoverFromEvents)
                     return false
                 }
                 _ = named.insert(position)
@@ -410,7 +410,7 @@ extension EventLog {
             guard let missing = named.firstMissing else { return nil }
             return DerivedDifference(
                 database: .eventIds, key: try eventId(at: missing).map { String(decoding: $0, as: UTF8.self) }, position: missing,
-                problem: "event \(missing) has no entry under its id", remedy: .restoreBackup)
+                problem: "event \(missing) has no entry under its id", remedy: .recoverFromEvents)
         }
     }
 

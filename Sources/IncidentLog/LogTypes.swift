@@ -286,9 +286,10 @@ public struct DerivedDifference: Sendable, Hashable {
         /// `incidentd --rebuild-projections`: every stream summary made again from its event, then the projections
         /// folded again.
         case rebuildProjections = "rebuild-projections"
-        /// Nothing incidentd does yet makes it again from the events: restore `data.mdb` from a backup that
-        /// verifies (``EventLog/restoreAdvice``).
-        case restoreBackup = "restore-backup"
+        /// `incidentd --recover-from`: a new log made from the events the hash chain proves, with both indexes made
+        /// again from them (``EventLog/recover(from:into:gazetteer:fillingFrom:expectedHeadHash:)``); or restore a
+        /// backup that verifies (``EventLog/restoreAdvice``).
+        case recoverFromEvents = "recover-from-events"
     }
 
     public var database: Database

@@ -426,7 +426,7 @@ struct Verify: ParsableCommand {
             "\(Printer.text($0["database"])) not compared: \(Printer.text($0["reason"]))"
         }
         var remedies: [String] = []
-        for remedy in [DerivedDifference.Remedy.rebuildProjections, .restoreBackup] {
+        for remedy in [DerivedDifference.Remedy.rebuildProjections, .recoverFromEvents] {
             let databases = differences.filter { $0["remedy"]?.stringValue == remedy.rawValue }.map { Printer.text($0["database"]) }
             guard !databases.isEmpty else { continue }
             let which = Array(Set(databases)).sorted().joined(separator: " and ")
@@ -434,9 +434,9 @@ struct Verify: ParsableCommand {
             case .rebuildProjections:
                 remedies.append(
                     "To put \(which) right, stop incidentd and start it once with --rebuild-projections: it makes every stream summary again from its event, then folds the projections again from them.")
-            case .restoreBackup:
+            case .recoverFromEvents:
                 remedies.append(
-                    "incidentd cannot make \(which) again from the events yet. \(EventLog.restoreAdvice).")
+                    "To put \(which) right, make the log again from its events: stop incidentd and run incidentd --recover-from with the data directory (see README.md), which makes both indexes again from the events the hash chain proves; or: \(EventLog.restoreAdvice).")
             }
         }
         return ClientFailure.refused(

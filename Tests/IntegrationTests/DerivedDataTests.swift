@@ -183,7 +183,7 @@ struct DerivedDataTests {
         try Self.expectRebuildMendsIt(daemon)
     }
 
-    @Test("an incident-streams entry that names another event, and one that is gone, are named, and the remedy is a backup")
+    @Test("an incident-streams entry that names another event, and one that is gone, are named, and the remedy, making the log again from its events, puts it right")
     func streamPosition() throws {
         let daemon = try VerifyTests.storedArticle()
         let entry = try Self.streamEntry(daemon, position: 2)
@@ -193,22 +193,39 @@ struct DerivedDataTests {
         let answer = try Self.verify(daemon)
         let difference = try Self.onlyDifference(answer)
         #expect(difference["database"] == "incident-streams" && difference["key"] == "1/2" && difference["position"] == 5, "\(difference)")
-        #expect(difference["remedy"] == "restore-backup", "\(difference)")
+        #expect(difference["remedy"] == "recover-from-events", "\(difference)")
         #expect(
             difference["problem"]
                 == "it names event 5, version 2 of incident melitopol-2022-03-01-convoy-blockade, which is not version 2 of the incident reported at position 1",
             "\(difference)")
-        try Self.expectCommandsRefuse(daemon, database: "incident-streams", key: "1/2", remedy: "Restore data.mdb from a backup that verifies")
+        try Self.expectCommandsRefuse(daemon, database: "incident-streams", key: "1/2", remedy: "incidentd --recover-from")
 
         try Self.damage(daemon, "incident-streams") { txn, streams in _ = try txn.delete(streams, key: entry.key) }
         let gone = try Self.onlyDifference(try Self.verify(daemon))
         #expect(daemon.stop() == 0)
         #expect(gone["database"] == "incident-streams" && gone["position"] == 2 && gone["key"] == nil, "\(gone)")
         #expect(gone["problem"]?.stringValue == "event 2, version 2 of incident \(Self.kupiansk), has no entry", "\(gone)")
-        #expect(gone["remedy"] == "restore-backup", "\(gone)")
+        #expect(gone["remedy"] == "recover-from-events", "\(gone)")
+        try Self.expectRecoveryMendsIt(daemon)
     }
 
-    @Test("an event-ids entry that names another position, one that is gone, and one too many are named, and the remedy is a backup")
+    /// The remedy `recover-from-events`: a log made again from the stopped daemon's events (`incidentd
+    /// --recover-from`) has its indexes and projections agree with them, under the same head.
+    static func expectRecoveryMendsIt(_ daemon: Daemon) throws {
+        let root = makeTemporaryDirectory("incidentd-recovered")
+        let run = try runCommand(Binaries.incidentd, ["--recover-from", daemon.dataDir, "--data-dir", root + "/data"])
+        #expect(run.status == 0, "\(run)")
+        let recovered = try Daemon(root: root)
+        defer { recovered.stop() }
+        #expect(recovered.stop() == 0)
+        let answer = try Self.verify(recovered)
+        #expect(answer["intact"]?.boolValue == true && answer["derived"]?["intact"]?.boolValue == true, "\(answer)")
+        try daemon.start()
+        defer { daemon.stop() }
+        #expect(try daemon.client().call("status")["headHash"] == answer["headHash"], "the same head")
+    }
+
+    @Test("an event-ids entry that names another position, one that is gone, and one too many are named, and the remedy, making the log again from its events, puts it right")
     func eventIds() throws {
         let daemon = try VerifyTests.storedArticle()
         let events = try Repository.articleEvents()
@@ -224,10 +241,10 @@ struct DerivedDataTests {
         let difference = try Self.onlyDifference(answer)
         #expect(difference["database"] == "event-ids" && difference["key"] == .string(second) && difference["position"] == 5, "\(difference)")
         #expect(difference["problem"] == .string("it names event 5, whose id is \(fifth)"), "\(difference)")
-        #expect(difference["remedy"] == "restore-backup", "\(difference)")
+        #expect(difference["remedy"] == "recover-from-events", "\(difference)")
         // The projections do not rest on event-ids: they are compared, and agree.
         #expect(answer["derived"]?["notCompared"] == nil, "\(answer)")
-        try Self.expectCommandsRefuse(daemon, database: "event-ids", key: second, remedy: "incidentd cannot make event-ids again from the events yet")
+        try Self.expectCommandsRefuse(daemon, database: "event-ids", key: second, remedy: "incidentd --recover-from")
 
         try Self.damage(daemon, "event-ids") { txn, ids in _ = try txn.delete(ids, key: second) }
         let gone = try Self.onlyDifference(try Self.verify(daemon))
@@ -244,6 +261,7 @@ struct DerivedDataTests {
         #expect(daemon.stop() == 0)
         #expect(extra["database"] == "event-ids" && extra["key"] == .string(stranger) && extra["position"] == 3, "\(extra)")
         #expect(extra["problem"]?.stringValue?.hasPrefix("it names event 3, whose id is ") == true, "\(extra)")
+        try Self.expectRecoveryMendsIt(daemon)
     }
 
     @Test("an incident-streams summary and an event-ids entry damaged at once: each database named once, in order, each with its remedy")
@@ -262,11 +280,11 @@ struct DerivedDataTests {
         let answer = try Self.verify(daemon)
         let differences = answer["derived"]?["differences"]?.arrayValue ?? []
         #expect(differences.compactMap { $0["database"]?.stringValue } == ["incident-streams", "event-ids"], "\(answer)")
-        #expect(differences.compactMap { $0["remedy"]?.stringValue } == ["rebuild-projections", "restore-backup"], "\(answer)")
+        #expect(differences.compactMap { $0["remedy"]?.stringValue } == ["rebuild-projections", "recover-from-events"], "\(answer)")
         let command = try daemon.ctl(["verify"])
         #expect(command.status == 1)
         #expect(command.stderr.contains("To put incident-streams right, stop incidentd and start it once with --rebuild-projections"), "\(command.stderr)")
-        #expect(command.stderr.contains("incidentd cannot make event-ids again from the events yet"), "\(command.stderr)")
+        #expect(command.stderr.contains("To put event-ids right, make the log again from its events"), "\(command.stderr)")
         #expect(daemon.stop() == 0)
     }
 

@@ -54,10 +54,11 @@ struct FollowedLog {
         guard found != anchor.hash else { return }
 
         var message: String
+        let seenThere = anchor == lastShownPoint ? "which this command had printed" : "which incidentd had reported as its head"
         if headPosition < anchor.position {
             message =
                 "the log incidentd serves now ends at position \(headPosition), before position \(anchor.position), "
-                + "which this command had seen (hash \(Self.short(anchor.hash))): "
+                + "\(seenThere) (hash \(Self.short(anchor.hash))): "
         } else {
             message =
                 "position \(anchor.position) of the log incidentd serves now holds another event "
@@ -82,16 +83,17 @@ struct FollowedLog {
             return "What it printed, up to position \(shown.position), is in the log as printed: run it again "
                 + "with --from \(shown.position + 1) to go on with the log as it is now."
         }
-        let kept = min(shown.position - 1, headPosition)
         let gone =
             shown.position > headPosition
-            ? "The events it printed at positions \(headPosition + 1)–\(shown.position) are not in the log now. "
+            ? "Of the events it printed, those at positions past \(headPosition) are not in the log now, the last at \(shown.position). "
             : "The event it printed at position \(shown.position) is not in the log now. "
-        guard kept > 0 else { return gone + "Run it again with --from 1 to follow the log as it is now." }
+        guard min(shown.position - 1, headPosition) > 0 else {
+            return gone + "Run it again with --from 1 to follow the log as it is now."
+        }
         return gone
-            + "Compare those it printed up to position \(kept) with the log as it is now (the hash of an event "
-            + "vouches for every event before it: incidentctl events --from \(kept) --limit 1 --format json), then "
-            + "run it again with --from set to the position after the last one that matches."
+            + "Compare the events it printed before that with the log as it is now: the hash of an event vouches for "
+            + "every event before it (incidentctl events --from P --limit 1 --format json, for a position P it "
+            + "printed), then run it again with --from set to the position after the last one that matches."
     }
 
     /// The hash of the event at `position` in the log served on `client`, whose `status` answered `head`; nil when

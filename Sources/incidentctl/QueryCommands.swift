@@ -21,9 +21,9 @@ struct Events: ParsableCommand {
 
             Before it goes on after a restart, it checks that the log is still the one it was following: that the \
             furthest position it knows of holds the event it saw there, by its chain hash. That position is the \
-            last event shown, or the head the daemon reported if it lies further on: the command asks for the head \
-            as it subscribes and, with a filter (the events it passes over count as seen), whenever a second passes \
-            without a line. A log replaced meanwhile, such as data.mdb restored from an older backup, whose new \
+            last event shown, or, with a filter (the events it passes over count as seen), the head the daemon \
+            reported if it lies further on: the command asks for it as it subscribes and whenever no line has come \
+            for a while (a second, doubling to half a minute while nothing comes). A log replaced meanwhile, such as data.mdb restored from an older backup, whose new \
             events take positions already passed, ends the command with exit status 1 and log_replaced on stderr, \
             naming the position, the head it found, and from where to follow again (--from).
 
@@ -80,8 +80,10 @@ struct Events: ParsableCommand {
         var followed = false
         var seen = FollowedLog()
         // With a filter the daemon passes over events without sending them, so that the last event shown may lie far
-        // behind the log's head: the head, asked for whenever no line has come for a while, stands for those.
-        let asksForHeadWhenIdle = city != nil || type != nil || incident != nil
+        // behind the log's head: the head, asked for as it subscribes and when no line has come for a while, stands
+        // for those. The wait doubles while nothing comes, to `longestIdleBeforeAskingForHead`.
+        let asksForHead = city != nil || type != nil || incident != nil
+        var idleBeforeAskingForHead = Self.idleBeforeAskingForHead
         // Written when no further line has arrived, so that a program reading through a pipe sees each event at
         // once, and a fast stream is not a write per event.
         let out = PendingOutput()
@@ -97,7 +99,7 @@ struct Events: ParsableCommand {
                 var body = filterMembers()
                 body["from"] = .int(next)
                 _ = try client.call(.subscribe, body)
-                headRequest = try client.send(.status)
+                if asksForHead { headRequest = try client.send(.status) }
             } catch {
                 // Unreachable from the start (no daemon, a mistyped socket, no permission) is exit 3 as for every
                 // command; only a daemon that went away is waited for.
@@ -114,14 +116,16 @@ struct Events: ParsableCommand {
                 while limit == 0 || shown < limit {
                     if !client.hasLineWaiting {
                         out.write()
-                        if asksForHeadWhenIdle, headRequest == nil,
-                            !client.awaitLine(milliseconds: Self.idleBeforeAskingForHead)
-                        {
+                        if asksForHead, headRequest == nil, !client.awaitLine(milliseconds: idleBeforeAskingForHead) {
                             headRequest = try client.send(.status)
+                            idleBeforeAskingForHead = min(2 * idleBeforeAskingForHead, Self.longestIdleBeforeAskingForHead)
                         }
                     }
                     let line = try client.receiveLine()
-                    if format == .json, let event = Self.eventBytes(line), let position = Self.position(of: event) {
+                    if format == .json, let event = Self.eventBytes(line), let position = Self.position(of: event),
+                        position < Int64.max
+                    {
+                        idleBeforeAskingForHead = Self.idleBeforeAskingForHead
                         out.bytes += event
                         out.bytes.append(0x0A)
                         next = position + 1
@@ -134,7 +138,9 @@ struct Events: ParsableCommand {
                             continue
                         }
                         let response = try SocketClient.check(answer)
-                        guard let event = response["event"], let position = event["position"]?.intValue else { continue }
+                        guard let event = response["event"], let position = event["position"]?.intValue, position < Int64.max
+                        else { continue }
+                        idleBeforeAskingForHead = Self.idleBeforeAskingForHead
                         switch format {
                         case .json: out.bytes += event.canonicalBytes() + [0x0A]
                         case .table: out.bytes += Array((Printer.eventLine(event) + "\n").utf8)
@@ -153,8 +159,10 @@ struct Events: ParsableCommand {
         }
     }
 
-    /// How long a follower with a filter waits for a line before it asks for the log's head.
+    /// How long a follower with a filter waits for a line before it asks for the log's head (milliseconds), and
+    /// the longest it waits once that has doubled while nothing came.
     private static let idleBeforeAskingForHead: Int32 = 1_000
+    private static let longestIdleBeforeAskingForHead: Int32 = 32_000
 
     /// Standard output not written yet.
     private final class PendingOutput {

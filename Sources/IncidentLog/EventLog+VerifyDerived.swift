@@ -15,7 +15,7 @@ extension EventLog {
     ///
     /// Every event is read, in stretches of `stretch` positions on every core, and what the two indexes should
     /// hold of it is made again (its stream summary as the writer makes it, its id and position) and added to an
-    /// order-free digest (``IndexDigest``). Meanwhile, on one more thread and in one snapshot, `incident-streams`
+    /// order-free digest (``IndexDigest``). Meanwhile, on one of those workers and in one snapshot, `incident-streams`
     /// is folded by the rebuild's fold (``StreamFold``) into the projections, each incident compared byte for byte
     /// with its stored one as it is folded and the cities at the end, while each entry it folds goes into the
     /// digest the events' must equal; and `event-ids` is read into its digest. Where a digest differs, a second
@@ -36,7 +36,15 @@ extension EventLog {
     /// that its projections were built with another gazetteer than this log's (names, regions and populations
     /// come from it).
     public func verifyDerivedData(stretch: Int = 1 << 16) throws -> DerivedDataReport {
-        let firstHead = try environment.read { txn in try Head.read(txn, db).position }
+        let firstHead = try environment.read { txn in
+            let head = try Head.read(txn, db).position
+            // A head past the last event is a damaged record (the chain's check names it): not a range to read.
+            let last = try txn.cursor(db.events).last().flatMap { $0.key.count == 8 ? Keys.readPosition($0.key) : nil } ?? 0
+            guard head <= last else {
+                throw LogError(.corrupt, "the recorded head (position \(head)) is past the last event stored (\(last))")
+            }
+            return head
+        }
         let size = UInt64(max(1, stretch))
         let stretches = stride(from: UInt64(1), through: firstHead, by: Int(size)).map { $0...min(firstHead, $0 + size - 1) }
         let snapshot = Mutex<Result<SnapshotComparison, any Error>?>(nil)
@@ -81,6 +89,8 @@ extension EventLog {
                             ?? "its entries differ from those the events give (their digests differ), but a second look found none that does",
                         remedy: .recoverFromEvents))
             let reason = "they are folded from the stream summaries of incident-streams, which differ from the events"
+            report.notCompared = [.incidents, .cities].map { DerivedDataReport.NotCompared(database: $0, reason: reason) }
+        } else if let reason = compared.projectionsNotCompared {
             report.notCompared = [.incidents, .cities].map { DerivedDataReport.NotCompared(database: $0, reason: reason) }
         } else {
             if let difference = compared.incidentDifference {
@@ -132,6 +142,9 @@ extension EventLog {
         var incidentEntries = 0
         var cityDifference: DerivedDifference?
         var citiesNotCompared: String?
+        /// Why the projections are not compared: their mark says they are not current, so that the daemon rebuilds
+        /// them before it serves (a backup of an older incidentd's log, a rebuild cut short).
+        var projectionsNotCompared: String?
         /// The `event-ids` entries, whether any is not a position and a digest, and how many the database holds.
         var eventIds = IndexDigest()
         var eventIdsMalformed = false
@@ -145,6 +158,13 @@ extension EventLog {
             var compared = SnapshotComparison(head: try Head.read(txn, db).position)
             if compared.head > firstHead {
                 compared.eventsAppended = try digestEvents((firstHead + 1)...compared.head, in: txn)
+            }
+            let mark = try projectionMark(txn)
+            if mark.0 != compared.head || mark.1 != EventLog.projectionVersion {
+                compared.projectionsNotCompared =
+                    mark.0 == .max
+                    ? "a rebuild of them did not finish, and incidentd rebuilds them at its next start"
+                    : "they are marked as of position \(mark.0), version \(mark.1), not \(compared.head), version \(EventLog.projectionVersion), and incidentd rebuilds them at its next start"
             }
             try foldStreams(txn, into: &compared)
             compared.streamEntries = try txn.count(db.streams)

@@ -305,7 +305,9 @@ public final class EventLog: Sendable {
         LogError(.notALog, "\(directory) holds log format \(found), this version reads \(formatTag)")
     }
 
-    private func projectionMark(_ txn: borrowing ReadTransaction) throws -> (UInt64, UInt64) {
+    /// The position the projections are current through and their version (`.max` and 0 when a rebuild of them did
+    /// not finish, or there is no mark).
+    func projectionMark(_ txn: borrowing ReadTransaction) throws -> (UInt64, UInt64) {
         guard let raw = try txn.get(db.meta, key: Keys.projections), raw.count == 16,
             let through = Keys.readPosition(raw), let version = Keys.readPosition(UnsafeRawBufferPointer(rebasing: raw[8...]))
         else { return (UInt64.max, 0) }

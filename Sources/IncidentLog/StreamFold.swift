@@ -96,6 +96,11 @@ struct StreamFold {
                 guard type == StreamSummary.report else {
                     throw StreamSummaryDamage(position: position, problem: "starts an incident's stream but is not a report's")
                 }
+                // The key's start is where `incident` looks for the stream: the report's own position.
+                guard start == position else {
+                    throw LogError(
+                        .corrupt, "the report at position \(position) starts an incident's stream under position \(start)")
+                }
                 if let finished = open { try close(finished) }
                 let opened = try report(&summary, start: start, position: position)
                 visitor.visit(

@@ -330,15 +330,18 @@ struct Verify: ParsableCommand {
             first damaged page and its database (page_damaged: the chain is then not walked), or the first \
             position that does not match (chain_broken).
 
-            Then, the chain intact, the data derived from the events is compared with them, in one snapshot: each \
+            Then, the chain intact, the data derived from the events is compared with them: each \
             event's entry in incident-streams and its summary, each event's id in event-ids, and the incidents and \
             cities projections, folded again from the events as a rebuild folds them. LMDB keeps no checksums, so a \
             value's bytes changed in place there (a bad disk) pass the page check, and `city` or `incident` would \
             answer wrong figures without a word. Exits 1 (derived_data_differs) naming, for each database that \
             differs, the first entry that does, and what puts it right: for the projections and the stream \
             summaries, stop incidentd and start it once with --rebuild-projections; for an entry of \
-            incident-streams or event-ids that names the wrong event, or is missing, restore data.mdb from a \
-            backup that verifies (the events, which the chain proves, are intact either way). Exits 0 when every \
+            incident-streams or event-ids that names the wrong event, or is missing, make the log again from its \
+            events with incidentd --recover-from (README.md), which makes both indexes again from the events the \
+            chain proves, or restore a backup that verifies (the events are intact either way). Projections that \
+            incidentd is to rebuild at its next start (a backup of an older version's log, a rebuild cut short) are \
+            not compared. Exits 0 when every \
             page is whole, the chain intact and the derived data agrees with the events.
 
             Through the daemon's socket by default. With --data-dir it checks a data directory itself, read-only: \

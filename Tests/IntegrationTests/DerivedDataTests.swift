@@ -264,6 +264,50 @@ struct DerivedDataTests {
         try Self.expectRecoveryMendsIt(daemon)
     }
 
+    @Test("an incident's whole stream moved under another start (a key changed in place): the digest of the entries, which leaves the key's start out, and the projections agree, and the report's own entry still names it")
+    func streamMovedUnderAnotherStart() throws {
+        let daemon = try VerifyTests.storedArticle()
+        try Self.damage(daemon, "incident-streams") { txn, streams in
+            var moved: [([UInt8], [UInt8])] = []
+            try txn.forEach(streams) { key, value in
+                if Self.bigEndian(key) == 1 { moved.append((Array(key), Array(value))) }
+                return true
+            }
+            #expect(!moved.isEmpty)
+            for (key, value) in moved {
+                _ = try txn.delete(streams, key: key)
+                try txn.put(streams, key: Self.bigEndian(999) + key[8...], value: value)
+            }
+        }
+        let answer = try Self.verify(daemon)
+        let difference = try Self.onlyDifference(answer)
+        #expect(difference["database"] == "incident-streams", "\(difference)")
+        #expect(difference["remedy"] == "recover-from-events", "\(difference)")
+        #expect(daemon.stop() == 0)
+        try Self.expectRecoveryMendsIt(daemon)
+    }
+
+    @Test("projections whose mark says incidentd rebuilds them at its next start (a backup of an older version's log, a rebuild cut short) are not compared, and verify --data-dir passes")
+    func staleProjectionMark() throws {
+        let daemon = try VerifyTests.storedArticle()
+        try Self.damage(daemon, "meta") { txn, meta in
+            let mark = Array(try #require(try txn.get(meta, key: Array("projections".utf8))))
+            #expect(mark.count == 16 && Self.bigEndian(mark) == 8, "the premise: projections current through 8")
+            try txn.put(meta, key: Array("projections".utf8), value: Self.bigEndian(7) + mark[8...])
+        }
+        // A city's projection that differs: it would be named were it compared.
+        try Self.damage(daemon, "cities") { txn, cities in
+            let stored = try JSONReader().read(try #require(try txn.get(cities, key: "kupiansk")))
+            let changed = Self.setting(["incidents", "total"], to: 99, in: stored)
+            try txn.put(cities, key: "kupiansk", value: changed.canonicalBytes())
+        }
+        let run = try runCommand(Binaries.incidentctl, ["verify", "--data-dir", daemon.dataDir, "--format", "json"])
+        #expect(run.status == 0, "\(run)")
+        let notCompared = run.json?["derived"]?["notCompared"]?.arrayValue ?? []
+        #expect(notCompared.compactMap { $0["database"]?.stringValue } == ["incidents", "cities"], "\(run.stdout)")
+        #expect(notCompared.first?["reason"]?.stringValue?.contains("rebuilds them at its next start") == true, "\(run.stdout)")
+    }
+
     @Test("an incident-streams summary and an event-ids entry damaged at once: each database named once, in order, each with its remedy")
     func severalAtOnce() throws {
         let daemon = try VerifyTests.storedArticle()

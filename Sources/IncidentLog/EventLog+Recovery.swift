@@ -431,7 +431,8 @@ private struct SalvagedChain {
         var taken = Array(repeating: UInt64(0), count: directories.count)
         var givenFound = givenHead == nil || givenHead == head.hash
         var backwards: [(source: Int, location: LeafScan.Location)] = []
-        backwards.reserveCapacity(Int(position))
+        // A chain of n events needs n entries: no more is reserved than were found, whatever a position says.
+        backwards.reserveCapacity(min(Int(clamping: position), candidates.count))
         var expected = head.hash
         var index = candidates.count - 1
         for position in (1...position).reversed() {

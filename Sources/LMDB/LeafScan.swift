@@ -14,7 +14,7 @@ import Darwin
 ///
 /// A page is read as a leaf page when its header says so and bears its own number; its nodes are taken as they
 /// stand where they fit in the page, and passed over where they do not. A value in an overflow run is taken when
-/// the run's first page says it is one and the run ends within the file.
+/// the run's first page says it is one, counting pages enough for it, and the value ends within the file.
 public final class LeafScan {
     /// Where a value lies in the data file: ``value(_:)`` reads it again.
     public struct Location: Sendable, Hashable {
@@ -120,10 +120,13 @@ public final class LeafScan {
                     dataSize <= fileSize - Int(run) * pageSize - FileFormat.pageHeader
                 else { continue }
                 let location = Location(offset: Int(run) * pageSize + FileFormat.pageHeader, count: dataSize)
+                // The run's first page must say it is one, and hold the value in the pages it counts (`mp_pages`):
+                // a damaged size is not read, however much of the file it would take.
                 guard let header = readBytes(fd, at: Int(run) * pageSize, count: FileFormat.pageHeader),
                     header.withUnsafeBytes({
                         $0.loadUnaligned(as: UInt64.self) == run
                             && $0.loadUnaligned(fromByteOffset: 10, as: UInt16.self) == FileFormat.overflow
+                            && dataSize <= Int($0.loadUnaligned(fromByteOffset: 12, as: UInt32.self)) * pageSize - FileFormat.pageHeader
                     }),
                     let bytes = value(location)
                 else { continue }

@@ -152,7 +152,12 @@ public final class EventLog: Sendable {
                 .damagedPage,
                 "\(damage) (a meta page of data.mdb), and the log cannot be opened. \(damageAdvice(database: PageDamage.Tree.main.name))")
         case let error as TruncatedDataFile:
-            return LogError(.corrupt, "\(error.problem), and the log cannot be read from it. \(restoreAdvice)")
+            return LogError(
+                .corrupt,
+                "\(error.problem), and the log cannot be read from it. Make a new log of every event the hash chain "
+                    + "proves with incidentd --recover-from, giving the head hash last published with --expect-head and "
+                    + "the latest backups with --fill-from for the events past the cut (see README.md), which loses none "
+                    + "appended since those backups; or: \(restoreAdvice)")
         case let error as LMDBError:
             if error.isNotFound {
                 return LogError(.notALog, "\(directory) holds no incident log")

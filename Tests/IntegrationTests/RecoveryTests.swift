@@ -382,6 +382,30 @@ struct RecoveryTests {
         #expect(try recovered.ctl(["cities", "--format", "json"]).stdout == log.cities)
     }
 
+    @Test("a data.mdb cut short, which LMDB will not open, is recovered page by page to the head given, the events past the cut taken from a backup")
+    func cutShort() throws {
+        let log = try Self.storedLog()
+        let backup = try Self.backUp(log.daemon, as: "backup")
+        let path = log.daemon.dataDir + "/data.mdb"
+        let size = try #require(try FileManager.default.attributesOfItem(atPath: path)[.size] as? Int)
+        #expect(truncate(path, off_t(size / 2)) == 0)
+        let target = makeTemporaryDirectory("incidentd-recovered")
+        defer { try? FileManager.default.removeItem(atPath: target) }
+        let refused = try Self.recover(log.daemon.dataDir, into: target + "/data")
+        #expect(refused.status == 1 && refused.stderr.contains("--expect-head"), "\(refused)")
+        let head = try #require(log.status["headHash"]?.stringValue)
+        let run = try runCommand(
+            Binaries.incidentd,
+            ["--recover-from", log.daemon.dataDir, "--expect-head", head, "--fill-from", backup, "--data-dir", target + "/data",
+             "--log-level", "warning"])
+        #expect(run.status == 0, "\(run)")
+        #expect(run.stdout.contains("the damaged log: "), "why LMDB would not open it is said: \(run.stdout)")
+        let recovered = try Daemon(root: target)
+        defer { recovered.stop() }
+        let verify = try recovered.client().call("verify")
+        #expect(verify["intact"]?.boolValue == true && verify["headHash"]?.stringValue == head, "\(verify)")
+    }
+
     @Test("a hash given with --expect-head must be that of an event of the chain: a head published earlier is, another is refused")
     func expectedHeadChecked() throws {
         let log = try Self.storedLog()

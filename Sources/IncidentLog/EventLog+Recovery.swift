@@ -184,7 +184,8 @@ extension EventLog {
         let chain: SalvagedChain
         do {
             chain = try SalvagedChain(
-                recordedHead: recordedHead?.hash, givenHead: expectedHeadHash, directories: [directory] + backups)
+                recordedHead: recordedHead?.hash, givenHead: expectedHeadHash, directories: [directory] + backups,
+                progress: options.onProgress)
         } catch let error as LogError {
             throw sourceDamage.map { LogError(error.code, "\($0); \(error.message)") } ?? error
         }
@@ -380,7 +381,10 @@ private struct SalvagedChain {
     /// - Throws: ``LogError``: `.damagedPage` naming the last position whose event no file holds whole, and every
     ///   stretch of positions no file holds at all; `.corrupt` when no stored event has the head's hash, or the
     ///   hash given is not in the chain; `.notALog` for a directory whose data file cannot be read.
-    init(recordedHead: [UInt8]?, givenHead: [UInt8]?, directories: [String]) throws {
+    /// `progress` is told, in words, as each file is read and every 100,000 positions of the walk.
+    init(
+        recordedHead: [UInt8]?, givenHead: [UInt8]?, directories: [String], progress: (@Sendable (String) -> Void)?
+    ) throws {
         scans = try directories.map { directory in
             do {
                 return try LeafScan(directory: directory)
@@ -390,6 +394,7 @@ private struct SalvagedChain {
         }
         var candidates: [Candidate] = []
         for (source, scan) in scans.enumerated() {
+            let before = candidates.count
             try scan.forEachEntry { key, value, location in
                 if key.count == 8, let position = Keys.readPosition(key), position >= 1, value.count > 33,
                     value[32] == UInt8(ascii: "{")
@@ -401,6 +406,7 @@ private struct SalvagedChain {
                 }
                 return true
             }
+            progress?("recovering the log: \(candidates.count - before) entries that may be events found in \(scan.path)")
         }
         let files = directories.map { $0 + "/data.mdb" }.joined(separator: ", ")
         let scans = scans
@@ -453,6 +459,7 @@ private struct SalvagedChain {
             guard let previous else { throw Self.missing(position, head: head, candidates: candidates, files: files) }
             expected = previous
             if !givenFound && previous == givenHead { givenFound = true }
+            if position % 100_000 == 0 { progress?("recovering the log: events \(position)–\(head.position) proven by the chain") }
         }
         guard expected == ChainHash.zero else {
             throw LogError(.corrupt, "event 1 found in \(files) does not start a chain (its prevHash is not zero); nothing was made")

@@ -323,13 +323,23 @@ extension EventLog {
     // MARK: The second look
 
     /// The first `incident-streams` entry, in key order, that is not what the events give, in a snapshot of its own;
-    /// or, when every entry is, the first event that has none.
+    /// or, when every entry is, the first event that has none. A summary that differs is put right by a rebuild,
+    /// which makes it again from the event the entry names; so the look goes on past one, and when a later entry
+    /// names the wrong event or is missing, which only recovery puts right, the first difference takes that remedy
+    /// and names that entry too.
     private func locateStreamDifference() throws -> DerivedDifference? {
         try environment.read { txn in
             let head = try Head.read(txn, db).position
             var named = PositionSet(through: head)
             var summary: [UInt8] = []
             var stream: (start: UInt64, incident: [UInt8])?
+            var summaryDifference: DerivedDifference?
+            func escalated(_ difference: DerivedDifference) -> DerivedDifference {
+                guard var first = summaryDifference else { return difference }
+                first.remedy = .recoverFromEvents
+                first.problem += "; and entry \(difference.key ?? "of event \(difference.position ?? 0)"): \(difference.problem)"
+                return first
+            }
             let cursor = try txn.cursor(db.streams)
             var entry = try cursor.first()
             while let (key, value) = entry {
@@ -337,15 +347,17 @@ extension EventLog {
                     let rawVersion = Keys.readPosition(UnsafeRawBufferPointer(rebasing: key[8...])), value.count >= 8,
                     let position = Keys.readPosition(value)
                 else {
-                    return DerivedDifference(
-                        database: .incidentStreams, key: nil, position: nil,
-                        problem: "an entry of a \(key.count)-byte key and a \(value.count)-byte value is not a stream key and a position",
-                        remedy: .recoverFromEvents)
+                    return escalated(
+                        DerivedDifference(
+                            database: .incidentStreams, key: nil, position: nil,
+                            problem: "an entry of a \(key.count)-byte key and a \(value.count)-byte value is not a stream key and a position",
+                            remedy: .recoverFromEvents))
                 }
                 let version = Int64(bitPattern: rawVersion)
                 func differs(_ problem: String, remedy: DerivedDifference.Remedy = .recoverFromEvents) -> DerivedDifference {
-                    DerivedDifference(
+                    let difference = DerivedDifference(
                         database: .incidentStreams, key: "\(start)/\(version)", position: position, problem: problem, remedy: remedy)
+                    return remedy == .recoverFromEvents ? escalated(difference) : difference
                 }
                 guard position >= 1, position <= head, let stored = try txn.get(db.events, key: Keys.position(position)),
                     stored.count > 32
@@ -368,13 +380,14 @@ extension EventLog {
                 } else if stream?.start != start || stream?.incident != event.incident || event.version != version {
                     return differs("it names \(described), which is not version \(version) of the incident reported at position \(start)")
                 }
-                guard UnsafeRawBufferPointer(rebasing: value[8...]).elementsEqual(summary) else {
-                    return differs("its summary of \(described) differs from the one the event gives", remedy: .rebuildProjections)
+                if summaryDifference == nil, !UnsafeRawBufferPointer(rebasing: value[8...]).elementsEqual(summary) {
+                    summaryDifference = differs(
+                        "its summary of \(described) differs from the one the event gives", remedy: .rebuildProjections)
                 }
                 guard named.insert(position) else { return differs("it is a second entry for event \(position)") }
                 entry = try cursor.next()
             }
-            guard let missing = named.firstMissing else { return nil }
+            guard let missing = named.firstMissing else { return summaryDifference }
             var described = "event \(missing)"
             if let stored = try txn.get(db.events, key: Keys.position(missing)), stored.count > 32,
                 let event = try? StreamSummary.append(
@@ -383,8 +396,10 @@ extension EventLog {
             {
                 described += ", version \(event.1) of incident \(event.0),"
             }
-            return DerivedDifference(
-                database: .incidentStreams, key: nil, position: missing, problem: "\(described) has no entry", remedy: .recoverFromEvents)
+            return escalated(
+                DerivedDifference(
+                    database: .incidentStreams, key: nil, position: missing, problem: "\(described) has no entry",
+                    remedy: .recoverFromEvents))
         }
     }
 

@@ -287,6 +287,26 @@ struct DerivedDataTests {
         try Self.expectRecoveryMendsIt(daemon)
     }
 
+    @Test("a stream summary changed in place and, later in key order, an entry gone: the first is named, with the remedy the second needs (a rebuild would not make the entry again)")
+    func summaryThenMissingEntry() throws {
+        let daemon = try VerifyTests.storedArticle()
+        let summarised = try Self.streamEntry(daemon, position: 2)
+        let gone = try Self.streamEntry(daemon, position: 8)
+        #expect(summarised.key.lexicographicallyPrecedes(gone.key), "the premise: the changed summary comes first in key order")
+        try Self.damage(daemon, "incident-streams") { txn, streams in
+            var value = summarised.value
+            value[value.count - 1] ^= 1
+            try txn.put(streams, key: summarised.key, value: value)
+            _ = try txn.delete(streams, key: gone.key)
+        }
+        let difference = try Self.onlyDifference(try Self.verify(daemon))
+        #expect(difference["key"] == "1/2" && difference["remedy"] == "recover-from-events", "\(difference)")
+        #expect(difference["problem"]?.stringValue?.contains("differs from the one the event gives; and entry") == true, "\(difference)")
+        #expect(difference["problem"]?.stringValue?.contains("event 8") == true, "\(difference)")
+        #expect(daemon.stop() == 0)
+        try Self.expectRecoveryMendsIt(daemon)
+    }
+
     @Test("projections whose mark says incidentd rebuilds them at its next start (a backup of an older version's log, a rebuild cut short) are not compared, and verify --data-dir passes")
     func staleProjectionMark() throws {
         let daemon = try VerifyTests.storedArticle()

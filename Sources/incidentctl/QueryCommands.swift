@@ -577,13 +577,16 @@ struct Replay: ParsableCommand {
     }
 }
 
-/// The log in data directory `dataDir`, opened read-only; a directory that holds none, or one that cannot be opened,
-/// is bad usage (exit 2) naming it and why.
+/// The log in data directory `dataDir`, opened read-only; a damaged one is refused (exit 1: `page_damaged`, or
+/// `log_damaged` for a file cut short or a log that cannot be read); a directory that holds none, or one that
+/// cannot be opened, is bad usage (exit 2) naming it and why.
 func openDirectly(_ dataDir: String, gazetteer: Gazetteer = .embedded) throws -> EventLog {
     do {
         return try EventLog(options: LogOptions(directory: dataDir, readOnly: true), gazetteer: gazetteer)
     } catch let error as LogError where error.code == .damagedPage {
         throw ClientFailure.refused(code: "page_damaged", message: error.message)
+    } catch let error as LogError where error.code == .corrupt {
+        throw ClientFailure.refused(code: "log_damaged", message: error.message)
     } catch let error as LogError {
         // It names the directory and why.
         throw ClientFailure.usage(error.message)

@@ -1,3 +1,4 @@
+import DataFilePages
 import Foundation
 import LMDB
 import Testing
@@ -50,6 +51,28 @@ struct DataFileTests {
                 #expect(text.contains("cut short") && text.contains("restore it from a backup"), "\(text)")
             }
             #expect(Self.fileSize(dir) == 64 << 10, "nothing was written to it")
+        }
+    }
+
+    @Test("a meta page whose transaction id is not of its parity, or that does not read as one, is named before LMDB opens the file: LMDB would take the older page (the last commits lost without a word) or refuse the file as not an LMDB file")
+    func metaPageOfTheWrongParity() throws {
+        try withTemporaryDirectory { dir in
+            _ = try Self.fill(dir)
+            let pageSize = try DataFileMap(dir).pageSize
+            let original = try Data(contentsOf: URL(fileURLWithPath: dir + "/data.mdb"))
+            // MDB_meta's mm_txnid, after the page header: page 0 made odd, then page 1 made even.
+            for (page, value) in [(0, UInt64(99_999_999)), (1, UInt64(100_000_000))] {
+                var bytes = original
+                withUnsafeBytes(of: value.littleEndian) { bytes.replaceSubrange((page * pageSize + 16 + 128)..<(page * pageSize + 16 + 136), with: $0) }
+                try bytes.write(to: URL(fileURLWithPath: dir + "/data.mdb"))
+                let damage = #expect(throws: PageDamage.self) { _ = try Environment(directory: dir, options: EnvironmentOptions(readOnly: true)) }
+                #expect(damage?.page == page && damage?.problem.contains("LMDB writes meta page \(page)") == true, "\(String(describing: damage))")
+            }
+            var bytes = original
+            bytes.replaceSubrange((pageSize + 16)..<(pageSize + 20), with: [0, 0, 0, 0])
+            try bytes.write(to: URL(fileURLWithPath: dir + "/data.mdb"))
+            let damage = #expect(throws: PageDamage.self) { _ = try Environment(directory: dir, options: EnvironmentOptions(readOnly: true)) }
+            #expect(damage?.page == 1 && damage?.problem.contains("does not read as a meta page") == true, "\(String(describing: damage))")
         }
     }
 

@@ -56,20 +56,57 @@ internal enum DataFile {
     /// page size differs from page 0's puts that read past the end of the file (SIGBUS), both inside
     /// `mdb_env_open`. Read with `pread` before LMDB maps anything; anything else LMDB refuses itself
     /// (`MDB_INVALID`). A missing or new file passes.
+    ///
+    /// Also named: a meta page that does not read as one in a file long enough to hold both (LMDB would refuse the
+    /// whole file as `MDB_INVALID`, naming neither), and one whose transaction id is not its own: LMDB writes meta
+    /// page 0 for even transactions and page 1 for odd ones (both hold 0 in a new file). A transaction id damaged
+    /// into the other's parity could make LMDB take the older page, and the log lose its last commits silently.
+    /// Each page is read up to three times, so that a writer in another process overwriting it at that moment is
+    /// not taken for damage.
     static func checkMetaPages(path: String) throws {
         let fd = open(path, O_RDONLY | O_CLOEXEC)
         guard fd >= 0 else { return }
         defer { close(fd) }
-        guard let first = MetaPage.read(fd, number: 0, at: 0) else { return }
+        let fileSize = (try? FileFormat.size(of: fd)) ?? 0
+        guard fileSize >= 2 * 512 else { return }
+        /// Meta page `number` at `offset`, when one of three reads gives a meta page of its own parity; else what the
+        /// last read gave (nil when it is not a meta page at all).
+        func stable(_ number: Int, at offset: Int) -> (page: MetaPage?, ownParity: Bool) {
+            var last: MetaPage?
+            for _ in 0..<3 {
+                last = MetaPage.read(fd, number: number, at: offset)
+                if let page = last, page.transactionID == 0 || Int(page.transactionID & 1) == number { return (page, true) }
+            }
+            return (last, false)
+        }
+        let (read0, parity0) = stable(0, at: 0)
+        guard let first = read0 else {
+            throw PageDamage(
+                database: nil, page: 0, problem: "it does not read as a meta page (its flags, LMDB's magic number or its version)")
+        }
         // LMDB looks for meta page 1 at page 0's page size, and divides by it: 0 is a SIGFPE.
         guard (512...65536).contains(first.pageSize), first.pageSize.nonzeroBitCount == 1 else {
             throw PageDamage(
                 database: nil, page: 0,
                 problem: "it is a meta page, and says pages are \(first.pageSize) bytes, which no LMDB file has (a power of two from 512 to 65536)")
         }
-        guard let second = MetaPage.read(fd, number: 1, at: first.pageSize), second.transactionID > first.transactionID,
-            second.pageSize != first.pageSize
-        else { return }
+        guard parity0 else {
+            throw PageDamage(
+                database: nil, page: 0,
+                problem: "its transaction id, \(first.transactionID), is odd, and LMDB writes meta page 0 for even ones only")
+        }
+        guard fileSize >= 2 * first.pageSize else { return }
+        let (read1, parity1) = stable(1, at: first.pageSize)
+        guard let second = read1 else {
+            throw PageDamage(
+                database: nil, page: 1, problem: "it does not read as a meta page (its flags, LMDB's magic number or its version)")
+        }
+        guard parity1 else {
+            throw PageDamage(
+                database: nil, page: 1,
+                problem: "its transaction id, \(second.transactionID), is even, and LMDB writes meta page 1 for odd ones only")
+        }
+        guard second.transactionID > first.transactionID, second.pageSize != first.pageSize else { return }
         throw PageDamage(
             database: nil, page: 1,
             problem: "it is the later meta page, and says pages are \(second.pageSize) bytes where meta page 0 says \(first.pageSize)")

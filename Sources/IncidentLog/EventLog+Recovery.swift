@@ -25,9 +25,13 @@ public struct RecoveryReport: Sendable, Hashable {
     public var sourceDamage: String?
     /// How many of the events came from the backups' files rather than the damaged log's.
     public var eventsFromBackups: UInt64
-    /// Whether the head was the one given (`expectedHeadHash`) because the log's own record of it could not be read,
-    /// or no stored event has the hash it records.
+    /// Whether the head was the one given (`expectedHeadHash`): the log's own record of it could not be read, no
+    /// stored event has the hash it records, or the one given comes later in the chain.
     public var headWasGiven: Bool
+    /// Events stored past the head that go on from it (left out, the head having been given), and the hash of the
+    /// last of them, which a recovery that takes them all is given.
+    public var eventsPastHead: UInt64
+    public var lastPastHeadHash: String?
 }
 
 extension EventLog {
@@ -189,6 +193,13 @@ extension EventLog {
         } catch let error as LogError {
             throw sourceDamage.map { LogError(error.code, "\($0); \(error.message)") } ?? error
         }
+        if let past = chain.eventsPastHead, expectedHeadHash == nil {
+            let last = chain.head.position + past.count
+            let files = ([directory] + backups).map { $0 + "/data.mdb" }.joined(separator: ", ")
+            throw LogError(
+                .corrupt,
+                "events \(chain.head.position + 1)–\(last), stored in \(files), go on from the head the log records (position \(chain.head.position)): events a damaged record of the head lost, or those of a commit that failed before it was acknowledged. Give the head hash last published with --expect-head: \(ChainHash.hex(past.hash)) takes them all, \(ChainHash.hex(chain.head.hash)) leaves them out; nothing was made")
+        }
         var copy = RecoveryCopy()
         func copyEvents(storedEventId: (String) throws -> [UInt8]?) throws {
             var position: UInt64 = 1
@@ -220,7 +231,8 @@ extension EventLog {
             directory: options.directory, events: chain.head.position, headHash: check.headHash,
             incidents: copy.streamStarts.count, eventIdsCopied: copy.eventIdsCopied, eventIdsRemade: copy.eventIdsRemade,
             sourceDamage: sourceDamage.map { "\($0)" }, eventsFromBackups: chain.taken.dropFirst().reduce(0, +),
-            headWasGiven: chain.headWasGiven)
+            headWasGiven: chain.headWasGiven, eventsPastHead: chain.eventsPastHead?.count ?? 0,
+            lastPastHeadHash: chain.eventsPastHead.map { ChainHash.hex($0.hash) })
     }
 
     /// Writes one transaction of a recovery: `chunk`'s events and their index entries, and `head` after the last.
@@ -366,8 +378,11 @@ private struct SalvagedChain {
 
     /// The last event: its position and hash.
     let head: (position: UInt64, hash: [UInt8])
-    /// Whether the head is the one given, the recorded one being unknown or no stored event's.
+    /// Whether the head is the one given: the recorded one unknown or no stored event's, or the given one later.
     let headWasGiven: Bool
+    /// Events stored past the head that go on from it, one after another: how many, and the last one's hash. Those
+    /// a damaged record of the head lost, or those of a commit that failed before it was acknowledged.
+    private(set) var eventsPastHead: (count: UInt64, hash: [UInt8])?
     private let scans: [LeafScan]
     /// Where each position's event is, from position 1.
     private let chosen: [(source: Int, location: LeafScan.Location)]
@@ -418,13 +433,19 @@ private struct SalvagedChain {
                 $0.hashPrefix == prefix && stored($0).map { Self.previousHash(of: $0, hashing: hash) != nil } == true
             }?.position
         }
-        if let recordedHead, let position = position(of: recordedHead) {
-            head = (position, recordedHead)
-            headWasGiven = false
-        } else if let givenHead, let position = position(of: givenHead) {
-            head = (position, givenHead)
-            headWasGiven = true
-        } else {
+        // The later of the two heads found, when both are: the walk back from it must pass through the other.
+        let recordedAt = recordedHead.flatMap { hash in position(of: hash).map { (position: $0, hash: hash) } }
+        let givenAt = givenHead.flatMap { hash in position(of: hash).map { (position: $0, hash: hash) } }
+        let other: [UInt8]?
+        switch (recordedAt, givenAt) {
+        case let (recorded?, given?):
+            (head, headWasGiven, other) =
+                given.position > recorded.position ? (given, true, recorded.hash) : (recorded, false, given.hash)
+        case let (recorded?, nil):
+            (head, headWasGiven, other) = (recorded, false, givenHead)
+        case let (nil, given?):
+            (head, headWasGiven, other) = (given, true, nil)
+        case (nil, nil):
             let hashes = [recordedHead.map { "the recorded head's hash \(ChainHash.hex($0))" }, givenHead.map { "the hash given, \(ChainHash.hex($0))" }]
             throw LogError(
                 .corrupt,
@@ -435,7 +456,7 @@ private struct SalvagedChain {
         candidates.sort { $0.position != $1.position ? $0.position < $1.position : $0.source > $1.source }
 
         var taken = Array(repeating: UInt64(0), count: directories.count)
-        var givenFound = givenHead == nil || givenHead == head.hash
+        var otherFound = other == nil || other == head.hash
         var backwards: [(source: Int, location: LeafScan.Location)] = []
         // A chain of n events needs n entries: no more is reserved than were found, whatever a position says.
         backwards.reserveCapacity(min(Int(clamping: position), candidates.count))
@@ -458,19 +479,47 @@ private struct SalvagedChain {
             }
             guard let previous else { throw Self.missing(position, head: head, candidates: candidates, files: files) }
             expected = previous
-            if !givenFound && previous == givenHead { givenFound = true }
+            if !otherFound && previous == other { otherFound = true }
             if position % 100_000 == 0 { progress?("recovering the log: events \(position)–\(head.position) proven by the chain") }
         }
         guard expected == ChainHash.zero else {
             throw LogError(.corrupt, "event 1 found in \(files) does not start a chain (its prevHash is not zero); nothing was made")
         }
-        if !givenFound, let givenHead {
+        if !otherFound, let other {
             throw LogError(
                 .corrupt,
-                "the hash given, \(ChainHash.hex(givenHead)), is that of no event of the chain that ends at the head the log records (position \(head.position), \(ChainHash.hex(head.hash))); nothing was made")
+                headWasGiven
+                    ? "the head the log records, \(ChainHash.hex(other)), is that of no event of the chain that ends at the hash given (position \(head.position), \(ChainHash.hex(head.hash))); nothing was made"
+                    : "the hash given, \(ChainHash.hex(other)), is that of no event of the chain that ends at the head the log records (position \(head.position), \(ChainHash.hex(head.hash))); nothing was made")
         }
         chosen = backwards.reversed()
         self.taken = taken
+        // Events stored past the head that go on from it, one after another.
+        var past: (count: UInt64, hash: [UInt8]) = (0, head.hash)
+        // The first candidate past the head, by bisection (the candidates are in position order).
+        var low = 0
+        var high = candidates.count
+        while low < high {
+            let middle = (low + high) / 2
+            if candidates[middle].position > head.position { high = middle } else { low = middle + 1 }
+        }
+        var next = low
+        while next < candidates.count, candidates[next].position == head.position + past.count + 1 {
+            let at = candidates[next].position
+            var following: Set<[UInt8]> = []
+            while next < candidates.count && candidates[next].position == at {
+                if let bytes = stored(candidates[next]), bytes.count > 32,
+                    Self.previousHash(of: bytes, hashing: Array(bytes[0..<32])) == past.hash
+                {
+                    following.insert(Array(bytes[0..<32]))
+                }
+                next += 1
+            }
+            // None goes on, or two do (a fork): the chain past the head ends before them.
+            guard following.count == 1, let hash = following.first else { break }
+            past = (past.count + 1, hash)
+        }
+        eventsPastHead = past.count > 0 ? past : nil
     }
 
     /// The stored bytes (hash ‖ canonical JSON) of the event at `position`, read again from its file.

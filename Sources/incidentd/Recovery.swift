@@ -27,8 +27,13 @@ extension Incidentd {
         var lines = [
             "recovered \(report.events) events (\(report.incidents) incidents) from \(source) into \(report.directory)/data.mdb; it verifies",
             "head: position \(report.events), hash \(report.headHash)"
-                + (report.headWasGiven ? " (the one given: the log's own record of it could not be read)" : ", as the log recorded it"),
+                + (report.headWasGiven ? " (the one given)" : ", as the log recorded it"),
         ]
+        if report.eventsPastHead > 0, let last = report.lastPastHeadHash {
+            lines.append(
+                "NOT IN IT: events \(report.events + 1)–\(report.events + report.eventsPastHead), stored in the files read, go on from the head given; "
+                    + "they are acknowledged events unless a commit failed before it was acknowledged. To take them, recover again with --expect-head \(last)")
+        }
         if let damage = report.sourceDamage {
             lines.append("the damaged log: \(damage)")
         }

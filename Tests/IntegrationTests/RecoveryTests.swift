@@ -1,5 +1,7 @@
 import DataFilePages
 import Foundation
+import IncidentLog
+import LMDB
 import StrictJSON
 import Testing
 
@@ -425,6 +427,61 @@ struct RecoveryTests {
         let run = try runCommand(
             Binaries.incidentd, ["--recover-from", log.daemon.dataDir, "--expect-head", earlier, "--data-dir", target + "/data"])
         #expect(run.status == 0 && run.stdout.contains("as the log recorded it"), "\(run)")
+    }
+
+    /// The hash of the event at `position` of the stopped daemon's log (the daemon started for it, and stopped).
+    static func hash(at position: Int64, of daemon: Daemon) throws -> String {
+        try daemon.start()
+        let page = try daemon.client().call("read", ["from": .int(position), "limit": 1])
+        #expect(daemon.stop() == 0)
+        return try #require(page["events"]?.arrayValue?.first?["hash"]?.stringValue, "\(page)")
+    }
+
+    @Test("events stored past the head the log records, going on from it (a record of the head that lost the last commits), stop the recovery naming both choices; --expect-head takes either")
+    func eventsPastTheRecordedHead() throws {
+        let log = try Self.storedLog()
+        let head = try #require(log.status["position"]?.intValue)
+        let earlier = try Self.hash(at: 1000, of: log.daemon)
+        // The record of the head set back to position 1000, as if it had lost the commits after it.
+        let environment = try Environment(directory: log.daemon.dataDir, options: EnvironmentOptions(maxDatabases: 8))
+        let meta = try environment.openDatabase("meta", create: false)
+        try environment.write { txn in
+            let stored = Array(try #require(try txn.get(meta, key: Array("head".utf8))))
+            let position = (0..<8).map { UInt8(truncatingIfNeeded: UInt64(1000) >> (56 - 8 * UInt64($0))) }
+            try txn.put(meta, key: Array("head".utf8), value: position + (try #require(ChainHash.bytes(hex: earlier))) + stored[40...])
+        }
+        let target = makeTemporaryDirectory("incidentd-recovered")
+        defer { try? FileManager.default.removeItem(atPath: target) }
+        let refused = try Self.recover(log.daemon.dataDir, into: target + "/data")
+        #expect(refused.status == 1, "\(refused)")
+        let latest = try #require(log.status["headHash"]?.stringValue)
+        #expect(refused.stderr.contains("events 1001–\(head)"), "\(refused.stderr)")
+        #expect(refused.stderr.contains("\(latest) takes them all, \(earlier) leaves them out"), "\(refused.stderr)")
+        #expect(try Self.leftovers(target + "/data").isEmpty)
+
+        let all = try runCommand(
+            Binaries.incidentd, ["--recover-from", log.daemon.dataDir, "--expect-head", latest, "--data-dir", target + "/all"])
+        #expect(all.status == 0 && all.stdout.contains("recovered \(head) events"), "\(all)")
+        let some = try runCommand(
+            Binaries.incidentd, ["--recover-from", log.daemon.dataDir, "--expect-head", earlier, "--data-dir", target + "/some"])
+        #expect(some.status == 0 && some.stdout.contains("recovered 1000 events"), "\(some)")
+        #expect(some.stdout.contains("NOT IN IT: events 1001–\(head)") && some.stdout.contains("--expect-head \(latest)"), "\(some.stdout)")
+    }
+
+    @Test("with the record of the head unreadable, an old head given (one published long ago) recovers to it, and says which events go on past it and the hash that takes them")
+    func oldHeadGiven() throws {
+        let log = try Self.storedLog()
+        let head = try #require(log.status["position"]?.intValue)
+        let old = try Self.hash(at: 8, of: log.daemon)
+        let map = try DataFileMap(log.daemon.dataDir)
+        try PageDamageTests.damage(log.daemon, page: 1, pageSize: map.pageSize)
+        let target = makeTemporaryDirectory("incidentd-recovered")
+        defer { try? FileManager.default.removeItem(atPath: target) }
+        let run = try runCommand(
+            Binaries.incidentd, ["--recover-from", log.daemon.dataDir, "--expect-head", old, "--data-dir", target + "/data"])
+        #expect(run.status == 0 && run.stdout.contains("recovered 8 events"), "\(run)")
+        let latest = try #require(log.status["headHash"]?.stringValue)
+        #expect(run.stdout.contains("NOT IN IT: events 9–\(head)") && run.stdout.contains("--expect-head \(latest)"), "\(run.stdout)")
     }
 
     @Test("a source that is not a log is named")

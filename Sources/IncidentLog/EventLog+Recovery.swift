@@ -66,7 +66,14 @@ extension EventLog {
         from source: String, into options: LogOptions, gazetteer: Gazetteer, fillingFrom backups: [String] = [],
         expectedHeadHash: [UInt8]? = nil
     ) throws -> RecoveryReport {
-        let destination = options.directory
+        let destination = trimmingSlashes(options.directory)
+        let source = trimmingSlashes(source)
+        for backup in backups {
+            var info = stat()
+            guard stat(backup + "/data.mdb", &info) == 0 else {
+                throw LogError(.notALog, "cannot read the backup in \(backup): \(String(cString: strerror(errno))) (\(backup)/data.mdb)")
+            }
+        }
         var created = false
         if mkdir(destination, 0o700) == 0 {
             created = true
@@ -81,6 +88,14 @@ extension EventLog {
         }
         defer { close(destinationLock) }
         var info = stat()
+        if let real = realpath(destination, nil), let sourceReal = realpath(source, nil) {
+            defer { free(real); free(sourceReal) }
+            if strcmp(real, sourceReal) == 0 {
+                throw LogError(
+                    .invalidDestination,
+                    "\(destination) is the damaged log's own directory; a recovery makes a new log, in another directory")
+            }
+        }
         if lstat(destination + "/data.mdb", &info) == 0 {
             throw LogError(
                 .invalidDestination,
@@ -123,6 +138,13 @@ extension EventLog {
         try syncDirectory(destination)
         if created { try syncDirectory(parent(of: destination)) }
         return report
+    }
+
+    /// `path` without the slashes it ends in (but `/` itself), so that the files named under it read as one path.
+    private static func trimmingSlashes(_ path: String) -> String {
+        var trimmed = path
+        while trimmed.count > 1 && trimmed.hasSuffix("/") { trimmed.removeLast() }
+        return trimmed
     }
 
     /// Takes the lock a daemon serving `source` holds (`incidentd.lock`), so that none serves it while it is read:
@@ -546,7 +568,7 @@ private struct SalvagedChain {
         let described = gaps.prefix(8).map { $0.count == 1 ? "\($0.lowerBound)" : "\($0.lowerBound)–\($0.upperBound)" }
         return LogError(
             .damagedPage,
-            "event \(position) of the \(head.position) the log holds is in no page of \(files) that is whole, so the events up to it cannot be proven"
+            "event \(position) of the \(head.position) the log holds is in no page of \(files) as the chain names it (a page whole, holding bytes that hash to what the event after it names), so the events up to it cannot be proven"
                 + (gaps.isEmpty ? "" : " (positions no page holds at all: \(described.joined(separator: ", "))\(gaps.count > 8 ? ", …" : ""))")
                 + ". Give a backup that holds it with --fill-from DIR; or: \(EventLog.restoreAdvice)")
     }

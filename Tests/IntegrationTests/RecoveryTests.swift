@@ -157,7 +157,7 @@ struct RecoveryTests {
         defer { try? FileManager.default.removeItem(atPath: target) }
         let alone = try Self.recover(log.daemon.dataDir, into: target + "/data")
         #expect(alone.status == 1, "\(alone)")
-        #expect(alone.stderr.contains("in no page of \(log.daemon.dataDir)/data.mdb that is whole"), "\(alone.stderr)")
+        #expect(alone.stderr.contains("in no page of \(log.daemon.dataDir)/data.mdb as the chain names it"), "\(alone.stderr)")
         #expect(alone.stderr.contains("--fill-from"), "\(alone.stderr)")
 
         let run = try runCommand(
@@ -321,7 +321,12 @@ struct RecoveryTests {
         let after = try Data(contentsOf: URL(fileURLWithPath: other.dataDir + "/data.mdb"))
         #expect(after == before, "the destination's log is unchanged")
         let itself = try Self.recover(log.daemon.dataDir, into: log.daemon.dataDir)
-        #expect(itself.status == 1 && itself.stderr.contains("already holds a data.mdb"), "\(itself)")
+        #expect(itself.status == 1 && itself.stderr.contains("is the damaged log's own directory"), "\(itself)")
+        let slashed = try Self.recover(log.daemon.dataDir + "/", into: log.daemon.dataDir + "//")
+        #expect(slashed.status == 1 && slashed.stderr.contains("is the damaged log's own directory"), "\(slashed)")
+        let noBackup = try runCommand(
+            Binaries.incidentd, ["--recover-from", log.daemon.dataDir, "--fill-from", "/nonexistent-backup", "--data-dir", other.root + "/new"])
+        #expect(noBackup.status == 1 && noBackup.stderr.contains("cannot read the backup in /nonexistent-backup"), "\(noBackup)")
     }
 
     @Test("a log that a daemon is serving is refused, since what it appends during the copy would be missing; once stopped, it is recovered")

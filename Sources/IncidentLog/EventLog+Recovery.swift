@@ -471,7 +471,11 @@ private struct SalvagedChain {
             let hashes = [recordedHead.map { "the recorded head's hash \(ChainHash.hex($0))" }, givenHead.map { "the hash given, \(ChainHash.hex($0))" }]
             throw LogError(
                 .corrupt,
-                "no event stored in \(files) has \(hashes.compactMap { $0 }.joined(separator: ", nor ")): the record of the head may be damaged, or its event in no page that is whole. Give the head hash last published (incidentctl status's headHash) with --expect-head, or a backup that holds that event with --fill-from DIR; nothing was made")
+                "no event stored in \(files) has \(hashes.compactMap { $0 }.joined(separator: ", nor ")): "
+                    + (givenHead == nil
+                        ? "the record of the head may be damaged, or its event in no page that is whole. Give the head hash last published (incidentctl status's headHash) with --expect-head"
+                        : "the hash may be mistyped or another log's, or its event in no page that is whole. Check it against the head last published (incidentctl status's headHash)")
+                    + ", or give a backup that holds that event with --fill-from DIR; nothing was made")
         }
         let position = head.position
         // Tried from the last of each position's: the damaged log's own file first, then the backups in the order given.

@@ -376,6 +376,10 @@ struct RecoveryTests {
         #expect(refused.status == 1, "\(refused)")
         #expect(try Self.leftovers(target + "/data").isEmpty)
 
+        let mistyped = try runCommand(
+            Binaries.incidentd,
+            ["--recover-from", log.daemon.dataDir, "--expect-head", String(repeating: "ab", count: 32), "--data-dir", target + "/data"])
+        #expect(mistyped.status == 1 && mistyped.stderr.contains("the hash may be mistyped or another log's"), "\(mistyped)")
         let head = try #require(log.status["headHash"]?.stringValue)
         let run = try runCommand(
             Binaries.incidentd,

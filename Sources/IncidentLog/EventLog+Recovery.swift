@@ -291,10 +291,11 @@ extension EventLog {
     }
 
     private static func syncDirectory(_ path: String) throws {
-        let fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
-        guard fd >= 0 else { throw LogError(.io, "cannot open \(path): \(String(cString: strerror(errno)))") }
-        defer { close(fd) }
-        guard fsync(fd) == 0 else { throw LogError(.io, "cannot sync \(path): \(String(cString: strerror(errno)))") }
+        do {
+            try Environment.syncPath(path)
+        } catch {
+            throw LogError(.io, "cannot sync \(path): \(error)")
+        }
     }
 }
 

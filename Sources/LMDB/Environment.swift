@@ -643,8 +643,11 @@ public final class Environment: @unchecked Sendable {
         return slash == path.utf8.startIndex ? "/" : String(path[..<slash])
     }
 
-    /// `fsync` of the file or directory at `path`.
-    private static func syncPath(_ path: String) throws(LMDBError) {
+    /// `fsync` of the file or directory at `path`: of a directory once a data file was moved or linked into it,
+    /// so that its entry is on the disk too.
+    ///
+    /// The corresponding C functions are `open` and `fsync`.
+    public static func syncPath(_ path: String) throws(LMDBError) {
         let fd = open(path, O_RDONLY | O_CLOEXEC)
         guard fd >= 0 else { throw LMDBError(code: errno, function: "open") }
         defer { close(fd) }

@@ -106,11 +106,11 @@ public final class LeafScan {
         for index in 0..<(lower - FileFormat.pageHeader) / 2 {
             let offset = Int(page.loadUnaligned(fromByteOffset: FileFormat.pageHeader + 2 * index, as: UInt16.self))
             guard offset >= upper, offset + FileFormat.nodeHeader <= pageSize else { continue }
-            let dataSize = Int(page.loadUnaligned(fromByteOffset: offset, as: UInt16.self))
-                | Int(page.loadUnaligned(fromByteOffset: offset + 2, as: UInt16.self)) << 16
-            let flags = page.loadUnaligned(fromByteOffset: offset + 4, as: UInt16.self)
+            let header = NodeHeader(page, at: offset)
+            let dataSize = header.dataSize
+            let flags = header.flags
             let keyStart = offset + FileFormat.nodeHeader
-            let keyEnd = keyStart + Int(page.loadUnaligned(fromByteOffset: offset + 6, as: UInt16.self))
+            let keyEnd = keyStart + header.keySize
             guard keyEnd <= pageSize else { continue }
             let key = UnsafeRawBufferPointer(rebasing: page[keyStart..<keyEnd])
             if flags & FileFormat.bigData != 0 {

@@ -1,4 +1,6 @@
 import Foundation
+import Gazetteer
+import IncidentLog
 import IncidentProtocol
 import Logging
 import TOMLKit
@@ -123,6 +125,20 @@ struct DaemonConfiguration: Sendable {
 }
 
 extension DaemonConfiguration {
+    /// The log's options these settings give: its directory and sizes (the daemon adds what it is told as it opens).
+    var logOptions: LogOptions {
+        var options = LogOptions(directory: dataDirectory)
+        options.initialMapSize = initialMapSize
+        options.maxMapSize = maxMapSize
+        options.fileHeadroom = fileHeadroom
+        return options
+    }
+
+    /// The gazetteer these settings name, or the compiled-in one.
+    func gazetteer() throws -> Gazetteer {
+        try gazetteerPath.map { try Gazetteer(contentsOfFile: $0) } ?? Gazetteer.embedded
+    }
+
     /// Refuses an initial map size set above the maximum, naming both and where they were set; the default initial
     /// size yields to a smaller maximum. Call once the file and the flags are applied.
     mutating func checkMapSizes() throws {

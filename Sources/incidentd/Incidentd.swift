@@ -2,7 +2,6 @@ import ArgumentParser
 import CShims
 import Dispatch
 import Foundation
-import Gazetteer
 import IncidentLog
 import LMDB
 import Logging
@@ -153,11 +152,8 @@ struct Incidentd: ParsableCommand {
         // A name that matches no account grants nothing: said at once, at any log level but error and critical.
         let access = AccessControl(policy: settings.access)
         for name in access.unresolved { logger.warning("\(name)") }
-        let gazetteer = try settings.gazetteerPath.map { try Gazetteer(contentsOfFile: $0) } ?? Gazetteer.embedded
-        var logOptions = LogOptions(directory: settings.dataDirectory)
-        logOptions.initialMapSize = settings.initialMapSize
-        logOptions.maxMapSize = settings.maxMapSize
-        logOptions.fileHeadroom = settings.fileHeadroom
+        let gazetteer = try settings.gazetteer()
+        var logOptions = settings.logOptions
         logOptions.onSummaryDamage = { problem in logger.warning("rebuilding projections: \(problem)") }
         // An upgrade or a rebuild of a large log can outlast systemd's start timeout (90 s by default): each step
         // of it buys another 90 s, and says what is being done.

@@ -1,5 +1,4 @@
 import ArgumentParser
-import Gazetteer
 import IncidentLog
 import Logging
 
@@ -11,15 +10,12 @@ extension Incidentd {
         from source: String, fillingFrom backups: [String], expectedHeadHash: [UInt8]?, _ settings: DaemonConfiguration,
         logger: Logger
     ) throws {
-        var options = LogOptions(directory: settings.dataDirectory)
-        options.initialMapSize = settings.initialMapSize
-        options.maxMapSize = settings.maxMapSize
+        var options = settings.logOptions
         options.onProgress = { status in logger.info("\(status)") }
         let report: RecoveryReport
         do {
-            let gazetteer = try settings.gazetteerPath.map { try Gazetteer(contentsOfFile: $0) } ?? Gazetteer.embedded
             report = try EventLog.recover(
-                from: source, into: options, gazetteer: gazetteer, fillingFrom: backups, expectedHeadHash: expectedHeadHash)
+                from: source, into: options, gazetteer: try settings.gazetteer(), fillingFrom: backups, expectedHeadHash: expectedHeadHash)
         } catch {
             logger.critical("cannot recover the log in \(source): \(error)")
             throw ExitCode(1)

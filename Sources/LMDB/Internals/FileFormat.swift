@@ -62,6 +62,27 @@ internal enum FileFormat {
     static let maxDepth = 32
 }
 
+/// The header of a node of a branch or leaf page (`NODESIZE` bytes at its offset in the page), as it stands.
+internal struct NodeHeader {
+    var low: UInt16
+    var high: UInt16
+    var flags: UInt16
+    var keySize: Int
+
+    /// The header at `offset` of `page`, which must hold its ``FileFormat/nodeHeader`` bytes.
+    init(_ page: UnsafeRawBufferPointer, at offset: Int) {
+        low = page.loadUnaligned(fromByteOffset: offset, as: UInt16.self)
+        high = page.loadUnaligned(fromByteOffset: offset + 2, as: UInt16.self)
+        flags = page.loadUnaligned(fromByteOffset: offset + 4, as: UInt16.self)
+        keySize = Int(page.loadUnaligned(fromByteOffset: offset + 6, as: UInt16.self))
+    }
+
+    /// A leaf node's data size.
+    var dataSize: Int { Int(low) | Int(high) << 16 }
+    /// A branch node's child (`NODEPGNO`): its number, in the size fields and the flags.
+    var child: UInt64 { UInt64(low) | UInt64(high) << 16 | UInt64(flags) << 32 }
+}
+
 /// An `MDB_db`: where a tree starts, how deep it is, and what LMDB counts of it.
 internal struct DatabaseRecord: Hashable {
     var pad: UInt32

@@ -470,21 +470,19 @@ internal final class PageWalk {
             guard offset >= upper16, offset % 2 == 0, offset + FileFormat.nodeHeader <= pageSize else {
                 throw damage("node \(index) is at byte \(offset), outside the nodes' space (bytes \(upper16) to \(pageSize))")
             }
-            let low = UInt64(page.loadUnaligned(fromByteOffset: offset, as: UInt16.self))
-            let high = UInt64(page.loadUnaligned(fromByteOffset: offset + 2, as: UInt16.self))
-            let nodeFlags = page.loadUnaligned(fromByteOffset: offset + 4, as: UInt16.self)
-            let keySize = Int(page.loadUnaligned(fromByteOffset: offset + 6, as: UInt16.self))
+            let header = NodeHeader(page, at: offset)
+            let nodeFlags = header.flags
+            let keySize = header.keySize
             let keyStart = offset + FileFormat.nodeHeader
             var size = FileFormat.nodeHeader + keySize
             var data: UInt64
             var dataSize = 0
             if bottom {
-                dataSize = Int(low | high << 16)
+                dataSize = header.dataSize
                 size += nodeFlags & FileFormat.bigData != 0 ? 8 : dataSize
                 data = UInt64(keyStart + keySize)
             } else {
-                // `NODEPGNO`: the child's number, in the size fields and the flags.
-                data = low | high << 16 | UInt64(nodeFlags) << 32
+                data = header.child
             }
             guard offset + size <= pageSize else {
                 throw damage(

@@ -232,7 +232,8 @@ extension EventLog {
                         position: position, value: try chain.value(at: position), storedEventId: storedEventId, into: &chunk)
                     position += 1
                 }
-                try writeRecovered(chunk, head: position > chain.head.position ? copy.head : nil)
+                let last = position > chain.head.position ? chunk.last : nil
+                try writeRecovered(chunk, head: try last.map { try copy.recordedHead(last: $0) })
             }
         }
         if let source, let sourceIds {
@@ -327,7 +328,7 @@ private struct RecoveryCopy {
     mutating func take(
         position: UInt64, value: [UInt8], storedEventId: (String) throws -> [UInt8]?, into chunk: inout [RecoveredEvent]
     ) throws {
-        guard value.count > 32 else { throw broken(position, "the stored event is truncated") }
+        guard value.count > 32 else { throw Self.broken(position, "the stored event is truncated") }
         try value.withUnsafeBytes { value in
             try take(position: position, value: value, storedEventId: storedEventId, into: &chunk)
         }
@@ -339,45 +340,63 @@ private struct RecoveryCopy {
     ) throws {
         let canonical = UnsafeRawBufferPointer(rebasing: value[32...])
         let hash = ChainHash.link(previous: head.hash, canonical: canonical)
-        guard hash.elementsEqual(value[0..<32]) else { throw broken(position, "its bytes do not hash to its stored hash") }
-        let event: RecordedEvent
-        do {
-            event = try RecordedEvent(json: JSONReader().read(canonical))
-        } catch {
-            throw broken(position, "it does not read as an event (\(error))")
-        }
-        guard event.position == position, event.prevHash == ChainHash.hex(head.hash) else {
-            throw broken(position, "the position or prevHash inside it do not match the chain")
-        }
-        let start: UInt64
-        if event.version == 1 {
-            start = position
-            streamStarts[event.incident] = position
-        } else if let reported = streamStarts[event.incident] {
-            start = reported
-        } else {
-            throw broken(position, "it concerns \(event.incident), which no event before it reports")
+        guard hash.elementsEqual(value[0..<32]) else { throw Self.broken(position, "its bytes do not hash to its stored hash") }
+        guard StoredEventReader.envelopeMatchesInAnyForm(canonical, position: position, previous: head.hash) else {
+            throw Self.broken(position, "the position or prevHash inside it do not match the chain")
         }
         var streamValue = Keys.position(position)
-        StreamSummary.append(event, to: &streamValue)
+        let (eventId, incident, version): (String, String, Int64)
+        do {
+            (eventId, incident, version) = try StreamSummary.append(ofStored: canonical, at: position, to: &streamValue) {
+                (String(decoding: $0, as: UTF8.self), String(decoding: $1, as: UTF8.self), $2)
+            }
+        } catch let error as LogError {
+            throw Self.broken(position, "it does not read as an event (\(error.message))")
+        }
+        let start: UInt64
+        if version == 1 {
+            start = position
+            streamStarts[incident] = position
+        } else if let reported = streamStarts[incident] {
+            start = reported
+        } else {
+            throw Self.broken(position, "it concerns \(incident), which no event before it reports")
+        }
         var eventIdValue: [UInt8]
-        if let stored = try storedEventId(event.eventId), stored.count == 40,
+        if let stored = try storedEventId(eventId), stored.count == 40,
             stored.withUnsafeBytes({ Keys.readPosition($0) }) == position
         {
             eventIdValue = stored
             eventIdsCopied += 1
         } else {
-            eventIdValue = Keys.position(position) + ChainHash.digest(ProposedEvent(writingOut: event).contentBytes)
+            eventIdValue = Keys.position(position) + ChainHash.digest(ProposedEvent(writingOut: try Self.decode(canonical, position)).contentBytes)
             eventIdsRemade += 1
         }
         chunk.append(
             RecoveredEvent(
-                position: position, value: Array(value), streamKey: Keys.stream(start: start, version: event.version),
-                streamValue: streamValue, eventId: event.eventId, eventIdValue: eventIdValue))
-        head = Head(position: position, hash: hash, recordedAt: event.recordedAt)
+                position: position, value: Array(value), streamKey: Keys.stream(start: start, version: version),
+                streamValue: streamValue, eventId: eventId, eventIdValue: eventIdValue))
+        // The time of the last event is read when the head is written (``recordedHead(last:)``).
+        head = Head(position: position, hash: hash, recordedAt: nil)
     }
 
-    private func broken(_ position: UInt64, _ problem: String) -> LogError {
+    /// The head after `last`, the stored value of the last event taken, with the time it was recorded, which the
+    /// daemon's next append may not precede.
+    func recordedHead(last: RecoveredEvent) throws -> Head {
+        let event = try last.value.withUnsafeBytes { try Self.decode(UnsafeRawBufferPointer(rebasing: $0[32...]), last.position) }
+        return Head(position: head.position, hash: head.hash, recordedAt: event.recordedAt)
+    }
+
+    /// The canonical event stored at `position` decoded whole; only the chain has been checked of it.
+    private static func decode(_ canonical: UnsafeRawBufferPointer, _ position: UInt64) throws -> RecordedEvent {
+        do {
+            return try RecordedEvent(json: JSONReader().read(canonical))
+        } catch {
+            throw Self.broken(position, "it does not read as an event (\(error))")
+        }
+    }
+
+    private static func broken(_ position: UInt64, _ problem: String) -> LogError {
         LogError(
             .corrupt,
             "event \(position) of the log being recovered does not match its hash chain: \(problem). A recovery copies only events the chain proves, and made nothing. \(EventLog.restoreAdvice)")
@@ -584,8 +603,7 @@ private struct SalvagedChain {
         guard bytes.count > 32, bytes[0..<32].elementsEqual(hash) else { return nil }
         return bytes.withUnsafeBytes { raw -> [UInt8]? in
             let canonical = UnsafeRawBufferPointer(rebasing: raw[32...])
-            guard let text = (try? JSONReader().read(canonical))?["prevHash"]?.stringValue,
-                let previous = ChainHash.bytes(hex: text), previous.count == 32,
+            guard let previous = StoredEventReader.statedPreviousHash(canonical), previous.count == 32,
                 ChainHash.link(previous: previous, canonical: canonical) == hash
             else { return nil }
             return previous

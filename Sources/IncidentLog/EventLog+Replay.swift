@@ -120,13 +120,7 @@ extension EventLog {
                 guard computed.elementsEqual(value[0..<32]) else {
                     return .bad(position, "the stored bytes do not hash to the stored hash")
                 }
-                // The envelope read in place, in canonical member order; any other form is read whole.
-                let envelopeMatches =
-                    StoredEventReader.envelopeMatches(canonical, position: position, previous: previous)
-                    ?? (try? JSONReader().read(canonical)).map {
-                        $0["position"]?.intValue == Int64(position) && $0["prevHash"]?.stringValue == ChainHash.hex(previous)
-                    } ?? false
-                guard envelopeMatches else {
+                guard StoredEventReader.envelopeMatchesInAnyForm(canonical, position: position, previous: previous) else {
                     return .bad(position, "position or prevHash inside the event do not match the chain")
                 }
                 previous = computed

@@ -51,7 +51,11 @@ public enum ChainHash {
 
     /// The bytes that ``hex(_:)`` wrote as `text`; nil when it is not lowercase hex of whole bytes.
     public static func bytes(hex text: String) -> [UInt8]? {
-        let digits = Array(text.utf8)
+        bytes(hexDigits: Array(text.utf8))
+    }
+
+    /// The bytes that ``hex(_:)`` wrote as the UTF-8 `digits`; nil when they are not lowercase hex of whole bytes.
+    static func bytes(hexDigits digits: some RandomAccessCollection<UInt8>) -> [UInt8]? {
         guard digits.count % 2 == 0 else { return nil }
         func value(_ digit: UInt8) -> UInt8? {
             switch digit {
@@ -62,9 +66,12 @@ public enum ChainHash {
         }
         var bytes: [UInt8] = []
         bytes.reserveCapacity(digits.count / 2)
-        for i in stride(from: 0, to: digits.count, by: 2) {
-            guard let high = value(digits[i]), let low = value(digits[i + 1]) else { return nil }
+        var i = digits.startIndex
+        while i != digits.endIndex {
+            let next = digits.index(after: i)
+            guard let high = value(digits[i]), let low = value(digits[next]) else { return nil }
             bytes.append(high << 4 | low)
+            i = digits.index(after: next)
         }
         return bytes
     }

@@ -1338,12 +1338,7 @@ enum StoredEventReader {
     /// nil when the bytes are not in that form (the caller then reads them whole, and a damaged event fails
     /// there). `verify` checks every event's chain this way.
     static func envelopeMatches(_ bytes: UnsafeRawBufferPointer, position: UInt64, previous: [UInt8]) -> Bool? {
-        var s = JSONScanner(bytes)
-        guard s.literal("{\"data\":"), skipValue(&s), s.literal(",\"eventId\":"), skipString(&s),
-            s.literal(",\"incident\":"), skipString(&s), s.literal(",\"occurredAt\":"), skipString(&s),
-            s.literal(",\"position\":"), let stored = integer(&s), s.literal(",\"precision\":"), skipString(&s),
-            s.literal(",\"prevHash\":"), let hex = s.rawString(), hex.count == 2 * previous.count
-        else { return nil }
+        guard let (stored, hex) = envelope(bytes), hex.count == 2 * previous.count else { return nil }
         guard stored >= 0, UInt64(stored) == position else { return false }
         let digits: StaticString = "0123456789abcdef"
         for (i, byte) in previous.enumerated()
@@ -1351,6 +1346,34 @@ enum StoredEventReader {
             return false
         }
         return true
+    }
+
+    /// ``envelopeMatches(_:position:previous:)``, and for bytes not in canonical member order, the event read
+    /// whole: whether it says it is at `position` and follows the event whose hash is `previous`.
+    static func envelopeMatchesInAnyForm(_ bytes: UnsafeRawBufferPointer, position: UInt64, previous: [UInt8]) -> Bool {
+        envelopeMatches(bytes, position: position, previous: previous)
+            ?? (try? JSONReader().read(bytes)).map {
+                $0["position"]?.intValue == Int64(position) && $0["prevHash"]?.stringValue == ChainHash.hex(previous)
+            } ?? false
+    }
+
+    /// The hash the canonical event in `bytes` names as its `prevHash`, read from the envelope in place, or from
+    /// the event read whole when it is in another form; nil when it names none.
+    static func statedPreviousHash(_ bytes: UnsafeRawBufferPointer) -> [UInt8]? {
+        if let (_, hex) = envelope(bytes) { return ChainHash.bytes(hexDigits: hex) }
+        return ((try? JSONReader().read(bytes))?["prevHash"]?.stringValue).flatMap(ChainHash.bytes(hex:))
+    }
+
+    /// The `position` and the text of the `prevHash` of the canonical event in `bytes`, read in canonical member
+    /// order without reading the rest; nil when the bytes are not in that form.
+    private static func envelope(_ bytes: UnsafeRawBufferPointer) -> (position: Int64, prevHash: UnsafeRawBufferPointer)? {
+        var s = JSONScanner(bytes)
+        guard s.literal("{\"data\":"), skipValue(&s), s.literal(",\"eventId\":"), skipString(&s),
+            s.literal(",\"incident\":"), skipString(&s), s.literal(",\"occurredAt\":"), skipString(&s),
+            s.literal(",\"position\":"), let position = integer(&s), s.literal(",\"precision\":"), skipString(&s),
+            s.literal(",\"prevHash\":"), let hex = s.rawString()
+        else { return nil }
+        return (position, hex)
     }
 
     static func sourcesMask(_ s: inout JSONScanner) -> UInt8? {

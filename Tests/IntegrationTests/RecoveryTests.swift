@@ -80,6 +80,8 @@ struct RecoveryTests {
         let client = try recovered.client()
         let status = try client.call("status")
         #expect(status["position"] == log.status["position"] && status["headHash"] == log.status["headHash"], "\(status)")
+        // The time the last event was recorded, which the next append's may not precede.
+        #expect(status["lastRecordedAt"] == log.status["lastRecordedAt"] && status["lastRecordedAt"]?.stringValue != nil, "\(status)")
         let verify = try client.call("verify")
         #expect(verify["intact"]?.boolValue == true && verify["checked"]?.intValue == head, "\(verify)")
         let cities = try recovered.ctl(["cities", "--format", "json"])

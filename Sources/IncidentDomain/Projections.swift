@@ -442,17 +442,19 @@ public struct CityState: Hashable, Sendable {
 
     /// Adds (`sign` 1) or removes (`sign` -1) what one incident contributes to its city.
     mutating func add(_ incident: IncidentState, sign: Int64) {
-        incidents += sign
-        incidentsByKind[incident.current.kind, default: 0] += sign
-        participantsLow += sign * (incident.current.participants?.low ?? 0)
-        participantsHigh += sign * (incident.current.participants?.high ?? 0)
-        for (kind, n) in incident.responses { responses[kind, default: 0] += sign * n }
-        killed += sign * incident.killed
-        injured += sign * incident.injured
-        detained += sign * incident.detained
         outcomes[incident.status, default: 0] += sign
         verification[incident.verification, default: 0] += sign
-        if incident.status.isOpen { openIncidents += sign }
+        if incident.status.countsInSums {
+            incidents += sign
+            incidentsByKind[incident.current.kind, default: 0] += sign
+            participantsLow += sign * (incident.current.participants?.low ?? 0)
+            participantsHigh += sign * (incident.current.participants?.high ?? 0)
+            for (kind, n) in incident.responses { responses[kind, default: 0] += sign * n }
+            killed += sign * incident.killed
+            injured += sign * incident.injured
+            detained += sign * incident.detained
+            if incident.status.isOpen { openIncidents += sign }
+        }
         if sign < 0 {
             // Counts that fall back to zero are dropped, so equal documents mean equal states.
             incidentsByKind = incidentsByKind.filter { $0.value != 0 }

@@ -37,6 +37,10 @@ public enum OutcomeStatus: String, Sendable, CaseIterable, Hashable {
 
     /// Whether the incident still counts as open (`unknown` or `ongoing`).
     public var isOpen: Bool { self == .unknown || self == .ongoing }
+    /// Whether an incident whose latest status this is counts in its city's totals, sums and open incidents. A
+    /// retracted one was withdrawn by those who reported it (how a report of the wrong city, or one that proved
+    /// false, is taken back): only `outcomes` and `verification` still count it.
+    public var countsInSums: Bool { self != .retracted }
 
     public func hash(into hasher: inout Hasher) { hasher.combine(caseTag(self)) }
 }

@@ -37,8 +37,9 @@ public final class EventLog: Sendable {
     static let format1Tag = "incidentd-log-1"
     /// The named databases an environment of the log may have open (``Databases``, with room for an old format's).
     static let maxDatabases: UInt32 = 8
-    /// Bumped whenever the projection documents change shape; a mismatch rebuilds them at start.
-    public static let projectionVersion: UInt64 = 3
+    /// Bumped whenever the projection documents change shape or what they count; a mismatch rebuilds them at
+    /// start. Version 4 leaves retracted incidents out of a city's sums (``OutcomeStatus/countsInSums``).
+    public static let projectionVersion: UInt64 = 4
 
     public let environment: Environment
     public let gazetteer: Gazetteer

@@ -592,6 +592,9 @@ struct FoldCity {
 
     /// `CityState.add(_:sign:)`.
     @inline(__always) mutating func add(_ incident: FoldIncident, sign: Int64) {
+        outcomes[Int(CaseIndex.of(incident.status))] += sign
+        verification[Int(CaseIndex.of(incident.verification))] += sign
+        guard incident.status.countsInSums else { return }
         incidents += sign
         byKind[Int(CaseIndex.of(incident.currentKind))] += sign
         participantsLow += sign * (incident.currentParticipants?.low ?? 0)
@@ -600,8 +603,6 @@ struct FoldCity {
         killed += sign * incident.killed
         injured += sign * incident.injured
         detained += sign * incident.detained
-        outcomes[Int(CaseIndex.of(incident.status))] += sign
-        verification[Int(CaseIndex.of(incident.verification))] += sign
         if incident.status.isOpen { openIncidents += sign }
     }
 

@@ -1,4 +1,5 @@
 import Foundation
+import LMDB
 import StrictJSON
 import Testing
 
@@ -183,6 +184,108 @@ struct ArticleStoryTests {
         #expect(berdiansk?["responseHistory"] == [])
         #expect(berdiansk?["outcomeHistory"] == [])
         #expect(berdiansk?["latestOutcome"] == .null)
+    }
+
+    /// A report of the article's convoy-blockade day filed under the wrong city, with a response that killed three:
+    /// what Melitopol shows while it stands, as `expectedCities` plus it.
+    static func melitopolWithWrongReport(lastPosition: Int64) throws -> [String: JSONValue] {
+        var expected = try #require(Self.expectedCities["melitopol"])
+        expected["aliasesSeen"] = ["Melitopol", "Melitopoli"]
+        expected["incidents"] = ["total": 2, "byKind": Self.counts(["blockade": 1, "demonstration": 1], of: Self.kinds)]
+        expected["participants"] = ["low": 800, "high": 800]
+        expected["responses"] = Self.counts(["warning-shots": 1, "live-fire": 1], of: Self.responseKinds)
+        expected["casualties"] = ["killed": 3, "injured": 0, "detained": 0]
+        expected["outcomes"] = Self.counts(["unknown": 2], of: Self.statuses)
+        expected["verification"] = Self.counts(["verified": 1, "unverified": 1], of: Self.verifications)
+        expected["openIncidents"] = 2
+        expected["lastIncidentAt"] = "2022-03-13"
+        expected["lastPosition"] = .int(lastPosition)
+        return expected
+    }
+
+    /// Melitopol once the wrong report is retracted and debunked: its status and verification are counted, nothing
+    /// else of it; its date stays among the city's, which span every report.
+    static func melitopolRetracted(lastPosition: Int64) throws -> [String: JSONValue] {
+        var expected = try #require(Self.expectedCities["melitopol"])
+        expected["aliasesSeen"] = ["Melitopol", "Melitopoli"]
+        expected["outcomes"] = Self.counts(["unknown": 1, "retracted": 1], of: Self.statuses)
+        expected["verification"] = Self.counts(["verified": 1, "debunked": 1], of: Self.verifications)
+        expected["lastIncidentAt"] = "2022-03-13"
+        expected["lastPosition"] = .int(lastPosition)
+        return expected
+    }
+
+    @Test("a retracted incident leaves its city's totals, sums and open incidents, counted only by its status and verification; an outcome that reinstates it counts it again; replay agrees")
+    func retraction() throws {
+        let daemon = try Self.daemonWithArticle()
+        let wrong = "wrong-city-2022-03-13"
+        for arguments in [
+            ["report", "--city", "Melitopol", "--kind", "demonstration", "--occurred", "2022-03-13", "--participants", "800", "--incident", wrong],
+            ["observe", wrong, "--response", "live-fire", "--by", "Russian armed forces", "--killed", "3"],
+        ] {
+            let run = try daemon.ctl(arguments)
+            #expect(run.status == 0, "\(arguments): \(run.stderr)")
+        }
+        Self.expectFields(
+            try daemon.ctl(["city", "--format", "json", "Melitopol"]).json, try Self.melitopolWithWrongReport(lastPosition: 10),
+            "melitopol with the wrong report")
+
+        let retract = try daemon.ctl(["outcome", wrong, "--status", "retracted", "--verification", "debunked", "--note", "wrong city"])
+        #expect(retract.status == 0, "\(retract.stderr)")
+        Self.expectFields(
+            try daemon.ctl(["city", "--format", "json", "Melitopol"]).json, try Self.melitopolRetracted(lastPosition: 11),
+            "melitopol after the retraction")
+        let incident = try #require(try daemon.ctl(["incident", "--format", "json", wrong]).json)
+        #expect(incident["casualties"]?["killed"] == 3 && incident["status"] == "retracted", "the incident keeps its history: \(incident)")
+
+        // Retracted by mistake: an outcome that sets another status counts it again, as it stands.
+        let reinstate = try daemon.ctl(["outcome", wrong, "--status", "ongoing", "--verification", "unverified"])
+        #expect(reinstate.status == 0, "\(reinstate.stderr)")
+        var reinstated = try Self.melitopolWithWrongReport(lastPosition: 12)
+        reinstated["outcomes"] = Self.counts(["unknown": 1, "ongoing": 1], of: Self.statuses)
+        Self.expectFields(try daemon.ctl(["city", "--format", "json", "Melitopol"]).json, reinstated, "melitopol reinstated")
+
+        let again = try daemon.ctl(["outcome", wrong, "--status", "retracted", "--verification", "debunked"])
+        #expect(again.status == 0, "\(again.stderr)")
+        let cities = try daemon.ctl(["cities", "--format", "json"])
+        let replay = try daemon.ctl(["replay", "--format", "json"])
+        #expect(cities.status == 0 && replay.status == 0 && cities.stdout == replay.stdout, "replay folds as the daemon does:\n\(cities.stdout)\n\(replay.stdout)")
+        let before = try daemon.ctl(["replay", "--format", "json", "--until-position", "12"]).json?.arrayValue
+        let melitopol = before?.first { $0["cityId"] == "melitopol" }
+        Self.expectFields(melitopol, reinstated, "replay up to the reinstatement")
+    }
+
+    @Test("projections an incidentd before version 4 built, which counted retracted incidents in the sums, are rebuilt at the next start")
+    func retractionRebuild() throws {
+        let daemon = try Self.daemonWithArticle()
+        let wrong = "wrong-city-2022-03-13"
+        for arguments in [
+            ["report", "--city", "Melitopol", "--kind", "demonstration", "--occurred", "2022-03-13", "--participants", "800", "--incident", wrong],
+            ["observe", wrong, "--response", "live-fire", "--by", "Russian armed forces", "--killed", "3"],
+            ["outcome", wrong, "--status", "retracted", "--verification", "debunked"],
+        ] {
+            let run = try daemon.ctl(arguments)
+            #expect(run.status == 0, "\(arguments): \(run.stderr)")
+        }
+        #expect(daemon.stop() == 0)
+        // What version 3 stored: the retracted incident in every sum, and the mark of version 3.
+        var old = try Self.melitopolWithWrongReport(lastPosition: 11)
+        old["outcomes"] = Self.counts(["unknown": 1, "retracted": 1], of: Self.statuses)
+        old["verification"] = Self.counts(["verified": 1, "debunked": 1], of: Self.verifications)
+        old["openIncidents"] = 1
+        try DerivedDataTests.damage(daemon, "cities") { txn, cities in
+            try txn.put(cities, key: "melitopol", value: JSONValue.object(old).canonicalBytes())
+        }
+        try DerivedDataTests.damage(daemon, "meta") { txn, meta in
+            let mark = Array(try #require(try txn.get(meta, key: Array("projections".utf8))))
+            #expect(mark.count == 16 && DerivedDataTests.bigEndian(mark[8...]) == 4, "the premise: projections of version 4")
+            try txn.put(meta, key: Array("projections".utf8), value: Array(mark[..<8]) + DerivedDataTests.bigEndian(3))
+        }
+        try daemon.start()
+        #expect(daemon.log.contains("the projections are of version 3, this incidentd writes version 4: rebuilding them"), "\(daemon.log)")
+        Self.expectFields(
+            try daemon.ctl(["city", "--format", "json", "Melitopol"]).json, try Self.melitopolRetracted(lastPosition: 11),
+            "melitopol rebuilt")
     }
 
     @Test("a correction shows in the projections while the incident's history keeps both values; a field removed likewise")

@@ -16,7 +16,7 @@ struct RebuildTests {
     static let kinds = ["demonstration", "blockade", "strike", "symbolic-act"]
 
     /// Reports of `incidents` incidents, each followed later by responses and outcomes, so that many events
-    /// concern incidents reported chunks earlier; every tenth incident gets a correction.
+    /// concern incidents reported chunks earlier; every tenth incident gets a correction, and some are retracted, some of those reinstated.
     static func events(incidents: Int) -> [JSONValue] {
         var events: [JSONValue] = []
         func id(_ n: Int) -> String { "\(cities[n % 3].lowercased())-2022-03-\(String(format: "%02d", 1 + n % 28))-rebuild-\(n)" }
@@ -46,11 +46,20 @@ struct RebuildTests {
                 ]))
             }
             if n >= 100, n % 7 == 0 {
-                var data: [String: JSONValue] = ["status": .string(n % 2 == 0 ? "dispersed" : "ongoing"), "verification": .string("verified")]
+                // Every third of them retracts its incident, which leaves its city's sums (and comes back below).
+                let status = ["dispersed", "ongoing", "retracted"][(n / 7) % 3]
+                var data: [String: JSONValue] = ["status": .string(status), "verification": .string("verified")]
                 if n % 10 == 0 { data["corrections"] = .object(["kind": .string("strike"), "participants": .object(["low": .int(5), "high": .int(9)])]) }
                 if n % 10 == 5 { data["corrections"] = .object(["participants": .null, "location": .string("the market square")]) }
                 if n % 30 == 21 { data["corrections"] = .object(["participants": .int(40)]) }
                 events.append(.object(["type": .string("outcome-updated"), "incident": .string(id(n - 100)), "data": .object(data)]))
+            }
+            // Half the incidents retracted seven reports ago are reinstated, and count in their city's sums again.
+            if n >= 107, n % 14 == 0, ((n - 7) / 7) % 3 == 2 {
+                events.append(.object([
+                    "type": .string("outcome-updated"), "incident": .string(id(n - 107)),
+                    "data": .object(["status": .string("ongoing"), "verification": .string("disputed")]),
+                ]))
             }
         }
         return events

@@ -122,7 +122,16 @@ public struct Admission: Sendable {
         let base = String("\(cityId.prefix(80))-\(date)-\(kind.rawValue)".prefix(120))
         if try store.incident(base) == nil { return base }
         for n in 2...999 where try store.incident("\(base)-\(n)") == nil { return "\(base)-\(n)" }
-        return "\(base)-\(EventID.random().prefix(8))"
+        // Past the 999th, eight random hex digits, each draw checked too: 32 bits make a second draw all but
+        // unheard of, and a taken id is never handed out.
+        var generator = SystemRandomNumberGenerator()
+        for _ in 0..<64 {
+            let digits = String(generator.next() as UInt32, radix: 16)
+            let candidate = "\(base)-\(String(repeating: "0", count: 8 - digits.count))\(digits)"
+            if try store.incident(candidate) == nil { return candidate }
+        }
+        throw IncidentError.invalid(
+            "incident", "no free id was found for a report of \(cityId) on \(date) of kind \(kind.rawValue); give one")
     }
 }
 

@@ -75,6 +75,32 @@ struct ErrorCodeTests {
         #expect(error["actualVersion"]?.intValue == 2)
     }
 
+    @Test("reports without an id, a thousand and more of one city, date and kind, each get an id of their own: -2 to -999, then random digits, never one taken")
+    func generatedIdsPastTheThousandth() throws {
+        let daemon = try Daemon()
+        let client = try daemon.client()
+        // One request of many (whose ids are made against the batch), then requests of a few, against the stored log.
+        let first = try client.appendEvents(Array(repeating: Wire.report(city: "Melitopol", kind: "strike"), count: 990))
+        var incidents = first["incidents"]?.arrayValue?.compactMap(\.stringValue) ?? []
+        #expect(incidents.count == 990, "\(first)")
+        for _ in 0..<6 {
+            let more = try client.appendEvents(Array(repeating: Wire.report(city: "Melitopol", kind: "strike"), count: 3))
+            incidents += more["incidents"]?.arrayValue?.compactMap(\.stringValue) ?? []
+        }
+        let base = "melitopol-2022-03-01-strike"
+        #expect(incidents.count == 1008 && Set(incidents).count == 1008, "every report an incident of its own")
+        #expect(Array(incidents.prefix(999)) == [base] + (2...999).map { "\(base)-\($0)" }, "\(incidents.prefix(3))")
+        for id in incidents.dropFirst(999) {
+            #expect(id.count == base.count + 9 && id.hasPrefix(base + "-") && id.dropFirst(base.count + 1).allSatisfy(\.isHexDigit), "\(id)")
+        }
+        let city = try client.call("city", ["city": "Melitopol"])
+        #expect(city["city"]?["incidents"]?["total"] == 1008, "\(city)")
+        let last = try #require(incidents.last)
+        #expect(try client.call("incident", ["incident": .string(last)])["incident"]?["version"] == 1)
+        let verify = try client.call("verify")
+        #expect(verify["intact"] == true && verify["derived"]?["intact"] == true, "\(verify)")
+    }
+
     @Test("wrong_expected_version names the actual version; equal versions pass")
     func wrongExpectedVersion() throws {
         let daemon = try Daemon()

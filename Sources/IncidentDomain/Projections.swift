@@ -356,6 +356,8 @@ public struct CityState: Hashable, Sendable {
     public var incidentsByKind: [IncidentKind: Int64] = [:]
     public var participantsLow: Int64 = 0
     public var participantsHigh: Int64 = 0
+    /// How many of the incidents counted give a number of participants: those the two sums cover.
+    public var participantsCounted: Int64 = 0
     public var responses: [ResponseKind: Int64] = [:]
     public var killed: Int64 = 0
     public var injured: Int64 = 0
@@ -385,7 +387,7 @@ public struct CityState: Hashable, Sendable {
             "name": .string(name),
             "aliasesSeen": .array(aliasesSeen.sorted().map { .string($0) }),
             "incidents": ["total": .int(incidents), "byKind": counts(incidentsByKind)],
-            "participants": ["low": .int(participantsLow), "high": .int(participantsHigh)],
+            "participants": ["low": .int(participantsLow), "high": .int(participantsHigh), "counted": .int(participantsCounted)],
             "responses": counts(responses),
             "casualties": ["killed": .int(killed), "injured": .int(injured), "detained": .int(detained)],
             "outcomes": counts(outcomes),
@@ -420,6 +422,7 @@ public struct CityState: Hashable, Sendable {
         let participants = r.raw("participants")
         participantsLow = participants?["low"]?.intValue ?? 0
         participantsHigh = participants?["high"]?.intValue ?? 0
+        participantsCounted = participants?["counted"]?.intValue ?? 0
         responses = counts(r.raw("responses"), ResponseKind.self)
         let casualties = r.raw("casualties")
         killed = casualties?["killed"]?.intValue ?? 0
@@ -449,6 +452,7 @@ public struct CityState: Hashable, Sendable {
             incidentsByKind[incident.current.kind, default: 0] += sign
             participantsLow += sign * (incident.current.participants?.low ?? 0)
             participantsHigh += sign * (incident.current.participants?.high ?? 0)
+            if incident.current.participants != nil { participantsCounted += sign }
             for (kind, n) in incident.responses { responses[kind, default: 0] += sign * n }
             killed += sign * incident.killed
             injured += sign * incident.injured

@@ -38,8 +38,9 @@ public final class EventLog: Sendable {
     /// The named databases an environment of the log may have open (``Databases``, with room for an old format's).
     static let maxDatabases: UInt32 = 8
     /// Bumped whenever the projection documents change shape or what they count; a mismatch rebuilds them at
-    /// start. Version 4 leaves retracted incidents out of a city's sums (``OutcomeStatus/countsInSums``).
-    public static let projectionVersion: UInt64 = 4
+    /// start. Version 4 leaves retracted incidents out of a city's sums (``OutcomeStatus/countsInSums``); version 5
+    /// counts the incidents its participant sums cover (`participants.counted`).
+    public static let projectionVersion: UInt64 = 5
 
     public let environment: Environment
     public let gazetteer: Gazetteer

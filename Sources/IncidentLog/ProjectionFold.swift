@@ -550,6 +550,7 @@ struct FoldCity {
     var byKind = CaseCounts()
     var participantsLow: Int64 = 0
     var participantsHigh: Int64 = 0
+    var participantsCounted: Int64 = 0
     var responses = CaseCounts()
     var killed: Int64 = 0
     var injured: Int64 = 0
@@ -599,6 +600,7 @@ struct FoldCity {
         byKind[Int(CaseIndex.of(incident.currentKind))] += sign
         participantsLow += sign * (incident.currentParticipants?.low ?? 0)
         participantsHigh += sign * (incident.currentParticipants?.high ?? 0)
+        if incident.currentParticipants != nil { participantsCounted += sign }
         responses.add(incident.responses, times: sign)
         killed += sign * incident.killed
         injured += sign * incident.injured
@@ -642,6 +644,7 @@ struct FoldCity {
         for (index, kind) in IncidentKind.allCases.enumerated() where byKind[index] != 0 { city.incidentsByKind[kind] = byKind[index] }
         city.participantsLow = participantsLow
         city.participantsHigh = participantsHigh
+        city.participantsCounted = participantsCounted
         city.responses = [:]
         for (index, kind) in ResponseKind.allCases.enumerated() where responses[index] != 0 { city.responses[kind] = responses[index] }
         city.killed = killed

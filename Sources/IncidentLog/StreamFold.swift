@@ -271,6 +271,7 @@ struct StreamFold {
                 total.byKind.add(city.byKind, times: 1)
                 total.participantsLow += city.participantsLow
                 total.participantsHigh += city.participantsHigh
+                total.participantsCounted += city.participantsCounted
                 total.responses.add(city.responses, times: 1)
                 total.killed += city.killed
                 total.injured += city.injured

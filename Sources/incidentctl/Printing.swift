@@ -117,7 +117,7 @@ enum Printer {
             ("spellings seen", (c["aliasesSeen"]?.arrayValue ?? []).map { text($0) }.joined(separator: ", ")),
             ("incidents", "\(text(c["incidents"]?["total"])) (\(counts(c["incidents"]?["byKind"])))"),
             ("open incidents", text(c["openIncidents"])),
-            ("participants", range(c["participants"])),
+            ("participants", participants(c)),
             ("responses", counts(c["responses"])),
             ("casualties", "killed \(text(casualties?["killed"])), injured \(text(casualties?["injured"])), detained \(text(casualties?["detained"]))"),
             ("outcomes", counts(c["outcomes"])),
@@ -126,6 +126,15 @@ enum Printer {
             ("last incident", text(c["lastIncidentAt"])),
             ("last position", text(c["lastPosition"])),
         ])
+    }
+
+    /// A city's participant sums with how many of its incidents they cover: "150–300, from 2 of 3 incidents".
+    private static func participants(_ c: JSONValue) -> String {
+        let sums = range(c["participants"])
+        guard let counted = c["participants"]?["counted"]?.intValue, let total = c["incidents"]?["total"]?.intValue else { return sums }
+        if counted == 0 { return total == 0 ? sums : total == 1 ? "no count (its incident gives none)" : "no count (none of its \(total) incidents gives one)" }
+        if counted == total { return "\(sums), from \(total == 1 ? "its incident" : "all \(total) incidents")" }
+        return "\(sums), from \(counted) of \(total) incidents (\(total - counted == 1 ? "the other gives" : "the others give") no count)"
     }
 
     static func cities(_ cities: [JSONValue]) {

@@ -25,7 +25,7 @@ struct ArticleStoryTests {
 
     static func city(
         id: String, name: String, aliases: [String], region: String, population: Int64, byKind: [String: Int64],
-        participants: (Int64, Int64), responses: [String: Int64], outcomes: [String: Int64],
+        participants: (low: Int64, high: Int64, counted: Int64), responses: [String: Int64], outcomes: [String: Int64],
         verification: [String: Int64], open: Int64, first: String, last: String, lastPosition: Int64
     ) -> [String: JSONValue] {
         [
@@ -35,7 +35,7 @@ struct ArticleStoryTests {
             "region": .string(region),
             "population": .int(population),
             "incidents": ["total": .int(byKind.values.reduce(0, +)), "byKind": counts(byKind, of: kinds)],
-            "participants": ["low": .int(participants.0), "high": .int(participants.1)],
+            "participants": ["low": .int(participants.low), "high": .int(participants.high), "counted": .int(participants.counted)],
             "responses": counts(responses, of: responseKinds),
             "casualties": ["killed": 0, "injured": 0, "detained": 0],
             "outcomes": counts(outcomes, of: statuses),
@@ -51,17 +51,17 @@ struct ArticleStoryTests {
     static let expectedCities: [String: [String: JSONValue]] = [
         "berdiansk": city(
             id: "berdiansk", name: "Berdiansk", aliases: ["Berdyans’k"], region: "UA-23", population: 107_928,
-            byKind: ["demonstration": 1, "sabotage": 1], participants: (0, 0), responses: [:],
+            byKind: ["demonstration": 1, "sabotage": 1], participants: (0, 0, 0), responses: [:],
             outcomes: ["unknown": 2], verification: ["unverified": 2], open: 2, first: "2022-02-28",
             last: "2022-02-28", lastPosition: 8),
         "kupiansk": city(
             id: "kupiansk", name: "Kupiansk", aliases: ["Kup’yansk"], region: "UA-63", population: 26_262,
-            byKind: ["demonstration": 1], participants: (150, 150),
+            byKind: ["demonstration": 1], participants: (150, 150, 1),
             responses: ["warning-shots": 1, "tear-gas": 1, "crowd-dispersal": 1], outcomes: ["unknown": 1],
             verification: ["verified": 1], open: 1, first: "2022-03-01", last: "2022-03-01", lastPosition: 3),
         "melitopol": city(
             id: "melitopol", name: "Melitopol", aliases: ["Melitopoli"], region: "UA-23", population: 148_851,
-            byKind: ["blockade": 1], participants: (0, 0), responses: ["warning-shots": 1], outcomes: ["unknown": 1],
+            byKind: ["blockade": 1], participants: (0, 0, 0), responses: ["warning-shots": 1], outcomes: ["unknown": 1],
             verification: ["verified": 1], open: 1, first: "2022-03-01", last: "2022-03-01", lastPosition: 6),
     ]
 
@@ -192,7 +192,7 @@ struct ArticleStoryTests {
         var expected = try #require(Self.expectedCities["melitopol"])
         expected["aliasesSeen"] = ["Melitopol", "Melitopoli"]
         expected["incidents"] = ["total": 2, "byKind": Self.counts(["blockade": 1, "demonstration": 1], of: Self.kinds)]
-        expected["participants"] = ["low": 800, "high": 800]
+        expected["participants"] = ["low": 800, "high": 800, "counted": 1]
         expected["responses"] = Self.counts(["warning-shots": 1, "live-fire": 1], of: Self.responseKinds)
         expected["casualties"] = ["killed": 3, "injured": 0, "detained": 0]
         expected["outcomes"] = Self.counts(["unknown": 2], of: Self.statuses)
@@ -255,7 +255,7 @@ struct ArticleStoryTests {
         Self.expectFields(melitopol, reinstated, "replay up to the reinstatement")
     }
 
-    @Test("projections an incidentd before version 4 built, which counted retracted incidents in the sums, are rebuilt at the next start")
+    @Test("projections an incidentd before version 4 built, which counted retracted incidents in the sums and not the incidents with a participant count, are rebuilt at the next start")
     func retractionRebuild() throws {
         let daemon = try Self.daemonWithArticle()
         let wrong = "wrong-city-2022-03-13"
@@ -273,16 +273,17 @@ struct ArticleStoryTests {
         old["outcomes"] = Self.counts(["unknown": 1, "retracted": 1], of: Self.statuses)
         old["verification"] = Self.counts(["verified": 1, "debunked": 1], of: Self.verifications)
         old["openIncidents"] = 1
+        old["participants"] = ["low": 800, "high": 800]
         try DerivedDataTests.damage(daemon, "cities") { txn, cities in
             try txn.put(cities, key: "melitopol", value: JSONValue.object(old).canonicalBytes())
         }
         try DerivedDataTests.damage(daemon, "meta") { txn, meta in
             let mark = Array(try #require(try txn.get(meta, key: Array("projections".utf8))))
-            #expect(mark.count == 16 && DerivedDataTests.bigEndian(mark[8...]) == 4, "the premise: projections of version 4")
+            #expect(mark.count == 16 && DerivedDataTests.bigEndian(mark[8...]) == 5, "the premise: projections of version 5")
             try txn.put(meta, key: Array("projections".utf8), value: Array(mark[..<8]) + DerivedDataTests.bigEndian(3))
         }
         try daemon.start()
-        #expect(daemon.log.contains("the projections are of version 3, this incidentd writes version 4: rebuilding them"), "\(daemon.log)")
+        #expect(daemon.log.contains("the projections are of version 3, this incidentd writes version 5: rebuilding them"), "\(daemon.log)")
         Self.expectFields(
             try daemon.ctl(["city", "--format", "json", "Melitopol"]).json, try Self.melitopolRetracted(lastPosition: 11),
             "melitopol rebuilt")
@@ -326,7 +327,7 @@ struct ArticleStoryTests {
         #expect(table.contains("corrects participants to 100–200"), "and the corrected one: \(table)")
 
         var expected = try #require(Self.expectedCities["kupiansk"])
-        expected["participants"] = ["low": 100, "high": 200]
+        expected["participants"] = ["low": 100, "high": 200, "counted": 1]
         expected["responses"] = Self.counts(
             ["warning-shots": 1, "tear-gas": 1, "crowd-dispersal": 1, "detentions": 1, "beatings": 1], of: Self.responseKinds)
         expected["casualties"] = ["killed": 0, "injured": 0, "detained": 4]

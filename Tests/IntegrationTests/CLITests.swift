@@ -121,6 +121,9 @@ struct CLITests {
         let cityTable = try daemon.ctl(["city", "--format", "table", "Куп'янськ"])
         #expect(cityTable.stdout.contains("Kupiansk (kupiansk)"), "\(cityTable.stdout)")
         #expect(cityTable.stdout.contains("UA-63") && cityTable.stdout.contains("26262"))
+        #expect(cityTable.stdout.contains("participants:   150, from its incident\n"), "the sums say what they cover: \(cityTable.stdout)")
+        let noCount = try daemon.ctl(["city", "--format", "table", "Berdiansk"]).stdout
+        #expect(noCount.contains("participants:   no count (none of its 2 incidents gives one)\n"), "rather than 0: \(noCount)")
 
         let incidentTable = try daemon.ctl(["incident", "--format", "table", "melitopol-2022-03-01-convoy-blockade"])
         #expect(incidentTable.stdout.contains("blockade") && incidentTable.stdout.contains("VERSION"), "\(incidentTable.stdout)")
@@ -400,7 +403,7 @@ struct CLITests {
         let city = try #require(try daemon.ctl(["city", "--format", "json", "Melitopol"]).json)
         #expect(city["openIncidents"]?.intValue == 0)
         #expect(city["outcomes"]?["objective-achieved"]?.intValue == 1)
-        #expect(city["participants"] == ["low": 20, "high": 50])
+        #expect(city["participants"] == ["low": 20, "high": 50, "counted": 1])
 
         // append from standard input, atomic per batch: a refused line names itself and its batch stores nothing.
         let lines = [

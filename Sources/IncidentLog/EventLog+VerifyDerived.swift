@@ -359,18 +359,15 @@ extension EventLog {
                         database: .incidentStreams, key: "\(start)/\(version)", position: position, problem: problem, remedy: remedy)
                     return remedy == .recoverFromEvents ? escalated(difference) : difference
                 }
-                guard position >= 1, position <= head, let stored = try txn.get(db.events, key: Keys.position(position)),
-                    stored.count > 32
-                else { return differs("it names position \(position), which holds no event") }
-                summary.removeAll(keepingCapacity: true)
-                let event: (incident: [UInt8], version: Int64)
+                let read: (incident: [UInt8], version: Int64)?
                 do {
-                    event = try StreamSummary.append(
-                        ofStored: UnsafeRawBufferPointer(rebasing: stored[32...]), at: position, to: &summary
-                    ) { _, incident, version in (Array(incident), version) }
+                    read = try storedEvent(at: position, through: head, in: txn.unsafeHandle, summary: &summary) { _, incident, version in
+                        (Array(incident), version)
+                    }
                 } catch let error as LogError {
                     return differs("it names event \(position), and \(error.message)")
                 }
+                guard let event = read else { return differs("it names position \(position), which holds no event") }
                 let described = "event \(position), version \(event.version) of incident \(String(decoding: event.incident, as: UTF8.self))"
                 if version == 1 {
                     guard event.version == 1, position == start else {
@@ -389,11 +386,9 @@ extension EventLog {
             }
             guard let missing = named.firstMissing else { return summaryDifference }
             var described = "event \(missing)"
-            if let stored = try txn.get(db.events, key: Keys.position(missing)), stored.count > 32,
-                let event = try? StreamSummary.append(
-                    ofStored: UnsafeRawBufferPointer(rebasing: stored[32...]), at: missing, to: &summary,
-                    { _, incident, version in (String(decoding: incident, as: UTF8.self), version) })
-            {
+            if let event = try? storedEvent(at: missing, through: head, in: txn.unsafeHandle, summary: &summary, {
+                _, incident, version in (String(decoding: incident, as: UTF8.self), version)
+            }) {
                 described += ", version \(event.1) of incident \(event.0),"
             }
             return escalated(
@@ -412,11 +407,8 @@ extension EventLog {
             var named = PositionSet(through: head)
             var scratch: [UInt8] = []
             var found: DerivedDifference?
-            func eventId(at position: UInt64) throws -> [UInt8]? {
-                guard let stored = try txn.get(db.events, key: Keys.position(position)), stored.count > 32 else { return nil }
-                scratch.removeAll(keepingCapacity: true)
-                return try? StreamSummary.append(
-                    ofStored: UnsafeRawBufferPointer(rebasing: stored[32...]), at: position, to: &scratch) { id, _, _ in Array(id) }
+            func eventId(at position: UInt64) -> [UInt8]? {
+                try? storedEvent(at: position, through: head, in: txn, summary: &scratch) { id, _, _ in Array(id) }
             }
             try txn.forEach(db.eventIds) { key, value in
                 let name = String(decoding: key, as: UTF8.self)
@@ -426,7 +418,7 @@ extension EventLog {
                         problem: "its value is \(value.count) bytes, not a position and a content digest (40)", remedy: .recoverFromEvents)
                     return false
                 }
-                guard position >= 1, position <= head, let id = try eventId(at: position) else {
+                guard let id = eventId(at: position) else {
                     found = DerivedDifference(
                         database: .eventIds, key: name, position: position,
                         problem: "it names position \(position), which holds no event that can be read", remedy: .recoverFromEvents)
@@ -444,7 +436,7 @@ extension EventLog {
             if let found { return found }
             guard let missing = named.firstMissing else { return nil }
             return DerivedDifference(
-                database: .eventIds, key: try eventId(at: missing).map { String(decoding: $0, as: UTF8.self) }, position: missing,
+                database: .eventIds, key: eventId(at: missing).map { String(decoding: $0, as: UTF8.self) }, position: missing,
                 problem: "event \(missing) has no entry under its id", remedy: .recoverFromEvents)
         }
     }
@@ -453,6 +445,7 @@ extension EventLog {
     /// in a snapshot of its own.
     private func locateUnreportedIncident() throws -> DerivedDifference? {
         try environment.read { txn in
+            let head = try Head.read(txn, db).position
             let txn = txn.unsafeHandle
             var scratch: [UInt8] = []
             var found: DerivedDifference?
@@ -468,12 +461,8 @@ extension EventLog {
                     return false
                 }
                 let position = state.firstPosition
-                let report = try txn.get(db.events, key: Keys.position(position)).flatMap { stored -> (String, Int64)? in
-                    guard stored.count > 32 else { return nil }
-                    scratch.removeAll(keepingCapacity: true)
-                    return try? StreamSummary.append(
-                        ofStored: UnsafeRawBufferPointer(rebasing: stored[32...]), at: position, to: &scratch
-                    ) { _, incident, version in (String(decoding: incident, as: UTF8.self), version) }
+                let report = try? storedEvent(at: position, through: head, in: txn, summary: &scratch) { _, incident, version in
+                    (String(decoding: incident, as: UTF8.self), version)
                 }
                 guard let report, report.0 == name, report.1 == 1 else {
                     found = DerivedDifference(
@@ -486,6 +475,23 @@ extension EventLog {
             }
             return found
         }
+    }
+}
+
+extension EventLog {
+    /// Reads the event stored at `position`, one of the `head` the log holds, the fast way
+    /// (``StreamSummary/append(ofStored:at:to:_:)``), makes `summary` anew from it, and gives `body` its id, incident
+    /// and version; nil when no event is stored there.
+    ///
+    /// - Throws: ``LogError`` `.corrupt` when the stored event cannot be read as one; what `body` throws.
+    fileprivate func storedEvent<R>(
+        at position: UInt64, through head: UInt64, in txn: UnsafeReadTransaction, summary: inout [UInt8],
+        _ body: (_ eventId: UnsafeRawBufferPointer, _ incident: UnsafeRawBufferPointer, _ version: Int64) throws -> R
+    ) throws -> R? {
+        guard position >= 1, position <= head, let stored = try txn.get(db.events, key: Keys.position(position)), stored.count > 32
+        else { return nil }
+        summary.removeAll(keepingCapacity: true)
+        return try StreamSummary.append(ofStored: UnsafeRawBufferPointer(rebasing: stored[32...]), at: position, to: &summary, body)
     }
 }
 

@@ -102,7 +102,7 @@ public struct PeopleRange: Hashable, Sendable {
     }
 
     init(json: JSONValue, path: String) throws(IncidentError) {
-        if let exact = json.intValue, exact >= 0 {
+        if let exact = json.intValue {
             guard Limits.people.contains(exact) else {
                 throw IncidentError.invalid(path, "\(exact) is outside \(Limits.people.lowerBound)...\(Limits.people.upperBound)")
             }

@@ -80,6 +80,19 @@ struct ValidationTests {
         }
     }
 
+    @Test("a plain number of participants out of range is named as such, not as a number where an object was expected")
+    func participantsNumberOutOfRange() {
+        for value: JSONValue in [-3, 100_000_001] {
+            do {
+                _ = try propose(with(report, ["data", "participants"], value))
+                Issue.record("accepted participants \(value)")
+            } catch {
+                #expect(field(of: error) == "data.participants", "\(error)")
+                #expect("\(error)".contains("\(value.canonicalString()) is outside 0...100000000"), "\(error)")
+            }
+        }
+    }
+
     @Test("responses and outcomes need an incident; corrections are checked against the report's rules")
     func otherTypes() throws {
         #expect(throws: IncidentError.self) {

@@ -386,8 +386,10 @@ extension EventLog {
             }
             guard let missing = named.firstMissing else { return summaryDifference }
             var described = "event \(missing)"
-            if let event = try? storedEvent(at: missing, through: head, in: txn.unsafeHandle, summary: &summary, {
-                _, incident, version in (String(decoding: incident, as: UTF8.self), version)
+            if let event = try unlessUnreadable({
+                try storedEvent(at: missing, through: head, in: txn.unsafeHandle, summary: &summary) { _, incident, version in
+                    (String(decoding: incident, as: UTF8.self), version)
+                }
             }) {
                 described += ", version \(event.1) of incident \(event.0),"
             }
@@ -407,8 +409,8 @@ extension EventLog {
             var named = PositionSet(through: head)
             var scratch: [UInt8] = []
             var found: DerivedDifference?
-            func eventId(at position: UInt64) -> [UInt8]? {
-                try? storedEvent(at: position, through: head, in: txn, summary: &scratch) { id, _, _ in Array(id) }
+            func eventId(at position: UInt64) throws -> [UInt8]? {
+                try unlessUnreadable { try storedEvent(at: position, through: head, in: txn, summary: &scratch) { id, _, _ in Array(id) } }
             }
             try txn.forEach(db.eventIds) { key, value in
                 let name = String(decoding: key, as: UTF8.self)
@@ -418,7 +420,7 @@ extension EventLog {
                         problem: "its value is \(value.count) bytes, not a position and a content digest (40)", remedy: .recoverFromEvents)
                     return false
                 }
-                guard let id = eventId(at: position) else {
+                guard let id = try eventId(at: position) else {
                     found = DerivedDifference(
                         database: .eventIds, key: name, position: position,
                         problem: "it names position \(position), which holds no event that can be read", remedy: .recoverFromEvents)
@@ -436,7 +438,7 @@ extension EventLog {
             if let found { return found }
             guard let missing = named.firstMissing else { return nil }
             return DerivedDifference(
-                database: .eventIds, key: eventId(at: missing).map { String(decoding: $0, as: UTF8.self) }, position: missing,
+                database: .eventIds, key: try eventId(at: missing).map { String(decoding: $0, as: UTF8.self) }, position: missing,
                 problem: "event \(missing) has no entry under its id", remedy: .recoverFromEvents)
         }
     }
@@ -461,8 +463,10 @@ extension EventLog {
                     return false
                 }
                 let position = state.firstPosition
-                let report = try? storedEvent(at: position, through: head, in: txn, summary: &scratch) { _, incident, version in
-                    (String(decoding: incident, as: UTF8.self), version)
+                let report = try unlessUnreadable {
+                    try storedEvent(at: position, through: head, in: txn, summary: &scratch) { _, incident, version in
+                        (String(decoding: incident, as: UTF8.self), version)
+                    }
                 }
                 guard let report, report.0 == name, report.1 == 1 else {
                     found = DerivedDifference(
@@ -492,6 +496,16 @@ extension EventLog {
         else { return nil }
         summary.removeAll(keepingCapacity: true)
         return try StreamSummary.append(ofStored: UnsafeRawBufferPointer(rebasing: stored[32...]), at: position, to: &summary, body)
+    }
+
+    /// What `read` gives, or nil when it throws a ``LogError`` (an event that cannot be read as one); an error of
+    /// LMDB's still ends the look.
+    fileprivate func unlessUnreadable<R>(_ read: () throws -> R?) throws -> R? {
+        do {
+            return try read()
+        } catch is LogError {
+            return nil
+        }
     }
 }
 

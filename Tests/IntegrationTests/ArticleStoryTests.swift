@@ -355,5 +355,21 @@ struct ArticleStoryTests {
         #expect(both.status == 2, "\(both.stderr)")
         let kind = try daemon.ctl(["outcome", Self.kupiansk, "--status", "dispersed", "--remove", "kind"])
         #expect(kind.status == 1 && kind.stderr.contains("invalid_event"), "an incident keeps its kind: \(kind.stderr)")
+
+        // The count removed, then given to an incident reported without one: the sums say which incidents they cover.
+        func participants(_ city: String) throws -> JSONValue? {
+            try daemon.ctl(["city", "--format", "json", city]).json?["participants"]
+        }
+        let noCount = try daemon.ctl(["outcome", Self.kupiansk, "--status", "dispersed", "--remove", "participants"])
+        #expect(noCount.status == 0, "\(noCount.stderr)")
+        #expect(try participants("Kupiansk") == ["low": 0, "high": 0, "counted": 0])
+        let given = try daemon.ctl([
+            "outcome", "melitopol-2022-03-01-convoy-blockade", "--status", "ongoing", "--correct", "participants=12-20",
+        ])
+        #expect(given.status == 0, "\(given.stderr)")
+        #expect(try participants("Melitopol") == ["low": 12, "high": 20, "counted": 1])
+        #expect(
+            try daemon.ctl(["cities", "--format", "json"]).stdout == daemon.ctl(["replay", "--format", "json"]).stdout,
+            "replay folds the corrections as the daemon does")
     }
 }

@@ -120,8 +120,21 @@ public struct Admission: Sendable {
     ) throws -> String {
         let date = String((event.occurredAt ?? "").prefix(10))
         let base = String("\(cityId.prefix(80))-\(date)-\(kind.rawValue)".prefix(120))
-        if try store.incident(base) == nil { return base }
-        for n in 2...999 where try store.incident("\(base)-\(n)") == nil { return "\(base)-\(n)" }
+        func isFree(_ n: Int) throws -> Bool { try store.incident(n == 1 ? base : "\(base)-\(n)") == nil }
+        if try isFree(1) { return base }
+        if try isFree(2) { return "\(base)-2" }
+        // The suffixes are taken in turn, so the first free one is found by bisection, between a taken one (`low`)
+        // and a free one (`high`): ten look-ups rather than up to a thousand. Where ids were also given by hand out
+        // of turn, the one found may not be the lowest free, but it is free.
+        if try isFree(999) {
+            var low = 2
+            var high = 999
+            while high - low > 1 {
+                let middle = (low + high) / 2
+                if try isFree(middle) { high = middle } else { low = middle }
+            }
+            return "\(base)-\(high)"
+        }
         // Past the 999th, eight random hex digits, each draw checked too: 32 bits make a second draw all but
         // unheard of, and a taken id is never handed out.
         var generator = SystemRandomNumberGenerator()

@@ -3,6 +3,7 @@ import ArgumentParser
 import Glibc
 #endif
 import Foundation
+import IncidentDomain
 import IncidentProtocol
 import StrictJSON
 
@@ -58,9 +59,9 @@ struct SourceDetailOptions: ParsableArguments {
     @Option(
         name: .customLong("source-verification"),
         help: ArgumentHelp(
-            "How far the sources are verified: unverified, verified, disputed or debunked. Given once, for every --source; given for each --source, in order, for that one.",
+            "How far the sources are verified. Given once, for every --source; given for each --source, in order, for that one.",
             valueName: "status"))
-    var verifications: [String] = []
+    var verifications: [Verification] = []
 
     func validate(verifiedBy: [String], named verifiedByName: String) throws {
         for (name, list) in [("--source-url", urls), (verifiedByName, verifiedBy), ("--source-method", methods), ("--source-sha256", hashes)]
@@ -79,7 +80,7 @@ struct SourceDetailOptions: ParsableArguments {
     }
 
     /// The verification of the source at `index`: the one given for it, or the one given for all.
-    func verification(of index: Int) -> String? {
+    func verification(of index: Int) -> Verification? {
         verifications.count == 1 ? verifications[0] : index < verifications.count ? verifications[index] : nil
     }
 
@@ -91,7 +92,7 @@ struct SourceDetailOptions: ParsableArguments {
             if n < verifiedBy.count { o["verifiedBy"] = .string(verifiedBy[n]) }
             if n < methods.count { o["method"] = .string(methods[n]) }
             if n < hashes.count { o["sha256"] = .string(hashes[n]) }
-            if let verification = verification(of: n) { o["verification"] = .string(verification) }
+            if let verification = verification(of: n) { o["verification"] = .string(verification.rawValue) }
             return .object(o)
         })
     }

@@ -37,7 +37,7 @@ struct Events: ParsableCommand {
     @Option(parsing: .unconditional, help: "First position to show.") var from: Int = 1
     @Option(parsing: .unconditional, help: "How many events at most (0: all).") var limit: Int = 0
     @Option(help: "Only incidents in this city (any spelling).") var city: String?
-    @Option(help: "Only this type: incident-reported, response-observed or outcome-updated.") var type: String?
+    @Option(help: "Only events of this type.") var type: EventType?
     @Option(help: "Only this incident's events.") var incident: String?
     @Flag(help: "Keep printing events as they are committed.") var follow = false
     @OptionGroup var connection: ConnectionOptions
@@ -62,7 +62,7 @@ struct Events: ParsableCommand {
     private func filterMembers() -> [String: JSONValue] {
         var body: [String: JSONValue] = [:]
         if let city { body["city"] = .string(city) }
-        if let type { body["type"] = .string(type) }
+        if let type { body["type"] = .string(type.rawValue) }
         if let incident { body["incident"] = .string(incident) }
         return body
     }

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import IncidentDomain
 import IncidentProtocol
 import StrictJSON
 
@@ -62,13 +63,13 @@ struct Report: ParsableCommand {
                   --target "convoy of 12 military vehicles" \\
                   --source "Les Révélateurs de France Télévisions" --source-verification verified
 
-            Kinds: demonstration, blockade, sabotage, confrontation, symbolic-act, strike, other.
+            Kinds: \(IncidentKind.valueList).
             """)
 
     @Option(help: "The city, as reported (any spelling).") var city: String
-    @Option(help: "What happened: demonstration, blockade, sabotage, confrontation, symbolic-act, strike, other.") var kind: String
+    @Option(help: "What happened.") var kind: IncidentKind
     @Option(help: ArgumentHelp("When: 2022-03-01, 2022-03, or 2022-03-01T14:30+02:00.", valueName: "date")) var occurred: String
-    @Option(help: "minute, hour, day, week or month (default: what --occurred expresses).") var precision: String?
+    @Option(help: "How precisely --occurred is known (default: what it expresses).") var precision: Precision?
     @Option(help: "The incident id to use: lowercase letters, digits and '-'.") var incident: String?
     @Option(parsing: .unconditional, help: ArgumentHelp("How many took part: N, or LOW-HIGH.", valueName: "n|low-high")) var participants: String?
     @Option(help: "Where in the city, e.g. \"in front of the city hall\".") var location: String?
@@ -79,9 +80,8 @@ struct Report: ParsableCommand {
     @Option(parsing: .unconditional, help: "Longitude, WGS 84 (west is negative).") var lon: Double?
     @Option(
         help: ArgumentHelp(
-            "How far every --source is verified: unverified, verified, disputed or debunked (the same as --source-verification; needs --source).",
-            valueName: "status"))
-    var verification: String?
+            "How far every --source is verified (the same as --source-verification; needs --source).", valueName: "status"))
+    var verification: Verification?
     @Flag(help: "Accept a city the gazetteer does not know, storing a new canonical id.") var allowNewCity = false
     @OptionGroup var source: SourceOptions
     @OptionGroup var control: AppendControlOptions
@@ -96,7 +96,7 @@ struct Report: ParsableCommand {
             }
             if let other = source.details.verifications.first(where: { $0 != verification }) {
                 throw ValidationError(
-                    "--verification \(verification) and --source-verification \(other) both set how far every --source is verified: give one of them")
+                    "--verification \(verification.rawValue) and --source-verification \(other.rawValue) both set how far every --source is verified: give one of them")
             }
         }
         if (lat == nil) != (lon == nil) { throw ValidationError("--lat and --lon go together") }
@@ -106,7 +106,7 @@ struct Report: ParsableCommand {
     }
 
     func run() throws {
-        var data: [String: JSONValue] = ["city": .string(city), "kind": .string(kind)]
+        var data: [String: JSONValue] = ["city": .string(city), "kind": .string(kind.rawValue)]
         if let location { data["location"] = .string(location) }
         if let description { data["description"] = .string(description) }
         if !targets.isEmpty { data["targets"] = .string(targets.joined(separator: "; ")) }
@@ -116,7 +116,7 @@ struct Report: ParsableCommand {
             data["participants"] = ["low": .int(low), "high": .int(high)]
         }
         var event: [String: JSONValue] = ["type": "incident-reported", "occurredAt": .string(occurred), "data": .object(data)]
-        if let precision { event["precision"] = .string(precision) }
+        if let precision { event["precision"] = .string(precision.rawValue) }
         if let incident { event["incident"] = .string(incident) }
         var sourceOptions = source
         if sourceOptions.details.verifications.isEmpty, let verification { sourceOptions.details.verifications = [verification] }
@@ -146,16 +146,19 @@ struct Observe: ParsableCommand {
               incidentctl observe kupiansk-2022-03-01-demonstration --by "Russian armed forces" \\
                   --response warning-shots,tear-gas,crowd-dispersal --detained 0
 
-            Responses: none, warning-shots, tear-gas, crowd-dispersal, detentions, beatings, live-fire, \
-            abductions, accommodation, other. Without --occurred the response takes the incident's date.
+            Responses: \(ResponseKind.valueList). Without --occurred the response takes the incident's date.
             """)
 
     @Argument(help: "The incident id.") var incident: String
-    @Option(name: .customLong("response"), help: ArgumentHelp("What the force did, comma-separated (repeatable).", valueName: "r[,r…]"))
-    var responses: [String]
+    @Option(
+        name: .customLong("response"),
+        help: ArgumentHelp(
+            "What the force did, comma-separated (repeatable): \(ResponseKind.valueList).", valueName: "r[,r…]"),
+        transform: ResponseKind.list)
+    var responses: [[ResponseKind]]
     @Option(help: "The responding force, e.g. \"Russian armed forces\".") var by: String
     @Option(help: ArgumentHelp("When it happened (default: the incident's date).", valueName: "date")) var occurred: String?
-    @Option(help: "minute, hour, day, week or month.") var precision: String?
+    @Option(help: "How precisely --occurred is known (default: what it expresses).") var precision: Precision?
     @Option(parsing: .unconditional, help: "People killed.") var killed: Int?
     @Option(parsing: .unconditional, help: "People injured.") var injured: Int?
     @Option(parsing: .unconditional, help: "People detained.") var detained: Int?
@@ -172,15 +175,14 @@ struct Observe: ParsableCommand {
     }
 
     func run() throws {
-        let list = responses.flatMap { $0.split(separator: ",") }.map { $0.trimmingCharacters(in: .whitespaces) }
-        var data: [String: JSONValue] = ["by": .string(by), "responses": .array(list.map { .string($0) })]
+        var data: [String: JSONValue] = ["by": .string(by), "responses": .array(responses.joined().map { .string($0.rawValue) })]
         if let killed { data["killed"] = .int(Int64(killed)) }
         if let injured { data["injured"] = .int(Int64(injured)) }
         if let detained { data["detained"] = .int(Int64(detained)) }
         if let description { data["description"] = .string(description) }
         var event: [String: JSONValue] = ["type": "response-observed", "incident": .string(incident), "data": .object(data)]
         if let occurred { event["occurredAt"] = .string(occurred) }
-        if let precision { event["precision"] = .string(precision) }
+        if let precision { event["precision"] = .string(precision.rawValue) }
         if let sources = source.json { event["sources"] = sources }
         control.apply(to: &event)
         try appendOne(event, allowNewCity: false, connection: connection, output: output)
@@ -201,19 +203,19 @@ struct Outcome: ParsableCommand {
                   --correct participants=100-200 --note "second video shows a larger crowd"
               incidentctl outcome berdiansk-2022-03-28-sabotage --status retracted --note "duplicate report"
 
-            Statuses: unknown, ongoing, dispersed, objective-achieved, suppressed, retracted.
+            Statuses: \(OutcomeStatus.valueList).
             Correctable fields: kind, location, coordinates (--correct coordinates=LAT,LON), description, \
             participants (N or LOW-HIGH), targets, tags (comma-separated); all of them but kind can be removed \
             (--remove location), and the history keeps what they were.
             """)
 
     @Argument(help: "The incident id.") var incident: String
-    @Option(help: "unknown, ongoing, dispersed, objective-achieved, suppressed or retracted.") var status: String
+    @Option(help: "Where the incident stands now.") var status: OutcomeStatus
     @Option(
         help: ArgumentHelp(
-            "How far the incident itself is verified from this outcome on: unverified, verified, disputed or debunked (how far this outcome's sources are: --source-verification).",
+            "How far the incident itself is verified from this outcome on (how far this outcome's sources are: --source-verification).",
             valueName: "status"))
-    var verification: String?
+    var verification: Verification?
     @Option(name: .customLong("verified-by"), help: "Who verified the incident (with --verification).") var verifiedBy: String?
     @Option(help: "How the incident was verified, e.g. geolocation (with --verification).") var method: String?
     @Option(help: "Why, in a sentence.") var note: String?
@@ -235,7 +237,14 @@ struct Outcome: ParsableCommand {
             guard let eq = item.firstIndex(of: "=") else { throw ValidationError("--correct \(item): expected field=value") }
             let field = String(item[..<eq])
             let value = String(item[item.index(after: eq)...])
+            try Self.checkCorrectable(field, option: "--correct <field=value>", given: item)
             switch field {
+            case "kind":
+                do {
+                    result[field] = .string(try IncidentKind.named(value, as: "a kind").rawValue)
+                } catch let error as ValidationError {
+                    throw ValidationError("The value '\(item)' is invalid for '--correct <field=value>': \(error.message)")
+                }
             case "participants":
                 guard let (low, high) = parseRange(value) else { throw ValidationError("--correct participants=N or LOW-HIGH") }
                 result[field] = ["low": .int(low), "high": .int(high)]
@@ -252,6 +261,11 @@ struct Outcome: ParsableCommand {
             }
         }
         for field in removals {
+            try Self.checkCorrectable(field, option: "--remove <field>", given: field)
+            if field == "kind" {
+                throw ValidationError(
+                    "The value 'kind' is invalid for '--remove <field>': an incident always has a kind; correct it instead (--correct kind=K)")
+            }
             guard result[field] == nil else { throw ValidationError("--remove \(field): --correct gives it a value too") }
             result[field] = .null
         }
@@ -260,9 +274,19 @@ struct Outcome: ParsableCommand {
 
     func validate() throws { _ = try correctionsJSON() }
 
+    /// Refuses, naming `option` and the value `given`, a field that an outcome may not correct.
+    private static func checkCorrectable(_ field: String, option: String, given: String) throws {
+        guard !ReportData.correctableFields.contains(field) else { return }
+        let why = field == "city"
+            ? "the city cannot be corrected; retract the incident and report it again"
+            : "'\(field)' is not a field of the report that can be corrected. Please provide one of the following:\n"
+                + ReportData.correctableFields.sorted().map { "  - \($0)" }.joined(separator: "\n")
+        throw ValidationError("The value '\(given)' is invalid for '\(option)': \(why)")
+    }
+
     func run() throws {
-        var data: [String: JSONValue] = ["status": .string(status)]
-        if let verification { data["verification"] = .string(verification) }
+        var data: [String: JSONValue] = ["status": .string(status.rawValue)]
+        if let verification { data["verification"] = .string(verification.rawValue) }
         if let verifiedBy { data["verifiedBy"] = .string(verifiedBy) }
         if let method { data["method"] = .string(method) }
         if let note { data["note"] = .string(note) }

@@ -1,0 +1,105 @@
+import Foundation
+import IncidentDomain
+import StrictJSON
+import Testing
+
+/// Option values that `incidentctl` checks itself, so that a mistyped one is bad usage (exit 2) saying what is
+/// allowed, rather than a request sent and refused (exit 1).
+@Suite("incidentctl option values")
+struct OptionValueTests {
+    static func values<E: CaseIterable & RawRepresentable>(_: E.Type) -> [String] where E.RawValue == String {
+        E.allCases.map(\.rawValue)
+    }
+
+    @Test("a value outside an option's vocabulary is bad usage naming the option, the value and the values allowed, and nothing is sent")
+    func vocabularies() throws {
+        let daemon = try Daemon()
+        #expect(try daemon.ctl(["report", "--city", "Kupiansk", "--kind", "strike", "--occurred", "2022-03-01", "--incident", "k-1"]).status == 0)
+        let report = ["report", "--city", "Kupiansk", "--occurred", "2022-03-02"]
+        let cases: [(arguments: [String], says: String, allowed: [String])] = [
+            (["events", "--type", "response"], "The value 'response' is invalid for '--type <type>'", Self.values(EventType.self)),
+            (["events", "--follow", "--type", "response"], "The value 'response' is invalid for '--type <type>'", Self.values(EventType.self)),
+            (report + ["--kind", "riot"], "The value 'riot' is invalid for '--kind <kind>'", Self.values(IncidentKind.self)),
+            (report + ["--kind", "strike", "--precision", "fortnight"],
+             "The value 'fortnight' is invalid for '--precision <precision>'", Self.values(Precision.self)),
+            (report + ["--kind", "strike", "--source", "A", "--verification", "certain"],
+             "The value 'certain' is invalid for '--verification <status>'", Self.values(Verification.self)),
+            (report + ["--kind", "strike", "--source", "A", "--source-verification", "certain"],
+             "The value 'certain' is invalid for '--source-verification <status>'", Self.values(Verification.self)),
+            (["observe", "k-1", "--by", "x", "--response", "shooting"],
+             "The value 'shooting' is invalid for '--response <r[,r…]>': 'shooting' is not a response", Self.values(ResponseKind.self)),
+            (["observe", "k-1", "--by", "x", "--response", "warning-shots,shooting"],
+             "The value 'warning-shots,shooting' is invalid for '--response <r[,r…]>': 'shooting' is not a response",
+             Self.values(ResponseKind.self)),
+            (["observe", "k-1", "--by", "x", "--response", "warning-shots", "--response", "tear-gas, shootings"],
+             "The value 'tear-gas, shootings' is invalid for '--response <r[,r…]>': 'shootings' is not a response",
+             Self.values(ResponseKind.self)),
+            (["observe", "k-1", "--by", "x", "--response", ","], "The value ',' is invalid for '--response <r[,r…]>': no response given",
+             Self.values(ResponseKind.self)),
+            (["observe", "k-1", "--by", "x", "--response", "none", "--precision", "fortnight"],
+             "The value 'fortnight' is invalid for '--precision <precision>'", Self.values(Precision.self)),
+            (["observe", "k-1", "--by", "x", "--response", "none", "--source", "A", "--source-verification", "certain"],
+             "The value 'certain' is invalid for '--source-verification <status>'", Self.values(Verification.self)),
+            (["outcome", "k-1", "--status", "done"], "The value 'done' is invalid for '--status <status>'", Self.values(OutcomeStatus.self)),
+            (["outcome", "k-1", "--status", "dispersed", "--verification", "certain"],
+             "The value 'certain' is invalid for '--verification <status>'", Self.values(Verification.self)),
+            (["outcome", "k-1", "--status", "dispersed", "--source", "A", "--source-verification", "certain"],
+             "The value 'certain' is invalid for '--source-verification <status>'", Self.values(Verification.self)),
+            (["outcome", "k-1", "--status", "dispersed", "--correct", "kind=riot"],
+             "The value 'kind=riot' is invalid for '--correct <field=value>': 'riot' is not a kind", Self.values(IncidentKind.self)),
+            (["outcome", "k-1", "--status", "dispersed", "--correct", "colour=red"],
+             "The value 'colour=red' is invalid for '--correct <field=value>': 'colour' is not a field of the report that can be corrected",
+             ReportData.correctableFields.sorted()),
+            (["outcome", "k-1", "--status", "dispersed", "--remove", "colour"],
+             "The value 'colour' is invalid for '--remove <field>': 'colour' is not a field of the report that can be corrected",
+             ReportData.correctableFields.sorted()),
+            (["outcome", "k-1", "--status", "dispersed", "--correct", "city=Melitopol"],
+             "The value 'city=Melitopol' is invalid for '--correct <field=value>': the city cannot be corrected; retract the incident and report it again",
+             []),
+            (["outcome", "k-1", "--status", "dispersed", "--remove", "kind"],
+             "The value 'kind' is invalid for '--remove <field>': an incident always has a kind; correct it instead (--correct kind=K)", []),
+            (["export", "--format", "xlsx"], "The value 'xlsx' is invalid for '--format <format>'", ["jsonl", "csv", "geojson"]),
+        ]
+        for (arguments, says, allowed) in cases {
+            let usage = try daemon.ctl(arguments)
+            #expect(usage.status == 2, "\(arguments): \(usage.status) \(usage.stderr)")
+            #expect(usage.stderr.hasPrefix("Error: \(says)"), "\(arguments): \(usage.stderr)")
+            // As argument-parser lists them: quoted in a sentence when they are few, else one to a line.
+            for value in allowed {
+                #expect(usage.stderr.contains("'\(value)'") || usage.stderr.contains("  - \(value)\n"), "\(arguments) lists \(value): \(usage.stderr)")
+            }
+            #expect(usage.stdout.isEmpty, "\(arguments): \(usage.stdout)")
+        }
+        #expect(try daemon.client().headPosition() == 1, "no bad value was sent")
+
+        // Every value of each vocabulary is taken, and stored as it is spelled.
+        for (n, kind) in IncidentKind.allCases.enumerated() {
+            let reported = try daemon.ctl(
+                report + ["--kind", kind.rawValue, "--incident", "kind-\(n)", "--precision", "week", "--source", "A",
+                          "--verification", Verification.allCases[n % Verification.allCases.count].rawValue])
+            #expect(reported.status == 0, "\(kind): \(reported.stderr)")
+        }
+        let observed = try daemon.ctl(
+            ["observe", "k-1", "--by", "x", "--response", ResponseKind.allCases.map(\.rawValue).joined(separator: ","), "--format", "json"])
+        #expect(observed.status == 0, "\(observed.stderr)")
+        let responses = try daemon.ctl(["events", "--incident", "k-1", "--type", "response-observed", "--format", "json"]).json
+        #expect(responses?["data"]?["responses"] == .array(ResponseKind.allCases.map { .string($0.rawValue) }))
+        for status in OutcomeStatus.allCases {
+            let outcome = try daemon.ctl(["outcome", "k-1", "--status", status.rawValue, "--correct", "kind=symbolic-act"])
+            #expect(outcome.status == 0, "\(status): \(outcome.stderr)")
+        }
+        #expect(try daemon.ctl(["incident", "k-1", "--format", "json"]).json?["current"]?["kind"] == "symbolic-act")
+
+        func help(_ command: String) throws -> String {
+            try runCommand(Binaries.incidentctl, [command, "--help"]).stdout.split(whereSeparator: \.isWhitespace).joined(separator: " ")
+        }
+        let reportHelp = try help("report")
+        #expect(reportHelp.contains("(values: \(IncidentKind.allCases.map(\.rawValue).joined(separator: ", ")))"), "\(reportHelp)")
+        #expect(reportHelp.contains("(values: \(Precision.allCases.map(\.rawValue).joined(separator: ", ")))"))
+        #expect(reportHelp.contains("(values: \(Verification.allCases.map(\.rawValue).joined(separator: ", ")))"))
+        #expect(try help("observe").contains(ResponseKind.allCases.map(\.rawValue).joined(separator: ", ")))
+        #expect(try help("outcome").contains("(values: \(OutcomeStatus.allCases.map(\.rawValue).joined(separator: ", ")))"))
+        #expect(try help("events").contains("(values: \(EventType.allCases.map(\.rawValue).joined(separator: ", ")))"))
+        #expect(daemon.stop() == 0)
+    }
+}

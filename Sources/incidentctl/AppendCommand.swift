@@ -30,7 +30,8 @@ struct Append: ParsableCommand {
 
             Examples:
               incidentctl append examples/article.jsonl
-              incidentctl export --socket /run/old.sock | incidentctl append --allow-new-city -
+              incidentctl export --socket /run/old.sock \\
+                  | incidentctl append --allow-new-city -
               incidentctl append --from-line 1501 events.jsonl   # 1–1500 are stored
             """)
 

@@ -30,7 +30,8 @@ struct Export: ParsableCommand {
 
             Examples:
               incidentctl export > log.jsonl
-              incidentctl append --socket /run/other.sock --allow-new-city log.jsonl   # the same events there
+              # the same events in the log of another daemon:
+              incidentctl append --socket /run/other.sock --allow-new-city log.jsonl
               incidentctl export --format csv > incidents.csv
               incidentctl export --format geojson > incidents.geojson
             """)

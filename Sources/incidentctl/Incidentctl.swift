@@ -14,12 +14,16 @@ struct Incidentctl: ParsableCommand {
             Every command talks to the daemon over its Unix socket: --socket, else $INCIDENTD_SOCKET, else \
             /run/incidentd/incidentd.sock. Queries print a table on a terminal and JSON otherwise (--format).
 
-            A first session:
-              incidentctl report --city "Kup'yansk" --kind demonstration --occurred 2022-03-01 \\
-                  --participants 150 --location "in front of the city hall" \\
-                  --source "Les Révélateurs de France Télévisions" --source-verification verified
-              incidentctl observe kupiansk-2022-03-01-demonstration --by "Russian armed forces" \\
-                  --response warning-shots,tear-gas
+            A first session, on the log that `make run` starts with the article's incidents \
+            (examples/article.jsonl): a new incident, not one of the article's, under an id of its own; how a \
+            force answered it; the incident, its city, and the city's events.
+              incidentctl report --city "Kup'yansk" --kind demonstration \\
+                  --occurred 2022-03-06 --incident kupiansk-2022-03-06-market-square \\
+                  --participants 200-300 --location "market square" \\
+                  --source "local Telegram channel" --source-verification unverified
+              incidentctl observe kupiansk-2022-03-06-market-square \\
+                  --by "Russian armed forces" --response warning-shots,detentions
+              incidentctl incident kupiansk-2022-03-06-market-square
               incidentctl city Kupyansk
               incidentctl events --city Kupiansk
 

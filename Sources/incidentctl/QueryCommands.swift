@@ -215,7 +215,7 @@ struct IncidentCommand: ParsableCommand {
         abstract: "Show one incident: the report as corrected, where it stands, and its whole history.",
         discussion: """
             Example:
-              incidentctl incident kupiansk-2022-03-01-demonstration
+              incidentctl incident kupiansk-2022-03-01-city-hall
             """)
 
     @Argument(help: "The incident id.") var id: String
@@ -266,7 +266,8 @@ struct Cities: ParsableCommand {
 
             Examples:
               incidentctl cities
-              cmp <(incidentctl cities --format json) <(incidentctl replay --data-dir /var/lib/incidentd)
+              cmp <(incidentctl cities --format json) \\
+                  <(incidentctl replay --data-dir /var/lib/incidentd)
             """)
 
     @OptionGroup var connection: ConnectionOptions
@@ -520,7 +521,8 @@ struct Replay: ParsableCommand {
               incidentctl replay --until-position 5
               incidentctl replay --as-of 2026-11-25T12:00Z
               incidentctl replay --occurred-before 2022-03-02
-              incidentctl replay --data-dir /var/lib/incidentd --gazetteer /etc/incidentd/cities.toml
+              incidentctl replay --data-dir /var/lib/incidentd \\
+                  --gazetteer /etc/incidentd/cities.toml
             """)
 
     @Option(help: ArgumentHelp("Read this data directory directly instead of asking the daemon.", valueName: "dir"))

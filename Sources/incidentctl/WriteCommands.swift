@@ -57,11 +57,12 @@ struct Report: ParsableCommand {
             say: --source NAME --source-verification verified (or --verification verified); an outcome can \
             verify it later (`incidentctl outcome ID --status S --verification V`).
 
-            Example:
-              incidentctl report --city "Melitopoli" --kind blockade --occurred 2022-03-01 \\
-                  --location "Bohdana Khmelnytskoho Avenue" --participants 5-30 \\
-                  --target "convoy of 12 military vehicles" \\
-                  --source "Les Révélateurs de France Télévisions" --source-verification verified
+            Example, a new blockade in Melitopol (not the article's of 1 March, which `make run` loads), whose \
+            id is melitopol-2022-03-04-blockade:
+              incidentctl report --city Melitopoli --kind blockade --occurred 2022-03-04 \\
+                  --location "the road to Vasylivka" --participants 20-40 \\
+                  --target "convoy of 5 fuel trucks" \\
+                  --source "local Telegram channel" --source-verification unverified
 
             Kinds: \(IncidentKind.valueList).
             """)
@@ -143,8 +144,8 @@ struct Observe: ParsableCommand {
         abstract: "Record how a force responded to an incident.",
         discussion: """
             Example:
-              incidentctl observe kupiansk-2022-03-01-demonstration --by "Russian armed forces" \\
-                  --response warning-shots,tear-gas,crowd-dispersal --detained 0
+              incidentctl observe berdiansk-2022-02-28-city-council \\
+                  --by "Russian armed forces" --response crowd-dispersal --detained 0
 
             Responses: \(ResponseKind.valueList). Without --occurred the response takes the incident's date.
             """)
@@ -197,11 +198,13 @@ struct Outcome: ParsableCommand {
             values, and `incidentctl incident ID` shows the whole history.
 
             Examples:
-              incidentctl outcome melitopol-2022-03-01-blockade --status objective-achieved \\
-                  --verification verified --verified-by "Les Révélateurs" --method geolocation
-              incidentctl outcome kupiansk-2022-03-01-demonstration --status unknown \\
+              incidentctl outcome melitopol-2022-03-01-convoy-blockade \\
+                  --status objective-achieved --verification verified \\
+                  --verified-by "Les Révélateurs" --method geolocation
+              incidentctl outcome kupiansk-2022-03-01-city-hall --status unknown \\
                   --correct participants=100-200 --note "second video shows a larger crowd"
-              incidentctl outcome berdiansk-2022-03-28-sabotage --status retracted --note "duplicate report"
+              incidentctl outcome berdiansk-2022-02-28-molotov-tank --status retracted \\
+                  --note "the video was filmed in another town"
 
             Statuses: \(OutcomeStatus.valueList).
             Correctable fields: kind, location, coordinates (--correct coordinates=LAT,LON), description, \

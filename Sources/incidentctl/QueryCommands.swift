@@ -514,7 +514,8 @@ struct Replay: ParsableCommand {
             name, region and population come from it, so give the file the daemon runs on (replay says on stderr \
             when the daemon built its projections with another one).
 
-            A date without a time means its first instant: --as-of 2026-12-06 is what was known at midnight UTC.
+            A date without a time means its first instant: --as-of 2026-12-06 is what was known at midnight UTC. \
+            A date-time needs its zone, Z (UTC) or ±HH:MM: 2026-12-06T19:22Z, 2026-12-06T21:22+02:00.
 
             Examples:
               incidentctl replay
@@ -528,18 +529,20 @@ struct Replay: ParsableCommand {
     @Option(help: ArgumentHelp("Read this data directory directly instead of asking the daemon.", valueName: "dir"))
     var dataDir: String?
     @Option(parsing: .unconditional, help: "Stop after this position.") var untilPosition: UInt64?
-    @Option(help: ArgumentHelp("Only what had been recorded by this time.", valueName: "time")) var asOf: String?
-    @Option(help: ArgumentHelp("Only what had happened before this time.", valueName: "time")) var occurredBefore: String?
+    @Option(
+        help: ArgumentHelp("Only what had been recorded by this time: \(TimeArgument.forms).", valueName: "time"),
+        transform: TimeArgument.bound)
+    var asOf: String?
+    @Option(
+        help: ArgumentHelp("Only what had happened before this time: \(TimeArgument.forms).", valueName: "time"),
+        transform: TimeArgument.bound)
+    var occurredBefore: String?
     @Option(help: ArgumentHelp("With --data-dir: the gazetteer file for city names (default: the compiled-in one).", valueName: "file"))
     var gazetteer: String?
     @OptionGroup var connection: ConnectionOptions
     @OptionGroup var output: OutputOptions
 
     func validate() throws {
-        if let asOf, ParsedDate.parse(asOf) == nil { throw ValidationError("--as-of: an ISO 8601 date or date-time") }
-        if let occurredBefore, ParsedDate.parse(occurredBefore) == nil {
-            throw ValidationError("--occurred-before: an ISO 8601 date or date-time")
-        }
         if gazetteer != nil && dataDir == nil {
             throw ValidationError("--gazetteer goes with --data-dir: through the socket the daemon folds with its own gazetteer")
         }

@@ -69,7 +69,8 @@ struct Report: ParsableCommand {
 
     @Option(help: "The city, as reported (any spelling).") var city: String
     @Option(help: "What happened.") var kind: IncidentKind
-    @Option(help: ArgumentHelp("When: 2022-03-01, 2022-03, or 2022-03-01T14:30+02:00.", valueName: "date")) var occurred: String
+    @Option(help: ArgumentHelp("When: \(TimeArgument.forms).", valueName: "date"), transform: TimeArgument.occurred)
+    var occurred: String
     @Option(help: "How precisely --occurred is known (default: what it expresses).") var precision: Precision?
     @Option(help: "The incident id to use: lowercase letters, digits and '-'.") var incident: String?
     @Option(parsing: .unconditional, help: ArgumentHelp("How many took part: N, or LOW-HIGH.", valueName: "n|low-high")) var participants: String?
@@ -158,7 +159,10 @@ struct Observe: ParsableCommand {
         transform: ResponseKind.list)
     var responses: [[ResponseKind]]
     @Option(help: "The responding force, e.g. \"Russian armed forces\".") var by: String
-    @Option(help: ArgumentHelp("When it happened (default: the incident's date).", valueName: "date")) var occurred: String?
+    @Option(
+        help: ArgumentHelp("When it happened (default: the incident's date): \(TimeArgument.forms).", valueName: "date"),
+        transform: TimeArgument.occurred)
+    var occurred: String?
     @Option(help: "How precisely --occurred is known (default: what it expresses).") var precision: Precision?
     @Option(parsing: .unconditional, help: "People killed.") var killed: Int?
     @Option(parsing: .unconditional, help: "People injured.") var injured: Int?
@@ -228,7 +232,10 @@ struct Outcome: ParsableCommand {
         name: .customLong("remove"),
         help: ArgumentHelp("A report field the incident no longer has, e.g. a location that was wrong (repeatable).", valueName: "field"))
     var removals: [String] = []
-    @Option(help: ArgumentHelp("When it was established (default: now).", valueName: "date")) var occurred: String?
+    @Option(
+        help: ArgumentHelp("When it was established (default: now): \(TimeArgument.forms).", valueName: "date"),
+        transform: TimeArgument.occurred)
+    var occurred: String?
     @OptionGroup var source: OutcomeSourceOptions
     @OptionGroup var control: AppendControlOptions
     @OptionGroup var connection: ConnectionOptions

@@ -102,4 +102,43 @@ struct OptionValueTests {
         #expect(try help("events").contains("(values: \(EventType.allCases.map(\.rawValue).joined(separator: ", ")))"))
         #expect(daemon.stop() == 0)
     }
+
+    @Test("a time without its zone, or not ISO 8601, is bad usage saying that a date-time needs a zone, with an example; the help says so too")
+    func times() throws {
+        let daemon = try Daemon()
+        #expect(try daemon.ctl(["report", "--city", "Kupiansk", "--kind", "strike", "--occurred", "2022-03-01", "--incident", "k-1"]).status == 0)
+        let needsZone = "a date-time needs its zone, Z (UTC) or ±HH:MM, as in 2022-03-01T14:30Z or 2022-03-01T14:30+02:00"
+        let notATime = "expected an ISO 8601 date (2022-03-01), month (2022-03) or date-time with its zone, Z or ±HH:MM (2022-03-01T14:30Z, 2022-03-01T14:30+02:00)"
+        let cases: [(arguments: [String], option: String, value: String, says: String)] = [
+            (["replay"], "--as-of <time>", "2026-12-06T19:22:03", needsZone),
+            (["replay"], "--as-of <time>", "2026-12-06T19:22", needsZone),
+            (["replay"], "--occurred-before <time>", "2022-03-01T14:30:00.5", needsZone),
+            (["replay"], "--occurred-before <time>", "1 March 2022", notATime),
+            (["replay", "--data-dir", daemon.dataDir], "--as-of <time>", "2026-12-06T19:22:03", needsZone),
+            (["report", "--city", "Kupiansk", "--kind", "strike"], "--occurred <date>", "2022-03-01T14:30", needsZone),
+            (["report", "--city", "Kupiansk", "--kind", "strike"], "--occurred <date>", "2022-03-01 14:30Z",
+             #""2022-03-01 14:30Z" is not ISO 8601: write T between the date and the time, as in 2022-03-01T14:30Z"#),
+            (["report", "--city", "Kupiansk", "--kind", "strike"], "--occurred <date>", "2022-02-30", notATime),
+            (["observe", "k-1", "--by", "x", "--response", "none"], "--occurred <date>", "2022-03-01T14:30", needsZone),
+            (["outcome", "k-1", "--status", "dispersed"], "--occurred <date>", "2022-03-02T09:00", needsZone),
+        ]
+        for (arguments, option, value, says) in cases {
+            let name = String(option.prefix { $0 != " " })
+            let usage = try daemon.ctl(arguments + [name, value])
+            #expect(usage.status == 2, "\(arguments) \(name) \(value): \(usage.status) \(usage.stderr)")
+            #expect(usage.stderr.hasPrefix("Error: The value '\(value)' is invalid for '\(option)': \(says)\n"), "\(usage.stderr)")
+            #expect(usage.stdout.isEmpty)
+        }
+        #expect(try daemon.client().headPosition() == 1, "nothing was sent")
+
+        for time in ["2022-03-01T14:30Z", "2022-03-01T14:30:05.25+02:00", "2022-03-01", "2022-03"] {
+            #expect(try daemon.ctl(["replay", "--as-of", "2999-01-01T00:00Z", "--occurred-before", time]).status == 0, "\(time)")
+            #expect(try daemon.ctl(["observe", "k-1", "--by", "x", "--response", "none", "--occurred", time]).status == 0, "\(time)")
+        }
+        for command in ["report", "observe", "outcome", "replay"] {
+            let help = try runCommand(Binaries.incidentctl, [command, "--help"]).stdout.split(whereSeparator: \.isWhitespace).joined(separator: " ")
+            #expect(help.contains("a date-time with its zone, Z or ±HH:MM (2022-03-01T14:30Z)"), "\(command): \(help)")
+        }
+        #expect(daemon.stop() == 0)
+    }
 }

@@ -23,6 +23,12 @@ struct Export: ParsableCommand {
               geojson  a FeatureCollection with a point per incident (the report's coordinates, else its \
             city's from the gazetteer, as coordinatesFrom says) and what the incident document says of it.
 
+            A text cell of the CSV that begins with =, +, -, @, a tab or a carriage return (a source's name or a \
+            description from an untrusted channel, say) is written with a ' before it, as OWASP advises, so that \
+            a spreadsheet (Excel, LibreOffice) shows it rather than running it as a formula; the numeric columns \
+            (\(numericColumns.sorted().joined(separator: ", "))) are written as they are. --csv-raw-text writes \
+            text cells unchanged, for tools that are not spreadsheets.
+
             ACLED's geo_precision is 1 wherever there are coordinates: an incident is reported in a named \
             town, and is placed at the report's own coordinates or at that town's, which is ACLED's 1 ("the \
             town is named and coordinates are available for it"); 2 and 3 are for a part of a region or a \
@@ -41,9 +47,18 @@ struct Export: ParsableCommand {
     }
 
     @Option(help: "jsonl, csv or geojson.") var format: Format = .jsonl
+    @Flag(help: "With --format csv: write text cells as they are, without the ' before one a spreadsheet would run as a formula.")
+    var csvRawText = false
     @Option(help: ArgumentHelp("Gazetteer file for city coordinates (default: the compiled-in one).", valueName: "file"))
     var gazetteer: String?
     @OptionGroup var connection: ConnectionOptions
+
+    /// ACLED's columns that hold numbers, which may begin with a minus sign and are never formulas.
+    static let numericColumns: Set<String> = ["time_precision", "latitude", "longitude", "geo_precision", "fatalities", "timestamp"]
+
+    func validate() throws {
+        if csvRawText && format != .csv { throw ValidationError("--csv-raw-text goes with --format csv") }
+    }
 
     /// The members of a stored event that the daemon fills, which `append` refuses.
     static let envelope: Set<String> = ["position", "version", "recordedAt", "recordedBy", "schema", "prevHash", "hash"]
@@ -61,8 +76,12 @@ struct Export: ParsableCommand {
             }
         case .csv:
             out.write(ACLED.columns.joined(separator: ",") + "\n")
+            let guarded = ACLED.columns.map { !csvRawText && !Self.numericColumns.contains($0) }
             try Self.incidents(client, through: head) { document in
-                out.write(IncidentRow(document, cities: cities).acledFields.map(Self.csvField).joined(separator: ",") + "\n")
+                let fields = zip(IncidentRow(document, cities: cities).acledFields, guarded).map { field, guarded in
+                    Self.csvField(guarded ? Self.notAFormula(field) : field)
+                }
+                out.write(fields.joined(separator: ",") + "\n")
             }
         case .geojson:
             out.write(#"{"type":"FeatureCollection","features":["#)
@@ -107,6 +126,12 @@ struct Export: ParsableCommand {
             if pending.count == 100 { try drain() }
         }
         try drain()
+    }
+
+    /// `text` with a ' before it when a spreadsheet would take it for a formula (OWASP's advice on CSV injection).
+    static func notAFormula(_ text: String) -> String {
+        guard let first = text.unicodeScalars.first, "=+-@\t\r".unicodeScalars.contains(first) else { return text }
+        return "'" + text
     }
 
     /// One CSV field (RFC 4180): quoted when it holds a comma, a quote or a line break.

@@ -146,6 +146,64 @@ struct ExportTests {
         #expect(daemon.stop() == 0)
     }
 
+    @Test("export --format csv puts a ' before a text cell a spreadsheet would run as a formula, never before a number; --csv-raw-text writes them as they are")
+    func formulasInCSV() throws {
+        let daemon = try Daemon()
+        let hyperlink = #"=HYPERLINK("http://evil.example","click")"#
+        let reports: [[String]] = [
+            ["--incident", "formula-1", "--source", hyperlink, "--description", "=1+2", "--lat", "-33.7", "--lon", "-0.12"],
+            ["--incident", "formula-2", "--source", "+SUM(A1:A9)", "--source", "Kyiv Independent", "--description=-2+3"],
+            ["--incident", "formula-3", "--source", "@cmd", "--description", "looks plain", "--location", "=far"],
+            // The daemon trims a tab and refuses a carriage return at the start of a text, so no cell begins with one.
+            ["--incident", "formula-4", "--source", "Suspilne", "--description", "a plain note"],
+        ]
+        for arguments in reports {
+            let report = try daemon.ctl(["report", "--city", "Kupiansk", "--kind", "demonstration", "--occurred", "2022-03-05"] + arguments)
+            #expect(report.status == 0, "\(arguments): \(report.stderr)")
+        }
+        let observe = try daemon.ctl(["observe", "formula-1", "--by=-Rosgvardia", "--response", "detentions", "--killed", "0"])
+        #expect(observe.status == 0, "\(observe.stderr)")
+
+        func rows(_ arguments: [String]) throws -> [String: [String: String]] {
+            let exported = try daemon.ctl(["export", "--format", "csv"] + arguments)
+            #expect(exported.status == 0, "\(exported.stderr)")
+            let rows = try CSV.parse(exported.stdout)
+            let header = try #require(rows.first)
+            return Dictionary(uniqueKeysWithValues: rows.dropFirst().map { row in
+                let record = Dictionary(uniqueKeysWithValues: zip(header, row))
+                return (record["event_id_cnty"] ?? "", record)
+            })
+        }
+        let guarded = try rows([])
+        #expect(guarded["formula-1"]?["source"] == "'" + hyperlink)
+        #expect(guarded["formula-1"]?["notes"]?.hasPrefix("'=1+2 Response by -Rosgvardia: detentions.") == true, "\(guarded)")
+        #expect(guarded["formula-1"]?["actor2"] == "'-Rosgvardia")
+        #expect(guarded["formula-1"]?["latitude"] == "-33.70000" && guarded["formula-1"]?["longitude"] == "-0.12000", "numbers as they are")
+        #expect(guarded["formula-2"]?["source"] == "'+SUM(A1:A9); Kyiv Independent")
+        #expect(guarded["formula-2"]?["notes"]?.hasPrefix("'-2+3") == true)
+        #expect(guarded["formula-3"]?["source"] == "'@cmd")
+        #expect(guarded["formula-3"]?["notes"]?.hasPrefix("Location: =far.") == true, "only the first character counts")
+        #expect(guarded["formula-4"]?["source"] == "Suspilne")
+        #expect(guarded["formula-4"]?["notes"]?.hasPrefix("a plain note") == true)
+        #expect(guarded["formula-1"]?["location"] == "Kupiansk")
+
+        let raw = try rows(["--csv-raw-text"])
+        #expect(raw["formula-1"]?["source"] == hyperlink)
+        #expect(raw["formula-1"]?["notes"]?.hasPrefix("=1+2") == true)
+        #expect(raw["formula-1"]?["actor2"] == "-Rosgvardia")
+        #expect(raw["formula-2"]?["source"] == "+SUM(A1:A9); Kyiv Independent")
+        #expect(raw["formula-3"]?["source"] == "@cmd")
+
+        for format in ["jsonl", "geojson"] {
+            let usage = try daemon.ctl(["export", "--format", format, "--csv-raw-text"])
+            #expect(usage.status == 2 && usage.stderr.contains("--csv-raw-text goes with --format csv"), "\(usage.stderr)")
+        }
+        let help = try daemon.ctl(["export", "--help"]).stdout.split(whereSeparator: \.isWhitespace).joined(separator: " ")
+        #expect(help.contains("A text cell of the CSV that begins with =, +, -, @, a tab or a carriage return"), "\(help)")
+        #expect(help.contains("--csv-raw-text writes text cells unchanged"))
+        #expect(daemon.stop() == 0)
+    }
+
     @Test("export of an empty log: no events, the CSV header alone, an empty FeatureCollection")
     func emptyLog() throws {
         let daemon = try Daemon()

@@ -1,4 +1,5 @@
 import Foundation
+import IncidentDomain
 import StrictJSON
 
 /// Printing of query results as tables for people or JSON for programs.
@@ -74,15 +75,33 @@ enum Printer {
             return "\(text(data?["kind"])) in \(text(data?["city"]))" + (data?["participants"].map { ", \(range($0)) people" } ?? "")
         case "response-observed":
             let responses = (data?["responses"]?.arrayValue ?? []).compactMap(\.stringValue).joined(separator: ", ")
-            return "\(text(data?["by"])): \(responses)"
+            let casualties = ["killed", "injured", "detained"].compactMap { key in data?[key]?.intValue.map { "\(key) \($0)" } }
+            return "\(text(data?["by"])): \(responses)" + (casualties.isEmpty ? "" : " (\(casualties.joined(separator: ", ")))")
         default:
             var parts = ["status \(text(data?["status"]))"]
             if let v = data?["verification"]?.stringValue { parts.append(v) }
             if let c = data?["corrections"]?.objectValue {
                 parts.append("corrects " + c.keys.sorted().map { correction($0, c[$0]) }.joined(separator: ", "))
             }
+            if let note = data?["note"]?.stringValue { parts.append("note: \(shortened(note))") }
             return parts.joined(separator: ", ")
         }
+    }
+
+    /// `text` on one line, cut at `limit` characters with an ellipsis.
+    static func shortened(_ text: String, to limit: Int = 60) -> String {
+        let line = text.split(whereSeparator: \.isWhitespace).joined(separator: " ")
+        return line.count <= limit ? line : line.prefix(limit - 1).trimmingCharacters(in: .whitespaces) + "…"
+    }
+
+    /// An event's `occurredAt`, followed by its precision when the text reads finer than it is known: a week or a
+    /// month given as its first day, say, which would otherwise read as that day.
+    static func occurred(_ event: JSONValue) -> String {
+        guard let text = event["occurredAt"]?.stringValue else { return "-" }
+        guard let precision = event["precision"]?.stringValue, let finest = ParsedDate.parse(text)?.finestPrecision,
+            precision != finest.rawValue
+        else { return text }
+        return "\(text) (\(precision))"
     }
 
     static func events(_ events: [JSONValue]) {
@@ -92,7 +111,7 @@ enum Printer {
     private static let eventColumns = ["POSITION", "TYPE", "INCIDENT", "OCCURRED", "SUMMARY"]
 
     private static func eventCells(_ e: JSONValue) -> [String] {
-        [text(e["position"]), text(e["type"]), text(e["incident"]), text(e["occurredAt"]), summary(ofEvent: e)]
+        [text(e["position"]), text(e["type"]), text(e["incident"]), occurred(e), summary(ofEvent: e)]
     }
 
     /// For events printed as they come (`events --follow`): fixed columns, since the widths are not known ahead.

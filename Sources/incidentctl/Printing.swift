@@ -96,12 +96,23 @@ enum Printer {
 
     /// An event's `occurredAt`, followed by its precision when the text reads finer than it is known: a week or a
     /// month given as its first day, say, which would otherwise read as that day.
+    /// Digits of a second's fraction past the microsecond, which the log does not read, are left out.
     static func occurred(_ event: JSONValue) -> String {
-        guard let text = event["occurredAt"]?.stringValue else { return "-" }
+        guard let given = event["occurredAt"]?.stringValue else { return "-" }
+        let text = toTheMicrosecond(given)
         guard let precision = event["precision"]?.stringValue, let finest = ParsedDate.parse(text)?.finestPrecision,
             precision != finest.rawValue
         else { return text }
         return "\(text) (\(precision))"
+    }
+
+    /// `text` without the digits of its fraction of a second past the sixth.
+    private static func toTheMicrosecond(_ text: String) -> String {
+        let utf8 = Array(text.utf8)
+        guard let dot = utf8.firstIndex(of: UInt8(ascii: ".")) else { return text }
+        let digits = utf8[(dot + 1)...].prefix { (UInt8(ascii: "0")...UInt8(ascii: "9")).contains($0) }.count
+        guard digits > 6 else { return text }
+        return String(decoding: utf8[...(dot + 6)] + utf8[(dot + 1 + digits)...], as: UTF8.self)
     }
 
     static func events(_ events: [JSONValue]) {
@@ -114,8 +125,16 @@ enum Printer {
         [text(e["position"]), text(e["type"]), text(e["incident"]), occurred(e), summary(ofEvent: e)]
     }
 
-    /// For events printed as they come (`events --follow`): fixed columns, since the widths are not known ahead.
-    private static let followedWidths = [9, 18, 40, 22]
+    /// For events printed as they come (`events --follow`): fixed columns, since the widths are not known ahead,
+    /// each as wide as its longest value: a position up to Int64's largest, the longest type, and the longest
+    /// `occurredAt` that ``occurred(_:)`` shows, a date-time to the microsecond with an offset and a precision
+    /// coarser than it. An incident id may be longer than its column (up to 128 characters): the line goes on further.
+    private static let followedWidths = [
+        String(Int64.max).count,
+        EventType.allCases.map(\.rawValue.count).max() ?? 0,
+        40,
+        "2022-03-01T14:30:00.000000+02:00 (month)".count,
+    ]
 
     private static func followedLine(_ cells: [String]) -> String {
         cells.enumerated().map { i, cell in

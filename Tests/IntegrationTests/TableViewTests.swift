@@ -45,4 +45,44 @@ struct TableViewTests {
         #expect(row(10).hasSuffix("status suppressed, note: tank towed away"), "\(row(10))")
         #expect(daemon.stop() == 0)
     }
+
+    @Test("events --follow --format table keeps its columns aligned with the longest values: an outcome's time to the microsecond, a time with an offset and a coarser precision, a 40-character id")
+    func followedColumns() throws {
+        let daemon = try Self.log()
+        let id = "kupiansk-2022-03-01-railway-station-sign"
+        let report = try daemon.ctl([
+            "report", "--city", "Kupiansk", "--kind", "symbolic-act", "--incident", id,
+            "--occurred", "2022-03-01T14:30:00.123456789+02:00", "--precision", "month",
+        ])
+        #expect(report.status == 0, "\(report.stderr)")
+        let observe = try daemon.ctl(["observe", id, "--by", "x", "--response", "none", "--occurred", "2022-03-01T15:00+02:00", "--precision", "hour"])
+        #expect(observe.status == 0, "\(observe.stderr)")
+
+        let follow = try daemon.ctl(["events", "--follow", "--format", "table", "--limit", "12"])
+        #expect(follow.status == 0, "\(follow.stderr)")
+        let lines = follow.stdout.split(separator: "\n").map { Array($0) }
+        #expect(lines.count == 13, "\(follow.stdout)")
+        let header = try #require(lines.first)
+        let columns = ["TYPE", "INCIDENT", "OCCURRED", "SUMMARY"].compactMap { name in
+            String(header).range(of: "  " + name).map { String(header).distance(from: String(header).startIndex, to: $0.lowerBound) + 2 }
+        }
+        #expect(columns.count == 4, "\(String(header))")
+        for line in lines {
+            for start in columns {
+                let aligned = line.count > start && line[start - 2] == " " && line[start - 1] == " " && line[start] != " "
+                #expect(aligned, "a column starts at \(start): \(String(line))")
+            }
+        }
+        func occurred(_ line: [Character]) -> String {
+            String(line[columns[2]..<columns[3]]).trimmingCharacters(in: .whitespaces)
+        }
+        let outcome = try #require(lines.first { String($0).hasPrefix("10 ") })
+        #expect(occurred(outcome).count == 27, "an outcome's time, to the microsecond: \(String(outcome))")
+        let reported = try #require(lines.first { String($0).hasPrefix("11 ") })
+        #expect(occurred(reported) == "2022-03-01T14:30:00.123456+02:00 (month)", "\(String(reported))")
+        #expect(String(reported).contains("  \(id)  "))
+        let observed = try #require(lines.first { String($0).hasPrefix("12 ") })
+        #expect(occurred(observed) == "2022-03-01T15:00+02:00 (hour)", "\(String(observed))")
+        #expect(daemon.stop() == 0)
+    }
 }

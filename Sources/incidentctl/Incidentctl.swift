@@ -11,7 +11,8 @@ struct Incidentctl: ParsableCommand {
         commandName: "incidentctl",
         abstract: "Append to, query and check the incident log served by incidentd.",
         discussion: """
-            Every command talks to the daemon over its Unix socket: --socket, else $INCIDENTD_SOCKET, else \
+            Every command talks to the daemon over its Unix socket: --socket, else $INCIDENTD_SOCKET (unless it is \
+            empty), else \
             /run/incidentd/incidentd.sock. Queries print a table on a terminal and JSON otherwise (--format).
 
             A first session, on the log that `make run` starts with the article's incidents \

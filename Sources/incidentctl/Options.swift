@@ -7,18 +7,21 @@ import IncidentDomain
 import IncidentProtocol
 import StrictJSON
 
-/// Where the daemon listens: `--socket`, then `$INCIDENTD_SOCKET`, then the default.
+/// Where the daemon listens: `--socket`, then `$INCIDENTD_SOCKET` unless it is empty, then the default.
 struct ConnectionOptions: ParsableArguments {
     static let defaultSocket = "/run/incidentd/incidentd.sock"
 
     @Option(
         name: .long,
         help: ArgumentHelp(
-            "The daemon's socket (default: $INCIDENTD_SOCKET, else \(defaultSocket)).", valueName: "path"))
+            "The daemon's socket (default: $INCIDENTD_SOCKET if set and not empty, else \(defaultSocket)).",
+            valueName: "path"))
     var socket: String?
 
     var socketPath: String {
-        socket ?? ProcessInfo.processInfo.environment["INCIDENTD_SOCKET"] ?? Self.defaultSocket
+        if let socket { return socket }
+        if let environment = ProcessInfo.processInfo.environment["INCIDENTD_SOCKET"], !environment.isEmpty { return environment }
+        return Self.defaultSocket
     }
 
     func connect() throws(ClientFailure) -> SocketClient {

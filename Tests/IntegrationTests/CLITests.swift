@@ -96,6 +96,14 @@ struct CLITests {
         let environmentMissing = try daemon.ctl(["status"], environment: ["INCIDENTD_SOCKET": missing])
         #expect(environmentMissing.status == 3)
         #expect(environmentMissing.stderr.contains(missing))
+
+        // Set but empty is as if unset: the default socket, not the empty path.
+        let empty = try daemon.ctl(["status"], environment: ["INCIDENTD_SOCKET": ""])
+        #expect(
+            empty.status == 0 || empty.stderr.hasPrefix("incidentctl: cannot reach incidentd at /run/incidentd/incidentd.sock: "),
+            "\(empty.status) \(empty.stderr)")
+        let help = try runCommand(Binaries.incidentctl, ["status", "--help"]).stdout.split(whereSeparator: \.isWhitespace).joined(separator: " ")
+        #expect(help.contains("(default: $INCIDENTD_SOCKET if set and not empty, else /run/incidentd/incidentd.sock)"), "\(help)")
     }
 
     @Test("--format json prints JSON, --format table a table, and JSON is the default off a terminal")

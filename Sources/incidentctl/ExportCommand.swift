@@ -23,6 +23,10 @@ struct Export: ParsableCommand {
               geojson  a FeatureCollection with a point per incident (the report's coordinates, else its \
             city's from the gazetteer, as coordinatesFrom says) and what the incident document says of it.
 
+            An incident whose latest status is retracted (withdrawn by those who reported it, as a report of \
+            the wrong city is) has no row in the CSV and no feature in the GeoJSON, as it counts in no city's \
+            sums; --include-retracted keeps them, with their status. The JSON lines hold every event, always.
+
             A text cell of the CSV that begins with =, +, -, @, a tab or a carriage return (a source's name or a \
             description from an untrusted channel, say) is written with a ' before it, as OWASP advises, so that \
             a spreadsheet (Excel, LibreOffice) shows it rather than running it as a formula; the numeric columns \
@@ -49,6 +53,8 @@ struct Export: ParsableCommand {
     @Option(help: "jsonl, csv or geojson.") var format: Format = .jsonl
     @Flag(help: "With --format csv: write text cells as they are, without the ' before one a spreadsheet would run as a formula.")
     var csvRawText = false
+    @Flag(help: "With --format csv or geojson: keep the incidents whose latest status is retracted, which are left out.")
+    var includeRetracted = false
     @Option(help: ArgumentHelp("Gazetteer file for city coordinates (default: the compiled-in one).", valueName: "file"))
     var gazetteer: String?
     @OptionGroup var connection: ConnectionOptions
@@ -58,6 +64,9 @@ struct Export: ParsableCommand {
 
     func validate() throws {
         if csvRawText && format != .csv { throw ValidationError("--csv-raw-text goes with --format csv") }
+        if includeRetracted && format == .jsonl {
+            throw ValidationError("--include-retracted goes with --format csv or geojson; the JSON lines hold every event")
+        }
     }
 
     /// The members of a stored event that the daemon fills, which `append` refuses.
@@ -69,6 +78,12 @@ struct Export: ParsableCommand {
         let status = try client.call(.status)
         let head = status["position"]?.intValue ?? 0
         var out = StandardOutput()
+        var retracted = 0
+        func leftOut(_ document: JSONValue) -> Bool {
+            guard !includeRetracted, document["status"]?.stringValue == OutcomeStatus.retracted.rawValue else { return false }
+            retracted += 1
+            return true
+        }
         switch format {
         case .jsonl:
             try client.readEvents([:], from: 1, through: head) { event in
@@ -78,6 +93,7 @@ struct Export: ParsableCommand {
             out.write(ACLED.columns.joined(separator: ",") + "\n")
             let guarded = ACLED.columns.map { !csvRawText && !Self.numericColumns.contains($0) }
             try Self.incidents(client, through: head) { document in
+                if leftOut(document) { return }
                 let fields = zip(IncidentRow(document, cities: cities).acledFields, guarded).map { field, guarded in
                     Self.csvField(guarded ? Self.notAFormula(field) : field)
                 }
@@ -87,13 +103,17 @@ struct Export: ParsableCommand {
             out.write(#"{"type":"FeatureCollection","features":["#)
             var first = true
             try Self.incidents(client, through: head) { document in
+                if leftOut(document) { return }
                 out.write((first ? "\n" : ",\n") + IncidentRow(document, cities: cities).feature.canonicalString())
                 first = false
             }
             out.write("\n]}\n")
         }
         out.flush()
-        let said = head == 0 ? "the log is empty" : "exported positions 1–\(head), head \(Printer.text(status["headHash"]))"
+        var said = head == 0 ? "the log is empty" : "exported positions 1–\(head), head \(Printer.text(status["headHash"]))"
+        if retracted > 0 {
+            said += "; \(retracted) retracted incident\(retracted == 1 ? "" : "s") left out (--include-retracted keeps them)"
+        }
         FileHandle.standardError.write(Data("incidentctl: \(said)\n".utf8))
     }
 

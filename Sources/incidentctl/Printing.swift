@@ -181,7 +181,8 @@ enum Printer {
             cities.map { c in
                 [
                     text(c["cityId"]), text(c["name"]), text(c["region"]), text(c["incidents"]?["total"]),
-                    text(c["openIncidents"]), range(c["participants"]), text(c["casualties"]?["killed"]),
+                    text(c["openIncidents"]), c["participants"]?["counted"] == 0 ? "-" : range(c["participants"]),
+                    text(c["casualties"]?["killed"]),
                     text(c["casualties"]?["injured"]), text(c["casualties"]?["detained"]), text(c["lastIncidentAt"]),
                 ]
             })

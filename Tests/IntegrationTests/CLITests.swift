@@ -125,6 +125,7 @@ struct CLITests {
         #expect(lines.count == 4, "\(citiesTable.stdout)")
         #expect(lines.first?.hasPrefix("CITY") == true)
         #expect(lines.dropFirst().map { $0.split(separator: " ").first } == ["berdiansk", "kupiansk", "melitopol"])
+        #expect(lines.dropFirst().map { $0.split(separator: " ")[5] } == ["-", "150", "-"], "no count known is not 0: \(citiesTable.stdout)")
 
         let cityTable = try daemon.ctl(["city", "--format", "table", "Куп'янськ"])
         #expect(cityTable.stdout.contains("Kupiansk (kupiansk)"), "\(cityTable.stdout)")

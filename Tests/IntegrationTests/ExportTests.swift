@@ -70,10 +70,14 @@ struct ExportTests {
         #expect(daemon.stop() == 0)
     }
 
-    @Test("export --format csv has ACLED's columns, a row per incident in report order: the event and sub-event types, actors, place and fatalities")
+    @Test("export --format csv has ACLED's columns, a row per incident in report order: the event and sub-event types, actors, place and fatalities; a retracted incident only with --include-retracted")
     func acledColumns() throws {
         let daemon = try Self.storyLog()
-        let exported = try daemon.ctl(["export", "--format", "csv"])
+        let withoutRetracted = try daemon.ctl(["export", "--format", "csv"])
+        #expect(withoutRetracted.status == 0 && withoutRetracted.stderr.contains("1 retracted incident left out (--include-retracted keeps them)"), "\(withoutRetracted.stderr)")
+        let kept = try CSV.parse(withoutRetracted.stdout).dropFirst().compactMap(\.first)
+        #expect(kept.count == 5 && !kept.contains("berdiansk-2022-02-28-molotov-tank"), "\(kept)")
+        let exported = try daemon.ctl(["export", "--format", "csv", "--include-retracted"])
         #expect(exported.status == 0, "\(exported.stderr)")
         let rows = try CSV.parse(exported.stdout)
         let header = try #require(rows.first)
@@ -116,10 +120,14 @@ struct ExportTests {
         #expect(daemon.stop() == 0)
     }
 
-    @Test("export --format geojson is a FeatureCollection with a point per incident at its own or its city's coordinates, and none where neither is known")
+    @Test("export --format geojson is a FeatureCollection with a point per incident at its own or its city's coordinates, and none where neither is known; a retracted incident only with --include-retracted")
     func geoJSON() throws {
         let daemon = try Self.storyLog()
-        let exported = try daemon.ctl(["export", "--format", "geojson"])
+        let withoutRetracted = try JSONReader().read(try daemon.ctl(["export", "--format", "geojson"]).stdout)
+        let kept = withoutRetracted["features"]?.arrayValue?.compactMap { $0["properties"]?["incident"]?.stringValue } ?? []
+        #expect(kept.count == 5 && !kept.contains("berdiansk-2022-02-28-molotov-tank"), "\(kept)")
+        #expect(try daemon.ctl(["export", "--include-retracted"]).status == 2, "the JSON lines hold every event")
+        let exported = try daemon.ctl(["export", "--format", "geojson", "--include-retracted"])
         #expect(exported.status == 0, "\(exported.stderr)")
         let collection = try JSONReader().read(exported.stdout)
         #expect(collection["type"] == "FeatureCollection")

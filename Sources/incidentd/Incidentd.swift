@@ -197,8 +197,9 @@ struct Incidentd: ParsableCommand {
         }
         let inherited = Self.inheritedSocket()
         let channel: any Channel
+        let socketFile: SocketFile?
         do {
-            channel = try server.start(inheritedDescriptor: inherited)
+            (channel, socketFile) = try server.start(inheritedDescriptor: inherited)
         } catch {
             intake.stop()
             committer.shutdown()
@@ -238,7 +239,10 @@ struct Incidentd: ParsableCommand {
         watchdog?.cancel()
         trimmer.cancel()
         readerCheck.cancel()
-        if inherited == nil { unlink(settings.socketPath) }
+        if let socketFile, socketFile.removeIfStillOurs() == .replaced {
+            logger.notice(
+                "left \(socketFile.path) in place: it is no longer the socket this daemon made (another process put its own there)")
+        }
         logger.notice("stopped", metadata: ["position": "\((try? log.status()).map { "\($0.position)" } ?? "unknown")"])
         if storageTrouble.isBroken { throw ExitCode(StorageTroubleLog.exitStatus) }
     }

@@ -25,15 +25,17 @@ final class Server: Sendable {
         group = MultiThreadedEventLoopGroup(numberOfThreads: max(1, System.coreCount))
     }
 
-    /// Binds the socket and starts accepting. `inheritedDescriptor` is a listening socket from systemd.
-    func start(inheritedDescriptor: Int32?) throws -> any Channel {
+    /// Binds the socket and starts accepting. `inheritedDescriptor` is a listening socket from systemd. The socket
+    /// file this daemon made is returned with the channel, so that the daemon removes it at its end only while it
+    /// is still that file (nil when systemd made it).
+    func start(inheritedDescriptor: Int32?) throws -> (channel: any Channel, socketFile: SocketFile?) {
         let executor = self.executor
         let intake = self.intake
         let configuration = self.configuration
         let logger = self.logger
         let refusedConnections = self.refusedConnections
         let bootstrap = ServerBootstrap(group: group)
-            .serverChannelOption(.backlog, value: 1024)
+            .serverChannelOption(.backlog, value: Server.backlog)
             .childChannelOption(.autoRead, value: true)
             // A client that shuts down its side still gets the answers to what it sent (see ConnectionHandler).
             .childChannelOption(.allowRemoteHalfClosure, value: true)
@@ -49,7 +51,7 @@ final class Server: Sendable {
                     refusedConnections: refusedConnections)
             }
         if let fd = inheritedDescriptor {
-            return try bootstrap.withBoundSocket(fd).wait()
+            return (try bootstrap.withBoundSocket(fd).wait(), nil)
         }
         let path = configuration.socketPath
         let directory = (path as NSString).deletingLastPathComponent
@@ -57,23 +59,27 @@ final class Server: Sendable {
             try? FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         }
         try Server.removeStaleSocket(at: path)
-        // The socket is created with the final mode: no window in which it is more open than configured.
-        let previousMask = umask(~configuration.socketMode & 0o777)
-        defer { umask(previousMask) }
-        let channel = try bootstrap.bind(unixDomainSocketPath: path, cleanupExistingSocketFile: false).wait()
-        chmod(path, configuration.socketMode)
-        return channel
+        let fd = try Server.bindSocket(at: path, mode: configuration.socketMode)
+        let socketFile = SocketFile(boundAt: path)
+        let channel: any Channel
+        do {
+            // Bound here rather than by SwiftNIO, which removes whatever socket file is at the path when it closes
+            // a socket it bound itself (another daemon's, by then), and binds no path over 103 bytes.
+            channel = try bootstrap.withBoundSocket(fd).wait()
+        } catch {
+            _ = socketFile?.removeIfStillOurs()
+            throw error
+        }
+        // SwiftNIO listens on a socket it is given with its default backlog (128): the one configured above.
+        listen(fd, Server.backlog)
+        return (channel, socketFile)
     }
 
-    /// Removes a socket file left by a daemon that died, but refuses to start beside one that still answers.
-    static func removeStaleSocket(at path: String) throws {
-        var info = stat()
-        guard lstat(path, &info) == 0 else { return }
-        guard (info.st_mode & S_IFMT) == S_IFSOCK else {
-            throw DaemonConfiguration.Problem(description: "\(path) exists and is not a socket; refusing to replace it")
-        }
-        let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
-        defer { close(fd) }
+    /// Connections waiting to be accepted before the kernel refuses more.
+    static let backlog: Int32 = 1024
+
+    /// The address of the Unix socket at `path`, whose length ``DaemonConfiguration/checkSocketPath()`` checked.
+    static func address(of path: String) throws -> sockaddr_un {
         var address = sockaddr_un()
         address.sun_family = sa_family_t(AF_UNIX)
         let bytes = Array(path.utf8)
@@ -83,15 +89,73 @@ final class Server: Sendable {
         withUnsafeMutableBytes(of: &address.sun_path) { raw in
             raw.copyBytes(from: bytes)
         }
+        return address
+    }
+
+    /// A Unix stream socket bound at `path`, not yet listening, made with `mode` from the start: no window in
+    /// which it is more open than configured.
+    static func bindSocket(at path: String, mode: mode_t) throws -> Int32 {
+        var address = try address(of: path)
+        let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_NONBLOCK.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        guard fd >= 0 else {
+            throw DaemonConfiguration.Problem(description: "cannot make a socket for \(path): \(String(cString: strerror(errno)))")
+        }
+        let previousMask = umask(~mode & 0o777)
+        let bound = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                bind(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size))
+            }
+        }
+        let code = errno
+        umask(previousMask)
+        guard bound == 0 else {
+            close(fd)
+            throw DaemonConfiguration.Problem(description: "cannot bind the socket \(path): \(String(cString: strerror(code)))")
+        }
+        chmod(path, mode)
+        return fd
+    }
+
+    /// Removes a socket file left by a daemon that died, but refuses to start beside one that still answers, and
+    /// beside one it cannot tell: only a connection refused (nobody listens) makes the file stale. A socket this
+    /// process may not connect to (EACCES: another user's, mode 0600) may well be served, and replacing it would
+    /// send that daemon's clients here.
+    static func removeStaleSocket(at path: String) throws {
+        var info = stat()
+        guard lstat(path, &info) == 0 else { return }
+        guard (info.st_mode & S_IFMT) == S_IFSOCK else {
+            throw DaemonConfiguration.Problem(description: "\(path) exists and is not a socket; refusing to replace it")
+        }
+        var address = try address(of: path)
+        let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_NONBLOCK.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        guard fd >= 0 else {
+            throw DaemonConfiguration.Problem(
+                description: "cannot check whether \(path) is served: socket: \(String(cString: strerror(errno)))")
+        }
+        defer { close(fd) }
         let connected = withUnsafePointer(to: &address) {
             $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
                 connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size))
             }
         }
+        let code = errno
         if connected == 0 {
             throw DaemonConfiguration.Problem(description: "another daemon is serving \(path)")
         }
-        unlink(path)
+        switch code {
+        case ECONNREFUSED:
+            unlink(path)
+        case ENOENT:
+            return
+        case EAGAIN:
+            throw DaemonConfiguration.Problem(
+                description:
+                    "\(path) is a socket that a process listens on but accepts no connection from now (its backlog is full); refusing to replace it")
+        default:
+            throw DaemonConfiguration.Problem(
+                description:
+                    "\(path) is a socket that incidentd cannot connect to (\(String(cString: strerror(code)))), so it cannot tell whether another process serves it; refusing to replace it. If none does, remove it and start again")
+        }
     }
 
     private static func initialize(
@@ -173,5 +237,36 @@ final class RefusedConnections: Sendable {
         guard let refused = throttle.withLock({ $0.note(at: now) }) else { return }
         logger.warning(
             "refused \(refused) connection\(refused == 1 ? "" : "s") since the last such line: incidentd already serves max_connections (\(limit))")
+    }
+}
+
+/// The socket file a daemon made, by device and inode as it was right after `bind`: at the daemon's end the path is
+/// removed only while it still names that file. Another daemon may have put its own socket there meanwhile (after
+/// this one's was removed by hand), and removing that would cut its clients off.
+struct SocketFile: Sendable, Equatable {
+    let path: String
+    let device: UInt64
+    let inode: UInt64
+
+    /// The socket file at `path` now, or nil when there is none.
+    init?(boundAt path: String) {
+        var info = stat()
+        guard lstat(path, &info) == 0, (info.st_mode & S_IFMT) == S_IFSOCK else { return nil }
+        self.path = path
+        device = UInt64(info.st_dev)
+        inode = UInt64(info.st_ino)
+    }
+
+    /// What ``removeIfStillOurs()`` found at the path.
+    enum Removal: Sendable { case removed, missing, replaced }
+
+    /// Removes the path if it still names this socket file, and leaves anything else there.
+    func removeIfStillOurs() -> Removal {
+        var info = stat()
+        guard lstat(path, &info) == 0 else { return .missing }
+        guard (info.st_mode & S_IFMT) == S_IFSOCK, UInt64(info.st_dev) == device, UInt64(info.st_ino) == inode else {
+            return .replaced
+        }
+        return unlink(path) == 0 ? .removed : .missing
     }
 }

@@ -1,0 +1,95 @@
+import Foundation
+import StrictJSON
+import Testing
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The socket file a daemon makes and removes: never another's, whoever serves it.
+@Suite("Socket file")
+struct SocketTests {
+    /// A daemon started outside ``Daemon``: `program` with `arguments` (incidentd itself, or a wrapper that runs it),
+    /// its output in `logPath`; returns once it says it serves or has exited.
+    static func launch(_ program: String, _ arguments: [String], logPath: String) throws -> ChildProcess {
+        let log = open(logPath, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0o644)
+        let null = open("/dev/null", O_RDONLY | O_CLOEXEC)
+        defer {
+            close(log)
+            close(null)
+        }
+        let child = try ChildProcess(
+            program, arguments, environment: ProcessInfo.processInfo.environment, stdin: null, stdout: log, stderr: log)
+        try waitFor("incidentd to serve or exit") { !child.isRunning || (readFile(logPath) ?? "").contains("notice serving") }
+        return child
+    }
+
+    /// The device and inode of what `path` names, or nil.
+    static func identity(_ path: String) -> [UInt64]? {
+        var info = stat()
+        guard lstat(path, &info) == 0 else { return nil }
+        return [UInt64(info.st_dev), UInt64(info.st_ino)]
+    }
+
+    @Test(
+        "a socket path this daemon may not connect to (another user's socket, mode 0600, in a directory anyone may write) is refused naming the path and why, and left to the daemon that serves it",
+        .enabled(if: ThrowawayUser.canCreate, "needs root, useradd and runuser or setpriv to create a throwaway user"))
+    func unreachableSocketIsNotTakenOver() throws {
+        let user = try ThrowawayUser()
+        let served = try Daemon.configured("[daemon]\nsocket_mode = \"0600\"\n")
+        #expect(chmod(served.root, 0o777) == 0)
+        let before = Self.identity(served.socketPath)
+        let own = served.root + "/impostor"
+        #expect(mkdir(own, 0o700) == 0)
+        #expect(chown(own, user.uid, user.gid) == 0)
+
+        let logPath = own + "/log"
+        let impostor = try Self.launch(
+            "/usr/bin/setpriv",
+            ["--reuid=\(user.uid)", "--regid=\(user.gid)", "--clear-groups", Binaries.incidentd,
+             "--data-dir", own + "/data", "--socket", served.socketPath],
+            logPath: logPath)
+        let log = readFile(logPath) ?? ""
+        if impostor.isRunning {
+            kill(impostor.pid, SIGKILL)
+            impostor.wait()
+            Issue.record("the second daemon serves: \(log)")
+        } else {
+            #expect(impostor.wait() == 1, "\(log)")
+        }
+        #expect(
+            log.contains(
+                "\(served.socketPath) is a socket that incidentd cannot connect to (Permission denied), so it cannot tell whether another process serves it; refusing to replace it"),
+            "\(log)")
+        #expect(Self.identity(served.socketPath) == before, "the socket file is the first daemon's still")
+        #expect(try served.client().call("status").isOK)
+        #expect(served.stop() == 0)
+    }
+
+    @Test("a daemon stopped after another daemon's socket took its path leaves that socket there, and the other daemon goes on serving")
+    func stopLeavesAnotherDaemonsSocket() throws {
+        let first = try Daemon()
+        // Its socket removed by hand, the path is free for a second daemon, on a log of its own.
+        #expect(unlink(first.socketPath) == 0)
+        let logPath = first.root + "/second.log"
+        let second = try Self.launch(
+            Binaries.incidentd, ["--data-dir", first.root + "/second", "--socket", first.socketPath], logPath: logPath)
+        defer {
+            if second.isRunning { kill(second.pid, SIGKILL) }
+            second.wait()
+        }
+        #expect(second.isRunning, "\(readFile(logPath) ?? "")")
+        let secondSocket = Self.identity(first.socketPath)
+        #expect(secondSocket != nil)
+
+        #expect(first.stop() == 0)
+        #expect(Self.identity(first.socketPath) == secondSocket, "the second daemon's socket is still there")
+        #expect(
+            first.log.contains("left \(first.socketPath) in place: it is no longer the socket this daemon made"), "\(first.log)")
+        let client = try RawClient(path: first.socketPath)
+        #expect(try client.call("status").isOK)
+        kill(second.pid, SIGTERM)
+        #expect(second.wait() == 0)
+        #expect(Self.identity(first.socketPath) == nil, "the second daemon removed its own socket")
+    }
+}

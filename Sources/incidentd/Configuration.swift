@@ -21,6 +21,8 @@ struct AccessPolicy: Sendable, Equatable {
 struct DaemonConfiguration: Sendable {
     var dataDirectory = "/var/lib/incidentd"
     var socketPath = "/run/incidentd/incidentd.sock"
+    /// Where `socketPath` was set, for ``checkSocketPath()``: the file and key, or "--socket"; nil for the default.
+    var socketPathOrigin: String?
     var socketMode: mode_t = 0o660
     var logLevel: Logger.Level = .info
     var maxLineBytes = 1 << 20
@@ -60,7 +62,10 @@ struct DaemonConfiguration: Sendable {
         var reader = TableReader(table: table, path: path, prefix: "")
         if var daemon = try reader.table("daemon") {
             dataDirectory = try daemon.string("data_dir") ?? dataDirectory
-            socketPath = try daemon.string("socket") ?? socketPath
+            if let socket = try daemon.string("socket") {
+                socketPath = socket
+                socketPathOrigin = "\(path): daemon.socket"
+            }
             if let mode = try daemon.string("socket_mode") {
                 guard let parsed = mode_t(mode, radix: 8), parsed <= 0o777 else {
                     throw Problem(description: "\(path): daemon.socket_mode: expected an octal mode such as \"0660\"")
@@ -137,6 +142,30 @@ extension DaemonConfiguration {
     /// The gazetteer these settings name, or the compiled-in one.
     func gazetteer() throws -> Gazetteer {
         try gazetteerPath.map { try Gazetteer(contentsOfFile: $0) } ?? Gazetteer.embedded
+    }
+
+    /// The longest socket path a `sockaddr_un` holds, its terminating NUL aside.
+    static let maxSocketPathBytes = MemoryLayout.size(ofValue: sockaddr_un().sun_path) - 1
+
+    /// Refuses a socket path that `bind` would not make a file of: an empty one (Linux takes it for an abstract
+    /// socket, which has no file mode, so that any local user could connect), one holding a NUL byte (the same, or
+    /// another path than the one given), and one longer than `sun_path` holds.
+    func checkSocketPath() throws {
+        let origin = socketPathOrigin ?? "daemon.socket"
+        let length = socketPath.utf8.count
+        if socketPath.isEmpty {
+            throw Problem(
+                description:
+                    "\(origin): the socket path is empty; Linux would make an abstract socket of it, which has no file mode, so that any local user could connect: give a file path such as /run/incidentd/incidentd.sock")
+        }
+        if socketPath.utf8.contains(0) {
+            throw Problem(description: "\(origin): the socket path holds a NUL byte; give a file path without one")
+        }
+        if length > Self.maxSocketPathBytes {
+            throw Problem(
+                description:
+                    "\(origin): \(socketPath) is \(length) bytes long, more than a Unix socket path may be (\(Self.maxSocketPathBytes) bytes, sun_path); choose a shorter path")
+        }
     }
 
     /// Refuses an initial map size set above the maximum, naming both and where they were set; the default initial

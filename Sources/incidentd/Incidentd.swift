@@ -122,12 +122,16 @@ struct Incidentd: ParsableCommand {
                 settings.maxMapSizeOrigin = "--max-map-size"
             }
             try settings.checkMapSizes()
+            if let socket {
+                settings.socketPath = socket
+                settings.socketPathOrigin = "--socket"
+            }
+            try settings.checkSocketPath()
         } catch {
             FileHandle.standardError.write(Data("incidentd: \(error)\n".utf8))
             throw ExitCode(78)  // EX_CONFIG
         }
         if let dataDir { settings.dataDirectory = dataDir }
-        if let socket { settings.socketPath = socket }
         if let logLevel, let level = Logger.Level(rawValue: logLevel) { settings.logLevel = level }
         let level = settings.logLevel
         LoggingSystem.bootstrap { label in JournalLogHandler(label: label, level: level) }

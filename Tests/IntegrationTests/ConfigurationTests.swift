@@ -12,7 +12,10 @@ import Glibc
 struct ConfigurationTests {
     /// What a start of incidentd on `toml` came to: its exit status, or nil when it served instead (then it is
     /// stopped), and what it wrote on stderr.
-    static func start(_ toml: String, arguments: [String] = []) throws -> (status: Int32?, log: String) {
+    /// `socketArguments` replaces `--socket` and the path made for it (with nil, its default).
+    static func start(
+        _ toml: String, arguments: [String] = [], socketArguments: [String]? = nil
+    ) throws -> (status: Int32?, log: String) {
         let root = makeTemporaryDirectory("incidentd-config")
         defer { try? FileManager.default.removeItem(atPath: root) }
         let config = root + "/incidentd.toml"
@@ -26,9 +29,12 @@ struct ConfigurationTests {
         }
         let socket = root + "/incidentd.sock"
         let child = try ChildProcess(
-            Binaries.incidentd, ["--config", config, "--data-dir", root + "/data", "--socket", socket] + arguments,
+            Binaries.incidentd,
+            ["--config", config, "--data-dir", root + "/data"] + (socketArguments ?? ["--socket", socket]) + arguments,
             environment: ProcessInfo.processInfo.environment, stdin: null, stdout: log, stderr: log)
-        try waitFor("incidentd to exit or serve") { !child.isRunning || (try? RawClient(path: socket)) != nil }
+        try waitFor("incidentd to exit or serve") {
+            !child.isRunning || (try? RawClient(path: socket)) != nil || (readFile(logPath) ?? "").contains("notice serving")
+        }
         guard child.isRunning else { return (child.wait(), readFile(logPath) ?? "") }
         kill(child.pid, SIGTERM)
         child.wait()
@@ -84,5 +90,39 @@ struct ConfigurationTests {
         }
         #expect(!log.contains("\"root\""), "names that resolve are not mentioned: \(log)")
         #expect(daemon.stop() == 0)
+    }
+
+    @Test("an empty socket path, from --socket or daemon.socket, is refused naming the setting: Linux would bind an abstract socket, which has no file mode")
+    func emptySocketPath() throws {
+        let flag = try Self.start("", socketArguments: ["--socket", ""])
+        #expect(flag.status == 78, "\(flag.log)")
+        #expect(flag.log.contains("incidentd: --socket: the socket path is empty; Linux would make an abstract socket of it"), "\(flag.log)")
+
+        let file = try Self.start("[daemon]\nsocket = \"\"\n", socketArguments: [])
+        #expect(file.status == 78, "\(file.log)")
+        #expect(file.log.contains("incidentd.toml: daemon.socket: the socket path is empty"), "\(file.log)")
+    }
+
+    @Test("a socket path longer than sun_path holds (107 bytes) is refused naming the path, its length and the limit; one of 107 bytes serves")
+    func socketPathTooLong() throws {
+        let root = makeTemporaryDirectory("incidentd-long")
+        defer { try? FileManager.default.removeItem(atPath: root) }
+        let longest = root + "/" + String(repeating: "s", count: 107 - root.utf8.count - 1)
+        #expect(longest.utf8.count == 107)
+        let tooLong = longest + "x"
+
+        let flag = try Self.start("", socketArguments: ["--socket", tooLong])
+        #expect(flag.status == 78, "\(flag.log)")
+        #expect(
+            flag.log.contains(
+                "incidentd: --socket: \(tooLong) is 108 bytes long, more than a Unix socket path may be (107 bytes, sun_path)"),
+            "\(flag.log)")
+        let file = try Self.start("[daemon]\nsocket = \"\(tooLong)\"\n", socketArguments: [])
+        #expect(file.status == 78, "\(file.log)")
+        #expect(file.log.contains("incidentd.toml: daemon.socket: \(tooLong) is 108 bytes long"), "\(file.log)")
+
+        let served = try Self.start("", socketArguments: ["--socket", longest])
+        #expect(served.status == nil, "\(served.log)")
+        #expect(served.log.contains("socket=\(longest)"), "\(served.log)")
     }
 }

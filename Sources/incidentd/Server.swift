@@ -55,9 +55,7 @@ final class Server: Sendable {
         }
         let path = configuration.socketPath
         let directory = (path as NSString).deletingLastPathComponent
-        if !directory.isEmpty {
-            try? FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
-        }
+        if !directory.isEmpty { try Server.makeSocketDirectory(directory) }
         try Server.removeStaleSocket(at: path)
         let fd = try Server.bindSocket(at: path, mode: configuration.socketMode)
         let socketFile = SocketFile(boundAt: path)
@@ -73,6 +71,30 @@ final class Server: Sendable {
         // SwiftNIO listens on a socket it is given with its default backlog (128): the one configured above.
         listen(fd, Server.backlog)
         return (channel, socketFile)
+    }
+
+    /// Makes `directory`, and those above it that are missing, with mode 0755 whatever the umask: under umask 000
+    /// they would be writable by anyone, who could then put a socket of their own in place of the daemon's. A
+    /// directory that exists is left as it is.
+    static func makeSocketDirectory(_ directory: String) throws {
+        func refusal(_ code: Int32) -> DaemonConfiguration.Problem {
+            DaemonConfiguration.Problem(
+                description: "cannot create the socket's directory \(directory): \(String(cString: strerror(code)))")
+        }
+        var info = stat()
+        if stat(directory, &info) == 0 {
+            guard (info.st_mode & S_IFMT) == S_IFDIR else { throw refusal(ENOTDIR) }
+            return
+        }
+        guard errno == ENOENT else { throw refusal(errno) }
+        let parent = (directory as NSString).deletingLastPathComponent
+        if !parent.isEmpty && parent != directory { try makeSocketDirectory(parent) }
+        guard mkdir(directory, 0o755) == 0 else {
+            // One made meanwhile by another process is that process's to set.
+            if errno == EEXIST { return }
+            throw refusal(errno)
+        }
+        chmod(directory, 0o755)
     }
 
     /// Connections waiting to be accepted before the kernel refuses more.

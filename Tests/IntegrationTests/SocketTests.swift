@@ -92,4 +92,46 @@ struct SocketTests {
         #expect(second.wait() == 0)
         #expect(Self.identity(first.socketPath) == nil, "the second daemon removed its own socket")
     }
+
+    /// The permission bits of `path`, or nil.
+    static func mode(_ path: String) -> mode_t? {
+        var info = stat()
+        guard lstat(path, &info) == 0 else { return nil }
+        return info.st_mode & 0o7777
+    }
+
+    @Test("the socket's missing directories are made with mode 0755 under umask 000, and an existing one keeps its mode")
+    func socketDirectoriesUnderOpenUmask() throws {
+        let root = makeTemporaryDirectory("incidentd-socket-dir")
+        defer { try? FileManager.default.removeItem(atPath: root) }
+        #expect(chmod(root, 0o700) == 0)
+        let socket = root + "/run/sub/incidentd.sock"
+        let daemon = try Self.launch(
+            "/bin/sh", ["-c", "umask 000; exec \"$0\" \"$@\"", Binaries.incidentd, "--data-dir", root + "/data", "--socket", socket],
+            logPath: root + "/log")
+        defer {
+            if daemon.isRunning { kill(daemon.pid, SIGKILL) }
+            daemon.wait()
+        }
+        #expect(daemon.isRunning, "\(readFile(root + "/log") ?? "")")
+        #expect(Self.mode(root + "/run") == 0o755, "run/ is \(String(Self.mode(root + "/run") ?? 0, radix: 8))")
+        #expect(Self.mode(root + "/run/sub") == 0o755, "run/sub/ is \(String(Self.mode(root + "/run/sub") ?? 0, radix: 8))")
+        #expect(Self.mode(root) == 0o700, "the directory that was there is left as it was")
+        #expect(Self.mode(socket) == 0o660)
+        kill(daemon.pid, SIGTERM)
+        #expect(daemon.wait() == 0)
+    }
+
+    @Test("a socket directory that cannot be made is named, with why")
+    func socketDirectoryCannotBeMade() throws {
+        let root = makeTemporaryDirectory("incidentd-socket-dir")
+        defer { try? FileManager.default.removeItem(atPath: root) }
+        try "not a directory".write(toFile: root + "/file", atomically: true, encoding: .utf8)
+        let daemon = try Self.launch(
+            Binaries.incidentd, ["--data-dir", root + "/data", "--socket", root + "/file/sub/incidentd.sock"],
+            logPath: root + "/log")
+        let log = readFile(root + "/log") ?? ""
+        #expect(daemon.wait() == 1, "\(log)")
+        #expect(log.contains("cannot create the socket's directory \(root)/file/sub: Not a directory"), "\(log)")
+    }
 }

@@ -14,6 +14,14 @@ _Static_assert(sizeof(struct incidentd_ucred) == sizeof(struct ucred), "ucred la
 
 int incidentd_so_peercred(void) { return SO_PEERCRED; }
 
+int incidentd_so_peergroups(void) {
+#ifdef SO_PEERGROUPS
+    return SO_PEERGROUPS;
+#else
+    return -1;
+#endif
+}
+
 int incidentd_peer_credentials(int fd, struct incidentd_ucred *out) {
     struct ucred cred;
     socklen_t len = sizeof(cred);

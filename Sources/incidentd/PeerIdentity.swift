@@ -2,35 +2,105 @@ import CShims
 import Foundation
 import IncidentDomain
 import IncidentProtocol
+import NIOCore
 
-/// Who is on the other end of a connection, from the kernel (SO_PEERCRED), never from what the client says.
+/// Who is on the other end of a connection, from the kernel (SO_PEERCRED, SO_PEERGROUPS), never from what the
+/// client says.
 struct PeerIdentity: Sendable, Hashable {
     var uid: UInt32
     var gid: UInt32
     var pid: Int32
     var user: String
-    /// Every group the user belongs to: the peer's gid plus the supplementary groups from the group database.
+    /// The groups the peer process had when it connected: its gid and its supplementary groups. Only where the
+    /// kernel cannot say (no SO_PEERGROUPS), the supplementary groups are the user's in the group database.
     var groups: Set<UInt32>
 
     var recorder: Recorder { Recorder(uid: uid, user: user) }
 
-    /// Looks up the user name and groups of a peer.
-    static func resolve(uid: UInt32, gid: UInt32, pid: Int32) -> PeerIdentity {
+    /// Looks up the user name of a peer, and takes its groups: `supplementaryGroups` as the kernel gave them, or,
+    /// when nil, those of its user in the group database (getgrouplist).
+    static func resolve(uid: UInt32, gid: UInt32, pid: Int32, supplementaryGroups: [UInt32]?) -> PeerIdentity {
         var identity = PeerIdentity(uid: uid, gid: gid, pid: pid, user: "uid:\(uid)", groups: [gid])
+        identity.groups.formUnion(supplementaryGroups ?? [])
         var passwd = passwd()
         var buffer = [CChar](repeating: 0, count: 4096)
         var result: UnsafeMutablePointer<passwd>?
         if getpwuid_r(uid, &passwd, &buffer, buffer.count, &result) == 0, result != nil, let name = passwd.pw_name {
             identity.user = String(cString: name)
-            var count: Int32 = 64
-            var groups = [gid_t](repeating: 0, count: Int(count))
-            if getgrouplist(name, passwd.pw_gid, &groups, &count) == -1 && count > 64 {
-                groups = [gid_t](repeating: 0, count: Int(count))
-                _ = getgrouplist(name, passwd.pw_gid, &groups, &count)
+            if supplementaryGroups == nil {
+                var count: Int32 = 64
+                var groups = [gid_t](repeating: 0, count: Int(count))
+                if getgrouplist(name, passwd.pw_gid, &groups, &count) == -1 && count > 64 {
+                    groups = [gid_t](repeating: 0, count: Int(count))
+                    _ = getgrouplist(name, passwd.pw_gid, &groups, &count)
+                }
+                identity.groups.formUnion(groups.prefix(Int(max(0, count))))
             }
-            identity.groups.formUnion(groups.prefix(Int(max(0, count))))
         }
         return identity
+    }
+}
+
+/// The supplementary groups of a connection's peer as of its connect(), from SO_PEERGROUPS.
+///
+/// SwiftNIO gives no descriptor, only `getsockopt` into a buffer the size of a type, and keeps the length the
+/// kernel returns to itself; so the buffer grows by type (``Twice``), and the count is worked out: a buffer of no
+/// room succeeds only when the peer has no supplementary group (ERANGE otherwise), and the kernel keeps a process's
+/// groups sorted (it searches them by bisection), so in a buffer larger than needed, zeros past the first entry are
+/// room left over, and a gid 0 of the peer's can only be the first entry.
+enum PeerGroups {
+    /// The buffer's size in gids at the first read: most users have fewer groups.
+    static let initialRoom = 64
+    /// The kernel's limit on a process's groups (NGROUPS_MAX).
+    static let maximumRoom = 65_536
+
+    /// Room for gids in a `getsockopt` buffer, twice that of `Half`.
+    struct Twice<Half: Sendable>: Sendable {
+        var first: Half
+        var second: Half
+    }
+
+    /// A `getsockopt` buffer of no room.
+    struct NoRoom: Sendable {}
+
+    /// The peer's supplementary gids, or nil when the kernel has no SO_PEERGROUPS (ENOPROTOOPT).
+    static func read(_ provider: any SocketOptionProvider, on eventLoop: any EventLoop) -> EventLoopFuture<[UInt32]?> {
+        let option = incidentd_so_peergroups()
+        guard option >= 0 else { return eventLoop.makeSucceededFuture(nil) }
+        let name = NIOBSDSocket.Option(rawValue: option)
+        let none: EventLoopFuture<NoRoom> = provider.unsafeGetSocketOption(level: .socket, name: name)
+        return none.map { _ -> [UInt32]? in [] }.flatMapError { error in
+            switch (error as? IOError)?.errnoCode {
+            case ERANGE:
+                // 64 gids: 2⁶ times one.
+                typealias Initial = Twice<Twice<Twice<Twice<Twice<Twice<UInt32>>>>>>
+                return read(Initial.self, provider, name, on: eventLoop).map { $0 }
+            case ENOPROTOOPT:
+                return eventLoop.makeSucceededFuture(nil)
+            default:
+                return eventLoop.makeFailedFuture(error)
+            }
+        }
+    }
+
+    /// The peer's gids, known to be at least one, read into a `Buffer`, or a buffer twice its size while the kernel
+    /// says it is too small (ERANGE).
+    private static func read<Buffer: Sendable>(
+        _: Buffer.Type, _ provider: any SocketOptionProvider, _ name: NIOBSDSocket.Option, on eventLoop: any EventLoop
+    ) -> EventLoopFuture<[UInt32]> {
+        let future: EventLoopFuture<Buffer> = provider.unsafeGetSocketOption(level: .socket, name: name)
+        return future.map { buffer in
+            withUnsafeBytes(of: buffer) { bytes in
+                let room = bytes.count / MemoryLayout<UInt32>.size
+                let gids = (0..<room).map { bytes.load(fromByteOffset: $0 * MemoryLayout<UInt32>.size, as: UInt32.self) }
+                return [gids[0]] + gids.dropFirst().filter { $0 != 0 }
+            }
+        }.flatMapError { error in
+            if (error as? IOError)?.errnoCode == ERANGE && MemoryLayout<Buffer>.size < maximumRoom * MemoryLayout<UInt32>.size {
+                return read(Twice<Buffer>.self, provider, name, on: eventLoop)
+            }
+            return eventLoop.makeFailedFuture(error)
+        }
     }
 }
 

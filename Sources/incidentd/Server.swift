@@ -203,8 +203,9 @@ final class Server: Sendable {
         }
         let credentials: EventLoopFuture<incidentd_ucred> = provider.unsafeGetSocketOption(
             level: .socket, name: .init(rawValue: incidentd_so_peercred()))
-        return credentials.flatMap { cred in
-            let peer = PeerIdentity.resolve(uid: cred.uid, gid: cred.gid, pid: cred.pid)
+        let groups = PeerGroups.read(provider, on: channel.eventLoop)
+        return credentials.and(groups).flatMap { cred, groups in
+            let peer = PeerIdentity.resolve(uid: cred.uid, gid: cred.gid, pid: cred.pid, supplementaryGroups: groups)
             let role = executor.access.role(of: peer)
             return channel.eventLoop.makeCompletedFuture {
                 try channel.pipeline.syncOperations.addHandler(

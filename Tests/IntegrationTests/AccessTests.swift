@@ -50,6 +50,16 @@ final class ThrowawayUser {
     }
 }
 
+extension ThrowawayUser {
+    /// Runs `incidentctl` as this user through `setpriv`, with the supplementary groups `groups` sets
+    /// (`--groups=GID,...`, `--clear-groups` or `--init-groups`), whatever the group database says.
+    func ctl(_ arguments: [String], socket: String, groups: String) throws -> CommandResult {
+        try runCommand(
+            "/usr/bin/setpriv",
+            ["--reuid=\(uid)", "--regid=\(gid)", groups, Binaries.incidentctl] + arguments + ["--socket", socket])
+    }
+}
+
 /// A system group made for one test with `groupadd`, removed with `groupdel` when released.
 final class ThrowawayGroup {
     let name: String
@@ -175,5 +185,43 @@ struct AccessTests {
         #expect(claimed.status == 1)
         #expect(claimed.stderr.contains("invalid_event") && claimed.stderr.contains("recordedBy"), "\(claimed.stderr)")
         #expect(try daemon.client().headPosition() == 1)
+    }
+
+    @Test(
+        "a role held through a group is the peer process's as it connected (SO_PEERGROUPS): given the group by setpriv --groups, it has the role the group database does not give it; having dropped its groups (--clear-groups), it no longer has the role the database gives it",
+        .enabled(
+            if: ThrowawayUser.canCreate && FileManager.default.isExecutableFile(atPath: "/usr/bin/setpriv"),
+            "needs root, useradd and setpriv"))
+    func rolesFromTheProcessGroups() throws {
+        let readers = try ThrowawayGroup()
+        let user = try ThrowawayUser()
+        let rootGroup = try #require(getgrgid(0).flatMap { $0.pointee.gr_name.map { String(cString: $0) } })
+        let daemon = try Daemon.configured(
+            "[access.readers]\ngroups = [\"\(readers.name)\"]\n[access.admins]\ngroups = [\"\(rootGroup)\"]\n")
+        try Self.admit(user, to: daemon)
+
+        // Not a member in /etc/group: the process that holds the group anyway is a reader, and no more.
+        let given = try user.ctl(["status", "--format", "json"], socket: daemon.socketPath, groups: "--groups=\(readers.gid)")
+        #expect(given.status == 0, "\(given.stderr)")
+        let notAdmin = try user.ctl(["verify"], socket: daemon.socketPath, groups: "--groups=\(readers.gid)")
+        #expect(notAdmin.status == 1 && notAdmin.stderr.contains("permission_denied"), "\(notAdmin.stderr)")
+        let without = try user.ctl(["status"], socket: daemon.socketPath, groups: "--clear-groups")
+        #expect(without.status == 1 && without.stderr.contains("permission_denied"), "\(without.stderr)")
+        // Gid 0 counts when the process has it; among more groups than the first read has room for, so does the
+        // role's group.
+        let admin = try user.ctl(["verify"], socket: daemon.socketPath, groups: "--groups=0")
+        #expect(admin.status == 0, "\(admin.stderr)")
+        let many = (0..<100).map { "\(60_000 + $0)" }.joined(separator: ",") + ",\(readers.gid)"
+        let amongMany = try user.ctl(["status", "--format", "json"], socket: daemon.socketPath, groups: "--groups=\(many)")
+        #expect(amongMany.status == 0, "\(amongMany.stderr)")
+
+        // A member in /etc/group: its login's processes are readers, one that dropped its groups is not.
+        try readers.add(user)
+        let member = try user.ctl(["status", "--format", "json"], socket: daemon.socketPath, groups: "--init-groups")
+        #expect(member.status == 0, "\(member.stderr)")
+        let dropped = try user.ctl(["status"], socket: daemon.socketPath, groups: "--clear-groups")
+        #expect(dropped.status == 1, "\(dropped.stderr)")
+        #expect(dropped.stderr.contains("permission_denied"), "\(dropped.stderr)")
+        #expect(daemon.stop() == 0)
     }
 }

@@ -12,6 +12,9 @@ struct incidentd_ucred {
 /// SO_PEERCRED, for `getsockopt` on a Unix-domain socket.
 int incidentd_so_peercred(void);
 
+/// SO_PEERGROUPS (Linux 4.13), for `getsockopt` on a Unix-domain socket; -1 where the headers lack it.
+int incidentd_so_peergroups(void);
+
 /// Reads the peer's credentials of a connected Unix-domain socket. Returns 0, or -1 with errno set.
 int incidentd_peer_credentials(int fd, struct incidentd_ucred *out);
 

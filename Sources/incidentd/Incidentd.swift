@@ -26,7 +26,8 @@ struct Incidentd: ParsableCommand {
               INCIDENTD_SOCKET=./run/incidentd.sock incidentctl status
 
             Under systemd it supports Type=notify (READY=1, STOPPING=1, WATCHDOG=1) and socket activation \
-            (LISTEN_FDS). SIGTERM or SIGINT stop it after every queued append is written and answered.
+            (LISTEN_FDS). SIGTERM or SIGINT stop it after every queued append is written and answered; it reads its \
+            settings only as it starts, and SIGHUP changes nothing (restart it instead).
 
             A log with a damaged page (verify names it) can be made again from the events the hash chain proves, \
             without losing those appended since the last backup:
@@ -112,8 +113,9 @@ struct Incidentd: ParsableCommand {
 
     func run() throws {
         // Before any other thread exists, so that every thread inherits the mask: SIGTERM and SIGINT stay pending
-        // until the stop thread takes them, never lost and never fatal, however early they come.
-        let stopSignals = Self.blockStopSignals()
+        // until the signal thread takes them, never lost and never fatal, however early they come; so do SIGHUP,
+        // SIGUSR1 and SIGUSR2, which would otherwise end the daemon without draining.
+        let stopSignals = Self.blockHandledSignals()
         var settings = DaemonConfiguration()
         do {
             if let config { try settings.load(file: config) }
@@ -220,7 +222,7 @@ struct Incidentd: ParsableCommand {
             ])
         _ = incidentd_sd_notify("READY=1\nSTATUS=serving at position \(status.position)")
 
-        Self.awaitStopSignal(stopSignals, then: stop)
+        Self.awaitStopSignal(stopSignals, logger: logger, then: stop)
         let watchdog = Self.startWatchdog(committer: committer, logger: logger)
         let trimmer = Self.startMapTrimmer(log, committer: committer) { executor.activity.load(ordering: .relaxed) }
         let readerCheck = Self.startReaderCheck(log, logger: logger)
@@ -251,26 +253,35 @@ struct Incidentd: ParsableCommand {
         if storageTrouble.isBroken { throw ExitCode(StorageTroubleLog.exitStatus) }
     }
 
-    /// Blocks SIGTERM and SIGINT in the calling thread (and so in every thread it starts) and returns them.
-    /// A signal handler installed later would leave a window in which either signal kills the daemon without
-    /// draining (the default action) or is lost (a `SIG_IGN` before a dispatch source is registered): seen with
-    /// a SIGTERM right after the socket accepted its first connection.
-    static func blockStopSignals() -> sigset_t {
+    /// Blocks SIGTERM and SIGINT, and SIGHUP, SIGUSR1 and SIGUSR2, in the calling thread (and so in every thread
+    /// it starts) and returns them. A signal handler installed later would leave a window in which a signal kills
+    /// the daemon without draining (the default action) or is lost (a `SIG_IGN` before a dispatch source is
+    /// registered): seen with a SIGTERM right after the socket accepted its first connection.
+    static func blockHandledSignals() -> sigset_t {
         var set = sigset_t()
         sigemptyset(&set)
-        sigaddset(&set, SIGTERM)
-        sigaddset(&set, SIGINT)
+        for signal in [SIGTERM, SIGINT, SIGHUP, SIGUSR1, SIGUSR2] { sigaddset(&set, signal) }
         pthread_sigmask(SIG_BLOCK, &set, nil)
         return set
     }
 
-    /// Starts the thread that takes the first SIGTERM or SIGINT (pending or to come) with `sigwait` and signals
-    /// `stop`.
-    static func awaitStopSignal(_ signals: sigset_t, then stop: DispatchSemaphore) {
+    /// Starts the thread that takes the blocked signals (pending or to come) with `sigwait`: the first SIGTERM or
+    /// SIGINT signals `stop`. SIGHUP, which operators send for a reload, is answered in the log: incidentd reads its
+    /// configuration only as it starts. SIGUSR1 and SIGUSR2 mean nothing to it, and are logged as ignored.
+    static func awaitStopSignal(_ signals: sigset_t, logger: Logger, then stop: DispatchSemaphore) {
         let thread = Thread {
             var set = signals
             var received: Int32 = 0
-            while sigwait(&set, &received) != 0 || (received != SIGTERM && received != SIGINT) {}
+            while true {
+                guard sigwait(&set, &received) == 0 else { continue }
+                if received == SIGTERM || received == SIGINT { break }
+                if received == SIGHUP {
+                    logger.notice(
+                        "SIGHUP: incidentd does not reload its configuration on SIGHUP; restart it (systemctl restart incidentd) for changes to take effect")
+                } else {
+                    logger.notice("\(received == SIGUSR1 ? "SIGUSR1" : "SIGUSR2") ignored: it means nothing to incidentd")
+                }
+            }
             stop.signal()
         }
         thread.name = "incidentd-signals"

@@ -277,7 +277,7 @@ final class ConnectionHandler: ChannelDuplexHandler {
                 answer = RequestExecutor.failure(id: request.id, error)
             }
         } else {
-            answer = Response.failure(id: request.id, RequestExecutor.permissionDenied(peer, .subscribe))
+            answer = Response.failure(id: request.id, executor.refusal(of: .subscribe, to: peer, holding: role))
         }
         complete(sequence, answer, context: context)
     }

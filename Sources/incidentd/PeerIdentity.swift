@@ -3,10 +3,11 @@ import Foundation
 import IncidentDomain
 import IncidentProtocol
 import NIOCore
+import Synchronization
 
 /// Who is on the other end of a connection, from the kernel (SO_PEERCRED, SO_PEERGROUPS), never from what the
 /// client says.
-struct PeerIdentity: Sendable, Hashable {
+struct PeerIdentity: Sendable {
     var uid: UInt32
     var gid: UInt32
     var pid: Int32
@@ -14,6 +15,8 @@ struct PeerIdentity: Sendable, Hashable {
     /// The groups the peer process had when it connected: its gid and its supplementary groups. Only where the
     /// kernel cannot say (no SO_PEERGROUPS), the supplementary groups are the user's in the group database.
     var groups: Set<UInt32>
+    /// The refusals of this connection's requests that were logged: the first only.
+    let refusals = RefusalLog()
 
     var recorder: Recorder { Recorder(uid: uid, user: user) }
 
@@ -38,6 +41,17 @@ struct PeerIdentity: Sendable, Hashable {
             }
         }
         return identity
+    }
+}
+
+/// Whether a connection has had a refusal logged: one line per connection, however many of its requests are
+/// refused, so that a client that sends thousands shows in the log without flooding it.
+final class RefusalLog: Sendable {
+    private let logged = Atomic<Bool>(false)
+
+    /// True the first time only.
+    func isFirst() -> Bool {
+        !logged.exchange(true, ordering: .relaxed)
     }
 }
 

@@ -72,7 +72,7 @@ final class RequestExecutor: Sendable {
     ) -> Reply {
         let id = request.id
         guard let role, role >= request.operation.requiredRole else {
-            return .now(Response.failure(id: id, Self.permissionDenied(peer, request.operation)))
+            return .now(Response.failure(id: id, refusal(of: request.operation, to: peer, holding: role)))
         }
         do {
             switch request.operation {
@@ -96,9 +96,17 @@ final class RequestExecutor: Sendable {
         }
     }
 
-    /// The refusal of `operation` to a peer without the role it needs.
-    static func permissionDenied(_ peer: PeerIdentity, _ operation: Operation) -> ProtocolError {
-        ProtocolError(
+    /// The refusal of `operation` to a peer without the role it needs; the first of a connection is logged, so that
+    /// an operator sees who knocks.
+    func refusal(of operation: Operation, to peer: PeerIdentity, holding role: Role?) -> ProtocolError {
+        if peer.refusals.isFirst() {
+            logger.warning(
+                "permission denied: \(peer.user) (uid \(peer.uid)) may not \(operation.rawValue), which needs the \(operation.requiredRole) role; it holds \(role.map { "the \($0) role" } ?? "none"). Further refusals on this connection are not logged",
+                metadata: [
+                    "uid": "\(peer.uid)", "user": "\(peer.user)", "pid": "\(peer.pid)", "op": "\(operation.rawValue)",
+                ])
+        }
+        return ProtocolError(
             .permissionDenied,
             "\(peer.user) (uid \(peer.uid)) may not \(operation.rawValue): it needs the \(operation.requiredRole) role "
                 + "in incidentd.toml [access]")

@@ -224,4 +224,38 @@ struct AccessTests {
         #expect(dropped.stderr.contains("permission_denied"), "\(dropped.stderr)")
         #expect(daemon.stop() == 0)
     }
+
+    @Test(
+        "a refusal is logged once per connection, at warning, with the peer's uid, user name and the operation refused, however many of its requests are refused",
+        .enabled(
+            if: ThrowawayUser.canCreate && FileManager.default.isExecutableFile(atPath: "/usr/bin/perl"),
+            "needs root, useradd, setpriv and perl (perl-base) for a client of several requests as another user"))
+    func refusalsAreLogged() throws {
+        let user = try ThrowawayUser()
+        let daemon = try Daemon()
+        try Self.admit(user, to: daemon)
+        // One connection, three requests, each refused.
+        let script = """
+            use IO::Socket::UNIX;
+            my $s = IO::Socket::UNIX->new(Type => SOCK_STREAM(), Peer => $ARGV[0]) or die "connect: $!";
+            print $s qq({"id":1,"op":"status"}\\n{"id":2,"op":"cities"}\\n{"id":3,"op":"subscribe"}\\n);
+            for (1..3) { my $line = <$s>; print $line; }
+            """
+        let client = try runCommand(
+            "/usr/bin/setpriv",
+            ["--reuid=\(user.uid)", "--regid=\(user.gid)", "--clear-groups", "/usr/bin/perl", "-e", script, daemon.socketPath])
+        #expect(client.status == 0, "\(client.stderr)")
+        #expect(client.stdout.components(separatedBy: "permission_denied").count == 4, "\(client.stdout)")
+        let line = "warning permission denied: \(user.name) (uid \(user.uid)) may not status, which needs the reader role; it holds none."
+        try waitFor("the refusal in the daemon's log") { daemon.log.contains(line) }
+        #expect(daemon.log.contains("op=status"), "\(daemon.log)")
+        #expect(daemon.log.contains("uid=\(user.uid)") && daemon.log.contains("user=\(user.name)"), "\(daemon.log)")
+
+        // Another connection is another line.
+        let again = try user.ctl(["cities"], socket: daemon.socketPath)
+        #expect(again.status == 1, "\(again.stderr)")
+        try waitFor("the second connection's refusal") { daemon.log.contains("may not cities") }
+        #expect(daemon.log.components(separatedBy: "permission denied:").count == 3, "\(daemon.log)")
+        #expect(daemon.stop() == 0)
+    }
 }

@@ -47,6 +47,10 @@ struct DaemonConfiguration: Sendable {
     }
 
     mutating func load(file path: String) throws {
+        var isDirectory: ObjCBool = false
+        if FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory), isDirectory.boolValue {
+            throw Problem(description: "\(path): is a directory; --config takes the settings file (TOML) itself")
+        }
         let text: String
         do {
             text = try String(contentsOfFile: path, encoding: .utf8)

@@ -125,4 +125,16 @@ struct ConfigurationTests {
         #expect(served.status == nil, "\(served.log)")
         #expect(served.log.contains("socket=\(longest)"), "\(served.log)")
     }
+
+    @Test("--config naming a directory is refused saying so")
+    func configIsADirectory() throws {
+        let root = makeTemporaryDirectory("incidentd-config")
+        defer { try? FileManager.default.removeItem(atPath: root) }
+        let refused = try runCommand(
+            Binaries.incidentd, ["--config", root, "--data-dir", root + "/data", "--socket", root + "/incidentd.sock"])
+        #expect(refused.status == 78, "\(refused.stderr)")
+        #expect(
+            refused.stderr.contains("incidentd: \(root): is a directory; --config takes the settings file (TOML) itself"),
+            "\(refused.stderr)")
+    }
 }

@@ -215,17 +215,26 @@ struct ArticleStoryTests {
         return expected
     }
 
-    @Test("a retracted incident leaves its city's totals, sums and open incidents, counted only by its status and verification; an outcome that reinstates it counts it again; replay agrees")
-    func retraction() throws {
-        let daemon = try Self.daemonWithArticle()
-        let wrong = "wrong-city-2022-03-13"
-        for arguments in [
-            ["report", "--city", "Melitopol", "--kind", "demonstration", "--occurred", "2022-03-13", "--participants", "800", "--incident", wrong],
-            ["observe", wrong, "--response", "live-fire", "--by", "Russian armed forces", "--killed", "3"],
-        ] {
+    static let wrong = "wrong-city-2022-03-13"
+    /// The commands that report the wrong city's incident and the response that killed three.
+    static let wrongReport = [
+        ["report", "--city", "Melitopol", "--kind", "demonstration", "--occurred", "2022-03-13", "--participants", "800", "--incident", wrong],
+        ["observe", wrong, "--response", "live-fire", "--by", "Russian armed forces", "--killed", "3"],
+    ]
+
+    /// Runs each of `commands` with incidentctl, each of which must succeed.
+    static func run(_ daemon: Daemon, _ commands: [[String]]) throws {
+        for arguments in commands {
             let run = try daemon.ctl(arguments)
             #expect(run.status == 0, "\(arguments): \(run.stderr)")
         }
+    }
+
+    @Test("a retracted incident leaves its city's totals, sums and open incidents, counted only by its status and verification; an outcome that reinstates it counts it again; replay agrees")
+    func retraction() throws {
+        let daemon = try Self.daemonWithArticle()
+        let wrong = Self.wrong
+        try Self.run(daemon, Self.wrongReport)
         Self.expectFields(
             try daemon.ctl(["city", "--format", "json", "Melitopol"]).json, try Self.melitopolWithWrongReport(lastPosition: 10),
             "melitopol with the wrong report")
@@ -258,15 +267,7 @@ struct ArticleStoryTests {
     @Test("projections an incidentd before version 4 built, which counted retracted incidents in the sums and not the incidents with a participant count, are rebuilt at the next start")
     func retractionRebuild() throws {
         let daemon = try Self.daemonWithArticle()
-        let wrong = "wrong-city-2022-03-13"
-        for arguments in [
-            ["report", "--city", "Melitopol", "--kind", "demonstration", "--occurred", "2022-03-13", "--participants", "800", "--incident", wrong],
-            ["observe", wrong, "--response", "live-fire", "--by", "Russian armed forces", "--killed", "3"],
-            ["outcome", wrong, "--status", "retracted", "--verification", "debunked"],
-        ] {
-            let run = try daemon.ctl(arguments)
-            #expect(run.status == 0, "\(arguments): \(run.stderr)")
-        }
+        try Self.run(daemon, Self.wrongReport + [["outcome", Self.wrong, "--status", "retracted", "--verification", "debunked"]])
         #expect(daemon.stop() == 0)
         // What version 3 stored: the retracted incident in every sum, and the mark of version 3.
         var old = try Self.melitopolWithWrongReport(lastPosition: 11)

@@ -23,9 +23,11 @@ public struct Admission: Sendable {
         self.memo = memo
     }
 
-    /// Decides the envelope of `event` against `store`, or refuses it with the rule it breaks.
+    /// Decides the envelope of `event` against `store`, or refuses it with the rule it breaks. `reserved` holds the
+    /// incident ids that reports later in the same request give by hand, which an id generated here must not take.
     public func admit(
-        _ event: ProposedEvent, allowNewCity: Bool, recordedAt: Timestamp, store: inout some ProjectionStore
+        _ event: ProposedEvent, allowNewCity: Bool, recordedAt: Timestamp, reserved: Set<String> = [],
+        store: inout some ProjectionStore
     ) throws -> AdmittedEvent {
         switch event.data {
         case .reported(var report):
@@ -40,7 +42,7 @@ public struct Admission: Sendable {
                 }
                 incident = requested
             } else {
-                incident = try freshIncidentId(cityId: cityId, event: event, kind: report.kind, store: &store)
+                incident = try freshIncidentId(cityId: cityId, event: event, kind: report.kind, reserved: reserved, store: &store)
             }
             if let expected = event.expectedVersion, expected != 0 {
                 throw wrongVersion(incident: incident, expected: expected, actual: 0)
@@ -116,11 +118,12 @@ public struct Admission: Sendable {
     }
 
     private func freshIncidentId(
-        cityId: String, event: ProposedEvent, kind: IncidentKind, store: inout some ProjectionStore
+        cityId: String, event: ProposedEvent, kind: IncidentKind, reserved: Set<String>, store: inout some ProjectionStore
     ) throws -> String {
         let date = String((event.occurredAt ?? "").prefix(10))
         let base = String("\(cityId.prefix(80))-\(date)-\(kind.rawValue)".prefix(120))
-        func isFree(_ n: Int) throws -> Bool { try store.incident(n == 1 ? base : "\(base)-\(n)") == nil }
+        func isFree(_ id: String) throws -> Bool { try !reserved.contains(id) && store.incident(id) == nil }
+        func isFree(_ n: Int) throws -> Bool { try isFree(n == 1 ? base : "\(base)-\(n)") }
         if try isFree(1) { return base }
         if try isFree(2) { return "\(base)-2" }
         // The suffixes are taken in turn, so the first free one is found by bisection, between a taken one (`low`)
@@ -141,7 +144,7 @@ public struct Admission: Sendable {
         for _ in 0..<64 {
             let digits = String(generator.next() as UInt32, radix: 16)
             let candidate = "\(base)-\(String(repeating: "0", count: 8 - digits.count))\(digits)"
-            if try store.incident(candidate) == nil { return candidate }
+            if try isFree(candidate) { return candidate }
         }
         throw IncidentError.invalid(
             "incident", "no free id was found for a report of \(cityId) on \(date) of kind \(kind.rawValue); give one")

@@ -180,6 +180,11 @@ extension EventLog {
                     var alreadyStored: [Int] = []
                     recordedByBytes.removeAll(keepingCapacity: true)
                     request.recordedBy.writeCanonical(into: &recordedByBytes)
+                    // The ids the request's reports give by hand, which an id generated for one of its reports before
+                    // them must not take.
+                    let reserved: Set<String> =
+                        request.events.count > 1 && request.events.contains { $0.type == .incidentReported && $0.incident == nil }
+                        ? Set(request.events.lazy.filter { $0.type == .incidentReported }.compactMap(\.incident)) : []
                     do {
                         for (index, proposal) in request.events.enumerated() {
                             do {
@@ -213,7 +218,8 @@ extension EventLog {
                                     continue
                                 }
                                 let admitted = try admission.admit(
-                                    proposal, allowNewCity: request.allowNewCity, recordedAt: recordedAt, store: &store)
+                                    proposal, allowNewCity: request.allowNewCity, recordedAt: recordedAt, reserved: reserved,
+                                    store: &store)
                                 let eventId = proposal.eventId ?? EventID.random()
                                 // The stored value is the hash followed by the canonical bytes it covers.
                                 var value = [UInt8](repeating: 0, count: 32)

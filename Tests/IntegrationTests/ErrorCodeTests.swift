@@ -101,6 +101,20 @@ struct ErrorCodeTests {
         #expect(verify["intact"] == true && verify["derived"]?["intact"] == true, "\(verify)")
     }
 
+    @Test("an id generated for a report never takes one that a later report of the same request gives by hand")
+    func generatedIdsLeaveThoseGivenLater() throws {
+        let daemon = try Daemon()
+        let client = try daemon.client()
+        let base = "kupiansk-2022-05-05-strike"
+        let generated = Wire.report(city: "Kupiansk", kind: "strike", occurredAt: "2022-05-05")
+        let given = Wire.report(incident: "\(base)-2", city: "Kupiansk", kind: "strike", occurredAt: "2022-05-05")
+        let answer = try client.appendEvents([generated, generated, given])
+        #expect(answer["incidents"] == [.string(base), .string("\(base)-3"), .string("\(base)-2")], "\(answer)")
+        // Past the ones in turn too.
+        let later = try client.appendEvents([generated, Wire.report(incident: "\(base)-4", city: "Kupiansk", kind: "strike", occurredAt: "2022-05-05")])
+        #expect(later["incidents"] == [.string("\(base)-5"), .string("\(base)-4")], "\(later)")
+    }
+
     @Test("wrong_expected_version names the actual version; equal versions pass")
     func wrongExpectedVersion() throws {
         let daemon = try Daemon()

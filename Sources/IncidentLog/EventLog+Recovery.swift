@@ -16,8 +16,8 @@ public struct RecoveryReport: Sendable, Hashable {
     public var headHash: String
     /// The incidents those events report.
     public var incidents: Int
-    /// Event-id entries copied from the damaged log (where its `event-ids` pages are sound and the entry names its
-    /// event).
+    /// Event-id entries copied from the damaged log (when every page of its `event-ids` is sound, and the entry
+    /// names its event).
     public var eventIdsCopied: UInt64
     /// Event-id entries made again from the events (``ProposedEvent/init(writingOut:)``), for the others.
     public var eventIdsRemade: UInt64
@@ -53,7 +53,7 @@ extension EventLog {
     /// names (``SalvagedChain``). A stale copy, an event of a commit that failed, or one of another log cannot be
     /// taken, and damage to the pages that lead to the events does not matter. The events are then copied in
     /// order, each checked again against the chain, the incident streams are made from them, the event-id index
-    /// is copied where its pages are sound and each entry names its event (and made again otherwise), and the
+    /// is copied when all its pages are sound and each entry names its event (and made again otherwise), and the
     /// projections are rebuilt. The new log is verified, and must end at the head, before its `data.mdb` is linked
     /// into `options.directory`, which holds the daemon's lock (`incidentd.lock`) meanwhile.
     ///
@@ -74,11 +74,11 @@ extension EventLog {
                 throw LogError(.notALog, "cannot read the backup in \(backup): \(String(cString: strerror(errno))) (\(backup)/data.mdb)")
             }
         }
-        var created = false
-        if mkdir(destination, 0o700) == 0 {
-            created = true
-        } else if errno != EEXIST {
-            throw LogError(.invalidDestination, "cannot create \(destination): \(String(cString: strerror(errno)))")
+        let created: Bool
+        do {
+            created = try makeDataDirectory(destination)
+        } catch let error as LogError {
+            throw LogError(.invalidDestination, error.message)
         }
         let destinationLock: Int32
         do {

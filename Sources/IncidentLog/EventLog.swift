@@ -77,9 +77,7 @@ public final class EventLog: Sendable {
         if options.readOnly {
             lockDescriptor = -1
         } else {
-            if mkdir(options.directory, 0o700) != 0 && errno != EEXIST {
-                throw LogError(.io, "cannot create data directory \(options.directory): \(String(cString: strerror(errno)))")
-            }
+            _ = try EventLog.makeDataDirectory(options.directory)
             lockDescriptor = try EventLog.lock(directory: options.directory)
         }
         var envOptions = EnvironmentOptions()
@@ -290,6 +288,27 @@ public final class EventLog: Sendable {
                 .damagedPage,
                 "\(damage), found before \(work), which would read it through LMDB; the log cannot be opened. \(EventLog.damageAdvice(database: damage.database?.name))")
         }
+    }
+
+    /// Makes the data directory `path` (mode 0700) and the directories above it that are missing (0755 less the
+    /// umask, as `mkdir -p`); true when it made `path`, false when it was there.
+    static func makeDataDirectory(_ path: String) throws -> Bool {
+        // 0, or the errno of the mkdir that failed.
+        func make(_ path: String, mode: mode_t) -> Int32 {
+            if mkdir(path, mode) == 0 { return 0 }
+            let parent = EventLog.parent(of: path)
+            guard errno == ENOENT, parent != path else { return errno }
+            let made = make(parent, mode: 0o755)
+            guard made == 0 || made == EEXIST else { return made }
+            return mkdir(path, mode) == 0 ? 0 : errno
+        }
+        var trimmed = path
+        while trimmed.count > 1 && trimmed.hasSuffix("/") { trimmed.removeLast() }
+        let code = make(trimmed, mode: 0o700)
+        guard code == 0 || code == EEXIST else {
+            throw LogError(.io, "cannot create data directory \(path): \(String(cString: strerror(code)))")
+        }
+        return code == 0
     }
 
     /// A reader cannot upgrade a log; it names the format it found and what to do instead of failing later on a

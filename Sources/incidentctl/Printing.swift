@@ -170,7 +170,9 @@ enum Printer {
     private static func participants(_ c: JSONValue) -> String {
         let sums = range(c["participants"])
         guard let counted = c["participants"]?["counted"]?.intValue, let total = c["incidents"]?["total"]?.intValue else { return sums }
-        if counted == 0 { return total == 0 ? sums : total == 1 ? "no count (its incident gives none)" : "no count (none of its \(total) incidents gives one)" }
+        if counted == 0 {
+            return total == 0 ? "no count (no incidents counted)" : total == 1 ? "no count (its incident gives none)" : "no count (none of its \(total) incidents gives one)"
+        }
         if counted == total { return "\(sums), from \(total == 1 ? "its incident" : "all \(total) incidents")" }
         return "\(sums), from \(counted) of \(total) incidents (\(total - counted == 1 ? "the other gives" : "the others give") no count)"
     }

@@ -262,6 +262,14 @@ struct ArticleStoryTests {
         let before = try daemon.ctl(["replay", "--format", "json", "--until-position", "12"]).json?.arrayValue
         let melitopol = before?.first { $0["cityId"] == "melitopol" }
         Self.expectFields(melitopol, reinstated, "replay up to the reinstatement")
+
+        // A city whose only incident is retracted counts none, and gives no participant count, rather than 0.
+        try Self.run(daemon, [
+            ["report", "--city", "Enerhodar", "--allow-new-city", "--kind", "strike", "--occurred", "2022-04-02", "--participants", "40", "--incident", "enerhodar-strike"],
+            ["outcome", "enerhodar-strike", "--status", "retracted"],
+        ])
+        let onlyRetracted = try daemon.ctl(["city", "--format", "table", "Enerhodar"]).stdout
+        #expect(onlyRetracted.contains("participants:   no count (no incidents counted)\n"), "\(onlyRetracted)")
     }
 
     @Test("projections an incidentd before version 4 built, which counted retracted incidents in the sums and not the incidents with a participant count, are rebuilt at the next start")

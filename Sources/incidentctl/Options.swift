@@ -145,6 +145,12 @@ struct AppendControlOptions: ParsableArguments {
         help: ArgumentHelp("Refuse unless the incident is at this version (optimistic concurrency).", valueName: "n"))
     var expectedVersion: Int?
 
+    func validate() throws {
+        if let eventId, EventID.normalize(eventId) == nil {
+            throw ValidationError("--event-id: '\(eventId)' is not a UUID (such as \(EventID.random()))")
+        }
+    }
+
     func apply(to event: inout [String: JSONValue]) {
         if let eventId { event["eventId"] = .string(eventId) }
         if let expectedVersion { event["expectedVersion"] = .int(Int64(expectedVersion)) }

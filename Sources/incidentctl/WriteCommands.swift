@@ -26,6 +26,13 @@ private func appendOne(_ event: [String: JSONValue], allowNewCity: Bool, connect
     }
 }
 
+/// Refuses, as bad usage, an incident id the daemon would refuse: `[a-z0-9][a-z0-9-]{0,127}`.
+func checkIncidentId(_ id: String, option: String) throws {
+    guard !IncidentID.isValid(id) else { return }
+    throw ValidationError(
+        "\(option): '\(id.prefix(140))' is not an incident id: lowercase letters, digits and '-', starting with a letter or digit, at most 128")
+}
+
 /// What to do about an event sent without an answer: with an eventId, send it again; without, look first.
 private func unansweredAdvice(_ event: [String: JSONValue]) -> String {
     if let eventId = event["eventId"]?.stringValue {
@@ -102,6 +109,9 @@ struct Report: ParsableCommand {
             }
         }
         if (lat == nil) != (lon == nil) { throw ValidationError("--lat and --lon go together") }
+        if let lat, !(-90...90).contains(lat) { throw ValidationError("--lat: a latitude from -90 to 90 (not \(lat))") }
+        if let lon, !(-180...180).contains(lon) { throw ValidationError("--lon: a longitude from -180 to 180 (not \(lon))") }
+        if let incident { try checkIncidentId(incident, option: "--incident") }
         if let participants, parseRange(participants) == nil {
             throw ValidationError("--participants: a whole number (150) or a range (100-200)")
         }
@@ -174,8 +184,13 @@ struct Observe: ParsableCommand {
     @OptionGroup var output: OutputOptions
 
     func validate() throws {
+        try checkIncidentId(incident, option: "the incident id")
         for (flag, count) in [("--killed", killed), ("--injured", injured), ("--detained", detained)] {
             if let count, count < 0 { throw ValidationError("\(flag): a number of people, 0 or more (not \(count))") }
+        }
+        var seen: Set<ResponseKind> = []
+        for kind in responses.joined() where !seen.insert(kind).inserted {
+            throw ValidationError("--response: \(kind.rawValue) is given twice; name each response once")
         }
     }
 
@@ -282,7 +297,10 @@ struct Outcome: ParsableCommand {
         return result
     }
 
-    func validate() throws { _ = try correctionsJSON() }
+    func validate() throws {
+        try checkIncidentId(incident, option: "the incident id")
+        _ = try correctionsJSON()
+    }
 
     /// Refuses, naming `option` and the value `given`, a field that an outcome may not correct.
     private static func checkCorrectable(_ field: String, option: String, given: String) throws {

@@ -59,6 +59,16 @@ struct OptionValueTests {
             (["outcome", "k-1", "--status", "dispersed", "--remove", "kind"],
              "The value 'kind' is invalid for '--remove <field>': an incident always has a kind; correct it instead (--correct kind=K)", []),
             (["export", "--format", "xlsx"], "The value 'xlsx' is invalid for '--format <format>'", ["jsonl", "csv", "geojson"]),
+            // Values the daemon would refuse as invalid_event, checked before anything is sent.
+            (["observe", "k-1", "--by", "x", "--response", "tear-gas", "--response", "tear-gas"],
+             "--response: tear-gas is given twice; name each response once", []),
+            (["observe", "Bad ID", "--by", "x", "--response", "none"], "the incident id: 'Bad ID' is not an incident id", []),
+            (["outcome", "Bad ID", "--status", "dispersed"], "the incident id: 'Bad ID' is not an incident id", []),
+            (report + ["--kind", "strike", "--incident", "Bad_ID"], "--incident: 'Bad_ID' is not an incident id", []),
+            (report + ["--kind", "strike", "--event-id", "notauuid"], "--event-id: 'notauuid' is not a UUID", []),
+            (["outcome", "k-1", "--status", "dispersed", "--event-id", "1234"], "--event-id: '1234' is not a UUID", []),
+            (report + ["--kind", "strike", "--lat", "100", "--lon", "0"], "--lat: a latitude from -90 to 90 (not 100.0)", []),
+            (report + ["--kind", "strike", "--lat", "10", "--lon", "-200"], "--lon: a longitude from -180 to 180 (not -200.0)", []),
         ]
         for (arguments, says, allowed) in cases {
             let usage = try daemon.ctl(arguments)

@@ -42,7 +42,9 @@ struct LineFrameDecoder: ByteToMessageDecoder {
                 discarding = false
                 return .continue
             }
-            if length > maxLineBytes {
+            // A `\r` before the newline is not part of the line, nor of its length.
+            let endsInReturn = length > 0 && buffer.getInteger(at: buffer.readerIndex + length - 1, as: UInt8.self) == 0x0D
+            if length - (endsInReturn ? 1 : 0) > maxLineBytes {
                 // The whole over-long line arrived in one read: refuse it just the same.
                 buffer.moveReaderIndex(forwardBy: length + 1)
                 context.fireChannelRead(wrapInboundOut(.tooLong(length)))
@@ -60,7 +62,8 @@ struct LineFrameDecoder: ByteToMessageDecoder {
             hold(0)
             return .needMoreData
         }
-        if buffer.readableBytes > maxLineBytes {
+        // One byte more than the limit may yet be the `\r` before the newline.
+        if buffer.readableBytes > maxLineBytes + 1 {
             discard(.tooLong(buffer.readableBytes), from: &buffer, context: context)
             return .needMoreData
         }

@@ -486,6 +486,20 @@ struct ErrorCodeTests {
         let fits = try client.appendEvents([Wire.report(extraData: ["description": .string(description)])])
         #expect(fits.isOK, "\(fits)")
         #expect(try client.headPosition() == 1)
+        // A line of exactly the limit is served, ended by \n or by \r\n (the \r is not part of the line); one byte
+        // more is refused either way.
+        func status(padTo bytes: Int) -> String {
+            let bare = #"{"id":3,"op":"status","padding":""}"#
+            return #"{"id":3,"op":"status","padding":""# + String(repeating: "p", count: bytes - bare.utf8.count) + #""}"#
+        }
+        for ending in ["\n", "\r\n"] {
+            try client.write(Array((status(padTo: 2048) + ending).utf8))
+            let exact = try client.receive()
+            #expect(exact.errorCode == "invalid_request" || exact.isOK, "a line of exactly 2048 bytes ended by \(ending.debugDescription): \(exact)")
+            #expect(exact.errorCode != "line_too_long")
+            try client.write(Array((status(padTo: 2049) + ending).utf8))
+            #expect(try client.receive().errorCode == "line_too_long", "2049 bytes ended by \(ending.debugDescription)")
+        }
     }
 
     @Test("server_busy: the unfinished lines of all connections are bounded by daemon.max_unfinished_bytes")

@@ -117,8 +117,12 @@ struct LineFrameDecoder: ByteToMessageDecoder {
     mutating func decodeLast(context: ChannelHandlerContext, buffer: inout ByteBuffer, seenEOF: Bool) throws -> DecodingState {
         while try decode(context: context, buffer: &buffer) == .continue {}
         if buffer.readableBytes > 0 && !discarding {
-            // A last request without its newline still gets an answer.
-            if let line = buffer.readSlice(length: buffer.readableBytes) {
+            // A last request without its newline still gets an answer, within the limit: what is held may be one byte
+            // over it, kept in case it was the `\r` before a newline.
+            if buffer.readableBytes > maxLineBytes {
+                context.fireChannelRead(wrapInboundOut(.tooLong(buffer.readableBytes)))
+                buffer.moveReaderIndex(forwardBy: buffer.readableBytes)
+            } else if let line = buffer.readSlice(length: buffer.readableBytes) {
                 context.fireChannelRead(wrapInboundOut(.line(line)))
             }
         }

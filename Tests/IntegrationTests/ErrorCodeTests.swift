@@ -500,6 +500,19 @@ struct ErrorCodeTests {
             try client.write(Array((status(padTo: 2049) + ending).utf8))
             #expect(try client.receive().errorCode == "line_too_long", "2049 bytes ended by \(ending.debugDescription)")
         }
+        // A last line without its newline, one byte over and sent in pieces, then the end of the client's input: held
+        // in case a \r came, it is still refused, and nothing of it is run.
+        let last = try daemon.client()
+        let over = Wire.report(incident: "one-byte-over", extraData: ["description": .string(String(repeating: "o", count: 1500))])
+        var line = JSONValue.object(["id": 9, "op": "append", "events": [over]]).canonicalString()
+        line += String(repeating: " ", count: max(0, 2049 - line.utf8.count))
+        let overBytes = Array(line.utf8)
+        #expect(overBytes.count == 2049)
+        try last.write(Array(overBytes[..<1000]))
+        try last.write(Array(overBytes[1000...]))
+        shutdown(last.fd, Int32(SHUT_WR))
+        #expect(try last.receive().errorCode == "line_too_long")
+        #expect(try client.headPosition() == 1, "nothing of the over-long line was stored")
     }
 
     @Test("server_busy: the unfinished lines of all connections are bounded by daemon.max_unfinished_bytes")

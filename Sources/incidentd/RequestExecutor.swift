@@ -1,3 +1,4 @@
+import Dispatch
 import Gazetteer
 import IncidentDomain
 import IncidentLog
@@ -38,6 +39,9 @@ final class RequestExecutor: Sendable {
     let followers: Followers
     /// One per event loop: see ``AnswerMailbox``.
     let mailboxes = Mutex<[ObjectIdentifier: AnswerMailbox]>([:])
+    /// The refused connections of each uid in the log: the first at once, then at most a line a minute with how many
+    /// came since, so that a peer reconnecting in a loop does not flood the journal (``LineThrottle``).
+    let refusalLines = Mutex<[UInt32: LineThrottle]>([:])
 
     /// `logWalkers` must be started; whoever made it shuts it down once the server has stopped.
     init(
@@ -99,9 +103,15 @@ final class RequestExecutor: Sendable {
     /// The refusal of `operation` to a peer without the role it needs; the first of a connection is logged, so that
     /// an operator sees who knocks.
     func refusal(of operation: Operation, to peer: PeerIdentity, holding role: Role?) -> ProtocolError {
-        if peer.refusals.isFirst() {
+        let now = DispatchTime.now().uptimeNanoseconds
+        if peer.refusals.isFirst(), let connections = refusalLines.withLock({ lines -> Int? in
+            // Bounded: past a thousand uids, the throttles start again.
+            if lines.count >= 1024 && lines[peer.uid] == nil { lines.removeAll(keepingCapacity: true) }
+            return lines[peer.uid, default: LineThrottle(interval: 60_000_000_000)].note(at: now)
+        }) {
+            let since = connections > 1 ? " (\(connections) connections of this uid refused since its last such line)" : ""
             logger.warning(
-                "permission denied: \(peer.user) (uid \(peer.uid)) may not \(operation.rawValue), which needs the \(operation.requiredRole) role; it holds \(role.map { "the \($0) role" } ?? "none"). Further refusals on this connection are not logged",
+                "permission denied: \(peer.user) (uid \(peer.uid)) may not \(operation.rawValue), which needs the \(operation.requiredRole) role; it holds \(role.map { "the \($0) role" } ?? "none")\(since). Further refusals on this connection are not logged, nor others of this uid for a minute",
                 metadata: [
                     "uid": "\(peer.uid)", "user": "\(peer.user)", "pid": "\(peer.pid)", "op": "\(operation.rawValue)",
                 ])

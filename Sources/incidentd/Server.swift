@@ -114,8 +114,8 @@ final class Server: Sendable {
         return address
     }
 
-    /// A Unix stream socket bound at `path`, not yet listening, made with `mode` from the start: no window in
-    /// which it is more open than configured.
+    /// A Unix stream socket bound at `path` and listening, made with `mode` from the start: no window in which it is
+    /// more open than configured.
     static func bindSocket(at path: String, mode: mode_t) throws -> Int32 {
         var address = try address(of: path)
         let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_NONBLOCK.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
@@ -135,6 +135,8 @@ final class Server: Sendable {
             throw DaemonConfiguration.Problem(description: "cannot bind the socket \(path): \(String(cString: strerror(code)))")
         }
         chmod(path, mode)
+        // Listening at once: a second daemon checking the path meanwhile finds it served, not stale.
+        listen(fd, backlog)
         return fd
     }
 

@@ -24,8 +24,7 @@ struct JournalLogHandler: LogHandler {
         var all = metadata
         if let extra = event.metadata { all.merge(extra) { $1 } }
         let fields = all.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: " ")
-        let text = "\(event.message)".replacingOccurrences(of: "\n", with: " ")
-        let body = fields.isEmpty ? text : "\(text) \(fields)"
+        let body = Self.oneLine(fields.isEmpty ? "\(event.message)" : "\(event.message) \(fields)")
         let line: String
         if toJournal {
             line = "<\(Self.priority(event.level))>\(body)\n"
@@ -33,6 +32,14 @@ struct JournalLogHandler: LogHandler {
             line = "\(Date().formatted(.iso8601)) \(event.level) \(body)\n"
         }
         FileHandle.standardError.write(Data(line.utf8))
+    }
+
+    /// `text` with every control character (a newline, a carriage return, an escape) as a space, so that nothing
+    /// in a message or a value (a user name from the user database, say) can end the line or forge another, with a
+    /// priority of its own.
+    static func oneLine(_ text: String) -> String {
+        guard text.unicodeScalars.contains(where: { $0.properties.generalCategory == .control }) else { return text }
+        return String(String.UnicodeScalarView(text.unicodeScalars.map { $0.properties.generalCategory == .control ? " " : $0 }))
     }
 
     static func priority(_ level: Logger.Level) -> Int {

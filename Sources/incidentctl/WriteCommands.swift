@@ -277,8 +277,10 @@ struct Outcome: ParsableCommand {
                 result[field] = .array(value.split(separator: ",").map { .string(String($0)) })
             case "coordinates":
                 let parts = value.split(separator: ",", omittingEmptySubsequences: false).map { Double($0.trimmingCharacters(in: .whitespaces)) }
-                guard parts.count == 2, let lat = parts[0], let lon = parts[1], lat.isFinite, lon.isFinite else {
-                    throw ValidationError("--correct coordinates=LAT,LON, e.g. coordinates=46.8489,35.3675 (south and west are negative)")
+                guard parts.count == 2, let lat = parts[0], let lon = parts[1], (-90...90).contains(lat), (-180...180).contains(lon)
+                else {
+                    throw ValidationError(
+                        "--correct coordinates=LAT,LON, a latitude from -90 to 90 and a longitude from -180 to 180, e.g. coordinates=46.8489,35.3675 (south and west are negative)")
                 }
                 result[field] = ["lat": .double(lat), "lon": .double(lon)]
             default:

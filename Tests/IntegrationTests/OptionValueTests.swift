@@ -69,6 +69,8 @@ struct OptionValueTests {
             (["outcome", "k-1", "--status", "dispersed", "--event-id", "1234"], "--event-id: '1234' is not a UUID", []),
             (report + ["--kind", "strike", "--lat", "100", "--lon", "0"], "--lat: a latitude from -90 to 90 (not 100.0)", []),
             (report + ["--kind", "strike", "--lat", "10", "--lon", "-200"], "--lon: a longitude from -180 to 180 (not -200.0)", []),
+            (["outcome", "k-1", "--status", "dispersed", "--correct", "coordinates=100,200"],
+             "--correct coordinates=LAT,LON, a latitude from -90 to 90 and a longitude from -180 to 180", []),
         ]
         for (arguments, says, allowed) in cases {
             let usage = try daemon.ctl(arguments)

@@ -19,8 +19,7 @@ extension EventLog {
     ///   be created, naming why; `.storageFull` when its file system fills up; `.io` for any other failure of
     ///   the copy. A backup that failed leaves nothing behind.
     public func backup(into path: String) throws -> BackupReport {
-        var directory = path
-        while directory.count > 1 && directory.hasSuffix("/") { directory.removeLast() }
+        let directory = Self.trimmingSlashes(path)
         guard directory.hasPrefix("/"), !directory.utf8.contains(0), directory.utf8.count < Int(PATH_MAX) else {
             throw LogError(.invalidDestination, "cannot back up into \(directory): give the absolute path of a new directory")
         }
@@ -69,6 +68,13 @@ extension EventLog {
             return "that file system is read-only to incidentd (under systemd, the unit may write only where ReadWritePaths= allows)"
         default: return String(cString: strerror(code))
         }
+    }
+
+    /// `path` without the slashes it ends in (but `/` itself), so that the files named under it read as one path.
+    static func trimmingSlashes(_ path: String) -> String {
+        var trimmed = path
+        while trimmed.count > 1 && trimmed.hasSuffix("/") { trimmed.removeLast() }
+        return trimmed
     }
 
     static func parent(of path: String) -> String {

@@ -140,13 +140,6 @@ extension EventLog {
         return report
     }
 
-    /// `path` without the slashes it ends in (but `/` itself), so that the files named under it read as one path.
-    private static func trimmingSlashes(_ path: String) -> String {
-        var trimmed = path
-        while trimmed.count > 1 && trimmed.hasSuffix("/") { trimmed.removeLast() }
-        return trimmed
-    }
-
     /// Takes the lock a daemon serving `source` holds (`incidentd.lock`), so that none serves it while it is read:
     /// the events one appended after the copy began would not be in the new log. Returns its descriptor, or -1
     /// where there is no such file (a backup's directory, which no daemon has served).

@@ -302,9 +302,7 @@ public final class EventLog: Sendable {
             guard made == 0 || made == EEXIST else { return made }
             return mkdir(path, mode) == 0 ? 0 : errno
         }
-        var trimmed = path
-        while trimmed.count > 1 && trimmed.hasSuffix("/") { trimmed.removeLast() }
-        let code = make(trimmed, mode: 0o700)
+        let code = make(trimmingSlashes(path), mode: 0o700)
         guard code == 0 || code == EEXIST else {
             throw LogError(.io, "cannot create data directory \(path): \(String(cString: strerror(code)))")
         }

@@ -61,7 +61,8 @@ extension EventLog {
     ///   made; `.locked` when a daemon serves `source` or another recovery writes into `options.directory`;
     ///   `.damagedPage` when an event no whole page holds is needed, naming it and the positions no page holds;
     ///   `.corrupt` when the head cannot be known or does not match; what opening a log throws for a source that is
-    ///   not one. Nothing but `incidentd.lock` and the directory itself is left in `options.directory`.
+    ///   not one. A refused recovery removes the lock file it made in `options.directory`, and that directory when it
+    ///   made it.
     public static func recover(
         from source: String, into options: LogOptions, gazetteer: Gazetteer, fillingFrom backups: [String] = [],
         expectedHeadHash: [UInt8]? = nil
@@ -80,6 +81,8 @@ extension EventLog {
         } catch let error as LogError {
             throw LogError(.invalidDestination, error.message)
         }
+        let lockPath = destination + "/incidentd.lock"
+        let lockExisted = access(lockPath, F_OK) == 0
         let destinationLock: Int32
         do {
             destinationLock = try lock(directory: destination)
@@ -87,6 +90,24 @@ extension EventLog {
             throw LogError(.locked, "\(destination) is in use (by a daemon, or another recovery into it): \(error.message)")
         }
         defer { close(destinationLock) }
+        do {
+            return try recover(
+                from: source, into: destination, options: options, gazetteer: gazetteer, fillingFrom: backups,
+                expectedHeadHash: expectedHeadHash, created: created)
+        } catch {
+            // Unlinked while still held: a process that opened the file meanwhile finds it gone once it has the lock
+            // (``lock(directory:)``), and takes a new one.
+            if !lockExisted { unlink(lockPath) }
+            if created { rmdir(destination) }
+            throw error
+        }
+    }
+
+    /// ``recover(from:into:gazetteer:fillingFrom:expectedHeadHash:)`` once `destination` is made and locked.
+    private static func recover(
+        from source: String, into destination: String, options: LogOptions, gazetteer: Gazetteer, fillingFrom backups: [String],
+        expectedHeadHash: [UInt8]?, created: Bool
+    ) throws -> RecoveryReport {
         var info = stat()
         if let real = realpath(destination, nil), let sourceReal = realpath(source, nil) {
             defer { free(real); free(sourceReal) }

@@ -219,18 +219,28 @@ public final class EventLog: Sendable {
         try environment.read { txn in try txn.get(db.meta, key: Keys.gazetteer).map { $0.elementsEqual(gazetteerDigest) } }
     }
 
+    /// Takes `directory/incidentd.lock` (made if missing) and returns its descriptor, which holds the lock until it
+    /// is closed. A lock file unlinked between this process's `open` and its `flock` (a refused recovery removes the one
+    /// it made) no longer guards the path: it is let go, and the path's file taken instead.
     static func lock(directory: String) throws -> Int32 {
         let path = directory + "/incidentd.lock"
-        let fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o600)
-        guard fd >= 0 else {
-            throw LogError(.io, "cannot open \(path): \(String(cString: strerror(errno)))")
-        }
-        if flock(fd, LOCK_EX | LOCK_NB) != 0 {
-            let reason = errno == EWOULDBLOCK ? "another incidentd is already using it" : String(cString: strerror(errno))
+        while true {
+            let fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o600)
+            guard fd >= 0 else {
+                throw LogError(.io, "cannot open \(path): \(String(cString: strerror(errno)))")
+            }
+            if flock(fd, LOCK_EX | LOCK_NB) != 0 {
+                let reason = errno == EWOULDBLOCK ? "another incidentd is already using it" : String(cString: strerror(errno))
+                close(fd)
+                throw LogError(.locked, "cannot lock \(path): \(reason)")
+            }
+            var held = stat()
+            var named = stat()
+            if fstat(fd, &held) == 0, stat(path, &named) == 0, held.st_dev == named.st_dev, held.st_ino == named.st_ino {
+                return fd
+            }
             close(fd)
-            throw LogError(.locked, "cannot lock \(path): \(reason)")
         }
-        return fd
     }
 
     private func checkFormat() throws {

@@ -194,8 +194,8 @@ struct RecoveryTests {
         #expect(run.stderr.contains("has the recorded head's hash"), "\(run.stderr)")
         #expect(head > 0)
         #expect(run.stderr.contains("of database events"), "the damage is named: \(run.stderr)")
-        let left = try Self.leftovers(target)
-        #expect(left.isEmpty, "nothing is left at the destination: \(left)")
+        let left = try FileManager.default.contentsOfDirectory(atPath: target)
+        #expect(left.isEmpty, "nothing is left at the destination, not even the lock: \(left)")
         let after = try Data(contentsOf: URL(fileURLWithPath: log.daemon.dataDir + "/data.mdb"))
         #expect(after == before, "the source is unchanged")
     }
@@ -237,8 +237,8 @@ struct RecoveryTests {
         #expect(run.status == 1, "\(run)")
         // Incident 123 is reported by event 3 × 123 + 1.
         #expect(run.stderr.contains("event 370 of the 1202 the log holds is in no page"), "\(run.stderr)")
-        let left = try Self.leftovers(target)
-        #expect(left.isEmpty, "nothing is left at the destination: \(left)")
+        let left = try FileManager.default.contentsOfDirectory(atPath: target)
+        #expect(left.isEmpty, "nothing is left at the destination, not even the lock: \(left)")
 
         let filled = try runCommand(
             Binaries.incidentd, ["--recover-from", log.daemon.dataDir, "--fill-from", backup, "--data-dir", target, "--log-level", "warning"])
@@ -291,7 +291,7 @@ struct RecoveryTests {
         #expect(run.status == 1, "\(run)")
         let lastDamaged = damaged.flatMap(\.positions).max() ?? 0
         #expect(run.stderr.contains("event \(lastDamaged) of the \(head) the log holds is in no page of"), "\(run.stderr)")
-        #expect(try Self.leftovers(target + "/data").isEmpty)
+        #expect(!FileManager.default.fileExists(atPath: target + "/data"), "the destination it made is removed")
     }
 
     @Test("a record of the head whose position was changed in place: the head is found by its hash, and the log recovered whole")
@@ -339,8 +339,7 @@ struct RecoveryTests {
         defer { try? FileManager.default.removeItem(atPath: target) }
         let refused = try Self.recover(log.daemon.dataDir, into: target + "/data")
         #expect(refused.status == 1 && refused.stderr.contains("incidentd is serving the log"), "\(refused)")
-        let left = try Self.leftovers(target + "/data")
-        #expect(left.isEmpty, "nothing is left at the destination: \(left)")
+        #expect(!FileManager.default.fileExists(atPath: target + "/data"), "the destination it made is removed")
         #expect(log.daemon.stop() == 0)
         let run = try Self.recover(log.daemon.dataDir, into: target + "/data")
         #expect(run.status == 0, "\(run)")
@@ -376,7 +375,7 @@ struct RecoveryTests {
         defer { try? FileManager.default.removeItem(atPath: target) }
         let refused = try Self.recover(log.daemon.dataDir, into: target + "/data")
         #expect(refused.status == 1, "\(refused)")
-        #expect(try Self.leftovers(target + "/data").isEmpty)
+        #expect(!FileManager.default.fileExists(atPath: target + "/data"), "the destination it made is removed")
 
         let mistyped = try runCommand(
             Binaries.incidentd,
@@ -468,7 +467,7 @@ struct RecoveryTests {
         let latest = try #require(log.status["headHash"]?.stringValue)
         #expect(refused.stderr.contains("events 1001–\(head)"), "\(refused.stderr)")
         #expect(refused.stderr.contains("\(latest) takes them all, \(earlier) leaves them out"), "\(refused.stderr)")
-        #expect(try Self.leftovers(target + "/data").isEmpty)
+        #expect(!FileManager.default.fileExists(atPath: target + "/data"), "the destination it made is removed")
 
         let all = try runCommand(
             Binaries.incidentd, ["--recover-from", log.daemon.dataDir, "--expect-head", latest, "--data-dir", target + "/all"])
@@ -495,14 +494,19 @@ struct RecoveryTests {
         #expect(run.stdout.contains("NOT IN IT: events 9–\(head)") && run.stdout.contains("--expect-head \(latest)"), "\(run.stdout)")
     }
 
-    @Test("a source that is not a log is named")
+    @Test("a source that is not a log is named, and the destination left as it was: removed when the recovery made it, empty when it was")
     func notALog() throws {
         let target = makeTemporaryDirectory("incidentd-recovered")
         defer { try? FileManager.default.removeItem(atPath: target) }
         let run = try Self.recover(target + "/nowhere", into: target + "/data")
         #expect(run.status == 1, "\(run)")
         #expect(run.stderr.contains("there is no such directory"), "\(run.stderr)")
-        let left = try Self.leftovers(target + "/data")
-        #expect(left.isEmpty, "nothing is left at the destination: \(left)")
+        #expect(!FileManager.default.fileExists(atPath: target + "/data"), "the destination it made is removed")
+
+        try FileManager.default.createDirectory(atPath: target + "/empty", withIntermediateDirectories: false)
+        let intoEmpty = try Self.recover(target + "/nowhere", into: target + "/empty")
+        #expect(intoEmpty.status == 1, "\(intoEmpty)")
+        let left = try FileManager.default.contentsOfDirectory(atPath: target + "/empty")
+        #expect(left.isEmpty, "nothing is left in a destination that was there, not even the lock: \(left)")
     }
 }

@@ -192,6 +192,9 @@ final class ConnectionHandler: ChannelDuplexHandler {
 
     func handlerAdded(context: ChannelHandlerContext) {
         mailbox = executor.mailbox(for: context.eventLoop)
+        logger.debug(
+            "connection from \(peer.user) (uid \(peer.uid), pid \(peer.pid)), holding \(role.map { "the \($0) role" } ?? "no role")",
+            metadata: ["uid": "\(peer.uid)", "pid": "\(peer.pid)"])
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
@@ -437,6 +440,9 @@ final class ConnectionHandler: ChannelDuplexHandler {
             self.follower = nil
         }
         executor.connections.subtract(1, ordering: .relaxed)
+        logger.debug(
+            "connection of \(peer.user) (uid \(peer.uid), pid \(peer.pid)) closed after \(nextSequence) request\(nextSequence == 1 ? "" : "s")",
+            metadata: ["uid": "\(peer.uid)", "pid": "\(peer.pid)"])
         context.fireChannelInactive()
     }
 }

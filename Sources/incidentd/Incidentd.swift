@@ -49,7 +49,9 @@ struct Incidentd: ParsableCommand {
     @Option(name: .long, help: ArgumentHelp("Unix socket path to serve (overrides daemon.socket).", valueName: "path"))
     var socket: String?
 
-    @Option(name: .long, help: ArgumentHelp("trace, debug, info, notice, warning, error or critical.", valueName: "level"))
+    @Option(name: .long, help: ArgumentHelp(
+            "trace, debug, info, notice, warning, error or critical (overrides daemon.log_level; default info). debug adds a line for each connection opened and closed, with the peer's uid, pid and role.",
+            valueName: "level"))
     var logLevel: String?
 
     @Option(name: .long, help: ArgumentHelp("Largest the log may grow, e.g. 64GiB (overrides storage.max_map_size).", valueName: "size"))

@@ -9,6 +9,20 @@ import Glibc
 /// What a daemon that runs for months must not keep of connections that have gone: followers, work, descriptors.
 @Suite("Connection hygiene")
 struct ConnectionHygieneTests {
+    @Test("at --log-level debug, a connection is logged as it opens, with its peer and role, and as it closes, with how many requests it sent")
+    func connectionsLoggedAtDebug() throws {
+        let daemon = try Daemon(arguments: ["--log-level", "debug"])
+        do {
+            let client = try daemon.client()
+            _ = try client.call("status")
+            _ = try client.call("cities")
+        }
+        let peer = "(uid \(getuid()), pid \(getpid()))"
+        try waitFor("the connection's close in the daemon's log") { daemon.log.contains("\(peer) closed after 2 requests") }
+        #expect(daemon.log.contains("\(peer), holding the "), "\(daemon.log)")
+        #expect(daemon.stop() == 0)
+    }
+
     @Test("a connection closed with a subscribe among its unanswered requests leaves no follower behind, while a live one keeps following")
     func noFollowerOfAClosedConnection() throws {
         let daemon = try Daemon()

@@ -57,15 +57,14 @@ final class Server: Sendable {
         let directory = (path as NSString).deletingLastPathComponent
         if !directory.isEmpty { try Server.makeSocketDirectory(directory) }
         try Server.removeStaleSocket(at: path)
-        let fd = try Server.bindSocket(at: path, mode: configuration.socketMode)
-        let socketFile = SocketFile(boundAt: path)
+        let (fd, socketFile) = try Server.bindSocket(at: path, mode: configuration.socketMode)
         let channel: any Channel
         do {
             // Bound here rather than by SwiftNIO, which removes whatever socket file is at the path when it closes
             // a socket it bound itself (another daemon's, by then), and binds no path over 103 bytes.
             channel = try bootstrap.withBoundSocket(fd).wait()
         } catch {
-            _ = socketFile?.removeIfStillOurs()
+            _ = socketFile.removeIfStillOurs()
             throw error
         }
         // SwiftNIO listens on a socket it is given with its default backlog (128): the one configured above.
@@ -114,30 +113,71 @@ final class Server: Sendable {
         return address
     }
 
-    /// A Unix stream socket bound at `path` and listening, made with `mode` from the start: no window in which it is
-    /// more open than configured.
-    static func bindSocket(at path: String, mode: mode_t) throws -> Int32 {
-        var address = try address(of: path)
-        let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_NONBLOCK.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
-        guard fd >= 0 else {
-            throw DaemonConfiguration.Problem(description: "cannot make a socket for \(path): \(String(cString: strerror(errno)))")
+    /// A Unix stream socket listening at `path` with `mode`, and the file it made there. It is bound in a
+    /// directory of its own made beside `path` (mode 0700 from `mkdtemp`: nobody else can reach, replace or
+    /// connect to what is in it), given its mode and made to listen there, and only then linked to `path`: at
+    /// `path` it is never more open than `mode`, never a socket nobody answers, and never given its mode through a
+    /// name that someone else could meanwhile have made a symbolic link. Linking, unlike renaming, fails where
+    /// `path` exists by then (another daemon bound it since ``removeStaleSocket(at:)``), as `bind` itself would.
+    /// Nothing here changes the process's umask, which every thread shares.
+    static func bindSocket(at path: String, mode: mode_t) throws -> (descriptor: Int32, file: SocketFile) {
+        func problem(_ what: String?, _ code: Int32) -> DaemonConfiguration.Problem {
+            DaemonConfiguration.Problem(
+                description: "cannot bind the socket \(path): \(what.map { "\($0): " } ?? "")\(String(cString: strerror(code)))")
         }
-        let previousMask = umask(~mode & 0o777)
+        let directory = (path as NSString).deletingLastPathComponent
+        var template = Array("\(directory.isEmpty ? "." : directory)/.incidentd-XXXXXX".utf8CString)
+        let made = template.withUnsafeMutableBufferPointer { buffer in
+            buffer.baseAddress.flatMap(mkdtemp).map { String(cString: $0) }
+        }
+        guard let privatePath = made else {
+            throw problem("cannot make a private directory beside it to bind in", errno)
+        }
+        let privateDirectory = open(privatePath, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
+        guard privateDirectory >= 0 else {
+            let code = errno
+            rmdir(privatePath)
+            throw problem("cannot open \(privatePath)", code)
+        }
+        defer {
+            unlinkat(privateDirectory, "s", 0)
+            close(privateDirectory)
+            rmdir(privatePath)
+        }
+        // Through /proc when the private directory's path leaves no room in sun_path for the name.
+        let bindPath = privatePath.utf8.count + 2 <= DaemonConfiguration.maxSocketPathBytes
+            ? privatePath + "/s" : "/proc/self/fd/\(privateDirectory)/s"
+        var address = try address(of: bindPath)
+        let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_NONBLOCK.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        guard fd >= 0 else { throw problem("socket", errno) }
         let bound = withUnsafePointer(to: &address) {
             $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
                 bind(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size))
             }
         }
-        let code = errno
-        umask(previousMask)
         guard bound == 0 else {
+            let code = errno
             close(fd)
-            throw DaemonConfiguration.Problem(description: "cannot bind the socket \(path): \(String(cString: strerror(code)))")
+            throw problem(nil, code)
         }
-        chmod(path, mode)
-        // Listening at once: a second daemon checking the path meanwhile finds it served, not stale.
+        var info = stat()
+        guard fchmodat(privateDirectory, "s", mode, 0) == 0, fstatat(privateDirectory, "s", &info, AT_SYMLINK_NOFOLLOW) == 0 else {
+            let code = errno
+            close(fd)
+            throw problem("setting its mode in \(privatePath)", code)
+        }
+        // Listening before it has its name: a second daemon checking the path finds it served, not stale.
         listen(fd, backlog)
-        return fd
+        guard linkat(privateDirectory, "s", AT_FDCWD, path, 0) == 0 else {
+            let code = errno
+            close(fd)
+            if code == EEXIST {
+                throw DaemonConfiguration.Problem(
+                    description: "cannot bind the socket \(path): another process made it meanwhile; refusing to replace it")
+            }
+            throw problem("link", code)
+        }
+        return (fd, SocketFile(path: path, device: UInt64(info.st_dev), inode: UInt64(info.st_ino)))
     }
 
     /// Removes a socket file left by a daemon that died, but refuses to start beside one that still answers, and
@@ -272,15 +312,6 @@ struct SocketFile: Sendable, Equatable {
     let path: String
     let device: UInt64
     let inode: UInt64
-
-    /// The socket file at `path` now, or nil when there is none.
-    init?(boundAt path: String) {
-        var info = stat()
-        guard lstat(path, &info) == 0, (info.st_mode & S_IFMT) == S_IFSOCK else { return nil }
-        self.path = path
-        device = UInt64(info.st_dev)
-        inode = UInt64(info.st_ino)
-    }
 
     /// What ``removeIfStillOurs()`` found at the path.
     enum Removal: Sendable { case removed, missing, replaced }

@@ -322,16 +322,19 @@ enum StorageFaults {
         .enabled(if: library != nil, "needs the Swift toolchain's clang, to build the fault-injection library")
     }
 
-    static let library: String? = {
+    static let library: String? = build("storage_faults")
+
+    /// `Tests/FaultInjection/NAME.c` built as `libNAME.so` beside the binaries under test, or nil where it cannot be.
+    static func build(_ name: String) -> String? {
         let source = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
-            .appendingPathComponent("FaultInjection/storage_faults.c").path
+            .appendingPathComponent("FaultInjection/\(name).c").path
         guard FileManager.default.fileExists(atPath: source), let clang = findClang() else { return nil }
-        let output = Binaries.directory + "/libstorage_faults.so"
+        let output = Binaries.directory + "/lib\(name).so"
         guard let built = try? runCommand(clang, ["-shared", "-fPIC", "-O1", "-o", output, source, "-ldl"]),
             built.status == 0
         else { return nil }
         return output
-    }()
+    }
 
     /// `clang` on the PATH, or beside the `swift` that is.
     private static func findClang() -> String? {
@@ -346,4 +349,15 @@ enum StorageFaults {
         }
         return nil
     }
+}
+
+/// `Tests/FaultInjection/socket_faults.c`, built like ``StorageFaults``: preloaded into the daemon, it creates a
+/// file while a Unix socket is bound (`INCIDENTD_CREATE_DURING_BIND`), or puts a symbolic link in place of a socket
+/// or directory just made (`INCIDENTD_SWAP_PATH`, `INCIDENTD_SWAP_TARGET`).
+enum SocketFaults {
+    static var required: ConditionTrait {
+        .enabled(if: library != nil, "needs the Swift toolchain's clang, to build the fault-injection library")
+    }
+
+    static let library: String? = StorageFaults.build("socket_faults")
 }

@@ -11,7 +11,9 @@ import Glibc
 struct SocketTests {
     /// A daemon started outside ``Daemon``: `program` with `arguments` (incidentd itself, or a wrapper that runs it),
     /// its output in `logPath`; returns once it says it serves or has exited.
-    static func launch(_ program: String, _ arguments: [String], logPath: String) throws -> ChildProcess {
+    static func launch(
+        _ program: String, _ arguments: [String], logPath: String, environment: [String: String] = [:]
+    ) throws -> ChildProcess {
         let log = open(logPath, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0o644)
         let null = open("/dev/null", O_RDONLY | O_CLOEXEC)
         defer {
@@ -19,7 +21,8 @@ struct SocketTests {
             close(null)
         }
         let child = try ChildProcess(
-            program, arguments, environment: ProcessInfo.processInfo.environment, stdin: null, stdout: log, stderr: log)
+            program, arguments, environment: ProcessInfo.processInfo.environment.merging(environment) { _, extra in extra },
+            stdin: null, stdout: log, stderr: log)
         try waitFor("incidentd to serve or exit") { !child.isRunning || (readFile(logPath) ?? "").contains("notice serving") }
         return child
     }
@@ -122,6 +125,59 @@ struct SocketTests {
         #expect(Self.mode(socket) == 0o660)
         kill(daemon.pid, SIGTERM)
         #expect(daemon.wait() == 0)
+    }
+
+    /// What `directory` holds, sorted.
+    static func entries(_ directory: String) -> [String] {
+        ((try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? []).sorted()
+    }
+
+    @Test(
+        "a file another thread of the daemon creates while the socket is being bound gets the process's umask, not one narrowed to the socket's mode; the socket has its mode, and nothing else is left beside it",
+        SocketFaults.required)
+    func bindingLeavesTheUmaskAlone() throws {
+        let library = try #require(SocketFaults.library)
+        let root = makeTemporaryDirectory("incidentd-umask")
+        defer { try? FileManager.default.removeItem(atPath: root) }
+        let witness = root + "/made-during-bind"
+        let socket = root + "/incidentd.sock"
+        let daemon = try Self.launch(
+            "/bin/sh", ["-c", "umask 022; exec \"$0\" \"$@\"", Binaries.incidentd, "--data-dir", root + "/data", "--socket", socket],
+            logPath: root + "/log", environment: ["LD_PRELOAD": library, "INCIDENTD_CREATE_DURING_BIND": witness])
+        defer {
+            if daemon.isRunning { kill(daemon.pid, SIGKILL) }
+            daemon.wait()
+        }
+        #expect(daemon.isRunning, "\(readFile(root + "/log") ?? "")")
+        #expect(Self.mode(witness) == 0o644, "made with mode \(String(Self.mode(witness) ?? 0, radix: 8)) under umask 022")
+        #expect(Self.mode(socket) == 0o660)
+        #expect(Self.entries(root) == ["data", "incidentd.sock", "log", "made-during-bind"])
+        #expect(try RawClient(path: socket).call("status").isOK)
+        kill(daemon.pid, SIGTERM)
+        #expect(daemon.wait() == 0)
+    }
+
+    @Test("a socket path of 107 bytes in a directory of 100 serves, with its mode, and nothing else is left beside it")
+    func longSocketDirectory() throws {
+        let root = makeTemporaryDirectory("incidentd-long-dir")
+        defer { try? FileManager.default.removeItem(atPath: root) }
+        let directory = root + "/" + String(repeating: "d", count: 100 - root.utf8.count - 1)
+        #expect(directory.utf8.count == 100)
+        #expect(mkdir(directory, 0o700) == 0)
+        let socket = directory + "/i.sock"
+        let daemon = try Self.launch(
+            Binaries.incidentd, ["--data-dir", root + "/data", "--socket", socket], logPath: root + "/log")
+        defer {
+            if daemon.isRunning { kill(daemon.pid, SIGKILL) }
+            daemon.wait()
+        }
+        #expect(daemon.isRunning, "\(readFile(root + "/log") ?? "")")
+        #expect(Self.mode(socket) == 0o660)
+        #expect(Self.entries(directory) == ["i.sock"])
+        #expect(try RawClient(path: socket).call("status").isOK)
+        kill(daemon.pid, SIGTERM)
+        #expect(daemon.wait() == 0)
+        #expect(Self.entries(directory).isEmpty)
     }
 
     @Test("a socket directory that cannot be made is named, with why")

@@ -74,7 +74,9 @@ final class Server: Sendable {
 
     /// Makes `directory`, and those above it that are missing, with mode 0755 whatever the umask: under umask 000
     /// they would be writable by anyone, who could then put a socket of their own in place of the daemon's. A
-    /// directory that exists is left as it is.
+    /// directory that exists is left as it is. The mode is set through a descriptor opened without following a
+    /// symbolic link, and only on a directory of this process's user: one put in place of the new directory by
+    /// someone who may write its parent is refused, not given the mode.
     static func makeSocketDirectory(_ directory: String) throws {
         func refusal(_ code: Int32) -> DaemonConfiguration.Problem {
             DaemonConfiguration.Problem(
@@ -93,7 +95,20 @@ final class Server: Sendable {
             if errno == EEXIST { return }
             throw refusal(errno)
         }
-        chmod(directory, 0o755)
+        let made = open(directory, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
+        guard made >= 0 else {
+            let code = errno
+            throw DaemonConfiguration.Problem(
+                description:
+                    "\(directory) is no longer the directory incidentd made for the socket (\(String(cString: strerror(code)))); someone who may write \((directory as NSString).deletingLastPathComponent) replaced it: refusing to use it")
+        }
+        defer { close(made) }
+        guard fstat(made, &info) == 0, info.st_uid == geteuid() else {
+            throw DaemonConfiguration.Problem(
+                description:
+                    "\(directory) is no longer the directory incidentd made for the socket (it belongs to uid \(info.st_uid)); someone who may write \((directory as NSString).deletingLastPathComponent) replaced it: refusing to use it")
+        }
+        guard fchmod(made, 0o755) == 0 else { throw refusal(errno) }
     }
 
     /// Connections waiting to be accepted before the kernel refuses more.

@@ -180,6 +180,43 @@ struct SocketTests {
         #expect(Self.entries(directory).isEmpty)
     }
 
+    @Test(
+        "the socket's path, and a directory made for it, replaced by a symbolic link right after they were made: the file the link names keeps its mode",
+        SocketFaults.required)
+    func symlinkSwapsDoNotRedirectModes() throws {
+        let library = try #require(SocketFaults.library)
+        let root = makeTemporaryDirectory("incidentd-swap")
+        defer { try? FileManager.default.removeItem(atPath: root) }
+        let victim = root + "/victim"
+        #expect(FileManager.default.createFile(atPath: victim, contents: nil, attributes: [.posixPermissions: 0o600]))
+
+        let socket = root + "/incidentd.sock"
+        let swappedSocket = try Self.launch(
+            Binaries.incidentd, ["--data-dir", root + "/data", "--socket", socket], logPath: root + "/socket.log",
+            environment: ["LD_PRELOAD": library, "INCIDENTD_SWAP_PATH": socket, "INCIDENTD_SWAP_TARGET": victim])
+        if swappedSocket.isRunning {
+            kill(swappedSocket.pid, SIGTERM)
+            #expect(swappedSocket.wait() == 0, "\(readFile(root + "/socket.log") ?? "")")
+        }
+        #expect(Self.mode(victim) == 0o600, "the socket's mode went to \(victim): \(String(Self.mode(victim) ?? 0, radix: 8))")
+
+        let directory = root + "/run"
+        let swappedDirectory = try Self.launch(
+            Binaries.incidentd, ["--data-dir", root + "/data", "--socket", directory + "/incidentd.sock"],
+            logPath: root + "/directory.log",
+            environment: ["LD_PRELOAD": library, "INCIDENTD_SWAP_PATH": directory, "INCIDENTD_SWAP_TARGET": victim])
+        let log = readFile(root + "/directory.log") ?? ""
+        if swappedDirectory.isRunning {
+            kill(swappedDirectory.pid, SIGKILL)
+            swappedDirectory.wait()
+            Issue.record("the daemon serves in a directory replaced by a symbolic link: \(log)")
+        } else {
+            #expect(swappedDirectory.wait() == 1, "\(log)")
+        }
+        #expect(log.contains("\(directory) is no longer the directory incidentd made for the socket"), "\(log)")
+        #expect(Self.mode(victim) == 0o600, "the directory's mode went to \(victim): \(String(Self.mode(victim) ?? 0, radix: 8))")
+    }
+
     @Test("a socket directory that cannot be made is named, with why")
     func socketDirectoryCannotBeMade() throws {
         let root = makeTemporaryDirectory("incidentd-socket-dir")

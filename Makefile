@@ -27,7 +27,7 @@ release: deps
 
 # Builds in release mode, starts incidentd in ./run on embedded defaults, loads the article's incidents.
 run: release
-	@mkdir -p $(RUN_DIR)
+	@mkdir -p $(RUN_DIR) && chmod go-w $(RUN_DIR)
 	@if [ -f $(RUN_DIR)/incidentd.pid ] && kill -0 $$(cat $(RUN_DIR)/incidentd.pid) 2>/dev/null; then \
 		echo "incidentd already running (pid $$(cat $(RUN_DIR)/incidentd.pid))"; \
 	else \

@@ -20,7 +20,9 @@ final class DaemonProcess {
         dataDir = root + "/data"
         socketPath = root + "/incidentd.sock"
         logPath = root + "/incidentd.log"
-        try FileManager.default.createDirectory(atPath: root, withIntermediateDirectories: true)
+        // Writable by its owner only whatever the umask: incidentd refuses a socket directory others may write.
+        try FileManager.default.createDirectory(
+            atPath: root, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o755])
         process = Process()
         process.executableURL = URL(fileURLWithPath: binary)
         process.arguments = ["--data-dir", dataDir, "--socket", socketPath, "--log-level", "warning"] + extraArguments

@@ -150,6 +150,9 @@ struct Incidentd: ParsableCommand {
             try serve(settings, stopSignals: stopSignals, logger: logger)
         } catch let error as ExitCode {
             throw error
+        } catch let problem as UnsafeSocketDirectory {
+            logger.critical("cannot start: \(problem)")
+            throw ExitCode(78)  // EX_CONFIG
         } catch {
             logger.critical("cannot start: \(error)")
             throw ExitCode(1)

@@ -56,6 +56,7 @@ final class Server: Sendable {
         let path = configuration.socketPath
         let directory = (path as NSString).deletingLastPathComponent
         if !directory.isEmpty { try Server.makeSocketDirectory(directory) }
+        try Server.checkSocketDirectory(directory.isEmpty ? FileManager.default.currentDirectoryPath : directory)
         try Server.removeStaleSocket(at: path)
         let (fd, socketFile) = try Server.bindSocket(at: path, mode: configuration.socketMode)
         let channel: any Channel
@@ -109,6 +110,46 @@ final class Server: Sendable {
                     "\(directory) is no longer the directory incidentd made for the socket (it belongs to uid \(info.st_uid)); someone who may write \((directory as NSString).deletingLastPathComponent) replaced it: refusing to use it")
         }
         guard fchmod(made, 0o755) == 0 else { throw refusal(errno) }
+    }
+
+    /// Refuses a socket directory in which another user could put a socket of their own in place of the daemon's,
+    /// for its clients to send their requests to: one that its group or others may write without the sticky bit,
+    /// or that belongs to a user other than the daemon's or root. /tmp (1777, root's) and a directory of the
+    /// daemon's user that only it may write are fine.
+    static func checkSocketDirectory(_ directory: String) throws {
+        var info = stat()
+        guard stat(directory, &info) == 0 else { return }
+        let mode = info.st_mode & 0o7777
+        let described = "mode \(octal(mode)), owner \(describeUser(info.st_uid))"
+        let daemonUser = geteuid()
+        if info.st_uid != daemonUser && info.st_uid != 0 {
+            throw UnsafeSocketDirectory(
+                description:
+                    "the socket's directory \(directory) (\(described)) belongs to neither incidentd's user (\(describeUser(daemonUser))) nor root: its owner could put a socket of their own in place of incidentd's. Give a socket path in a directory that incidentd's user or root owns, or make incidentd's user its owner")
+        }
+        let writers = [(0o020, "its group"), (0o002, "others")].filter { mode & mode_t($0.0) != 0 }.map(\.1)
+        if !writers.isEmpty && mode & S_ISVTX == 0 {
+            throw UnsafeSocketDirectory(
+                description:
+                    "the socket's directory \(directory) (\(described)) may be written by \(writers.joined(separator: " and ")), without the sticky bit: they could put a socket of their own in place of incidentd's. Make it writable by its owner only (chmod go-w \(directory)), or give a socket path in such a directory")
+        }
+    }
+
+    /// `mode` as four octal digits, as chmod takes it.
+    private static func octal(_ mode: mode_t) -> String {
+        let digits = String(mode, radix: 8)
+        return String(repeating: "0", count: max(0, 4 - digits.count)) + digits
+    }
+
+    /// A user's name and uid, or the uid alone when the user database has no name for it.
+    private static func describeUser(_ uid: uid_t) -> String {
+        var entry = passwd()
+        var buffer = [CChar](repeating: 0, count: 4096)
+        var result: UnsafeMutablePointer<passwd>?
+        guard getpwuid_r(uid, &entry, &buffer, buffer.count, &result) == 0, result != nil, let name = entry.pw_name else {
+            return "uid \(uid)"
+        }
+        return "\(String(cString: name)) (uid \(uid))"
     }
 
     /// Connections waiting to be accepted before the kernel refuses more.
@@ -280,6 +321,12 @@ final class Server: Sendable {
             throw error
         }
     }
+}
+
+/// A socket directory that another user could put a socket of their own in (``Server/checkSocketDirectory(_:)``):
+/// a configuration problem, for which the daemon exits with status 78 as for the others.
+struct UnsafeSocketDirectory: Error, CustomStringConvertible {
+    let description: String
 }
 
 /// Answers a connection over `max_connections` with one error line, then closes it; what the client sends is

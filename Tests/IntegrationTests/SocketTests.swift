@@ -35,14 +35,14 @@ struct SocketTests {
     }
 
     @Test(
-        "a socket path this daemon may not connect to (another user's socket, mode 0600, in a directory anyone may write) is refused naming the path and why, and left to the daemon that serves it",
+        "a socket path this daemon may not connect to (another user's socket, mode 0600, in a directory anyone may write, sticky as /tmp) is refused naming the path and why, and left to the daemon that serves it",
         .enabled(
             if: ThrowawayUser.canCreate && FileManager.default.isExecutableFile(atPath: "/usr/bin/setpriv"),
             "needs root, useradd and setpriv to run a daemon as a throwaway user"))
     func unreachableSocketIsNotTakenOver() throws {
         let user = try ThrowawayUser()
         let served = try Daemon.configured("[daemon]\nsocket_mode = \"0600\"\n")
-        #expect(chmod(served.root, 0o777) == 0)
+        #expect(chmod(served.root, 0o1777) == 0)
         let before = Self.identity(served.socketPath)
         let own = served.root + "/impostor"
         #expect(mkdir(own, 0o700) == 0)
@@ -215,6 +215,65 @@ struct SocketTests {
         }
         #expect(log.contains("\(directory) is no longer the directory incidentd made for the socket"), "\(log)")
         #expect(Self.mode(victim) == 0o600, "the directory's mode went to \(victim): \(String(Self.mode(victim) ?? 0, radix: 8))")
+    }
+
+    @Test(
+        "a socket directory that others could put a socket of their own in (writable by its group or others without the sticky bit, or another user's) is refused as a configuration error, exit 78, naming it, its mode and owner, and what to do")
+    func unsafeSocketDirectoryIsRefused() throws {
+        let root = makeTemporaryDirectory("incidentd-socket-dir")
+        defer { try? FileManager.default.removeItem(atPath: root) }
+        var cases: [(label: String, mode: mode_t, owner: uid_t?, says: String)] = [
+            ("open", 0o777, nil, "(mode 0777, owner root (uid 0)) may be written by its group and others, without the sticky bit"),
+            ("group", 0o770, nil, "(mode 0770, owner root (uid 0)) may be written by its group, without the sticky bit"),
+        ]
+        if getuid() == 0 {
+            cases.append(("stranger", 0o755, 65534, "belongs to neither incidentd's user (root (uid 0)) nor root"))
+        }
+        for (label, mode, owner, says) in cases {
+            let directory = root + "/" + label
+            #expect(mkdir(directory, 0o700) == 0)
+            #expect(chmod(directory, mode) == 0)
+            if let owner { #expect(chown(directory, owner, owner) == 0) }
+            let logPath = root + "/\(label).log"
+            let daemon = try Self.launch(
+                Binaries.incidentd, ["--data-dir", root + "/data", "--socket", directory + "/incidentd.sock"], logPath: logPath)
+            let log = readFile(logPath) ?? ""
+            if daemon.isRunning {
+                kill(daemon.pid, SIGKILL)
+                daemon.wait()
+                Issue.record("\(label): the daemon serves in \(directory): \(log)")
+            } else {
+                #expect(daemon.wait() == 78, "\(label): \(log)")
+            }
+            #expect(log.contains("cannot start: the socket's directory \(directory) "), "\(label): \(log)")
+            #expect(log.contains(says), "\(label): \(log)")
+            #expect(Self.entries(directory).isEmpty, "\(label): nothing is made there")
+        }
+    }
+
+    @Test("a socket directly in /tmp, in a directory anyone may write with the sticky bit, and in one of the daemon's user that its group may read, is served")
+    func safeSocketDirectoriesServe() throws {
+        let root = makeTemporaryDirectory("incidentd-socket-dir")
+        defer { try? FileManager.default.removeItem(atPath: root) }
+        let sticky = root + "/sticky"
+        let own = root + "/own"
+        #expect(mkdir(sticky, 0o700) == 0 && chmod(sticky, 0o1777) == 0)
+        #expect(mkdir(own, 0o700) == 0 && chmod(own, 0o750) == 0)
+        let inTmp = "/tmp/incidentd-socket-\(getpid())-\(UInt32.random(in: 0...UInt32.max)).sock"
+        defer { unlink(inTmp) }
+        for (index, socket) in [inTmp, sticky + "/incidentd.sock", own + "/incidentd.sock"].enumerated() {
+            let logPath = root + "/\(index).log"
+            let daemon = try Self.launch(Binaries.incidentd, ["--data-dir", root + "/data", "--socket", socket], logPath: logPath)
+            defer {
+                if daemon.isRunning { kill(daemon.pid, SIGKILL) }
+                daemon.wait()
+            }
+            #expect(daemon.isRunning, "\(socket): \(readFile(logPath) ?? "")")
+            #expect(try RawClient(path: socket).call("status").isOK)
+            kill(daemon.pid, SIGTERM)
+            #expect(daemon.wait() == 0)
+            #expect(Self.mode(socket) == nil, "\(socket) is removed at the daemon's end")
+        }
     }
 
     @Test("a socket directory that cannot be made is named, with why")

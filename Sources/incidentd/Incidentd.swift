@@ -235,6 +235,12 @@ struct Incidentd: ParsableCommand {
 
         logger.notice("stopping: draining queued appends")
         _ = incidentd_sd_notify("STOPPING=1")
+        // While the listening socket is open it holds its file, whose inode number no other file can have meanwhile:
+        // closed first, a new daemon's socket at the path could reuse it and be taken for this one's.
+        if let socketFile, socketFile.removeIfStillOurs() == .replaced {
+            logger.notice(
+                "left \(socketFile.path) in place: it is no longer the socket this daemon made (another process put its own there)")
+        }
         try? channel.close().wait()
         // Lines the intake holds reach the committer first, in order; later ones are carried out on their loops.
         intake.stop()
@@ -250,10 +256,6 @@ struct Incidentd: ParsableCommand {
         watchdog?.cancel()
         trimmer.cancel()
         readerCheck.cancel()
-        if let socketFile, socketFile.removeIfStillOurs() == .replaced {
-            logger.notice(
-                "left \(socketFile.path) in place: it is no longer the socket this daemon made (another process put its own there)")
-        }
         logger.notice("stopped", metadata: ["position": "\((try? log.status()).map { "\($0.position)" } ?? "unknown")"])
         if storageTrouble.isBroken { throw ExitCode(StorageTroubleLog.exitStatus) }
     }

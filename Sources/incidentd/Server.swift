@@ -369,7 +369,9 @@ final class RefusedConnections: Sendable {
 
 /// The socket file a daemon made, by device and inode as it was right after `bind`: at the daemon's end the path is
 /// removed only while it still names that file. Another daemon may have put its own socket there meanwhile (after
-/// this one's was removed by hand), and removing that would cut its clients off.
+/// this one's was removed by hand), and removing that would cut its clients off. The comparison holds only while
+/// the listening socket is open: the bound socket keeps its file's inode allocated, removed or not, so that no
+/// other file can have its number until it is closed.
 struct SocketFile: Sendable, Equatable {
     let path: String
     let device: UInt64

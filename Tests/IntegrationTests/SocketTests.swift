@@ -98,6 +98,36 @@ struct SocketTests {
         #expect(Self.identity(first.socketPath) == nil, "the second daemon removed its own socket")
     }
 
+    @Test(
+        "at SIGTERM the socket file is removed while the daemon still listens, before it drains: an append stuck in fdatasync is answered once the path is gone",
+        StorageFaults.required)
+    func socketFileGoesBeforeTheListener() throws {
+        let library = try #require(StorageFaults.library)
+        let root = makeTemporaryDirectory("incidentd-stop-order")
+        let notify = try NotifyListener(path: root + "/notify")
+        let stall = root + "/stall-syncs"
+        // Watchdog pings every 0.2 s, skipped while the writer is stuck: how the test knows the append reached it.
+        let daemon = try Daemon(
+            root: root,
+            environment: [
+                "NOTIFY_SOCKET": notify.path, "WATCHDOG_USEC": "400000", "LD_PRELOAD": library, "INCIDENTD_STALL_SYNCS": stall,
+            ])
+        while let message = notify.next(), message != "WATCHDOG=1" {}
+        let client = try daemon.client()
+        #expect(FileManager.default.createFile(atPath: stall, contents: nil))
+        try client.send("append", ["events": [WireEvent.report(incident: "during-the-stall")]])
+        try waitFor("the writer to be stuck") { notify.next(within: 1) == nil }
+
+        kill(daemon.pid, SIGTERM)
+        try waitFor("the socket file to be removed", timeout: 10) { Self.identity(daemon.socketPath) == nil }
+        #expect(!daemon.log.contains("notice stopped"), "the daemon is still draining: \(daemon.log)")
+        try FileManager.default.removeItem(atPath: stall)
+        let answer = try client.receive()
+        #expect(answer.isOK, "the append in flight is stored and answered: \(answer)")
+        #expect(daemon.stop() == 0)
+        #expect(daemon.log.contains("notice stopped"), "\(daemon.log)")
+    }
+
     /// The permission bits of `path`, or nil.
     static func mode(_ path: String) -> mode_t? {
         var info = stat()

@@ -17,7 +17,7 @@ private func which(_ program: String) -> String? {
 }
 
 /// A datagram socket standing in for systemd's NOTIFY_SOCKET.
-private final class NotifyListener {
+final class NotifyListener {
     let path: String
     let fd: Int32
 

@@ -51,7 +51,7 @@ final class Server: Sendable {
                     refusedConnections: refusedConnections)
             }
         if let fd = inheritedDescriptor {
-            return (try bootstrap.withBoundSocket(fd).wait(), nil)
+            return (try Server.adopt(fd, into: bootstrap), nil)
         }
         let path = configuration.socketPath
         let directory = (path as NSString).deletingLastPathComponent
@@ -59,18 +59,39 @@ final class Server: Sendable {
         try Server.checkSocketDirectory(directory.isEmpty ? FileManager.default.currentDirectoryPath : directory)
         try Server.removeStaleSocket(at: path)
         let (fd, socketFile) = try Server.bindSocket(at: path, mode: configuration.socketMode)
-        let channel: any Channel
-        do {
-            // Bound here rather than by SwiftNIO, which removes whatever socket file is at the path when it closes
-            // a socket it bound itself (another daemon's, by then), and binds no path over 103 bytes.
-            channel = try bootstrap.withBoundSocket(fd).wait()
-        } catch {
-            _ = socketFile.removeIfStillOurs()
-            throw error
-        }
+        // Bound here rather than by SwiftNIO, which removes whatever socket file is at the path when it closes a
+        // socket it bound itself (another daemon's, by then), and binds no path over 103 bytes.
+        let channel = try Server.adopt(fd, into: bootstrap) { _ = socketFile.removeIfStillOurs() }
         // SwiftNIO listens on a socket it is given with its default backlog (128): the one configured above.
         listen(fd, Server.backlog)
         return (channel, socketFile)
+    }
+
+    /// The server channel SwiftNIO makes of the listening socket `fd`. Where SwiftNIO refuses it, `refused` runs
+    /// and `fd` is closed unless SwiftNIO closed it: it does once its channel exists (`ServerBootstrap.bind0` closes
+    /// the channel on a failure of the options, the initializer or the registration), and does not when making the
+    /// channel fails (`ServerSocketChannel.init(socket:eventLoop:group:)` throws, on `listen` say, with the
+    /// descriptor left open). Which it was shows in whether `fd` still refers to the same socket. `refused` runs
+    /// while the socket is open either way, held by a second descriptor (see ``SocketFile``).
+    static func adopt(_ fd: Int32, into bootstrap: ServerBootstrap, refused: () -> Void = {}) throws -> any Channel {
+        let identity = socketIdentity(fd)
+        let holder = fcntl(fd, F_DUPFD_CLOEXEC, 0)
+        defer { if holder >= 0 { close(holder) } }
+        do {
+            return try bootstrap.withBoundSocket(fd).wait()
+        } catch {
+            let stillOpen = identity != nil && socketIdentity(fd) == identity
+            refused()
+            if stillOpen { close(fd) }
+            throw error
+        }
+    }
+
+    /// The device and inode of the socket `fd` refers to, which no other open socket has.
+    private static func socketIdentity(_ fd: Int32) -> [UInt64]? {
+        var info = stat()
+        guard fstat(fd, &info) == 0, (info.st_mode & S_IFMT) == S_IFSOCK else { return nil }
+        return [UInt64(info.st_dev), UInt64(info.st_ino)]
     }
 
     /// Makes `directory`, and those above it that are missing, with mode 0755 whatever the umask: under umask 000

@@ -35,7 +35,6 @@ final class Server: Sendable {
         let logger = self.logger
         let refusedConnections = self.refusedConnections
         let bootstrap = ServerBootstrap(group: group)
-            .serverChannelOption(.backlog, value: Server.backlog)
             .childChannelOption(.autoRead, value: true)
             // A client that shuts down its side still gets the answers to what it sent (see ConnectionHandler).
             .childChannelOption(.allowRemoteHalfClosure, value: true)
@@ -51,7 +50,21 @@ final class Server: Sendable {
                     refusedConnections: refusedConnections)
             }
         if let fd = inheritedDescriptor {
-            return (try Server.adopt(fd, into: bootstrap), nil)
+            // SwiftNIO listens again on a socket it is given, with its default backlog, 128
+            // (`ServerSocketChannel.init(socket:eventLoop:group:)`; its `.backlog` option only applies to a socket it
+            // binds itself): systemd's `Backlog=` is read before and given back after.
+            let systemdBacklog = incidentd_listen_backlog(fd)
+            let code = errno
+            let channel = try Server.adopt(fd, into: bootstrap)
+            if systemdBacklog >= 0 {
+                listen(fd, systemdBacklog)
+            } else {
+                // The kernel caps it at net.core.somaxconn: systemd's own default (Backlog= unset).
+                listen(fd, Int32.max)
+                logger.info(
+                    "cannot read the backlog systemd gave the socket (\(String(cString: strerror(code)))), as under a sandbox without AF_NETLINK: listening with the most net.core.somaxconn allows, systemd's default; a lower Backlog= in the .socket unit is not kept")
+            }
+            return (channel, nil)
         }
         let path = configuration.socketPath
         let directory = (path as NSString).deletingLastPathComponent
@@ -62,7 +75,7 @@ final class Server: Sendable {
         // Bound here rather than by SwiftNIO, which removes whatever socket file is at the path when it closes a
         // socket it bound itself (another daemon's, by then), and binds no path over 103 bytes.
         let channel = try Server.adopt(fd, into: bootstrap) { _ = socketFile.removeIfStillOurs() }
-        // SwiftNIO listens on a socket it is given with its default backlog (128): the one configured above.
+        // SwiftNIO listens again on a socket it is given, with its default backlog (128).
         listen(fd, Server.backlog)
         return (channel, socketFile)
     }

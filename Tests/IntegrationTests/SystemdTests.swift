@@ -144,6 +144,50 @@ struct SystemdTests {
         #expect(!child.wasSignaled)
     }
 
+    /// The backlog of the listening Unix socket at `path`, as `ss` shows it (Send-Q), or nil.
+    static func listenBacklog(_ path: String) throws -> Int? {
+        let shown = try runCommand("/usr/bin/ss", ["-xlH", "src", path])
+        let fields = shown.stdout.split(whereSeparator: \.isWhitespace)
+        guard fields.count >= 5, fields[4] == Substring(path) else { return nil }
+        return Int(fields[3])
+    }
+
+    @Test(
+        "socket activation: the inherited socket keeps the backlog it was given (the .socket unit's Backlog=), which SwiftNIO would reset to 128",
+        .enabled(if: FileManager.default.isExecutableFile(atPath: "/usr/bin/ss"), "needs ss (iproute2) to read a socket's backlog"))
+    func inheritedSocketKeepsItsBacklog() throws {
+        let dir = makeTemporaryDirectory("incidentd-backlog")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let socketPath = dir + "/incidentd.sock"
+        let listener = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        defer { close(listener) }
+        var address = sockaddr_un()
+        address.sun_family = sa_family_t(AF_UNIX)
+        withUnsafeMutableBytes(of: &address.sun_path) { $0.copyBytes(from: Array(socketPath.utf8)) }
+        let bound = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(listener, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
+        }
+        #expect(bound == 0 && listen(listener, 7) == 0)
+        #expect(try Self.listenBacklog(socketPath) == 7)
+
+        let logPath = dir + "/log"
+        let log = open(logPath, O_WRONLY | O_CREAT | O_CLOEXEC, 0o600)
+        defer { close(log) }
+        let child = try ChildProcess(
+            "/bin/sh", ["-c", "export LISTEN_PID=$$ LISTEN_FDS=1; exec \"$0\" \"$@\"", Binaries.incidentd, "--data-dir", dir + "/data"],
+            environment: ProcessInfo.processInfo.environment, stdin: log, stdout: log, stderr: log, descriptor3: listener)
+        defer {
+            if child.isRunning { kill(child.pid, SIGKILL) }
+            child.wait()
+        }
+        try waitFor("incidentd to serve or exit") { !child.isRunning || (readFile(logPath) ?? "").contains("notice serving") }
+        #expect(child.isRunning, "\(readFile(logPath) ?? "")")
+        #expect(try RawClient(path: socketPath).call("status").isOK)
+        #expect(try Self.listenBacklog(socketPath) == 7)
+        kill(child.pid, SIGTERM)
+        #expect(child.wait() == 0)
+    }
+
     @Test("a start that must upgrade the log says so to systemd and extends its start timeout before READY=1")
     func longStartExtendsTimeout() throws {
         let daemon = try Daemon()

@@ -18,15 +18,20 @@ final class ChildProcess: @unchecked Sendable {
     private let lock = NSLock()
     private var status: Int32?
 
-    /// Starts `path` with `arguments`; its standard descriptors are `stdin`, `stdout` and `stderr` of this process.
-    init(_ path: String, _ arguments: [String], environment: [String: String], stdin: Int32, stdout: Int32, stderr: Int32) throws {
+    /// Starts `path` with `arguments`; its standard descriptors are `stdin`, `stdout` and `stderr` of this process,
+    /// and its descriptor 3 is `descriptor3` when given (a listening socket, as systemd passes one).
+    init(
+        _ path: String, _ arguments: [String], environment: [String: String], stdin: Int32, stdout: Int32, stderr: Int32,
+        descriptor3: Int32? = nil
+    ) throws {
         var actions = posix_spawn_file_actions_t()
         posix_spawn_file_actions_init(&actions)
         defer { posix_spawn_file_actions_destroy(&actions) }
         posix_spawn_file_actions_adddup2(&actions, stdin, 0)
         posix_spawn_file_actions_adddup2(&actions, stdout, 1)
         posix_spawn_file_actions_adddup2(&actions, stderr, 2)
-        guard GNU.addCloseFrom(&actions, 3) == 0 else { throw HarnessError("posix_spawn_file_actions_addclosefrom_np failed") }
+        if let descriptor3 { posix_spawn_file_actions_adddup2(&actions, descriptor3, 3) }
+        guard GNU.addCloseFrom(&actions, descriptor3 == nil ? 3 : 4) == 0 else { throw HarnessError("posix_spawn_file_actions_addclosefrom_np failed") }
 
         var attributes = posix_spawnattr_t()
         posix_spawnattr_init(&attributes)

@@ -52,18 +52,11 @@ final class Server: Sendable {
         if let fd = inheritedDescriptor {
             // SwiftNIO listens again on a socket it is given, with its default backlog, 128
             // (`ServerSocketChannel.init(socket:eventLoop:group:)`; its `.backlog` option only applies to a socket it
-            // binds itself): systemd's `Backlog=` is read before and given back after.
-            let systemdBacklog = incidentd_listen_backlog(fd)
-            let code = errno
+            // binds itself). Listening again with the most the kernel allows (net.core.somaxconn) gives back systemd's
+            // default, which the shipped incidentd.socket keeps; a lower `Backlog=` is not kept, since no socket option
+            // reads it.
             let channel = try Server.adopt(fd, into: bootstrap)
-            if systemdBacklog >= 0 {
-                listen(fd, systemdBacklog)
-            } else {
-                // The kernel caps it at net.core.somaxconn: systemd's own default (Backlog= unset).
-                listen(fd, Int32.max)
-                logger.info(
-                    "cannot read the backlog systemd gave the socket (\(String(cString: strerror(code)))), as under a sandbox without AF_NETLINK: listening with the most net.core.somaxconn allows, systemd's default; a lower Backlog= in the .socket unit is not kept")
-            }
+            listen(fd, Int32.max)
             return (channel, nil)
         }
         let path = configuration.socketPath

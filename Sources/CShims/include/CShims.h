@@ -24,8 +24,3 @@ int incidentd_sd_notify(const char *state);
 /// Gives the C heap's free memory back to the system (`malloc_trim(0)`): glibc otherwise keeps what a burst freed in
 /// the middle of its heap for good. Returns 1 if memory was released, 0 if not (or elsewhere than glibc).
 int incidentd_trim_heap(void);
-
-/// The backlog a listening Unix-domain socket was given (`listen`, as the kernel capped it), read with the
-/// kernel's sock_diag netlink interface: there is no socket option for it. Returns it, or -1 with errno set (a
-/// sandbox without AF_NETLINK, another network namespace than the socket's, no unix_diag in the kernel).
-int incidentd_listen_backlog(int fd);

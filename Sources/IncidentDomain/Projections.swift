@@ -474,8 +474,9 @@ public struct CityState: Hashable, Sendable {
 public protocol ProjectionStore {
     mutating func incident(_ id: String) throws -> IncidentState?
     mutating func city(_ id: String) throws -> CityState?
-    mutating func put(_ incident: IncidentState) throws
-    mutating func put(_ city: CityState) throws
+    /// Keeps `incident`, taking it over: a store holds the caller's copy rather than a copy of it.
+    mutating func put(_ incident: consuming IncidentState) throws
+    mutating func put(_ city: consuming CityState) throws
     /// A state that will be changed and put back: a store may hand over its own copy, so that the change
     /// does not copy the state's collections.
     mutating func takeIncident(_ id: String) throws -> IncidentState?
@@ -498,8 +499,8 @@ public struct InMemoryProjections: ProjectionStore, Sendable {
 
     public mutating func incident(_ id: String) -> IncidentState? { incidents[id] }
     public mutating func city(_ id: String) -> CityState? { cities[id] }
-    public mutating func put(_ incident: IncidentState) { incidents[incident.incident] = incident }
-    public mutating func put(_ city: CityState) { cities[city.cityId] = city }
+    public mutating func put(_ incident: consuming IncidentState) { incidents[incident.incident] = incident }
+    public mutating func put(_ city: consuming CityState) { cities[city.cityId] = city }
     public mutating func allCities() -> [CityState] { Array(cities.values) }
 
     /// The document `cities` prints: every city, sorted by id.

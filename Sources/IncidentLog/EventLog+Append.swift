@@ -63,14 +63,16 @@ struct TransactionProjections: ProjectionStore {
         return Array(all.values)
     }
 
-    mutating func put(_ incident: IncidentState) {
-        let previous = batchIncidents.updateValue(incident, forKey: incident.incident)
-        if undoable { undoIncidents.append((incident.incident, previous)) }
+    mutating func put(_ incident: consuming IncidentState) {
+        let id = incident.incident
+        let previous = batchIncidents.updateValue(incident, forKey: id)
+        if undoable { undoIncidents.append((id, previous)) }
     }
 
-    mutating func put(_ city: CityState) {
-        let previous = batchCities.updateValue(city, forKey: city.cityId)
-        if undoable { undoCities.append((city.cityId, previous)) }
+    mutating func put(_ city: consuming CityState) {
+        let id = city.cityId
+        let previous = batchCities.updateValue(city, forKey: id)
+        if undoable { undoCities.append((id, previous)) }
     }
 
     mutating func reserveCapacity(_ events: Int) {

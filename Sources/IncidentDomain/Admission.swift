@@ -10,6 +10,9 @@ public struct AdmittedEvent: Hashable, Sendable {
     public var occurredAt: String
     public var precision: Precision
     public var data: EventData
+    /// The position of the incident's report, for an event that follows it; nil for a report, which starts its
+    /// incident.
+    public var reportPosition: UInt64?
 }
 
 /// The rules of SPEC §2 that depend on what the log already holds: unknown incidents, existing incidents,
@@ -51,7 +54,8 @@ public struct Admission: Sendable {
                 throw IncidentError.invalid("occurredAt", "is required for incident-reported")
             }
             return AdmittedEvent(
-                incident: incident, version: 1, occurredAt: occurredAt, precision: precision, data: .reported(report))
+                incident: incident, version: 1, occurredAt: occurredAt, precision: precision, data: .reported(report),
+                reportPosition: nil)
         case .responded, .outcome:
             guard let incident = event.incident else { throw IncidentError.invalid("incident", "is required") }
             guard let state = try store.incident(incident) else {
@@ -76,7 +80,7 @@ public struct Admission: Sendable {
             }
             return AdmittedEvent(
                 incident: incident, version: state.version + 1, occurredAt: occurredAt, precision: precision,
-                data: event.data)
+                data: event.data, reportPosition: state.firstPosition)
         }
     }
 

@@ -248,13 +248,9 @@ extension EventLog {
                                     // of one event keeps no undo log, so the whole batch is refused.
                                     throw LogError(.corrupt, "the projections of event \(event.position) cannot be updated: \(error)")
                                 }
-                                // The report is version 1 and starts its incident's stream; later events find
-                                // where it starts in the incident the projector has just put in the batch.
-                                guard let streamStart = event.version == 1
-                                    ? event.position : try store.incident(event.incident)?.firstPosition
-                                else {
-                                    throw LogError(.corrupt, "event \(event.position) concerns \(event.incident), which has no projection")
-                                }
+                                // A report starts its incident's stream; a later event's stream starts at the
+                                // report the admission found.
+                                let streamStart = admitted.reportPosition ?? event.position
                                 let streamValueStart = streamValues.count
                                 withUnsafeBytes(of: event.position.bigEndian) { streamValues.append(contentsOf: $0) }
                                 StreamSummary.append(event, to: &streamValues)

@@ -156,6 +156,8 @@ extension EventLog {
                 var recordedAtBytes: [UInt8] = []
                 recordedAt.writeISO8601(quoted: true, into: &recordedAtBytes)
                 var recordedByBytes: [UInt8] = []
+                // Whose `recordedBy` the bytes hold: consecutive requests mostly come from the same user.
+                var recordedByWritten: Recorder?
                 var store = TransactionProjections(txn: handle, db: db, committedCities: committedCities)
                 let events = batch.reduce(0) { $0 + $1.events.count }
                 store.reserveCapacity(events)
@@ -180,8 +182,11 @@ extension EventLog {
                     var positions: [UInt64] = []
                     var incidents: [String] = []
                     var alreadyStored: [Int] = []
-                    recordedByBytes.removeAll(keepingCapacity: true)
-                    request.recordedBy.writeCanonical(into: &recordedByBytes)
+                    if request.recordedBy != recordedByWritten {
+                        recordedByBytes.removeAll(keepingCapacity: true)
+                        request.recordedBy.writeCanonical(into: &recordedByBytes)
+                        recordedByWritten = request.recordedBy
+                    }
                     // The ids the request's reports give by hand, which an id generated for one of its reports before
                     // them must not take.
                     let reserved: Set<String> =
@@ -394,7 +399,7 @@ extension EventLog {
     }
 
     private func storedEventId(_ eventId: String, _ txn: UnsafeWriteTransaction) throws -> (position: UInt64, digest: [UInt8])? {
-        guard let raw = try txn.get(db.eventIds, key: Array(eventId.utf8)), raw.count == 40,
+        guard let raw = try txn.get(db.eventIds, key: eventId), raw.count == 40,
             let position = Keys.readPosition(raw)
         else { return nil }
         return (position, Array(raw[8..<40]))

@@ -229,8 +229,9 @@ extension EventLog {
                                     store: &store)
                                 let eventId = proposal.eventId ?? EventID.random()
                                 // The stored value is the hash followed by the canonical bytes it covers.
-                                var value = [UInt8](repeating: 0, count: 32)
+                                var value: [UInt8] = []
                                 value.reserveCapacity(32 + parts.data.count + parts.sources.count + 512)
+                                value.append(contentsOf: ChainHash.zero)
                                 let prevHash = EventLog.writeStored(
                                     into: &value, parts: parts, admitted: admitted, eventId: eventId,
                                     position: head.position + 1, previous: head.hash, recordedAt: recordedAtBytes,

@@ -481,6 +481,9 @@ public protocol ProjectionStore {
     /// does not copy the state's collections.
     mutating func takeIncident(_ id: String) throws -> IncidentState?
     mutating func takeCity(_ id: String) throws -> CityState?
+    /// Changes the city `id`, made with `make` when the store has none. A store may change its own copy in place
+    /// rather than hand it over and take it back.
+    mutating func updateCity(_ id: String, orNew make: () -> CityState, _ change: (inout CityState) throws -> Void) throws
     /// Every city with a projection. Asked only when a reported name is unknown, to suggest the nearest.
     mutating func allCities() throws -> [CityState]
 }
@@ -488,6 +491,14 @@ public protocol ProjectionStore {
 extension ProjectionStore {
     public mutating func takeIncident(_ id: String) throws -> IncidentState? { try incident(id) }
     public mutating func takeCity(_ id: String) throws -> CityState? { try city(id) }
+
+    public mutating func updateCity(
+        _ id: String, orNew make: () -> CityState, _ change: (inout CityState) throws -> Void
+    ) throws {
+        var city = try takeCity(id) ?? make()
+        try change(&city)
+        try put(city)
+    }
 }
 
 /// Projections kept in memory: what a replay folds into.
@@ -523,50 +534,50 @@ public struct Projector: Sendable {
         case .reported(let report):
             let cityId = report.cityId ?? Gazetteer.slug(report.city) ?? "unknown"
             let state = IncidentState(reported: event, report: report, cityId: cityId)
-            var city = try store.takeCity(cityId) ?? newCity(id: cityId, reportedName: report.city)
-            city.aliasesSeen.insert(report.city)
-            city.add(state, sign: 1)
-            if let parsed = ParsedDate.parse(event.occurredAt) {
-                if city.firstIncidentAt.flatMap(ParsedDate.parse).map({ parsed.start < $0.start }) ?? true {
-                    city.firstIncidentAt = event.occurredAt
+            try store.updateCity(cityId, orNew: { newCity(id: cityId, reportedName: report.city) }) { city in
+                city.aliasesSeen.insert(report.city)
+                city.add(state, sign: 1)
+                if let parsed = ParsedDate.parse(event.occurredAt) {
+                    if city.firstIncidentAt.flatMap(ParsedDate.parse).map({ parsed.start < $0.start }) ?? true {
+                        city.firstIncidentAt = event.occurredAt
+                    }
+                    if city.lastIncidentAt.flatMap(ParsedDate.parse).map({ parsed.start > $0.start }) ?? true {
+                        city.lastIncidentAt = event.occurredAt
+                    }
                 }
-                if city.lastIncidentAt.flatMap(ParsedDate.parse).map({ parsed.start > $0.start }) ?? true {
-                    city.lastIncidentAt = event.occurredAt
-                }
+                city.lastPosition = event.position
             }
-            city.lastPosition = event.position
             try store.put(state)
-            try store.put(city)
         case .responded(let response):
             guard var state = try store.takeIncident(event.incident) else { return }
-            var city = try store.takeCity(state.cityId) ?? newCity(id: state.cityId, reportedName: state.report.city)
-            city.add(state, sign: -1)
-            state.responseEvents += 1
-            for kind in response.responses { state.responses[kind, default: 0] += 1 }
-            state.killed += response.killed ?? 0
-            state.injured += response.injured ?? 0
-            state.detained += response.detained ?? 0
-            try finish(&state, &city, event)
+            try store.updateCity(state.cityId, orNew: { newCity(id: state.cityId, reportedName: state.report.city) }) { city in
+                city.add(state, sign: -1)
+                state.responseEvents += 1
+                for kind in response.responses { state.responses[kind, default: 0] += 1 }
+                state.killed += response.killed ?? 0
+                state.injured += response.injured ?? 0
+                state.detained += response.detained ?? 0
+                finish(&state, &city, event)
+            }
             try store.put(state)
-            try store.put(city)
         case .outcome(let outcome):
             guard var state = try store.takeIncident(event.incident) else { return }
-            var city = try store.takeCity(state.cityId) ?? newCity(id: state.cityId, reportedName: state.report.city)
-            city.add(state, sign: -1)
-            state.outcomeEvents += 1
-            state.status = outcome.status
-            if let v = outcome.verification {
-                state.verification = v
-                state.verificationFromOutcome = true
+            try store.updateCity(state.cityId, orNew: { newCity(id: state.cityId, reportedName: state.report.city) }) { city in
+                city.add(state, sign: -1)
+                state.outcomeEvents += 1
+                state.status = outcome.status
+                if let v = outcome.verification {
+                    state.verification = v
+                    state.verificationFromOutcome = true
+                }
+                if let corrections = outcome.corrections { state.current = state.current.applying(corrections) }
+                finish(&state, &city, event)
             }
-            if let corrections = outcome.corrections { state.current = state.current.applying(corrections) }
-            try finish(&state, &city, event)
             try store.put(state)
-            try store.put(city)
         }
     }
 
-    private func finish(_ state: inout IncidentState, _ city: inout CityState, _ event: RecordedEvent) throws {
+    private func finish(_ state: inout IncidentState, _ city: inout CityState, _ event: RecordedEvent) {
         state.version = event.version
         state.lastPosition = event.position
         city.add(state, sign: 1)

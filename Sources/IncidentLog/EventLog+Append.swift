@@ -53,6 +53,17 @@ struct TransactionProjections: ProjectionStore {
         return try city(id)
     }
 
+    mutating func updateCity(_ id: String, orNew make: () -> CityState, _ change: (inout CityState) throws -> Void) throws {
+        // A request that may yet be refused keeps the city it replaces in its undo log, so it changes a copy.
+        if !undoable, let index = batchCities.index(forKey: id) {
+            try change(&batchCities.values[index])
+            return
+        }
+        var city = try takeCity(id) ?? make()
+        try change(&city)
+        put(city)
+    }
+
     mutating func allCities() throws -> [CityState] {
         var all: [String: CityState] = [:]
         try txn.forEach(db.cities) { key, value in

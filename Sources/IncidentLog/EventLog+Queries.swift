@@ -161,23 +161,30 @@ extension EventLog {
         try environment.read { txn in try txn.get(db.incidents, key: Array(id.utf8)) != nil }
     }
 
-    /// One incident: its projection, the report, its responses in order and its outcome history.
-    public func incidentDocument(_ id: String) throws -> JSONValue? {
+    /// One incident: its projection, the report, its responses in order and its outcome history. With
+    /// `position`, the incident as it stood once the log held events 1...`position`: its events up to there,
+    /// folded afresh when it changed since; nil when it was reported after.
+    public func incidentDocument(_ id: String, through position: UInt64? = nil) throws -> JSONValue? {
         try environment.read { txn in
             guard let raw = try txn.get(db.incidents, key: Array(id.utf8)) else { return nil }
-            let state = try IncidentState(encoded: raw)
+            var state = try IncidentState(encoded: raw)
+            let limit = position ?? .max
+            guard state.firstPosition <= limit else { return nil }
+            let changedSince = state.lastPosition > limit
+            var past = InMemoryProjections()
             var reportEvent: JSONValue = .null
             var responses: [JSONValue] = []
             var outcomes: [JSONValue] = []
             // The report as reported and as corrected by the outcomes since, folded as the projection did.
             var report: ReportData?
             var current: ReportData?
-            for position in try streamPositions(startingAt: state.firstPosition, txn) {
+            for position in try streamPositions(startingAt: state.firstPosition, txn) where position <= limit {
                 guard let rawEvent = try txn.get(db.events, key: Keys.position(position)) else {
                     throw LogError(.corrupt, "event \(position) of incident \(id) is missing")
                 }
                 let event = try EventLog.eventDocument(rawEvent)
                 let recorded = try RecordedEvent(json: JSONReader().read(UnsafeRawBufferPointer(rebasing: rawEvent[32...])))
+                if changedSince { try projector.apply(recorded, to: &past) }
                 switch recorded.data {
                 case .reported(let data):
                     report = data
@@ -195,6 +202,7 @@ extension EventLog {
             guard let report, let current else {
                 throw LogError(.corrupt, "the report of incident \(id) is missing from its stream")
             }
+            if changedSince, let folded = past.incidents[id] { state = folded }
             var document = state.json(report: report, current: current).objectValue ?? [:]
             document["city"] = .string(try cityName(state.cityId, txn))
             document["reportEvent"] = reportEvent

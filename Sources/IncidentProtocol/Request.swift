@@ -22,7 +22,7 @@ public enum Operation: String, Sendable, CaseIterable {
         case .append: return ["events", "allowNewCity"]
         case .read: return ["from", "limit", "city", "type", "incident"]
         case .subscribe: return ["from", "city", "type", "incident"]
-        case .incident: return ["incident"]
+        case .incident: return ["incident", "untilPosition"]
         case .city: return ["city"]
         case .backup: return ["path"]
         case .replay: return ["untilPosition", "asOf", "occurredBefore"]

@@ -133,7 +133,8 @@ struct Export: ParsableCommand {
     static func incidents(_ client: SocketClient, through head: Int64, _ each: (JSONValue) throws -> Void) throws {
         var pending: [String] = []
         func drain() throws {
-            for id in pending { try client.send(.incident, ["incident": .string(id)]) }
+            // As the incident stood at the head: a correction appended since the export began is not in it.
+            for id in pending { try client.send(.incident, ["incident": .string(id), "untilPosition": .int(head)]) }
             for _ in pending {
                 let document = try SocketClient.check(try client.receive())
                 try each(document["incident"] ?? .null)

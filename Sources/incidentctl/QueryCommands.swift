@@ -214,16 +214,24 @@ struct IncidentCommand: ParsableCommand {
         commandName: "incident",
         abstract: "Show one incident: the report as corrected, where it stands, and its whole history.",
         discussion: """
-            Example:
+            With --until-position, the incident as it stood once the log held the events up to that position \
+            (a position events, incident or status printed): what was known of it then, before later responses, \
+            corrections and outcomes.
+
+            Examples:
               incidentctl incident kupiansk-2022-03-01-city-hall
+              incidentctl incident kupiansk-2022-03-01-city-hall --until-position 2
             """)
 
     @Argument(help: "The incident id.") var id: String
+    @Option(parsing: .unconditional, help: "Show the incident as it stood after this position.") var untilPosition: UInt64?
     @OptionGroup var connection: ConnectionOptions
     @OptionGroup var output: OutputOptions
 
     func run() throws {
-        let response = try connection.connect().call(.incident, ["incident": .string(id)])
+        var body: [String: JSONValue] = ["incident": .string(id)]
+        if let untilPosition { body["untilPosition"] = .int(Int64(clamping: untilPosition)) }
+        let response = try connection.connect().call(.incident, body)
         let incident = response["incident"] ?? .null
         switch output.resolved {
         case .json: Printer.json(incident)

@@ -334,7 +334,14 @@ final class RequestExecutor: Sendable {
         guard let id = request.body["incident"]?.stringValue else {
             throw ProtocolError(.invalidRequest, "incident: is required, the incident id")
         }
-        guard IncidentID.isValid(id), let document = try log.incidentDocument(id) else { throw Self.unknownIncident(id) }
+        let position = try Self.integer(request.body["untilPosition"], "untilPosition", range: 0...Int64.max).map(UInt64.init)
+        guard IncidentID.isValid(id), let document = try log.incidentDocument(id, through: position) else {
+            if let position, IncidentID.isValid(id), try log.hasIncident(id) {
+                throw IncidentError(
+                    .unknownIncident, "incident \(id) was reported after position \(position)", details: ["incident": .string(id)])
+            }
+            throw Self.unknownIncident(id)
+        }
         return Response.success(id: request.id, ["incident": document])
     }
 

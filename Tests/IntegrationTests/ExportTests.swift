@@ -212,6 +212,41 @@ struct ExportTests {
         #expect(daemon.stop() == 0)
     }
 
+    @Test("an incident asked for untilPosition is as it stood then, as a log of those events alone projects it; one reported later is unknown then")
+    func incidentUntilPosition() throws {
+        let daemon = try Self.storyLog()
+        let client = try daemon.client()
+        let events = try client.allEvents()
+        let rally = "enerhodar-2022-04-02-rally"
+        let rallyPositions = events.filter { $0["incident"]?.stringValue == rally }.compactMap { $0["position"]?.intValue }
+        #expect(rallyPositions.count == 4, "a report, two responses, an outcome with a correction")
+        let beforeOutcome = rallyPositions[2]
+        let now = try client.call("incident", ["incident": .string(rally)])["incident"]
+        let atHead = try client.call("incident", ["incident": .string(rally), "untilPosition": .int(Int64(events.count))])["incident"]
+        #expect(atHead == now, "at the head, the incident as it stands")
+        let then = try client.call("incident", ["incident": .string(rally), "untilPosition": .int(beforeOutcome)])["incident"]
+        #expect(then?["lastPosition"]?.intValue == beforeOutcome && then?["version"]?.intValue == 3, "\(String(describing: then))")
+        #expect(then?["outcomeHistory"] == .array([]) && then?["latestOutcome"] == .null)
+        #expect(now?["current"]?["participants"]?["low"]?.intValue == 400)
+        #expect(then?["current"]?["participants"]?["low"]?.intValue == 300, "the correction came after")
+
+        // What a log of the events up to there alone says of the incident.
+        let exported = try daemon.ctl(["export"])
+        let upTo = exported.stdout.split(separator: "\n").prefix(Int(beforeOutcome)).joined(separator: "\n") + "\n"
+        let other = try Daemon()
+        #expect(try other.ctl(["append", "--allow-new-city", "-"], stdin: upTo).status == 0)
+        let alone = try other.client().call("incident", ["incident": .string(rally)])["incident"]
+        for key in ["report", "current", "status", "verification", "version", "firstPosition", "lastPosition", "responses", "casualties", "cityId"] {
+            #expect(then?[key] == alone?[key], "\(key): \(String(describing: then?[key])) against \(String(describing: alone?[key]))")
+        }
+
+        let later = try client.call("incident", ["incident": .string(rally), "untilPosition": .int(rallyPositions[0] - 1)])
+        #expect(later["error"]?["code"]?.stringValue == "unknown_incident", "\(later)")
+        #expect(later["error"]?["message"]?.stringValue?.contains("was reported after position \(rallyPositions[0] - 1)") == true, "\(later)")
+        let bad = try client.call("incident", ["incident": .string(rally), "untilPosition": .int(-1)])
+        #expect(bad["error"]?["code"]?.stringValue == "invalid_request", "\(bad)")
+    }
+
     @Test("export of an empty log: no events, the CSV header alone, an empty FeatureCollection")
     func emptyLog() throws {
         let daemon = try Daemon()

@@ -88,6 +88,7 @@ extension EventLog {
     }
 
     private static func removeBackup(_ directory: String) {
+        unlink(directory + "/" + Environment.incompleteCopyName)
         unlink(directory + "/data.mdb")
         unlink(directory + "/lock.mdb")
         rmdir(directory)

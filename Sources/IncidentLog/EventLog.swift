@@ -166,6 +166,11 @@ public final class EventLog: Sendable {
                 // Read-only, LMDB creates nothing: the directory, or its data.mdb, is not there.
                 var info = stat()
                 let missing = stat(directory, &info) != 0 && errno == ENOENT
+                if !missing && stat(directory + "/" + Environment.incompleteCopyName, &info) == 0 {
+                    return LogError(
+                        .notALog,
+                        "cannot open the log in \(directory): it holds only \(Environment.incompleteCopyName), a backup cut short before it was whole (the daemon stopped during the copy); it is no log: remove the directory and back up again")
+                }
                 return LogError(
                     .notALog,
                     "cannot open the log in \(directory): "

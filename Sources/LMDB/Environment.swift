@@ -601,21 +601,30 @@ public final class Environment: @unchecked Sendable {
     /// otherwise), whatever the umask: it holds everything the environment holds.
     /// (`mdb_env_copy2` would create it 0666 less the umask.)
     ///
+    /// It is written as ``incompleteCopyName`` and renamed `data.mdb` once whole
+    /// and synced: a copy cut short, by a crash even, leaves no `data.mdb` that
+    /// could be taken for a whole one.
+    ///
     /// The corresponding C functions are `open` (with `O_EXCL`, and `O_DIRECT`
     /// where the file system takes it, as `mdb_env_copy2` does), `fchmod`,
-    /// `mdb_env_copyfd2`, then `fsync`.
+    /// `mdb_env_copyfd2`, `fsync`, then `rename`.
     ///
     /// - Parameter compact: Omit free pages and renumber pages (`MDB_CP_COMPACT`):
     ///   smaller output, more CPU.
     /// - Throws: ``LMDBError``; `EDEADLK` inside a ``write(_:)`` body (the copy takes
-    ///   LMDB's writer lock). A copy that fails leaves what it wrote of `data.mdb`.
+    ///   LMDB's writer lock); `EEXIST` from `rename`'s check when `directory` holds
+    ///   a `data.mdb`. A copy that fails leaves what it wrote, as ``incompleteCopyName``.
     public func copy(to directory: String, compact: Bool) throws {
+        let incomplete = directory + "/" + Self.incompleteCopyName
+        let whole = directory + "/data.mdb"
+        var existing = stat()
+        if lstat(whole, &existing) == 0 { throw LMDBError(code: EEXIST, function: "open") }
         if gate.threadIsWriting { throw LMDBError(code: EDEADLK, function: "mdb_env_copyfd2") }
         try gate.withShared { () throws(LMDBError) in
             var live = stat()
             guard fstat(try lmdb_env_get_fd(handle), &live) == 0 else { throw LMDBError(code: errno, function: "fstat") }
             let mode = live.st_mode & 0o777
-            let fd = open(directory + "/data.mdb", O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, mode)
+            let fd = open(incomplete, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, mode)
             guard fd >= 0 else { throw LMDBError(code: errno, function: "open") }
             var closed = false
             defer { if !closed { close(fd) } }
@@ -633,9 +642,13 @@ public final class Environment: @unchecked Sendable {
             closed = true
             guard close(fd) == 0 else { throw LMDBError(code: errno, function: "close") }
         }
+        guard rename(incomplete, whole) == 0 else { throw LMDBError(code: errno, function: "rename") }
         try Self.syncPath(directory)
         try Self.syncPath(Self.parent(of: directory))
     }
+
+    /// The name ``copy(to:compact:)`` writes a copy under until it is whole.
+    public static let incompleteCopyName = "data.mdb.incomplete"
 
     /// The directory holding `path` ("." for a bare name).
     private static func parent(of path: String) -> String {

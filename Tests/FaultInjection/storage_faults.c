@@ -4,7 +4,8 @@
 //   failing disk. LMDB writes each commit's meta page through a descriptor of its own, opened O_DSYNC: a write
 //   of at most a few hundred bytes into the first pages of data.mdb. Every other write goes through.
 // - While the file named by INCIDENTD_STALL_SYNCS exists, fdatasync waits (checking every millisecond), as on
-//   a disk that stopped answering.
+//   a disk that stopped answering; while the one named by INCIDENTD_STALL_FSYNCS exists, fsync does (a backup's
+//   copy is synced with it, LMDB's commits never are).
 // - With INCIDENTD_POWER_CUT and INCIDENTD_POWER_CUT_IMAGE set, the power fails on cue: see "A power cut" below.
 //
 // Built by the tests with the toolchain's clang: clang -shared -fPIC -o libstorage_faults.so storage_faults.c -ldl
@@ -318,5 +319,6 @@ int fdatasync(int fd) {
 int fsync(int fd) {
     static int (*real)(int);
     if (real == NULL) real = (int (*)(int))next_symbol("fsync");
+    while (flag_set("INCIDENTD_STALL_FSYNCS")) usleep(1000);
     return tracked_sync(fd, real);
 }

@@ -124,6 +124,31 @@ struct BackupTests {
         #expect(daemon.stop() == 0)
     }
 
+    @Test(
+        "a daemon killed while it writes a backup leaves no data.mdb there, only the copy under the name it has until it is whole, which verify --data-dir names",
+        StorageFaults.required)
+    func backupCutShort() throws {
+        let library = try #require(StorageFaults.library)
+        let root = makeTemporaryDirectory()
+        let stall = root + "/stall-fsyncs"
+        let daemon = try Daemon(root: root, environment: ["LD_PRELOAD": library, "INCIDENTD_STALL_FSYNCS": stall])
+        let client = try daemon.client()
+        #expect(try client.appendEvents(try Repository.articleEvents()).isOK)
+        // The copy is written and waits in its fsync; the daemon dies there.
+        #expect(FileManager.default.createFile(atPath: stall, contents: nil))
+        let backup = root + "/nightly"
+        try client.send("backup", ["path": .string(backup)])
+        try waitFor("the copy written, waiting in fsync") {
+            var info = stat()
+            return stat(backup + "/data.mdb.incomplete", &info) == 0 && info.st_size > 0
+        }
+        daemon.crash()
+        try? FileManager.default.removeItem(atPath: stall)
+        #expect(!FileManager.default.fileExists(atPath: backup + "/data.mdb"), "no data.mdb that could be taken for a whole backup")
+        let verified = try runCommand(Binaries.incidentctl, ["verify", "--data-dir", backup])
+        #expect(verified.status == 2 && verified.stderr.contains("a backup cut short before it was whole"), "\(verified)")
+    }
+
     @Test("incidentctl verify --data-dir checks a backup (or a stopped daemon's log) itself: what the daemon's verify answers of the same log, exit 1 naming a damaged page, exit 2 for a directory with no log")
     func verifyDirectory() throws {
         let daemon = try Daemon()
@@ -162,6 +187,11 @@ struct BackupTests {
         defer { try? FileManager.default.removeItem(atPath: empty) }
         let none = try runCommand(Binaries.incidentctl, ["verify", "--data-dir", empty])
         #expect(none.status == 2 && none.stderr.contains(empty), "\(none)")
+
+        // What a backup cut short by the daemon's end leaves: the copy under the name it has until it is whole.
+        #expect(FileManager.default.createFile(atPath: empty + "/data.mdb.incomplete", contents: Data(repeating: 0, count: 4096)))
+        let cutShort = try runCommand(Binaries.incidentctl, ["verify", "--data-dir", empty])
+        #expect(cutShort.status == 2 && cutShort.stderr.contains("a backup cut short before it was whole"), "\(cutShort)")
     }
 
     @Test(

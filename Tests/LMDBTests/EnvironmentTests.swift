@@ -216,6 +216,15 @@ struct EnvironmentTests {
             let target = try makeDirectory(dir, "copy-shared")
             try groupReadable.copy(to: target, compact: true)
             #expect(stat(target + "/data.mdb", &info) == 0 && info.st_mode & 0o7777 == 0o640)
+            // Written under another name until whole: none is left once it is.
+            #expect(stat(target + "/" + Environment.incompleteCopyName, &info) != 0 && errno == ENOENT)
+            // A directory that holds a data.mdb keeps it, and gets nothing.
+            let before = try Data(contentsOf: URL(fileURLWithPath: target + "/data.mdb"))
+            #expect(throws: LMDBError(code: EEXIST, function: "open")) {
+                try env.copy(to: target, compact: false)
+            }
+            #expect(try Data(contentsOf: URL(fileURLWithPath: target + "/data.mdb")) == before)
+            #expect(stat(target + "/" + Environment.incompleteCopyName, &info) != 0 && errno == ENOENT)
             // Copying into a directory that does not exist fails with ENOENT.
             #expect(throws: LMDBError(code: ENOENT, function: "open")) {
                 try env.copy(to: dir + "/nowhere", compact: false)

@@ -494,11 +494,14 @@ struct Backup: ParsableCommand {
         case .json: Printer.json(response)
         case .table:
             let mebibytes = Double(response["bytes"]?.intValue ?? 0) / 1_048_576
-            print(
-                "backed up positions 1–\(Printer.text(response["headPosition"])) into \(Printer.text(response["path"])) "
-                    + "(\(String(format: "%.1f", mebibytes)) MiB in \(Printer.text(response["seconds"])) s)")
+            let copied =
+                "positions 1–\(Printer.text(response["headPosition"])) into \(Printer.text(response["path"])) "
+                + "(\(String(format: "%.1f", mebibytes)) MiB in \(Printer.text(response["seconds"])) s)"
             if response["intact"]?.boolValue == true {
+                print("backed up " + copied)
                 print("the copy verifies: head \(Printer.text(response["headHash"]))")
+            } else {
+                print("copied " + copied + ", but the copy does not verify: it is no good backup (why on stderr)")
             }
         }
         if response["intact"]?.boolValue != true {

@@ -432,8 +432,11 @@ final class RequestExecutor: Sendable {
         fields["path"] = .string(report.directory)
         fields["bytes"] = .int(Int64(report.bytes))
         fields["seconds"] = .double((seconds * 1000).rounded() / 1000)
-        logger.notice(
-            "backup written",
+        logger.log(
+            level: report.check.isIntact ? .notice : .error,
+            report.check.isIntact
+                ? "backup written"
+                : "backup written, but its copy does not verify: the live log is damaged (run incidentctl verify)",
             metadata: [
                 "path": "\(report.directory)", "position": "\(report.check.headPosition)", "headHash": "\(report.check.headHash)",
                 "bytes": "\(report.bytes)", "intact": "\(report.check.isIntact)", "by": "\(peer.user)",

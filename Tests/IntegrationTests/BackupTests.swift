@@ -149,6 +149,18 @@ struct BackupTests {
         #expect(verified.status == 2 && verified.stderr.contains("a backup cut short before it was whole"), "\(verified)")
     }
 
+    @Test("a backup of a log whose chain breaks is kept, but neither stdout nor the daemon's log call it a backup: exit 1, and an error line")
+    func backupOfBrokenChain() throws {
+        let daemon = try VerifyTests.storedArticle()
+        try VerifyTests.tamper(daemon, position: 1) { stored, _ in VerifyTests.replacing("city-hall", with: "city-hell", in: stored) }
+        try daemon.start()
+        let made = try daemon.ctl(["backup", daemon.root + "/nightly", "--format", "table"])
+        #expect(made.status == 1 && made.stderr.contains("chain_broken"), "\(made)")
+        #expect(!made.stdout.contains("backed up") && made.stdout.contains("the copy does not verify: it is no good backup"), "\(made.stdout)")
+        try waitFor("the error in the daemon's log") { daemon.log.contains("error backup written, but its copy does not verify") }
+        #expect(daemon.stop() == 0)
+    }
+
     @Test("incidentctl verify --data-dir checks a backup (or a stopped daemon's log) itself: what the daemon's verify answers of the same log, exit 1 naming a damaged page, exit 2 for a directory with no log")
     func verifyDirectory() throws {
         let daemon = try Daemon()

@@ -176,6 +176,12 @@ public final class EventLog: Sendable {
                     "cannot open the log in \(directory): "
                         + (missing ? "there is no such directory" : "it holds no incident log (no data.mdb)"))
             }
+            if error.code == EACCES || error.code == EPERM {
+                let needs = readOnly
+                    ? "reading it needs read access to data.mdb and write access to lock.mdb (LMDB's table of readers) there, as incidentd's user has: run this as that user, or read it through the daemon (without --data-dir)"
+                    : "incidentd's user must own it, or be able to read and write it and the files in it"
+                return LogError(.accessDenied, "cannot open the log in \(directory): permission denied (uid \(geteuid())); \(needs)")
+            }
             return LogError(.io, "cannot open the log in \(directory): \(error)")
         default:
             return error

@@ -47,6 +47,8 @@ public struct LogError: Error, Hashable, Sendable, CustomStringConvertible {
         /// A page of the log's data file is damaged (``LMDB/Environment/checkPages()``): the work that would have
         /// read it through LMDB (opening the log, a backup) was not done.
         case damagedPage
+        /// This process may not open the log's files (a reader needs to write LMDB's `lock.mdb`, too).
+        case accessDenied
     }
 
     public let code: Code

@@ -594,8 +594,9 @@ struct Replay: ParsableCommand {
 }
 
 /// The log in data directory `dataDir`, opened read-only; a damaged one is refused (exit 1: `page_damaged`, or
-/// `log_damaged` for a file cut short or a log that cannot be read); a directory that holds none, or one that
-/// cannot be opened, is bad usage (exit 2) naming it and why.
+/// `log_damaged` for a file cut short or a log that cannot be read; `permission_denied` for files this user may not
+/// open); a directory that holds none, or one that cannot be opened otherwise, is bad usage (exit 2) naming it and
+/// why.
 func openDirectly(_ dataDir: String, gazetteer: Gazetteer = .embedded) throws -> EventLog {
     do {
         return try EventLog(options: LogOptions(directory: dataDir, readOnly: true), gazetteer: gazetteer)
@@ -603,6 +604,8 @@ func openDirectly(_ dataDir: String, gazetteer: Gazetteer = .embedded) throws ->
         throw ClientFailure.refused(code: "page_damaged", message: error.message)
     } catch let error as LogError where error.code == .corrupt {
         throw ClientFailure.refused(code: "log_damaged", message: error.message)
+    } catch let error as LogError where error.code == .accessDenied {
+        throw ClientFailure.refused(code: "permission_denied", message: error.message)
     } catch let error as LogError {
         // It names the directory and why.
         throw ClientFailure.usage(error.message)

@@ -161,6 +161,23 @@ struct BackupTests {
         #expect(daemon.stop() == 0)
     }
 
+    @Test(
+        "verify --data-dir by a user who may read data.mdb but not write lock.mdb: exit 1, permission_denied, saying what access reading a log directly needs",
+        .enabled(if: ThrowawayUser.canCreate && FileManager.default.isExecutableFile(atPath: "/usr/bin/setpriv"), "needs root, useradd and setpriv"))
+    func verifyDirectoryWithoutAccess() throws {
+        let daemon = try VerifyTests.storedArticle()
+        for (path, mode) in [(daemon.root, 0o755), (daemon.dataDir, 0o755), (daemon.dataDir + "/data.mdb", 0o644)] {
+            #expect(chmod(path, mode_t(mode)) == 0)
+        }
+        let user = try ThrowawayUser()
+        let run = try runCommand(
+            "/usr/bin/setpriv",
+            ["--reuid=\(user.uid)", "--regid=\(user.gid)", "--clear-groups", Binaries.incidentctl, "verify", "--data-dir", daemon.dataDir])
+        #expect(run.status == 1, "\(run)")
+        #expect(run.stderr.contains("permission_denied: cannot open the log in \(daemon.dataDir): permission denied (uid \(user.uid))"), "\(run.stderr)")
+        #expect(run.stderr.contains("write access to lock.mdb"), "\(run.stderr)")
+    }
+
     @Test("incidentctl verify --data-dir checks a backup (or a stopped daemon's log) itself: what the daemon's verify answers of the same log, exit 1 naming a damaged page, exit 2 for a directory with no log")
     func verifyDirectory() throws {
         let daemon = try Daemon()

@@ -89,11 +89,11 @@ extension EventLog {
         var lastKey: [UInt8]?
         var done = false
         var made = 0
+        options.onProgress?("making the stream summaries from the events")
         while !done {
-            options.onProgress?("making the stream summaries from the events: \(made) made")
-            made += entriesPerCommit
             // Each write may be run again after the map grows, so it starts from `lastKey` and returns the next.
-            (lastKey, done) = try environment.write { txn -> ([UInt8]?, Bool) in
+            let written: Int
+            (lastKey, done, written) = try environment.write { txn -> ([UInt8]?, Bool, Int) in
                 let handle = txn.unsafeHandle
                 var entries: [(key: [UInt8], position: UInt64)] = []
                 var atEnd = false
@@ -123,10 +123,12 @@ extension EventLog {
                 }
                 if atEnd {
                     try handle.put(db.meta, key: Keys.format, value: Array(EventLog.formatTag.utf8))
-                    return (nil, true)
+                    return (nil, true, entries.count)
                 }
-                return (entries.last?.key ?? lastKey, false)
+                return (entries.last?.key ?? lastKey, false, entries.count)
             }
+            made += written
+            options.onProgress?("making the stream summaries from the events: \(made) made\(done ? ", done" : "")")
         }
     }
 }

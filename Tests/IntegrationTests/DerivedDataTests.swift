@@ -95,6 +95,7 @@ struct DerivedDataTests {
         try daemon.start()
         daemon.extraArguments = []
         #expect(daemon.stop() == 0)
+        #expect(daemon.log.contains("making the stream summaries from the events: 8 made, done"), "\(daemon.log)")
         let answer = try verify(daemon)
         #expect(answer["derived"]?["intact"] == true, "after --rebuild-projections: \(answer)")
         let command = try daemon.ctl(["verify", "--format", "table"])

@@ -25,7 +25,11 @@ extension EventLog {
     ///
     /// When the chain is intact and `checkingDerivedData` is true, the indexes and the projections are then
     /// compared with the events (``verifyDerivedData(stretch:)``, ``VerifyReport/derived``).
-    public func verify(stretch: Int = 1 << 16, checkingDerivedData: Bool = true) throws -> VerifyReport {
+    ///
+    /// Each of `expectedHeads` (32-byte head hashes published earlier, `status`'s `headHash`) is looked for among the
+    /// hashes the chain walk checks, at no extra read: ``VerifyReport/expectedHeads`` names the position of the event
+    /// whose hash it is, which with the chain intact proves the log up to there is the one published.
+    public func verify(stretch: Int = 1 << 16, checkingDerivedData: Bool = true, expectedHeads: [[UInt8]] = []) throws -> VerifyReport {
         let pages = try environment.checkPages()
         if let damage = pages.damage {
             return VerifyReport(
@@ -49,16 +53,18 @@ extension EventLog {
         }
         if lastPosition > head.position { ranges.append((head.position + 1)...lastPosition) }
         let stretches = ranges
+        let search = expectedHeads.isEmpty ? nil : ExpectedHeadSearch(expectedHeads)
         let outcomes = Mutex([Result<StretchOutcome, any Error>?](repeating: nil, count: stretches.count))
         // Once a stretch fails, the ones after it cannot change the answer and are not checked.
         let firstFailed = Atomic<Int>(.max)
         DispatchQueue.concurrentPerform(iterations: stretches.count) { i in
             guard firstFailed.load(ordering: .relaxed) > i else { return }
-            let outcome = Result { try verifyStretch(stretches[i]) }
+            let outcome = Result { try verifyStretch(stretches[i], lookingFor: search) }
             if case .success(.intact) = outcome {} else { firstFailed.min(i, ordering: .relaxed) }
             outcomes.withLock { $0[i] = outcome }
         }
         var previous = ChainHash.zero
+        var broken = false
         walk: for outcome in outcomes.withLock({ $0 }) {
             guard let outcome else { break }
             switch try outcome.get() {
@@ -66,13 +72,17 @@ extension EventLog {
                 report.checked = position - 1
                 report.firstBadPosition = position
                 report.problem = problem
-                return report
+                broken = true
+                break walk
             case .intact(let last, let hash), .ended(let last, let hash):
                 report.checked = last
                 previous = hash
             }
             if case .success(.ended) = outcome { break walk }
         }
+        // Events 1 through `checked` are the ones the chain proves: a hash found past a break proves nothing.
+        if let search { report.expectedHeads = search.found(upTo: report.checked) }
+        if broken { return report }
         if report.checked != head.position || previous != head.hash {
             report.firstBadPosition = report.checked + 1
             report.problem = "the recorded head (\(head.position)) does not match the last event (\(report.checked))"
@@ -82,7 +92,7 @@ extension EventLog {
         return report
     }
 
-    /// What ``verifyStretch(_:)`` found in its stretch of positions.
+    /// What ``verifyStretch(_:lookingFor:)`` found in its stretch of positions.
     enum StretchOutcome {
         /// The first position that does not match, and why.
         case bad(UInt64, String)
@@ -95,7 +105,7 @@ extension EventLog {
     /// Checks positions `range` (in a read transaction of their own) against the stored hash of the event
     /// before the first: each must be there, in turn, hash to its stored hash, and say its position and
     /// `prevHash` inside.
-    private func verifyStretch(_ range: ClosedRange<UInt64>) throws -> StretchOutcome {
+    private func verifyStretch(_ range: ClosedRange<UInt64>, lookingFor search: ExpectedHeadSearch?) throws -> StretchOutcome {
         try environment.read { txn in
             var previous = ChainHash.zero
             if range.lowerBound > 1 {
@@ -123,11 +133,46 @@ extension EventLog {
                 guard StoredEventReader.envelopeMatchesInAnyForm(canonical, position: position, previous: previous) else {
                     return .bad(position, "position or prevHash inside the event do not match the chain")
                 }
+                search?.look(at: position, hash: computed)
                 previous = computed
                 expected += 1
                 if expected <= range.upperBound { entry = try cursor.next() }
             }
             return .intact(last: range.upperBound, hash: previous)
+        }
+    }
+
+    /// The head hashes `verify` was asked to find, and the position where each was found, filled in by the stretches
+    /// of the chain as they are checked, in any order and on any thread.
+    final class ExpectedHeadSearch: Sendable {
+        private let hashes: [[UInt8]]
+        /// The first 8 bytes of each hash, compared first, so that an event that has none of them costs a few loads.
+        private let prefixes: [UInt64]
+        private let positions: Mutex<[UInt64?]>
+
+        init(_ hashes: [[UInt8]]) {
+            self.hashes = hashes
+            prefixes = hashes.map(Self.prefix)
+            positions = Mutex([UInt64?](repeating: nil, count: hashes.count))
+        }
+
+        private static func prefix(_ hash: [UInt8]) -> UInt64 {
+            hash.withUnsafeBytes { $0.count >= 8 ? $0.loadUnaligned(as: UInt64.self) : 0 }
+        }
+
+        func look(at position: UInt64, hash: [UInt8]) {
+            let prefix = Self.prefix(hash)
+            for i in prefixes.indices where prefixes[i] == prefix && hashes[i] == hash {
+                positions.withLock { found in found[i] = min(found[i] ?? .max, position) }
+            }
+        }
+
+        /// Each hash, with the position of its event when that is at most `last`.
+        func found(upTo last: UInt64) -> [ExpectedHead] {
+            let positions = positions.withLock { $0 }
+            return hashes.indices.map { i in
+                ExpectedHead(hash: ChainHash.hex(hashes[i]), position: positions[i].flatMap { $0 <= last ? $0 : nil })
+            }
         }
     }
 

@@ -50,6 +50,12 @@ public enum ChainHash {
         SHA256.hash(data: bytes).withUnsafeBytes { Array($0) }
     }
 
+    /// The 32 bytes of a hash written as 64 hexadecimal digits, in either case (as `status` shows a head hash, or as a
+    /// user copied it); nil for anything else.
+    public static func bytes(hashHex text: String) -> [UInt8]? {
+        bytes(hex: text.lowercased()).flatMap { $0.count == 32 ? $0 : nil }
+    }
+
     /// The bytes that ``hex(_:)`` wrote as `text`; nil when it is not lowercase hex of whole bytes.
     public static func bytes(hex text: String) -> [UInt8]? {
         bytes(hexDigits: Array(text.utf8))

@@ -194,6 +194,12 @@ public struct VerifyReport: Sendable, Hashable {
     /// Whether the indexes and the projections agree with the events; nil when they were not compared (a damaged
     /// page or a broken chain stopped `verify` first, or the caller did not ask).
     public var derived: DerivedDataReport?
+    /// The head hashes `verify` was asked to find in the chain, in the order asked, each with where it was found;
+    /// empty when none was asked for or a damaged page stopped `verify` before the chain.
+    public var expectedHeads: [ExpectedHead] = []
+
+    /// Whether every head hash asked for is that of an event of the chain checked.
+    public var holdsExpectedHeads: Bool { expectedHeads.allSatisfy { $0.position != nil } }
 
     /// The damaged page that stopped `verify` before it read the chain through LMDB, if one did.
     public var pageDamage: PageDamage? { pages?.damage }
@@ -221,7 +227,30 @@ public struct VerifyReport: Sendable, Hashable {
         if let firstBadPosition { members["firstBadPosition"] = .int(Int64(firstBadPosition)) }
         if let problem { members["problem"] = .string(problem) }
         if let derived { members["derived"] = derived.json }
+        if !expectedHeads.isEmpty { members["expectedHeads"] = .array(expectedHeads.map(\.json)) }
         return members
+    }
+}
+
+/// A head hash published earlier (`status`'s `headHash`) that `verify` was asked to find, and the event of the chain
+/// that has it. Found in a chain that verifies, it proves the log up to that position is the one published; not
+/// found, the log was rewritten at or before the published head, or shortened below it.
+public struct ExpectedHead: Sendable, Hashable {
+    /// The hash, as lowercase hexadecimal.
+    public var hash: String
+    /// The position of the event whose stored hash it is, among the events the chain proves; nil when none has it.
+    public var position: UInt64?
+
+    public init(hash: String, position: UInt64?) {
+        self.hash = hash
+        self.position = position
+    }
+
+    /// An element of the `expectedHeads` member of `verify`'s answer (PROTOCOL.md).
+    public var json: JSONValue {
+        var members: [String: JSONValue] = ["hash": .string(hash), "found": .bool(position != nil)]
+        if let position { members["position"] = .int(Int64(position)) }
+        return .object(members)
     }
 }
 

@@ -26,7 +26,8 @@ public enum Operation: String, Sendable, CaseIterable {
         case .city: return ["city"]
         case .backup: return ["path"]
         case .replay: return ["untilPosition", "asOf", "occurredBefore"]
-        case .cities, .status, .verify: return []
+        case .verify: return ["expectHeads"]
+        case .cities, .status: return []
         }
     }
 }

@@ -50,6 +50,6 @@ extension Incidentd {
 
     /// The 32 bytes of a hash written as 64 hexadecimal digits (either case); nil for anything else.
     static func hashBytes(_ text: String) -> [UInt8]? {
-        ChainHash.bytes(hex: text.lowercased()).flatMap { $0.count == 32 ? $0 : nil }
+        ChainHash.bytes(hashHex: text)
     }
 }

@@ -402,11 +402,26 @@ final class RequestExecutor: Sendable {
     }
 
     private func verify(_ request: Request, peer: PeerIdentity) throws -> [UInt8] {
-        let report = try log.verify()
+        let report = try log.verify(expectedHeads: try Self.expectedHeads(request.body["expectHeads"]))
         if let damage = report.pageDamage {
             logger.error(
                 "verify found a damaged page in the log's data file",
                 metadata: ["page": "\(damage.page)", "database": "\(damage.database?.name ?? "none")", "problem": "\(damage.problem)", "by": "\(peer.user)"])
+        } else if let position = report.firstBadPosition {
+            logger.error(
+                "verify found the hash chain broken",
+                metadata: [
+                    "position": "\(position)", "problem": "\(report.problem ?? "")", "headPosition": "\(report.headPosition)",
+                    "by": "\(peer.user)",
+                ])
+        }
+        for missing in report.expectedHeads where missing.position == nil {
+            logger.error(
+                "verify found no event of the chain with a head hash published earlier: the log was rewritten or shortened",
+                metadata: [
+                    "hash": "\(missing.hash)", "checked": "\(report.checked)", "headPosition": "\(report.headPosition)",
+                    "by": "\(peer.user)",
+                ])
         }
         for difference in report.derived?.differences ?? [] {
             logger.error(
@@ -417,6 +432,24 @@ final class RequestExecutor: Sendable {
                 ])
         }
         return Response.success(id: request.id, report.members)
+    }
+
+    /// The most head hashes one `verify` looks for: each is compared with every event's hash.
+    static let mostExpectedHeads = 64
+
+    /// The hashes of `verify`'s `expectHeads`: head hashes published earlier, each 64 hexadecimal digits.
+    private static func expectedHeads(_ value: JSONValue?) throws -> [[UInt8]] {
+        guard let value else { return [] }
+        let expected = "expectHeads: expected a list of 1 to \(mostExpectedHeads) head hashes, each the 64 hexadecimal digits of a headHash that status gave"
+        guard let list = value.arrayValue, (1...mostExpectedHeads).contains(list.count) else {
+            throw ProtocolError(.invalidRequest, expected)
+        }
+        return try list.map { item in
+            guard let text = item.stringValue, let hash = ChainHash.bytes(hashHex: text) else {
+                throw ProtocolError(.invalidRequest, "\(expected); not \(item.canonicalString().prefix(80))")
+            }
+            return hash
+        }
     }
 
     /// A copy of the log in a new directory, checked: see ``EventLog/backup(into:)``. Logged, with who asked.

@@ -295,8 +295,8 @@ struct Status: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Show the head of the log (position and hash) and the daemon's state.",
         discussion: """
-            Publish the head position and hash: anyone can later check with `incidentctl verify` that the log \
-            up to that point was not rewritten.
+            Publish the head position and hash: anyone can later check with `incidentctl verify --expect-head \
+            POSITION:HASH` that the log up to that point was not rewritten, nor shortened below it.
 
             Example:
               incidentctl status --format json
@@ -344,7 +344,10 @@ struct Verify: ParsableCommand {
             cities projections, folded again from the events as a rebuild folds them. LMDB keeps no checksums, so a \
             value's bytes changed in place there (a bad disk) pass the page check, and `city` or `incident` would \
             answer wrong figures without a word. Exits 1 (derived_data_differs) naming, for each database that \
-            differs, the first entry that does, and what puts it right: for the projections and the stream \
+            differs, the first entry that does, and what puts it right. Data that differs can also mean that \
+            events were rewritten or removed outside incidentd: before putting it right, check the log against \
+            the head last published (--expect-head) and keep a copy of the data directory, since what puts it \
+            right makes it again from the events. For the projections and the stream \
             summaries, stop incidentd and start it once with --rebuild-projections; for an entry of \
             incident-streams or event-ids that names the wrong event, or is missing, make the log again from its \
             events with incidentd --recover-from (README.md), which makes both indexes again from the events the \
@@ -352,6 +355,17 @@ struct Verify: ParsableCommand {
             incidentd is to rebuild at its next start (a backup of an older version's log, a rebuild cut short) are \
             not compared. Exits 0 when every \
             page is whole, the chain intact and the derived data agrees with the events.
+
+            The chain alone cannot tell a log rewritten from its last event back, with every hash recomputed and \
+            the record of the head made to match, or one cut short: it checks the events against the head the \
+            log records. --expect-head gives a head published earlier (status's position and headHash, as \
+            POSITION:HASH, or the hash alone, as incidentd --expect-head takes it), as many times as there are \
+            heads to check. The hash is looked for among the hashes the chain walk checks, in the same walk, so \
+            it costs nothing more however long the log. Found, the log up to that event is exactly the one \
+            published. Not found, verify exits 1 (head_mismatch): the log was rewritten at or before that \
+            position, or, when the position given is past the head, events were removed. Keep the log as it is, \
+            with a copy, and do not rebuild the projections; make it again from a backup (incidentd \
+            --recover-from DIR --fill-from BACKUP --expect-head HASH, see README.md).
 
             Through the daemon's socket by default. With --data-dir it checks a data directory itself, read-only: \
             a backup before it is restored, or a log whose daemon is stopped or will not start. That needs read \
@@ -362,6 +376,8 @@ struct Verify: ParsableCommand {
 
             Examples:
               incidentctl verify && incidentctl status --format json
+              incidentctl verify --expect-head \
+                  8:61e8afd3a1f04e4b9cf2b1d1a5a3c9e07d3f2a6b8c4e1d0f9a7b6c5d4e3f2a1b
               incidentctl verify --data-dir /var/lib/incidentd/backups/2026-12-06 \\
                   --gazetteer /etc/incidentd/cities.toml
             """)
@@ -370,6 +386,11 @@ struct Verify: ParsableCommand {
     var dataDir: String?
     @Option(help: ArgumentHelp("With --data-dir: the gazetteer file the daemon runs on, to compare the cities (default: the compiled-in one).", valueName: "file"))
     var gazetteer: String?
+    @Option(
+        help: ArgumentHelp(
+            "A head published earlier from status, as HASH or POSITION:HASH: the log must hold it (repeat for several).",
+            valueName: "head"))
+    var expectHead: [String] = []
     @OptionGroup var connection: ConnectionOptions
     @OptionGroup var output: OutputOptions
 
@@ -377,15 +398,31 @@ struct Verify: ParsableCommand {
         if gazetteer != nil && dataDir == nil {
             throw ValidationError("--gazetteer goes with --data-dir: through the socket the daemon compares with its own gazetteer")
         }
+        for argument in expectHead { _ = try PublishedHead(argument) }
+        if Set(try expectHead.map { try PublishedHead($0).hash }).count > Self.mostExpectedHeads {
+            throw ValidationError("--expect-head: at most \(Self.mostExpectedHeads) different heads at once")
+        }
     }
 
+    /// The most heads one `verify` looks for (the daemon's limit on `expectHeads`).
+    static let mostExpectedHeads = 64
+
     func run() throws {
-        let response: JSONValue
+        let published = try expectHead.map { try PublishedHead($0) }
+        var hashes: [String] = []
+        for head in published where !hashes.contains(head.hash) { hashes.append(head.hash) }
+        var response: JSONValue
         if let dataDir {
             let cities = try gazetteer.map { try Gazetteer(contentsOfFile: $0) } ?? Gazetteer.embedded
-            response = .object(try openDirectly(dataDir, gazetteer: cities).verify().members)
+            let expected = hashes.compactMap { ChainHash.bytes(hashHex: $0) }
+            response = .object(try openDirectly(dataDir, gazetteer: cities).verify(expectedHeads: expected).members)
         } else {
-            response = try connection.connect().document(.verify)
+            response = try connection.connect().document(.verify, hashes.isEmpty ? [:] : ["expectHeads": .array(hashes.map { .string($0) })])
+        }
+        let verdicts = PublishedHead.verdicts(published, in: response)
+        if var members = response.objectValue, !published.isEmpty, members["expectedHeads"] != nil {
+            members["expectedHeads"] = .array(verdicts.map(\.json))
+            response = .object(members)
         }
         let derived = response["derived"]
         switch output.resolved {
@@ -395,6 +432,7 @@ struct Verify: ParsableCommand {
                 let pages = response["pages"].map { ", \(Printer.text($0["inUse"])) pages in use and \(Printer.text($0["free"])) free" } ?? ""
                 print("intact: \(Printer.text(response["checked"])) events\(pages), head \(Printer.text(response["headHash"]))")
             }
+            for verdict in verdicts { print(verdict.line) }
             if derived?["intact"]?.boolValue == true {
                 let compared = DerivedDifference.Database.allCases.map(\.rawValue).filter { name in
                     !(derived?["notCompared"]?.arrayValue ?? []).contains { $0["database"]?.stringValue == name }
@@ -409,6 +447,13 @@ struct Verify: ParsableCommand {
         }
         if response["intact"]?.boolValue != true {
             throw Self.failure(response, ofBackupCopy: false)
+        }
+        let mismatches = verdicts.compactMap(\.problem)
+        if !mismatches.isEmpty {
+            let derivedDiffers = derived.map { $0["intact"]?.boolValue != true } ?? false
+            throw ClientFailure.refused(
+                code: "head_mismatch",
+                message: mismatches.joined(separator: "; ") + ". " + PublishedHead.advice(derivedDiffers: derivedDiffers))
         }
         if let derived, derived["intact"]?.boolValue != true {
             throw Self.derivedFailure(derived)
@@ -430,8 +475,16 @@ struct Verify: ParsableCommand {
         return ClientFailure.refused(
             code: "chain_broken",
             message: (copy ? "the copy was kept, but its chain breaks at " : "")
-                + "position \(Printer.text(response["firstBadPosition"])): \(Printer.text(response["problem"]))")
+                + "position \(Printer.text(response["firstBadPosition"])): \(Printer.text(response["problem"])). "
+                + (copy ? "Run incidentctl verify on the live log" : Self.chainRemedy))
     }
+
+    /// What to do about a broken chain (README.md, on `--recover-from`).
+    static let chainRemedy =
+        "Keep data.mdb as it is (the events past the break are evidence too). Make a new log of the events the chain "
+        + "proves: stop incidentd and run incidentd --recover-from DATA_DIR --data-dir NEW --fill-from BACKUP "
+        + "--expect-head HASH, with the latest backups and the head hash last published (see README.md); or: "
+        + EventLog.restoreAdvice
 
     /// What a `verify` whose evidence is intact, but whose indexes or projections differ from the events, says: the
     /// first entry that differs in each database, and what puts each right.
@@ -462,8 +515,16 @@ struct Verify: ParsableCommand {
         return ClientFailure.refused(
             code: "derived_data_differs",
             message: "the pages and the hash chain are intact, but data derived from the events differs from them. "
-                + (named + skipped).joined(separator: "; ") + ". " + remedies.joined(separator: " "))
+                + (named + skipped).joined(separator: "; ") + ". " + (remedies.isEmpty ? "" : "\(derivedWarning) ")
+                + remedies.joined(separator: " "))
     }
+
+    /// Said before any remedy for derived data that differs: both remedies make it again from the events, and fold
+    /// away what may be the last witness of events rewritten or removed.
+    static let derivedWarning =
+        "Derived data that differs can also mean that events were rewritten or removed outside incidentd, and it may "
+        + "then be all that is left of what the log held: before putting it right, check the log against the head "
+        + "last published (incidentctl verify --expect-head HASH) and keep a copy of the data directory."
 }
 
 struct Backup: ParsableCommand {

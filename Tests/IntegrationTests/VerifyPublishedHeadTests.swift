@@ -1,0 +1,188 @@
+import Foundation
+import IncidentLog
+import LMDB
+import StrictJSON
+import Testing
+
+/// A forger who rewrites the log from its last event back, recomputing every hash and the record of the head, or
+/// who cuts its last events off, leaves a chain that verifies: only a head published before (`status`) tells. So
+/// `verify --expect-head` must fail on such a log where plain `verify` calls it intact, through the daemon and with
+/// `--data-dir` alike.
+extension VerifyTests {
+    /// A head as `status` published it.
+    struct Published {
+        var position: Int64
+        var hash: String
+        var argument: String { "\(position):\(hash)" }
+    }
+
+    /// The article's events, stored by a daemon that is then stopped, with the head published then and the head
+    /// as it was at position 5.
+    static func publishedArticle() throws -> (daemon: Daemon, head: Published, earlier: Published) {
+        let daemon = try Daemon()
+        let client = try daemon.client()
+        let answer = try client.appendEvents(try Repository.articleEvents())
+        #expect(answer["ok"]?.boolValue == true, "\(answer)")
+        let status = try client.call("status")
+        let head = Published(
+            position: try #require(status["position"]?.intValue), hash: try #require(status["headHash"]?.stringValue))
+        let fifth = try client.call("read", ["from": 5, "limit": 1])["events"]?.arrayValue?.first
+        let earlier = Published(position: 5, hash: try #require(fifth?["hash"]?.stringValue))
+        #expect(head.position == 8, "the premise: the article has 8 events")
+        #expect(daemon.stop() == 0)
+        return (daemon, head, earlier)
+    }
+
+    /// Writes `meta`'s record of the head (position ‖ hash ‖ last recordedAt, the time kept) and the projections'
+    /// mark to `position`, as a forger who wants the log to look whole does.
+    static func recordHead(_ daemon: Daemon, position: UInt64, hash: [UInt8]) throws {
+        let environment = try Environment(directory: daemon.dataDir, options: EnvironmentOptions(maxDatabases: 8))
+        let meta = try environment.openDatabase("meta", create: false)
+        try environment.write { txn in
+            guard let stored = try txn.get(meta, key: Array("head".utf8)), stored.count == 48 else { throw HarnessError("no head record") }
+            let recordedAt = Array(stored[40..<48])
+            try txn.put(meta, key: Array("head".utf8), value: bigEndian(position) + hash + recordedAt)
+            guard let mark = try txn.get(meta, key: Array("projections".utf8)), mark.count == 16 else { throw HarnessError("no projection mark") }
+            let version = Array(mark[8..<16])
+            try txn.put(meta, key: Array("projections".utf8), value: bigEndian(position) + version)
+        }
+    }
+
+    static func bigEndian(_ value: UInt64) -> [UInt8] { (0..<8).map { UInt8(truncatingIfNeeded: value >> (56 - 8 * UInt64($0))) } }
+
+    /// The stored hash of the event at `position`.
+    static func storedHash(_ daemon: Daemon, position: UInt64) throws -> [UInt8] {
+        let environment = try Environment(directory: daemon.dataDir, options: EnvironmentOptions(maxDatabases: 8))
+        let events = try environment.openDatabase("events", create: false)
+        return try environment.read { txn in
+            guard let stored = try txn.get(events, key: bigEndian(position)) else { throw HarnessError("no event at \(position)") }
+            return Array(stored[..<32])
+        }
+    }
+
+    /// Case A: the head event rewritten (a sabotage made a blockade), its hash recomputed, and the record of the head
+    /// made to match.
+    static func rewriteHead(_ daemon: Daemon) throws {
+        try forge(daemon, position: 8) { replacing(#""kind":"sabotage""#, with: #""kind":"blockade""#, in: $0) }
+        try recordHead(daemon, position: 8, hash: try storedHash(daemon, position: 8))
+    }
+
+    /// Case B: the last event removed, with its entries of `event-ids` and `incident-streams`, and the record of the
+    /// head set to the event before it.
+    static func removeLastEvent(_ daemon: Daemon) throws {
+        try tamper(daemon, position: 8) { _, _ in nil }
+        let environment = try Environment(directory: daemon.dataDir, options: EnvironmentOptions(maxDatabases: 8))
+        let naming8 = bigEndian(8)
+        for name in ["event-ids", "incident-streams"] {
+            let database = try environment.openDatabase(name, create: false)
+            try environment.write { txn in
+                var keys: [[UInt8]] = []
+                try txn.forEach(database) { key, value in
+                    if value.starts(with: naming8) { keys.append(Array(key)) }
+                    return true
+                }
+                #expect(!keys.isEmpty, "the premise: \(name) names event 8")
+                for key in keys { _ = try txn.delete(database, key: key) }
+            }
+        }
+        try recordHead(daemon, position: 7, hash: try storedHash(daemon, position: 7))
+    }
+
+    /// `incidentctl verify` with `arguments`, with `--data-dir` on the stopped daemon's directory, then through the
+    /// daemon started on it (stopped again after).
+    static func verifyBothWays(_ daemon: Daemon, _ arguments: [String]) throws -> [(way: String, run: CommandResult)] {
+        let direct = try runCommand(Binaries.incidentctl, ["verify", "--data-dir", daemon.dataDir] + arguments)
+        try daemon.start()
+        defer { daemon.stop() }
+        let served = try daemon.ctl(["verify"] + arguments)
+        return [("--data-dir", direct), ("through the daemon", served)]
+    }
+
+    @Test("a head event rewritten, its hash and the record of the head made to match, passes plain verify as intact but fails verify --expect-head with the head published before")
+    func rewrittenHeadFailsAgainstThePublishedHead() throws {
+        let (daemon, head, earlier) = try Self.publishedArticle()
+        try Self.rewriteHead(daemon)
+        for (way, run) in try Self.verifyBothWays(daemon, ["--format", "json"]) {
+            #expect(run.json?["intact"]?.boolValue == true, "\(way): the premise: the chain alone cannot tell: \(run.stdout) \(run.stderr)")
+            #expect(run.stderr.contains("derived_data_differs"), "\(way): \(run.stderr)")
+            // The remedy warns before it tells to rebuild.
+            #expect(run.stderr.contains("incidentctl verify --expect-head HASH") && run.stderr.contains("keep a copy of the data directory"), "\(way): \(run.stderr)")
+        }
+        for (way, run) in try Self.verifyBothWays(daemon, ["--expect-head", head.argument, "--format", "table"]) {
+            #expect(run.status == 1, "\(way): \(run)")
+            #expect(run.stderr.contains("head_mismatch") && run.stderr.contains("event 8 or one before it was rewritten"), "\(way): \(run.stderr)")
+            #expect(run.stderr.contains("--fill-from BACKUP --expect-head"), "\(way): \(run.stderr)")
+            #expect(run.stdout.contains("NOT AS PUBLISHED") && run.stdout.contains("do not rebuild"), "\(way): \(run.stdout)")
+        }
+        // The hash alone, as incidentd --expect-head takes it; the older head still holds.
+        for (way, run) in try Self.verifyBothWays(daemon, ["--expect-head", head.hash, "--expect-head", earlier.hash, "--format", "json"]) {
+            #expect(run.status == 1 && run.stderr.contains("head_mismatch"), "\(way): \(run)")
+            let found = run.json?["expectedHeads"]?.arrayValue ?? []
+            #expect(found.map { $0["found"]?.boolValue } == [false, true], "\(way): \(run.stdout)")
+            #expect(found.last?["position"]?.intValue == 5, "\(way): \(run.stdout)")
+        }
+        #expect(daemon.log.contains("verify found no event of the chain with a head hash published earlier") && daemon.log.contains("hash=\(head.hash)"), "\(daemon.log)")
+    }
+
+    @Test("a log cut short by its last event, with its index entries and the record of the head made to match, fails verify --expect-head, saying events were removed when the position is given")
+    func shortenedLogFailsAgainstThePublishedHead() throws {
+        let (daemon, head, _) = try Self.publishedArticle()
+        try Self.removeLastEvent(daemon)
+        for (way, run) in try Self.verifyBothWays(daemon, ["--format", "json"]) {
+            #expect(run.json?["intact"]?.boolValue == true && run.json?["checked"]?.intValue == 7, "\(way): the premise: \(run.stdout) \(run.stderr)")
+        }
+        for (way, run) in try Self.verifyBothWays(daemon, ["--expect-head", head.argument, "--format", "json"]) {
+            #expect(run.status == 1, "\(way): \(run)")
+            #expect(run.stderr.contains("head_mismatch: the log holds 7 events; the published head is at 8: events were removed"), "\(way): \(run.stderr)")
+            let verdict = run.json?["expectedHeads"]?.arrayValue?.first
+            #expect(verdict?["found"]?.boolValue == false && verdict?["publishedPosition"]?.intValue == 8, "\(way): \(run.stdout)")
+        }
+        for (way, run) in try Self.verifyBothWays(daemon, ["--expect-head", head.hash]) {
+            #expect(run.status == 1 && run.stderr.contains("rewritten at or before the published head, or shortened below it"), "\(way): \(run)")
+        }
+    }
+
+    @Test("an untouched log passes verify --expect-head with its current head and with a head published earlier, by position and hash or by hash alone")
+    func untouchedLogHoldsItsPublishedHeads() throws {
+        let (daemon, head, earlier) = try Self.publishedArticle()
+        let arguments = ["--expect-head", head.argument, "--expect-head", earlier.hash.uppercased(), "--expect-head", earlier.argument]
+        for (way, run) in try Self.verifyBothWays(daemon, arguments + ["--format", "json"]) {
+            #expect(run.status == 0, "\(way): \(run)")
+            let found = run.json?["expectedHeads"]?.arrayValue ?? []
+            #expect(found.map { $0["position"]?.intValue } == [8, 5, 5], "\(way): \(run.stdout)")
+        }
+        for (way, run) in try Self.verifyBothWays(daemon, arguments + ["--format", "table"]) {
+            #expect(run.status == 0, "\(way): \(run)")
+            #expect(run.stdout.contains("published head \(head.argument): event 8; the log up to it is as published"), "\(way): \(run.stdout)")
+        }
+    }
+
+    @Test("a malformed --expect-head is bad usage (exit 2) naming it; the daemon refuses a malformed expectHeads")
+    func malformedPublishedHead() throws {
+        let daemon = try Daemon()
+        for argument in ["abc", "0:" + String(repeating: "ab", count: 32), "x:" + String(repeating: "ab", count: 32), String(repeating: "g", count: 64)] {
+            let run = try daemon.ctl(["verify", "--expect-head", argument])
+            #expect(run.status == 2 && run.stderr.contains("--expect-head"), "\(argument): \(run)")
+        }
+        let refused = try daemon.client().call("verify", ["expectHeads": .array([.string("abc")])])
+        #expect(refused["error"]?["code"]?.stringValue == "invalid_request", "\(refused)")
+        #expect(try daemon.ctl(["status", "--help"]).stdout.contains("verify --expect-head"))
+    }
+
+    @Test("a broken chain is logged by the daemon at error, with its position, and its message says how to recover")
+    func brokenChainLoggedWithRemedy() throws {
+        let daemon = try Self.storedArticle()
+        try Self.tamper(daemon, position: 5) { stored, _ in Self.replacing("\"day\"", with: "\"dAy\"", in: stored) }
+        try daemon.start()
+        defer { daemon.stop() }
+        let run = try daemon.ctl(["verify"])
+        #expect(run.status == 1 && run.stderr.contains("chain_broken"), "\(run)")
+        #expect(run.stderr.contains("incidentd --recover-from") && run.stderr.contains("--expect-head"), "\(run.stderr)")
+        try waitFor("the daemon's log to name the break") {
+            daemon.log.split(separator: "\n").contains { line in
+                line.contains("verify found the hash chain broken") && line.contains("position=5")
+                    && (line.contains(" error ") || line.hasPrefix("<3>"))
+            }
+        }
+    }
+}

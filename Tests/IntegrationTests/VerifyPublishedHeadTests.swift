@@ -35,13 +35,14 @@ extension VerifyTests {
 
     /// Writes `meta`'s record of the head (position ‖ hash ‖ last recordedAt, the time kept) and the projections'
     /// mark to `position`, as a forger who wants the log to look whole does.
-    static func recordHead(_ daemon: Daemon, position: UInt64, hash: [UInt8]) throws {
+    static func recordHead(_ daemon: Daemon, position: UInt64, hash: [UInt8], markingProjections: Bool = true) throws {
         let environment = try Environment(directory: daemon.dataDir, options: EnvironmentOptions(maxDatabases: 8))
         let meta = try environment.openDatabase("meta", create: false)
         try environment.write { txn in
             guard let stored = try txn.get(meta, key: Array("head".utf8)), stored.count == 48 else { throw HarnessError("no head record") }
             let recordedAt = Array(stored[40..<48])
             try txn.put(meta, key: Array("head".utf8), value: bigEndian(position) + hash + recordedAt)
+            guard markingProjections else { return }
             guard let mark = try txn.get(meta, key: Array("projections".utf8)), mark.count == 16 else { throw HarnessError("no projection mark") }
             let version = Array(mark[8..<16])
             try txn.put(meta, key: Array("projections".utf8), value: bigEndian(position) + version)
@@ -69,7 +70,7 @@ extension VerifyTests {
 
     /// Case B: the last event removed, with its entries of `event-ids` and `incident-streams`, and the record of the
     /// head set to the event before it.
-    static func removeLastEvent(_ daemon: Daemon) throws {
+    static func removeLastEvent(_ daemon: Daemon, markingProjections: Bool = true) throws {
         try tamper(daemon, position: 8) { _, _ in nil }
         let environment = try Environment(directory: daemon.dataDir, options: EnvironmentOptions(maxDatabases: 8))
         let naming8 = bigEndian(8)
@@ -85,7 +86,7 @@ extension VerifyTests {
                 for key in keys { _ = try txn.delete(database, key: key) }
             }
         }
-        try recordHead(daemon, position: 7, hash: try storedHash(daemon, position: 7))
+        try recordHead(daemon, position: 7, hash: try storedHash(daemon, position: 7), markingProjections: markingProjections)
     }
 
     /// `incidentctl verify` with `arguments`, with `--data-dir` on the stopped daemon's directory, then through the
@@ -140,6 +141,23 @@ extension VerifyTests {
         for (way, run) in try Self.verifyBothWays(daemon, ["--expect-head", head.hash]) {
             #expect(run.status == 1 && run.stderr.contains("rewritten at or before the published head, or shortened below it"), "\(way): \(run)")
         }
+    }
+
+    @Test("a log cut short whose projections still count the removed event: the daemon refuses to start rather than rebuild them away, saying what to do; --rebuild-projections accepts the log as it is")
+    func shortenedLogWithItsProjectionsRefusesToStart() throws {
+        let (daemon, head, _) = try Self.publishedArticle()
+        try Self.removeLastEvent(daemon, markingProjections: false)
+        #expect(throws: HarnessError.self) { try daemon.start() }
+        #expect(daemon.log.contains("the projections were built up to position 8, but the log ends at 7"), "\(daemon.log)")
+        #expect(daemon.log.contains("--expect-head POSITION:HASH"), "\(daemon.log)")
+        let checked = try runCommand(Binaries.incidentctl, ["verify", "--data-dir", daemon.dataDir, "--expect-head", head.argument])
+        #expect(checked.status == 1 && checked.stderr.contains("events were removed"), "\(checked)")
+
+        daemon.extraArguments = ["--rebuild-projections"]
+        try daemon.start()
+        daemon.extraArguments = []
+        #expect(try daemon.client().call("status")["position"]?.intValue == 7)
+        #expect(daemon.stop() == 0)
     }
 
     @Test("an untouched log passes verify --expect-head with its current head and with a head published earlier, by position and hash or by hash alone")

@@ -32,6 +32,11 @@ public struct RecoveryReport: Sendable, Hashable {
     /// last of them, which a recovery that takes them all is given.
     public var eventsPastHead: UInt64
     public var lastPastHeadHash: String?
+    /// The head the log recorded (position, hash), when the hash given is that of a stored event on another
+    /// chain, the log having been rewritten since that head was published: the new log ends at the hash given, and
+    /// the recorded head's events from where the two chains part are not in it.
+    public var recordedHeadLeftOut: UInt64?
+    public var recordedHeadLeftOutHash: String?
 }
 
 extension EventLog {
@@ -264,12 +269,17 @@ extension EventLog {
                 .corrupt,
                 "the new log does not verify (\(check.problem ?? "its head is \(check.headPosition), not \(chain.head.position)")); it was not kept")
         }
-        return RecoveryReport(
+        var report = RecoveryReport(
             directory: options.directory, events: chain.head.position, headHash: check.headHash,
             incidents: copy.streamStarts.count, eventIdsCopied: copy.eventIdsCopied, eventIdsRemade: copy.eventIdsRemade,
             sourceDamage: sourceDamage.map { "\($0)" }, eventsFromBackups: chain.taken.dropFirst().reduce(0, +),
             headWasGiven: chain.headWasGiven, eventsPastHead: chain.eventsPastHead?.count ?? 0,
             lastPastHeadHash: chain.eventsPastHead.map { ChainHash.hex($0.hash) })
+        if let leftOut = chain.recordedHeadLeftOut {
+            report.recordedHeadLeftOut = leftOut.position
+            report.recordedHeadLeftOutHash = ChainHash.hex(leftOut.hash)
+        }
+        return report
     }
 
     /// Writes one transaction of a recovery: `chunk`'s events and their index entries, and `head` after the last.
@@ -434,8 +444,11 @@ private struct SalvagedChain {
 
     /// The last event: its position and hash.
     let head: (position: UInt64, hash: [UInt8])
-    /// Whether the head is the one given: the recorded one unknown or no stored event's, or the given one later.
+    /// Whether the head is the one given: the recorded one unknown or no stored event's, the given one later, or
+    /// the given one on another chain (``recordedHeadLeftOut``).
     let headWasGiven: Bool
+    /// The recorded head, when the hash given is a stored event's on another chain: the log was rewritten.
+    let recordedHeadLeftOut: (position: UInt64, hash: [UInt8])?
     /// Events stored past the head that go on from it, one after another: how many, and the last one's hash. Those
     /// a damaged record of the head lost, or those of a commit that failed before it was acknowledged.
     private(set) var eventsPastHead: (count: UInt64, hash: [UInt8])?
@@ -493,14 +506,16 @@ private struct SalvagedChain {
         let recordedAt = recordedHead.flatMap { hash in position(of: hash).map { (position: $0, hash: hash) } }
         let givenAt = givenHead.flatMap { hash in position(of: hash).map { (position: $0, hash: hash) } }
         let other: [UInt8]?
+        var start: (position: UInt64, hash: [UInt8])
+        var startWasGiven: Bool
         switch (recordedAt, givenAt) {
         case let (recorded?, given?):
-            (head, headWasGiven, other) =
+            (start, startWasGiven, other) =
                 given.position > recorded.position ? (given, true, recorded.hash) : (recorded, false, given.hash)
         case let (recorded?, nil):
-            (head, headWasGiven, other) = (recorded, false, givenHead)
+            (start, startWasGiven, other) = (recorded, false, givenHead)
         case let (nil, given?):
-            (head, headWasGiven, other) = (given, true, nil)
+            (start, startWasGiven, other) = (given, true, nil)
         case (nil, nil):
             let hashes = [recordedHead.map { "the recorded head's hash \(ChainHash.hex($0))" }, givenHead.map { "the hash given, \(ChainHash.hex($0))" }]
             throw LogError(
@@ -511,40 +526,58 @@ private struct SalvagedChain {
                         : "the hash may be mistyped or another log's, or its event in no page that is whole. Check it against the head last published (incidentctl status's headHash)")
                     + ", or give a backup that holds that event with --fill-from DIR; nothing was made")
         }
-        let position = head.position
         // Tried from the last of each position's: the damaged log's own file first, then the backups in the order given.
         candidates.sort { $0.position != $1.position ? $0.position < $1.position : $0.source > $1.source }
 
-        var taken = Array(repeating: UInt64(0), count: directories.count)
-        var otherFound = other == nil || other == head.hash
-        var backwards: [(source: Int, location: LeafScan.Location)] = []
-        // A chain of n events needs n entries: no more is reserved than were found, whatever a position says.
-        backwards.reserveCapacity(min(Int(clamping: position), candidates.count))
-        var expected = head.hash
-        var index = candidates.count - 1
-        for position in (1...position).reversed() {
-            while index >= 0 && candidates[index].position > position { index -= 1 }
-            let prefix = expected.withUnsafeBytes { $0.loadUnaligned(as: UInt64.self) }
-            var previous: [UInt8]?
-            var i = index
-            while i >= 0 && candidates[i].position == position && previous == nil {
-                let candidate = candidates[i]
-                i -= 1
-                guard candidate.hashPrefix == prefix, let bytes = stored(candidate) else { continue }
-                previous = Self.previousHash(of: bytes, hashing: expected)
-                if previous != nil {
-                    backwards.append((candidate.source, candidate.location))
-                    taken[candidate.source] += 1
+        // Walks back from `head` to position 1, taking at each position the event whose bytes hash to what the one
+        // after it names; says whether `other` was among them.
+        func walk(from head: (position: UInt64, hash: [UInt8]), passingThrough other: [UInt8]?) throws -> (
+            backwards: [(source: Int, location: LeafScan.Location)], taken: [UInt64], otherFound: Bool
+        ) {
+            var taken = Array(repeating: UInt64(0), count: directories.count)
+            var otherFound = other == nil || other == head.hash
+            var backwards: [(source: Int, location: LeafScan.Location)] = []
+            // A chain of n events needs n entries: no more is reserved than were found, whatever a position says.
+            backwards.reserveCapacity(min(Int(clamping: head.position), candidates.count))
+            var expected = head.hash
+            var index = candidates.count - 1
+            for position in (1...head.position).reversed() {
+                while index >= 0 && candidates[index].position > position { index -= 1 }
+                let prefix = expected.withUnsafeBytes { $0.loadUnaligned(as: UInt64.self) }
+                var previous: [UInt8]?
+                var i = index
+                while i >= 0 && candidates[i].position == position && previous == nil {
+                    let candidate = candidates[i]
+                    i -= 1
+                    guard candidate.hashPrefix == prefix, let bytes = stored(candidate) else { continue }
+                    previous = Self.previousHash(of: bytes, hashing: expected)
+                    if previous != nil {
+                        backwards.append((candidate.source, candidate.location))
+                        taken[candidate.source] += 1
+                    }
                 }
+                guard let previous else { throw Self.missing(position, head: head, candidates: candidates, files: files) }
+                expected = previous
+                if !otherFound && previous == other { otherFound = true }
+                if position % 100_000 == 0 { progress?("recovering the log: events \(position)–\(head.position) proven by the chain") }
             }
-            guard let previous else { throw Self.missing(position, head: head, candidates: candidates, files: files) }
-            expected = previous
-            if !otherFound && previous == other { otherFound = true }
-            if position % 100_000 == 0 { progress?("recovering the log: events \(position)–\(head.position) proven by the chain") }
+            guard expected == ChainHash.zero else {
+                throw LogError(.corrupt, "event 1 found in \(files) does not start a chain (its prevHash is not zero); nothing was made")
+            }
+            return (backwards, taken, otherFound)
         }
-        guard expected == ChainHash.zero else {
-            throw LogError(.corrupt, "event 1 found in \(files) does not start a chain (its prevHash is not zero); nothing was made")
+        var (backwards, taken, otherFound) = try walk(from: start, passingThrough: other)
+        // A hash given that is a stored event's, on another chain than the recorded head's: the log was rewritten
+        // since that head was published. The head published wins; the recorded one's events past the fork are
+        // left out, and the report says so.
+        if !otherFound, let recorded = recordedAt, let given = givenAt {
+            if !startWasGiven { (backwards, taken, _) = try walk(from: given, passingThrough: nil) }
+            (start, startWasGiven, otherFound) = (given, true, true)
+            recordedHeadLeftOut = recorded
+        } else {
+            recordedHeadLeftOut = nil
         }
+        (head, headWasGiven) = (start, startWasGiven)
         if !otherFound, let other {
             throw LogError(
                 .corrupt,

@@ -25,6 +25,12 @@ extension Incidentd {
             "head: position \(report.events), hash \(report.headHash)"
                 + (report.headWasGiven ? " (the one given)" : ", as the log recorded it"),
         ]
+        if let position = report.recordedHeadLeftOut, let hash = report.recordedHeadLeftOutHash {
+            lines.append(
+                "NOT IN IT: the head the damaged log records, position \(position), hash \(hash), is on another chain than the hash given: "
+                    + "the log was rewritten since that hash was published. The new log ends at the hash given; the recorded head's events "
+                    + "from where the two chains part are left out (keep the damaged log as it is: it is the evidence of the rewrite)")
+        }
         if report.eventsPastHead > 0, let last = report.lastPastHeadHash {
             lines.append(
                 "NOT IN IT: events \(report.events + 1)–\(report.events + report.eventsPastHead), stored in the files read, go on from the head given; "

@@ -160,6 +160,27 @@ extension VerifyTests {
         #expect(daemon.stop() == 0)
     }
 
+    @Test("a log rewritten at its head is made again from a backup to the head published: recovery takes the hash given over the head the log records, says it left that one out, and the new log passes verify --expect-head")
+    func rewrittenHeadRecoveredToThePublishedHead() throws {
+        let (daemon, head, _) = try Self.publishedArticle()
+        try daemon.start()
+        let backup = daemon.root + "/nightly"
+        #expect(try daemon.client().call("backup", ["path": .string(backup)]).isOK)
+        #expect(daemon.stop() == 0)
+        try Self.rewriteHead(daemon)
+        let forged = ChainHash.hex(try Self.storedHash(daemon, position: 8))
+
+        let new = daemon.root + "/new"
+        let run = try runCommand(
+            Binaries.incidentd,
+            ["--recover-from", daemon.dataDir, "--data-dir", new, "--fill-from", backup, "--expect-head", head.hash, "--log-level", "warning"])
+        #expect(run.status == 0, "\(run)")
+        #expect(run.stdout.contains("head: position 8, hash \(head.hash) (the one given)"), "\(run.stdout)")
+        #expect(run.stdout.contains("NOT IN IT: the head the damaged log records, position 8, hash \(forged), is on another chain"), "\(run.stdout)")
+        let verified = try runCommand(Binaries.incidentctl, ["verify", "--data-dir", new, "--expect-head", head.argument])
+        #expect(verified.status == 0, "the log up to the published head, exactly: \(verified)")
+    }
+
     @Test("an untouched log passes verify --expect-head with its current head and with a head published earlier, by position and hash or by hash alone")
     func untouchedLogHoldsItsPublishedHeads() throws {
         let (daemon, head, earlier) = try Self.publishedArticle()

@@ -28,7 +28,8 @@ extension EventLog {
     /// position order, until the end of the log or until `stop` says. Reading the events, the larger part of the
     /// work, goes on on a second thread meanwhile, and on this one once it has folded a block (see
     /// ``StoredEventBlock``). An event the fast reader does not take (escapes, a damaged or unexpected form) is
-    /// decoded by `RecordedEvent(json:)`, which names what is wrong with it.
+    /// decoded by `RecordedEvent(json:)`; one that cannot be read as an event is ``LogError/damagedEvent(at:_:)``,
+    /// naming its position and what is wrong with it.
     ///
     /// Returns the position of the last event taken (`previous` if none), how many were taken, and whether the
     /// end of the log was reached (rather than `maxEvents`, `untilPosition` or `recordedAfter`).
@@ -47,14 +48,15 @@ extension EventLog {
         func take(into block: StoredEventBlock) throws {
             block.removeAll()
             while let (key, value) = entry, count < stop.maxEvents, !block.isFull {
-                guard let position = Keys.readPosition(key), value.count > 32 else {
+                guard let position = Keys.readPosition(key) else {
                     throw LogError(.corrupt, "a damaged event after position \(lastPosition)")
                 }
+                guard value.count > 32 else { throw LogError.damagedEvent(at: position, "it is shorter than its hash") }
                 if position > stop.untilPosition {
                     passedUntil = true
                     return
                 }
-                block.append(UnsafeRawBufferPointer(rebasing: value[32...]))
+                block.append(UnsafeRawBufferPointer(rebasing: value[32...]), position: position)
                 lastPosition = position
                 count += 1
                 entry = try cursor.next()
@@ -67,7 +69,7 @@ extension EventLog {
             let upcoming = blocks.upcoming
             DispatchQueue.global().async(group: reading) { upcoming.parseUnclaimed() }
             for i in 0..<blocks.current.count {
-                let (canonical, parsed) = blocks.current[i]
+                let (position, canonical, parsed) = blocks.current[i]
                 if let parsed {
                     var decided = true
                     if let limit = stop.recordedAfter {
@@ -84,9 +86,15 @@ extension EventLog {
                         guard let occurred = ParsedDate.parse(utf8: parsed.occurredAt), occurred.start.microseconds < before
                         else { continue }
                     }
-                    if decided, try StoredEventReader.apply(parsed, to: &fold) { continue }
+                    if decided, try EventLog.readingStoredEvent(at: position, { try StoredEventReader.apply(parsed, to: &fold) }) {
+                        continue
+                    }
                 }
-                let event = try RecordedEvent(json: JSONReader().read(canonical))
+                let event = try EventLog.readingStoredEvent(at: position) {
+                    let event = try RecordedEvent(json: JSONReader().read(canonical))
+                    guard event.position == position else { throw LogError(.corrupt, "it names position \(event.position)") }
+                    return event
+                }
                 if let limit = stop.recordedAfter, event.recordedAt.microseconds > limit {
                     stopped = true
                     break
@@ -94,7 +102,7 @@ extension EventLog {
                 if let before = stop.occurredBefore {
                     guard let occurred = ParsedDate.parse(event.occurredAt), occurred.start.microseconds < before else { continue }
                 }
-                try fold.apply(event)
+                try EventLog.readingStoredEvent(at: position) { try fold.apply(event) }
             }
             blocks.upcoming.parseUnclaimed()
             reading.wait()

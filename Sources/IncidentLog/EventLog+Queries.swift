@@ -18,6 +18,28 @@ extension EventLog {
         }
     }
 
+    /// Runs `decode` on the stored event at `position`, and turns whatever it throws (JSON that does not parse, a
+    /// rule the event breaks) into ``LogError/damagedEvent(at:_:)``: an event was validated when it was appended, so
+    /// one that cannot be read now is damage to the stored log, whichever query meets it.
+    static func readingStoredEvent<T>(at position: UInt64, _ decode: () throws -> T) throws -> T {
+        do {
+            return try decode()
+        } catch {
+            throw LogError.damagedEvent(at: position, (error as? LogError)?.message ?? "\(error)")
+        }
+    }
+
+    /// The stored event at `position`, as printed (``eventDocument(_:)``) and as decoded, checked as it was when it was
+    /// appended; ``LogError/damagedEvent(at:_:)`` when it cannot be read as an event.
+    static func storedEvent(_ raw: UnsafeRawBufferPointer, at position: UInt64) throws -> (document: JSONValue, event: RecordedEvent) {
+        try readingStoredEvent(at: position) {
+            let document = try eventDocument(raw)
+            let event = try RecordedEvent(json: document)
+            guard event.position == position else { throw LogError(.corrupt, "it names position \(event.position)") }
+            return (document, event)
+        }
+    }
+
     /// A stored event as printed: the stored document plus its `hash`.
     static func eventDocument(_ raw: UnsafeRawBufferPointer) throws -> JSONValue {
         guard raw.count > 32 else { throw LogError(.corrupt, "a stored event is shorter than its hash") }
@@ -52,6 +74,10 @@ extension EventLog {
     /// What a follower with no filter has not seen yet: the lines `{"event":…,"id":…,"ok":true}` of up to `limit`
     /// events from position `from` on, made from the stored bytes without a JSON tree (``appendEventDocument``);
     /// the number of events, the position to go on from, and whether that is past the head.
+    ///
+    /// The stored bytes are spliced unread, so each event's are first scanned for a byte below 0x20, which the
+    /// canonical form never holds and which (a line feed) would break the framing of the lines. A damaged event
+    /// ends the page before it; when it comes first, ``LogError/damagedEvent(at:_:)`` is thrown instead.
     public func eventLines(from: UInt64, limit: Int, id: JSONText) throws -> (lines: [UInt8], count: Int, next: UInt64, caughtUp: Bool) {
         let suffix = Array(",\"id\":".utf8) + id.bytes + Array(",\"ok\":true}\n".utf8)
         return try environment.read { txn in
@@ -62,10 +88,20 @@ extension EventLog {
             var entry = try cursor.seek(atOrAfter: Keys.position(next))
             while let (key, value) = entry, count < limit {
                 guard let position = Keys.readPosition(key) else { break }
+                if let damage = EventLog.controlByteDamage(value, at: position) {
+                    if count > 0 { return (lines, count, position, false) }
+                    throw damage
+                }
+                let start = lines.count
                 lines.reserveCapacity(lines.count + value.count + 96)
                 lines.append(contentsOf: #"{"event":"#.utf8)
                 if !EventLog.appendEventDocument(value, to: &lines) {
-                    lines.append(contentsOf: try EventLog.eventDocument(value).canonicalBytes())
+                    do {
+                        lines.append(contentsOf: try EventLog.storedEvent(value, at: position).document.canonicalBytes())
+                    } catch let damage as LogError where damage.code == .damagedEvent && count > 0 {
+                        lines.removeSubrange(start...)
+                        return (lines, count, position, false)
+                    }
                 }
                 lines.append(contentsOf: suffix)
                 count += 1
@@ -77,22 +113,40 @@ extension EventLog {
     }
 
     /// Up to `limit` events from position `from` on that match `filter`, and the position to continue from.
+    /// ``LogError/damagedEvent(at:_:)`` when one of the events looked at cannot be read as an event.
     public func events(from: UInt64, limit: Int, filter: EventFilter = EventFilter()) throws -> (events: [JSONValue], next: UInt64) {
-        let found = try eventsToFollow(from: from, limit: limit, scanning: .max, filter: filter)
+        let found = try eventsLookedAt(from: from, limit: limit, scanning: .max, filter: filter, endingBeforeDamage: false)
         return (found.events, found.next)
     }
 
     /// What a follower of the log (`subscribe`) has not seen yet: up to `limit` events from position `from` on that
     /// match `filter`, looking at no more than `scanning` positions, so that a call is short however few events
     /// match; the position to go on from, and whether every event stored so far has been looked at (`caughtUp`:
-    /// nothing more until a commit adds some).
+    /// nothing more until a commit adds some). An event that cannot be read as an event ends the events before it;
+    /// when it comes first, ``LogError/damagedEvent(at:_:)`` is thrown instead.
     public func eventsToFollow(from: UInt64, limit: Int, scanning: Int, filter: EventFilter) throws
+        -> (events: [JSONValue], next: UInt64, caughtUp: Bool)
+    {
+        try eventsLookedAt(from: from, limit: limit, scanning: scanning, filter: filter, endingBeforeDamage: true)
+    }
+
+    /// ``eventsToFollow(from:limit:scanning:filter:)``; `endingBeforeDamage` false throws at a damaged event even
+    /// after others were found (`read` answers whole or not at all).
+    private func eventsLookedAt(from: UInt64, limit: Int, scanning: Int, filter: EventFilter, endingBeforeDamage: Bool) throws
         -> (events: [JSONValue], next: UInt64, caughtUp: Bool)
     {
         try environment.read { txn in
             var result: [JSONValue] = []
             var next = max(from, 1)
             var cityOfIncident: [String: String] = [:]
+            // The document of the event at `position`; nil when it is damaged and the events before it are returned.
+            func readDocument(_ raw: UnsafeRawBufferPointer, _ position: UInt64) throws -> JSONValue? {
+                do {
+                    return try EventLog.storedEvent(raw, at: position).document
+                } catch let damage as LogError where damage.code == .damagedEvent && endingBeforeDamage && !result.isEmpty {
+                    return nil
+                }
+            }
             if let incident = filter.incident {
                 guard let raw = try txn.get(db.incidents, key: Array(incident.utf8)) else { return (result, next, true) }
                 let start = try IncidentState(encoded: raw).firstPosition
@@ -103,7 +157,7 @@ extension EventLog {
                         break
                     }
                     guard let raw = try txn.get(db.events, key: Keys.position(position)) else { continue }
-                    let document = try EventLog.eventDocument(raw)
+                    guard let document = try readDocument(raw, position) else { return (result, position, false) }
                     if let type = filter.type, document["type"]?.stringValue != type.rawValue { continue }
                     result.append(document)
                     next = position + 1
@@ -119,7 +173,7 @@ extension EventLog {
                 next = position + 1
                 entry = try cursor.next()
                 if filter.type != nil || filter.cityId != nil {
-                    let document = try EventLog.eventDocument(value)
+                    guard let document = try readDocument(value, position) else { return (result, position, false) }
                     if let type = filter.type, document["type"]?.stringValue != type.rawValue { continue }
                     if let cityId = filter.cityId {
                         guard let incident = document["incident"]?.stringValue else { continue }
@@ -136,11 +190,23 @@ extension EventLog {
                     }
                     result.append(document)
                 } else {
-                    result.append(try EventLog.eventDocument(value))
+                    guard let document = try readDocument(value, position) else { return (result, position, false) }
+                    result.append(document)
                 }
             }
             return (result, next, entry == nil)
         }
+    }
+
+    /// ``LogError/damagedEvent(at:_:)`` when the canonical bytes of the stored event `raw` hold a byte below 0x20,
+    /// which its canonical form never does; nil otherwise. What it costs is a pass over the bytes, eight at a time.
+    static func controlByteDamage(_ raw: UnsafeRawBufferPointer, at position: UInt64) -> LogError? {
+        guard raw.count > 32 else { return LogError.damagedEvent(at: position, "it is shorter than its hash") }
+        guard let offset = UnsafeRawBufferPointer(rebasing: raw[32...]).firstControlByte() else { return nil }
+        let byte = raw[32 + offset]
+        let hex = String(byte, radix: 16, uppercase: true)
+        return LogError.damagedEvent(
+            at: position, "a raw control byte 0x\(hex.count == 1 ? "0" : "")\(hex) at byte \(offset) of its JSON, which is never stored unescaped")
     }
 
     /// The positions of an incident's events, in version order: the entries of `incident-streams` under the
@@ -182,8 +248,7 @@ extension EventLog {
                 guard let rawEvent = try txn.get(db.events, key: Keys.position(position)) else {
                     throw LogError(.corrupt, "event \(position) of incident \(id) is missing")
                 }
-                let event = try EventLog.eventDocument(rawEvent)
-                let recorded = try RecordedEvent(json: JSONReader().read(UnsafeRawBufferPointer(rebasing: rawEvent[32...])))
+                let (event, recorded) = try EventLog.storedEvent(rawEvent, at: position)
                 if changedSince { try projector.apply(recorded, to: &past) }
                 switch recorded.data {
                 case .reported(let data):

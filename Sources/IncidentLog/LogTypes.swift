@@ -49,14 +49,32 @@ public struct LogError: Error, Hashable, Sendable, CustomStringConvertible {
         case damagedPage
         /// This process may not open the log's files (a reader needs to write LMDB's `lock.mdb`, too).
         case accessDenied
+        /// A stored event cannot be read as an event: its JSON does not parse, or it breaks a rule every event
+        /// passed when it was appended (``EventLog/readingStoredEvent(at:_:)``). The query that met it was not
+        /// answered; ``LogError/position`` names the event.
+        case damagedEvent
     }
 
     public let code: Code
     public let message: String
+    /// The position of the stored event at fault, for ``Code/damagedEvent``.
+    public let position: UInt64?
 
-    public init(_ code: Code, _ message: String) {
+    public init(_ code: Code, _ message: String, position: UInt64? = nil) {
         self.code = code
         self.message = message
+        self.position = position
+    }
+
+    /// The stored event at `position` cannot be read as an event, for `reason`: the one wording of it, for every
+    /// query that reads stored events (`log_damaged` on the wire).
+    public static func damagedEvent(at position: UInt64, _ reason: String) -> LogError {
+        LogError(
+            .damagedEvent,
+            "the stored event at position \(position) cannot be read as an event (\(reason)): the stored log is damaged. "
+                + "Run incidentctl verify, which names the first damaged event; then make the log again from its events "
+                + "with incidentd --recover-from, or restore a backup (README.md, on recovering a damaged log)",
+            position: position)
     }
 
     public var description: String { message }

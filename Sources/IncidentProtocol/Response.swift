@@ -17,6 +17,7 @@ public struct ProtocolError: Error, Hashable, Sendable, CustomStringConvertible 
         public static let tooManyConnections = Code(rawValue: "too_many_connections")
         public static let serverBusy = Code(rawValue: "server_busy")
         public static let pageDamaged = Code(rawValue: "page_damaged")
+        public static let logDamaged = Code(rawValue: "log_damaged")
         public static let shuttingDown = Code(rawValue: "shutting_down")
         public static let internalError = Code(rawValue: "internal_error")
     }

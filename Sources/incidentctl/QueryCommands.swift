@@ -131,7 +131,7 @@ struct Events: ParsableCommand {
                         next = position + 1
                         seen.shown(position: position, line: line)
                     } else {
-                        let answer = try JSONReader(maxDepth: 128).read(line)
+                        let answer = try SocketClient.answer(line, after: " after position \(next - 1)")
                         if let asked = headRequest, answer["id"]?.intValue == asked {
                             seen.headReported(answer)
                             headRequest = nil
@@ -650,7 +650,12 @@ struct Replay: ParsableCommand {
         let limit = ReplayLimit(
             untilPosition: untilPosition, asOf: asOf.flatMap(ParsedDate.parse)?.start,
             occurredBefore: occurredBefore.flatMap(ParsedDate.parse)?.start)
-        return JSONValue.array(try log.replay(limit).map(\.json))
+        do {
+            return JSONValue.array(try log.replay(limit).map(\.json))
+        } catch let error as LogError where error.code == .damagedEvent {
+            // As the daemon answers it, so that both ways of replaying tell damage apart from bad usage.
+            throw ClientFailure.refused(code: "log_damaged", message: error.message)
+        }
     }
 }
 

@@ -12,12 +12,16 @@ enum ClientFailure: Error, CustomStringConvertible {
     case usage(String)
     /// The daemon cannot be reached (exit 3).
     case unreachable(String)
+    /// The daemon sent a line that breaks the protocol (exit 1, as a check that failed): not JSON, or not the answer
+    /// expected. The message names what came and where.
+    case protocolViolation(String)
 
     var description: String {
         switch self {
         case .refused(let code, let message): return "\(code): \(message)"
         case .usage(let message): return message
         case .unreachable(let message): return message
+        case .protocolViolation(let message): return "protocol_violation: \(message)"
         }
     }
 
@@ -29,7 +33,7 @@ enum ClientFailure: Error, CustomStringConvertible {
 
     var exitStatus: Int32 {
         switch self {
-        case .refused: return 1
+        case .refused, .protocolViolation: return 1
         case .usage: return 2
         case .unreachable: return 3
         }
@@ -139,11 +143,19 @@ final class SocketClient {
 
     /// Reads the next response line.
     func receive() throws(ClientFailure) -> JSONValue {
-        let line = try receiveLine()
+        try Self.answer(receiveLine())
+    }
+
+    /// A line the daemon sent, read as JSON; ``ClientFailure/protocolViolation(_:)`` naming the line (its start) and
+    /// where it fails when it is not.
+    static func answer(_ line: [UInt8], after context: String = "") throws(ClientFailure) -> JSONValue {
         do {
             return try JSONReader(maxDepth: 128).read(line)
         } catch {
-            throw .unreachable("incidentd sent a line that is not JSON: \(error)")
+            let shown = String(decoding: line.prefix(160), as: UTF8.self).debugDescription
+            throw .protocolViolation(
+                "incidentd sent a line that is not JSON\(context) (\(error) of the line, \(line.count) bytes): "
+                    + "\(shown)\(line.count > 160 ? "…" : ""); the stored log may be damaged: run incidentctl verify")
         }
     }
 

@@ -102,8 +102,12 @@ final class LogFollower {
         do {
             page = try readPage()
         } catch {
+            // The follow ends: past a damaged event (`log_damaged`, naming it) nothing would follow in log order.
             stopped = true
-            let failure = Response.failure(id: requestId, ProtocolError(.internalError, "following the log failed: \(error)"))
+            let failure =
+                (error as? LogError)?.code == .damagedEvent
+                ? RequestExecutor.failure(id: requestId, error)
+                : Response.failure(id: requestId, ProtocolError(.internalError, "following the log failed: \(error)"))
             var buffer = context.channel.allocator.buffer(capacity: failure.count)
             buffer.writeBytes(failure)
             context.writeAndFlush(NIOAny(buffer), promise: nil)

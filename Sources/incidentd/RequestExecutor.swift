@@ -135,6 +135,9 @@ final class RequestExecutor: Sendable {
             return Response.failure(id: id, ProtocolError(.invalidRequest, error.message))
         case let error as LogError where error.code == .damagedPage:
             return Response.failure(id: id, ProtocolError(.pageDamaged, error.message))
+        case let error as LogError where error.code == .damagedEvent:
+            return Response.failure(
+                id: id, ProtocolError(.logDamaged, error.message, details: error.position.map { ["position": .int(Int64($0))] } ?? [:]))
         default:
             return Response.failure(id: id, ProtocolError(.internalError, "\(error)"))
         }

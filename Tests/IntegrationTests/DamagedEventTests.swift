@@ -1,0 +1,142 @@
+import Foundation
+import StrictJSON
+import Testing
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A stored event whose bytes were changed in place on the disk: every query that reads it answers `log_damaged`,
+/// naming its position and pointing to `verify`, and a follower's lines stay JSON lines.
+@Suite("Damaged events")
+struct DamagedEventTests {
+    /// Event 4 of the article (a report from Melitopol) holds this in its description.
+    static let descriptionText = "a few unarmed residents"
+    /// Event 1 of the article: its participants, as stored.
+    static let participantsText = #""high":150,"low":150},"tags""#
+
+    /// The article's events, stored by a daemon that is then stopped, and the incident of event 4.
+    static func storedArticle() throws -> (daemon: Daemon, incidentOfFour: String) {
+        let daemon = try Daemon()
+        let client = try daemon.client()
+        #expect(try client.appendEvents(try Repository.articleEvents()).isOK)
+        let four = try client.call("read", ["from": 4, "limit": 1])
+        let incident = four["events"]?.arrayValue?.first?["incident"]?.stringValue ?? ""
+        #expect(daemon.stop() == 0)
+        return (daemon, incident)
+    }
+
+    /// Writes `bytes` into data.mdb, `offset` bytes after the first occurrence of `text`, in place (as `dd
+    /// conv=notrunc` would), with the daemon stopped.
+    static func damage(_ daemon: Daemon, after text: String, offset: Int, with bytes: [UInt8]) throws {
+        let path = daemon.dataDir + "/data.mdb"
+        guard let file = FileHandle(forUpdatingAtPath: path) else { throw HarnessError("cannot open \(path)") }
+        defer { try? file.close() }
+        let contents = try file.readToEnd() ?? Data()
+        guard let found = contents.range(of: Data(text.utf8)) else { throw HarnessError("\(text) is not in \(path)") }
+        try file.seek(toOffset: UInt64(found.lowerBound + offset))
+        try file.write(contentsOf: Data(bytes))
+        try file.synchronize()
+    }
+
+    /// A line feed inside event 4's description, where the canonical form has none.
+    static func newlineInFour() throws -> (daemon: Daemon, incidentOfFour: String) {
+        let stored = try storedArticle()
+        try damage(stored.daemon, after: descriptionText, offset: 5, with: [0x0A])
+        try stored.daemon.start()
+        return stored
+    }
+
+    /// Event 1's participants made `low` 190 against `high` 150, which no append accepts.
+    static func lowAboveHighInOne() throws -> Daemon {
+        let stored = try storedArticle()
+        try damage(stored.daemon, after: participantsText, offset: 18, with: Array("9".utf8))
+        try stored.daemon.start()
+        return stored.daemon
+    }
+
+    /// Checks an answer is `log_damaged` naming `position`, saying what to run.
+    static func expectLogDamaged(_ answer: JSONValue, position: Int64, _ what: String, sourceLocation: SourceLocation = #_sourceLocation) {
+        #expect(answer.errorCode == "log_damaged", "\(what): \(answer)", sourceLocation: sourceLocation)
+        #expect(answer["error"]?["position"]?.intValue == position, "\(what): \(answer)", sourceLocation: sourceLocation)
+        let message = answer["error"]?["message"]?.stringValue ?? ""
+        #expect(
+            message.contains("position \(position)") && message.contains("incidentctl verify") && message.contains("--recover-from"),
+            "\(what): \(message)", sourceLocation: sourceLocation)
+    }
+
+    /// Checks a command exited 1 with `log_damaged` naming `position`.
+    static func expectLogDamaged(_ result: CommandResult, position: Int64, _ what: String, sourceLocation: SourceLocation = #_sourceLocation) {
+        #expect(result.status == 1, "\(what): \(result.status) \(result.stderr)", sourceLocation: sourceLocation)
+        #expect(
+            result.stderr.contains("log_damaged: ") && result.stderr.contains("position \(position)")
+                && result.stderr.contains("incidentctl verify"),
+            "\(what): \(result.stderr)", sourceLocation: sourceLocation)
+    }
+
+    @Test("subscribe over an event with a raw line feed: the events before it, then one log_damaged line naming it, every line JSON; the follow ends and the connection goes on answering")
+    func subscribeOverNewline() throws {
+        let (daemon, _) = try Self.newlineInFour()
+        for from: Int64 in [1, 4] {
+            let client = try daemon.client()
+            try client.send("subscribe", ["id": 20, "from": .int(from)])
+            var lines: [JSONValue] = []
+            while lines.last?.errorCode == nil {
+                let line = try client.receiveLine()
+                lines.append(try JSONReader(maxDepth: 128).read(line))
+            }
+            #expect(lines.first?["subscribed"]?.boolValue == true, "\(lines)")
+            let positions = lines.dropFirst().dropLast().compactMap { $0["event"]?["position"]?.intValue }
+            #expect(positions == Array(from..<4), "the events before it, whole: \(positions)")
+            Self.expectLogDamaged(lines.last ?? .null, position: 4, "subscribe from \(from)")
+            #expect(lines.last?["id"]?.intValue == 20)
+            // The follow ended: the next line is the answer to this status, not event 5.
+            let status = try client.call("status", ["id": 21])
+            #expect(status["id"]?.intValue == 21 && status["position"]?.intValue == 8, "\(status)")
+        }
+        // A filtered follow reads each event into a tree: the same answer.
+        let client = try daemon.client()
+        try client.send("subscribe", ["id": 30, "from": 1, "type": "incident-reported"])
+        var last = try client.receive()
+        while last.errorCode == nil { last = try client.receive() }
+        Self.expectLogDamaged(last, position: 4, "subscribe with a filter")
+        #expect(daemon.stop() == 0)
+    }
+
+    @Test("events --follow over a damaged event prints the events before it, then exits 1 with log_damaged naming it")
+    func followOverNewline() throws {
+        let (daemon, _) = try Self.newlineInFour()
+        let follow = try daemon.ctl(["events", "--follow", "--from", "1", "--format", "json"])
+        Self.expectLogDamaged(follow, position: 4, "events --follow")
+        let printed = follow.stdout.split(separator: "\n").map { try? JSONReader().read(Array($0.utf8)) }
+        #expect(printed.map { $0?["position"]?.intValue } == [1, 2, 3], "\(follow.stdout)")
+        #expect(daemon.stop() == 0)
+    }
+
+    @Test("read, events, incident, replay and export over an event with a raw line feed answer log_damaged naming position 4")
+    func queriesOverNewline() throws {
+        let (daemon, incident) = try Self.newlineInFour()
+        let client = try daemon.client()
+        Self.expectLogDamaged(try client.call("read", ["from": 1]), position: 4, "read from 1")
+        Self.expectLogDamaged(try client.call("read", ["from": 4, "limit": 1]), position: 4, "read of 4")
+        #expect(try client.call("read", ["from": 1, "limit": 3])["events"]?.arrayValue?.count == 3, "the events before it are read")
+        Self.expectLogDamaged(try client.call("incident", ["incident": .string(incident)]), position: 4, "incident")
+        Self.expectLogDamaged(try client.call("replay"), position: 4, "replay")
+        Self.expectLogDamaged(try daemon.ctl(["events", "--from", "4", "--format", "json"]), position: 4, "events --from 4")
+        Self.expectLogDamaged(try daemon.ctl(["export", "--format", "csv"]), position: 4, "export --format csv")
+        #expect(daemon.stop() == 0)
+    }
+
+    @Test("read, incident, replay and export over an event that breaks a rule (participants low above high) answer log_damaged naming position 1, not invalid_event")
+    func queriesOverLowAboveHigh() throws {
+        let daemon = try Self.lowAboveHighInOne()
+        let client = try daemon.client()
+        Self.expectLogDamaged(try client.call("read", ["from": 1]), position: 1, "read")
+        Self.expectLogDamaged(
+            try client.call("incident", ["incident": "kupiansk-2022-03-01-city-hall"]), position: 1, "incident")
+        Self.expectLogDamaged(try client.call("replay"), position: 1, "replay")
+        Self.expectLogDamaged(try daemon.ctl(["export", "--format", "csv"]), position: 1, "export --format csv")
+        Self.expectLogDamaged(try daemon.ctl(["incident", "kupiansk-2022-03-01-city-hall"]), position: 1, "incidentctl incident")
+        #expect(daemon.stop() == 0)
+    }
+}

@@ -71,19 +71,27 @@ struct Append: ParsableCommand {
                 progress?.show("appended \(tally.acknowledged)/\(lines.count) events")
             }
             progress?.finish()
-            printSummary(load.tally, of: lines.count)
+            printSummary(load.tally, of: lines.count, stoppedBy: failure)
             if let failure { throw failure }
         }
     }
 
-    private func printSummary(_ tally: BatchedLoad.Tally, of total: Int) {
-        let summary: [String: JSONValue] = [
+    /// What was stored, printed whether the load went through or stopped, so that a script sees the progress made;
+    /// when it stopped, `refused` (the daemon's code and message) or `lost` (why the daemon went away) says why, as
+    /// standard error does.
+    private func printSummary(_ tally: BatchedLoad.Tally, of total: Int, stoppedBy failure: ClientFailure?) {
+        var summary: [String: JSONValue] = [
             "events": .int(Int64(tally.acknowledged)),
             "new": .int(Int64(tally.new)),
             "alreadyStored": .int(Int64(tally.acknowledged - tally.new)),
             "firstPosition": tally.firstNew.map { .int(Int64($0)) } ?? .null,
             "lastPosition": tally.lastNew.map { .int(Int64($0)) } ?? .null,
         ]
+        switch failure {
+        case .refused(let code, let message)?: summary["refused"] = ["code": .string(code), "message": .string(message)]
+        case .unreachable(let why)?: summary["lost"] = .string(why)
+        case .usage, .protocolViolation, nil: break
+        }
         switch output.resolved {
         case .json:
             Printer.json(.object(summary))
@@ -94,6 +102,7 @@ struct Append: ParsableCommand {
             }
             let already = tally.acknowledged - tally.new
             if already > 0 { text += "; \(already) \(already == 1 ? "was" : "were") already stored" }
+            if case .refused(let code, _)? = failure { text += "; then refused (\(code), below)" }
             print(text)
         }
     }

@@ -75,7 +75,7 @@ struct Export: ParsableCommand {
     func run() throws {
         let cities = try gazetteer.map { try Gazetteer(contentsOfFile: $0) } ?? Gazetteer.embedded
         let client = try connection.connect()
-        let status = try client.call(.status)
+        let status = try Self.head(client)
         let head = status["position"]?.intValue ?? 0
         var out = StandardOutput()
         var retracted = 0
@@ -115,6 +115,17 @@ struct Export: ParsableCommand {
             said += "; \(retracted) retracted incident\(retracted == 1 ? "" : "s") left out (--include-retracted keeps them)"
         }
         FileHandle.standardError.write(Data("incidentctl: \(said)\n".utf8))
+    }
+
+    /// The answer to `status`, the export's first request; a refusal for lack of a role names the export, which is
+    /// what the user asked for, rather than `status`.
+    static func head(_ client: SocketClient) throws(ClientFailure) -> JSONValue {
+        do {
+            return try client.call(.status)
+        } catch {
+            guard case .refused(let code, let message) = error, code == ProtocolError.Code.permissionDenied.rawValue else { throw error }
+            throw .refused(code: code, message: message.replacingOccurrences(of: "may not status", with: "may not export"))
+        }
     }
 
     /// A stored event as `append` takes it.

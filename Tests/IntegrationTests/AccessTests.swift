@@ -154,6 +154,10 @@ struct AccessTests {
             #expect(refused.stderr.contains(user.name), "the refusal names the user: \(refused.stderr)")
         }
         #expect(try daemon.client().headPosition() == 0)
+        // export asks for the head first (status); its refusal names what the user asked for.
+        let export = try user.ctl(["export"], socket: daemon.socketPath)
+        #expect(export.status == 1 && export.stderr.contains("permission_denied"), "\(export.stderr)")
+        #expect(export.stderr.contains("may not export") && !export.stderr.contains("may not status"), "\(export.stderr)")
 
         // The reporter role: appends and queries, but not the admin's verify.
         let config = daemon.root + "/incidentd.toml"

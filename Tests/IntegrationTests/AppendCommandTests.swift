@@ -52,6 +52,7 @@ struct AppendCommandTests {
         #expect(refused.stderr.contains("line_too_long") && refused.stderr.contains("-:3"), "names the line: \(refused.stderr)")
         #expect(refused.stderr.contains("--from-line 3"), "says where to go on: \(refused.stderr)")
         #expect(refused.json?["new"]?.intValue == 2)
+        #expect(refused.json?["refused"]?["code"]?.stringValue == "line_too_long", "the summary says what stopped it: \(refused.stdout)")
         #expect(try Self.storedIncidents(daemon).suffix(2) == ["large-0", "large-1"], "the lines before it, and none after")
         #expect(try daemon.client().headPosition() == 42)
         #expect(daemon.stop() == 0)

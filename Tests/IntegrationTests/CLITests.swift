@@ -428,6 +428,9 @@ struct CLITests {
         #expect(refused.json?["events"]?.intValue == 0)
         let small = try daemon.ctl(["append", "-", "--batch-size", "1", "--format", "json"], stdin: lines + "\n")
         #expect(small.status == 1, "the last batch of one is refused")
-        #expect(small.json == ["events": 2, "new": 2, "alreadyStored": 0, "firstPosition": 5, "lastPosition": 6])
+        #expect(small.json?["refused"]?["code"]?.stringValue == "unknown_incident", "the summary says what stopped it: \(small.stdout)")
+        var stored = small.json?.objectValue
+        stored?.removeValue(forKey: "refused")
+        #expect(stored.map(JSONValue.object) == ["events": 2, "new": 2, "alreadyStored": 0, "firstPosition": 5, "lastPosition": 6])
     }
 }

@@ -95,7 +95,7 @@ struct Events: ParsableCommand {
             var headRequest: Int64?
             do {
                 client = try connection.connect()
-                if followed { try seen.confirm(on: client) }
+                if followed { try seen.confirm(on: client) } else { try Self.noteWaitPastHead(next, on: client) }
                 var body = filterMembers()
                 body["from"] = .int(next)
                 _ = try client.call(.subscribe, body)
@@ -173,6 +173,14 @@ struct Events: ParsableCommand {
             FileHandle.standardOutput.write(Data(bytes))
             bytes.removeAll(keepingCapacity: true)
         }
+    }
+
+    /// Says on standard error, once, when `from` lies past the event after the head: the command then waits
+    /// silently until the log grows that far, which a mistyped --from would otherwise leave unexplained.
+    private static func noteWaitPastHead(_ from: Int64, on client: SocketClient) throws(ClientFailure) {
+        let head = try client.call(.status)["position"]?.intValue ?? 0
+        guard from > head + 1 else { return }
+        note("the log holds \(head) event\(head == 1 ? "" : "s"); waiting for event \(from), which --from asks to start at")
     }
 
     private static func note(_ text: String) {

@@ -139,4 +139,31 @@ struct DamagedEventTests {
         Self.expectLogDamaged(try daemon.ctl(["incident", "kupiansk-2022-03-01-city-hall"]), position: 1, "incidentctl incident")
         #expect(daemon.stop() == 0)
     }
+
+    @Test("events --follow --from past the event after the head says on stderr what it waits for, and prints on stdout the event alone once it comes")
+    func followPastHead() throws {
+        let daemon = try Daemon()
+        let client = try daemon.client()
+        #expect(try client.appendEvents(try Repository.articleEvents()).isOK)
+        let head = try client.headPosition()
+        let waiting = LockedData()
+        let socket = daemon.socketPath
+        let follow = Thread {
+            let result = try? runCommand(
+                Binaries.incidentctl, ["events", "--follow", "--from", "\(head + 2)", "--limit", "1", "--format", "json"],
+                environment: ["INCIDENTD_SOCKET": socket])
+            waiting.set(Data(((result?.stderr ?? "not run") + "\u{0}" + (result?.stdout ?? "")).utf8))
+        }
+        follow.start()
+        try waitFor("the follower to subscribe") { try client.call("status")["followers"]?.intValue == 1 }
+        #expect(try client.appendEvents([Wire.outcome(incident: "kupiansk-2022-03-01-city-hall")]).isOK)
+        #expect(try client.appendEvents([Wire.outcome(incident: "kupiansk-2022-03-01-city-hall")]).isOK)
+        try waitFor("the follower to print event \(head + 2)", timeout: 30) { waiting.isSet }
+        let parts = String(decoding: waiting.get(), as: UTF8.self).split(separator: "\u{0}", omittingEmptySubsequences: false)
+        #expect(
+            parts.first?.contains("the log holds \(head) events; waiting for event \(head + 2)") == true, "\(parts)")
+        let printed = String(parts.last ?? "").trimmingCharacters(in: .whitespacesAndNewlines)
+        #expect((try? JSONReader().read(Array(printed.utf8)))?["position"]?.intValue == head + 2, "stdout holds the event alone: \(parts)")
+        #expect(daemon.stop() == 0)
+    }
 }

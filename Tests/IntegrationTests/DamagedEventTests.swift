@@ -131,7 +131,9 @@ struct DamagedEventTests {
     func queriesOverLowAboveHigh() throws {
         let daemon = try Self.lowAboveHighInOne()
         let client = try daemon.client()
-        Self.expectLogDamaged(try client.call("read", ["from": 1]), position: 1, "read")
+        // Well-formed JSON is sent as it is stored, as subscribe sends it; what decodes the event refuses it.
+        let read = try client.call("read", ["from": 1, "limit": 1])
+        #expect(read.isOK && read["events"]?.arrayValue?.first?["data"]?["participants"]?["low"]?.intValue == 190, "\(read)")
         Self.expectLogDamaged(
             try client.call("incident", ["incident": "kupiansk-2022-03-01-city-hall"]), position: 1, "incident")
         Self.expectLogDamaged(try client.call("replay"), position: 1, "replay")

@@ -7,7 +7,9 @@
 #                                    300,000 events, no baselines; reports in .build/profile/*.txt
 #   make bench-instructions          the writer thread's instructions per append under callgrind (incidentbench
 #                                    --commit-only, 5,000 appends on tmpfs): the same count every run, to
-#                                    compare two versions of the append path on a noisy machine
+#                                    compare two versions of the append path on a noisy machine; then the
+#                                    same for the intake thread's work (incidentbench --decode-only, 5,000
+#                                    append lines fast-decoded, made into requests and freed, on one thread)
 BENCH_EVENTS ?= 1000000
 BENCH_SECONDS ?= 8
 BENCH_ARGS ?=
@@ -64,3 +66,10 @@ bench-instructions: deps
 	total=$$(awk '/^summary:/ {print $$2}' $$f); \
 	sha=$$(callgrind_annotate $$f 2>/dev/null | awk '/sha256_block_data_order/ {gsub(",", "", $$1); print $$1; exit}'); \
 	echo "writer thread: $$((total / $(INSTRUCTIONS_EVENTS))) instructions/append, $$(((total - $${sha:-0}) / $(INSTRUCTIONS_EVENTS))) without SHA-256 ($$f)"
+	valgrind --tool=callgrind --separate-threads=yes --callgrind-out-file=$(INSTRUCTIONS_DIR)/intake.%p \
+		$(INSTRUCTIONS_DIR)/incidentbench --decode-only --events $(INSTRUCTIONS_EVENTS) --passes 1 \
+		>/dev/null 2>$(INSTRUCTIONS_DIR)/valgrind-intake.log
+	@f=$$(grep -l 'DecodeBenchV10intakeLoop' $(INSTRUCTIONS_DIR)/intake.*-* | head -1); \
+	total=$$(awk '/^summary:/ {print $$2}' $$f); \
+	sha=$$(callgrind_annotate $$f 2>/dev/null | awk '/sha256_block_data_order/ {gsub(",", "", $$1); print $$1; exit}'); \
+	echo "intake thread: $$((total / $(INSTRUCTIONS_EVENTS))) instructions/append, $$(((total - $${sha:-0}) / $(INSTRUCTIONS_EVENTS))) without SHA-256 ($$f)"

@@ -88,6 +88,9 @@ struct IncidentBench: ParsableCommand {
     @Flag(help: "Measure only the group committer, in this process, on a log in --work-dir: --events appends over --passes passes, 16 × --window in flight as 16 connections would keep them, and the writer thread's CPU per append (its schedstat). The ceiling of the one serial stage, and a way to compare two versions of the append path.")
     var commitOnly = false
 
+    @Flag(help: "Measure only the intake's work on append lines, in this process, on one thread: the --events request lines the 16-connection phase of a run of 4 × --events sends, each fast-decoded, made into an append request (canonical parts and content digest) and freed, --passes times; the thread's CPU per line. A way to compare two versions of the intake's work.")
+    var decodeOnly = false
+
     @Option(help: ArgumentHelp(
         "Only the one-at-a-time phase, against a daemon on its defaults and one started with this settings file (TOML), in turn, each on a fresh log: --passes rounds of --events appends per daemon. What a setting does to append latency, against its own baseline in one command.",
         valueName: "file"))
@@ -155,6 +158,18 @@ struct IncidentBench: ParsableCommand {
             print(String(format: "commit only: writer %.2f µs/append (median of %d passes)", writer[writer.count / 2], writer.count))
             return
         }
+        if decodeOnly {
+            guard let keyMode = EventFactory.Keys(rawValue: keys) else {
+                throw BenchError("--keys: one of \(EventFactory.Keys.allCases.map(\.rawValue).joined(separator: ", "))")
+            }
+            let results = try DecodeBench(lines: events, passes: passes, keys: keyMode).run()
+            for (i, pass) in results.enumerated() {
+                print(String(format: "decode only, pass %d: %d lines, intake %.2f µs/append", i + 1, pass.lines, pass.microsPerLine))
+            }
+            let intake = results.map(\.microsPerLine).sorted()
+            print(String(format: "decode only: intake %.2f µs/append (median of %d passes)", intake[intake.count / 2], intake.count))
+            return
+        }
         if let latencyAgainst {
             let binary = daemon ?? Self.siblingDaemon()
             let comparison = LatencyComparison(
@@ -205,33 +220,19 @@ struct IncidentBench: ParsableCommand {
 
     func measureDaemon(binary: String, root: String, report: inout Report) throws {
         var daemon = try DaemonProcess(binary: binary, root: root + "/incidentd")
-        let n = events
-        let sequential = max(40, min(n / 50, 20_000))
-        let warmup = min(1_000, sequential / 2)
-        let single = max(100, n / 10)
-        let sixteen = max(16 * 8, n / 4)
-        let sixtyFour = max(64 * 4, n / 4)
-        let fill = n - warmup - sequential - single - sixteen - sixtyFour
-        guard fill >= 32 else { throw BenchError("--events \(n) is too small; use at least 2000") }
+        let sizes = PhaseSizes(events: events)
+        let (warmup, sequential, single, sixteen, sixtyFour, fill) = (
+            sizes.warmup, sizes.sequential, sizes.single, sizes.sixteen, sizes.sixtyFour, sizes.fill
+        )
+        guard fill >= 32 else { throw BenchError("--events \(events) is too small; use at least 2000") }
         var appended = 0
-        var seed: UInt64 = 0x1D_2022_0301
         guard let keyMode = EventFactory.Keys(rawValue: keys) else {
             throw BenchError("--keys: one of \(EventFactory.Keys.allCases.map(\.rawValue).joined(separator: ", "))")
         }
-        // About 1,200 days documented over the whole run, at least 500 events a day.
-        let eventsPerDay = max(500, n / 1_200)
-        var scheduled = 0
+        var runScripts = RunScripts(events: events, keys: keyMode)
 
         func scripts(_ phase: String, connections: Int, total: Int) -> [RequestScript] {
-            defer { scheduled += total }
-            return (0..<connections).map { c in
-                seed &+= 1
-                var factory = EventFactory(
-                    prefix: "\(phase)\(c)", seed: seed, keys: keyMode, firstEvent: scheduled + c, stride: connections,
-                    eventsPerDay: eventsPerDay)
-                let count = total / connections + (c < total % connections ? 1 : 0)
-                return RequestScript.appends(count: count, factory: &factory)
-            }
+            runScripts.next(phase, connections: connections, total: total)
         }
 
         // One connection, one request at a time.

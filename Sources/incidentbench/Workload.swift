@@ -303,3 +303,58 @@ struct RequestScript {
         return script
     }
 }
+
+/// How many appends each phase of a run of `events` sends.
+struct PhaseSizes {
+    let warmup: Int
+    let sequential: Int
+    let single: Int
+    let sixteen: Int
+    let sixtyFour: Int
+    /// What the 16 connections of the fill send, up to `events`; negative when `events` is too small for a run.
+    let fill: Int
+
+    init(events n: Int) {
+        sequential = max(40, min(n / 50, 20_000))
+        warmup = min(1_000, sequential / 2)
+        single = max(100, n / 10)
+        sixteen = max(16 * 8, n / 4)
+        sixtyFour = max(64 * 4, n / 4)
+        fill = n - warmup - sequential - single - sixteen - sixtyFour
+    }
+}
+
+/// The request lines of a run's phases, made in the order the run sends them: each connection of a phase has a
+/// stream of events of its own, seeded in turn, and its events are about days that advance through the run.
+struct RunScripts {
+    let keys: EventFactory.Keys
+    /// About 1,200 days documented over the whole run, at least 500 events a day.
+    let eventsPerDay: Int
+    private var seed: UInt64 = 0x1D_2022_0301
+    /// Appends of the phases made so far.
+    private var scheduled = 0
+
+    init(events: Int, keys: EventFactory.Keys) {
+        self.keys = keys
+        eventsPerDay = max(500, events / 1_200)
+    }
+
+    /// The next phase's lines: `total` appends over `connections`, one script each.
+    mutating func next(_ phase: String, connections: Int, total: Int) -> [RequestScript] {
+        defer { scheduled += total }
+        return (0..<connections).map { c in
+            seed &+= 1
+            var factory = EventFactory(
+                prefix: "\(phase)\(c)", seed: seed, keys: keys, firstEvent: scheduled + c, stride: connections,
+                eventsPerDay: eventsPerDay)
+            let count = total / connections + (c < total % connections ? 1 : 0)
+            return RequestScript.appends(count: count, factory: &factory)
+        }
+    }
+
+    /// Passes over the next phase without making its lines: the phases after it get what they would get.
+    mutating func skip(connections: Int, total: Int) {
+        seed &+= UInt64(connections)
+        scheduled += total
+    }
+}

@@ -84,7 +84,9 @@ public enum FastWireDecoder {
         var precision: Precision?
         var sources: [Source] = []
         var expectedVersion: Int64?
-        var data: UnsafeRawBufferPointer?
+        var eventData: EventData?
+        // `data` before `type`: its bytes, read once the type is known.
+        var dataBeforeType: UnsafeRawBufferPointer?
         repeat {
             guard let key = s.key() else { return nil }
             let bit: UInt16
@@ -133,8 +135,13 @@ public enum FastWireDecoder {
             } else if equals(key, "data") {
                 bit = 128
                 if !s.null() {
-                    guard let raw = s.skipValue() else { return nil }
-                    data = raw
+                    if let type {
+                        guard let read = decodeData(&s, &buffer, type: type) else { return nil }
+                        eventData = read
+                    } else {
+                        guard let raw = s.skipValue() else { return nil }
+                        dataBeforeType = raw
+                    }
                 }
             } else {
                 return nil
@@ -142,7 +149,7 @@ public enum FastWireDecoder {
             guard seen & bit == 0 else { return nil }
             seen |= bit
         } while s.consume(UInt8(ascii: ","))
-        guard s.consume(UInt8(ascii: "}")), let type, let data else { return nil }
+        guard s.consume(UInt8(ascii: "}")), let type else { return nil }
         if incident == nil && type != .incidentReported { return nil }
         if let text = occurredAt {
             guard let parsed = ParsedDate.parseProposed(text), !parsed.liesInFuture(now: now) else { return nil }
@@ -151,23 +158,24 @@ public enum FastWireDecoder {
         } else if type == .incidentReported || precision != nil {
             return nil
         }
-        var d = JSONScanner(data)
-        let eventData: EventData
-        switch type {
-        case .incidentReported:
-            guard let report = decodeReport(&d, &buffer) else { return nil }
-            eventData = .reported(report)
-        case .responseObserved:
-            guard let response = decodeResponse(&d, &buffer) else { return nil }
-            eventData = .responded(response)
-        case .outcomeUpdated:
-            guard let outcome = decodeOutcome(&d, &buffer) else { return nil }
-            eventData = .outcome(outcome)
+        if let dataBeforeType {
+            var d = JSONScanner(dataBeforeType)
+            guard let read = decodeData(&d, &buffer, type: type), d.atEnd() else { return nil }
+            eventData = read
         }
-        guard d.atEnd() else { return nil }
+        guard let eventData else { return nil }
         return ProposedEvent(
             eventId: eventId, incident: incident, occurredAt: occurredAt, precision: precision, sources: sources,
             data: eventData, expectedVersion: expectedVersion)
+    }
+
+    /// An event's `data` as `type` has it.
+    static func decodeData(_ s: inout JSONScanner, _ buffer: inout [UInt8], type: EventType) -> EventData? {
+        switch type {
+        case .incidentReported: decodeReport(&s, &buffer).map(EventData.reported)
+        case .responseObserved: decodeResponse(&s, &buffer).map(EventData.responded)
+        case .outcomeUpdated: decodeOutcome(&s, &buffer).map(EventData.outcome)
+        }
     }
 
     static func decodeSources(_ s: inout JSONScanner, _ buffer: inout [UInt8], now: Timestamp) -> [Source]? {

@@ -21,8 +21,8 @@ public enum FastWireDecoder {
     /// The request line, or nil when it is not an append this decoder is sure of.
     public static func decodeAppend(_ line: UnsafeRawBufferPointer, now: Timestamp) -> FastAppendLine? {
         var s = JSONScanner(line)
+        // Where strings with escapes are unescaped: most lines have none, so it is allocated only when one does.
         var buffer: [UInt8] = []
-        buffer.reserveCapacity(1024)
         guard s.consume(UInt8(ascii: "{")) else { return nil }
         var id = JSONText.null
         var seen: UInt8 = 0
@@ -56,7 +56,8 @@ public enum FastWireDecoder {
                 }
                 id = JSONText(validated: UnsafeRawBufferPointer(rebasing: line[start..<s.index]))
             } else if equals(key, "op") {
-                guard seen & 4 == 0, s.string(into: &buffer), equals(buffer, "append") else { return nil }
+                guard seen & 4 == 0, s.withStringBytes(buffer: &buffer, { equals($0, "append") ? true : nil }) != nil
+                else { return nil }
                 seen |= 4
                 isAppend = true
             } else if equals(key, "allowNewCity") {
@@ -553,10 +554,6 @@ public enum FastWireDecoder {
         let start = name.utf8Start
         for i in 0..<key.count where key[i] != start[i] { return false }
         return true
-    }
-
-    @inline(__always) static func equals(_ bytes: [UInt8], _ name: StaticString) -> Bool {
-        bytes.withUnsafeBytes { equals($0, name) }
     }
 }
 

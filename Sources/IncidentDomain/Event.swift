@@ -240,7 +240,12 @@ public struct RecordedEvent: Hashable, Sendable {
 /// Incident ids: `[a-z0-9][a-z0-9-]{0,127}`.
 public enum IncidentID {
     public static func isValid(_ id: String) -> Bool {
-        let bytes = Array(id.utf8)
+        var id = id
+        return id.withUTF8 { isValid(utf8: UnsafeRawBufferPointer($0)) }
+    }
+
+    /// Whether the UTF-8 bytes `bytes` are a valid incident id.
+    public static func isValid(utf8 bytes: UnsafeRawBufferPointer) -> Bool {
         guard let first = bytes.first, bytes.count <= 128, isLowerAlnum(first) else { return false }
         return bytes.allSatisfy { isLowerAlnum($0) || $0 == UInt8(ascii: "-") }
     }
@@ -252,23 +257,24 @@ public enum IncidentID {
 public enum EventID {
     /// The canonical lowercase form of a UUID string, or nil if it is not one.
     public static func normalize(_ text: String) -> String? {
-        let bytes = Array(text.utf8)
+        var text = text
+        return text.withUTF8 { normalize(utf8: UnsafeRawBufferPointer($0)) }
+    }
+
+    /// ``normalize(_:)`` of the UTF-8 bytes `bytes`.
+    public static func normalize(utf8 bytes: UnsafeRawBufferPointer) -> String? {
         guard bytes.count == 36 else { return nil }
-        var out: [UInt8] = []
-        out.reserveCapacity(36)
         for (i, b) in bytes.enumerated() {
             if i == 8 || i == 13 || i == 18 || i == 23 {
                 guard b == UInt8(ascii: "-") else { return nil }
-                out.append(b)
-            } else if (48...57).contains(b) || (97...102).contains(b) {
-                out.append(b)
-            } else if (65...70).contains(b) {
-                out.append(b + 32)
             } else {
-                return nil
+                guard (48...57).contains(b) || (97...102).contains(b) || (65...70).contains(b) else { return nil }
             }
         }
-        return String(decoding: out, as: UTF8.self)
+        return String(unsafeUninitializedCapacity: 36) { out in
+            for (i, b) in bytes.enumerated() { out[i] = (65...70).contains(b) ? b + 32 : b }
+            return 36
+        }
     }
 
     /// A fresh time-ordered (version 7, RFC 9562) UUID: 48 bits of Unix milliseconds, then 74 random bits.

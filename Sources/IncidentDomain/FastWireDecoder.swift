@@ -100,13 +100,13 @@ public enum FastWireDecoder {
             } else if equals(key, "eventId") {
                 bit = 2
                 if !s.null() {
-                    guard let text = text(&s, &buffer, maxLength: 64), let normalized = EventID.normalize(text) else { return nil }
+                    guard let normalized = eventID(&s, &buffer) else { return nil }
                     eventId = normalized
                 }
             } else if equals(key, "incident") {
                 bit = 4
                 if !s.null() {
-                    guard let text = text(&s, &buffer, maxLength: 128), IncidentID.isValid(text) else { return nil }
+                    guard let text = incidentID(&s, &buffer) else { return nil }
                     incident = text
                 }
             } else if equals(key, "occurredAt") {
@@ -509,6 +509,26 @@ public enum FastWireDecoder {
     /// but newline and tab, at most `maxLength` Unicode scalars, trimmed, not empty.
     static func text(_ s: inout JSONScanner, _ buffer: inout [UInt8], maxLength: Int) -> String? {
         s.withStringBytes(buffer: &buffer) { bytes in checkedText(bytes, maxLength: maxLength) }
+    }
+
+    /// An `eventId` as the general path takes it: a text field, then ``EventID/normalize(_:)``. A UUID as it
+    /// stands, which is what clients send, is ASCII without spaces or control characters: the text field's checks
+    /// would give it back unchanged, so it is normalized from its bytes directly.
+    static func eventID(_ s: inout JSONScanner, _ buffer: inout [UInt8]) -> String? {
+        s.withStringBytes(buffer: &buffer) { bytes in
+            EventID.normalize(utf8: bytes) ?? checkedText(bytes, maxLength: 64).flatMap(EventID.normalize)
+        }
+    }
+
+    /// An `incident` as the general path takes it: a text field that ``IncidentID/isValid(_:)``. A valid id as it
+    /// stands is ASCII without spaces or control characters, which the text field's checks would give back
+    /// unchanged.
+    static func incidentID(_ s: inout JSONScanner, _ buffer: inout [UInt8]) -> String? {
+        s.withStringBytes(buffer: &buffer) { bytes in
+            if IncidentID.isValid(utf8: bytes) { return String(decoding: bytes, as: UTF8.self) }
+            guard let text = checkedText(bytes, maxLength: 128), IncidentID.isValid(text) else { return nil }
+            return text
+        }
     }
 
     static func checkedText(_ bytes: UnsafeRawBufferPointer, maxLength: Int) -> String? {

@@ -558,15 +558,9 @@ public enum FastWireDecoder {
         return trimmed.isEmpty ? nil : trimmed
     }
 
-    @inline(__always) static func enumeration<E: RawRepresentable>(_ bytes: [UInt8], _: E.Type) -> E? where E.RawValue == String {
-        guard let text = bytes.withUnsafeBytes({ JSONScanner.validString($0) }) else { return nil }
-        return E(rawValue: text)
-    }
-
-    /// The next string value as a case of `E`.
-    @inline(__always) static func enumeration<E: RawRepresentable>(_ s: inout JSONScanner, _ buffer: inout [UInt8], _: E.Type) -> E?
-    where E.RawValue == String {
-        s.withStringBytes(buffer: &buffer) { bytes in JSONScanner.validString(bytes).flatMap(E.init(rawValue:)) }
+    /// The next string value as a case of `E`, as `E(rawValue:)` gives it.
+    @inline(__always) static func enumeration<E: WireVocabulary>(_ s: inout JSONScanner, _ buffer: inout [UInt8], _: E.Type) -> E? {
+        s.withStringBytes(buffer: &buffer) { bytes in E.named(utf8: bytes) }
     }
 
     @inline(__always) static func equals(_ key: UnsafeRawBufferPointer, _ name: StaticString) -> Bool {
@@ -576,6 +570,35 @@ public enum FastWireDecoder {
         return true
     }
 }
+
+/// An enumeration of the wire format's vocabulary, which the fast decoder reads from a string's bytes without
+/// making a `String` of them.
+protocol WireVocabulary: RawRepresentable, CaseIterable where RawValue == String {
+    /// Each case, and its raw value's UTF-8.
+    static var spellings: [(utf8: [UInt8], value: Self)] { get }
+}
+
+extension WireVocabulary {
+    static func makeSpellings() -> [(utf8: [UInt8], value: Self)] { allCases.map { (Array($0.rawValue.utf8), $0) } }
+
+    /// `Self(rawValue:)` of the UTF-8 bytes `bytes` (nil when they are not valid UTF-8). The raw values are ASCII,
+    /// and String equality, which `init(rawValue:)` decides by, holds between ASCII strings only when their bytes
+    /// are the same: ASCII bytes are compared as they are, anything else goes through a `String`.
+    @inline(__always) static func named(utf8 bytes: UnsafeRawBufferPointer) -> Self? {
+        for (utf8, value) in spellings where utf8.count == bytes.count {
+            if utf8.withUnsafeBytes({ $0.elementsEqual(bytes) }) { return value }
+        }
+        guard bytes.contains(where: { $0 >= 0x80 }) else { return nil }
+        return JSONScanner.validString(bytes).flatMap(Self.init(rawValue:))
+    }
+}
+
+extension EventType: WireVocabulary { static let spellings = makeSpellings() }
+extension IncidentKind: WireVocabulary { static let spellings = makeSpellings() }
+extension ResponseKind: WireVocabulary { static let spellings = makeSpellings() }
+extension OutcomeStatus: WireVocabulary { static let spellings = makeSpellings() }
+extension Verification: WireVocabulary { static let spellings = makeSpellings() }
+extension Precision: WireVocabulary { static let spellings = makeSpellings() }
 
 extension ProposedEvent {
     init(

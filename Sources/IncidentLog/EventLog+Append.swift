@@ -343,16 +343,14 @@ extension EventLog {
         into out: inout [UInt8], parts: EncodedProposal, admitted: AdmittedEvent, eventId: String, position: UInt64,
         previous: [UInt8], recordedAt: [UInt8], recordedBy: [UInt8]
     ) -> String {
-        out.append(contentsOf: "{\"data\":".utf8)
+        // `{"data":` and the data, as the content starts.
         if case .reported(let report) = admitted.data, let cityId = report.cityId, parts.cityIdOffset > 0 {
-            parts.data.withUnsafeBytes { data in
-                out.append(contentsOf: UnsafeRawBufferPointer(rebasing: data[..<parts.cityIdOffset]))
-                out.append(contentsOf: ",\"cityId\":".utf8)
-                JSONValue.writeString(cityId, into: &out)
-                out.append(contentsOf: UnsafeRawBufferPointer(rebasing: data[parts.cityIdOffset...]))
-            }
+            out.append(contentsOf: parts.content[..<parts.cityIdOffset])
+            out.append(contentsOf: ",\"cityId\":".utf8)
+            JSONValue.writeString(cityId, into: &out)
+            out.append(contentsOf: parts.content[parts.cityIdOffset..<parts.data.upperBound])
         } else {
-            out.append(contentsOf: parts.data)
+            out.append(contentsOf: parts.content[..<parts.data.upperBound])
         }
         out.append(contentsOf: ",\"eventId\":".utf8)
         JSONValue.writeString(eventId, into: &out)
@@ -380,7 +378,7 @@ extension EventLog {
         JSONValue.writeInteger(currentEventSchema, into: &out)
         if !parts.sources.isEmpty {
             out.append(contentsOf: ",\"sources\":".utf8)
-            out.append(contentsOf: parts.sources)
+            out.append(contentsOf: parts.content[parts.sources])
         }
         out.append(contentsOf: ",\"type\":".utf8)
         JSONValue.writeString(admitted.data.type.rawValue, into: &out)

@@ -104,34 +104,31 @@ public struct AppendRequest: Sendable {
 
 /// A proposed event's parts in canonical form, and the digest of its content.
 public struct EncodedProposal: Sendable {
-    /// The canonical `data` as proposed: a report's without the `cityId` the daemon adds.
-    let data: [UInt8]
-    /// For a report, where in `data` the `cityId` member goes (right after `city`); 0 otherwise.
+    /// ``ProposedEvent/contentBytes``, which hold the parts the writer splices into the stored event.
+    let content: [UInt8]
+    /// Where the canonical `data` as proposed is in `content`: a report's without the `cityId` the daemon adds.
+    /// It starts right after `{"data":`, the start of `content`.
+    let data: Range<Int>
+    /// For a report, where in `content` the `cityId` member goes (right after `city`); 0 otherwise.
     let cityIdOffset: Int
-    /// The canonical `sources` array; empty when the event has none.
-    let sources: [UInt8]
+    /// Where the canonical `sources` array is in `content`; empty when the event has none.
+    let sources: Range<Int>
     /// SHA-256 of ``ProposedEvent/contentBytes``.
     public let contentDigest: [UInt8]
 
     init(_ event: ProposedEvent) {
-        var data: [UInt8] = []
-        data.reserveCapacity(1024)
+        // ProposedEvent.contentBytes, written once: the parts are where they lie in it.
+        var content: [UInt8] = []
+        content.reserveCapacity(Self.expectedContentBytes)
+        content.append(contentsOf: "{\"data\":".utf8)
+        let dataStart = content.count
         var offset = 0
         if case .reported(let report) = event.data {
-            report.writeCanonical(into: &data, cityEnd: &offset)
+            report.writeCanonical(into: &content, cityEnd: &offset)
         } else {
-            event.data.writeCanonical(into: &data)
+            event.data.writeCanonical(into: &content)
         }
-        var sources: [UInt8] = []
-        if !event.sources.isEmpty {
-            sources.reserveCapacity(256)
-            Source.writeCanonical(event.sources, into: &sources)
-        }
-        // ProposedEvent.contentBytes, from the same parts.
-        var content: [UInt8] = []
-        content.reserveCapacity(data.count + sources.count + 160)
-        content.append(contentsOf: "{\"data\":".utf8)
-        content.append(contentsOf: data)
+        data = dataStart..<content.count
         if let incident = event.incident {
             content.append(contentsOf: ",\"incident\":".utf8)
             JSONValue.writeString(incident, into: &content)
@@ -144,19 +141,26 @@ public struct EncodedProposal: Sendable {
             content.append(contentsOf: ",\"precision\":".utf8)
             JSONValue.writeString(precision.rawValue, into: &content)
         }
-        if !sources.isEmpty {
+        if event.sources.isEmpty {
+            sources = 0..<0
+        } else {
             content.append(contentsOf: ",\"sources\":".utf8)
-            content.append(contentsOf: sources)
+            let sourcesStart = content.count
+            Source.writeCanonical(event.sources, into: &content)
+            sources = sourcesStart..<content.count
         }
         content.append(contentsOf: ",\"type\":".utf8)
         JSONValue.writeString(event.type.rawValue, into: &content)
         content.append(UInt8(ascii: "}"))
         assert(content == event.contentBytes, "the content bytes made from parts differ from ProposedEvent.contentBytes")
-        self.data = data
         cityIdOffset = offset
-        self.sources = sources
         contentDigest = ChainHash.digest(content)
+        self.content = content
     }
+
+    /// Room reserved for an event's content: what nearly every event of the benchmark's workload (modelled on the
+    /// article's) fits in, so that writing it seldom grows the array.
+    static let expectedContentBytes = 1_024
 }
 
 /// What an acknowledged append returns: one position and one incident per proposed event, in order.

@@ -534,15 +534,18 @@ public enum FastWireDecoder {
     static func checkedText(_ bytes: UnsafeRawBufferPointer, maxLength: Int) -> String? {
         let count = bytes.count
         guard count > 0 else { return nil }
+        // A scalar takes one to four bytes: the scalars are counted (as the bytes less the UTF-8 continuation
+        // bytes, 10xxxxxx) only when there are more bytes than the limit.
+        let counting = count > maxLength
         var continuation = 0
         var i = 0
-        // Eight bytes at a time: no control characters, and count the UTF-8 continuation bytes (10xxxxxx).
+        // Eight bytes at a time: no control characters.
         while i + 8 <= count {
             let word = bytes.loadUnaligned(fromByteOffset: i, as: UInt64.self)
             let ones: UInt64 = 0x0101_0101_0101_0101
             let highs: UInt64 = 0x8080_8080_8080_8080
             if (word &- ones &* 0x20) & ~word & highs != 0 { break }
-            continuation += ((word & ~(word << 1)) & highs).nonzeroBitCount
+            if counting { continuation += ((word & ~(word << 1)) & highs).nonzeroBitCount }
             i += 8
         }
         while i < count {

@@ -538,6 +538,8 @@ public enum FastWireDecoder {
         // bytes, 10xxxxxx) only when there are more bytes than the limit.
         let counting = count > maxLength
         var continuation = 0
+        // The bytes ORed together: ASCII text, whose top bits stay clear, is valid UTF-8 as it stands.
+        var union: UInt64 = 0
         var i = 0
         // Eight bytes at a time: no control characters.
         while i + 8 <= count {
@@ -546,15 +548,19 @@ public enum FastWireDecoder {
             let highs: UInt64 = 0x8080_8080_8080_8080
             if (word &- ones &* 0x20) & ~word & highs != 0 { break }
             if counting { continuation += ((word & ~(word << 1)) & highs).nonzeroBitCount }
+            union |= word
             i += 8
         }
         while i < count {
             let byte = bytes[i]
             if byte < 0x20 && byte != 0x0A && byte != 0x09 { return nil }
             if byte & 0xC0 == 0x80 { continuation += 1 }
+            union |= UInt64(byte)
             i += 1
         }
-        guard count - continuation <= maxLength, let string = JSONScanner.validString(bytes) else { return nil }
+        guard count - continuation <= maxLength else { return nil }
+        let isASCII = union & 0x8080_8080_8080_8080 == 0
+        guard let string = isASCII ? String(decoding: bytes, as: UTF8.self) : JSONScanner.validString(bytes) else { return nil }
         @inline(__always) func plain(_ b: UInt8) -> Bool { b < 0x80 && b != 0x20 && !(0x09...0x0D).contains(b) }
         if plain(bytes[0]) && plain(bytes[count - 1]) { return string }
         let trimmed = string.trimmingWhitespace()

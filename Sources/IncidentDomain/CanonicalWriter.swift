@@ -5,9 +5,22 @@ import StrictJSON
 // content digest this way; `CanonicalWriterTests` holds each one to the JSONValue form.
 
 extension Array where Element == UInt8 {
+    /// `,"key":` (without the comma when `first`), appended in one piece: appended a byte at a time, each byte
+    /// would check the array's uniqueness and capacity again.
     @inline(__always) mutating func key(_ key: StaticString, first: Bool = false) {
-        if !first { append(UInt8(ascii: ",")) }
-        JSONValue.writeKey(key, into: &self)
+        let count = key.utf8CodeUnitCount
+        withUnsafeTemporaryAllocation(of: UInt8.self, capacity: count + 4) { member in
+            var n = 0
+            if !first {
+                member[n] = UInt8(ascii: ",")
+                n += 1
+            }
+            member[n] = UInt8(ascii: "\"")
+            for i in 0..<count { member[n + 1 + i] = key.utf8Start[i] }
+            member[n + 1 + count] = UInt8(ascii: "\"")
+            member[n + 2 + count] = UInt8(ascii: ":")
+            append(contentsOf: UnsafeBufferPointer(rebasing: member[..<(n + 3 + count)]))
+        }
     }
 
     @inline(__always) mutating func string(_ s: String) { JSONValue.writeString(s, into: &self) }

@@ -112,13 +112,4 @@ extension JSONValue {
         if runStart < count { out.append(contentsOf: UnsafeRawBufferPointer(rebasing: bytes[runStart..<count])) }
         out.append(UInt8(ascii: "\""))
     }
-
-    /// Appends `"key":`, the key escaped as a JSON string: for writers that emit members in canonical order
-    /// themselves.
-    @inlinable public static func writeKey(_ key: StaticString, into out: inout [UInt8]) {
-        out.append(UInt8(ascii: "\""))
-        out.append(contentsOf: UnsafeBufferPointer(start: key.utf8Start, count: key.utf8CodeUnitCount))
-        out.append(UInt8(ascii: "\""))
-        out.append(UInt8(ascii: ":"))
-    }
 }

@@ -1,5 +1,9 @@
 import StrictJSON
 
+#if canImport(Glibc)
+import Glibc
+#endif
+
 /// An `append` request line as the fast decoder reads it.
 public struct FastAppendLine: Sendable {
     /// The request's `id` as the client wrote it, echoed in the response.
@@ -594,8 +598,11 @@ extension WireVocabulary {
     /// and String equality, which `init(rawValue:)` decides by, holds between ASCII strings only when their bytes
     /// are the same: ASCII bytes are compared as they are, anything else goes through a `String`.
     @inline(__always) static func named(utf8 bytes: UnsafeRawBufferPointer) -> Self? {
-        for (utf8, value) in spellings where utf8.count == bytes.count {
-            if utf8.withUnsafeBytes({ $0.elementsEqual(bytes) }) { return value }
+        guard let input = bytes.baseAddress else { return nil }
+        for spelling in spellings where spelling.utf8.count == bytes.count {
+            if spelling.utf8.withUnsafeBytes({ $0.baseAddress.map { memcmp($0, input, bytes.count) == 0 } ?? false }) {
+                return spelling.value
+            }
         }
         guard bytes.contains(where: { $0 >= 0x80 }) else { return nil }
         return JSONScanner.validString(bytes).flatMap(Self.init(rawValue:))

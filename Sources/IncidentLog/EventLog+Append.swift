@@ -193,7 +193,11 @@ extension EventLog {
                     var positions: [UInt64] = []
                     var incidents: [String] = []
                     var alreadyStored: [Int] = []
-                    if request.recordedBy != recordedByWritten {
+                    // By uid and bytes: String's == takes two spellings of a name (NFC, NFD) for one.
+                    let sameRecorder = recordedByWritten.map {
+                        $0.uid == request.recordedBy.uid && $0.user.utf8.elementsEqual(request.recordedBy.user.utf8)
+                    }
+                    if sameRecorder != true {
                         recordedByBytes.removeAll(keepingCapacity: true)
                         request.recordedBy.writeCanonical(into: &recordedByBytes)
                         recordedByWritten = request.recordedBy

@@ -276,6 +276,12 @@ public final class EventLog: Sendable {
         let (head, projected, builtWith) = try environment.read { txn in
             (try Head.read(txn, db).position, try projectionMark(txn), try txn.get(db.meta, key: Keys.gazetteer).map { Array($0) })
         }
+        // Before any other reason to rebuild (a newer projection version, say): one would fold the witness away.
+        if !options.rebuildAtOpen && projected.0 != .max && projected.0 > head {
+            throw LogError(
+                .corrupt,
+                "the projections were built up to position \(projected.0), but the log ends at \(head): events they counted are no longer in it, removed behind incidentd's back or with the record of the head rewritten. incidentd does not rebuild them, since they are the witness of what was there. Keep the data directory as it is (copy it aside), check the log against the head you last published (incidentctl verify --data-dir \(options.directory) --expect-head POSITION:HASH), and recover the events from a backup (incidentd --recover-from with --fill-from and --expect-head, see README.md); to accept the log as it is, start incidentd once with --rebuild-projections")
+        }
         let reason: String
         if options.rebuildAtOpen {
             reason = "rebuilding the projections as asked, every stream summary made again from its event first"
@@ -283,10 +289,6 @@ public final class EventLog: Sendable {
             reason = "the projections are incomplete (a rebuild did not finish): rebuilding them"
         } else if projected.1 != EventLog.projectionVersion {
             reason = "the projections are of version \(projected.1), this incidentd writes version \(EventLog.projectionVersion): rebuilding them"
-        } else if projected.0 > head {
-            throw LogError(
-                .corrupt,
-                "the projections were built up to position \(projected.0), but the log ends at \(head): events they counted are no longer in it, removed behind incidentd's back or with the record of the head rewritten. incidentd does not rebuild them, since they are the witness of what was there. Keep the data directory as it is (copy it aside), check the log against the head you last published (incidentctl verify --data-dir \(options.directory) --expect-head POSITION:HASH), and recover the events from a backup (incidentd --recover-from with --fill-from and --expect-head, see README.md); to accept the log as it is, start incidentd once with --rebuild-projections")
         } else if projected.0 != head {
             reason = "the projections stop at position \(projected.0) of \(head): rebuilding them"
         } else if builtWith == nil {

@@ -601,19 +601,18 @@ public final class Environment: @unchecked Sendable {
     /// otherwise), whatever the umask: it holds everything the environment holds.
     /// (`mdb_env_copy2` would create it 0666 less the umask.)
     ///
-    /// It is written as ``incompleteCopyName`` and renamed `data.mdb` once whole
+    /// It is written as ``incompleteCopyName`` and linked as `data.mdb` once whole
     /// and synced: a copy cut short, by a crash even, leaves no `data.mdb` that
     /// could be taken for a whole one.
     ///
     /// The corresponding C functions are `open` (with `O_EXCL`, and `O_DIRECT`
     /// where the file system takes it, as `mdb_env_copy2` does), `fchmod`,
-    /// `mdb_env_copyfd2`, `fsync`, then `rename`.
+    /// `mdb_env_copyfd2`, `fsync`, then `link` (or `rename`) and `unlink`.
     ///
     /// - Parameter compact: Omit free pages and renumber pages (`MDB_CP_COMPACT`):
     ///   smaller output, more CPU.
     /// - Throws: ``LMDBError``; `EDEADLK` inside a ``write(_:)`` body (the copy takes
-    ///   LMDB's writer lock); `EEXIST` from `rename`'s check when `directory` holds
-    ///   a `data.mdb`. A copy that fails leaves what it wrote, as ``incompleteCopyName``.
+    ///   LMDB's writer lock); `EEXIST` when `directory` holds a `data.mdb`. A copy that fails leaves what it wrote, as ``incompleteCopyName``.
     public func copy(to directory: String, compact: Bool) throws {
         let incomplete = directory + "/" + Self.incompleteCopyName
         let whole = directory + "/data.mdb"
@@ -642,7 +641,15 @@ public final class Environment: @unchecked Sendable {
             closed = true
             guard close(fd) == 0 else { throw LMDBError(code: errno, function: "close") }
         }
-        guard rename(incomplete, whole) == 0 else { throw LMDBError(code: errno, function: "rename") }
+        // A link, which fails rather than replace a data.mdb put there meanwhile; a rename where the file system
+        // has no links.
+        if link(incomplete, whole) == 0 {
+            unlink(incomplete)
+        } else if errno == EPERM || errno == EOPNOTSUPP {
+            guard rename(incomplete, whole) == 0 else { throw LMDBError(code: errno, function: "rename") }
+        } else {
+            throw LMDBError(code: errno, function: "link")
+        }
         try Self.syncPath(directory)
         try Self.syncPath(Self.parent(of: directory))
     }

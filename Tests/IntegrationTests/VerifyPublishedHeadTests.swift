@@ -147,6 +147,13 @@ extension VerifyTests {
     func shortenedLogWithItsProjectionsRefusesToStart() throws {
         let (daemon, head, _) = try Self.publishedArticle()
         try Self.removeLastEvent(daemon, markingProjections: false)
+        // Of an older projection version too, which a start would otherwise rebuild for that reason alone.
+        let environment = try Environment(directory: daemon.dataDir, options: EnvironmentOptions(maxDatabases: 8))
+        let meta = try environment.openDatabase("meta", create: false)
+        try environment.write { txn in
+            guard let mark = try txn.get(meta, key: Array("projections".utf8)), mark.count == 16 else { throw HarnessError("no projection mark") }
+            try txn.put(meta, key: Array("projections".utf8), value: Array(mark[..<8]) + Self.bigEndian(1))
+        }
         #expect(throws: HarnessError.self) { try daemon.start() }
         #expect(daemon.log.contains("the projections were built up to position 8, but the log ends at 7"), "\(daemon.log)")
         #expect(daemon.log.contains("--expect-head POSITION:HASH"), "\(daemon.log)")

@@ -139,26 +139,51 @@ final class Server: Sendable {
         guard fchmod(made, 0o755) == 0 else { throw refusal(errno) }
     }
 
-    /// Refuses a socket directory in which another user could put a socket of their own in place of the daemon's,
-    /// for its clients to send their requests to: one that its group or others may write without the sticky bit,
-    /// or that belongs to a user other than the daemon's or root. /tmp (1777, root's) and a directory of the
-    /// daemon's user that only it may write are fine.
+    /// Refuses a socket directory in which another user could put a socket of their own at the daemon's path, for
+    /// its clients to send their requests to, now or while the daemon is stopped: one that its group or others may
+    /// write (sticky or not: the sticky bit keeps them from replacing the daemon's socket, not from binding the name
+    /// first), one that belongs to a user other than the daemon's or root, one below a directory such a user could
+    /// rename it out of, or a path through a symbolic link of such a user. Every directory from `/` down is looked
+    /// at, after the links of the path as given: /tmp (1777, root's) may lie above the socket's directory, not be it.
     static func checkSocketDirectory(_ directory: String) throws {
+        let daemonUser = geteuid()
+        func trusted(_ owner: uid_t) -> Bool { owner == 0 || owner == daemonUser }
+        func refusal(_ path: String, _ info: stat, _ problem: String) -> UnsafeSocketDirectory {
+            UnsafeSocketDirectory(
+                description:
+                    "the socket's directory \(directory): \(path) (mode \(octal(info.st_mode & 0o7777)), owner \(describeUser(info.st_uid))) \(problem): they could put a socket of their own where incidentd's clients connect. Give a socket path in a directory that only root or incidentd's user (\(describeUser(daemonUser))) may write, below directories that only they may write or that are sticky (as /tmp), such as /run/incidentd")
+        }
         var info = stat()
         guard stat(directory, &info) == 0 else { return }
-        let mode = info.st_mode & 0o7777
-        let described = "mode \(octal(mode)), owner \(describeUser(info.st_uid))"
-        let daemonUser = geteuid()
-        if info.st_uid != daemonUser && info.st_uid != 0 {
-            throw UnsafeSocketDirectory(
-                description:
-                    "the socket's directory \(directory) (\(described)) belongs to neither incidentd's user (\(describeUser(daemonUser))) nor root: its owner could put a socket of their own in place of incidentd's. Give a socket path in a directory that incidentd's user or root owns, or make incidentd's user its owner")
+        // The links of the path as given: each belongs to root or the daemon's user, who alone may point it elsewhere.
+        var prefix = directory.hasPrefix("/") ? "" : FileManager.default.currentDirectoryPath
+        for component in directory.split(separator: "/") where component != "." {
+            prefix += "/" + component
+            if lstat(prefix, &info) == 0, (info.st_mode & S_IFMT) == S_IFLNK, !trusted(info.st_uid) {
+                throw refusal(prefix, info, "is a symbolic link another user may point elsewhere")
+            }
         }
-        let writers = [(0o020, "its group"), (0o002, "others")].filter { mode & mode_t($0.0) != 0 }.map(\.1)
-        if !writers.isEmpty && mode & S_ISVTX == 0 {
-            throw UnsafeSocketDirectory(
-                description:
-                    "the socket's directory \(directory) (\(described)) may be written by \(writers.joined(separator: " and ")), without the sticky bit: they could put a socket of their own in place of incidentd's. Make it writable by its owner only (chmod go-w \(directory)), or give a socket path in such a directory")
+        // The directories it leads to, from / down, none of which another user may rename or replace.
+        guard let resolved = realpath(directory, nil) else { return }
+        let real = String(cString: resolved)
+        free(resolved)
+        var path = ""
+        let components = real.split(separator: "/")
+        for (index, component) in ([""] + components.map(String.init)).enumerated() {
+            path = index == 0 ? "/" : (path == "/" ? "" : path) + "/" + component
+            guard lstat(path, &info) == 0 else { continue }
+            let isLast = index == components.count
+            let writers = [(0o020, "its group"), (0o002, "others")].filter { info.st_mode & mode_t($0.0) != 0 }.map(\.1)
+            if !trusted(info.st_uid) {
+                throw refusal(path, info, "belongs to a user other than root and incidentd's")
+            }
+            if isLast && !writers.isEmpty {
+                let sticky = info.st_mode & S_ISVTX != 0 ? ", sticky or not" : ""
+                throw refusal(path, info, "may be written by \(writers.joined(separator: " and "))\(sticky)")
+            }
+            if !isLast && !writers.isEmpty && info.st_mode & S_ISVTX == 0 {
+                throw refusal(path, info, "may be written by others than its owner, without the sticky bit, who could rename what is below it")
+            }
         }
     }
 

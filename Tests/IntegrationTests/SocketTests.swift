@@ -35,7 +35,7 @@ struct SocketTests {
     }
 
     @Test(
-        "a socket path this daemon may not connect to (another user's socket, mode 0600, in a directory anyone may write, sticky as /tmp) is refused naming the path and why, and left to the daemon that serves it",
+        "another user's daemon given the socket path of a daemon that serves it (mode 0600, in a directory anyone may write, sticky as /tmp) is refused, and the socket left to the daemon that serves it",
         .enabled(
             if: ThrowawayUser.canCreate && FileManager.default.isExecutableFile(atPath: "/usr/bin/setpriv"),
             "needs root, useradd and setpriv to run a daemon as a throwaway user"))
@@ -60,12 +60,10 @@ struct SocketTests {
             impostor.wait()
             Issue.record("the second daemon serves: \(log)")
         } else {
-            #expect(impostor.wait() == 1, "\(log)")
+            #expect(impostor.wait() == 78, "\(log)")
         }
-        #expect(
-            log.contains(
-                "\(served.socketPath) is a socket that incidentd cannot connect to (Permission denied), so it cannot tell whether another process serves it; refusing to replace it"),
-            "\(log)")
+        // Refused for the directory, which anyone may write: the socket could have been squatted there as well.
+        #expect(log.contains("cannot start: the socket's directory \(served.root): \(served.root) (mode 1777"), "\(log)")
         #expect(Self.identity(served.socketPath) == before, "the socket file is the first daemon's still")
         #expect(try served.client().call("status").isOK)
         #expect(served.stop() == 0)
@@ -248,22 +246,37 @@ struct SocketTests {
     }
 
     @Test(
-        "a socket directory that others could put a socket of their own in (writable by its group or others without the sticky bit, or another user's) is refused as a configuration error, exit 78, naming it, its mode and owner, and what to do")
+        "a socket directory that others could put a socket of their own in (writable by its group or others, sticky or not; another user's; below a directory others may write without the sticky bit; reached through another user's symbolic link) is refused as a configuration error, exit 78, naming the directory at fault, its mode and owner, and what to do")
     func unsafeSocketDirectoryIsRefused() throws {
         let root = makeTemporaryDirectory("incidentd-socket-dir")
         defer { try? FileManager.default.removeItem(atPath: root) }
+        let me = "owner root (uid 0)"
         var cases: [(label: String, mode: mode_t, owner: uid_t?, says: String)] = [
-            ("open", 0o777, nil, "(mode 0777, owner root (uid 0)) may be written by its group and others, without the sticky bit"),
-            ("group", 0o770, nil, "(mode 0770, owner root (uid 0)) may be written by its group, without the sticky bit"),
+            ("open", 0o777, nil, "(mode 0777, \(me)) may be written by its group and others:"),
+            ("group", 0o770, nil, "(mode 0770, \(me)) may be written by its group:"),
+            ("sticky", 0o1777, nil, "(mode 1777, \(me)) may be written by its group and others, sticky or not:"),
         ]
         if getuid() == 0 {
-            cases.append(("stranger", 0o755, 65534, "belongs to neither incidentd's user (root (uid 0)) nor root"))
+            cases.append(("stranger", 0o755, 65534, "belongs to a user other than root and incidentd's"))
         }
+        var directories: [(label: String, directory: String, fault: String, says: String)] = []
         for (label, mode, owner, says) in cases {
             let directory = root + "/" + label
             #expect(mkdir(directory, 0o700) == 0)
             #expect(chmod(directory, mode) == 0)
             if let owner { #expect(chown(directory, owner, owner) == 0) }
+            directories.append((label, directory, directory, says))
+        }
+        // Below a directory anyone may write without the sticky bit, which could rename the socket's away.
+        #expect(mkdir(root + "/loose", 0o700) == 0 && chmod(root + "/loose", 0o777) == 0 && mkdir(root + "/loose/below", 0o755) == 0)
+        directories.append(("below", root + "/loose/below", root + "/loose", "(mode 0777, \(me)) may be written by others than its owner, without the sticky bit"))
+        if getuid() == 0 {
+            // Through another user's symbolic link, which they may point elsewhere.
+            #expect(mkdir(root + "/target", 0o755) == 0 && symlink(root + "/target", root + "/link") == 0)
+            #expect(lchown(root + "/link", 65534, 65534) == 0)
+            directories.append(("link", root + "/link", root + "/link", "is a symbolic link another user may point elsewhere"))
+        }
+        for (label, directory, fault, says) in directories {
             let logPath = root + "/\(label).log"
             let daemon = try Self.launch(
                 Binaries.incidentd, ["--data-dir", root + "/data", "--socket", directory + "/incidentd.sock"], logPath: logPath)
@@ -275,23 +288,23 @@ struct SocketTests {
             } else {
                 #expect(daemon.wait() == 78, "\(label): \(log)")
             }
-            #expect(log.contains("cannot start: the socket's directory \(directory) "), "\(label): \(log)")
+            #expect(log.contains("cannot start: the socket's directory \(directory): \(fault) (mode "), "\(label): \(log)")
             #expect(log.contains(says), "\(label): \(log)")
             #expect(Self.entries(directory).isEmpty, "\(label): nothing is made there")
         }
     }
 
-    @Test("a socket directly in /tmp, in a directory anyone may write with the sticky bit, and in one of the daemon's user that its group may read, is served")
+    @Test("a socket in a directory of the daemon's user that only it may write, below /tmp (sticky) or below a sticky directory, reached through its own link or not, is served")
     func safeSocketDirectoriesServe() throws {
         let root = makeTemporaryDirectory("incidentd-socket-dir")
         defer { try? FileManager.default.removeItem(atPath: root) }
-        let sticky = root + "/sticky"
         let own = root + "/own"
-        #expect(mkdir(sticky, 0o700) == 0 && chmod(sticky, 0o1777) == 0)
+        let sticky = root + "/sticky"
         #expect(mkdir(own, 0o700) == 0 && chmod(own, 0o750) == 0)
-        let inTmp = "/tmp/incidentd-socket-\(getpid())-\(UInt32.random(in: 0...UInt32.max)).sock"
-        defer { unlink(inTmp) }
-        for (index, socket) in [inTmp, sticky + "/incidentd.sock", own + "/incidentd.sock"].enumerated() {
+        #expect(mkdir(sticky, 0o700) == 0 && chmod(sticky, 0o1777) == 0 && mkdir(sticky + "/mine", 0o700) == 0)
+        #expect(symlink(own, root + "/link") == 0)
+        let sockets = [own + "/incidentd.sock", sticky + "/mine/incidentd.sock", root + "/link/other.sock"]
+        for (index, socket) in sockets.enumerated() {
             let logPath = root + "/\(index).log"
             let daemon = try Self.launch(Binaries.incidentd, ["--data-dir", root + "/data", "--socket", socket], logPath: logPath)
             defer {

@@ -211,12 +211,13 @@ extension EventLog {
         let sourceDamage = try source?.checkPages().damage
         let sourceIds = try source.flatMap { try Self.soundDatabase("event-ids", of: $0) }
         let sourceMeta = try source.flatMap { try Self.soundDatabase("meta", of: $0) }
-        let (recordedHead, format) = try source?.read { txn in
+        let (recordedHead, format, projectedThrough) = try source?.read { txn in
             (
                 try sourceMeta.flatMap { try txn.get($0, key: Keys.head) }.flatMap { try? Head.decode($0) },
-                try sourceMeta.flatMap { try txn.get($0, key: Keys.format) }.map { String(decoding: $0, as: UTF8.self) }
+                try sourceMeta.flatMap { try txn.get($0, key: Keys.format) }.map { String(decoding: $0, as: UTF8.self) },
+                try sourceMeta.flatMap { try txn.get($0, key: Keys.projections) }.flatMap { $0.count == 16 ? Keys.readPosition($0) : nil }
             )
-        } ?? (nil, nil)
+        } ?? (nil, nil, nil)
         if let format, ![Self.formatTag, Self.format2Tag, Self.format1Tag].contains(format) {
             throw Self.unknownFormat(format, directory: directory)
         }
@@ -240,6 +241,13 @@ extension EventLog {
             throw LogError(
                 .corrupt,
                 "events \(chain.head.position + 1)–\(last), stored in \(files), go on from the head the log records (position \(chain.head.position)): events a damaged record of the head lost, or those of a commit that failed before it was acknowledged. Give the head hash last published with --expect-head: \(ChainHash.hex(past.hash)) takes them all, \(ChainHash.hex(chain.head.hash)) leaves them out; nothing was made")
+        }
+        // The projections witness events since removed (what incidentd refuses to start on): a recovery to the
+        // recorded head would make a log without them that verifies. Only a head given says which is wanted.
+        if let projectedThrough, projectedThrough != .max, projectedThrough > chain.head.position, expectedHeadHash == nil {
+            throw LogError(
+                .corrupt,
+                "the projections of the log in \(directory) were built up to position \(projectedThrough), but its events end at \(chain.head.position): events they counted are no longer in it (removed behind incidentd's back, or with the record of the head rewritten). Give the head hash last published with --expect-head and a backup that holds those events with --fill-from; to make the log of the events that are left, give the hash of its last, \(ChainHash.hex(chain.head.hash)), with --expect-head; nothing was made")
         }
         var copy = RecoveryCopy()
         func copyEvents(storedEventId: (String) throws -> [UInt8]?) throws {

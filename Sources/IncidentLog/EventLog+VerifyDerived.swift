@@ -90,6 +90,15 @@ extension EventLog {
                         remedy: .recoverFromEvents))
             let reason = "they are folded from the stream summaries of incident-streams, which differ from the events"
             report.notCompared = [.incidents, .cities].map { DerivedDataReport.NotCompared(database: $0, reason: reason) }
+        } else if let mark = compared.projectionsPastHead {
+            // What incidentd refuses to start on (EventLog.checkFormat): the projections witness events since removed.
+            report.differences.append(
+                DerivedDifference(
+                    database: .incidents, key: nil, position: nil,
+                    problem: "the projections were built up to position \(mark), but the log ends at \(compared.head): events they counted are no longer in it (removed behind incidentd's back, or with the record of the head rewritten)",
+                    remedy: .recoverFromEvents))
+            let reason = "their mark is past the head, which incidentd refuses to start on"
+            report.notCompared = [.cities].map { DerivedDataReport.NotCompared(database: $0, reason: reason) }
         } else if let reason = compared.projectionsNotCompared {
             report.notCompared = [.incidents, .cities].map { DerivedDataReport.NotCompared(database: $0, reason: reason) }
         } else {
@@ -145,6 +154,8 @@ extension EventLog {
         /// Why the projections are not compared: their mark says they are not current, so that the daemon rebuilds
         /// them before it serves (a backup of an older incidentd's log, a rebuild cut short).
         var projectionsNotCompared: String?
+        /// The position the projections' mark names when it is past the head: events they counted were removed.
+        var projectionsPastHead: UInt64?
         /// The `event-ids` entries, whether any is not a position and a digest, and how many the database holds.
         var eventIds = IndexDigest()
         var eventIdsMalformed = false
@@ -160,7 +171,9 @@ extension EventLog {
                 compared.eventsAppended = try digestEvents((firstHead + 1)...compared.head, in: txn)
             }
             let mark = try projectionMark(txn)
-            if mark.0 != compared.head || mark.1 != EventLog.projectionVersion {
+            if mark.0 != .max && mark.0 > compared.head {
+                compared.projectionsPastHead = mark.0
+            } else if mark.0 != compared.head || mark.1 != EventLog.projectionVersion {
                 compared.projectionsNotCompared =
                     mark.0 == .max
                     ? "a rebuild of them did not finish, and incidentd rebuilds them at its next start"

@@ -159,6 +159,17 @@ extension VerifyTests {
         #expect(daemon.log.contains("--expect-head POSITION:HASH"), "\(daemon.log)")
         let checked = try runCommand(Binaries.incidentctl, ["verify", "--data-dir", daemon.dataDir, "--expect-head", head.argument])
         #expect(checked.status == 1 && checked.stderr.contains("events were removed"), "\(checked)")
+        // Without a published head, verify and a recovery say so too, rather than pass or make a log without them.
+        let plain = try runCommand(Binaries.incidentctl, ["verify", "--data-dir", daemon.dataDir])
+        #expect(plain.status == 1 && plain.stderr.contains("the projections were built up to position 8, but the log ends at 7"), "\(plain)")
+        let new = daemon.root + "/new"
+        let recovery = try runCommand(Binaries.incidentd, ["--recover-from", daemon.dataDir, "--data-dir", new, "--log-level", "warning"])
+        #expect(recovery.status == 1 && recovery.stderr.contains("were built up to position 8, but its events end at 7"), "\(recovery)")
+        #expect(!FileManager.default.fileExists(atPath: new))
+        let lastLeft = ChainHash.hex(try Self.storedHash(daemon, position: 7))
+        let accepted = try runCommand(
+            Binaries.incidentd, ["--recover-from", daemon.dataDir, "--data-dir", new, "--expect-head", lastLeft, "--log-level", "warning"])
+        #expect(accepted.status == 0 && accepted.stdout.contains("recovered 7 events"), "\(accepted)")
 
         daemon.extraArguments = ["--rebuild-projections"]
         try daemon.start()

@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import Gazetteer
 import IncidentDomain
+import IncidentLog
 import IncidentProtocol
 import StrictJSON
 
@@ -87,6 +88,18 @@ struct Export: ParsableCommand {
         switch format {
         case .jsonl:
             try client.readEvents([:], from: 1, through: head) { event in
+                // `read` sends a stored event whose JSON still parses as it is; what is archived must be what
+                // append takes back, so each is checked as it was when it was appended.
+                do {
+                    _ = try RecordedEvent(json: event)
+                } catch {
+                    out.flush()
+                    let position = event["position"]?.intValue.map(UInt64.init) ?? 0
+                    throw ClientFailure.refused(
+                        code: "log_damaged",
+                        message: LogError.damagedEvent(at: position, "\(error)").message
+                            + "; the events before it were written out, the export is not whole")
+                }
                 out.write(Self.wireForm(of: event).canonicalString() + "\n")
             }
         case .csv:

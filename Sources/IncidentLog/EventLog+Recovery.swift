@@ -591,7 +591,7 @@ private struct SalvagedChain {
                 .corrupt,
                 headWasGiven
                     ? "the head the log records, \(ChainHash.hex(other)), is that of no event of the chain that ends at the hash given (position \(head.position), \(ChainHash.hex(head.hash))); nothing was made"
-                    : "the hash given, \(ChainHash.hex(other)), is that of no event of the chain that ends at the head the log records (position \(head.position), \(ChainHash.hex(head.hash))); nothing was made")
+                    : "the hash given, \(ChainHash.hex(other)), is that of no event of the chain that ends at the head the log records (position \(head.position), \(ChainHash.hex(head.hash))): the log may have been rewritten or cut short since that hash was published (incidentctl verify --expect-head says which), or the hash is mistyped or another log's. Give a backup that holds its event with --fill-from; nothing was made")
         }
         chosen = backwards.reversed()
         self.taken = taken

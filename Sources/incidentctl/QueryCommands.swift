@@ -459,9 +459,14 @@ struct Verify: ParsableCommand {
         let mismatches = verdicts.compactMap(\.problem)
         if !mismatches.isEmpty {
             let derivedDiffers = derived.map { $0["intact"]?.boolValue != true } ?? false
+            // A hash found at another position than the one given: the log holds that head; the position is wrong.
+            let notHeld = verdicts.contains { $0.problem != nil && $0.foundAt == nil }
             throw ClientFailure.refused(
                 code: "head_mismatch",
-                message: mismatches.joined(separator: "; ") + ". " + PublishedHead.advice(derivedDiffers: derivedDiffers))
+                message: mismatches.joined(separator: "; ") + ". "
+                    + (notHeld
+                        ? PublishedHead.advice(derivedDiffers: derivedDiffers)
+                        : "The chain proves the log up to that event is the one published; only the position given with the hash differs"))
         }
         if let derived, derived["intact"]?.boolValue != true {
             throw Self.derivedFailure(derived)

@@ -212,6 +212,11 @@ extension VerifyTests {
             #expect(run.status == 0, "\(way): \(run)")
             #expect(run.stdout.contains("published head \(head.argument): event 8; the log up to it is as published"), "\(way): \(run.stdout)")
         }
+        // The hash of event 5 given with position 4 (a slip in copying it): the log holds it, the position is wrong.
+        for (way, run) in try Self.verifyBothWays(daemon, ["--expect-head", "4:\(earlier.hash)"]) {
+            #expect(run.status == 1 && run.stderr.contains("its hash is that of event 5, not 4"), "\(way): \(run)")
+            #expect(run.stderr.contains("only the position given with the hash differs") && !run.stderr.contains("Keep it as it is"), "\(way): \(run.stderr)")
+        }
     }
 
     @Test("a malformed --expect-head is bad usage (exit 2) naming it; the daemon refuses a malformed expectHeads")

@@ -166,11 +166,6 @@ public final class EventLog: Sendable {
                 // Read-only, LMDB creates nothing: the directory, or its data.mdb, is not there.
                 var info = stat()
                 let missing = stat(directory, &info) != 0 && errno == ENOENT
-                if !missing && stat(directory + "/" + Environment.incompleteCopyName, &info) == 0 {
-                    return LogError(
-                        .notALog,
-                        "cannot open the log in \(directory): it holds only \(Environment.incompleteCopyName), a backup cut short before it was whole (the daemon stopped during the copy); it is no log: remove the directory and back up again")
-                }
                 return LogError(
                     .notALog,
                     "cannot open the log in \(directory): "
@@ -190,14 +185,21 @@ public final class EventLog: Sendable {
 
     /// Refuses a `data.mdb` that is there but empty, before LMDB sees it: LMDB would take it for a new environment,
     /// and a daemon would start a new chain at position 1 where a log was (a copy that failed as it began, during a
-    /// restore, leaves just that); read-only, LMDB would fail with `EBADF`, after creating `lock.mdb`. A directory
-    /// with no `data.mdb` is a new log, for a daemon.
+    /// restore, leaves just that); read-only, LMDB would fail with `EBADF`, after creating `lock.mdb`. So is a
+    /// backup's directory holding only the copy cut short (``Environment/incompleteCopyName``). A directory with
+    /// no `data.mdb` otherwise is a new log, for a daemon.
     static func refuseEmptyDataFile(in directory: String) throws {
         let path = directory + "/data.mdb"
         var info = stat()
-        guard stat(path, &info) == 0, (info.st_mode & S_IFMT) == S_IFREG, info.st_size == 0 else { return }
+        guard stat(path, &info) == 0 else {
+            guard errno == ENOENT, stat(directory + "/" + Environment.incompleteCopyName, &info) == 0 else { return }
+            throw LogError(
+                .corrupt,
+                "\(directory) holds only \(Environment.incompleteCopyName), a backup cut short before it was whole (the daemon stopped during the copy): it is no log. Remove the directory and back up again; to start a new log there instead, remove \(Environment.incompleteCopyName)")
+        }
+        guard (info.st_mode & S_IFMT) == S_IFREG, info.st_size == 0 else { return }
         throw LogError(
-            .notALog,
+            .corrupt,
             "\(path) is empty, and an empty data.mdb is not a log: a copy or a restore that did not finish leaves one. "
                 + "\(restoreAdvice); or, if this is meant to be a new log, delete data.mdb, and incidentd starts one there")
     }

@@ -146,7 +146,11 @@ struct BackupTests {
         try? FileManager.default.removeItem(atPath: stall)
         #expect(!FileManager.default.fileExists(atPath: backup + "/data.mdb"), "no data.mdb that could be taken for a whole backup")
         let verified = try runCommand(Binaries.incidentctl, ["verify", "--data-dir", backup])
-        #expect(verified.status == 2 && verified.stderr.contains("a backup cut short before it was whole"), "\(verified)")
+        #expect(verified.status == 1 && verified.stderr.contains("a backup cut short before it was whole"), "\(verified)")
+        // Nor does a daemon take it for the directory of a new log.
+        let elsewhere = makeTemporaryDirectory()
+        #expect(rename(backup, elsewhere + "/data") == 0)
+        #expect(throws: HarnessError.self) { _ = try Daemon(root: elsewhere) }
     }
 
     @Test("a backup of a log whose chain breaks is kept, but neither stdout nor the daemon's log call it a backup: exit 1, and an error line")
@@ -220,7 +224,7 @@ struct BackupTests {
         // What a backup cut short by the daemon's end leaves: the copy under the name it has until it is whole.
         #expect(FileManager.default.createFile(atPath: empty + "/data.mdb.incomplete", contents: Data(repeating: 0, count: 4096)))
         let cutShort = try runCommand(Binaries.incidentctl, ["verify", "--data-dir", empty])
-        #expect(cutShort.status == 2 && cutShort.stderr.contains("a backup cut short before it was whole"), "\(cutShort)")
+        #expect(cutShort.status == 1 && cutShort.stderr.contains("log_damaged: ") && cutShort.stderr.contains("a backup cut short before it was whole"), "\(cutShort)")
     }
 
     @Test(

@@ -71,7 +71,7 @@ let package = Package(
         .executableTarget(
             name: "incidentctl",
             dependencies: [
-                "IncidentProtocol", "StrictJSON", "IncidentLog", "IncidentDomain",
+                "IncidentProtocol", "StrictJSON", "IncidentLog", "IncidentDomain", "CShims",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: strictSettings

@@ -1,4 +1,5 @@
 #if canImport(Glibc)
+import CShims
 import Glibc
 #endif
 import IncidentProtocol
@@ -76,6 +77,27 @@ final class SocketClient {
             throw .unreachable(
                 "cannot reach incidentd at \(path): \(reason) (is it running? set --socket or INCIDENTD_SOCKET)")
         }
+        if let stranger = Self.stranger(serving: fd, at: path) {
+            close(fd)
+            throw .unreachable(stranger)
+        }
+    }
+
+    /// Why the process serving the connected socket `fd` cannot be trusted to be incidentd, or nil: it runs as
+    /// neither root, nor this user, nor the owner of the socket's directory, which incidentd requires to be the only
+    /// one who may write it (root's or incidentd's user's). Such a process bound the path in a directory others may
+    /// write, where incidentd refuses to serve: whatever it answers, what is sent to it is not stored.
+    private static func stranger(serving fd: Int32, at path: String) -> String? {
+        var peer = incidentd_ucred()
+        guard incidentd_peer_credentials(fd, &peer) == 0, peer.uid != 0, peer.uid != geteuid() else { return nil }
+        let slash = path.utf8.lastIndex(of: UInt8(ascii: "/"))
+        let directory = slash.map { $0 == path.utf8.startIndex ? "/" : String(path[..<$0]) } ?? "."
+        var info = stat()
+        guard stat(directory, &info) == 0, peer.uid != info.st_uid else { return nil }
+        return "the process serving \(path) (pid \(peer.pid)) runs as uid \(peer.uid), which is neither root nor the owner of "
+            + "\(directory) (uid \(info.st_uid)): it is not incidentd, which serves only from a directory its user or root "
+            + "owns and no one else may write, but a stand-in another user put there; nothing was sent. Tell the "
+            + "administrator, and check --socket or INCIDENTD_SOCKET"
     }
 
     /// The socket's group ("incidentd-clients", quoted, or "gid 990") when the socket is open to its group (mode

@@ -69,6 +69,41 @@ struct SocketTests {
         #expect(served.stop() == 0)
     }
 
+    @Test(
+        "incidentctl sends nothing to a process of another user serving the socket path in a directory it does not own (a stand-in in a directory anyone may write), saying so, exit 3",
+        .enabled(
+            if: ThrowawayUser.canCreate && FileManager.default.isExecutableFile(atPath: "/usr/bin/setpriv")
+                && FileManager.default.isExecutableFile(atPath: "/usr/bin/perl"),
+            "needs root, useradd, setpriv and perl"))
+    func clientRefusesAStandIn() throws {
+        let user = try ThrowawayUser()
+        let root = makeTemporaryDirectory("incidentd-stand-in")
+        defer { try? FileManager.default.removeItem(atPath: root) }
+        #expect(chmod(root, 0o1777) == 0)
+        let socket = root + "/incidentd.sock"
+        let received = root + "/received"
+        // Answers every line as incidentd would, and keeps what it was sent.
+        let script = """
+            use IO::Socket::UNIX;
+            my $l = IO::Socket::UNIX->new(Type => SOCK_STREAM(), Local => $ARGV[0], Listen => 5) or die "listen: $!";
+            $| = 1; print STDERR "notice serving\n";
+            while (my $c = $l->accept) { while (my $line = <$c>) { open(my $f, '>>', $ARGV[1]); print $f $line; close $f; print $c qq({"id":1,"ok":true}\n); } }
+            """
+        let standIn = try Self.launch(
+            "/usr/bin/setpriv", ["--reuid=\(user.uid)", "--regid=\(user.gid)", "--clear-groups", "/usr/bin/perl", "-e", script, socket, received],
+            logPath: root + "/stand-in.log")
+        defer {
+            if standIn.isRunning { kill(standIn.pid, SIGKILL) }
+            standIn.wait()
+        }
+        #expect(standIn.isRunning, "\(readFile(root + "/stand-in.log") ?? "")")
+        let run = try runCommand(
+            Binaries.incidentctl, ["report", "--city", "Kupiansk", "--kind", "strike", "--occurred", "2022-03-01", "--socket", socket])
+        #expect(run.status == 3, "\(run)")
+        #expect(run.stderr.contains("runs as uid \(user.uid), which is neither root nor the owner of \(root)"), "\(run.stderr)")
+        #expect(!(readFile(received) ?? "").contains("append"), "nothing was sent: \(readFile(received) ?? "")")
+    }
+
     @Test("a daemon stopped after another daemon's socket took its path leaves that socket there, and the other daemon goes on serving")
     func stopLeavesAnotherDaemonsSocket() throws {
         let first = try Daemon()

@@ -39,8 +39,9 @@ struct PublishedHead {
         /// The line of `verify`'s table output.
         var line: String {
             let named = head.position.map { "\($0):\(head.hash)" } ?? head.hash
-            if let foundAt, problem == nil {
+            if let foundAt {
                 return "published head \(named): event \(foundAt); the log up to it is as published"
+                    + (problem.map { " (\($0))" } ?? "")
             }
             if inconclusive {
                 return "published head \(named): \(problem ?? "not found") (the chain breaks: see the error)"

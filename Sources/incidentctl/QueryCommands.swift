@@ -239,7 +239,12 @@ struct IncidentCommand: ParsableCommand {
     func run() throws {
         var body: [String: JSONValue] = ["incident": .string(id)]
         if let untilPosition { body["untilPosition"] = .int(Int64(clamping: untilPosition)) }
-        let response = try connection.connect().call(.incident, body)
+        let client = try connection.connect()
+        let response = try client.call(.incident, body)
+        if let untilPosition, let head = try client.call(.status)["position"]?.intValue, untilPosition > UInt64(clamping: head) {
+            FileHandle.standardError.write(Data(
+                "incidentctl: the log holds \(head) events; position \(untilPosition) is past its head, so this is the incident as it stands now\n".utf8))
+        }
         let incident = response["incident"] ?? .null
         switch output.resolved {
         case .json: Printer.json(incident)

@@ -245,6 +245,10 @@ struct ExportTests {
         #expect(later["error"]?["message"]?.stringValue?.contains("was reported after position \(rallyPositions[0] - 1)") == true, "\(later)")
         let bad = try client.call("incident", ["incident": .string(rally), "untilPosition": .int(-1)])
         #expect(bad["error"]?["code"]?.stringValue == "invalid_request", "\(bad)")
+        let past = try daemon.ctl(["incident", rally, "--until-position", "1000", "--format", "json"])
+        #expect(past.status == 0 && past.stderr.contains("the log holds \(events.count) events; position 1000 is past its head"), "\(past)")
+        let within = try daemon.ctl(["incident", rally, "--until-position", "\(beforeOutcome)", "--format", "json"])
+        #expect(within.status == 0 && within.stderr.isEmpty, "\(within)")
     }
 
     @Test("export of an empty log: no events, the CSV header alone, an empty FeatureCollection")

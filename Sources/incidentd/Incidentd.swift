@@ -99,7 +99,7 @@ struct Incidentd: ParsableCommand {
         if recoverFrom == nil && (!fillFrom.isEmpty || expectHead != nil) {
             throw ValidationError("--fill-from and --expect-head are for --recover-from, which is missing")
         }
-        if let expectHead, Self.hashBytes(expectHead) == nil {
+        if let expectHead, ChainHash.bytes(hashHex: expectHead) == nil {
             throw ValidationError("--expect-head: the 64 hexadecimal digits of a head hash, as incidentctl status shows it")
         }
         if recoverFrom != nil && rebuildProjections {
@@ -142,7 +142,7 @@ struct Incidentd: ParsableCommand {
         let logger = Logger(label: "incidentd")
         if let recoverFrom {
             try Self.recover(
-                from: recoverFrom, fillingFrom: fillFrom, expectedHeadHash: expectHead.flatMap(Self.hashBytes), settings,
+                from: recoverFrom, fillingFrom: fillFrom, expectedHeadHash: expectHead.flatMap { ChainHash.bytes(hashHex: $0) }, settings,
                 logger: logger)
             return
         }

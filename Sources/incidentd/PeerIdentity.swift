@@ -25,22 +25,30 @@ struct PeerIdentity: Sendable {
     static func resolve(uid: UInt32, gid: UInt32, pid: Int32, supplementaryGroups: [UInt32]?) -> PeerIdentity {
         var identity = PeerIdentity(uid: uid, gid: gid, pid: pid, user: "uid:\(uid)", groups: [gid])
         identity.groups.formUnion(supplementaryGroups ?? [])
-        var passwd = passwd()
-        var buffer = [CChar](repeating: 0, count: 4096)
-        var result: UnsafeMutablePointer<passwd>?
-        if getpwuid_r(uid, &passwd, &buffer, buffer.count, &result) == 0, result != nil, let name = passwd.pw_name {
-            identity.user = String(cString: name)
+        if let entry = userEntry(uid) {
+            identity.user = entry.name
             if supplementaryGroups == nil {
                 var count: Int32 = 64
                 var groups = [gid_t](repeating: 0, count: Int(count))
-                if getgrouplist(name, passwd.pw_gid, &groups, &count) == -1 && count > 64 {
+                if getgrouplist(entry.name, entry.gid, &groups, &count) == -1 && count > 64 {
                     groups = [gid_t](repeating: 0, count: Int(count))
-                    _ = getgrouplist(name, passwd.pw_gid, &groups, &count)
+                    _ = getgrouplist(entry.name, entry.gid, &groups, &count)
                 }
                 identity.groups.formUnion(groups.prefix(Int(max(0, count))))
             }
         }
         return identity
+    }
+
+    /// The user database's entry for `uid`: its name and primary group; nil when it has none.
+    static func userEntry(_ uid: uid_t) -> (name: String, gid: gid_t)? {
+        var entry = passwd()
+        var buffer = [CChar](repeating: 0, count: 4096)
+        var result: UnsafeMutablePointer<passwd>?
+        guard getpwuid_r(uid, &entry, &buffer, buffer.count, &result) == 0, result != nil, let name = entry.pw_name else {
+            return nil
+        }
+        return (String(cString: name), entry.pw_gid)
     }
 }
 

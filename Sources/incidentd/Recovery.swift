@@ -53,9 +53,4 @@ extension Incidentd {
             "To serve it: with incidentd stopped, put \(report.directory)/data.mdb in place of the damaged log's data.mdb (as for a restore, README.md), then start incidentd")
         print(lines.joined(separator: "\n"))
     }
-
-    /// The 32 bytes of a hash written as 64 hexadecimal digits (either case); nil for anything else.
-    static func hashBytes(_ text: String) -> [UInt8]? {
-        ChainHash.bytes(hashHex: text)
-    }
 }

@@ -195,13 +195,7 @@ final class Server: Sendable {
 
     /// A user's name and uid, or the uid alone when the user database has no name for it.
     private static func describeUser(_ uid: uid_t) -> String {
-        var entry = passwd()
-        var buffer = [CChar](repeating: 0, count: 4096)
-        var result: UnsafeMutablePointer<passwd>?
-        guard getpwuid_r(uid, &entry, &buffer, buffer.count, &result) == 0, result != nil, let name = entry.pw_name else {
-            return "uid \(uid)"
-        }
-        return "\(String(cString: name)) (uid \(uid))"
+        PeerIdentity.userEntry(uid).map { "\($0.name) (uid \(uid))" } ?? "uid \(uid)"
     }
 
     /// Connections waiting to be accepted before the kernel refuses more.

@@ -229,6 +229,13 @@ extension EventLog {
         try environment.read { txn in try txn.get(db.incidents, key: Array(id.utf8)) != nil }
     }
 
+    /// How many events incident `id` holds (its stream's version); nil when the log has no such incident.
+    public func incidentEventCount(_ id: String) throws -> Int64? {
+        try environment.read { txn in
+            try txn.get(db.incidents, key: Array(id.utf8)).map { try IncidentState(encoded: $0).version }
+        }
+    }
+
     /// One incident: its projection, the report, its responses in order and its outcome history. With
     /// `position`, the incident as it stood once the log held events 1...`position`: its events up to there,
     /// folded afresh when it changed since; nil when it was reported after.

@@ -173,11 +173,13 @@ final class AppendIntake: Sendable {
             reply = .now(Response.failure(id: failure.id, failure.error))
         case .success(let request) where request.operation != .append:
             // A query that only looked like an append (say, a city name sent with `\u` escapes): answered on its
-            // loop like any other query, so that a long one never holds up the appends queued here.
+            // loop like any other query, so that a long one never holds up the appends queued here, once the
+            // requests before it have been answered, as a query the loop recognised would have been.
             mailbox.eventLoop.execute {
-                let reply = executor.execute(
-                    request, peer: peer, role: role, on: mailbox.eventLoop, connection: target.context.channel)
-                target.handler.deliver(reply, sequence: sequence, context: target.context)
+                target.handler.runOnceAnswered(before: sequence, context: target.context) { context in
+                    let reply = executor.execute(request, peer: peer, role: role, on: mailbox.eventLoop, connection: context.channel)
+                    target.handler.deliver(reply, sequence: sequence, context: context)
+                }
             }
             return
         case .success(let request):

@@ -176,6 +176,12 @@ final class ConnectionHandler: ChannelDuplexHandler {
     /// and answers arriving drain the backlog), and a `subscribe` among them would register a follower that nothing
     /// ever removes.
     private var closed = false
+    /// The sequence of the last line handed to the intake. A query after it waits until it has been answered, so that
+    /// a client pipelining a query after its own append sees what it appended, as answers in request order promise.
+    private var lastAppendSequence: UInt64?
+    /// Queries the intake handed back (lines that only looked like appends), each with the sequence every answer
+    /// before which must have been written for it to run.
+    private var handedBack = CircularBuffer<(sequence: UInt64, run: (ChannelHandlerContext) -> Void)>()
 
     init(
         executor: RequestExecutor, intake: AppendIntake, peer: PeerIdentity, role: Role?, maxPending: Int, maxLineBytes: Int,
@@ -200,7 +206,7 @@ final class ConnectionHandler: ChannelDuplexHandler {
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         guard !closed else { return }
         let frame = unwrapInboundIn(data)
-        if backlog.isEmpty && canRun(context) {
+        if backlog.isEmpty && canRun(context) && !waitsForAppends(frame) {
             run(frame, context: context)
         } else {
             backlog.append(frame)
@@ -212,12 +218,18 @@ final class ConnectionHandler: ChannelDuplexHandler {
         !closed && pending < maxPending && context.channel.isWritable
     }
 
+    /// Whether `frame` is a query that must wait for this connection's appends before it to be answered.
+    private func waitsForAppends(_ frame: LineFrame) -> Bool {
+        guard let lastAppendSequence, nextToWrite <= lastAppendSequence, case .line(let line) = frame else { return false }
+        return !AppendIntake.mayBeAppend(line)
+    }
+
     /// Runs the lines that waited, in order, for as long as the client keeps up.
     private func drainBacklog(context: ChannelHandlerContext) {
         guard !draining else { return }
         draining = true
         defer { draining = false }
-        while !backlog.isEmpty && canRun(context) {
+        while let next = backlog.first, canRun(context), !waitsForAppends(next) {
             run(backlog.removeFirst(), context: context)
         }
     }
@@ -251,6 +263,7 @@ final class ConnectionHandler: ChannelDuplexHandler {
                 let item = AppendIntake.Item(
                     line: line, sequence: sequence, peer: peer, role: role,
                     target: AnswerMailbox.Target(handler: self, context: context), mailbox: mailbox)
+                lastAppendSequence = sequence
                 if !intake.submit(item) {
                     // The daemon is draining and the intake has stopped: carried out here, still in order.
                     intake.process(item)
@@ -290,6 +303,20 @@ final class ConnectionHandler: ChannelDuplexHandler {
             answer = Response.failure(id: request.id, executor.refusal(of: .subscribe, to: peer, holding: role))
         }
         complete(sequence, answer, context: context)
+    }
+
+    /// Runs `work` once every request before `sequence` has been answered (at once if they have), unless the
+    /// connection has closed by then.
+    func runOnceAnswered(before sequence: UInt64, context: ChannelHandlerContext, _ work: @escaping (ChannelHandlerContext) -> Void) {
+        guard !closed else { return }
+        handedBack.append((sequence, work))
+        runHandedBack(context: context)
+    }
+
+    private func runHandedBack(context: ChannelHandlerContext) {
+        while let next = handedBack.first, next.sequence <= nextToWrite, !closed {
+            handedBack.removeFirst().run(context)
+        }
     }
 
     /// Once the subscription's answer is out, the events follow it.
@@ -366,6 +393,7 @@ final class ConnectionHandler: ChannelDuplexHandler {
         writeOutgoing(context: context)
         context.flush()
         startFollowing()
+        runHandedBack(context: context)
         drainBacklog(context: context)
         readIfPossible(context: context)
         closeIfAnswered(context: context)
@@ -433,6 +461,7 @@ final class ConnectionHandler: ChannelDuplexHandler {
     func channelInactive(context: ChannelHandlerContext) {
         closed = true
         backlog.removeAll()
+        handedBack.removeAll()
         if let follower {
             // The follower holds this handler's context, which holds the handler: let go of it.
             follower.follower.stop()

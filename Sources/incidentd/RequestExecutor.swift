@@ -17,7 +17,8 @@ enum Reply {
 }
 
 /// Carries out decoded requests against the log. Short queries run on the calling event loop (LMDB readers
-/// never wait for the writer); the ones that walk the log (`read`, `verify`, `backup`) run on ``logWalkers``, so that
+/// never wait for the writer); the ones that walk the log (`read`, `verify`, `replay`, `backup`, and `incident` for an
+/// incident of many events) run on ``logWalkers``, so that
 /// they hold up neither the loop's other connections nor, when the loops run real-time (see
 /// ``LoopScheduling``), the writer; appends go to the group committer.
 final class RequestExecutor: Sendable {
@@ -82,7 +83,9 @@ final class RequestExecutor: Sendable {
             switch request.operation {
             case .append: return try append(request, peer: peer, on: eventLoop)
             case .read: return walkingTheLog(request, on: eventLoop, for: connection) { try $0.read(request) }
-            case .incident: return .now(try incident(request))
+            case .incident:
+                guard isLongIncident(request) else { return .now(try incident(request)) }
+                return walkingTheLog(request, on: eventLoop, for: connection) { try $0.incident(request) }
             case .city: return .now(try city(request))
             case .cities:
                 return .now(Response.success(id: id, ["cities": .array(try log.cities().map(\.json))]))
@@ -331,6 +334,20 @@ final class RequestExecutor: Sendable {
         throw IncidentError(
             .unknownCity, "no city \"\(name.prefix(64))\" in the gazetteer or the log\(hint)",
             details: ["suggestions": .array(suggestions.map { .string($0) })])
+    }
+
+    /// The most events an incident may hold for its document to be built on the event loop. Each event can carry a
+    /// description of 10,000 characters and its sources: an incident of thousands of events makes an answer of
+    /// megabytes, whose building would hold up every other connection of the loop for as long.
+    static let incidentEventsAnsweredOnLoop: Int64 = 64
+
+    /// Whether the incident `request` asks for holds more than ``incidentEventsAnsweredOnLoop`` events. Anything
+    /// wrong with the request is left to ``incident(_:)`` to report.
+    private func isLongIncident(_ request: Request) -> Bool {
+        guard let id = request.body["incident"]?.stringValue, IncidentID.isValid(id),
+            let count = try? log.incidentEventCount(id)
+        else { return false }
+        return count > Self.incidentEventsAnsweredOnLoop
     }
 
     private func incident(_ request: Request) throws -> [UInt8] {

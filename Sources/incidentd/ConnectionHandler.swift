@@ -171,6 +171,8 @@ final class ConnectionHandler: ChannelDuplexHandler {
     /// What this connection follows of the log, once it has asked (`subscribe`), and the sequence of that request:
     /// the events go out once its answer, and every answer before it, has been written.
     private var follower: (follower: LogFollower, sequence: UInt64)?
+    /// This connection's follow ended by itself (``followEnded(context:)``): it is not followed again.
+    private var followHasEnded = false
     /// The connection has closed: nothing more is run for it. Lines can still reach this handler afterwards (the
     /// decoder hands on what it holds once a write that failed has closed the connection in the middle of a read,
     /// and answers arriving drain the backlog), and a `subscribe` among them would register a follower that nothing
@@ -290,8 +292,14 @@ final class ConnectionHandler: ChannelDuplexHandler {
                 guard follower == nil else {
                     throw ProtocolError(.invalidRequest, "this connection follows the log already; open another to follow it again")
                 }
+                guard !followHasEnded else {
+                    throw ProtocolError(
+                        .invalidRequest, "this connection's follow ended (log_damaged); open another to follow the log again")
+                }
                 let (from, filter) = try executor.followed(request)
-                let started = LogFollower(log: executor.log, requestId: request.id, from: from, filter: filter, context: context)
+                let started = LogFollower(
+                    log: executor.log, requestId: request.id, from: from, filter: filter, context: context,
+                    ended: { [weak self] in self?.followEnded(context: context) })
                 follower = (started, sequence)
                 executor.followers.add(
                     Followers.Entry(NIOLoopBound(started, eventLoop: context.eventLoop)), for: ObjectIdentifier(self))
@@ -317,6 +325,15 @@ final class ConnectionHandler: ChannelDuplexHandler {
         while let next = handedBack.first, next.sequence <= nextToWrite, !closed {
             handedBack.removeFirst().run(context)
         }
+    }
+
+    /// The follow ended by itself (``LogFollower`` answered `log_damaged`): the connection is no longer counted
+    /// among the followers nor woken after commits, and closes once answered if the client has closed its side.
+    private func followEnded(context: ChannelHandlerContext) {
+        executor.followers.remove(ObjectIdentifier(self))
+        follower = nil
+        followHasEnded = true
+        closeIfAnswered(context: context)
     }
 
     /// Once the subscription's answer is out, the events follow it.

@@ -64,6 +64,8 @@ final class LogFollower {
     private let requestId: JSONText
     private let filter: EventFilter
     private let context: ChannelHandlerContext
+    /// Told, on the loop, when the follow ends by itself (past a damaged event): the connection no longer follows.
+    private let ended: () -> Void
     private var next: UInt64
     /// Set once the subscription's answer, and every answer before it, is written: no event may go out before.
     var started = false
@@ -71,11 +73,15 @@ final class LogFollower {
     /// A further page is already scheduled on the loop.
     private var scheduled = false
 
-    init(log: EventLog, requestId: JSONText, from: UInt64, filter: EventFilter, context: ChannelHandlerContext) {
+    init(
+        log: EventLog, requestId: JSONText, from: UInt64, filter: EventFilter, context: ChannelHandlerContext,
+        ended: @escaping () -> Void
+    ) {
         self.log = log
         self.requestId = requestId
         self.filter = filter
         self.context = context
+        self.ended = ended
         next = max(from, 1)
     }
 
@@ -111,6 +117,7 @@ final class LogFollower {
             var buffer = context.channel.allocator.buffer(capacity: failure.count)
             buffer.writeBytes(failure)
             context.writeAndFlush(NIOAny(buffer), promise: nil)
+            ended()
             return
         }
         next = page.next

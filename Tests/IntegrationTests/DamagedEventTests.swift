@@ -103,6 +103,39 @@ struct DamagedEventTests {
         #expect(daemon.stop() == 0)
     }
 
+    @Test("a follow that ended on log_damaged is no longer counted among status's followers; the connection answers on (a second subscribe still refused), and one whose client closed its side is closed once answered")
+    func followEndedOnDamageIsNoLongerCounted() throws {
+        let (daemon, _) = try Self.newlineInFour()
+        let watcher = try daemon.client()
+        let follower = try daemon.client()
+        try follower.send("subscribe", ["id": 40, "from": 1])
+        var last = try follower.receive()
+        while last.errorCode == nil { last = try follower.receive() }
+        Self.expectLogDamaged(last, position: 4, "subscribe from 1")
+        // The connection is open and answers, but follows nothing: the answer above was written after it stopped.
+        #expect(try watcher.status()["followers"]?.intValue == 0, "the ended follow is no longer counted")
+        #expect(try follower.call("status", ["id": 41])["followers"]?.intValue == 0)
+        // Following again takes another connection, as before.
+        let again = try follower.call("subscribe", ["id": 42, "from": 5])
+        #expect(again.errorCode == "invalid_request" && again["error"]?["message"]?.stringValue?.contains("open another") == true, "\(again)")
+        let other = try daemon.client()
+        #expect(try other.call("subscribe", ["id": 43, "from": 5])["subscribed"]?.boolValue == true)
+        #expect(try other.receive()["event"]?["position"]?.intValue == 5)
+        #expect(try watcher.status()["followers"]?.intValue == 1)
+
+        // A client that closed its side after subscribing: once the follow ends, nothing more comes, so it is closed.
+        let closing = try daemon.client()
+        try closing.send("subscribe", ["id": 50, "from": 1])
+        shutdown(closing.fd, Int32(SHUT_WR))
+        last = try closing.receive()
+        while last.errorCode == nil { last = try closing.receive() }
+        Self.expectLogDamaged(last, position: 4, "subscribe from 1, its side closed")
+        #expect(closing.peerClosed(within: 20 * deadlineScale), "the connection is closed once its follow ended")
+        try waitFor("the closed connection to be gone") { try watcher.status()["connections"]?.intValue == 3 }
+        #expect(try watcher.status()["followers"]?.intValue == 1)
+        #expect(daemon.stop() == 0)
+    }
+
     @Test("events --follow over a damaged event prints the events before it, then exits 1 with log_damaged naming it")
     func followOverNewline() throws {
         let (daemon, _) = try Self.newlineInFour()

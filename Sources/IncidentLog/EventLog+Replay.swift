@@ -83,9 +83,23 @@ extension EventLog {
         // Events 1 through `checked` are the ones the chain proves: a hash found past a break proves nothing.
         if let search { report.expectedHeads = search.found(upTo: report.checked) }
         if broken { return report }
-        if report.checked != head.position || previous != head.hash {
+        if report.checked > head.position {
+            // Every stored event chains, but the record of the head stops short of the last: the first past it is
+            // the first that nothing but its own chain vouches for.
+            report.firstBadPosition = head.position + 1
+            report.problem =
+                "the log holds events past its recorded head: the record of the head names position \(head.position), "
+                + "but \(Positions.events(head.position + 1, through: report.checked)) \(report.checked == head.position + 1 ? "is" : "are") stored after it"
+        } else if report.checked < head.position {
             report.firstBadPosition = report.checked + 1
-            report.problem = "the recorded head (\(head.position)) does not match the last event (\(report.checked))"
+            report.problem =
+                "the recorded head (position \(head.position)) is past the last event stored (\(report.checked)): "
+                + "\(Positions.events(report.checked + 1, through: head.position)) \(report.checked + 1 == head.position ? "is" : "are") missing"
+        } else if previous != head.hash {
+            report.firstBadPosition = head.position
+            report.problem =
+                "the record of the head names position \(head.position) with hash \(ChainHash.hex(head.hash)), "
+                + "which is not the hash of event \(head.position) (\(ChainHash.hex(previous)))"
         } else if checkingDerivedData {
             report.derived = try verifyDerivedData(stretch: stretch)
         }

@@ -199,6 +199,16 @@ public struct LogStatus: Sendable, Hashable {
     public var readers: Int
 }
 
+/// Positions of the log in words, as messages name them.
+public enum Positions {
+    /// Events `first` through `last`: "event 8" for one, "events 6–8" for several, "no events" when `last` is
+    /// before `first`.
+    public static func events(_ first: UInt64, through last: UInt64) -> String {
+        if last < first { return "no events" }
+        return first == last ? "event \(first)" : "events \(first)–\(last)"
+    }
+}
+
 /// What `verify` found: first the pages of the data file (``pages``), then, if they are whole, the hash chain, and
 /// then, if it is intact, whether the data derived from the events agrees with them (``derived``).
 public struct VerifyReport: Sendable, Hashable {

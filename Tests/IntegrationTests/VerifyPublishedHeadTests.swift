@@ -199,6 +199,24 @@ extension VerifyTests {
         #expect(verified.status == 0, "the log up to the published head, exactly: \(verified)")
     }
 
+    @Test("a record of the head behind the stored events is named at the first event past it, saying the log holds events past its recorded head, never at a position past the last event")
+    func headRecordBehindTheEvents() throws {
+        let (daemon, _, _) = try Self.publishedArticle()
+        try Self.recordHead(daemon, position: 5, hash: try Self.storedHash(daemon, position: 5))
+        let direct = try runCommand(Binaries.incidentctl, ["verify", "--data-dir", daemon.dataDir, "--format", "json"])
+        #expect(direct.status == 1 && direct.stderr.contains("chain_broken"), "\(direct)")
+        #expect(direct.json?["firstBadPosition"]?.intValue == 6 && direct.json?["checked"]?.intValue == 8, "\(direct.stdout)")
+        #expect(
+            direct.stderr.contains(
+                "position 6: the log holds events past its recorded head: the record of the head names position 5, but events 6–8 are stored after it"),
+            "\(direct.stderr)")
+        #expect(!direct.stderr.contains("position 9"), "\(direct.stderr)")
+        // One event past it.
+        try Self.recordHead(daemon, position: 7, hash: try Self.storedHash(daemon, position: 7))
+        let one = try runCommand(Binaries.incidentctl, ["verify", "--data-dir", daemon.dataDir])
+        #expect(one.status == 1 && one.stderr.contains("position 8: the log holds events past its recorded head: the record of the head names position 7, but event 8 is stored after it"), "\(one)")
+    }
+
     @Test("an untouched log passes verify --expect-head with its current head and with a head published earlier, by position and hash or by hash alone")
     func untouchedLogHoldsItsPublishedHeads() throws {
         let (daemon, head, earlier) = try Self.publishedArticle()

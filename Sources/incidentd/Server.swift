@@ -310,7 +310,12 @@ final class Server: Sendable {
         }
         switch code {
         case ECONNREFUSED:
-            unlink(path)
+            guard unlink(path) == 0 || errno == ENOENT else {
+                let code = errno
+                throw DaemonConfiguration.Problem(
+                    description:
+                        "\(path) is a stale socket (nothing listens on it; it belongs to \(describeUser(info.st_uid))), but incidentd cannot remove it: \(String(cString: strerror(code))). Remove it, or give another socket path")
+            }
         case ENOENT:
             return
         case EAGAIN:

@@ -354,6 +354,26 @@ struct SocketTests {
         }
     }
 
+    @Test(
+        "a stale socket that cannot be removed (its directory made append-only) is named as a stale socket incidentd cannot remove, with why, not as one another process made meanwhile",
+        .enabled(if: getuid() == 0 && FileManager.default.isExecutableFile(atPath: "/usr/bin/chattr"), "needs root and chattr"))
+    func staleSocketThatCannotBeRemoved() throws {
+        let daemon = try Daemon()
+        // Killed, it leaves its socket, which nothing listens on.
+        daemon.crash()
+        #expect(Self.identity(daemon.socketPath) != nil, "the premise: the socket is left")
+        let attributes = try runCommand("/usr/bin/chattr", ["+a", daemon.root])
+        try #require(attributes.status == 0, "chattr +a \(daemon.root): \(attributes.stderr)")
+        defer { _ = try? runCommand("/usr/bin/chattr", ["-a", daemon.root]) }
+        #expect(throws: HarnessError.self) { try daemon.start() }
+        #expect(daemon.child?.wait() == 1, "\(daemon.log)")
+        #expect(
+            daemon.log.contains(
+                "\(daemon.socketPath) is a stale socket (nothing listens on it; it belongs to root (uid 0)), but incidentd cannot remove it: Operation not permitted"),
+            "\(daemon.log)")
+        #expect(!daemon.log.contains("meanwhile"), "\(daemon.log)")
+    }
+
     @Test("a socket directory that cannot be made is named, with why")
     func socketDirectoryCannotBeMade() throws {
         let root = makeTemporaryDirectory("incidentd-socket-dir")

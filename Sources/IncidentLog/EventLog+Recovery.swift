@@ -6,7 +6,7 @@ import IncidentDomain
 import LMDB
 import StrictJSON
 
-/// What ``EventLog/recover(from:into:gazetteer:fillingFrom:expectedHeadHash:)`` made of a damaged log.
+/// What ``EventLog/recover(from:into:gazetteer:fillingFrom:expectedHeadHash:expectedHeadPosition:)`` made of a damaged log.
 public struct RecoveryReport: Sendable, Hashable {
     /// The directory of the new log.
     public var directory: String
@@ -68,9 +68,12 @@ extension EventLog {
     ///   `.corrupt` when the head cannot be known or does not match; what opening a log throws for a source that is
     ///   not one. A refused recovery removes the lock file it made in `options.directory`, and that directory when it
     ///   made it.
+    ///
+    /// `expectedHeadPosition`, the position published with `expectedHeadHash`, must be that of the event with that
+    /// hash (`.corrupt` otherwise, nothing made).
     public static func recover(
         from source: String, into options: LogOptions, gazetteer: Gazetteer, fillingFrom backups: [String] = [],
-        expectedHeadHash: [UInt8]? = nil
+        expectedHeadHash: [UInt8]? = nil, expectedHeadPosition: UInt64? = nil
     ) throws -> RecoveryReport {
         let destination = trimmingSlashes(options.directory)
         let source = trimmingSlashes(source)
@@ -98,7 +101,7 @@ extension EventLog {
         do {
             return try recover(
                 from: source, into: destination, options: options, gazetteer: gazetteer, fillingFrom: backups,
-                expectedHeadHash: expectedHeadHash, created: created)
+                expectedHeadHash: expectedHeadHash, expectedHeadPosition: expectedHeadPosition, created: created)
         } catch {
             // Unlinked while still held: a process that opened the file meanwhile finds it gone once it has the lock
             // (``lock(directory:)``), and takes a new one.
@@ -108,10 +111,10 @@ extension EventLog {
         }
     }
 
-    /// ``recover(from:into:gazetteer:fillingFrom:expectedHeadHash:)`` once `destination` is made and locked.
+    /// ``recover(from:into:gazetteer:fillingFrom:expectedHeadHash:expectedHeadPosition:)`` once `destination` is made and locked.
     private static func recover(
         from source: String, into destination: String, options: LogOptions, gazetteer: Gazetteer, fillingFrom backups: [String],
-        expectedHeadHash: [UInt8]?, created: Bool
+        expectedHeadHash: [UInt8]?, expectedHeadPosition: UInt64?, created: Bool
     ) throws -> RecoveryReport {
         var info = stat()
         if let real = realpath(destination, nil), let sourceReal = realpath(source, nil) {
@@ -149,7 +152,8 @@ extension EventLog {
             workOptions.readOnly = false
             workOptions.rebuildAtOpen = false
             report = try EventLog(options: workOptions, gazetteer: gazetteer).rebuild(
-                from: sourceEnvironment, directory: source, backups: backups, expectedHeadHash: expectedHeadHash)
+                from: sourceEnvironment, directory: source, backups: backups, expectedHeadHash: expectedHeadHash,
+                expectedHeadPosition: expectedHeadPosition)
             if let openProblem { report.sourceDamage = openProblem }
             report.directory = destination
             // A link, which never replaces a file, rather than a rename.
@@ -206,7 +210,8 @@ extension EventLog {
     /// `backups`', into this new, empty log with its stream and event-id entries, then rebuilds the projections
     /// and verifies the whole.
     private func rebuild(
-        from source: Environment?, directory: String, backups: [String], expectedHeadHash: [UInt8]?
+        from source: Environment?, directory: String, backups: [String], expectedHeadHash: [UInt8]?,
+        expectedHeadPosition: UInt64?
     ) throws -> RecoveryReport {
         let sourceDamage = try source?.checkPages().damage
         let sourceIds = try source.flatMap { try Self.soundDatabase("event-ids", of: $0) }
@@ -234,6 +239,11 @@ extension EventLog {
                 progress: options.onProgress)
         } catch let error as LogError {
             throw sourceDamage.map { LogError(error.code, "\($0); \(error.message)") } ?? error
+        }
+        if let expectedHeadPosition, let expectedHeadHash, let found = chain.givenHeadPosition, found != expectedHeadPosition {
+            throw LogError(
+                .corrupt,
+                "the hash given, \(ChainHash.hex(expectedHeadHash)), is that of event \(found), not \(expectedHeadPosition): check the position published with it; nothing was made")
         }
         if let past = chain.eventsPastHead, expectedHeadHash == nil {
             let last = chain.head.position + past.count
@@ -457,6 +467,8 @@ private struct SalvagedChain {
     let headWasGiven: Bool
     /// The recorded head, when the hash given is a stored event's on another chain: the log was rewritten.
     let recordedHeadLeftOut: (position: UInt64, hash: [UInt8])?
+    /// The position of the event whose hash was given, when one was.
+    let givenHeadPosition: UInt64?
     /// Events stored past the head that go on from it, one after another: how many, and the last one's hash. Those
     /// a damaged record of the head lost, or those of a commit that failed before it was acknowledged.
     private(set) var eventsPastHead: (count: UInt64, hash: [UInt8])?
@@ -513,6 +525,7 @@ private struct SalvagedChain {
         // The later of the two heads found, when both are: the walk back from it must pass through the other.
         let recordedAt = recordedHead.flatMap { hash in position(of: hash).map { (position: $0, hash: hash) } }
         let givenAt = givenHead.flatMap { hash in position(of: hash).map { (position: $0, hash: hash) } }
+        givenHeadPosition = givenAt?.position
         let other: [UInt8]?
         var start: (position: UInt64, hash: [UInt8])
         var startWasGiven: Bool

@@ -350,7 +350,7 @@ public struct DerivedDifference: Sendable, Hashable {
         /// folded again.
         case rebuildProjections = "rebuild-projections"
         /// `incidentd --recover-from`: a new log made from the events the hash chain proves, with both indexes made
-        /// again from them (``EventLog/recover(from:into:gazetteer:fillingFrom:expectedHeadHash:)``); or restore a
+        /// again from them (``EventLog/recover(from:into:gazetteer:fillingFrom:expectedHeadHash:expectedHeadPosition:)``); or restore a
         /// backup that verifies (``EventLog/restoreAdvice``).
         case recoverFromEvents = "recover-from-events"
     }

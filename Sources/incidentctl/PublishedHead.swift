@@ -12,18 +12,13 @@ struct PublishedHead {
     var hash: String
 
     init(_ argument: String) throws {
-        let parts = argument.split(separator: ":", omittingEmptySubsequences: false)
-        let form = "--expect-head: \(argument.prefix(80)) is not a head: give the headHash that status showed (64 hexadecimal digits), or POSITION:HASH with its position"
-        guard parts.count <= 2, let hashText = parts.last, let bytes = ChainHash.bytes(hashHex: String(hashText)) else {
-            throw ValidationError(form)
+        do {
+            let parsed = try PublishedHeadArgument(argument)
+            position = parsed.position
+            hash = ChainHash.hex(parsed.hash)
+        } catch {
+            throw ValidationError("--expect-head: \(error)")
         }
-        if parts.count == 2 {
-            guard let position = UInt64(parts[0]), position >= 1 else {
-                throw ValidationError("--expect-head: \(parts[0].prefix(40)) is not a position (a whole number from 1); \(form)")
-            }
-            self.position = position
-        }
-        hash = ChainHash.hex(bytes)
     }
 
     /// What `verify`'s answer says of this head: where the log holds it, or why it does not.

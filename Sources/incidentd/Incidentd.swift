@@ -89,18 +89,23 @@ struct Incidentd: ParsableCommand {
         name: .long,
         help: ArgumentHelp(
             """
-            With --recover-from, the head hash last published (incidentctl status's headHash), for a log whose own \
-            record of its head cannot be read; checked against that record when it can be.
+            With --recover-from, the head last published (incidentctl status's headHash, with its position as \
+            POSITION:HASH, or alone), for a log whose own record of its head cannot be read; checked against that \
+            record when it can be.
             """,
-            valueName: "hash"))
+            valueName: "head"))
     var expectHead: String?
 
     func validate() throws {
         if recoverFrom == nil && (!fillFrom.isEmpty || expectHead != nil) {
             throw ValidationError("--fill-from and --expect-head are for --recover-from, which is missing")
         }
-        if let expectHead, ChainHash.bytes(hashHex: expectHead) == nil {
-            throw ValidationError("--expect-head: the 64 hexadecimal digits of a head hash, as incidentctl status shows it")
+        if let expectHead {
+            do {
+                _ = try PublishedHeadArgument(expectHead)
+            } catch {
+                throw ValidationError("--expect-head: \(error)")
+            }
         }
         if recoverFrom != nil && rebuildProjections {
             throw ValidationError("--recover-from rebuilds the projections of the log it makes; --rebuild-projections is for serving")
@@ -142,7 +147,7 @@ struct Incidentd: ParsableCommand {
         let logger = Logger(label: "incidentd")
         if let recoverFrom {
             try Self.recover(
-                from: recoverFrom, fillingFrom: fillFrom, expectedHeadHash: expectHead.flatMap { ChainHash.bytes(hashHex: $0) }, settings,
+                from: recoverFrom, fillingFrom: fillFrom, expectedHead: expectHead.flatMap { try? PublishedHeadArgument($0) }, settings,
                 logger: logger)
             return
         }

@@ -4,10 +4,10 @@ import Logging
 
 extension Incidentd {
     /// `incidentd --recover-from DIR`: makes a new log in the data directory from the events of the damaged log in
-    /// `source` (``EventLog/recover(from:into:gazetteer:fillingFrom:expectedHeadHash:)``), says what it made on
-    /// standard output, and returns; exits 1 with the reason when no log was made.
+    /// `source` (``EventLog/recover(from:into:gazetteer:fillingFrom:expectedHeadHash:expectedHeadPosition:)``), says
+    /// what it made on standard output, and returns; exits 1 with the reason when no log was made.
     static func recover(
-        from source: String, fillingFrom backups: [String], expectedHeadHash: [UInt8]?, _ settings: DaemonConfiguration,
+        from source: String, fillingFrom backups: [String], expectedHead: PublishedHeadArgument?, _ settings: DaemonConfiguration,
         logger: Logger
     ) throws {
         var options = settings.logOptions
@@ -15,7 +15,8 @@ extension Incidentd {
         let report: RecoveryReport
         do {
             report = try EventLog.recover(
-                from: source, into: options, gazetteer: try settings.gazetteer(), fillingFrom: backups, expectedHeadHash: expectedHeadHash)
+                from: source, into: options, gazetteer: try settings.gazetteer(), fillingFrom: backups,
+                expectedHeadHash: expectedHead?.hash, expectedHeadPosition: expectedHead?.position)
         } catch {
             logger.critical("cannot recover the log in \(source): \(error)")
             throw ExitCode(1)

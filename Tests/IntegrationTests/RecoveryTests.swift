@@ -428,14 +428,19 @@ struct RecoveryTests {
             Binaries.incidentd, ["--recover-from", log.daemon.dataDir, "--expect-head", wrong, "--data-dir", target + "/data"])
         #expect(refused.status == 1 && refused.stderr.contains("is that of no event of the chain"), "\(refused)")
         let bad = try runCommand(Binaries.incidentd, ["--recover-from", log.daemon.dataDir, "--expect-head", "xyz"])
-        #expect(bad.status == 64 && bad.stderr.contains("--expect-head: the 64 hexadecimal digits"), "\(bad)")
+        #expect(bad.status == 64 && bad.stderr.contains("--expect-head: xyz is not a head"), "\(bad)")
 
         try log.daemon.start()
         let page = try log.daemon.client().call("read", ["from": 100, "limit": 1])
         let earlier = try #require(page["events"]?.arrayValue?.first?["hash"]?.stringValue, "\(page)")
         #expect(log.daemon.stop() == 0)
+        // As incidentctl verify --expect-head takes it too: with its position, which must be that of its event.
+        let misplaced = try runCommand(
+            Binaries.incidentd, ["--recover-from", log.daemon.dataDir, "--expect-head", "99:\(earlier)", "--data-dir", target + "/data"])
+        #expect(misplaced.status == 1 && misplaced.stderr.contains("is that of event 100, not 99"), "\(misplaced)")
+        #expect(!FileManager.default.fileExists(atPath: target + "/data"), "nothing was made")
         let run = try runCommand(
-            Binaries.incidentd, ["--recover-from", log.daemon.dataDir, "--expect-head", earlier, "--data-dir", target + "/data"])
+            Binaries.incidentd, ["--recover-from", log.daemon.dataDir, "--expect-head", "100:\(earlier)", "--data-dir", target + "/data"])
         #expect(run.status == 0 && run.stdout.contains("as the log recorded it"), "\(run)")
     }
 

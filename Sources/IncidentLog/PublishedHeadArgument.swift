@@ -22,9 +22,11 @@ public struct PublishedHeadArgument: Sendable, Hashable {
         if parts.count == 2 {
             guard let position = UInt64(parts[0]), position >= 1 else {
                 let digits = !parts[0].isEmpty && parts[0].utf8.allSatisfy { (UInt8(ascii: "0")...UInt8(ascii: "9")).contains($0) }
-                let reason = digits && UInt64(parts[0]) == nil
-                    ? "is past the largest position a log can have (\(UInt64.max))" : "is not a position (a whole number from 1)"
-                throw Problem(description: "the position \(Self.quoted(String(parts[0]), limit: 100)) \(reason); \(form)")
+                let problem = digits && UInt64(parts[0]) == nil
+                    ? "is out of range: positions go up to \(UInt64.max)" : "is not a position (a whole number from 1)"
+                throw Problem(
+                    description:
+                        "\(Self.quoted(String(parts[0]), limit: 100)) \(problem): give POSITION:HASH as status showed them, or the hash alone")
             }
             self.position = position
         }

@@ -399,7 +399,9 @@ struct Verify: ParsableCommand {
     var dataDir: String?
     @Option(help: ArgumentHelp("With --data-dir: the gazetteer file the daemon runs on, to compare the cities (default: the compiled-in one).", valueName: "file"))
     var gazetteer: String?
+    // The value that follows is taken whatever it looks like: -1:HASH is a head to refuse as such, not an option.
     @Option(
+        parsing: .unconditionalSingleValue,
         help: ArgumentHelp(
             "A head published earlier from status, as HASH or POSITION:HASH: the log must hold it (repeat for several).",
             valueName: "head"))

@@ -86,7 +86,7 @@ struct Incidentd: ParsableCommand {
     var fillFrom: [String] = []
 
     @Option(
-        name: .long,
+        name: .long, parsing: .unconditional,
         help: ArgumentHelp(
             """
             With --recover-from, the head last published (incidentctl status's headHash, with its position as \

@@ -245,6 +245,16 @@ extension VerifyTests {
             let run = try daemon.ctl(["verify", "--expect-head", argument])
             #expect(run.status == 2 && run.stderr.contains("--expect-head"), "\(argument): \(run)")
         }
+        // A position below 1 or past the largest is named, with the option, whether or not it looks like an option.
+        let hash = String(repeating: "ab", count: 32)
+        for (position, says) in [("-1", "-1 is not a position (a whole number from 1)"), ("0", "0 is not a position (a whole number from 1)"),
+                                 ("99999999999999999999999", "99999999999999999999999 is out of range: positions go up to 18446744073709551615")] {
+            let run = try daemon.ctl(["verify", "--expect-head", "\(position):\(hash)"])
+            #expect(run.status == 2 && run.stderr.contains("--expect-head: \(says)"), "\(position): \(run)")
+            let recovery = try runCommand(
+                Binaries.incidentd, ["--recover-from", daemon.dataDir, "--data-dir", daemon.root + "/new", "--expect-head", "\(position):\(hash)"])
+            #expect(recovery.status == 64 && recovery.stderr.contains("--expect-head: \(says)"), "\(position): \(recovery)")
+        }
         let refused = try daemon.client().call("verify", ["expectHeads": .array([.string("abc")])])
         #expect(refused["error"]?["code"]?.stringValue == "invalid_request", "\(refused)")
         #expect(try daemon.ctl(["status", "--help"]).stdout.contains("verify --expect-head"))

@@ -156,3 +156,15 @@ struct AppendControlOptions: ParsableArguments {
         if let expectedVersion { event["expectedVersion"] = .int(Int64(expectedVersion)) }
     }
 }
+
+/// The value of a whole-number option (a position, a count), or why it is not one. ArgumentParser names the option
+/// and echoes the value given whole; this says what is wrong with it: a number past what the option takes is out of
+/// range, not just invalid.
+func wholeNumber<Number: FixedWidthInteger>(_ text: String, _ type: Number.Type = Number.self) throws -> Number {
+    if let value = Number(text) { return value }
+    let unsigned = text.hasPrefix("-") ? text.dropFirst() : Substring(text)
+    let digits = !unsigned.isEmpty && unsigned.utf8.allSatisfy { (UInt8(ascii: "0")...UInt8(ascii: "9")).contains($0) }
+    guard digits else { throw ValidationError("not a whole number") }
+    throw ValidationError(
+        text.hasPrefix("-") ? "out of range: the least it takes is \(Number.min)" : "out of range: the most it takes is \(Number.max)")
+}

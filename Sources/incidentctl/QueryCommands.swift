@@ -34,8 +34,8 @@ struct Events: ParsableCommand {
               incidentctl events --follow --city Melitopol
             """)
 
-    @Option(parsing: .unconditional, help: "First position to show.") var from: Int = 1
-    @Option(parsing: .unconditional, help: "How many events at most (0: all).") var limit: Int = 0
+    @Option(parsing: .unconditional, help: "First position to show.", transform: { try wholeNumber($0) }) var from: Int = 1
+    @Option(parsing: .unconditional, help: "How many events at most (0: all).", transform: { try wholeNumber($0) }) var limit: Int = 0
     @Option(help: "Only incidents in this city (any spelling).") var city: String?
     @Option(help: "Only events of this type.") var type: EventType?
     @Option(help: "Only this incident's events.") var incident: String?
@@ -232,7 +232,8 @@ struct IncidentCommand: ParsableCommand {
             """)
 
     @Argument(help: "The incident id.") var id: String
-    @Option(parsing: .unconditional, help: "Show the incident as it stood after this position.") var untilPosition: UInt64?
+    @Option(parsing: .unconditional, help: "Show the incident as it stood after this position.", transform: { try wholeNumber($0) })
+    var untilPosition: UInt64?
     @OptionGroup var connection: ConnectionOptions
     @OptionGroup var output: OutputOptions
 
@@ -620,7 +621,7 @@ struct Replay: ParsableCommand {
 
     @Option(help: ArgumentHelp("Read this data directory directly instead of asking the daemon.", valueName: "dir"))
     var dataDir: String?
-    @Option(parsing: .unconditional, help: "Stop after this position.") var untilPosition: UInt64?
+    @Option(parsing: .unconditional, help: "Stop after this position.", transform: { try wholeNumber($0) }) var untilPosition: UInt64?
     @Option(
         help: ArgumentHelp("Only what had been recorded by this time: \(TimeArgument.forms).", valueName: "time"),
         transform: TimeArgument.bound)

@@ -11,6 +11,26 @@ struct OptionValueTests {
         E.allCases.map(\.rawValue)
     }
 
+    @Test("a whole number past what its option takes (a position, a count) is bad usage echoing it whole and saying it is out of range; one that is no number says so")
+    func numbersOutOfRange() throws {
+        let big = "99999999999999999999999"
+        let cases: [(arguments: [String], says: String)] = [
+            (["events", "--from", big], "The value '\(big)' is invalid for '--from <from>': out of range: the most it takes is \(Int.max)"),
+            (["events", "--limit", big], "The value '\(big)' is invalid for '--limit <limit>': out of range: the most it takes is \(Int.max)"),
+            (["replay", "--until-position", big],
+             "The value '\(big)' is invalid for '--until-position <until-position>': out of range: the most it takes is \(UInt64.max)"),
+            (["incident", "k-1", "--until-position", big],
+             "The value '\(big)' is invalid for '--until-position <until-position>': out of range: the most it takes is \(UInt64.max)"),
+            (["events", "--from", "-\(big)"], "The value '-\(big)' is invalid for '--from <from>': out of range: the least it takes is \(Int.min)"),
+            (["events", "--from", "12x"], "The value '12x' is invalid for '--from <from>': not a whole number"),
+        ]
+        for (arguments, says) in cases {
+            // Refused before any connection is made.
+            let run = try runCommand(Binaries.incidentctl, arguments + ["--socket", "/nonexistent/incidentd.sock"])
+            #expect(run.status == 2 && run.stderr.contains(says), "\(arguments): \(run)")
+        }
+    }
+
     @Test("a value outside an option's vocabulary is bad usage naming the option, the value and the values allowed, and nothing is sent")
     func vocabularies() throws {
         let daemon = try Daemon()

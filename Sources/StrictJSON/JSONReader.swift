@@ -260,7 +260,8 @@ private struct Parser {
         let lexeme = UnsafeRawBufferPointer(rebasing: bytes[start..<index])
         guard let value = JSONScanner.numberValue(lexeme, isInteger: lexed.isInteger) else {
             let text = String(decoding: lexeme, as: UTF8.self)
-            throw JSONReadError(message: "number \(text.prefix(40)) is out of range", offset: start)
+            let shown = text.count <= 40 ? text : "\(text.prefix(40))… (\(text.count) characters in all)"
+            throw JSONReadError(message: "number \(shown) is out of range: past what a double holds", offset: start)
         }
         return value
     }

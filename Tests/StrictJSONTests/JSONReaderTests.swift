@@ -31,6 +31,24 @@ struct JSONReaderTests {
         #expect(throws: JSONReadError.self) { try reader.read(text) }
     }
 
+    @Test("a number past what a double holds is refused, shown whole when short, and said to be cut when long")
+    func numberOutOfRange() throws {
+        let reader = JSONReader()
+        let long = "1" + String(repeating: "0", count: 400)
+        do {
+            _ = try reader.read(#"{"from":\#(long)}"#)
+            Issue.record("a number of 401 digits was read")
+        } catch {
+            #expect(error.message == "number \(long.prefix(40))… (401 characters in all) is out of range: past what a double holds", "\(error)")
+        }
+        do {
+            _ = try reader.read("1e999")
+            Issue.record("1e999 was read")
+        } catch {
+            #expect(error.message == "number 1e999 is out of range: past what a double holds", "\(error)")
+        }
+    }
+
     @Test("locates the bytes of one member of the top-level object, as written, and no nested one")
     func locating() throws {
         func located(_ text: String, _ key: String = "id") throws -> String? {

@@ -250,7 +250,9 @@ extension EventLog {
             let files = ([directory] + backups).map { $0 + "/data.mdb" }.joined(separator: ", ")
             throw LogError(
                 .corrupt,
-                "events \(chain.head.position + 1)–\(last), stored in \(files), go on from the head the log records (position \(chain.head.position)): events a damaged record of the head lost, or those of a commit that failed before it was acknowledged. Give the head hash last published with --expect-head: \(ChainHash.hex(past.hash)) takes them all, \(ChainHash.hex(chain.head.hash)) leaves them out; nothing was made")
+                past.count == 1
+                    ? "\(Positions.events(last, through: last)), stored in \(files), goes on from the head the log records (position \(chain.head.position)): an event a damaged record of the head lost, or one of a commit that failed before it was acknowledged. Give the head hash last published with --expect-head: \(ChainHash.hex(past.hash)) takes it, \(ChainHash.hex(chain.head.hash)) leaves it out; nothing was made"
+                    : "\(Positions.events(chain.head.position + 1, through: last)), stored in \(files), go on from the head the log records (position \(chain.head.position)): events a damaged record of the head lost, or those of a commit that failed before it was acknowledged. Give the head hash last published with --expect-head: \(ChainHash.hex(past.hash)) takes them all, \(ChainHash.hex(chain.head.hash)) leaves them out; nothing was made")
         }
         // The projections witness events since removed (what incidentd refuses to start on): a recovery to the
         // recorded head would make a log without them that verifies. Only a head given says which is wanted.
@@ -580,7 +582,7 @@ private struct SalvagedChain {
                 guard let previous else { throw Self.missing(position, head: head, candidates: candidates, files: files) }
                 expected = previous
                 if !otherFound && previous == other { otherFound = true }
-                if position % 100_000 == 0 { progress?("recovering the log: events \(position)–\(head.position) proven by the chain") }
+                if position % 100_000 == 0 { progress?("recovering the log: \(Positions.events(position, through: head.position)) proven by the chain") }
             }
             guard expected == ChainHash.zero else {
                 throw LogError(.corrupt, "event 1 found in \(files) does not start a chain (its prevHash is not zero); nothing was made")

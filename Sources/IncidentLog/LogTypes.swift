@@ -204,8 +204,17 @@ public enum Positions {
     /// Events `first` through `last`: "event 8" for one, "events 6–8" for several, "no events" when `last` is
     /// before `first`.
     public static func events(_ first: UInt64, through last: UInt64) -> String {
-        if last < first { return "no events" }
-        return first == last ? "event \(first)" : "events \(first)–\(last)"
+        words(first, through: last, one: "event", many: "events")
+    }
+
+    /// Positions `first` through `last`: "position 8", "positions 6–8", or "no positions".
+    public static func positions(_ first: UInt64, through last: UInt64) -> String {
+        words(first, through: last, one: "position", many: "positions")
+    }
+
+    private static func words(_ first: UInt64, through last: UInt64, one: String, many: String) -> String {
+        if last < first { return "no \(many)" }
+        return first == last ? "\(one) \(first)" : "\(many) \(first)–\(last)"
     }
 }
 

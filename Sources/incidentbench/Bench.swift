@@ -137,7 +137,7 @@ struct IncidentBench: ParsableCommand {
                     format: "pass %d: pages %.3f s (%d in use, %.0f MiB, %d free; %@), verify without the derived data %.3f s (%llu events%@), derived data %.3f s (%@)",
                     pass, pageSeconds, pages.pagesInUse, mebibytes, pages.freePages, pages.damage.map { "\($0)" } ?? "intact",
                     verifySeconds, verified.checked, verified.isIntact ? "" : ": NOT INTACT", derivedSeconds,
-                    derived.isIntact ? "agrees with events 1–\(derived.position)" : "DIFFERS: " + differences.joined(separator: "; ")))
+                    derived.isIntact ? "agrees with \(Positions.events(1, through: derived.position))" : "DIFFERS: " + differences.joined(separator: "; ")))
             }
             return
         }

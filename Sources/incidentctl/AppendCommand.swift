@@ -249,7 +249,7 @@ struct BatchedLoad {
                 guard let refused else { return lost(why, unacknowledged: inFlight) }
                 // What was refused matters more; the batches sent after it (--window) were not all answered.
                 let message = refusalMessage(code: refused.code, error: refused.error, batch: refused.batch, storedAfter: storedAfter)
-                let unanswered = inFlight.map { "\(lines[$0.lowerBound].number)–\(lines[$0.upperBound - 1].number)" }
+                let unanswered = inFlight.map { Self.span(lines[$0.lowerBound].number, lines[$0.upperBound - 1].number) }
                 return .refused(
                     code: refused.code,
                     message: "\(message). Then \(why): lines \(unanswered.joined(separator: ", ")) may or may not be stored")
@@ -338,6 +338,11 @@ struct BatchedLoad {
         .refused(code: code, message: refusalMessage(code: code, error: error, batch: batch, storedAfter: storedAfter))
     }
 
+    /// Lines `first` through `last` of the input: "7" for one, "5–7" for several.
+    static func span(_ first: Int, _ last: Int) -> String {
+        first == last ? "\(first)" : "\(first)–\(last)"
+    }
+
     private func refusalMessage(code: String, error: JSONValue?, batch: Range<Int>, storedAfter: [Range<Int>]) -> String {
         let first = lines[batch.lowerBound].number
         let last = lines[batch.upperBound - 1].number
@@ -353,7 +358,7 @@ struct BatchedLoad {
         if code == "line_too_long" && batch.count == 1 {
             message += " (an event longer than the daemon's max_line_bytes cannot be appended)"
         }
-        let after = storedAfter.map { "\(lines[$0.lowerBound].number)–\(lines[$0.upperBound - 1].number)" }
+        let after = storedAfter.map { Self.span(lines[$0.lowerBound].number, lines[$0.upperBound - 1].number) }
         switch (batch.lowerBound == 0, after.isEmpty) {
         case (true, true): message += ". Nothing was stored"
         case (false, true): message += ". The events before line \(first) are stored, none after them; go on with --from-line \(first)"

@@ -123,7 +123,7 @@ struct Export: ParsableCommand {
             out.write("\n]}\n")
         }
         out.flush()
-        var said = head == 0 ? "the log is empty" : "exported positions 1–\(head), head \(Printer.text(status["headHash"]))"
+        var said = head == 0 ? "the log is empty" : "exported \(Positions.positions(1, through: UInt64(clamping: head))), head \(Printer.text(status["headHash"]))"
         if retracted > 0 {
             said += "; \(retracted) retracted incident\(retracted == 1 ? "" : "s") left out (--include-retracted keeps them)"
         }

@@ -83,16 +83,17 @@ struct PublishedHead {
             }
             guard chainIntact else {
                 return Verdict(
-                    head: head, foundAt: nil, problem: "not among events 1–\(checked), the ones the chain proves before it breaks",
+                    head: head, foundAt: nil,
+                    problem: "not found: the chain proves \(Positions.events(1, through: checked)) before it breaks, and none has its hash",
                     inconclusive: true)
             }
             let problem: String
             if let position = head.position, position > checked {
                 problem = "the log holds \(checked) events; the published head is at \(position): events were removed"
             } else if let position = head.position {
-                problem = "no event of the chain (1–\(checked)) has its hash: event \(position) or one before it was rewritten"
+                problem = "no event of the chain (\(Positions.events(1, through: checked))) has its hash: event \(position) or one before it was rewritten"
             } else {
-                problem = "no event of the chain (1–\(checked)) has its hash: the log was rewritten at or before the published "
+                problem = "no event of the chain (\(Positions.events(1, through: checked))) has its hash: the log was rewritten at or before the published "
                     + "head, or shortened below it (give POSITION:HASH, as status showed them, to tell which)"
             }
             return Verdict(head: head, foundAt: nil, problem: problem, inconclusive: false)

@@ -453,7 +453,8 @@ struct Verify: ParsableCommand {
                 let compared = DerivedDifference.Database.allCases.map(\.rawValue).filter { name in
                     !(derived?["notCompared"]?.arrayValue ?? []).contains { $0["database"]?.stringValue == name }
                 }
-                print("derived data agrees with events 1–\(Printer.text(derived?["position"])): \(compared.joined(separator: ", "))")
+                let through = UInt64(clamping: derived?["position"]?.intValue ?? 0)
+                print("derived data agrees with \(Positions.events(1, through: through)): \(compared.joined(separator: ", "))")
             }
         }
         for skipped in derived?["notCompared"]?.arrayValue ?? [] where derived?["intact"]?.boolValue == true {
@@ -577,7 +578,7 @@ struct Backup: ParsableCommand {
         case .table:
             let mebibytes = Double(response["bytes"]?.intValue ?? 0) / 1_048_576
             let copied =
-                "positions 1–\(Printer.text(response["headPosition"])) into \(Printer.text(response["path"])) "
+                "\(Positions.positions(1, through: UInt64(clamping: response["headPosition"]?.intValue ?? 0))) into \(Printer.text(response["path"])) "
                 + "(\(String(format: "%.1f", mebibytes)) MiB in \(Printer.text(response["seconds"])) s)"
             if response["intact"]?.boolValue == true {
                 print("backed up " + copied)

@@ -33,9 +33,11 @@ extension Incidentd {
                     + "from where the two chains part are left out (keep the damaged log as it is: it is the evidence of the rewrite)")
         }
         if report.eventsPastHead > 0, let last = report.lastPastHeadHash {
+            let one = report.eventsPastHead == 1
             lines.append(
-                "NOT IN IT: events \(report.events + 1)–\(report.events + report.eventsPastHead), stored in the files read, go on from the head given; "
-                    + "they are acknowledged events unless a commit failed before it was acknowledged. To take them, recover again with --expect-head \(last)")
+                "NOT IN IT: \(Positions.events(report.events + 1, through: report.events + report.eventsPastHead)), stored in the files read, "
+                    + (one ? "goes on from the head given; it is an acknowledged event" : "go on from the head given; they are acknowledged events")
+                    + " unless a commit failed before it was acknowledged. To take \(one ? "it" : "them"), recover again with --expect-head \(last)")
         }
         if let damage = report.sourceDamage {
             lines.append("the damaged log: \(damage)")

@@ -217,6 +217,30 @@ extension VerifyTests {
         #expect(one.status == 1 && one.stderr.contains("position 8: the log holds events past its recorded head: the record of the head names position 7, but event 8 is stored after it"), "\(one)")
     }
 
+    @Test("one event stored past the head the log records is named as event 8, not as events 8–8, by a recovery refused without --expect-head and by one that leaves it out")
+    func oneEventPastTheRecordedHeadIsNamedAlone() throws {
+        let (daemon, head, _) = try Self.publishedArticle()
+        let seventh = ChainHash.hex(try Self.storedHash(daemon, position: 7))
+        try Self.recordHead(daemon, position: 7, hash: ChainHash.bytes(hex: seventh) ?? [])
+        let new = daemon.root + "/new"
+        let refused = try runCommand(Binaries.incidentd, ["--recover-from", daemon.dataDir, "--data-dir", new, "--log-level", "warning"])
+        #expect(refused.status == 1, "\(refused)")
+        #expect(
+            refused.stderr.contains("event 8, stored in \(daemon.dataDir)/data.mdb, goes on from the head the log records (position 7)")
+                && refused.stderr.contains("\(head.hash) takes it, \(seventh) leaves it out"),
+            "\(refused.stderr)")
+        let run = try runCommand(
+            Binaries.incidentd, ["--recover-from", daemon.dataDir, "--data-dir", new, "--expect-head", "7:\(seventh)", "--log-level", "warning"])
+        #expect(run.status == 0, "\(run)")
+        #expect(
+            run.stdout.contains("NOT IN IT: event 8, stored in the files read, goes on from the head given; it is an acknowledged event")
+                && run.stdout.contains("To take it, recover again with --expect-head \(head.hash)"),
+            "\(run.stdout)")
+        #expect(!(refused.stderr + run.stdout).contains("8–8"))
+        let verified = try runCommand(Binaries.incidentctl, ["verify", "--data-dir", new, "--format", "table"])
+        #expect(verified.status == 0 && verified.stdout.contains("derived data agrees with events 1–7"), "\(verified)")
+    }
+
     @Test("an untouched log passes verify --expect-head with its current head and with a head published earlier, by position and hash or by hash alone")
     func untouchedLogHoldsItsPublishedHeads() throws {
         let (daemon, head, earlier) = try Self.publishedArticle()

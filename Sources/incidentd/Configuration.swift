@@ -188,6 +188,15 @@ extension DaemonConfiguration {
 }
 
 /// "1GiB", "64MiB", "1536KiB", or "1000 bytes": a byte count in the largest unit that divides it.
+/// `path` from `/`: a relative one after the current directory, less its `.` components (`..` is left as it is,
+/// since it goes up from where a symbolic link leads, not from the name before it). What the daemon's log says of
+/// a path given relative, so that the line names the file whatever directory it is read from.
+func absolutePath(_ path: String) -> String {
+    let full = path.hasPrefix("/") ? path : FileManager.default.currentDirectoryPath + "/" + path
+    let components = full.split(separator: "/").filter { $0 != "." }
+    return "/" + components.joined(separator: "/")
+}
+
 func describeSize(_ bytes: Int) -> String {
     for (suffix, factor) in [("TiB", 1 << 40), ("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)]
     where bytes >= factor && bytes % factor == 0 {

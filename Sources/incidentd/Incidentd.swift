@@ -227,8 +227,8 @@ struct Incidentd: ParsableCommand {
         logger.notice(
             "serving",
             metadata: [
-                "socket": "\(inherited.map { "fd \($0) from systemd" } ?? settings.socketPath)",
-                "dataDir": "\(settings.dataDirectory)", "position": "\(status.position)", "head": "\(status.headHash)",
+                "socket": "\(inherited.map { "fd \($0) from systemd" } ?? absolutePath(settings.socketPath))",
+                "dataDir": "\(absolutePath(settings.dataDirectory))", "position": "\(status.position)", "head": "\(status.headHash)",
             ])
         _ = incidentd_sd_notify("READY=1\nSTATUS=serving at position \(status.position)")
 

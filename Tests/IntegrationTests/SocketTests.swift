@@ -374,6 +374,29 @@ struct SocketTests {
         #expect(!daemon.log.contains("meanwhile"), "\(daemon.log)")
     }
 
+    @Test("a relative --socket and --data-dir are logged as absolute paths, from the directory the daemon started in")
+    func relativePathsLoggedAbsolute() throws {
+        let root = makeTemporaryDirectory("incidentd-relative")
+        defer { try? FileManager.default.removeItem(atPath: root) }
+        let real = try #require(realpath(root, nil).map { pointer in
+            defer { free(pointer) }
+            return String(cString: pointer)
+        })
+        let daemon = try Self.launch(
+            "/bin/sh", ["-c", #"cd "$1" && exec "$2" --data-dir ./data --socket run/./incidentd.sock"#, "sh", root, Binaries.incidentd],
+            logPath: root + "/log")
+        defer {
+            if daemon.isRunning { kill(daemon.pid, SIGKILL) }
+            daemon.wait()
+        }
+        let log = readFile(root + "/log") ?? ""
+        #expect(daemon.isRunning, "\(log)")
+        #expect(log.contains("socket=\(real)/run/incidentd.sock") && log.contains("dataDir=\(real)/data "), "\(log)")
+        #expect(try RawClient(path: root + "/run/incidentd.sock").call("status").isOK)
+        kill(daemon.pid, SIGTERM)
+        #expect(daemon.wait() == 0)
+    }
+
     @Test("a socket directory that cannot be made is named, with why")
     func socketDirectoryCannotBeMade() throws {
         let root = makeTemporaryDirectory("incidentd-socket-dir")

@@ -64,6 +64,9 @@ final class Server: Sendable {
         if !directory.isEmpty { try Server.makeSocketDirectory(directory) }
         try Server.checkSocketDirectory(directory.isEmpty ? FileManager.default.currentDirectoryPath : directory)
         try Server.removeStaleSocket(at: path)
+        for removed in Server.removeStalePrivateDirectories(in: directory.isEmpty ? "." : directory) {
+            logger.notice("removed \(absolutePath(removed)), left beside the socket by a daemon killed while it bound its socket")
+        }
         let (fd, socketFile) = try Server.bindSocket(at: path, mode: configuration.socketMode)
         // Bound here rather than by SwiftNIO, which removes whatever socket file is at the path when it closes a
         // socket it bound itself (another daemon's, by then), and binds no path over 103 bytes.
@@ -228,23 +231,12 @@ final class Server: Sendable {
                 description: "cannot bind the socket \(path): \(what.map { "\($0): " } ?? "")\(String(cString: strerror(code)))")
         }
         let directory = (path as NSString).deletingLastPathComponent
-        var template = Array("\(directory.isEmpty ? "." : directory)/.incidentd-XXXXXX".utf8CString)
-        let made = template.withUnsafeMutableBufferPointer { buffer in
-            buffer.baseAddress.flatMap(mkdtemp).map { String(cString: $0) }
-        }
-        guard let privatePath = made else {
-            throw problem("cannot make a private directory beside it to bind in", errno)
-        }
-        let privateDirectory = open(privatePath, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
-        guard privateDirectory >= 0 else {
-            let code = errno
-            rmdir(privatePath)
-            throw problem("cannot open \(privatePath)", code)
-        }
+        let (privatePath, privateDirectory) = try makePrivateDirectory(in: directory.isEmpty ? "." : directory, problem: problem)
         defer {
+            // Removed while still locked: a daemon starting meanwhile leaves it alone until it is gone.
             unlinkat(privateDirectory, "s", 0)
-            close(privateDirectory)
             rmdir(privatePath)
+            close(privateDirectory)
         }
         // Through /proc when the private directory's path leaves no room in sun_path for the name.
         let bindPath = privatePath.utf8.count + 2 <= DaemonConfiguration.maxSocketPathBytes
@@ -280,6 +272,111 @@ final class Server: Sendable {
             throw problem("link", code)
         }
         return (fd, SocketFile(path: path, device: UInt64(info.st_dev), inode: UInt64(info.st_ino)))
+    }
+
+    /// Whether `name` is one ``bindSocket(at:mode:)`` gives its private directory: `.incidentd-` and the six letters or
+    /// digits `mkdtemp` chose.
+    static func isPrivateDirectoryName(_ name: String) -> Bool {
+        let prefix = ".incidentd-"
+        guard name.hasPrefix(prefix) else { return false }
+        let suffix = name.utf8.dropFirst(prefix.utf8.count)
+        return suffix.count == 6 && suffix.allSatisfy { byte in
+            (UInt8(ascii: "a")...UInt8(ascii: "z")).contains(byte) || (UInt8(ascii: "A")...UInt8(ascii: "Z")).contains(byte)
+                || (UInt8(ascii: "0")...UInt8(ascii: "9")).contains(byte)
+        }
+    }
+
+    /// The names in the directory open at `fd` but `.` and `..`; nil when it cannot be read.
+    private static func entries(of fd: Int32) -> [String]? {
+        let listing = fcntl(fd, F_DUPFD_CLOEXEC, 0)
+        guard listing >= 0 else { return nil }
+        guard let stream = fdopendir(listing) else {
+            close(listing)
+            return nil
+        }
+        defer { closedir(stream) }
+        rewinddir(stream)
+        var names: [String] = []
+        while let entry = readdir(stream) {
+            let name = withUnsafePointer(to: &entry.pointee.d_name) {
+                String(cString: UnsafeRawPointer($0).assumingMemoryBound(to: CChar.self))
+            }
+            if name != "." && name != ".." { names.append(name) }
+        }
+        return names
+    }
+
+    /// Removes the private directories that daemons killed while binding left in `directory` (beside the socket,
+    /// see ``bindSocket(at:mode:)``), and returns their paths. Only a directory named as that makes them, itself and
+    /// not a symbolic link to one, of this process's user, holding nothing or only the socket `s`, and not locked by a
+    /// daemon binding in it now, is removed; anything else is left as it is, and nothing is followed through a link.
+    static func removeStalePrivateDirectories(in directory: String) -> [String] {
+        let parent = open(directory, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        guard parent >= 0 else { return [] }
+        defer { close(parent) }
+        var removed: [String] = []
+        for name in entries(of: parent) ?? [] where isPrivateDirectoryName(name) {
+            let fd = openat(parent, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
+            guard fd >= 0 else { continue }
+            defer { close(fd) }
+            var info = stat()
+            guard fstat(fd, &info) == 0, info.st_uid == geteuid(), flock(fd, LOCK_EX | LOCK_NB) == 0,
+                let inside = entries(of: fd), inside.isEmpty || inside == ["s"]
+            else { continue }
+            if !inside.isEmpty {
+                var socketInfo = stat()
+                guard fstatat(fd, "s", &socketInfo, AT_SYMLINK_NOFOLLOW) == 0, (socketInfo.st_mode & S_IFMT) == S_IFSOCK,
+                    unlinkat(fd, "s", 0) == 0
+                else { continue }
+            }
+            // Still the directory looked into under that name.
+            var named = stat()
+            guard fstatat(parent, name, &named, AT_SYMLINK_NOFOLLOW) == 0, named.st_dev == info.st_dev, named.st_ino == info.st_ino,
+                unlinkat(parent, name, AT_REMOVEDIR) == 0
+            else { continue }
+            removed.append((directory as NSString).appendingPathComponent(name))
+        }
+        return removed
+    }
+
+    /// A new directory in `directory`, mode 0700, for ``bindSocket(at:mode:)`` to bind in, open and locked (`flock`)
+    /// until it is removed: another daemon starting meanwhile removes only such directories it can lock
+    /// (``removeStalePrivateDirectories(in:)``). One removed by such a daemon before it was locked, while it was
+    /// still empty, is made again.
+    private static func makePrivateDirectory(
+        in directory: String, problem: (String?, Int32) -> DaemonConfiguration.Problem
+    ) throws -> (path: String, descriptor: Int32) {
+        var attempts = 0
+        while true {
+            attempts += 1
+            var template = Array("\(directory)/.incidentd-XXXXXX".utf8CString)
+            let made = template.withUnsafeMutableBufferPointer { buffer in
+                buffer.baseAddress.flatMap(mkdtemp).map { String(cString: $0) }
+            }
+            guard let privatePath = made else {
+                throw problem("cannot make a private directory beside it to bind in", errno)
+            }
+            let fd = open(privatePath, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
+            if fd < 0 {
+                let code = errno
+                if code == ENOENT && attempts < 8 { continue }
+                rmdir(privatePath)
+                throw problem("cannot open \(privatePath)", code)
+            }
+            var held = stat()
+            var named = stat()
+            guard flock(fd, LOCK_EX) == 0, fstat(fd, &held) == 0 else {
+                let code = errno
+                close(fd)
+                rmdir(privatePath)
+                throw problem("cannot lock \(privatePath)", code)
+            }
+            if lstat(privatePath, &named) == 0 && named.st_dev == held.st_dev && named.st_ino == held.st_ino {
+                return (privatePath, fd)
+            }
+            close(fd)
+            if attempts >= 8 { throw problem("\(privatePath) was removed as soon as it was made, \(attempts) times", ENOENT) }
+        }
     }
 
     /// Removes a socket file left by a daemon that died, but refuses to start beside one that still answers, and

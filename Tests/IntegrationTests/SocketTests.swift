@@ -397,6 +397,68 @@ struct SocketTests {
         #expect(daemon.wait() == 0)
     }
 
+    /// Leaves a socket file at `path` that nothing listens on, as a daemon killed after binding it does.
+    static func leaveSocket(at path: String) throws {
+        let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        guard fd >= 0 else { throw HarnessError("socket: \(String(cString: strerror(errno)))") }
+        defer { close(fd) }
+        var address = sockaddr_un()
+        address.sun_family = sa_family_t(AF_UNIX)
+        withUnsafeMutableBytes(of: &address.sun_path) { $0.copyBytes(from: Array(path.utf8)) }
+        let bound = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
+        }
+        guard bound == 0 else { throw HarnessError("bind \(path): \(String(cString: strerror(errno)))") }
+    }
+
+    @Test(
+        "the private directories that daemons killed while binding left beside the socket are removed at start: only those of the daemon's user, named as mkdtemp names them, holding nothing or only the socket, never through a symbolic link")
+    func stalePrivateDirectoriesAreRemoved() throws {
+        let root = makeTemporaryDirectory("incidentd-leftover")
+        func directory(_ name: String) -> String {
+            let path = root + "/" + name
+            #expect(mkdir(path, 0o700) == 0, "mkdir \(path)")
+            return path
+        }
+        let empty = directory(".incidentd-AbC123")
+        let withSocket = directory(".incidentd-s0CK3t")
+        try Self.leaveSocket(at: withSocket + "/s")
+        let withFile = directory(".incidentd-F1le00")
+        #expect(FileManager.default.createFile(atPath: withFile + "/s", contents: Data("not a socket".utf8)))
+        let withMore = directory(".incidentd-M0re00")
+        try Self.leaveSocket(at: withMore + "/s")
+        #expect(FileManager.default.createFile(atPath: withMore + "/notes", contents: Data()))
+        let anothers = directory(".incidentd-0ther1")
+        #expect(chown(anothers, 65534, 65534) == 0)
+        let target = directory("target")
+        let link = root + "/.incidentd-L1nk00"
+        #expect(symlink(target, link) == 0)
+        let misnamed = directory(".incidentd-toolong")
+        // One a daemon is binding in now holds a lock on it.
+        let binding = directory(".incidentd-B1nd00")
+        let lock = open(binding, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        #expect(lock >= 0 && flock(lock, LOCK_EX) == 0)
+        defer { close(lock) }
+
+        let daemon = try Daemon(root: root)
+        for removed in [empty, withSocket] {
+            #expect(access(removed, F_OK) != 0, "\(removed) is left")
+            #expect(daemon.log.contains("removed \(removed), left beside the socket by a daemon killed while it bound its socket"), "\(daemon.log)")
+        }
+        for kept in [withFile, withFile + "/s", withMore + "/s", withMore + "/notes", anothers, target, misnamed, binding] {
+            #expect(access(kept, F_OK) == 0, "\(kept) was removed")
+        }
+        var info = stat()
+        #expect(lstat(link, &info) == 0 && (info.st_mode & S_IFMT) == S_IFLNK, "the link is left as it was")
+        // Nothing of its own left beside the socket either: only the directories above and what the daemon keeps.
+        let mine = (try FileManager.default.contentsOfDirectory(atPath: root)).filter { $0.hasPrefix(".incidentd-") }.sorted()
+        #expect(
+            mine == [".incidentd-0ther1", ".incidentd-B1nd00", ".incidentd-F1le00", ".incidentd-L1nk00", ".incidentd-M0re00", ".incidentd-toolong"],
+            "\(mine)")
+        #expect(try daemon.client().call("status").isOK)
+        #expect(daemon.stop() == 0)
+    }
+
     @Test("a socket directory that cannot be made is named, with why")
     func socketDirectoryCannotBeMade() throws {
         let root = makeTemporaryDirectory("incidentd-socket-dir")

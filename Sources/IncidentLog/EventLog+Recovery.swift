@@ -37,6 +37,10 @@ public struct RecoveryReport: Sendable, Hashable {
     /// the recorded head's events from where the two chains part are not in it.
     public var recordedHeadLeftOut: UInt64?
     public var recordedHeadLeftOutHash: String?
+    /// The position of the event whose hash was given (`expectedHeadHash`), when one was. When it is before
+    /// ``events`` (a head published earlier than the one the log records), the events past it are in the new log
+    /// proven only by the damaged log's own record of its head.
+    public var givenHeadPosition: UInt64?
 }
 
 extension EventLog {
@@ -295,6 +299,7 @@ extension EventLog {
             sourceDamage: sourceDamage.map { "\($0)" }, eventsFromBackups: chain.taken.dropFirst().reduce(0, +),
             headWasGiven: chain.headWasGiven, eventsPastHead: chain.eventsPastHead?.count ?? 0,
             lastPastHeadHash: chain.eventsPastHead.map { ChainHash.hex($0.hash) })
+        report.givenHeadPosition = chain.givenHeadPosition
         if let leftOut = chain.recordedHeadLeftOut {
             report.recordedHeadLeftOut = leftOut.position
             report.recordedHeadLeftOutHash = ChainHash.hex(leftOut.hash)

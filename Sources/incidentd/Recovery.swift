@@ -32,6 +32,15 @@ extension Incidentd {
                     + "the log was rewritten since that hash was published. The new log ends at the hash given; the recorded head's events "
                     + "from where the two chains part are left out (keep the damaged log as it is: it is the evidence of the rewrite)")
         }
+        if let given = report.givenHeadPosition, given < report.events {
+            let kept = report.events - given
+            let one = kept == 1
+            lines.append(
+                "KEPT: \(kept) event\(one ? "" : "s") past the head given (position \(given)), \(Positions.events(given + 1, through: report.events)): "
+                    + "the hash given proves the log up to event \(given); \(one ? "that one is" : "those are") proven only by the damaged log's own "
+                    + "record of its head, which whoever could rewrite \(one ? "it" : "them") could rewrite as well. Check \(one ? "it" : "them") against "
+                    + "a head published since (incidentctl verify --data-dir \(report.directory) --expect-head POSITION:HASH)")
+        }
         if report.eventsPastHead > 0, let last = report.lastPastHeadHash {
             let one = report.eventsPastHead == 1
             lines.append(

@@ -241,6 +241,25 @@ extension VerifyTests {
         #expect(verified.status == 0 && verified.stdout.contains("derived data agrees with events 1–7"), "\(verified)")
     }
 
+    @Test("a recovery to a head published earlier than the one the log records keeps the events past it, and says how many and that only the log's own record of its head proves them")
+    func recoveryToAnEarlierHeadSaysWhatItKept() throws {
+        let (daemon, head, earlier) = try Self.publishedArticle()
+        let new = daemon.root + "/new"
+        let run = try runCommand(
+            Binaries.incidentd, ["--recover-from", daemon.dataDir, "--data-dir", new, "--expect-head", earlier.argument, "--log-level", "warning"])
+        #expect(run.status == 0, "\(run)")
+        #expect(run.stdout.contains("head: position 8, hash \(head.hash), as the log recorded it"), "\(run.stdout)")
+        #expect(
+            run.stdout.contains(
+                "KEPT: 3 events past the head given (position 5), events 6–8: the hash given proves the log up to event 5; those are proven only by the damaged log's own record of its head"),
+            "\(run.stdout)")
+        // To the head the log records, nothing is said to be kept.
+        let again = daemon.root + "/again"
+        let latest = try runCommand(
+            Binaries.incidentd, ["--recover-from", daemon.dataDir, "--data-dir", again, "--expect-head", head.argument, "--log-level", "warning"])
+        #expect(latest.status == 0 && !latest.stdout.contains("KEPT"), "\(latest)")
+    }
+
     @Test("an untouched log passes verify --expect-head with its current head and with a head published earlier, by position and hash or by hash alone")
     func untouchedLogHoldsItsPublishedHeads() throws {
         let (daemon, head, earlier) = try Self.publishedArticle()

@@ -54,7 +54,7 @@ public struct ProposedEvent: Hashable, Sendable {
             throw IncidentError.invalid("incident", "is required for \(type.rawValue)")
         }
         precision = try r.enumValue("precision", Precision.self)
-        if let occurredAt = try r.string("occurredAt", maxLength: 64) {
+        if let occurredAt = try r.string("occurredAt", maxLength: 64).map(ParsedDate.normalizedProposed) {
             guard let parsed = ParsedDate.parseProposed(occurredAt) else {
                 throw IncidentError.invalid(
                     "occurredAt",

@@ -38,6 +38,7 @@ public struct Source: Hashable, Sendable {
             throw IncidentError.invalid(r.name("url"), "expected an absolute URI such as https://…")
         }
         publishedAt = try r.string("publishedAt", maxLength: 64)
+        if now != nil { publishedAt = publishedAt.map(ParsedDate.normalizedProposed) }
         if let publishedAt, let now {
             guard let parsed = ParsedDate.parseProposed(publishedAt) else {
                 throw IncidentError.invalid(

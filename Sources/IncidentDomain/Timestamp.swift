@@ -82,7 +82,8 @@ public struct ParsedDate: Hashable, Sendable {
     public var finestPrecision: Precision
 
     /// Accepts `YYYY-MM`, `YYYY-MM-DD`, and `YYYY-MM-DDTHH:MM[:SS[.f…]]` followed by `Z` or `±HH:MM`, and, for
-    /// dates already in a log, a space in place of the `T`, which daemons before this rule accepted and stored:
+    /// dates already in a log, a space in place of the `T` and a `t` or `z` in lower case, which daemons before
+    /// these rules accepted and stored:
     /// the events holding one must still replay, rebuild and verify. Dates a client sends are read with
     /// ``parseProposed(_:)``. Returns nil for anything else, including impossible dates such as 2022-02-30.
     public static func parse(_ text: String) -> ParsedDate? {
@@ -92,14 +93,32 @@ public struct ParsedDate: Hashable, Sendable {
 
     /// ``parse(_:)`` of UTF-8 bytes.
     public static func parse(utf8 bytes: UnsafeRawBufferPointer) -> ParsedDate? {
-        parse(utf8: bytes, spaceForT: true)
+        parse(utf8: bytes, earlierForms: true)
     }
 
-    /// A date a client sends (`occurredAt`, a source's `publishedAt`): only the forms PROTOCOL.md documents, so a
-    /// `T` between the date and the time, never a space (which is not ISO 8601).
+    /// A date a client sends (`occurredAt`, a source's `publishedAt`), once ``normalizedProposed(_:)``: only the
+    /// forms PROTOCOL.md documents, so a `T` between the date and the time, never a space (which is not ISO 8601),
+    /// and `T` and `Z` in capitals.
     public static func parseProposed(_ text: String) -> ParsedDate? {
         var text = text
-        return text.withUTF8 { parse(utf8: UnsafeRawBufferPointer($0), spaceForT: false) }
+        return text.withUTF8 { parse(utf8: UnsafeRawBufferPointer($0), earlierForms: false) }
+    }
+
+    /// `text` with the `t` before its time and a `z` ending it written in capitals, as RFC 3339 allows them both
+    /// ways, so that every date the log stores from now on is written alike; anything else unchanged.
+    public static func normalizedProposed(_ text: String) -> String {
+        var bytes = Array(text.utf8)
+        guard bytes.count > 10 else { return text }
+        var changed = false
+        if bytes[10] == UInt8(ascii: "t") {
+            bytes[10] = UInt8(ascii: "T")
+            changed = true
+        }
+        if bytes[bytes.count - 1] == UInt8(ascii: "z") {
+            bytes[bytes.count - 1] = UInt8(ascii: "Z")
+            changed = true
+        }
+        return changed ? String(decoding: bytes, as: UTF8.self) : text
     }
 
     /// What to tell a client whose date ``parseProposed(_:)`` refuses, when it is the near miss of a space where
@@ -111,7 +130,8 @@ public struct ParsedDate: Hashable, Sendable {
         return "\"\(text)\" is not ISO 8601: write T between the date and the time, as in \(String(decoding: fixed, as: UTF8.self))"
     }
 
-    private static func parse(utf8 bytes: UnsafeRawBufferPointer, spaceForT: Bool) -> ParsedDate? {
+    /// `earlierForms`: also a space for the `T`, and a `t` and `z` in lower case, which earlier versions stored.
+    private static func parse(utf8 bytes: UnsafeRawBufferPointer, earlierForms: Bool) -> ParsedDate? {
         var c = DateCursor(bytes: bytes)
         guard let year = c.number(4), year >= 1000, c.expect(UInt8(ascii: "-")), let month = c.number(2), (1...12).contains(month)
         else { return nil }
@@ -125,7 +145,7 @@ public struct ParsedDate: Hashable, Sendable {
         if c.atEnd {
             return ParsedDate(start: Timestamp(microseconds: days * 86_400_000_000), finestPrecision: .day)
         }
-        guard c.expect(UInt8(ascii: "T")) || c.expect(UInt8(ascii: "t")) || (spaceForT && c.expect(UInt8(ascii: " "))),
+        guard c.expect(UInt8(ascii: "T")) || (earlierForms && (c.expect(UInt8(ascii: "t")) || c.expect(UInt8(ascii: " ")))),
             let hour = c.number(2), hour < 24,
             c.expect(UInt8(ascii: ":")), let minute = c.number(2), minute < 60
         else { return nil }
@@ -145,7 +165,7 @@ public struct ParsedDate: Hashable, Sendable {
             }
         }
         var offsetSeconds: Int64 = 0
-        if c.expect(UInt8(ascii: "Z")) || c.expect(UInt8(ascii: "z")) {
+        if c.expect(UInt8(ascii: "Z")) || (earlierForms && c.expect(UInt8(ascii: "z"))) {
             offsetSeconds = 0
         } else if let sign = c.sign() {
             guard let oh = c.number(2), oh <= 18, c.expect(UInt8(ascii: ":")), let om = c.number(2), om < 60 else { return nil }

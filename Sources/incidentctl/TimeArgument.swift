@@ -9,6 +9,7 @@ enum TimeArgument {
 
     /// A time that the daemon stores as an event's `occurredAt` (`--occurred`).
     static func occurred(_ text: String) throws -> String {
+        let text = ParsedDate.normalizedProposed(text)
         guard ParsedDate.parseProposed(text) == nil else { return text }
         throw ValidationError(ParsedDate.spaceForTProblem(text) ?? problem(text, readAs: ParsedDate.parseProposed))
     }

@@ -53,6 +53,23 @@ struct IdempotencyTests {
         #expect(incident?["responseHistory"]?.arrayValue?.count == 1)
     }
 
+    @Test("a date sent with t and z in lower case is stored in capitals, and the same event sent again either way is a retry")
+    func lowercaseDateRetried() throws {
+        let daemon = try Daemon()
+        let client = try daemon.client()
+        let eventId = Wire.uuid()
+        let lower = Wire.report(incident: "lower-case-date", occurredAt: "2022-05-01t10:00z", eventId: eventId)
+        #expect(try client.appendEvents([lower])["positions"] == [1])
+        let stored = try client.call("read", ["from": 1, "limit": 1])["events"]?.arrayValue?.first
+        #expect(stored?["occurredAt"] == "2022-05-01T10:00Z", "\(String(describing: stored))")
+        let upper = Wire.report(incident: "lower-case-date", occurredAt: "2022-05-01T10:00Z", eventId: eventId)
+        for retry in [lower, upper] {
+            let answer = try client.appendEvents([retry])
+            #expect(answer["positions"] == [1] && answer["alreadyStored"] == [0], "\(answer)")
+        }
+        #expect(try client.call("city", ["city": "Kupiansk"])["city"]?["lastIncidentAt"] == "2022-05-01T10:00Z")
+    }
+
     @Test("the same eventId with different content is duplicate_event_id, and nothing is stored")
     func differentContent() throws {
         let daemon = try Daemon()

@@ -59,7 +59,7 @@ struct QueryOrderTests {
         for (index, fd) in others.map(\.fd).enumerated() {
             Thread.detachNewThread {
                 while !shared.answered.load(ordering: .sequentiallyConsistent) && Self.statusRoundTrip(fd) {
-                    if !shared.answered.load(ordering: .sequentiallyConsistent) { shared.counts.withLock { $0[index] += 1 } }
+                    if !shared.answered.load(ordering: .sequentiallyConsistent) { shared.counts[index].increment() }
                 }
                 finished.signal()
             }
@@ -68,7 +68,7 @@ struct QueryOrderTests {
         _ = recv(asker.fd, &byte, 1, Int32(MSG_PEEK))
         shared.answered.store(true, ordering: .sequentiallyConsistent)
         for _ in others { finished.wait() }
-        let counts = shared.counts.withLock { $0 }
+        let counts = shared.counts.map { $0.load() }
         #expect(counts.allSatisfy { $0 >= 5 }, "status round trips on each connection before the incident's first byte: \(counts)")
         let incident = try asker.receive()
         #expect(incident["incident"]?["responseHistory"]?.arrayValue?.count == 600, "the whole incident is answered")
@@ -91,8 +91,14 @@ struct QueryOrderTests {
         /// The first byte of the incident's answer has arrived.
         let answered = Atomic<Bool>(false)
         /// Round trips completed on each connection before it did.
-        let counts: Mutex<[Int]>
+        let counts: [Counter]
 
-        init(connections: Int) { counts = Mutex([Int](repeating: 0, count: connections)) }
+        init(connections: Int) { counts = (0..<connections).map { _ in Counter() } }
+
+        final class Counter: Sendable {
+            let value = Atomic<Int>(0)
+            func increment() { value.add(1, ordering: .relaxed) }
+            func load() -> Int { value.load(ordering: .relaxed) }
+        }
     }
 }

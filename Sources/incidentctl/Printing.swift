@@ -8,28 +8,79 @@ enum Printer {
         print(value.canonicalString())
     }
 
-    /// Left-aligned columns with a header row.
+    /// Left-aligned columns with a header row; every cell is ``visible(_:)`` first, so that no stored text can
+    /// break a row or shift a column.
     static func table(_ header: [String], _ rows: [[String]]) {
+        let rows = rows.map { $0.map(visible) }
         var widths = header.map(\.count)
         for row in rows {
             for (i, cell) in row.enumerated() where i < widths.count { widths[i] = max(widths[i], cell.count) }
         }
         func line(_ cells: [String]) -> String {
             cells.enumerated().map { i, cell in
-                i == cells.count - 1 ? cell : cell.padding(toLength: widths[i], withPad: " ", startingAt: 0)
+                i == cells.count - 1 ? cell : padded(cell, to: widths[i])
             }.joined(separator: "  ")
         }
         print(line(header))
         for row in rows { print(line(row)) }
     }
 
-    /// `key: value` lines.
+    /// `key: value` lines, each value ``visible(_:)``.
     static func fields(_ pairs: [(String, String)]) {
         let width = pairs.map(\.0.count).max() ?? 0
         for (key, value) in pairs {
-            print((key + ":").padding(toLength: width + 1, withPad: " ", startingAt: 0) + " " + value)
+            print(padded(key + ":", to: width + 1) + " " + visible(value))
         }
     }
+
+    /// `text` followed by spaces up to `width` characters (as `count` counts them, the widths' measure).
+    static func padded(_ text: String, to width: Int) -> String {
+        let count = text.count
+        return count >= width ? text : text + String(repeating: " ", count: width - count)
+    }
+
+    /// `text` as a table shows it: nothing in it can end a line, move the cursor, reorder what follows or hide.
+    /// A backslash is shown as `\\`; a line feed, carriage return and tab as `\n`, `\r` and `\t`; any other
+    /// control character (C0, DEL, C1), line or paragraph separator, format character (bidirectional controls
+    /// such as U+202E, zero-width spaces and joiners, the byte order mark) or other default-ignorable code point
+    /// as `\u{202E}`; and so is a combining mark that opens the text, which would join the column's separator.
+    /// JSON output is never escaped.
+    static func visible(_ text: String) -> String {
+        guard text.unicodeScalars.contains(where: { $0 == "\\" || needsEscape($0) }) || startsWithMark(text) else { return text }
+        var out = ""
+        out.unicodeScalars.reserveCapacity(text.unicodeScalars.count + 8)
+        for (offset, scalar) in text.unicodeScalars.enumerated() {
+            switch scalar {
+            case "\\": out += "\\\\"
+            case "\n": out += "\\n"
+            case "\r": out += "\\r"
+            case "\t": out += "\\t"
+            default:
+                if needsEscape(scalar) || (offset == 0 && isMark(scalar)) {
+                    out += "\\u{" + String(scalar.value, radix: 16, uppercase: true) + "}"
+                } else {
+                    out.unicodeScalars.append(scalar)
+                }
+            }
+        }
+        return out
+    }
+
+    private static func needsEscape(_ scalar: Unicode.Scalar) -> Bool {
+        switch scalar.properties.generalCategory {
+        case .control, .format, .lineSeparator, .paragraphSeparator: return true
+        default: return scalar.properties.isDefaultIgnorableCodePoint
+        }
+    }
+
+    private static func isMark(_ scalar: Unicode.Scalar) -> Bool {
+        switch scalar.properties.generalCategory {
+        case .nonspacingMark, .spacingMark, .enclosingMark: return true
+        default: return false
+        }
+    }
+
+    private static func startsWithMark(_ text: String) -> Bool { text.unicodeScalars.first.map(isMark) ?? false }
 
     static func text(_ value: JSONValue?) -> String {
         switch value {
@@ -137,8 +188,8 @@ enum Printer {
     ]
 
     private static func followedLine(_ cells: [String]) -> String {
-        cells.enumerated().map { i, cell in
-            i < followedWidths.count ? cell.padding(toLength: max(followedWidths[i], cell.count), withPad: " ", startingAt: 0) : cell
+        cells.map(visible).enumerated().map { i, cell in
+            i < followedWidths.count ? padded(cell, to: followedWidths[i]) : cell
         }.joined(separator: "  ")
     }
 

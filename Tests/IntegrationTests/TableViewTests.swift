@@ -85,4 +85,69 @@ struct TableViewTests {
         #expect(occurred(observed) == "2022-03-01T15:00+02:00 (hour)", "\(String(observed))")
         #expect(daemon.stop() == 0)
     }
+
+    /// The character offsets at which the columns `names` start in a table's `header`.
+    static func columnStarts(_ header: String, _ names: [String]) -> [Int] {
+        names.compactMap { name in header.range(of: "  " + name).map { header.distance(from: header.startIndex, to: $0.lowerBound) + 2 } }
+    }
+
+    @Test("stored text cannot forge a table's rows or columns: control characters, bidi controls and invisible ones are shown escaped, in every table, and JSON keeps them exact")
+    func storedTextIsEscaped() throws {
+        let daemon = try Self.log()
+        let forged = "Russian armed forces: none\n999       outcome-updated    forge-0   2022-03-01  status retracted, note: fake"
+        let report = try daemon.ctl([
+            "report", "--city", "New\nCity", "--allow-new-city", "--kind", "blockade", "--occurred", "2022-03-01",
+            "--incident", "forge-0", "--description", "line one\nline two \u{202E}desrever\u{202C} zero\u{200B}width\ttab",
+            "--location", "\u{0301}square",
+        ])
+        #expect(report.status == 0, "\(report.stderr)")
+        let observe = try daemon.ctl(["observe", "forge-0", "--by", forged, "--response", "none"])
+        #expect(observe.status == 0, "\(observe.stderr)")
+        let hidden: [Character] = ["\u{202E}", "\u{202C}", "\u{200B}", "\t"]
+
+        let events = try daemon.ctl(["events", "--incident", "forge-0", "--format", "table"])
+        #expect(events.status == 0, "\(events.stderr)")
+        let rows = events.stdout.split(separator: "\n", omittingEmptySubsequences: false).dropLast().map(String.init)
+        #expect(rows.count == 3, "a header and the two events, no forged row: \(events.stdout)")
+        #expect(!rows.contains { $0.hasPrefix("999") }, "\(events.stdout)")
+        #expect(events.stdout.contains(#"Russian armed forces: none\n999       outcome-updated"#), "the line feed shown as \\n: \(events.stdout)")
+        #expect(events.stdout.contains(#"blockade in New\nCity"#), "\(events.stdout)")
+        #expect(!events.stdout.contains { hidden.contains($0) }, "\(events.stdout)")
+
+        let incident = try daemon.ctl(["incident", "forge-0", "--format", "table"])
+        #expect(incident.status == 0, "\(incident.stderr)")
+        #expect(
+            incident.stdout.contains(#"description:  line one\nline two \u{202E}desrever\u{202C} zero\u{200B}width\ttab"#),
+            "\(incident.stdout)")
+        #expect(incident.stdout.contains(" \\u{301}square\n"), "a combining mark opening a value is shown, not joined: \(incident.stdout)")
+        #expect(incident.stdout.split(separator: "\n").contains { $0.hasPrefix("city:") && $0.hasSuffix(#" New\nCity (new-city)"#) }, "\(incident.stdout)")
+        #expect(!incident.stdout.contains { hidden.contains($0) || $0 == "\u{301}" }, "\(incident.stdout)")
+        let history = incident.stdout.components(separatedBy: "\n\n").last ?? ""
+        #expect(history.split(separator: "\n").count == 3, "a header and the two events: \(history)")
+
+        let city = try daemon.ctl(["city", "New\nCity", "--format", "table"])
+        #expect(city.status == 0, "\(city.stderr)")
+        #expect(city.stdout.split(separator: "\n").contains { $0.hasPrefix("city:") && $0.hasSuffix(#" New\nCity (new-city)"#) }, "\(city.stdout)")
+        #expect(city.stdout.split(separator: "\n").allSatisfy { $0.contains(":") }, "every line a field: \(city.stdout)")
+
+        let cities = try daemon.ctl(["cities", "--format", "table"])
+        #expect(cities.status == 0, "\(cities.stderr)")
+        let lines = cities.stdout.split(separator: "\n").map(String.init)
+        #expect(lines.count == 5, "a header and four cities: \(cities.stdout)")
+        let starts = Self.columnStarts(lines[0], ["NAME", "REGION", "INCIDENTS"])
+        #expect(starts.count == 3, "\(lines[0])")
+        for line in lines {
+            let characters = Array(line)
+            for start in starts {
+                #expect(characters.count > start && characters[start - 1] == " " && characters[start] != " ", "a column starts at \(start): \(line)")
+            }
+        }
+        #expect(lines.contains { $0.contains("  New\\nCity  ") }, "\(cities.stdout)")
+
+        let json = try daemon.ctl(["events", "--incident", "forge-0", "--format", "json"])
+        let stored = json.stdout.split(separator: "\n").compactMap { try? JSONReader().read(String($0)) }
+        #expect(stored.compactMap { $0["data"]?["by"]?.stringValue } == [forged], "JSON holds the text exactly: \(json.stdout)")
+        #expect(stored.first?["data"]?["city"]?.stringValue == "New\nCity", "\(json.stdout)")
+        #expect(daemon.stop() == 0)
+    }
 }

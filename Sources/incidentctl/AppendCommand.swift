@@ -22,8 +22,9 @@ struct Append: ParsableCommand {
             (server_busy: too many unfinished request lines from all its clients) is sent again after a pause, \
             for about 25 seconds before the command gives up (with --window above 1, only when no batch after it \
             is in flight; otherwise it stops there, as for any refusal). If the daemon goes away during the load \
-            (it is stopped or restarted), the command says which lines are stored and which were sent without an \
-            answer (they may or may not be stored), and exits 3.
+            (it is stopped or restarted), the command says of every batch sent whether it is stored, was not \
+            (answered shutting_down: nothing of it was stored), or had no answer (it may or may not be stored), \
+            and exits 3.
 
             An event sent again with the eventId and content of one already stored is not stored twice; it is \
             counted as already stored. Give events an eventId to make a re-run of the same file harmless.
@@ -213,22 +214,35 @@ struct BatchedLoad {
         return first..<end
     }
 
-    /// Sends every batch, at most `window` in flight, and returns the refusal that stopped it, if any. With a
-    /// window of one, nothing after a refused batch is sent. A connection lost on the way (the daemon stopped or
-    /// restarted) is returned as `unreachable`, saying which lines are stored and which may be.
+    /// What became of a batch in flight when the load stopped.
+    enum Fate {
+        case stored
+        /// Refused, with the daemon's code: nothing of it was stored.
+        case notStored(code: String)
+        /// No answer came before the connection was lost: it may or may not be stored.
+        case unanswered
+    }
+
+    /// Sends every batch, at most `window` in flight, and returns what stopped it, if anything. With a window of
+    /// one, nothing after a refused batch is sent. A daemon going away on the way (`shutting_down`, or the
+    /// connection lost: it stopped or restarted) is returned as `unreachable`; a refusal for any other reason, as
+    /// `refused`. Either says which lines are stored, which are not, and which may be.
     mutating func send(
         over client: SocketClient, window: Int, allowNewCity: Bool, progress: (Tally) -> Void
     ) throws -> ClientFailure? {
         var inFlight: [Range<Int>] = []
         var next = 0
-        var refused: (code: String, error: JSONValue?, batch: Range<Int>)?
-        // Batches sent after the refused one (a window above one) that were stored all the same.
-        var storedAfter: [Range<Int>] = []
-        // The batch being written, until it is in flight.
+        // The first batch not stored, with the daemon's code and error: nothing is sent after it.
+        var stopped: (code: String, error: JSONValue?, batch: Range<Int>)?
+        // What became of the batches sent after it (a window above one), in the order they were sent.
+        var after: [(batch: Range<Int>, fate: Fate)] = []
+        // The batch being written, until it is in flight; a write that failed leaves it there, unanswered.
         var sending: Range<Int>?
+        // Why the connection was lost, once it was: nothing more is sent, and what was answered is still read.
+        var lostBecause: String?
         while true {
             do {
-                while refused == nil && next < lines.count && inFlight.count < window {
+                while stopped == nil && lostBecause == nil && next < lines.count && inFlight.count < window {
                     let batch = batch(from: next)
                     sending = batch
                     try sendBatch(batch, over: client, allowNewCity: allowNewCity)
@@ -238,7 +252,8 @@ struct BatchedLoad {
                 }
             } catch {
                 guard let why = ClientFailure.unreachableReason(error) else { throw error }
-                return lost(why, unacknowledged: inFlight + [sending].compactMap { $0 })
+                // The answers that came before the daemon went away (shutting_down, say) can still be read.
+                lostBecause = why
             }
             guard let batch = inFlight.first else { break }
             let response: JSONValue
@@ -246,28 +261,26 @@ struct BatchedLoad {
                 response = try client.receive()
             } catch {
                 guard let why = ClientFailure.unreachableReason(error) else { throw error }
-                guard let refused else { return lost(why, unacknowledged: inFlight) }
-                // What was refused matters more; the batches sent after it (--window) were not all answered.
-                let message = refusalMessage(code: refused.code, error: refused.error, batch: refused.batch, storedAfter: storedAfter)
-                let unanswered = inFlight.map { Self.span(lines[$0.lowerBound].number, lines[$0.upperBound - 1].number) }
-                return .refused(
-                    code: refused.code,
-                    message: "\(message). Then \(why): lines \(unanswered.joined(separator: ", ")) may or may not be stored")
+                lostBecause = lostBecause ?? why
+                break
             }
             inFlight.removeFirst()
             if response["ok"]?.boolValue == true {
                 count(response, batch)
                 busyRetries = 0
-                if refused != nil { storedAfter.append(batch) }
+                if stopped != nil { after.append((batch, .stored)) }
                 progress(tally)
                 continue
             }
-            guard refused == nil else { continue }
             let error = response["error"]
             let code = error?["code"]?.stringValue ?? "unknown_error"
+            guard stopped == nil else {
+                after.append((batch, .notStored(code: code)))
+                continue
+            }
             // Too long for this daemon, so nothing of it was read: sent again in batches that fit, unless one event
             // alone is too long, or batches sent after it are in flight (they may be stored; the order would be lost).
-            if code == "line_too_long", let limit = error?["limit"]?.intValue, Int(limit) < lineLimit,
+            if code == "line_too_long", lostBecause == nil, let limit = error?["limit"]?.intValue, Int(limit) < lineLimit,
                 batch.count > 1, inFlight.isEmpty
             {
                 lineLimit = Int(limit)
@@ -276,16 +289,18 @@ struct BatchedLoad {
             }
             // The daemon's buffers for unfinished lines were full, so nothing of it was read: sent again after a
             // pause that doubles each time, for about 25 seconds in all.
-            if code == "server_busy", inFlight.isEmpty, busyRetries < Self.busyPauses.count {
+            if code == "server_busy", lostBecause == nil, inFlight.isEmpty, busyRetries < Self.busyPauses.count {
                 usleep(Self.busyPauses[busyRetries])
                 busyRetries += 1
                 next = batch.lowerBound
                 continue
             }
-            refused = (code, error, batch)
+            stopped = (code, error, batch)
         }
-        guard let refused else { return nil }
-        return refusal(code: refused.code, error: refused.error, batch: refused.batch, storedAfter: storedAfter)
+        let unanswered = inFlight + [sending].compactMap { $0 }
+        if let stopped { return stop(stopped, after: after + unanswered.map { ($0, .unanswered) }, lostBecause: lostBecause) }
+        if let lostBecause { return lost(lostBecause, unacknowledged: unanswered) }
+        return nil
     }
 
     private func sendBatch(_ batch: Range<Int>, over client: SocketClient, allowNewCity: Bool) throws {
@@ -333,17 +348,62 @@ struct BatchedLoad {
         return .unreachable(message)
     }
 
-    /// The refusal of `batch`, naming the line the daemon named and saying what of the input is stored.
-    private func refusal(code: String, error: JSONValue?, batch: Range<Int>, storedAfter: [Range<Int>]) -> ClientFailure {
-        .refused(code: code, message: refusalMessage(code: code, error: error, batch: batch, storedAfter: storedAfter))
+    /// The load stopped at `stopped.batch`, which was not stored; `after` says what became of the batches sent
+    /// after it, and `why`, when the connection was lost, why some had no answer. A daemon that went away
+    /// (`shutting_down`) is `unreachable`; another refusal is `refused`, naming the line the daemon named.
+    private func stop(
+        _ stopped: (code: String, error: JSONValue?, batch: Range<Int>), after: [(batch: Range<Int>, fate: Fate)], lostBecause why: String?
+    ) -> ClientFailure {
+        let batch = stopped.batch
+        let first = lines[batch.lowerBound].number
+        let stored = after.filter { if case .stored = $0.fate { true } else { false } }.map { lineRange($0.batch) }
+        let unanswered = after.filter { if case .unanswered = $0.fate { true } else { false } }.map { lineRange($0.batch) }
+        var notStored: [(code: String, lines: String)] = []
+        for (batch, fate) in after {
+            if case .notStored(let code) = fate { notStored.append((code, lineRange(batch))) }
+        }
+        let lastSent = lines[(after.last?.batch ?? batch).upperBound - 1].number
+        let sentAll = (after.last?.batch ?? batch).upperBound == lines.count
+
+        guard stopped.code == ProtocolError.Code.shuttingDown.rawValue else {
+            var message = refusalMessage(code: stopped.code, error: stopped.error, batch: batch, storedAfter: after)
+            if !notStored.isEmpty {
+                message += ". Lines \(notStored.map(\.lines).joined(separator: ", ")), sent after it (--window), were not stored ("
+                    + Set(notStored.map(\.code)).sorted().joined(separator: ", ") + ")"
+            }
+            if let why, !unanswered.isEmpty {
+                message += ". Then \(why): lines \(unanswered.joined(separator: ", ")) may or may not be stored"
+            }
+            return .refused(code: stopped.code, message: message)
+        }
+        var message = "incidentd is stopping (shutting_down), with \(tally.acknowledged) of \(lines.count) events acknowledged. "
+        message += batch.lowerBound == 0 ? "Nothing before line \(first) was sent" : "The events before line \(first) are stored"
+        let refused = [lineRange(batch)] + notStored.map(\.lines)
+        message += "; \(refused.count == 1 ? "line" + (batch.count == 1 ? "" : "s") : "lines") \(refused.joined(separator: ", ")) "
+            + "\(refused.count == 1 && batch.count == 1 ? "was" : "were") not stored (answered "
+            + Set([stopped.code] + notStored.map(\.code)).sorted().joined(separator: ", ") + ")"
+        if !stored.isEmpty { message += "; lines \(stored.joined(separator: ", ")), sent after them (--window), were stored" }
+        if let why, !unanswered.isEmpty {
+            message += "; lines \(unanswered.joined(separator: ", ")) were sent and may or may not be stored (\(why))"
+        }
+        if !sentAll { message += "; nothing after line \(lastSent) was sent" }
+        message += ". Once incidentd is back, go on with --from-line \(first)"
+        if !stored.isEmpty || !unanswered.isEmpty {
+            let check = tally.lastNew.map { " (incidentctl events --from \($0 + 1))" } ?? ""
+            message += ": an event with an eventId is never stored twice, but one without is, so first see which of the "
+                + "lines from \(first) on are stored\(check)"
+        }
+        return .unreachable(message)
     }
 
-    /// Lines `first` through `last` of the input: "7" for one, "5–7" for several.
-    static func span(_ first: Int, _ last: Int) -> String {
-        first == last ? "\(first)" : "\(first)–\(last)"
+    /// "12101–12200", the input's lines of `batch`; "7" for a batch of one line.
+    private func lineRange(_ batch: Range<Int>) -> String {
+        let first = lines[batch.lowerBound].number
+        let last = lines[batch.upperBound - 1].number
+        return first == last ? String(first) : "\(first)–\(last)"
     }
 
-    private func refusalMessage(code: String, error: JSONValue?, batch: Range<Int>, storedAfter: [Range<Int>]) -> String {
+    private func refusalMessage(code: String, error: JSONValue?, batch: Range<Int>, storedAfter after: [(batch: Range<Int>, fate: Fate)]) -> String {
         let first = lines[batch.lowerBound].number
         let last = lines[batch.upperBound - 1].number
         var place = lines.name
@@ -358,13 +418,16 @@ struct BatchedLoad {
         if code == "line_too_long" && batch.count == 1 {
             message += " (an event longer than the daemon's max_line_bytes cannot be appended)"
         }
-        let after = storedAfter.map { Self.span(lines[$0.lowerBound].number, lines[$0.upperBound - 1].number) }
-        switch (batch.lowerBound == 0, after.isEmpty) {
+        let stored = after.filter { if case .stored = $0.fate { true } else { false } }.map { lineRange($0.batch) }
+        let allKnownNotStored = after.allSatisfy { if case .notStored = $0.fate { true } else { false } }
+        switch (batch.lowerBound == 0, stored.isEmpty) {
         case (true, true): message += ". Nothing was stored"
-        case (false, true): message += ". The events before line \(first) are stored, none after them; go on with --from-line \(first)"
-        case (true, false): message += ". Lines \(after.joined(separator: ", ")), sent after it (--window), were stored"
+        case (false, true):
+            message += ". The events before line \(first) are stored"
+            message += allKnownNotStored ? ", none after them; go on with --from-line \(first)" : "; go on with --from-line \(first)"
+        case (true, false): message += ". Lines \(stored.joined(separator: ", ")), sent after it (--window), were stored"
         case (false, false):
-            message += ". The events before line \(first) are stored, and so are lines \(after.joined(separator: ", ")), sent after it (--window)"
+            message += ". The events before line \(first) are stored, and so are lines \(stored.joined(separator: ", ")), sent after it (--window)"
         }
         return message
     }

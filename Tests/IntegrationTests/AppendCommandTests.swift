@@ -186,4 +186,61 @@ struct AppendCommandTests {
         #expect(try daemon.client().headPosition() == 0)
         #expect(daemon.stop() == 0)
     }
+
+    @Test(
+        "a daemon stopped (SIGTERM) during a load, one batch or four in flight: append exits 3 and names every batch in flight as stored, not stored (shutting_down) or maybe stored, which the log bears out",
+        arguments: [1, 4])
+    func daemonTerminatedDuringWindowedLoad(window: Int) throws {
+        let daemon = try Daemon()
+        let total = 60_000
+        let lines = Self.bulkLines(total, descriptionBytes: 10, prefix: "term")
+        let file = daemon.root + "/events.jsonl"
+        try (lines.joined(separator: "\n") + "\n").write(toFile: file, atomically: true, encoding: .utf8)
+        let loaded = Guarded<CommandResult?>(nil)
+        let socket = daemon.socketPath
+        let loader = Thread {
+            let result = try? runCommand(
+                Binaries.incidentctl, ["append", file, "--batch-size", "100", "--window", String(window), "--format", "json", "--socket", socket])
+            loaded.withLock { $0 = result }
+        }
+        loader.start()
+        let watcher = try daemon.client()
+        try waitFor("the load to be under way") { try watcher.headPosition() >= 2_000 }
+        #expect(daemon.stop() == 0)
+        try waitFor("the load to end", timeout: 30 * deadlineScale) { loaded.withLock { $0 != nil } }
+        let result = try #require(loaded.withLock { $0 })
+        #expect(result.status == 3, "the daemon went away: \(result.stderr)")
+        let said = result.stderr
+        let acknowledged = try #require(result.json?["lastPosition"]?.intValue, "\(result.stdout)")
+        #expect(acknowledged < total, "the daemon stopped before the end of the load")
+        #expect(result.json?["lost"]?.stringValue != nil, "the summary says why it stopped: \(result.stdout)")
+        let next = Int(acknowledged) + 1
+        #expect(said.contains("The events before line \(next) are stored"), "\(said)")
+        #expect(said.contains("go on with --from-line \(next)"), "\(said)")
+        // Every batch sent after the last one acknowledged, up to the last line sent, is named.
+        let lastSent = try #require(
+            said.range(of: #"nothing after line (\d+) was sent"#, options: .regularExpression).flatMap { match in
+                Int(said[match].split(separator: " ")[3])
+            }, "\(said)")
+        #expect(lastSent > next && lastSent - next < 100 * window && (lastSent - next + 1) % 100 == 0, "\(said)")
+        let named = said.ranges(of: #/(\d+)–(\d+)/#).compactMap { match -> ClosedRange<Int>? in
+            let bounds = said[match].split(separator: "–").compactMap { Int($0) }
+            return bounds.count == 2 && bounds[0] <= bounds[1] ? bounds[0]...bounds[1] : nil
+        }
+        for first in stride(from: next, to: lastSent, by: 100) {
+            #expect(named.contains { $0.contains(first) && $0.contains(first + 99) }, "the batch of lines \(first)–\(first + 99) is named: \(said)")
+        }
+        let unanswered = said.range(of: "may or may not be stored") != nil
+        let notStored = said.range(of: "not stored (answered shutting_down)") != nil
+        #expect(unanswered || notStored, "\(said)")
+
+        try daemon.start()
+        let stored = try Self.storedIncidents(daemon)
+        #expect(Array(stored.prefix(Int(acknowledged))) == (0..<Int(acknowledged)).map { "term-\($0)" }, "what was acknowledged is stored")
+        #expect(!stored.contains("term-\(lastSent)"), "nothing after line \(lastSent) was sent")
+        if !unanswered {
+            #expect(stored.count == Int(acknowledged), "the batches named not stored are not: \(said)")
+        }
+        #expect(daemon.stop() == 0)
+    }
 }

@@ -263,6 +263,9 @@ struct Outcome: ParsableCommand {
             let field = String(item[..<eq])
             let value = String(item[item.index(after: eq)...])
             try Self.checkCorrectable(field, option: "--correct <field=value>", given: item)
+            if result[field] != nil {
+                throw ValidationError("--correct: \(field) is given twice; correct each field once")
+            }
             switch field {
             case "kind":
                 do {

@@ -433,4 +433,21 @@ struct CLITests {
         stored?.removeValue(forKey: "refused")
         #expect(stored.map(JSONValue.object) == ["events": 2, "new": 2, "alreadyStored": 0, "firstPosition": 5, "lastPosition": 6])
     }
+
+    @Test("outcome --correct given twice for one field is bad usage naming the field, as a repeated --response is; nothing is stored")
+    func repeatedCorrection() throws {
+        let daemon = try Daemon()
+        let report = try daemon.ctl(["report", "--city", "Kupiansk", "--kind", "demonstration", "--occurred", "2022-03-01", "--incident", "kupiansk-1"])
+        #expect(report.status == 0, "\(report.stderr)")
+        for corrections in [["participants=5", "participants=6"], ["location=the square", "tags=a", "location=the station"]] {
+            let twice = try daemon.ctl(["outcome", "kupiansk-1", "--status", "unknown"] + corrections.flatMap { ["--correct", $0] })
+            #expect(twice.status == 2, "\(corrections): \(twice.stderr)")
+            let field = corrections[0].prefix { $0 != "=" }
+            #expect(twice.stderr.contains("--correct: \(field) is given twice; correct each field once"), "\(twice.stderr)")
+        }
+        #expect(try daemon.client().headPosition() == 1, "nothing was sent")
+        let once = try daemon.ctl(["outcome", "kupiansk-1", "--status", "unknown", "--correct", "participants=6", "--correct", "location=x"])
+        #expect(once.status == 0, "\(once.stderr)")
+        #expect(daemon.stop() == 0)
+    }
 }

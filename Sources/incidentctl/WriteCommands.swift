@@ -304,6 +304,10 @@ struct Outcome: ParsableCommand {
 
     func validate() throws {
         try checkIncidentId(incident, option: "the incident id")
+        if verification == nil, let given = verifiedBy != nil ? "--verified-by" : method != nil ? "--method" : nil {
+            throw ValidationError(
+                "\(given) says who verified the incident or how, and goes with --verification: add --verification V (\(Verification.valueList)), or leave \(given) out")
+        }
         _ = try correctionsJSON()
     }
 

@@ -331,7 +331,8 @@ struct CLITests {
         let report = try daemon.ctl(["report", "--city", "Melitopol", "--kind", "blockade", "--occurred", "2022-03-01", "--incident", "placed"])
         #expect(report.status == 0, "\(report.stderr)")
         let outcome = try daemon.ctl([
-            "outcome", "placed", "--status", "unknown", "--method", "geolocation", "--correct", "coordinates=46.8421,35.3655",
+            "outcome", "placed", "--status", "unknown", "--verification", "verified", "--method", "geolocation",
+            "--correct", "coordinates=46.8421,35.3655",
         ])
         #expect(outcome.status == 0, "\(outcome.stderr)")
         let incident = try #require(try daemon.ctl(["incident", "--format", "json", "placed"]).json)
@@ -448,6 +449,30 @@ struct CLITests {
         #expect(try daemon.client().headPosition() == 1, "nothing was sent")
         let once = try daemon.ctl(["outcome", "kupiansk-1", "--status", "unknown", "--correct", "participants=6", "--correct", "location=x"])
         #expect(once.status == 0, "\(once.stderr)")
+        #expect(daemon.stop() == 0)
+    }
+
+    @Test("outcome --verified-by or --method without --verification is bad usage that says so; with it, both are stored")
+    func verifiedByNeedsVerification() throws {
+        let daemon = try Daemon()
+        let report = try daemon.ctl(["report", "--city", "Kupiansk", "--kind", "demonstration", "--occurred", "2022-03-01", "--incident", "kupiansk-1"])
+        #expect(report.status == 0, "\(report.stderr)")
+        for (arguments, flag) in [
+            (["--verified-by", "Les Révélateurs"], "--verified-by"), (["--method", "geolocation"], "--method"),
+            (["--verified-by", "Les Révélateurs", "--method", "geolocation"], "--verified-by"),
+        ] {
+            let alone = try daemon.ctl(["outcome", "kupiansk-1", "--status", "unknown"] + arguments)
+            #expect(alone.status == 2, "\(arguments): \(alone.stderr)")
+            #expect(alone.stderr.contains("\(flag) says who verified the incident or how, and goes with --verification"), "\(alone.stderr)")
+        }
+        #expect(try daemon.client().headPosition() == 1, "nothing was sent")
+        let verified = try daemon.ctl([
+            "outcome", "kupiansk-1", "--status", "unknown", "--verification", "verified", "--verified-by", "Les Révélateurs",
+            "--method", "geolocation", "--format", "json",
+        ])
+        #expect(verified.status == 0, "\(verified.stderr)")
+        let incident = try daemon.ctl(["incident", "kupiansk-1", "--format", "json"]).json
+        #expect(incident?["verification"]?.stringValue == "verified", "\(String(describing: incident))")
         #expect(daemon.stop() == 0)
     }
 }

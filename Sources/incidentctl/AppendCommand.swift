@@ -11,8 +11,8 @@ struct Append: ParsableCommand {
         abstract: "Append events from a file of JSON lines (or standard input).",
         discussion: """
             Each line is one event in the wire form of SPEC §2 / PROTOCOL.md, as `incidentctl export` writes \
-            them. Blank lines and lines starting with # are skipped. Every line is checked to be a JSON object \
-            before anything is sent.
+            them. Blank lines and lines starting with # are skipped. Every line is checked to be a JSON object before anything is sent; so is \
+            --from-line, which past the input's last line is bad usage (exit 2).
 
             The events go in batches of up to --batch-size that fit the daemon's limit on a request line \
             (max_line_bytes, 1 MiB unless configured). Each batch is atomic: all its events land or none do. A \
@@ -160,6 +160,10 @@ struct EventLines {
             }
             guard case .object = value else { throw .usage("\(name):\(number): not an event: a JSON object was expected") }
             lines.append(Line(number: number, bytes: range))
+        }
+        if first > 1 && number < first {
+            let holds = number == 0 ? "is empty" : "has only \(number) line\(number == 1 ? "" : "s")"
+            throw .usage("--from-line \(first): \(name == "-" ? "standard input" : name) \(holds); nothing was sent")
         }
     }
 

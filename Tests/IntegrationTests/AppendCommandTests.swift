@@ -243,4 +243,26 @@ struct AppendCommandTests {
         }
         #expect(daemon.stop() == 0)
     }
+
+    @Test("--from-line past the input's last line is bad usage saying how many lines it has; nothing is sent")
+    func fromLinePastTheEnd() throws {
+        let daemon = try Daemon()
+        let lines = Self.bulkLines(9, descriptionBytes: 10)
+        let file = daemon.root + "/nine.jsonl"
+        try (lines.joined(separator: "\n") + "\n").write(toFile: file, atomically: true, encoding: .utf8)
+        for from in ["100", "10"] {
+            let past = try daemon.ctl(["append", "--from-line", from, file])
+            #expect(past.status == 2, "\(past.stderr)")
+            #expect(past.stderr.contains("--from-line \(from): \(file) has only 9 lines; nothing was sent"), "\(past.stderr)")
+            #expect(past.stdout.isEmpty, "\(past.stdout)")
+        }
+        let stdin = try daemon.ctl(["append", "--from-line", "12", "-"], stdin: lines.joined(separator: "\n"))
+        #expect(stdin.status == 2 && stdin.stderr.contains("--from-line 12: standard input has only 9 lines; nothing was sent"), "\(stdin.stderr)")
+        let empty = try daemon.ctl(["append", "--from-line", "2", "-"], stdin: "")
+        #expect(empty.status == 2 && empty.stderr.contains("--from-line 2: standard input is empty; nothing was sent"), "\(empty.stderr)")
+        #expect(try daemon.client().headPosition() == 0)
+        let last = try daemon.ctl(["append", "--from-line", "9", "--format", "json", file])
+        #expect(last.status == 0 && last.json?["new"]?.intValue == 1, "the last line is within the file: \(last.stderr)")
+        #expect(daemon.stop() == 0)
+    }
 }

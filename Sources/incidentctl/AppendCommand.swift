@@ -11,7 +11,8 @@ struct Append: ParsableCommand {
         abstract: "Append events from a file of JSON lines (or standard input).",
         discussion: """
             Each line is one event in the wire form of SPEC §2 / PROTOCOL.md, as `incidentctl export` writes \
-            them. Blank lines and lines starting with # are skipped. Every line is checked to be a JSON object before anything is sent; so is \
+            them. Blank lines and lines starting with # are skipped, and so is a UTF-8 byte order mark at the very \
+            start of the input. Every line is checked to be a JSON object before anything is sent; so is \
             --from-line, which past the input's last line is bad usage (exit 2).
 
             The events go in batches of up to --batch-size that fit the daemon's limit on a request line \
@@ -141,7 +142,8 @@ struct EventLines {
     /// JSON object is bad usage, named by its number, before anything is sent.
     init(_ input: UnsafeRawBufferPointer, name: String, from first: Int = 1) throws(ClientFailure) {
         self.name = name
-        var start = 0
+        // A UTF-8 byte order mark, as some editors write at the start of a file; anywhere else it is not JSON.
+        var start = input.starts(with: [0xEF, 0xBB, 0xBF]) ? 3 : 0
         var number = 0
         while start < input.count {
             number += 1

@@ -265,4 +265,28 @@ struct AppendCommandTests {
         #expect(last.status == 0 && last.json?["new"]?.intValue == 1, "the last line is within the file: \(last.stderr)")
         #expect(daemon.stop() == 0)
     }
+
+    @Test("a UTF-8 byte order mark at the start of a file or of standard input is skipped; anywhere else it is not JSON")
+    func byteOrderMark() throws {
+        let daemon = try Daemon()
+        let lines = Self.bulkLines(3, descriptionBytes: 10)
+        let file = daemon.root + "/bom.jsonl"
+        try Data([0xEF, 0xBB, 0xBF] + Array((lines.joined(separator: "\n") + "\n").utf8)).write(to: URL(fileURLWithPath: file))
+        let fromFile = try daemon.ctl(["append", "--format", "json", file])
+        #expect(fromFile.status == 0, "\(fromFile.stderr)")
+        #expect(fromFile.json?["new"]?.intValue == 3, "\(fromFile.stdout)")
+        let more = Self.bulkLines(2, descriptionBytes: 10, prefix: "stdin")
+        let fromStdin = try daemon.ctl(["append", "--format", "json", "-"], stdin: "\u{FEFF}" + more.joined(separator: "\n") + "\n")
+        #expect(fromStdin.status == 0, "\(fromStdin.stderr)")
+        #expect(fromStdin.json?["new"]?.intValue == 2, "\(fromStdin.stdout)")
+        #expect(try Self.storedIncidents(daemon) == ["bulk-0", "bulk-1", "bulk-2", "stdin-0", "stdin-1"])
+
+        let inside = try daemon.ctl(["append", "-"], stdin: more[0] + "\n\u{FEFF}" + more[1] + "\n")
+        #expect(inside.status == 2, "\(inside.stderr)")
+        #expect(inside.stderr.contains("-:2: not valid JSON"), "\(inside.stderr)")
+        let twice = try daemon.ctl(["append", "-"], stdin: "\u{FEFF}\u{FEFF}" + more[0] + "\n")
+        #expect(twice.status == 2 && twice.stderr.contains("-:1: not valid JSON"), "only one mark is skipped: \(twice.stderr)")
+        #expect(try daemon.client().headPosition() == 5)
+        #expect(daemon.stop() == 0)
+    }
 }

@@ -39,6 +39,12 @@ struct Export: ParsableCommand {
             town is named and coordinates are available for it"); 2 and 3 are for a part of a region or a \
             region, which a report never names.
 
+            A city's coordinates come from the gazetteer --gazetteer names, the compiled-in one unless it is \
+            given: give the file the daemon runs on (gazetteer.file in incidentd.toml). The daemon does not send \
+            its gazetteer, but when the cities it knows with incidents are not the export's (a city the export's \
+            gazetteer does not know, or another name, region or population), the CSV and GeoJSON exports warn \
+            on stderr.
+
             Examples:
               incidentctl export > log.jsonl
               # the same events in the log of another daemon:
@@ -56,7 +62,10 @@ struct Export: ParsableCommand {
     var csvRawText = false
     @Flag(help: "With --format csv or geojson: keep the incidents whose latest status is retracted, which are left out.")
     var includeRetracted = false
-    @Option(help: ArgumentHelp("Gazetteer file for city coordinates (default: the compiled-in one).", valueName: "file"))
+    @Option(
+        help: ArgumentHelp(
+            "Gazetteer file for city coordinates, the daemon's own (default: the compiled-in one; a warning says when the daemon's differs).",
+            valueName: "file"))
     var gazetteer: String?
     @OptionGroup var connection: ConnectionOptions
 
@@ -78,6 +87,9 @@ struct Export: ParsableCommand {
         let client = try connection.connect()
         let status = try Self.head(client)
         let head = status["position"]?.intValue ?? 0
+        if format != .jsonl, let warning = try Self.otherGazetteer(client, than: cities, named: gazetteer) {
+            FileHandle.standardError.write(Data("incidentctl: \(warning)\n".utf8))
+        }
         var out = StandardOutput()
         var retracted = 0
         func leftOut(_ document: JSONValue) -> Bool {
@@ -139,6 +151,35 @@ struct Export: ParsableCommand {
             guard case .refused(let code, let message) = error, code == ProtocolError.Code.permissionDenied.rawValue else { throw error }
             throw .refused(code: code, message: message.replacingOccurrences(of: "may not status", with: "may not export"))
         }
+    }
+
+    /// Why the coordinates may be wrong, when the daemon runs on another gazetteer than `cities` (the file `file`,
+    /// else the compiled-in one); nil when they agree. The protocol gives neither the daemon's gazetteer nor its
+    /// coordinates, but `cities` gives each city's name, region and population as the daemon's gazetteer has them
+    /// (none for a city added with allowNewCity): a city that `cities` does not know but the daemon's gazetteer
+    /// does, or one they describe differently, shows another gazetteer, as the digest of names, regions and
+    /// populations that the log keeps beside its projections shows it to `replay --data-dir`.
+    static func otherGazetteer(_ client: SocketClient, than cities: Gazetteer, named file: String?) throws -> String? {
+        let documents = try client.call(.cities)["cities"]?.arrayValue ?? []
+        var differing: [String] = []
+        for document in documents {
+            guard let id = document["cityId"]?.stringValue else { continue }
+            let region = document["region"]?.stringValue
+            let population = document["population"]?.intValue
+            if let known = cities.city(id: id) {
+                let same = known.name == document["name"]?.stringValue && known.region == region
+                    && known.population.map(Int64.init) == population
+                if !same { differing.append(id) }
+            } else if region != nil || population != nil {
+                differing.append(id)
+            }
+        }
+        guard !differing.isEmpty else { return nil }
+        let named = differing.prefix(3).joined(separator: ", ") + (differing.count > 3 ? ", …" : "")
+        return "incidentd runs on another gazetteer than this export's (\(file ?? "the compiled-in one")): "
+            + "\(differing.count) of its cities with incidents (\(named)) \(differing.count == 1 ? "is" : "are") not as this one has them, "
+            + "so their incidents' coordinates are this one's, or none where it does not know the city; give --gazetteer "
+            + "the file the daemon runs on"
     }
 
     /// A stored event as `append` takes it.

@@ -263,6 +263,59 @@ struct ExportTests {
         #expect(try JSONReader().read(geojson.stdout) == ["type": "FeatureCollection", "features": []])
         #expect(daemon.stop() == 0)
     }
+
+    @Test("export --format csv or geojson warns on stderr when the daemon runs on another gazetteer than the export's, whose cities then have no coordinates; with --gazetteer the daemon's file, no warning and the coordinates are there")
+    func otherGazetteerIsNamed() throws {
+        let root = makeTemporaryDirectory("incidentd-export-gazetteer")
+        let gazetteer = root + "/g.toml"
+        let config = root + "/incidentd.toml"
+        let city = """
+
+            [[city]]
+            id = "testograd"
+            name = "Testograd"
+            aliases = ["Testograd"]
+            region = "UA-23"
+            population = 12345
+            lat = 47.1
+            lon = 35.2
+
+            """
+        try (Gazetteer.embeddedTOML + city).write(toFile: gazetteer, atomically: true, encoding: .utf8)
+        try "[gazetteer]\nfile = \"\(gazetteer)\"\n".write(toFile: config, atomically: true, encoding: .utf8)
+        let daemon = try Daemon(arguments: ["--config", config], root: root)
+        #expect(try daemon.ctl(["append", Repository.articlePath]).status == 0)
+        let report = try daemon.ctl(["report", "--city", "Testograd", "--kind", "demonstration", "--occurred", "2022-03-05", "--incident", "testograd-1"])
+        #expect(report.status == 0, "\(report.stderr)")
+        let warning = "incidentd runs on another gazetteer than this export's (the compiled-in one): 1 of its cities with incidents (testograd) is not as this one has them"
+
+        for format in ["csv", "geojson"] {
+            let exported = try daemon.ctl(["export", "--format", format])
+            #expect(exported.status == 0, "\(exported.stderr)")
+            #expect(exported.stderr.contains(warning), "\(format): \(exported.stderr)")
+            #expect(exported.stderr.contains("give --gazetteer the file the daemon runs on"), "\(exported.stderr)")
+        }
+        let csv = try CSV.parse(try daemon.ctl(["export", "--format", "csv"]).stdout)
+        let header = try #require(csv.first)
+        let row = try #require(csv.first { $0.first == "testograd-1" }.map { Dictionary(uniqueKeysWithValues: zip(header, $0)) })
+        #expect(row["latitude"] == "" && row["geo_precision"] == "", "the compiled-in gazetteer has no Testograd: \(row)")
+
+        let matching = try daemon.ctl(["export", "--format", "csv", "--gazetteer", gazetteer])
+        #expect(matching.status == 0, "\(matching.stderr)")
+        #expect(!matching.stderr.contains("another gazetteer"), "\(matching.stderr)")
+        let placed = try CSV.parse(matching.stdout)
+        let placedRow = try #require(placed.first { $0.first == "testograd-1" }.map { Dictionary(uniqueKeysWithValues: zip(header, $0)) })
+        #expect(placedRow["latitude"] == "47.10000" && placedRow["longitude"] == "35.20000" && placedRow["geo_precision"] == "1", "\(placedRow)")
+        let jsonl = try daemon.ctl(["export"])
+        #expect(jsonl.status == 0 && !jsonl.stderr.contains("another gazetteer"), "the JSON lines read no gazetteer: \(jsonl.stderr)")
+        #expect(daemon.stop() == 0)
+
+        // A daemon on the compiled-in gazetteer, with a city added by allowNewCity: nothing to warn of.
+        let plain = try Self.storyLog()
+        let exported = try plain.ctl(["export", "--format", "csv"])
+        #expect(exported.status == 0 && !exported.stderr.contains("another gazetteer"), "\(exported.stderr)")
+        #expect(plain.stop() == 0)
+    }
 }
 
 private enum Printer {

@@ -1,18 +1,38 @@
 import Foundation
 import Logging
 
+#if canImport(Glibc)
+import Glibc
+#endif
+
 /// Log lines on stderr in the form journald understands: a `<priority>` prefix (sd-daemon(3)) and one line per
-/// message, with metadata as `key=value`. Outside journald (no `JOURNAL_STREAM`) lines start with a UTC time.
+/// message, with metadata as `key=value`. Outside journald lines start with a UTC time: stderr is the journal's
+/// only when `JOURNAL_STREAM` names its device and inode (``writesToJournal(journalStream:descriptor:)``).
 struct JournalLogHandler: LogHandler {
     var logLevel: Logger.Level
     var metadata: Logger.Metadata = [:]
     private let label: String
     private let toJournal: Bool
 
-    init(label: String, level: Logger.Level) {
+    init(label: String, level: Logger.Level, toJournal: Bool = Self.writesToJournal()) {
         self.label = label
         logLevel = level
-        toJournal = ProcessInfo.processInfo.environment["JOURNAL_STREAM"] != nil
+        self.toJournal = toJournal
+    }
+
+    /// Whether `descriptor` (stderr) is the stream systemd connected to the journal: `journalStream`, as
+    /// `JOURNAL_STREAM` gives it (`device:inode`, in decimal), names the file `descriptor` is open on (systemd.exec(5)).
+    /// A variable inherited by a process whose stderr was then redirected elsewhere (a file, a terminal) names
+    /// another file.
+    static func writesToJournal(
+        journalStream: String? = ProcessInfo.processInfo.environment["JOURNAL_STREAM"], descriptor: Int32 = STDERR_FILENO
+    ) -> Bool {
+        guard let parts = journalStream?.split(separator: ":", omittingEmptySubsequences: false), parts.count == 2,
+            let device = UInt64(parts[0]), let inode = UInt64(parts[1])
+        else { return false }
+        var info = stat()
+        guard fstat(descriptor, &info) == 0 else { return false }
+        return UInt64(info.st_dev) == device && UInt64(info.st_ino) == inode
     }
 
     subscript(metadataKey key: String) -> Logger.Metadata.Value? {

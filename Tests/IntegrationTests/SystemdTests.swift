@@ -277,4 +277,28 @@ struct SystemdTests {
         try waitFor("the daemon's log to say so") { daemon.log.contains("the writer is committing again") }
         #expect(daemon.stop() == 0)
     }
+
+    @Test("the journal's form (<priority>, no time) only when JOURNAL_STREAM names the file stderr is open on: a variable inherited by a daemon whose stderr goes to a file of its own gives lines with their time")
+    func journalStreamMustBeStderr() throws {
+        for matching in [true, false] {
+            let root = makeTemporaryDirectory()
+            let logPath = root + "/incidentd.log"
+            // The file the harness points stderr at (it truncates it, keeping its inode).
+            let made = open(logPath, O_WRONLY | O_CREAT | O_CLOEXEC, 0o644)
+            var info = stat()
+            #expect(made >= 0 && fstat(made, &info) == 0)
+            close(made)
+            let stream = matching ? "\(info.st_dev):\(info.st_ino)" : "8:12345"
+            let daemon = try Daemon(root: root, environment: ["JOURNAL_STREAM": stream])
+            #expect(daemon.stop() == 0)
+            let lines = daemon.log.split(separator: "\n")
+            let serving = try #require(lines.first { $0.contains("serving") }, "\(daemon.log)")
+            if matching {
+                #expect(serving.hasPrefix("<5>serving"), "JOURNAL_STREAM=\(stream): \(daemon.log)")
+            } else {
+                #expect(!lines.contains { $0.hasPrefix("<") }, "JOURNAL_STREAM=\(stream): \(daemon.log)")
+                #expect(serving.contains(" notice serving") && serving.first?.isNumber == true, "JOURNAL_STREAM=\(stream): \(daemon.log)")
+            }
+        }
+    }
 }

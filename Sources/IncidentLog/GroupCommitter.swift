@@ -10,9 +10,13 @@ import Synchronization
 public final class GroupCommitter: Sendable {
     /// Counters for `status` and the benchmarks.
     public struct Statistics: Sendable, Hashable {
+        /// Transactions written: commits that stored at least one event.
         public var commits: UInt64 = 0
+        /// Appends answered by the writer, refused ones and retries of stored events included.
         public var requests: UInt64 = 0
+        /// Events stored; an event sent again that was already stored is not one.
         public var events: UInt64 = 0
+        /// The most appends one written transaction held.
         public var largestBatch: Int = 0
         public var queued: Int = 0
         /// Commits the storage refused as a whole (a full file system, a failing disk); nothing of them is stored.
@@ -181,9 +185,13 @@ public final class GroupCommitter: Sendable {
                         state.statistics.failedCommits += 1
                         return
                     }
-                    state.statistics.commits += 1
                     state.statistics.requests += UInt64(batch.count)
-                    for case .success(let receipt) in results { state.statistics.events += UInt64(receipt.positions.count) }
+                    var stored = 0
+                    for case .success(let receipt) in results { stored += receipt.positions.count - receipt.alreadyStored.count }
+                    // Only retries and refusals: LMDB commits a transaction that changed nothing without writing it.
+                    guard stored > 0 else { return }
+                    state.statistics.commits += 1
+                    state.statistics.events += UInt64(stored)
                     state.statistics.largestBatch = max(state.statistics.largestBatch, batch.count)
                 }
                 for (pending, result) in zip(batch, results) { pending.completion(result, pending.request) }

@@ -262,4 +262,33 @@ struct IdempotencyTests {
         }
         #expect(try setup.headPosition() == Int64(2 * rounds))
     }
+
+    /// LMDB's last transaction id in `dataDir`, as `mdb_stat -e` prints it.
+    static func lastTransactionID(_ dataDir: String) throws -> Int {
+        let result = try runCommand(mdbTool("mdb_stat"), ["-e", dataDir])
+        let line = try #require(result.stdout.split(separator: "\n").first { $0.contains("Last transaction ID:") }, "\(result.stdout)\(result.stderr)")
+        return try #require(Int(line.split(separator: ":").last?.trimmingCharacters(in: .whitespaces) ?? ""), "\(line)")
+    }
+
+    @Test("status counts the events stored and the transactions written: the article appended three times to an empty log is 8 events in 1 transaction, of 3 appends; the retries write no transaction")
+    func retriesAreNotCommits() throws {
+        let daemon = try Daemon()
+        let first = try daemon.ctl(["append", Repository.articlePath])
+        #expect(first.status == 0, "\(first.stderr)")
+        let written = try Self.lastTransactionID(daemon.dataDir)
+        for _ in 0..<2 {
+            _ = try daemon.ctl(["append", Repository.articlePath])
+        }
+        #expect(try Self.lastTransactionID(daemon.dataDir) == written, "the retries wrote no transaction")
+        let status = try daemon.client().call("status")
+        #expect(status["position"]?.intValue == 8)
+        let commits = try #require(status["commits"])
+        #expect(commits["transactions"]?.intValue == 1, "\(commits)")
+        #expect(commits["events"]?.intValue == 8, "\(commits)")
+        #expect(commits["requests"]?.intValue == 3, "\(commits)")
+        #expect(commits["largestBatch"]?.intValue == 1, "\(commits)")
+        let shown = try daemon.ctl(["status", "--format", "table"])
+        #expect(shown.stdout.contains("1 transactions, 8 events, largest batch 1"), "\(shown.stdout)")
+        #expect(daemon.stop() == 0)
+    }
 }

@@ -57,6 +57,8 @@ public final class EventLog: Sendable {
     let cityDocuments = Mutex<[String: [UInt8]]>([:])
     private let openingRebuild = Mutex<UInt64?>(nil)
     private let lockDescriptor: Int32
+    /// A writer's `flock` on `data.mdb` itself (``lockDataFile(directory:)``), or -1.
+    private let dataFileLockDescriptor: Int32
     /// The bytes the log held when it was opened and its maximum size (``LogOptions/maxMapSize``), when it held
     /// more: a log that grew under a larger maximum. It is served as it is, but takes no more appends
     /// (``sizeLimitRefusal()``) until the maximum is raised above what it holds. Fixed for the life of the
@@ -64,7 +66,8 @@ public final class EventLog: Sendable {
     public let pastMaximumSize: (used: Int, maximum: Int)?
 
     /// Opens (and for a writer creates) the log in `options.directory`. A writer takes an exclusive lock on
-    /// `incidentd.lock` there, so a second daemon on the same directory refuses to start; it also clears stale
+    /// `incidentd.lock` there, and one on `data.mdb` (which no one removes from a log in use), so a second daemon on
+    /// the same directory refuses to start, even after `incidentd.lock` was deleted; it also clears stale
     /// reader slots, and rebuilds the projections if they lag behind the events, are of another version, or were
     /// built with a gazetteer whose cities differ from `gazetteer`'s (or with one the log does not record, before
     /// it recorded it), or if `options.rebuildAtOpen` asks for it; `options.onRebuildAtOpen` is told why.
@@ -85,9 +88,12 @@ public final class EventLog: Sendable {
         envOptions.initialMapSize = min(options.initialMapSize, options.maxMapSize)
         envOptions.maxMapSize = options.maxMapSize
         envOptions.readOnly = options.readOnly
+        var dataFileLock: Int32 = -1
         do {
             try EventLog.refuseEmptyDataFile(in: options.directory)
             environment = try Environment(directory: options.directory, options: envOptions)
+            // Before this process writes anything: opening LMDB's environment wrote nothing to an existing log.
+            if !options.readOnly { dataFileLock = try EventLog.lockDataFile(directory: options.directory) }
             // The pages opening the log reads through the map, where a damaged one is a wrong answer or a fault; a
             // writer's first commit (the format tag) reads the free list too.
             if let damage = try environment.checkPages(of: EventLog.readAtOpen, includingFreeList: !options.readOnly).damage {
@@ -107,8 +113,10 @@ public final class EventLog: Sendable {
                 meta: meta)
         } catch {
             if lockDescriptor >= 0 { close(lockDescriptor) }
+            if dataFileLock >= 0 { close(dataFileLock) }
             throw EventLog.openFailure(error, directory: options.directory, readOnly: options.readOnly)
         }
+        dataFileLockDescriptor = dataFileLock
         let usedAtOpen = environment.info.usedBytes
         pastMaximumSize = usedAtOpen > options.maxMapSize ? (usedAtOpen, options.maxMapSize) : nil
         if !options.readOnly {
@@ -219,6 +227,7 @@ public final class EventLog: Sendable {
 
     deinit {
         if lockDescriptor >= 0 { close(lockDescriptor) }
+        if dataFileLockDescriptor >= 0 { close(dataFileLockDescriptor) }
     }
 
     /// How many events the rebuild of the projections made as the log was opened folded; nil when the
@@ -243,7 +252,9 @@ public final class EventLog: Sendable {
                 throw LogError(.io, "cannot open \(path): \(String(cString: strerror(errno)))")
             }
             if flock(fd, LOCK_EX | LOCK_NB) != 0 {
-                let reason = errno == EWOULDBLOCK ? "another incidentd is already using it" : String(cString: strerror(errno))
+                let reason = errno == EWOULDBLOCK
+                    ? "another incidentd\(flockHolder(of: path).map { " (process \($0))" } ?? "") is already using it"
+                    : String(cString: strerror(errno))
                 close(fd)
                 throw LogError(.locked, "cannot lock \(path): \(reason)")
             }
@@ -254,6 +265,63 @@ public final class EventLog: Sendable {
             }
             close(fd)
         }
+    }
+
+    /// Takes an exclusive `flock` on `directory/data.mdb` and returns the descriptor that holds it. `incidentd.lock`
+    /// can be deleted while its daemon runs, and the next daemon would take a new file's lock; `data.mdb` is the log
+    /// itself. LMDB locks only `lock.mdb` (with `fcntl`), and readers (`verify --data-dir`, `replay --data-dir`,
+    /// backups) take no lock on `data.mdb`, so this stops only a second writer.
+    static func lockDataFile(directory: String) throws -> Int32 {
+        let path = directory + "/data.mdb"
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else {
+            throw LogError(.io, "cannot open \(path): \(String(cString: strerror(errno)))")
+        }
+        guard flock(fd, LOCK_EX | LOCK_NB) == 0 else {
+            let code = errno
+            close(fd)
+            guard code == EWOULDBLOCK else {
+                throw LogError(.io, "cannot lock \(path): \(String(cString: strerror(code)))")
+            }
+            let holder = flockHolder(of: path).map { " (process \($0))" } ?? ""
+            throw LogError(
+                .locked,
+                "cannot lock \(path): another incidentd\(holder) is already using it, and holds its lock on data.mdb (its incidentd.lock was deleted or replaced since it started)")
+        }
+        return fd
+    }
+
+    /// The process that holds a `flock` on `path`, from `/proc/locks`; nil when it cannot be told.
+    static func flockHolder(of path: String) -> Int32? {
+        var info = stat()
+        guard stat(path, &info) == 0 else { return nil }
+        let fd = open("/proc/locks", O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { return nil }
+        defer { close(fd) }
+        var bytes: [UInt8] = []
+        var chunk = [UInt8](repeating: 0, count: 4096)
+        while true {
+            let n = chunk.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+            if n < 0 && errno == EINTR { continue }
+            guard n > 0 else { break }
+            bytes += chunk[0..<n]
+        }
+        let locks = String(decoding: bytes, as: UTF8.self)
+        let device = UInt64(info.st_dev)
+        // glibc's gnu_dev_major and gnu_dev_minor, which /proc/locks prints in hexadecimal.
+        let major = ((device >> 8) & 0xfff) | ((device >> 32) & ~UInt64(0xfff))
+        let minor = (device & 0xff) | ((device >> 12) & ~UInt64(0xff))
+        let file = String(major, radix: 16) + ":" + String(minor, radix: 16) + ":" + String(info.st_ino)
+        for line in locks.split(separator: "\n") {
+            // "1: FLOCK  ADVISORY  WRITE 1234 08:01:5678 0 EOF"
+            let fields = line.split(separator: " ")
+            guard fields.count >= 6, fields[1] == "FLOCK", fields[3] == "WRITE" else { continue }
+            let parts = fields[5].split(separator: ":")
+            guard parts.count == 3, let lockMajor = UInt64(parts[0], radix: 16), let lockMinor = UInt64(parts[1], radix: 16)
+            else { continue }
+            if "\(String(lockMajor, radix: 16)):\(String(lockMinor, radix: 16)):\(parts[2])" == file { return Int32(fields[4]) }
+        }
+        return nil
     }
 
     private func checkFormat() throws {

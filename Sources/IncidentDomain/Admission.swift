@@ -91,12 +91,13 @@ public struct Admission: Sendable {
     }
 
     /// The canonical id of a reported city name, or `unknown_city` with suggestions. A city an earlier report
-    /// added with `allowNewCity` is known from then on under its canonical id.
+    /// added with `allowNewCity` is known from then on under its canonical id, which names it before any spelling
+    /// of the gazetteer does (a gazetteer changed since may have made it another city's alias).
     public func resolveCity(_ name: String, allowNewCity: Bool, store: inout some ProjectionStore) throws -> String {
-        if let memo {
-            if let id = memo.resolve(name) { return id }
-        } else if let city = gazetteer.resolve(name) {
-            return city.id
+        if let resolved = memo != nil ? memo?.resolve(name) : gazetteer.resolve(name)?.id {
+            // A city id is of the form of an incident id, which is checked without normalising.
+            guard resolved != name, IncidentID.isValid(name), try store.city(name) != nil else { return resolved }
+            return name
         }
         let slugged = Gazetteer.slugHoldingAll(name)
         // Cut to an id's length, two names that differ only past it would be one city.

@@ -292,8 +292,11 @@ extension EventLog {
         return try CityState(json: JSONReader().read(raw)).name
     }
 
-    /// The canonical id for any spelling: the gazetteer first, then cities added with `allowNewCity`.
+    /// The canonical id for any spelling: an exact city id first (of the gazetteer, or of the log: a city added with
+    /// `allowNewCity` whose spelling a gazetteer changed since gives to another city), then the gazetteer's
+    /// spellings, then those of cities added with `allowNewCity`.
     public func resolveCity(_ name: String) throws -> String? {
+        if gazetteer.city(id: name) != nil || cityDocuments.withLock({ $0[name] != nil }) { return name }
         if let id = gazetteerMemo.resolve(name) { return id }
         // LMDB refuses empty and over-long keys (MDB_BAD_VALSIZE); no city id is either, so skip them.
         let slugged = Gazetteer.slugHoldingAll(name)
@@ -310,6 +313,18 @@ extension EventLog {
     public func citiesOutsideGazetteer() -> [City] {
         let documents = cityDocuments.withLock { $0.filter { gazetteer.city(id: $0.key) == nil } }
         return documents.values.compactMap { try? CityState(json: JSONReader().read($0)).gazetteerEntry }
+    }
+
+    /// The cities of the log that the gazetteer does not know (added with `allowNewCity`) of which a spelling (their
+    /// id, their name, or one reported for them) now names another city of the gazetteer, by id: that spelling
+    /// reaches the gazetteer's city, and only the exact id reaches the log's. With the spelling and the other city.
+    public func citiesNamedByGazetteerSpellings() -> [(cityId: String, spelling: String, gazetteerCityId: String)] {
+        citiesOutsideGazetteer().sorted { $0.id < $1.id }.compactMap { city in
+            for spelling in [city.name, city.id] + city.aliases {
+                if let other = gazetteer.resolve(spelling), other.id != city.id { return (city.id, spelling, other.id) }
+            }
+            return nil
+        }
     }
 
     /// The canonical JSON of one city's projection (``CityState/json``), or nil when no incident has been

@@ -194,6 +194,11 @@ struct Incidentd: ParsableCommand {
         if let folded = log.eventsRebuiltAtOpen {
             logger.notice("rebuilt projections", metadata: ["events": "\(folded)"])
         }
+        for (cityId, spelling, gazetteerCityId) in log.citiesNamedByGazetteerSpellings() {
+            logger.warning(
+                "the gazetteer's city \(gazetteerCityId) now takes the spelling \"\(spelling)\" of the city \(cityId), which this log added with allowNewCity: \"\(spelling)\" now names \(gazetteerCityId); \(cityId)'s incidents are reached by its exact id (incidentctl city \(cityId), events --city \(cityId))",
+                metadata: ["cityId": "\(cityId)", "gazetteerCityId": "\(gazetteerCityId)"])
+        }
         let stop = DispatchSemaphore(value: 0)
         let storageTrouble = StorageTroubleLog(logger: logger, onBroken: { stop.signal() })
         let followers = Followers()

@@ -200,6 +200,59 @@ struct GazetteerChangeTests {
         #expect(daemon.stop() == 0)
     }
 
+    @Test("a city added with allowNewCity whose spelling a gazetteer added since gives to a city of its own: its exact id still names it (city, read, a report), the spelling names the gazetteer's city, and the daemon warns at start naming both ids")
+    func newCityShadowedByTheGazetteer() throws {
+        let setup = try Setup()
+        let daemon = try setup.daemon()
+        for day in 1...5 {
+            _ = try Self.ctl(
+                daemon, ["report", "--allow-new-city", "--city", "Testtown", "--kind", "demonstration", "--occurred", "2022-03-0\(day)"])
+        }
+        #expect(try Self.city(daemon, "Testtown")["cityId"]?.stringValue == "testtown")
+        #expect(!daemon.log.contains("testtown"), "\(daemon.log)")
+        #expect(daemon.stop() == 0)
+
+        let text = try String(contentsOfFile: setup.gazetteer, encoding: .utf8)
+        try (text + """
+
+            [[city]]
+            id = "testtown-official"
+            name = "Testtown"
+            aliases = ["Testtown", "Test Town"]
+
+            """).write(toFile: setup.gazetteer, atomically: true, encoding: .utf8)
+        try daemon.start()
+        let warning = daemon.log.split(separator: "\n").filter { $0.contains(" warning ") && $0.contains("testtown") }
+        #expect(warning.count == 1, "\(daemon.log)")
+        #expect(
+            warning.first?.contains("the gazetteer's city testtown-official now takes the spelling \"Testtown\" of the city testtown,") == true,
+            "\(daemon.log)")
+        #expect(warning.first?.contains("cityId=testtown gazetteerCityId=testtown-official") == true, "\(daemon.log)")
+
+        // The exact id: the old city, with its five incidents.
+        let old = try Self.city(daemon, "testtown")
+        #expect(old["cityId"]?.stringValue == "testtown", "\(old)")
+        #expect(old["incidents"]?["total"]?.intValue == 5, "\(old)")
+        let client = try daemon.client()
+        let read = try client.call("read", ["city": "testtown", "limit": 100])
+        #expect(read["events"]?.arrayValue?.count == 5, "\(read)")
+        let listed = try daemon.ctl(["events", "--city", "testtown", "--format", "json"])
+        #expect(listed.status == 0 && listed.stdout.components(separatedBy: "\"cityId\":\"testtown\"").count == 6, "\(listed.stdout)\(listed.stderr)")
+        // Any spelling: the gazetteer's city.
+        for spelling in ["Testtown", "Test Town", "TESTTOWN", "testtown-official"] {
+            #expect(try Self.city(daemon, spelling)["cityId"]?.stringValue == "testtown-official", "\(spelling)")
+        }
+        #expect(try client.call("read", ["city": "Testtown", "limit": 100])["events"]?.arrayValue?.count == 0)
+
+        // A report names its city as a query does.
+        #expect(try client.appendEvents([Wire.report(city: "testtown", occurredAt: "2022-03-06")])["incidents"] == ["testtown-2022-03-06-demonstration"])
+        #expect(try client.appendEvents([Wire.report(city: "Test Town", occurredAt: "2022-03-06")])["incidents"] == ["testtown-official-2022-03-06-demonstration"])
+        #expect(try Self.city(daemon, "testtown")["incidents"]?["total"]?.intValue == 6)
+        #expect(try Self.city(daemon, "Testtown")["incidents"]?["total"]?.intValue == 1)
+        try Self.expectCitiesAreReplay(daemon, gazetteer: setup.gazetteer, "after the gazetteer took the spelling")
+        #expect(daemon.stop() == 0)
+    }
+
     @Test("what the log records of its gazetteer changes with every change of the gazetteer that changes a replay, and not with a spelling, coordinates or a GeoNames id")
     func recordedInputCoversTheFold() throws {
         let daemon = try Daemon()

@@ -138,8 +138,8 @@ extension EventLog {
         removeRecoveryFolder(work)
         var report: RecoveryReport
         do {
-            let daemonLock = try lockOutDaemon(of: source)
-            defer { if daemonLock >= 0 { close(daemonLock) } }
+            let daemonLocks = try lockOutDaemon(of: source)
+            defer { for fd in daemonLocks { close(fd) } }
             // A log LMDB cannot open (a meta page damaged, the file cut short) is read page by page alone, to the
             // head given, and without its event-id index.
             let sourceEnvironment: Environment?
@@ -174,27 +174,37 @@ extension EventLog {
         return report
     }
 
-    /// Takes the lock a daemon serving `source` holds (`incidentd.lock`), so that none serves it while it is read:
-    /// the events one appended after the copy began would not be in the new log. Returns its descriptor, or -1
-    /// where there is no such file (a backup's directory, which no daemon has served).
-    private static func lockOutDaemon(of source: String) throws -> Int32 {
-        let path = source + "/incidentd.lock"
-        let fd = open(path, O_RDONLY | O_CLOEXEC)
-        if fd < 0 {
-            if errno == ENOENT { return -1 }
-            throw LogError(.io, "cannot open \(path): \(String(cString: strerror(errno)))")
-        }
-        if flock(fd, LOCK_EX | LOCK_NB) != 0 {
-            let code = errno
-            close(fd)
-            if code == EWOULDBLOCK {
-                throw LogError(
-                    .locked,
-                    "incidentd is serving the log in \(source): stop it first, since what it appends while the events are copied would not be in the new log")
+    /// Takes the locks a daemon serving `source` holds (`incidentd.lock`, and the one on `data.mdb`, which holds
+    /// when `incidentd.lock` was deleted under it), so that none serves it while it is read: the events one appended
+    /// after the copy began would not be in the new log. Returns the descriptors that hold them: none where there is
+    /// no such file (a backup's directory, which no daemon has served). A `data.mdb` that cannot be opened is left to
+    /// opening the log to report.
+    private static func lockOutDaemon(of source: String) throws -> [Int32] {
+        var held: [Int32] = []
+        do {
+            for file in ["incidentd.lock", "data.mdb"] {
+                let path = source + "/" + file
+                let fd = open(path, O_RDONLY | O_CLOEXEC)
+                if fd < 0 {
+                    if errno == ENOENT || file == "data.mdb" { continue }
+                    throw LogError(.io, "cannot open \(path): \(String(cString: strerror(errno)))")
+                }
+                held.append(fd)
+                if flock(fd, LOCK_EX | LOCK_NB) != 0 {
+                    let code = errno
+                    if code == EWOULDBLOCK {
+                        throw LogError(
+                            .locked,
+                            "incidentd is serving the log in \(source): stop it first, since what it appends while the events are copied would not be in the new log")
+                    }
+                    throw LogError(.io, "cannot lock \(path): \(String(cString: strerror(code)))")
+                }
             }
-            throw LogError(.io, "cannot lock \(path): \(String(cString: strerror(code)))")
+        } catch {
+            for fd in held { close(fd) }
+            throw error
         }
-        return fd
+        return held
     }
 
     /// Opens the damaged log read-only, with the refusals opening a log gives (``openFailure(_:directory:readOnly:)``).

@@ -334,7 +334,7 @@ struct RecoveryTests {
         #expect(noBackup.status == 1 && noBackup.stderr.contains("cannot read the backup in /nonexistent-backup"), "\(noBackup)")
     }
 
-    @Test("a log that a daemon is serving is refused, since what it appends during the copy would be missing; once stopped, it is recovered")
+    @Test("a log that a daemon is serving is refused, since what it appends during the copy would be missing, also once its incidentd.lock was deleted; once stopped, it is recovered")
     func servedLog() throws {
         let log = try Self.storedLog()
         try log.daemon.start()
@@ -342,6 +342,11 @@ struct RecoveryTests {
         defer { try? FileManager.default.removeItem(atPath: target) }
         let refused = try Self.recover(log.daemon.dataDir, into: target + "/data")
         #expect(refused.status == 1 && refused.stderr.contains("incidentd is serving the log"), "\(refused)")
+        #expect(!FileManager.default.fileExists(atPath: target + "/data"), "the destination it made is removed")
+        // Its incidentd.lock deleted, the daemon still holds data.mdb.
+        #expect(unlink(log.daemon.dataDir + "/incidentd.lock") == 0)
+        let unlocked = try Self.recover(log.daemon.dataDir, into: target + "/data")
+        #expect(unlocked.status == 1 && unlocked.stderr.contains("incidentd is serving the log"), "\(unlocked)")
         #expect(!FileManager.default.fileExists(atPath: target + "/data"), "the destination it made is removed")
         #expect(log.daemon.stop() == 0)
         let run = try Self.recover(log.daemon.dataDir, into: target + "/data")

@@ -178,17 +178,30 @@ public struct IncidentState: Hashable, Sendable {
         int(injured, &out)
         int(detained, &out)
         int(reportedAt.microseconds, &out)
-        for range in [report.participants, current.participants] {
-            if let range {
-                int(range.low, &out)
-                int(range.high, &out)
-            }
+        if let range = report.participants {
+            int(range.low, &out)
+            int(range.high, &out)
+        }
+        if let range = current.participants {
+            int(range.low, &out)
+            int(range.high, &out)
         }
         out.append(UInt8(responses.count))
-        for (index, kind) in ResponseKind.storedCases.enumerated() {
-            guard let count = responses[kind] else { continue }
-            out.append(UInt8(index))
-            int(count, &out)
+        if !responses.isEmpty {
+            // In case order, each kind found by its index rather than looked up in the dictionary.
+            var counts = SIMD16<Int64>()
+            var present: UInt16 = 0
+            for (kind, count) in responses {
+                let index = Int(ResponseKind.index(kind))
+                counts[index] = count
+                present |= 1 << UInt16(index)
+            }
+            while present != 0 {
+                let index = present.trailingZeroBitCount
+                present &= present - 1
+                out.append(UInt8(index))
+                int(counts[index], &out)
+            }
         }
         text(incident, &out)
         text(cityId, &out)

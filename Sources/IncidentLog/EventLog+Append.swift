@@ -110,13 +110,14 @@ struct TransactionProjections: ProjectionStore {
 
     /// Writes every projection this batch changed, and returns the cities' new documents.
     @discardableResult
-    func flush() throws -> [String: [UInt8]] {
+    mutating func flush() throws -> [String: [UInt8]] {
         var buffer: [UInt8] = []
         buffer.reserveCapacity(512)
-        for (id, state) in batchIncidents {
-            buffer.removeAll(keepingCapacity: true)
-            state.encode(into: &buffer)
-            try txn.put(db.incidents, key: id, value: buffer)
+        // Each state written where the dictionary keeps it: iterating the dictionary would copy every one.
+        var index = batchIncidents.startIndex
+        while index != batchIncidents.endIndex {
+            try batchIncidents.values[index].store(in: txn, db, buffer: &buffer)
+            batchIncidents.formIndex(after: &index)
         }
         var documents: [String: [UInt8]] = [:]
         for (id, state) in batchCities {
@@ -125,6 +126,16 @@ struct TransactionProjections: ProjectionStore {
             documents[id] = document
         }
         return documents
+    }
+}
+
+extension IncidentState {
+    /// Writes the stored form under the incident's id. Mutating only so that it is called on the value where a
+    /// dictionary keeps it (its `values` subscript's `_modify`), not on a copy; it changes nothing.
+    fileprivate mutating func store(in txn: UnsafeWriteTransaction, _ db: Databases, buffer: inout [UInt8]) throws {
+        buffer.removeAll(keepingCapacity: true)
+        encode(into: &buffer)
+        try txn.put(db.incidents, key: incident, value: buffer)
     }
 }
 

@@ -153,61 +153,81 @@ public struct IncidentState: Hashable, Sendable {
     }
 
     public func encode(into out: inout [UInt8]) {
-        @inline(__always) func int(_ v: Int64, _ out: inout [UInt8]) { StoredInteger.append(v, to: &out) }
-        @inline(__always) func text(_ s: String, _ out: inout [UInt8]) {
-            var s = s
-            s.withUTF8 { utf8 in
-                StoredInteger.append(Int64(utf8.count), to: &out)
-                out.append(contentsOf: utf8)
+        // Written into room made for the most it can take (nine 10-byte integers and four for the participants,
+        // ten response kinds, five texts each after a 10-byte length), then cut to what it took.
+        let texts = incident.utf8.count + cityId.utf8.count + report.city.utf8.count + occurredAt.utf8.count
+            + (report.cityId?.utf8.count ?? 0)
+        let room = 8 + 13 * 10 + 10 * 11 + 5 * 10 + texts
+        let start = out.count
+        out.append(contentsOf: repeatElement(0, count: room))
+        let used = out.withUnsafeMutableBytes { raw -> Int in
+            let out = UnsafeMutableRawBufferPointer(rebasing: raw[start...])
+            var offset = 0
+            @inline(__always) func byte(_ b: UInt8) {
+                out[offset] = b
+                offset += 1
             }
-        }
-        out.append(IncidentState.storedFormat)
-        out.append(Precision.index(precision))
-        out.append(OutcomeStatus.index(status))
-        out.append(Verification.index(verification))
-        out.append(IncidentKind.index(report.kind))
-        out.append(IncidentKind.index(current.kind))
-        out.append((verificationFromOutcome ? 1 : 0) | (report.participants != nil ? 2 : 0) | (current.participants != nil ? 4 : 0)
-            | (report.cityId != nil ? 8 : 0))
-        int(version, &out)
-        int(Int64(bitPattern: firstPosition), &out)
-        int(Int64(bitPattern: lastPosition &- firstPosition), &out)
-        int(responseEvents, &out)
-        int(outcomeEvents, &out)
-        int(killed, &out)
-        int(injured, &out)
-        int(detained, &out)
-        int(reportedAt.microseconds, &out)
-        if let range = report.participants {
-            int(range.low, &out)
-            int(range.high, &out)
-        }
-        if let range = current.participants {
-            int(range.low, &out)
-            int(range.high, &out)
-        }
-        out.append(UInt8(responses.count))
-        if !responses.isEmpty {
-            // In case order, each kind found by its index rather than looked up in the dictionary.
-            var counts = SIMD16<Int64>()
-            var present: UInt16 = 0
-            for (kind, count) in responses {
-                let index = Int(ResponseKind.index(kind))
-                counts[index] = count
-                present |= 1 << UInt16(index)
+            @inline(__always) func int(_ v: Int64) { StoredInteger.write(v, to: out, at: &offset) }
+            @inline(__always) func text(_ s: String) {
+                var s = s
+                s.withUTF8 { utf8 in
+                    int(Int64(utf8.count))
+                    UnsafeMutableRawBufferPointer(rebasing: out[offset..<offset + utf8.count]).copyMemory(
+                        from: UnsafeRawBufferPointer(utf8))
+                    offset += utf8.count
+                }
             }
-            while present != 0 {
-                let index = present.trailingZeroBitCount
-                present &= present - 1
-                out.append(UInt8(index))
-                int(counts[index], &out)
+            byte(IncidentState.storedFormat)
+            byte(Precision.index(precision))
+            byte(OutcomeStatus.index(status))
+            byte(Verification.index(verification))
+            byte(IncidentKind.index(report.kind))
+            byte(IncidentKind.index(current.kind))
+            byte(
+                (verificationFromOutcome ? 1 : 0) | (report.participants != nil ? 2 : 0) | (current.participants != nil ? 4 : 0)
+                    | (report.cityId != nil ? 8 : 0))
+            int(version)
+            int(Int64(bitPattern: firstPosition))
+            int(Int64(bitPattern: lastPosition &- firstPosition))
+            int(responseEvents)
+            int(outcomeEvents)
+            int(killed)
+            int(injured)
+            int(detained)
+            int(reportedAt.microseconds)
+            if let range = report.participants {
+                int(range.low)
+                int(range.high)
             }
+            if let range = current.participants {
+                int(range.low)
+                int(range.high)
+            }
+            byte(UInt8(responses.count))
+            if !responses.isEmpty {
+                // In case order, each kind found by its index rather than looked up in the dictionary.
+                var counts = SIMD16<Int64>()
+                var present: UInt16 = 0
+                for (kind, count) in responses {
+                    let index = Int(ResponseKind.index(kind))
+                    counts[index] = count
+                    present |= 1 << UInt16(index)
+                }
+                while present != 0 {
+                    let index = present.trailingZeroBitCount
+                    present &= present - 1
+                    byte(UInt8(index))
+                    int(counts[index])
+                }
+            }
+            text(incident)
+            text(cityId)
+            text(report.city)
+            text(occurredAt)
+            if let reportCityId = report.cityId { text(reportCityId) }
+            return offset
         }
-        text(incident, &out)
-        text(cityId, &out)
-        text(report.city, &out)
-        text(occurredAt, &out)
-        if let reportCityId = report.cityId { text(reportCityId, &out) }
+        out.removeLast(room - used)
     }
 
     /// Reads the stored form back. The report and its corrected form come back with only the city, the city id,

@@ -494,11 +494,16 @@ public struct CityState: Hashable, Sendable {
         }
         if sign < 0 {
             // Counts that fall back to zero are dropped, so equal documents mean equal states.
-            incidentsByKind = incidentsByKind.filter { $0.value != 0 }
-            responses = responses.filter { $0.value != 0 }
-            outcomes = outcomes.filter { $0.value != 0 }
-            verification = verification.filter { $0.value != 0 }
+            CityState.dropZeros(&incidentsByKind)
+            CityState.dropZeros(&responses)
+            CityState.dropZeros(&outcomes)
+            CityState.dropZeros(&verification)
         }
+    }
+
+    /// Removes the counts that are zero, in place: mostly there are none, and a filtered copy would allocate.
+    @inline(__always) private static func dropZeros<Key>(_ counts: inout [Key: Int64]) {
+        while let zero = counts.firstIndex(where: { $0.value == 0 }) { counts.remove(at: zero) }
     }
 }
 

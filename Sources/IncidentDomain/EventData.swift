@@ -193,6 +193,23 @@ public struct ReportData: Hashable, Sendable {
 
     /// This report with `corrections` applied; the corrections were validated when they were appended.
     public func applying(_ corrections: [String: JSONValue]) -> ReportData {
+        switch ReportData.countedOnly(corrections) {
+        case .invalid: return self
+        case .counted(let effect):
+            var applied = self
+            if let kind = effect.kind { applied.kind = kind }
+            switch effect.participants {
+            case .unchanged: break
+            case .removed: applied.participants = nil
+            case .set(let range): applied.participants = range
+            }
+            return applied
+        case .other: return applyingThroughJSON(corrections)
+        }
+    }
+
+    /// ``applying(_:)`` by the round trip through a merged JSON object, which reads every field.
+    package func applyingThroughJSON(_ corrections: [String: JSONValue]) -> ReportData {
         var merged = json.objectValue ?? [:]
         for (key, value) in corrections { merged[key] = value.isNull ? nil : value }
         return (try? ReportData(json: .object(merged), path: "data", stored: true)) ?? self
@@ -201,6 +218,15 @@ public struct ReportData: Hashable, Sendable {
     /// What ``applying(_:)`` does to the two fields the projections count by, whatever the report: each field
     /// checks only itself, so the corrections apply to any stored report exactly when they apply to a bare one.
     public static func countedEffect(of corrections: [String: JSONValue]) -> CountedCorrection {
+        switch countedOnly(corrections) {
+        case .invalid: return CountedCorrection()
+        case .counted(let effect): return effect
+        case .other: return countedEffectThroughJSON(of: corrections)
+        }
+    }
+
+    /// ``countedEffect(of:)`` by the round trip of a bare report through a merged JSON object.
+    package static func countedEffectThroughJSON(of corrections: [String: JSONValue]) -> CountedCorrection {
         let bare = ReportData(
             city: "-", cityId: nil, kind: .other, location: nil, coordinates: nil, description: nil, participants: nil,
             targets: nil, tags: [])
@@ -213,6 +239,46 @@ public struct ReportData: Hashable, Sendable {
             effect.participants = participants.isNull ? .removed : applied.participants.map { .set($0) } ?? .removed
         }
         return effect
+    }
+
+    /// Corrections read without the round trip through a merged JSON object, when they correct the kind or the
+    /// participants and nothing else (as most do).
+    enum CountedOnly {
+        /// They correct another field too: only the round trip reads them.
+        case other
+        /// A field fails its rule, so the merged report would be refused: they change nothing.
+        case invalid
+        case counted(CountedCorrection)
+    }
+
+    /// ``CountedOnly`` for `corrections`. Each field checks only itself (see ``countedEffect(of:)``), so a
+    /// correction of the kind or the participants is read here by the same rule as the report's own: the kind
+    /// as ``FieldReader/enumValue(_:_:)`` reads it (null removes it, which the rule refuses), the participants
+    /// by ``PeopleRange/init(json:path:)``, null removing them.
+    static func countedOnly(_ corrections: [String: JSONValue]) -> CountedOnly {
+        var effect = CountedCorrection()
+        var invalid = false
+        for (key, value) in corrections {
+            switch key {
+            case "kind":
+                if case .string(let text) = value, let kind = IncidentKind(rawValue: text) {
+                    effect.kind = kind
+                } else {
+                    invalid = true
+                }
+            case "participants":
+                if value.isNull {
+                    effect.participants = .removed
+                } else if let range = try? PeopleRange(json: value, path: "data.participants") {
+                    effect.participants = .set(range)
+                } else {
+                    invalid = true
+                }
+            default:
+                return .other
+            }
+        }
+        return invalid ? .invalid : .counted(effect)
     }
 
     /// Checks a `corrections` object against the report's own field rules.

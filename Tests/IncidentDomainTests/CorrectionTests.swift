@@ -1,0 +1,57 @@
+import IncidentDomain
+import StrictJSON
+import Testing
+
+/// `ReportData.applying` and `countedEffect` read corrections of the kind and the participants directly; every
+/// other correction goes through a merged JSON object. Both must answer as that round trip does.
+@Suite struct CorrectionTests {
+    private static let now = Timestamp(microseconds: 1_764_000_000_000_000)
+
+    private static func report(_ data: JSONValue) throws -> ReportData {
+        let event = try ProposedEvent(
+            json: ["type": "incident-reported", "occurredAt": "2022-03-01", "data": data], now: now)
+        guard case .reported(let report) = event.data else { throw CorrectionTestFailure() }
+        return report
+    }
+
+    private struct CorrectionTestFailure: Error {}
+
+    static let kinds: [JSONValue?] = [nil, "blockade", "strike", "no-such-kind", "Blockade", .null, 3, ["kind": "strike"]]
+    static let participants: [JSONValue?] = [
+        nil, .null, 40, 0, -1, 1_000_000_000_000, ["low": 90], ["low": 90, "high": 120], ["low": 120, "high": 90],
+        ["high": 5], ["low": 5, "high": 6, "mid": 5], ["low": "5"], "many", 2.5, .array([]),
+    ]
+    static let others: [(String, JSONValue)?] = [nil, ("location", "Main square"), ("tags", .array(["x"])), ("location", .null)]
+
+    @Test("the direct reading of kind and participants corrections gives what the JSON round trip gives")
+    func directMatchesRoundTrip() throws {
+        let reports = [
+            try Self.report(["city": "Kup'yansk", "kind": "demonstration", "participants": ["low": 150, "high": 200]]),
+            try Self.report(["city": "Kyiv", "kind": "strike", "location": "Maidan", "tags": ["a", "b"]]),
+        ]
+        var compared = 0
+        for kind in Self.kinds {
+            for people in Self.participants {
+                for other in Self.others {
+                    var corrections: [String: JSONValue] = [:]
+                    if let kind { corrections["kind"] = kind }
+                    if let people { corrections["participants"] = people }
+                    if let other { corrections[other.0] = other.1 }
+                    guard !corrections.isEmpty else { continue }
+                    #expect(
+                        ReportData.countedEffect(of: corrections) == ReportData.countedEffectThroughJSON(of: corrections),
+                        "\(corrections)")
+                    for report in reports {
+                        #expect(report.applying(corrections) == report.applyingThroughJSON(corrections), "\(corrections)")
+                        compared += 1
+                    }
+                }
+            }
+        }
+        #expect(compared > 700)
+        // The cases that take the direct reading do change the report.
+        let corrected = reports[0].applying(["kind": "blockade", "participants": ["low": 90]])
+        #expect(corrected.kind == .blockade && corrected.participants == PeopleRange(low: 90, high: 90))
+        #expect(reports[0].applying(["participants": .null]).participants == nil)
+    }
+}

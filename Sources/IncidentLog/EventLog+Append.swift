@@ -1,3 +1,10 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#elseif canImport(Darwin)
+import Darwin
+#endif
 import Gazetteer
 import IncidentDomain
 import LMDB
@@ -206,7 +213,7 @@ extension EventLog {
                     var alreadyStored: [Int] = []
                     // By uid and bytes: String's == takes two spellings of a name (NFC, NFD) for one.
                     let sameRecorder = recordedByWritten.map {
-                        $0.uid == request.recordedBy.uid && $0.user.utf8.elementsEqual(request.recordedBy.user.utf8)
+                        $0.uid == request.recordedBy.uid && Self.sameBytes($0.user, request.recordedBy.user)
                     }
                     if sameRecorder != true {
                         recordedByBytes.removeAll(keepingCapacity: true)
@@ -349,6 +356,19 @@ extension EventLog {
             return batch.map { _ in .failure(failure) }
         } catch {
             return batch.map { _ in .failure(.storage("\(error)")) }
+        }
+    }
+
+    /// Whether `a` and `b` hold the same UTF-8 bytes (String's == takes canonically equivalent spellings for one).
+    static func sameBytes(_ a: String, _ b: String) -> Bool {
+        var a = a
+        var b = b
+        return a.withUTF8 { a in
+            b.withUTF8 { b in
+                guard a.count == b.count else { return false }
+                guard let pa = a.baseAddress, let pb = b.baseAddress else { return true }
+                return memcmp(pa, pb, a.count) == 0
+            }
         }
     }
 

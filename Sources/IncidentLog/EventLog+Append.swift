@@ -378,46 +378,60 @@ extension EventLog {
         into out: inout [UInt8], parts: EncodedProposal, admitted: AdmittedEvent, eventId: String, position: UInt64,
         previous: [UInt8], recordedAt: [UInt8], recordedBy: [UInt8]
     ) -> String {
+        @inline(__always) func literal(_ text: StaticString) {
+            out.append(contentsOf: UnsafeRawBufferPointer(start: text.utf8Start, count: text.utf8CodeUnitCount))
+        }
         // `{"data":` and the data, as the content starts.
         if case .reported(let report) = admitted.data, let cityId = report.cityId, parts.cityIdOffset > 0 {
             out.append(contentsOf: parts.content[..<parts.cityIdOffset])
-            out.append(contentsOf: ",\"cityId\":".utf8)
+            literal(",\"cityId\":")
             JSONValue.writeString(cityId, into: &out)
             out.append(contentsOf: parts.content[parts.cityIdOffset..<parts.data.upperBound])
         } else {
             out.append(contentsOf: parts.content[..<parts.data.upperBound])
         }
-        out.append(contentsOf: ",\"eventId\":".utf8)
+        literal(",\"eventId\":")
         JSONValue.writeString(eventId, into: &out)
-        out.append(contentsOf: ",\"incident\":".utf8)
+        literal(",\"incident\":")
         JSONValue.writeString(admitted.incident, into: &out)
-        out.append(contentsOf: ",\"occurredAt\":".utf8)
+        literal(",\"occurredAt\":")
         JSONValue.writeString(admitted.occurredAt, into: &out)
-        out.append(contentsOf: ",\"position\":".utf8)
+        literal(",\"position\":")
         JSONValue.writeInteger(Int64(position), into: &out)
-        out.append(contentsOf: ",\"precision\":".utf8)
-        JSONValue.writeString(admitted.precision.rawValue, into: &out)
-        out.append(contentsOf: ",\"prevHash\":\"".utf8)
+        switch admitted.precision {
+        case .minute: literal(",\"precision\":\"minute\",\"prevHash\":\"")
+        case .hour: literal(",\"precision\":\"hour\",\"prevHash\":\"")
+        case .day: literal(",\"precision\":\"day\",\"prevHash\":\"")
+        case .week: literal(",\"precision\":\"week\",\"prevHash\":\"")
+        case .month: literal(",\"precision\":\"month\",\"prevHash\":\"")
+        }
         let hexStart = out.count
-        let digits: StaticString = "0123456789abcdef"
-        for byte in previous {
-            out.append(digits.utf8Start[Int(byte >> 4)])
-            out.append(digits.utf8Start[Int(byte & 0xF)])
+        out.append(contentsOf: repeatElement(0, count: 2 * previous.count))
+        out.withUnsafeMutableBufferPointer { out in
+            let digits: StaticString = "0123456789abcdef"
+            var i = hexStart
+            for byte in previous {
+                out[i] = digits.utf8Start[Int(byte >> 4)]
+                out[i + 1] = digits.utf8Start[Int(byte & 0xF)]
+                i += 2
+            }
         }
         let prevHash = String(decoding: out[hexStart...], as: UTF8.self)
-        out.append(contentsOf: "\",\"recordedAt\":".utf8)
+        literal("\",\"recordedAt\":")
         out.append(contentsOf: recordedAt)
-        out.append(contentsOf: ",\"recordedBy\":".utf8)
+        literal(",\"recordedBy\":")
         out.append(contentsOf: recordedBy)
-        out.append(contentsOf: ",\"schema\":".utf8)
+        literal(",\"schema\":")
         JSONValue.writeInteger(currentEventSchema, into: &out)
         if !parts.sources.isEmpty {
-            out.append(contentsOf: ",\"sources\":".utf8)
+            literal(",\"sources\":")
             out.append(contentsOf: parts.content[parts.sources])
         }
-        out.append(contentsOf: ",\"type\":".utf8)
-        JSONValue.writeString(admitted.data.type.rawValue, into: &out)
-        out.append(contentsOf: ",\"version\":".utf8)
+        switch admitted.data.type {
+        case .incidentReported: literal(",\"type\":\"incident-reported\",\"version\":")
+        case .responseObserved: literal(",\"type\":\"response-observed\",\"version\":")
+        case .outcomeUpdated: literal(",\"type\":\"outcome-updated\",\"version\":")
+        }
         JSONValue.writeInteger(admitted.version, into: &out)
         out.append(UInt8(ascii: "}"))
         return prevHash

@@ -152,6 +152,10 @@ public struct IncidentState: Hashable, Sendable {
         return out
     }
 
+    /// Zeros copied in as the room ``encode(into:)`` writes into: `append(contentsOf:)` of a `repeatElement`
+    /// stores them one by one.
+    private static let zeros = [UInt8](repeating: 0, count: 1024)
+
     public func encode(into out: inout [UInt8]) {
         // Written into room made for the most it can take (nine 10-byte integers and four for the participants,
         // ten response kinds, five texts each after a 10-byte length), then cut to what it took.
@@ -159,7 +163,11 @@ public struct IncidentState: Hashable, Sendable {
             + (report.cityId?.utf8.count ?? 0)
         let room = 8 + 13 * 10 + 10 * 11 + 5 * 10 + texts
         let start = out.count
-        out.append(contentsOf: repeatElement(0, count: room))
+        if room <= IncidentState.zeros.count {
+            IncidentState.zeros.withUnsafeBytes { out.append(contentsOf: UnsafeRawBufferPointer(rebasing: $0[..<room])) }
+        } else {
+            out.append(contentsOf: repeatElement(0, count: room))
+        }
         let used = out.withUnsafeMutableBytes { raw -> Int in
             let out = UnsafeMutableRawBufferPointer(rebasing: raw[start...])
             var offset = 0

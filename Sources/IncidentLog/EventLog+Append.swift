@@ -405,18 +405,17 @@ extension EventLog {
         case .week: literal(",\"precision\":\"week\",\"prevHash\":\"")
         case .month: literal(",\"precision\":\"month\",\"prevHash\":\"")
         }
-        let hexStart = out.count
-        out.append(contentsOf: repeatElement(0, count: 2 * previous.count))
-        out.withUnsafeMutableBufferPointer { out in
+        let prevHash = withUnsafeTemporaryAllocation(of: UInt8.self, capacity: 2 * previous.count) { hex in
             let digits: StaticString = "0123456789abcdef"
-            var i = hexStart
+            var i = 0
             for byte in previous {
-                out[i] = digits.utf8Start[Int(byte >> 4)]
-                out[i + 1] = digits.utf8Start[Int(byte & 0xF)]
+                hex[i] = digits.utf8Start[Int(byte >> 4)]
+                hex[i + 1] = digits.utf8Start[Int(byte & 0xF)]
                 i += 2
             }
+            out.append(contentsOf: hex)
+            return String(decoding: hex, as: UTF8.self)
         }
-        let prevHash = String(decoding: out[hexStart...], as: UTF8.self)
         literal("\",\"recordedAt\":")
         out.append(contentsOf: recordedAt)
         literal(",\"recordedBy\":")

@@ -184,9 +184,9 @@ private struct DateCursor {
     let bytes: UnsafeRawBufferPointer
     var i = 0
 
-    var atEnd: Bool { i == bytes.count }
+    var atEnd: Bool { @inline(__always) get { i == bytes.count } }
 
-    mutating func number(_ width: Int) -> Int64? {
+    @inline(__always) mutating func number(_ width: Int) -> Int64? {
         guard i + width <= bytes.count else { return nil }
         var value: Int64 = 0
         for k in 0..<width {
@@ -198,19 +198,19 @@ private struct DateCursor {
         return value
     }
 
-    mutating func digit() -> Int64? {
+    @inline(__always) mutating func digit() -> Int64? {
         guard i < bytes.count, bytes[i] >= 48, bytes[i] <= 57 else { return nil }
         defer { i += 1 }
         return Int64(bytes[i] - 48)
     }
 
-    mutating func expect(_ c: UInt8) -> Bool {
+    @inline(__always) mutating func expect(_ c: UInt8) -> Bool {
         guard i < bytes.count, bytes[i] == c else { return false }
         i += 1
         return true
     }
 
-    mutating func sign() -> Int64? {
+    @inline(__always) mutating func sign() -> Int64? {
         if expect(UInt8(ascii: "+")) { return 1 }
         if expect(UInt8(ascii: "-")) { return -1 }
         return nil

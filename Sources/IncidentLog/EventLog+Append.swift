@@ -142,7 +142,10 @@ extension IncidentState {
     fileprivate mutating func store(in txn: UnsafeWriteTransaction, _ db: Databases, buffer: inout [UInt8]) throws {
         buffer.removeAll(keepingCapacity: true)
         encode(into: &buffer)
-        try txn.put(db.incidents, key: incident, value: buffer)
+        var key = incident
+        try key.withUTF8 { key in
+            try buffer.withUnsafeBytes { try txn.put(db.incidents, key: UnsafeRawBufferPointer(key), value: $0) }
+        }
     }
 }
 
@@ -323,18 +326,23 @@ extension EventLog {
                 for event in staged {
                     courtesy.pass()
                     try txn.put(db.events, key: event.position, value: event.value, flags: .append)
-                    try streamValues.withUnsafeBytes { values in
-                        try txn.put(
-                            db.streams, key: Keys.stream(start: event.streamStart, version: event.version),
-                            value: UnsafeRawBufferPointer(rebasing: values[event.streamValue]))
-                    }
-                    withUnsafeBytes(of: event.position.bigEndian) { position in
-                        idValue.withUnsafeMutableBytes { raw in
-                            raw.copyMemory(from: position)
-                            UnsafeMutableRawBufferPointer(rebasing: raw[8...]).copyBytes(from: event.contentDigest)
+                    // The keys and values as raw bytes: the generic `ContiguousBytes` overloads cost more than
+                    // the put.
+                    let streamKey = (event.streamStart.bigEndian, UInt64(bitPattern: event.version).bigEndian)
+                    try withUnsafeBytes(of: streamKey) { key in
+                        assert(Array(key) == Keys.stream(start: event.streamStart, version: event.version))
+                        try streamValues.withUnsafeBytes { values in
+                            try txn.put(db.streams, key: key, value: UnsafeRawBufferPointer(rebasing: values[event.streamValue]))
                         }
                     }
-                    try txn.put(db.eventIds, key: event.eventId, value: idValue, flags: .noOverwrite)
+                    try idValue.withUnsafeMutableBytes { raw in
+                        withUnsafeBytes(of: event.position.bigEndian) { raw.copyMemory(from: $0) }
+                        UnsafeMutableRawBufferPointer(rebasing: raw[8...]).copyBytes(from: event.contentDigest)
+                        var eventId = event.eventId
+                        try eventId.withUTF8 { key in
+                            try txn.put(db.eventIds, key: UnsafeRawBufferPointer(key), value: UnsafeRawBufferPointer(raw), flags: .noOverwrite)
+                        }
+                    }
                 }
                 cityDocuments = try store.flush()
                 if !staged.isEmpty {

@@ -4,10 +4,29 @@ import StrictJSON
 // key order, without building dictionaries and sorting their keys. The append path writes every event and its
 // content digest this way; `CanonicalWriterTests` holds each one to the JSONValue form.
 
-extension Array where Element == UInt8 {
+/// Where the canonical encoders write: an array, or a ``BoundedByteWriter`` over an array's storage, which the
+/// append path writes an event's content into without an array's checks on each append.
+protocol CanonicalOutput {
+    /// The bytes written so far.
+    var count: Int { get }
+    mutating func append(_ byte: UInt8)
+    /// `,"key":`, without the comma when `first`.
+    mutating func key(_ key: StaticString, first: Bool)
+    mutating func string(_ s: String)
+    mutating func int(_ i: Int64)
+    mutating func ascii(_ s: StaticString)
+    /// A value without a direct encoder (a double, an outcome's corrections), in its canonical form.
+    mutating func json(_ value: JSONValue)
+}
+
+extension CanonicalOutput {
+    @inline(__always) mutating func key(_ key: StaticString) { self.key(key, first: false) }
+}
+
+extension Array: CanonicalOutput where Element == UInt8 {
     /// `,"key":` (without the comma when `first`), appended in one piece: appended a byte at a time, each byte
     /// would check the array's uniqueness and capacity again.
-    @inline(__always) mutating func key(_ key: StaticString, first: Bool = false) {
+    @inline(__always) mutating func key(_ key: StaticString, first: Bool) {
         let count = key.utf8CodeUnitCount
         withUnsafeTemporaryAllocation(of: UInt8.self, capacity: count + 4) { member in
             var n = 0
@@ -28,10 +47,32 @@ extension Array where Element == UInt8 {
     @inline(__always) mutating func ascii(_ s: StaticString) {
         append(contentsOf: UnsafeBufferPointer(start: s.utf8Start, count: s.utf8CodeUnitCount))
     }
+    @inline(__always) mutating func json(_ value: JSONValue) { value.write(into: &self) }
+}
+
+extension BoundedByteWriter: CanonicalOutput {
+    @inline(__always) mutating func key(_ key: StaticString, first: Bool) {
+        if !first { append(UInt8(ascii: ",")) }
+        append(UInt8(ascii: "\""))
+        append(key)
+        append(UInt8(ascii: "\""))
+        append(UInt8(ascii: ":"))
+    }
+
+    @inline(__always) mutating func string(_ s: String) { appendJSONString(s) }
+    @inline(__always) mutating func int(_ i: Int64) { appendInteger(i) }
+    @inline(__always) mutating func ascii(_ s: StaticString) { append(s) }
+    mutating func json(_ value: JSONValue) {
+        var bytes: [UInt8] = []
+        value.write(into: &bytes)
+        bytes.withUnsafeBytes { append($0) }
+    }
 }
 
 extension Source {
-    public func writeCanonical(into out: inout [UInt8]) {
+    public func writeCanonical(into out: inout [UInt8]) { writeCanonical(to: &out) }
+
+    func writeCanonical<Out: CanonicalOutput>(to out: inout Out) {
         out.append(UInt8(ascii: "{"))
         var first = true
         if let method { out.key("method", first: first); out.string(method); first = false }
@@ -45,18 +86,22 @@ extension Source {
     }
 
     /// The canonical array of `sources`.
-    public static func writeCanonical(_ sources: [Source], into out: inout [UInt8]) {
+    public static func writeCanonical(_ sources: [Source], into out: inout [UInt8]) { writeCanonical(sources, to: &out) }
+
+    static func writeCanonical<Out: CanonicalOutput>(_ sources: [Source], to out: inout Out) {
         out.append(UInt8(ascii: "["))
         for (n, source) in sources.enumerated() {
             if n > 0 { out.append(UInt8(ascii: ",")) }
-            source.writeCanonical(into: &out)
+            source.writeCanonical(to: &out)
         }
         out.append(UInt8(ascii: "]"))
     }
 }
 
 extension PeopleRange {
-    public func writeCanonical(into out: inout [UInt8]) {
+    public func writeCanonical(into out: inout [UInt8]) { writeCanonical(to: &out) }
+
+    func writeCanonical<Out: CanonicalOutput>(to out: inout Out) {
         out.append(UInt8(ascii: "{"))
         out.key("high", first: true); out.int(high)
         out.key("low"); out.int(low)
@@ -65,10 +110,12 @@ extension PeopleRange {
 }
 
 extension Coordinates {
-    public func writeCanonical(into out: inout [UInt8]) {
+    public func writeCanonical(into out: inout [UInt8]) { writeCanonical(to: &out) }
+
+    func writeCanonical<Out: CanonicalOutput>(to out: inout Out) {
         out.append(UInt8(ascii: "{"))
-        out.key("lat", first: true); JSONValue.double(lat).write(into: &out)
-        out.key("lon"); JSONValue.double(lon).write(into: &out)
+        out.key("lat", first: true); out.json(.double(lat))
+        out.key("lon"); out.json(.double(lon))
         out.append(UInt8(ascii: "}"))
     }
 }
@@ -76,21 +123,23 @@ extension Coordinates {
 extension ReportData {
     public func writeCanonical(into out: inout [UInt8]) {
         var cityEnd = 0
-        writeCanonical(into: &out, cityEnd: &cityEnd)
+        writeCanonical(to: &out, cityEnd: &cityEnd)
     }
 
     /// The canonical bytes, noting in `cityEnd` where the `city` member ends in `out`: where `,"cityId":…`
     /// goes when the daemon adds the canonical city to a report sent without it.
-    public func writeCanonical(into out: inout [UInt8], cityEnd: inout Int) {
+    public func writeCanonical(into out: inout [UInt8], cityEnd: inout Int) { writeCanonical(to: &out, cityEnd: &cityEnd) }
+
+    func writeCanonical<Out: CanonicalOutput>(to out: inout Out, cityEnd: inout Int) {
         out.append(UInt8(ascii: "{"))
         out.key("city", first: true); out.string(city)
         cityEnd = out.count
         if let cityId { out.key("cityId"); out.string(cityId) }
-        if let coordinates { out.key("coordinates"); coordinates.writeCanonical(into: &out) }
+        if let coordinates { out.key("coordinates"); coordinates.writeCanonical(to: &out) }
         if let description { out.key("description"); out.string(description) }
         out.key("kind"); out.string(kind.rawValue)
         if let location { out.key("location"); out.string(location) }
-        if let participants { out.key("participants"); participants.writeCanonical(into: &out) }
+        if let participants { out.key("participants"); participants.writeCanonical(to: &out) }
         if !tags.isEmpty {
             out.key("tags")
             out.append(UInt8(ascii: "["))
@@ -106,7 +155,9 @@ extension ReportData {
 }
 
 extension ResponseData {
-    public func writeCanonical(into out: inout [UInt8]) {
+    public func writeCanonical(into out: inout [UInt8]) { writeCanonical(to: &out) }
+
+    func writeCanonical<Out: CanonicalOutput>(to out: inout Out) {
         out.append(UInt8(ascii: "{"))
         out.key("by", first: true); out.string(by)
         if let description { out.key("description"); out.string(description) }
@@ -125,10 +176,12 @@ extension ResponseData {
 }
 
 extension OutcomeData {
-    public func writeCanonical(into out: inout [UInt8]) {
+    public func writeCanonical(into out: inout [UInt8]) { writeCanonical(to: &out) }
+
+    func writeCanonical<Out: CanonicalOutput>(to out: inout Out) {
         out.append(UInt8(ascii: "{"))
         var first = true
-        if let corrections { out.key("corrections", first: true); JSONValue.object(corrections).write(into: &out); first = false }
+        if let corrections { out.key("corrections", first: true); out.json(.object(corrections)); first = false }
         if let method { out.key("method", first: first); out.string(method); first = false }
         if let note { out.key("note", first: first); out.string(note); first = false }
         out.key("status", first: first); out.string(status.rawValue)
@@ -139,11 +192,13 @@ extension OutcomeData {
 }
 
 extension EventData {
-    public func writeCanonical(into out: inout [UInt8]) {
+    public func writeCanonical(into out: inout [UInt8]) { writeCanonical(to: &out) }
+
+    func writeCanonical<Out: CanonicalOutput>(to out: inout Out) {
         switch self {
-        case .reported(let d): d.writeCanonical(into: &out)
-        case .responded(let d): d.writeCanonical(into: &out)
-        case .outcome(let d): d.writeCanonical(into: &out)
+        case .reported(let d): var cityEnd = 0; d.writeCanonical(to: &out, cityEnd: &cityEnd)
+        case .responded(let d): d.writeCanonical(to: &out)
+        case .outcome(let d): d.writeCanonical(to: &out)
         }
     }
 }
@@ -160,14 +215,77 @@ extension Recorder {
 extension ProposedEvent {
     /// ``contentBytes``, written directly.
     public func writeContent(into out: inout [UInt8]) {
+        var parts = ContentParts.Offsets()
+        writeContent(to: &out, &parts)
+    }
+
+    /// ``contentBytes``, and where in them lie the parts of the stored event that the writer splices from them.
+    /// Written straight into the array's storage, of `capacity` bytes: when the content is longer, it is written
+    /// again into exactly as many bytes as it needs.
+    public func contentParts(capacity: Int = 1_024) -> ContentParts {
+        var parts = ContentParts.Offsets()
+        var needed = 0
+        var content = [UInt8](unsafeUninitializedCapacity: capacity) { memory, initialized in
+            var out = BoundedByteWriter(memory)
+            writeContent(to: &out, &parts)
+            needed = out.count
+            initialized = out.fits ? out.count : 0
+        }
+        if needed > capacity {
+            content = [UInt8](unsafeUninitializedCapacity: needed) { memory, initialized in
+                var out = BoundedByteWriter(memory)
+                writeContent(to: &out, &parts)
+                initialized = out.fits ? out.count : 0
+            }
+        }
+        return ContentParts(
+            content: content, data: parts.dataStart..<parts.dataEnd, cityIdOffset: parts.cityEnd,
+            sources: parts.sourcesStart..<parts.sourcesEnd)
+    }
+
+    func writeContent<Out: CanonicalOutput>(to out: inout Out, _ parts: inout ContentParts.Offsets) {
         out.append(UInt8(ascii: "{"))
-        out.key("data", first: true); data.writeCanonical(into: &out)
+        out.key("data", first: true)
+        parts.dataStart = out.count
+        switch data {
+        case .reported(let d): d.writeCanonical(to: &out, cityEnd: &parts.cityEnd)
+        case .responded(let d): d.writeCanonical(to: &out)
+        case .outcome(let d): d.writeCanonical(to: &out)
+        }
+        parts.dataEnd = out.count
         if let incident { out.key("incident"); out.string(incident) }
         if let occurredAt { out.key("occurredAt"); out.string(occurredAt) }
         if let precision { out.key("precision"); out.string(precision.rawValue) }
-        if !sources.isEmpty { out.key("sources"); Source.writeCanonical(sources, into: &out) }
+        if !sources.isEmpty {
+            out.key("sources")
+            parts.sourcesStart = out.count
+            Source.writeCanonical(sources, to: &out)
+            parts.sourcesEnd = out.count
+        }
         out.key("type"); out.string(type.rawValue)
         out.append(UInt8(ascii: "}"))
+    }
+}
+
+/// A proposed event's ``ProposedEvent/contentBytes`` and where the parts the writer splices into the stored event
+/// lie in them.
+public struct ContentParts: Sendable {
+    /// ``ProposedEvent/contentBytes``: `{"data":…`, then the other members in canonical order.
+    public var content: [UInt8]
+    /// The canonical `data` as proposed: a report's without the `cityId` the daemon adds. It starts right after
+    /// `{"data":`, the start of `content`.
+    public var data: Range<Int>
+    /// For a report, where in `content` the `cityId` member goes (right after `city`); 0 otherwise.
+    public var cityIdOffset: Int
+    /// The canonical `sources` array; empty (`0..<0`) when the event has none.
+    public var sources: Range<Int>
+
+    struct Offsets {
+        var dataStart = 0
+        var dataEnd = 0
+        var cityEnd = 0
+        var sourcesStart = 0
+        var sourcesEnd = 0
     }
 }
 

@@ -118,44 +118,13 @@ public struct EncodedProposal: Sendable {
 
     init(_ event: ProposedEvent) {
         // ProposedEvent.contentBytes, written once: the parts are where they lie in it.
-        var content: [UInt8] = []
-        content.reserveCapacity(Self.expectedContentBytes)
-        content.append(contentsOf: "{\"data\":".utf8)
-        let dataStart = content.count
-        var offset = 0
-        if case .reported(let report) = event.data {
-            report.writeCanonical(into: &content, cityEnd: &offset)
-        } else {
-            event.data.writeCanonical(into: &content)
-        }
-        data = dataStart..<content.count
-        if let incident = event.incident {
-            content.append(contentsOf: ",\"incident\":".utf8)
-            JSONValue.writeString(incident, into: &content)
-        }
-        if let occurredAt = event.occurredAt {
-            content.append(contentsOf: ",\"occurredAt\":".utf8)
-            JSONValue.writeString(occurredAt, into: &content)
-        }
-        if let precision = event.precision {
-            content.append(contentsOf: ",\"precision\":".utf8)
-            JSONValue.writeString(precision.rawValue, into: &content)
-        }
-        if event.sources.isEmpty {
-            sources = 0..<0
-        } else {
-            content.append(contentsOf: ",\"sources\":".utf8)
-            let sourcesStart = content.count
-            Source.writeCanonical(event.sources, into: &content)
-            sources = sourcesStart..<content.count
-        }
-        content.append(contentsOf: ",\"type\":".utf8)
-        JSONValue.writeString(event.type.rawValue, into: &content)
-        content.append(UInt8(ascii: "}"))
-        assert(content == event.contentBytes, "the content bytes made from parts differ from ProposedEvent.contentBytes")
-        cityIdOffset = offset
-        contentDigest = ChainHash.digest(content)
-        self.content = content
+        let parts = event.contentParts(capacity: Self.expectedContentBytes)
+        assert(parts.content == event.contentBytes, "the content bytes made from parts differ from ProposedEvent.contentBytes")
+        data = parts.data
+        cityIdOffset = parts.cityIdOffset
+        sources = parts.sources
+        contentDigest = ChainHash.digest(parts.content)
+        content = parts.content
     }
 
     /// Room reserved for an event's content: what nearly every event of the benchmark's workload (modelled on the

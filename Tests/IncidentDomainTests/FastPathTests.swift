@@ -251,6 +251,23 @@ struct FastPathTests {
             let wire = wireEvent(&r)
             guard let proposal = try? ProposedEvent(json: wire, now: now) else { continue }
             #expect(proposal.contentBytes == proposal.contentJSON.canonicalBytes())
+            // Written into an array's storage, sometimes too small for it, and the parts where they lie.
+            let parts = proposal.contentParts(capacity: r.chance(30) ? r.below(200) : 1_024)
+            #expect(parts.content == proposal.contentBytes)
+            #expect(Array(parts.content[parts.data]) == proposal.data.json.canonicalBytes())
+            #expect(parts.data.lowerBound == 8 && parts.content.starts(with: Array("{\"data\":".utf8)))
+            if proposal.sources.isEmpty {
+                #expect(parts.sources == 0..<0)
+            } else {
+                #expect(Array(parts.content[parts.sources]) == JSONValue.array(proposal.sources.map(\.json)).canonicalBytes())
+            }
+            if case .reported(let report) = proposal.data {
+                var city: [UInt8] = Array("{\"city\":".utf8)
+                JSONValue.writeString(report.city, into: &city)
+                #expect(Array(parts.content[parts.data.lowerBound..<parts.cityIdOffset]) == city)
+            } else {
+                #expect(parts.cityIdOffset == 0)
+            }
             var data = proposal.data
             if case .reported(var report) = data, r.chance(80) {
                 report.cityId = "kupiansk"
@@ -266,6 +283,42 @@ struct FastPathTests {
             checked += 1
         }
         #expect(checked > 500)
+        // Text no client may send (control characters, as a stored event may hold after damage), long and short,
+        // and negative and large integers: written into an array's storage as the JSONValue form writes them.
+        let odd = ["\u{0}\u{1}\u{1F}\u{7F}\"\\\u{8}\u{C}\r", String(repeating: "é\u{2}\"", count: 700), "", "ok"]
+        let wires: [JSONValue] = [
+            ["type": "response-observed", "incident": "k1",
+             "data": ["by": "x", "responses": ["tear-gas"], "killed": 100_000_000, "injured": 12]],
+            ["type": "incident-reported", "occurredAt": "2022-03-01", "sources": [["name": "a", "verification": "verified"]],
+             "data": ["city": "x", "kind": "strike", "participants": ["low": 0, "high": 10], "coordinates": ["lat": 49.71, "lon": -37.6]]],
+            ["type": "outcome-updated", "incident": "k1", "data": ["status": "dispersed", "corrections": ["kind": "blockade"]]],
+        ]
+        for (n, text) in odd.enumerated() {
+            for wire in wires {
+                var proposal = try ProposedEvent(json: wire, now: now)
+                proposal.incident = text
+                proposal.occurredAt = n == 2 ? nil : text
+                if !proposal.sources.isEmpty { proposal.sources[0].name = text; proposal.sources[0].method = text }
+                switch proposal.data {
+                case .responded(var response):
+                    response.description = text
+                    response.by = text
+                    response.detained = -9_223_372_036_854_775_807 - 1
+                    response.injured = Int64.max
+                    proposal.data = .responded(response)
+                case .reported(var report):
+                    report.city = text
+                    report.tags = [text, text]
+                    proposal.data = .reported(report)
+                case .outcome(var outcome):
+                    outcome.note = text
+                    proposal.data = .outcome(outcome)
+                }
+                for capacity in [0, 1, 100, 1_024, 10_000] {
+                    #expect(proposal.contentParts(capacity: capacity).content == proposal.contentJSON.canonicalBytes())
+                }
+            }
+        }
         for micros: Int64 in [0, 1, -1, 999_999, -1_000_001, 253_402_300_799_999_999, 1_764_000_000_123_456] {
             var out: [UInt8] = []
             Timestamp(microseconds: micros).writeISO8601(quoted: false, into: &out)

@@ -512,7 +512,26 @@ public enum FastWireDecoder {
     /// A text field as ``FieldReader/checkText(_:field:maxLength:allowEmpty:)`` takes it: no control characters
     /// but newline and tab, at most `maxLength` Unicode scalars, trimmed, not empty.
     static func text(_ s: inout JSONScanner, _ buffer: inout [UInt8], maxLength: Int) -> String? {
-        s.withStringBytes(buffer: &buffer) { bytes in checkedText(bytes, maxLength: maxLength) }
+        s.withStringBytes(buffer: &buffer) { bytes, verbatim, ascii in
+            verbatim ? checkedVerbatimText(bytes, ascii: ascii, maxLength: maxLength) : checkedText(bytes, maxLength: maxLength)
+        }
+    }
+
+    /// ``checkedText(_:maxLength:)`` of a string that stood in the input without escapes, which the scanner found
+    /// to hold no control character, and whether it is all ASCII: only its length, its UTF-8 and its ends are left
+    /// to check.
+    static func checkedVerbatimText(_ bytes: UnsafeRawBufferPointer, ascii: Bool, maxLength: Int) -> String? {
+        let count = bytes.count
+        guard count > 0 else { return nil }
+        if count > maxLength {
+            // More bytes than the limit: the scalars are counted, as the bytes less the continuation bytes.
+            guard !ascii else { return nil }
+            var continuation = 0
+            for byte in bytes where byte & 0xC0 == 0x80 { continuation += 1 }
+            guard count - continuation <= maxLength else { return nil }
+        }
+        guard let string = ascii ? String(decoding: bytes, as: UTF8.self) : JSONScanner.validString(bytes) else { return nil }
+        return trimmed(string, bytes)
     }
 
     /// An `eventId` as the general path takes it: a text field, then ``EventID/normalize(_:)``. A UUID as it
@@ -565,8 +584,13 @@ public enum FastWireDecoder {
         guard count - continuation <= maxLength else { return nil }
         let isASCII = union & 0x8080_8080_8080_8080 == 0
         guard let string = isASCII ? String(decoding: bytes, as: UTF8.self) : JSONScanner.validString(bytes) else { return nil }
+        return trimmed(string, bytes)
+    }
+
+    /// `string`, whose UTF-8 is `bytes` (not empty), trimmed of whitespace; nil when nothing is left.
+    @inline(__always) static func trimmed(_ string: String, _ bytes: UnsafeRawBufferPointer) -> String? {
         @inline(__always) func plain(_ b: UInt8) -> Bool { b < 0x80 && b != 0x20 && !(0x09...0x0D).contains(b) }
-        if plain(bytes[0]) && plain(bytes[count - 1]) { return string }
+        if plain(bytes[0]) && plain(bytes[bytes.count - 1]) { return string }
         let trimmed = string.trimmingWhitespace()
         return trimmed.isEmpty ? nil : trimmed
     }

@@ -144,25 +144,56 @@ public struct JSONScanner {
     /// is copied), otherwise its unescaped bytes in `buffer`. Their UTF-8 is not yet validated. Nil when there is
     /// no valid string here.
     @inlinable public mutating func withStringBytes<T>(buffer: inout [UInt8], _ body: (UnsafeRawBufferPointer) -> T?) -> T? {
+        withStringBytes(buffer: &buffer) { bytes, _, _ in body(bytes) }
+    }
+
+    /// ``withStringBytes(buffer:_:)``, telling `body` too whether the string stood in the input as it is
+    /// (`verbatim`: it had no escapes, so it holds no control character, quote or backslash) and, when it did,
+    /// whether its bytes are all ASCII (`ascii`; false for a string with escapes).
+    @inlinable public mutating func withStringBytes<T>(
+        buffer: inout [UInt8], _ body: (UnsafeRawBufferPointer, _ verbatim: Bool, _ ascii: Bool) -> T?
+    ) -> T? {
         guard consume(UInt8(ascii: "\"")) else { return nil }
+        let bytes = self.bytes
         let start = index
         let count = bytes.count
+        var i = start
+        // The bytes before the end ORed together: their top bits are clear when they are all ASCII.
+        var union: UInt64 = 0
         while true {
-            index = JSONScanner.plainRunEnd(bytes, from: index)
-            guard index < count else { return nil }
-            let byte = bytes[index]
-            if byte == UInt8(ascii: "\"") {
-                index += 1
-                return body(UnsafeRawBufferPointer(rebasing: bytes[start..<index - 1]))
+            // To the first byte that needs attention: a word at a time, jumping to the byte itself.
+            if i + 8 <= count {
+                let word = bytes.loadUnaligned(fromByteOffset: i, as: UInt64.self)
+                let bits = JSONScanner.attentionBits(word)
+                if bits == 0 {
+                    union |= word
+                    i += 8
+                    continue
+                }
+                let before = bits.trailingZeroBitCount & ~7
+                union |= word & ((1 << before) &- 1)
+                i += before >> 3
+            } else {
+                while i < count {
+                    let byte = bytes[i]
+                    if byte < 0x20 || byte == UInt8(ascii: "\"") || byte == UInt8(ascii: "\\") { break }
+                    union |= UInt64(byte)
+                    i += 1
+                }
+                guard i < count else { return nil }
             }
-            if byte < 0x20 { return nil }
+            let byte = bytes[i]
+            if byte == UInt8(ascii: "\"") {
+                index = i + 1
+                return body(UnsafeRawBufferPointer(rebasing: bytes[start..<i]), true, union & 0x8080_8080_8080_8080 == 0)
+            }
             if byte == UInt8(ascii: "\\") { break }
-            index += 1
+            return nil
         }
         // An escape: start again, unescaping into the buffer.
         index = start - 1
         guard string(into: &buffer) else { return nil }
-        return buffer.withUnsafeBytes { body($0) }
+        return buffer.withUnsafeBytes { body($0, false, false) }
     }
 
     /// A string value as a validated `String`.

@@ -28,6 +28,13 @@ private let texts: [String] = [
     "in front of the city hall", "Kup’yansk", "Мелітополь", "About 150 residents, some holding \"flags\".",
     "line one\nline two\ttabbed", " leading space", "trailing space ", "\u{00A0}nbsp around\u{00A0}", "é", "a\\b/c",
     "🇺🇦 emoji", "x",
+    // Around the limits (200 scalars for a name, 1,000 for a location), in ASCII and in two-byte scalars.
+    String(repeating: "a", count: 200), String(repeating: "b", count: 201), String(repeating: "é", count: 200),
+    String(repeating: "é", count: 201), String(repeating: "é", count: 100) + String(repeating: "c", count: 100),
+    String(repeating: "d", count: 1_000), String(repeating: "e", count: 1_001),
+    // What needs attention, or is not ASCII, at each place in and around an eight-byte word.
+    "1234567\"", "12345678\"9", "123456789\\", "ab\ncdefgh", "abcdefg\t", "1234567é", "12345678é", "é1234567",
+    "123456789012345é", "1234567890123456é", "abcdefghijklmnopq",
 ]
 
 /// A valid wire event of a random type with a random selection of its optional fields.
@@ -180,8 +187,7 @@ extension String {
 }
 
 /// The general path, as the daemon takes it: JSONReader, the request's members (the id as written), then each event.
-private func slowDecode(_ line: String) -> (id: JSONText, events: [ProposedEvent], allowNewCity: Bool)? {
-    let bytes = Array(line.utf8)
+private func slowDecode(_ bytes: [UInt8]) -> (id: JSONText, events: [ProposedEvent], allowNewCity: Bool)? {
     guard let (value, idBytes) = bytes.withUnsafeBytes({ try? JSONReader().read($0, locating: "id") }),
         case .object(var members) = value
     else { return nil }
@@ -213,7 +219,7 @@ struct FastPathTests {
         var r = Rng(state: 20_220_301)
         var fastAccepted = 0
         var slowAccepted = 0
-        for n in 0..<6_000 {
+        for n in 0..<9_000 {
             var events = [wireEvent(&r)]
             if r.chance(10) { events.append(wireEvent(&r)) }
             if n % 3 == 1 { events = events.map { mutate($0, &r) } }
@@ -225,15 +231,22 @@ struct FastPathTests {
             var text = ""
             serialize(.object(request), &r, into: &text)
             if r.chance(3) { text = text.replacingOccurrences(of: "{\"type\"", with: "{\"type\":\"x\",\"type\"") }
-            let slow = slowDecode(text)
             var bytes = Array(text.utf8)
+            // Bytes no JSON text may hold where they land (a control character in a string) or that are not UTF-8.
+            if r.chance(15), !bytes.isEmpty {
+                let at = r.below(bytes.count)
+                let byte = r.pick([0xFF, 0xC3, 0x80, 0xBF, 0xE2, 0xF0, 0x00, 0x1F, 0x7F] as [UInt8])
+                if r.chance(50) { bytes.insert(byte, at: at) } else { bytes[at] = byte }
+            }
+            let slow = slowDecode(bytes)
+            let shown = String(decoding: bytes, as: UTF8.self)
             let fast = bytes.withUnsafeMutableBytes { FastWireDecoder.decodeAppend(UnsafeRawBufferPointer($0), now: now) }
             if let fast {
                 fastAccepted += 1
-                let expected = try #require(slow, "the fast path accepted what the general path refuses: \(text)")
-                #expect(fast.id == expected.id, "\(text)")
-                #expect(fast.events == expected.events, "\(text)")
-                #expect(fast.allowNewCity == expected.allowNewCity, "\(text)")
+                let expected = try #require(slow, "the fast path accepted what the general path refuses: \(shown)")
+                #expect(fast.id == expected.id, "\(shown)")
+                #expect(fast.events == expected.events, "\(shown)")
+                #expect(fast.allowNewCity == expected.allowNewCity, "\(shown)")
             }
             if slow != nil { slowAccepted += 1 }
             bytes.removeAll()

@@ -59,16 +59,25 @@ public struct BoundedByteWriter {
         let n = bytes.count
         var runStart = 0
         var i = 0
-        while i < n {
-            i = JSONScanner.plainRunEnd(bytes, from: i)
-            guard i < n else { break }
-            let byte = bytes[i]
-            if byte >= 0x20 && byte != 0x22 && byte != 0x5C {
-                i += 1
-                continue
+        while true {
+            // To the next byte that needs escaping: a word at a time, jumping to the byte itself.
+            if i + 8 <= n {
+                let bits = JSONScanner.attentionBits(bytes.loadUnaligned(fromByteOffset: i, as: UInt64.self))
+                if bits == 0 {
+                    i += 8
+                    continue
+                }
+                i += bits.trailingZeroBitCount >> 3
+            } else {
+                while i < n {
+                    let byte = bytes[i]
+                    if byte < 0x20 || byte == 0x22 || byte == 0x5C { break }
+                    i += 1
+                }
+                if i == n { break }
             }
             append(start + runStart, count: i - runStart)
-            appendEscaped(byte)
+            appendEscaped(bytes[i])
             i += 1
             runStart = i
         }

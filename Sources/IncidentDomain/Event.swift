@@ -264,15 +264,20 @@ public enum EventID {
     /// ``normalize(_:)`` of the UTF-8 bytes `bytes`.
     public static func normalize(utf8 bytes: UnsafeRawBufferPointer) -> String? {
         guard bytes.count == 36 else { return nil }
-        for (i, b) in bytes.enumerated() {
-            if i == 8 || i == 13 || i == 18 || i == 23 {
+        // Bit i set: byte i is a dash.
+        let dashes: UInt64 = 1 << 8 | 1 << 13 | 1 << 18 | 1 << 23
+        for i in 0..<36 {
+            let b = bytes[i]
+            if dashes >> UInt64(i) & 1 != 0 {
                 guard b == UInt8(ascii: "-") else { return nil }
             } else {
-                guard (48...57).contains(b) || (97...102).contains(b) || (65...70).contains(b) else { return nil }
+                // A digit, or a letter a-f in either case (setting 0x20 lowers A-F and changes no digit).
+                guard b &- UInt8(ascii: "0") < 10 || (b | 0x20) &- UInt8(ascii: "a") < 6 else { return nil }
             }
         }
+        // Every byte now is a digit, a dash or a letter, and setting 0x20 changes only an uppercase letter.
         return String(unsafeUninitializedCapacity: 36) { out in
-            for (i, b) in bytes.enumerated() { out[i] = (65...70).contains(b) ? b + 32 : b }
+            for i in 0..<36 { out[i] = bytes[i] | 0x20 }
             return 36
         }
     }

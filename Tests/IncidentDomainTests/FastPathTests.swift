@@ -339,6 +339,41 @@ struct FastPathTests {
         }
     }
 
+    @Test("an event id is normalized from its bytes as the plain rule says, on random and mutated ids")
+    func eventIDsFromBytes() {
+        // The rule as written: 36 bytes, dashes at 8, 13, 18 and 23, hexadecimal digits elsewhere, lowercased.
+        func expected(_ bytes: [UInt8]) -> String? {
+            guard bytes.count == 36 else { return nil }
+            var out: [UInt8] = []
+            for (i, b) in bytes.enumerated() {
+                if [8, 13, 18, 23].contains(i) {
+                    guard b == UInt8(ascii: "-") else { return nil }
+                    out.append(b)
+                } else if let digit = "0123456789abcdef".utf8.firstIndex(of: b) ?? "0123456789ABCDEF".utf8.firstIndex(of: b) {
+                    out.append("0123456789abcdef".utf8[digit])
+                } else {
+                    return nil
+                }
+            }
+            return String(decoding: out, as: UTF8.self)
+        }
+        var r = Rng(state: 36)
+        let valid = Array("3F2a5c1e-8b7d-4E6f-9a0b-1c2d3e4f5A6B".utf8)
+        // Near-misses of each digit: letters past f, the bytes 0x20 away from a digit, dashes and controls.
+        let odd: [UInt8] = Array("gGzZ`@/:-_ \u{10}\u{19}\u{0}".utf8) + [0x7F, 0x80, 0xC3, 0xFF, 0x0D, 0x46 | 0x80, 0x66 | 0x80]
+        for _ in 0..<20_000 {
+            var bytes = valid
+            for _ in 0..<r.below(3) {
+                let at = r.below(bytes.count)
+                bytes[at] = r.chance(50) ? r.pick(odd) : r.pick(Array("0123456789abcdefABCDEF-".utf8))
+            }
+            if r.chance(5) { bytes.insert(r.pick(odd), at: r.below(bytes.count)) }
+            if r.chance(5) { bytes.removeLast() }
+            let got = bytes.withUnsafeBytes { EventID.normalize(utf8: $0) }
+            #expect(got == expected(bytes), "\(bytes)")
+        }
+    }
+
     @Test("the stored incident projection reads back as it was written")
     func incidentStateRoundTrip() throws {
         let admission = Admission(gazetteer: .embedded)

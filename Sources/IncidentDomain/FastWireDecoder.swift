@@ -187,6 +187,8 @@ public enum FastWireDecoder {
         guard s.consume(UInt8(ascii: "[")) else { return nil }
         var sources: [Source] = []
         if s.consume(UInt8(ascii: "]")) { return sources }
+        // Room for two at once: an event seldom names more, and often two, which would otherwise move the first.
+        sources.reserveCapacity(2)
         repeat {
             guard sources.count < Limits.sources, let source = decodeSource(&s, &buffer, now: now) else { return nil }
             sources.append(source)
@@ -309,6 +311,7 @@ public enum FastWireDecoder {
                 if !isNull {
                     guard s.consume(UInt8(ascii: "[")) else { return nil }
                     if !s.consume(UInt8(ascii: "]")) {
+                        tags.reserveCapacity(4)
                         repeat {
                             guard tags.count < Limits.tags, let tag = text(&s, &buffer, maxLength: Limits.tag) else { return nil }
                             tags.append(tag)
@@ -416,6 +419,7 @@ public enum FastWireDecoder {
                 if !isNull {
                     guard s.consume(UInt8(ascii: "[")), !s.consume(UInt8(ascii: "]")) else { return nil }
                     var list: [ResponseKind] = []
+                    list.reserveCapacity(4)
                     repeat {
                         guard list.count < ResponseKind.allCases.count,
                             let kind = enumeration(&s, &buffer, ResponseKind.self), !list.contains(kind)

@@ -220,18 +220,20 @@ extension ProposedEvent {
     }
 
     /// ``contentBytes``, and where in them lie the parts of the stored event that the writer splices from them.
-    /// Written straight into the array's storage, of `capacity` bytes: when the content is longer, it is written
-    /// again into exactly as many bytes as it needs.
+    /// Written into `capacity` bytes on the stack (at most 1,024, which Swift always allocates there) and copied into
+    /// an array of their size; when the content is longer, it is written again, into an array of exactly its size.
     public func contentParts(capacity: Int = 1_024) -> ContentParts {
         var parts = ContentParts.Offsets()
+        // `Array(unsafeUninitializedCapacity:)` is not specialized by the standard library: it looks the array's
+        // storage class up at run time, more instructions than copying the content once from the stack.
         var needed = 0
-        var content = [UInt8](unsafeUninitializedCapacity: capacity) { memory, initialized in
-            var out = BoundedByteWriter(memory)
+        var content = withUnsafeTemporaryAllocation(of: UInt8.self, capacity: min(max(capacity, 0), 1_024)) { scratch in
+            var out = BoundedByteWriter(scratch)
             writeContent(to: &out, &parts)
             needed = out.count
-            initialized = out.fits ? out.count : 0
+            return out.fits ? Array(UnsafeBufferPointer(rebasing: scratch[..<out.count])) : []
         }
-        if needed > capacity {
+        if content.count != needed {
             content = [UInt8](unsafeUninitializedCapacity: needed) { memory, initialized in
                 var out = BoundedByteWriter(memory)
                 writeContent(to: &out, &parts)

@@ -237,7 +237,9 @@ extension ProposedEvent {
             content = [UInt8](unsafeUninitializedCapacity: needed) { memory, initialized in
                 var out = BoundedByteWriter(memory)
                 writeContent(to: &out, &parts)
-                initialized = out.fits ? out.count : 0
+                // The same event writes the same bytes: anything else would be stored as its content.
+                precondition(out.count == needed, "an event's content was written with two lengths")
+                initialized = out.count
             }
         }
         return ContentParts(

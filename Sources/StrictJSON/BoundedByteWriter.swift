@@ -8,8 +8,8 @@ import Darwin
 /// that did not fit too (it drops them): after one pass, ``count`` is the exact size of the output, and a caller
 /// whose memory was too small (``fits`` is false) writes again into that many bytes.
 ///
-/// It is for writing canonical JSON straight into an array's storage (`Array(unsafeUninitializedCapacity:)`),
-/// without the uniqueness and capacity checks an array makes on every append. The memory must stay valid while
+/// It is for writing canonical JSON into memory at hand (a buffer on the stack, an array's storage), without the
+/// uniqueness and capacity checks an array makes on every append. The memory must stay valid while
 /// the writer is used; the writer never reads it.
 public struct BoundedByteWriter {
     @usableFromInline let base: UnsafeMutablePointer<UInt8>

@@ -111,6 +111,13 @@ public struct Admission: Sendable {
             guard let slug = slugged?.slug else {
                 throw IncidentError.invalid("data.city", "\"\(name.prefix(64))\" gives no usable id for a new city")
             }
+            // An id names its city before any spelling does: one the gazetteer spells another city with would take
+            // that spelling from it.
+            if let other = gazetteer.resolve(slug) {
+                throw IncidentError.invalid(
+                    "data.city",
+                    "\"\(name.prefix(64))\" would make the new city \(slug), which is how the gazetteer spells \(other.name) (\(other.id)): write the city as the gazetteer does, or give a new city a name of its own")
+            }
             return slug
         }
         let others = try store.allCities().filter { gazetteer.city(id: $0.cityId) == nil }.map(\.gazetteerEntry)

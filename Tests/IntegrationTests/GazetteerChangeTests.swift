@@ -209,6 +209,8 @@ struct GazetteerChangeTests {
                 daemon, ["report", "--allow-new-city", "--city", "Testtown", "--kind", "demonstration", "--occurred", "2022-03-0\(day)"])
         }
         #expect(try Self.city(daemon, "Testtown")["cityId"]?.stringValue == "testtown")
+        _ = try Self.ctl(daemon, ["report", "--allow-new-city", "--city", "New Burg", "--kind", "strike", "--occurred", "2022-03-01"])
+        #expect(try Self.city(daemon, "New Burg")["cityId"]?.stringValue == "new-burg")
         #expect(!daemon.log.contains("testtown"), "\(daemon.log)")
         #expect(daemon.stop() == 0)
 
@@ -220,8 +222,20 @@ struct GazetteerChangeTests {
             name = "Testtown"
             aliases = ["Testtown", "Test Town"]
 
+            [[city]]
+            id = "newburg-official"
+            name = "Newburg"
+            aliases = ["new-burg"]
+
             """).write(toFile: setup.gazetteer, atomically: true, encoding: .utf8)
         try daemon.start()
+        // A spelling that is the log's city's own id: that exact id still names it, and the warning says so.
+        let idWarning = daemon.log.split(separator: "\n").filter { $0.contains(" warning ") && $0.contains("new-burg") }
+        #expect(
+            idWarning.count == 1 && idWarning.first?.contains("exactly \"new-burg\" names new-burg, any other way of writing it (another case, say) names newburg-official") == true,
+            "\(daemon.log)")
+        #expect(try Self.city(daemon, "new-burg")["cityId"]?.stringValue == "new-burg")
+        #expect(try Self.city(daemon, "NEW-BURG")["cityId"]?.stringValue == "newburg-official")
         let warning = daemon.log.split(separator: "\n").filter { $0.contains(" warning ") && $0.contains("testtown") }
         #expect(warning.count == 1, "\(daemon.log)")
         #expect(
@@ -251,6 +265,21 @@ struct GazetteerChangeTests {
         #expect(try Self.city(daemon, "Testtown")["incidents"]?["total"]?.intValue == 1)
         try Self.expectCitiesAreReplay(daemon, gazetteer: setup.gazetteer, "after the gazetteer took the spelling")
         #expect(daemon.stop() == 0)
+    }
+
+    @Test("a new city whose id would be a spelling the gazetteer gives another city is refused naming that city, and nothing is stored")
+    func newCityIdTakingAGazetteerSpelling() throws {
+        let daemon = try Daemon()
+        let client = try daemon.client()
+        let answer = try client.appendEvents([Wire.report(city: "Kupyansk.")], allowNewCity: true)
+        #expect(answer.errorCode == "invalid_event", "\(answer)")
+        #expect(
+            answer["error"]?["message"]?.stringValue?.contains("\"Kupyansk.\" would make the new city kupyansk, which is how the gazetteer spells Kupiansk (kupiansk)") == true,
+            "\(answer)")
+        #expect(try client.headPosition() == 0)
+        // A name of its own is still a new city; the gazetteer's spelling still its city.
+        #expect(try client.appendEvents([Wire.report(city: "Kupyansk Outskirts")], allowNewCity: true)["incidents"] == ["kupyansk-outskirts-2022-03-01-demonstration"])
+        #expect(try client.appendEvents([Wire.report(city: "kupyansk", occurredAt: "2022-03-02")])["incidents"] == ["kupiansk-2022-03-02-demonstration"])
     }
 
     @Test("what the log records of its gazetteer changes with every change of the gazetteer that changes a replay, and not with a spelling, coordinates or a GeoNames id")

@@ -12,9 +12,9 @@ enum Printer {
     /// break a row or shift a column.
     static func table(_ header: [String], _ rows: [[String]]) {
         let rows = rows.map { $0.map(visible) }
-        var widths = header.map(\.count)
+        var widths = header.map(columns)
         for row in rows {
-            for (i, cell) in row.enumerated() where i < widths.count { widths[i] = max(widths[i], cell.count) }
+            for (i, cell) in row.enumerated() where i < widths.count { widths[i] = max(widths[i], columns(cell)) }
         }
         func line(_ cells: [String]) -> String {
             cells.enumerated().map { i, cell in
@@ -27,16 +27,36 @@ enum Printer {
 
     /// `key: value` lines, each value ``visible(_:)``.
     static func fields(_ pairs: [(String, String)]) {
-        let width = pairs.map(\.0.count).max() ?? 0
+        let width = pairs.map { columns($0.0) }.max() ?? 0
         for (key, value) in pairs {
             print(padded(key + ":", to: width + 1) + " " + visible(value))
         }
     }
 
-    /// `text` followed by spaces up to `width` characters (as `count` counts them, the widths' measure).
+    /// `text` followed by spaces up to `width` terminal columns (``columns(_:)``, the widths' measure).
     static func padded(_ text: String, to width: Int) -> String {
-        let count = text.count
+        let count = columns(text)
         return count >= width ? text : text + String(repeating: " ", count: width - count)
+    }
+
+    /// How many columns of a terminal `text` takes once ``visible(_:)``: two for a character of the East Asian wide
+    /// and fullwidth blocks (Chinese, Japanese, Korean) or an emoji shown as such, one for any other.
+    static func columns(_ text: String) -> Int {
+        text.reduce(0) { sum, character in
+            guard let first = character.unicodeScalars.first, first.value >= 0x1100 else { return sum + 1 }
+            return sum + (isWide(first) || character.unicodeScalars.contains { $0.properties.isEmojiPresentation } ? 2 : 1)
+        }
+    }
+
+    private static func isWide(_ scalar: Unicode.Scalar) -> Bool {
+        switch scalar.value {
+        case 0x1100...0x115F, 0x2E80...0x303E, 0x3041...0x33FF, 0x3400...0x4DBF, 0x4E00...0x9FFF, 0xA000...0xA4CF,
+            0xAC00...0xD7A3, 0xF900...0xFAFF, 0xFE30...0xFE4F, 0xFF00...0xFF60, 0xFFE0...0xFFE6, 0x20000...0x2FFFD,
+            0x30000...0x3FFFD:
+            return true
+        default:
+            return false
+        }
     }
 
     /// `text` as a table shows it: nothing in it can end a line, move the cursor, reorder what follows or hide.

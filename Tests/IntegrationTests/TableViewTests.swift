@@ -91,6 +91,42 @@ struct TableViewTests {
         names.compactMap { name in header.range(of: "  " + name).map { header.distance(from: header.startIndex, to: $0.lowerBound) + 2 } }
     }
 
+    @Test("a table's columns line up in a terminal's columns: a character of Chinese, Japanese or Korean and an emoji take two")
+    func wideCharactersAlign() throws {
+        let daemon = try Self.log()
+        for city in ["Tokyo東京都", "Seoul서울", "Camp🏠"] {
+            let report = try daemon.ctl(["report", "--city", city, "--allow-new-city", "--kind", "strike", "--occurred", "2022-03-01"])
+            #expect(report.status == 0, "\(report.stderr)")
+        }
+        let cities = try daemon.ctl(["cities", "--format", "table"])
+        #expect(cities.status == 0, "\(cities.stderr)")
+        // Where each cell starts, in terminal columns: after a run of two spaces or more.
+        func starts(_ line: Substring) -> [Int] {
+            var starts: [Int] = []
+            var column = 0
+            var spaces = 0
+            for character in line {
+                if character == " " {
+                    spaces += 1
+                } else {
+                    if spaces >= 2 { starts.append(column) }
+                    spaces = 0
+                }
+                let scalar = character.unicodeScalars.first?.value ?? 0
+                let wide = (0x1100...0x115F).contains(scalar) || (0x2E80...0xA4CF).contains(scalar) || (0xAC00...0xD7A3).contains(scalar)
+                    || (0x1F300...0x1F64F).contains(scalar)
+                column += wide ? 2 : 1
+            }
+            return starts
+        }
+        let lines = cities.stdout.split(separator: "\n")
+        let header = starts(lines[0])
+        for name in ["Tokyo東京都", "Seoul서울", "Camp🏠"] {
+            let row = try #require(lines.first { $0.contains(name) }, "\(cities.stdout)")
+            #expect(Array(starts(row).prefix(header.count)) == header, "\(row) against \(lines[0])")
+        }
+    }
+
     @Test("stored text cannot forge a table's rows or columns: control characters, bidi controls and invisible ones are shown escaped, in every table, and JSON keeps them exact")
     func storedTextIsEscaped() throws {
         let daemon = try Self.log()

@@ -123,6 +123,9 @@ final class AppendIntake: Sendable {
                     courtesy.pass()
                     process(item)
                 }
+                // Activity for the heap's trim (``HeapTrimSchedule``), which must come after the lines this round
+                // let go of, not a second after the last read while this thread, behind busier ones, still holds them.
+                executor.activity.add(1, ordering: .relaxed)
             }
         }
     }

@@ -3,9 +3,9 @@ import Synchronization
 /// When to give the C heap's free memory back to the system (`malloc_trim`): glibc returns what is freed at the top
 /// of its heap by itself, but keeps for good what a burst (a thousand connections each holding part of a line, a
 /// hundred appends pipelined on each of two hundred) freed below memory still in use, so that a daemon would stay at
-/// the footprint of its busiest minute for months. Due once activity (connections opened, reads of requests) has stood
-/// still for `quietTicks` ticks after there was some, or every `busyTicks` ticks while it never does; never while
-/// nothing at all happens.
+/// the footprint of its busiest minute for months. Due once activity (connections opened, reads of requests, the
+/// intake's rounds of lines) has stood still for `quietTicks` ticks after there was some, or every `busyTicks` ticks
+/// while it never does; never while nothing at all happens.
 final class HeapTrimSchedule: Sendable {
     private let quietTicks: Int
     private let busyTicks: Int

@@ -30,8 +30,8 @@ final class RequestExecutor: Sendable {
     /// For what an operator should find in the journal afterwards (backups).
     let logger: Logger
     let connections = Atomic<Int>(0)
-    /// Connections opened and reads of requests since the start: the heap is trimmed once it stands still (see
-    /// ``HeapTrimSchedule``).
+    /// Connections opened, reads of requests and the intake's rounds since the start: the heap is trimmed once it
+    /// stands still (see ``HeapTrimSchedule``).
     let activity = Atomic<UInt64>(0)
     /// The unfinished request lines of all connections, against `daemon.max_unfinished_bytes`.
     let unfinishedLines: UnfinishedLineBudget

@@ -184,20 +184,17 @@ extension EventLog {
         do {
             for file in ["incidentd.lock", "data.mdb"] {
                 let path = source + "/" + file
-                let fd = open(path, O_RDONLY | O_CLOEXEC)
-                if fd < 0 {
-                    if errno == ENOENT || file == "data.mdb" { continue }
-                    throw LogError(.io, "cannot open \(path): \(String(cString: strerror(errno)))")
-                }
-                held.append(fd)
-                if flock(fd, LOCK_EX | LOCK_NB) != 0 {
-                    let code = errno
-                    if code == EWOULDBLOCK {
-                        throw LogError(
-                            .locked,
-                            "incidentd is serving the log in \(source): stop it first, since what it appends while the events are copied would not be in the new log")
-                    }
-                    throw LogError(.io, "cannot lock \(path): \(String(cString: strerror(code)))")
+                switch exclusiveLock(path, openFlags: O_RDONLY) {
+                case .held(let fd): held.append(fd)
+                case .heldByAnother:
+                    throw LogError(
+                        .locked,
+                        "incidentd is serving the log in \(source): stop it first, since what it appends while the events are copied would not be in the new log")
+                case .openFailed(let code) where code == ENOENT || file == "data.mdb":
+                    // No such file (a backup's directory, which no daemon has served); a data.mdb that cannot be
+                    // opened is left to opening the log to report.
+                    continue
+                case let failed: throw failed.error(path)
                 }
             }
         } catch {

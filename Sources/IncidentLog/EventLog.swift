@@ -247,16 +247,12 @@ public final class EventLog: Sendable {
     static func lock(directory: String) throws -> Int32 {
         let path = directory + "/incidentd.lock"
         while true {
-            let fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o600)
-            guard fd >= 0 else {
-                throw LogError(.io, "cannot open \(path): \(String(cString: strerror(errno)))")
-            }
-            if flock(fd, LOCK_EX | LOCK_NB) != 0 {
-                let reason = errno == EWOULDBLOCK
-                    ? "another incidentd\(flockHolder(of: path).map { " (process \($0))" } ?? "") is already using it"
-                    : String(cString: strerror(errno))
-                close(fd)
-                throw LogError(.locked, "cannot lock \(path): \(reason)")
+            let fd: Int32
+            switch exclusiveLock(path, openFlags: O_RDWR | O_CREAT) {
+            case .held(let held): fd = held
+            case .heldByAnother:
+                throw LogError(.locked, "cannot lock \(path): another incidentd\(holderNote(path)) is already using it")
+            case let failed: throw failed.error(path)
             }
             var held = stat()
             var named = stat()
@@ -267,28 +263,59 @@ public final class EventLog: Sendable {
         }
     }
 
+    /// What ``exclusiveLock(_:openFlags:)`` came to.
+    enum LockAttempt {
+        /// The lock is held through this descriptor, until it is closed.
+        case held(Int32)
+        /// Another open file holds it.
+        case heldByAnother
+        /// The file could not be opened, for `errno`.
+        case openFailed(Int32)
+        /// The file could not be locked, for `errno` (not that another holds the lock).
+        case lockFailed(Int32)
+
+        /// The error for an attempt that neither holds the lock nor found it held, on `path`.
+        func error(_ path: String) -> LogError {
+            switch self {
+            case .openFailed(let code): LogError(.io, "cannot open \(path): \(String(cString: strerror(code)))")
+            case .lockFailed(let code): LogError(.io, "cannot lock \(path): \(String(cString: strerror(code)))")
+            case .held, .heldByAnother: LogError(.io, "cannot lock \(path)")
+            }
+        }
+    }
+
     /// Takes an exclusive `flock` on `directory/data.mdb` and returns the descriptor that holds it. `incidentd.lock`
     /// can be deleted while its daemon runs, and the next daemon would take a new file's lock; `data.mdb` is the log
     /// itself. LMDB locks only `lock.mdb` (with `fcntl`), and readers (`verify --data-dir`, `replay --data-dir`,
     /// backups) take no lock on `data.mdb`, so this stops only a second writer.
     static func lockDataFile(directory: String) throws -> Int32 {
         let path = directory + "/data.mdb"
-        let fd = open(path, O_RDONLY | O_CLOEXEC)
-        guard fd >= 0 else {
-            throw LogError(.io, "cannot open \(path): \(String(cString: strerror(errno)))")
+        switch exclusiveLock(path, openFlags: O_RDONLY) {
+        case .held(let fd): return fd
+        case .heldByAnother:
+            throw LogError(
+                .locked,
+                "cannot lock \(path): another incidentd\(holderNote(path)) is already using it, and holds its lock on data.mdb (its incidentd.lock was deleted or replaced since it started)")
+        case let failed: throw failed.error(path)
         }
+    }
+
+    /// Opens `path` (with `openFlags`, close-on-exec, mode 0600 if made) and takes an exclusive `flock` on it
+    /// without waiting.
+    static func exclusiveLock(_ path: String, openFlags: Int32) -> LockAttempt {
+        let fd = open(path, openFlags | O_CLOEXEC, 0o600)
+        guard fd >= 0 else { return .openFailed(errno) }
         guard flock(fd, LOCK_EX | LOCK_NB) == 0 else {
             let code = errno
             close(fd)
-            guard code == EWOULDBLOCK else {
-                throw LogError(.io, "cannot lock \(path): \(String(cString: strerror(code)))")
-            }
-            let holder = flockHolder(of: path).map { " (process \($0))" } ?? ""
-            throw LogError(
-                .locked,
-                "cannot lock \(path): another incidentd\(holder) is already using it, and holds its lock on data.mdb (its incidentd.lock was deleted or replaced since it started)")
+            return code == EWOULDBLOCK ? .heldByAnother : .lockFailed(code)
         }
-        return fd
+        return .held(fd)
+    }
+
+    /// " (process PID)" for the holder of the `flock` on `path`, when `/proc/locks` tells it; "" otherwise.
+    static func holderNote(_ path: String) -> String {
+        flockHolder(of: path).map { " (process \($0))" } ?? ""
     }
 
     /// The process that holds a `flock` on `path`, from `/proc/locks`; nil when it cannot be told.

@@ -18,6 +18,44 @@ struct CursorTests {
     /// Keys whose big-endian order differs from their little-endian byte order.
     static let keys: [UInt64] = [0, 1, 2, 255, 256, 257, 65_535, 65_536, 1 << 32, (1 << 40) + 3, UInt64.max - 1]
 
+    @Test("puts through one cursor, in order, out of order and past the end, store what mdb_put stores; noOverwrite refuses a key present")
+    func cursorPuts() throws {
+        try withTemporaryDirectory { dir in
+            let env = try Environment(directory: dir, options: EnvironmentOptions())
+            let db = try env.openDatabase("ids", create: true)
+            // Enough keys for several pages, so that puts land on the page the cursor stands on, on others, and at
+            // the end: first the even keys in order, then the odd ones backwards, then a run past the end.
+            let value = [UInt8](repeating: 7, count: 100)
+            let order = Array(stride(from: 0, to: 400, by: 2)) + Array(stride(from: 399, to: 0, by: -2)) + Array(400..<500)
+            try env.write { txn throws in
+                let cursor = try txn.cursor(db)
+                for key in order {
+                    var text = String(format: "id-%05d", key)
+                    try text.withUTF8 { k in
+                        try value.withUnsafeBytes { try cursor.put(key: UnsafeRawBufferPointer(k), value: $0, flags: .noOverwrite) }
+                    }
+                    #expect(try cursor.current()?.key.string == text)
+                }
+                var present = "id-00201"
+                let refusal = #expect(throws: LMDBError.self) {
+                    try present.withUTF8 { k in
+                        try value.withUnsafeBytes { try cursor.put(key: UnsafeRawBufferPointer(k), value: $0, flags: .noOverwrite) }
+                    }
+                }
+                #expect(refusal?.isKeyExist == true)
+            }
+            try env.read { txn throws in
+                var seen: [String] = []
+                try txn.cursor(db).forEach { key, stored in
+                    #expect(stored.bytes == value)
+                    seen.append(key.string)
+                    return true
+                }
+                #expect(seen == (0..<500).map { String(format: "id-%05d", $0) })
+            }
+        }
+    }
+
     @Test("big-endian UInt64 keys with .append keep numeric order in cursor scans")
     func appendOrder() throws {
         try withTemporaryDirectory { dir in

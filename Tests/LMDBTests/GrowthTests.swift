@@ -50,6 +50,31 @@ struct GrowthTests {
         }
     }
 
+    @Test("a cursor's put that fills the map, its error wrapped, still grows the map and re-runs the body")
+    func cursorPutMapFull() throws {
+        try withTemporaryDirectory { dir in
+            let env = try Environment(directory: dir, options: Self.small)
+            let db = try env.openDatabase("blobs", create: true)
+            let value = [UInt8](repeating: 2, count: 64 << 10)
+            var runs = 0
+            try env.write { txn throws in
+                runs += 1
+                let cursor = try txn.cursor(db)
+                do {
+                    for i in 0..<40 as Range<UInt64> {
+                        try withUnsafeBytes(of: i.bigEndian) { key in
+                            try value.withUnsafeBytes { try cursor.put(key: key, value: $0, flags: .append) }
+                        }
+                    }
+                } catch {
+                    throw TestFailure(reason: "wrapped: \(error)")
+                }
+            }
+            #expect(runs > 1)
+            #expect(try env.read { try $0.count(db) } == 40)
+        }
+    }
+
     @Test("writing 32 MiB into an 8 MiB ceiling fails with isMapFull; committed data survives")
     func failsAtCeiling() throws {
         try withTemporaryDirectory { dir in

@@ -265,6 +265,15 @@ internal func lmdb_cursor_get(
     return (buffer(k), buffer(v))
 }
 
+@inline(__always)
+internal func lmdb_cursor_put(
+    _ cursor: OpaquePointer, _ key: UnsafeRawBufferPointer, _ value: UnsafeRawBufferPointer, _ flags: UInt32
+) throws(LMDBError) {
+    var k = val(key)
+    var v = val(value)
+    try check(mdb_cursor_put(cursor, &k, &v, flags), "mdb_cursor_put")
+}
+
 internal func lmdb_cursor_del(_ cursor: OpaquePointer) throws(LMDBError) {
     try check(mdb_cursor_del(cursor, 0), "mdb_cursor_del")
 }

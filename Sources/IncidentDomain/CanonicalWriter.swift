@@ -368,14 +368,14 @@ extension CityState {
     }
 
     public func writeCanonical(into out: inout [UInt8]) {
-        func counts<E: RawRepresentable & Hashable>(_ d: [E: Int64], _ sortedCases: [E], _ out: inout [UInt8])
+        func counts<E: StoredEnumeration & RawRepresentable>(_ d: CaseCounts<E>, _ sortedCases: [E], _ out: inout [UInt8])
         where E.RawValue == String {
             out.append(UInt8(ascii: "{"))
             for (n, e) in sortedCases.enumerated() {
                 if n > 0 { out.append(UInt8(ascii: ",")) }
                 out.string(e.rawValue)
                 out.append(UInt8(ascii: ":"))
-                out.int(d[e] ?? 0)
+                out.int(d[e])
             }
             out.append(UInt8(ascii: "}"))
         }

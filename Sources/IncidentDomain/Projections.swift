@@ -25,7 +25,7 @@ public struct IncidentState: Hashable, Sendable {
     public var lastPosition: UInt64
     public var responseEvents: Int64 = 0
     public var outcomeEvents: Int64 = 0
-    public var responses: [ResponseKind: Int64] = [:]
+    public var responses = CaseCounts<ResponseKind>()
     public var killed: Int64 = 0
     public var injured: Int64 = 0
     public var detained: Int64 = 0
@@ -104,7 +104,7 @@ public struct IncidentState: Hashable, Sendable {
             "outcomeEvents": .int(outcomeEvents),
             "casualties": ["killed": .int(killed), "injured": .int(injured), "detained": .int(detained)],
         ]
-        o["responses"] = .object(Dictionary(uniqueKeysWithValues: responses.map { ($0.key.rawValue, JSONValue.int($0.value)) }))
+        o["responses"] = .object(Dictionary(uniqueKeysWithValues: responses.nonZeroCases.map { ($0.0.rawValue, JSONValue.int($0.1)) }))
         return .object(o)
     }
 
@@ -211,22 +211,10 @@ public struct IncidentState: Hashable, Sendable {
                 int(range.low)
                 int(range.high)
             }
-            byte(UInt8(responses.count))
-            if !responses.isEmpty {
-                // In case order, each kind found by its index rather than looked up in the dictionary.
-                var counts = SIMD16<Int64>()
-                var present: UInt16 = 0
-                for (kind, count) in responses {
-                    let index = Int(ResponseKind.index(kind))
-                    counts[index] = count
-                    present |= 1 << UInt16(index)
-                }
-                while present != 0 {
-                    let index = present.trailingZeroBitCount
-                    present &= present - 1
-                    byte(UInt8(index))
-                    int(counts[index])
-                }
+            byte(UInt8(responses.nonZero))
+            responses.forEachNonZero { index, count in
+                byte(UInt8(index))
+                int(count)
             }
             text(incident)
             text(cityId)
@@ -292,8 +280,9 @@ public struct IncidentState: Hashable, Sendable {
         }
         let kinds = Int(try byte())
         for _ in 0..<kinds {
-            let kind = try enumeration(ResponseKind.self)
-            responses[kind] = try int()
+            let index = Int(try byte())
+            guard index < ResponseKind.storedCases.count else { throw damaged() }
+            responses[index] = try int()
         }
         incident = try text()
         cityId = try text()
@@ -394,17 +383,17 @@ public struct CityState: Hashable, Sendable {
     public var region: String?
     public var population: Int64?
     public var incidents: Int64 = 0
-    public var incidentsByKind: [IncidentKind: Int64] = [:]
+    public var incidentsByKind = CaseCounts<IncidentKind>()
     public var participantsLow: Int64 = 0
     public var participantsHigh: Int64 = 0
     /// How many of the incidents counted give a number of participants: those the two sums cover.
     public var participantsCounted: Int64 = 0
-    public var responses: [ResponseKind: Int64] = [:]
+    public var responses = CaseCounts<ResponseKind>()
     public var killed: Int64 = 0
     public var injured: Int64 = 0
     public var detained: Int64 = 0
-    public var outcomes: [OutcomeStatus: Int64] = [:]
-    public var verification: [Verification: Int64] = [:]
+    public var outcomes = CaseCounts<OutcomeStatus>()
+    public var verification = CaseCounts<Verification>()
     public var openIncidents: Int64 = 0
     public var firstIncidentAt: String?
     public var lastIncidentAt: String?
@@ -420,8 +409,8 @@ public struct CityState: Hashable, Sendable {
     /// The document `city` and `cities` print. Every enumeration is listed with its zeros, so the shape never
     /// depends on the data.
     public var json: JSONValue {
-        func counts<E: RawRepresentable & CaseIterable & Hashable>(_ d: [E: Int64]) -> JSONValue where E.RawValue == String {
-            .object(Dictionary(uniqueKeysWithValues: E.allCases.map { ($0.rawValue, JSONValue.int(d[$0] ?? 0)) }))
+        func counts<E: StoredEnumeration & RawRepresentable>(_ d: CaseCounts<E>) -> JSONValue where E.RawValue == String {
+            .object(Dictionary(uniqueKeysWithValues: E.allCases.map { ($0.rawValue, JSONValue.int(d[$0])) }))
         }
         var o: [String: JSONValue] = [
             "cityId": .string(cityId),
@@ -444,10 +433,10 @@ public struct CityState: Hashable, Sendable {
     }
 
     public init(json: JSONValue) throws(IncidentError) {
-        func counts<E: RawRepresentable & Hashable>(_ v: JSONValue?, _: E.Type) -> [E: Int64] where E.RawValue == String {
-            var d: [E: Int64] = [:]
+        func counts<E: StoredEnumeration & RawRepresentable>(_ v: JSONValue?, _: E.Type) -> CaseCounts<E> where E.RawValue == String {
+            var d = CaseCounts<E>()
             for (key, value) in v?.objectValue ?? [:] {
-                if let e = E(rawValue: key), let n = value.intValue, n != 0 { d[e] = n }
+                if let e = E(rawValue: key), let n = value.intValue { d[e] = n }
             }
             return d
         }
@@ -486,32 +475,20 @@ public struct CityState: Hashable, Sendable {
 
     /// Adds (`sign` 1) or removes (`sign` -1) what one incident contributes to its city.
     mutating func add(_ incident: IncidentState, sign: Int64) {
-        outcomes[incident.status, default: 0] += sign
-        verification[incident.verification, default: 0] += sign
+        outcomes[incident.status] += sign
+        verification[incident.verification] += sign
         if incident.status.countsInSums {
             incidents += sign
-            incidentsByKind[incident.current.kind, default: 0] += sign
+            incidentsByKind[incident.current.kind] += sign
             participantsLow += sign * (incident.current.participants?.low ?? 0)
             participantsHigh += sign * (incident.current.participants?.high ?? 0)
             if incident.current.participants != nil { participantsCounted += sign }
-            for (kind, n) in incident.responses { responses[kind, default: 0] += sign * n }
+            responses.add(incident.responses, times: sign)
             killed += sign * incident.killed
             injured += sign * incident.injured
             detained += sign * incident.detained
             if incident.status.isOpen { openIncidents += sign }
         }
-        if sign < 0 {
-            // Counts that fall back to zero are dropped, so equal documents mean equal states.
-            CityState.dropZeros(&incidentsByKind)
-            CityState.dropZeros(&responses)
-            CityState.dropZeros(&outcomes)
-            CityState.dropZeros(&verification)
-        }
-    }
-
-    /// Removes the counts that are zero, in place: mostly there are none, and a filtered copy would allocate.
-    @inline(__always) private static func dropZeros<Key>(_ counts: inout [Key: Int64]) {
-        while let zero = counts.firstIndex(where: { $0.value == 0 }) { counts.remove(at: zero) }
     }
 }
 
@@ -599,7 +576,7 @@ public struct Projector: Sendable {
             try store.updateCity(state.cityId, orNew: { newCity(id: state.cityId, reportedName: state.report.city) }) { city in
                 city.add(state, sign: -1)
                 state.responseEvents += 1
-                for kind in response.responses { state.responses[kind, default: 0] += 1 }
+                for kind in response.responses { state.responses[kind] += 1 }
                 state.killed += response.killed ?? 0
                 state.injured += response.injured ?? 0
                 state.detained += response.detained ?? 0

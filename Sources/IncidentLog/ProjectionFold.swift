@@ -18,44 +18,6 @@ import StrictJSON
 // names and ids, dates) are interned once, and incidents are plain records without references, updated in place.
 // The bench (`incidentbench`) compares the cities it folds with the ones the rebuild wrote.
 
-/// Counts per case of an enumeration with at most 16 cases, without a dictionary: one SIMD vector, read and
-/// written in place and added to another in one operation.
-struct CaseCounts: Equatable {
-    /// How many cases it has room for.
-    static let slots = 16
-
-    private var storage = SIMD16<Int64>()
-
-    @inline(__always) subscript(_ index: Int) -> Int64 {
-        get { storage[index] }
-        set { storage[index] = newValue }
-    }
-
-    /// Adds `sign` times `other`, case by case.
-    @inline(__always) mutating func add(_ other: CaseCounts, times sign: Int64) {
-        storage &+= other.storage &* sign
-    }
-
-    /// How many cases have a count other than zero.
-    var nonZero: Int {
-        withUnsafeBytes(of: storage) { raw in
-            var n = 0
-            for index in 0..<CaseCounts.slots where raw.load(fromByteOffset: index * 8, as: Int64.self) != 0 { n += 1 }
-            return n
-        }
-    }
-
-    /// Calls `body` with each case index whose count is not zero, and the count, in index order.
-    @inline(__always) func forEachNonZero(_ body: (Int, Int64) -> Void) {
-        withUnsafeBytes(of: storage) { raw in
-            for index in 0..<CaseCounts.slots {
-                let count = raw.load(fromByteOffset: index * 8, as: Int64.self)
-                if count != 0 { body(index, count) }
-            }
-        }
-    }
-}
-
 /// Byte strings numbered densely in the order they were first added, with an open-addressing hash index to find
 /// a string's number from its bytes. `replay`'s fold keys its incidents by their id bytes with it, and interns
 /// texts.
@@ -480,7 +442,7 @@ struct FoldIncident {
     var detained: Int64 = 0
     var reportParticipants: PeopleRange?
     var currentParticipants: PeopleRange?
-    var responses = CaseCounts()
+    var responses = CaseCounts<ResponseKind>()
     var reportKind: IncidentKind
     var currentKind: IncidentKind
     var status: OutcomeStatus = .unknown
@@ -512,10 +474,6 @@ struct FoldIncident {
 extension FoldIncident {
     /// The projection as the daemon keeps it (with the reduced report the stored form holds), given its texts.
     func state(id: String, cityId: String, city: String, occurredAt: String, reportCityId: String?) -> IncidentState {
-        var responses: [ResponseKind: Int64] = [:]
-        for (index, kind) in ResponseKind.storedCases.enumerated() where self.responses[index] != 0 {
-            responses[kind] = self.responses[index]
-        }
         var state = IncidentState(
             incident: id, cityId: cityId, occurredAt: occurredAt, precision: precision,
             reportedAt: Timestamp(microseconds: reportedAt),
@@ -547,16 +505,16 @@ struct FoldCity {
     /// The names it was reported under (texts), each once.
     var aliases: [Int32] = []
     var incidents: Int64 = 0
-    var byKind = CaseCounts()
+    var byKind = CaseCounts<IncidentKind>()
     var participantsLow: Int64 = 0
     var participantsHigh: Int64 = 0
     var participantsCounted: Int64 = 0
-    var responses = CaseCounts()
+    var responses = CaseCounts<ResponseKind>()
     var killed: Int64 = 0
     var injured: Int64 = 0
     var detained: Int64 = 0
-    var outcomes = CaseCounts()
-    var verification = CaseCounts()
+    var outcomes = CaseCounts<OutcomeStatus>()
+    var verification = CaseCounts<Verification>()
     var openIncidents: Int64 = 0
     /// A text, or -1 for none yet.
     var firstIncidentAt: Int32 = -1
@@ -640,20 +598,16 @@ struct FoldCity {
         var city = base
         city.aliasesSeen = Set(aliases.map { texts[$0] })
         city.incidents = incidents
-        city.incidentsByKind = [:]
-        for (index, kind) in IncidentKind.allCases.enumerated() where byKind[index] != 0 { city.incidentsByKind[kind] = byKind[index] }
+        city.incidentsByKind = byKind
         city.participantsLow = participantsLow
         city.participantsHigh = participantsHigh
         city.participantsCounted = participantsCounted
-        city.responses = [:]
-        for (index, kind) in ResponseKind.allCases.enumerated() where responses[index] != 0 { city.responses[kind] = responses[index] }
+        city.responses = responses
         city.killed = killed
         city.injured = injured
         city.detained = detained
-        city.outcomes = [:]
-        for (index, status) in OutcomeStatus.allCases.enumerated() where outcomes[index] != 0 { city.outcomes[status] = outcomes[index] }
-        city.verification = [:]
-        for (index, v) in Verification.allCases.enumerated() where verification[index] != 0 { city.verification[v] = verification[index] }
+        city.outcomes = outcomes
+        city.verification = verification
         city.openIncidents = openIncidents
         city.firstIncidentAt = firstIncidentAt >= 0 ? texts[firstIncidentAt] : nil
         city.lastIncidentAt = lastIncidentAt >= 0 ? texts[lastIncidentAt] : nil
@@ -740,7 +694,7 @@ struct ProjectionFold {
         incident.injured = state.injured
         incident.detained = state.detained
         incident.currentParticipants = state.current.participants
-        for (index, kind) in ResponseKind.storedCases.enumerated() { incident.responses[index] = state.responses[kind] ?? 0 }
+        incident.responses = state.responses
         incident.currentKind = state.current.kind
         incident.status = state.status
         incident.verificationFromOutcome = state.verificationFromOutcome
@@ -772,7 +726,7 @@ struct ProjectionFold {
 
     /// Folds a response; `kinds` counts the response kinds it lists, by their index in `ResponseKind.storedCases`.
     mutating func response(
-        incident id: UnsafeRawBufferPointer, position: UInt64, version: Int64, kinds: CaseCounts, killed: Int64?,
+        incident id: UnsafeRawBufferPointer, position: UInt64, version: Int64, kinds: CaseCounts<ResponseKind>, killed: Int64?,
         injured: Int64?, detained: Int64?
     ) throws {
         guard let i = try incident(id) else { return }
@@ -833,7 +787,7 @@ struct ProjectionFold {
                     recordedAt: event.recordedAt.microseconds, verificationMask: mask, city: texts.intern(report.city),
                     cityId: report.cityId.map { texts.intern($0) } ?? -1, kind: report.kind, participants: report.participants)
             case .responded(let response):
-                var kinds = CaseCounts()
+                var kinds = CaseCounts<ResponseKind>()
                 for kind in response.responses { kinds[Int(ResponseKind.index(kind))] += 1 }
                 try self.response(
                     incident: id, position: event.position, version: event.version, kinds: kinds, killed: response.killed,
@@ -915,7 +869,8 @@ struct ProjectionFold {
         state.lastPosition = 90
         state.responseEvents = 2
         state.outcomeEvents = 1
-        state.responses = [ResponseKind.storedCases[1]: 2, ResponseKind.storedCases[ResponseKind.storedCases.count - 1]: 1]
+        state.responses[1] = 2
+        state.responses[ResponseKind.storedCases.count - 1] = 1
         state.killed = 1
         state.injured = 2
         state.detained = 3
@@ -1225,7 +1180,7 @@ enum StoredEventReader {
 
     /// What a response's data holds for the projections; `kinds` counts the kinds by their stored index.
     struct ResponseFields {
-        var kinds: CaseCounts
+        var kinds: CaseCounts<ResponseKind>
         var killed: Int64?
         var injured: Int64?
         var detained: Int64?
@@ -1437,7 +1392,7 @@ enum StoredEventReader {
 
     static func responseFields(_ s: inout JSONScanner) -> ResponseFields? {
         guard next(&s, UInt8(ascii: "{")) else { return nil }
-        var kinds: CaseCounts?
+        var kinds: CaseCounts<ResponseKind>?
         var killed: Int64?
         var injured: Int64?
         var detained: Int64?
@@ -1445,7 +1400,7 @@ enum StoredEventReader {
             guard let key = s.key() else { return nil }
             if equals(key, "responses") {
                 guard next(&s, UInt8(ascii: "[")) else { return nil }
-                var list = CaseCounts()
+                var list = CaseCounts<ResponseKind>()
                 if !next(&s, UInt8(ascii: "]")) {
                     repeat {
                         // `responseKinds` is in `allCases` order, which is the stored order.

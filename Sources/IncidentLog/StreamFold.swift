@@ -167,11 +167,11 @@ struct StreamFold {
     private func response(_ s: inout StreamSummaryReader, into x: inout FoldIncident) throws {
         let flags = try s.byte()
         let listed = Int(try s.byte())
-        var kinds = CaseCounts()
+        var kinds = CaseCounts<ResponseKind>()
         for _ in 0..<listed {
             let index = Int(try s.byte())
             let count = try s.uint32()
-            guard index < CaseCounts.slots, count <= CaseCounts.slots else { throw s.damaged }
+            guard index < CaseCounts<ResponseKind>.slots, count <= CaseCounts<ResponseKind>.slots else { throw s.damaged }
             kinds[index] = Int64(count)
         }
         x.responseEvents += 1

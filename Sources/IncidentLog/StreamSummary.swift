@@ -53,7 +53,7 @@ enum StreamSummary {
                 }
             }
         case .responded(let response):
-            var kinds = CaseCounts()
+            var kinds = CaseCounts<ResponseKind>()
             for kind in response.responses { kinds[Int(ResponseKind.index(kind))] += 1 }
             appendResponse(to: &out, kinds: kinds, killed: response.killed, injured: response.injured, detained: response.detained)
         case .outcome(let outcome):
@@ -139,7 +139,7 @@ enum StreamSummary {
         appendText(occurredAt, to: &out)
     }
 
-    private static func appendResponse(to out: inout [UInt8], kinds: CaseCounts, killed: Int64?, injured: Int64?, detained: Int64?) {
+    private static func appendResponse(to out: inout [UInt8], kinds: CaseCounts<ResponseKind>, killed: Int64?, injured: Int64?, detained: Int64?) {
         out.append(response)
         out.append((killed != nil ? 1 : 0) | (injured != nil ? 2 : 0) | (detained != nil ? 4 : 0))
         out.append(UInt8(truncatingIfNeeded: kinds.nonZero))

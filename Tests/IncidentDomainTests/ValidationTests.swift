@@ -238,7 +238,7 @@ struct ProjectionTests {
         #expect(city.incidents == 1)
         #expect(city.participantsLow == 100 && city.participantsHigh == 200)
         #expect(city.responses[.tearGas] == 1 && city.detained == 2)
-        #expect(city.outcomes[.dispersed] == 1 && city.outcomes[.unknown] ?? 0 == 0)
+        #expect(city.outcomes[.dispersed] == 1 && city.outcomes[.unknown] == 0)
         #expect(city.openIncidents == 0)
         #expect(city.verification[.verified] == 1)
         #expect(city.lastPosition == 3)

@@ -1,0 +1,43 @@
+import IncidentDomain
+import Testing
+
+/// A case's count sits at the case's index in `storedCases`, where the stored incident projection and the
+/// rebuild's fold put it: the projections the writer keeps and those a rebuild makes must read the same slots.
+@Suite struct CaseCountsTests {
+    private static func slots<E: StoredEnumeration & RawRepresentable>(_: E.Type) -> [Int] {
+        E.storedCases.map { value in
+            var counts = CaseCounts<E>()
+            counts[value] = 7
+            var found: [Int] = []
+            counts.forEachNonZero { index, count in
+                if count == 7 { found.append(index) }
+            }
+            return found.count == 1 ? found[0] : -1
+        }
+    }
+
+    @Test("each case of every counted enumeration counts in the slot of its index among storedCases")
+    func slotPerCase() {
+        #expect(Self.slots(IncidentKind.self) == Array(IncidentKind.storedCases.indices))
+        #expect(Self.slots(ResponseKind.self) == Array(ResponseKind.storedCases.indices))
+        #expect(Self.slots(OutcomeStatus.self) == Array(OutcomeStatus.storedCases.indices))
+        #expect(Self.slots(Verification.self) == Array(Verification.storedCases.indices))
+        #expect(Self.slots(Precision.self) == Array(Precision.storedCases.indices))
+        #expect(ResponseKind.storedCases.count <= CaseCounts<ResponseKind>.slots)
+    }
+
+    @Test("adding and taking away leaves counts equal to ones never counted, and nonZeroCases lists cases in order")
+    func addAndTakeAway() {
+        var city = CaseCounts<ResponseKind>()
+        var incident = CaseCounts<ResponseKind>()
+        incident[.tearGas] = 2
+        incident[.detentions] = 1
+        city.add(incident, times: 1)
+        #expect(city.nonZero == 2)
+        #expect(city.nonZeroCases.map(\.0) == [.tearGas, .detentions])
+        #expect(city[.tearGas] == 2 && city[.liveFire] == 0)
+        city.add(incident, times: -1)
+        #expect(city == CaseCounts<ResponseKind>())
+        #expect(city.isEmpty)
+    }
+}

@@ -27,6 +27,9 @@ struct DaemonConfiguration: Sendable {
     var logLevel: Logger.Level = .info
     var maxLineBytes = 1 << 20
     var maxConnections = 1024
+    /// What set ``maxConnections``, for the answer to a connection past it: `max_connections`, or the open-file
+    /// limit when that leaves room for fewer.
+    var maxConnectionsOrigin = "max_connections"
     var maxUnfinishedBytes = 64 << 20
     var maxPendingPerConnection = 256
     var loopScheduling = LoopScheduling.normal

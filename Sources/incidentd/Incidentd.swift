@@ -164,7 +164,8 @@ struct Incidentd: ParsableCommand {
         }
     }
 
-    private func serve(_ settings: DaemonConfiguration, stopSignals: sigset_t, logger: Logger) throws {
+    private func serve(_ configured: DaemonConfiguration, stopSignals: sigset_t, logger: Logger) throws {
+        var settings = configured
         // A name that matches no account grants nothing: said at once, at any log level but error and critical.
         let access = AccessControl(policy: settings.access)
         for name in access.unresolved { logger.warning("\(name)") }
@@ -184,7 +185,7 @@ struct Incidentd: ParsableCommand {
             logger.notice("\(reason)")
             _ = incidentd_sd_notify("EXTEND_TIMEOUT_USEC=90000000\nSTATUS=\(reason)")
         }
-        Self.raiseDescriptorLimit(settings, logger: logger)
+        Self.raiseDescriptorLimit(&settings, logger: logger)
         let log = try EventLog(options: logOptions, gazetteer: gazetteer)
         if let (used, maximum) = log.pastMaximumSize {
             logger.warning(
@@ -324,9 +325,17 @@ struct Incidentd: ParsableCommand {
         return 3
     }
 
+    /// Descriptors the daemon may hold besides its connections: LMDB's, the lock files', the event loops' (three
+    /// each), the listener, the log, and room for a backup's or a status's files. Idle, it holds about twenty.
+    static let descriptorsBesideConnections = 64
+
     /// Raises the soft limit on open files to the hard limit: every connection is a descriptor, and the usual
-    /// soft limit (1024) is below the default `max_connections` plus what LMDB and the listener hold.
-    static func raiseDescriptorLimit(_ settings: DaemonConfiguration, logger: Logger) {
+    /// soft limit (1024) is below the default `max_connections` plus what LMDB and the listener hold. Where the
+    /// limit still leaves room for fewer connections than `max_connections`, the daemon serves only as many as
+    /// fit, so that it never runs out of descriptors: a connection past them is answered `too_many_connections`,
+    /// where one accepted with no descriptor left would find `accept` failing and the daemon unable to open the
+    /// files it needs.
+    static func raiseDescriptorLimit(_ settings: inout DaemonConfiguration, logger: Logger) {
         var limit = rlimit()
         guard getrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit) == 0 else { return }
         if limit.rlim_cur < limit.rlim_max {
@@ -334,11 +343,14 @@ struct Incidentd: ParsableCommand {
             raised.rlim_cur = limit.rlim_max
             if setrlimit(Int32(RLIMIT_NOFILE.rawValue), &raised) == 0 { limit = raised }
         }
-        let needed = rlim_t(settings.maxConnections) + 64
-        if limit.rlim_cur < needed {
+        let room = limit.rlim_cur > rlim_t(descriptorsBesideConnections + 1)
+            ? Int(min(limit.rlim_cur, rlim_t(Int.max))) - descriptorsBesideConnections : 1
+        if room < settings.maxConnections {
             logger.warning(
-                "the open-file limit is below max_connections; raise LimitNOFILE or lower max_connections",
-                metadata: ["limit": "\(limit.rlim_cur)", "maxConnections": "\(settings.maxConnections)"])
+                "the open-file limit leaves room for \(room) connection\(room == 1 ? "" : "s"), fewer than max_connections (\(settings.maxConnections)): serving at most \(room); raise LimitNOFILE (or ulimit -n) to serve more",
+                metadata: ["limit": "\(limit.rlim_cur)", "maxConnections": "\(settings.maxConnections)", "served": "\(room)"])
+            settings.maxConnections = room
+            settings.maxConnectionsOrigin = "the open-file limit"
         }
     }
 

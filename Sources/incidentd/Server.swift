@@ -35,6 +35,14 @@ final class Server: Sendable {
         let logger = self.logger
         let refusedConnections = self.refusedConnections
         let bootstrap = ServerBootstrap(group: group)
+            // Should `accept` fail for want of a descriptor all the same (another process's files count toward
+            // ENFILE), the listener stops reading for a second rather than being woken again at once, forever.
+            // SwiftNIO adds this handler only to the channels of its newer, async bind.
+            .serverChannelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.addHandler(AcceptBackoffHandler(shouldForwardIOErrorCaught: false))
+                }
+            }
             .childChannelOption(.autoRead, value: true)
             // A client that shuts down its side still gets the answers to what it sent (see ConnectionHandler).
             .childChannelOption(.allowRemoteHalfClosure, value: true)
@@ -434,10 +442,10 @@ final class Server: Sendable {
         let count = executor.connections.wrappingAdd(1, ordering: .relaxed).newValue
         guard count <= configuration.maxConnections else {
             executor.connections.subtract(1, ordering: .relaxed)
-            refusedConnections.note(limit: configuration.maxConnections, logger: logger)
+            refusedConnections.note(limit: configuration.maxConnections, origin: configuration.maxConnectionsOrigin, logger: logger)
             let line = Response.failure(id: .null, ProtocolError(
                 .tooManyConnections,
-                "incidentd already serves \(configuration.maxConnections) connections (max_connections); try again later"))
+                "incidentd already serves \(configuration.maxConnections) connections (\(configuration.maxConnectionsOrigin)); try again later"))
             // The initializer runs before the channel is registered, so nothing can be written yet (a write here
             // never completes, and the connection would hang unserved with its descriptor held): answer once active.
             return channel.eventLoop.makeCompletedFuture {
@@ -507,11 +515,11 @@ private final class RefusalHandler: ChannelInboundHandler, Sendable {
 final class RefusedConnections: Sendable {
     private let throttle = Mutex(LineThrottle(interval: 60_000_000_000))
 
-    func note(limit: Int, logger: Logger) {
+    func note(limit: Int, origin: String, logger: Logger) {
         let now = DispatchTime.now().uptimeNanoseconds
         guard let refused = throttle.withLock({ $0.note(at: now) }) else { return }
         logger.warning(
-            "refused \(refused) connection\(refused == 1 ? "" : "s") since the last such line: incidentd already serves max_connections (\(limit))")
+            "refused \(refused) connection\(refused == 1 ? "" : "s") since the last such line: incidentd already serves \(origin) (\(limit))")
     }
 }
 

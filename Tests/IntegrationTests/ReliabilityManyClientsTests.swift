@@ -8,6 +8,42 @@ import Glibc
 
 @Suite("Reliability: many clients", .serialized)
 struct ReliabilityManyClientsTests {
+    @Test("an open-file limit with room for fewer connections than max_connections: those past it are answered too_many_connections, and the daemon neither runs out of descriptors nor stops serving")
+    func descriptorLimitCapsConnections() throws {
+        // 120 descriptors leave room for 56 connections beside the 64 the daemon keeps for its own files.
+        let daemon = try Daemon(descriptorLimit: 120)
+        let served = 120 - 64
+        try waitFor("the warning that names the connections served") {
+            daemon.log.contains("the open-file limit leaves room for \(served) connections, fewer than max_connections (1024): serving at most \(served)")
+        }
+        let first = try daemon.client()
+        try waitFor("only this connection to be counted") { try first.status()["connections"] == 1 }
+        var clients = [first]
+        for _ in 1..<served { clients.append(try daemon.client()) }
+        try waitFor("the daemon to accept all \(served) connections") {
+            try first.status()["connections"]?.intValue == Int64(served)
+        }
+        // Twice as many again, each answered and closed, with no descriptor left behind (before the cap, the daemon
+        // accepted until accept failed with EMFILE, then either crashed in libdispatch or spun on the listener).
+        for _ in 0..<(2 * served) {
+            let refused = try daemon.client()
+            refused.setReceiveTimeout(10 * deadlineScale)
+            let answer = try refused.receive()
+            #expect(answer.errorCode == "too_many_connections", "\(answer.canonicalString())")
+            #expect(answer["error"]?["message"]?.stringValue?.contains("\(served) connections (the open-file limit)") == true)
+            #expect(refused.peerClosed(within: 10 * deadlineScale))
+        }
+        let client = clients[served / 2]
+        #expect(try client.appendEvents([WireEvent.report(incident: "fd-limit-1", city: "Kupiansk")])["ok"]?.boolValue == true)
+        for client in clients { #expect(try client.call("status")["connections"]?.intValue == Int64(served)) }
+        // One leaves, and a newcomer gets in.
+        clients.removeLast()
+        try waitFor("the departure to be counted") { try first.status()["connections"]?.intValue == Int64(served - 1) }
+        let newcomer = try daemon.client()
+        #expect(try newcomer.call("status")["connections"]?.intValue == Int64(served))
+        #expect(daemon.stop() == 0)
+    }
+
     @Test("1,000 connections at once, half idle and half appending; the next one gets too_many_connections and is closed, never left hanging")
     func thousandConnections() throws {
         let maximum = 1000

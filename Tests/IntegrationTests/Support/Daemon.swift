@@ -58,17 +58,20 @@ final class Daemon {
     var extraArguments: [String]
     /// Set in the daemon's environment on top of the test's own.
     var extraEnvironment: [String: String]
+    /// The open-file limit (soft and hard) the daemon starts under, set by `prlimit`; the test's own when nil.
+    var descriptorLimit: Int?
     /// The running (or last) daemon process; see ``ChildProcess`` for why it is not a `Foundation.Process`.
     private(set) var child: ChildProcess?
 
     /// Starts a daemon in a new temporary directory and waits until it serves.
-    init(arguments: [String] = [], root: String? = nil, environment: [String: String] = [:]) throws {
+    init(arguments: [String] = [], root: String? = nil, environment: [String: String] = [:], descriptorLimit: Int? = nil) throws {
         self.root = root ?? makeTemporaryDirectory()
         dataDir = self.root + "/data"
         socketPath = self.root + "/incidentd.sock"
         logPath = self.root + "/incidentd.log"
         extraArguments = arguments
         extraEnvironment = environment
+        self.descriptorLimit = descriptorLimit
         try start()
     }
 
@@ -91,8 +94,11 @@ final class Daemon {
             close(null)
         }
         guard log >= 0, null >= 0 else { throw HarnessError("cannot open \(logPath): \(String(cString: strerror(errno)))") }
+        let command = [Binaries.incidentd, "--data-dir", dataDir, "--socket", socketPath] + extraArguments
+        // prlimit sets the limit on itself and executes the daemon in its place: the process is the daemon's.
+        let launched = descriptorLimit.map { ["/usr/bin/prlimit", "--nofile=\($0):\($0)", "--"] + command } ?? command
         let child = try ChildProcess(
-            Binaries.incidentd, ["--data-dir", dataDir, "--socket", socketPath] + extraArguments,
+            launched[0], Array(launched.dropFirst()),
             environment: ProcessInfo.processInfo.environment.merging(extraEnvironment) { _, extra in extra },
             stdin: null, stdout: log, stderr: log)
         self.child = child

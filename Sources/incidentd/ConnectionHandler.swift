@@ -299,7 +299,7 @@ final class ConnectionHandler: ChannelDuplexHandler {
                 let (from, filter) = try executor.followed(request)
                 let started = LogFollower(
                     log: executor.log, requestId: request.id, from: from, filter: filter, context: context,
-                    ended: { [weak self] in self?.followEnded(context: context) })
+                    ended: { [weak self] answer in self?.followEnded(answer: answer, context: context) })
                 follower = (started, sequence)
                 executor.followers.add(
                     Followers.Entry(NIOLoopBound(started, eventLoop: context.eventLoop)), for: ObjectIdentifier(self))
@@ -327,12 +327,17 @@ final class ConnectionHandler: ChannelDuplexHandler {
         }
     }
 
-    /// The follow ended by itself (``LogFollower`` answered `log_damaged`): the connection is no longer counted
-    /// among the followers nor woken after commits, and closes once answered if the client has closed its side.
-    private func followEnded(context: ChannelHandlerContext) {
+    /// The follow ended by itself (``LogFollower`` answers `log_damaged`): the connection is no longer counted
+    /// among the followers nor woken after commits (before the answer goes out, so that a client who reads it
+    /// and asks `status` never finds the follow still counted), and closes once answered if the client has
+    /// closed its side.
+    private func followEnded(answer: [UInt8], context: ChannelHandlerContext) {
         executor.followers.remove(ObjectIdentifier(self))
         follower = nil
         followHasEnded = true
+        var buffer = context.channel.allocator.buffer(capacity: answer.count)
+        buffer.writeBytes(answer)
+        context.writeAndFlush(NIOAny(buffer), promise: nil)
         closeIfAnswered(context: context)
     }
 

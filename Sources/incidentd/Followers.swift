@@ -64,8 +64,9 @@ final class LogFollower {
     private let requestId: JSONText
     private let filter: EventFilter
     private let context: ChannelHandlerContext
-    /// Told, on the loop, when the follow ends by itself (past a damaged event): the connection no longer follows.
-    private let ended: () -> Void
+    /// Told, on the loop, when the follow ends by itself (past a damaged event), with the answer that ends it: the
+    /// connection no longer follows, and writes it.
+    private let ended: (_ answer: [UInt8]) -> Void
     private var next: UInt64
     /// Set once the subscription's answer, and every answer before it, is written: no event may go out before.
     var started = false
@@ -75,7 +76,7 @@ final class LogFollower {
 
     init(
         log: EventLog, requestId: JSONText, from: UInt64, filter: EventFilter, context: ChannelHandlerContext,
-        ended: @escaping () -> Void
+        ended: @escaping (_ answer: [UInt8]) -> Void
     ) {
         self.log = log
         self.requestId = requestId
@@ -110,14 +111,10 @@ final class LogFollower {
         } catch {
             // The follow ends: past a damaged event (`log_damaged`, naming it) nothing would follow in log order.
             stopped = true
-            let failure =
+            ended(
                 (error as? LogError)?.code == .damagedEvent
-                ? RequestExecutor.failure(id: requestId, error)
-                : Response.failure(id: requestId, ProtocolError(.internalError, "following the log failed: \(error)"))
-            var buffer = context.channel.allocator.buffer(capacity: failure.count)
-            buffer.writeBytes(failure)
-            context.writeAndFlush(NIOAny(buffer), promise: nil)
-            ended()
+                    ? RequestExecutor.failure(id: requestId, error)
+                    : Response.failure(id: requestId, ProtocolError(.internalError, "following the log failed: \(error)")))
             return
         }
         next = page.next

@@ -191,54 +191,111 @@ public struct ReportData: Hashable, Sendable {
         "kind", "location", "coordinates", "description", "participants", "targets", "tags",
     ]
 
-    /// This report with `corrections` applied; the corrections were validated when they were appended.
+    /// This report with `corrections` applied: each field they correct takes the value they give it, read by
+    /// ``correction(_:)``, and every other field stays as it is. What the corrections do never depends on the
+    /// report's other fields, so a report stored under older, looser rules is corrected as one that passes
+    /// today's. The live projections, the rebuild (through ``countedEffect(of:)``), replay and the `incident`
+    /// document all correct a report through ``correction(_:)``, and so agree on every log.
     public func applying(_ corrections: [String: JSONValue]) -> ReportData {
-        switch ReportData.countedOnly(corrections) {
-        case .invalid: return self
+        var applied = self
+        switch ReportData.correction(corrections) {
+        case .invalid: break
         case .counted(let effect):
-            var applied = self
             if let kind = effect.kind { applied.kind = kind }
             switch effect.participants {
             case .unchanged: break
             case .removed: applied.participants = nil
             case .set(let range): applied.participants = range
             }
-            return applied
-        case .other: return applyingThroughJSON(corrections)
+        case .fields(let corrected):
+            for key in corrections.keys { applied.take(key, from: corrected) }
+        }
+        return applied
+    }
+
+    /// Field `key` of `other` in place of this report's own.
+    private mutating func take(_ key: String, from other: ReportData) {
+        switch key {
+        case "kind": kind = other.kind
+        case "location": location = other.location
+        case "coordinates": coordinates = other.coordinates
+        case "description": description = other.description
+        case "participants": participants = other.participants
+        case "targets": targets = other.targets
+        case "tags": tags = other.tags
+        default: break
         }
     }
 
-    /// ``applying(_:)`` by the round trip through a merged JSON object, which reads every field.
+    /// ``applying(_:)`` by the round trip of this whole report through a merged JSON object. For a report that
+    /// passes today's rules it gives what ``applying(_:)`` gives (CorrectionTests holds them together); for one
+    /// that does not, it changes nothing, which is why ``applying(_:)`` does not take this way.
     package func applyingThroughJSON(_ corrections: [String: JSONValue]) -> ReportData {
         var merged = json.objectValue ?? [:]
         for (key, value) in corrections { merged[key] = value.isNull ? nil : value }
         return (try? ReportData(json: .object(merged), path: "data", stored: true)) ?? self
     }
 
-    /// What ``applying(_:)`` does to the two fields the projections count by, whatever the report: each field
-    /// checks only itself, so the corrections apply to any stored report exactly when they apply to a bare one.
+    /// What ``applying(_:)`` does to the two fields the projections count by, whatever the report: the same
+    /// reading of the corrections, ``correction(_:)``, so the rebuild (which folds these effects) and the live
+    /// projections (which apply the corrections to the report they hold) count every incident alike.
     public static func countedEffect(of corrections: [String: JSONValue]) -> CountedCorrection {
-        switch countedOnly(corrections) {
+        switch correction(corrections) {
         case .invalid: return CountedCorrection()
         case .counted(let effect): return effect
-        case .other: return countedEffectThroughJSON(of: corrections)
+        case .fields(let corrected):
+            var effect = CountedCorrection()
+            if corrections["kind"] != nil { effect.kind = corrected.kind }
+            if let participants = corrections["participants"] {
+                effect.participants = participants.isNull ? .removed : corrected.participants.map { .set($0) } ?? .removed
+            }
+            return effect
         }
     }
 
-    /// ``countedEffect(of:)`` by the round trip of a bare report through a merged JSON object.
+    /// ``countedEffect(of:)`` by the round trip of a bare report through a merged JSON object, for every
+    /// correction (``correction(_:)`` reads one of the kind or the participants alone directly).
     package static func countedEffectThroughJSON(of corrections: [String: JSONValue]) -> CountedCorrection {
-        let bare = ReportData(
-            city: "-", cityId: nil, kind: .other, location: nil, coordinates: nil, description: nil, participants: nil,
-            targets: nil, tags: [])
-        var merged = bare.json.objectValue ?? [:]
-        for (key, value) in corrections { merged[key] = value.isNull ? nil : value }
-        guard let applied = try? ReportData(json: .object(merged), path: "data", stored: true) else { return CountedCorrection() }
+        guard case .fields(let applied) = correctedBareReport(corrections) else { return CountedCorrection() }
         var effect = CountedCorrection()
         if corrections["kind"] != nil { effect.kind = applied.kind }
         if let participants = corrections["participants"] {
             effect.participants = participants.isNull ? .removed : applied.participants.map { .set($0) } ?? .removed
         }
         return effect
+    }
+
+    /// What a set of corrections does to a report, read once from the corrections alone.
+    public enum Correction: Hashable, Sendable {
+        /// A field fails its rule, so the corrections change nothing.
+        case invalid
+        /// They correct the kind or the participants and nothing else.
+        case counted(CountedCorrection)
+        /// A bare report with every corrected field set as the corrections give it: ``applying(_:)`` takes the
+        /// corrected fields from it.
+        case fields(ReportData)
+    }
+
+    /// The one reading of `corrections` that ``applying(_:)`` and ``countedEffect(of:)`` share. The kind and the
+    /// participants alone are read directly (as most corrections are); any other field through a bare report
+    /// merged with the corrections, which checks each corrected field by the report's own rule and nothing of
+    /// the report being corrected.
+    public static func correction(_ corrections: [String: JSONValue]) -> Correction {
+        switch countedOnly(corrections) {
+        case .invalid: return .invalid
+        case .counted(let effect): return .counted(effect)
+        case .other: return correctedBareReport(corrections)
+        }
+    }
+
+    private static func correctedBareReport(_ corrections: [String: JSONValue]) -> Correction {
+        let bare = ReportData(
+            city: "-", cityId: nil, kind: .other, location: nil, coordinates: nil, description: nil, participants: nil,
+            targets: nil, tags: [])
+        var merged = bare.json.objectValue ?? [:]
+        for (key, value) in corrections { merged[key] = value.isNull ? nil : value }
+        guard let applied = try? ReportData(json: .object(merged), path: "data", stored: true) else { return .invalid }
+        return .fields(applied)
     }
 
     /// Corrections read without the round trip through a merged JSON object, when they correct the kind or the
@@ -251,7 +308,7 @@ public struct ReportData: Hashable, Sendable {
         case counted(CountedCorrection)
     }
 
-    /// ``CountedOnly`` for `corrections`. Each field checks only itself (see ``countedEffect(of:)``), so a
+    /// ``CountedOnly`` for `corrections`. Each field checks only itself (see ``correction(_:)``), so a
     /// correction of the kind or the participants is read here by the same rule as the report's own: the kind
     /// as ``FieldReader/enumValue(_:_:)`` reads it (null removes it, which the rule refuses), the participants
     /// by ``PeopleRange/init(json:path:)``, null removing them.

@@ -754,14 +754,14 @@ struct ProjectionFold {
             incidents[i].verificationFromOutcome = true
         }
         if let corrections {
-            // As the projector corrects `current`: ReportData.applying on the report as the fold knows it.
-            let x = incidents[i]
-            let current = ReportData(
-                city: texts[x.reportCity], cityId: x.reportCityId >= 0 ? texts[x.reportCityId] : nil, kind: x.currentKind,
-                location: nil, coordinates: nil, description: nil, participants: x.currentParticipants, targets: nil, tags: []
-            ).applying(corrections)
-            incidents[i].currentKind = current.kind
-            incidents[i].currentParticipants = current.participants
+            // What ReportData.applying, which the projector corrects `current` with, does to the counted fields.
+            let effect = ReportData.countedEffect(of: corrections)
+            if let kind = effect.kind { incidents[i].currentKind = kind }
+            switch effect.participants {
+            case .unchanged: break
+            case .removed: incidents[i].currentParticipants = nil
+            case .set(let range): incidents[i].currentParticipants = range
+            }
         }
         finish(i, c, version: version, position: position)
     }

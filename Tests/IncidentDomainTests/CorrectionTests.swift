@@ -54,4 +54,37 @@ import Testing
         #expect(corrected.kind == .blockade && corrected.participants == PeopleRange(low: 90, high: 90))
         #expect(reports[0].applying(["participants": .null]).participants == nil)
     }
+
+    @Test("a report past today's rules is corrected as any other: applying gives the kind and participants countedEffect gives")
+    func correctionOfAReportPastTodaysRules() throws {
+        // As an earlier daemon may have stored them: a location past the limit, more tags than allowed.
+        var pastRules = try Self.report(["city": "Kup'yansk", "kind": "demonstration", "participants": 150])
+        pastRules.location = String(repeating: "x", count: Limits.location + 1)
+        pastRules.tags = (0...Limits.tags).map { "tag-\($0)" }
+        var compared = 0
+        for kind in Self.kinds {
+            for people in Self.participants {
+                for other in Self.others {
+                    var corrections: [String: JSONValue] = [:]
+                    if let kind { corrections["kind"] = kind }
+                    if let people { corrections["participants"] = people }
+                    if let other { corrections[other.0] = other.1 }
+                    guard !corrections.isEmpty else { continue }
+                    let effect = ReportData.countedEffect(of: corrections)
+                    let applied = pastRules.applying(corrections)
+                    #expect(applied.kind == effect.kind ?? pastRules.kind, "\(corrections)")
+                    switch effect.participants {
+                    case .unchanged: #expect(applied.participants == pastRules.participants, "\(corrections)")
+                    case .removed: #expect(applied.participants == nil, "\(corrections)")
+                    case .set(let range): #expect(applied.participants == range, "\(corrections)")
+                    }
+                    compared += 1
+                }
+            }
+        }
+        #expect(compared > 400)
+        let corrected = pastRules.applying(["kind": "blockade", "location": "by the bridge"])
+        #expect(corrected.kind == .blockade && corrected.location == "by the bridge")
+        #expect(corrected.tags == pastRules.tags)
+    }
 }

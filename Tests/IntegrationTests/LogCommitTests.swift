@@ -117,4 +117,53 @@ struct LogCommitTests {
         #expect(try RebuildTests.digest(log.environment, projections) == kept)
         #expect(try log.verify().isIntact)
     }
+
+    @Test("a report past today's rules, corrected in the batch that stored it, is counted alike live, after a rebuild, and by replay")
+    func correctionOfAReportPastTodaysRules() throws {
+        let root = makeTemporaryDirectory()
+        do {
+            // As an earlier daemon with a looser limit on the location stored it, in one request with an outcome
+            // that corrects the kind and the description: the live projector corrects the whole report it holds.
+            let log = try EventLog(options: LogOptions(directory: root + "/data"), gazetteer: .embedded)
+            var report = try Self.proposal(Wire.report(incident: "kupiansk-long-location", participants: (150, 200)))
+            guard case .reported(var data) = report.data else {
+                Issue.record("\(report.data)")
+                return
+            }
+            data.location = String(repeating: "x", count: Limits.location + 1)
+            report.data = .reported(data)
+            let outcome = try Self.proposal(
+                Wire.setting(
+                    Wire.outcome(incident: "kupiansk-long-location"), "data.corrections",
+                    ["kind": "blockade", "description": "a blockade of the bridge, first reported as a demonstration"]))
+            var cities: [String: CityState] = [:]
+            let results = log.commit([Self.request([report, outcome])], committedCities: &cities)
+            guard case .success(let receipt) = results.first else {
+                Issue.record("\(results)")
+                return
+            }
+            #expect(receipt.positions == [1, 2])
+        }
+        let daemon = try Daemon(root: root)
+        let client = try daemon.client()
+        _ = try checkLogIntegrity(daemon, client)
+        let live = try client.call("city", ["city": "Kupiansk"])["city"]
+        #expect(live?["incidents"]?["byKind"]?["blockade"] == 1, "\(live ?? .null)")
+        #expect(live?["incidents"]?["byKind"]?["demonstration"] == 0, "\(live ?? .null)")
+        #expect(daemon.stop() == 0)
+
+        do {
+            let log = try EventLog(options: LogOptions(directory: daemon.dataDir), gazetteer: .embedded)
+            let projections = [
+                try log.environment.openDatabase("incidents", create: false),
+                try log.environment.openDatabase("cities", create: false),
+            ]
+            let kept = try RebuildTests.digest(log.environment, projections)
+            #expect(try log.rebuildProjections() == 2)
+            #expect(try RebuildTests.digest(log.environment, projections) == kept)
+        }
+        try daemon.start()
+        #expect(try daemon.client().call("city", ["city": "Kupiansk"])["city"] == live)
+        #expect(daemon.stop() == 0)
+    }
 }

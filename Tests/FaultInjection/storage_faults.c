@@ -7,6 +7,12 @@
 //   a disk that stopped answering; while the one named by INCIDENTD_STALL_FSYNCS exists, fsync does (a backup's
 //   copy is synced with it, LMDB's commits never are).
 // - With INCIDENTD_POWER_CUT and INCIDENTD_POWER_CUT_IMAGE set, the power fails on cue: see "A power cut" below.
+// - When the file named by INCIDENTD_COMMIT_MAP_FULL exists, the next mdb_txn_commit removes it, aborts the
+//   transaction and returns MDB_MAP_FULL, as LMDB's commit does when writing the named databases' roots or the
+//   free list needs a page past the end of the map: nothing of the transaction is stored. While the file named by
+//   INCIDENTD_HOLD_COMMITS exists, mdb_txn_commit waits after that check (checking every millisecond), having made
+//   the file of that name with ".held" added, so that a test knows a commit is under way and appends queue
+//   behind it.
 //
 // Built by the tests with the toolchain's clang: clang -shared -fPIC -o libstorage_faults.so storage_faults.c -ldl
 #define _GNU_SOURCE
@@ -321,4 +327,34 @@ int fsync(int fd) {
     if (real == NULL) real = (int (*)(int))next_symbol("fsync");
     while (flag_set("INCIDENTD_STALL_FSYNCS")) usleep(1000);
     return tracked_sync(fd, real);
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// A commit that finds the map full. mdb_txn_commit puts each changed named database's root into the main database
+// and saves the free list before it writes any page; either may need a new page, and when none is left below the
+// map's end it fails with MDB_MAP_FULL, after aborting the transaction (mdb.c, `fail:` in mdb_txn_commit).
+
+typedef struct MDB_txn MDB_txn;
+enum { MDB_MAP_FULL = -30792 };
+
+int mdb_txn_commit(MDB_txn *txn) {
+    static int (*real)(MDB_txn *);
+    static void (*abort_txn)(MDB_txn *);
+    if (real == NULL) real = (int (*)(MDB_txn *))next_symbol("mdb_txn_commit");
+    if (abort_txn == NULL) abort_txn = (void (*)(MDB_txn *))next_symbol("mdb_txn_abort");
+    const char *flag = getenv("INCIDENTD_COMMIT_MAP_FULL");
+    if (flag != NULL && abort_txn != NULL && unlink(flag) == 0) {
+        abort_txn(txn);
+        return MDB_MAP_FULL;
+    }
+    const char *hold = getenv("INCIDENTD_HOLD_COMMITS");
+    if (hold != NULL && access(hold, F_OK) == 0) {
+        char held[4096];
+        if (snprintf(held, sizeof held, "%s.held", hold) < (int)sizeof held) {
+            int fd = open(held, O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
+            if (fd >= 0) close(fd);
+        }
+        while (access(hold, F_OK) == 0) usleep(1000);
+    }
+    return real(txn);
 }

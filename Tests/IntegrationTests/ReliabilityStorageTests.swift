@@ -207,6 +207,84 @@ struct ReliabilityStorageTests {
         #expect(daemon.stop() == 0)
     }
 
+    @Test(
+        "a group commit that LMDB's commit itself refuses with MDB_MAP_FULL runs again in a grown map: each append of it is answered once, a retry keeps the first position, the chain runs through; at max_map_size its appends get storage_full and nothing of them is stored",
+        StorageFaults.required)
+    func commitFindsTheMapFull() throws {
+        let library = try #require(StorageFaults.library)
+        let mib: Int64 = 1 << 20
+        let root = makeTemporaryDirectory("incidentd-rel")
+        let mapFull = root + "/commit-map-full"
+        let hold = root + "/hold-commits"
+        let config = root + "/incidentd.toml"
+        try "[storage]\ninitial_map_size = \"1MiB\"\n".write(toFile: config, atomically: true, encoding: .utf8)
+        let daemon = try Daemon(
+            arguments: ["--config", config, "--max-map-size", "64MiB"], root: root,
+            environment: ["LD_PRELOAD": library, "INCIDENTD_COMMIT_MAP_FULL": mapFull, "INCIDENTD_HOLD_COMMITS": hold])
+        let client = try daemon.client()
+        let keptId = Wire.uuid()
+        let kept = try client.appendEvents([Wire.report(incident: "kupiansk-kept", eventId: keptId)])
+        #expect(kept["positions"] == [1], "\(kept)")
+        #expect(try client.status()["storage"]?["mapSize"]?.intValue == mib)
+
+        // One commit held under way, and four appends queued behind it in a known order: the next commit holds them.
+        #expect(FileManager.default.createFile(atPath: hold, contents: nil))
+        let first = try daemon.client()
+        try first.send("append", ["events": [Wire.report(incident: "kupiansk-held")]])
+        try waitFor("a commit to be held") { FileManager.default.fileExists(atPath: hold + ".held") }
+        let newId = Wire.uuid()
+        let requests: [[JSONValue]] = [
+            [Wire.report(incident: "kupiansk-new", eventId: newId)],
+            // The stored event sent again, as after a lost answer.
+            [Wire.report(incident: "kupiansk-kept", eventId: keptId)],
+            [Wire.report(incident: "kupiansk-pair"), Wire.response(incident: "kupiansk-pair", detained: 2)],
+            // The first request's id on another event.
+            [Wire.report(incident: "kupiansk-other", eventId: newId)],
+        ]
+        var clients: [RawClient] = []
+        for (n, events) in requests.enumerated() {
+            let connection = try daemon.client()
+            try connection.send("append", ["events": .array(events)])
+            clients.append(connection)
+            try waitFor("\(n + 1) appends to queue") { try client.status()["commits"]?["queued"]?.intValue == Int64(n + 1) }
+        }
+        #expect(FileManager.default.createFile(atPath: mapFull, contents: nil))
+        try FileManager.default.removeItem(atPath: hold)
+
+        #expect(try first.receive()["positions"] == [2])
+        let answers = try clients.map { try $0.receive() }
+        #expect(!FileManager.default.fileExists(atPath: mapFull), "the commit of the four found the map full")
+        #expect(answers[0]["positions"] == [3], "\(answers[0])")
+        #expect(answers[1]["positions"] == [1] && answers[1]["incidents"] == ["kupiansk-kept"], "\(answers[1])")
+        #expect(answers[2]["positions"] == [4, 5], "\(answers[2])")
+        #expect(answers[3].errorCode == "duplicate_event_id" && answers[3]["error"]?["position"] == 3, "\(answers[3])")
+        let status = try client.status()
+        #expect(status["storage"]?["mapSize"]?.intValue == 2 * mib, "the map grew once: \(status)")
+        #expect(status["commits"]?["failed"] == 0, "no commit was refused as a whole: \(status)")
+        #expect(status["commits"]?["largestBatch"] == 4, "\(status)")
+        let events = try checkLogIntegrity(daemon, client)
+        #expect(events.map { $0["incident"] } == ["kupiansk-kept", "kupiansk-held", "kupiansk-new", "kupiansk-pair", "kupiansk-pair"])
+        #expect(Set(events.compactMap { $0["eventId"]?.stringValue }).count == 5, "each event stored once")
+
+        // At the maximum the map cannot grow: the appends of the commit are refused, and nothing of them is stored.
+        daemon.extraArguments = ["--config", config, "--max-map-size", "1MiB"]
+        try daemon.restart()
+        let again = try daemon.client()
+        let restarted = try again.status()
+        #expect(restarted["storage"]?["mapSize"]?.intValue == mib && restarted["storage"]?["maxMapSize"]?.intValue == mib, "\(restarted)")
+        #expect(FileManager.default.createFile(atPath: mapFull, contents: nil))
+        let refused = try again.call("append", ["events": [Wire.report(incident: "kupiansk-refused")]])
+        #expect(!FileManager.default.fileExists(atPath: mapFull))
+        #expect(refused.errorCode == "storage_full", "\(refused)")
+        #expect(refused["error"]?["message"]?.stringValue?.contains("max_map_size") == true, "\(refused)")
+        #expect(try again.status()["position"] == 5)
+        #expect(try again.call("incident", ["incident": "kupiansk-refused"]).errorCode == "unknown_incident")
+        let stored = try again.call("append", ["events": [Wire.report(incident: "kupiansk-refused")]])
+        #expect(stored["positions"] == [6], "\(stored)")
+        #expect(try checkLogIntegrity(daemon, again).count == 6)
+        #expect(daemon.stop() == 0)
+    }
+
     static func dataFileSize(_ daemon: Daemon) -> Int64 {
         ((try? FileManager.default.attributesOfItem(atPath: daemon.dataDir + "/data.mdb"))?[.size] as? Int64) ?? -1
     }
@@ -315,7 +393,8 @@ final class SmallFileSystem {
 
 /// `Tests/FaultInjection/storage_faults.c`, built once with the Swift toolchain's clang beside the binaries under
 /// test, to be preloaded into the daemon: while a flag file exists, LMDB's meta-page writes fail with EIO
-/// (`INCIDENTD_FAIL_META_WRITES`), or `fdatasync` waits (`INCIDENTD_STALL_SYNCS`).
+/// (`INCIDENTD_FAIL_META_WRITES`), `fdatasync` waits (`INCIDENTD_STALL_SYNCS`), or commits wait
+/// (`INCIDENTD_HOLD_COMMITS`); a flag file makes the next commit fail with `MDB_MAP_FULL` (`INCIDENTD_COMMIT_MAP_FULL`).
 enum StorageFaults {
     /// For the tests that preload it: they run where it could be built.
     static var required: ConditionTrait {

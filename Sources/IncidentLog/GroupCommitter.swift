@@ -68,8 +68,9 @@ public final class GroupCommitter: Sendable {
     private let finished = DispatchSemaphore(value: 0)
 
     /// Starts the writer thread. `onStorageReport` hears of commits the storage refuses, of the recovery, and of a
-    /// storage that broke for good; `onCommitted` of every commit that stored events, once their appends are
-    /// answered (on the writer thread: it must return at once).
+    /// storage that broke for good; `onCommitted` of every commit that stored at least one event, once its appends
+    /// are answered (on the writer thread: it must return at once), and not of one whose appends were all retries
+    /// of stored events or refused.
     public init(
         log: EventLog, onStorageReport: (@Sendable (StorageReport) -> Void)? = nil, onCommitted: (@Sendable () -> Void)? = nil
     ) {
@@ -178,6 +179,10 @@ public final class GroupCommitter: Sendable {
                 lastBatch = batch.count
                 let results = log.commit(batch.map(\.request), committedCities: &committedCities)
                 let refusal = Self.storageRefusal(results)
+                var stored = 0
+                if refusal == nil {
+                    for case .success(let receipt) in results { stored += receipt.positions.count - receipt.alreadyStored.count }
+                }
                 state.withLock { state in
                     state.committingSince = nil
                     if !state.queue.isEmpty { state.waitingSince = DispatchTime.now().uptimeNanoseconds }
@@ -186,8 +191,6 @@ public final class GroupCommitter: Sendable {
                         return
                     }
                     state.statistics.requests += UInt64(batch.count)
-                    var stored = 0
-                    for case .success(let receipt) in results { stored += receipt.positions.count - receipt.alreadyStored.count }
                     // Only retries and refusals: LMDB commits a transaction that changed nothing without writing it.
                     guard stored > 0 else { return }
                     state.statistics.commits += 1
@@ -195,7 +198,8 @@ public final class GroupCommitter: Sendable {
                     state.statistics.largestBatch = max(state.statistics.largestBatch, batch.count)
                 }
                 for (pending, result) in zip(batch, results) { pending.completion(result, pending.request) }
-                if refusal == nil { onCommitted?() }
+                // A commit of retries and refusals alone has nothing new for the followers to read.
+                if stored > 0 { onCommitted?() }
                 if let refusal {
                     failedInARow += 1
                     if !broken && log.storageIsBroken() {

@@ -90,4 +90,39 @@ struct GroupCommitFailureTests {
         }
         #expect(receipt.positions == [1])
     }
+
+    @Test("onCommitted hears of each commit that stored events, and not of one that only answered a retry or refused")
+    func committedOnlyWhenStored() throws {
+        let directory = makeTemporaryDirectory("committed")
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let log = try EventLog(options: LogOptions(directory: directory), gazetteer: .embedded)
+        let commits = Mutex(0)
+        let committer = GroupCommitter(log: log, onCommitted: { commits.withLock { $0 += 1 } })
+        var report = try Self.report("kupiansk-2022-03-05-square", description: "Residents gathered on the square.")
+        report.eventId = "5d0d8a52-1f1e-4c43-9a4e-0d7d8c1b2a01"
+        let requests = [
+            AppendRequest(events: [report], allowNewCity: false, recordedBy: Self.recorder),
+            // The same event again, as after a lost answer: stored already.
+            AppendRequest(events: [report], allowNewCity: false, recordedBy: Self.recorder),
+            // Refused: no such incident.
+            AppendRequest(events: [try Self.response("kupiansk-2022-03-05-nowhere")], allowNewCity: false, recordedBy: Self.recorder),
+            AppendRequest(events: [try Self.response("kupiansk-2022-03-05-square")], allowNewCity: false, recordedBy: Self.recorder),
+        ]
+        // One at a time, so that each is a commit of its own.
+        var results: [Result<AppendReceipt, AppendFailure>] = []
+        for request in requests { results.append(Self.submit(committer, request)()) }
+        // Every call of onCommitted has been made once the writer thread has ended.
+        committer.shutdown()
+        guard case .success(let first) = results[0], case .success(let retry) = results[1],
+            case .failure(.rejected(let refusal, _)) = results[2], case .success(let response) = results[3]
+        else {
+            Issue.record("\(results)")
+            return
+        }
+        #expect(first.positions == [1] && retry.positions == [1] && retry.alreadyStored == [0])
+        #expect(refusal.code == .unknownIncident, "\(refusal)")
+        #expect(response.positions == [2])
+        #expect(commits.withLock { $0 } == 2, "the two commits that stored an event")
+        #expect(committer.statistics.commits == 2)
+    }
 }

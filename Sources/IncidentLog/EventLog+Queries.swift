@@ -229,23 +229,33 @@ extension EventLog {
         try environment.read { txn in try txn.get(db.incidents, key: Array(id.utf8)) != nil }
     }
 
-    /// How many events incident `id` holds (its stream's version); nil when the log has no such incident.
-    public func incidentEventCount(_ id: String) throws -> Int64? {
+    /// The projection of incident `id` as stored (its `version` is how many events it holds); nil when the log has
+    /// no such incident.
+    public func incidentState(_ id: String) throws -> IncidentState? {
         try environment.read { txn in
-            try txn.get(db.incidents, key: Array(id.utf8)).map { try IncidentState(encoded: $0).version }
+            try txn.get(db.incidents, key: Array(id.utf8)).map { try IncidentState(encoded: $0) }
         }
     }
 
-    /// One incident: its projection, the report, its responses in order and its outcome history. With
-    /// `position`, the incident as it stood once the log held events 1...`position`: its events up to there,
-    /// folded afresh when it changed since; nil when it was reported after.
+    /// ``incidentDocument(of:through:)`` for incident `id`, its projection read in the same transaction; nil when
+    /// the log has no such incident.
     public func incidentDocument(_ id: String, through position: UInt64? = nil) throws -> JSONValue? {
-        try environment.read { txn in
-            guard let raw = try txn.get(db.incidents, key: Array(id.utf8)) else { return nil }
-            var state = try IncidentState(encoded: raw)
-            let limit = position ?? .max
+        guard let state = try incidentState(id) else { return nil }
+        return try incidentDocument(of: state, through: position)
+    }
+
+    /// One incident: its projection, the report, its responses in order and its outcome history. `state` is its
+    /// projection as ``incidentState(_:)`` read it, perhaps in an earlier transaction: the document is the incident
+    /// as it stood then, its events up to `state.lastPosition` (events appended since are left to the next query).
+    /// With `position`, the incident as it stood once the log held events 1...`position`: its events up to there,
+    /// folded afresh when it changed since; nil when it was reported after.
+    public func incidentDocument(of state: IncidentState, through position: UInt64? = nil) throws -> JSONValue? {
+        let id = state.incident
+        return try environment.read { txn in
+            var state = state
+            let changedSince = state.lastPosition > position ?? .max
+            let limit = min(position ?? .max, state.lastPosition)
             guard state.firstPosition <= limit else { return nil }
-            let changedSince = state.lastPosition > limit
             var past = InMemoryProjections()
             var reportEvent: JSONValue = .null
             var responses: [JSONValue] = []

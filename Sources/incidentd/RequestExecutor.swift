@@ -84,8 +84,9 @@ final class RequestExecutor: Sendable {
             case .append: return try append(request, peer: peer, on: eventLoop)
             case .read: return walkingTheLog(request, on: eventLoop, for: connection) { try $0.read(request) }
             case .incident:
-                guard isLongIncident(request) else { return .now(try incident(request)) }
-                return walkingTheLog(request, on: eventLoop, for: connection) { try $0.incident(request) }
+                let query = try incidentQuery(request)
+                guard (query.state?.version ?? 0) > Self.incidentEventsAnsweredOnLoop else { return .now(try incident(query, request)) }
+                return walkingTheLog(request, on: eventLoop, for: connection) { try $0.incident(query, request) }
             case .city: return .now(try city(request))
             case .cities:
                 return .now(Response.success(id: id, ["cities": .array(try log.cities().map(\.json))]))
@@ -341,26 +342,29 @@ final class RequestExecutor: Sendable {
     /// megabytes, whose building would hold up every other connection of the loop for as long.
     static let incidentEventsAnsweredOnLoop: Int64 = 64
 
-    /// Whether the incident `request` asks for holds more than ``incidentEventsAnsweredOnLoop`` events. Anything
-    /// wrong with the request is left to ``incident(_:)`` to report.
-    private func isLongIncident(_ request: Request) -> Bool {
-        guard let id = request.body["incident"]?.stringValue, IncidentID.isValid(id),
-            let count = try? log.incidentEventCount(id)
-        else { return false }
-        return count > Self.incidentEventsAnsweredOnLoop
+    /// What an `incident` request asks for, and the incident's projection, read once: its version (how many events
+    /// it holds) chooses where the document is built, which then starts from it.
+    struct IncidentQuery: Sendable {
+        var id: String
+        var position: UInt64?
+        /// Nil when the log has no such incident (or the id is not one).
+        var state: IncidentState?
     }
 
-    private func incident(_ request: Request) throws -> [UInt8] {
+    private func incidentQuery(_ request: Request) throws -> IncidentQuery {
         guard let id = request.body["incident"]?.stringValue else {
             throw ProtocolError(.invalidRequest, "incident: is required, the incident id")
         }
         let position = try Self.integer(request.body["untilPosition"], "untilPosition", range: 0...Int64.max).map(UInt64.init)
-        guard IncidentID.isValid(id), let document = try log.incidentDocument(id, through: position) else {
-            if let position, IncidentID.isValid(id), try log.hasIncident(id) {
-                throw IncidentError(
-                    .unknownIncident, "incident \(id) was reported after position \(position)", details: ["incident": .string(id)])
-            }
-            throw Self.unknownIncident(id)
+        return IncidentQuery(id: id, position: position, state: IncidentID.isValid(id) ? try log.incidentState(id) : nil)
+    }
+
+    private func incident(_ query: IncidentQuery, _ request: Request) throws -> [UInt8] {
+        guard let state = query.state else { throw Self.unknownIncident(query.id) }
+        guard let document = try log.incidentDocument(of: state, through: query.position) else {
+            guard let position = query.position else { throw Self.unknownIncident(query.id) }
+            throw IncidentError(
+                .unknownIncident, "incident \(query.id) was reported after position \(position)", details: ["incident": .string(query.id)])
         }
         return Response.success(id: request.id, ["incident": document])
     }

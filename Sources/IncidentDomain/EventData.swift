@@ -110,6 +110,11 @@ public struct PeopleRange: Hashable, Sendable {
             self.init(low: exact, high: exact)
             return
         }
+        if let problem = json.outOfRange(Limits.people) { throw IncidentError.invalid(path, problem) }
+        if case .double = json {
+            throw IncidentError.invalid(
+                path, "expected a whole number in \(Limits.people.lowerBound)...\(Limits.people.upperBound), or {low, high}")
+        }
         var r = try FieldReader(json, path: path)
         guard let low = try r.integer("low", range: Limits.people) else { throw IncidentError.invalid(r.name("low"), "is required") }
         let high = try r.integer("high", range: Limits.people) ?? low

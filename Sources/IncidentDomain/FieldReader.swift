@@ -72,6 +72,7 @@ struct FieldReader {
     mutating func integer(_ key: String, range: ClosedRange<Int64>) throws(IncidentError) -> Int64? {
         guard let value = raw(key) else { return nil }
         guard let i = value.intValue else {
+            if let problem = value.outOfRange(range) { throw IncidentError.invalid(name(key), problem) }
             if case .double = value {
                 throw IncidentError.invalid(name(key), "expected a whole number in \(range.lowerBound)...\(range.upperBound)")
             }

@@ -33,6 +33,22 @@ public enum JSONValue: Sendable, Hashable {
         }
     }
 
+    /// Why this number is out of `range`, in words to follow the name of the field that holds it; nil for a value
+    /// that is not a `double`, or one inside `range`. The reader keeps a whole number past what an `Int64` holds as
+    /// a `double`, so ``intValue`` has no answer for it and the number as sent is gone: the words say which bound it
+    /// passes rather than echo it.
+    public func outOfRange(_ range: ClosedRange<Int64>) -> String? {
+        guard case .double(let d) = self else { return nil }
+        // 2^63 is the first double past Int64.max, which itself rounds up to it.
+        if d >= 0x1p63 || d > Double(range.upperBound) {
+            return "the number sent is out of range: it is larger than \(range.upperBound), the most it may be"
+        }
+        if d < -0x1p63 || d < Double(range.lowerBound) {
+            return "the number sent is out of range: it is smaller than \(range.lowerBound), the least it may be"
+        }
+        return nil
+    }
+
     public var doubleValue: Double? {
         switch self {
         case .int(let i): return Double(i)

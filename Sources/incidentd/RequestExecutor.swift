@@ -503,6 +503,7 @@ final class RequestExecutor: Sendable {
 
     private static func integer(_ value: JSONValue?, _ name: String, range: ClosedRange<Int64>) throws -> Int64? {
         guard let value else { return nil }
+        if let problem = value.outOfRange(range) { throw ProtocolError(.invalidRequest, "\(name): \(problem)") }
         guard let i = value.intValue, range.contains(i) else {
             throw ProtocolError(.invalidRequest, "\(name): expected a whole number in \(range.lowerBound)...\(range.upperBound)")
         }

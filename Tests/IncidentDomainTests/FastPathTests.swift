@@ -256,6 +256,43 @@ struct FastPathTests {
         #expect(Double(fastAccepted) > 0.9 * Double(slowAccepted), "fast \(fastAccepted) of \(slowAccepted)")
     }
 
+    @Test("a number past its field's range, however large, is refused naming the field and the bound it passes; the fast decoder leaves it to the general path")
+    func numbersPastTheirRange() throws {
+        let huge = "123456789012345678901234567890"
+        let report = #"{"type":"incident-reported","occurredAt":"2022-03-01","data":{"city":"Kupiansk","kind":"demonstration","participants":PEOPLE}}"#
+        let response = #"{"type":"response-observed","incident":"k-1","expectedVersion":VERSION,"data":{"by":"x","responses":["none"],"killed":KILLED}}"#
+        let cases: [(event: String, field: String, problem: String)] = [
+            (response.replacingOccurrences(of: "VERSION", with: huge).replacingOccurrences(of: "KILLED", with: "1"),
+             "expectedVersion", "it is larger than 2147483647, the most it may be"),
+            (response.replacingOccurrences(of: "VERSION", with: "1").replacingOccurrences(of: "KILLED", with: "-" + huge),
+             "data.killed", "it is smaller than 0, the least it may be"),
+            (response.replacingOccurrences(of: "VERSION", with: "1").replacingOccurrences(of: "KILLED", with: "1e30"),
+             "data.killed", "it is larger than 100000000, the most it may be"),
+            (report.replacingOccurrences(of: "PEOPLE", with: huge), "data.participants", "it is larger than 100000000, the most it may be"),
+            (report.replacingOccurrences(of: "PEOPLE", with: #"{"low":10,"high":\#(huge)}"#),
+             "data.participants.high", "it is larger than 100000000, the most it may be"),
+        ]
+        for (event, field, problem) in cases {
+            let line = Array(#"{"id":1,"op":"append","events":[\#(event)]}"#.utf8)
+            #expect(line.withUnsafeBytes { FastWireDecoder.decodeAppend($0, now: now) } == nil, "\(event)")
+            let json = try JSONReader().read(event)
+            #expect {
+                _ = try ProposedEvent(json: json, now: now)
+            } throws: { error in
+                guard let error = error as? IncidentError else { return false }
+                return error.code == .invalidEvent && error.details["field"] == .string(field)
+                    && error.message == "\(field): the number sent is out of range: \(problem)"
+            }
+        }
+        // A number with a fraction is not a count of people either, whatever its form.
+        let fraction = try JSONReader().read(report.replacingOccurrences(of: "PEOPLE", with: "2.5"))
+        #expect {
+            _ = try ProposedEvent(json: fraction, now: now)
+        } throws: { error in
+            (error as? IncidentError)?.message == "data.participants: expected a whole number in 0...100000000, or {low, high}"
+        }
+    }
+
     @Test("the direct canonical writers give the bytes of JSONValue.canonicalBytes()")
     func canonicalWritersAgree() throws {
         var r = Rng(state: 7)

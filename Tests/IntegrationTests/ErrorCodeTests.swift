@@ -395,6 +395,37 @@ struct ErrorCodeTests {
         #expect(try client.headPosition() == 2, "both stored, once each")
     }
 
+    @Test("a number too large for any integer (past Int64) is refused naming the field and saying it is out of range, in an event and in a query")
+    func numbersPastInt64() throws {
+        let daemon = try Daemon()
+        let client = try daemon.client()
+        #expect(try client.appendEvents([Wire.report(incident: "kupiansk-ok")]).isOK)
+        let huge = "123456789012345678901234567890"
+        let response = #"{"type":"response-observed","incident":"kupiansk-ok","data":{"by":"x","responses":["none"]}}"#
+        let cases: [(line: String, code: String, message: String)] = [
+            (#"{"id":1,"op":"append","events":[\#(response.replacingOccurrences(of: #""type""#, with: #""expectedVersion":\#(huge),"type""#))]}"#,
+             "invalid_event", "expectedVersion: the number sent is out of range: it is larger than 2147483647, the most it may be"),
+            (#"{"id":2,"op":"append","events":[\#(Wire.report(incident: "kupiansk-huge").canonicalString().replacingOccurrences(of: #""kind""#, with: #""participants":\#(huge),"kind""#))]}"#,
+             "invalid_event", "data.participants: the number sent is out of range: it is larger than 100000000, the most it may be"),
+            (#"{"id":3,"op":"read","from":\#(huge)}"#,
+             "invalid_request", "from: the number sent is out of range: it is larger than 9223372036854775807, the most it may be"),
+            (#"{"id":4,"op":"read","from":1,"limit":-\#(huge)}"#,
+             "invalid_request", "limit: the number sent is out of range: it is smaller than 1, the least it may be"),
+            (#"{"id":5,"op":"incident","incident":"kupiansk-ok","untilPosition":\#(huge)}"#,
+             "invalid_request", "untilPosition: the number sent is out of range: it is larger than 9223372036854775807, the most it may be"),
+            (#"{"id":6,"op":"subscribe","from":9223372036854775808}"#,
+             "invalid_request", "from: the number sent is out of range: it is larger than 9223372036854775807, the most it may be"),
+        ]
+        for (line, code, message) in cases {
+            try client.writeLine(line)
+            let answer = try client.receive()
+            #expect(answer.errorCode == code, "\(line) → \(answer)")
+            #expect(answer["error"]?["message"]?.stringValue == message, "\(line) → \(answer)")
+        }
+        #expect(try client.headPosition() == 1, "nothing was stored")
+        #expect(daemon.stop() == 0)
+    }
+
     /// The value of the top-level member `id` of a response line, as its bytes stand in the line.
     static func idText(_ line: [UInt8]) -> String? {
         line.withUnsafeBytes { bytes -> String? in

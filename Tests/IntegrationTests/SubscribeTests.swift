@@ -152,7 +152,8 @@ struct SubscribeTests {
             followed.withLock { $0 = result }
         }
         follower.start()
-        try waitFor("the follower to connect") { (try daemon.client().call("status")["connections"]?.intValue ?? 0) >= 2 }
+        // Subscribed, not only connected: a daemon lost before the first subscription is exit 3, as for any command.
+        try waitFor("the follower to subscribe") { (try daemon.client().call("status")["followers"]?.intValue ?? 0) >= 1 }
         try daemon.restart()
         #expect(try daemon.client().appendEvents([Wire.report(incident: "after-restart-1", city: "Melitopol")])["ok"]?.boolValue == true)
         try waitFor("the follower to connect again") { (try daemon.client().call("status")["connections"]?.intValue ?? 0) >= 2 }

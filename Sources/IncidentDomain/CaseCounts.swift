@@ -33,15 +33,16 @@ public struct CaseCounts<Case: StoredEnumeration & RawRepresentable>: Hashable, 
     public var nonZero: Int {
         withUnsafeBytes(of: storage) { raw in
             var n = 0
-            for index in 0..<Self.slots where raw.load(fromByteOffset: index * 8, as: Int64.self) != 0 { n += 1 }
+            for index in 0..<Case.storedCases.count where raw.load(fromByteOffset: index * 8, as: Int64.self) != 0 { n += 1 }
             return n
         }
     }
 
-    /// Calls `body` with each case index whose count is not zero, and the count, in index order.
+    /// Calls `body` with each case index whose count is not zero, and the count, in index order. Only the slots of
+    /// cases are read: a count put past them by index (from damaged bytes, say) is never handed out as a case.
     @inline(__always) public func forEachNonZero(_ body: (Int, Int64) throws -> Void) rethrows {
         try withUnsafeBytes(of: storage) { raw in
-            for index in 0..<Self.slots {
+            for index in 0..<Case.storedCases.count {
                 let count = raw.load(fromByteOffset: index * 8, as: Int64.self)
                 if count != 0 { try body(index, count) }
             }

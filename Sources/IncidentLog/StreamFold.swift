@@ -171,7 +171,7 @@ struct StreamFold {
         for _ in 0..<listed {
             let index = Int(try s.byte())
             let count = try s.uint32()
-            guard index < CaseCounts<ResponseKind>.slots, count <= CaseCounts<ResponseKind>.slots else { throw s.damaged }
+            guard index < ResponseKind.storedCases.count, count <= CaseCounts<ResponseKind>.slots else { throw s.damaged }
             kinds[index] = Int64(count)
         }
         x.responseEvents += 1

@@ -39,8 +39,10 @@ public final class EventLog: Sendable {
     static let maxDatabases: UInt32 = 8
     /// Bumped whenever the projection documents change shape or what they count; a mismatch rebuilds them at
     /// start. Version 4 leaves retracted incidents out of a city's sums (``OutcomeStatus/countsInSums``); version 5
-    /// counts the incidents its participant sums cover (`participants.counted`).
-    public static let projectionVersion: UInt64 = 5
+    /// counts the incidents its participant sums cover (`participants.counted`); version 6 corrects a report by
+    /// ``ReportData/correction(_:)``, which reads the corrections alone, where the writer had dropped a correction
+    /// of a report stored under older, looser rules that it still held whole.
+    public static let projectionVersion: UInt64 = 6
 
     public let environment: Environment
     public let gazetteer: Gazetteer

@@ -1,4 +1,5 @@
 import Foundation
+import IncidentLog
 import LMDB
 import StrictJSON
 import Testing
@@ -288,11 +289,15 @@ struct ArticleStoryTests {
         }
         try DerivedDataTests.damage(daemon, "meta") { txn, meta in
             let mark = Array(try #require(try txn.get(meta, key: Array("projections".utf8))))
-            #expect(mark.count == 16 && DerivedDataTests.bigEndian(mark[8...]) == 5, "the premise: projections of version 5")
+            #expect(
+                mark.count == 16 && DerivedDataTests.bigEndian(mark[8...]) == EventLog.projectionVersion,
+                "the premise: projections of this daemon's version")
             try txn.put(meta, key: Array("projections".utf8), value: Array(mark[..<8]) + DerivedDataTests.bigEndian(3))
         }
         try daemon.start()
-        #expect(daemon.log.contains("the projections are of version 3, this incidentd writes version 5: rebuilding them"), "\(daemon.log)")
+        #expect(
+            daemon.log.contains("the projections are of version 3, this incidentd writes version \(EventLog.projectionVersion): rebuilding them"),
+            "\(daemon.log)")
         Self.expectFields(
             try daemon.ctl(["city", "--format", "json", "Melitopol"]).json, try Self.melitopolRetracted(lastPosition: 11),
             "melitopol rebuilt")

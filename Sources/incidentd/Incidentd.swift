@@ -325,9 +325,10 @@ struct Incidentd: ParsableCommand {
         return 3
     }
 
-    /// Descriptors the daemon may hold besides its connections: LMDB's, the lock files', the event loops' (three
-    /// each), the listener, the log, and room for a backup's or a status's files. Idle, it holds about twenty.
-    static let descriptorsBesideConnections = 64
+    /// Descriptors the daemon may hold besides its connections: each event loop's three (one a core, see
+    /// ``Server``), and 64 for LMDB's, the lock files', the listener's, the log's, connections refused and not
+    /// yet closed, and a backup's or a status's files. Idle on two cores, it holds about twenty.
+    static var descriptorsBesideConnections: Int { 64 + 3 * System.coreCount }
 
     /// Raises the soft limit on open files to the hard limit: every connection is a descriptor, and the usual
     /// soft limit (1024) is below the default `max_connections` plus what LMDB and the listener hold. Where the
@@ -343,8 +344,8 @@ struct Incidentd: ParsableCommand {
             raised.rlim_cur = limit.rlim_max
             if setrlimit(Int32(RLIMIT_NOFILE.rawValue), &raised) == 0 { limit = raised }
         }
-        let room = limit.rlim_cur > rlim_t(descriptorsBesideConnections + 1)
-            ? Int(min(limit.rlim_cur, rlim_t(Int.max))) - descriptorsBesideConnections : 1
+        let kept = descriptorsBesideConnections
+        let room = limit.rlim_cur > rlim_t(kept + 1) ? Int(min(limit.rlim_cur, rlim_t(Int.max))) - kept : 1
         if room < settings.maxConnections {
             logger.warning(
                 "the open-file limit leaves room for \(room) connection\(room == 1 ? "" : "s"), fewer than max_connections (\(settings.maxConnections)): serving at most \(room); raise LimitNOFILE (or ulimit -n) to serve more",

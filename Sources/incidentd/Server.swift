@@ -40,7 +40,8 @@ final class Server: Sendable {
             // SwiftNIO adds this handler only to the channels of its newer, async bind.
             .serverChannelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
-                    try channel.pipeline.syncOperations.addHandler(AcceptBackoffHandler(shouldForwardIOErrorCaught: false))
+                    try channel.pipeline.syncOperations.addHandler(AcceptBackoffHandler(shouldForwardIOErrorCaught: true))
+                    try channel.pipeline.syncOperations.addHandler(AcceptFailureLog(logger: logger))
                 }
             }
             .childChannelOption(.autoRead, value: true)
@@ -512,6 +513,23 @@ private final class RefusalHandler: ChannelInboundHandler, Sendable {
 
 /// Connections refused past `max_connections`, in the daemon's log: the first at once, then at most one line a
 /// minute with how many were refused since the last (``LineThrottle``).
+/// Says in the log, at most once a minute, that accepting a connection failed (for want of descriptors, most
+/// likely), which ``AcceptBackoffHandler`` otherwise answers in silence by pausing the listener.
+final class AcceptFailureLog: ChannelInboundHandler {
+    typealias InboundIn = any Channel
+
+    private let logger: Logger
+    private var throttle = LineThrottle(interval: 60_000_000_000)
+
+    init(logger: Logger) { self.logger = logger }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        guard let failures = throttle.note(at: DispatchTime.now().uptimeNanoseconds) else { return }
+        logger.error(
+            "accepting a connection failed \(failures) time\(failures == 1 ? "" : "s") since the last such line (\(error)); incidentd waits a second before it accepts again. If it ran out of descriptors, raise LimitNOFILE (or ulimit -n)")
+    }
+}
+
 final class RefusedConnections: Sendable {
     private let throttle = Mutex(LineThrottle(interval: 60_000_000_000))
 

@@ -205,13 +205,7 @@ public struct ReportData: Hashable, Sendable {
         var applied = self
         switch ReportData.correction(corrections) {
         case .invalid: break
-        case .counted(let effect):
-            if let kind = effect.kind { applied.kind = kind }
-            switch effect.participants {
-            case .unchanged: break
-            case .removed: applied.participants = nil
-            case .set(let range): applied.participants = range
-            }
+        case .counted(let effect): effect.apply(kind: &applied.kind, participants: &applied.participants)
         case .fields(let corrected):
             for key in corrections.keys { applied.take(key, from: corrected) }
         }
@@ -248,13 +242,7 @@ public struct ReportData: Hashable, Sendable {
         switch correction(corrections) {
         case .invalid: return CountedCorrection()
         case .counted(let effect): return effect
-        case .fields(let corrected):
-            var effect = CountedCorrection()
-            if corrections["kind"] != nil { effect.kind = corrected.kind }
-            if let participants = corrections["participants"] {
-                effect.participants = participants.isNull ? .removed : corrected.participants.map { .set($0) } ?? .removed
-            }
-            return effect
+        case .fields(let corrected): return CountedCorrection(corrections, corrected: corrected)
         }
     }
 
@@ -262,12 +250,7 @@ public struct ReportData: Hashable, Sendable {
     /// correction (``correction(_:)`` reads one of the kind or the participants alone directly).
     package static func countedEffectThroughJSON(of corrections: [String: JSONValue]) -> CountedCorrection {
         guard case .fields(let applied) = correctedBareReport(corrections) else { return CountedCorrection() }
-        var effect = CountedCorrection()
-        if corrections["kind"] != nil { effect.kind = applied.kind }
-        if let participants = corrections["participants"] {
-            effect.participants = participants.isNull ? .removed : applied.participants.map { .set($0) } ?? .removed
-        }
-        return effect
+        return CountedCorrection(corrections, corrected: applied)
     }
 
     /// What a set of corrections does to a report, read once from the corrections alone.
@@ -381,6 +364,24 @@ public struct CountedCorrection: Hashable, Sendable {
     public init(kind: IncidentKind? = nil, participants: Participants = .unchanged) {
         self.kind = kind
         self.participants = participants
+    }
+
+    /// What `corrections` do to the kind and the participants, given `corrected`, a report with them applied.
+    init(_ corrections: [String: JSONValue], corrected: ReportData) {
+        if corrections["kind"] != nil { kind = corrected.kind }
+        if let given = corrections["participants"] {
+            participants = given.isNull ? .removed : corrected.participants.map { .set($0) } ?? .removed
+        }
+    }
+
+    /// Applies the effect to a kind and participants.
+    public func apply(kind: inout IncidentKind, participants: inout PeopleRange?) {
+        if let corrected = self.kind { kind = corrected }
+        switch self.participants {
+        case .unchanged: break
+        case .removed: participants = nil
+        case .set(let range): participants = range
+        }
     }
 }
 

@@ -755,13 +755,11 @@ struct ProjectionFold {
         }
         if let corrections {
             // What ReportData.applying, which the projector corrects `current` with, does to the counted fields.
-            let effect = ReportData.countedEffect(of: corrections)
-            if let kind = effect.kind { incidents[i].currentKind = kind }
-            switch effect.participants {
-            case .unchanged: break
-            case .removed: incidents[i].currentParticipants = nil
-            case .set(let range): incidents[i].currentParticipants = range
-            }
+            var kind = incidents[i].currentKind
+            var participants = incidents[i].currentParticipants
+            ReportData.countedEffect(of: corrections).apply(kind: &kind, participants: &participants)
+            incidents[i].currentKind = kind
+            incidents[i].currentParticipants = participants
         }
         finish(i, c, version: version, position: position)
     }

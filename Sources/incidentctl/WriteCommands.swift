@@ -290,11 +290,15 @@ struct Outcome: ParsableCommand {
                 result[field] = .string(value)
             }
         }
+        var removed: Set<String> = []
         for field in removals {
             try Self.checkCorrectable(field, option: "--remove <field>", given: field)
             if field == "kind" {
                 throw ValidationError(
                     "The value 'kind' is invalid for '--remove <field>': an incident always has a kind; correct it instead (--correct kind=K)")
+            }
+            guard removed.insert(field).inserted else {
+                throw ValidationError("--remove: \(field) is given twice; remove each field once")
             }
             guard result[field] == nil else { throw ValidationError("--remove \(field): --correct gives it a value too") }
             result[field] = .null

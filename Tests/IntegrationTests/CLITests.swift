@@ -435,7 +435,7 @@ struct CLITests {
         #expect(stored.map(JSONValue.object) == ["events": 2, "new": 2, "alreadyStored": 0, "firstPosition": 5, "lastPosition": 6])
     }
 
-    @Test("outcome --correct given twice for one field is bad usage naming the field, as a repeated --response is; nothing is stored")
+    @Test("outcome --correct or --remove given twice for one field is bad usage naming the field and the option, as a repeated --response is; nothing is stored")
     func repeatedCorrection() throws {
         let daemon = try Daemon()
         let report = try daemon.ctl(["report", "--city", "Kupiansk", "--kind", "demonstration", "--occurred", "2022-03-01", "--incident", "kupiansk-1"])
@@ -445,6 +445,12 @@ struct CLITests {
             #expect(twice.status == 2, "\(corrections): \(twice.stderr)")
             let field = corrections[0].prefix { $0 != "=" }
             #expect(twice.stderr.contains("--correct: \(field) is given twice; correct each field once"), "\(twice.stderr)")
+        }
+        for removals in [["tags", "tags"], ["location", "tags", "location"]] {
+            let twice = try daemon.ctl(["outcome", "kupiansk-1", "--status", "unknown"] + removals.flatMap { ["--remove", $0] })
+            #expect(twice.status == 2, "\(removals): \(twice.stderr)")
+            #expect(twice.stderr.contains("Error: --remove: \(removals[0]) is given twice; remove each field once"), "\(twice.stderr)")
+            #expect(!twice.stderr.contains("--correct gives it a value"), "no --correct was given: \(twice.stderr)")
         }
         #expect(try daemon.client().headPosition() == 1, "nothing was sent")
         let once = try daemon.ctl(["outcome", "kupiansk-1", "--status", "unknown", "--correct", "participants=6", "--correct", "location=x"])

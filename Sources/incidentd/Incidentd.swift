@@ -170,6 +170,8 @@ struct Incidentd: ParsableCommand {
         let access = AccessControl(policy: settings.access)
         for name in access.unresolved { logger.warning("\(name)") }
         let gazetteer = try settings.gazetteer()
+        let inherited = Self.inheritedSocket()
+        if inherited == nil { try Self.checkSocketPathBeforeOpening(settings.socketPath) }
         var logOptions = settings.logOptions
         logOptions.onSummaryDamage = { problem in logger.warning("rebuilding projections: \(problem)") }
         // An upgrade or a rebuild of a large log can outlast systemd's start timeout (90 s by default): each step
@@ -224,7 +226,6 @@ struct Incidentd: ParsableCommand {
                 "event loops keep ordinary scheduling: loop_scheduling = \"realtime\" needs root, CAP_SYS_NICE, or (under systemd) RestrictRealtime=no and LimitRTPRIO=1",
                 metadata: ["reason": "\(refusal)"])
         }
-        let inherited = Self.inheritedSocket()
         let channel: any Channel
         let socketFile: SocketFile?
         do {
@@ -276,6 +277,17 @@ struct Incidentd: ParsableCommand {
         readerCheck.cancel()
         logger.notice("stopped", metadata: ["position": "\((try? log.status()).map { "\($0.position)" } ?? "unknown")"])
         if storageTrouble.isBroken { throw ExitCode(StorageTroubleLog.exitStatus) }
+    }
+
+    /// The checks of the socket path that ``Server/start(inheritedDescriptor:)`` makes as it binds, made before the
+    /// log is opened: that no other user could put a socket of their own in its directory, and that the path holds
+    /// nothing but a stale socket (removed, as it would be then). Opening the log makes the data directory, and a new
+    /// log in it, where there are none, which a start refused for its socket would otherwise leave behind. A socket
+    /// directory that is missing is made and checked only as the socket is bound, as is what changed meanwhile.
+    static func checkSocketPathBeforeOpening(_ path: String) throws {
+        let directory = (path as NSString).deletingLastPathComponent
+        try Server.checkSocketDirectory(directory.isEmpty ? FileManager.default.currentDirectoryPath : directory)
+        try Server.removeStaleSocket(at: path)
     }
 
     /// Blocks SIGTERM and SIGINT, and SIGHUP, SIGUSR1 and SIGUSR2, in the calling thread (and so in every thread

@@ -326,7 +326,45 @@ struct SocketTests {
             #expect(log.contains("cannot start: the socket's directory \(directory): \(fault) (mode "), "\(label): \(log)")
             #expect(log.contains(says), "\(label): \(log)")
             #expect(Self.entries(directory).isEmpty, "\(label): nothing is made there")
+            #expect(Self.identity(root + "/data") == nil, "\(label): refused before the log is opened, it makes no data directory")
         }
+    }
+
+    @Test("a start refused for its socket path (a file there, a socket another daemon serves) is refused before the log is opened: it makes no data directory, and leaves an empty one as it was")
+    func refusedSocketPathMakesNoLog() throws {
+        let served = try Daemon()
+        let root = makeTemporaryDirectory("incidentd-refused")
+        defer { try? FileManager.default.removeItem(atPath: root) }
+        #expect(chmod(root, 0o700) == 0)
+        let file = root + "/afile"
+        #expect(FileManager.default.createFile(atPath: file, contents: Data("kept".utf8)))
+        let empty = root + "/empty"
+        #expect(mkdir(empty, 0o700) == 0)
+        let cases = [
+            ("a file", file, "cannot start: \(file) exists and is not a socket; refusing to replace it"),
+            ("a served socket", served.socketPath, "cannot start: another daemon is serving \(served.socketPath)"),
+        ]
+        for (label, socket, says) in cases {
+            for (index, dataDir) in [root + "/new/data", empty].enumerated() {
+                let logPath = root + "/\(index).log"
+                unlink(logPath)
+                let daemon = try Self.launch(Binaries.incidentd, ["--data-dir", dataDir, "--socket", socket], logPath: logPath)
+                let log = readFile(logPath) ?? ""
+                if daemon.isRunning {
+                    kill(daemon.pid, SIGKILL)
+                    daemon.wait()
+                    Issue.record("\(label): the daemon serves: \(log)")
+                } else {
+                    #expect(daemon.wait() == 1, "\(label): \(log)")
+                }
+                #expect(log.contains(says), "\(label): \(log)")
+                #expect(Self.identity(root + "/new") == nil, "\(label): no data directory is made: \(Self.entries(root + "/new"))")
+                #expect(Self.entries(empty).isEmpty, "\(label): nothing is made in the data directory: \(Self.entries(empty))")
+            }
+        }
+        #expect(readFile(file) == "kept")
+        #expect(try served.client().call("status").isOK)
+        #expect(served.stop() == 0)
     }
 
     @Test("a socket in a directory of the daemon's user that only it may write, below /tmp (sticky) or below a sticky directory, reached through its own link or not, is served")

@@ -20,6 +20,8 @@ struct AccessPolicy: Sendable, Equatable {
 /// The daemon's settings: embedded defaults, then `incidentd.toml`, then command-line flags.
 struct DaemonConfiguration: Sendable {
     var dataDirectory = "/var/lib/incidentd"
+    /// Where `dataDirectory` was set, for ``checkDataDirectory()``: the file and key, or "--data-dir"; nil for the default.
+    var dataDirectoryOrigin: String?
     var socketPath = "/run/incidentd/incidentd.sock"
     /// Where `socketPath` was set, for ``checkSocketPath()``: the file and key, or "--socket"; nil for the default.
     var socketPathOrigin: String?
@@ -42,6 +44,8 @@ struct DaemonConfiguration: Sendable {
     var maxMapSizeOrigin: String?
     var fileHeadroom = 256 << 10
     var gazetteerPath: String?
+    /// The file and key that set `gazetteerPath`, for ``gazetteer()``.
+    var gazetteerOrigin: String?
     var access = AccessPolicy()
 
     /// A refusal of the configuration, naming the file and key at fault.
@@ -68,7 +72,10 @@ struct DaemonConfiguration: Sendable {
         }
         var reader = TableReader(table: table, path: path, prefix: "")
         if var daemon = try reader.table("daemon") {
-            dataDirectory = try daemon.string("data_dir") ?? dataDirectory
+            if let directory = try daemon.string("data_dir") {
+                dataDirectory = directory
+                dataDirectoryOrigin = "\(path): daemon.data_dir"
+            }
             if let socket = try daemon.string("socket") {
                 socketPath = socket
                 socketPathOrigin = "\(path): daemon.socket"
@@ -117,6 +124,7 @@ struct DaemonConfiguration: Sendable {
         }
         if var gazetteer = try reader.table("gazetteer") {
             gazetteerPath = try gazetteer.string("file")
+            gazetteerOrigin = "\(path): gazetteer.file"
             try gazetteer.finish()
         }
         if var access = try reader.table("access") {
@@ -146,9 +154,23 @@ extension DaemonConfiguration {
         return options
     }
 
-    /// The gazetteer these settings name, or the compiled-in one.
+    /// The gazetteer these settings name, or the compiled-in one. A file that cannot be read or is no gazetteer
+    /// is a ``Problem`` naming the setting, the file, and the entry and field at fault.
     func gazetteer() throws -> Gazetteer {
-        try gazetteerPath.map { try Gazetteer(contentsOfFile: $0) } ?? Gazetteer.embedded
+        guard let gazetteerPath else { return Gazetteer.embedded }
+        do {
+            return try Gazetteer(contentsOfFile: gazetteerPath)
+        } catch {
+            throw Problem(description: "\(gazetteerOrigin ?? "gazetteer.file"): \(error)")
+        }
+    }
+
+    /// Refuses an empty data directory path, which names no directory.
+    func checkDataDirectory() throws {
+        guard dataDirectory.isEmpty else { return }
+        throw Problem(
+            description:
+                "\(dataDirectoryOrigin ?? "daemon.data_dir"): the data directory path is empty; give the directory of the log, such as /var/lib/incidentd")
     }
 
     /// The longest socket path a `sockaddr_un` holds, its terminating NUL aside.

@@ -2,6 +2,7 @@ import ArgumentParser
 import CShims
 import Dispatch
 import Foundation
+import Gazetteer
 import IncidentLog
 import LMDB
 import Logging
@@ -124,6 +125,7 @@ struct Incidentd: ParsableCommand {
         // SIGUSR1 and SIGUSR2, which would otherwise end the daemon without draining.
         let stopSignals = Self.blockHandledSignals()
         var settings = DaemonConfiguration()
+        let gazetteer: Gazetteer
         do {
             if let config { try settings.load(file: config) }
             if let maxMapSize, let bytes = parseSize(maxMapSize) {
@@ -136,11 +138,16 @@ struct Incidentd: ParsableCommand {
                 settings.socketPathOrigin = "--socket"
             }
             try settings.checkSocketPath()
+            if let dataDir {
+                settings.dataDirectory = dataDir
+                settings.dataDirectoryOrigin = "--data-dir"
+            }
+            try settings.checkDataDirectory()
+            gazetteer = try settings.gazetteer()
         } catch {
             FileHandle.standardError.write(Data("incidentd: \(error)\n".utf8))
             throw ExitCode(78)  // EX_CONFIG
         }
-        if let dataDir { settings.dataDirectory = dataDir }
         if let logLevel, let level = Logger.Level(rawValue: logLevel) { settings.logLevel = level }
         let level = settings.logLevel
         LoggingSystem.bootstrap { label in JournalLogHandler(label: label, level: level) }
@@ -148,11 +155,11 @@ struct Incidentd: ParsableCommand {
         if let recoverFrom {
             try Self.recover(
                 from: recoverFrom, fillingFrom: fillFrom, expectedHead: expectHead.flatMap { try? PublishedHeadArgument($0) }, settings,
-                logger: logger)
+                gazetteer: gazetteer, logger: logger)
             return
         }
         do {
-            try serve(settings, stopSignals: stopSignals, logger: logger)
+            try serve(settings, gazetteer: gazetteer, stopSignals: stopSignals, logger: logger)
         } catch let error as ExitCode {
             throw error
         } catch let problem as UnsafeSocketDirectory {
@@ -164,12 +171,11 @@ struct Incidentd: ParsableCommand {
         }
     }
 
-    private func serve(_ configured: DaemonConfiguration, stopSignals: sigset_t, logger: Logger) throws {
+    private func serve(_ configured: DaemonConfiguration, gazetteer: Gazetteer, stopSignals: sigset_t, logger: Logger) throws {
         var settings = configured
         // A name that matches no account grants nothing: said at once, at any log level but error and critical.
         let access = AccessControl(policy: settings.access)
         for name in access.unresolved { logger.warning("\(name)") }
-        let gazetteer = try settings.gazetteer()
         let inherited = Self.inheritedSocket()
         if inherited == nil { try Self.checkSocketPathBeforeOpening(settings.socketPath) }
         var logOptions = settings.logOptions

@@ -1,4 +1,5 @@
 import ArgumentParser
+import Gazetteer
 import IncidentLog
 import Logging
 
@@ -8,14 +9,14 @@ extension Incidentd {
     /// what it made on standard output, and returns; exits 1 with the reason when no log was made.
     static func recover(
         from source: String, fillingFrom backups: [String], expectedHead: PublishedHeadArgument?, _ settings: DaemonConfiguration,
-        logger: Logger
+        gazetteer: Gazetteer, logger: Logger
     ) throws {
         var options = settings.logOptions
         options.onProgress = { status in logger.info("\(status)") }
         let report: RecoveryReport
         do {
             report = try EventLog.recover(
-                from: source, into: options, gazetteer: try settings.gazetteer(), fillingFrom: backups,
+                from: source, into: options, gazetteer: gazetteer, fillingFrom: backups,
                 expectedHeadHash: expectedHead?.hash, expectedHeadPosition: expectedHead?.position)
         } catch {
             logger.critical("cannot recover the log in \(source): \(error)")

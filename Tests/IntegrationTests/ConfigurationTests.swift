@@ -137,4 +137,44 @@ struct ConfigurationTests {
             refused.stderr.contains("incidentd: \(root): is a directory; --config takes the settings file (TOML) itself"),
             "\(refused.stderr)")
     }
+
+    @Test("an empty data directory path, from --data-dir or daemon.data_dir, is refused naming the setting")
+    func emptyDataDirectory() throws {
+        let root = makeTemporaryDirectory("incidentd-config")
+        defer { try? FileManager.default.removeItem(atPath: root) }
+        let config = root + "/incidentd.toml"
+        try "[daemon]\ndata_dir = \"\"\n".write(toFile: config, atomically: true, encoding: .utf8)
+        for (arguments, says) in [
+            (["--data-dir", ""], "incidentd: --data-dir: the data directory path is empty; give the directory of the log"),
+            (["--config", config], "incidentd: \(config): daemon.data_dir: the data directory path is empty"),
+        ] {
+            let refused = try runCommand(Binaries.incidentd, arguments + ["--socket", root + "/incidentd.sock"])
+            #expect(refused.status == 78, "\(arguments): \(refused.stderr)")
+            #expect(refused.stderr.contains(says), "\(arguments): \(refused.stderr)")
+        }
+    }
+
+    @Test("a gazetteer file that cannot be read or is no gazetteer (missing, a spelling of two cities, a bad id, a latitude out of range) is refused as every other setting is, exit 78, naming the setting, the file and what is wrong")
+    func badGazetteer() throws {
+        let root = makeTemporaryDirectory("incidentd-gazetteer")
+        defer { try? FileManager.default.removeItem(atPath: root) }
+        func city(_ id: String, alias: String, lat: String = "49.7") -> String {
+            "[[city]]\nid = \"\(id)\"\nname = \"\(id)\"\naliases = [\"\(alias)\"]\nlat = \(lat)\nlon = 37.6\n"
+        }
+        let cases: [(label: String, text: String?, says: String)] = [
+            ("missing", nil, "cannot read"),
+            ("alias", city("one", alias: "Same") + city("two", alias: "same"),
+             "alias \"same\" of city \"two\" matches \"Same\" of city \"one\""),
+            ("id", city("Bad Id", alias: "x"), "city id \"Bad Id\" is invalid"),
+            ("lat", city("far", alias: "x", lat: "91"), "city \"far\": field \"lat\" must be between -90 and 90"),
+        ]
+        for (label, text, says) in cases {
+            let path = root + "/\(label).toml"
+            if let text { try text.write(toFile: path, atomically: true, encoding: .utf8) }
+            let refused = try Self.start("[gazetteer]\nfile = \"\(path)\"\n")
+            #expect(refused.status == 78, "\(label): \(refused.log)")
+            #expect(refused.log.contains("incidentd.toml: gazetteer.file: \(path): \(says)"), "\(label): \(refused.log)")
+            #expect(!refused.log.contains("cannot start"), "\(label): a configuration error, as the others: \(refused.log)")
+        }
+    }
 }

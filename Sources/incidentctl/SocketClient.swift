@@ -74,6 +74,10 @@ final class SocketClient {
                 throw .unreachable(
                     "cannot reach incidentd at \(path): \(reason): reaching it takes membership of its group \(group) (ask an administrator to add you to it, then log in again); the roles in incidentd.toml then decide what you may do")
             }
+            if let what = Self.notASocket(path) {
+                throw .unreachable(
+                    "cannot reach incidentd at \(path): it is \(what), not a socket; set --socket or INCIDENTD_SOCKET to the socket incidentd serves (daemon.socket in its incidentd.toml)")
+            }
             throw .unreachable(
                 "cannot reach incidentd at \(path): \(reason) (is it running? set --socket or INCIDENTD_SOCKET)")
         }
@@ -98,6 +102,19 @@ final class SocketClient {
             + "\(directory) (uid \(info.st_uid)): it is not incidentd, which serves only from a directory its user or root "
             + "owns and no one else may write, but a stand-in another user put there; nothing was sent. Tell the "
             + "administrator, and check --socket or INCIDENTD_SOCKET"
+    }
+
+    /// What `path` names when it is there and is not a socket ("a file", "a directory"), or nil.
+    private static func notASocket(_ path: String) -> String? {
+        var info = stat()
+        guard stat(path, &info) == 0 else { return nil }
+        switch info.st_mode & S_IFMT {
+        case S_IFSOCK: return nil
+        case S_IFREG: return "a file"
+        case S_IFDIR: return "a directory"
+        case S_IFIFO: return "a named pipe"
+        default: return "a device"
+        }
     }
 
     /// The socket's group ("incidentd-clients", quoted, or "gid 990") when the socket is open to its group (mode

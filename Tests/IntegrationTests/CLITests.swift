@@ -79,6 +79,17 @@ struct CLITests {
             #expect(unreachable.status == 3, "\(arguments): \(unreachable.stderr)")
             #expect(unreachable.stderr.contains(missing), "names the socket: \(unreachable.stderr)")
         }
+        // There, but no socket: said as such, not as a daemon that is not running.
+        let file = daemon.root + "/afile"
+        #expect(FileManager.default.createFile(atPath: file, contents: nil))
+        for (path, what) in [(file, "a file"), (daemon.root, "a directory")] {
+            let notSocket = try daemon.ctl(["status", "--socket", path])
+            #expect(notSocket.status == 3, "\(path): \(notSocket.stderr)")
+            #expect(
+                notSocket.stderr.contains("cannot reach incidentd at \(path): it is \(what), not a socket; set --socket or INCIDENTD_SOCKET"),
+                "\(notSocket.stderr)")
+            #expect(!notSocket.stderr.contains("Connection refused"), "\(notSocket.stderr)")
+        }
         daemon.stop()
         #expect(try daemon.ctl(["status"]).status == 3, "a stopped daemon is unreachable")
     }

@@ -79,6 +79,7 @@ public final class EventLog: Sendable {
         projector = Projector(gazetteer: gazetteer)
         gazetteerMemo = GazetteerMemo(gazetteer: gazetteer)
         gazetteerDigest = ChainHash.digest(projector.gazetteerInput)
+        try EventLog.refuseNonDirectory(options.directory)
         if options.readOnly {
             lockDescriptor = -1
         } else {
@@ -191,6 +192,42 @@ public final class EventLog: Sendable {
         default:
             return error
         }
+    }
+
+    /// Refuses a data directory path that is empty, or that names, or leads through, something other than a
+    /// directory (the log's `data.mdb` itself, say), saying what it is: LMDB says only "Not a directory", and a
+    /// daemon would fail on its lock file. A path that leads nowhere is left to opening the log.
+    static func refuseNonDirectory(_ directory: String) throws {
+        guard !directory.isEmpty else {
+            throw LogError(.notALog, "the data directory path is empty; give the directory that holds the log's data.mdb")
+        }
+        var path = trimmingSlashes(directory)
+        var info = stat()
+        while stat(path, &info) != 0 {
+            let code = errno
+            let above = parent(of: path)
+            guard code == ENOTDIR, above != path else { return }
+            path = above
+        }
+        let type = info.st_mode & S_IFMT
+        guard type != S_IFDIR else { return }
+        let what: String
+        switch type {
+        case S_IFREG: what = "a file"
+        case S_IFSOCK: what = "a socket"
+        case S_IFIFO: what = "a named pipe"
+        case S_IFCHR, S_IFBLK: what = "a device"
+        default: what = "a special file"
+        }
+        let subject = path == trimmingSlashes(directory) ? "it" : path
+        let problem: String
+        if type == S_IFREG && (path == "data.mdb" || path.hasSuffix("/data.mdb")) {
+            let holder = path == "data.mdb" ? "." : parent(of: path)
+            problem = "\(subject) is a log's data file, not its directory: the data directory is the one that holds it, \(holder)"
+        } else {
+            problem = "\(subject) is \(what), not a directory; give the directory that holds the log's data.mdb"
+        }
+        throw LogError(.notALog, "cannot open the log in \(directory): \(problem)")
     }
 
     /// Refuses a `data.mdb` that is there but empty, before LMDB sees it: LMDB would take it for a new environment,

@@ -278,20 +278,30 @@ struct CLITests {
         #expect(outcome.stderr.contains("--source-verified-by given once but --source not at all"), "\(outcome.stderr)")
     }
 
-    @Test("replay --data-dir that holds no log says so once, naming the directory and why")
+    @Test("replay or verify --data-dir that holds no log says so once, naming the directory and why: a file given for the directory, or on the way to it, is no directory, and a data.mdb given is in the directory to give")
     func replayWithoutLog() throws {
         let root = makeTemporaryDirectory("incidentd-replay")
         defer { try? FileManager.default.removeItem(atPath: root) }
         try "not a directory".write(toFile: root + "/file", atomically: true, encoding: .utf8)
+        #expect(mkdir(root + "/log", 0o700) == 0)
+        try "not read".write(toFile: root + "/log/data.mdb", atomically: true, encoding: .utf8)
         for (dir, says) in [
             (root + "/missing", "cannot open the log in \(root)/missing: there is no such directory"),
             (root, "cannot open the log in \(root): it holds no incident log (no data.mdb)"),
-            (root + "/file", "cannot open the log in \(root)/file: mdb_env_open: Not a directory (20)"),
+            (root + "/file",
+             "cannot open the log in \(root)/file: it is a file, not a directory; give the directory that holds the log's data.mdb"),
+            (root + "/file/data",
+             "cannot open the log in \(root)/file/data: \(root)/file is a file, not a directory; give the directory that holds the log's data.mdb"),
+            (root + "/log/data.mdb",
+             "cannot open the log in \(root)/log/data.mdb: it is a log's data file, not its directory: the data directory is the one that holds it, \(root)/log"),
+            ("", "the data directory path is empty; give the directory that holds the log's data.mdb"),
         ] {
-            let replay = try runCommand(Binaries.incidentctl, ["replay", "--data-dir", dir])
-            #expect(replay.status == 2, "\(dir): \(replay.stderr)")
-            #expect(replay.stderr == "incidentctl: \(says)\n")
-            #expect(replay.stdout.isEmpty)
+            for command in ["replay", "verify"] {
+                let run = try runCommand(Binaries.incidentctl, [command, "--data-dir", dir])
+                #expect(run.status == 2, "\(command) \(dir): \(run.stderr)")
+                #expect(run.stderr == "incidentctl: \(says)\n", "\(command) \(dir)")
+                #expect(run.stdout.isEmpty)
+            }
         }
     }
 

@@ -303,17 +303,26 @@ struct IncidentRow {
         return seen
     }
 
+    /// The location, description, responses, outcome and verification, each a sentence.
     private var notes: String {
         var parts: [String] = []
-        if let location = current?["location"]?.stringValue { parts.append("Location: \(location).") }
+        if let location = current?["location"]?.stringValue { parts.append("Location: \(location)") }
         if let description = current?["description"]?.stringValue { parts.append(description) }
         for event in document["responseHistory"]?.arrayValue ?? [] {
             let kinds = (event["data"]?["responses"]?.arrayValue ?? []).compactMap(\.stringValue).joined(separator: ", ")
-            parts.append("Response by \(Printer.text(event["data"]?["by"])): \(kinds).")
+            parts.append("Response by \(Printer.text(event["data"]?["by"])): \(kinds)")
         }
-        if let status = document["status"]?.stringValue { parts.append("Outcome: \(status).") }
-        if let verification = document["verification"]?.stringValue { parts.append("Verification: \(verification).") }
-        return parts.joined(separator: " ")
+        if let status = document["status"]?.stringValue { parts.append("Outcome: \(status)") }
+        if let verification = document["verification"]?.stringValue { parts.append("Verification: \(verification)") }
+        return parts.map(Self.sentence).joined(separator: " ")
+    }
+
+    /// `text` ending as a sentence does: with a full stop added unless it ends in one, a question or exclamation
+    /// mark or an ellipsis, before any closing quotation marks or brackets.
+    private static func sentence(_ text: String) -> String {
+        let closing: Set<Character> = ["\"", "'", "”", "’", "»", ")", "]"]
+        if let last = text.reversed().first(where: { !closing.contains($0) }), ".!?…".contains(last) { return text }
+        return text + "."
     }
 
     /// Seconds since 1970 of the incident's last event, as ACLED's `timestamp` (the time of the last change).

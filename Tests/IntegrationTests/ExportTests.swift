@@ -154,7 +154,7 @@ struct ExportTests {
         #expect(daemon.stop() == 0)
     }
 
-    @Test("export --format csv puts a ' before a text cell a spreadsheet would run as a formula, never before a number; --csv-raw-text writes them as they are")
+    @Test("export --format csv puts a ' before a text cell a spreadsheet would run as a formula, never before a number; --csv-raw-text writes them as they are; each part of the notes ends as a sentence, with one full stop")
     func formulasInCSV() throws {
         let daemon = try Daemon()
         let hyperlink = #"=HYPERLINK("http://evil.example","click")"#
@@ -164,6 +164,7 @@ struct ExportTests {
             ["--incident", "formula-3", "--source", "@cmd", "--description", "looks plain", "--location", "=far"],
             // The daemon trims a tab and refuses a carriage return at the start of a text, so no cell begins with one.
             ["--incident", "formula-4", "--source", "Suspilne", "--description", "a plain note"],
+            ["--incident", "sentences", "--source", "Suspilne", "--description", "Who fired first?", "--location", "by the bridge."],
         ]
         for arguments in reports {
             let report = try daemon.ctl(["report", "--city", "Kupiansk", "--kind", "demonstration", "--occurred", "2022-03-05"] + arguments)
@@ -184,13 +185,15 @@ struct ExportTests {
         }
         let guarded = try rows([])
         #expect(guarded["formula-1"]?["source"] == "'" + hyperlink)
-        #expect(guarded["formula-1"]?["notes"]?.hasPrefix("'=1+2 Response by -Rosgvardia: detentions.") == true, "\(guarded)")
+        #expect(guarded["formula-1"]?["notes"]?.hasPrefix("'=1+2. Response by -Rosgvardia: detentions. Outcome: ") == true, "\(guarded)")
         #expect(guarded["formula-1"]?["actor2"] == "'-Rosgvardia")
         #expect(guarded["formula-1"]?["latitude"] == "-33.70000" && guarded["formula-1"]?["longitude"] == "-0.12000", "numbers as they are")
         #expect(guarded["formula-2"]?["source"] == "'+SUM(A1:A9); Kyiv Independent")
         #expect(guarded["formula-2"]?["notes"]?.hasPrefix("'-2+3") == true)
         #expect(guarded["formula-3"]?["source"] == "'@cmd")
         #expect(guarded["formula-3"]?["notes"]?.hasPrefix("Location: =far.") == true, "only the first character counts")
+        #expect(guarded["formula-3"]?["notes"]?.hasPrefix("Location: =far. looks plain. Outcome: ") == true, "\(guarded)")
+        #expect(guarded["sentences"]?["notes"]?.hasPrefix("Location: by the bridge. Who fired first? Outcome: ") == true, "\(guarded)")
         #expect(guarded["formula-4"]?["source"] == "Suspilne")
         #expect(guarded["formula-4"]?["notes"]?.hasPrefix("a plain note") == true)
         #expect(guarded["formula-1"]?["location"] == "Kupiansk")

@@ -128,14 +128,13 @@ enum Printer {
     }
 
     /// One corrected field of an outcome with its new value, as the incident's history shows it: "participants
-    /// to 300–500", "location to \"the square\"", "tags removed".
-    static func correction(_ field: String, _ value: JSONValue?) -> String {
+    /// to 300–500", "location to \"the square\"".
+    static func correction(_ field: String, _ value: JSONValue) -> String {
         switch value {
-        case nil, .null?: return "\(field) removed"
-        case .string(let s)?: return "\(field) to \"\(s)\""
-        case .array(let items)?: return "\(field) to " + (items.isEmpty ? "none" : items.map { text($0) }.joined(separator: " / "))
-        case let other? where field == "participants": return "\(field) to \(range(other))"
-        case let other?: return "\(field) to \(text(other))"
+        case .string(let s): return "\(field) to \"\(s)\""
+        case .array(let items): return "\(field) to " + (items.isEmpty ? "none" : items.map { text($0) }.joined(separator: " / "))
+        case let other where field == "participants": return "\(field) to \(range(other))"
+        case let other: return "\(field) to \(text(other))"
         }
     }
 
@@ -152,7 +151,10 @@ enum Printer {
             var parts = ["status \(text(data?["status"]))"]
             if let v = data?["verification"]?.stringValue { parts.append(v) }
             if let c = data?["corrections"]?.objectValue {
-                parts.append("corrects " + c.keys.sorted().map { correction($0, c[$0]) }.joined(separator: ", "))
+                let corrected = c.filter { $0.value != .null }.sorted { $0.key < $1.key }
+                if !corrected.isEmpty { parts.append("corrects " + corrected.map { correction($0.key, $0.value) }.joined(separator: ", ")) }
+                let removed = c.filter { $0.value == .null }.keys.sorted()
+                if !removed.isEmpty { parts.append("removes " + removed.joined(separator: ", ")) }
             }
             if let note = data?["note"]?.stringValue { parts.append("note: \(shortened(note))") }
             return parts.joined(separator: ", ")

@@ -364,7 +364,9 @@ struct ArticleStoryTests {
         let afterRemoval = try #require(try daemon.ctl(["incident", "--format", "json", Self.kupiansk]).json)
         #expect(afterRemoval["current"]?["location"] == nil, "\(afterRemoval)")
         #expect(afterRemoval["report"]?["location"] == incident["report"]?["location"])
-        #expect(try daemon.ctl(["incident", "--format", "table", Self.kupiansk]).stdout.contains("corrects location removed"))
+        let removalTable = try daemon.ctl(["incident", "--format", "table", Self.kupiansk]).stdout
+        #expect(removalTable.contains("status dispersed, removes location"), "\(removalTable)")
+        #expect(!removalTable.contains("corrects location"), "a removal is no correction: \(removalTable)")
         let both = try daemon.ctl(["outcome", Self.kupiansk, "--status", "dispersed", "--remove", "location", "--correct", "location=x"])
         #expect(both.status == 2, "\(both.stderr)")
         let kind = try daemon.ctl(["outcome", Self.kupiansk, "--status", "dispersed", "--remove", "kind"])
@@ -382,6 +384,13 @@ struct ArticleStoryTests {
         ])
         #expect(given.status == 0, "\(given.stderr)")
         #expect(try participants("Melitopol") == ["low": 12, "high": 20, "counted": 1])
+        let correctedAndRemoved = try daemon.ctl([
+            "outcome", "melitopol-2022-03-01-convoy-blockade", "--status", "ongoing", "--correct", "participants=12-30",
+            "--remove", "tags", "--remove", "location",
+        ])
+        #expect(correctedAndRemoved.status == 0, "\(correctedAndRemoved.stderr)")
+        let events = try daemon.ctl(["events", "--format", "table", "--incident", "melitopol-2022-03-01-convoy-blockade"]).stdout
+        #expect(events.contains("status ongoing, corrects participants to 12–30, removes location, tags"), "\(events)")
         #expect(
             try daemon.ctl(["cities", "--format", "json"]).stdout == daemon.ctl(["replay", "--format", "json"]).stdout,
             "replay folds the corrections as the daemon does")

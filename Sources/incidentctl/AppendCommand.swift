@@ -413,12 +413,14 @@ struct BatchedLoad {
         let first = lines[batch.lowerBound].number
         let last = lines[batch.upperBound - 1].number
         var place = lines.name
+        var reason = error?["message"]?.stringValue ?? "refused"
         if let index = error?["index"]?.intValue, index >= 0, Int(index) < batch.count {
             place += ":\(lines[batch.lowerBound + Int(index)].number)"
+            // The daemon names the event by its index in the batch, which the line number given replaces.
+            if reason.hasPrefix("event \(index): ") { reason.removeFirst("event \(index): ".count) }
         } else if batch.count == 1 {
             place += ":\(first)"
         }
-        let reason = error?["message"]?.stringValue ?? "refused"
         var message = "\(place): \(code == "unknown_city" ? ClientFailure.unknownCityForCommandLine(reason) : reason)"
         message += batch.count == 1 ? "; it was not stored" : "; its batch of \(batch.count) events (lines \(first)–\(last)) was not stored"
         if code == "line_too_long" && batch.count == 1 {

@@ -46,6 +46,7 @@ struct Events: ParsableCommand {
     func validate() throws {
         guard from >= 1 else { throw ValidationError("--from: positions start at 1") }
         guard limit >= 0 else { throw ValidationError("--limit: 0 or more") }
+        if let incident { try checkIncidentId(incident, option: "--incident") }
     }
 
     func run() throws {
@@ -236,6 +237,8 @@ struct IncidentCommand: ParsableCommand {
     var untilPosition: UInt64?
     @OptionGroup var connection: ConnectionOptions
     @OptionGroup var output: OutputOptions
+
+    func validate() throws { try checkIncidentId(id, option: "the incident id") }
 
     func run() throws {
         var body: [String: JSONValue] = ["incident": .string(id)]

@@ -26,9 +26,14 @@ private func appendOne(_ event: [String: JSONValue], allowNewCity: Bool, connect
     }
 }
 
-/// Refuses, as bad usage, an incident id the daemon would refuse: `[a-z0-9][a-z0-9-]{0,127}`.
+/// Refuses, as bad usage, what no incident id can be (`[a-z0-9][a-z0-9-]{0,127}`), which a report would have
+/// refused and a query found no incident by; one that is an id once in lower case is shown that way.
 func checkIncidentId(_ id: String, option: String) throws {
     guard !IncidentID.isValid(id) else { return }
+    let lower = id.lowercased()
+    if IncidentID.isValid(lower) {
+        throw ValidationError("\(option): '\(id)' is not an incident id: incident ids are lower case; did you mean '\(lower)'?")
+    }
     throw ValidationError(
         "\(option): '\(id.prefix(140))' is not an incident id: lowercase letters, digits and '-', starting with a letter or digit, at most 128")
 }

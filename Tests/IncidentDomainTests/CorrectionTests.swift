@@ -23,6 +23,19 @@ import Testing
     ]
     static let others: [(String, JSONValue)?] = [nil, ("location", "Main square"), ("tags", .array(["x"])), ("location", .null)]
 
+    /// Every combination of a kind, participants and another field, each possibly left out (never all three).
+    static let combinations: [[String: JSONValue]] = kinds.flatMap { kind in
+        participants.flatMap { people in
+            others.compactMap { other -> [String: JSONValue]? in
+                var corrections: [String: JSONValue] = [:]
+                if let kind { corrections["kind"] = kind }
+                if let people { corrections["participants"] = people }
+                if let other { corrections[other.0] = other.1 }
+                return corrections.isEmpty ? nil : corrections
+            }
+        }
+    }
+
     @Test("the direct reading of kind and participants corrections gives what the JSON round trip gives")
     func directMatchesRoundTrip() throws {
         let reports = [
@@ -30,22 +43,13 @@ import Testing
             try Self.report(["city": "Kyiv", "kind": "strike", "location": "Maidan", "tags": ["a", "b"]]),
         ]
         var compared = 0
-        for kind in Self.kinds {
-            for people in Self.participants {
-                for other in Self.others {
-                    var corrections: [String: JSONValue] = [:]
-                    if let kind { corrections["kind"] = kind }
-                    if let people { corrections["participants"] = people }
-                    if let other { corrections[other.0] = other.1 }
-                    guard !corrections.isEmpty else { continue }
-                    #expect(
-                        ReportData.countedEffect(of: corrections) == ReportData.countedEffectThroughJSON(of: corrections),
-                        "\(corrections)")
-                    for report in reports {
-                        #expect(report.applying(corrections) == report.applyingThroughJSON(corrections), "\(corrections)")
-                        compared += 1
-                    }
-                }
+        for corrections in Self.combinations {
+            #expect(
+                ReportData.countedEffect(of: corrections) == ReportData.countedEffectThroughJSON(of: corrections),
+                "\(corrections)")
+            for report in reports {
+                #expect(report.applying(corrections) == report.applyingThroughJSON(corrections), "\(corrections)")
+                compared += 1
             }
         }
         #expect(compared > 700)
@@ -62,25 +66,16 @@ import Testing
         pastRules.location = String(repeating: "x", count: Limits.location + 1)
         pastRules.tags = (0...Limits.tags).map { "tag-\($0)" }
         var compared = 0
-        for kind in Self.kinds {
-            for people in Self.participants {
-                for other in Self.others {
-                    var corrections: [String: JSONValue] = [:]
-                    if let kind { corrections["kind"] = kind }
-                    if let people { corrections["participants"] = people }
-                    if let other { corrections[other.0] = other.1 }
-                    guard !corrections.isEmpty else { continue }
-                    let effect = ReportData.countedEffect(of: corrections)
-                    let applied = pastRules.applying(corrections)
-                    #expect(applied.kind == effect.kind ?? pastRules.kind, "\(corrections)")
-                    switch effect.participants {
-                    case .unchanged: #expect(applied.participants == pastRules.participants, "\(corrections)")
-                    case .removed: #expect(applied.participants == nil, "\(corrections)")
-                    case .set(let range): #expect(applied.participants == range, "\(corrections)")
-                    }
-                    compared += 1
-                }
+        for corrections in Self.combinations {
+            let effect = ReportData.countedEffect(of: corrections)
+            let applied = pastRules.applying(corrections)
+            #expect(applied.kind == effect.kind ?? pastRules.kind, "\(corrections)")
+            switch effect.participants {
+            case .unchanged: #expect(applied.participants == pastRules.participants, "\(corrections)")
+            case .removed: #expect(applied.participants == nil, "\(corrections)")
+            case .set(let range): #expect(applied.participants == range, "\(corrections)")
             }
+            compared += 1
         }
         #expect(compared > 400)
         let corrected = pastRules.applying(["kind": "blockade", "location": "by the bridge"])

@@ -103,8 +103,9 @@ struct Events: ParsableCommand {
                 if asksForHead { headRequest = try client.send(.status) }
             } catch {
                 // Unreachable from the start (no daemon, a mistyped socket, no permission) is exit 3 as for every
-                // command; only a daemon that went away is waited for.
-                guard let why = ClientFailure.unreachableReason(error), followed else { throw error }
+                // command; only a daemon that went away is waited for, also while it is back but full.
+                guard let why = ClientFailure.unreachableReason(error) ?? ClientFailure.fullReason(error), followed
+                else { throw error }
                 if retry == 0 { Self.note("cannot follow (\(why)); trying again until incidentd is back") }
                 retry += 1
                 usleep(UInt32(min(retry, 8)) * 250_000)

@@ -32,6 +32,13 @@ enum ClientFailure: Error, CustomStringConvertible {
         return why
     }
 
+    /// Why the daemon turned the connection away for now (`too_many_connections`), if that is what `error` is: a
+    /// wait, to a follower that lost it across a restart, not an end.
+    static func fullReason(_ error: any Error) -> String? {
+        guard case .refused(let code, let message)? = error as? ClientFailure, code == "too_many_connections" else { return nil }
+        return message
+    }
+
     var exitStatus: Int32 {
         switch self {
         case .refused, .protocolViolation: return 1
@@ -173,8 +180,16 @@ final class SocketClient {
         while offset < bytes.count {
             let written = bytes[offset...].withUnsafeBytes { Glibc.send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
             if written < 0 {
-                if errno == EINTR { continue }
-                throw .unreachable("lost the connection to incidentd at \(path): \(String(cString: strerror(errno)))")
+                let code = errno
+                if code == EINTR { continue }
+                // A daemon that refused the connection (too_many_connections) wrote why, then closed it: that line,
+                // still to be read, is the answer, not the broken pipe the request then met.
+                if code == EPIPE || code == ECONNRESET, let line = try? receiveLine(), let refusal = try? Self.answer(line),
+                    refusal["ok"]?.boolValue == false
+                {
+                    _ = try Self.check(refusal)
+                }
+                throw .unreachable("lost the connection to incidentd at \(path): \(String(cString: strerror(code)))")
             }
             offset += written
         }

@@ -165,6 +165,9 @@ struct Incidentd: ParsableCommand {
         } catch let problem as UnsafeSocketDirectory {
             logger.critical("cannot start: \(problem)")
             throw ExitCode(78)  // EX_CONFIG
+        } catch let problem as DescriptorLimitTooLow {
+            logger.critical("cannot start: \(problem)")
+            throw ExitCode(78)  // EX_CONFIG
         } catch {
             logger.critical("cannot start: \(error)")
             throw ExitCode(1)
@@ -173,6 +176,8 @@ struct Incidentd: ParsableCommand {
 
     private func serve(_ configured: DaemonConfiguration, gazetteer: Gazetteer, stopSignals: sigset_t, logger: Logger) throws {
         var settings = configured
+        // First, so that a limit too low to run under is refused before anything is made.
+        try Self.raiseDescriptorLimit(&settings, logger: logger)
         // A name that matches no account grants nothing: said at once, at any log level but error and critical.
         let access = AccessControl(policy: settings.access)
         for name in access.unresolved { logger.warning("\(name)") }
@@ -193,7 +198,6 @@ struct Incidentd: ParsableCommand {
             logger.notice("\(reason)")
             _ = incidentd_sd_notify("EXTEND_TIMEOUT_USEC=90000000\nSTATUS=\(reason)")
         }
-        Self.raiseDescriptorLimit(&settings, logger: logger)
         let log = try EventLog(options: logOptions, gazetteer: gazetteer)
         if let (used, maximum) = log.pastMaximumSize {
             logger.warning(
@@ -343,6 +347,11 @@ struct Incidentd: ParsableCommand {
         return 3
     }
 
+    /// An open-file limit under which the daemon cannot run: a configuration error, like an unsafe socket directory.
+    struct DescriptorLimitTooLow: Error, CustomStringConvertible {
+        let description: String
+    }
+
     /// Descriptors the daemon may hold besides its connections: each event loop's three (one a core, see
     /// ``Server``), and 64 for LMDB's, the lock files', the listener's, the log's, connections refused and not
     /// yet closed, and a backup's or a status's files. Idle on two cores, it holds about twenty.
@@ -353,8 +362,8 @@ struct Incidentd: ParsableCommand {
     /// limit still leaves room for fewer connections than `max_connections`, the daemon serves only as many as
     /// fit, so that it never runs out of descriptors: a connection past them is answered `too_many_connections`,
     /// where one accepted with no descriptor left would find `accept` failing and the daemon unable to open the
-    /// files it needs.
-    static func raiseDescriptorLimit(_ settings: inout DaemonConfiguration, logger: Logger) {
+    /// files it needs. A limit that leaves no room at all is refused: the daemon could not even run under it.
+    static func raiseDescriptorLimit(_ settings: inout DaemonConfiguration, logger: Logger) throws {
         var limit = rlimit()
         guard getrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit) == 0 else { return }
         if limit.rlim_cur < limit.rlim_max {
@@ -363,7 +372,12 @@ struct Incidentd: ParsableCommand {
             if setrlimit(Int32(RLIMIT_NOFILE.rawValue), &raised) == 0 { limit = raised }
         }
         let kept = descriptorsBesideConnections
-        let room = limit.rlim_cur > rlim_t(kept + 1) ? Int(min(limit.rlim_cur, rlim_t(Int.max))) - kept : 1
+        guard limit.rlim_cur > rlim_t(kept) else {
+            throw DescriptorLimitTooLow(
+                description:
+                    "the open-file limit (\(limit.rlim_cur)) leaves no room for connections: incidentd keeps \(kept) descriptors for its own files (64, and 3 for each of its \(System.coreCount) event loops); raise LimitNOFILE (or ulimit -n) to at least \(kept) and the connections to serve (max_connections is \(settings.maxConnections))")
+        }
+        let room = Int(min(limit.rlim_cur, rlim_t(Int.max))) - kept
         if room < settings.maxConnections {
             logger.warning(
                 "the open-file limit leaves room for \(room) connection\(room == 1 ? "" : "s"), fewer than max_connections (\(settings.maxConnections)): serving at most \(room); raise LimitNOFILE (or ulimit -n) to serve more",

@@ -446,7 +446,7 @@ final class Server: Sendable {
             refusedConnections.note(limit: configuration.maxConnections, origin: configuration.maxConnectionsOrigin, logger: logger)
             let line = Response.failure(id: .null, ProtocolError(
                 .tooManyConnections,
-                "incidentd already serves \(configuration.maxConnections) connections (\(configuration.maxConnectionsOrigin)); try again later"))
+                "incidentd already serves \(configuration.maxConnections) connection\(configuration.maxConnections == 1 ? "" : "s") (\(configuration.maxConnectionsOrigin)); try again later"))
             // The initializer runs before the channel is registered, so nothing can be written yet (a write here
             // never completes, and the connection would hang unserved with its descriptor held): answer once active.
             return channel.eventLoop.makeCompletedFuture {
@@ -537,7 +537,7 @@ final class RefusedConnections: Sendable {
         let now = DispatchTime.now().uptimeNanoseconds
         guard let refused = throttle.withLock({ $0.note(at: now) }) else { return }
         logger.warning(
-            "refused \(refused) connection\(refused == 1 ? "" : "s") since the last such line: incidentd already serves \(origin) (\(limit))")
+            "refused \(refused) connection\(refused == 1 ? "" : "s") since the last such line: incidentd already serves \(limit) connection\(limit == 1 ? "" : "s"), the most \(origin) allows")
     }
 }
 

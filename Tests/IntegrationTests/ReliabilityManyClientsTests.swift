@@ -53,6 +53,46 @@ struct ReliabilityManyClientsTests {
         #expect(daemon.stop() == 0)
     }
 
+    @Test(
+        "an open-file limit that leaves no room for connections is refused at start (exit 78, naming the limit), before a data directory is made",
+        .enabled(if: FileManager.default.isExecutableFile(atPath: "/usr/bin/prlimit"), "needs prlimit (util-linux)"))
+    func descriptorLimitTooLowIsRefused() throws {
+        let root = makeTemporaryDirectory()
+        defer { try? FileManager.default.removeItem(atPath: root) }
+        // Under 20 descriptors the daemon ran out of them as it started: it crashed in libdispatch or spun on accept.
+        for limit in [12, 20, 64] {
+            let data = root + "/data-\(limit)"
+            let run = try runCommand(
+                "/usr/bin/prlimit",
+                ["--nofile=\(limit):\(limit)", "--", Binaries.incidentd, "--data-dir", data, "--socket", root + "/sock"])
+            #expect(run.status == 78, "limit \(limit): \(run)")
+            #expect(run.stderr.contains("the open-file limit (\(limit)) leaves no room for connections"), "\(run.stderr)")
+            #expect(!FileManager.default.fileExists(atPath: data), "limit \(limit): a data directory was made")
+        }
+    }
+
+    @Test("incidentctl refused for max_connections says too_many_connections (exit 1) every time, never that it lost the connection (exit 3), whether its request was written before the daemon closed or after")
+    func refusedClientSaysWhy() throws {
+        let daemon = try startDaemon(config: "[daemon]\nmax_connections = 1\n")
+        // The harness's readiness probe may still hold the one place for a moment: a holder is refused until it left.
+        var holder = try daemon.client()
+        try waitFor("a connection to hold the one place") {
+            if (try? holder.call("status"))?["connections"] == 1 { return true }
+            holder = try daemon.client()
+            return false
+        }
+        for round in 0..<12 {
+            let command = round % 2 == 0
+                ? ["status"]
+                : ["report", "--incident", "refused-\(round)", "--city", "Kupiansk", "--kind", "strike", "--occurred", "2022-03-05"]
+            let run = try daemon.ctl(command)
+            #expect(run.status == 1, "\(command): \(run)")
+            #expect(run.stderr.contains("too_many_connections"), "\(command): \(run.stderr)")
+        }
+        #expect(try holder.call("status")["position"] == 0, "nothing was stored")
+        #expect(daemon.stop() == 0)
+    }
+
     @Test("1,000 connections at once, half idle and half appending; the next one gets too_many_connections and is closed, never left hanging")
     func thousandConnections() throws {
         let maximum = 1000
@@ -93,7 +133,7 @@ struct ReliabilityManyClientsTests {
         #expect(answer["error"]?["message"]?.stringValue?.contains("\(maximum)") == true)
         #expect(refused.peerClosed(within: 10 * deadlineScale), "the refused connection is closed")
         try waitFor("the refusal in the daemon's log", timeout: 10 * deadlineScale) {
-            daemon.log.contains("refused 1 connection since the last such line: incidentd already serves max_connections (\(maximum))")
+            daemon.log.contains("refused 1 connection since the last such line: incidentd already serves \(maximum) connections, the most max_connections allows")
         }
         // Refused connections hold nothing in the daemon: 100 more, each answered and closed, leave its open
         // descriptors where they were.

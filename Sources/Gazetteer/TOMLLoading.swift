@@ -37,6 +37,10 @@ extension Gazetteer {
     /// Reads and parses a gazetteer file (see `init(tomlText:)`); errors name the path.
     public init(contentsOfFile path: String) throws {
         let text: String
+        var isDirectory: ObjCBool = false
+        if FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory), isDirectory.boolValue {
+            throw GazetteerError("\(path): is a directory, not a gazetteer file (a TOML file of [[city]] tables)")
+        }
         do {
             text = try String(contentsOfFile: path, encoding: .utf8)
         } catch {

@@ -210,7 +210,15 @@ public final class EventLog: Sendable {
             path = above
         }
         let type = info.st_mode & S_IFMT
-        guard type != S_IFDIR else { return }
+        guard type != S_IFDIR else {
+            // LMDB would read a directory named data.mdb as a damaged data file, and advise a recovery.
+            let dataFile = (path == "/" ? "" : path) + "/data.mdb"
+            var dataInfo = stat()
+            if stat(dataFile, &dataInfo) == 0, (dataInfo.st_mode & S_IFMT) != S_IFREG {
+                throw LogError(.notALog, "cannot open the log in \(directory): \(dataFile) is not a file (a log's data.mdb is one)")
+            }
+            return
+        }
         let what: String
         switch type {
         case S_IFREG: what = "a file"

@@ -60,6 +60,9 @@ final class SocketClient {
 
     init(path: String) throws(ClientFailure) {
         self.path = path
+        guard !path.isEmpty else {
+            throw .usage("--socket: the socket path is empty; give the path of the socket incidentd serves (daemon.socket in its incidentd.toml)")
+        }
         fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
         guard fd >= 0 else { throw .unreachable("cannot create a socket: \(String(cString: strerror(errno)))") }
         var address = sockaddr_un()
@@ -80,6 +83,10 @@ final class SocketClient {
             if code == EACCES, let group = Self.groupToJoin(path) {
                 throw .unreachable(
                     "cannot reach incidentd at \(path): \(reason): reaching it takes membership of its group \(group) (ask an administrator to add you to it, then log in again); the roles in incidentd.toml then decide what you may do")
+            }
+            if code == ENOTDIR {
+                throw .unreachable(
+                    "cannot reach incidentd at \(path): a part of the path before the socket is not a directory; set --socket or INCIDENTD_SOCKET to the socket incidentd serves (daemon.socket in its incidentd.toml)")
             }
             if let what = Self.notASocket(path) {
                 throw .unreachable(

@@ -35,7 +35,7 @@ func checkIncidentId(_ id: String, option: String) throws {
         throw ValidationError("\(option): '\(id)' is not an incident id: incident ids are lower case; did you mean '\(lower)'?")
     }
     throw ValidationError(
-        "\(option): '\(id.prefix(140))' is not an incident id: lowercase letters, digits and '-', starting with a letter or digit, at most 128")
+        "\(option): '\(id.prefix(140))' is not an incident id: lowercase letters, digits and '-', starting with a letter or digit, at most 128 characters")
 }
 
 /// What to do about an event sent without an answer: with an eventId, send it again; without, look first.

@@ -278,6 +278,21 @@ struct CLITests {
         #expect(outcome.stderr.contains("--source-verified-by given once but --source not at all"), "\(outcome.stderr)")
     }
 
+    @Test("a socket path that is empty is bad usage; one through a file says a part of it is not a directory; a gazetteer that is a directory says so")
+    func pathsThatCannotBe() throws {
+        let root = makeTemporaryDirectory("incidentd-paths")
+        defer { try? FileManager.default.removeItem(atPath: root) }
+        try "not a directory".write(toFile: root + "/file", atomically: true, encoding: .utf8)
+        let empty = try runCommand(Binaries.incidentctl, ["status", "--socket", ""])
+        #expect(empty.status == 2 && empty.stderr.contains("--socket: the socket path is empty"), "\(empty)")
+        let through = try runCommand(Binaries.incidentctl, ["status", "--socket", root + "/file/sock"])
+        #expect(
+            through.status == 3 && through.stderr.contains("a part of the path before the socket is not a directory"), "\(through)")
+        #expect(mkdir(root + "/log", 0o700) == 0)
+        let replay = try runCommand(Binaries.incidentctl, ["replay", "--data-dir", root + "/log", "--gazetteer", root])
+        #expect(replay.status != 0 && replay.stderr.contains("\(root): is a directory, not a gazetteer file"), "\(replay)")
+    }
+
     @Test("replay or verify --data-dir that holds no log says so once, naming the directory and why: a file given for the directory, or on the way to it, is no directory, and a data.mdb given is in the directory to give")
     func replayWithoutLog() throws {
         let root = makeTemporaryDirectory("incidentd-replay")
@@ -285,6 +300,7 @@ struct CLITests {
         try "not a directory".write(toFile: root + "/file", atomically: true, encoding: .utf8)
         #expect(mkdir(root + "/log", 0o700) == 0)
         try "not read".write(toFile: root + "/log/data.mdb", atomically: true, encoding: .utf8)
+        #expect(mkdir(root + "/odd", 0o700) == 0 && mkdir(root + "/odd/data.mdb", 0o700) == 0)
         for (dir, says) in [
             (root + "/missing", "cannot open the log in \(root)/missing: there is no such directory"),
             (root, "cannot open the log in \(root): it holds no incident log (no data.mdb)"),
@@ -295,6 +311,7 @@ struct CLITests {
             (root + "/log/data.mdb",
              "cannot open the log in \(root)/log/data.mdb: it is a log's data file, not its directory: the data directory is the one that holds it, \(root)/log"),
             ("", "the data directory path is empty; give the directory that holds the log's data.mdb"),
+            (root + "/odd", "cannot open the log in \(root)/odd: \(root)/odd/data.mdb is not a file (a log's data.mdb is one)"),
         ] {
             for command in ["replay", "verify"] {
                 let run = try runCommand(Binaries.incidentctl, [command, "--data-dir", dir])

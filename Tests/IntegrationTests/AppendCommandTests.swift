@@ -58,6 +58,25 @@ struct AppendCommandTests {
         #expect(daemon.stop() == 0)
     }
 
+    @Test("an event id used twice in one batch for different events is named by the two lines, not by the daemon's indexes in the batch")
+    func duplicateIdInABatchNamesItsLines() throws {
+        let daemon = try Daemon()
+        let eventId = "0191e5a4-6b1c-7d2e-8f3a-4b5c6d7e8f90"
+        let report = { (incident: String) in
+            #"{"type":"incident-reported","incident":"\#(incident)","eventId":"\#(eventId)","occurredAt":"2022-03-01","data":{"city":"Kupiansk","kind":"strike"}}"#
+        }
+        let lines = [
+            #"{"type":"incident-reported","incident":"dup-0","occurredAt":"2022-03-01","data":{"city":"Kupiansk","kind":"strike"}}"#,
+            report("dup-1"), report("dup-2"),
+        ]
+        let run = try daemon.ctl(["append", "-", "--batch-size", "4"], stdin: lines.joined(separator: "\n") + "\n")
+        #expect(run.status == 1, "\(run)")
+        #expect(
+            run.stderr.contains("-:3: event id \(eventId) is used twice in this batch, on lines 2 and 3, for different events"),
+            "\(run.stderr)")
+        #expect(daemon.stop() == 0)
+    }
+
     @Test("server_busy: a batch the daemon had no room to read is sent again after a pause, until there is room; the load completes, in order")
     func busyDaemonIsRetried() throws {
         let daemon = try startDaemon(config: "[daemon]\nmax_line_bytes = \"64KiB\"\nmax_unfinished_bytes = \"100KiB\"\n")

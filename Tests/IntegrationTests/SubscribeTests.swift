@@ -141,6 +141,54 @@ struct SubscribeTests {
         #expect(daemon.stop() == 0)
     }
 
+    @Test("incidentctl events --follow that lost the daemon waits on while the one back at its socket is full (too_many_connections), then follows on")
+    func followWaitsWhileTheDaemonIsFull() throws {
+        let daemon = try Daemon()
+        #expect(try daemon.client().appendEvents(try Repository.articleEvents())["ok"]?.boolValue == true)
+        let followed = Guarded<CommandResult?>(nil)
+        let arguments = ["events", "--follow", "--format", "json", "--limit", "10", "--socket", daemon.socketPath]
+        let follower = Thread {
+            let result = try? runCommand(Binaries.incidentctl, arguments)
+            followed.withLock { $0 = result }
+        }
+        follower.start()
+        try waitFor("the follower to subscribe") { (try daemon.client().call("status")["followers"]?.intValue ?? 0) >= 1 }
+        #expect(daemon.stop() == 0)
+        // In the daemon's place, a socket that refuses every connection as a daemon at max_connections does: the
+        // follower is refused twice, so it came back after the first refusal.
+        let listener = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        defer { close(listener) }
+        var address = sockaddr_un()
+        address.sun_family = sa_family_t(AF_UNIX)
+        withUnsafeMutableBytes(of: &address.sun_path) { $0.copyBytes(from: Array(daemon.socketPath.utf8).prefix($0.count - 1)) }
+        let bound = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(listener, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
+        }
+        try #require(bound == 0 && listen(listener, 4) == 0, "\(String(cString: strerror(errno)))")
+        let refusal = Array(
+            (#"{"error":{"code":"too_many_connections","message":"incidentd already serves 1 connection (max_connections); try again later"},"id":null,"ok":false}"#
+                + "\n").utf8)
+        for round in 1...2 {
+            var waiting = pollfd(fd: listener, events: Int16(POLLIN), revents: 0)
+            try #require(poll(&waiting, 1, Int32(20_000 * deadlineScale)) == 1, "refusal \(round): the follower did not come back")
+            let connection = accept(listener, nil, nil)
+            try #require(connection >= 0)
+            _ = refusal.withUnsafeBytes { send(connection, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+            close(connection)
+        }
+        #expect(followed.withLock { $0 == nil }, "the follower is still waiting: \(String(describing: followed.withLock { $0 }))")
+        unlink(daemon.socketPath)
+        try daemon.start()
+        #expect(try daemon.client().appendEvents([Wire.report(incident: "after-full-1", city: "Melitopol"), Wire.report(incident: "after-full-2", city: "Kupiansk")])["ok"]?.boolValue == true)
+        try waitFor("the follower to show ten events and stop", timeout: 30 * deadlineScale) { followed.withLock { $0 != nil } }
+        let result = try #require(followed.withLock { $0 })
+        #expect(result.status == 0, "\(result.stderr)")
+        let lines = try result.stdout.split(separator: "\n").map { try JSONReader().read(String($0)) }
+        #expect(lines.compactMap { $0["position"]?.intValue } == Array(1...10))
+        #expect(result.stderr.contains("lost incidentd") && result.stderr.contains("following again from position 9"), "\(result.stderr)")
+        #expect(daemon.stop() == 0)
+    }
+
     @Test("incidentctl events --follow goes on across a restart of the daemon: it says so, and shows every event once")
     func followAcrossRestart() throws {
         let daemon = try Daemon()

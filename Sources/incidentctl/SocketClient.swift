@@ -189,11 +189,14 @@ final class SocketClient {
             if written < 0 {
                 let code = errno
                 if code == EINTR { continue }
-                // A daemon that refused the connection (too_many_connections) wrote why, then closed it: that line,
-                // still to be read, is the answer, not the broken pipe the request then met.
-                if code == EPIPE || code == ECONNRESET, let line = try? receiveLine(), let refusal = try? Self.answer(line),
-                    refusal["ok"]?.boolValue == false
+                // A daemon that refused the connection (too_many_connections, which it sends only as it refuses one)
+                // wrote why, then closed it: that line, still to be read, is the answer, not the broken pipe the
+                // request then met. Any other line waiting is left for its reader: the answers to requests sent
+                // earlier on the connection, which a load tells apart.
+                if code == EPIPE || code == ECONNRESET, let line = peekLine(), let refusal = try? Self.answer(line),
+                    refusal["error"]?["code"]?.stringValue == "too_many_connections"
                 {
+                    linesStart += 1
                     _ = try Self.check(refusal)
                 }
                 throw .unreachable("lost the connection to incidentd at \(path): \(String(cString: strerror(code)))")
@@ -229,6 +232,14 @@ final class SocketClient {
         if hasLineWaiting { return true }
         var descriptor = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
         return poll(&descriptor, 1, milliseconds) != 0
+    }
+
+    /// The next line, left for ``receiveLine()`` to return; read in if none is waiting. Nil when the connection ends
+    /// or fails first.
+    private func peekLine() -> [UInt8]? {
+        guard let line = try? receiveLine() else { return nil }
+        linesStart -= 1
+        return line
     }
 
     /// The next line as it came, without its newline.

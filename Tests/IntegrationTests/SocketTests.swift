@@ -9,6 +9,18 @@ import Glibc
 /// The socket file a daemon makes and removes: never another's, whoever serves it.
 @Suite("Socket file")
 struct SocketTests {
+    /// Checks that `child`, a daemon started by ``launch(_:_:logPath:environment:)``, was refused and exited with
+    /// `status`; one that serves is killed and recorded as an issue, labelled `label`, with its `log`.
+    static func expectRefused(_ child: ChildProcess, status: Int32, _ label: String, log: String) {
+        if child.isRunning {
+            kill(child.pid, SIGKILL)
+            child.wait()
+            Issue.record("\(label): the daemon serves: \(log)")
+        } else {
+            #expect(child.wait() == status, "\(label): \(log)")
+        }
+    }
+
     /// A daemon started outside ``Daemon``: `program` with `arguments` (incidentd itself, or a wrapper that runs it),
     /// its output in `logPath`; returns once it says it serves or has exited.
     static func launch(
@@ -55,13 +67,7 @@ struct SocketTests {
              "--data-dir", own + "/data", "--socket", served.socketPath],
             logPath: logPath)
         let log = readFile(logPath) ?? ""
-        if impostor.isRunning {
-            kill(impostor.pid, SIGKILL)
-            impostor.wait()
-            Issue.record("the second daemon serves: \(log)")
-        } else {
-            #expect(impostor.wait() == 78, "\(log)")
-        }
+        Self.expectRefused(impostor, status: 78, "the second daemon", log: log)
         // Refused for the directory, which anyone may write: the socket could have been squatted there as well.
         #expect(log.contains("cannot start: the socket's directory \(served.root): \(served.root) (mode 1777"), "\(log)")
         #expect(Self.identity(served.socketPath) == before, "the socket file is the first daemon's still")
@@ -316,13 +322,7 @@ struct SocketTests {
             let daemon = try Self.launch(
                 Binaries.incidentd, ["--data-dir", root + "/data", "--socket", directory + "/incidentd.sock"], logPath: logPath)
             let log = readFile(logPath) ?? ""
-            if daemon.isRunning {
-                kill(daemon.pid, SIGKILL)
-                daemon.wait()
-                Issue.record("\(label): the daemon serves in \(directory): \(log)")
-            } else {
-                #expect(daemon.wait() == 78, "\(label): \(log)")
-            }
+            Self.expectRefused(daemon, status: 78, "\(label), in \(directory)", log: log)
             #expect(log.contains("cannot start: the socket's directory \(directory): \(fault) (mode "), "\(label): \(log)")
             #expect(log.contains(says), "\(label): \(log)")
             #expect(Self.entries(directory).isEmpty, "\(label): nothing is made there")
@@ -350,13 +350,7 @@ struct SocketTests {
                 unlink(logPath)
                 let daemon = try Self.launch(Binaries.incidentd, ["--data-dir", dataDir, "--socket", socket], logPath: logPath)
                 let log = readFile(logPath) ?? ""
-                if daemon.isRunning {
-                    kill(daemon.pid, SIGKILL)
-                    daemon.wait()
-                    Issue.record("\(label): the daemon serves: \(log)")
-                } else {
-                    #expect(daemon.wait() == 1, "\(label): \(log)")
-                }
+                Self.expectRefused(daemon, status: 1, label, log: log)
                 #expect(log.contains(says), "\(label): \(log)")
                 #expect(Self.identity(root + "/new") == nil, "\(label): no data directory is made: \(Self.entries(root + "/new"))")
                 #expect(Self.entries(empty).isEmpty, "\(label): nothing is made in the data directory: \(Self.entries(empty))")

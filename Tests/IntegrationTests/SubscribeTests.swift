@@ -141,18 +141,36 @@ struct SubscribeTests {
         #expect(daemon.stop() == 0)
     }
 
+    /// `incidentctl events --follow --limit LIMIT` started on its own thread against `daemon`, once it holds the
+    /// article, and subscribed (not only connected: a daemon lost before the first subscription is exit 3, as for
+    /// any command); the command's result once it ends.
+    private static func articleFollower(_ daemon: Daemon, limit: Int) throws -> Guarded<CommandResult?> {
+        #expect(try daemon.client().appendEvents(try Repository.articleEvents())["ok"]?.boolValue == true)
+        let followed = Guarded<CommandResult?>(nil)
+        let arguments = ["events", "--follow", "--format", "json", "--limit", String(limit), "--socket", daemon.socketPath]
+        Thread {
+            let result = try? runCommand(Binaries.incidentctl, arguments)
+            followed.withLock { $0 = result }
+        }.start()
+        try waitFor("the follower to subscribe") { (try daemon.client().call("status")["followers"]?.intValue ?? 0) >= 1 }
+        return followed
+    }
+
+    /// Waits for an ``articleFollower(_:limit:)`` to end, and checks that it showed events 1...`events` once each and
+    /// said it lost the daemon after the article's eight and followed on from the ninth.
+    private static func expectFollowedAcrossTheLoss(_ followed: Guarded<CommandResult?>, events: Int) throws {
+        try waitFor("the follower to show \(events) events and stop", timeout: 30 * deadlineScale) { followed.withLock { $0 != nil } }
+        let result = try #require(followed.withLock { $0 })
+        #expect(result.status == 0, "\(result.stderr)")
+        let lines = try result.stdout.split(separator: "\n").map { try JSONReader().read(String($0)) }
+        #expect(lines.compactMap { $0["position"]?.intValue } == Array(1...Int64(events)))
+        #expect(result.stderr.contains("lost incidentd") && result.stderr.contains("following again from position 9"), "\(result.stderr)")
+    }
+
     @Test("incidentctl events --follow that lost the daemon waits on while the one back at its socket is full (too_many_connections), then follows on")
     func followWaitsWhileTheDaemonIsFull() throws {
         let daemon = try Daemon()
-        #expect(try daemon.client().appendEvents(try Repository.articleEvents())["ok"]?.boolValue == true)
-        let followed = Guarded<CommandResult?>(nil)
-        let arguments = ["events", "--follow", "--format", "json", "--limit", "10", "--socket", daemon.socketPath]
-        let follower = Thread {
-            let result = try? runCommand(Binaries.incidentctl, arguments)
-            followed.withLock { $0 = result }
-        }
-        follower.start()
-        try waitFor("the follower to subscribe") { (try daemon.client().call("status")["followers"]?.intValue ?? 0) >= 1 }
+        let followed = try Self.articleFollower(daemon, limit: 10)
         #expect(daemon.stop() == 0)
         // In the daemon's place, a socket that refuses every connection as a daemon at max_connections does: the
         // follower is refused twice, so it came back after the first refusal.
@@ -180,40 +198,21 @@ struct SubscribeTests {
         unlink(daemon.socketPath)
         try daemon.start()
         #expect(try daemon.client().appendEvents([Wire.report(incident: "after-full-1", city: "Melitopol"), Wire.report(incident: "after-full-2", city: "Kupiansk")])["ok"]?.boolValue == true)
-        try waitFor("the follower to show ten events and stop", timeout: 30 * deadlineScale) { followed.withLock { $0 != nil } }
-        let result = try #require(followed.withLock { $0 })
-        #expect(result.status == 0, "\(result.stderr)")
-        let lines = try result.stdout.split(separator: "\n").map { try JSONReader().read(String($0)) }
-        #expect(lines.compactMap { $0["position"]?.intValue } == Array(1...10))
-        #expect(result.stderr.contains("lost incidentd") && result.stderr.contains("following again from position 9"), "\(result.stderr)")
+        try Self.expectFollowedAcrossTheLoss(followed, events: 10)
         #expect(daemon.stop() == 0)
     }
 
     @Test("incidentctl events --follow goes on across a restart of the daemon: it says so, and shows every event once")
     func followAcrossRestart() throws {
         let daemon = try Daemon()
-        #expect(try daemon.client().appendEvents(try Repository.articleEvents())["ok"]?.boolValue == true)
-        let followed = Guarded<CommandResult?>(nil)
-        let arguments = ["events", "--follow", "--format", "json", "--limit", "12", "--socket", daemon.socketPath]
-        let follower = Thread {
-            let result = try? runCommand(Binaries.incidentctl, arguments)
-            followed.withLock { $0 = result }
-        }
-        follower.start()
-        // Subscribed, not only connected: a daemon lost before the first subscription is exit 3, as for any command.
-        try waitFor("the follower to subscribe") { (try daemon.client().call("status")["followers"]?.intValue ?? 0) >= 1 }
+        let followed = try Self.articleFollower(daemon, limit: 12)
         try daemon.restart()
         #expect(try daemon.client().appendEvents([Wire.report(incident: "after-restart-1", city: "Melitopol")])["ok"]?.boolValue == true)
         try waitFor("the follower to connect again") { (try daemon.client().call("status")["connections"]?.intValue ?? 0) >= 2 }
         let more = [Wire.response(incident: "after-restart-1"), Wire.report(incident: "after-restart-2", city: "Kupiansk"),
                     Wire.outcome(incident: "after-restart-2")]
         #expect(try daemon.client().appendEvents(more)["ok"]?.boolValue == true)
-        try waitFor("the follower to show twelve events and stop", timeout: 30 * deadlineScale) { followed.withLock { $0 != nil } }
-        let result = try #require(followed.withLock { $0 })
-        #expect(result.status == 0, "\(result.stderr)")
-        let lines = try result.stdout.split(separator: "\n").map { try JSONReader().read(String($0)) }
-        #expect(lines.compactMap { $0["position"]?.intValue } == Array(1...12))
-        #expect(result.stderr.contains("lost incidentd") && result.stderr.contains("following again from position 9"), "\(result.stderr)")
+        try Self.expectFollowedAcrossTheLoss(followed, events: 12)
         #expect(daemon.stop() == 0)
     }
 

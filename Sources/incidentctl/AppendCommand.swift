@@ -418,13 +418,13 @@ struct BatchedLoad {
             place += ":\(lines[batch.lowerBound + Int(index)].number)"
             // The daemon names the event by its index in the batch, which the line number given replaces.
             if reason.hasPrefix("event \(index): ") { reason.removeFirst("event \(index): ".count) }
-            // So is the first event that used the same id, for a duplicate within the batch.
-            if let firstIndex = error?["firstIndex"]?.intValue, firstIndex >= 0, Int(firstIndex) < batch.count {
+            // A duplicate within the batch: both events are named by their lines, from the daemon's fields.
+            if let firstIndex = error?["firstIndex"]?.intValue, firstIndex >= 0, Int(firstIndex) < batch.count,
+                let eventId = error?["eventId"]?.stringValue
+            {
                 let firstLine = lines[batch.lowerBound + Int(firstIndex)].number
                 let line = lines[batch.lowerBound + Int(index)].number
-                reason = reason.replacingOccurrences(
-                    of: "is used twice in this request, by events \(firstIndex) and \(index),",
-                    with: "is used twice in this batch, on lines \(firstLine) and \(line),")
+                reason = "event id \(eventId) is used twice in this batch, on lines \(firstLine) and \(line), for different events"
             }
         } else if batch.count == 1 {
             place += ":\(first)"

@@ -293,7 +293,8 @@ struct Incidentd: ParsableCommand {
     /// log is opened: that no other user could put a socket of their own in its directory, and that the path holds
     /// nothing but a stale socket (removed, as it would be then). Opening the log makes the data directory, and a new
     /// log in it, where there are none, which a start refused for its socket would otherwise leave behind. A socket
-    /// directory that is missing is made and checked only as the socket is bound, as is what changed meanwhile.
+    /// directory that is missing is made only as the socket is bound (and checked again then, as is what changed
+    /// meanwhile); where it would be made is checked here.
     static func checkSocketPathBeforeOpening(_ path: String) throws {
         let directory = (path as NSString).deletingLastPathComponent
         try Server.checkSocketDirectory(directory.isEmpty ? FileManager.default.currentDirectoryPath : directory)

@@ -118,10 +118,7 @@ final class Server: Sendable {
     /// symbolic link, and only on a directory of this process's user: one put in place of the new directory by
     /// someone who may write its parent is refused, not given the mode.
     static func makeSocketDirectory(_ directory: String) throws {
-        func refusal(_ code: Int32) -> DaemonConfiguration.Problem {
-            DaemonConfiguration.Problem(
-                description: "cannot create the socket's directory \(directory): \(String(cString: strerror(code)))")
-        }
+        func refusal(_ code: Int32) -> DaemonConfiguration.Problem { cannotMake(directory, code) }
         var info = stat()
         if stat(directory, &info) == 0 {
             guard (info.st_mode & S_IFMT) == S_IFDIR else { throw refusal(ENOTDIR) }
@@ -166,17 +163,34 @@ final class Server: Sendable {
                     "the socket's directory \(directory): \(path) (mode \(octal(info.st_mode & 0o7777)), owner \(describeUser(info.st_uid))) \(problem): they could put a socket of their own where incidentd's clients connect. Give a socket path in a directory that only root or incidentd's user (\(describeUser(daemonUser))) may write, below directories that only they may write or that are sticky (as /tmp), such as /run/incidentd")
         }
         var info = stat()
-        guard stat(directory, &info) == 0 else { return }
+        // A directory that does not exist yet is made in the nearest one that does, which is checked as the
+        // directories above a socket's are, and must let the daemon make it there.
+        var existing = directory
+        while stat(existing, &info) != 0 {
+            guard errno == ENOENT else { throw cannotMake(directory, errno) }
+            let parent = (existing as NSString).deletingLastPathComponent
+            guard !parent.isEmpty else {
+                existing = FileManager.default.currentDirectoryPath
+                continue
+            }
+            guard parent != existing else { return }
+            existing = parent
+        }
+        let exists = existing == directory
+        if !exists {
+            guard (info.st_mode & S_IFMT) == S_IFDIR else { throw cannotMake(directory, ENOTDIR) }
+            guard access(existing, W_OK | X_OK) == 0 else { throw cannotMake(directory, errno) }
+        }
         // The links of the path as given: each belongs to root or the daemon's user, who alone may point it elsewhere.
-        var prefix = directory.hasPrefix("/") ? "" : FileManager.default.currentDirectoryPath
-        for component in directory.split(separator: "/") where component != "." {
+        var prefix = existing.hasPrefix("/") ? "" : FileManager.default.currentDirectoryPath
+        for component in existing.split(separator: "/") where component != "." {
             prefix += "/" + component
             if lstat(prefix, &info) == 0, (info.st_mode & S_IFMT) == S_IFLNK, !trusted(info.st_uid) {
                 throw refusal(prefix, info, "is a symbolic link another user may point elsewhere")
             }
         }
         // The directories it leads to, from / down, none of which another user may rename or replace.
-        guard let resolved = realpath(directory, nil) else { return }
+        guard let resolved = realpath(existing, nil) else { return }
         let real = String(cString: resolved)
         free(resolved)
         var path = ""
@@ -184,7 +198,7 @@ final class Server: Sendable {
         for (index, component) in ([""] + components.map(String.init)).enumerated() {
             path = index == 0 ? "/" : (path == "/" ? "" : path) + "/" + component
             guard lstat(path, &info) == 0 else { continue }
-            let isLast = index == components.count
+            let isLast = exists && index == components.count
             let writers = [(0o020, "its group"), (0o002, "others")].filter { info.st_mode & mode_t($0.0) != 0 }.map(\.1)
             if !trusted(info.st_uid) {
                 throw refusal(path, info, "belongs to a user other than root and incidentd's")
@@ -197,6 +211,11 @@ final class Server: Sendable {
                 throw refusal(path, info, "may be written by others than its owner, without the sticky bit, who could rename what is below it")
             }
         }
+    }
+
+    /// Why the socket's `directory` cannot be made: `code` is the `errno` of the step that failed.
+    private static func cannotMake(_ directory: String, _ code: Int32) -> DaemonConfiguration.Problem {
+        DaemonConfiguration.Problem(description: "cannot create the socket's directory \(directory): \(String(cString: strerror(code)))")
     }
 
     /// `mode` as four octal digits, as chmod takes it.

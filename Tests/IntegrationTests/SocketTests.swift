@@ -311,6 +311,8 @@ struct SocketTests {
         // Below a directory anyone may write without the sticky bit, which could rename the socket's away.
         #expect(mkdir(root + "/loose", 0o700) == 0 && chmod(root + "/loose", 0o777) == 0 && mkdir(root + "/loose/below", 0o755) == 0)
         directories.append(("below", root + "/loose/below", root + "/loose", "(mode 0777, \(me)) may be written by others than its owner, without the sticky bit"))
+        // Not made yet, where it would be made below such a directory: refused before anything is made.
+        directories.append(("new below", root + "/loose/new/sub", root + "/loose", "(mode 0777, \(me)) may be written by others than its owner, without the sticky bit"))
         if getuid() == 0 {
             // Through another user's symbolic link, which they may point elsewhere.
             #expect(mkdir(root + "/target", 0o755) == 0 && symlink(root + "/target", root + "/link") == 0)
@@ -325,12 +327,13 @@ struct SocketTests {
             Self.expectRefused(daemon, status: 78, "\(label), in \(directory)", log: log)
             #expect(log.contains("cannot start: the socket's directory \(directory): \(fault) (mode "), "\(label): \(log)")
             #expect(log.contains(says), "\(label): \(log)")
-            #expect(Self.entries(directory).isEmpty, "\(label): nothing is made there")
+            #expect(Self.identity(directory) == nil || Self.entries(directory).isEmpty, "\(label): nothing is made there")
+            #expect(Self.identity(root + "/loose/new") == nil, "\(label): no socket directory is made")
             #expect(Self.identity(root + "/data") == nil, "\(label): refused before the log is opened, it makes no data directory")
         }
     }
 
-    @Test("a start refused for its socket path (a file there, a socket another daemon serves) is refused before the log is opened: it makes no data directory, and leaves an empty one as it was")
+    @Test("a start refused for its socket path (a file there, a socket another daemon serves, a socket directory that cannot be made below a file) is refused before the log is opened: it makes no data directory, and leaves an empty one as it was")
     func refusedSocketPathMakesNoLog() throws {
         let served = try Daemon()
         let root = makeTemporaryDirectory("incidentd-refused")
@@ -343,6 +346,8 @@ struct SocketTests {
         let cases = [
             ("a file", file, "cannot start: \(file) exists and is not a socket; refusing to replace it"),
             ("a served socket", served.socketPath, "cannot start: another daemon is serving \(served.socketPath)"),
+            // A socket directory not made yet, which cannot be made: the nearest existing path is a file.
+            ("a directory below a file", file + "/run/incidentd.sock", "cannot start: cannot create the socket's directory \(file)/run: Not a directory"),
         ]
         for (label, socket, says) in cases {
             for (index, dataDir) in [root + "/new/data", empty].enumerated() {

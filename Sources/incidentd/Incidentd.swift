@@ -168,6 +168,11 @@ struct Incidentd: ParsableCommand {
         } catch let problem as DescriptorLimitTooLow {
             logger.critical("cannot start: \(problem)")
             throw ExitCode(78)  // EX_CONFIG
+        } catch let problem as LogError where problem.code == .notALog {
+            // The data directory given is not one a log can be in (a file, say), or holds something that is no log
+            // of this version's: a restart cannot mend it.
+            logger.critical("cannot start: \(problem)")
+            throw ExitCode(78)  // EX_CONFIG
         } catch {
             logger.critical("cannot start: \(error)")
             throw ExitCode(1)

@@ -333,7 +333,7 @@ struct SocketTests {
         }
     }
 
-    @Test("a start refused for its socket path (a file there, a socket another daemon serves, a socket directory that cannot be made below a file) is refused before the log is opened: it makes no data directory, and leaves an empty one as it was")
+    @Test("a start refused for its socket path (a file there, a socket another daemon serves) is refused before the log is opened: it makes no data directory, and leaves an empty one as it was")
     func refusedSocketPathMakesNoLog() throws {
         let served = try Daemon()
         let root = makeTemporaryDirectory("incidentd-refused")
@@ -346,8 +346,6 @@ struct SocketTests {
         let cases = [
             ("a file", file, "cannot start: \(file) exists and is not a socket; refusing to replace it"),
             ("a served socket", served.socketPath, "cannot start: another daemon is serving \(served.socketPath)"),
-            // A socket directory not made yet, which cannot be made: the nearest existing path is a file.
-            ("a directory below a file", file + "/run/incidentd.sock", "cannot start: cannot create the socket's directory \(file)/run: Not a directory"),
         ]
         for (label, socket, says) in cases {
             for (index, dataDir) in [root + "/new/data", empty].enumerated() {
@@ -496,7 +494,7 @@ struct SocketTests {
         #expect(daemon.stop() == 0)
     }
 
-    @Test("a socket directory that cannot be made is named, with why")
+    @Test("a socket directory that cannot be made is named, with why, before the log is opened: no data directory is made")
     func socketDirectoryCannotBeMade() throws {
         let root = makeTemporaryDirectory("incidentd-socket-dir")
         defer { try? FileManager.default.removeItem(atPath: root) }
@@ -507,5 +505,6 @@ struct SocketTests {
         let log = readFile(root + "/log") ?? ""
         #expect(daemon.wait() == 1, "\(log)")
         #expect(log.contains("cannot create the socket's directory \(root)/file/sub: Not a directory"), "\(log)")
+        #expect(Self.identity(root + "/data") == nil, "no data directory is made")
     }
 }

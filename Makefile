@@ -5,7 +5,7 @@ RUN_DIR ?= $(CURDIR)/run
 SOCKET ?= $(RUN_DIR)/incidentd.sock
 SECONDS ?= 60
 
-APT_PACKAGES := liblmdb-dev pkg-config lmdb-utils systemd
+APT_PACKAGES := liblmdb-dev pkg-config lmdb-utils systemd python3
 BENCH_PACKAGES := postgresql sqlite3 libsqlite3-dev
 
 .PHONY: deps build release run stop test bench fuzz sanitize clean

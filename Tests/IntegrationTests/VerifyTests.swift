@@ -73,6 +73,77 @@ struct VerifyTests {
         return answer
     }
 
+    /// `tools/check-chain.py`, Python's standard library and nothing of incidentd's, on `events`.
+    static func checkChain(_ events: String, expecting heads: [String] = []) throws -> CommandResult {
+        try runCommand(
+            "/usr/bin/env", ["python3", Repository.root + "/tools/check-chain.py"] + heads.flatMap { ["--expect-head", $0] },
+            stdin: events)
+    }
+
+    @Test("the chain checks without incidentd: tools/check-chain.py, from PROTOCOL.md's rule alone, finds the head status publishes from what events serves (every kind of text and number), with that head, and names the first position of the served events changed, left out or re-chained, and a published head they do not hold")
+    func checkedWithoutIncidentd() throws {
+        let daemon = try Daemon()
+        let texts = #"{"type":"incident-reported","occurredAt":"2022-03-02T10:15+02:00","precision":"minute","data":{"city":"Купянск","kind":"demonstration","location":"площа \"Соборна\" \\ back\\slash\ttab\nnew line \u007f\u2028","description":"עברית, 🇺🇦, é, 'quote', </script>","coordinates":{"lat":49.70,"lon":50.0},"participants":{"low":100,"high":2000},"tags":["a","b/c","ü"]},"sources":[{"name":"Telegram / канал","url":"https://t.me/x?a=1&b=2","verification":"unverified","sha256":"ab12ab12ab12ab12ab12ab12ab12ab12ab12ab12ab12ab12ab12ab12ab12ab12"}]}"#
+        let numbers = #"{"type":"incident-reported","occurredAt":"2022-03-03","data":{"city":"Melitopol","kind":"blockade","coordinates":{"lat":-0.00001,"lon":1e-7}}}"#
+        let articleLines = try String(contentsOfFile: Repository.articlePath, encoding: .utf8)
+        let appended = try daemon.ctl(["append", "-"], stdin: articleLines + texts + "\n" + numbers + "\n")
+        #expect(appended.status == 0, "\(appended)")
+        let status = try daemon.client().call("status")
+        let head = "\(status["position"]?.intValue ?? -1):\(status["headHash"]?.stringValue ?? "")"
+        #expect(head.hasPrefix("10:"), "\(status)")
+        let served = try daemon.ctl(["events", "--limit", "0", "--format", "json"])
+        #expect(served.status == 0, "\(served)")
+        var lines = served.stdout.split(separator: "\n", omittingEmptySubsequences: true).map(String.init)
+        try #require(lines.count == 10, "\(served)")
+        let third = try JSONReader().read(lines[2])["hash"]?.stringValue ?? ""
+        let checked = try Self.checkChain(served.stdout, expecting: [head, "3:" + third])
+        #expect(checked.status == 0 && checked.stdout == head + "\n", "\(checked)")
+        let changed = lines.enumerated().map { $0.offset == 8 ? $0.element.replacingOccurrences(of: "Соборна", with: "Соборнa") : $0.element }
+        let changedRun = try Self.checkChain(changed.joined(separator: "\n") + "\n")
+        #expect(changedRun.status == 1 && changedRun.stderr.contains("position 9: its bytes hash to "), "\(changedRun)")
+        let leftOut = lines.enumerated().filter { $0.offset != 5 }.map(\.element)
+        let leftOutRun = try Self.checkChain(leftOut.joined(separator: "\n") + "\n")
+        #expect(leftOutRun.status == 1 && leftOutRun.stderr.contains("position 7 where 6 was next"), "\(leftOutRun)")
+        // Position 7 claims another prevHash, its hash made to match it, chained from the true one before it.
+        let sixth = try JSONReader().read(lines[5])["hash"]?.stringValue ?? ""
+        let seventh = try #require(lines[6].range(of: #","hash":"[0-9a-f]{64}","#, options: .regularExpression))
+        let relinked = lines[6].replacingCharacters(in: seventh, with: ",").replacingOccurrences(of: sixth, with: String(repeating: "0", count: 64))
+        let relinkedHash = Array(relinked.utf8).withUnsafeBytes { ChainHash.link(previous: ChainHash.bytes(hex: sixth) ?? [], canonical: $0) }
+        let claimed = lines.enumerated().map {
+            $0.offset == 6
+                ? relinked.replacingOccurrences(of: #","incident":"#, with: #","hash":"\#(relinkedHash.map { String(format: "%02x", $0) }.joined())","incident":"#)
+                : $0.element
+        }
+        let claimedRun = try Self.checkChain(claimed.joined(separator: "\n") + "\n")
+        #expect(claimedRun.status == 1 && claimedRun.stderr.contains("position 7: prevHash 0000"), "\(claimedRun)")
+        let pastRun = try Self.checkChain(lines.prefix(7).joined(separator: "\n") + "\n", expecting: [head])
+        #expect(pastRun.status == 1 && pastRun.stderr.contains("the published head at position 10 is past the last event read, 7"), "\(pastRun)")
+
+        // Rewritten in the store by a careful forger, every prevHash and hash from position 5 on made to match:
+        // the chain holds, and only the published head shows the rewrite.
+        #expect(daemon.stop() == 0)
+        for position in UInt64(5)...10 {
+            try Self.tamper(daemon, position: position) { stored, previous in
+                var text = String(decoding: stored[32...], as: UTF8.self)
+                if position == 5 { text = text.replacingOccurrences(of: "\"day\"", with: "\"dAy\"") }
+                let link = try! #require(text.range(of: #"(?<="prevHash":")[0-9a-f]{64}"#, options: .regularExpression))
+                text.replaceSubrange(link, with: previous.map { String(format: "%02x", $0) }.joined())
+                let canonical = Array(text.utf8)
+                return canonical.withUnsafeBytes { ChainHash.link(previous: previous, canonical: $0) } + canonical
+            }
+        }
+        try daemon.start()
+        let forged = try daemon.ctl(["events", "--limit", "0", "--format", "json"])
+        lines = forged.stdout.split(separator: "\n", omittingEmptySubsequences: true).map(String.init)
+        #expect(lines.count == 10, "\(forged)")
+        let alone = try Self.checkChain(forged.stdout)
+        #expect(alone.status == 0 && alone.stdout != head + "\n", "\(alone)")
+        let againstHead = try Self.checkChain(forged.stdout, expecting: [head])
+        #expect(againstHead.status == 1 && againstHead.stderr.contains("position 10: hash "), "\(againstHead)")
+        #expect(againstHead.stderr.contains("not the one published for it"), "\(againstHead)")
+        #expect(daemon.stop() == 0)
+    }
+
     @Test("an intact log verifies, up to its head")
     func intact() throws {
         let daemon = try Self.storedArticle()

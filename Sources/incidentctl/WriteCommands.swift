@@ -314,8 +314,11 @@ struct Outcome: ParsableCommand {
     func validate() throws {
         try checkIncidentId(incident, option: "the incident id")
         if verification == nil, let given = verifiedBy != nil ? "--verified-by" : method != nil ? "--method" : nil {
+            // `report` takes --verified-by for its sources (as SPEC's `--source ...` does); here it is the incident's.
+            let sourceFlag = given == "--verified-by" ? "who verified a --source is --source-verified-by" : "how a --source was verified is --source-method"
+            let forSources = source.details.sources.isEmpty ? "" : "; \(sourceFlag) for an outcome"
             throw ValidationError(
-                "\(given) says who verified the incident or how, and goes with --verification: add --verification V (\(Verification.valueList)), or leave \(given) out")
+                "\(given) says who verified the incident or how, and goes with --verification: add --verification V (\(Verification.valueList)), or leave \(given) out\(forSources)")
         }
         _ = try correctionsJSON()
     }

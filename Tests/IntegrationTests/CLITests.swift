@@ -509,7 +509,12 @@ struct CLITests {
             let alone = try daemon.ctl(["outcome", "kupiansk-1", "--status", "unknown"] + arguments)
             #expect(alone.status == 2, "\(arguments): \(alone.stderr)")
             #expect(alone.stderr.contains("\(flag) says who verified the incident or how, and goes with --verification"), "\(alone.stderr)")
+            #expect(!alone.stderr.contains("--source-"), "no --source was given: \(alone.stderr)")
         }
+        // With a --source, as `report` takes --verified-by for its sources: the outcome's flag for them is named.
+        let withSource = try daemon.ctl(["outcome", "kupiansk-1", "--status", "unknown", "--source", "Les Révélateurs", "--verified-by", "AFP"])
+        #expect(withSource.status == 2, "\(withSource.stderr)")
+        #expect(withSource.stderr.contains("who verified a --source is --source-verified-by for an outcome"), "\(withSource.stderr)")
         #expect(try daemon.client().headPosition() == 1, "nothing was sent")
         let verified = try daemon.ctl([
             "outcome", "kupiansk-1", "--status", "unknown", "--verification", "verified", "--verified-by", "Les Révélateurs",

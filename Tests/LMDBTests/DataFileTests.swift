@@ -76,6 +76,43 @@ struct DataFileTests {
         }
     }
 
+    @Test("meta pages whose transaction ids are each of their page's parity but not consecutive are named before LMDB opens the file: LMDB would open the older commit, without the last ones, or a tree under a number no commit had; the file as written opens")
+    func metaPagesNotConsecutive() throws {
+        try withTemporaryDirectory { dir in
+            do {
+                let env = try Environment(directory: dir, options: EnvironmentOptions(initialMapSize: 16 << 20))
+                let db = try env.openDatabase("records", create: true)
+                for i in 0..<12 as Range<UInt64> { try env.write { txn throws in try txn.put(db, key: i, value: Self.record(i)) } }
+            }
+            let pageSize = try DataFileMap(dir).pageSize
+            let original = try Data(contentsOf: URL(fileURLWithPath: dir + "/data.mdb"))
+            func transactionID(_ page: Int) -> UInt64 {
+                original.withUnsafeBytes { $0.loadUnaligned(fromByteOffset: page * pageSize + 16 + 128, as: UInt64.self) }
+            }
+            let ids = [transactionID(0), transactionID(1)]
+            #expect(max(ids[0], ids[1]) - min(ids[0], ids[1]) == 1 && min(ids[0], ids[1]) >= 8, "\(ids)")
+            let newest = ids[0] > ids[1] ? 0 : 1
+            // The newest page's id taken back by 8 (one bit, as QA flipped it): LMDB would open the older page.
+            // The older page's id moved on past the newest: LMDB would open the older tree as the newest. The newest
+            // page's id moved on by 2.
+            for (page, value) in [(newest, ids[newest] - 8), (1 - newest, ids[newest] + 3), (newest, ids[newest] + 2)] {
+                var bytes = original
+                withUnsafeBytes(of: value.littleEndian) { bytes.replaceSubrange((page * pageSize + 16 + 128)..<(page * pageSize + 16 + 136), with: $0) }
+                try bytes.write(to: URL(fileURLWithPath: dir + "/data.mdb"))
+                for readOnly in [true, false] {
+                    let damage = #expect(throws: PageDamage.self, "page \(page) as \(value)") {
+                        _ = try Environment(directory: dir, options: EnvironmentOptions(readOnly: readOnly))
+                    }
+                    #expect(damage?.problem.contains("where every commit leaves two consecutive ones: a transaction id is damaged") == true, "\(String(describing: damage))")
+                }
+            }
+            try original.write(to: URL(fileURLWithPath: dir + "/data.mdb"))
+            let env = try Environment(directory: dir, options: EnvironmentOptions(readOnly: true))
+            let db = try env.openDatabase("records", create: false)
+            #expect(try env.read { txn in try txn.get(db, key: UInt64(11)).map(Array.init) } == Self.record(11))
+        }
+    }
+
     @Test("a data.mdb too short for LMDB's two meta pages is named as such, not as 'not an LMDB file'")
     func metaPagesCut() throws {
         try withTemporaryDirectory { dir in

@@ -60,7 +60,8 @@ internal enum DataFile {
     /// Also named: a meta page that does not read as one in a file long enough to hold both (LMDB would refuse the
     /// whole file as `MDB_INVALID`, naming neither), and one whose transaction id is not its own: LMDB writes meta
     /// page 0 for even transactions and page 1 for odd ones (both hold 0 in a new file). A transaction id damaged
-    /// into the other's parity could make LMDB take the older page, and the log lose its last commits silently.
+    /// into the other's parity could make LMDB take the older page, and the log lose its last commits silently; so
+    /// could one of its own parity, and the two pages are named unless they hold consecutive transaction ids.
     /// Each page is read up to three times, so that a writer in another process overwriting it at that moment is
     /// not taken for damage.
     static func checkMetaPages(path: String) throws {
@@ -106,10 +107,29 @@ internal enum DataFile {
                 database: nil, page: 1,
                 problem: "its transaction id, \(second.transactionID), is even, and LMDB writes meta page 1 for odd ones only")
         }
-        guard second.transactionID > first.transactionID, second.pageSize != first.pageSize else { return }
+        if second.transactionID > first.transactionID, second.pageSize != first.pageSize {
+            throw PageDamage(
+                database: nil, page: 1,
+                problem: "it is the later meta page, and says pages are \(second.pageSize) bytes where meta page 0 says \(first.pageSize)")
+        }
+        // Each commit writes the meta page of its parity with the next transaction id, so the two always hold
+        // consecutive ones (both 0 in a file no commit has written yet). A damaged id that is still of its page's
+        // parity would have LMDB open the older page, or a later one's tree under a number no commit had.
+        // Read again before taking it for damage: a writer in another process may have committed twice between
+        // the two reads.
+        var ids = (first.transactionID, second.transactionID)
+        for attempt in 0..<3 {
+            if attempt > 0, let zero = stable(0, at: 0).page, let one = stable(1, at: first.pageSize).page {
+                ids = (zero.transactionID, one.transactionID)
+            }
+            let (older, newer) = (min(ids.0, ids.1), max(ids.0, ids.1))
+            if newer - older == 1 || newer == 0 { return }
+        }
+        let newer = max(ids.0, ids.1)
         throw PageDamage(
-            database: nil, page: 1,
-            problem: "it is the later meta page, and says pages are \(second.pageSize) bytes where meta page 0 says \(first.pageSize)")
+            database: nil, page: newer == ids.0 ? 0 : 1,
+            problem:
+                "the meta pages hold transactions \(ids.0) (page 0) and \(ids.1) (page 1), where every commit leaves two consecutive ones: a transaction id is damaged, and LMDB would open the log as of transaction \(newer) (page \(newer == ids.0 ? 0 : 1)), which may be without the last commits")
     }
 
     /// For a file that LMDB's `mdb_env_open` refused as not an LMDB file (`MDB_INVALID`), or found no meta pages

@@ -105,6 +105,7 @@ public final class EventLog: Sendable {
                     "\(damage) (a page of data.mdb that opening the log reads), and the log cannot be opened. \(EventLog.damageAdvice(database: damage.database?.name))")
             }
             let create = !options.readOnly
+            try EventLog.refuseCommitsNamingNoLog(environment, directory: options.directory)
             let meta = try environment.openDatabase("meta", create: create)
             if options.readOnly { try EventLog.refuseOtherFormat(environment, meta: meta, directory: options.directory) }
             db = Databases(
@@ -127,6 +128,21 @@ public final class EventLog: Sendable {
             try checkFormat()
         }
         try loadCityDocuments()
+    }
+
+    /// Refuses a data file that holds commits but does not name the log's `meta` database: the first commit to a
+    /// log names it, so its main database's root is damaged (pointing at an older page, say), or the file is
+    /// another program's. A writer would make a new log there, over the events it holds.
+    static func refuseCommitsNamingNoLog(_ environment: Environment, directory: String) throws {
+        let commits = environment.info.lastTransactionID
+        guard commits > 0 else { return }
+        do {
+            _ = try environment.openDatabase("meta", create: false)
+        } catch let error as LMDBError where error.isNotFound {
+            throw LogError(
+                .damagedPage,
+                "\(directory)/data.mdb holds \(commits) commits, but its main database names none of the log's databases: its record of them is damaged (or the file is another program's), and the log cannot be opened. \(damageAdvice(database: PageDamage.Tree.main.name))")
+        }
     }
 
     /// The databases whose pages opening the log reads: the head, the format, the gazetteer's digest and the

@@ -76,7 +76,7 @@ struct DataFileTests {
         }
     }
 
-    @Test("meta pages whose transaction ids are each of their page's parity but not consecutive are named before LMDB opens the file: LMDB would open the older commit, without the last ones, or a tree under a number no commit had; the file as written opens")
+    @Test("meta pages whose transaction ids are each of their page's parity but not consecutive, or whose later page says fewer pages are in use, are named before LMDB opens the file: LMDB would open the older commit, without the last ones, or a tree under a number no commit had; the file as written opens")
     func metaPagesNotConsecutive() throws {
         try withTemporaryDirectory { dir in
             do {
@@ -95,7 +95,13 @@ struct DataFileTests {
             // The newest page's id taken back by 8 (one bit, as QA flipped it): LMDB would open the older page.
             // The older page's id moved on past the newest: LMDB would open the older tree as the newest. The newest
             // page's id moved on by 2.
-            for (page, value) in [(newest, ids[newest] - 8), (1 - newest, ids[newest] + 3), (newest, ids[newest] + 2)] {
+            for (page, value, says) in [
+                (newest, ids[newest] - 8, "where every commit leaves two consecutive ones"),
+                (1 - newest, ids[newest] + 3, "where every commit leaves two consecutive ones"),
+                (newest, ids[newest] + 2, "where every commit leaves two consecutive ones"),
+                // Consecutive again, but the page now taken for the later one says fewer pages are in use.
+                (1 - newest, ids[newest] + 1, "where no commit lowers it"),
+            ] {
                 var bytes = original
                 withUnsafeBytes(of: value.littleEndian) { bytes.replaceSubrange((page * pageSize + 16 + 128)..<(page * pageSize + 16 + 136), with: $0) }
                 try bytes.write(to: URL(fileURLWithPath: dir + "/data.mdb"))
@@ -103,7 +109,7 @@ struct DataFileTests {
                     let damage = #expect(throws: PageDamage.self, "page \(page) as \(value)") {
                         _ = try Environment(directory: dir, options: EnvironmentOptions(readOnly: readOnly))
                     }
-                    #expect(damage?.problem.contains("where every commit leaves two consecutive ones: a transaction id is damaged") == true, "\(String(describing: damage))")
+                    #expect(damage?.problem.contains("\(says): a transaction id is damaged") == true, "\(String(describing: damage))")
                 }
             }
             try original.write(to: URL(fileURLWithPath: dir + "/data.mdb"))

@@ -113,23 +113,25 @@ internal enum DataFile {
                 problem: "it is the later meta page, and says pages are \(second.pageSize) bytes where meta page 0 says \(first.pageSize)")
         }
         // Each commit writes the meta page of its parity with the next transaction id, so the two always hold
-        // consecutive ones (both 0 in a file no commit has written yet). A damaged id that is still of its page's
-        // parity would have LMDB open the older page, or a later one's tree under a number no commit had.
-        // Read again before taking it for damage: a writer in another process may have committed twice between
-        // the two reads.
-        var ids = (first.transactionID, second.transactionID)
+        // consecutive ones (both 0 in a file no commit has written yet), and no commit lowers the last page in use.
+        // A damaged id that is still of its page's parity would have LMDB open the older commit's tree, without the
+        // last commits. Read again before taking it for damage: a writer in another process may have committed
+        // twice between the two reads.
+        var (earlier, later) = first.transactionID < second.transactionID ? (first, second) : (second, first)
         for attempt in 0..<3 {
             if attempt > 0, let zero = stable(0, at: 0).page, let one = stable(1, at: first.pageSize).page {
-                ids = (zero.transactionID, one.transactionID)
+                (earlier, later) = zero.transactionID < one.transactionID ? (zero, one) : (one, zero)
             }
-            let (older, newer) = (min(ids.0, ids.1), max(ids.0, ids.1))
-            if newer - older == 1 || newer == 0 { return }
+            let consecutive = later.transactionID - earlier.transactionID == 1 || later.transactionID == 0
+            if consecutive && later.lastPage >= earlier.lastPage { return }
         }
-        let newer = max(ids.0, ids.1)
+        let pair = "the meta pages hold transactions \(earlier.transactionID) (page \(earlier.number)) and \(later.transactionID) (page \(later.number))"
+        let problem = later.transactionID - earlier.transactionID != 1
+            ? "\(pair), where every commit leaves two consecutive ones"
+            : "\(pair), and the later says the last page in use is \(later.lastPage), the earlier \(earlier.lastPage), where no commit lowers it"
         throw PageDamage(
-            database: nil, page: newer == ids.0 ? 0 : 1,
-            problem:
-                "the meta pages hold transactions \(ids.0) (page 0) and \(ids.1) (page 1), where every commit leaves two consecutive ones: a transaction id is damaged, and LMDB would open the log as of transaction \(newer) (page \(newer == ids.0 ? 0 : 1)), which may be without the last commits")
+            database: nil, page: later.number,
+            problem: "\(problem): a transaction id is damaged, and LMDB would open page \(later.number) as the latest commit, which may be an earlier one, without the last commits")
     }
 
     /// For a file that LMDB's `mdb_env_open` refused as not an LMDB file (`MDB_INVALID`), or found no meta pages

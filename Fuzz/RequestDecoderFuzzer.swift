@@ -75,6 +75,7 @@ struct DocumentStore: ProjectionStore {
 
     mutating func put(_ incident: IncidentState) { incidents[incident.incident] = incident.encoded() }
     mutating func put(_ city: CityState) { cities[city.cityId] = city.json.canonicalBytes() }
+    mutating func allCities() throws -> [CityState] { try cities.values.map { try CityState(json: JSONReader().read($0)) } }
 }
 
 func check(_ condition: @autoclosure () -> Bool, _ message: @autoclosure () -> String) {

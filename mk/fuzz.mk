@@ -10,7 +10,7 @@
 SWIFTC ?= swiftc
 FUZZ_DIR := $(CURDIR)/.build-fuzz
 FUZZ_TARGET := $(FUZZ_DIR)/request-decoder-fuzzer
-FUZZ_FLAGS := -O -sanitize=fuzzer,address -parse-as-library -swift-version 6 -g -use-ld=lld -I $(FUZZ_DIR)
+FUZZ_FLAGS := -O -sanitize=fuzzer,address -parse-as-library -swift-version 6 -package-name incidentd -g -use-ld=lld -I $(FUZZ_DIR)
 FUZZ_MAX_LEN ?= 16384
 FUZZ_GAZETTEER_SOURCES := $(filter-out %/TOMLLoading.swift %/EmbeddedCities.swift,$(wildcard Sources/Gazetteer/*.swift))
 

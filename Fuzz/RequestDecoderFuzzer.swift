@@ -5,7 +5,8 @@
 // Built by `make fuzz` (mk/fuzz.mk) with `swiftc -sanitize=fuzzer,address`, together with the sources of
 // StrictJSON, IncidentProtocol, IncidentDomain and Gazetteer. Gazetteer's TOML loading (TOMLKit, a C++ library)
 // and the compiled-in gazetteer that needs it are left out: the gazetteer here is built in code with the same
-// three cities and spellings, so city resolution and suggestions are fuzzed as the daemon runs them.
+// three cities and spellings (Fuzz/FuzzGazetteer.swift), so city resolution and suggestions are fuzzed as the
+// daemon runs them.
 //
 // Besides "never crash, never hang, never blow up memory", it checks properties the log depends on:
 // * framing: the same bytes fed whole or in two pieces give the same lines and the same refusals;
@@ -29,27 +30,7 @@ import StrictJSON
 import Glibc
 #endif
 
-let gazetteer: Gazetteer = {
-    do {
-        return try Gazetteer(cities: [
-            City(
-                id: "kupiansk", name: "Kupiansk",
-                aliases: ["Kupians'k", "Kupians’k", "Kupyansk", "Kup'yansk", "Kup’yansk", "Kup'yans'k", "Kupjansk",
-                          "Kupiańsk", "Куп'янськ", "Купʼянськ", "Купянск"],
-                region: "UA-63", population: 26262, latitude: 49.7106, longitude: 37.6156),
-            City(
-                id: "melitopol", name: "Melitopol",
-                aliases: ["Melitopol'", "Melitopol’", "Melitopoli", "Meritopoli", "Мелітополь", "Мелитополь"],
-                region: "UA-23", population: 148851, latitude: 46.8489, longitude: 35.3675, geonamesId: 701404),
-            City(
-                id: "berdiansk", name: "Berdiansk",
-                aliases: ["Berdians'k", "Berdyansk", "Berdyans'k", "Berdyans’k", "Berdjansk", "Бердянськ", "Бердянск"],
-                region: "UA-23", population: 107928, latitude: 46.7553, longitude: 36.7885, geonamesId: 712451),
-        ])
-    } catch {
-        fatalError("fuzz gazetteer: \(error)")
-    }
-}()
+let gazetteer = fuzzGazetteer()
 
 /// A fixed "now" (2026-11-25T12:00:00Z), so that a crash reproduces on any day.
 let now = Timestamp(microseconds: 1_795_608_000_000_000)

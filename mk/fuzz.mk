@@ -14,13 +14,13 @@ FUZZ_FLAGS := -O -sanitize=fuzzer,address -parse-as-library -swift-version 6 -pa
 FUZZ_MAX_LEN ?= 16384
 FUZZ_GAZETTEER_SOURCES := $(filter-out %/TOMLLoading.swift %/EmbeddedCities.swift,$(wildcard Sources/Gazetteer/*.swift))
 
-.PHONY: fuzz fuzz-build
+.PHONY: fuzz fuzz-build fuzz-stored fuzz-stored-build fuzz-stored-seeds
 
-# One module: objects and .swiftmodule in .build-fuzz.
+# One module: objects and .swiftmodule in .build-fuzz; $(4), flags of its own.
 define fuzz_module
 $(FUZZ_DIR)/$(1).o: $(2) $(3)
 	@mkdir -p $(FUZZ_DIR)
-	$(SWIFTC) $(FUZZ_FLAGS) -module-name $(1) -emit-module -emit-module-path $(FUZZ_DIR)/$(1).swiftmodule \
+	$(SWIFTC) $(FUZZ_FLAGS) $(4) -module-name $(1) -emit-module -emit-module-path $(FUZZ_DIR)/$(1).swiftmodule \
 		-wmo -c -o $(FUZZ_DIR)/$(1).o $(2)
 endef
 
@@ -31,8 +31,9 @@ $(eval $(call fuzz_module,IncidentDomain,$(wildcard Sources/IncidentDomain/*.swi
 
 FUZZ_OBJECTS := $(addprefix $(FUZZ_DIR)/,StrictJSON.o IncidentProtocol.o Gazetteer.o IncidentDomain.o)
 
-$(FUZZ_TARGET): Fuzz/RequestDecoderFuzzer.swift $(FUZZ_OBJECTS)
-	$(SWIFTC) $(FUZZ_FLAGS) -module-name RequestDecoderFuzzer Fuzz/RequestDecoderFuzzer.swift $(FUZZ_OBJECTS) -o $@
+$(FUZZ_TARGET): Fuzz/RequestDecoderFuzzer.swift Fuzz/FuzzGazetteer.swift $(FUZZ_OBJECTS)
+	$(SWIFTC) $(FUZZ_FLAGS) -module-name RequestDecoderFuzzer Fuzz/RequestDecoderFuzzer.swift Fuzz/FuzzGazetteer.swift \
+		$(FUZZ_OBJECTS) -o $@
 
 fuzz-build: $(FUZZ_TARGET)
 
@@ -40,3 +41,35 @@ fuzz: $(FUZZ_TARGET)
 	@mkdir -p fuzz-artifacts $(FUZZ_DIR)/corpus
 	SWIFT_BACKTRACE=enable=no $(FUZZ_TARGET) -max_total_time=$(SECONDS) -max_len=$(FUZZ_MAX_LEN) -timeout=10 -rss_limit_mb=4096 \
 		-dict=Fuzz/request.dict -print_final_stats=1 -artifact_prefix=$(CURDIR)/fuzz-artifacts/ $(FUZZ_DIR)/corpus Fuzz/seeds
+
+# make fuzz-stored [SECONDS=N]: the decoders of what the log reads back from LMDB, which may be damaged (see
+# Fuzz/StoredFormFuzzer.swift), from the seeds in Fuzz/stored-seeds; what it learns accumulates in
+# .build-fuzz/stored-corpus. Reproduce a finding with: .build-fuzz/stored-form-fuzzer fuzz-artifacts/crash-…
+#
+# The target is compiled into the IncidentLog module itself, so that its internal readers (StoredEventReader,
+# StreamFold, the head record) are reachable, with LMDB (linked with liblmdb) and, in place of swift-crypto (which
+# builds BoringSSL), Fuzz/CryptoStub: SHA-256 in plain Swift under the module name Crypto.
+STORED_FUZZ_TARGET := $(FUZZ_DIR)/stored-form-fuzzer
+STORED_FUZZ_SOURCES := Fuzz/StoredFormFuzzer.swift Fuzz/StoredSeeds.swift Fuzz/FuzzGazetteer.swift
+
+$(eval $(call fuzz_module,Crypto,Fuzz/CryptoStub/SHA256.swift,))
+$(eval $(call fuzz_module,LMDB,$(wildcard Sources/LMDB/*.swift Sources/LMDB/Internals/*.swift),,-I Sources/CLMDB))
+
+STORED_FUZZ_OBJECTS := $(addprefix $(FUZZ_DIR)/,StrictJSON.o Gazetteer.o IncidentDomain.o Crypto.o LMDB.o)
+
+$(STORED_FUZZ_TARGET): $(STORED_FUZZ_SOURCES) $(wildcard Sources/IncidentLog/*.swift) $(STORED_FUZZ_OBJECTS)
+	$(SWIFTC) $(FUZZ_FLAGS) -I Sources/CLMDB -module-name IncidentLog $(wildcard Sources/IncidentLog/*.swift) \
+		$(STORED_FUZZ_SOURCES) $(STORED_FUZZ_OBJECTS) -llmdb -o $@
+
+fuzz-stored-build: $(STORED_FUZZ_TARGET)
+
+fuzz-stored: $(STORED_FUZZ_TARGET)
+	@mkdir -p fuzz-artifacts $(FUZZ_DIR)/stored-corpus
+	SWIFT_BACKTRACE=enable=no $(STORED_FUZZ_TARGET) -max_total_time=$(SECONDS) -max_len=$(FUZZ_MAX_LEN) -timeout=10 \
+		-rss_limit_mb=4096 -dict=Fuzz/stored.dict -print_final_stats=1 -artifact_prefix=$(CURDIR)/fuzz-artifacts/ \
+		$(FUZZ_DIR)/stored-corpus Fuzz/stored-seeds
+
+# Writes Fuzz/stored-seeds again from the article's events.
+fuzz-stored-seeds: $(STORED_FUZZ_TARGET)
+	@mkdir -p Fuzz/stored-seeds
+	STORED_FUZZ_SEEDS_FROM=examples/article.jsonl STORED_FUZZ_SEEDS_TO=Fuzz/stored-seeds $(STORED_FUZZ_TARGET)

@@ -260,8 +260,12 @@ public struct IncidentState: Hashable, Sendable {
         let flags = try byte()
         verificationFromOutcome = flags & 1 != 0
         version = try int()
-        firstPosition = UInt64(bitPattern: try int())
-        lastPosition = firstPosition &+ UInt64(bitPattern: try int())
+        // Positions are 1...Int64.max (as every event's is), the last at or after the first.
+        let first = try int()
+        let span = try int()
+        guard first > 0, span >= 0, span <= Int64.max - first else { throw damaged() }
+        firstPosition = UInt64(first)
+        lastPosition = UInt64(first + span)
         responseEvents = try int()
         outcomeEvents = try int()
         killed = try int()

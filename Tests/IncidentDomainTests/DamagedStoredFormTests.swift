@@ -1,0 +1,35 @@
+import IncidentDomain
+import StrictJSON
+import Testing
+
+/// The stored projections are read back from LMDB, where a flipped byte or a hand edit may have changed them: a
+/// damaged one is refused with an error, and what is accepted renders as the daemon sends it, without trapping.
+/// (Found by the stored-form fuzz target, `make fuzz-stored`.)
+@Suite struct DamagedStoredFormTests {
+    /// An incident's stored form, written field by field as `IncidentState.encode(into:)` does, with the positions
+    /// given: the first position and the distance from it to the last.
+    private static func storedIncident(firstPosition: Int64, span: Int64) -> [UInt8] {
+        var out: [UInt8] = [IncidentState.storedFormat, 0, 0, 0, 0, 0, 0]
+        for value in [1, firstPosition, span, 0, 0, 0, 0, 0, 0] { StoredInteger.append(value, to: &out) }
+        out.append(0)
+        for text in ["k1", "kupiansk", "Kupiansk", "2022-03-01"] {
+            StoredInteger.append(Int64(text.utf8.count), to: &out)
+            out.append(contentsOf: text.utf8)
+        }
+        return out
+    }
+
+    @Test("a stored incident whose positions no event can have is refused; one with valid positions renders")
+    func incidentPositions() throws {
+        let valid = try IncidentState(encoded: Self.storedIncident(firstPosition: 5, span: 3))
+        #expect(valid.firstPosition == 5 && valid.lastPosition == 8)
+        #expect(valid.json["lastPosition"] == .int(8))
+        let damaged: [(Int64, Int64)] = [(0, 0), (-1, 0), (Int64.min, 0), (5, -1), (5, Int64.max - 4), (Int64.max, 1)]
+        for (first, span) in damaged {
+            #expect(throws: IncidentError.self, "first \(first), span \(span)") {
+                try IncidentState(encoded: Self.storedIncident(firstPosition: first, span: span))
+            }
+        }
+        #expect(try IncidentState(encoded: Self.storedIncident(firstPosition: Int64.max - 1, span: 1)).lastPosition == UInt64(Int64.max))
+    }
+}

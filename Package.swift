@@ -97,6 +97,11 @@ let package = Package(
             dependencies: ["IncidentDomain", "StrictJSON"],
             swiftSettings: strictSettings
         ),
+        .testTarget(
+            name: "IncidentLogTests",
+            dependencies: ["IncidentLog", "IncidentDomain", "StrictJSON", "LMDB", "Gazetteer"],
+            swiftSettings: strictSettings
+        ),
         .testTarget(name: "incidentdTests", dependencies: ["incidentd"], swiftSettings: strictSettings),
         .testTarget(
             name: "IntegrationTests",

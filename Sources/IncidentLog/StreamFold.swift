@@ -88,6 +88,11 @@ struct StreamFold {
                 let rawVersion = Keys.readPosition(UnsafeRawBufferPointer(rebasing: key[8...])), value.count > 8,
                 let position = Keys.readPosition(value)
             else { throw LogError(.corrupt, "an incident-streams entry is damaged (\(key.count) + \(value.count) bytes)") }
+            // Made again from its event, an entry keeps the position it names, so a position no event can have is
+            // damage a rebuild cannot mend.
+            guard (1...UInt64(Int64.max)).contains(position) else {
+                throw LogError(.corrupt, "an incident-streams entry names position \(position), which no event can have")
+            }
             if start >= reports.upperBound { break }
             let version = Int64(bitPattern: rawVersion)
             var summary = StreamSummaryReader(value, at: 8, position: position)

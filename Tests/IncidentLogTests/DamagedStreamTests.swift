@@ -1,0 +1,58 @@
+import Foundation
+import Gazetteer
+import IncidentDomain
+@testable import IncidentLog
+import LMDB
+import StrictJSON
+import Testing
+
+/// The rebuild folds `incident-streams` entries read back from LMDB, where a flipped byte or a hand edit may have
+/// changed them: a damaged entry stops the fold with an error naming it, and never becomes a projection the
+/// daemon traps on. (Found by the stored-form fuzz target, `make fuzz-stored`.)
+@Suite struct DamagedStreamTests {
+    static let projector = Projector(gazetteer: .embedded)
+
+    static func event(_ position: UInt64, version: Int64, type: String, data: JSONValue) throws -> RecordedEvent {
+        try RecordedEvent(json: [
+            "position": .int(Int64(position)), "eventId": .string("00000000-0000-4000-8000-00000000000\(version)"),
+            "type": .string(type), "incident": "k1", "version": .int(version), "occurredAt": "2022-03-01",
+            "precision": "day", "recordedAt": "2026-11-25T12:00:00.000000Z", "recordedBy": ["uid": 0, "user": "root"],
+            "data": data, "schema": 1, "prevHash": .string(String(repeating: "0", count: 64)),
+        ])
+    }
+
+    /// `entries` (key start, version, the position the value names, the event summarised) folded as the rebuild
+    /// folds them, in an LMDB environment of their own.
+    static func fold(_ entries: [(start: UInt64, version: Int64, position: UInt64, event: RecordedEvent)]) throws -> StreamFold {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("stream-tests-\(UUID().uuidString)").path
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let environment = try Environment(directory: directory)
+        let db = try environment.openDatabase("incident-streams", create: true)
+        return try environment.write { txn in
+            for entry in entries {
+                var value = Keys.position(entry.position)
+                StreamSummary.append(entry.event, to: &value)
+                try txn.put(db, key: Keys.stream(start: entry.start, version: entry.version), value: value)
+            }
+            var fold = StreamFold(projector: projector, direct: true)
+            try fold.fold(try txn.cursor(db), reports: 0..<UInt64.max)
+            return fold
+        }
+    }
+
+    @Test("an entry naming a position past Int64.max stops the rebuild as damage, where its incident's JSON trapped")
+    func positionNoEventCanHave() throws {
+        let report = try Self.event(
+            1, version: 1, type: "incident-reported", data: ["city": "Kupiansk", "cityId": "kupiansk", "kind": "demonstration"])
+        let response = try Self.event(2, version: 2, type: "response-observed", data: ["by": "police", "responses": ["tear-gas"]])
+        let sound = try Self.fold([(1, 1, 1, report), (1, 2, 2, response)])
+        #expect(sound.incidentCount == 1)
+        #expect(try IncidentState(encoded: Array(sound.record(0))).json["lastPosition"] == .int(2))
+        for position in [UInt64(Int64.max) + 1, UInt64.max, 0] {
+            #expect(throws: LogError(.corrupt, "an incident-streams entry names position \(position), which no event can have")) {
+                try Self.fold([(1, 1, 1, report), (1, 2, position, response)])
+            }
+        }
+    }
+}

@@ -467,7 +467,7 @@ public struct CityState: Hashable, Sendable {
         openIncidents = r.raw("openIncidents")?.intValue ?? 0
         firstIncidentAt = r.raw("firstIncidentAt")?.stringValue
         lastIncidentAt = r.raw("lastIncidentAt")?.stringValue
-        lastPosition = UInt64(r.raw("lastPosition")?.intValue ?? 0)
+        lastPosition = UInt64(try r.integer("lastPosition", range: 0...Int64.max) ?? 0)
         try r.finish()
     }
 

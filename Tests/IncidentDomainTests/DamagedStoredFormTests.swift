@@ -1,3 +1,4 @@
+import Gazetteer
 import IncidentDomain
 import StrictJSON
 import Testing
@@ -31,5 +32,15 @@ import Testing
             }
         }
         #expect(try IncidentState(encoded: Self.storedIncident(firstPosition: Int64.max - 1, span: 1)).lastPosition == UInt64(Int64.max))
+    }
+
+    @Test("a stored city whose lastPosition is negative is refused, where reading it trapped")
+    func cityNegativeLastPosition() throws {
+        var city = CityState(cityId: "kupiansk", name: "Kupiansk", region: "UA-63", population: 26262)
+        city.lastPosition = 4
+        var json = city.json.objectValue ?? [:]
+        #expect(try CityState(json: .object(json)) == city)
+        json["lastPosition"] = -1
+        #expect(throws: IncidentError.self) { try CityState(json: .object(json)) }
     }
 }

@@ -478,22 +478,37 @@ public struct CityState: Hashable, Sendable {
     }
 
     /// Adds (`sign` 1) or removes (`sign` -1) what one incident contributes to its city.
-    mutating func add(_ incident: IncidentState, sign: Int64) {
-        outcomes[incident.status] += sign
-        verification[incident.verification] += sign
+    ///
+    /// - Throws: the damage error of ``accumulate(_:_:times:in:)`` when a sum overflows.
+    mutating func add(_ incident: IncidentState, sign: Int64) throws(IncidentError) {
+        outcomes[incident.status] &+= sign
+        verification[incident.verification] &+= sign
         if incident.status.countsInSums {
-            incidents += sign
-            incidentsByKind[incident.current.kind] += sign
-            participantsLow += sign * (incident.current.participants?.low ?? 0)
-            participantsHigh += sign * (incident.current.participants?.high ?? 0)
-            if incident.current.participants != nil { participantsCounted += sign }
+            try accumulate(&incidents, 1, times: sign, in: "city")
+            incidentsByKind[incident.current.kind] &+= sign
+            try accumulate(&participantsLow, incident.current.participants?.low ?? 0, times: sign, in: "city")
+            try accumulate(&participantsHigh, incident.current.participants?.high ?? 0, times: sign, in: "city")
+            if incident.current.participants != nil { try accumulate(&participantsCounted, 1, times: sign, in: "city") }
             responses.add(incident.responses, times: sign)
-            killed += sign * incident.killed
-            injured += sign * incident.injured
-            detained += sign * incident.detained
-            if incident.status.isOpen { openIncidents += sign }
+            try accumulate(&killed, incident.killed, times: sign, in: "city")
+            try accumulate(&injured, incident.injured, times: sign, in: "city")
+            try accumulate(&detained, incident.detained, times: sign, in: "city")
+            if incident.status.isOpen { try accumulate(&openIncidents, 1, times: sign, in: "city") }
         }
     }
+}
+
+/// Adds `sign` times `amount` to `total`. The counts of a sound log are nowhere near overflowing, so a sum that
+/// overflows was made from stored projections read back damaged (a city's or incident's count changed on disk).
+///
+/// - Throws: ``IncidentError`` naming `what` (`incident` or `city`) as damaged; `total` is left as it was.
+@inline(__always) func accumulate(_ total: inout Int64, _ amount: Int64, times sign: Int64 = 1, in what: String) throws(IncidentError) {
+    let (change, productOverflow) = amount.multipliedReportingOverflow(by: sign)
+    let (sum, sumOverflow) = total.addingReportingOverflow(change)
+    guard !productOverflow, !sumOverflow else {
+        throw IncidentError.invalid(what, "the stored \(what) projection is damaged: a count it keeps overflows")
+    }
+    total = sum
 }
 
 /// Where projections are kept while events are folded: LMDB inside the append's transaction for the daemon,
@@ -563,7 +578,7 @@ public struct Projector: Sendable {
             let state = IncidentState(reported: event, report: report, cityId: cityId)
             try store.updateCity(cityId, orNew: { newCity(id: cityId, reportedName: report.city) }) { city in
                 city.aliasesSeen.insert(report.city)
-                city.add(state, sign: 1)
+                try city.add(state, sign: 1)
                 if let parsed = ParsedDate.parse(event.occurredAt) {
                     if city.firstIncidentAt.flatMap(ParsedDate.parse).map({ parsed.start < $0.start }) ?? true {
                         city.firstIncidentAt = event.occurredAt
@@ -578,36 +593,36 @@ public struct Projector: Sendable {
         case .responded(let response):
             guard var state = try store.takeIncident(event.incident) else { return }
             try store.updateCity(state.cityId, orNew: { newCity(id: state.cityId, reportedName: state.report.city) }) { city in
-                city.add(state, sign: -1)
-                state.responseEvents += 1
-                for kind in response.responses { state.responses[kind] += 1 }
-                state.killed += response.killed ?? 0
-                state.injured += response.injured ?? 0
-                state.detained += response.detained ?? 0
-                finish(&state, &city, event)
+                try city.add(state, sign: -1)
+                try accumulate(&state.responseEvents, 1, in: "incident")
+                for kind in response.responses { try accumulate(&state.responses[kind], 1, in: "incident") }
+                try accumulate(&state.killed, response.killed ?? 0, in: "incident")
+                try accumulate(&state.injured, response.injured ?? 0, in: "incident")
+                try accumulate(&state.detained, response.detained ?? 0, in: "incident")
+                try finish(&state, &city, event)
             }
             try store.put(state)
         case .outcome(let outcome):
             guard var state = try store.takeIncident(event.incident) else { return }
             try store.updateCity(state.cityId, orNew: { newCity(id: state.cityId, reportedName: state.report.city) }) { city in
-                city.add(state, sign: -1)
-                state.outcomeEvents += 1
+                try city.add(state, sign: -1)
+                try accumulate(&state.outcomeEvents, 1, in: "incident")
                 state.status = outcome.status
                 if let v = outcome.verification {
                     state.verification = v
                     state.verificationFromOutcome = true
                 }
                 if let corrections = outcome.corrections { state.current = state.current.applying(corrections) }
-                finish(&state, &city, event)
+                try finish(&state, &city, event)
             }
             try store.put(state)
         }
     }
 
-    private func finish(_ state: inout IncidentState, _ city: inout CityState, _ event: RecordedEvent) {
+    private func finish(_ state: inout IncidentState, _ city: inout CityState, _ event: RecordedEvent) throws(IncidentError) {
         state.version = event.version
         state.lastPosition = event.position
-        city.add(state, sign: 1)
+        try city.add(state, sign: 1)
         city.lastPosition = event.position
     }
 

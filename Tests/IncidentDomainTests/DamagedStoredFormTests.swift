@@ -43,4 +43,48 @@ import Testing
         json["lastPosition"] = -1
         #expect(throws: IncidentError.self) { try CityState(json: .object(json)) }
     }
+
+    private static func event(_ position: Int64, version: Int64, type: String, data: JSONValue) throws -> RecordedEvent {
+        try RecordedEvent(json: [
+            "position": .int(position), "eventId": .string("00000000-0000-4000-8000-00000000000\(position)"),
+            "type": .string(type), "incident": "k1", "version": .int(version), "occurredAt": "2022-03-01",
+            "precision": "day", "recordedAt": "2026-11-25T12:00:00.000000Z", "recordedBy": ["uid": 0, "user": "root"],
+            "data": data, "schema": 1, "prevHash": .string(String(repeating: "0", count: 64)),
+        ])
+    }
+
+    @Test("folding an event into stored projections whose counts are damaged to overflow throws, where it trapped")
+    func countsThatOverflow() throws {
+        let projector = Projector(gazetteer: .embedded)
+        let report = try Self.event(
+            1, version: 1, type: "incident-reported", data: ["city": "Kupiansk", "cityId": "kupiansk", "kind": "demonstration"])
+        let response = try Self.event(2, version: 2, type: "response-observed", data: ["by": "police", "responses": ["tear-gas"], "killed": 1])
+        let outcome = try Self.event(2, version: 2, type: "outcome-updated", data: ["status": "dispersed"])
+        var sound = InMemoryProjections()
+        try projector.apply(report, to: &sound)
+        try projector.apply(response, to: &sound)
+        #expect(sound.incidents["k1"]?.killed == 1 && sound.cities["kupiansk"]?.killed == 1)
+
+        let damagedIncidents: [(String, (inout IncidentState) -> Void)] = [
+            ("killed", { $0.killed = .max }), ("responseEvents", { $0.responseEvents = .max }),
+            ("outcomeEvents", { $0.outcomeEvents = .max }), ("killed below", { $0.killed = .min }),
+            ("participants", { $0.current.participants = PeopleRange(low: .min, high: .max) }),
+            ("responses", { $0.responses[.tearGas] = .max }),
+        ]
+        for (what, damage) in damagedIncidents {
+            var store = InMemoryProjections()
+            try projector.apply(report, to: &store)
+            if var state = store.incidents["k1"] {
+                damage(&state)
+                store.incidents["k1"] = try IncidentState(encoded: state.encoded())
+            }
+            let event = what == "outcomeEvents" ? outcome : response
+            #expect(throws: IncidentError.self, "\(what)") { try projector.apply(event, to: &store) }
+        }
+
+        var store = InMemoryProjections()
+        try projector.apply(report, to: &store)
+        store.cities["kupiansk"]?.killed = .max
+        #expect(throws: IncidentError.self, "the city's killed") { try projector.apply(response, to: &store) }
+    }
 }

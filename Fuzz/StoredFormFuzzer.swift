@@ -35,7 +35,12 @@ enum StoredFuzz {
             })
             else { fatalError("mkdtemp failed") }
             let environment = try Environment(directory: directory)
-            return (environment, try environment.openDatabase("incident-streams", create: true))
+            let database = try environment.openDatabase("incident-streams", create: true)
+            // LMDB keeps its files open and mapped: unlinked now, they leave nothing behind when the run ends.
+            unlink(directory + "/data.mdb")
+            unlink(directory + "/lock.mdb")
+            rmdir(directory)
+            return (environment, database)
         } catch {
             fatalError("fuzz environment: \(error)")
         }

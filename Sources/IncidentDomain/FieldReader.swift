@@ -51,7 +51,7 @@ struct FieldReader {
             let code = "U+" + String(repeating: "0", count: max(0, 4 - hex.count)) + hex
             let what = scalar == "\r" ? "a carriage return (\\r, \(code))" : "the control character \(code)"
             throw IncidentError.invalid(
-                field, "contains \(what) at character \(offset + 1); text may hold line breaks (\\n) and tabs, no other control characters")
+                field, "contains \(what) at character \(offset + 1); text may hold line breaks (\\n) and tabs, and no other character below U+0020")
         }
         return trimmed
     }

@@ -115,7 +115,7 @@ struct ValidationTests {
     func controlCharacters() throws {
         for (text, says) in [
             ("first line\r\nsecond", "data.description: contains a carriage return (\\r, U+000D) at character 11"),
-            ("bell\u{07}", "data.description: contains the control character U+0007 at character 5"),
+            ("bell\u{07}", "data.description: contains the control character U+0007 at character 5; text may hold line breaks (\\n) and tabs, and no other character below U+0020"),
         ] {
             do {
                 _ = try propose(with(report, ["data", "description"], .string(text)))

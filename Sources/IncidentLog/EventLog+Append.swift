@@ -178,6 +178,7 @@ extension EventLog {
             let failure = sizeLimitRefusal()
             return batch.map { _ in .failure(failure) }
         }
+        if let failure = dataFileReplacement() { return batch.map { _ in .failure(failure) } }
         do {
             try environment.write { txn in
                 results.removeAll(keepingCapacity: true)

@@ -41,6 +41,29 @@ extension EventLog {
                 + "was stored: raise max_map_size and restart incidentd to append again (reads go on meanwhile)")
     }
 
+    /// The refusal of an append while `data.mdb` is no longer the file this process opened (moved, removed or
+    /// replaced, as by a restore while the daemon ran), or `nil`. LMDB would write on into the file it holds open:
+    /// not the log the next start reads, or, removed, a file that goes when the process ends. So nothing is stored
+    /// until the daemon is restarted on the file that is there now, and meanwhile the one it holds can be copied.
+    func dataFileReplacement() -> AppendFailure? {
+        guard dataFileLockDescriptor >= 0 else { return nil }
+        var held = stat()
+        var named = stat()
+        guard fstat(dataFileLockDescriptor, &held) == 0 else { return nil }
+        let path = options.directory + "/data.mdb"
+        let copy = "/proc/\(getpid())/fd/\(dataFileLockDescriptor)"
+        if held.st_nlink == 0 || stat(path, &named) != 0 {
+            return .storage(
+                "\(path) was moved or removed while incidentd ran. The log is in the file incidentd still holds open: "
+                    + "before stopping incidentd, put it back (cp \(copy) \(path), or move it back), then restart incidentd")
+        }
+        guard named.st_dev != held.st_dev || named.st_ino != held.st_ino else { return nil }
+        return .storage(
+            "\(path) was replaced while incidentd ran (a restore must wait until incidentd is stopped), and incidentd "
+                + "writes into the file it opened. Restart incidentd to serve the one now there; "
+                + "the events appended before are in the file it held (\(copy) until it stops), kept only if it was moved, not removed")
+    }
+
     /// Whether the environment refuses every transaction from now on (``LMDBError/isPanic``), which a failed
     /// write of a meta page leaves behind: the commit that failed reports the write's own error, and only the
     /// next transaction says `MDB_PANIC`. Asked after a commit fails; a process in that state can neither store

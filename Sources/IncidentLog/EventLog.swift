@@ -60,7 +60,7 @@ public final class EventLog: Sendable {
     private let openingRebuild = Mutex<UInt64?>(nil)
     private let lockDescriptor: Int32
     /// A writer's `flock` on `data.mdb` itself (``lockDataFile(directory:)``), or -1.
-    private let dataFileLockDescriptor: Int32
+    let dataFileLockDescriptor: Int32
     /// The bytes the log held when it was opened and its maximum size (``LogOptions/maxMapSize``), when it held
     /// more: a log that grew under a larger maximum. It is served as it is, but takes no more appends
     /// (``sizeLimitRefusal()``) until the maximum is raised above what it holds. Fixed for the life of the

@@ -289,6 +289,40 @@ struct ReliabilityStorageTests {
         ((try? FileManager.default.attributesOfItem(atPath: daemon.dataDir + "/data.mdb"))?[.size] as? Int64) ?? -1
     }
 
+    @Test("data.mdb moved, removed or replaced under a running daemon: every append is refused, naming what happened and how to put the log back, where it was acknowledged into a file the next start does not read; reads go on; put back and restarted, the daemon serves every acknowledged event")
+    func dataFileReplacedWhileServing() throws {
+        let daemon = try Daemon()
+        let client = try daemon.client()
+        #expect(try client.appendEvents(try Repository.articleEvents()).isOK)
+        let file = daemon.dataDir + "/data.mdb"
+        let moved = daemon.dataDir + "/data.moved"
+        func refusal(_ tag: String) throws -> String {
+            let answer = try client.appendEvents([Wire.report(incident: tag, city: "Kupiansk")])
+            #expect(!answer.isOK, "\(tag): \(answer)")
+            return answer["error"]?["message"]?.stringValue ?? ""
+        }
+        // A restore while the daemon runs: the file moved away and a copy put in its place.
+        #expect(rename(file, moved) == 0)
+        try FileManager.default.copyItem(atPath: moved, toPath: file)
+        let replaced = try refusal("after-replace")
+        #expect(replaced.contains("\(file) was replaced while incidentd ran") && replaced.contains("Restart incidentd"), "\(replaced)")
+        // Removed: the log is only in the file the daemon holds, which the message says how to copy back.
+        #expect(unlink(file) == 0)
+        let removed = try refusal("after-remove")
+        #expect(removed.contains("\(file) was moved or removed while incidentd ran"), "\(removed)")
+        let copy = try #require(removed.firstMatch(of: #/cp (/proc/\d+/fd/\d+) /#)).1
+        #expect(try client.call("status")["position"]?.intValue == 8, "reads go on")
+        // As cp does: the bytes the link leads to (FileManager would copy the link itself).
+        let run = try runCommand("/bin/cp", [String(copy), file])
+        #expect(run.status == 0, "\(run)")
+        try FileManager.default.removeItem(atPath: moved)
+        #expect(daemon.stop() == 0)
+        try daemon.start()
+        #expect(try daemon.client().headPosition() == 8)
+        #expect(try daemon.client().appendEvents([Wire.report(incident: "after-restart", city: "Kupiansk")]).isOK)
+        #expect(daemon.stop() == 0)
+    }
+
     @Test("appends one at a time leave storage.file_headroom of written space past the log's end; the log survives a crash with it; 0 turns it off")
     func fileHeadroom() throws {
         let mib: Int64 = 1 << 20

@@ -56,10 +56,14 @@ let package = Package(
         // The wire: requests, responses and line framing, shared by daemon, CLI and load generator.
         .target(name: "IncidentProtocol", dependencies: ["StrictJSON"], swiftSettings: strictSettings),
 
+        // Whether a socket's directory is one only root and incidentd's user could put a socket in: the rules by which
+        // incidentd chooses where it serves and incidentctl whom it trusts.
+        .target(name: "SocketTrust", swiftSettings: strictSettings),
+
         .executableTarget(
             name: "incidentd",
             dependencies: [
-                "IncidentLog", "IncidentProtocol", "IncidentDomain", "StrictJSON", "CShims",
+                "IncidentLog", "IncidentProtocol", "IncidentDomain", "StrictJSON", "CShims", "SocketTrust",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
@@ -71,7 +75,7 @@ let package = Package(
         .executableTarget(
             name: "incidentctl",
             dependencies: [
-                "IncidentProtocol", "StrictJSON", "IncidentLog", "IncidentDomain", "CShims",
+                "IncidentProtocol", "StrictJSON", "IncidentLog", "IncidentDomain", "CShims", "SocketTrust",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: strictSettings

@@ -3,6 +3,7 @@ import CShims
 import Glibc
 #endif
 import IncidentProtocol
+import SocketTrust
 import StrictJSON
 
 /// Why the CLI stopped: each case maps to one exit status of SPEC §4.
@@ -101,21 +102,35 @@ final class SocketClient {
         }
     }
 
-    /// Why the process serving the connected socket `fd` cannot be trusted to be incidentd, or nil: it runs as
-    /// neither root, nor this user, nor the owner of the socket's directory, which incidentd requires to be the only
-    /// one who may write it (root's or incidentd's user's). Such a process bound the path in a directory others may
-    /// write, where incidentd refuses to serve: whatever it answers, what is sent to it is not stored.
+    /// Why the process serving the connected socket `fd` cannot be trusted to be incidentd, or nil. One that runs as
+    /// root or as this user is trusted. One of another user is trusted only where that user is shown to be incidentd's
+    /// by the path: it owns the socket's directory, incidentd would serve there as that user
+    /// (``SocketDirectoryRules``), and no directory of that user's on the way sits in one that others may write
+    /// (where anyone could have made it, as in /tmp). Anywhere else it may be a stand-in another user put there:
+    /// whatever it answers, what is sent to it is not stored.
     private static func stranger(serving fd: Int32, at path: String) -> String? {
         var peer = incidentd_ucred()
         guard incidentd_peer_credentials(fd, &peer) == 0, peer.uid != 0, peer.uid != geteuid() else { return nil }
         let slash = path.utf8.lastIndex(of: UInt8(ascii: "/"))
         let directory = slash.map { $0 == path.utf8.startIndex ? "/" : String(path[..<$0]) } ?? "."
         var info = stat()
-        guard stat(directory, &info) == 0, peer.uid != info.st_uid else { return nil }
-        return "the process serving \(path) (pid \(peer.pid)) runs as uid \(peer.uid), which is neither root nor the owner of "
-            + "\(directory) (uid \(info.st_uid)): it is not incidentd, which serves only from a directory its user or root "
-            + "owns and no one else may write, but a stand-in another user put there; nothing was sent. Tell the "
-            + "administrator, and check --socket or INCIDENTD_SOCKET"
+        guard stat(directory, &info) == 0 else { return nil }
+        let advice = "nothing was sent. Tell the administrator, and check --socket or INCIDENTD_SOCKET"
+        if peer.uid != info.st_uid {
+            return "the process serving \(path) (pid \(peer.pid)) runs as uid \(peer.uid), which is neither root nor the owner of "
+                + "\(directory) (uid \(info.st_uid)): it is not incidentd, which serves only from a directory its user or root "
+                + "owns and no one else may write, but a stand-in another user put there; \(advice)"
+        }
+        guard
+            let fault = SocketDirectoryRules.fault(
+                reaching: directory, isSocketDirectory: true, trusting: peer.uid, grantedByRoot: true)
+        else { return nil }
+        return "the process serving \(path) (pid \(peer.pid)) runs as \(SocketDirectoryRules.describeUser(peer.uid)), "
+            + "which the path does not show to be incidentd's user: the socket's directory \(directory): \(fault.path) "
+            + "(mode \(fault.modeText), owner \(SocketDirectoryRules.describeUser(fault.owner))) \(fault.problem). It may "
+            + "be a stand-in another user put there: incidentctl trusts a process of a user other than root and its own "
+            + "only in a directory of that user's that no one else may write, made for it in one only root may write "
+            + "(as /run/incidentd), below directories no one else may rename; \(advice)"
     }
 
     /// What `path` names when it is there and is not a socket ("a file", "a directory"), or nil.

@@ -4,6 +4,7 @@ import IncidentProtocol
 import Logging
 import NIOCore
 import NIOPosix
+import SocketTrust
 import StrictJSON
 import Synchronization
 
@@ -156,12 +157,6 @@ final class Server: Sendable {
     /// at, after the links of the path as given: /tmp (1777, root's) may lie above the socket's directory, not be it.
     static func checkSocketDirectory(_ directory: String) throws {
         let daemonUser = geteuid()
-        func trusted(_ owner: uid_t) -> Bool { owner == 0 || owner == daemonUser }
-        func refusal(_ path: String, _ info: stat, _ problem: String) -> UnsafeSocketDirectory {
-            UnsafeSocketDirectory(
-                description:
-                    "the socket's directory \(directory): \(path) (mode \(octal(info.st_mode & 0o7777)), owner \(describeUser(info.st_uid))) \(problem): they could put a socket of their own where incidentd's clients connect. Give a socket path in a directory that only root or incidentd's user (\(describeUser(daemonUser))) may write, below directories that only they may write or that are sticky (as /tmp), such as /run/incidentd")
-        }
         var info = stat()
         // A directory that does not exist yet is made in the nearest one that does, which is checked as the
         // directories above a socket's are, and must let the daemon make it there.
@@ -181,47 +176,16 @@ final class Server: Sendable {
             guard (info.st_mode & S_IFMT) == S_IFDIR else { throw cannotMake(directory, ENOTDIR) }
             guard access(existing, W_OK | X_OK) == 0 else { throw cannotMake(directory, errno) }
         }
-        // The links of the path as given: each belongs to root or the daemon's user, who alone may point it elsewhere.
-        var prefix = existing.hasPrefix("/") ? "" : FileManager.default.currentDirectoryPath
-        for component in existing.split(separator: "/") where component != "." {
-            prefix += "/" + component
-            if lstat(prefix, &info) == 0, (info.st_mode & S_IFMT) == S_IFLNK, !trusted(info.st_uid) {
-                throw refusal(prefix, info, "is a symbolic link another user may point elsewhere")
-            }
-        }
-        // The directories it leads to, from / down, none of which another user may rename or replace.
-        guard let resolved = realpath(existing, nil) else { return }
-        let real = String(cString: resolved)
-        free(resolved)
-        var path = ""
-        let components = real.split(separator: "/")
-        for (index, component) in ([""] + components.map(String.init)).enumerated() {
-            path = index == 0 ? "/" : (path == "/" ? "" : path) + "/" + component
-            guard lstat(path, &info) == 0 else { continue }
-            let isLast = exists && index == components.count
-            let writers = [(0o020, "its group"), (0o002, "others")].filter { info.st_mode & mode_t($0.0) != 0 }.map(\.1)
-            if !trusted(info.st_uid) {
-                throw refusal(path, info, "belongs to a user other than root and incidentd's")
-            }
-            if isLast && !writers.isEmpty {
-                let sticky = info.st_mode & S_ISVTX != 0 ? ", sticky or not" : ""
-                throw refusal(path, info, "may be written by \(writers.joined(separator: " and "))\(sticky)")
-            }
-            if !isLast && !writers.isEmpty && info.st_mode & S_ISVTX == 0 {
-                throw refusal(path, info, "may be written by others than its owner, without the sticky bit, who could rename what is below it")
-            }
+        if let fault = SocketDirectoryRules.fault(reaching: existing, isSocketDirectory: exists, trusting: daemonUser) {
+            throw UnsafeSocketDirectory(
+                description:
+                    "the socket's directory \(directory): \(fault.path) (mode \(fault.modeText), owner \(describeUser(fault.owner))) \(fault.problem): they could put a socket of their own where incidentd's clients connect. Give a socket path in a directory that only root or incidentd's user (\(describeUser(daemonUser))) may write, below directories that only they may write or that are sticky (as /tmp), such as /run/incidentd")
         }
     }
 
     /// Why the socket's `directory` cannot be made: `code` is the `errno` of the step that failed.
     private static func cannotMake(_ directory: String, _ code: Int32) -> DaemonConfiguration.Problem {
         DaemonConfiguration.Problem(description: "cannot create the socket's directory \(directory): \(String(cString: strerror(code)))")
-    }
-
-    /// `mode` as four octal digits, as chmod takes it.
-    private static func octal(_ mode: mode_t) -> String {
-        let digits = String(mode, radix: 8)
-        return String(repeating: "0", count: max(0, 4 - digits.count)) + digits
     }
 
     /// A user's name and uid, or the uid alone when the user database has no name for it.

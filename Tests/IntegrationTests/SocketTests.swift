@@ -88,16 +88,7 @@ struct SocketTests {
         #expect(chmod(root, 0o1777) == 0)
         let socket = root + "/incidentd.sock"
         let received = root + "/received"
-        // Answers every line as incidentd would, and keeps what it was sent.
-        let script = """
-            use IO::Socket::UNIX;
-            my $l = IO::Socket::UNIX->new(Type => SOCK_STREAM(), Local => $ARGV[0], Listen => 5) or die "listen: $!";
-            $| = 1; print STDERR "notice serving\n";
-            while (my $c = $l->accept) { while (my $line = <$c>) { open(my $f, '>>', $ARGV[1]); print $f $line; close $f; print $c qq({"id":1,"ok":true}\n); } }
-            """
-        let standIn = try Self.launch(
-            "/usr/bin/setpriv", ["--reuid=\(user.uid)", "--regid=\(user.gid)", "--clear-groups", "/usr/bin/perl", "-e", script, socket, received],
-            logPath: root + "/stand-in.log")
+        let standIn = try Self.standIn(as: user, at: socket, keepingIn: received, logPath: root + "/stand-in.log")
         defer {
             if standIn.isRunning { kill(standIn.pid, SIGKILL) }
             standIn.wait()
@@ -108,6 +99,83 @@ struct SocketTests {
         #expect(run.status == 3, "\(run)")
         #expect(run.stderr.contains("runs as uid \(user.uid), which is neither root nor the owner of \(root)"), "\(run.stderr)")
         #expect(!(readFile(received) ?? "").contains("append"), "nothing was sent: \(readFile(received) ?? "")")
+    }
+
+    /// A process of `user` serving `socket` that answers every line as incidentd would and keeps what it was sent in
+    /// `received`: a stand-in for incidentd.
+    static func standIn(as user: ThrowawayUser, at socket: String, keepingIn received: String, logPath: String) throws -> ChildProcess {
+        let script = """
+            use IO::Socket::UNIX;
+            my $l = IO::Socket::UNIX->new(Type => SOCK_STREAM(), Local => $ARGV[0], Listen => 5) or die "listen: $!";
+            $| = 1; print STDERR "notice serving\n";
+            while (my $c = $l->accept) { while (my $line = <$c>) { open(my $f, '>>', $ARGV[1]); print $f $line; close $f; print $c qq({"id":1,"ok":true}\n); } }
+            """
+        return try launch(
+            "/usr/bin/setpriv", ["--reuid=\(user.uid)", "--regid=\(user.gid)", "--clear-groups", "/usr/bin/perl", "-e", script, socket, received],
+            logPath: logPath)
+    }
+
+    @Test(
+        "incidentctl sends nothing to a process of another user serving the socket path in a directory of its own where incidentd would not serve as that user (below one anyone may write without the sticky bit; below another user's; reached through another user's link; open to others itself), nor in one of its own below a directory anyone may write, sticky or not (as /tmp), where anyone could have made it: it names the directory at fault and why, exit 3. In a directory of its own that root made for it, it is trusted",
+        .enabled(
+            if: ThrowawayUser.canCreate && FileManager.default.isExecutableFile(atPath: "/usr/bin/setpriv")
+                && FileManager.default.isExecutableFile(atPath: "/usr/bin/perl"),
+            "needs root, useradd, setpriv and perl"))
+    func clientRefusesAStandInInItsOwnDirectory() throws {
+        let user = try ThrowawayUser()
+        let root = makeTemporaryDirectory("incidentd-stand-in")
+        defer { try? FileManager.default.removeItem(atPath: root) }
+        #expect(chmod(root, 0o755) == 0)
+        let me = "owner root (uid 0)"
+        /// Makes `path` with `mode`, for `owner`.
+        func directory(_ path: String, _ mode: mode_t, _ owner: uid_t = 0) {
+            #expect(mkdir(path, 0o700) == 0 && chmod(path, mode) == 0 && chown(path, owner, owner == 0 ? 0 : owner) == 0, "\(path)")
+        }
+        directory(root + "/sticky", 0o1777)
+        directory(root + "/sticky/own", 0o755, user.uid)
+        directory(root + "/loose", 0o777)
+        directory(root + "/loose/own", 0o755, user.uid)
+        directory(root + "/stranger", 0o755, 65534)
+        directory(root + "/stranger/own", 0o755, user.uid)
+        directory(root + "/target", 0o755)
+        directory(root + "/target/own", 0o755, user.uid)
+        #expect(symlink(root + "/target", root + "/link") == 0 && lchown(root + "/link", 65534, 65534) == 0)
+        directory(root + "/open", 0o777, user.uid)
+        directory(root + "/granted", 0o755, user.uid)
+        let cases: [(label: String, directory: String, fault: String, says: String)] = [
+            ("sticky", root + "/sticky/own", root + "/sticky",
+             "(mode 1777, \(me)) may be written by its group and others, sticky or not, where anyone could have made \(root)/sticky/own"),
+            ("loose", root + "/loose/own", root + "/loose",
+             "(mode 0777, \(me)) may be written by others than its owner, without the sticky bit, who could rename what is below it"),
+            ("stranger", root + "/stranger/own", root + "/stranger", "belongs to a user other than root and incidentd's"),
+            ("link", root + "/link/own", root + "/link", "is a symbolic link another user may point elsewhere"),
+            ("open", root + "/open", root + "/open", "(mode 0777, owner \(user.name) (uid \(user.uid))) may be written by its group and others"),
+            ("granted", root + "/granted", "", ""),
+        ]
+        for (label, directory, fault, says) in cases {
+            let socket = directory + "/incidentd.sock"
+            let received = directory + "/received"
+            let standIn = try Self.standIn(as: user, at: socket, keepingIn: received, logPath: root + "/\(label).log")
+            defer {
+                if standIn.isRunning { kill(standIn.pid, SIGKILL) }
+                standIn.wait()
+            }
+            #expect(standIn.isRunning, "\(label): \(readFile(root + "/\(label).log") ?? "")")
+            let run = try runCommand(
+                Binaries.incidentctl, ["report", "--city", "Kupiansk", "--kind", "strike", "--occurred", "2022-03-01", "--socket", socket])
+            if fault.isEmpty {
+                #expect(!run.stderr.contains("stand-in"), "\(label): \(run)")
+                #expect((readFile(received) ?? "").contains("append"), "\(label): the report was sent: \(run)")
+                continue
+            }
+            #expect(run.status == 3, "\(label): \(run)")
+            #expect(
+                run.stderr.contains(
+                    "runs as \(user.name) (uid \(user.uid)), which the path does not show to be incidentd's user: the socket's directory \(directory): \(fault) (mode "),
+                "\(label): \(run.stderr)")
+            #expect(run.stderr.contains(says), "\(label): \(run.stderr)")
+            #expect(!(readFile(received) ?? "").contains("append"), "\(label): nothing was sent: \(readFile(received) ?? "")")
+        }
     }
 
     @Test("a daemon stopped after another daemon's socket took its path leaves that socket there, and the other daemon goes on serving")

@@ -30,6 +30,11 @@ struct Append: ParsableCommand {
             An event sent again with the eventId and content of one already stored is not stored twice; it is \
             counted as already stored. Give events an eventId to make a re-run of the same file harmless.
 
+            With --format json the command prints {"events":N,"new":N,"alreadyStored":N,"firstPosition":P, \
+            "lastPosition":P}: the events acknowledged, of which stored now and stored before, and the lowest and \
+            highest positions of those events as stored, new or not (null when none was acknowledged); when the \
+            load stopped, refused or lost says why.
+
             Examples:
               incidentctl append examples/article.jsonl
               incidentctl export --socket /run/old.sock \\
@@ -86,8 +91,8 @@ struct Append: ParsableCommand {
             "events": .int(Int64(tally.acknowledged)),
             "new": .int(Int64(tally.new)),
             "alreadyStored": .int(Int64(tally.acknowledged - tally.new)),
-            "firstPosition": tally.firstNew.map { .int(Int64($0)) } ?? .null,
-            "lastPosition": tally.lastNew.map { .int(Int64($0)) } ?? .null,
+            "firstPosition": tally.first.map { .int(Int64($0)) } ?? .null,
+            "lastPosition": tally.last.map { .int(Int64($0)) } ?? .null,
         ]
         switch failure {
         case .refused(let code, let message)?: summary["refused"] = ["code": .string(code), "message": .string(message)]
@@ -104,6 +109,9 @@ struct Append: ParsableCommand {
             }
             let already = tally.acknowledged - tally.new
             if already > 0 { text += "; \(already) \(already == 1 ? "was" : "were") already stored" }
+            if tally.new == 0, let first = tally.first, let last = tally.last {
+                text += first == last ? ", at position \(first)" : ", at positions \(first)–\(last)"
+            }
             if case .refused(let code, _)? = failure { text += "; then refused (\(code), below)" }
             print(text)
         }
@@ -183,8 +191,12 @@ struct BatchedLoad {
         var acknowledged = 0
         /// Of them, stored by this load.
         var new = 0
+        /// The lowest and highest positions of the events stored by this load.
         var firstNew: Int64?
         var lastNew: Int64?
+        /// The lowest and highest positions of every event acknowledged, stored now or before.
+        var first: Int64?
+        var last: Int64?
     }
 
     let lines: EventLines
@@ -327,6 +339,10 @@ struct BatchedLoad {
         let positions = (response["positions"]?.arrayValue ?? []).compactMap(\.intValue)
         let already = Set((response["alreadyStored"]?.arrayValue ?? []).compactMap(\.intValue))
         tally.acknowledged += positions.count
+        for position in positions {
+            tally.first = min(tally.first ?? position, position)
+            tally.last = max(tally.last ?? position, position)
+        }
         for (index, position) in positions.enumerated() where !already.contains(Int64(index)) {
             tally.new += 1
             tally.firstNew = min(tally.firstNew ?? position, position)

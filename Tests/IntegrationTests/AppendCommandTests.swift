@@ -167,10 +167,15 @@ struct AppendCommandTests {
         // The whole file again: everything is already stored, and the summary says so.
         let again = try daemon.ctl(["append", "--batch-size", "300", "--format", "table", file])
         #expect(again.status == 0, "\(again.stderr)")
-        #expect(again.stdout.trimmingCharacters(in: .whitespacesAndNewlines) == "appended 0 new events of 1000; 1000 were already stored")
+        #expect(
+            again.stdout.trimmingCharacters(in: .whitespacesAndNewlines)
+                == "appended 0 new events of 1000; 1000 were already stored, at positions 1–1000")
+        // The positions are those of the events as stored, whether stored now or before.
+        let retried = try daemon.ctl(["append", "--from-line", "11", "--format", "json", file])
+        #expect(retried.json == ["events": 990, "new": 0, "alreadyStored": 990, "firstPosition": 11, "lastPosition": 1000])
         let mixed = lines.prefix(2) + [Wire.report(incident: "bulk-new").canonicalString()]
         let some = try daemon.ctl(["append", "-", "--format", "json"], stdin: mixed.joined(separator: "\n") + "\n")
-        #expect(some.json == ["events": 3, "new": 1, "alreadyStored": 2, "firstPosition": 1001, "lastPosition": 1001])
+        #expect(some.json == ["events": 3, "new": 1, "alreadyStored": 2, "firstPosition": 1, "lastPosition": 1001])
         #expect(daemon.stop() == 0)
     }
 

@@ -164,10 +164,12 @@ extension EventLog {
         private let prefixes: [UInt64]
         private let positions: Mutex<[UInt64?]>
 
+        /// The empty log's head (``ChainHash/zero``, at position 0), which `status` shows before the first append and
+        /// every log holds, is found before any event is looked at.
         init(_ hashes: [[UInt8]]) {
             self.hashes = hashes
             prefixes = hashes.map(Self.prefix)
-            positions = Mutex([UInt64?](repeating: nil, count: hashes.count))
+            positions = Mutex(hashes.map { $0 == ChainHash.zero ? 0 : nil })
         }
 
         private static func prefix(_ hash: [UInt8]) -> UInt64 {

@@ -1,6 +1,6 @@
 /// A head of the log published earlier (`status`'s `headHash`, and its `position`), as a user gives it: `HASH`, or
-/// `POSITION:HASH`. `incidentctl verify --expect-head` and `incidentd --recover-from … --expect-head` both read it
-/// here.
+/// `POSITION:HASH` (`0:` and the zero hash for the empty log's). `incidentctl verify --expect-head` and
+/// `incidentd --recover-from … --expect-head` both read it here.
 public struct PublishedHeadArgument: Sendable, Hashable {
     /// The position published with the hash, when it was given.
     public var position: UInt64?
@@ -20,7 +20,8 @@ public struct PublishedHeadArgument: Sendable, Hashable {
             throw Problem(description: form)
         }
         if parts.count == 2 {
-            guard let position = UInt64(parts[0]), position >= 1 else {
+            // Position 0 is the empty log's, whose head status shows as the zero hash.
+            guard let position = UInt64(parts[0]), position >= 1 || bytes == ChainHash.zero else {
                 let digits = !parts[0].isEmpty && parts[0].utf8.allSatisfy { (UInt8(ascii: "0")...UInt8(ascii: "9")).contains($0) }
                 let problem = digits && UInt64(parts[0]) == nil
                     ? "is out of range: positions go up to \(UInt64.max)" : "is not a position (a whole number from 1)"

@@ -34,6 +34,9 @@ struct PublishedHead {
         /// The line of `verify`'s table output.
         var line: String {
             let named = head.position.map { "\($0):\(head.hash)" } ?? head.hash
+            if foundAt == 0 && problem == nil {
+                return "published head \(named): the empty log's, which every log holds"
+            }
             if let foundAt {
                 return "published head \(named): event \(foundAt); the log up to it is as published"
                     + (problem.map { " (\($0))" } ?? "")
@@ -76,7 +79,8 @@ struct PublishedHead {
                 if let position = head.position, position != found {
                     return Verdict(
                         head: head, foundAt: found,
-                        problem: "its hash is that of event \(found), not \(position): check the position published with it",
+                        problem: (found == 0 ? "it is the empty log's head, at position 0" : "its hash is that of event \(found)")
+                            + ", not \(position): check the position published with it",
                         inconclusive: false)
                 }
                 return Verdict(head: head, foundAt: found, problem: nil, inconclusive: false)

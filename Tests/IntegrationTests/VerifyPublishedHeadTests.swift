@@ -281,6 +281,30 @@ extension VerifyTests {
         }
     }
 
+    @Test("the empty log's head, as status shows it (position 0, the zero hash), is held by the empty log and by every other, given as 0:HASH or by hash alone; given with another position, the position is named as wrong")
+    func emptyLogHeadIsHeld() throws {
+        let zero = String(repeating: "0", count: 64)
+        let empty = try Daemon()
+        let status = try empty.client().call("status")
+        #expect(status["position"]?.intValue == 0 && status["headHash"]?.stringValue == zero, "the premise: \(status)")
+        #expect(empty.stop() == 0)
+        let (article, _, _) = try Self.publishedArticle()
+        for (log, daemon) in [("empty", empty), ("article", article)] {
+            for (way, run) in try Self.verifyBothWays(daemon, ["--expect-head", "0:\(zero)", "--expect-head", zero, "--format", "json"]) {
+                #expect(run.status == 0, "\(log), \(way): \(run)")
+                let found = run.json?["expectedHeads"]?.arrayValue ?? []
+                #expect(found.map { $0["position"]?.intValue } == [0, 0], "\(log), \(way): \(run.stdout)")
+            }
+            for (way, run) in try Self.verifyBothWays(daemon, ["--expect-head", "0:\(zero)", "--format", "table"]) {
+                #expect(run.status == 0, "\(log), \(way): \(run)")
+                #expect(run.stdout.contains("published head 0:\(zero): the empty log's, which every log holds"), "\(log), \(way): \(run.stdout)")
+            }
+            for (way, run) in try Self.verifyBothWays(daemon, ["--expect-head", "5:\(zero)"]) {
+                #expect(run.status == 1 && run.stderr.contains("it is the empty log's head, at position 0, not 5"), "\(log), \(way): \(run)")
+            }
+        }
+    }
+
     @Test("a malformed --expect-head is bad usage (exit 2) naming it; the daemon refuses a malformed expectHeads")
     func malformedPublishedHead() throws {
         let daemon = try Daemon()

@@ -96,10 +96,13 @@ struct Events: ParsableCommand {
             var headRequest: Int64?
             do {
                 client = try connection.connect()
-                if followed { try seen.confirm(on: client) } else { try Self.noteWaitPastHead(next, on: client) }
+                var waitPastHead: String?
+                if followed { try seen.confirm(on: client) } else { waitPastHead = try Self.waitPastHead(next, on: client) }
                 var body = filterMembers()
                 body["from"] = .int(next)
+                // Said once the daemon took the subscription: a refused one (an unknown city) is all there is to say.
                 _ = try client.call(.subscribe, body)
+                if let waitPastHead { Self.note(waitPastHead) }
                 if asksForHead { headRequest = try client.send(.status) }
             } catch {
                 // Unreachable from the start (no daemon, a mistyped socket, no permission) is exit 3 as for every
@@ -177,12 +180,12 @@ struct Events: ParsableCommand {
         }
     }
 
-    /// Says on standard error, once, when `from` lies past the event after the head: the command then waits
-    /// silently until the log grows that far, which a mistyped --from would otherwise leave unexplained.
-    private static func noteWaitPastHead(_ from: Int64, on client: SocketClient) throws(ClientFailure) {
+    /// What to say on standard error, once, when `from` lies past the event after the head, or nil: the command then
+    /// waits silently until the log grows that far, which a mistyped --from would otherwise leave unexplained.
+    private static func waitPastHead(_ from: Int64, on client: SocketClient) throws(ClientFailure) -> String? {
         let head = try client.call(.status)["position"]?.intValue ?? 0
-        guard from > head + 1 else { return }
-        note("the log holds \(head) event\(head == 1 ? "" : "s"); waiting for event \(from), which --from asks to start at")
+        guard from > head + 1 else { return nil }
+        return "the log holds \(head) event\(head == 1 ? "" : "s"); waiting for event \(from), which --from asks to start at"
     }
 
     private static func note(_ text: String) {

@@ -203,4 +203,13 @@ struct DamagedEventTests {
         #expect((try? JSONReader().read(Array(printed.utf8)))?["position"]?.intValue == head + 2, "stdout holds the event alone: \(parts)")
         #expect(daemon.stop() == 0)
     }
+
+    @Test("events --follow --from past the head with a city the gazetteer does not know says only that (unknown_city, exit 1), not that it waits")
+    func followPastHeadUnknownCity() throws {
+        let daemon = try Daemon()
+        let run = try daemon.ctl(["events", "--follow", "--from", "100", "--city", "Nowhere"])
+        #expect(run.status == 1, "\(run)")
+        #expect(run.stderr.contains("unknown_city") && !run.stderr.contains("waiting for event"), "\(run.stderr)")
+        #expect(daemon.stop() == 0)
+    }
 }

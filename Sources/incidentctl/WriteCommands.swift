@@ -102,6 +102,11 @@ struct Report: ParsableCommand {
     @OptionGroup var connection: ConnectionOptions
     @OptionGroup var output: OutputOptions
 
+    /// --participants as a range: N or LOW-HIGH.
+    static func participantRange(_ text: String) throws(ValidationError) -> (Int64, Int64) {
+        try parseRange(text, option: "--participants", expected: "--participants: a whole number (150) or a range (100-200)")
+    }
+
     func validate() throws {
         if let verification {
             if source.details.sources.isEmpty {
@@ -117,9 +122,7 @@ struct Report: ParsableCommand {
         if let lat, !(-90...90).contains(lat) { throw ValidationError("--lat: a latitude from -90 to 90 (not \(lat))") }
         if let lon, !(-180...180).contains(lon) { throw ValidationError("--lon: a longitude from -180 to 180 (not \(lon))") }
         if let incident { try checkIncidentId(incident, option: "--incident") }
-        if let participants, parseRange(participants) == nil {
-            throw ValidationError("--participants: a whole number (150) or a range (100-200)")
-        }
+        if let participants { _ = try Self.participantRange(participants) }
     }
 
     func run() throws {
@@ -129,7 +132,8 @@ struct Report: ParsableCommand {
         if !targets.isEmpty { data["targets"] = .string(targets.joined(separator: "; ")) }
         if !tags.isEmpty { data["tags"] = .array(tags.map { .string($0) }) }
         if let lat, let lon { data["coordinates"] = ["lat": .double(lat), "lon": .double(lon)] }
-        if let participants, let (low, high) = parseRange(participants) {
+        if let participants {
+            let (low, high) = try Self.participantRange(participants)
             data["participants"] = ["low": .int(low), "high": .int(high)]
         }
         var event: [String: JSONValue] = ["type": "incident-reported", "occurredAt": .string(occurred), "data": .object(data)]
@@ -147,12 +151,18 @@ struct Report: ParsableCommand {
     }
 }
 
-/// Parses "150" or "100-200".
-func parseRange(_ text: String) -> (Int64, Int64)? {
+/// Parses "150" or "100-200", given to `option`; else a ValidationError that says `expected`, or, for a range whose
+/// low end is above its high end, that it is.
+func parseRange(_ text: String, option: String, expected: String) throws(ValidationError) -> (Int64, Int64) {
     let parts = text.split(separator: "-", omittingEmptySubsequences: false)
     if parts.count == 1, let n = Int64(parts[0]), n >= 0 { return (n, n) }
-    if parts.count == 2, let low = Int64(parts[0]), let high = Int64(parts[1]), low >= 0, high >= low { return (low, high) }
-    return nil
+    if parts.count == 2, let low = Int64(parts[0]), let high = Int64(parts[1]), low >= 0, high >= 0 {
+        guard low <= high else {
+            throw ValidationError("\(option): \(text) is a range whose low end (\(low)) is above its high end (\(high)): give LOW-HIGH, as \(high)-\(low)")
+        }
+        return (low, high)
+    }
+    throw ValidationError(expected)
 }
 
 struct Observe: ParsableCommand {
@@ -279,7 +289,7 @@ struct Outcome: ParsableCommand {
                     throw ValidationError("The value '\(item)' is invalid for '--correct <field=value>': \(error.message)")
                 }
             case "participants":
-                guard let (low, high) = parseRange(value) else { throw ValidationError("--correct participants=N or LOW-HIGH") }
+                let (low, high) = try parseRange(value, option: "--correct participants", expected: "--correct participants=N or LOW-HIGH")
                 result[field] = ["low": .int(low), "high": .int(high)]
             case "tags":
                 result[field] = .array(value.split(separator: ",").map { .string(String($0)) })

@@ -31,6 +31,22 @@ struct OptionValueTests {
         }
     }
 
+    @Test("a participants range whose low end is above its high end is bad usage saying so and giving the range the right way round; one that is no range says what is")
+    func participantsRangeBackwards() throws {
+        let report = ["report", "--city", "Kupiansk", "--kind", "demonstration", "--occurred", "2022-03-01"]
+        let cases: [(arguments: [String], says: String)] = [
+            (report + ["--participants", "5-3"], "--participants: 5-3 is a range whose low end (5) is above its high end (3): give LOW-HIGH, as 3-5"),
+            (["outcome", "k-1", "--status", "dispersed", "--correct", "participants=200-100"],
+             "--correct participants: 200-100 is a range whose low end (200) is above its high end (100): give LOW-HIGH, as 100-200"),
+            (report + ["--participants", "many"], "--participants: a whole number (150) or a range (100-200)"),
+            (["outcome", "k-1", "--status", "dispersed", "--correct", "participants=many"], "--correct participants=N or LOW-HIGH"),
+        ]
+        for (arguments, says) in cases {
+            let run = try runCommand(Binaries.incidentctl, arguments + ["--socket", "/nonexistent/incidentd.sock"])
+            #expect(run.status == 2 && run.stderr.contains(says), "\(arguments): \(run)")
+        }
+    }
+
     @Test("a value outside an option's vocabulary is bad usage naming the option, the value and the values allowed, and nothing is sent")
     func vocabularies() throws {
         let daemon = try Daemon()

@@ -30,16 +30,23 @@ extension EventLog {
                 .damagedPage,
                 "\(damage) (of the live log's data.mdb); no backup was made, since the copy reads every page. Keep data.mdb as it is (copy it aside with incidentd stopped). \(EventLog.damageAdvice(database: damage.database?.name))")
         }
+        // Measured before the copy: once a copy that did not fit is removed, the space it took is free again.
+        let freeBefore = Self.freeBytes(at: Self.parent(of: directory))
         if mkdir(directory, 0o750) != 0 {
             let code = errno
-            if code == ENOSPC || code == EDQUOT { throw backupFull(directory) }
+            if code == ENOSPC || code == EDQUOT {
+                throw LogError(
+                    .storageFull,
+                    "the file system holding \(directory) is full: the backup's directory could not be made there "
+                        + "(\(freeBefore.map { "\($0) bytes free" } ?? "free space unknown")); no backup was made")
+            }
             throw LogError(.invalidDestination, "cannot back up into \(directory): \(Self.whyNotCreated(code))")
         }
         do {
             try environment.copy(to: directory, compact: true)
         } catch let error as LMDBError {
             Self.removeBackup(directory)
-            if error.code == ENOSPC || error.code == EDQUOT { throw backupFull(directory) }
+            if error.code == ENOSPC || error.code == EDQUOT { throw backupDidNotFit(directory, freeBefore: freeBefore) }
             throw LogError(.io, "the backup into \(directory) failed, and nothing was kept of it: \(error)")
         }
         let bytes = Self.fileSize(directory + "/data.mdb")
@@ -52,9 +59,15 @@ extension EventLog {
         return BackupReport(directory: directory, bytes: bytes, check: check)
     }
 
-    private func backupFull(_ directory: String) -> LogError {
-        let free = Self.freeBytes(at: Self.parent(of: directory)).map { "\($0) bytes free" } ?? "free space unknown"
-        return LogError(.storageFull, "the file system holding \(directory) is full (\(free)); no backup was made")
+    /// The refusal of a copy that ran out of room: what the file system had free before it, and what the copy
+    /// could take (the log's pages in use; the compacted copy leaves out the free ones among them).
+    private func backupDidNotFit(_ directory: String, freeBefore: Int?) -> LogError {
+        let had = freeBefore.map { "it had \($0) bytes free before the copy" } ?? "how much it had free is unknown"
+        return LogError(
+            .storageFull,
+            "the backup did not fit in the file system holding \(directory): \(had), and the copy of the log takes up "
+                + "to \(environment.info.usedBytes) bytes (the pages the log has in use, less those free among them); no "
+                + "backup was made, and what was copied was removed. Free space there, or back up into a larger file system")
     }
 
     private static func whyNotCreated(_ code: Int32) -> String {

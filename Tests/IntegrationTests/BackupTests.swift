@@ -228,7 +228,7 @@ struct BackupTests {
     }
 
     @Test(
-        "a backup into a file system that fills up answers storage_full naming it, and leaves nothing there",
+        "a backup into a file system that fills up answers storage_full naming it, what it had free before the copy and what the copy takes, and leaves nothing there",
         .enabled(if: SmallFileSystem.canMount, "needs root, to mount a small tmpfs"))
     func fileSystemFills() throws {
         let daemon = try Daemon()
@@ -246,7 +246,17 @@ struct BackupTests {
         let refused = try client.call("backup", ["path": .string(disk.path + "/backup")])
         #expect(refused.errorCode == "storage_full", "\(refused)")
         let message = refused["error"]?["message"]?.stringValue ?? ""
-        #expect(message.contains("the file system holding \(disk.path)/backup is full"), "\(message)")
+        // What the file system had before the copy, not after what was copied was removed (when it is free again).
+        #expect(message.contains("the backup did not fit in the file system holding \(disk.path)/backup: it had "), "\(message)")
+        /// The number in `message` between `before` and `after`.
+        func number(after before: String, before after: String) -> Int? {
+            guard let start = message.range(of: before), let end = message[start.upperBound...].range(of: after) else { return nil }
+            return Int(message[start.upperBound..<end.lowerBound])
+        }
+        let free = number(after: "it had ", before: " bytes free before the copy")
+        let takes = number(after: "the copy of the log takes up to ", before: " bytes")
+        #expect(free.map { $0 <= 1 << 20 } == true && takes.map { $0 > 1 << 20 } == true, "\(message)")
+        #expect(!message.contains("is full ("), "\(message)")
         #expect(try FileManager.default.contentsOfDirectory(atPath: disk.path).isEmpty)
         #expect(try client.headPosition() == 600)
         #expect(try ReliabilityStorageTests.bulkAppend(client, tag: "after", count: 1).isOK)

@@ -133,10 +133,12 @@ struct LineFrameDecoder: ByteToMessageDecoder {
 
 /// One client connection: decodes each line, runs it, and writes the responses back in request order, however
 /// the appends among them interleave with other connections' group commits. It runs a request only while fewer
-/// than `maxPending` wait and the client keeps reading its responses (the channel is writable); lines that arrive
-/// meanwhile (one read holds hundreds of small requests) wait in `backlog`, and no more is read until they have
-/// run. So a client that stops reading stalls only itself, and its unread answers stay within the write buffer's
-/// high-water mark instead of filling memory and hogging its event loop.
+/// than `maxPending` wait, the client keeps reading its responses (the channel is writable), and no request of
+/// its own is with the log walkers; lines that arrive meanwhile (one read holds hundreds of small requests) wait
+/// in `backlog`, and no more is read until they have run. So a client that stops reading stalls only itself, and
+/// its unread answers stay within the write buffer's high-water mark and one answer past it, instead of filling
+/// memory and hogging its event loop; and a client that pipelines a hundred `read`s of the whole log has one of
+/// them with the walkers at a time, so that everybody else's queries take their turns in between.
 final class ConnectionHandler: ChannelDuplexHandler {
     typealias InboundIn = LineFrame
     typealias OutboundIn = ByteBuffer
@@ -181,6 +183,9 @@ final class ConnectionHandler: ChannelDuplexHandler {
     /// The sequence of the last line handed to the intake. A query after it waits until it has been answered, so that
     /// a client pipelining a query after its own append sees what it appended, as answers in request order promise.
     private var lastAppendSequence: UInt64?
+    /// A request of this connection is with the log walkers (``Reply/walking(_:)``): nothing more of it runs until
+    /// its answer has been handed to the channel.
+    private var walking = false
     /// Queries the intake handed back (lines that only looked like appends), each with the sequence every answer
     /// before which must have been written for it to run.
     private var handedBack = CircularBuffer<(sequence: UInt64, run: (ChannelHandlerContext) -> Void)>()
@@ -217,7 +222,7 @@ final class ConnectionHandler: ChannelDuplexHandler {
     }
 
     private func canRun(_ context: ChannelHandlerContext) -> Bool {
-        !closed && pending < maxPending && context.channel.isWritable
+        !closed && !walking && pending < maxPending && context.channel.isWritable
     }
 
     /// Whether `frame` is a query that must wait for this connection's appends before it to be answered.
@@ -321,8 +326,10 @@ final class ConnectionHandler: ChannelDuplexHandler {
         runHandedBack(context: context)
     }
 
+    /// Runs the handed-back queries whose turn has come, as ``drainBacklog(context:)`` runs the others: while the
+    /// client keeps reading and none of its requests is with the log walkers.
     private func runHandedBack(context: ChannelHandlerContext) {
-        while let next = handedBack.first, next.sequence <= nextToWrite, !closed {
+        while let next = handedBack.first, next.sequence <= nextToWrite, !closed, !walking, context.channel.isWritable {
             handedBack.removeFirst().run(context)
         }
     }
@@ -354,14 +361,23 @@ final class ConnectionHandler: ChannelDuplexHandler {
         case .now(let bytes):
             complete(sequence, bytes, context: context)
         case .later(let future):
-            let loopBound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
-            future.whenComplete { result in
-                let (handler, context) = loopBound.value
-                switch result {
-                case .success(let bytes): handler.complete(sequence, bytes, context: context)
-                case .failure(let error):
-                    handler.complete(sequence, Response.failure(id: .null, ProtocolError(.internalError, "\(error)")), context: context)
-                }
+            complete(sequence, once: future, walking: false, context: context)
+        case .walking(let future):
+            walking = true
+            complete(sequence, once: future, walking: true, context: context)
+        }
+    }
+
+    private func complete(_ sequence: UInt64, once future: EventLoopFuture<[UInt8]>, walking: Bool, context: ChannelHandlerContext) {
+        let loopBound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
+        future.whenComplete { result in
+            let (handler, context) = loopBound.value
+            // Cleared before the answer is written, so that writing it runs what waited for it.
+            if walking { handler.walking = false }
+            switch result {
+            case .success(let bytes): handler.complete(sequence, bytes, context: context)
+            case .failure(let error):
+                handler.complete(sequence, Response.failure(id: .null, ProtocolError(.internalError, "\(error)")), context: context)
             }
         }
     }
@@ -469,6 +485,7 @@ final class ConnectionHandler: ChannelDuplexHandler {
 
     func channelWritabilityChanged(context: ChannelHandlerContext) {
         follower?.follower.pump()
+        runHandedBack(context: context)
         drainBacklog(context: context)
         readIfPossible(context: context)
         closeIfAnswered(context: context)

@@ -10,10 +10,13 @@ import NIOPosix
 import StrictJSON
 import Synchronization
 
-/// The answer to one request: ready now (queries), or later (appends, after their group commit is synced).
+/// The answer to one request: ready now (queries), later (appends, after their group commit is synced), or once
+/// a log walker has made it (``RequestExecutor/logWalkers``).
 enum Reply {
     case now([UInt8])
     case later(EventLoopFuture<[UInt8]>)
+    /// A connection has at most one of these outstanding (see ``ConnectionHandler``).
+    case walking(EventLoopFuture<[UInt8]>)
 }
 
 /// Carries out decoded requests against the log. Short queries run on the calling event loop (LMDB readers
@@ -163,7 +166,7 @@ final class RequestExecutor: Sendable {
                 return Self.failure(id: id, error)
             }
         }
-        return .later(answer.flatMapErrorThrowing { _ in
+        return .walking(answer.flatMapErrorThrowing { _ in
             Response.failure(id: id, ProtocolError(.shuttingDown, "incidentd is stopping; the request was not carried out"))
         })
     }

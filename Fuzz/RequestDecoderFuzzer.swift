@@ -38,27 +38,6 @@ let admission = Admission(gazetteer: gazetteer)
 let projector = Projector(gazetteer: gazetteer)
 let recorder = Recorder(uid: 0, user: "root")
 
-/// Projections kept in their stored forms and read back on every access, as the daemon's LMDB store does: an
-/// incident in its binary encoding, a city as canonical JSON.
-struct DocumentStore: ProjectionStore {
-    var incidents: [String: [UInt8]] = [:]
-    var cities: [String: [UInt8]] = [:]
-
-    mutating func incident(_ id: String) throws -> IncidentState? {
-        guard let bytes = incidents[id] else { return nil }
-        return try IncidentState(encoded: bytes)
-    }
-
-    mutating func city(_ id: String) throws -> CityState? {
-        guard let bytes = cities[id] else { return nil }
-        return try CityState(json: JSONReader().read(bytes))
-    }
-
-    mutating func put(_ incident: IncidentState) { incidents[incident.incident] = incident.encoded() }
-    mutating func put(_ city: CityState) { cities[city.cityId] = city.json.canonicalBytes() }
-    mutating func allCities() throws -> [CityState] { try cities.values.map { try CityState(json: JSONReader().read($0)) } }
-}
-
 func check(_ condition: @autoclosure () -> Bool, _ message: @autoclosure () -> String) {
     if !condition() {
         let text = Array("property violated: \(message())\n".utf8)

@@ -86,7 +86,7 @@ enum StoredFuzz {
     /// rebuild fold from the events and the streams alone.)
     static func followUps(of state: IncidentState, stored: [UInt8]) {
         let events = followUpEvents(incident: state.incident, after: state)
-        var documents = StoredDocuments()
+        var documents = DocumentStore()
         documents.incidents[state.incident] = stored
         for event in events { try? projector.apply(event, to: &documents) }
         for (id, bytes) in documents.incidents {
@@ -122,7 +122,7 @@ enum StoredFuzz {
         checkCity(payload)
         // A report of a new incident in the city, folded by the writer into the city as stored.
         guard let json = try? JSONReader().read(payload), let city = try? CityState(json: json) else { return }
-        var documents = StoredDocuments()
+        var documents = DocumentStore()
         documents.cities[city.cityId] = payload
         let report: JSONValue = [
             "position": .int(Int64(bitPattern: min(city.lastPosition &+ 1, UInt64(Int64.max)))),
@@ -281,26 +281,6 @@ enum StoredFuzz {
         guard let head = try? payload.withUnsafeBytes({ try Head.decode($0) }) else { return }
         check(head.encoded == payload, "the head does not encode to the bytes it was read from")
     }
-}
-
-/// Projections in their stored forms, read back on every access, as the daemon's writer keeps them in LMDB.
-struct StoredDocuments: ProjectionStore {
-    var incidents: [String: [UInt8]] = [:]
-    var cities: [String: [UInt8]] = [:]
-
-    mutating func incident(_ id: String) throws -> IncidentState? {
-        guard let bytes = incidents[id] else { return nil }
-        return try IncidentState(encoded: bytes)
-    }
-
-    mutating func city(_ id: String) throws -> CityState? {
-        guard let bytes = cities[id] else { return nil }
-        return try CityState(json: JSONReader().read(bytes))
-    }
-
-    mutating func put(_ incident: consuming IncidentState) { incidents[incident.incident] = incident.encoded() }
-    mutating func put(_ city: consuming CityState) { cities[city.cityId] = city.json.canonicalBytes() }
-    mutating func allCities() throws -> [CityState] { try cities.values.map { try CityState(json: JSONReader().read($0)) } }
 }
 
 @_cdecl("LLVMFuzzerInitialize")

@@ -31,8 +31,10 @@ $(eval $(call fuzz_module,IncidentDomain,$(wildcard Sources/IncidentDomain/*.swi
 
 FUZZ_OBJECTS := $(addprefix $(FUZZ_DIR)/,StrictJSON.o IncidentProtocol.o Gazetteer.o IncidentDomain.o)
 
-$(FUZZ_TARGET): Fuzz/RequestDecoderFuzzer.swift Fuzz/FuzzGazetteer.swift $(FUZZ_OBJECTS)
-	$(SWIFTC) $(FUZZ_FLAGS) -module-name RequestDecoderFuzzer Fuzz/RequestDecoderFuzzer.swift Fuzz/FuzzGazetteer.swift \
+FUZZ_SHARED_SOURCES := Fuzz/FuzzGazetteer.swift Fuzz/FuzzDocumentStore.swift
+
+$(FUZZ_TARGET): Fuzz/RequestDecoderFuzzer.swift $(FUZZ_SHARED_SOURCES) $(FUZZ_OBJECTS)
+	$(SWIFTC) $(FUZZ_FLAGS) -module-name RequestDecoderFuzzer Fuzz/RequestDecoderFuzzer.swift $(FUZZ_SHARED_SOURCES) \
 		$(FUZZ_OBJECTS) -o $@
 
 fuzz-build: $(FUZZ_TARGET)
@@ -50,7 +52,7 @@ fuzz: $(FUZZ_TARGET)
 # StreamFold, the head record) are reachable, with LMDB (linked with liblmdb) and, in place of swift-crypto (which
 # builds BoringSSL), Fuzz/CryptoStub: SHA-256 in plain Swift under the module name Crypto.
 STORED_FUZZ_TARGET := $(FUZZ_DIR)/stored-form-fuzzer
-STORED_FUZZ_SOURCES := Fuzz/StoredFormFuzzer.swift Fuzz/StoredSeeds.swift Fuzz/FuzzGazetteer.swift
+STORED_FUZZ_SOURCES := Fuzz/StoredFormFuzzer.swift Fuzz/StoredSeeds.swift $(FUZZ_SHARED_SOURCES)
 
 $(eval $(call fuzz_module,Crypto,Fuzz/CryptoStub/SHA256.swift,))
 $(eval $(call fuzz_module,LMDB,$(wildcard Sources/LMDB/*.swift Sources/LMDB/Internals/*.swift),,-I Sources/CLMDB))

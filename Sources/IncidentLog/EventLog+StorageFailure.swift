@@ -52,12 +52,16 @@ extension EventLog {
         guard fstat(dataFileLockDescriptor, &held) == 0 else { return nil }
         let path = options.directory + "/data.mdb"
         let copy = "/proc/\(getpid())/fd/\(dataFileLockDescriptor)"
-        if held.st_nlink == 0 || stat(path, &named) != 0 {
+        let found = stat(path, &named) == 0
+        // Only a path that names nothing now counts: another failure (a directory made unreadable, EIO) says
+        // nothing of the file, and the commit itself reports what is wrong.
+        let gone = !found && (errno == ENOENT || errno == ENOTDIR)
+        if held.st_nlink == 0 || gone {
             return .storage(
                 "\(path) was moved or removed while incidentd ran. The log is in the file incidentd still holds open: "
                     + "before stopping incidentd, put it back (cp \(copy) \(path), or move it back), then restart incidentd")
         }
-        guard named.st_dev != held.st_dev || named.st_ino != held.st_ino else { return nil }
+        guard found, named.st_dev != held.st_dev || named.st_ino != held.st_ino else { return nil }
         return .storage(
             "\(path) was replaced while incidentd ran (a restore must wait until incidentd is stopped), and incidentd "
                 + "writes into the file it opened. Restart incidentd to serve the one now there; "

@@ -102,10 +102,17 @@ struct Incidentd: ParsableCommand {
             throw ValidationError("--fill-from and --expect-head are for --recover-from, which is missing")
         }
         if let expectHead {
+            let head: PublishedHeadArgument
             do {
-                _ = try PublishedHeadArgument(expectHead)
+                head = try PublishedHeadArgument(expectHead)
             } catch {
                 throw ValidationError("--expect-head: \(error)")
+            }
+            // Every log holds the empty log's head: given, it would stand for a published head and turn off the
+            // recovery's checks for events past the log's record of its head.
+            if head.hash == ChainHash.zero {
+                throw ValidationError(
+                    "--expect-head: the zero hash is the head of the empty log, which every log holds, so it proves nothing here: give the head last published (incidentctl status: position and headHash), or leave --expect-head out")
             }
         }
         if recoverFrom != nil && rebuildProjections {

@@ -174,12 +174,12 @@ final class Server: Sendable {
         let exists = existing == directory
         if !exists {
             guard (info.st_mode & S_IFMT) == S_IFDIR else { throw cannotMake(directory, ENOTDIR) }
-            guard access(existing, W_OK | X_OK) == 0 else { throw cannotMake(directory, errno) }
+            guard faccessat(AT_FDCWD, existing, W_OK | X_OK, AT_EACCESS) == 0 else { throw cannotMake(directory, errno) }
         }
         if let fault = SocketDirectoryRules.fault(reaching: existing, isSocketDirectory: exists, trusting: daemonUser) {
             throw UnsafeSocketDirectory(
                 description:
-                    "the socket's directory \(directory): \(fault.path) (mode \(fault.modeText), owner \(describeUser(fault.owner))) \(fault.problem): they could put a socket of their own where incidentd's clients connect. Give a socket path in a directory that only root or incidentd's user (\(describeUser(daemonUser))) may write, below directories that only they may write or that are sticky (as /tmp), such as /run/incidentd")
+                    "the socket's directory \(directory): \(fault.path) (mode \(fault.modeText), owner \(SocketDirectoryRules.describeUser(fault.owner))) \(fault.problem): they could put a socket of their own where incidentd's clients connect. Give a socket path in a directory that only root or incidentd's user (\(SocketDirectoryRules.describeUser(daemonUser))) may write, below directories that only they may write or that are sticky (as /tmp), such as /run/incidentd")
         }
     }
 
@@ -188,10 +188,6 @@ final class Server: Sendable {
         DaemonConfiguration.Problem(description: "cannot create the socket's directory \(directory): \(String(cString: strerror(code)))")
     }
 
-    /// A user's name and uid, or the uid alone when the user database has no name for it.
-    private static func describeUser(_ uid: uid_t) -> String {
-        PeerIdentity.userEntry(uid).map { "\($0.name) (uid \(uid))" } ?? "uid \(uid)"
-    }
 
     /// Connections waiting to be accepted before the kernel refuses more.
     static let backlog: Int32 = 1024
@@ -403,7 +399,7 @@ final class Server: Sendable {
                 let code = errno
                 throw DaemonConfiguration.Problem(
                     description:
-                        "\(path) is a stale socket (nothing listens on it; it belongs to \(describeUser(info.st_uid))), but incidentd cannot remove it: \(String(cString: strerror(code))). Remove it, or give another socket path")
+                        "\(path) is a stale socket (nothing listens on it; it belongs to \(SocketDirectoryRules.describeUser(info.st_uid))), but incidentd cannot remove it: \(String(cString: strerror(code))). Remove it, or give another socket path")
             }
         case ENOENT:
             return

@@ -389,6 +389,13 @@ struct RecoveryTests {
             Binaries.incidentd,
             ["--recover-from", log.daemon.dataDir, "--expect-head", String(repeating: "ab", count: 32), "--data-dir", target + "/data"])
         #expect(mistyped.status == 1 && mistyped.stderr.contains("the hash may be mistyped or another log's"), "\(mistyped)")
+        // The empty log's head, which verify takes, stands for no published head here.
+        for zero in [String(repeating: "0", count: 64), "0:" + String(repeating: "0", count: 64)] {
+            let empty = try runCommand(
+                Binaries.incidentd, ["--recover-from", log.daemon.dataDir, "--expect-head", zero, "--data-dir", target + "/data"])
+            #expect(empty.status != 0 && empty.stderr.contains("--expect-head: the zero hash is the head of the empty log"), "\(empty)")
+            #expect(!FileManager.default.fileExists(atPath: target + "/data"), "nothing is made")
+        }
         let head = try #require(log.status["headHash"]?.stringValue)
         let run = try runCommand(
             Binaries.incidentd,

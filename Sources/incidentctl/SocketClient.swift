@@ -104,7 +104,7 @@ final class SocketClient {
 
     /// Why the process serving the connected socket `fd` cannot be trusted to be incidentd, or nil. One that runs as
     /// root or as this user is trusted. One of another user is trusted only where that user is shown to be incidentd's
-    /// by the path: it owns the socket's directory, incidentd would serve there as that user
+    /// by the path: it or root owns the socket's directory, incidentd would serve there as that user
     /// (``SocketDirectoryRules``), and no directory of that user's on the way sits in one that others may write
     /// (where anyone could have made it, as in /tmp). Anywhere else it may be a stand-in another user put there:
     /// whatever it answers, what is sent to it is not stored.
@@ -116,7 +116,10 @@ final class SocketClient {
         var info = stat()
         guard stat(directory, &info) == 0 else { return nil }
         let advice = "nothing was sent. Tell the administrator, and check --socket or INCIDENTD_SOCKET"
-        if peer.uid != info.st_uid {
+        // A directory of root's that others may not write holds only what root put there: systemd makes
+        // /run/incidentd so (DirectoryMode=) when incidentd.socket starts before tmpfiles gives it to incidentd, and the
+        // daemon that takes the socket over listens on it as its own user.
+        if peer.uid != info.st_uid && info.st_uid != 0 {
             return "the process serving \(path) (pid \(peer.pid)) runs as uid \(peer.uid), which is neither root nor the owner of "
                 + "\(directory) (uid \(info.st_uid)): it is not incidentd, which serves only from a directory its user or root "
                 + "owns and no one else may write, but a stand-in another user put there; \(advice)"

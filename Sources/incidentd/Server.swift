@@ -179,7 +179,7 @@ final class Server: Sendable {
         if let fault = SocketDirectoryRules.fault(reaching: existing, isSocketDirectory: exists, trusting: daemonUser) {
             throw UnsafeSocketDirectory(
                 description:
-                    "the socket's directory \(directory): \(fault.path) (mode \(fault.modeText), owner \(SocketDirectoryRules.describeUser(fault.owner))) \(fault.problem): they could put a socket of their own where incidentd's clients connect. Give a socket path in a directory that only root or incidentd's user (\(SocketDirectoryRules.describeUser(daemonUser))) may write, below directories that only they may write or that are sticky (as /tmp), such as /run/incidentd")
+                    "the socket's directory \(directory): \(fault.path) (mode \(fault.modeText), owner \(SocketDirectoryRules.describeUser(fault.owner))) \(fault.problem): they could put a socket of their own where incidentd's clients connect. Give a socket path in a directory that only root or incidentd's user (\(SocketDirectoryRules.describeUser(daemonUser))) may write, below directories that only they may write or that are sticky (as /tmp), such as /run/incidentd; for clients of other users to trust a daemon that is not root's, a directory of its user's must sit in one only root may write (as /run)")
         }
     }
 

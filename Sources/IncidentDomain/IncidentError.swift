@@ -15,6 +15,8 @@ public struct IncidentError: Error, Hashable, Sendable, CustomStringConvertible 
         public static let wrongExpectedVersion = Code(rawValue: "wrong_expected_version")
         public static let unknownCity = Code(rawValue: "unknown_city")
         public static let duplicateEventId = Code(rawValue: "duplicate_event_id")
+        /// A projection the log keeps (an incident's or a city's) reads back damaged: its bytes changed on the disk.
+        public static let logDamaged = Code(rawValue: "log_damaged")
     }
 
     public let code: Code
@@ -28,6 +30,14 @@ public struct IncidentError: Error, Hashable, Sendable, CustomStringConvertible 
     }
 
     public var description: String { "\(code): \(message)" }
+
+    /// A `log_damaged` for the stored projection of `what` (`incident` or `city`), saying what is wrong (`problem`,
+    /// starting with its own separator, or empty) and what makes it whole again.
+    public static func damagedProjection(_ what: String, _ problem: String = "") -> IncidentError {
+        IncidentError(
+            .logDamaged,
+            "the stored \(what) projection is damaged\(problem) (its bytes changed on the disk): run incidentctl verify, then start incidentd once with --rebuild-projections, which makes the projections again from the events")
+    }
 
     /// An `invalid_event` naming the field at fault.
     public static func invalid(_ field: String, _ problem: String) -> IncidentError {

@@ -230,7 +230,7 @@ public struct IncidentState: Hashable, Sendable {
     /// the kind and the participants: what the fold reads.
     public init(encoded bytes: UnsafeRawBufferPointer) throws(IncidentError) {
         var offset = 0
-        func damaged() -> IncidentError { IncidentError.invalid("incident", "the stored incident projection is damaged") }
+        func damaged() -> IncidentError { IncidentError.damagedProjection("incident") }
         func byte() throws(IncidentError) -> UInt8 {
             guard offset < bytes.count else { throw damaged() }
             defer { offset += 1 }
@@ -506,7 +506,7 @@ public struct CityState: Hashable, Sendable {
     let (change, productOverflow) = amount.multipliedReportingOverflow(by: sign)
     let (sum, sumOverflow) = total.addingReportingOverflow(change)
     guard !productOverflow, !sumOverflow else {
-        throw IncidentError.invalid(what, "the stored \(what) projection is damaged: a count it keeps overflows")
+        throw IncidentError.damagedProjection(what, ": a count it keeps overflows")
     }
     total = sum
 }

@@ -27,9 +27,10 @@ import Testing
         #expect(valid.json["lastPosition"] == .int(8))
         let damaged: [(Int64, Int64)] = [(0, 0), (-1, 0), (Int64.min, 0), (5, -1), (5, Int64.max - 4), (Int64.max, 1)]
         for (first, span) in damaged {
-            #expect(throws: IncidentError.self, "first \(first), span \(span)") {
+            let error = #expect(throws: IncidentError.self, "first \(first), span \(span)") {
                 try IncidentState(encoded: Self.storedIncident(firstPosition: first, span: span))
             }
+            #expect(error?.code == .logDamaged && error?.message.contains("--rebuild-projections") == true, "\(String(describing: error))")
         }
         #expect(try IncidentState(encoded: Self.storedIncident(firstPosition: Int64.max - 1, span: 1)).lastPosition == UInt64(Int64.max))
     }
@@ -79,7 +80,8 @@ import Testing
                 store.incidents["k1"] = try IncidentState(encoded: state.encoded())
             }
             let event = what == "outcomeEvents" ? outcome : response
-            #expect(throws: IncidentError.self, "\(what)") { try projector.apply(event, to: &store) }
+            let error = #expect(throws: IncidentError.self, "\(what)") { try projector.apply(event, to: &store) }
+            #expect(error?.code == .logDamaged, "\(what): \(String(describing: error))")
         }
 
         var store = InMemoryProjections()

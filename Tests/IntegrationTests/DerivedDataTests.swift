@@ -160,6 +160,27 @@ struct DerivedDataTests {
         try Self.expectRebuildMendsIt(daemon)
     }
 
+    @Test("an incident's projection that no longer decodes (positions no event can have) is answered log_damaged by incident, naming the projection and the rebuild, where it was invalid_event; the daemon serves the rest, and --rebuild-projections mends it")
+    func incidentProjectionUnreadable() throws {
+        let daemon = try VerifyTests.storedArticle()
+        try Self.damage(daemon, "incidents") { txn, incidents in
+            var stored = try #require(try txn.get(incidents, key: Self.kupiansk)).map { $0 }
+            // Seven bytes of format, enumerations and flags, the version (one byte), then the first position: made 0.
+            #expect(stored[7] < 0x80 && stored[8] == 1, "the first position, 1, is one byte at offset 8: \(stored.prefix(10))")
+            stored[8] = 0
+            try txn.put(incidents, key: Self.kupiansk, value: stored)
+        }
+        try daemon.start()
+        let answer = try daemon.client().call("incident", ["incident": .string(Self.kupiansk)])
+        #expect(answer["error"]?["code"] == "log_damaged", "\(answer)")
+        #expect(answer["error"]?["message"]?.stringValue?.contains("the stored incident projection is damaged") == true, "\(answer)")
+        let command = try daemon.ctl(["incident", Self.kupiansk])
+        #expect(command.status == 1 && command.stderr.contains("log_damaged: ") && command.stderr.contains("--rebuild-projections"), "\(command)")
+        #expect(try daemon.client().call("status").isOK, "the daemon serves the rest")
+        #expect(daemon.stop() == 0)
+        try Self.expectRebuildMendsIt(daemon)
+    }
+
     @Test("an incident-streams summary changed in place is named; the projections are not compared; --rebuild-projections makes it again from its event")
     func streamSummary() throws {
         let daemon = try VerifyTests.storedArticle()

@@ -105,8 +105,7 @@ public final class EventLog: Sendable {
                     "\(damage) (a page of data.mdb that opening the log reads), and the log cannot be opened. \(EventLog.damageAdvice(database: damage.database?.name))")
             }
             let create = !options.readOnly
-            try EventLog.refuseCommitsNamingNoLog(environment, directory: options.directory)
-            let meta = try environment.openDatabase("meta", create: create)
+            let meta = try EventLog.openMeta(environment, create: create, directory: options.directory)
             if options.readOnly { try EventLog.refuseOtherFormat(environment, meta: meta, directory: options.directory) }
             db = Databases(
                 events: try environment.openDatabase("events", create: create),
@@ -130,14 +129,15 @@ public final class EventLog: Sendable {
         try loadCityDocuments()
     }
 
-    /// Refuses a data file that holds commits but does not name the log's `meta` database: the first commit to a
-    /// log names it, so its main database's root is damaged (pointing at an older page, say), or the file is
-    /// another program's. A writer would make a new log there, over the events it holds.
-    static func refuseCommitsNamingNoLog(_ environment: Environment, directory: String) throws {
+    /// Opens the log's `meta` database, made (when `create`) only in a data file no commit has written yet. One that
+    /// holds commits and does not name it is refused: the first commit to a log names it, so the file's main
+    /// database's root is damaged (pointing at an older page, say), or the file is another program's, and a writer
+    /// would make a new log there, over the events it holds.
+    static func openMeta(_ environment: Environment, create: Bool, directory: String) throws -> Database {
         let commits = environment.info.lastTransactionID
-        guard commits > 0 else { return }
+        guard commits > 0 else { return try environment.openDatabase("meta", create: create) }
         do {
-            _ = try environment.openDatabase("meta", create: false)
+            return try environment.openDatabase("meta", create: false)
         } catch let error as LMDBError where error.isNotFound {
             throw LogError(
                 .damagedPage,

@@ -113,21 +113,14 @@ final class SocketClient {
         guard incidentd_peer_credentials(fd, &peer) == 0, peer.uid != 0, peer.uid != geteuid() else { return nil }
         let slash = path.utf8.lastIndex(of: UInt8(ascii: "/"))
         let directory = slash.map { $0 == path.utf8.startIndex ? "/" : String(path[..<$0]) } ?? "."
-        var info = stat()
-        guard stat(directory, &info) == 0 else { return nil }
-        let advice = "nothing was sent. Tell the administrator, and check --socket or INCIDENTD_SOCKET"
-        // A directory of root's that others may not write holds only what root put there: systemd makes
-        // /run/incidentd so (DirectoryMode=) when incidentd.socket starts before tmpfiles gives it to incidentd, and the
-        // daemon that takes the socket over listens on it as its own user.
-        if peer.uid != info.st_uid && info.st_uid != 0 {
-            return "the process serving \(path) (pid \(peer.pid)) runs as uid \(peer.uid), which is neither root nor the owner of "
-                + "\(directory) (uid \(info.st_uid)): it is not incidentd, which serves only from a directory its user or root "
-                + "owns and no one else may write, but a stand-in another user put there; \(advice)"
-        }
+        // The rules trust a directory of root's that others may not write, which holds only what root put there:
+        // systemd makes /run/incidentd so (DirectoryMode=) when incidentd.socket starts before tmpfiles gives it to
+        // incidentd, and the daemon that takes the socket over listens on it as its own user.
         guard
             let fault = SocketDirectoryRules.fault(
                 reaching: directory, isSocketDirectory: true, trusting: peer.uid, grantedByRoot: true)
         else { return nil }
+        let advice = "nothing was sent. Tell the administrator, and check --socket or INCIDENTD_SOCKET"
         return "the process serving \(path) (pid \(peer.pid)) runs as \(SocketDirectoryRules.describeUser(peer.uid)), "
             + "which the path does not show to be incidentd's user: the socket's directory \(directory): \(fault.path) "
             + "(mode \(fault.modeText), owner \(SocketDirectoryRules.describeUser(fault.owner))) \(fault.problem). It may "

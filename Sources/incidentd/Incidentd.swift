@@ -169,20 +169,20 @@ struct Incidentd: ParsableCommand {
             try serve(settings, gazetteer: gazetteer, stopSignals: stopSignals, logger: logger)
         } catch let error as ExitCode {
             throw error
-        } catch let problem as UnsafeSocketDirectory {
-            logger.critical("cannot start: \(problem)")
-            throw ExitCode(78)  // EX_CONFIG
-        } catch let problem as DescriptorLimitTooLow {
-            logger.critical("cannot start: \(problem)")
-            throw ExitCode(78)  // EX_CONFIG
-        } catch let problem as LogError where problem.code == .notALog {
-            // The data directory given is not one a log can be in (a file, say), or holds something that is no log
-            // of this version's: a restart cannot mend it.
-            logger.critical("cannot start: \(problem)")
-            throw ExitCode(78)  // EX_CONFIG
         } catch {
             logger.critical("cannot start: \(error)")
-            throw ExitCode(1)
+            throw ExitCode(Self.isConfigurationProblem(error) ? 78 : 1)  // 78: EX_CONFIG
+        }
+    }
+
+    /// Whether a start failed on what only a change of configuration mends, so that a restart would fail the same
+    /// way: an unsafe socket directory, an open-file limit too low to run under, or a data directory no log can be in
+    /// (a file, say) or that holds something that is no log of this version's.
+    static func isConfigurationProblem(_ error: any Error) -> Bool {
+        switch error {
+        case is UnsafeSocketDirectory, is DescriptorLimitTooLow: true
+        case let error as LogError: error.code == .notALog
+        default: false
         }
     }
 

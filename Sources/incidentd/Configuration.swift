@@ -34,6 +34,9 @@ struct DaemonConfiguration: Sendable {
     var maxConnectionsOrigin = "max_connections"
     var maxUnfinishedBytes = 64 << 20
     var maxPendingPerConnection = 256
+    /// On SIGTERM, how long the connections open then may go on being served so that the requests they sent
+    /// are carried out, before what is left is refused (`shutting_down`).
+    var drainSeconds = 10
     var loopScheduling = LoopScheduling.normal
     /// 64 MiB unless set, or `maxMapSize` when that is smaller and the initial size was not set.
     var initialMapSize = 64 << 20
@@ -102,6 +105,7 @@ struct DaemonConfiguration: Sendable {
             }
             maxPendingPerConnection =
                 try daemon.integer("max_pending_per_connection", range: 1...100_000) ?? maxPendingPerConnection
+            drainSeconds = try daemon.integer("drain_seconds", range: 0...3600) ?? drainSeconds
             if let policy = try daemon.string("loop_scheduling") {
                 guard let parsed = LoopScheduling(rawValue: policy) else {
                     throw Problem(description: "\(path): daemon.loop_scheduling: one of realtime, normal")

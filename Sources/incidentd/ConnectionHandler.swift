@@ -212,6 +212,7 @@ final class ConnectionHandler: ChannelDuplexHandler {
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         guard !closed else { return }
+        executor.unansweredRequests.add(1, ordering: .relaxed)
         let frame = unwrapInboundIn(data)
         if backlog.isEmpty && canRun(context) && !waitsForAppends(frame) {
             run(frame, context: context)
@@ -401,17 +402,26 @@ final class ConnectionHandler: ChannelDuplexHandler {
             append(bytes, context: context)
             nextToWrite += 1
             pending -= 1
+            noteAnswered(1)
             return true
         }
         ready[sequence] = bytes
-        var wrote = false
+        var wrote = 0
         while let next = ready.removeValue(forKey: nextToWrite) {
             append(next, context: context)
             nextToWrite += 1
             pending -= 1
-            wrote = true
+            wrote += 1
         }
-        return wrote
+        noteAnswered(wrote)
+        return wrote > 0
+    }
+
+    /// Takes `count` answered requests off the daemon's ``RequestExecutor/unansweredRequests``; once the connection
+    /// has closed, its requests no longer count (``channelInactive(context:)`` took them all off).
+    private func noteAnswered(_ count: Int) {
+        guard !closed, count > 0 else { return }
+        executor.unansweredRequests.subtract(count, ordering: .relaxed)
     }
 
     private func append(_ bytes: [UInt8], context: ChannelHandlerContext) {
@@ -498,6 +508,8 @@ final class ConnectionHandler: ChannelDuplexHandler {
     }
 
     func channelInactive(context: ChannelHandlerContext) {
+        // What was read and is not answered yet (run or waiting in the backlog) is nobody's to wait for any more.
+        executor.unansweredRequests.subtract(pending + backlog.count, ordering: .relaxed)
         closed = true
         backlog.removeAll()
         handedBack.removeAll()

@@ -27,8 +27,10 @@ struct Incidentd: ParsableCommand {
               INCIDENTD_SOCKET=./run/incidentd.sock incidentctl status
 
             Under systemd it supports Type=notify (READY=1, STOPPING=1, WATCHDOG=1) and socket activation \
-            (LISTEN_FDS). SIGTERM or SIGINT stop it after every queued append is written and answered; it reads its \
-            settings only as it starts, and SIGHUP changes nothing (restart it instead).
+            (LISTEN_FDS). On SIGTERM or SIGINT it takes no new connections, serves the open ones until every request \
+            they sent is answered (for daemon.drain_seconds at most, 10 unless set; a second signal ends the wait), \
+            writes every queued append, and exits 0. It reads its settings only as it starts, and SIGHUP changes \
+            nothing (restart it instead).
 
             A log with a damaged page (verify names it) can be made again from the events the hash chain proves, \
             without losing those appended since the last backup:
@@ -274,7 +276,7 @@ struct Incidentd: ParsableCommand {
         let readerCheck = Self.startReaderCheck(log, logger: logger)
         stop.wait()
 
-        logger.notice("stopping: draining queued appends")
+        logger.notice("stopping: answering what the open connections sent, then writing every queued append")
         _ = incidentd_sd_notify("STOPPING=1")
         // While the listening socket is open it holds its file, whose inode number no other file can have meanwhile:
         // closed first, a new daemon's socket at the path could reuse it and be taken for this one's.
@@ -283,6 +285,10 @@ struct Incidentd: ParsableCommand {
                 "left \(socketFile.path) in place: it is no longer the socket this daemon made (another process put its own there)")
         }
         try? channel.close().wait()
+        if !storageTrouble.isBroken {
+            Self.drainConnections(
+                executor, loops: server.group, within: settings.drainSeconds, interruptedBy: stop, logger: logger)
+        }
         // Lines the intake holds reach the committer first, in order; later ones are carried out on their loops.
         intake.stop()
         committer.shutdown()
@@ -299,6 +305,42 @@ struct Incidentd: ParsableCommand {
         readerCheck.cancel()
         logger.notice("stopped", metadata: ["position": "\((try? log.status()).map { "\($0.position)" } ?? "unknown")"])
         if storageTrouble.isBroken { throw ExitCode(StorageTroubleLog.exitStatus) }
+    }
+
+    /// Serves the connections open at the stop until every request they sent has been answered, or for
+    /// `seconds` at most, or until `interruption` is signalled (a second SIGTERM or SIGINT, or a storage that
+    /// broke), so that appends a client sent before the stop are stored rather than refused. Waiting for what was
+    /// read is not enough: a connection reads no further while its requests in flight are at their limit, and a
+    /// line may be half read, so what a client sent can sit in its socket. So the wait is over only when, twice in
+    /// a row after every loop has looked at its sockets again, no request is unanswered and no line is half read.
+    static func drainConnections(
+        _ executor: RequestExecutor, loops: any EventLoopGroup, within seconds: Int, interruptedBy interruption: DispatchSemaphore,
+        logger: Logger
+    ) {
+        let deadline = DispatchTime.now() + .seconds(seconds)
+        var quietRounds = 0
+        while true {
+            for loop in loops.makeIterator() { try? loop.submit {}.wait() }
+            let unanswered = executor.unansweredRequests.load(ordering: .relaxed)
+            let unfinishedBytes = executor.unfinishedLines.heldBytes
+            if unanswered == 0 && unfinishedBytes == 0 {
+                quietRounds += 1
+                if quietRounds == 2 { return }
+                continue
+            }
+            quietRounds = 0
+            let now = DispatchTime.now()
+            guard now < deadline else {
+                logger.warning(
+                    "stopping after drain_seconds (\(seconds) s) with \(unanswered) request\(unanswered == 1 ? "" : "s") of the open connections unanswered\(unfinishedBytes > 0 ? " and \(describeSize(unfinishedBytes)) of lines half read" : ""): appends among them that are not with the writer yet are answered shutting_down, unstored")
+                return
+            }
+            if interruption.wait(timeout: min(deadline, now + .milliseconds(5))) == .success {
+                logger.notice(
+                    "stopping without waiting further for the open connections' \(unanswered) unanswered request\(unanswered == 1 ? "" : "s"): appends among them that are not with the writer yet are answered shutting_down, unstored")
+                return
+            }
+        }
     }
 
     /// The checks of the socket path that ``Server/start(inheritedDescriptor:)`` makes as it binds, made before the
@@ -325,24 +367,25 @@ struct Incidentd: ParsableCommand {
         return set
     }
 
-    /// Starts the thread that takes the blocked signals (pending or to come) with `sigwait`: the first SIGTERM or
-    /// SIGINT signals `stop`. SIGHUP, which operators send for a reload, is answered in the log: incidentd reads its
-    /// configuration only as it starts. SIGUSR1 and SIGUSR2 mean nothing to it, and are logged as ignored.
+    /// Starts the thread that takes the blocked signals (pending or to come) with `sigwait`: each SIGTERM or SIGINT
+    /// signals `stop` (the first stops the daemon, a second ends the wait for its connections). SIGHUP, which
+    /// operators send for a reload, is answered in the log: incidentd reads its configuration only as it starts.
+    /// SIGUSR1 and SIGUSR2 mean nothing to it, and are logged as ignored.
     static func awaitStopSignal(_ signals: sigset_t, logger: Logger, then stop: DispatchSemaphore) {
         let thread = Thread {
             var set = signals
             var received: Int32 = 0
             while true {
                 guard sigwait(&set, &received) == 0 else { continue }
-                if received == SIGTERM || received == SIGINT { break }
-                if received == SIGHUP {
+                if received == SIGTERM || received == SIGINT {
+                    stop.signal()
+                } else if received == SIGHUP {
                     logger.notice(
                         "SIGHUP: incidentd does not reload its configuration on SIGHUP; restart it (systemctl restart incidentd) for changes to take effect")
                 } else {
                     logger.notice("\(received == SIGUSR1 ? "SIGUSR1" : "SIGUSR2") ignored: it means nothing to incidentd")
                 }
             }
-            stop.signal()
         }
         thread.name = "incidentd-signals"
         thread.start()

@@ -33,6 +33,9 @@ final class RequestExecutor: Sendable {
     /// For what an operator should find in the journal afterwards (backups).
     let logger: Logger
     let connections = Atomic<Int>(0)
+    /// Requests read from every connection and not answered yet (answers written to a connection that closed
+    /// meanwhile count as answered): the daemon's stop waits for none to be left (``Incidentd``'s drain).
+    let unansweredRequests = Atomic<Int>(0)
     /// Connections opened, reads of requests and the intake's rounds since the start: the heap is trimmed once it
     /// stands still (see ``HeapTrimSchedule``).
     let activity = Atomic<UInt64>(0)

@@ -302,4 +302,84 @@ struct ReliabilityStopTests {
         #expect(unanswered.isEmpty, "\(unanswered.count) of \(stored.count) stored appends never got their answer")
         #expect(Set(refused.all).isDisjoint(with: stored), "no refused append is stored")
     }
+
+    @Test("SIGTERM once clients have sent their appends: every one is stored and acknowledged, even those still in the socket or waiting for their connection's turn")
+    func stopStoresWhatWasSent() throws {
+        let daemon = try Daemon()
+        let connections = 4
+        let perConnection = 1_500
+        let socketPath = daemon.socketPath
+        let written = LockedList<Int>()
+        let acknowledged = LockedList<String>()
+        let refused = LockedList<String>()
+        let failures = LockedList<String>()
+        let done = DispatchGroup()
+        for c in 0..<connections {
+            var ids: [String] = []
+            var text = ""
+            for n in 0..<perConnection {
+                let eventId = Wire.uuid()
+                ids.append(eventId)
+                let request: JSONValue = [
+                    "id": .int(Int64(n)), "op": "append",
+                    "events": [Wire.report(incident: "sent-\(c)-\(n)", city: ["Kupiansk", "Melitopol", "Berdiansk"][n % 3], eventId: eventId)],
+                ]
+                text += String(decoding: request.canonicalBytes(), as: UTF8.self) + "\n"
+            }
+            done.enter()
+            Thread { [ids, text] in
+                defer { done.leave() }
+                do {
+                    let client = try RawClient(path: socketPath)
+                    try client.write(Array(text.utf8))
+                    written.append(c)
+                    while let response = try? client.receive() {
+                        guard let n = response["id"]?.intValue, ids.indices.contains(Int(n)) else { continue }
+                        if response.isOK { acknowledged.append(ids[Int(n)]) } else { refused.append(ids[Int(n)]) }
+                    }
+                } catch {
+                    failures.append("connection \(c): \(error)")
+                }
+            }.start()
+        }
+        // Each write returns once the kernel holds all of it: from here on every append is the daemon's to read.
+        try waitFor("every connection to send") { written.all.count + failures.all.count == connections }
+        #expect(failures.all.isEmpty, "\(failures.all)")
+        #expect(daemon.stop() == 0, "SIGTERM drains and exits 0: \(daemon.log.suffix(2000))")
+        #expect(done.wait(timeout: .now() + 60) == .success, "every connection was closed")
+        #expect(refused.all.count == 0, "appends sent before the stop were refused: \(daemon.log.suffix(1000))")
+        #expect(acknowledged.all.count == connections * perConnection)
+
+        try daemon.start()
+        let stored = Set(try daemon.client().allEvents().compactMap { $0["eventId"]?.stringValue })
+        #expect(stored == Set(acknowledged.all), "exactly the acknowledged appends are stored")
+    }
+
+    @Test("A connection that holds the stop up (half a line sent, the rest never) is waited for drain_seconds, then the daemon exits 0 saying so")
+    func stopWaitsForAHalfLineAtMostDrainSeconds() throws {
+        let daemon = try Daemon.configured("[daemon]\ndrain_seconds = 1\n")
+        let stalled = try daemon.client()
+        try stalled.write(Array(#"{"id":1,"op":"status""#.utf8))
+        let answering = try daemon.client()
+        #expect(try answering.call("status").isOK)
+        let stopping = DispatchTime.now()
+        #expect(daemon.stop() == 0, "\(daemon.log)")
+        let seconds = Double(DispatchTime.now().uptimeNanoseconds - stopping.uptimeNanoseconds) / 1e9
+        #expect(seconds >= 1, "it waited for the half line: stopped after \(seconds) s")
+        #expect(daemon.log.contains("warning stopping after drain_seconds (1 s) with 0 requests of the open connections unanswered and"), "\(daemon.log)")
+    }
+
+    @Test("A second SIGTERM ends the wait for the open connections at once")
+    func secondSignalEndsTheDrain() throws {
+        let daemon = try Daemon.configured("[daemon]\ndrain_seconds = 3600\n")
+        let stalled = try daemon.client()
+        try stalled.write(Array(#"{"id":1,"op":"status""#.utf8))
+        kill(daemon.pid, SIGTERM)
+        try waitFor("the stop to begin") { daemon.log.contains("notice stopping: answering what the open connections sent") }
+        #expect(daemon.child?.isRunning == true, "it waits for the half line")
+        kill(daemon.pid, SIGTERM)
+        try waitFor("incidentd to stop after the second SIGTERM") { daemon.child?.isRunning == false }
+        #expect(daemon.stop() == 0, "\(daemon.log)")
+        #expect(daemon.log.contains("notice stopping without waiting further for the open connections' 0 unanswered requests"), "\(daemon.log)")
+    }
 }

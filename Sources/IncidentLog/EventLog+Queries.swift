@@ -112,10 +112,14 @@ extension EventLog {
         }
     }
 
-    /// Up to `limit` events from position `from` on that match `filter`, and the position to continue from.
+    /// Up to `limit` events from position `from` on that match `filter`, and the position to continue from; fewer
+    /// once the ones found hold `maxBytes` of stored events or more (at least one is found, whatever its size).
     /// ``LogError/damagedEvent(at:_:)`` when one of the events looked at cannot be read as an event.
-    public func events(from: UInt64, limit: Int, filter: EventFilter = EventFilter()) throws -> (events: [JSONValue], next: UInt64) {
-        let found = try eventsLookedAt(from: from, limit: limit, scanning: .max, filter: filter, endingBeforeDamage: false)
+    public func events(from: UInt64, limit: Int, maxBytes: Int = .max, filter: EventFilter = EventFilter()) throws
+        -> (events: [JSONValue], next: UInt64)
+    {
+        let found = try eventsLookedAt(
+            from: from, limit: limit, maxBytes: maxBytes, scanning: .max, filter: filter, endingBeforeDamage: false)
         return (found.events, found.next)
     }
 
@@ -127,16 +131,17 @@ extension EventLog {
     public func eventsToFollow(from: UInt64, limit: Int, scanning: Int, filter: EventFilter) throws
         -> (events: [JSONValue], next: UInt64, caughtUp: Bool)
     {
-        try eventsLookedAt(from: from, limit: limit, scanning: scanning, filter: filter, endingBeforeDamage: true)
+        try eventsLookedAt(from: from, limit: limit, maxBytes: .max, scanning: scanning, filter: filter, endingBeforeDamage: true)
     }
 
     /// ``eventsToFollow(from:limit:scanning:filter:)``; `endingBeforeDamage` false throws at a damaged event even
     /// after others were found (`read` answers whole or not at all).
-    private func eventsLookedAt(from: UInt64, limit: Int, scanning: Int, filter: EventFilter, endingBeforeDamage: Bool) throws
-        -> (events: [JSONValue], next: UInt64, caughtUp: Bool)
-    {
+    private func eventsLookedAt(
+        from: UInt64, limit: Int, maxBytes: Int, scanning: Int, filter: EventFilter, endingBeforeDamage: Bool
+    ) throws -> (events: [JSONValue], next: UInt64, caughtUp: Bool) {
         try environment.read { txn in
             var result: [JSONValue] = []
+            var bytes = 0
             var next = max(from, 1)
             var cityOfIncident: [String: String] = [:]
             // The document of the event at `position`; nil when it is damaged and the events before it are returned.
@@ -154,7 +159,7 @@ extension EventLog {
                 let start = try IncidentState(encoded: raw).firstPosition
                 var caughtUp = true
                 for position in try streamPositions(startingAt: start, txn) where position >= next {
-                    if result.count >= limit {
+                    if result.count >= limit || bytes >= maxBytes {
                         caughtUp = false
                         break
                     }
@@ -162,6 +167,7 @@ extension EventLog {
                     guard let document = try readDocument(raw, position) else { return (result, position, false) }
                     if let type = filter.type, document["type"]?.stringValue != type.rawValue { continue }
                     result.append(document)
+                    bytes += raw.count
                     next = position + 1
                 }
                 return (result, next, caughtUp)
@@ -169,7 +175,7 @@ extension EventLog {
             let cursor = try txn.cursor(db.events)
             var entry = try cursor.seek(atOrAfter: Keys.position(next))
             var scanned = 0
-            while let (key, value) = entry, result.count < limit, scanned < scanning {
+            while let (key, value) = entry, result.count < limit, bytes < maxBytes, scanned < scanning {
                 guard let position = Keys.readPosition(key) else { break }
                 scanned += 1
                 next = position + 1
@@ -191,9 +197,11 @@ extension EventLog {
                         if city != cityId { continue }
                     }
                     result.append(document)
+                    bytes += value.count
                 } else {
                     guard let document = try readDocument(value, position) else { return (result, position, false) }
                     result.append(document)
+                    bytes += value.count
                 }
             }
             return (result, next, entry == nil)

@@ -297,9 +297,15 @@ final class RequestExecutor: Sendable {
     private func read(_ request: Request) throws -> [UInt8] {
         let from = try Self.integer(request.body["from"], "from", range: 0...Int64.max) ?? 1
         let limit = try Self.integer(request.body["limit"], "limit", range: 1...10_000) ?? 100
-        let (events, next) = try log.events(from: UInt64(from), limit: Int(limit), filter: try eventFilter(request))
+        let (events, next) = try log.events(
+            from: UInt64(from), limit: Int(limit), maxBytes: Self.readAnswerBytes, filter: try eventFilter(request))
         return Response.success(id: request.id, ["events": .array(events), "next": .int(Int64(next))])
     }
+
+    /// A `read` stops adding events once they hold this many bytes as stored (about their JSON's size), whatever its
+    /// `limit`: 10,000 events of a few hundred kilobytes each would otherwise make one answer gigabytes long, built
+    /// whole in the daemon's memory before it is written.
+    static let readAnswerBytes = 8 << 20
 
     /// Where a `subscribe` starts and what it follows, or the error to answer it with.
     func followed(_ request: Request) throws -> (from: UInt64, filter: EventFilter) {

@@ -142,4 +142,41 @@ struct ReadBackpressureTests {
         }
         return received
     }
+
+    @Test("a read stops adding events once they pass 8 MiB, whatever its limit: next follows the last one, and reading on from next gives every event once, in order, with or without a filter")
+    func readAnswersAreBounded() throws {
+        let daemon = try Daemon()
+        let client = try daemon.client()
+        let description = String(repeating: "d", count: 9_000)
+        let stored = 1_000
+        for part in 0..<(stored / 50) {
+            let events = (0..<50).map { WireEvent.report(incident: "wide-\(part)-\($0)", description: description) }
+            let appended = try client.call("append", ["events": .array(events)])
+            try #require(appended.isOK, "\(appended.canonicalString().prefix(300))")
+        }
+        for filter: [String: JSONValue] in [[:], ["type": "incident-reported"]] {
+            var from: Int64 = 1
+            var positions: [Int64] = []
+            var pages = 0
+            while true {
+                var body = filter
+                body["from"] = .int(from)
+                body["limit"] = 10_000
+                let page = try client.call("read", body)
+                try #require(page.isOK, "\(page.canonicalString().prefix(300))")
+                let events = page["events"]?.arrayValue ?? []
+                if events.isEmpty { break }
+                pages += 1
+                let bytes = events.reduce(0) { $0 + $1.canonicalBytes().count }
+                #expect(bytes < (8 << 20) + (8 << 20) / 50, "page \(pages) holds \(events.count) events, \(bytes) bytes")
+                let last = try #require(events.last?["position"]?.intValue)
+                #expect(page["next"]?.intValue == last + 1)
+                positions += events.compactMap { $0["position"]?.intValue }
+                from = last + 1
+            }
+            #expect(pages >= 2, "\(filter): \(stored) events of about 9 KB came in \(pages) page(s)")
+            #expect(positions == Array(1...Int64(stored)), "\(filter)")
+        }
+        #expect(daemon.stop() == 0)
+    }
 }

@@ -239,6 +239,15 @@ public struct RecordedEvent: Hashable, Sendable {
 
 /// Incident ids: `[a-z0-9][a-z0-9-]{0,127}`.
 public enum IncidentID {
+    /// The incident id an append stores for `text`, the `incident` member as a client wrote it: the text field as
+    /// every one is taken (``FieldReader/checkText(_:field:maxLength:allowEmpty:)``: trimmed of surrounding
+    /// whitespace), when that is a valid id; nil when an append would refuse it. Queries look an incident up by
+    /// it, so that the spelling an append took finds the incident it stored.
+    public static func normalized(_ text: String) -> String? {
+        guard let id = try? FieldReader.checkText(text, field: "incident", maxLength: 128), isValid(id) else { return nil }
+        return id
+    }
+
     public static func isValid(_ id: String) -> Bool {
         var id = id
         return id.withUTF8 { isValid(utf8: UnsafeRawBufferPointer($0)) }

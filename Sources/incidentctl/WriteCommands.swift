@@ -26,12 +26,12 @@ private func appendOne(_ event: [String: JSONValue], allowNewCity: Bool, connect
     }
 }
 
-/// Refuses, as bad usage, what no incident id can be (`[a-z0-9][a-z0-9-]{0,127}`), which a report would have
-/// refused and a query found no incident by; one that is an id once in lower case is shown that way.
+/// Refuses, as bad usage, what no incident id can be (`[a-z0-9][a-z0-9-]{0,127}`, once trimmed of surrounding
+/// whitespace as the daemon takes it: ``IncidentID/normalized(_:)``), which a report would have refused and a query
+/// found no incident by; one that is an id once in lower case is shown that way.
 func checkIncidentId(_ id: String, option: String) throws {
-    guard !IncidentID.isValid(id) else { return }
-    let lower = id.lowercased()
-    if IncidentID.isValid(lower) {
+    guard IncidentID.normalized(id) == nil else { return }
+    if let lower = IncidentID.normalized(id.lowercased()) {
         throw ValidationError("\(option): '\(id)' is not an incident id: incident ids are lower case; did you mean '\(lower)'?")
     }
     throw ValidationError(

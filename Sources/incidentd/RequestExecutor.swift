@@ -329,8 +329,8 @@ final class RequestExecutor: Sendable {
         if let incident = request.body["incident"] {
             guard let name = incident.stringValue else { throw ProtocolError(.invalidRequest, "incident: expected a string") }
             // As for a city: an incident the log does not know is an error, not a list that happens to be empty.
-            guard IncidentID.isValid(name), try log.hasIncident(name) else { throw Self.unknownIncident(name) }
-            filter.incident = name
+            guard let id = IncidentID.normalized(name), try log.hasIncident(id) else { throw Self.unknownIncident(name) }
+            filter.incident = id
         }
         return filter
     }
@@ -368,7 +368,8 @@ final class RequestExecutor: Sendable {
             throw ProtocolError(.invalidRequest, "incident: is required, the incident id")
         }
         let position = try Self.integer(request.body["untilPosition"], "untilPosition", range: 0...Int64.max).map(UInt64.init)
-        return IncidentQuery(id: id, position: position, state: IncidentID.isValid(id) ? try log.incidentState(id) : nil)
+        let normalized = IncidentID.normalized(id)
+        return IncidentQuery(id: normalized ?? id, position: position, state: try normalized.flatMap { try log.incidentState($0) })
     }
 
     private func incident(_ query: IncidentQuery, _ request: Request) throws -> [UInt8] {

@@ -63,6 +63,37 @@ struct ErrorCodeTests {
         #expect(known["events"]?.arrayValue?.count == 1, "\(known)")
     }
 
+    @Test("an incident id is looked up as an append stores it, trimmed of surrounding whitespace: incident, read, subscribe and incidentctl find the incident by the spelling the append took")
+    func incidentIdTrimmedOnLookup() throws {
+        let daemon = try Daemon()
+        let client = try daemon.client()
+        let stored = try client.appendEvents([Wire.report(incident: " lead1\t")])
+        #expect(stored["incidents"] == ["lead1"], "the append trims the id: \(stored)")
+        #expect(try client.appendEvents([Wire.response(incident: "lead1 ")]).isOK)
+
+        let answer = try client.call("incident", ["incident": " lead1"])
+        #expect(answer.isOK && answer["incident"]?["incident"] == "lead1", "\(answer)")
+        let read = try client.call("read", ["incident": "\nlead1 "])
+        #expect(read["events"]?.arrayValue?.map { $0["position"] } == [1, 2], "\(read)")
+        let follower = try daemon.client()
+        let subscribed = try follower.call("subscribe", ["incident": " lead1 ", "type": "response-observed"])
+        #expect(subscribed["subscribed"] == true, "\(subscribed)")
+        if subscribed.isOK { #expect(try follower.receive()["event"]?["position"] == 2) }
+        // What no append would take stays unknown.
+        #expect(try client.call("incident", ["incident": " Lead1"]).errorCode == "unknown_incident")
+
+        for arguments in [
+            ["incident", " lead1"], ["events", "--incident", "lead1 "], ["observe", " lead1", "--response", "none", "--by", "police"],
+            ["outcome", "lead1\t", "--status", "dispersed"],
+        ] {
+            let command = try daemon.ctl(arguments + ["--format", "json"])
+            #expect(command.status == 0, "\(arguments): \(command.stderr)")
+        }
+        #expect(try client.call("incident", ["incident": "lead1"])["incident"]?["version"] == 4)
+        let upper = try daemon.ctl(["incident", " Lead1"])
+        #expect(upper.status == 2 && upper.stderr.contains("did you mean 'lead1'?"), "\(upper)")
+    }
+
     @Test("incident_exists: a second report under an existing incident id")
     func incidentExists() throws {
         let daemon = try Daemon()

@@ -167,7 +167,43 @@ struct StagedEvent {
 extension EventLog {
     /// Writes a batch of appends in one transaction and returns each one's result, in order. A request that
     /// breaks a rule is refused alone; the others of the batch still land. Only the committer thread calls this.
+    ///
+    /// So is a request whose events meet a stored projection read back damaged as they are folded into it (a count
+    /// that overflows, a city's document that does not read back): `log_damaged`, nothing of it stored. Its fold
+    /// may have changed the batch's projections in place (a request of one event keeps no undo log), so the
+    /// transaction is given up and the batch written again without it.
     func commit(_ batch: [AppendRequest], committedCities: inout [String: CityState]) -> [Result<AppendReceipt, AppendFailure>] {
+        var attempt = commitOnce(batch, committedCities: &committedCities)
+        var refused: [Int: AppendFailure] = [:]
+        while true {
+            switch attempt {
+            case .success(let results) where refused.isEmpty:
+                return results
+            case .success(let results):
+                var rest = results.makeIterator()
+                return batch.indices.map { refused[$0].map { .failure($0) } ?? rest.next() ?? .failure(.storage("a request of the batch went unanswered")) }
+            case .failure(let damaged):
+                let remaining = batch.indices.filter { refused[$0] == nil }
+                refused[remaining[damaged.request]] = .rejected(damaged.error, index: damaged.index)
+                let rest = remaining.filter { refused[$0] == nil }.map { batch[$0] }
+                attempt = rest.isEmpty ? .success([]) : commitOnce(rest, committedCities: &committedCities)
+            }
+        }
+    }
+
+    /// A request of a batch (`request`, its index there) whose event `index` met a stored projection read back
+    /// damaged as it was folded: see ``commit(_:committedCities:)``.
+    struct DamagedProjection: Error {
+        var request: Int
+        var index: Int
+        var error: IncidentError
+    }
+
+    /// ``commit(_:committedCities:)`` of the whole batch in one transaction, or the first request whose fold met a
+    /// damaged projection, with nothing written.
+    private func commitOnce(
+        _ batch: [AppendRequest], committedCities: inout [String: CityState]
+    ) -> Result<[Result<AppendReceipt, AppendFailure>], DamagedProjection> {
         let admission = Admission(gazetteer: gazetteer, memo: gazetteerMemo)
         var results: [Result<AppendReceipt, AppendFailure>] = []
         var newCities: [String: CityState] = [:]
@@ -176,9 +212,9 @@ extension EventLog {
         // fit in pages it has freed, but the maximum is a bound on what it holds, and is refused as at the maximum.
         if pastMaximumSize != nil {
             let failure = sizeLimitRefusal()
-            return batch.map { _ in .failure(failure) }
+            return .success(batch.map { _ in .failure(failure) })
         }
-        if let failure = dataFileReplacement() { return batch.map { _ in .failure(failure) } }
+        if let failure = dataFileReplacement() { return .success(batch.map { _ in .failure(failure) }) }
         do {
             try environment.write { txn in
                 results.removeAll(keepingCapacity: true)
@@ -209,7 +245,7 @@ extension EventLog {
                 // Every two requests (about 50 µs of this thread's work), and every two events put, the event
                 // loops get their chance at the CPU.
                 var courtesy = YieldPoint(every: 2)
-                for request in batch {
+                for (requestIndex, request) in batch.enumerated() {
                     courtesy.pass()
                     let mark = (head: head, staged: staged.count, streamValues: streamValues.count)
                     store.beginRequest(undoable: request.events.count > 1)
@@ -291,9 +327,10 @@ extension EventLog {
                                 }
                                 do {
                                     try projector.apply(event, to: &store)
+                                } catch let error as IncidentError where error.code == .logDamaged {
+                                    // The rules passed, so only damaged stored projections get here.
+                                    throw DamagedProjection(request: requestIndex, index: index, error: error)
                                 } catch {
-                                    // The rules passed, so only damaged stored projections get here; a request
-                                    // of one event keeps no undo log, so the whole batch is refused.
                                     throw LogError(.corrupt, "the projections of event \(event.position) cannot be updated: \(error)")
                                 }
                                 // A report starts its incident's stream; a later event's stream starts at the
@@ -365,15 +402,17 @@ extension EventLog {
             if !cityDocuments.isEmpty {
                 self.cityDocuments.withLock { $0.merge(cityDocuments) { $1 } }
             }
-            return results
+            return .success(results)
+        } catch let damaged as DamagedProjection {
+            return .failure(damaged)
         } catch let error as LMDBError where error.isMapFull {
             let failure = sizeLimitRefusal()
-            return batch.map { _ in .failure(failure) }
+            return .success(batch.map { _ in .failure(failure) })
         } catch let error as LMDBError {
             let failure = fileSystemFull(error) ?? .storage("\(error)")
-            return batch.map { _ in .failure(failure) }
+            return .success(batch.map { _ in .failure(failure) })
         } catch {
-            return batch.map { _ in .failure(.storage("\(error)")) }
+            return .success(batch.map { _ in .failure(.storage("\(error)")) })
         }
     }
 

@@ -471,6 +471,33 @@ public struct CityState: Hashable, Sendable {
         try r.finish()
     }
 
+    /// A city's projection as stored (its ``canonicalBytes()``), read back; `id` is the city it is stored under.
+    ///
+    /// - Throws: `log_damaged` (``IncidentError/damagedProjection(_:_:)``, naming the city and what does not read)
+    ///   when the bytes are not such a document: they changed on the disk, and it is the log that is damaged, not
+    ///   anything a client sent.
+    public init(stored bytes: UnsafeRawBufferPointer, id: String) throws(IncidentError) {
+        do {
+            self = try CityState(json: JSONReader().read(bytes))
+        } catch {
+            let reason = (error as? IncidentError)?.message ?? "\(error)"
+            throw IncidentError.damagedProjection("city", ": \(id.prefix(128))'s does not read back (\(reason))")
+        }
+    }
+
+    /// ``init(stored:id:)`` of bytes in an array.
+    public init(stored bytes: [UInt8], id: String) throws(IncidentError) {
+        var result: Result<CityState, IncidentError> = .failure(IncidentError.damagedProjection("city"))
+        bytes.withUnsafeBytes { raw in
+            do throws(IncidentError) {
+                result = .success(try CityState(stored: raw, id: id))
+            } catch {
+                result = .failure(error)
+            }
+        }
+        self = try result.get()
+    }
+
     /// The city as a gazetteer entry: its id, its name, and every spelling reported for it, to suggest it for a
     /// name that is not known.
     public var gazetteerEntry: City {

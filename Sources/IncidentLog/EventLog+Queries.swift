@@ -307,7 +307,7 @@ extension EventLog {
 
     private func cityName(_ cityId: String, _ txn: borrowing ReadTransaction) throws -> String {
         guard let raw = try txn.get(db.cities, key: Array(cityId.utf8)) else { return cityId }
-        return try CityState(json: JSONReader().read(raw)).name
+        return try CityState(stored: raw, id: cityId).name
     }
 
     /// The canonical id for any spelling: an exact city id first (of the gazetteer, or of the log: a city added with
@@ -330,7 +330,7 @@ extension EventLog {
     /// with every spelling reported for them: to suggest them for a name that is not known.
     public func citiesOutsideGazetteer() -> [City] {
         let documents = cityDocuments.withLock { $0.filter { gazetteer.city(id: $0.key) == nil } }
-        return documents.values.compactMap { try? CityState(json: JSONReader().read($0)).gazetteerEntry }
+        return documents.compactMap { id, document in try? CityState(stored: document.get(), id: id).gazetteerEntry }
     }
 
     /// The cities of the log that the gazetteer does not know (added with `allowNewCity`) of which a spelling (their
@@ -347,15 +347,18 @@ extension EventLog {
 
     /// The canonical JSON of one city's projection (``CityState/json``), or nil when no incident has been
     /// reported there. Served from memory: it reflects every acknowledged append.
-    public func cityDocument(id: String) -> [UInt8]? {
-        cityDocuments.withLock { $0[id] }
+    ///
+    /// - Throws: `log_damaged` when the stored document did not read back as the log was opened
+    ///   (``CityState/init(stored:id:)``).
+    public func cityDocument(id: String) throws(IncidentError) -> [UInt8]? {
+        try cityDocuments.withLock { $0[id] }?.get()
     }
 
     /// The projection of one city, or nil when no incident has been reported there.
     public func city(id: String) throws -> CityState? {
         try environment.read { txn in
             guard let raw = try txn.get(db.cities, key: Array(id.utf8)) else { return nil }
-            return try CityState(json: JSONReader().read(raw))
+            return try CityState(stored: raw, id: id)
         }
     }
 
@@ -365,8 +368,8 @@ extension EventLog {
             var result: [CityState] = []
             let cursor = try txn.cursor(db.cities)
             var entry = try cursor.first()
-            while let (_, value) = entry {
-                result.append(try CityState(json: JSONReader().read(value)))
+            while let (key, value) = entry {
+                result.append(try CityState(stored: value, id: String(decoding: key, as: UTF8.self)))
                 entry = try cursor.next()
             }
             return result

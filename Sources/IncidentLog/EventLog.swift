@@ -55,8 +55,8 @@ public final class EventLog: Sendable {
     let gazetteerDigest: [UInt8]
     /// Each city's projection as its canonical JSON, as stored: what `city` answers, without a read transaction
     /// or a parse. The writer replaces a city's entry after the commit that changed it, before any of that
-    /// commit's appends is acknowledged.
-    let cityDocuments = Mutex<[String: [UInt8]]>([:])
+    /// commit's appends is acknowledged. One that did not read back as the log was opened is its `log_damaged`.
+    let cityDocuments = Mutex<[String: Result<[UInt8], IncidentError>]>([:])
     private let openingRebuild = Mutex<UInt64?>(nil)
     private let lockDescriptor: Int32
     /// A writer's `flock` on `data.mdb` itself (``lockDataFile(directory:)``), or -1.
@@ -275,12 +275,19 @@ public final class EventLog: Sendable {
                 + "\(restoreAdvice); or, if this is meant to be a new log, delete data.mdb, and incidentd starts one there")
     }
 
-    /// Reads every stored city document into ``cityDocuments``.
+    /// Reads every stored city document into ``cityDocuments``; one that does not read back as a city's
+    /// projection is kept as the `log_damaged` that `city` answers for it.
     func loadCityDocuments() throws {
         let documents = try environment.read { txn in
-            var documents: [String: [UInt8]] = [:]
+            var documents: [String: Result<[UInt8], IncidentError>] = [:]
             try txn.forEach(db.cities) { key, value in
-                documents[String(decoding: key, as: UTF8.self)] = Array(value)
+                let id = String(decoding: key, as: UTF8.self)
+                do throws(IncidentError) {
+                    _ = try CityState(stored: value, id: id)
+                    documents[id] = .success(Array(value))
+                } catch {
+                    documents[id] = .failure(error)
+                }
                 return true
             }
             return documents

@@ -387,7 +387,7 @@ final class RequestExecutor: Sendable {
             throw ProtocolError(.invalidRequest, "city: is required, any spelling the gazetteer knows")
         }
         let cityId = try resolveCity(name)
-        if let document = log.cityDocument(id: cityId) {
+        if let document = try log.cityDocument(id: cityId) {
             // `{"city":…,"id":…,"ok":true}`: Response.success's canonical bytes around the stored document.
             var out: [UInt8] = []
             out.reserveCapacity(document.count + 64)

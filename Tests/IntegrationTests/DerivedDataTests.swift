@@ -221,6 +221,56 @@ struct DerivedDataTests {
         #expect(try daemon.client().appendEvents([response])["positions"] == [10])
     }
 
+    @Test("a city's stored projection that does not read back is log_damaged for city, cities, incident and the appends that touch the city, naming the projection and the remedy, with nothing stored; other cities are served and appended to")
+    func cityProjectionUnreadable() throws {
+        let daemon = try VerifyTests.storedArticle()
+        try Self.damage(daemon, "cities") { txn, cities in
+            // Kupiansk's still JSON, with a member of the wrong type; Melitopol's no JSON at all.
+            let stored = try JSONReader().read(try #require(try txn.get(cities, key: "kupiansk")))
+            try txn.put(cities, key: "kupiansk", value: Self.setting(["name"], to: 2, in: stored).canonicalBytes())
+            try txn.put(cities, key: "melitopol", value: Array(#"{"cityId":"#.utf8))
+        }
+        try daemon.start()
+        let client = try daemon.client()
+        func expectDamaged(_ answer: JSONValue, city: String, _ comment: Comment? = nil, sourceLocation: SourceLocation = #_sourceLocation) {
+            #expect(answer.errorCode == "log_damaged", "\(answer)", sourceLocation: sourceLocation)
+            let message = answer["error"]?["message"]?.stringValue ?? ""
+            #expect(message.hasPrefix("the stored city projection is damaged: \(city)'s"), "\(message)", sourceLocation: sourceLocation)
+            #expect(message.contains("run incidentctl verify, then start incidentd once with --rebuild-projections"), "\(message)", sourceLocation: sourceLocation)
+        }
+        // Each answer a line of JSON: the damaged document is not sent on as it stands.
+        func call(_ op: String, _ body: [String: JSONValue] = [:]) throws -> JSONValue {
+            try client.send(op, body)
+            let line = try client.receiveLine()
+            return (try? JSONReader(maxDepth: 128).read(line)) ?? .string("not JSON: \(String(decoding: line, as: UTF8.self))")
+        }
+        expectDamaged(try call("city", ["city": "Kupiansk"]), city: "kupiansk")
+        expectDamaged(try call("city", ["city": "Melitopol"]), city: "melitopol")
+        expectDamaged(try call("cities"), city: "kupiansk")
+        expectDamaged(try call("incident", ["incident": .string(Self.kupiansk)]), city: "kupiansk")
+        #expect(try client.call("city", ["city": "Berdiansk"])["city"]?["incidents"]?["total"] == 2)
+
+        let appends: [(JSONValue, String)] = [
+            (["type": "response-observed", "incident": .string(Self.kupiansk), "data": ["by": "police", "responses": ["none"]]], "kupiansk"),
+            (["type": "outcome-updated", "incident": "melitopol-2022-03-01-convoy-blockade", "data": ["status": "dispersed"]], "melitopol"),
+            (["type": "incident-reported", "occurredAt": "2022-03-05", "data": ["city": "Kupiansk", "kind": "strike"]], "kupiansk"),
+        ]
+        for (event, city) in appends {
+            let answer = try client.appendEvents([event])
+            expectDamaged(answer, city: city)
+            #expect(answer["error"]?["index"] == 0, "\(answer)")
+            #expect(try client.headPosition() == 8, "nothing was stored")
+        }
+        let command = try daemon.ctl(["city", "Kupiansk"])
+        #expect(command.status == 1 && command.stderr.contains("log_damaged: the stored city projection is damaged"), "\(command)")
+        #expect(try client.appendEvents([Wire.outcome(incident: "berdiansk-2022-02-28-city-council")])["positions"] == [9])
+        let status = try client.call("status")
+        #expect(status["commits"]?["failed"] == 0, "\(status)")
+        #expect(daemon.stop() == 0)
+        try Self.expectRebuildMendsIt(daemon, events: 9)
+        #expect(try daemon.client().call("city", ["city": "Kupiansk"])["city"]?["name"] == "Kupiansk")
+    }
+
     @Test("an incident-streams summary changed in place is named; the projections are not compared; --rebuild-projections makes it again from its event")
     func streamSummary() throws {
         let daemon = try VerifyTests.storedArticle()

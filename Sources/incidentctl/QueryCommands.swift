@@ -17,7 +17,9 @@ struct Events: ParsableCommand {
             it is committed, until interrupted (or --limit events have been shown). A follower that stops \
             reading holds up nobody: it catches up from the log when it reads again. If the daemon goes away \
             (a restart), it says so on stderr and goes on from the next position once the daemon is back; if it \
-            cannot be reached when the command starts, the command exits 3, as every command does.
+            cannot be reached when the command starts, the command exits 3, as every command does. With --city it \
+            follows the city the spelling names when it starts, by that city's id, also after a restart on a \
+            gazetteer that gives the spelling to another city.
 
             Before it goes on after a restart, it checks that the log is still the one it was following: that the \
             furthest position it knows of holds the event it saw there, by its chain hash. That position is the \
@@ -80,6 +82,10 @@ struct Events: ParsableCommand {
         // Whether the daemon has answered a `subscribe` of this command.
         var followed = false
         var seen = FollowedLog()
+        // The city of --city, by its exact id: resolved once, on the first connection, and sent as the filter on every
+        // connection after it. Its spelling, sent again after a restart, could name another city: a gazetteer the
+        // daemon came back with may give it to a city of its own (an exact id names its city before any spelling does).
+        var cityId: String?
         // With a filter the daemon passes over events without sending them, so that the last event shown may lie far
         // behind the log's head: the head, asked for as it subscribes and when no line has come for a while, stands
         // for those. The wait doubles while nothing comes, to `longestIdleBeforeAskingForHead`.
@@ -99,6 +105,10 @@ struct Events: ParsableCommand {
                 var waitPastHead: String?
                 if followed { try seen.confirm(on: client) } else { waitPastHead = try Self.waitPastHead(next, on: client) }
                 var body = filterMembers()
+                if let city {
+                    if cityId == nil { cityId = try Self.cityId(of: city, on: client) }
+                    body["city"] = .string(cityId ?? city)
+                }
                 body["from"] = .int(next)
                 // Said once the daemon took the subscription: a refused one (an unknown city) is all there is to say.
                 _ = try client.call(.subscribe, body)
@@ -186,6 +196,12 @@ struct Events: ParsableCommand {
         let head = try client.call(.status)["position"]?.intValue ?? 0
         guard from > head + 1 else { return nil }
         return "the log holds \(head) event\(head == 1 ? "" : "s"); waiting for event \(from), which --from asks to start at"
+    }
+
+    /// The exact id of the city that `spelling` names on `client`'s daemon (its answer to `city`), or nil when the
+    /// answer has none; an unknown city is refused as `subscribe` refuses it.
+    private static func cityId(of spelling: String, on client: SocketClient) throws(ClientFailure) -> String? {
+        try client.call(.city, ["city": .string(spelling)])["city"]?["cityId"]?.stringValue
     }
 
     private static func note(_ text: String) {

@@ -267,6 +267,46 @@ struct GazetteerChangeTests {
         #expect(daemon.stop() == 0)
     }
 
+    @Test("events --follow --city stays on the city its spelling named when it started, by that city's id, after a restart on a gazetteer that gives the spelling to another city: the events reported under the exact id are shown, those of the gazetteer's city not")
+    func followKeepsItsCityAcrossAGazetteerThatTakesTheSpelling() throws {
+        let setup = try Setup()
+        let daemon = try setup.daemon()
+        func report(_ city: String, day: Int) throws {
+            let arguments = ["report", "--allow-new-city", "--city", city, "--kind", "strike", "--occurred", "2022-03-0\(day)", "--format", "json"]
+            #expect(try Self.ctl(daemon, arguments).contains("\"position\":\(day)"), "\(arguments)")
+        }
+        try report("Testtown", day: 1)
+        // Three events, then it ends by itself: with the city kept, 1, 3 and 5; with the spelling sent again, 1, 2, 4.
+        let follower = try BackgroundFollower(
+            socket: daemon.socketPath, directory: daemon.root, arguments: ["--city", "Testtown", "--limit", "3"])
+        try waitFor("the follower to print position 1") { follower.positions == [1] }
+        #expect(daemon.stop() == 0)
+
+        let text = try String(contentsOfFile: setup.gazetteer, encoding: .utf8)
+        try (text + """
+
+            [[city]]
+            id = "testtown-official"
+            name = "Testtown"
+            aliases = ["Testtown", "Test Town"]
+
+            """).write(toFile: setup.gazetteer, atomically: true, encoding: .utf8)
+        try daemon.start()
+        try report("Testtown", day: 2)
+        try report("testtown", day: 3)
+        try report("Test Town", day: 4)
+        try report("testtown", day: 5)
+        let cities = try daemon.client().allEvents().map { $0["data"]?["cityId"]?.stringValue ?? "" }
+        #expect(cities == ["testtown", "testtown-official", "testtown", "testtown-official", "testtown"], "\(cities)")
+
+        let status = try follower.exitStatus(within: 30 * deadlineScale)
+        #expect(status == 0, "\(follower.stderr)")
+        #expect(follower.positions == [1, 3, 5], "\(follower.output)")
+        #expect(follower.output.components(separatedBy: "\"cityId\":\"testtown\"").count == 4, "\(follower.output)")
+        #expect(follower.stderr.contains("following again from position 2"), "\(follower.stderr)")
+        #expect(daemon.stop() == 0)
+    }
+
     @Test("a new city whose id would be a spelling the gazetteer gives another city is refused naming that city, and nothing is stored")
     func newCityIdTakingAGazetteerSpelling() throws {
         let daemon = try Daemon()

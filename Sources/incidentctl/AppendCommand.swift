@@ -117,19 +117,43 @@ struct Append: ParsableCommand {
         }
     }
 
-    /// The input's bytes: a file mapped into memory, or standard input read to its end.
+    /// The input's bytes: a regular file mapped into memory; standard input, and anything else that is not a regular
+    /// file of a known size (a pipe, `<(…)`, a device, a file of /proc), read to its end. Mapping is for regular files
+    /// only: it fails on the others. What cannot be read is bad usage naming the file and the system's reason.
     static func readInput(_ file: String) throws(ClientFailure) -> Data {
-        if file == "-" { return FileHandle.standardInput.readDataToEndOfFile() }
+        if file == "-" { return try readToEnd(STDIN_FILENO, name: "standard input") }
         let fd = open(file, O_RDONLY | O_CLOEXEC)
         guard fd >= 0 else { throw .usage("cannot read \(file): \(String(cString: strerror(errno)))") }
+        // A mapping outlives the descriptor it was made from.
+        defer { close(fd) }
         var status = stat()
-        let isDirectory = fstat(fd, &status) == 0 && (status.st_mode & S_IFMT) == S_IFDIR
-        close(fd)
-        if isDirectory { throw .usage("cannot read \(file): it is a directory") }
-        do {
-            return try Data(contentsOf: URL(fileURLWithPath: file), options: .alwaysMapped)
-        } catch {
-            throw .usage("cannot read \(file): \(error.localizedDescription)")
+        guard fstat(fd, &status) == 0 else { throw .usage("cannot read \(file): \(String(cString: strerror(errno)))") }
+        switch status.st_mode & S_IFMT {
+        case S_IFDIR:
+            throw .usage("cannot read \(file): it is a directory")
+        case S_IFREG where status.st_size > 0:
+            let size = Int(status.st_size)
+            // A file system that cannot map it is read from.
+            guard let mapped = mmap(nil, size, PROT_READ, MAP_PRIVATE, fd, 0), mapped != UnsafeMutableRawPointer(bitPattern: -1)
+            else { return try readToEnd(fd, name: file) }
+            return Data(bytesNoCopy: mapped, count: size, deallocator: .custom { bytes, count in _ = munmap(bytes, count) })
+        default:
+            return try readToEnd(fd, name: file)
+        }
+    }
+
+    /// Everything `fd` gives until its end; bad usage naming `name` and the system's reason when a read fails.
+    private static func readToEnd(_ fd: Int32, name: String) throws(ClientFailure) -> Data {
+        var data = Data()
+        var buffer = [UInt8](repeating: 0, count: 1 << 16)
+        while true {
+            let count = buffer.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+            if count == 0 { return data }
+            if count < 0 {
+                if errno == EINTR { continue }
+                throw .usage("cannot read \(name): \(String(cString: strerror(errno)))")
+            }
+            data.append(contentsOf: buffer[0..<count])
         }
     }
 }

@@ -2,6 +2,10 @@ import Foundation
 import StrictJSON
 import Testing
 
+#if canImport(Glibc)
+import Glibc
+#endif
+
 /// `incidentctl append` loading files: batches that fit the daemon's line limit, a refusal that leaves exactly the
 /// lines before its batch stored, and a summary that tells new events from those already stored.
 @Suite("incidentctl append")
@@ -208,6 +212,73 @@ struct AppendCommandTests {
         #expect(array.status == 2)
         #expect(array.stderr.contains("-:1: not an event"), "\(array.stderr)")
         #expect(try daemon.client().headPosition() == 0)
+        #expect(daemon.stop() == 0)
+    }
+
+    @Test("a file that is not a regular one is read to its end, as standard input is: a named pipe, <(…), /dev/null (no events, as an empty file); a read that fails names the system's reason")
+    func inputsThatAreNotRegularFiles() throws {
+        let daemon = try Daemon()
+        let lines = Self.bulkLines(3, descriptionBytes: 10, prefix: "fifo")
+        let fifo = daemon.root + "/events.fifo"
+        #expect(mkfifo(fifo, 0o600) == 0, "\(String(cString: strerror(errno)))")
+        // The writer opens the pipe once incidentctl has it open for reading (until then an open that does not wait
+        // fails, ENXIO), writes the events and closes it: incidentctl reads them to the end of the pipe.
+        let written = Guarded<String?>(nil)
+        let writer = Thread {
+            var fd: Int32 = -1
+            do {
+                try waitFor("incidentctl to open the pipe") {
+                    fd = open(fifo, O_WRONLY | O_NONBLOCK | O_CLOEXEC)
+                    return fd >= 0
+                }
+            } catch {
+                written.withLock { $0 = "\(error)" }
+                return
+            }
+            _ = fcntl(fd, F_SETFL, 0)
+            let bytes = Array((lines.joined(separator: "\n") + "\n").utf8)
+            let count = bytes.withUnsafeBytes { Glibc.write(fd, $0.baseAddress, $0.count) }
+            close(fd)
+            written.withLock { $0 = count == bytes.count ? "written" : "wrote \(count) of \(bytes.count) bytes" }
+        }
+        writer.start()
+        let fromPipe = try daemon.ctl(["append", "--format", "json", fifo])
+        try waitFor("the writer to finish") { written.withLock { $0 != nil } }
+        #expect(written.withLock { $0 } == "written")
+        #expect(fromPipe.status == 0, "\(fromPipe.stderr)")
+        #expect(fromPipe.json?["new"]?.intValue == 3, "\(fromPipe.stdout)")
+        #expect(try Self.storedIncidents(daemon) == ["fifo-0", "fifo-1", "fifo-2"])
+
+        // Process substitution gives a /dev/fd/N that is a pipe.
+        let more = Self.bulkLines(2, descriptionBytes: 10, prefix: "substituted")
+        let file = daemon.root + "/more.jsonl"
+        try (more.joined(separator: "\n") + "\n").write(toFile: file, atomically: true, encoding: .utf8)
+        let substituted = try runCommand(
+            "/bin/bash", ["-c", "\"$0\" append --format json <(cat \"$1\")", Binaries.incidentctl, file],
+            environment: ["INCIDENTD_SOCKET": daemon.socketPath])
+        #expect(substituted.status == 0, "\(substituted.stderr)")
+        #expect(substituted.json?["new"]?.intValue == 2, "\(substituted.stdout)")
+        #expect(try Self.storedIncidents(daemon) == ["fifo-0", "fifo-1", "fifo-2", "substituted-0", "substituted-1"])
+
+        // A character device with nothing in it says what an empty file says.
+        let empty = daemon.root + "/empty.jsonl"
+        #expect(FileManager.default.createFile(atPath: empty, contents: nil))
+        for format in ["json", "table"] {
+            let fromEmptyFile = try daemon.ctl(["append", "--format", format, empty])
+            let fromDevice = try daemon.ctl(["append", "--format", format, "/dev/null"])
+            #expect(fromEmptyFile.status == 0, "\(fromEmptyFile.stderr)")
+            #expect(fromDevice.status == fromEmptyFile.status, "\(fromDevice.stderr)")
+            #expect(fromDevice.stdout == fromEmptyFile.stdout && fromDevice.stderr == fromEmptyFile.stderr, "\(fromDevice.stdout)\(fromDevice.stderr)")
+        }
+        #expect(try daemon.ctl(["append", "--format", "json", "/dev/null"]).json?["events"]?.intValue == 0)
+
+        // A read that fails: the system's reason, not a guess at one. Read at offset 0, /proc/self/mem (incidentctl's
+        // own memory, where nothing is mapped) gives EIO.
+        let unreadable = try daemon.ctl(["append", "/proc/self/mem"])
+        #expect(unreadable.status == 2, "\(unreadable.stderr)")
+        #expect(unreadable.stderr.contains("cannot read /proc/self/mem: Input/output error"), "\(unreadable.stderr)")
+        #expect(!unreadable.stderr.contains("permission"), "\(unreadable.stderr)")
+        #expect(try daemon.client().headPosition() == 5)
         #expect(daemon.stop() == 0)
     }
 

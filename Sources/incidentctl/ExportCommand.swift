@@ -148,8 +148,7 @@ struct Export: ParsableCommand {
         do {
             return try client.call(.status)
         } catch {
-            guard case .refused(let code, let message) = error, code == ProtocolError.Code.permissionDenied.rawValue else { throw error }
-            throw .refused(code: code, message: message.replacingOccurrences(of: "may not status", with: "may not export"))
+            throw error.naming("export", insteadOf: [.status])
         }
     }
 

@@ -118,7 +118,7 @@ struct Events: ParsableCommand {
                 // Unreachable from the start (no daemon, a mistyped socket, no permission) is exit 3 as for every
                 // command; only a daemon that went away is waited for, also while it is back but full.
                 guard let why = ClientFailure.unreachableReason(error) ?? ClientFailure.fullReason(error), followed
-                else { throw error }
+                else { throw error.naming(Self.following, insteadOf: [.status, .city, .read, .subscribe]) }
                 if retry == 0 { Self.note("cannot follow (\(why)); trying again until incidentd is back") }
                 retry += 1
                 usleep(UInt32(min(retry, 8)) * 250_000)
@@ -173,6 +173,10 @@ struct Events: ParsableCommand {
             }
         }
     }
+
+    /// What a follower's refusal for lack of a role says the user may not do, whichever of its requests was refused
+    /// (it asks for the head, its city's id and an event to check before it subscribes).
+    private static let following = "follow the log (events --follow, which subscribes)"
 
     /// How long a follower with a filter waits for a line before it asks for the log's head (milliseconds), and
     /// the longest it waits once that has doubled while nothing came.

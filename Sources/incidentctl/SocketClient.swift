@@ -40,6 +40,18 @@ enum ClientFailure: Error, CustomStringConvertible {
         return message
     }
 
+    /// This failure, when it is the daemon's refusal of one of `operations` for lack of a role, saying that the user
+    /// may not `asked` instead ("may not export"); any other failure as it is. A command sends some requests on its
+    /// own, on the way to what the user asked for (`status`, to learn the head): a refusal naming one of them names
+    /// an operation the user never asked for. The role the refusal names is the one `asked` needs too.
+    func naming(_ asked: String, insteadOf operations: [Operation]) -> ClientFailure {
+        guard case .refused(let code, var message) = self, code == ProtocolError.Code.permissionDenied.rawValue else { return self }
+        for operation in operations {
+            message = message.replacing("may not \(operation.rawValue):", with: "may not \(asked):")
+        }
+        return .refused(code: code, message: message)
+    }
+
     var exitStatus: Int32 {
         switch self {
         case .refused, .protocolViolation: return 1

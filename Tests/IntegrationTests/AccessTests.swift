@@ -230,6 +230,28 @@ struct AccessTests {
     }
 
     @Test(
+        "events --follow by a user without the reader role is refused naming the following of the log, with and without a filter or a --from past the head, not the status it asks for first (as export's refusal names the export)",
+        .enabled(if: ThrowawayUser.canCreate, "needs root, useradd and runuser or setpriv to create a throwaway user"))
+    func followerWithoutARole() throws {
+        let user = try ThrowawayUser()
+        let daemon = try Daemon()
+        try Self.admit(user, to: daemon)
+        for arguments in [["events", "--follow"], ["events", "--follow", "--city", "Kupiansk"], ["events", "--follow", "--from", "100"]] {
+            let refused = try user.ctl(arguments, socket: daemon.socketPath)
+            #expect(refused.status == 1, "\(arguments): \(refused.stderr)")
+            #expect(
+                refused.stderr.contains(
+                    "incidentctl: permission_denied: \(user.name) (uid \(user.uid)) may not follow the log (events --follow, which subscribes): it needs the reader role"),
+                "\(arguments): \(refused.stderr)")
+            #expect(!refused.stderr.contains("may not status"), "\(arguments): \(refused.stderr)")
+            #expect(refused.stdout.isEmpty, "\(arguments): \(refused.stdout)")
+        }
+        let export = try user.ctl(["export"], socket: daemon.socketPath)
+        #expect(export.status == 1 && export.stderr.contains("may not export: it needs the reader role"), "\(export.stderr)")
+        #expect(daemon.stop() == 0)
+    }
+
+    @Test(
         "a refusal is logged once per connection, at warning, with the peer's uid, user name and the operation refused, however many of its requests are refused, and once a minute per uid however often it reconnects",
         .enabled(
             if: ThrowawayUser.canCreate && FileManager.default.isExecutableFile(atPath: "/usr/bin/perl")

@@ -36,7 +36,10 @@ struct Events: ParsableCommand {
               incidentctl events --follow --city Melitopol
             """)
 
-    @Option(parsing: .unconditional, help: "First position to show.", transform: { try wholeNumber($0) }) var from: Int = 1
+    @Option(
+        parsing: .unconditional, help: "First position to show (positions start at 1; 0 is taken as 1, as the protocol takes it).",
+        transform: { try wholeNumber($0) })
+    var from: Int = 1
     @Option(parsing: .unconditional, help: "How many events at most (0: all).", transform: { try wholeNumber($0) }) var limit: Int = 0
     @Option(help: "Only incidents in this city (any spelling).") var city: String?
     @Option(help: "Only events of this type.") var type: EventType?
@@ -46,7 +49,7 @@ struct Events: ParsableCommand {
     @OptionGroup var output: OutputOptions
 
     func validate() throws {
-        guard from >= 1 else { throw ValidationError("--from: positions start at 1") }
+        guard from >= 0 else { throw ValidationError("--from: 0 or more (positions start at 1, and 0 is taken as 1)") }
         guard limit >= 0 else { throw ValidationError("--limit: 0 or more") }
         if let incident { try checkIncidentId(incident, option: "--incident") }
     }
@@ -55,11 +58,15 @@ struct Events: ParsableCommand {
         if follow { return try runFollowing() }
         var all: [JSONValue] = []
         let format = output.resolved
-        try connection.connect().readEvents(filterMembers(), from: Int64(from), count: limit) { event in
+        try connection.connect().readEvents(filterMembers(), from: firstPosition, count: limit) { event in
             if format == .json { Printer.json(event) } else { all.append(event) }
         }
         if format == .table { Printer.events(all) }
     }
+
+    /// The first position to show: --from, where 0, below the first position there is, means the first (1), as a
+    /// `read` or `subscribe` from 0 does.
+    private var firstPosition: Int64 { Int64(max(from, 1)) }
 
     /// The members of a `read` or `subscribe` that say which events to show.
     private func filterMembers() -> [String: JSONValue] {
@@ -76,7 +83,7 @@ struct Events: ParsableCommand {
     /// nothing shown twice, nothing left out. A log that was replaced meanwhile ends the command with `log_replaced`.
     private func runFollowing() throws {
         let format = output.resolved
-        var next = Int64(from)
+        var next = firstPosition
         var shown = 0
         var retry = 0
         // Whether the daemon has answered a `subscribe` of this command.

@@ -57,7 +57,6 @@ struct CLITests {
             ["report", "--city", "Kupiansk", "--kind", "demonstration", "--occurred", "2022-03-01", "--lat", "49.7"],
             ["observe", "kupiansk-1", "--by", "x"],
             ["outcome", "kupiansk-1", "--status", "dispersed", "--correct", "participants"],
-            ["events", "--from", "0"],
             ["events", "--from", "-1"],
             ["observe", "kupiansk-1", "--by", "x", "--response", "none", "--killed", "-1"],
             ["report", "--city", "Kupiansk", "--kind", "demonstration", "--occurred", "2022-03-01", "--participants", "-5"],
@@ -92,6 +91,23 @@ struct CLITests {
         }
         daemon.stop()
         #expect(try daemon.ctl(["status"]).status == 3, "a stopped daemon is unreachable")
+    }
+
+    @Test("events --from 0 is taken as 1, as the protocol's read and subscribe take from 0: events and events --follow start at position 1; a negative --from is bad usage")
+    func fromZero() throws {
+        let daemon = try Daemon()
+        #expect(try daemon.client().appendEvents(try Repository.articleEvents()).isOK)
+        let fromOne = try daemon.ctl(["events", "--format", "json", "--from", "1"])
+        #expect(fromOne.status == 0 && fromOne.stdout.split(separator: "\n").count == 8, "\(fromOne.stdout)\(fromOne.stderr)")
+        for arguments in [["events"], ["events", "--follow", "--limit", "8"]] {
+            let fromZero = try daemon.ctl(arguments + ["--format", "json", "--from", "0"])
+            #expect(fromZero.status == 0, "\(arguments): \(fromZero.stderr)")
+            #expect(fromZero.stdout == fromOne.stdout, "\(arguments): \(fromZero.stdout)")
+            #expect(fromZero.stderr.isEmpty, "\(arguments): \(fromZero.stderr)")
+        }
+        let negative = try daemon.ctl(["events", "--from", "-1"])
+        #expect(negative.status == 2 && negative.stderr.contains("--from: 0 or more (positions start at 1, and 0 is taken as 1)"), "\(negative.stderr)")
+        #expect(daemon.stop() == 0)
     }
 
     @Test("--socket beats $INCIDENTD_SOCKET, which beats the default")

@@ -330,7 +330,11 @@ struct IncidentRow {
         return latest.map { String($0 / 1_000_000) } ?? ""
     }
 
-    private static func coordinate(_ value: Double) -> String { String(format: "%.5f", value) }
+    /// A coordinate to five decimals; -0.0, and a negative one that rounds to zero, as 0.00000, without a sign.
+    private static func coordinate(_ value: Double) -> String {
+        let text = String(format: "%.5f", value)
+        return text == "-0.00000" ? "0.00000" : text
+    }
 
     /// The row of ACLED's columns (``ACLED/columns``).
     var acledFields: [String] {

@@ -154,6 +154,33 @@ struct ExportTests {
         #expect(daemon.stop() == 0)
     }
 
+    @Test("export --format csv writes a latitude or longitude of -0.0, or a negative one that rounds to zero, as 0.00000, without a sign; other negative ones keep theirs")
+    func negativeZeroCoordinates() throws {
+        let daemon = try Daemon()
+        for (incident, lat, lon) in [("zero-1", "-0.0", "-0.000001"), ("zero-2", "0.0", "-0.0"), ("zero-3", "-0.000004", "-0.12")] {
+            let report = try daemon.ctl([
+                "report", "--city", "Kupiansk", "--kind", "demonstration", "--occurred", "2022-03-05", "--incident", incident,
+                "--lat", lat, "--lon", lon,
+            ])
+            #expect(report.status == 0, "\(incident): \(report.stderr)")
+        }
+        let stored = try #require(try daemon.ctl(["incident", "--format", "json", "zero-1"]).json)
+        #expect(stored["current"]?["coordinates"]?["lat"]?.doubleValue?.sign == .minus, "the daemon keeps -0.0: \(stored)")
+        let exported = try daemon.ctl(["export", "--format", "csv"])
+        #expect(exported.status == 0, "\(exported.stderr)")
+        let rows = try CSV.parse(exported.stdout)
+        let header = try #require(rows.first)
+        let byId = Dictionary(uniqueKeysWithValues: rows.dropFirst().map { row in
+            let record = Dictionary(uniqueKeysWithValues: zip(header, row))
+            return (record["event_id_cnty"] ?? "", record)
+        })
+        #expect(byId["zero-1"]?["latitude"] == "0.00000" && byId["zero-1"]?["longitude"] == "0.00000", "\(exported.stdout)")
+        #expect(byId["zero-2"]?["latitude"] == "0.00000" && byId["zero-2"]?["longitude"] == "0.00000", "\(exported.stdout)")
+        #expect(byId["zero-3"]?["latitude"] == "0.00000" && byId["zero-3"]?["longitude"] == "-0.12000", "\(exported.stdout)")
+        #expect(!exported.stdout.contains("-0.00000"), "\(exported.stdout)")
+        #expect(daemon.stop() == 0)
+    }
+
     @Test("export --format csv puts a ' before a text cell a spreadsheet would run as a formula, never before a number; --csv-raw-text writes them as they are; each part of the notes ends as a sentence, with one full stop")
     func formulasInCSV() throws {
         let daemon = try Daemon()

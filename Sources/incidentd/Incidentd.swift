@@ -312,7 +312,8 @@ struct Incidentd: ParsableCommand {
     /// broke), so that appends a client sent before the stop are stored rather than refused. Waiting for what was
     /// read is not enough: a connection reads no further while its requests in flight are at their limit, and a
     /// line may be half read, so what a client sent can sit in its socket. So the wait is over only when, twice in
-    /// a row after every loop has looked at its sockets again, no request is unanswered and no line is half read.
+    /// a row, a few milliseconds apart, after every loop has run a task (and so looked at its sockets in between), no
+    /// request is unanswered and no line is half read.
     static func drainConnections(
         _ executor: RequestExecutor, loops: any EventLoopGroup, within seconds: Int, interruptedBy interruption: DispatchSemaphore,
         logger: Logger
@@ -326,11 +327,11 @@ struct Incidentd: ParsableCommand {
             if unanswered == 0 && unfinishedBytes == 0 {
                 quietRounds += 1
                 if quietRounds == 2 { return }
-                continue
+            } else {
+                quietRounds = 0
             }
-            quietRounds = 0
             let now = DispatchTime.now()
-            guard now < deadline else {
+            guard now < deadline || quietRounds > 0 else {
                 logger.warning(
                     "stopping after drain_seconds (\(seconds) s) with \(unanswered) request\(unanswered == 1 ? "" : "s") of the open connections unanswered\(unfinishedBytes > 0 ? " and \(describeSize(unfinishedBytes)) of lines half read" : ""): appends among them that are not with the writer yet are answered shutting_down, unstored")
                 return

@@ -359,6 +359,8 @@ struct ReliabilityStopTests {
     func stopWaitsForAHalfLineAtMostDrainSeconds() throws {
         let daemon = try Daemon.configured("[daemon]\ndrain_seconds = 1\n")
         let stalled = try daemon.client()
+        // Answered first, so that the daemon has taken the connection on before it stops.
+        #expect(try stalled.call("status").isOK)
         try stalled.write(Array(#"{"id":1,"op":"status""#.utf8))
         let answering = try daemon.client()
         #expect(try answering.call("status").isOK)
@@ -373,6 +375,8 @@ struct ReliabilityStopTests {
     func secondSignalEndsTheDrain() throws {
         let daemon = try Daemon.configured("[daemon]\ndrain_seconds = 3600\n")
         let stalled = try daemon.client()
+        // Answered first, so that the daemon has taken the connection on before it stops.
+        #expect(try stalled.call("status").isOK)
         try stalled.write(Array(#"{"id":1,"op":"status""#.utf8))
         kill(daemon.pid, SIGTERM)
         try waitFor("the stop to begin") { daemon.log.contains("notice stopping: answering what the open connections sent") }

@@ -6,7 +6,8 @@
 #
 # As root, on a Debian host with debootstrap, systemd-nspawn (systemd-container) and nsenter. It boots a Debian
 # bookworm container (debootstrap --variant=minbase, cached in .build/systemd-check/rootfs; the first run needs the
-# network), installs what a package would, runs the checks below inside it, and powers it off. Each check prints
+# network), stages what `make install` installs (DESTDIR, INSTALL_FROM=BIN_DIR) and copies it into the container's
+# root, runs the checks below inside it, and powers it off. Each check prints
 # PASS or FAIL; the exit status is 1 if any failed. The container's journal is left in
 # .build/systemd-check/journal.txt, and after a failure its root in .build/systemd-check/machine.
 #
@@ -48,18 +49,15 @@ inside() {
     position() { incidentctl status | field position; }
     journal_since() { journalctl -u incidentd.service --no-pager -o cat --since "@$1" "${@:2}"; }
 
-    echo "== install, as a package would"
-    install -m 0755 "$STAGE_IN/incidentd" "$STAGE_IN/incidentctl" /usr/local/bin/
-    install -m 0644 "$STAGE_IN/systemd/incidentd.service" "$STAGE_IN/systemd/incidentd.socket" \
-        "$STAGE_IN/systemd/incidentd-verify.service" "$STAGE_IN/systemd/incidentd-verify.timer" /etc/systemd/system/
-    install -D -m 0644 "$STAGE_IN/systemd/incidentd.sysusers.conf" /usr/lib/sysusers.d/incidentd.conf
-    install -D -m 0644 "$STAGE_IN/systemd/incidentd.tmpfiles.conf" /usr/lib/tmpfiles.d/incidentd.conf
-    install -D -m 0644 "$STAGE_IN/config/incidentd.toml" /etc/incidentd/incidentd.toml
-    install -D -m 0644 "$STAGE_IN/examples/article.jsonl" /usr/share/doc/incidentd/examples/article.jsonl
-    systemd-sysusers incidentd.conf
-    systemd-tmpfiles --create incidentd.conf
+    echo "== install: the tree make install staged on the host, then the next steps it prints"
+    cp -a "$STAGE_IN/root/." /
+    systemd-sysusers /usr/local/lib/sysusers.d/incidentd.conf
+    systemd-tmpfiles --create /usr/local/lib/tmpfiles.d/incidentd.conf
     systemctl daemon-reload
     systemctl enable --now incidentd.socket
+    [ "$(show FragmentPath)" = /usr/local/lib/systemd/system/incidentd.service ] \
+        && pass "systemd loads incidentd.service from where make install put it (/usr/local/lib/systemd/system)" \
+        || fail "systemd loads incidentd.service from /usr/local/lib/systemd/system (FragmentPath=$(show FragmentPath))"
     check "the binaries find every library they need (ldd)" \
         bash -c '! ldd /usr/local/bin/incidentd /usr/local/bin/incidentctl | grep -q "not found"'
     check "systemd-sysusers made the user incidentd and the groups incidentd-clients, -readers, -reporters" \
@@ -110,7 +108,7 @@ inside() {
     echo "== roles"
     out=$(as alice incidentctl cities 2>&1); rc=$?
     [ $rc -eq 0 ] && [ "$out" = "[]" ] && pass "a reader runs incidentctl cities on the empty log" || fail "reader: cities (exit $rc: $out)"
-    cp /usr/share/doc/incidentd/examples/article.jsonl /home/rob/ && chown rob: /home/rob/article.jsonl
+    cp /usr/local/share/doc/incidentd/examples/article.jsonl /home/rob/ && chown rob: /home/rob/article.jsonl
     out=$(as rob incidentctl append /home/rob/article.jsonl 2>&1); rc=$?
     [ $rc -eq 0 ] && [ "$(echo "$out" | field new)" = 8 ] && pass "a reporter appends examples/article.jsonl: 8 new events" \
         || fail "reporter: append article.jsonl (exit $rc: $out)"
@@ -306,7 +304,7 @@ say() { echo "systemd-check: $*"; }
 die() { say "$*"; exit 1; }
 
 [ "$(id -u)" -eq 0 ] || die "must run as root (debootstrap, systemd-nspawn)"
-for tool in debootstrap systemd-nspawn nsenter; do command -v $tool >/dev/null || die "$tool is missing"; done
+for tool in debootstrap systemd-nspawn nsenter make; do command -v $tool >/dev/null || die "$tool is missing"; done
 for bin in incidentd incidentctl; do [ -x "$BIN_DIR/$bin" ] || die "no $BIN_DIR/$bin"; done
 mkdir -p "$WORK"
 exec 9>"$WORK/.lock"
@@ -323,11 +321,8 @@ if [ "$(cat "$ROOTFS/.boot-check-packages" 2>/dev/null)" != "$SUITE $PACKAGES" ]
 fi
 rm -rf "$MACHINE" "$STAGE"
 cp -a "$ROOTFS" "$MACHINE"
-mkdir -p "$STAGE/systemd" "$STAGE/config" "$STAGE/examples"
-cp "$BIN_DIR/incidentd" "$BIN_DIR/incidentctl" "$STAGE/"
-cp "$REPO"/systemd/incidentd{.service,.socket,.sysusers.conf,.tmpfiles.conf,-verify.service,-verify.timer} "$STAGE/systemd/"
-cp "$REPO/config/incidentd.toml" "$STAGE/config/"
-cp "$REPO/examples/article.jsonl" "$STAGE/examples/"
+mkdir -p "$STAGE/root"
+make -C "$REPO" --no-print-directory install DESTDIR="$STAGE/root" INSTALL_FROM="$BIN_DIR" || die "make install into $STAGE/root failed"
 cp "$REPO/Tests/Systemd/boot-check.sh" "$STAGE/"
 
 say "booting $SUITE with systemd (systemd-nspawn)"

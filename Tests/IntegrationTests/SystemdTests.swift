@@ -54,7 +54,7 @@ final class NotifyListener {
 
 @Suite("systemd integration")
 struct SystemdTests {
-    @Test("the units pass systemd-analyze verify, and the exposure of the service and of the verify service is at most 1.0")
+    @Test("the units pass systemd-analyze verify, and the exposure of the service is at most 0.5 and of the verify service at most 0.4 (systemd-analyze security --offline)")
     func units() throws {
         guard let analyze = which("systemd-analyze") else {
             Issue.record("systemd-analyze is missing; install systemd")
@@ -75,12 +75,13 @@ struct SystemdTests {
         let verify = try runCommand(analyze, ["verify"] + units.map { dir + "/" + $0 })
         #expect(verify.status == 0, "\(verify.stdout)\(verify.stderr)")
         #expect(verify.stderr.isEmpty, "\(verify.stderr)")
-        for service in ["incidentd.service", "incidentd-verify.service"] {
+        // What the shipped hardening scores with Debian 12's systemd (252); a higher figure is a setting lost.
+        for (service, most) in [("incidentd.service", 0.5), ("incidentd-verify.service", 0.4)] {
             let security = try runCommand(analyze, ["security", "--offline=true", dir + "/" + service])
             let line = (security.stdout + security.stderr).split(separator: "\n").first { $0.contains("Overall exposure level") }
             let level = line.flatMap { $0.split(separator: ":").last?.split(separator: " ").first }.flatMap { Double($0) }
             let exposure = try #require(level, "no exposure level for \(service) in: \(security.stdout)")
-            #expect(exposure <= 1.0, "\(service): \(exposure)")
+            #expect(exposure <= most, "\(service): \(exposure)\n\(security.stdout)")
         }
     }
 

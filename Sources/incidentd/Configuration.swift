@@ -239,28 +239,31 @@ private struct TableReader {
     let table: TOMLTable
     let path: String
     let prefix: String
-    var consumed: Set<String> = []
+    /// The keys this table may hold, in the order they were asked for; those read as tables, apart.
+    var consumed: [String] = []
+    var tables: Set<String> = []
 
     func problem(_ key: String, _ text: String) -> DaemonConfiguration.Problem {
         DaemonConfiguration.Problem(description: "\(path): \(prefix)\(key): \(text)")
     }
 
     mutating func table(_ key: String) throws -> TableReader? {
-        consumed.insert(key)
+        consumed.append(key)
+        tables.insert(key)
         guard let value = table[key] else { return nil }
         guard let inner = value.table else { throw problem(key, "expected a table") }
         return TableReader(table: inner, path: path, prefix: prefix + key + ".")
     }
 
     mutating func string(_ key: String) throws -> String? {
-        consumed.insert(key)
+        consumed.append(key)
         guard let value = table[key] else { return nil }
         guard let s = value.string else { throw problem(key, "expected a string") }
         return s
     }
 
     mutating func integer(_ key: String, range: ClosedRange<Int>) throws -> Int? {
-        consumed.insert(key)
+        consumed.append(key)
         guard let value = table[key] else { return nil }
         guard let i = value.int else { throw problem(key, "expected an integer") }
         guard range.contains(i) else { throw problem(key, "\(i) is outside \(range.lowerBound)...\(range.upperBound)") }
@@ -269,7 +272,7 @@ private struct TableReader {
 
     /// A byte count: an integer, or a string such as "64MiB", "1GiB", "512KiB".
     mutating func size(_ key: String, range: ClosedRange<Int>) throws -> Int? {
-        consumed.insert(key)
+        consumed.append(key)
         guard let value = table[key] else { return nil }
         let bytes: Int
         if let i = value.int {
@@ -284,7 +287,7 @@ private struct TableReader {
     }
 
     mutating func strings(_ key: String) throws -> [String]? {
-        consumed.insert(key)
+        consumed.append(key)
         guard let value = table[key] else { return nil }
         guard let array = value.array else { throw problem(key, "expected an array of strings") }
         return try (0..<array.count).map { i in
@@ -294,7 +297,7 @@ private struct TableReader {
     }
 
     mutating func integers(_ key: String) throws -> [Int]? {
-        consumed.insert(key)
+        consumed.append(key)
         guard let value = table[key] else { return nil }
         guard let array = value.array else { throw problem(key, "expected an array of integers") }
         return try (0..<array.count).map { i in
@@ -303,11 +306,38 @@ private struct TableReader {
         }
     }
 
+    /// Refuses the first key that no call asked for, naming the keys this table holds (and, for a near miss such
+    /// as `[access.reader]`, the one meant).
     func finish() throws {
-        if let unknown = table.keys.filter({ !consumed.contains($0) }).sorted().first {
-            throw problem(unknown, "unknown setting")
+        guard let unknown = table.keys.filter({ !consumed.contains($0) }).sorted().first else { return }
+        let scope = prefix.isEmpty ? "the file" : "[\(prefix.dropLast())]"
+        func name(_ key: String) -> String { tables.contains(key) ? "[\(prefix)\(key)]" : key }
+        let names = consumed.map(name)
+        var text = "unknown setting"
+        if let nearest = consumed.map({ (key: $0, distance: editDistance(unknown, $0)) }).min(by: { $0.distance < $1.distance }),
+            nearest.distance <= max(1, min(2, unknown.count / 3))
+        {
+            text += " (\(name(nearest.key)), perhaps?)"
         }
+        let holds = names.count == 1 ? names[0] : names.dropLast().joined(separator: ", ") + " and " + names[names.count - 1]
+        let what = consumed.allSatisfy(tables.contains) ? "the tables" : consumed.contains(where: tables.contains) ? "" : "the settings"
+        throw problem(unknown, "\(text); \(scope) holds \(what.isEmpty ? "" : what + " ")\(holds)")
     }
+}
+
+/// The Levenshtein distance of two keys, in characters.
+private func editDistance(_ a: String, _ b: String) -> Int {
+    let a = Array(a), b = Array(b)
+    guard !a.isEmpty else { return b.count }
+    var previous = Array(0...b.count)
+    for i in 1...a.count {
+        var current = [i] + Array(repeating: 0, count: b.count)
+        for j in stride(from: 1, through: b.count, by: 1) {
+            current[j] = min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (a[i - 1] == b[j - 1] ? 0 : 1))
+        }
+        previous = current
+    }
+    return previous[b.count]
 }
 
 /// Parses "64MiB", "1GiB", "512KiB", "4096" into bytes.

@@ -177,4 +177,25 @@ struct ConfigurationTests {
             #expect(!refused.log.contains("cannot start"), "\(label): a configuration error, as the others: \(refused.log)")
         }
     }
+
+    @Test("an unknown table or key is refused naming what its table holds, and the one meant when it is a near miss: [access.reader] names [access.readers], [access.reporters] and [access.admins]")
+    func unknownSettingNamesTheKnownOnes() throws {
+        let cases: [(toml: String, says: String)] = [
+            ("[access.reader]\ngroups = [\"incidentd-readers\"]\n",
+             "incidentd.toml: access.reader: unknown setting ([access.readers], perhaps?); [access] holds the tables [access.readers], [access.reporters] and [access.admins]"),
+            ("[access.readers]\nuser = [\"root\"]\n",
+             "incidentd.toml: access.readers.user: unknown setting (users, perhaps?); [access.readers] holds the settings users, groups, uids and gids"),
+            ("[acess.readers]\ngroups = []\n",
+             "incidentd.toml: acess: unknown setting ([access], perhaps?); the file holds the tables [daemon], [storage], [gazetteer] and [access]"),
+            ("[daemon]\nsocket_mod = \"0660\"\n",
+             "incidentd.toml: daemon.socket_mod: unknown setting (socket_mode, perhaps?); [daemon] holds the settings data_dir, socket, socket_mode, log_level,"),
+            ("[storage]\nfoo = 1\n",
+             "incidentd.toml: storage.foo: unknown setting; [storage] holds the settings initial_map_size, max_map_size and file_headroom"),
+        ]
+        for (toml, says) in cases {
+            let refused = try Self.start(toml)
+            #expect(refused.status == 78, "\(toml): \(refused.log)")
+            #expect(refused.log.contains(says), "\(toml): \(refused.log)")
+        }
+    }
 }

@@ -87,6 +87,12 @@ struct DaemonConfiguration: Sendable {
                 guard let parsed = mode_t(mode, radix: 8), parsed <= 0o777 else {
                     throw Problem(description: "\(path): daemon.socket_mode: expected an octal mode such as \"0660\"")
                 }
+                // Connecting to a socket takes write permission on it: "others" holding it would be every local user.
+                guard parsed & 0o002 == 0 else {
+                    throw Problem(
+                        description:
+                            "\(path): daemon.socket_mode: \(mode) lets every local user connect (connecting to a socket takes write permission, and \(mode) gives it to others), where the socket is for its owner and group only: give \"0660\", and a user the socket's group and a role in [access]")
+                }
                 socketMode = parsed
             }
             if let level = try daemon.string("log_level") {

@@ -198,4 +198,20 @@ struct ConfigurationTests {
             #expect(refused.log.contains(says), "\(toml): \(refused.log)")
         }
     }
+
+    @Test("a daemon.socket_mode that lets others connect (o+w: 0777, 0666, 0662) is refused saying why, exit 78; 0660 and 0600 serve")
+    func socketModeForOthersIsRefused() throws {
+        for mode in ["0777", "0666", "0662"] {
+            let refused = try Self.start("[daemon]\nsocket_mode = \"\(mode)\"\n")
+            #expect(refused.status == 78, "\(mode): \(refused.log)")
+            #expect(
+                refused.log.contains(
+                    "incidentd.toml: daemon.socket_mode: \(mode) lets every local user connect (connecting to a socket takes write permission, and \(mode) gives it to others), where the socket is for its owner and group only"),
+                "\(mode): \(refused.log)")
+        }
+        for mode in ["0660", "0600"] {
+            let served = try Self.start("[daemon]\nsocket_mode = \"\(mode)\"\n")
+            #expect(served.status == nil, "\(mode): \(served.log)")
+        }
+    }
 }

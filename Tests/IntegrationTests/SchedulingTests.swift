@@ -42,7 +42,12 @@ struct SchedulingTests {
     func realtimeLoops() throws {
         let daemon = try Daemon.configured("[daemon]\nloop_scheduling = \"realtime\"\n")
         defer { daemon.stop() }
-        let threads = try Self.policies(of: daemon.pid)
+        // Each thread names itself once it runs, which may come after the socket first answers.
+        var threads: [(name: String, policy: Int)] = []
+        try waitFor("the writer and the intake threads to be named") {
+            threads = try Self.policies(of: daemon.pid)
+            return ["incidentd-write", "incidentd-intak"].allSatisfy { name in threads.contains { $0.name == name } }
+        }
         let loops = Self.loops(threads)
         #expect(!loops.isEmpty, "no event loop thread among \(threads.map(\.name))")
         for name in ["incidentd-write", "incidentd-intak"] {

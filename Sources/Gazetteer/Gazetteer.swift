@@ -161,7 +161,8 @@ public struct Gazetteer: Sendable, Equatable {
     /// Longest canonical id; `slug` never produces a longer one.
     public static let maxIdLength = 64
 
-    static func isValidId(_ id: String) -> Bool {
+    /// Whether `id` has the form of a canonical city id: `[a-z0-9][a-z0-9-]*`, at most ``maxIdLength`` characters.
+    public static func isValidId(_ id: String) -> Bool {
         let scalars = Array(id.unicodeScalars)
         guard let first = scalars.first, scalars.count <= maxIdLength, isLowerAlnum(first) else { return false }
         return scalars.allSatisfy { isLowerAlnum($0) || $0 == "-" }

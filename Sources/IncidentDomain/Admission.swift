@@ -34,7 +34,9 @@ public struct Admission: Sendable {
     ) throws -> AdmittedEvent {
         switch event.data {
         case .reported(var report):
-            let cityId = try resolveCity(report.city, allowNewCity: allowNewCity, store: &store)
+            let cityId =
+                try report.cityId.map { try admitCityId($0, allowNewCity: allowNewCity, store: &store) }
+                ?? resolveCity(report.city, allowNewCity: allowNewCity, store: &store)
             report.cityId = cityId
             let incident: String
             if let requested = event.incident {
@@ -88,6 +90,35 @@ public struct Admission: Sendable {
         IncidentError(
             .wrongExpectedVersion, "incident \(incident) is at version \(actual), not \(expected)",
             details: ["incident": .string(incident), "expectedVersion": .int(expected), "actualVersion": .int(actual)])
+    }
+
+    /// The canonical id a report names itself (`data.cityId`, of a city id's form), which it is stored under as
+    /// given: an export appended to another log (or to its own again) keeps each report's city, whatever the
+    /// gazetteer now makes of its `city`, which is not resolved. It must name a city the gazetteer or the log
+    /// knows, or, with `allowNewCity`, have the form of an id the daemon makes for a new city (``resolveCity``'s
+    /// slug: Latin letters and digits in words joined by single dashes), else it is `unknown_city` or
+    /// `invalid_event` naming `data.cityId`. A new city may take an id the gazetteer spells another city with, as
+    /// one added with `allowNewCity` before a gazetteer took its spelling holds it: that is the log being copied.
+    public func admitCityId(_ id: String, allowNewCity: Bool, store: inout some ProjectionStore) throws -> String {
+        if gazetteer.city(id: id) != nil { return id }
+        if try store.city(id) != nil { return id }
+        guard allowNewCity else {
+            let others = try store.allCities().filter { gazetteer.city(id: $0.cityId) == nil }.map(\.gazetteerEntry)
+            let suggestions = gazetteer.suggestions(for: id, alsoAmong: others)
+            let hint = suggestions.isEmpty ? "" : "; did you mean \(suggestions.joined(separator: ", "))?"
+            throw IncidentError(
+                .unknownCity,
+                "data.cityId: neither the gazetteer nor the log knows the city id \"\(id)\"\(hint) (set allowNewCity to add a new city)",
+                details: [
+                    "field": "data.cityId", "city": .string(id), "suggestions": .array(suggestions.map { .string($0) }),
+                ])
+        }
+        guard Gazetteer.slug(id) == id else {
+            throw IncidentError.invalid(
+                "data.cityId",
+                "\"\(id)\" is no id of a new city: a new city's id is Latin letters and digits in words joined by single '-' (as \(Gazetteer.slug(id) ?? "kupiansk"))")
+        }
+        return id
     }
 
     /// The canonical id of a reported city name, or `unknown_city` with suggestions. A city an earlier report

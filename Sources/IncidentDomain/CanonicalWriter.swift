@@ -130,11 +130,12 @@ extension ReportData {
     /// goes when the daemon adds the canonical city to a report sent without it.
     public func writeCanonical(into out: inout [UInt8], cityEnd: inout Int) { writeCanonical(to: &out, cityEnd: &cityEnd) }
 
-    func writeCanonical<Out: CanonicalOutput>(to out: inout Out, cityEnd: inout Int) {
+    /// The canonical bytes; without `cityId` when not `withCityId`, as a proposal's content leaves it out.
+    func writeCanonical<Out: CanonicalOutput>(to out: inout Out, cityEnd: inout Int, withCityId: Bool = true) {
         out.append(UInt8(ascii: "{"))
         out.key("city", first: true); out.string(city)
         cityEnd = out.count
-        if let cityId { out.key("cityId"); out.string(cityId) }
+        if withCityId, let cityId { out.key("cityId"); out.string(cityId) }
         if let coordinates { out.key("coordinates"); coordinates.writeCanonical(to: &out) }
         if let description { out.key("description"); out.string(description) }
         out.key("kind"); out.string(kind.rawValue)
@@ -252,7 +253,9 @@ extension ProposedEvent {
         out.key("data", first: true)
         parts.dataStart = out.count
         switch data {
-        case .reported(let d): d.writeCanonical(to: &out, cityEnd: &parts.cityEnd)
+        // A report's cityId, when the proposal names it, is compared apart from the content (the stored event
+        // holds the one the daemon resolved, or this one) and put in where the writer puts a resolved one.
+        case .reported(let d): d.writeCanonical(to: &out, cityEnd: &parts.cityEnd, withCityId: false)
         case .responded(let d): d.writeCanonical(to: &out)
         case .outcome(let d): d.writeCanonical(to: &out)
         }
@@ -276,8 +279,8 @@ extension ProposedEvent {
 public struct ContentParts: Sendable {
     /// ``ProposedEvent/contentBytes``: `{"data":…`, then the other members in canonical order.
     public var content: [UInt8]
-    /// The canonical `data` as proposed: a report's without the `cityId` the daemon adds. It starts right after
-    /// `{"data":`, the start of `content`.
+    /// The canonical `data` as proposed: a report's without `cityId`, which the daemon adds (the one it resolved, or
+    /// the one the proposal names). It starts right after `{"data":`, the start of `content`.
     public var data: Range<Int>
     /// For a report, where in `content` the `cityId` member goes (right after `city`); 0 otherwise.
     public var cityIdOffset: Int

@@ -31,6 +31,13 @@ public struct ProposedEvent: Hashable, Sendable {
 
     public var type: EventType { data.type }
 
+    /// The canonical city id a report names itself (`data.cityId`), which is stored as given; nil for the daemon to
+    /// resolve `city` with the gazetteer.
+    public var cityId: String? {
+        if case .reported(let report) = data { return report.cityId }
+        return nil
+    }
+
     /// Validates one wire event. `now` bounds `occurredAt` and the sources' `publishedAt`.
     public init(json: JSONValue, now: Timestamp) throws(IncidentError) {
         var r = try FieldReader(json, path: "")
@@ -82,8 +89,8 @@ public struct ProposedEvent: Hashable, Sendable {
     }
 
     /// The proposal that records `event` with every member the daemon fills in written out: its incident id, its
-    /// time and precision, but not the report's `cityId`, which the daemon alone sets. What a client that names
-    /// everything would have sent; the best an index of event ids made again from the events alone can know of
+    /// time and precision, a report's `cityId`. What a client that names everything would have sent (what
+    /// `incidentctl export` writes); the best an index of event ids made again from the events alone can know of
     /// what was sent, which the events do not keep.
     public init(writingOut event: RecordedEvent) {
         eventId = event.eventId
@@ -91,16 +98,14 @@ public struct ProposedEvent: Hashable, Sendable {
         occurredAt = event.occurredAt
         precision = event.precision
         sources = event.sources
-        if case .reported(var report) = event.data {
-            report.cityId = nil
-            data = .reported(report)
-        } else {
-            data = event.data
-        }
+        data = event.data
     }
 
-    /// The canonical bytes of what was proposed, less `eventId` and `expectedVersion`: two proposals with the
-    /// same `eventId` are the same event exactly when these bytes are equal.
+    /// The canonical bytes of what was proposed, less `eventId`, `expectedVersion` and a report's `cityId`: two
+    /// proposals with the same `eventId` are the same event when these bytes are equal and, where both name a
+    /// `cityId`, the same one. A report's `cityId` is left out so that a report sent with the id the daemon
+    /// resolved for it (as `incidentctl export` writes it) has the content it was first sent with, and so that an
+    /// event's content is the same whether it was stored from a proposal that named its city id or not.
     public var contentBytes: [UInt8] {
         var out: [UInt8] = []
         out.reserveCapacity(1024)
@@ -110,6 +115,11 @@ public struct ProposedEvent: Hashable, Sendable {
 
     /// ``contentBytes`` built the slow way, from ``EventData/json``: what ``writeContent(into:)`` must equal.
     public var contentJSON: JSONValue {
+        var data = data
+        if case .reported(var report) = data {
+            report.cityId = nil
+            data = .reported(report)
+        }
         var o: [String: JSONValue] = ["type": .string(type.rawValue), "data": data.json]
         if let incident { o["incident"] = .string(incident) }
         if let occurredAt { o["occurredAt"] = .string(occurredAt) }

@@ -1,3 +1,4 @@
+import Gazetteer
 import StrictJSON
 
 /// Limits on free text and lists, so one event cannot swallow the log.
@@ -147,7 +148,10 @@ public struct Coordinates: Hashable, Sendable {
 public struct ReportData: Hashable, Sendable {
     /// The city as reported, any spelling.
     public var city: String
-    /// The canonical city id, resolved by the daemon at append time and stored with the event.
+    /// The canonical city id, resolved by the daemon at append time and stored with the event. A proposal may
+    /// name it (as `incidentctl export` writes each report out), and is then stored under it as given, whatever the
+    /// gazetteer makes of `city` today (``Admission/admitCityId(_:allowNewCity:store:)``); it is no part of a
+    /// proposal's content (``ProposedEvent/contentBytes``), which the daemon compares with the stored event's.
     public var cityId: String?
     public var kind: IncidentKind
     public var location: String?
@@ -161,8 +165,8 @@ public struct ReportData: Hashable, Sendable {
         var r = try FieldReader(json, path: path)
         city = try r.requiredString("city", maxLength: Limits.shortText)
         let cityId = try r.string("cityId", maxLength: 128)
-        if !stored && cityId != nil {
-            throw IncidentError.invalid(r.name("cityId"), "is set by the daemon from the gazetteer; send only city")
+        if !stored, let cityId, !Gazetteer.isValidId(cityId) {
+            throw IncidentError.invalid(r.name("cityId"), Self.notACityId(cityId))
         }
         self.cityId = cityId
         guard let kind = try r.enumValue("kind", IncidentKind.self) else {
@@ -176,6 +180,12 @@ public struct ReportData: Hashable, Sendable {
         targets = try r.string("targets", maxLength: Limits.location)
         tags = try r.stringArray("tags", maxCount: Limits.tags, maxLength: Limits.tag) ?? []
         try r.finish()
+    }
+
+    /// Why `text`, sent as a report's `cityId`, is refused: it is not of a city id's form.
+    static func notACityId(_ text: String) -> String {
+        "\"\(text.prefix(64))\" is not a city id: lowercase Latin letters, digits and '-', starting with a letter or "
+            + "digit, at most \(Gazetteer.maxIdLength) characters (leave it out, and the daemon resolves city with the gazetteer)"
     }
 
     public var json: JSONValue {

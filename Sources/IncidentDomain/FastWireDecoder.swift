@@ -1,3 +1,4 @@
+import Gazetteer
 import StrictJSON
 
 #if canImport(Glibc)
@@ -268,6 +269,7 @@ public enum FastWireDecoder {
         if s.consume(UInt8(ascii: "}")) { return nil }
         var seen: UInt16 = 0
         var city: String?
+        var cityId: String?
         var kind: IncidentKind?
         var location: String?
         var coordinates: Coordinates?
@@ -326,9 +328,12 @@ public enum FastWireDecoder {
                     coordinates = point
                 }
             } else if equals(key, "cityId") {
-                // Set by the daemon; a client that sends it is refused (unless it is null).
+                // The city id the report names itself (an export's), checked by ReportData's rule.
                 bit = 256
-                if !isNull { return nil }
+                if !isNull {
+                    guard let id = text(&s, &buffer, maxLength: 128), Gazetteer.isValidId(id) else { return nil }
+                    cityId = id
+                }
             } else {
                 return nil
             }
@@ -337,7 +342,7 @@ public enum FastWireDecoder {
         } while s.consume(UInt8(ascii: ","))
         guard s.consume(UInt8(ascii: "}")), let city, let kind else { return nil }
         return ReportData(
-            city: city, cityId: nil, kind: kind, location: location, coordinates: coordinates, description: description,
+            city: city, cityId: cityId, kind: kind, location: location, coordinates: coordinates, description: description,
             participants: participants, targets: targets, tags: tags)
     }
 

@@ -282,10 +282,9 @@ extension EventLog {
                                     let earlier = try batchEventIds[eventId] ?? storedEventId(eventId, eventIdsCursor)
                                 {
                                     guard
-                                        try earlier.digest == digest
-                                            || Self.isRetryWithFilledIn(
-                                                proposal, storedDigest: earlier.digest,
-                                                stored: { try storedEvent(position: earlier.position, staged: staged, handle) })
+                                        try Self.isRetry(
+                                            proposal, digest: digest, storedDigest: earlier.digest,
+                                            stored: { try storedEvent(position: earlier.position, staged: staged, handle) })
                                     else {
                                         // An earlier event of this request holds no position: the request is
                                         // refused whole, and the one it was given goes to the next event stored.
@@ -498,10 +497,25 @@ extension EventLog {
         return prevHash
     }
 
+    /// Whether `proposal`, whose content digest is `digest`, is the event stored under its id (whose content digest
+    /// is `storedDigest`, and which `stored` reads) sent again: the same content, and, for a report that names its
+    /// `cityId`, the one stored. A content digest leaves the `cityId` out (a report is sent without it, or with it
+    /// as `incidentctl export` writes it), so the stored event is read to compare it.
+    static func isRetry(
+        _ proposal: ProposedEvent, digest: [UInt8], storedDigest: [UInt8], stored: () throws -> RecordedEvent
+    ) rethrows -> Bool {
+        if digest == storedDigest {
+            guard let cityId = proposal.cityId else { return true }
+            return sameBytes(try stored().cityId ?? "", cityId)
+        }
+        return try isRetryWithFilledIn(proposal, storedDigest: storedDigest, stored: stored)
+    }
+
     /// Whether `proposal`, whose content differs from that of the event stored under its id, is that event sent
     /// again with what the daemon filled in when it stored it written out: the incident id it made for a report,
-    /// or the time it gave a response or outcome sent without one. That is how `incidentctl export` writes them,
-    /// so that appending an export to its own log is a retry. Asked only when the digests differ.
+    /// or the time it gave a response or outcome sent without one (and a report's `cityId`, which the content
+    /// leaves out). That is how `incidentctl export` writes them, so that appending an export to its own log is a
+    /// retry. Asked only when the digests differ.
     static func isRetryWithFilledIn(_ proposal: ProposedEvent, storedDigest: [UInt8], stored: () throws -> RecordedEvent) rethrows -> Bool {
         var bare = proposal
         switch proposal.type {
@@ -516,6 +530,7 @@ extension EventLog {
         guard ChainHash.digest(bare.contentBytes) == storedDigest else { return false }
         let event = try stored()
         return event.incident == proposal.incident && event.occurredAt == proposal.occurredAt && event.precision == proposal.precision
+            && proposal.cityId.map { sameBytes(event.cityId ?? "", $0) } != false
     }
 
     private func storedEventId(_ eventId: String, _ cursor: borrowing Cursor) throws -> (position: UInt64, digest: [UInt8])? {

@@ -57,7 +57,8 @@ struct ValidationTests {
             (["data", "kind"], nil, "data.kind"),
             (["data", "city"], nil, "data.city"),
             (["data", "city"], .string(String(repeating: "x", count: 100_000)), "data.city"),
-            (["data", "cityId"], "kupiansk", "data.cityId"),
+            (["data", "cityId"], "Kupiansk", "data.cityId"),
+            (["data", "cityId"], "kupiansk east", "data.cityId"),
             (["data", "participants"], ["low": 10, "high": 5], "data.participants"),
             (["data", "participants"], ["low": -1, "high": 5], "data.participants.low"),
             (["data", "participants"], ["low": 1.5, "high": 5], "data.participants.low"),
@@ -277,6 +278,18 @@ struct ProjectionTests {
         // Once in the log, the new city is known without allowNewCity.
         let again = try record(with(with(report, ["data", "city"], "nova kakhovka"), ["incident"], "nk2"), &store, position: 3)
         #expect(again.cityId == "nova-kakhovka")
+        // A report that names its cityId is stored under it, whatever the gazetteer makes of its city.
+        let named = try record(with(with(with(report, ["data", "city"], "Melitopol"), ["data", "cityId"], "nova-kakhovka"), ["incident"], "nk3"), &store, position: 4)
+        #expect(named.cityId == "nova-kakhovka")
+        #expect(code(with(report, ["data", "cityId"], "atlantis")) == .unknownCity)
+        let made = try record(with(with(report, ["data", "cityId"], "atlantis"), ["incident"], "a1"), &store, position: 5, allowNewCity: true)
+        #expect(made.cityId == "atlantis")
+        do {
+            _ = try record(with(report, ["data", "cityId"], "new--city"), &store, position: 6, allowNewCity: true)
+            Issue.record("a new city's id of another form than the daemon makes was taken")
+        } catch {
+            #expect(field(of: error) == "data.cityId", "\(error)")
+        }
     }
 
     @Test("folding the same events twice gives byte-identical documents")

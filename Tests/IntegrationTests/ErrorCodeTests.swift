@@ -289,7 +289,7 @@ struct ErrorCodeTests {
             InvalidCase(description: "negative participants", event: Wire.setting(report, "data.participants", ["low": -5, "high": 10]), field: "data.participants.low"),
             InvalidCase(description: "recordedBy from the client", event: Wire.setting(report, "recordedBy", ["uid": 0, "user": "root"]), field: "recordedBy", mentions: ["unknown field"]),
             InvalidCase(description: "position from the client", event: Wire.setting(report, "position", 1), field: "position"),
-            InvalidCase(description: "cityId from the client", event: Wire.setting(report, "data.cityId", "kupiansk"), field: "data.cityId"),
+            InvalidCase(description: "cityId not of a city id's form", event: Wire.setting(report, "data.cityId", "Kupiansk"), field: "data.cityId"),
             InvalidCase(description: "bad incident id", event: Wire.setting(report, "incident", "Kupiansk City Hall!"), field: "incident"),
             InvalidCase(description: "eventId not a UUID", event: Wire.setting(report, "eventId", "event-1"), field: "eventId"),
             InvalidCase(description: "negative expectedVersion", event: Wire.setting(report, "expectedVersion", -1), field: "expectedVersion"),

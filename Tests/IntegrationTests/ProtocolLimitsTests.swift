@@ -92,6 +92,10 @@ struct ProtocolLimitsTests {
         "data.city": { n in
             [Probe(events: [report(["city": .string("Kupiansk" + String(repeating: " ", count: n - 8))])], field: "data.city")]
         },
+        // A city id the log does not know yet: a new city, as export | append --allow-new-city makes one.
+        "data.cityId": { n in
+            [Probe(events: [report(["cityId": .string(String(repeating: "c", count: n))])], allowNewCity: true, field: "data.cityId")]
+        },
         "data.by": { n in [Probe(events: [response(["by": .string(text(n))])], field: "data.by")] },
         "data.verifiedBy": { n in [Probe(events: [outcome(["verifiedBy": .string(text(n))])], field: "data.verifiedBy")] },
         "data.method": { n in [Probe(events: [outcome(["method": .string(text(n))])], field: "data.method")] },

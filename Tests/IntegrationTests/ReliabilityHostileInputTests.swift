@@ -108,7 +108,7 @@ enum HostileCorpus {
         add("unknown event field", append(10, reportWith(data: "", envelope: #","position":1"#)), "invalid_event", id: n(10))
         add("hash from the client", append(11, reportWith(data: "", envelope: #","hash":"00""#)), "invalid_event", id: n(11))
         add("unknown data field", append(12, reportWith(data: #","evil":true"#)), "invalid_event", id: n(12))
-        add("cityId from the client", append(13, reportWith(data: #","cityId":"kupiansk""#)), "invalid_event", id: n(13))
+        add("cityId not of a city id's form", append(13, reportWith(data: #","cityId":"Kupiansk""#)), "invalid_event", id: n(13))
         add("unknown event type", append(14, #"{"type":"incident-deleted","incident":"x"}"#), "invalid_event", id: n(14))
         add("event as a string", append(15, #""incident-reported""#), "invalid_event", id: n(15))
         add("events not an array", #"{"id":16,"op":"append","events":{"type":"incident-reported"}}"#, "invalid_request", id: n(16))

@@ -30,6 +30,11 @@ struct Append: ParsableCommand {
             An event sent again with the eventId and content of one already stored is not stored twice; it is \
             counted as already stored. Give events an eventId to make a re-run of the same file harmless.
 
+            A report that gives its cityId (as export writes every report) is stored in that city as given, \
+            whatever this daemon's gazetteer makes of its city's spelling, so a log moved with export | append \
+            keeps each incident in its city; with --allow-new-city a cityId neither the gazetteer nor the log \
+            knows makes that city, otherwise it is refused (unknown_city).
+
             With --format json the command prints {"events":N,"new":N,"alreadyStored":N,"firstPosition":P, \
             "lastPosition":P}: the events acknowledged, of which stored now and stored before, and the lowest and \
             highest positions of those events as stored, new or not (null when none was acknowledged); when the \

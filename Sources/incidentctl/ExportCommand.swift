@@ -13,9 +13,11 @@ struct Export: ParsableCommand {
             Exports the log as it stands when the command starts, positions 1 to the head (printed on stderr \
             with the head's hash), on standard output:
               jsonl    every event in log order, in the wire form append takes: the daemon's envelope \
-            (position, version, recordedAt, recordedBy, schema, hashes) and cityId left out. Each event keeps \
-            its eventId, so appending the file again stores nothing twice, and appending it to an empty log \
-            gives the same events at the same positions.
+            (position, version, recordedAt, recordedBy, schema, hashes) left out. Each event keeps its eventId, \
+            so appending the file again stores nothing twice, and each report its cityId, the city the daemon \
+            resolved it to, which append stores as given: appended to an empty log (with --allow-new-city when \
+            the log has cities the gazetteer does not know), the file gives the same events at the same \
+            positions in the same cities, on the same gazetteer or a newer one that spells them otherwise.
               csv      one row per incident, in the order they were reported, with ACLED's columns \
             (event_id_cnty, event_date, time_precision, event_type, sub_event_type, actor1, actor2, location, \
             latitude, longitude, geo_precision, source, notes, fatalities, timestamp) and the report as \
@@ -181,14 +183,12 @@ struct Export: ParsableCommand {
             + "the file the daemon runs on"
     }
 
-    /// A stored event as `append` takes it.
+    /// A stored event as `append` takes it: without the envelope, and with a report's `cityId`, which `append`
+    /// stores as given, so that the events keep their cities in a log whose gazetteer resolves the spellings
+    /// otherwise (one that gave a spelling of a city added with allowNewCity to a city of its own).
     static func wireForm(of event: JSONValue) -> JSONValue {
         guard case .object(var members) = event else { return event }
         for key in envelope { members.removeValue(forKey: key) }
-        if case .object(var data)? = members["data"] {
-            data.removeValue(forKey: "cityId")
-            members["data"] = .object(data)
-        }
         return .object(members)
     }
 

@@ -7,6 +7,108 @@ import Testing
 /// resolved again by that daemon's gazetteer.
 @Suite("Export keeps cities")
 struct ExportCityTests {
+    /// The gazetteer's own Nova Kakhovka, added after a log made a city of that name with allowNewCity: it takes
+    /// spellings the log's reports used, and the spelling that is the log's city's id.
+    static let officialNovaKakhovka = """
+
+        [[city]]
+        id = "nova-kakhovka-official"
+        name = "Nova Kakhovka"
+        region = "UA-65"
+        population = 45069
+        aliases = ["Nova Kakhovka", "Nova-Kakhovka", "Нова Каховка"]
+
+        """
+
+    /// The members a log fills for itself: the rest of an event must be the same in a copy.
+    static func content(_ event: JSONValue) -> JSONValue {
+        guard case .object(let members) = event else { return event }
+        return .object(members.filter { !["recordedAt", "recordedBy", "prevHash", "hash"].contains($0.key) })
+    }
+
+    @Test("export | append into an empty log on the same, newer gazetteer keeps every report in its city (one a gazetteer added since spells otherwise): the same events and byte-identical cities, which verify, replay, a restart and a rebuild agree with; the export appended again to either log is all alreadyStored")
+    func exportAppendKeepsCities() throws {
+        let source = try GazetteerChangeTests.Setup()
+        let daemon = try source.daemon()
+        // Reported before the gazetteer knew the city: a new city, nova-kakhovka, under every spelling.
+        let spellings = ["Nova Kakhovka", "Nova-Kakhovka", "NOVA  KAKHOVKA", "Нова Каховка"]
+        var events: [JSONValue] = spellings.enumerated().map { n, spelling in
+            Wire.report(city: spelling, occurredAt: "2022-03-0\(n + 1)", participants: (100, Int64(200 + n)), eventId: Wire.uuid())
+        }
+        events += [
+            Wire.response(incident: "nova-kakhovka-2022-03-01-demonstration", responses: ["detentions"], detained: 3, eventId: Wire.uuid()),
+            Wire.outcome(incident: "nova-kakhovka-2022-03-02-demonstration", status: "suppressed", eventId: Wire.uuid()),
+            Wire.report(city: "Kupyansk", occurredAt: "2022-03-01", eventId: Wire.uuid()),
+        ]
+        let first = try daemon.client().appendEvents(events, allowNewCity: true)
+        #expect(first.isOK, "\(first)")
+        #expect(try GazetteerChangeTests.city(daemon, "nova-kakhovka")["incidents"]?["total"]?.intValue == 4)
+        #expect(daemon.stop() == 0)
+
+        // The gazetteer gains its own Nova Kakhovka; reports since go to it, and the exact id still names the old.
+        let text = try String(contentsOfFile: source.gazetteer, encoding: .utf8) + Self.officialNovaKakhovka
+        try text.write(toFile: source.gazetteer, atomically: true, encoding: .utf8)
+        try daemon.start()
+        let later = try daemon.client().appendEvents([
+            Wire.report(city: "Nova Kakhovka", kind: "strike", occurredAt: "2022-03-10", eventId: Wire.uuid()),
+            Wire.report(city: "nova-kakhovka", kind: "strike", occurredAt: "2022-03-11", eventId: Wire.uuid()),
+        ])
+        #expect(later["incidents"] == ["nova-kakhovka-official-2022-03-10-strike", "nova-kakhovka-2022-03-11-strike"], "\(later)")
+        let original = try daemon.client().allEvents()
+        #expect(original.count == 9)
+        let cities = try GazetteerChangeTests.ctl(daemon, ["cities", "--format", "json"])
+
+        // Each report is exported with the city it is stored in.
+        let exported = try daemon.ctl(["export"])
+        #expect(exported.status == 0, "\(exported.stderr)")
+        let lines = try exported.stdout.split(separator: "\n").map { try JSONReader().read(String($0)) }
+        #expect(lines.count == original.count)
+        for (line, event) in zip(lines, original) where event["type"] == "incident-reported" {
+            #expect(line["data"]?["cityId"] != nil && line["data"]?["cityId"] == event["data"]?["cityId"], "\(line)")
+        }
+
+        // Into an empty log of a daemon on the same gazetteer: the same events in the same cities.
+        let target = try GazetteerChangeTests.Setup()
+        try text.write(toFile: target.gazetteer, atomically: true, encoding: .utf8)
+        let copy = try target.daemon()
+        let appended = try copy.ctl(["append", "--allow-new-city", "--format", "json", "-"], stdin: exported.stdout)
+        #expect(appended.status == 0, "\(appended.stderr)")
+        #expect(appended.json?["new"] == 9 && appended.json?["alreadyStored"] == 0, "\(appended.stdout)")
+        #expect(try copy.client().allEvents().map(Self.content) == original.map(Self.content))
+        #expect(try GazetteerChangeTests.ctl(copy, ["cities", "--format", "json"]) == cities)
+        let old = try GazetteerChangeTests.city(copy, "nova-kakhovka")
+        #expect(old["incidents"]?["total"]?.intValue == 5, "\(old)")
+        #expect(old["aliasesSeen"] == ["NOVA  KAKHOVKA", "Nova Kakhovka", "Nova-Kakhovka", "nova-kakhovka", "Нова Каховка"], "\(old)")
+        #expect(try GazetteerChangeTests.city(copy, "Nova Kakhovka")["incidents"]?["total"]?.intValue == 1)
+        // The copy's projections are what its events give: verify's check of them, a replay, and after a restart.
+        let verified = try copy.ctl(["verify"])
+        #expect(verified.status == 0, "\(verified.stdout)\(verified.stderr)")
+        try GazetteerChangeTests.expectCitiesAreReplay(copy, gazetteer: target.gazetteer, "the copy")
+        #expect(copy.stop() == 0)
+        try copy.start()
+        #expect(GazetteerChangeTests.rebuilds(copy) == 0, "\(copy.log)")
+        // As the log it came from, the copy holds a city whose id the gazetteer spells its own with, and says so.
+        #expect(
+            copy.log.contains("the gazetteer's city nova-kakhovka-official now takes the spelling \"Nova Kakhovka\" of the city nova-kakhovka,"),
+            "\(copy.log)")
+        copy.stop()
+        copy.extraArguments = ["--config", target.config, "--rebuild-projections"]
+        try copy.start()
+        #expect(GazetteerChangeTests.rebuilds(copy) == 1, "\(copy.log)")
+        #expect(try GazetteerChangeTests.ctl(copy, ["cities", "--format", "json"]) == cities, "rebuilt from the events alone")
+        #expect(try GazetteerChangeTests.ctl(copy, ["cities", "--format", "json"]) == cities)
+
+        // The export appended again, to its own log and to the copy: nothing new.
+        for log in [daemon, copy] {
+            let again = try log.ctl(["append", "--allow-new-city", "--format", "json", "-"], stdin: exported.stdout)
+            #expect(again.status == 0, "\(again.stderr)")
+            #expect(again.json?["new"] == 0 && again.json?["alreadyStored"] == 9, "\(again.stdout)")
+            #expect(try log.client().headPosition() == 9)
+        }
+        #expect(copy.stop() == 0)
+        #expect(daemon.stop() == 0)
+    }
+
     @Test("append stores a report's cityId as given, over the gazetteer's reading of city; one not of an id's form is invalid_event naming data.cityId, an unknown one unknown_city naming it (with allowNewCity a new city, if of the form of a new city's id); a retry compares it with the stored one")
     func appendTakesCityId() throws {
         let daemon = try Daemon()

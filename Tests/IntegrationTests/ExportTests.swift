@@ -44,8 +44,12 @@ struct ExportTests {
             for key in ["position", "version", "recordedAt", "recordedBy", "schema", "prevHash", "hash"] {
                 #expect(event[key] == nil, "\(key) in \(line)")
             }
-            #expect(event["data"]?["cityId"] == nil)
             #expect(event["eventId"]?.stringValue != nil)
+        }
+        // Each report with the city it is stored in, which append stores as given.
+        for (line, stored) in zip(lines, original) {
+            let event = try JSONReader().read(String(line))
+            #expect(event["data"]?["cityId"] == stored["data"]?["cityId"], "\(line)")
         }
 
         // Into an empty log: the same events, the same positions, the same cities.

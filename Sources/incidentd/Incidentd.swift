@@ -99,6 +99,25 @@ struct Incidentd: ParsableCommand {
             valueName: "head"))
     var expectHead: String?
 
+    /// Parses the command line and runs it, as ArgumentParser's `main()` does, except that where stderr is the
+    /// journal's stream an error it would print (a usage error, exit status 64) is one line at the error priority
+    /// (``JournalLogHandler/startLine(_:level:toJournal:)``), where ArgumentParser's lines, the usage after the
+    /// error, would reach the journal at its default priority (info), each a message of its own. Elsewhere (a
+    /// terminal) ArgumentParser prints them as it does. Help and the version go to stdout as ever.
+    static func main() {
+        do {
+            var command = try parseAsRoot()
+            try command.run()
+        } catch {
+            let status = exitCode(for: error)
+            let message = self.message(for: error)
+            guard status != .success, !message.isEmpty, JournalLogHandler.writesToJournal() else { exit(withError: error) }
+            let hint = status == .validationFailure ? " (incidentd --help shows the usage)" : ""
+            FileHandle.standardError.write(Data(JournalLogHandler.startLine(message + hint, level: .error).utf8))
+            exit(withError: ExitCode(status.rawValue))
+        }
+    }
+
     func validate() throws {
         if recoverFrom == nil && (!fillFrom.isEmpty || expectHead != nil) {
             throw ValidationError("--fill-from and --expect-head are for --recover-from, which is missing")
@@ -154,7 +173,7 @@ struct Incidentd: ParsableCommand {
             try settings.checkDataDirectory()
             gazetteer = try settings.gazetteer()
         } catch {
-            FileHandle.standardError.write(Data("incidentd: \(error)\n".utf8))
+            FileHandle.standardError.write(Data(JournalLogHandler.startLine("\(error)", level: .error).utf8))
             throw ExitCode(78)  // EX_CONFIG
         }
         if let logLevel, let level = Logger.Level(rawValue: logLevel) { settings.logLevel = level }

@@ -62,6 +62,15 @@ struct JournalLogHandler: LogHandler {
         return String(String.UnicodeScalarView(text.unicodeScalars.map { $0.properties.generalCategory == .control ? " " : $0 }))
     }
 
+    /// What incidentd says on stderr before its logging is set up (a setting refused, a command-line usage error),
+    /// as one line in the form its log lines take there: `message` after `incidentd: `, with the priority prefix of
+    /// `level` when stderr is the journal's stream (``writesToJournal(journalStream:descriptor:)``), and with no
+    /// control character of `message` (a TOML key holding a newline, say) left to end the line or forge another.
+    static func startLine(_ message: String, level: Logger.Level, toJournal: Bool = Self.writesToJournal()) -> String {
+        let body = "incidentd: " + oneLine(message)
+        return toJournal ? "<\(priority(level))>\(body)\n" : "\(body)\n"
+    }
+
     static func priority(_ level: Logger.Level) -> Int {
         switch level {
         case .trace, .debug: return 7

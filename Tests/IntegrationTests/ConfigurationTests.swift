@@ -126,6 +126,55 @@ struct ConfigurationTests {
         #expect(served.log.contains("socket=\(longest)"), "\(served.log)")
     }
 
+    /// What incidentd wrote on stderr, and its exit status, run to its end with stderr open on a file that
+    /// `JOURNAL_STREAM` names, as systemd connects a service's stderr to the journal.
+    static func runUnderJournal(_ arguments: [String]) throws -> (status: Int32, log: String) {
+        let root = makeTemporaryDirectory("incidentd-journal")
+        defer { try? FileManager.default.removeItem(atPath: root) }
+        let logPath = root + "/log"
+        let log = open(logPath, O_WRONLY | O_CREAT | O_CLOEXEC, 0o600)
+        let null = open("/dev/null", O_RDONLY | O_CLOEXEC)
+        defer {
+            close(log)
+            close(null)
+        }
+        var info = stat()
+        guard log >= 0, null >= 0, fstat(log, &info) == 0 else { throw HarnessError("cannot open \(logPath)") }
+        var environment = ProcessInfo.processInfo.environment
+        environment["JOURNAL_STREAM"] = "\(info.st_dev):\(info.st_ino)"
+        let child = try ChildProcess(
+            Binaries.incidentd, arguments + ["--data-dir", root + "/data", "--socket", root + "/incidentd.sock"],
+            environment: environment, stdin: null, stdout: log, stderr: log)
+        let status = child.wait()
+        return (status, readFile(logPath) ?? "")
+    }
+
+    @Test("with stderr the journal's stream, a setting refused at start (exit 78) and a usage error (exit 64) are one line each at the error priority (<3>), a newline in a TOML key included, where they reached the journal at info; on a terminal or file a usage error is as ArgumentParser prints it")
+    func startErrorsReachTheJournalAsErrors() throws {
+        let root = makeTemporaryDirectory("incidentd-config")
+        defer { try? FileManager.default.removeItem(atPath: root) }
+        let config = root + "/incidentd.toml"
+        try "[daemon]\n\"forged\\n<0>incidentd: serving\" = 1\n".write(toFile: config, atomically: true, encoding: .utf8)
+        let refused = try Self.runUnderJournal(["--config", config])
+        #expect(refused.status == 78, "\(refused.log)")
+        #expect(
+            refused.log == "<3>incidentd: \(config): daemon.forged <0>incidentd: serving: unknown setting\n", "\(refused.log)")
+
+        for (arguments, says) in [
+            (["--bogus"], "Unknown option '--bogus'"),
+            (["--log-level", "loud"], "--log-level: one of trace, debug, info, notice, warning, error, critical"),
+        ] {
+            let usage = try Self.runUnderJournal(arguments)
+            #expect(usage.status == 64, "\(arguments): \(usage.log)")
+            #expect(usage.log.hasPrefix("<3>incidentd: ") && usage.log.contains(says), "\(arguments): \(usage.log)")
+            #expect(usage.log.split(separator: "\n").count == 1, "\(arguments): one line: \(usage.log)")
+        }
+
+        let terminal = try runCommand(Binaries.incidentd, ["--bogus"], environment: ["JOURNAL_STREAM": "8:12345"])
+        #expect(terminal.status == 64, "\(terminal.stderr)")
+        #expect(terminal.stderr.hasPrefix("Error: Unknown option '--bogus'") && terminal.stderr.contains("Usage: incidentd"), "\(terminal.stderr)")
+    }
+
     @Test("--config naming a directory is refused saying so")
     func configIsADirectory() throws {
         let root = makeTemporaryDirectory("incidentd-config")

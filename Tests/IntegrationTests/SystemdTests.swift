@@ -85,6 +85,22 @@ struct SystemdTests {
         }
     }
 
+    @Test("the service is not restarted after the statuses no restart can mend: flags refused (as incidentd exits on them, 64) and settings refused (78)")
+    func noRestartAfterUsageOrConfigurationErrors() throws {
+        let service = try String(contentsOf: repository.appendingPathComponent("systemd/incidentd.service"), encoding: .utf8)
+        let prevented = Set(
+            service.split(separator: "\n").filter { $0.hasPrefix("RestartPreventExitStatus=") }
+                .flatMap { $0.dropFirst("RestartPreventExitStatus=".count).split(separator: " ").compactMap { Int32($0) } })
+        let dir = makeTemporaryDirectory("incidentd-restart")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let usage = try runCommand(Binaries.incidentd, ["--no-such-flag", "--data-dir", dir + "/data", "--socket", dir + "/s"])
+        let config = try runCommand(Binaries.incidentd, ["--config", dir, "--data-dir", dir + "/data", "--socket", dir + "/s"])
+        #expect(usage.status == 64 && config.status == 78, "\(usage.stderr)\(config.stderr)")
+        for status in [usage.status, config.status] {
+            #expect(prevented.contains(status), "RestartPreventExitStatus= \(prevented.sorted()) lacks \(status)")
+        }
+    }
+
     @Test("the shipped units, sysusers.d and incidentd.toml agree: the socket (0660) belongs to a group of its own that sysusers creates, every group [access] names is created there too, and the config, the socket unit and the README say that reaching the socket takes its group")
     func shippedGroups() throws {
         func read(_ path: String) throws -> String {

@@ -17,6 +17,7 @@ final class Server: Sendable {
     let logger: Logger
     let group: MultiThreadedEventLoopGroup
     let refusedConnections = RefusedConnections()
+    let unservedConnections = UnservedConnections()
 
     init(executor: RequestExecutor, intake: AppendIntake, configuration: DaemonConfiguration, logger: Logger) {
         self.executor = executor
@@ -35,6 +36,7 @@ final class Server: Sendable {
         let configuration = self.configuration
         let logger = self.logger
         let refusedConnections = self.refusedConnections
+        let unservedConnections = self.unservedConnections
         let bootstrap = ServerBootstrap(group: group)
             // Should `accept` fail for want of a descriptor all the same (another process's files count toward
             // ENFILE), the listener stops reading for a second rather than being woken again at once, forever.
@@ -57,7 +59,7 @@ final class Server: Sendable {
             .childChannelInitializer { channel in
                 Server.initialize(
                     channel, executor: executor, intake: intake, configuration: configuration, logger: logger,
-                    refusedConnections: refusedConnections)
+                    refusedConnections: refusedConnections, unservedConnections: unservedConnections)
             }
         if let fd = inheritedDescriptor {
             // SwiftNIO listens again on a socket it is given, with its default backlog, 128
@@ -416,7 +418,7 @@ final class Server: Sendable {
 
     private static func initialize(
         _ channel: any Channel, executor: RequestExecutor, intake: AppendIntake, configuration: DaemonConfiguration,
-        logger: Logger, refusedConnections: RefusedConnections
+        logger: Logger, refusedConnections: RefusedConnections, unservedConnections: UnservedConnections
     ) -> EventLoopFuture<Void> {
         executor.activity.add(1, ordering: .relaxed)
         let count = executor.connections.wrappingAdd(1, ordering: .relaxed).newValue
@@ -436,7 +438,8 @@ final class Server: Sendable {
             return channel.eventLoop.makeFailedFuture(ChannelError.operationUnsupported)
         }
         let credentials: EventLoopFuture<incidentd_ucred> = provider.unsafeGetSocketOption(
-            level: .socket, name: .init(rawValue: incidentd_so_peercred()))
+            level: .socket, name: .init(rawValue: incidentd_so_peercred())
+        ).flatMapErrorThrowing { error in throw UnreadCredentials(error: error) }
         let groups = PeerGroups.read(provider, on: channel.eventLoop)
         return credentials.and(groups).flatMap { cred, groups in
             let peer = PeerIdentity.resolve(uid: cred.uid, gid: cred.gid, pid: cred.pid, supplementaryGroups: groups)
@@ -454,8 +457,30 @@ final class Server: Sendable {
         }.flatMapErrorThrowing { error in
             executor.connections.subtract(1, ordering: .relaxed)
             channel.close(promise: nil)
+            unservedConnections.note(error, logger: logger)
             throw error
         }
+    }
+}
+
+/// The peer credentials (`SO_PEERCRED`) of a connection could not be read: it is closed unserved, since its role
+/// depends on them.
+struct UnreadCredentials: Error, CustomStringConvertible {
+    let error: any Error
+    var description: String { "reading the peer's credentials (SO_PEERCRED) failed: \(error)" }
+}
+
+/// Connections closed before they were served, because their peer's credentials could not be read or their
+/// handlers not added: a warning line at once, then at most one a minute, each saying how many since the last, so
+/// that a client reconnecting in a loop does not flood the journal.
+final class UnservedConnections: Sendable {
+    private let throttle = Mutex(LineThrottle(interval: 60_000_000_000))
+
+    func note(_ error: any Error, logger: Logger) {
+        let now = DispatchTime.now().uptimeNanoseconds
+        guard let closed = throttle.withLock({ $0.note(at: now) }) else { return }
+        logger.warning(
+            "closed \(closed) connection\(closed == 1 ? "" : "s") unserved since the last such line, the last because \(error is UnreadCredentials ? "" : "setting it up failed: ")\(error)")
     }
 }
 

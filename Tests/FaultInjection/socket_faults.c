@@ -6,10 +6,13 @@
 // - With INCIDENTD_SWAP_PATH and INCIDENTD_SWAP_TARGET set, a bind of a Unix socket at INCIDENTD_SWAP_PATH, or a
 //   mkdir of that path, is followed at once by putting a symbolic link to INCIDENTD_SWAP_TARGET in its place, as a
 //   user who may write the directory could.
+// - With INCIDENTD_FAIL_PEERCRED set (to anything), every getsockopt of SO_PEERCRED fails with EINVAL, as one on a
+//   socket that has no peer would.
 //
 // Built by the tests with the toolchain's clang: clang -shared -fPIC -o libsocket_faults.so socket_faults.c -ldl
 #define _GNU_SOURCE
 #include <dlfcn.h>
+#include <errno.h>
 #include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
@@ -50,4 +53,14 @@ int mkdir(const char *path, mode_t mode) {
         symlink(getenv("INCIDENTD_SWAP_TARGET"), path);
     }
     return result;
+}
+
+int getsockopt(int fd, int level, int name, void *value, socklen_t *length) {
+    static int (*real)(int, int, int, void *, socklen_t *);
+    if (real == NULL) real = (int (*)(int, int, int, void *, socklen_t *))dlsym(RTLD_NEXT, "getsockopt");
+    if (level == SOL_SOCKET && name == SO_PEERCRED && getenv("INCIDENTD_FAIL_PEERCRED") != NULL) {
+        errno = EINVAL;
+        return -1;
+    }
+    return real(fd, level, name, value, length);
 }

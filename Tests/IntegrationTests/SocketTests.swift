@@ -335,6 +335,24 @@ struct SocketTests {
         #expect(daemon.wait() == 0)
     }
 
+    @Test(
+        "a connection whose peer credentials cannot be read is closed unserved with a warning in the log saying why (one a minute at most, counting those since), where it was closed without a word",
+        SocketFaults.required)
+    func unreadCredentialsAreLogged() throws {
+        let library = try #require(SocketFaults.library)
+        let daemon = try Daemon(environment: ["LD_PRELOAD": library, "INCIDENTD_FAIL_PEERCRED": "1"])
+        for _ in 0..<3 {
+            let client = try daemon.client()
+            #expect(throws: HarnessError.self) { try client.call("status") }
+        }
+        try waitFor("the warning") {
+            daemon.log.contains(
+                "warning closed 1 connection unserved since the last such line, the last because reading the peer's credentials (SO_PEERCRED) failed: ")
+        }
+        #expect(daemon.log.split(separator: "\n").filter { $0.contains("unserved") }.count == 1, "\(daemon.log)")
+        #expect(daemon.stop() == 0)
+    }
+
     @Test("a socket path of 107 bytes in a directory of 100 serves, with its mode, and nothing else is left beside it")
     func longSocketDirectory() throws {
         let root = makeTemporaryDirectory("incidentd-long-dir")

@@ -206,6 +206,97 @@ struct SystemdTests {
         #expect(child.wait() == 0)
     }
 
+    /// A socket of `family` and `type`, bound (to `path` for AF_UNIX, to an ephemeral port of 127.0.0.1 otherwise)
+    /// and listening when `listens`.
+    static func makeSocket(family: Int32, type: Int32, path: String, listens: Bool) throws -> Int32 {
+        let fd = socket(family, type | Int32(SOCK_CLOEXEC.rawValue), 0)
+        guard fd >= 0 else { throw HarnessError("socket: \(String(cString: strerror(errno)))") }
+        let bound: Int32
+        if family == AF_UNIX {
+            var address = sockaddr_un()
+            address.sun_family = sa_family_t(AF_UNIX)
+            withUnsafeMutableBytes(of: &address.sun_path) { $0.copyBytes(from: Array(path.utf8)) }
+            bound = withUnsafePointer(to: &address) {
+                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
+            }
+        } else {
+            var address = sockaddr_in()
+            address.sin_family = sa_family_t(AF_INET)
+            address.sin_addr.s_addr = inet_addr("127.0.0.1")
+            bound = withUnsafePointer(to: &address) {
+                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+            }
+        }
+        guard bound == 0, !listens || listen(fd, 16) == 0 else {
+            close(fd)
+            throw HarnessError("bind or listen: \(String(cString: strerror(errno)))")
+        }
+        return fd
+    }
+
+    /// Starts incidentd as systemd would with `LISTEN_FDS=count`, `descriptor` as its fd 3, logging to `logPath`.
+    static func activate(_ descriptor: Int32, count: Int = 1, dataDir: String, logPath: String) throws -> ChildProcess {
+        let log = open(logPath, O_WRONLY | O_CREAT | O_CLOEXEC, 0o600)
+        defer { close(log) }
+        return try ChildProcess(
+            "/bin/sh", ["-c", "export LISTEN_PID=$$ LISTEN_FDS=\(count); exec \"$0\" \"$@\"", Binaries.incidentd, "--data-dir", dataDir],
+            environment: ProcessInfo.processInfo.environment, stdin: log, stdout: log, stderr: log, descriptor3: descriptor)
+    }
+
+    @Test("socket activation with anything but a listening Unix-domain stream socket (TCP, UDP, a Unix datagram socket, one not listening, a file) is refused at start naming what it is, exit 78, before any log is made")
+    func inheritedSocketMustBeAListeningUnixStream() throws {
+        let dir = makeTemporaryDirectory("incidentd-inherited")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let cases: [(label: String, make: () throws -> Int32, says: String)] = [
+            ("tcp", { try Self.makeSocket(family: AF_INET, type: Int32(SOCK_STREAM.rawValue), path: "", listens: true) },
+             "is a socket of family IPv4, type stream (TCP), listening"),
+            ("udp", { try Self.makeSocket(family: AF_INET, type: Int32(SOCK_DGRAM.rawValue), path: "", listens: false) },
+             "is a socket of family IPv4, type datagram (UDP), not listening"),
+            ("unix-datagram", { try Self.makeSocket(family: AF_UNIX, type: Int32(SOCK_DGRAM.rawValue), path: dir + "/dgram", listens: false) },
+             "is a socket of family Unix-domain, type datagram, not listening"),
+            ("unix-unlistened", { try Self.makeSocket(family: AF_UNIX, type: Int32(SOCK_STREAM.rawValue), path: dir + "/quiet", listens: false) },
+             "is a socket of family Unix-domain, type stream, not listening"),
+            ("file", { open(dir + "/file", O_RDWR | O_CREAT | O_CLOEXEC, 0o600) }, "is not a socket but a regular file"),
+        ]
+        for (label, make, says) in cases {
+            let descriptor = try make()
+            defer { close(descriptor) }
+            let logPath = dir + "/\(label).log"
+            let child = try Self.activate(descriptor, dataDir: dir + "/data-\(label)", logPath: logPath)
+            // One that served the socket would run until killed.
+            let exited = (try? waitFor("incidentd to exit", timeout: 10) { !child.isRunning }) != nil
+            if !exited { kill(child.pid, SIGKILL) }
+            let status = child.wait()
+            let log = readFile(logPath) ?? ""
+            #expect(exited && status == 78, "\(label): \(log)")
+            #expect(
+                log.contains("the socket systemd passed (fd 3, LISTEN_FDS) \(says); incidentd serves a listening Unix-domain stream socket"),
+                "\(label): \(log)")
+            #expect(!FileManager.default.fileExists(atPath: dir + "/data-\(label)"), "\(label): no log made")
+        }
+    }
+
+    @Test("socket activation with more than one socket (LISTEN_FDS=2) serves the first and says, in one warning, that only the first is served")
+    func onlyTheFirstInheritedSocketIsServed() throws {
+        let dir = makeTemporaryDirectory("incidentd-inherited")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let socketPath = dir + "/incidentd.sock"
+        let listener = try Self.makeSocket(family: AF_UNIX, type: Int32(SOCK_STREAM.rawValue), path: socketPath, listens: true)
+        defer { close(listener) }
+        let logPath = dir + "/log"
+        let child = try Self.activate(listener, count: 2, dataDir: dir + "/data", logPath: logPath)
+        defer {
+            if child.isRunning { kill(child.pid, SIGKILL) }
+            child.wait()
+        }
+        try waitFor("incidentd to serve or exit") { !child.isRunning || (readFile(logPath) ?? "").contains("notice serving") }
+        #expect(try RawClient(path: socketPath).call("status").isOK)
+        let warnings = (readFile(logPath) ?? "").split(separator: "\n").filter { $0.contains("LISTEN_FDS=2") }
+        #expect(warnings.count == 1 && warnings[0].contains(" warning systemd passed 2 sockets (LISTEN_FDS=2): incidentd serves only the first (fd 3)"), "\(readFile(logPath) ?? "")")
+        kill(child.pid, SIGTERM)
+        #expect(child.wait() == 0)
+    }
+
     @Test("a start that must upgrade the log says so to systemd and extends its start timeout before READY=1")
     func longStartExtendsTimeout() throws {
         let daemon = try Daemon()

@@ -498,7 +498,10 @@ public final class EventLog: Sendable {
         }
         let code = make(trimmingSlashes(path), mode: 0o700)
         guard code == 0 || code == EEXIST else {
-            throw LogError(.io, "cannot create data directory \(path): \(String(cString: strerror(code)))")
+            // What may pass (a full disk, a failing one, memory short) is an I/O error; anything else stays.
+            let passing = [ENOSPC, EDQUOT, EIO, ENOMEM].contains(code)
+            throw LogError(
+                passing ? .io : .uncreatableDirectory, "cannot create data directory \(path): \(String(cString: strerror(code)))")
         }
         return code == 0
     }

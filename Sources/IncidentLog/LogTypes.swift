@@ -49,6 +49,9 @@ public struct LogError: Error, Hashable, Sendable, CustomStringConvertible {
         case damagedPage
         /// This process may not open the log's files (a reader needs to write LMDB's `lock.mdb`, too).
         case accessDenied
+        /// The data directory is missing and cannot be made where it is given (permission denied, a read-only
+        /// file system, a path under `/proc`): only another path or other permissions mend that, not a retry.
+        case uncreatableDirectory
         /// A stored event cannot be read as an event: its JSON does not parse, or it breaks a rule every event
         /// passed when it was appended (``EventLog/readingStoredEvent(at:_:)``). The query that met it was not
         /// answered; ``LogError/position`` names the event.

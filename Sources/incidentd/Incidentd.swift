@@ -198,12 +198,12 @@ struct Incidentd: ParsableCommand {
 
     /// Whether a start failed on what only a change of configuration mends, so that a restart would fail the same
     /// way: an unsafe socket directory, a socket from systemd that is no listening Unix-domain stream socket, an
-    /// open-file limit too low to run under, or a data directory no log can be in
-    /// (a file, say) or that holds something that is no log of this version's.
+    /// open-file limit too low to run under, a data directory that cannot be made (permission denied, a path under
+    /// `/proc`), or one no log can be in (a file, say) or that holds something that is no log of this version's.
     static func isConfigurationProblem(_ error: any Error) -> Bool {
         switch error {
         case is UnsafeSocketDirectory, is DescriptorLimitTooLow, is InheritedSocketRefused: true
-        case let error as LogError: error.code == .notALog
+        case let error as LogError: error.code == .notALog || error.code == .uncreatableDirectory
         default: false
         }
     }

@@ -288,16 +288,23 @@ struct Incidentd: ParsableCommand {
                 "socket": "\(inherited.map { "fd \($0) from systemd" } ?? absolutePath(settings.socketPath))",
                 "dataDir": "\(absolutePath(settings.dataDirectory))", "position": "\(status.position)", "head": "\(status.headHash)",
             ])
-        _ = incidentd_sd_notify("READY=1\nSTATUS=serving at position \(status.position)")
+        _ = incidentd_sd_notify("READY=1\nSTATUS=\(ServingStatus.text(position: status.position))")
 
         Self.awaitStopSignal(stopSignals, logger: logger, then: stop)
         let watchdog = Self.startWatchdog(committer: committer, logger: logger)
         let trimmer = Self.startMapTrimmer(log, committer: committer) { executor.activity.load(ordering: .relaxed) }
-        let readerCheck = Self.startReaderCheck(log, logger: logger)
+        // Only the writer appends: the head is where it was at READY=1 and the events it stored since.
+        let servingStatus = ServingStatus(position: status.position, interval: Self.statusInterval)
+        let readerCheck = Self.startReaderCheck(log, logger: logger) {
+            if let text = servingStatus.tick(position: status.position + committer.statistics.events) {
+                _ = incidentd_sd_notify("STATUS=\(text)")
+            }
+        }
         stop.wait()
 
-        logger.notice("stopping: answering what the open connections sent, then writing every queued append")
-        _ = incidentd_sd_notify("STOPPING=1")
+        let stopping = "stopping: answering what the open connections sent, then writing every queued append"
+        logger.notice("\(stopping)")
+        _ = incidentd_sd_notify("STOPPING=1\nSTATUS=\(stopping)")
         // While the listening socket is open it holds its file, whose inode number no other file can have meanwhile:
         // closed first, a new daemon's socket at the path could reuse it and be taken for this one's.
         if let socketFile, socketFile.removeIfStillOurs() == .replaced {
@@ -535,13 +542,20 @@ struct Incidentd: ParsableCommand {
         }
     }
 
+    /// Seconds between updates of systemd's `STATUS=` while serving, at most (``ServingStatus``).
+    static let statusInterval = 5
+
     /// Clears, every second, the reader slots of processes that died inside a read transaction (an
     /// `incidentctl replay` killed mid-fold, say): until cleared, such a slot pins every page freed since its
-    /// snapshot and the data file grows with each commit.
-    static func startReaderCheck(_ log: EventLog, logger: Logger) -> any DispatchSourceTimer {
+    /// snapshot and the data file grows with each commit. Each second it also runs `everySecond` (the update of
+    /// systemd's `STATUS=`).
+    static func startReaderCheck(
+        _ log: EventLog, logger: Logger, everySecond: @escaping @Sendable () -> Void = {}
+    ) -> any DispatchSourceTimer {
         let timer = DispatchSource.makeTimerSource(queue: .global())
         timer.schedule(deadline: .now() + .seconds(1), repeating: .seconds(1), leeway: .milliseconds(100))
         timer.setEventHandler {
+            everySecond()
             do {
                 let cleared = try log.environment.readerCheck()
                 if cleared > 0 { logger.notice("cleared stale reader slots", metadata: ["slots": "\(cleared)"]) }
@@ -615,6 +629,39 @@ struct Incidentd: ParsableCommand {
         }
         timer.resume()
         return timer
+    }
+}
+
+/// What systemd shows of the daemon while it serves (`STATUS=`): the log's head position, sent again when it
+/// changed, at most every `interval` ticks of a timer, so that `systemctl status` stays current without any work on
+/// the append path.
+final class ServingStatus: Sendable {
+    private struct State {
+        var sent: UInt64
+        var ticks = 0
+    }
+
+    private let state: Mutex<State>
+    let interval: Int
+
+    /// `position`: the one given with READY=1.
+    init(position: UInt64, interval: Int) {
+        state = Mutex(State(sent: position))
+        self.interval = max(1, interval)
+    }
+
+    static func text(position: UInt64) -> String { "serving at position \(position)" }
+
+    /// One tick of the timer, with the head position now: the status text to send, when it changed and the last
+    /// was sent at least `interval` ticks ago; otherwise nil.
+    func tick(position: UInt64) -> String? {
+        state.withLock { state -> String? in
+            state.ticks += 1
+            guard state.ticks >= interval, position != state.sent else { return nil }
+            state.sent = position
+            state.ticks = 0
+            return Self.text(position: position)
+        }
     }
 }
 

@@ -9,6 +9,9 @@ import Glibc
 private let repository = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
     .deletingLastPathComponent()
 
+/// incidentd's longest wait between updates of STATUS= (Incidentd.statusInterval).
+private let incidentdStatusInterval = 5
+
 private func which(_ program: String) -> String? {
     for dir in ["/usr/bin", "/bin", "/usr/sbin", "/usr/local/bin"] where FileManager.default.isExecutableFile(atPath: "\(dir)/\(program)") {
         return "\(dir)/\(program)"
@@ -156,9 +159,28 @@ struct SystemdTests {
         let ready = try #require(notify.next())
         #expect(ready.hasPrefix("READY=1"))
         kill(child.pid, SIGTERM)
-        #expect(notify.next() == "STOPPING=1")
+        #expect(notify.next()?.hasPrefix("STOPPING=1\n") == true)
         #expect(child.wait() == 0)
         #expect(!child.wasSignaled)
+    }
+
+    @Test("systemd's STATUS= follows the log while serving (the head position, when it changed, at most every 5 s, nothing while it stays) and says it is stopping with STOPPING=1, where it kept saying the position of READY=1")
+    func statusFollowsTheLog() throws {
+        let dir = makeTemporaryDirectory("incidentd-status")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let notify = try NotifyListener(path: dir + "/notify")
+        let daemon = try Daemon(environment: ["NOTIFY_SOCKET": notify.path])
+        #expect(notify.next() == "READY=1\nSTATUS=serving at position 0")
+        let client = try daemon.client()
+        #expect(try client.appendEvents(RebuildTests.events(incidents: 3)).isOK)
+        let position = try client.headPosition()
+        #expect(position > 0)
+        #expect(notify.next(within: Double(incidentdStatusInterval) + 5) == "STATUS=serving at position \(position)")
+        #expect(notify.next(within: Double(incidentdStatusInterval) + 1) == nil, "no status while the position stays")
+        #expect(daemon.stop() == 0)
+        #expect(
+            notify.next(within: 5)
+                == "STOPPING=1\nSTATUS=stopping: answering what the open connections sent, then writing every queued append")
     }
 
     /// The backlog of the listening Unix socket at `path`, as `ss` shows it (Send-Q), or nil.
@@ -321,7 +343,7 @@ struct SystemdTests {
             before.contains { $0.contains("EXTEND_TIMEOUT_USEC=") && $0.contains("STATUS=making the stream summaries") },
             "\(before)")
         kill(child.pid, SIGTERM)
-        #expect(notify.next() == "STOPPING=1")
+        #expect(notify.next()?.hasPrefix("STOPPING=1\n") == true)
         #expect(child.wait() == 0)
     }
 
@@ -351,7 +373,7 @@ struct SystemdTests {
             "\(before)")
         #expect(before.contains { $0.contains("EXTEND_TIMEOUT_USEC=") && $0.contains("STATUS=rebuilding the projections") }, "\(before)")
         kill(child.pid, SIGTERM)
-        #expect(notify.next() == "STOPPING=1")
+        #expect(notify.next()?.hasPrefix("STOPPING=1\n") == true)
         #expect(child.wait() == 0)
     }
 

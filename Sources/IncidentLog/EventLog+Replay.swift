@@ -254,6 +254,7 @@ extension EventLog {
     }
 
     private func rebuildFromSummaries(stretches: Int?, incidentsPerCommit: Int, segment: Int) throws -> UInt64 {
+        try stopIfAsked(during: "before rebuilding the projections")
         try environment.write { txn in
             try txn.drop(db.incidents, delete: false)
             try txn.drop(db.cities, delete: false)
@@ -269,6 +270,7 @@ extension EventLog {
         var start: UInt64 = 1
         var last = false
         while !last {
+            try stopIfAsked(during: "while rebuilding the projections, at the incidents reported from position \(start) of \(head)")
             if head > 0 { options.onProgress?("rebuilding the projections: the incidents reported from position \(start) of \(head)") }
             // This segment holds the incidents reported at positions start..<end (the last, any after).
             last = head < start + segment
@@ -373,6 +375,8 @@ extension EventLog {
             }
         }
         for r in 0..<firstRun[firstRun.count - 1] {
+            // The sorting workers are waited for (the `defer` above) however this ends.
+            try stopIfAsked(during: "while rebuilding the projections, writing the incidents")
             let run = runs.take(r)
             // A write that fills the map is run again once the map has grown; these puts are the same each time.
             try environment.write { txn in

@@ -21,6 +21,7 @@ extension EventLog {
         var progress = UpgradeProgress()
         var copied = 0
         while !progress.done {
+            try stopIfAsked(during: "while upgrading the log to format 2, with \(copied) stream entries copied")
             if copied > 0 { options.onProgress?("upgrading the log to format 2: \(copied) stream entries copied") }
             copied += entriesPerCommit
             // Each write may be run again after the map grows, so it starts from `progress` and returns the next.
@@ -91,6 +92,7 @@ extension EventLog {
         var made = 0
         options.onProgress?("making the stream summaries from the events")
         while !done {
+            try stopIfAsked(during: "while making the stream summaries from the events, with \(made) made")
             // Each write may be run again after the map grows, so it starts from `lastKey` and returns the next.
             let written: Int
             (lastKey, done, written) = try environment.write { txn -> ([UInt8]?, Bool, Int) in

@@ -474,6 +474,12 @@ public final class EventLog: Sendable {
         if told { openingRebuild.withLock { $0 = folded } }
     }
 
+    /// Throws ``WorkAtOpenStopped`` when ``LogOptions/shouldStop`` asks to stop: called between two steps of
+    /// `work`, where nothing of a transaction is under way.
+    func stopIfAsked(during work: String) throws {
+        if options.shouldStop?() == true { throw WorkAtOpenStopped(work: work) }
+    }
+
     /// Every page checked before work at open that reads every event or stream through the map (an upgrade, a
     /// rebuild), where a damaged one is a wrong result or a fault.
     private func refuseDamagedPages(before work: String) throws {

@@ -32,10 +32,27 @@ public struct LogOptions: Sendable {
     /// are incomplete, of another version, or built with another gazetteer, or `rebuildAtOpen` asked.
     public var onRebuildAtOpen: (@Sendable (String) -> Void)?
 
+    /// Asked, at each step of the work opening a log may need (an upgrade, a rebuild: before each of their
+    /// transactions), whether to stop there: when it answers true, opening stops with ``WorkAtOpenStopped``,
+    /// leaving the log as a crash at that point would, which the next open takes up (the daemon, on SIGTERM
+    /// during start-up).
+    public var shouldStop: (@Sendable () -> Bool)?
+
     public init(directory: String, readOnly: Bool = false) {
         self.directory = directory
         self.readOnly = readOnly
     }
+}
+
+/// Opening the log stopped between two steps of its work (``LogOptions/shouldStop``): every step before is
+/// committed, and the next open of the log takes the work up from there (an upgrade where it stopped; a rebuild of
+/// the projections, whose mark the rebuild removed first, again); a summary of the incident streams made again
+/// from its event stays so.
+public struct WorkAtOpenStopped: Error, Sendable, CustomStringConvertible {
+    /// Where it stopped, in words: "before rebuilding the projections", "while ...".
+    public let work: String
+
+    public var description: String { "opening the log stopped \(work)" }
 }
 
 /// Why the log could not be opened or read: a stable code and a message naming the file or position at fault.

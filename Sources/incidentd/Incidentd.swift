@@ -210,6 +210,11 @@ struct Incidentd: ParsableCommand {
 
     private func serve(_ configured: DaemonConfiguration, gazetteer: Gazetteer, stopSignals: sigset_t, logger: Logger) throws {
         var settings = configured
+        // From here on a SIGTERM or SIGINT stops the start where it is: the work opening the log may need (an
+        // upgrade, a rebuild) at its next step, and the daemon before it serves, with no READY=1.
+        let stop = DispatchSemaphore(value: 0)
+        let stopRequest = StopRequest()
+        Self.awaitStopSignal(stopSignals, logger: logger, request: stopRequest, then: stop)
         // First, so that a limit too low to run under is refused before anything is made.
         try Self.raiseDescriptorLimit(&settings, logger: logger)
         // A name that matches no account grants nothing: said at once, at any log level but error and critical.
@@ -232,7 +237,19 @@ struct Incidentd: ParsableCommand {
             logger.notice("\(reason)")
             _ = incidentd_sd_notify("EXTEND_TIMEOUT_USEC=90000000\nSTATUS=\(reason)")
         }
-        let log = try EventLog(options: logOptions, gazetteer: gazetteer)
+        logOptions.shouldStop = { stopRequest.signal != nil }
+        let log: EventLog
+        do {
+            log = try EventLog(options: logOptions, gazetteer: gazetteer)
+        } catch let stopped as WorkAtOpenStopped {
+            Self.stoppedStarting(stopRequest, cutShort: stopped, asked: rebuildProjections, logger: logger)
+            return
+        }
+        // The rest of the start (threads, binding the socket) is quick: a signal from here on is an ordinary stop.
+        guard stopRequest.startServing() else {
+            Self.stoppedStarting(stopRequest, cutShort: nil, asked: rebuildProjections, logger: logger)
+            return
+        }
         if let (used, maximum) = log.pastMaximumSize {
             logger.warning(
                 "the log in \(settings.dataDirectory) already holds \(describeSize(used)), more than max_map_size (\(describeSize(maximum)), from \(settings.maxMapSizeOrigin ?? "the default")): appends are refused with storage_full until max_map_size is raised above \(describeSize(used)); reads, verify and backup go on",
@@ -253,7 +270,6 @@ struct Incidentd: ParsableCommand {
                 "the gazetteer's city \(gazetteerCityId) now takes the spelling \"\(spelling)\" of the city \(cityId), which this log added with allowNewCity: \"\(spelling)\" now names \(gazetteerCityId); \(cityId)'s incidents are reached by its exact id (incidentctl city \(cityId), events --city \(cityId))",
                 metadata: ["cityId": "\(cityId)", "gazetteerCityId": "\(gazetteerCityId)"])
         }
-        let stop = DispatchSemaphore(value: 0)
         let storageTrouble = StorageTroubleLog(logger: logger, onBroken: { stop.signal() })
         let followers = Followers()
         let committer = GroupCommitter(log: log, onStorageReport: storageTrouble.report, onCommitted: followers.committed)
@@ -289,8 +305,6 @@ struct Incidentd: ParsableCommand {
                 "dataDir": "\(absolutePath(settings.dataDirectory))", "position": "\(status.position)", "head": "\(status.headHash)",
             ])
         _ = incidentd_sd_notify("READY=1\nSTATUS=\(ServingStatus.text(position: status.position))")
-
-        Self.awaitStopSignal(stopSignals, logger: logger, then: stop)
         let watchdog = Self.startWatchdog(committer: committer, logger: logger)
         let trimmer = Self.startMapTrimmer(log, committer: committer) { executor.activity.load(ordering: .relaxed) }
         // Only the writer appends: the head is where it was at READY=1 and the events it stored since.
@@ -395,17 +409,38 @@ struct Incidentd: ParsableCommand {
         return set
     }
 
+    /// Logs, and tells systemd, that the daemon stops before it served, on the signal `request` took: with the work
+    /// opening the log needed `cutShort` (the next start takes it up), or once the log was open. When the rebuild
+    /// an operator `asked` for (`--rebuild-projections`) may not have been done, says to ask again. Nothing was
+    /// served and no READY=1 sent; the daemon then exits 0, as for any stop it was asked for.
+    static func stoppedStarting(_ request: StopRequest, cutShort: WorkAtOpenStopped?, asked: Bool, logger: Logger) {
+        let signal = request.signal ?? "a stop signal"
+        let line: String
+        if let cutShort {
+            line = "stopped during start-up on \(signal), before serving: \(cutShort), between two steps the next start takes up from\(asked ? "; start with --rebuild-projections again for the rebuild asked for" : "")"
+        } else {
+            line = "stopped during start-up on \(signal), before serving: the log is open and up to date"
+        }
+        logger.notice("\(line)")
+        _ = incidentd_sd_notify("STOPPING=1\nSTATUS=\(line)")
+    }
+
     /// Starts the thread that takes the blocked signals (pending or to come) with `sigwait`: each SIGTERM or SIGINT
-    /// signals `stop` (the first stops the daemon, a second ends the wait for its connections). SIGHUP, which
-    /// operators send for a reload, is answered in the log: incidentd reads its configuration only as it starts.
-    /// SIGUSR1 and SIGUSR2 mean nothing to it, and are logged as ignored.
-    static func awaitStopSignal(_ signals: sigset_t, logger: Logger, then stop: DispatchSemaphore) {
+    /// signals `stop` (the first stops the daemon, a second ends the wait for its connections), and the first is
+    /// noted in `request`, which the start asks before each step (``StopRequest``). SIGHUP, which operators send
+    /// for a reload, is answered in the log: incidentd reads its configuration only as it starts. SIGUSR1 and
+    /// SIGUSR2 mean nothing to it, and are logged as ignored.
+    static func awaitStopSignal(_ signals: sigset_t, logger: Logger, request: StopRequest, then stop: DispatchSemaphore) {
         let thread = Thread {
             var set = signals
             var received: Int32 = 0
             while true {
                 guard sigwait(&set, &received) == 0 else { continue }
                 if received == SIGTERM || received == SIGINT {
+                    let name = received == SIGTERM ? "SIGTERM" : "SIGINT"
+                    if request.note(name) {
+                        logger.notice("\(name) during start-up: stopping at the next step, without serving")
+                    }
                     stop.signal()
                 } else if received == SIGHUP {
                     logger.notice(
@@ -661,6 +696,36 @@ final class ServingStatus: Sendable {
             state.sent = position
             state.ticks = 0
             return Self.text(position: position)
+        }
+    }
+}
+
+/// A stop asked for by signal, and whether it came before the daemon served: the start asks it between the steps
+/// of opening the log, and once the log is open, and stops there, without serving or telling systemd it is ready;
+/// once past that, a stop goes the usual way (``Incidentd/drainConnections(_:loops:within:interruptedBy:logger:)``).
+final class StopRequest: Sendable {
+    private enum Phase { case starting, serving }
+
+    private let state = Mutex<(phase: Phase, signal: String?)>((.starting, nil))
+
+    /// The first stop signal's name, once one came.
+    var signal: String? { state.withLock { $0.signal } }
+
+    /// Notes a stop signal; true when it is the first, and came during start-up.
+    func note(_ signal: String) -> Bool {
+        state.withLock { state in
+            guard state.signal == nil else { return false }
+            state.signal = signal
+            return state.phase == .starting
+        }
+    }
+
+    /// Moves to serving, unless a stop came first: then false, and the daemon stops without serving.
+    func startServing() -> Bool {
+        state.withLock { state in
+            guard state.signal == nil else { return false }
+            state.phase = .serving
+            return true
         }
     }
 }

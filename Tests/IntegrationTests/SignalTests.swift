@@ -28,4 +28,58 @@ struct SignalTests {
         #expect(daemon.stop() == 0)
         #expect(!FileManager.default.fileExists(atPath: daemon.socketPath))
     }
+
+    @Test("SIGTERM while a start rebuilds the projections (--rebuild-projections) stops incidentd at the next step of the rebuild, exit 0, saying so, without serving or READY=1; the next start serves the projections, complete and as the events make them")
+    func stopDuringStartUpRebuild() throws {
+        let daemon = try Daemon()
+        let client = try daemon.client()
+        try client.appendEvents(RebuildTests.events(incidents: 12_000), inBatchesOf: 1_000)
+        let head = try client.headPosition()
+        let cities = try client.call("cities")["cities"]
+        #expect(cities?.arrayValue?.count == 3 && head > 25_000, "\(head) \(String(describing: cities))")
+        #expect(daemon.stop() == 0)
+
+        let notify = try NotifyListener(path: daemon.root + "/notify")
+        let logPath = daemon.root + "/rebuild.log"
+        let log = open(logPath, O_WRONLY | O_CREAT | O_CLOEXEC, 0o600)
+        let null = open("/dev/null", O_RDONLY | O_CLOEXEC)
+        defer {
+            close(log)
+            close(null)
+        }
+        var environment = ProcessInfo.processInfo.environment
+        environment["NOTIFY_SOCKET"] = notify.path
+        let child = try ChildProcess(
+            Binaries.incidentd, ["--data-dir", daemon.dataDir, "--socket", daemon.socketPath, "--rebuild-projections"],
+            environment: environment, stdin: null, stdout: log, stderr: log)
+        defer {
+            if child.isRunning { kill(child.pid, SIGKILL) }
+            child.wait()
+        }
+        try waitFor("the rebuild to start") {
+            !child.isRunning || (readFile(logPath) ?? "").contains("rebuilding the projections as asked")
+        }
+        kill(child.pid, SIGTERM)
+        let signalled = Date()
+        try waitFor("incidentd to stop", timeout: 30) { !child.isRunning }
+        let took = Date().timeIntervalSince(signalled)
+        let said = readFile(logPath) ?? ""
+        #expect(child.wait() == 0, "\(said)")
+        #expect(took < 10, "stopped \(took) s after SIGTERM: \(said)")
+        #expect(!said.contains("notice serving"), "\(said)")
+        #expect(said.contains("notice SIGTERM during start-up: stopping at the next step, without serving"), "\(said)")
+        #expect(said.contains("notice stopped during start-up on SIGTERM, before serving: opening the log stopped "), "\(said)")
+        var notifications: [String] = []
+        while let message = notify.next(within: 0) { notifications.append(message) }
+        #expect(!notifications.contains { $0.hasPrefix("READY=1") }, "\(notifications)")
+        #expect(notifications.last?.hasPrefix("STOPPING=1\nSTATUS=stopped during start-up on SIGTERM") == true, "\(notifications)")
+
+        try daemon.start()
+        let again = try daemon.client()
+        #expect(try again.headPosition() == head)
+        #expect(try again.call("cities")["cities"] == cities)
+        let verified = try daemon.ctl(["verify"])
+        #expect(verified.status == 0, "the projections and summaries are those the events make: \(verified.stdout)\(verified.stderr)")
+        #expect(daemon.stop() == 0)
+    }
 }

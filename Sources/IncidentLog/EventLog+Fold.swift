@@ -35,7 +35,7 @@ extension EventLog {
     /// end of the log was reached (rather than `maxEvents`, `untilPosition` or `recordedAfter`).
     func foldEvents(
         _ cursor: borrowing Cursor, from first: Cursor.Entry?, after previous: UInt64 = 0, stop: FoldStop,
-        into fold: inout ProjectionFold, blocks: inout FoldBuffers
+        into fold: inout ProjectionFold, blocks: inout FoldBuffers, checkpoint: () throws -> Void = {}
     ) throws -> (lastPosition: UInt64, count: Int, reachedEnd: Bool) {
         var entry = first
         var count = 0
@@ -65,6 +65,7 @@ extension EventLog {
         try take(into: blocks.current)
         blocks.current.parseUnclaimed()
         while blocks.current.count > 0 && !stopped {
+            try checkpoint()
             try take(into: blocks.upcoming)
             let upcoming = blocks.upcoming
             DispatchQueue.global().async(group: reading) { upcoming.parseUnclaimed() }

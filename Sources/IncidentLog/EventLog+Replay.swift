@@ -29,7 +29,13 @@ extension EventLog {
     /// Each of `expectedHeads` (32-byte head hashes published earlier, `status`'s `headHash`) is looked for among the
     /// hashes the chain walk checks, at no extra read: ``VerifyReport/expectedHeads`` names the position of the event
     /// whose hash it is, which with the chain intact proves the log up to there is the one published.
-    public func verify(stretch: Int = 1 << 16, checkingDerivedData: Bool = true, expectedHeads: [[UInt8]] = []) throws -> VerifyReport {
+    ///
+    /// `checkpoint` is called before each stretch of the chain and of the derived data's comparison (a fraction of a
+    /// second of work each); what it throws ends the walk and is thrown (the daemon, stopping, cuts a long one short).
+    public func verify(
+        stretch: Int = 1 << 16, checkingDerivedData: Bool = true, expectedHeads: [[UInt8]] = [],
+        checkpoint: @Sendable () throws -> Void = {}
+    ) throws -> VerifyReport {
         let pages = try environment.checkPages()
         if let damage = pages.damage {
             return VerifyReport(
@@ -59,7 +65,10 @@ extension EventLog {
         let firstFailed = Atomic<Int>(.max)
         DispatchQueue.concurrentPerform(iterations: stretches.count) { i in
             guard firstFailed.load(ordering: .relaxed) > i else { return }
-            let outcome = Result { try verifyStretch(stretches[i], lookingFor: search) }
+            let outcome = Result {
+                try checkpoint()
+                return try verifyStretch(stretches[i], lookingFor: search)
+            }
             if case .success(.intact) = outcome {} else { firstFailed.min(i, ordering: .relaxed) }
             outcomes.withLock { $0[i] = outcome }
         }
@@ -101,7 +110,7 @@ extension EventLog {
                 "the record of the head names position \(head.position) with hash \(ChainHash.hex(head.hash)), "
                 + "which is not the hash of event \(head.position) (\(ChainHash.hex(previous)))"
         } else if checkingDerivedData {
-            report.derived = try verifyDerivedData(stretch: stretch)
+            report.derived = try verifyDerivedData(stretch: stretch, checkpoint: checkpoint)
         }
         return report
     }
@@ -195,8 +204,9 @@ extension EventLog {
     /// The projection of every city, by city id, folded afresh from the log alone and stopping where `limit`
     /// says: the document `cities` answers, computed without the stored projections. Reads only: LMDB readers
     /// never block the running daemon, and the running daemon never blocks them. The fold is the rebuild's
-    /// (``ProjectionFold``), which the daemon's own projections are checked against.
-    public func replay(_ limit: ReplayLimit = ReplayLimit()) throws -> [CityState] {
+    /// (``ProjectionFold``), which the daemon's own projections are checked against. `checkpoint` is called before
+    /// each block of events folded; what it throws ends the replay and is thrown.
+    public func replay(_ limit: ReplayLimit = ReplayLimit(), checkpoint: () throws -> Void = {}) throws -> [CityState] {
         try environment.read { txn in
             let head = try Head.read(txn, db).position
             var fold = ProjectionFold(projector: projector)
@@ -206,7 +216,7 @@ extension EventLog {
                 untilPosition: limit.untilPosition ?? .max, recordedAfter: limit.asOf?.microseconds,
                 occurredBefore: limit.occurredBefore?.microseconds)
             let cursor = try txn.cursor(db.events)
-            _ = try foldEvents(cursor, from: try cursor.first(), stop: stop, into: &fold, blocks: &blocks)
+            _ = try foldEvents(cursor, from: try cursor.first(), stop: stop, into: &fold, blocks: &blocks, checkpoint: checkpoint)
             return fold.cities.map { $0.state(fold.texts) }.sorted { $0.cityId < $1.cityId }
         }
     }

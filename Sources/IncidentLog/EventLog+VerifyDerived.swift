@@ -35,7 +35,9 @@ extension EventLog {
     /// `incident-streams` differs, the projections are not compared. Nor are the cities when the log records
     /// that its projections were built with another gazetteer than this log's (names, regions and populations
     /// come from it).
-    public func verifyDerivedData(stretch: Int = 1 << 16) throws -> DerivedDataReport {
+    /// `checkpoint` is called before each stretch of events and each segment of the streams' fold; what it throws
+    /// ends the comparison and is thrown.
+    public func verifyDerivedData(stretch: Int = 1 << 16, checkpoint: @Sendable () throws -> Void = {}) throws -> DerivedDataReport {
         let firstHead = try environment.read { txn in
             let head = try Head.read(txn, db).position
             // A head past the last event is a damaged record (the chain's check names it): not a range to read.
@@ -51,10 +53,13 @@ extension EventLog {
         let digests = Mutex([Result<IndexDigests, any Error>?](repeating: nil, count: stretches.count))
         DispatchQueue.concurrentPerform(iterations: stretches.count + 1) { i in
             if i == 0 {
-                let result = Result { try compareInOneSnapshot(eventsReadThrough: firstHead) }
+                let result = Result { try compareInOneSnapshot(eventsReadThrough: firstHead, checkpoint: checkpoint) }
                 snapshot.withLock { $0 = result }
             } else {
-                let result = Result { try environment.read { txn in try digestEvents(stretches[i - 1], in: txn) } }
+                let result = Result {
+                    try checkpoint()
+                    return try environment.read { txn in try digestEvents(stretches[i - 1], in: txn) }
+                }
                 digests.withLock { $0[i - 1] = result }
             }
         }
@@ -164,7 +169,7 @@ extension EventLog {
 
     /// Reads the derived data in one snapshot: `incident-streams` folded into the projections, which are compared
     /// with the stored ones, and the digests of both indexes; and the events appended since `firstHead`.
-    private func compareInOneSnapshot(eventsReadThrough firstHead: UInt64) throws -> SnapshotComparison {
+    private func compareInOneSnapshot(eventsReadThrough firstHead: UInt64, checkpoint: () throws -> Void) throws -> SnapshotComparison {
         try environment.read { txn in
             var compared = SnapshotComparison(head: try Head.read(txn, db).position)
             if compared.head > firstHead {
@@ -179,7 +184,7 @@ extension EventLog {
                     ? "a rebuild of them did not finish, and incidentd rebuilds them at its next start"
                     : "they are marked as of position \(mark.0), version \(mark.1), not \(compared.head), version \(EventLog.projectionVersion), and incidentd rebuilds them at its next start"
             }
-            try foldStreams(txn, into: &compared)
+            try foldStreams(txn, into: &compared, checkpoint: checkpoint)
             compared.streamEntries = try txn.count(db.streams)
             compared.incidentEntries = try txn.count(db.incidents)
             try txn.forEach(db.eventIds) { key, value in
@@ -197,13 +202,16 @@ extension EventLog {
 
     /// Folds `incident-streams` with the rebuild's fold, a segment of positions at a time: each segment's
     /// incidents compared with their stored projections, then forgotten; at the end, the cities.
-    private func foldStreams(_ txn: borrowing ReadTransaction, into compared: inout SnapshotComparison) throws {
+    private func foldStreams(
+        _ txn: borrowing ReadTransaction, into compared: inout SnapshotComparison, checkpoint: () throws -> Void
+    ) throws {
         var fold = StreamFold(projector: projector, direct: ProjectionFold.directEncodingHolds(projector: projector))
         var entries = StreamEntryDigest()
         let cursor = try txn.cursor(db.streams)
         var start: UInt64 = 1
         do {
             while true {
+                try checkpoint()
                 let end = start &+ EventLog.derivedCheckSegment
                 // The last segment takes any entry after the head too (none belongs there).
                 let last = end > compared.head || end < start

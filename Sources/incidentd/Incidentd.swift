@@ -330,6 +330,7 @@ struct Incidentd: ParsableCommand {
             Self.drainConnections(
                 executor, loops: server.group, within: settings.drainSeconds, interruptedBy: stop, logger: logger)
         }
+        executor.endWalks()
         // Lines the intake holds reach the committer first, in order; later ones are carried out on their loops.
         intake.stop()
         committer.shutdown()
@@ -338,7 +339,8 @@ struct Incidentd: ParsableCommand {
         for loop in server.group.makeIterator() {
             executor.mailbox(for: loop).waitUntilWritten()
         }
-        // A `read` or `verify` still running finishes and is answered while the loops still run.
+        // A walk of the log still running (a `verify` or `replay` cut short at its next stretch) ends and is answered
+        // while the loops still run.
         try? logWalkers.syncShutdownGracefully()
         try? server.group.syncShutdownGracefully()
         watchdog?.cancel()

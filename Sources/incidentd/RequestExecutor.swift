@@ -36,6 +36,10 @@ final class RequestExecutor: Sendable {
     /// Requests read from every connection and not answered yet (answers written to a connection that closed
     /// meanwhile count as answered): the daemon's stop waits for none to be left (``Incidentd``'s drain).
     let unansweredRequests = Atomic<Int>(0)
+    /// Set as the daemon stops, once it has done waiting for its connections: a `verify` or `replay` under way is cut
+    /// short at its next stretch, and no request for the log walkers (those and `read`, `incident`, `backup`) is begun
+    /// after it (each answered `shutting_down`), so that the stop does not wait for walks of the whole log.
+    private let walksEnded = Atomic<Bool>(false)
     /// Connections opened, reads of requests and the intake's rounds since the start: the heap is trimmed once it
     /// stands still (see ``HeapTrimSchedule``).
     let activity = Atomic<UInt64>(0)
@@ -133,6 +137,17 @@ final class RequestExecutor: Sendable {
     }
 
     /// The error response for a request that threw `error`.
+    /// Ends the walks of the log, under way or to come: see ``walksEnded``.
+    func endWalks() {
+        walksEnded.store(true, ordering: .relaxed)
+    }
+
+    /// Throws `shutting_down` once the walks of the log have ended: the checkpoint of a `verify` or `replay`.
+    private func checkWalkGoesOn() throws {
+        guard walksEnded.load(ordering: .relaxed) else { return }
+        throw ProtocolError(.shuttingDown, "incidentd is stopping: the request was cut short; send it again once incidentd is back")
+    }
+
     static func failure(id: JSONText, _ error: any Error) -> [UInt8] {
         switch error {
         case let error as ProtocolError:
@@ -164,6 +179,7 @@ final class RequestExecutor: Sendable {
         let answer = logWalkers.runIfActive(eventLoop: eventLoop) { [self] () -> [UInt8] in
             guard connection?.isActive ?? true else { return [] }
             do {
+                try checkWalkGoesOn()
                 return try work(self)
             } catch {
                 return Self.failure(id: id, error)
@@ -291,7 +307,7 @@ final class RequestExecutor: Sendable {
         let limit = ReplayLimit(
             untilPosition: try Self.integer(request.body["untilPosition"], "untilPosition", range: 0...Int64.max).map(UInt64.init),
             asOf: try instant("asOf"), occurredBefore: try instant("occurredBefore"))
-        return Response.success(id: request.id, ["cities": .array(try log.replay(limit).map(\.json))])
+        return Response.success(id: request.id, ["cities": .array(try log.replay(limit, checkpoint: checkWalkGoesOn).map(\.json))])
     }
 
     private func read(_ request: Request) throws -> [UInt8] {
@@ -439,7 +455,8 @@ final class RequestExecutor: Sendable {
     }
 
     private func verify(_ request: Request, peer: PeerIdentity) throws -> [UInt8] {
-        let report = try log.verify(expectedHeads: try Self.expectedHeads(request.body["expectHeads"]))
+        let report = try log.verify(
+            expectedHeads: try Self.expectedHeads(request.body["expectHeads"]), checkpoint: { [self] in try checkWalkGoesOn() })
         if let damage = report.pageDamage {
             logger.error(
                 "verify found a damaged page in the log's data file",

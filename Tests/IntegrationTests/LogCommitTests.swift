@@ -4,6 +4,7 @@ import IncidentDomain
 @testable import IncidentLog
 import LMDB
 import StrictJSON
+import Synchronization
 import Testing
 
 /// Appends written straight through ``EventLog/commit(_:committedCities:)``, the group committer's one call: so
@@ -62,6 +63,49 @@ struct LogCommitTests {
         let stored = try log.events(from: 1, limit: 10).events
         #expect(stored.map { $0["incident"] } == ["kupiansk-batch-first", "kupiansk-batch"])
         #expect(stored.last?["eventId"]?.stringValue == id)
+    }
+
+    /// What a checkpoint throws to cut a walk of the log short.
+    struct CutShort: Error, Equatable {}
+
+    /// A checkpoint that throws ``CutShort`` from its `n`th call on, and counts its calls.
+    final class Checkpoint: Sendable {
+        let calls = Mutex(0)
+        let n: Int
+        init(throwingFrom n: Int) { self.n = n }
+        func pass() throws {
+            let call = calls.withLock { calls -> Int in
+                calls += 1
+                return calls
+            }
+            if call >= n { throw CutShort() }
+        }
+    }
+
+    @Test("verify, its derived-data check and replay ask their checkpoint between stretches, and what it throws ends them")
+    func walksEndAtACheckpoint() throws {
+        let directory = makeTemporaryDirectory("checkpoints")
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let log = try EventLog(options: LogOptions(directory: directory), gazetteer: .embedded)
+        var cities: [String: CityState] = [:]
+        for batch in 0..<10 {
+            let requests = try (0..<500).map { n in
+                Self.request([try Self.proposal(Wire.report(incident: "walk-\(batch)-\(n)", city: ["Kupiansk", "Melitopol"][n % 2]))])
+            }
+            for result in log.commit(requests, committedCities: &cities) { _ = try result.get() }
+        }
+        // Whole, each asks its checkpoint more than twice: 50 stretches of the chain, as many of the events' digests,
+        // two blocks of the replay's fold.
+        let passing = Checkpoint(throwingFrom: .max)
+        #expect(try log.verify(stretch: 100, checkpoint: passing.pass).isIntact)
+        #expect(passing.calls.withLock { $0 } > 100)
+        let chain = Checkpoint(throwingFrom: 3)
+        #expect(throws: CutShort()) { try log.verify(stretch: 100, checkingDerivedData: false, checkpoint: chain.pass) }
+        let derived = Checkpoint(throwingFrom: 3)
+        #expect(throws: CutShort()) { try log.verifyDerivedData(stretch: 100, checkpoint: derived.pass) }
+        let replay = Checkpoint(throwingFrom: 2)
+        #expect(throws: CutShort()) { try log.replay(checkpoint: replay.pass) }
+        #expect(try log.replay(checkpoint: Checkpoint(throwingFrom: 3).pass).count == 2)
     }
 
     @Test("a log holding what earlier versions accepted (a space before the time, a source published in the future) is served, verified, replayed and rebuilt")

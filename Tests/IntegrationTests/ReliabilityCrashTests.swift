@@ -371,6 +371,32 @@ struct ReliabilityStopTests {
         #expect(daemon.log.contains("warning stopping after drain_seconds (1 s) with 0 requests of the open connections unanswered and"), "\(daemon.log)")
     }
 
+    @Test("SIGTERM with verifies queued for the two log walkers answers every one, ok or (not run) shutting_down, and exits 0")
+    func stopEndsWalks() throws {
+        let daemon = try Daemon.configured("[daemon]\ndrain_seconds = 0\n")
+        let seed = try daemon.client()
+        for batch in 0..<20 {
+            let events = (0..<500).map { n in
+                Wire.report(incident: "walk-\(batch)-\(n)", city: ["Kupiansk", "Melitopol", "Berdiansk"][n % 3])
+            }
+            try #require(try seed.call("append", ["events": .array(events)]).isOK)
+        }
+        // One verify a connection (a connection has one request with the walkers at a time), two walkers: most wait.
+        let connections = try (0..<30).map { _ in try daemon.client() }
+        for client in connections { try client.send("verify") }
+        let first = try connections[0].receive()
+        #expect(first.isOK, "\(first.canonicalString().prefix(300))")
+        #expect(daemon.stop() == 0, "\(daemon.log.suffix(2000))")
+        var codes: [String] = []
+        for client in connections.dropFirst() {
+            guard let answer = try? client.receive() else { continue }
+            codes.append(answer.isOK ? "ok" : answer.errorCode ?? "?")
+        }
+        #expect(Set(codes).isSubset(of: ["ok", "shutting_down"]), "\(codes)")
+        #expect(codes.count == connections.count - 1, "every verify is answered: \(codes)")
+        #expect(codes.contains("shutting_down"), "the verifies still queued are not run: \(codes)")
+    }
+
     @Test("A second SIGTERM ends the wait for the open connections at once")
     func secondSignalEndsTheDrain() throws {
         let daemon = try Daemon.configured("[daemon]\ndrain_seconds = 3600\n")

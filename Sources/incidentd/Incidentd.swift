@@ -181,6 +181,11 @@ struct Incidentd: ParsableCommand {
         LoggingSystem.bootstrap { label in JournalLogHandler(label: label, level: level) }
         let logger = Logger(label: "incidentd")
         if let recoverFrom {
+            // A recovery is a command an operator waits for, not a service: SIGINT (Ctrl-C) and SIGTERM end it at once,
+            // as they would any command. What it leaves (its work folder in the new directory) the next recovery
+            // into that directory clears first.
+            var signals = stopSignals
+            pthread_sigmask(SIG_UNBLOCK, &signals, nil)
             try Self.recover(
                 from: recoverFrom, fillingFrom: fillFrom, expectedHead: expectHead.flatMap { try? PublishedHeadArgument($0) }, settings,
                 gazetteer: gazetteer, logger: logger)

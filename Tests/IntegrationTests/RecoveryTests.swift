@@ -105,6 +105,28 @@ struct RecoveryTests {
         #expect(next["positions"] == [.int(head + 1)], "\(database): \(next)")
     }
 
+    @Test("a SIGINT (Ctrl-C) ends a recovery at once, as it would any command, making nothing; a recovery into the same directory then makes the log")
+    func interruptedRecovery() throws {
+        let daemon = try Daemon()
+        #expect(try daemon.client().appendEvents([Wire.report(incident: "before-the-interruption")]).isOK)
+        #expect(daemon.stop() == 0)
+        let target = daemon.root + "/recovered"
+        // The signal waits, blocked, from before incidentd runs (a blocked signal stays pending through exec): it
+        // reaches incidentd whenever incidentd lets it, and without the wait on anything else.
+        let interrupted = try runCommand(
+            "/usr/bin/python3",
+            [
+                "-c",
+                "import os, signal, sys; signal.pthread_sigmask(signal.SIG_BLOCK, [signal.SIGINT]); os.kill(os.getpid(), signal.SIGINT); os.execv(sys.argv[1], sys.argv[1:])",
+                Binaries.incidentd, "--recover-from", daemon.dataDir, "--data-dir", target, "--log-level", "warning",
+            ])
+        #expect(interrupted.status == SIGINT, "ended by SIGINT: \(interrupted)")
+        #expect(!FileManager.default.fileExists(atPath: target + "/data.mdb"), "\(interrupted)")
+        let recovered = try Self.recover(daemon.dataDir, into: target)
+        #expect(recovered.status == 0, "\(recovered)")
+        #expect(FileManager.default.fileExists(atPath: target + "/data.mdb"))
+    }
+
     @Test("a damaged page of incidents (a projection) is recovered from the events: same head, same cities, retries kept")
     func damagedIncidents() throws {
         try Self.recoversFromDamage(in: "incidents")

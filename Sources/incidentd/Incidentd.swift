@@ -313,17 +313,17 @@ struct Incidentd: ParsableCommand {
         let watchdog = Self.startWatchdog(committer: committer, logger: logger)
         let trimmer = Self.startMapTrimmer(log, committer: committer) { executor.activity.load(ordering: .relaxed) }
         // Only the writer appends: the head is where it was at READY=1 and the events it stored since.
-        let servingStatus = ServingStatus(position: status.position, interval: Self.statusInterval)
+        let servingStatus = ServingStatus(position: status.position, interval: Self.statusInterval) { message in
+            _ = incidentd_sd_notify(message)
+        }
         let readerCheck = Self.startReaderCheck(log, logger: logger) {
-            if let text = servingStatus.tick(position: status.position + committer.statistics.events) {
-                _ = incidentd_sd_notify("STATUS=\(text)")
-            }
+            servingStatus.tick(position: status.position + committer.statistics.events)
         }
         stop.wait()
 
         let stopping = "stopping: answering what the open connections sent, then writing every queued append"
         logger.notice("\(stopping)")
-        _ = incidentd_sd_notify("STOPPING=1\nSTATUS=\(stopping)")
+        servingStatus.stop(saying: stopping)
         // While the listening socket is open it holds its file, whose inode number no other file can have meanwhile:
         // closed first, a new daemon's socket at the path could reuse it and be taken for this one's.
         if let socketFile, socketFile.removeIfStillOurs() == .replaced {
@@ -379,14 +379,17 @@ struct Incidentd: ParsableCommand {
                 quietRounds = 0
             }
             let now = DispatchTime.now()
+            let waitingFor =
+                "\(unanswered) request\(unanswered == 1 ? "" : "s") of the open connections unanswered"
+                + (unfinishedBytes > 0 ? " and \(describeSize(unfinishedBytes)) of lines half read" : "")
             guard now < deadline || quietRounds > 0 else {
                 logger.warning(
-                    "stopping after drain_seconds (\(seconds) s) with \(unanswered) request\(unanswered == 1 ? "" : "s") of the open connections unanswered\(unfinishedBytes > 0 ? " and \(describeSize(unfinishedBytes)) of lines half read" : ""): appends among them that are not with the writer yet are answered shutting_down, unstored")
+                    "stopping after drain_seconds (\(seconds) s) with \(waitingFor): appends among them that are not with the writer yet are answered shutting_down, unstored")
                 return
             }
             if interruption.wait(timeout: min(deadline, now + .milliseconds(5))) == .success {
                 logger.notice(
-                    "stopping without waiting further for the open connections' \(unanswered) unanswered request\(unanswered == 1 ? "" : "s"): appends among them that are not with the writer yet are answered shutting_down, unstored")
+                    "stopping without waiting further, with \(waitingFor): appends among them that are not with the writer yet are answered shutting_down, unstored")
                 return
             }
         }

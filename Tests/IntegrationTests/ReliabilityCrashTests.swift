@@ -410,6 +410,6 @@ struct ReliabilityStopTests {
         kill(daemon.pid, SIGTERM)
         try waitFor("incidentd to stop after the second SIGTERM") { daemon.child?.isRunning == false }
         #expect(daemon.stop() == 0, "\(daemon.log)")
-        #expect(daemon.log.contains("notice stopping without waiting further for the open connections' 0 unanswered requests"), "\(daemon.log)")
+        #expect(daemon.log.contains("notice stopping without waiting further, with 0 requests of the open connections unanswered and"), "\(daemon.log)")
     }
 }

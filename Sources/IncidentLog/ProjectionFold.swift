@@ -730,6 +730,7 @@ struct ProjectionFold {
         injured: Int64?, detained: Int64?
     ) throws {
         guard let i = try incident(id) else { return }
+        try follows(i, position)
         let c = Int(incidents[i].city)
         cities[c].add(incidents[i], sign: -1)
         incidents[i].responseEvents += 1
@@ -745,6 +746,7 @@ struct ProjectionFold {
         corrections: [String: JSONValue]?
     ) throws {
         guard let i = try incident(id) else { return }
+        try follows(i, position)
         let c = Int(incidents[i].city)
         cities[c].add(incidents[i], sign: -1)
         incidents[i].outcomeEvents += 1
@@ -762,6 +764,18 @@ struct ProjectionFold {
             incidents[i].currentParticipants = participants
         }
         finish(i, c, version: version, position: position)
+    }
+
+    /// Refuses a response or outcome at `position` that is not after every event incident `i` has: every appended
+    /// event is (the log gives out positions in order, and an incident's report comes first), so one that is not
+    /// names a position it was never stored at, and folded it would make an incident that ends before it starts,
+    /// whose stored form does not read back. (`foldEvents` reads it as the stored event at its key that is
+    /// damaged.)
+    @inline(__always) private func follows(_ i: Int, _ position: UInt64) throws {
+        let last = incidents[i].lastPosition
+        guard position > last else {
+            throw LogError(.corrupt, "it names position \(position), not after its incident's event at position \(last)")
+        }
     }
 
     @inline(__always) private mutating func finish(_ i: Int, _ c: Int, version: Int64, position: UInt64) {

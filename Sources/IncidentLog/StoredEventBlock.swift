@@ -67,9 +67,16 @@ final class StoredEventBlock: @unchecked Sendable {
             let start = claimed.wrappingAdd(Self.stripe, ordering: .relaxed).oldValue
             if start >= count { return }
             for i in start..<min(start + Self.stripe, count) {
-                // A raw control byte is damage the fast reader would pass over inside a string: such an event is left
-                // to the slow reader, which names it.
-                parsed[i] = events[i].firstControlByte() == nil ? StoredEventReader.parse(events[i]) : nil
+                // A raw control byte is damage the fast reader would pass over inside a string, and a position other
+                // than its key's is damage it would fold as stated (out of order, even before its incident's report):
+                // such an event is left to the slow reader, which names it.
+                guard events[i].firstControlByte() == nil, let event = StoredEventReader.parse(events[i]),
+                    event.position == positions[i]
+                else {
+                    parsed[i] = nil
+                    continue
+                }
+                parsed[i] = event
             }
         }
     }

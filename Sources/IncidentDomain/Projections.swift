@@ -619,6 +619,7 @@ public struct Projector: Sendable {
             try store.put(state)
         case .responded(let response):
             guard var state = try store.takeIncident(event.incident) else { return }
+            try follows(state, event)
             try store.updateCity(state.cityId, orNew: { newCity(id: state.cityId, reportedName: state.report.city) }) { city in
                 try city.add(state, sign: -1)
                 try accumulate(&state.responseEvents, 1, in: "incident")
@@ -631,6 +632,7 @@ public struct Projector: Sendable {
             try store.put(state)
         case .outcome(let outcome):
             guard var state = try store.takeIncident(event.incident) else { return }
+            try follows(state, event)
             try store.updateCity(state.cityId, orNew: { newCity(id: state.cityId, reportedName: state.report.city) }) { city in
                 try city.add(state, sign: -1)
                 try accumulate(&state.outcomeEvents, 1, in: "incident")
@@ -643,6 +645,17 @@ public struct Projector: Sendable {
                 try finish(&state, &city, event)
             }
             try store.put(state)
+        }
+    }
+
+    /// Refuses a response or outcome that is not after every event `state` has folded: an appended event always is
+    /// (positions are given out in order, after the incident's report), so the projection, read back with a later
+    /// position than the log has reached, is damaged; folded, the event would make an incident that ends before
+    /// it starts, whose stored form does not read back.
+    private func follows(_ state: IncidentState, _ event: RecordedEvent) throws(IncidentError) {
+        guard event.position > state.lastPosition else {
+            throw IncidentError.damagedProjection(
+                "incident", ": \(state.incident.prefix(128))'s names position \(state.lastPosition), not before event \(event.position)")
         }
     }
 

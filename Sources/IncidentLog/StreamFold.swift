@@ -116,6 +116,15 @@ struct StreamFold {
                 guard var incident = open, incident.start == start else {
                     throw LogError(.corrupt, "event \(position) is in the stream of an incident that was never reported")
                 }
+                // An incident's events are stored in position order, so an entry naming a position not after the
+                // one before it names an event that is not this one (and would make an incident that ends before it
+                // starts, whose stored form does not read back); made again from its event it names the same.
+                guard position > incident.state.lastPosition else {
+                    throw LogError(
+                        .corrupt,
+                        "an incident-streams entry names position \(position), not after the one before it in its stream "
+                            + "(\(incident.state.lastPosition))")
+                }
                 switch type {
                 case StreamSummary.response: try response(&summary, into: &incident.state)
                 case StreamSummary.outcome: try outcome(&summary, into: &incident.state)

@@ -89,4 +89,34 @@ import Testing
         store.cities["kupiansk"]?.killed = .max
         #expect(throws: IncidentError.self, "the city's killed") { try projector.apply(response, to: &store) }
     }
+
+    @Test("folding an event into a stored incident damaged to a last position at or past the event's throws log_damaged, where it stored an incident that ends before it starts and does not read back")
+    func positionsPastTheEvent() throws {
+        let projector = Projector(gazetteer: .embedded)
+        let report = try Self.event(
+            1, version: 1, type: "incident-reported", data: ["city": "Kupiansk", "cityId": "kupiansk", "kind": "demonstration"])
+        let response = try Self.event(5, version: 2, type: "response-observed", data: ["by": "police", "responses": ["tear-gas"]])
+        let outcome = try Self.event(5, version: 2, type: "outcome-updated", data: ["status": "dispersed"])
+        for event in [response, outcome] {
+            // Read back as reported at 9 (or at 1 and last changed at 5): the event at 5 does not come after it.
+            for (first, last): (UInt64, UInt64) in [(9, 9), (1, 5), (1, 9)] {
+                var store = InMemoryProjections()
+                try projector.apply(report, to: &store)
+                if var state = store.incidents["k1"] {
+                    state.firstPosition = first
+                    state.lastPosition = last
+                    store.incidents["k1"] = try IncidentState(encoded: state.encoded())
+                }
+                let error = #expect(throws: IncidentError.self, "\(event.type) after \(first)...\(last)") { try projector.apply(event, to: &store) }
+                #expect(
+                    error?.code == .logDamaged && error?.message.contains("k1's names position \(last), not before event 5") == true,
+                    "\(String(describing: error))")
+                #expect(store.incidents["k1"].map { (try? IncidentState(encoded: $0.encoded())) == $0 } == true)
+            }
+            var store = InMemoryProjections()
+            try projector.apply(report, to: &store)
+            try projector.apply(event, to: &store)
+            #expect(store.incidents["k1"].flatMap { try? IncidentState(encoded: $0.encoded()) }?.lastPosition == 5)
+        }
+    }
 }

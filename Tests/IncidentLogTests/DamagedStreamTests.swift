@@ -55,4 +55,22 @@ import Testing
             }
         }
     }
+
+    @Test("an entry naming a position at or before the one before it in its stream stops the rebuild as damage, where it made an incident the rebuild stored and could not read back")
+    func positionOutOfOrder() throws {
+        let report = try Self.event(
+            9, version: 1, type: "incident-reported", data: ["city": "Kupiansk", "cityId": "kupiansk", "kind": "demonstration"])
+        let response = try Self.event(10, version: 2, type: "response-observed", data: ["by": "police", "responses": ["tear-gas"]])
+        let outcome = try Self.event(11, version: 3, type: "outcome-updated", data: ["status": "dispersed"])
+        let sound = try Self.fold([(9, 1, 9, report), (9, 2, 10, response), (9, 3, 11, outcome)])
+        #expect(try IncidentState(encoded: Array(sound.record(0))).lastPosition == 11)
+        for (position, before) in [(UInt64(5), UInt64(9)), (9, 9)] {
+            #expect(throws: LogError(.corrupt, "an incident-streams entry names position \(position), not after the one before it in its stream (\(before))")) {
+                try Self.fold([(9, 1, 9, report), (9, 2, position, response)])
+            }
+        }
+        #expect(throws: LogError(.corrupt, "an incident-streams entry names position 10, not after the one before it in its stream (10)")) {
+            try Self.fold([(9, 1, 9, report), (9, 2, 10, response), (9, 3, 10, outcome)])
+        }
+    }
 }

@@ -240,13 +240,22 @@ struct ReliabilityStopTests {
         }
     }
 
-    @Test("SIGTERM while 16 connections pipeline appends: every append that was stored had its answer written, and only those")
-    func stopWhilePipelining() throws {
-        let daemon = try Daemon()
-        let connections = 16
-        let perConnection = 200
-        var texts: [String] = []
-        var eventIds: [[String]] = []
+    /// What connections that each sent all their appends in one write heard back: the event ids acknowledged and
+    /// refused, and what failed.
+    struct PipelinedAppends {
+        let acknowledged = LockedList<String>()
+        let refused = LockedList<String>()
+        let failures = LockedList<String>()
+        let written = LockedList<Int>()
+        let done = DispatchGroup()
+    }
+
+    /// Opens `connections` connections to `daemon`, each sending `perConnection` appends of one report in one write,
+    /// then reading every answer until the daemon closes it; returns once every connection has written all of it
+    /// (the kernel holds it: from then on every append is the daemon's to read).
+    static func pipelineAppends(to daemon: Daemon, connections: Int, perConnection: Int, label: String) throws -> PipelinedAppends {
+        let appends = PipelinedAppends()
+        let socketPath = daemon.socketPath
         for c in 0..<connections {
             var ids: [String] = []
             var text = ""
@@ -255,104 +264,60 @@ struct ReliabilityStopTests {
                 ids.append(eventId)
                 let request: JSONValue = [
                     "id": .int(Int64(n)), "op": "append",
-                    "events": [Wire.report(incident: "drain-\(c)-\(n)", city: ["Kupiansk", "Melitopol", "Berdiansk"][n % 3], eventId: eventId)],
+                    "events": [Wire.report(incident: "\(label)-\(c)-\(n)", city: ["Kupiansk", "Melitopol", "Berdiansk"][n % 3], eventId: eventId)],
                 ]
                 text += String(decoding: request.canonicalBytes(), as: UTF8.self) + "\n"
             }
-            texts.append(text)
-            eventIds.append(ids)
-        }
-        // Each connection sends all its appends in one write, then reads every answer until the daemon closes it.
-        let socketPath = daemon.socketPath
-        let written = LockedList<Int>()
-        let acknowledged = LockedList<String>()
-        let refused = LockedList<String>()
-        let failures = LockedList<String>()
-        let done = DispatchGroup()
-        for c in 0..<connections {
-            let ids = eventIds[c]
-            let text = texts[c]
-            done.enter()
-            Thread {
-                defer { done.leave() }
+            appends.done.enter()
+            Thread { [ids, text] in
+                defer { appends.done.leave() }
                 do {
                     let client = try RawClient(path: socketPath)
                     try client.write(Array(text.utf8))
-                    written.append(c)
+                    appends.written.append(c)
                     while let response = try? client.receive() {
                         guard let n = response["id"]?.intValue, ids.indices.contains(Int(n)) else { continue }
-                        if response.isOK { acknowledged.append(ids[Int(n)]) } else { refused.append(ids[Int(n)]) }
+                        if response.isOK { appends.acknowledged.append(ids[Int(n)]) } else { appends.refused.append(ids[Int(n)]) }
                     }
                 } catch {
-                    failures.append("connection \(c): \(error)")
+                    appends.failures.append("connection \(c): \(error)")
                 }
             }.start()
         }
-        try waitFor("every connection to send") { written.all.count + failures.all.count == connections }
-        #expect(failures.all.isEmpty, "\(failures.all)")
-        try waitFor("the first answers") { !acknowledged.all.isEmpty }
+        try waitFor("every connection to send") { appends.written.all.count + appends.failures.all.count == connections }
+        #expect(appends.failures.all.isEmpty, "\(appends.failures.all)")
+        return appends
+    }
+
+    @Test("SIGTERM while 16 connections pipeline appends: every append that was stored had its answer written, and only those")
+    func stopWhilePipelining() throws {
+        let daemon = try Daemon()
+        let appends = try Self.pipelineAppends(to: daemon, connections: 16, perConnection: 200, label: "drain")
+        try waitFor("the first answers") { !appends.acknowledged.all.isEmpty }
         #expect(daemon.stop() == 0, "SIGTERM drains and exits 0: \(daemon.log.suffix(2000))")
-        #expect(done.wait(timeout: .now() + 60) == .success, "every connection was closed")
+        #expect(appends.done.wait(timeout: .now() + 60) == .success, "every connection was closed")
 
         try daemon.start()
         let stored = Set(try daemon.client().allEvents().compactMap { $0["eventId"]?.stringValue })
-        let answered = Set(acknowledged.all)
+        let answered = Set(appends.acknowledged.all)
         #expect(answered.isSubset(of: stored), "every acknowledged append is stored")
         let unanswered = stored.subtracting(answered)
         #expect(unanswered.isEmpty, "\(unanswered.count) of \(stored.count) stored appends never got their answer")
-        #expect(Set(refused.all).isDisjoint(with: stored), "no refused append is stored")
+        #expect(Set(appends.refused.all).isDisjoint(with: stored), "no refused append is stored")
     }
 
     @Test("SIGTERM once clients have sent their appends: every one is stored and acknowledged, even those still in the socket or waiting for their connection's turn")
     func stopStoresWhatWasSent() throws {
         let daemon = try Daemon()
-        let connections = 4
-        let perConnection = 1_500
-        let socketPath = daemon.socketPath
-        let written = LockedList<Int>()
-        let acknowledged = LockedList<String>()
-        let refused = LockedList<String>()
-        let failures = LockedList<String>()
-        let done = DispatchGroup()
-        for c in 0..<connections {
-            var ids: [String] = []
-            var text = ""
-            for n in 0..<perConnection {
-                let eventId = Wire.uuid()
-                ids.append(eventId)
-                let request: JSONValue = [
-                    "id": .int(Int64(n)), "op": "append",
-                    "events": [Wire.report(incident: "sent-\(c)-\(n)", city: ["Kupiansk", "Melitopol", "Berdiansk"][n % 3], eventId: eventId)],
-                ]
-                text += String(decoding: request.canonicalBytes(), as: UTF8.self) + "\n"
-            }
-            done.enter()
-            Thread { [ids, text] in
-                defer { done.leave() }
-                do {
-                    let client = try RawClient(path: socketPath)
-                    try client.write(Array(text.utf8))
-                    written.append(c)
-                    while let response = try? client.receive() {
-                        guard let n = response["id"]?.intValue, ids.indices.contains(Int(n)) else { continue }
-                        if response.isOK { acknowledged.append(ids[Int(n)]) } else { refused.append(ids[Int(n)]) }
-                    }
-                } catch {
-                    failures.append("connection \(c): \(error)")
-                }
-            }.start()
-        }
-        // Each write returns once the kernel holds all of it: from here on every append is the daemon's to read.
-        try waitFor("every connection to send") { written.all.count + failures.all.count == connections }
-        #expect(failures.all.isEmpty, "\(failures.all)")
+        let appends = try Self.pipelineAppends(to: daemon, connections: 4, perConnection: 1_500, label: "sent")
         #expect(daemon.stop() == 0, "SIGTERM drains and exits 0: \(daemon.log.suffix(2000))")
-        #expect(done.wait(timeout: .now() + 60) == .success, "every connection was closed")
-        #expect(refused.all.count == 0, "appends sent before the stop were refused: \(daemon.log.suffix(1000))")
-        #expect(acknowledged.all.count == connections * perConnection)
+        #expect(appends.done.wait(timeout: .now() + 60) == .success, "every connection was closed")
+        #expect(appends.refused.all.count == 0, "appends sent before the stop were refused: \(daemon.log.suffix(1000))")
+        #expect(appends.acknowledged.all.count == 4 * 1_500)
 
         try daemon.start()
         let stored = Set(try daemon.client().allEvents().compactMap { $0["eventId"]?.stringValue })
-        #expect(stored == Set(acknowledged.all), "exactly the acknowledged appends are stored")
+        #expect(stored == Set(appends.acknowledged.all), "exactly the acknowledged appends are stored")
     }
 
     @Test("A connection that holds the stop up (half a line sent, the rest never) is waited for drain_seconds, then the daemon exits 0 saying so")

@@ -99,7 +99,9 @@ func fold(_ events: [JSONValue], allowNewCity: Bool) {
         }
         let admitted: AdmittedEvent
         do {
-            admitted = try admission.admit(proposal, allowNewCity: allowNewCity, recordedAt: now, store: &memory)
+            // As a reporter and as an admin in turn: a report's cityId other than its city's is an admin's restore.
+            admitted = try admission.admit(
+                proposal, allowNewCity: allowNewCity, restoresCities: position % 2 == 0, recordedAt: now, store: &memory)
         } catch {
             continue
         }

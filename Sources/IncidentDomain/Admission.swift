@@ -13,6 +13,42 @@ public struct AdmittedEvent: Hashable, Sendable {
     /// The position of the incident's report, for an event that follows it; nil for a report, which starts its
     /// incident.
     public var reportPosition: UInt64?
+    /// For a report stored under a `cityId` it names, other than the daemon would have given it (a restore's):
+    /// what the daemon made of its `city`, for the notice in the daemon's log. Nil otherwise.
+    public var restoredCity: RestoredCity? = nil
+}
+
+/// A report stored, by a peer that may restore cities (the admin role), under the `cityId` it names where the daemon
+/// would have given it another, or where that id makes a new city the gazetteer spells another city with: what
+/// the daemon's log says of it at append time, before its next start warns of the shadowed city.
+public struct RestoredCity: Hashable, Sendable {
+    /// The id the report named, which it was stored under.
+    public var cityId: String
+    /// The report's `city`, as reported.
+    public var city: String
+    /// The id the daemon gives `city` itself (the gazetteer's, or the log's), or nil when it would refuse it.
+    public var resolvesTo: String?
+    /// Whether `cityId` made a new city.
+    public var madeCity: Bool
+    /// For a new city, the gazetteer's city whose spelling its id is, if any: `name (id)`.
+    public var gazetteerSpells: String?
+
+    public init(cityId: String, city: String, resolvesTo: String?, madeCity: Bool, gazetteerSpells: String?) {
+        self.cityId = cityId
+        self.city = city
+        self.resolvesTo = resolvesTo
+        self.madeCity = madeCity
+        self.gazetteerSpells = gazetteerSpells
+    }
+
+    /// `kupiansk-2 for "Kupiansk" (which the daemon resolves to kupiansk), a new city`, in a few words.
+    public var summary: String {
+        let city = "\"\(self.city.prefix(64))\""
+        var text = "\(cityId) for \(city) (which the daemon resolves to \(resolvesTo ?? "no city"))"
+        if madeCity { text += ", a new city" }
+        if let gazetteerSpells { text += " whose id the gazetteer spells \(gazetteerSpells) with" }
+        return text
+    }
 }
 
 /// The rules of SPEC §2 that depend on what the log already holds: unknown incidents, existing incidents,
@@ -28,15 +64,22 @@ public struct Admission: Sendable {
 
     /// Decides the envelope of `event` against `store`, or refuses it with the rule it breaks. `reserved` holds the
     /// incident ids that reports later in the same request give by hand, which an id generated here must not take.
+    /// `restoresCities` (the admin role's) lets a report's `cityId` differ from the id the daemon would give it
+    /// (``admitNamedCity(_:of:allowNewCity:restoresCities:store:)``).
     public func admit(
-        _ event: ProposedEvent, allowNewCity: Bool, recordedAt: Timestamp, reserved: Set<String> = [],
-        store: inout some ProjectionStore
+        _ event: ProposedEvent, allowNewCity: Bool, restoresCities: Bool = false, recordedAt: Timestamp,
+        reserved: Set<String> = [], store: inout some ProjectionStore
     ) throws -> AdmittedEvent {
         switch event.data {
         case .reported(var report):
-            let cityId =
-                try report.cityId.map { try admitCityId($0, allowNewCity: allowNewCity, store: &store) }
-                ?? resolveCity(report.city, allowNewCity: allowNewCity, store: &store)
+            let cityId: String
+            var restored: RestoredCity?
+            if let named = report.cityId {
+                (cityId, restored) = try admitNamedCity(
+                    named, of: report.city, allowNewCity: allowNewCity, restoresCities: restoresCities, store: &store)
+            } else {
+                cityId = try resolveCity(report.city, allowNewCity: allowNewCity, store: &store)
+            }
             report.cityId = cityId
             let incident: String
             if let requested = event.incident {
@@ -57,7 +100,7 @@ public struct Admission: Sendable {
             }
             return AdmittedEvent(
                 incident: incident, version: 1, occurredAt: occurredAt, precision: precision, data: .reported(report),
-                reportPosition: nil)
+                reportPosition: nil, restoredCity: restored)
         case .responded, .outcome:
             guard let incident = event.incident else { throw IncidentError.invalid("incident", "is required") }
             guard let state = try store.incident(incident) else {
@@ -91,6 +134,49 @@ public struct Admission: Sendable {
             .wrongExpectedVersion, "incident \(incident) is at version \(actual), not \(expected)",
             details: ["incident": .string(incident), "expectedVersion": .int(expected), "actualVersion": .int(actual)])
     }
+
+    /// The id a report naming its `cityId` is stored under (``admitCityId(_:allowNewCity:store:)``), and, where it
+    /// is not the one the daemon gives `city` itself (``resolveCity(_:allowNewCity:store:)``, under the same
+    /// `allowNewCity`) or makes a new city whose id the gazetteer spells another city with, what the daemon made of
+    /// it. Only a restore may do that (`restoresCities`, the admin role's): a `cityId` that agrees stores what the
+    /// report without it would, but one that disagrees files the report in a city its `city` does not name, or makes
+    /// a city that `allowNewCity` alone refuses (a second Kupiansk, an id the gazetteer spells Kupiansk with), which
+    /// a reporter is refused, `permission_denied` naming `data.cityId` and what `city` resolves to.
+    public func admitNamedCity(
+        _ named: String, of city: String, allowNewCity: Bool, restoresCities: Bool, store: inout some ProjectionStore
+    ) throws -> (cityId: String, restored: RestoredCity?) {
+        let isNew = try gazetteer.city(id: named) == nil && store.city(named) == nil
+        let cityId = try admitCityId(named, allowNewCity: allowNewCity, store: &store)
+        var refusal: IncidentError?
+        let own: String?
+        do {
+            own = try resolveCity(city, allowNewCity: allowNewCity, store: &store)
+        } catch let error as IncidentError {
+            own = nil
+            refusal = error
+        }
+        let spelled = isNew ? gazetteer.resolve(cityId).map { "\($0.name) (\($0.id))" } : nil
+        if own.map({ Self.sameBytes($0, cityId) }) == true && spelled == nil { return (cityId, nil) }
+        guard restoresCities else {
+            let resolution =
+                own.map { "\"\(city.prefix(64))\" resolves to \($0)" }
+                ?? "\"\(city.prefix(64))\" resolves to no city (\(refusal?.message ?? "refused"))"
+            throw IncidentError(
+                .permissionDenied,
+                "data.cityId: \"\(cityId)\" is not the city the daemon files this report in: \(resolution)"
+                    + (isNew ? ", and \(cityId) would be a new city" : "")
+                    + ". Storing a report under a cityId of its own, as restoring another log's cities does (incidentctl export | incidentctl append), takes the admin role; "
+                    + (own.map { "send cityId \($0), or leave it out" } ?? "leave cityId out, and write the city as the gazetteer does"),
+                details: [
+                    "field": "data.cityId", "cityId": .string(cityId), "city": .string(String(city.prefix(200))),
+                    "resolvesTo": own.map { .string($0) } ?? .null, "requiredRole": "admin",
+                ])
+        }
+        return (cityId, RestoredCity(cityId: cityId, city: city, resolvesTo: own, madeCity: isNew, gazetteerSpells: spelled))
+    }
+
+    /// Byte for byte: String's == takes two spellings of a text (NFC, NFD) for one, and ids are compared as stored.
+    private static func sameBytes(_ a: String, _ b: String) -> Bool { a.utf8.elementsEqual(b.utf8) }
 
     /// The canonical id a report names itself (`data.cityId`, of a city id's form), which it is stored under as
     /// given: an export appended to another log (or to its own again) keeps each report's city, whatever the

@@ -17,6 +17,9 @@ public struct IncidentError: Error, Hashable, Sendable, CustomStringConvertible 
         public static let duplicateEventId = Code(rawValue: "duplicate_event_id")
         /// A projection the log keeps (an incident's or a city's) reads back damaged: its bytes changed on the disk.
         public static let logDamaged = Code(rawValue: "log_damaged")
+        /// The peer's role does not allow what the event asks: a report's `cityId` that differs from the city its
+        /// `city` resolves to, or makes a new city, is a restore's, which takes the admin role.
+        public static let permissionDenied = Code(rawValue: "permission_denied")
     }
 
     public let code: Code

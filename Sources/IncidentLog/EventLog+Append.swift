@@ -259,6 +259,7 @@ extension EventLog {
                     var positions: [UInt64] = []
                     var incidents: [String] = []
                     var alreadyStored: [Int] = []
+                    var receipt = AppendReceipt(positions: [], incidents: [])
                     // By uid and bytes: String's == takes two spellings of a name (NFC, NFD) for one.
                     let sameRecorder = recordedByWritten.map {
                         $0.uid == request.recordedBy.uid && Self.sameBytes($0.user, request.recordedBy.user)
@@ -305,8 +306,9 @@ extension EventLog {
                                     continue
                                 }
                                 let admitted = try admission.admit(
-                                    proposal, allowNewCity: request.allowNewCity, recordedAt: recordedAt, reserved: reserved,
-                                    store: &store)
+                                    proposal, allowNewCity: request.allowNewCity, restoresCities: request.restoresCities,
+                                    recordedAt: recordedAt, reserved: reserved, store: &store)
+                                if let restored = admitted.restoredCity { receipt.note(restored) }
                                 let eventId = proposal.eventId ?? EventID.random()
                                 // The stored value is the hash followed by the canonical bytes it covers.
                                 var value: [UInt8] = []
@@ -356,7 +358,10 @@ extension EventLog {
                             }
                         }
                         store.acceptRequest()
-                        results.append(.success(AppendReceipt(positions: positions, incidents: incidents, alreadyStored: alreadyStored)))
+                        receipt.positions = positions
+                        receipt.incidents = incidents
+                        receipt.alreadyStored = alreadyStored
+                        results.append(.success(receipt))
                     } catch let failure as AppendFailure {
                         head = mark.head
                         staged.removeLast(staged.count - mark.staged)

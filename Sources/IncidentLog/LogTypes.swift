@@ -106,14 +106,19 @@ public struct AppendRequest: Sendable {
         didSet { encoded = events.map(EncodedProposal.init) }
     }
     public var allowNewCity: Bool
+    /// Whether a report's `cityId` may differ from the id the daemon gives its `city` (or make a new city that
+    /// `allowNewCity` alone would not): a restore of another log's cities, which takes the admin role
+    /// (``Admission/admitNamedCity(_:of:allowNewCity:restoresCities:store:)``).
+    public var restoresCities: Bool
     public var recordedBy: Recorder
     /// Each event's canonical parts and content digest, made where the request is made (on the connection's
     /// event loop), so that the single writer thread only splices bytes.
     public private(set) var encoded: [EncodedProposal]
 
-    public init(events: [ProposedEvent], allowNewCity: Bool, recordedBy: Recorder) {
+    public init(events: [ProposedEvent], allowNewCity: Bool, restoresCities: Bool = false, recordedBy: Recorder) {
         self.events = events
         self.allowNewCity = allowNewCity
+        self.restoresCities = restoresCities
         self.recordedBy = recordedBy
         encoded = events.map(EncodedProposal.init)
     }
@@ -160,6 +165,21 @@ public struct AppendReceipt: Sendable, Hashable {
     /// The indexes, in the request, of events that were already stored (sent again with the same `eventId` and
     /// content): their positions are where they were stored before, and nothing new was written for them.
     public var alreadyStored: [Int] = []
+    /// The reports stored under a `cityId` other than the daemon would have given them (a restore's, see
+    /// ``RestoredCity``): how many, and the first of each different kind, at most ``mostRestoredCitiesNamed``.
+    public var restoredCityReports = 0
+    public var restoredCities: [RestoredCity] = []
+
+    /// The most kinds of ``restoredCities`` one receipt names.
+    public static let mostRestoredCitiesNamed = 8
+
+    /// Counts `restored`, and names it if it is of a kind not named yet and there is room.
+    mutating func note(_ restored: RestoredCity) {
+        restoredCityReports += 1
+        if restoredCities.count < Self.mostRestoredCitiesNamed && !restoredCities.contains(restored) {
+            restoredCities.append(restored)
+        }
+    }
 }
 
 /// Why an append was refused. Nothing of a refused append is stored.

@@ -33,7 +33,9 @@ struct Append: ParsableCommand {
             A report that gives its cityId (as export writes every report) is stored in that city as given, \
             whatever this daemon's gazetteer makes of its city's spelling, so a log moved with export | append \
             keeps each incident in its city; with --allow-new-city a cityId neither the gazetteer nor the log \
-            knows makes that city, otherwise it is refused (unknown_city).
+            knows makes that city, otherwise it is refused (unknown_city). A cityId other than the one the daemon \
+            gives the report's city, or one making a city the daemon would not, restores another log's cities and \
+            takes the admin role (else permission_denied, naming data.cityId).
 
             With --format json the command prints {"events":N,"new":N,"alreadyStored":N,"firstPosition":P, \
             "lastPosition":P}: the events acknowledged, of which stored now and stored before, and the lowest and \

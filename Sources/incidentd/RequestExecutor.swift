@@ -53,6 +53,8 @@ final class RequestExecutor: Sendable {
     /// The refused connections of each uid in the log: the first at once, then at most a line a minute with how many
     /// came since, so that a peer reconnecting in a loop does not flood the journal (``LineThrottle``).
     let refusalLines = Mutex<[UInt32: LineThrottle]>([:])
+    /// The appends that stored reports under a `cityId` of their own (``noteRestoredCities(_:peer:)``).
+    let restoreNotes = Mutex(RestoreNotes())
 
     /// `logWalkers` must be started; whoever made it shuts it down once the server has stopped.
     init(
@@ -91,7 +93,7 @@ final class RequestExecutor: Sendable {
         }
         do {
             switch request.operation {
-            case .append: return try append(request, peer: peer, on: eventLoop)
+            case .append: return try append(request, peer: peer, role: role, on: eventLoop)
             case .read: return walkingTheLog(request, on: eventLoop, for: connection) { try $0.read(request) }
             case .incident:
                 let query = try incidentQuery(request)
@@ -190,7 +192,7 @@ final class RequestExecutor: Sendable {
         })
     }
 
-    private func append(_ request: Request, peer: PeerIdentity, on eventLoop: any EventLoop) throws -> Reply {
+    private func append(_ request: Request, peer: PeerIdentity, role: Role, on eventLoop: any EventLoop) throws -> Reply {
         guard case .array(let wireEvents)? = request.body["events"] else {
             throw ProtocolError(.invalidRequest, "events: expected an array of events")
         }
@@ -216,7 +218,10 @@ final class RequestExecutor: Sendable {
         let promise = eventLoop.makePromise(of: [UInt8].self)
         let id = request.id
         let count = proposals.count
-        committer.submit(AppendRequest(events: proposals, allowNewCity: allowNewCity, recordedBy: peer.recorder)) { result in
+        let appendRequest = AppendRequest(
+            events: proposals, allowNewCity: allowNewCity, restoresCities: Self.restoresCities(role), recordedBy: peer.recorder)
+        committer.submit(appendRequest) { [self] result in
+            noteRestoredCities(result, peer: peer)
             promise.succeed(Self.appendResponse(id: id, count: count, result))
         }
         return .later(promise.futureResult)
@@ -235,10 +240,39 @@ final class RequestExecutor: Sendable {
         else { return false }
         let id = decoded.id
         let count = decoded.events.count
-        committer.submit(AppendRequest(events: decoded.events, allowNewCity: decoded.allowNewCity, recordedBy: peer.recorder)) {
-            answer(id, count, $0, $1)
+        let request = AppendRequest(
+            events: decoded.events, allowNewCity: decoded.allowNewCity, restoresCities: Self.restoresCities(role),
+            recordedBy: peer.recorder)
+        committer.submit(request) { [self] result, request in
+            noteRestoredCities(result, peer: peer)
+            answer(id, count, result, request)
         }
         return true
+    }
+
+    /// Whether a peer of `role` may store a report under a `cityId` other than the daemon gives its `city`: a
+    /// restore of another log's cities (`export | append`), the admin role's (``AppendRequest/restoresCities``).
+    static func restoresCities(_ role: Role) -> Bool { role >= .admin }
+
+    /// Says in the daemon's log, at append time, that `result` stored reports under a `cityId` other than the daemon
+    /// gives their `city` (a restore's), naming both, so that the warning of the next start (a city whose id the
+    /// gazetteer spells another city with) is not the first word of it. A line a request at most: each request that
+    /// restores a kind of city not named since the start, and of the others (a large restore sends the same kinds
+    /// again and again) at most one each ``RestoreNotes/interval``, saying how many were not logged.
+    private func noteRestoredCities(_ result: Result<AppendReceipt, AppendFailure>, peer: PeerIdentity) {
+        guard case .success(let receipt) = result, let first = receipt.restoredCities.first else { return }
+        let now = DispatchTime.now().uptimeNanoseconds
+        guard let unlogged = restoreNotes.withLock({ $0.note(receipt.restoredCities, at: now) }) else { return }
+        let since = unlogged > 0 ? " (\(unlogged) earlier append\(unlogged == 1 ? "" : "s") restoring cities named before went unlogged)" : ""
+        let named = receipt.restoredCities.map(\.summary).joined(separator: "; ")
+        let more = receipt.restoredCityReports > receipt.restoredCities.count ? "; and others like them" : ""
+        logger.notice(
+            "append by \(peer.user) (uid \(peer.uid)) stored \(receipt.restoredCityReports) report\(receipt.restoredCityReports == 1 ? "" : "s") under the cityId it names where the daemon would have filed it otherwise, as a restore of another log's cities does (the admin role's): \(named)\(more)\(since)",
+            metadata: [
+                "uid": "\(peer.uid)", "user": "\(peer.user)", "pid": "\(peer.pid)", "cityId": "\(first.cityId)",
+                "resolvesTo": "\(first.resolvesTo ?? "none")", "reports": "\(receipt.restoredCityReports)",
+                "positions": "\(receipt.positions.first ?? 0)-\(receipt.positions.last ?? 0)",
+            ])
     }
 
     /// The response line to an append.
@@ -538,6 +572,36 @@ final class RequestExecutor: Sendable {
             throw ProtocolError(.invalidRequest, "\(name): expected a whole number in \(range.lowerBound)...\(range.upperBound)")
         }
         return i
+    }
+}
+
+/// Which appends that restored cities (``RequestExecutor/noteRestoredCities(_:peer:)``) get a line in the daemon's
+/// log: one that names a kind of restored city (its `cityId` and what the daemon makes of its `city`) not named
+/// before, at once; the others at most one each ``interval``, the line saying how many went unlogged since the last.
+struct RestoreNotes: Sendable {
+    /// Nanoseconds.
+    static let interval: UInt64 = 60_000_000_000
+    /// The most kinds remembered: past them, only the interval holds the lines back.
+    static let mostNamed = 4096
+    private var named: Set<RestoredCity> = []
+    private var lastLine: UInt64?
+    private var unlogged = 0
+
+    /// Counts one append that restored `restored` at `now`: when it gets a line, how many went unlogged before it;
+    /// otherwise nil.
+    mutating func note(_ restored: [RestoredCity], at now: UInt64) -> Int? {
+        var fresh = false
+        for kind in restored where named.count < Self.mostNamed && !named.contains(kind) {
+            fresh = true
+            named.insert(kind)
+        }
+        if !fresh, let lastLine, now &- lastLine < Self.interval {
+            unlogged += 1
+            return nil
+        }
+        lastLine = now
+        defer { unlogged = 0 }
+        return unlogged
     }
 }
 

@@ -213,9 +213,12 @@ struct ProjectionTests {
     let admission = Admission(gazetteer: .embedded)
     let projector = Projector(gazetteer: .embedded)
 
-    func record(_ json: JSONValue, _ store: inout InMemoryProjections, position: UInt64, allowNewCity: Bool = false) throws -> RecordedEvent {
+    func record(
+        _ json: JSONValue, _ store: inout InMemoryProjections, position: UInt64, allowNewCity: Bool = false, restoresCities: Bool = false
+    ) throws -> RecordedEvent {
         let proposal = try propose(json)
-        let admitted = try admission.admit(proposal, allowNewCity: allowNewCity, recordedAt: now, store: &store)
+        let admitted = try admission.admit(
+            proposal, allowNewCity: allowNewCity, restoresCities: restoresCities, recordedAt: now, store: &store)
         let event = RecordedEvent(
             position: position, eventId: EventID.random(), incident: admitted.incident, version: admitted.version,
             occurredAt: admitted.occurredAt, precision: admitted.precision, recordedAt: now,
@@ -278,14 +281,31 @@ struct ProjectionTests {
         // Once in the log, the new city is known without allowNewCity.
         let again = try record(with(with(report, ["data", "city"], "nova kakhovka"), ["incident"], "nk2"), &store, position: 3)
         #expect(again.cityId == "nova-kakhovka")
-        // A report that names its cityId is stored under it, whatever the gazetteer makes of its city.
-        let named = try record(with(with(with(report, ["data", "city"], "Melitopol"), ["data", "cityId"], "nova-kakhovka"), ["incident"], "nk3"), &store, position: 4)
+        // A report that names the cityId the daemon gives its city is stored as without it, by anyone.
+        let agreeing = try record(with(with(with(report, ["data", "city"], "Nova-Kakhovka"), ["data", "cityId"], "nova-kakhovka"), ["incident"], "nk4"), &store, position: 4)
+        #expect(agreeing.cityId == "nova-kakhovka")
+        // One that names another is a restore's (restoresCities, the admin role's): permission_denied naming the
+        // field and the city the daemon resolves; with it, it is stored under it, whatever the gazetteer makes of its city.
+        let melitopol = with(with(with(report, ["data", "city"], "Melitopol"), ["data", "cityId"], "nova-kakhovka"), ["incident"], "nk3")
+        do {
+            _ = try record(melitopol, &store, position: 5)
+            Issue.record("a cityId other than the daemon's resolution was taken without restoresCities")
+        } catch let error as IncidentError {
+            #expect(error.code == .permissionDenied && error.details["field"] == "data.cityId" && error.details["resolvesTo"] == "melitopol", "\(error)")
+        }
+        let named = try record(melitopol, &store, position: 5, restoresCities: true)
         #expect(named.cityId == "nova-kakhovka")
         #expect(code(with(report, ["data", "cityId"], "atlantis")) == .unknownCity)
-        let made = try record(with(with(report, ["data", "cityId"], "atlantis"), ["incident"], "a1"), &store, position: 5, allowNewCity: true)
+        do {
+            _ = try record(with(with(report, ["data", "cityId"], "atlantis"), ["incident"], "a1"), &store, position: 6, allowNewCity: true)
+            Issue.record("a new city other than the daemon's resolution was made without restoresCities")
+        } catch let error as IncidentError {
+            #expect(error.code == .permissionDenied && error.details["field"] == "data.cityId", "\(error)")
+        }
+        let made = try record(with(with(report, ["data", "cityId"], "atlantis"), ["incident"], "a1"), &store, position: 6, allowNewCity: true, restoresCities: true)
         #expect(made.cityId == "atlantis")
         do {
-            _ = try record(with(report, ["data", "cityId"], "new--city"), &store, position: 6, allowNewCity: true)
+            _ = try record(with(report, ["data", "cityId"], "new--city"), &store, position: 7, allowNewCity: true, restoresCities: true)
             Issue.record("a new city's id of another form than the daemon makes was taken")
         } catch {
             #expect(field(of: error) == "data.cityId", "\(error)")

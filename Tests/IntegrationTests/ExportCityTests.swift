@@ -155,4 +155,86 @@ struct ExportCityTests {
         #expect(try client.headPosition() == 2)
         #expect(daemon.stop() == 0)
     }
+
+    @Test(
+        "a reporter's cityId must be the one the daemon gives the report's city: one naming another city, or making a city of its own (a second Kupiansk, an id the gazetteer spells Kupiansk with), is permission_denied naming data.cityId, what city resolves to and the admin role, with nothing stored; an agreeing one is stored as without it",
+        .enabled(if: ThrowawayUser.canCreate, "needs root, useradd and runuser or setpriv to create a throwaway user"))
+    func reporterRestoresNoCities() throws {
+        let user = try ThrowawayUser()
+        let daemon = try Daemon.configured("[access.reporters]\nusers = [\"\(user.name)\"]\n")
+        try AccessTests.admit(user, to: daemon)
+        func line(_ city: String, _ cityId: String, day: Int = 3) -> String {
+            Wire.report(city: city, kind: "other", occurredAt: "2022-03-0\(day)", extraData: ["cityId": .string(cityId)]).canonicalString() + "\n"
+        }
+        func append(_ text: String) throws -> CommandResult {
+            try user.ctl(["append", "--allow-new-city", "--format", "json", "-"], socket: daemon.socketPath, stdin: text)
+        }
+        // QA's cases: a second Kupiansk, a city "zzz" for Melitopol, a copy of Kupiansk under its gazetteer spelling
+        // kupyansk, and Melitopol's report filed under Kupiansk.
+        let refusals: [(city: String, cityId: String, resolvesTo: String)] = [
+            ("Kupiansk", "kupiansk-2", "kupiansk"), ("Melitopol", "zzz", "melitopol"), ("Kupiansk", "kupyansk", "kupiansk"),
+            ("Kupyansk", "kupyansk", "kupiansk"), ("Melitopol", "kupiansk", "melitopol"),
+        ]
+        for (city, cityId, resolvesTo) in refusals {
+            let refused = try append(line(city, cityId))
+            #expect(refused.status == 1, "\(city) \(cityId): \(refused.stdout)\(refused.stderr)")
+            #expect(refused.stderr.contains("permission_denied: -:1: data.cityId: \"\(cityId)\""), "\(refused.stderr)")
+            #expect(refused.stderr.contains("\"\(city)\" resolves to \(resolvesTo)"), "\(refused.stderr)")
+            #expect(refused.stderr.contains("takes the admin role"), "\(refused.stderr)")
+            #expect(refused.stderr.contains("it was not stored. Nothing was stored"), "\(refused.stderr)")
+        }
+        // A refused report among agreeing ones: the batch is refused whole.
+        let mixed = try append(line("Kupiansk", "kupiansk", day: 1) + line("Kupiansk", "kupiansk-2", day: 2))
+        #expect(mixed.status == 1 && mixed.stderr.contains("permission_denied: -:2: data.cityId"), "\(mixed.stderr)")
+        let client = try daemon.client()
+        #expect(try client.headPosition() == 0)
+        for id in ["kupiansk-2", "zzz", "kupyansk"] {
+            #expect(try client.call("city", ["city": .string(id)])["city"]?["cityId"] != .string(id), "no city \(id) was made")
+        }
+        #expect(try client.call("cities")["cities"] == [])
+
+        // Agreeing cityIds, as an export of a log on the same gazetteer writes them: stored as without them, a new
+        // city the daemon makes from city itself included.
+        let agreeing = line("Kupiansk", "kupiansk", day: 1) + line("Kup'yansk", "kupiansk", day: 2)
+            + line("Nova Kakhovka", "nova-kakhovka", day: 3) + line("nova kakhovka", "nova-kakhovka", day: 4)
+        let appended = try append(agreeing)
+        #expect(appended.status == 0, "\(appended.stderr)")
+        #expect(appended.json?["new"] == 4, "\(appended.stdout)")
+        #expect(try client.call("city", ["city": "kupiansk"])["city"]?["incidents"]?["total"] == 2)
+        #expect(try client.call("city", ["city": "nova-kakhovka"])["city"]?["incidents"]?["total"] == 2)
+        // Its own log exported and appended again by the reporter: every event already stored.
+        let exported = try daemon.ctl(["export"])
+        #expect(exported.status == 0, "\(exported.stderr)")
+        let again = try append(exported.stdout)
+        #expect(again.status == 0 && again.json?["alreadyStored"] == 4, "\(again.stdout)\(again.stderr)")
+        #expect(try client.headPosition() == 4)
+        #expect(!daemon.log.contains("under the cityId it names"), "\(daemon.log)")
+        #expect(daemon.stop() == 0)
+    }
+
+    @Test("an admin (root) still restores a report under a cityId of its own, and the daemon's log says so at append time, naming the cityId and what the daemon makes of city")
+    func adminRestoreIsLogged() throws {
+        let daemon = try Daemon()
+        let client = try daemon.client()
+        func report(_ city: String, _ cityId: String, day: Int) -> JSONValue {
+            Wire.report(city: city, kind: "other", occurredAt: "2022-03-0\(day)", extraData: ["cityId": .string(cityId)])
+        }
+        let made = try client.appendEvents([report("Kupiansk", "kupyansk", day: 1)], allowNewCity: true)
+        #expect(made["incidents"] == ["kupyansk-2022-03-01-other"], "\(made)")
+        #expect(
+            daemon.log.contains(
+                "stored 1 report under the cityId it names where the daemon would have filed it otherwise, as a restore of another log's cities does (the admin role's): kupyansk for \"Kupiansk\" (which the daemon resolves to kupiansk), a new city whose id the gazetteer spells Kupiansk (kupiansk) with"),
+            "\(daemon.log)")
+        let filed = try client.appendEvents([report("Melitopol", "kupiansk", day: 2), report("Melitopol", "kupiansk", day: 3)])
+        #expect(filed["incidents"] == ["kupiansk-2022-03-02-other", "kupiansk-2022-03-03-other"], "\(filed)")
+        #expect(try client.call("city", ["city": "kupiansk"])["city"]?["aliasesSeen"] == ["Melitopol"])
+        #expect(
+            daemon.log.contains("stored 2 reports under the cityId it names") && daemon.log.contains("kupiansk for \"Melitopol\" (which the daemon resolves to melitopol)"),
+            "\(daemon.log)")
+        // One that agrees is not a restore: nothing said.
+        let before = daemon.log
+        #expect(try client.appendEvents([report("Kupiansk", "kupiansk", day: 4)])["positions"] == [4])
+        #expect(daemon.log == before, "\(daemon.log)")
+        #expect(daemon.stop() == 0)
+    }
 }

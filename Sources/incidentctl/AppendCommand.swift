@@ -12,8 +12,10 @@ struct Append: ParsableCommand {
         discussion: """
             Each line is one event in the wire form of SPEC §2 / PROTOCOL.md, as `incidentctl export` writes \
             them. Blank lines and lines starting with # are skipped, and so is a UTF-8 byte order mark at the very \
-            start of the input. Every line is checked to be a JSON object before anything is sent; so is \
-            --from-line, which past the input's last line is bad usage (exit 2).
+            start of the input. Every line is checked to be a JSON object before anything is sent, as it is \
+            read, so that input that is not JSON lines is refused at its first bad line (exit 2); a line longer \
+            than 64 MiB, the longest request line any incidentd takes, is refused as soon as that much of it is \
+            read. --from-line past the input's last line is bad usage too (exit 2), before anything is sent.
 
             The events go in batches of up to --batch-size that fit the daemon's limit on a request line \
             (max_line_bytes, 1 MiB unless configured). Each batch is atomic: all its events land or none do. A \
@@ -75,9 +77,8 @@ struct Append: ParsableCommand {
     }
 
     func run() throws {
-        let data = try Self.readInput(file)
+        let (data, lines) = try Self.readInput(file, from: fromLine)
         try data.withUnsafeBytes { (input: UnsafeRawBufferPointer) throws in
-            let lines = try EventLines(input, name: file, from: fromLine)
             var load = BatchedLoad(lines: lines, input: input, batchSize: batchSize, lineLimit: Self.assumedLineLimit)
             let client = try connection.connect()
             let progress = isatty(STDERR_FILENO) == 1 && lines.count > batchSize ? ProgressLine() : nil
@@ -124,11 +125,15 @@ struct Append: ParsableCommand {
         }
     }
 
-    /// The input's bytes: a regular file mapped into memory; standard input, and anything else that is not a regular
-    /// file of a known size (a pipe, `<(…)`, a device, a file of /proc), read to its end. Mapping is for regular files
-    /// only: it fails on the others. What cannot be read is bad usage naming the file and the system's reason.
-    static func readInput(_ file: String) throws(ClientFailure) -> Data {
-        if file == "-" { return try readToEnd(STDIN_FILENO, name: "standard input") }
+    /// The input's bytes and its lines, every one checked: a regular file mapped into memory, then checked;
+    /// standard input, and anything else that is not a regular file of a known size (a pipe, `<(…)`, a device, a
+    /// file of /proc), read to its end with each line checked as soon as it is read, so that what is not JSON lines
+    /// (/dev/urandom) is refused at its first bad line and a line longer than any request line (/dev/zero, a pipe
+    /// that never ends its line) once it is that long, not after memory ran out. Mapping is for regular files only:
+    /// it fails on the others. What cannot be read is bad usage naming the file and the system's reason.
+    static func readInput(_ file: String, from first: Int) throws(ClientFailure) -> (data: Data, lines: EventLines) {
+        var lines = EventLines(name: file, from: first)
+        if file == "-" { return (try readChecking(STDIN_FILENO, name: "standard input", into: &lines), lines) }
         let fd = open(file, O_RDONLY | O_CLOEXEC)
         guard fd >= 0 else { throw .usage("cannot read \(file): \(String(cString: strerror(errno)))") }
         // A mapping outlives the descriptor it was made from.
@@ -142,26 +147,46 @@ struct Append: ParsableCommand {
             let size = Int(status.st_size)
             // A file system that cannot map it is read from.
             guard let mapped = mmap(nil, size, PROT_READ, MAP_PRIVATE, fd, 0), mapped != UnsafeMutableRawPointer(bitPattern: -1)
-            else { return try readToEnd(fd, name: file) }
-            return Data(bytesNoCopy: mapped, count: size, deallocator: .custom { bytes, count in _ = munmap(bytes, count) })
+            else { return (try readChecking(fd, name: file, into: &lines), lines) }
+            // Checked before Data takes the mapping: Data copies a few bytes into itself and unmaps them at once.
+            var handedOver = false
+            defer { if !handedOver { _ = munmap(mapped, size) } }
+            try lines.read(UnsafeRawBufferPointer(start: mapped, count: size), ended: true)
+            handedOver = true
+            return (Data(bytesNoCopy: mapped, count: size, deallocator: .custom { bytes, count in _ = munmap(bytes, count) }), lines)
         default:
-            return try readToEnd(fd, name: file)
+            return (try readChecking(fd, name: file, into: &lines), lines)
         }
     }
 
-    /// Everything `fd` gives until its end; bad usage naming `name` and the system's reason when a read fails.
-    private static func readToEnd(_ fd: Int32, name: String) throws(ClientFailure) -> Data {
-        var data = Data()
-        var buffer = [UInt8](repeating: 0, count: 1 << 16)
+    /// The most read at once: past the longest line, a line with no end is refused having read at most this more.
+    private static let readSize = 1 << 20
+
+    /// Everything `fd` gives until its end, each line checked by `lines` as soon as it has been read (so a bad one
+    /// stops the reading); bad usage naming `name` and the system's reason when a read fails.
+    private static func readChecking(_ fd: Int32, name: String, into lines: inout EventLines) throws(ClientFailure) -> Data {
+        var capacity = 1 << 16
+        guard var buffer = malloc(capacity) else { throw .usage("cannot read \(name): out of memory") }
+        var used = 0
+        var handedOver = false
+        defer { if !handedOver { free(buffer) } }
         while true {
-            let count = buffer.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
-            if count == 0 { return data }
+            if used == capacity {
+                guard let grown = realloc(buffer, capacity * 2) else { throw .usage("cannot read \(name): out of memory") }
+                buffer = grown
+                capacity *= 2
+            }
+            let count = read(fd, buffer + used, min(capacity - used, Self.readSize))
             if count < 0 {
                 if errno == EINTR { continue }
                 throw .usage("cannot read \(name): \(String(cString: strerror(errno)))")
             }
-            data.append(contentsOf: buffer[0..<count])
+            used += count
+            try lines.read(UnsafeRawBufferPointer(start: buffer, count: used), ended: count == 0)
+            if count == 0 { break }
         }
+        handedOver = true
+        return Data(bytesNoCopy: buffer, count: used, deallocator: .free)
     }
 }
 
@@ -172,23 +197,55 @@ struct EventLines {
         var bytes: Range<Int>
     }
 
+    /// The longest line taken: the longest request line any incidentd takes (`max_line_bytes` is at most 64 MiB),
+    /// which an event must fit in. A line longer than that is refused as soon as that much of it is read.
+    static let longestLine = 64 << 20
+
     let name: String
+    private let first: Int
     private(set) var lines: [Line] = []
     var count: Int { lines.count }
     subscript(index: Int) -> Line { lines[index] }
+    /// The lines read so far, with those skipped.
+    private var number = 0
+    /// Where the line being read starts, and how far it has been searched for its end.
+    private var start = 0
+    private var searched = 0
+    /// Whether the start of the input has been looked at for a byte order mark.
+    private var begun = false
 
-    /// Reads the lines of `input` from line `first` on, skipping blank ones and comments; a line that is not a
-    /// JSON object is bad usage, named by its number, before anything is sent.
-    init(_ input: UnsafeRawBufferPointer, name: String, from first: Int = 1) throws(ClientFailure) {
+    /// No lines yet: `read` takes those from line `first` on as the input comes, skipping blank ones and comments.
+    init(name: String, from first: Int = 1) {
         self.name = name
-        // A UTF-8 byte order mark, as some editors write at the start of a file; anywhere else it is not JSON.
-        var start = input.starts(with: [0xEF, 0xBB, 0xBF]) ? 3 : 0
-        var number = 0
+        self.first = first
+    }
+
+    /// Reads the lines of `input` that had not been read yet: `input` is everything read so far, of which each call
+    /// is given more. A line is read once its newline is there, or with `ended` (`input` is then the whole input)
+    /// at the input's end; one that is not a JSON object is bad usage, named by its number, and so is one longer
+    /// than `longestLine`, as soon as that much of it is there, without waiting for its end.
+    mutating func read(_ input: UnsafeRawBufferPointer, ended: Bool) throws(ClientFailure) {
+        if !begun {
+            guard input.count >= 3 || ended else { return }
+            begun = true
+            // A UTF-8 byte order mark, as some editors write at the start of a file; anywhere else it is not JSON.
+            if input.starts(with: [0xEF, 0xBB, 0xBF]) { (start, searched) = (3, 3) }
+        }
         while start < input.count {
+            let newline: Int
+            if let found = input.firstOffset(of: [0x0A], from: searched) {
+                newline = found
+            } else {
+                searched = input.count
+                guard input.count - start <= Self.longestLine else { throw tooLong(number + 1) }
+                guard ended else { return }
+                newline = input.count
+            }
             number += 1
-            let newline = input.firstOffset(of: [0x0A], from: start) ?? input.count
+            guard newline - start <= Self.longestLine else { throw tooLong(number) }
             var range = start..<newline
             start = newline + 1
+            searched = start
             guard number >= first else { continue }
             while let byte = range.first.map({ input[$0] }), Self.isSpace(byte) { range = range.dropFirst() }
             while let byte = range.last.map({ input[$0] }), Self.isSpace(byte) { range = range.dropLast() }
@@ -202,10 +259,16 @@ struct EventLines {
             guard case .object = value else { throw .usage("\(name):\(number): not an event: a JSON object was expected") }
             lines.append(Line(number: number, bytes: range))
         }
-        if first > 1 && number < first {
+        if ended && first > 1 && number < first {
             let holds = number == 0 ? "is empty" : "has only \(number) line\(number == 1 ? "" : "s")"
             throw .usage("--from-line \(first): \(name == "-" ? "standard input" : name) \(holds); nothing was sent")
         }
+    }
+
+    /// Line `number` is longer than any event could be.
+    private func tooLong(_ number: Int) -> ClientFailure {
+        .usage("\(name):\(number): a line longer than 64 MiB, the longest request line any incidentd takes (max_line_bytes), "
+            + "so no event can be on it; it was not read further and nothing was sent")
     }
 
     private static func isSpace(_ byte: UInt8) -> Bool {

@@ -341,6 +341,169 @@ struct AppendCommandTests {
         #expect(daemon.stop() == 0)
     }
 
+    /// What `runBounded` saw of an incidentctl run.
+    struct BoundedRun {
+        var result: CommandResult
+        /// The most memory it was seen to hold (resident, in bytes).
+        var largestResident: Int
+        /// Why it was killed, when it did not exit on its own: it held more than the bound, or it ran past the deadline.
+        var killed: String?
+    }
+
+    /// The resident memory of process `pid`, in bytes, or nil once it is gone.
+    static func residentBytes(_ pid: pid_t) -> Int? {
+        guard let statm = readFile("/proc/\(pid)/statm") else { return nil }
+        let fields = statm.split(separator: " ")
+        guard fields.count > 1, let pages = Int(fields[1]) else { return nil }
+        return pages * Int(sysconf(Int32(_SC_PAGESIZE)))
+    }
+
+    /// Runs incidentctl with `arguments`, standard input from `stdin` (/dev/null unless given), and waits for it to
+    /// exit on its own, watching its memory: one that holds more than `memoryBound`, or is still running at the
+    /// deadline, is killed (and `killed` says why), so that the tests of endless input end without the bounds.
+    static func runBounded(
+        _ daemon: Daemon, _ arguments: [String], stdin: String = "/dev/null", memoryBound: Int = 512 << 20, deadline: Double = 60
+    ) throws -> BoundedRun {
+        ignoreBrokenPipes()
+        let name = UUID().uuidString
+        let outPath = daemon.root + "/\(name).out"
+        let errPath = daemon.root + "/\(name).err"
+        let input = open(stdin, O_RDONLY | O_CLOEXEC)
+        let out = open(outPath, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
+        let err = open(errPath, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
+        defer { [input, out, err].filter { $0 >= 0 }.forEach { close($0) } }
+        guard input >= 0, out >= 0, err >= 0 else { throw HarnessError("cannot open the command's files: \(String(cString: strerror(errno)))") }
+        var environment = ProcessInfo.processInfo.environment
+        environment["INCIDENTD_SOCKET"] = daemon.socketPath
+        let child = try ChildProcess(Binaries.incidentctl, arguments, environment: environment, stdin: input, stdout: out, stderr: err)
+        var largest = 0
+        var killed: String?
+        do {
+            try waitFor("incidentctl \(arguments.joined(separator: " ")) to exit", timeout: deadline) {
+                if let resident = residentBytes(child.pid) {
+                    largest = max(largest, resident)
+                    if resident > memoryBound {
+                        killed = "it held \(resident >> 20) MiB, more than \(memoryBound >> 20) MiB"
+                        kill(child.pid, SIGKILL)
+                    }
+                }
+                return !child.isRunning
+            }
+        } catch {
+            killed = "\(error)"
+            kill(child.pid, SIGKILL)
+        }
+        let status = child.wait()
+        let result = CommandResult(status: status, stdout: readFile(outPath) ?? "", stderr: readFile(errPath) ?? "")
+        return BoundedRun(result: result, largestResident: largest, killed: killed)
+    }
+
+    /// A writer thread for the named pipe `fifo`: once incidentctl opens it for reading, it writes `head`, then
+    /// `endless` again and again until `stop` is set or the pipe has no reader (EPIPE: incidentctl exited). `done`
+    /// holds why it stopped.
+    static func endlessWriter(_ fifo: String, head: String, endless: String) -> (stop: Guarded<Bool>, done: Guarded<String?>) {
+        ignoreBrokenPipes()
+        let stop = Guarded(false)
+        let done = Guarded<String?>(nil)
+        Thread {
+            var fd: Int32 = -1
+            do {
+                try waitFor("incidentctl to open the pipe") {
+                    fd = open(fifo, O_WRONLY | O_NONBLOCK | O_CLOEXEC)
+                    return fd >= 0
+                }
+            } catch {
+                done.withLock { $0 = "\(error)" }
+                return
+            }
+            defer { close(fd) }
+            _ = fcntl(fd, F_SETFL, 0)
+            var chunk = Array(head.utf8)
+            let repeated = Array(endless.utf8)
+            var written = 0
+            while !stop.current {
+                let count = chunk.withUnsafeBytes { Glibc.write(fd, $0.baseAddress, $0.count) }
+                if count < 0 {
+                    if errno == EINTR { continue }
+                    done.withLock { $0 = "stopped by \(String(cString: strerror(errno))) after \(written) bytes" }
+                    return
+                }
+                written += count
+                chunk = count < chunk.count ? Array(chunk[count...]) : repeated
+            }
+            done.withLock { $0 = "stopped after \(written) bytes" }
+        }.start()
+        return (stop, done)
+    }
+
+    @Test("a line that passes 64 MiB with no end (/dev/zero as a file or standard input, a named pipe that never ends its line, a regular file) is bad usage naming its line and the limit, as soon as it is that long: incidentctl exits on its own, its memory bounded, and sends nothing")
+    func endlessLineIsRefused() throws {
+        let daemon = try Daemon()
+        for (arguments, stdin, place) in [(["append", "/dev/zero"], "/dev/null", "/dev/zero:1"), (["append", "-"], "/dev/zero", "-:1")] {
+            let run = try Self.runBounded(daemon, arguments, stdin: stdin)
+            #expect(run.killed == nil, "\(arguments) < \(stdin): \(run.killed ?? "")")
+            #expect(run.result.status == 2, "\(arguments) < \(stdin): \(run.result.stderr)")
+            #expect(run.result.stderr.contains("\(place): a line longer than 64 MiB, the longest request line any incidentd takes"), "\(run.result.stderr)")
+            #expect(run.largestResident < 512 << 20)
+        }
+
+        // Two events, then a line that never ends: refused at line 3, the two not sent.
+        let fifo = daemon.root + "/endless.fifo"
+        #expect(mkfifo(fifo, 0o600) == 0, "\(String(cString: strerror(errno)))")
+        let events = Self.bulkLines(3, descriptionBytes: 10, prefix: "endless")
+        let endlessLine = try #require(events[2].range(of: "dddddddddd")).lowerBound
+        let writer = Self.endlessWriter(
+            fifo, head: events[0] + "\n" + events[1] + "\n" + String(events[2][..<endlessLine]), endless: String(repeating: "d", count: 1 << 16))
+        let run = try Self.runBounded(daemon, ["append", fifo])
+        writer.stop.withLock { $0 = true }
+        try waitFor("the writer to stop") { writer.done.current != nil }
+        #expect(run.killed == nil, "\(run.killed ?? "")")
+        #expect(run.result.status == 2, "\(run.result.stderr)")
+        #expect(run.result.stderr.contains("\(fifo):3: a line longer than 64 MiB"), "\(run.result.stderr)")
+        #expect(run.largestResident < 512 << 20)
+
+        // A regular file is mapped, not read into memory, but it gets the same bound: a line of 65 MiB of zeros.
+        let sparse = daemon.root + "/zeros.jsonl"
+        #expect(FileManager.default.createFile(atPath: sparse, contents: Data((events[0] + "\n").utf8)))
+        #expect(truncate(sparse, off_t(65 << 20)) == 0, "\(String(cString: strerror(errno)))")
+        let fromFile = try Self.runBounded(daemon, ["append", sparse])
+        #expect(fromFile.killed == nil, "\(fromFile.killed ?? "")")
+        #expect(fromFile.result.status == 2, "\(fromFile.result.stderr)")
+        #expect(fromFile.result.stderr.contains("\(sparse):2: a line longer than 64 MiB"), "\(fromFile.result.stderr)")
+        #expect(try daemon.client().headPosition() == 0)
+        #expect(daemon.stop() == 0)
+    }
+
+    @Test("input that is not JSON lines (/dev/urandom as a file or standard input, a named pipe that goes on after a bad line) is refused at its first bad line as it is read, not after reading it all; nothing is sent")
+    func badLineIsRefusedAsItIsRead() throws {
+        let daemon = try Daemon()
+        for (arguments, stdin, name) in [(["append", "/dev/urandom"], "/dev/null", "/dev/urandom"), (["append", "-"], "/dev/urandom", "-")] {
+            let run = try Self.runBounded(daemon, arguments, stdin: stdin)
+            #expect(run.killed == nil, "\(arguments) < \(stdin): \(run.killed ?? "")")
+            #expect(run.result.status == 2, "\(arguments) < \(stdin): \(run.result.stderr)")
+            // Line 1 unless it is blank (random bytes starting with a newline, a space or a tab): the first one
+            // that is not, which random bytes make no JSON object of.
+            let refusal = run.result.stderr
+            let named = refusal.range(of: "incidentctl: \(name):").map { refusal[$0.upperBound...].prefix { $0.isNumber } } ?? ""
+            #expect(Int(named).map { $0 >= 1 } == true, "\(refusal)")
+            #expect(refusal.contains("\(name):\(named): not valid JSON") || refusal.contains("\(name):\(named): not an event"), "\(refusal)")
+        }
+
+        // An event, a line that is no event, then events without end: refused at line 2 while the writer writes on.
+        let fifo = daemon.root + "/bad.fifo"
+        #expect(mkfifo(fifo, 0o600) == 0, "\(String(cString: strerror(errno)))")
+        let events = Self.bulkLines(2, descriptionBytes: 10, prefix: "bad")
+        let writer = Self.endlessWriter(fifo, head: events[0] + "\n[1,2]\n", endless: events[1] + "\n")
+        let run = try Self.runBounded(daemon, ["append", fifo])
+        writer.stop.withLock { $0 = true }
+        try waitFor("the writer to stop") { writer.done.current != nil }
+        #expect(run.killed == nil, "\(run.killed ?? "")")
+        #expect(run.result.status == 2, "\(run.result.stderr)")
+        #expect(run.result.stderr.contains("\(fifo):2: not an event: a JSON object was expected"), "\(run.result.stderr)")
+        #expect(try daemon.client().headPosition() == 0)
+        #expect(daemon.stop() == 0)
+    }
+
     @Test("--from-line past the input's last line is bad usage saying how many lines it has; nothing is sent")
     func fromLinePastTheEnd() throws {
         let daemon = try Daemon()

@@ -256,13 +256,37 @@ struct SystemdTests {
         return fd
     }
 
-    /// Starts incidentd as systemd would with `LISTEN_FDS=count`, `descriptor` as its fd 3, logging to `logPath`.
-    static func activate(_ descriptor: Int32, count: Int = 1, dataDir: String, logPath: String) throws -> ChildProcess {
+    /// Starts incidentd as systemd would with `LISTEN_FDS=count`, `descriptor` as its fd 3, logging to `logPath`;
+    /// as the user `uid` (and its group the same number) through setpriv when given, as `User=` runs it.
+    static func activate(
+        _ descriptor: Int32, count: Int = 1, dataDir: String, logPath: String, asUser uid: uid_t? = nil
+    ) throws -> ChildProcess {
         let log = open(logPath, O_WRONLY | O_CREAT | O_CLOEXEC, 0o600)
         defer { close(log) }
+        let run = uid.map { ["/usr/bin/setpriv", "--reuid=\($0)", "--regid=\($0)", "--clear-groups", Binaries.incidentd] } ?? [Binaries.incidentd]
         return try ChildProcess(
-            "/bin/sh", ["-c", "export LISTEN_PID=$$ LISTEN_FDS=\(count); exec \"$0\" \"$@\"", Binaries.incidentd, "--data-dir", dataDir],
+            "/bin/sh", ["-c", "export LISTEN_PID=$$ LISTEN_FDS=\(count); exec \"$0\" \"$@\""] + run + ["--data-dir", dataDir],
             environment: ProcessInfo.processInfo.environment, stdin: log, stdout: log, stderr: log, descriptor3: descriptor)
+    }
+
+    /// A listening Unix-domain stream socket bound to the abstract name `name` (no file), as
+    /// `systemd-socket-activate -l @name` or `ListenStream=@name` makes one.
+    static func makeAbstractSocket(_ name: String) throws -> Int32 {
+        let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        guard fd >= 0 else { throw HarnessError("socket: \(String(cString: strerror(errno)))") }
+        var address = sockaddr_un()
+        address.sun_family = sa_family_t(AF_UNIX)
+        let bytes: [UInt8] = [0] + Array(name.utf8)
+        withUnsafeMutableBytes(of: &address.sun_path) { $0.copyBytes(from: bytes) }
+        let length = socklen_t(MemoryLayout<sa_family_t>.size + bytes.count)
+        let bound = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, length) }
+        }
+        guard bound == 0, listen(fd, 16) == 0 else {
+            close(fd)
+            throw HarnessError("bind or listen \(name): \(String(cString: strerror(errno)))")
+        }
+        return fd
     }
 
     @Test("socket activation with anything but a listening Unix-domain stream socket (TCP, UDP, a Unix datagram socket, one not listening, a file) is refused at start naming what it is, exit 78, before any log is made")
@@ -295,6 +319,87 @@ struct SystemdTests {
                 log.contains("the socket systemd passed (fd 3, LISTEN_FDS) \(says); incidentd serves a listening Unix-domain stream socket"),
                 "\(label): \(log)")
             #expect(!FileManager.default.fileExists(atPath: dir + "/data-\(label)"), "\(label): no log made")
+        }
+    }
+
+    @Test(
+        "socket activation with a socket incidentd would not serve were it its own is refused at start naming it and why, exit 78, before any log is made: one others may write (mode 0666), one in a directory anyone may write (1777, sticky), one of another user's (who may give it any mode), an abstract socket (no file, so no permissions: anyone on the host may connect)",
+        .enabled(if: getuid() == 0, "needs root to give a socket to another user"))
+    func inheritedSocketIsGuardedAsAnOwnOne() throws {
+        let dir = makeTemporaryDirectory("incidentd-inherited")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let sticky = dir + "/sticky"
+        #expect(mkdir(sticky, 0o700) == 0 && chmod(sticky, 0o1777) == 0)
+        let abstractName = "incidentd-test-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
+        /// A listening socket at `path` given `mode` (and to `owner`).
+        func socketFile(_ path: String, mode: mode_t, owner: uid_t = 0) throws -> Int32 {
+            let fd = try Self.makeSocket(family: AF_UNIX, type: Int32(SOCK_STREAM.rawValue), path: path, listens: true)
+            guard chmod(path, mode) == 0, chown(path, owner, owner) == 0 else {
+                close(fd)
+                throw HarnessError("chmod or chown \(path): \(String(cString: strerror(errno)))")
+            }
+            return fd
+        }
+        let what = "the socket systemd passed (fd 3, LISTEN_FDS)"
+        let cases: [(label: String, make: () throws -> Int32, says: String)] = [
+            ("mode-0666", { try socketFile(dir + "/open.sock", mode: 0o666) },
+             "\(what), \(dir)/open.sock, has mode 0666, which lets any user on the host connect to it (write permission for others), whatever its group: set SocketMode= in incidentd.socket to one without it"),
+            ("sticky-directory", { try socketFile(sticky + "/incidentd.sock", mode: 0o660) },
+             "\(what), \(sticky)/incidentd.sock: its directory \(sticky): \(sticky) (mode 1777, owner root (uid 0)) may be written by its group and others, sticky or not: they could put a socket of their own where incidentd's clients connect"),
+            ("other-owner", { try socketFile(dir + "/theirs.sock", mode: 0o660, owner: 65534) },
+             "\(what), \(dir)/theirs.sock, belongs to "),
+            ("abstract", { try Self.makeAbstractSocket(abstractName) },
+             "\(what) is an abstract socket (@\(abstractName)), which anyone on the host can connect to: no file, and so no file permissions, guard it"),
+        ]
+        for (label, make, says) in cases {
+            let descriptor = try make()
+            defer { close(descriptor) }
+            let logPath = dir + "/\(label).log"
+            let child = try Self.activate(descriptor, dataDir: dir + "/data-\(label)", logPath: logPath)
+            // One that served the socket would run until killed.
+            let exited = (try? waitFor("incidentd to exit", timeout: 10) { !child.isRunning }) != nil
+            if !exited { kill(child.pid, SIGKILL) }
+            let status = child.wait()
+            let log = readFile(logPath) ?? ""
+            #expect(exited && status == 78, "\(label): \(log)")
+            #expect(log.contains("cannot start: \(says)"), "\(label): \(log)")
+            #expect(!FileManager.default.fileExists(atPath: dir + "/data-\(label)"), "\(label): no log made")
+        }
+        #expect((readFile(dir + "/mode-0666.log") ?? "").contains("as the shipped 0660"))
+        #expect((readFile(dir + "/other-owner.log") ?? "").contains("(uid 65534), a user other than root and incidentd's"))
+        #expect((readFile(dir + "/abstract.log") ?? "").contains("incidentd.socket's ListenStream= must be a path"))
+    }
+
+    @Test(
+        "socket activation as the shipped units set it up is served: a socket of mode 0660 of incidentd's user in a directory of root's (0755), as systemd makes /run/incidentd before tmpfiles.d hands it over, incidentd running as another user than root; and one in a directory of its user's (0755), as tmpfiles.d leaves it",
+        .enabled(
+            if: getuid() == 0 && FileManager.default.isExecutableFile(atPath: "/usr/bin/setpriv"),
+            "needs root and setpriv to run a daemon as another user"))
+    func inheritedSocketAsTheUnitsMakeItIsServed() throws {
+        let dir = makeTemporaryDirectory("incidentd-inherited")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let nobody: uid_t = 65534
+        #expect(chmod(dir, 0o755) == 0)
+        for (label, directoryOwner) in [("root's", uid_t(0)), ("its user's", nobody)] {
+            let run = dir + "/run-\(directoryOwner)"
+            #expect(mkdir(run, 0o755) == 0 && chmod(run, 0o755) == 0 && chown(run, directoryOwner, directoryOwner) == 0)
+            let socketPath = run + "/incidentd.sock"
+            let listener = try Self.makeSocket(family: AF_UNIX, type: Int32(SOCK_STREAM.rawValue), path: socketPath, listens: true)
+            defer { close(listener) }
+            #expect(chmod(socketPath, 0o660) == 0 && chown(socketPath, nobody, nobody) == 0)
+            let state = dir + "/state-\(directoryOwner)"
+            #expect(mkdir(state, 0o700) == 0 && chown(state, nobody, nobody) == 0)
+            let logPath = dir + "/\(directoryOwner).log"
+            let child = try Self.activate(listener, dataDir: state + "/data", logPath: logPath, asUser: nobody)
+            defer {
+                if child.isRunning { kill(child.pid, SIGKILL) }
+                child.wait()
+            }
+            try waitFor("incidentd to serve or exit") { !child.isRunning || (readFile(logPath) ?? "").contains("notice serving") }
+            #expect(child.isRunning, "\(label): \(readFile(logPath) ?? "")")
+            #expect(try RawClient(path: socketPath).call("status").isOK, "\(label)")
+            kill(child.pid, SIGTERM)
+            #expect(child.wait() == 0, "\(label): \(readFile(logPath) ?? "")")
         }
     }
 

@@ -347,6 +347,11 @@ public final class EventLog: Sendable {
         /// The error for an attempt that neither holds the lock nor found it held, on `path`.
         func error(_ path: String) -> LogError {
             switch self {
+            case .openFailed(let code) where LogError.isLasting(code):
+                // Permission denied on an existing data directory, a read-only one: no restart mends that.
+                LogError(
+                    .accessDenied,
+                    "cannot open \(path): \(String(cString: strerror(code))) (uid \(geteuid())); incidentd's user must own the data directory \(EventLog.parent(of: path)), or be able to write it and the files in it, on a file system mounted read-write")
             case .openFailed(let code): LogError(.io, "cannot open \(path): \(String(cString: strerror(code)))")
             case .lockFailed(let code): LogError(.io, "cannot lock \(path): \(String(cString: strerror(code)))")
             case .held, .heldByAnother: LogError(.io, "cannot lock \(path)")
@@ -503,6 +508,22 @@ public final class EventLog: Sendable {
             return mkdir(path, mode) == 0 ? 0 : errno
         }
         let code = make(trimmingSlashes(path), mode: 0o700)
+        if code == EEXIST {
+            // mkdir finds a symbolic link there and does not follow it: one that leads nowhere (to a directory
+            // not made yet, or removed) is no directory, and the lock file could not be made in it.
+            var info = stat()
+            var linkInfo = stat()
+            if stat(path, &info) != 0, lstat(trimmingSlashes(path), &linkInfo) == 0, (linkInfo.st_mode & S_IFMT) == S_IFLNK {
+                let missing = errno
+                var target = [CChar](repeating: 0, count: Int(PATH_MAX) + 1)
+                let length = readlink(trimmingSlashes(path), &target, target.count - 1)
+                let leadsTo = length >= 0
+                    ? " to \(String(decoding: target.prefix(length).map { UInt8(bitPattern: $0) }, as: UTF8.self))" : ""
+                throw LogError(
+                    .uncreatableDirectory,
+                    "cannot create data directory \(path): it is a symbolic link\(leadsTo), which leads to no directory (\(String(cString: strerror(missing)))); make the directory it points to, or give the data directory itself")
+            }
+        }
         guard code == 0 || code == EEXIST else {
             // What may pass (a full disk, a failing one, memory short) is an I/O error; anything else stays.
             let passing = [ENOSPC, EDQUOT, EIO, ENOMEM].contains(code)

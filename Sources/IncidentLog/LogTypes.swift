@@ -1,3 +1,6 @@
+#if canImport(Glibc)
+import Glibc
+#endif
 import IncidentDomain
 import LMDB
 import StrictJSON
@@ -95,6 +98,15 @@ public struct LogError: Error, Hashable, Sendable, CustomStringConvertible {
                 + "Run incidentctl verify, which names the first damaged event; then make the log again from its events "
                 + "with incidentd --recover-from, or restore a backup (README.md, on recovering a damaged log)",
             position: position)
+    }
+
+    /// Whether a failure with `errno` `code` to make, open or bind a file at a path stays until its configuration
+    /// changes (who owns or may write the directory, a read-only file system, a path through a file or too many
+    /// links or too long), so that a start that failed so would fail the same way at every restart: exit status 78,
+    /// which systemd's `RestartPreventExitStatus=` does not restart. What may pass (a full disk, a failing one, memory
+    /// or descriptors short) is not one of them.
+    public static func isLasting(_ code: Int32) -> Bool {
+        [EACCES, EPERM, EROFS, ENOTDIR, ELOOP, ENAMETOOLONG].contains(code)
     }
 
     public var description: String { message }

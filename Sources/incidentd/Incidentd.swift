@@ -202,13 +202,16 @@ struct Incidentd: ParsableCommand {
     }
 
     /// Whether a start failed on what only a change of configuration mends, so that a restart would fail the same
-    /// way: an unsafe socket directory, a socket from systemd that is no listening Unix-domain stream socket, an
-    /// open-file limit too low to run under, a data directory that cannot be made (permission denied, a path under
-    /// `/proc`), or one no log can be in (a file, say) or that holds something that is no log of this version's.
+    /// way: an unsafe socket directory, a socket path that cannot be made or bound for want of permission (or on a
+    /// read-only file system), a socket from systemd that is no listening Unix-domain stream socket or that is not
+    /// guarded as incidentd's own would be, an open-file limit too low to run under, a data directory that cannot be
+    /// made (permission denied, a path under `/proc`, a symbolic link that leads nowhere) or whose files this user
+    /// may not open, or one no log can be in (a file, say) or that holds something that is no log of this version's.
+    /// Failures that may pass (a full disk, a failing one, memory or descriptors short) are not.
     static func isConfigurationProblem(_ error: any Error) -> Bool {
         switch error {
-        case is UnsafeSocketDirectory, is DescriptorLimitTooLow, is InheritedSocketRefused: true
-        case let error as LogError: error.code == .notALog || error.code == .uncreatableDirectory
+        case is UnsafeSocketDirectory, is UnusableSocketPath, is DescriptorLimitTooLow, is InheritedSocketRefused: true
+        case let error as LogError: error.code == .notALog || error.code == .uncreatableDirectory || error.code == .accessDenied
         default: false
         }
     }

@@ -1,5 +1,6 @@
 import CShims
 import Foundation
+import IncidentLog
 import IncidentProtocol
 import Logging
 import NIOCore
@@ -121,7 +122,7 @@ final class Server: Sendable {
     /// symbolic link, and only on a directory of this process's user: one put in place of the new directory by
     /// someone who may write its parent is refused, not given the mode.
     static func makeSocketDirectory(_ directory: String) throws {
-        func refusal(_ code: Int32) -> DaemonConfiguration.Problem { cannotMake(directory, code) }
+        func refusal(_ code: Int32) -> any Error { cannotMake(directory, code) }
         var info = stat()
         if stat(directory, &info) == 0 {
             guard (info.st_mode & S_IFMT) == S_IFDIR else { throw refusal(ENOTDIR) }
@@ -186,8 +187,17 @@ final class Server: Sendable {
     }
 
     /// Why the socket's `directory` cannot be made: `code` is the `errno` of the step that failed.
-    private static func cannotMake(_ directory: String, _ code: Int32) -> DaemonConfiguration.Problem {
-        DaemonConfiguration.Problem(description: "cannot create the socket's directory \(directory): \(String(cString: strerror(code)))")
+    private static func cannotMake(_ directory: String, _ code: Int32) -> any Error {
+        failure("cannot create the socket's directory \(directory): \(String(cString: strerror(code)))", code)
+    }
+
+    /// A failure to make or bind the socket, described by `description`, for `errno` `code`: one that lasts until
+    /// the configuration changes (permission denied, a read-only file system: ``LogError/isLasting(_:)``) is an
+    /// ``UnusableSocketPath``, for which the daemon exits 78 and systemd does not restart it; any other (a full disk,
+    /// descriptors short) may pass, and is a start that failed (exit 1).
+    static func failure(_ description: String, _ code: Int32) -> any Error {
+        LogError.isLasting(code)
+            ? UnusableSocketPath(description: description) : DaemonConfiguration.Problem(description: description)
     }
 
 
@@ -216,9 +226,8 @@ final class Server: Sendable {
     /// `path` exists by then (another daemon bound it since ``removeStaleSocket(at:)``), as `bind` itself would.
     /// Nothing here changes the process's umask, which every thread shares.
     static func bindSocket(at path: String, mode: mode_t) throws -> (descriptor: Int32, file: SocketFile) {
-        func problem(_ what: String?, _ code: Int32) -> DaemonConfiguration.Problem {
-            DaemonConfiguration.Problem(
-                description: "cannot bind the socket \(path): \(what.map { "\($0): " } ?? "")\(String(cString: strerror(code)))")
+        func problem(_ what: String?, _ code: Int32) -> any Error {
+            failure("cannot bind the socket \(path): \(what.map { "\($0): " } ?? "")\(String(cString: strerror(code)))", code)
         }
         let directory = (path as NSString).deletingLastPathComponent
         let (privatePath, privateDirectory) = try makePrivateDirectory(in: directory.isEmpty ? "." : directory, problem: problem)
@@ -334,7 +343,7 @@ final class Server: Sendable {
     /// (``removeStalePrivateDirectories(in:)``). One removed by such a daemon before it was locked, while it was
     /// still empty, is made again.
     private static func makePrivateDirectory(
-        in directory: String, problem: (String?, Int32) -> DaemonConfiguration.Problem
+        in directory: String, problem: (String?, Int32) -> any Error
     ) throws -> (path: String, descriptor: Int32) {
         var attempts = 0
         while true {
@@ -487,6 +496,13 @@ final class UnservedConnections: Sendable {
 /// A socket directory that another user could put a socket of their own in (``Server/checkSocketDirectory(_:)``):
 /// a configuration problem, for which the daemon exits with status 78 as for the others.
 struct UnsafeSocketDirectory: Error, CustomStringConvertible {
+    let description: String
+}
+
+/// A socket path the daemon cannot make or bind for a reason that lasts until the configuration changes: a socket
+/// directory it may not make, a directory it may not write its socket in, a read-only file system
+/// (``Server/failure(_:_:)``). A configuration problem, exit status 78, as an unsafe socket directory is.
+struct UnusableSocketPath: Error, CustomStringConvertible {
     let description: String
 }
 

@@ -621,7 +621,7 @@ struct SocketTests {
         #expect(daemon.stop() == 0)
     }
 
-    @Test("a socket directory that cannot be made is named, with why, before the log is opened: no data directory is made")
+    @Test("a socket directory that cannot be made (a file on its way) is named, with why, before the log is opened, exit 78 (EX_CONFIG, not restarted: only another path mends it): no data directory is made")
     func socketDirectoryCannotBeMade() throws {
         let root = makeTemporaryDirectory("incidentd-socket-dir")
         defer { try? FileManager.default.removeItem(atPath: root) }
@@ -630,8 +630,37 @@ struct SocketTests {
             Binaries.incidentd, ["--data-dir", root + "/data", "--socket", root + "/file/sub/incidentd.sock"],
             logPath: root + "/log")
         let log = readFile(root + "/log") ?? ""
-        #expect(daemon.wait() == 1, "\(log)")
+        #expect(daemon.wait() == 78, "\(log)")
         #expect(log.contains("cannot create the socket's directory \(root)/file/sub: Not a directory"), "\(log)")
         #expect(Self.identity(root + "/data") == nil, "no data directory is made")
+    }
+
+    @Test(
+        "a socket path its user may not make or bind, a socket directory in a directory of root's (0755) and a socket in a directory of its own it may not write (0555), stops incidentd with exit 78 (EX_CONFIG), naming it and why, where it was 1 and systemd restarted it forever",
+        .enabled(if: getuid() == 0 && FileManager.default.isExecutableFile(atPath: "/usr/bin/setpriv"), "needs root and setpriv"))
+    func socketPathItsUserMayNotMake() throws {
+        let root = makeTemporaryDirectory("incidentd-socket-dir")
+        defer { try? FileManager.default.removeItem(atPath: root) }
+        #expect(chmod(root, 0o755) == 0)
+        let state = root + "/state"
+        #expect(mkdir(state, 0o700) == 0 && chown(state, 65534, 65534) == 0)
+        let readOnly = root + "/read-only"
+        #expect(mkdir(readOnly, 0o700) == 0 && chown(readOnly, 65534, 65534) == 0 && chmod(readOnly, 0o555) == 0)
+        let cases = [
+            ("directory", root + "/run/incidentd.sock", "cannot start: cannot create the socket's directory \(root)/run: Permission denied"),
+            ("read-only", readOnly + "/incidentd.sock",
+             "cannot start: cannot bind the socket \(readOnly)/incidentd.sock: cannot make a private directory beside it to bind in: Permission denied"),
+        ]
+        for (label, socket, says) in cases {
+            let logPath = root + "/\(label).log"
+            let daemon = try Self.launch(
+                "/usr/bin/setpriv",
+                ["--reuid=65534", "--regid=65534", "--clear-groups", Binaries.incidentd, "--data-dir", state + "/data-\(label)", "--socket", socket],
+                logPath: logPath)
+            let log = readFile(logPath) ?? ""
+            Self.expectRefused(daemon, status: 78, label, log: log)
+            #expect(log.contains(says), "\(label): \(log)")
+        }
+        #expect(Self.identity(root + "/run") == nil && Self.entries(readOnly).isEmpty)
     }
 }

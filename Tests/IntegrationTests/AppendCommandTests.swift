@@ -225,17 +225,13 @@ struct AppendCommandTests {
         // fails, ENXIO), writes the events and closes it: incidentctl reads them to the end of the pipe.
         let written = Guarded<String?>(nil)
         let writer = Thread {
-            var fd: Int32 = -1
+            let fd: Int32
             do {
-                try waitFor("incidentctl to open the pipe") {
-                    fd = open(fifo, O_WRONLY | O_NONBLOCK | O_CLOEXEC)
-                    return fd >= 0
-                }
+                fd = try Self.openForWriting(fifo)
             } catch {
                 written.withLock { $0 = "\(error)" }
                 return
             }
-            _ = fcntl(fd, F_SETFL, 0)
             let bytes = Array((lines.joined(separator: "\n") + "\n").utf8)
             let count = bytes.withUnsafeBytes { Glibc.write(fd, $0.baseAddress, $0.count) }
             close(fd)
@@ -398,6 +394,18 @@ struct AppendCommandTests {
         return BoundedRun(result: result, largestResident: largest, killed: killed)
     }
 
+    /// The named pipe `fifo` opened for writing, blocking, once incidentctl has opened it for reading (until then an
+    /// open that does not wait fails, ENXIO).
+    static func openForWriting(_ fifo: String) throws -> Int32 {
+        var fd: Int32 = -1
+        try waitFor("incidentctl to open the pipe") {
+            fd = open(fifo, O_WRONLY | O_NONBLOCK | O_CLOEXEC)
+            return fd >= 0
+        }
+        _ = fcntl(fd, F_SETFL, 0)
+        return fd
+    }
+
     /// A writer thread for the named pipe `fifo`: once incidentctl opens it for reading, it writes `head`, then
     /// `endless` again and again until `stop` is set or the pipe has no reader (EPIPE: incidentctl exited). `done`
     /// holds why it stopped.
@@ -406,18 +414,14 @@ struct AppendCommandTests {
         let stop = Guarded(false)
         let done = Guarded<String?>(nil)
         Thread {
-            var fd: Int32 = -1
+            let fd: Int32
             do {
-                try waitFor("incidentctl to open the pipe") {
-                    fd = open(fifo, O_WRONLY | O_NONBLOCK | O_CLOEXEC)
-                    return fd >= 0
-                }
+                fd = try Self.openForWriting(fifo)
             } catch {
                 done.withLock { $0 = "\(error)" }
                 return
             }
             defer { close(fd) }
-            _ = fcntl(fd, F_SETFL, 0)
             var chunk = Array(head.utf8)
             let repeated = Array(endless.utf8)
             var written = 0

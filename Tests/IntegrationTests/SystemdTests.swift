@@ -307,19 +307,26 @@ struct SystemdTests {
         for (label, make, says) in cases {
             let descriptor = try make()
             defer { close(descriptor) }
-            let logPath = dir + "/\(label).log"
-            let child = try Self.activate(descriptor, dataDir: dir + "/data-\(label)", logPath: logPath)
-            // One that served the socket would run until killed.
-            let exited = (try? waitFor("incidentd to exit", timeout: 10) { !child.isRunning }) != nil
-            if !exited { kill(child.pid, SIGKILL) }
-            let status = child.wait()
-            let log = readFile(logPath) ?? ""
-            #expect(exited && status == 78, "\(label): \(log)")
+            let log = try Self.expectRefused(descriptor, label: label, in: dir)
             #expect(
                 log.contains("the socket systemd passed (fd 3, LISTEN_FDS) \(says); incidentd serves a listening Unix-domain stream socket"),
                 "\(label): \(log)")
-            #expect(!FileManager.default.fileExists(atPath: dir + "/data-\(label)"), "\(label): no log made")
         }
+    }
+
+    /// Starts incidentd on `descriptor` as systemd would pass it, expecting a refusal: the start must end by itself
+    /// (one that served the socket would run until killed) with exit 78, making no log in the data directory named
+    /// after `label` in `dir`. Returns what incidentd logged.
+    static func expectRefused(_ descriptor: Int32, label: String, in dir: String) throws -> String {
+        let logPath = dir + "/\(label).log"
+        let child = try Self.activate(descriptor, dataDir: dir + "/data-\(label)", logPath: logPath)
+        let exited = (try? waitFor("incidentd to exit", timeout: 10) { !child.isRunning }) != nil
+        if !exited { kill(child.pid, SIGKILL) }
+        let status = child.wait()
+        let log = readFile(logPath) ?? ""
+        #expect(exited && status == 78, "\(label): \(log)")
+        #expect(!FileManager.default.fileExists(atPath: dir + "/data-\(label)"), "\(label): no log made")
+        return log
     }
 
     @Test(
@@ -354,16 +361,8 @@ struct SystemdTests {
         for (label, make, says) in cases {
             let descriptor = try make()
             defer { close(descriptor) }
-            let logPath = dir + "/\(label).log"
-            let child = try Self.activate(descriptor, dataDir: dir + "/data-\(label)", logPath: logPath)
-            // One that served the socket would run until killed.
-            let exited = (try? waitFor("incidentd to exit", timeout: 10) { !child.isRunning }) != nil
-            if !exited { kill(child.pid, SIGKILL) }
-            let status = child.wait()
-            let log = readFile(logPath) ?? ""
-            #expect(exited && status == 78, "\(label): \(log)")
+            let log = try Self.expectRefused(descriptor, label: label, in: dir)
             #expect(log.contains("cannot start: \(says)"), "\(label): \(log)")
-            #expect(!FileManager.default.fileExists(atPath: dir + "/data-\(label)"), "\(label): no log made")
         }
         #expect((readFile(dir + "/mode-0666.log") ?? "").contains("as the shipped 0660"))
         #expect((readFile(dir + "/other-owner.log") ?? "").contains("(uid 65534), a user other than root and incidentd's"))

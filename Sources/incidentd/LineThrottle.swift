@@ -12,10 +12,11 @@ struct LineThrottle: Sendable {
     }
 
     /// Counts one event at `now` (nanoseconds): when a line is due, returns how many events it reports, this one
-    /// included; otherwise nil.
+    /// included; otherwise nil. A time before the last line's (read on another thread before that line's, and
+    /// noted after it) falls within its interval.
     mutating func note(at now: UInt64) -> Int? {
         unreported += 1
-        if let lastLine, now &- lastLine < interval { return nil }
+        if let lastLine, now < lastLine || now - lastLine < interval { return nil }
         lastLine = now
         defer { unreported = 0 }
         return unreported

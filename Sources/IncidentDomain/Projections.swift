@@ -506,8 +506,16 @@ public struct CityState: Hashable, Sendable {
 
     /// Adds (`sign` 1) or removes (`sign` -1) what one incident contributes to its city.
     ///
-    /// - Throws: the damage error of ``accumulate(_:_:times:in:)`` when a sum overflows.
+    /// - Throws: `log_damaged` naming this city when a sum overflows (``accumulate(_:_:times:in:)``).
     mutating func add(_ incident: IncidentState, sign: Int64) throws(IncidentError) {
+        do {
+            try addCounts(incident, sign: sign)
+        } catch {
+            throw IncidentError.damagedProjection("city", ": \(cityId.prefix(128))'s counts overflow as an incident is added to them")
+        }
+    }
+
+    private mutating func addCounts(_ incident: IncidentState, sign: Int64) throws(IncidentError) {
         outcomes[incident.status] &+= sign
         verification[incident.verification] &+= sign
         if incident.status.countsInSums {

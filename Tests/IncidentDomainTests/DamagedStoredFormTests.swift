@@ -87,7 +87,9 @@ import Testing
         var store = InMemoryProjections()
         try projector.apply(report, to: &store)
         store.cities["kupiansk"]?.killed = .max
-        #expect(throws: IncidentError.self, "the city's killed") { try projector.apply(response, to: &store) }
+        let cityError = #expect(throws: IncidentError.self, "the city's killed") { try projector.apply(response, to: &store) }
+        #expect(cityError?.code == .logDamaged)
+        #expect(cityError?.message.hasPrefix("the stored city projection is damaged: kupiansk's counts overflow") == true, "\(String(describing: cityError))")
     }
 
     @Test("folding an event into a stored incident damaged to a last position at or past the event's throws log_damaged, where it stored an incident that ends before it starts and does not read back")

@@ -18,7 +18,10 @@ public struct SocketPathFault: Sendable, Equatable {
     public let problem: String
 
     /// `mode` as four octal digits, as chmod takes it.
-    public var modeText: String {
+    public var modeText: String { Self.octal(mode) }
+
+    /// Permission bits `mode` as four octal digits, as chmod takes them ("0660").
+    public static func octal(_ mode: mode_t) -> String {
         let digits = String(mode, radix: 8)
         return String(repeating: "0", count: max(0, 4 - digits.count)) + digits
     }

@@ -385,14 +385,15 @@ struct Incidentd: ParsableCommand {
             let waitingFor =
                 "\(unanswered) request\(unanswered == 1 ? "" : "s") of the open connections unanswered"
                 + (unfinishedBytes > 0 ? " and \(describeSize(unfinishedBytes)) of lines half read" : "")
+                + ": appends among them that are not with the writer yet are answered shutting_down, unstored"
             guard now < deadline || quietRounds > 0 else {
                 logger.warning(
-                    "stopping after drain_seconds (\(seconds) s) with \(waitingFor): appends among them that are not with the writer yet are answered shutting_down, unstored")
+                    "stopping after drain_seconds (\(seconds) s) with \(waitingFor)")
                 return
             }
             if interruption.wait(timeout: min(deadline, now + .milliseconds(5))) == .success {
                 logger.notice(
-                    "stopping without waiting further, with \(waitingFor): appends among them that are not with the writer yet are answered shutting_down, unstored")
+                    "stopping without waiting further, with \(waitingFor)")
                 return
             }
         }

@@ -127,8 +127,7 @@ extension Incidentd {
                     "\(what), bound at \(path): \(path) is no longer a socket but \(describeFileType(info.st_mode)), so no client reaches the socket; \(unit)")
         }
         let mode = info.st_mode & 0o7777
-        let modeDigits = String(mode, radix: 8)
-        let modeText = String(repeating: "0", count: max(0, 4 - modeDigits.count)) + modeDigits
+        let modeText = SocketPathFault.octal(mode)
         guard mode & S_IWOTH == 0 else {
             throw InheritedSocketRefused(
                 description:

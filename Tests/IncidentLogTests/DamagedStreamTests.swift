@@ -12,15 +12,6 @@ import Testing
 @Suite struct DamagedStreamTests {
     static let projector = Projector(gazetteer: .embedded)
 
-    static func event(_ position: UInt64, version: Int64, type: String, data: JSONValue) throws -> RecordedEvent {
-        try RecordedEvent(json: [
-            "position": .int(Int64(position)), "eventId": .string("00000000-0000-4000-8000-00000000000\(version)"),
-            "type": .string(type), "incident": "k1", "version": .int(version), "occurredAt": "2022-03-01",
-            "precision": "day", "recordedAt": "2026-11-25T12:00:00.000000Z", "recordedBy": ["uid": 0, "user": "root"],
-            "data": data, "schema": 1, "prevHash": .string(String(repeating: "0", count: 64)),
-        ])
-    }
-
     /// `entries` (key start, version, the position the value names, the event summarised) folded as the rebuild
     /// folds them, in an LMDB environment of their own.
     static func fold(_ entries: [(start: UInt64, version: Int64, position: UInt64, event: RecordedEvent)]) throws -> StreamFold {
@@ -43,9 +34,9 @@ import Testing
 
     @Test("an entry naming a position past Int64.max stops the rebuild as damage, where its incident's JSON trapped")
     func positionNoEventCanHave() throws {
-        let report = try Self.event(
+        let report = try StoredEvents.event(
             1, version: 1, type: "incident-reported", data: ["city": "Kupiansk", "cityId": "kupiansk", "kind": "demonstration"])
-        let response = try Self.event(2, version: 2, type: "response-observed", data: ["by": "police", "responses": ["tear-gas"]])
+        let response = try StoredEvents.event(2, version: 2, type: "response-observed", data: ["by": "police", "responses": ["tear-gas"]])
         let sound = try Self.fold([(1, 1, 1, report), (1, 2, 2, response)])
         #expect(sound.incidentCount == 1)
         #expect(try IncidentState(encoded: Array(sound.record(0))).json["lastPosition"] == .int(2))
@@ -58,10 +49,10 @@ import Testing
 
     @Test("an entry naming a position at or before the one before it in its stream stops the rebuild as damage, where it made an incident the rebuild stored and could not read back")
     func positionOutOfOrder() throws {
-        let report = try Self.event(
+        let report = try StoredEvents.event(
             9, version: 1, type: "incident-reported", data: ["city": "Kupiansk", "cityId": "kupiansk", "kind": "demonstration"])
-        let response = try Self.event(10, version: 2, type: "response-observed", data: ["by": "police", "responses": ["tear-gas"]])
-        let outcome = try Self.event(11, version: 3, type: "outcome-updated", data: ["status": "dispersed"])
+        let response = try StoredEvents.event(10, version: 2, type: "response-observed", data: ["by": "police", "responses": ["tear-gas"]])
+        let outcome = try StoredEvents.event(11, version: 3, type: "outcome-updated", data: ["status": "dispersed"])
         let sound = try Self.fold([(9, 1, 9, report), (9, 2, 10, response), (9, 3, 11, outcome)])
         #expect(try IncidentState(encoded: Array(sound.record(0))).lastPosition == 11)
         for (position, before) in [(UInt64(5), UInt64(9)), (9, 9)] {

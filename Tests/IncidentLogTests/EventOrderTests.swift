@@ -12,25 +12,16 @@ import Testing
 @Suite struct EventOrderTests {
     static let projector = Projector(gazetteer: .embedded)
 
-    static func event(_ position: UInt64, version: Int64, type: String, data: JSONValue) throws -> RecordedEvent {
-        try RecordedEvent(json: [
-            "position": .int(Int64(position)), "eventId": .string("00000000-0000-4000-8000-00000000000\(version)"),
-            "type": .string(type), "incident": "k1", "version": .int(version), "occurredAt": "2022-03-01",
-            "precision": "day", "recordedAt": "2026-11-25T12:00:00.000000Z", "recordedBy": ["uid": 0, "user": "root"],
-            "data": data, "schema": 1, "prevHash": .string(String(repeating: "0", count: 64)),
-        ])
-    }
-
     static func report(_ position: UInt64) throws -> RecordedEvent {
-        try event(position, version: 1, type: "incident-reported", data: ["city": "Kupiansk", "cityId": "kupiansk", "kind": "demonstration"])
+        try StoredEvents.event(position, version: 1, type: "incident-reported", data: ["city": "Kupiansk", "cityId": "kupiansk", "kind": "demonstration"])
     }
 
     static func response(_ position: UInt64) throws -> RecordedEvent {
-        try event(position, version: 2, type: "response-observed", data: ["by": "police", "responses": ["tear-gas"]])
+        try StoredEvents.event(position, version: 2, type: "response-observed", data: ["by": "police", "responses": ["tear-gas"]])
     }
 
     static func outcome(_ position: UInt64) throws -> RecordedEvent {
-        try event(position, version: 2, type: "outcome-updated", data: ["status": "dispersed"])
+        try StoredEvents.event(position, version: 2, type: "outcome-updated", data: ["status": "dispersed"])
     }
 
     @Test("replay's fold refuses a response or outcome at or before its incident's last event, by either reader; what it folds stores and reads back")

@@ -381,12 +381,14 @@ final class Server: Sendable {
     /// Removes a socket file left by a daemon that died, but refuses to start beside one that still answers, and
     /// beside one it cannot tell: only a connection refused (nobody listens) makes the file stale. A socket this
     /// process may not connect to (EACCES: another user's, mode 0600) may well be served, and replacing it would
-    /// send that daemon's clients here.
+    /// send that daemon's clients here. What no restart mends (a file that is no socket, a stale socket or one it
+    /// may not connect to for want of permission) is an ``UnusableSocketPath`` (exit 78); a served socket, or one
+    /// whose backlog is full, may be gone by the next start (exit 1).
     static func removeStaleSocket(at path: String) throws {
         var info = stat()
         guard lstat(path, &info) == 0 else { return }
         guard (info.st_mode & S_IFMT) == S_IFSOCK else {
-            throw DaemonConfiguration.Problem(description: "\(path) exists and is not a socket; refusing to replace it")
+            throw UnusableSocketPath(description: "\(path) exists and is not a socket; refusing to replace it")
         }
         var address = try address(of: path)
         let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_NONBLOCK.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
@@ -408,9 +410,9 @@ final class Server: Sendable {
         case ECONNREFUSED:
             guard unlink(path) == 0 || errno == ENOENT else {
                 let code = errno
-                throw DaemonConfiguration.Problem(
-                    description:
-                        "\(path) is a stale socket (nothing listens on it; it belongs to \(SocketDirectoryRules.describeUser(info.st_uid))), but incidentd cannot remove it: \(String(cString: strerror(code))). Remove it, or give another socket path")
+                throw failure(
+                    "\(path) is a stale socket (nothing listens on it; it belongs to \(SocketDirectoryRules.describeUser(info.st_uid))), but incidentd cannot remove it: \(String(cString: strerror(code))). Remove it, or give another socket path",
+                    code)
             }
         case ENOENT:
             return
@@ -419,9 +421,9 @@ final class Server: Sendable {
                 description:
                     "\(path) is a socket that a process listens on but accepts no connection from now (its backlog is full); refusing to replace it")
         default:
-            throw DaemonConfiguration.Problem(
-                description:
-                    "\(path) is a socket that incidentd cannot connect to (\(String(cString: strerror(code)))), so it cannot tell whether another process serves it; refusing to replace it. If none does, remove it and start again")
+            throw failure(
+                "\(path) is a socket that incidentd cannot connect to (\(String(cString: strerror(code)))), so it cannot tell whether another process serves it; refusing to replace it. If none does, remove it and start again",
+                code)
         }
     }
 

@@ -460,7 +460,7 @@ struct SocketTests {
         }
     }
 
-    @Test("a start refused for its socket path (a file there, a socket another daemon serves) is refused before the log is opened: it makes no data directory, and leaves an empty one as it was")
+    @Test("a start refused for its socket path (a file there, exit 78 as no restart mends it; a socket another daemon serves, exit 1) is refused before the log is opened: it makes no data directory, and leaves an empty one as it was")
     func refusedSocketPathMakesNoLog() throws {
         let served = try Daemon()
         let root = makeTemporaryDirectory("incidentd-refused")
@@ -471,16 +471,16 @@ struct SocketTests {
         let empty = root + "/empty"
         #expect(mkdir(empty, 0o700) == 0)
         let cases = [
-            ("a file", file, "cannot start: \(file) exists and is not a socket; refusing to replace it"),
-            ("a served socket", served.socketPath, "cannot start: another daemon is serving \(served.socketPath)"),
+            ("a file", file, "cannot start: \(file) exists and is not a socket; refusing to replace it", Int32(78)),
+            ("a served socket", served.socketPath, "cannot start: another daemon is serving \(served.socketPath)", 1),
         ]
-        for (label, socket, says) in cases {
+        for (label, socket, says, status) in cases {
             for (index, dataDir) in [root + "/new/data", empty].enumerated() {
                 let logPath = root + "/\(index).log"
                 unlink(logPath)
                 let daemon = try Self.launch(Binaries.incidentd, ["--data-dir", dataDir, "--socket", socket], logPath: logPath)
                 let log = readFile(logPath) ?? ""
-                Self.expectRefused(daemon, status: 1, label, log: log)
+                Self.expectRefused(daemon, status: status, label, log: log)
                 #expect(log.contains(says), "\(label): \(log)")
                 #expect(Self.identity(root + "/new") == nil, "\(label): no data directory is made: \(Self.entries(root + "/new"))")
                 #expect(Self.entries(empty).isEmpty, "\(label): nothing is made in the data directory: \(Self.entries(empty))")
@@ -517,7 +517,7 @@ struct SocketTests {
     }
 
     @Test(
-        "a stale socket that cannot be removed (its directory made append-only) is named as a stale socket incidentd cannot remove, with why, not as one another process made meanwhile",
+        "a stale socket that cannot be removed (its directory made append-only) is named as a stale socket incidentd cannot remove, with why, not as one another process made meanwhile, and exits 78 (EX_CONFIG, which systemd does not restart: no restart removes it), where it was 1",
         .enabled(if: getuid() == 0 && FileManager.default.isExecutableFile(atPath: "/usr/bin/chattr"), "needs root and chattr"))
     func staleSocketThatCannotBeRemoved() throws {
         let daemon = try Daemon()
@@ -528,7 +528,7 @@ struct SocketTests {
         try #require(attributes.status == 0, "chattr +a \(daemon.root): \(attributes.stderr)")
         defer { _ = try? runCommand("/usr/bin/chattr", ["-a", daemon.root]) }
         #expect(throws: HarnessError.self) { try daemon.start() }
-        #expect(daemon.child?.wait() == 1, "\(daemon.log)")
+        #expect(daemon.child?.wait() == 78, "\(daemon.log)")
         #expect(
             daemon.log.contains(
                 "\(daemon.socketPath) is a stale socket (nothing listens on it; it belongs to root (uid 0)), but incidentd cannot remove it: Operation not permitted"),

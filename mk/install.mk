@@ -9,7 +9,8 @@
 #   $(DOCDIR)            README.md, PROTOCOL.md, cities.toml (the compiled-in gazetteer, to copy and edit for
 #                        gazetteer.file), examples/article.jsonl
 # Every path is under DESTDIR, for staging. PREFIX is /usr/local, which the units' ExecStart= name as shipped, and
-# systemd, systemd-sysusers and systemd-tmpfiles look in $(PREFIX)/lib; another PREFIX rewrites the units' paths.
+# systemd, systemd-sysusers and systemd-tmpfiles look in $(PREFIX)/lib; another PREFIX rewrites the units' paths, and
+# where systemd does not look (PREFIX=/opt/incidentd), the run says so and how to link the units and snippets.
 # Installed into the real root (no DESTDIR), it prints what to run next.
 #   make install                                 builds the static binaries in .build/static first (a few minutes)
 #   make install INSTALL_FROM=DIR                installs DIR/incidentd and DIR/incidentctl, built already
@@ -63,10 +64,22 @@ install: $(if $(INSTALL_FROM),,release-static)
 		install -m 0644 config/incidentd.toml "$(DESTDIR)$(CONFDIR)/incidentd.toml"; \
 	fi; \
 	echo "make install: incidentd and incidentctl in $(DESTDIR)$(BINDIR), units in $(DESTDIR)$(UNITDIR), settings in $(DESTDIR)$(CONFDIR)"; \
+	units_seen=yes; \
+	case "$(patsubst %/,%,$(UNITDIR))" in /etc/systemd/system|/usr/local/lib/systemd/system|/usr/lib/systemd/system|/lib/systemd/system) ;; *) units_seen=""; \
+		echo "make install: systemd does not look for units in $(UNITDIR): link them (below), or install with UNITDIR=/etc/systemd/system";; esac; \
+	for pair in "$(SYSUSERSDIR) sysusers.d" "$(TMPFILESDIR) tmpfiles.d"; do \
+		set -- $$pair; case "$${1%/}" in /etc/$$2|/usr/local/lib/$$2|/usr/lib/$$2|/lib/$$2) ;; *) \
+			echo "make install: systemd-$${2%.d} reads /etc/$$2 at boot, not $$1: link the file there (below), or install with $$(echo $${2%.d} | tr a-z A-Z)DIR=/etc/$$2";; esac; \
+	done; \
 	if [ -z "$(DESTDIR)" ]; then \
 		echo "Next, as root: make the user and groups, the state and socket directories, and start serving"; \
+		for pair in "$(SYSUSERSDIR) sysusers.d" "$(TMPFILESDIR) tmpfiles.d"; do \
+			set -- $$pair; case "$${1%/}" in /etc/$$2|/usr/local/lib/$$2|/usr/lib/$$2|/lib/$$2) ;; *) \
+				echo "  ln -sf $$1/incidentd.conf /etc/$$2/incidentd.conf";; esac; \
+		done; \
 		echo "  systemd-sysusers $(SYSUSERSDIR)/incidentd.conf"; \
 		echo "  systemd-tmpfiles --create $(TMPFILESDIR)/incidentd.conf"; \
+		[ -n "$$units_seen" ] || echo "  systemctl link $(addprefix $(UNITDIR)/,$(INSTALLED_UNITS))"; \
 		echo "  systemctl daemon-reload"; \
 		echo "  systemctl enable --now incidentd.socket          # incidentd starts at the first connection"; \
 		echo "  systemctl enable --now incidentd-verify.timer    # verify the log every day"; \

@@ -158,13 +158,14 @@ struct InstallTests {
         if getuid() == 0 { #expect(left["var/lib/incidentd"] == "d 700", "the state directory is left") }
     }
 
-    @Test("make install PREFIX=/usr names /usr/bin in ExecStart= and /usr/share/doc in Documentation=, and the units pass systemd-analyze verify there; installed into the real root (no DESTDIR) it prints the next steps: systemd-sysusers, systemd-tmpfiles --create, daemon-reload, enable --now incidentd.socket")
+    @Test("make install PREFIX=/usr names /usr/bin in ExecStart= and /usr/share/doc in Documentation=, and the units pass systemd-analyze verify there; installed into the real root (no DESTDIR) it prints the next steps: systemd-sysusers, systemd-tmpfiles --create, daemon-reload, enable --now incidentd.socket, and under a PREFIX where systemd does not look, says so and how to link the units and snippets")
     func prefixAndNextSteps() throws {
         let work = makeTemporaryDirectory("incidentd-install")
         defer { try? FileManager.default.removeItem(atPath: work) }
         let root = work + "/root"
         let install = try Self.make(["install", "DESTDIR=" + root, "PREFIX=/usr", "INSTALL_FROM=" + Binaries.directory])
         #expect(install.status == 0, "\(install.stdout)\(install.stderr)")
+        #expect(!install.stdout.contains("does not look") && !install.stdout.contains("at boot, not"), "\(install.stdout)")
         let service = readFile(root + "/usr/lib/systemd/system/incidentd.service") ?? ""
         #expect(service.contains("\nExecStart=/usr/bin/incidentd --config /etc/incidentd/incidentd.toml\n"), "\(service)")
         #expect(service.contains("\nDocumentation=file:/usr/share/doc/incidentd/README.md\n"), "\(service)")
@@ -179,6 +180,17 @@ struct InstallTests {
         let steps = try Self.make(["install", "DESTDIR=", "PREFIX=" + real + "/usr/local", "SYSCONFDIR=" + real + "/etc",
                                    "INSTALL_FROM=" + Binaries.directory])
         #expect(steps.status == 0, "\(steps.stdout)\(steps.stderr)")
+        // systemd looks in none of these directories: the run says so, and how to make it find what was installed.
+        for hint in [
+            "make install: systemd does not look for units in \(real)/usr/local/lib/systemd/system: link them (below), or install with UNITDIR=/etc/systemd/system",
+            "make install: systemd-sysusers reads /etc/sysusers.d at boot, not \(real)/usr/local/lib/sysusers.d",
+            "make install: systemd-tmpfiles reads /etc/tmpfiles.d at boot, not \(real)/usr/local/lib/tmpfiles.d",
+            "  ln -sf \(real)/usr/local/lib/sysusers.d/incidentd.conf /etc/sysusers.d/incidentd.conf",
+            "  ln -sf \(real)/usr/local/lib/tmpfiles.d/incidentd.conf /etc/tmpfiles.d/incidentd.conf",
+            "  systemctl link " + Self.units.map { "\(real)/usr/local/lib/systemd/system/\($0)" }.joined(separator: " ") + "\n",
+        ] {
+            #expect(steps.stdout.contains(hint), "\(hint): \(steps.stdout)")
+        }
         for step in [
             "systemd-sysusers \(real)/usr/local/lib/sysusers.d/incidentd.conf",
             "systemd-tmpfiles --create \(real)/usr/local/lib/tmpfiles.d/incidentd.conf",

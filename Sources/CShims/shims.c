@@ -1,5 +1,7 @@
 #include "CShims.h"
 #include <errno.h>
+#include <pthread.h>
+#include <signal.h>
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
@@ -58,4 +60,63 @@ int incidentd_trim_heap(void) {
 #else
     return 0;
 #endif
+}
+
+/* The handlers the Swift runtime installed for the signals it reports crashes on, by signal number. */
+static struct sigaction crash_reporters[NSIG];
+
+static void report_then_end(int signum, siginfo_t *info, void *context) {
+    const struct sigaction *reporter = &crash_reporters[signum];
+    if (reporter->sa_flags & SA_SIGINFO) {
+        reporter->sa_sigaction(signum, info, context);
+    } else {
+        reporter->sa_handler(signum);
+    }
+    signal(signum, SIG_DFL);
+    sigset_t only;
+    sigemptyset(&only);
+    sigaddset(&only, signum);
+    pthread_sigmask(SIG_UNBLOCK, &only, NULL);
+    raise(signum);
+}
+
+int incidentd_end_after_crash_report(void) {
+    static const int reported[] = {SIGQUIT, SIGABRT, SIGBUS, SIGFPE, SIGILL, SIGSEGV, SIGTRAP};
+    for (size_t i = 0; i < sizeof(reported) / sizeof(reported[0]); i++) {
+        int signum = reported[i];
+        struct sigaction current;
+        if (sigaction(signum, NULL, &current) != 0) return -1;
+        int handled = (current.sa_flags & SA_SIGINFO)
+            ? current.sa_sigaction != NULL
+            : current.sa_handler != SIG_DFL && current.sa_handler != SIG_IGN;
+        if (!handled || (current.sa_flags & SA_SIGINFO && current.sa_sigaction == report_then_end)) continue;
+        crash_reporters[signum] = current;
+        struct sigaction wrapped = current;
+        wrapped.sa_flags |= SA_SIGINFO;
+        wrapped.sa_sigaction = report_then_end;
+        if (sigaction(signum, &wrapped, NULL) != 0) return -1;
+    }
+    return 0;
+}
+
+int incidentd_user_signal_relay(int signum) { return signum == SIGUSR2 ? SIGRTMIN + 2 : SIGRTMIN + 1; }
+
+static void relay_user_signal(int signum) {
+    int saved = errno;
+    kill(getpid(), incidentd_user_signal_relay(signum));
+    errno = saved;
+}
+
+int incidentd_relay_user_signals(void) {
+    struct sigaction relay;
+    memset(&relay, 0, sizeof(relay));
+    relay.sa_handler = relay_user_signal;
+    sigemptyset(&relay.sa_mask);
+    relay.sa_flags = SA_RESTART;
+    if (sigaction(SIGUSR1, &relay, NULL) != 0 || sigaction(SIGUSR2, &relay, NULL) != 0) return -1;
+    sigset_t user;
+    sigemptyset(&user);
+    sigaddset(&user, SIGUSR1);
+    sigaddset(&user, SIGUSR2);
+    return pthread_sigmask(SIG_UNBLOCK, &user, NULL) == 0 ? 0 : -1;
 }

@@ -1,4 +1,5 @@
 import ArgumentParser
+import CShims
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -39,6 +40,8 @@ struct Incidentctl: ParsableCommand {
         ])
 
     static func main() {
+        // A crash report, or a SIGABRT sent to it, ends the command rather than leaving it running.
+        _ = incidentd_end_after_crash_report()
         do {
             var command = try parseAsRoot()
             try command.run()

@@ -105,6 +105,8 @@ struct Incidentd: ParsableCommand {
     /// error, would reach the journal at its default priority (info), each a message of its own. Elsewhere (a
     /// terminal) ArgumentParser prints them as it does. Help and the version go to stdout as ever.
     static func main() {
+        // A crash report, or systemd's watchdog (SIGABRT), ends the process rather than leaving it serving.
+        _ = incidentd_end_after_crash_report()
         do {
             var command = try parseAsRoot()
             try command.run()
@@ -150,7 +152,7 @@ struct Incidentd: ParsableCommand {
     func run() throws {
         // Before any other thread exists, so that every thread inherits the mask: SIGTERM and SIGINT stay pending
         // until the signal thread takes them, never lost and never fatal, however early they come; so do SIGHUP,
-        // SIGUSR1 and SIGUSR2, which would otherwise end the daemon without draining.
+        // and SIGUSR1 and SIGUSR2 as relayed, which would otherwise end the daemon without draining.
         let stopSignals = Self.blockHandledSignals()
         var settings = DaemonConfiguration()
         let gazetteer: Gazetteer
@@ -411,15 +413,20 @@ struct Incidentd: ParsableCommand {
         try Server.removeStaleSocket(at: path)
     }
 
-    /// Blocks SIGTERM and SIGINT, and SIGHUP, SIGUSR1 and SIGUSR2, in the calling thread (and so in every thread
-    /// it starts) and returns them. A signal handler installed later would leave a window in which a signal kills
-    /// the daemon without draining (the default action) or is lost (a `SIG_IGN` before a dispatch source is
-    /// registered): seen with a SIGTERM right after the socket accepted its first connection.
+    /// Blocks SIGTERM and SIGINT, SIGHUP, and the signals SIGUSR1 and SIGUSR2 are relayed as
+    /// (``incidentd_relay_user_signals``), in the calling thread (and so in every thread it starts) and returns
+    /// them. A signal handler installed later would leave a window in which a signal kills the daemon without
+    /// draining (the default action) or is lost (a `SIG_IGN` before a dispatch source is registered): seen with a
+    /// SIGTERM right after the socket accepted its first connection. SIGUSR1 and SIGUSR2 themselves stay unblocked,
+    /// for the Swift runtime's crash reports, which suspend each thread with one of them.
     static func blockHandledSignals() -> sigset_t {
         var set = sigset_t()
         sigemptyset(&set)
-        for signal in [SIGTERM, SIGINT, SIGHUP, SIGUSR1, SIGUSR2] { sigaddset(&set, signal) }
+        for signal in [SIGTERM, SIGINT, SIGHUP, incidentd_user_signal_relay(SIGUSR1), incidentd_user_signal_relay(SIGUSR2)] {
+            sigaddset(&set, signal)
+        }
         pthread_sigmask(SIG_BLOCK, &set, nil)
+        _ = incidentd_relay_user_signals()
         return set
     }
 
@@ -460,7 +467,8 @@ struct Incidentd: ParsableCommand {
                     logger.notice(
                         "SIGHUP: incidentd does not reload its configuration on SIGHUP; restart it (systemctl restart incidentd) for changes to take effect")
                 } else {
-                    logger.notice("\(received == SIGUSR1 ? "SIGUSR1" : "SIGUSR2") ignored: it means nothing to incidentd")
+                    let name = received == incidentd_user_signal_relay(SIGUSR1) ? "SIGUSR1" : "SIGUSR2"
+                    logger.notice("\(name) ignored: it means nothing to incidentd")
                 }
             }
         }

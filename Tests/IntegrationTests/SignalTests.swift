@@ -29,6 +29,45 @@ struct SignalTests {
         #expect(!FileManager.default.fileExists(atPath: daemon.socketPath))
     }
 
+    @Test(
+        "a SIGABRT from another process (systemd's watchdog sends one) ends the daemon within seconds, by that signal, after the Swift runtime's crash report, which suspends every thread, the signal thread among them: it went on serving after its report, and the report waited 30 s for the signal thread, which took the runtime's SIGUSR1 as an operator's and logged it as ignored"
+    )
+    func abortEndsTheDaemon() throws {
+        for reporting in ["yes", "no"] {
+            let daemon = try Daemon(environment: ["SWIFT_BACKTRACE": "enable=\(reporting),interactive=no"])
+            #expect(try daemon.client().call("status").isOK)
+            let child = try #require(daemon.child)
+            kill(daemon.pid, SIGABRT)
+            try waitFor("the daemon to end (backtraces \(reporting))", timeout: 15) { !child.isRunning }
+            #expect(child.wasSignaled && child.wait() == SIGABRT, "backtraces \(reporting): \(daemon.log)")
+            let log = daemon.log
+            #expect(log.contains("Program crashed: Aborted") == (reporting == "yes"), "backtraces \(reporting): \(log)")
+            // A libdispatch worker blocks every signal the runtime could suspend it with, and may still be left out
+            // of the report ("failed to suspend thread"): the runtime's limit, which does not hold the report up.
+            #expect(!log.contains("SIGUSR1 ignored"), "backtraces \(reporting): \(log)")
+        }
+    }
+
+    @Test("a SIGABRT from another process ends incidentctl, as it ends the daemon, where the runtime's crash report left it running: a follow (events --follow) that waits for the next event")
+    func abortEndsTheClient() throws {
+        let daemon = try Daemon()
+        let output = open(daemon.root + "/follow.out", O_WRONLY | O_CREAT | O_CLOEXEC, 0o600)
+        let null = open("/dev/null", O_RDONLY | O_CLOEXEC)
+        defer {
+            close(output)
+            close(null)
+        }
+        let follow = try ChildProcess(
+            Binaries.incidentctl, ["events", "--follow", "--socket", daemon.socketPath, "--format", "json"],
+            environment: ProcessInfo.processInfo.environment.merging(["SWIFT_BACKTRACE": "enable=yes,interactive=no"]) { _, extra in extra },
+            stdin: null, stdout: output, stderr: output)
+        try waitFor("the follow to connect") { try daemon.client().call("status")["followers"]?.intValue == 1 }
+        kill(follow.pid, SIGABRT)
+        try waitFor("incidentctl to end", timeout: 15) { !follow.isRunning }
+        #expect(follow.wasSignaled && follow.wait() == SIGABRT)
+        #expect(daemon.stop() == 0)
+    }
+
     @Test("SIGTERM while a start rebuilds the projections (--rebuild-projections) stops incidentd at the next step of the rebuild, exit 0, saying so, without serving or READY=1; the next start serves the projections, complete and as the events make them")
     func stopDuringStartUpRebuild() throws {
         let daemon = try Daemon()

@@ -209,7 +209,12 @@ public struct Admission: Sendable {
 
     /// The canonical id of a reported city name, or `unknown_city` with suggestions. A city an earlier report
     /// added with `allowNewCity` is known from then on under its canonical id, which names it before any spelling
-    /// of the gazetteer does (a gazetteer changed since may have made it another city's alias).
+    /// of the gazetteer does (a gazetteer changed since may have made it another city's alias), and by the
+    /// spelling it was made from, whose slug its id is. A city of the log that the gazetteer does not know is also
+    /// known by every spelling reported for it (its `aliasesSeen`), which reaches a city made through a report's
+    /// `cityId` (a restore's) whose id is no slug of its spellings; those come after the gazetteer's spellings and
+    /// the slugs, so they only name what nothing else does (``Gazetteer/city(spelled:among:)``). Only a name that
+    /// is no such spelling makes a new city.
     public func resolveCity(_ name: String, allowNewCity: Bool, store: inout some ProjectionStore) throws -> String {
         if let resolved = memo != nil ? memo?.resolve(name) : gazetteer.resolve(name)?.id {
             // A city id is of the form of an incident id, which is checked without normalising.
@@ -217,13 +222,15 @@ public struct Admission: Sendable {
             return name
         }
         let slugged = Gazetteer.slugHoldingAll(name)
+        if let slugged, slugged.holdsAll, try store.city(slugged.slug) != nil { return slugged.slug }
+        let others = try store.allCities().filter { gazetteer.city(id: $0.cityId) == nil }.map(\.gazetteerEntry)
+        if let spelled = gazetteer.city(spelled: name, among: others) { return spelled.id }
         // Cut to an id's length, two names that differ only past it would be one city.
         guard slugged?.holdsAll ?? true else {
             throw IncidentError.invalid(
                 "data.city",
                 "\"\(name.prefix(64))…\" is too long to name a city the gazetteer does not know: its id, in Latin letters and digits, would pass \(Gazetteer.maxIdLength) characters; use a shorter spelling")
         }
-        if let slug = slugged?.slug, try store.city(slug) != nil { return slug }
         if allowNewCity {
             guard let slug = slugged?.slug else {
                 throw IncidentError.invalid("data.city", "\"\(name.prefix(64))\" gives no usable id for a new city")
@@ -237,7 +244,6 @@ public struct Admission: Sendable {
             }
             return slug
         }
-        let others = try store.allCities().filter { gazetteer.city(id: $0.cityId) == nil }.map(\.gazetteerEntry)
         let suggestions = gazetteer.suggestions(for: name, alsoAmong: others)
         let hint = suggestions.isEmpty ? "" : "; did you mean \(suggestions.joined(separator: ", "))?"
         throw IncidentError(

@@ -312,7 +312,10 @@ extension EventLog {
 
     /// The canonical id for any spelling: an exact city id first (of the gazetteer, or of the log: a city added with
     /// `allowNewCity` whose spelling a gazetteer changed since gives to another city), then the gazetteer's
-    /// spellings, then those of cities added with `allowNewCity`.
+    /// spellings, then the id a city added with `allowNewCity` has from its spelling (``Gazetteer/slug(_:)``), then
+    /// a spelling reported for a city of the log that the gazetteer does not know (one a report made through its
+    /// `cityId`, as a restore does, whose id is no slug of it): as ``Admission/resolveCity(_:allowNewCity:store:)``
+    /// files a report of that spelling (``Gazetteer/city(spelled:among:)``).
     public func resolveCity(_ name: String) throws -> String? {
         if gazetteer.city(id: name) != nil || cityDocuments.withLock({ $0[name] != nil }) { return name }
         if let id = gazetteerMemo.resolve(name) { return id }
@@ -320,10 +323,11 @@ extension EventLog {
         let slugged = Gazetteer.slugHoldingAll(name)
         let candidates = [name, slugged?.holdsAll == true ? slugged?.slug : nil].compactMap { $0 }
             .filter { !$0.isEmpty && $0.utf8.count <= environment.maxKeySize }
-        return try environment.read { txn in
+        let byId = try environment.read { txn -> String? in
             for id in candidates where try txn.get(db.cities, key: Array(id.utf8)) != nil { return id }
             return nil
         }
+        return byId ?? gazetteer.city(spelled: name, among: citiesOutsideGazetteer())?.id
     }
 
     /// The cities of the log that the gazetteer does not know (added with `allowNewCity`), as gazetteer entries

@@ -109,6 +109,58 @@ struct ExportCityTests {
         #expect(daemon.stop() == 0)
     }
 
+    @Test("a city a restore made through cityId (an id that is no slug of its spellings) is found by every spelling its reports used, on the log it came from and on the copy export | append makes, after a restart and a rebuild; a report of that spelling goes there, with or without allowNewCity; a spelling the gazetteer knows still names the gazetteer's city")
+    func restoredCityIsFoundByItsSpellings() throws {
+        let daemon = try Daemon()
+        func report(_ city: String, _ cityId: String?, day: Int) -> JSONValue {
+            Wire.report(city: city, kind: "strike", occurredAt: "2022-03-0\(day)", eventId: Wire.uuid(), extraData: cityId.map { ["cityId": .string($0)] } ?? [:])
+        }
+        // As root (the admin role): a city of the log's own id, under two spellings; and a second Kupiansk.
+        let restored = try daemon.client().appendEvents(
+            [report("Hola Prystan", "hola-prystan-khersonska", day: 1), report("Гола Пристань", "hola-prystan-khersonska", day: 2),
+             report("Kupiansk", "kupiansk-2", day: 3), report("Kupiansk East", nil, day: 4)],
+            allowNewCity: true)
+        #expect(restored.isOK, "\(restored)")
+        let exported = try daemon.ctl(["export"])
+        #expect(exported.status == 0, "\(exported.stderr)")
+        let copy = try Daemon()
+        let appended = try copy.ctl(["append", "--allow-new-city", "--format", "json", "-"], stdin: exported.stdout)
+        #expect(appended.status == 0 && appended.json?["new"] == 4, "\(appended.stdout)\(appended.stderr)")
+
+        func expectSpellings(_ log: Daemon, _ when: String) throws {
+            for spelling in ["Hola Prystan", "HOLA  PRYSTAN", "гола пристань", "hola-prystan-khersonska"] {
+                let found = try log.ctl(["city", "--format", "json", spelling])
+                #expect(found.status == 0, "\(when): \(spelling): \(found.stderr)")
+                #expect(found.json?["cityId"] == "hola-prystan-khersonska", "\(when): \(spelling): \(found.stdout)")
+            }
+            // The gazetteer's spelling is the gazetteer's city; the second Kupiansk is reached by its id alone.
+            #expect(try GazetteerChangeTests.city(log, "Kupiansk")["cityId"] == "kupiansk", "\(when)")
+            #expect(try GazetteerChangeTests.city(log, "kupiansk-2")["cityId"] == "kupiansk-2", "\(when)")
+            #expect(try GazetteerChangeTests.city(log, "Kupiansk East")["cityId"] == "kupiansk-east", "\(when)")
+            let events = try log.ctl(["events", "--format", "json", "--city", "Hola Prystan"])
+            #expect(events.status == 0 && events.stdout.contains("hola-prystan-khersonska-2022-03-02-strike"), "\(when): \(events.stdout)\(events.stderr)")
+        }
+        try expectSpellings(daemon, "the log it came from")
+        try expectSpellings(copy, "the copy")
+        copy.stop()
+        try copy.start()
+        try expectSpellings(copy, "the copy, restarted")
+        copy.stop()
+        copy.extraArguments = ["--rebuild-projections"]
+        try copy.start()
+        #expect(GazetteerChangeTests.rebuilds(copy) == 1, "\(copy.log)")
+        try expectSpellings(copy, "the copy, rebuilt")
+
+        // A report of a spelling of the restored city goes there, as the query finds it: no second city is made.
+        let later = try copy.client().appendEvents([report("Hola Prystan", nil, day: 5)])
+        #expect(later["incidents"] == ["hola-prystan-khersonska-2022-03-05-strike"], "\(later)")
+        let allowed = try copy.client().appendEvents([report("hola prystan", nil, day: 6)], allowNewCity: true)
+        #expect(allowed["incidents"] == ["hola-prystan-khersonska-2022-03-06-strike"], "\(allowed)")
+        #expect(try copy.client().call("cities")["cities"]?.arrayValue?.count == 3)
+        #expect(copy.stop() == 0)
+        #expect(daemon.stop() == 0)
+    }
+
     @Test("append stores a report's cityId as given, over the gazetteer's reading of city; one not of an id's form is invalid_event naming data.cityId, an unknown one unknown_city naming it (with allowNewCity a new city, if of the form of a new city's id); a retry compares it with the stored one")
     func appendTakesCityId() throws {
         let daemon = try Daemon()

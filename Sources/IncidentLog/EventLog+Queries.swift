@@ -349,6 +349,18 @@ extension EventLog {
         }
     }
 
+    /// The stored city projections that do not read back (``CityState/init(stored:id:)``: changed on the disk), in id
+    /// order, each as the message of the `log_damaged` that `city` answers for it: those found as the log was
+    /// opened, for the daemon to say at its start, before a query or an append meets one.
+    public func damagedCityProjections() -> [String] {
+        cityDocuments.withLock { documents in
+            documents.sorted { $0.key.utf8.lexicographicallyPrecedes($1.key.utf8) }.compactMap { _, document in
+                if case .failure(let error) = document { return error.message }
+                return nil
+            }
+        }
+    }
+
     /// The canonical JSON of one city's projection (``CityState/json``), or nil when no incident has been
     /// reported there. Served from memory: it reflects every acknowledged append.
     ///

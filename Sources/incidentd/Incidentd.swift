@@ -268,6 +268,7 @@ struct Incidentd: ParsableCommand {
         if let folded = log.eventsRebuiltAtOpen {
             logger.notice("rebuilt projections", metadata: ["events": "\(folded)"])
         }
+        for damage in log.damagedCityProjections() { logger.error("\(damage)") }
         for (cityId, spelling, gazetteerCityId) in log.citiesNamedByGazetteerSpellings() {
             // Its exact id still names it (the id comes before any spelling); another way of writing the id does not.
             if spelling == cityId {

@@ -231,6 +231,11 @@ struct DerivedDataTests {
             try txn.put(cities, key: "melitopol", value: Array(#"{"cityId":"#.utf8))
         }
         try daemon.start()
+        // Said at the start, in the words of city's answer, before anyone asks.
+        for city in ["kupiansk", "melitopol"] {
+            #expect(daemon.log.contains("error the stored city projection is damaged: \(city)'s does not read back ("), "\(daemon.log)")
+        }
+        #expect(!daemon.log.contains("berdiansk's"), "\(daemon.log)")
         let client = try daemon.client()
         func expectDamaged(_ answer: JSONValue, city: String, _ comment: Comment? = nil, sourceLocation: SourceLocation = #_sourceLocation) {
             #expect(answer.errorCode == "log_damaged", "\(answer)", sourceLocation: sourceLocation)

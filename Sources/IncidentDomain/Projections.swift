@@ -131,7 +131,9 @@ public struct IncidentState: Hashable, Sendable {
             detained = try c.integer("detained", range: 0...Int64.max) ?? 0
         }
         for (key, value) in r.raw("responses")?.objectValue ?? [:] {
-            if let kind = ResponseKind(rawValue: key), let n = value.intValue { responses[kind] = n }
+            guard let kind = ResponseKind(rawValue: key), let n = value.intValue else { continue }
+            guard n >= 0 else { throw IncidentError.invalid("incident.responses.\(key)", "is \(n), a count below zero") }
+            responses[kind] = n
         }
         try r.finish()
     }
@@ -283,11 +285,18 @@ public struct IncidentState: Hashable, Sendable {
             currentParticipants = PeopleRange(low: low, high: try int())
         }
         let kinds = Int(try byte())
+        var counts = version | responseEvents | outcomeEvents | killed | injured | detained
         for _ in 0..<kinds {
             let index = Int(try byte())
             guard index < ResponseKind.storedCases.count else { throw damaged() }
-            responses[index] = try int()
+            let count = try int()
+            counts |= count
+            responses[index] = count
         }
+        counts |= (reportParticipants?.low ?? 0) | (reportParticipants?.high ?? 0)
+        counts |= (currentParticipants?.low ?? 0) | (currentParticipants?.high ?? 0)
+        // No fold makes a count below zero, so one is damage on the disk; or'ed together, one sign bit tells.
+        guard counts >= 0 else { throw damaged() }
         incident = try text()
         cityId = try text()
         let city = try text()
@@ -437,10 +446,18 @@ public struct CityState: Hashable, Sendable {
     }
 
     public init(json: JSONValue) throws(IncidentError) {
-        func counts<E: StoredEnumeration & RawRepresentable>(_ v: JSONValue?, _: E.Type) -> CaseCounts<E> where E.RawValue == String {
+        // No fold makes a count below zero: one read back so is damage on the disk, refused naming where it is.
+        func count(_ value: JSONValue?, _ path: String) throws(IncidentError) -> Int64 {
+            guard let n = value?.intValue else { return 0 }
+            guard n >= 0 else { throw IncidentError.invalid("city.\(path)", "is \(n), a count below zero") }
+            return n
+        }
+        func counts<E: StoredEnumeration & RawRepresentable>(
+            _ v: JSONValue?, _: E.Type, _ path: String
+        ) throws(IncidentError) -> CaseCounts<E> where E.RawValue == String {
             var d = CaseCounts<E>()
             for (key, value) in v?.objectValue ?? [:] {
-                if let e = E(rawValue: key), let n = value.intValue { d[e] = n }
+                if let e = E(rawValue: key), value.intValue != nil { d[e] = try count(value, "\(path).\(key)") }
             }
             return d
         }
@@ -449,22 +466,22 @@ public struct CityState: Hashable, Sendable {
         name = try r.requiredString("name", maxLength: Limits.shortText)
         aliasesSeen = Set(try r.stringArray("aliasesSeen", maxCount: Int.max, maxLength: Limits.shortText) ?? [])
         region = try r.string("region", maxLength: 64)
-        population = r.raw("population")?.intValue
+        population = r.raw("population")?.intValue != nil ? try count(r.raw("population"), "population") : nil
         let incidentsJSON = r.raw("incidents")
-        incidents = incidentsJSON?["total"]?.intValue ?? 0
-        incidentsByKind = counts(incidentsJSON?["byKind"], IncidentKind.self)
+        incidents = try count(incidentsJSON?["total"], "incidents.total")
+        incidentsByKind = try counts(incidentsJSON?["byKind"], IncidentKind.self, "incidents.byKind")
         let participants = r.raw("participants")
-        participantsLow = participants?["low"]?.intValue ?? 0
-        participantsHigh = participants?["high"]?.intValue ?? 0
-        participantsCounted = participants?["counted"]?.intValue ?? 0
-        responses = counts(r.raw("responses"), ResponseKind.self)
+        participantsLow = try count(participants?["low"], "participants.low")
+        participantsHigh = try count(participants?["high"], "participants.high")
+        participantsCounted = try count(participants?["counted"], "participants.counted")
+        responses = try counts(r.raw("responses"), ResponseKind.self, "responses")
         let casualties = r.raw("casualties")
-        killed = casualties?["killed"]?.intValue ?? 0
-        injured = casualties?["injured"]?.intValue ?? 0
-        detained = casualties?["detained"]?.intValue ?? 0
-        outcomes = counts(r.raw("outcomes"), OutcomeStatus.self)
-        verification = counts(r.raw("verification"), Verification.self)
-        openIncidents = r.raw("openIncidents")?.intValue ?? 0
+        killed = try count(casualties?["killed"], "casualties.killed")
+        injured = try count(casualties?["injured"], "casualties.injured")
+        detained = try count(casualties?["detained"], "casualties.detained")
+        outcomes = try counts(r.raw("outcomes"), OutcomeStatus.self, "outcomes")
+        verification = try counts(r.raw("verification"), Verification.self, "verification")
+        openIncidents = try count(r.raw("openIncidents"), "openIncidents")
         firstIncidentAt = r.raw("firstIncidentAt")?.stringValue
         lastIncidentAt = r.raw("lastIncidentAt")?.stringValue
         lastPosition = UInt64(try r.integer("lastPosition", range: 0...Int64.max) ?? 0)

@@ -276,6 +276,38 @@ struct DerivedDataTests {
         #expect(try daemon.client().call("city", ["city": "Kupiansk"])["city"]?["name"] == "Kupiansk")
     }
 
+    @Test("a count below zero in a stored city or incident projection is damage, refused as log_damaged by the queries and the appends that read it, naming the projection and the remedy; a damaged city projection found as the log is opened is logged at the start, naming the city")
+    func negativeCountsAreDamage() throws {
+        let daemon = try VerifyTests.storedArticle()
+        try Self.damage(daemon, "cities") { txn, cities in
+            let stored = try JSONReader().read(try #require(try txn.get(cities, key: "kupiansk")))
+            try txn.put(cities, key: "kupiansk", value: Self.setting(["casualties", "detained"], to: -3, in: stored).canonicalBytes())
+        }
+        try Self.damage(daemon, "incidents") { txn, incidents in
+            var state = try IncidentState(encoded: try #require(try txn.get(incidents, key: "melitopol-2022-03-01-convoy-blockade")))
+            state.injured = -1
+            try txn.put(incidents, key: "melitopol-2022-03-01-convoy-blockade", value: state.encoded())
+        }
+        try daemon.start()
+        #expect(
+            daemon.log.contains("the stored city projection is damaged: kupiansk's does not read back (city.casualties.detained: is -3, a count below zero)"),
+            "\(daemon.log)")
+        #expect(daemon.log.contains("--rebuild-projections"), "\(daemon.log)")
+        #expect(!daemon.log.contains("melitopol's"), "\(daemon.log)")
+        let client = try daemon.client()
+        let city = try client.call("city", ["city": "Kupiansk"])
+        #expect(city.errorCode == "log_damaged" && city["error"]?["message"]?.stringValue?.contains("kupiansk's") == true, "\(city)")
+        let incident = try client.call("incident", ["incident": "melitopol-2022-03-01-convoy-blockade"])
+        #expect(incident.errorCode == "log_damaged", "\(incident)")
+        #expect(incident["error"]?["message"]?.stringValue?.hasPrefix("the stored incident projection is damaged") == true, "\(incident)")
+        let appended = try client.appendEvents([Wire.outcome(incident: "melitopol-2022-03-01-convoy-blockade")])
+        #expect(appended.errorCode == "log_damaged" && appended["error"]?["index"] == 0, "\(appended)")
+        #expect(try client.headPosition() == 8, "nothing was stored")
+        #expect(try client.call("city", ["city": "Berdiansk"])["city"]?["incidents"]?["total"] == 2)
+        #expect(daemon.stop() == 0)
+        try Self.expectRebuildMendsIt(daemon)
+    }
+
     @Test("an incident-streams summary changed in place is named; the projections are not compared; --rebuild-projections makes it again from its event")
     func streamSummary() throws {
         let daemon = try VerifyTests.storedArticle()

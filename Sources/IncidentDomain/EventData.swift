@@ -206,6 +206,21 @@ public struct ReportData: Hashable, Sendable {
         "kind", "location", "coordinates", "description", "participants", "targets", "tags",
     ]
 
+    /// Why an outcome may not correct `field` of a report, and what to do instead, for a field not among
+    /// ``correctableFields``. The city and the date (`occurredAt` and `precision`, which are the report's envelope, not
+    /// its data) are taken back by retracting the incident and reporting it again: a city's counts, and its first and
+    /// last incident dates, are folded from each report as it came, and a correction could not take a date back out.
+    public static func uncorrectable(_ field: String) -> String {
+        switch field {
+        case "city", "cityId":
+            return "cannot be corrected; retract the incident and report it again"
+        case "occurredAt", "precision":
+            return "cannot be corrected: when an incident happened is its report's occurredAt and precision, which its city's first and last incident dates are made from. Retract the incident (an outcome with status retracted, its note saying why) and report it again with the right date"
+        default:
+            return "is not a correctable field; one of \(correctableFields.sorted().joined(separator: ", "))"
+        }
+    }
+
     /// This report with `corrections` applied: each field they correct takes the value they give it, read by
     /// ``correction(_:)``, and every other field stays as it is. What the corrections do never depends on the
     /// report's other fields, so a report stored under older, looser rules is corrected as one that passes
@@ -343,10 +358,7 @@ public struct ReportData: Hashable, Sendable {
         }
         guard !corrections.isEmpty else { throw IncidentError.invalid(path, "must correct at least one field") }
         for key in corrections.keys.sorted() where !correctableFields.contains(key) {
-            throw IncidentError.invalid(
-                "\(path).\(key.prefix(64))",
-                key == "city" ? "cannot be corrected; retract the incident and report it again"
-                    : "is not a correctable field; one of \(correctableFields.sorted().joined(separator: ", "))")
+            throw IncidentError.invalid("\(path).\(key.prefix(64))", uncorrectable(key))
         }
         var probe: [String: JSONValue] = ["city": "probe", "kind": "other"]
         for (key, value) in corrections where !value.isNull { probe[key] = value }

@@ -336,10 +336,18 @@ struct Outcome: ParsableCommand {
     /// Refuses, naming `option` and the value `given`, a field that an outcome may not correct.
     private static func checkCorrectable(_ field: String, option: String, given: String) throws {
         guard !ReportData.correctableFields.contains(field) else { return }
-        let why = field == "city"
-            ? "the city cannot be corrected; retract the incident and report it again"
-            : "'\(field)' is not a field of the report that can be corrected. Please provide one of the following:\n"
+        let why: String
+        switch field {
+        case "city":
+            why = "the city cannot be corrected; retract the incident and report it again"
+        case "occurredAt", "precision":
+            why = "when an incident happened cannot be corrected (outcome's --occurred dates the outcome, not the incident). "
+                + "Retract the incident (incidentctl outcome <incident> --status retracted --note \"wrong date\") and report it "
+                + "again with the right date (incidentctl report … --occurred DATE)"
+        default:
+            why = "'\(field)' is not a field of the report that can be corrected. Please provide one of the following:\n"
                 + ReportData.correctableFields.sorted().map { "  - \($0)" }.joined(separator: "\n")
+        }
         throw ValidationError("The value '\(given)' is invalid for '\(option)': \(why)")
     }
 

@@ -305,6 +305,13 @@ struct ErrorCodeTests {
             InvalidCase(description: "unknown outcome status", event: Wire.setting(Wire.outcome(incident: "kupiansk-ok"), "data.status", "won"), field: "data.status"),
             InvalidCase(description: "unknown verification", event: Wire.setting(Wire.outcome(incident: "kupiansk-ok"), "data.verification", "sure"), field: "data.verification"),
             InvalidCase(description: "correcting the city", event: Wire.setting(Wire.outcome(incident: "kupiansk-ok"), "data.corrections", ["city": "Melitopol"]), field: "data.corrections.city"),
+            InvalidCase(
+                description: "correcting the date", event: Wire.setting(Wire.outcome(incident: "kupiansk-ok"), "data.corrections", ["occurredAt": "2022-03-02", "precision": "day"]),
+                field: "data.corrections.occurredAt",
+                mentions: ["cannot be corrected", "Retract the incident (an outcome with status retracted", "report it again with the right date"]),
+            InvalidCase(
+                description: "correcting the precision", event: Wire.setting(Wire.outcome(incident: "kupiansk-ok"), "data.corrections", ["precision": "week"]),
+                field: "data.corrections.precision", mentions: ["Retract the incident", "report it again with the right date"]),
             InvalidCase(description: "correcting with inverted participants", event: Wire.setting(Wire.outcome(incident: "kupiansk-ok"), "data.corrections", ["participants": ["low": 9, "high": 1]]), field: "data.corrections.participants"),
             InvalidCase(description: "an event that is not an object", event: "incident-reported", field: "event"),
         ]

@@ -138,7 +138,8 @@ struct LineFrameDecoder: ByteToMessageDecoder {
 /// in `backlog`, and no more is read until they have run. So a client that stops reading stalls only itself, and
 /// its unread answers stay within the write buffer's high-water mark and one answer past it, instead of filling
 /// memory and hogging its event loop; and a client that pipelines a hundred `read`s of the whole log has one of
-/// them with the walkers at a time, so that everybody else's queries take their turns in between.
+/// them with the walkers at a time, so that everybody else's queries take their turns in between. Its larger writes
+/// count against the daemon's ``UnwrittenAnswers`` until its socket has taken them.
 final class ConnectionHandler: ChannelDuplexHandler {
     typealias InboundIn = LineFrame
     typealias OutboundIn = ByteBuffer
@@ -189,12 +190,18 @@ final class ConnectionHandler: ChannelDuplexHandler {
     /// Queries the intake handed back (lines that only looked like appends), each with the sequence every answer
     /// before which must have been written for it to run.
     private var handedBack = CircularBuffer<(sequence: UInt64, run: (ChannelHandlerContext) -> Void)>()
+    /// The daemon's answers not yet written, which this connection's larger writes count against.
+    private let unwritten: UnwrittenAnswers
+    /// Bytes of this connection's counted writes (``UnwrittenAnswers/countedWriteBytes``) not written yet. While the
+    /// daemon holds more than its limit, a connection holding any starts no request.
+    private var countedBytes = 0
 
     init(
         executor: RequestExecutor, intake: AppendIntake, peer: PeerIdentity, role: Role?, maxPending: Int, maxLineBytes: Int,
         logger: Logger
     ) {
         self.executor = executor
+        unwritten = executor.unwrittenAnswers
         self.intake = intake
         self.peer = peer
         self.role = role
@@ -223,8 +230,12 @@ final class ConnectionHandler: ChannelDuplexHandler {
     }
 
     private func canRun(_ context: ChannelHandlerContext) -> Bool {
-        !closed && !walking && pending < maxPending && context.channel.isWritable
+        !closed && !walking && pending < maxPending && context.channel.isWritable && mayAddAnswers
     }
+
+    /// Whether this connection may add to the answers the daemon holds unwritten: yes unless the daemon holds more than
+    /// its limit and some of them are this connection's.
+    private var mayAddAnswers: Bool { countedBytes == 0 || !unwritten.isOver }
 
     /// Whether `frame` is a query that must wait for this connection's appends before it to be answered.
     private func waitsForAppends(_ frame: LineFrame) -> Bool {
@@ -305,6 +316,7 @@ final class ConnectionHandler: ChannelDuplexHandler {
                 let (from, filter) = try executor.followed(request)
                 let started = LogFollower(
                     log: executor.log, requestId: request.id, from: from, filter: filter, context: context,
+                    send: { [weak self] page in self?.send(page, flush: true, context: context) },
                     ended: { [weak self] answer in self?.followEnded(answer: answer, context: context) })
                 follower = (started, sequence)
                 executor.followers.add(
@@ -330,7 +342,9 @@ final class ConnectionHandler: ChannelDuplexHandler {
     /// Runs the handed-back queries whose turn has come, as ``drainBacklog(context:)`` runs the others: while the
     /// client keeps reading and none of its requests is with the log walkers.
     private func runHandedBack(context: ChannelHandlerContext) {
-        while let next = handedBack.first, next.sequence <= nextToWrite, !closed, !walking, context.channel.isWritable {
+        while let next = handedBack.first, next.sequence <= nextToWrite, !closed, !walking, context.channel.isWritable,
+            mayAddAnswers
+        {
             handedBack.removeFirst().run(context)
         }
     }
@@ -345,7 +359,7 @@ final class ConnectionHandler: ChannelDuplexHandler {
         followHasEnded = true
         var buffer = context.channel.allocator.buffer(capacity: answer.count)
         buffer.writeBytes(answer)
-        context.writeAndFlush(NIOAny(buffer), promise: nil)
+        send(buffer, flush: true, context: context)
         closeIfAnswered(context: context)
     }
 
@@ -433,7 +447,46 @@ final class ConnectionHandler: ChannelDuplexHandler {
     private func writeOutgoing(context: ChannelHandlerContext) {
         guard let buffer = outgoing else { return }
         outgoing = nil
-        context.write(wrapOutboundOut(buffer), promise: nil)
+        send(buffer, flush: false, context: context)
+    }
+
+    /// Hands `buffer` to the channel, as every write of this connection is: one of
+    /// ``UnwrittenAnswers/countedWriteBytes`` or more counts against the daemon's unwritten answers until the socket
+    /// has taken it.
+    private func send(_ buffer: ByteBuffer, flush: Bool, context: ChannelHandlerContext) {
+        let bytes = buffer.readableBytes
+        let written = bytes >= UnwrittenAnswers.countedWriteBytes ? countedWrite(bytes, context: context) : nil
+        context.write(wrapOutboundOut(buffer), promise: written)
+        if flush { context.flush() }
+    }
+
+    /// Counts a write of `bytes` against the daemon's unwritten answers; the promise to write it with, fulfilled once
+    /// the socket has taken it all, or failed when the connection closes first, gives them back either way.
+    private func countedWrite(_ bytes: Int, context: ChannelHandlerContext) -> EventLoopPromise<Void> {
+        countedBytes += bytes
+        unwritten.add(bytes)
+        let written = context.eventLoop.makePromise(of: Void.self)
+        let loopBound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
+        written.futureResult.whenComplete { _ in
+            let (handler, context) = loopBound.value
+            handler.countedWriteEnded(bytes, context: context)
+        }
+        return written
+    }
+
+    private func countedWriteEnded(_ bytes: Int, context: ChannelHandlerContext) {
+        countedBytes -= bytes
+        unwritten.remove(bytes)
+        if countedBytes == 0 && !closed { resume(context: context) }
+    }
+
+    /// Runs or reads what waited for the client to take its answers.
+    private func resume(context: ChannelHandlerContext) {
+        follower?.follower.pump()
+        runHandedBack(context: context)
+        drainBacklog(context: context)
+        readIfPossible(context: context)
+        closeIfAnswered(context: context)
     }
 
     /// After answers were written: flush them, and run or read what waited for them.
@@ -494,11 +547,7 @@ final class ConnectionHandler: ChannelDuplexHandler {
     }
 
     func channelWritabilityChanged(context: ChannelHandlerContext) {
-        follower?.follower.pump()
-        runHandedBack(context: context)
-        drainBacklog(context: context)
-        readIfPossible(context: context)
-        closeIfAnswered(context: context)
+        resume(context: context)
         context.fireChannelWritabilityChanged()
     }
 

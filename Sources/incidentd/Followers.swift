@@ -64,6 +64,8 @@ final class LogFollower {
     private let requestId: JSONText
     private let filter: EventFilter
     private let context: ChannelHandlerContext
+    /// Hands a page to the connection's channel and flushes it (``ConnectionHandler``'s writes, which count it).
+    private let send: (ByteBuffer) -> Void
     /// Told, on the loop, when the follow ends by itself (past a damaged event), with the answer that ends it: the
     /// connection no longer follows, and writes it.
     private let ended: (_ answer: [UInt8]) -> Void
@@ -76,8 +78,9 @@ final class LogFollower {
 
     init(
         log: EventLog, requestId: JSONText, from: UInt64, filter: EventFilter, context: ChannelHandlerContext,
-        ended: @escaping (_ answer: [UInt8]) -> Void
+        send: @escaping (ByteBuffer) -> Void, ended: @escaping (_ answer: [UInt8]) -> Void
     ) {
+        self.send = send
         self.log = log
         self.requestId = requestId
         self.filter = filter
@@ -121,7 +124,7 @@ final class LogFollower {
         if !page.lines.isEmpty {
             var buffer = context.channel.allocator.buffer(capacity: page.lines.count)
             buffer.writeBytes(page.lines)
-            context.writeAndFlush(NIOAny(buffer), promise: nil)
+            send(buffer)
         }
         if !page.caughtUp && !scheduled {
             scheduled = true

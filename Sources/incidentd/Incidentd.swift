@@ -289,7 +289,9 @@ struct Incidentd: ParsableCommand {
         logWalkers.start()
         let executor = RequestExecutor(
             log: log, committer: committer, access: access, logWalkers: logWalkers, followers: followers,
-            unfinishedLines: UnfinishedLineBudget(limit: settings.maxUnfinishedBytes), logger: logger)
+            unfinishedLines: UnfinishedLineBudget(limit: settings.maxUnfinishedBytes),
+            unwrittenAnswers: UnwrittenAnswers(limit: settings.maxUnwrittenBytes),
+            logger: logger)
         let intake = AppendIntake(executor: executor)
         let server = Server(executor: executor, intake: intake, configuration: settings, logger: logger)
         if let refusal = settings.loopScheduling.apply(to: server.group) {

@@ -45,6 +45,8 @@ final class RequestExecutor: Sendable {
     let activity = Atomic<UInt64>(0)
     /// The unfinished request lines of all connections, against `daemon.max_unfinished_bytes`.
     let unfinishedLines: UnfinishedLineBudget
+    /// The answers handed to connections and not written yet, against `daemon.max_unwritten_bytes`.
+    let unwrittenAnswers: UnwrittenAnswers
     let startedAt = Timestamp.now()
     /// The connections following the log (`subscribe`), woken by the group committer after each commit.
     let followers: Followers
@@ -59,10 +61,11 @@ final class RequestExecutor: Sendable {
     /// `logWalkers` must be started; whoever made it shuts it down once the server has stopped.
     init(
         log: EventLog, committer: GroupCommitter, access: AccessControl, logWalkers: NIOThreadPool, followers: Followers,
-        unfinishedLines: UnfinishedLineBudget, logger: Logger
+        unfinishedLines: UnfinishedLineBudget, unwrittenAnswers: UnwrittenAnswers, logger: Logger
     ) {
         self.log = log
         self.unfinishedLines = unfinishedLines
+        self.unwrittenAnswers = unwrittenAnswers
         self.followers = followers
         self.committer = committer
         self.access = access
@@ -348,13 +351,15 @@ final class RequestExecutor: Sendable {
         let from = try Self.integer(request.body["from"], "from", range: 0...Int64.max) ?? 1
         let limit = try Self.integer(request.body["limit"], "limit", range: 1...10_000) ?? 100
         let (events, next) = try log.events(
-            from: UInt64(from), limit: Int(limit), maxBytes: Self.readAnswerBytes, filter: try eventFilter(request))
+            from: UInt64(from), limit: Int(limit), maxBytes: unwrittenAnswers.readPageBytes(atMost: Self.readAnswerBytes),
+            filter: try eventFilter(request))
         return Response.success(id: request.id, ["events": .array(events), "next": .int(Int64(next))])
     }
 
     /// A `read` stops adding events once they hold this many bytes as stored (about their JSON's size), whatever its
     /// `limit`: 10,000 events of a few hundred kilobytes each would otherwise make one answer gigabytes long, built
-    /// whole in the daemon's memory before it is written.
+    /// whole in the daemon's memory before it is written. Less while the daemon holds many answers unwritten
+    /// (``UnwrittenAnswers/readPageBytes(atMost:)``).
     static let readAnswerBytes = 8 << 20
 
     /// Where a `subscribe` starts and what it follows, or the error to answer it with.
@@ -470,6 +475,7 @@ final class RequestExecutor: Sendable {
             "connections": .int(Int64(connections.load(ordering: .relaxed))),
             "followers": .int(Int64(followers.following)),
             "unfinishedLineBytes": .int(Int64(unfinishedLines.heldBytes)),
+            "unwrittenAnswerBytes": .int(Int64(unwrittenAnswers.heldBytes)),
             "storage": [
                 "dataDir": .string(log.options.directory),
                 "mapSize": .int(Int64(status.mapSize)),

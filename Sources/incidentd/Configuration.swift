@@ -36,6 +36,8 @@ struct DaemonConfiguration: Sendable {
     var maxPendingPerConnection = 256
     /// The answers handed to all connections and not yet taken by their sockets (see ``UnwrittenAnswers``).
     var maxUnwrittenBytes = 256 << 20
+    /// A connection whose socket takes no byte of what waits for it for this long is closed; 0 never closes one.
+    var writeTimeoutSeconds = 60
     /// On SIGTERM, how long the connections open then may go on being served so that the requests they sent
     /// are carried out, before what is left is refused (`shutting_down`).
     var drainSeconds = 10
@@ -115,6 +117,7 @@ struct DaemonConfiguration: Sendable {
                 try daemon.integer("max_pending_per_connection", range: 1...100_000) ?? maxPendingPerConnection
             drainSeconds = try daemon.integer("drain_seconds", range: 0...3600) ?? drainSeconds
             maxUnwrittenBytes = try daemon.size("max_unwritten_bytes", range: (1 << 20)...(1 << 40)) ?? maxUnwrittenBytes
+            writeTimeoutSeconds = try daemon.integer("write_timeout_seconds", range: 0...86_400) ?? writeTimeoutSeconds
             if let policy = try daemon.string("loop_scheduling") {
                 guard let parsed = LoopScheduling(rawValue: policy) else {
                     throw Problem(description: "\(path): daemon.loop_scheduling: one of realtime, normal")

@@ -139,7 +139,8 @@ struct LineFrameDecoder: ByteToMessageDecoder {
 /// its unread answers stay within the write buffer's high-water mark and one answer past it, instead of filling
 /// memory and hogging its event loop; and a client that pipelines a hundred `read`s of the whole log has one of
 /// them with the walkers at a time, so that everybody else's queries take their turns in between. Its larger writes
-/// count against the daemon's ``UnwrittenAnswers`` until its socket has taken them.
+/// count against the daemon's ``UnwrittenAnswers`` until its socket has taken them, and while output waits for the
+/// socket, it is closed once the socket has taken no byte for the write timeout.
 final class ConnectionHandler: ChannelDuplexHandler {
     typealias InboundIn = LineFrame
     typealias OutboundIn = ByteBuffer
@@ -195,6 +196,12 @@ final class ConnectionHandler: ChannelDuplexHandler {
     /// Bytes of this connection's counted writes (``UnwrittenAnswers/countedWriteBytes``) not written yet. While the
     /// daemon holds more than its limit, a connection holding any starts no request.
     private var countedBytes = 0
+    /// Every byte handed to the channel: less what the channel still holds, what the socket has taken.
+    private var handedBytes = 0
+    /// While output waits for the socket: what the socket had taken and what the kernel held of it when either last
+    /// changed, and when.
+    private var stallWatch: (taken: Int, queued: UInt32?, since: NIODeadline)?
+    private var stallCheckScheduled = false
 
     init(
         executor: RequestExecutor, intake: AppendIntake, peer: PeerIdentity, role: Role?, maxPending: Int, maxLineBytes: Int,
@@ -452,12 +459,14 @@ final class ConnectionHandler: ChannelDuplexHandler {
 
     /// Hands `buffer` to the channel, as every write of this connection is: one of
     /// ``UnwrittenAnswers/countedWriteBytes`` or more counts against the daemon's unwritten answers until the socket
-    /// has taken it.
+    /// has taken it, and starts the watch for a stalled socket.
     private func send(_ buffer: ByteBuffer, flush: Bool, context: ChannelHandlerContext) {
         let bytes = buffer.readableBytes
+        handedBytes &+= bytes
         let written = bytes >= UnwrittenAnswers.countedWriteBytes ? countedWrite(bytes, context: context) : nil
         context.write(wrapOutboundOut(buffer), promise: written)
         if flush { context.flush() }
+        if written != nil { watchOutput(context: context) }
     }
 
     /// Counts a write of `bytes` against the daemon's unwritten answers; the promise to write it with, fulfilled once
@@ -487,6 +496,69 @@ final class ConnectionHandler: ChannelDuplexHandler {
         drainBacklog(context: context)
         readIfPossible(context: context)
         closeIfAnswered(context: context)
+    }
+
+    /// Starts the watch for a stalled socket, unless it runs already or the write timeout is off: every
+    /// ``UnwrittenAnswers/checkInterval``, for as long as output waits for the socket, see whether it took any.
+    private func watchOutput(context: ChannelHandlerContext) {
+        guard !stallCheckScheduled, !closed, unwritten.writeTimeout != nil else { return }
+        if stallWatch == nil { stallWatch = (handedBytes - bufferedBytes(context), nil, .now()) }
+        stallCheckScheduled = true
+        let loopBound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
+        context.eventLoop.scheduleTask(in: unwritten.checkInterval) {
+            let (handler, context) = loopBound.value
+            handler.checkOutput(context: context)
+        }
+    }
+
+    /// What the channel holds of the bytes handed to it, not taken by the socket yet.
+    private func bufferedBytes(_ context: ChannelHandlerContext) -> Int {
+        guard let options = context.channel.syncOptions,
+            let bytes = try? options.getOption(ChannelOptions.bufferedWritableBytes)
+        else { return 0 }
+        return bytes
+    }
+
+    /// Looks whether the socket took any of what waits for it since the last look, or the client read any of what
+    /// the kernel holds for it (the kernel takes more from the daemon only once its client has read most of what
+    /// it holds, so a client reading slowly can leave the daemon's writes waiting a while); closes the connection
+    /// once neither has happened for ``UnwrittenAnswers/stallLimit``.
+    private func checkOutput(context: ChannelHandlerContext) {
+        stallCheckScheduled = false
+        guard !closed, stallWatch != nil else { return }
+        let waiting = bufferedBytes(context)
+        guard waiting > 0 else {
+            stallWatch = nil
+            return
+        }
+        let taken = handedBytes - waiting
+        guard let provider = context.channel as? any SocketOptionProvider else {
+            judgeOutput(taken: taken, queued: nil, waiting: waiting, context: context)
+            return
+        }
+        let loopBound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
+        // The first four members of SO_MEMINFO (the kernel copies as many as asked for), in a tuple, which is laid out
+        // as the C array is; the third, SK_MEMINFO_WMEM_ALLOC, is the memory of what the socket sent and its peer has
+        // not read yet, which falls as the peer reads.
+        let memory: EventLoopFuture<(UInt32, UInt32, UInt32, UInt32)> = provider.unsafeGetSocketOption(
+            level: .socket, name: .init(rawValue: SO_MEMINFO))
+        memory.whenComplete { result in
+            let (handler, context) = loopBound.value
+            handler.judgeOutput(taken: taken, queued: try? result.get().2, waiting: waiting, context: context)
+        }
+    }
+
+    private func judgeOutput(taken: Int, queued: UInt32?, waiting: Int, context: ChannelHandlerContext) {
+        guard !closed, let watch = stallWatch, let limit = unwritten.stallLimit else { return }
+        let now = NIODeadline.now()
+        if taken != watch.taken || queued != watch.queued {
+            stallWatch = (taken, queued, now)
+        } else if now - watch.since >= limit {
+            unwritten.noteStalledClose(peer: peer, waiting: waiting, idle: now - watch.since, logger: logger)
+            context.close(promise: nil)
+            return
+        }
+        watchOutput(context: context)
     }
 
     /// After answers were written: flush them, and run or read what waited for them.
@@ -547,6 +619,7 @@ final class ConnectionHandler: ChannelDuplexHandler {
     }
 
     func channelWritabilityChanged(context: ChannelHandlerContext) {
+        if !context.channel.isWritable { watchOutput(context: context) }
         resume(context: context)
         context.fireChannelWritabilityChanged()
     }

@@ -290,7 +290,7 @@ struct Incidentd: ParsableCommand {
         let executor = RequestExecutor(
             log: log, committer: committer, access: access, logWalkers: logWalkers, followers: followers,
             unfinishedLines: UnfinishedLineBudget(limit: settings.maxUnfinishedBytes),
-            unwrittenAnswers: UnwrittenAnswers(limit: settings.maxUnwrittenBytes),
+            unwrittenAnswers: UnwrittenAnswers(limit: settings.maxUnwrittenBytes, writeTimeoutSeconds: settings.writeTimeoutSeconds),
             logger: logger)
         let intake = AppendIntake(executor: executor)
         let server = Server(executor: executor, intake: intake, configuration: settings, logger: logger)

@@ -45,7 +45,8 @@ final class RequestExecutor: Sendable {
     let activity = Atomic<UInt64>(0)
     /// The unfinished request lines of all connections, against `daemon.max_unfinished_bytes`.
     let unfinishedLines: UnfinishedLineBudget
-    /// The answers handed to connections and not written yet, against `daemon.max_unwritten_bytes`.
+    /// The answers handed to connections and not written yet, against `daemon.max_unwritten_bytes`, and the write
+    /// timeout.
     let unwrittenAnswers: UnwrittenAnswers
     let startedAt = Timestamp.now()
     /// The connections following the log (`subscribe`), woken by the group committer after each commit.

@@ -1,18 +1,26 @@
+import Dispatch
+import Logging
+import NIOCore
 import Synchronization
 
 /// The answers the daemon has built and handed to its connections but their sockets have not taken yet, across all
-/// connections, bounded by `daemon.max_unwritten_bytes`.
+/// connections, and what it does about clients that do not take them.
 ///
 /// Each connection stops running requests once its channel holds more than the write buffer's high-water mark, but
 /// one answer can be megabytes long (a `read` of 8 MiB, `cities`, the `incident` of a long history), and a reader may
 /// hold a thousand connections that each ask for one and read nothing. So the writes of at least
-/// ``countedWriteBytes`` count against the limit until written: past it, a `read` answers in smaller pages
-/// (``readPageBytes(atMost:)``), and a connection with a counted write still unwritten starts no request until the
-/// total falls or its own write is taken; one whose writes are all taken goes on.
+/// ``countedWriteBytes`` count against `daemon.max_unwritten_bytes` until written: past it, a `read` answers in
+/// smaller pages (``readPageBytes(atMost:)``) and a connection with a counted write still unwritten starts no request
+/// until the total falls or its own write is taken; one whose writes are all taken goes on. And a connection whose
+/// socket has taken no byte of what waits for it for `daemon.write_timeout_seconds` is closed (``stallLimit``), which
+/// gives its answers' memory back: so a client that keeps reading, however slowly, waits at worst that long.
 final class UnwrittenAnswers: Sendable {
     /// `daemon.max_unwritten_bytes`.
     let limit: Int
+    /// `daemon.write_timeout_seconds`; nil when 0, which turns the close of a stalled connection off.
+    let writeTimeout: TimeAmount?
     private let held = Atomic<Int>(0)
+    private let stallLines = Mutex(LineThrottle(interval: 60_000_000_000))
 
     /// A write to a connection of this many bytes or more is counted (one of fewer, a query's answer or a batch of
     /// appends' answers, is not: the high-water mark bounds those per connection, and a write counted costs a promise).
@@ -20,8 +28,9 @@ final class UnwrittenAnswers: Sendable {
     /// The least a `read` may put in a page however full the budget is: always at least one event.
     static let smallestReadPage = 64 << 10
 
-    init(limit: Int) {
+    init(limit: Int, writeTimeoutSeconds: Int) {
         self.limit = limit
+        writeTimeout = writeTimeoutSeconds > 0 ? .seconds(Int64(writeTimeoutSeconds)) : nil
     }
 
     /// The bytes of counted writes not written yet, all connections together.
@@ -37,5 +46,26 @@ final class UnwrittenAnswers: Sendable {
     /// it has once it has less, and ``smallestReadPage`` once it has none.
     func readPageBytes(atMost most: Int) -> Int {
         max(Self.smallestReadPage, min(most, limit - heldBytes))
+    }
+
+    /// How long a connection's socket may take no byte of what waits for it before the connection is closed: the
+    /// write timeout. Nil when it is off.
+    var stallLimit: TimeAmount? { writeTimeout }
+
+    /// How often a connection with output waiting looks whether its socket took any of it.
+    var checkInterval: TimeAmount {
+        min(.milliseconds(500), TimeAmount.nanoseconds((writeTimeout ?? .seconds(2)).nanoseconds / 4))
+    }
+
+    /// Logs a connection closed for taking no byte: the first at once, then at most one line a minute, naming the
+    /// last and counting the others since the line before.
+    func noteStalledClose(peer: PeerIdentity, waiting: Int, idle: TimeAmount, logger: Logger) {
+        let now = DispatchTime.now().uptimeNanoseconds
+        guard let closed = stallLines.withLock({ $0.note(at: now) }) else { return }
+        let others =
+            closed > 1 ? " (and \(closed - 1) other connection\(closed == 2 ? "" : "s") so since the last such line)" : ""
+        logger.warning(
+            "closed the connection of \(peer.user) (uid \(peer.uid), pid \(peer.pid)): its socket took no byte of the \(describeSize(waiting)) of answers waiting for it for \(idle.nanoseconds / 1_000_000_000) s (daemon.write_timeout_seconds)\(others)",
+            metadata: ["uid": "\(peer.uid)", "pid": "\(peer.pid)"])
     }
 }

@@ -35,11 +35,96 @@ struct UnwrittenAnswersTests {
         return poll(&ready, 1, Int32(timeout * 1000)) == 1
     }
 
+    /// Whether the daemon has closed its side of `client`'s connection, whatever is still unread on this side.
+    static func closedByDaemon(_ client: RawClient) -> Bool {
+        // POLLRDHUP, which Glibc's module does not export.
+        let peerHungUp: Int16 = 0x2000
+        var hangUp = pollfd(fd: client.fd, events: peerHungUp, revents: 0)
+        return poll(&hangUp, 1, 0) == 1 && hangUp.revents & (peerHungUp | Int16(POLLHUP)) != 0
+    }
+
+    static func stalledCloseLines(_ log: String) -> [Substring] {
+        log.split(separator: "\n").filter { $0.contains("closed the connection of") }
+    }
+
+    @Test(
+        "with write_timeout_seconds = 1, clients that read none of their answers are closed, in one log line naming the user, uid and pid; every other client is served meanwhile and after, and the daemon holds none of their answers any more"
+    )
+    func nonReadersAreClosed() throws {
+        let daemon = try Daemon.configured("[daemon]\nwrite_timeout_seconds = 1\n")
+        let client = try daemon.client()
+        try Self.storeWideEvents(client, count: 300)
+        let hogs = try (0..<2).map { _ in try Self.nonReader(daemon, reads: 4) }
+        for hog in hogs { try #require(Self.hasAnswer(hog, within: 30 * deadlineScale), "the hog's first answer never came") }
+        #expect(try client.status()["connections"]?.intValue == 3)
+        try waitFor("both clients that read nothing to be closed", timeout: 20 * deadlineScale) {
+            hogs.allSatisfy(Self.closedByDaemon)
+        }
+        try waitFor("the daemon to count the closed connections out", timeout: 20 * deadlineScale) {
+            let status = try client.status()
+            return status["connections"]?.intValue == 1 && status["unwrittenAnswerBytes"]?.intValue == 0
+        }
+        let events = try client.allEvents()
+        #expect(events.count == 300)
+        let lines = Self.stalledCloseLines(daemon.log)
+        #expect(lines.count == 1, "one line for both, at most one a minute: \(lines)")
+        #expect(
+            lines.first?.contains("closed the connection of \(currentUserName()) (uid \(getuid()), pid \(getpid())): its socket took no byte of the") == true,
+            "\(daemon.log)")
+        #expect(lines.first?.contains("(daemon.write_timeout_seconds)") == true, "\(lines)")
+        #expect(daemon.stop() == 0)
+    }
+
+    @Test(
+        "with write_timeout_seconds = 1, a client that reads a long answer slowly, a little every 0.3 s, for many times the timeout, is not closed and gets it whole; nor is a follower that keeps up"
+    )
+    func slowReaderIsNotClosed() throws {
+        let daemon = try Daemon.configured("[daemon]\nwrite_timeout_seconds = 1\n")
+        let client = try daemon.client()
+        try Self.storeWideEvents(client, count: 150)
+        let follower = try daemon.client()
+        let subscribed = try follower.call("subscribe", ["id": 50, "from": 1])
+        try #require(subscribed.isOK, "\(subscribed.canonicalString())")
+        let slow = try daemon.client()
+        try slow.send("read", ["id": 7, "limit": 10_000])
+        try #require(Self.hasAnswer(slow, within: 30 * deadlineScale))
+        var answer: [UInt8] = []
+        var chunk = [UInt8](repeating: 0, count: 48 << 10)
+        let started = Date()
+        var followed = 0
+        while answer.last != 0x0A {
+            let n = chunk.withUnsafeMutableBytes { recv(slow.fd, $0.baseAddress, $0.count, 0) }
+            if n < 0 && errno == EINTR { continue }
+            try #require(n > 0, "the slow reader's answer ended after \(answer.count) bytes: \(n == 0 ? "closed" : String(cString: strerror(errno)))")
+            answer += chunk[0..<n]
+            // The follower reads whatever came meanwhile, as `--follow` does.
+            while followed < 150, Self.hasAnswer(follower, within: 0) {
+                let line = try follower.receive()
+                try #require(line["event"] != nil, "\(line.canonicalString().prefix(200))")
+                followed += 1
+            }
+            usleep(300_000)
+        }
+        let seconds = Date().timeIntervalSince(started)
+        #expect(seconds > 3, "the answer took \(seconds) s to read, not several times the timeout: read it slower")
+        let parsed = try JSONReader(maxDepth: 128).read(Array(answer.dropLast()))
+        #expect(parsed["events"]?.arrayValue?.count == 150)
+        while followed < 150 {
+            #expect(try follower.receive()["event"] != nil)
+            followed += 1
+        }
+        #expect(!Self.closedByDaemon(slow) && !Self.closedByDaemon(follower))
+        #expect(try slow.call("status").isOK)
+        #expect(try follower.call("status").isOK)
+        #expect(Self.stalledCloseLines(daemon.log).isEmpty, "\(daemon.log)")
+        #expect(daemon.stop() == 0)
+    }
+
     @Test(
         "sixty clients that each ask for reads of 3 MB and read nothing make the daemon hold about max_unwritten_bytes (16 MiB here), not one answer each; status counts it; a client that reads gets the whole log meanwhile, in smaller pages"
     )
     func unwrittenAnswersAreBounded() throws {
-        let daemon = try Daemon.configured("[daemon]\nmax_unwritten_bytes = \"16MiB\"\n")
+        let daemon = try Daemon.configured("[daemon]\nmax_unwritten_bytes = \"16MiB\"\nwrite_timeout_seconds = 0\n")
         let client = try daemon.client()
         try Self.storeWideEvents(client, count: 300)
         // After one such answer was made and written, as every later one is.

@@ -339,6 +339,7 @@ struct Incidentd: ParsableCommand {
                 "left \(socketFile.path) in place: it is no longer the socket this daemon made (another process put its own there)")
         }
         try? channel.close().wait()
+        executor.unwrittenAnswers.beginStop()
         if !storageTrouble.isBroken {
             Self.drainConnections(
                 executor, loops: server.group, within: settings.drainSeconds, interruptedBy: stop, logger: logger)

@@ -20,6 +20,8 @@ final class UnwrittenAnswers: Sendable {
     /// `daemon.write_timeout_seconds`; nil when 0, which turns the close of a stalled connection off.
     let writeTimeout: TimeAmount?
     private let held = Atomic<Int>(0)
+    /// Set as the daemon stops: see ``stallLimit``.
+    private let stopping = Atomic<Bool>(false)
     private let stallLines = Mutex(LineThrottle(interval: 60_000_000_000))
 
     /// A write to a connection of this many bytes or more is counted (one of fewer, a query's answer or a batch of
@@ -27,6 +29,9 @@ final class UnwrittenAnswers: Sendable {
     static let countedWriteBytes = 16 << 10
     /// The least a `read` may put in a page however full the budget is: always at least one event.
     static let smallestReadPage = 64 << 10
+    /// During the daemon's stop, how long a socket may take no byte before its connection is closed, unless
+    /// `write_timeout_seconds` is shorter.
+    static let stallLimitWhileStopping = TimeAmount.seconds(2)
 
     init(limit: Int, writeTimeoutSeconds: Int) {
         self.limit = limit
@@ -49,12 +54,21 @@ final class UnwrittenAnswers: Sendable {
     }
 
     /// How long a connection's socket may take no byte of what waits for it before the connection is closed: the
-    /// write timeout. Nil when it is off.
-    var stallLimit: TimeAmount? { writeTimeout }
+    /// write timeout, and, once the daemon is stopping, ``stallLimitWhileStopping`` if that is shorter, so that the
+    /// drain does not wait `drain_seconds` for a client that reads nothing. Nil when the timeout is off.
+    var stallLimit: TimeAmount? {
+        guard let writeTimeout else { return nil }
+        return stopping.load(ordering: .relaxed) ? min(writeTimeout, Self.stallLimitWhileStopping) : writeTimeout
+    }
 
     /// How often a connection with output waiting looks whether its socket took any of it.
     var checkInterval: TimeAmount {
         min(.milliseconds(500), TimeAmount.nanoseconds((writeTimeout ?? .seconds(2)).nanoseconds / 4))
+    }
+
+    /// The daemon stops: stalled connections are given ``stallLimitWhileStopping`` at most from now on.
+    func beginStop() {
+        stopping.store(true, ordering: .relaxed)
     }
 
     /// Logs a connection closed for taking no byte: the first at once, then at most one line a minute, naming the
@@ -65,7 +79,7 @@ final class UnwrittenAnswers: Sendable {
         let others =
             closed > 1 ? " (and \(closed - 1) other connection\(closed == 2 ? "" : "s") so since the last such line)" : ""
         logger.warning(
-            "closed the connection of \(peer.user) (uid \(peer.uid), pid \(peer.pid)): its socket took no byte of the \(describeSize(waiting)) of answers waiting for it for \(idle.nanoseconds / 1_000_000_000) s (daemon.write_timeout_seconds)\(others)",
+            "closed the connection of \(peer.user) (uid \(peer.uid), pid \(peer.pid)): its socket took no byte of the \(describeSize(waiting)) of answers waiting for it for \(idle.nanoseconds / 1_000_000_000) s (\(stopping.load(ordering: .relaxed) ? "the daemon is stopping" : "daemon.write_timeout_seconds"))\(others)",
             metadata: ["uid": "\(peer.uid)", "pid": "\(peer.pid)"])
     }
 }

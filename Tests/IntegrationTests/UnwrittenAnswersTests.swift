@@ -161,4 +161,23 @@ struct UnwrittenAnswersTests {
         }
         #expect(daemon.stop() == 0)
     }
+
+    @Test(
+        "SIGTERM with a client that reads none of its answers and has more requests waiting: the daemon closes it within seconds and exits 0, instead of waiting drain_seconds (60 here)"
+    )
+    func stopDoesNotWaitForANonReader() throws {
+        let daemon = try Daemon.configured("[daemon]\ndrain_seconds = 60\n")
+        let client = try daemon.client()
+        try Self.storeWideEvents(client, count: 300)
+        let hog = try Self.nonReader(daemon, reads: 10)
+        try #require(Self.hasAnswer(hog, within: 30 * deadlineScale))
+        let started = Date()
+        kill(daemon.pid, SIGTERM)
+        try waitFor("incidentd to stop", timeout: 30 * deadlineScale) { daemon.child?.isRunning == false }
+        let seconds = Date().timeIntervalSince(started)
+        #expect(daemon.stop() == 0, "\(daemon.log)")
+        #expect(seconds < 15 * deadlineScale, "the stop took \(seconds) s")
+        let lines = Self.stalledCloseLines(daemon.log)
+        #expect(lines.count == 1 && lines.first?.contains("(the daemon is stopping)") == true, "\(daemon.log)")
+    }
 }

@@ -489,9 +489,10 @@ final class ConnectionHandler: ChannelDuplexHandler {
         if countedBytes == 0 && !closed { resume(context: context) }
     }
 
-    /// Runs or reads what waited for the client to take its answers.
+    /// Runs or reads what waited for the client to take its answers. Not the follower's next page: a write that the
+    /// socket takes at once ends as it is flushed, and a follower pumped from there would send page after page in one
+    /// turn of the loop (and as deep a stack), where it sends one a turn (``LogFollower/pump()``).
     private func resume(context: ChannelHandlerContext) {
-        follower?.follower.pump()
         runHandedBack(context: context)
         drainBacklog(context: context)
         readIfPossible(context: context)
@@ -620,6 +621,7 @@ final class ConnectionHandler: ChannelDuplexHandler {
 
     func channelWritabilityChanged(context: ChannelHandlerContext) {
         if !context.channel.isWritable { watchOutput(context: context) }
+        follower?.follower.pump()
         resume(context: context)
         context.fireChannelWritabilityChanged()
     }

@@ -202,6 +202,9 @@ final class ConnectionHandler: ChannelDuplexHandler {
     /// changed, and when.
     private var stallWatch: (taken: Int, queued: UInt32?, since: NIODeadline)?
     private var stallCheckScheduled = false
+    /// Once ``handedBytes`` reaches it, the watch starts (``UnwrittenAnswers/lookAfterBytes``); never while it runs
+    /// or with the write timeout off.
+    private var nextLook: Int
 
     init(
         executor: RequestExecutor, intake: AppendIntake, peer: PeerIdentity, role: Role?, maxPending: Int, maxLineBytes: Int,
@@ -209,6 +212,7 @@ final class ConnectionHandler: ChannelDuplexHandler {
     ) {
         self.executor = executor
         unwritten = executor.unwrittenAnswers
+        nextLook = unwritten.writeTimeout == nil ? .max : UnwrittenAnswers.lookAfterBytes
         self.intake = intake
         self.peer = peer
         self.role = role
@@ -459,14 +463,15 @@ final class ConnectionHandler: ChannelDuplexHandler {
 
     /// Hands `buffer` to the channel, as every write of this connection is: one of
     /// ``UnwrittenAnswers/countedWriteBytes`` or more counts against the daemon's unwritten answers until the socket
-    /// has taken it, and starts the watch for a stalled socket.
+    /// has taken it, and starts the watch for a stalled socket, as every ``UnwrittenAnswers/lookAfterBytes`` of
+    /// smaller ones do.
     private func send(_ buffer: ByteBuffer, flush: Bool, context: ChannelHandlerContext) {
         let bytes = buffer.readableBytes
         handedBytes &+= bytes
         let written = bytes >= UnwrittenAnswers.countedWriteBytes ? countedWrite(bytes, context: context) : nil
         context.write(wrapOutboundOut(buffer), promise: written)
         if flush { context.flush() }
-        if written != nil { watchOutput(context: context) }
+        if written != nil || handedBytes >= nextLook { watchOutput(context: context) }
     }
 
     /// Counts a write of `bytes` against the daemon's unwritten answers; the promise to write it with, fulfilled once
@@ -505,6 +510,7 @@ final class ConnectionHandler: ChannelDuplexHandler {
         guard !stallCheckScheduled, !closed, unwritten.writeTimeout != nil else { return }
         if stallWatch == nil { stallWatch = (handedBytes - bufferedBytes(context), nil, .now()) }
         stallCheckScheduled = true
+        nextLook = .max
         let loopBound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
         context.eventLoop.scheduleTask(in: unwritten.checkInterval) {
             let (handler, context) = loopBound.value
@@ -530,6 +536,7 @@ final class ConnectionHandler: ChannelDuplexHandler {
         let waiting = bufferedBytes(context)
         guard waiting > 0 else {
             stallWatch = nil
+            nextLook = handedBytes &+ UnwrittenAnswers.lookAfterBytes
             return
         }
         let taken = handedBytes - waiting

@@ -27,6 +27,10 @@ final class UnwrittenAnswers: Sendable {
     /// A write to a connection of this many bytes or more is counted (one of fewer, a query's answer or a batch of
     /// appends' answers, is not: the high-water mark bounds those per connection, and a write counted costs a promise).
     static let countedWriteBytes = 16 << 10
+    /// A connection looks whether what it handed its channel waits there each time it has handed this many bytes
+    /// more, small writes included: unread small answers stay below the high-water mark, where the channel never
+    /// turns unwritable to start the watch, and a connection may hold up to the mark of them.
+    static let lookAfterBytes = 64 << 10
     /// The least a `read` may put in a page however full the budget is: always at least one event.
     static let smallestReadPage = 64 << 10
     /// During the daemon's stop, how long a socket may take no byte before its connection is closed, unless

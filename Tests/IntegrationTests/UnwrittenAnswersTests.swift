@@ -76,6 +76,26 @@ struct UnwrittenAnswersTests {
     }
 
     @Test(
+        "with write_timeout_seconds = 1, a client that reads none of a thousand small answers (about 600 KB, less than the channel's high-water mark, so that its channel stays writable) is closed too"
+    )
+    func nonReaderOfSmallAnswersIsClosed() throws {
+        let daemon = try Daemon.configured("[daemon]\nwrite_timeout_seconds = 1\n")
+        let client = try daemon.client()
+        let answer = try client.call("status", ["id": 1000])
+        let answerBytes = answer.canonicalBytes().count
+        let hog = try daemon.client()
+        var requests: [UInt8] = []
+        for id in 1...1000 { requests += Array(#"{"id":\#(id),"op":"status"}"#.utf8) + [0x0A] }
+        try hog.write(requests)
+        try #require(1000 * answerBytes < 1 << 20 && 1000 * answerBytes > 400 << 10, "answers of \(answerBytes) bytes")
+        try waitFor("the client that reads nothing to be closed", timeout: 20 * deadlineScale) { Self.closedByDaemon(hog) }
+        #expect(try client.status()["connections"]?.intValue == 1)
+        let lines = Self.stalledCloseLines(daemon.log)
+        #expect(lines.count == 1 && lines.first?.contains("pid \(getpid())") == true, "\(daemon.log)")
+        #expect(daemon.stop() == 0)
+    }
+
+    @Test(
         "with write_timeout_seconds = 1, a client that reads a long answer slowly, a little every 0.3 s, for many times the timeout, is not closed and gets it whole; nor is a follower that keeps up"
     )
     func slowReaderIsNotClosed() throws {

@@ -96,12 +96,12 @@ struct UnwrittenAnswersTests {
     }
 
     @Test(
-        "with write_timeout_seconds = 1, a client that reads a long answer slowly, a little every 0.3 s, for many times the timeout, is not closed and gets it whole; nor is a follower that keeps up"
+        "with write_timeout_seconds = 1, a client that reads a long answer a little at a time (96 KiB every quarter second) for several times the timeout is not closed and gets it whole; nor is a follower that keeps up"
     )
     func slowReaderIsNotClosed() throws {
         let daemon = try Daemon.configured("[daemon]\nwrite_timeout_seconds = 1\n")
         let client = try daemon.client()
-        try Self.storeWideEvents(client, count: 150)
+        try Self.storeWideEvents(client, count: 300)
         let follower = try daemon.client()
         let subscribed = try follower.call("subscribe", ["id": 50, "from": 1])
         try #require(subscribed.isOK, "\(subscribed.canonicalString())")
@@ -109,7 +109,7 @@ struct UnwrittenAnswersTests {
         try slow.send("read", ["id": 7, "limit": 10_000])
         try #require(Self.hasAnswer(slow, within: 30 * deadlineScale))
         var answer: [UInt8] = []
-        var chunk = [UInt8](repeating: 0, count: 48 << 10)
+        var chunk = [UInt8](repeating: 0, count: 96 << 10)
         let started = Date()
         var followed = 0
         while answer.last != 0x0A {
@@ -118,18 +118,18 @@ struct UnwrittenAnswersTests {
             try #require(n > 0, "the slow reader's answer ended after \(answer.count) bytes: \(n == 0 ? "closed" : String(cString: strerror(errno)))")
             answer += chunk[0..<n]
             // The follower reads whatever came meanwhile, as `--follow` does.
-            while followed < 150, Self.hasAnswer(follower, within: 0) {
+            while followed < 300, Self.hasAnswer(follower, within: 0) {
                 let line = try follower.receive()
                 try #require(line["event"] != nil, "\(line.canonicalString().prefix(200))")
                 followed += 1
             }
-            usleep(300_000)
+            usleep(250_000)
         }
         let seconds = Date().timeIntervalSince(started)
         #expect(seconds > 3, "the answer took \(seconds) s to read, not several times the timeout: read it slower")
         let parsed = try JSONReader(maxDepth: 128).read(Array(answer.dropLast()))
-        #expect(parsed["events"]?.arrayValue?.count == 150)
-        while followed < 150 {
+        #expect(parsed["events"]?.arrayValue?.count == 300)
+        while followed < 300 {
             #expect(try follower.receive()["event"] != nil)
             followed += 1
         }

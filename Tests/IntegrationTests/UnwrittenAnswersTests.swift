@@ -89,7 +89,9 @@ struct UnwrittenAnswersTests {
         try hog.write(requests)
         try #require(1000 * answerBytes < 1 << 20 && 1000 * answerBytes > 400 << 10, "answers of \(answerBytes) bytes")
         try waitFor("the client that reads nothing to be closed", timeout: 20 * deadlineScale) { Self.closedByDaemon(hog) }
-        #expect(try client.status()["connections"]?.intValue == 1)
+        try waitFor("the daemon to count the closed connection out", timeout: 20 * deadlineScale) {
+            try client.status()["connections"]?.intValue == 1
+        }
         let lines = Self.stalledCloseLines(daemon.log)
         #expect(lines.count == 1 && lines.first?.contains("pid \(getpid())") == true, "\(daemon.log)")
         #expect(daemon.stop() == 0)

@@ -17,6 +17,14 @@ struct Append: ParsableCommand {
             than 64 MiB, the longest request line any incidentd takes, is refused as soon as that much of it is \
             read. --from-line past the input's last line is bad usage too (exit 2), before anything is sent.
 
+            A regular file is read where it lies (mapped into memory, also as standard input: < FILE). Standard \
+            input from a pipe, and any other input that is not a regular file (<(…), a named pipe), is kept as it \
+            is read in an unlinked temporary file in $TMPDIR, else /tmp, until every line is checked, so that the \
+            command's memory stays small whatever the size of the input: the directory needs room for all of it \
+            (for a large load, a disk rather than a tmpfs, which is memory). When it has no room or cannot be \
+            written, the command says so and exits 2 with nothing sent: set TMPDIR to a directory with room, or \
+            give the events as a file.
+
             The events go in batches of up to --batch-size that fit the daemon's limit on a request line \
             (max_line_bytes, 1 MiB unless configured). Each batch is atomic: all its events land or none do. A \
             batch is sent once the one before it is stored, so when the daemon refuses an event, the lines before \
@@ -77,18 +85,16 @@ struct Append: ParsableCommand {
     }
 
     func run() throws {
-        let (data, lines) = try Self.readInput(file, from: fromLine)
-        try data.withUnsafeBytes { (input: UnsafeRawBufferPointer) throws in
-            var load = BatchedLoad(lines: lines, input: input, batchSize: batchSize, lineLimit: Self.assumedLineLimit)
-            let client = try connection.connect()
-            let progress = isatty(STDERR_FILENO) == 1 && lines.count > batchSize ? ProgressLine() : nil
-            let failure = try load.send(over: client, window: window, allowNewCity: allowNewCity) { tally in
-                progress?.show("appended \(tally.acknowledged)/\(lines.count) events")
-            }
-            progress?.finish()
-            printSummary(load.tally, of: lines.count, stoppedBy: failure)
-            if let failure { throw failure }
+        let (input, lines) = try Self.readInput(file, from: fromLine)
+        var load = BatchedLoad(lines: lines, input: input, batchSize: batchSize, lineLimit: Self.assumedLineLimit)
+        let client = try connection.connect()
+        let progress = isatty(STDERR_FILENO) == 1 && lines.count > batchSize ? ProgressLine() : nil
+        let failure = try load.send(over: client, window: window, allowNewCity: allowNewCity) { tally in
+            progress?.show("appended \(tally.acknowledged)/\(lines.count) events")
         }
+        progress?.finish()
+        printSummary(load.tally, of: lines.count, stoppedBy: failure)
+        if let failure { throw failure }
     }
 
     /// What was stored, printed whether the load went through or stopped, so that a script sees the progress made;
@@ -125,72 +131,202 @@ struct Append: ParsableCommand {
         }
     }
 
-    /// The input's bytes and its lines, every one checked: a regular file mapped into memory, then checked;
-    /// standard input, and anything else that is not a regular file of a known size (a pipe, `<(…)`, a device, a
-    /// file of /proc), read to its end with each line checked as soon as it is read, so that what is not JSON lines
-    /// (/dev/urandom) is refused at its first bad line and a line longer than any request line (/dev/zero, a pipe
-    /// that never ends its line) once it is that long, not after memory ran out. Mapping is for regular files only:
-    /// it fails on the others. What cannot be read is bad usage naming the file and the system's reason.
-    static func readInput(_ file: String, from first: Int) throws(ClientFailure) -> (data: Data, lines: EventLines) {
+    /// The input's bytes, mapped into memory, and its lines, every one checked before anything is sent: a regular
+    /// file (also as standard input) is mapped as it is; standard input, and anything else that is not a regular
+    /// file of a known size (a pipe, `<(…)`, a device, a file of /proc), is copied as it is read into an unlinked
+    /// temporary file (``TemporaryInput``), which is mapped. Either way each line is checked as soon as it is there,
+    /// so that what is not JSON lines (/dev/urandom) is refused at its first bad line and a line longer than any
+    /// request line (/dev/zero, a pipe that never ends its line) once it is that long, and the pages checked are
+    /// given back as the checking goes on: the page cache holds the input, not this process. What cannot be read
+    /// is bad usage naming the file and the system's reason.
+    static func readInput(_ file: String, from first: Int) throws(ClientFailure) -> (input: MappedInput, lines: EventLines) {
         var lines = EventLines(name: file, from: first)
-        if file == "-" { return (try readChecking(STDIN_FILENO, name: "standard input", into: &lines), lines) }
+        if file == "-" {
+            if let mapped = try mapRegularFile(STDIN_FILENO, name: "standard input", checking: &lines) { return (mapped, lines) }
+            return (try copyChecking(STDIN_FILENO, name: "standard input", into: &lines), lines)
+        }
         let fd = open(file, O_RDONLY | O_CLOEXEC)
         guard fd >= 0 else { throw .usage("cannot read \(file): \(String(cString: strerror(errno)))") }
         // A mapping outlives the descriptor it was made from.
         defer { close(fd) }
+        if let mapped = try mapRegularFile(fd, name: file, checking: &lines) { return (mapped, lines) }
+        return (try copyChecking(fd, name: file, into: &lines), lines)
+    }
+
+    /// The regular file open on `fd`, from its current offset (that of standard input redirected from a file) to its
+    /// end, mapped, its lines checked; nil when it is not a regular file with something in it (a file of /proc says
+    /// it has nothing), or its file system cannot map it: then it is read as a stream is.
+    private static func mapRegularFile(_ fd: Int32, name: String, checking lines: inout EventLines) throws(ClientFailure) -> MappedInput? {
         var status = stat()
-        guard fstat(fd, &status) == 0 else { throw .usage("cannot read \(file): \(String(cString: strerror(errno)))") }
-        switch status.st_mode & S_IFMT {
-        case S_IFDIR:
-            throw .usage("cannot read \(file): it is a directory")
-        case S_IFREG where status.st_size > 0:
-            let size = Int(status.st_size)
-            // A file system that cannot map it is read from.
-            guard let mapped = mmap(nil, size, PROT_READ, MAP_PRIVATE, fd, 0), mapped != UnsafeMutableRawPointer(bitPattern: -1)
-            else { return (try readChecking(fd, name: file, into: &lines), lines) }
-            // Checked before Data takes the mapping: Data copies a few bytes into itself and unmaps them at once.
-            var handedOver = false
-            defer { if !handedOver { _ = munmap(mapped, size) } }
-            try lines.read(UnsafeRawBufferPointer(start: mapped, count: size), ended: true)
-            handedOver = true
-            return (Data(bytesNoCopy: mapped, count: size, deallocator: .custom { bytes, count in _ = munmap(bytes, count) }), lines)
-        default:
-            return (try readChecking(fd, name: file, into: &lines), lines)
-        }
+        guard fstat(fd, &status) == 0 else { throw .usage("cannot read \(name): \(String(cString: strerror(errno)))") }
+        if status.st_mode & S_IFMT == S_IFDIR { throw .usage("cannot read \(name): it is a directory") }
+        let offset = lseek(fd, 0, SEEK_CUR)
+        guard status.st_mode & S_IFMT == S_IFREG, offset >= 0, status.st_size > offset else { return nil }
+        let size = Int(status.st_size)
+        guard let mapped = mmap(nil, size, PROT_READ, MAP_PRIVATE, fd, 0), mapped != MAP_FAILED else { return nil }
+        let input = MappedInput(mapping: mapped, length: size, from: Int(offset), count: size - Int(offset))
+        try check(input, upTo: input.bytes.count, ended: true, into: &lines)
+        return input
+    }
+
+    /// Checks the lines of `input` up to byte `end` (all of it, with `ended`), ``checkedAtOnce`` bytes at a time,
+    /// giving back the pages of the lines checked.
+    private static func check(_ input: MappedInput, upTo end: Int, ended: Bool, into lines: inout EventLines) throws(ClientFailure) {
+        var checked = lines.settled
+        repeat {
+            checked = min(end, checked + Self.checkedAtOnce)
+            try lines.read(UnsafeRawBufferPointer(rebasing: input.bytes[..<checked]), ended: ended && checked == end)
+            input.release(before: lines.settled)
+        } while checked < end
     }
 
     /// The most read at once: past the longest line, a line with no end is refused having read at most this more.
     private static let readSize = 1 << 20
+    /// The most of a mapped input checked before the pages checked are given back.
+    private static let checkedAtOnce = 64 << 20
 
-    /// Everything `fd` gives until its end, each line checked by `lines` as soon as it has been read (so a bad one
-    /// stops the reading); bad usage naming `name` and the system's reason when a read fails.
-    private static func readChecking(_ fd: Int32, name: String, into lines: inout EventLines) throws(ClientFailure) -> Data {
-        var capacity = 1 << 16
-        guard var buffer = malloc(capacity) else { throw .usage("cannot read \(name): out of memory") }
-        var used = 0
-        var handedOver = false
-        defer { if !handedOver { free(buffer) } }
+    /// Everything `fd` gives until its end, copied into a temporary file as it comes, each line checked as soon as
+    /// it has been read (so a bad one stops the reading), then mapped; bad usage naming `name` and the system's
+    /// reason when a read fails, and saying what to do when the temporary file cannot be made or is full.
+    private static func copyChecking(_ fd: Int32, name: String, into lines: inout EventLines) throws(ClientFailure) -> MappedInput {
+        let copy = try TemporaryInput(of: name)
+        guard let buffer = malloc(Self.readSize) else { throw .usage("cannot read \(name): out of memory") }
+        defer { free(buffer) }
         while true {
-            if used == capacity {
-                guard let grown = realloc(buffer, capacity * 2) else { throw .usage("cannot read \(name): out of memory") }
-                buffer = grown
-                capacity *= 2
-            }
-            let count = read(fd, buffer + used, min(capacity - used, Self.readSize))
+            let count = read(fd, buffer, Self.readSize)
             if count < 0 {
                 if errno == EINTR { continue }
                 throw .usage("cannot read \(name): \(String(cString: strerror(errno)))")
             }
-            used += count
-            try lines.read(UnsafeRawBufferPointer(start: buffer, count: used), ended: count == 0)
-            if count == 0 { break }
+            try copy.append(UnsafeRawBufferPointer(start: buffer, count: count))
+            try check(copy.input, upTo: copy.input.bytes.count, ended: count == 0, into: &lines)
+            if count == 0 { return copy.input }
         }
-        handedOver = true
-        return Data(bytesNoCopy: buffer, count: used, deallocator: .free)
     }
 }
 
-/// The events of an input, one JSON object per line: where each one's bytes are, and its line number.
+/// Bytes of a file mapped into memory, unmapped when this goes: the input of `append`.
+final class MappedInput {
+    /// The input: the mapping from the offset it starts at.
+    private(set) var bytes: UnsafeRawBufferPointer
+    private let mapping: UnsafeMutableRawPointer
+    private let length: Int
+    private let offset: Int
+    /// Where, in the mapping, the pages given back end.
+    private var released = 0
+
+    /// Takes over `mapping`, `length` bytes mapped from the start of a file, of which the input is `count` bytes
+    /// from `offset`.
+    init(mapping: UnsafeMutableRawPointer, length: Int, from offset: Int, count: Int) {
+        self.mapping = mapping
+        self.length = length
+        self.offset = offset
+        bytes = UnsafeRawBufferPointer(start: mapping + offset, count: count)
+    }
+
+    deinit { _ = munmap(mapping, length) }
+
+    /// Takes in the `count` bytes from the input's start that the file now holds, within the mapping.
+    func extend(to count: Int) {
+        precondition(offset + count <= length, "past the mapping")
+        bytes = UnsafeRawBufferPointer(start: mapping + offset, count: count)
+    }
+
+    /// Gives back the pages that hold nothing at or after byte `end` of ``bytes``: the file keeps them, and a page
+    /// looked at again is read from it again. What this process holds is then what it is working on, not the input.
+    func release(before end: Int) {
+        let page = Int(sysconf(Int32(_SC_PAGESIZE)))
+        let through = (offset + end) / page * page
+        guard through > released else { return }
+        // A page fault maps with its page those around it that the page cache holds (fault-around, a large folio),
+        // which may lie before it, among those given back already: they are given back again.
+        let from = max(0, released - Self.mappedAround)
+        _ = madvise(mapping + from, through - from, MADV_DONTNEED)
+        released = through
+    }
+
+    /// The most that a page fault maps before its page: a 2 MiB folio.
+    private static let mappedAround = 2 << 20
+}
+
+/// An input that is not a regular file (standard input, a pipe), kept as it is read in an unlinked temporary file in
+/// `$TMPDIR`, else /tmp, and mapped from it, so that its lines can all be checked before any is sent without this
+/// process holding them: the page cache does, and the file system's room bounds it, not memory.
+final class TemporaryInput {
+    /// What has been kept so far.
+    private(set) var input: MappedInput
+    private let fd: Int32
+    private let name: String
+    /// Where the file was made, as the messages name it: "/tmp (TMPDIR is not set)".
+    private let place: String
+    private var size = 0
+    private var capacity = 64 << 20
+
+    /// A new temporary file for the input named `name`; bad usage saying where and why when none can be made.
+    init(of name: String) throws(ClientFailure) {
+        let environment = ProcessInfo.processInfo.environment["TMPDIR"].flatMap { $0.isEmpty ? nil : $0 }
+        let directory = environment ?? "/tmp"
+        place = environment == nil ? "\(directory) (TMPDIR is not set)" : "\(directory) ($TMPDIR)"
+        self.name = name
+        var template = Array("\(directory)/incidentctl-append-XXXXXX".utf8CString)
+        let made = template.withUnsafeMutableBufferPointer { buffer in buffer.baseAddress.map { mkstemp($0) } ?? -1 }
+        guard made >= 0 else {
+            throw .usage(
+                "cannot read \(name): append keeps input that is not a regular file in a temporary file until every line "
+                    + "is checked, and it cannot make one in \(place): \(String(cString: strerror(errno))); nothing was sent. "
+                    + Self.advice)
+        }
+        fd = made
+        unlink(template)
+        guard let mapping = mmap(nil, capacity, PROT_READ, MAP_SHARED, fd, 0), mapping != UnsafeMutableRawPointer(bitPattern: -1)
+        else {
+            let reason = String(cString: strerror(errno))
+            close(made)
+            throw .usage("cannot read \(name): cannot map the temporary file it is kept in, in \(place): \(reason); nothing was sent. " + Self.advice)
+        }
+        input = MappedInput(mapping: mapping, length: capacity, from: 0, count: 0)
+    }
+
+    deinit { close(fd) }
+
+    private static let advice =
+        "Set TMPDIR to a directory on a disk that you may write, with room for the whole input, or give append the events as a regular file"
+
+    /// Adds `bytes` to the file and to ``input``; bad usage saying how much was kept when the file system has no
+    /// room for them, or why else they could not be written.
+    func append(_ bytes: UnsafeRawBufferPointer) throws(ClientFailure) {
+        var written = 0
+        while written < bytes.count {
+            let count = write(fd, bytes.baseAddress.map { $0 + written }, bytes.count - written)
+            if count < 0 {
+                let code = errno
+                if code == EINTR { continue }
+                let kept = "\((size + written) >> 20) MiB of it"
+                let why = code == ENOSPC || code == EDQUOT
+                    ? "the temporary file it is kept in until every line is checked, in \(place), has no room for more than \(kept) (\(String(cString: strerror(code))))"
+                    : "cannot write the temporary file it is kept in until every line is checked, in \(place), after \(kept): \(String(cString: strerror(code)))"
+                throw .usage("cannot read \(name): \(why); nothing was sent. " + Self.advice)
+            }
+            written += count
+        }
+        size += written
+        if size > capacity {
+            while capacity < size { capacity *= 2 }
+            guard let mapping = mmap(nil, capacity, PROT_READ, MAP_SHARED, fd, 0), mapping != UnsafeMutableRawPointer(bitPattern: -1) else {
+                throw .usage(
+                    "cannot read \(name): cannot map the \(size >> 20) MiB of it kept in a temporary file in \(place): "
+                        + "\(String(cString: strerror(errno))); nothing was sent. " + Self.advice)
+            }
+            input = MappedInput(mapping: mapping, length: capacity, from: 0, count: size)
+        } else {
+            input.extend(to: size)
+        }
+    }
+}
+
+/// The events of an input, one JSON object per line: how many there are, and, for each, where its bytes are and
+/// its line number, found again from a mark kept every ``markEvery`` events, so that an input of millions of short
+/// lines (`yes '{}'`) takes a few bytes per thousand lines, not a record each.
 struct EventLines {
     struct Line {
         var number: Int
@@ -201,11 +337,17 @@ struct EventLines {
     /// which an event must fit in. A line longer than that is refused as soon as that much of it is read.
     static let longestLine = 64 << 20
 
+    /// How many events lie from one mark to the next.
+    static let markEvery = 256
+
     let name: String
     private let first: Int
-    private(set) var lines: [Line] = []
-    var count: Int { lines.count }
-    subscript(index: Int) -> Line { lines[index] }
+    /// The events read so far.
+    private(set) var count = 0
+    /// Where events 0, ``markEvery``, 2 × ``markEvery``… start (their line's first byte) and their line numbers.
+    private var marks: [(number: Int, start: Int)] = []
+    /// The event last found by ``line(_:of:)``, from which the next one is found without going back to a mark.
+    private let cursor = Cursor()
     /// The lines read so far, with those skipped.
     private var number = 0
     /// Where the line being read starts, and how far it has been searched for its end.
@@ -214,11 +356,21 @@ struct EventLines {
     /// Whether the start of the input has been looked at for a byte order mark.
     private var begun = false
 
+    private final class Cursor {
+        var index = -1
+        var line = Line(number: 0, bytes: 0..<0)
+        /// Where the line after it starts.
+        var next = 0
+    }
+
     /// No lines yet: `read` takes those from line `first` on as the input comes, skipping blank ones and comments.
     init(name: String, from first: Int = 1) {
         self.name = name
         self.first = first
     }
+
+    /// How far the input is read for good: ``read(_:ended:)`` looks at no byte before this again.
+    var settled: Int { start }
 
     /// Reads the lines of `input` that had not been read yet: `input` is everything read so far, of which each call
     /// is given more. A line is read once its newline is there, or with `ended` (`input` is then the whole input)
@@ -243,13 +395,11 @@ struct EventLines {
             }
             number += 1
             guard newline - start <= Self.longestLine else { throw tooLong(number) }
-            var range = start..<newline
+            let lineStart = start
+            let range = Self.trimmed(start..<newline, of: input)
             start = newline + 1
             searched = start
-            guard number >= first else { continue }
-            while let byte = range.first.map({ input[$0] }), Self.isSpace(byte) { range = range.dropFirst() }
-            while let byte = range.last.map({ input[$0] }), Self.isSpace(byte) { range = range.dropLast() }
-            if range.isEmpty || input[range.lowerBound] == UInt8(ascii: "#") { continue }
+            guard number >= first, let range else { continue }
             let value: JSONValue
             do {
                 value = try JSONReader().read(UnsafeRawBufferPointer(rebasing: input[range]))
@@ -257,12 +407,51 @@ struct EventLines {
                 throw .usage("\(name):\(number): not valid JSON: \(error)")
             }
             guard case .object = value else { throw .usage("\(name):\(number): not an event: a JSON object was expected") }
-            lines.append(Line(number: number, bytes: range))
+            if count % Self.markEvery == 0 { marks.append((number, lineStart)) }
+            count += 1
         }
         if ended && first > 1 && number < first {
             let holds = number == 0 ? "is empty" : "has only \(number) line\(number == 1 ? "" : "s")"
             throw .usage("--from-line \(first): \(name == "-" ? "standard input" : name) \(holds); nothing was sent")
         }
+    }
+
+    /// Event `index` (from 0) of `input`, the whole input that ``read(_:ended:)`` read: found from the one found
+    /// last when it lies ahead of it, as the next event of a batch does, else from the mark before it.
+    func line(_ index: Int, of input: UnsafeRawBufferPointer) -> Line {
+        precondition(index >= 0 && index < count, "event \(index) of \(count)")
+        let mark = index / Self.markEvery
+        if cursor.index > index || cursor.index < mark * Self.markEvery {
+            cursor.index = mark * Self.markEvery - 1
+            cursor.line.number = marks[mark].number - 1
+            cursor.next = marks[mark].start
+        }
+        while cursor.index < index {
+            // Every line from a mark on was read, and those in between that are not events are blank or comments.
+            var at = cursor.next
+            var number = cursor.line.number
+            var found: Range<Int>?
+            while found == nil {
+                let newline = input.firstOffset(of: [0x0A], from: at) ?? input.count
+                number += 1
+                found = Self.trimmed(at..<newline, of: input)
+                at = newline + 1
+            }
+            cursor.index += 1
+            cursor.line = Line(number: number, bytes: found ?? at..<at)
+            cursor.next = at
+        }
+        return cursor.line
+    }
+
+    /// The bytes of the line at `range` of `input` without the spaces around them; nil for a line that holds no
+    /// event: a blank one, or a comment.
+    private static func trimmed(_ range: Range<Int>, of input: UnsafeRawBufferPointer) -> Range<Int>? {
+        var range = range
+        while let byte = range.first.map({ input[$0] }), Self.isSpace(byte) { range = range.dropFirst() }
+        while let byte = range.last.map({ input[$0] }), Self.isSpace(byte) { range = range.dropLast() }
+        if range.isEmpty || input[range.lowerBound] == UInt8(ascii: "#") { return nil }
+        return range
     }
 
     /// Line `number` is longer than any event could be.
@@ -294,7 +483,7 @@ struct BatchedLoad {
     }
 
     let lines: EventLines
-    let input: UnsafeRawBufferPointer
+    let input: MappedInput
     let batchSize: Int
     /// The longest request line the daemon takes, as far as is known: a refusal for length says what it is.
     private(set) var lineLimit: Int
@@ -304,12 +493,15 @@ struct BatchedLoad {
     /// The pauses, in microseconds, before each batch sent again after `server_busy`.
     static let busyPauses: [UInt32] = (0..<9).map { 50_000 << $0 }
 
-    init(lines: EventLines, input: UnsafeRawBufferPointer, batchSize: Int, lineLimit: Int) {
+    init(lines: EventLines, input: MappedInput, batchSize: Int, lineLimit: Int) {
         self.lines = lines
         self.input = input
         self.batchSize = batchSize
         self.lineLimit = lineLimit
     }
+
+    /// Event `index` of the input: its line number and where its bytes are.
+    private func line(_ index: Int) -> EventLines.Line { lines.line(index, of: input.bytes) }
 
     /// The bytes of a request around its events, at most: `{"allowNewCity":true,"events":[…],"id":…,"op":"append"}`.
     static let requestOverhead = 96
@@ -319,7 +511,7 @@ struct BatchedLoad {
         var end = first
         var bytes = Self.requestOverhead
         while end < lines.count && end - first < batchSize {
-            bytes += lines[end].bytes.count + 1
+            bytes += self.line(end).bytes.count + 1
             if end > first && bytes > lineLimit { break }
             end += 1
         }
@@ -379,6 +571,8 @@ struct BatchedLoad {
             inFlight.removeFirst()
             if response["ok"]?.boolValue == true {
                 count(response, batch)
+                // The batches before it were answered: nothing before its end is sent again.
+                input.release(before: line(batch.upperBound - 1).bytes.upperBound)
                 busyRetries = 0
                 if stopped != nil { after.append((batch, .stored)) }
                 progress(tally)
@@ -417,12 +611,12 @@ struct BatchedLoad {
 
     private func sendBatch(_ batch: Range<Int>, over client: SocketClient, allowNewCity: Bool) throws {
         var line: [UInt8] = []
-        line.reserveCapacity(Self.requestOverhead + lines[batch.lowerBound].bytes.count * batch.count)
+        line.reserveCapacity(Self.requestOverhead + self.line(batch.lowerBound).bytes.count * batch.count)
         if allowNewCity { line.append(contentsOf: #""allowNewCity":true,"#.utf8) }
         line.append(contentsOf: #""events":["#.utf8)
         for index in batch {
             if index > batch.lowerBound { line.append(UInt8(ascii: ",")) }
-            line.append(contentsOf: UnsafeRawBufferPointer(rebasing: input[lines[index].bytes]))
+            line.append(contentsOf: UnsafeRawBufferPointer(rebasing: input.bytes[self.line(index).bytes]))
         }
         line.append(UInt8(ascii: "]"))
         try client.send(.append, members: line)
@@ -450,8 +644,8 @@ struct BatchedLoad {
         guard let first = unacknowledged.first?.lowerBound, let last = unacknowledged.last?.upperBound else {
             return .unreachable(why)
         }
-        let firstLine = lines[first].number
-        let lastLine = lines[last - 1].number
+        let firstLine = self.line(first).number
+        let lastLine = self.line(last - 1).number
         var message = "\(why), with \(tally.acknowledged) of \(lines.count) events acknowledged. "
         message += first == 0 ? "Nothing before line \(firstLine) was sent" : "The events before line \(firstLine) are stored"
         message += firstLine == lastLine
@@ -471,14 +665,14 @@ struct BatchedLoad {
         _ stopped: (code: String, error: JSONValue?, batch: Range<Int>), after: [(batch: Range<Int>, fate: Fate)], lostBecause why: String?
     ) -> ClientFailure {
         let batch = stopped.batch
-        let first = lines[batch.lowerBound].number
+        let first = self.line(batch.lowerBound).number
         let stored = after.filter { if case .stored = $0.fate { true } else { false } }.map { lineRange($0.batch) }
         let unanswered = after.filter { if case .unanswered = $0.fate { true } else { false } }.map { lineRange($0.batch) }
         var notStored: [(code: String, lines: String)] = []
         for (batch, fate) in after {
             if case .notStored(let code) = fate { notStored.append((code, lineRange(batch))) }
         }
-        let lastSent = lines[(after.last?.batch ?? batch).upperBound - 1].number
+        let lastSent = self.line((after.last?.batch ?? batch).upperBound - 1).number
         let sentAll = (after.last?.batch ?? batch).upperBound == lines.count
 
         guard stopped.code == ProtocolError.Code.shuttingDown.rawValue else {
@@ -514,26 +708,26 @@ struct BatchedLoad {
 
     /// "12101–12200", the input's lines of `batch`; "7" for a batch of one line.
     private func lineRange(_ batch: Range<Int>) -> String {
-        let first = lines[batch.lowerBound].number
-        let last = lines[batch.upperBound - 1].number
+        let first = self.line(batch.lowerBound).number
+        let last = self.line(batch.upperBound - 1).number
         return first == last ? String(first) : "\(first)–\(last)"
     }
 
     private func refusalMessage(code: String, error: JSONValue?, batch: Range<Int>, storedAfter after: [(batch: Range<Int>, fate: Fate)]) -> String {
-        let first = lines[batch.lowerBound].number
-        let last = lines[batch.upperBound - 1].number
+        let first = self.line(batch.lowerBound).number
+        let last = self.line(batch.upperBound - 1).number
         var place = lines.name
         var reason = error?["message"]?.stringValue ?? "refused"
         if let index = error?["index"]?.intValue, index >= 0, Int(index) < batch.count {
-            place += ":\(lines[batch.lowerBound + Int(index)].number)"
+            place += ":\(self.line(batch.lowerBound + Int(index)).number)"
             // The daemon names the event by its index in the batch, which the line number given replaces.
             if reason.hasPrefix("event \(index): ") { reason.removeFirst("event \(index): ".count) }
             // A duplicate within the batch: both events are named by their lines, from the daemon's fields.
             if let firstIndex = error?["firstIndex"]?.intValue, firstIndex >= 0, Int(firstIndex) < batch.count,
                 let eventId = error?["eventId"]?.stringValue
             {
-                let firstLine = lines[batch.lowerBound + Int(firstIndex)].number
-                let line = lines[batch.lowerBound + Int(index)].number
+                let firstLine = self.line(batch.lowerBound + Int(firstIndex)).number
+                let line = self.line(batch.lowerBound + Int(index)).number
                 reason = "event id \(eventId) is used twice in this batch, on lines \(firstLine) and \(line), for different events"
             }
         } else if batch.count == 1 {

@@ -440,6 +440,132 @@ struct AppendCommandTests {
         return (stop, done)
     }
 
+    /// The most memory process `pid` has held resident since it started its program (VmHWM), in bytes, or nil once
+    /// it is gone. Not `wait4`'s `ru_maxrss`: a child of `posix_spawn` runs in this process's memory until it executes
+    /// its program, which then counts this process's peak as its own.
+    static func peakResidentBytes(_ pid: pid_t) -> Int? {
+        guard let status = readFile("/proc/\(pid)/status"),
+            let line = status.split(separator: "\n").first(where: { $0.hasPrefix("VmHWM:") }),
+            let kilobytes = line.split(separator: " ").compactMap({ Int($0) }).first
+        else { return nil }
+        return kilobytes * 1024
+    }
+
+    /// Runs `incidentctl append -` with `environment`, its standard input a pipe into which a writer thread writes
+    /// `chunk` `times` times, then `last`, and closes it: what it said, with its peak resident memory as last seen
+    /// before it exited (its high-water mark, looked at every few milliseconds). One still running after `deadline`
+    /// seconds is killed.
+    static func appendPiped(
+        _ daemon: Daemon, _ chunk: [UInt8], times: Int, then last: String, environment: [String: String] = [:], deadline: Double = 120
+    ) throws -> (result: CommandResult, peakResident: Int) {
+        ignoreBrokenPipes()
+        let name = UUID().uuidString
+        let outPath = daemon.root + "/\(name).out"
+        let errPath = daemon.root + "/\(name).err"
+        let out = open(outPath, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
+        let err = open(errPath, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
+        defer { [out, err].filter { $0 >= 0 }.forEach { close($0) } }
+        guard out >= 0, err >= 0 else { throw HarnessError("cannot open the command's files: \(String(cString: strerror(errno)))") }
+        let input = try CloseOnExecPipe()
+        let child: ChildProcess
+        do {
+            child = try ChildProcess(
+                Binaries.incidentctl, ["append", "-"],
+                environment: ProcessInfo.processInfo.environment.merging(environment.merging(["INCIDENTD_SOCKET": daemon.socketPath]) { a, _ in a }) { _, new in new },
+                stdin: input.read, stdout: out, stderr: err)
+        } catch {
+            close(input.read)
+            close(input.write)
+            throw error
+        }
+        close(input.read)
+        let written = Guarded(false)
+        Thread {
+            defer {
+                close(input.write)
+                written.withLock { $0 = true }
+            }
+            func writeAll(_ bytes: [UInt8]) -> Bool {
+                var offset = 0
+                while offset < bytes.count {
+                    let count = bytes[offset...].withUnsafeBytes { Glibc.write(input.write, $0.baseAddress, $0.count) }
+                    if count < 0 && errno == EINTR { continue }
+                    // EPIPE: incidentctl exited before reading it all, which the caller's checks of its answer show.
+                    if count <= 0 { return false }
+                    offset += count
+                }
+                return true
+            }
+            for _ in 0..<times where !writeAll(chunk) { return }
+            _ = writeAll(Array(last.utf8))
+        }.start()
+        var peak = 0
+        do {
+            try waitFor("incidentctl append - to exit", timeout: deadline * deadlineScale) {
+                if let seen = Self.peakResidentBytes(child.pid) { peak = max(peak, seen) }
+                return !child.isRunning
+            }
+        } catch {
+            kill(child.pid, SIGKILL)
+        }
+        let status = child.wait()
+        try waitFor("the writer to finish") { written.current }
+        let result = CommandResult(status: status, stdout: readFile(outPath) ?? "", stderr: readFile(errPath) ?? "")
+        return (result, peak)
+    }
+
+    @Test("standard input of 200 MiB of events of about 1 KB, or of 24 MiB of {} lines (8 million, as yes '{}' writes them), then a bad line: incidentctl keeps it in a temporary file, not in its memory (its peak resident memory stays under 64 MiB while it checks every line), refuses the last line, and sends nothing")
+    func largeStandardInputIsNotHeld() throws {
+        let daemon = try Daemon()
+        let events = Self.bulkLines(1000, descriptionBytes: 900, prefix: "large")
+        let chunk = Array((events.joined(separator: "\n") + "\n").utf8)
+        let inputs: [(chunk: [UInt8], times: Int, badLine: Int)] = [
+            (chunk, (200 << 20) / chunk.count + 1, ((200 << 20) / chunk.count + 1) * 1000 + 1),
+            (Array(repeating: Array("{}\n".utf8), count: 1 << 20).flatMap { $0 }, 8, (8 << 20) + 1),
+        ]
+        for input in inputs {
+            let size = input.chunk.count * input.times
+            let (result, peak) = try Self.appendPiped(daemon, input.chunk, times: input.times, then: "[1,2]\n", environment: ["TMPDIR": daemon.root])
+            #expect(result.status == 2, "\(result.stderr)")
+            #expect(result.stderr.contains("-:\(input.badLine): not an event: a JSON object was expected"), "\(result.stderr)")
+            #expect(peak < 64 << 20, "incidentctl held \(peak >> 20) MiB at its peak, reading \(size >> 20) MiB")
+        }
+        #expect(try daemon.client().headPosition() == 0)
+
+        // Standard input redirected from a regular file is read where it lies, as the file itself is.
+        let file = daemon.root + "/events.jsonl"
+        try (events.prefix(3).joined(separator: "\n") + "\n").write(toFile: file, atomically: true, encoding: .utf8)
+        let redirected = try Self.runBounded(daemon, ["append", "--format", "json", "-"], stdin: file)
+        #expect(redirected.result.status == 0, "\(redirected.result.stderr)")
+        #expect(redirected.result.json?["new"]?.intValue == 3, "\(redirected.result.stdout)")
+        #expect(daemon.stop() == 0)
+    }
+
+    @Test("a TMPDIR that cannot take standard input (one that is not there; a file system that fills up) is bad usage naming it and what to do; nothing is sent")
+    func temporaryDirectoryThatCannotTakeTheInput() throws {
+        let daemon = try Daemon()
+        let events = Self.bulkLines(100, descriptionBytes: 900, prefix: "spool")
+        let chunk = Array((events.joined(separator: "\n") + "\n").utf8)
+        let missing = daemon.root + "/missing"
+        let (unmade, _) = try Self.appendPiped(daemon, chunk, times: 1, then: "", environment: ["TMPDIR": missing])
+        #expect(unmade.status == 2, "\(unmade.stderr)")
+        #expect(
+            unmade.stderr.contains("cannot read standard input: append keeps input that is not a regular file in a temporary file until every line is checked, and it cannot make one in \(missing) ($TMPDIR): No such file or directory; nothing was sent. Set TMPDIR to a directory"),
+            "\(unmade.stderr)")
+        #expect(unmade.stderr.contains("or give append the events as a regular file"), "\(unmade.stderr)")
+        if SmallFileSystem.canMount {
+            let disk = try SmallFileSystem(at: daemon.root + "/small", megabytes: 1)
+            defer { disk.unmount() }
+            let (full, _) = try Self.appendPiped(daemon, chunk, times: 40, then: "", environment: ["TMPDIR": disk.path])
+            #expect(full.status == 2, "\(full.stderr)")
+            #expect(
+                full.stderr.contains("cannot read standard input: the temporary file it is kept in until every line is checked, in \(disk.path) ($TMPDIR), has no room for more than 1 MiB of it (No space left on device); nothing was sent. Set TMPDIR"),
+                "\(full.stderr)")
+        }
+        #expect(try daemon.client().headPosition() == 0)
+        #expect(daemon.stop() == 0)
+    }
+
     @Test("a line that passes 64 MiB with no end (/dev/zero as a file or standard input, a named pipe that never ends its line, a regular file) is bad usage naming its line and the limit, as soon as it is that long: incidentctl exits on its own, its memory bounded, and sends nothing")
     func endlessLineIsRefused() throws {
         let daemon = try Daemon()

@@ -29,9 +29,16 @@ struct Incidentctl: ParsableCommand {
               incidentctl city Kupyansk
               incidentctl events --city Kupiansk
 
+            A daemon that does not serve (stopped with SIGSTOP, wedged, its queue of connections full) does not \
+            hang a command: connecting gives up after 10 seconds, and waiting for each answer after 60 seconds, or \
+            --timeout SECONDS (else $INCIDENTCTL_TIMEOUT; 0: no limit). verify, replay and backup, which answer once \
+            they have walked the whole log, wait without limit unless given one, and events --follow waits for new \
+            events without limit. A wait that runs out is exit status 3, naming the socket and the wait; an append, \
+            report, observe or outcome then says which events were sent and may or may not be stored.
+
             Exit status: 0 success, 1 the daemon refused the request (the error code is on stderr; also a \
             check that failed, such as events --follow finding the log replaced: log_replaced), 2 bad usage, \
-            3 the daemon cannot be reached.
+            3 the daemon cannot be reached, or did not answer in time.
             """,
         version: "0.1.0",
         subcommands: [

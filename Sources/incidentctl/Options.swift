@@ -7,7 +7,8 @@ import IncidentDomain
 import IncidentProtocol
 import StrictJSON
 
-/// Where the daemon listens: `--socket`, then `$INCIDENTD_SOCKET` unless it is empty, then the default.
+/// Where the daemon listens: `--socket`, then `$INCIDENTD_SOCKET` unless it is empty, then the default; and how long
+/// to wait for it: `--timeout`, then `$INCIDENTCTL_TIMEOUT` unless it is empty, then the command's default.
 struct ConnectionOptions: ParsableArguments {
     static let defaultSocket = "/run/incidentd/incidentd.sock"
 
@@ -18,14 +19,75 @@ struct ConnectionOptions: ParsableArguments {
             valueName: "path"))
     var socket: String?
 
+    @Option(
+        name: .long,
+        parsing: .unconditional,
+        help: ArgumentHelp(
+            """
+            The longest wait, in seconds, for each answer of the daemon; 0: no limit. Default: $INCIDENTCTL_TIMEOUT \
+            if set and not empty, else \(Int(quickAnswer)), or no limit for verify, replay and backup, whose one \
+            answer comes once the whole log is walked. Connecting waits at most \(Int(connecting)) (or --timeout) \
+            seconds; events --follow waits for new events without limit.
+            """,
+            valueName: "seconds"),
+        transform: { try Self.seconds($0) })
+    var timeout: Double?
+
     var socketPath: String {
         if let socket { return socket }
         if let environment = ProcessInfo.processInfo.environment["INCIDENTD_SOCKET"], !environment.isEmpty { return environment }
         return Self.defaultSocket
     }
 
-    func connect() throws(ClientFailure) -> SocketClient {
-        try SocketClient(path: socketPath)
+    /// What a command waits for.
+    enum Wait {
+        /// Answers that come at once, however long the log: a query, a page of events, an append batch.
+        case answer
+        /// An answer that comes once the daemon has walked the whole log (verify, replay, backup): minutes on a
+        /// large one, and nothing comes before it.
+        case walk
+    }
+
+    /// The default wait for an answer that should come at once, in seconds. An answer takes milliseconds, and an
+    /// append batch a group commit with its sync, which a busy disk can stretch to seconds; a daemon that lets a
+    /// minute pass without answering is stopped (SIGSTOP, a debugger), wedged, or has lost its disk, and a
+    /// script waiting on it had better hear so than hang.
+    static let quickAnswer: Double = 60
+    /// The longest wait for the daemon to take the connection: it takes connections as they come, so a full
+    /// queue of them that does not move for this long is a daemon that does not serve.
+    static let connecting: Double = 10
+
+    /// Connects to the daemon, to wait for answers as `wait` says: at most ``quickAnswer`` seconds each for
+    /// `.answer`, without limit for `.walk`, unless --timeout or $INCIDENTCTL_TIMEOUT says otherwise (0: no limit).
+    func connect(_ wait: Wait = .answer) throws(ClientFailure) -> SocketClient {
+        var limit: Double?
+        var source: String
+        if let timeout {
+            (limit, source) = (timeout, "--timeout")
+        } else if let environment = ProcessInfo.processInfo.environment["INCIDENTCTL_TIMEOUT"], !environment.isEmpty {
+            do {
+                limit = try Self.seconds(environment)
+            } catch {
+                throw .usage("INCIDENTCTL_TIMEOUT: \(error); set it to a number of seconds, or unset it")
+            }
+            source = "INCIDENTCTL_TIMEOUT"
+        } else {
+            limit = wait == .answer ? Self.quickAnswer : nil
+            source = "the default; --timeout SECONDS or INCIDENTCTL_TIMEOUT sets another, 0 for none"
+        }
+        if limit == 0 { limit = nil }
+        return try SocketClient(
+            path: socketPath, connectLimit: min(limit ?? Self.connecting, Self.connecting), answerLimit: limit, limitSource: source)
+    }
+
+    /// The seconds `text` gives: a number of 0 or more, whole or with a fraction (0.5), up to a year.
+    static func seconds(_ text: String) throws -> Double {
+        if let value = Double(text), value < 0 { throw ValidationError("'\(text)' is less than 0: give a number of seconds, or 0 for no limit") }
+        guard let value = Double(text), value.isFinite, text.allSatisfy({ $0.isASCII && ($0.isNumber || $0 == ".") }) else {
+            throw ValidationError("'\(text)' is not a number of seconds, such as 30 or 2.5 (0: no limit)")
+        }
+        guard value <= 366 * 86_400 else { throw ValidationError("'\(text)' seconds is more than a year; give 0 for no limit") }
+        return value
     }
 }
 

@@ -143,7 +143,8 @@ struct Events: ParsableCommand {
                             idleBeforeAskingForHead = min(2 * idleBeforeAskingForHead, Self.longestIdleBeforeAskingForHead)
                         }
                     }
-                    let line = try client.receiveLine()
+                    // Events come when they are committed, which may be hours apart: no limit on the wait.
+                    let line = try client.receiveLine(waitingAtMost: nil)
                     if format == .json, let event = Self.eventBytes(line), let position = Self.position(of: event),
                         position < Int64.max
                     {
@@ -467,7 +468,7 @@ struct Verify: ParsableCommand {
             let expected = hashes.compactMap { ChainHash.bytes(hashHex: $0) }
             response = .object(try openDirectly(dataDir, gazetteer: cities).verify(expectedHeads: expected).members)
         } else {
-            response = try connection.connect().document(.verify, hashes.isEmpty ? [:] : ["expectHeads": .array(hashes.map { .string($0) })])
+            response = try connection.connect(.walk).document(.verify, hashes.isEmpty ? [:] : ["expectHeads": .array(hashes.map { .string($0) })])
         }
         let verdicts = PublishedHead.verdicts(published, in: response)
         if var members = response.objectValue, !published.isEmpty, members["expectedHeads"] != nil {
@@ -606,7 +607,7 @@ struct Backup: ParsableCommand {
 
     func run() throws {
         let path = destination.hasPrefix("/") ? destination : FileManager.default.currentDirectoryPath + "/" + destination
-        let response = try connection.connect().document(.backup, ["path": .string(path)])
+        let response = try connection.connect(.walk).document(.backup, ["path": .string(path)])
         switch output.resolved {
         case .json: Printer.json(response)
         case .table:
@@ -685,7 +686,7 @@ struct Replay: ParsableCommand {
             if let untilPosition { body["untilPosition"] = .int(Int64(clamping: untilPosition)) }
             if let asOf { body["asOf"] = .string(asOf) }
             if let occurredBefore { body["occurredBefore"] = .string(occurredBefore) }
-            document = try connection.connect().call(.replay, body)["cities"] ?? .array([])
+            document = try connection.connect(.walk).call(.replay, body)["cities"] ?? .array([])
         }
         switch output.resolved {
         case .json: Printer.json(document)

@@ -62,7 +62,8 @@ enum ClientFailure: Error, CustomStringConvertible {
 }
 
 /// A blocking JSON-lines client of the daemon's socket. Requests may be pipelined: ``send(_:)`` writes,
-/// ``receive()`` reads the next response in order.
+/// ``receive()`` reads the next response in order. Each wait is bounded: for the daemon to take the connection,
+/// for it to take a request, and for each answer, as the caller says.
 final class SocketClient {
     let path: String
     private let fd: Int32
@@ -70,14 +71,27 @@ final class SocketClient {
     private var lines: [[UInt8]] = []
     private var linesStart = 0
     private var nextId: Int64 = 1
+    /// The longest wait, in seconds, for each answer and for the daemon to take a request; nil: no limit.
+    let answerLimit: Double?
+    /// What set `answerLimit`, as a timeout names it ("--timeout").
+    private let limitSource: String
 
-    init(path: String) throws(ClientFailure) {
+    /// Connects to `path`, waiting at most `connectLimit` seconds for the daemon to take the connection (a listener
+    /// whose queue of connections is full keeps a connect waiting), and then at most `answerLimit` for each answer
+    /// (nil: no limit), which `limitSource` set. Nothing the daemon can do keeps it waiting longer: a waiting that
+    /// runs out is ``ClientFailure/unreachable(_:)``.
+    init(path: String, connectLimit: Double, answerLimit: Double?, limitSource: String) throws(ClientFailure) {
         self.path = path
+        self.answerLimit = answerLimit
+        self.limitSource = limitSource
         guard !path.isEmpty else {
             throw .usage("--socket: the socket path is empty; give the path of the socket incidentd serves (daemon.socket in its incidentd.toml)")
         }
         fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
         guard fd >= 0 else { throw .unreachable("cannot create a socket: \(String(cString: strerror(errno)))") }
+        // A Unix socket's connect waits for room in the listener's queue as long as SO_SNDTIMEO allows, then fails
+        // with EAGAIN; the same option then bounds a send that the daemon does not read.
+        Self.setSendTimeout(fd, connectLimit)
         var address = sockaddr_un()
         address.sun_family = sa_family_t(AF_UNIX)
         let bytes = Array(path.utf8)
@@ -93,6 +107,11 @@ final class SocketClient {
             let code = errno
             let reason = String(cString: strerror(code))
             close(fd)
+            if code == EAGAIN || code == EINPROGRESS {
+                throw .unreachable(
+                    "incidentd at \(path) did not take the connection within \(Self.describe(seconds: connectLimit)): the queue of "
+                        + "connections waiting for it to take them is full (it may be stopped, wedged or overloaded); nothing was sent")
+            }
             if code == EACCES, let group = Self.groupToJoin(path) {
                 throw .unreachable(
                     "cannot reach incidentd at \(path): \(reason): reaching it takes membership of its group \(group) (ask an administrator to add you to it, then log in again); the roles in incidentd.toml then decide what you may do")
@@ -112,6 +131,26 @@ final class SocketClient {
             close(fd)
             throw .unreachable(stranger)
         }
+        Self.setSendTimeout(fd, answerLimit ?? 0)
+    }
+
+    /// Sets SO_SNDTIMEO of `fd` to `seconds` (0: none).
+    private static func setSendTimeout(_ fd: Int32, _ seconds: Double) {
+        let whole = seconds.rounded(.down)
+        var time = timeval(tv_sec: Int(whole), tv_usec: Int((seconds - whole) * 1_000_000))
+        _ = setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &time, socklen_t(MemoryLayout<timeval>.size))
+    }
+
+    /// "60 seconds", "1 second", "2.5 seconds".
+    static func describe(seconds: Double) -> String {
+        seconds == 1 ? "1 second" : seconds == seconds.rounded() ? "\(Int(seconds)) seconds" : "\(seconds) seconds"
+    }
+
+    /// Why a wait for the daemon ran out: `what` it did not do within `seconds`, and what set that limit.
+    private func waitedTooLong(_ what: String, _ seconds: Double) -> ClientFailure {
+        .unreachable(
+            "incidentd at \(path) \(what) within \(Self.describe(seconds: seconds)) (\(limitSource)): it may be "
+                + "stopped, wedged or overloaded")
     }
 
     /// Why the process serving the connected socket `fd` cannot be trusted to be incidentd, or nil. One that runs as
@@ -212,6 +251,7 @@ final class SocketClient {
             if written < 0 {
                 let code = errno
                 if code == EINTR { continue }
+                if code == EAGAIN || code == EWOULDBLOCK { throw waitedTooLong("did not take the request", answerLimit ?? 0) }
                 // A daemon that refused the connection (too_many_connections, which it sends only as it refuses one)
                 // wrote why, then closed it: that line, still to be read, is the answer, not the broken pipe the
                 // request then met. Any other line waiting is left for its reader: the answers to requests sent
@@ -265,11 +305,29 @@ final class SocketClient {
         return line
     }
 
-    /// The next line as it came, without its newline.
+    /// The next line as it came, without its newline, waiting for it at most ``answerLimit``.
     func receiveLine() throws(ClientFailure) -> [UInt8] {
+        try receiveLine(waitingAtMost: answerLimit)
+    }
+
+    /// The next line as it came, without its newline, waiting for the whole of it at most `limit` seconds (nil: as
+    /// long as it takes, as a follower waits for the next event).
+    func receiveLine(waitingAtMost limit: Double?) throws(ClientFailure) -> [UInt8] {
+        let deadline = limit.map { ContinuousClock.now + .seconds($0) }
         while linesStart >= lines.count {
             lines.removeAll(keepingCapacity: true)
             linesStart = 0
+            if let deadline {
+                let left = ContinuousClock.now.duration(to: deadline)
+                let milliseconds = left.components.seconds * 1000 + (left.components.attoseconds + 999_999_999_999_999) / 1_000_000_000_000_000
+                var descriptor = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
+                let ready = milliseconds <= 0 ? 0 : poll(&descriptor, 1, Int32(clamping: milliseconds))
+                if ready < 0 {
+                    if errno == EINTR { continue }
+                    throw .unreachable("lost the connection to incidentd at \(path): \(String(cString: strerror(errno)))")
+                }
+                if ready == 0, let limit { throw waitedTooLong("did not answer", limit) }
+            }
             var buffer = [UInt8](repeating: 0, count: 65536)
             let count = buffer.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
             if count < 0 {

@@ -356,6 +356,7 @@ struct EventLines {
     /// Whether the start of the input has been looked at for a byte order mark.
     private var begun = false
 
+    /// Where ``line(_:of:)`` is: the event it found last, by its index.
     private final class Cursor {
         var index = -1
         var line = Line(number: 0, bytes: 0..<0)

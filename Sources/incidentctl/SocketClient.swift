@@ -137,7 +137,10 @@ final class SocketClient {
     /// Sets SO_SNDTIMEO of `fd` to `seconds` (0: none).
     private static func setSendTimeout(_ fd: Int32, _ seconds: Double) {
         let whole = seconds.rounded(.down)
-        var time = timeval(tv_sec: Int(whole), tv_usec: Int((seconds - whole) * 1_000_000))
+        var micro = Int((seconds - whole) * 1_000_000)
+        // A time of zero is none: a limit under a microsecond is one microsecond.
+        if seconds > 0 && whole == 0 && micro == 0 { micro = 1 }
+        var time = timeval(tv_sec: Int(whole), tv_usec: micro)
         _ = setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &time, socklen_t(MemoryLayout<timeval>.size))
     }
 

@@ -139,6 +139,10 @@ struct TimeoutTests {
             bounded.result.stderr.contains(
                 "incidentd at \(full) did not take the connection within 1 second: the queue of connections waiting for it to take them is full (it may be stopped, wedged or overloaded); nothing was sent"),
             "\(bounded.result.stderr)")
+        // A limit below what SO_SNDTIMEO counts (a microsecond) is still a limit, not none.
+        let tiny = try Self.run(["status", "--timeout", "0.0000001", "--socket", full], deadline: 10)
+        #expect(!tiny.killed && tiny.result.status == 3, "\(tiny.result.stderr)")
+        #expect(tiny.result.stderr.contains("did not take the connection within"), "\(tiny.result.stderr)")
         // No limit on verify's answer, but connecting is bounded all the same.
         let byDefault = try Self.run(["verify", "--socket", full])
         #expect(!byDefault.killed && byDefault.result.status == 3, "\(byDefault.result.stderr)")

@@ -29,6 +29,9 @@ public struct CaseCounts<Case: StoredEnumeration & RawRepresentable>: Hashable, 
     /// Whether every count is zero.
     public var isEmpty: Bool { storage == SIMD16() }
 
+    /// Whether some count is below zero, which no fold of a sound log makes.
+    public var hasNegative: Bool { any(storage .< SIMD16()) }
+
     /// How many cases have a count other than zero.
     public var nonZero: Int {
         withUnsafeBytes(of: storage) { raw in

@@ -523,13 +523,24 @@ public struct CityState: Hashable, Sendable {
 
     /// Adds (`sign` 1) or removes (`sign` -1) what one incident contributes to its city.
     ///
-    /// - Throws: `log_damaged` naming this city when a sum overflows (``accumulate(_:_:times:in:)``).
+    /// - Throws: `log_damaged` naming this city when a sum overflows (``accumulate(_:_:times:in:)``), or when a
+    ///   count is below zero once an incident is added: each event takes its incident away and adds it back, and
+    ///   then no count of a sound city is below zero, so the city was read back with less than its incidents gave it.
     mutating func add(_ incident: IncidentState, sign: Int64) throws(IncidentError) {
         do {
             try addCounts(incident, sign: sign)
         } catch {
             throw IncidentError.damagedProjection("city", ": \(cityId.prefix(128))'s counts overflow as an incident is added to them")
         }
+        if sign > 0 && hasCountBelowZero {
+            throw IncidentError.damagedProjection(
+                "city", ": \(cityId.prefix(128))'s counts fall below zero: it was read back with less than its incidents gave it")
+        }
+    }
+
+    private var hasCountBelowZero: Bool {
+        (incidents | participantsLow | participantsHigh | participantsCounted | killed | injured | detained | openIncidents) < 0
+            || outcomes.hasNegative || verification.hasNegative || incidentsByKind.hasNegative || responses.hasNegative
     }
 
     private mutating func addCounts(_ incident: IncidentState, sign: Int64) throws(IncidentError) {

@@ -148,6 +148,35 @@ import Testing
         #expect(cityError?.message.hasPrefix("the stored city projection is damaged: kupiansk's counts overflow") == true, "\(String(describing: cityError))")
     }
 
+    @Test("folding an event into a stored city whose counts were read back lower than its incidents gave it throws log_damaged naming the city, where the city was stored with counts below zero (casualties, responses, outcomes, verification, kinds)")
+    func countsFoldedBelowZero() throws {
+        let projector = Projector(gazetteer: .embedded)
+        let report = try Self.event(
+            1, version: 1, type: "incident-reported", data: ["city": "Kupiansk", "cityId": "kupiansk", "kind": "demonstration"])
+        let response = try Self.event(2, version: 2, type: "response-observed", data: ["by": "police", "responses": ["tear-gas"], "killed": 1])
+        let outcome = try Self.event(3, version: 3, type: "outcome-updated", data: ["status": "retracted", "verification": "debunked"])
+        let damages: [(String, (inout CityState) -> Void)] = [
+            ("killed", { $0.killed = 0 }), ("incidents", { $0.incidents = 0 }), ("tear gas", { $0.responses[.tearGas] = 0 }),
+            ("kind", { $0.incidentsByKind[.demonstration] = 0 }), ("outcome", { $0.outcomes[.unknown] = 0 }),
+            ("verification", { $0.verification[.unverified] = 0 }),
+        ]
+        for (what, damage) in damages {
+            var store = InMemoryProjections()
+            try projector.apply(report, to: &store)
+            try projector.apply(response, to: &store)
+            var sound = store
+            #expect(throws: Never.self, "\(what): the premise, a sound city takes the outcome") { try projector.apply(outcome, to: &sound) }
+            if var city = store.cities["kupiansk"] {
+                damage(&city)
+                store.cities["kupiansk"] = city
+            }
+            let error = #expect(throws: IncidentError.self, "\(what)") { try projector.apply(outcome, to: &store) }
+            #expect(
+                error?.code == .logDamaged && error?.message.contains("kupiansk's counts fall below zero: it was read back with less than its incidents gave it") == true,
+                "\(what): \(String(describing: error))")
+        }
+    }
+
     @Test("folding an event into a stored incident damaged to a last position at or past the event's throws log_damaged, where it stored an incident that ends before it starts and does not read back")
     func positionsPastTheEvent() throws {
         let projector = Projector(gazetteer: .embedded)

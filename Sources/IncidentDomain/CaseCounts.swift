@@ -29,8 +29,12 @@ public struct CaseCounts<Case: StoredEnumeration & RawRepresentable>: Hashable, 
     /// Whether every count is zero.
     public var isEmpty: Bool { storage == SIMD16() }
 
-    /// Whether some count is below zero, which no fold of a sound log makes.
-    public var hasNegative: Bool { any(storage .< SIMD16()) }
+    /// Every count or'ed together: below zero when some count is, which no fold of a sound log makes.
+    @inline(__always) public var signBits: Int64 {
+        let s = storage
+        return (s[0] | s[1] | s[2] | s[3]) | (s[4] | s[5] | s[6] | s[7]) | (s[8] | s[9] | s[10] | s[11])
+            | (s[12] | s[13] | s[14] | s[15])
+    }
 
     /// How many cases have a count other than zero.
     public var nonZero: Int {

@@ -539,8 +539,8 @@ public struct CityState: Hashable, Sendable {
     }
 
     private var hasCountBelowZero: Bool {
-        (incidents | participantsLow | participantsHigh | participantsCounted | killed | injured | detained | openIncidents) < 0
-            || outcomes.hasNegative || verification.hasNegative || incidentsByKind.hasNegative || responses.hasNegative
+        let scalars = incidents | participantsLow | participantsHigh | participantsCounted | killed | injured | detained | openIncidents
+        return (scalars | outcomes.signBits | verification.signBits | incidentsByKind.signBits | responses.signBits) < 0
     }
 
     private mutating func addCounts(_ incident: IncidentState, sign: Int64) throws(IncidentError) {

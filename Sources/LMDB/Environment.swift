@@ -85,7 +85,13 @@ public final class Environment: @unchecked Sendable {
     /// page past the end of a file that was cut short kills the process with
     /// `SIGBUS` instead of returning an error.
     ///
-    /// - Throws: ``TruncatedDataFile`` if `data.mdb` is shorter than pages in use
+    /// LMDB's lock file, `lock.mdb`, is made (if missing) and every block of it allocated before LMDB maps it:
+    /// LMDB writes its table of readers through that map, where a block a full file system cannot hold kills the
+    /// process with `SIGBUS`. Its size is the one LMDB gives it for ``EnvironmentOptions/maxReaders``, so that the
+    /// reader slots are those asked for; an existing one keeps its size, from which LMDB counts the slots.
+    ///
+    /// - Throws: ``LockFileNotAllocated`` if `lock.mdb` cannot be given its disk space (`ENOSPC` on a full file
+    ///   system); ``TruncatedDataFile`` if `data.mdb` is shorter than pages in use
     ///   (pages past its end that are all free, never written by LMDB, are not
     ///   missing), or too short for LMDB's two meta pages; ``LMDBError``, e.g.
     ///   `ENOENT` if the directory does not exist, `EINVAL` (from
@@ -113,6 +119,8 @@ public final class Environment: @unchecked Sendable {
                 try lmdb_env_set_mapsize(env, options.initialMapSize)
             }
             try DataFile.checkMetaPages(path: directory + "/data.mdb")
+            // LMDB writes lock.mdb through a map, where a block a full disk cannot hold is a SIGBUS.
+            try LockFile.allocate(directory: directory, maxReaders: options.maxReaders, mode: options.fileMode)
             try Self.openEnvironment(env, directory: directory, flags: flags, mode: options.fileMode)
             // Before any transaction reads a page: a file cut short faults on the first read past its end.
             try DataFile.check(env, path: directory + "/data.mdb")

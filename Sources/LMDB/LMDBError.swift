@@ -1,3 +1,11 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
 /// An error returned by an LMDB function.
 ///
 /// Like swift-system's `Errno`, this is a plain value: the C return code
@@ -168,4 +176,41 @@ public struct TruncatedDataFile: Error, Hashable, Sendable, CustomStringConverti
     }
 
     public var description: String { problem + "; restore it from a backup" }
+}
+
+/// LMDB's lock file, `lock.mdb`, could not be given its disk space: the file system is full (`ENOSPC`), a quota is
+/// reached (`EDQUOT`), or the disk fails.
+///
+/// LMDB writes its table of readers through a shared map of the file, where a block the file system has no room
+/// for kills the process with `SIGBUS` instead of returning an error; so ``Environment/init(directory:options:)``
+/// allocates every block of it before LMDB maps it, read-write and read-only alike, and throws this when it
+/// cannot. `data.mdb` was not opened. A lock file that this made stays, empty or in part allocated, as LMDB
+/// itself would leave it; the next open allocates it again.
+public struct LockFileNotAllocated: Error, Hashable, Sendable, CustomStringConvertible {
+    /// The lock file, `directory + "/lock.mdb"`.
+    public let path: String
+    /// The bytes it was to have allocated.
+    public let size: Int
+    /// The `errno` of the call that failed.
+    public let code: Int32
+    /// The C function that failed: `open`, `fstat` or `fallocate`.
+    public let function: String
+
+    public init(path: String, size: Int, code: Int32, function: String) {
+        self.path = path
+        self.size = size
+        self.code = code
+        self.function = function
+    }
+
+    /// Whether the file system, or the user's quota on it, had no room (`ENOSPC`, `EDQUOT`).
+    public var isOutOfSpace: Bool { code == ENOSPC || code == EDQUOT }
+
+    /// What failed, in words: the file, the bytes, the call and its error.
+    public var problem: String {
+        "cannot allocate the \(size) bytes of \(path), LMDB's table of readers, which it writes through a memory map: "
+            + "\(function): \(LMDBError(code: code, function: function).message)"
+    }
+
+    public var description: String { problem }
 }

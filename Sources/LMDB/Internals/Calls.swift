@@ -106,6 +106,12 @@ internal func lmdb_env_copyfd2(_ env: OpaquePointer, _ fd: Int32, _ flags: UInt3
 /// `O_DIRECT`, or 0 where the platform has none.
 internal var lmdb_o_direct: Int32 { lmdb_shim_o_direct() }
 
+/// Linux's `fallocate` with mode 0 on bytes `[offset, offset + length)` of `fd`: 0, or the `errno` (`EOPNOTSUPP`
+/// where the file system or the platform cannot; never emulated by writing).
+internal func lmdb_fallocate(_ fd: Int32, offset: Int, length: Int) -> Int32 {
+    lmdb_shim_fallocate(fd, Int64(offset), Int64(length))
+}
+
 internal func lmdb_reader_check(_ env: OpaquePointer) throws(LMDBError) -> Int32 {
     var dead: Int32 = 0
     try check(mdb_reader_check(env, &dead), "mdb_reader_check")

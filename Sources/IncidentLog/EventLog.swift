@@ -185,6 +185,11 @@ public final class EventLog: Sendable {
                     + "proves with incidentd --recover-from, giving the head hash last published with --expect-head and "
                     + "the latest backups with --fill-from for the events past the cut (see README.md), which loses none "
                     + "appended since those backups; or: \(restoreAdvice)")
+        case let error as LockFileNotAllocated:
+            guard error.isOutOfSpace else { return LogError(.io, "cannot open the log in \(directory): \(error.problem)") }
+            return fileSystemFullAtOpen(directory, error.problem)
+        case let error as LMDBError where error.code == ENOSPC || error.code == EDQUOT:
+            return fileSystemFullAtOpen(directory, "\(error)")
         case let error as LMDBError:
             if error.isNotFound {
                 return LogError(.notALog, "\(directory) holds no incident log")
@@ -208,6 +213,15 @@ public final class EventLog: Sendable {
         default:
             return error
         }
+    }
+
+    /// The refusal to open the log in `directory` for want of space on its file system, where `what` failed: it says
+    /// what is free, and to free space and try again, since nothing else is wrong.
+    static func fileSystemFullAtOpen(_ directory: String, _ what: String) -> LogError {
+        let left = freeBytes(at: directory).map { "\($0) bytes free" } ?? "free space unknown"
+        return LogError(
+            .storageFull,
+            "cannot open the log in \(directory): the file system holding it is full (\(left)): \(what). Free space there and try again")
     }
 
     /// Refuses a data directory path that is empty, or that names, or leads through, something other than a

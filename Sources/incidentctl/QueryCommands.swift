@@ -718,7 +718,7 @@ struct Replay: ParsableCommand {
 
 /// The log in data directory `dataDir`, opened read-only; a damaged one is refused (exit 1: `page_damaged`, or
 /// `log_damaged` for a file cut short or a log that cannot be read; `permission_denied` for files this user may not
-/// open); a directory that holds none, or one that cannot be opened otherwise, is bad usage (exit 2) naming it and
+/// open; `storage_full` for a file system with no room for LMDB's `lock.mdb`); a directory that holds none, or one that cannot be opened otherwise, is bad usage (exit 2) naming it and
 /// why.
 func openDirectly(_ dataDir: String, gazetteer: Gazetteer = .embedded) throws -> EventLog {
     do {
@@ -729,6 +729,8 @@ func openDirectly(_ dataDir: String, gazetteer: Gazetteer = .embedded) throws ->
         throw ClientFailure.refused(code: "log_damaged", message: error.message)
     } catch let error as LogError where error.code == .accessDenied {
         throw ClientFailure.refused(code: "permission_denied", message: error.message)
+    } catch let error as LogError where error.code == .storageFull {
+        throw ClientFailure.refused(code: "storage_full", message: error.message)
     } catch let error as LogError {
         // It names the directory and why.
         throw ClientFailure.usage(error.message)

@@ -92,8 +92,10 @@ public final class EventLog: Sendable {
         envOptions.maxMapSize = options.maxMapSize
         envOptions.readOnly = options.readOnly
         var dataFileLock: Int32 = -1
+        var dataFileIsNew = false
         do {
             try EventLog.refuseEmptyDataFile(in: options.directory)
+            dataFileIsNew = !options.readOnly && access(options.directory + "/data.mdb", F_OK) != 0 && errno == ENOENT
             environment = try Environment(directory: options.directory, options: envOptions)
             // Before this process writes anything: opening LMDB's environment wrote nothing to an existing log.
             if !options.readOnly { dataFileLock = try EventLog.lockDataFile(directory: options.directory) }
@@ -115,6 +117,8 @@ public final class EventLog: Sendable {
                 cities: try environment.openDatabase("cities", create: create),
                 meta: meta)
         } catch {
+            // Under incidentd.lock still, so that no other writer is making the file.
+            if dataFileIsNew { EventLog.removeUnwrittenDataFile(in: options.directory) }
             if lockDescriptor >= 0 { close(lockDescriptor) }
             if dataFileLock >= 0 { close(dataFileLock) }
             throw EventLog.openFailure(error, directory: options.directory, readOnly: options.readOnly)
@@ -287,6 +291,19 @@ public final class EventLog: Sendable {
             .corrupt,
             "\(path) is empty, and an empty data.mdb is not a log: a copy or a restore that did not finish leaves one. "
                 + "\(restoreAdvice); or, if this is meant to be a new log, delete data.mdb, and incidentd starts one there")
+    }
+
+    /// Removes the `data.mdb` in `directory` that this writer's open of a new log made, when it is shorter than the two
+    /// meta pages LMDB writes first, in one write, when it makes the file (a full disk stopped that write): no commit
+    /// can be in it, and left there it would be refused at the next start as a log cut short or empty, after space
+    /// was freed. A longer one (LMDB wrote its meta pages, and the open failed later) stays: it is a log.
+    static func removeUnwrittenDataFile(in directory: String) {
+        let path = directory + "/data.mdb"
+        var info = stat()
+        guard lstat(path, &info) == 0, (info.st_mode & S_IFMT) == S_IFREG,
+            Int(info.st_size) < 2 * Int(sysconf(Int32(_SC_PAGESIZE)))
+        else { return }
+        unlink(path)
     }
 
     /// Reads every stored city document into ``cityDocuments``; one that does not read back as a city's

@@ -190,7 +190,9 @@ public final class EventLog: Sendable {
                     + "the latest backups with --fill-from for the events past the cut (see README.md), which loses none "
                     + "appended since those backups; or: \(restoreAdvice)")
         case let error as LockFileNotAllocated:
-            guard error.isOutOfSpace else { return LogError(.io, "cannot open the log in \(directory): \(error.problem)") }
+            guard error.isOutOfSpace else {
+                return LogError(.io, "cannot open the log in \(directory): \(error.problem)")
+            }
             return fileSystemFullAtOpen(directory, error.problem)
         case let error as LMDBError where error.code == ENOSPC || error.code == EDQUOT:
             return fileSystemFullAtOpen(directory, "\(error)")

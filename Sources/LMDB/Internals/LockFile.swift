@@ -71,7 +71,9 @@ internal enum LockFile {
         }
         defer { close(fd) }
         var status = stat()
-        guard fstat(fd, &status) == 0 else { throw LockFileNotAllocated(path: path, size: wanted, code: errno, function: "fstat") }
+        guard fstat(fd, &status) == 0 else {
+            throw LockFileNotAllocated(path: path, size: wanted, code: errno, function: "fstat")
+        }
         let length = Int(status.st_size) < wanted && !isOpenElsewhere(fd) ? wanted : Int(status.st_size)
         guard length > 0 else { return }
         while true {

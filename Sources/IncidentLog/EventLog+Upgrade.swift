@@ -84,6 +84,39 @@ extension EventLog {
         try makeStreamSummaries(everyEntry: true)
     }
 
+    /// Deletes the `incident-streams` and `event-ids` entries that name a position past the head, `head`: those
+    /// of events cut off the log behind incidentd's back, which a rebuild an operator asks for accepts as it is.
+    /// Left in place, their stream summaries stop that rebuild, and an event appended again with one of their ids
+    /// is refused as a duplicate (or taken for a retry) of an event the log no longer holds. The entries are found
+    /// in a read transaction and deleted in transactions of `upgradeEntriesPerCommit`; a crash midway leaves the
+    /// projections counting past the head, so the next start refuses again until the rebuild is asked again.
+    /// Returns how many entries were deleted.
+    func deleteEntriesPastHead(_ head: UInt64) throws -> Int {
+        let entriesPerCommit = max(1, options.upgradeEntriesPerCommit)
+        var deleted = 0
+        for (database, name) in [(db.streams, "incident-streams"), (db.eventIds, "event-ids")] {
+            try stopIfAsked(during: "while deleting the \(name) entries of events past the head")
+            let stale = try environment.read { txn in
+                var keys: [[UInt8]] = []
+                try txn.forEach(database) { key, value in
+                    if let position = Keys.readPosition(value), position > head { keys.append(Array(key)) }
+                    return true
+                }
+                return keys
+            }
+            var start = 0
+            while start < stale.count {
+                let end = min(start + entriesPerCommit, stale.count)
+                try environment.write { txn in
+                    for key in stale[start..<end] { _ = try txn.delete(database, key: key) }
+                }
+                start = end
+            }
+            deleted += stale.count
+        }
+        return deleted
+    }
+
     /// Writes the summary of each `incident-streams` entry that has none, or of every entry.
     private func makeStreamSummaries(everyEntry: Bool) throws {
         let entriesPerCommit = max(1, options.upgradeEntriesPerCommit)

@@ -485,7 +485,7 @@ public final class EventLog: Sendable {
         if !options.rebuildAtOpen && projected.0 != .max && projected.0 > head {
             throw LogError(
                 .corrupt,
-                "the projections were built up to position \(projected.0), but the log ends at \(head): events they counted are no longer in it, removed behind incidentd's back or with the record of the head rewritten. incidentd does not rebuild them, since they are the witness of what was there. Keep the data directory as it is (copy it aside), check the log against the head you last published (incidentctl verify --data-dir \(options.directory) --expect-head POSITION:HASH), and recover the events from a backup (incidentd --recover-from with --fill-from and --expect-head, see README.md); to accept the log as it is, start incidentd once with --rebuild-projections")
+                "the projections were built up to position \(projected.0), but the log ends at \(head): events they counted are no longer in it, removed behind incidentd's back or with the record of the head rewritten. incidentd does not rebuild them, since they are the witness of what was there. Keep the data directory as it is (copy it aside), check the log against the head you last published (incidentctl verify --data-dir \(options.directory) --expect-head POSITION:HASH), and recover the events from a backup (incidentd --recover-from with --fill-from and --expect-head, see README.md); to accept the log as it is, start incidentd once with --rebuild-projections, which deletes the index entries of the events no longer in it and folds the projections again from the events that are")
         }
         let reason: String
         if options.rebuildAtOpen {
@@ -507,7 +507,13 @@ public final class EventLog: Sendable {
         let told = head > 0 || options.rebuildAtOpen
         if head > 0 { try refuseDamagedPages(before: "the rebuild of its projections") }
         if told { options.onRebuildAtOpen?(reason) }
-        if options.rebuildAtOpen { try rederiveStreamSummaries() }
+        if options.rebuildAtOpen {
+            let deleted = try deleteEntriesPastHead(head)
+            if deleted > 0 {
+                options.onProgress?("deleted \(deleted) index entries (incident-streams, event-ids) of events past the head, position \(head), no longer in the log")
+            }
+            try rederiveStreamSummaries()
+        }
         let folded = try rebuildProjections()
         if told { openingRebuild.withLock { $0 = folded } }
     }

@@ -178,6 +178,34 @@ extension VerifyTests {
         #expect(daemon.stop() == 0)
     }
 
+    @Test("a log whose last event was cut off with its index entries left in place (only the record of the head made to match): --rebuild-projections deletes the entries of the event no longer there and starts, and the event appended again with its id is stored at that position")
+    func cutTailKeepingItsIndexEntriesIsAcceptedByTheRebuild() throws {
+        let (daemon, _, _) = try Self.publishedArticle()
+        try daemon.start()
+        let eighth = try daemon.client().call("read", ["from": 8, "limit": 1])["events"]?.arrayValue?.first
+        let eventId = try #require(eighth?["eventId"]?.stringValue)
+        #expect(daemon.stop() == 0)
+        try Self.tamper(daemon, position: 8) { _, _ in nil }
+        try Self.recordHead(daemon, position: 7, hash: try Self.storedHash(daemon, position: 7), markingProjections: false)
+
+        #expect(throws: HarnessError.self) { try daemon.start() }
+        #expect(daemon.log.contains("start incidentd once with --rebuild-projections, which deletes the index entries"), "\(daemon.log)")
+        daemon.extraArguments = ["--rebuild-projections"]
+        try daemon.start()
+        daemon.extraArguments = []
+        #expect(daemon.log.contains("deleted 2 index entries (incident-streams, event-ids) of events past the head, position 7"), "\(daemon.log)")
+        let client = try daemon.client()
+        #expect(try client.call("status")["position"]?.intValue == 7)
+        guard case .object(var event) = try Repository.articleEvents()[7] else { throw HarnessError("the article's event 8 is not an object") }
+        event["eventId"] = .string(eventId)
+        let again = try client.appendEvents([.object(event)])
+        #expect(again.isOK && again["positions"]?.arrayValue?.first?.intValue == 8, "\(again)")
+        #expect(try client.call("status")["position"]?.intValue == 8)
+        #expect(daemon.stop() == 0)
+        let verified = try runCommand(Binaries.incidentctl, ["verify", "--data-dir", daemon.dataDir])
+        #expect(verified.status == 0, "the chain and every index and projection as the events give them: \(verified)")
+    }
+
     @Test("a log rewritten at its head is made again from a backup to the head published: recovery takes the hash given over the head the log records, says it left that one out, and the new log passes verify --expect-head")
     func rewrittenHeadRecoveredToThePublishedHead() throws {
         let (daemon, head, _) = try Self.publishedArticle()

@@ -40,7 +40,7 @@ extension EventLog {
                     "the file system holding \(directory) is full: the backup's directory could not be made there "
                         + "(\(freeBefore.map { "\($0) bytes free" } ?? "free space unknown")); no backup was made")
             }
-            throw LogError(.invalidDestination, "cannot back up into \(directory): \(Self.whyNotCreated(code))")
+            throw LogError(.invalidDestination, "cannot back up into \(directory): \(Self.whyNotCreated(code, directory))")
         }
         do {
             try environment.copy(to: directory, compact: true)
@@ -70,10 +70,18 @@ extension EventLog {
                 + "backup was made, and what was copied was removed. Free space there, or back up into a larger file system")
     }
 
-    private static func whyNotCreated(_ code: Int32) -> String {
+    /// Why `mkdir` of `directory` failed with `code`, in words.
+    private static func whyNotCreated(_ code: Int32, _ directory: String) -> String {
         switch code {
         case EEXIST: return "it exists already; a backup goes into a new directory, so that none is ever overwritten"
-        case ENOENT: return "the directory it would go in does not exist"
+        case ENOENT:
+            // A file system that holds no directories a process makes (/proc, /sys) answers ENOENT too.
+            let parent = Self.parent(of: directory)
+            var info = stat()
+            if stat(parent, &info) == 0 && (info.st_mode & S_IFMT) == S_IFDIR {
+                return "\(parent) is there, but its file system lets no directory be made in it (as /proc and /sys; mkdir said: \(String(cString: strerror(code)))); give a directory on a disk"
+            }
+            return "the directory it would go in, \(parent), does not exist"
         case ENOTDIR: return "a part of the path is not a directory"
         case EACCES, EPERM:
             return "incidentd (uid \(geteuid())) may not create a directory there"

@@ -85,7 +85,7 @@ struct BackupTests {
             (["path": "relative/backup"], "give the absolute path of a new directory"),
             (["path": .string(existing)], "it exists already"),
             (["path": .string(existing + "/")], "it exists already"),
-            (["path": .string(daemon.root + "/missing/backup")], "the directory it would go in does not exist"),
+            (["path": .string(daemon.root + "/missing/backup")], "the directory it would go in, \(daemon.root)/missing, does not exist"),
             ([:], "path: expected the absolute path"),
             (["path": 7], "path: expected the absolute path"),
         ]
@@ -100,6 +100,17 @@ struct BackupTests {
         #expect(!FileManager.default.fileExists(atPath: daemon.dataDir + "/relative"))
         #expect(try client.call("backup", ["path": .string(daemon.root + "/b"), "compact": true]).errorCode == "invalid_request")
         #expect(try client.headPosition() == 8)
+        #expect(daemon.stop() == 0)
+    }
+
+    @Test("incidentctl backup into a file system that makes no directories (/proc) exits 1 saying so, not that the directory it would go in does not exist")
+    func backupIntoProc() throws {
+        let daemon = try Daemon()
+        #expect(try daemon.client().appendEvents(try Repository.articleEvents()).isOK)
+        let refused = try daemon.ctl(["backup", "/proc/incidentd-backup"])
+        #expect(refused.status == 1, "\(refused)")
+        #expect(refused.stderr.contains("invalid_request") && refused.stderr.contains("/proc is there, but its file system lets no directory be made in it"), "\(refused.stderr)")
+        #expect(!refused.stderr.contains("does not exist"), "\(refused.stderr)")
         #expect(daemon.stop() == 0)
     }
 

@@ -55,10 +55,17 @@ public struct Source: Hashable, Sendable {
         method = try r.string("method", maxLength: Limits.shortText)
         verification = try r.enumValue("verification", Verification.self) ?? .unverified
         sha256 = try r.string("sha256", maxLength: 64)?.lowercased()
-        if let sha256, sha256.utf8.count != 64 || !sha256.utf8.allSatisfy({ (48...57).contains($0) || (97...102).contains($0) }) {
+        if let sha256, !Self.isSHA256(sha256) {
             throw IncidentError.invalid(r.name("sha256"), "expected 64 hexadecimal digits")
         }
         try r.finish()
+    }
+
+    /// Whether `text` is a source's `sha256` as an event takes it: 64 hexadecimal digits, in either case (stored in
+    /// lowercase). `incidentctl` checks `--source-sha256` by this same rule.
+    public static func isSHA256(_ text: String) -> Bool {
+        let digits = text.lowercased().utf8
+        return digits.count == 64 && digits.allSatisfy { (48...57).contains($0) || (97...102).contains($0) }
     }
 
     static func looksLikeURI(_ s: String) -> Bool {

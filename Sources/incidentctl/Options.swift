@@ -134,6 +134,10 @@ struct SourceDetailOptions: ParsableArguments {
             throw ValidationError(
                 "\(name) given \(timesGiven(list.count)) but --source \(timesGiven(sources.count)): each goes with the --source in the same place, so give a --source NAME for each")
         }
+        for hash in hashes where !Source.isSHA256(hash) {
+            throw ValidationError(
+                "--source-sha256: '\(hash)' is not a SHA-256: expected 64 hexadecimal digits, as sha256sum prints them (\(hash.utf8.count) characters given)")
+        }
         if !verifications.isEmpty && sources.isEmpty {
             throw ValidationError(
                 "--source-verification sets the verification of each --source, and no --source was given: add --source NAME (who said it), or leave --source-verification out")
@@ -177,10 +181,24 @@ func timesGiven(_ count: Int) -> String {
 struct SourceOptions: ParsableArguments {
     @OptionGroup var details: SourceDetailOptions
 
-    @Option(name: .customLong("verified-by"), help: ArgumentHelp("Who verified the matching --source.", valueName: "who"))
+    @Option(
+        name: .customLong("verified-by"),
+        help: ArgumentHelp(
+            "Who verified the matching --source (repeatable, in order). outcome calls this --source-verified-by, its own --verified-by being who verified the incident.",
+            valueName: "who"))
     var verifiedBy: [String] = []
 
-    func validate() throws { try details.validate(verifiedBy: verifiedBy, named: "--verified-by") }
+    /// `outcome`'s name for ``verifiedBy``, taken only to say which to use here.
+    @Option(name: .customLong("source-verified-by"), help: .hidden)
+    var outcomeSpelling: [String] = []
+
+    func validate() throws {
+        if !outcomeSpelling.isEmpty {
+            throw ValidationError(
+                "--source-verified-by is outcome's name for who verified a --source; here it is --verified-by: give --verified-by WHO after the --source it goes with")
+        }
+        try details.validate(verifiedBy: verifiedBy, named: "--verified-by")
+    }
 
     var json: JSONValue? { details.json(verifiedBy: verifiedBy) }
 }
@@ -189,7 +207,11 @@ struct SourceOptions: ParsableArguments {
 struct OutcomeSourceOptions: ParsableArguments {
     @OptionGroup var details: SourceDetailOptions
 
-    @Option(name: .customLong("source-verified-by"), help: ArgumentHelp("Who verified the matching --source.", valueName: "who"))
+    @Option(
+        name: .customLong("source-verified-by"),
+        help: ArgumentHelp(
+            "Who verified the matching --source (repeatable, in order); report and observe call this --verified-by, which here is who verified the incident.",
+            valueName: "who"))
     var verifiedBy: [String] = []
 
     func validate() throws { try details.validate(verifiedBy: verifiedBy, named: "--source-verified-by") }

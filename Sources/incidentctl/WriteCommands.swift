@@ -253,7 +253,10 @@ struct Outcome: ParsableCommand {
             "How far the incident itself is verified from this outcome on (how far this outcome's sources are: --source-verification).",
             valueName: "status"))
     var verification: Verification?
-    @Option(name: .customLong("verified-by"), help: "Who verified the incident (with --verification).") var verifiedBy: String?
+    @Option(
+        name: .customLong("verified-by"),
+        help: "Who verified the incident itself (with --verification). Who verified a --source is --source-verified-by here (--verified-by in report and observe).")
+    var verifiedBy: String?
     @Option(help: "How the incident was verified, e.g. geolocation (with --verification).") var method: String?
     @Option(help: "Why, in a sentence.") var note: String?
     @Option(name: .customLong("correct"), help: ArgumentHelp("A corrected report field (repeatable).", valueName: "field=value"))

@@ -294,6 +294,63 @@ struct CLITests {
         #expect(outcome.stderr.contains("--source-verified-by given once but --source not at all"), "\(outcome.stderr)")
     }
 
+    @Test("--source-sha256 is bad usage (exit 2, naming the option) exactly where the daemon refuses a source's sha256 as invalid_event, and stored in lower case where it takes it")
+    func sourceSHA256IsCheckedAsTheDaemonDoes() throws {
+        let daemon = try Daemon()
+        let hex = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
+        let candidates = [
+            hex, hex.uppercased(), "abc", String(hex.dropLast()), hex + "0", String(hex.dropLast()) + "g", String(hex.dropLast()) + " ",
+            " " + String(hex.dropFirst()), String(hex.dropLast()) + "\u{FF41}",
+        ]
+        for (n, hash) in candidates.enumerated() {
+            let source: JSONValue = ["name": "archive", "verification": "unverified", "sha256": .string(hash)]
+            let wire = Wire.setting(Wire.report(incident: "wire-\(n)"), "sources", [source])
+            let answer = try daemon.client().appendEvents([wire])
+            let daemonTakes = answer.isOK
+            #expect(daemonTakes || answer.errorCode == "invalid_event", "\(hash): \(answer)")
+            let run = try daemon.ctl([
+                "report", "--city", "Kupiansk", "--kind", "other", "--occurred", "2022-03-01", "--incident", "cli-\(n)",
+                "--source", "archive", "--source-sha256", hash, "--format", "json",
+            ])
+            if daemonTakes {
+                #expect(run.status == 0, "\(hash): the daemon takes it: \(run.stderr)")
+                let stored = try daemon.ctl(["events", "--incident", "cli-\(n)", "--format", "json"]).json
+                #expect(stored?["sources"]?.arrayValue?.first?["sha256"]?.stringValue == hash.lowercased(), "\(hash): \(String(describing: stored))")
+            } else {
+                #expect(run.status == 2, "\(hash): the daemon refuses it: \(run.status) \(run.stderr)")
+                #expect(run.stderr.contains("--source-sha256: '\(hash)' is not a SHA-256: expected 64 hexadecimal digits"), "\(hash): \(run.stderr)")
+            }
+        }
+        #expect(try daemon.ctl(["status", "--format", "json"]).json?["position"]?.intValue == 4, "two taken each way")
+        #expect(daemon.stop() == 0)
+    }
+
+    @Test("report and observe given outcome's --source-verified-by are bad usage that names --verified-by; each command's help says which option is whose")
+    func sourceVerifierOptionNamedEachWay() throws {
+        let common = ["--source", "A", "--source-verified-by", "B", "--socket", "/nonexistent.sock"]
+        for arguments in [
+            ["report", "--city", "Kupiansk", "--kind", "other", "--occurred", "2022-03-01"] + common,
+            ["observe", "k-1", "--by", "x", "--response", "none"] + common,
+        ] {
+            let usage = try runCommand(Binaries.incidentctl, arguments)
+            #expect(usage.status == 2, "\(arguments): \(usage)")
+            #expect(
+                usage.stderr.contains("--source-verified-by is outcome's name for who verified a --source; here it is --verified-by"),
+                "\(arguments): \(usage.stderr)")
+        }
+        func help(_ command: String) throws -> String {
+            try runCommand(Binaries.incidentctl, [command, "--help"]).stdout.split(whereSeparator: \.isWhitespace).joined(separator: " ")
+        }
+        for command in ["report", "observe"] {
+            let text = try help(command)
+            #expect(text.contains("--verified-by <who> Who verified the matching --source (repeatable, in order). outcome calls this --source-verified-by, its own --verified-by being who verified the incident."), "\(command): \(text)")
+            #expect(!text.contains("--source-verified-by <who>"), "\(command): \(text)")
+        }
+        let outcome = try help("outcome")
+        #expect(outcome.contains("--verified-by <verified-by> Who verified the incident itself (with --verification). Who verified a --source is --source-verified-by here (--verified-by in report and observe)."), "\(outcome)")
+        #expect(outcome.contains("--source-verified-by <who> Who verified the matching --source (repeatable, in order); report and observe call this --verified-by, which here is who verified the incident."), "\(outcome)")
+    }
+
     @Test("a socket path that is empty is bad usage; one through a file says a part of it is not a directory; a gazetteer that is a directory says so")
     func pathsThatCannotBe() throws {
         let root = makeTemporaryDirectory("incidentd-paths")

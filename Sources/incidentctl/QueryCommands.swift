@@ -425,8 +425,8 @@ struct Verify: ParsableCommand {
 
             Examples:
               incidentctl verify && incidentctl status --format json
-              incidentctl verify --expect-head \\
-                  8:61e8afd3a1f04e4b9cf2b1d1a5a3c9e07d3f2a6b8c4e1d0f9a7b6c5d4e3f2a1b
+              incidentctl status    # publish its position and head hash
+              incidentctl verify --expect-head POSITION:HASH   # later, the head published
               incidentctl verify --data-dir /var/lib/incidentd/backups/2026-12-06 \\
                   --gazetteer /etc/incidentd/cities.toml
             """)

@@ -316,8 +316,12 @@ struct CityCommand: ParsableCommand {
 
 struct Cities: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Show every city with incidents.",
+        abstract: "Show every city an incident was ever reported in, with its figures.",
         discussion: """
+            A city stays listed once an incident was reported there, even when every incident of it was \
+            retracted: it then counts 0 incidents. Cities of the gazetteer with no \
+            report are not listed.
+
             The JSON form is the very document `incidentctl replay` computes from the log alone, so the two can \
             be compared byte for byte.
 

@@ -64,7 +64,9 @@ struct Incidentd: ParsableCommand {
         name: .long,
         help: """
             Make every stream summary again from its event, then drop and rebuild the projections, before serving \
-            (a start rebuilds them by itself when they are not current or the gazetteer changed).
+            (a start rebuilds them by itself when they are not current or the gazetteer changed). Index entries \
+            of events past the head (removed behind incidentd's back) are deleted first, so the log is taken as \
+            it is.
             """)
     var rebuildProjections = false
 

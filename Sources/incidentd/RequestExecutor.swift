@@ -58,6 +58,8 @@ final class RequestExecutor: Sendable {
     let refusalLines = Mutex<[UInt32: LineThrottle]>([:])
     /// The appends that stored reports under a `cityId` of their own (``noteRestoredCities(_:peer:)``).
     let restoreNotes = Mutex(RestoreNotes())
+    /// The appends refused for a damaged projection: one line a minute at most (``noteDamage(_:peer:)``).
+    let damageNotes = Mutex(LineThrottle(interval: 60_000_000_000))
 
     /// `logWalkers` must be started; whoever made it shuts it down once the server has stopped.
     init(
@@ -226,6 +228,7 @@ final class RequestExecutor: Sendable {
             events: proposals, allowNewCity: allowNewCity, restoresCities: Self.restoresCities(role), recordedBy: peer.recorder)
         committer.submit(appendRequest) { [self] result in
             noteRestoredCities(result, peer: peer)
+            noteDamage(result, peer: peer)
             promise.succeed(Self.appendResponse(id: id, count: count, result))
         }
         return .later(promise.futureResult)
@@ -249,6 +252,7 @@ final class RequestExecutor: Sendable {
             recordedBy: peer.recorder)
         committer.submit(request) { [self] result, request in
             noteRestoredCities(result, peer: peer)
+            noteDamage(result, peer: peer)
             answer(id, count, result, request)
         }
         return true
@@ -277,6 +281,20 @@ final class RequestExecutor: Sendable {
                 "resolvesTo": "\(first.resolvesTo ?? "none")", "reports": "\(receipt.restoredCityReports)",
                 "positions": "\(receipt.positions.first ?? 0)-\(receipt.positions.last ?? 0)",
             ])
+    }
+
+    /// Says in the daemon's log that `result` refused an append for a stored projection that is damaged
+    /// (`log_damaged`), with the answer's words (which projection, and the remedy), so that the operator learns of it
+    /// from the journal, not only the client from its answer: the first at once, then one a minute at most, saying
+    /// how many were refused since the last line.
+    private func noteDamage(_ result: Result<AppendReceipt, AppendFailure>, peer: PeerIdentity) {
+        guard case .failure(.rejected(let error, _)) = result, error.code == .logDamaged else { return }
+        let now = DispatchTime.now().uptimeNanoseconds
+        guard let refused = damageNotes.withLock({ $0.note(at: now) }) else { return }
+        let count = refused > 1 ? " (\(refused) appends refused so since the last line)" : ""
+        logger.error(
+            "an append by \(peer.user) (uid \(peer.uid), pid \(peer.pid)) was refused: \(error.message)\(count)",
+            metadata: ["code": "log_damaged", "uid": "\(peer.uid)", "pid": "\(peer.pid)"])
     }
 
     /// The response line to an append.

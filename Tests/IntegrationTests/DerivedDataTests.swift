@@ -181,7 +181,7 @@ struct DerivedDataTests {
         try Self.expectRebuildMendsIt(daemon)
     }
 
-    @Test("an append to an incident whose stored projection is damaged is log_damaged, naming the projection and the remedy, with nothing stored, and appends to other incidents are stored")
+    @Test("an append to an incident whose stored projection is damaged is log_damaged, naming the projection and the remedy, with nothing stored, and said in the daemon's log (one line a minute); appends to other incidents are stored")
     func appendToDamagedIncidentProjection() throws {
         let daemon = try VerifyTests.storedArticle()
         try Self.damage(daemon, "incidents") { txn, incidents in
@@ -216,6 +216,13 @@ struct DerivedDataTests {
         #expect(stored["positions"] == [9], "\(stored)")
         let status = try client.call("status")
         #expect(status["commits"]?["failed"] == 0, "\(status)")
+        // The operator learns of it from the journal too: the first refusal at once, the next ones counted in the next
+        // line a minute later.
+        let lines = daemon.log.split(separator: "\n").filter { $0.contains("error an append by ") }
+        #expect(
+            lines.count == 1 && lines[0].contains("(uid \(getuid()), pid \(getpid())) was refused: the stored incident projection is damaged")
+                && lines[0].contains("--rebuild-projections"),
+            "\(daemon.log)")
         #expect(daemon.stop() == 0)
         try Self.expectRebuildMendsIt(daemon, events: 9)
         #expect(try daemon.client().appendEvents([response])["positions"] == [10])

@@ -275,12 +275,12 @@ struct Incidentd: ParsableCommand {
             // Its exact id still names it (the id comes before any spelling); another way of writing the id does not.
             if spelling == cityId {
                 logger.warning(
-                    "the city \(cityId), which this log added with allowNewCity, has an id that the gazetteer gives \(gazetteerCityId) as a spelling: exactly \"\(cityId)\" names \(cityId), any other way of writing it (another case, say) names \(gazetteerCityId)",
+                    "the city \(cityId), which this log added (with allowNewCity, or through a report's cityId, as a restore does), has an id that the gazetteer gives \(gazetteerCityId) as a spelling: exactly \"\(cityId)\" names \(cityId), any other way of writing it (another case, say) names \(gazetteerCityId)",
                     metadata: ["cityId": "\(cityId)", "gazetteerCityId": "\(gazetteerCityId)"])
                 continue
             }
             logger.warning(
-                "the gazetteer's city \(gazetteerCityId) now takes the spelling \"\(spelling)\" of the city \(cityId), which this log added with allowNewCity: \"\(spelling)\" now names \(gazetteerCityId); \(cityId)'s incidents are reached by its exact id (incidentctl city \(cityId), events --city \(cityId))",
+                "the gazetteer's city \(gazetteerCityId) now takes the spelling \"\(spelling)\" of the city \(cityId), which this log added (with allowNewCity, or through a report's cityId, as a restore does): \"\(spelling)\" now names \(gazetteerCityId); \(cityId)'s incidents are reached by its exact id (incidentctl city \(cityId), events --city \(cityId))",
                 metadata: ["cityId": "\(cityId)", "gazetteerCityId": "\(gazetteerCityId)"])
         }
         let storageTrouble = StorageTroubleLog(logger: logger, onBroken: { stop.signal() })

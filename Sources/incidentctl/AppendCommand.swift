@@ -86,6 +86,7 @@ struct Append: ParsableCommand {
 
     func run() throws {
         let (input, lines) = try Self.readInput(file, from: fromLine)
+        input.readAgain()
         var load = BatchedLoad(lines: lines, input: input, batchSize: batchSize, lineLimit: Self.assumedLineLimit)
         let client = try connection.connect()
         let progress = isatty(STDERR_FILENO) == 1 && lines.count > batchSize ? ProgressLine() : nil
@@ -247,6 +248,10 @@ final class MappedInput {
 
     /// The most that a page fault maps before its page: a 2 MiB folio.
     private static let mappedAround = 2 << 20
+
+    /// Gives back pages from the input's start again: the checking gave back every page it read, and the sending
+    /// reads them a second time, batch by batch, for ``release(before:)`` to give back as they are answered.
+    func readAgain() { released = 0 }
 }
 
 /// An input that is not a regular file (standard input, a pipe), kept as it is read in an unlinked temporary file in

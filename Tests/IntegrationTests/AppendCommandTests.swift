@@ -541,6 +541,20 @@ struct AppendCommandTests {
         #expect(daemon.stop() == 0)
     }
 
+    @Test("standard input of 64 MiB of events, sent to the daemon: incidentctl gives the input's pages back as its batches are answered, as it does while it checks them (its peak resident memory stays under 48 MiB), where by the end of the load it held the whole input")
+    func largeStandardInputIsNotHeldWhileSent() throws {
+        let daemon = try Daemon()
+        let events = Self.bulkLines(1000, descriptionBytes: 900, prefix: "sent")
+        let chunk = Array((events.joined(separator: "\n") + "\n").utf8)
+        // The same thousand events again and again: each later copy is acknowledged as stored already.
+        let times = (64 << 20) / chunk.count + 1
+        let (result, peak) = try Self.appendPiped(daemon, chunk, times: times, then: "", environment: ["TMPDIR": daemon.root])
+        #expect(result.status == 0, "\(result.stderr)")
+        #expect(try daemon.client().headPosition() == 1000)
+        #expect(peak < 48 << 20, "incidentctl held \(peak >> 20) MiB at its peak, sending \((times * chunk.count) >> 20) MiB")
+        #expect(daemon.stop() == 0)
+    }
+
     @Test("a TMPDIR that cannot take standard input (one that is not there; a file system that fills up) is bad usage naming it and what to do; nothing is sent")
     func temporaryDirectoryThatCannotTakeTheInput() throws {
         let daemon = try Daemon()

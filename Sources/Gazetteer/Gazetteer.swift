@@ -73,20 +73,17 @@ public struct Gazetteer: Sendable, Equatable {
         return byId[id]
     }
 
-    /// The city among `others` (cities known elsewhere than in the gazetteer, as for
+    /// The cities among `others` (cities known elsewhere than in the gazetteer, as for
     /// ``suggestions(for:limit:alsoAmong:)``) with a spelling (its id, its name or an alias) that matches `name` as
-    /// ``resolve(_:)`` matches the gazetteer's own, or nil. Of several, the one whose id comes first byte by byte,
-    /// so the answer depends only on what `others` hold, not on their order. One whose id the gazetteer has is
-    /// ignored, and so is the gazetteer itself: a spelling it knows is ``resolve(_:)``'s to answer.
-    public func city(spelled name: String, among others: [City]) -> City? {
+    /// ``resolve(_:)`` matches the gazetteer's own, in id order (byte by byte), so that the answer depends only on
+    /// what `others` hold, not on their order: more than one, and the spelling names none of them alone. One whose id
+    /// the gazetteer has is ignored, and so is the gazetteer itself: a spelling it knows is ``resolve(_:)``'s to answer.
+    public func cities(spelled name: String, among others: [City]) -> [City] {
         let key = Self.normalize(name)
-        guard !key.isEmpty else { return nil }
-        var found: City?
-        for city in others where byId[city.id] == nil {
-            if let best = found, !city.id.utf8.lexicographicallyPrecedes(best.id.utf8) { continue }
-            if ([city.id, city.name] + city.aliases).contains(where: { Self.normalize($0) == key }) { found = city }
-        }
-        return found
+        guard !key.isEmpty else { return [] }
+        return others.filter { city in
+            byId[city.id] == nil && ([city.id, city.name] + city.aliases).contains { Self.normalize($0) == key }
+        }.sorted { $0.id.utf8.lexicographicallyPrecedes($1.id.utf8) }
     }
 
     /// Display names of the cities closest to `name`, nearest first.

@@ -213,8 +213,9 @@ public struct Admission: Sendable {
     /// spelling it was made from, whose slug its id is. A city of the log that the gazetteer does not know is also
     /// known by every spelling reported for it (its `aliasesSeen`), which reaches a city made through a report's
     /// `cityId` (a restore's) whose id is no slug of its spellings; those come after the gazetteer's spellings and
-    /// the slugs, so they only name what nothing else does (``Gazetteer/city(spelled:among:)``). Only a name that
-    /// is no such spelling makes a new city.
+    /// the slugs, so they only name what nothing else does (``Gazetteer/cities(spelled:among:)``); a spelling of
+    /// several such cities names none of them (``ambiguousCity(_:ids:field:)``). Only a name that is no such
+    /// spelling makes a new city.
     public func resolveCity(_ name: String, allowNewCity: Bool, store: inout some ProjectionStore) throws -> String {
         if let resolved = memo != nil ? memo?.resolve(name) : gazetteer.resolve(name)?.id {
             // A city id is of the form of an incident id, which is checked without normalising.
@@ -224,7 +225,9 @@ public struct Admission: Sendable {
         let slugged = Gazetteer.slugHoldingAll(name)
         if let slugged, slugged.holdsAll, try store.city(slugged.slug) != nil { return slugged.slug }
         let others = try store.allCities().filter { gazetteer.city(id: $0.cityId) == nil }.map(\.gazetteerEntry)
-        if let spelled = gazetteer.city(spelled: name, among: others) { return spelled.id }
+        let spelled = gazetteer.cities(spelled: name, among: others)
+        guard spelled.count <= 1 else { throw Self.ambiguousCity(name, ids: spelled.map(\.id), field: "data.city") }
+        if let only = spelled.first { return only.id }
         // Cut to an id's length, two names that differ only past it would be one city.
         guard slugged?.holdsAll ?? true else {
             throw IncidentError.invalid(
@@ -250,6 +253,18 @@ public struct Admission: Sendable {
             .unknownCity,
             "the gazetteer does not know the city \"\(name.prefix(64))\"\(hint) (set allowNewCity to add a new city)",
             details: ["city": .string(String(name.prefix(200))), "suggestions": .array(suggestions.map { .string($0) })])
+    }
+
+    /// The refusal of a spelling that several cities of the log were reported under (cities a restore made
+    /// through `cityId`, whose ids are no slugs of it), `ids`: it names none of them alone, so the report or query
+    /// must give the id of the one meant. `unknown_city`, with the ids as the suggestions.
+    public static func ambiguousCity(_ name: String, ids: [String], field: String?) -> IncidentError {
+        var details: [String: JSONValue] = ["city": .string(String(name.prefix(200))), "suggestions": .array(ids.map { .string($0) })]
+        if let field { details["field"] = .string(field) }
+        return IncidentError(
+            .unknownCity,
+            "\"\(name.prefix(64))\" is a spelling of \(ids.count) cities of this log, \(ids.joined(separator: ", ")), and names none of them alone: give the id of the one meant\(field == nil ? "" : " (as data.cityId, or as the city)")",
+            details: details)
     }
 
     private func freshIncidentId(

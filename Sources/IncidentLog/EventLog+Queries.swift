@@ -315,7 +315,8 @@ extension EventLog {
     /// spellings, then the id a city added with `allowNewCity` has from its spelling (``Gazetteer/slug(_:)``), then
     /// a spelling reported for a city of the log that the gazetteer does not know (one a report made through its
     /// `cityId`, as a restore does, whose id is no slug of it): as ``Admission/resolveCity(_:allowNewCity:store:)``
-    /// files a report of that spelling (``Gazetteer/city(spelled:among:)``).
+    /// files a report of that spelling (``Gazetteer/cities(spelled:among:)``), and refused as it refuses one when
+    /// several such cities have it (``Admission/ambiguousCity(_:ids:field:)``).
     public func resolveCity(_ name: String) throws -> String? {
         if gazetteer.city(id: name) != nil || cityDocuments.withLock({ $0[name] != nil }) { return name }
         if let id = gazetteerMemo.resolve(name) { return id }
@@ -327,7 +328,10 @@ extension EventLog {
             for id in candidates where try txn.get(db.cities, key: Array(id.utf8)) != nil { return id }
             return nil
         }
-        return byId ?? gazetteer.city(spelled: name, among: citiesOutsideGazetteer())?.id
+        if let byId { return byId }
+        let spelled = gazetteer.cities(spelled: name, among: citiesOutsideGazetteer())
+        guard spelled.count <= 1 else { throw Admission.ambiguousCity(name, ids: spelled.map(\.id), field: nil) }
+        return spelled.first?.id
     }
 
     /// The cities of the log that the gazetteer does not know (added with `allowNewCity`), as gazetteer entries

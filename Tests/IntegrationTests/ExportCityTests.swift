@@ -161,6 +161,36 @@ struct ExportCityTests {
         #expect(daemon.stop() == 0)
     }
 
+    @Test("a spelling that two restored cities were reported under (two cityIds, one city spelling) names neither alone: city, events --city and a report of it (with allowNewCity too) are unknown_city naming both ids, where the one whose id sorts first was taken silently; each is reached by its id, and a report giving its cityId is filed there")
+    func spellingOfTwoRestoredCitiesIsAmbiguous() throws {
+        let daemon = try Daemon()
+        func report(_ cityId: String?, day: Int) -> JSONValue {
+            Wire.report(
+                city: "Nova Kakhovka Raion", kind: "strike", occurredAt: "2022-03-0\(day)", eventId: Wire.uuid(),
+                extraData: cityId.map { ["cityId": .string($0)] } ?? [:])
+        }
+        let restored = try daemon.client().appendEvents([report("nk-raion", day: 1), report("nk-raion-2", day: 2)], allowNewCity: true)
+        #expect(restored.isOK, "\(restored)")
+        let says = "\"Nova Kakhovka Raion\" is a spelling of 2 cities of this log, nk-raion, nk-raion-2, and names none of them alone"
+        let query = try daemon.client().call("city", ["city": "nova kakhovka raion"])
+        #expect(query.errorCode == "unknown_city" && query["error"]?["suggestions"] == ["nk-raion", "nk-raion-2"], "\(query)")
+        #expect(query["error"]?["message"]?.stringValue?.contains("is a spelling of 2 cities of this log, nk-raion, nk-raion-2") == true, "\(query)")
+        let events = try daemon.ctl(["events", "--city", "Nova Kakhovka Raion"])
+        #expect(events.status == 1 && events.stderr.contains("unknown_city") && events.stderr.contains("nk-raion, nk-raion-2"), "\(events)")
+        for allowNewCity in [false, true] {
+            let refused = try daemon.client().appendEvents([report(nil, day: 3)], allowNewCity: allowNewCity)
+            #expect(refused.errorCode == "unknown_city" && refused["error"]?["field"] == "data.city", "\(refused)")
+            #expect(refused["error"]?["message"]?.stringValue?.hasPrefix(says) == true, "\(refused)")
+        }
+        for id in ["nk-raion", "nk-raion-2"] {
+            #expect(try GazetteerChangeTests.city(daemon, id)["cityId"] == .string(id))
+        }
+        let filed = try daemon.client().appendEvents([report("nk-raion-2", day: 4)])
+        #expect(filed["incidents"] == ["nk-raion-2-2022-03-04-strike"], "\(filed)")
+        #expect(try daemon.client().call("cities")["cities"]?.arrayValue?.count == 2)
+        #expect(daemon.stop() == 0)
+    }
+
     @Test("append stores a report's cityId as given, over the gazetteer's reading of city; one not of an id's form is invalid_event naming data.cityId, an unknown one unknown_city naming it (with allowNewCity a new city, if of the form of a new city's id); a retry compares it with the stored one")
     func appendTakesCityId() throws {
         let daemon = try Daemon()

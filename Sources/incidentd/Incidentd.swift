@@ -347,6 +347,7 @@ struct Incidentd: ParsableCommand {
                 executor, loops: server.group, within: settings.drainSeconds, interruptedBy: stop, logger: logger)
         }
         executor.endWalks()
+        executor.unwrittenAnswers.noteUnloggedStalledCloses(logger: logger)
         // Lines the intake holds reach the committer first, in order; later ones are carried out on their loops.
         intake.stop()
         committer.shutdown()

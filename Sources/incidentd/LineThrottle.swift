@@ -21,4 +21,10 @@ struct LineThrottle: Sendable {
         defer { unreported = 0 }
         return unreported
     }
+
+    /// The events counted since the last line, which no line has reported yet; counted as reported from now.
+    mutating func takeUnreported() -> Int {
+        defer { unreported = 0 }
+        return unreported
+    }
 }

@@ -75,6 +75,15 @@ final class UnwrittenAnswers: Sendable {
         stopping.store(true, ordering: .relaxed)
     }
 
+    /// Logs how many connections were closed for taking no byte since the last line that said so, if any: at the
+    /// stop, after which no later line would count them.
+    func noteUnloggedStalledCloses(logger: Logger) {
+        let unlogged = stallLines.withLock { $0.takeUnreported() }
+        guard unlogged > 0 else { return }
+        logger.warning(
+            "closed \(unlogged) more connection\(unlogged == 1 ? "" : "s") whose socket took no byte of the answers waiting for it, since the last such line")
+    }
+
     /// Logs a connection closed for taking no byte: the first at once, then at most one line a minute, naming the
     /// last and counting the others since the line before.
     func noteStalledClose(peer: PeerIdentity, waiting: Int, idle: TimeAmount, logger: Logger) {

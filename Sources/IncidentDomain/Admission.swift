@@ -225,9 +225,7 @@ public struct Admission: Sendable {
         let slugged = Gazetteer.slugHoldingAll(name)
         if let slugged, slugged.holdsAll, try store.city(slugged.slug) != nil { return slugged.slug }
         let others = try store.allCities().filter { gazetteer.city(id: $0.cityId) == nil }.map(\.gazetteerEntry)
-        let spelled = gazetteer.cities(spelled: name, among: others)
-        guard spelled.count <= 1 else { throw Self.ambiguousCity(name, ids: spelled.map(\.id), field: "data.city") }
-        if let only = spelled.first { return only.id }
+        if let spelled = try Self.cityOfTheLog(spelled: name, among: others, in: gazetteer, field: "data.city") { return spelled }
         // Cut to an id's length, two names that differ only past it would be one city.
         guard slugged?.holdsAll ?? true else {
             throw IncidentError.invalid(
@@ -253,6 +251,17 @@ public struct Admission: Sendable {
             .unknownCity,
             "the gazetteer does not know the city \"\(name.prefix(64))\"\(hint) (set allowNewCity to add a new city)",
             details: ["city": .string(String(name.prefix(200))), "suggestions": .array(suggestions.map { .string($0) })])
+    }
+
+    /// The id of the one city among `others` (the log's cities that `gazetteer` does not know) reported under the
+    /// spelling `name` (``Gazetteer/cities(spelled:among:)``), or nil when none was; refused
+    /// (``ambiguousCity(_:ids:field:)``, naming `field`) when several were. The rule reports and queries share.
+    public static func cityOfTheLog(
+        spelled name: String, among others: [City], in gazetteer: Gazetteer, field: String?
+    ) throws(IncidentError) -> String? {
+        let spelled = gazetteer.cities(spelled: name, among: others)
+        guard spelled.count <= 1 else { throw ambiguousCity(name, ids: spelled.map(\.id), field: field) }
+        return spelled.first?.id
     }
 
     /// The refusal of a spelling that several cities of the log were reported under (cities a restore made

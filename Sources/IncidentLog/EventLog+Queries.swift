@@ -329,9 +329,7 @@ extension EventLog {
             return nil
         }
         if let byId { return byId }
-        let spelled = gazetteer.cities(spelled: name, among: citiesOutsideGazetteer())
-        guard spelled.count <= 1 else { throw Admission.ambiguousCity(name, ids: spelled.map(\.id), field: nil) }
-        return spelled.first?.id
+        return try Admission.cityOfTheLog(spelled: name, among: citiesOutsideGazetteer(), in: gazetteer, field: nil)
     }
 
     /// The cities of the log that the gazetteer does not know (added with `allowNewCity`), as gazetteer entries

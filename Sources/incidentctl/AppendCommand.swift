@@ -283,13 +283,27 @@ final class TemporaryInput {
         }
         fd = made
         unlink(template)
-        guard let mapping = mmap(nil, capacity, PROT_READ, MAP_SHARED, fd, 0), mapping != UnsafeMutableRawPointer(bitPattern: -1)
-        else {
-            let reason = String(cString: strerror(errno))
+        let mapping: UnsafeMutableRawPointer
+        do {
+            mapping = try Self.map(made, capacity, naming: name, in: place)
+        } catch {
             close(made)
-            throw .usage("cannot read \(name): cannot map the temporary file it is kept in, in \(place): \(reason); nothing was sent. " + Self.advice)
+            throw error
         }
         input = MappedInput(mapping: mapping, length: capacity, from: 0, count: 0)
+    }
+
+    /// The first `capacity` bytes of the file open on `fd`, mapped; bad usage naming the input `name`, where its
+    /// file was made, and the system's reason when they cannot be.
+    private static func map(_ fd: Int32, _ capacity: Int, naming name: String, in place: String) throws(ClientFailure)
+        -> UnsafeMutableRawPointer
+    {
+        guard let mapping = mmap(nil, capacity, PROT_READ, MAP_SHARED, fd, 0), mapping != MAP_FAILED else {
+            throw .usage(
+                "cannot read \(name): cannot map the temporary file it is kept in, in \(place), at \(capacity >> 20) MiB: "
+                    + "\(String(cString: strerror(errno))); nothing was sent. " + advice)
+        }
+        return mapping
     }
 
     deinit { close(fd) }
@@ -317,12 +331,7 @@ final class TemporaryInput {
         size += written
         if size > capacity {
             while capacity < size { capacity *= 2 }
-            guard let mapping = mmap(nil, capacity, PROT_READ, MAP_SHARED, fd, 0), mapping != UnsafeMutableRawPointer(bitPattern: -1) else {
-                throw .usage(
-                    "cannot read \(name): cannot map the \(size >> 20) MiB of it kept in a temporary file in \(place): "
-                        + "\(String(cString: strerror(errno))); nothing was sent. " + Self.advice)
-            }
-            input = MappedInput(mapping: mapping, length: capacity, from: 0, count: size)
+            input = MappedInput(mapping: try Self.map(fd, capacity, naming: name, in: place), length: capacity, from: 0, count: size)
         } else {
             input.extend(to: size)
         }

@@ -210,7 +210,8 @@ public struct Admission: Sendable {
     /// The canonical id of a reported city name, or `unknown_city` with suggestions. A city an earlier report
     /// added with `allowNewCity` is known from then on under its canonical id, which names it before any spelling
     /// of the gazetteer does (a gazetteer changed since may have made it another city's alias), and by the
-    /// spelling it was made from, whose slug its id is. A city of the log that the gazetteer does not know is also
+    /// spelling it was made from, whose slug its id is; a gazetteer city only by the gazetteer's spellings (and its
+    /// id), so that a name the gazetteer refuses ("Melitopol?") is refused however many incidents the city has. A city of the log that the gazetteer does not know is also
     /// known by every spelling reported for it (its `aliasesSeen`), which reaches a city made through a report's
     /// `cityId` (a restore's) whose id is no slug of its spellings; those come after the gazetteer's spellings and
     /// the slugs, so they only name what nothing else does (``Gazetteer/cities(spelled:among:)``); a spelling of
@@ -223,7 +224,11 @@ public struct Admission: Sendable {
             return name
         }
         let slugged = Gazetteer.slugHoldingAll(name)
-        if let slugged, slugged.holdsAll, try store.city(slugged.slug) != nil { return slugged.slug }
+        // Only a city the gazetteer does not know is found by its slug: a gazetteer city is found by the gazetteer's
+        // spellings alone, whether or not the log holds incidents of it.
+        if let slugged, slugged.holdsAll, gazetteer.city(id: slugged.slug) == nil, try store.city(slugged.slug) != nil {
+            return slugged.slug
+        }
         let others = try store.allCities().filter { gazetteer.city(id: $0.cityId) == nil }.map(\.gazetteerEntry)
         if let spelled = try Self.cityOfTheLog(spelled: name, among: others, in: gazetteer, field: "data.city") { return spelled }
         // Cut to an id's length, two names that differ only past it would be one city.

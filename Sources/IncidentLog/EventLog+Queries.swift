@@ -312,7 +312,8 @@ extension EventLog {
 
     /// The canonical id for any spelling: an exact city id first (of the gazetteer, or of the log: a city added with
     /// `allowNewCity` whose spelling a gazetteer changed since gives to another city), then the gazetteer's
-    /// spellings, then the id a city added with `allowNewCity` has from its spelling (``Gazetteer/slug(_:)``), then
+    /// spellings, then the id a city added with `allowNewCity` has from its spelling (``Gazetteer/slug(_:)``; never a gazetteer
+    /// city's, which only the gazetteer's spellings reach), then
     /// a spelling reported for a city of the log that the gazetteer does not know (one a report made through its
     /// `cityId`, as a restore does, whose id is no slug of it): as ``Admission/resolveCity(_:allowNewCity:store:)``
     /// files a report of that spelling (``Gazetteer/cities(spelled:among:)``), and refused as it refuses one when
@@ -322,7 +323,9 @@ extension EventLog {
         if let id = gazetteerMemo.resolve(name) { return id }
         // LMDB refuses empty and over-long keys (MDB_BAD_VALSIZE); no city id is either, so skip them.
         let slugged = Gazetteer.slugHoldingAll(name)
-        let candidates = [name, slugged?.holdsAll == true ? slugged?.slug : nil].compactMap { $0 }
+        // A slug finds only a city the gazetteer does not know, as in a report.
+        let slug = slugged.flatMap { $0.holdsAll && gazetteer.city(id: $0.slug) == nil ? $0.slug : nil }
+        let candidates = [name, slug].compactMap { $0 }
             .filter { !$0.isEmpty && $0.utf8.count <= environment.maxKeySize }
         let byId = try environment.read { txn -> String? in
             for id in candidates where try txn.get(db.cities, key: Array(id.utf8)) != nil { return id }

@@ -191,6 +191,44 @@ struct ExportCityTests {
         #expect(daemon.stop() == 0)
     }
 
+    @Test("a spelling the gazetteer refuses (\"Melitopol?\", \"Berdiansk.\") is unknown_city before and after its city has incidents, in city, events --city and a report, and is never added to the city's spellings, where once the city had an incident its slug reached it; a city added with allowNewCity is still found by its slug")
+    func gazetteerCityIsNotFoundBySlug() throws {
+        let daemon = try Daemon()
+        let client = try daemon.client()
+        func takenWrongly(_ name: String) throws -> [String] {
+            var taken: [String] = []
+            let city = try client.call("city", ["city": .string(name)])
+            if city.errorCode != "unknown_city" { taken.append("city: \(city)") }
+            let events = try daemon.ctl(["events", "--city", name])
+            if !(events.status == 1 && events.stderr.contains("unknown_city")) { taken.append("events --city: \(events)") }
+            let report = try client.appendEvents([Wire.report(city: name, occurredAt: "2022-03-09", eventId: Wire.uuid())])
+            if report.errorCode != "unknown_city" { taken.append("report: \(report)") }
+            return taken
+        }
+        let names = ["Melitopol?", "Berdiansk.", "Kupiansk!"]
+        for name in names {
+            let wrong = try takenWrongly(name)
+            #expect(wrong.isEmpty, "\(name) on an empty log: \(wrong)")
+        }
+        let reports = ["Melitopol", "Berdiansk", "Kupiansk"].map { Wire.report(city: $0, occurredAt: "2022-03-01", eventId: Wire.uuid()) }
+        #expect(try client.appendEvents(reports).isOK)
+        for name in names {
+            let wrong = try takenWrongly(name)
+            #expect(wrong.isEmpty, "\(name) once its city has an incident: \(wrong)")
+        }
+        for id in ["melitopol", "berdiansk", "kupiansk"] {
+            let city = try GazetteerChangeTests.city(daemon, id)
+            #expect(city["incidents"]?["total"] == 1, "\(id): \(city)")
+            let spellings = city["aliasesSeen"]?.arrayValue?.compactMap(\.stringValue) ?? []
+            #expect(!spellings.contains { names.contains($0) }, "\(id): \(spellings)")
+        }
+        let added = try client.appendEvents([Wire.report(city: "Hola Prystan", occurredAt: "2022-03-02", eventId: Wire.uuid())], allowNewCity: true)
+        #expect(added.isOK, "\(added)")
+        let bySlug = try client.call("city", ["city": "Hola Prystan!"])
+        #expect(bySlug["city"]?["cityId"] == "hola-prystan", "\(bySlug)")
+        #expect(daemon.stop() == 0)
+    }
+
     @Test("append stores a report's cityId as given, over the gazetteer's reading of city; one not of an id's form is invalid_event naming data.cityId, an unknown one unknown_city naming it (with allowNewCity a new city, if of the form of a new city's id); a retry compares it with the stored one")
     func appendTakesCityId() throws {
         let daemon = try Daemon()

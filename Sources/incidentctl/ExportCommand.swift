@@ -90,7 +90,7 @@ struct Export: ParsableCommand {
         let status = try Self.head(client)
         let head = status["position"]?.intValue ?? 0
         if format != .jsonl, let warning = try Self.otherGazetteer(client, than: cities, named: gazetteer) {
-            FileHandle.standardError.write(Data("incidentctl: \(warning)\n".utf8))
+            Diagnostics.say(warning)
         }
         var out = StandardOutput()
         var retracted = 0

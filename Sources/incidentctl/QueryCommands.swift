@@ -216,9 +216,7 @@ struct Events: ParsableCommand {
         try client.call(.city, ["city": .string(spelling)])["city"]?["cityId"]?.stringValue
     }
 
-    private static func note(_ text: String) {
-        FileHandle.standardError.write(Data("incidentctl: \(text)\n".utf8))
-    }
+    private static func note(_ text: String) { Diagnostics.say(text) }
 
     /// The `position` of an event as the daemon wrote it: its one top-level member of that name (no member of
     /// `data`, `sources` or `recordedBy` has it).
@@ -498,8 +496,7 @@ struct Verify: ParsableCommand {
         }
         for skipped in derived?["notCompared"]?.arrayValue ?? [] where derived?["intact"]?.boolValue == true {
             let advice = dataDir != nil && skipped["database"]?.stringValue == "cities" ? "; give --gazetteer the file the daemon runs on" : ""
-            FileHandle.standardError.write(Data(
-                "incidentctl: \(Printer.text(skipped["database"])) not compared: \(Printer.text(skipped["reason"]))\(advice)\n".utf8))
+            Diagnostics.say("\(Printer.text(skipped["database"])) not compared: \(Printer.text(skipped["reason"]))\(advice)")
         }
         if response["intact"]?.boolValue != true {
             throw Self.failure(response, ofBackupCopy: false)

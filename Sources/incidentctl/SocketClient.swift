@@ -20,10 +20,10 @@ enum ClientFailure: Error, CustomStringConvertible {
 
     var description: String {
         switch self {
-        case .refused(let code, let message): return "\(code): \(message)"
+        case .refused(let code, let message): return "\(code): \(Diagnostics.harmless(message))"
         case .usage(let message): return message
         case .unreachable(let message): return message
-        case .protocolViolation(let message): return "protocol_violation: \(message)"
+        case .protocolViolation(let message): return "protocol_violation: \(Diagnostics.harmless(message))"
         }
     }
 

@@ -19,6 +19,22 @@ struct TableViewTests {
         return daemon
     }
 
+    @Test("the daemon's refusals reach standard error with the log's text made harmless: a city named with C1 controls (CSI, OSC) or a right-to-left override, suggested for a misspelt name, is shown with them escaped as \\u{…}, never raw")
+    func refusalsEscapeTheLogsText() throws {
+        let daemon = try Daemon()
+        let names = ["Zap\u{9B}2J\u{9D}0;TITLE\u{9C}ville", "Evil\u{202E}Town"]
+        let added = try daemon.client().appendEvents(names.map { Wire.report(city: $0, eventId: Wire.uuid()) }, allowNewCity: true)
+        #expect(added.isOK, "\(added)")
+        for arguments in [["city", "Zap2J0;TITLEvill"], ["events", "--city", "EvilTowm"], ["city", "EvilTowm"]] {
+            let refused = try daemon.ctl(arguments)
+            #expect(refused.status == 1 && refused.stderr.contains("unknown_city"), "\(arguments): \(refused)")
+            #expect(refused.stderr.contains("\\u{9B}2J\\u{9D}") || refused.stderr.contains("Evil\\u{202E}Town"), "the city is suggested, escaped: \(refused.stderr)")
+            let raw = refused.stderr.unicodeScalars.filter { [0x9B, 0x9C, 0x9D, 0x202E].contains($0.value) }
+            #expect(raw.isEmpty, "\(arguments): raw \(raw.map { String($0.value, radix: 16) }) in \(refused.stderr.debugDescription)")
+        }
+        #expect(daemon.stop() == 0)
+    }
+
     @Test("incident and events tables show an outcome's note (shortened when long) and a response's casualties; events shows a week's date with its precision")
     func notesCasualtiesPrecision() throws {
         let daemon = try Self.log()

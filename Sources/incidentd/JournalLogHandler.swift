@@ -54,12 +54,20 @@ struct JournalLogHandler: LogHandler {
         FileHandle.standardError.write(Data(line.utf8))
     }
 
-    /// `text` with every control character (a newline, a carriage return, an escape) as a space, so that nothing
-    /// in a message or a value (a user name from the user database, say) can end the line or forge another, with a
-    /// priority of its own.
+    /// `text` with every control character (a newline, a carriage return, an escape), line or paragraph separator
+    /// and format character (a bidirectional override) as a space, so that nothing in a message or a value (a user
+    /// name from the user database, a city's name) can end the line, forge another with a priority of its own, or
+    /// reorder what an operator reads.
     static func oneLine(_ text: String) -> String {
-        guard text.unicodeScalars.contains(where: { $0.properties.generalCategory == .control }) else { return text }
-        return String(String.UnicodeScalarView(text.unicodeScalars.map { $0.properties.generalCategory == .control ? " " : $0 }))
+        guard text.unicodeScalars.contains(where: isReplaced) else { return text }
+        return String(String.UnicodeScalarView(text.unicodeScalars.map { isReplaced($0) ? " " : $0 }))
+    }
+
+    private static func isReplaced(_ scalar: Unicode.Scalar) -> Bool {
+        switch scalar.properties.generalCategory {
+        case .control, .format, .lineSeparator, .paragraphSeparator: return true
+        default: return false
+        }
     }
 
     /// What incidentd says on stderr before its logging is set up (a setting refused, a command-line usage error),

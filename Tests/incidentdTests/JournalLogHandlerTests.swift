@@ -15,6 +15,7 @@ struct JournalLogHandlerTests {
         #expect(JournalLogHandler.oneLine("permission denied: eve\n<0>forged\r\u{1b}[31m user=x") == "permission denied: eve <0>forged  [31m user=x")
         #expect(JournalLogHandler.oneLine("serving position=8 socket=/run/incidentd/incidentd.sock") == "serving position=8 socket=/run/incidentd/incidentd.sock")
         #expect(JournalLogHandler.oneLine("Kup’yansk\u{85}é") == "Kup’yansk é")
+        #expect(JournalLogHandler.oneLine("city=Evil\u{202E}nwoT\u{2028}<0>x\u{2029}y") == "city=Evil nwoT <0>x y")
     }
 
     /// A file open for writing, as stderr would be, and its `device:inode` as systemd writes it in `JOURNAL_STREAM`.

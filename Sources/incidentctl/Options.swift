@@ -107,61 +107,74 @@ struct OutputOptions: ParsableArguments {
 
 /// The options describing sources that every write command shares. Who verified each source is added by
 /// ``SourceOptions`` (`--verified-by`) or ``OutcomeSourceOptions`` (`--source-verified-by`), since `outcome`
-/// needs `--verified-by` for who verified the outcome itself.
+/// needs `--verified-by` for who verified the outcome itself. Each detail goes with the `--source` written before it
+/// (``SourceDetailPlacement``).
 struct SourceDetailOptions: ParsableArguments {
-    @Option(name: .customLong("source"), help: ArgumentHelp("Who said it (repeatable).", valueName: "name"))
+    @Option(
+        name: .customLong("source"),
+        help: ArgumentHelp(
+            "Who said it (repeatable). Its details (--source-url, --source-sha256, --source-method, --source-verification, and who verified it) follow it, before the next --source.",
+            valueName: "name"))
     var sources: [String] = []
 
-    @Option(name: .customLong("source-url"), help: ArgumentHelp("URL of the matching --source (repeatable, in order).", valueName: "url"))
+    @Option(name: .customLong("source-url"), help: ArgumentHelp("URL of the --source written before it.", valueName: "url"))
     var urls: [String] = []
 
-    @Option(name: .customLong("source-method"), help: ArgumentHelp("How the matching --source was verified, e.g. geolocation.", valueName: "method"))
+    @Option(
+        name: .customLong("source-method"),
+        help: ArgumentHelp("How the --source written before it was verified, e.g. geolocation.", valueName: "method"))
     var methods: [String] = []
 
-    @Option(name: .customLong("source-sha256"), help: ArgumentHelp("SHA-256 of the archived file of the matching --source.", valueName: "hex"))
+    @Option(
+        name: .customLong("source-sha256"),
+        help: ArgumentHelp("SHA-256 of the archived file of the --source written before it.", valueName: "hex"))
     var hashes: [String] = []
 
     @Option(
         name: .customLong("source-verification"),
-        help: ArgumentHelp(
-            "How far the sources are verified. Given once, for every --source; given for each --source, in order, for that one.",
-            valueName: "status"))
+        help: ArgumentHelp("How far the --source written before it is verified.", valueName: "status"))
     var verifications: [Verification] = []
 
+    /// Which --source each detail was written after, in this process's command line; `verifiedBy` is what the
+    /// command's option naming who verified a source (`verifiedByName`) parsed.
+    func placement(verifiedBy: [String], named verifiedByName: String) throws(ValidationError) -> SourceDetailPlacement {
+        let parsed: [String: [String]] = [
+            SourceDetailPlacement.sourceOption: sources, "--source-url": urls, "--source-method": methods,
+            "--source-sha256": hashes, "--source-verification": verifications.map(\.rawValue), verifiedByName: verifiedBy,
+        ]
+        let placement = try SourceDetailPlacement(
+            arguments: Array(CommandLine.arguments.dropFirst()), detailOptions: Set(parsed.keys).subtracting([SourceDetailPlacement.sourceOption]),
+            valueAlwaysTaken: SourceDetailPlacement.writeCommandsValueAlwaysTaken)
+        try placement.check(parsed: parsed)
+        return placement
+    }
+
     func validate(verifiedBy: [String], named verifiedByName: String) throws {
-        for (name, list) in [("--source-url", urls), (verifiedByName, verifiedBy), ("--source-method", methods), ("--source-sha256", hashes)]
-        where list.count > sources.count {
+        if sources.isEmpty,
+            let given = [("--source-url", urls.count), (verifiedByName, verifiedBy.count), ("--source-method", methods.count),
+                ("--source-sha256", hashes.count), ("--source-verification", verifications.count)].first(where: { $0.1 > 0 })?.0
+        {
             throw ValidationError(
-                "\(name) given \(timesGiven(list.count)) but --source \(timesGiven(sources.count)): each goes with the --source in the same place, so give a --source NAME for each")
+                "\(given) describes the --source written before it, and no --source was given: add --source NAME (who said it) before it, or leave \(given) out")
         }
         for hash in hashes where !Source.isSHA256(hash) {
             throw ValidationError(
                 "--source-sha256: '\(hash)' is not a SHA-256: expected 64 hexadecimal digits, as sha256sum prints them (\(hash.utf8.count) characters given)")
         }
-        if !verifications.isEmpty && sources.isEmpty {
-            throw ValidationError(
-                "--source-verification sets the verification of each --source, and no --source was given: add --source NAME (who said it), or leave --source-verification out")
-        }
-        if verifications.count > 1 && verifications.count != sources.count {
-            throw ValidationError(
-                "--source-verification given \(timesGiven(verifications.count)) but --source \(timesGiven(sources.count)): give it once for every source, or once for each --source, in the same order")
-        }
+        _ = try placement(verifiedBy: verifiedBy, named: verifiedByName)
     }
 
-    /// The verification of the source at `index`: the one given for it, or the one given for all.
-    func verification(of index: Int) -> Verification? {
-        verifications.count == 1 ? verifications[0] : index < verifications.count ? verifications[index] : nil
-    }
-
-    func json(verifiedBy: [String]) -> JSONValue? {
+    /// The sources as the event's `sources`, each with the details written after it; `everySource`, the verification
+    /// of each source given none of its own (report's --verification).
+    func json(verifiedBy: [String], named verifiedByName: String, everySource: Verification? = nil) throws -> JSONValue? {
         guard !sources.isEmpty else { return nil }
-        return .array(sources.enumerated().map { n, name in
-            var o: [String: JSONValue] = ["name": .string(name)]
-            if n < urls.count { o["url"] = .string(urls[n]) }
-            if n < verifiedBy.count { o["verifiedBy"] = .string(verifiedBy[n]) }
-            if n < methods.count { o["method"] = .string(methods[n]) }
-            if n < hashes.count { o["sha256"] = .string(hashes[n]) }
-            if let verification = verification(of: n) { o["verification"] = .string(verification.rawValue) }
+        let placement = try placement(verifiedBy: verifiedBy, named: verifiedByName)
+        return .array(placement.sources.map { source in
+            var o: [String: JSONValue] = ["name": .string(source.name)]
+            for (option, member) in [("--source-url", "url"), (verifiedByName, "verifiedBy"), ("--source-method", "method"), ("--source-sha256", "sha256")] {
+                if let value = source.details[option] { o[member] = .string(value) }
+            }
+            if let verification = source.details["--source-verification"] ?? everySource?.rawValue { o["verification"] = .string(verification) }
             return .object(o)
         })
     }
@@ -184,7 +197,7 @@ struct SourceOptions: ParsableArguments {
     @Option(
         name: .customLong("verified-by"),
         help: ArgumentHelp(
-            "Who verified the matching --source (repeatable, in order). outcome calls this --source-verified-by, its own --verified-by being who verified the incident.",
+            "Who verified the --source written before it. outcome calls this --source-verified-by, its own --verified-by being who verified the incident.",
             valueName: "who"))
     var verifiedBy: [String] = []
 
@@ -200,7 +213,9 @@ struct SourceOptions: ParsableArguments {
         try details.validate(verifiedBy: verifiedBy, named: "--verified-by")
     }
 
-    var json: JSONValue? { details.json(verifiedBy: verifiedBy) }
+    func json(everySource: Verification? = nil) throws -> JSONValue? {
+        try details.json(verifiedBy: verifiedBy, named: "--verified-by", everySource: everySource)
+    }
 }
 
 /// Options describing the sources of an `outcome`, whose own `--verified-by` names who verified the outcome.
@@ -210,13 +225,13 @@ struct OutcomeSourceOptions: ParsableArguments {
     @Option(
         name: .customLong("source-verified-by"),
         help: ArgumentHelp(
-            "Who verified the matching --source (repeatable, in order); report and observe call this --verified-by, which here is who verified the incident.",
+            "Who verified the --source written before it; report and observe call this --verified-by, which here is who verified the incident.",
             valueName: "who"))
     var verifiedBy: [String] = []
 
     func validate() throws { try details.validate(verifiedBy: verifiedBy, named: "--source-verified-by") }
 
-    var json: JSONValue? { details.json(verifiedBy: verifiedBy) }
+    func json() throws -> JSONValue? { try details.json(verifiedBy: verifiedBy, named: "--source-verified-by") }
 }
 
 /// Idempotency and concurrency control for one appended event.

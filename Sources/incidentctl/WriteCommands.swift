@@ -69,6 +69,13 @@ struct Report: ParsableCommand {
             say: --source NAME --source-verification verified (or --verification verified); an outcome can \
             verify it later (`incidentctl outcome ID --status S --verification V`).
 
+            Each source's details (--source-url, --source-sha256, --source-method, --source-verification, \
+            --verified-by) go with the --source written before them, up to the next --source; one before any \
+            --source, or the same one twice for a source, is refused. Below, the hash is the repost's, and the \
+            witness video has none:
+              --source "Witness video" --source-verification unverified \\
+              --source "Telegram repost" --source-sha256 HEX --verified-by "our archive team"
+
             Example, a new blockade in Melitopol (not the article's of 1 March, which `make run` loads), whose \
             id is melitopol-2022-03-04-blockade:
               incidentctl report --city Melitopoli --kind blockade --occurred 2022-03-04 \\
@@ -94,7 +101,7 @@ struct Report: ParsableCommand {
     @Option(parsing: .unconditional, help: "Longitude, WGS 84 (west is negative).") var lon: Double?
     @Option(
         help: ArgumentHelp(
-            "How far every --source is verified (the same as --source-verification; needs --source).", valueName: "status"))
+            "How far every --source is verified (as --source-verification after each; needs --source).", valueName: "status"))
     var verification: Verification?
     @Flag(help: "Accept a city the gazetteer does not know, storing a new canonical id.") var allowNewCity = false
     @OptionGroup var source: SourceOptions
@@ -115,7 +122,7 @@ struct Report: ParsableCommand {
             }
             if let other = source.details.verifications.first(where: { $0 != verification }) {
                 throw ValidationError(
-                    "--verification \(verification.rawValue) and --source-verification \(other.rawValue) both set how far every --source is verified: give one of them")
+                    "--verification \(verification.rawValue) sets how far every --source is verified, and --source-verification \(other.rawValue) says otherwise for one of them: give one of them")
             }
         }
         if (lat == nil) != (lon == nil) { throw ValidationError("--lat and --lon go together") }
@@ -139,9 +146,7 @@ struct Report: ParsableCommand {
         var event: [String: JSONValue] = ["type": "incident-reported", "occurredAt": .string(occurred), "data": .object(data)]
         if let precision { event["precision"] = .string(precision.rawValue) }
         if let incident { event["incident"] = .string(incident) }
-        var sourceOptions = source
-        if sourceOptions.details.verifications.isEmpty, let verification { sourceOptions.details.verifications = [verification] }
-        if let sources = sourceOptions.json { event["sources"] = sources }
+        if let sources = try source.json(everySource: verification) { event["sources"] = sources }
         control.apply(to: &event)
         do {
             try appendOne(event, allowNewCity: allowNewCity, connection: connection, output: output)
@@ -174,6 +179,10 @@ struct Observe: ParsableCommand {
                   --by "Russian armed forces" --response crowd-dispersal --detained 0
 
             Responses: \(ResponseKind.valueList). Without --occurred the response takes the incident's date.
+
+            Each source's details (--source-url, --source-sha256, --source-method, --source-verification, \
+            --verified-by) go with the --source written before them, up to the next --source, as in \
+            --source "Witness video" --source-url https://example.org/v --source "Telegram repost".
             """)
 
     @Argument(help: "The incident id.") var incident: String
@@ -218,7 +227,7 @@ struct Observe: ParsableCommand {
         var event: [String: JSONValue] = ["type": "response-observed", "incident": .string(incident), "data": .object(data)]
         if let occurred { event["occurredAt"] = .string(occurred) }
         if let precision { event["precision"] = .string(precision.rawValue) }
-        if let sources = source.json { event["sources"] = sources }
+        if let sources = try source.json() { event["sources"] = sources }
         control.apply(to: &event)
         try appendOne(event, allowNewCity: false, connection: connection, output: output)
     }
@@ -244,6 +253,10 @@ struct Outcome: ParsableCommand {
             Correctable fields: kind, location, coordinates (--correct coordinates=LAT,LON), description, \
             participants (N or LOW-HIGH), targets, tags (comma-separated); all of them but kind can be removed \
             (--remove location), and the history keeps what they were.
+
+            The outcome's sources: each one's details (--source-url, --source-sha256, --source-method, \
+            --source-verification, --source-verified-by) go with the --source written before them, up to the \
+            next --source.
             """)
 
     @Argument(help: "The incident id.") var incident: String
@@ -364,7 +377,7 @@ struct Outcome: ParsableCommand {
         if !corrections.isEmpty { data["corrections"] = .object(corrections) }
         var event: [String: JSONValue] = ["type": "outcome-updated", "incident": .string(incident), "data": .object(data)]
         if let occurred { event["occurredAt"] = .string(occurred) }
-        if let sources = source.json { event["sources"] = sources }
+        if let sources = try source.json() { event["sources"] = sources }
         control.apply(to: &event)
         try appendOne(event, allowNewCity: false, connection: connection, output: output)
     }

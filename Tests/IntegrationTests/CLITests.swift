@@ -207,11 +207,11 @@ struct CLITests {
             (report + ["--verification", "verified", "--incident", "src-3"],
              "--verification sets how far each --source is verified, and no --source was given: add --source NAME"),
             (report + ["--source-verification", "verified", "--incident", "src-4"],
-             "--source-verification sets the verification of each --source, and no --source was given: add --source NAME"),
+             "--source-verification describes the --source written before it, and no --source was given: add --source NAME"),
             (report + ["--source", "A", "--verification", "verified", "--source-verification", "disputed", "--incident", "src-5"],
-             "--verification verified and --source-verification disputed both set how far every --source is verified: give one of them"),
+             "--verification verified sets how far every --source is verified, and --source-verification disputed says otherwise for one of them: give one of them"),
             (report + ["--source", "A", "--source", "B", "--source", "C", "--source-verification", "verified", "--source-verification", "debunked", "--incident", "src-5"],
-             "--source-verification given twice but --source 3 times: give it once for every source, or once for each --source, in the same order"),
+             "--source-verification given twice for --source 'C' ('verified' and 'debunked')"),
         ] {
             let usage = try daemon.ctl(arguments)
             #expect(usage.status == 2, "\(arguments): \(usage.status) \(usage.stderr)")
@@ -264,34 +264,35 @@ struct CLITests {
         }
         let reportHelp = try help("report")
         #expect(reportHelp.contains("--verification <status> How far every --source is verified"))
-        #expect(reportHelp.contains("(the same as --source-verification; needs --source)"))
-        #expect(reportHelp.contains("--source-verification <status> How far the sources are verified"))
-        #expect(try help("observe").contains("--source-verification <status> How far the sources are verified"))
+        #expect(reportHelp.contains("(as --source-verification after each; needs --source)"))
+        #expect(reportHelp.contains("--source-verification <status> How far the --source written before it is verified"))
+        #expect(try help("observe").contains("--source-verification <status> How far the --source written before it is verified"))
         let outcomeHelp = try help("outcome")
         #expect(outcomeHelp.contains("--verification <status> How far the incident itself is verified from this outcome on"))
-        #expect(outcomeHelp.contains("--source-verification <status> How far the sources are verified"))
+        #expect(outcomeHelp.contains("--source-verification <status> How far the --source written before it is verified"))
         #expect(daemon.stop() == 0)
     }
 
-    @Test("more --source-url, --verified-by, --source-method or --source-sha256 than --source is bad usage counted in words")
+    @Test("a --source-url, --verified-by, --source-method or --source-sha256 with no --source, or two for one source, is bad usage naming it")
     func sourceDetailCounts() throws {
         let report = ["report", "--city", "Kupiansk", "--kind", "other", "--occurred", "2022-03-01", "--socket", "/nonexistent.sock"]
         for (arguments, says) in [
-            (["--source-url", "https://example.org/1"], "--source-url given once but --source not at all"),
-            (["--source", "A", "--verified-by", "B", "--verified-by", "C"], "--verified-by given twice but --source once"),
+            (["--source-url", "https://example.org/1"],
+             "--source-url describes the --source written before it, and no --source was given: add --source NAME (who said it) before it"),
+            (["--source", "A", "--verified-by", "B", "--verified-by", "C"], "--verified-by given twice for --source 'A' ('B' and 'C')"),
             (["--source", "A", "--source", "B", "--source-method", "m", "--source-method", "m", "--source-method", "m"],
-             "--source-method given 3 times but --source twice"),
+             "--source-method given twice for --source 'B'"),
         ] {
             let usage = try runCommand(Binaries.incidentctl, report + arguments)
             #expect(usage.status == 2, "\(arguments): \(usage.stderr)")
-            #expect(
-                usage.stderr.contains("\(says): each goes with the --source in the same place, so give a --source NAME for each"),
-                "\(arguments): \(usage.stderr)")
+            #expect(usage.stderr.contains(says), "\(arguments): \(usage.stderr)")
         }
         let outcome = try runCommand(
             Binaries.incidentctl, ["outcome", "x", "--status", "unknown", "--source-verified-by", "B", "--socket", "/nonexistent.sock"])
         #expect(outcome.status == 2)
-        #expect(outcome.stderr.contains("--source-verified-by given once but --source not at all"), "\(outcome.stderr)")
+        #expect(
+            outcome.stderr.contains("--source-verified-by describes the --source written before it, and no --source was given"),
+            "\(outcome.stderr)")
     }
 
     @Test("--source-sha256 is bad usage (exit 2, naming the option) exactly where the daemon refuses a source's sha256 as invalid_event, and stored in lower case where it takes it")
@@ -343,12 +344,12 @@ struct CLITests {
         }
         for command in ["report", "observe"] {
             let text = try help(command)
-            #expect(text.contains("--verified-by <who> Who verified the matching --source (repeatable, in order). outcome calls this --source-verified-by, its own --verified-by being who verified the incident."), "\(command): \(text)")
+            #expect(text.contains("--verified-by <who> Who verified the --source written before it. outcome calls this --source-verified-by, its own --verified-by being who verified the incident."), "\(command): \(text)")
             #expect(!text.contains("--source-verified-by <who>"), "\(command): \(text)")
         }
         let outcome = try help("outcome")
         #expect(outcome.contains("--verified-by <verified-by> Who verified the incident itself (with --verification). Who verified a --source is --source-verified-by here (--verified-by in report and observe)."), "\(outcome)")
-        #expect(outcome.contains("--source-verified-by <who> Who verified the matching --source (repeatable, in order); report and observe call this --verified-by, which here is who verified the incident."), "\(outcome)")
+        #expect(outcome.contains("--source-verified-by <who> Who verified the --source written before it; report and observe call this --verified-by, which here is who verified the incident."), "\(outcome)")
     }
 
     @Test("a socket path that is empty is bad usage; one through a file says a part of it is not a directory; a gazetteer that is a directory says so")

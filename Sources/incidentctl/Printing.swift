@@ -161,6 +161,33 @@ enum Printer {
         }
     }
 
+    /// An event's sources as the `events` tables show them after its summary: `sources: "Witness video"
+    /// (unverified), "Telegram repost" (verified, verified by X, method geolocation, https://…, sha256 ab12…)`, every
+    /// detail given in full (a hash is compared whole); nil for an event without sources.
+    static func sources(ofEvent event: JSONValue) -> String? {
+        guard let sources = event["sources"]?.arrayValue, !sources.isEmpty else { return nil }
+        return "sources: " + sources.map { source in
+            let details = [
+                source["verification"]?.stringValue, source["verifiedBy"]?.stringValue.map { "verified by \($0)" },
+                source["method"]?.stringValue.map { "method \($0)" }, source["publishedAt"]?.stringValue.map { "published \($0)" },
+                source["url"]?.stringValue, source["sha256"]?.stringValue.map { "sha256 \($0)" },
+            ].compactMap { $0 }
+            return "\"\(text(source["name"]))\"" + (details.isEmpty ? "" : " (\(details.joined(separator: ", ")))")
+        }.joined(separator: ", ")
+    }
+
+    /// The rows of the `incident` table of sources: for each source of each event, its event's version and position
+    /// and what the source says of itself, `-` for what it does not.
+    static func sourceRows(_ events: [JSONValue]) -> [[String]] {
+        events.flatMap { e in
+            (e["sources"]?.arrayValue ?? []).map { source in
+                [text(e["version"]), text(e["position"]), text(source["name"]), text(source["verification"]),
+                 text(source["verifiedBy"]), text(source["method"]), text(source["publishedAt"]), text(source["url"]),
+                 text(source["sha256"])]
+            }
+        }
+    }
+
     /// `text` on one line, cut at `limit` characters with an ellipsis.
     static func shortened(_ text: String, to limit: Int = 60) -> String {
         let line = text.split(whereSeparator: \.isWhitespace).joined(separator: " ")
@@ -195,7 +222,8 @@ enum Printer {
     private static let eventColumns = ["POSITION", "TYPE", "INCIDENT", "OCCURRED", "SUMMARY"]
 
     private static func eventCells(_ e: JSONValue) -> [String] {
-        [text(e["position"]), text(e["type"]), text(e["incident"]), occurred(e), summary(ofEvent: e)]
+        [text(e["position"]), text(e["type"]), text(e["incident"]), occurred(e),
+         [summary(ofEvent: e), sources(ofEvent: e)].compactMap { $0 }.joined(separator: "; ")]
     }
 
     /// For events printed as they come (`events --follow`): fixed columns, since the widths are not known ahead,
@@ -292,5 +320,9 @@ enum Printer {
                 [text(e["version"]), text(e["position"]), text(e["recordedAt"]), text(e["recordedBy"]?["user"]),
                  "\(text(e["type"])): \(summary(ofEvent: e))"]
             })
+        let sources = sourceRows(history)
+        guard !sources.isEmpty else { return }
+        print("")
+        table(["VERSION", "POSITION", "SOURCE", "VERIFICATION", "VERIFIED BY", "METHOD", "PUBLISHED", "URL", "SHA256"], sources)
     }
 }

@@ -11,7 +11,8 @@ struct Events: ParsableCommand {
         abstract: "List events in log order.",
         discussion: """
             JSON output is one event per line, in the stored form (with position, hash and the rest of the \
-            envelope).
+            envelope). The table's summary of an event ends with its sources, each with what it says of itself: \
+            sources: "Witness video" (verified, verified by …, method geolocation, URL, sha256 …).
 
             With --follow it goes on after the last stored event, printing each event that matches as soon as \
             it is committed, until interrupted (or --limit events have been shown). A follower that stops \
@@ -256,6 +257,9 @@ struct IncidentCommand: ParsableCommand {
             With --until-position, the incident as it stood once the log held the events up to that position \
             (a position events, incident or status printed): what was known of it then, before later responses, \
             corrections and outcomes.
+
+            The table lists the incident's fields, then its history, then each event's sources: who said it, how \
+            far verified, by whom and how, when published, its URL and the SHA-256 of its archived file.
 
             Examples:
               incidentctl incident kupiansk-2022-03-01-city-hall

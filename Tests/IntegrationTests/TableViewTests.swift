@@ -202,4 +202,47 @@ struct TableViewTests {
         #expect(stored.first?["data"]?["city"]?.stringValue == "New\nCity", "\(json.stdout)")
         #expect(daemon.stop() == 0)
     }
+
+    @Test("incident and events tables show each event's sources: name, verification, who verified it and how, URL and sha256 in full, escaped as every cell is (QA pass 10)")
+    func sourcesShown() throws {
+        let daemon = try Self.log()
+        let hash = String(repeating: "0f", count: 32)
+        let report = try daemon.ctl([
+            "report", "--city", "Kupiansk", "--kind", "strike", "--occurred", "2022-03-02", "--incident", "src-table",
+            "--source", "Witness\u{202E}video", "--source-verification", "verified", "--verified-by", "Ann\nLee", "--source-method", "geolocation",
+            "--source-url", "https://example.org/v", "--source-sha256", hash, "--source", "Telegram repost",
+        ])
+        #expect(report.status == 0, "\(report.stderr)")
+        let observe = try daemon.ctl(["observe", "src-table", "--by", "x", "--response", "none", "--source", "Local radio"])
+        #expect(observe.status == 0, "\(observe.stderr)")
+        let hidden: [Character] = ["\u{202E}"]
+
+        let incident = try daemon.ctl(["incident", "src-table", "--format", "table"])
+        #expect(incident.status == 0, "\(incident.stderr)")
+        let sources = (incident.stdout.components(separatedBy: "\n\n").last ?? "").split(separator: "\n").map { $0.split(separator: " ").joined(separator: " ") }
+        #expect(
+            sources == [
+                "VERSION POSITION SOURCE VERIFICATION VERIFIED BY METHOD PUBLISHED URL SHA256",
+                #"1 11 Witness\u{202E}video verified Ann\nLee geolocation - https://example.org/v "# + hash,
+                "1 11 Telegram repost unverified - - - - -",
+                "2 12 Local radio unverified - - - - -",
+            ], "\(incident.stdout)")
+        #expect(!incident.stdout.contains { hidden.contains($0) }, "\(incident.stdout)")
+
+        let events = try daemon.ctl(["events", "--incident", "src-table", "--format", "table"])
+        #expect(events.status == 0, "\(events.stderr)")
+        let rows = events.stdout.split(separator: "\n").map(String.init)
+        #expect(rows.count == 3, "\(events.stdout)")
+        #expect(
+            rows[1].hasSuffix(
+                #"strike in Kupiansk; sources: "Witness\u{202E}video" (verified, verified by Ann\nLee, method geolocation, https://example.org/v, sha256 "#
+                    + hash + #"), "Telegram repost" (unverified)"#), "\(rows[1])")
+        #expect(rows[2].hasSuffix(#"x: none; sources: "Local radio" (unverified)"#), "\(rows[2])")
+        #expect(!events.stdout.contains { hidden.contains($0) }, "\(events.stdout)")
+        let followed = try daemon.ctl(["events", "--follow", "--from", "11", "--format", "table", "--limit", "2"])
+        #expect(followed.status == 0, "\(followed.stderr)")
+        let lines = followed.stdout.split(separator: "\n").map(String.init)
+        #expect(lines.count == 3 && lines[1].hasSuffix(rows[1].split(separator: "  ").last.map(String.init) ?? "?"), "\(followed.stdout)")
+        #expect(daemon.stop() == 0)
+    }
 }

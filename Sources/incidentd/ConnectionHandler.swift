@@ -161,6 +161,8 @@ final class ConnectionHandler: ChannelDuplexHandler {
     /// The client shut down its side (`shutdown(SHUT_WR)`, or `socat` at the end of its input): answer what it
     /// sent, then close.
     private var inputClosed = false
+    /// Nothing more is read or run of what the client sends (``refuseFurtherInput(context:)``).
+    private var inputRefused = false
     private var readPending = false
     /// Lines read but not run yet, because the client is not keeping up with its answers.
     private var backlog = CircularBuffer<LineFrame>()
@@ -229,7 +231,7 @@ final class ConnectionHandler: ChannelDuplexHandler {
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        guard !closed else { return }
+        guard !closed, !inputRefused else { return }
         executor.unansweredRequests.add(1, ordering: .relaxed)
         let frame = unwrapInboundIn(data)
         if backlog.isEmpty && canRun(context) && !waitsForAppends(frame) {
@@ -238,6 +240,17 @@ final class ConnectionHandler: ChannelDuplexHandler {
             backlog.append(frame)
             drainBacklog(context: context)
         }
+        if role == nil { refuseFurtherInput(context: context) }
+    }
+
+    /// A peer holding no role may do nothing here: its first request is answered (`permission_denied`, or what was
+    /// wrong with it), and the connection closes after that answer, nothing more of it read, nor the lines already
+    /// read looked at. So a user who reaches the socket without a role holds no slot and floods nothing for longer
+    /// than one answer takes.
+    private func refuseFurtherInput(context: ChannelHandlerContext) {
+        inputRefused = true
+        inputClosed = true
+        closeIfAnswered(context: context)
     }
 
     private func canRun(_ context: ChannelHandlerContext) -> Bool {
@@ -611,6 +624,7 @@ final class ConnectionHandler: ChannelDuplexHandler {
     }
 
     func read(context: ChannelHandlerContext) {
+        guard !inputRefused else { return }
         if backlog.isEmpty && canRun(context) {
             readPending = false
             context.read()
@@ -620,7 +634,7 @@ final class ConnectionHandler: ChannelDuplexHandler {
     }
 
     private func readIfPossible(context: ChannelHandlerContext) {
-        if readPending && backlog.isEmpty && canRun(context) {
+        if !inputRefused && readPending && backlog.isEmpty && canRun(context) {
             readPending = false
             context.read()
         }

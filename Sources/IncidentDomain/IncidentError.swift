@@ -42,6 +42,15 @@ public struct IncidentError: Error, Hashable, Sendable, CustomStringConvertible 
             "the stored \(what) projection is damaged\(problem) (its bytes changed on the disk): run incidentctl verify, then start incidentd once with --rebuild-projections, which makes the projections again from the events")
     }
 
+    /// ``damagedProjection(_:_:)`` of the stored projection of incident `id`, which the message names (`problem`
+    /// says what is wrong with it, after "`id`'s") and `details.incident` too: for an append refused by it, whose
+    /// request may name many incidents.
+    public static func damagedIncidentProjection(_ id: String, _ problem: String) -> IncidentError {
+        let named = String(id.prefix(128))
+        let error = damagedProjection("incident", ": \(named)'s \(problem)")
+        return IncidentError(error.code, error.message, details: ["incident": .string(named)])
+    }
+
     /// An `invalid_event` naming the field at fault.
     public static func invalid(_ field: String, _ problem: String) -> IncidentError {
         IncidentError(.invalidEvent, "\(field): \(problem)", details: ["field": .string(field)])

@@ -311,6 +311,16 @@ public struct IncidentState: Hashable, Sendable {
             participants: currentParticipants, targets: nil, tags: [])
     }
 
+    /// ``init(encoded:)`` of the stored projection of incident `id`: its `log_damaged` names the incident
+    /// (``IncidentError/damagedIncidentProjection(_:_:)``).
+    public init(encoded bytes: UnsafeRawBufferPointer, of id: String) throws(IncidentError) {
+        do {
+            try self.init(encoded: bytes)
+        } catch {
+            throw IncidentError.damagedIncidentProjection(id, "does not read back")
+        }
+    }
+
     public init(encoded bytes: [UInt8]) throws(IncidentError) {
         var result: Result<IncidentState, IncidentError> = .failure(IncidentError.invalid("incident", "empty"))
         bytes.withUnsafeBytes { raw in
@@ -523,7 +533,7 @@ public struct CityState: Hashable, Sendable {
 
     /// Adds (`sign` 1) or removes (`sign` -1) what one incident contributes to its city.
     ///
-    /// - Throws: `log_damaged` naming this city when a sum overflows (``accumulate(_:_:times:in:)``), or when a
+    /// - Throws: `log_damaged` naming this city when a sum overflows (``accumulate(_:_:times:in:of:)``), or when a
     ///   count is below zero once an incident is added: each event takes its incident away and adds it back, and
     ///   then no count of a sound city is below zero, so the city was read back with less than its incidents gave it.
     mutating func add(_ incident: IncidentState, sign: Int64) throws(IncidentError) {
@@ -564,11 +574,15 @@ public struct CityState: Hashable, Sendable {
 /// Adds `sign` times `amount` to `total`. The counts of a sound log are nowhere near overflowing, so a sum that
 /// overflows was made from stored projections read back damaged (a city's or incident's count changed on disk).
 ///
-/// - Throws: ``IncidentError`` naming `what` (`incident` or `city`) as damaged; `total` is left as it was.
-@inline(__always) func accumulate(_ total: inout Int64, _ amount: Int64, times sign: Int64 = 1, in what: String) throws(IncidentError) {
+/// - Throws: ``IncidentError`` naming `what` (`incident` or `city`) as damaged, and the incident `id` when given;
+///   `total` is left as it was.
+@inline(__always) func accumulate(
+    _ total: inout Int64, _ amount: Int64, times sign: Int64 = 1, in what: String, of id: String? = nil
+) throws(IncidentError) {
     let (change, productOverflow) = amount.multipliedReportingOverflow(by: sign)
     let (sum, sumOverflow) = total.addingReportingOverflow(change)
     guard !productOverflow, !sumOverflow else {
+        if let id { throw IncidentError.damagedIncidentProjection(id, "counts overflow as an event is folded into them") }
         throw IncidentError.damagedProjection(what, ": a count it keeps overflows")
     }
     total = sum
@@ -656,22 +670,24 @@ public struct Projector: Sendable {
         case .responded(let response):
             guard var state = try store.takeIncident(event.incident) else { return }
             try follows(state, event)
+            let id = state.incident
             try store.updateCity(state.cityId, orNew: { newCity(id: state.cityId, reportedName: state.report.city) }) { city in
                 try city.add(state, sign: -1)
-                try accumulate(&state.responseEvents, 1, in: "incident")
-                for kind in response.responses { try accumulate(&state.responses[kind], 1, in: "incident") }
-                try accumulate(&state.killed, response.killed ?? 0, in: "incident")
-                try accumulate(&state.injured, response.injured ?? 0, in: "incident")
-                try accumulate(&state.detained, response.detained ?? 0, in: "incident")
+                try accumulate(&state.responseEvents, 1, in: "incident", of: id)
+                for kind in response.responses { try accumulate(&state.responses[kind], 1, in: "incident", of: id) }
+                try accumulate(&state.killed, response.killed ?? 0, in: "incident", of: id)
+                try accumulate(&state.injured, response.injured ?? 0, in: "incident", of: id)
+                try accumulate(&state.detained, response.detained ?? 0, in: "incident", of: id)
                 try finish(&state, &city, event)
             }
             try store.put(state)
         case .outcome(let outcome):
             guard var state = try store.takeIncident(event.incident) else { return }
             try follows(state, event)
+            let id = state.incident
             try store.updateCity(state.cityId, orNew: { newCity(id: state.cityId, reportedName: state.report.city) }) { city in
                 try city.add(state, sign: -1)
-                try accumulate(&state.outcomeEvents, 1, in: "incident")
+                try accumulate(&state.outcomeEvents, 1, in: "incident", of: id)
                 state.status = outcome.status
                 if let v = outcome.verification {
                     state.verification = v

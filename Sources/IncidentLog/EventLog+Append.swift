@@ -38,7 +38,7 @@ struct TransactionProjections: ProjectionStore {
     mutating func incident(_ id: String) throws -> IncidentState? {
         if let s = batchIncidents[id] ?? storedIncidents[id] { return s }
         guard let raw = try txn.get(db.incidents, key: id) else { return nil }
-        let state = try IncidentState(encoded: raw)
+        let state = try IncidentState(encoded: raw, of: id)
         storedIncidents[id] = state
         return state
     }

@@ -284,7 +284,7 @@ extension EventLog {
     /// no such incident.
     public func incidentState(_ id: String) throws -> IncidentState? {
         try environment.read { txn in
-            try txn.get(db.incidents, key: Array(id.utf8)).map { try IncidentState(encoded: $0) }
+            try txn.get(db.incidents, key: Array(id.utf8)).map { try IncidentState(encoded: $0, of: id) }
         }
     }
 

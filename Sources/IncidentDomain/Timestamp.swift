@@ -216,3 +216,34 @@ private struct DateCursor {
         return nil
     }
 }
+
+extension ParsedDate {
+    /// The years a date may have: four digits, from 1000 on, as ``parse(_:)`` reads them.
+    public static let years: ClosedRange<Int64> = 1000...9999
+
+    /// Why `text`, which starts as a date (`YYYY-MM` or `YYYY-MM-DD`, digits where they go), is no date that
+    /// ``parse(_:)`` takes, when that is its year, month or day: "2023 has no 29 February (it is not a leap year)",
+    /// "year 0001 is outside the years a date may have, 1000 to 9999". Nil for any other text, valid or not: for
+    /// messages only, it is never on the path of a date that is read.
+    public static func calendarProblem(_ text: String) -> String? {
+        let parts = text.prefix { $0 != "T" && $0 != "t" && $0 != " " }.split(separator: "-", omittingEmptySubsequences: false)
+        guard parts.count == 2 || parts.count == 3, parts[0].count >= 4, parts.dropFirst().allSatisfy({ $0.count == 2 }),
+            parts.allSatisfy({ $0.utf8.allSatisfy { (UInt8(ascii: "0")...UInt8(ascii: "9")).contains($0) } }),
+            let year = Int64(parts[0]), let month = Int64(parts[1])
+        else { return nil }
+        if !years.contains(year) {
+            return "year \(parts[0]) is outside the years a date may have, \(years.lowerBound) to \(years.upperBound)"
+        }
+        guard (1...12).contains(month) else { return "there is no month \(parts[1]): months go from 01 to 12" }
+        guard parts.count == 3, let day = Int64(parts[2]) else { return nil }
+        let last = Timestamp.daysInMonth(year: year, month: month)
+        if day == 0 { return "there is no day 00: days go from 01" }
+        guard day > last else { return nil }
+        if month == 2 && day == 29 { return "\(year) has no 29 February (it is not a leap year)" }
+        return "\(monthNames[Int(month) - 1]) has \(last) days, not \(day)"
+    }
+
+    private static let monthNames = [
+        "January", "February", "March", "April", "May", "June", "July", "August", "September", "October", "November", "December",
+    ]
+}

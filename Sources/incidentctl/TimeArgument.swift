@@ -20,8 +20,10 @@ enum TimeArgument {
         throw ValidationError(problem(text, readAs: ParsedDate.parse))
     }
 
-    /// Why `text` is not a time, when `read` does not take it.
+    /// Why `text` is not a time, when `read` does not take it: a date of the right form whose year, month or day is
+    /// not one says which; a date-time without its zone says it needs one.
     private static func problem(_ text: String, readAs read: (String) -> ParsedDate?) -> String {
+        if let calendar = ParsedDate.calendarProblem(text) { return calendar }
         if text.contains(where: { $0 == "T" || $0 == "t" }), read(text + "Z") != nil {
             return "a date-time needs its zone, Z (UTC) or ±HH:MM, as in 2022-03-01T14:30Z or 2022-03-01T14:30+02:00"
         }

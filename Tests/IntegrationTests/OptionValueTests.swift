@@ -183,7 +183,7 @@ struct OptionValueTests {
             (["report", "--city", "Kupiansk", "--kind", "strike"], "--occurred <date>", "2022-03-01T14:30", needsZone),
             (["report", "--city", "Kupiansk", "--kind", "strike"], "--occurred <date>", "2022-03-01 14:30Z",
              #""2022-03-01 14:30Z" is not ISO 8601: write T between the date and the time, as in 2022-03-01T14:30Z"#),
-            (["report", "--city", "Kupiansk", "--kind", "strike"], "--occurred <date>", "2022-02-30", notATime),
+            (["report", "--city", "Kupiansk", "--kind", "strike"], "--occurred <date>", "2022-02-30", "February has 28 days, not 30"),
             (["observe", "k-1", "--by", "x", "--response", "none"], "--occurred <date>", "2022-03-01T14:30", needsZone),
             (["outcome", "k-1", "--status", "dispersed"], "--occurred <date>", "2022-03-02T09:00", needsZone),
         ]
@@ -203,6 +203,43 @@ struct OptionValueTests {
         for command in ["report", "observe", "outcome", "replay"] {
             let help = try runCommand(Binaries.incidentctl, [command, "--help"]).stdout.split(whereSeparator: \.isWhitespace).joined(separator: " ")
             #expect(help.contains("a date-time with its zone, Z or ±HH:MM (2022-03-01T14:30Z)"), "\(command): \(help)")
+        }
+        #expect(daemon.stop() == 0)
+    }
+
+    @Test("a date of the right form that is no date says why: no 29 February in a year that is not a leap year, a year outside 1000 to 9999 (named), no month 13, a month's last day; for --occurred, --as-of and --occurred-before (QA pass 10)")
+    func impossibleDates() throws {
+        let daemon = try Daemon()
+        let options: [(arguments: [String], option: String)] = [
+            (["report", "--city", "Kupiansk", "--kind", "strike"], "--occurred <date>"),
+            (["outcome", "k-1", "--status", "dispersed"], "--occurred <date>"),
+            (["replay"], "--as-of <time>"),
+            (["replay"], "--occurred-before <time>"),
+        ]
+        let cases: [(value: String, says: String)] = [
+            ("2023-02-29", "2023 has no 29 February (it is not a leap year)"),
+            ("2100-02-29", "2100 has no 29 February (it is not a leap year)"),
+            ("2023-02-29T10:00Z", "2023 has no 29 February (it is not a leap year)"),
+            ("2023-02-29T10:00", "2023 has no 29 February (it is not a leap year)"),
+            ("0001-01-01", "year 0001 is outside the years a date may have, 1000 to 9999"),
+            ("0999-12", "year 0999 is outside the years a date may have, 1000 to 9999"),
+            ("10000-01-01", "year 10000 is outside the years a date may have, 1000 to 9999"),
+            ("2022-13-01", "there is no month 13: months go from 01 to 12"),
+            ("2022-00", "there is no month 00: months go from 01 to 12"),
+            ("2022-04-31T12:00+02:00", "April has 30 days, not 31"),
+            ("2022-03-00", "there is no day 00: days go from 01"),
+        ]
+        for (arguments, option) in options {
+            let name = String(option.prefix { $0 != " " })
+            for (value, says) in cases {
+                let usage = try daemon.ctl(arguments + [name, value])
+                #expect(usage.status == 2, "\(arguments) \(name) \(value): \(usage.status) \(usage.stderr)")
+                #expect(usage.stderr.hasPrefix("Error: The value '\(value)' is invalid for '\(option)': \(says)\n"), "\(usage.stderr)")
+            }
+        }
+        #expect(try daemon.client().headPosition() == 0, "nothing was sent")
+        for leapDay in ["2024-02-29", "2000-02-29", "1000-01-01"] {
+            #expect(try daemon.ctl(["replay", "--occurred-before", leapDay]).status == 0, "\(leapDay)")
         }
         #expect(daemon.stop() == 0)
     }

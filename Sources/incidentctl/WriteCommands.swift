@@ -251,8 +251,9 @@ struct Outcome: ParsableCommand {
 
             Statuses: \(OutcomeStatus.valueList).
             Correctable fields: kind, location, coordinates (--correct coordinates=LAT,LON), description, \
-            participants (N or LOW-HIGH), targets, tags (comma-separated); all of them but kind can be removed \
-            (--remove location), and the history keeps what they were.
+            participants (N or LOW-HIGH), targets, tags (comma-separated, tags=a,b; or a JSON array of strings, \
+            each a tag exactly, for tags with commas in them: tags='["Kupiansk, market","night"]'); all of them but \
+            kind can be removed (--remove location), and the history keeps what they were.
 
             The outcome's sources: each one's details (--source-url, --source-sha256, --source-method, \
             --source-verification, --source-verified-by) go with the --source written before them, up to the \
@@ -308,7 +309,7 @@ struct Outcome: ParsableCommand {
                 let (low, high) = try parseRange(value, option: "--correct participants", expected: "--correct participants=N or LOW-HIGH")
                 result[field] = ["low": .int(low), "high": .int(high)]
             case "tags":
-                result[field] = .array(value.split(separator: ",").map { .string(String($0)) })
+                result[field] = .array(try Self.tags(value).map { .string($0) })
             case "coordinates":
                 let parts = value.split(separator: ",", omittingEmptySubsequences: false).map { Double($0.trimmingCharacters(in: .whitespaces)) }
                 guard parts.count == 2, let lat = parts[0], let lon = parts[1], (-90...90).contains(lat), (-180...180).contains(lon)
@@ -347,6 +348,25 @@ struct Outcome: ParsableCommand {
                 "\(given) says who verified the incident or how, and goes with --verification: add --verification V (\(Verification.valueList)), or leave \(given) out\(forSources)")
         }
         _ = try correctionsJSON()
+    }
+
+    /// The tags of `--correct tags=VALUE`: a JSON array of strings, each a tag exactly (`["a,b","c"]`), for a tag
+    /// with a comma in it; else the comma-separated tags, empty ones left out.
+    static func tags(_ value: String) throws -> [String] {
+        guard value.hasPrefix("[") else { return value.split(separator: ",").map(String.init) }
+        let example = #"tags=["a,b","c"]"#
+        let parsed: JSONValue
+        do {
+            parsed = try JSONReader().read(value)
+        } catch {
+            throw ValidationError(
+                "--correct tags=\(value): a value that starts with '[' is read as a JSON array of strings, as \(example), and this one is not JSON (\(error)); a tag that starts with '[' goes inside one: tags=[\"[draft]\"]")
+        }
+        let tags = parsed.arrayValue?.compactMap(\.stringValue)
+        guard let tags, tags.count == parsed.arrayValue?.count else {
+            throw ValidationError("--correct tags=\(value): a JSON array of strings, each a tag, as \(example)")
+        }
+        return tags
     }
 
     /// Refuses, naming `option` and the value `given`, a field that an outcome may not correct.

@@ -601,4 +601,35 @@ struct CLITests {
         #expect(incident?["verification"]?.stringValue == "verified", "\(String(describing: incident))")
         #expect(daemon.stop() == 0)
     }
+
+    @Test("--correct tags= takes a JSON array of strings, each a tag exactly, so a tag with a comma survives a correction; the comma-separated form still splits; an array that is not one of strings is bad usage (QA pass 10)")
+    func correctTagsExactly() throws {
+        let daemon = try Daemon()
+        let report = try daemon.ctl([
+            "report", "--city", "Kupiansk", "--kind", "demonstration", "--occurred", "2022-03-01", "--incident", "tags-1",
+            "--tag", "Kupiansk, market", "--tag", "night",
+        ])
+        #expect(report.status == 0, "\(report.stderr)")
+        func tags() throws -> JSONValue? { try daemon.ctl(["incident", "tags-1", "--format", "json"]).json?["current"]?["tags"] }
+        #expect(try tags() == ["Kupiansk, market", "night"])
+
+        let exact = try daemon.ctl(["outcome", "tags-1", "--status", "unknown", "--correct", #"tags=["Kupiansk, market","night","flags"]"#])
+        #expect(exact.status == 0, "\(exact.stderr)")
+        #expect(try tags() == ["Kupiansk, market", "night", "flags"])
+        let split = try daemon.ctl(["outcome", "tags-1", "--status", "unknown", "--correct", "tags=a,b"])
+        #expect(split.status == 0, "\(split.stderr)")
+        #expect(try tags() == ["a", "b"])
+
+        for (value, says) in [
+            (#"tags=["a",1]"#, #"--correct tags=["a",1]: a JSON array of strings, each a tag, as tags=["a,b","c"]"#),
+            ("tags=[draft", #"is read as a JSON array of strings, as tags=["a,b","c"], and this one is not JSON"#),
+        ] {
+            let usage = try daemon.ctl(["outcome", "tags-1", "--status", "unknown", "--correct", value])
+            #expect(usage.status == 2 && usage.stderr.contains(says), "\(value): \(usage.status) \(usage.stderr)")
+        }
+        #expect(try tags() == ["a", "b"], "bad usage stored nothing")
+        let help = try runCommand(Binaries.incidentctl, ["outcome", "--help"]).stdout.split(whereSeparator: \.isWhitespace).joined(separator: " ")
+        #expect(help.contains(#"or a JSON array of strings, each a tag exactly, for tags with commas in them: tags='["Kupiansk, market","night"]'"#), "\(help)")
+        #expect(daemon.stop() == 0)
+    }
 }

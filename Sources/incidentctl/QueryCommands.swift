@@ -53,6 +53,7 @@ struct Events: ParsableCommand {
         guard from >= 0 else { throw ValidationError("--from: 0 or more (positions start at 1, and 0 is taken as 1)") }
         guard limit >= 0 else { throw ValidationError("--limit: 0 or more") }
         if let incident { try checkIncidentId(incident, option: "--incident") }
+        if let city { try checkCityName(city, option: "--city") }
     }
 
     func run() throws {
@@ -305,6 +306,8 @@ struct CityCommand: ParsableCommand {
     @Argument(help: "The city, any spelling.") var name: String
     @OptionGroup var connection: ConnectionOptions
     @OptionGroup var output: OutputOptions
+
+    func validate() throws { try checkCityName(name, option: "the city name") }
 
     func run() throws {
         let response = try connection.connect().call(.city, ["city": .string(name)])
@@ -742,4 +745,12 @@ func openDirectly(_ dataDir: String, gazetteer: Gazetteer = .embedded) throws ->
     } catch {
         throw ClientFailure.usage("cannot open the log in \(dataDir): \(error)")
     }
+}
+
+/// Refuses, as bad usage naming `option`, a city name that is empty or only whitespace: no spelling of any city, which
+/// the daemon would answer `unknown_city` with nothing to suggest.
+func checkCityName(_ name: String, option: String) throws {
+    guard name.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty else { return }
+    throw ValidationError(
+        "\(option): \(name.isEmpty ? "empty" : "only whitespace"): give a city, in any spelling, as in incidentctl city Kupiansk")
 }

@@ -632,4 +632,21 @@ struct CLITests {
         #expect(help.contains(#"or a JSON array of strings, each a tag exactly, for tags with commas in them: tags='["Kupiansk, market","night"]'"#), "\(help)")
         #expect(daemon.stop() == 0)
     }
+
+    @Test("an empty or blank city name is bad usage naming the argument, as an empty incident id is, where the daemon answered unknown_city (QA pass 10)")
+    func blankCityName() throws {
+        let daemon = try Daemon()
+        for (arguments, says) in [
+            (["city", ""], "the city name: empty: give a city, in any spelling"),
+            (["city", "   "], "the city name: only whitespace: give a city, in any spelling"),
+            (["city", "\t"], "the city name: only whitespace"),
+            (["events", "--city", ""], "--city: empty: give a city, in any spelling"),
+            (["events", "--follow", "--city", " "], "--city: only whitespace"),
+        ] {
+            let usage = try daemon.ctl(arguments)
+            #expect(usage.status == 2 && usage.stderr.contains(says), "\(arguments): \(usage.status) \(usage.stderr)")
+        }
+        #expect(try daemon.ctl(["city", "Kupiansk"]).status != 2, "a name is the daemon's to look up")
+        #expect(daemon.stop() == 0)
+    }
 }

@@ -146,7 +146,7 @@ extension EventLog {
             var openProblem: String?
             do {
                 sourceEnvironment = try openSource(source)
-            } catch let error as LogError where expectedHeadHash != nil && error.code != .notALog {
+            } catch let error as LogError where expectedHeadHash != nil && error.code != .notALog && error.code != .accessDenied {
                 options.onProgress?("recovering the log: \(error.message); reading its pages without LMDB")
                 sourceEnvironment = nil
                 openProblem = error.message

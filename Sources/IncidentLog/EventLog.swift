@@ -189,6 +189,8 @@ public final class EventLog: Sendable {
                     + "proves with incidentd --recover-from, giving the head hash last published with --expect-head and "
                     + "the latest backups with --fill-from for the events past the cut (see README.md), which loses none "
                     + "appended since those backups; or: \(restoreAdvice)")
+        case let error as UnsafeEnvironmentFile:
+            return LogError(.accessDenied, "cannot open the log in \(directory): \(error)")
         case let error as LockFileNotAllocated:
             guard error.isOutOfSpace else {
                 return LogError(.io, "cannot open the log in \(directory): \(error.problem)")
@@ -376,6 +378,8 @@ public final class EventLog: Sendable {
         case openFailed(Int32)
         /// The file could not be locked, for `errno` (not that another holds the lock).
         case lockFailed(Int32)
+        /// The path is not a regular file with one name (``LMDB/EnvironmentFiles``' rule): `problem` says what it is.
+        case unsafe(String)
 
         /// The error for an attempt that neither holds the lock nor found it held, on `path`.
         func error(_ path: String) -> LogError {
@@ -387,6 +391,10 @@ public final class EventLog: Sendable {
                     "cannot open \(path): \(String(cString: strerror(code))) (uid \(geteuid())); incidentd's user must own the data directory \(EventLog.parent(of: path)), or be able to write it and the files in it, on a file system mounted read-write")
             case .openFailed(let code): LogError(.io, "cannot open \(path): \(String(cString: strerror(code)))")
             case .lockFailed(let code): LogError(.io, "cannot lock \(path): \(String(cString: strerror(code)))")
+            case .unsafe(let problem):
+                LogError(
+                    .accessDenied,
+                    "\(path) \(problem); incidentd's files must be regular files of their own, opened without following a link: it is not opened, so that nothing it leads to is written. Remove it if the directory is yours, or give a data directory that nobody but its owner may write")
             case .held, .heldByAnother: LogError(.io, "cannot lock \(path)")
             }
         }
@@ -409,16 +417,33 @@ public final class EventLog: Sendable {
     }
 
     /// Opens `path` (with `openFlags`, close-on-exec, mode 0600 if made) and takes an exclusive `flock` on it
-    /// without waiting.
+    /// without waiting. A symbolic link is not followed, and what is not a regular file with one name is not
+    /// locked (``LockAttempt/unsafe(_:)``): root's recovery reads a directory another user may have prepared.
     static func exclusiveLock(_ path: String, openFlags: Int32) -> LockAttempt {
-        let fd = open(path, openFlags | O_CLOEXEC, 0o600)
-        guard fd >= 0 else { return .openFailed(errno) }
+        let fd = open(path, openFlags | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC, 0o600)
+        guard fd >= 0 else { return errno == ELOOP ? .unsafe("is a symbolic link") : .openFailed(errno) }
+        var info = stat()
+        if fstat(fd, &info) == 0, let problem = unsafeFileProblem(info, written: openFlags & O_ACCMODE != O_RDONLY) {
+            close(fd)
+            return .unsafe(problem)
+        }
         guard flock(fd, LOCK_EX | LOCK_NB) == 0 else {
             let code = errno
             close(fd)
             return code == EWOULDBLOCK ? .heldByAnother : .lockFailed(code)
         }
         return .held(fd)
+    }
+
+    /// What is wrong with a file of `info` for incidentd to open (and write, when `written`), as a predicate; nil for
+    /// a regular file, with one name when `written`.
+    static func unsafeFileProblem(_ info: stat, written: Bool) -> String? {
+        switch info.st_mode & S_IFMT {
+        case S_IFREG:
+            info.st_nlink == 1 || !written ? nil : "has \(info.st_nlink) names (hard links), and what is written through one is written through the others"
+        case S_IFDIR: "is a directory, not a regular file"
+        default: "is not a regular file (a device, a FIFO or a socket)"
+        }
     }
 
     /// " (process PID)" for the holder of the `flock` on `path`, when `/proc/locks` tells it; "" otherwise.

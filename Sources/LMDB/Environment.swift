@@ -90,7 +90,12 @@ public final class Environment: @unchecked Sendable {
     /// process with `SIGBUS`. Its size is the one LMDB gives it for ``EnvironmentOptions/maxReaders``, so that the
     /// reader slots are those asked for; an existing one keeps its size, from which LMDB counts the slots.
     ///
-    /// - Throws: ``LockFileNotAllocated`` if `lock.mdb` cannot be given its disk space (`ENOSPC` on a full file
+    /// `data.mdb` and `lock.mdb` must be regular files, which no symbolic link leads to, with one name each where
+    /// they are written (`data.mdb` of a read-only environment may have others): LMDB opens them by path,
+    /// following links, and writes them.
+    ///
+    /// - Throws: ``UnsafeEnvironmentFile`` if `data.mdb` or `lock.mdb` is a symbolic link, not a regular file, or
+    ///   has other names (nothing opened); ``LockFileNotAllocated`` if `lock.mdb` cannot be given its disk space (`ENOSPC` on a full file
     ///   system); ``TruncatedDataFile`` if `data.mdb` is shorter than pages in use
     ///   (pages past its end that are all free, never written by LMDB, are not
     ///   missing), or too short for LMDB's two meta pages; ``LMDBError``, e.g.
@@ -118,7 +123,10 @@ public final class Environment: @unchecked Sendable {
                 // keeps its stored size, brought within the bounds below.)
                 try lmdb_env_set_mapsize(env, options.initialMapSize)
             }
-            try DataFile.checkMetaPages(path: directory + "/data.mdb")
+            // Before anything opens them: liblmdb follows a link, and writes what it opens.
+            try EnvironmentFiles.refuseUnsafe(path: directory + "/data.mdb", written: !options.readOnly)
+            try EnvironmentFiles.refuseUnsafe(path: directory + "/lock.mdb", written: true)
+            try DataFile.checkMetaPages(path: directory + "/data.mdb", written: !options.readOnly)
             // LMDB writes lock.mdb through a map, where a block a full disk cannot hold is a SIGBUS.
             try LockFile.allocate(directory: directory, maxReaders: options.maxReaders, mode: options.fileMode)
             try Self.openEnvironment(env, directory: directory, flags: flags, mode: options.fileMode)

@@ -214,3 +214,26 @@ public struct LockFileNotAllocated: Error, Hashable, Sendable, CustomStringConve
 
     public var description: String { problem }
 }
+
+/// A file of an environment (`data.mdb`, `lock.mdb`) that is not a regular file of its own: a symbolic link,
+/// another kind of file (a device, a FIFO, a directory), or a hard link to a file that has other names. LMDB
+/// opens its files by path, following links, and writes `lock.mdb` (and a writer `data.mdb`): whoever could put
+/// such an entry in the directory could have a process that opens it, one of root's say, write a file they may
+/// not. ``Environment/init(directory:options:)`` refuses the environment; nothing was opened or written.
+public struct UnsafeEnvironmentFile: Error, Hashable, Sendable, CustomStringConvertible {
+    /// The file, `directory + "/lock.mdb"` or `directory + "/data.mdb"`.
+    public let path: String
+    /// What it is, as a predicate of `path`: "is a symbolic link", "has 2 names (hard links)".
+    public let problem: String
+
+    public init(path: String, problem: String) {
+        self.path = path
+        self.problem = problem
+    }
+
+    public var description: String {
+        "\(path) \(problem); LMDB's files must be regular files of their own, which it opens by path and writes: "
+            + "it is not opened, so that nothing it leads to is written. Remove it if the directory is yours (LMDB "
+            + "makes lock.mdb again), or copy data.mdb itself, not a link to it, into a directory of its own"
+    }
+}

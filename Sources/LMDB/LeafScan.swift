@@ -33,12 +33,20 @@ public final class LeafScan {
 
     /// Opens `directory + "/data.mdb"` read-only, with the page size its meta pages give.
     ///
-    /// - Throws: ``LMDBError`` when the file cannot be opened or examined, `EINVAL` when neither meta page reads as
+    /// - Throws: ``UnsafeEnvironmentFile`` when it is a symbolic link or not a regular file (not followed, nothing
+    ///   read); ``LMDBError`` when the file cannot be opened or examined, `EINVAL` when neither meta page reads as
     ///   one.
     public init(directory: String) throws {
         path = directory + "/data.mdb"
-        let fd = open(path, O_RDONLY | O_CLOEXEC)
-        guard fd >= 0 else { throw LMDBError(code: errno, function: "open") }
+        let fd = open(path, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC)
+        guard fd >= 0 else {
+            if errno == ELOOP { throw UnsafeEnvironmentFile(path: path, problem: "is a symbolic link") }
+            throw LMDBError(code: errno, function: "open")
+        }
+        do { try EnvironmentFiles.refuseUnsafe(fd, path: path, written: false) } catch {
+            close(fd)
+            throw error
+        }
         do {
             fileSize = try FileFormat.size(of: fd)
             // The page size both meta pages give; else that of a page 1 found where its own page size puts it; else

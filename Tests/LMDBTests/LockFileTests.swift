@@ -81,4 +81,59 @@ struct LockFileTests {
             #expect(grown.size == standardSize && grown.allocated >= grown.size, "\(grown)")
         }
     }
+
+    @Test("a lock.mdb or data.mdb that is a symbolic link (to a file or to nothing), or a lock.mdb with another name, is refused, read-only or not, naming it, and what it leads to is neither written nor made; a reader's data.mdb may be a hard-linked copy")
+    func linkedFilesAreRefused() throws {
+        try withTemporaryDirectory { dir in
+            let source = try makeDirectory(dir, "source")
+            do { _ = try Environment(directory: source).openDatabase("kv", create: true) }
+            let victim = dir + "/victim"
+            let precious = Array("precious\n".utf8)
+            /// A directory holding a copy of `source`'s data.mdb.
+            func plant(_ name: String) throws -> String {
+                let log = try makeDirectory(dir, name)
+                try FileManager.default.copyItem(atPath: source + "/data.mdb", toPath: log + "/data.mdb")
+                return log
+            }
+            func expectRefused(_ log: String, _ file: String, _ problem: String, readOnly: Bool) {
+                var options = EnvironmentOptions()
+                options.readOnly = readOnly
+                #expect(throws: UnsafeEnvironmentFile(path: log + "/" + file, problem: problem), "\(log), readOnly \(readOnly)") {
+                    _ = try Environment(directory: log, options: options)
+                }
+            }
+            #expect(FileManager.default.createFile(atPath: victim, contents: Data(precious)))
+            for readOnly in [true, false] {
+                let linked = try plant("linked-\(readOnly)")
+                #expect(symlink(victim, linked + "/lock.mdb") == 0)
+                expectRefused(linked, "lock.mdb", "is a symbolic link", readOnly: readOnly)
+
+                let dangling = try plant("dangling-\(readOnly)")
+                #expect(symlink(dir + "/made-\(readOnly)", dangling + "/lock.mdb") == 0)
+                expectRefused(dangling, "lock.mdb", "is a symbolic link", readOnly: readOnly)
+                #expect(access(dir + "/made-\(readOnly)", F_OK) != 0, "nothing is made where the link leads")
+
+                let hardLinked = try plant("hard-\(readOnly)")
+                #expect(link(victim, hardLinked + "/lock.mdb") == 0)
+                expectRefused(hardLinked, "lock.mdb", "has 2 names (hard links), and what is written through one is written through the others", readOnly: readOnly)
+                #expect(unlink(hardLinked + "/lock.mdb") == 0)
+
+                let data = try makeDirectory(dir, "data-\(readOnly)")
+                #expect(symlink(source + "/data.mdb", data + "/data.mdb") == 0)
+                expectRefused(data, "data.mdb", "is a symbolic link", readOnly: readOnly)
+                #expect(access(data + "/lock.mdb", F_OK) != 0, "nothing is made beside a data.mdb refused")
+            }
+            var info = stat()
+            #expect(stat(victim, &info) == 0 && info.st_size == precious.count)
+            #expect(FileManager.default.contents(atPath: victim).map(Array.init) == precious)
+
+            // A copy made with cp -l: read-only, LMDB never writes data.mdb; a writer is refused.
+            let copy = try makeDirectory(dir, "copy")
+            #expect(link(source + "/data.mdb", copy + "/data.mdb") == 0)
+            var options = EnvironmentOptions()
+            options.readOnly = true
+            _ = try Environment(directory: copy, options: options)
+            #expect(throws: UnsafeEnvironmentFile.self) { _ = try Environment(directory: copy) }
+        }
+    }
 }

@@ -64,10 +64,17 @@ internal enum DataFile {
     /// could one of its own parity, and the two pages are named unless they hold consecutive transaction ids.
     /// Each page is read up to three times, so that a writer in another process overwriting it at that moment is
     /// not taken for damage.
-    static func checkMetaPages(path: String) throws {
-        let fd = open(path, O_RDONLY | O_CLOEXEC)
-        guard fd >= 0 else { return }
+    ///
+    /// `data.mdb` is opened without following a symbolic link; one that is not a regular file (with one name, when
+    /// `written`) is thrown as ``UnsafeEnvironmentFile``.
+    static func checkMetaPages(path: String, written: Bool) throws {
+        let fd = open(path, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC)
+        guard fd >= 0 else {
+            if errno == ELOOP { throw UnsafeEnvironmentFile(path: path, problem: "is a symbolic link") }
+            return
+        }
         defer { close(fd) }
+        try EnvironmentFiles.refuseUnsafe(fd, path: path, written: written)
         let fileSize = (try? FileFormat.size(of: fd)) ?? 0
         guard fileSize >= 2 * 512 else { return }
         /// Meta page `number` at `offset`, when one of three reads gives a meta page of its own parity; else what the

@@ -59,17 +59,28 @@ internal enum LockFile {
     ///
     /// Call it before `mdb_env_open`, in a process that has not opened the environment: closing the descriptor drops
     /// every `fcntl` lock the process holds on the file, and LMDB's are such locks.
-    static func allocate(directory: String, maxReaders: UInt32, mode: mode_t) throws(LockFileNotAllocated) {
+    ///
+    /// It is opened without following a symbolic link, and made only where there is no entry at all: one that is
+    /// not a regular file with one name is thrown (``UnsafeEnvironmentFile``), nothing written.
+    static func allocate(directory: String, maxReaders: UInt32, mode: mode_t) throws {
         let path = directory + "/lock.mdb"
         let wanted = size(maxReaders: maxReaders)
-        var fd: Int32
-        repeat { fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, mode) } while fd < 0 && errno == EINTR
+        var fd: Int32 = -1
+        while fd < 0 {
+            fd = open(path, O_RDWR | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC)
+            if fd >= 0 || errno == EINTR { continue }
+            guard errno == ENOENT else { break }
+            fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, mode)
+            if fd < 0 && errno != EINTR && errno != EEXIST { break }
+        }
         guard fd >= 0 else {
             let code = errno
+            if code == ELOOP { throw UnsafeEnvironmentFile(path: path, problem: "is a symbolic link") }
             guard code == ENOSPC || code == EDQUOT else { return }
             throw LockFileNotAllocated(path: path, size: wanted, code: code, function: "open")
         }
         defer { close(fd) }
+        try EnvironmentFiles.refuseUnsafe(fd, path: path, written: true)
         var status = stat()
         guard fstat(fd, &status) == 0 else {
             throw LockFileNotAllocated(path: path, size: wanted, code: errno, function: "fstat")

@@ -727,8 +727,10 @@ struct Replay: ParsableCommand {
 /// The log in data directory `dataDir`, opened read-only; a damaged one is refused (exit 1: `page_damaged`, or
 /// `log_damaged` for a file cut short or a log that cannot be read; `permission_denied` for files this user may not
 /// open; `storage_full` for a file system with no room for LMDB's `lock.mdb`); a directory that holds none, or one
-/// that cannot be opened otherwise, is bad usage (exit 2) naming it and why.
+/// that cannot be opened otherwise, is bad usage (exit 2) naming it and why. It is read as its owner when root
+/// runs this, and one that others than its owner may write is refused (``DataDirectoryAccess``).
 func openDirectly(_ dataDir: String, gazetteer: Gazetteer = .embedded) throws -> EventLog {
+    try DataDirectoryAccess.enter(dataDir)
     do {
         return try EventLog(options: LogOptions(directory: dataDir, readOnly: true), gazetteer: gazetteer)
     } catch let error as LogError where error.code == .damagedPage {

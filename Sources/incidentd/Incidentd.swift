@@ -175,6 +175,9 @@ struct Incidentd: ParsableCommand {
                 settings.dataDirectoryOrigin = "--data-dir"
             }
             try settings.checkDataDirectory()
+            try TrustedPaths.checkDataDirectory(
+                settings.dataDirectory, what: "the data directory", origin: settings.dataDirectoryOrigin ?? "daemon.data_dir")
+            if let recoverFrom { try TrustedPaths.checkDataDirectory(recoverFrom, what: "the log to recover", origin: "--recover-from") }
             gazetteer = try settings.gazetteer()
         } catch {
             FileHandle.standardError.write(Data(JournalLogHandler.startLine("\(error)", level: .error).utf8))

@@ -58,4 +58,85 @@ struct DataDirectoryTrustTests {
             #expect(Self.unchanged(victim, bytes), "incidentd --data-dir \(dataDir) wrote the file the link leads to")
         }
     }
+
+    /// A directory `name` in `root` holding a copy of `stored`'s data.mdb, of `owner` (files and directory) and `mode`.
+    static func copy(of stored: Daemon, in root: String, _ name: String, owner: uid_t, mode: mode_t) throws -> String {
+        let directory = root + "/" + name
+        #expect(mkdir(directory, 0o700) == 0)
+        try FileManager.default.copyItem(atPath: stored.dataDir + "/data.mdb", toPath: directory + "/data.mdb")
+        #expect(chown(directory + "/data.mdb", owner, owner) == 0 && chown(directory, owner, owner) == 0 && chmod(directory, mode) == 0)
+        return directory
+    }
+
+    /// The owner of the file at `path`, or nil.
+    static func owner(_ path: String) -> uid_t? {
+        var info = stat()
+        return lstat(path, &info) == 0 ? info.st_uid : nil
+    }
+
+    @Test(
+        "root's verify --data-dir and replay --data-dir read a directory of another user's as that user (the lock.mdb they make is that user's, not root's); a directory its group or others may write is refused (exit 1, permission_denied), as is, to a user who is not root, a directory of a third user's",
+        .enabled(if: getuid() == 0 && FileManager.default.isExecutableFile(atPath: "/usr/bin/setpriv"), "needs root, to own files as another user, and setpriv"))
+    func readAsTheDirectorysOwner() throws {
+        let stored = try VerifyTests.storedArticle()
+        let root = makeTemporaryDirectory("incidentd-trust")
+        defer { try? FileManager.default.removeItem(atPath: root) }
+        #expect(chmod(root, 0o755) == 0)
+        for command in ["verify", "replay"] {
+            let nobodys = try Self.copy(of: stored, in: root, "nobodys-\(command)", owner: 65534, mode: 0o700)
+            let run = try runCommand(Binaries.incidentctl, [command, "--data-dir", nobodys])
+            #expect(run.status == 0, "\(command): \(run)")
+            #expect(Self.owner(nobodys + "/lock.mdb") == 65534, "\(command): lock.mdb belongs to \(Self.owner(nobodys + "/lock.mdb").map(String.init) ?? "nobody at all"), not to the directory's owner")
+        }
+
+        for (mode, writers) in [(0o777, "its group and others"), (0o730, "its group"), (0o1777, "its group and others")] as [(mode_t, String)] {
+            let open = try Self.copy(of: stored, in: root, "open-\(mode)", owner: 0, mode: mode)
+            let run = try runCommand(Binaries.incidentctl, ["verify", "--data-dir", open])
+            #expect(run.status == 1, "\(run)")
+            #expect(run.stderr.contains("permission_denied: cannot open the log: \(open) (mode \(String(format: "%04o", mode)), owner root (uid 0)) may be written by \(writers)"), "\(run.stderr)")
+            #expect(run.stderr.contains("chmod go-w \(open)"), "\(run.stderr)")
+            #expect(Self.owner(open + "/lock.mdb") == nil, "nothing is made in it")
+        }
+
+        let third = try Self.copy(of: stored, in: root, "third", owner: 65534, mode: 0o755)
+        #expect(chmod(third + "/data.mdb", 0o644) == 0)
+        let user = try ThrowawayUser()
+        let run = try runCommand(
+            "/usr/bin/setpriv", ["--reuid=\(user.uid)", "--regid=\(user.gid)", "--clear-groups", Binaries.incidentctl, "verify", "--data-dir", third])
+        #expect(run.status == 1, "\(run)")
+        #expect(run.stderr.contains("permission_denied: cannot open the log: \(third) belongs to nobody (uid 65534), who could put a link there"), "\(run.stderr)")
+    }
+
+    @Test(
+        "incidentd refuses, with exit 78 naming it, its mode and owner and the remedy, a data directory its group or others may write, one of a user other than root and its own, one below a directory others may write without the sticky bit, and a log to recover from in such a directory; the socket directory is not made",
+        .enabled(if: getuid() == 0, "needs root, to own files as another user"))
+    func untrustedDataDirectoryIsRefused() throws {
+        let stored = try VerifyTests.storedArticle()
+        let root = makeTemporaryDirectory("incidentd-trust")
+        defer { try? FileManager.default.removeItem(atPath: root) }
+        #expect(chmod(root, 0o755) == 0)
+        let open = try Self.copy(of: stored, in: root, "open", owner: 0, mode: 0o777)
+        let group = try Self.copy(of: stored, in: root, "group", owner: 0, mode: 0o770)
+        let nobodys = try Self.copy(of: stored, in: root, "nobodys", owner: 65534, mode: 0o700)
+        #expect(mkdir(root + "/loose", 0o700) == 0 && chmod(root + "/loose", 0o777) == 0)
+        let cases: [([String], String)] = [
+            (["--data-dir", open], "--data-dir: the data directory \(open): \(open) (mode 0777, owner root (uid 0)) may be written by its group and others: they could replace the log"),
+            (["--data-dir", group], "--data-dir: the data directory \(group): \(group) (mode 0770, owner root (uid 0)) may be written by its group: they could replace the log"),
+            (["--data-dir", nobodys], "--data-dir: the data directory \(nobodys): \(nobodys) (mode 0700, owner nobody (uid 65534)) belongs to a user other than root and incidentd's"),
+            (["--data-dir", root + "/loose/data"], "--data-dir: the data directory \(root)/loose/data: \(root)/loose (mode 0777, owner root (uid 0)) may be written by others than its owner, without the sticky bit"),
+            (["--recover-from", open, "--data-dir", root + "/recovered"], "--recover-from: the log to recover \(open): \(open) (mode 0777, owner root (uid 0)) may be written by its group and others"),
+        ]
+        for (index, (arguments, says)) in cases.enumerated() {
+            let logPath = root + "/\(index).log"
+            let daemon = try SocketTests.launch(Binaries.incidentd, arguments + ["--socket", root + "/run\(index)/incidentd.sock"], logPath: logPath)
+            let log = readFile(logPath) ?? ""
+            SocketTests.expectRefused(daemon, status: 78, "\(arguments)", log: log)
+            #expect(log.contains(says), "\(arguments): \(log)")
+            #expect(log.contains(index == 2 ? "chown root \(nobodys)" : "chmod go-w"), "\(arguments): \(log)")
+            #expect(SocketTests.identity(root + "/run\(index)") == nil, "\(arguments): no socket directory is made")
+        }
+        for made in ["open/lock.mdb", "group/lock.mdb", "nobodys/lock.mdb", "loose/data", "recovered"] {
+            #expect(Self.owner(root + "/" + made) == nil, "\(made) was made")
+        }
+    }
 }

@@ -1,0 +1,64 @@
+import Foundation
+import SocketTrust
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A data directory that a user other than root and incidentd's could write (or could have prepared): a
+/// configuration error, exit 78, naming the entry at fault, its mode and owner, and the remedy.
+struct UntrustedPath: Error, CustomStringConvertible {
+    let description: String
+}
+
+/// Where the rules of `SocketTrust` meet incidentd's own paths: its data directory (and a recovery's source).
+enum TrustedPaths {
+    /// Refuses a data directory (`what` says which: "the data directory", "the log to recover") through which
+    /// another user than root and incidentd's could replace the log, or plant in it a link that LMDB follows (it
+    /// opens `lock.mdb` by path and writes it): the directory must belong to one of them and be writable by its
+    /// owner alone, below directories only they may write or that are sticky (``SocketDirectoryRules``, as for
+    /// the socket's directory). One not made yet is checked by the nearest directory above it that exists; one
+    /// that cannot be looked at is left to opening the log, which says why.
+    static func checkDataDirectory(_ directory: String, what: String, origin: String) throws {
+        var info = stat()
+        var existing = directory
+        while stat(existing, &info) != 0 {
+            guard errno == ENOENT else { return }
+            let parent = (existing as NSString).deletingLastPathComponent
+            guard !parent.isEmpty else {
+                existing = FileManager.default.currentDirectoryPath
+                continue
+            }
+            guard parent != existing else { return }
+            existing = parent
+        }
+        let exists = existing == directory
+        guard exists ? (info.st_mode & S_IFMT) == S_IFDIR : true else { return }
+        guard let fault = SocketDirectoryRules.fault(reaching: existing, isSocketDirectory: exists, trusting: geteuid()) else {
+            return
+        }
+        throw UntrustedPath(
+            description:
+                "\(origin): \(what) \(directory): \(describe(fault)): they could replace the log, or put in it a link that LMDB follows to write a file of incidentd's user. \(remedy(fault)); a data directory belongs to root or incidentd's user (\(SocketDirectoryRules.describeUser(geteuid()))), may be written by its owner alone, and sits below directories that only they may write or that are sticky (as /tmp), as /var/lib/incidentd does")
+    }
+
+    /// "PATH (mode 0777, owner alice (uid 1001)) may be written by its group and others".
+    private static func describe(_ fault: SocketPathFault) -> String {
+        "\(fault.path) (mode \(fault.modeText), owner \(SocketDirectoryRules.describeUser(fault.owner))) \(fault.problem)"
+    }
+
+    /// What mends `fault`: a link given up, an owner changed, or write permission taken from group and others.
+    private static func remedy(_ fault: SocketPathFault) -> String {
+        let user = geteuid()
+        if fault.problem.contains("symbolic link") {
+            return "Give the path without that link, or have root own it"
+        }
+        if fault.owner != 0 && fault.owner != user {
+            return "Give it to root or incidentd's user (chown \(user == 0 ? "root" : String(user)) \(fault.path)) after checking what it holds, and take write permission from group and others (chmod go-w \(fault.path))"
+        }
+        if fault.problem.contains("without the sticky bit") {
+            return "Take write permission from group and others (chmod go-w \(fault.path)), or make it sticky (chmod +t \(fault.path))"
+        }
+        return "Take write permission from group and others (chmod go-w \(fault.path)) after checking what it holds"
+    }
+}

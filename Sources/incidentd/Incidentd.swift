@@ -159,7 +159,10 @@ struct Incidentd: ParsableCommand {
         var settings = DaemonConfiguration()
         let gazetteer: Gazetteer
         do {
-            if let config { try settings.load(file: config) }
+            if let config {
+                try TrustedPaths.checkSettingsFile(config, origin: "--config")
+                try settings.load(file: config)
+            }
             if let maxMapSize, let bytes = parseSize(maxMapSize) {
                 settings.maxMapSize = bytes
                 settings.maxMapSizeOrigin = "--max-map-size"
@@ -178,6 +181,9 @@ struct Incidentd: ParsableCommand {
             try TrustedPaths.checkDataDirectory(
                 settings.dataDirectory, what: "the data directory", origin: settings.dataDirectoryOrigin ?? "daemon.data_dir")
             if let recoverFrom { try TrustedPaths.checkDataDirectory(recoverFrom, what: "the log to recover", origin: "--recover-from") }
+            if let file = settings.gazetteerPath {
+                try TrustedPaths.checkSettingsFile(file, origin: settings.gazetteerOrigin ?? "gazetteer.file")
+            }
             gazetteer = try settings.gazetteer()
         } catch {
             FileHandle.standardError.write(Data(JournalLogHandler.startLine("\(error)", level: .error).utf8))

@@ -5,13 +5,15 @@ import SocketTrust
 import Glibc
 #endif
 
-/// A data directory that a user other than root and incidentd's could write (or could have prepared): a
-/// configuration error, exit 78, naming the entry at fault, its mode and owner, and the remedy.
+/// A data directory, or a file incidentd reads its settings from, that a user other than root and incidentd's could
+/// have written (or could write while incidentd runs): a configuration error, exit 78, naming the entry at fault,
+/// its mode and owner, and the remedy.
 struct UntrustedPath: Error, CustomStringConvertible {
     let description: String
 }
 
-/// Where the rules of `SocketTrust` meet incidentd's own paths: its data directory (and a recovery's source).
+/// Where the rules of `SocketTrust` meet incidentd's own paths: its data directory (and a recovery's source) and its
+/// settings files.
 enum TrustedPaths {
     /// Refuses a data directory (`what` says which: "the data directory", "the log to recover") through which
     /// another user than root and incidentd's could replace the log, or plant in it a link that LMDB follows (it
@@ -40,6 +42,15 @@ enum TrustedPaths {
         throw UntrustedPath(
             description:
                 "\(origin): \(what) \(directory): \(describe(fault)): they could replace the log, or put in it a link that LMDB follows to write a file of incidentd's user. \(remedy(fault)); a data directory belongs to root or incidentd's user (\(SocketDirectoryRules.describeUser(geteuid()))), may be written by its owner alone, and sits below directories that only they may write or that are sticky (as /tmp), as /var/lib/incidentd does")
+    }
+
+    /// Refuses a settings file (the configuration, the gazetteer) that a user other than root and incidentd's
+    /// could have written (``TrustedFileRules``): the configuration says who may write to the log.
+    static func checkSettingsFile(_ file: String, origin: String) throws {
+        guard let fault = TrustedFileRules.fault(reading: file, trusting: geteuid()) else { return }
+        throw UntrustedPath(
+            description:
+                "\(origin): \(file): \(describe(fault)): they could have written what incidentd reads from it, and the configuration says who may write to the log. \(remedy(fault)); incidentd reads settings only from files of root's or its user's (\(SocketDirectoryRules.describeUser(geteuid()))) that only their owner may write, as make install leaves /etc/incidentd/incidentd.toml (root's, 0644)")
     }
 
     /// "PATH (mode 0777, owner alice (uid 1001)) may be written by its group and others".

@@ -139,4 +139,49 @@ struct DataDirectoryTrustTests {
             #expect(Self.owner(root + "/" + made) == nil, "\(made) was made")
         }
     }
+
+    @Test(
+        "incidentd refuses, with exit 78 naming it, its mode and owner and the remedy, a configuration file or a gazetteer file its group or others may write, one of a user other than root and its own, one in a directory others may write without the sticky bit, and one reached through another user's symbolic link: whoever may write it would decide who may write to the log",
+        .enabled(if: getuid() == 0, "needs root, to own files as another user"))
+    func untrustedSettingsFileIsRefused() throws {
+        let root = makeTemporaryDirectory("incidentd-trust")
+        defer { try? FileManager.default.removeItem(atPath: root) }
+        #expect(chmod(root, 0o755) == 0)
+        let gazetteer = Repository.root + "/config/cities.toml"
+        /// A settings file `name` in `root` with `text`, `owner` and `mode`.
+        func file(_ name: String, _ text: String, owner: uid_t = 0, mode: mode_t = 0o644) throws -> String {
+            let path = root + "/" + name
+            try text.write(toFile: path, atomically: false, encoding: .utf8)
+            #expect(chown(path, owner, owner) == 0 && chmod(path, mode) == 0)
+            return path
+        }
+        let settings = "[access.admins]\nusers = [\"nobody\"]\n"
+        let open = try file("open.toml", settings, mode: 0o666)
+        let group = try file("group.toml", settings, mode: 0o664)
+        let nobodys = try file("nobodys.toml", settings, owner: 65534)
+        #expect(mkdir(root + "/loose", 0o700) == 0 && chmod(root + "/loose", 0o777) == 0)
+        let loose = try file("loose/incidentd.toml", settings)
+        let openCities = try file("cities.toml", try String(contentsOfFile: gazetteer, encoding: .utf8), mode: 0o646)
+        let pointsToCities = try file("points.toml", "[gazetteer]\nfile = \"\(openCities)\"\n")
+        #expect(symlink(try file("linked-target.toml", settings), root + "/linked.toml") == 0 && lchown(root + "/linked.toml", 65534, 65534) == 0)
+        let cases: [(String, String, String)] = [
+            (open, "--config: \(open): \(open) (mode 0666, owner root (uid 0)) may be written by its group and others: they could have written what incidentd reads", "chmod go-w \(open)"),
+            (group, "--config: \(group): \(group) (mode 0664, owner root (uid 0)) may be written by its group", "chmod go-w \(group)"),
+            (nobodys, "--config: \(nobodys): \(nobodys) (mode 0644, owner nobody (uid 65534)) belongs to a user other than root and incidentd's", "chown root \(nobodys)"),
+            (loose, "--config: \(loose): \(root)/loose (mode 0777, owner root (uid 0)) may be written by others than its owner, without the sticky bit", "chmod +t \(root)/loose"),
+            (pointsToCities, "\(pointsToCities): gazetteer.file: \(openCities): \(openCities) (mode 0646, owner root (uid 0)) may be written by others", "chmod go-w \(openCities)"),
+            (root + "/linked.toml", "--config: \(root)/linked.toml: \(root)/linked.toml (mode 0777, owner nobody (uid 65534)) is a symbolic link another user may point elsewhere", "without that link"),
+        ]
+        for (index, (config, says, remedy)) in cases.enumerated() {
+            let logPath = root + "/\(index).log"
+            let daemon = try SocketTests.launch(
+                Binaries.incidentd,
+                ["--config", config, "--data-dir", root + "/data\(index)", "--socket", root + "/run\(index)/incidentd.sock"], logPath: logPath)
+            let log = readFile(logPath) ?? ""
+            SocketTests.expectRefused(daemon, status: 78, config, log: log)
+            #expect(log.contains(says), "\(config): \(log)")
+            #expect(log.contains(remedy), "\(config): \(log)")
+            #expect(SocketTests.identity(root + "/data\(index)") == nil, "\(config): no data directory is made")
+        }
+    }
 }

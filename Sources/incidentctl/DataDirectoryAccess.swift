@@ -11,9 +11,10 @@ import Glibc
 /// write the directory could put there a link that has the reader write a file of theirs (the LMDB module refuses
 /// a link it finds, but liblmdb opens the path again after that look). So:
 /// * a directory that its group or others may write is refused, whoever runs this;
-/// * root reads a directory of another user's as that user: the whole process takes the owner's uid and the
-///   directory's group (no supplementary groups) before anything in it is opened, and can then write nothing the
-///   owner could not;
+/// * root reads a directory of another user's as that user: the whole process takes the owner's uid and primary
+///   group (gid 65534 for a uid the user database does not know), with no supplementary groups, before anything
+///   in it is opened, and can then write nothing the owner could not. Not the directory's group: root's `chown
+///   USER DIR` leaves it root's, a group the owner need not be in;
 /// * root reads a directory of its own only where nobody else could rename or replace it, or a directory above it
 ///   (``SocketDirectoryRules``);
 /// * another user reads only a directory of theirs or root's: a directory of a third user's is refused (they may
@@ -34,7 +35,7 @@ enum DataDirectoryAccess {
                 "\(directory) (mode \(mode), owner \(owner)) may be written by \(writers.joined(separator: " and ")), who could put a link there that has this reader write a file of \(user == 0 ? "root's" : "yours") (LMDB opens lock.mdb read-write by path). Take their write permission (chmod go-w \(directory)) after checking what it holds, or read a copy in a directory only you may write")
         }
         if user == 0 && info.st_uid != 0 {
-            try become(uid: info.st_uid, gid: info.st_gid, for: directory)
+            try become(uid: info.st_uid, gid: primaryGroup(of: info.st_uid) ?? 65534, for: directory)
             return
         }
         if user == 0, let fault = SocketDirectoryRules.fault(reaching: directory, isSocketDirectory: true, trusting: 0) {
@@ -56,6 +57,15 @@ enum DataDirectoryAccess {
             throw refusal(
                 "\(directory) belongs to \(SocketDirectoryRules.describeUser(uid)), as whom root reads it, and this process could not become that user (uid \(uid), gid \(gid)): \(String(cString: strerror(errno)))")
         }
+    }
+
+    /// The primary group the user database gives `uid`, or nil when it has no entry for it.
+    private static func primaryGroup(of uid: uid_t) -> gid_t? {
+        var entry = passwd()
+        var buffer = [CChar](repeating: 0, count: 4096)
+        var result: UnsafeMutablePointer<passwd>?
+        guard getpwuid_r(uid, &entry, &buffer, buffer.count, &result) == 0, result != nil else { return nil }
+        return entry.pw_gid
     }
 
     private static func refusal(_ message: String) -> ClientFailure {

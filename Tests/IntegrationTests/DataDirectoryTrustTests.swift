@@ -75,7 +75,7 @@ struct DataDirectoryTrustTests {
     }
 
     @Test(
-        "root's verify --data-dir and replay --data-dir read a directory of another user's as that user (the lock.mdb they make is that user's, not root's); a directory its group or others may write is refused (exit 1, permission_denied), as is, to a user who is not root, a directory of a third user's",
+        "root's verify --data-dir and replay --data-dir read a directory of another user's as that user, in that user's primary group (the lock.mdb they make is that user's, not root's, and not in the directory's group, root's); a directory its group or others may write is refused (exit 1, permission_denied), as is, to a user who is not root, a directory of a third user's",
         .enabled(if: getuid() == 0 && FileManager.default.isExecutableFile(atPath: "/usr/bin/setpriv"), "needs root, to own files as another user, and setpriv"))
     func readAsTheDirectorysOwner() throws {
         let stored = try VerifyTests.storedArticle()
@@ -88,6 +88,13 @@ struct DataDirectoryTrustTests {
             #expect(run.status == 0, "\(command): \(run)")
             #expect(Self.owner(nobodys + "/lock.mdb") == 65534, "\(command): lock.mdb belongs to \(Self.owner(nobodys + "/lock.mdb").map(String.init) ?? "nobody at all"), not to the directory's owner")
         }
+        // root's chown leaves the directory in root's group, which the owner is not in: read in the owner's own.
+        let rootsGroup = try Self.copy(of: stored, in: root, "roots-group", owner: 65534, mode: 0o700)
+        #expect(chown(rootsGroup, 65534, 0) == 0)
+        let inRootsGroup = try runCommand(Binaries.incidentctl, ["verify", "--data-dir", rootsGroup])
+        #expect(inRootsGroup.status == 0, "\(inRootsGroup)")
+        var made = stat()
+        #expect(stat(rootsGroup + "/lock.mdb", &made) == 0 && made.st_uid == 65534 && made.st_gid == getpwuid(65534)?.pointee.pw_gid, "lock.mdb: uid \(made.st_uid), gid \(made.st_gid)")
 
         for (mode, writers) in [(0o777, "its group and others"), (0o730, "its group"), (0o1777, "its group and others")] as [(mode_t, String)] {
             let open = try Self.copy(of: stored, in: root, "open-\(mode)", owner: 0, mode: mode)

@@ -58,6 +58,17 @@ enum TrustedPaths {
         "\(fault.path) (mode \(fault.modeText), owner \(SocketDirectoryRules.describeUser(fault.owner))) \(fault.problem)"
     }
 
+    /// The name of `uid` as chown takes it: its user name, or the number when the user database has none.
+    private static func userName(_ uid: uid_t) -> String {
+        var entry = passwd()
+        var buffer = [CChar](repeating: 0, count: 4096)
+        var result: UnsafeMutablePointer<passwd>?
+        guard getpwuid_r(uid, &entry, &buffer, buffer.count, &result) == 0, result != nil, let name = entry.pw_name else {
+            return String(uid)
+        }
+        return String(cString: name)
+    }
+
     /// What mends `fault`: a link given up, an owner changed, or write permission taken from group and others.
     private static func remedy(_ fault: SocketPathFault) -> String {
         let user = geteuid()
@@ -65,7 +76,7 @@ enum TrustedPaths {
             return "Give the path without that link, or have root own it"
         }
         if fault.owner != 0 && fault.owner != user {
-            return "Give it to root or incidentd's user (chown \(user == 0 ? "root" : String(user)) \(fault.path)) after checking what it holds, and take write permission from group and others (chmod go-w \(fault.path))"
+            return "Give it to root or incidentd's user (chown \(userName(user)) \(fault.path)) after checking what it holds, and take write permission from group and others (chmod go-w \(fault.path))"
         }
         if fault.problem.contains("without the sticky bit") {
             return "Take write permission from group and others (chmod go-w \(fault.path)), or make it sticky (chmod +t \(fault.path))"

@@ -191,4 +191,26 @@ struct DataDirectoryTrustTests {
             #expect(SocketTests.identity(root + "/data\(index)") == nil, "\(config): no data directory is made")
         }
     }
+
+    @Test(
+        "the remedy incidentd gives for a settings file of another user's names its own user as chown takes it (chown nobody), not its uid",
+        .enabled(if: getuid() == 0 && FileManager.default.isExecutableFile(atPath: "/usr/bin/setpriv"), "needs root, to own files as another user, and setpriv"))
+    func remedyNamesTheDaemonsUser() throws {
+        let root = makeTemporaryDirectory("incidentd-trust")
+        defer { try? FileManager.default.removeItem(atPath: root) }
+        #expect(chmod(root, 0o755) == 0)
+        let config = root + "/incidentd.toml"
+        try "[daemon]\nlog_level = \"info\"\n".write(toFile: config, atomically: false, encoding: .utf8)
+        #expect(chown(config, 1, 1) == 0 && chmod(config, 0o644) == 0)
+        let logPath = root + "/daemon.log"
+        let daemon = try SocketTests.launch(
+            "/usr/bin/setpriv",
+            ["--reuid=65534", "--regid=65534", "--clear-groups", Binaries.incidentd, "--config", config,
+             "--data-dir", root + "/data", "--socket", root + "/run/incidentd.sock"],
+            logPath: logPath)
+        let log = readFile(logPath) ?? ""
+        SocketTests.expectRefused(daemon, status: 78, config, log: log)
+        #expect(log.contains("belongs to a user other than root and incidentd's"), "\(log)")
+        #expect(log.contains("(chown nobody \(config))"), "\(log)")
+    }
 }

@@ -32,6 +32,8 @@ struct DaemonConfiguration: Sendable {
     /// What set ``maxConnections``, for the answer to a connection past it: `max_connections`, or the open-file
     /// limit when that leaves room for fewer.
     var maxConnectionsOrigin = "max_connections"
+    /// The connections one uid may hold at once; root's and the daemon's own user's are not limited.
+    var maxConnectionsPerUID = 64
     var maxUnfinishedBytes = 64 << 20
     var maxPendingPerConnection = 256
     /// The answers handed to all connections and not yet taken by their sockets (see ``UnwrittenAnswers``).
@@ -107,6 +109,7 @@ struct DaemonConfiguration: Sendable {
             }
             maxLineBytes = try daemon.size("max_line_bytes", range: 1024...(64 << 20)) ?? maxLineBytes
             maxConnections = try daemon.integer("max_connections", range: 1...1_000_000) ?? maxConnections
+            maxConnectionsPerUID = try daemon.integer("max_connections_per_uid", range: 1...1_000_000) ?? maxConnectionsPerUID
             maxUnfinishedBytes = try daemon.size("max_unfinished_bytes", range: 1024...(1 << 40)) ?? maxUnfinishedBytes
             guard maxUnfinishedBytes >= maxLineBytes else {
                 throw Problem(

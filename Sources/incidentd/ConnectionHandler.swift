@@ -163,6 +163,8 @@ final class ConnectionHandler: ChannelDuplexHandler {
     private var inputClosed = false
     /// Nothing more is read or run of what the client sends (``refuseFurtherInput(context:)``).
     private var inputRefused = false
+    /// The connection holds its uid's slot (``ConnectionSlots``), given back as it closes.
+    private var holdsSlot = true
     private var readPending = false
     /// Lines read but not run yet, because the client is not keeping up with its answers.
     private var backlog = CircularBuffer<LineFrame>()
@@ -652,6 +654,18 @@ final class ConnectionHandler: ChannelDuplexHandler {
         context.close(promise: nil)
     }
 
+    /// Gives back the uid's connection slot (``ConnectionSlots``), once: as the connection closes, or as the handler
+    /// is removed from a channel that never became active, or was never added.
+    func giveBackSlot() {
+        guard holdsSlot else { return }
+        holdsSlot = false
+        executor.connectionSlots.give(peer.uid)
+    }
+
+    func handlerRemoved(context: ChannelHandlerContext) {
+        giveBackSlot()
+    }
+
     func channelInactive(context: ChannelHandlerContext) {
         // What was read and is not answered yet (run or waiting in the backlog) is nobody's to wait for any more.
         executor.unansweredRequests.subtract(pending + backlog.count, ordering: .relaxed)
@@ -665,6 +679,7 @@ final class ConnectionHandler: ChannelDuplexHandler {
             self.follower = nil
         }
         executor.connections.subtract(1, ordering: .relaxed)
+        giveBackSlot()
         logger.debug(
             "connection of \(peer.user) (uid \(peer.uid), pid \(peer.pid)) closed after \(nextSequence) request\(nextSequence == 1 ? "" : "s")",
             metadata: ["uid": "\(peer.uid)", "pid": "\(peer.pid)"])

@@ -33,6 +33,8 @@ final class RequestExecutor: Sendable {
     /// For what an operator should find in the journal afterwards (backups).
     let logger: Logger
     let connections = Atomic<Int>(0)
+    /// The connections each uid holds (`daemon.max_connections_per_uid`).
+    let connectionSlots = ConnectionSlots()
     /// Requests read from every connection and not answered yet (answers written to a connection that closed
     /// meanwhile count as answered): the daemon's stop waits for none to be left (``Incidentd``'s drain).
     let unansweredRequests = Atomic<Int>(0)

@@ -435,7 +435,9 @@ final class Server: Sendable {
         let count = executor.connections.wrappingAdd(1, ordering: .relaxed).newValue
         guard count <= configuration.maxConnections else {
             executor.connections.subtract(1, ordering: .relaxed)
-            refusedConnections.note(limit: configuration.maxConnections, origin: configuration.maxConnectionsOrigin, logger: logger)
+            refusedConnections.note(
+                "incidentd already serves \(configuration.maxConnections) connection\(configuration.maxConnections == 1 ? "" : "s"), the most \(configuration.maxConnectionsOrigin) allows",
+                slots: executor.connectionSlots, logger: logger)
             let line = Response.failure(id: .null, ProtocolError(
                 .tooManyConnections,
                 "incidentd already serves \(configuration.maxConnections) connection\(configuration.maxConnections == 1 ? "" : "s") (\(configuration.maxConnectionsOrigin)); try again later"))
@@ -455,15 +457,30 @@ final class Server: Sendable {
         return credentials.and(groups).flatMap { cred, groups in
             let peer = PeerIdentity.resolve(uid: cred.uid, gid: cred.gid, pid: cred.pid, supplementaryGroups: groups)
             let role = executor.access.role(of: peer)
+            if let refusal = Server.slotRefusal(
+                for: peer, holding: role, count: count, configuration: configuration, slots: executor.connectionSlots)
+            {
+                executor.connections.subtract(1, ordering: .relaxed)
+                refusedConnections.note(refusal.logged, slots: executor.connectionSlots, logger: logger)
+                let line = Response.failure(id: .null, ProtocolError(.tooManyConnections, refusal.answer))
+                return channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.addHandler(RefusalHandler(line: line))
+                }
+            }
             return channel.eventLoop.makeCompletedFuture {
-                try channel.pipeline.syncOperations.addHandler(
-                    ByteToMessageHandler(
-                        LineFrameDecoder(maxLineBytes: configuration.maxLineBytes, budget: executor.unfinishedLines)))
-                try channel.pipeline.syncOperations.addHandler(
-                    ConnectionHandler(
-                        executor: executor, intake: intake, peer: peer, role: role,
-                        maxPending: configuration.maxPendingPerConnection,
-                        maxLineBytes: configuration.maxLineBytes, logger: logger))
+                let handler = ConnectionHandler(
+                    executor: executor, intake: intake, peer: peer, role: role,
+                    maxPending: configuration.maxPendingPerConnection,
+                    maxLineBytes: configuration.maxLineBytes, logger: logger)
+                do {
+                    try channel.pipeline.syncOperations.addHandler(
+                        ByteToMessageHandler(
+                            LineFrameDecoder(maxLineBytes: configuration.maxLineBytes, budget: executor.unfinishedLines)))
+                    try channel.pipeline.syncOperations.addHandler(handler)
+                } catch {
+                    handler.giveBackSlot()
+                    throw error
+                }
             }
         }.flatMapErrorThrowing { error in
             executor.connections.subtract(1, ordering: .relaxed)
@@ -471,6 +488,27 @@ final class Server: Sendable {
             unservedConnections.note(error, logger: logger)
             throw error
         }
+    }
+}
+
+extension Server {
+    /// Why a connection of `peer`, holding `role`, the `count`th the daemon serves, is refused though within
+    /// `max_connections`: the last ``ConnectionSlots/reservedForAdmins(of:)`` of them are an admin's, and a uid may hold
+    /// `max_connections_per_uid` (root and the daemon's own user any number). Nil when it is served, with a slot taken.
+    static func slotRefusal(
+        for peer: PeerIdentity, holding role: Role?, count: Int, configuration: DaemonConfiguration, slots: ConnectionSlots
+    ) -> (answer: String, logged: String)? {
+        let maximum = configuration.maxConnections
+        let reserved = ConnectionSlots.reservedForAdmins(of: maximum)
+        if role != .admin && count > maximum - reserved {
+            let text = "incidentd already serves \(maximum - reserved) connections and keeps the other \(reserved) of \(configuration.maxConnectionsOrigin) (\(maximum)) for admins"
+            return ("\(text); try again later", "\(peer.user) (uid \(peer.uid)) holds no admin role: \(text)")
+        }
+        let unlimited = peer.uid == 0 || peer.uid == getuid()
+        guard !slots.take(peer, limit: unlimited ? .max : configuration.maxConnectionsPerUID) else { return nil }
+        let limit = configuration.maxConnectionsPerUID
+        let text = "\(peer.user) (uid \(peer.uid)) already holds \(limit) connection\(limit == 1 ? "" : "s"), the most max_connections_per_uid allows"
+        return ("\(text); close one, or try again later", text)
     }
 }
 
@@ -518,12 +556,21 @@ private final class RefusalHandler: ChannelInboundHandler, Sendable {
 
     init(line: [UInt8]) { self.line = line }
 
+    /// Added once the peer's credentials were read, the channel may be active already.
+    func handlerAdded(context: ChannelHandlerContext) {
+        if context.channel.isActive { answer(context: context) }
+    }
+
     func channelActive(context: ChannelHandlerContext) {
+        answer(context: context)
+        context.fireChannelActive()
+    }
+
+    private func answer(context: ChannelHandlerContext) {
         var buffer = context.channel.allocator.buffer(capacity: line.count)
         buffer.writeBytes(line)
         let channel = context.channel
         context.writeAndFlush(wrapOutboundOut(buffer)).whenComplete { _ in channel.close(promise: nil) }
-        context.fireChannelActive()
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {}
@@ -555,11 +602,13 @@ final class AcceptFailureLog: ChannelInboundHandler {
 final class RefusedConnections: Sendable {
     private let throttle = Mutex(LineThrottle(interval: 60_000_000_000))
 
-    func note(limit: Int, origin: String, logger: Logger) {
+    /// A connection was refused for `reason`; the line names the uid holding the most connections.
+    func note(_ reason: @autoclosure () -> String, slots: ConnectionSlots, logger: Logger) {
         let now = DispatchTime.now().uptimeNanoseconds
         guard let refused = throttle.withLock({ $0.note(at: now) }) else { return }
+        let most = slots.largestHolder().map { "; the most are held by \($0)" } ?? ""
         logger.warning(
-            "refused \(refused) connection\(refused == 1 ? "" : "s") since the last such line: incidentd already serves \(limit) connection\(limit == 1 ? "" : "s"), the most \(origin) allows")
+            "refused \(refused) connection\(refused == 1 ? "" : "s") since the last such line: \(reason())\(most)")
     }
 }
 

@@ -342,7 +342,8 @@ final class ConnectionHandler: ChannelDuplexHandler {
                 let (from, filter) = try executor.followed(request)
                 let started = LogFollower(
                     log: executor.log, requestId: request.id, from: from, filter: filter, context: context,
-                    send: { [weak self] page in self?.send(page, flush: true, context: context) },
+                    send: { [weak self] page in self?.send(page, flush: true, counted: true, context: context) },
+                    mayWrite: { [weak self] in self?.countedBytes == 0 },
                     ended: { [weak self] answer in self?.followEnded(answer: answer, context: context) })
                 follower = (started, sequence)
                 executor.followers.add(
@@ -476,14 +477,14 @@ final class ConnectionHandler: ChannelDuplexHandler {
         send(buffer, flush: false, context: context)
     }
 
-    /// Hands `buffer` to the channel, as every write of this connection is: one of
-    /// ``UnwrittenAnswers/countedWriteBytes`` or more counts against the daemon's unwritten answers until the socket
+    /// Hands `buffer` to the channel, as every write of this connection is: a follower's page (`counted`), and any
+    /// other of ``UnwrittenAnswers/countedWriteBytes`` or more, counts against the daemon's unwritten answers until the socket
     /// has taken it, and starts the watch for a stalled socket, as every ``UnwrittenAnswers/lookAfterBytes`` of
     /// smaller ones do.
-    private func send(_ buffer: ByteBuffer, flush: Bool, context: ChannelHandlerContext) {
+    private func send(_ buffer: ByteBuffer, flush: Bool, counted: Bool = false, context: ChannelHandlerContext) {
         let bytes = buffer.readableBytes
         handedBytes &+= bytes
-        let written = bytes >= UnwrittenAnswers.countedWriteBytes ? countedWrite(bytes, context: context) : nil
+        let written = counted || bytes >= UnwrittenAnswers.countedWriteBytes ? countedWrite(bytes, context: context) : nil
         context.write(wrapOutboundOut(buffer), promise: written)
         if flush { context.flush() }
         if written != nil || handedBytes >= nextLook { watchOutput(context: context) }
@@ -506,7 +507,10 @@ final class ConnectionHandler: ChannelDuplexHandler {
     private func countedWriteEnded(_ bytes: Int, context: ChannelHandlerContext) {
         countedBytes -= bytes
         unwritten.remove(bytes)
-        if countedBytes == 0 && !closed { resume(context: context) }
+        if countedBytes == 0 && !closed {
+            resume(context: context)
+            follower?.follower.pumpSoon()
+        }
     }
 
     /// Runs or reads what waited for the client to take its answers. Not the follower's next page: a write that the

@@ -66,6 +66,9 @@ final class LogFollower {
     private let context: ChannelHandlerContext
     /// Hands a page to the connection's channel and flushes it (``ConnectionHandler``'s writes, which count it).
     private let send: (ByteBuffer) -> Void
+    /// Whether the socket has taken every page sent: a page goes out only then, so that a follower whose client
+    /// does not read holds one page unwritten, counted against `max_unwritten_bytes`, however much the log holds.
+    private let mayWrite: () -> Bool
     /// Told, on the loop, when the follow ends by itself (past a damaged event), with the answer that ends it: the
     /// connection no longer follows, and writes it.
     private let ended: (_ answer: [UInt8]) -> Void
@@ -78,9 +81,10 @@ final class LogFollower {
 
     init(
         log: EventLog, requestId: JSONText, from: UInt64, filter: EventFilter, context: ChannelHandlerContext,
-        send: @escaping (ByteBuffer) -> Void, ended: @escaping (_ answer: [UInt8]) -> Void
+        send: @escaping (ByteBuffer) -> Void, mayWrite: @escaping () -> Bool, ended: @escaping (_ answer: [UInt8]) -> Void
     ) {
         self.send = send
+        self.mayWrite = mayWrite
         self.log = log
         self.requestId = requestId
         self.filter = filter
@@ -103,11 +107,23 @@ final class LogFollower {
         return (page.events.flatMap { Response.success(id: requestId, ["event": $0]) }, page.next, page.caughtUp)
     }
 
+    /// Pumps on the next turn of the loop, once the socket took the last page: not from within the write that ended,
+    /// which would send page after page in one turn (and as deep a stack).
+    func pumpSoon() {
+        guard started, !stopped, !scheduled else { return }
+        scheduled = true
+        let follower = NIOLoopBound(self, eventLoop: context.eventLoop)
+        context.eventLoop.execute {
+            follower.value.scheduled = false
+            follower.value.pump()
+        }
+    }
+
     /// Sends the next page, if the client is reading, and schedules the one after it unless every stored event
     /// has been looked at (then a commit wakes it, see ``Followers``) or the client stopped reading (then the
     /// channel becoming writable again does).
     func pump() {
-        guard started, !stopped, context.channel.isActive, context.channel.isWritable else { return }
+        guard started, !stopped, context.channel.isActive, context.channel.isWritable, mayWrite() else { return }
         let page: (lines: [UInt8], next: UInt64, caughtUp: Bool)
         do {
             page = try readPage()
@@ -126,13 +142,6 @@ final class LogFollower {
             buffer.writeBytes(page.lines)
             send(buffer)
         }
-        if !page.caughtUp && !scheduled {
-            scheduled = true
-            let follower = NIOLoopBound(self, eventLoop: context.eventLoop)
-            context.eventLoop.execute {
-                follower.value.scheduled = false
-                follower.value.pump()
-            }
-        }
+        if !page.caughtUp { pumpSoon() }
     }
 }

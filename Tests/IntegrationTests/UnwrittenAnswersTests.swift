@@ -98,6 +98,30 @@ struct UnwrittenAnswersTests {
     }
 
     @Test(
+        "a follower whose client reads nothing holds one page of events unwritten (counted in unwrittenAnswerBytes), not the write buffer's 1 MiB of pages"
+    )
+    func nonReadingFollowerHoldsOnePage() throws {
+        let daemon = try Daemon()
+        let client = try daemon.client()
+        // 2,000 events of about 2 KB: pages of 64 are about 130 KB, and the log several times the socket's buffer and
+        // the write buffer's 1 MiB.
+        let description = String(repeating: "d", count: 1_500)
+        for part in 0..<40 {
+            let events = (0..<50).map { WireEvent.report(incident: "page-\(part)-\($0)", description: description) }
+            let appended = try client.call("append", ["events": .array(events)])
+            try #require(appended.isOK, "\(appended.canonicalString().prefix(300))")
+        }
+        let follower = try daemon.client()
+        try follower.send("subscribe", ["id": 1, "from": 1])
+        func unwritten() throws -> Int { Int(try client.status()["unwrittenAnswerBytes"]?.intValue ?? -1) }
+        try waitFor("a page of the follower's to wait for its socket", timeout: 30 * deadlineScale) { try unwritten() > 0 }
+        var most = 0
+        for _ in 0..<20 { most = max(most, try unwritten()) }
+        #expect(most > 0 && most <= 256 << 10, "the follower holds \(most) bytes unwritten")
+        #expect(daemon.stop() == 0)
+    }
+
+    @Test(
         "with write_timeout_seconds = 2, a client that reads a long answer a little at a time (96 KiB every quarter second) for several times the timeout is not closed and gets it whole; nor is a follower that keeps up"
     )
     func slowReaderIsNotClosed() throws {

@@ -730,9 +730,9 @@ struct Replay: ParsableCommand {
 /// that cannot be opened otherwise, is bad usage (exit 2) naming it and why. It is read as its owner when root
 /// runs this, and one that others than its owner may write is refused (``DataDirectoryAccess``).
 func openDirectly(_ dataDir: String, gazetteer: Gazetteer = .embedded) throws -> EventLog {
-    try DataDirectoryAccess.enter(dataDir)
+    let resolved = try DataDirectoryAccess.enter(dataDir)
     do {
-        return try EventLog(options: LogOptions(directory: dataDir, readOnly: true), gazetteer: gazetteer)
+        return try EventLog(options: LogOptions(directory: resolved, readOnly: true), gazetteer: gazetteer)
     } catch let error as LogError where error.code == .damagedPage {
         throw ClientFailure.refused(code: "page_damaged", message: error.message)
     } catch let error as LogError where error.code == .corrupt {

@@ -115,6 +115,30 @@ struct DataDirectoryTrustTests {
     }
 
     @Test(
+        "root's verify --data-dir through another user's symbolic link to a directory of a third user's (the daemon's backups) is refused, naming the link, where root read it as the directory's owner, and the link's owner could point it, between the check and LMDB's open of lock.mdb, at a directory with a lock.mdb linked to a file of the owner's; a path through another user's directory and back (x/../..) is read by the path it resolves to, which holds no such directory",
+        .enabled(if: getuid() == 0, "needs root, to own files as other users"))
+    func pathThroughAnotherUsersLinkIsRefused() throws {
+        let stored = try VerifyTests.storedArticle()
+        let root = makeTemporaryDirectory("incidentd-trust")
+        defer { try? FileManager.default.removeItem(atPath: root) }
+        #expect(chmod(root, 0o755) == 0)
+        let backup = try Self.copy(of: stored, in: root, "backup", owner: 65534, mode: 0o700)
+        let strangers = root + "/strangers"
+        #expect(mkdir(strangers, 0o755) == 0 && mkdir(strangers + "/x", 0o755) == 0)
+        #expect(symlink(backup, strangers + "/link") == 0)
+        #expect(lchown(strangers + "/link", 65533, 65533) == 0 && chown(strangers, 65533, 65533) == 0 && chown(strangers + "/x", 65533, 65533) == 0)
+        for command in ["verify", "replay"] {
+            let run = try runCommand(Binaries.incidentctl, [command, "--data-dir", strangers + "/link"])
+            #expect(run.status == 1, "\(command): \(run)")
+            #expect(run.stderr.contains("permission_denied: cannot open the log: \(strangers)/link (mode 0777, owner uid 65533) is a symbolic link another user may point elsewhere"), "\(command): \(run.stderr)")
+            #expect(Self.owner(backup + "/lock.mdb") == nil, "\(command): nothing is made in it")
+        }
+        let around = try runCommand(Binaries.incidentctl, ["verify", "--data-dir", strangers + "/x/../../backup"])
+        #expect(around.status == 0, "\(around)")
+        #expect(Self.owner(backup + "/lock.mdb") == 65534, "read as the backup's owner")
+    }
+
+    @Test(
         "incidentd refuses, with exit 78 naming it, its mode and owner and the remedy, a data directory its group or others may write, one of a user other than root and its own, one below a directory others may write without the sticky bit, and a log to recover from in such a directory; the socket directory is not made",
         .enabled(if: getuid() == 0, "needs root, to own files as another user"))
     func untrustedDataDirectoryIsRefused() throws {

@@ -423,7 +423,7 @@ public final class EventLog: Sendable {
         let fd = open(path, openFlags | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC, 0o600)
         guard fd >= 0 else { return errno == ELOOP ? .unsafe("is a symbolic link") : .openFailed(errno) }
         var info = stat()
-        if fstat(fd, &info) == 0, let problem = unsafeFileProblem(info, written: openFlags & O_ACCMODE != O_RDONLY) {
+        if fstat(fd, &info) == 0, let problem = EnvironmentFiles.problem(info, written: openFlags & O_ACCMODE != O_RDONLY) {
             close(fd)
             return .unsafe(problem)
         }
@@ -433,17 +433,6 @@ public final class EventLog: Sendable {
             return code == EWOULDBLOCK ? .heldByAnother : .lockFailed(code)
         }
         return .held(fd)
-    }
-
-    /// What is wrong with a file of `info` for incidentd to open (and write, when `written`), as a predicate; nil for
-    /// a regular file, with one name when `written`.
-    static func unsafeFileProblem(_ info: stat, written: Bool) -> String? {
-        switch info.st_mode & S_IFMT {
-        case S_IFREG:
-            info.st_nlink == 1 || !written ? nil : "has \(info.st_nlink) names (hard links), and what is written through one is written through the others"
-        case S_IFDIR: "is a directory, not a regular file"
-        default: "is not a regular file (a device, a FIFO or a socket)"
-        }
     }
 
     /// " (process PID)" for the holder of the `flock` on `path`, when `/proc/locks` tells it; "" otherwise.

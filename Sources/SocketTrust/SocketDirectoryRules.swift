@@ -109,12 +109,42 @@ public enum SocketDirectoryRules {
 
     /// A user's name and uid ("incidentd (uid 990)"), or the uid alone when the user database has no name for it.
     public static func describeUser(_ uid: uid_t) -> String {
+        guard let user = user(uid) else { return "uid \(uid)" }
+        return "\(user.name) (uid \(uid))"
+    }
+
+    /// `directory` when it exists, else the nearest directory above it that does (a relative path ends at the working
+    /// directory), with what `stat` says of it; the `errno` of a `stat` that failed otherwise than for a missing
+    /// entry, or ENOENT when nothing on the way exists. A directory not made yet is checked by where it will be made.
+    public static func nearestExisting(_ directory: String) -> Result<(path: String, info: stat), NearestExistingFailure> {
+        var info = stat()
+        var existing = directory
+        while stat(existing, &info) != 0 {
+            guard errno == ENOENT else { return .failure(NearestExistingFailure(code: errno)) }
+            let parent = (existing as NSString).deletingLastPathComponent
+            guard !parent.isEmpty else {
+                existing = FileManager.default.currentDirectoryPath
+                continue
+            }
+            guard parent != existing else { return .failure(NearestExistingFailure(code: ENOENT)) }
+            existing = parent
+        }
+        return .success((existing, info))
+    }
+
+    /// The name and primary group the user database gives `uid`, or nil when it has no entry for it.
+    public static func user(_ uid: uid_t) -> (name: String, primaryGroup: gid_t)? {
         var entry = passwd()
         var buffer = [CChar](repeating: 0, count: 4096)
         var result: UnsafeMutablePointer<passwd>?
         guard getpwuid_r(uid, &entry, &buffer, buffer.count, &result) == 0, result != nil, let name = entry.pw_name else {
-            return "uid \(uid)"
+            return nil
         }
-        return "\(String(cString: name)) (uid \(uid))"
+        return (String(cString: name), entry.pw_gid)
     }
+}
+
+/// Why ``SocketDirectoryRules/nearestExisting(_:)`` found no directory: the `errno` of the `stat` that failed.
+public struct NearestExistingFailure: Error {
+    public let code: Int32
 }

@@ -160,19 +160,14 @@ final class Server: Sendable {
     /// at, after the links of the path as given: /tmp (1777, root's) may lie above the socket's directory, not be it.
     static func checkSocketDirectory(_ directory: String) throws {
         let daemonUser = geteuid()
-        var info = stat()
         // A directory that does not exist yet is made in the nearest one that does, which is checked as the
         // directories above a socket's are, and must let the daemon make it there.
-        var existing = directory
-        while stat(existing, &info) != 0 {
-            guard errno == ENOENT else { throw cannotMake(directory, errno) }
-            let parent = (existing as NSString).deletingLastPathComponent
-            guard !parent.isEmpty else {
-                existing = FileManager.default.currentDirectoryPath
-                continue
-            }
-            guard parent != existing else { return }
-            existing = parent
+        let existing: String
+        let info: stat
+        switch SocketDirectoryRules.nearestExisting(directory) {
+        case .success(let found): (existing, info) = found
+        case .failure(let failure) where failure.code == ENOENT: return
+        case .failure(let failure): throw cannotMake(directory, failure.code)
         }
         let exists = existing == directory
         if !exists {

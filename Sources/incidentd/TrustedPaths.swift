@@ -22,18 +22,7 @@ enum TrustedPaths {
     /// the socket's directory). One not made yet is checked by the nearest directory above it that exists; one
     /// that cannot be looked at is left to opening the log, which says why.
     static func checkDataDirectory(_ directory: String, what: String, origin: String) throws {
-        var info = stat()
-        var existing = directory
-        while stat(existing, &info) != 0 {
-            guard errno == ENOENT else { return }
-            let parent = (existing as NSString).deletingLastPathComponent
-            guard !parent.isEmpty else {
-                existing = FileManager.default.currentDirectoryPath
-                continue
-            }
-            guard parent != existing else { return }
-            existing = parent
-        }
+        guard case .success(let (existing, info)) = SocketDirectoryRules.nearestExisting(directory) else { return }
         let exists = existing == directory
         guard exists ? (info.st_mode & S_IFMT) == S_IFDIR : true else { return }
         guard let fault = SocketDirectoryRules.fault(reaching: existing, isSocketDirectory: exists, trusting: geteuid()) else {
@@ -59,15 +48,7 @@ enum TrustedPaths {
     }
 
     /// The name of `uid` as chown takes it: its user name, or the number when the user database has none.
-    private static func userName(_ uid: uid_t) -> String {
-        var entry = passwd()
-        var buffer = [CChar](repeating: 0, count: 4096)
-        var result: UnsafeMutablePointer<passwd>?
-        guard getpwuid_r(uid, &entry, &buffer, buffer.count, &result) == 0, result != nil, let name = entry.pw_name else {
-            return String(uid)
-        }
-        return String(cString: name)
-    }
+    private static func userName(_ uid: uid_t) -> String { SocketDirectoryRules.user(uid)?.name ?? String(uid) }
 
     /// What mends `fault`: a link given up, an owner changed, or write permission taken from group and others.
     private static func remedy(_ fault: SocketPathFault) -> String {

@@ -15,7 +15,9 @@ import Musl
 import Darwin
 #endif
 
-internal enum EnvironmentFiles {
+/// The rule that the files of an environment (and any file opened to be written beside them, as a lock of the
+/// caller's own) be regular files of their own, never followed through a symbolic link.
+public enum EnvironmentFiles {
     /// Throws when `path` exists and is not a regular file, or has other names and is `written`; a missing one, or
     /// one that cannot be looked at (a directory this user may not search), is left to the open that follows.
     static func refuseUnsafe(path: String, written: Bool) throws(UnsafeEnvironmentFile) {
@@ -35,7 +37,7 @@ internal enum EnvironmentFiles {
     /// What is wrong with a file of `info` (from `lstat` or `fstat`) for this process to open, and to write when
     /// `written`, as a predicate; nil for a regular file (with one name, when `written`). Other names matter only
     /// to a file that is written: a reader's `data.mdb` may be a hard-linked copy.
-    static func problem(_ info: stat, written: Bool) -> String? {
+    public static func problem(_ info: stat, written: Bool) -> String? {
         switch info.st_mode & S_IFMT {
         case S_IFREG:
             return info.st_nlink == 1 || !written

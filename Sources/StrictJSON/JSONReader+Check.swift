@@ -225,16 +225,7 @@ private struct Checker {
         }
     }
 
-    mutating func hex4() -> UInt32? {
-        guard index + 4 <= bytes.count else { return nil }
-        var value: UInt32 = 0
-        for _ in 0..<4 {
-            guard let digit = JSONScanner.hexDigit(bytes[index]) else { return nil }
-            value = value << 4 | UInt32(digit)
-            index += 1
-        }
-        return value
-    }
+    mutating func hex4() -> UInt32? { JSONScanner.hex4(in: bytes, at: &index) }
 
     /// Whether `range` of `bytes` is well-formed UTF-8 (the Unicode Standard's table 3-7: no overlong form, no
     /// surrogate, nothing past U+10FFFF), as `String(validating:)` takes it.

@@ -211,11 +211,15 @@ public struct JSONScanner {
         return buffer.withUnsafeBytes { JSONScanner.validString($0) }
     }
 
-    @usableFromInline mutating func hex4() -> UInt32? {
+    @usableFromInline mutating func hex4() -> UInt32? { Self.hex4(in: bytes, at: &index) }
+
+    /// The four hex digits of a `\u` escape at `index` of `bytes`, moving `index` past them; nil when there are not
+    /// four there.
+    @usableFromInline @inline(__always) static func hex4(in bytes: UnsafeRawBufferPointer, at index: inout Int) -> UInt32? {
         guard index + 4 <= bytes.count else { return nil }
         var value: UInt32 = 0
         for _ in 0..<4 {
-            guard let digit = JSONScanner.hexDigit(bytes[index]) else { return nil }
+            guard let digit = hexDigit(bytes[index]) else { return nil }
             value = value << 4 | UInt32(digit)
             index += 1
         }

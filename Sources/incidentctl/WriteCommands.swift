@@ -115,6 +115,7 @@ struct Report: ParsableCommand {
     }
 
     func validate() throws {
+        try checkCityName(city, option: "--city")
         if let verification {
             if source.details.sources.isEmpty {
                 throw ValidationError(

@@ -642,6 +642,8 @@ struct CLITests {
             (["city", "\t"], "the city name: only whitespace"),
             (["events", "--city", ""], "--city: empty: give a city, in any spelling"),
             (["events", "--follow", "--city", " "], "--city: only whitespace"),
+            (["report", "--city", "", "--kind", "strike", "--occurred", "2022-03-01"], "--city: empty: give a city"),
+            (["report", "--city", "  ", "--kind", "strike", "--occurred", "2022-03-01", "--allow-new-city"], "--city: only whitespace"),
         ] {
             let usage = try daemon.ctl(arguments)
             #expect(usage.status == 2 && usage.stderr.contains(says), "\(arguments): \(usage.status) \(usage.stderr)")

@@ -6,7 +6,7 @@
 #   $(SYSUSERSDIR)       incidentd.conf (systemd/incidentd.sysusers.conf)
 #   $(TMPFILESDIR)       incidentd.conf (systemd/incidentd.tmpfiles.conf)
 #   $(CONFDIR)           incidentd.toml, unless one is there already (it is kept as it is, and the run says so)
-#   $(DOCDIR)            README.md, PROTOCOL.md, cities.toml (the compiled-in gazetteer, to copy and edit for
+#   $(DOCDIR)            README.md, PROTOCOL.md, SPEC.md, cities.toml (the compiled-in gazetteer, to copy and edit for
 #                        gazetteer.file), examples/article.jsonl
 # Every path is under DESTDIR, for staging. PREFIX is /usr/local, which the units' ExecStart= name as shipped, and
 # systemd, systemd-sysusers and systemd-tmpfiles look in $(PREFIX)/lib; another PREFIX rewrites the units' paths, and
@@ -32,7 +32,7 @@ INSTALL_FROM ?=
 STATIC_SCRATCH ?= $(CURDIR)/.build/static
 
 INSTALLED_UNITS := incidentd.service incidentd.socket incidentd-verify.service incidentd-verify.timer
-INSTALLED_DOCS := README.md PROTOCOL.md
+INSTALLED_DOCS := README.md PROTOCOL.md SPEC.md
 
 .PHONY: release-static install uninstall
 

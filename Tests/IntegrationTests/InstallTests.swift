@@ -57,7 +57,8 @@ struct InstallTests {
             "usr/local/lib/systemd/system/incidentd-verify.service", "usr/local/lib/systemd/system/incidentd-verify.timer",
             "usr/local/lib/sysusers.d/incidentd.conf", "usr/local/lib/tmpfiles.d/incidentd.conf",
             "etc/incidentd/incidentd.toml", "usr/local/share/doc/incidentd/README.md",
-            "usr/local/share/doc/incidentd/PROTOCOL.md", "usr/local/share/doc/incidentd/cities.toml",
+            "usr/local/share/doc/incidentd/PROTOCOL.md", "usr/local/share/doc/incidentd/SPEC.md",
+            "usr/local/share/doc/incidentd/cities.toml",
             "usr/local/share/doc/incidentd/examples/article.jsonl",
         ] {
             entries[file] = "f 644"

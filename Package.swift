@@ -14,13 +14,17 @@ let package = Package(
         .executable(name: "incidentctl", targets: ["incidentctl"]),
         .executable(name: "incidentbench", targets: ["incidentbench"]),
     ],
+    // Exact versions: what CI tested is what ships. Package.resolved is not committed (the build machines' copies of
+    // these packages carry other commit ids than GitHub's), so these lines are the only pin. The packages they
+    // depend on (swift-atomics, swift-collections, swift-system, swift-asn1, swift-numerics) resolve within the
+    // ranges these versions ask for.
     dependencies: [
-        .package(url: "https://github.com/apple/swift-nio", from: "2.101.3"),
-        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
-        .package(url: "https://github.com/apple/swift-crypto", from: "3.12.3"),
-        .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
-        .package(url: "https://github.com/LebJe/TOMLKit", from: "0.6.0"),
-        .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift", from: "0.2.0"),
+        .package(url: "https://github.com/apple/swift-nio", exact: "2.101.3"),
+        .package(url: "https://github.com/apple/swift-argument-parser", exact: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-crypto", exact: "3.12.3"),
+        .package(url: "https://github.com/apple/swift-log", exact: "1.16.2"),
+        .package(url: "https://github.com/LebJe/TOMLKit", exact: "0.6.0"),
+        .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift", exact: "0.2.0"),
     ],
     targets: [
         // C: liblmdb through pkg-config, and the few Linux calls Swift cannot reach directly.

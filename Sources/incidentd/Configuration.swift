@@ -62,6 +62,15 @@ struct DaemonConfiguration: Sendable {
         let description: String
     }
 
+    /// A path the settings file `file` gives: a relative one is taken from the file's directory, as a reader of the
+    /// file would take it, not from whatever directory the daemon was started in (`/` under systemd). An empty one
+    /// is left empty, for the check that refuses it.
+    static func path(_ value: String, besides file: String) -> String {
+        guard !value.isEmpty, !value.hasPrefix("/") else { return value }
+        let directory = absolutePath(file).split(separator: "/").dropLast().joined(separator: "/")
+        return "/" + (directory.isEmpty ? "" : directory + "/") + value
+    }
+
     mutating func load(file path: String) throws {
         var isDirectory: ObjCBool = false
         if FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory), isDirectory.boolValue {
@@ -82,11 +91,11 @@ struct DaemonConfiguration: Sendable {
         var reader = TableReader(table: table, path: path, prefix: "")
         if var daemon = try reader.table("daemon") {
             if let directory = try daemon.string("data_dir") {
-                dataDirectory = directory
+                dataDirectory = Self.path(directory, besides: path)
                 dataDirectoryOrigin = "\(path): daemon.data_dir"
             }
             if let socket = try daemon.string("socket") {
-                socketPath = socket
+                socketPath = Self.path(socket, besides: path)
                 socketPathOrigin = "\(path): daemon.socket"
             }
             if let mode = try daemon.string("socket_mode") {
@@ -142,7 +151,7 @@ struct DaemonConfiguration: Sendable {
             try storage.finish()
         }
         if var gazetteer = try reader.table("gazetteer") {
-            gazetteerPath = try gazetteer.string("file")
+            gazetteerPath = try gazetteer.string("file").map { Self.path($0, besides: path) }
             gazetteerOrigin = "\(path): gazetteer.file"
             try gazetteer.finish()
         }
@@ -231,7 +240,6 @@ extension DaemonConfiguration {
     }
 }
 
-/// "1GiB", "64MiB", "1536KiB", or "1000 bytes": a byte count in the largest unit that divides it.
 /// `path` from `/`: a relative one after the current directory, less its `.` components (`..` is left as it is,
 /// since it goes up from where a symbolic link leads, not from the name before it). What the daemon's log says of
 /// a path given relative, so that the line names the file whatever directory it is read from.
@@ -241,6 +249,7 @@ func absolutePath(_ path: String) -> String {
     return "/" + components.joined(separator: "/")
 }
 
+/// "1GiB", "64MiB", "1536KiB", or "1000 bytes": a byte count in the largest unit that divides it.
 func describeSize(_ bytes: Int) -> String {
     for (suffix, factor) in [("TiB", 1 << 40), ("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)]
     where bytes >= factor && bytes % factor == 0 {

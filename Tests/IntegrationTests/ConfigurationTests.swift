@@ -203,6 +203,54 @@ struct ConfigurationTests {
         }
     }
 
+    @Test("a relative data_dir, socket or gazetteer.file in the settings file is taken from the file's directory, not from the directory incidentd was started in; --data-dir is taken from the current directory")
+    func relativePathsAreTheFiles() throws {
+        let root = makeTemporaryDirectory("incidentd-config")
+        defer { try? FileManager.default.removeItem(atPath: root) }
+        let settings = root + "/settings", elsewhere = root + "/elsewhere"
+        for directory in [settings, elsewhere] {
+            try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: false, attributes: [.posixPermissions: 0o700])
+        }
+        try "[[city]]\nid = \"testville\"\nname = \"Testville\"\naliases = [\"Testograd\"]\nlat = 49.7\nlon = 37.6\n"
+            .write(toFile: settings + "/cities.toml", atomically: true, encoding: .utf8)
+        try "[daemon]\ndata_dir = \"log\"\nsocket = \"run/incidentd.sock\"\n[gazetteer]\nfile = \"cities.toml\"\n"
+            .write(toFile: settings + "/incidentd.toml", atomically: true, encoding: .utf8)
+        let logPath = root + "/log"
+        let log = open(logPath, O_WRONLY | O_CREAT | O_CLOEXEC, 0o600)
+        let null = open("/dev/null", O_RDONLY | O_CLOEXEC)
+        defer {
+            close(log)
+            close(null)
+        }
+        func serve(_ arguments: [String], at socket: String) throws -> ChildProcess {
+            // env -C: the daemon starts in `elsewhere`, and finds its settings file by a path relative to it.
+            let child = try ChildProcess(
+                "/usr/bin/env", ["-C", elsewhere, Binaries.incidentd, "--config", "../settings/incidentd.toml"] + arguments,
+                environment: ProcessInfo.processInfo.environment, stdin: null, stdout: log, stderr: log)
+            try waitFor("incidentd to serve \(socket)") {
+                guard child.isRunning else { throw HarnessError("incidentd exited with \(child.wait()): \(readFile(logPath) ?? "")") }
+                return (try? RawClient(path: socket)) != nil
+            }
+            return child
+        }
+
+        let child = try serve([], at: settings + "/run/incidentd.sock")
+        let client = try RawClient(path: settings + "/run/incidentd.sock")
+        let stored = try client.appendEvents([Wire.report(city: "Testograd")])
+        #expect(stored["ok"]?.boolValue == true, "the city of the gazetteer beside the settings file: \(stored)")
+        #expect(try client.call("city", ["city": "Testville"])["city"]?["cityId"]?.stringValue == "testville")
+        kill(child.pid, SIGTERM)
+        #expect(child.wait() == 0)
+        #expect(FileManager.default.fileExists(atPath: settings + "/log/data.mdb"), "the log beside the settings file")
+        #expect(!FileManager.default.fileExists(atPath: elsewhere + "/log"), "nothing in the directory started in")
+
+        // A flag is an argument of the command line, and is taken from where the command runs.
+        let flagged = try serve(["--data-dir", "flagged", "--socket", root + "/flagged.sock"], at: root + "/flagged.sock")
+        kill(flagged.pid, SIGTERM)
+        #expect(flagged.wait() == 0)
+        #expect(FileManager.default.fileExists(atPath: elsewhere + "/flagged/data.mdb"), "--data-dir from the current directory")
+    }
+
     @Test("a gazetteer file that cannot be read or is no gazetteer (missing, a spelling of two cities, a bad id, a latitude out of range) is refused as every other setting is, exit 78, naming the setting, the file and what is wrong")
     func badGazetteer() throws {
         let root = makeTemporaryDirectory("incidentd-gazetteer")

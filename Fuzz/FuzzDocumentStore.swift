@@ -22,4 +22,10 @@ struct DocumentStore: ProjectionStore {
     mutating func put(_ incident: IncidentState) { incidents[incident.incident] = incident.encoded() }
     mutating func put(_ city: CityState) { cities[city.cityId] = city.json.canonicalBytes() }
     mutating func allCities() throws -> [CityState] { try cities.values.map { try CityState(json: JSONReader().read($0)) } }
+
+    /// Each city's index of incident dates, kept as the in-memory store keeps it.
+    var dates = InMemoryProjections()
+    mutating func addIncidentDate(_ date: IncidentDate) { dates.addIncidentDate(date) }
+    mutating func removeIncidentDate(_ date: IncidentDate) throws { try dates.removeIncidentDate(date) }
+    mutating func incidentDateSpan(of cityId: String) -> (first: String, last: String)? { dates.incidentDateSpan(of: cityId) }
 }

@@ -418,6 +418,8 @@ public struct CityState: Hashable, Sendable {
     public var outcomes = CaseCounts<OutcomeStatus>()
     public var verification = CaseCounts<Verification>()
     public var openIncidents: Int64 = 0
+    /// The dates of the incidents it counts that start earliest and latest, as reported (``IncidentDate``): a
+    /// retracted incident's is left out, as it is of `incidents`; nil while it counts none.
     public var firstIncidentAt: String?
     public var lastIncidentAt: String?
     public var lastPosition: UInt64 = 0
@@ -588,6 +590,53 @@ public struct CityState: Hashable, Sendable {
     total = sum
 }
 
+/// One counted incident's date in its city's index of dates, from which the city's `firstIncidentAt` and
+/// `lastIncidentAt` are read: the incident's `occurredAt` as reported, where its date starts, and the position of
+/// its report. An incident is in the index while its latest status counts it (``OutcomeStatus/countsInSums``):
+/// a retraction takes it out, an outcome with another status puts it back. (Its date cannot be corrected, so it
+/// is its report's for good.)
+///
+/// The index is ordered by ``start``, then by ``position``. A city's first incident date is the text of the first
+/// entry; its last, the text of the earliest-reported entry among those whose date starts latest. So between
+/// counted incidents whose dates start at the same instant (`2022-03` and `2022-03-01`), the one reported first
+/// gives the city's text, for the first date and for the last alike.
+public struct IncidentDate: Hashable, Sendable {
+    public var cityId: String
+    public var start: Timestamp
+    /// The position of the incident's report.
+    public var position: UInt64
+    /// The report's `occurredAt`, as it was reported.
+    public var text: String
+
+    public init(cityId: String, start: Timestamp, position: UInt64, text: String) {
+        self.cityId = cityId
+        self.start = start
+        self.position = position
+        self.text = text
+    }
+
+    /// The date of incident `state` in its city's index; nil when its `occurredAt` is not a date (no event a
+    /// daemon accepted has such a one), which no city's dates count.
+    public init?(of state: IncidentState) {
+        guard let parsed = ParsedDate.parse(state.occurredAt) else { return nil }
+        self.init(cityId: state.cityId, start: parsed.start, position: state.firstPosition, text: state.occurredAt)
+    }
+
+    /// The first and last dates of `dates`, one city's (see ``IncidentDate``); nil when there are none.
+    public static func span(of dates: some Sequence<IncidentDate>) -> (first: String, last: String)? {
+        var first: IncidentDate?
+        var last: IncidentDate?
+        for date in dates {
+            if first.map({ (date.start, date.position) < ($0.start, $0.position) }) ?? true { first = date }
+            if last.map({ date.start > $0.start || (date.start == $0.start && date.position < $0.position) }) ?? true {
+                last = date
+            }
+        }
+        guard let first, let last else { return nil }
+        return (first.text, last.text)
+    }
+}
+
 /// Where projections are kept while events are folded: LMDB inside the append's transaction for the daemon,
 /// plain dictionaries for a replay.
 public protocol ProjectionStore {
@@ -605,6 +654,17 @@ public protocol ProjectionStore {
     mutating func updateCity(_ id: String, orNew make: () -> CityState, _ change: (inout CityState) throws -> Void) throws
     /// Every city with a projection. Asked only when a reported name is unknown, to suggest the nearest.
     mutating func allCities() throws -> [CityState]
+    /// Adds a counted incident's date to its city's index of dates (``IncidentDate``): once for each report, and
+    /// again when an outcome reinstates a retracted incident.
+    mutating func addIncidentDate(_ date: IncidentDate) throws
+    /// Takes an incident's date out of its city's index, when an outcome retracts it.
+    ///
+    /// - Throws: `log_damaged` (``IncidentError/damagedProjection(_:_:)``) when the index does not hold it: it was
+    ///   added when the incident was reported or reinstated, so the index was changed on the disk.
+    mutating func removeIncidentDate(_ date: IncidentDate) throws
+    /// The first and last dates of the city `cityId`'s index (``IncidentDate/span(of:)``); nil when it holds none.
+    /// Asked only when an outcome retracts or reinstates an incident; a report compares its date with the city's.
+    mutating func incidentDateSpan(of cityId: String) throws -> (first: String, last: String)?
 }
 
 extension ProjectionStore {
@@ -624,6 +684,8 @@ extension ProjectionStore {
 public struct InMemoryProjections: ProjectionStore, Sendable {
     public var incidents: [String: IncidentState] = [:]
     public var cities: [String: CityState] = [:]
+    /// Each city's index of dates (``IncidentDate``), by city id, in no order.
+    public var incidentDates: [String: [IncidentDate]] = [:]
 
     public init() {}
 
@@ -633,9 +695,33 @@ public struct InMemoryProjections: ProjectionStore, Sendable {
     public mutating func put(_ city: consuming CityState) { cities[city.cityId] = city }
     public mutating func allCities() -> [CityState] { Array(cities.values) }
 
+    public mutating func addIncidentDate(_ date: IncidentDate) {
+        incidentDates[date.cityId, default: []].removeAll { $0.start == date.start && $0.position == date.position }
+        incidentDates[date.cityId, default: []].append(date)
+    }
+
+    public mutating func removeIncidentDate(_ date: IncidentDate) throws(IncidentError) {
+        let held = incidentDates[date.cityId]?.firstIndex { $0.start == date.start && $0.position == date.position }
+        guard let held else { throw IncidentDate.missing(date) }
+        incidentDates[date.cityId]?.remove(at: held)
+    }
+
+    public mutating func incidentDateSpan(of cityId: String) -> (first: String, last: String)? {
+        IncidentDate.span(of: incidentDates[cityId] ?? [])
+    }
+
     /// The document `cities` prints: every city, sorted by id.
     public var citiesDocument: JSONValue {
         .array(cities.keys.sorted().compactMap { cities[$0]?.json })
+    }
+}
+
+extension IncidentDate {
+    /// The `log_damaged` of a city's index of dates that does not hold `date`, which it should.
+    public static func missing(_ date: IncidentDate) -> IncidentError {
+        IncidentError.damagedProjection(
+            "city",
+            ": \(date.cityId.prefix(128))'s index of incident dates has no entry for the report at position \(date.position) (\(date.text.prefix(64)))")
     }
 }
 
@@ -653,15 +739,19 @@ public struct Projector: Sendable {
         case .reported(let report):
             let cityId = report.cityId ?? Gazetteer.slug(report.city) ?? "unknown"
             let state = IncidentState(reported: event, report: report, cityId: cityId)
+            let date = IncidentDate(of: state)
+            if let date { try store.addIncidentDate(date) }
             try store.updateCity(cityId, orNew: { newCity(id: cityId, reportedName: report.city) }) { city in
                 city.aliasesSeen.insert(report.city)
                 try city.add(state, sign: 1)
-                if let parsed = ParsedDate.parse(event.occurredAt) {
-                    if city.firstIncidentAt.flatMap(ParsedDate.parse).map({ parsed.start < $0.start }) ?? true {
-                        city.firstIncidentAt = event.occurredAt
+                // Reported after every incident the city counts, it takes their place only with a date that starts
+                // earlier or later (``IncidentDate``: a tie keeps the one reported first).
+                if let date {
+                    if city.firstIncidentAt.flatMap(ParsedDate.parse).map({ date.start < $0.start }) ?? true {
+                        city.firstIncidentAt = date.text
                     }
-                    if city.lastIncidentAt.flatMap(ParsedDate.parse).map({ parsed.start > $0.start }) ?? true {
-                        city.lastIncidentAt = event.occurredAt
+                    if city.lastIncidentAt.flatMap(ParsedDate.parse).map({ date.start > $0.start }) ?? true {
+                        city.lastIncidentAt = date.text
                     }
                 }
                 city.lastPosition = event.position
@@ -685,7 +775,22 @@ public struct Projector: Sendable {
             guard var state = try store.takeIncident(event.incident) else { return }
             try follows(state, event)
             let id = state.incident
+            // A retraction takes the incident's date out of its city's dates, a reinstatement puts it back; either
+            // may move the city's first and last dates.
+            var dates: (first: String, last: String)??
+            if state.status.countsInSums != outcome.status.countsInSums, let date = IncidentDate(of: state) {
+                if outcome.status.countsInSums {
+                    try store.addIncidentDate(date)
+                } else {
+                    try store.removeIncidentDate(date)
+                }
+                dates = .some(try store.incidentDateSpan(of: state.cityId))
+            }
             try store.updateCity(state.cityId, orNew: { newCity(id: state.cityId, reportedName: state.report.city) }) { city in
+                if let dates {
+                    city.firstIncidentAt = dates?.first
+                    city.lastIncidentAt = dates?.last
+                }
                 try city.add(state, sign: -1)
                 try accumulate(&state.outcomeEvents, 1, in: "incident", of: id)
                 state.status = outcome.status

@@ -27,7 +27,13 @@ struct TransactionProjections: ProjectionStore {
     private var storedIncidents: [String: IncidentState] = [:]
     private var undoIncidents: [(String, IncidentState?)] = []
     private var undoCities: [(String, CityState?)] = []
+    /// The `city-dates` entries the request running changed, each with the value it had (nil: it had none), in
+    /// order. The index is changed in the transaction at once, not at ``flush()``, so that a city's dates read from
+    /// it see the batch's changes; a refused request's are put back from here.
+    private var undoDates: [(key: [UInt8], value: [UInt8]?)] = []
     private var undoable = false
+    /// Where a `city-dates` key is made, kept from one report to the next.
+    private var dateKey: [UInt8] = []
 
     init(txn: UnsafeWriteTransaction, db: Databases, committedCities: [String: CityState]) {
         self.txn = txn
@@ -84,6 +90,49 @@ struct TransactionProjections: ProjectionStore {
         return Array(all.values)
     }
 
+    /// One put in `city-dates`, for each report and each reinstatement.
+    mutating func addIncidentDate(_ date: IncidentDate) throws {
+        dateKey.removeAll(keepingCapacity: true)
+        var cityId = date.cityId
+        cityId.withUTF8 {
+            Keys.cityDate(cityId: UnsafeRawBufferPointer($0), start: date.start.microseconds, position: date.position, into: &dateKey)
+        }
+        // The key holds the report's own position, so no entry was there before (undone, it is deleted).
+        if undoable { undoDates.append((dateKey, nil)) }
+        var text = date.text
+        try dateKey.withUnsafeBytes { key in
+            try text.withUTF8 { try txn.put(db.cityDates, key: key, value: UnsafeRawBufferPointer($0)) }
+        }
+    }
+
+    mutating func removeIncidentDate(_ date: IncidentDate) throws {
+        let key = Keys.cityDate(date)
+        guard let held = try txn.get(db.cityDates, key: key).map({ Array($0) }) else { throw IncidentDate.missing(date) }
+        if undoable { undoDates.append((key, held)) }
+        try txn.delete(db.cityDates, key: key)
+    }
+
+    /// Read from the first entry of the city's range, and from its last: the first of those with the last one's start.
+    mutating func incidentDateSpan(of cityId: String) throws -> (first: String, last: String)? {
+        var prefix = Array(cityId.utf8)
+        prefix.append(0)
+        let cursor = try txn.cursor(db.cityDates)
+        guard let (firstKey, firstValue) = try cursor.seek(atOrAfter: prefix), firstKey.starts(with: prefix) else { return nil }
+        let first = String(decoding: firstValue, as: UTF8.self)
+        var end = prefix
+        end[end.count - 1] = 1
+        // The entry before the next city's first, or the last of all.
+        let lastEntry = try cursor.seek(atOrAfter: end) != nil ? cursor.previous() : cursor.last()
+        guard let (lastKey, _) = lastEntry, lastKey.starts(with: prefix), let last = Keys.readCityDate(lastKey)
+        else { throw IncidentError.damagedProjection("city", ": \(cityId.prefix(128))'s index of incident dates does not read") }
+        Keys.appendStart(last.start, to: &prefix)
+        prefix.append(contentsOf: repeatElement(0, count: 8))
+        guard let (_, lastValue) = try cursor.seek(atOrAfter: prefix) else {
+            throw IncidentError.damagedProjection("city", ": \(cityId.prefix(128))'s index of incident dates does not read")
+        }
+        return (first, String(decoding: lastValue, as: UTF8.self))
+    }
+
     mutating func put(_ incident: consuming IncidentState) {
         let id = incident.incident
         let previous = batchIncidents.updateValue(incident, forKey: id)
@@ -109,12 +158,20 @@ struct TransactionProjections: ProjectionStore {
     mutating func acceptRequest() {
         undoIncidents.removeAll(keepingCapacity: true)
         undoCities.removeAll(keepingCapacity: true)
+        undoDates.removeAll(keepingCapacity: true)
         undoable = false
     }
 
-    mutating func discardRequest() {
+    mutating func discardRequest() throws {
         for (id, previous) in undoIncidents.reversed() { batchIncidents[id] = previous }
         for (id, previous) in undoCities.reversed() { batchCities[id] = previous }
+        for (key, previous) in undoDates.reversed() {
+            if let previous {
+                try txn.put(db.cityDates, key: key, value: previous)
+            } else {
+                try txn.delete(db.cityDates, key: key)
+            }
+        }
         acceptRequest()
     }
 
@@ -366,7 +423,7 @@ extension EventLog {
                         head = mark.head
                         staged.removeLast(staged.count - mark.staged)
                         streamValues.removeLast(streamValues.count - mark.streamValues)
-                        store.discardRequest()
+                        try store.discardRequest()
                         for eventId in requestEventIds.keys { batchEventIds.removeValue(forKey: eventId) }
                         results.append(.failure(failure))
                     }

@@ -217,7 +217,7 @@ extension EventLog {
                 occurredBefore: limit.occurredBefore?.microseconds)
             let cursor = try txn.cursor(db.events)
             _ = try foldEvents(cursor, from: try cursor.first(), stop: stop, into: &fold, blocks: &blocks, checkpoint: checkpoint)
-            return fold.cities.map { $0.state(fold.texts) }.sorted { $0.cityId < $1.cityId }
+            return fold.cityStates().sorted { $0.cityId < $1.cityId }
         }
     }
 
@@ -268,6 +268,7 @@ extension EventLog {
         try environment.write { txn in
             try txn.drop(db.incidents, delete: false)
             try txn.drop(db.cities, delete: false)
+            try txn.drop(db.cityDates, delete: false)
             try txn.delete(db.meta, key: Keys.projections)
             try txn.delete(db.meta, key: Keys.gazetteer)
         }
@@ -307,6 +308,7 @@ extension EventLog {
             // The first segment's incidents go into the empty table in key order: appended. Later ones fall in
             // between.
             try writeIncidents(folds, appending: start == 1, incidentsPerCommit: max(1, incidentsPerCommit))
+            try writeCityDates(folds, appending: start == 1, entriesPerCommit: max(1, incidentsPerCommit))
             for var fold in folds {
                 fold.forgetIncidents()
                 parts.append(fold)
@@ -402,6 +404,56 @@ extension EventLog {
                     space.copyMemory(from: record)
                 }
             }
+        }
+    }
+}
+
+extension EventLog {
+    /// Writes the `city-dates` entries of `folds` in key order, in transactions of `entriesPerCommit`: with
+    /// `MDB_APPEND` while `appending` (into an empty table).
+    func writeCityDates(_ folds: [StreamFold], appending: Bool, entriesPerCommit: Int) throws {
+        var keys: [UInt8] = []
+        var keyStarts: [Int] = [0]
+        var values: [UInt8] = []
+        var valueStarts: [Int] = [0]
+        keys.reserveCapacity(folds.reduce(0) { $0 + $1.dateKeys.count })
+        keyStarts.reserveCapacity(folds.reduce(1) { $0 + $1.dateCount })
+        for fold in folds {
+            for i in 0..<fold.dateCount {
+                let (key, value) = fold.dateEntry(i)
+                keys.append(contentsOf: key)
+                keyStarts.append(keys.count)
+                values.append(contentsOf: value)
+                valueStarts.append(values.count)
+            }
+        }
+        let order = keys.withUnsafeBytes { keys in
+            keyStarts.withUnsafeBufferPointer { starts in ByteTable.sortedNumbers(arena: keys, starts: starts) }
+        }
+        var start = 0
+        while start < order.count {
+            try stopIfAsked(during: "while rebuilding the projections, writing the cities' incident dates")
+            let end = min(start + entriesPerCommit, order.count)
+            // A write that fills the map is run again once the map has grown; these puts are the same each time.
+            try environment.write { txn in
+                let handle = txn.unsafeHandle
+                try keys.withUnsafeBytes { keys in
+                    try values.withUnsafeBytes { values in
+                        for n in order[start..<end] {
+                            let n = Int(n)
+                            let key = UnsafeRawBufferPointer(rebasing: keys[keyStarts[n]..<keyStarts[n + 1]])
+                            let value = UnsafeRawBufferPointer(rebasing: values[valueStarts[n]..<valueStarts[n + 1]])
+                            do {
+                                try handle.put(db.cityDates, key: key, value: value, flags: appending ? .append : [])
+                            } catch let error as LMDBError where error.isKeyExist {
+                                // Two reports at one position under one city: only a damaged log has them.
+                                try handle.put(db.cityDates, key: key, value: value)
+                            }
+                        }
+                    }
+                }
+            }
+            start = end
         }
     }
 }

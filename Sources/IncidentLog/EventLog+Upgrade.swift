@@ -74,14 +74,27 @@ extension EventLog {
     /// that already has a summary is left as it is, so a crash midway leaves a log the next start upgrades from
     /// where it stopped.
     func upgradeFromFormat2() throws {
-        try makeStreamSummaries(everyEntry: false)
+        try makeStreamSummaries(everyEntry: false, tag: EventLog.format3Tag)
+    }
+
+    /// Upgrades a log of format 3 to format 4, which adds `city-dates`, each city's index of the dates of the
+    /// incidents it counts (``IncidentDate``). The database is opened (made, empty) with the log; this empties it
+    /// and writes the new format tag, in one transaction. The index is then made, and every city's first and last
+    /// incident dates with it, by the rebuild of the projections that follows at once (``checkFormat()``, which says
+    /// why): no incidentd of format 3 wrote projections of version 7 or later, so one cut short before it ends
+    /// rebuilds them at the next start.
+    func upgradeFromFormat3() throws {
+        try environment.write { txn in
+            try txn.drop(db.cityDates, delete: false)
+            try txn.put(db.meta, key: Keys.format, value: Array(EventLog.formatTag.utf8))
+        }
     }
 
     /// Makes every stream summary again from its event, which the hash chain covers: what to do when one is
     /// found damaged, and before a rebuild an operator asks for (`incidentd --rebuild-projections`), so that the
     /// projections it writes rest on the events alone. About four seconds per million events here.
     public func rederiveStreamSummaries() throws {
-        try makeStreamSummaries(everyEntry: true)
+        try makeStreamSummaries(everyEntry: true, tag: EventLog.formatTag)
     }
 
     /// Deletes the `incident-streams` and `event-ids` entries that name a position past the head, `head`: those
@@ -117,8 +130,8 @@ extension EventLog {
         return deleted
     }
 
-    /// Writes the summary of each `incident-streams` entry that has none, or of every entry.
-    private func makeStreamSummaries(everyEntry: Bool) throws {
+    /// Writes the summary of each `incident-streams` entry that has none, or of every entry, then the format `tag`.
+    private func makeStreamSummaries(everyEntry: Bool, tag: String) throws {
         let entriesPerCommit = max(1, options.upgradeEntriesPerCommit)
         var lastKey: [UInt8]?
         var done = false
@@ -157,7 +170,7 @@ extension EventLog {
                     try handle.put(db.streams, key: key, value: value)
                 }
                 if atEnd {
-                    try handle.put(db.meta, key: Keys.format, value: Array(EventLog.formatTag.utf8))
+                    try handle.put(db.meta, key: Keys.format, value: Array(tag.utf8))
                     return (nil, true, entries.count)
                 }
                 return (entries.last?.key ?? lastKey, false, entries.count)

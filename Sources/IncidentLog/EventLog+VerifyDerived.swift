@@ -79,7 +79,7 @@ extension EventLog {
                     problem: "\(problem), so what the indexes and the projections hold of it cannot be made from it",
                     remedy: .recoverFromEvents))
             let reason = "event \(position) cannot be read"
-            report.notCompared = [.eventIds, .incidents, .cities].map { DerivedDataReport.NotCompared(database: $0, reason: reason) }
+            report.notCompared = [.eventIds, .incidents, .cities, .cityDates].map { DerivedDataReport.NotCompared(database: $0, reason: reason) }
             return report
         }
 
@@ -94,7 +94,7 @@ extension EventLog {
                             ?? "its entries differ from those the events give (their digests differ), but a second look found none that does",
                         remedy: .recoverFromEvents))
             let reason = "they are folded from the stream summaries of incident-streams, which differ from the events"
-            report.notCompared = [.incidents, .cities].map { DerivedDataReport.NotCompared(database: $0, reason: reason) }
+            report.notCompared = [.incidents, .cities, .cityDates].map { DerivedDataReport.NotCompared(database: $0, reason: reason) }
         } else if let mark = compared.projectionsPastHead {
             // What incidentd refuses to start on (EventLog.checkFormat): the projections witness events since removed.
             report.differences.append(
@@ -103,9 +103,9 @@ extension EventLog {
                     problem: "the projections were built up to position \(mark), but the log ends at \(compared.head): events they counted are no longer in it (removed behind incidentd's back, or with the record of the head rewritten)",
                     remedy: .recoverFromEvents))
             let reason = "their mark is past the head, which incidentd refuses to start on"
-            report.notCompared = [.cities].map { DerivedDataReport.NotCompared(database: $0, reason: reason) }
+            report.notCompared = [.cities, .cityDates].map { DerivedDataReport.NotCompared(database: $0, reason: reason) }
         } else if let reason = compared.projectionsNotCompared {
-            report.notCompared = [.incidents, .cities].map { DerivedDataReport.NotCompared(database: $0, reason: reason) }
+            report.notCompared = [.incidents, .cities, .cityDates].map { DerivedDataReport.NotCompared(database: $0, reason: reason) }
         } else {
             if let difference = compared.incidentDifference {
                 report.differences.append(difference)
@@ -121,6 +121,14 @@ extension EventLog {
                 report.notCompared.append(DerivedDataReport.NotCompared(database: .cities, reason: reason))
             } else if let difference = compared.cityDifference {
                 report.differences.append(difference)
+            }
+            if compared.cityDates != compared.cityDatesFolded {
+                report.differences.append(
+                    try locateCityDateDifference()
+                        ?? DerivedDifference(
+                            database: .cityDates, key: nil, position: nil,
+                            problem: "its entries differ from those the events give (their digests differ), but a second look found none that does",
+                            remedy: .rebuildProjections))
             }
         }
 
@@ -156,6 +164,9 @@ extension EventLog {
         var incidentEntries = 0
         var cityDifference: DerivedDifference?
         var citiesNotCompared: String?
+        /// The `city-dates` entries stored, and those the fold gives.
+        var cityDates = IndexDigest()
+        var cityDatesFolded = IndexDigest()
         /// Why the projections are not compared: their mark says they are not current, so that the daemon rebuilds
         /// them before it serves (a backup of an older incidentd's log, a rebuild cut short).
         var projectionsNotCompared: String?
@@ -187,6 +198,10 @@ extension EventLog {
             try foldStreams(txn, into: &compared, checkpoint: checkpoint)
             compared.streamEntries = try txn.count(db.streams)
             compared.incidentEntries = try txn.count(db.incidents)
+            try txn.forEach(db.cityDates) { key, value in
+                compared.cityDates.add(IndexDigest.cityDateEntry(key: key, value: value))
+                return true
+            }
             try txn.forEach(db.eventIds) { key, value in
                 guard value.count == 40, let position = Keys.readPosition(value) else {
                     compared.eventIdsMalformed = true
@@ -218,6 +233,12 @@ extension EventLog {
                 try fold.fold(cursor, reports: start..<(last ? .max : end), visiting: &entries)
                 if compared.incidentDifference == nil { compared.incidentDifference = try firstIncidentDifference(fold, txn) }
                 compared.incidentsFolded += fold.incidentCount
+                for i in 0..<fold.dateCount {
+                    let (key, value) = fold.dateEntry(i)
+                    key.withUnsafeBytes { key in
+                        value.withUnsafeBytes { compared.cityDatesFolded.add(IndexDigest.cityDateEntry(key: key, value: $0)) }
+                    }
+                }
                 fold.forgetIncidents()
                 if last { break }
                 start = end
@@ -464,6 +485,78 @@ extension EventLog {
         }
     }
 
+    /// The first `city-dates` entry, in key order, that differs from those the events give (one they do not give, one
+    /// with another date, or one they give that is missing), in a snapshot of its own: `incident-streams` folded
+    /// again, a segment at a time, keeping only the entries.
+    private func locateCityDateDifference() throws -> DerivedDifference? {
+        try environment.read { txn in
+            let head = try Head.read(txn, db).position
+            var fold = StreamFold(projector: projector, direct: ProjectionFold.directEncodingHolds(projector: projector))
+            var expected: [(key: [UInt8], value: [UInt8])] = []
+            let streams = try txn.cursor(db.streams)
+            var start: UInt64 = 1
+            while true {
+                let end = start &+ EventLog.derivedCheckSegment
+                let last = end > head || end < start
+                try fold.fold(streams, reports: start..<(last ? .max : end))
+                for i in 0..<fold.dateCount {
+                    let (key, value) = fold.dateEntry(i)
+                    expected.append((Array(key), Array(value)))
+                }
+                fold.forgetIncidents()
+                if last { break }
+                start = end
+            }
+            expected.sort { $0.key.lexicographicallyPrecedes($1.key) }
+            func named(_ key: some Collection<UInt8>) -> (key: String, position: UInt64?) {
+                let bytes = Array(key)
+                return bytes.withUnsafeBytes { raw in
+                    guard let (cityId, _, position) = Keys.readCityDate(raw) else {
+                        return (ChainHash.hex(bytes), nil)
+                    }
+                    return ("\(String(decoding: cityId, as: UTF8.self))/\(position)", position)
+                }
+            }
+            func difference(_ key: some Collection<UInt8>, _ problem: String) -> DerivedDifference {
+                let (name, position) = named(key)
+                return DerivedDifference(database: .cityDates, key: name, position: position, problem: problem, remedy: .rebuildProjections)
+            }
+            var next = 0
+            var found: DerivedDifference?
+            try txn.forEach(db.cityDates) { key, value in
+                let date = String(decoding: value, as: UTF8.self)
+                guard Keys.readCityDate(key) != nil else {
+                    found = difference(key, "its key of \(key.count) bytes is not a city id, the start of a date and the position of a report")
+                    return false
+                }
+                if next < expected.count, expected[next].key.lexicographicallyPrecedes(key) {
+                    let missing = expected[next]
+                    found = difference(
+                        missing.key,
+                        "it has no entry for the report at this position (\(String(decoding: missing.value, as: UTF8.self))), which its city counts")
+                    return false
+                }
+                guard next < expected.count, expected[next].key.elementsEqual(key) else {
+                    found = difference(
+                        key, "it holds the date \(date) of the report at this position, which is not an incident its city counts (retracted, or not reported there)")
+                    return false
+                }
+                guard expected[next].value.elementsEqual(value) else {
+                    found = difference(
+                        key, "it holds the date \(date) of the report at this position, which the events give as \(String(decoding: expected[next].value, as: UTF8.self))")
+                    return false
+                }
+                next += 1
+                return true
+            }
+            if let found { return found }
+            guard next < expected.count else { return nil }
+            return difference(
+                expected[next].key,
+                "it has no entry for the report at this position (\(String(decoding: expected[next].value, as: UTF8.self))), which its city counts")
+        }
+    }
+
     /// The first stored incident projection, in key order, of an incident the events do not report where it says,
     /// in a snapshot of its own.
     private func locateUnreportedIncident() throws -> DerivedDifference? {
@@ -578,6 +671,16 @@ struct IndexDigest: Equatable, Sendable {
         hasher.combine(bytes: incident)
         hasher.combine(version)
         hasher.combine(position)
+        return hasher
+    }
+
+    /// The hash of a `city-dates` entry: its key and its value.
+    static func cityDateEntry(key: UnsafeRawBufferPointer, value: UnsafeRawBufferPointer) -> Hasher {
+        var hasher = Hasher()
+        hasher.combine(key.count)
+        hasher.combine(bytes: key)
+        hasher.combine(value.count)
+        hasher.combine(bytes: value)
         return hasher
     }
 

@@ -20,6 +20,10 @@ struct Databases: Sendable {
     let incidents: Database
     /// city id → canonical JSON of ``CityState``
     let cities: Database
+    /// `city-dates`: each city's index of the dates of the incidents it counts, from which its first and last
+    /// incident dates are read: ``Keys/cityDate(cityId:start:position:into:)`` → the report's `occurredAt` as
+    /// reported (``IncidentDate``)
+    let cityDates: Database
     /// `head` → position ‖ hash ‖ recordedAt; `format`; `projections` → position they are current through ‖
     /// their version; `gazetteer` → SHA-256 of what they read of the gazetteer they were built with
     let meta: Database
@@ -29,20 +33,25 @@ struct Databases: Sendable {
 /// projections, all changed together in one write transaction. Reads may come from any thread; writes come
 /// only from the ``GroupCommitter``'s thread.
 public final class EventLog: Sendable {
-    /// Format 3 stores each event's ``StreamSummary`` beside its position in `incident-streams`, which format 2
-    /// keys by where each incident starts. Older logs are upgraded at the first start of a daemon: format 1
-    /// (`streams`, keyed by incident id) by ``upgradeFromFormat1()``, format 2 by ``upgradeFromFormat2()``.
-    public static let formatTag = "incidentd-log-3"
+    /// Format 4 adds `city-dates`, each city's index of the dates of the incidents it counts; format 3 stores each
+    /// event's ``StreamSummary`` beside its position in `incident-streams`, which format 2 keys by where each
+    /// incident starts. Older logs are upgraded at the first start of a daemon: format 1 (`streams`, keyed by
+    /// incident id) by ``upgradeFromFormat1()``, format 2 by ``upgradeFromFormat2()``, format 3 by
+    /// ``upgradeFromFormat3()``, each to the next.
+    public static let formatTag = "incidentd-log-4"
+    static let format3Tag = "incidentd-log-3"
     static let format2Tag = "incidentd-log-2"
     static let format1Tag = "incidentd-log-1"
-    /// The named databases an environment of the log may have open (``Databases``, with room for an old format's).
+    /// The named databases an environment of the log may have open (``Databases``, seven, with room for an old
+    /// format's).
     static let maxDatabases: UInt32 = 8
     /// Bumped whenever the projection documents change shape or what they count; a mismatch rebuilds them at
     /// start. Version 4 leaves retracted incidents out of a city's sums (``OutcomeStatus/countsInSums``); version 5
     /// counts the incidents its participant sums cover (`participants.counted`); version 6 corrects a report by
     /// ``ReportData/correction(_:)``, which reads the corrections alone, where the writer had dropped a correction
-    /// of a report stored under older, looser rules that it still held whole.
-    public static let projectionVersion: UInt64 = 6
+    /// of a report stored under older, looser rules that it still held whole; version 7 leaves retracted incidents
+    /// out of a city's `firstIncidentAt` and `lastIncidentAt` too, read from `city-dates`, which it writes.
+    public static let projectionVersion: UInt64 = 7
 
     public let environment: Environment
     public let gazetteer: Gazetteer
@@ -115,6 +124,7 @@ public final class EventLog: Sendable {
                 eventIds: try environment.openDatabase("event-ids", create: create),
                 incidents: try environment.openDatabase("incidents", create: create),
                 cities: try environment.openDatabase("cities", create: create),
+                cityDates: try environment.openDatabase("city-dates", create: create),
                 meta: meta)
         } catch {
             // Under incidentd.lock still, so that no other writer is making the file.
@@ -479,15 +489,22 @@ public final class EventLog: Sendable {
             try txn.put(db.meta, key: Keys.format, value: Array(EventLog.formatTag.utf8))
             return nil
         }
+        // Whether the log was upgraded from format 3 or before, which needs the rebuild that makes `city-dates`.
+        let upgraded = found != nil && found != EventLog.formatTag
         switch found {
         case nil, EventLog.formatTag?: break
         case EventLog.format1Tag?:
             try refuseDamagedPages(before: "the upgrade of its format")
             try upgradeFromFormat1()
             try upgradeFromFormat2()
+            try upgradeFromFormat3()
         case EventLog.format2Tag?:
             try refuseDamagedPages(before: "the upgrade of its format")
             try upgradeFromFormat2()
+            try upgradeFromFormat3()
+        case EventLog.format3Tag?:
+            try refuseDamagedPages(before: "the upgrade of its format")
+            try upgradeFromFormat3()
         case let other?:
             throw EventLog.unknownFormat(other, directory: options.directory)
         }
@@ -504,6 +521,8 @@ public final class EventLog: Sendable {
         let reason: String
         if options.rebuildAtOpen {
             reason = "rebuilding the projections as asked, every stream summary made again from its event first"
+        } else if upgraded {
+            reason = "the log was upgraded to \(EventLog.formatTag), which keeps an index of each city's incident dates: rebuilding the projections, which makes it"
         } else if projected.0 == .max {
             reason = "the projections are incomplete (a rebuild did not finish): rebuilding them"
         } else if projected.1 != EventLog.projectionVersion {
@@ -593,7 +612,7 @@ public final class EventLog: Sendable {
             try txn.get(meta, key: Keys.format).map { String(decoding: $0, as: UTF8.self) }
         }
         guard let found, found != formatTag else { return }
-        if found == format1Tag || found == format2Tag {
+        if found == format1Tag || found == format2Tag || found == format3Tag {
             throw LogError(
                 .notALog,
                 "\(directory) holds log format \(found); start incidentd on it once to upgrade it to \(formatTag), then read it again")

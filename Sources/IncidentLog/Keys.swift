@@ -1,4 +1,5 @@
 import Crypto
+import IncidentDomain
 
 /// Byte encodings of the log's keys and values.
 enum Keys {
@@ -24,6 +25,38 @@ enum Keys {
             raw.storeBytes(of: UInt64(bitPattern: version).bigEndian, toByteOffset: 8, as: UInt64.self)
         }
         return key
+    }
+
+    /// `city id ‖ 0x00 ‖ start ‖ position`: a counted incident's entry in `city-dates` (``IncidentDate``), its date's
+    /// start in microseconds with the sign bit flipped and the position of its report, both big-endian, so that a
+    /// city's entries sort together (no city id holds a 0x00), by start and then by report. Appended to `key`.
+    static func cityDate(cityId: UnsafeRawBufferPointer, start: Int64, position: UInt64, into key: inout [UInt8]) {
+        key.append(contentsOf: cityId)
+        key.append(0)
+        appendStart(start, to: &key)
+        withUnsafeBytes(of: position.bigEndian) { key.append(contentsOf: $0) }
+    }
+
+    static func cityDate(_ date: IncidentDate) -> [UInt8] {
+        var key: [UInt8] = []
+        key.reserveCapacity(date.cityId.utf8.count + 17)
+        var cityId = date.cityId
+        cityId.withUTF8 { cityDate(cityId: UnsafeRawBufferPointer($0), start: date.start.microseconds, position: date.position, into: &key) }
+        return key
+    }
+
+    /// A date's start as it sorts in `city-dates`: big-endian with the sign bit flipped.
+    static func appendStart(_ start: Int64, to key: inout [UInt8]) {
+        withUnsafeBytes(of: (UInt64(bitPattern: start) ^ (1 << 63)).bigEndian) { key.append(contentsOf: $0) }
+    }
+
+    /// The city id, start and position of a `city-dates` key; nil when it is not one.
+    static func readCityDate(_ key: UnsafeRawBufferPointer) -> (cityId: UnsafeRawBufferPointer, start: Int64, position: UInt64)? {
+        guard key.count > 17, key[key.count - 17] == 0,
+            let start = readPosition(UnsafeRawBufferPointer(rebasing: key[(key.count - 16)...])),
+            let position = readPosition(UnsafeRawBufferPointer(rebasing: key[(key.count - 8)...]))
+        else { return nil }
+        return (UnsafeRawBufferPointer(rebasing: key[..<(key.count - 17)]), Int64(bitPattern: start ^ (1 << 63)), position)
     }
 
     static let head: [UInt8] = Array("head".utf8)

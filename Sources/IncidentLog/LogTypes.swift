@@ -372,6 +372,7 @@ public struct DerivedDifference: Sendable, Hashable {
         case eventIds = "event-ids"
         case incidents
         case cities
+        case cityDates = "city-dates"
     }
 
     /// What makes the database agree with the events again.
@@ -386,8 +387,9 @@ public struct DerivedDifference: Sendable, Hashable {
     }
 
     public var database: Database
-    /// The entry that differs, as text: an incident id, a city id, an event id, or for `incident-streams` the stream
-    /// key as `START/VERSION` (the position of the incident's report, and the version). Nil when the difference
+    /// The entry that differs, as text: an incident id, a city id, an event id, for `incident-streams` the stream
+    /// key as `START/VERSION` (the position of the incident's report, and the version), or for `city-dates` the
+    /// entry's city and the position of its report as `CITY/POSITION`. Nil when the difference
     /// is an entry that is missing and has no key to name.
     public var key: String?
     /// The event the entry is about, when there is one.

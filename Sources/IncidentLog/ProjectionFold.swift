@@ -516,11 +516,14 @@ struct FoldCity {
     var outcomes = CaseCounts<OutcomeStatus>()
     var verification = CaseCounts<Verification>()
     var openIncidents: Int64 = 0
-    /// A text, or -1 for none yet.
+    /// The dates of the incidents it counts that come first and last in ``IncidentDate``'s order: a text (-1 for
+    /// none yet), its start and the position of its report.
     var firstIncidentAt: Int32 = -1
     var firstStart: Int64 = 0
+    var firstDatePosition: UInt64 = 0
     var lastIncidentAt: Int32 = -1
     var lastStart: Int64 = 0
+    var lastDatePosition: UInt64 = 0
     var lastPosition: UInt64 = 0
 
     /// A city before its first incident (as `Projector.newCity` makes it).
@@ -566,30 +569,42 @@ struct FoldCity {
         if incident.status.isOpen { openIncidents += sign }
     }
 
-    /// The city side of a report (`Projector.apply`): `name` and `occurredAt` are texts, `start` the date's start.
-    @inline(__always) mutating func fold(report name: Int32, state: FoldIncident, occurredAt: Int32, start: Int64?, position: UInt64) {
+    /// The city side of a report (`Projector.apply`): `name` is a text. (Its date is taken once the fold ends,
+    /// when it is known whether the incident is counted: see ``ProjectionFold/cityStates()``.)
+    @inline(__always) mutating func fold(report name: Int32, state: FoldIncident, position: UInt64) {
         if !aliases.contains(name) { aliases.append(name) }
         add(state, sign: 1)
-        if let start { noteIncident(startingAt: start, date: occurredAt) }
         lastPosition = position
     }
 
-    /// Whether an incident whose date starts at `start` would be the city's first or last (see
-    /// ``noteIncident(startingAt:date:)``), so that its date's text is looked up only then.
-    @inline(__always) func takesIncident(startingAt start: Int64) -> Bool {
-        firstIncidentAt < 0 || start < firstStart || lastIncidentAt < 0 || start > lastStart
+    /// Whether a counted incident whose date starts at `start`, reported at `position`, would be the city's first or
+    /// last (see ``noteIncident(startingAt:position:date:)``), so that its date's text is looked up only then.
+    @inline(__always) func takesIncident(startingAt start: Int64, position: UInt64) -> Bool {
+        firstIncidentAt < 0 || (start, position) < (firstStart, firstDatePosition) || lastIncidentAt < 0 || start > lastStart
+            || (start == lastStart && position < lastDatePosition)
     }
 
-    /// Takes an incident whose date starts at `start` (`date`, a text) as the city's first or last if it is
-    /// earlier or later than those it has; a tie keeps the one it has.
-    @inline(__always) mutating func noteIncident(startingAt start: Int64, date: Int32) {
-        if firstIncidentAt < 0 || start < firstStart {
+    /// Takes a counted incident whose date starts at `start` (`date`, a text), reported at `position`, as the city's
+    /// first or last if it comes before or after those it has in ``IncidentDate``'s order: by start, and between equal
+    /// starts, the one reported first, for the first and the last alike.
+    @inline(__always) mutating func noteIncident(startingAt start: Int64, position: UInt64, date: Int32) {
+        noteFirst(startingAt: start, position: position, date: date)
+        noteLast(startingAt: start, position: position, date: date)
+    }
+
+    @inline(__always) mutating func noteFirst(startingAt start: Int64, position: UInt64, date: Int32) {
+        if firstIncidentAt < 0 || (start, position) < (firstStart, firstDatePosition) {
             firstIncidentAt = date
             firstStart = start
+            firstDatePosition = position
         }
-        if lastIncidentAt < 0 || start > lastStart {
+    }
+
+    @inline(__always) mutating func noteLast(startingAt start: Int64, position: UInt64, date: Int32) {
+        if lastIncidentAt < 0 || start > lastStart || (start == lastStart && position < lastDatePosition) {
             lastIncidentAt = date
             lastStart = start
+            lastDatePosition = position
         }
     }
 
@@ -720,8 +735,20 @@ struct ProjectionFold {
             _ = ids.add(id, hash: hash)
             incidents.append(state)
         }
-        let start = texts.start(ofDate: occurredAt)
-        cities[Int(c)].fold(report: name, state: state, occurredAt: occurredAt, start: start, position: position)
+        cities[Int(c)].fold(report: name, state: state, position: position)
+    }
+
+    /// The cities folded so far, each with the first and last dates of the incidents it counts now (a retraction
+    /// folded after a report takes its date away, a reinstatement gives it back), taken from every incident once
+    /// the events are folded.
+    mutating func cityStates() -> [CityState] {
+        var dated = cities
+        for i in incidents.indices where incidents[i].status.countsInSums {
+            let x = incidents[i]
+            guard let start = texts.start(ofDate: x.occurredAt) else { continue }
+            dated[Int(x.city)].noteIncident(startingAt: start, position: x.firstPosition, date: x.occurredAt)
+        }
+        return dated.map { $0.state(texts) }
     }
 
     /// Folds a response; `kinds` counts the response kinds it lists, by their index in `ResponseKind.storedCases`.

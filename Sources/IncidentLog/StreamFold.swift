@@ -18,6 +18,12 @@ struct StreamFold {
     /// Each incident's stored form (`IncidentState.encode(into:)`), back to back, in the same order.
     var records: [UInt8] = []
     var recordStarts: [Int] = [0]
+    /// The `city-dates` entries of the incidents whose city counts them (``IncidentDate``), in the order they were
+    /// reported: the keys back to back (`dateKeys[dateKeyStarts[i]..<dateKeyStarts[i + 1]]`), and their values.
+    var dateKeys: [UInt8] = []
+    var dateKeyStarts: [Int] = [0]
+    var dateValues: [UInt8] = []
+    var dateValueStarts: [Int] = [0]
     /// City names, city ids and dates, each once.
     var texts = TextTable()
     var cities: [FoldCity] = []
@@ -62,12 +68,23 @@ struct StreamFold {
         recordStarts.reserveCapacity(incidents + 1)
     }
 
-    /// Lets go of the incidents' ids and stored forms (once written), keeping the cities.
+    var dateCount: Int { dateKeyStarts.count - 1 }
+
+    /// The `city-dates` entry `i`: its key and its value.
+    func dateEntry(_ i: Int) -> (key: ArraySlice<UInt8>, value: ArraySlice<UInt8>) {
+        (dateKeys[dateKeyStarts[i]..<dateKeyStarts[i + 1]], dateValues[dateValueStarts[i]..<dateValueStarts[i + 1]])
+    }
+
+    /// Lets go of the incidents' ids, stored forms and date entries (once written), keeping the cities.
     mutating func forgetIncidents() {
         ids = []
         idStarts = [0]
         records = []
         recordStarts = [0]
+        dateKeys = []
+        dateKeyStarts = [0]
+        dateValues = []
+        dateValueStarts = [0]
     }
 
     /// Folds the streams of the incidents reported at positions in `reports`, read with `cursor`.
@@ -211,14 +228,16 @@ struct StreamFold {
         if corrections & 4 != 0 { x.currentParticipants = try s.people() }
     }
 
-    /// Adds a folded incident to its city and appends its id and stored form.
+    /// Adds a folded incident to its city and appends its id, its stored form, and its `city-dates` entry when its
+    /// city counts it.
     private mutating func close(_ incident: Open) throws {
         let x = incident.state
         let c = Int(x.city)
         if !cities[c].aliases.contains(x.reportCity) { cities[c].aliases.append(x.reportCity) }
         cities[c].add(x, sign: 1)
-        if let start = incident.occurredStart, cities[c].takesIncident(startingAt: start) {
-            cities[c].noteIncident(startingAt: start, date: try dateText(incident.occurredAt))
+        let dated = x.status.countsInSums ? incident.occurredStart : nil
+        if let start = dated, cities[c].takesIncident(startingAt: start, position: x.firstPosition) {
+            cities[c].noteIncident(startingAt: start, position: x.firstPosition, date: try dateText(incident.occurredAt))
         }
         cities[c].lastPosition = max(cities[c].lastPosition, x.lastPosition)
 
@@ -228,6 +247,12 @@ struct StreamFold {
         let slug = incident.cityId == nil ? texts.bytes.withBytes(x.cityId) { Array($0) } : []
         slug.withUnsafeBytes { slug in
             let cityId = incident.cityId ?? slug
+            if let start = dated {
+                Keys.cityDate(cityId: cityId, start: start, position: x.firstPosition, into: &dateKeys)
+                dateKeyStarts.append(dateKeys.count)
+                dateValues.append(contentsOf: incident.occurredAt)
+                dateValueStarts.append(dateValues.count)
+            }
             if direct {
                 // Written once into the scratch buffer, grown and written again only when it was too small.
                 while true {
@@ -261,8 +286,8 @@ struct StreamFold {
     }
 
     /// The cities of `parts`, folded from consecutive stretches of the log in order, added up as one fold of the
-    /// whole would have made them: counts summed; the name of a city the gazetteer does not know, and the first
-    /// and last incident on a tie, from the earliest stretch that has it.
+    /// whole would have made them: counts summed; the name of a city the gazetteer does not know from the earliest
+    /// stretch that has it; the first and last incident dates by ``IncidentDate``'s order.
     static func merge(_ parts: [StreamFold]) -> [CityState] {
         var texts = TextTable()
         var order: [String] = []
@@ -293,13 +318,11 @@ struct StreamFold {
                 total.outcomes.add(city.outcomes, times: 1)
                 total.verification.add(city.verification, times: 1)
                 total.openIncidents += city.openIncidents
-                if city.firstIncidentAt >= 0, total.firstIncidentAt < 0 || city.firstStart < total.firstStart {
-                    total.firstIncidentAt = text(city.firstIncidentAt)
-                    total.firstStart = city.firstStart
+                if city.firstIncidentAt >= 0 {
+                    total.noteFirst(startingAt: city.firstStart, position: city.firstDatePosition, date: text(city.firstIncidentAt))
                 }
-                if city.lastIncidentAt >= 0, total.lastIncidentAt < 0 || city.lastStart > total.lastStart {
-                    total.lastIncidentAt = text(city.lastIncidentAt)
-                    total.lastStart = city.lastStart
+                if city.lastIncidentAt >= 0 {
+                    total.noteLast(startingAt: city.lastStart, position: city.lastDatePosition, date: text(city.lastIncidentAt))
                 }
                 total.lastPosition = max(total.lastPosition, city.lastPosition)
                 merged[id] = total

@@ -100,7 +100,7 @@ struct DerivedDataTests {
         #expect(answer["derived"]?["intact"] == true, "after --rebuild-projections: \(answer)")
         let command = try daemon.ctl(["verify", "--format", "table"])
         #expect(command.status == 0, "\(command.stdout) \(command.stderr)")
-        #expect(command.stdout.contains("derived data agrees with events 1–\(events): incident-streams, event-ids, incidents, cities"), "\(command.stdout)")
+        #expect(command.stdout.contains("derived data agrees with events 1–\(events): incident-streams, event-ids, incidents, cities, city-dates"), "\(command.stdout)")
     }
 
     @Test("a log as appended verifies clean, its derived data too, through the socket and with --data-dir")
@@ -111,7 +111,7 @@ struct DerivedDataTests {
         #expect(answer["derived"] == ["intact": true, "position": 8, "differences": []], "\(answer)")
         let command = try daemon.ctl(["verify", "--format", "table"])
         #expect(command.status == 0, "\(command.stderr)")
-        #expect(command.stdout.contains("derived data agrees with events 1–8: incident-streams, event-ids, incidents, cities"), "\(command.stdout)")
+        #expect(command.stdout.contains("derived data agrees with events 1–8: incident-streams, event-ids, incidents, cities, city-dates"), "\(command.stdout)")
         #expect(daemon.stop() == 0)
         let direct = try runCommand(Binaries.incidentctl, ["verify", "--data-dir", daemon.dataDir, "--format", "json"])
         #expect(direct.status == 0, "\(direct.stderr)")
@@ -375,7 +375,7 @@ struct DerivedDataTests {
             difference["problem"]?.stringValue
                 == "its summary of event 2, version 2 of incident \(Self.kupiansk) differs from the one the event gives",
             "\(difference)")
-        #expect(answer["derived"]?["notCompared"]?.arrayValue?.compactMap { $0["database"]?.stringValue } == ["incidents", "cities"], "\(answer)")
+        #expect(answer["derived"]?["notCompared"]?.arrayValue?.compactMap { $0["database"]?.stringValue } == ["incidents", "cities", "city-dates"], "\(answer)")
         try Self.expectCommandsRefuse(daemon, database: "incident-streams", key: "1/2", remedy: "--rebuild-projections")
         try Self.expectRebuildMendsIt(daemon)
     }
@@ -521,7 +521,7 @@ struct DerivedDataTests {
         let run = try runCommand(Binaries.incidentctl, ["verify", "--data-dir", daemon.dataDir, "--format", "json"])
         #expect(run.status == 0, "\(run)")
         let notCompared = run.json?["derived"]?["notCompared"]?.arrayValue ?? []
-        #expect(notCompared.compactMap { $0["database"]?.stringValue } == ["incidents", "cities"], "\(run.stdout)")
+        #expect(notCompared.compactMap { $0["database"]?.stringValue } == ["incidents", "cities", "city-dates"], "\(run.stdout)")
         #expect(notCompared.first?["reason"]?.stringValue?.contains("rebuilds them at its next start") == true, "\(run.stdout)")
     }
 
@@ -558,7 +558,7 @@ struct DerivedDataTests {
         #expect(daemon.stop() == 0)
         let compiledIn = try runCommand(Binaries.incidentctl, ["verify", "--data-dir", daemon.dataDir, "--format", "table"])
         #expect(compiledIn.status == 0, "\(compiledIn.stderr)")
-        #expect(compiledIn.stdout.contains("derived data agrees with events 1–8: incident-streams, event-ids, incidents\n"), "\(compiledIn.stdout)")
+        #expect(compiledIn.stdout.contains("derived data agrees with events 1–8: incident-streams, event-ids, incidents, city-dates\n"), "\(compiledIn.stdout)")
         #expect(
             compiledIn.stderr.contains("incidentctl: cities not compared: the log records that its projections were built with another gazetteer")
                 && compiledIn.stderr.contains("give --gazetteer the file the daemon runs on"),
@@ -568,7 +568,7 @@ struct DerivedDataTests {
         let same = try runCommand(
             Binaries.incidentctl, ["verify", "--data-dir", daemon.dataDir, "--gazetteer", setup.gazetteer, "--format", "table"])
         #expect(same.status == 0 && same.stderr.isEmpty, "\(same.stderr)")
-        #expect(same.stdout.contains("derived data agrees with events 1–8: incident-streams, event-ids, incidents, cities"), "\(same.stdout)")
+        #expect(same.stdout.contains("derived data agrees with events 1–8: incident-streams, event-ids, incidents, cities, city-dates"), "\(same.stdout)")
         let socket = try runCommand(Binaries.incidentctl, ["verify", "--gazetteer", setup.gazetteer, "--socket", daemon.socketPath])
         #expect(socket.status == 2, "--gazetteer without --data-dir is bad usage: \(socket.stderr)")
     }

@@ -57,15 +57,16 @@ struct LMDBCeiling {
     var bytesPerEvent: Double
     /// One event per synced commit into the `events` database alone: the floor of an append's latency here.
     var singleDatabaseLatency: Histogram<UInt64>
-    /// One event per synced commit into the daemon's six databases (the event, its stream entry, its event id,
-    /// its incident's projection, its city's, the head): the floor for this storage layout.
+    /// One event per synced commit into the daemon's seven databases (the event, its stream entry, its event id,
+    /// its incident's projection, its city's, its date in its city's index of dates, the head): the floor for this
+    /// storage layout, where a report writes all seven.
     var daemonLayoutLatency: Histogram<UInt64>
 }
 
 /// LMDB alone appending the daemon's stored bytes under big-endian positions with `MDB_APPEND`, 1,000 events per
 /// synced commit: what the disk and LMDB allow with no JSON, no hashing and no projections. The index databases
 /// are filled alongside with keys of the daemon's shapes, and then the latency of one event per synced commit
-/// is measured twice: into the events database alone, and into all six as the daemon writes them.
+/// is measured twice: into the events database alone, and into all seven as the daemon writes a report.
 func runLMDBCeiling(samples: Samples, events: Int, directory: String) throws -> LMDBCeiling {
     guard !samples.stored.isEmpty else { throw BenchError("no stored events to measure LMDB with") }
     try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
@@ -98,6 +99,7 @@ func runLMDBCeiling(samples: Samples, events: Int, directory: String) throws -> 
         let ids = try env.openDatabase("event-ids", create: true)
         let incidents = try env.openDatabase("incidents", create: true)
         let cities = try env.openDatabase("cities", create: true)
+        let cityDates = try env.openDatabase("city-dates", create: true)
         let meta = try env.openDatabase("meta", create: true)
         var position: UInt64 = 0
         let start = monotonicNanos()
@@ -114,7 +116,7 @@ func runLMDBCeiling(samples: Samples, events: Int, directory: String) throws -> 
         bytesPerEvent = Double(fileSize(directory + "/data.mdb")) / Double(events)
 
         // The index databases, filled with keys of the daemon's shapes (made unique by the position).
-        func keys(_ position: UInt64) -> (stream: [UInt8], id: [UInt8], incident: [UInt8], city: [UInt8]) {
+        func keys(_ position: UInt64) -> (stream: [UInt8], id: [UInt8], incident: [UInt8], city: [UInt8], cityDate: [UInt8]) {
             let shape = shapes[Int(position) % shapes.count]
             let suffix = Array("-\(position)".utf8)
             let incident = shape.incident + suffix
@@ -122,8 +124,14 @@ func runLMDBCeiling(samples: Samples, events: Int, directory: String) throws -> 
             var stream: [UInt8] = []
             withUnsafeBytes(of: position.bigEndian) { stream.append(contentsOf: $0) }
             withUnsafeBytes(of: UInt64(1).bigEndian) { stream.append(contentsOf: $0) }
-            return (stream, shape.eventId + suffix, incident, shape.city)
+            // The city, a 0 byte, the date's start (a day of 2022, in microseconds) and the report's position.
+            var cityDate = shape.city + [0]
+            let start = UInt64(1_640_995_200_000_000 + (position % 365) * 86_400_000_000) ^ (1 << 63)
+            withUnsafeBytes(of: start.bigEndian) { cityDate.append(contentsOf: $0) }
+            withUnsafeBytes(of: position.bigEndian) { cityDate.append(contentsOf: $0) }
+            return (stream, shape.eventId + suffix, incident, shape.city, cityDate)
         }
+        let dateText = Array("2022-03-01".utf8)
         var indexed: UInt64 = 0
         while indexed < position {
             try env.write { txn in
@@ -133,6 +141,7 @@ func runLMDBCeiling(samples: Samples, events: Int, directory: String) throws -> 
                     try txn.put(streams, key: k.stream, value: streamValue)
                     try txn.put(ids, key: k.id, value: Array(head[..<40]))
                     try txn.put(incidents, key: k.incident, value: projection)
+                    try txn.put(cityDates, key: k.cityDate, value: dateText)
                 }
             }
         }
@@ -151,6 +160,7 @@ func runLMDBCeiling(samples: Samples, events: Int, directory: String) throws -> 
                         try txn.put(ids, key: k.id, value: Array(head[..<40]))
                         try txn.put(incidents, key: k.incident, value: projection)
                         try txn.put(cities, key: k.city, value: cityDocument)
+                        try txn.put(cityDates, key: k.cityDate, value: dateText)
                         try txn.put(meta, key: Array("head".utf8), value: head)
                     }
                 }

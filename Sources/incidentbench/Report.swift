@@ -120,7 +120,7 @@ struct Report {
                 if let l = lmdb {
                     let floor = l.daemonLayoutLatency.valueAtPercentile(percentile)
                     lmdbText = "\(msUnit(l.singleDatabaseLatency.valueAtPercentile(percentile))) / \(msUnit(floor))"
-                    ratios.append("\(times(Double(h.valueAtPercentile(percentile)) / Double(floor))) LMDB's 6 dbs")
+                    ratios.append("\(times(Double(h.valueAtPercentile(percentile)) / Double(floor))) LMDB's 7 dbs")
                 }
                 switch row {
                 case 0: p50.postgres = pgText; p50.sqlite = sqText; p50.lmdb = lmdbText; p50.ratio = ratios.joined(separator: ", ")
@@ -220,7 +220,7 @@ struct Report {
         }
         if sqlite != nil { notes.append("SQLite: journal_mode=WAL, synchronous=FULL, one INSERT per commit, a connection per thread") }
         if lmdb != nil {
-            notes.append("LMDB: the daemon's stored bytes, big-endian positions, MDB_APPEND, 1,000 events per synced commit; latency: one event per synced commit into the events database alone / into the daemon's six databases (events, incident-streams, event-ids, incidents, cities, meta)")
+            notes.append("LMDB: the daemon's stored bytes, big-endian positions, MDB_APPEND, 1,000 events per synced commit; latency: one event per synced commit into the events database alone / into the daemon's seven databases, as a report writes them (events, incident-streams, event-ids, incidents, cities, city-dates, meta)")
         }
         return out.joined(separator: "\n") + "\n\n" + notes.joined(separator: "\n")
     }

@@ -166,6 +166,17 @@ final class ConnectionHandler: ChannelDuplexHandler {
     /// The connection holds its uid's slot (``ConnectionSlots``), given back as it closes.
     private var holdsSlot = true
     private var readPending = false
+    /// This handler asked for the read whose lines arrive now (it passed ``read(context:)`` on since the last read
+    /// ended). SwiftNIO reads without being asked only once the client has closed its side, or the whole
+    /// connection: then it reads all that the socket still holds, in one go, whatever this handler holds back.
+    private var readAsked = false
+    /// Whether the client has gone was looked at in the read under way (``clientHasGone(_:)``).
+    private var lookedForHangUp = false
+    /// Request lines read and never run: waiting in the backlog as the connection closed, or read after its client
+    /// had gone. For the debug line of the close.
+    private var readNotRun = 0
+    /// The connection closed because its client had gone with answers unread (``abandon(context:)``).
+    private var abandoned = false
     /// Lines read but not run yet, because the client is not keeping up with its answers.
     private var backlog = CircularBuffer<LineFrame>()
     private var draining = false
@@ -233,7 +244,18 @@ final class ConnectionHandler: ChannelDuplexHandler {
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        guard !closed, !inputRefused else { return }
+        guard !closed, !inputRefused else {
+            readNotRun += 1
+            return
+        }
+        if !readAsked && !lookedForHangUp {
+            lookedForHangUp = true
+            if clientHasGone(context) {
+                readNotRun += 1
+                abandon(context: context)
+                return
+            }
+        }
         executor.unansweredRequests.add(1, ordering: .relaxed)
         let frame = unwrapInboundIn(data)
         if backlog.isEmpty && canRun(context) && !waitsForAppends(frame) {
@@ -243,6 +265,30 @@ final class ConnectionHandler: ChannelDuplexHandler {
             drainBacklog(context: context)
         }
         if role == nil { refuseFurtherInput(context: context) }
+    }
+
+    /// Whether the client closed its connection leaving answers unread: the socket's pending error is then
+    /// `ECONNRESET`, which the kernel sets as the client's end is closed with bytes still in its receive queue.
+    /// Looked at once in each read this handler did not ask for, which SwiftNIO makes only as it drains a socket
+    /// whose client has closed its side (or all of it), so never while the client still sends. A client that closed
+    /// only its sending side (`shutdown(SHUT_WR)`, `socat` at the end of its input) leaves no error: it still reads,
+    /// and everything it sent is answered.
+    private func clientHasGone(_ context: ChannelHandlerContext) -> Bool {
+        guard let options = context.channel.syncOptions,
+            let error = try? options.getOption(ChannelOptions.socketOption(.so_error))
+        else { return false }
+        return error != 0
+    }
+
+    /// The client has gone with answers unread (a client that pipelined thousands of requests, read none of their
+    /// answers and exited): SwiftNIO would read all its socket still holds in one go, holding up every other
+    /// connection of the event loop while it does, though none of it would ever be run. Instead nothing more is
+    /// read, and the connection closes now, with what waits in its backlog: those requests were not begun. What was
+    /// begun goes on: appends handed to the intake are committed whole, their answers written to nobody.
+    private func abandon(context: ChannelHandlerContext) {
+        inputRefused = true
+        abandoned = true
+        context.close(promise: nil)
     }
 
     /// A peer holding no role may do nothing here: its first request is answered (`permission_denied`, or what was
@@ -625,6 +671,8 @@ final class ConnectionHandler: ChannelDuplexHandler {
         // Once a read, not once a request: the read carries many pipelined requests, and the counter is shared
         // by the loops.
         executor.activity.add(1, ordering: .relaxed)
+        readAsked = false
+        lookedForHangUp = false
         writeOutgoing(context: context)
         context.flush()
     }
@@ -633,6 +681,7 @@ final class ConnectionHandler: ChannelDuplexHandler {
         guard !inputRefused else { return }
         if backlog.isEmpty && canRun(context) {
             readPending = false
+            readAsked = true
             context.read()
         } else {
             readPending = true
@@ -642,6 +691,7 @@ final class ConnectionHandler: ChannelDuplexHandler {
     private func readIfPossible(context: ChannelHandlerContext) {
         if !inputRefused && readPending && backlog.isEmpty && canRun(context) {
             readPending = false
+            readAsked = true
             context.read()
         }
     }
@@ -674,6 +724,7 @@ final class ConnectionHandler: ChannelDuplexHandler {
         // What was read and is not answered yet (run or waiting in the backlog) is nobody's to wait for any more.
         executor.unansweredRequests.subtract(pending + backlog.count, ordering: .relaxed)
         closed = true
+        readNotRun += backlog.count
         backlog.removeAll()
         handedBack.removeAll()
         if let follower {
@@ -684,8 +735,11 @@ final class ConnectionHandler: ChannelDuplexHandler {
         }
         executor.connections.subtract(1, ordering: .relaxed)
         giveBackSlot()
+        let notRun =
+            readNotRun > 0 || abandoned
+            ? " (\(readNotRun) more read and not run\(abandoned ? "; its client had gone, leaving answers unread: the rest of what it sent was not read" : ""))" : ""
         logger.debug(
-            "connection of \(peer.user) (uid \(peer.uid), pid \(peer.pid)) closed after \(nextSequence) request\(nextSequence == 1 ? "" : "s")",
+            "connection of \(peer.user) (uid \(peer.uid), pid \(peer.pid)) closed after \(nextSequence) request\(nextSequence == 1 ? "" : "s")\(notRun)",
             metadata: ["uid": "\(peer.uid)", "pid": "\(peer.pid)"])
         context.fireChannelInactive()
     }

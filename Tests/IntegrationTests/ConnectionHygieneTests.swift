@@ -53,6 +53,122 @@ struct ConnectionHygieneTests {
         #expect(daemon.stop() == 0)
     }
 
+    /// Sends `request` lines on `client` (made non-blocking) until the daemon stops reading them: the socket takes
+    /// nothing more for two seconds. How many bytes it took.
+    static func pipelineUntilUnread(_ request: String, on client: RawClient) -> Int {
+        _ = fcntl(client.fd, F_SETFL, fcntl(client.fd, F_GETFL) | O_NONBLOCK)
+        let batch = Array(repeating: Array((request + "\n").utf8), count: 256).flatMap { $0 }
+        var sent = 0
+        while sent < 64 << 20 {
+            let n = batch.withUnsafeBytes { send(client.fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+            if n > 0 {
+                sent += n
+            } else if errno == EAGAIN || errno == EWOULDBLOCK {
+                var writable = pollfd(fd: client.fd, events: Int16(POLLOUT), revents: 0)
+                if poll(&writable, 1, Int32(2000 * deadlineScale)) == 0 { break }
+            } else if errno != EINTR {
+                Issue.record("send: \(String(cString: strerror(errno)))")
+                break
+            }
+        }
+        return sent
+    }
+
+    /// The requests begun and the lines read and not run, from the debug lines of connections closed with lines read
+    /// and not run.
+    static func closedWithLinesNotRun(in log: String) -> [(begun: Int, readNotRun: Int)] {
+        log.split(separator: "\n").filter { $0.contains("more read and not run") }.compactMap { line in
+            let words = line.split(separator: " ")
+            guard let after = words.firstIndex(of: "after"), after + 1 < words.count, let begun = Int(words[after + 1]),
+                let more = words.firstIndex(of: "more"), more > 0, let notRun = Int(words[more - 1].drop { $0 == "(" })
+            else { return nil }
+            return (begun, notRun)
+        }
+    }
+
+    @Test("clients that pipelined thousands of requests, read none of the answers and closed: the daemon reads no more of what they sent, runs none of what it had read and not begun, and answers another client's status within its deadline")
+    func goneClientsRequestsAreNeitherReadNorRun() throws {
+        let daemon = try Daemon(arguments: ["--log-level", "debug"])
+        let watcher = try daemon.client()
+        watcher.setReceiveTimeout(10 * deadlineScale)
+        let request = #"{"op":"status"}"#
+        var sentLines: [Int] = []
+        do {
+            let gone = try (0..<4).map { _ in try daemon.client() }
+            sentLines = gone.map { Self.pipelineUntilUnread(request, on: $0) / (request.utf8.count + 1) }
+        }
+        // All four closed with their answers unread, their sockets full of requests the daemon had not read.
+        let answered = try watcher.call("status")
+        #expect(answered.isOK, "\(answered)")
+        try waitFor("the four connections' close in the daemon's log") { Self.closedWithLinesNotRun(in: daemon.log).count == 4 }
+        let fewestSent = sentLines.min() ?? 0
+        for (begun, readNotRun) in Self.closedWithLinesNotRun(in: daemon.log) {
+            // What was read and not run: the lines of a read or two (4 KiB each), not the socket's thousands.
+            #expect(readNotRun <= 1024, "\(readNotRun) lines read and not run, of a client that sent \(sentLines)")
+            #expect(begun + readNotRun + 4096 < fewestSent, "\(begun) run and \(readNotRun) read of \(sentLines) sent")
+        }
+        #expect(daemon.log.split(separator: "\n").filter { $0.contains("its client had gone") }.count == 4)
+        try waitFor("the connections to be gone") { try watcher.call("status")["connections"] == 1 }
+        #expect(daemon.stop() == 0)
+    }
+
+    @Test("appends the daemon had begun when their client closed without reading are stored, each whole; those it had not begun are not")
+    func goneClientsBegunAppendsAreStoredWhole() throws {
+        let daemon = try Daemon.configured("[daemon]\nlog_level = \"debug\"\nmax_pending_per_connection = 4\n")
+        let watcher = try daemon.client()
+        let batches = 120
+        let size = 5
+        var lines: [UInt8] = []
+        for batch in 0..<batches {
+            let events = (0..<size).map {
+                WireEvent.report(incident: "gone-\(batch)-\($0)", description: String(repeating: "d", count: 2000))
+            }
+            lines += JSONValue.object(["op": "append", "events": .array(events)]).canonicalBytes() + [0x0A]
+        }
+        var sent = 0
+        do {
+            let gone = try daemon.client()
+            _ = fcntl(gone.fd, F_SETFL, fcntl(gone.fd, F_GETFL) | O_NONBLOCK)
+            func fill() {
+                while sent < lines.count {
+                    let n = lines[sent...].withUnsafeBytes { send(gone.fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+                    if n <= 0 { return }
+                    sent += n
+                }
+            }
+            // The daemon is storing the first appends (four at a time) when the client, its socket full again, closes.
+            fill()
+            try waitFor("the first appends to be stored") { try watcher.call("status")["position"]?.intValue ?? 0 > 0 }
+            fill()
+            #expect(sent < lines.count, "the socket took all \(lines.count) bytes")
+        }
+        let sentLines = lines[..<sent].count { $0 == 0x0A }
+        func begun(_ line: Substring) -> Int? {
+            let words = line.split(separator: " ")
+            return words.firstIndex(of: "after").flatMap { $0 + 1 < words.count ? Int(words[$0 + 1]) : nil }
+        }
+        // The daemon's probe of its socket at the start closed after no request; the client's, after some.
+        try waitFor("the client's connection's close in the daemon's log") {
+            daemon.log.split(separator: "\n").contains { $0.contains("closed after") && begun($0) ?? 0 > 0 }
+        }
+        let closing = try #require(daemon.log.split(separator: "\n").first { $0.contains("closed after") && begun($0) ?? 0 > 0 })
+        let begunAppends = try #require(begun(closing))
+        // What the socket held when the client closed, more than a read's worth, was not carried out.
+        #expect(begunAppends + 2 < sentLines, "\(sentLines) requests sent whole: \(closing)")
+        try waitFor("the writer to have answered every append begun") {
+            try watcher.call("status")["commits"]?["requests"]?.intValue ?? 0 >= Int64(begunAppends)
+        }
+        var stored: [Int: Int] = [:]
+        for event in try watcher.allEvents() {
+            guard let parts = event["incident"]?.stringValue?.split(separator: "-"), parts.count == 3, let batch = Int(parts[1])
+            else { continue }
+            stored[batch, default: 0] += 1
+        }
+        #expect(stored.values.allSatisfy { $0 == size }, "a batch stored in part: \(stored.filter { $0.value != size })")
+        #expect(stored.keys.sorted() == Array(0..<begunAppends), "stored \(stored.keys.sorted()): \(closing)")
+        #expect(daemon.stop() == 0)
+    }
+
     @Test("the log walkers skip what a connection that has closed left waiting for them: of fifty backups sent and abandoned, few are written")
     func noWorkForAClosedConnection() throws {
         let daemon = try Daemon()

@@ -612,6 +612,30 @@ public final class Environment: @unchecked Sendable {
     /// for the whole copy: writers continue, but the map cannot grow until it
     /// finishes.
     ///
+    /// `directory` is opened once, and the copy made in what it named then:
+    /// see ``copy(intoDirectory:compact:)``, which this calls.
+    ///
+    /// - Parameter compact: Omit free pages and renumber pages (`MDB_CP_COMPACT`):
+    ///   smaller output, more CPU.
+    /// - Throws: ``LMDBError``; `EDEADLK` inside a ``write(_:)`` body (the copy takes
+    ///   LMDB's writer lock); `EEXIST` when `directory` holds a `data.mdb`. A copy that fails leaves what it wrote, as ``incompleteCopyName``.
+    public func copy(to directory: String, compact: Bool) throws {
+        let descriptor = open(directory, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        guard descriptor >= 0 else { throw LMDBError(code: errno, function: "open") }
+        defer { close(descriptor) }
+        try copy(intoDirectory: descriptor, compact: compact)
+        try Self.syncPath(Self.parent(of: directory))
+    }
+
+    /// Writes a consistent copy of the environment into the directory open as
+    /// `directory` (a descriptor opened with `O_DIRECTORY`), which must hold no
+    /// `data.mdb`, and syncs the file and the directory; the directory's entry in
+    /// its parent is the caller's to sync (``syncDirectory(_:)``). Every name is
+    /// made relative to the descriptor and never follows a symbolic link, so the
+    /// copy goes where the descriptor leads, whatever the path that led there
+    /// leads to meanwhile. Runs a read transaction for the whole copy: writers
+    /// continue, but the map cannot grow until it finishes.
+    ///
     /// The copy's `data.mdb` is created with the permissions of the environment's
     /// own (0600 unless ``EnvironmentOptions/fileMode`` or a `chmod` said
     /// otherwise), whatever the umask: it holds everything the environment holds.
@@ -621,25 +645,23 @@ public final class Environment: @unchecked Sendable {
     /// and synced: a copy cut short, by a crash even, leaves no `data.mdb` that
     /// could be taken for a whole one.
     ///
-    /// The corresponding C functions are `open` (with `O_EXCL`, and `O_DIRECT`
-    /// where the file system takes it, as `mdb_env_copy2` does), `fchmod`,
-    /// `mdb_env_copyfd2`, `fsync`, then `link` (or `rename`) and `unlink`.
+    /// The corresponding C functions are `openat` (with `O_EXCL`, `O_NOFOLLOW`, and
+    /// `O_DIRECT` where the file system takes it, as `mdb_env_copy2` does), `fchmod`,
+    /// `mdb_env_copyfd2`, `fsync`, then `linkat` (or `renameat`) and `unlinkat`.
     ///
     /// - Parameter compact: Omit free pages and renumber pages (`MDB_CP_COMPACT`):
     ///   smaller output, more CPU.
     /// - Throws: ``LMDBError``; `EDEADLK` inside a ``write(_:)`` body (the copy takes
-    ///   LMDB's writer lock); `EEXIST` when `directory` holds a `data.mdb`. A copy that fails leaves what it wrote, as ``incompleteCopyName``.
-    public func copy(to directory: String, compact: Bool) throws {
-        let incomplete = directory + "/" + Self.incompleteCopyName
-        let whole = directory + "/data.mdb"
+    ///   LMDB's writer lock); `EEXIST` when the directory holds a `data.mdb`. A copy that fails leaves what it wrote, as ``incompleteCopyName``.
+    public func copy(intoDirectory directory: Int32, compact: Bool) throws {
         var existing = stat()
-        if lstat(whole, &existing) == 0 { throw LMDBError(code: EEXIST, function: "open") }
+        if fstatat(directory, "data.mdb", &existing, AT_SYMLINK_NOFOLLOW) == 0 { throw LMDBError(code: EEXIST, function: "open") }
         if gate.threadIsWriting { throw LMDBError(code: EDEADLK, function: "mdb_env_copyfd2") }
         try gate.withShared { () throws(LMDBError) in
             var live = stat()
             guard fstat(try lmdb_env_get_fd(handle), &live) == 0 else { throw LMDBError(code: errno, function: "fstat") }
             let mode = live.st_mode & 0o777
-            let fd = open(incomplete, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, mode)
+            let fd = openat(directory, Self.incompleteCopyName, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, mode)
             guard fd >= 0 else { throw LMDBError(code: errno, function: "open") }
             var closed = false
             defer { if !closed { close(fd) } }
@@ -659,15 +681,23 @@ public final class Environment: @unchecked Sendable {
         }
         // A link, which fails rather than replace a data.mdb put there meanwhile; a rename where the file system
         // has no links.
-        if link(incomplete, whole) == 0 {
-            unlink(incomplete)
+        if linkat(directory, Self.incompleteCopyName, directory, "data.mdb", 0) == 0 {
+            unlinkat(directory, Self.incompleteCopyName, 0)
         } else if errno == EPERM || errno == EOPNOTSUPP {
-            guard rename(incomplete, whole) == 0 else { throw LMDBError(code: errno, function: "rename") }
+            guard renameat(directory, Self.incompleteCopyName, directory, "data.mdb") == 0 else {
+                throw LMDBError(code: errno, function: "rename")
+            }
         } else {
             throw LMDBError(code: errno, function: "link")
         }
-        try Self.syncPath(directory)
-        try Self.syncPath(Self.parent(of: directory))
+        try Self.syncDirectory(directory)
+    }
+
+    /// `fsync` of the directory open as `directory`, once an entry was made in it, so that the entry is on the disk.
+    ///
+    /// The corresponding C function is `fsync`.
+    public static func syncDirectory(_ directory: Int32) throws(LMDBError) {
+        guard fsync(directory) == 0 else { throw LMDBError(code: errno, function: "fsync") }
     }
 
     /// The name ``copy(to:compact:)`` writes a copy under until it is whole.

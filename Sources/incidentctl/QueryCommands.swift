@@ -602,6 +602,13 @@ struct Backup: ParsableCommand {
             DEST must be where it may write (under systemd: its state directory, or a path added with \
             ReadWritePaths=). A relative DEST is taken from the current directory.
 
+            Root and incidentd's own user may give any DEST; any other admin only a new directory directly \
+            in daemon.backup_dir (by default backups in the data directory: /var/lib/incidentd/backups), \
+            else permission_denied. Either way DEST is refused (invalid_request, naming the entry) when a \
+            directory on the way belongs to another user than root and incidentd's, or others may write it \
+            without the sticky bit, or a symbolic link on the way is another user's: whoever could change the \
+            way could lead the backup elsewhere. A refused backup makes nothing.
+
             DEST is a data directory: `incidentd --data-dir DEST` serves it, `incidentctl replay --data-dir \
             DEST` reads it. To restore, stop the daemon and put DEST/data.mdb in place of its data directory's.
 

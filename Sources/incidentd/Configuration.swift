@@ -22,6 +22,11 @@ struct DaemonConfiguration: Sendable {
     var dataDirectory = "/var/lib/incidentd"
     /// Where `dataDirectory` was set, for ``checkDataDirectory()``: the file and key, or "--data-dir"; nil for the default.
     var dataDirectoryOrigin: String?
+    /// `daemon.backup_dir`: where admins other than root and the daemon's own user may have backups made (see
+    /// ``BackupPlacement``); nil for the default, `backups` in the data directory (``backupDirectoryInEffect``).
+    var backupDirectory: String?
+    /// The file and key that set `backupDirectory`.
+    var backupDirectoryOrigin: String?
     var socketPath = "/run/incidentd/incidentd.sock"
     /// Where `socketPath` was set, for ``checkSocketPath()``: the file and key, or "--socket"; nil for the default.
     var socketPathOrigin: String?
@@ -136,6 +141,15 @@ struct DaemonConfiguration: Sendable {
                 }
                 loopScheduling = parsed
             }
+            if let directory = try daemon.string("backup_dir") {
+                guard directory.hasPrefix("/"), !directory.utf8.contains(0) else {
+                    throw Problem(
+                        description:
+                            "\(path): daemon.backup_dir: \(directory.isEmpty ? "is empty" : directory.hasPrefix("/") ? "holds a NUL byte" : "\"\(directory)\" is not an absolute path"); give the absolute path of the directory admins back up into, such as /var/lib/incidentd/backups")
+                }
+                backupDirectory = absolutePath(directory)
+                backupDirectoryOrigin = "\(path): daemon.backup_dir"
+            }
             try daemon.finish()
         }
         if var storage = try reader.table("storage") {
@@ -191,6 +205,12 @@ extension DaemonConfiguration {
         } catch {
             throw Problem(description: "\(gazetteerOrigin ?? "gazetteer.file"): \(error)")
         }
+    }
+
+    /// The directory admins other than root and the daemon's own user back up into: `daemon.backup_dir`, or
+    /// `backups` in the data directory (the shipped unit's /var/lib/incidentd/backups).
+    var backupDirectoryInEffect: String {
+        backupDirectory ?? absolutePath(dataDirectory + "/backups")
     }
 
     /// Refuses an empty data directory path, which names no directory.

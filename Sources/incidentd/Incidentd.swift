@@ -302,6 +302,10 @@ struct Incidentd: ParsableCommand {
             log: log, committer: committer, access: access, logWalkers: logWalkers, followers: followers,
             unfinishedLines: UnfinishedLineBudget(limit: settings.maxUnfinishedBytes),
             unwrittenAnswers: UnwrittenAnswers(limit: settings.maxUnwrittenBytes, writeTimeoutSeconds: settings.writeTimeoutSeconds),
+            backups: BackupPlacement(
+                directory: settings.backupDirectoryInEffect,
+                origin: settings.backupDirectoryOrigin ?? "daemon.backup_dir, by default backups in the data directory",
+                daemonUser: geteuid()),
             logger: logger)
         let intake = AppendIntake(executor: executor)
         let server = Server(executor: executor, intake: intake, configuration: settings, logger: logger)

@@ -7,6 +7,7 @@ import LMDB
 import Logging
 import NIOCore
 import NIOPosix
+import SocketTrust
 import StrictJSON
 import Synchronization
 
@@ -32,6 +33,8 @@ final class RequestExecutor: Sendable {
     let logWalkers: NIOThreadPool
     /// For what an operator should find in the journal afterwards (backups).
     let logger: Logger
+    /// Where each admin may have backups made.
+    let backups: BackupPlacement
     let connections = Atomic<Int>(0)
     /// The connections each uid holds (`daemon.max_connections_per_uid`).
     let connectionSlots = ConnectionSlots()
@@ -66,8 +69,9 @@ final class RequestExecutor: Sendable {
     /// `logWalkers` must be started; whoever made it shuts it down once the server has stopped.
     init(
         log: EventLog, committer: GroupCommitter, access: AccessControl, logWalkers: NIOThreadPool, followers: Followers,
-        unfinishedLines: UnfinishedLineBudget, unwrittenAnswers: UnwrittenAnswers, logger: Logger
+        unfinishedLines: UnfinishedLineBudget, unwrittenAnswers: UnwrittenAnswers, backups: BackupPlacement, logger: Logger
     ) {
+        self.backups = backups
         self.log = log
         self.unfinishedLines = unfinishedLines
         self.unwrittenAnswers = unwrittenAnswers
@@ -567,13 +571,22 @@ final class RequestExecutor: Sendable {
         }
     }
 
-    /// A copy of the log in a new directory, checked: see ``EventLog/backup(into:)``. Logged, with who asked.
+    /// A copy of the log in a new directory, checked: see ``EventLog/backup(into:)``, where ``backups`` lets `peer`
+    /// have one made. Logged, with who asked; a refusal of the place too, with why.
     private func backup(_ request: Request, peer: PeerIdentity) throws -> [UInt8] {
         guard let path = request.body["path"]?.stringValue else {
             throw ProtocolError(.invalidRequest, "path: expected the absolute path of a new directory for the backup")
         }
         let started = ContinuousClock.now
-        let report = try log.backup(into: path)
+        let place: (parent: OpenDirectory, destination: BackupDestination)
+        do {
+            place = try backups.destination(for: path, peer: peer)
+        } catch let refusal as ProtocolError {
+            logger.warning(
+                "backup refused", metadata: ["path": "\(path)", "by": "\(peer.user)", "uid": "\(peer.uid)", "reason": "\(refusal.message)"])
+            throw refusal
+        }
+        let report = try withExtendedLifetime(place.parent) { try log.backup(into: place.destination) }
         let elapsed = started.duration(to: .now)
         let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
         var fields = report.check.members

@@ -273,4 +273,137 @@ struct BackupTests {
         #expect(try ReliabilityStorageTests.bulkAppend(client, tag: "after", count: 1).isOK)
         #expect(daemon.stop() == 0)
     }
+
+    /// The names in `directory`, sorted; nil when it cannot be listed.
+    static func entries(_ directory: String) -> [String]? {
+        (try? FileManager.default.contentsOfDirectory(atPath: directory))?.sorted()
+    }
+
+    @Test("a backup along a way another user could change is refused, naming the entry, its mode and owner, and nothing is made where it leads: a directory others may write without the sticky bit (the one it goes in, or one a symbolic link leads through); along a way only root and incidentd's user could change (its own link, a sticky directory) the backup is made where the link leads")
+    func wayOthersCouldChangeIsRefused() throws {
+        let daemon = try Daemon()
+        let client = try daemon.client()
+        #expect(try client.appendEvents(try Repository.articleEvents()).isOK)
+        let root = daemon.root
+        let owner = "\(currentUserName()) (uid \(getuid()))"
+        let target = root + "/target"
+        let open = root + "/open"
+        #expect(mkdir(target, 0o700) == 0 && mkdir(open, 0o700) == 0 && chmod(open, 0o777) == 0)
+        // Whoever may write `open` could point the link in it elsewhere, or swap it for another, as the copy goes on.
+        #expect(symlink(target, open + "/link") == 0)
+        #expect(symlink(open, root + "/alias") == 0)
+        let refusedCases = [open + "/link/planted", open + "/planted", root + "/alias/planted"]
+        for path in refusedCases {
+            let refused = try client.call("backup", ["path": .string(path)])
+            #expect(refused.errorCode == "invalid_request", "\(path): \(refused)")
+            let message = refused["error"]?["message"]?.stringValue ?? ""
+            #expect(
+                message.contains(
+                    "cannot back up into \(path): \(open) (mode 0777, owner \(owner)) may be written by others than its owner, without the sticky bit, who could rename what is below it, and could so lead the backup elsewhere"),
+                "\(path): \(message)")
+            #expect(message.contains("such as \(daemon.dataDir)/backups/NAME"), "\(message)")
+        }
+        #expect(Self.entries(target) == [], "nothing is made where the link leads")
+        #expect(Self.entries(open) == ["link"])
+        #expect(daemon.log.contains("backup refused"), "\(daemon.log)")
+
+        // incidentd's own link, in a directory only it may write, and a sticky directory others may write (as /tmp).
+        #expect(symlink(target, root + "/mine") == 0)
+        let made = try client.call("backup", ["path": .string(root + "/mine/nightly")])
+        #expect(made.isOK && made["intact"]?.boolValue == true, "\(made)")
+        #expect(made["path"]?.stringValue == root + "/mine/nightly")
+        var info = stat()
+        #expect(lstat(target + "/nightly/data.mdb", &info) == 0 && info.st_mode & 0o7777 == 0o600)
+        #expect(Self.entries(target + "/nightly") == ["data.mdb"])
+        let sticky = root + "/sticky"
+        #expect(mkdir(sticky, 0o700) == 0 && chmod(sticky, 0o1777) == 0)
+        #expect(try client.call("backup", ["path": .string(sticky + "/nightly")]).isOK)
+        #expect(Self.entries(sticky + "/nightly") == ["data.mdb"])
+        #expect(daemon.stop() == 0)
+    }
+
+    @Test(
+        "root's backup through another user's symbolic link (in a sticky directory, as in /tmp) or another user's directory is refused naming it, and nothing is made in the root-only directory the link leads to (QA 10a F12)",
+        .enabled(if: getuid() == 0, "needs root, to own files as other users"))
+    func anotherUsersLinkIsNotFollowed() throws {
+        let daemon = try Daemon()
+        let client = try daemon.client()
+        #expect(try client.appendEvents(try Repository.articleEvents()).isOK)
+        let root = daemon.root
+        let rootOnly = root + "/rootonly"
+        let shared = root + "/shared"
+        let adm = root + "/adm"
+        #expect(mkdir(rootOnly, 0o700) == 0 && mkdir(shared, 0o700) == 0 && chmod(shared, 0o1777) == 0 && mkdir(adm, 0o755) == 0)
+        #expect(symlink(rootOnly, shared + "/link") == 0 && lchown(shared + "/link", 65533, 65533) == 0)
+        #expect(symlink(rootOnly, adm + "/link") == 0 && lchown(adm + "/link", 65533, 65533) == 0 && chown(adm, 65533, 65533) == 0)
+        let cases = [
+            (shared + "/link/planted", "\(shared)/link (mode 0777, owner uid 65533) is a symbolic link another user may point elsewhere"),
+            (adm + "/link/planted", "\(adm) (mode 0755, owner uid 65533) belongs to a user other than root and incidentd's"),
+            (adm + "/planted", "\(adm) (mode 0755, owner uid 65533) belongs to a user other than root and incidentd's"),
+        ]
+        for (path, says) in cases {
+            let refused = try daemon.ctl(["backup", path])
+            #expect(refused.status == 1, "\(path): \(refused)")
+            #expect(refused.stderr.contains("invalid_request: cannot back up into \(path): \(says)"), "\(path): \(refused.stderr)")
+        }
+        #expect(Self.entries(rootOnly) == [], "nothing is made where the links lead")
+        #expect(Self.entries(adm) == ["link"])
+        #expect(daemon.stop() == 0)
+    }
+
+    @Test(
+        "an admin other than root and incidentd's user backs up only into a new directory directly in daemon.backup_dir (by default backups in the data directory): elsewhere, through its own link to a root-only directory (QA 10a F12) or out of it with .., permission_denied naming the place, and nothing is made; there, the copy is made, incidentd's own",
+        .enabled(if: ThrowawayUser.canCreate, "needs root, useradd and runuser or setpriv to create a throwaway user"))
+    func otherAdminsBackUpIntoTheBackupDirectory() throws {
+        let user = try ThrowawayUser()
+        let daemon = try Daemon.configured("[access.admins]\nusers = [\"\(user.name)\"]\n")
+        #expect(try daemon.client().appendEvents(try Repository.articleEvents()).isOK)
+        try AccessTests.admit(user, to: daemon)
+        let root = daemon.root
+        let rootOnly = root + "/rootonly"
+        let adm = root + "/adm"
+        #expect(mkdir(rootOnly, 0o700) == 0 && mkdir(adm, 0o755) == 0 && chown(adm, user.uid, user.gid) == 0)
+        #expect(symlink(rootOnly, adm + "/link") == 0 && lchown(adm + "/link", user.uid, user.gid) == 0)
+        let backups = daemon.dataDir + "/backups"
+        #expect(mkdir(backups, 0o700) == 0)
+        for path in [adm + "/link/planted", adm + "/planted", backups + "/../planted", root + "/planted"] {
+            let refused = try user.ctl(["backup", path], socket: daemon.socketPath)
+            #expect(refused.status == 1, "\(path): \(refused)")
+            #expect(
+                refused.stderr.contains(
+                    "permission_denied: \(user.name) (uid \(user.uid)) may not back up into \(path): an admin other than root and incidentd's own user (root (uid 0)) backs up only into a new directory directly in \(backups) (daemon.backup_dir, by default backups in the data directory). Give \(backups)/NAME"),
+                "\(path): \(refused.stderr)")
+        }
+        #expect(Self.entries(rootOnly) == [] && Self.entries(adm) == ["link"] && Self.entries(backups) == [])
+        #expect(!FileManager.default.fileExists(atPath: daemon.dataDir + "/planted") && !FileManager.default.fileExists(atPath: root + "/planted"))
+        try waitFor("the refusal in the daemon's log") { daemon.log.contains("backup refused") && daemon.log.contains(user.name) }
+
+        let made = try user.ctl(["backup", backups + "/nightly", "--format", "json"], socket: daemon.socketPath)
+        #expect(made.status == 0 && made.json?["intact"]?.boolValue == true, "\(made)")
+        var info = stat()
+        #expect(lstat(backups + "/nightly", &info) == 0 && info.st_uid == 0 && info.st_mode & 0o7777 == 0o750)
+        #expect(lstat(backups + "/nightly/data.mdb", &info) == 0 && info.st_uid == 0 && info.st_mode & 0o7777 == 0o600)
+
+        // Configured elsewhere, the setting names the place; the data directory's backups is then like any other.
+        let elsewhere = root + "/kept"
+        #expect(mkdir(elsewhere, 0o700) == 0)
+        try "[daemon]\nbackup_dir = \"\(elsewhere)\"\n[access.admins]\nusers = [\"\(user.name)\"]\n"
+            .write(toFile: root + "/incidentd.toml", atomically: true, encoding: .utf8)
+        try daemon.restart()
+        try AccessTests.admit(user, to: daemon)
+        let moved = try user.ctl(["backup", backups + "/again"], socket: daemon.socketPath)
+        #expect(moved.status == 1 && moved.stderr.contains("directly in \(elsewhere) (\(root)/incidentd.toml: daemon.backup_dir)"), "\(moved)")
+        #expect(try user.ctl(["backup", elsewhere + "/nightly"], socket: daemon.socketPath).status == 0)
+        #expect(Self.entries(elsewhere + "/nightly") == ["data.mdb"])
+        #expect(daemon.stop() == 0)
+    }
+
+    @Test("daemon.backup_dir must be an absolute path: a relative or empty one is refused naming the setting, exit 78")
+    func backupDirectorySetting() throws {
+        for (value, says) in [("backups", "\"backups\" is not an absolute path"), ("", "is empty")] {
+            let refused = try ConfigurationTests.start("[daemon]\nbackup_dir = \"\(value)\"\n")
+            #expect(refused.status == 78, "\(value): \(refused.log)")
+            #expect(refused.log.contains("incidentd.toml: daemon.backup_dir: \(says); give the absolute path"), "\(value): \(refused.log)")
+        }
+    }
 }

@@ -232,6 +232,37 @@ struct EnvironmentTests {
         }
     }
 
+    @Test("copy(intoDirectory:) writes into the directory its descriptor holds, even once its path is a symbolic link to another, and makes data.mdb there without following a link put in its name")
+    func copyIntoDescriptor() throws {
+        try withTemporaryDirectory { dir in
+            let env = try Environment(directory: try makeDirectory(dir, "source"), options: EnvironmentOptions())
+            let db = try env.openDatabase("log", create: true)
+            try env.write { txn in try txn.put(db, key: UInt64(1), value: [7]) }
+            let held = try makeDirectory(dir, "held")
+            let elsewhere = try makeDirectory(dir, "elsewhere")
+            let descriptor = open(held, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+            #expect(descriptor >= 0)
+            defer { close(descriptor) }
+            // The path now leads elsewhere; the descriptor still holds the directory it opened.
+            #expect(rename(held, dir + "/moved") == 0 && symlink(elsewhere, held) == 0)
+            try env.copy(intoDirectory: descriptor, compact: true)
+            #expect(try FileManager.default.contentsOfDirectory(atPath: dir + "/moved") == ["data.mdb"])
+            #expect(try FileManager.default.contentsOfDirectory(atPath: elsewhere).isEmpty)
+            let copy = try Environment(directory: dir + "/moved", options: EnvironmentOptions(readOnly: true))
+            let copied = try copy.openDatabase("log", create: false)
+            #expect(try copy.read { try $0.get(copied, key: UInt64(1))?.bytes } == [7])
+            // A link named data.mdb is an existing data.mdb: nothing is written through it.
+            let other = try makeDirectory(dir, "other")
+            let otherDescriptor = open(other, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+            defer { close(otherDescriptor) }
+            #expect(symlink(elsewhere + "/data.mdb", other + "/data.mdb") == 0)
+            #expect(throws: LMDBError(code: EEXIST, function: "open")) {
+                try env.copy(intoDirectory: otherDescriptor, compact: true)
+            }
+            #expect(try FileManager.default.contentsOfDirectory(atPath: elsewhere).isEmpty)
+        }
+    }
+
     @Test("a read-only environment sees committed data and cannot write")
     func readOnly() throws {
         try withTemporaryDirectory { dir in

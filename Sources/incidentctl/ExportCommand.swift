@@ -17,7 +17,12 @@ struct Export: ParsableCommand {
             so appending the file again stores nothing twice, and each report its cityId, the city the daemon \
             resolved it to, which append stores as given: appended to an empty log (with --allow-new-city when \
             the log has cities the gazetteer does not know), the file gives the same events at the same \
-            positions in the same cities, on the same gazetteer or a newer one that spells them otherwise.
+            positions in the same cities, on the same gazetteer or a newer one that spells them otherwise. \
+            That makes a new log, not the old one moved: the daemon stores each event anew, with a hash chain of \
+            its own (heads published from the old log do not verify against it: verify --expect-head says \
+            head_mismatch), the time of the import as recordedAt and whoever ran it as recordedBy, so replay \
+            --as-of a time before the import finds nothing. To move the log itself, with its chain and who \
+            recorded what and when, copy it: incidentctl backup DEST, then incidentd --data-dir DEST.
               csv      one row per incident, in the order they were reported, with ACLED's columns \
             (event_id_cnty, event_date, time_precision, event_type, sub_event_type, actor1, actor2, location, \
             latitude, longitude, geo_precision, source, notes, fatalities, timestamp) and the report as \
@@ -49,7 +54,7 @@ struct Export: ParsableCommand {
 
             Examples:
               incidentctl export > log.jsonl
-              # the same events in the log of another daemon:
+              # the same events in a new log of another daemon (a chain of its own):
               incidentctl append --socket /run/other.sock --allow-new-city log.jsonl
               incidentctl export --format csv > incidents.csv
               incidentctl export --format geojson > incidents.geojson

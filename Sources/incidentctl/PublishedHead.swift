@@ -110,6 +110,8 @@ struct PublishedHead {
             + "with --rebuild-projections"
             + (derivedDiffers ? " (the projections, which differ from the events, may be all that is left of what it held)" : "")
             + ". Make the log again from the events a backup holds: stop incidentd and run incidentd --recover-from "
-            + "DATA_DIR --data-dir NEW --fill-from BACKUP --expect-head HASH, with the head last published (see README.md)"
+            + "DATA_DIR --data-dir NEW --fill-from BACKUP --expect-head HASH, with the head last published (see README.md). "
+            + "If this log was made by export | append, it is a new log with a chain of its own, and heads published "
+            + "from the old one do not apply to it: check those against the old log or a backup of it"
     }
 }

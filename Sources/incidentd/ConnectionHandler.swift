@@ -511,8 +511,11 @@ final class ConnectionHandler: ChannelDuplexHandler {
         executor.unansweredRequests.subtract(count, ordering: .relaxed)
     }
 
+    /// Adds `bytes` to ``outgoing``, which is made the size of the first answer and grows as more join it. A query's
+    /// answer mostly goes out alone: each in a buffer of kilobytes, the answers of a few hundred bytes that a client
+    /// that does not read leaves waiting would hold several times the write buffer's high-water mark in memory.
     private func append(_ bytes: [UInt8], context: ChannelHandlerContext) {
-        if outgoing == nil { outgoing = context.channel.allocator.buffer(capacity: max(bytes.count, 4096)) }
+        if outgoing == nil { outgoing = context.channel.allocator.buffer(capacity: bytes.count) }
         outgoing?.writeBytes(bytes)
     }
 

@@ -4,9 +4,9 @@ import Foundation
 import Glibc
 #endif
 
-/// An entry on the way to a socket through which a user other than root and incidentd's could put a socket of their
-/// own where incidentd's clients connect: a directory they own or may write, or a symbolic link they may point
-/// elsewhere.
+/// An entry on the way to a socket through which a user other than root or incidentd's own user could put a socket
+/// of their own where incidentd's clients connect: a directory they own or may write, or a symbolic link they may
+/// point elsewhere.
 public struct SocketPathFault: Sendable, Equatable {
     /// The entry at fault, as reached: a prefix of the path as given for a symbolic link, else a resolved directory.
     public let path: String
@@ -14,7 +14,8 @@ public struct SocketPathFault: Sendable, Equatable {
     public let mode: mode_t
     /// Its owner.
     public let owner: uid_t
-    /// Why it lets another user in, as a predicate of `path`: "belongs to a user other than root and incidentd's".
+    /// Why it lets another user in, as a predicate of `path`: "belongs to a user other than root or incidentd's own
+    /// user".
     public let problem: String
 
     /// `mode` as four octal digits, as chmod takes it.
@@ -90,7 +91,7 @@ public enum SocketDirectoryRules {
             let isLast = isSocketDirectory && index == components.count
             let writers = writers(info.st_mode)
             if !trusted(info.st_uid) {
-                return fault(path, info, "belongs to a user other than root and incidentd's")
+                return fault(path, info, "belongs to a user other than root or incidentd's own user")
             }
             if let above, let fault = ungranted(path, info, in: above.path, above.info) {
                 return fault

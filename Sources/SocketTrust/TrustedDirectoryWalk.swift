@@ -48,7 +48,7 @@ public enum TrustedDirectoryWalk {
             let mode = info.st_mode & 0o7777
             if !trusted(info.st_uid) {
                 return .untrusted(
-                    SocketPathFault(path: path, mode: mode, owner: info.st_uid, problem: "belongs to a user other than root and incidentd's"))
+                    SocketPathFault(path: path, mode: mode, owner: info.st_uid, problem: "belongs to a user other than root or incidentd's own user"))
             }
             if info.st_mode & 0o022 != 0 && info.st_mode & S_ISVTX == 0 {
                 return .untrusted(

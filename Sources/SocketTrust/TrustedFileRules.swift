@@ -35,7 +35,7 @@ public enum TrustedFileRules {
         }
         guard stat(real, &info) == 0 else { return nil }
         if !trusted(info.st_uid) {
-            return fault(real, info, "belongs to a user other than root and incidentd's")
+            return fault(real, info, "belongs to a user other than root or incidentd's own user")
         }
         let writers = [(0o020, "its group"), (0o002, "others")].filter { info.st_mode & mode_t($0.0) != 0 }.map(\.1)
         if !writers.isEmpty {

@@ -605,7 +605,7 @@ struct Backup: ParsableCommand {
             Root and incidentd's own user may give any DEST; any other admin only a new directory directly \
             in daemon.backup_dir (by default backups in the data directory: /var/lib/incidentd/backups), \
             else permission_denied. Either way DEST is refused (invalid_request, naming the entry) when a \
-            directory on the way belongs to another user than root and incidentd's, or others may write it \
+            directory on the way belongs to a user other than root or incidentd's own user, or others may write it \
             without the sticky bit, or a symbolic link on the way is another user's: whoever could change the \
             way could lead the backup elsewhere. A refused backup makes nothing.
 

@@ -178,7 +178,7 @@ final class SocketClient {
         return "the process serving \(path) (pid \(peer.pid)) runs as \(SocketDirectoryRules.describeUser(peer.uid)), "
             + "which the path does not show to be incidentd's user: the socket's directory \(directory): \(fault.path) "
             + "(mode \(fault.modeText), owner \(SocketDirectoryRules.describeUser(fault.owner))) \(fault.problem). It may "
-            + "be a stand-in another user put there: incidentctl trusts a process of a user other than root and its own "
+            + "be a stand-in another user put there: incidentctl trusts a process of a user other than root or its own user "
             + "only in a directory of that user's that no one else may write, made for it in one only root may write "
             + "(as /run/incidentd), below directories no one else may rename; \(advice)"
     }

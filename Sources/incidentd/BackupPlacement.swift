@@ -40,8 +40,8 @@ struct BackupPlacement: Sendable {
         if peer.uid != 0 && peer.uid != daemonUser && (container != directory || name == "." || name == "..") {
             throw ProtocolError(
                 .permissionDenied,
-                "\(peer.user) (uid \(peer.uid)) may not back up into \(path): an admin other than root and incidentd's "
-                    + "own user (\(SocketDirectoryRules.describeUser(daemonUser))) backs up only into a new directory "
+                "\(peer.user) (uid \(peer.uid)) may not back up into \(path): an admin other than root or incidentd's own user "
+                    + "(\(SocketDirectoryRules.describeUser(daemonUser))) backs up only into a new directory "
                     + "directly in \(directory) (\(origin)). Give \(directory)/NAME, or have root or incidentd's user "
                     + "back up elsewhere")
         }

@@ -22,7 +22,7 @@ struct DaemonConfiguration: Sendable {
     var dataDirectory = "/var/lib/incidentd"
     /// Where `dataDirectory` was set, for ``checkDataDirectory()``: the file and key, or "--data-dir"; nil for the default.
     var dataDirectoryOrigin: String?
-    /// `daemon.backup_dir`: where admins other than root and the daemon's own user may have backups made (see
+    /// `daemon.backup_dir`: where admins other than root or the daemon's own user may have backups made (see
     /// ``BackupPlacement``); nil for the default, `backups` in the data directory (``backupDirectoryInEffect``).
     var backupDirectory: String?
     /// The file and key that set `backupDirectory`.
@@ -207,7 +207,7 @@ extension DaemonConfiguration {
         }
     }
 
-    /// The directory admins other than root and the daemon's own user back up into: `daemon.backup_dir`, or
+    /// The directory admins other than root or the daemon's own user back up into: `daemon.backup_dir`, or
     /// `backups` in the data directory (the shipped unit's /var/lib/incidentd/backups).
     var backupDirectoryInEffect: String {
         backupDirectory ?? absolutePath(dataDirectory + "/backups")

@@ -83,8 +83,8 @@ extension Incidentd {
     /// rules of the socket incidentd binds itself, applied to where systemd bound it. An abstract socket (`@name`)
     /// has no file, so no permissions: anyone on the host may connect to it. A socket file others may write
     /// (SocketMode= 0666, say) lets anyone connect, whatever the socket's group; one that belongs to a user other
-    /// than root and incidentd's may be given such a mode by that user at any time. And its directory must be one
-    /// that only root or incidentd's user could have put a socket in (``SocketDirectoryRules``, as
+    /// than root or incidentd's own user may be given such a mode by that user at any time. And its directory must
+    /// be one that only root or incidentd's user could have put a socket in (``SocketDirectoryRules``, as
     /// ``Server/checkSocketDirectory(_:)``): the directory systemd makes for `ListenStream=` is root's, 0755 as
     /// `DirectoryMode=` gives it, until tmpfiles.d hands it to incidentd's user, and both are trusted.
     static func checkInheritedSocketPlace(_ fd: Int32) throws {
@@ -136,7 +136,7 @@ extension Incidentd {
         guard info.st_uid == 0 || info.st_uid == geteuid() else {
             throw InheritedSocketRefused(
                 description:
-                    "\(what), \(path), belongs to \(SocketDirectoryRules.describeUser(info.st_uid)), a user other than root and incidentd's (\(SocketDirectoryRules.describeUser(geteuid()))), who may give it any mode at any time: set SocketUser= in incidentd.socket to incidentd's user (or leave it to root)")
+                    "\(what), \(path), belongs to \(SocketDirectoryRules.describeUser(info.st_uid)), a user other than root or incidentd's own user (\(SocketDirectoryRules.describeUser(geteuid()))), who may give it any mode at any time: set SocketUser= in incidentd.socket to incidentd's user (or leave it to root)")
         }
         let parent = (path as NSString).deletingLastPathComponent
         let directory = parent.isEmpty ? FileManager.default.currentDirectoryPath : parent

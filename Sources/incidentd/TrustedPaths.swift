@@ -5,9 +5,9 @@ import SocketTrust
 import Glibc
 #endif
 
-/// A data directory, or a file incidentd reads its settings from, that a user other than root and incidentd's could
-/// have written (or could write while incidentd runs): a configuration error, exit 78, naming the entry at fault,
-/// its mode and owner, and the remedy.
+/// A data directory, or a file incidentd reads its settings from, that a user other than root or incidentd's own
+/// user could have written (or could write while incidentd runs): a configuration error, exit 78, naming the entry
+/// at fault, its mode and owner, and the remedy.
 struct UntrustedPath: Error, CustomStringConvertible {
     let description: String
 }
@@ -16,11 +16,11 @@ struct UntrustedPath: Error, CustomStringConvertible {
 /// settings files.
 enum TrustedPaths {
     /// Refuses a data directory (`what` says which: "the data directory", "the log to recover") through which
-    /// another user than root and incidentd's could replace the log, or plant in it a link that LMDB follows (it
-    /// opens `lock.mdb` by path and writes it): the directory must belong to one of them and be writable by its
-    /// owner alone, below directories only they may write or that are sticky (``SocketDirectoryRules``, as for
-    /// the socket's directory). One not made yet is checked by the nearest directory above it that exists; one
-    /// that cannot be looked at is left to opening the log, which says why.
+    /// a user other than root or incidentd's own user could replace the log, or plant in it a link that LMDB
+    /// follows (it opens `lock.mdb` by path and writes it): the directory must belong to one of them and be
+    /// writable by its owner alone, below directories only they may write or that are sticky
+    /// (``SocketDirectoryRules``, as for the socket's directory). One not made yet is checked by the nearest
+    /// directory above it that exists; one that cannot be looked at is left to opening the log, which says why.
     static func checkDataDirectory(_ directory: String, what: String, origin: String) throws {
         guard case .success(let (existing, info)) = SocketDirectoryRules.nearestExisting(directory) else { return }
         let exists = existing == directory
@@ -33,7 +33,7 @@ enum TrustedPaths {
                 "\(origin): \(what) \(directory): \(describe(fault)): they could replace the log, or put in it a link that LMDB follows to write a file of incidentd's user. \(remedy(fault)); a data directory belongs to root or incidentd's user (\(SocketDirectoryRules.describeUser(geteuid()))), may be written by its owner alone, and sits below directories that only they may write or that are sticky (as /tmp), as /var/lib/incidentd does")
     }
 
-    /// Refuses a settings file (the configuration, the gazetteer) that a user other than root and incidentd's
+    /// Refuses a settings file (the configuration, the gazetteer) that a user other than root or incidentd's own user
     /// could have written (``TrustedFileRules``): the configuration says who may write to the log.
     static func checkSettingsFile(_ file: String, origin: String) throws {
         guard let fault = TrustedFileRules.fault(reading: file, trusting: geteuid()) else { return }

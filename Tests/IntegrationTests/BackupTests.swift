@@ -338,8 +338,8 @@ struct BackupTests {
         #expect(symlink(rootOnly, adm + "/link") == 0 && lchown(adm + "/link", 65533, 65533) == 0 && chown(adm, 65533, 65533) == 0)
         let cases = [
             (shared + "/link/planted", "\(shared)/link (mode 0777, owner uid 65533) is a symbolic link another user may point elsewhere"),
-            (adm + "/link/planted", "\(adm) (mode 0755, owner uid 65533) belongs to a user other than root and incidentd's"),
-            (adm + "/planted", "\(adm) (mode 0755, owner uid 65533) belongs to a user other than root and incidentd's"),
+            (adm + "/link/planted", "\(adm) (mode 0755, owner uid 65533) belongs to a user other than root or incidentd's own user"),
+            (adm + "/planted", "\(adm) (mode 0755, owner uid 65533) belongs to a user other than root or incidentd's own user"),
         ]
         for (path, says) in cases {
             let refused = try daemon.ctl(["backup", path])
@@ -352,7 +352,7 @@ struct BackupTests {
     }
 
     @Test(
-        "an admin other than root and incidentd's user backs up only into a new directory directly in daemon.backup_dir (by default backups in the data directory): elsewhere, through its own link to a root-only directory (QA 10a F12) or out of it with .., permission_denied naming the place, and nothing is made; there, the copy is made, incidentd's own",
+        "an admin other than root or incidentd's own user backs up only into a new directory directly in daemon.backup_dir (by default backups in the data directory): elsewhere, through its own link to a root-only directory (QA 10a F12) or out of it with .., permission_denied naming the place, and nothing is made; there, the copy is made, incidentd's own",
         .enabled(if: ThrowawayUser.canCreate, "needs root, useradd and runuser or setpriv to create a throwaway user"))
     func otherAdminsBackUpIntoTheBackupDirectory() throws {
         let user = try ThrowawayUser()
@@ -371,7 +371,7 @@ struct BackupTests {
             #expect(refused.status == 1, "\(path): \(refused)")
             #expect(
                 refused.stderr.contains(
-                    "permission_denied: \(user.name) (uid \(user.uid)) may not back up into \(path): an admin other than root and incidentd's own user (root (uid 0)) backs up only into a new directory directly in \(backups) (daemon.backup_dir, by default backups in the data directory). Give \(backups)/NAME"),
+                    "permission_denied: \(user.name) (uid \(user.uid)) may not back up into \(path): an admin other than root or incidentd's own user (root (uid 0)) backs up only into a new directory directly in \(backups) (daemon.backup_dir, by default backups in the data directory). Give \(backups)/NAME"),
                 "\(path): \(refused.stderr)")
         }
         #expect(Self.entries(rootOnly) == [] && Self.entries(adm) == ["link"] && Self.entries(backups) == [])

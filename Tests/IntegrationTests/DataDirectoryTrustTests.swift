@@ -139,7 +139,7 @@ struct DataDirectoryTrustTests {
     }
 
     @Test(
-        "incidentd refuses, with exit 78 naming it, its mode and owner and the remedy, a data directory its group or others may write, one of a user other than root and its own, one below a directory others may write without the sticky bit, and a log to recover from in such a directory; the socket directory is not made",
+        "incidentd refuses, with exit 78 naming it, its mode and owner and the remedy, a data directory its group or others may write, one of a user other than root or its own user, one below a directory others may write without the sticky bit, and a log to recover from in such a directory; the socket directory is not made",
         .enabled(if: getuid() == 0, "needs root, to own files as another user"))
     func untrustedDataDirectoryIsRefused() throws {
         let stored = try VerifyTests.storedArticle()
@@ -153,7 +153,7 @@ struct DataDirectoryTrustTests {
         let cases: [([String], String)] = [
             (["--data-dir", open], "--data-dir: the data directory \(open): \(open) (mode 0777, owner root (uid 0)) may be written by its group and others: they could replace the log"),
             (["--data-dir", group], "--data-dir: the data directory \(group): \(group) (mode 0770, owner root (uid 0)) may be written by its group: they could replace the log"),
-            (["--data-dir", nobodys], "--data-dir: the data directory \(nobodys): \(nobodys) (mode 0700, owner nobody (uid 65534)) belongs to a user other than root and incidentd's"),
+            (["--data-dir", nobodys], "--data-dir: the data directory \(nobodys): \(nobodys) (mode 0700, owner nobody (uid 65534)) belongs to a user other than root or incidentd's own user"),
             (["--data-dir", root + "/loose/data"], "--data-dir: the data directory \(root)/loose/data: \(root)/loose (mode 0777, owner root (uid 0)) may be written by others than its owner, without the sticky bit"),
             (["--recover-from", open, "--data-dir", root + "/recovered"], "--recover-from: the log to recover \(open): \(open) (mode 0777, owner root (uid 0)) may be written by its group and others"),
         ]
@@ -172,7 +172,7 @@ struct DataDirectoryTrustTests {
     }
 
     @Test(
-        "incidentd refuses, with exit 78 naming it, its mode and owner and the remedy, a configuration file or a gazetteer file its group or others may write, one of a user other than root and its own, one in a directory others may write without the sticky bit, and one reached through another user's symbolic link: whoever may write it would decide who may write to the log",
+        "incidentd refuses, with exit 78 naming it, its mode and owner and the remedy, a configuration file or a gazetteer file its group or others may write, one of a user other than root or its own user, one in a directory others may write without the sticky bit, and one reached through another user's symbolic link: whoever may write it would decide who may write to the log",
         .enabled(if: getuid() == 0, "needs root, to own files as another user"))
     func untrustedSettingsFileIsRefused() throws {
         let root = makeTemporaryDirectory("incidentd-trust")
@@ -198,7 +198,7 @@ struct DataDirectoryTrustTests {
         let cases: [(String, String, String)] = [
             (open, "--config: \(open): \(open) (mode 0666, owner root (uid 0)) may be written by its group and others: they could have written what incidentd reads", "chmod go-w \(open)"),
             (group, "--config: \(group): \(group) (mode 0664, owner root (uid 0)) may be written by its group", "chmod go-w \(group)"),
-            (nobodys, "--config: \(nobodys): \(nobodys) (mode 0644, owner nobody (uid 65534)) belongs to a user other than root and incidentd's", "chown root \(nobodys)"),
+            (nobodys, "--config: \(nobodys): \(nobodys) (mode 0644, owner nobody (uid 65534)) belongs to a user other than root or incidentd's own user", "chown root \(nobodys)"),
             (loose, "--config: \(loose): \(root)/loose (mode 0777, owner root (uid 0)) may be written by others than its owner, without the sticky bit", "chmod +t \(root)/loose"),
             (pointsToCities, "\(pointsToCities): gazetteer.file: \(openCities): \(openCities) (mode 0646, owner root (uid 0)) may be written by others", "chmod go-w \(openCities)"),
             (root + "/linked.toml", "--config: \(root)/linked.toml: \(root)/linked.toml (mode 0777, owner nobody (uid 65534)) is a symbolic link another user may point elsewhere", "without that link"),
@@ -234,7 +234,7 @@ struct DataDirectoryTrustTests {
             logPath: logPath)
         let log = readFile(logPath) ?? ""
         SocketTests.expectRefused(daemon, status: 78, config, log: log)
-        #expect(log.contains("belongs to a user other than root and incidentd's"), "\(log)")
+        #expect(log.contains("belongs to a user other than root or incidentd's own user"), "\(log)")
         #expect(log.contains("(chown nobody \(config))"), "\(log)")
     }
 }

@@ -150,7 +150,7 @@ struct SocketTests {
              "(mode 1777, \(me)) may be written by its group and others, sticky or not, where anyone could have made \(root)/sticky/own"),
             ("loose", root + "/loose/own", root + "/loose",
              "(mode 0777, \(me)) may be written by others than its owner, without the sticky bit, who could rename what is below it"),
-            ("stranger", root + "/stranger/own", root + "/stranger", "belongs to a user other than root and incidentd's"),
+            ("stranger", root + "/stranger/own", root + "/stranger", "belongs to a user other than root or incidentd's own user"),
             ("link", root + "/link/own", root + "/link", "is a symbolic link another user may point elsewhere"),
             ("open", root + "/open", root + "/open", "(mode 0777, owner \(user.name) (uid \(user.uid))) may be written by its group and others"),
             ("granted", root + "/granted", "", ""),
@@ -425,7 +425,7 @@ struct SocketTests {
             ("sticky", 0o1777, nil, "(mode 1777, \(me)) may be written by its group and others, sticky or not:"),
         ]
         if getuid() == 0 {
-            cases.append(("stranger", 0o755, 65534, "belongs to a user other than root and incidentd's"))
+            cases.append(("stranger", 0o755, 65534, "belongs to a user other than root or incidentd's own user"))
         }
         var directories: [(label: String, directory: String, fault: String, says: String)] = []
         for (label, mode, owner, says) in cases {

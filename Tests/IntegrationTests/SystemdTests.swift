@@ -365,7 +365,7 @@ struct SystemdTests {
             #expect(log.contains("cannot start: \(says)"), "\(label): \(log)")
         }
         #expect((readFile(dir + "/mode-0666.log") ?? "").contains("as the shipped 0660"))
-        #expect((readFile(dir + "/other-owner.log") ?? "").contains("(uid 65534), a user other than root and incidentd's"))
+        #expect((readFile(dir + "/other-owner.log") ?? "").contains("(uid 65534), a user other than root or incidentd's own user"))
         #expect((readFile(dir + "/abstract.log") ?? "").contains("incidentd.socket's ListenStream= must be a path"))
     }
 

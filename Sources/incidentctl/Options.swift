@@ -236,7 +236,11 @@ struct OutcomeSourceOptions: ParsableArguments {
 
 /// Idempotency and concurrency control for one appended event.
 struct AppendControlOptions: ParsableArguments {
-    @Option(name: .long, help: ArgumentHelp("A UUID: retrying with the same id never stores the event twice.", valueName: "uuid"))
+    @Option(
+        name: .long,
+        help: ArgumentHelp(
+            "A UUID: retrying with the same id never stores the event twice (default: a new one, named if no answer comes).",
+            valueName: "uuid"))
     var eventId: String?
 
     @Option(
@@ -250,8 +254,10 @@ struct AppendControlOptions: ParsableArguments {
         }
     }
 
+    /// Sets the event's `eventId`, the one given or a new one, so that sending the event again (after an answer that
+    /// never came) can never store it twice; and its `expectedVersion`, if given.
     func apply(to event: inout [String: JSONValue]) {
-        if let eventId { event["eventId"] = .string(eventId) }
+        event["eventId"] = .string(eventId ?? EventID.random())
         if let expectedVersion { event["expectedVersion"] = .int(Int64(expectedVersion)) }
     }
 }

@@ -5,7 +5,9 @@ import IncidentProtocol
 import StrictJSON
 
 /// Sends one event and prints its incident and position.
-private func appendOne(_ event: [String: JSONValue], allowNewCity: Bool, connection: ConnectionOptions, output: OutputOptions) throws {
+private func appendOne(
+    _ event: [String: JSONValue], control: AppendControlOptions, allowNewCity: Bool, connection: ConnectionOptions, output: OutputOptions
+) throws {
     let client = try connection.connect()
     var body: [String: JSONValue] = ["events": .array([.object(event)])]
     if allowNewCity { body["allowNewCity"] = .bool(true) }
@@ -15,7 +17,8 @@ private func appendOne(_ event: [String: JSONValue], allowNewCity: Bool, connect
         answer = try client.receive()
     } catch {
         guard let why = ClientFailure.unreachableReason(error) else { throw error }
-        throw ClientFailure.unreachable("\(why), after the event was sent: it may or may not be stored. " + unansweredAdvice(event))
+        throw ClientFailure.unreachable(
+            "\(why), after the event was sent: it may or may not be stored. " + unansweredAdvice(event, idGiven: control.eventId != nil))
     }
     let response = try SocketClient.check(answer)
     let incident = response["incidents"]?.arrayValue?.first
@@ -38,25 +41,15 @@ func checkIncidentId(_ id: String, option: String) throws {
         "\(option): '\(id.prefix(140))' is not an incident id: lowercase letters, digits and '-', starting with a letter or digit, at most 128 characters")
 }
 
-/// What to do about an event sent without an answer: with an eventId, send it again; without, look first.
-private func unansweredAdvice(_ event: [String: JSONValue]) -> String {
-    if let eventId = event["eventId"]?.stringValue {
+/// What to do about an event sent without an answer: send it again with its eventId, which was given or chosen for
+/// it, and which the daemon stores once.
+private func unansweredAdvice(_ event: [String: JSONValue], idGiven: Bool) -> String {
+    let eventId = event["eventId"]?.stringValue ?? ""
+    if idGiven {
         return "Once incidentd is back, send it again with the same --event-id \(eventId): it is never stored twice."
     }
-    let look: String
-    if let incident = event["incident"]?.stringValue {
-        look = "incidentctl events --incident \(shellQuoted(incident))"
-    } else {
-        look = "incidentctl events --type incident-reported --city \(shellQuoted(event["data"]?["city"]?.stringValue ?? ""))"
-    }
-    return "Once incidentd is back, see whether it is there (\(look)) before sending it again: sent twice without "
-        + "--event-id, it is stored twice."
-}
-
-/// `text` as one word of a POSIX shell command line.
-private func shellQuoted(_ text: String) -> String {
-    let plain = !text.isEmpty && text.unicodeScalars.allSatisfy { $0.properties.isAlphabetic || "0123456789-_./:@".unicodeScalars.contains($0) }
-    return plain ? text : "'" + text.replacingOccurrences(of: "'", with: "'\\''") + "'"
+    return "It was sent with the event id \(eventId): once incidentd is back, run the same command again with "
+        + "--event-id \(eventId) added, and it is stored once, whether or not it was stored before."
 }
 
 struct Report: ParsableCommand {
@@ -150,7 +143,7 @@ struct Report: ParsableCommand {
         if let sources = try source.json(everySource: verification) { event["sources"] = sources }
         control.apply(to: &event)
         do {
-            try appendOne(event, allowNewCity: allowNewCity, connection: connection, output: output)
+            try appendOne(event, control: control, allowNewCity: allowNewCity, connection: connection, output: output)
         } catch ClientFailure.refused(code: "unknown_city", let message) {
             throw ClientFailure.refused(code: "unknown_city", message: ClientFailure.unknownCityForCommandLine(message))
         }
@@ -230,7 +223,7 @@ struct Observe: ParsableCommand {
         if let precision { event["precision"] = .string(precision.rawValue) }
         if let sources = try source.json() { event["sources"] = sources }
         control.apply(to: &event)
-        try appendOne(event, allowNewCity: false, connection: connection, output: output)
+        try appendOne(event, control: control, allowNewCity: false, connection: connection, output: output)
     }
 }
 
@@ -400,7 +393,7 @@ struct Outcome: ParsableCommand {
         if let occurred { event["occurredAt"] = .string(occurred) }
         if let sources = try source.json() { event["sources"] = sources }
         control.apply(to: &event)
-        try appendOne(event, allowNewCity: false, connection: connection, output: output)
+        try appendOne(event, control: control, allowNewCity: false, connection: connection, output: output)
     }
 }
 

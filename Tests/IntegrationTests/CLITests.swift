@@ -397,7 +397,7 @@ struct CLITests {
     }
 
     @Test(
-        "report, observe and outcome whose daemon goes away after the event was sent: exit 3, saying it may or may not be stored and how to look before sending it again, or to send it again with its --event-id",
+        "report, observe and outcome whose daemon goes away after the event was sent: exit 3, saying it may or may not be stored and naming the event id it was sent with (the --event-id given, or one chosen for it); the same command run again with that --event-id stores the event once",
         StorageFaults.required)
     func writeWithoutAnswer() throws {
         let library = try #require(StorageFaults.library)
@@ -405,14 +405,14 @@ struct CLITests {
         let stall = root + "/stall-syncs"
         let daemon = try Daemon(root: root, environment: ["LD_PRELOAD": library, "INCIDENTD_STALL_SYNCS": stall])
         #expect(try daemon.ctl(["report", "--city", "Kupiansk", "--kind", "strike", "--occurred", "2022-03-01", "--incident", "k-1"]).status == 0)
-        let eventId = "1b4e28ba-2fa1-4d3b-a3f5-ef19b5a7633b"
-        let cases: [(arguments: [String], advice: String)] = [
-            (["report", "--city", "Kup'yansk", "--kind", "strike", "--occurred", "2022-03-02"],
-             #"see whether it is there (incidentctl events --type incident-reported --city 'Kup'\''yansk') before sending it again"#),
-            (["observe", "k-1", "--response", "detentions", "--by", "Rosgvardia"], "see whether it is there (incidentctl events --incident k-1)"),
-            (["outcome", "k-1", "--status", "suppressed", "--event-id", eventId], "send it again with the same --event-id \(eventId)"),
+        let givenId = "1b4e28ba-2fa1-4d3b-a3f5-ef19b5a7633b"
+        let cases: [(arguments: [String], given: String?)] = [
+            (["report", "--city", "Kup'yansk", "--kind", "strike", "--occurred", "2022-03-02"], nil),
+            (["observe", "k-1", "--response", "detentions", "--by", "Rosgvardia"], nil),
+            (["outcome", "k-1", "--status", "suppressed", "--event-id", givenId], givenId),
         ]
-        for (arguments, advice) in cases {
+        for (arguments, given) in cases {
+            let before = try daemon.client().headPosition()
             // Every commit waits in fdatasync: the event is sent, and no answer comes before the daemon is killed.
             #expect(FileManager.default.createFile(atPath: stall, contents: nil))
             let out = daemon.root + "/out", err = daemon.root + "/err"
@@ -432,9 +432,26 @@ struct CLITests {
             #expect(command.wait() == 3, "\(arguments)")
             let said = readFile(err) ?? ""
             #expect(said.contains("after the event was sent: it may or may not be stored"), "\(said)")
-            #expect(said.contains(advice), "\(said)")
             #expect(readFile(out) == "")
+            let eventId: String
+            if let given {
+                #expect(said.contains("send it again with the same --event-id \(given): it is never stored twice"), "\(said)")
+                eventId = given
+            } else {
+                let pattern = try Regex("It was sent with the event id ([0-9a-f-]{36}): once incidentd is back, run the same command again with --event-id ([0-9a-f-]{36}) added")
+                let match = try #require(said.firstMatch(of: pattern), "\(said)")
+                let named = try #require(match.output[1].substring), again = try #require(match.output[2].substring)
+                #expect(named == again)
+                eventId = String(named)
+            }
             try daemon.start()
+            // Run again as told: stored once, whether or not the first was stored before the daemon died.
+            let retry = try daemon.ctl(arguments + (given == nil ? ["--event-id", eventId] : []))
+            #expect(retry.status == 0, "\(arguments): \(retry.stderr)")
+            #expect(try daemon.client().headPosition() == before + 1, "\(arguments)")
+            if arguments[0] == "report" {
+                #expect(retry.stdout.contains(#""incident":"kupiansk-2022-03-02-strike""#), "no second incident (-2): \(retry.stdout)")
+            }
         }
         #expect(daemon.stop() == 0)
     }

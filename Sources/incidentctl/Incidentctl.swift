@@ -49,8 +49,14 @@ struct Incidentctl: ParsableCommand {
     static func main() {
         // A crash report, or a SIGABRT sent to it, ends the command rather than leaving it running.
         _ = incidentd_end_after_crash_report()
+        let arguments = Array(CommandLine.arguments.dropFirst())
         do {
-            var command = try parseAsRoot()
+            var command = try parseAsRoot(arguments)
+            if command is Incidentctl {
+                // No command at all: bad usage, which a script with an empty "$cmd" must not take for success.
+                FileHandle.standardError.write(Data((helpMessage() + "\nincidentctl: give a command, such as incidentctl status\n").utf8))
+                Glibc.exit(2)
+            }
             try command.run()
         } catch let failure as ClientFailure {
             FileHandle.standardError.write(Data("incidentctl: \(failure)\n".utf8))
@@ -62,8 +68,34 @@ struct Incidentctl: ParsableCommand {
             if status == .success {
                 exit(withError: error)
             }
-            FileHandle.standardError.write(Data((fullMessage(for: error) + "\n").utf8))
+            FileHandle.standardError.write(Data((withNearestCommand(fullMessage(for: error), arguments) + "\n").utf8))
             Glibc.exit(2)
         }
+    }
+
+    /// ArgumentParser's `message` for a refused command line, its first line saying so when the first argument is
+    /// no command's name, and ending in "did you mean 'cities'?" when it is close to one: at most a third of its
+    /// letters (and at least one) changed, added or removed.
+    static func withNearestCommand(_ message: String, _ arguments: [String]) -> String {
+        let names = configuration.subcommands.map { $0._commandName } + ["help"]
+        guard let given = arguments.first, !given.hasPrefix("-"), !names.contains(given) else { return message }
+        var lines = message.split(separator: "\n", omittingEmptySubsequences: false).map(String.init)
+        let scored = names.map { (name: $0, distance: editDistance(Array(given.lowercased()), Array($0))) }
+        let nearest = scored.min { $0.distance < $1.distance }.flatMap { $0.distance <= max(1, given.count / 3) ? $0.name : nil }
+        lines[0] = "Error: Unexpected argument '\(given)': no command is called so" + (nearest.map { "; did you mean '\($0)'?" } ?? "")
+        return lines.joined(separator: "\n")
+    }
+
+    /// The Levenshtein distance of two words, in characters.
+    static func editDistance(_ a: [Character], _ b: [Character]) -> Int {
+        var previous = Array(0...b.count)
+        for (i, x) in a.enumerated() {
+            var current = [i + 1]
+            for (j, y) in b.enumerated() {
+                current.append(min(previous[j + 1] + 1, current[j] + 1, previous[j] + (x == y ? 0 : 1)))
+            }
+            previous = current
+        }
+        return previous[b.count]
     }
 }

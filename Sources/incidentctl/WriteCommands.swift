@@ -67,7 +67,8 @@ struct Report: ParsableCommand {
             --source, or the same one twice for a source, is refused. Below, the hash is the repost's, and the \
             witness video has none:
               --source "Witness video" --source-verification unverified \\
-              --source "Telegram repost" --source-sha256 HEX --verified-by "our archive team"
+              --source "Telegram repost" --source-sha256 HEX \\
+                  --verified-by "our archive team"
 
             Example, a new blockade in Melitopol (not the article's of 1 March, which `make run` loads), whose \
             id is melitopol-2022-03-04-blockade:

@@ -40,6 +40,11 @@ struct Incidentd: ParsableCommand {
             --fill-from, proves each by the chain back from the recorded head (or --expect-head), makes the rest \
             again, verifies the new log and exits; then put its data.mdb in place of the damaged one, as for a \
             restore.
+
+            Exit status: 0 stopped by SIGTERM or SIGINT (or a recovery done), 1 a failure a restart may get past \
+            (another daemon on the data directory or the socket, a full or failing disk, a damaged log), 64 a \
+            command line it cannot take (EX_USAGE), 74 the disk failed a write of the log's meta page (EX_IOERR), \
+            78 a setting, a file or a path it refuses (EX_CONFIG), named on stderr.
             """,
         version: incidentdVersion)
 

@@ -199,6 +199,27 @@ struct CLITests {
         for subcommand in Self.subcommands { #expect(top.stdout.contains(subcommand)) }
     }
 
+    @Test("incidentctl with no command is bad usage (exit 2, the help on stderr); a command mistyped is refused with the nearest command's name; incidentd --help states its exit statuses (QA pass 12)")
+    func noOrMistypedCommand() throws {
+        let bare = try runCommand(Binaries.incidentctl, [])
+        #expect(bare.status == 2, "\(bare)")
+        #expect(bare.stdout.isEmpty, "\(bare.stdout)")
+        #expect(bare.stderr.contains("USAGE: incidentctl") && bare.stderr.contains("give a command, such as incidentctl status"), "\(bare.stderr)")
+        for (typed, meant) in [("citties", "cities"), ("verfy", "verify"), ("Status", "status"), ("exprot", "export")] {
+            let mistyped = try runCommand(Binaries.incidentctl, [typed, "--format", "json"])
+            #expect(mistyped.status == 2, "\(typed): \(mistyped)")
+            #expect(mistyped.stderr.contains("Unexpected argument '\(typed)': no command is called so; did you mean '\(meant)'?"), "\(typed): \(mistyped.stderr)")
+        }
+        let far = try runCommand(Binaries.incidentctl, ["frobnicate"])
+        #expect(far.status == 2 && !far.stderr.contains("did you mean"), "\(far.stderr)")
+        let daemonHelp = try runCommand(Binaries.incidentd, ["--help"])
+        #expect(daemonHelp.status == 0)
+        let statuses = daemonHelp.stdout.split(whereSeparator: \.isWhitespace).joined(separator: " ")
+        for status in ["Exit status: 0 stopped by SIGTERM", "1 a failure a restart may get past", "64 a command line", "74 the disk failed", "78 a setting"] {
+            #expect(statuses.contains(status), "\(status): \(daemonHelp.stdout)")
+        }
+    }
+
     @Test("a verification without a --source, or two that disagree, is bad usage that says what to do, and stores nothing; the help says what each verification flag sets")
     func verificationFlags() throws {
         let daemon = try Daemon()

@@ -82,6 +82,26 @@ struct HelpExampleTests {
         return words
     }
 
+    @Test("no example line of a help text breaks inside a quoted string (ArgumentParser wraps the discussion at 80 columns), so each can be copied (QA pass 12)")
+    func exampleLinesStayWhole() throws {
+        var texts = try Self.texts().filter { !$0.source.hasPrefix("README") }
+        texts.append((source: "incidentd --help", text: try runCommand(Binaries.incidentd, ["--help"]).stdout))
+        var examples = 0
+        for (source, text) in texts {
+            var continued = false
+            for line in text.split(separator: "\n", omittingEmptySubsequences: false) {
+                let trimmed = line.trimmingCharacters(in: .whitespaces)
+                let example = continued || trimmed.hasPrefix("incidentctl ") || trimmed.hasPrefix("incidentd ") || trimmed.hasPrefix("--source ")
+                if example {
+                    examples += 1
+                    #expect(line.filter { $0 == "\"" }.count % 2 == 0, "\(source): a quoted string broken at the end of: \(line)")
+                }
+                continued = example && trimmed.hasSuffix("\\")
+            }
+        }
+        #expect(examples > 40)
+    }
+
     @Test("the examples' incidents are the article's or reported by an example before them; the examples run; an example's report is not one of the article's incidents again")
     func examplesNameRealIncidents() throws {
         let daemon = try Daemon()

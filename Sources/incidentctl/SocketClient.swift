@@ -112,9 +112,8 @@ final class SocketClient {
                     "incidentd at \(path) did not take the connection within \(Self.describe(seconds: connectLimit)): the queue of "
                         + "connections waiting for it to take them is full (it may be stopped, wedged or overloaded); nothing was sent")
             }
-            if code == EACCES, let group = Self.groupToJoin(path) {
-                throw .unreachable(
-                    "cannot reach incidentd at \(path): \(reason): reaching it takes membership of its group \(group) (ask an administrator to add you to it, then log in again); the roles in incidentd.toml then decide what you may do")
+            if code == EACCES {
+                throw .unreachable("cannot reach incidentd at \(path): \(reason): " + Self.permissionAdvice(path))
             }
             if code == ENOTDIR {
                 throw .unreachable(
@@ -196,21 +195,61 @@ final class SocketClient {
         }
     }
 
-    /// The socket's group ("incidentd-clients", quoted, or "gid 990") when the socket is open to its group (mode
-    /// 0660) and this process is not in it: then membership of that group is what a refused connection lacks. Nil
-    /// when something else refused it (a directory on the way, a socket open to its owner alone).
-    private static func groupToJoin(_ path: String) -> String? {
+    /// What a connection refused for want of permission lacks, and how to get it: membership of the socket's group
+    /// (mode 0660, this process not in it), root (a socket of root's own group, as a daemon started by root makes
+    /// it), write permission that the socket's mode gives only its owner (0644, 0600), or a directory on the way that
+    /// may not be searched.
+    private static func permissionAdvice(_ path: String) -> String {
         var info = stat()
-        guard stat(path, &info) == 0, info.st_mode & S_IFMT == S_IFSOCK, info.st_mode & 0o020 != 0 else { return nil }
+        guard stat(path, &info) == 0 else {
+            return "a directory on the way to the socket may not be searched by you; ask its administrator, or set --socket or INCIDENTD_SOCKET to a socket you may reach"
+        }
+        guard info.st_mode & S_IFMT == S_IFSOCK else {
+            return "set --socket or INCIDENTD_SOCKET to the socket incidentd serves (daemon.socket in its incidentd.toml)"
+        }
+        let owner = userName(info.st_uid), group = groupName(info.st_gid)
+        let mode = String(info.st_mode & 0o7777, radix: 8)
+        let described = "the socket (owner \(owner), group \(group), mode 0\(mode))"
+        let rootAdvice =
+            "reaching it takes root (sudo incidentctl …), or a daemon of your own: `make run` as your own user, in a checkout of yours, starts one whose socket is yours; under the shipped units the group incidentd-clients reaches it"
+        if info.st_mode & 0o020 != 0, !inGroup(info.st_gid) {
+            if info.st_gid == 0 {
+                let daemon = info.st_uid == 0 ? ": the daemon runs as root" : ", which is not a group to join"
+                return "\(described) is open to its group, root\(daemon); \(rootAdvice)"
+            }
+            return "reaching it takes membership of its group \(group) (ask an administrator to add you to it, then log in again); the roles in incidentd.toml then decide what you may do"
+        }
+        if info.st_mode & 0o002 == 0, info.st_uid == 0 {
+            return "\(described) may be written only by root\(info.st_mode & 0o020 != 0 ? " and its group" : ""), and connecting takes write permission on it; \(rootAdvice)"
+        }
+        return "\(described) may not be written by you, and connecting takes write permission on it: connect as its owner, or ask its administrator for a socket of mode 0660 whose group is yours"
+    }
+
+    /// Whether this process is in group `gid`, as its effective group or a supplementary one.
+    private static func inGroup(_ gid: gid_t) -> Bool {
         var count = getgroups(0, nil)
         var groups = [gid_t](repeating: 0, count: Int(max(count, 0)))
         count = getgroups(count, &groups)
-        guard count >= 0, getegid() != info.st_gid, !groups.prefix(Int(count)).contains(info.st_gid) else { return nil }
+        return getegid() == gid || (count >= 0 && groups.prefix(Int(count)).contains(gid))
+    }
+
+    /// A group's name, quoted ("incidentd-clients"), or "gid 990" when it has none.
+    private static func groupName(_ gid: gid_t) -> String {
         var group = Glibc.group()
         var buffer = [CChar](repeating: 0, count: 16384)
         var result: UnsafeMutablePointer<Glibc.group>?
-        guard getgrgid_r(info.st_gid, &group, &buffer, buffer.count, &result) == 0, result != nil, let name = group.gr_name
-        else { return "gid \(info.st_gid)" }
+        guard getgrgid_r(gid, &group, &buffer, buffer.count, &result) == 0, result != nil, let name = group.gr_name
+        else { return "gid \(gid)" }
+        return "\"\(String(cString: name))\""
+    }
+
+    /// A user's name, quoted, or "uid 1000" when it has none.
+    private static func userName(_ uid: uid_t) -> String {
+        var user = Glibc.passwd()
+        var buffer = [CChar](repeating: 0, count: 16384)
+        var result: UnsafeMutablePointer<Glibc.passwd>?
+        guard getpwuid_r(uid, &user, &buffer, buffer.count, &result) == 0, result != nil, let name = user.pw_name
+        else { return "uid \(uid)" }
         return "\"\(String(cString: name))\""
     }
 

@@ -122,6 +122,24 @@ struct AccessTests {
             unreachable.stderr.contains(
                 "cannot reach incidentd at \(daemon.socketPath): Permission denied: reaching it takes membership of its group \"\(clients.name)\""),
             "\(unreachable.stderr)")
+        // A socket of root's group, as a daemon that root started makes it: not a group to tell a user to join.
+        #expect(chown(daemon.socketPath, 0, 0) == 0)
+        let rootGroup = try user.ctl(["status"], socket: daemon.socketPath)
+        #expect(rootGroup.status == 3, "\(rootGroup.stderr)")
+        #expect(!rootGroup.stderr.contains("membership"), "\(rootGroup.stderr)")
+        #expect(
+            rootGroup.stderr.contains("is open to its group, root: the daemon runs as root; reaching it takes root (sudo incidentctl …), or a daemon of your own"),
+            "\(rootGroup.stderr)")
+        // A socket only its owner may write (0644, as systemd-socket-activate makes one): a permission, not "is it running?".
+        #expect(chmod(daemon.socketPath, 0o644) == 0)
+        let ownerOnly = try user.ctl(["status"], socket: daemon.socketPath)
+        #expect(ownerOnly.status == 3, "\(ownerOnly.stderr)")
+        #expect(!ownerOnly.stderr.contains("is it running"), "\(ownerOnly.stderr)")
+        #expect(
+            ownerOnly.stderr.contains("Permission denied: the socket (owner \"root\", group \"root\", mode 0644) may be written only by root, and connecting takes write permission on it"),
+            "\(ownerOnly.stderr)")
+        #expect(chmod(daemon.socketPath, 0o660) == 0)
+        #expect(chown(daemon.socketPath, 0, clients.gid) == 0)
 
         // In the socket's group too: the reader's role decides, so it reads and may not report.
         try clients.add(user)

@@ -57,6 +57,24 @@ final class NotifyListener {
 
 @Suite("systemd integration")
 struct SystemdTests {
+    @Test("the daily verify cannot hang for good: its oneshot has a TimeoutStartSec= of hours; the shipped drain_seconds is below the service's TimeoutStopSec=, which the configuration's comment on it names (QA pass 12)")
+    func startAndStopLimits() throws {
+        func text(_ path: String) throws -> String {
+            try String(contentsOf: repository.appendingPathComponent(path), encoding: .utf8)
+        }
+        let verify = try text("systemd/incidentd-verify.service")
+        let start = try #require(verify.firstMatch(of: #/\nTimeoutStartSec=(\d+)h\n/#), "no TimeoutStartSec= in hours: \(verify)")
+        #expect((1...12).contains(Int(start.output.1) ?? 0))
+        let service = try text("systemd/incidentd.service")
+        let stopMatch = try #require(service.firstMatch(of: #/\nTimeoutStopSec=(\d+)s\n/#))
+        let stop = try #require(Int(stopMatch.output.1))
+        let config = try text("config/incidentd.toml")
+        let drainMatch = try #require(config.firstMatch(of: #/\ndrain_seconds = (\d+) /#))
+        let drain = try #require(Int(drainMatch.output.1))
+        #expect(drain < stop)
+        #expect(config.contains("TimeoutStopSec=\(stop)s"), "the comment on drain_seconds names the unit's stop timeout")
+    }
+
     @Test("the units pass systemd-analyze verify, and the exposure of the service is at most 0.5 and of the verify service at most 0.4 (systemd-analyze security --offline)")
     func units() throws {
         guard let analyze = which("systemd-analyze") else {

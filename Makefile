@@ -28,14 +28,26 @@ release: deps
 # Builds in release mode, starts incidentd in ./run on embedded defaults, loads the article's incidents.
 run: release
 	@mkdir -p $(RUN_DIR) && chmod go-w $(RUN_DIR)
-	@if [ -f $(RUN_DIR)/incidentd.pid ] && kill -0 $$(cat $(RUN_DIR)/incidentd.pid) 2>/dev/null; then \
-		echo "incidentd already running (pid $$(cat $(RUN_DIR)/incidentd.pid))"; \
-	else \
-		nohup $(CURDIR)/.build/release/incidentd --data-dir $(RUN_DIR)/data --socket $(SOCKET) \
-			>> $(RUN_DIR)/incidentd.log 2>&1 & echo $$! > $(RUN_DIR)/incidentd.pid; \
-		for i in $$(seq 100); do [ -S $(SOCKET) ] && break; sleep 0.1; done; \
-		[ -S $(SOCKET) ] || { echo "incidentd did not start; see $(RUN_DIR)/incidentd.log"; tail -5 $(RUN_DIR)/incidentd.log; exit 1; }; \
-	fi
+	@# Waits until incidentd serves (incidentctl status answers), not for a socket file: one killed with -9 leaves
+	@# its socket, which a new daemon replaces only once it has opened the log (longer for a large one, or one it
+	@# upgrades). A daemon found running that goes away meanwhile is replaced. At most 10 minutes a daemon.
+	@pid=""; started=no; \
+	if [ -f $(RUN_DIR)/incidentd.pid ] && kill -0 $$(cat $(RUN_DIR)/incidentd.pid) 2>/dev/null; then \
+		pid=$$(cat $(RUN_DIR)/incidentd.pid); echo "incidentd already running (pid $$pid)"; \
+	fi; \
+	while :; do \
+		if [ -z "$$pid" ]; then \
+			nohup $(CURDIR)/.build/release/incidentd --data-dir $(RUN_DIR)/data --socket $(SOCKET) \
+				>> $(RUN_DIR)/incidentd.log 2>&1 & pid=$$!; echo $$pid > $(RUN_DIR)/incidentd.pid; started=yes; \
+		fi; \
+		for i in $$(seq 6000); do \
+			$(CURDIR)/.build/release/incidentctl status --socket $(SOCKET) --timeout 10 >/dev/null 2>&1 && exit 0; \
+			kill -0 $$pid 2>/dev/null || break; sleep 0.1; \
+		done; \
+		[ $$started = no ] && ! kill -0 $$pid 2>/dev/null || break; \
+		echo "incidentd (pid $$pid) went away; starting it again"; pid=""; \
+	done; \
+	echo "incidentd is not serving $(SOCKET); see $(RUN_DIR)/incidentd.log"; tail -5 $(RUN_DIR)/incidentd.log; exit 1
 	@$(CURDIR)/.build/release/incidentctl --version >/dev/null
 	@INCIDENTD_SOCKET=$(SOCKET) $(CURDIR)/.build/release/incidentctl append --format table examples/article.jsonl
 	@echo

@@ -25,6 +25,22 @@ enum Printer {
         for row in rows { print(line(row)) }
     }
 
+    /// A byte count for people: "1000 bytes", "808 KiB", "1.5 MiB" (one decimal, none when whole); the text of
+    /// what is not a count.
+    static func size(_ value: JSONValue?) -> String {
+        guard let bytes = value?.intValue, bytes >= 1024 else {
+            return value?.intValue.map { "\($0) bytes" } ?? text(value)
+        }
+        var amount = Double(bytes)
+        var unit = "bytes"
+        for next in ["KiB", "MiB", "GiB", "TiB"] where amount >= 1024 {
+            amount /= 1024
+            unit = next
+        }
+        let tenths = (amount * 10).rounded() / 10
+        return tenths == tenths.rounded() ? "\(Int64(tenths)) \(unit)" : String(format: "%.1f \(unit)", tenths)
+    }
+
     /// `key: value` lines, each value ``visible(_:)``.
     static func fields(_ pairs: [(String, String)]) {
         let width = pairs.map { columns($0.0) }.max() ?? 0

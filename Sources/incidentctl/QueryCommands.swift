@@ -377,10 +377,10 @@ struct Status: ParsableCommand {
                 ("incidents", Printer.text(response["incidents"])),
                 ("cities", Printer.text(response["cities"])),
                 ("data directory", Printer.text(storage?["dataDir"])),
-                ("storage", "\(Printer.text(storage?["usedBytes"])) bytes used, map \(Printer.text(storage?["mapSize"])) of at most \(Printer.text(storage?["maxMapSize"]))"),
+                ("storage", "\(Printer.size(storage?["usedBytes"])) used, map \(Printer.size(storage?["mapSize"])) of at most \(Printer.size(storage?["maxMapSize"]))"),
                 ("connections", Printer.text(response["connections"])
                     + ((response["followers"]?.intValue ?? 0) > 0 ? ", \(Printer.text(response["followers"])) following the log" : "")),
-                ("group commits", "\(Printer.text(commits?["transactions"])) transactions, \(Printer.text(commits?["events"])) events, largest batch \(Printer.text(commits?["largestBatch"]))"
+                ("group commits", "\(Printer.text(commits?["transactions"])) transactions, \(Printer.text(commits?["events"])) events, at most \(Printer.text(commits?["largestBatch"])) append requests in one"
                     + ((commits?["failed"]?.intValue ?? 0) > 0 ? "; \(Printer.text(commits?["failed"])) refused by the storage (see the daemon's log)" : "")),
                 ("daemon", "incidentd \(Printer.text(response["version"])), protocol \(Printer.text(response["protocol"])), since \(Printer.text(response["startedAt"]))"),
             ])

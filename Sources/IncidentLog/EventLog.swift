@@ -225,12 +225,37 @@ public final class EventLog: Sendable {
                 let needs = readOnly
                     ? "reading it needs read access to data.mdb and write access to lock.mdb (LMDB's table of readers) there, as incidentd's user has: run this as that user, or read it through the daemon (without --data-dir)"
                     : "incidentd's user must own it, or be able to read and write it and the files in it"
-                return LogError(.accessDenied, "cannot open the log in \(directory): permission denied (uid \(geteuid())); \(needs)")
+                let denied = deniedEntry(in: directory, readOnly: readOnly).map { "\($0); " } ?? ""
+                return LogError(.accessDenied, "cannot open the log in \(directory): permission denied (uid \(geteuid())): \(denied)\(needs)")
             }
             return LogError(.io, "cannot open the log in \(directory): \(error)")
         default:
             return error
         }
+    }
+
+    /// Which of `directory`, its `data.mdb` and its `lock.mdb` this process may not use as opening the log needs
+    /// (the directory searched, and written where `lock.mdb` is still to be made; `data.mdb` read, or read and
+    /// written; `lock.mdb` read and written), with its owner and mode, as "DIR/data.mdb belongs to uid 0 (root),
+    /// mode 0600": a restore that copied `data.mdb` as root leaves it so. Nil when each may be used, or is not there.
+    static func deniedEntry(in directory: String, readOnly: Bool) -> String? {
+        let lock = directory + "/lock.mdb"
+        var info = stat()
+        let entries = [
+            (directory, lstat(lock, &info) == 0 ? X_OK : X_OK | W_OK),
+            (directory + "/data.mdb", readOnly ? R_OK : R_OK | W_OK), (lock, R_OK | W_OK),
+        ]
+        for (path, needed) in entries {
+            guard lstat(path, &info) == 0, faccessat(AT_FDCWD, path, needed, AT_EACCESS) != 0 else { continue }
+            var entry = passwd()
+            var found: UnsafeMutablePointer<passwd>?
+            var buffer = [CChar](repeating: 0, count: 4096)
+            let owner =
+                getpwuid_r(info.st_uid, &entry, &buffer, buffer.count, &found) == 0 && found != nil
+                ? " (\(String(cString: entry.pw_name)))" : ""
+            return "\(path) belongs to uid \(info.st_uid)\(owner), mode 0\(String(info.st_mode & 0o7777, radix: 8))"
+        }
+        return nil
     }
 
     /// The refusal to open the log in `directory` for want of space on its file system, where `what` failed: it says

@@ -502,7 +502,7 @@ final class RequestExecutor: Sendable {
             "unfinishedLineBytes": .int(Int64(unfinishedLines.heldBytes)),
             "unwrittenAnswerBytes": .int(Int64(unwrittenAnswers.heldBytes)),
             "storage": [
-                "dataDir": .string(log.options.directory),
+                "dataDir": .string(absolutePath(log.options.directory)),
                 "mapSize": .int(Int64(status.mapSize)),
                 "maxMapSize": .int(Int64(status.maxMapSize)),
                 "usedBytes": .int(Int64(status.usedBytes)),

@@ -191,6 +191,7 @@ struct BackupTests {
         #expect(run.status == 1, "\(run)")
         #expect(run.stderr.contains("permission_denied: cannot open the log in \(daemon.dataDir): permission denied (uid \(user.uid))"), "\(run.stderr)")
         #expect(run.stderr.contains("write access to lock.mdb"), "\(run.stderr)")
+        #expect(run.stderr.contains("\(daemon.dataDir)/lock.mdb belongs to uid 0 (root), mode 0"), "\(run.stderr)")
     }
 
     @Test("incidentctl verify --data-dir checks a backup (or a stopped daemon's log) itself: what the daemon's verify answers of the same log, exit 1 naming a damaged page, exit 2 for a directory with no log")

@@ -246,6 +246,8 @@ struct ConfigurationTests {
 
         // A flag is an argument of the command line, and is taken from where the command runs.
         let flagged = try serve(["--data-dir", "flagged", "--socket", root + "/flagged.sock"], at: root + "/flagged.sock")
+        let status = try RawClient(path: root + "/flagged.sock").call("status")
+        #expect(status["storage"]?["dataDir"]?.stringValue == elsewhere + "/flagged", "status names it from /, for a client elsewhere: \(status)")
         kill(flagged.pid, SIGTERM)
         #expect(flagged.wait() == 0)
         #expect(FileManager.default.fileExists(atPath: elsewhere + "/flagged/data.mdb"), "--data-dir from the current directory")

@@ -79,7 +79,7 @@ let package = Package(
         .executableTarget(
             name: "incidentctl",
             dependencies: [
-                "IncidentProtocol", "StrictJSON", "IncidentLog", "IncidentDomain", "CShims", "SocketTrust",
+                "IncidentProtocol", "StrictJSON", "IncidentLog", "IncidentDomain", "Gazetteer", "CShims", "SocketTrust",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: strictSettings

@@ -196,8 +196,9 @@ public struct Gazetteer: Sendable, Equatable {
 
     // MARK: - Edit distance
 
-    /// Levenshtein distance between `a` and `b`, or nil when it exceeds `bound`.
-    static func levenshtein(_ a: [Character], _ b: [Character], bound: Int) -> Int? {
+    /// Levenshtein distance between `a` and `b`, or nil when it exceeds `bound`: what makes a near miss, of a city
+    /// here and of a setting's or a command's name elsewhere.
+    public static func levenshtein(_ a: [Character], _ b: [Character], bound: Int) -> Int? {
         if a.isEmpty { return b.count <= bound ? b.count : nil }
         if b.isEmpty { return a.count <= bound ? a.count : nil }
         var previous = Array(0...b.count)

@@ -1,5 +1,6 @@
 import ArgumentParser
 import CShims
+import Gazetteer
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -80,22 +81,12 @@ struct Incidentctl: ParsableCommand {
         let names = configuration.subcommands.map { $0._commandName } + ["help"]
         guard let given = arguments.first, !given.hasPrefix("-"), !names.contains(given) else { return message }
         var lines = message.split(separator: "\n", omittingEmptySubsequences: false).map(String.init)
-        let scored = names.map { (name: $0, distance: editDistance(Array(given.lowercased()), Array($0))) }
-        let nearest = scored.min { $0.distance < $1.distance }.flatMap { $0.distance <= max(1, given.count / 3) ? $0.name : nil }
+        let bound = max(1, given.count / 3)
+        let scored = names.compactMap { name in
+            Gazetteer.levenshtein(Array(given.lowercased()), Array(name), bound: bound).map { (name: name, distance: $0) }
+        }
+        let nearest = scored.min { $0.distance < $1.distance }?.name
         lines[0] = "Error: Unexpected argument '\(given)': no command is called so" + (nearest.map { "; did you mean '\($0)'?" } ?? "")
         return lines.joined(separator: "\n")
-    }
-
-    /// The Levenshtein distance of two words, in characters.
-    static func editDistance(_ a: [Character], _ b: [Character]) -> Int {
-        var previous = Array(0...b.count)
-        for (i, x) in a.enumerated() {
-            var current = [i + 1]
-            for (j, y) in b.enumerated() {
-                current.append(min(previous[j + 1] + 1, current[j] + 1, previous[j] + (x == y ? 0 : 1)))
-            }
-            previous = current
-        }
-        return previous[b.count]
     }
 }

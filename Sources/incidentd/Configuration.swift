@@ -358,30 +358,15 @@ private struct TableReader {
         func name(_ key: String) -> String { tables.contains(key) ? "[\(prefix)\(key)]" : key }
         let names = consumed.map(name)
         var text = "unknown setting"
-        if let nearest = consumed.map({ (key: $0, distance: editDistance(unknown, $0)) }).min(by: { $0.distance < $1.distance }),
-            nearest.distance <= max(1, min(2, unknown.count / 3))
-        {
+        let bound = max(1, min(2, unknown.count / 3))
+        let scored = consumed.compactMap { key in Gazetteer.levenshtein(Array(unknown), Array(key), bound: bound).map { (key: key, distance: $0) } }
+        if let nearest = scored.min(by: { $0.distance < $1.distance }) {
             text += " (\(name(nearest.key)), perhaps?)"
         }
         let holds = names.count == 1 ? names[0] : names.dropLast().joined(separator: ", ") + " and " + names[names.count - 1]
         let what = consumed.allSatisfy(tables.contains) ? "the tables" : consumed.contains(where: tables.contains) ? "" : "the settings"
         throw problem(unknown, "\(text); \(scope) holds \(what.isEmpty ? "" : what + " ")\(holds)")
     }
-}
-
-/// The Levenshtein distance of two keys, in characters.
-private func editDistance(_ a: String, _ b: String) -> Int {
-    let a = Array(a), b = Array(b)
-    guard !a.isEmpty else { return b.count }
-    var previous = Array(0...b.count)
-    for i in 1...a.count {
-        var current = [i] + Array(repeating: 0, count: b.count)
-        for j in stride(from: 1, through: b.count, by: 1) {
-            current[j] = min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (a[i - 1] == b[j - 1] ? 0 : 1))
-        }
-        previous = current
-    }
-    return previous[b.count]
 }
 
 /// Parses "64MiB", "1GiB", "512KiB", "4096" into bytes.

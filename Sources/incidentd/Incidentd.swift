@@ -336,6 +336,10 @@ struct Incidentd: ParsableCommand {
             metadata: [
                 "socket": "\(inherited.map { "fd \($0) from systemd" } ?? absolutePath(settings.socketPath))",
                 "dataDir": "\(absolutePath(settings.dataDirectory))", "position": "\(status.position)", "head": "\(status.headHash)",
+                // What it runs as, for whoever reads the journal after an incident: which build, which settings.
+                "version": "\(incidentdVersion)", "config": "\(config.map(absolutePath) ?? "embedded")",
+                "gazetteer": "\(settings.gazetteerPath.map(absolutePath) ?? "embedded")",
+                "maxMapSize": "\(describeSize(settings.maxMapSize))",
             ])
         _ = incidentd_sd_notify("READY=1\nSTATUS=\(ServingStatus.text(position: status.position))")
         let watchdog = Self.startWatchdog(committer: committer, logger: logger)

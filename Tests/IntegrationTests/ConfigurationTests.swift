@@ -239,6 +239,11 @@ struct ConfigurationTests {
         let stored = try client.appendEvents([Wire.report(city: "Testograd")])
         #expect(stored["ok"]?.boolValue == true, "the city of the gazetteer beside the settings file: \(stored)")
         #expect(try client.call("city", ["city": "Testville"])["city"]?["cityId"]?.stringValue == "testville")
+        // The serving line names the settings in force, for whoever reads the journal after an incident.
+        let serving = readFile(logPath) ?? ""
+        for says in ["config=\(elsewhere)/../settings/incidentd.toml", "gazetteer=\(elsewhere)/../settings/cities.toml", "maxMapSize=64GiB", "version="] {
+            #expect(serving.contains(says), "\(says): \(serving)")
+        }
         kill(child.pid, SIGTERM)
         #expect(child.wait() == 0)
         #expect(FileManager.default.fileExists(atPath: settings + "/log/data.mdb"), "the log beside the settings file")

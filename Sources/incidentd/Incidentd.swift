@@ -247,7 +247,10 @@ struct Incidentd: ParsableCommand {
         let access = AccessControl(policy: settings.access)
         for name in access.unresolved { logger.warning("\(name)") }
         let inherited = try Self.inheritedSocket(logger: logger)
-        if inherited == nil { try Self.checkSocketPathBeforeOpening(settings.socketPath) }
+        if inherited == nil, try Self.checkSocketPathBeforeOpening(settings.socketPath) {
+            logger.notice(
+                "removed the stale socket \(absolutePath(settings.socketPath)), which nothing listened on: the daemon that made it did not stop cleanly (killed, or its machine stopped); what it acknowledged is in the log")
+        }
         var logOptions = settings.logOptions
         logOptions.onSummaryDamage = { problem in logger.warning("rebuilding projections: \(problem)") }
         // An upgrade or a rebuild of a large log can outlast systemd's start timeout (90 s by default): each step
@@ -435,11 +438,11 @@ struct Incidentd: ParsableCommand {
     /// nothing but a stale socket (removed, as it would be then). Opening the log makes the data directory, and a new
     /// log in it, where there are none, which a start refused for its socket would otherwise leave behind. A socket
     /// directory that is missing is made only as the socket is bound (and checked again then, as is what changed
-    /// meanwhile); where it would be made is checked here.
-    static func checkSocketPathBeforeOpening(_ path: String) throws {
+    /// meanwhile); where it would be made is checked here. Returns whether it removed a stale socket.
+    static func checkSocketPathBeforeOpening(_ path: String) throws -> Bool {
         let directory = (path as NSString).deletingLastPathComponent
         try Server.checkSocketDirectory(directory.isEmpty ? FileManager.default.currentDirectoryPath : directory)
-        try Server.removeStaleSocket(at: path)
+        return try Server.removeStaleSocket(at: path)
     }
 
     /// Blocks SIGTERM and SIGINT, SIGHUP, and the signals SIGUSR1 and SIGUSR2 are relayed as

@@ -378,10 +378,11 @@ final class Server: Sendable {
     /// process may not connect to (EACCES: another user's, mode 0600) may well be served, and replacing it would
     /// send that daemon's clients here. What no restart mends (a file that is no socket, a stale socket or one it
     /// may not connect to for want of permission) is an ``UnusableSocketPath`` (exit 78); a served socket, or one
-    /// whose backlog is full, may be gone by the next start (exit 1).
-    static func removeStaleSocket(at path: String) throws {
+    /// whose backlog is full, may be gone by the next start (exit 1). Returns whether it removed one.
+    @discardableResult
+    static func removeStaleSocket(at path: String) throws -> Bool {
         var info = stat()
-        guard lstat(path, &info) == 0 else { return }
+        guard lstat(path, &info) == 0 else { return false }
         guard (info.st_mode & S_IFMT) == S_IFSOCK else {
             throw UnusableSocketPath(description: "\(path) exists and is not a socket; refusing to replace it")
         }
@@ -409,8 +410,9 @@ final class Server: Sendable {
                     "\(path) is a stale socket (nothing listens on it; it belongs to \(SocketDirectoryRules.describeUser(info.st_uid))), but incidentd cannot remove it: \(String(cString: strerror(code))). Remove it, or give another socket path",
                     code)
             }
+            return true
         case ENOENT:
-            return
+            return false
         case EAGAIN:
             throw DaemonConfiguration.Problem(
                 description:

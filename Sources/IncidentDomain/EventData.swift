@@ -423,7 +423,9 @@ public struct ResponseData: Hashable, Sendable {
     public var detained: Int64?
     public var description: String?
 
-    init(json: JSONValue, path: String) throws(IncidentError) {
+    /// `stored` reads an event the log already holds: one stored before `none` was refused beside another response
+    /// is read as it was stored.
+    init(json: JSONValue, path: String, stored: Bool) throws(IncidentError) {
         var r = try FieldReader(json, path: path)
         by = try r.requiredString("by", maxLength: Limits.shortText)
         guard let list = try r.array("responses", maxCount: ResponseKind.allCases.count) else {
@@ -440,6 +442,9 @@ public struct ResponseData: Hashable, Sendable {
             if responses.contains(kind) { throw IncidentError.invalid("\(r.name("responses"))[\(n)]", "\(s) is listed twice") }
             responses.append(kind)
         }
+        if !stored, responses.count > 1, responses.contains(.none) {
+            throw IncidentError.invalid(r.name("responses"), Self.noneBesideOthers)
+        }
         self.responses = responses
         killed = try r.integer("killed", range: Limits.people)
         injured = try r.integer("injured", range: Limits.people)
@@ -447,6 +452,10 @@ public struct ResponseData: Hashable, Sendable {
         description = try r.string("description", maxLength: Limits.description)
         try r.finish()
     }
+
+    /// Why a `responses` list naming `none` and another response is refused.
+    static let noneBesideOthers =
+        "lists none beside another response; none means the force was seen not to respond, so send it alone"
 
     public var json: JSONValue {
         var o: [String: JSONValue] = ["by": .string(by), "responses": .array(responses.map { .string($0.rawValue) })]
@@ -512,7 +521,7 @@ public enum EventData: Hashable, Sendable {
         guard let json else { throw IncidentError.invalid("data", "is required") }
         switch type {
         case .incidentReported: self = .reported(try ReportData(json: json, path: "data", stored: stored))
-        case .responseObserved: self = .responded(try ResponseData(json: json, path: "data"))
+        case .responseObserved: self = .responded(try ResponseData(json: json, path: "data", stored: stored))
         case .outcomeUpdated: self = .outcome(try OutcomeData(json: json, path: "data"))
         }
     }

@@ -431,7 +431,8 @@ public enum FastWireDecoder {
                         else { return nil }
                         list.append(kind)
                     } while s.consume(UInt8(ascii: ","))
-                    guard s.consume(UInt8(ascii: "]")) else { return nil }
+                    // `none` beside another response is left to the reader, which refuses it with its reason.
+                    guard s.consume(UInt8(ascii: "]")), list.count == 1 || !list.contains(.none) else { return nil }
                     responses = list
                 }
             } else if equals(key, "killed") {

@@ -211,6 +211,9 @@ struct Observe: ParsableCommand {
         for kind in responses.joined() where !seen.insert(kind).inserted {
             throw ValidationError("--response: \(kind.rawValue) is given twice; name each response once")
         }
+        if seen.count > 1, seen.contains(.none) {
+            throw ValidationError("--response: none means the force was seen not to respond; give it alone, not beside another response")
+        }
     }
 
     func run() throws {

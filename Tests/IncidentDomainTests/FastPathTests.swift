@@ -84,7 +84,7 @@ private func wireEvent(_ r: inout Rng) -> JSONValue {
         }
     case "response-observed":
         d["by"] = .string(r.pick(["Russian armed forces", "Rosgvardia"]))
-        d["responses"] = .array((0..<(r.below(3))).map { _ in .string(r.pick(["tear-gas", "warning-shots", "detentions", "water"])) })
+        d["responses"] = .array((0..<(r.below(3))).map { _ in .string(r.pick(["tear-gas", "warning-shots", "detentions", "water", "none"])) })
         if r.chance(30) { d["detained"] = .int(Int64(r.below(40))) }
         if r.chance(20) { d["killed"] = r.pick([.int(1), .double(2.0), .int(-1)]) }
         if r.chance(20) { d["injured"] = .int(3) }

@@ -112,6 +112,30 @@ struct ValidationTests {
         #expect(outcome.type == .outcomeUpdated)
     }
 
+    @Test("a response of none beside another is refused naming responses; one stored before the rule still reads")
+    func noneBesideOtherResponses() throws {
+        let response: JSONValue = ["type": "response-observed", "incident": "a", "data": ["by": "Rosgvardia", "responses": ["none"]]]
+        #expect(try propose(response).type == .responseObserved)
+        for list: JSONValue in [["none", "tear-gas"], ["warning-shots", "none"]] {
+            do {
+                _ = try propose(with(response, ["data", "responses"], list))
+                Issue.record("\(list) was accepted")
+            } catch {
+                #expect(field(of: error) == "data.responses")
+                #expect((error as? IncidentError)?.message.contains("none beside another response") == true)
+            }
+        }
+        let stored: JSONValue = [
+            "position": 2, "eventId": "3f2a5c1e-8b7d-4e6f-9a0b-1c2d3e4f5a6c", "type": "response-observed",
+            "incident": "kupiansk-2022-03-01-demonstration", "version": 2, "occurredAt": "2022-03-01",
+            "precision": "day", "recordedAt": "2025-11-24T00:00:00.000000Z", "recordedBy": ["uid": 0, "user": "root"],
+            "schema": 1, "prevHash": .string(String(repeating: "0", count: 64)),
+            "data": ["by": "Rosgvardia", "responses": ["none", "tear-gas"]],
+        ]
+        let event = try RecordedEvent(json: stored)
+        #expect(event.json == stored, "read back as it was stored, byte for byte")
+    }
+
     @Test("a control character in text is refused naming which and where; line breaks and tabs pass")
     func controlCharacters() throws {
         for (text, says) in [

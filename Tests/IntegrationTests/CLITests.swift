@@ -59,6 +59,7 @@ struct CLITests {
             ["outcome", "kupiansk-1", "--status", "dispersed", "--correct", "participants"],
             ["events", "--from", "-1"],
             ["observe", "kupiansk-1", "--by", "x", "--response", "none", "--killed", "-1"],
+            ["observe", "kupiansk-1", "--by", "x", "--response", "none,tear-gas"],
             ["report", "--city", "Kupiansk", "--kind", "demonstration", "--occurred", "2022-03-01", "--participants", "-5"],
             ["cities", "--format", "yaml"],
             ["append", "/nonexistent/events.jsonl"],

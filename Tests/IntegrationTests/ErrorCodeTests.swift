@@ -299,6 +299,7 @@ struct ErrorCodeTests {
             InvalidCase(description: "source without name", event: Wire.setting(report, "sources", [["verification": "verified"]]), field: "sources[0].name"),
             InvalidCase(description: "unknown response", event: Wire.setting(response, "data.responses", ["tear gas"]), field: "data.responses[0]", mentions: ["tear-gas"]),
             InvalidCase(description: "no responses", event: Wire.setting(response, "data.responses", []), field: "data.responses"),
+            InvalidCase(description: "none beside another response", event: Wire.setting(response, "data.responses", ["tear-gas", "none"]), field: "data.responses", mentions: ["none beside another response"]),
             InvalidCase(description: "response without by", event: Wire.setting(response, "data.by", nil), field: "data.by"),
             InvalidCase(description: "response without incident", event: Wire.setting(response, "incident", nil), field: "incident"),
             InvalidCase(description: "negative detained", event: Wire.setting(response, "data.detained", -1), field: "data.detained"),

@@ -144,11 +144,16 @@ struct OptionValueTests {
                           "--verification", Verification.allCases[n % Verification.allCases.count].rawValue])
             #expect(reported.status == 0, "\(kind): \(reported.stderr)")
         }
-        let observed = try daemon.ctl(
-            ["observe", "k-1", "--by", "x", "--response", ResponseKind.allCases.map(\.rawValue).joined(separator: ","), "--format", "json"])
-        #expect(observed.status == 0, "\(observed.stderr)")
-        let responses = try daemon.ctl(["events", "--incident", "k-1", "--type", "response-observed", "--format", "json"]).json
-        #expect(responses?["data"]?["responses"] == .array(ResponseKind.allCases.map { .string($0.rawValue) }))
+        // `none` only alone: every other response in one event, then `none` in another.
+        let responded = ResponseKind.allCases.filter { $0 != .none }
+        for list in [responded, [.none]] {
+            let observed = try daemon.ctl(
+                ["observe", "k-1", "--by", "x", "--response", list.map(\.rawValue).joined(separator: ","), "--format", "json"])
+            #expect(observed.status == 0, "\(observed.stderr)")
+        }
+        let responses = try daemon.ctl(["events", "--incident", "k-1", "--type", "response-observed", "--format", "json"]).stdout
+            .split(separator: "\n").map { try JSONReader().read(String($0)) }
+        #expect(responses.map { $0["data"]?["responses"] } == [responded, [.none]].map { .array($0.map { .string($0.rawValue) }) })
         for status in OutcomeStatus.allCases {
             let outcome = try daemon.ctl(["outcome", "k-1", "--status", status.rawValue, "--correct", "kind=symbolic-act"])
             #expect(outcome.status == 0, "\(status): \(outcome.stderr)")

@@ -142,12 +142,12 @@ struct DaemonConfiguration: Sendable {
                 loopScheduling = parsed
             }
             if let directory = try daemon.string("backup_dir") {
-                guard directory.hasPrefix("/"), !directory.utf8.contains(0) else {
+                guard !directory.isEmpty, !directory.utf8.contains(0) else {
                     throw Problem(
                         description:
-                            "\(path): daemon.backup_dir: \(directory.isEmpty ? "is empty" : directory.hasPrefix("/") ? "holds a NUL byte" : "\"\(directory)\" is not an absolute path"); give the absolute path of the directory admins back up into, such as /var/lib/incidentd/backups")
+                            "\(path): daemon.backup_dir: \(directory.isEmpty ? "is empty" : "holds a NUL byte"); give the directory admins back up into, such as /var/lib/incidentd/backups")
                 }
-                backupDirectory = absolutePath(directory)
+                backupDirectory = absolutePath(Self.path(directory, besides: path))
                 backupDirectoryOrigin = "\(path): daemon.backup_dir"
             }
             try daemon.finish()

@@ -391,6 +391,10 @@ extension EventLog {
                                 } catch let error as IncidentError where error.code == .logDamaged {
                                     // The rules passed, so only damaged stored projections get here.
                                     throw DamagedProjection(request: requestIndex, index: index, error: error)
+                                } catch let error as LMDBError {
+                                    // A put of the projections the storage refused (a full map or file system) is
+                                    // answered as any other put's.
+                                    throw error
                                 } catch {
                                     throw LogError(.corrupt, "the projections of event \(event.position) cannot be updated: \(error)")
                                 }

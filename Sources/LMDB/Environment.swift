@@ -307,7 +307,10 @@ public final class Environment: @unchecked Sendable {
                         let cleared = try gate.withShared { () throws(LMDBError) -> Int32 in try lmdb_reader_check(handle) }
                         if cleared > 0 { continue }
                     }
-                    guard try growMap() else { throw error }
+                    // At the ceiling the map-full error is what the caller gets, also when `body` wrapped it.
+                    guard try growMap() else {
+                        throw (error as? LMDBError)?.isMapFull == true ? error : LMDBError(code: LMDBError.Code.mapFull.rawValue, function: "mdb_put")
+                    }
                 }
             }
         }

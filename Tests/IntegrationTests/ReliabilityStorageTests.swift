@@ -1,6 +1,7 @@
 import Foundation
 import IncidentLog
 import StrictJSON
+import Synchronization
 import Testing
 
 @Suite("Reliability: storage limits", .serialized)
@@ -46,6 +47,76 @@ struct ReliabilityStorageTests {
             }
         }
         return refusedInARow == 3
+    }
+
+    @Test("at max_map_size, group commits of batches from several connections are refused with storage_full every time, wherever in the commit the map ran out (a report's city-dates entry, made while its projections are applied, or a later put), never internal_error; at each of several maximums in turn (QA pass 13, M3)")
+    func fullMapRefusesEveryBatchAsStorageFull() throws {
+        let daemon = try startDaemon(config: "[storage]\ninitial_map_size = \"1MiB\"\n", arguments: ["--max-map-size", "2MiB"])
+        let socketPath = daemon.socketPath
+        let codes = Mutex<[String: Int]>([:])
+        let failures = Mutex<[String]>([])
+        // Each maximum is one pass through the last free pages, where a commit can run out at any of its puts.
+        for maximum in 2...9 {
+            if maximum > 2 {
+                daemon.extraArguments = daemon.extraArguments.map { $0 == "\(maximum - 1)MiB" ? "\(maximum)MiB" : $0 }
+                try daemon.restart()
+            }
+            let group = DispatchGroup()
+            for connection in 0..<3 {
+                group.enter()
+                Thread {
+                    defer { group.leave() }
+                    do {
+                        let client = try RawClient(path: socketPath)
+                        var refusals = 0
+                        var acknowledged: [String] = []
+                        // Batches of short reports, of responses and of outcomes for incidents already stored,
+                        // pipelined three deep, until this connection has had 10 refusals. Ids and dates spread
+                        // over their indexes, so a commit's puts land on many pages of each table.
+                        for n in 0..<600 where refusals < 10 {
+                            var sent: [[String]] = []
+                            for k in 0..<3 {
+                                let size = 1 + (n * 7 + k * 13 + connection * 5) % 30
+                                var events: [JSONValue] = []
+                                var reported: [String] = []
+                                for e in 0..<size {
+                                    if e % 3 != 0, let incident = acknowledged.randomElement() {
+                                        events.append(e % 3 == 1 ? WireEvent.response(incident: incident) : WireEvent.outcome(incident: incident))
+                                    } else {
+                                        let incident = "full-\(UUID().uuidString.lowercased())"
+                                        reported.append(incident)
+                                        events.append(
+                                            WireEvent.report(
+                                                incident: incident,
+                                                city: WireEvent.citySpellings[(e + n) % WireEvent.citySpellings.count],
+                                                description: String(repeating: "x", count: Int.random(in: 1...200)),
+                                                occurredAt: String(format: "2022-%02d-%02d", Int.random(in: 1...12), Int.random(in: 1...28))))
+                                    }
+                                }
+                                try client.send("append", ["id": .int(Int64(k)), "events": .array(events)])
+                                sent.append(reported)
+                            }
+                            for k in 0..<3 {
+                                let answer = try client.receive()
+                                let code = answer.isOK ? "ok" : answer.errorCode ?? "\(answer)"
+                                codes.withLock { $0[code, default: 0] += 1 }
+                                if answer.isOK { acknowledged += sent[k] } else { refusals += 1 }
+                            }
+                        }
+                    } catch {
+                        failures.withLock { $0.append("connection \(connection): \(error)") }
+                    }
+                }.start()
+            }
+            #expect(group.wait(timeout: .now() + 300) == .success, "the connections finished at \(maximum) MiB")
+        }
+        #expect(failures.withLock { $0 } == [])
+        let seen = codes.withLock { $0 }
+        #expect(seen.keys.sorted() == ["ok", "storage_full"], "answers by code: \(seen)")
+        #expect((seen["storage_full"] ?? 0) >= 240, "answers by code: \(seen)")
+        let client = try daemon.client()
+        #expect(try checkLogIntegrity(daemon, client).count > 0)
+        #expect(daemon.stop() == 0)
     }
 
     @Test("the map grows by itself up to max_map_size; then appends fail with storage_full, reads keep working; a larger maximum lets appends continue")

@@ -75,6 +75,28 @@ struct GrowthTests {
         }
     }
 
+    @Test("at the ceiling, a body that wraps the map-full error of its put fails with isMapFull, not its wrapper")
+    func wrappedMapFullAtCeiling() throws {
+        try withTemporaryDirectory { dir in
+            let env = try Environment(directory: dir, options: EnvironmentOptions(initialMapSize: 1 << 20, maxMapSize: 1 << 20))
+            let db = try env.openDatabase("blobs", create: true)
+            let value = [UInt8](repeating: 3, count: 64 << 10)
+            do {
+                try env.write { txn throws in
+                    do {
+                        for i in 0..<40 as Range<UInt64> { try txn.put(db, key: i, value: value) }
+                    } catch {
+                        throw TestFailure(reason: "wrapped: \(error)")
+                    }
+                }
+                Issue.record("2.5 MiB fitted in a map of 1 MiB")
+            } catch let error as LMDBError {
+                #expect(error.isMapFull, "\(error)")
+            }
+            #expect(try env.read { try $0.count(db) } == 0)
+        }
+    }
+
     @Test("writing 32 MiB into an 8 MiB ceiling fails with isMapFull; committed data survives")
     func failsAtCeiling() throws {
         try withTemporaryDirectory { dir in

@@ -122,7 +122,7 @@ struct Incidentd: ParsableCommand {
             let message = self.message(for: error)
             guard status != .success, !message.isEmpty, JournalLogHandler.writesToJournal() else { exit(withError: error) }
             let hint = status == .validationFailure ? " (incidentd --help shows the usage)" : ""
-            FileHandle.standardError.write(Data(JournalLogHandler.startLine(message + hint, level: .error).utf8))
+            JournalLogHandler.writeToStandardError(JournalLogHandler.startLine(message + hint, level: .error))
             exit(withError: ExitCode(status.rawValue))
         }
     }
@@ -191,7 +191,7 @@ struct Incidentd: ParsableCommand {
             }
             gazetteer = try settings.gazetteer()
         } catch {
-            FileHandle.standardError.write(Data(JournalLogHandler.startLine("\(error)", level: .error).utf8))
+            JournalLogHandler.writeToStandardError(JournalLogHandler.startLine("\(error)", level: .error))
             throw ExitCode(78)  // EX_CONFIG
         }
         if let logLevel, let level = Logger.Level(rawValue: logLevel) { settings.logLevel = level }

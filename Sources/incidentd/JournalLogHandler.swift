@@ -1,5 +1,6 @@
 import Foundation
 import Logging
+import Synchronization
 
 #if canImport(Glibc)
 import Glibc
@@ -51,7 +52,41 @@ struct JournalLogHandler: LogHandler {
         } else {
             line = "\(Date().formatted(.iso8601)) \(event.level) \(body)\n"
         }
-        FileHandle.standardError.write(Data(line.utf8))
+        Self.writeToStandardError(line)
+    }
+
+    /// Lines that could not be written to stderr since the last one that could.
+    private static let droppedLines = Atomic<Int>(0)
+
+    /// Writes `line` to stderr whole, or drops it: a log that cannot be written (a full disk under a redirected
+    /// stderr, a pipe whose reader has gone) never stops the daemon. The next line written says how many were dropped.
+    static func writeToStandardError(_ line: String) {
+        var bytes = Array(line.utf8)
+        let dropped = droppedLines.load(ordering: .relaxed)
+        if dropped > 0 {
+            let notice = "\(dropped) log lines could not be written to stderr and were dropped"
+            let line = writesToJournal() ? "<\(priority(.warning))>\(notice)\n" : "\(Date().formatted(.iso8601)) warning \(notice)\n"
+            bytes = Array(line.utf8) + bytes
+        }
+        if writeAll(bytes, to: STDERR_FILENO) {
+            if dropped > 0 { droppedLines.subtract(dropped, ordering: .relaxed) }
+        } else {
+            droppedLines.add(1, ordering: .relaxed)
+        }
+    }
+
+    /// Whether all of `bytes` went to `descriptor`.
+    private static func writeAll(_ bytes: [UInt8], to descriptor: Int32) -> Bool {
+        bytes.withUnsafeBytes { raw in
+            var offset = 0
+            while offset < raw.count {
+                let n = Glibc.write(descriptor, raw.baseAddress.map { $0 + offset }, raw.count - offset)
+                if n < 0 && errno == EINTR { continue }
+                guard n > 0 else { return false }
+                offset += n
+            }
+            return true
+        }
     }
 
     /// `text` with every control character (a newline, a carriage return, an escape), line or paragraph separator

@@ -9,6 +9,32 @@ import Glibc
 /// The signals an operator may send besides SIGTERM: none ends the daemon.
 @Suite("Signals")
 struct SignalTests {
+    @Test("a daemon whose stderr cannot be written (/dev/full) serves, answers SIGHUP and appends, and exits 0 on SIGTERM: log lines it cannot write are dropped, never fatal (QA pass 13, M2)")
+    func unwritableStandardError() throws {
+        let root = makeTemporaryDirectory("incidentd-stderr")
+        defer { try? FileManager.default.removeItem(atPath: root) }
+        let full = open("/dev/full", O_WRONLY | O_CLOEXEC)
+        let null = open("/dev/null", O_RDONLY | O_CLOEXEC)
+        defer {
+            close(full)
+            close(null)
+        }
+        let socket = root + "/incidentd.sock"
+        let child = try ChildProcess(
+            Binaries.incidentd, ["--data-dir", root + "/data", "--socket", socket],
+            environment: ProcessInfo.processInfo.environment, stdin: null, stdout: full, stderr: full)
+        try waitFor("incidentd to serve") {
+            guard child.isRunning else { throw HarnessError("incidentd exited with \(child.wait())") }
+            return (try? RawClient(path: socket).status()) != nil
+        }
+        kill(child.pid, SIGHUP)
+        let client = try RawClient(path: socket)
+        #expect(try client.appendEvents([Wire.report(incident: "kupiansk-logless")]).isOK)
+        #expect(try RawClient(path: socket).status()["position"]?.intValue == 1)
+        kill(child.pid, SIGTERM)
+        #expect(child.wait() == 0, "the stopping line is not written either")
+    }
+
     @Test("SIGHUP is answered in the log (no reload: restart it), SIGUSR1 and SIGUSR2 are ignored, and the daemon keeps serving; SIGTERM then exits 0 and removes the socket")
     func hangupDoesNotStop() throws {
         let daemon = try Daemon()

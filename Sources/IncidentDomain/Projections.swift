@@ -665,9 +665,16 @@ public protocol ProjectionStore {
     /// The first and last dates of the city `cityId`'s index (``IncidentDate/span(of:)``); nil when it holds none.
     /// Asked only when an outcome retracts or reinstates an incident; a report compares its date with the city's.
     mutating func incidentDateSpan(of cityId: String) throws -> (first: String, last: String)?
+    /// Adds a reported incident, `incident` reported at `position`, to city `cityId`'s list of every incident
+    /// reported in it, retracted or not: once, at its report (its city never changes).
+    mutating func addCityIncident(cityId: String, position: UInt64, incident: String) throws
 }
 
 extension ProjectionStore {
+    /// A store that lists no city's incidents (one folded in memory, which finds them among its incidents) keeps
+    /// nothing.
+    public mutating func addCityIncident(cityId: String, position: UInt64, incident: String) throws {}
+
     public mutating func takeIncident(_ id: String) throws -> IncidentState? { try incident(id) }
     public mutating func takeCity(_ id: String) throws -> CityState? { try city(id) }
 
@@ -741,6 +748,7 @@ public struct Projector: Sendable {
             let state = IncidentState(reported: event, report: report, cityId: cityId)
             let date = IncidentDate(of: state)
             if let date { try store.addIncidentDate(date) }
+            try store.addCityIncident(cityId: cityId, position: event.position, incident: state.incident)
             try store.updateCity(cityId, orNew: { newCity(id: cityId, reportedName: report.city) }) { city in
                 city.aliasesSeen.insert(report.city)
                 try city.add(state, sign: 1)

@@ -27,9 +27,10 @@ struct TransactionProjections: ProjectionStore {
     private var storedIncidents: [String: IncidentState] = [:]
     private var undoIncidents: [(String, IncidentState?)] = []
     private var undoCities: [(String, CityState?)] = []
-    /// The `city-dates` entries the request running changed, each with the value it had (nil: it had none), in
-    /// order. The index is changed in the transaction at once, not at ``flush()``, so that a city's dates read from
-    /// it see the batch's changes; a refused request's are put back from here.
+    /// The `city-dates` entries (dates, and the cities' indexes of incidents) the request running changed, each with
+    /// the value it had (nil: it had none), in order. The index is changed in the transaction at once, not at
+    /// ``flush()``, so that a city's dates read from it see the batch's changes; a refused request's are put back
+    /// from here.
     private var undoDates: [(key: [UInt8], value: [UInt8]?)] = []
     private var undoable = false
     /// Where a `city-dates` key is made, kept from one report to the next.
@@ -102,6 +103,19 @@ struct TransactionProjections: ProjectionStore {
         var text = date.text
         try dateKey.withUnsafeBytes { key in
             try text.withUTF8 { try txn.put(db.cityDates, key: key, value: UnsafeRawBufferPointer($0)) }
+        }
+    }
+
+    /// One put in `city-dates`, for each report: its entry in its city's index of incidents.
+    mutating func addCityIncident(cityId: String, position: UInt64, incident: String) throws {
+        dateKey.removeAll(keepingCapacity: true)
+        var cityId = cityId
+        cityId.withUTF8 { Keys.cityIncident(cityId: UnsafeRawBufferPointer($0), position: position, into: &dateKey) }
+        // Keyed by the report's own position: no entry was there before (undone, it is deleted).
+        if undoable { undoDates.append((dateKey, nil)) }
+        var incident = incident
+        try dateKey.withUnsafeBytes { key in
+            try incident.withUTF8 { try txn.put(db.cityDates, key: key, value: UnsafeRawBufferPointer($0)) }
         }
     }
 

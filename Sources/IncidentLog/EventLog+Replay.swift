@@ -309,6 +309,7 @@ extension EventLog {
             // between.
             try writeIncidents(folds, appending: start == 1, incidentsPerCommit: max(1, incidentsPerCommit))
             try writeCityDates(folds, appending: start == 1, entriesPerCommit: max(1, incidentsPerCommit))
+            try writeCityIncidents(folds, appending: start == 1, entriesPerCommit: max(1, incidentsPerCommit))
             for var fold in folds {
                 fold.forgetIncidents()
                 parts.append(fold)

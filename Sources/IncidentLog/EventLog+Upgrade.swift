@@ -77,13 +77,14 @@ extension EventLog {
         try makeStreamSummaries(everyEntry: false, tag: EventLog.format3Tag)
     }
 
-    /// Upgrades a log of format 3 to format 4, which adds `city-dates`, each city's index of the dates of the
-    /// incidents it counts (``IncidentDate``). The database is opened (made, empty) with the log; this empties it
-    /// and writes the new format tag, in one transaction. The index is then made, and every city's first and last
-    /// incident dates with it, by the rebuild of the projections that follows at once (``checkFormat()``, which says
-    /// why): no incidentd of format 3 wrote projections of version 7 or later, so one cut short before it ends
-    /// rebuilds them at the next start.
-    func upgradeFromFormat3() throws {
+    /// Upgrades a log of format 3 or 4 to format 5. Format 4 added `city-dates`, each city's index of the dates of
+    /// the incidents it counts (``IncidentDate``); format 5 keeps there each city's index of every incident reported
+    /// in it too (``Keys/cityIncident(cityId:position:into:)``). The database is opened (made, empty) with the log;
+    /// this empties it and writes the new format tag, in one transaction. Both indexes are then made, and every
+    /// city's first and last incident dates with them, by the rebuild of the projections that follows at once
+    /// (``checkFormat()``, which says why): no incidentd of format 3 or 4 wrote projections of version 8 or later,
+    /// so one cut short before it ends rebuilds them at the next start.
+    func upgradeCityDates() throws {
         try environment.write { txn in
             try txn.drop(db.cityDates, delete: false)
             try txn.put(db.meta, key: Keys.format, value: Array(EventLog.formatTag.utf8))

@@ -239,6 +239,14 @@ extension EventLog {
                         value.withUnsafeBytes { compared.cityDatesFolded.add(IndexDigest.cityDateEntry(key: key, value: $0)) }
                     }
                 }
+                var key: [UInt8] = []
+                for i in 0..<fold.incidentCount {
+                    key.removeAll(keepingCapacity: true)
+                    fold.cityIncidentKey(i, into: &key)
+                    key.withUnsafeBytes { key in
+                        fold.id(i).withUnsafeBytes { compared.cityDatesFolded.add(IndexDigest.cityDateEntry(key: key, value: $0)) }
+                    }
+                }
                 fold.forgetIncidents()
                 if last { break }
                 start = end
@@ -486,8 +494,8 @@ extension EventLog {
     }
 
     /// The first `city-dates` entry, in key order, that differs from those the events give (one they do not give, one
-    /// with another date, or one they give that is missing), in a snapshot of its own: `incident-streams` folded
-    /// again, a segment at a time, keeping only the entries.
+    /// with another date or incident, or one they give that is missing), dates and the cities' indexes of incidents
+    /// alike, in a snapshot of its own: `incident-streams` folded again, a segment at a time, keeping only the entries.
     private func locateCityDateDifference() throws -> DerivedDifference? {
         try environment.read { txn in
             let head = try Head.read(txn, db).position
@@ -503,6 +511,11 @@ extension EventLog {
                     let (key, value) = fold.dateEntry(i)
                     expected.append((Array(key), Array(value)))
                 }
+                for i in 0..<fold.incidentCount {
+                    var key: [UInt8] = []
+                    fold.cityIncidentKey(i, into: &key)
+                    expected.append((key, Array(fold.id(i))))
+                }
                 fold.forgetIncidents()
                 if last { break }
                 start = end
@@ -511,6 +524,9 @@ extension EventLog {
             func named(_ key: some Collection<UInt8>) -> (key: String, position: UInt64?) {
                 let bytes = Array(key)
                 return bytes.withUnsafeBytes { raw in
+                    if let (cityId, position) = Keys.readCityIncident(raw) {
+                        return ("\(String(decoding: cityId, as: UTF8.self))/\(position)", position)
+                    }
                     guard let (cityId, _, position) = Keys.readCityDate(raw) else {
                         return (ChainHash.hex(bytes), nil)
                     }
@@ -521,29 +537,47 @@ extension EventLog {
                 let (name, position) = named(key)
                 return DerivedDifference(database: .cityDates, key: name, position: position, problem: problem, remedy: .rebuildProjections)
             }
+            func isIncidentEntry(_ key: some Collection<UInt8>) -> Bool { key.first == Keys.cityIncidentMark }
+            func missing(_ entry: (key: [UInt8], value: [UInt8])) -> DerivedDifference {
+                let value = String(decoding: entry.value, as: UTF8.self)
+                return difference(
+                    entry.key,
+                    isIncidentEntry(entry.key)
+                        ? "its city's index of incidents has no entry for the report at this position (incident \(value)), which the events report in it"
+                        : "it has no entry for the report at this position (\(value)), which its city counts")
+            }
             var next = 0
             var found: DerivedDifference?
             try txn.forEach(db.cityDates) { key, value in
-                let date = String(decoding: value, as: UTF8.self)
-                guard Keys.readCityDate(key) != nil else {
-                    found = difference(key, "its key of \(key.count) bytes is not a city id, the start of a date and the position of a report")
+                let text = String(decoding: value, as: UTF8.self)
+                let incidentEntry = isIncidentEntry(key)
+                guard incidentEntry ? Keys.readCityIncident(key) != nil : Keys.readCityDate(key) != nil else {
+                    found = difference(
+                        key,
+                        incidentEntry
+                            ? "its key of \(key.count) bytes is not 0xFF, a city id and the position of a report"
+                            : "its key of \(key.count) bytes is not a city id, the start of a date and the position of a report")
                     return false
                 }
                 if next < expected.count, expected[next].key.lexicographicallyPrecedes(key) {
-                    let missing = expected[next]
-                    found = difference(
-                        missing.key,
-                        "it has no entry for the report at this position (\(String(decoding: missing.value, as: UTF8.self))), which its city counts")
+                    found = missing(expected[next])
                     return false
                 }
                 guard next < expected.count, expected[next].key.elementsEqual(key) else {
                     found = difference(
-                        key, "it holds the date \(date) of the report at this position, which is not an incident its city counts (retracted, or not reported there)")
+                        key,
+                        incidentEntry
+                            ? "its city's index of incidents holds incident \(text) at this position, where the events report none in the city"
+                            : "it holds the date \(text) of the report at this position, which is not an incident its city counts (retracted, or not reported there)")
                     return false
                 }
                 guard expected[next].value.elementsEqual(value) else {
+                    let given = String(decoding: expected[next].value, as: UTF8.self)
                     found = difference(
-                        key, "it holds the date \(date) of the report at this position, which the events give as \(String(decoding: expected[next].value, as: UTF8.self))")
+                        key,
+                        incidentEntry
+                            ? "its city's index of incidents holds incident \(text) at this position, where the events report \(given)"
+                            : "it holds the date \(text) of the report at this position, which the events give as \(given)")
                     return false
                 }
                 next += 1
@@ -551,9 +585,7 @@ extension EventLog {
             }
             if let found { return found }
             guard next < expected.count else { return nil }
-            return difference(
-                expected[next].key,
-                "it has no entry for the report at this position (\(String(decoding: expected[next].value, as: UTF8.self))), which its city counts")
+            return missing(expected[next])
         }
     }
 

@@ -22,7 +22,8 @@ struct Databases: Sendable {
     let cities: Database
     /// `city-dates`: each city's index of the dates of the incidents it counts, from which its first and last
     /// incident dates are read: ``Keys/cityDate(cityId:start:position:into:)`` → the report's `occurredAt` as
-    /// reported (``IncidentDate``)
+    /// reported (``IncidentDate``); and after all of those, each city's index of every incident reported in it,
+    /// retracted or not: ``Keys/cityIncident(cityId:position:into:)`` → the incident id
     let cityDates: Database
     /// `head` → position ‖ hash ‖ recordedAt; `format`; `projections` → position they are current through ‖
     /// their version; `gazetteer` → SHA-256 of what they read of the gazetteer they were built with
@@ -33,12 +34,14 @@ struct Databases: Sendable {
 /// projections, all changed together in one write transaction. Reads may come from any thread; writes come
 /// only from the ``GroupCommitter``'s thread.
 public final class EventLog: Sendable {
-    /// Format 4 adds `city-dates`, each city's index of the dates of the incidents it counts; format 3 stores each
+    /// Format 5 keeps in `city-dates` each city's index of every incident reported in it too; format 4 adds
+    /// `city-dates`, each city's index of the dates of the incidents it counts; format 3 stores each
     /// event's ``StreamSummary`` beside its position in `incident-streams`, which format 2 keys by where each
     /// incident starts. Older logs are upgraded at the first start of a daemon: format 1 (`streams`, keyed by
-    /// incident id) by ``upgradeFromFormat1()``, format 2 by ``upgradeFromFormat2()``, format 3 by
-    /// ``upgradeFromFormat3()``, each to the next.
-    public static let formatTag = "incidentd-log-4"
+    /// incident id) by ``upgradeFromFormat1()``, format 2 by ``upgradeFromFormat2()``, formats 3 and 4 by
+    /// ``upgradeCityDates()``, each to the next.
+    public static let formatTag = "incidentd-log-5"
+    static let format4Tag = "incidentd-log-4"
     static let format3Tag = "incidentd-log-3"
     static let format2Tag = "incidentd-log-2"
     static let format1Tag = "incidentd-log-1"
@@ -50,8 +53,9 @@ public final class EventLog: Sendable {
     /// counts the incidents its participant sums cover (`participants.counted`); version 6 corrects a report by
     /// ``ReportData/correction(_:)``, which reads the corrections alone, where the writer had dropped a correction
     /// of a report stored under older, looser rules that it still held whole; version 7 leaves retracted incidents
-    /// out of a city's `firstIncidentAt` and `lastIncidentAt` too, read from `city-dates`, which it writes.
-    public static let projectionVersion: UInt64 = 7
+    /// out of a city's `firstIncidentAt` and `lastIncidentAt` too, read from `city-dates`, which it writes; version 8
+    /// writes each city's index of incidents there too.
+    public static let projectionVersion: UInt64 = 8
 
     public let environment: Environment
     public let gazetteer: Gazetteer
@@ -514,7 +518,7 @@ public final class EventLog: Sendable {
             try txn.put(db.meta, key: Keys.format, value: Array(EventLog.formatTag.utf8))
             return nil
         }
-        // Whether the log was upgraded from format 3 or before, which needs the rebuild that makes `city-dates`.
+        // Whether the log was upgraded from format 4 or before, which needs the rebuild that makes `city-dates`.
         let upgraded = found != nil && found != EventLog.formatTag
         switch found {
         case nil, EventLog.formatTag?: break
@@ -522,14 +526,14 @@ public final class EventLog: Sendable {
             try refuseDamagedPages(before: "the upgrade of its format")
             try upgradeFromFormat1()
             try upgradeFromFormat2()
-            try upgradeFromFormat3()
+            try upgradeCityDates()
         case EventLog.format2Tag?:
             try refuseDamagedPages(before: "the upgrade of its format")
             try upgradeFromFormat2()
-            try upgradeFromFormat3()
-        case EventLog.format3Tag?:
+            try upgradeCityDates()
+        case EventLog.format3Tag?, EventLog.format4Tag?:
             try refuseDamagedPages(before: "the upgrade of its format")
-            try upgradeFromFormat3()
+            try upgradeCityDates()
         case let other?:
             throw EventLog.unknownFormat(other, directory: options.directory)
         }
@@ -547,7 +551,7 @@ public final class EventLog: Sendable {
         if options.rebuildAtOpen {
             reason = "rebuilding the projections as asked, every stream summary made again from its event first"
         } else if upgraded {
-            reason = "the log was upgraded to \(EventLog.formatTag), which keeps an index of each city's incident dates: rebuilding the projections, which makes it"
+            reason = "the log was upgraded to \(EventLog.formatTag), which keeps an index of each city's incident dates and one of each city's incidents: rebuilding the projections, which makes them"
         } else if projected.0 == .max {
             reason = "the projections are incomplete (a rebuild did not finish): rebuilding them"
         } else if projected.1 != EventLog.projectionVersion {
@@ -637,7 +641,7 @@ public final class EventLog: Sendable {
             try txn.get(meta, key: Keys.format).map { String(decoding: $0, as: UTF8.self) }
         }
         guard let found, found != formatTag else { return }
-        if found == format1Tag || found == format2Tag || found == format3Tag {
+        if found == format1Tag || found == format2Tag || found == format3Tag || found == format4Tag {
             throw LogError(
                 .notALog,
                 "\(directory) holds log format \(found); start incidentd on it once to upgrade it to \(formatTag), then read it again")

@@ -52,11 +52,40 @@ enum Keys {
 
     /// The city id, start and position of a `city-dates` key; nil when it is not one.
     static func readCityDate(_ key: UnsafeRawBufferPointer) -> (cityId: UnsafeRawBufferPointer, start: Int64, position: UInt64)? {
-        guard key.count > 17, key[key.count - 17] == 0,
+        guard key.count > 17, key[0] != cityIncidentMark, key[key.count - 17] == 0,
             let start = readPosition(UnsafeRawBufferPointer(rebasing: key[(key.count - 16)...])),
             let position = readPosition(UnsafeRawBufferPointer(rebasing: key[(key.count - 8)...]))
         else { return nil }
         return (UnsafeRawBufferPointer(rebasing: key[..<(key.count - 17)]), Int64(bitPattern: start ^ (1 << 63)), position)
+    }
+
+    /// The first byte of every entry of a city's index of its incidents in `city-dates`: no `city-dates` key of a
+    /// date starts with it (a city id is UTF-8, which never holds 0xFF), so these entries sort after all of the
+    /// dates, and a rebuild appends them there.
+    static let cityIncidentMark: UInt8 = 0xFF
+
+    /// `0xFF ‖ city id ‖ 0x00 ‖ position`: an incident's entry in its city's index of every incident reported in
+    /// it, retracted or not, the position of its report big-endian, so that a city's entries sort together (no city
+    /// id holds a 0x00) in the order they were reported. Its value is the incident id. Appended to `key`.
+    static func cityIncident(cityId: UnsafeRawBufferPointer, position: UInt64, into key: inout [UInt8]) {
+        key.append(cityIncidentMark)
+        key.append(contentsOf: cityId)
+        key.append(0)
+        withUnsafeBytes(of: position.bigEndian) { key.append(contentsOf: $0) }
+    }
+
+    /// Where city `cityId`'s entries in its index of incidents begin, `0xFF ‖ city id ‖ 0x00`: each of them starts
+    /// with it.
+    static func cityIncidentPrefix(_ cityId: String) -> [UInt8] {
+        [cityIncidentMark] + Array(cityId.utf8) + [0]
+    }
+
+    /// The city id and report position of an entry of a city's index of incidents; nil when the key is not one.
+    static func readCityIncident(_ key: UnsafeRawBufferPointer) -> (cityId: UnsafeRawBufferPointer, position: UInt64)? {
+        guard key.count > 10, key[0] == cityIncidentMark, key[key.count - 9] == 0,
+            let position = readPosition(UnsafeRawBufferPointer(rebasing: key[(key.count - 8)...]))
+        else { return nil }
+        return (UnsafeRawBufferPointer(rebasing: key[1..<(key.count - 9)]), position)
     }
 
     static let head: [UInt8] = Array("head".utf8)

@@ -24,6 +24,10 @@ struct StreamFold {
     var dateKeyStarts: [Int] = [0]
     var dateValues: [UInt8] = []
     var dateValueStarts: [Int] = [0]
+    /// Each incident's city id (a text) and the position of its report, in the same order as `ids`: its entry in its
+    /// city's index of incidents (``Keys/cityIncident(cityId:position:into:)``).
+    var incidentCityIds: [Int32] = []
+    var incidentPositions: [UInt64] = []
     /// City names, city ids and dates, each once.
     var texts = TextTable()
     var cities: [FoldCity] = []
@@ -66,6 +70,8 @@ struct StreamFold {
         idStarts.reserveCapacity(incidents + 1)
         records.reserveCapacity(incidents * 176)
         recordStarts.reserveCapacity(incidents + 1)
+        incidentCityIds.reserveCapacity(incidents)
+        incidentPositions.reserveCapacity(incidents)
     }
 
     var dateCount: Int { dateKeyStarts.count - 1 }
@@ -85,7 +91,17 @@ struct StreamFold {
         dateKeyStarts = [0]
         dateValues = []
         dateValueStarts = [0]
+        incidentCityIds = []
+        incidentPositions = []
     }
+
+    /// Appends to `key` the key of incident `i`'s entry in its city's index of incidents; its value is the id.
+    func cityIncidentKey(_ i: Int, into key: inout [UInt8]) {
+        texts.bytes.withBytes(incidentCityIds[i]) { Keys.cityIncident(cityId: $0, position: incidentPositions[i], into: &key) }
+    }
+
+    /// The id of incident `i`.
+    func id(_ i: Int) -> ArraySlice<UInt8> { ids[idStarts[i]..<idStarts[i + 1]] }
 
     /// Folds the streams of the incidents reported at positions in `reports`, read with `cursor`.
     mutating func fold(_ cursor: borrowing Cursor, reports: Range<UInt64>) throws {
@@ -243,6 +259,8 @@ struct StreamFold {
 
         ids.append(contentsOf: incident.id)
         idStarts.append(ids.count)
+        incidentCityIds.append(x.cityId)
+        incidentPositions.append(x.firstPosition)
         // The city id is the report's own, or (rarely: a report without one) the slug of its name.
         let slug = incident.cityId == nil ? texts.bytes.withBytes(x.cityId) { Array($0) } : []
         slug.withUnsafeBytes { slug in

@@ -5,13 +5,13 @@ public let protocolVersion = 1
 
 /// An operation a client may ask for, with the role it needs.
 public enum Operation: String, Sendable, CaseIterable {
-    case append, read, incident, city, cities, status, verify, backup, subscribe, replay
+    case append, read, incident, incidents, city, cities, status, verify, backup, subscribe, replay
 
     /// The least role that may perform this operation.
     public var requiredRole: Role {
         switch self {
         case .append: return .reporter
-        case .read, .incident, .city, .cities, .status, .subscribe, .replay: return .reader
+        case .read, .incident, .incidents, .city, .cities, .status, .subscribe, .replay: return .reader
         case .verify, .backup: return .admin
         }
     }
@@ -23,6 +23,7 @@ public enum Operation: String, Sendable, CaseIterable {
         case .read: return ["from", "limit", "city", "type", "incident"]
         case .subscribe: return ["from", "city", "type", "incident"]
         case .incident: return ["incident", "untilPosition"]
+        case .incidents: return ["city", "status", "limit", "from"]
         case .city: return ["city"]
         case .backup: return ["path"]
         case .replay: return ["untilPosition", "asOf", "occurredBefore"]

@@ -116,7 +116,9 @@ func runLMDBCeiling(samples: Samples, events: Int, directory: String) throws -> 
         bytesPerEvent = Double(fileSize(directory + "/data.mdb")) / Double(events)
 
         // The index databases, filled with keys of the daemon's shapes (made unique by the position).
-        func keys(_ position: UInt64) -> (stream: [UInt8], id: [UInt8], incident: [UInt8], city: [UInt8], cityDate: [UInt8]) {
+        func keys(_ position: UInt64) -> (
+            stream: [UInt8], id: [UInt8], incident: [UInt8], city: [UInt8], cityDate: [UInt8], cityIncident: [UInt8]
+        ) {
             let shape = shapes[Int(position) % shapes.count]
             let suffix = Array("-\(position)".utf8)
             let incident = shape.incident + suffix
@@ -129,7 +131,10 @@ func runLMDBCeiling(samples: Samples, events: Int, directory: String) throws -> 
             let start = UInt64(1_640_995_200_000_000 + (position % 365) * 86_400_000_000) ^ (1 << 63)
             withUnsafeBytes(of: start.bigEndian) { cityDate.append(contentsOf: $0) }
             withUnsafeBytes(of: position.bigEndian) { cityDate.append(contentsOf: $0) }
-            return (stream, shape.eventId + suffix, incident, shape.city, cityDate)
+            // After every date: 0xFF, the city, a 0 byte and the report's position, as the city's index of incidents.
+            var cityIncident = [0xFF] + shape.city + [0]
+            withUnsafeBytes(of: position.bigEndian) { cityIncident.append(contentsOf: $0) }
+            return (stream, shape.eventId + suffix, incident, shape.city, cityDate, cityIncident)
         }
         let dateText = Array("2022-03-01".utf8)
         var indexed: UInt64 = 0
@@ -142,6 +147,7 @@ func runLMDBCeiling(samples: Samples, events: Int, directory: String) throws -> 
                     try txn.put(ids, key: k.id, value: Array(head[..<40]))
                     try txn.put(incidents, key: k.incident, value: projection)
                     try txn.put(cityDates, key: k.cityDate, value: dateText)
+                    try txn.put(cityDates, key: k.cityIncident, value: k.incident)
                 }
             }
         }
@@ -161,6 +167,7 @@ func runLMDBCeiling(samples: Samples, events: Int, directory: String) throws -> 
                         try txn.put(incidents, key: k.incident, value: projection)
                         try txn.put(cities, key: k.city, value: cityDocument)
                         try txn.put(cityDates, key: k.cityDate, value: dateText)
+                        try txn.put(cityDates, key: k.cityIncident, value: k.incident)
                         try txn.put(meta, key: Array("head".utf8), value: head)
                     }
                 }

@@ -43,7 +43,8 @@ struct Incidentctl: ParsableCommand {
             """,
         version: "0.1.0",
         subcommands: [
-            Report.self, Observe.self, Outcome.self, Append.self, Events.self, IncidentCommand.self, CityCommand.self,
+            Report.self, Observe.self, Outcome.self, Append.self, Events.self, IncidentCommand.self, IncidentsCommand.self,
+            CityCommand.self,
             Cities.self, Status.self, Verify.self, Backup.self, Replay.self, Export.self,
         ])
 

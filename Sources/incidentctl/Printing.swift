@@ -294,6 +294,22 @@ enum Printer {
         return "\(sums), from \(counted) of \(total) incidents (\(total - counted == 1 ? "the other gives" : "the others give") no count)"
     }
 
+    /// A city's incidents, one line each (an `incidents` answer's summaries).
+    static func incidents(_ incidents: [JSONValue]) {
+        guard !incidents.isEmpty else {
+            print("no incidents")
+            return
+        }
+        table(
+            ["INCIDENT", "OCCURRED", "KIND", "STATUS", "VERIFICATION", "RESPONSES", "VERSION", "POSITION", "LOCATION"],
+            incidents.map { i in
+                [
+                    text(i["incident"]), text(i["occurredAt"]), text(i["kind"]), text(i["status"]), text(i["verification"]),
+                    text(i["responseEvents"]), text(i["version"]), text(i["firstPosition"]), text(i["location"]),
+                ]
+            })
+    }
+
     static func cities(_ cities: [JSONValue]) {
         table(
             ["CITY", "NAME", "REGION", "INCIDENTS", "OPEN", "PARTICIPANTS", "KILLED", "INJURED", "DETAINED", "LAST INCIDENT"],

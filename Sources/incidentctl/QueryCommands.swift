@@ -299,8 +299,11 @@ struct CityCommand: ParsableCommand {
         discussion: """
             Any spelling the gazetteer knows works: Kupiansk, Kupyansk, Kup'yansk, Куп'янськ, Купянск.
 
-            Example:
+            Its incidents, one line each: incidentctl incidents --city NAME (--open for the open ones).
+
+            Examples:
               incidentctl city "Berdyans'k"
+              incidentctl incidents --city "Berdyans'k" --open
             """)
 
     @Argument(help: "The city, any spelling.") var name: String
@@ -316,6 +319,73 @@ struct CityCommand: ParsableCommand {
         case .json: Printer.json(city)
         case .table: Printer.city(city)
         }
+    }
+}
+
+struct IncidentsCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "incidents",
+        abstract: "List one city's incidents, one line each: what is open in a city, say.",
+        discussion: """
+            --city is required (any spelling the gazetteer knows). The incidents the city counts come first, by \
+            the date they occurred (the start of their occurredAt; on a tie, the one reported first), with their \
+            latest status; retracted incidents are listed only when asked for (--status retracted), after the \
+            others, in the order they were reported. --open lists those whose latest status is unknown or \
+            ongoing, the city's open incidents; --status, given once or more, those of the statuses named (open \
+            among them). Each line gives the incident's id, when it occurred (as reported), its kind and location \
+            (as corrected), latest status, verification, how many responses were observed, its version (how many \
+            events it holds) and the position of its report; incidentctl incident ID shows one whole.
+
+            JSON output is one incident per line. The daemon answers a page at a time (--limit, else 100 at a \
+            time until the list ends).
+
+            Examples:
+              incidentctl city Berdiansk
+              incidentctl incidents --city Berdiansk --open
+              incidentctl incidents --city Kupyansk --status retracted --status suppressed
+              incidentctl incidents --city Melitopol --limit 20 --format json
+            """)
+
+    @Option(help: "The city, any spelling (required).") var city: String
+    @Flag(help: "Only the open incidents: latest status unknown or ongoing.") var open = false
+    @Option(
+        help: ArgumentHelp(
+            "Only incidents whose latest status is this one (repeat for several): unknown, ongoing, dispersed, objective-achieved, suppressed, retracted, or open.",
+            valueName: "status"))
+    var status: [String] = []
+    @Option(parsing: .unconditional, help: "How many incidents at most (0: all).", transform: { try wholeNumber($0) }) var limit: Int = 0
+    @OptionGroup var connection: ConnectionOptions
+    @OptionGroup var output: OutputOptions
+
+    static let statusNames = ["unknown", "ongoing", "dispersed", "objective-achieved", "suppressed", "retracted", "open"]
+
+    func validate() throws {
+        try checkCityName(city, option: "--city")
+        guard limit >= 0 else { throw ValidationError("--limit: 0 or more") }
+        if open && !status.isEmpty { throw ValidationError("--open and --status: give one (--status open is --open)") }
+        for name in status where !Self.statusNames.contains(name) {
+            throw ValidationError("--status: \(name) is not a status; one of \(Self.statusNames.joined(separator: ", "))")
+        }
+    }
+
+    func run() throws {
+        let client = try connection.connect()
+        var body: [String: JSONValue] = ["city": .string(city)]
+        let statuses = open ? ["open"] : status
+        if !statuses.isEmpty { body["status"] = .array(statuses.map { .string($0) }) }
+        var listed: [JSONValue] = []
+        let format = output.resolved
+        while limit == 0 || listed.count < limit {
+            body["limit"] = .int(Int64(limit == 0 ? 1_000 : min(1_000, limit - listed.count)))
+            let response = try client.call(.incidents, body)
+            for incident in response["incidents"]?.arrayValue ?? [] {
+                if format == .json { Printer.json(incident) }
+                listed.append(incident)
+            }
+            guard let next = response["next"], next != .null else { break }
+            body["from"] = next
+        }
+        if format == .table { Printer.incidents(listed) }
     }
 }
 

@@ -111,6 +111,9 @@ final class RequestExecutor: Sendable {
                 let query = try incidentQuery(request)
                 guard (query.state?.version ?? 0) > Self.incidentEventsAnsweredOnLoop else { return .now(try incident(query, request)) }
                 return walkingTheLog(request, on: eventLoop, for: connection) { try $0.incident(query, request) }
+            case .incidents:
+                let query = try incidentsQuery(request)
+                return walkingTheLog(request, on: eventLoop, for: connection) { try $0.incidents(query, request) }
             case .city: return .now(try city(request))
             case .cities:
                 return .now(Response.success(id: id, ["cities": .array(try log.cities().map(\.json))]))
@@ -483,6 +486,64 @@ final class RequestExecutor: Sendable {
         let empty = CityState(
             cityId: cityId, name: known?.name ?? name, region: known?.region, population: known?.population.map(Int64.init))
         return Response.success(id: request.id, ["city": empty.json])
+    }
+
+    /// What an `incidents` request asks for, checked before it waits for its turn.
+    struct IncidentsQuery: Sendable {
+        var cityId: String
+        var statuses: Set<OutcomeStatus>
+        var from: CityIncidentsCursor?
+        var limit: Int
+    }
+
+    /// The most incidents an `incidents` answer lists, and how many it lists unless asked.
+    static let incidentsLimit: Int64 = 1_000
+    static let incidentsDefaultLimit: Int64 = 100
+    /// The most entries of a city's indexes one `incidents` request looks at, so that it is short (some
+    /// milliseconds) however few of the city's incidents its `status` matches.
+    static let incidentsLookedAt = 10_000
+
+    private func incidentsQuery(_ request: Request) throws -> IncidentsQuery {
+        guard let name = request.body["city"]?.stringValue else {
+            throw ProtocolError(.invalidRequest, "city: is required, any spelling the gazetteer knows")
+        }
+        let limit = try Self.integer(request.body["limit"], "limit", range: 1...Self.incidentsLimit) ?? Self.incidentsDefaultLimit
+        var from: CityIncidentsCursor?
+        if let value = request.body["from"] {
+            guard let text = value.stringValue, let cursor = CityIncidentsCursor(text: text) else {
+                throw ProtocolError(.invalidRequest, "from: expected the \"next\" of an earlier incidents answer, as it was given")
+            }
+            from = cursor
+        }
+        let statusNames = "one of \(OutcomeStatus.allCases.map(\.rawValue).joined(separator: ", ")), or open (unknown and ongoing)"
+        var statuses = Set(OutcomeStatus.allCases.filter(\.countsInSums))
+        if let value = request.body["status"] {
+            let names: [JSONValue]
+            switch value {
+            case .string: names = [value]
+            case .array(let listed) where !listed.isEmpty: names = listed
+            default: throw ProtocolError(.invalidRequest, "status: expected a status or a non-empty array of them, each \(statusNames)")
+            }
+            statuses = []
+            for (i, name) in names.enumerated() {
+                if name.stringValue == "open" {
+                    statuses.formUnion(OutcomeStatus.allCases.filter(\.isOpen))
+                } else if let status = name.stringValue.flatMap(OutcomeStatus.init(rawValue:)) {
+                    statuses.insert(status)
+                } else {
+                    throw ProtocolError(.invalidRequest, "status[\(i)]: \(name.canonicalString().prefix(64)) is not a status; \(statusNames)")
+                }
+            }
+        }
+        return IncidentsQuery(cityId: try resolveCity(name), statuses: statuses, from: from, limit: Int(limit))
+    }
+
+    private func incidents(_ query: IncidentsQuery, _ request: Request) throws -> [UInt8] {
+        let page = try log.cityIncidents(
+            cityId: query.cityId, statuses: query.statuses, after: query.from, limit: query.limit, lookingAtMost: Self.incidentsLookedAt)
+        return Response.success(
+            id: request.id,
+            ["cityId": .string(query.cityId), "incidents": .array(page.incidents), "next": page.next.map { .string($0.text) } ?? .null])
     }
 
     private func status(_ request: Request) throws -> [UInt8] {

@@ -6,7 +6,7 @@ import Testing
 /// help with examples, and the write commands.
 @Suite("incidentctl")
 struct CLITests {
-    static let subcommands = ["report", "observe", "outcome", "append", "events", "incident", "city", "cities", "status", "verify", "replay", "backup", "export"]
+    static let subcommands = ["report", "observe", "outcome", "append", "events", "incident", "incidents", "city", "cities", "status", "verify", "replay", "backup", "export"]
 
     @Test("a negative number is a value, not a flag: coordinates south and west are stored")
     func negativeNumbers() throws {

@@ -89,8 +89,10 @@ struct RebuildTests {
         #expect(daemon.stop() == 0)
 
         let log = try EventLog(options: LogOptions(directory: daemon.dataDir), gazetteer: .embedded)
+        // city-dates too: the dates and the cities' indexes of incidents the daemon wrote report by report.
         let projections = [
             try log.environment.openDatabase("incidents", create: false), try log.environment.openDatabase("cities", create: false),
+            try log.environment.openDatabase("city-dates", create: false),
         ]
         let kept = try Self.digest(log.environment, projections)
         #expect(kept.count > 100_000)

@@ -1,0 +1,273 @@
+import IncidentDomain
+import LMDB
+import StrictJSON
+
+extension EventLog {
+    /// Writes the entries of the cities' indexes of incidents (``Keys/cityIncident(cityId:position:into:)``) of
+    /// `folds`, stretches of the log in order, in key order, in transactions of `entriesPerCommit`: with `MDB_APPEND`
+    /// while `appending` (into a table that holds only dates, all of which sort before them).
+    ///
+    /// No sort of the incidents: a fold meets them in the order they were reported, which is their order within a
+    /// city, so they are only grouped by city (counted, then placed), and the cities, a few hundred, sorted.
+    func writeCityIncidents(_ folds: [StreamFold], appending: Bool, entriesPerCommit: Int) throws {
+        // Every incident of the folds, in order, gathered into flat tables (no fold touched per entry): the group of
+        // its city (each city id once, among all folds), the position of its report and its id.
+        var cityIds: [[UInt8]] = []
+        var groupOfCity: [[UInt8]: Int32] = [:]
+        let total = folds.reduce(0) { $0 + $1.incidentCount }
+        var groups: [Int32] = []
+        var positions: [UInt64] = []
+        var ids: [UInt8] = []
+        var idStarts: [Int] = [0]
+        groups.reserveCapacity(total)
+        positions.reserveCapacity(total)
+        idStarts.reserveCapacity(total + 1)
+        ids.reserveCapacity(folds.reduce(0) { $0 + $1.ids.count })
+        for fold in folds {
+            var groupOfText = [Int32](repeating: -1, count: fold.texts.strings.count)
+            for text in fold.incidentCityIds {
+                var group = groupOfText[Int(text)]
+                if group < 0 {
+                    let cityId = fold.texts.bytes.withBytes(text) { Array($0) }
+                    if let known = groupOfCity[cityId] {
+                        group = known
+                    } else {
+                        group = Int32(cityIds.count)
+                        groupOfCity[cityId] = group
+                        cityIds.append(cityId)
+                    }
+                    groupOfText[Int(text)] = group
+                }
+                groups.append(group)
+            }
+            positions.append(contentsOf: fold.incidentPositions)
+            let base = ids.count
+            ids.append(contentsOf: fold.ids)
+            for end in fold.idStarts.dropFirst() { idStarts.append(base + end) }
+        }
+        // Grouped by city, the cities in key order; within one, in the order the folds met them: by report.
+        var counts = [Int](repeating: 0, count: cityIds.count)
+        for group in groups { counts[Int(group)] += 1 }
+        let cityOrder = cityIds.indices.sorted { cityIds[$0].lexicographicallyPrecedes(cityIds[$1]) }
+        var firsts = [Int](repeating: 0, count: cityIds.count)
+        var runs: [(group: Int, end: Int)] = []
+        var placedSoFar = 0
+        for group in cityOrder {
+            firsts[group] = placedSoFar
+            placedSoFar += counts[group]
+            runs.append((group, placedSoFar))
+        }
+        var order = [Int32](repeating: 0, count: total)
+        for (n, group) in groups.enumerated() {
+            order[firsts[Int(group)]] = Int32(n)
+            firsts[Int(group)] += 1
+        }
+        var run = 0
+        var start = 0
+        while start < total {
+            try stopIfAsked(during: "while rebuilding the projections, writing the cities' indexes of incidents")
+            let end = min(start + entriesPerCommit, total)
+            let firstRun = run
+            // A write that fills the map is run again once the map has grown; these puts are the same each time.
+            run = try environment.write { txn in
+                let handle = txn.unsafeHandle
+                var run = firstRun
+                // The key of the run's city, whose last 8 bytes each entry sets to the position of its report.
+                var key: [UInt8] = []
+                func startKey() {
+                    key.removeAll(keepingCapacity: true)
+                    cityIds[runs[run].group].withUnsafeBytes { Keys.cityIncident(cityId: $0, position: 0, into: &key) }
+                }
+                startKey()
+                try ids.withUnsafeBytes { ids in
+                    for k in start..<end {
+                        if runs[run].end <= k {
+                            while runs[run].end <= k { run += 1 }
+                            startKey()
+                        }
+                        let n = Int(order[k])
+                        key.withUnsafeMutableBytes { $0.storeBytes(of: positions[n].bigEndian, toByteOffset: $0.count - 8, as: UInt64.self) }
+                        let id = UnsafeRawBufferPointer(rebasing: ids[idStarts[n]..<idStarts[n + 1]])
+                        try key.withUnsafeBytes { key in
+                            do {
+                                try handle.put(db.cityDates, key: key, value: id, flags: appending ? .append : [])
+                            } catch let error as LMDBError where error.isKeyExist {
+                                // Not after the last entry: only a damaged log has two reports at one position.
+                                try handle.put(db.cityDates, key: key, value: id)
+                            }
+                        }
+                    }
+                }
+                return run
+            }
+            start = end
+        }
+    }
+}
+
+/// Where a listing of a city's incidents (``EventLog/cityIncidents(cityId:statuses:after:limit:lookingAtMost:)``)
+/// goes on from: after a counted incident, by its date's start and the position of its report (its entry among
+/// the city's dates), or after a report among the city's incidents in the order they were reported (where the
+/// retracted ones are listed). As text, `d` START `.` POSITION or `r` POSITION, the `next` of an `incidents` answer.
+public enum CityIncidentsCursor: Sendable, Hashable {
+    case counted(start: Int64, position: UInt64)
+    case retracted(position: UInt64)
+
+    public var text: String {
+        switch self {
+        case .counted(let start, let position): return "d\(start).\(position)"
+        case .retracted(let position): return "r\(position)"
+        }
+    }
+
+    /// The cursor `text` spells; nil when it spells none.
+    public init?(text: String) {
+        let digits = text.utf8.dropFirst()
+        switch text.utf8.first {
+        case UInt8(ascii: "d")?:
+            let parts = String(decoding: digits, as: UTF8.self).split(separator: ".", omittingEmptySubsequences: false)
+            guard parts.count == 2, let start = Int64(parts[0]), let position = UInt64(parts[1]) else { return nil }
+            self = .counted(start: start, position: position)
+        case UInt8(ascii: "r")?:
+            guard let position = UInt64(String(decoding: digits, as: UTF8.self)) else { return nil }
+            self = .retracted(position: position)
+        default:
+            return nil
+        }
+    }
+}
+
+/// A page of a city's incidents: one summary each, and where to go on from (nil once the listing is done).
+public struct CityIncidentsPage: Sendable {
+    public var incidents: [JSONValue]
+    public var next: CityIncidentsCursor?
+    /// How many entries of the city's indexes were looked at.
+    public var lookedAt: Int
+}
+
+extension EventLog {
+    /// Up to `limit` of city `cityId`'s incidents whose latest status is in `statuses`, after `cursor`, one summary
+    /// each: first the incidents the city counts (every status but `retracted`), by the start of their
+    /// `occurredAt` and then by report, read from the city's dates in `city-dates`; then, when `statuses` holds
+    /// `retracted`, the retracted ones, in the order they were reported, from the city's index of incidents (an
+    /// incident whose date does not read, which no event a daemon accepted has, is in neither list). No
+    /// more than `budget` entries are looked at, so a request is short however few incidents match; `next` is nil
+    /// once every incident has been looked at.
+    public func cityIncidents(
+        cityId: String, statuses: Set<OutcomeStatus>, after cursor: CityIncidentsCursor?, limit: Int, lookingAtMost budget: Int
+    ) throws -> CityIncidentsPage {
+        try environment.read { txn in
+            var page = CityIncidentsPage(incidents: [], next: nil, lookedAt: 0)
+            let indexPrefix = Keys.cityIncidentPrefix(cityId)
+            var retractedFrom: UInt64 = 0
+            switch cursor {
+            case nil, .counted?:
+                guard statuses.contains(where: \.countsInSums) else { break }
+                var datePrefix = Array(cityId.utf8)
+                datePrefix.append(0)
+                var seek = datePrefix
+                var last: (start: Int64, position: UInt64)?
+                if case .counted(let start, let position)? = cursor {
+                    Keys.appendStart(start, to: &seek)
+                    seek.append(contentsOf: Keys.position(position))
+                    last = (start, position)
+                }
+                let dates = try txn.cursor(db.cityDates)
+                var entry = try dates.seek(atOrAfter: seek)
+                if let (key, _) = entry, last != nil, key.elementsEqual(seek) { entry = try dates.next() }
+                while let (key, _) = entry, key.starts(with: datePrefix) {
+                    guard let (_, start, position) = Keys.readCityDate(key) else {
+                        throw IncidentError.damagedProjection("city", ": \(cityId.prefix(128))'s index of incident dates does not read")
+                    }
+                    if page.lookedAt >= budget || page.incidents.count >= limit {
+                        page.next = last.map { .counted(start: $0.start, position: $0.position) } ?? cursor
+                        return page
+                    }
+                    page.lookedAt += 1
+                    last = (start, position)
+                    guard let id = try txn.get(db.cityDates, key: indexPrefix + Keys.position(position)) else {
+                        throw IncidentError.damagedProjection(
+                            "city", ": \(cityId.prefix(128))'s index of incidents has no entry for the report at position \(position), which its dates hold")
+                    }
+                    let incident = try incidentState(named: id, txn)
+                    if statuses.contains(incident.status) { page.incidents.append(try summary(of: incident, txn)) }
+                    entry = try dates.next()
+                }
+            case .retracted(let position)?:
+                retractedFrom = position
+            }
+            guard statuses.contains(.retracted) else { return page }
+            // The retracted incidents, which the dates do not hold, in the order they were reported. (Position 0
+            // is before every report.)
+            var seek = indexPrefix
+            seek.append(contentsOf: Keys.position(retractedFrom))
+            let index = try txn.cursor(db.cityDates)
+            var entry = try index.seek(atOrAfter: seek)
+            if let (key, _) = entry, key.elementsEqual(seek) { entry = try index.next() }
+            var last = retractedFrom
+            while let (key, value) = entry, key.starts(with: indexPrefix) {
+                guard let (_, position) = Keys.readCityIncident(key) else {
+                    throw IncidentError.damagedProjection("city", ": \(cityId.prefix(128))'s index of incidents does not read")
+                }
+                if page.lookedAt >= budget || page.incidents.count >= limit {
+                    page.next = .retracted(position: last)
+                    return page
+                }
+                page.lookedAt += 1
+                last = position
+                let incident = try incidentState(named: value, txn)
+                if incident.status == .retracted { page.incidents.append(try summary(of: incident, txn)) }
+                entry = try index.next()
+            }
+            return page
+        }
+    }
+
+    /// The stored projection of the incident whose id is `id`.
+    private func incidentState(named id: UnsafeRawBufferPointer, _ txn: borrowing ReadTransaction) throws -> IncidentState {
+        let name = String(decoding: id, as: UTF8.self)
+        guard let raw = try txn.get(db.incidents, key: id) else {
+            throw IncidentError.damagedProjection("city", ": the incident \(name.prefix(128)) its city lists has no stored projection")
+        }
+        return try IncidentState(encoded: raw, of: name)
+    }
+
+    /// One incident of a listing: what it is, when and where (its location as its outcomes corrected it), how it
+    /// stands and where its report is.
+    private func summary(of incident: IncidentState, _ txn: borrowing ReadTransaction) throws -> JSONValue {
+        var current: ReportData?
+        // The report, and the outcomes that may correct it (the responses, which correct nothing, left unread).
+        var positions = [incident.firstPosition]
+        if incident.outcomeEvents > 0 {
+            let streams = try txn.cursor(db.streams)
+            var entry = try streams.seek(atOrAfter: Keys.stream(start: incident.firstPosition, version: 2))
+            while let (key, value) = entry, key.count == 16, Keys.readPosition(key) == incident.firstPosition, value.count > 8 {
+                if value[8] == StreamSummary.outcome, let position = Keys.readPosition(value) { positions.append(position) }
+                entry = try streams.next()
+            }
+        }
+        for position in positions {
+            guard let raw = try txn.get(db.events, key: Keys.position(position)) else {
+                throw LogError(.corrupt, "event \(position) of incident \(incident.incident) is missing")
+            }
+            switch try EventLog.storedEvent(raw, at: position).event.data {
+            case .reported(let report): current = report
+            case .outcome(let outcome):
+                if let corrections = outcome.corrections { current = current?.applying(corrections) }
+            case .responded: break
+            }
+        }
+        return [
+            "incident": .string(incident.incident),
+            "kind": .string(incident.current.kind.rawValue),
+            "occurredAt": .string(incident.occurredAt),
+            "location": current?.location.map { .string($0) } ?? .null,
+            "status": .string(incident.status.rawValue),
+            "verification": .string(incident.verification.rawValue),
+            "responseEvents": .int(incident.responseEvents),
+            "version": .int(incident.version),
+            "firstPosition": .int(Int64(incident.firstPosition)),
+            "lastPosition": .int(Int64(incident.lastPosition)),
+        ]
+    }
+}

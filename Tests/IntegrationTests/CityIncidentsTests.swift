@@ -1,0 +1,275 @@
+import Foundation
+import IncidentLog
+import LMDB
+import StrictJSON
+import Testing
+
+/// A city's incidents listed (`incidents`, `incidentctl incidents`) from its index in `city-dates`: exactly the
+/// city's incidents, each with its latest status, after reports, responses, outcomes, a retraction and a
+/// reinstatement; every incident once across pages; the index made by a rebuild and by the upgrade of a format 4
+/// log; verify naming an entry missing or added.
+@Suite("A city's incidents")
+struct CityIncidentsTests {
+    static func report(_ incident: String, _ occurredAt: String, city: String = "Kupiansk", location: String? = nil) -> JSONValue {
+        Wire.report(incident: incident, city: city, occurredAt: occurredAt, extraData: location.map { ["location": .string($0)] } ?? [:])
+    }
+
+    static func outcome(_ incident: String, _ status: String, corrections: [String: JSONValue]? = nil) -> JSONValue {
+        var data: [String: JSONValue] = ["status": .string(status)]
+        if let corrections { data["corrections"] = .object(corrections) }
+        return ["type": "outcome-updated", "incident": .string(incident), "data": .object(data)]
+    }
+
+    /// Every incident of `city` an `incidents` request lists, with `status` (nil: none given), page by page of
+    /// `limit`; each page must be accepted.
+    static func listing(_ client: RawClient, _ city: String, status: [String]? = nil, limit: Int64 = 1000) throws -> [JSONValue] {
+        var body: [String: JSONValue] = ["city": .string(city), "limit": .int(limit)]
+        if let status { body["status"] = .array(status.map { .string($0) }) }
+        var listed: [JSONValue] = []
+        for _ in 0..<10_000 {
+            let answer = try client.call("incidents", body)
+            #expect(answer.isOK, "\(answer)")
+            let page = try #require(answer["incidents"]?.arrayValue, "\(answer)")
+            #expect(page.count <= Int(limit), "\(answer)")
+            listed += page
+            guard let next = answer["next"], next != .null else { return listed }
+            body["from"] = next
+        }
+        Issue.record("the listing of \(city) did not end")
+        return listed
+    }
+
+    /// The ids and latest statuses of `incidents`, in order.
+    static func statuses(_ incidents: [JSONValue]) -> [String] {
+        incidents.map { "\($0["incident"]?.stringValue ?? "?"):\($0["status"]?.stringValue ?? "?")" }
+    }
+
+    @Test("incidents lists exactly a city's incidents by date with their latest statuses, through reports, responses, outcomes, a retraction and a reinstatement; a rebuild lists the same")
+    func listsCityIncidents() throws {
+        let daemon = try Daemon()
+        var client = try daemon.client()
+        // Each step: the events appended, then Kupiansk's incidents (id:status) as listed by default, with status
+        // open, and with status retracted.
+        let steps: [(events: [JSONValue], counted: [String], open: [String], retracted: [String])] = [
+            ([Self.report("a", "2022-03-05", location: "market square"), Self.report("b", "2022-03-01"), Self.report("c", "2022-03-20")],
+             ["b:unknown", "a:unknown", "c:unknown"], ["b:unknown", "a:unknown", "c:unknown"], []),
+            // Another city's incident is not Kupiansk's; a month that starts when b's day does comes after it.
+            ([Self.report("m", "2022-03-02", city: "Melitopol"), Self.report("d", "2022-03")],
+             ["b:unknown", "d:unknown", "a:unknown", "c:unknown"], ["b:unknown", "d:unknown", "a:unknown", "c:unknown"], []),
+            ([Wire.response(incident: "a"), Self.outcome("c", "dispersed")],
+             ["b:unknown", "d:unknown", "a:unknown", "c:dispersed"], ["b:unknown", "d:unknown", "a:unknown"], []),
+            ([Self.outcome("a", "ongoing", corrections: ["location": "city hall"])],
+             ["b:unknown", "d:unknown", "a:ongoing", "c:dispersed"], ["b:unknown", "d:unknown", "a:ongoing"], []),
+            ([Self.outcome("b", "retracted")], ["d:unknown", "a:ongoing", "c:dispersed"], ["d:unknown", "a:ongoing"], ["b:retracted"]),
+            ([Self.outcome("d", "retracted"), Self.outcome("c", "retracted")], ["a:ongoing"], ["a:ongoing"], ["b:retracted", "c:retracted", "d:retracted"]),
+            // Reinstated: b is listed by its date again.
+            ([Self.outcome("b", "suppressed")], ["b:suppressed", "a:ongoing"], ["a:ongoing"], ["c:retracted", "d:retracted"]),
+        ]
+        for (n, step) in steps.enumerated() {
+            let answer = try client.appendEvents(step.events)
+            #expect(answer["ok"] == true, "step \(n): \(answer)")
+            #expect(Self.statuses(try Self.listing(client, "Kupiansk")) == step.counted, "step \(n)")
+            #expect(Self.statuses(try Self.listing(client, "Kupyansk", status: ["open"])) == step.open, "step \(n)")
+            #expect(Self.statuses(try Self.listing(client, "Куп'янськ", status: ["retracted"])) == step.retracted, "step \(n)")
+            // Every status named lists the counted ones, then the retracted ones.
+            let all = try Self.listing(client, "kupiansk", status: ["open", "dispersed", "suppressed", "objective-achieved", "retracted"])
+            #expect(Self.statuses(all) == step.counted + step.retracted, "step \(n)")
+            #expect(Self.statuses(try Self.listing(client, "Melitopol")) == (n == 0 ? [] : ["m:unknown"]), "step \(n)")
+        }
+        // What a summary holds.
+        let summaries = try Self.listing(client, "Kupiansk", status: ["ongoing"])
+        #expect(
+            summaries == [[
+                "incident": "a", "kind": "demonstration", "occurredAt": "2022-03-05", "location": "city hall", "status": "ongoing",
+                "verification": "unverified", "responseEvents": 1, "version": 3, "firstPosition": 1, "lastPosition": 8,
+            ]], "\(summaries)")
+        #expect(try Self.listing(client, "Kupiansk", status: ["suppressed"]).first?["location"] == .null)
+        // A city of the gazetteer with no incident lists none.
+        #expect(try Self.listing(client, "Berdiansk").isEmpty)
+
+        // Made again by a rebuild, the index lists the same, and verify compares it.
+        let before = try Self.listing(client, "Kupiansk", status: ["open", "dispersed", "suppressed", "retracted"])
+        #expect(daemon.stop() == 0)
+        daemon.extraArguments = ["--rebuild-projections"]
+        try daemon.start()
+        daemon.extraArguments = []
+        client = try daemon.client()
+        #expect(try Self.listing(client, "Kupiansk", status: ["open", "dispersed", "suppressed", "retracted"]) == before)
+        let verify = try client.call("verify")
+        #expect(verify["derived"]?["intact"] == true, "\(verify)")
+
+        // The command line: a table with a line per incident, JSON a line each.
+        let table = try daemon.ctl(["incidents", "--city", "Kupyansk", "--open", "--format", "table"])
+        #expect(table.status == 0, "\(table.stderr)")
+        #expect(table.stdout.split(separator: "\n").count == 2 && table.stdout.contains("city hall"), "\(table.stdout)")
+        let json = try daemon.ctl(["incidents", "--city", "Kupyansk", "--status", "retracted", "--status", "suppressed", "--format", "json"])
+        #expect(json.status == 0, "\(json.stderr)")
+        let lines = try json.stdout.split(separator: "\n").map { try JSONReader().read(String($0)) }
+        #expect(Self.statuses(lines) == ["b:suppressed", "c:retracted", "d:retracted"], "\(json.stdout)")
+        #expect(daemon.stop() == 0)
+    }
+
+    @Test("paging through a city's incidents, with any limit and status, gives every incident once, in the order of one page")
+    func pagingGivesEveryIncidentOnce() throws {
+        let daemon = try Daemon()
+        let client = try daemon.client()
+        var events: [JSONValue] = []
+        for i in 0..<40 {
+            // Dates out of report order, some equal.
+            events.append(Self.report("k\(i)", "2022-0\(1 + (i * 7) % 9)-1\(i % 3)"))
+            if i % 4 == 0 { events.append(Self.report("z\(i)", "2022-02-02", city: "Melitopol")) }
+        }
+        for i in stride(from: 0, to: 40, by: 3) { events.append(Self.outcome("k\(i)", i % 2 == 0 ? "retracted" : "dispersed")) }
+        #expect(try client.appendEvents(events)["ok"] == true)
+        let statuses = ["open", "dispersed", "retracted"]
+        let whole = try Self.listing(client, "Kupiansk", status: statuses)
+        #expect(whole.count == 40 && Set(whole.compactMap { $0["incident"] }).count == 40, "\(Self.statuses(whole))")
+        for limit: Int64 in [1, 2, 3, 7, 39, 40] {
+            #expect(try Self.listing(client, "Kupiansk", status: statuses, limit: limit) == whole, "limit \(limit)")
+            #expect(try Self.listing(client, "Kupiansk", limit: limit) == whole.filter { $0["status"] != "retracted" }, "limit \(limit)")
+            #expect(try Self.listing(client, "Kupiansk", status: ["retracted"], limit: limit) == whole.filter { $0["status"] == "retracted" })
+        }
+        // The counted ones by date, then by report.
+        let counted = whole.filter { $0["status"] != "retracted" }
+        let keys = counted.map { ($0["occurredAt"]?.stringValue ?? "", $0["firstPosition"]?.intValue ?? 0) }
+        #expect(keys.indices.dropFirst().allSatisfy { keys[$0 - 1] <= keys[$0] }, "\(keys)")
+        // The command line pages too.
+        let listed = try daemon.ctl(["incidents", "--city", "Kupiansk", "--status", "open", "--status", "dispersed", "--status", "retracted", "--format", "json"])
+        #expect(listed.status == 0, "\(listed.stderr)")
+        #expect(try listed.stdout.split(separator: "\n").map { try JSONReader().read(String($0)) } == whole)
+        let limited = try daemon.ctl(["incidents", "--city", "Kupiansk", "--limit", "5", "--format", "json"])
+        #expect(limited.stdout.split(separator: "\n").count == 5, "\(limited.stdout)")
+        #expect(daemon.stop() == 0)
+    }
+
+    @Test("incidents of a city neither the gazetteer nor the log knows is unknown_city naming it; without a city, or with a status or cursor that is none, invalid_request; the command line says so; a refused request leaves no entry in the index")
+    func refusals() throws {
+        let daemon = try Daemon()
+        let client = try daemon.client()
+        #expect(try client.appendEvents([Self.report("a", "2022-03-05")])["ok"] == true)
+        let unknown = try client.call("incidents", ["city": "Atlantis"])
+        #expect(unknown["error"]?["code"] == "unknown_city", "\(unknown)")
+        #expect(unknown["error"]?["message"]?.stringValue?.contains("Atlantis") == true, "\(unknown)")
+        for (body, named) in [
+            ([:], "city"), (["city": "Kupiansk", "status": ["closed"]], "status[0]"), (["city": "Kupiansk", "status": []], "status"),
+            (["city": "Kupiansk", "from": "x7"], "from"), (["city": "Kupiansk", "limit": 1001], "limit"),
+        ] as [([String: JSONValue], String)] {
+            let answer = try client.call("incidents", body)
+            #expect(answer["error"]?["code"] == "invalid_request", "\(body): \(answer)")
+            #expect(answer["error"]?["message"]?.stringValue?.hasPrefix(named + ":") == true, "\(body): \(answer)")
+        }
+        // A request refused after its report was folded leaves no entry of it in the city's index.
+        let refused = try client.appendEvents([Self.report("x", "2022-03-07"), Wire.response(incident: "nobody")])
+        #expect(refused["error"]?["code"] == "unknown_incident", "\(refused)")
+        #expect(Self.statuses(try Self.listing(client, "Kupiansk", status: ["open", "retracted"])) == ["a:unknown"])
+        #expect(try client.call("read", ["city": "Kupiansk"])["events"]?.arrayValue?.count == 1)
+        #expect(try client.call("verify")["derived"]?["intact"] == true)
+        #expect(try client.appendEvents([Self.report("x", "2022-03-07")])["ok"] == true)
+        #expect(Self.statuses(try Self.listing(client, "Kupiansk", status: ["open", "retracted"])) == ["a:unknown", "x:unknown"])
+        let command = try daemon.ctl(["incidents", "--city", "Atlantis"])
+        #expect(command.status == 1 && command.stderr.contains("unknown_city") && command.stderr.contains("Atlantis"), "\(command.stderr)")
+        let noCity = try daemon.ctl(["incidents", "--open"])
+        #expect(noCity.status == 2 && noCity.stderr.contains("--city"), "\(noCity.stderr)")
+        let badStatus = try daemon.ctl(["incidents", "--city", "Kupiansk", "--status", "closed"])
+        #expect(badStatus.status == 2 && badStatus.stderr.contains("closed"), "\(badStatus.stderr)")
+        #expect(daemon.stop() == 0)
+    }
+
+    /// `city-dates` entries of the cities' indexes of incidents, in key order.
+    static func indexEntries(_ daemon: Daemon) throws -> [(key: [UInt8], value: [UInt8])] {
+        let environment = try Environment(directory: daemon.dataDir, options: EnvironmentOptions(maxDatabases: 8))
+        let db = try environment.openDatabase("city-dates", create: false)
+        return try environment.read { txn in
+            var entries: [(key: [UInt8], value: [UInt8])] = []
+            try txn.forEach(db) { key, value in
+                if key.first == 0xFF { entries.append((Array(key), Array(value))) }
+                return true
+            }
+            return entries
+        }
+    }
+
+    @Test("verify names an entry of a city's index of incidents that is missing, added or changed, with the rebuild as its remedy, which mends it")
+    func verifyNamesIndexDamage() throws {
+        let daemon = try Daemon()
+        let client = try daemon.client()
+        #expect(try client.appendEvents([Self.report("a", "2022-03-05"), Self.report("b", "2022-03-09"), Self.outcome("b", "retracted")])["ok"] == true)
+        #expect(daemon.stop() == 0)
+        let entries = try Self.indexEntries(daemon)
+        let kupiansk = [0xFF] + Array("kupiansk".utf8) + [0]
+        #expect(entries.map(\.key) == [kupiansk + DerivedDataTests.bigEndian(1), kupiansk + DerivedDataTests.bigEndian(2)], "\(entries)")
+        #expect(entries.map(\.value) == [Array("a".utf8), Array("b".utf8)])
+        let damages: [(key: String, problem: String, (borrowing WriteTransaction, Database) throws -> Void)] = [
+            ("kupiansk/2", "its city's index of incidents has no entry for the report at this position (incident b)",
+             { txn, db in _ = try txn.delete(db, key: entries[1].key) }),
+            ("kupiansk/3", "its city's index of incidents holds incident c at this position, where the events report none in the city",
+             { txn, db in try txn.put(db, key: kupiansk + DerivedDataTests.bigEndian(3), value: Array("c".utf8)) }),
+            ("kupiansk/1", "its city's index of incidents holds incident b at this position, where the events report a",
+             { txn, db in try txn.put(db, key: entries[0].key, value: Array("b".utf8)) }),
+        ]
+        for (key, problem, damage) in damages {
+            try DerivedDataTests.damage(daemon, "city-dates", damage)
+            let verified = try DerivedDataTests.verify(daemon)
+            let difference = try DerivedDataTests.onlyDifference(verified)
+            #expect(difference["database"] == "city-dates", "\(difference)")
+            #expect(difference["problem"]?.stringValue?.hasPrefix(problem) == true, "\(difference)")
+            #expect(difference["remedy"] == "rebuild-projections", "\(difference)")
+            #expect(difference["key"] == .string(key), "\(difference)")
+            #expect(daemon.stop() == 0)
+            daemon.extraArguments = ["--rebuild-projections"]
+            try daemon.start()
+            daemon.extraArguments = []
+            #expect(try daemon.client().call("verify")["derived"]?["intact"] == true)
+            #expect(daemon.stop() == 0)
+            #expect(try Self.indexEntries(daemon).map(\.key) == entries.map(\.key))
+        }
+    }
+
+    @Test("a daemon upgrades a format 4 log, which kept no index of a city's incidents, to format 5: the index made, the listing and events by city right; a reader refuses it until then")
+    func upgradesFormat4() throws {
+        let daemon = try Daemon()
+        var client = try daemon.client()
+        #expect(try client.appendEvents([
+            Self.report("a", "2022-03-05"), Self.report("b", "2022-03-01"), Wire.response(incident: "a"),
+            Self.report("m", "2022-03-13", city: "Melitopol"), Self.outcome("b", "retracted"),
+        ])["ok"] == true)
+        let listed = try Self.listing(client, "Kupiansk", status: ["open", "retracted"])
+        #expect(Self.statuses(listed) == ["a:unknown", "b:retracted"])
+        let kupianskEvents = try client.call("read", ["city": "Kupiansk"])["events"]
+        #expect(kupianskEvents?.arrayValue?.count == 4, "\(String(describing: kupianskEvents))")
+        #expect(daemon.stop() == 0)
+
+        // What an incidentd of format 4 left: city-dates without the indexes of incidents, projections of version 7.
+        let entries = try Self.indexEntries(daemon)
+        #expect(entries.count == 3)
+        do {
+            let environment = try Environment(directory: daemon.dataDir, options: EnvironmentOptions(maxDatabases: 8))
+            let meta = try environment.openDatabase("meta", create: false)
+            let dates = try environment.openDatabase("city-dates", create: false)
+            try environment.write { txn in
+                for entry in entries { _ = try txn.delete(dates, key: entry.key) }
+                let mark = Array(try #require(try txn.get(meta, key: Array("projections".utf8))))
+                try txn.put(meta, key: Array("projections".utf8), value: Array(mark[..<8]) + DerivedDataTests.bigEndian(7))
+                try txn.put(meta, key: Array("format".utf8), value: Array("incidentd-log-4".utf8))
+            }
+        }
+        #expect(try Self.indexEntries(daemon).isEmpty)
+        let refused = try runCommand(Binaries.incidentctl, ["replay", "--data-dir", daemon.dataDir])
+        #expect(refused.status != 0)
+        #expect(refused.stderr.contains("format incidentd-log-4") && refused.stderr.contains("upgrade"), "\(refused.stderr)")
+
+        try daemon.start()
+        #expect(
+            daemon.log.contains("the log was upgraded to incidentd-log-5, which keeps an index of each city's incident dates and one of each city's incidents: rebuilding the projections"),
+            "\(daemon.log)")
+        client = try daemon.client()
+        #expect(try Self.listing(client, "Kupiansk", status: ["open", "retracted"]) == listed)
+        #expect(try client.call("read", ["city": "Kupiansk"])["events"] == kupianskEvents)
+        let verify = try client.call("verify")
+        #expect(verify["derived"]?["intact"] == true && verify["derived"]?["notCompared"] == nil, "\(verify)")
+        // The index the upgrade made is the one the writer keeps.
+        #expect(try client.appendEvents([Self.report("c", "2022-03-02")])["ok"] == true)
+        #expect(Self.statuses(try Self.listing(client, "Kupiansk")) == ["c:unknown", "a:unknown"])
+        #expect(daemon.stop() == 0)
+    }
+}

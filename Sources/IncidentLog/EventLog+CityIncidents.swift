@@ -271,3 +271,124 @@ extension EventLog {
         ]
     }
 }
+
+extension EventLog {
+    /// ``events(from:limit:maxBytes:filter:)`` of a `filter` on a city (and perhaps a type), read from the city's
+    /// index of incidents: the streams of its incidents merged in position order, from `from` on. The incidents
+    /// reported from `from` on are read in the order they were reported, until those left can only add events past
+    /// the `limit` found; each reported before `from` is looked up too, since its later events may come after it.
+    /// Nil when those outnumber the events from `from` on, which a scan of the log then reads for less.
+    func cityEventsFromIndex(from: UInt64, limit: Int, maxBytes: Int, cityId: String, type: EventType?) throws
+        -> (events: [JSONValue], next: UInt64)?
+    {
+        let wanted: UInt8? = type.map {
+            switch $0 {
+            case .incidentReported: StreamSummary.report
+            case .responseObserved: StreamSummary.response
+            case .outcomeUpdated: StreamSummary.outcome
+            }
+        }
+        return try environment.read { txn -> (events: [JSONValue], next: UInt64)? in
+            let from = max(from, 1)
+            let head = try Head.read(txn, db).position
+            guard from <= head, limit > 0 else { return ([], from) }
+            let eventsFrom = head - from + 1
+            // The `limit` first positions found, the greatest on top.
+            var found = GreatestOnTop()
+            var reportedBefore: UInt64 = 0
+            let prefix = Keys.cityIncidentPrefix(cityId)
+            let index = try txn.cursor(db.cityDates)
+            let streams = try txn.cursor(db.streams)
+            var entry = try index.seek(atOrAfter: prefix)
+            while let (key, _) = entry, key.starts(with: prefix) {
+                guard let (_, start) = Keys.readCityIncident(key) else {
+                    throw IncidentError.damagedProjection("city", ": \(cityId.prefix(128))'s index of incidents does not read")
+                }
+                if start < from {
+                    reportedBefore += 1
+                    if reportedBefore > eventsFrom { return nil }
+                } else if found.count >= limit, let greatest = found.top, start > greatest {
+                    break
+                }
+                var stream = try streams.seek(atOrAfter: Keys.stream(start: start, version: 1))
+                while let (streamKey, value) = stream, streamKey.count == 16, Keys.readPosition(streamKey) == start,
+                    value.count > 8, let position = Keys.readPosition(value)
+                {
+                    stream = try streams.next()
+                    if position < from || (wanted != nil && value[8] != wanted) { continue }
+                    if found.count < limit {
+                        found.push(position)
+                    } else if let greatest = found.top, position < greatest {
+                        found.replaceTop(with: position)
+                    } else {
+                        // Its later events come later still.
+                        break
+                    }
+                }
+                entry = try index.next()
+            }
+            let complete = found.count < limit
+            var events: [JSONValue] = []
+            var bytes = 0
+            var next = max(from, head + 1)
+            var cityOfIncident: [String: String] = [:]
+            for position in found.sorted() {
+                if bytes >= maxBytes { return (events, next) }
+                guard let raw = try txn.get(db.events, key: Keys.position(position)) else { continue }
+                let document = try EventLog.readingStoredEvent(at: position) { try EventLog.eventDocument(raw) }
+                // The event as stored must be the one its summary stands for, of this type and of an incident of
+                // this city, as a scan decides it. One changed in place (damage the hash chain shows) is left to
+                // the scan, which answers as it always did.
+                guard let incident = document["incident"]?.stringValue, type.map({ document["type"]?.stringValue == $0.rawValue }) ?? true
+                else { return nil }
+                if cityOfIncident[incident] == nil {
+                    guard let state = try txn.get(db.incidents, key: Array(incident.utf8)) else { return nil }
+                    cityOfIncident[incident] = try IncidentState(encoded: state).cityId
+                }
+                guard cityOfIncident[incident] == cityId else { return nil }
+                events.append(document)
+                bytes += raw.count
+                next = position + 1
+            }
+            if complete { next = max(from, head + 1) }
+            return (events, next)
+        }
+    }
+}
+
+/// Positions kept as a binary heap, the greatest on top: the `limit` smallest of those a merge finds.
+struct GreatestOnTop {
+    private var heap: [UInt64] = []
+
+    var count: Int { heap.count }
+    var top: UInt64? { heap.first }
+
+    mutating func push(_ value: UInt64) {
+        heap.append(value)
+        var child = heap.count - 1
+        while child > 0 {
+            let parent = (child - 1) / 2
+            guard heap[parent] < heap[child] else { break }
+            heap.swapAt(parent, child)
+            child = parent
+        }
+    }
+
+    /// Puts `value`, smaller than the top, in the top's place.
+    mutating func replaceTop(with value: UInt64) {
+        heap[0] = value
+        var parent = 0
+        while true {
+            let left = 2 * parent + 1
+            let right = left + 1
+            var largest = parent
+            if left < heap.count, heap[left] > heap[largest] { largest = left }
+            if right < heap.count, heap[right] > heap[largest] { largest = right }
+            if largest == parent { return }
+            heap.swapAt(parent, largest)
+            parent = largest
+        }
+    }
+
+    func sorted() -> [UInt64] { heap.sorted() }
+}

@@ -118,6 +118,11 @@ extension EventLog {
     public func events(from: UInt64, limit: Int, maxBytes: Int = .max, filter: EventFilter = EventFilter()) throws
         -> (events: [JSONValue], next: UInt64)
     {
+        if let cityId = filter.cityId, filter.incident == nil,
+            let found = try cityEventsFromIndex(from: from, limit: limit, maxBytes: maxBytes, cityId: cityId, type: filter.type)
+        {
+            return found
+        }
         let found = try eventsLookedAt(
             from: from, limit: limit, maxBytes: maxBytes, scanning: .max, filter: filter, endingBeforeDamage: false)
         return (found.events, found.next)

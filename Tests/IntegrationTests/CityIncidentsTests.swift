@@ -4,10 +4,10 @@ import LMDB
 import StrictJSON
 import Testing
 
-/// A city's incidents listed (`incidents`, `incidentctl incidents`) from its index in `city-dates`: exactly the
-/// city's incidents, each with its latest status, after reports, responses, outcomes, a retraction and a
-/// reinstatement; every incident once across pages; the index made by a rebuild and by the upgrade of a format 4
-/// log; verify naming an entry missing or added.
+/// A city's incidents listed (`incidents`, `incidentctl incidents`) from its index in `city-dates`, and `read` with a
+/// city filter answered from it: exactly the city's incidents, each with its latest status, after reports,
+/// responses, outcomes, a retraction and a reinstatement; every incident once across pages; the index made by a
+/// rebuild and by the upgrade of a format 4 log; verify naming an entry missing or added.
 @Suite("A city's incidents")
 struct CityIncidentsTests {
     static func report(_ incident: String, _ occurredAt: String, city: String = "Kupiansk", location: String? = nil) -> JSONValue {
@@ -270,6 +270,53 @@ struct CityIncidentsTests {
         // The index the upgrade made is the one the writer keeps.
         #expect(try client.appendEvents([Self.report("c", "2022-03-02")])["ok"] == true)
         #expect(Self.statuses(try Self.listing(client, "Kupiansk")) == ["c:unknown", "a:unknown"])
+        #expect(daemon.stop() == 0)
+    }
+
+    @Test("read with a city filter, answered from the city's index, gives the events a scan of the whole log filtered by the incidents' cities gives, from any position, with any limit and type")
+    func eventsByCityMatchTheScan() throws {
+        let daemon = try Daemon()
+        let client = try daemon.client()
+        let cities = ["Kupiansk", "Melitopol", "Berdiansk", "Kherson"]
+        var events: [JSONValue] = []
+        // Incidents in four cities, Kherson's only at the start; responses and outcomes long after their reports.
+        for i in 0..<60 {
+            let city = i < 6 ? "Kherson" : cities[i % 3]
+            events.append(Self.report("i\(i)", "2022-03-0\(1 + i % 9)", city: city))
+            if i >= 5 { events.append(Wire.response(incident: "i\(i - 5)")) }
+            if i % 7 == 0 && i > 20 { events.append(Self.outcome("i\(i / 3)", i % 2 == 0 ? "retracted" : "dispersed")) }
+        }
+        // Kherson, which the gazetteer does not know, a city of the log's own.
+        #expect(try client.appendEvents(events, allowNewCity: true)["ok"] == true)
+        let stored = try client.allEvents()
+        var cityOf: [String: String] = [:]
+        for event in stored where event["type"] == "incident-reported" {
+            cityOf[event["incident"]?.stringValue ?? ""] = event["data"]?["city"]?.stringValue
+        }
+        let head = Int64(stored.count)
+        for city in cities {
+            for type in [nil, "incident-reported", "response-observed", "outcome-updated"] as [String?] {
+                let expected = stored.filter { cityOf[$0["incident"]?.stringValue ?? ""] == city && (type == nil || $0["type"]?.stringValue == type) }
+                for from: Int64 in [0, 1, 7, 40, 100, head, head + 1, head + 5] {
+                    for limit: Int64 in [1, 3, 10_000] {
+                        var body: [String: JSONValue] = ["city": .string(city), "from": .int(from), "limit": .int(limit)]
+                        if let type { body["type"] = .string(type) }
+                        let answer = try client.call("read", body)
+                        let page = try #require(answer["events"]?.arrayValue, "\(answer)")
+                        let wanted = Array(expected.filter { ($0["position"]?.intValue ?? 0) >= from }.prefix(Int(limit)))
+                        #expect(page == wanted, "\(city) \(type ?? "any") from \(from) limit \(limit)")
+                        // `next` as a scan gives it: after the last event returned, or past the head.
+                        let next = page.count == limit ? (page.last?["position"]?.intValue ?? 0) + 1 : max(from, head + 1)
+                        #expect(answer["next"] == .int(next), "\(city) \(type ?? "any") from \(from) limit \(limit): \(answer["next"] ?? .null)")
+                    }
+                }
+            }
+            // The command line, every page.
+            let command = try daemon.ctl(["events", "--city", city, "--format", "json"])
+            #expect(command.status == 0, "\(command.stderr)")
+            let lines = try command.stdout.split(separator: "\n").map { try JSONReader().read(String($0)) }
+            #expect(lines == stored.filter { cityOf[$0["incident"]?.stringValue ?? ""] == city }, "\(city)")
+        }
         #expect(daemon.stop() == 0)
     }
 }

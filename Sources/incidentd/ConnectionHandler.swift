@@ -138,7 +138,10 @@ struct LineFrameDecoder: ByteToMessageDecoder {
 /// in `backlog`, and no more is read until they have run. So a client that stops reading stalls only itself, and
 /// its unread answers stay within the write buffer's high-water mark and one answer past it, instead of filling
 /// memory and hogging its event loop; and a client that pipelines a hundred `read`s of the whole log has one of
-/// them with the walkers at a time, so that everybody else's queries take their turns in between. Its larger writes
+/// them with the walkers at a time, so that everybody else's queries take their turns in between. And it runs at most
+/// a turn's worth of what it read at a time (``LoopTurns``): the rest waits in `backlog` for its next turn, which it
+/// gets once its event loop has looked at its sockets again, so that a newcomer's request, and the other connections',
+/// are never held up behind hundreds of its own. Its larger writes
 /// count against the daemon's ``UnwrittenAnswers`` until its socket has taken them, and while output waits for the
 /// socket, it is closed once the socket has taken no byte for the write timeout.
 final class ConnectionHandler: ChannelDuplexHandler {
@@ -148,6 +151,16 @@ final class ConnectionHandler: ChannelDuplexHandler {
 
     private let executor: RequestExecutor
     private let intake: AppendIntake
+    /// This connection's loop, which it shares with the others of the loop (``LoopTurns``).
+    private let turns: LoopTurns
+    /// Requests this connection may still run in its turn: of the read under way, or of a turn ``turns`` gave it.
+    private var turnLeft = LoopTurns.requestsPerTurn
+    /// The next line read begins a read, and a turn.
+    private var readBegins = true
+    /// The turn under way began with the read of its lines, not given by ``turns``.
+    private var turnIsRead = false
+    /// This connection waits for a turn from ``turns``.
+    private var waitsForTurn = false
     private let peer: PeerIdentity
     private let role: Role?
     private let maxPending: Int
@@ -222,10 +235,11 @@ final class ConnectionHandler: ChannelDuplexHandler {
     private var nextLook: Int
 
     init(
-        executor: RequestExecutor, intake: AppendIntake, peer: PeerIdentity, role: Role?, maxPending: Int, maxLineBytes: Int,
-        logger: Logger
+        executor: RequestExecutor, intake: AppendIntake, turns: LoopTurns, peer: PeerIdentity, role: Role?, maxPending: Int,
+        maxLineBytes: Int, logger: Logger
     ) {
         self.executor = executor
+        self.turns = turns
         unwritten = executor.unwrittenAnswers
         nextLook = unwritten.writeTimeout == nil ? .max : UnwrittenAnswers.lookAfterBytes
         self.intake = intake
@@ -257,8 +271,13 @@ final class ConnectionHandler: ChannelDuplexHandler {
             }
         }
         executor.unansweredRequests.add(1, ordering: .relaxed)
+        if readBegins {
+            readBegins = false
+            turnIsRead = true
+            turnLeft = LoopTurns.requestsPerTurn
+        }
         let frame = unwrapInboundIn(data)
-        if backlog.isEmpty && canRun(context) && !waitsForAppends(frame) {
+        if backlog.isEmpty && canRun(context) && !waitsForAppends(frame) && hasTurn {
             run(frame, context: context)
         } else {
             backlog.append(frame)
@@ -315,14 +334,35 @@ final class ConnectionHandler: ChannelDuplexHandler {
         return !AppendIntake.mayBeAppend(line)
     }
 
-    /// Runs the lines that waited, in order, for as long as the client keeps up.
+    /// Whether this connection may run a request now: it has some left of its turn, and, as the turn begins, its loop
+    /// has not yet run requests for a slice of its time since it last looked at its sockets.
+    private var hasTurn: Bool { turnLeft > 0 && (turnLeft < LoopTurns.requestsPerTurn || turns.mayRun()) }
+
+    /// Runs the lines that waited, in order, for as long as the client keeps up and the turn lasts; once it is
+    /// over, the connection waits for its next.
     private func drainBacklog(context: ChannelHandlerContext) {
         guard !draining else { return }
         draining = true
         defer { draining = false }
         while let next = backlog.first, canRun(context), !waitsForAppends(next) {
+            guard hasTurn else {
+                if !waitsForTurn {
+                    waitsForTurn = true
+                    turns.enlist(self, context: context, fresh: turnIsRead && turnLeft == LoopTurns.requestsPerTurn)
+                }
+                return
+            }
             run(backlog.removeFirst(), context: context)
         }
+    }
+
+    /// The connection's turn, which it waited for (``LoopTurns``): runs what waits, as far as the turn goes.
+    func takeTurn(context: ChannelHandlerContext) {
+        waitsForTurn = false
+        guard !closed else { return }
+        turnIsRead = false
+        turnLeft = LoopTurns.requestsPerTurn
+        resume(context: context)
     }
 
     private func run(_ frame: LineFrame, context: ChannelHandlerContext) {
@@ -331,10 +371,12 @@ final class ConnectionHandler: ChannelDuplexHandler {
         pending += 1
         switch frame {
         case .tooLong(let length):
+            turnLeft -= 1
             complete(sequence, Response.failure(id: .null, ProtocolError(
                 .lineTooLong, "request line longer than \(maxLineBytes) bytes (\(length)+ received); it was dropped",
                 details: ["limit": .int(Int64(maxLineBytes))])), context: context)
         case .overBudget(let length):
+            turnLeft -= 1
             let budget = executor.unfinishedLines
             budget.noteRefusal(logger: logger)
             complete(sequence, Response.failure(id: .null, ProtocolError(
@@ -345,6 +387,7 @@ final class ConnectionHandler: ChannelDuplexHandler {
             if Self.mayBeSubscribe(line), case .success(let request) = line.readableBytesView.withUnsafeBytes({ Request.decode($0) }),
                 request.operation == .subscribe
             {
+                turnLeft -= 1
                 subscribe(request, sequence: sequence, context: context)
                 return
             }
@@ -361,6 +404,8 @@ final class ConnectionHandler: ChannelDuplexHandler {
                 }
                 return
             }
+            // What runs here takes from the turn; an append, only handed on above, does not.
+            turnLeft -= 1
             let reply = line.readableBytesView.withUnsafeBytes { executor.reply(to: $0, peer: peer, role: role, on: context.eventLoop, connection: context.channel) }
             deliver(reply, sequence: sequence, context: context)
         }
@@ -674,6 +719,7 @@ final class ConnectionHandler: ChannelDuplexHandler {
         // Once a read, not once a request: the read carries many pipelined requests, and the counter is shared
         // by the loops.
         executor.activity.add(1, ordering: .relaxed)
+        readBegins = true
         readAsked = false
         lookedForHangUp = false
         writeOutgoing(context: context)

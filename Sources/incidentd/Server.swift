@@ -17,6 +17,8 @@ final class Server: Sendable {
     let configuration: DaemonConfiguration
     let logger: Logger
     let group: MultiThreadedEventLoopGroup
+    /// Told by each loop of `group` as it ends a tick, for its connections' turns.
+    let loopTicks: LoopTicks
     let refusedConnections = RefusedConnections()
     let unservedConnections = UnservedConnections()
 
@@ -25,7 +27,9 @@ final class Server: Sendable {
         self.intake = intake
         self.configuration = configuration
         self.logger = logger
-        group = MultiThreadedEventLoopGroup(numberOfThreads: max(1, System.coreCount))
+        let loopTicks = LoopTicks()
+        self.loopTicks = loopTicks
+        group = MultiThreadedEventLoopGroup(numberOfThreads: max(1, System.coreCount), metricsDelegate: loopTicks)
     }
 
     /// Binds the socket and starts accepting. `inheritedDescriptor` is a listening socket from systemd. The socket
@@ -38,6 +42,7 @@ final class Server: Sendable {
         let logger = self.logger
         let refusedConnections = self.refusedConnections
         let unservedConnections = self.unservedConnections
+        let loopTicks = self.loopTicks
         let bootstrap = ServerBootstrap(group: group)
             // Should `accept` fail for want of a descriptor all the same (another process's files count toward
             // ENFILE), the listener stops reading for a second rather than being woken again at once, forever.
@@ -60,7 +65,7 @@ final class Server: Sendable {
             .childChannelInitializer { channel in
                 Server.initialize(
                     channel, executor: executor, intake: intake, configuration: configuration, logger: logger,
-                    refusedConnections: refusedConnections, unservedConnections: unservedConnections)
+                    refusedConnections: refusedConnections, unservedConnections: unservedConnections, loopTicks: loopTicks)
             }
         if let fd = inheritedDescriptor {
             // SwiftNIO listens again on a socket it is given, with its default backlog, 128
@@ -426,7 +431,7 @@ final class Server: Sendable {
 
     private static func initialize(
         _ channel: any Channel, executor: RequestExecutor, intake: AppendIntake, configuration: DaemonConfiguration,
-        logger: Logger, refusedConnections: RefusedConnections, unservedConnections: UnservedConnections
+        logger: Logger, refusedConnections: RefusedConnections, unservedConnections: UnservedConnections, loopTicks: LoopTicks
     ) -> EventLoopFuture<Void> {
         executor.activity.add(1, ordering: .relaxed)
         let count = executor.connections.wrappingAdd(1, ordering: .relaxed).newValue
@@ -466,7 +471,7 @@ final class Server: Sendable {
             }
             return channel.eventLoop.makeCompletedFuture {
                 let handler = ConnectionHandler(
-                    executor: executor, intake: intake, peer: peer, role: role,
+                    executor: executor, intake: intake, turns: loopTicks.turns(for: channel.eventLoop), peer: peer, role: role,
                     maxPending: configuration.maxPendingPerConnection,
                     maxLineBytes: configuration.maxLineBytes, logger: logger)
                 do {

@@ -128,7 +128,7 @@ struct Append: ParsableCommand {
                 text += first == last ? ", at position \(first)" : ", at positions \(first)–\(last)"
             }
             if case .refused(let code, _)? = failure { text += "; then refused (\(code), below)" }
-            print(text)
+            Output.line(text)
         }
     }
 

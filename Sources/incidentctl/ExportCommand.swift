@@ -97,7 +97,6 @@ struct Export: ParsableCommand {
         if format != .jsonl, let warning = try Self.otherGazetteer(client, than: cities, named: gazetteer) {
             Diagnostics.say(warning)
         }
-        var out = StandardOutput()
         var retracted = 0
         func leftOut(_ document: JSONValue) -> Bool {
             guard !includeRetracted, document["status"]?.stringValue == OutcomeStatus.retracted.rawValue else { return false }
@@ -112,36 +111,36 @@ struct Export: ParsableCommand {
                 do {
                     _ = try RecordedEvent(json: event)
                 } catch {
-                    out.flush()
+                    Output.flush()
                     let position = event["position"]?.intValue.map(UInt64.init) ?? 0
                     throw ClientFailure.refused(
                         code: "log_damaged",
                         message: LogError.damagedEvent(at: position, "\(error)").message
                             + "; the events before it were written out, the export is not whole")
                 }
-                out.write(Self.wireForm(of: event).canonicalString() + "\n")
+                Output.write(Self.wireForm(of: event).canonicalString() + "\n")
             }
         case .csv:
-            out.write(ACLED.columns.joined(separator: ",") + "\n")
+            Output.write(ACLED.columns.joined(separator: ",") + "\n")
             let guarded = ACLED.columns.map { !csvRawText && !Self.numericColumns.contains($0) }
             try Self.incidents(client, through: head) { document in
                 if leftOut(document) { return }
                 let fields = zip(IncidentRow(document, cities: cities).acledFields, guarded).map { field, guarded in
                     Self.csvField(guarded ? Self.notAFormula(field) : field)
                 }
-                out.write(fields.joined(separator: ",") + "\n")
+                Output.write(fields.joined(separator: ",") + "\n")
             }
         case .geojson:
-            out.write(#"{"type":"FeatureCollection","features":["#)
+            Output.write(#"{"type":"FeatureCollection","features":["#)
             var first = true
             try Self.incidents(client, through: head) { document in
                 if leftOut(document) { return }
-                out.write((first ? "\n" : ",\n") + IncidentRow(document, cities: cities).feature.canonicalString())
+                Output.write((first ? "\n" : ",\n") + IncidentRow(document, cities: cities).feature.canonicalString())
                 first = false
             }
-            out.write("\n]}\n")
+            Output.write("\n]}\n")
         }
-        out.flush()
+        Output.flush()
         var said = head == 0 ? "the log is empty" : "exported \(Positions.positions(1, through: UInt64(clamping: head))), head \(Printer.text(status["headHash"]))"
         if retracted > 0 {
             said += "; \(retracted) retracted incident\(retracted == 1 ? "" : "s") left out (--include-retracted keeps them)"
@@ -228,21 +227,6 @@ struct Export: ParsableCommand {
     static func csvField(_ text: String) -> String {
         guard text.contains(where: { $0 == "," || $0 == "\"" || $0 == "\n" || $0 == "\r" }) else { return text }
         return "\"" + text.replacingOccurrences(of: "\"", with: "\"\"") + "\""
-    }
-}
-
-/// Standard output through a buffer, so that a large export is not one write per line.
-private struct StandardOutput {
-    private var buffer: [UInt8] = []
-
-    mutating func write(_ text: String) {
-        buffer.append(contentsOf: text.utf8)
-        if buffer.count >= 1 << 16 { flush() }
-    }
-
-    mutating func flush() {
-        FileHandle.standardOutput.write(Data(buffer))
-        buffer.removeAll(keepingCapacity: true)
     }
 }
 

@@ -38,8 +38,9 @@ struct Incidentctl: ParsableCommand {
             report, observe or outcome then says which events were sent and may or may not be stored.
 
             Exit status: 0 success, 1 the daemon refused the request (the error code is on stderr; also a \
-            check that failed, such as events --follow finding the log replaced: log_replaced), 2 bad usage, \
-            3 the daemon cannot be reached, or did not answer in time.
+            check that failed, such as events --follow finding the log replaced: log_replaced; and output that \
+            could not be written, a full disk say, which stderr names: the output is then incomplete), 2 bad \
+            usage, 3 the daemon cannot be reached, or did not answer in time.
             """,
         version: "0.1.0",
         subcommands: [
@@ -60,12 +61,17 @@ struct Incidentctl: ParsableCommand {
                 Glibc.exit(2)
             }
             try command.run()
+            Output.flush()
         } catch let failure as ClientFailure {
+            // What was printed before the failure comes first, and is no less checked.
+            Output.flush()
             FileHandle.standardError.write(Data("incidentctl: \(failure)\n".utf8))
             Glibc.exit(failure.exitStatus)
         } catch let code as ExitCode {
+            Output.flush()
             Glibc.exit(code.rawValue)
         } catch {
+            Output.flush()
             let status = exitCode(for: error)
             if status == .success {
                 exit(withError: error)

@@ -5,7 +5,7 @@ import StrictJSON
 /// Printing of query results as tables for people or JSON for programs.
 enum Printer {
     static func json(_ value: JSONValue) {
-        print(value.canonicalString())
+        Output.line(value.canonicalString())
     }
 
     /// Left-aligned columns with a header row; every cell is ``visible(_:)`` first, so that no stored text can
@@ -21,8 +21,8 @@ enum Printer {
                 i == cells.count - 1 ? cell : padded(cell, to: widths[i])
             }.joined(separator: "  ")
         }
-        print(line(header))
-        for row in rows { print(line(row)) }
+        Output.line(line(header))
+        for row in rows { Output.line(line(row)) }
     }
 
     /// A byte count for people: "1000 bytes", "808 KiB", "1.5 MiB" (one decimal, none when whole); the text of
@@ -45,7 +45,7 @@ enum Printer {
     static func fields(_ pairs: [(String, String)]) {
         let width = pairs.map { columns($0.0) }.max() ?? 0
         for (key, value) in pairs {
-            print(padded(key + ":", to: width + 1) + " " + visible(value))
+            Output.line(padded(key + ":", to: width + 1) + " " + visible(value))
         }
     }
 
@@ -345,7 +345,7 @@ enum Printer {
         history += i["responseHistory"]?.arrayValue ?? []
         history += i["outcomeHistory"]?.arrayValue ?? []
         history.sort { ($0["position"]?.intValue ?? 0) < ($1["position"]?.intValue ?? 0) }
-        print("")
+        Output.line("")
         table(
             ["VERSION", "POSITION", "RECORDED", "BY", "EVENT"],
             history.map { e in
@@ -354,7 +354,7 @@ enum Printer {
             })
         let sources = sourceRows(history)
         guard !sources.isEmpty else { return }
-        print("")
+        Output.line("")
         table(["VERSION", "POSITION", "SOURCE", "VERIFICATION", "VERIFIED BY", "METHOD", "PUBLISHED", "URL", "SHA256"], sources)
     }
 }

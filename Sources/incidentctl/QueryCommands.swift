@@ -199,7 +199,8 @@ struct Events: ParsableCommand {
 
         func write() {
             guard !bytes.isEmpty else { return }
-            FileHandle.standardOutput.write(Data(bytes))
+            Output.write(bytes)
+            Output.flush()
             bytes.removeAll(keepingCapacity: true)
         }
     }
@@ -560,15 +561,15 @@ struct Verify: ParsableCommand {
         case .table:
             if response["intact"]?.boolValue == true {
                 let pages = response["pages"].map { ", \(Printer.text($0["inUse"])) pages in use and \(Printer.text($0["free"])) free" } ?? ""
-                print("intact: \(Printer.text(response["checked"])) events\(pages), head \(Printer.text(response["headHash"]))")
+                Output.line("intact: \(Printer.text(response["checked"])) events\(pages), head \(Printer.text(response["headHash"]))")
             }
-            for verdict in verdicts { print(verdict.line) }
+            for verdict in verdicts { Output.line(verdict.line) }
             if derived?["intact"]?.boolValue == true {
                 let compared = DerivedDifference.Database.allCases.map(\.rawValue).filter { name in
                     !(derived?["notCompared"]?.arrayValue ?? []).contains { $0["database"]?.stringValue == name }
                 }
                 let through = UInt64(clamping: derived?["position"]?.intValue ?? 0)
-                print("derived data agrees with \(Positions.events(1, through: through)): \(compared.joined(separator: ", "))")
+                Output.line("derived data agrees with \(Positions.events(1, through: through)): \(compared.joined(separator: ", "))")
             }
         }
         for skipped in derived?["notCompared"]?.arrayValue ?? [] where derived?["intact"]?.boolValue == true {
@@ -701,10 +702,10 @@ struct Backup: ParsableCommand {
                 "\(Positions.positions(1, through: UInt64(clamping: response["headPosition"]?.intValue ?? 0))) into \(Printer.text(response["path"])) "
                 + "(\(String(format: "%.1f", mebibytes)) MiB in \(Printer.text(response["seconds"])) s)"
             if response["intact"]?.boolValue == true {
-                print("backed up " + copied)
-                print("the copy verifies: head \(Printer.text(response["headHash"]))")
+                Output.line("backed up " + copied)
+                Output.line("the copy verifies: head \(Printer.text(response["headHash"]))")
             } else {
-                print("copied " + copied + ", but the copy does not verify: it is no good backup (why on stderr)")
+                Output.line("copied " + copied + ", but the copy does not verify: it is no good backup (why on stderr)")
             }
         }
         if response["intact"]?.boolValue != true {

@@ -25,7 +25,7 @@ private func appendOne(
     let position = response["positions"]?.arrayValue?.first
     switch output.resolved {
     case .json: Printer.json(["incident": incident ?? .null, "position": position ?? .null])
-    case .table: print("\(Printer.text(incident)) at position \(Printer.text(position))")
+    case .table: Output.line("\(Printer.text(incident)) at position \(Printer.text(position))")
     }
 }
 

@@ -52,6 +52,11 @@ struct Export: ParsableCommand {
             gazetteer does not know, or another name, region or population), the CSV and GeoJSON exports warn \
             on stderr.
 
+            A daemon that goes away part way (a restart, say) cuts the export short: it then says on stderr that \
+            the output is incomplete, after which position (jsonl) or how many incidents (csv, geojson) of which \
+            head, and to run it again, and exits with the failure's status (3: the daemon cannot be reached), \
+            never 0 and never with the "exported positions" line.
+
             Examples:
               incidentctl export > log.jsonl
               # the same events in a new log of another daemon (a chain of its own):
@@ -103,42 +108,62 @@ struct Export: ParsableCommand {
             retracted += 1
             return true
         }
-        switch format {
-        case .jsonl:
-            try client.readEvents([:], from: 1, through: head) { event in
-                // `read` sends a stored event whose JSON still parses as it is; what is archived must be what
-                // append takes back, so each is checked as it was when it was appended.
-                do {
-                    _ = try RecordedEvent(json: event)
-                } catch {
-                    Output.flush()
-                    let position = event["position"]?.intValue.map(UInt64.init) ?? 0
-                    throw ClientFailure.refused(
-                        code: "log_damaged",
-                        message: LogError.damagedEvent(at: position, "\(error)").message
-                            + "; the events before it were written out, the export is not whole")
+        // Where the export stands, for a failure part way (the daemon restarted, say) to say so: a JSON-lines
+        // export cut at a line boundary reads as a whole one.
+        var lastWritten: Int64 = 0
+        var incidentsWritten = 0
+        var damaged = false
+        do {
+            switch format {
+            case .jsonl:
+                try client.readEvents([:], from: 1, through: head) { event in
+                    // `read` sends a stored event whose JSON still parses as it is; what is archived must be what
+                    // append takes back, so each is checked as it was when it was appended.
+                    do {
+                        _ = try RecordedEvent(json: event)
+                    } catch {
+                        damaged = true
+                        Output.flush()
+                        let position = event["position"]?.intValue.map(UInt64.init) ?? 0
+                        throw ClientFailure.refused(
+                            code: "log_damaged",
+                            message: LogError.damagedEvent(at: position, "\(error)").message
+                                + "; the events before it were written out, the export is not whole")
+                    }
+                    Output.write(Self.wireForm(of: event).canonicalString() + "\n")
+                    lastWritten = event["position"]?.intValue ?? lastWritten
                 }
-                Output.write(Self.wireForm(of: event).canonicalString() + "\n")
-            }
-        case .csv:
-            Output.write(ACLED.columns.joined(separator: ",") + "\n")
-            let guarded = ACLED.columns.map { !csvRawText && !Self.numericColumns.contains($0) }
-            try Self.incidents(client, through: head) { document in
-                if leftOut(document) { return }
-                let fields = zip(IncidentRow(document, cities: cities).acledFields, guarded).map { field, guarded in
-                    Self.csvField(guarded ? Self.notAFormula(field) : field)
+            case .csv:
+                Output.write(ACLED.columns.joined(separator: ",") + "\n")
+                let guarded = ACLED.columns.map { !csvRawText && !Self.numericColumns.contains($0) }
+                try Self.incidents(client, through: head) { document in
+                    if leftOut(document) { return }
+                    let fields = zip(IncidentRow(document, cities: cities).acledFields, guarded).map { field, guarded in
+                        Self.csvField(guarded ? Self.notAFormula(field) : field)
+                    }
+                    Output.write(fields.joined(separator: ",") + "\n")
+                    incidentsWritten += 1
                 }
-                Output.write(fields.joined(separator: ",") + "\n")
+            case .geojson:
+                Output.write(#"{"type":"FeatureCollection","features":["#)
+                var first = true
+                try Self.incidents(client, through: head) { document in
+                    if leftOut(document) { return }
+                    Output.write((first ? "\n" : ",\n") + IncidentRow(document, cities: cities).feature.canonicalString())
+                    first = false
+                    incidentsWritten += 1
+                }
+                Output.write("\n]}\n")
             }
-        case .geojson:
-            Output.write(#"{"type":"FeatureCollection","features":["#)
-            var first = true
-            try Self.incidents(client, through: head) { document in
-                if leftOut(document) { return }
-                Output.write((first ? "\n" : ",\n") + IncidentRow(document, cities: cities).feature.canonicalString())
-                first = false
-            }
-            Output.write("\n]}\n")
+        } catch let failure as ClientFailure where !damaged {
+            Output.flush()
+            let hash = Printer.text(status["headHash"])
+            let reached = format == .jsonl
+                ? (lastWritten == 0 ? "before its first event" : "after position \(lastWritten)") + " of \(head) (head \(hash))"
+                : "after \(incidentsWritten) incident\(incidentsWritten == 1 ? "" : "s") of the log through position \(head) (head \(hash))"
+            throw failure.adding(
+                "; the export is cut short \(reached): the output is incomplete; run the export again"
+                    + (format == .jsonl ? " (append passes over the events it already stored)" : ""))
         }
         Output.flush()
         var said = head == 0 ? "the log is empty" : "exported \(Positions.positions(1, through: UInt64(clamping: head))), head \(Printer.text(status["headHash"]))"

@@ -60,8 +60,18 @@ struct Events: ParsableCommand {
         if follow { return try runFollowing() }
         var all: [JSONValue] = []
         let format = output.resolved
-        try connection.connect().readEvents(filterMembers(), from: firstPosition, count: limit) { event in
-            if format == .json { Printer.json(event) } else { all.append(event) }
+        // The position of the last event printed, for a failure part way (the daemon restarted, say) to say where
+        // the output ends: cut at a line boundary, it reads as a whole one.
+        var lastShown: Int64?
+        do {
+            try connection.connect().readEvents(filterMembers(), from: firstPosition, count: limit) { event in
+                guard format == .json else { return all.append(event) }
+                Printer.json(event)
+                lastShown = event["position"]?.intValue ?? lastShown
+            }
+        } catch let failure as ClientFailure {
+            guard let lastShown else { throw failure }
+            throw failure.adding("; the output is incomplete: it ends after position \(lastShown); go on with --from \(lastShown + 1)")
         }
         if format == .table { Printer.events(all) }
     }

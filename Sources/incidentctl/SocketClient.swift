@@ -52,6 +52,16 @@ enum ClientFailure: Error, CustomStringConvertible {
         return .refused(code: code, message: message)
     }
 
+    /// This failure with `note` after its message, its exit status the same.
+    func adding(_ note: String) -> ClientFailure {
+        switch self {
+        case .refused(let code, let message): return .refused(code: code, message: message + note)
+        case .usage(let message): return .usage(message + note)
+        case .unreachable(let message): return .unreachable(message + note)
+        case .protocolViolation(let message): return .protocolViolation(message + note)
+        }
+    }
+
     var exitStatus: Int32 {
         switch self {
         case .refused, .protocolViolation: return 1

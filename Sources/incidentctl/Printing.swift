@@ -297,7 +297,7 @@ enum Printer {
     /// A city's incidents, one line each (an `incidents` answer's summaries).
     static func incidents(_ incidents: [JSONValue]) {
         guard !incidents.isEmpty else {
-            print("no incidents")
+            Output.line("no incidents")
             return
         }
         table(

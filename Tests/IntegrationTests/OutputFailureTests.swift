@@ -80,6 +80,8 @@ struct OutputFailureTests {
             ["replay", "--format", "json"], ["replay", "--data-dir", daemon.dataDir, "--format", "json"],
             ["verify", "--format", "json"], ["verify", "--format", "table"], ["status", "--format", "json"],
             ["status", "--format", "table"],
+            ["incidents", "--city", "Melitopol", "--format", "json"], ["incidents", "--city", "Melitopol", "--format", "table"],
+            ["incidents", "--city", "Kupiansk", "--format", "table"],
             ["export", "--format", "jsonl"], ["export", "--format", "csv"], ["export", "--format", "geojson"],
         ]
         for command in commands {

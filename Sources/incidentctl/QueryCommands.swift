@@ -703,7 +703,17 @@ struct Backup: ParsableCommand {
 
     func run() throws {
         let path = destination.hasPrefix("/") ? destination : FileManager.default.currentDirectoryPath + "/" + destination
-        let response = try connection.connect(.walk).document(.backup, ["path": .string(path)])
+        let client = try connection.connect(.walk)
+        let response: JSONValue
+        do {
+            response = try client.document(.backup, ["path": .string(path)])
+        } catch {
+            guard let why = ClientFailure.unreachableReason(error) else { throw error }
+            throw ClientFailure.unreachable(
+                "\(why), after the backup was asked for: \(path) may hold nothing, a copy cut short "
+                    + "(data.mdb.incomplete) or a whole one, and `incidentctl verify --data-dir \(path)` tells which; "
+                    + "to be sure of a backup, make it again into a new directory")
+        }
         switch output.resolved {
         case .json: Printer.json(response)
         case .table:

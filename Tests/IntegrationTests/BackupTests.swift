@@ -73,6 +73,40 @@ struct BackupTests {
         #expect(daemon.stop() == 0)
     }
 
+    @Test(
+        "a backup whose daemon goes away before it answers (killed while syncing the copy): exit 3, saying DEST may hold nothing, a copy cut short or a whole one, that verify --data-dir DEST tells which, and to back up again (QA pass 13, L1)",
+        StorageFaults.required)
+    func backupWithoutAnswer() throws {
+        let library = try #require(StorageFaults.library)
+        let root = makeTemporaryDirectory()
+        let stall = root + "/stall-fsyncs"
+        let daemon = try Daemon(root: root, environment: ["LD_PRELOAD": library, "INCIDENTD_STALL_FSYNCS": stall])
+        #expect(try daemon.client().appendEvents(try Repository.articleEvents()).isOK)
+        // The copy's fsync waits: the backup is asked for, and no answer comes before the daemon is killed.
+        #expect(FileManager.default.createFile(atPath: stall, contents: nil))
+        let destination = root + "/nightly"
+        let err = root + "/err"
+        let stderr = open(err, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
+        let null = open("/dev/null", O_RDWR | O_CLOEXEC)
+        let command = try ChildProcess(
+            Binaries.incidentctl, ["backup", destination, "--socket", daemon.socketPath], environment: ProcessInfo.processInfo.environment,
+            stdin: null, stdout: null, stderr: stderr)
+        [stderr, null].forEach { close($0) }
+        try waitFor("the copy to wait in its fsync") { FileManager.default.fileExists(atPath: destination + "/data.mdb.incomplete") }
+        try waitFor("the command to wait for its answer") {
+            let waitingIn = readFile("/proc/\(command.pid)/wchan") ?? ""
+            return waitingIn.contains("poll") || waitingIn.contains("unix_stream_read")
+        }
+        daemon.crash()
+        try FileManager.default.removeItem(atPath: stall)
+        #expect(command.wait() == 3)
+        let said = readFile(err) ?? ""
+        #expect(
+            said.contains(
+                "after the backup was asked for: \(destination) may hold nothing, a copy cut short (data.mdb.incomplete) or a whole one, and `incidentctl verify --data-dir \(destination)` tells which; to be sure of a backup, make it again into a new directory"),
+            "\(said)")
+    }
+
     @Test("a backup is refused, naming why and writing nothing, for a relative path, a path that exists, a missing parent, and a request without one")
     func refusals() throws {
         let daemon = try Daemon()

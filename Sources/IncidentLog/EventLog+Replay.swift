@@ -307,8 +307,22 @@ extension EventLog {
             }
             // The first segment's incidents go into the empty table in key order: appended. Later ones fall in
             // between.
-            try writeIncidents(folds, appending: start == 1, incidentsPerCommit: max(1, incidentsPerCommit))
-            try writeCityDates(folds, appending: start == 1, entriesPerCommit: max(1, incidentsPerCommit))
+            // The dates are gathered and sorted on another core while this one writes the incidents.
+            let dates = Mutex<CityDateEntries?>(nil)
+            let gathering = DispatchGroup()
+            DispatchQueue.global().async(group: gathering) { [folds] in
+                let entries = CityDateEntries(folds)
+                dates.withLock { $0 = entries }
+            }
+            do {
+                try writeIncidents(folds, appending: start == 1, incidentsPerCommit: max(1, incidentsPerCommit))
+            } catch {
+                gathering.wait()
+                throw error
+            }
+            gathering.wait()
+            try writeCityDates(
+                dates.withLock { $0 } ?? CityDateEntries(folds), appending: start == 1, entriesPerCommit: max(1, incidentsPerCommit))
             try writeCityIncidents(folds, appending: start == 1, entriesPerCommit: max(1, incidentsPerCommit))
             for var fold in folds {
                 fold.forgetIncidents()
@@ -410,27 +424,11 @@ extension EventLog {
 }
 
 extension EventLog {
-    /// Writes the `city-dates` entries of `folds` in key order, in transactions of `entriesPerCommit`: with
-    /// `MDB_APPEND` while `appending` (into an empty table).
-    func writeCityDates(_ folds: [StreamFold], appending: Bool, entriesPerCommit: Int) throws {
-        var keys: [UInt8] = []
-        var keyStarts: [Int] = [0]
-        var values: [UInt8] = []
-        var valueStarts: [Int] = [0]
-        keys.reserveCapacity(folds.reduce(0) { $0 + $1.dateKeys.count })
-        keyStarts.reserveCapacity(folds.reduce(1) { $0 + $1.dateCount })
-        for fold in folds {
-            for i in 0..<fold.dateCount {
-                let (key, value) = fold.dateEntry(i)
-                keys.append(contentsOf: key)
-                keyStarts.append(keys.count)
-                values.append(contentsOf: value)
-                valueStarts.append(values.count)
-            }
-        }
-        let order = keys.withUnsafeBytes { keys in
-            keyStarts.withUnsafeBufferPointer { starts in ByteTable.sortedNumbers(arena: keys, starts: starts) }
-        }
+    /// Writes the `city-dates` entries of a segment, gathered and sorted already (on another thread, while the
+    /// incidents were written), in transactions of `entriesPerCommit`: with `MDB_APPEND` while `appending` (into an
+    /// empty table).
+    func writeCityDates(_ entries: CityDateEntries, appending: Bool, entriesPerCommit: Int) throws {
+        let (keys, keyStarts, values, valueStarts, order) = (entries.keys, entries.keyStarts, entries.values, entries.valueStarts, entries.order)
         var start = 0
         while start < order.count {
             try stopIfAsked(during: "while rebuilding the projections, writing the cities' incident dates")
@@ -455,6 +453,34 @@ extension EventLog {
                 }
             }
             start = end
+        }
+    }
+}
+
+/// The `city-dates` entries of a segment's folds, gathered back to back and put in key order: the part of their
+/// write that needs no transaction, so that it can run beside the write of the incidents.
+struct CityDateEntries: Sendable {
+    var keys: [UInt8] = []
+    var keyStarts: [Int] = [0]
+    var values: [UInt8] = []
+    var valueStarts: [Int] = [0]
+    /// The entries' numbers in key order.
+    var order: [Int32] = []
+
+    init(_ folds: [StreamFold]) {
+        keys.reserveCapacity(folds.reduce(0) { $0 + $1.dateKeys.count })
+        keyStarts.reserveCapacity(folds.reduce(1) { $0 + $1.dateCount })
+        for fold in folds {
+            for i in 0..<fold.dateCount {
+                let (key, value) = fold.dateEntry(i)
+                keys.append(contentsOf: key)
+                keyStarts.append(keys.count)
+                values.append(contentsOf: value)
+                valueStarts.append(values.count)
+            }
+        }
+        order = keys.withUnsafeBytes { keys in
+            keyStarts.withUnsafeBufferPointer { starts in ByteTable.sortedNumbers(arena: keys, starts: starts) }
         }
     }
 }

@@ -93,10 +93,7 @@ struct BackupTests {
             stdin: null, stdout: null, stderr: stderr)
         [stderr, null].forEach { close($0) }
         try waitFor("the copy to wait in its fsync") { FileManager.default.fileExists(atPath: destination + "/data.mdb.incomplete") }
-        try waitFor("the command to wait for its answer") {
-            let waitingIn = readFile("/proc/\(command.pid)/wchan") ?? ""
-            return waitingIn.contains("poll") || waitingIn.contains("unix_stream_read")
-        }
+        try waitForAnswerWait(of: command.pid)
         daemon.crash()
         try FileManager.default.removeItem(atPath: stall)
         #expect(command.wait() == 3)

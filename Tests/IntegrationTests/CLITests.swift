@@ -444,11 +444,7 @@ struct CLITests {
                 Binaries.incidentctl, arguments + ["--socket", daemon.socketPath], environment: ProcessInfo.processInfo.environment,
                 stdin: null, stdout: stdout, stderr: stderr)
             [stdout, stderr, null].forEach { close($0) }
-            // It waits in poll, for at most its timeout (or, given none, in the read).
-            try waitFor("the command to wait for its answer") {
-                let waitingIn = readFile("/proc/\(command.pid)/wchan") ?? ""
-                return waitingIn.contains("poll") || waitingIn.contains("unix_stream_read")
-            }
+            try waitForAnswerWait(of: command.pid)
             daemon.crash()
             try FileManager.default.removeItem(atPath: stall)
             #expect(command.wait() == 3, "\(arguments)")

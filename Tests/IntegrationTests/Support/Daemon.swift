@@ -49,6 +49,15 @@ func waitFor(_ what: String, timeout: Double = 20, _ condition: () throws -> Boo
     throw HarnessError("timed out after \(timeout)s waiting for \(what)")
 }
 
+/// Waits until the `incidentctl` of `pid` waits for the daemon's answer: in poll, for at most its timeout (or, given
+/// none, in the socket's read).
+func waitForAnswerWait(of pid: pid_t) throws {
+    try waitFor("the command to wait for its answer") {
+        let waitingIn = readFile("/proc/\(pid)/wchan") ?? ""
+        return waitingIn.contains("poll") || waitingIn.contains("unix_stream_read")
+    }
+}
+
 /// The real `incidentd`, started on a temporary socket and data directory.
 final class Daemon {
     let root: String

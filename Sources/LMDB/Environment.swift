@@ -316,6 +316,44 @@ public final class Environment: @unchecked Sendable {
         }
     }
 
+    /// Runs `body`, whose writes (``write(_:)``) need not each be durable when it returns: their commits flush their
+    /// pages but write the meta page that makes each the current state without waiting for the disk
+    /// (`MDB_NOMETASYNC`), which saves a synchronous write a commit. The next commit's flush takes that meta page
+    /// along, and when `body` returns, everything is flushed (`mdb_env_sync`): what `body` committed is durable
+    /// when this returns.
+    ///
+    /// A crash meanwhile may undo `body`'s last commit, but never leaves the database damaged: LMDB flushes every
+    /// page a meta page points to before it writes that meta page, and reuses no page of the states of the last two
+    /// commits. For work that is redone whole when it did not finish, such as derived data with a mark written
+    /// last. Every write of this process meanwhile, on any thread, commits so: call it only where no other write
+    /// needs to be durable as soon as it returns (while a store opens, say).
+    ///
+    /// The corresponding C functions are `mdb_env_set_flags`, set and cleared while no transaction of this process
+    /// is open (as the map is resized), and `mdb_env_sync`.
+    ///
+    /// - Throws: ``LMDBError`` or whatever `body` throws. `EDEADLK` if called from inside a transaction body on
+    ///   this environment.
+    public func withDeferredMetaSync<T>(_ body: () throws -> T) throws -> T {
+        try refuseNestedWriter(function: "mdb_env_set_flags")
+        try gate.withExclusive { () throws(LMDBError) in try lmdb_env_set_flags(handle, _MDB_NOMETASYNC, on: true) }
+        let result: T
+        do {
+            result = try body()
+        } catch {
+            // The next commit flushes the meta pages written meanwhile before its own.
+            try? gate.withExclusive { () throws(LMDBError) in try lmdb_env_set_flags(handle, _MDB_NOMETASYNC, on: false) }
+            throw error
+        }
+        try gate.withExclusive { () throws(LMDBError) in try lmdb_env_set_flags(handle, _MDB_NOMETASYNC, on: false) }
+        try sync(force: true)
+        return result
+    }
+
+    /// Whether commits write their meta page without waiting for the disk (inside ``withDeferredMetaSync(_:)``).
+    public var defersMetaSync: Bool {
+        ((try? gate.withShared { () throws(LMDBError) -> UInt32 in try lmdb_env_get_flags(handle) }) ?? 0) & _MDB_NOMETASYNC != 0
+    }
+
     /// Begins a transaction under the shared gate, retrying on `MDB_MAP_RESIZED`
     /// (adopting the size another process set) and, once, on `MDB_READERS_FULL`
     /// after clearing stale reader slots. `run` ends the transaction.

@@ -90,6 +90,41 @@ struct EnvironmentTests {
         }
     }
 
+    @Test("withDeferredMetaSync defers the meta page's flush of the writes inside it only, whether its body returns or throws, and refuses to run inside a transaction")
+    func deferredMetaSync() throws {
+        try withTemporaryDirectory { dir in
+            do {
+                let env = try Environment(directory: dir, options: EnvironmentOptions())
+                let db = try env.openDatabase("x", create: true)
+                #expect(!env.defersMetaSync)
+                let written = try env.withDeferredMetaSync { () throws -> Int in
+                    #expect(env.defersMetaSync)
+                    for i in 0..<3 as Range<UInt64> { try env.write { txn in try txn.put(db, key: i, value: [UInt8(i)]) } }
+                    return 3
+                }
+                #expect(written == 3)
+                #expect(!env.defersMetaSync)
+                #expect(throws: TestFailure(reason: "boom")) {
+                    try env.withDeferredMetaSync {
+                        try env.write { txn in try txn.put(db, key: 3 as UInt64, value: [3]) }
+                        throw TestFailure(reason: "boom")
+                    }
+                }
+                #expect(!env.defersMetaSync)
+                try env.write { txn in
+                    #expect(throws: LMDBError(code: EDEADLK, function: "mdb_env_set_flags")) {
+                        try env.withDeferredMetaSync {}
+                    }
+                }
+                #expect(!env.defersMetaSync)
+            }
+            // What the bodies committed is there once the environment is opened again.
+            let env = try Environment(directory: dir, options: EnvironmentOptions())
+            let db = try env.openDatabase("x", create: false)
+            #expect(try env.read { try $0.count(db) } == 4)
+        }
+    }
+
     @Test("write returns the body's value; read returns copies made inside")
     func returnValues() throws {
         try withTemporaryDirectory { dir in

@@ -99,6 +99,16 @@ internal func lmdb_env_sync(_ env: OpaquePointer, force: Bool) throws(LMDBError)
     try check(mdb_env_sync(env, force ? 1 : 0), "mdb_env_sync")
 }
 
+internal func lmdb_env_set_flags(_ env: OpaquePointer, _ flags: UInt32, on: Bool) throws(LMDBError) {
+    try check(mdb_env_set_flags(env, flags, on ? 1 : 0), "mdb_env_set_flags")
+}
+
+internal func lmdb_env_get_flags(_ env: OpaquePointer) throws(LMDBError) -> UInt32 {
+    var flags: UInt32 = 0
+    try check(mdb_env_get_flags(env, &flags), "mdb_env_get_flags")
+    return flags
+}
+
 internal func lmdb_env_copyfd2(_ env: OpaquePointer, _ fd: Int32, _ flags: UInt32) throws(LMDBError) {
     try check(mdb_env_copyfd2(env, fd, flags), "mdb_env_copyfd2")
 }

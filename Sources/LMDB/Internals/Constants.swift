@@ -32,6 +32,7 @@ internal var _MDB_BAD_DBI: Int32 { MDB_BAD_DBI }
 
 internal var _MDB_RDONLY: UInt32 { UInt32(MDB_RDONLY) }
 internal var _MDB_NOTLS: UInt32 { UInt32(MDB_NOTLS) }
+internal var _MDB_NOMETASYNC: UInt32 { UInt32(MDB_NOMETASYNC) }
 
 // MARK: Database flags (mdb_dbi_open)
 

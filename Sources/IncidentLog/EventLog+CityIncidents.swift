@@ -2,81 +2,95 @@ import IncidentDomain
 import LMDB
 import StrictJSON
 
-extension EventLog {
-    /// Writes the entries of the cities' indexes of incidents (``Keys/cityIncident(cityId:position:into:)``) of
-    /// `folds`, stretches of the log in order, in key order, in transactions of `entriesPerCommit`: with `MDB_APPEND`
-    /// while `appending` (into a table that holds only dates, all of which sort before them).
-    ///
-    /// No sort of the incidents: a fold meets them in the order they were reported, which is their order within a
-    /// city, so they are only grouped by city (counted, then placed), and the cities, a few hundred, sorted.
-    func writeCityIncidents(_ folds: [StreamFold], appending: Bool, entriesPerCommit: Int) throws {
-        // Every incident of the folds, in order, gathered into flat tables (no fold touched per entry): the group of
-        // its city (each city id once, among all folds), the position of its report and its id.
-        var cityIds: [[UInt8]] = []
-        var groupOfCity: [[UInt8]: Int32] = [:]
+/// The entries of the cities' indexes of incidents (``Keys/cityIncident(cityId:position:into:)``) of a segment's
+/// folds, stretches of the log in order, gathered into flat tables and put in key order: the part of their write
+/// that needs no transaction, so that it can run beside the write of the incidents.
+///
+/// No sort of the incidents: a fold meets them in the order they were reported, which is their order within a
+/// city, so they are only grouped by city (counted, then placed), and the cities, a few hundred, sorted.
+struct CityIncidentEntries: Sendable {
+    /// Each city's id, once among all folds; a city's number is its place here.
+    var cityIds: [[UInt8]] = []
+    /// Of each incident, in the order the folds met them: the position of its report, and its id (bytes
+    /// `idStarts[n]..<idStarts[n + 1]` of `ids`).
+    var positions: [UInt64] = []
+    var ids: [UInt8] = []
+    var idStarts: [Int] = [0]
+    /// The incidents' numbers in key order: by city, the cities in key order, then by report.
+    var order: [Int32] = []
+    /// The cities in key order, each with the end of its incidents in `order`.
+    var runs: [(city: Int, end: Int)] = []
+
+    init(_ folds: [StreamFold]) {
+        var cityOfId: [[UInt8]: Int32] = [:]
         let total = folds.reduce(0) { $0 + $1.incidentCount }
-        var groups: [Int32] = []
-        var positions: [UInt64] = []
-        var ids: [UInt8] = []
-        var idStarts: [Int] = [0]
-        groups.reserveCapacity(total)
+        var cities: [Int32] = []
+        cities.reserveCapacity(total)
         positions.reserveCapacity(total)
         idStarts.reserveCapacity(total + 1)
         ids.reserveCapacity(folds.reduce(0) { $0 + $1.ids.count })
         for fold in folds {
-            var groupOfText = [Int32](repeating: -1, count: fold.texts.strings.count)
+            var cityOfText = [Int32](repeating: -1, count: fold.texts.strings.count)
             for text in fold.incidentCityIds {
-                var group = groupOfText[Int(text)]
-                if group < 0 {
+                var city = cityOfText[Int(text)]
+                if city < 0 {
                     let cityId = fold.texts.bytes.withBytes(text) { Array($0) }
-                    if let known = groupOfCity[cityId] {
-                        group = known
+                    if let known = cityOfId[cityId] {
+                        city = known
                     } else {
-                        group = Int32(cityIds.count)
-                        groupOfCity[cityId] = group
+                        city = Int32(cityIds.count)
+                        cityOfId[cityId] = city
                         cityIds.append(cityId)
                     }
-                    groupOfText[Int(text)] = group
+                    cityOfText[Int(text)] = city
                 }
-                groups.append(group)
+                cities.append(city)
             }
             positions.append(contentsOf: fold.incidentPositions)
             let base = ids.count
             ids.append(contentsOf: fold.ids)
             for end in fold.idStarts.dropFirst() { idStarts.append(base + end) }
         }
-        // Grouped by city, the cities in key order; within one, in the order the folds met them: by report.
         var counts = [Int](repeating: 0, count: cityIds.count)
-        for group in groups { counts[Int(group)] += 1 }
+        for city in cities { counts[Int(city)] += 1 }
         let cityOrder = cityIds.indices.sorted { cityIds[$0].lexicographicallyPrecedes(cityIds[$1]) }
         var firsts = [Int](repeating: 0, count: cityIds.count)
-        var runs: [(group: Int, end: Int)] = []
         var placedSoFar = 0
-        for group in cityOrder {
-            firsts[group] = placedSoFar
-            placedSoFar += counts[group]
-            runs.append((group, placedSoFar))
+        for city in cityOrder {
+            firsts[city] = placedSoFar
+            placedSoFar += counts[city]
+            runs.append((city, placedSoFar))
         }
-        var order = [Int32](repeating: 0, count: total)
-        for (n, group) in groups.enumerated() {
-            order[firsts[Int(group)]] = Int32(n)
-            firsts[Int(group)] += 1
+        order = [Int32](repeating: 0, count: total)
+        for (n, city) in cities.enumerated() {
+            order[firsts[Int(city)]] = Int32(n)
+            firsts[Int(city)] += 1
         }
+    }
+}
+
+extension EventLog {
+    /// Writes the entries of the cities' indexes of incidents of a segment, gathered and put in key order already
+    /// (on another thread, while the incidents were written), in transactions of `entriesPerCommit`: with
+    /// `MDB_APPEND` while `appending` (into a table that holds only dates, all of which sort before them).
+    func writeCityIncidents(_ entries: CityIncidentEntries, appending: Bool, entriesPerCommit: Int) throws {
+        let (cityIds, positions, ids, idStarts, order, runs) =
+            (entries.cityIds, entries.positions, entries.ids, entries.idStarts, entries.order, entries.runs)
         var run = 0
         var start = 0
-        while start < total {
+        while start < order.count {
             try stopIfAsked(during: "while rebuilding the projections, writing the cities' indexes of incidents")
-            let end = min(start + entriesPerCommit, total)
+            let end = min(start + entriesPerCommit, order.count)
             let firstRun = run
             // A write that fills the map is run again once the map has grown; these puts are the same each time.
             run = try environment.write { txn in
-                let handle = txn.unsafeHandle
+                let cursor = try txn.cursor(db.cityDates)
                 var run = firstRun
                 // The key of the run's city, whose last 8 bytes each entry sets to the position of its report.
                 var key: [UInt8] = []
                 func startKey() {
                     key.removeAll(keepingCapacity: true)
-                    cityIds[runs[run].group].withUnsafeBytes { Keys.cityIncident(cityId: $0, position: 0, into: &key) }
+                    cityIds[runs[run].city].withUnsafeBytes { Keys.cityIncident(cityId: $0, position: 0, into: &key) }
                 }
                 startKey()
                 try ids.withUnsafeBytes { ids in
@@ -90,10 +104,10 @@ extension EventLog {
                         let id = UnsafeRawBufferPointer(rebasing: ids[idStarts[n]..<idStarts[n + 1]])
                         try key.withUnsafeBytes { key in
                             do {
-                                try handle.put(db.cityDates, key: key, value: id, flags: appending ? .append : [])
+                                try cursor.put(key: key, value: id, flags: appending ? .append : [])
                             } catch let error as LMDBError where error.isKeyExist {
                                 // Not after the last entry: only a damaged log has two reports at one position.
-                                try handle.put(db.cityDates, key: key, value: id)
+                                try cursor.put(key: key, value: id)
                             }
                         }
                     }

@@ -265,6 +265,29 @@ extension EventLog {
 
     private func rebuildFromSummaries(stretches: Int?, incidentsPerCommit: Int, segment: Int) throws -> UInt64 {
         try stopIfAsked(during: "before rebuilding the projections")
+        // Until the projection mark, no commit needs to reach the disk as it returns: a crash before the mark
+        // rebuilds again. Their meta pages are written without waiting, and all flushed before the mark's commit.
+        let parts = try environment.withDeferredMetaSync {
+            try dropAndFoldProjections(stretches: stretches, incidentsPerCommit: incidentsPerCommit, segment: segment)
+        }
+        let cities = StreamFold.merge(parts)
+        try environment.write { txn in
+            let handle = txn.unsafeHandle
+            for city in cities {
+                try handle.put(db.cities, key: city.cityId, value: city.canonicalBytes())
+            }
+            let head = try Head.read(txn, db)
+            try txn.put(db.meta, key: Keys.projections, value: EventLog.projectionMarkValue(head.position))
+            try txn.put(db.meta, key: Keys.gazetteer, value: gazetteerDigest)
+        }
+        try loadCityDocuments()
+        return UInt64(parts.reduce(0) { $0 + $1.events })
+    }
+
+    /// The first part of a rebuild: drops the projections, then folds the log's streams a segment at a time and
+    /// writes each segment's incidents and `city-dates` entries. Returns the folds, their incidents forgotten:
+    /// their cities, to be added up.
+    private func dropAndFoldProjections(stretches: Int?, incidentsPerCommit: Int, segment: Int) throws -> [StreamFold] {
         try environment.write { txn in
             try txn.drop(db.incidents, delete: false)
             try txn.drop(db.cities, delete: false)
@@ -307,12 +330,13 @@ extension EventLog {
             }
             // The first segment's incidents go into the empty table in key order: appended. Later ones fall in
             // between.
-            // The dates are gathered and sorted on another core while this one writes the incidents.
-            let dates = Mutex<CityDateEntries?>(nil)
+            // The `city-dates` entries are gathered and put in order on another core while this one writes the
+            // incidents.
+            let entries = Mutex<(dates: CityDateEntries, cityIncidents: CityIncidentEntries)?>(nil)
             let gathering = DispatchGroup()
             DispatchQueue.global().async(group: gathering) { [folds] in
-                let entries = CityDateEntries(folds)
-                dates.withLock { $0 = entries }
+                let gathered = (CityDateEntries(folds), CityIncidentEntries(folds))
+                entries.withLock { $0 = gathered }
             }
             do {
                 try writeIncidents(folds, appending: start == 1, incidentsPerCommit: max(1, incidentsPerCommit))
@@ -321,27 +345,16 @@ extension EventLog {
                 throw error
             }
             gathering.wait()
-            try writeCityDates(
-                dates.withLock { $0 } ?? CityDateEntries(folds), appending: start == 1, entriesPerCommit: max(1, incidentsPerCommit))
-            try writeCityIncidents(folds, appending: start == 1, entriesPerCommit: max(1, incidentsPerCommit))
+            let (dates, cityIncidents) = entries.withLock { $0 } ?? (CityDateEntries(folds), CityIncidentEntries(folds))
+            try writeCityDates(dates, appending: start == 1, entriesPerCommit: max(1, incidentsPerCommit))
+            try writeCityIncidents(cityIncidents, appending: start == 1, entriesPerCommit: max(1, incidentsPerCommit))
             for var fold in folds {
                 fold.forgetIncidents()
                 parts.append(fold)
             }
             start = end
         }
-        let cities = StreamFold.merge(parts)
-        try environment.write { txn in
-            let handle = txn.unsafeHandle
-            for city in cities {
-                try handle.put(db.cities, key: city.cityId, value: city.canonicalBytes())
-            }
-            let head = try Head.read(txn, db)
-            try txn.put(db.meta, key: Keys.projections, value: EventLog.projectionMarkValue(head.position))
-            try txn.put(db.meta, key: Keys.gazetteer, value: gazetteerDigest)
-        }
-        try loadCityDocuments()
-        return UInt64(parts.reduce(0) { $0 + $1.events })
+        return parts
     }
 
     /// Writes the incidents of `folds` in key order, in transactions of `incidentsPerCommit`: with `MDB_APPEND`
@@ -407,16 +420,15 @@ extension EventLog {
             let run = runs.take(r)
             // A write that fills the map is run again once the map has grown; these puts are the same each time.
             try environment.write { txn in
-                let handle = txn.unsafeHandle
+                // Through one cursor: each put past the last key skips LMDB's search from the root.
+                let cursor = try txn.cursor(db.incidents)
                 try run.forEach { key, record in
-                    let space: UnsafeMutableRawBufferPointer
                     do {
-                        space = try handle.reserve(db.incidents, key: key, count: record.count, flags: appending ? .append : [])
+                        try cursor.put(key: key, value: record, flags: appending ? .append : [])
                     } catch let error as LMDBError where error.isKeyExist {
                         // Two incidents under one id: only a damaged log has them; the later one stays.
-                        space = try handle.reserve(db.incidents, key: key, count: record.count)
+                        try cursor.put(key: key, value: record)
                     }
-                    space.copyMemory(from: record)
                 }
             }
         }
@@ -435,7 +447,7 @@ extension EventLog {
             let end = min(start + entriesPerCommit, order.count)
             // A write that fills the map is run again once the map has grown; these puts are the same each time.
             try environment.write { txn in
-                let handle = txn.unsafeHandle
+                let cursor = try txn.cursor(db.cityDates)
                 try keys.withUnsafeBytes { keys in
                     try values.withUnsafeBytes { values in
                         for n in order[start..<end] {
@@ -443,10 +455,10 @@ extension EventLog {
                             let key = UnsafeRawBufferPointer(rebasing: keys[keyStarts[n]..<keyStarts[n + 1]])
                             let value = UnsafeRawBufferPointer(rebasing: values[valueStarts[n]..<valueStarts[n + 1]])
                             do {
-                                try handle.put(db.cityDates, key: key, value: value, flags: appending ? .append : [])
+                                try cursor.put(key: key, value: value, flags: appending ? .append : [])
                             } catch let error as LMDBError where error.isKeyExist {
                                 // Two reports at one position under one city: only a damaged log has them.
-                                try handle.put(db.cityDates, key: key, value: value)
+                                try cursor.put(key: key, value: value)
                             }
                         }
                     }

@@ -340,7 +340,8 @@ public final class Environment: @unchecked Sendable {
         do {
             result = try body()
         } catch {
-            // The next commit flushes the meta pages written meanwhile before its own.
+            // The next commit flushes the meta pages written meanwhile before its own. (`mdb_env_set_flags` fails
+            // only for a flag LMDB does not let change at any time, which this one is not.)
             try? gate.withExclusive { () throws(LMDBError) in try lmdb_env_set_flags(handle, _MDB_NOMETASYNC, on: false) }
             throw error
         }

@@ -127,7 +127,12 @@ struct StreamFold {
                 throw LogError(.corrupt, "an incident-streams entry names position \(position), which no event can have")
             }
             if start >= reports.upperBound { break }
-            let version = Int64(bitPattern: rawVersion)
+            // So is a version no event can have (events number their incident's stream from 1), which would make an
+            // incident whose stored form does not read back.
+            guard (1...UInt64(Int64.max)).contains(rawVersion) else {
+                throw LogError(.corrupt, "an incident-streams entry has version \(rawVersion), which no event can have")
+            }
+            let version = Int64(rawVersion)
             var summary = StreamSummaryReader(value, at: 8, position: position)
             let type = try summary.byte()
             if version == 1 {

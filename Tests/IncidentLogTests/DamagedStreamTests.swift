@@ -47,6 +47,20 @@ import Testing
         }
     }
 
+    @Test("an entry whose version no event can have (0, or past Int64.max) stops the rebuild as damage, where it made an incident the rebuild stored and could not read back")
+    func versionNoEventCanHave() throws {
+        let report = try StoredEvents.event(
+            1, version: 1, type: "incident-reported", data: ["city": "Kupiansk", "cityId": "kupiansk", "kind": "demonstration"])
+        let response = try StoredEvents.event(2, version: 2, type: "response-observed", data: ["by": "police", "responses": ["tear-gas"]])
+        let sound = try Self.fold([(1, 1, 1, report), (1, 2, 2, response)])
+        #expect(try IncidentState(encoded: Array(sound.record(0))).version == 2)
+        for version in [Int64.min + 3, -1, 0] {
+            #expect(throws: LogError(.corrupt, "an incident-streams entry has version \(UInt64(bitPattern: version)), which no event can have")) {
+                try Self.fold([(1, 1, 1, report), (1, version, 2, response)])
+            }
+        }
+    }
+
     @Test("an entry naming a position at or before the one before it in its stream stops the rebuild as damage, where it made an incident the rebuild stored and could not read back")
     func positionOutOfOrder() throws {
         let report = try StoredEvents.event(

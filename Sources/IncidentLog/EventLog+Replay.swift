@@ -36,6 +36,22 @@ extension EventLog {
         stretch: Int = 1 << 16, checkingDerivedData: Bool = true, expectedHeads: [[UInt8]] = [],
         checkpoint: @Sendable () throws -> Void = {}
     ) throws -> VerifyReport {
+        var report = try EventLog.verifyPagesAndChain(
+            environment, events: db.events, meta: db.meta, stretch: stretch, expectedHeads: expectedHeads,
+            checkpoint: checkpoint)
+        if report.isIntact && checkingDerivedData {
+            report.derived = try verifyDerivedData(stretch: stretch, checkpoint: checkpoint)
+        }
+        return report
+    }
+
+    /// The part of ``verify(stretch:checkingDerivedData:expectedHeads:checkpoint:)`` that no format of the log
+    /// changed, and which a log of an older format gets too (``OlderFormatLog``): every page of `environment`'s data
+    /// file, then the chain of `events` up to the head recorded in `meta`, with the heads expected looked for.
+    static func verifyPagesAndChain(
+        _ environment: Environment, events: Database, meta: Database, stretch: Int, expectedHeads: [[UInt8]],
+        checkpoint: @Sendable () throws -> Void
+    ) throws -> VerifyReport {
         let pages = try environment.checkPages()
         if let damage = pages.damage {
             return VerifyReport(
@@ -43,8 +59,8 @@ extension EventLog {
         }
         // The head, and the last stored key (any key that is not a position counts as past every position).
         let (head, lastPosition) = try environment.read { txn in
-            let head = try Head.read(txn, db)
-            let last = try txn.cursor(db.events).last().map { $0.key.count == 8 ? Keys.readPosition($0.key) ?? .max : .max } ?? 0
+            let head = try Head.read(txn, meta: meta)
+            let last = try txn.cursor(events).last().map { $0.key.count == 8 ? Keys.readPosition($0.key) ?? .max : .max } ?? 0
             return (head, last)
         }
         var report = VerifyReport(checked: 0, headPosition: head.position, headHash: ChainHash.hex(head.hash), pages: pages)
@@ -67,7 +83,7 @@ extension EventLog {
             guard firstFailed.load(ordering: .relaxed) > i else { return }
             let outcome = Result {
                 try checkpoint()
-                return try verifyStretch(stretches[i], lookingFor: search)
+                return try verifyStretch(stretches[i], of: events, in: environment, lookingFor: search)
             }
             if case .success(.intact) = outcome {} else { firstFailed.min(i, ordering: .relaxed) }
             outcomes.withLock { $0[i] = outcome }
@@ -109,13 +125,11 @@ extension EventLog {
             report.problem =
                 "the record of the head names position \(head.position) with hash \(ChainHash.hex(head.hash)), "
                 + "which is not the hash of event \(head.position) (\(ChainHash.hex(previous)))"
-        } else if checkingDerivedData {
-            report.derived = try verifyDerivedData(stretch: stretch, checkpoint: checkpoint)
         }
         return report
     }
 
-    /// What ``verifyStretch(_:lookingFor:)`` found in its stretch of positions.
+    /// What ``verifyStretch(_:of:in:lookingFor:)`` found in its stretch of positions.
     enum StretchOutcome {
         /// The first position that does not match, and why.
         case bad(UInt64, String)
@@ -125,20 +139,22 @@ extension EventLog {
         case ended(last: UInt64, hash: [UInt8])
     }
 
-    /// Checks positions `range` (in a read transaction of their own) against the stored hash of the event
-    /// before the first: each must be there, in turn, hash to its stored hash, and say its position and
+    /// Checks positions `range` of `events` (in a read transaction of their own) against the stored hash of the
+    /// event before the first: each must be there, in turn, hash to its stored hash, and say its position and
     /// `prevHash` inside.
-    private func verifyStretch(_ range: ClosedRange<UInt64>, lookingFor search: ExpectedHeadSearch?) throws -> StretchOutcome {
+    private static func verifyStretch(
+        _ range: ClosedRange<UInt64>, of events: Database, in environment: Environment, lookingFor search: ExpectedHeadSearch?
+    ) throws -> StretchOutcome {
         try environment.read { txn in
             var previous = ChainHash.zero
             if range.lowerBound > 1 {
                 // When the event before is missing or short, the stretch before names it, earlier than this one.
-                guard let before = try txn.get(db.events, key: Keys.position(range.lowerBound - 1)), before.count > 32 else {
+                guard let before = try txn.get(events, key: Keys.position(range.lowerBound - 1)), before.count > 32 else {
                     return .bad(range.lowerBound - 1, "position \(range.lowerBound - 1) is missing")
                 }
                 previous = Array(before[0..<32])
             }
-            let cursor = try txn.cursor(db.events)
+            let cursor = try txn.cursor(events)
             var entry = try cursor.seek(atOrAfter: range.lowerBound)
             var expected = range.lowerBound
             while expected <= range.upperBound {

@@ -637,16 +637,33 @@ public final class EventLog: Sendable {
     /// A reader cannot upgrade a log; it names the format it found and what to do instead of failing later on a
     /// database that format does not have.
     private static func refuseOtherFormat(_ environment: Environment, meta: Database, directory: String) throws {
-        let found = try environment.read { txn in
+        guard let found = try storedFormat(environment, meta: meta), found != formatTag else { return }
+        if olderFormatTags.contains(found) { throw olderFormat(found, directory: directory) }
+        throw unknownFormat(found, directory: directory)
+    }
+
+    /// The format tags of the older logs a daemon upgrades (``checkFormat()``), of which a reader checks only what
+    /// no format changed (``OlderFormatLog``).
+    static let olderFormatTags: Set<String> = [format1Tag, format2Tag, format3Tag, format4Tag]
+
+    /// The format the log records under `meta/format`; nil in a log no writer has tagged yet.
+    static func storedFormat(_ environment: Environment, meta: Database) throws -> String? {
+        try environment.read { txn in
             try txn.get(meta, key: Keys.format).map { String(decoding: $0, as: UTF8.self) }
         }
-        guard let found, found != formatTag else { return }
-        if found == format1Tag || found == format2Tag || found == format3Tag || found == format4Tag {
-            throw LogError(
-                .notALog,
-                "\(directory) holds log format \(found); start incidentd on it once to upgrade it to \(formatTag), then read it again")
-        }
-        throw unknownFormat(found, directory: directory)
+    }
+
+    /// A reader's refusal of a log of an older format, `found`: what reads it, and how to make a copy of the current
+    /// format that leaves it as it is (a backup, a log whose chain may be broken), since a daemon started on it
+    /// upgrades it in place.
+    static func olderFormat(_ found: String, directory: String) -> LogError {
+        LogError(
+            .olderFormat,
+            "\(directory) holds log format \(found), of which this version checks only the pages, the hash chain and the "
+                + "head (incidentctl verify --data-dir \(directory): do that first). To read it, make a copy of the current "
+                + "format in a new directory with incidentd --recover-from \(directory) --data-dir NEW_DIR, which leaves "
+                + "\(directory) as it is; start incidentd on \(directory) itself, which upgrades it to \(formatTag) in "
+                + "place, only if it is the live log")
     }
 
     /// A log of a format this version neither reads nor upgrades.
@@ -677,7 +694,11 @@ struct Head: Sendable {
     static let empty = Head(position: 0, hash: ChainHash.zero, recordedAt: nil)
 
     static func read(_ txn: borrowing ReadTransaction, _ db: Databases) throws -> Head {
-        guard let raw = try txn.get(db.meta, key: Keys.head) else { return .empty }
+        try read(txn, meta: db.meta)
+    }
+
+    static func read(_ txn: borrowing ReadTransaction, meta: Database) throws -> Head {
+        guard let raw = try txn.get(meta, key: Keys.head) else { return .empty }
         return try decode(raw)
     }
 

@@ -76,6 +76,9 @@ public struct LogError: Error, Hashable, Sendable, CustomStringConvertible {
         /// passed when it was appended (``EventLog/readingStoredEvent(at:_:)``). The query that met it was not
         /// answered; ``LogError/position`` names the event.
         case damagedEvent
+        /// A reader was given a log of an older format (1 to 4), which a daemon upgrades at its first start and a
+        /// reader cannot: only its pages, hash chain and head can be checked (``OlderFormatLog``).
+        case olderFormat
     }
 
     public let code: Code

@@ -507,7 +507,10 @@ struct Verify: ParsableCommand {
             --recover-from DIR --fill-from BACKUP --expect-head HASH, see README.md).
 
             Through the daemon's socket by default. With --data-dir it checks a data directory itself, read-only: \
-            a backup before it is restored, or a log whose daemon is stopped or will not start. That needs read \
+            a backup before it is restored, or a log whose daemon is stopped or will not start. Of a log of an \
+            older format (a backup taken before incidentd was last upgraded), it checks what every format has, as \
+            for any log: the pages, the hash chain and --expect-head; its indexes and projections are not \
+            compared (a line on stderr names the format), and the log is left as it is. That needs read \
             access to data.mdb and write access to LMDB's lock.mdb beside it, which LMDB creates if it is missing \
             (owned by whoever runs the command: remove it before a daemon running as another user serves the \
             directory). A city's name, region and population come from the gazetteer: give --gazetteer the file \
@@ -556,7 +559,8 @@ struct Verify: ParsableCommand {
         if let dataDir {
             let cities = try gazetteer.map { try Gazetteer(contentsOfFile: $0) } ?? Gazetteer.embedded
             let expected = hashes.compactMap { ChainHash.bytes(hashHex: $0) }
-            response = .object(try openDirectly(dataDir, gazetteer: cities).verify(expectedHeads: expected).members)
+            let log = try openDirectly(dataDir) { try VerifiableLog.open(directory: $0, gazetteer: cities) }
+            response = .object(try log.verify(expectedHeads: expected).members)
         } else {
             response = try connection.connect(.walk).document(.verify, hashes.isEmpty ? [:] : ["expectHeads": .array(hashes.map { .string($0) })])
         }
@@ -579,12 +583,25 @@ struct Verify: ParsableCommand {
                     !(derived?["notCompared"]?.arrayValue ?? []).contains { $0["database"]?.stringValue == name }
                 }
                 let through = UInt64(clamping: derived?["position"]?.intValue ?? 0)
-                Output.line("derived data agrees with \(Positions.events(1, through: through)): \(compared.joined(separator: ", "))")
+                if !compared.isEmpty {
+                    Output.line("derived data agrees with \(Positions.events(1, through: through)): \(compared.joined(separator: ", "))")
+                }
             }
         }
+        // One line for the databases left out for the same reason (every one of them, for a log of an older format).
+        var skippedFor: [(reason: String, databases: [String])] = []
         for skipped in derived?["notCompared"]?.arrayValue ?? [] where derived?["intact"]?.boolValue == true {
-            let advice = dataDir != nil && skipped["database"]?.stringValue == "cities" ? "; give --gazetteer the file the daemon runs on" : ""
-            Diagnostics.say("\(Printer.text(skipped["database"])) not compared: \(Printer.text(skipped["reason"]))\(advice)")
+            let reason = Printer.text(skipped["reason"])
+            let database = Printer.text(skipped["database"])
+            if let same = skippedFor.firstIndex(where: { $0.reason == reason }) {
+                skippedFor[same].databases.append(database)
+            } else {
+                skippedFor.append((reason, [database]))
+            }
+        }
+        for (reason, databases) in skippedFor {
+            let advice = dataDir != nil && databases == ["cities"] ? "; give --gazetteer the file the daemon runs on" : ""
+            Diagnostics.say("\(databases.joined(separator: ", ")) not compared: \(reason)\(advice)")
         }
         if response["intact"]?.boolValue != true {
             throw Self.failure(response, ofBackupCopy: false)
@@ -822,15 +839,23 @@ struct Replay: ParsableCommand {
     }
 }
 
-/// The log in data directory `dataDir`, opened read-only; a damaged one is refused (exit 1: `page_damaged`, or
-/// `log_damaged` for a file cut short or a log that cannot be read; `permission_denied` for files this user may not
-/// open; `storage_full` for a file system with no room for LMDB's `lock.mdb`); a directory that holds none, or one
-/// that cannot be opened otherwise, is bad usage (exit 2) naming it and why. It is read as its owner when root
-/// runs this, and one that others than its owner may write is refused (``DataDirectoryAccess``).
+/// The log in data directory `dataDir`, opened read-only (``openDirectly(_:_:)``).
 func openDirectly(_ dataDir: String, gazetteer: Gazetteer = .embedded) throws -> EventLog {
+    try openDirectly(dataDir) { try EventLog(options: LogOptions(directory: $0, readOnly: true), gazetteer: gazetteer) }
+}
+
+/// The log in data directory `dataDir`, opened read-only by `open`, which is given the path to open it by. A damaged
+/// one is refused (exit 1: `page_damaged`, or `log_damaged` for a file cut short or a log that cannot be read;
+/// `permission_denied` for files this user may not open; `storage_full` for a file system with no room for LMDB's
+/// `lock.mdb`), and so is one of an older format that `open` does not read (`older_format`, exit 1); a directory
+/// that holds none, or one that cannot be opened otherwise, is bad usage (exit 2) naming it and why. It is read as
+/// its owner when root runs this, and one that others than its owner may write is refused (``DataDirectoryAccess``).
+func openDirectly<Log>(_ dataDir: String, _ open: (String) throws -> Log) throws -> Log {
     let resolved = try DataDirectoryAccess.enter(dataDir)
     do {
-        return try EventLog(options: LogOptions(directory: resolved, readOnly: true), gazetteer: gazetteer)
+        return try open(resolved)
+    } catch let error as LogError where error.code == .olderFormat {
+        throw ClientFailure.refused(code: "older_format", message: error.message)
     } catch let error as LogError where error.code == .damagedPage {
         throw ClientFailure.refused(code: "page_damaged", message: error.message)
     } catch let error as LogError where error.code == .corrupt {

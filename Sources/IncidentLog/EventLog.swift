@@ -523,16 +523,16 @@ public final class EventLog: Sendable {
         switch found {
         case nil, EventLog.formatTag?: break
         case EventLog.format1Tag?:
-            try refuseDamagedPages(before: "the upgrade of its format")
+            try refuseDamageBeforeUpgrade(from: EventLog.format1Tag)
             try upgradeFromFormat1()
             try upgradeFromFormat2()
             try upgradeCityDates()
         case EventLog.format2Tag?:
-            try refuseDamagedPages(before: "the upgrade of its format")
+            try refuseDamageBeforeUpgrade(from: EventLog.format2Tag)
             try upgradeFromFormat2()
             try upgradeCityDates()
         case EventLog.format3Tag?, EventLog.format4Tag?:
-            try refuseDamagedPages(before: "the upgrade of its format")
+            try refuseDamageBeforeUpgrade(from: found ?? "")
             try upgradeCityDates()
         case let other?:
             throw EventLog.unknownFormat(other, directory: options.directory)
@@ -588,6 +588,30 @@ public final class EventLog: Sendable {
 
     /// Every page checked before work at open that reads every event or stream through the map (an upgrade, a
     /// rebuild), where a damaged one is a wrong result or a fault.
+    /// Before the upgrade of a log of an older format, which writes into its data file: every page, and the hash
+    /// chain. A log whose chain breaks was changed behind incidentd's back, and the free pages an upgrade would write
+    /// over may still hold what was there before; it is left as it is, for `verify --data-dir` to report and
+    /// `--recover-from` to copy what the chain proves. Read once, at the upgrade: no later start reads the chain.
+    private func refuseDamageBeforeUpgrade(from format: String) throws {
+        let report = try EventLog.verifyPagesAndChain(
+            environment, events: db.events, meta: db.meta, stretch: 1 << 16, expectedHeads: []
+        ) { [self] in try stopIfAsked(during: "before the upgrade of its format, checking its hash chain") }
+        if let damage = report.pageDamage {
+            throw LogError(
+                .damagedPage,
+                "\(damage), found before the upgrade of its format, which would read it through LMDB; the log cannot be opened. \(EventLog.damageAdvice(database: damage.database?.name))")
+        }
+        if let position = report.firstBadPosition {
+            throw LogError(
+                .corrupt,
+                "the hash chain of the log in \(options.directory) (format \(format)) breaks at position \(position): \(report.problem ?? "it does not match"). "
+                    + "incidentd does not upgrade it to \(EventLog.formatTag), which would write into data.mdb: keep data.mdb as it is (the events past "
+                    + "the break are evidence too, and so may be the free pages an upgrade would write over). Check it with incidentctl verify "
+                    + "--data-dir \(options.directory), and make a new log of the events the chain proves with incidentd --recover-from "
+                    + "\(options.directory) --data-dir NEW --fill-from BACKUP --expect-head HASH (see README.md); or: \(EventLog.restoreAdvice)")
+        }
+    }
+
     private func refuseDamagedPages(before work: String) throws {
         if let damage = try environment.checkPages().damage {
             throw LogError(

@@ -136,6 +136,22 @@ struct OlderFormatVerifyTests {
         #expect(try Self.dataFile(daemon) == stored, "reading it changed data.mdb")
     }
 
+    @Test("incidentd does not upgrade a log of format 4 whose chain breaks: its start is refused (exit 1) naming the position, and data.mdb is left as it was, still of format 4")
+    func upgradeRefusedOnBrokenChain() throws {
+        let daemon = try VerifyTests.storedArticle()
+        try Self.downgrade(daemon, toFormat: 4)
+        try VerifyTests.tamper(daemon, position: 5) { stored, _ in VerifyTests.replacing("\"day\"", with: "\"dAy\"", in: stored) }
+        let stored = try Self.dataFile(daemon)
+
+        let refused = StorageOpenTests.refusedStart(daemon)
+        #expect(refused?.status == 1 && refused?.signaled == false, "\(String(describing: refused)) \(daemon.log)")
+        #expect(daemon.log.contains("(format incidentd-log-4) breaks at position 5"), "\(daemon.log)")
+        #expect(daemon.log.contains("keep data.mdb as it is"), "\(daemon.log)")
+        #expect(try Self.dataFile(daemon) == stored, "the refused start changed data.mdb")
+        let json = try Self.verify(daemon, ["--format", "json"])
+        #expect(json.json?["firstBadPosition"] == 5, "\(json)")
+    }
+
     @Test("verify --data-dir of a log of format 4 with a damaged page of events names the page (page_damaged, exit 1) with the advice to make a new log")
     func olderFormatPageDamaged() throws {
         let daemon = try PageDamageTests.storedLog(incidents: 500)

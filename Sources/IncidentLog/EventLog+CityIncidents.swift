@@ -134,17 +134,36 @@ public enum CityIncidentsCursor: Sendable, Hashable {
         }
     }
 
-    /// The cursor `text` spells; nil when it spells none.
+    /// The cursor `text` spells as ``text`` writes it; nil for any other text: no `+`, no leading zero, no `-0`,
+    /// a minus only before a start.
     public init?(text: String) {
         let digits = text.utf8.dropFirst()
+        let cursor: CityIncidentsCursor
         switch text.utf8.first {
         case UInt8(ascii: "d")?:
             let parts = String(decoding: digits, as: UTF8.self).split(separator: ".", omittingEmptySubsequences: false)
             guard parts.count == 2, let start = Int64(parts[0]), let position = UInt64(parts[1]) else { return nil }
-            self = .counted(start: start, position: position)
+            cursor = .counted(start: start, position: position)
         case UInt8(ascii: "r")?:
             guard let position = UInt64(String(decoding: digits, as: UTF8.self)) else { return nil }
-            self = .retracted(position: position)
+            cursor = .retracted(position: position)
+        default:
+            return nil
+        }
+        // Swift's integers read `+5` and `007` too, which the daemon never writes.
+        guard cursor.text == text else { return nil }
+        self = cursor
+    }
+
+    /// Why a listing of the incidents whose latest status is in `statuses` cannot have given this cursor, or nil
+    /// when it can: its part of the listing is one those statuses leave out, and it would answer an empty, finished
+    /// list.
+    public func mismatch(statuses: Set<OutcomeStatus>) -> String? {
+        switch self {
+        case .counted where !statuses.contains(where: \.countsInSums):
+            return "a cursor of the incidents a city counts (d…), which a listing whose status names only retracted never gives"
+        case .retracted where !statuses.contains(.retracted):
+            return "a cursor of the retracted incidents (r…), which only a listing whose status names retracted gives"
         default:
             return nil
         }

@@ -509,7 +509,8 @@ final class RequestExecutor: Sendable {
         }
         let limit = try Self.integer(request.body["limit"], "limit", range: 1...Self.incidentsLimit) ?? Self.incidentsDefaultLimit
         var from: CityIncidentsCursor?
-        if let value = request.body["from"] {
+        // `null`, what `next` is once a listing is done, is taken as no `from`: the first page.
+        if let value = request.body["from"], value != .null {
             guard let text = value.stringValue, let cursor = CityIncidentsCursor(text: text) else {
                 throw ProtocolError(.invalidRequest, "from: expected the \"next\" of an earlier incidents answer, as it was given")
             }
@@ -534,6 +535,9 @@ final class RequestExecutor: Sendable {
                     throw ProtocolError(.invalidRequest, "status[\(i)]: \(name.canonicalString().prefix(64)) is not a status; \(statusNames)")
                 }
             }
+        }
+        if let mismatch = from?.mismatch(statuses: statuses) {
+            throw ProtocolError(.invalidRequest, "from: \(mismatch); give \"next\" back with the status of the request that answered it")
         }
         return IncidentsQuery(cityId: try resolveCity(name), statuses: statuses, from: from, limit: Int(limit))
     }

@@ -175,6 +175,58 @@ struct CityIncidentsTests {
         #expect(daemon.stop() == 0)
     }
 
+    @Test("the incidents cursor: from null is the first page; a cursor of the part the status leaves out, or one the daemon does not write (signs, leading zeros), is invalid_request naming from; cursors before 1970 page")
+    func cursorsAsWritten() throws {
+        let daemon = try Daemon()
+        let client = try daemon.client()
+        #expect(
+            try client.appendEvents([
+                Self.report("a", "1965-04-01"), Self.report("b", "2022-03-05"), Self.report("c", "2022-03-06"), Self.report("d", "2022-03-07"),
+                Self.outcome("c", "retracted"), Self.outcome("d", "retracted"),
+            ])["ok"] == true)
+        // null, what next is at the end, asks for the first page, as no from does.
+        for status: JSONValue? in [nil, ["retracted"], ["open", "retracted"]] {
+            var body: [String: JSONValue] = ["city": "Kupiansk", "limit": 2]
+            if let status { body["status"] = status }
+            let first = try client.call("incidents", body)
+            body["from"] = .null
+            let fromNull = try client.call("incidents", body)
+            #expect(first.isOK && fromNull["incidents"] == first["incidents"] && fromNull["next"] == first["next"], "\(body): \(fromNull)")
+        }
+        // A start before 1970 is written with a minus, and pages on.
+        let firstPage = try client.call("incidents", ["city": "Kupiansk", "limit": 1])
+        let negative = try #require(firstPage["next"]?.stringValue, "\(firstPage)")
+        #expect(negative.hasPrefix("d-"), "\(negative)")
+        let secondPage = try client.call("incidents", ["city": "Kupiansk", "limit": 1, "from": .string(negative)])
+        #expect(Self.statuses(secondPage["incidents"]?.arrayValue ?? []) == ["b:unknown"], "\(secondPage)")
+        // The other part's cursors: the retracted part's r… without retracted, the counted part's d… with retracted only.
+        let retractedCursor = try #require(
+            try client.call("incidents", ["city": "Kupiansk", "status": ["open", "retracted"], "limit": 3])["next"]?.stringValue)
+        #expect(retractedCursor == "r3", "\(retractedCursor)")
+        for (body, why) in [
+            (["city": "Kupiansk", "from": .string(retractedCursor)], "a cursor of the retracted incidents (r…)"),
+            (["city": "Kupiansk", "status": ["open", "suppressed"], "from": "r1"], "a cursor of the retracted incidents (r…)"),
+            (["city": "Kupiansk", "status": "retracted", "from": .string(negative)], "a cursor of the incidents a city counts (d…)"),
+            (["city": "Kupiansk", "status": ["retracted"], "from": "d5.3"], "a cursor of the incidents a city counts (d…)"),
+        ] as [([String: JSONValue], String)] {
+            let answer = try client.call("incidents", body)
+            #expect(answer["error"]?["code"] == "invalid_request", "\(body): \(answer)")
+            #expect(answer["error"]?["message"]?.stringValue?.hasPrefix("from: \(why)") == true, "\(body): \(answer)")
+        }
+        // Both parts' cursors are taken when status names both.
+        for from in [negative, retractedCursor] {
+            #expect(try client.call("incidents", ["city": "Kupiansk", "status": ["open", "retracted"], "from": .string(from)]).isOK)
+        }
+        // Only what the daemon writes.
+        for from in ["d+5.+3", "d+5.3", "d5.+3", "d05.3", "d5.03", "d-0.3", "d5.-3", "r+3", "r-3", "r03", "d 5.3", "d5.3 ", "r", "d5", "d.3", "D5.3", "r3.0"] {
+            let answer = try client.call("incidents", ["city": "Kupiansk", "status": ["open", "retracted"], "from": .string(from)])
+            #expect(answer["error"]?["code"] == "invalid_request", "\(from): \(answer)")
+            #expect(answer["error"]?["message"]?.stringValue?.hasPrefix("from: expected the \"next\"") == true, "\(from): \(answer)")
+        }
+        #expect(try client.call("incidents", ["city": "Kupiansk", "from": "d5.3"]).isOK)
+        #expect(daemon.stop() == 0)
+    }
+
     /// `city-dates` entries of the cities' indexes of incidents, in key order.
     static func indexEntries(_ daemon: Daemon) throws -> [(key: [UInt8], value: [UInt8])] {
         let environment = try Environment(directory: daemon.dataDir, options: EnvironmentOptions(maxDatabases: 8))

@@ -338,7 +338,8 @@ struct IncidentsCommand: ParsableCommand {
         commandName: "incidents",
         abstract: "List one city's incidents, one line each: what is open in a city, say.",
         discussion: """
-            --city is required (any spelling the gazetteer knows). The incidents the city counts come first, by \
+            --city is required: any spelling the gazetteer or the log knows (a city added with --allow-new-city \
+            too), or the city's id. The incidents the city counts come first, by \
             the date they occurred (the start of their occurredAt; on a tie, the one reported first), with their \
             latest status; retracted incidents are listed only when asked for (--status retracted), after the \
             others, in the order they were reported. --open lists those whose latest status is unknown or \
@@ -347,14 +348,24 @@ struct IncidentsCommand: ParsableCommand {
             (as corrected), latest status, verification, how many responses were observed, its version (how many \
             events it holds) and the position of its report; incidentctl incident ID shows one whole.
 
-            JSON output is one incident per line. The daemon answers a page at a time (--limit, else 100 at a \
-            time until the list ends).
+            JSON output is one incident per line, printed as each page comes; the table is printed once the list \
+            has ended. The command asks the daemon for 1,000 incidents a page (fewer when --limit leaves fewer \
+            to list) until the list ends or --limit incidents have been listed.
+
+            A daemon that goes away part way (a restart, say) cuts the JSON output short: the command then says \
+            on stderr that the output is incomplete, the incident it ends after, and how to go on: --from CURSOR \
+            (and the --limit left, if one was given) with the same --city, --open or --status; it exits with the \
+            failure's status (3: the daemon cannot be reached). --from takes such a cursor, the `next` of an \
+            incidents answer (d… or r…), not an incident id: the listing goes on after where it ended, also when \
+            incidents were appended or corrected meanwhile (as between any two pages, one whose status changed \
+            may then be listed twice or not at all).
 
             Examples:
               incidentctl city Berdiansk
               incidentctl incidents --city Berdiansk --open
               incidentctl incidents --city Kupyansk --status retracted --status suppressed
               incidentctl incidents --city Melitopol --limit 20 --format json
+              incidentctl incidents --city Melitopol --from d1646092800000000.1000
             """)
 
     @Option(help: "The city, any spelling (required).") var city: String
@@ -365,6 +376,11 @@ struct IncidentsCommand: ParsableCommand {
             valueName: "status"))
     var status: [String] = []
     @Option(parsing: .unconditional, help: "How many incidents at most (0: all).", transform: { try wholeNumber($0) }) var limit: Int = 0
+    @Option(
+        help: ArgumentHelp(
+            "Go on where a listing cut short ended: the cursor its message gave (d… or r…), with the same --city, --open or --status.",
+            valueName: "cursor"))
+    var from: String?
     @OptionGroup var connection: ConnectionOptions
     @OptionGroup var output: OutputOptions
 
@@ -377,6 +393,10 @@ struct IncidentsCommand: ParsableCommand {
         for name in status where !Self.statusNames.contains(name) {
             throw ValidationError("--status: \(name) is not a status; one of \(Self.statusNames.joined(separator: ", "))")
         }
+        if let from, CityIncidentsCursor(text: from) == nil {
+            throw ValidationError(
+                "--from: \"\(from.prefix(64))\" is not the cursor of an incidents listing (d… or r…): give it as a listing cut short named it (go on with --from …)")
+        }
     }
 
     func run() throws {
@@ -384,19 +404,38 @@ struct IncidentsCommand: ParsableCommand {
         var body: [String: JSONValue] = ["city": .string(city)]
         let statuses = open ? ["open"] : status
         if !statuses.isEmpty { body["status"] = .array(statuses.map { .string($0) }) }
+        if let from { body["from"] = .string(from) }
         var listed: [JSONValue] = []
         let format = output.resolved
-        while limit == 0 || listed.count < limit {
-            body["limit"] = .int(Int64(limit == 0 ? 1_000 : min(1_000, limit - listed.count)))
-            let response = try client.call(.incidents, body)
-            for incident in response["incidents"]?.arrayValue ?? [] {
-                if format == .json { Printer.json(incident) }
-                listed.append(incident)
+        // The id of the last incident printed, for a failure part way (the daemon restarted, say) to say where the
+        // output ends: cut at a line boundary, it reads as a whole list. A page is printed whole once it has come,
+        // so the `from` of the page asked for then is where the listing goes on.
+        var lastShown: String?
+        do {
+            while limit == 0 || listed.count < limit {
+                body["limit"] = .int(Int64(limit == 0 ? 1_000 : min(1_000, limit - listed.count)))
+                let response = try client.call(.incidents, body)
+                for incident in response["incidents"]?.arrayValue ?? [] {
+                    listed.append(incident)
+                    guard format == .json else { continue }
+                    Printer.json(incident)
+                    lastShown = Printer.text(incident["incident"])
+                }
+                guard let next = response["next"], next != .null else { break }
+                body["from"] = next
             }
-            guard let next = response["next"], next != .null else { break }
-            body["from"] = next
+        } catch {
+            throw lastShown.map { error.adding(cutShort(after: $0, goingOnFrom: body["from"], listed: listed.count)) } ?? error
         }
         if format == .table { Printer.incidents(listed) }
+    }
+
+    /// What a listing cut short after incident `last` says, `listed` incidents into it: that the output is
+    /// incomplete, where it ends, and the command that goes on from `next` (the `from` of the page it could not get).
+    private func cutShort(after last: String, goingOnFrom next: JSONValue?, listed: Int) -> String {
+        let same = open ? "--city and --open" : status.isEmpty ? "--city" : "--city and --status"
+        return "; the output is incomplete: it ends after incident \(last); go on with --from \(Printer.text(next))"
+            + (limit == 0 ? "" : " --limit \(limit - listed)") + " and the same \(same)"
     }
 }
 

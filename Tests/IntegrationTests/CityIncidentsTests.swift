@@ -175,7 +175,7 @@ struct CityIncidentsTests {
         #expect(daemon.stop() == 0)
     }
 
-    @Test("the incidents cursor: from null is the first page; a cursor of the part the status leaves out, or one the daemon does not write (signs, leading zeros), is invalid_request naming from; cursors before 1970 page")
+    @Test("the incidents cursor: from null is the first page; a cursor of the part the status leaves out, or one the daemon does not write (signs, leading zeros), is invalid_request naming from; the command line refuses them too; cursors before 1970 page")
     func cursorsAsWritten() throws {
         let daemon = try Daemon()
         let client = try daemon.client()
@@ -224,6 +224,13 @@ struct CityIncidentsTests {
             #expect(answer["error"]?["message"]?.stringValue?.hasPrefix("from: expected the \"next\"") == true, "\(from): \(answer)")
         }
         #expect(try client.call("incidents", ["city": "Kupiansk", "from": "d5.3"]).isOK)
+        // The command line: a cursor of no listing is bad usage, one of the other part the daemon's refusal.
+        let signed = try daemon.ctl(["incidents", "--city", "Kupiansk", "--from", "d+5.+3"])
+        #expect(signed.status == 2 && signed.stderr.contains("--from") && signed.stderr.contains("d+5.+3"), "\(signed.stderr)")
+        let otherPart = try daemon.ctl(["incidents", "--city", "Kupiansk", "--open", "--from", retractedCursor])
+        #expect(otherPart.status == 1 && otherPart.stderr.contains("invalid_request") && otherPart.stderr.contains("from: a cursor of the retracted"), "\(otherPart.stderr)")
+        let resumed = try daemon.ctl(["incidents", "--city", "Kupiansk", "--from", negative, "--format", "json"])
+        #expect(resumed.status == 0 && resumed.stdout.split(separator: "\n").count == 1 && resumed.stdout.contains("\"b\""), "\(resumed)")
         #expect(daemon.stop() == 0)
     }
 

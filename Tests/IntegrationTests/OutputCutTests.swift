@@ -64,3 +64,79 @@ struct OutputCutTests {
             "\(ending)")
     }
 }
+
+/// `incidents` cut short as `export` and `events` are: it says where its output ends and the `--from` cursor to go
+/// on with, which lists the rest once the daemon is back.
+@Suite("incidents cut short")
+struct IncidentsCutTests {
+    /// Runs `arguments` with standard output a pipe, stops the daemon with `stop` once the first line (so the first
+    /// page) has come, reads the rest, and gives how the command ended and what it wrote.
+    static func cut(_ daemon: Daemon, _ arguments: [String], stop: (Daemon) -> Void) throws -> (ending: OutputFailureTests.Ending, lines: [String]) {
+        let pipe = try CloseOnExecPipe()
+        var output = Data()
+        let ending = try OutputFailureTests.run(daemon, arguments, stdout: pipe.write) { _ in
+            close(pipe.write)
+            var byte: UInt8 = 0
+            while Glibc.read(pipe.read, &byte, 1) == 1 {
+                output.append(byte)
+                if byte == 0x0A { break }
+            }
+            #expect(byte == 0x0A)
+            stop(daemon)
+            output += readToEnd(pipe.read)
+        }
+        close(pipe.read)
+        return (ending, String(decoding: output, as: UTF8.self).split(separator: "\n").map(String.init))
+    }
+
+    /// The cursor a cut-short listing's message names (`go on with --from CURSOR`).
+    static func cursor(in stderr: String) -> String? {
+        guard let range = stderr.range(of: "go on with --from ") else { return nil }
+        return String(stderr[range.upperBound...].prefix { $0 != " " && $0 != "\n" })
+    }
+
+    static func incident(_ line: String) throws -> String {
+        try JSONReader().read(line)["incident"]?.stringValue ?? "?"
+    }
+
+    @Test("incidents cut short by the daemon's end (kill -9, SIGTERM) says the output is incomplete, after which incident, and the --from (and --limit) to go on with, exit 3; --from lists the rest")
+    func incidentsCut() throws {
+        let daemon = try OutputFailureTests.log(of: 3_000)
+        let whole = try daemon.ctl(["incidents", "--city", "Melitopol", "--format", "json"])
+        #expect(whole.status == 0, "\(whole.stderr)")
+        let all = whole.stdout.split(separator: "\n").map(String.init)
+        #expect(all.count == 3_000)
+
+        // Killed once the first page is in hand: the command prints it whole, then cannot ask for the next.
+        let (killed, lines) = try Self.cut(daemon, ["incidents", "--city", "Melitopol", "--format", "json"]) { $0.crash() }
+        #expect(killed.status == 3 && !killed.signaled, "\(killed)")
+        #expect(lines.count == 1_000 && lines == Array(all.prefix(lines.count)), "\(lines.count) lines")
+        let last = try Self.incident(try #require(lines.last))
+        #expect(
+            killed.stderr.contains("; the output is incomplete: it ends after incident \(last); go on with --from d")
+                && killed.stderr.hasSuffix(" and the same --city\n"),
+            "\(killed)")
+        let cursor = try #require(Self.cursor(in: killed.stderr), "\(killed)")
+        try daemon.start()
+        let rest = try daemon.ctl(["incidents", "--city", "Melitopol", "--format", "json", "--from", cursor])
+        #expect(rest.status == 0, "\(rest.stderr)")
+        #expect(lines + rest.stdout.split(separator: "\n").map(String.init) == all)
+
+        // Stopped (SIGTERM) with --limit: the limit left is part of how to go on.
+        let limited = ["incidents", "--city", "Melitopoli", "--status", "open", "--limit", "2500", "--format", "json"]
+        let (stopped, first) = try Self.cut(daemon, limited) { _ = $0.stop() }
+        #expect(stopped.status != 0 && !stopped.signaled, "\(stopped)")
+        #expect(first.count == 1_000 && first == Array(all.prefix(first.count)), "\(first.count) lines")
+        #expect(
+            stopped.stderr.contains(
+                "; the output is incomplete: it ends after incident \(try Self.incident(try #require(first.last))); go on with --from ")
+                && stopped.stderr.hasSuffix(" --limit 1500 and the same --city and --status\n"),
+            "\(stopped)")
+        let resume = try #require(Self.cursor(in: stopped.stderr), "\(stopped)")
+        try daemon.start()
+        let more = try daemon.ctl(["incidents", "--city", "Melitopoli", "--status", "open", "--limit", "1500", "--format", "json", "--from", resume])
+        #expect(more.status == 0, "\(more.stderr)")
+        #expect(first + more.stdout.split(separator: "\n").map(String.init) == Array(all.prefix(2_500)))
+        #expect(daemon.stop() == 0)
+    }
+}

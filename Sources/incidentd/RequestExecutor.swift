@@ -467,7 +467,7 @@ final class RequestExecutor: Sendable {
 
     private func city(_ request: Request) throws -> [UInt8] {
         guard let name = request.body["city"]?.stringValue else {
-            throw ProtocolError(.invalidRequest, "city: is required, any spelling the gazetteer knows")
+            throw ProtocolError(.invalidRequest, "city: is required, any spelling the gazetteer or the log knows, or a city id")
         }
         let cityId = try resolveCity(name)
         if let document = try log.cityDocument(id: cityId) {
@@ -505,7 +505,7 @@ final class RequestExecutor: Sendable {
 
     private func incidentsQuery(_ request: Request) throws -> IncidentsQuery {
         guard let name = request.body["city"]?.stringValue else {
-            throw ProtocolError(.invalidRequest, "city: is required, any spelling the gazetteer knows")
+            throw ProtocolError(.invalidRequest, "city: is required, any spelling the gazetteer or the log knows, or a city id")
         }
         let limit = try Self.integer(request.body["limit"], "limit", range: 1...Self.incidentsLimit) ?? Self.incidentsDefaultLimit
         var from: CityIncidentsCursor?

@@ -158,6 +158,11 @@ struct CityIncidentsTests {
             #expect(answer["error"]?["code"] == "invalid_request", "\(body): \(answer)")
             #expect(answer["error"]?["message"]?.stringValue?.hasPrefix(named + ":") == true, "\(body): \(answer)")
         }
+        // Without a city: any spelling of a city the log added works too, as for city.
+        for op in ["incidents", "city"] {
+            let answer = try client.call(op, [:])
+            #expect(answer["error"]?["message"] == "city: is required, any spelling the gazetteer or the log knows, or a city id", "\(answer)")
+        }
         // A request refused after its report was folded leaves no entry of it in the city's index.
         let refused = try client.appendEvents([Self.report("x", "2022-03-07"), Wire.response(incident: "nobody")])
         #expect(refused["error"]?["code"] == "unknown_incident", "\(refused)")

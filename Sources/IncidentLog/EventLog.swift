@@ -593,6 +593,7 @@ public final class EventLog: Sendable {
     /// over may still hold what was there before; it is left as it is, for `verify --data-dir` to report and
     /// `--recover-from` to copy what the chain proves. Read once, at the upgrade: no later start reads the chain.
     private func refuseDamageBeforeUpgrade(from format: String) throws {
+        options.onProgress?("checking every page and the hash chain of the log (\(format)) before its upgrade to \(EventLog.formatTag)")
         let report = try EventLog.verifyPagesAndChain(
             environment, events: db.events, meta: db.meta, stretch: 1 << 16, expectedHeads: []
         ) { [self] in try stopIfAsked(during: "before the upgrade of its format, checking its hash chain") }

@@ -145,6 +145,7 @@ struct OlderFormatVerifyTests {
 
         let refused = StorageOpenTests.refusedStart(daemon)
         #expect(refused?.status == 1 && refused?.signaled == false, "\(String(describing: refused)) \(daemon.log)")
+        #expect(daemon.log.contains("checking every page and the hash chain of the log (incidentd-log-4) before its upgrade"), "\(daemon.log)")
         #expect(daemon.log.contains("(format incidentd-log-4) breaks at position 5"), "\(daemon.log)")
         #expect(daemon.log.contains("keep data.mdb as it is"), "\(daemon.log)")
         #expect(try Self.dataFile(daemon) == stored, "the refused start changed data.mdb")

@@ -57,8 +57,9 @@ struct Report: ParsableCommand {
         abstract: "Report a new incident.",
         discussion: """
             Prints the incident id (generated from the city, date and kind unless --incident is given) and the \
-            event's position in the log. The city may be any spelling the gazetteer knows; an unknown one is \
-            refused with suggestions unless --allow-new-city is set. The incident is as verified as its sources \
+            event's position in the log. The city may be any spelling the gazetteer or the log knows (one an \
+            earlier report added with --allow-new-city too); an unknown one is refused with suggestions unless \
+            --allow-new-city is set. The incident is as verified as its sources \
             say: --source NAME --source-verification verified (or --verification verified); an outcome can \
             verify it later (`incidentctl outcome ID --status S --verification V`).
 

@@ -597,11 +597,7 @@ public final class EventLog: Sendable {
         let report = try EventLog.verifyPagesAndChain(
             environment, events: db.events, meta: db.meta, stretch: 1 << 16, expectedHeads: []
         ) { [self] in try stopIfAsked(during: "before the upgrade of its format, checking its hash chain") }
-        if let damage = report.pageDamage {
-            throw LogError(
-                .damagedPage,
-                "\(damage), found before the upgrade of its format, which would read it through LMDB; the log cannot be opened. \(EventLog.damageAdvice(database: damage.database?.name))")
-        }
+        if let damage = report.pageDamage { throw Self.pageDamage(damage, foundBefore: "the upgrade of its format") }
         if let position = report.firstBadPosition {
             throw LogError(
                 .corrupt,
@@ -614,11 +610,14 @@ public final class EventLog: Sendable {
     }
 
     private func refuseDamagedPages(before work: String) throws {
-        if let damage = try environment.checkPages().damage {
-            throw LogError(
-                .damagedPage,
-                "\(damage), found before \(work), which would read it through LMDB; the log cannot be opened. \(EventLog.damageAdvice(database: damage.database?.name))")
-        }
+        if let damage = try environment.checkPages().damage { throw Self.pageDamage(damage, foundBefore: work) }
+    }
+
+    /// The refusal to open a log whose page `damage` was found before `work`, which would have read it through LMDB.
+    private static func pageDamage(_ damage: PageDamage, foundBefore work: String) -> LogError {
+        LogError(
+            .damagedPage,
+            "\(damage), found before \(work), which would read it through LMDB; the log cannot be opened. \(EventLog.damageAdvice(database: damage.database?.name))")
     }
 
     /// Makes the data directory `path` (mode 0700) and the directories above it that are missing (0755 less the

@@ -335,19 +335,24 @@ public final class Environment: @unchecked Sendable {
     ///   this environment.
     public func withDeferredMetaSync<T>(_ body: () throws -> T) throws -> T {
         try refuseNestedWriter(function: "mdb_env_set_flags")
-        try gate.withExclusive { () throws(LMDBError) in try lmdb_env_set_flags(handle, _MDB_NOMETASYNC, on: true) }
+        try setMetaSyncDeferred(true)
         let result: T
         do {
             result = try body()
         } catch {
             // The next commit flushes the meta pages written meanwhile before its own. (`mdb_env_set_flags` fails
             // only for a flag LMDB does not let change at any time, which this one is not.)
-            try? gate.withExclusive { () throws(LMDBError) in try lmdb_env_set_flags(handle, _MDB_NOMETASYNC, on: false) }
+            try? setMetaSyncDeferred(false)
             throw error
         }
-        try gate.withExclusive { () throws(LMDBError) in try lmdb_env_set_flags(handle, _MDB_NOMETASYNC, on: false) }
+        try setMetaSyncDeferred(false)
         try sync(force: true)
         return result
+    }
+
+    /// Sets or clears `MDB_NOMETASYNC` while no transaction of this process is open.
+    private func setMetaSyncDeferred(_ deferred: Bool) throws(LMDBError) {
+        try gate.withExclusive { () throws(LMDBError) in try lmdb_env_set_flags(handle, _MDB_NOMETASYNC, on: deferred) }
     }
 
     /// Whether commits write their meta page without waiting for the disk (inside ``withDeferredMetaSync(_:)``).

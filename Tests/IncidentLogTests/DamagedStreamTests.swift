@@ -32,11 +32,17 @@ import Testing
         }
     }
 
-    @Test("an entry naming a position past Int64.max stops the rebuild as damage, where its incident's JSON trapped")
-    func positionNoEventCanHave() throws {
+    /// An incident reported at position 1 (version 1) and its response at position 2 (version 2).
+    static func reportAndResponse() throws -> (report: RecordedEvent, response: RecordedEvent) {
         let report = try StoredEvents.event(
             1, version: 1, type: "incident-reported", data: ["city": "Kupiansk", "cityId": "kupiansk", "kind": "demonstration"])
         let response = try StoredEvents.event(2, version: 2, type: "response-observed", data: ["by": "police", "responses": ["tear-gas"]])
+        return (report, response)
+    }
+
+    @Test("an entry naming a position past Int64.max stops the rebuild as damage, where its incident's JSON trapped")
+    func positionNoEventCanHave() throws {
+        let (report, response) = try Self.reportAndResponse()
         let sound = try Self.fold([(1, 1, 1, report), (1, 2, 2, response)])
         #expect(sound.incidentCount == 1)
         #expect(try IncidentState(encoded: Array(sound.record(0))).json["lastPosition"] == .int(2))
@@ -49,9 +55,7 @@ import Testing
 
     @Test("an entry whose version no event can have (0, or past Int64.max) stops the rebuild as damage, where it made an incident the rebuild stored and could not read back")
     func versionNoEventCanHave() throws {
-        let report = try StoredEvents.event(
-            1, version: 1, type: "incident-reported", data: ["city": "Kupiansk", "cityId": "kupiansk", "kind": "demonstration"])
-        let response = try StoredEvents.event(2, version: 2, type: "response-observed", data: ["by": "police", "responses": ["tear-gas"]])
+        let (report, response) = try Self.reportAndResponse()
         let sound = try Self.fold([(1, 1, 1, report), (1, 2, 2, response)])
         #expect(try IncidentState(encoded: Array(sound.record(0))).version == 2)
         for version in [Int64.min + 3, -1, 0] {

@@ -25,7 +25,7 @@ struct DocumentStore: ProjectionStore {
 
     /// Each city's index of incident dates, kept as the in-memory store keeps it.
     var dates = InMemoryProjections()
-    mutating func addIncidentDate(_ date: IncidentDate) { dates.addIncidentDate(date) }
+    mutating func addIncidentDate(_ date: IncidentDate, reinstating: Bool) { dates.addIncidentDate(date, reinstating: reinstating) }
     mutating func removeIncidentDate(_ date: IncidentDate) throws { try dates.removeIncidentDate(date) }
     mutating func incidentDateSpan(of cityId: String) -> (first: String, last: String)? { dates.incidentDateSpan(of: cityId) }
 }

@@ -607,19 +607,23 @@ public struct IncidentDate: Hashable, Sendable {
     public var position: UInt64
     /// The report's `occurredAt`, as it was reported.
     public var text: String
+    /// The incident's id.
+    public var incident: String
 
-    public init(cityId: String, start: Timestamp, position: UInt64, text: String) {
+    public init(cityId: String, start: Timestamp, position: UInt64, text: String, incident: String) {
         self.cityId = cityId
         self.start = start
         self.position = position
         self.text = text
+        self.incident = incident
     }
 
     /// The date of incident `state` in its city's index; nil when its `occurredAt` is not a date (no event a
     /// daemon accepted has such a one), which no city's dates count.
     public init?(of state: IncidentState) {
         guard let parsed = ParsedDate.parse(state.occurredAt) else { return nil }
-        self.init(cityId: state.cityId, start: parsed.start, position: state.firstPosition, text: state.occurredAt)
+        self.init(
+            cityId: state.cityId, start: parsed.start, position: state.firstPosition, text: state.occurredAt, incident: state.incident)
     }
 
     /// The first and last dates of `dates`, one city's (see ``IncidentDate``); nil when there are none.
@@ -654,10 +658,13 @@ public protocol ProjectionStore {
     mutating func updateCity(_ id: String, orNew make: () -> CityState, _ change: (inout CityState) throws -> Void) throws
     /// Every city with a projection. Asked only when a reported name is unknown, to suggest the nearest.
     mutating func allCities() throws -> [CityState]
-    /// Adds a counted incident's date to its city's index of dates (``IncidentDate``): once for each report, and
-    /// again when an outcome reinstates a retracted incident.
-    mutating func addIncidentDate(_ date: IncidentDate) throws
-    /// Takes an incident's date out of its city's index, when an outcome retracts it.
+    /// Adds a counted incident's date to its city's index of dates (``IncidentDate``): once for each report whose
+    /// date reads, and again when an outcome reinstates a retracted incident (`reinstating`). A store that lists a
+    /// city's incidents lists each either by its date or among those the city does not date
+    /// (``addCityIncident(cityId:position:incident:)``), so a reinstatement moves it from there.
+    mutating func addIncidentDate(_ date: IncidentDate, reinstating: Bool) throws
+    /// Takes an incident's date out of its city's index, when an outcome retracts it; a store that lists a city's
+    /// incidents lists it among those the city does not date.
     ///
     /// - Throws: `log_damaged` (``IncidentError/damagedProjection(_:_:)``) when the index does not hold it: it was
     ///   added when the incident was reported or reinstated, so the index was changed on the disk.
@@ -665,8 +672,9 @@ public protocol ProjectionStore {
     /// The first and last dates of the city `cityId`'s index (``IncidentDate/span(of:)``); nil when it holds none.
     /// Asked only when an outcome retracts or reinstates an incident; a report compares its date with the city's.
     mutating func incidentDateSpan(of cityId: String) throws -> (first: String, last: String)?
-    /// Adds a reported incident, `incident` reported at `position`, to city `cityId`'s list of every incident
-    /// reported in it, retracted or not: once, at its report (its city never changes).
+    /// Adds a reported incident whose date does not read (no event a daemon accepted has one), `incident` reported
+    /// at `position`, to city `cityId`'s list of the incidents it does not date, where it stays (its date never
+    /// changes, nor its city).
     mutating func addCityIncident(cityId: String, position: UInt64, incident: String) throws
 }
 
@@ -702,7 +710,7 @@ public struct InMemoryProjections: ProjectionStore, Sendable {
     public mutating func put(_ city: consuming CityState) { cities[city.cityId] = city }
     public mutating func allCities() -> [CityState] { Array(cities.values) }
 
-    public mutating func addIncidentDate(_ date: IncidentDate) {
+    public mutating func addIncidentDate(_ date: IncidentDate, reinstating: Bool) {
         incidentDates[date.cityId, default: []].removeAll { $0.start == date.start && $0.position == date.position }
         incidentDates[date.cityId, default: []].append(date)
     }
@@ -726,9 +734,15 @@ public struct InMemoryProjections: ProjectionStore, Sendable {
 extension IncidentDate {
     /// The `log_damaged` of a city's index of dates that does not hold `date`, which it should.
     public static func missing(_ date: IncidentDate) -> IncidentError {
+        missing(date, among: "incident dates")
+    }
+
+    /// The `log_damaged` of a city's index, the index of its `list` (its "incident dates", or the "incidents it
+    /// does not date"), that does not hold incident `date`'s entry, which it should.
+    public static func missing(_ date: IncidentDate, among list: String) -> IncidentError {
         IncidentError.damagedProjection(
             "city",
-            ": \(date.cityId.prefix(128))'s index of incident dates has no entry for the report at position \(date.position) (\(date.text.prefix(64)))")
+            ": \(date.cityId.prefix(128))'s index of \(list) has no entry for the report at position \(date.position) (\(date.text.prefix(64)))")
     }
 }
 
@@ -747,8 +761,11 @@ public struct Projector: Sendable {
             let cityId = report.cityId ?? Gazetteer.slug(report.city) ?? "unknown"
             let state = IncidentState(reported: event, report: report, cityId: cityId)
             let date = IncidentDate(of: state)
-            if let date { try store.addIncidentDate(date) }
-            try store.addCityIncident(cityId: cityId, position: event.position, incident: state.incident)
+            if let date {
+                try store.addIncidentDate(date, reinstating: false)
+            } else {
+                try store.addCityIncident(cityId: cityId, position: event.position, incident: state.incident)
+            }
             try store.updateCity(cityId, orNew: { newCity(id: cityId, reportedName: report.city) }) { city in
                 city.aliasesSeen.insert(report.city)
                 try city.add(state, sign: 1)
@@ -788,7 +805,7 @@ public struct Projector: Sendable {
             var dates: (first: String, last: String)??
             if state.status.countsInSums != outcome.status.countsInSums, let date = IncidentDate(of: state) {
                 if outcome.status.countsInSums {
-                    try store.addIncidentDate(date)
+                    try store.addIncidentDate(date, reinstating: true)
                 } else {
                     try store.removeIncidentDate(date)
                 }

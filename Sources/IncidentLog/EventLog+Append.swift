@@ -27,14 +27,15 @@ struct TransactionProjections: ProjectionStore {
     private var storedIncidents: [String: IncidentState] = [:]
     private var undoIncidents: [(String, IncidentState?)] = []
     private var undoCities: [(String, CityState?)] = []
-    /// The `city-dates` entries (dates, and the cities' indexes of incidents) the request running changed, each with
-    /// the value it had (nil: it had none), in order. The index is changed in the transaction at once, not at
-    /// ``flush()``, so that a city's dates read from it see the batch's changes; a refused request's are put back
-    /// from here.
+    /// The `city-dates` entries (dates, and the cities' lists of the incidents they do not date) the request running
+    /// changed, each with the value it had (nil: it had none), in order. The index is changed in the transaction at
+    /// once, not at ``flush()``, so that a city's dates read from it see the batch's changes; a refused request's are
+    /// put back from here.
     private var undoDates: [(key: [UInt8], value: [UInt8]?)] = []
     private var undoable = false
-    /// Where a `city-dates` key is made, kept from one report to the next.
+    /// Where a `city-dates` key and value are made, kept from one report to the next.
     private var dateKey: [UInt8] = []
+    private var dateValue: [UInt8] = []
 
     init(txn: UnsafeWriteTransaction, db: Databases, committedCities: [String: CityState]) {
         self.txn = txn
@@ -91,39 +92,55 @@ struct TransactionProjections: ProjectionStore {
         return Array(all.values)
     }
 
-    /// One put in `city-dates`, for each report and each reinstatement.
-    mutating func addIncidentDate(_ date: IncidentDate) throws {
+    /// One put in `city-dates`, for each report whose date reads; a reinstatement deletes the incident's entry
+    /// among those its city does not date, too.
+    mutating func addIncidentDate(_ date: IncidentDate, reinstating: Bool) throws {
+        if reinstating {
+            let key = Keys.cityIncidentKey(cityId: date.cityId, position: date.position)
+            guard let held = try txn.get(db.cityDates, key: key).map({ Array($0) }) else {
+                throw IncidentDate.missing(date, among: "incidents it does not date")
+            }
+            if undoable { undoDates.append((key, held)) }
+            try txn.delete(db.cityDates, key: key)
+        }
         dateKey.removeAll(keepingCapacity: true)
-        var cityId = date.cityId
+        dateValue.removeAll(keepingCapacity: true)
+        var (cityId, text, incident) = (date.cityId, date.text, date.incident)
         cityId.withUTF8 {
             Keys.cityDate(cityId: UnsafeRawBufferPointer($0), start: date.start.microseconds, position: date.position, into: &dateKey)
         }
+        text.withUTF8 { text in
+            incident.withUTF8 { Keys.cityDateValue(text: UnsafeRawBufferPointer(text), incident: UnsafeRawBufferPointer($0), into: &dateValue) }
+        }
         // The key holds the report's own position, so no entry was there before (undone, it is deleted).
         if undoable { undoDates.append((dateKey, nil)) }
-        var text = date.text
         try dateKey.withUnsafeBytes { key in
-            try text.withUTF8 { try txn.put(db.cityDates, key: key, value: UnsafeRawBufferPointer($0)) }
+            try dateValue.withUnsafeBytes { try txn.put(db.cityDates, key: key, value: $0) }
         }
     }
 
-    /// One put in `city-dates`, for each report: its entry in its city's index of incidents.
+    /// One put in `city-dates`, for a report whose date does not read: its entry among the incidents its city does
+    /// not date.
     mutating func addCityIncident(cityId: String, position: UInt64, incident: String) throws {
-        dateKey.removeAll(keepingCapacity: true)
-        var cityId = cityId
-        cityId.withUTF8 { Keys.cityIncident(cityId: UnsafeRawBufferPointer($0), position: position, into: &dateKey) }
-        // Keyed by the report's own position: no entry was there before (undone, it is deleted).
-        if undoable { undoDates.append((dateKey, nil)) }
-        var incident = incident
-        try dateKey.withUnsafeBytes { key in
-            try incident.withUTF8 { try txn.put(db.cityDates, key: key, value: UnsafeRawBufferPointer($0)) }
-        }
+        try putCityIncident(key: Keys.cityIncidentKey(cityId: cityId, position: position), incident: incident)
     }
 
+    /// Deletes the incident's date from its city's dates, and lists it among the incidents the city does not date.
     mutating func removeIncidentDate(_ date: IncidentDate) throws {
         let key = Keys.cityDate(date)
         guard let held = try txn.get(db.cityDates, key: key).map({ Array($0) }) else { throw IncidentDate.missing(date) }
         if undoable { undoDates.append((key, held)) }
         try txn.delete(db.cityDates, key: key)
+        try putCityIncident(key: Keys.cityIncidentKey(cityId: date.cityId, position: date.position), incident: date.incident)
+    }
+
+    private mutating func putCityIncident(key: [UInt8], incident: String) throws {
+        // Keyed by the report's own position: no entry was there before (undone, it is deleted).
+        if undoable { undoDates.append((key, nil)) }
+        var incident = incident
+        try key.withUnsafeBytes { key in
+            try incident.withUTF8 { try txn.put(db.cityDates, key: key, value: UnsafeRawBufferPointer($0)) }
+        }
     }
 
     /// Read from the first entry of the city's range, and from its last: the first of those with the last one's start.
@@ -132,7 +149,9 @@ struct TransactionProjections: ProjectionStore {
         prefix.append(0)
         let cursor = try txn.cursor(db.cityDates)
         guard let (firstKey, firstValue) = try cursor.seek(atOrAfter: prefix), firstKey.starts(with: prefix) else { return nil }
-        let first = String(decoding: firstValue, as: UTF8.self)
+        guard let first = Keys.readCityDateValue(firstValue).map({ String(decoding: $0.text, as: UTF8.self) }) else {
+            throw IncidentError.damagedProjection("city", ": \(cityId.prefix(128))'s index of incident dates does not read")
+        }
         var end = prefix
         end[end.count - 1] = 1
         // The entry before the next city's first, or the last of all.
@@ -141,10 +160,10 @@ struct TransactionProjections: ProjectionStore {
         else { throw IncidentError.damagedProjection("city", ": \(cityId.prefix(128))'s index of incident dates does not read") }
         Keys.appendStart(last.start, to: &prefix)
         prefix.append(contentsOf: repeatElement(0, count: 8))
-        guard let (_, lastValue) = try cursor.seek(atOrAfter: prefix) else {
+        guard let (_, lastValue) = try cursor.seek(atOrAfter: prefix), let lastText = Keys.readCityDateValue(lastValue)?.text else {
             throw IncidentError.damagedProjection("city", ": \(cityId.prefix(128))'s index of incident dates does not read")
         }
-        return (first, String(decoding: lastValue, as: UTF8.self))
+        return (first, String(decoding: lastText, as: UTF8.self))
     }
 
     mutating func put(_ incident: consuming IncidentState) {

@@ -2,7 +2,7 @@ import IncidentDomain
 import LMDB
 import StrictJSON
 
-/// The entries of the cities' indexes of incidents (``Keys/cityIncident(cityId:position:into:)``) of a segment's
+/// The entries of the incidents the cities do not date (``Keys/cityIncident(cityId:position:into:)``) of a segment's
 /// folds, stretches of the log in order, gathered into flat tables and put in key order: the part of their write
 /// that needs no transaction, so that it can run beside the write of the incidents.
 ///
@@ -23,15 +23,14 @@ struct CityIncidentEntries: Sendable {
 
     init(_ folds: [StreamFold]) {
         var cityOfId: [[UInt8]: Int32] = [:]
-        let total = folds.reduce(0) { $0 + $1.incidentCount }
+        let total = folds.reduce(0) { $0 + $1.byReportCount }
         var cities: [Int32] = []
         cities.reserveCapacity(total)
         positions.reserveCapacity(total)
         idStarts.reserveCapacity(total + 1)
-        ids.reserveCapacity(folds.reduce(0) { $0 + $1.ids.count })
         for fold in folds {
             var cityOfText = [Int32](repeating: -1, count: fold.texts.strings.count)
-            for text in fold.incidentCityIds {
+            for text in fold.byReportCityIds {
                 var city = cityOfText[Int(text)]
                 if city < 0 {
                     let cityId = fold.texts.bytes.withBytes(text) { Array($0) }
@@ -46,10 +45,11 @@ struct CityIncidentEntries: Sendable {
                 }
                 cities.append(city)
             }
-            positions.append(contentsOf: fold.incidentPositions)
-            let base = ids.count
-            ids.append(contentsOf: fold.ids)
-            for end in fold.idStarts.dropFirst() { idStarts.append(base + end) }
+            positions.append(contentsOf: fold.byReportPositions)
+            for i in 0..<fold.byReportCount {
+                ids.append(contentsOf: fold.byReportId(i))
+                idStarts.append(ids.count)
+            }
         }
         var counts = [Int](repeating: 0, count: cityIds.count)
         for city in cities { counts[Int(city)] += 1 }
@@ -70,7 +70,7 @@ struct CityIncidentEntries: Sendable {
 }
 
 extension EventLog {
-    /// Writes the entries of the cities' indexes of incidents of a segment, gathered and put in key order already
+    /// Writes the entries of the incidents the cities do not date of a segment, gathered and put in key order already
     /// (on another thread, while the incidents were written), in transactions of `entriesPerCommit`: with
     /// `MDB_APPEND` while `appending` (into a table that holds only dates, all of which sort before them).
     func writeCityIncidents(_ entries: CityIncidentEntries, appending: Bool, entriesPerCommit: Int) throws {
@@ -182,8 +182,9 @@ extension EventLog {
     /// Up to `limit` of city `cityId`'s incidents whose latest status is in `statuses`, after `cursor`, one summary
     /// each: first the incidents the city counts (every status but `retracted`), by the start of their
     /// `occurredAt` and then by report, read from the city's dates in `city-dates`; then, when `statuses` holds
-    /// `retracted`, the retracted ones, in the order they were reported, from the city's index of incidents (an
-    /// incident whose date does not read, which no event a daemon accepted has, is in neither list). No
+    /// `retracted`, the retracted ones, in the order they were reported, from the city's list of the incidents it
+    /// does not date (an incident whose date does not read, which no event a daemon accepted has, is listed only
+    /// when it is retracted). No
     /// more than `budget` entries are looked at, so a request is short however few incidents match; `next` is nil
     /// once every incident has been looked at.
     public func cityIncidents(
@@ -208,8 +209,8 @@ extension EventLog {
                 let dates = try txn.cursor(db.cityDates)
                 var entry = try dates.seek(atOrAfter: seek)
                 if let (key, _) = entry, last != nil, key.elementsEqual(seek) { entry = try dates.next() }
-                while let (key, _) = entry, key.starts(with: datePrefix) {
-                    guard let (_, start, position) = Keys.readCityDate(key) else {
+                while let (key, value) = entry, key.starts(with: datePrefix) {
+                    guard let (_, start, position) = Keys.readCityDate(key), let (_, id) = Keys.readCityDateValue(value) else {
                         throw IncidentError.damagedProjection("city", ": \(cityId.prefix(128))'s index of incident dates does not read")
                     }
                     if page.lookedAt >= budget || page.incidents.count >= limit {
@@ -218,10 +219,6 @@ extension EventLog {
                     }
                     page.lookedAt += 1
                     last = (start, position)
-                    guard let id = try txn.get(db.cityDates, key: indexPrefix + Keys.position(position)) else {
-                        throw IncidentError.damagedProjection(
-                            "city", ": \(cityId.prefix(128))'s index of incidents has no entry for the report at position \(position), which its dates hold")
-                    }
                     let incident = try incidentState(named: id, txn)
                     if statuses.contains(incident.status) { page.incidents.append(try summary(of: incident, txn)) }
                     entry = try dates.next()
@@ -230,8 +227,8 @@ extension EventLog {
                 retractedFrom = position
             }
             guard statuses.contains(.retracted) else { return page }
-            // The retracted incidents, which the dates do not hold, in the order they were reported. (Position 0
-            // is before every report.)
+            // The retracted incidents, which the dates do not hold, in the order they were reported, from the
+            // city's list of the incidents it does not date. (Position 0 is before every report.)
             var seek = indexPrefix
             seek.append(contentsOf: Keys.position(retractedFrom))
             let index = try txn.cursor(db.cityDates)
@@ -240,7 +237,7 @@ extension EventLog {
             var last = retractedFrom
             while let (key, value) = entry, key.starts(with: indexPrefix) {
                 guard let (_, position) = Keys.readCityIncident(key) else {
-                    throw IncidentError.damagedProjection("city", ": \(cityId.prefix(128))'s index of incidents does not read")
+                    throw IncidentError.damagedProjection("city", ": \(cityId.prefix(128))'s list of the incidents it does not date does not read")
                 }
                 if page.lookedAt >= budget || page.incidents.count >= limit {
                     page.next = .retracted(position: last)
@@ -307,10 +304,11 @@ extension EventLog {
 
 extension EventLog {
     /// ``events(from:limit:maxBytes:filter:)`` of a `filter` on a city (and perhaps a type), read from the city's
-    /// index of incidents: the streams of its incidents merged in position order, from `from` on. The incidents
-    /// reported from `from` on are read in the order they were reported, until those left can only add events past
-    /// the `limit` found; each reported before `from` is looked up too, since its later events may come after it.
-    /// Nil when those outnumber the events from `from` on, which a scan of the log then reads for less.
+    /// entries in `city-dates` (its dates and its list of the incidents it does not date, which together hold each
+    /// incident reported in it once): the streams of its incidents merged in position order, from `from` on. The
+    /// incidents reported from `from` on are read in the order they were reported, until those left can only add
+    /// events past the `limit` found; each reported before `from` is looked up too, since its later events may come
+    /// after it. Nil when those outnumber the events from `from` on, which a scan of the log then reads for less.
     func cityEventsFromIndex(from: UInt64, limit: Int, maxBytes: Int, cityId: String, type: EventType?) throws
         -> (events: [JSONValue], next: UInt64)?
     {
@@ -328,21 +326,38 @@ extension EventLog {
             let eventsFrom = head - from + 1
             // The `limit` first positions found, the greatest on top.
             var found = GreatestOnTop()
+            // The positions of the city's reports, read in the order they were reported.
+            var starts: [UInt64] = []
             var reportedBefore: UInt64 = 0
-            let prefix = Keys.cityIncidentPrefix(cityId)
+            func note(_ start: UInt64) -> Bool {
+                starts.append(start)
+                if start < from { reportedBefore += 1 }
+                return reportedBefore <= eventsFrom
+            }
             let index = try txn.cursor(db.cityDates)
-            let streams = try txn.cursor(db.streams)
-            var entry = try index.seek(atOrAfter: prefix)
+            var datePrefix = Array(cityId.utf8)
+            datePrefix.append(0)
+            var entry = try index.seek(atOrAfter: datePrefix)
+            while let (key, _) = entry, key.starts(with: datePrefix) {
+                guard let (_, _, start) = Keys.readCityDate(key) else {
+                    throw IncidentError.damagedProjection("city", ": \(cityId.prefix(128))'s index of incident dates does not read")
+                }
+                guard note(start) else { return nil }
+                entry = try index.next()
+            }
+            let prefix = Keys.cityIncidentPrefix(cityId)
+            entry = try index.seek(atOrAfter: prefix)
             while let (key, _) = entry, key.starts(with: prefix) {
                 guard let (_, start) = Keys.readCityIncident(key) else {
-                    throw IncidentError.damagedProjection("city", ": \(cityId.prefix(128))'s index of incidents does not read")
+                    throw IncidentError.damagedProjection("city", ": \(cityId.prefix(128))'s list of the incidents it does not date does not read")
                 }
-                if start < from {
-                    reportedBefore += 1
-                    if reportedBefore > eventsFrom { return nil }
-                } else if found.count >= limit, let greatest = found.top, start > greatest {
-                    break
-                }
+                guard note(start) else { return nil }
+                entry = try index.next()
+            }
+            starts.sort()
+            let streams = try txn.cursor(db.streams)
+            for (n, start) in starts.enumerated() where n == 0 || start != starts[n - 1] {
+                if found.count >= limit, let greatest = found.top, start > greatest { break }
                 var stream = try streams.seek(atOrAfter: Keys.stream(start: start, version: 1))
                 while let (streamKey, value) = stream, streamKey.count == 16, Keys.readPosition(streamKey) == start,
                     value.count > 8, let position = Keys.readPosition(value)
@@ -358,7 +373,6 @@ extension EventLog {
                         break
                     }
                 }
-                entry = try index.next()
             }
             let complete = found.count < limit
             var events: [JSONValue] = []

@@ -77,13 +77,15 @@ extension EventLog {
         try makeStreamSummaries(everyEntry: false, tag: EventLog.format3Tag)
     }
 
-    /// Upgrades a log of format 3 or 4 to format 5. Format 4 added `city-dates`, each city's index of the dates of
-    /// the incidents it counts (``IncidentDate``); format 5 keeps there each city's index of every incident reported
-    /// in it too (``Keys/cityIncident(cityId:position:into:)``). The database is opened (made, empty) with the log;
-    /// this empties it and writes the new format tag, in one transaction. Both indexes are then made, and every
-    /// city's first and last incident dates with them, by the rebuild of the projections that follows at once
-    /// (``checkFormat()``, which says why): no incidentd of format 3 or 4 wrote projections of version 8 or later,
-    /// so one cut short before it ends rebuilds them at the next start.
+    /// Upgrades a log of format 3, 4 or 5 to format 6. Format 4 added `city-dates`, each city's index of the dates
+    /// of the incidents it counts (``IncidentDate``); format 5 kept there each city's index of every incident
+    /// reported in it too; format 6 keeps each incident there once, a counted one's id beside its date and the
+    /// others in its city's list of the incidents it does not date (``Keys/cityIncident(cityId:position:into:)``).
+    /// The database is opened (made, empty) with the log; this empties it and writes the new format tag, in one
+    /// transaction. The entries are then made, and every city's first and last incident dates with them, by the
+    /// rebuild of the projections that follows at once (``checkFormat()``, which says why): no incidentd of format
+    /// 3 to 5 wrote projections of version 9 or later, so one cut short before it ends rebuilds them at the next
+    /// start.
     func upgradeCityDates() throws {
         try environment.write { txn in
             try txn.drop(db.cityDates, delete: false)

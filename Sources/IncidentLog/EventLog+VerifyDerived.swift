@@ -240,11 +240,11 @@ extension EventLog {
                     }
                 }
                 var key: [UInt8] = []
-                for i in 0..<fold.incidentCount {
+                for i in 0..<fold.byReportCount {
                     key.removeAll(keepingCapacity: true)
-                    fold.cityIncidentKey(i, into: &key)
+                    fold.byReportKey(i, into: &key)
                     key.withUnsafeBytes { key in
-                        fold.id(i).withUnsafeBytes { compared.cityDatesFolded.add(IndexDigest.cityDateEntry(key: key, value: $0)) }
+                        fold.byReportId(i).withUnsafeBytes { compared.cityDatesFolded.add(IndexDigest.cityDateEntry(key: key, value: $0)) }
                     }
                 }
                 fold.forgetIncidents()
@@ -494,8 +494,8 @@ extension EventLog {
     }
 
     /// The first `city-dates` entry, in key order, that differs from those the events give (one they do not give, one
-    /// with another date or incident, or one they give that is missing), dates and the cities' indexes of incidents
-    /// alike, in a snapshot of its own: `incident-streams` folded again, a segment at a time, keeping only the entries.
+    /// with another date or incident, or one they give that is missing), dates and the cities' lists of the incidents
+    /// they do not date alike, in a snapshot of its own: `incident-streams` folded again, a segment at a time, keeping only the entries.
     private func locateCityDateDifference() throws -> DerivedDifference? {
         try environment.read { txn in
             let head = try Head.read(txn, db).position
@@ -511,10 +511,10 @@ extension EventLog {
                     let (key, value) = fold.dateEntry(i)
                     expected.append((Array(key), Array(value)))
                 }
-                for i in 0..<fold.incidentCount {
+                for i in 0..<fold.byReportCount {
                     var key: [UInt8] = []
-                    fold.cityIncidentKey(i, into: &key)
-                    expected.append((key, Array(fold.id(i))))
+                    fold.byReportKey(i, into: &key)
+                    expected.append((key, Array(fold.byReportId(i))))
                 }
                 fold.forgetIncidents()
                 if last { break }
@@ -538,19 +538,31 @@ extension EventLog {
                 return DerivedDifference(database: .cityDates, key: name, position: position, problem: problem, remedy: .rebuildProjections)
             }
             func isIncidentEntry(_ key: some Collection<UInt8>) -> Bool { key.first == Keys.cityIncidentMark }
+            /// An entry's value as a message names it: an incident id, or a date and the incident it is of.
+            func described(_ value: some Collection<UInt8>, incidentEntry: Bool) -> String {
+                let bytes = Array(value)
+                if incidentEntry { return String(decoding: bytes, as: UTF8.self) }
+                return bytes.withUnsafeBytes { raw in
+                    guard let (text, incident) = Keys.readCityDateValue(raw) else {
+                        return "\(String(decoding: bytes, as: UTF8.self)) (no incident id after the date)"
+                    }
+                    return "\(String(decoding: text, as: UTF8.self)) of incident \(String(decoding: incident, as: UTF8.self))"
+                }
+            }
             func missing(_ entry: (key: [UInt8], value: [UInt8])) -> DerivedDifference {
-                let value = String(decoding: entry.value, as: UTF8.self)
+                let incidentEntry = isIncidentEntry(entry.key)
+                let value = described(entry.value, incidentEntry: incidentEntry)
                 return difference(
                     entry.key,
-                    isIncidentEntry(entry.key)
-                        ? "its city's index of incidents has no entry for the report at this position (incident \(value)), which the events report in it"
+                    incidentEntry
+                        ? "its city's list of the incidents it does not date has no entry for the report at this position (incident \(value)), which the events give: retracted, or without a date"
                         : "it has no entry for the report at this position (\(value)), which its city counts")
             }
             var next = 0
             var found: DerivedDifference?
             try txn.forEach(db.cityDates) { key, value in
-                let text = String(decoding: value, as: UTF8.self)
                 let incidentEntry = isIncidentEntry(key)
+                let text = described(value, incidentEntry: incidentEntry)
                 guard incidentEntry ? Keys.readCityIncident(key) != nil : Keys.readCityDate(key) != nil else {
                     found = difference(
                         key,
@@ -567,17 +579,17 @@ extension EventLog {
                     found = difference(
                         key,
                         incidentEntry
-                            ? "its city's index of incidents holds incident \(text) at this position, where the events report none in the city"
-                            : "it holds the date \(text) of the report at this position, which is not an incident its city counts (retracted, or not reported there)")
+                            ? "its city's list of the incidents it does not date holds incident \(text) at this position, where the events report none in the city that it does not date"
+                            : "it holds the date \(text) at this position, which is not an incident its city counts (retracted, or not reported there)")
                     return false
                 }
                 guard expected[next].value.elementsEqual(value) else {
-                    let given = String(decoding: expected[next].value, as: UTF8.self)
+                    let given = described(expected[next].value, incidentEntry: incidentEntry)
                     found = difference(
                         key,
                         incidentEntry
-                            ? "its city's index of incidents holds incident \(text) at this position, where the events report \(given)"
-                            : "it holds the date \(text) of the report at this position, which the events give as \(given)")
+                            ? "its city's list of the incidents it does not date holds incident \(text) at this position, where the events report \(given)"
+                            : "it holds the date \(text) at this position, where the events give \(given)")
                     return false
                 }
                 next += 1

@@ -22,8 +22,10 @@ struct Databases: Sendable {
     let cities: Database
     /// `city-dates`: each city's index of the dates of the incidents it counts, from which its first and last
     /// incident dates are read: ``Keys/cityDate(cityId:start:position:into:)`` → the report's `occurredAt` as
-    /// reported (``IncidentDate``); and after all of those, each city's index of every incident reported in it,
-    /// retracted or not: ``Keys/cityIncident(cityId:position:into:)`` → the incident id
+    /// reported (``IncidentDate``) and the incident id (``Keys/cityDateValue(text:incident:into:)``); and after all
+    /// of those, each city's list of the incidents it does not date (retracted, or whose date does not read):
+    /// ``Keys/cityIncident(cityId:position:into:)`` → the incident id. Each incident reported in a city is in one
+    /// of the two.
     let cityDates: Database
     /// `head` → position ‖ hash ‖ recordedAt; `format`; `projections` → position they are current through ‖
     /// their version; `gazetteer` → SHA-256 of what they read of the gazetteer they were built with
@@ -34,13 +36,16 @@ struct Databases: Sendable {
 /// projections, all changed together in one write transaction. Reads may come from any thread; writes come
 /// only from the ``GroupCommitter``'s thread.
 public final class EventLog: Sendable {
-    /// Format 5 keeps in `city-dates` each city's index of every incident reported in it too; format 4 adds
+    /// Format 6 keeps each incident once in `city-dates`: a counted one among its city's dates, with its id, the
+    /// others in its city's list of the incidents it does not date; format 5 kept each city's index of every
+    /// incident reported in it beside the dates; format 4 adds
     /// `city-dates`, each city's index of the dates of the incidents it counts; format 3 stores each
     /// event's ``StreamSummary`` beside its position in `incident-streams`, which format 2 keys by where each
     /// incident starts. Older logs are upgraded at the first start of a daemon: format 1 (`streams`, keyed by
-    /// incident id) by ``upgradeFromFormat1()``, format 2 by ``upgradeFromFormat2()``, formats 3 and 4 by
+    /// incident id) by ``upgradeFromFormat1()``, format 2 by ``upgradeFromFormat2()``, formats 3 to 5 by
     /// ``upgradeCityDates()``, each to the next.
-    public static let formatTag = "incidentd-log-5"
+    public static let formatTag = "incidentd-log-6"
+    static let format5Tag = "incidentd-log-5"
     static let format4Tag = "incidentd-log-4"
     static let format3Tag = "incidentd-log-3"
     static let format2Tag = "incidentd-log-2"
@@ -54,8 +59,9 @@ public final class EventLog: Sendable {
     /// ``ReportData/correction(_:)``, which reads the corrections alone, where the writer had dropped a correction
     /// of a report stored under older, looser rules that it still held whole; version 7 leaves retracted incidents
     /// out of a city's `firstIncidentAt` and `lastIncidentAt` too, read from `city-dates`, which it writes; version 8
-    /// writes each city's index of incidents there too.
-    public static let projectionVersion: UInt64 = 8
+    /// writes each city's index of incidents there too; version 9 writes each incident there once, a counted one's
+    /// id beside its date (format 6).
+    public static let projectionVersion: UInt64 = 9
 
     public let environment: Environment
     public let gazetteer: Gazetteer
@@ -518,7 +524,7 @@ public final class EventLog: Sendable {
             try txn.put(db.meta, key: Keys.format, value: Array(EventLog.formatTag.utf8))
             return nil
         }
-        // Whether the log was upgraded from format 4 or before, which needs the rebuild that makes `city-dates`.
+        // Whether the log was upgraded from format 5 or before, which needs the rebuild that makes `city-dates`.
         let upgraded = found != nil && found != EventLog.formatTag
         switch found {
         case nil, EventLog.formatTag?: break
@@ -531,7 +537,7 @@ public final class EventLog: Sendable {
             try refuseDamageBeforeUpgrade(from: EventLog.format2Tag)
             try upgradeFromFormat2()
             try upgradeCityDates()
-        case EventLog.format3Tag?, EventLog.format4Tag?:
+        case EventLog.format3Tag?, EventLog.format4Tag?, EventLog.format5Tag?:
             try refuseDamageBeforeUpgrade(from: found ?? "")
             try upgradeCityDates()
         case let other?:
@@ -551,7 +557,7 @@ public final class EventLog: Sendable {
         if options.rebuildAtOpen {
             reason = "rebuilding the projections as asked, every stream summary made again from its event first"
         } else if upgraded {
-            reason = "the log was upgraded to \(EventLog.formatTag), which keeps an index of each city's incident dates and one of each city's incidents: rebuilding the projections, which makes them"
+            reason = "the log was upgraded to \(EventLog.formatTag), which keeps each city's incidents in an index of their dates and a list of those it does not date: rebuilding the projections, which makes them"
         } else if projected.0 == .max {
             reason = "the projections are incomplete (a rebuild did not finish): rebuilding them"
         } else if projected.1 != EventLog.projectionVersion {
@@ -668,7 +674,7 @@ public final class EventLog: Sendable {
 
     /// The format tags of the older logs a daemon upgrades (``checkFormat()``), of which a reader checks only what
     /// no format changed (``OlderFormatLog``).
-    static let olderFormatTags: Set<String> = [format1Tag, format2Tag, format3Tag, format4Tag]
+    static let olderFormatTags: Set<String> = [format1Tag, format2Tag, format3Tag, format4Tag, format5Tag]
 
     /// The format the log records under `meta/format`; nil in a log no writer has tagged yet.
     static func storedFormat(_ environment: Environment, meta: Database) throws -> String? {

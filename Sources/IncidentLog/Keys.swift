@@ -29,7 +29,8 @@ enum Keys {
 
     /// `city id ‖ 0x00 ‖ start ‖ position`: a counted incident's entry in `city-dates` (``IncidentDate``), its date's
     /// start in microseconds with the sign bit flipped and the position of its report, both big-endian, so that a
-    /// city's entries sort together (no city id holds a 0x00), by start and then by report. Appended to `key`.
+    /// city's entries sort together (no city id holds a 0x00), by start and then by report. Its value is
+    /// ``cityDateValue(text:incident:into:)``. Appended to `key`.
     static func cityDate(cityId: UnsafeRawBufferPointer, start: Int64, position: UInt64, into key: inout [UInt8]) {
         key.append(contentsOf: cityId)
         key.append(0)
@@ -43,6 +44,21 @@ enum Keys {
         var cityId = date.cityId
         cityId.withUTF8 { cityDate(cityId: UnsafeRawBufferPointer($0), start: date.start.microseconds, position: date.position, into: &key) }
         return key
+    }
+
+    /// `occurredAt ‖ 0x00 ‖ incident id`: the value of a counted incident's entry among its city's dates, the date
+    /// as reported (which, a date, holds no 0x00) and the incident it is of. Appended to `value`.
+    static func cityDateValue(text: UnsafeRawBufferPointer, incident: UnsafeRawBufferPointer, into value: inout [UInt8]) {
+        value.append(contentsOf: text)
+        value.append(0)
+        value.append(contentsOf: incident)
+    }
+
+    /// The date as reported and the incident id of a value of an entry among a city's dates; nil when it does not
+    /// read as one.
+    static func readCityDateValue(_ value: UnsafeRawBufferPointer) -> (text: UnsafeRawBufferPointer, incident: UnsafeRawBufferPointer)? {
+        guard let separator = value.firstIndex(of: 0) else { return nil }
+        return (UnsafeRawBufferPointer(rebasing: value[..<separator]), UnsafeRawBufferPointer(rebasing: value[(separator + 1)...]))
     }
 
     /// A date's start as it sorts in `city-dates`: big-endian with the sign bit flipped.
@@ -59,14 +75,16 @@ enum Keys {
         return (UnsafeRawBufferPointer(rebasing: key[..<(key.count - 17)]), Int64(bitPattern: start ^ (1 << 63)), position)
     }
 
-    /// The first byte of every entry of a city's index of its incidents in `city-dates`: no `city-dates` key of a
-    /// date starts with it (a city id is UTF-8, which never holds 0xFF), so these entries sort after all of the
-    /// dates, and a rebuild appends them there.
+    /// The first byte of every entry of a city's list of the incidents it does not date in `city-dates`: no
+    /// `city-dates` key of a date starts with it (a city id is UTF-8, which never holds 0xFF), so these entries sort
+    /// after all of the dates, and a rebuild appends them there.
     static let cityIncidentMark: UInt8 = 0xFF
 
-    /// `0xFF ‖ city id ‖ 0x00 ‖ position`: an incident's entry in its city's index of every incident reported in
-    /// it, retracted or not, the position of its report big-endian, so that a city's entries sort together (no city
-    /// id holds a 0x00) in the order they were reported. Its value is the incident id. Appended to `key`.
+    /// `0xFF ‖ city id ‖ 0x00 ‖ position`: the entry of an incident reported in a city that the city's dates do not
+    /// hold (a retracted one, or one whose date does not read), the position of its report big-endian, so that a
+    /// city's entries sort together (no city id holds a 0x00) in the order they were reported. Its value is the
+    /// incident id. A city's dates and these entries together list every incident reported in it, each once.
+    /// Appended to `key`.
     static func cityIncident(cityId: UnsafeRawBufferPointer, position: UInt64, into key: inout [UInt8]) {
         key.append(cityIncidentMark)
         key.append(contentsOf: cityId)
@@ -74,13 +92,22 @@ enum Keys {
         withUnsafeBytes(of: position.bigEndian) { key.append(contentsOf: $0) }
     }
 
-    /// Where city `cityId`'s entries in its index of incidents begin, `0xFF ‖ city id ‖ 0x00`: each of them starts
-    /// with it.
+    static func cityIncidentKey(cityId: String, position: UInt64) -> [UInt8] {
+        var key: [UInt8] = []
+        key.reserveCapacity(cityId.utf8.count + 10)
+        var cityId = cityId
+        cityId.withUTF8 { cityIncident(cityId: UnsafeRawBufferPointer($0), position: position, into: &key) }
+        return key
+    }
+
+    /// Where city `cityId`'s entries in its list of the incidents it does not date begin, `0xFF ‖ city id ‖ 0x00`:
+    /// each of them starts with it.
     static func cityIncidentPrefix(_ cityId: String) -> [UInt8] {
         [cityIncidentMark] + Array(cityId.utf8) + [0]
     }
 
-    /// The city id and report position of an entry of a city's index of incidents; nil when the key is not one.
+    /// The city id and report position of an entry of a city's list of the incidents it does not date; nil when the
+    /// key is not one.
     static func readCityIncident(_ key: UnsafeRawBufferPointer) -> (cityId: UnsafeRawBufferPointer, position: UInt64)? {
         guard key.count > 10, key[0] == cityIncidentMark, key[key.count - 9] == 0,
             let position = readPosition(UnsafeRawBufferPointer(rebasing: key[(key.count - 8)...]))

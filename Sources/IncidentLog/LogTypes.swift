@@ -392,8 +392,8 @@ public struct DerivedDifference: Sendable, Hashable {
     public var database: Database
     /// The entry that differs, as text: an incident id, a city id, an event id, for `incident-streams` the stream
     /// key as `START/VERSION` (the position of the incident's report, and the version), or for `city-dates` (a date
-    /// or an entry of a city's index of incidents) the entry's city and the position of its report as `CITY/POSITION`. Nil when the difference
-    /// is an entry that is missing and has no key to name.
+    /// or an entry of a city's list of the incidents it does not date) the entry's city and the position of its
+    /// report as `CITY/POSITION`. Nil when the difference is an entry that is missing and has no key to name.
     public var key: String?
     /// The event the entry is about, when there is one.
     public var position: UInt64?

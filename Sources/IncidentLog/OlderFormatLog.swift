@@ -1,11 +1,11 @@
 import Gazetteer
 import LMDB
 
-/// A log of an older format (`incidentd-log-1` to `incidentd-log-4`), opened read-only for what `verify` checks that
+/// A log of an older format (`incidentd-log-1` to `incidentd-log-5`), opened read-only for what `verify` checks that
 /// no format changed: every page of `data.mdb`, the hash chain of `events` and the head `meta` records. A backup
 /// taken before the last upgrade is such a log. Its derived data is not read: those formats lack some of it
-/// (`incident-streams` in format 1, `city-dates` before format 4) or keep it in an older shape, and the log has this
-/// version's once a daemon has upgraded it, at its start, which no reader does.
+/// (`incident-streams` in format 1, `city-dates` before format 4) or keep it in an older shape (`city-dates` before
+/// format 6), and the log has this version's once a daemon has upgraded it, at its start, which no reader does.
 public final class OlderFormatLog: Sendable {
     /// The format tag the log records, as `incidentd-log-4`.
     public let format: String

@@ -19,15 +19,18 @@ struct StreamFold {
     var records: [UInt8] = []
     var recordStarts: [Int] = [0]
     /// The `city-dates` entries of the incidents whose city counts them (``IncidentDate``), in the order they were
-    /// reported: the keys back to back (`dateKeys[dateKeyStarts[i]..<dateKeyStarts[i + 1]]`), and their values.
+    /// reported: the keys back to back (`dateKeys[dateKeyStarts[i]..<dateKeyStarts[i + 1]]`), and their values
+    /// (``Keys/cityDateValue(text:incident:into:)``).
     var dateKeys: [UInt8] = []
     var dateKeyStarts: [Int] = [0]
     var dateValues: [UInt8] = []
     var dateValueStarts: [Int] = [0]
-    /// Each incident's city id (a text) and the position of its report, in the same order as `ids`: its entry in its
-    /// city's index of incidents (``Keys/cityIncident(cityId:position:into:)``).
-    var incidentCityIds: [Int32] = []
-    var incidentPositions: [UInt64] = []
+    /// Of each incident its city does not date (a retracted one, or one whose date does not read), in the order
+    /// they were reported: its number (its place in `ids`), its city id (a text) and the position of its report, its
+    /// entry among those its city does not date (``Keys/cityIncident(cityId:position:into:)``).
+    var byReportIncidents: [Int32] = []
+    var byReportCityIds: [Int32] = []
+    var byReportPositions: [UInt64] = []
     /// City names, city ids and dates, each once.
     var texts = TextTable()
     var cities: [FoldCity] = []
@@ -70,8 +73,6 @@ struct StreamFold {
         idStarts.reserveCapacity(incidents + 1)
         records.reserveCapacity(incidents * 176)
         recordStarts.reserveCapacity(incidents + 1)
-        incidentCityIds.reserveCapacity(incidents)
-        incidentPositions.reserveCapacity(incidents)
     }
 
     var dateCount: Int { dateKeyStarts.count - 1 }
@@ -91,14 +92,21 @@ struct StreamFold {
         dateKeyStarts = [0]
         dateValues = []
         dateValueStarts = [0]
-        incidentCityIds = []
-        incidentPositions = []
+        byReportIncidents = []
+        byReportCityIds = []
+        byReportPositions = []
     }
 
-    /// Appends to `key` the key of incident `i`'s entry in its city's index of incidents; its value is the id.
-    func cityIncidentKey(_ i: Int, into key: inout [UInt8]) {
-        texts.bytes.withBytes(incidentCityIds[i]) { Keys.cityIncident(cityId: $0, position: incidentPositions[i], into: &key) }
+    var byReportCount: Int { byReportIncidents.count }
+
+    /// Appends to `key` the key of the entry `i` among the incidents their cities do not date; its value is the id,
+    /// ``byReportId(_:)``.
+    func byReportKey(_ i: Int, into key: inout [UInt8]) {
+        texts.bytes.withBytes(byReportCityIds[i]) { Keys.cityIncident(cityId: $0, position: byReportPositions[i], into: &key) }
     }
+
+    /// The id of the incident of entry `i` among those their cities do not date.
+    func byReportId(_ i: Int) -> ArraySlice<UInt8> { id(Int(byReportIncidents[i])) }
 
     /// The id of incident `i`.
     func id(_ i: Int) -> ArraySlice<UInt8> { ids[idStarts[i]..<idStarts[i + 1]] }
@@ -262,10 +270,13 @@ struct StreamFold {
         }
         cities[c].lastPosition = max(cities[c].lastPosition, x.lastPosition)
 
+        if dated == nil {
+            byReportIncidents.append(Int32(incidentCount))
+            byReportCityIds.append(x.cityId)
+            byReportPositions.append(x.firstPosition)
+        }
         ids.append(contentsOf: incident.id)
         idStarts.append(ids.count)
-        incidentCityIds.append(x.cityId)
-        incidentPositions.append(x.firstPosition)
         // The city id is the report's own, or (rarely: a report without one) the slug of its name.
         let slug = incident.cityId == nil ? texts.bytes.withBytes(x.cityId) { Array($0) } : []
         slug.withUnsafeBytes { slug in
@@ -273,7 +284,7 @@ struct StreamFold {
             if let start = dated {
                 Keys.cityDate(cityId: cityId, start: start, position: x.firstPosition, into: &dateKeys)
                 dateKeyStarts.append(dateKeys.count)
-                dateValues.append(contentsOf: incident.occurredAt)
+                Keys.cityDateValue(text: incident.occurredAt, incident: incident.id, into: &dateValues)
                 dateValueStarts.append(dateValues.count)
             }
             if direct {

@@ -117,7 +117,7 @@ func runLMDBCeiling(samples: Samples, events: Int, directory: String) throws -> 
 
         // The index databases, filled with keys of the daemon's shapes (made unique by the position).
         func keys(_ position: UInt64) -> (
-            stream: [UInt8], id: [UInt8], incident: [UInt8], city: [UInt8], cityDate: [UInt8], cityIncident: [UInt8]
+            stream: [UInt8], id: [UInt8], incident: [UInt8], city: [UInt8], cityDate: [UInt8]
         ) {
             let shape = shapes[Int(position) % shapes.count]
             let suffix = Array("-\(position)".utf8)
@@ -131,12 +131,10 @@ func runLMDBCeiling(samples: Samples, events: Int, directory: String) throws -> 
             let start = UInt64(1_640_995_200_000_000 + (position % 365) * 86_400_000_000) ^ (1 << 63)
             withUnsafeBytes(of: start.bigEndian) { cityDate.append(contentsOf: $0) }
             withUnsafeBytes(of: position.bigEndian) { cityDate.append(contentsOf: $0) }
-            // After every date: 0xFF, the city, a 0 byte and the report's position, as the city's index of incidents.
-            var cityIncident = [0xFF] + shape.city + [0]
-            withUnsafeBytes(of: position.bigEndian) { cityIncident.append(contentsOf: $0) }
-            return (stream, shape.eventId + suffix, incident, shape.city, cityDate, cityIncident)
+            return (stream, shape.eventId + suffix, incident, shape.city, cityDate)
         }
-        let dateText = Array("2022-03-01".utf8)
+        // The date as reported, a 0 byte and the incident id.
+        func dateValue(_ incident: [UInt8]) -> [UInt8] { Array("2022-03-01".utf8) + [0] + incident }
         var indexed: UInt64 = 0
         while indexed < position {
             try env.write { txn in
@@ -146,8 +144,7 @@ func runLMDBCeiling(samples: Samples, events: Int, directory: String) throws -> 
                     try txn.put(streams, key: k.stream, value: streamValue)
                     try txn.put(ids, key: k.id, value: Array(head[..<40]))
                     try txn.put(incidents, key: k.incident, value: projection)
-                    try txn.put(cityDates, key: k.cityDate, value: dateText)
-                    try txn.put(cityDates, key: k.cityIncident, value: k.incident)
+                    try txn.put(cityDates, key: k.cityDate, value: dateValue(k.incident))
                 }
             }
         }
@@ -166,8 +163,7 @@ func runLMDBCeiling(samples: Samples, events: Int, directory: String) throws -> 
                         try txn.put(ids, key: k.id, value: Array(head[..<40]))
                         try txn.put(incidents, key: k.incident, value: projection)
                         try txn.put(cities, key: k.city, value: cityDocument)
-                        try txn.put(cityDates, key: k.cityDate, value: dateText)
-                        try txn.put(cityDates, key: k.cityIncident, value: k.incident)
+                        try txn.put(cityDates, key: k.cityDate, value: dateValue(k.incident))
                         try txn.put(meta, key: Array("head".utf8), value: head)
                     }
                 }

@@ -220,7 +220,7 @@ struct Report {
         }
         if sqlite != nil { notes.append("SQLite: journal_mode=WAL, synchronous=FULL, one INSERT per commit, a connection per thread") }
         if lmdb != nil {
-            notes.append("LMDB: the daemon's stored bytes, big-endian positions, MDB_APPEND, 1,000 events per synced commit; latency: one event per synced commit into the events database alone / into the daemon's seven databases, as a report writes them (events, incident-streams, event-ids, incidents, cities, city-dates twice: a date and the city's index of incidents, meta)")
+            notes.append("LMDB: the daemon's stored bytes, big-endian positions, MDB_APPEND, 1,000 events per synced commit; latency: one event per synced commit into the events database alone / into the daemon's seven databases, as a report writes them (events, incident-streams, event-ids, incidents, cities, city-dates: a date and its incident, meta)")
         }
         return out.joined(separator: "\n") + "\n\n" + notes.joined(separator: "\n")
     }

@@ -140,17 +140,21 @@ struct CityDatesTests {
                 return entries
             }
         }()
-        #expect(entries.map(\.value) == [Array("2022-03-05".utf8)], "\(entries)")
+        #expect(entries.map(\.value) == [Array("2022-03-05".utf8) + [0] + Array("a".utf8)], "\(entries)")
         let entry = try #require(entries.first)
         #expect(entry.key == Array("kupiansk".utf8) + [0] + entry.key[9..<17] + DerivedDataTests.bigEndian(1), "\(entry.key)")
         let retracted = Array(entry.key[..<17]) + DerivedDataTests.bigEndian(2)
         let damages: [(String, (borrowing WriteTransaction, Database) throws -> Void)] = [
-            ("it holds the date 2022-03-06 of the report at this position, which the events give as 2022-03-05",
-             { txn, db in try txn.put(db, key: entry.key, value: Array("2022-03-06".utf8)) }),
-            ("it has no entry for the report at this position (2022-03-05), which its city counts",
+            ("it holds the date 2022-03-06 of incident a at this position, where the events give 2022-03-05 of incident a",
+             { txn, db in try txn.put(db, key: entry.key, value: Array("2022-03-06".utf8) + [0] + Array("a".utf8)) }),
+            ("it holds the date 2022-03-05 of incident b at this position, where the events give 2022-03-05 of incident a",
+             { txn, db in try txn.put(db, key: entry.key, value: Array("2022-03-05".utf8) + [0] + Array("b".utf8)) }),
+            ("it holds the date 2022-03-05 (no incident id after the date) at this position, where the events give 2022-03-05 of incident a",
+             { txn, db in try txn.put(db, key: entry.key, value: Array("2022-03-05".utf8)) }),
+            ("it has no entry for the report at this position (2022-03-05 of incident a), which its city counts",
              { txn, db in _ = try txn.delete(db, key: entry.key) }),
-            ("it holds the date 2022-03-09 of the report at this position, which is not an incident its city counts",
-             { txn, db in try txn.put(db, key: retracted, value: Array("2022-03-09".utf8)) }),
+            ("it holds the date 2022-03-09 of incident b at this position, which is not an incident its city counts",
+             { txn, db in try txn.put(db, key: retracted, value: Array("2022-03-09".utf8) + [0] + Array("b".utf8)) }),
         ]
         for (problem, damage) in damages {
             try DerivedDataTests.damage(daemon, "city-dates", damage)
@@ -169,7 +173,7 @@ struct CityDatesTests {
         }
     }
 
-    @Test("a daemon upgrades a format 3 log, which kept no index of dates and showed a retracted incident's date, to format 5: the index made and the cities' dates folded again; a reader refuses it until then")
+    @Test("a daemon upgrades a format 3 log, which kept no index of dates and showed a retracted incident's date, to format 6: the index made and the cities' dates folded again; a reader refuses it until then")
     func upgradesFormat3() throws {
         let daemon = try Daemon()
         let client = try daemon.client()
@@ -208,7 +212,7 @@ struct CityDatesTests {
 
         try daemon.start()
         #expect(
-            daemon.log.contains("the log was upgraded to incidentd-log-5, which keeps an index of each city's incident dates and one of each city's incidents: rebuilding the projections"),
+            daemon.log.contains("the log was upgraded to incidentd-log-6, which keeps each city's incidents in an index of their dates and a list of those it does not date: rebuilding the projections"),
             "\(daemon.log)")
         let upgraded = try daemon.client()
         #expect(try upgraded.call("cities")["cities"] == cities)

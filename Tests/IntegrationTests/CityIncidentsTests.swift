@@ -7,7 +7,7 @@ import Testing
 /// A city's incidents listed (`incidents`, `incidentctl incidents`) from its index in `city-dates`, and `read` with a
 /// city filter answered from it: exactly the city's incidents, each with its latest status, after reports,
 /// responses, outcomes, a retraction and a reinstatement; every incident once across pages; the index made by a
-/// rebuild and by the upgrade of a format 4 log; verify naming an entry missing or added.
+/// rebuild and by the upgrade of a format 4 or 5 log; verify naming an entry missing or added.
 @Suite("A city's incidents")
 struct CityIncidentsTests {
     static func report(_ incident: String, _ occurredAt: String, city: String = "Kupiansk", location: String? = nil) -> JSONValue {
@@ -239,7 +239,7 @@ struct CityIncidentsTests {
         #expect(daemon.stop() == 0)
     }
 
-    /// `city-dates` entries of the cities' indexes of incidents, in key order.
+    /// `city-dates` entries of the cities' lists of the incidents they do not date, in key order.
     static func indexEntries(_ daemon: Daemon) throws -> [(key: [UInt8], value: [UInt8])] {
         let environment = try Environment(directory: daemon.dataDir, options: EnvironmentOptions(maxDatabases: 8))
         let db = try environment.openDatabase("city-dates", create: false)
@@ -253,22 +253,26 @@ struct CityIncidentsTests {
         }
     }
 
-    @Test("verify names an entry of a city's index of incidents that is missing, added or changed, with the rebuild as its remedy, which mends it")
+    @Test("verify names an entry of a city's list of the incidents it does not date that is missing, added or changed, with the rebuild as its remedy, which mends it")
     func verifyNamesIndexDamage() throws {
         let daemon = try Daemon()
         let client = try daemon.client()
-        #expect(try client.appendEvents([Self.report("a", "2022-03-05"), Self.report("b", "2022-03-09"), Self.outcome("b", "retracted")])["ok"] == true)
+        #expect(try client.appendEvents([
+            Self.report("a", "2022-03-05"), Self.report("b", "2022-03-09"), Self.report("c", "2022-03-11"),
+            Self.outcome("b", "retracted"), Self.outcome("a", "retracted"),
+        ])["ok"] == true)
         #expect(daemon.stop() == 0)
         let entries = try Self.indexEntries(daemon)
         let kupiansk = [0xFF] + Array("kupiansk".utf8) + [0]
         #expect(entries.map(\.key) == [kupiansk + DerivedDataTests.bigEndian(1), kupiansk + DerivedDataTests.bigEndian(2)], "\(entries)")
         #expect(entries.map(\.value) == [Array("a".utf8), Array("b".utf8)])
         let damages: [(key: String, problem: String, (borrowing WriteTransaction, Database) throws -> Void)] = [
-            ("kupiansk/2", "its city's index of incidents has no entry for the report at this position (incident b)",
+            ("kupiansk/2", "its city's list of the incidents it does not date has no entry for the report at this position (incident b)",
              { txn, db in _ = try txn.delete(db, key: entries[1].key) }),
-            ("kupiansk/3", "its city's index of incidents holds incident c at this position, where the events report none in the city",
+            // c, counted, is listed by its date.
+            ("kupiansk/3", "its city's list of the incidents it does not date holds incident c at this position, where the events report none in the city that it does not date",
              { txn, db in try txn.put(db, key: kupiansk + DerivedDataTests.bigEndian(3), value: Array("c".utf8)) }),
-            ("kupiansk/1", "its city's index of incidents holds incident b at this position, where the events report a",
+            ("kupiansk/1", "its city's list of the incidents it does not date holds incident b at this position, where the events report a",
              { txn, db in try txn.put(db, key: entries[0].key, value: Array("b".utf8)) }),
         ]
         for (key, problem, damage) in damages {
@@ -289,8 +293,10 @@ struct CityIncidentsTests {
         }
     }
 
-    @Test("a daemon upgrades a format 4 log, which kept no index of a city's incidents, to format 5: the index made, the listing and events by city right; a reader refuses it until then")
-    func upgradesFormat4() throws {
+    @Test(
+        "a daemon upgrades a log of format 4, which kept no index of a city's incidents, or of format 5, which kept it beside the dates, to format 6: the index made, the listing and events by city right; a reader refuses it until then",
+        arguments: [4, 5])
+    func upgradesOlderCityIndexes(format: Int) throws {
         let daemon = try Daemon()
         var client = try daemon.client()
         #expect(try client.appendEvents([
@@ -303,28 +309,23 @@ struct CityIncidentsTests {
         #expect(kupianskEvents?.arrayValue?.count == 4, "\(String(describing: kupianskEvents))")
         #expect(daemon.stop() == 0)
 
-        // What an incidentd of format 4 left: city-dates without the indexes of incidents, projections of version 7.
-        let entries = try Self.indexEntries(daemon)
-        #expect(entries.count == 3)
-        do {
-            let environment = try Environment(directory: daemon.dataDir, options: EnvironmentOptions(maxDatabases: 8))
-            let meta = try environment.openDatabase("meta", create: false)
-            let dates = try environment.openDatabase("city-dates", create: false)
-            try environment.write { txn in
-                for entry in entries { _ = try txn.delete(dates, key: entry.key) }
-                let mark = Array(try #require(try txn.get(meta, key: Array("projections".utf8))))
-                try txn.put(meta, key: Array("projections".utf8), value: Array(mark[..<8]) + DerivedDataTests.bigEndian(7))
-                try txn.put(meta, key: Array("format".utf8), value: Array("incidentd-log-4".utf8))
-            }
-        }
-        #expect(try Self.indexEntries(daemon).isEmpty)
+        // Only b, retracted, is not dated.
+        let kupiansk = [0xFF] + Array("kupiansk".utf8) + [0]
+        #expect(try Self.indexEntries(daemon).map(\.key) == [kupiansk + DerivedDataTests.bigEndian(2)])
+        // What an incidentd of format 4 left: city-dates without the indexes of incidents, projections of version 7;
+        // of format 5: every incident in its city's index, after the dates, projections of version 8.
+        try OlderFormatVerifyTests.downgrade(daemon, toFormat: format)
+        let melitopol = [0xFF] + Array("melitopol".utf8) + [0]
+        #expect(
+            try Self.indexEntries(daemon).map(\.key)
+                == (format == 4 ? [] : [1, 2].map { kupiansk + DerivedDataTests.bigEndian($0) } + [melitopol + DerivedDataTests.bigEndian(4)]))
         let refused = try runCommand(Binaries.incidentctl, ["replay", "--data-dir", daemon.dataDir])
         #expect(refused.status != 0)
-        #expect(refused.stderr.contains("format incidentd-log-4") && refused.stderr.contains("upgrade"), "\(refused.stderr)")
+        #expect(refused.stderr.contains("format incidentd-log-\(format)") && refused.stderr.contains("upgrade"), "\(refused.stderr)")
 
         try daemon.start()
         #expect(
-            daemon.log.contains("the log was upgraded to incidentd-log-5, which keeps an index of each city's incident dates and one of each city's incidents: rebuilding the projections"),
+            daemon.log.contains("the log was upgraded to incidentd-log-6, which keeps each city's incidents in an index of their dates and a list of those it does not date: rebuilding the projections"),
             "\(daemon.log)")
         client = try daemon.client()
         #expect(try Self.listing(client, "Kupiansk", status: ["open", "retracted"]) == listed)
@@ -335,6 +336,7 @@ struct CityIncidentsTests {
         #expect(try client.appendEvents([Self.report("c", "2022-03-02")])["ok"] == true)
         #expect(Self.statuses(try Self.listing(client, "Kupiansk")) == ["c:unknown", "a:unknown"])
         #expect(daemon.stop() == 0)
+        #expect(try Self.indexEntries(daemon).map(\.key) == [kupiansk + DerivedDataTests.bigEndian(2)])
     }
 
     @Test("read with a city filter, answered from the city's index, gives the events a scan of the whole log filtered by the incidents' cities gives, from any position, with any limit and type")

@@ -11,33 +11,53 @@ import Testing
 /// advice that never has the operator upgrade a backup or a damaged log in place.
 @Suite("Verify: logs of older formats")
 struct OlderFormatVerifyTests {
-    /// Rewrites the log of the stopped `daemon` as an incidentd of `format` (1, 3 or 4) left it: format 4 without the
-    /// indexes of each city's incidents in `city-dates` and with projections of version 7; format 3 without
-    /// `city-dates`, version 6; format 1 without them either, its streams kept in `streams` by incident id.
+    /// Rewrites the log of the stopped `daemon` as an incidentd of `format` (1, 3, 4 or 5) left it: format 5 with
+    /// `city-dates` of its shape and projections of version 8, format 4 likewise with version 7
+    /// (``downgradeCityDates(_:_:toFormat:)``); format 3 without `city-dates`, version 6; format 1 without them
+    /// either, its streams kept in `streams` by incident id.
     static func downgrade(_ daemon: Daemon, toFormat format: Int) throws {
         do {
             let environment = try Environment(directory: daemon.dataDir, options: EnvironmentOptions(maxDatabases: 8))
             let meta = try environment.openDatabase("meta", create: false)
             let dates = try environment.openDatabase("city-dates", create: false)
             try environment.write { txn in
-                if format == 4 {
-                    var cityIncidents: [[UInt8]] = []
-                    try txn.forEach(dates) { key, _ in
-                        if key.first == 0xFF { cityIncidents.append(Array(key)) }
-                        return true
-                    }
-                    #expect(!cityIncidents.isEmpty, "the premise: format 5 keeps each city's index of incidents")
-                    for key in cityIncidents { _ = try txn.delete(dates, key: key) }
+                if format >= 4 {
+                    try downgradeCityDates(txn, dates, toFormat: format)
                 } else {
                     try txn.drop(dates, delete: true)
                 }
                 let mark = Array(try #require(try txn.get(meta, key: Array("projections".utf8))))
-                let version: UInt64 = format == 4 ? 7 : 6
+                let version: UInt64 = [5: 8, 4: 7][format] ?? 6
                 try txn.put(meta, key: Array("projections".utf8), value: Array(mark[..<8]) + DerivedDataTests.bigEndian(version))
                 try txn.put(meta, key: Array("format".utf8), value: Array("incidentd-log-\(format)".utf8))
             }
         }
         if format == 1 { try FormatUpgradeTests.downgradeToFormat1(daemon.dataDir) }
+    }
+
+    /// Rewrites `city-dates`, as format 6 keeps it (each incident once: a counted one's date with its id, the others
+    /// in their city's list after all of the dates), as format `format` kept it: format 5, each date's value the date
+    /// alone and every incident in its city's index after the dates; format 4, the dates alone.
+    static func downgradeCityDates(_ txn: borrowing WriteTransaction, _ dates: Database, toFormat format: Int) throws {
+        var entries: [(key: [UInt8], value: [UInt8])] = []
+        try txn.forEach(dates) { key, value in
+            entries.append((Array(key), Array(value)))
+            return true
+        }
+        #expect(entries.contains { $0.key.first != 0xFF }, "the premise: the log has a counted incident")
+        for (key, value) in entries {
+            if key.first == 0xFF {
+                if format == 4 { _ = try txn.delete(dates, key: key) }
+                continue
+            }
+            let separator = try #require(value.firstIndex(of: 0), "a date's value of format 6 is the date, a 0 byte and the incident id")
+            try txn.put(dates, key: key, value: Array(value[..<separator]))
+            if format == 5 {
+                // 0xFF, the city id, a 0 byte and the report's position: the key's first and last bytes.
+                let cityIncident = [0xFF] + key[..<(key.count - 16)] + key[(key.count - 8)...]
+                try txn.put(dates, key: cityIncident, value: Array(value[(separator + 1)...]))
+            }
+        }
     }
 
     /// The stored bytes of the log's data file.
@@ -61,9 +81,9 @@ struct OlderFormatVerifyTests {
         #expect(message.contains("only if it is the live log") && !message.contains("start incidentd on it once"), "\(context): \(message)")
     }
 
-    @Test("verify --data-dir of a log of format 4, 3 or 1 checks its pages, its chain and --expect-head (exit 0, or 1 for a head it does not hold), reports its indexes and projections not compared naming the format, and leaves data.mdb byte for byte as it was; replay --data-dir refuses it with exit 1 and advice to check it and copy it")
+    @Test("verify --data-dir of a log of format 5, 4, 3 or 1 checks its pages, its chain and --expect-head (exit 0, or 1 for a head it does not hold), reports its indexes and projections not compared naming the format, and leaves data.mdb byte for byte as it was; replay --data-dir refuses it with exit 1 and advice to check it and copy it")
     func olderFormatsVerify() throws {
-        for format in [4, 3, 1] {
+        for format in [5, 4, 3, 1] {
             let daemon = try VerifyTests.storedArticle()
             let current = try Self.verify(daemon, ["--format", "json"])
             let head = try #require(current.json?["headHash"]?.stringValue, "\(current)")
@@ -90,7 +110,7 @@ struct OlderFormatVerifyTests {
             #expect(table.status == 0, "\(tag): \(table)")
             #expect(table.stdout.hasPrefix("intact: 8 events") && !table.stdout.contains("derived data agrees"), "\(tag): \(table.stdout)")
             #expect(
-                table.stderr == "incidentctl: incident-streams, event-ids, incidents, cities, city-dates not compared: log format \(tag): its indexes and projections are compared once incidentd has upgraded it to incidentd-log-5\n",
+                table.stderr == "incidentctl: incident-streams, event-ids, incidents, cities, city-dates not compared: log format \(tag): its indexes and projections are compared once incidentd has upgraded it to incidentd-log-6\n",
                 "\(tag): \(table.stderr)")
 
             // A head the log does not hold fails as for a log of the current format.

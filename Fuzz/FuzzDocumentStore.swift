@@ -11,7 +11,7 @@ struct DocumentStore: ProjectionStore {
 
     mutating func incident(_ id: String) throws -> IncidentState? {
         guard let bytes = incidents[id] else { return nil }
-        return try IncidentState(encoded: bytes)
+        return try IncidentState(encoded: bytes, incident: id)
     }
 
     mutating func city(_ id: String) throws -> CityState? {

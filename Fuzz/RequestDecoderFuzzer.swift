@@ -134,7 +134,7 @@ func fold(_ events: [JSONValue], allowNewCity: Bool) {
         check(documents.incidents[id] == state.encoded(), "incident \(id) differs between memory and documents")
         // The stored form keeps only what the fold needs (the report itself is read from the stream), so compare
         // encodings: decoding and encoding again must give the same bytes.
-        if let bytes = documents.incidents[id], let decoded = try? IncidentState(encoded: bytes) {
+        if let bytes = documents.incidents[id], let decoded = try? IncidentState(encoded: bytes, incident: id) {
             check(decoded.encoded() == bytes, "incident \(id) does not survive its encoding: \(state) became \(decoded)")
         } else {
             check(false, "incident \(id) cannot be decoded")

@@ -1,5 +1,5 @@
 // libFuzzer target for the decoders of what incidentd reads back from LMDB, which a flipped byte, a bad disk or a
-// hand edit may have damaged: the stored incident projection (`IncidentState(encoded:)`), the city projection
+// hand edit may have damaged: the stored incident projection (`IncidentState(encoded:incident:)`), the city projection
 // (`CityState(json:)`), stored events (`RecordedEvent(json:)`, `StoredEventReader.parse`, the summary each gets
 // in `incident-streams`), the rebuild's fold of those summaries (`StreamFold`, through a real LMDB cursor) and
 // the head record. A decoder may refuse anything, with a thrown error; it must never trap, and what it accepts
@@ -24,6 +24,8 @@ import Glibc
 enum StoredFuzz {
     static let projector = Projector(gazetteer: fuzzGazetteer())
     static let now = Timestamp(microseconds: 1_795_608_000_000_000)
+    /// The id an incident payload is read back under: the key the stored form is kept under, not in it.
+    static let incidentId = "fuzz-incident"
 
     /// One LMDB environment for the whole run; each input's entries are written in a transaction that is aborted.
     static let streams: (Environment, Database) = {
@@ -69,9 +71,9 @@ enum StoredFuzz {
     // MARK: 0: the stored incident projection
 
     static func incident(_ payload: [UInt8]) {
-        guard let state = try? IncidentState(encoded: payload) else { return }
+        guard let state = try? IncidentState(encoded: payload, incident: StoredFuzz.incidentId) else { return }
         let encoded = state.encoded()
-        guard let again = try? IncidentState(encoded: encoded) else {
+        guard let again = try? IncidentState(encoded: encoded, incident: state.incident) else {
             check(false, "a decoded incident's encoding does not decode: \(encoded)")
             return
         }
@@ -90,7 +92,7 @@ enum StoredFuzz {
         documents.incidents[state.incident] = stored
         for event in events { try? projector.apply(event, to: &documents) }
         for (id, bytes) in documents.incidents {
-            check((try? IncidentState(encoded: bytes)) != nil, "incident \(id), folded further, is stored in a form that does not decode")
+            check((try? IncidentState(encoded: bytes, incident: id)) != nil, "incident \(id), folded further, is stored in a form that does not decode")
         }
         for (_, bytes) in documents.cities { checkCity(bytes) }
     }
@@ -198,7 +200,7 @@ enum StoredFuzz {
         }
         for i in 0..<fold.ids.count {
             let state = fold.state(Int32(i))
-            check((try? IncidentState(encoded: state.encoded())) == state, "replay's fold makes an incident that does not survive encoding")
+            check((try? IncidentState(encoded: state.encoded(), incident: state.incident)) == state, "replay's fold makes an incident that does not survive encoding")
             checkRendered(state.json, "replay's incident")
             if let direct = fold.encoded(Int32(i)) {
                 check(direct == state.encoded(), "replay's direct encoding differs from IncidentState's")
@@ -254,7 +256,7 @@ enum StoredFuzz {
                     var records: [ArraySlice<UInt8>] = []
                     for n in 0..<fold.incidentCount {
                         let record = fold.record(n)
-                        guard let state = try? IncidentState(encoded: Array(record)) else {
+                        guard let state = try? IncidentState(encoded: Array(record), incident: String(decoding: fold.id(n), as: UTF8.self)) else {
                             check(false, "the rebuild (direct: \(direct)) stores an incident it cannot decode: \(Array(record))")
                             continue
                         }

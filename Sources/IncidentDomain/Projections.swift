@@ -141,15 +141,19 @@ public struct IncidentState: Hashable, Sendable {
     // MARK: Stored form
 
     /// The stored form's version byte. (The JSON form of projection version 1 began with `{`; version 2 wrote its
-    /// integers in 8 bytes each and its lengths in 4.)
-    public static let storedFormat: UInt8 = 3
+    /// integers in 8 bytes each and its lengths in 4; version 3 held the incident id, which its key holds, and the
+    /// report's city id again where it is the incident's.)
+    public static let storedFormat: UInt8 = 4
 
     /// The stored form: a version byte, the enumerations as their case indexes, the integers as
     /// ``StoredInteger``s (the last position as its distance from the first), then strings, each after its
-    /// length. Deterministic: the same state always gives the same bytes.
+    /// length: the city id, the city as reported, `occurredAt`, and the report's city id when it has one that is
+    /// not the incident's (a flag says whether it has one, and whether it is the incident's). The incident id is
+    /// not in it: the stored form is kept under it, and read back with it (``init(encoded:incident:)``).
+    /// Deterministic: the same state always gives the same bytes.
     public func encoded() -> [UInt8] {
         var out: [UInt8] = []
-        out.reserveCapacity(192 + incident.utf8.count + 2 * cityId.utf8.count + report.city.utf8.count + occurredAt.utf8.count)
+        out.reserveCapacity(192 + 2 * cityId.utf8.count + report.city.utf8.count + occurredAt.utf8.count)
         encode(into: &out)
         return out
     }
@@ -160,9 +164,9 @@ public struct IncidentState: Hashable, Sendable {
 
     public func encode(into out: inout [UInt8]) {
         // Written into room made for the most it can take (nine 10-byte integers and four for the participants,
-        // ten response kinds, five texts each after a 10-byte length), then cut to what it took.
-        let texts = incident.utf8.count + cityId.utf8.count + report.city.utf8.count + occurredAt.utf8.count
-            + (report.cityId?.utf8.count ?? 0)
+        // ten response kinds, four texts each after a 10-byte length), then cut to what it took.
+        let reportCityId = report.cityId == cityId ? nil : report.cityId
+        let texts = cityId.utf8.count + report.city.utf8.count + occurredAt.utf8.count + (reportCityId?.utf8.count ?? 0)
         let room = 8 + 13 * 10 + 10 * 11 + 5 * 10 + texts
         let start = out.count
         if room <= IncidentState.zeros.count {
@@ -195,7 +199,7 @@ public struct IncidentState: Hashable, Sendable {
             byte(IncidentKind.index(current.kind))
             byte(
                 (verificationFromOutcome ? 1 : 0) | (report.participants != nil ? 2 : 0) | (current.participants != nil ? 4 : 0)
-                    | (report.cityId != nil ? 8 : 0))
+                    | (report.cityId != nil ? 8 : 0) | (report.cityId != nil && reportCityId == nil ? 16 : 0))
             int(version)
             int(Int64(bitPattern: firstPosition))
             int(Int64(bitPattern: lastPosition &- firstPosition))
@@ -218,19 +222,18 @@ public struct IncidentState: Hashable, Sendable {
                 byte(UInt8(index))
                 int(count)
             }
-            text(incident)
             text(cityId)
             text(report.city)
             text(occurredAt)
-            if let reportCityId = report.cityId { text(reportCityId) }
+            if let reportCityId { text(reportCityId) }
             return offset
         }
         out.removeLast(room - used)
     }
 
-    /// Reads the stored form back. The report and its corrected form come back with only the city, the city id,
-    /// the kind and the participants: what the fold reads.
-    public init(encoded bytes: UnsafeRawBufferPointer) throws(IncidentError) {
+    /// Reads back the stored form of incident `incident` (its id, the key it is stored under). The report and its
+    /// corrected form come back with only the city, the city id, the kind and the participants: what the fold reads.
+    public init(encoded bytes: UnsafeRawBufferPointer, incident: String) throws(IncidentError) {
         var offset = 0
         func damaged() -> IncidentError { IncidentError.damagedProjection("incident") }
         func byte() throws(IncidentError) -> UInt8 {
@@ -297,11 +300,13 @@ public struct IncidentState: Hashable, Sendable {
         counts |= (currentParticipants?.low ?? 0) | (currentParticipants?.high ?? 0)
         // No fold makes a count below zero, so one is damage on the disk; or'ed together, one sign bit tells.
         guard counts >= 0 else { throw damaged() }
-        incident = try text()
+        self.incident = incident
         cityId = try text()
         let city = try text()
         occurredAt = try text()
-        let reportCityId = flags & 8 != 0 ? try text() : nil
+        // Flag 16 (the report's city id is the incident's) only beside flag 8 (the report has one).
+        guard flags & 16 == 0 || flags & 8 != 0 else { throw damaged() }
+        let reportCityId = flags & 16 != 0 ? cityId : flags & 8 != 0 ? try text() : nil
         guard offset == bytes.count else { throw damaged() }
         report = ReportData(
             city: city, cityId: reportCityId, kind: reportKind, location: nil, coordinates: nil, description: nil,
@@ -311,21 +316,21 @@ public struct IncidentState: Hashable, Sendable {
             participants: currentParticipants, targets: nil, tags: [])
     }
 
-    /// ``init(encoded:)`` of the stored projection of incident `id`: its `log_damaged` names the incident
+    /// ``init(encoded:incident:)`` of the stored projection of incident `id`: its `log_damaged` names the incident
     /// (``IncidentError/damagedIncidentProjection(_:_:)``).
     public init(encoded bytes: UnsafeRawBufferPointer, of id: String) throws(IncidentError) {
         do {
-            try self.init(encoded: bytes)
+            try self.init(encoded: bytes, incident: id)
         } catch {
             throw IncidentError.damagedIncidentProjection(id, "does not read back")
         }
     }
 
-    public init(encoded bytes: [UInt8]) throws(IncidentError) {
+    public init(encoded bytes: [UInt8], incident: String) throws(IncidentError) {
         var result: Result<IncidentState, IncidentError> = .failure(IncidentError.invalid("incident", "empty"))
         bytes.withUnsafeBytes { raw in
             do throws(IncidentError) {
-                result = .success(try IncidentState(encoded: raw))
+                result = .success(try IncidentState(encoded: raw, incident: incident))
             } catch {
                 result = .failure(error)
             }

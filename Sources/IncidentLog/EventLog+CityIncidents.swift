@@ -390,7 +390,7 @@ extension EventLog {
                 else { return nil }
                 if cityOfIncident[incident] == nil {
                     guard let state = try txn.get(db.incidents, key: Array(incident.utf8)) else { return nil }
-                    cityOfIncident[incident] = try IncidentState(encoded: state).cityId
+                    cityOfIncident[incident] = try IncidentState(encoded: state, incident: incident).cityId
                 }
                 guard cityOfIncident[incident] == cityId else { return nil }
                 events.append(document)

@@ -161,7 +161,7 @@ extension EventLog {
             }
             if let incident = filter.incident {
                 guard let raw = try txn.get(db.incidents, key: Array(incident.utf8)) else { return (result, next, true) }
-                let start = try IncidentState(encoded: raw).firstPosition
+                let start = try IncidentState(encoded: raw, incident: incident).firstPosition
                 var caughtUp = true
                 for position in try streamPositions(startingAt: start, txn) where position >= next {
                     if result.count >= limit || bytes >= maxBytes {
@@ -211,7 +211,7 @@ extension EventLog {
                         if let known = cityOfIncident[incident] {
                             city = known
                         } else if let raw = try txn.get(db.incidents, key: Array(incident.utf8)) {
-                            city = try IncidentState(encoded: raw).cityId
+                            city = try IncidentState(encoded: raw, incident: incident).cityId
                             cityOfIncident[incident] = city
                         } else {
                             continue

@@ -280,11 +280,11 @@ extension EventLog {
             let record = fold.record(i)
             if let stored, record.withUnsafeBytes({ ByteTable.equal($0, stored) }) { continue }
             let name = String(decoding: id, as: UTF8.self)
-            let folded = try? record.withUnsafeBytes { try IncidentState(encoded: $0) }
+            let folded = try? record.withUnsafeBytes { try IncidentState(encoded: $0, incident: name) }
             let problem: String
             if let stored {
                 do {
-                    let state = try IncidentState(encoded: stored)
+                    let state = try IncidentState(encoded: stored, incident: name)
                     problem = "its stored projection differs from the one the events give: "
                         + (folded.flatMap { firstDifference(stored: state.json, folded: $0.json) }
                             ?? "the stored bytes differ, though they read the same")
@@ -613,7 +613,7 @@ extension EventLog {
                 let name = String(decoding: key, as: UTF8.self)
                 let state: IncidentState
                 do {
-                    state = try IncidentState(encoded: value)
+                    state = try IncidentState(encoded: value, incident: name)
                 } catch {
                     found = DerivedDifference(
                         database: .incidents, key: name, position: nil, problem: "its stored projection cannot be read (\(error))",

@@ -60,8 +60,9 @@ public final class EventLog: Sendable {
     /// of a report stored under older, looser rules that it still held whole; version 7 leaves retracted incidents
     /// out of a city's `firstIncidentAt` and `lastIncidentAt` too, read from `city-dates`, which it writes; version 8
     /// writes each city's index of incidents there too; version 9 writes each incident there once, a counted one's
-    /// id beside its date (format 6).
-    public static let projectionVersion: UInt64 = 9
+    /// id beside its date (format 6); version 10 stores an incident without its id, which is its key, and without
+    /// its report's city id where that is the incident's (``IncidentState/storedFormat`` 4).
+    public static let projectionVersion: UInt64 = 10
 
     public let environment: Environment
     public let gazetteer: Gazetteer

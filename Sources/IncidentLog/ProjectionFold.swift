@@ -859,27 +859,23 @@ struct ProjectionFold {
     /// Incident `i` in the stored form, written straight from its record; nil if that went wrong.
     func encoded(_ i: Int32) -> [UInt8]? {
         let x = incidents[Int(i)]
-        let id = ids.withBytes(i) { Array($0) }
         let cityId = texts.bytes.withBytes(x.cityId) { Array($0) }
         let city = texts.bytes.withBytes(x.reportCity) { Array($0) }
         let occurredAt = texts.bytes.withBytes(x.occurredAt) { Array($0) }
         let reportCityId = x.reportCityId >= 0 ? texts.bytes.withBytes(x.reportCityId) { Array($0) } : nil
-        return id.withUnsafeBytes { id in
-            cityId.withUnsafeBytes { cityId in
-                city.withUnsafeBytes { city in
-                    occurredAt.withUnsafeBytes { occurredAt in
-                        (reportCityId ?? []).withUnsafeBytes { raw in
-                            let reportCityId = reportCityId == nil ? nil : raw
-                            let count = StoredForm.count(
-                                x, id: id, cityId: cityId, city: city, occurredAt: occurredAt, reportCityId: reportCityId)
-                            var bytes = [UInt8](repeating: 0, count: count)
-                            let complete = bytes.withUnsafeMutableBytes { buffer in
-                                var out = StoredForm(buffer)
-                                out.write(x, id: id, cityId: cityId, city: city, occurredAt: occurredAt, reportCityId: reportCityId)
-                                return out.complete
-                            }
-                            return complete ? bytes : nil
+        return cityId.withUnsafeBytes { cityId in
+            city.withUnsafeBytes { city in
+                occurredAt.withUnsafeBytes { occurredAt in
+                    (reportCityId ?? []).withUnsafeBytes { raw in
+                        let reportCityId = reportCityId == nil ? nil : raw
+                        let count = StoredForm.count(x, cityId: cityId, city: city, occurredAt: occurredAt, reportCityId: reportCityId)
+                        var bytes = [UInt8](repeating: 0, count: count)
+                        let complete = bytes.withUnsafeMutableBytes { buffer in
+                            var out = StoredForm(buffer)
+                            out.write(x, cityId: cityId, city: city, occurredAt: occurredAt, reportCityId: reportCityId)
+                            return out.complete
                         }
+                        return complete ? bytes : nil
                     }
                 }
             }
@@ -937,8 +933,8 @@ struct ProjectionFold {
 
 /// Writes an incident record in the stored form of `IncidentState.encode(into:)` (a version byte, the
 /// enumerations as case indexes, ``StoredInteger``s, then texts after their lengths) into a buffer of exactly
-/// ``count(_:id:cityId:city:occurredAt:reportCityId:)`` bytes, never past its end. Without a buffer it only
-/// counts, which is how ``count(_:id:cityId:city:occurredAt:reportCityId:)`` works: one description of the form.
+/// ``count(_:cityId:city:occurredAt:reportCityId:)`` bytes, never past its end. Without a buffer it only
+/// counts, which is how ``count(_:cityId:city:occurredAt:reportCityId:)`` works: one description of the form.
 struct StoredForm {
     /// The version byte `IncidentState.encode(into:)` starts with.
     static let format: UInt8 = IncidentState.storedFormat
@@ -955,11 +951,11 @@ struct StoredForm {
     var complete: Bool { !overflowed && offset == out?.count }
 
     static func count(
-        _ x: FoldIncident, id: UnsafeRawBufferPointer, cityId: UnsafeRawBufferPointer, city: UnsafeRawBufferPointer,
-        occurredAt: UnsafeRawBufferPointer, reportCityId: UnsafeRawBufferPointer?
+        _ x: FoldIncident, cityId: UnsafeRawBufferPointer, city: UnsafeRawBufferPointer, occurredAt: UnsafeRawBufferPointer,
+        reportCityId: UnsafeRawBufferPointer?
     ) -> Int {
         var counter = StoredForm(nil)
-        counter.write(x, id: id, cityId: cityId, city: city, occurredAt: occurredAt, reportCityId: reportCityId)
+        counter.write(x, cityId: cityId, city: city, occurredAt: occurredAt, reportCityId: reportCityId)
         return counter.offset
     }
 
@@ -988,10 +984,14 @@ struct StoredForm {
         offset += bytes.count
     }
 
+    /// Writes incident `x`, of city `cityId`, reported in `city` (its report's city id `reportCityId`, when it gave
+    /// one) on `occurredAt`.
     mutating func write(
-        _ x: FoldIncident, id: UnsafeRawBufferPointer, cityId: UnsafeRawBufferPointer, city: UnsafeRawBufferPointer,
-        occurredAt: UnsafeRawBufferPointer, reportCityId: UnsafeRawBufferPointer?
+        _ x: FoldIncident, cityId: UnsafeRawBufferPointer, city: UnsafeRawBufferPointer, occurredAt: UnsafeRawBufferPointer,
+        reportCityId: UnsafeRawBufferPointer?
     ) {
+        // The report's city id is written only when it is not the incident's (a flag says which).
+        let reportCityIsIncidents = reportCityId.map { ByteTable.equal($0, cityId) } ?? false
         byte(StoredForm.format)
         byte(UInt8(truncatingIfNeeded: CaseIndex.of(x.precision)))
         byte(UInt8(truncatingIfNeeded: CaseIndex.of(x.status)))
@@ -999,7 +999,7 @@ struct StoredForm {
         byte(UInt8(truncatingIfNeeded: CaseIndex.of(x.reportKind)))
         byte(UInt8(truncatingIfNeeded: CaseIndex.of(x.currentKind)))
         byte((x.verificationFromOutcome ? 1 : 0) | (x.reportParticipants != nil ? 2 : 0) | (x.currentParticipants != nil ? 4 : 0)
-            | (reportCityId != nil ? 8 : 0))
+            | (reportCityId != nil ? 8 : 0) | (reportCityIsIncidents ? 16 : 0))
         int(x.version)
         int(Int64(bitPattern: x.firstPosition))
         int(Int64(bitPattern: x.lastPosition &- x.firstPosition))
@@ -1022,11 +1022,10 @@ struct StoredForm {
             byte(UInt8(truncatingIfNeeded: index))
             int(count)
         }
-        text(id)
         text(cityId)
         text(city)
         text(occurredAt)
-        if let reportCityId { text(reportCityId) }
+        if let reportCityId, !reportCityIsIncidents { text(reportCityId) }
     }
 }
 

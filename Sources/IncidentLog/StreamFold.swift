@@ -292,9 +292,7 @@ struct StreamFold {
                 while true {
                     let written = scratch.withUnsafeMutableBytes { raw -> Int? in
                         var out = StoredForm(raw)
-                        out.write(
-                            x, id: incident.id, cityId: cityId, city: incident.city, occurredAt: incident.occurredAt,
-                            reportCityId: incident.cityId)
+                        out.write(x, cityId: cityId, city: incident.city, occurredAt: incident.occurredAt, reportCityId: incident.cityId)
                         return out.overflowed ? nil : out.offset
                     }
                     if let written {

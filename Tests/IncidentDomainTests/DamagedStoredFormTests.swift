@@ -13,7 +13,7 @@ import Testing
         var out: [UInt8] = [IncidentState.storedFormat, 0, 0, 0, 0, 0, 0]
         for value in [1, firstPosition, span, 0, 0, 0, 0, 0, 0] { StoredInteger.append(value, to: &out) }
         out.append(0)
-        for text in ["k1", "kupiansk", "Kupiansk", "2022-03-01"] {
+        for text in ["kupiansk", "Kupiansk", "2022-03-01"] {
             StoredInteger.append(Int64(text.utf8.count), to: &out)
             out.append(contentsOf: text.utf8)
         }
@@ -22,17 +22,49 @@ import Testing
 
     @Test("a stored incident whose positions no event can have is refused; one with valid positions renders")
     func incidentPositions() throws {
-        let valid = try IncidentState(encoded: Self.storedIncident(firstPosition: 5, span: 3))
+        let valid = try IncidentState(encoded: Self.storedIncident(firstPosition: 5, span: 3), incident: "k1")
         #expect(valid.firstPosition == 5 && valid.lastPosition == 8)
         #expect(valid.json["lastPosition"] == .int(8))
         let damaged: [(Int64, Int64)] = [(0, 0), (-1, 0), (Int64.min, 0), (5, -1), (5, Int64.max - 4), (Int64.max, 1)]
         for (first, span) in damaged {
             let error = #expect(throws: IncidentError.self, "first \(first), span \(span)") {
-                try IncidentState(encoded: Self.storedIncident(firstPosition: first, span: span))
+                try IncidentState(encoded: Self.storedIncident(firstPosition: first, span: span), incident: "k1")
             }
             #expect(error?.code == .logDamaged && error?.message.contains("--rebuild-projections") == true, "\(String(describing: error))")
         }
-        #expect(try IncidentState(encoded: Self.storedIncident(firstPosition: Int64.max - 1, span: 1)).lastPosition == UInt64(Int64.max))
+        #expect(try IncidentState(encoded: Self.storedIncident(firstPosition: Int64.max - 1, span: 1), incident: "k1").lastPosition == UInt64(Int64.max))
+    }
+
+    @Test("the stored form holds neither the incident id (its key) nor the report's city id where it is the incident's, and reads back whole under its id; one whose report city id is another keeps it; a flag of the incident's city id without one of a report's city id is damage")
+    func storedFormLeavesOutWhatItsKeyHolds() throws {
+        let projector = Projector(gazetteer: .embedded)
+        // A report's city id becomes the incident's; one that differs (no fold makes it) is kept all the same.
+        for (reportCityId, differing) in [("kupiansk", nil), (nil, nil), ("kupiansk", "kupiansk-district")] as [(String?, String?)] {
+            var data: [String: JSONValue] = ["city": "Kupiansk", "kind": "demonstration"]
+            if let reportCityId { data["cityId"] = .string(reportCityId) }
+            var store = InMemoryProjections()
+            try projector.apply(try Self.event(1, version: 1, type: "incident-reported", data: .object(data)), to: &store)
+            var state = try #require(store.incidents["k1"])
+            #expect(state.report.cityId == reportCityId && state.cityId == "kupiansk")
+            if let differing { (state.report.cityId, state.current.cityId) = (differing, differing) }
+            let stored = state.encoded()
+            func occurrences(_ text: String) -> Int {
+                let needle = Array(text.utf8)
+                return (0...(stored.count - needle.count)).filter { stored[$0..<($0 + needle.count)].elementsEqual(needle) }.count
+            }
+            #expect(occurrences("k1") == 0, "\(stored)")
+            // The incident's city id once; the report's again only where it is another.
+            #expect(occurrences("kupiansk") == (differing == nil ? 1 : 2), "\(stored)")
+            #expect(try IncidentState(encoded: stored, incident: "k1") == state)
+            #expect(try IncidentState(encoded: stored, incident: "k2").incident == "k2")
+        }
+        // Flags are the seventh byte: 16 (the report's city id is the incident's) without 8 (the report has one).
+        var stored = Self.storedIncident(firstPosition: 5, span: 3)
+        stored[6] = 16
+        let error = #expect(throws: IncidentError.self) { try IncidentState(encoded: stored, incident: "k1") }
+        #expect(error?.code == .logDamaged, "\(String(describing: error))")
+        stored[6] = 0
+        #expect(try IncidentState(encoded: stored, incident: "k1").report.cityId == nil)
     }
 
     @Test("a stored city whose lastPosition is negative is refused, where reading it trapped")
@@ -77,7 +109,7 @@ import Testing
         var store = InMemoryProjections()
         try projector.apply(report, to: &store)
         let sound = try #require(store.incidents["k1"])
-        #expect(try IncidentState(encoded: sound.encoded()) == IncidentState(encoded: sound.encoded()))
+        #expect(try IncidentState(encoded: sound.encoded(), incident: "k1") == IncidentState(encoded: sound.encoded(), incident: "k1"))
         let damages: [(String, (inout IncidentState) -> Void)] = [
             ("version", { $0.version = -1 }), ("responseEvents", { $0.responseEvents = -1 }),
             ("outcomeEvents", { $0.outcomeEvents = -1 }), ("killed", { $0.killed = -1 }), ("injured", { $0.injured = -1 }),
@@ -88,7 +120,7 @@ import Testing
         for (what, damage) in damages {
             var state = sound
             damage(&state)
-            let error = #expect(throws: IncidentError.self, "\(what)") { try IncidentState(encoded: state.encoded()) }
+            let error = #expect(throws: IncidentError.self, "\(what)") { try IncidentState(encoded: state.encoded(), incident: "k1") }
             #expect(error?.code == .logDamaged && error?.message.hasPrefix("the stored incident projection is damaged") == true, "\(what): \(String(describing: error))")
         }
     }
@@ -133,7 +165,7 @@ import Testing
                 damage(&state)
                 // A count below zero is refused as it is read back (incidentNegativeCounts); folded all the same, it
                 // throws too.
-                store.incidents["k1"] = (try? IncidentState(encoded: state.encoded())) ?? state
+                store.incidents["k1"] = (try? IncidentState(encoded: state.encoded(), incident: "k1")) ?? state
             }
             let event = what == "outcomeEvents" ? outcome : response
             let error = #expect(throws: IncidentError.self, "\(what)") { try projector.apply(event, to: &store) }
@@ -192,18 +224,18 @@ import Testing
                 if var state = store.incidents["k1"] {
                     state.firstPosition = first
                     state.lastPosition = last
-                    store.incidents["k1"] = try IncidentState(encoded: state.encoded())
+                    store.incidents["k1"] = try IncidentState(encoded: state.encoded(), incident: "k1")
                 }
                 let error = #expect(throws: IncidentError.self, "\(event.type) after \(first)...\(last)") { try projector.apply(event, to: &store) }
                 #expect(
                     error?.code == .logDamaged && error?.message.contains("k1's names position \(last), not before event 5") == true,
                     "\(String(describing: error))")
-                #expect(store.incidents["k1"].map { (try? IncidentState(encoded: $0.encoded())) == $0 } == true)
+                #expect(store.incidents["k1"].map { (try? IncidentState(encoded: $0.encoded(), incident: "k1")) == $0 } == true)
             }
             var store = InMemoryProjections()
             try projector.apply(report, to: &store)
             try projector.apply(event, to: &store)
-            #expect(store.incidents["k1"].flatMap { try? IncidentState(encoded: $0.encoded()) }?.lastPosition == 5)
+            #expect(store.incidents["k1"].flatMap { try? IncidentState(encoded: $0.encoded(), incident: "k1") }?.lastPosition == 5)
         }
     }
 }

@@ -442,14 +442,14 @@ struct FastPathTests {
             try projector.apply(event, to: &store)
         }
         for state in store.incidents.values {
-            let decoded = try IncidentState(encoded: state.encoded())
+            let decoded = try IncidentState(encoded: state.encoded(), incident: state.incident)
             #expect(decoded.json(report: state.report, current: state.current) == state.json)
             #expect(decoded.current.kind == state.current.kind && decoded.current.participants == state.current.participants)
             #expect(decoded.report.city == state.report.city && decoded.report.cityId == state.report.cityId)
             #expect(decoded.encoded() == state.encoded())
             var damaged = state.encoded()
             damaged.removeLast()
-            #expect(throws: IncidentError.self) { try IncidentState(encoded: damaged) }
+            #expect(throws: IncidentError.self) { try IncidentState(encoded: damaged, incident: state.incident) }
         }
         #expect(store.incidents["k1"]?.current.kind == .blockade)
         for city in store.cities.values {

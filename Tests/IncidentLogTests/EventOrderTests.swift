@@ -50,13 +50,13 @@ import Testing
                 for fold in [general, fast] {
                     let state = fold.state(0)
                     #expect(state.firstPosition == 9 && state.lastPosition == 9)
-                    #expect(try IncidentState(encoded: state.encoded()) == state, "it survives its stored form")
+                    #expect(try IncidentState(encoded: state.encoded(), incident: state.incident) == state, "it survives its stored form")
                 }
             }
             var sound = ProjectionFold(projector: Self.projector)
             try sound.apply(try Self.report(9))
             try sound.apply(try later(10))
-            #expect(try IncidentState(encoded: sound.state(0).encoded()).lastPosition == 10)
+            #expect(try IncidentState(encoded: sound.state(0).encoded(), incident: sound.state(0).incident).lastPosition == 10)
         }
     }
 }

@@ -146,7 +146,7 @@ struct DerivedDataTests {
         let daemon = try VerifyTests.storedArticle()
         try Self.damage(daemon, "incidents") { txn, incidents in
             let stored = try #require(try txn.get(incidents, key: Self.kupiansk))
-            var state = try IncidentState(encoded: stored)
+            var state = try IncidentState(encoded: stored, incident: Self.kupiansk)
             #expect(state.encoded().elementsEqual(stored), "the stored form reads back to the same bytes")
             state.injured += 5
             try txn.put(incidents, key: Self.kupiansk, value: state.encoded())
@@ -186,7 +186,7 @@ struct DerivedDataTests {
         let daemon = try VerifyTests.storedArticle()
         try Self.damage(daemon, "incidents") { txn, incidents in
             // Counts no sound log comes near, which overflow as a response or an outcome is folded into them.
-            var state = try IncidentState(encoded: try #require(try txn.get(incidents, key: Self.kupiansk)))
+            var state = try IncidentState(encoded: try #require(try txn.get(incidents, key: Self.kupiansk)), incident: Self.kupiansk)
             state.killed = .max
             state.outcomeEvents = .max
             try txn.put(incidents, key: Self.kupiansk, value: state.encoded())
@@ -332,7 +332,7 @@ struct DerivedDataTests {
             try txn.put(cities, key: "kupiansk", value: Self.setting(["casualties", "detained"], to: -3, in: stored).canonicalBytes())
         }
         try Self.damage(daemon, "incidents") { txn, incidents in
-            var state = try IncidentState(encoded: try #require(try txn.get(incidents, key: "melitopol-2022-03-01-convoy-blockade")))
+            var state = try IncidentState(encoded: try #require(try txn.get(incidents, key: "melitopol-2022-03-01-convoy-blockade")), incident: "melitopol-2022-03-01-convoy-blockade")
             state.injured = -1
             try txn.put(incidents, key: "melitopol-2022-03-01-convoy-blockade", value: state.encoded())
         }

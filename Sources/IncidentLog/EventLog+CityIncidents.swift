@@ -184,9 +184,8 @@ extension EventLog {
     /// `occurredAt` and then by report, read from the city's dates in `city-dates`; then, when `statuses` holds
     /// `retracted`, the retracted ones, in the order they were reported, from the city's list of the incidents it
     /// does not date (an incident whose date does not read, which no event a daemon accepted has, is listed only
-    /// when it is retracted). No
-    /// more than `budget` entries are looked at, so a request is short however few incidents match; `next` is nil
-    /// once every incident has been looked at.
+    /// when it is retracted). No more than `budget` entries are looked at, so a request is short however few
+    /// incidents match; `next` is nil once every incident has been looked at.
     public func cityIncidents(
         cityId: String, statuses: Set<OutcomeStatus>, after cursor: CityIncidentsCursor?, limit: Int, lookingAtMost budget: Int
     ) throws -> CityIncidentsPage {

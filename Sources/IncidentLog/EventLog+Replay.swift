@@ -524,7 +524,7 @@ struct IncidentRun: Sendable {
     mutating func reserveCapacity(_ incidents: Int) {
         keys.reserveCapacity(incidents * 48)
         keyStarts.reserveCapacity(incidents + 1)
-        records.reserveCapacity(incidents * 200)
+        records.reserveCapacity(incidents * 128)
         recordStarts.reserveCapacity(incidents + 1)
     }
 

@@ -71,7 +71,7 @@ struct StreamFold {
         let incidents = events * 2 / 3
         ids.reserveCapacity(incidents * 48)
         idStarts.reserveCapacity(incidents + 1)
-        records.reserveCapacity(incidents * 176)
+        records.reserveCapacity(incidents * 104)
         recordStarts.reserveCapacity(incidents + 1)
     }
 

@@ -29,6 +29,9 @@ public struct CaseCounts<Case: StoredEnumeration & RawRepresentable>: Hashable, 
     /// Whether every count is zero.
     public var isEmpty: Bool { storage == SIMD16() }
 
+    /// The counts of every case added up (wrapping: a sound projection's are far from overflowing).
+    public var total: Int64 { storage.wrappedSum() }
+
     /// Every count or'ed together: below zero when some count is, which no fold of a sound log makes.
     @inline(__always) public var signBits: Int64 {
         let s = storage

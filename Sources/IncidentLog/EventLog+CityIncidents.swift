@@ -219,6 +219,9 @@ extension EventLog {
                     page.lookedAt += 1
                     last = (start, position)
                     let incident = try incidentState(named: id, txn)
+                    guard incident.cityId == cityId, incident.firstPosition == position, incident.status.countsInSums else {
+                        throw Self.misnamed(incident, cityId: cityId, position: position, among: "index of incident dates")
+                    }
                     if statuses.contains(incident.status) { page.incidents.append(try summary(of: incident, txn)) }
                     entry = try dates.next()
                 }
@@ -245,6 +248,11 @@ extension EventLog {
                 page.lookedAt += 1
                 last = position
                 let incident = try incidentState(named: value, txn)
+                guard incident.cityId == cityId, incident.firstPosition == position,
+                    !incident.status.countsInSums || ParsedDate.parse(incident.occurredAt) == nil
+                else {
+                    throw Self.misnamed(incident, cityId: cityId, position: position, among: "list of the incidents it does not date")
+                }
                 if incident.status == .retracted { page.incidents.append(try summary(of: incident, txn)) }
                 entry = try index.next()
             }
@@ -252,11 +260,23 @@ extension EventLog {
         }
     }
 
+    /// The `log_damaged` of an entry at report `position` in city `cityId`'s `list` that names `incident`, whose
+    /// projection is of another city or report, or (a counted one among those the city does not date, or the other
+    /// way round) belongs in the other list: the entry was changed on the disk.
+    private static func misnamed(_ incident: IncidentState, cityId: String, position: UInt64, among list: String) -> IncidentError {
+        IncidentError.damagedProjection(
+            "city",
+            ": \(cityId.prefix(128))'s \(list) names incident \(incident.incident.prefix(128)) for the report at position \(position), "
+                + "where that incident was reported at position \(incident.firstPosition) in \(incident.cityId.prefix(128)), \(incident.status.rawValue)")
+    }
+
     /// The stored projection of the incident whose id is `id`.
     private func incidentState(named id: UnsafeRawBufferPointer, _ txn: borrowing ReadTransaction) throws -> IncidentState {
         let name = String(decoding: id, as: UTF8.self)
-        guard let raw = try txn.get(db.incidents, key: id) else {
-            throw IncidentError.damagedProjection("city", ": the incident \(name.prefix(128)) its city lists has no stored projection")
+        // No incident id is empty or longer than a key can be (LMDB refuses to look those up).
+        guard (1...511).contains(id.count), let raw = try txn.get(db.incidents, key: id) else {
+            throw IncidentError.damagedProjection(
+                "city", ": the incident \(id.isEmpty ? "(an empty id)" : String(name.prefix(128))) its city lists has no stored projection")
         }
         return try IncidentState(encoded: raw, of: name)
     }
@@ -353,7 +373,16 @@ extension EventLog {
                 guard note(start) else { return nil }
                 entry = try index.next()
             }
+            // Every incident reported in the city is in one of the two parts, once; one missing (an entry deleted
+            // on the disk) would leave its events out, so a count that is not the city's is left to the scan.
             starts.sort()
+            let distinct = starts.indices.reduce(0) { $1 == 0 || starts[$1] != starts[$1 - 1] ? $0 + 1 : $0 }
+            var reported: Int64 = 0
+            if let stored = try txn.get(db.cities, key: Array(cityId.utf8)) {
+                guard let city = try? CityState(stored: stored, id: cityId) else { return nil }
+                reported = city.outcomes.total
+            }
+            guard reported == Int64(distinct) else { return nil }
             let streams = try txn.cursor(db.streams)
             for (n, start) in starts.enumerated() where n == 0 || start != starts[n - 1] {
                 if found.count >= limit, let greatest = found.top, start > greatest { break }

@@ -92,6 +92,7 @@ enum Keys {
         withUnsafeBytes(of: position.bigEndian) { key.append(contentsOf: $0) }
     }
 
+    /// ``cityIncident(cityId:position:into:)`` of city `cityId`, as a key of its own.
     static func cityIncidentKey(cityId: String, position: UInt64) -> [UInt8] {
         var key: [UInt8] = []
         key.reserveCapacity(cityId.utf8.count + 10)

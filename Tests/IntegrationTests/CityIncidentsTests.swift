@@ -241,12 +241,17 @@ struct CityIncidentsTests {
 
     /// `city-dates` entries of the cities' lists of the incidents they do not date, in key order.
     static func indexEntries(_ daemon: Daemon) throws -> [(key: [UInt8], value: [UInt8])] {
+        try entries(daemon).filter { $0.key.first == 0xFF }
+    }
+
+    /// Every `city-dates` entry, in key order.
+    static func entries(_ daemon: Daemon) throws -> [(key: [UInt8], value: [UInt8])] {
         let environment = try Environment(directory: daemon.dataDir, options: EnvironmentOptions(maxDatabases: 8))
         let db = try environment.openDatabase("city-dates", create: false)
         return try environment.read { txn in
             var entries: [(key: [UInt8], value: [UInt8])] = []
             try txn.forEach(db) { key, value in
-                if key.first == 0xFF { entries.append((Array(key), Array(value))) }
+                entries.append((Array(key), Array(value)))
                 return true
             }
             return entries
@@ -291,6 +296,58 @@ struct CityIncidentsTests {
             #expect(daemon.stop() == 0)
             #expect(try Self.indexEntries(daemon).map(\.key) == entries.map(\.key))
         }
+    }
+
+    @Test("an entry of city-dates that names another city's incident, one whose id is empty, or one deleted: incidents answers log_damaged naming the entry, not another incident or internal_error; read with the city falls back to the scan and gives every event of the city (QA pass 15, M1, L1, L2)")
+    func damagedEntriesAreNotTrusted() throws {
+        let daemon = try Daemon()
+        var client = try daemon.client()
+        #expect(try client.appendEvents([
+            Self.report("a", "2022-03-05"), Self.report("b", "2022-03-09"), Self.report("m", "2022-03-13", city: "Melitopol"),
+            Self.outcome("b", "retracted"), Wire.response(incident: "a"),
+        ])["ok"] == true)
+        let events = try #require(client.call("read", ["city": "Kupiansk"])["events"]?.arrayValue)
+        #expect(events.count == 4, "\(events)")
+        #expect(daemon.stop() == 0)
+        // a's date (position 1) and b's entry among those Kupiansk does not date (position 2).
+        let dates = Array("kupiansk".utf8) + [0]
+        let kupiansk = [0xFF] + dates
+        let aKey = try #require(try Self.entries(daemon).first { $0.key.starts(with: dates) }?.key)
+        let bKey = kupiansk + DerivedDataTests.bigEndian(2)
+        let aValue = Array("2022-03-05".utf8) + [0] + Array("a".utf8)
+        let damages: [(key: [UInt8], value: [UInt8]?, status: [String], problem: String)] = [
+            (aKey, Array("2022-03-05".utf8) + [0] + Array("m".utf8), ["open"],
+             "kupiansk's index of incident dates names incident m for the report at position 1, where that incident was reported at position 3 in melitopol, unknown"),
+            (bKey, Array("m".utf8), ["retracted"],
+             "kupiansk's list of the incidents it does not date names incident m for the report at position 2, where that incident was reported at position 3 in melitopol, unknown"),
+            (bKey, Array("a".utf8), ["retracted"],
+             "kupiansk's list of the incidents it does not date names incident a for the report at position 2, where that incident was reported at position 1 in kupiansk, unknown"),
+            (aKey, Array("2022-03-05".utf8) + [0], ["open"], "the incident (an empty id) its city lists has no stored projection"),
+            (aKey, nil, ["open"], ""),
+        ]
+        for (key, value, status, problem) in damages {
+            try DerivedDataTests.damage(daemon, "city-dates") { txn, db in
+                if let value { try txn.put(db, key: key, value: value) } else { _ = try txn.delete(db, key: key) }
+            }
+            try daemon.start()
+            client = try daemon.client()
+            let answer = try client.call("incidents", ["city": "Kupiansk", "status": .array(status.map { .string($0) })])
+            if value == nil {
+                // Left out of the listing (verify names it), but not out of read, which counts the city's entries.
+                #expect(answer.isOK && answer["incidents"] == [], "\(answer)")
+            } else {
+                #expect(answer["error"]?["code"] == "log_damaged", "\(answer)")
+                #expect(answer["error"]?["message"]?.stringValue?.contains(problem) == true, "\(answer)")
+            }
+            #expect(try client.call("read", ["city": "Kupiansk"])["events"]?.arrayValue == events, "\(String(describing: value))")
+            #expect(daemon.stop() == 0)
+            try DerivedDataTests.damage(daemon, "city-dates") { txn, db in
+                try txn.put(db, key: key, value: key == aKey ? aValue : Array("b".utf8))
+            }
+        }
+        try daemon.start()
+        #expect(try daemon.client().call("verify")["derived"]?["intact"] == true)
+        #expect(daemon.stop() == 0)
     }
 
     @Test(

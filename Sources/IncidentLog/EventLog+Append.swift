@@ -144,26 +144,30 @@ struct TransactionProjections: ProjectionStore {
     }
 
     /// Read from the first entry of the city's range, and from its last: the first of those with the last one's start.
+    /// Each date read must start where its key says: a text changed on the disk would otherwise become the city's.
     mutating func incidentDateSpan(of cityId: String) throws -> (first: String, last: String)? {
         var prefix = Array(cityId.utf8)
         prefix.append(0)
+        let damaged = IncidentError.damagedProjection("city", ": \(cityId.prefix(128))'s index of incident dates does not read")
+        // The date of an entry, when it reads and starts where its key says.
+        func date(_ key: UnsafeRawBufferPointer, _ value: UnsafeRawBufferPointer) throws -> String {
+            guard let start = Keys.readCityDate(key)?.start, let text = Keys.readCityDateValue(value)?.text,
+                let parsed = ParsedDate.parse(String(decoding: text, as: UTF8.self)), parsed.start.microseconds == start
+            else { throw damaged }
+            return String(decoding: text, as: UTF8.self)
+        }
         let cursor = try txn.cursor(db.cityDates)
         guard let (firstKey, firstValue) = try cursor.seek(atOrAfter: prefix), firstKey.starts(with: prefix) else { return nil }
-        guard let first = Keys.readCityDateValue(firstValue).map({ String(decoding: $0.text, as: UTF8.self) }) else {
-            throw IncidentError.damagedProjection("city", ": \(cityId.prefix(128))'s index of incident dates does not read")
-        }
+        let first = try date(firstKey, firstValue)
         var end = prefix
         end[end.count - 1] = 1
         // The entry before the next city's first, or the last of all.
         let lastEntry = try cursor.seek(atOrAfter: end) != nil ? cursor.previous() : cursor.last()
-        guard let (lastKey, _) = lastEntry, lastKey.starts(with: prefix), let last = Keys.readCityDate(lastKey)
-        else { throw IncidentError.damagedProjection("city", ": \(cityId.prefix(128))'s index of incident dates does not read") }
+        guard let (lastKey, _) = lastEntry, lastKey.starts(with: prefix), let last = Keys.readCityDate(lastKey) else { throw damaged }
         Keys.appendStart(last.start, to: &prefix)
         prefix.append(contentsOf: repeatElement(0, count: 8))
-        guard let (_, lastValue) = try cursor.seek(atOrAfter: prefix), let lastText = Keys.readCityDateValue(lastValue)?.text else {
-            throw IncidentError.damagedProjection("city", ": \(cityId.prefix(128))'s index of incident dates does not read")
-        }
-        return (first, String(decoding: lastText, as: UTF8.self))
+        guard let (earliestKey, earliestValue) = try cursor.seek(atOrAfter: prefix) else { throw damaged }
+        return (first, try date(earliestKey, earliestValue))
     }
 
     mutating func put(_ incident: consuming IncidentState) {

@@ -298,7 +298,7 @@ struct CityIncidentsTests {
         }
     }
 
-    @Test("an entry of city-dates that names another city's incident, one whose id is empty, or one deleted: incidents answers log_damaged naming the entry, not another incident or internal_error; read with the city falls back to the scan and gives every event of the city (QA pass 15, M1, L1, L2)")
+    @Test("an entry of city-dates that names another city's incident, one whose id is empty, or one deleted: incidents answers log_damaged naming the entry, not another incident or internal_error; read with the city falls back to the scan and gives every event of the city; a date text changed is refused, not made the city's (QA pass 15, M1, L1, L2, L3)")
     func damagedEntriesAreNotTrusted() throws {
         let daemon = try Daemon()
         var client = try daemon.client()
@@ -345,8 +345,25 @@ struct CityIncidentsTests {
                 try txn.put(db, key: key, value: key == aKey ? aValue : Array("b".utf8))
             }
         }
+        // A date text changed on the disk (L3): the next reinstatement in the city, which reads the city's first and
+        // last dates, is refused, where the text became the city's firstIncidentAt.
+        try DerivedDataTests.damage(daemon, "city-dates") { txn, db in
+            try txn.put(db, key: aKey, value: Array("2021-01-01".utf8) + [0] + Array("a".utf8))
+        }
         try daemon.start()
-        #expect(try daemon.client().call("verify")["derived"]?["intact"] == true)
+        client = try daemon.client()
+        let city = try client.call("city", ["city": "Kupiansk"])["city"]
+        let reinstated = try client.appendEvents([Self.outcome("b", "dispersed")])
+        #expect(reinstated["error"]?["code"] == "log_damaged", "\(reinstated)")
+        #expect(reinstated["error"]?["message"]?.stringValue?.contains("kupiansk's index of incident dates does not read") == true, "\(reinstated)")
+        #expect(try client.call("city", ["city": "Kupiansk"])["city"] == city)
+        #expect(city?["firstIncidentAt"] == "2022-03-05", "\(String(describing: city))")
+        #expect(daemon.stop() == 0)
+        try DerivedDataTests.damage(daemon, "city-dates") { txn, db in try txn.put(db, key: aKey, value: aValue) }
+        try daemon.start()
+        client = try daemon.client()
+        #expect(try client.appendEvents([Self.outcome("b", "dispersed")])["ok"] == true)
+        #expect(try client.call("verify")["derived"]?["intact"] == true)
         #expect(daemon.stop() == 0)
     }
 

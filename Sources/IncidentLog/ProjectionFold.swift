@@ -346,15 +346,8 @@ enum CaseIndex {
     static let verifications = Verification.storedCases
     static let kinds = IncidentKind.storedCases
 
-    @inline(__always) static func of<E: Equatable>(_ value: E, _ cases: [E]) -> Int {
-        for (index, candidate) in cases.enumerated() where candidate == value { return index }
-        return 0
-    }
-
-    @inline(__always) static func of(_ value: Precision) -> Int { of(value, precisions) }
-    @inline(__always) static func of(_ value: OutcomeStatus) -> Int { of(value, statuses) }
-    @inline(__always) static func of(_ value: Verification) -> Int { of(value, verifications) }
-    @inline(__always) static func of(_ value: IncidentKind) -> Int { of(value, kinds) }
+    /// The index of `value` among its enumeration's stored cases (``StoredEnumeration/index(_:)``).
+    @inline(__always) static func of<E: StoredEnumeration>(_ value: E) -> Int { Int(E.index(value)) }
 }
 
 /// The raw values of an enumeration's cases (in `allCases` order, which is the stored order), as fixed-width

@@ -26,6 +26,16 @@ import Testing
         #expect(Self.slots(Precision.self) == Array(Precision.storedCases.indices))
     }
 
+    @Test("each case of every stored enumeration has, as its index, its place among storedCases (the tag it is read by)")
+    func indexIsPlace() {
+        func places<E: StoredEnumeration>(_: E.Type) -> [Int] { E.storedCases.map { Int(E.index($0)) } }
+        #expect(places(IncidentKind.self) == Array(IncidentKind.storedCases.indices))
+        #expect(places(ResponseKind.self) == Array(ResponseKind.storedCases.indices))
+        #expect(places(OutcomeStatus.self) == Array(OutcomeStatus.storedCases.indices))
+        #expect(places(Verification.self) == Array(Verification.storedCases.indices))
+        #expect(places(Precision.self) == Array(Precision.storedCases.indices))
+    }
+
     @Test("a count put by index in a slot past the cases (from damaged bytes) is never handed out as a case")
     func slotsPastTheCases() {
         var counts = CaseCounts<ResponseKind>()

@@ -375,16 +375,22 @@ extension EventLog {
             }
             // Every incident reported in the city is in one of the two parts, once; one missing (an entry deleted
             // on the disk) would leave its events out, so a count that is not the city's is left to the scan.
+            // Sorted, each once (an entry in both parts, damage, would read its events twice).
             starts.sort()
-            let distinct = starts.indices.reduce(0) { $1 == 0 || starts[$1] != starts[$1 - 1] ? $0 + 1 : $0 }
+            var kept = 0
+            for start in starts where kept == 0 || start != starts[kept - 1] {
+                starts[kept] = start
+                kept += 1
+            }
+            starts.removeLast(starts.count - kept)
             var reported: Int64 = 0
             if let stored = try txn.get(db.cities, key: Array(cityId.utf8)) {
                 guard let city = try? CityState(stored: stored, id: cityId) else { return nil }
                 reported = city.outcomes.total
             }
-            guard reported == Int64(distinct) else { return nil }
+            guard reported == Int64(starts.count) else { return nil }
             let streams = try txn.cursor(db.streams)
-            for (n, start) in starts.enumerated() where n == 0 || start != starts[n - 1] {
+            for start in starts {
                 if found.count >= limit, let greatest = found.top, start > greatest { break }
                 var stream = try streams.seek(atOrAfter: Keys.stream(start: start, version: 1))
                 while let (streamKey, value) = stream, streamKey.count == 16, Keys.readPosition(streamKey) == start,

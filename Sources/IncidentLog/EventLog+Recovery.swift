@@ -234,7 +234,7 @@ extension EventLog {
                 try sourceMeta.flatMap { try txn.get($0, key: Keys.projections) }.flatMap { $0.count == 16 ? Keys.readPosition($0) : nil }
             )
         } ?? (nil, nil, nil)
-        if let format, ![Self.formatTag, Self.format5Tag, Self.format4Tag, Self.format3Tag, Self.format2Tag, Self.format1Tag].contains(format) {
+        if let format, format != Self.formatTag, !Self.olderFormatTags.contains(format) {
             throw Self.unknownFormat(format, directory: directory)
         }
         if recordedHead == nil && expectedHeadHash == nil {

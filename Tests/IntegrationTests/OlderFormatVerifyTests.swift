@@ -135,12 +135,18 @@ struct OlderFormatVerifyTests {
         }
     }
 
+    /// The stopped article log as an incidentd of format 4 left it, with event 5 changed in place so that its chain
+    /// breaks there, and the bytes of its data file.
+    static func format4LogBrokenAtFive() throws -> (Daemon, Data) {
+        let daemon = try VerifyTests.storedArticle()
+        try downgrade(daemon, toFormat: 4)
+        try VerifyTests.tamper(daemon, position: 5) { stored, _ in VerifyTests.replacing("\"day\"", with: "\"dAy\"", in: stored) }
+        return (daemon, try dataFile(daemon))
+    }
+
     @Test("verify --data-dir of a log of format 4 whose event changed names the break (chain_broken, exit 1, the advice to keep data.mdb) and leaves data.mdb as it is; replay --data-dir refuses it with exit 1")
     func olderFormatChainBroken() throws {
-        let daemon = try VerifyTests.storedArticle()
-        try Self.downgrade(daemon, toFormat: 4)
-        try VerifyTests.tamper(daemon, position: 5) { stored, _ in VerifyTests.replacing("\"day\"", with: "\"dAy\"", in: stored) }
-        let stored = try Self.dataFile(daemon)
+        let (daemon, stored) = try Self.format4LogBrokenAtFive()
 
         let json = try Self.verify(daemon, ["--format", "json"])
         #expect(json.status == 1, "\(json)")
@@ -158,10 +164,7 @@ struct OlderFormatVerifyTests {
 
     @Test("incidentd does not upgrade a log of format 4 whose chain breaks: its start is refused (exit 1) naming the position, and data.mdb is left as it was, still of format 4")
     func upgradeRefusedOnBrokenChain() throws {
-        let daemon = try VerifyTests.storedArticle()
-        try Self.downgrade(daemon, toFormat: 4)
-        try VerifyTests.tamper(daemon, position: 5) { stored, _ in VerifyTests.replacing("\"day\"", with: "\"dAy\"", in: stored) }
-        let stored = try Self.dataFile(daemon)
+        let (daemon, stored) = try Self.format4LogBrokenAtFive()
 
         let refused = StorageOpenTests.refusedStart(daemon)
         #expect(refused?.status == 1 && refused?.signaled == false, "\(String(describing: refused)) \(daemon.log)")

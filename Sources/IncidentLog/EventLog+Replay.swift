@@ -48,11 +48,12 @@ extension EventLog {
     /// The part of ``verify(stretch:checkingDerivedData:expectedHeads:checkpoint:)`` that no format of the log
     /// changed, and which a log of an older format gets too (``OlderFormatLog``): every page of `environment`'s data
     /// file, then the chain of `events` up to the head recorded in `meta`, with the heads expected looked for.
+    /// With `pacing`, how far each of the two has got is told as it goes.
     static func verifyPagesAndChain(
         _ environment: Environment, events: Database, meta: Database, stretch: Int, expectedHeads: [[UInt8]],
-        checkpoint: @Sendable () throws -> Void
+        pacing: ProgressPacing? = nil, checkpoint: @Sendable () throws -> Void
     ) throws -> VerifyReport {
-        let pages = try environment.checkPages()
+        let pages = try pacing.map { pacing in try checkPages(environment, pacing: pacing) } ?? environment.checkPages()
         if let damage = pages.damage {
             return VerifyReport(
                 checked: 0, headPosition: 0, headHash: "", problem: "\(damage)", pages: pages)
@@ -79,6 +80,7 @@ extension EventLog {
         let outcomes = Mutex([Result<StretchOutcome, any Error>?](repeating: nil, count: stretches.count))
         // Once a stretch fails, the ones after it cannot change the answer and are not checked.
         let firstFailed = Atomic<Int>(.max)
+        let checked = Atomic<UInt64>(0)
         DispatchQueue.concurrentPerform(iterations: stretches.count) { i in
             guard firstFailed.load(ordering: .relaxed) > i else { return }
             let outcome = Result {
@@ -87,6 +89,8 @@ extension EventLog {
             }
             if case .success(.intact) = outcome {} else { firstFailed.min(i, ordering: .relaxed) }
             outcomes.withLock { $0[i] = outcome }
+            let done = checked.add(UInt64(stretches[i].count), ordering: .relaxed).newValue
+            pacing?.step { "checking the hash chain: \(done) of \(head.position) events checked" }
         }
         var previous = ChainHash.zero
         var broken = false
@@ -127,6 +131,13 @@ extension EventLog {
                 + "which is not the hash of event \(head.position) (\(ChainHash.hex(previous)))"
         }
         return report
+    }
+
+    /// Every page of `environment`'s data file checked, how far the check got told through `pacing`.
+    static func checkPages(_ environment: Environment, pacing: ProgressPacing) throws -> PageCheckReport {
+        try environment.checkPages { reached, total in
+            pacing.step { "checking every page of the log: \(reached) of at most \(total) pages checked" }
+        }
     }
 
     /// What ``verifyStretch(_:of:in:lookingFor:)`` found in its stretch of positions.

@@ -602,7 +602,7 @@ public final class EventLog: Sendable {
     private func refuseDamageBeforeUpgrade(from format: String) throws {
         options.onProgress?("checking every page and the hash chain of the log (\(format)) before its upgrade to \(EventLog.formatTag)")
         let report = try EventLog.verifyPagesAndChain(
-            environment, events: db.events, meta: db.meta, stretch: 1 << 16, expectedHeads: []
+            environment, events: db.events, meta: db.meta, stretch: 1 << 16, expectedHeads: [], pacing: progressPacing()
         ) { [self] in try stopIfAsked(during: "before the upgrade of its format, checking its hash chain") }
         if let damage = report.pageDamage { throw Self.pageDamage(damage, foundBefore: "the upgrade of its format") }
         if let position = report.firstBadPosition {
@@ -617,7 +617,15 @@ public final class EventLog: Sendable {
     }
 
     private func refuseDamagedPages(before work: String) throws {
-        if let damage = try environment.checkPages().damage { throw Self.pageDamage(damage, foundBefore: work) }
+        options.onProgress?("checking every page of the log before \(work)")
+        let pages = try progressPacing().map { try EventLog.checkPages(environment, pacing: $0) } ?? environment.checkPages()
+        if let damage = pages.damage { throw Self.pageDamage(damage, foundBefore: work) }
+    }
+
+    /// How a check at open that reads the whole log tells ``LogOptions/onProgress`` how far it got; nil when
+    /// nothing listens.
+    private func progressPacing() -> ProgressPacing? {
+        options.onProgress.map { ProgressPacing(interval: options.progressInterval, report: $0) }
     }
 
     /// The refusal to open a log whose page `damage` was found before `work`, which would have read it through LMDB.

@@ -26,8 +26,12 @@ public struct LogOptions: Sendable {
     public var onSummaryDamage: (@Sendable (String) -> Void)?
     /// Told, in words, how the long work a log may need before it is served (an upgrade, a rebuild) is getting
     /// on: before each of its transactions or segments, so at least every few seconds. The daemon extends
-    /// systemd's start timeout with it.
+    /// systemd's start timeout with it. A check that reads the whole log in one step (every page, the hash chain)
+    /// tells how far it got once per `progressInterval` too.
     public var onProgress: (@Sendable (String) -> Void)?
+    /// How often a long check at open tells ``onProgress`` how far it got: often enough that each message keeps
+    /// a start timeout (systemd's 90 s) from running out, seldom enough for a journal.
+    public var progressInterval: Duration = .seconds(10)
     /// Rebuild the projections when the log is opened, after making every stream summary again from its event,
     /// whether they are current or not (`incidentd --rebuild-projections`). A writer only.
     public var rebuildAtOpen = false

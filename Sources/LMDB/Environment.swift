@@ -619,6 +619,17 @@ public final class Environment: @unchecked Sendable {
         try checkPages(only: nil)
     }
 
+    /// What a long ``checkPages(progress:)`` is told as it goes: the pages of the snapshot reached so far (the meta
+    /// pages included), and the pages up to its last, which bound them.
+    public typealias PageCheckProgress = (_ pagesReached: Int, _ pagesInSnapshot: Int) -> Void
+
+    /// ``checkPages()``, calling `progress` after each run of pages read (at most 256 KiB): a check of a large
+    /// file reads it all, and its caller can say how far it got, or rate-limit that, from here.
+    public func checkPages(progress: PageCheckProgress) throws -> PageCheckReport {
+        // The walk that keeps it ends before this returns.
+        try withoutActuallyEscaping(progress) { try checkPages(only: nil, progress: $0) }
+    }
+
     /// ``checkPages()`` of the main database and the named databases `databases` only (and of the free list, which
     /// a write transaction reads, if `includingFreeList`): the pages that opening those databases and reading them
     /// reaches, not whether every page is in use or free. For a check before a program opens its databases, which
@@ -627,7 +638,7 @@ public final class Environment: @unchecked Sendable {
         try checkPages(only: PageWalk.Selection(databases: databases, freeList: includingFreeList))
     }
 
-    private func checkPages(only databases: PageWalk.Selection?) throws -> PageCheckReport {
+    private func checkPages(only databases: PageWalk.Selection?, progress: PageCheckProgress? = nil) throws -> PageCheckReport {
         let pageSize = try gate.withShared { () throws(LMDBError) -> Int in try lmdb_env_info(handle).pageSize }
         let fd = try lmdb_env_get_fd(handle)
         var transactionID = 0
@@ -635,7 +646,8 @@ public final class Environment: @unchecked Sendable {
         for _ in 0..<8 {
             let report = try read { txn throws(LMDBError) -> PageCheckReport? in
                 transactionID = txn.id
-                return try PageWalk.check(fd: fd, pageSize: pageSize, transactionID: UInt64(bitPattern: Int64(txn.id)), only: databases)
+                return try PageWalk.check(
+                    fd: fd, pageSize: pageSize, transactionID: UInt64(bitPattern: Int64(txn.id)), only: databases, progress: progress)
             }
             if let report { return report }
         }

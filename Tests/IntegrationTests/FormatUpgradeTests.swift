@@ -3,6 +3,7 @@ import Gazetteer
 import IncidentLog
 import LMDB
 import StrictJSON
+import Synchronization
 import Testing
 
 /// Format 1 kept each incident's stream under `incident id ‖ 0x00 ‖ version` in `streams`; format 2 keeps it
@@ -202,5 +203,42 @@ struct FormatUpgradeTests {
             #expect(try upgraded.call("cities")["cities"] == cities)
             #expect(daemon.stop() == 0)
         }
+    }
+
+    /// Progress messages heard while opening the log in `dataDir` with `options`.
+    static func progressHeard(_ dataDir: String, interval: Duration, rebuild: Bool = false) throws -> [String] {
+        let heard = Mutex<[String]>([])
+        var options = LogOptions(directory: dataDir)
+        options.progressInterval = interval
+        options.rebuildAtOpen = rebuild
+        options.onProgress = { message in heard.withLock { $0.append(message) } }
+        _ = try EventLog(options: options, gazetteer: .embedded)
+        return heard.withLock { $0 }
+    }
+
+    @Test("the checks of every page and of the hash chain that an upgrade or a rebuild starts with tell how far they got, once per progressInterval, so that a start on a large log keeps extending its timeout")
+    func longChecksTellHowFarTheyGot() throws {
+        let daemon = try Daemon()
+        let answer = try daemon.client().appendEvents(RebuildTests.events(incidents: 600))
+        #expect(answer["ok"]?.boolValue == true, "\(answer)")
+        let head = try #require(answer["positions"]?.arrayValue?.count)
+        #expect(daemon.stop() == 0)
+        try OlderFormatVerifyTests.downgrade(daemon, toFormat: 5)
+
+        // Every run of pages read, and every stretch of the chain, reports when the interval is nothing.
+        let upgrade = try Self.progressHeard(daemon.dataDir, interval: .zero)
+        // The pages first, then the chain; then the rebuild the upgrade ends with checks the pages again.
+        let chainAt = try #require(upgrade.firstIndex(of: "checking the hash chain: \(head) of \(head) events checked"), "\(upgrade)")
+        let pages = upgrade[..<chainAt].filter { $0.hasPrefix("checking every page of the log: ") }
+        #expect(pages.count >= 3, "\(upgrade)")
+        let reached = pages.compactMap { Int($0.split(separator: " ")[6]) }
+        #expect(reached.count == pages.count && reached == reached.sorted() && reached.first ?? 0 < reached.last ?? 0, "\(pages)")
+
+        // A rebuild checks the pages first, and says so; in a few milliseconds, which 10 seconds do not report.
+        let rebuild = try Self.progressHeard(daemon.dataDir, interval: .seconds(10), rebuild: true)
+        #expect(rebuild.first == "checking every page of the log before the rebuild of its projections", "\(rebuild)")
+        #expect(!rebuild.contains { $0.contains(" pages checked") }, "\(rebuild)")
+        let paced = try Self.progressHeard(daemon.dataDir, interval: .zero, rebuild: true)
+        #expect(paced.filter { $0.hasPrefix("checking every page of the log: ") }.count >= 3, "\(paced)")
     }
 }

@@ -139,9 +139,12 @@ internal final class PageWalk {
     private let runPages: Int
     /// (offset, even size) of each node of the page at hand; kept between pages.
     private var spans: [(offset: Int, size: Int)] = []
+    /// Told after each run of pages read: see ``Environment/checkPages(progress:)``.
+    private let progress: Environment.PageCheckProgress?
 
-    private init(fd: Int32, meta: MetaPage, fileSize: Int) {
+    private init(fd: Int32, meta: MetaPage, fileSize: Int, progress: Environment.PageCheckProgress? = nil) {
         self.fd = fd
+        self.progress = progress
         self.pageSize = meta.pageSize
         self.lastPage = meta.lastPage
         self.fileSize = fileSize
@@ -159,7 +162,7 @@ internal final class PageWalk {
     /// that transaction's any more (a writer committed twice since it began): begin another and call again. With
     /// `only`, the main database and the trees it names alone, and not whether every page is in use or free.
     static func check(
-        fd: Int32, pageSize: Int, transactionID: UInt64, only: Selection? = nil
+        fd: Int32, pageSize: Int, transactionID: UInt64, only: Selection? = nil, progress: Environment.PageCheckProgress? = nil
     ) throws(LMDBError) -> PageCheckReport? {
         guard MemoryLayout<Int>.size == 8 else { throw LMDBError(code: ENOTSUP, function: "checkPages") }
         let fileSize = try FileFormat.size(of: fd)
@@ -174,7 +177,7 @@ internal final class PageWalk {
                 problem: "the meta page says the last page is \(meta.lastPage), which no data file of \(pageSize)-byte pages has")
             return report
         }
-        let walk = PageWalk(fd: fd, meta: meta, fileSize: fileSize)
+        let walk = PageWalk(fd: fd, meta: meta, fileSize: fileSize, progress: progress)
         do {
             try walk.run(meta, only: only, into: &report)
         } catch let damage as PageDamage {
@@ -360,6 +363,7 @@ internal final class PageWalk {
                         try claim(level[i].number, for: tree, mark: mark, from: level[i].parent, what: what)
                     }
                     try readRun(Int(level[start].number), count: end - start, tree: tree)
+                    progress?(inUse + 2, lastPage + 1)
                     for i in start..<end {
                         let page = UnsafeRawBufferPointer(
                             rebasing: UnsafeRawBufferPointer(buffer)[(i - start) * pageSize..<(i - start + 1) * pageSize])

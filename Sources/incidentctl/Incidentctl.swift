@@ -13,8 +13,8 @@ struct Incidentctl: ParsableCommand {
         commandName: "incidentctl",
         abstract: "Append to, query and check the incident log served by incidentd.",
         discussion: """
-            Every command talks to the daemon over its Unix socket: --socket, else $INCIDENTD_SOCKET (unless it is \
-            empty), else \
+            Every command talks to the daemon over its Unix socket: --socket (before the command's name or after \
+            it), else $INCIDENTD_SOCKET (unless it is empty), else \
             /run/incidentd/incidentd.sock. Queries print a table on a terminal and JSON otherwise (--format).
 
             A first session, on the log that `make run` starts with the article's incidents \
@@ -52,7 +52,7 @@ struct Incidentctl: ParsableCommand {
     static func main() {
         // A crash report, or a SIGABRT sent to it, ends the command rather than leaving it running.
         _ = incidentd_end_after_crash_report()
-        let arguments = Array(CommandLine.arguments.dropFirst())
+        let arguments = placingConnectionOptions(Array(CommandLine.arguments.dropFirst()))
         do {
             var command = try parseAsRoot(arguments)
             if command is Incidentctl {
@@ -79,6 +79,30 @@ struct Incidentctl: ParsableCommand {
             FileHandle.standardError.write(Data((withNearestCommand(fullMessage(for: error), arguments) + "\n").utf8))
             Glibc.exit(2)
         }
+    }
+
+    /// `arguments` with the `--socket` and `--timeout` given before the command's name moved after it, where the
+    /// command takes them: `incidentctl --socket PATH status`, as other tools take their connection first. Anything
+    /// else before the name (another option, one without its value), or no command after them, leaves the
+    /// arguments as they are, for ArgumentParser to refuse.
+    static func placingConnectionOptions(_ arguments: [String]) -> [String] {
+        let options = ["--socket", "--timeout"]
+        var moved: [String] = []
+        var rest = arguments[...]
+        while let first = rest.first {
+            if options.contains(first), rest.count > 1 {
+                moved += rest.prefix(2)
+                rest = rest.dropFirst(2)
+            } else if options.contains(where: { first.hasPrefix($0 + "=") }) {
+                moved.append(first)
+                rest = rest.dropFirst()
+            } else {
+                break
+            }
+        }
+        let names = configuration.subcommands.map { $0._commandName }
+        guard !moved.isEmpty, let name = rest.first, names.contains(name) else { return arguments }
+        return [name] + moved + rest.dropFirst()
     }
 
     /// ArgumentParser's `message` for a refused command line, its first line saying so when the first argument is

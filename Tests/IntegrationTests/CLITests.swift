@@ -134,6 +134,23 @@ struct CLITests {
         #expect(help.contains("(default: $INCIDENTD_SOCKET if set and not empty, else /run/incidentd/incidentd.sock)"), "\(help)")
     }
 
+    @Test("--socket and --timeout given before the command's name are the command's, in either form; anything else there is still refused")
+    func connectionOptionsBeforeTheCommand() throws {
+        let daemon = try Daemon()
+        let missing = daemon.root + "/elsewhere.sock"
+        let before = try daemon.ctl(["--socket", daemon.socketPath, "status"], environment: ["INCIDENTD_SOCKET": missing])
+        #expect(before.status == 0 && before.json?["position"] != nil, "\(before.stderr)")
+        let both = try daemon.ctl(["--timeout", "5", "--socket=\(daemon.socketPath)", "cities", "--format", "json"], environment: ["INCIDENTD_SOCKET": missing])
+        #expect(both.status == 0 && both.json?.arrayValue != nil, "\(both.stderr)")
+        // Taken, not passed over: the socket named before the command is the one it tries.
+        let elsewhere = try daemon.ctl(["--socket", missing, "status"])
+        #expect(elsewhere.status == 3 && elsewhere.stderr.contains(missing), "\(elsewhere.stderr)")
+        for refused in [["--socket", daemon.socketPath], ["--socket"], ["--format", "json", "status"], ["--socket", daemon.socketPath, "--format", "json", "status"]] {
+            let result = try daemon.ctl(refused)
+            #expect(result.status == 2 && result.stderr.contains("Unknown option"), "\(refused): \(result.stderr)")
+        }
+    }
+
     @Test("--format json prints JSON, --format table a table, and JSON is the default off a terminal")
     func formats() throws {
         let daemon = try Daemon()

@@ -38,6 +38,11 @@ public struct Source: Hashable, Sendable {
         if let url, !Self.looksLikeURI(url) {
             throw IncidentError.invalid(r.name("url"), "expected an absolute URI such as https://…")
         }
+        if let url, now != nil, Self.isScript(url) {
+            throw IncidentError.invalid(
+                r.name("url"),
+                "a \(url.prefix { $0 != ":" }.lowercased()): URI is run or inlined by a browser, not fetched, so a map or page made from an export would run it: give the address the source was found at (https://…)")
+        }
         publishedAt = try r.string("publishedAt", maxLength: 64)
         if now != nil { publishedAt = publishedAt.map(ParsedDate.normalizedProposed) }
         if let publishedAt, let now {
@@ -66,6 +71,12 @@ public struct Source: Hashable, Sendable {
     public static func isSHA256(_ text: String) -> Bool {
         let digits = text.lowercased().utf8
         return digits.count == 64 && digits.allSatisfy { (48...57).contains($0) || (97...102).contains($0) }
+    }
+
+    /// Whether `url`, an absolute URI, is of a scheme a browser runs (`javascript:`, `vbscript:`) or inlines
+    /// (`data:`) when it is followed: refused in a proposed source, since exports put the URLs in links.
+    static func isScript(_ url: String) -> Bool {
+        ["javascript", "vbscript", "data"].contains(url.prefix { $0 != ":" }.lowercased())
     }
 
     static func looksLikeURI(_ s: String) -> Bool {
@@ -449,8 +460,24 @@ public struct ResponseData: Hashable, Sendable {
         killed = try r.integer("killed", range: Limits.people)
         injured = try r.integer("injured", range: Limits.people)
         detained = try r.integer("detained", range: Limits.people)
+        if !stored, responses == [.none],
+            let (field, count) = [("killed", killed), ("injured", injured), ("detained", detained)].first(where: { ($0.1 ?? 0) > 0 })
+        {
+            throw IncidentError.invalid(r.name(field), Self.casualtiesOfNone(field, count ?? 0))
+        }
         description = try r.string("description", maxLength: Limits.description)
         try r.finish()
+    }
+
+    /// Whether `data` counts people killed, injured or detained while its responses are `none` alone, which a
+    /// proposed response may not (the fast decoder leaves such a one to this reader, which names the count).
+    static func countsCasualtiesOfNone(_ data: ResponseData) -> Bool {
+        data.responses == [.none] && [data.killed, data.injured, data.detained].contains { ($0 ?? 0) > 0 }
+    }
+
+    /// Why a response of `none` that counts `count` people `field` (killed, injured, detained) is refused.
+    static func casualtiesOfNone(_ field: String, _ count: Int64) -> String {
+        "counts \(count) \(field) in a response of none; none means the force was seen not to respond: name what it did (\(field == "detained" ? "detentions" : "live-fire, beatings"), …), or leave the count out"
     }
 
     /// Why a `responses` list naming `none` and another response is refused.

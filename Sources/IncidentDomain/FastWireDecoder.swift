@@ -214,7 +214,7 @@ public enum FastWireDecoder {
             } else if equals(key, "url") {
                 bit = 2
                 if !isNull {
-                    guard let url = text(&s, &buffer, maxLength: Limits.url), Source.looksLikeURI(url) else { return nil }
+                    guard let url = text(&s, &buffer, maxLength: Limits.url), Source.looksLikeURI(url), !Source.isScript(url) else { return nil }
                     source.url = url
                 }
             } else if equals(key, "publishedAt") {
@@ -457,8 +457,9 @@ public enum FastWireDecoder {
             seen |= bit
         } while s.consume(UInt8(ascii: ","))
         guard s.consume(UInt8(ascii: "}")), let by, let responses else { return nil }
-        return ResponseData(
+        let data = ResponseData(
             by: by, responses: responses, killed: killed, injured: injured, detained: detained, description: description)
+        return ResponseData.countsCasualtiesOfNone(data) ? nil : data
     }
 
     static func decodeOutcome(_ s: inout JSONScanner, _ buffer: inout [UInt8]) -> OutcomeData? {

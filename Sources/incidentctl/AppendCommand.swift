@@ -421,7 +421,11 @@ struct EventLines {
             } catch {
                 throw .usage("\(name):\(number): not valid JSON: \(error)")
             }
-            guard case .object = value else { throw .usage("\(name):\(number): not an event: a JSON object was expected") }
+            guard case .object(let members) = value else { throw .usage("\(name):\(number): not an event: a JSON object was expected") }
+            if members["hash"] != nil && members["prevHash"] != nil {
+                throw .usage(
+                    "\(name):\(number): a stored event, as incidentctl events prints it (with its hash, prevHash and position), which append does not take: incidentctl export writes the events as append takes them back")
+            }
             if count % Self.markEvery == 0 { marks.append((number, lineStart)) }
             count += 1
         }

@@ -48,9 +48,11 @@ struct Export: ParsableCommand {
 
             A city's coordinates come from the gazetteer --gazetteer names, the compiled-in one unless it is \
             given: give the file the daemon runs on (gazetteer.file in incidentd.toml). The daemon does not send \
-            its gazetteer, but when the cities it knows with incidents are not the export's (a city the export's \
-            gazetteer does not know, or another name, region or population), the CSV and GeoJSON exports warn \
-            on stderr.
+            its gazetteer, but when the cities it knows with incidents are not the export's (a city of the \
+            daemon's gazetteer that the export's does not know, or another name, region or population), the CSV \
+            and GeoJSON exports warn on stderr. An incident in a city that no gazetteer places (one a report added \
+            with --allow-new-city) and without coordinates of its own has none: empty latitude and longitude in \
+            the CSV, a null geometry in the GeoJSON.
 
             A daemon that goes away part way (a restart, say) cuts the export short: it then says on stderr that \
             the output is incomplete, after which position (jsonl) or how many incidents (csv, geojson) of which \

@@ -52,7 +52,7 @@ struct Incidentctl: ParsableCommand {
     static func main() {
         // A crash report, or a SIGABRT sent to it, ends the command rather than leaving it running.
         _ = incidentd_end_after_crash_report()
-        let arguments = placingConnectionOptions(Array(CommandLine.arguments.dropFirst()))
+        let arguments = joiningDashedText(placingConnectionOptions(Array(CommandLine.arguments.dropFirst())))
         do {
             var command = try parseAsRoot(arguments)
             if command is Incidentctl {
@@ -103,6 +103,45 @@ struct Incidentctl: ParsableCommand {
         let names = configuration.subcommands.map { $0._commandName }
         guard !moved.isEmpty, let name = rest.first, names.contains(name) else { return arguments }
         return [name] + moved + rest.dropFirst()
+    }
+
+    /// The options of report, observe and outcome whose value is free text, which may start with a dash: a bullet
+    /// pasted from a message ("- residents fled"), a channel's name ("-=Melitopol News=-").
+    static let textOptions: Set<String> = [
+        "--city", "--location", "--description", "--target", "--tag", "--by", "--note", "--method", "--verified-by",
+        "--source", "--source-method", "--source-verified-by",
+    ]
+
+    /// `arguments` with each free-text option and a value after it that starts with a dash joined into one
+    /// (`--note=- see the video`), the form ArgumentParser takes such a value in: written apart, it takes the value
+    /// for an option, or refuses it as none. A value that reads as a long option (`--note --status`: the note
+    /// forgotten) is left apart, for ArgumentParser to say the value is missing; so is everything after `--`.
+    static func joiningDashedText(_ arguments: [String]) -> [String] {
+        var joined: [String] = []
+        var i = arguments.startIndex
+        while i < arguments.endIndex {
+            let argument = arguments[i]
+            if argument == "--" {
+                joined += arguments[i...]
+                break
+            }
+            if textOptions.contains(argument), i + 1 < arguments.endIndex, arguments[i + 1].hasPrefix("-"),
+                !looksLikeLongOption(arguments[i + 1])
+            {
+                joined.append(argument + "=" + arguments[i + 1])
+                i += 2
+                continue
+            }
+            joined.append(argument)
+            i += 1
+        }
+        return joined
+    }
+
+    /// Whether `text` is written as a long option is: `--` and lowercase letters, digits and dashes.
+    static func looksLikeLongOption(_ text: String) -> Bool {
+        text.hasPrefix("--") && text.count > 2
+            && text.utf8.dropFirst(2).allSatisfy { (97...122).contains($0) || (48...57).contains($0) || $0 == 45 }
     }
 
     /// ArgumentParser's `message` for a refused command line, its first line saying so when the first argument is

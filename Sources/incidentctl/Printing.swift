@@ -138,8 +138,12 @@ enum Printer {
         return pairs.isEmpty ? "-" : pairs.map { "\($0.0) \($0.1)" }.joined(separator: ", ")
     }
 
+    /// A count of participants in any form the wire takes: `{low, high}`, `{low}` (`high` left out is `low`), or a
+    /// plain number for an exact count, as a correction may give it.
     static func range(_ value: JSONValue?) -> String {
-        guard let low = value?["low"]?.intValue, let high = value?["high"]?.intValue else { return "-" }
+        if let exact = value?.intValue { return String(exact) }
+        guard let low = value?["low"]?.intValue else { return "-" }
+        let high = value?["high"]?.intValue ?? low
         return low == high ? String(low) : "\(low)–\(high)"
     }
 
@@ -269,7 +273,7 @@ enum Printer {
             ("city", "\(text(c["name"])) (\(text(c["cityId"])))"),
             ("region", text(c["region"])),
             ("population", text(c["population"])),
-            ("spellings seen", (c["aliasesSeen"]?.arrayValue ?? []).map { text($0) }.joined(separator: ", ")),
+            ("spellings seen", (c["aliasesSeen"]?.arrayValue ?? []).map { text($0) }.joined(separator: ", ").nonEmpty ?? "-"),
             ("incidents", "\(text(c["incidents"]?["total"])) (\(counts(c["incidents"]?["byKind"])))"),
             ("open incidents", text(c["openIncidents"])),
             ("participants", participants(c)),
@@ -357,4 +361,9 @@ enum Printer {
         Output.line("")
         table(["VERSION", "POSITION", "SOURCE", "VERIFICATION", "VERIFIED BY", "METHOD", "PUBLISHED", "URL", "SHA256"], sources)
     }
+}
+
+extension String {
+    /// The text, or nil when it is empty: for a table cell that shows "-" for nothing.
+    fileprivate var nonEmpty: String? { isEmpty ? nil : self }
 }

@@ -411,6 +411,8 @@ struct IncidentsCommand: ParsableCommand {
         // output ends: cut at a line boundary, it reads as a whole list. A page is printed whole once it has come,
         // so the `from` of the page asked for then is where the listing goes on.
         var lastShown: String?
+        // Where the listing goes on when --limit stopped it before the city's last incident.
+        var more: JSONValue?
         do {
             while limit == 0 || listed.count < limit {
                 body["limit"] = .int(Int64(limit == 0 ? 1_000 : min(1_000, limit - listed.count)))
@@ -421,21 +423,31 @@ struct IncidentsCommand: ParsableCommand {
                     Printer.json(incident)
                     lastShown = Printer.text(incident["incident"])
                 }
-                guard let next = response["next"], next != .null else { break }
+                guard let next = response["next"], next != .null else {
+                    more = nil
+                    break
+                }
                 body["from"] = next
+                more = next
             }
         } catch {
             throw lastShown.map { error.adding(cutShort(after: $0, goingOnFrom: body["from"], listed: listed.count)) } ?? error
         }
         if format == .table { Printer.incidents(listed) }
+        if let more {
+            Output.flush()
+            Diagnostics.say("--limit \(limit) reached, and more incidents follow: the next ones with --from \(Printer.text(more)) and the same \(sameFilter)")
+        }
     }
+
+    /// The options a listing that goes on must be given again.
+    private var sameFilter: String { open ? "--city and --open" : status.isEmpty ? "--city" : "--city and --status" }
 
     /// What a listing cut short after incident `last` says, `listed` incidents into it: that the output is
     /// incomplete, where it ends, and the command that goes on from `next` (the `from` of the page it could not get).
     private func cutShort(after last: String, goingOnFrom next: JSONValue?, listed: Int) -> String {
-        let same = open ? "--city and --open" : status.isEmpty ? "--city" : "--city and --status"
-        return "; the output is incomplete: it ends after incident \(last); go on with --from \(Printer.text(next))"
-            + (limit == 0 ? "" : " --limit \(limit - listed)") + " and the same \(same)"
+        "; the output is incomplete: it ends after incident \(last); go on with --from \(Printer.text(next))"
+            + (limit == 0 ? "" : " --limit \(limit - listed)") + " and the same \(sameFilter)"
     }
 }
 
@@ -500,11 +512,16 @@ struct Status: ParsableCommand {
                 ("storage", "\(Printer.size(storage?["usedBytes"])) used, map \(Printer.size(storage?["mapSize"])) of at most \(Printer.size(storage?["maxMapSize"]))"),
                 ("connections", Printer.text(response["connections"])
                     + ((response["followers"]?.intValue ?? 0) > 0 ? ", \(Printer.text(response["followers"])) following the log" : "")),
-                ("group commits", "\(Printer.text(commits?["transactions"])) transactions, \(Printer.text(commits?["events"])) events, at most \(Printer.text(commits?["largestBatch"])) append requests in one"
+                ("group commits", "\(counted(commits?["transactions"], "transaction")), \(counted(commits?["events"], "event")), at most \(counted(commits?["largestBatch"], "append request")) in one"
                     + ((commits?["failed"]?.intValue ?? 0) > 0 ? "; \(Printer.text(commits?["failed"])) refused by the storage (see the daemon's log)" : "")),
                 ("daemon", "incidentd \(Printer.text(response["version"])), protocol \(Printer.text(response["protocol"])), since \(Printer.text(response["startedAt"]))"),
             ])
         }
+    }
+
+    /// A count and what it counts, in the singular for one: "1 transaction", "8 events".
+    private func counted(_ value: JSONValue?, _ noun: String) -> String {
+        "\(Printer.text(value)) \(noun)\(value?.intValue == 1 ? "" : "s")"
     }
 }
 
@@ -756,6 +773,11 @@ struct Backup: ParsableCommand {
     @Argument(help: ArgumentHelp("The new directory to write the copy into.", valueName: "dest")) var destination: String
     @OptionGroup var connection: ConnectionOptions
     @OptionGroup var output: OutputOptions
+
+    func validate() throws {
+        // Joined to the working directory, an empty path would name it, and be refused as a directory that exists.
+        if destination.isEmpty { throw ValidationError("<dest>: empty: give the new directory to write the copy into") }
+    }
 
     func run() throws {
         let path = destination.hasPrefix("/") ? destination : FileManager.default.currentDirectoryPath + "/" + destination

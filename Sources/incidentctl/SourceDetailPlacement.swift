@@ -29,6 +29,8 @@ struct SourceDetailPlacement: Equatable {
     /// option (`parsing: .unconditional`, as `--lat -33`): a reading must skip it too.
     static let writeCommandsValueAlwaysTaken: Set<String> = [
         "--participants", "--lat", "--lon", "--killed", "--injured", "--detained", "--expected-version", "--timeout",
+        // Free text, which may start with a dash: "- residents fled", "-=Melitopol News=-".
+        "--city", "--location", "--description", "--target", "--tag", "--by", "--verified-by", "--method", "--note",
     ]
 
     /// Reads `arguments` (without the program's name), where `detailOptions` are the options that describe one source.

@@ -61,7 +61,7 @@ struct Report: ParsableCommand {
             earlier report added with --allow-new-city too); an unknown one is refused with suggestions unless \
             --allow-new-city is set. The incident is as verified as its sources \
             say: --source NAME --source-verification verified (or --verification verified); an outcome can \
-            verify it later (`incidentctl outcome ID --status S --verification V`).
+            verify it later (`incidentctl outcome ID --verification V`).
 
             Each source's details (--source-url, --source-sha256, --source-method, --source-verification, \
             --verified-by) go with the --source written before them, up to the next --source; one before any \
@@ -114,7 +114,7 @@ struct Report: ParsableCommand {
         if let verification {
             if source.details.sources.isEmpty {
                 throw ValidationError(
-                    "--verification sets how far each --source is verified, and no --source was given: add --source NAME (who said it), or report without --verification and verify the incident later with `incidentctl outcome ID --status S --verification V`")
+                    "--verification sets how far each --source is verified, and no --source was given: add --source NAME (who said it), or report without --verification and verify the incident later with `incidentctl outcome ID --verification V`")
             }
             if let other = source.details.verifications.first(where: { $0 != verification }) {
                 throw ValidationError(
@@ -155,7 +155,8 @@ struct Report: ParsableCommand {
 /// Parses "150" or "100-200", given to `option`; else a ValidationError that says `expected`, or, for a range whose
 /// low end is above its high end, that it is.
 func parseRange(_ text: String, option: String, expected: String) throws(ValidationError) -> (Int64, Int64) {
-    let parts = text.split(separator: "-", omittingEmptySubsequences: false)
+    // The tables print a range with an en dash (300–500), which may be copied back.
+    let parts = text.split(omittingEmptySubsequences: false) { $0 == "-" || $0 == "–" }
     if parts.count == 1, let n = Int64(parts[0]), n >= 0 { return (n, n) }
     if parts.count == 2, let low = Int64(parts[0]), let high = Int64(parts[1]), low >= 0, high >= 0 {
         guard low <= high else {
@@ -243,12 +244,14 @@ struct Outcome: ParsableCommand {
               incidentctl outcome melitopol-2022-03-01-convoy-blockade \\
                   --status objective-achieved --verification verified \\
                   --verified-by "Les Révélateurs" --method geolocation
-              incidentctl outcome kupiansk-2022-03-01-city-hall --status unknown \\
+              incidentctl outcome kupiansk-2022-03-01-city-hall \\
                   --correct participants=100-200 --note "second video shows a larger crowd"
               incidentctl outcome berdiansk-2022-02-28-molotov-tank --status retracted \\
                   --note "the video was filmed in another town"
 
-            Statuses: \(OutcomeStatus.valueList).
+            Statuses: \(OutcomeStatus.valueList). Without --status the incident keeps the one it has: a \
+            correction, a verification or a note alone changes nothing else (the outcome is refused, \
+            wrong_expected_version, if another event reaches the incident between the reading and the append).
             Correctable fields: kind, location, coordinates (--correct coordinates=LAT,LON), description, \
             participants (N or LOW-HIGH), targets, tags (comma-separated, tags=a,b; or a JSON array of strings, \
             each a tag exactly, for tags with commas in them: tags='["Kupiansk, market","night"]'); all of them but \
@@ -260,7 +263,11 @@ struct Outcome: ParsableCommand {
             """)
 
     @Argument(help: "The incident id.") var incident: String
-    @Option(help: "Where the incident stands now.") var status: OutcomeStatus
+    @Option(
+        help: ArgumentHelp(
+            "Where the incident stands now (default: where it stands: read first, and the outcome refused if the incident changes before it is stored).",
+            valueName: "status"))
+    var status: OutcomeStatus?
     @Option(
         help: ArgumentHelp(
             "How far the incident itself is verified from this outcome on (how far this outcome's sources are: --source-verification).",
@@ -346,6 +353,10 @@ struct Outcome: ParsableCommand {
             throw ValidationError(
                 "\(given) says who verified the incident or how, and goes with --verification: add --verification V (\(Verification.valueList)), or leave \(given) out\(forSources)")
         }
+        if status == nil && verification == nil && note == nil && corrections.isEmpty && removals.isEmpty {
+            throw ValidationError(
+                "nothing to record: give --status, --verification, --correct, --remove or --note (an outcome without --status keeps the incident's)")
+        }
         _ = try correctionsJSON()
     }
 
@@ -387,7 +398,20 @@ struct Outcome: ParsableCommand {
     }
 
     func run() throws {
-        var data: [String: JSONValue] = ["status": .string(status.rawValue)]
+        var data: [String: JSONValue] = [:]
+        // Without --status, the incident's own, at the version read: an outcome stored after another event changed it
+        // would put back what that event changed.
+        var readAt: Int64?
+        if let status {
+            data["status"] = .string(status.rawValue)
+        } else {
+            let answer = try connection.connect().call(.incident, ["incident": .string(incident)])
+            guard let status = answer["incident"]?["status"]?.stringValue, let version = answer["incident"]?["version"]?.intValue else {
+                throw ClientFailure.protocolViolation("the incident answer has no status or version: \(answer.canonicalString().prefix(200))")
+            }
+            data["status"] = .string(status)
+            readAt = version
+        }
         if let verification { data["verification"] = .string(verification.rawValue) }
         if let verifiedBy { data["verifiedBy"] = .string(verifiedBy) }
         if let method { data["method"] = .string(method) }
@@ -398,6 +422,7 @@ struct Outcome: ParsableCommand {
         if let occurred { event["occurredAt"] = .string(occurred) }
         if let sources = try source.json() { event["sources"] = sources }
         control.apply(to: &event)
+        if event["expectedVersion"] == nil, let readAt { event["expectedVersion"] = .int(readAt) }
         try appendOne(event, control: control, allowNewCity: false, connection: connection, output: output)
     }
 }

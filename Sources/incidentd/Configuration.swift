@@ -67,6 +67,10 @@ struct DaemonConfiguration: Sendable {
         let description: String
     }
 
+    /// The sizes the map may be given, at the start and at most: below 1 MiB a log cannot hold its own databases,
+    /// and 64 TiB is past any disk it is kept on.
+    static let mapSizes = (1 << 20)...(1 << 46)
+
     /// A path the settings file `file` gives: a relative one is taken from the file's directory, as a reader of the
     /// file would take it, not from whatever directory the daemon was started in (`/` under systemd). An empty one
     /// is left empty, for the check that refuses it.
@@ -153,11 +157,11 @@ struct DaemonConfiguration: Sendable {
             try daemon.finish()
         }
         if var storage = try reader.table("storage") {
-            if let size = try storage.size("initial_map_size", range: (1 << 20)...(1 << 46)) {
+            if let size = try storage.size("initial_map_size", range: Self.mapSizes) {
                 initialMapSize = size
                 initialMapSizeOrigin = (path, "storage.initial_map_size")
             }
-            if let size = try storage.size("max_map_size", range: (1 << 20)...(1 << 46)) {
+            if let size = try storage.size("max_map_size", range: Self.mapSizes) {
                 maxMapSize = size
                 maxMapSizeOrigin = "storage.max_map_size"
             }

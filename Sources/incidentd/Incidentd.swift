@@ -169,6 +169,14 @@ struct Incidentd: ParsableCommand {
                 try settings.load(file: config)
             }
             if let maxMapSize, let bytes = parseSize(maxMapSize) {
+                // Refused as the same setting in the file is: a configuration that cannot work, not a failure a
+                // restart gets past.
+                let sizes = DaemonConfiguration.mapSizes
+                guard sizes.contains(bytes) else {
+                    throw DaemonConfiguration.Problem(
+                        description:
+                            "--max-map-size: \(bytes) bytes is outside \(sizes.lowerBound)...\(sizes.upperBound) (1 MiB to 64 TiB), as storage.max_map_size is")
+                }
                 settings.maxMapSize = bytes
                 settings.maxMapSizeOrigin = "--max-map-size"
             }

@@ -194,7 +194,7 @@ struct DerivedDataTests {
         try daemon.start()
         let client = try daemon.client()
         let response: JSONValue = [
-            "type": "response-observed", "incident": .string(Self.kupiansk), "data": ["by": "police", "responses": ["none"], "killed": 1],
+            "type": "response-observed", "incident": .string(Self.kupiansk), "data": ["by": "police", "responses": ["live-fire"], "killed": 1],
         ]
         let outcome: JSONValue = ["type": "outcome-updated", "incident": .string(Self.kupiansk), "data": ["status": "dispersed"]]
         for event in [response, outcome] {
@@ -206,7 +206,7 @@ struct DerivedDataTests {
             #expect(message.contains("run incidentctl verify, then start incidentd once with --rebuild-projections"), "\(message)")
             #expect(try client.headPosition() == 8, "nothing was stored")
         }
-        let command = try daemon.ctl(["observe", Self.kupiansk, "--response", "none", "--by", "police", "--killed", "1"])
+        let command = try daemon.ctl(["observe", Self.kupiansk, "--response", "live-fire", "--by", "police", "--killed", "1"])
         #expect(command.status == 1 && command.stderr.contains("log_damaged: the stored incident projection") && !command.stderr.contains("internal_error"), "\(command)")
         // Sent with an append to another incident (pipelined, mostly committed together), the damaged one is refused
         // alone, and no commit failed.

@@ -289,7 +289,7 @@ struct IdempotencyTests {
         #expect(commits["largestBatch"]?.intValue == 1, "\(commits)")
         let shown = try daemon.ctl(["status", "--format", "table"])
         // What largestBatch counts is said: requests, not the events of one (QA pass 12).
-        #expect(shown.stdout.contains("1 transactions, 8 events, at most 1 append requests in one"), "\(shown.stdout)")
+        #expect(shown.stdout.contains("1 transaction, 8 events, at most 1 append request in one"), "\(shown.stdout)")
         // Sizes in the table for people; the JSON keeps the bytes.
         #expect(shown.stdout.contains(" KiB used, map ") || shown.stdout.contains(" MiB used, map "), "\(shown.stdout)")
         #expect(status["storage"]?["usedBytes"]?.intValue ?? 0 > 1024, "\(status)")

@@ -16,6 +16,27 @@ public struct AdmittedEvent: Hashable, Sendable {
     /// For a report stored under a `cityId` it names, other than the daemon would have given it (a restore's):
     /// what the daemon made of its `city`, for the notice in the daemon's log. Nil otherwise.
     public var restoredCity: RestoredCity? = nil
+    /// For a report that made a new city (`allowNewCity`) under a name close to a city's the gazetteer or the log
+    /// knows already: that city, for the warning in the answer (a typo makes a second city otherwise unseen).
+    public var newCity: NewCity? = nil
+}
+
+/// A city a report made with `allowNewCity`, under a name within a few letters of cities known already (the
+/// suggestions an unknown city's name gets): perhaps a typo of one of them, which splits that city's figures in two
+/// unless the report is retracted and made again. The append's answer names it (`newCities`).
+public struct NewCity: Hashable, Sendable {
+    /// The id the new city was made under.
+    public var cityId: String
+    /// The report's `city`, as reported.
+    public var city: String
+    /// The names of the known cities close to it, closest first.
+    public var near: [String]
+
+    public init(cityId: String, city: String, near: [String]) {
+        self.cityId = cityId
+        self.city = city
+        self.near = near
+    }
 }
 
 /// A report stored, by a peer that may restore cities (the admin role), under the `cityId` it names where the daemon
@@ -74,11 +95,13 @@ public struct Admission: Sendable {
         case .reported(var report):
             let cityId: String
             var restored: RestoredCity?
+            var newCity: NewCity?
             if let named = report.cityId {
                 (cityId, restored) = try admitNamedCity(
                     named, of: report.city, allowNewCity: allowNewCity, restoresCities: restoresCities, store: &store)
             } else {
                 cityId = try resolveCity(report.city, allowNewCity: allowNewCity, store: &store)
+                newCity = try madeCity(cityId, from: report.city, allowNewCity: allowNewCity, store: &store)
             }
             report.cityId = cityId
             let incident: String
@@ -100,7 +123,7 @@ public struct Admission: Sendable {
             }
             return AdmittedEvent(
                 incident: incident, version: 1, occurredAt: occurredAt, precision: precision, data: .reported(report),
-                reportPosition: nil, restoredCity: restored)
+                reportPosition: nil, restoredCity: restored, newCity: newCity)
         case .responded, .outcome:
             guard let incident = event.incident else { throw IncidentError.invalid("incident", "is required") }
             guard let state = try store.incident(incident) else {
@@ -256,6 +279,16 @@ public struct Admission: Sendable {
             .unknownCity,
             "the gazetteer does not know the city \"\(name.prefix(64))\"\(hint) (set allowNewCity to add a new city)",
             details: ["city": .string(String(name.prefix(200))), "suggestions": .array(suggestions.map { .string($0) })])
+    }
+
+    /// The city `cityId`, which `resolveCity` gave the reported name `city`, as a ``NewCity`` when it is one this report
+    /// makes (neither the gazetteer nor the log has it) under a name close to the names of cities known already; nil
+    /// otherwise. Looked for only as a city is made, which is rare.
+    func madeCity(_ cityId: String, from city: String, allowNewCity: Bool, store: inout some ProjectionStore) throws -> NewCity? {
+        guard allowNewCity, gazetteer.city(id: cityId) == nil, try store.city(cityId) == nil else { return nil }
+        let others = try store.allCities().filter { gazetteer.city(id: $0.cityId) == nil }.map(\.gazetteerEntry)
+        let near = gazetteer.suggestions(for: city, alsoAmong: others)
+        return near.isEmpty ? nil : NewCity(cityId: cityId, city: city, near: near)
     }
 
     /// The id of the one city among `others` (the log's cities that `gazetteer` does not know) reported under the

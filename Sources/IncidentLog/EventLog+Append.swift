@@ -403,6 +403,7 @@ extension EventLog {
                                     proposal, allowNewCity: request.allowNewCity, restoresCities: request.restoresCities,
                                     recordedAt: recordedAt, reserved: reserved, store: &store)
                                 if let restored = admitted.restoredCity { receipt.note(restored) }
+                                if let made = admitted.newCity { receipt.note(made) }
                                 let eventId = proposal.eventId ?? EventID.random()
                                 // The stored value is the hash followed by the canonical bytes it covers.
                                 var value: [UInt8] = []

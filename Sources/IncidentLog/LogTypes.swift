@@ -188,9 +188,17 @@ public struct AppendReceipt: Sendable, Hashable {
     /// ``RestoredCity``): how many, and the first of each different kind, at most ``mostRestoredCitiesNamed``.
     public var restoredCityReports = 0
     public var restoredCities: [RestoredCity] = []
+    /// The cities its reports made under names close to cities known already (``NewCity``), at most
+    /// ``mostRestoredCitiesNamed``.
+    public var newCities: [NewCity] = []
 
     /// The most kinds of ``restoredCities`` one receipt names.
     public static let mostRestoredCitiesNamed = 8
+
+    /// Names `made`, if there is room.
+    mutating func note(_ made: NewCity) {
+        if newCities.count < Self.mostRestoredCitiesNamed { newCities.append(made) }
+    }
 
     /// Counts `restored`, and names it if it is of a kind not named yet and there is room.
     mutating func note(_ restored: RestoredCity) {

@@ -643,6 +643,7 @@ struct BatchedLoad {
 
     /// Adds an acknowledged batch to the tally: its events stored now, and those the daemon had already.
     private mutating func count(_ response: JSONValue, _ batch: Range<Int>) {
+        warnOfNewCities(response)
         let positions = (response["positions"]?.arrayValue ?? []).compactMap(\.intValue)
         let already = Set((response["alreadyStored"]?.arrayValue ?? []).compactMap(\.intValue))
         tally.acknowledged += positions.count

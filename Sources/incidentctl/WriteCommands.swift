@@ -21,11 +21,25 @@ private func appendOne(
             "\(why), after the event was sent: it may or may not be stored. " + unansweredAdvice(event, idGiven: control.eventId != nil))
     }
     let response = try SocketClient.check(answer)
+    warnOfNewCities(response)
     let incident = response["incidents"]?.arrayValue?.first
     let position = response["positions"]?.arrayValue?.first
     switch output.resolved {
     case .json: Printer.json(["incident": incident ?? .null, "position": position ?? .null])
     case .table: Output.line("\(Printer.text(incident)) at position \(Printer.text(position))")
+    }
+}
+
+/// Says on standard error which cities an append's reports made under names close to cities the log knows already
+/// (the answer's `newCities`): a typo there makes a second city and splits the first one's figures.
+func warnOfNewCities(_ response: JSONValue) {
+    for made in response["newCities"]?.arrayValue ?? [] {
+        let near = (made["near"]?.arrayValue ?? []).compactMap(\.stringValue)
+        guard let closest = near.first else { continue }
+        Diagnostics.say(
+            "warning: \"\(Printer.text(made["city"]))\" made the new city \(Printer.text(made["cityId"])), its name close to "
+                + near.joined(separator: " or ")
+                + ", which this log knows already: if it is \(near.count == 1 ? "that city" : "one of them"), retract its incident (incidentctl outcome ID --status retracted) and report it again with --city \(closest)")
     }
 }
 

@@ -332,7 +332,25 @@ final class RequestExecutor: Sendable {
                 if n > 0 { out.append(UInt8(ascii: ",")) }
                 JSONValue.writeString(incident, into: &out)
             }
-            out.append(contentsOf: "],\"ok\":true,\"positions\":[".utf8)
+            out.append(UInt8(ascii: "]"))
+            if !receipt.newCities.isEmpty {
+                // `"newCities":[{"city":…,"cityId":…,"near":[…]}]`, in the canonical order of members.
+                out.append(contentsOf: ",\"newCities\":[".utf8)
+                for (n, made) in receipt.newCities.enumerated() {
+                    out.append(contentsOf: (n > 0 ? ",{\"city\":" : "{\"city\":").utf8)
+                    JSONValue.writeString(made.city, into: &out)
+                    out.append(contentsOf: ",\"cityId\":".utf8)
+                    JSONValue.writeString(made.cityId, into: &out)
+                    out.append(contentsOf: ",\"near\":[".utf8)
+                    for (m, name) in made.near.enumerated() {
+                        if m > 0 { out.append(UInt8(ascii: ",")) }
+                        JSONValue.writeString(name, into: &out)
+                    }
+                    out.append(contentsOf: "]}".utf8)
+                }
+                out.append(UInt8(ascii: "]"))
+            }
+            out.append(contentsOf: ",\"ok\":true,\"positions\":[".utf8)
             for (n, position) in receipt.positions.enumerated() {
                 if n > 0 { out.append(UInt8(ascii: ",")) }
                 JSONValue.writeInteger(Int64(position), into: &out)

@@ -192,6 +192,34 @@ struct UserInputTests {
         #expect(daemon.stop() == 0)
     }
 
+    @Test("a report that makes a new city under a name close to a known one is stored and says so: newCities in the answer, a warning from report and append naming the city it may be; a city made already, or a name close to none, says nothing")
+    func newCityCloseToAKnownOne() throws {
+        let daemon = try Self.articleDaemon()
+        let client = try daemon.client()
+        let typo = try client.appendEvents([Wire.report(city: "Kupyanskk", kind: "strike", occurredAt: "2022-03-02")], allowNewCity: true)
+        #expect(typo.isOK && typo["newCities"] == [["city": "Kupyanskk", "cityId": "kupyanskk", "near": ["Kupiansk"]]], "\(typo)")
+        let again = try client.appendEvents([Wire.report(city: "Kupyanskk", kind: "blockade", occurredAt: "2022-03-02")], allowNewCity: true)
+        #expect(again.isOK && again["newCities"] == nil, "\(again)")
+        let far = try client.appendEvents([Wire.report(city: "Skadovsk", kind: "strike", occurredAt: "2022-03-02")], allowNewCity: true)
+        #expect(far.isOK && far["newCities"] == nil, "\(far)")
+        // Close to a city the log made, too.
+        let nearLogCity = try client.appendEvents([Wire.report(city: "Skadovskk", kind: "strike", occurredAt: "2022-03-02")], allowNewCity: true)
+        #expect(nearLogCity["newCities"]?.arrayValue?.first?["near"] == ["Skadovsk"], "\(nearLogCity)")
+        let report = try daemon.ctl(["report", "--city", "Melitopoll", "--kind", "strike", "--occurred", "2022-03-02", "--allow-new-city"])
+        #expect(report.status == 0, "\(report.stderr)")
+        #expect(
+            report.stderr.contains("incidentctl: warning: \"Melitopoll\" made the new city melitopoll, its name close to Melitopol, which this log knows already")
+                && report.stderr.contains("--city Melitopol\n"), "\(report.stderr)")
+        let file = daemon.root + "/typo.jsonl"
+        try "{\"type\":\"incident-reported\",\"occurredAt\":\"2022-03-02\",\"data\":{\"city\":\"Berdianskk\",\"kind\":\"strike\"}}\n"
+            .write(toFile: file, atomically: true, encoding: .utf8)
+        let append = try daemon.ctl(["append", "--allow-new-city", file])
+        #expect(append.status == 0 && append.stderr.contains("made the new city berdianskk, its name close to Berdiansk"), "\(append.stderr)")
+        let plain = try daemon.ctl(["report", "--city", "Nova Kakhovka", "--kind", "strike", "--occurred", "2022-03-02", "--allow-new-city"])
+        #expect(plain.status == 0 && plain.stderr.isEmpty, "\(plain.stderr)")
+        #expect(daemon.stop() == 0)
+    }
+
     @Test("a city of the gazetteer no incident was reported in shows - for the spellings seen, as for every other field it has none of")
     func cityWithoutIncidents() throws {
         let daemon = try Daemon()

@@ -76,8 +76,14 @@ public struct Source: Hashable, Sendable {
     /// Whether `url`, an absolute URI, is of a scheme a browser runs (`javascript:`, `vbscript:`) or inlines
     /// (`data:`) when it is followed: refused in a proposed source, since exports put the URLs in links.
     static func isScript(_ url: String) -> Bool {
-        ["javascript", "vbscript", "data"].contains(url.prefix { $0 != ":" }.lowercased())
+        // Byte by byte, letters in either case: it runs on every source URL the intake decodes.
+        scriptSchemes.contains { scheme in
+            url.utf8.count >= scheme.utf8.count
+                && zip(url.utf8, scheme.utf8).allSatisfy { $0 == $1 || ($0 | 0x20 == $1 && (97...122).contains($1)) }
+        }
     }
+
+    private static let scriptSchemes = ["javascript:", "vbscript:", "data:"]
 
     static func looksLikeURI(_ s: String) -> Bool {
         guard let colon = s.firstIndex(of: ":"), colon != s.startIndex else { return false }
@@ -460,7 +466,7 @@ public struct ResponseData: Hashable, Sendable {
         killed = try r.integer("killed", range: Limits.people)
         injured = try r.integer("injured", range: Limits.people)
         detained = try r.integer("detained", range: Limits.people)
-        if !stored, responses == [.none],
+        if !stored, responses.count == 1, responses[0] == .none,
             let (field, count) = [("killed", killed), ("injured", injured), ("detained", detained)].first(where: { ($0.1 ?? 0) > 0 })
         {
             throw IncidentError.invalid(r.name(field), Self.casualtiesOfNone(field, count ?? 0))
@@ -472,7 +478,8 @@ public struct ResponseData: Hashable, Sendable {
     /// Whether `data` counts people killed, injured or detained while its responses are `none` alone, which a
     /// proposed response may not (the fast decoder leaves such a one to this reader, which names the count).
     static func countsCasualtiesOfNone(_ data: ResponseData) -> Bool {
-        data.responses == [.none] && [data.killed, data.injured, data.detained].contains { ($0 ?? 0) > 0 }
+        data.responses.count == 1 && data.responses[0] == .none
+            && ((data.killed ?? 0) > 0 || (data.injured ?? 0) > 0 || (data.detained ?? 0) > 0)
     }
 
     /// Why a response of `none` that counts `count` people `field` (killed, injured, detained) is refused.

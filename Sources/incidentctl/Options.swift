@@ -33,6 +33,13 @@ struct ConnectionOptions: ParsableArguments {
         transform: { try Self.seconds($0) })
     var timeout: Double?
 
+    /// Refuses --socket beside --data-dir (verify, replay), where the command reads the log itself and asks no
+    /// daemon: the socket would be passed over without a word.
+    func refuseSocket(besides dataDir: String?) throws {
+        guard dataDir != nil, socket != nil else { return }
+        throw ValidationError("--socket and --data-dir: give one; with --data-dir incidentctl reads the log itself and asks no daemon")
+    }
+
     var socketPath: String {
         if let socket { return socket }
         if let environment = ProcessInfo.processInfo.environment["INCIDENTD_SOCKET"], !environment.isEmpty { return environment }

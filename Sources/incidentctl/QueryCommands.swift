@@ -598,6 +598,7 @@ struct Verify: ParsableCommand {
         if gazetteer != nil && dataDir == nil {
             throw ValidationError("--gazetteer goes with --data-dir: through the socket the daemon compares with its own gazetteer")
         }
+        try connection.refuseSocket(besides: dataDir)
         for argument in expectHead { _ = try PublishedHead(argument) }
         if Set(try expectHead.map { try PublishedHead($0).hash }).count > Self.mostExpectedHeads {
             throw ValidationError("--expect-head: at most \(Self.mostExpectedHeads) different heads at once")
@@ -859,6 +860,7 @@ struct Replay: ParsableCommand {
         if gazetteer != nil && dataDir == nil {
             throw ValidationError("--gazetteer goes with --data-dir: through the socket the daemon folds with its own gazetteer")
         }
+        try connection.refuseSocket(besides: dataDir)
     }
 
     func run() throws {

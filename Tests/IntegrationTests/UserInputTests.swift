@@ -220,6 +220,19 @@ struct UserInputTests {
         #expect(daemon.stop() == 0)
     }
 
+    @Test("verify and replay with --data-dir, which read the log themselves, refuse a --socket given beside it rather than pass it over")
+    func socketBesideDataDir() throws {
+        let daemon = try Self.articleDaemon()
+        #expect(daemon.stop() == 0)
+        for command in ["verify", "replay"] {
+            let both = try daemon.ctl([command, "--data-dir", daemon.dataDir, "--socket", daemon.socketPath])
+            #expect(both.status == 2 && both.stderr.contains("--socket and --data-dir: give one"), "\(command): \(both.stderr)")
+            // The environment's socket is no choice made on this command line: it stays as it was.
+            let alone = try daemon.ctl([command, "--data-dir", daemon.dataDir])
+            #expect(alone.status == 0, "\(command): \(alone.stderr)")
+        }
+    }
+
     @Test("a city of the gazetteer no incident was reported in shows - for the spellings seen, as for every other field it has none of")
     func cityWithoutIncidents() throws {
         let daemon = try Daemon()

@@ -466,20 +466,23 @@ public struct ResponseData: Hashable, Sendable {
         killed = try r.integer("killed", range: Limits.people)
         injured = try r.integer("injured", range: Limits.people)
         detained = try r.integer("detained", range: Limits.people)
-        if !stored, responses.count == 1, responses[0] == .none,
-            let (field, count) = [("killed", killed), ("injured", injured), ("detained", detained)].first(where: { ($0.1 ?? 0) > 0 })
-        {
-            throw IncidentError.invalid(r.name(field), Self.casualtiesOfNone(field, count ?? 0))
+        if !stored, let (field, count) = Self.casualtyOfNone(responses, killed: killed, injured: injured, detained: detained) {
+            throw IncidentError.invalid(r.name(field), Self.casualtiesOfNone(field, count))
         }
         description = try r.string("description", maxLength: Limits.description)
         try r.finish()
     }
 
-    /// Whether `data` counts people killed, injured or detained while its responses are `none` alone, which a
-    /// proposed response may not (the fast decoder leaves such a one to this reader, which names the count).
-    static func countsCasualtiesOfNone(_ data: ResponseData) -> Bool {
-        data.responses.count == 1 && data.responses[0] == .none
-            && ((data.killed ?? 0) > 0 || (data.injured ?? 0) > 0 || (data.detained ?? 0) > 0)
+    /// The first count of people killed, injured or detained above 0 in a response whose responses are `none` alone,
+    /// which a proposed response may not hold (the fast decoder leaves such a one to this reader, which names it).
+    static func casualtyOfNone(
+        _ responses: [ResponseKind], killed: Int64?, injured: Int64?, detained: Int64?
+    ) -> (field: String, count: Int64)? {
+        guard responses.count == 1, responses[0] == .none else { return nil }
+        if let killed, killed > 0 { return ("killed", killed) }
+        if let injured, injured > 0 { return ("injured", injured) }
+        if let detained, detained > 0 { return ("detained", detained) }
+        return nil
     }
 
     /// Why a response of `none` that counts `count` people `field` (killed, injured, detained) is refused.

@@ -456,10 +456,11 @@ public enum FastWireDecoder {
             guard seen & bit == 0 else { return nil }
             seen |= bit
         } while s.consume(UInt8(ascii: ","))
-        guard s.consume(UInt8(ascii: "}")), let by, let responses else { return nil }
-        let data = ResponseData(
+        guard s.consume(UInt8(ascii: "}")), let by, let responses,
+            ResponseData.casualtyOfNone(responses, killed: killed, injured: injured, detained: detained) == nil
+        else { return nil }
+        return ResponseData(
             by: by, responses: responses, killed: killed, injured: injured, detained: detained, description: description)
-        return ResponseData.countsCasualtiesOfNone(data) ? nil : data
     }
 
     static func decodeOutcome(_ s: inout JSONScanner, _ buffer: inout [UInt8]) -> OutcomeData? {

@@ -53,7 +53,7 @@ extension EventLog {
         _ environment: Environment, events: Database, meta: Database, stretch: Int, expectedHeads: [[UInt8]],
         pacing: ProgressPacing? = nil, checkpoint: @Sendable () throws -> Void
     ) throws -> VerifyReport {
-        let pages = try pacing.map { pacing in try checkPages(environment, pacing: pacing) } ?? environment.checkPages()
+        let pages = try checkPages(environment, pacing: pacing)
         if let damage = pages.damage {
             return VerifyReport(
                 checked: 0, headPosition: 0, headHash: "", problem: "\(damage)", pages: pages)
@@ -133,9 +133,10 @@ extension EventLog {
         return report
     }
 
-    /// Every page of `environment`'s data file checked, how far the check got told through `pacing`.
-    static func checkPages(_ environment: Environment, pacing: ProgressPacing) throws -> PageCheckReport {
-        try environment.checkPages { reached, total in
+    /// Every page of `environment`'s data file checked, how far the check got told through `pacing`, if any.
+    static func checkPages(_ environment: Environment, pacing: ProgressPacing?) throws -> PageCheckReport {
+        guard let pacing else { return try environment.checkPages() }
+        return try environment.checkPages { reached, total in
             pacing.step { "checking every page of the log: \(reached) of at most \(total) pages checked" }
         }
     }

@@ -618,7 +618,7 @@ public final class EventLog: Sendable {
 
     private func refuseDamagedPages(before work: String) throws {
         options.onProgress?("checking every page of the log before \(work)")
-        let pages = try progressPacing().map { try EventLog.checkPages(environment, pacing: $0) } ?? environment.checkPages()
+        let pages = try EventLog.checkPages(environment, pacing: progressPacing())
         if let damage = pages.damage { throw Self.pageDamage(damage, foundBefore: work) }
     }
 
